@@ -1,0 +1,17 @@
+//! boxwright: a daemonless, reproducible container-image builder.
+//!
+//! Data flows one way: a TOML [`recipe`] is parsed and validated into a
+//! [`recipe::Plan`]; [`build`] assembles its layers ([`layer`]) in parallel into
+//! an image (or an index for several platforms) described by [`oci`] types,
+//! written as an OCI image [`layout`]; [`push`] takes any layout to one or more
+//! registries through the [`registry`] client.
+
+pub mod build;
+pub mod error;
+pub mod inspect;
+pub mod layer;
+pub mod layout;
+pub mod oci;
+pub mod progress;
+pub mod recipe;
+pub mod registry;
