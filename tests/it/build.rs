@@ -1,0 +1,683 @@
+//! `boxwright build` and `inspect`: golden digests, reproducibility, real
+//! consumers (oci-image-tool, skopeo, umoci) and every bad-input case.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::common::*;
+
+fn build_json(args: &[&str]) -> Value {
+    let out = ok(boxwright()
+        .arg("build")
+        .args(args)
+        .arg("--json")
+        .arg("--quiet"));
+    serde_json::from_str(&out).expect("build --json prints JSON")
+}
+
+/// `recipes/r2d.toml` with the variables the golden files were made with.
+fn build_r2d(recipe: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut cmd = boxwright();
+    cmd.args([
+        "build",
+        "--quiet",
+        "--set",
+        "VERSION=1.4.0",
+        "--set",
+        "OWNER=acme",
+        "-o",
+    ])
+    .arg(out)
+    .arg(recipe)
+    .args(extra);
+    ok(&mut cmd)
+}
+
+#[test]
+fn r2d_matches_the_golden_digests() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("r2d");
+    let digest = build_r2d(&root().join("recipes/r2d.toml"), &out, &[]);
+    let golden_digest = fs::read_to_string(root().join("fixtures/golden/r2d.digest")).unwrap();
+    let inspect = ok(boxwright()
+        .arg("inspect")
+        .arg("--json")
+        .arg(format!("{}:latest", out.display())));
+    let golden_inspect =
+        fs::read_to_string(root().join("fixtures/golden/r2d.inspect.json")).unwrap();
+    assert_eq!(
+        inspect.trim(),
+        golden_inspect.trim(),
+        "inspect output moved; if intended, run scripts/regen-golden"
+    );
+    assert_eq!(
+        digest,
+        golden_digest.trim(),
+        "image digest moved; if intended, run scripts/regen-golden"
+    );
+}
+
+/// A copy of the R2D build context in a fresh directory, created in another
+/// order, with other mtimes.
+fn copied_context(touch: bool) -> TempDir {
+    let tmp = TempDir::new().unwrap();
+    copy_tree(&root().join("recipes"), &tmp.path().join("recipes"));
+    copy_tree(
+        &root().join("fixtures/r2d"),
+        &tmp.path().join("fixtures/r2d"),
+    );
+    if touch {
+        let status = std::process::Command::new("find")
+            .arg(tmp.path())
+            .args([
+                "-exec",
+                "touch",
+                "-h",
+                "-d",
+                "2031-05-06 07:08:09",
+                "{}",
+                "+",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    tmp
+}
+
+#[test]
+fn digests_do_not_depend_on_mtimes_umask_jobs_or_location() {
+    let out = TempDir::new().unwrap();
+    let reference = build_r2d(
+        &root().join("recipes/r2d.toml"),
+        &out.path().join("a"),
+        &["--jobs", "1"],
+    );
+
+    let copy = copied_context(true);
+    let touched = build_r2d(
+        &copy.path().join("recipes/r2d.toml"),
+        &out.path().join("b"),
+        &["--jobs", "2"],
+    );
+    assert_eq!(touched, reference, "touched, copied context with --jobs 2");
+
+    let copy2 = copied_context(false);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"umask 077; exec "$0" build --quiet --set VERSION=1.4.0 --set OWNER=acme --jobs 3 -o "$1" "$2""#)
+        .arg(env!("CARGO_BIN_EXE_boxwright"))
+        .arg(out.path().join("c"))
+        .arg(copy2.path().join("recipes/r2d.toml"))
+        .env_remove("VERSION")
+        .env_remove("OWNER")
+        .env_remove("SOURCE_DATE_EPOCH");
+    assert_eq!(ok(&mut cmd), reference, "umask 077 and --jobs 3");
+
+    // A layout written under umask 077 is still readable by others.
+    let mode = fs::metadata(out.path().join("c/index.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+
+    // zstd, too, does not depend on the thread count.
+    let z1 = build_r2d(
+        &root().join("recipes/r2d.toml"),
+        &out.path().join("z1"),
+        &["--compression", "zstd", "--jobs", "1"],
+    );
+    let z2 = build_r2d(
+        &copy.path().join("recipes/r2d.toml"),
+        &out.path().join("z2"),
+        &["--compression", "zstd", "--jobs", "2"],
+    );
+    assert_eq!(z1, z2);
+    assert_ne!(z1, reference);
+}
+
+#[test]
+fn source_date_epoch_sets_created_and_changes_the_digest() {
+    let out = TempDir::new().unwrap();
+    let epoch0 = build_r2d(&root().join("recipes/r2d.toml"), &out.path().join("a"), &[]);
+    let mut cmd = boxwright();
+    cmd.env("SOURCE_DATE_EPOCH", "1700000000")
+        .args([
+            "build",
+            "--quiet",
+            "--json",
+            "--set",
+            "VERSION=1.4.0",
+            "--set",
+            "OWNER=acme",
+            "--platform",
+            "linux/amd64",
+            "-o",
+        ])
+        .arg(out.path().join("b"))
+        .arg(root().join("recipes/r2d.toml"));
+    let v: Value = serde_json::from_str(&ok(&mut cmd)).unwrap();
+    assert_ne!(v["digest"].as_str().unwrap(), epoch0);
+    let inspect: Value = serde_json::from_str(&ok(boxwright()
+        .args(["inspect", "--json"])
+        .arg(out.path().join("b:latest"))))
+    .unwrap();
+    assert_eq!(
+        inspect["images"][0]["config"]["created"],
+        "2023-11-14T22:13:20Z"
+    );
+}
+
+#[test]
+fn multi_platform_builds_a_sorted_index() {
+    let out = TempDir::new().unwrap();
+    let v = build_json(&[
+        "--set",
+        "VERSION=1.4.0",
+        "-o",
+        out.path().join("r2d").to_str().unwrap(),
+        root().join("recipes/r2d.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(v["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let digest = v["digest"].as_str().unwrap();
+    let index: Value = serde_json::from_slice(
+        &fs::read(out.path().join("r2d/blobs/sha256").join(&digest[7..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, vec!["linux/amd64", "linux/arm64"]);
+    // The python-app layer does not depend on the platform: one blob for both.
+    let images = v["images"].as_array().unwrap();
+    assert_eq!(
+        images[0]["layers"][0]["digest"],
+        images[1]["layers"][0]["digest"]
+    );
+    assert_ne!(
+        images[0]["layers"][1]["digest"], images[1]["layers"][1]["digest"],
+        "tools differ by ${{ARCH}}"
+    );
+    // Both tags point at the index; skopeo reads it and picks a platform.
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            &format!("oci:{}:1.4.0", out.path().join("r2d").display()),
+        ],
+    );
+    assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), digest);
+    let amd = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--override-arch",
+            "arm64",
+            &format!("oci:{}:latest", out.path().join("r2d").display()),
+        ],
+    );
+    assert!(amd.contains("\"Architecture\": \"arm64\""), "{amd}");
+    // The recipe's JSON summary has every descriptor field.
+    let l = &images[0]["layers"][0];
+    for key in ["digest", "diffID", "size", "mediaType"] {
+        assert!(!l[key].is_null(), "layer field {key} missing in {l}");
+    }
+    assert!(v["timings"]["total_ms"].is_number());
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// A context that exercises every entry kind and attribute.
+fn rich_context() -> TempDir {
+    let tmp = TempDir::new().unwrap();
+    let ctx = tmp.path();
+    write(&ctx.join("app/main.py"), "print('hi')\n");
+    write(&ctx.join("app/pkg/mod.py"), "X = 1\n");
+    write(&ctx.join("app/pkg/__pycache__/mod.cpython-311.pyc"), "junk");
+    write(&ctx.join("app/skip.pyc"), "junk");
+    let long = "d".repeat(90);
+    write(&ctx.join(format!("app/{long}/{long}/deep.txt")), "deep\n");
+    fs::write(
+        ctx.join("app")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")),
+        "latin-1 name\n",
+    )
+    .unwrap();
+    fs::hard_link(ctx.join("app/main.py"), ctx.join("app/main-link.py")).unwrap();
+    std::os::unix::fs::symlink("pkg/mod.py", ctx.join("app/alias.py")).unwrap();
+    write(&ctx.join("bin/tool"), "#!/bin/sh\necho tool\n");
+    chmod(&ctx.join("bin/tool"), 0o4755);
+    write(
+        &ctx.join("recipe.toml"),
+        r#"
+[image]
+name = "rich"
+
+[config]
+cmd = ["/usr/local/bin/tool"]
+
+[[layer]]
+name = "app"
+uid = 1000
+gid = 1000
+uname = "app"
+gname = "app"
+mode = 0o640
+
+[[layer.entry]]
+src = "app"
+dest = "/srv/app"
+exclude = ["**/__pycache__", "*.pyc"]
+
+[[layer]]
+name = "misc"
+
+[[layer.entry]]
+src = "bin/tool"
+dest = "/usr/local/bin/"
+
+[[layer.entry]]
+content = "hello\n"
+dest = "/etc/motd"
+mode = "0600"
+
+[[layer.entry]]
+symlink = "/usr/local/bin/tool"
+dest = "/bin/t"
+
+[[layer.entry]]
+dir = true
+dest = "/var/empty"
+mode = 0o1777
+"#,
+    );
+    tmp
+}
+
+#[test]
+fn real_consumers_accept_the_layout_and_umoci_unpacks_the_inputs() {
+    let ctx = rich_context();
+    let out = TempDir::new().unwrap();
+    let layout = out.path().join("rich");
+    let digest = ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&layout)
+        .arg(ctx.path().join("recipe.toml")));
+
+    let v = tool(
+        "oci-image-tool",
+        &[
+            "validate",
+            "--type",
+            "image",
+            "--ref",
+            "name=latest",
+            layout.to_str().unwrap(),
+        ],
+    );
+    assert!(v.contains("Validation succeeded"), "{v}");
+    let inspect = tool(
+        "skopeo",
+        &["inspect", &format!("oci:{}:latest", layout.display())],
+    );
+    let inspect: Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str());
+
+    let bundle = out.path().join("bundle");
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let image = format!("{}:latest", layout.display());
+    let mut args = vec!["unpack"];
+    if !as_root {
+        args.push("--rootless");
+    }
+    args.extend(["--image", &image, bundle.to_str().unwrap()]);
+    tool("umoci", &args);
+    let rootfs = bundle.join("rootfs");
+
+    let app = rootfs.join("srv/app");
+    let check = |rel: &str, content: &[u8], mode: u32, uid: u32| {
+        let p = app.join(rel);
+        assert_eq!(fs::read(&p).unwrap(), content, "{rel}");
+        let m = fs::symlink_metadata(&p).unwrap();
+        assert_eq!(m.mode() & 0o7777, mode, "mode of {rel}");
+        if as_root {
+            assert_eq!((m.uid(), m.gid()), (uid, uid), "owner of {rel}");
+        }
+    };
+    check("main.py", b"print('hi')\n", 0o640, 1000);
+    check("pkg/mod.py", b"X = 1\n", 0o640, 1000);
+    let long = "d".repeat(90);
+    check(&format!("{long}/{long}/deep.txt"), b"deep\n", 0o640, 1000);
+    assert_eq!(
+        fs::read(app.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"))).unwrap(),
+        b"latin-1 name\n",
+        "non-UTF-8 name kept byte for byte"
+    );
+    assert!(
+        !app.join("pkg/__pycache__").exists() && !app.join("skip.pyc").exists(),
+        "excludes apply"
+    );
+    assert_eq!(
+        fs::read_link(app.join("alias.py")).unwrap(),
+        Path::new("pkg/mod.py")
+    );
+    let (a, b) = (
+        fs::metadata(app.join("main.py")).unwrap(),
+        fs::metadata(app.join("main-link.py")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "hard links stay hard links");
+    let tool_meta = fs::metadata(rootfs.join("usr/local/bin/tool")).unwrap();
+    if as_root {
+        assert_eq!(tool_meta.mode() & 0o7777, 0o4755, "setuid bit kept");
+        assert_eq!(
+            (tool_meta.uid(), tool_meta.gid()),
+            (0, 0),
+            "default owner is root"
+        );
+    } else {
+        assert_eq!(tool_meta.mode() & 0o777, 0o755);
+    }
+    assert_eq!(fs::read(rootfs.join("etc/motd")).unwrap(), b"hello\n");
+    assert_eq!(
+        fs::metadata(rootfs.join("etc/motd")).unwrap().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::read_link(rootfs.join("bin/t")).unwrap(),
+        Path::new("/usr/local/bin/tool")
+    );
+    let empty = fs::metadata(rootfs.join("var/empty")).unwrap();
+    assert!(
+        empty.is_dir()
+            && fs::read_dir(rootfs.join("var/empty"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    if as_root {
+        assert_eq!(empty.mode() & 0o7777, 0o1777);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bad input: message, exit code 2, no output left behind.
+
+struct Case {
+    ctx: TempDir,
+}
+
+impl Case {
+    fn new(recipe: &str) -> Case {
+        let ctx = TempDir::new().unwrap();
+        write(&ctx.path().join("files/a.txt"), "a\n");
+        write(&ctx.path().join("files/b.txt"), "b\n");
+        write(&ctx.path().join("recipe.toml"), recipe);
+        Case { ctx }
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.ctx.path().join(rel)
+    }
+
+    /// Build; expect exit 2, a message containing every `needle`, and no output.
+    fn fails(&self, needles: &[&str]) -> String {
+        let out = self.path("out/img");
+        let r = run(boxwright()
+            .args(["build", "--quiet", "-o"])
+            .arg(&out)
+            .arg(self.path("recipe.toml")));
+        assert_eq!(r.code, 2, "exit code; stderr: {}", r.stderr);
+        for n in needles {
+            assert!(r.stderr.contains(n), "stderr lacks {n:?}: {}", r.stderr);
+        }
+        assert!(r.stdout.is_empty(), "nothing on stdout: {}", r.stdout);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        let left: Vec<_> = fs::read_dir(self.path("out"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "output left behind: {left:?}");
+        r.stderr
+    }
+}
+
+const HEAD: &str = "[image]\nname = \"t\"\n\n";
+
+fn layer(entry: &str) -> String {
+    format!("{HEAD}[[layer]]\n[[layer.entry]]\n{entry}\n")
+}
+
+#[test]
+fn malformed_toml_names_line_and_column() {
+    Case::new("[image]\nname = \"t\nx = 1\n").fails(&["recipe.toml:2:"]);
+}
+
+#[test]
+fn unknown_keys_missing_fields_and_wrong_types_are_refused() {
+    Case::new(&format!("{HEAD}[config]\nentrypint = [\"/x\"]\n"))
+        .fails(&["recipe.toml:5:1", "unknown field `entrypint`"]);
+    Case::new(&layer("src = \"files\"\ndest = \"/x\"\nmod = 1"))
+        .fails(&["recipe.toml:8:1", "unknown field `mod`"]);
+    Case::new("[image]\nbase = \"scratch\"\n").fails(&["recipe.toml:1:1", "missing field `name`"]);
+    Case::new("[image]\nname = \"t\"\nplatforms = \"linux/amd64\"\n")
+        .fails(&["recipe.toml:3:13", "invalid type"]);
+    Case::new(&layer("src = \"files\"\ndest = \"/x\"\nmode = 0o17777"))
+        .fails(&["recipe.toml:8:8", "mode"]);
+}
+
+#[test]
+fn missing_src_and_bad_dest_are_refused() {
+    Case::new(&layer("src = \"nope\"\ndest = \"/x\"")).fails(&[
+        "recipe.toml:6:7",
+        "\"nope\"",
+        "cannot be read",
+    ]);
+    Case::new(&layer("src = \"files\"\ndest = \"opt/x\""))
+        .fails(&["recipe.toml:7:8", "must be an absolute path"]);
+    Case::new(&layer("src = \"files\"\ndest = \"/opt/../etc\""))
+        .fails(&["recipe.toml:7:8", "must not contain `..`"]);
+    Case::new(&layer("dest = \"/x\"")).fails(&["recipe.toml:5:1", "exactly one of"]);
+}
+
+#[test]
+fn paths_outside_the_context_are_refused_unless_followed() {
+    Case::new(&layer("src = \"..\"\ndest = \"/x\""))
+        .fails(&["recipe.toml:6:7", "outside the build context"]);
+    let outside = TempDir::new().unwrap();
+    write(&outside.path().join("secret.txt"), "secret\n");
+    let c = Case::new(&layer("src = \"/etc/hostname\"\ndest = \"/x\""));
+    c.fails(&["recipe.toml:6:7", "outside the build context"]);
+
+    let c = Case::new(&layer("src = \"files\"\ndest = \"/x\""));
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), c.path("files/escape")).unwrap();
+    // An absolute link target is a path in the image: kept as a symlink.
+    let out = c.path("ok");
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&out)
+        .arg(c.path("recipe.toml")));
+    fs::remove_dir_all(&out).unwrap();
+    fs::remove_file(c.path("files/escape")).unwrap();
+    let rel = pathdiff(
+        outside.path().join("secret.txt").as_path(),
+        &c.path("files"),
+    );
+    std::os::unix::fs::symlink(&rel, c.path("files/escape")).unwrap();
+    c.fails(&[
+        "recipe.toml:5:1",
+        "escape",
+        "points outside the build context",
+        "follow_symlinks",
+    ]);
+
+    // With follow_symlinks, the file it points at is copied.
+    write(
+        &c.path("recipe.toml"),
+        &layer("src = \"files\"\ndest = \"/x\"\nfollow_symlinks = true"),
+    );
+    let out = c.path("followed");
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&out)
+        .arg(c.path("recipe.toml")));
+    let i: Value =
+        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
+    assert_eq!(
+        i["images"][0]["manifest"]["layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// `to` relative to `from_dir`, with `..` components.
+fn pathdiff(to: &Path, from_dir: &Path) -> std::path::PathBuf {
+    let up = from_dir.components().count();
+    let mut p = std::path::PathBuf::new();
+    for _ in 0..up - 1 {
+        p.push("..");
+    }
+    p.join(to.strip_prefix("/").unwrap())
+}
+
+#[test]
+fn device_files_sockets_and_pipes_are_refused() {
+    let c = Case::new(&layer("src = \"files\"\ndest = \"/x\""));
+    let fifo = c.path("files/pipe");
+    let cpath = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o644) }, 0);
+    c.fails(&["recipe.toml:5:1", "files/pipe", "named pipe"]);
+    fs::remove_file(&fifo).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(c.path("files/sock")).unwrap();
+    c.fails(&["files/sock", "a socket"]);
+}
+
+#[test]
+fn conflicting_dests_are_refused_and_identical_ones_merge() {
+    let two = format!("{HEAD}[[layer]]\n[[layer.entry]]\nsrc = \"files/a.txt\"\ndest = \"/x\"\n[[layer.entry]]\nsrc = \"files/b.txt\"\ndest = \"/x\"\n");
+    Case::new(&two).fails(&[
+        "recipe.toml:8:1",
+        "dest /x is written twice",
+        "first at",
+        "recipe.toml:5:1",
+    ]);
+    let same = format!("{HEAD}[[layer]]\n[[layer.entry]]\nsrc = \"files/a.txt\"\ndest = \"/x\"\n[[layer.entry]]\ncontent = \"a\\n\"\ndest = \"/x\"\n");
+    let c = Case::new(&same);
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(c.path("o"))
+        .arg(c.path("recipe.toml")));
+    let under_file = format!("{HEAD}[[layer]]\n[[layer.entry]]\ncontent = \"a\"\ndest = \"/x\"\n[[layer.entry]]\ncontent = \"b\"\ndest = \"/x/y\"\n");
+    Case::new(&under_file).fails(&["/x/y needs /x to be a directory"]);
+}
+
+#[test]
+fn unset_variables_and_unknown_platforms_are_named() {
+    Case::new(&layer("content = \"${NOPE_UNSET}\"\ndest = \"/x\"")).fails(&[
+        "recipe.toml:6:11",
+        "variable `NOPE_UNSET` has no value",
+        "--set NOPE_UNSET=",
+    ]);
+    Case::new("[image]\nname = \"t\"\nplatforms = [\"linux/amd99\"]\n")
+        .fails(&["recipe.toml:3:14", "unknown architecture \"amd99\""]);
+    Case::new("[image]\nname = \"t\"\nplatforms = [\"plan9/amd64\"]\n")
+        .fails(&["unknown operating system \"plan9\""]);
+    Case::new("[image]\nname = \"t\"\n").fails(&["no [[layer]] and no base image"]);
+    Case::new(&format!(
+        "tags = [\"bad tag\"]\n{}",
+        layer("content = \"a\"\ndest = \"/x\"")
+    ))
+    .fails(&["recipe.toml:1:9", "tag \"bad tag\""]);
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let c = Case::new(&layer("content = \"a\"\ndest = \"/x\""));
+    for args in [
+        &["--jobs", "0"][..],
+        &["--compression", "lz4"],
+        &["--level", "42"],
+        &["--set", "NOEQUALS"],
+    ] {
+        let r = run(boxwright()
+            .arg("build")
+            .args(args)
+            .arg(c.path("recipe.toml")));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+    let r = run(boxwright().args(["build", "/nonexistent/recipe.toml"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("/nonexistent/recipe.toml"),
+        "{}",
+        r.stderr
+    );
+    let r = run(boxwright().args(["inspect", "/nonexistent"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not an OCI image layout"), "{}", r.stderr);
+}
+
+#[test]
+fn variables_come_from_set_then_env_then_defaults() {
+    let c = Case::new(&format!(
+        "[vars]\nV = \"default\"\n\n{}",
+        layer("content = \"${V}\"\ndest = \"/v\"")
+    ));
+    let build = |env: Option<&str>, set: Option<&str>| -> String {
+        let mut cmd = boxwright();
+        cmd.args(["build", "--quiet", "--compression", "none", "-o"])
+            .arg(c.path("o"))
+            .arg(c.path("recipe.toml"));
+        if let Some(e) = env {
+            cmd.env("V", e);
+        }
+        if let Some(s) = set {
+            cmd.arg("--set").arg(format!("V={s}"));
+        }
+        ok(&mut cmd);
+        let i: Value = serde_json::from_str(&ok(boxwright()
+            .args(["inspect", "--json"])
+            .arg(c.path("o"))))
+        .unwrap();
+        let d = i["images"][0]["manifest"]["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let tar = fs::read(c.path("o/blobs/sha256").join(&d[7..])).unwrap();
+        let mut ar = tar::Archive::new(&tar[..]);
+        let mut e = ar
+            .entries()
+            .unwrap()
+            .find(|e| e.as_ref().unwrap().path().unwrap().to_str() == Some("v"))
+            .unwrap()
+            .unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+        s
+    };
+    assert_eq!(build(None, None), "default");
+    assert_eq!(build(Some("from-env"), None), "from-env");
+    assert_eq!(build(Some("from-env"), Some("from-set")), "from-set");
+}

@@ -1,0 +1,101 @@
+//! Helpers shared by the integration tests: run the binary, make recipes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `boxwright` command with an environment that cannot leak into results.
+pub fn boxwright() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_boxwright"));
+    for var in ["VERSION", "OWNER", "SOURCE_DATE_EPOCH", "ARCH", "OS"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("running boxwright");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into(),
+        stderr: String::from_utf8_lossy(&stderr).into(),
+    }
+}
+
+/// Run and insist on success; returns stdout trimmed.
+pub fn ok(cmd: &mut Command) -> String {
+    let r = run(cmd);
+    assert_eq!(
+        r.code, 0,
+        "command failed: {cmd:?}\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    r.stdout.trim().to_string()
+}
+
+/// Run an external tool (skopeo, umoci, ...) and insist on success.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} is needed by the tests (scripts/test installs it): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn write(path: &Path, content: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, content).unwrap();
+}
+
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Copy a directory tree (files, dirs, symlinks), preserving modes.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(from)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    // Create in reverse order so that the copy's directory order differs.
+    names.sort();
+    names.reverse();
+    for name in names {
+        let (src, dst) = (from.join(&name), to.join(&name));
+        let meta = std::fs::symlink_metadata(&src).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if meta.is_dir() {
+            copy_tree(&src, &dst);
+            std::fs::set_permissions(&dst, meta.permissions()).unwrap();
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! boxwright's integration tests: one test binary that runs the real
+//! `boxwright` binary against real consumers (skopeo, umoci, oci-image-tool)
+//! and real registries (`docker-registry`), started by `support`.
+
+mod build;
+mod common;
