@@ -290,6 +290,10 @@ async fn proxy_counts_request_bytes_and_keeps_host() {
     );
     let methods: Vec<_> = proxy.log().iter().map(|e| e.method.clone()).collect();
     assert_eq!(methods, ["POST", "PATCH", "PUT", "HEAD"]);
+    assert!(proxy
+        .log()
+        .iter()
+        .all(|e| !e.authorization && e.content_range.is_none()));
     assert!(proxy.log().iter().all(|e| e.injected.is_none()));
     assert_eq!(reg.stored_blobs(), vec![digest]);
     proxy.reset();
@@ -441,8 +445,9 @@ async fn proxy_drop_and_seeded_random_faults() {
 }
 
 /// Figures: with GHCR's 4 MiB cap, a chunked PATCH (`Content-Range`) of
-/// 4 MiB + 1 answers 416 and one of exactly 4 MiB answers 202; a streamed
-/// PATCH (no `Content-Range`) of 4 MiB + 1 passes.
+/// 4 MiB + 1 answers 416 and one of exactly 4 MiB answers 202, with or
+/// without `Content-Length`; a streamed PATCH (no `Content-Range`) of
+/// 4 MiB + 1 passes.
 #[tokio::test]
 async fn proxy_patch_cap_answers_416() {
     let reg = Registry::start();
@@ -469,6 +474,9 @@ async fn proxy_patch_cap_answers_416() {
         .unwrap();
     assert_eq!(over.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(proxy.injected_count(Injected::PatchTooLarge), 1);
+    let logged = proxy.log().pop().unwrap();
+    assert_eq!(logged.content_range, Some(format!("0-{cap}")));
+    assert_eq!(logged.body_bytes, (cap + 1) as u64);
 
     let at_cap = client
         .patch(&loc)
@@ -478,6 +486,34 @@ async fn proxy_patch_cap_answers_416() {
         .await
         .unwrap();
     assert_eq!(at_cap.status(), StatusCode::ACCEPTED);
+
+    // Without Content-Length (chunked transfer), the proxy buffers at most
+    // the cap to decide: 1 MiB passes, 5 MiB is refused.
+    let streamed_body = |mib: usize| {
+        let one = bytes::Bytes::from(vec![0u8; 1 << 20]);
+        reqwest::Body::wrap_stream(futures_util::stream::iter(
+            (0..mib).map(move |_| Ok::<_, std::io::Error>(one.clone())),
+        ))
+    };
+    let loc = start("t").await;
+    let small = client
+        .patch(&loc)
+        .header("content-range", format!("0-{}", (1 << 20) - 1))
+        .body(streamed_body(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), StatusCode::ACCEPTED);
+    let loc = small.headers()["location"].to_str().unwrap().to_string();
+    let big = client
+        .patch(&loc)
+        .header("content-range", format!("{}-{}", 1 << 20, (6 << 20) - 1))
+        .body(streamed_body(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(proxy.injected_count(Injected::PatchTooLarge), 2);
 
     let loc = start("s").await;
     let streamed = client
@@ -574,6 +610,13 @@ fn skopeo_copy_through_proxy_token_auth() {
                 .any(|s| s == "repository:harness/tiny:pull,push")
             && r.status == 200),
         "{reqs:#?}"
+    );
+    assert!(
+        proxy
+            .log()
+            .iter()
+            .any(|e| e.method == "PUT" && e.authorization),
+        "skopeo sent its bearer token through the proxy"
     );
 }
 

@@ -68,6 +68,10 @@ pub struct LogEntry {
     pub path: String,
     /// The raw query string, if any (as the client sent it).
     pub query: Option<String>,
+    /// The request's `Content-Range` header (chunked uploads), if any.
+    pub content_range: Option<String>,
+    /// Whether the request carried an `Authorization` header.
+    pub authorization: bool,
     /// Status returned to the client; `None` if the connection was dropped
     /// or the response is still pending.
     pub status: Option<u16>,
@@ -418,6 +422,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(String::from);
+    let content_range = req
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let authorization = req.headers().contains_key("authorization");
 
     // Arrival: log it, count it, decide what to inject.
     let (slot, fault, config) = {
@@ -426,6 +436,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             method: method.clone(),
             path: path.clone(),
             query: query.clone(),
+            content_range,
+            authorization,
             status: None,
             body_bytes: 0,
             injected: None,
