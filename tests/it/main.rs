@@ -2,5 +2,10 @@
 //! `boxwright` binary against real consumers (skopeo, umoci, oci-image-tool)
 //! and real registries (`docker-registry`), started by `support`.
 
+#[path = "../support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
 mod build;
 mod common;
+mod harness;
