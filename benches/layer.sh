@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Layer-assembly benchmark: one directory tree (~700 MB, ~45,000 files, a
+# CPython installation) built into one gzip layer from a warm page cache.
+# Prints wall time, MB/s and peak RSS of:
+#   boxwright build (default level 1, and level 6)   vs   tar | gzip   vs   umoci insert
+# and the ratios the build issue sets as targets.
+#
+# Usage: benches/layer.sh [CORPUS_DIR]   (default: $CORPUS, else the Python
+# installation of `python3` if it is large enough, else a generated corpus)
+# Needs: umoci, gzip, GNU time (Debian packages umoci, gzip, time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+corpus=${1:-${CORPUS:-}}
+if [ -z "$corpus" ]; then
+  prefix=$(python3 -c 'import sys; print(sys.base_prefix)' 2>/dev/null || true)
+  if [ -n "$prefix" ] && [ "$(du -sm "$prefix" | cut -f1)" -ge 500 ]; then
+    corpus=$prefix
+  else
+    corpus=$work/corpus
+    echo "generating a ~700 MB corpus in $corpus" >&2
+    python3 benches/gen_corpus.py "$corpus" 700 45000
+  fi
+fi
+bytes=$(du -sb "$corpus" | cut -f1)
+files=$(find "$corpus" -type f | wc -l)
+mb=$(echo "$bytes / 1000000" | bc -l)
+printf 'corpus: %s (%.0f MB, %d files)\n' "$corpus" "$mb" "$files"
+
+cargo build --release --quiet
+bin=$PWD/target/release/boxwright
+cat > "$work/recipe.toml" <<TOML
+[image]
+name = "bench"
+[[layer]]
+name = "corpus"
+[[layer.entry]]
+src = "corpus"
+dest = "/opt/python"
+TOML
+ln -s "$corpus" "$work/corpus-link"
+# The recipe's context is $work; the corpus is reached through a symlink it may follow.
+sed -i 's|src = "corpus"|src = "corpus-link"\nfollow_symlinks = true|' "$work/recipe.toml"
+tar cf - -C "$corpus" . > /dev/null  # warm the page cache
+
+# median of N runs: prints "seconds peak_kb"
+measure() {
+  local out=()
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2> "$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+    out+=("$(cat "$work/time")")
+  done
+  printf '%s\n' "${out[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p"
+}
+size_of() { du -b "$1" | cut -f1; }
+
+read -r t_bw1 rss_bw1 < <(measure "$bin" build --quiet -o "$work/out1" "$work/recipe.toml")
+layer1=$(ls -S "$work/out1/blobs/sha256" | head -1); s_bw1=$(size_of "$work/out1/blobs/sha256/$layer1")
+read -r t_bw6 rss_bw6 < <(measure "$bin" build --quiet --level 6 -o "$work/out6" "$work/recipe.toml")
+layer6=$(ls -S "$work/out6/blobs/sha256" | head -1); s_bw6=$(size_of "$work/out6/blobs/sha256/$layer6")
+read -r t_bwz rss_bwz < <(measure "$bin" build --quiet --compression zstd -o "$work/outz" "$work/recipe.toml")
+layerz=$(ls -S "$work/outz/blobs/sha256" | head -1); s_bwz=$(size_of "$work/outz/blobs/sha256/$layerz")
+read -r t_tar rss_tar < <(measure sh -c "tar cf - -C '$corpus' . | gzip > '$work/tar.gz'")
+s_tar=$(size_of "$work/tar.gz")
+
+umoci_run() {
+  rm -rf "$work/umoci"
+  umoci init --layout "$work/umoci" && umoci new --image "$work/umoci:bench" && umoci insert --image "$work/umoci:bench" "$corpus" /opt/python
+}
+export -f umoci_run; export work corpus
+read -r t_umoci rss_umoci < <(measure bash -c umoci_run)
+ulayer=$(ls -S "$work/umoci/blobs/sha256" | head -1); s_umoci=$(size_of "$work/umoci/blobs/sha256/$ulayer")
+
+row() { printf '%-34s %8.2f s %8.0f MB/s %8.1f MB RSS %10.1f MB out\n' "$1" "$2" "$(echo "$mb / $2" | bc -l)" "$(echo "$3 / 1024" | bc -l)" "$(echo "$4 / 1000000" | bc -l)"; }
+echo "median of $runs runs, $(nproc) cores"
+row "boxwright gzip -1 (default)" "$t_bw1" "$rss_bw1" "$s_bw1"
+row "boxwright gzip -6" "$t_bw6" "$rss_bw6" "$s_bw6"
+row "boxwright zstd -3" "$t_bwz" "$rss_bwz" "$s_bwz"
+row "tar | gzip -6" "$t_tar" "$rss_tar" "$s_tar"
+row "umoci insert (defaults)" "$t_umoci" "$rss_umoci" "$s_umoci"
+ratio() { echo "$1 / $2" | bc -l; }
+printf 'ratio boxwright(default) / umoci insert: %.2f (target <= 0.50)\n' "$(ratio "$t_bw1" "$t_umoci")"
+printf 'ratio boxwright(-6) / umoci insert:      %.2f (target <= 0.90; output %s umoci: %d vs %d bytes)\n' "$(ratio "$t_bw6" "$t_umoci")" "$([ "$s_bw6" -le "$s_umoci" ] && echo '<=' || echo '>')" "$s_bw6" "$s_umoci"
+printf 'ratio boxwright(default) / tar|gzip:      %.2f\n' "$(ratio "$t_bw1" "$t_tar")"
+printf 'peak RSS boxwright: %.1f MB (target <= 64 MB)\n' "$(echo "$rss_bw1 / 1024" | bc -l)"
