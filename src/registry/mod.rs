@@ -27,3 +27,6 @@ pub use error::{ErrorContext, ErrorKind, RegistryError};
 pub use manifests::ManifestInfo;
 pub use reference::Reference;
 pub use retry::RetryPolicy;
+
+#[cfg(test)]
+mod smoke_tests;
