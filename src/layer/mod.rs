@@ -1,1 +1,128 @@
-//! (being written)
+//! Layers: one streaming pass per layer.
+//!
+//! ```text
+//! entries -> tar writer -> sha256 (diffID) -> parallel compressor -> sha256 (digest) + count -> temp file -> rename
+//! ```
+//! Nothing is read twice and no layer is ever held whole in memory: at most a
+//! few compression blocks per worker are in flight.
+
+pub mod compress;
+pub mod tar;
+
+use std::io::{self, BufWriter, Write};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use sha2::{Digest as _, Sha256};
+
+pub use compress::Codec;
+
+use crate::layout::LayoutWriter;
+use crate::oci::{
+    Descriptor, Digest, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD,
+};
+use crate::recipe::LayerPlan;
+
+/// A layer written to a layout: its blob descriptor and its diffID.
+#[derive(Debug, Clone)]
+pub struct BuiltLayer {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+    /// Size of the uncompressed tar.
+    pub tar_size: u64,
+}
+
+/// A `Write` that hashes and counts what passes through.
+pub struct HashingWriter<W> {
+    pub inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    pub fn finish(self) -> (W, Digest, u64) {
+        (
+            self.inner,
+            Digest::from_sha256(self.hasher.finalize().into()),
+            self.count,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Compression settings of a build.
+#[derive(Clone, Copy, Debug)]
+pub struct Compression {
+    pub codec: Codec,
+    pub level: i32,
+}
+
+impl Compression {
+    pub fn media_type(&self) -> &'static str {
+        match self.codec {
+            Codec::Gzip => MEDIA_TYPE_LAYER_GZIP,
+            Codec::Zstd => MEDIA_TYPE_LAYER_ZSTD,
+            Codec::None => MEDIA_TYPE_LAYER_TAR,
+        }
+    }
+}
+
+/// Build one layer into `layout`. `mtime` is the time written in every tar
+/// header; `on_bytes` hears of file content bytes as they are read.
+pub fn build_layer(
+    plan: &LayerPlan,
+    mtime: u64,
+    compression: Compression,
+    pool: &Arc<rayon::ThreadPool>,
+    layout: &LayoutWriter,
+    on_bytes: &mut dyn FnMut(u64),
+) -> Result<BuiltLayer> {
+    let tmp = layout.temp_blob()?;
+    let file = tmp.reopen().context("opening the temporary layer file")?;
+    let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let (mut inner, digest, size, diff_id, tar_size) = match compression.codec {
+        Codec::None => {
+            let mut w = blob;
+            tar::write_archive(&plan.entries, mtime, &mut w, on_bytes)?;
+            let (inner, digest, size) = w.finish();
+            (inner, digest.clone(), size, digest, size)
+        }
+        codec => {
+            let compressor =
+                compress::ParallelCompressor::new(codec, compression.level, pool.clone(), blob);
+            let mut tar_hash = HashingWriter::new(compressor);
+            tar::write_archive(&plan.entries, mtime, &mut tar_hash, on_bytes)?;
+            let (compressor, diff_id, tar_size) = tar_hash.finish();
+            let (inner, digest, size) = compressor.finish()?.finish();
+            (inner, digest, size, diff_id, tar_size)
+        }
+    };
+    inner.flush()?;
+    drop(inner);
+    layout.place_blob(tmp, &digest)?;
+    Ok(BuiltLayer {
+        descriptor: Descriptor::new(compression.media_type(), digest, size),
+        diff_id,
+        tar_size,
+    })
+}

@@ -1,0 +1,296 @@
+//! Parallel, deterministic compression (pigz style).
+//!
+//! The uncompressed stream is cut into blocks of a fixed size, counted from the
+//! start of the stream, whatever the sizes of the writes that fill them. Each
+//! block is compressed on its own by a worker of a rayon pool, and the results
+//! are written in order:
+//!
+//! - gzip: each block is a raw deflate stream primed with the last 32 KiB of
+//!   the previous block as dictionary, ended with a sync flush (the last one
+//!   with a final block); the pieces concatenate into one deflate stream inside
+//!   a gzip member with a fixed header (mtime 0, OS 255) and the CRC-32 and
+//!   length of the whole input. Any gzip reader takes it.
+//! - zstd: each block is one zstd frame; concatenated frames are one valid
+//!   zstd stream.
+//!
+//! Since block boundaries and each block's input never depend on thread count
+//! or write sizes, neither does the output.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Receiver};
+use flate2::{Compress, Compression as Level, FlushCompress, Status};
+
+/// The compression of a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Codec {
+    pub fn default_level(self) -> i32 {
+        match self {
+            // Speed first, as crane and ko do (gzip.BestSpeed).
+            Codec::Gzip => 1,
+            Codec::Zstd => 3,
+            Codec::None => 0,
+        }
+    }
+
+    pub fn level_range(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Codec::Gzip => 1..=9,
+            Codec::Zstd => 1..=19,
+            Codec::None => 0..=0,
+        }
+    }
+
+    fn block_size(self) -> usize {
+        match self {
+            Codec::Gzip => 128 * 1024,
+            Codec::Zstd | Codec::None => 1024 * 1024,
+        }
+    }
+}
+
+const DICT: usize = 32 * 1024;
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+type Job = Receiver<io::Result<Vec<u8>>>;
+
+/// A `Write` that compresses in parallel blocks into `out`.
+pub struct ParallelCompressor<W: Write> {
+    codec: Codec,
+    level: i32,
+    pool: Arc<rayon::ThreadPool>,
+    out: W,
+    block: Vec<u8>,
+    prev: Option<Arc<Vec<u8>>>,
+    pending: VecDeque<Job>,
+    max_pending: usize,
+    crc: crc32fast::Hasher,
+    len: u64,
+    started: bool,
+}
+
+impl<W: Write> ParallelCompressor<W> {
+    pub fn new(codec: Codec, level: i32, pool: Arc<rayon::ThreadPool>, out: W) -> Self {
+        assert!(
+            codec != Codec::None,
+            "no compressor for uncompressed layers"
+        );
+        let max_pending = pool.current_num_threads() * 2 + 1;
+        ParallelCompressor {
+            codec,
+            level,
+            pool,
+            out,
+            block: Vec::with_capacity(codec.block_size()),
+            prev: None,
+            pending: VecDeque::new(),
+            max_pending,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+            started: false,
+        }
+    }
+
+    fn submit(&mut self, last: bool) -> io::Result<()> {
+        if !self.started {
+            self.started = true;
+            if self.codec == Codec::Gzip {
+                self.out.write_all(&GZIP_HEADER)?;
+            }
+        }
+        let size = self.codec.block_size();
+        let block = Arc::new(std::mem::replace(&mut self.block, Vec::with_capacity(size)));
+        let prev = self.prev.replace(block.clone());
+        let (tx, rx) = bounded(1);
+        let (codec, level) = (self.codec, self.level);
+        self.pool.spawn(move || {
+            let result = match codec {
+                Codec::Gzip => deflate_block(
+                    &block,
+                    prev.as_deref().map(|p| &p[p.len().saturating_sub(DICT)..]),
+                    level,
+                    last,
+                ),
+                Codec::Zstd => zstd::bulk::compress(&block, level),
+                Codec::None => unreachable!(),
+            };
+            let _ = tx.send(result);
+        });
+        self.pending.push_back(rx);
+        while self.pending.len() >= self.max_pending {
+            self.drain_one()?;
+        }
+        Ok(())
+    }
+
+    fn drain_one(&mut self) -> io::Result<()> {
+        if let Some(rx) = self.pending.pop_front() {
+            let data = rx
+                .recv()
+                .map_err(|_| io::Error::other("a compression worker stopped"))??;
+            self.out.write_all(&data)?;
+        }
+        Ok(())
+    }
+
+    /// Flush the last block, write the trailer and return the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.submit(true)?;
+        while !self.pending.is_empty() {
+            self.drain_one()?;
+        }
+        if self.codec == Codec::Gzip {
+            let crc = std::mem::take(&mut self.crc).finalize();
+            self.out.write_all(&crc.to_le_bytes())?;
+            self.out.write_all(&(self.len as u32).to_le_bytes())?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for ParallelCompressor<W> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let n = data.len();
+        if self.codec == Codec::Gzip {
+            self.crc.update(data);
+        }
+        self.len += n as u64;
+        let size = self.codec.block_size();
+        while !data.is_empty() {
+            let take = (size - self.block.len()).min(data.len());
+            self.block.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.block.len() == size {
+                self.submit(false)?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Raw deflate of one block, primed with `dict`; ends byte-aligned with a sync
+/// flush, or with the final block when `last`.
+fn deflate_block(input: &[u8], dict: Option<&[u8]>, level: i32, last: bool) -> io::Result<Vec<u8>> {
+    let mut c = Compress::new(Level::new(level as u32), false);
+    if let Some(d) = dict {
+        c.set_dictionary(d).map_err(io::Error::other)?;
+    }
+    let mut out = Vec::with_capacity(input.len() / 2 + 1024);
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    loop {
+        let consumed = c.total_in() as usize;
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(out.capacity().max(64 * 1024));
+        }
+        let status = c
+            .compress_vec(&input[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
+        let done = c.total_in() as usize == input.len();
+        match status {
+            Status::StreamEnd => break,
+            Status::Ok | Status::BufError if done && !last && out.capacity() > out.len() => break,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn pool(n: usize) -> Arc<rayon::ThreadPool> {
+        Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        // Compressible but not trivial.
+        let mut x: u32 = 12345;
+        (0..len)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if i % 7 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    b"the quick brown fox "[i % 20]
+                }
+            })
+            .collect()
+    }
+
+    fn compress(codec: Codec, input: &[u8], threads: usize, write_size: usize) -> Vec<u8> {
+        let mut c =
+            ParallelCompressor::new(codec, codec.default_level(), pool(threads), Vec::new());
+        for chunk in input.chunks(write_size) {
+            c.write_all(chunk).unwrap();
+        }
+        c.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_output_is_independent_of_threads_and_write_sizes_and_decodes() {
+        let input = data(1_000_000);
+        let a = compress(Codec::Gzip, &input, 1, 1000);
+        let b = compress(Codec::Gzip, &input, 3, 65536);
+        let c = compress(Codec::Gzip, &input, 2, 7);
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&a[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, input);
+        assert!(
+            a.len() < input.len() / 2,
+            "compressed {} of {}",
+            a.len(),
+            input.len()
+        );
+    }
+
+    #[test]
+    fn gzip_handles_empty_and_exact_block_inputs() {
+        for len in [0, 128 * 1024, 256 * 1024 + 1] {
+            let input = data(len);
+            let out = compress(Codec::Gzip, &input, 2, 4096);
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, input, "len {len}");
+        }
+    }
+
+    #[test]
+    fn zstd_frames_concatenate_deterministically() {
+        let input = data(3_000_000);
+        let a = compress(Codec::Zstd, &input, 1, 5000);
+        let b = compress(Codec::Zstd, &input, 2, 1 << 20);
+        assert_eq!(a, b);
+        let back = zstd::stream::decode_all(&a[..]).unwrap();
+        assert_eq!(back, input);
+    }
+}

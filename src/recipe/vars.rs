@@ -1,0 +1,128 @@
+//! `${NAME}` substitution. Values come from `--set NAME=VALUE`, else the
+//! environment, else the recipe's `[vars]`. `$$` writes a literal `$`.
+
+use std::collections::BTreeMap;
+
+/// Where variable values come from, in order of precedence.
+#[derive(Debug, Default, Clone)]
+pub struct Vars {
+    /// `--set NAME=VALUE`.
+    pub sets: BTreeMap<String, String>,
+    /// The recipe's `[vars]` defaults.
+    pub defaults: BTreeMap<String, String>,
+    /// Read the process environment between `sets` and `defaults` (tests turn it off).
+    pub use_env: bool,
+}
+
+impl Vars {
+    pub fn lookup(&self, name: &str, scoped: &[(&str, &str)]) -> Option<String> {
+        if let Some((_, v)) = scoped.iter().find(|(k, _)| *k == name) {
+            return Some(v.to_string());
+        }
+        if let Some(v) = self.sets.get(name) {
+            return Some(v.clone());
+        }
+        if self.use_env {
+            if let Ok(v) = std::env::var(name) {
+                return Some(v);
+            }
+        }
+        self.defaults.get(name).cloned()
+    }
+
+    /// Substitute every `${NAME}` in `s`. `scoped` values (per platform:
+    /// `ARCH`, `OS`, `VARIANT`) take precedence over everything else.
+    pub fn expand(&self, s: &str, scoped: &[(&str, &str)]) -> Result<String, String> {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 1..];
+            if let Some(r) = after.strip_prefix('$') {
+                out.push('$');
+                rest = r;
+            } else if let Some(r) = after.strip_prefix('{') {
+                let end = r.find('}').ok_or_else(|| {
+                    format!("unclosed `${{` in {s:?} (write `$$` for a literal `$`)")
+                })?;
+                let name = &r[..end];
+                if !is_name(name) {
+                    return Err(format!("`${{{name}}}` is not a variable name (letters, digits and `_`, not starting with a digit)"));
+                }
+                match self.lookup(name, scoped) {
+                    Some(v) => out.push_str(&v),
+                    None if PLATFORM_VARS.contains(&name) => {
+                        return Err(format!("variable `{name}` is only defined in per-platform fields ([config], [annotations], [[layer]])"))
+                    }
+                    None => {
+                        return Err(format!(
+                            "variable `{name}` has no value: pass --set {name}=VALUE, set it in the environment, or give it a default under [vars]"
+                        ))
+                    }
+                }
+                rest = &r[end + 1..];
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// Variables defined per platform.
+pub const PLATFORM_VARS: &[&str] = &["OS", "ARCH", "VARIANT"];
+
+pub fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        let mut v = Vars::default();
+        v.sets.insert("VERSION".into(), "1.4.0".into());
+        v.defaults.insert("VERSION".into(), "0.0.0".into());
+        v.defaults.insert("OWNER".into(), "acme".into());
+        v
+    }
+
+    #[test]
+    fn expands_with_precedence_and_escapes() {
+        let v = vars();
+        assert_eq!(v.expand("r2d:${VERSION}", &[]).unwrap(), "r2d:1.4.0");
+        assert_eq!(
+            v.expand("ghcr.io/${OWNER}/x", &[]).unwrap(),
+            "ghcr.io/acme/x"
+        );
+        assert_eq!(v.expand("$$HOME and $5", &[]).unwrap(), "$HOME and $5");
+        assert_eq!(
+            v.expand("bin/${ARCH}", &[("ARCH", "arm64")]).unwrap(),
+            "bin/arm64"
+        );
+    }
+
+    #[test]
+    fn names_the_missing_variable() {
+        let v = vars();
+        let e = v.expand("${NOPE_NOT_SET_ANYWHERE}", &[]).unwrap_err();
+        assert!(
+            e.contains("NOPE_NOT_SET_ANYWHERE") && e.contains("--set"),
+            "{e}"
+        );
+        assert!(v
+            .expand("${ARCH}", &[])
+            .unwrap_err()
+            .contains("per-platform"));
+        assert!(v.expand("${VERSION", &[]).unwrap_err().contains("unclosed"));
+        assert!(v
+            .expand("${1X}", &[])
+            .unwrap_err()
+            .contains("not a variable name"));
+    }
+}
