@@ -840,8 +840,10 @@ mod tests {
 
     #[test]
     fn schemes() {
-        let mut opts = ClientOptions::default();
-        opts.insecure = vec!["registry.lan:5000".into()];
+        let opts = ClientOptions {
+            insecure: vec!["registry.lan:5000".into()],
+            ..Default::default()
+        };
         let c = Client::new(opts, CredentialStore::default(), progress::silent()).unwrap();
         assert_eq!(c.base_url("ghcr.io").unwrap().as_str(), "https://ghcr.io/");
         assert_eq!(

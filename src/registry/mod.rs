@@ -29,4 +29,4 @@ pub use reference::Reference;
 pub use retry::RetryPolicy;
 
 #[cfg(test)]
-mod smoke_tests;
+pub(crate) mod smoke_tests;
