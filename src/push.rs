@@ -399,9 +399,11 @@ impl Pusher {
                     .with_context(|| format!("credentials for {}", t.reference))?;
                 let reg = &t.reference.registry;
                 match explicit.get(reg) {
-                    Some((_, other)) if other != &cred => return Err(bad_input(format!(
+                    Some((_, other)) if other != &cred => {
+                        return Err(bad_input(format!(
                         "targets on {reg} name different credentials; one registry takes one set"
-                    ))),
+                    )))
+                    }
                     Some(_) => {}
                     None => {
                         explicit.insert(reg.clone(), (spec.username_env.clone(), cred));
