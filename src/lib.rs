@@ -13,5 +13,6 @@ pub mod layer;
 pub mod layout;
 pub mod oci;
 pub mod progress;
+pub mod push;
 pub mod recipe;
 pub mod registry;

@@ -1,0 +1,401 @@
+//! Registry authentication: `WWW-Authenticate` challenges, bearer tokens and
+//! their cache.
+//!
+//! A registry answers `GET /v2/` (or any request) with `401` and a challenge:
+//! `Basic realm="..."` (send the credentials on every request) or
+//! `Bearer realm="...",service="...",scope="..."` (ask the realm for a token
+//! with `service` and one `scope=` per scope, with basic credentials when
+//! there are some). Tokens are opaque; they are cached per registry and
+//! sorted scope set until they expire, and dropped on a 401 so that the next
+//! attempt fetches a new one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::credentials::{Credential, Secret};
+
+/// One challenge from a `WWW-Authenticate` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer(BearerChallenge),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BearerChallenge {
+    pub realm: String,
+    pub service: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// Parse every challenge of a `WWW-Authenticate` value. Parameter values may
+/// be quoted strings holding commas and escaped quotes; scheme and parameter
+/// names are case-insensitive. Unknown schemes are skipped.
+pub fn parse_challenges(header: &str) -> Vec<Challenge> {
+    let mut out = Vec::new();
+    for (scheme, params) in parse_raw(header) {
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
+        if scheme.eq_ignore_ascii_case("basic") {
+            out.push(Challenge::Basic);
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            if let Some(realm) = get("realm") {
+                out.push(Challenge::Bearer(BearerChallenge {
+                    realm,
+                    service: get("service"),
+                    scope: get("scope"),
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// Pick the challenge to answer: Bearer over Basic.
+pub fn preferred(challenges: &[Challenge]) -> Option<Challenge> {
+    challenges
+        .iter()
+        .find(|c| matches!(c, Challenge::Bearer(_)))
+        .or_else(|| challenges.first())
+        .cloned()
+}
+
+type RawChallenge = (String, Vec<(String, String)>);
+
+fn parse_raw(s: &str) -> Vec<RawChallenge> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut out: Vec<RawChallenge> = Vec::new();
+    let is_tchar = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/:".contains(&c);
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t' || b[*i] == b',') {
+            *i += 1;
+        }
+    };
+    let read_token = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && is_tchar(b[*i]) {
+            *i += 1;
+        }
+        s[start..*i].to_string()
+    };
+    loop {
+        skip_ws(&mut i);
+        if i >= b.len() {
+            break;
+        }
+        let tok = read_token(&mut i);
+        if tok.is_empty() {
+            // Garbage: skip one byte.
+            i += 1;
+            continue;
+        }
+        // After a token: '=' makes it a parameter of the current challenge,
+        // anything else makes it a new scheme.
+        let mut j = i;
+        while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+            j += 1;
+        }
+        if j < b.len() && b[j] == b'=' && !out.is_empty() {
+            i = j + 1;
+            while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+                i += 1;
+            }
+            let value = if i < b.len() && b[i] == b'"' {
+                i += 1;
+                let mut v = String::new();
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' && i + 1 < b.len() {
+                        i += 1;
+                    }
+                    // Push whole UTF-8 characters.
+                    let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
+                    v.push_str(&s[i..i + ch_len]);
+                    i += ch_len;
+                }
+                i += 1; // closing quote
+                v
+            } else {
+                let start = i;
+                while i < b.len() && b[i] != b',' && b[i] != b' ' {
+                    i += 1;
+                }
+                s[start..i].to_string()
+            };
+            if let Some(last) = out.last_mut() {
+                last.1.push((tok, value));
+            }
+        } else {
+            out.push((tok, Vec::new()));
+        }
+    }
+    out
+}
+
+/// `repository:<repo>:pull`
+pub fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+/// `repository:<repo>:pull,push`
+pub fn push_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull,push")
+}
+
+/// A sorted, deduplicated scope set (the token cache key).
+pub fn scope_key(scopes: &[String]) -> String {
+    let set: BTreeSet<&str> = scopes.iter().map(String::as_str).collect();
+    set.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+/// A bearer token and when to stop using it.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub value: Secret,
+    pub expires_at: Instant,
+}
+
+/// Parse a token server's answer: `token` or `access_token`, `expires_in`
+/// (default 60 s, as the distribution spec says). The token is used until
+/// 10 s before it expires.
+pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default)]
+        expires_in: Option<u64>,
+    }
+    let a: Answer = serde_json::from_slice(body)
+        .map_err(|_| "the token server's answer is not the expected JSON".to_string())?;
+    let value = a
+        .token
+        .filter(|t| !t.is_empty())
+        .or(a.access_token.filter(|t| !t.is_empty()))
+        .ok_or_else(|| {
+            "the token server's answer holds neither token nor access_token".to_string()
+        })?;
+    let lifetime = Duration::from_secs(a.expires_in.unwrap_or(60).max(1));
+    let margin = Duration::from_secs(10).min(lifetime / 2);
+    Ok(Token {
+        value: Secret::new(value),
+        expires_at: now + lifetime - margin,
+    })
+}
+
+/// Tokens per (registry, scope set).
+#[derive(Default)]
+pub struct TokenCache {
+    map: Mutex<HashMap<(String, String), Token>>,
+}
+
+impl TokenCache {
+    pub fn get(&self, registry: &str, scopes: &[String]) -> Option<Secret> {
+        let key = (registry.to_string(), scope_key(scopes));
+        let map = self.map.lock().ok()?;
+        map.get(&key)
+            .filter(|t| t.expires_at > Instant::now())
+            .map(|t| t.value.clone())
+    }
+
+    pub fn put(&self, registry: &str, scopes: &[String], token: Token) {
+        if let Ok(mut map) = self.map.lock() {
+            map.insert((registry.to_string(), scope_key(scopes)), token);
+        }
+    }
+
+    /// Forget a token (after a 401).
+    pub fn invalidate(&self, registry: &str, scopes: &[String]) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(&(registry.to_string(), scope_key(scopes)));
+        }
+    }
+}
+
+/// Ask the realm for a token. Errors never contain the credential, the
+/// token or the realm's query string.
+pub async fn fetch_token(
+    http: &reqwest::Client,
+    challenge: &BearerChallenge,
+    scopes: &[String],
+    credential: Option<&Credential>,
+) -> Result<Token, String> {
+    let mut url = reqwest::Url::parse(&challenge.realm)
+        .map_err(|_| format!("the token realm {:?} is not a URL", challenge.realm))?;
+    let realm_shown = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.path()
+    );
+    let scopes: Vec<String> = {
+        let set: BTreeSet<&String> = scopes.iter().collect();
+        set.into_iter().cloned().collect()
+    };
+    let now = Instant::now();
+    let resp = match credential {
+        Some(Credential::IdentityToken(refresh)) => {
+            // OAuth2 refresh-token grant, as docker does with identity tokens.
+            let mut form: Vec<(&str, &str)> = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.expose()),
+                ("client_id", "boxwright"),
+            ];
+            let joined = scopes.join(" ");
+            if let Some(s) = &challenge.service {
+                form.push(("service", s));
+            }
+            if !joined.is_empty() {
+                form.push(("scope", &joined));
+            }
+            http.post(url.clone()).form(&form).send().await
+        }
+        _ => {
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(s) = &challenge.service {
+                    q.append_pair("service", s);
+                }
+                for s in &scopes {
+                    q.append_pair("scope", s);
+                }
+            }
+            let mut req = http.get(url.clone());
+            if let Some(Credential::Basic { username, password }) = credential {
+                req = req.basic_auth(username, Some(password.expose()));
+            }
+            req.send().await
+        }
+    };
+    let resp = resp.map_err(|e| {
+        format!(
+            "asking {realm_shown} for a token: {}",
+            super::error::transport_text(e)
+        )
+    })?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(|e| {
+        format!(
+            "reading the token from {realm_shown}: {}",
+            super::error::transport_text(e)
+        )
+    })?;
+    if status != 200 {
+        let codes = super::error::parse_error_body(&body)
+            .into_iter()
+            .map(|e| format!("{} ({})", e.code, e.message))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = if status == 401 || status == 403 {
+            "the credentials were refused"
+        } else {
+            "the token server failed"
+        };
+        return Err(format!(
+            "asking {realm_shown} for a token for {}: HTTP {status}{}{}: {what}",
+            scopes.join(" "),
+            if codes.is_empty() { "" } else { ": " },
+            codes
+        ));
+    }
+    parse_token_response(&body, now).map_err(|e| format!("{realm_shown}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_with_commas_in_scope() {
+        let h = r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:acme/r2d:pull,push""#;
+        assert_eq!(
+            parse_challenges(h),
+            vec![Challenge::Bearer(BearerChallenge {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:acme/r2d:pull,push".into()),
+            })]
+        );
+    }
+
+    #[test]
+    fn parses_basic_multiple_and_odd_spacing() {
+        assert_eq!(
+            parse_challenges(r#"Basic realm="Registry Realm""#),
+            vec![Challenge::Basic]
+        );
+        let h =
+            r#"basic realm="a, b", BEARER  realm = "https://t/x?y=1" , service=reg,scope="a b""#;
+        let c = parse_challenges(h);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0], Challenge::Basic);
+        assert_eq!(
+            c[1],
+            Challenge::Bearer(BearerChallenge {
+                realm: "https://t/x?y=1".into(),
+                service: Some("reg".into()),
+                scope: Some("a b".into()),
+            })
+        );
+        assert!(matches!(preferred(&c), Some(Challenge::Bearer(_))));
+        let esc = parse_challenges(r#"Bearer realm="https://x/\"q\"""#);
+        assert!(matches!(&esc[0], Challenge::Bearer(b) if b.realm == "https://x/\"q\""));
+        assert!(parse_challenges("Bearer service=\"x\"").is_empty()); // no realm
+        assert!(parse_challenges("").is_empty());
+        assert!(parse_challenges("Negotiate").is_empty());
+    }
+
+    #[test]
+    fn token_answers() {
+        let now = Instant::now();
+        let t = parse_token_response(br#"{"token":"abc","expires_in":300}"#, now).unwrap();
+        assert_eq!(t.value.expose(), "abc");
+        assert_eq!(t.expires_at, now + Duration::from_secs(290));
+        let t = parse_token_response(br#"{"access_token":"xyz"}"#, now).unwrap();
+        assert_eq!(t.value.expose(), "xyz");
+        assert_eq!(t.expires_at, now + Duration::from_secs(50));
+        let e = parse_token_response(br#"{"token":""}"#, now).unwrap_err();
+        assert!(e.contains("neither"));
+        let e = parse_token_response(br#"not json secret"#, now).unwrap_err();
+        assert!(!e.contains("secret"));
+    }
+
+    #[test]
+    fn cache_keys_on_sorted_scopes() {
+        let c = TokenCache::default();
+        let a = vec![push_scope("a/b"), pull_scope("a/c")];
+        let b = vec![pull_scope("a/c"), push_scope("a/b")];
+        c.put(
+            "r",
+            &a,
+            Token {
+                value: Secret::new("t"),
+                expires_at: Instant::now() + Duration::from_secs(60),
+            },
+        );
+        assert_eq!(
+            c.get("r", &b).map(|s| s.expose().to_string()),
+            Some("t".into())
+        );
+        assert!(c.get("other", &b).is_none());
+        assert!(c.get("r", &[push_scope("a/b")]).is_none());
+        c.invalidate("r", &b);
+        assert!(c.get("r", &a).is_none());
+        c.put(
+            "r",
+            &a,
+            Token {
+                value: Secret::new("old"),
+                expires_at: Instant::now() - Duration::from_secs(1),
+            },
+        );
+        assert!(c.get("r", &a).is_none(), "expired tokens are not used");
+    }
+}

@@ -1,0 +1,305 @@
+//! The one error type of the registry client.
+//!
+//! A [`RegistryError`] names what failed (operation), on which object
+//! (registry, repository, digest or tag), why (HTTP status, the registry's own
+//! `{"errors":[...]}` codes and messages, or a transport failure) and, through
+//! [`RegistryError::is_temporary`], whether trying again may help. Its text
+//! never holds a URL (upload URLs carry state tokens in their query) nor a
+//! credential.
+
+use std::fmt;
+
+/// One entry of a registry's `{"errors":[{"code","message","detail"}]}` body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+/// What went wrong, below the context.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
+    /// The registry answered with an unexpected status.
+    #[error("{}", status_text(*.status, .errors))]
+    Status { status: u16, errors: Vec<ApiError> },
+    /// No answer: connection refused or reset, TLS failure, timeout, body cut.
+    #[error("{0}")]
+    Transport(String),
+    /// The registry answered something that breaks the protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// Content did not match its digest.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: String, actual: String },
+    /// Authentication failed (token server, credentials).
+    #[error("{0}")]
+    Auth(String),
+    /// A local file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn status_text(status: u16, errors: &[ApiError]) -> String {
+    let mut s = format!("HTTP {status}");
+    if let Some(reason) = http_reason(status) {
+        s.push(' ');
+        s.push_str(reason);
+    }
+    for e in errors {
+        s.push_str(": ");
+        s.push_str(&e.code);
+        if !e.message.is_empty() {
+            s.push_str(" (");
+            s.push_str(&e.message);
+            s.push(')');
+        }
+    }
+    s
+}
+
+fn http_reason(status: u16) -> Option<&'static str> {
+    reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+}
+
+/// An error from a registry operation.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{context}: {kind}{}", hint(self))]
+pub struct RegistryError {
+    pub context: ErrorContext,
+    pub kind: ErrorKind,
+    /// Docker Hub's `ratelimit-remaining` when the answer carried it.
+    pub ratelimit_remaining: Option<String>,
+    /// Seconds the registry asked us to wait (`Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
+/// Which operation, on which object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorContext {
+    /// "uploading blob", "checking blob", "putting manifest", ...
+    pub operation: String,
+    pub registry: String,
+    pub repository: Option<String>,
+    /// A digest or a tag.
+    pub object: Option<String>,
+}
+
+impl fmt::Display for ErrorContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.operation)?;
+        if let Some(o) = &self.object {
+            write!(f, " {o}")?;
+        }
+        match &self.repository {
+            Some(r) => write!(f, " in {}/{}", self.registry, r),
+            None => write!(f, " on {}", self.registry),
+        }
+    }
+}
+
+fn hint(e: &RegistryError) -> String {
+    let mut s = String::new();
+    if let Some(r) = &e.ratelimit_remaining {
+        s.push_str(&format!(" [ratelimit-remaining: {r}]"));
+    }
+    if let Some(secs) = e.retry_after {
+        s.push_str(&format!(" [retry after {secs}s]"));
+    }
+    match &e.kind {
+        ErrorKind::Status { status: 401, .. } => s.push_str(
+            "; check the credentials for this registry (boxwright login, docker config, or the target's username_env/password_env)",
+        ),
+        ErrorKind::Status { status: 403, .. } => s.push_str(
+            "; the credentials lack permission for this repository (for ghcr.io: write:packages, and the org.opencontainers.image.source label for GITHUB_TOKEN)",
+        ),
+        _ => {}
+    }
+    s
+}
+
+impl RegistryError {
+    pub fn new(context: ErrorContext, kind: ErrorKind) -> RegistryError {
+        RegistryError {
+            context,
+            kind,
+            ratelimit_remaining: None,
+            retry_after: None,
+        }
+    }
+
+    /// The HTTP status, when the registry answered.
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            ErrorKind::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True when the registry answered with this error code.
+    pub fn has_code(&self, code: &str) -> bool {
+        match &self.kind {
+            ErrorKind::Status { errors, .. } => errors.iter().any(|e| e.code == code),
+            _ => false,
+        }
+    }
+
+    /// Whether trying again may succeed: transport failures, 408, 429, 500,
+    /// 502, 503, 504, `BLOB_UPLOAD_UNKNOWN`, `TOOMANYREQUESTS`, and GHCR's 403
+    /// "secondary rate limit".
+    pub fn is_temporary(&self) -> bool {
+        match &self.kind {
+            ErrorKind::Transport(_) => true,
+            ErrorKind::Status { status, errors } => {
+                is_retryable_status(*status)
+                    || errors
+                        .iter()
+                        .any(|e| e.code == "BLOB_UPLOAD_UNKNOWN" || e.code == "TOOMANYREQUESTS")
+                    || (*status == 403
+                        && errors
+                            .iter()
+                            .any(|e| e.message.to_ascii_lowercase().contains("rate limit")))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Statuses that are retried as they are.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Parse a registry error body. Unknown shapes give no entries; messages are
+/// cut to a sane length.
+pub fn parse_error_body(body: &[u8]) -> Vec<ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => b
+            .errors
+            .into_iter()
+            .map(|e| ApiError {
+                code: e.code,
+                message: truncate(&e.message, 300),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// Render a reqwest error without its URL (which may hold a state token) and
+/// with its source chain.
+pub fn transport_text(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut s = err.to_string();
+    let mut src = std::error::Error::source(&err);
+    while let Some(e) = src {
+        let t = e.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = e.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ErrorContext {
+        ErrorContext {
+            operation: "uploading blob".into(),
+            registry: "ghcr.io".into(),
+            repository: Some("acme/r2d".into()),
+            object: Some("sha256:abc".into()),
+        }
+    }
+
+    #[test]
+    fn renders_context_status_and_codes() {
+        let errors = parse_error_body(
+            br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry","detail":{}}]}"#,
+        );
+        let e = RegistryError::new(
+            ctx(),
+            ErrorKind::Status {
+                status: 404,
+                errors,
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "uploading blob sha256:abc in ghcr.io/acme/r2d: HTTP 404 Not Found: BLOB_UPLOAD_UNKNOWN (blob upload unknown to registry)"
+        );
+        assert!(e.is_temporary());
+        assert_eq!(e.status(), Some(404));
+    }
+
+    #[test]
+    fn temporary_predicate() {
+        let st = |status, errors| RegistryError::new(ctx(), ErrorKind::Status { status, errors });
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(st(s, vec![]).is_temporary(), "{s}");
+        }
+        for s in [400, 401, 403, 404, 405, 416] {
+            assert!(!st(s, vec![]).is_temporary(), "{s}");
+        }
+        let rl = vec![ApiError {
+            code: "DENIED".into(),
+            message: "You have exceeded a secondary rate limit".into(),
+        }];
+        assert!(st(403, rl).is_temporary());
+        assert!(RegistryError::new(ctx(), ErrorKind::Transport("reset".into())).is_temporary());
+        assert!(!RegistryError::new(ctx(), ErrorKind::Protocol("x".into())).is_temporary());
+    }
+
+    #[test]
+    fn rate_limit_shown() {
+        let mut e = RegistryError::new(
+            ctx(),
+            ErrorKind::Status {
+                status: 429,
+                errors: vec![ApiError {
+                    code: "TOOMANYREQUESTS".into(),
+                    message: "pull rate limit".into(),
+                }],
+            },
+        );
+        e.ratelimit_remaining = Some("0;w=21600".into());
+        e.retry_after = Some(60);
+        let s = e.to_string();
+        assert!(s.contains("ratelimit-remaining: 0;w=21600"), "{s}");
+        assert!(s.contains("retry after 60s"), "{s}");
+    }
+
+    #[test]
+    fn odd_bodies_give_no_codes() {
+        assert!(parse_error_body(b"<html>").is_empty());
+        assert!(parse_error_body(b"{}").is_empty());
+    }
+}

@@ -1,0 +1,244 @@
+//! Manifest and tag operations: HEAD (resolve a tag without spending Docker
+//! Hub pull quota), GET, PUT (Content-Type = the manifest's mediaType, the
+//! answered digest compared with ours) and tag listing with `Link`
+//! pagination.
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+
+use super::auth::{pull_scope, push_scope};
+use super::client::{Body, Client, Request, Response};
+use super::error::{ErrorContext, ErrorKind, RegistryError};
+use super::headers::{parse_next_link, resolve_location};
+use crate::oci::{
+    Digest, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_MANIFEST,
+};
+
+/// Largest manifest accepted (the distribution registry's own limit is 4 MiB).
+pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
+
+/// What a registry says about a manifest.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ManifestInfo {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+fn accept_all() -> String {
+    [
+        MEDIA_TYPE_INDEX,
+        MEDIA_TYPE_MANIFEST,
+        MEDIA_TYPE_DOCKER_LIST,
+        MEDIA_TYPE_DOCKER_MANIFEST,
+    ]
+    .join(", ")
+}
+
+fn ctx(op: &str, registry: &str, repo: &str, object: &str) -> ErrorContext {
+    ErrorContext {
+        operation: op.to_string(),
+        registry: registry.to_string(),
+        repository: Some(repo.to_string()),
+        object: Some(object.to_string()),
+    }
+}
+
+fn header_digest(resp: &Response, c: &ErrorContext) -> Result<Option<Digest>, RegistryError> {
+    match resp.header("docker-content-digest") {
+        None => Ok(None),
+        Some(v) => v.trim().parse::<Digest>().map(Some).map_err(|e| {
+            RegistryError::new(
+                c.clone(),
+                ErrorKind::Protocol(format!("Docker-Content-Digest: {e}")),
+            )
+        }),
+    }
+}
+
+fn media_type_of(resp: &Response) -> String {
+    resp.header("content-type")
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Client {
+    /// `HEAD /v2/<repo>/manifests/<reference>`: `None` on 404. When the
+    /// registry omits `Docker-Content-Digest`, falls back to a GET.
+    pub async fn head_manifest(
+        &self,
+        registry: &str,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestInfo>, RegistryError> {
+        let c = ctx("resolving manifest", registry, repo, reference);
+        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
+        let req =
+            Request::new(Method::HEAD, url, vec![pull_scope(repo)]).header(ACCEPT, &accept_all());
+        let resp = self.send(registry, req, &c).await?;
+        match resp.status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(resp.into_error(c).await),
+        }
+        let media_type = media_type_of(&resp);
+        let size = resp
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        match header_digest(&resp, &c)? {
+            Some(digest) => Ok(Some(ManifestInfo {
+                digest,
+                media_type,
+                size,
+            })),
+            None => {
+                drop(resp);
+                self.get_manifest(registry, repo, reference)
+                    .await
+                    .map(|(info, _)| Some(info))
+            }
+        }
+    }
+
+    /// `GET /v2/<repo>/manifests/<reference>`: the exact bytes and what they
+    /// are. A digest reference is checked against the bytes.
+    pub async fn get_manifest(
+        &self,
+        registry: &str,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(ManifestInfo, Vec<u8>), RegistryError> {
+        let c = ctx("fetching manifest", registry, repo, reference);
+        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
+        let req =
+            Request::new(Method::GET, url, vec![pull_scope(repo)]).header(ACCEPT, &accept_all());
+        let resp = self.send(registry, req, &c).await?;
+        if resp.status != StatusCode::OK {
+            return Err(resp.into_error(c).await);
+        }
+        let mut media_type = media_type_of(&resp);
+        let answered = header_digest(&resp, &c)?;
+        let bytes = resp
+            .bytes_limited(MAX_MANIFEST_SIZE)
+            .await
+            .map_err(|k| RegistryError::new(c.clone(), k))?;
+        let digest = Digest::of(&bytes);
+        let expected = reference.parse::<Digest>().ok().or(answered);
+        if let Some(want) = expected {
+            if want != digest {
+                return Err(RegistryError::new(
+                    c,
+                    ErrorKind::DigestMismatch {
+                        expected: want.to_string(),
+                        actual: digest.to_string(),
+                    },
+                ));
+            }
+        }
+        if let Some(mt) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+        {
+            media_type = mt;
+        }
+        Ok((
+            ManifestInfo {
+                digest,
+                media_type,
+                size: bytes.len() as u64,
+            },
+            bytes,
+        ))
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` with `Content-Type` =
+    /// `media_type`. Returns the digest, checked against the registry's.
+    pub async fn put_manifest(
+        &self,
+        registry: &str,
+        repo: &str,
+        reference: &str,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<Digest, RegistryError> {
+        let digest = Digest::of(&bytes);
+        let c = ctx("putting manifest", registry, repo, reference);
+        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
+        let req = Request::new(Method::PUT, url, vec![push_scope(repo)])
+            .header(CONTENT_TYPE, media_type)
+            .body(Body::Bytes(bytes));
+        let resp = self.send(registry, req, &c).await?;
+        if resp.status != StatusCode::CREATED && resp.status != StatusCode::OK {
+            return Err(resp.into_error(c).await);
+        }
+        if let Some(answered) = header_digest(&resp, &c)? {
+            if answered != digest {
+                return Err(RegistryError::new(
+                    c,
+                    ErrorKind::DigestMismatch {
+                        expected: digest.to_string(),
+                        actual: answered.to_string(),
+                    },
+                ));
+            }
+        }
+        Ok(digest)
+    }
+
+    /// All tags of a repository, following `Link: <...>; rel="next"`.
+    pub async fn list_tags(
+        &self,
+        registry: &str,
+        repo: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        let c = ctx("listing tags", registry, repo, "tags");
+        let mut url = self.url(registry, &format!("{repo}/tags/list"))?;
+        let mut tags = Vec::new();
+        for _page in 0..10_000 {
+            let req = Request::new(Method::GET, url.clone(), vec![pull_scope(repo)]);
+            let resp = self.send(registry, req, &c).await?;
+            if resp.status == StatusCode::NOT_FOUND && tags.is_empty() {
+                return Ok(tags);
+            }
+            if resp.status != StatusCode::OK {
+                return Err(resp.into_error(c).await);
+            }
+            let next = resp.header("link").and_then(parse_next_link);
+            let answered = resp.url.clone();
+            let body = resp
+                .bytes_limited(MAX_MANIFEST_SIZE)
+                .await
+                .map_err(|k| RegistryError::new(c.clone(), k))?;
+            #[derive(serde::Deserialize)]
+            struct Page {
+                #[serde(default)]
+                tags: Option<Vec<String>>,
+            }
+            let page: Page = serde_json::from_slice(&body).map_err(|_| {
+                RegistryError::new(
+                    c.clone(),
+                    ErrorKind::Protocol("the tag list is not JSON".into()),
+                )
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) => {
+                    url = resolve_location(&answered, &n)
+                        .map_err(|e| RegistryError::new(c.clone(), ErrorKind::Protocol(e)))?
+                }
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::new(
+            c,
+            ErrorKind::Protocol("too many tag pages".into()),
+        ))
+    }
+}

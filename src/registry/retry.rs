@@ -1,0 +1,136 @@
+//! Retry policy: exponential backoff with jitter, bounded, and `Retry-After`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How many times and how long to retry a temporary failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (so `max_retries + 1` attempts).
+    pub max_retries: u32,
+    /// Delay before the first retry; doubled each time.
+    pub base: Duration,
+    /// Longest delay between two attempts (backoff and `Retry-After` alike).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 6,
+            base: Duration::from_millis(250),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff before retry number `attempt` (1-based): a random delay
+    /// in `[d/2, d]` where `d = min(base * 2^(attempt-1), max_delay)`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let d = self.base.saturating_mul(1u32 << exp).min(self.max_delay);
+        let half = d / 2;
+        let jitter_ms = rand::random_range(0..=half.as_millis().max(1) as u64);
+        (half + Duration::from_millis(jitter_ms)).min(d.max(Duration::from_millis(1)))
+    }
+
+    /// The delay before retry number `attempt`, honouring the registry's
+    /// `Retry-After` (never shorter than it asks, never longer than
+    /// `max_delay`). `None` when the registry asks for more than `max_delay`:
+    /// then waiting is pointless and the error should surface.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        let b = self.backoff(attempt);
+        match retry_after {
+            Some(ra) if ra > self.max_delay => None,
+            Some(ra) => Some(ra.max(b).min(self.max_delay)),
+            None => Some(b),
+        }
+    }
+}
+
+/// Parse a `Retry-After` value: delta-seconds or an HTTP date (IMF-fixdate,
+/// as `Sun, 06 Nov 1994 08:49:37 GMT`), relative to `now`. Dates in the past
+/// give zero.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let when = parse_http_date(v)?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
+    Some(Duration::from_secs((when - now).max(0) as u64))
+}
+
+/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(mon))? + 1;
+    if day.len() != 2 || year.len() != 4 || time.len() != 8 {
+        return None;
+    }
+    let rfc = format!("{year}-{m:02}-{day}T{time}Z");
+    crate::oci::parse_rfc3339(&rfc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let p = RetryPolicy::default();
+        for attempt in 1..=40 {
+            let full = p
+                .base
+                .saturating_mul(1u32 << (attempt - 1).min(30))
+                .min(p.max_delay);
+            for _ in 0..20 {
+                let d = p.backoff(attempt);
+                assert!(d <= full, "attempt {attempt}: {d:?} > {full:?}");
+                assert!(d >= full / 2, "attempt {attempt}: {d:?} < half of {full:?}");
+            }
+        }
+        assert!(p.backoff(1) <= Duration::from_millis(250));
+        assert!(p.backoff(40) <= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_bounds() {
+        let p = RetryPolicy::default();
+        let d = p.delay(1, Some(Duration::from_secs(3))).unwrap();
+        assert!(d >= Duration::from_secs(3) && d <= Duration::from_secs(60));
+        assert_eq!(p.delay(1, Some(Duration::from_secs(3600))), None);
+        assert!(p.delay(2, None).unwrap() <= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn parses_retry_after() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+    }
+}
