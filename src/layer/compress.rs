@@ -51,7 +51,7 @@ impl Codec {
 
     fn block_size(self) -> usize {
         match self {
-            Codec::Gzip => 128 * 1024,
+            Codec::Gzip => 256 * 1024,
             Codec::Zstd | Codec::None => 1024 * 1024,
         }
     }
@@ -83,7 +83,9 @@ impl<W: Write> ParallelCompressor<W> {
             codec != Codec::None,
             "no compressor for uncompressed layers"
         );
-        let max_pending = pool.current_num_threads() * 2 + 1;
+        // Enough blocks in flight to keep every worker busy, bounded so that
+        // memory stays flat on machines with many cores.
+        let max_pending = (pool.current_num_threads() * 2 + 1).min(32);
         ParallelCompressor {
             codec,
             level,
@@ -273,7 +275,7 @@ mod tests {
 
     #[test]
     fn gzip_handles_empty_and_exact_block_inputs() {
-        for len in [0, 128 * 1024, 256 * 1024 + 1] {
+        for len in [0, 256 * 1024, 512 * 1024 + 1] {
             let input = data(len);
             let out = compress(Codec::Gzip, &input, 2, 4096);
             let mut back = Vec::new();
