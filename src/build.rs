@@ -207,8 +207,8 @@ fn build_layers(
     writer: &LayoutWriter,
 ) -> Result<(Vec<BuiltLayer>, Vec<u128>)> {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<(Result<BuiltLayer>, Duration)>>> =
-        Mutex::new((0..layers.len()).map(|_| None).collect());
+    type Slot = Option<(Result<BuiltLayer>, Duration)>;
+    let results: Mutex<Vec<Slot>> = Mutex::new((0..layers.len()).map(|_| None).collect());
     let workers = opts.jobs.min(layers.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -390,7 +390,7 @@ fn image_config(
     cfg.variant = p.platform.variant.clone();
     let mut diff_ids = base
         .map(|b| b.layers.iter().map(|(_, d)| d.clone()).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     diff_ids.extend(layers.iter().map(|l| l.diff_id.clone()));
     cfg.rootfs = RootFs {
         kind: "layers".into(),

@@ -333,6 +333,34 @@ mod tests {
     }
 
     #[test]
+    fn sizes_over_8_gib_and_big_ids_go_to_pax() {
+        let size = (8u64 << 30) + 1;
+        let h = HeaderFields {
+            path: b"big.img",
+            mode: 0o644,
+            uid: 5_000_000,
+            gid: 0,
+            size,
+            mtime: 0,
+            typeflag: b'0',
+            link: b"",
+            uname: b"",
+            gname: b"",
+        };
+        let mut out = Vec::new();
+        write_header(&h, &mut out).unwrap();
+        // PAX header, its records, then the ustar header.
+        assert_eq!(out.len(), 3 * 512);
+        let pax = String::from_utf8_lossy(&out[512..1024]);
+        assert!(pax.contains(&format!("size={size}\n")), "{pax}");
+        assert!(pax.contains("uid=5000000\n"), "{pax}");
+        assert_eq!(out[156], b'x');
+        let ustar = tar::Header::from_byte_slice(&out[1024..]);
+        assert_eq!(ustar.path_bytes().as_ref(), b"big.img");
+        assert_eq!(ustar.entry_type(), tar::EntryType::Regular);
+    }
+
+    #[test]
     fn pax_record_length_counts_itself() {
         assert_eq!(pax_record("path", b"abc"), b"12 path=abc\n");
         let r = pax_record("path", &[b'a'; 95]);

@@ -77,10 +77,14 @@ fn key(path: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// An entry with where the recipe asked for it and, for files with several
+/// links, their (device, inode).
+type Collected = (Entry, Range<usize>, Option<(u64, u64)>);
+
 struct Collector<'a> {
     src: &'a Source,
     context: &'a Path,
-    entries: BTreeMap<Vec<u8>, (Entry, Range<usize>, Option<(u64, u64)>)>,
+    entries: BTreeMap<Vec<u8>, Collected>,
 }
 
 /// The effective attributes of an entry: the entry's own, else the layer's.
@@ -240,9 +244,8 @@ impl Collector<'_> {
                 path.display()
             ))
         })?;
-        if !canonical.starts_with(self.context)
-            && !(e.follow_symlinks && meta.file_type().is_symlink())
-        {
+        let followed = e.follow_symlinks && meta.file_type().is_symlink();
+        if !canonical.starts_with(self.context) && !followed {
             return Err(loc(format!(
                 "src {rel:?} resolves to {}, outside the build context {}{}",
                 canonical.display(),
