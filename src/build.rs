@@ -388,7 +388,7 @@ fn image_config(
     cfg.architecture = p.platform.architecture.clone();
     cfg.os = p.platform.os.clone();
     cfg.variant = p.platform.variant.clone();
-    let mut diff_ids = base
+    let mut diff_ids: Vec<Digest> = base
         .map(|b| b.layers.iter().map(|(_, d)| d.clone()).collect())
         .unwrap_or_default();
     diff_ids.extend(layers.iter().map(|l| l.diff_id.clone()));
