@@ -472,6 +472,14 @@ impl Pusher {
         }
     }
 
+    /// Announce a push whose size is not known yet (`build --push`: layers
+    /// arrive as they are built).
+    pub fn start_progress_unknown(&self) {
+        for r in &self.registries {
+            self.reporter.start(&r.progress_id, &r.registry, None);
+        }
+    }
+
     /// Make sure every target repository holds the blob `desc` whose bytes
     /// are in `path`, on every registry in parallel. Failures are recorded
     /// against their registry (whose targets then fail); this never errors.
