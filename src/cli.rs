@@ -53,6 +53,15 @@ pub struct RegistryArgs {
     /// Extra CA certificates (PEM) to trust; SSL_CERT_FILE is honoured too.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Retries of a failed request or upload (429, 5xx, dropped connections)
+    /// before the target fails.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub retries: u32,
+    /// A repository (REGISTRY/REPO) that may already hold some blobs, e.g. an
+    /// earlier push or the base image's: blobs are mounted from it instead of
+    /// uploaded, on the same registry (repeatable).
+    #[arg(long = "mount-from", value_name = "REPO", value_parser = parse_target)]
+    pub mount_from: Vec<String>,
 }
 
 #[derive(Args, Debug)]

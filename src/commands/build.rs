@@ -94,7 +94,7 @@ fn build_and_push(
             args.recipe.display()
         )));
     }
-    let push_opts = super::push::options(&args.registry);
+    let push_opts = super::push::options(&args.registry)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

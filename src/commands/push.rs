@@ -16,17 +16,23 @@ use boxwright::registry::ClientOptions;
 use crate::cli::{PushArgs, RegistryArgs};
 
 /// The library's options from the command-line flags.
-pub fn options(args: &RegistryArgs) -> PushOptions {
-    PushOptions {
-        client: ClientOptions {
-            jobs_per_registry: usize::from(args.jobs_per_registry),
-            insecure: args.insecure_registry.clone(),
-            ca_file: args.ca_file.clone(),
-            ..ClientOptions::default()
-        },
+pub fn options(args: &RegistryArgs) -> Result<PushOptions> {
+    let mut client = ClientOptions {
+        jobs_per_registry: usize::from(args.jobs_per_registry),
+        insecure: args.insecure_registry.clone(),
+        ca_file: args.ca_file.clone(),
+        ..ClientOptions::default()
+    };
+    client.retry.max_retries = args.retries;
+    let mount_sources = parse_targets(&args.mount_from)?
+        .into_iter()
+        .map(|t| t.reference)
+        .collect();
+    Ok(PushOptions {
+        client,
         chunk_size: args.chunk_size,
-        mount_sources: Vec::new(),
-    }
+        mount_sources,
+    })
 }
 
 /// Parse `--to` values (already checked by clap; errors are bad input).
@@ -91,7 +97,7 @@ pub fn finish(report: &PushReport, json: bool, reporter: &SharedReporter) -> Res
 /// `boxwright push LAYOUT[:NAME] --to REF...`.
 pub fn run(args: PushArgs, reporter: SharedReporter) -> Result<()> {
     let targets = parse_targets(&args.to)?;
-    let opts = options(&args.registry);
+    let opts = options(&args.registry)?;
     let report = boxwright::push::push_blocking(&args.layout, targets, opts, reporter.clone())?;
     finish(&report, args.json, &reporter)
 }
