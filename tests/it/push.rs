@@ -1012,3 +1012,56 @@ fn push_refuses_bad_flags_with_exit_2() {
         .args(["push", "/nonexistent-layout", "--to", "localhost:1/a/b:1"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+#[test]
+fn push_refreshes_a_refused_token_once_and_goes_on() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[300_000], 14);
+    // The first tokens are already expired (the registry answers 401); as
+    // soon as one was issued, the server goes back to valid tokens.
+    pair.tokens.set_issue_expired(true);
+    let to = [format!("{}/acme/app:1", pair.pt.host())];
+    let child = env
+        .cmd()
+        .args(["push"])
+        .arg(&image.layout)
+        .args(["--to", &to[0]])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pair.tokens.requests().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    pair.tokens.set_issue_expired(false);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = pair.pt.log();
+    // Figure: at least one authorized request answered 401, then replayed
+    // with a fresh token and answered; the push completes.
+    let refused = log
+        .iter()
+        .filter(|e| e.authorization && e.status == Some(401))
+        .count();
+    assert!(refused >= 1, "{log:#?}");
+    assert_eq!(remote_digest(&to[0], Some(&token_creds())), image.digest);
+
+    // Tokens that are always refused: each request refreshes once, then the
+    // push fails naming the 401 (no endless loop).
+    pair.tokens.set_issue_expired(true);
+    let r = push(
+        &env,
+        &image,
+        &[format!("{}/other/app:1", pair.pt.host())],
+        &["--retries", "0"],
+    );
+    pair.tokens.set_issue_expired(false);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+}
