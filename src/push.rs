@@ -19,8 +19,10 @@
 //! [`ClientOptions::jobs_per_registry`]), `--chunk-size BYTES` (chunked
 //! uploads, [`PushOptions::chunk_size`]), `--insecure-registry HOST`
 //! (repeatable, [`ClientOptions::insecure`]), `--ca-file PEM`
-//! ([`ClientOptions::ca_file`]), `--json` ([`PushReport::to_json`]) and
-//! `--verbose` (the reporter shows `Level::Debug`: one line per request).
+//! ([`ClientOptions::ca_file`]), `--retries N` ([`RetryPolicy::max_retries`](crate::registry::RetryPolicy)),
+//! `--mount-from REPO` (repeatable, [`PushOptions::mount_sources`]), `--json`
+//! ([`PushReport::to_json`]) and `--verbose` (the reporter shows
+//! `Level::Debug`: one line per request).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

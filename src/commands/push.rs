@@ -101,3 +101,54 @@ pub fn run(args: PushArgs, reporter: SharedReporter) -> Result<()> {
     let report = boxwright::push::push_blocking(&args.layout, targets, opts, reporter.clone())?;
     finish(&report, args.json, &reporter)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxwright::recipe::Role;
+
+    #[test]
+    fn to_adds_targets_and_replaces_a_recipe_repositorys_tags() {
+        let recipe = vec![
+            Target {
+                reference: "ghcr.io/acme/r2d".into(),
+                role: Role::Primary,
+                username_env: Some("GITHUB_ACTOR".into()),
+                password_env: Some("GITHUB_TOKEN".into()),
+                base64: false,
+                optional: false,
+            },
+            Target {
+                reference: "docker.io/acme/r2d".into(),
+                role: Role::Backup,
+                username_env: None,
+                password_env: None,
+                base64: false,
+                optional: true,
+            },
+        ];
+        let tags = vec!["1.4.0".to_string(), "latest".to_string()];
+        let to = vec![
+            "ghcr.io/acme/r2d:edge".to_string(),
+            "quay.io/acme/r2d:1.4.0".to_string(),
+        ];
+        let got = merge_targets(&recipe, &tags, &to).unwrap();
+        let names: Vec<String> = got.iter().map(|t| t.reference.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "docker.io/acme/r2d:1.4.0",
+                "docker.io/acme/r2d:latest",
+                "ghcr.io/acme/r2d:edge",
+                "quay.io/acme/r2d:1.4.0"
+            ]
+        );
+        assert!(got[0].optional);
+        // The replaced target keeps its credentials.
+        assert_eq!(
+            got[2].credentials.as_ref().unwrap().password_env,
+            "GITHUB_TOKEN"
+        );
+        assert!(got[3].credentials.is_none() && !got[3].optional);
+    }
+}
