@@ -2,7 +2,7 @@
 //! several platforms) -> OCI layout.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +29,18 @@ pub struct BuildOptions {
     pub jobs: usize,
     pub compression: Compression,
     pub reporter: SharedReporter,
+    /// Called with each layer blob as soon as it is in the layout being
+    /// written (recipe layers when finished, base layers when imported), from
+    /// the build's worker threads. `build --push` hands these to the pusher
+    /// so uploads start while other layers still compress. The path is inside
+    /// a temporary directory that [`build`] renames when it commits: a
+    /// receiver that reads it later must link or copy it first. Keep the
+    /// callback quick (send on a channel); `None` costs nothing.
+    pub on_layer: Option<LayerHook>,
 }
+
+/// See [`BuildOptions::on_layer`].
+pub type LayerHook = Arc<dyn Fn(&Descriptor, &Path) + Send + Sync>;
 
 /// What a build produced.
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +102,7 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
     let bases: Vec<Option<BaseImage>> = plan
         .platforms
         .iter()
-        .map(|p| resolve_base(&plan.base, &p.platform, &writer))
+        .map(|p| resolve_base(&plan.base, &p.platform, &writer, opts))
         .collect::<Result<_>>()?;
 
     // Each distinct layer plan is built once, even when several platforms share it.
@@ -224,6 +235,9 @@ fn build_layers(
                         reporter.advance(&id, n)
                     })
                     .with_context(|| format!("building layer {:?}", plan.name));
+                if let (Ok(l), Some(hook)) = (&result, &opts.on_layer) {
+                    hook(&l.descriptor, &writer.blob_path(&l.descriptor.digest));
+                }
                 match &result {
                     Ok(l) => reporter.finish(
                         &id,
@@ -259,6 +273,7 @@ fn resolve_base(
     base: &Base,
     platform: &Platform,
     writer: &LayoutWriter,
+    opts: &BuildOptions,
 ) -> Result<Option<BaseImage>> {
     let (dir, name, display) = match base {
         Base::Scratch => return Ok(None),
@@ -316,6 +331,9 @@ fn resolve_base(
         writer
             .import_blob(&src, &l.digest)
             .with_context(|| format!("copying base layer {} from {display}", l.digest))?;
+        if let Some(hook) = &opts.on_layer {
+            hook(l, &writer.blob_path(&l.digest));
+        }
     }
     let layers = manifest
         .layers

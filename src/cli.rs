@@ -28,6 +28,73 @@ pub enum Command {
     Build(BuildArgs),
     /// Show what an OCI layout holds: manifest, config, layers, sizes, digests.
     Inspect(InspectArgs),
+    /// Push an OCI layout to one or more registries at once; prints the digest.
+    Push(PushArgs),
+    /// Store credentials for a registry in docker's config.json (as `docker login`).
+    Login(LoginArgs),
+    /// Remove a registry's credentials from docker's config.json.
+    Logout(LogoutArgs),
+}
+
+/// Flags shared by `push` and `build --push`.
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Requests in flight per registry.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs_per_registry: u16,
+    /// Upload blobs in chunks of SIZE (e.g. 4MiB, 8MiB, 1048576) instead of one
+    /// streamed PUT [default: whole blobs; 4 MiB chunks for big layers on ghcr.io].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
+    /// Reach this registry (HOST[:PORT]) over plain HTTP (repeatable). Loopback
+    /// hosts always are.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Extra CA certificates (PEM) to trust; SSL_CERT_FILE is honoured too.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Retries of a failed request or upload (429, 5xx, dropped connections)
+    /// before the target fails.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub retries: u32,
+    /// A repository (REGISTRY/REPO) that may already hold some blobs, e.g. an
+    /// earlier push or the base image's: blobs are mounted from it instead of
+    /// uploaded, on the same registry (repeatable).
+    #[arg(long = "mount-from", value_name = "REPO", value_parser = parse_target)]
+    pub mount_from: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// OCI layout directory, optionally with :NAME to pick an image by its ref name.
+    pub layout: String,
+    /// Destination REGISTRY/REPOSITORY[:TAG][@DIGEST] (repeatable; no tag: latest).
+    #[arg(long = "to", value_name = "REF", required = true, value_parser = parse_target)]
+    pub to: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print the push report (per target: digest, blobs uploaded/mounted/present,
+    /// bytes, retries, time) as JSON instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry (ghcr.io, docker.io, HOST:PORT).
+    pub registry: String,
+    /// User name (any non-empty name for ghcr.io with a token).
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password or token from stdin (the only way to give it).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry (ghcr.io, docker.io, HOST:PORT).
+    pub registry: String,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +125,17 @@ pub struct BuildArgs {
     /// Print one JSON document (digests, descriptors, diffIDs, timings) instead of the digest.
     #[arg(long)]
     pub json: bool,
+    /// Push to the recipe's [[target]]s (each with every tag) while building:
+    /// each layer's upload starts as soon as it is compressed.
+    #[arg(long)]
+    pub push: bool,
+    /// With --push: an extra destination REF (repeatable); one naming a
+    /// recipe target's repository replaces that target's tags, keeping its
+    /// credentials.
+    #[arg(long = "to", value_name = "REF", requires = "push", value_parser = parse_target)]
+    pub to: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -90,4 +168,60 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 
 fn crate_is_name(k: &str) -> bool {
     boxwright::recipe::vars::is_name(k)
+}
+
+/// `--to`: a reference that parses (checked again, with the same code, later).
+fn parse_target(s: &str) -> Result<String, String> {
+    boxwright::push::PushTarget::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// A byte size: `4194304`, `512KiB`, `4MiB`, `4M`, `1GiB`, `1G` (binary
+/// units; `KB`/`MB`/`GB` are decimal). Zero is refused.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 4MiB, 8MiB, 1048576)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if v == 0 {
+        return Err("the size must be at least 1 byte".into());
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("2kb"), Ok(2000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("0MiB").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("4 parsecs").is_err());
+    }
 }

@@ -197,6 +197,11 @@ impl LayoutWriter {
         self.tmp.as_ref().expect("writer not committed").path()
     }
 
+    /// Where the blob `d` is (or will be) in the layout being written.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        blob_path(self.root(), d)
+    }
+
     /// A temporary file for a blob being streamed; rename it with [`LayoutWriter::place_blob`].
     pub fn temp_blob(&self) -> Result<tempfile::NamedTempFile> {
         tempfile::Builder::new()

@@ -22,6 +22,9 @@ use crate::oci::Digest;
 /// Default chunk size for chunked uploads (GHCR refuses PATCHes above 4 MiB).
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 
+/// Chunks are never halved below this after a 416.
+const MIN_HALVED_CHUNK: u64 = 256 * 1024;
+
 /// How to send a blob's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadMode {
@@ -374,7 +377,8 @@ impl Client {
         progress: &Option<String>,
         c: &ErrorContext,
     ) -> Result<(), RegistryError> {
-        let chunk = chunk.max(s.chunk_min.unwrap_or(1)).max(1);
+        let min = s.chunk_min.unwrap_or(1).max(1);
+        let mut chunk = chunk.max(min);
         let mut location = s.location;
         let mut offset = 0u64;
         let mut resumes = 0u32;
@@ -418,6 +422,17 @@ impl Client {
                 Err(e) => Err(e),
             };
             if let Err(e) = outcome {
+                if e.status() == Some(416) && len > min && len > MIN_HALVED_CHUNK {
+                    // A PATCH over the registry's cap (GHCR: 4 MiB) answers
+                    // 416: send smaller chunks from now on.
+                    chunk = (len / 2).max(min).max(MIN_HALVED_CHUNK);
+                    self.reporter().log(
+                        crate::progress::Level::Debug,
+                        &format!(
+                            "{registry}: a {len}-byte chunk was refused (416); chunks of {chunk} bytes from now on"
+                        ),
+                    );
+                }
                 let resumable = e.status() == Some(416)
                     || (e.is_temporary() && !e.has_code("BLOB_UPLOAD_UNKNOWN"));
                 resumes += 1;

@@ -426,6 +426,34 @@ pub fn login(
     Ok(path)
 }
 
+/// Remove `registry`'s entry from `auths` in docker's config.json (every
+/// spelling of it), as `docker logout` does for stored credentials. Returns
+/// whether an entry was removed. Credentials held by a helper are left to
+/// the helper (`docker-credential-NAME erase`).
+pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
+    let registry = normalize_registry(registry);
+    let path = store.docker_config_path().ok_or_else(|| {
+        bad_input("neither DOCKER_CONFIG nor HOME is set: no config.json to edit")
+    })?;
+    let Some(mut cfg) = read_json(&path)? else {
+        return Ok(false);
+    };
+    let removed = match cfg.get_mut("auths").and_then(|a| a.as_object_mut()) {
+        Some(auths) => {
+            let before = auths.len();
+            auths.retain(|k, _| normalize_registry(k) != registry);
+            auths.len() != before
+        }
+        None => false,
+    };
+    if removed {
+        let mut bytes = serde_json::to_vec_pretty(&cfg).context("serialising config.json")?;
+        bytes.push(b'\n');
+        write_private_atomic(&path, &bytes)?;
+    }
+    Ok(removed)
+}
+
 fn run_helper_store(name: &str, server: &str, user: &str, secret: &Secret) -> anyhow::Result<()> {
     let program = helper_program(name)?;
     let mut child = Command::new(&program)

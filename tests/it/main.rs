@@ -9,3 +9,4 @@ mod support;
 mod build;
 mod common;
 mod harness;
+mod push;

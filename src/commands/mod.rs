@@ -1,0 +1,5 @@
+//! Command bodies of the binary (`main.rs` only parses and dispatches).
+
+pub mod build;
+pub mod login;
+pub mod push;

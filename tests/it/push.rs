@@ -1,0 +1,1067 @@
+//! `boxwright push`, `build --push` and `login` against real `docker-registry`
+//! instances: one behind htpasswd basic auth, one behind bearer tokens from
+//! the test token server, each behind a fault proxy that counts what
+//! arrives. Every test states the figure it checks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{boxwright, ok, run, write, Run};
+use crate::support::{
+    skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry, Registry, TokenServer, GHCR_PATCH_CAP,
+};
+
+const BASIC_USER: &str = "bob";
+const BASIC_PASS: &str = "basic-Pa55-7d1e9c";
+const TOKEN_USER: &str = "alice";
+const TOKEN_PASS: &str = "token-Pa55-52ab0f";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Deterministic incompressible-ish bytes (xorshift64*), different per seed.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The two registries of a dual push (GHCR-like token auth, Docker-Hub-like
+/// basic auth), each behind a counting proxy.
+struct Pair {
+    basic: Registry,
+    tokens: TokenServer,
+    token: Registry,
+    pb: FaultProxy,
+    pt: FaultProxy,
+}
+
+impl Pair {
+    fn start() -> Pair {
+        let basic = Registry::with_basic_auth(BASIC_USER, BASIC_PASS);
+        let tokens = TokenServer::builder()
+            .user(TOKEN_USER, TOKEN_PASS, &["pull", "push"])
+            .start();
+        let token = Registry::with_token_auth(&tokens);
+        let pb = FaultProxy::start(&basic);
+        let pt = FaultProxy::start(&token);
+        Pair {
+            basic,
+            tokens,
+            token,
+            pb,
+            pt,
+        }
+    }
+
+    fn proxies(&self) -> [&FaultProxy; 2] {
+        [&self.pb, &self.pt]
+    }
+}
+
+/// An isolated client environment: its own DOCKER_CONFIG and HOME.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let e = Env { dir: tempdir() };
+        std::fs::create_dir_all(e.config_dir()).unwrap();
+        e
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("docker")
+    }
+
+    /// A config.json holding credentials for both registries of `pair`.
+    fn with_logins(pair: &Pair) -> Env {
+        let e = Env::new();
+        let cfg = serde_json::json!({"auths": {
+            pair.pb.host(): {"auth": b64(&format!("{BASIC_USER}:{BASIC_PASS}"))},
+            pair.pt.host(): {"auth": b64(&format!("{TOKEN_USER}:{TOKEN_PASS}"))},
+        }});
+        write(&e.config_dir().join("config.json"), &cfg.to_string());
+        e
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = boxwright();
+        c.env("DOCKER_CONFIG", self.config_dir())
+            .env("HOME", self.dir.path())
+            .env("NO_COLOR", "1");
+        for v in [
+            "REGISTRY_AUTH_FILE",
+            "GITHUB_TOKEN",
+            "GITHUB_ACTOR",
+            "SSL_CERT_FILE",
+            "CI",
+        ] {
+            c.env_remove(v);
+        }
+        c
+    }
+}
+
+/// A built image: its layout and what a registry must receive.
+struct Image {
+    _dir: tempfile::TempDir,
+    layout: PathBuf,
+    digest: String,
+    manifest_size: u64,
+    /// Unique blobs (config + layers): digest -> size.
+    blobs: BTreeMap<String, u64>,
+}
+
+impl Image {
+    fn blob_bytes(&self) -> u64 {
+        self.blobs.values().sum()
+    }
+}
+
+/// A recipe with one layer per entry of `layers` (bytes of noise each).
+fn recipe_text(layers: &[usize], seed: u64, targets: &str) -> (String, Vec<(String, Vec<u8>)>) {
+    let mut text = String::from("tags = [\"1.0\"]\n\n[image]\nname = \"pushed\"\n\n");
+    let mut files = Vec::new();
+    for (i, len) in layers.iter().enumerate() {
+        let name = format!("l{i}.bin");
+        files.push((name.clone(), noise(*len, seed * 100 + i as u64)));
+        text.push_str(&format!(
+            "[[layer]]\nname = \"l{i}\"\n\n[[layer.entry]]\nsrc = \"{name}\"\ndest = \"/data/{name}\"\n\n"
+        ));
+    }
+    text.push_str(targets);
+    (text, files)
+}
+
+fn write_recipe(dir: &Path, layers: &[usize], seed: u64, targets: &str) -> PathBuf {
+    let (text, files) = recipe_text(layers, seed, targets);
+    for (name, data) in files {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    let r = dir.join("recipe.toml");
+    write(&r, &text);
+    r
+}
+
+/// Reads what a layout holds (single-platform image).
+fn read_layout(layout: &Path) -> (String, u64, BTreeMap<String, u64>) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = &index["manifests"][0];
+    let digest = top["digest"].as_str().unwrap().to_string();
+    let path = layout.join("blobs/sha256").join(&digest[7..]);
+    let bytes = std::fs::read(path).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let mut blobs = BTreeMap::new();
+    for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
+        blobs.insert(
+            d["digest"].as_str().unwrap().to_string(),
+            d["size"].as_u64().unwrap(),
+        );
+    }
+    (digest, bytes.len() as u64, blobs)
+}
+
+fn build_image(layers: &[usize], seed: u64) -> Image {
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), layers, seed, "");
+    let layout = dir.path().join("layout");
+    let digest = ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&layout)
+        .arg(&recipe));
+    let (d, manifest_size, blobs) = read_layout(&layout);
+    assert_eq!(d, digest);
+    Image {
+        _dir: dir,
+        layout,
+        digest,
+        manifest_size,
+        blobs,
+    }
+}
+
+fn push(env: &Env, image: &Image, to: &[String], extra: &[&str]) -> Run {
+    let mut c = env.cmd();
+    c.arg("push").arg(&image.layout);
+    for t in to {
+        c.args(["--to", t]);
+    }
+    c.args(extra);
+    run(&mut c)
+}
+
+fn assert_ok(r: &Run) {
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+}
+
+/// Body bytes the proxy received for blob uploads (PUT and PATCH on
+/// `/blobs/uploads/`), faulted requests included.
+fn blob_body_bytes(log: &[LogEntry]) -> u64 {
+    log.iter()
+        .filter(|e| e.path.contains("/blobs/uploads/"))
+        .map(|e| e.body_bytes)
+        .sum()
+}
+
+fn manifest_puts(log: &[LogEntry]) -> Vec<&LogEntry> {
+    log.iter()
+        .filter(|e| e.method == "PUT" && e.path.contains("/manifests/"))
+        .collect()
+}
+
+/// Digests uploaded (successful PUT with `digest=`) per digest.
+fn uploads_by_digest(log: &[LogEntry]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in log {
+        if e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == Some(201) {
+            let q = e.query.clone().unwrap_or_default();
+            let d = reqwest::Url::parse(&format!("http://x/?{q}"))
+                .unwrap()
+                .query_pairs()
+                .find(|(k, _)| k == "digest")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            *m.entry(d).or_default() += 1;
+        }
+    }
+    m
+}
+
+/// The sha256 of the raw manifest a registry serves for `reference`.
+fn remote_digest(reference: &str, creds: Option<&str>) -> String {
+    let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+    if let Some(c) = creds {
+        args.extend(["--creds", c]);
+    }
+    let r = format!("docker://{reference}");
+    args.push(&r);
+    sha256(skopeo(&args).as_bytes())
+}
+
+fn basic_creds() -> String {
+    format!("{BASIC_USER}:{BASIC_PASS}")
+}
+
+fn token_creds() -> String {
+    format!("{TOKEN_USER}:{TOKEN_PASS}")
+}
+
+#[test]
+fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[3 << 20, 1 << 20, 200_000], 1);
+    let to: Vec<String> = pair
+        .proxies()
+        .iter()
+        .flat_map(|p| {
+            [
+                format!("{}/acme/app:1.4.0", p.host()),
+                format!("{}/acme/app:latest", p.host()),
+            ]
+        })
+        .collect();
+    let r = push(&env, &image, &to, &[]);
+    assert_ok(&r);
+    assert_eq!(r.stdout.trim(), image.digest);
+
+    for p in pair.proxies() {
+        let log = p.log();
+        // Figure: request-body bytes = unique blobs once + the manifest once per tag.
+        let body: u64 = ["PUT", "PATCH", "POST"]
+            .iter()
+            .map(|m| p.bytes_received(m))
+            .sum();
+        assert_eq!(
+            body,
+            image.blob_bytes() + 2 * image.manifest_size,
+            "registry {}: {log:#?}",
+            p.host()
+        );
+        // Figure: each blob uploaded exactly once.
+        let ups = uploads_by_digest(&log);
+        assert_eq!(ups.len(), image.blobs.len(), "{ups:?}");
+        assert!(ups.values().all(|&n| n == 1), "{ups:?}");
+        for d in image.blobs.keys() {
+            assert_eq!(ups.get(d), Some(&1), "{d} on {}", p.host());
+        }
+        // Figure: no manifest PUT arrives before the last blob request
+        // (every blob confirmed present first).
+        let first_manifest = log
+            .iter()
+            .position(|e| e.method == "PUT" && e.path.contains("/manifests/"))
+            .unwrap();
+        let last_blob = log
+            .iter()
+            .rposition(|e| e.path.contains("/blobs/"))
+            .unwrap();
+        assert!(last_blob < first_manifest, "{log:#?}");
+        assert!(log[..first_manifest]
+            .iter()
+            .filter(|e| e.method == "PUT")
+            .all(|e| e.status == Some(201)));
+        assert_eq!(manifest_puts(&log).len(), 2);
+    }
+    // Both registries serve the same manifest under both tags.
+    for (p, creds) in [(&pair.pb, basic_creds()), (&pair.pt, token_creds())] {
+        for tag in ["1.4.0", "latest"] {
+            let d = remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds));
+            assert_eq!(d, image.digest);
+        }
+    }
+    // The token server was asked for push on the target, never more.
+    let reqs = pair.tokens.requests();
+    assert!(reqs.iter().all(|t| t.status == 200), "{reqs:#?}");
+    assert!(reqs
+        .iter()
+        .flat_map(|t| &t.scopes)
+        .all(|s| s.starts_with("repository:acme/app:")));
+}
+
+#[test]
+fn push_again_sends_zero_blob_bytes_and_heads_only() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[1 << 20, 300_000], 2);
+    let to: Vec<String> = pair
+        .proxies()
+        .iter()
+        .flat_map(|p| {
+            [
+                format!("{}/acme/app:1", p.host()),
+                format!("{}/acme/app:latest", p.host()),
+            ]
+        })
+        .collect();
+    assert_ok(&push(&env, &image, &to, &[]));
+    for p in pair.proxies() {
+        p.reset();
+    }
+    let r = push(&env, &image, &to, &["--json"]);
+    assert_ok(&r);
+    for p in pair.proxies() {
+        let log = p.log();
+        // Figure: zero body bytes, only HEAD (plus the /v2/ ping GET).
+        let methods: std::collections::BTreeSet<&str> =
+            log.iter().map(|e| e.method.as_str()).collect();
+        assert!(
+            methods.iter().all(|m| *m == "HEAD" || *m == "GET"),
+            "{log:#?}"
+        );
+        assert!(log
+            .iter()
+            .filter(|e| e.method == "GET")
+            .all(|e| e.path == "/v2/"));
+        assert_eq!(p.count("GET"), 1, "one ping: {log:#?}");
+        assert_eq!(log.iter().map(|e| e.body_bytes).sum::<u64>(), 0);
+        // One HEAD per blob, per manifest tag.
+        assert_eq!(p.count("HEAD"), image.blobs.len() as u64 + 2, "{log:#?}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for t in report["targets"].as_array().unwrap() {
+        assert_eq!(t["ok"], true);
+        assert_eq!(t["bytes_sent"], 0);
+        assert_eq!(t["blobs_uploaded"], 0);
+        assert_eq!(t["blobs_present"], image.blobs.len());
+        assert_eq!(t["digest"], image.digest.as_str());
+    }
+}
+
+/// Pushes to `acme/app`, then to `mirror/app` on the same registry with
+/// `--mount-from acme/app`; returns the proxy log of the second push.
+fn push_then_mount(pair: &Pair, proxy: &FaultProxy, image: &Image, env: &Env) -> Vec<LogEntry> {
+    let host = proxy.host();
+    assert_ok(&push(env, image, &[format!("{host}/acme/app:1")], &[]));
+    proxy.reset();
+    pair.tokens.clear_requests();
+    let r = push(
+        env,
+        image,
+        &[format!("{host}/mirror/app:1")],
+        &["--mount-from", &format!("{host}/acme/app"), "--json"],
+    );
+    assert_ok(&r);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let t = &report["targets"][0];
+    assert_eq!(t["blobs_mounted"], image.blobs.len(), "{report:#}");
+    assert_eq!(t["bytes_sent"], 0);
+    proxy.log()
+}
+
+#[test]
+fn push_to_second_repository_mounts_every_blob_on_both_registries() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[2 << 20, 100_000], 3);
+    for p in pair.proxies() {
+        let log = push_then_mount(&pair, p, &image, &env);
+        // Figure: zero blob bytes; one mount POST per blob, each answered 201.
+        assert_eq!(blob_body_bytes(&log), 0, "{log:#?}");
+        let posts: Vec<&LogEntry> = log.iter().filter(|e| e.method == "POST").collect();
+        assert_eq!(posts.len(), image.blobs.len(), "{log:#?}");
+        assert!(posts.iter().all(|e| e.status == Some(201)), "{log:#?}");
+        assert!(posts.iter().all(|e| e
+            .query
+            .as_deref()
+            .is_some_and(|q| q.contains("mount=") && q.contains("from=acme%2Fapp"))));
+    }
+    // On the token registry the mount token carries pull on the source.
+    let reqs = pair.tokens.requests();
+    let mount_req = reqs
+        .iter()
+        .find(|r| r.scopes.iter().any(|s| s == "repository:acme/app:pull"))
+        .unwrap_or_else(|| panic!("no token asked pull on the source: {reqs:#?}"));
+    assert!(mount_req
+        .scopes
+        .iter()
+        .any(|s| s == "repository:mirror/app:pull,push"));
+    assert!(mount_req
+        .granted
+        .iter()
+        .any(|a| a.name == "acme/app" && a.actions.contains(&"pull".to_string())));
+}
+
+#[test]
+fn push_mount_answered_202_continues_on_the_returned_session() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[1 << 20, 50_000], 4);
+    for p in pair.proxies() {
+        let host = p.host();
+        assert_ok(&push(&env, &image, &[format!("{host}/acme/app:1")], &[]));
+        p.reset();
+        p.configure(|c| c.mount_202 = true);
+        let r = push(
+            &env,
+            &image,
+            &[format!("{host}/mirror/app:1")],
+            &["--mount-from", &format!("{host}/acme/app")],
+        );
+        assert_ok(&r);
+        let log = p.log();
+        // Figure: one POST per blob (the mount, answered 202), no second
+        // POST; the bytes go once on the session it opened.
+        let posts: Vec<&LogEntry> = log.iter().filter(|e| e.method == "POST").collect();
+        assert_eq!(posts.len(), image.blobs.len(), "{log:#?}");
+        assert!(posts
+            .iter()
+            .all(|e| e.status == Some(202) && e.injected == Some(Injected::Mount202)));
+        assert_eq!(blob_body_bytes(&log), image.blob_bytes());
+        assert_eq!(
+            remote_digest(
+                &format!("{host}/mirror/app:1"),
+                Some(&if host == pair.pb.host() {
+                    basic_creds()
+                } else {
+                    token_creds()
+                })
+            ),
+            image.digest
+        );
+    }
+}
+
+#[test]
+fn push_strict_mount_query_passes_with_only_mount_and_from() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[500_000], 5);
+    for p in pair.proxies() {
+        p.configure(|c| c.strict_mount_query = true);
+        let log = push_then_mount(&pair, p, &image, &env);
+        // Figure: no request refused for its query; every mount 201.
+        assert_eq!(p.injected_count(Injected::BadMountQuery), 0, "{log:#?}");
+        for e in log.iter().filter(|e| e.method == "POST") {
+            let keys: Vec<String> =
+                reqwest::Url::parse(&format!("http://x/?{}", e.query.as_deref().unwrap_or("")))
+                    .unwrap()
+                    .query_pairs()
+                    .map(|(k, _)| k.into_owned())
+                    .collect();
+            assert_eq!(keys, ["mount", "from"]);
+            assert_eq!(e.status, Some(201));
+        }
+    }
+}
+
+#[test]
+fn push_survives_twenty_percent_faults_and_registries_agree() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[2 << 20, 1 << 20, 300_000, 100_000], 6);
+    for (i, p) in pair.proxies().into_iter().enumerate() {
+        p.set_seed(1000 + i as u64);
+        p.set_fault_rate(0.2);
+    }
+    let to: Vec<String> = pair
+        .proxies()
+        .iter()
+        .flat_map(|p| {
+            [
+                format!("{}/acme/app:1", p.host()),
+                format!("{}/acme/app:latest", p.host()),
+            ]
+        })
+        .collect();
+    let r = push(&env, &image, &to, &["--json", "--verbose"]);
+    for p in pair.proxies() {
+        p.set_fault_rate(0.0);
+    }
+    assert_ok(&r);
+    let injected: usize = pair.proxies().iter().map(|p| p.faults().len()).sum();
+    assert!(injected >= 3, "the proxies injected only {injected} faults");
+    // Figure: both registries hold identical digests, equal to the local build.
+    for (p, creds) in [(&pair.pb, basic_creds()), (&pair.pt, token_creds())] {
+        for tag in ["1", "latest"] {
+            assert_eq!(
+                remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds)),
+                image.digest
+            );
+        }
+        let stored = match p.host() == pair.pb.host() {
+            true => pair.basic.stored_blobs(),
+            false => pair.token.stored_blobs(),
+        };
+        for d in image.blobs.keys() {
+            assert!(stored.contains(d), "{d} missing on {}", p.host());
+        }
+    }
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let retries: u64 = report["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["retries"].as_u64().unwrap())
+        .sum();
+    assert!(retries > 0, "{report:#}");
+}
+
+#[test]
+fn push_chunked_honours_the_4mib_patch_cap() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[10 << 20, 100_000], 7);
+    for p in pair.proxies() {
+        p.configure(|c| c.patch_cap = Some(GHCR_PATCH_CAP));
+    }
+    let to: Vec<String> = pair
+        .proxies()
+        .iter()
+        .map(|p| format!("{}/acme/app:1", p.host()))
+        .collect();
+    let r = push(&env, &image, &to, &["--chunk-size", "8MiB"]);
+    assert_ok(&r);
+    for p in pair.proxies() {
+        let log = p.log();
+        let patches: Vec<&LogEntry> = log.iter().filter(|e| e.method == "PATCH").collect();
+        // Figure: every accepted PATCH is at most 4 MiB; the 8 MiB chunk was
+        // refused once per big blob, then the size was halved.
+        assert!(patches
+            .iter()
+            .filter(|e| e.status == Some(202))
+            .all(|e| e.body_bytes <= GHCR_PATCH_CAP));
+        let refused = p.injected_count(Injected::PatchTooLarge);
+        assert_eq!(refused, 1, "{log:#?}");
+        let accepted: u64 = patches
+            .iter()
+            .filter(|e| e.status == Some(202))
+            .map(|e| e.body_bytes)
+            .sum();
+        assert_eq!(accepted, image.blob_bytes());
+    }
+    assert_eq!(
+        remote_digest(
+            &format!("{}/acme/app:1", pair.pt.host()),
+            Some(&token_creds())
+        ),
+        image.digest
+    );
+}
+
+#[test]
+fn push_then_skopeo_copy_back_gives_the_local_digests() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[1 << 20, 200_000], 8);
+    let to: Vec<String> = pair
+        .proxies()
+        .iter()
+        .map(|p| format!("{}/acme/app:1", p.host()))
+        .collect();
+    assert_ok(&push(&env, &image, &to, &[]));
+    for (p, creds) in [(&pair.pb, basic_creds()), (&pair.pt, token_creds())] {
+        let out = tempdir();
+        let dest = format!("oci:{}:1", out.path().join("copy").display());
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("docker://{}/acme/app:1", p.host()),
+            &dest,
+        ]);
+        // Figure: the copy's manifest digest and blob digests are the build's.
+        let (digest, _, blobs) = read_layout(&out.path().join("copy"));
+        assert_eq!(digest, image.digest);
+        assert_eq!(blobs, image.blobs);
+    }
+}
+
+/// A port where nothing listens.
+fn dead_host() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("127.0.0.1:{port}")
+}
+
+#[test]
+fn build_push_uses_recipe_targets_and_optional_failures_only_warn() {
+    let pair = Pair::start();
+    let env = Env::new(); // no config.json: credentials come from the recipe
+    let dir = tempdir();
+    let dead = dead_host();
+    let targets = format!(
+        r#"
+[[target]]
+ref = "{}/acme/app"
+username_env = "T_USER"
+password_env = "T_PASS"
+
+[[target]]
+ref = "{}/acme/app"
+role = "backup"
+username_env = "B_USER"
+password_env = "B_PASS_ENCODED"
+encoding = "base64"
+
+[[target]]
+ref = "{dead}/acme/app"
+role = "backup"
+optional = true
+"#,
+        pair.pt.host(),
+        pair.pb.host()
+    );
+    let recipe = write_recipe(dir.path(), &[2 << 20, 1 << 20, 300_000], 9, &targets);
+    std::fs::write(
+        dir.path().join("recipe.toml"),
+        std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replace("tags = [\"1.0\"]", "tags = [\"1.0\", \"latest\"]"),
+    )
+    .unwrap();
+    let layout = dir.path().join("out");
+    let r = run(env
+        .cmd()
+        .args(["build", "--push", "--retries", "1", "-o"])
+        .arg(&layout)
+        .arg(&recipe)
+        .env("T_USER", TOKEN_USER)
+        .env("T_PASS", TOKEN_PASS)
+        .env("B_USER", BASIC_USER)
+        .env("B_PASS_ENCODED", b64(BASIC_PASS)));
+    assert_ok(&r);
+    let (digest, manifest_size, blobs) = read_layout(&layout);
+    assert_eq!(r.stdout.trim(), digest);
+    // Figure: the optional target's failure is one warning naming it.
+    assert!(
+        r.stderr.contains("warning:") && r.stderr.contains(&dead),
+        "{}",
+        r.stderr
+    );
+    // Figure: all tags on both registries, each blob sent once per registry.
+    let blob_bytes: u64 = blobs.values().sum();
+    for (p, creds) in [(&pair.pb, basic_creds()), (&pair.pt, token_creds())] {
+        for tag in ["1.0", "latest"] {
+            assert_eq!(
+                remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds)),
+                digest
+            );
+        }
+        let body: u64 = ["PUT", "PATCH", "POST"]
+            .iter()
+            .map(|m| p.bytes_received(m))
+            .sum();
+        assert_eq!(body, blob_bytes + 2 * manifest_size);
+    }
+
+    // A required target that fails: exit 1, naming registry, repository, status.
+    let r = run(env
+        .cmd()
+        .args(["build", "--push", "--retries", "1", "-o"])
+        .arg(&layout)
+        .arg(&recipe)
+        .env("T_USER", TOKEN_USER)
+        .env("T_PASS", TOKEN_PASS)
+        .env("B_USER", BASIC_USER)
+        .env("B_PASS_ENCODED", b64("wrong-password")));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let last = r.stderr.lines().last().unwrap_or("");
+    let err = &r.stderr[r.stderr.find("error:").expect("an error line")..];
+    assert!(err.contains(&pair.pb.host()), "{}", r.stderr);
+    assert!(err.contains("acme/app"), "{}", r.stderr);
+    assert!(err.contains("401"), "{}", r.stderr);
+    // Every target has a line in the summary (3 targets x 2 tags).
+    for tag in ["1.0", "latest"] {
+        for host in [pair.pt.host(), pair.pb.host(), dead.clone()] {
+            let name = format!("{host}/acme/app:{tag}");
+            assert!(
+                r.stderr.contains(&name),
+                "no line for {name}: {last}\n{}",
+                r.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn build_push_streams_layers_before_the_build_ends() {
+    // The first layer is small, the last big: with one compression job the
+    // small layer's upload must arrive at the registry before the build
+    // commits, i.e. before the first manifest, while the big one compresses.
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let dir = tempdir();
+    let targets = format!("[[target]]\nref = \"{}/acme/app\"\n", pair.pb.host());
+    let recipe = write_recipe(dir.path(), &[200_000, 24 << 20], 10, &targets);
+    let layout = dir.path().join("out");
+    let r = run(env
+        .cmd()
+        .args(["build", "--push", "--verbose", "--jobs", "1", "-o"])
+        .arg(&layout)
+        .arg(&recipe));
+    assert_ok(&r);
+    let (digest, _, blobs) = read_layout(&layout);
+    assert_eq!(r.stdout.trim(), digest);
+    // Figure: the small layer's upload line comes before the big layer's
+    // "built" line in the log (the stream does not wait for the build).
+    let small = blobs
+        .iter()
+        .find(|(_, s)| **s < 1 << 20 && **s > 100_000)
+        .unwrap()
+        .0;
+    let ready = r
+        .stderr
+        .find(&format!("layer {small} ready"))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    let big_done = r
+        .stderr
+        .find("l1: sha256:")
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(ready < big_done, "{}", r.stderr);
+    let sent = r.stderr[..big_done]
+        .matches(&format!(
+            "PUT http://{}/v2/acme/app/blobs/uploads/",
+            pair.pb.host()
+        ))
+        .count();
+    assert!(
+        sent >= 1,
+        "no blob PUT before the big layer finished:\n{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn push_rerun_after_failure_uploads_only_what_is_missing() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[1 << 20, 700_000, 400_000, 100_000], 11);
+    let p = &pair.pb;
+    let to = [format!("{}/acme/app:1", p.host())];
+    // Half of the blob PUTs fail (seeded) and nothing is retried: some
+    // blobs get in, the others do not.
+    p.set_seed(7);
+    p.configure(|c| {
+        c.fault_rate = 0.5;
+        c.fault_methods = vec!["PUT".into()];
+        c.fault_kinds = vec![Fault::InternalError];
+    });
+    let r = push(&env, &image, &to, &["--retries", "0"]);
+    p.set_fault_rate(0.0);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("500"), "{}", r.stderr);
+    let stored = pair.basic.stored_blobs();
+    let missing: u64 = image
+        .blobs
+        .iter()
+        .filter(|(d, _)| !stored.contains(d))
+        .map(|(_, s)| s)
+        .sum();
+    assert!(
+        missing > 0 && missing < image.blob_bytes(),
+        "not a partial failure: {missing} of {} bytes missing",
+        image.blob_bytes()
+    );
+    p.reset();
+    let r = push(&env, &image, &to, &[]);
+    assert_ok(&r);
+    // Figure: the re-run's blob bytes are exactly the blobs that were missing.
+    assert_eq!(blob_body_bytes(&p.log()), missing);
+    assert_eq!(remote_digest(&to[0], Some(&basic_creds())), image.digest);
+}
+
+#[test]
+fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
+    let pair = Pair::start();
+    let env = Env::new();
+    let image = build_image(&[100_000], 12);
+    let mut c = env.cmd();
+    c.args([
+        "login",
+        &pair.pb.host(),
+        "-u",
+        BASIC_USER,
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{BASIC_PASS}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Figure: config.json holds base64(user:password) under the registry, as docker writes it.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.config_dir().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        cfg["auths"][pair.pb.host()]["auth"],
+        b64(&format!("{BASIC_USER}:{BASIC_PASS}"))
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(env.config_dir().join("config.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "config.json is readable by others");
+    let to = [format!("{}/acme/app:1", pair.pb.host())];
+    assert_ok(&push(&env, &image, &to, &[]));
+    ok(env.cmd().args(["logout", &pair.pb.host()]));
+    let r = push(&env, &image, &to, &["--retries", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+}
+
+#[test]
+fn secrets_never_appear_in_any_output() {
+    let pair = Pair::start();
+    let env = Env::new();
+    let dir = tempdir();
+    let targets = format!(
+        "[[target]]\nref = \"{}/acme/app\"\nusername_env = \"T_USER\"\npassword_env = \"T_PASS\"\n\n[[target]]\nref = \"{}/acme/app\"\nusername_env = \"B_USER\"\npassword_env = \"B_PASS\"\nencoding = \"base64\"\n",
+        pair.pt.host(),
+        pair.pb.host()
+    );
+    let recipe = write_recipe(dir.path(), &[300_000], 13, &targets);
+    let layout = dir.path().join("out");
+    let mut outputs: Vec<(String, Run)> = Vec::new();
+    let creds_env = |c: &mut Command| {
+        c.env("T_USER", TOKEN_USER)
+            .env("T_PASS", TOKEN_PASS)
+            .env("B_USER", BASIC_USER)
+            .env("B_PASS", b64(BASIC_PASS));
+    };
+    let mut c = env.cmd();
+    c.args(["--verbose", "build", "--push", "-o"])
+        .arg(&layout)
+        .arg(&recipe);
+    creds_env(&mut c);
+    outputs.push(("build --push".into(), run(&mut c)));
+    // login for both, then push with --json, inspect.
+    for (host, user, pass) in [
+        (pair.pb.host(), BASIC_USER, BASIC_PASS),
+        (pair.pt.host(), TOKEN_USER, TOKEN_PASS),
+    ] {
+        let mut child = env
+            .cmd()
+            .args(["--verbose", "login", &host, "-u", user, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(pass.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        outputs.push((
+            format!("login {host}"),
+            Run {
+                code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into(),
+                stderr: String::from_utf8_lossy(&o.stderr).into(),
+            },
+        ));
+    }
+    let mut c = env.cmd();
+    c.args(["--verbose", "push", "--json"]).arg(&layout);
+    for p in pair.proxies() {
+        c.args(["--to", &format!("{}/other/app:2", p.host())]);
+    }
+    outputs.push(("push".into(), run(&mut c)));
+    let mut c = env.cmd();
+    c.args(["--verbose", "inspect"]).arg(&layout);
+    outputs.push(("inspect".into(), run(&mut c)));
+    // Failures print errors: a wrong password must not echo either.
+    let mut c = env.cmd();
+    c.args(["--verbose", "build", "--push", "--retries", "0", "-o"])
+        .arg(&layout)
+        .arg(&recipe);
+    creds_env(&mut c);
+    c.env("B_PASS", b64(&format!("{BASIC_PASS}-wrong")));
+    outputs.push(("build --push (wrong password)".into(), run(&mut c)));
+
+    let needles = [
+        BASIC_PASS.to_string(),
+        TOKEN_PASS.to_string(),
+        b64(BASIC_PASS),
+        b64(&format!("{BASIC_USER}:{BASIC_PASS}")),
+        b64(&format!("{TOKEN_USER}:{TOKEN_PASS}")),
+        // Any JWT the token server issued (header `{"` base64url-encoded).
+        "eyJ".to_string(),
+    ];
+    for (i, (what, r)) in outputs.iter().enumerate() {
+        let expected = if i + 1 == outputs.len() { 1 } else { 0 };
+        assert_eq!(r.code, expected, "{what}: {}", r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        for n in &needles {
+            assert!(
+                !all.contains(n.as_str()),
+                "{what} printed a secret ({n}):\n{all}"
+            );
+        }
+    }
+    // --verbose really was verbose (requests are logged).
+    assert!(outputs[0].1.stderr.contains("debug:"));
+}
+
+#[test]
+fn push_refuses_bad_flags_with_exit_2() {
+    let env = Env::new();
+    for args in [
+        vec![
+            "push",
+            "x",
+            "--to",
+            "localhost:5000/a:1",
+            "--jobs-per-registry",
+            "0",
+        ],
+        vec![
+            "push",
+            "x",
+            "--to",
+            "localhost:5000/a:1",
+            "--chunk-size",
+            "0",
+        ],
+        vec![
+            "push",
+            "x",
+            "--to",
+            "localhost:5000/a:1",
+            "--chunk-size",
+            "lots",
+        ],
+        vec!["push", "x", "--to", "ghcr.io/Acme/App:1"],
+        vec!["push", "x", "--to", "ghcr.io/acme/app:bad tag"],
+        vec!["push", "x"],
+    ] {
+        let r = run(env.cmd().args(&args));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("error"), "{args:?}: {}", r.stderr);
+    }
+    // A layout that is not there: bad input too.
+    let r = run(env
+        .cmd()
+        .args(["push", "/nonexistent-layout", "--to", "localhost:1/a/b:1"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn push_refreshes_a_refused_token_once_and_goes_on() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[300_000], 14);
+    // The first tokens are already expired (the registry answers 401); as
+    // soon as one was issued, the server goes back to valid tokens.
+    pair.tokens.set_issue_expired(true);
+    let to = [format!("{}/acme/app:1", pair.pt.host())];
+    let child = env
+        .cmd()
+        .args(["push"])
+        .arg(&image.layout)
+        .args(["--to", &to[0]])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pair.tokens.requests().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    pair.tokens.set_issue_expired(false);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = pair.pt.log();
+    // Figure: at least one authorized request answered 401, then replayed
+    // with a fresh token and answered; the push completes.
+    let refused = log
+        .iter()
+        .filter(|e| e.authorization && e.status == Some(401))
+        .count();
+    assert!(refused >= 1, "{log:#?}");
+    assert_eq!(remote_digest(&to[0], Some(&token_creds())), image.digest);
+
+    // Tokens that are always refused: each request refreshes once, then the
+    // push fails naming the 401 (no endless loop).
+    pair.tokens.set_issue_expired(true);
+    let r = push(
+        &env,
+        &image,
+        &[format!("{}/other/app:1", pair.pt.host())],
+        &["--retries", "0"],
+    );
+    pair.tokens.set_issue_expired(false);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+}
