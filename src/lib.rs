@@ -7,6 +7,7 @@
 //! registries through the [`registry`] client.
 
 pub mod build;
+pub mod cache;
 pub mod error;
 pub mod inspect;
 pub mod layer;

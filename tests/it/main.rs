@@ -3,7 +3,6 @@
 //! and real registries (`docker-registry`), started by `support`.
 
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 mod build;

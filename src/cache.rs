@@ -1,0 +1,108 @@
+//! The content-addressed blob cache shared by every command that downloads
+//! (registry bases, `pull`, `copy`).
+//!
+//! Blobs live at `<root>/sha256/<hex>`; they are written through a temp file
+//! in the same directory, checked against their digest, and renamed into
+//! place, so a killed process leaves at most a stray `.part` file, never a
+//! corrupt blob under a digest name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::oci::Digest;
+use crate::registry::Client;
+
+/// Where downloaded blobs are kept.
+#[derive(Debug, Clone)]
+pub struct BlobCache {
+    root: PathBuf,
+}
+
+impl BlobCache {
+    /// The cache at `dir`, else `$XDG_CACHE_HOME/boxwright/blobs`, else
+    /// `~/.cache/boxwright/blobs`.
+    pub fn new(dir: Option<PathBuf>) -> Result<BlobCache> {
+        let root = match dir {
+            Some(d) => d,
+            None => default_dir()
+                .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache-dir")?,
+        };
+        std::fs::create_dir_all(root.join("sha256"))
+            .with_context(|| format!("creating the blob cache {}", root.display()))?;
+        Ok(BlobCache { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where blob `d` is (or would be) kept.
+    pub fn path(&self, d: &Digest) -> PathBuf {
+        self.root.join(d.algorithm()).join(d.hex())
+    }
+
+    /// Whether the cache holds `d` with `size` bytes.
+    pub fn contains(&self, d: &Digest, size: u64) -> bool {
+        std::fs::metadata(self.path(d)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// The cached file of blob `d`, downloading it from `registry/repo` first
+    /// when missing. The download is streamed and checked against `d`.
+    pub async fn fetch(
+        &self,
+        client: &Client,
+        registry: &str,
+        repo: &str,
+        d: &Digest,
+        size: u64,
+    ) -> Result<PathBuf> {
+        let path = self.path(d);
+        if self.contains(d, size) {
+            return Ok(path);
+        }
+        client.get_blob_to_file(registry, repo, d, &path).await?;
+        Ok(path)
+    }
+
+    /// The digests held, for tests and `--verbose` reports.
+    pub fn digests(&self) -> Vec<Digest> {
+        let mut v: Vec<Digest> = std::fs::read_dir(self.root.join("sha256"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                format!("sha256:{}", e.file_name().to_string_lossy())
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn default_dir() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache"),
+    };
+    Some(base.join("boxwright").join("blobs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_content_addressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().to_path_buf())).unwrap();
+        let d = Digest::of(b"hello");
+        assert!(!cache.contains(&d, 5));
+        std::fs::write(cache.path(&d), b"hello").unwrap();
+        assert!(cache.contains(&d, 5));
+        assert!(!cache.contains(&d, 6), "a size mismatch is a miss");
+        assert_eq!(cache.digests(), vec![d]);
+    }
+}
