@@ -18,6 +18,7 @@ use crate::oci::{
     RootFs, RuntimeConfig,
 };
 use crate::progress::{Level, SharedReporter};
+use crate::pull::{RegistryBase, ServedReport};
 use crate::recipe::{Base, LayerPlan, Plan, PlatformPlan};
 
 /// How to build.
@@ -37,6 +38,12 @@ pub struct BuildOptions {
     /// receiver that reads it later must link or copy it first. Keep the
     /// callback quick (send on a channel); `None` costs nothing.
     pub on_layer: Option<LayerHook>,
+    /// How a registry base (`base = "REGISTRY/REPO:TAG"`) is reached: client
+    /// settings, credentials and blob cache. `None`: defaults (the default
+    /// cache, HTTPS except for loopback hosts). Built by the caller so that
+    /// `build --push` can learn which registry served the base (to mount its
+    /// layers) before the build starts.
+    pub registry_base: Option<Arc<RegistryBase>>,
 }
 
 /// See [`BuildOptions::on_layer`].
@@ -54,6 +61,9 @@ pub struct BuildResult {
     pub tags: Vec<String>,
     pub images: Vec<ImageResult>,
     pub timings: Timings,
+    /// For a registry base: the reference that served it, and those skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<ServedReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +92,10 @@ pub struct Timings {
 
 /// A base image resolved for one platform: its layers and config.
 struct BaseImage {
+    /// `org.opencontainers.image.base.name`: the recipe's text for a layout,
+    /// the reference that served for a registry base.
+    name: String,
+    served: Option<ServedReport>,
     manifest_digest: Digest,
     layers: Vec<(Descriptor, Digest)>,
     config: ImageConfig,
@@ -99,10 +113,28 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
             .context("starting the compression threads")?,
     );
 
+    let registry_base = match (&plan.base, &opts.registry_base) {
+        (Base::Registry { .. }, Some(r)) => Some(r.clone()),
+        (Base::Registry { .. }, None) => Some(Arc::new(RegistryBase::new(
+            Default::default(),
+            crate::registry::CredentialStore::from_env(),
+            crate::cache::BlobCache::new(None)?,
+            opts.reporter.clone(),
+        )?)),
+        _ => None,
+    };
     let bases: Vec<Option<BaseImage>> = plan
         .platforms
         .iter()
-        .map(|p| resolve_base(&plan.base, &p.platform, &writer, opts))
+        .map(|p| {
+            resolve_base(
+                &plan.base,
+                &p.platform,
+                &writer,
+                opts,
+                registry_base.as_deref(),
+            )
+        })
         .collect::<Result<_>>()?;
 
     // Each distinct layer plan is built once, even when several platforms share it.
@@ -145,8 +177,8 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
             });
         }
         let mut annotations = p.annotations.clone();
-        if let (Some(b), Base::Oci { display, .. }) = (base, &plan.base) {
-            annotations.insert(oci::ANNOTATION_BASE_NAME.into(), display.clone());
+        if let Some(b) = base {
+            annotations.insert(oci::ANNOTATION_BASE_NAME.into(), b.name.clone());
             annotations.insert(
                 oci::ANNOTATION_BASE_DIGEST.into(),
                 b.manifest_digest.to_string(),
@@ -206,6 +238,7 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
             total_ms: started.elapsed().as_millis(),
             layers_ms,
         },
+        base: bases.iter().flatten().find_map(|b| b.served.clone()),
     })
 }
 
@@ -274,14 +307,17 @@ fn resolve_base(
     platform: &Platform,
     writer: &LayoutWriter,
     opts: &BuildOptions,
+    registry: Option<&RegistryBase>,
 ) -> Result<Option<BaseImage>> {
     let (dir, name, display) = match base {
         Base::Scratch => return Ok(None),
         Base::Oci { dir, name, display } => (dir, name, display),
-        Base::Registry { reference, .. } => {
-            return Err(bad_input(format!(
-                "base {reference:?}: registry bases are not supported yet; use \"scratch\" or \"oci:PATH\" (for example after `skopeo copy docker://{reference} oci:base:latest`)"
-            )))
+        Base::Registry {
+            reference,
+            fallback,
+        } => {
+            let registry = registry.ok_or_else(|| anyhow!("no registry client for the base"))?;
+            return registry_base(registry, reference, fallback, platform, writer, opts).map(Some);
         }
     };
     let layout = Layout::open(dir).with_context(|| format!("opening base {display}"))?;
@@ -342,10 +378,48 @@ fn resolve_base(
         .zip(config.rootfs.diff_ids.iter().cloned())
         .collect();
     Ok(Some(BaseImage {
+        name: display.clone(),
+        served: None,
         manifest_digest: manifest_desc.digest,
         layers,
         config,
     }))
+}
+
+/// A registry base for `platform`: resolved on the first registry that
+/// answers, its layers downloaded through the blob cache (digest-checked)
+/// and linked into the layout being written.
+fn registry_base(
+    registry: &RegistryBase,
+    reference: &str,
+    fallback: &[String],
+    platform: &Platform,
+    writer: &LayoutWriter,
+    opts: &BuildOptions,
+) -> Result<BaseImage> {
+    let parts = registry.image(reference, fallback, platform)?;
+    let what = parts.served.reference.to_string();
+    for (l, path) in &parts.layers {
+        writer
+            .import_blob(path, &l.digest)
+            .with_context(|| format!("copying base layer {} of {what}", l.digest))?;
+        if let Some(hook) = &opts.on_layer {
+            hook(l, &writer.blob_path(&l.digest));
+        }
+    }
+    let layers = parts
+        .layers
+        .iter()
+        .map(|(d, _)| d.clone())
+        .zip(parts.image.config.rootfs.diff_ids.iter().cloned())
+        .collect();
+    Ok(BaseImage {
+        name: what,
+        served: Some(parts.served.report()),
+        manifest_digest: parts.image.descriptor.digest.clone(),
+        layers,
+        config: parts.image.config,
+    })
 }
 
 fn image_config(

@@ -34,6 +34,9 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove a registry's credentials from docker's config.json.
     Logout(LogoutArgs),
+    /// Pull an image from the first registry that serves it (fallbacks) into
+    /// an OCI layout or archive; prints the digest.
+    Pull(PullArgs),
 }
 
 /// Flags shared by `push` and `build --push`.
@@ -136,6 +139,74 @@ pub struct BuildArgs {
     pub to: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Blob cache for registry bases [default: $XDG_CACHE_HOME/boxwright/blobs].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// The image: REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST] (no tag: latest).
+    #[arg(value_parser = parse_reference)]
+    pub reference: String,
+    /// Another copy of the image, tried in order when the ones before answer
+    /// 404, 429, 5xx or cannot be reached (repeatable).
+    #[arg(long, value_name = "REF", value_parser = parse_reference)]
+    pub fallback: Vec<String>,
+    /// Where to write: a layout directory (oci) or a file (archives).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// os/arch[/variant], or `all` [default: all for oci and oci-archive,
+    /// linux/amd64 for docker-archive].
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform_choice)]
+    pub platform: Option<boxwright::pull::PlatformChoice>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PullFormatArg::Oci)]
+    pub format: PullFormatArg,
+    /// Blob cache [default: $XDG_CACHE_HOME/boxwright/blobs].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Reach this registry (HOST[:PORT]) over plain HTTP (repeatable). Loopback
+    /// hosts always are.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Extra CA certificates (PEM) to trust; SSL_CERT_FILE is honoured too.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Retries of a failed blob download (429, 5xx, dropped connections).
+    /// Resolving the reference retries once, then moves on to --fallback.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub retries: u32,
+    /// Downloads in flight per registry.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs_per_registry: u16,
+    /// Print a JSON report (digest, which registry served, platforms, cache
+    /// figures) instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum PullFormatArg {
+    /// An OCI image layout directory.
+    Oci,
+    /// A tar of the OCI layout (`skopeo ... oci-archive:FILE`).
+    OciArchive,
+    /// `docker load` / `podman load` format, one platform.
+    DockerArchive,
+}
+
+fn parse_reference(s: &str) -> Result<String, String> {
+    boxwright::registry::Reference::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e:#}"))
+}
+
+fn parse_platform_choice(s: &str) -> Result<boxwright::pull::PlatformChoice, String> {
+    if s == "all" {
+        return Ok(boxwright::pull::PlatformChoice::All);
+    }
+    boxwright::oci::Platform::parse(s).map(boxwright::pull::PlatformChoice::One)
 }
 
 #[derive(Args, Debug)]

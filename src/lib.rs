@@ -14,6 +14,7 @@ pub mod layer;
 pub mod layout;
 pub mod oci;
 pub mod progress;
+pub mod pull;
 pub mod push;
 pub mod recipe;
 pub mod registry;

@@ -51,6 +51,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Push(args) => commands::push::run(args, reporter)?,
         Command::Login(args) => commands::login::run_login(args, reporter)?,
         Command::Logout(args) => commands::login::run_logout(args, reporter)?,
+        Command::Pull(args) => commands::pull::run(args, reporter)?,
         Command::Inspect(args) => {
             let (dir, name) = layout::split_layout_ref(&args.layout);
             let l = layout::Layout::open(&dir)?;

@@ -10,11 +10,13 @@ use anyhow::{Context as _, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 
 use boxwright::build::{self, BuildOptions, BuildResult, LayerHook};
+use boxwright::cache::BlobCache;
 use boxwright::error::bad_input;
 use boxwright::layer::{Codec, Compression};
 use boxwright::layout::Layout;
 use boxwright::oci::Descriptor;
 use boxwright::progress::{Level, SharedReporter};
+use boxwright::pull::RegistryBase;
 use boxwright::push::{ImageContent, Pusher};
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
@@ -62,6 +64,7 @@ pub fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
         compression: Compression { codec, level },
         reporter: reporter.clone(),
         on_layer: None,
+        registry_base: registry_base(&args, &plan, &reporter)?,
     };
     if args.push {
         return build_and_push(&args, &plan, opts, reporter);
@@ -94,7 +97,19 @@ fn build_and_push(
             args.recipe.display()
         )));
     }
-    let push_opts = super::push::options(&args.registry)?;
+    let mut push_opts = super::push::options(&args.registry)?;
+    // Base layers are mounted from the base's repository on its own registry.
+    if let (
+        Some(rb),
+        recipe::Base::Registry {
+            reference,
+            fallback,
+        },
+    ) = (&opts.registry_base, &plan.base)
+    {
+        let served = rb.resolve(reference, fallback)?;
+        push_opts.mount_sources.push(served.reference);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,4 +200,23 @@ fn build_and_push(
         return report.error().map_or(Ok(()), Err);
     }
     super::push::finish(&report, false, &reporter)
+}
+
+/// The registry client and blob cache for a registry base (`None` for other bases).
+fn registry_base(
+    args: &BuildArgs,
+    plan: &Plan,
+    reporter: &SharedReporter,
+) -> Result<Option<Arc<RegistryBase>>> {
+    if !matches!(plan.base, recipe::Base::Registry { .. }) {
+        return Ok(None);
+    }
+    let client = super::push::options(&args.registry)?.client;
+    let cache = BlobCache::new(args.cache_dir.clone())?;
+    Ok(Some(Arc::new(RegistryBase::new(
+        client,
+        CredentialStore::from_env(),
+        cache,
+        reporter.clone(),
+    )?)))
 }

@@ -2,4 +2,5 @@
 
 pub mod build;
 pub mod login;
+pub mod pull;
 pub mod push;
