@@ -154,29 +154,36 @@ pub async fn resolve_first(
                     skipped,
                 });
             }
-            Err(e) if moves_on(&e) => {
-                let next = refs.get(position + 1);
-                let msg = match next {
-                    Some(n) => format!("{r}: {e}; trying {n}"),
-                    None => format!("{r}: {e}"),
-                };
-                reporter.log(Level::Warn, &msg);
+            Err(e) if moves_on(&e) && position + 1 < refs.len() => {
+                reporter.log(
+                    Level::Warn,
+                    &format!("{r}: {e}; trying {}", refs[position + 1]),
+                );
                 skipped.push(Attempt {
                     reference: r.to_string(),
                     error: e.to_string(),
                 });
             }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("resolving {r}"))),
+            Err(e) if skipped.is_empty() => {
+                return Err(anyhow::Error::new(e).context(format!("resolving {r}")))
+            }
+            Err(e) => {
+                skipped.push(Attempt {
+                    reference: r.to_string(),
+                    error: e.to_string(),
+                });
+                let detail: Vec<String> = skipped
+                    .iter()
+                    .map(|a| format!("{}: {}", a.reference, a.error))
+                    .collect();
+                return Err(anyhow!(
+                    "no registry served {requested}: {}",
+                    detail.join("; ")
+                ));
+            }
         }
     }
-    let detail: Vec<String> = skipped
-        .iter()
-        .map(|a| format!("{}: {}", a.reference, a.error))
-        .collect();
-    Err(anyhow!(
-        "no registry served {requested} ({})",
-        detail.join("; ")
-    ))
+    Err(anyhow!("no registry served {requested}"))
 }
 
 /// The image manifest for `platform` in `index` (exact platform, a missing

@@ -474,7 +474,16 @@ impl Client {
                     let failure = match res {
                         Ok(resp) => {
                             let status = resp.status().as_u16();
-                            self.log(&format!("GET {} -> {status}", redact(&url)));
+                            let ratelimit = resp
+                                .headers()
+                                .get("ratelimit-remaining")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string);
+                            let rl = ratelimit
+                                .as_deref()
+                                .map(|v| format!(" (ratelimit-remaining {v})"))
+                                .unwrap_or_default();
+                            self.log(&format!("GET {} -> {status}{rl}", redact(&url)));
                             if status == 401 {
                                 let challenges: Vec<Challenge> = resp
                                     .headers()
@@ -494,13 +503,16 @@ impl Client {
                                 .get("retry-after")
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                            let err = RegistryError::new(
+                            let mut err = RegistryError::new(
                                 ctx.clone(),
                                 ErrorKind::Status {
                                     status,
                                     errors: vec![],
                                 },
                             );
+                            // Docker Hub's quota and wait, as on other answers.
+                            err.ratelimit_remaining = ratelimit;
+                            err.retry_after = ra.map(|d| d.as_secs());
                             if !is_retryable_status(status) {
                                 return Err(err);
                             }

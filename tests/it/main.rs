@@ -8,4 +8,5 @@ mod support;
 mod build;
 mod common;
 mod harness;
+mod pull;
 mod push;

@@ -1,0 +1,774 @@
+//! Registry bases in `build` and `boxwright pull`, against real
+//! `docker-registry` instances behind counting fault proxies. The base is a
+//! two-platform index (a shared layer plus one layer per architecture) that
+//! boxwright builds and pushes first. Every test states the figure it checks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{boxwright, ok, run, write, Run};
+use crate::support::{skopeo, tempdir, Fault, FaultProxy, LogEntry, Registry};
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Deterministic incompressible bytes (xorshift64*), different per seed.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A client environment of its own: HOME, DOCKER_CONFIG, XDG_CACHE_HOME.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let e = Env { dir: tempdir() };
+        std::fs::create_dir_all(e.dir.path().join("docker")).unwrap();
+        e
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = boxwright();
+        c.env("DOCKER_CONFIG", self.path().join("docker"))
+            .env("HOME", self.path())
+            .env("XDG_CACHE_HOME", self.path().join("xdg"))
+            .env("NO_COLOR", "1");
+        for v in [
+            "REGISTRY_AUTH_FILE",
+            "GITHUB_TOKEN",
+            "GITHUB_ACTOR",
+            "SSL_CERT_FILE",
+            "CI",
+        ] {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    /// Digests held by the blob cache at `--cache-dir`.
+    fn cached(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.cache().join("sha256"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+fn assert_ok(r: &Run) {
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+}
+
+/// One platform of the base image.
+#[derive(Debug, Clone)]
+struct BasePlatform {
+    manifest: String,
+    config: String,
+    /// Layer digest -> size, in order.
+    layers: Vec<(String, u64)>,
+    diff_ids: Vec<String>,
+    history: Value,
+}
+
+/// The base: a two-platform index pushed to a registry as `base/img:1.0`.
+struct Base {
+    _dir: tempfile::TempDir,
+    layout: PathBuf,
+    index: String,
+    platforms: BTreeMap<String, BasePlatform>,
+}
+
+impl Base {
+    fn amd64(&self) -> &BasePlatform {
+        &self.platforms["linux/amd64"]
+    }
+    fn arm64(&self) -> &BasePlatform {
+        &self.platforms["linux/arm64"]
+    }
+    /// Every blob of the index (configs and layers).
+    fn blobs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .platforms
+            .values()
+            .flat_map(|p| {
+                std::iter::once(p.config.clone()).chain(p.layers.iter().map(|(d, _)| d.clone()))
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Build the base index: layer `common` (same for both platforms) and layer
+/// `arch` (its own bytes per architecture).
+fn build_base() -> Base {
+    let dir = tempdir();
+    let d = dir.path();
+    std::fs::write(d.join("common.bin"), noise(40_000, 1)).unwrap();
+    for (i, arch) in ["amd64", "arm64"].iter().enumerate() {
+        std::fs::create_dir_all(d.join("arch").join(arch)).unwrap();
+        std::fs::write(
+            d.join("arch").join(arch).join("tool"),
+            noise(30_000, 10 + i as u64),
+        )
+        .unwrap();
+    }
+    write(
+        &d.join("base.toml"),
+        r#"tags = ["1.0"]
+
+[image]
+name = "base"
+platforms = ["linux/amd64", "linux/arm64"]
+
+[config]
+workdir = "/srv"
+
+[config.env]
+BASE_HOME = "/srv"
+
+[[layer]]
+name = "common"
+
+[[layer.entry]]
+src = "common.bin"
+dest = "/srv/common.bin"
+
+[[layer]]
+name = "arch"
+
+[[layer.entry]]
+src = "arch/${ARCH}/tool"
+dest = "/usr/local/bin/tool"
+"#,
+    );
+    let layout = d.join("layout");
+    let out = ok(boxwright()
+        .args(["build", "--quiet", "--json", "-o"])
+        .arg(&layout)
+        .arg(d.join("base.toml")));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut platforms = BTreeMap::new();
+    for img in v["images"].as_array().unwrap() {
+        let config = img["config"]["digest"].as_str().unwrap().to_string();
+        let cfg: Value = serde_json::from_slice(
+            &std::fs::read(layout.join("blobs/sha256").join(&config[7..])).unwrap(),
+        )
+        .unwrap();
+        let layers: Vec<(String, u64)> = img["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["digest"].as_str().unwrap().to_string(),
+                    l["size"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        platforms.insert(
+            img["platform"].as_str().unwrap().to_string(),
+            BasePlatform {
+                manifest: img["manifest"]["digest"].as_str().unwrap().to_string(),
+                config,
+                layers,
+                diff_ids: cfg["rootfs"]["diff_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_str().unwrap().to_string())
+                    .collect(),
+                history: cfg["history"].clone(),
+            },
+        );
+    }
+    let base = Base {
+        _dir: dir,
+        layout,
+        index: v["digest"].as_str().unwrap().to_string(),
+        platforms,
+    };
+    // The shared layer is one blob; the arch layers differ.
+    assert_eq!(base.amd64().layers[0], base.arm64().layers[0]);
+    assert_ne!(base.amd64().layers[1], base.arm64().layers[1]);
+    base
+}
+
+/// Push the base layout to `host/base/img:1.0`.
+fn push_base(env: &Env, base: &Base, host: &str) {
+    let out = ok(env
+        .cmd()
+        .args(["push", "--quiet"])
+        .arg(&base.layout)
+        .args(["--to", &format!("{host}/base/img:1.0")]));
+    assert_eq!(out, base.index);
+}
+
+/// A recipe on `base` (with `fallback`s) adding one layer.
+fn app_recipe(dir: &Path, base: &str, fallback: &[String], platforms: &[&str]) -> PathBuf {
+    std::fs::write(dir.join("app.bin"), noise(20_000, 99)).unwrap();
+    let fb: Vec<String> = fallback.iter().map(|f| format!("{f:?}")).collect();
+    let pl: Vec<String> = platforms.iter().map(|p| format!("{p:?}")).collect();
+    let r = dir.join("app.toml");
+    write(
+        &r,
+        &format!(
+            r#"tags = ["1"]
+
+[image]
+name = "app"
+base = {base:?}
+base_fallback = [{}]
+platforms = [{}]
+
+[config.env]
+APP = "1"
+
+[[layer]]
+name = "app"
+
+[[layer.entry]]
+src = "app.bin"
+dest = "/srv/app.bin"
+"#,
+            fb.join(", "),
+            pl.join(", ")
+        ),
+    );
+    r
+}
+
+fn query_param(e: &LogEntry, key: &str) -> Option<String> {
+    let q = e.query.clone().unwrap_or_default();
+    reqwest::Url::parse(&format!("http://x/?{q}"))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Blob digests uploaded (a PUT with `digest=` answered 201), with counts.
+fn uploads_by_digest(log: &[LogEntry]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in log {
+        if e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == Some(201) {
+            if let Some(d) = query_param(e, "digest") {
+                *m.entry(d).or_default() += 1;
+            }
+        }
+    }
+    m
+}
+
+/// Request-body bytes of blob uploads (POST, PATCH, PUT on `/blobs/uploads/`).
+fn blob_body_bytes(log: &[LogEntry]) -> u64 {
+    log.iter()
+        .filter(|e| e.path.contains("/blobs/uploads/"))
+        .map(|e| e.body_bytes)
+        .sum()
+}
+
+fn read_json(layout: &Path, digest: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn build_on_a_registry_base_mounts_its_layers_there_and_uploads_them_once_elsewhere() {
+    let env = Env::new();
+    let (reg_a, reg_b) = (Registry::start(), Registry::start());
+    let (pa, pb) = (FaultProxy::start(&reg_a), FaultProxy::start(&reg_b));
+    let base = build_base();
+    push_base(&env, &base, &pa.host());
+    pa.reset();
+
+    let work = tempdir();
+    let base_ref = format!("{}/base/img:1.0", pa.host());
+    let recipe = app_recipe(work.path(), &base_ref, &[], &["linux/amd64"]);
+    let out = work.path().join("out");
+    let r = run(env
+        .cmd()
+        .args(["build", "--json", "--push", "-o"])
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .args(["--to", &format!("{}/app/x:1", pa.host())])
+        .args(["--to", &format!("{}/app/x:1", pb.host())])
+        .arg(&recipe));
+    assert_ok(&r);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["build"]["base"]["registry"], pa.host(), "{v:#}");
+    assert_eq!(v["build"]["base"]["fallback"], false);
+    assert!(
+        r.stderr.contains(&format!("served by {}", pa.host())),
+        "{}",
+        r.stderr
+    );
+
+    let amd = base.amd64();
+    let base_layers: Vec<&String> = amd.layers.iter().map(|(d, _)| d).collect();
+    let image = &v["build"]["images"][0];
+    let all_blobs: Vec<(String, u64)> = std::iter::once(&image["config"])
+        .chain(image["layers"].as_array().unwrap())
+        .map(|d| {
+            (
+                d["digest"].as_str().unwrap().to_string(),
+                d["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let own_bytes: u64 = all_blobs
+        .iter()
+        .filter(|(d, _)| !base_layers.contains(&d))
+        .map(|(_, s)| s)
+        .sum();
+
+    // Figure, registry A: every base layer mounted (POST ?mount=&from=base/img
+    // answered 201), none uploaded; the blob bytes sent are the app's only.
+    let log_a = pa.log();
+    for l in &base_layers {
+        let mounted = log_a.iter().any(|e| {
+            e.method == "POST"
+                && e.status == Some(201)
+                && query_param(e, "mount").as_deref() == Some(l.as_str())
+                && query_param(e, "from").as_deref() == Some("base/img")
+        });
+        assert!(mounted, "base layer {l} not mounted on A: {log_a:#?}");
+    }
+    let up_a = uploads_by_digest(&log_a);
+    assert!(
+        base_layers.iter().all(|l| !up_a.contains_key(*l)),
+        "{up_a:#?}"
+    );
+    assert_eq!(blob_body_bytes(&log_a), own_bytes, "{log_a:#?}");
+    // Nothing of the base was downloaded from A but the amd64 manifest path.
+    assert!(!log_a
+        .iter()
+        .any(|e| e.method == "GET" && e.path.ends_with(&base.arm64().layers[1].0)));
+
+    // Figure, registry B: each base layer uploaded exactly once.
+    let up_b = uploads_by_digest(&pb.log());
+    for l in &base_layers {
+        assert_eq!(up_b.get(*l), Some(&1), "{up_b:#?}");
+    }
+
+    // Figure, cache: the amd64 layers, never the arm64-only layer.
+    let cached = env.cached();
+    for l in &base_layers {
+        assert!(cached.contains(l), "{l} not cached: {cached:?}");
+    }
+    assert!(
+        !cached.contains(&base.arm64().layers[1].0),
+        "the arm64 layer was never needed: {cached:?}"
+    );
+    assert!(!cached.contains(&base.arm64().config));
+
+    // The built config: base diff IDs and history first, then the recipe's;
+    // env merged; the manifest names the base that served and its digest.
+    let manifest_digest = image["manifest"]["digest"].as_str().unwrap();
+    let manifest = read_json(&out, manifest_digest);
+    let config = read_json(&out, image["config"]["digest"].as_str().unwrap());
+    let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(diff_ids.len(), amd.diff_ids.len() + 1);
+    assert_eq!(diff_ids[..amd.diff_ids.len()], amd.diff_ids[..]);
+    let history = config["history"].as_array().unwrap();
+    let base_history = amd.history.as_array().unwrap();
+    assert_eq!(history[..base_history.len()], base_history[..]);
+    assert_eq!(history.len(), base_history.len() + 1);
+    let env_list = config["config"]["Env"].to_string();
+    assert!(env_list.contains("BASE_HOME=/srv") && env_list.contains("APP=1"));
+    assert_eq!(config["config"]["WorkingDir"], "/srv");
+    let ann = &manifest["annotations"];
+    assert_eq!(ann["org.opencontainers.image.base.name"], base_ref);
+    assert_eq!(ann["org.opencontainers.image.base.digest"], amd.manifest);
+    // Both registries serve the same digest.
+    for host in [pa.host(), pb.host()] {
+        let raw = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{host}/app/x:1"),
+        ]);
+        assert_eq!(sha256(raw.as_bytes()), v["build"]["digest"]);
+    }
+}
+
+#[test]
+fn a_base_without_a_recipe_platform_is_bad_input_naming_both() {
+    let env = Env::new();
+    let reg = Registry::start();
+    let base = build_base();
+    push_base(&env, &base, &reg.host());
+    let work = tempdir();
+    let base_ref = format!("{}/base/img:1.0", reg.host());
+    let recipe = app_recipe(
+        work.path(),
+        &base_ref,
+        &[],
+        &["linux/amd64", "linux/riscv64"],
+    );
+    let r = run(env
+        .cmd()
+        .arg("build")
+        .arg("-o")
+        .arg(work.path().join("out"))
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .arg(&recipe));
+    // Figure: exit 2, and the message names the base, the platform and what it has.
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(&base_ref), "{}", r.stderr);
+    assert!(r.stderr.contains("linux/riscv64"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("linux/amd64, linux/arm64"),
+        "{}",
+        r.stderr
+    );
+    assert!(!work.path().join("out").exists());
+}
+
+/// A port where nothing listens.
+fn dead_host() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("127.0.0.1:{port}")
+}
+
+#[test]
+fn build_falls_back_when_the_base_primary_is_stopped() {
+    let env = Env::new();
+    let reg = Registry::start();
+    let base = build_base();
+    push_base(&env, &base, &reg.host());
+    let work = tempdir();
+    let primary = format!("{}/base/img:1.0", dead_host());
+    let fallback = format!("{}/base/img:1.0", reg.host());
+    let recipe = app_recipe(
+        work.path(),
+        &primary,
+        std::slice::from_ref(&fallback),
+        &["linux/arm64"],
+    );
+    let out = work.path().join("out");
+    let started = Instant::now();
+    let r = run(env
+        .cmd()
+        .args(["build", "--json", "-o"])
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .arg(&recipe));
+    assert_ok(&r);
+    // Figure: the fallback served, said on stderr and in the JSON, quickly.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["base"]["reference"], fallback, "{v:#}");
+    assert_eq!(v["base"]["fallback"], true);
+    assert_eq!(v["base"]["skipped"][0]["reference"], primary);
+    assert!(
+        r.stderr.contains(&format!("served by {}", reg.host())),
+        "{}",
+        r.stderr
+    );
+    let manifest = read_json(&out, v["images"][0]["manifest"]["digest"].as_str().unwrap());
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.name"],
+        fallback
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.digest"],
+        base.arm64().manifest
+    );
+    // The arm64 build cached the arm64 layers only.
+    let cached = env.cached();
+    assert!(cached.contains(&base.arm64().layers[1].0));
+    assert!(!cached.contains(&base.amd64().layers[1].0));
+}
+
+/// `pull REF --fallback REF2 -o DIR` with the primary proxy answering
+/// `fault` to everything.
+fn pull_with_failing_primary(fault: Fault, extra: &[&str]) -> (Run, String, Base, FaultProxy, Env) {
+    let env = Env::new();
+    let (empty, holder) = (Registry::start(), Registry::start());
+    let p1 = FaultProxy::start(&empty);
+    p1.configure(|c| {
+        c.fault_rate = 1.0;
+        c.fault_kinds = vec![fault];
+        c.extra_headers = vec![("ratelimit-remaining".into(), "0;w=21600".into())];
+    });
+    let base = build_base();
+    push_base(&env, &base, &holder.host());
+    let out = env.path().join("pulled");
+    let mut c = env.cmd();
+    c.arg("pull")
+        .arg(format!("{}/base/img:1.0", p1.host()))
+        .args(["--fallback", &format!("{}/base/img:1.0", holder.host())])
+        .arg("-o")
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .args(extra);
+    let r = run(&mut c);
+    assert_ok(&r);
+    // The layout's index.json names the served index; skopeo reads it.
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:1.0", out.display())]);
+    assert_eq!(sha256(raw.as_bytes()), base.index);
+    (r, holder.host(), base, p1, env)
+}
+
+#[test]
+fn pull_falls_back_when_the_primary_answers_503() {
+    let started = Instant::now();
+    let (r, holder, base, p1, _env) = pull_with_failing_primary(Fault::Unavailable, &["--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    // Figure: the fallback served the index digest; the primary got 2
+    // requests (one retry), both answered 503.
+    assert_eq!(v["digest"], base.index);
+    assert_eq!(v["served"]["registry"], holder);
+    assert_eq!(v["served"]["fallback"], true);
+    assert_eq!(
+        v["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    assert!(v["served"]["skipped"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("503"));
+    assert!(
+        r.stderr.contains(&format!("served by {holder}")),
+        "{}",
+        r.stderr
+    );
+    let tried = p1.log();
+    assert_eq!(tried.len(), 2, "{tried:#?}");
+    assert!(tried.iter().all(|e| e.status == Some(503)));
+    assert_eq!(v["blobs_downloaded"], base.blobs().len());
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn pull_falls_back_on_429_and_shows_the_rate_limit() {
+    let (r, holder, base, p1, env) =
+        pull_with_failing_primary(Fault::TooManyRequests, &["--verbose"]);
+    // Figure: stdout is the index digest; stderr names the fallback and the
+    // primary's 429 with its ratelimit-remaining.
+    assert_eq!(r.stdout.trim(), base.index);
+    assert!(
+        r.stderr.contains(&format!("served by {holder}")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("429"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ratelimit-remaining: 0;w=21600"),
+        "{}",
+        r.stderr
+    );
+    // Without a fallback the 429 is the error (exit 1), quota included.
+    let alone = run(env
+        .cmd()
+        .arg("pull")
+        .arg(format!("{}/base/img:1.0", p1.host()))
+        .arg("-o")
+        .arg(env.path().join("alone"))
+        .arg("--cache-dir")
+        .arg(env.cache()));
+    assert_eq!(alone.code, 1, "{}", alone.stderr);
+    assert!(alone.stderr.contains("429"), "{}", alone.stderr);
+    assert!(
+        alone.stderr.contains("ratelimit-remaining: 0;w=21600"),
+        "{}",
+        alone.stderr
+    );
+}
+
+#[test]
+fn a_corrupt_blob_is_named_exit_1_and_never_cached() {
+    let env = Env::new();
+    let reg = Registry::start();
+    let base = build_base();
+    push_base(&env, &base, &reg.host());
+    let proxy = FaultProxy::start(&reg);
+    proxy.configure(|c| c.corrupt_blobs = true);
+    let out = env.path().join("pulled");
+    let r = run(env
+        .cmd()
+        .arg("pull")
+        .arg(format!("{}/base/img:1.0", proxy.host()))
+        .args(["--platform", "linux/amd64", "-o"])
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(env.cache()));
+    // Figure: exit 1; the error names the corrupt blob's digest; the cache
+    // holds no file under any of the image's digests (no .part left either).
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("digest mismatch"), "{}", r.stderr);
+    let named: Vec<String> = base
+        .blobs()
+        .into_iter()
+        .filter(|d| r.stderr.contains(&format!("expected {d}")))
+        .collect();
+    assert_eq!(named.len(), 1, "{}", r.stderr);
+    assert!(proxy.injected_count(crate::support::Injected::CorruptBlob) >= 1);
+    let entries: Vec<String> = std::fs::read_dir(env.cache().join("sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(entries.is_empty(), "{entries:?}");
+    assert!(!out.exists());
+
+    // Without the fault the same pull works and fills the cache.
+    proxy.configure(|c| c.corrupt_blobs = false);
+    let digest = ok(env
+        .cmd()
+        .arg("pull")
+        .arg(format!("{}/base/img:1.0", proxy.host()))
+        .args(["--platform", "linux/amd64", "-o"])
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(env.cache()));
+    assert_eq!(digest, base.amd64().manifest);
+    assert_eq!(env.cached().len(), 1 + base.amd64().layers.len());
+}
+
+#[test]
+fn pull_writes_archives_that_skopeo_reads() {
+    let env = Env::new();
+    let reg = Registry::start();
+    let base = build_base();
+    push_base(&env, &base, &reg.host());
+    let reference = format!("{}/base/img:1.0", reg.host());
+    let pull = |extra: &[&str], out: &Path| -> String {
+        ok(env
+            .cmd()
+            .args(["pull", "--quiet", &reference, "-o"])
+            .arg(out)
+            .arg("--cache-dir")
+            .arg(env.cache())
+            .args(extra))
+    };
+
+    // oci-archive, one platform: skopeo's raw manifest is the amd64 manifest.
+    let oa = env.path().join("img.oci.tar");
+    let d = pull(
+        &["--format", "oci-archive", "--platform", "linux/amd64"],
+        &oa,
+    );
+    assert_eq!(d, base.amd64().manifest);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}:1.0", oa.display()),
+    ]);
+    assert_eq!(sha256(raw.as_bytes()), base.amd64().manifest);
+
+    // oci-archive of the whole index: the raw top is the index.
+    let oi = env.path().join("all.oci.tar");
+    assert_eq!(pull(&["--format", "oci-archive"], &oi), base.index);
+    let raw = skopeo(&["inspect", "--raw", &format!("oci-archive:{}", oi.display())]);
+    assert_eq!(sha256(raw.as_bytes()), base.index);
+
+    // docker-archive (default linux/amd64): config digest = the image's,
+    // layers = its diff IDs, RepoTags = the reference.
+    let da = env.path().join("img.docker.tar");
+    assert_eq!(
+        pull(&["--format", "docker-archive"], &da),
+        base.amd64().manifest
+    );
+    let raw: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("docker-archive:{}", da.display()),
+    ]))
+    .unwrap();
+    assert_eq!(raw["config"]["digest"], base.amd64().config);
+    let layers: Vec<String> = raw["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers, base.amd64().diff_ids);
+    let info: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        &format!("docker-archive:{}", da.display()),
+    ]))
+    .unwrap();
+    assert_eq!(info["Architecture"], "amd64");
+    let mut ar = tar::Archive::new(std::fs::File::open(&da).unwrap());
+    let manifest_json: Value = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
+        .map(|e| serde_json::from_reader(e).unwrap())
+        .unwrap();
+    assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!([reference]));
+
+    // docker-archive for arm64 carries the arm64 config.
+    let da2 = env.path().join("arm.docker.tar");
+    pull(
+        &["--format", "docker-archive", "--platform", "linux/arm64"],
+        &da2,
+    );
+    let raw: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("docker-archive:{}", da2.display()),
+    ]))
+    .unwrap();
+    assert_eq!(raw["config"]["digest"], base.arm64().config);
+
+    // docker-archive cannot hold every platform: exit 2.
+    let r = run(env
+        .cmd()
+        .args([
+            "pull",
+            &reference,
+            "--format",
+            "docker-archive",
+            "--platform",
+            "all",
+            "-o",
+        ])
+        .arg(env.path().join("x.tar"))
+        .arg("--cache-dir")
+        .arg(env.cache()));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
