@@ -49,6 +49,11 @@ pub fn resolve_policy() -> RetryPolicy {
     }
 }
 
+/// How long resolving one reference may take (retry included) before the
+/// next one is tried: a registry that accepts connections but never answers
+/// counts as down.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Whether a failure to resolve on one registry moves on to the next
 /// reference: not found (404), rate-limited (429), server errors (5xx, 408)
 /// and transport failures (refused, reset, timed out).
@@ -121,6 +126,7 @@ pub struct ServedReport {
 }
 
 /// GET the manifest of each reference in turn until one serves.
+#[allow(clippy::result_large_err)] // RegistryError carries its context; cold path
 pub async fn resolve_first(
     client: &Client,
     refs: &[Reference],
@@ -132,10 +138,23 @@ pub async fn resolve_first(
         .ok_or_else(|| bad_input("no image reference given"))?;
     let mut skipped = Vec::new();
     for (position, r) in refs.iter().enumerate() {
-        match client
-            .get_manifest(&r.registry, &r.repository, &r.object())
-            .await
-        {
+        let answer = tokio::time::timeout(
+            RESOLVE_TIMEOUT,
+            client.get_manifest(&r.registry, &r.repository, &r.object()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(RegistryError::new(
+                crate::registry::ErrorContext {
+                    operation: "fetching manifest".into(),
+                    registry: r.registry.clone(),
+                    repository: Some(r.repository.clone()),
+                    object: Some(r.object()),
+                },
+                ErrorKind::Transport(format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs())),
+            ))
+        });
+        match answer {
             Ok((info, bytes)) => {
                 if !oci::is_index_media_type(&info.media_type)
                     && !oci::is_manifest_media_type(&info.media_type)
