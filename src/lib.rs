@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod copy;
 pub mod error;
 pub mod inspect;
 pub mod layer;
@@ -17,3 +18,4 @@ pub mod progress;
 pub mod push;
 pub mod recipe;
 pub mod registry;
+pub mod verify;

@@ -9,3 +9,4 @@ mod build;
 mod common;
 mod harness;
 mod push;
+mod verify;
