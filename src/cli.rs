@@ -34,6 +34,12 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove a registry's credentials from docker's config.json.
     Logout(LogoutArgs),
+    /// Check that references name one image (HEAD only); exit 1 naming the odd ones out.
+    Verify(crate::commands::verify::VerifyArgs),
+    /// Tag lists of repositories side by side (follows pagination).
+    Tags(crate::commands::tags::TagsArgs),
+    /// Copy an image or multi-platform index between registries, digest preserved.
+    Copy(crate::commands::copy::CopyArgs),
     /// Pull an image from the first registry that serves it (fallbacks) into
     /// an OCI layout or archive; prints the digest.
     Pull(PullArgs),

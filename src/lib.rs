@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod copy;
 pub mod error;
 pub mod inspect;
 pub mod layer;
@@ -18,3 +19,4 @@ pub mod pull;
 pub mod push;
 pub mod recipe;
 pub mod registry;
+pub mod verify;

@@ -51,6 +51,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Push(args) => commands::push::run(args, reporter)?,
         Command::Login(args) => commands::login::run_login(args, reporter)?,
         Command::Logout(args) => commands::login::run_logout(args, reporter)?,
+        Command::Verify(args) => commands::verify::run(args, reporter)?,
+        Command::Tags(args) => commands::tags::run(args, reporter)?,
+        Command::Copy(args) => commands::copy::run(args, reporter)?,
         Command::Pull(args) => commands::pull::run(args, reporter)?,
         Command::Inspect(args) => {
             let (dir, name) = layout::split_layout_ref(&args.layout);

@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 use tokio::sync::OnceCell;
@@ -226,6 +227,26 @@ impl ImageContent {
 
     pub fn total_blob_bytes(&self) -> u64 {
         self.blobs.iter().map(|(d, _)| d.size).sum()
+    }
+}
+
+/// Where a blob's bytes come from when a registry needs them uploaded.
+///
+/// A push from a layout reads files that are already there ([`Path`] via
+/// [`Pusher::push_blob`]); a copy between registries fetches a blob into the
+/// cache only when some destination can neither find nor mount it
+/// (`crate::copy::RegistryBlobs`). The returned file must hold exactly the
+/// blob's bytes; it is reopened for each upload attempt.
+pub trait BlobSource: Send + Sync {
+    fn file<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, anyhow::Result<PathBuf>>;
+}
+
+/// A blob already in a file.
+struct AtPath<'p>(&'p Path);
+
+impl BlobSource for AtPath<'_> {
+    fn file<'a>(&'a self, _desc: &'a Descriptor) -> BoxFuture<'a, anyhow::Result<PathBuf>> {
+        Box::pin(std::future::ready(Ok(self.0.to_path_buf())))
     }
 }
 
@@ -486,17 +507,27 @@ impl Pusher {
     /// are in `path`, on every registry in parallel. Failures are recorded
     /// against their registry (whose targets then fail); this never errors.
     pub async fn push_blob(&self, desc: &Descriptor, path: &Path) {
-        let futs = self.registries.iter().map(|r| self.blob_on(r, desc, path));
+        self.push_blob_from(desc, &AtPath(path)).await
+    }
+
+    /// [`Pusher::push_blob`] with bytes from `source`, asked for the file
+    /// only when a registry needs an upload (present or mounted blobs never
+    /// touch it).
+    pub async fn push_blob_from(&self, desc: &Descriptor, source: &dyn BlobSource) {
+        let futs = self
+            .registries
+            .iter()
+            .map(|r| self.blob_on(r, desc, source));
         futures_util::future::join_all(futs).await;
     }
 
-    async fn blob_on(&self, r: &Arc<RegistryPush>, desc: &Descriptor, path: &Path) {
+    async fn blob_on(&self, r: &Arc<RegistryPush>, desc: &Descriptor, source: &dyn BlobSource) {
         if r.failure().is_some() {
             return;
         }
         let cell = r.cell(&desc.digest);
         let res = cell
-            .get_or_try_init(|| self.ensure_blob(r, desc, path))
+            .get_or_try_init(|| self.ensure_blob(r, desc, source))
             .await;
         if let Err(e) = res {
             r.fail(format!("{e:#}"));
@@ -507,7 +538,7 @@ impl Pusher {
         &self,
         r: &RegistryPush,
         desc: &Descriptor,
-        path: &Path,
+        source: &dyn BlobSource,
     ) -> anyhow::Result<()> {
         let reg = r.registry.as_str();
         let d = &desc.digest;
@@ -575,13 +606,14 @@ impl Pusher {
                 }
                 m => m,
             };
+            let path = source.file(desc).await?;
             self.client
                 .upload_blob(
                     reg,
                     repo,
                     d,
                     desc.size,
-                    path,
+                    &path,
                     mode,
                     session,
                     Some(r.progress_id.clone()),
@@ -607,6 +639,25 @@ impl Pusher {
         stream::iter(image.blobs.iter())
             .for_each_concurrent(jobs, |(desc, path)| self.push_blob(desc, path))
             .await;
+        self.finish_image(image).await
+    }
+
+    /// [`Pusher::push_image`] with blob bytes from `source` instead of the
+    /// paths in `image.blobs` (`copy`: fetched on demand from a registry).
+    pub async fn push_image_from(
+        &self,
+        image: &ImageContent,
+        source: &dyn BlobSource,
+    ) -> PushReport {
+        let jobs = self.client.options().jobs_per_registry.max(1) * 2;
+        stream::iter(image.blobs.iter())
+            .for_each_concurrent(jobs, |(desc, _)| self.push_blob_from(desc, source))
+            .await;
+        self.finish_image(image).await
+    }
+
+    /// Manifests, tags and the report, once the blobs are in.
+    async fn finish_image(&self, image: &ImageContent) -> PushReport {
         let manifest_results = futures_util::future::join_all(
             self.registries.iter().map(|r| self.manifests_on(r, image)),
         )

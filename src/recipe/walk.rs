@@ -157,6 +157,20 @@ fn effective(
     })
 }
 
+impl Effective {
+    fn entry(&self, path: Vec<u8>, kind: EntryKind, mode: u32) -> Entry {
+        Entry {
+            path,
+            kind,
+            mode,
+            uid: self.uid,
+            gid: self.gid,
+            uname: self.uname.clone(),
+            gname: self.gname.clone(),
+        }
+    }
+}
+
 impl Collector<'_> {
     fn add_entry(
         &mut self,
@@ -187,15 +201,7 @@ impl Collector<'_> {
                 .src
                 .err(span, "`exclude` only applies to a directory `src`"));
         }
-        let entry = |kind: EntryKind, mode: u32| Entry {
-            path: dest.clone(),
-            kind,
-            mode,
-            uid: attrs.uid,
-            gid: attrs.gid,
-            uname: attrs.uname.clone(),
-            gname: attrs.gname.clone(),
-        };
+        let entry = |kind: EntryKind, mode: u32| attrs.entry(dest.clone(), kind, mode);
         if let Some(content) = &e.content {
             let text = expand(content)?;
             return self.insert(
@@ -367,15 +373,7 @@ impl Collector<'_> {
             let mut child = dest.to_vec();
             push_name(&mut child, name.as_bytes());
             let meta = fs::symlink_metadata(&path)?;
-            let base = |kind: EntryKind, mode: u32| Entry {
-                path: child.clone(),
-                kind,
-                mode,
-                uid: attrs.uid,
-                gid: attrs.gid,
-                uname: attrs.uname.clone(),
-                gname: attrs.gname.clone(),
-            };
+            let base = |kind: EntryKind, mode: u32| attrs.entry(child.clone(), kind, mode);
             let ft = meta.file_type();
             if ft.is_symlink() {
                 let target = fs::read_link(&path)?;

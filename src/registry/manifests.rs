@@ -198,8 +198,23 @@ impl Client {
         registry: &str,
         repo: &str,
     ) -> Result<Vec<String>, RegistryError> {
+        self.list_tags_paged(registry, repo, None).await
+    }
+
+    /// [`Client::list_tags`] asking for pages of `page_size` tags (`?n=`);
+    /// later pages are the `Link` URLs the registry answers (which carry
+    /// `n` and `last`), used as given.
+    pub async fn list_tags_paged(
+        &self,
+        registry: &str,
+        repo: &str,
+        page_size: Option<u32>,
+    ) -> Result<Vec<String>, RegistryError> {
         let c = ctx("listing tags", registry, repo, "tags");
         let mut url = self.url(registry, &format!("{repo}/tags/list"))?;
+        if let Some(n) = page_size {
+            url.query_pairs_mut().append_pair("n", &n.to_string());
+        }
         let mut tags = Vec::new();
         for _page in 0..10_000 {
             let req = Request::new(Method::GET, url.clone(), vec![pull_scope(repo)]);

@@ -10,3 +10,4 @@ mod common;
 mod harness;
 mod pull;
 mod push;
+mod verify;

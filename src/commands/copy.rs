@@ -1,0 +1,93 @@
+//! `boxwright copy SRC DST [DST...]`: an image or index between registries
+//! or repositories, digest preserved.
+//!
+//! stdout: the digest the destinations name (or the `--json` report);
+//! stderr: progress and a summary. Exit 1 when a destination failed or the
+//! source cannot be read, 2 for bad input.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use boxwright::copy::CopyOptions;
+use boxwright::oci::Platform;
+use boxwright::progress::{Level, SharedReporter};
+
+use super::verify::{parse_all, parse_reference};
+use crate::cli::RegistryArgs;
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The source: REGISTRY/REPOSITORY[:TAG][@DIGEST] (no tag: latest).
+    #[arg(value_name = "SRC", value_parser = parse_reference)]
+    pub source: String,
+    /// Destinations: REGISTRY/REPOSITORY[:TAG] (no tag: the source's tag).
+    #[arg(value_name = "DST", required = true, num_args = 1.., value_parser = parse_reference)]
+    pub destinations: Vec<String>,
+    /// Copy the whole index, every platform (the default).
+    #[arg(long, conflicts_with = "platform")]
+    pub all: bool,
+    /// Copy only this platform (os/arch[/variant]) out of an index; the
+    /// destinations then name that platform's manifest.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// Blob cache directory [default: $XDG_CACHE_HOME/boxwright/blobs].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Print the copy report (source, digest, blobs downloaded, per
+    /// destination blobs uploaded/mounted/present and bytes) as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s)
+}
+
+/// `boxwright copy`.
+pub fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
+    let src = parse_all(std::slice::from_ref(&args.source))?.remove(0);
+    let dsts = parse_all(&args.destinations)?;
+    let opts = CopyOptions {
+        push: super::push::options(&args.registry)?,
+        platform: args.platform.clone(),
+        cache_dir: args.cache_dir.clone(),
+    };
+    let report = boxwright::copy::copy_blocking(&src, &dsts, opts, reporter.clone())
+        .with_context(|| format!("copying {}", args.source))?;
+    if let Some(p) = &report.push {
+        for w in p.warnings() {
+            reporter.log(Level::Warn, &w);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else if report.succeeded() {
+        writeln!(out, "{}", report.digest)?;
+    }
+    out.flush()?;
+    if report.succeeded() {
+        let how = if report.up_to_date {
+            "already there".to_string()
+        } else {
+            format!(
+                "{} manifests, {} blobs; {} blobs ({} bytes) downloaded",
+                report.manifests, report.blobs, report.blobs_downloaded, report.bytes_downloaded
+            )
+        };
+        reporter.log(
+            Level::Info,
+            &format!("copied {} ({}): {how}", report.source, report.digest),
+        );
+    }
+    match report.error() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,89 @@
+//! `boxwright tags REPO REPO...`: tag lists side by side.
+//!
+//! stdout: a table (a row per tag, a column per repository; `*` marks tags
+//! missing somewhere or, with `--digests`, naming different digests) or
+//! `--json`. Exit 0 when every list was read (differences are reported, not
+//! failures), 1 when a repository could not be listed.
+
+use std::io::Write as _;
+
+use anyhow::{anyhow, Result};
+use clap::Args;
+
+use boxwright::error::bad_input;
+use boxwright::progress::{Level, SharedReporter};
+
+use super::verify::{parse_all, parse_reference, runtime, ClientArgs};
+
+#[derive(Args, Debug)]
+pub struct TagsArgs {
+    /// Repositories: REGISTRY/REPOSITORY (no tag).
+    #[arg(value_name = "REPO", required = true, num_args = 1.., value_parser = parse_reference)]
+    pub repositories: Vec<String>,
+    /// Also resolve every tag's digest (one HEAD per tag and repository; no
+    /// Docker Hub pull quota spent) and compare them.
+    #[arg(long)]
+    pub digests: bool,
+    /// Ask for pages of N tags (`?n=N`); the registry's `Link` headers are
+    /// followed either way.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+    /// Print JSON (per repository its tags; per tag presence and digests).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `boxwright tags`.
+pub fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
+    let repos = parse_all(&args.repositories)?;
+    for (r, s) in repos.iter().zip(&args.repositories) {
+        if r.tag.is_some() || r.digest.is_some() {
+            return Err(bad_input(format!(
+                "{s}: give a repository without tag or digest (e.g. {})",
+                r.name()
+            )));
+        }
+    }
+    let client = args.client.client(&reporter)?;
+    let report = runtime()?.block_on(boxwright::verify::list_tags(
+        &client,
+        &repos,
+        args.page_size,
+        args.digests,
+    ));
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", report.render())?;
+    }
+    out.flush()?;
+    let failed: Vec<String> = report
+        .repositories
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.repository)))
+        .collect();
+    if !failed.is_empty() {
+        return Err(anyhow!("listing tags failed: {}", failed.join("; ")));
+    }
+    let diff = report.differences();
+    let msg = if diff.is_empty() {
+        format!(
+            "{} tags, the same in all {} repositories",
+            report.tags.len(),
+            report.repositories.len()
+        )
+    } else {
+        format!(
+            "{} tags, {} not the same everywhere: {}",
+            report.tags.len(),
+            diff.len(),
+            diff.join(", ")
+        )
+    };
+    reporter.log(Level::Info, &msg);
+    Ok(())
+}

@@ -1,0 +1,762 @@
+//! `boxwright verify`, `tags` and `copy` against real `docker-registry`
+//! instances (one behind bearer tokens, GHCR-like; one behind basic auth,
+//! Docker-Hub-like), each behind a counting fault proxy. Every test states
+//! the figure it checks.
+//!
+//! The reference registry (distribution 2.8) ignores `?n=` on tag lists and
+//! sends no `Link` header, so tag pagination is checked against a small
+//! paginating tag server written here (distribution v3 / GHCR behaviour:
+//! `n`, `last`, `Link: <...>; rel="next"`).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{boxwright, ok, run, write, Run};
+use crate::support::{skopeo, tempdir, FaultProxy, LogEntry, Registry, TokenServer};
+
+const BASIC_USER: &str = "bob";
+const BASIC_PASS: &str = "basic-Pa55-81c2aa";
+const TOKEN_USER: &str = "alice";
+const TOKEN_PASS: &str = "token-Pa55-3f90d4";
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Deterministic incompressible bytes (xorshift64*), different per seed.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Registry A (token auth) and B (basic auth), each behind a proxy.
+struct Pair {
+    _basic: Registry,
+    _tokens: TokenServer,
+    _token: Registry,
+    /// A: GHCR-like.
+    a: FaultProxy,
+    /// B: Docker-Hub-like.
+    b: FaultProxy,
+    env: tempfile::TempDir,
+}
+
+impl Pair {
+    fn start() -> Pair {
+        let basic = Registry::with_basic_auth(BASIC_USER, BASIC_PASS);
+        let tokens = TokenServer::builder()
+            .user(TOKEN_USER, TOKEN_PASS, &["pull", "push"])
+            .start();
+        let token = Registry::with_token_auth(&tokens);
+        let a = FaultProxy::start(&token);
+        let b = FaultProxy::start(&basic);
+        let env = tempdir();
+        let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+        let cfg = serde_json::json!({"auths": {
+            a.host(): {"auth": b64(format!("{TOKEN_USER}:{TOKEN_PASS}"))},
+            b.host(): {"auth": b64(format!("{BASIC_USER}:{BASIC_PASS}"))},
+        }});
+        write(&env.path().join("docker/config.json"), &cfg.to_string());
+        Pair {
+            _basic: basic,
+            _tokens: tokens,
+            _token: token,
+            a,
+            b,
+            env,
+        }
+    }
+
+    /// `boxwright` with this pair's credentials and a private HOME.
+    fn cmd(&self) -> Command {
+        let mut c = boxwright();
+        c.env("DOCKER_CONFIG", self.env.path().join("docker"))
+            .env("HOME", self.env.path())
+            .env("XDG_CACHE_HOME", self.env.path().join("cache"))
+            .env("NO_COLOR", "1");
+        for v in ["REGISTRY_AUTH_FILE", "SSL_CERT_FILE", "CI", "GITHUB_TOKEN"] {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run(self.cmd().args(args))
+    }
+
+    fn reset(&self) {
+        self.a.reset();
+        self.b.reset();
+    }
+
+    fn creds(&self, p: &FaultProxy) -> String {
+        if p.host() == self.a.host() {
+            format!("{TOKEN_USER}:{TOKEN_PASS}")
+        } else {
+            format!("{BASIC_USER}:{BASIC_PASS}")
+        }
+    }
+}
+
+fn assert_code(r: &Run, code: i32) {
+    assert_eq!(
+        r.code, code,
+        "exit code\nstdout:\n{}\nstderr:\n{}",
+        r.stdout, r.stderr
+    );
+}
+
+/// What a layout holds: root digest, manifests (digest -> size), unique
+/// blobs (digest -> size), and per platform its manifest digest and blobs.
+struct Content {
+    layout: PathBuf,
+    digest: String,
+    manifests: BTreeMap<String, u64>,
+    blobs: BTreeMap<String, u64>,
+    platforms: BTreeMap<String, (String, BTreeMap<String, u64>)>,
+}
+
+impl Content {
+    fn blob_bytes(&self) -> u64 {
+        self.blobs.values().sum()
+    }
+    fn manifest_bytes(&self) -> u64 {
+        self.manifests.values().sum()
+    }
+}
+
+fn read_blob(layout: &Path, digest: &str) -> Vec<u8> {
+    std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap()
+}
+
+fn read_content(layout: &Path) -> Content {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = index["manifests"][0].clone();
+    let digest = top["digest"].as_str().unwrap().to_string();
+    let mut c = Content {
+        layout: layout.to_path_buf(),
+        digest: digest.clone(),
+        manifests: BTreeMap::new(),
+        blobs: BTreeMap::new(),
+        platforms: BTreeMap::new(),
+    };
+    let bytes = read_blob(layout, &digest);
+    c.manifests.insert(digest.clone(), bytes.len() as u64);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let children: Vec<(String, Option<String>)> = match v["manifests"].as_array() {
+        Some(ms) => ms
+            .iter()
+            .map(|m| {
+                (
+                    m["digest"].as_str().unwrap().to_string(),
+                    Some(format!(
+                        "{}/{}",
+                        m["platform"]["os"].as_str().unwrap(),
+                        m["platform"]["architecture"].as_str().unwrap()
+                    )),
+                )
+            })
+            .collect(),
+        None => vec![(digest.clone(), None)],
+    };
+    for (d, platform) in children {
+        let bytes = read_blob(layout, &d);
+        c.manifests.insert(d.clone(), bytes.len() as u64);
+        let m: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut own = BTreeMap::new();
+        for b in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
+            own.insert(
+                b["digest"].as_str().unwrap().to_string(),
+                b["size"].as_u64().unwrap(),
+            );
+        }
+        c.blobs.extend(own.clone());
+        if let Some(p) = platform {
+            c.platforms.insert(p, (d, own));
+        }
+    }
+    c
+}
+
+/// Build a recipe: one shared noise layer; with `two_platforms`, an index
+/// for linux/amd64 and linux/arm64 plus one per-architecture layer.
+fn build(dir: &Path, seed: u64, two_platforms: bool) -> Content {
+    std::fs::write(dir.join("shared.bin"), noise(1 << 20, seed)).unwrap();
+    let mut text = String::from("tags = [\"1.0\"]\n\n[image]\nname = \"app\"\n");
+    if two_platforms {
+        text.push_str("platforms = [\"linux/amd64\", \"linux/arm64\"]\n");
+        for (i, arch) in ["amd64", "arm64"].iter().enumerate() {
+            std::fs::write(
+                dir.join(format!("tool-{arch}.bin")),
+                noise(300_000 + i * 1000, seed * 10 + i as u64),
+            )
+            .unwrap();
+        }
+    }
+    text.push_str(
+        "\n[[layer]]\nname = \"shared\"\n\n[[layer.entry]]\nsrc = \"shared.bin\"\ndest = \"/data/shared.bin\"\n",
+    );
+    if two_platforms {
+        text.push_str(
+            "\n[[layer]]\nname = \"tool\"\n\n[[layer.entry]]\nsrc = \"tool-${ARCH}.bin\"\ndest = \"/usr/local/bin/tool\"\nmode = 0o755\n",
+        );
+    }
+    let recipe = dir.join("recipe.toml");
+    write(&recipe, &text);
+    let layout = dir.join("layout");
+    let digest = ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&layout)
+        .arg(&recipe));
+    let c = read_content(&layout);
+    assert_eq!(c.digest, digest);
+    c
+}
+
+fn push(pair: &Pair, c: &Content, to: &[&String]) {
+    let mut cmd = pair.cmd();
+    cmd.args(["push", "--quiet"]).arg(&c.layout);
+    for t in to {
+        cmd.args(["--to", t]);
+    }
+    ok(&mut cmd);
+}
+
+fn is_manifest_get(e: &LogEntry) -> bool {
+    e.method == "GET" && e.path.contains("/manifests/")
+}
+
+/// Request-body bytes the proxy received (blobs and manifests).
+fn body_bytes(p: &FaultProxy) -> u64 {
+    ["PUT", "PATCH", "POST"]
+        .iter()
+        .map(|m| p.bytes_received(m))
+        .sum()
+}
+
+/// Body bytes of blob uploads only.
+fn blob_upload_bytes(log: &[LogEntry]) -> u64 {
+    log.iter()
+        .filter(|e| e.path.contains("/blobs/uploads/"))
+        .map(|e| e.body_bytes)
+        .sum()
+}
+
+/// Successful blob upload PUTs, per `digest=`.
+fn uploads_by_digest(log: &[LogEntry]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in log {
+        if e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == Some(201) {
+            let q = e.query.clone().unwrap_or_default();
+            let d = reqwest::Url::parse(&format!("http://x/?{q}"))
+                .unwrap()
+                .query_pairs()
+                .find(|(k, _)| k == "digest")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            *m.entry(d).or_default() += 1;
+        }
+    }
+    m
+}
+
+fn remote_digest(pair: &Pair, p: &FaultProxy, reference: &str) -> String {
+    let creds = pair.creds(p);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{reference}"),
+    ]);
+    sha256(raw.as_bytes())
+}
+
+#[test]
+fn verify_passes_on_dual_push_with_head_only_then_names_the_mismatch_and_the_missing() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let x = build(dir.path(), 1, false);
+    let (ra, rb) = (
+        format!("{}/acme/app:latest", pair.a.host()),
+        format!("{}/acme/app:latest", pair.b.host()),
+    );
+    push(&pair, &x, &[&ra, &rb]);
+    pair.reset();
+
+    // Figure: exit 0, both rows show the pushed digest; one manifest HEAD
+    // per registry and not a single manifest GET.
+    let r = pair.run(&["verify", &ra, &rb]);
+    assert_code(&r, 0);
+    assert_eq!(r.stdout.matches(&x.digest).count(), 2, "{}", r.stdout);
+    assert!(r.stdout.starts_with("REFERENCE"), "{}", r.stdout);
+    for p in [&pair.a, &pair.b] {
+        let log = p.log();
+        assert!(!log.iter().any(is_manifest_get), "{log:#?}");
+        let heads = log
+            .iter()
+            .filter(|e| e.method == "HEAD" && e.path.contains("/manifests/"))
+            .count();
+        assert_eq!(heads, 1, "{log:#?}");
+        assert_eq!(body_bytes(p), 0);
+    }
+    let j: Value = serde_json::from_str(&pair.run(&["verify", "--json", &ra, &rb]).stdout).unwrap();
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["digest"], x.digest.as_str());
+    assert_eq!(
+        j["references"][0]["media_type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+
+    // A different image on B's latest: exit 1, B named with its digest.
+    let dir2 = tempdir();
+    let y = build(dir2.path(), 2, false);
+    assert_ne!(x.digest, y.digest);
+    push(&pair, &y, &[&rb]);
+    let ra1 = format!("{}/acme/app:1.0", pair.a.host());
+    push(&pair, &x, &[&ra1]);
+    let r = pair.run(&["verify", &ra, &rb, &ra1]);
+    assert_code(&r, 1);
+    assert!(
+        r.stderr.contains(&format!("{rb} names {}", y.digest)),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&x.digest), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(&rb) && l.ends_with("DIFFERS")),
+        "{}",
+        r.stdout
+    );
+    let j: Value =
+        serde_json::from_str(&pair.run(&["verify", "--json", &ra, &rb, &ra1]).stdout).unwrap();
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["mismatched"], serde_json::json!([rb]));
+    assert_eq!(j["digest"], x.digest.as_str(), "the majority's digest");
+
+    // A missing tag: exit 1, named.
+    let gone = format!("{}/acme/app:9.9.9", pair.a.host());
+    let r = pair.run(&["verify", &ra, &gone]);
+    assert_code(&r, 1);
+    assert!(
+        r.stderr.contains(&format!("not found: {gone}")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("MISSING"), "{}", r.stdout);
+
+    // Bad input: exit 2.
+    assert_code(&pair.run(&["verify", "Not/A/Ref:"]), 2);
+}
+
+#[test]
+fn verify_verbose_shows_docker_hub_ratelimit_remaining() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let x = build(dir.path(), 3, false);
+    let rb = format!("{}/acme/app:1.0", pair.b.host());
+    push(&pair, &x, &[&rb]);
+    pair.b
+        .configure(|c| c.extra_headers = vec![("ratelimit-remaining".into(), "42;w=21600".into())]);
+    // Figure: the remaining quota (42) is on stderr with --verbose only.
+    let r = pair.run(&["verify", "--verbose", &rb]);
+    assert_code(&r, 0);
+    assert!(
+        r.stderr.contains("ratelimit-remaining 42;w=21600"),
+        "{}",
+        r.stderr
+    );
+    let r = pair.run(&["verify", &rb]);
+    assert!(!r.stderr.contains("ratelimit"), "{}", r.stderr);
+}
+
+#[test]
+fn tags_lists_both_registries_side_by_side() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let x = build(dir.path(), 4, false);
+    let mut to = Vec::new();
+    for p in [&pair.a, &pair.b] {
+        for t in ["1.9", "1.10", "latest"] {
+            to.push(format!("{}/acme/app:{t}", p.host()));
+        }
+    }
+    to.push(format!("{}/acme/app:only-a", pair.a.host()));
+    push(&pair, &x, &to.iter().collect::<Vec<_>>());
+    let (a, b) = (
+        format!("{}/acme/app", pair.a.host()),
+        format!("{}/acme/app", pair.b.host()),
+    );
+    // Figure: the same three tags in both (natural order), only-a in A only.
+    let r = pair.run(&["tags", "--json", &a, &b]);
+    assert_code(&r, 0);
+    let j: Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows: Vec<(String, Vec<bool>)> = j["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tag"].as_str().unwrap().to_string(),
+                serde_json::from_value(t["present"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("1.9".to_string(), vec![true, true]),
+            ("1.10".to_string(), vec![true, true]),
+            ("latest".to_string(), vec![true, true]),
+            ("only-a".to_string(), vec![true, false]),
+        ]
+    );
+    assert_eq!(j["repositories"][0]["repository"], a.as_str());
+    // With digests: every row names the pushed digest (by HEAD, no GET).
+    pair.reset();
+    let r = pair.run(&["tags", "--digests", &a, &b]);
+    assert_code(&r, 0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("TAG") && lines[0].contains(&b),
+        "{}",
+        r.stdout
+    );
+    let short = &x.digest[..7 + 12];
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    for l in &lines[1..4] {
+        assert_eq!(l.matches(short).count(), 2, "{l}");
+        assert!(!l.ends_with('*'), "{l}");
+    }
+    assert!(
+        lines[4].starts_with("only-a") && lines[4].ends_with('*'),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        r.stderr.contains("not the same everywhere: only-a"),
+        "{}",
+        r.stderr
+    );
+    for p in [&pair.a, &pair.b] {
+        assert!(!p.log().iter().any(is_manifest_get));
+    }
+    // A tag where a repository is expected: exit 2.
+    assert_code(&pair.run(&["tags", &format!("{a}:1.9")]), 2);
+}
+
+/// A registry front that only lists tags, paginated as distribution v3 and
+/// GHCR do: `?n=` (default 2 here), `last=`, `Link: <...>; rel="next"`.
+struct TagServer {
+    host: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl TagServer {
+    fn start(repo: &'static str, tags: Vec<String>) -> TagServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let mut tags = tags;
+        tags.sort();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let mut reader = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                log.lock().unwrap().push(target.clone());
+                let url = reqwest::Url::parse(&format!("http://x{target}")).unwrap();
+                let (status, body, link) = if url.path() == "/v2/" {
+                    ("200 OK", "{}".to_string(), None)
+                } else if url.path() == format!("/v2/{repo}/tags/list") {
+                    let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+                    let n: usize = q.get("n").and_then(|n| n.parse().ok()).unwrap_or(2);
+                    let rest: Vec<&String> = tags
+                        .iter()
+                        .filter(|t| q.get("last").is_none_or(|l| t.as_str() > l.as_str()))
+                        .collect();
+                    let page: Vec<&String> = rest.iter().take(n).copied().collect();
+                    let link = (rest.len() > n).then(|| {
+                        format!(
+                            "</v2/{repo}/tags/list?n={n}&last={}>; rel=\"next\"",
+                            page[page.len() - 1]
+                        )
+                    });
+                    let body = serde_json::json!({"name": repo, "tags": page}).to_string();
+                    ("200 OK", body, link)
+                } else {
+                    ("404 Not Found", "{\"errors\":[]}".to_string(), None)
+                };
+                let mut head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                if let Some(l) = link {
+                    head.push_str(&format!("Link: {l}\r\n"));
+                }
+                let _ = s.write_all(format!("{head}\r\n{body}").as_bytes());
+            }
+        });
+        TagServer { host, requests }
+    }
+
+    fn tag_requests(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.contains("/tags/list"))
+            .cloned()
+            .collect()
+    }
+}
+
+#[test]
+fn tags_follow_link_pagination_with_n_and_last() {
+    let tags: Vec<String> = (1..=7).map(|i| format!("1.{i}")).collect();
+    let srv = TagServer::start("acme/many", tags.clone());
+    let repo = format!("{}/acme/many", srv.host);
+    // Figure: 7 tags in pages of 3 -> 3 requests: ?n=3, then the Link URLs.
+    let r = run(boxwright().args(["tags", "--json", "--page-size", "3", &repo]));
+    assert_code(&r, 0);
+    let j: Value = serde_json::from_str(&r.stdout).unwrap();
+    let got: Vec<String> = serde_json::from_value(j["repositories"][0]["tags"].clone()).unwrap();
+    assert_eq!(got, tags);
+    assert_eq!(
+        srv.tag_requests(),
+        [
+            "/v2/acme/many/tags/list?n=3",
+            "/v2/acme/many/tags/list?n=3&last=1.3",
+            "/v2/acme/many/tags/list?n=3&last=1.6",
+        ]
+    );
+    // Figure: without --page-size, the server's own page size (2) -> 4
+    // requests, all followed through Link.
+    let srv2 = TagServer::start("acme/many", tags.clone());
+    let repo2 = format!("{}/acme/many", srv2.host);
+    let r = run(boxwright().args(["tags", &repo2]));
+    assert_code(&r, 0);
+    assert_eq!(r.stdout.lines().count(), 1 + 7, "{}", r.stdout);
+    assert_eq!(srv2.tag_requests().len(), 4, "{:?}", srv2.tag_requests());
+}
+
+#[test]
+fn copy_index_across_registries_sends_each_blob_once_verifies_and_reruns_free() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let img = build(dir.path(), 5, true);
+    assert_eq!(img.platforms.len(), 2);
+    assert_eq!(img.manifests.len(), 3, "index + two platform manifests");
+    let src = format!("{}/acme/r2d:1.0", pair.a.host());
+    push(&pair, &img, &[&src]);
+    pair.reset();
+
+    // A -> B, destination tag inherited from the source.
+    let cache = tempdir();
+    let dst = format!("{}/acme/r2d", pair.b.host());
+    let r = pair.run(&[
+        "copy",
+        "--json",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        &src,
+        &dst,
+    ]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["digest"], img.digest.as_str());
+    let b_log = pair.b.log();
+    // Figure: B received exactly the unique blob bytes once plus each
+    // manifest once (platform manifests by digest, the index by tag).
+    assert_eq!(
+        body_bytes(&pair.b),
+        img.blob_bytes() + img.manifest_bytes(),
+        "{b_log:#?}"
+    );
+    let ups = uploads_by_digest(&b_log);
+    assert_eq!(ups.len(), img.blobs.len(), "{ups:?}");
+    assert!(ups.values().all(|&n| n == 1), "{ups:?}");
+    // Figure: no manifest PUT before the last blob request on B; the
+    // index (by tag) is the last PUT.
+    let first_manifest = b_log
+        .iter()
+        .position(|e| e.method == "PUT" && e.path.contains("/manifests/"))
+        .unwrap();
+    let last_blob = b_log
+        .iter()
+        .rposition(|e| e.path.contains("/blobs/"))
+        .unwrap();
+    assert!(last_blob < first_manifest, "{b_log:#?}");
+    let last_put = b_log.iter().rfind(|e| e.method == "PUT").unwrap();
+    assert!(last_put.path.ends_with("/manifests/1.0"), "{last_put:?}");
+    // Figure: A served each blob once and each manifest once (by digest).
+    let a_log = pair.a.log();
+    let blob_gets = a_log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.contains("/blobs/"))
+        .count();
+    assert_eq!(blob_gets, img.blobs.len(), "{a_log:#?}");
+    let manifest_gets: Vec<&LogEntry> = a_log.iter().filter(|e| is_manifest_get(e)).collect();
+    assert_eq!(manifest_gets.len(), 3, "{manifest_gets:#?}");
+    assert!(manifest_gets
+        .iter()
+        .all(|e| e.path.contains("/manifests/sha256:")));
+    assert_eq!(rep["blobs_downloaded"], img.blobs.len());
+    assert_eq!(rep["bytes_downloaded"], img.blob_bytes());
+    // The cache holds exactly the image's blobs.
+    let mut cached: Vec<String> = std::fs::read_dir(cache.path().join("sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    cached.sort();
+    assert_eq!(cached, img.blobs.keys().cloned().collect::<Vec<_>>());
+
+    // The copy verifies, and skopeo reads the same bytes.
+    let dst_tagged = format!("{dst}:1.0");
+    let v = pair.run(&["verify", &src, &dst_tagged]);
+    assert_code(&v, 0);
+    assert_eq!(remote_digest(&pair, &pair.b, &dst_tagged), img.digest);
+
+    // Figure: a re-run sends zero bytes and GETs nothing (HEADs only).
+    pair.reset();
+    let r = pair.run(&["copy", "--json", &src, &dst]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["up_to_date"], true);
+    for p in [&pair.a, &pair.b] {
+        let log = p.log();
+        assert_eq!(body_bytes(p), 0, "{log:#?}");
+        assert!(
+            log.iter()
+                .all(|e| e.method == "HEAD" || (e.method == "GET" && e.path == "/v2/")),
+            "{log:#?}"
+        );
+    }
+
+    // Figure: a copy to another repository of A mounts every blob from the
+    // source repository: zero blob bytes, nothing downloaded.
+    pair.reset();
+    let mirror = format!("{}/mirror/r2d:1.0", pair.a.host());
+    let fresh = tempdir();
+    let r = pair.run(&[
+        "copy",
+        "--json",
+        "--cache-dir",
+        fresh.path().to_str().unwrap(),
+        &src,
+        &mirror,
+    ]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    let log = pair.a.log();
+    assert_eq!(blob_upload_bytes(&log), 0, "{log:#?}");
+    let mounts: Vec<&LogEntry> = log
+        .iter()
+        .filter(|e| e.method == "POST" && e.query.as_deref().is_some_and(|q| q.contains("mount=")))
+        .collect();
+    assert_eq!(mounts.len(), img.blobs.len(), "{log:#?}");
+    assert!(mounts.iter().all(|e| e.status == Some(201)), "{mounts:#?}");
+    assert_eq!(rep["blobs_downloaded"], 0);
+    assert_eq!(rep["push"]["targets"][0]["blobs_mounted"], img.blobs.len());
+    assert!(!log
+        .iter()
+        .any(|e| e.method == "GET" && e.path.contains("/blobs/")));
+    assert_eq!(body_bytes(&pair.a), img.manifest_bytes());
+    assert_code(&pair.run(&["verify", &src, &mirror]), 0);
+}
+
+#[test]
+fn copy_one_platform_sends_only_its_blobs() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let img = build(dir.path(), 6, true);
+    let src = format!("{}/acme/r2d:1.0", pair.a.host());
+    push(&pair, &img, &[&src]);
+    pair.reset();
+    let dst = format!("{}/acme/r2d-arm64:1.0", pair.b.host());
+    let r = pair.run(&["copy", "--platform", "linux/arm64", &src, &dst]);
+    assert_code(&r, 0);
+    let (arm_digest, arm_blobs) = &img.platforms["linux/arm64"];
+    // Figure: the destination names the arm64 manifest; B received its
+    // blobs and that one manifest, nothing of amd64.
+    assert_eq!(r.stdout.trim(), arm_digest);
+    assert_eq!(remote_digest(&pair, &pair.b, &dst), *arm_digest);
+    assert_eq!(
+        body_bytes(&pair.b),
+        arm_blobs.values().sum::<u64>() + img.manifests[arm_digest]
+    );
+    // An absent platform is bad input naming what is offered.
+    let r = pair.run(&["copy", "--platform", "linux/s390x", &src, &dst]);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("linux/amd64, linux/arm64"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn copy_to_two_registries_downloads_each_blob_once() {
+    let pair = Pair::start();
+    let open = Registry::start();
+    let c = FaultProxy::start(&open);
+    let dir = tempdir();
+    let img = build(dir.path(), 7, true);
+    let src = format!("{}/acme/r2d:1.0", pair.a.host());
+    push(&pair, &img, &[&src]);
+    pair.reset();
+    let cache = tempdir();
+    let r = pair.run(&[
+        "copy",
+        "--json",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        &src,
+        &format!("{}/acme/r2d:1.0", pair.b.host()),
+        &format!("{}/backup/r2d:1.0", c.host()),
+    ]);
+    assert_code(&r, 0);
+    // Figure: each blob leaves A once although two registries need it;
+    // each destination receives the unique blobs once plus the manifests.
+    let a_log = pair.a.log();
+    let gets = a_log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.contains("/blobs/"))
+        .count();
+    assert_eq!(gets, img.blobs.len(), "{a_log:#?}");
+    for p in [&pair.b, &c] {
+        assert_eq!(body_bytes(p), img.blob_bytes() + img.manifest_bytes());
+    }
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["bytes_downloaded"], img.blob_bytes());
+}
