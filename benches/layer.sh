@@ -32,18 +32,18 @@ printf 'corpus: %s (%.0f MB, %d files)\n' "$corpus" "$mb" "$files"
 
 cargo build --release --quiet
 bin=$PWD/target/release/boxwright
+# The corpus's parent directory is the build context, so the tree is copied as
+# it is (its symlinks stay symlinks).
 cat > "$work/recipe.toml" <<TOML
 [image]
 name = "bench"
 [[layer]]
 name = "corpus"
 [[layer.entry]]
-src = "corpus"
+src = "$(basename "$corpus")"
 dest = "/opt/python"
 TOML
-ln -s "$corpus" "$work/corpus-link"
-# The recipe's context is $work; the corpus is reached through a symlink it may follow.
-sed -i 's|src = "corpus"|src = "corpus-link"\nfollow_symlinks = true|' "$work/recipe.toml"
+ctx=(--context "$(dirname "$corpus")")
 tar cf - -C "$corpus" . > /dev/null  # warm the page cache
 
 # median of N runs: prints "seconds peak_kb"
@@ -57,11 +57,11 @@ measure() {
 }
 size_of() { du -b "$1" | cut -f1; }
 
-read -r t_bw1 rss_bw1 < <(measure "$bin" build --quiet -o "$work/out1" "$work/recipe.toml")
+read -r t_bw1 rss_bw1 < <(measure "$bin" build --quiet "${ctx[@]}" -o "$work/out1" "$work/recipe.toml")
 layer1=$(ls -S "$work/out1/blobs/sha256" | head -1); s_bw1=$(size_of "$work/out1/blobs/sha256/$layer1")
-read -r t_bw6 rss_bw6 < <(measure "$bin" build --quiet --level 6 -o "$work/out6" "$work/recipe.toml")
+read -r t_bw6 rss_bw6 < <(measure "$bin" build --quiet "${ctx[@]}" --level 6 -o "$work/out6" "$work/recipe.toml")
 layer6=$(ls -S "$work/out6/blobs/sha256" | head -1); s_bw6=$(size_of "$work/out6/blobs/sha256/$layer6")
-read -r t_bwz rss_bwz < <(measure "$bin" build --quiet --compression zstd -o "$work/outz" "$work/recipe.toml")
+read -r t_bwz rss_bwz < <(measure "$bin" build --quiet "${ctx[@]}" --compression zstd -o "$work/outz" "$work/recipe.toml")
 layerz=$(ls -S "$work/outz/blobs/sha256" | head -1); s_bwz=$(size_of "$work/outz/blobs/sha256/$layerz")
 read -r t_tar rss_tar < <(measure sh -c "tar cf - -C '$corpus' . | gzip > '$work/tar.gz'")
 s_tar=$(size_of "$work/tar.gz")

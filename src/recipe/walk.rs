@@ -377,7 +377,12 @@ impl Collector<'_> {
             let ft = meta.file_type();
             if ft.is_symlink() {
                 let target = fs::read_link(&path)?;
-                if target.is_absolute() || lexically_inside(&path, &target, self.context) {
+                // Links that stay inside the context, or inside the tree being
+                // copied (a followed `src` outside the context), stay links.
+                if target.is_absolute()
+                    || lexically_inside(&path, &target, self.context)
+                    || lexically_inside(&path, &target, root)
+                {
                     // Absolute targets are paths in the image, not on this machine.
                     self.insert(
                         base(

@@ -681,3 +681,53 @@ fn variables_come_from_set_then_env_then_defaults() {
     assert_eq!(build(Some("from-env"), None), "from-env");
     assert_eq!(build(Some("from-env"), Some("from-set")), "from-set");
 }
+
+#[test]
+fn a_followed_tree_outside_the_context_keeps_its_inner_links() {
+    let c = Case::new(&layer(
+        "src = \"tree\"\ndest = \"/t\"\nfollow_symlinks = true",
+    ));
+    let outside = TempDir::new().unwrap();
+    write(&outside.path().join("lib/real.txt"), "real\n");
+    std::os::unix::fs::symlink("real.txt", outside.path().join("lib/alias.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), c.path("tree")).unwrap();
+    let out = c.path("o");
+    ok(boxwright()
+        .args(["build", "--quiet", "--compression", "none", "-o"])
+        .arg(&out)
+        .arg(c.path("recipe.toml")));
+    let i: Value =
+        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
+    let d = i["images"][0]["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tar = fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap();
+    let mut ar = tar::Archive::new(&tar[..]);
+    let mut seen = Vec::new();
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
+        seen.push((
+            e.path().unwrap().to_string_lossy().into_owned(),
+            e.header().entry_type(),
+            link,
+        ));
+    }
+    assert!(
+        seen.contains(&(
+            "t/lib/alias.txt".into(),
+            tar::EntryType::Symlink,
+            Some("real.txt".into())
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(p, t, _)| p == "t/lib/real.txt" && *t == tar::EntryType::Regular),
+        "{seen:?}"
+    );
+}
