@@ -28,6 +28,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Show what an OCI layout holds: manifest, config, layers, sizes, digests.
     Inspect(InspectArgs),
+    /// Measure upload (and pull) throughput, request latency and errors against registries.
+    Bench(crate::commands::bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]

@@ -3,6 +3,9 @@
 //! 1 operation failed, 2 bad input or usage).
 
 mod cli;
+mod commands {
+    pub mod bench;
+}
 mod ui;
 
 use std::io::Write;
@@ -113,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
                 write!(out, "{}", inspect::render(&i))?;
             }
         }
+        Command::Bench(args) => commands::bench::run(args, reporter, cli.quiet)?,
     }
     Ok(())
 }
