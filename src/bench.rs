@@ -11,6 +11,8 @@
 //!   memory), and deleted after it;
 //! - pulls hash the answer as it streams and write nothing to disk.
 //!
+//! Before the first run each registry is warmed up (auth ping, token,
+//! connection, and one `HEAD` for [`WARM_UP_PROBE`]'s digest), unmeasured.
 //! Each blob goes as a pusher sends it: `HEAD` (404 expected), `POST`, then
 //! the mode's `PATCH`es and `PUT`. Request latencies are recorded per attempt
 //! by a [`RequestObserver`] on the client (time to the answer's headers, so a
@@ -234,7 +236,7 @@ impl BenchOptions {
         if self.chunk_size == 0 {
             return Err(bad_input("--chunk-size must be at least 1 byte"));
         }
-        if self.concurrency.is_empty() || self.concurrency.iter().any(|&c| c == 0) {
+        if self.concurrency.is_empty() || self.concurrency.contains(&0) {
             return Err(bad_input("--concurrency values must be at least 1"));
         }
         if self.modes.is_empty() {
@@ -830,6 +832,16 @@ pub async fn bench(
     }
     .context("creating the blob directory")?;
 
+    // Warm up each registry outside the measurements: the auth ping, a token,
+    // a connection. A registry that fails here is still measured (its
+    // failures are what the report is for).
+    for t in &opts.targets {
+        let probe = Digest::of(WARM_UP_PROBE);
+        if let Err(e) = client.blob_exists(&t.registry, &t.repository, &probe).await {
+            reporter.log(Level::Warn, &format!("{}: warm-up failed: {e}", t.name()));
+        }
+    }
+
     let mut plan = Vec::new();
     for &mode in &opts.modes {
         for &conc in &opts.concurrency {
@@ -911,6 +923,9 @@ async fn generate(
 }
 
 const MAX_FAILURES_SHOWN: usize = 5;
+
+/// The content whose digest the warm-up HEAD asks for (never uploaded).
+pub const WARM_UP_PROBE: &[u8] = b"boxwright bench warm-up probe";
 
 #[allow(clippy::too_many_arguments)]
 async fn run_one(

@@ -6,6 +6,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod bench;
 mod build;
 mod common;
 mod harness;
