@@ -852,6 +852,7 @@ pub async fn bench(
     }
     let total = plan.len();
     let mut runs = Vec::with_capacity(total);
+    let mut refused: Vec<String> = Vec::new();
     for (run, (mode, conc, target)) in plan.into_iter().enumerate() {
         let dir = work.path().join(format!("run-{run}"));
         reporter.log(
@@ -871,6 +872,18 @@ pub async fn bench(
         )
         .await;
         let _ = tokio::fs::remove_dir_all(&dir).await;
+        if result.cleanup.outcome == "unsupported" && !refused.contains(&target.name()) {
+            refused.push(target.name());
+            reporter.log(
+                Level::Warn,
+                &format!(
+                    "{}: the registry does not allow deleting blobs ({}); every run leaves its {} blob(s) there",
+                    target.name(),
+                    result.cleanup.detail.as_deref().unwrap_or("405"),
+                    opts.blobs
+                ),
+            );
+        }
         runs.push(result);
     }
     Ok(BenchReport {
@@ -1083,17 +1096,6 @@ async fn run_one(
         cleanup(client, registry, repo, &present, conc).await
     };
     let cleanup_secs = t2.elapsed().as_secs_f64();
-    if cleanup.outcome == "unsupported" {
-        reporter.log(
-            Level::Warn,
-            &format!(
-                "{}: the registry does not allow deleting blobs ({}); {} blob(s) left",
-                target.name(),
-                cleanup.detail.as_deref().unwrap_or("405"),
-                cleanup.left
-            ),
-        );
-    }
 
     let mut latency_ms: BTreeMap<String, Latency> = KINDS
         .iter()
