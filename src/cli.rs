@@ -43,6 +43,8 @@ pub enum Command {
     /// Pull an image from the first registry that serves it (fallbacks) into
     /// an OCI layout or archive; prints the digest.
     Pull(PullArgs),
+    /// Measure upload (and pull) throughput, request latency and errors against registries.
+    Bench(crate::commands::bench::BenchArgs),
 }
 
 /// Flags shared by `push` and `build --push`.

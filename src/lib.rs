@@ -6,6 +6,7 @@
 //! written as an OCI image [`layout`]; [`push`] takes any layout to one or more
 //! registries through the [`registry`] client.
 
+pub mod bench;
 pub mod build;
 pub mod cache;
 pub mod copy;

@@ -67,6 +67,7 @@ fn run(cli: Cli) -> Result<()> {
                 write!(out, "{}", inspect::render(&i))?;
             }
         }
+        Command::Bench(args) => commands::bench::run(args, reporter, cli.quiet)?,
     }
     Ok(())
 }

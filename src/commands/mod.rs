@@ -1,5 +1,6 @@
 //! Command bodies of the binary (`main.rs` only parses and dispatches).
 
+pub mod bench;
 pub mod build;
 pub mod copy;
 pub mod login;

@@ -333,6 +333,9 @@ impl Client {
             Some(Err(e)) => return Err(protocol(c, e)),
             None => s.location.clone(),
         };
+        // Free the PATCH's request slot before the PUT waits for one: holding
+        // it deadlocks as soon as `jobs_per_registry` uploads are in flight.
+        drop(resp);
         let put = Request::new(
             Method::PUT,
             with_digest(&next, digest.as_str()),

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -237,6 +237,29 @@ pub struct StatsSnapshot {
     pub retries: u64,
 }
 
+/// One request as it went to a registry, for a [`RequestObserver`].
+#[derive(Clone, Copy, Debug)]
+pub struct RequestEvent<'a> {
+    /// The registry the request was sent for (as given to [`Client::send`]).
+    pub registry: &'a str,
+    pub method: &'a Method,
+    /// The answer's status; `None` when no answer came (connection refused,
+    /// reset, timeout).
+    pub status: Option<u16>,
+    /// From sending (after a request slot was free) to the answer's headers;
+    /// for a request with a body this includes sending the body.
+    pub elapsed: Duration,
+    /// Request-body bytes.
+    pub body_bytes: u64,
+}
+
+/// Sees every attempt of every request the client sends (retries and
+/// redirects included); `boxwright bench` records latencies with it.
+/// Called on the request's task: keep it short and never block.
+pub trait RequestObserver: Send + Sync {
+    fn observe(&self, event: &RequestEvent<'_>);
+}
+
 struct Host {
     registry: String,
     base: Url,
@@ -255,6 +278,7 @@ pub struct Client {
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     explicit: Mutex<HashMap<String, Credential>>,
     reporter: SharedReporter,
+    observer: OnceLock<Arc<dyn RequestObserver>>,
 }
 
 /// True for `localhost`, `127.0.0.0/8` and `::1` (with or without port).
@@ -321,6 +345,7 @@ impl Client {
             hosts: Mutex::new(HashMap::new()),
             explicit: Mutex::new(HashMap::new()),
             reporter,
+            observer: OnceLock::new(),
         })
     }
 
@@ -330,6 +355,12 @@ impl Client {
 
     pub fn reporter(&self) -> &SharedReporter {
         &self.reporter
+    }
+
+    /// Install the observer of every request attempt; only the first call
+    /// takes effect (returns false otherwise).
+    pub fn set_observer(&self, observer: Arc<dyn RequestObserver>) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// Use these credentials for `registry` instead of looking them up.
@@ -687,7 +718,17 @@ impl Client {
             }
             count(&host.stats, req.method.as_str());
             let shown = format!("{} {}", req.method, redact(&url));
+            let started = Instant::now();
             let result = rb.send().await;
+            if let Some(o) = self.observer.get() {
+                o.observe(&RequestEvent {
+                    registry,
+                    method: &req.method,
+                    status: result.as_ref().ok().map(|r| r.status().as_u16()),
+                    elapsed: started.elapsed(),
+                    body_bytes: req.body.len(),
+                });
+            }
             let (err, retry_after) = match result {
                 Err(e) => {
                     let text = transport_text(e);

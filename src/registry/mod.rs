@@ -22,6 +22,7 @@ pub mod retry;
 
 pub use blobs::{MountResult, UploadMode, UploadOutcome};
 pub use client::{Body, Client, ClientOptions, StatsSnapshot, DEFAULT_JOBS_PER_REGISTRY};
+pub use client::{RequestEvent, RequestObserver};
 pub use credentials::{Credential, CredentialStore, EnvCredentials, Secret, SecretEncoding};
 pub use error::{ErrorContext, ErrorKind, RegistryError};
 pub use manifests::ManifestInfo;

@@ -1,0 +1,92 @@
+//! `boxwright bench`: flags, and printing the report (table on stderr,
+//! `--json` or `--csv` on stdout). The measuring is in [`boxwright::bench`].
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Result};
+use clap::Args;
+
+use boxwright::bench::{self, BenchMode, BenchOptions, BenchTarget};
+use boxwright::progress::SharedReporter;
+use boxwright::registry::CredentialStore;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Repository to benchmark, REGISTRY/REPO (repeatable: registries are compared side by side).
+    #[arg(long = "to", value_name = "REGISTRY/REPO", required = true, value_parser = BenchTarget::parse)]
+    pub to: Vec<BenchTarget>,
+    /// Blobs uploaded per run.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub blobs: u32,
+    /// Size of each blob: a number with B, KB, MB, GB, KiB, MiB or GiB.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = bench::parse_size)]
+    pub size: u64,
+    /// Blobs in flight, comma-separated: one run per value.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', default_value = "1,4,16", value_parser = bench::parse_concurrency)]
+    pub concurrency: Vec<usize>,
+    /// Upload modes, comma-separated: monolithic, chunked, streamed.
+    #[arg(long, value_name = "MODE,...", value_delimiter = ',', default_value = "monolithic,chunked", value_parser = BenchMode::parse)]
+    pub mode: Vec<BenchMode>,
+    /// PATCH size in chunked mode (GHCR refuses more than 4MiB).
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = bench::parse_size)]
+    pub chunk_size: u64,
+    /// Also pull every blob back (GET, digest-checked) and time it.
+    #[arg(long)]
+    pub pull: bool,
+    /// Seed of the generated blobs [default: random; the report shows it].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as JSON on stdout.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print the report as CSV on stdout (one line per registry, mode and concurrency).
+    #[arg(long)]
+    pub csv: bool,
+    /// Reach this registry over plain HTTP (repeatable; loopback always is).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure: Vec<String>,
+    /// Leave the uploaded blobs in the registries.
+    #[arg(long)]
+    pub keep: bool,
+    /// Directory for the generated blobs (needs blobs x size free) [default: the temp dir].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Run the benchmark; Err (exit 1) when some transfer failed for good,
+/// after the report is printed.
+pub fn run(args: BenchArgs, reporter: SharedReporter, quiet: bool) -> Result<()> {
+    let opts = BenchOptions {
+        targets: args.to,
+        blobs: args.blobs as usize,
+        size: args.size,
+        concurrency: args.concurrency,
+        modes: args.mode,
+        chunk_size: args.chunk_size,
+        pull: args.pull,
+        seed: args.seed.unwrap_or_else(rand::random),
+        keep: args.keep,
+        insecure: args.insecure,
+        work_dir: args.work_dir,
+    };
+    let report = bench::bench_blocking(opts, CredentialStore::from_env(), reporter)?;
+    if !quiet {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\n{}", report.render());
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else if args.csv {
+        write!(out, "{}", report.to_csv())?;
+    }
+    out.flush()?;
+    let failed = report.failed();
+    if failed > 0 {
+        return Err(anyhow!(
+            "{failed} blob transfer(s) failed for good; the report above counts them"
+        ));
+    }
+    Ok(())
+}

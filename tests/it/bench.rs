@@ -1,0 +1,340 @@
+//! `boxwright bench` against two real `docker-registry` instances, each
+//! behind a fault-injecting proxy that counts what it receives. Each test
+//! states the figure it checks.
+
+use serde_json::Value;
+
+use crate::common::{boxwright, run};
+use crate::support::{Fault, FaultProxy, Injected, Registry};
+
+const KINDS: [&str; 5] = ["HEAD", "POST", "PATCH", "PUT", "GET"];
+
+const RUN_FIELDS: [&str; 25] = [
+    "registry",
+    "repository",
+    "mode",
+    "concurrency",
+    "run",
+    "blobs",
+    "blob_size",
+    "bytes",
+    "bytes_sent",
+    "upload_secs",
+    "upload_mb_per_s",
+    "pull_secs",
+    "pull_mb_per_s",
+    "cleanup_secs",
+    "wall_secs",
+    "requests",
+    "latency_ms",
+    "retries",
+    "errors",
+    "errors_total",
+    "failed_uploads",
+    "failed_pulls",
+    "already_present",
+    "failures",
+    "cleanup",
+];
+
+fn bench_json(args: &[&str]) -> (Value, String) {
+    let r = run(boxwright().arg("bench").args(args).arg("--json"));
+    assert_eq!(
+        r.code, 0,
+        "bench failed\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    let v: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", r.stdout));
+    (v, r.stderr)
+}
+
+fn runs_of<'a>(v: &'a Value, registry: &str) -> Vec<&'a Value> {
+    v["runs"]
+        .as_array()
+        .expect("runs is an array")
+        .iter()
+        .filter(|r| r["registry"] == registry)
+        .collect()
+}
+
+fn sum(runs: &[&Value], f: impl Fn(&Value) -> u64) -> u64 {
+    runs.iter().map(|r| f(r)).sum()
+}
+
+/// Figures: one run per (registry, mode, concurrency) with every field and
+/// every request kind; PUT+PATCH body bytes each proxy received == blobs x
+/// size x runs on it (unique blobs per run, nothing skipped); the request
+/// counts in the JSON == the proxy's counts; GETs == blobs pulled; every
+/// blob deleted afterwards (DELETEs == blobs x runs).
+#[test]
+fn json_has_every_field_and_bytes_match_what_the_proxies_received() {
+    let (ra, rb) = (Registry::start(), Registry::start());
+    let (pa, pb) = (FaultProxy::start(&ra), FaultProxy::start(&rb));
+    let (ta, tb) = (
+        format!("{}/bench/a", pa.host()),
+        format!("{}/bench/b", pb.host()),
+    );
+    const BLOBS: u64 = 3;
+    const SIZE: u64 = 300 * 1024;
+    let (v, stderr) = bench_json(&[
+        "--to",
+        &ta,
+        "--to",
+        &tb,
+        "--blobs",
+        "3",
+        "--size",
+        "300KiB",
+        "--concurrency",
+        "1,3",
+        "--mode",
+        "monolithic,chunked,streamed",
+        "--chunk-size",
+        "128KiB",
+        "--pull",
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(v["seed"], 7);
+    assert_eq!(v["blob_size"], SIZE);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len(),
+        2 * 3 * 2,
+        "2 registries x 3 modes x 2 concurrencies"
+    );
+    for mode in ["monolithic", "chunked", "streamed"] {
+        for conc in [1, 3] {
+            for (proxy, repo) in [(&pa, "bench/a"), (&pb, "bench/b")] {
+                let found: Vec<&Value> = runs
+                    .iter()
+                    .filter(|r| {
+                        r["registry"] == proxy.host().as_str()
+                            && r["mode"] == mode
+                            && r["concurrency"] == conc
+                    })
+                    .collect();
+                assert_eq!(found.len(), 1, "{} {mode} x{conc}", proxy.host());
+                let r = found[0];
+                for f in RUN_FIELDS {
+                    assert!(r.get(f).is_some(), "field {f} missing in {r}");
+                }
+                assert_eq!(r["repository"], repo);
+                assert_eq!(r["bytes"], BLOBS * SIZE);
+                assert_eq!(r["bytes_sent"], BLOBS * SIZE, "no retries, no resends");
+                assert!(r["upload_mb_per_s"].as_f64().unwrap() > 0.0);
+                assert!(r["pull_mb_per_s"].as_f64().unwrap() > 0.0);
+                for k in KINDS {
+                    let l = &r["latency_ms"][k];
+                    for f in ["count", "p50_ms", "p95_ms", "p99_ms", "max_ms"] {
+                        assert!(l.get(f).is_some(), "latency_ms.{k}.{f} missing in {r}");
+                    }
+                    let expect_some = k != "PATCH" || mode != "monolithic";
+                    assert_eq!(l["p50_ms"].is_number(), expect_some, "{k} {mode}: {l}");
+                    assert_eq!(l["count"], r["requests"][k]);
+                }
+                assert_eq!(r["requests"]["HEAD"], BLOBS);
+                assert_eq!(r["requests"]["POST"], BLOBS);
+                assert_eq!(r["requests"]["PUT"], BLOBS);
+                assert_eq!(r["requests"]["GET"], BLOBS, "one pull per blob");
+                let patches = match mode {
+                    "monolithic" => 0,
+                    "streamed" => BLOBS,
+                    _ => BLOBS * SIZE.div_ceil(128 * 1024),
+                };
+                assert_eq!(r["requests"]["PATCH"], patches, "{mode}");
+                assert_eq!(r["errors_total"], 0);
+                assert_eq!(r["retries"], 0);
+                assert_eq!(r["failed_uploads"], 0);
+                assert_eq!(r["already_present"], 0, "unique blobs per run");
+                assert_eq!(r["cleanup"]["outcome"], "deleted");
+                assert_eq!(r["cleanup"]["deleted"], BLOBS);
+                assert_eq!(r["cleanup"]["left"], 0);
+            }
+        }
+    }
+    for proxy in [&pa, &pb] {
+        let mine = runs_of(&v, &proxy.host());
+        let n = mine.len() as u64;
+        assert_eq!(
+            proxy.bytes_received("PUT") + proxy.bytes_received("PATCH"),
+            BLOBS * SIZE * n,
+            "PUT+PATCH body bytes at {}",
+            proxy.host()
+        );
+        // Before the runs, unmeasured: the auth ping (GET /v2/) and one HEAD.
+        let warm_up = |k: &str| u64::from(k == "GET" || k == "HEAD");
+        for k in KINDS {
+            assert_eq!(
+                sum(&mine, |r| r["requests"][k].as_u64().unwrap()) + warm_up(k),
+                proxy.count(k),
+                "{k} requests at {}",
+                proxy.host()
+            );
+        }
+        assert_eq!(proxy.count("DELETE"), BLOBS * n, "every blob deleted");
+        // The registry accepted every DELETE (202).
+        assert!(proxy
+            .log()
+            .iter()
+            .filter(|e| e.method == "DELETE")
+            .all(|e| e.status == Some(202)));
+    }
+    assert!(stderr.contains("UP MB/s") && stderr.contains(&ta) && stderr.contains(&tb));
+    assert!(stderr.contains("p50 / p95 / p99"));
+}
+
+/// Figure: `errors` == {"503": faults the proxy injected}, `retries` == the
+/// same number, and no transfer fails (the client recovered from each);
+/// the other registry, without faults, shows none.
+#[test]
+fn injected_faults_show_up_as_errors_and_retries() {
+    let (ra, rb) = (Registry::start(), Registry::start());
+    let pa = FaultProxy::with_seed(&ra, 11);
+    let pb = FaultProxy::start(&rb);
+    pa.configure(|c| {
+        c.fault_rate = 0.25;
+        c.fault_kinds = vec![Fault::Unavailable];
+        c.fault_methods = vec!["PATCH".into(), "PUT".into()];
+    });
+    let (ta, tb) = (
+        format!("{}/flaky", pa.host()),
+        format!("{}/calm", pb.host()),
+    );
+    let (v, stderr) = bench_json(&[
+        "--to",
+        &ta,
+        "--to",
+        &tb,
+        "--blobs",
+        "6",
+        "--size",
+        "200KiB",
+        "--concurrency",
+        "2",
+        "--mode",
+        "chunked",
+        "--chunk-size",
+        "64KiB",
+        "--seed",
+        "3",
+    ]);
+    let injected = pa.injected_count(Injected::Fault(Fault::Unavailable)) as u64;
+    assert!(injected > 0, "the proxy injected no fault; raise the rate");
+    let a = runs_of(&v, &pa.host());
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["errors"]["503"], injected, "{}", a[0]);
+    assert_eq!(a[0]["errors_total"], injected);
+    assert_eq!(a[0]["retries"], injected);
+    assert_eq!(a[0]["failed_uploads"], 0);
+    let b = runs_of(&v, &pb.host());
+    assert_eq!(b[0]["errors_total"], 0);
+    assert_eq!(b[0]["retries"], 0);
+    assert!(
+        stderr.contains(&format!("503:{injected}")),
+        "table shows the errors:\n{stderr}"
+    );
+}
+
+/// Figures: a one-shot 500 on a POST, two 503 on PUT and a connection dropped during a PUT are counted by status
+/// (500:1, 503:2, transport:1) with four retries, and the report still
+/// succeeds, pulls included.
+#[test]
+fn one_shot_faults_are_counted_by_status() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    // POST, not HEAD: the unmeasured warm-up sends the first HEAD.
+    proxy.fail_next("POST", Fault::InternalError);
+    proxy.fail_next("PUT", Fault::Unavailable);
+    proxy.fail_next("PUT", Fault::Unavailable);
+    proxy.fail_next("PUT", Fault::DropConnection);
+    let target = format!("{}/oneshot", proxy.host());
+    let (v, _) = bench_json(&[
+        "--to",
+        &target,
+        "--blobs",
+        "2",
+        "--size",
+        "64KiB",
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+        "--pull",
+    ]);
+    let r = &v["runs"][0];
+    assert_eq!(r["errors"]["500"], 1, "{r}");
+    assert_eq!(r["errors"]["503"], 2, "{r}");
+    assert_eq!(r["errors"]["transport"], 1, "{r}");
+    assert_eq!(r["errors_total"], 4);
+    assert_eq!(r["retries"], 4);
+    assert_eq!(r["failed_uploads"], 0);
+    assert_eq!(r["failed_pulls"], 0);
+}
+
+/// Figure: `--csv` prints a header and one line per (registry, mode,
+/// concurrency), with the same column count on every line.
+#[test]
+fn csv_has_one_line_per_run() {
+    let (ra, rb) = (Registry::start(), Registry::start());
+    let ta = format!("{}/csv", ra.addr());
+    let tb = format!("{}/csv", rb.addr());
+    let r = run(boxwright().args([
+        "bench",
+        "--to",
+        &ta,
+        "--to",
+        &tb,
+        "--blobs",
+        "1",
+        "--size",
+        "10KiB",
+        "--concurrency",
+        "1,2",
+        "--mode",
+        "streamed",
+        "--csv",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1 + 2 * 2, "{}", r.stdout);
+    assert!(lines[0].starts_with("registry,repository,mode,concurrency,"));
+    assert!(lines[0].contains("put_p99_ms"));
+    let cols = lines[0].split(',').count();
+    for l in &lines[1..] {
+        assert_eq!(l.split(',').count(), cols, "{l}");
+    }
+}
+
+/// Figure: exit code 2 and a message naming the flag for each bad argument;
+/// nothing is contacted (the registry address is unused).
+#[test]
+fn bad_arguments_exit_2() {
+    let to = "127.0.0.1:9/bench";
+    let cases: &[(&[&str], &str)] = &[
+        (&["--to", to, "--concurrency", "0"], "--concurrency"),
+        (&["--to", to, "--concurrency", "1,0,4"], "--concurrency"),
+        (&["--to", to, "--size", "0"], "--size"),
+        (&["--to", to, "--size", "0MiB"], "--size"),
+        (&["--to", to, "--size", "12 parsecs"], "--size"),
+        (&["--to", to, "--chunk-size", "0"], "--chunk-size"),
+        (&["--to", to, "--mode", "teleport"], "--mode"),
+        (&["--to", to, "--mode", "monolithic,"], "--mode"),
+        (&["--to", to, "--blobs", "0"], "--blobs"),
+        (&["--to", ""], "--to"),
+        (&["--to", "127.0.0.1:9/bench:tag"], "--to"),
+        (&["--blobs", "1"], "--to"),
+        (&["--to", to, "--json", "--csv"], "--csv"),
+    ];
+    for (args, flag) in cases {
+        let r = run(boxwright().arg("bench").args(*args));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(flag),
+            "{args:?} should name {flag}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{args:?}");
+    }
+}
