@@ -715,3 +715,61 @@ fn example_workflows_parse_and_pass_only_defined_inputs() {
             && h.contains("actions/upload-artifact")
     );
 }
+
+/// `build` on a terminal (a pty from `script`, util-linux): bars without
+/// Actions, plain lines with `GITHUB_ACTIONS=true`.
+#[test]
+fn progress_on_a_terminal_in_actions_is_plain_lines() {
+    let dir = tempdir();
+    // 24 MB that gzip cannot shrink: long enough for bars to be drawn.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let data: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.path().join("big"), data).unwrap();
+    write(
+        &dir.path().join("r.toml"),
+        "[image]\nname = \"x\"\n\n[[layer]]\nname = \"big\"\n\n[[layer.entry]]\nsrc = \"big\"\ndest = \"/big\"\n",
+    );
+    let pty = |actions: bool| -> String {
+        let cmd = format!(
+            "{} build {} -o {} --jobs 1",
+            env!("CARGO_BIN_EXE_boxwright"),
+            dir.path().join("r.toml").display(),
+            dir.path().join("out").display()
+        );
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"])
+            .env_remove("CI")
+            .env("TERM", "xterm");
+        if actions {
+            c.env("GITHUB_ACTIONS", "true");
+        } else {
+            c.env_remove("GITHUB_ACTIONS");
+        }
+        let out = c
+            .output()
+            .expect("script (util-linux) runs a command on a pty");
+        assert!(out.status.success(), "{out:?}");
+        // A terminal ends lines with \r\n: only a bare \r is a redraw.
+        String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+    };
+    let bars = pty(false);
+    // Control: on a terminal outside CI, bars redraw (escapes or bare \r).
+    assert!(
+        bars.contains('\u{1b}') || bars.contains('\r'),
+        "no bar drawn on the terminal: {bars:?}"
+    );
+    let lines = pty(true);
+    assert_plain_lines("build on a terminal with GITHUB_ACTIONS=true", &lines);
+    // Figure: the layer's start and end lines and the layout line.
+    assert!(
+        lines.contains("big: started") && lines.contains("wrote "),
+        "{lines}"
+    );
+}
