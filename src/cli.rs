@@ -88,6 +88,24 @@ pub struct PushArgs {
     /// bytes, retries, time) as JSON instead of the digest.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub after: AfterPushArgs,
+}
+
+/// What `push` and `build --push` do besides pushing.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AfterPushArgs {
+    /// Push by digest only: drop every tag (the recipe's and --to's) and put
+    /// the image into each repository as REPO@DIGEST, e.g. one platform of a
+    /// multi-platform build that `boxwright index` assembles later.
+    #[arg(long)]
+    pub by_digest: bool,
+    /// After the push, check with HEAD requests (as `boxwright verify`, with
+    /// the push's credentials) that every pushed reference names the digest;
+    /// exit 1 otherwise. A tag read right after a push is retried a few
+    /// times (eventually consistent registries).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -147,6 +165,8 @@ pub struct BuildArgs {
     pub to: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub after: AfterPushArgs,
     /// Blob cache for registry bases [default: $XDG_CACHE_HOME/boxwright/blobs].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -11,6 +11,7 @@ pub mod build;
 pub mod cache;
 pub mod copy;
 pub mod error;
+pub mod github;
 pub mod inspect;
 pub mod layer;
 pub mod layout;

@@ -69,6 +69,9 @@ pub fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     if args.push {
         return build_and_push(&args, &plan, opts, reporter);
     }
+    if args.after.by_digest || args.after.verify {
+        return Err(bad_input("--by-digest and --verify need --push"));
+    }
     let result = build::build(&plan, &opts)
         .with_context(|| format!("building {}", args.recipe.display()))?;
     let mut out = std::io::stdout().lock();
@@ -90,7 +93,10 @@ fn build_and_push(
     mut opts: BuildOptions,
     reporter: SharedReporter,
 ) -> Result<()> {
-    let targets = super::push::merge_targets(&plan.targets, &plan.tags, &args.to)?;
+    let targets = super::push::by_digest(
+        super::push::merge_targets(&plan.targets, &plan.tags, &args.to)?,
+        &args.after,
+    );
     if targets.is_empty() {
         return Err(bad_input(format!(
             "--push: {} has no [[target]] and no --to was given",
@@ -189,17 +195,35 @@ fn build_and_push(
     let content = Layout::open(&layout_dir)
         .and_then(|l| ImageContent::from_layout(&l, None))
         .with_context(|| format!("reading the built image in {}", layout_dir.display()))?;
-    let report = rt.block_on(pusher.push_image(&content));
+    let mut report = rt.block_on(pusher.push_image(&content));
     drop(stage);
+    super::push::pin_untagged(&mut report);
+    let verified = if args.after.verify {
+        super::push::verify_pushed(&rt, pusher.client(), &report, &reporter)?
+    } else {
+        None
+    };
+    super::push::github_summary(
+        &format!("boxwright build --push {}", args.recipe.display()),
+        &report,
+        verified.as_ref(),
+        &reporter,
+    );
     if args.json {
         let mut out = std::io::stdout().lock();
-        let doc = serde_json::json!({ "build": result, "push": report.to_json() });
+        let mut doc = serde_json::json!({ "build": result, "push": report.to_json() });
+        if let Some(v) = &verified {
+            doc["verify"] = serde_json::to_value(v)?;
+        }
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
         out.flush()?;
-        return report.error().map_or(Ok(()), Err);
+        if let Some(e) = report.error() {
+            return Err(e);
+        }
+        return super::push::verify_error(&report, verified.as_ref()).map_or(Ok(()), Err);
     }
-    super::push::finish(&report, false, &reporter)
+    super::push::finish_with(&report, verified.as_ref(), false, &reporter)
 }
 
 /// The registry client and blob cache for a registry base (`None` for other bases).

@@ -11,9 +11,10 @@ use anyhow::{Context as _, Result};
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::push::{PushOptions, PushReport, PushTarget};
 use boxwright::recipe::Target;
-use boxwright::registry::ClientOptions;
+use boxwright::registry::{Client, ClientOptions, CredentialStore, Reference};
+use boxwright::verify::VerifyReport;
 
-use crate::cli::{PushArgs, RegistryArgs};
+use crate::cli::{AfterPushArgs, PushArgs, RegistryArgs};
 
 /// The library's options from the command-line flags.
 pub fn options(args: &RegistryArgs) -> Result<PushOptions> {
@@ -76,30 +77,173 @@ pub fn merge_targets(recipe: &[Target], tags: &[String], to: &[String]) -> Resul
 
 /// Print the outcome: the digest (or JSON) on stdout, the summary on
 /// stderr; an error when a required target failed.
-pub fn finish(report: &PushReport, json: bool, reporter: &SharedReporter) -> Result<()> {
+///
+/// With `--verify`, its report goes into the JSON (`verify`), and a failed
+/// verification is an error.
+pub fn finish_with(
+    report: &PushReport,
+    verified: Option<&VerifyReport>,
+    json: bool,
+    reporter: &SharedReporter,
+) -> Result<()> {
     for w in report.warnings() {
         reporter.log(Level::Warn, &w);
     }
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &report.to_json())?;
+        let mut doc = report.to_json();
+        if let (Some(v), Some(obj)) = (verified, doc.as_object_mut()) {
+            obj.insert("verify".into(), serde_json::to_value(v)?);
+        }
+        serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
     } else if report.succeeded() {
         writeln!(out, "{}", report.digest)?;
     }
     out.flush()?;
-    match report.error() {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = report.error() {
+        return Err(e);
+    }
+    verify_error(report, verified).map_or(Ok(()), Err)
+}
+
+/// The error of a `--verify` that did not confirm the pushed digest.
+pub fn verify_error(report: &PushReport, verified: Option<&VerifyReport>) -> Option<anyhow::Error> {
+    let v = verified?;
+    match v.problem() {
+        Some(p) => Some(anyhow::anyhow!("verify after push failed: {p}")),
+        None if v.digest.as_ref() != Some(&report.digest) => Some(anyhow::anyhow!(
+            "verify after push failed: the references name {}, not the pushed {}",
+            v.digest
+                .as_ref()
+                .map_or_else(|| "nothing".to_string(), |d| d.to_string()),
+            report.digest
+        )),
+        None => None,
     }
 }
 
 /// `boxwright push LAYOUT[:NAME] --to REF...`.
 pub fn run(args: PushArgs, reporter: SharedReporter) -> Result<()> {
-    let targets = parse_targets(&args.to)?;
+    let targets = by_digest(parse_targets(&args.to)?, &args.after);
     let opts = options(&args.registry)?;
-    let report = boxwright::push::push_blocking(&args.layout, targets, opts, reporter.clone())?;
-    finish(&report, args.json, &reporter)
+    let client_opts = opts.client.clone();
+    let mut report = boxwright::push::push_blocking(&args.layout, targets, opts, reporter.clone())?;
+    pin_untagged(&mut report);
+    let verified = if args.after.verify {
+        let client = Client::new(client_opts, CredentialStore::from_env(), reporter.clone())?;
+        let rt = super::verify::runtime()?;
+        verify_pushed(&rt, &client, &report, &reporter)?
+    } else {
+        None
+    };
+    github_summary(
+        &format!("boxwright push {}", args.layout),
+        &report,
+        verified.as_ref(),
+        &reporter,
+    );
+    finish_with(&report, verified.as_ref(), args.json, &reporter)
+}
+
+/// `--by-digest`: every target loses its tag (targets naming one repository
+/// become one), so the image goes in as `REPO@DIGEST` only.
+pub fn by_digest(targets: Vec<PushTarget>, after: &AfterPushArgs) -> Vec<PushTarget> {
+    if !after.by_digest {
+        return targets;
+    }
+    let mut out: Vec<PushTarget> = Vec::new();
+    for mut t in targets {
+        t.reference.tag = None;
+        if !out.iter().any(|o| o.reference == t.reference) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// Targets pushed without a tag are reported as `REPO@DIGEST`, the reference
+/// that names them.
+pub fn pin_untagged(report: &mut PushReport) {
+    let digest = report.digest.to_string();
+    for t in &mut report.targets {
+        if let Ok(r) = Reference::parse(&t.reference) {
+            if r.tag.is_none() && r.digest.is_none() {
+                t.reference = format!("{}@{digest}", t.reference);
+            }
+        }
+    }
+}
+
+/// `--verify`: HEAD every reference pushed successfully, with `client` (the
+/// push's credentials). Tags read right after a push may lag on some
+/// registries (GHCR): a report that is not ok is retried after 1, 2 and 4 s.
+/// `None` when no target was pushed.
+pub fn verify_pushed(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    report: &PushReport,
+    reporter: &SharedReporter,
+) -> Result<Option<VerifyReport>> {
+    let refs = report
+        .targets
+        .iter()
+        .filter(|t| t.ok)
+        .map(|t| {
+            Reference::parse(&t.reference).with_context(|| format!("reference {}", t.reference))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if refs.is_empty() {
+        return Ok(None);
+    }
+    let mut delay = std::time::Duration::from_secs(1);
+    for attempt in 0.. {
+        let v = rt.block_on(boxwright::verify::verify(client, &refs));
+        let pushed_digest = v.digest.as_ref() == Some(&report.digest);
+        if (v.ok && pushed_digest) || attempt == 3 {
+            match v.problem() {
+                None if pushed_digest => reporter.log(
+                    Level::Info,
+                    &format!(
+                        "verify: all {} references name {}",
+                        refs.len(),
+                        report.digest
+                    ),
+                ),
+                None => {}
+                Some(p) => reporter.log(Level::Warn, &format!("verify: {p}")),
+            }
+            return Ok(Some(v));
+        }
+        reporter.log(
+            Level::Debug,
+            &format!(
+                "verify: not yet consistent ({}), again in {}s",
+                v.problem().unwrap_or_else(|| "another digest".into()),
+                delay.as_secs()
+            ),
+        );
+        std::thread::sleep(delay);
+        delay *= 2;
+    }
+    Ok(None)
+}
+
+/// In GitHub Actions, append the push's table to `$GITHUB_STEP_SUMMARY`
+/// (a failure to write it only warns: the push is done).
+pub fn github_summary(
+    title: &str,
+    report: &PushReport,
+    verified: Option<&VerifyReport>,
+    reporter: &SharedReporter,
+) {
+    let md = boxwright::github::push_summary(title, report, verified);
+    if let Err(e) = boxwright::github::append_step_summary(&md) {
+        reporter.log(
+            Level::Warn,
+            &format!("could not append to $GITHUB_STEP_SUMMARY: {e}"),
+        );
+    }
 }
 
 #[cfg(test)]

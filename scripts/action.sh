@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# The logic of the boxwright GitHub Action (action.yml), runnable anywhere:
+#
+#   scripts/action.sh resolve   # the version to install and its cache key
+#   scripts/action.sh install   # put boxwright on PATH (release asset, else cargo install)
+#   scripts/action.sh run       # build --push the recipe, write outputs (default)
+#
+# Inputs come as environment variables, as action.yml passes them:
+#   INPUT_RECIPE      recipe to build (default recipes/r2d.toml)
+#   INPUT_VARS        NAME=VALUE recipe variables: one per line (values may
+#                     then hold spaces), or separated by spaces on one line
+#   INPUT_TARGETS     extra --to references (white space separated); one that
+#                     names a recipe target's repository replaces its tags
+#   INPUT_VERIFY      true (default): HEAD every pushed reference afterwards
+#   INPUT_PLATFORM    build only these platforms (linux/amd64,linux/arm64)
+#   INPUT_BY_DIGEST   true: push by digest only, no tags (multi-platform jobs)
+#   INPUT_EXTRA_ARGS  more `boxwright build` flags (white space separated)
+#   INPUT_VERSION     install: a release (0.2.0, v0.2.0) or a git ref
+#   BOXWRIGHT         the binary to run [default: boxwright on PATH]
+#
+# Outputs (to $GITHUB_OUTPUT, else printed on stdout as name=value):
+#   digest   the pushed image's digest (the index's for several platforms)
+#   image    the first pushed target's repository pinned by digest (REPO@sha256:...)
+#   refs     every reference pushed successfully, one per line
+#   targets  JSON array, per target: reference, registry, ok, optional, digest,
+#            error, bytes_sent, blobs_uploaded, blobs_mounted, blobs_present
+#   verified true/false (empty without verify)
+#   report   path of the whole `build --push --json` report
+#
+# Credentials are never handled here: boxwright reads them from the variables
+# the recipe's [[target]]s name (username_env/password_env/encoding), from
+# docker's config.json, or GITHUB_TOKEN/GITHUB_ACTOR for ghcr.io. In Actions,
+# the decoded value of every *_ENCODED variable is masked (::add-mask::) so
+# that it could never show in a log. Nothing here runs with xtrace.
+set -euo pipefail
+set +x
+
+prog="boxwright action"
+
+fail() {
+  local code=$1
+  shift
+  if [ "${GITHUB_ACTIONS:-}" = "true" ]; then
+    echo "::error title=${prog}::$*" >&2
+  else
+    echo "${prog}: error: $*" >&2
+  fi
+  exit "$code"
+}
+
+note() { echo "${prog}: $*" >&2; }
+
+# true/false inputs; anything else is bad input.
+truthy() {
+  case "$(printf '%s' "${1:-}" | tr '[:upper:]' '[:lower:]')" in
+    true | yes | 1 | on) return 0 ;;
+    false | no | 0 | off | "") return 1 ;;
+    *) fail 2 "expected true or false, got '$1'" ;;
+  esac
+}
+
+# Write one output; multi-line values use a random delimiter.
+output() {
+  local name=$1 value=$2 delim
+  if [ -n "${GITHUB_OUTPUT:-}" ]; then
+    if [[ "$value" == *$'\n'* ]]; then
+      delim="ghadelimiter_$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+      printf '%s<<%s\n%s\n%s\n' "$name" "$delim" "$value" "$delim" >>"$GITHUB_OUTPUT"
+    else
+      printf '%s=%s\n' "$name" "$value" >>"$GITHUB_OUTPUT"
+    fi
+  else
+    printf '%s=%s\n' "$name" "$value"
+  fi
+}
+
+# In Actions, mask the decoded value of every *_ENCODED variable (the
+# runner masks secrets as stored, not what base64 of them decodes to).
+mask_decoded() {
+  [ "${GITHUB_ACTIONS:-}" = "true" ] || return 0
+  local name value decoded line LC_ALL=C
+  while IFS= read -r name; do
+    [[ "$name" == *_ENCODED ]] || continue
+    value="${!name:-}"
+    [ -n "$value" ] || continue
+    decoded="$(base64 -d 2>/dev/null <<<"$value" || true)"
+    while IFS= read -r line; do
+      # Only text: a plain value that happens to decode gives bytes, not a secret.
+      if [[ "$line" =~ ^[[:print:]]+$ ]]; then
+        printf '::add-mask::%s\n' "$line"
+      fi
+    done <<<"$decoded"
+  done < <(compgen -e)
+}
+
+# Split a list input: one item per line when it has several lines,
+# else white space separated. Empty lines and # comments are skipped.
+split_list() {
+  local input=$1 line word
+  if [[ "$input" == *$'\n'* ]]; then
+    while IFS= read -r line; do
+      line="${line#"${line%%[![:space:]]*}"}"
+      line="${line%"${line##*[![:space:]]}"}"
+      [ -n "$line" ] && [[ "$line" != \#* ]] && printf '%s\n' "$line"
+    done <<<"$input"
+  else
+    for word in $input; do printf '%s\n' "$word"; done
+  fi
+}
+
+triple() {
+  local arch os
+  arch="$(uname -m)"
+  case "$arch" in arm64) arch=aarch64 ;; esac
+  case "$(uname -s)" in
+    Linux) os=unknown-linux-gnu ;;
+    Darwin) os=apple-darwin ;;
+    *) os=unknown ;;
+  esac
+  echo "${arch}-${os}"
+}
+
+# owner/repo and ref of the action: from the github context when the runner
+# fills it, else from the action's path (.../_actions/OWNER/REPO/REF).
+action_source() {
+  local repo="${ACTION_REPOSITORY:-}" ref="${ACTION_REF:-}" path="${GITHUB_ACTION_PATH:-}"
+  if [ -z "$repo" ] && [[ "$path" == */_actions/*/*/* ]]; then
+    local rest="${path#*/_actions/}"
+    repo="$(cut -d/ -f1-2 <<<"$rest")"
+    ref="$(cut -d/ -f3- <<<"$rest")"
+  fi
+  echo "${repo}|${ref}"
+}
+
+cmd_resolve() {
+  local src repo ref version key kind sha
+  src="$(action_source)"
+  repo="${src%%|*}"
+  ref="${src#*|}"
+  version="${INPUT_VERSION:-$ref}"
+  if [ -z "$repo" ]; then
+    # A local action (uses: ./): build the checked-out source.
+    local root="${GITHUB_ACTION_PATH:-$(cd "$(dirname "$0")/.." && pwd)}"
+    sha="$(cd "$root" && find Cargo.toml Cargo.lock src -type f -print0 | sort -z |
+      xargs -0 sha256sum | sha256sum | cut -c1-16)"
+    kind=local
+    key="boxwright-$(triple)-local-${sha}"
+  elif [[ "$version" =~ ^v?[0-9]+\.[0-9]+\.[0-9]+([-+].*)?$ ]]; then
+    kind=release
+    version="v${version#v}"
+    key="boxwright-$(triple)-${version}"
+  elif [[ "$version" =~ ^[0-9a-f]{40}$ ]]; then
+    kind=rev
+    key="boxwright-$(triple)-${version}"
+  else
+    # A branch moves: key on the commit it names now.
+    kind=branch
+    sha="$(git ls-remote "https://github.com/${repo}" "refs/heads/${version:-main}" 2>/dev/null | cut -c1-40 || true)"
+    key="boxwright-$(triple)-${version:-main}-${sha:-unknown}"
+  fi
+  output kind "$kind"
+  output repository "$repo"
+  output version "$version"
+  output key "$key"
+}
+
+cmd_install() {
+  local dest="${BOXWRIGHT_INSTALL_DIR:-$HOME/.cargo/bin}"
+  local kind="${RESOLVED_KIND:-local}" repo="${RESOLVED_REPOSITORY:-}" version="${RESOLVED_VERSION:-}"
+  mkdir -p "$dest"
+  [ -n "${GITHUB_PATH:-}" ] && echo "$dest" >>"$GITHUB_PATH"
+  if [ -n "${BOXWRIGHT:-}" ]; then
+    [ -x "$BOXWRIGHT" ] || fail 2 "BOXWRIGHT=$BOXWRIGHT is not an executable file"
+    note "using $BOXWRIGHT"
+    output path "$BOXWRIGHT"
+    return 0
+  fi
+  if [ "${CACHE_HIT:-}" = "true" ] && [ -x "$dest/boxwright" ]; then
+    note "boxwright from the cache: $("$dest/boxwright" --version)"
+    output path "$dest/boxwright"
+    return 0
+  fi
+  if [ "$kind" = release ]; then
+    local asset="boxwright-${version}-$(triple).tar.gz" tmp
+    local url="https://github.com/${repo}/releases/download/${version}/${asset}"
+    tmp="$(mktemp -d)"
+    if curl -fsSL --retry 3 -o "$tmp/$asset" "$url"; then
+      if curl -fsSL --retry 3 -o "$tmp/$asset.sha256" "$url.sha256"; then
+        (cd "$tmp" && sha256sum -c --status <(awk -v f="$asset" '{print $1"  "f}' "$asset.sha256")) ||
+          fail 1 "$asset does not match its .sha256"
+      fi
+      tar -xzf "$tmp/$asset" -C "$tmp"
+      install -m 0755 "$(find "$tmp" -type f -name boxwright | head -n1)" "$dest/boxwright"
+      rm -rf "$tmp"
+      note "installed $asset"
+      output path "$dest/boxwright"
+      return 0
+    fi
+    rm -rf "$tmp"
+    note "no release asset $asset; building with cargo"
+  fi
+  command -v cargo >/dev/null || fail 1 "cargo is needed to build boxwright (add dtolnay/rust-toolchain before this action)"
+  local root
+  root="$(dirname "$dest")"
+  case "$kind" in
+    local) cargo install --locked --force --root "$root" --path "${GITHUB_ACTION_PATH:-$(cd "$(dirname "$0")/.." && pwd)}" ;;
+    release) cargo install --locked --force --root "$root" --git "https://github.com/${repo}" --tag "$version" boxwright ;;
+    rev) cargo install --locked --force --root "$root" --git "https://github.com/${repo}" --rev "$version" boxwright ;;
+    *) cargo install --locked --force --root "$root" --git "https://github.com/${repo}" --branch "${version:-main}" boxwright ;;
+  esac
+  output path "$dest/boxwright"
+}
+
+cmd_run() {
+  local bw="${BOXWRIGHT:-boxwright}"
+  local recipe="${INPUT_RECIPE:-recipes/r2d.toml}"
+  [ -f "$recipe" ] || fail 2 "recipe $recipe not found (input 'recipe', relative to $(pwd))"
+  local -a args=(build "$recipe" --push --json)
+  local item
+  while IFS= read -r item; do
+    [[ "$item" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || fail 2 "vars: '${item%%=*}' is not NAME=VALUE"
+    args+=(--set "$item")
+  done < <(split_list "${INPUT_VARS:-}")
+  while IFS= read -r item; do
+    args+=(--to "$item")
+  done < <(split_list "${INPUT_TARGETS:-}")
+  [ -n "${INPUT_PLATFORM:-}" ] && args+=(--platform "$INPUT_PLATFORM")
+  truthy "${INPUT_BY_DIGEST:-false}" && args+=(--by-digest)
+  local verify=false
+  truthy "${INPUT_VERIFY:-true}" && verify=true && args+=(--verify)
+  local -a extra=()
+  read -r -a extra <<<"${INPUT_EXTRA_ARGS:-}" || true
+  args+=("${extra[@]}")
+
+  mask_decoded
+  local dir="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
+  local report
+  report="$(mktemp "$dir/boxwright-report.XXXXXX")"
+  mv "$report" "$report.json"
+  report="$report.json"
+  note "$bw ${args[*]}"
+  local code=0
+  "$bw" "${args[@]}" >"$report" || code=$?
+  if ! jq -e '.push.digest' "$report" >/dev/null 2>&1; then
+    fail "$((code == 0 ? 1 : code))" "boxwright build --push failed (exit $code) before pushing; see the error above"
+  fi
+  local digest refs targets image verified=""
+  digest="$(jq -r '.push.digest' "$report")"
+  refs="$(jq -r '.push.targets[] | select(.ok) | .reference' "$report")"
+  targets="$(jq -c '[.push.targets[] | {reference, registry, ok, optional, digest, error,
+    bytes_sent, blobs_uploaded, blobs_mounted, blobs_present}]' "$report")"
+  image="$(jq -r '[.push.targets[] | select(.ok) | .reference][0] // empty
+    | sub("@.*$"; "")
+    | if (split("/") | last | contains(":")) then sub(":[^:/]*$"; "") else . end' "$report")"
+  [ -n "$image" ] && image="${image}@${digest}"
+  if [ "$verify" = true ]; then
+    verified="$(jq -r 'if .verify then (.verify.ok | tostring) else "false" end' "$report")"
+  fi
+  output digest "$digest"
+  output image "$image"
+  output refs "$refs"
+  output targets "$targets"
+  output verified "$verified"
+  output report "$report"
+  jq -r '.push.targets[] | select(.ok | not) | "\(.reference): \(.error // "failed")"' "$report" |
+    while IFS= read -r line; do
+      if [ "${GITHUB_ACTIONS:-}" = "true" ]; then echo "::warning title=${prog}::$line" >&2; fi
+    done
+  return "$code"
+}
+
+case "${1:-run}" in
+  resolve) cmd_resolve ;;
+  install) cmd_install ;;
+  run) cmd_run ;;
+  *) fail 2 "unknown command '$1' (resolve, install, run)" ;;
+esac

@@ -1,0 +1,775 @@
+//! The GitHub Action (`action.yml`, `scripts/action.sh`) and the example
+//! workflows, without GitHub: the script runs as the action's steps would,
+//! with the variables the runner sets (`GITHUB_ACTIONS`, `GITHUB_OUTPUT`,
+//! `GITHUB_STEP_SUMMARY`, `RUNNER_TEMP`, `GITHUB_TOKEN`/`GITHUB_ACTOR`, a
+//! base64 Docker Hub-style secret), against two real `docker-registry`
+//! instances: a GHCR-like one behind bearer tokens and a Docker-Hub-like one
+//! behind basic auth.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{root, run, write, Run};
+use crate::support::{skopeo, tempdir, Registry, TokenServer};
+
+const GH_ACTOR: &str = "octo-bot";
+const GH_TOKEN: &str = "ghs_Act10nT0ken5ecret9f3a";
+const HUB_USER: &str = "hubuser";
+const HUB_TOKEN: &str = "dckr_pat_Hub5ecret-71c0e2";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// GHCR-like (tokens, GITHUB_ACTOR/GITHUB_TOKEN) and Docker-Hub-like (basic
+/// auth, base64 secret) registries.
+struct Registries {
+    _tokens: TokenServer,
+    ghcr: Registry,
+    hub: Registry,
+}
+
+impl Registries {
+    fn start() -> Registries {
+        let tokens = TokenServer::builder()
+            .user(GH_ACTOR, GH_TOKEN, &["pull", "push"])
+            .start();
+        let ghcr = Registry::with_token_auth(&tokens);
+        let hub = Registry::with_basic_auth(HUB_USER, HUB_TOKEN);
+        Registries {
+            _tokens: tokens,
+            ghcr,
+            hub,
+        }
+    }
+}
+
+/// A workspace as a checkout would be: `recipes/app.toml` with the R2D
+/// recipe's target shape (GHCR primary with GITHUB_*, Docker Hub backup with
+/// a base64 secret, optional), a context file of 300 KB.
+fn workspace(regs: &Registries) -> tempfile::TempDir {
+    let dir = tempdir();
+    let noise: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/blob.bin"), noise).unwrap();
+    let recipe = format!(
+        r#"context = ".."
+tags = ["${{VERSION}}", "latest"]
+
+[vars]
+VERSION = "0.0.0-dev"
+
+[image]
+name = "r2d"
+
+[config]
+entrypoint = ["/bin/app"]
+
+[[layer]]
+name = "data"
+mode = 0o644
+
+[[layer.entry]]
+src = "data/blob.bin"
+dest = "/opt/blob.bin"
+
+[[layer.entry]]
+content = "${{VERSION}}\n"
+dest = "/opt/VERSION"
+
+[[target]]
+ref = "{ghcr}/acme/r2d"
+role = "primary"
+username_env = "GITHUB_ACTOR"
+password_env = "GITHUB_TOKEN"
+
+[[target]]
+ref = "{hub}/acme/r2d"
+role = "backup"
+username_env = "DOCKERHUB_USERNAME"
+password_env = "DOCKERHUB_API_KEY_ENCODED"
+encoding = "base64"
+optional = true
+"#,
+        ghcr = regs.ghcr.host(),
+        hub = regs.hub.host()
+    );
+    write(&dir.path().join("recipes/app.toml"), &recipe);
+    dir
+}
+
+/// The files a runner gives a step.
+struct Runner {
+    dir: tempfile::TempDir,
+}
+
+impl Runner {
+    fn new() -> Runner {
+        let r = Runner { dir: tempdir() };
+        for d in ["temp", "home/.docker"] {
+            std::fs::create_dir_all(r.dir.path().join(d)).unwrap();
+        }
+        std::fs::write(r.output(), "").unwrap();
+        std::fs::write(r.summary(), "").unwrap();
+        r
+    }
+    fn output(&self) -> PathBuf {
+        self.dir.path().join("output")
+    }
+    fn summary(&self) -> PathBuf {
+        self.dir.path().join("step_summary.md")
+    }
+
+    /// `scripts/action.sh CMD` in `cwd` as the action's step runs it.
+    fn script(&self, cwd: &Path, cmd: &str) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(root().join("scripts/action.sh"))
+            .arg(cmd)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("DOCKER_CONFIG", self.dir.path().join("home/.docker"))
+            .env("BOXWRIGHT", env!("CARGO_BIN_EXE_boxwright"))
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", self.output())
+            .env("GITHUB_STEP_SUMMARY", self.summary())
+            .env("RUNNER_TEMP", self.dir.path().join("temp"))
+            .env("GITHUB_ACTOR", GH_ACTOR)
+            .env("GITHUB_TOKEN", GH_TOKEN)
+            .env("DOCKERHUB_USERNAME", HUB_USER)
+            .env("DOCKERHUB_API_KEY_ENCODED", b64(HUB_TOKEN));
+        c
+    }
+
+    /// `$GITHUB_OUTPUT` parsed: `name=value` and `name<<DELIM ... DELIM`.
+    fn outputs(&self) -> BTreeMap<String, String> {
+        parse_outputs(&std::fs::read_to_string(self.output()).unwrap())
+    }
+}
+
+fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                value.push(l);
+            }
+            out.insert(name.to_string(), value.join("\n"));
+        } else if let Some((name, value)) = line.split_once('=') {
+            out.insert(name.to_string(), value.to_string());
+        }
+    }
+    out
+}
+
+fn remote_digest(reference: &str, creds: &str) -> String {
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+        &format!("docker://{reference}"),
+    ]);
+    format!("sha256:{}", hex::encode(Sha256::digest(raw.as_bytes())))
+}
+
+fn tags(repo: &str, creds: &str) -> BTreeSet<String> {
+    tags_of(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+        &format!("docker://{repo}"),
+    ]))
+    .into_iter()
+    .collect()
+}
+
+/// The bytes of the image's blobs (config and layers) in a one-platform layout.
+fn blob_bytes(layout: &Path, manifest_digest: &str) -> u64 {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| format!("sha256:{}", e.file_name().to_string_lossy()) != manifest_digest)
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// No secret, plain or encoded, anywhere in `text` (`::add-mask::` lines
+/// are workflow commands the runner consumes and never shows).
+fn assert_no_secret(what: &str, text: &str) {
+    for line in text.lines() {
+        if line.starts_with("::add-mask::") {
+            continue;
+        }
+        for secret in [GH_TOKEN, HUB_TOKEN, b64(HUB_TOKEN).as_str()] {
+            assert!(!line.contains(secret), "{what} shows a secret: {line:?}");
+        }
+    }
+}
+
+fn assert_plain_lines(what: &str, text: &str) {
+    // Figure: no escape sequence and no carriage return (redraw) at all.
+    assert!(
+        !text.contains('\u{1b}'),
+        "{what} has an escape sequence:\n{text}"
+    );
+    assert!(
+        !text.contains('\r'),
+        "{what} has a carriage return:\n{text}"
+    );
+}
+
+fn assert_ran(r: &Run) {
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn action_script_pushes_verifies_and_writes_outputs_and_summary() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let runner = Runner::new();
+    let (ghcr, hub) = (regs.ghcr.host(), regs.hub.host());
+    let extra = format!("{ghcr}/acme/r2d-edge:edge");
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_VARS", "VERSION=1.4.0")
+        .env("INPUT_TARGETS", &extra)
+        .env("INPUT_VERIFY", "true"));
+    assert_ran(&r);
+
+    let gh_creds = format!("{GH_ACTOR}:{GH_TOKEN}");
+    let hub_creds = format!("{HUB_USER}:{HUB_TOKEN}");
+    let digest = remote_digest(&format!("{ghcr}/acme/r2d:1.4.0"), &gh_creds);
+    assert_eq!(
+        tags(&format!("{hub}/acme/r2d"), &hub_creds),
+        ["1.4.0", "latest"].map(String::from).into()
+    );
+    // Figure: all five references name the one digest, on both registries.
+    for (reference, creds) in [
+        (format!("{ghcr}/acme/r2d:latest"), &gh_creds),
+        (format!("{hub}/acme/r2d:1.4.0"), &hub_creds),
+        (format!("{hub}/acme/r2d:latest"), &hub_creds),
+        (extra.clone(), &gh_creds),
+    ] {
+        assert_eq!(remote_digest(&reference, creds), digest, "{reference}");
+    }
+
+    let out = runner.outputs();
+    let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["digest", "image", "refs", "report", "targets", "verified"]
+    );
+    assert_eq!(out["digest"], digest);
+    assert_eq!(out["image"], format!("{ghcr}/acme/r2d@{digest}"));
+    assert_eq!(out["verified"], "true");
+    let refs: BTreeSet<&str> = out["refs"].lines().collect();
+    let want: BTreeSet<String> = [
+        format!("{ghcr}/acme/r2d:1.4.0"),
+        format!("{ghcr}/acme/r2d:latest"),
+        format!("{hub}/acme/r2d:1.4.0"),
+        format!("{hub}/acme/r2d:latest"),
+        extra.clone(),
+    ]
+    .into();
+    assert_eq!(refs, want.iter().map(String::as_str).collect());
+
+    // Figure: bytes sent per repository = the image's blob bytes on each
+    // registry once; the extra repository on the GHCR-like registry got its
+    // 2 blobs (layer, config) by mount, 0 bytes.
+    let layout = ws.path().join("out/r2d");
+    let bytes = blob_bytes(&layout, &digest);
+    let targets: Vec<serde_json::Value> = serde_json::from_str(&out["targets"]).unwrap();
+    assert_eq!(targets.len(), 5);
+    let by_ref = |r: &str| {
+        targets
+            .iter()
+            .find(|t| t["reference"] == r)
+            .unwrap_or_else(|| panic!("no target {r} in {targets:?}"))
+    };
+    for t in &targets {
+        assert_eq!(t["ok"], true, "{t}");
+        assert_eq!(t["digest"], digest.as_str());
+    }
+    for host in [&ghcr, &hub] {
+        let t = by_ref(&format!("{host}/acme/r2d:1.4.0"));
+        assert_eq!(t["bytes_sent"], bytes, "{t}");
+        assert_eq!(t["blobs_uploaded"], 2, "{t}");
+    }
+    let edge = by_ref(&extra);
+    assert_eq!(
+        (edge["bytes_sent"].as_u64(), edge["blobs_mounted"].as_u64()),
+        (Some(0), Some(2)),
+        "{edge}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out["report"]).unwrap()).unwrap();
+    assert_eq!(report["verify"]["ok"], true);
+    assert_eq!(report["push"]["digest"], digest.as_str());
+
+    // The summary: a heading with the digest, a row per target (5) and per
+    // registry (2), the verify verdict.
+    let summary = std::fs::read_to_string(runner.summary()).unwrap();
+    assert!(
+        summary.starts_with("### boxwright build --push recipes/app.toml: pushed `sha256:"),
+        "{summary}"
+    );
+    let rows = |prefix: &str| summary.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(rows("| `"), 5, "{summary}");
+    assert!(summary.contains(&format!(
+        "| `{extra}` | ok | `{digest}` | 0 B | 0 | 2 | 0 |"
+    )));
+    assert_eq!(
+        rows(&format!("| {ghcr} | ok |")) + rows(&format!("| {hub} | ok |")),
+        2
+    );
+    assert!(summary.contains(&format!("**verify**: all 5 references name `{digest}`")));
+
+    // Secrets: the decoded Docker Hub token is masked for the runner, and no
+    // secret appears in any output, file or log line.
+    assert!(r
+        .stdout
+        .lines()
+        .any(|l| l == format!("::add-mask::{HUB_TOKEN}")));
+    assert_no_secret("stdout", &r.stdout);
+    assert_no_secret("stderr", &r.stderr);
+    assert_no_secret(
+        "GITHUB_OUTPUT",
+        &std::fs::read_to_string(runner.output()).unwrap(),
+    );
+    assert_no_secret("GITHUB_STEP_SUMMARY", &summary);
+    assert_no_secret("report", &report.to_string());
+    // Progress is plain lines: one per registry start and end, no redraws.
+    assert_plain_lines("stderr", &r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{ghcr}: started")),
+        "{}",
+        r.stderr
+    );
+
+    // Pushing again: nothing uploaded, a second summary appended.
+    let again = run(runner
+        .script(ws.path(), "run")
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_VARS", "VERSION=1.4.0"));
+    assert_ran(&again);
+    let summary = std::fs::read_to_string(runner.summary()).unwrap();
+    assert_eq!(summary.matches("### boxwright build --push").count(), 2);
+    let out = runner.outputs();
+    let targets: Vec<serde_json::Value> = serde_json::from_str(&out["targets"]).unwrap();
+    // Figure: 4 recipe targets, 0 bytes, every blob skipped as present.
+    assert_eq!(targets.len(), 4);
+    for t in &targets {
+        assert_eq!(
+            (t["bytes_sent"].as_u64(), t["blobs_present"].as_u64()),
+            (Some(0), Some(2)),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn action_script_pushes_by_digest_without_tags() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let runner = Runner::new();
+    let (ghcr, hub) = (regs.ghcr.host(), regs.hub.host());
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env(
+            "INPUT_VARS",
+            "VERSION=2.0.0\n  # the platform job of a matrix\n",
+        )
+        .env("INPUT_PLATFORM", "linux/amd64")
+        .env("INPUT_BY_DIGEST", "true"));
+    assert_ran(&r);
+    let out = runner.outputs();
+    let digest = &out["digest"];
+    // Figure: one reference per registry, each REPO@DIGEST, verified.
+    let refs: Vec<&str> = out["refs"].lines().collect();
+    assert_eq!(
+        refs,
+        [
+            format!("{ghcr}/acme/r2d@{digest}"),
+            format!("{hub}/acme/r2d@{digest}")
+        ]
+    );
+    assert_eq!(out["image"], refs[0]);
+    assert_eq!(out["verified"], "true");
+    let gh_creds = format!("{GH_ACTOR}:{GH_TOKEN}");
+    assert_eq!(remote_digest(refs[0], &gh_creds), *digest);
+    // Figure: no tag was created.
+    let err = crate::support::try_skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        &gh_creds,
+        &format!("docker://{ghcr}/acme/r2d"),
+    ]);
+    match err {
+        Ok(out) => assert!(tags_of(&out).is_empty(), "{out}"),
+        Err(e) => assert!(e.contains("NAME_UNKNOWN") || e.contains("404"), "{e}"),
+    }
+}
+
+fn tags_of(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["Tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn action_script_refuses_bad_inputs_before_any_work() {
+    let runner = Runner::new();
+    let ws = tempdir();
+    write(&ws.path().join("recipes/r2d.toml"), "");
+    for (name, value, says) in [
+        ("INPUT_VARS", "1VERSION=2", "'1VERSION' is not NAME=VALUE"),
+        (
+            "INPUT_VERIFY",
+            "maybe",
+            "expected true or false, got 'maybe'",
+        ),
+        ("INPUT_RECIPE", "nope.toml", "recipe nope.toml not found"),
+    ] {
+        let r = run(runner.script(ws.path(), "run").env(name, value));
+        // Figure: exit 2 and a GitHub error annotation naming the input.
+        assert_eq!(r.code, 2, "{name}={value}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("::error title=boxwright action::") && r.stderr.contains(says),
+            "{}",
+            r.stderr
+        );
+    }
+    assert_eq!(std::fs::read_to_string(runner.output()).unwrap(), "");
+}
+
+#[test]
+fn action_script_resolves_a_local_checkout_and_uses_a_given_binary() {
+    let runner = Runner::new();
+    let r = run(runner
+        .script(&root(), "resolve")
+        .env("GITHUB_ACTION_PATH", root()));
+    assert_ran(&r);
+    let out = runner.outputs();
+    assert_eq!(out["kind"], "local");
+    assert_eq!(out["repository"], "");
+    // Figure: key = boxwright-<triple>-local-<16 hex of the source tree>.
+    let key = &out["key"];
+    let hash = key.rsplit('-').next().unwrap();
+    assert!(
+        key.starts_with("boxwright-") && key.contains("-local-"),
+        "{key}"
+    );
+    assert_eq!(hash.len(), 16, "{key}");
+    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+
+    // A released version used from the marketplace path.
+    std::fs::write(runner.output(), "").unwrap();
+    let r = run(runner
+        .script(&root(), "resolve")
+        .env(
+            "GITHUB_ACTION_PATH",
+            "/home/runner/work/_actions/acme/boxwright/v0.3.1",
+        )
+        .env("INPUT_VERSION", "0.3.2"));
+    assert_ran(&r);
+    let out = runner.outputs();
+    assert_eq!(
+        (
+            out["kind"].as_str(),
+            out["repository"].as_str(),
+            out["version"].as_str()
+        ),
+        ("release", "acme/boxwright", "v0.3.2")
+    );
+    assert!(out["key"].ends_with("-v0.3.2"), "{}", out["key"]);
+
+    // install with BOXWRIGHT set: nothing downloaded or built.
+    std::fs::write(runner.output(), "").unwrap();
+    let r = run(&mut runner.script(&root(), "install"));
+    assert_ran(&r);
+    assert_eq!(runner.outputs()["path"], env!("CARGO_BIN_EXE_boxwright"));
+}
+
+// ---- action.yml and the example workflows ----
+
+fn yaml(path: &Path) -> serde_yaml::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+}
+
+fn keys(v: &serde_yaml::Value) -> BTreeSet<String> {
+    v.as_mapping()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn action() -> serde_yaml::Value {
+    yaml(&root().join("action.yml"))
+}
+
+#[test]
+fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
+    let a = action();
+    let inputs = keys(&a["inputs"]);
+    for want in [
+        "recipe",
+        "vars",
+        "targets",
+        "verify",
+        "version",
+        "extra-args",
+        "platform",
+        "by-digest",
+        "install-only",
+    ] {
+        assert!(inputs.contains(want), "input {want} missing: {inputs:?}");
+    }
+    assert_eq!(
+        a["inputs"]["recipe"]["default"].as_str(),
+        Some("recipes/r2d.toml")
+    );
+    assert_eq!(a["inputs"]["verify"]["default"].as_str(), Some("true"));
+    let outputs = keys(&a["outputs"]);
+    assert_eq!(
+        outputs,
+        ["digest", "image", "refs", "report", "targets", "verified"]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(a["runs"]["using"].as_str(), Some("composite"));
+    let steps = a["runs"]["steps"].as_sequence().unwrap();
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    // Figure: the three script commands, in order; a cache step on the binary.
+    assert_eq!(
+        runs,
+        [
+            r#""$GITHUB_ACTION_PATH/scripts/action.sh" resolve"#,
+            r#""$GITHUB_ACTION_PATH/scripts/action.sh" install"#,
+            r#""$GITHUB_ACTION_PATH/scripts/action.sh" run"#
+        ]
+    );
+    assert!(steps.iter().any(|s| s["uses"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("actions/cache@"))
+        && s["with"]["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("~/.cargo/bin/boxwright"))));
+    for s in steps.iter().filter(|s| s["run"].is_string()) {
+        assert_eq!(s["shell"].as_str(), Some("bash"));
+    }
+    // Every `inputs.X` the action reads is one it defines; every output comes
+    // from the run step.
+    let text = std::fs::read_to_string(root().join("action.yml")).unwrap();
+    for used in text.split("inputs.").skip(1) {
+        let name: String = used
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        assert!(
+            inputs.contains(&name),
+            "action.yml reads undefined input {name}"
+        );
+    }
+    for o in &outputs {
+        assert_eq!(
+            a["outputs"][o.as_str()]["value"].as_str(),
+            Some(format!("${{{{ steps.run.outputs.{o} }}}}").as_str())
+        );
+    }
+    // The script reads INPUT_<NAME> for each input the run step passes.
+    let script = std::fs::read_to_string(root().join("scripts/action.sh")).unwrap();
+    let env = steps.iter().find(|s| s["id"] == "run").unwrap()["env"].clone();
+    for k in keys(&env) {
+        assert!(
+            script.contains(&format!("${{{k}")),
+            "the script ignores {k}"
+        );
+    }
+}
+
+/// Steps that use this action: `./` or `OWNER/boxwright@REF`.
+fn is_this_action(uses: &str) -> bool {
+    uses == "./"
+        || uses == "."
+        || uses
+            .split('@')
+            .next()
+            .is_some_and(|r| r.ends_with("/boxwright"))
+}
+
+#[test]
+fn example_workflows_parse_and_pass_only_defined_inputs() {
+    let a = action();
+    let inputs = keys(&a["inputs"]);
+    let outputs = keys(&a["outputs"]);
+    let dir = root().join("examples/workflows");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "r2d-build.yml",
+            "r2d-multiplatform.yml",
+            "registry-health.yml"
+        ]
+    );
+    let mut uses_of_action = 0;
+    for f in &files {
+        let w = yaml(f);
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(w["name"].is_string(), "{}: no name", f.display());
+        assert!(!w["on"].is_null(), "{}: no `on`", f.display());
+        let jobs = w["jobs"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{}: no jobs", f.display()));
+        for (job, body) in jobs {
+            assert!(
+                body["runs-on"].is_string(),
+                "{}: {job:?} has no runs-on",
+                f.display()
+            );
+            for step in body["steps"].as_sequence().unwrap() {
+                let Some(uses) = step["uses"].as_str() else {
+                    assert!(
+                        step["run"].is_string(),
+                        "{}: a step with neither uses nor run",
+                        f.display()
+                    );
+                    continue;
+                };
+                if !is_this_action(uses) {
+                    continue;
+                }
+                uses_of_action += 1;
+                for k in keys(&step["with"]) {
+                    assert!(
+                        inputs.contains(&k),
+                        "{}: input {k} is not in action.yml",
+                        f.display()
+                    );
+                }
+                // Outputs read from this step exist.
+                if let Some(id) = step["id"].as_str() {
+                    let pat = format!("steps.{id}.outputs.");
+                    for used in text.split(&pat).skip(1) {
+                        let name: String = used
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                            .collect();
+                        assert!(
+                            outputs.contains(&name),
+                            "{}: output {name} is not in action.yml",
+                            f.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Figure: r2d-build (1), r2d-multiplatform (platform, index: 2), registry-health (1).
+    assert_eq!(uses_of_action, 4);
+    let mp = std::fs::read_to_string(dir.join("r2d-multiplatform.yml")).unwrap();
+    assert!(mp.contains("boxwright index") && mp.contains("by-digest: true"));
+    let health = yaml(&dir.join("registry-health.yml"));
+    assert!(health["on"]["schedule"][0]["cron"].is_string());
+    let h = std::fs::read_to_string(dir.join("registry-health.yml")).unwrap();
+    assert!(
+        h.contains("boxwright verify --json")
+            && h.contains("boxwright bench")
+            && h.contains("actions/upload-artifact")
+    );
+}
+
+/// `build` on a terminal (a pty from `script`, util-linux): bars without
+/// Actions, plain lines with `GITHUB_ACTIONS=true`.
+#[test]
+fn progress_on_a_terminal_in_actions_is_plain_lines() {
+    let dir = tempdir();
+    // 24 MB that gzip cannot shrink: long enough for bars to be drawn.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let data: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.path().join("big"), data).unwrap();
+    write(
+        &dir.path().join("r.toml"),
+        "[image]\nname = \"x\"\n\n[[layer]]\nname = \"big\"\n\n[[layer.entry]]\nsrc = \"big\"\ndest = \"/big\"\n",
+    );
+    let pty = |actions: bool| -> String {
+        let cmd = format!(
+            "{} build {} -o {} --jobs 1",
+            env!("CARGO_BIN_EXE_boxwright"),
+            dir.path().join("r.toml").display(),
+            dir.path().join("out").display()
+        );
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"])
+            .env_remove("CI")
+            .env("TERM", "xterm");
+        if actions {
+            c.env("GITHUB_ACTIONS", "true");
+        } else {
+            c.env_remove("GITHUB_ACTIONS");
+        }
+        let out = c
+            .output()
+            .expect("script (util-linux) runs a command on a pty");
+        assert!(out.status.success(), "{out:?}");
+        // A terminal ends lines with \r\n: only a bare \r is a redraw.
+        String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+    };
+    let bars = pty(false);
+    // Control: on a terminal outside CI, bars redraw (escapes or bare \r).
+    assert!(
+        bars.contains('\u{1b}') || bars.contains('\r'),
+        "no bar drawn on the terminal: {bars:?}"
+    );
+    let lines = pty(true);
+    assert_plain_lines("build on a terminal with GITHUB_ACTIONS=true", &lines);
+    // Figure: the layer's start and end lines and the layout line.
+    assert!(
+        lines.contains("big: started") && lines.contains("wrote "),
+        "{lines}"
+    );
+}
