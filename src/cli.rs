@@ -43,6 +43,14 @@ pub enum Command {
     /// Pull an image from the first registry that serves it (fallbacks) into
     /// an OCI layout or archive; prints the digest.
     Pull(PullArgs),
+    /// Assemble an OCI image index from single-platform images already in
+    /// registries (by digest) and push it to every --to; prints its digest.
+    Index(crate::commands::index::IndexArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(crate::commands::completions::CompletionsArgs),
+    /// Print the JSON Schema of the recipe format (for editors: taplo, Even
+    /// Better TOML).
+    Schema(crate::commands::schema::SchemaArgs),
 }
 
 /// Flags shared by `push` and `build --push`.

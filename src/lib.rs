@@ -10,6 +10,7 @@ pub mod build;
 pub mod cache;
 pub mod copy;
 pub mod error;
+pub mod index;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
