@@ -8,6 +8,8 @@ mod support;
 mod build;
 mod common;
 mod harness;
+mod index;
 mod pull;
 mod push;
+mod schema;
 mod verify;
