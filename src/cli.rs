@@ -45,6 +45,14 @@ pub enum Command {
     Pull(PullArgs),
     /// Measure upload (and pull) throughput, request latency and errors against registries.
     Bench(crate::commands::bench::BenchArgs),
+    /// Assemble an OCI image index from single-platform images already in
+    /// registries (by digest) and push it to every --to; prints its digest.
+    Index(crate::commands::index::IndexArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(crate::commands::completions::CompletionsArgs),
+    /// Print the JSON Schema of the recipe format (for editors: taplo, Even
+    /// Better TOML).
+    Schema(crate::commands::schema::SchemaArgs),
 }
 
 /// Flags shared by `push` and `build --push`.

@@ -128,6 +128,22 @@ impl RegistryBlobs {
     }
 }
 
+impl RegistryBlobs {
+    /// Blobs downloaded and their bytes, and cache hits, so far.
+    pub fn downloaded(&self) -> (u64, u64, u64) {
+        (
+            self.downloaded_blobs.load(Ordering::Relaxed),
+            self.downloaded_bytes.load(Ordering::Relaxed),
+            self.cache_hits.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The registry and repository the blobs come from.
+    pub fn source(&self) -> (&str, &str) {
+        (&self.registry, &self.repository)
+    }
+}
+
 impl BlobSource for RegistryBlobs {
     fn file<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, anyhow::Result<PathBuf>> {
         Box::pin(async move {

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod copy;
 pub mod error;
 pub mod github;
+pub mod index;
 pub mod inspect;
 pub mod layer;
 pub mod layout;

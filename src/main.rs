@@ -55,6 +55,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tags(args) => commands::tags::run(args, reporter)?,
         Command::Copy(args) => commands::copy::run(args, reporter)?,
         Command::Pull(args) => commands::pull::run(args, reporter)?,
+        Command::Index(args) => commands::index::run(args, reporter)?,
+        Command::Completions(args) => commands::completions::run(args)?,
+        Command::Schema(args) => commands::schema::run(args)?,
         Command::Inspect(args) => {
             let (dir, name) = layout::split_layout_ref(&args.layout);
             let l = layout::Layout::open(&dir)?;

@@ -54,7 +54,22 @@ pub struct PushTarget {
 
 impl PushTarget {
     /// Parse a `--to` value; a reference without tag or digest gets `latest`.
+    /// `REGISTRY/REPO@` (a trailing `@`, no digest) pushes by digest only:
+    /// no tag is written (per-platform pushes that `boxwright index` joins).
     pub fn parse(s: &str) -> anyhow::Result<PushTarget> {
+        if let Some(repo) = s.strip_suffix('@') {
+            let reference = Reference::parse(repo)?;
+            if reference.tag.is_some() || reference.digest.is_some() {
+                return Err(bad_input(format!(
+                    "{s:?}: a trailing @ (push by digest only) takes a repository without tag or digest"
+                )));
+            }
+            return Ok(PushTarget {
+                reference,
+                optional: false,
+                credentials: None,
+            });
+        }
         let mut reference = Reference::parse(s)?;
         if reference.tag.is_none() && reference.digest.is_none() {
             reference.tag = Some("latest".into());
@@ -239,6 +254,14 @@ impl ImageContent {
 /// blob's bytes; it is reopened for each upload attempt.
 pub trait BlobSource: Send + Sync {
     fn file<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, anyhow::Result<PathBuf>>;
+
+    /// Repositories on `registry` known to hold this blob: tried as mount
+    /// sources before [`PushOptions::mount_sources`] (`index`: the source
+    /// repository of each blob, so that a mount never asks a repository
+    /// that lacks it, which would open an upload session). Default: none.
+    fn mount_hints(&self, _registry: &str, _desc: &Descriptor) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A blob already in a file.
@@ -567,6 +590,11 @@ impl Pusher {
         for repo in &missing {
             // Sources: repositories known to hold it, then the mount sources.
             let mut sources: Vec<String> = r.holders(d);
+            for hint in source.mount_hints(reg, desc) {
+                if !sources.contains(&hint) && &hint != repo {
+                    sources.push(hint);
+                }
+            }
             sources.extend(r.mount_sources.iter().cloned());
             let mut session: Option<UploadSession> = None;
             let mut mounted = false;

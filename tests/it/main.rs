@@ -10,6 +10,8 @@ mod bench;
 mod build;
 mod common;
 mod harness;
+mod index;
 mod pull;
 mod push;
+mod schema;
 mod verify;

@@ -1,0 +1,443 @@
+//! `index`: an OCI image index assembled from single-platform images that
+//! are already in registries (one per CI runner, pushed by digest), written
+//! to one or more target tags on any registries.
+//!
+//! Only small documents are read: each source manifest (GET by digest,
+//! checked) and its config blob (through the [`BlobCache`]), whose `os`,
+//! `architecture`, `variant` and `os.version` give the entry's platform.
+//! Layers are not downloaded unless a target registry lacks them: the
+//! targets go through the same [`Pusher`] as `push` and `copy` (HEAD first,
+//! each blob at most once per target registry, manifests after blobs), with
+//! a [`BlobSource`] that knows which source repository holds each blob. On
+//! a source's own registry that repository is the mount source (mounts are
+//! never asked of a repository that lacks the blob); on other registries the
+//! blob is downloaded once per run into the cache and uploaded from there.
+//!
+//! The index lists the platform manifests sorted by platform (as `build`
+//! sorts them), carries `mediaType`, the `--annotation`s, and is serialised
+//! with [`oci::canonical_json`]: the same sources give the same digest.
+//!
+//! A source that is itself an index is refused (exit 2) with its platform
+//! manifests listed, so that the user can name them: flattening would make
+//! the result depend on which of its entries were picked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context as _};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+use crate::cache::BlobCache;
+use crate::copy::RegistryBlobs;
+use crate::error::bad_input;
+use crate::oci::{self, Descriptor, Digest, Platform};
+use crate::progress::{Level, SharedReporter};
+use crate::push::{BlobSource, ImageContent, PushOptions, PushReport, PushTarget, Pusher};
+use crate::registry::{Client, CredentialStore, Reference};
+
+/// How to assemble and push an index.
+#[derive(Clone, Debug, Default)]
+pub struct IndexOptions {
+    /// Client settings, chunk size and extra mount sources.
+    pub push: PushOptions,
+    /// Annotations of the index (`--annotation KEY=VALUE`).
+    pub annotations: BTreeMap<String, String>,
+    /// The blob cache (`--cache-dir`); `None`: the default location.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// One entry of the index.
+#[derive(Clone, Debug, Serialize)]
+pub struct EntryReport {
+    /// The source reference as given (`registry/repo@sha256:...`).
+    pub source: String,
+    pub platform: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// The outcome of `index`.
+#[derive(Clone, Debug, Serialize)]
+pub struct IndexReport {
+    /// The index digest every target names.
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// The entries in index order (sorted by platform).
+    pub manifests: Vec<EntryReport>,
+    /// Unique blobs of all platforms and their total size.
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    /// Blobs downloaded from the sources (configs included; at most once
+    /// each), their bytes, and blobs found in the cache.
+    pub blobs_downloaded: u64,
+    pub bytes_downloaded: u64,
+    pub cache_hits: u64,
+    pub push: PushReport,
+}
+
+impl IndexReport {
+    pub fn succeeded(&self) -> bool {
+        self.push.succeeded()
+    }
+
+    pub fn error(&self) -> Option<anyhow::Error> {
+        self.push.error()
+    }
+}
+
+/// Blobs of several source repositories: each digest is fetched from the
+/// first source that lists it, and mounted from every source repository on
+/// the target's registry that lists it.
+struct Sources {
+    repos: Vec<RegistryBlobs>,
+    holders: HashMap<Digest, Vec<usize>>,
+}
+
+impl Sources {
+    fn add_holder(&mut self, d: &Digest, i: usize) {
+        let v = self.holders.entry(d.clone()).or_default();
+        if !v.contains(&i) {
+            v.push(i);
+        }
+    }
+
+    fn totals(&self) -> (u64, u64, u64) {
+        self.repos.iter().fold((0, 0, 0), |acc, r| {
+            let (b, n, h) = r.downloaded();
+            (acc.0 + b, acc.1 + n, acc.2 + h)
+        })
+    }
+}
+
+impl BlobSource for Sources {
+    fn file<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, anyhow::Result<PathBuf>> {
+        Box::pin(async move {
+            let first = self
+                .holders
+                .get(&desc.digest)
+                .and_then(|v| v.first())
+                .copied()
+                .ok_or_else(|| anyhow!("internal: no source lists blob {}", desc.digest))?;
+            self.repos[first].file(desc).await
+        })
+    }
+
+    fn mount_hints(&self, registry: &str, desc: &Descriptor) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for &i in self.holders.get(&desc.digest).into_iter().flatten() {
+            let (reg, repo) = self.repos[i].source();
+            if reg == registry && !out.iter().any(|r| r == repo) {
+                out.push(repo.to_string());
+            }
+        }
+        out
+    }
+}
+
+/// A source image, read.
+struct Source {
+    reference: Reference,
+    descriptor: Descriptor,
+    bytes: Bytes,
+    blobs: Vec<Descriptor>,
+}
+
+/// Assemble the index of `sources` (each `REGISTRY/REPO@sha256:...`, one
+/// platform each) and push it to `targets`. Errors are for problems before
+/// any target is written (bad input, unreadable sources, two sources of one
+/// platform); target failures are in the report.
+pub async fn index(
+    sources: &[Reference],
+    targets: Vec<PushTarget>,
+    opts: IndexOptions,
+    reporter: SharedReporter,
+) -> anyhow::Result<IndexReport> {
+    if sources.is_empty() {
+        return Err(bad_input(
+            "index needs at least one source image (REGISTRY/REPO@sha256:...)",
+        ));
+    }
+    for s in sources {
+        if s.digest.is_none() {
+            return Err(bad_input(format!(
+                "source {s} has no digest: name each platform's image by digest \
+                 (REGISTRY/REPO@sha256:..., as printed by `push` or `build --push`)"
+            )));
+        }
+    }
+    let pusher = Pusher::new(
+        targets,
+        opts.push.clone(),
+        CredentialStore::from_env(),
+        reporter.clone(),
+    )
+    .await?;
+    let client = pusher.client().clone();
+    let cache = BlobCache::new(opts.cache_dir.clone())?;
+    let mut blob_sources = Sources {
+        repos: sources
+            .iter()
+            .map(|s| RegistryBlobs::new(client.clone(), cache.clone(), s))
+            .collect(),
+        holders: HashMap::new(),
+    };
+
+    // Every source manifest (by digest, checked), in parallel.
+    let fetched =
+        futures_util::future::join_all(sources.iter().map(|s| read_manifest(&client, s))).await;
+    let mut read: Vec<Source> = Vec::new();
+    for (i, f) in fetched.into_iter().enumerate() {
+        let src = f?;
+        for b in &src.blobs {
+            blob_sources.add_holder(&b.digest, i);
+        }
+        read.push(src);
+    }
+
+    // Each config (small, through the cache) gives the platform.
+    let mut entries: Vec<(Descriptor, String)> = Vec::new();
+    for (i, src) in read.iter().enumerate() {
+        let config = &src.blobs[0];
+        let path = blob_sources.repos[i]
+            .file(config)
+            .await
+            .with_context(|| format!("reading the config of {}", src.reference))?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        let platform = platform_of(&bytes)
+            .with_context(|| format!("config {} of {}", config.digest, src.reference))?;
+        if let Some((_, other)) = entries
+            .iter()
+            .find(|(d, _)| d.platform.as_ref() == Some(&platform))
+        {
+            return Err(bad_input(format!(
+                "two sources are {platform} images: {other} and {}; an index holds one image per platform",
+                src.reference
+            )));
+        }
+        let mut d = src.descriptor.clone();
+        d.platform = Some(platform.clone());
+        reporter.log(
+            Level::Info,
+            &format!("{}: {platform} ({})", src.reference, d.media_type),
+        );
+        entries.push((d, src.reference.to_string()));
+    }
+
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].0.platform.cmp(&entries[b].0.platform));
+    let mut index = oci::Index::new(order.iter().map(|&i| entries[i].0.clone()).collect());
+    index.annotations = opts.annotations.clone();
+    let index_bytes = Bytes::from(oci::canonical_json(&index));
+    let root = Descriptor::of_bytes(oci::MEDIA_TYPE_INDEX, &index_bytes);
+    reporter.log(
+        Level::Info,
+        &format!("index {} ({} platforms)", root.digest, entries.len()),
+    );
+
+    // Blobs (unique, in source order), platform manifests, the index last.
+    let mut blobs: Vec<(Descriptor, PathBuf)> = Vec::new();
+    for src in &read {
+        for b in &src.blobs {
+            if !blobs.iter().any(|(d, _)| d.digest == b.digest) {
+                blobs.push((b.clone(), cache.path(&b.digest)));
+            }
+        }
+    }
+    let mut manifests: Vec<(Descriptor, Bytes)> = Vec::new();
+    for &i in &order {
+        let src = &read[i];
+        if !manifests
+            .iter()
+            .any(|(d, _)| d.digest == src.descriptor.digest)
+        {
+            manifests.push((src.descriptor.clone(), src.bytes.clone()));
+        }
+    }
+    manifests.push((root.clone(), index_bytes));
+    let content = ImageContent {
+        root: root.clone(),
+        manifests,
+        blobs,
+    };
+    pusher.start_progress(content.total_blob_bytes());
+    let push = pusher.push_image_from(&content, &blob_sources).await;
+    let (blobs_downloaded, bytes_downloaded, cache_hits) = blob_sources.totals();
+    Ok(IndexReport {
+        digest: root.digest.clone(),
+        media_type: root.media_type.clone(),
+        size: root.size,
+        manifests: order
+            .iter()
+            .map(|&i| {
+                let (d, name) = &entries[i];
+                EntryReport {
+                    source: name.clone(),
+                    platform: d
+                        .platform
+                        .as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    digest: d.digest.clone(),
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                }
+            })
+            .collect(),
+        blobs: content.blobs.len(),
+        blob_bytes: content.total_blob_bytes(),
+        blobs_downloaded,
+        bytes_downloaded,
+        cache_hits,
+        push,
+    })
+}
+
+/// GET a source manifest by digest; refuse indexes, schema 1 and artifacts.
+async fn read_manifest(client: &Client, s: &Reference) -> anyhow::Result<Source> {
+    let name = s.to_string();
+    let digest = s
+        .digest
+        .clone()
+        .ok_or_else(|| anyhow!("{name} has no digest"))?;
+    let (info, bytes) = client
+        .get_manifest(&s.registry, &s.repository, digest.as_str())
+        .await
+        .with_context(|| format!("fetching source manifest {name}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("parsing source manifest {name}"))?;
+    if v.get("schemaVersion").and_then(|x| x.as_u64()) == Some(1) {
+        return Err(bad_input(format!(
+            "{name} is a Docker schema 1 manifest, which an index cannot hold"
+        )));
+    }
+    if oci::is_index_media_type(&info.media_type) || v.get("manifests").is_some() {
+        let children: Vec<String> = v
+            .get("manifests")
+            .and_then(|m| serde_json::from_value::<Vec<Descriptor>>(m.clone()).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let p = c.platform.as_ref().map(|p| p.to_string());
+                format!(
+                    "{}@{} ({})",
+                    s.name(),
+                    c.digest,
+                    p.as_deref().unwrap_or("no platform")
+                )
+            })
+            .collect();
+        return Err(bad_input(format!(
+            "{name} is an image index, not a single-platform image; name its platform images instead: {}",
+            if children.is_empty() { "(it lists none)".to_string() } else { children.join(", ") }
+        )));
+    }
+    if !oci::is_manifest_media_type(&info.media_type) {
+        return Err(bad_input(format!(
+            "{name} has media type {:?}, not an image manifest",
+            info.media_type
+        )));
+    }
+    let manifest: oci::Manifest =
+        serde_json::from_value(v).with_context(|| format!("parsing source manifest {name}"))?;
+    let cmt = manifest.config.media_type.as_str();
+    if cmt != oci::MEDIA_TYPE_CONFIG && cmt != oci::MEDIA_TYPE_DOCKER_CONFIG {
+        return Err(bad_input(format!(
+            "{name} is not a container image (its config is {cmt:?}): an artifact has no platform"
+        )));
+    }
+    let mut blobs = vec![manifest.config.clone()];
+    for l in &manifest.layers {
+        if l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
+            client.reporter().log(
+                Level::Warn,
+                &format!("{name}: non-distributable layer {} left out (registries fetch it from its URLs)", l.digest),
+            );
+            continue;
+        }
+        if !blobs.iter().any(|b| b.digest == l.digest) {
+            blobs.push(l.clone());
+        }
+    }
+    Ok(Source {
+        reference: s.clone(),
+        descriptor: Descriptor::new(&info.media_type, info.digest.clone(), bytes.len() as u64),
+        bytes: Bytes::from(bytes),
+        blobs,
+    })
+}
+
+/// The platform an image config declares (`os`, `architecture`, and
+/// `variant`, `os.version`, `os.features` when present).
+pub fn platform_of(config: &[u8]) -> anyhow::Result<Platform> {
+    let v: serde_json::Value = serde_json::from_slice(config).context("the config is not JSON")?;
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let (Some(os), Some(architecture)) = (field("os"), field("architecture")) else {
+        return Err(bad_input(
+            "the config names no os and architecture, so the image has no platform",
+        ));
+    };
+    let os_features = v
+        .get("os.features")
+        .and_then(|x| serde_json::from_value::<Vec<String>>(x.clone()).ok())
+        .filter(|f| !f.is_empty());
+    Ok(Platform {
+        architecture,
+        os,
+        os_version: field("os.version"),
+        os_features,
+        variant: field("variant"),
+    })
+}
+
+/// [`index`] on a runtime of its own, for synchronous callers.
+pub fn index_blocking(
+    sources: &[Reference],
+    targets: Vec<PushTarget>,
+    opts: IndexOptions,
+    reporter: SharedReporter,
+) -> anyhow::Result<IndexReport> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(index(sources, targets, opts, reporter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_comes_from_the_config() {
+        let p = platform_of(br#"{"architecture":"arm","os":"linux","variant":"v7","rootfs":{}}"#)
+            .unwrap();
+        assert_eq!(p.to_string(), "linux/arm/v7");
+        assert!(platform_of(br#"{"os":"linux"}"#).is_err());
+        assert!(platform_of(b"not json").is_err());
+    }
+
+    #[test]
+    fn entries_sort_amd64_before_arm64_and_arm_variants_in_order() {
+        let mut ps: Vec<Platform> = ["linux/arm64", "linux/arm/v7", "linux/amd64", "linux/arm/v6"]
+            .iter()
+            .map(|s| Platform::parse(s).unwrap())
+            .collect();
+        ps.sort();
+        let names: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            names,
+            ["linux/amd64", "linux/arm/v6", "linux/arm/v7", "linux/arm64"]
+        );
+    }
+}
