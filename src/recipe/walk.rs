@@ -7,7 +7,8 @@
 //! directories are added; files seen twice through hard links become tar
 //! hard links. Only metadata is kept in memory, never file contents.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::ops::Range;
@@ -70,11 +71,11 @@ pub enum EntryKind {
     Hardlink(Vec<u8>),
 }
 
-/// Sort key: path components in order (`/` mapped below every byte a name can hold).
-fn key(path: &[u8]) -> Vec<u8> {
-    path.iter()
-        .map(|&b| if b == b'/' { 0 } else { b })
-        .collect()
+/// Tar order: path components in order (`/` sorts below every byte a name
+/// can hold, so `a/b` comes before `a.txt`), without allocating a key.
+fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
+    let f = |&c: &u8| if c == b'/' { 0 } else { c };
+    a.iter().map(f).cmp(b.iter().map(f))
 }
 
 /// An entry with where the recipe asked for it and, for files with several
@@ -84,7 +85,8 @@ type Collected = (Entry, Range<usize>, Option<(u64, u64)>);
 struct Collector<'a> {
     src: &'a Source,
     context: &'a Path,
-    entries: BTreeMap<Vec<u8>, Collected>,
+    /// In the order the recipe asked for them; sorted and merged by `finish`.
+    entries: Vec<Collected>,
 }
 
 /// The effective attributes of an entry: the entry's own, else the layer's.
@@ -117,7 +119,7 @@ pub(crate) fn plan_layer(
     let mut c = Collector {
         src,
         context,
-        entries: BTreeMap::new(),
+        entries: Vec::new(),
     };
     for spanned in &layer.entries {
         let span = spanned.span();
@@ -459,69 +461,97 @@ impl Collector<'_> {
         span: Range<usize>,
         inode: Option<(u64, u64)>,
     ) -> Result<()> {
-        let k = key(&entry.path);
-        if let Some((old, old_span, _)) = self.entries.get(&k) {
-            if old.kind == EntryKind::Dir && entry.kind == EntryKind::Dir {
-                // Directories merge; the later entry's attributes win, as with COPY.
-                self.entries.insert(k, (entry, span, None));
-                return Ok(());
-            }
-            if same_content(old, &entry)?
-                && (old.mode, old.uid, old.gid, &old.uname, &old.gname)
-                    == (entry.mode, entry.uid, entry.gid, &entry.uname, &entry.gname)
-            {
-                return Ok(());
-            }
-            return Err(bad_input(format!(
-                "{}: dest /{} is written twice with different contents or attributes (first at {}); remove one of the entries or exclude the path",
-                self.src.at(span),
-                String::from_utf8_lossy(&entry.path),
-                self.src.at(old_span.clone()),
-            )));
-        }
-        self.entries.insert(k, (entry, span, inode));
+        self.entries.push((entry, span, inode));
         Ok(())
     }
 
-    fn finish(self, name: String) -> Result<LayerPlan> {
-        let mut entries = self.entries;
+    /// Two entries for one path: directories merge (the later attributes
+    /// win, as with COPY); identical files or links are kept once; anything
+    /// else is a conflict.
+    fn merge(&self, first: &mut Collected, later: Collected) -> Result<()> {
+        let (old, old_span, _) = &*first;
+        let entry = &later.0;
+        if old.kind == EntryKind::Dir && entry.kind == EntryKind::Dir {
+            *first = (later.0, later.1, None);
+            return Ok(());
+        }
+        if same_content(old, entry)?
+            && (old.mode, old.uid, old.gid, &old.uname, &old.gname)
+                == (entry.mode, entry.uid, entry.gid, &entry.uname, &entry.gname)
+        {
+            return Ok(());
+        }
+        Err(bad_input(format!(
+            "{}: dest /{} is written twice with different contents or attributes (first at {}); remove one of the entries or exclude the path",
+            self.src.at(later.1.clone()),
+            String::from_utf8_lossy(&entry.path),
+            self.src.at(old_span.clone()),
+        )))
+    }
+
+    fn finish(mut self, name: String) -> Result<LayerPlan> {
+        // A stable sort keeps the recipe's order among entries of one path.
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_by(|a, b| cmp_paths(&a.0.path, &b.0.path));
+        // Merge entries of one path in place (a second vector would double
+        // the peak memory of a large tree).
+        let mut kept = 0;
+        for i in 0..entries.len() {
+            if kept > 0 && entries[kept - 1].0.path == entries[i].0.path {
+                let later = entries[i].clone();
+                self.merge(&mut entries[kept - 1], later)?;
+            } else {
+                entries.swap(kept, i);
+                kept += 1;
+            }
+        }
+        entries.truncate(kept);
         // Parent directories of every entry.
-        let mut parents = Vec::new();
-        for (entry, span, _) in entries.values() {
+        let find = |entries: &[Collected], p: &[u8]| {
+            entries.binary_search_by(|c| cmp_paths(&c.0.path, p)).ok()
+        };
+        let mut missing: Vec<Vec<u8>> = Vec::new();
+        for (entry, span, _) in &entries {
             let mut p = entry.path.as_slice();
             while let Some(i) = p.iter().rposition(|&b| b == b'/') {
                 p = &p[..i];
-                match entries.get(&key(p)) {
-                    Some((e, s, _)) if e.kind != EntryKind::Dir => {
+                match find(&entries, p) {
+                    Some(j) if entries[j].0.kind != EntryKind::Dir => {
                         return Err(bad_input(format!(
                             "{}: /{} needs /{} to be a directory, but {} makes it a file or link",
                             self.src.at(span.clone()),
                             String::from_utf8_lossy(&entry.path),
                             String::from_utf8_lossy(p),
-                            self.src.at(s.clone())
+                            self.src.at(entries[j].1.clone())
                         )));
                     }
                     Some(_) => break,
-                    None => parents.push(p.to_vec()),
+                    None if missing.last().is_some_and(|m| m.as_slice() == p) => break,
+                    None => missing.push(p.to_vec()),
                 }
             }
         }
-        for p in parents {
-            let entry = Entry {
-                path: p.clone(),
-                kind: EntryKind::Dir,
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-                uname: String::new(),
-                gname: String::new(),
-            };
-            entries.entry(key(&p)).or_insert((entry, 0..0, None));
+        missing.sort_by(|a, b| cmp_paths(a, b));
+        missing.dedup();
+        if !missing.is_empty() {
+            entries.extend(missing.into_iter().map(|p| {
+                let dir = Entry {
+                    path: p,
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    uname: String::new(),
+                    gname: String::new(),
+                };
+                (dir, 0..0, None)
+            }));
+            entries.sort_by(|a, b| cmp_paths(&a.0.path, &b.0.path));
         }
         // Files reached twice through hard links become tar hard links to the first.
         let mut seen: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
         let entries = entries
-            .into_values()
+            .into_iter()
             .map(|(mut e, _, inode)| {
                 if let Some(ino) = inode {
                     match seen.get(&ino) {
@@ -653,9 +683,9 @@ mod tests {
 
     #[test]
     fn components_sort_before_siblings_with_longer_names() {
-        let mut v = vec![key(b"a.txt"), key(b"a/b"), key(b"a")];
-        v.sort();
-        assert_eq!(v, vec![key(b"a"), key(b"a/b"), key(b"a.txt")]);
+        let mut v: Vec<&[u8]> = vec![b"a.txt", b"a/b", b"a"];
+        v.sort_by(|a, b| cmp_paths(a, b));
+        assert_eq!(v, vec![&b"a"[..], b"a/b", b"a.txt"]);
     }
 
     #[test]
