@@ -37,10 +37,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Only a closed stdout: any other broken pipe is a failure.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<commands::StdoutClosed>())
     })
 }
 
@@ -62,9 +64,9 @@ fn run(cli: Cli) -> Result<()> {
             let (dir, name) = layout::split_layout_ref(&args.layout);
             let l = layout::Layout::open(&dir)?;
             let i = inspect::inspect(&l, name.as_deref())?;
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::commands::stdout();
             if args.json {
-                serde_json::to_writer_pretty(&mut out, &i)?;
+                out.write_all(&serde_json::to_vec_pretty(&i)?)?;
                 writeln!(out)?;
             } else {
                 write!(out, "{}", inspect::render(&i))?;

@@ -75,7 +75,7 @@ pub fn run(args: BenchArgs, reporter: SharedReporter, quiet: bool) -> Result<()>
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\n{}", report.render());
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     if args.json {
         writeln!(out, "{}", report.to_json())?;
     } else if args.csv {

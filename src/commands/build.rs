@@ -74,9 +74,9 @@ pub fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     }
     let result = build::build(&plan, &opts)
         .with_context(|| format!("building {}", args.recipe.display()))?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &result)?;
+        out.write_all(&serde_json::to_vec_pretty(&result)?)?;
         writeln!(out)?;
     } else {
         writeln!(out, "{}", result.digest)?;
@@ -210,12 +210,12 @@ fn build_and_push(
         &reporter,
     );
     if args.json {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::commands::stdout();
         let mut doc = serde_json::json!({ "build": result, "push": report.to_json() });
         if let Some(v) = &verified {
             doc["verify"] = serde_json::to_value(v)?;
         }
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        out.write_all(&serde_json::to_vec_pretty(&doc)?)?;
         writeln!(out)?;
         out.flush()?;
         if let Some(e) = report.error() {

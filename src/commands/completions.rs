@@ -35,7 +35,7 @@ pub fn run(args: CompletionsArgs) -> Result<()> {
     let mut buf: Vec<u8> = Vec::new();
     clap_complete::generate(shell, &mut cmd, "boxwright", &mut buf);
     use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     out.write_all(&buf)?;
     out.flush()?;
     Ok(())

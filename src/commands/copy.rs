@@ -64,9 +64,9 @@ pub fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
             reporter.log(Level::Warn, &w);
         }
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        out.write_all(&serde_json::to_vec_pretty(&report)?)?;
         writeln!(out)?;
     } else if report.succeeded() {
         writeln!(out, "{}", report.digest)?;

@@ -11,3 +11,45 @@ pub mod push;
 pub mod schema;
 pub mod tags;
 pub mod verify;
+
+use std::io::{self, Write};
+
+/// The process's stdout, whose broken-pipe errors are marked, so that `main`
+/// can tell a closed stdout (`boxwright build ... | head -c 10`), which is not
+/// a failure, from any other broken pipe (a credential helper that closed its
+/// stdin), which is.
+pub fn stdout() -> Stdout {
+    Stdout(io::stdout().lock())
+}
+
+pub struct Stdout(io::StdoutLock<'static>);
+
+/// Marks an `io::Error` as coming from writing stdout.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+fn mark(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        io::Error::new(io::ErrorKind::BrokenPipe, StdoutClosed)
+    } else {
+        e
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(mark)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(mark)
+    }
+}

@@ -62,9 +62,9 @@ pub fn run(args: PullArgs, reporter: SharedReporter) -> Result<()> {
             result.cache.blobs_cached
         ),
     );
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &result)?;
+        out.write_all(&serde_json::to_vec_pretty(&result)?)?;
         writeln!(out)?;
     } else {
         writeln!(out, "{}", result.digest)?;

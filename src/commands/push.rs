@@ -89,13 +89,13 @@ pub fn finish_with(
     for w in report.warnings() {
         reporter.log(Level::Warn, &w);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     if json {
         let mut doc = report.to_json();
         if let (Some(v), Some(obj)) = (verified, doc.as_object_mut()) {
             obj.insert("verify".into(), serde_json::to_value(v)?);
         }
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        out.write_all(&serde_json::to_vec_pretty(&doc)?)?;
         writeln!(out)?;
     } else if report.succeeded() {
         writeln!(out, "{}", report.digest)?;

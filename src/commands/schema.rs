@@ -24,7 +24,7 @@ pub struct SchemaArgs {}
 
 /// Print the schema on stdout.
 pub fn run(_args: SchemaArgs) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     out.write_all(RECIPE_SCHEMA.as_bytes())?;
     out.flush()?;
     Ok(())

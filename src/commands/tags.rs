@@ -53,9 +53,9 @@ pub fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
         args.page_size,
         args.digests,
     ));
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        out.write_all(&serde_json::to_vec_pretty(&report)?)?;
         writeln!(out)?;
     } else {
         write!(out, "{}", report.render())?;

@@ -92,9 +92,9 @@ pub fn run(args: VerifyArgs, reporter: SharedReporter) -> Result<()> {
     let refs = parse_all(&args.references)?;
     let client = args.client.client(&reporter)?;
     let report = runtime()?.block_on(boxwright::verify::verify(&client, &refs));
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        out.write_all(&serde_json::to_vec_pretty(&report)?)?;
         writeln!(out)?;
     } else {
         write!(out, "{}", report.render())?;

@@ -731,3 +731,30 @@ fn a_followed_tree_outside_the_context_keeps_its_inner_links() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_failure() {
+    // `boxwright build --json | head -c 10`: the reader goes away early.
+    let out = TempDir::new().unwrap();
+    let mut child = boxwright()
+        .args(["build", "--quiet", "--json", "--set", "VERSION=1.4.0", "-o"])
+        .arg(out.path().join("r2d"))
+        .arg(root().join("recipes/r2d.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // close the read end before anything is written
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "no error is printed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
