@@ -365,7 +365,7 @@ fn resolve_base(
     for l in &manifest.layers {
         let src = layout.blob_path(&l.digest);
         writer
-            .import_blob(&src, &l.digest)
+            .import_verified_blob(&src, l)
             .with_context(|| format!("copying base layer {} from {display}", l.digest))?;
         if let Some(hook) = &opts.on_layer {
             hook(l, &writer.blob_path(&l.digest));

@@ -171,6 +171,7 @@ pub struct LayoutWriter {
 impl LayoutWriter {
     /// Start writing a layout that will end up at `dest`.
     pub fn create(dest: &Path) -> Result<LayoutWriter> {
+        check_destination(dest)?;
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -231,19 +232,47 @@ impl LayoutWriter {
         Ok(desc)
     }
 
-    /// Copy (hard-link when possible) a blob from another layout or cache.
+    /// Copy a blob from another layout or the cache. A hard link is used when
+    /// the file already has the layout's mode (0644), so that nothing changes
+    /// the source's permissions; otherwise the bytes are copied.
     pub fn import_blob(&self, src: &Path, d: &Digest) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         let dest = blob_path(self.root(), d);
         if dest.exists() {
             return Ok(());
         }
-        if fs::hard_link(src, &dest).is_ok() {
+        let mode = fs::metadata(src)
+            .with_context(|| format!("reading blob {d} at {}", src.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o777 == 0o644 && fs::hard_link(src, &dest).is_ok() {
             return Ok(());
         }
         let tmp = self.temp_blob()?;
         fs::copy(src, tmp.path())
             .with_context(|| format!("copying blob {d} from {}", src.display()))?;
         self.place_blob(tmp, d)
+    }
+
+    /// Like [`LayoutWriter::import_blob`], after checking that `src` holds
+    /// exactly the bytes of `d` (blobs from a layout on disk, which nothing
+    /// else has checked).
+    pub fn import_verified_blob(&self, src: &Path, d: &Descriptor) -> Result<()> {
+        let mut f = fs::File::open(src)
+            .with_context(|| format!("opening blob {} at {}", d.digest, src.display()))?;
+        let mut h = crate::layer::HashingWriter::new(std::io::sink());
+        std::io::copy(&mut f, &mut h)
+            .with_context(|| format!("reading blob {} at {}", d.digest, src.display()))?;
+        let (_, digest, size) = h.finish();
+        if digest != d.digest || size != d.size {
+            return Err(anyhow!(
+                "blob {} at {} is corrupt: it holds {size} bytes with digest {digest}; the manifest says {} bytes",
+                d.digest,
+                src.display(),
+                d.size
+            ));
+        }
+        self.import_blob(src, &d.digest)
     }
 
     /// Write `oci-layout` and `index.json` (last), then move the layout to its
@@ -260,36 +289,54 @@ impl LayoutWriter {
         fs::write(root.join("index.json"), canonical_json(&index))?;
         set_permissions_tree(root)?;
         let tmp_path = tmp.keep();
-        let old = if self.dest.exists() {
-            if !self.dest.join(OCI_LAYOUT_FILE).exists()
-                && fs::read_dir(&self.dest)
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(true)
-            {
-                let _ = fs::remove_dir_all(&tmp_path);
-                return Err(bad_input(format!(
-                    "{}: exists and is not an OCI layout; choose another output directory with -o",
-                    self.dest.display()
-                )));
-            }
-            let trash = tmp_path.with_file_name(format!(
-                ".{}.old-{}",
-                self.dest.file_name().unwrap_or_default().to_string_lossy(),
-                std::process::id()
-            ));
-            fs::rename(&self.dest, &trash)
-                .with_context(|| format!("moving the old {} aside", self.dest.display()))?;
-            Some(trash)
-        } else {
-            None
-        };
-        fs::rename(&tmp_path, &self.dest)
-            .with_context(|| format!("moving the new layout to {}", self.dest.display()))?;
-        if let Some(old) = old {
-            let _ = fs::remove_dir_all(old);
+        let placed = self.place(&tmp_path);
+        if placed.is_err() {
+            let _ = fs::remove_dir_all(&tmp_path);
         }
-        Ok(self.dest.clone())
+        placed.map(|()| self.dest.clone())
     }
+
+    /// Move the finished layout at `tmp_path` to the destination, replacing an
+    /// older layout there; on failure the older layout is put back.
+    fn place(&self, tmp_path: &Path) -> Result<()> {
+        check_destination(&self.dest)?;
+        if !self.dest.exists() {
+            return fs::rename(tmp_path, &self.dest)
+                .with_context(|| format!("moving the new layout to {}", self.dest.display()));
+        }
+        let trash = tmp_path.with_file_name(format!(
+            ".{}.old-{}",
+            self.dest.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        fs::rename(&self.dest, &trash)
+            .with_context(|| format!("moving the old {} aside", self.dest.display()))?;
+        if let Err(e) = fs::rename(tmp_path, &self.dest) {
+            let _ = fs::rename(&trash, &self.dest);
+            return Err(e)
+                .with_context(|| format!("moving the new layout to {}", self.dest.display()));
+        }
+        let _ = fs::remove_dir_all(trash);
+        Ok(())
+    }
+}
+
+/// The output may be replaced only when it is absent, an empty directory, or
+/// an OCI layout (an earlier build).
+fn check_destination(dest: &Path) -> Result<()> {
+    if !dest.exists() || dest.join(OCI_LAYOUT_FILE).exists() {
+        return Ok(());
+    }
+    let empty_dir = fs::read_dir(dest)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if empty_dir {
+        return Ok(());
+    }
+    Err(bad_input(format!(
+        "{}: exists and is not an OCI layout; choose another output directory with -o",
+        dest.display()
+    )))
 }
 
 /// Give the layout ordinary permissions (directories 0755, files 0644) so that
@@ -303,6 +350,7 @@ fn set_permissions_tree(dir: &Path) -> Result<()> {
         if ft.is_dir() {
             set_permissions_tree(&entry.path())?;
         } else if ft.is_file() && entry.metadata()?.permissions().mode() & 0o777 != 0o644 {
+            // Hard-linked blobs are 0644 already (see `import_blob`).
             fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644))?;
         }
     }

@@ -758,3 +758,87 @@ fn a_closed_stdout_is_not_a_failure() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn an_output_that_is_not_a_layout_is_refused_before_building() {
+    let c = Case::new(&layer("content = \"a\"\ndest = \"/x\""));
+    write(&c.path("out/img/notes.txt"), "mine\n");
+    let r = run(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(c.path("out/img"))
+        .arg(c.path("recipe.toml")));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("exists and is not an OCI layout"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(c.path("out/img/notes.txt")).unwrap(),
+        "mine\n",
+        "the directory is untouched"
+    );
+    let names: Vec<_> = fs::read_dir(c.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("img")],
+        "no temporary directory left"
+    );
+}
+
+#[test]
+fn a_base_layout_is_checked_and_left_as_it_was() {
+    let c = Case::new(&layer("content = \"base\"\ndest = \"/base.txt\""));
+    let base = c.path("base");
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&base)
+        .arg(c.path("recipe.toml")));
+    let i: Value =
+        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&base))).unwrap();
+    let layer_digest = i["images"][0]["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = base.join("blobs/sha256").join(&layer_digest[7..]);
+    chmod(&blob, 0o600);
+    write(&c.path("app.toml"), "[image]\nname = \"app\"\nbase = \"oci:base\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"app\"\ndest = \"/app.txt\"\n");
+    let out = c.path("app");
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&out)
+        .arg(c.path("app.toml")));
+    assert_eq!(
+        fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the base's blob keeps its mode"
+    );
+    assert_eq!(
+        fs::metadata(out.join("blobs/sha256").join(&layer_digest[7..]))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+
+    // A corrupt base layer is refused, named by digest.
+    let mut bytes = fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&blob, bytes).unwrap();
+    let r = run(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(c.path("app2"))
+        .arg(c.path("app.toml")));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&layer_digest) && r.stderr.contains("corrupt"),
+        "{}",
+        r.stderr
+    );
+    assert!(!c.path("app2").exists());
+}
