@@ -475,10 +475,7 @@ impl Collector<'_> {
             *first = (later.0, later.1, None);
             return Ok(());
         }
-        if same_content(old, entry)?
-            && (old.mode, old.uid, old.gid, &old.uname, &old.gname)
-                == (entry.mode, entry.uid, entry.gid, &entry.uname, &entry.gname)
-        {
+        if same_content(old, entry)? && same_attrs(old, entry) {
             return Ok(());
         }
         Err(bad_input(format!(
@@ -548,16 +545,20 @@ impl Collector<'_> {
             }));
             entries.sort_by(|a, b| cmp_paths(&a.0.path, &b.0.path));
         }
-        // Files reached twice through hard links become tar hard links to the first.
-        let mut seen: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        // Files reached twice through hard links become tar hard links to the
+        // first, when both carry the same attributes (a link has none of its own).
+        let mut seen: HashMap<(u64, u64), Entry> = HashMap::new();
         let entries = entries
             .into_iter()
             .map(|(mut e, _, inode)| {
                 if let Some(ino) = inode {
                     match seen.get(&ino) {
-                        Some(first) => e.kind = EntryKind::Hardlink(first.clone()),
+                        Some(first) if same_attrs(first, &e) => {
+                            e.kind = EntryKind::Hardlink(first.path.clone())
+                        }
+                        Some(_) => {}
                         None => {
-                            seen.insert(ino, e.path.clone());
+                            seen.insert(ino, e.clone());
                         }
                     }
                 }
@@ -628,6 +629,10 @@ fn build_excludes(
         b.add(glob);
     }
     b.build().map_err(|e| e.to_string())
+}
+
+fn same_attrs(a: &Entry, b: &Entry) -> bool {
+    (a.mode, a.uid, a.gid, &a.uname, &a.gname) == (b.mode, b.uid, b.gid, &b.uname, &b.gname)
 }
 
 fn same_content(a: &Entry, b: &Entry) -> Result<bool> {

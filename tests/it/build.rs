@@ -842,3 +842,43 @@ fn a_base_layout_is_checked_and_left_as_it_was() {
     );
     assert!(!c.path("app2").exists());
 }
+
+#[test]
+fn hard_links_with_different_attributes_stay_separate_files() {
+    let c = Case::new(&format!(
+        "{HEAD}[[layer]]\n[[layer.entry]]\nsrc = \"files/a.txt\"\ndest = \"/x\"\nmode = 0o644\n[[layer.entry]]\nsrc = \"files/a-link.txt\"\ndest = \"/y\"\nmode = 0o600\n"
+    ));
+    fs::hard_link(c.path("files/a.txt"), c.path("files/a-link.txt")).unwrap();
+    let out = c.path("o");
+    ok(boxwright()
+        .args(["build", "--quiet", "--compression", "none", "-o"])
+        .arg(&out)
+        .arg(c.path("recipe.toml")));
+    let i: Value =
+        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
+    let d = i["images"][0]["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tar = fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap();
+    let mut ar = tar::Archive::new(&tar[..]);
+    let kinds: Vec<(String, tar::EntryType, u32)> = ar
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                e.header().entry_type(),
+                e.header().mode().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("x".into(), tar::EntryType::Regular, 0o644),
+            ("y".into(), tar::EntryType::Regular, 0o600)
+        ]
+    );
+}
