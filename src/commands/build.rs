@@ -143,12 +143,16 @@ fn build_and_push(
     let hook_reporter = reporter.clone();
     let hook: LayerHook = Arc::new(move |desc: &Descriptor, path: &Path| {
         let linked = stage_dir.join(desc.digest.hex());
+        // The build renames its working directory when it commits, so the
+        // upload (and its retries) read a link, or a copy, kept aside here.
         let path = match std::fs::hard_link(path, &linked) {
             Ok(()) => linked,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => linked,
-            // Another filesystem: upload from where it is (a retry after
-            // the commit then falls back to the committed layout's copy).
-            Err(_) => path.to_path_buf(),
+            Err(_) => match std::fs::copy(path, &linked) {
+                Ok(_) => linked,
+                // Nowhere to keep it: `push_image` uploads it from the layout.
+                Err(_) => return,
+            },
         };
         hook_reporter.log(
             Level::Debug,
