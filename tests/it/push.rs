@@ -873,6 +873,135 @@ fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
     assert!(r.stderr.contains("401"), "{}", r.stderr);
 }
 
+/// `boxwright login HOST -u USER --password-stdin EXTRA...` with `pass` on stdin.
+fn login_with(env: &Env, host: &str, user: &str, pass: &str, extra: &[&str]) -> Run {
+    let mut child = env
+        .cmd()
+        .args(["login", host, "-u", user, "--password-stdin"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pass}\n").as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+#[test]
+fn login_checks_credentials_with_the_registry_before_writing() {
+    let pair = Pair::start();
+    let env = Env::new();
+    let cfg_path = env.config_dir().join("config.json");
+    let before = "{\n  \"auths\": {\n    \"quay.io\": {\"auth\": \"cTpw\"}\n  }\n}\n";
+    write(&cfg_path, before);
+    for (p, user, pass) in [
+        (&pair.pb, BASIC_USER, BASIC_PASS),
+        (&pair.pt, TOKEN_USER, TOKEN_PASS),
+    ] {
+        let host = p.host();
+        let wrong = format!("{pass}-wrong");
+        pair.tokens.clear_requests();
+        p.reset();
+        let r = login_with(&env, &host, user, &wrong, &[]);
+        // Figure: a wrong password is exit 1, config.json byte for byte as
+        // before, and neither password nor its base64 in the output.
+        assert_eq!(r.code, 1, "{host}: {}", r.stderr);
+        assert!(r.stderr.contains("refused the credentials"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("config.json was not changed"),
+            "{}",
+            r.stderr
+        );
+        let all = format!("{}{}", r.stdout, r.stderr);
+        for secret in [
+            wrong.clone(),
+            b64(&format!("{user}:{wrong}")),
+            pass.to_string(),
+        ] {
+            assert!(!all.contains(&secret), "printed a secret:\n{all}");
+        }
+        assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), before);
+        // Figure: the check is `GET /v2/` only (nothing written upstream).
+        let log = p.log();
+        assert!(!log.is_empty());
+        assert!(
+            log.iter().all(|e| e.method == "GET" && e.path == "/v2/"),
+            "{log:#?}"
+        );
+        if host == pair.pt.host() {
+            // Figure: one token request, with the user's credentials and no
+            // scope, refused with 401; the registry never saw a token.
+            let t = pair.tokens.requests();
+            assert_eq!(t.len(), 1, "{t:#?}");
+            assert_eq!(t[0].user.as_deref(), Some(user));
+            assert!(t[0].scopes.is_empty());
+            assert_eq!(t[0].status, 401);
+            assert!(log.iter().all(|e| !e.authorization), "{log:#?}");
+        } else {
+            // Figure: Basic credentials sent and answered 401.
+            assert!(log.iter().any(|e| e.authorization && e.status == Some(401)));
+        }
+
+        pair.tokens.clear_requests();
+        p.reset();
+        let r = login_with(&env, &host, user, pass, &[]);
+        assert_ok(&r);
+        // Figure: the right password is written (base64 user:pass) and the
+        // other entry is kept; the registry answered 200 to an authorized /v2/.
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        assert_eq!(cfg["auths"][&host]["auth"], b64(&format!("{user}:{pass}")));
+        assert_eq!(cfg["auths"]["quay.io"]["auth"], "cTpw");
+        assert!(p
+            .log()
+            .iter()
+            .any(|e| e.path == "/v2/" && e.authorization && e.status == Some(200)));
+        if host == pair.pt.host() {
+            let t = pair.tokens.requests();
+            assert_eq!(t.iter().filter(|t| t.status == 200).count(), 1, "{t:#?}");
+        }
+        // Put the file back for the next registry.
+        write(&cfg_path, before);
+    }
+}
+
+#[test]
+fn login_to_an_unreachable_registry_fails_and_no_verify_stores_anyway() {
+    let env = Env::new();
+    let cfg_path = env.config_dir().join("config.json");
+    let host = dead_host();
+    let started = std::time::Instant::now();
+    let r = login_with(&env, &host, "u", "p-secret-1", &[]);
+    // Figure: exit 1 within 10 s (2 quick retries), nothing written.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(r.stderr.contains("could not reach"), "{}", r.stderr);
+    assert!(!cfg_path.exists());
+    // Figure: --no-verify writes without a single request (exit 0).
+    let r = login_with(&env, &host, "u", "p-secret-1", &["--no-verify"]);
+    assert_ok(&r);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    assert_eq!(cfg["auths"][&host]["auth"], b64("u:p-secret-1"));
+    assert!(!format!("{}{}", r.stdout, r.stderr).contains("p-secret-1"));
+}
+
 #[test]
 fn secrets_never_appear_in_any_output() {
     let pair = Pair::start();
