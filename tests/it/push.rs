@@ -546,6 +546,14 @@ fn push_survives_twenty_percent_faults_and_registries_agree() {
         }
     }
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // Figure: retries are reported per registry only (4 targets, none
+    // claiming a per-target count it cannot have).
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4);
+    assert!(
+        targets.iter().all(|t| t.get("retries").is_none()),
+        "{report:#}"
+    );
     let retries: u64 = report["registries"]
         .as_array()
         .unwrap()
