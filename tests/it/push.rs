@@ -755,7 +755,7 @@ fn push_waits_for_retry_after_on_a_429_put() {
     p.fail_next("PUT", Fault::TooManyRequests);
     let (faulted, r) = timed("slow/app");
     let log = p.log();
-    let baseline = before.min(timed("base2/app").0);
+    let baseline = before.min(timed("base2/app").0).min(timed("base3/app").0);
     assert_eq!(
         p.injected_count(Injected::Fault(Fault::TooManyRequests)),
         1,
@@ -764,8 +764,21 @@ fn push_waits_for_retry_after_on_a_429_put() {
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(retries_by_registry(&report)[&p.host()], 1, "{report:#}");
     assert!(r.stderr.contains("[retry after 1s]"), "{}", r.stderr);
+    // Figure: the restarted upload's POST came at least 1 s after the 429
+    // (the proxy's clock).
+    let at = log
+        .iter()
+        .position(|e| e.injected.is_some())
+        .expect("the 429");
+    let posts_after: Vec<&LogEntry> = log[at + 1..]
+        .iter()
+        .filter(|e| e.method == "POST")
+        .collect();
+    assert_eq!(posts_after.len(), 1, "{log:#?}");
+    let gap = posts_after[0].arrived - log[at].arrived;
+    assert!(gap.as_secs_f64() >= 1.0, "{gap:?}");
     // Figure: Retry-After: 1 costs at least 0.9 s more than a clean push.
-    eprintln!("retry-after: faulted {faulted:.3} s, baseline {baseline:.3} s");
+    eprintln!("retry-after: faulted {faulted:.3} s, baseline {baseline:.3} s, gap {gap:?}");
     assert!(
         faulted - baseline >= 0.9,
         "faulted {faulted:.3} s vs baseline {baseline:.3} s"

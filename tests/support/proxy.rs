@@ -95,6 +95,8 @@ pub struct LogEntry {
     /// drained for an injected fault).
     pub body_bytes: u64,
     pub injected: Option<Injected>,
+    /// When the request's headers arrived.
+    pub arrived: std::time::Instant,
 }
 
 /// Fault settings, changed at run time with [`FaultProxy::configure`].
@@ -501,6 +503,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             status: None,
             body_bytes: 0,
             injected: None,
+            arrived: std::time::Instant::now(),
         });
         let index = st.log.len() - 1;
         st.counters.entry(method.clone()).or_default().requests += 1;
