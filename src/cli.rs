@@ -126,6 +126,12 @@ pub struct LoginArgs {
     /// Read the password or token from stdin (the only way to give it).
     #[arg(long, required = true)]
     pub password_stdin: bool,
+    /// Store the credentials without checking them with the registry (offline use).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Reach the registry over plain HTTP when checking (loopback hosts always are).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Args, Debug)]

@@ -192,7 +192,6 @@ mod tests {
             blobs_mounted: 1,
             blobs_present: 2,
             bytes_sent: 3 * 1024 * 1024,
-            retries: 0,
             seconds: 1.5,
         };
         PushReport {

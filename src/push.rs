@@ -141,8 +141,9 @@ pub struct TargetReport {
     pub blobs_present: u64,
     /// Blob bytes uploaded into this target's repository.
     pub bytes_sent: u64,
-    /// Retries on this target's registry.
-    pub retries: u64,
+    // No `retries` here: a blob is uploaded once per registry for all of its
+    // targets, so retries cannot be told apart per target. They are counted
+    // per registry, in `RegistryReport::retries`.
     pub seconds: f64,
 }
 
@@ -156,6 +157,8 @@ pub struct RegistryReport {
     pub requests: BTreeMap<String, u64>,
     /// All request body bytes (blobs and manifests, retries included).
     pub bytes_sent: u64,
+    /// Attempts repeated on this registry after a temporary failure
+    /// (requests, upload restarts and resumes), for all its targets together.
     pub retries: u64,
     pub seconds: f64,
 }
@@ -708,7 +711,6 @@ impl Pusher {
             let counts = r
                 .and_then(|r| r.counts.lock().ok()?.get(&t.reference.repository).copied())
                 .unwrap_or_default();
-            let stats = self.client.stats(&t.reference.registry);
             let outcome = tag_results
                 .get(&key)
                 .cloned()
@@ -731,7 +733,6 @@ impl Pusher {
                 blobs_mounted: counts.mounted,
                 blobs_present: counts.present,
                 bytes_sent: counts.bytes,
-                retries: stats.retries,
                 seconds: tag_times.get(&key).copied().unwrap_or(0.0),
             });
         }

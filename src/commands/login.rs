@@ -8,7 +8,10 @@ use anyhow::{Context as _, Result};
 use boxwright::error::bad_input;
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::registry::credentials::{login, logout};
-use boxwright::registry::{CredentialStore, Reference, Secret};
+use boxwright::registry::reference::normalize_registry;
+use boxwright::registry::{
+    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Reference, Secret,
+};
 
 use crate::cli::{LoginArgs, LogoutArgs};
 
@@ -39,6 +42,15 @@ pub fn run_login(args: LoginArgs, reporter: SharedReporter) -> Result<()> {
     // `echo $TOKEN | boxwright login`: drop the line end, like docker does.
     let password = Secret::new(raw.trim_end_matches(['\n', '\r']).to_string());
     drop(raw);
+    let registry = normalize_registry(&args.registry);
+    if args.no_verify {
+        reporter.log(
+            Level::Warn,
+            &format!("login: --no-verify: storing credentials for {registry} unchecked"),
+        );
+    } else {
+        verify(&registry, &args, &password, &reporter)?;
+    }
     let store = CredentialStore::from_env();
     let path = login(&store, &args.registry, &args.username, &password)
         .with_context(|| format!("storing credentials for {}", args.registry))?;
@@ -51,6 +63,58 @@ pub fn run_login(args: LoginArgs, reporter: SharedReporter) -> Result<()> {
         ),
     );
     Ok(())
+}
+
+/// Ask the registry whether it accepts the credentials (`GET /v2/`, through
+/// a token when it asks for one), as `docker login` does. Nothing is written
+/// when this fails: 401/403 or a refused token, and an unreachable registry,
+/// are exit 1.
+fn verify(
+    registry: &str,
+    args: &LoginArgs,
+    password: &Secret,
+    reporter: &SharedReporter,
+) -> Result<()> {
+    if args.username.is_empty() || password.is_empty() {
+        return Err(bad_input("login needs a non-empty user name and password"));
+    }
+    let mut opts = ClientOptions::default();
+    // A mistyped host should fail in seconds, not after the push budget.
+    opts.retry.max_retries = 2;
+    if args.insecure {
+        opts.insecure.push(registry.to_string());
+    }
+    let client = Client::new(opts, CredentialStore::default(), reporter.clone())?;
+    client.set_credential(
+        registry,
+        Credential::Basic {
+            username: args.username.clone(),
+            password: password.clone(),
+        },
+    );
+    let rt = super::verify::runtime()?;
+    let result = rt.block_on(client.check_credentials(registry));
+    let Err(e) = result else {
+        reporter.log(
+            Level::Debug,
+            &format!("login: {registry} accepted the credentials"),
+        );
+        return Ok(());
+    };
+    let refused = matches!(e.kind, ErrorKind::Auth(_)) || matches!(e.status(), Some(401 | 403));
+    let what = if refused {
+        format!(
+            "{registry} refused the credentials of {:?}; config.json was not changed",
+            args.username
+        )
+    } else if matches!(e.kind, ErrorKind::Transport(_)) {
+        format!(
+            "could not reach {registry} to check the credentials; config.json was not changed (--no-verify stores them unchecked)"
+        )
+    } else {
+        format!("{registry} could not check the credentials; config.json was not changed")
+    };
+    Err(anyhow::Error::new(e).context(what))
 }
 
 pub fn run_logout(args: LogoutArgs, reporter: SharedReporter) -> Result<()> {

@@ -230,9 +230,10 @@ pub async fn fetch_token(
     let mut url = reqwest::Url::parse(&challenge.realm)
         .map_err(|_| format!("the token realm {:?} is not a URL", challenge.realm))?;
     let realm_shown = format!(
-        "{}://{}{}",
+        "{}://{}{}{}",
         url.scheme(),
         url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default(),
         url.path()
     );
     let scopes: Vec<String> = {
@@ -298,9 +299,13 @@ pub async fn fetch_token(
         } else {
             "the token server failed"
         };
+        let for_scopes = if scopes.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", scopes.join(" "))
+        };
         return Err(format!(
-            "asking {realm_shown} for a token for {}: HTTP {status}{}{}: {what}",
-            scopes.join(" "),
+            "asking {realm_shown} for a token{for_scopes}: HTTP {status}{}{}: {what}",
             if codes.is_empty() { "" } else { ": " },
             codes
         ));

@@ -821,6 +821,30 @@ impl Client {
         }
     }
 
+    /// Check the credentials of `registry` as `docker login` does: `GET /v2/`
+    /// with them. For a Bearer challenge a token is fetched first with the
+    /// credentials and no scope (the token server refuses bad credentials
+    /// with 401); for a Basic challenge they go on the request itself. A
+    /// registry that answers `/v2/` without a challenge accepts anything, as
+    /// with docker. Errors: the token server's refusal
+    /// ([`ErrorKind::Auth`]), the registry's 401/403 ([`ErrorKind::Status`]),
+    /// or no answer ([`ErrorKind::Transport`]).
+    pub async fn check_credentials(&self, registry: &str) -> Result<(), RegistryError> {
+        let ctx = ErrorContext {
+            operation: "checking the credentials".into(),
+            registry: registry.to_string(),
+            ..Default::default()
+        };
+        let url = self.url(registry, "")?;
+        let resp = self
+            .send(registry, Request::new(Method::GET, url, Vec::new()), &ctx)
+            .await?;
+        if resp.status.is_success() {
+            return Ok(());
+        }
+        Err(resp.into_error(ctx).await)
+    }
+
     /// Count a retry done by a caller (upload restarts and resumes).
     pub fn count_retry(&self, registry: &str) {
         if let Ok(h) = self.host(registry) {

@@ -407,6 +407,71 @@ async fn proxy_one_shot_faults_and_extra_headers() {
     );
 }
 
+/// Figures: a queued `UploadUnknown` skips requests that are not on an
+/// upload session (the `GET /v2/` and the POST pass), hits the first PUT on
+/// the session with 404 `BLOB_UPLOAD_UNKNOWN`; `fail_next_chunk(N)` skips a
+/// chunk starting before N and hits the next one.
+#[tokio::test]
+async fn proxy_upload_unknown_hits_only_upload_sessions() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let client = Client::new();
+    proxy.fail_next("*", Fault::UploadUnknown);
+    let v2 = client
+        .get(format!("{}/v2/", proxy.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v2.status(), StatusCode::OK);
+    let open = || async {
+        let post = client
+            .post(format!("{}/v2/r/blobs/uploads/", proxy.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(post.status(), StatusCode::ACCEPTED);
+        post.headers()["location"].to_str().unwrap().to_string()
+    };
+    let loc = open().await;
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let put = client
+        .put(format!("{loc}{sep}digest=sha256:{}", "0".repeat(64)))
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = serde_json::from_slice(&put.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
+
+    proxy.fail_next_chunk(10, Fault::UploadUnknown);
+    let loc = open().await;
+    let first = client
+        .patch(&loc)
+        .header("content-range", "0-9")
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let next = first.headers()["location"].to_str().unwrap().to_string();
+    let second = client
+        .patch(&next)
+        .header("content-range", "10-19")
+        .body(vec![2u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::NOT_FOUND);
+    let faults = proxy.faults();
+    assert_eq!(faults.len(), 2, "{faults:#?}");
+    assert_eq!(faults[0].method, "PUT");
+    assert_eq!(faults[1].content_range.as_deref(), Some("10-19"));
+    assert!(faults
+        .iter()
+        .all(|f| f.injected == Some(Injected::Fault(Fault::UploadUnknown))));
+}
+
 /// Figures: a dropped connection gives the client a transport error (no
 /// status) and is logged with `status: None`; with a 30% rate and a fixed
 /// seed, 40 GETs get the same number of faults on two proxies (determinism),

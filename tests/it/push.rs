@@ -546,6 +546,14 @@ fn push_survives_twenty_percent_faults_and_registries_agree() {
         }
     }
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // Figure: retries are reported per registry only (4 targets, none
+    // claiming a per-target count it cannot have).
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4);
+    assert!(
+        targets.iter().all(|t| t.get("retries").is_none()),
+        "{report:#}"
+    );
     let retries: u64 = report["registries"]
         .as_array()
         .unwrap()
@@ -593,6 +601,190 @@ fn push_chunked_honours_the_4mib_patch_cap() {
             &format!("{}/acme/app:1", pair.pt.host()),
             Some(&token_creds())
         ),
+        image.digest
+    );
+}
+
+/// The `digest=` of a logged upload PUT.
+fn digest_param(e: &LogEntry) -> String {
+    let q = e.query.clone().unwrap_or_default();
+    reqwest::Url::parse(&format!("http://x/?{q}"))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "digest")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// `registries[].retries` of a `push --json` report, by registry.
+fn retries_by_registry(report: &serde_json::Value) -> BTreeMap<String, u64> {
+    report["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["registry"].as_str().unwrap().to_string(),
+                r["retries"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Push `image` to both registries of `pair` (`acme/app:1`) with `extra`
+/// flags and `--json`, after `arm` queued a fault on `pair.pt` (the
+/// GHCR-like one); check what both must hold whatever the fault was.
+fn push_with_fault_on_token_registry(
+    pair: &Pair,
+    image: &Image,
+    extra: &[&str],
+    arm: impl FnOnce(&FaultProxy),
+) -> (serde_json::Value, Vec<LogEntry>) {
+    let env = Env::with_logins(pair);
+    let to: Vec<String> = pair
+        .proxies()
+        .iter()
+        .map(|p| format!("{}/acme/app:1", p.host()))
+        .collect();
+    arm(&pair.pt);
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let r = push(&env, image, &to, &args);
+    assert_ok(&r);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for (p, creds, reg) in [
+        (&pair.pb, basic_creds(), &pair.basic),
+        (&pair.pt, token_creds(), &pair.token),
+    ] {
+        assert_eq!(
+            remote_digest(&format!("{}/acme/app:1", p.host()), Some(&creds)),
+            image.digest
+        );
+        let stored = reg.stored_blobs();
+        for d in image.blobs.keys() {
+            assert!(stored.contains(d), "{d} missing on {}", p.host());
+        }
+        // Each blob completed (PUT answered 201) exactly once per registry.
+        let uploads = uploads_by_digest(&p.log());
+        assert_eq!(uploads.len(), image.blobs.len(), "{uploads:?}");
+        assert!(uploads.values().all(|&n| n == 1), "{uploads:?}");
+    }
+    // Figure: one retry, on the faulted registry only.
+    let retries = retries_by_registry(&report);
+    assert_eq!(retries[&pair.pt.host()], 1, "{report:#}");
+    assert_eq!(retries[&pair.pb.host()], 0, "{report:#}");
+    (report, pair.pt.log())
+}
+
+#[test]
+fn push_recovers_from_blob_upload_unknown_on_the_final_put() {
+    let pair = Pair::start();
+    let image = build_image(&[1 << 20, 300_000], 21);
+    let (_, log) = push_with_fault_on_token_registry(&pair, &image, &[], |p| {
+        p.fail_next("PUT", Fault::UploadUnknown)
+    });
+    let faulted: Vec<&LogEntry> = log.iter().filter(|e| e.injected.is_some()).collect();
+    assert_eq!(faulted.len(), 1, "{log:#?}");
+    assert_eq!(faulted[0].method, "PUT");
+    assert_eq!(faulted[0].status, Some(404));
+    let lost = image.blobs[&digest_param(faulted[0])];
+    // Figure: the session is abandoned and the blob sent again on a new one:
+    // one POST more than blobs, and blob bytes = image + the lost blob once.
+    let posts = log.iter().filter(|e| e.method == "POST").count();
+    assert_eq!(posts, image.blobs.len() + 1, "{log:#?}");
+    assert_eq!(blob_body_bytes(&log), image.blob_bytes() + lost);
+}
+
+#[test]
+fn push_chunked_recovers_from_blob_upload_unknown_on_a_middle_patch() {
+    let pair = Pair::start();
+    let image = build_image(&[3 << 20, 100_000], 22);
+    let (_, log) =
+        push_with_fault_on_token_registry(&pair, &image, &["--chunk-size", "1MiB"], |p| {
+            p.fail_next_chunk(1 << 20, Fault::UploadUnknown)
+        });
+    let faulted: Vec<&LogEntry> = log.iter().filter(|e| e.injected.is_some()).collect();
+    assert_eq!(faulted.len(), 1, "{log:#?}");
+    assert_eq!(faulted[0].method, "PATCH");
+    assert_eq!(faulted[0].status, Some(404));
+    assert_eq!(
+        faulted[0].content_range.as_deref(),
+        Some("1048576-2097151"),
+        "the second chunk of the 3 MiB layer"
+    );
+    // Figure: the upload restarts from byte 0 on a new session: the chunks
+    // accepted add up to the image plus the one chunk the lost session held.
+    let accepted: u64 = log
+        .iter()
+        .filter(|e| e.method == "PATCH" && e.status == Some(202))
+        .map(|e| e.body_bytes)
+        .sum();
+    assert_eq!(accepted, image.blob_bytes() + (1 << 20));
+    assert!(log
+        .iter()
+        .filter(|e| e.method == "PATCH" && e.status == Some(202))
+        .all(|e| e.body_bytes <= 1 << 20));
+    let posts = log.iter().filter(|e| e.method == "POST").count();
+    assert_eq!(posts, image.blobs.len() + 1, "{log:#?}");
+}
+
+#[test]
+fn push_waits_for_retry_after_on_a_429_put() {
+    let pair = Pair::start();
+    let env = Env::with_logins(&pair);
+    let image = build_image(&[200_000], 23);
+    let p = &pair.pb;
+    let timed = |repo: &str| {
+        let started = std::time::Instant::now();
+        let r = push(
+            &env,
+            &image,
+            &[format!("{}/{repo}:1", p.host())],
+            &["--json", "--verbose"],
+        );
+        let secs = started.elapsed().as_secs_f64();
+        assert_ok(&r);
+        (secs, r)
+    };
+    // A warm-up, then the fastest of two clean pushes, one before and one
+    // after the faulted one (each to a fresh repository, so each uploads
+    // everything), as the baseline.
+    timed("warm/app");
+    let before = timed("base1/app").0;
+    p.reset();
+    p.fail_next("PUT", Fault::TooManyRequests);
+    let (faulted, r) = timed("slow/app");
+    let log = p.log();
+    let baseline = before.min(timed("base2/app").0).min(timed("base3/app").0);
+    assert_eq!(
+        p.injected_count(Injected::Fault(Fault::TooManyRequests)),
+        1,
+        "{log:#?}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(retries_by_registry(&report)[&p.host()], 1, "{report:#}");
+    assert!(r.stderr.contains("[retry after 1s]"), "{}", r.stderr);
+    // Figure: the restarted upload's POST came at least 1 s after the 429
+    // (the proxy's clock).
+    let at = log
+        .iter()
+        .position(|e| e.injected.is_some())
+        .expect("the 429");
+    let posts_after: Vec<&LogEntry> = log[at + 1..]
+        .iter()
+        .filter(|e| e.method == "POST")
+        .collect();
+    assert_eq!(posts_after.len(), 1, "{log:#?}");
+    let gap = posts_after[0].arrived - log[at].arrived;
+    assert!(gap.as_secs_f64() >= 1.0, "{gap:?}");
+    // Figure: Retry-After: 1 costs at least 0.9 s more than a clean push.
+    eprintln!("retry-after: faulted {faulted:.3} s, baseline {baseline:.3} s, gap {gap:?}");
+    assert!(
+        faulted - baseline >= 0.9,
+        "faulted {faulted:.3} s vs baseline {baseline:.3} s"
+    );
+    assert_eq!(
+        remote_digest(&format!("{}/slow/app:1", p.host()), Some(&basic_creds())),
         image.digest
     );
 }
@@ -871,6 +1063,135 @@ fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
     let r = push(&env, &image, &to, &["--retries", "0"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("401"), "{}", r.stderr);
+}
+
+/// `boxwright login HOST -u USER --password-stdin EXTRA...` with `pass` on stdin.
+fn login_with(env: &Env, host: &str, user: &str, pass: &str, extra: &[&str]) -> Run {
+    let mut child = env
+        .cmd()
+        .args(["login", host, "-u", user, "--password-stdin"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pass}\n").as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+#[test]
+fn login_checks_credentials_with_the_registry_before_writing() {
+    let pair = Pair::start();
+    let env = Env::new();
+    let cfg_path = env.config_dir().join("config.json");
+    let before = "{\n  \"auths\": {\n    \"quay.io\": {\"auth\": \"cTpw\"}\n  }\n}\n";
+    write(&cfg_path, before);
+    for (p, user, pass) in [
+        (&pair.pb, BASIC_USER, BASIC_PASS),
+        (&pair.pt, TOKEN_USER, TOKEN_PASS),
+    ] {
+        let host = p.host();
+        let wrong = format!("{pass}-wrong");
+        pair.tokens.clear_requests();
+        p.reset();
+        let r = login_with(&env, &host, user, &wrong, &[]);
+        // Figure: a wrong password is exit 1, config.json byte for byte as
+        // before, and neither password nor its base64 in the output.
+        assert_eq!(r.code, 1, "{host}: {}", r.stderr);
+        assert!(r.stderr.contains("refused the credentials"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("config.json was not changed"),
+            "{}",
+            r.stderr
+        );
+        let all = format!("{}{}", r.stdout, r.stderr);
+        for secret in [
+            wrong.clone(),
+            b64(&format!("{user}:{wrong}")),
+            pass.to_string(),
+        ] {
+            assert!(!all.contains(&secret), "printed a secret:\n{all}");
+        }
+        assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), before);
+        // Figure: the check is `GET /v2/` only (nothing written upstream).
+        let log = p.log();
+        assert!(!log.is_empty());
+        assert!(
+            log.iter().all(|e| e.method == "GET" && e.path == "/v2/"),
+            "{log:#?}"
+        );
+        if host == pair.pt.host() {
+            // Figure: one token request, with the user's credentials and no
+            // scope, refused with 401; the registry never saw a token.
+            let t = pair.tokens.requests();
+            assert_eq!(t.len(), 1, "{t:#?}");
+            assert_eq!(t[0].user.as_deref(), Some(user));
+            assert!(t[0].scopes.is_empty());
+            assert_eq!(t[0].status, 401);
+            assert!(log.iter().all(|e| !e.authorization), "{log:#?}");
+        } else {
+            // Figure: Basic credentials sent and answered 401.
+            assert!(log.iter().any(|e| e.authorization && e.status == Some(401)));
+        }
+
+        pair.tokens.clear_requests();
+        p.reset();
+        let r = login_with(&env, &host, user, pass, &[]);
+        assert_ok(&r);
+        // Figure: the right password is written (base64 user:pass) and the
+        // other entry is kept; the registry answered 200 to an authorized /v2/.
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        assert_eq!(cfg["auths"][&host]["auth"], b64(&format!("{user}:{pass}")));
+        assert_eq!(cfg["auths"]["quay.io"]["auth"], "cTpw");
+        assert!(p
+            .log()
+            .iter()
+            .any(|e| e.path == "/v2/" && e.authorization && e.status == Some(200)));
+        if host == pair.pt.host() {
+            let t = pair.tokens.requests();
+            assert_eq!(t.iter().filter(|t| t.status == 200).count(), 1, "{t:#?}");
+        }
+        // Put the file back for the next registry.
+        write(&cfg_path, before);
+    }
+}
+
+#[test]
+fn login_to_an_unreachable_registry_fails_and_no_verify_stores_anyway() {
+    let env = Env::new();
+    let cfg_path = env.config_dir().join("config.json");
+    let host = dead_host();
+    let started = std::time::Instant::now();
+    let r = login_with(&env, &host, "u", "p-secret-1", &[]);
+    // Figure: exit 1 within 10 s (2 quick retries), nothing written.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(r.stderr.contains("could not reach"), "{}", r.stderr);
+    assert!(!cfg_path.exists());
+    // Figure: --no-verify writes without a single request (exit 0).
+    let r = login_with(&env, &host, "u", "p-secret-1", &["--no-verify"]);
+    assert_ok(&r);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    assert_eq!(cfg["auths"][&host]["auth"], b64("u:p-secret-1"));
+    assert!(!format!("{}{}", r.stdout, r.stderr).contains("p-secret-1"));
 }
 
 #[test]

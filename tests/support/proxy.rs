@@ -44,6 +44,22 @@ pub enum Fault {
     /// Reads about half of the request body (nothing for a bodiless
     /// request), then closes the connection without answering.
     DropConnection,
+    /// 404 with an OCI `BLOB_UPLOAD_UNKNOWN` error body, as GHCR answers
+    /// transiently to a PATCH or PUT on an upload session. Only requests on
+    /// an upload session (`.../blobs/uploads/<id>`, PATCH, PUT or GET) get
+    /// it; other requests pass untouched and leave a one-shot one queued.
+    /// Not in the default random mix.
+    UploadUnknown,
+}
+
+impl Fault {
+    /// Whether this fault may be injected into `method path`.
+    fn applies(self, method: &str, path: &str) -> bool {
+        match self {
+            Fault::UploadUnknown => is_upload_session(method, path),
+            _ => true,
+        }
+    }
 }
 
 /// Why a logged request did not go through untouched.
@@ -79,6 +95,8 @@ pub struct LogEntry {
     /// drained for an injected fault).
     pub body_bytes: u64,
     pub injected: Option<Injected>,
+    /// When the request's headers arrived.
+    pub arrived: std::time::Instant,
 }
 
 /// Fault settings, changed at run time with [`FaultProxy::configure`].
@@ -135,10 +153,33 @@ struct Counter {
     bytes: u64,
 }
 
+/// A queued one-shot fault.
+struct OneShot {
+    /// A method, or `"*"` for any.
+    method: String,
+    fault: Fault,
+    /// Only a request whose `Content-Range` starts at or after this offset
+    /// (a chunk in the middle of a chunked upload).
+    min_offset: Option<u64>,
+}
+
+impl OneShot {
+    fn matches(&self, method: &str, path: &str, content_range: Option<&str>) -> bool {
+        (self.method == "*" || self.method == method)
+            && self.fault.applies(method, path)
+            && self.min_offset.is_none_or(|min| {
+                content_range
+                    .and_then(|r| r.trim().trim_start_matches("bytes=").split('-').next())
+                    .and_then(|start| start.trim().parse::<u64>().ok())
+                    .is_some_and(|start| start >= min)
+            })
+    }
+}
+
 struct State {
     config: FaultConfig,
-    /// `(method or "*", fault)`, consumed in order by the first matching request.
-    one_shot: VecDeque<(String, Fault)>,
+    /// Consumed in order, each by the first request it matches.
+    one_shot: VecDeque<OneShot>,
     rng: StdRng,
     log: Vec<LogEntry>,
     counters: BTreeMap<String, Counter>,
@@ -303,10 +344,21 @@ impl FaultProxy {
     /// One-shot: the next request with `method` (`"*"`: any) gets `fault`.
     /// Several calls queue up, each consumed once.
     pub fn fail_next(&self, method: &str, fault: Fault) {
-        self.shared
-            .lock()
-            .one_shot
-            .push_back((method.to_ascii_uppercase(), fault));
+        self.shared.lock().one_shot.push_back(OneShot {
+            method: method.to_ascii_uppercase(),
+            fault,
+            min_offset: None,
+        });
+    }
+
+    /// One-shot: the next chunked PATCH whose `Content-Range` starts at or
+    /// after `min_offset` (so not a blob's first chunk when > 0) gets `fault`.
+    pub fn fail_next_chunk(&self, min_offset: u64, fault: Fault) {
+        self.shared.lock().one_shot.push_back(OneShot {
+            method: "PATCH".into(),
+            fault,
+            min_offset: Some(min_offset),
+        });
     }
 
     /// Every request since the start (or the last [`reset`](Self::reset)), in arrival order.
@@ -403,6 +455,16 @@ fn is_upload_start(method: &str, path: &str) -> bool {
     method == "POST" && path.ends_with("/blobs/uploads/")
 }
 
+/// A request on an open upload session: `/v2/<name>/blobs/uploads/<id>`
+/// (GHCR spells it `/blobs/upload/<id>`).
+fn is_upload_session(method: &str, path: &str) -> bool {
+    matches!(method, "PATCH" | "PUT" | "GET")
+        && ["/blobs/uploads/", "/blobs/upload/"].iter().any(|m| {
+            path.split_once(m)
+                .is_some_and(|(head, id)| head.starts_with("/v2/") && !id.is_empty())
+        })
+}
+
 fn is_blob_get(method: &str, path: &str) -> bool {
     method == "GET" && path.starts_with("/v2/") && {
         match path.rsplit_once("/blobs/") {
@@ -441,16 +503,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             status: None,
             body_bytes: 0,
             injected: None,
+            arrived: std::time::Instant::now(),
         });
         let index = st.log.len() - 1;
         st.counters.entry(method.clone()).or_default().requests += 1;
         let mut fault = None;
+        let range = st.log[index].content_range.clone();
         if let Some(pos) = st
             .one_shot
             .iter()
-            .position(|(m, _)| m == "*" || *m == method)
+            .position(|o| o.matches(&method, &path, range.as_deref()))
         {
-            fault = st.one_shot.remove(pos).map(|(_, f)| f);
+            fault = st.one_shot.remove(pos).map(|o| o.fault);
         } else if st.config.fault_rate > 0.0
             && !st.config.fault_kinds.is_empty()
             && (st.config.fault_methods.is_empty()
@@ -464,7 +528,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             if st.rng.random_bool(rate) {
                 let n = st.config.fault_kinds.len();
                 let k = st.rng.random_range(0..n);
-                fault = Some(st.config.fault_kinds[k]);
+                fault = Some(st.config.fault_kinds[k]).filter(|f| f.applies(&method, &path));
             }
         }
         let slot = Slot {
@@ -535,6 +599,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
                 "injected: service unavailable",
+            ),
+            Fault::UploadUnknown => oci_error(
+                StatusCode::NOT_FOUND,
+                "BLOB_UPLOAD_UNKNOWN",
+                "injected: blob upload unknown to registry",
             ),
         };
         // Read the whole body first so the client sees the answer, not a
