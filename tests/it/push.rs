@@ -1386,3 +1386,54 @@ fn push_refreshes_a_refused_token_once_and_goes_on() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("401"), "{}", r.stderr);
 }
+
+#[test]
+fn login_fails_when_the_credential_helper_fails() {
+    // A helper that closes its stdin and fails: the write of the secret to it
+    // breaks the pipe. That is a failure (exit 1), not a closed stdout.
+    let env = Env::new();
+    let bin = env.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-bad");
+    write(&helper, "#!/bin/sh\nexec 0<&-\nsleep 0.3\nexit 3\n");
+    crate::common::chmod(&helper, 0o755);
+    let cfg_path = env.config_dir().join("config.json");
+    write(&cfg_path, "{\"credsStore\": \"bad\"}\n");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = env
+        .cmd()
+        .env("PATH", path)
+        .args([
+            "login",
+            "registry.example:5000",
+            "-u",
+            "bob",
+            "--password-stdin",
+            "--no-verify",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"helper-secret-91\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bad"), "the helper is named: {stderr}");
+    assert!(!stderr.contains("helper-secret-91"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&cfg_path).unwrap(),
+        "{\"credsStore\": \"bad\"}\n"
+    );
+}
