@@ -74,13 +74,22 @@ output() {
   fi
 }
 
-# In Actions, mask the decoded value of every *_ENCODED variable (the
-# runner masks secrets as stored, not what base64 of them decodes to).
+# In Actions, mask the decoded value of every *_ENCODED variable and of
+# every variable the recipe names as a `password_env` (the runner masks
+# secrets as stored, not what base64 of them decodes to). $1: the recipe.
 mask_decoded() {
   [ "${GITHUB_ACTIONS:-}" = "true" ] || return 0
-  local name value decoded line LC_ALL=C
+  local recipe=${1:-} name value decoded line LC_ALL=C
+  local -a names=()
   while IFS= read -r name; do
-    [[ "$name" == *_ENCODED ]] || continue
+    [[ "$name" == *_ENCODED ]] && names+=("$name")
+  done < <(compgen -e)
+  if [ -f "$recipe" ]; then
+    while IFS= read -r name; do
+      names+=("$name")
+    done < <(sed -nE 's/^[[:space:]]*password_env[[:space:]]*=[[:space:]]*"([A-Za-z_][A-Za-z0-9_]*)".*/\1/p' "$recipe")
+  fi
+  for name in "${names[@]}"; do
     value="${!name:-}"
     [ -n "$value" ] || continue
     decoded="$(base64 -d 2>/dev/null <<<"$value" || true)"
@@ -90,7 +99,7 @@ mask_decoded() {
         printf '::add-mask::%s\n' "$line"
       fi
     done <<<"$decoded"
-  done < <(compgen -e)
+  done
 }
 
 # Split a list input: one item per line when it has several lines,
@@ -184,11 +193,10 @@ cmd_install() {
     local asset="boxwright-${version}-$(triple).tar.gz" tmp
     local url="https://github.com/${repo}/releases/download/${version}/${asset}"
     tmp="$(mktemp -d)"
-    if curl -fsSL --retry 3 -o "$tmp/$asset" "$url"; then
-      if curl -fsSL --retry 3 -o "$tmp/$asset.sha256" "$url.sha256"; then
-        (cd "$tmp" && sha256sum -c --status <(awk -v f="$asset" '{print $1"  "f}' "$asset.sha256")) ||
-          fail 1 "$asset does not match its .sha256"
-      fi
+    # An asset is used only with its checksum; without one, build from source.
+    if curl -fsSL --retry 3 -o "$tmp/$asset" "$url" && curl -fsSL --retry 3 -o "$tmp/$asset.sha256" "$url.sha256"; then
+      (cd "$tmp" && sha256sum -c --status <(awk -v f="$asset" '{print $1"  "f}' "$asset.sha256")) ||
+        fail 1 "$asset does not match its .sha256"
       tar -xzf "$tmp/$asset" -C "$tmp"
       install -m 0755 "$(find "$tmp" -type f -name boxwright | head -n1)" "$dest/boxwright"
       rm -rf "$tmp"
@@ -197,7 +205,7 @@ cmd_install() {
       return 0
     fi
     rm -rf "$tmp"
-    note "no release asset $asset; building with cargo"
+    note "no release asset $asset with its .sha256; building with cargo"
   fi
   command -v cargo >/dev/null || fail 1 "cargo is needed to build boxwright (add dtolnay/rust-toolchain before this action)"
   local root
@@ -232,7 +240,7 @@ cmd_run() {
   read -r -a extra <<<"${INPUT_EXTRA_ARGS:-}" || true
   args+=("${extra[@]}")
 
-  mask_decoded
+  mask_decoded "$recipe"
   local dir="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
   local report
   report="$(mktemp "$dir/boxwright-report.XXXXXX")"

@@ -93,7 +93,7 @@ password_env = "GITHUB_TOKEN"
 ref = "{hub}/acme/r2d"
 role = "backup"
 username_env = "DOCKERHUB_USERNAME"
-password_env = "DOCKERHUB_API_KEY_ENCODED"
+password_env = "REPO_API_KEY"
 encoding = "base64"
 optional = true
 "#,
@@ -144,7 +144,7 @@ impl Runner {
             .env("GITHUB_ACTOR", GH_ACTOR)
             .env("GITHUB_TOKEN", GH_TOKEN)
             .env("DOCKERHUB_USERNAME", HUB_USER)
-            .env("DOCKERHUB_API_KEY_ENCODED", b64(HUB_TOKEN));
+            .env("REPO_API_KEY", b64(HUB_TOKEN));
         c
     }
 
