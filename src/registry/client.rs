@@ -4,9 +4,9 @@
 //!
 //! Rules kept here so that no caller can forget them:
 //! - HTTPS, except for loopback hosts and hosts listed as insecure;
-//! - credentials only ever go to the registry's own API host: redirects are
-//!   followed by hand and an absolute upload `Location` on another host gets
-//!   no `Authorization` header;
+//! - credentials only ever go to the registry's own origin (scheme, host and
+//!   port): redirects are followed by hand, and an absolute upload `Location`
+//!   on another host, or an https -> http redirect, gets no `Authorization`;
 //! - a request body is a [`Body`] that can be rebuilt for each attempt (a file
 //!   is reopened), never a consumed stream;
 //! - logs show method, host and path, never a query string, header value,
@@ -33,7 +33,7 @@ use super::credentials::{Credential, CredentialStore};
 use super::error::{
     is_retryable_status, parse_error_body, transport_text, ErrorContext, ErrorKind, RegistryError,
 };
-use super::headers::{redact, resolve_location, same_host};
+use super::headers::{redact, resolve_location, same_origin};
 use super::reference::api_host;
 use super::retry::{parse_retry_after, RetryPolicy};
 use crate::error::bad_input;
@@ -692,7 +692,7 @@ impl Client {
         let mut refreshed_auth = false;
         let mut redirects = 0;
         loop {
-            let to_registry = same_host(&url, &host.base);
+            let to_registry = same_origin(&url, &host.base);
             let auth = if to_registry {
                 self.authorization(&host, &req.scopes, ctx).await?
             } else {
