@@ -1,0 +1,186 @@
+//! Tests of the client's hardening against misbehaving registries, each
+//! with a small scripted HTTP/1.1 server on a loopback port (one request per
+//! connection, `Connection: close`), and one against a real `docker-registry`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+use super::client::{Client, ClientOptions};
+use super::credentials::CredentialStore;
+use super::error::ErrorKind;
+use crate::oci::Digest;
+use crate::progress;
+
+/// What the scripted server does with one request.
+enum Answer {
+    /// Write these bytes (a whole HTTP answer) and close.
+    Raw(Vec<u8>),
+    /// Read the request, then say nothing and keep the connection open.
+    Silent,
+}
+
+fn answer(status: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut s = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    s.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    Answer::Raw(s.into_bytes())
+}
+
+type Script = dyn Fn(&str, &str) -> Answer + Send + Sync;
+
+/// A scripted server: `script(method, path)` decides each answer. Returns
+/// its `127.0.0.1:PORT` and the requests seen (`"METHOD /path"`).
+async fn serve(script: Arc<Script>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let script = script.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                // Headers, then the body by Content-Length.
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                let head_end = loop {
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break p + 4;
+                    }
+                    match sock.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let mut first = head.lines().next().unwrap_or("").split(' ');
+                let method = first.next().unwrap_or("").to_string();
+                let target = first.next().unwrap_or("").to_string();
+                let path = target.split('?').next().unwrap_or("").to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut have = buf.len() - head_end;
+                while have < len {
+                    match sock.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => have += n,
+                    }
+                }
+                log.lock().unwrap().push(format!("{method} {path}"));
+                match script(&method, &path) {
+                    Answer::Raw(bytes) => {
+                        let _ = sock.write_all(&bytes).await;
+                        let _ = sock.shutdown().await;
+                    }
+                    Answer::Silent => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                }
+            });
+        }
+    });
+    (host, seen)
+}
+
+fn client(opts: ClientOptions) -> Client {
+    Client::new(opts, CredentialStore::default(), progress::silent()).unwrap()
+}
+
+fn fast_retries(max_retries: u32) -> ClientOptions {
+    let mut o = ClientOptions::default();
+    o.retry.max_retries = max_retries;
+    o.retry.base = Duration::from_millis(10);
+    o
+}
+
+/// Finding 1: a registry that accepts connections and never answers ends
+/// each attempt after the read timeout; the error (a retried transport
+/// error) names the registry. Figure: 1 retry x 1 s timeout, done < 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_registry_times_out_and_is_retried() {
+    let (host, seen) = serve(Arc::new(|_: &str, _: &str| Answer::Silent)).await;
+    let mut opts = fast_retries(1);
+    opts.read_timeout = Duration::from_secs(1);
+    let c = client(opts);
+    let d = Digest::of(b"x");
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(20), c.blob_exists(&host, "a/b", &d))
+        .await
+        .expect("the client hung on a silent registry")
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(matches!(e.kind, ErrorKind::Transport(_)), "{e}");
+    assert!(e.is_temporary());
+    let msg = e.to_string();
+    assert!(msg.contains(&host), "{msg}");
+    assert!(msg.contains("timed out"), "{msg}");
+    // The /v2/ ping was tried twice (one retry).
+    assert_eq!(seen.lock().unwrap().len(), 2, "{:?}", seen.lock().unwrap());
+}
+
+/// Finding 4: the retry decision looks at the OCI error code, not only the
+/// status: GHCR's 403 "secondary rate limit" and a transient
+/// `BLOB_UPLOAD_UNKNOWN` on the upload POST are retried, a real 403 DENIED
+/// is answered at once. Figure: 3 POSTs, the third opens the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_the_error_code_not_only_the_status() {
+    let posts = Arc::new(AtomicUsize::new(0));
+    let p = posts.clone();
+    let (host, _) = serve(Arc::new(move |m: &str, path: &str| {
+        let json = [("Content-Type", "application/json")];
+        match (m, path) {
+            ("GET", "/v2/") => answer("200 OK", &[], ""),
+            ("POST", "/v2/ok/app/blobs/uploads/") => match p.fetch_add(1, Ordering::SeqCst) {
+                0 => answer(
+                    "403 Forbidden",
+                    &json,
+                    r#"{"errors":[{"code":"DENIED","message":"You have exceeded a secondary rate limit."}]}"#,
+                ),
+                1 => answer(
+                    "404 Not Found",
+                    &json,
+                    r#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#,
+                ),
+                _ => answer(
+                    "202 Accepted",
+                    &[("Location", "/v2/ok/app/blobs/uploads/s1")],
+                    "",
+                ),
+            },
+            ("POST", _) => answer(
+                "403 Forbidden",
+                &json,
+                r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+            ),
+            _ => answer("404 Not Found", &[], ""),
+        }
+    }))
+    .await;
+    let c = client(fast_retries(3));
+    let d = Digest::of(b"x");
+    let s = c.start_upload(&host, "ok/app", &d).await.unwrap();
+    assert_eq!(s.location.path(), "/v2/ok/app/blobs/uploads/s1");
+    assert_eq!(posts.load(Ordering::SeqCst), 3);
+    assert_eq!(c.stats(&host).retries, 2);
+    // A plain DENIED is not temporary: no retry, its code shown.
+    let e = c.start_upload(&host, "denied/app", &d).await.unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    assert!(e.to_string().contains("DENIED"), "{e}");
+    assert_eq!(c.stats(&host).retries, 2);
+}
