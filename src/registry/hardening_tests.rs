@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
+use super::blobs::UploadMode;
 use super::client::{Client, ClientOptions};
 use super::credentials::CredentialStore;
 use super::error::ErrorKind;
+use super::smoke_tests::{start_registry, write_random};
 use crate::oci::Digest;
 use crate::progress;
 
@@ -19,6 +21,8 @@ use crate::progress;
 enum Answer {
     /// Write these bytes (a whole HTTP answer) and close.
     Raw(Vec<u8>),
+    /// A 200 with a chunked body that never ends (64 KiB chunks of zeros).
+    Endless,
     /// Read the request, then say nothing and keep the connection open.
     Silent,
 }
@@ -86,6 +90,22 @@ async fn serve(script: Arc<Script>) -> (String, Arc<Mutex<Vec<String>>>) {
                     Answer::Raw(bytes) => {
                         let _ = sock.write_all(&bytes).await;
                         let _ = sock.shutdown().await;
+                    }
+                    Answer::Endless => {
+                        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+                        if sock.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        let chunk = [0u8; 64 * 1024];
+                        loop {
+                            let size = format!("{:x}\r\n", chunk.len());
+                            if sock.write_all(size.as_bytes()).await.is_err()
+                                || sock.write_all(&chunk).await.is_err()
+                                || sock.write_all(b"\r\n").await.is_err()
+                            {
+                                return;
+                            }
+                        }
                     }
                     Answer::Silent => {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -183,4 +203,70 @@ async fn retries_follow_the_error_code_not_only_the_status() {
     assert_eq!(e.status(), Some(403));
     assert!(e.to_string().contains("DENIED"), "{e}");
     assert_eq!(c.stats(&host).retries, 2);
+}
+
+/// Finding 6: a registry that sends more bytes than the descriptor's size
+/// (here: without end) is cut off at once; the error names the digest and
+/// no temp file is left. Figure: done < 10 s, directory empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_longer_than_the_descriptor_is_aborted() {
+    let (host, _) = serve(Arc::new(|m: &str, path: &str| match (m, path) {
+        ("GET", "/v2/") => answer("200 OK", &[], ""),
+        ("GET", p) if p.contains("/blobs/") => Answer::Endless,
+        _ => answer("404 Not Found", &[], ""),
+    }))
+    .await;
+    let c = client(fast_retries(1));
+    let d = Digest::of(b"0123456789");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob");
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.get_blob_to_file(&host, "a/b", &d, 10, &dest),
+    )
+    .await
+    .expect("the download did not stop at the descriptor's size")
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(d.as_str()), "{msg}");
+    assert!(msg.contains("10"), "{msg}");
+    assert!(!e.is_temporary(), "{msg}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Finding 7: a chunked upload of a 1-byte blob. The reference registry
+/// acknowledges the chunk `0-0` with `Range: 0-0`, which after that chunk
+/// means one byte held. Figure: one PATCH, blob present with size 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_upload_of_one_byte_against_real_registry() {
+    let Some(reg) = start_registry() else { return };
+    let r = reg.host.as_str();
+    let rec = Arc::new(super::smoke_tests::Recorder(Default::default()));
+    let mut opts = fast_retries(2);
+    opts.read_timeout = Duration::from_secs(10);
+    let c = Client::new(opts, CredentialStore::default(), rec.clone()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, d) = write_random(tmp.path(), "one", 1);
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.upload_blob(
+            r,
+            "one/app",
+            &d,
+            1,
+            &p,
+            UploadMode::Chunked(1024 * 1024),
+            None,
+            None,
+        ),
+    )
+    .await
+    .expect("upload hung");
+    let log = rec.0.lock().unwrap().clone();
+    out.unwrap_or_else(|e| panic!("{e}\n{log:#?}"));
+    assert_eq!(c.blob_exists(r, "one/app", &d).await.unwrap(), Some(1));
+    let patches = log.iter().filter(|l| l.starts_with("PATCH ")).count();
+    assert_eq!(patches, 1, "{log:#?}");
+    assert_eq!(c.stats(r).retries, 0, "{log:#?}");
 }
