@@ -38,7 +38,8 @@ fn answer(status: &str, headers: &[(&str, &str)], body: &str) -> Answer {
 
 type Script = dyn Fn(&str, &str) -> Answer + Send + Sync;
 
-/// A scripted server: `script(method, path)` decides each answer. Returns
+/// A scripted server: `script(method, path)` decides each answer (the
+/// query, if any, stays on the path). Returns
 /// its `127.0.0.1:PORT` and the requests seen (`"METHOD /path"`).
 async fn serve(script: Arc<Script>) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,7 +70,7 @@ async fn serve(script: Arc<Script>) -> (String, Arc<Mutex<Vec<String>>>) {
                 let mut first = head.lines().next().unwrap_or("").split(' ');
                 let method = first.next().unwrap_or("").to_string();
                 let target = first.next().unwrap_or("").to_string();
-                let path = target.split('?').next().unwrap_or("").to_string();
+                let path = target;
                 let len: usize = head
                     .lines()
                     .find_map(|l| {
@@ -85,7 +86,8 @@ async fn serve(script: Arc<Script>) -> (String, Arc<Mutex<Vec<String>>>) {
                         Ok(n) => have += n,
                     }
                 }
-                log.lock().unwrap().push(format!("{method} {path}"));
+                let shown = path.split('?').next().unwrap_or("");
+                log.lock().unwrap().push(format!("{method} {shown}"));
                 match script(&method, &path) {
                     Answer::Raw(bytes) => {
                         let _ = sock.write_all(&bytes).await;
@@ -203,6 +205,65 @@ async fn retries_follow_the_error_code_not_only_the_status() {
     assert_eq!(e.status(), Some(403));
     assert!(e.to_string().contains("DENIED"), "{e}");
     assert_eq!(c.stats(&host).retries, 2);
+}
+
+/// Finding 5: a token server that refuses the mount's scope set (push on
+/// the target, pull on a source the user may not read) fails the mount
+/// before its POST is sent; that is a refused mount, not an error, and a
+/// plain upload then gets a token for the target alone. Figures: Refused
+/// naming the token server's answer, no mount POST sent, then an upload
+/// session opened with a target-only token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_whose_token_is_refused_is_a_refused_mount() {
+    let realm: Arc<Mutex<String>> = Arc::default();
+    let r = realm.clone();
+    let (host, seen) = serve(Arc::new(move |m: &str, path: &str| {
+        let auth = format!(
+            r#"Bearer realm="{}",service="test""#,
+            r.lock().unwrap().as_str()
+        );
+        match m {
+            "GET" if path == "/v2/" => {
+                answer("401 Unauthorized", &[("WWW-Authenticate", &auth)], "")
+            }
+            "GET" if path.starts_with("/token") && path.contains("secret%2Fsrc") => answer(
+                "403 Forbidden",
+                &[("Content-Type", "application/json")],
+                r#"{"errors":[{"code":"DENIED","message":"no pull on secret/src"}]}"#,
+            ),
+            "GET" if path.starts_with("/token") => answer("200 OK", &[], r#"{"token":"t"}"#),
+            "POST" if path == "/v2/dst/app/blobs/uploads/" => answer(
+                "202 Accepted",
+                &[("Location", "/v2/dst/app/blobs/uploads/s1")],
+                "",
+            ),
+            _ => answer("404 Not Found", &[], ""),
+        }
+    }))
+    .await;
+    *realm.lock().unwrap() = format!("http://{host}/token");
+    let c = client(fast_retries(1));
+    c.set_credential(
+        &host,
+        super::credentials::Credential::Basic {
+            username: "carol".into(),
+            password: super::credentials::Secret::new("pw"),
+        },
+    );
+    let d = Digest::of(b"x");
+    match c.mount_blob(&host, "dst/app", &d, "secret/src").await {
+        super::blobs::MountResult::Refused(why) => {
+            assert!(why.contains("HTTP 403"), "{why}")
+        }
+        other => panic!("expected a refused mount, got {other:?}"),
+    }
+    assert!(
+        !seen.lock().unwrap().iter().any(|l| l.starts_with("POST")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let s = c.start_upload(&host, "dst/app", &d).await.unwrap();
+    assert_eq!(s.location.path(), "/v2/dst/app/blobs/uploads/s1");
 }
 
 /// Finding 6: a registry that sends more bytes than the descriptor's size
