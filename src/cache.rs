@@ -61,7 +61,9 @@ impl BlobCache {
         if self.contains(d, size) {
             return Ok(path);
         }
-        client.get_blob_to_file(registry, repo, d, &path).await?;
+        client
+            .get_blob_to_file(registry, repo, d, size, &path)
+            .await?;
         Ok(path)
     }
 

@@ -602,7 +602,7 @@ impl Pusher {
             let mut session: Option<UploadSession> = None;
             let mut mounted = false;
             for src in sources.iter().take(3) {
-                match self.client.mount_blob(reg, repo, d, src).await? {
+                match self.client.mount_blob(reg, repo, d, src).await {
                     MountResult::Mounted => {
                         self.reporter.log(
                             Level::Debug,

@@ -219,6 +219,35 @@ impl TokenCache {
     }
 }
 
+/// How a token request may be sent.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenPolicy {
+    /// The registry itself is reached over plain HTTP (loopback, or listed
+    /// as insecure): only then may credentials go to an `http://` realm.
+    pub allow_plain_http: bool,
+    /// Bound on the whole token request (connect, answer and body).
+    pub timeout: Duration,
+}
+
+/// Refuse to send credentials to an `http://` realm unless the registry
+/// itself is reached over plain HTTP: a registry served over https must not
+/// be able to make us send a password in clear text.
+pub fn check_realm(
+    realm: &reqwest::Url,
+    with_credential: bool,
+    policy: &TokenPolicy,
+) -> Result<(), String> {
+    if with_credential && !policy.allow_plain_http && !realm.scheme().eq_ignore_ascii_case("https")
+    {
+        return Err(format!(
+            "refusing to send credentials to the token realm {} over {}: the registry is reached over https, so its realm must be https too",
+            realm.host_str().unwrap_or("(no host)"),
+            realm.scheme()
+        ));
+    }
+    Ok(())
+}
+
 /// Ask the realm for a token. Errors never contain the credential, the
 /// token or the realm's query string.
 pub async fn fetch_token(
@@ -226,6 +255,7 @@ pub async fn fetch_token(
     challenge: &BearerChallenge,
     scopes: &[String],
     credential: Option<&Credential>,
+    policy: &TokenPolicy,
 ) -> Result<Token, String> {
     let mut url = reqwest::Url::parse(&challenge.realm)
         .map_err(|_| format!("the token realm {:?} is not a URL", challenge.realm))?;
@@ -236,6 +266,7 @@ pub async fn fetch_token(
         url.port().map(|p| format!(":{p}")).unwrap_or_default(),
         url.path()
     );
+    check_realm(&url, credential.is_some(), policy)?;
     let scopes: Vec<String> = {
         let set: BTreeSet<&String> = scopes.iter().collect();
         set.into_iter().cloned().collect()
@@ -256,7 +287,11 @@ pub async fn fetch_token(
             if !joined.is_empty() {
                 form.push(("scope", &joined));
             }
-            http.post(url.clone()).form(&form).send().await
+            http.post(url.clone())
+                .timeout(policy.timeout)
+                .form(&form)
+                .send()
+                .await
         }
         _ => {
             {
@@ -268,7 +303,7 @@ pub async fn fetch_token(
                     q.append_pair("scope", s);
                 }
             }
-            let mut req = http.get(url.clone());
+            let mut req = http.get(url.clone()).timeout(policy.timeout);
             if let Some(Credential::Basic { username, password }) = credential {
                 req = req.basic_auth(username, Some(password.expose()));
             }
@@ -370,6 +405,52 @@ mod tests {
         assert!(e.contains("neither"));
         let e = parse_token_response(br#"not json secret"#, now).unwrap_err();
         assert!(!e.contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
+        let http = reqwest::Client::new();
+        let challenge = BearerChallenge {
+            realm: "http://auth.example.invalid:8080/token?x=1".into(),
+            service: Some("registry.example".into()),
+            scope: None,
+        };
+        let cred = Credential::Basic {
+            username: "alice-user".into(),
+            password: Secret::new("hunter2-password"),
+        };
+        let https_registry = TokenPolicy {
+            allow_plain_http: false,
+            timeout: Duration::from_secs(5),
+        };
+        // Refused before anything is sent (the host does not even resolve).
+        let e = fetch_token(
+            &http,
+            &challenge,
+            &[push_scope("a/b")],
+            Some(&cred),
+            &https_registry,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("auth.example.invalid"), "{e}");
+        assert!(e.contains("refusing"), "{e}");
+        for secret in ["alice-user", "hunter2-password", "x=1"] {
+            assert!(!e.contains(secret), "{e}");
+        }
+        let realm = reqwest::Url::parse(&challenge.realm).unwrap();
+        assert!(check_realm(&realm, true, &https_registry).is_err());
+        // Anonymous requests carry nothing to protect.
+        assert!(check_realm(&realm, false, &https_registry).is_ok());
+        // A registry reached over plain HTTP (loopback, --insecure-registry)
+        // may use a plain HTTP realm.
+        let plain_registry = TokenPolicy {
+            allow_plain_http: true,
+            ..https_registry
+        };
+        assert!(check_realm(&realm, true, &plain_registry).is_ok());
+        let tls = reqwest::Url::parse("https://auth.example.invalid/token").unwrap();
+        assert!(check_realm(&tls, true, &https_registry).is_ok());
     }
 
     #[test]

@@ -124,11 +124,14 @@ fn refuses_monolithic(e: &RegistryError) -> bool {
 }
 
 /// `Range` of an upload status: `0-0` is what the reference registry says
-/// for an empty session as well as for one byte; we take it as empty.
-fn received_from(resp: &Response) -> Option<u64> {
+/// for an empty session as well as for one byte. `sent_end` is the last
+/// byte of the chunk this answer acknowledges, if any: after a chunk that
+/// ended at byte 0, `0-0` means one byte held; otherwise (a status query)
+/// it is taken as empty.
+fn received_from(resp: &Response, sent_end: Option<u64>) -> Option<u64> {
     let v = resp.header("range")?;
     let v = v.trim();
-    if v == "0-0" || v == "bytes=0-0" {
+    if (v == "0-0" || v == "bytes=0-0") && sent_end != Some(0) {
         return Some(0);
     }
     parse_range(v)
@@ -162,7 +165,25 @@ impl Client {
 
     /// `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<source>`, with a
     /// token holding push on `repo` and pull on `source`.
+    ///
+    /// A mount is only ever an optimisation: any failure (a token server
+    /// refusing the source's pull scope before the POST is sent, 5xx after
+    /// the retries, an odd answer) is [`MountResult::Refused`], and the
+    /// caller uploads plainly with the target's scopes only.
     pub async fn mount_blob(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &Digest,
+        source: &str,
+    ) -> MountResult {
+        match self.try_mount(registry, repo, digest, source).await {
+            Ok(r) => r,
+            Err(e) => MountResult::Refused(e.to_string()),
+        }
+    }
+
+    async fn try_mount(
         &self,
         registry: &str,
         repo: &str,
@@ -186,7 +207,6 @@ impl Client {
                 Ok(MountResult::Mounted)
             }
             StatusCode::ACCEPTED => Ok(MountResult::Session(session_from(&resp, &c)?)),
-            s if s.is_server_error() => Err(resp.into_error(c).await),
             _ => {
                 let e = resp.into_error(c).await;
                 Ok(MountResult::Refused(e.kind.to_string()))
@@ -201,9 +221,22 @@ impl Client {
         repo: &str,
         digest: &Digest,
     ) -> Result<UploadSession, RegistryError> {
+        self.open_upload(registry, repo, digest, true).await
+    }
+
+    /// [`Client::start_upload`]; `retry: false` leaves temporary failures to
+    /// the caller's own retry loop (and budget).
+    async fn open_upload(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &Digest,
+        retry: bool,
+    ) -> Result<UploadSession, RegistryError> {
         let c = ctx("starting upload of blob", registry, repo, digest);
         let url = self.url(registry, &format!("{repo}/blobs/uploads/"))?;
-        let req = Request::new(Method::POST, url, vec![push_scope(repo)]);
+        let mut req = Request::new(Method::POST, url, vec![push_scope(repo)]);
+        req.retry = retry;
         let resp = self.send(registry, req, &c).await?;
         if resp.status != StatusCode::ACCEPTED {
             return Err(resp.into_error(c).await);
@@ -233,7 +266,20 @@ impl Client {
         loop {
             let s = match session.take() {
                 Some(s) => s,
-                None => self.start_upload(registry, repo, digest).await?,
+                // Opening the session shares the upload's retry budget: a
+                // 503 or a transient BLOB_UPLOAD_UNKNOWN here is one more
+                // attempt, not the end of the upload.
+                None => match self.open_upload(registry, repo, digest, false).await {
+                    Ok(s) => s,
+                    Err(e) if e.is_temporary() => {
+                        attempt += 1;
+                        if !self.backoff(registry, attempt, &e).await {
+                            return Err(e);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let result = match mode {
                 UploadMode::Monolithic => {
@@ -359,7 +405,7 @@ impl Client {
         if resp.status != StatusCode::NO_CONTENT && resp.status != StatusCode::OK {
             return Err(resp.into_error(c.clone()).await);
         }
-        let held = received_from(&resp).unwrap_or(0);
+        let held = received_from(&resp, None).unwrap_or(0);
         let next = match resp.location() {
             Some(Ok(u)) => u,
             _ => location.clone(),
@@ -403,7 +449,7 @@ impl Client {
                         location = u;
                     }
                     let held = match resp.header(RANGE.as_str()) {
-                        Some(_) => received_from(&resp).unwrap_or(end + 1),
+                        Some(_) => received_from(&resp, Some(end)).unwrap_or(end + 1),
                         None => end + 1,
                     };
                     if held != end + 1 {
@@ -457,19 +503,25 @@ impl Client {
         self.finish_put(registry, put, digest, c).await
     }
 
-    /// Download a blob into `dest` (temp file in the same directory, checked
-    /// against `digest`, then renamed). Returns its size.
+    /// Download a blob of `size` bytes (from its descriptor) into `dest`
+    /// (temp file in the same directory, checked against `digest`, then
+    /// renamed). A registry sending more than `size` bytes is cut off as
+    /// soon as it does, and the temp file removed. Returns its size.
     pub async fn get_blob_to_file(
         &self,
         registry: &str,
         repo: &str,
         digest: &Digest,
+        size: u64,
         dest: &Path,
     ) -> Result<u64, RegistryError> {
         let c = ctx("downloading blob", registry, repo, digest);
         let mut attempt = 0;
         loop {
-            match self.try_get_blob(registry, repo, digest, dest, &c).await {
+            match self
+                .try_get_blob(registry, repo, digest, size, dest, &c)
+                .await
+            {
                 Ok(n) => return Ok(n),
                 Err(e) if e.is_temporary() => {
                     attempt += 1;
@@ -487,9 +539,16 @@ impl Client {
         registry: &str,
         repo: &str,
         digest: &Digest,
+        size: u64,
         dest: &Path,
         c: &ErrorContext,
     ) -> Result<u64, RegistryError> {
+        let too_long = |n: u64| {
+            protocol(
+                c,
+                format!("the registry sent {n} bytes or more for blob {digest}, whose descriptor says {size}; download aborted"),
+            )
+        };
         let io = |what: &str, p: &Path, e: std::io::Error| {
             RegistryError::new(
                 c.clone(),
@@ -501,6 +560,13 @@ impl Client {
         let mut resp = self.send(registry, req, c).await?;
         if resp.status != StatusCode::OK {
             return Err(resp.into_error(c.clone()).await);
+        }
+        if let Some(n) = resp
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n > size)
+        {
+            return Err(too_long(n));
         }
         let tmp = temp_path(dest);
         let mut file = tokio::fs::File::create(&tmp)
@@ -514,8 +580,11 @@ impl Client {
                 .await
                 .map_err(|k| RegistryError::new(c.clone(), k))?
             {
-                hasher.update(&chunk);
                 n += chunk.len() as u64;
+                if n > size {
+                    return Err(too_long(n));
+                }
+                hasher.update(&chunk);
                 file.write_all(&chunk)
                     .await
                     .map_err(|e| io("writing", &tmp, e))?;

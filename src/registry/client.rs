@@ -4,9 +4,9 @@
 //!
 //! Rules kept here so that no caller can forget them:
 //! - HTTPS, except for loopback hosts and hosts listed as insecure;
-//! - credentials only ever go to the registry's own API host: redirects are
-//!   followed by hand and an absolute upload `Location` on another host gets
-//!   no `Authorization` header;
+//! - credentials only ever go to the registry's own origin (scheme, host and
+//!   port): redirects are followed by hand, and an absolute upload `Location`
+//!   on another host, or an https -> http redirect, gets no `Authorization`;
 //! - a request body is a [`Body`] that can be rebuilt for each attempt (a file
 //!   is reopened), never a consumed stream;
 //! - logs show method, host and path, never a query string, header value,
@@ -33,7 +33,7 @@ use super::credentials::{Credential, CredentialStore};
 use super::error::{
     is_retryable_status, parse_error_body, transport_text, ErrorContext, ErrorKind, RegistryError,
 };
-use super::headers::{redact, resolve_location, same_host};
+use super::headers::{redact, resolve_location, same_origin};
 use super::reference::api_host;
 use super::retry::{parse_retry_after, RetryPolicy};
 use crate::error::bad_input;
@@ -53,6 +53,23 @@ pub struct ClientOptions {
     pub ca_file: Option<PathBuf>,
     pub retry: RetryPolicy,
     pub user_agent: String,
+    /// Longest wait for the next bytes of an answer (headers or body) once
+    /// a request is sent: a registry that accepts the connection and goes
+    /// silent fails the attempt (a temporary error, retried) instead of
+    /// hanging. Default 60 s; `BOXWRIGHT_READ_TIMEOUT` (seconds) overrides.
+    pub read_timeout: Duration,
+    /// Bound on a whole token request and `GET /v2/` ping (small answers,
+    /// so a total limit is safe there, unlike on blob transfers).
+    pub auth_timeout: Duration,
+}
+
+/// The environment variable that overrides [`ClientOptions::read_timeout`].
+pub const READ_TIMEOUT_ENV: &str = "BOXWRIGHT_READ_TIMEOUT";
+
+fn read_timeout_from_env() -> Option<Duration> {
+    let v = std::env::var(READ_TIMEOUT_ENV).ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 impl Default for ClientOptions {
@@ -63,6 +80,8 @@ impl Default for ClientOptions {
             ca_file: None,
             retry: RetryPolicy::default(),
             user_agent: format!("boxwright/{}", env!("CARGO_PKG_VERSION")),
+            read_timeout: read_timeout_from_env().unwrap_or(Duration::from_secs(60)),
+            auth_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -154,6 +173,9 @@ pub struct Response {
     /// The URL that answered (after redirects).
     pub url: Url,
     inner: reqwest::Response,
+    /// The body, when it was read already (error answers, see
+    /// [`Response::buffer_error`]).
+    buffered: Option<Bytes>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -171,12 +193,7 @@ impl Response {
     /// Read the whole body, refusing more than `limit` bytes.
     pub async fn bytes_limited(mut self, limit: usize) -> Result<Vec<u8>, ErrorKind> {
         let mut out = Vec::new();
-        while let Some(chunk) = self
-            .inner
-            .chunk()
-            .await
-            .map_err(|e| ErrorKind::Transport(transport_text(e)))?
-        {
+        while let Some(chunk) = self.chunk().await? {
             if out.len() + chunk.len() > limit {
                 return Err(ErrorKind::Protocol(format!(
                     "the answer is larger than {limit} bytes"
@@ -189,10 +206,48 @@ impl Response {
 
     /// The next piece of a streamed body.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ErrorKind> {
+        if let Some(b) = self.buffered.take() {
+            return Ok(Some(b));
+        }
         self.inner
             .chunk()
             .await
             .map_err(|e| ErrorKind::Transport(transport_text(e)))
+    }
+
+    /// Read an error answer's body (at most 64 KiB) and describe it; the
+    /// answer is given back with its body kept, so that a caller can still
+    /// read it. `None` when the body could not be read (then the error is
+    /// a transport error).
+    async fn buffer_error(
+        mut self,
+        context: &ErrorContext,
+    ) -> Result<(Option<Response>, RegistryError), RegistryError> {
+        const LIMIT: usize = 64 * 1024;
+        let mut body = Vec::new();
+        loop {
+            match self.chunk().await {
+                Ok(Some(c)) => {
+                    let room = LIMIT.saturating_sub(body.len());
+                    body.extend_from_slice(&c[..c.len().min(room)]);
+                    if body.len() >= LIMIT {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(k) => return Err(RegistryError::new(context.clone(), k)),
+            }
+        }
+        self.buffered = Some(Bytes::from(body));
+        let status = self.status.as_u16();
+        let errors = parse_error_body(self.buffered.as_deref().unwrap_or_default());
+        let mut e = RegistryError::new(context.clone(), ErrorKind::Status { status, errors });
+        e.ratelimit_remaining = self.header("ratelimit-remaining").map(str::to_string);
+        e.retry_after = self
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .map(|d| d.as_secs());
+        Ok((Some(self), e))
     }
 
     /// Turn an unexpected answer into a [`RegistryError`] with the
@@ -314,6 +369,7 @@ impl Client {
             .user_agent(opts.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(30))
+            .read_timeout(opts.read_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .use_rustls_tls();
         let mut ca_files: Vec<PathBuf> = opts.ca_file.iter().cloned().collect();
@@ -483,6 +539,19 @@ impl Client {
         self.reporter.log(Level::Debug, msg);
     }
 
+    /// A transport error for messages; a timeout says how long we waited.
+    fn transport_text(&self, e: reqwest::Error) -> String {
+        if e.is_timeout() {
+            format!(
+                "no answer within {}s (timed out): {}",
+                self.opts.read_timeout.as_secs_f64(),
+                transport_text(e)
+            )
+        } else {
+            transport_text(e)
+        }
+    }
+
     /// Learn the registry's challenge with `GET /v2/` (once per registry).
     async fn challenge(
         &self,
@@ -501,7 +570,12 @@ impl Client {
                         RegistryError::new(ctx.clone(), ErrorKind::Protocol("closed".into()))
                     })?;
                     count(&host.stats, "GET");
-                    let res = self.http.get(url.clone()).send().await;
+                    let res = self
+                        .http
+                        .get(url.clone())
+                        .timeout(self.opts.auth_timeout)
+                        .send()
+                        .await;
                     let failure = match res {
                         Ok(resp) => {
                             let status = resp.status().as_u16();
@@ -552,7 +626,7 @@ impl Client {
                         Err(e) => (
                             RegistryError::new(
                                 ctx.clone(),
-                                ErrorKind::Transport(transport_text(e)),
+                                ErrorKind::Transport(self.transport_text(e)),
                             ),
                             None,
                         ),
@@ -609,7 +683,11 @@ impl Client {
                 if let Some(t) = self.tokens.get(&host.registry, scopes) {
                     format!("Bearer {}", t.expose())
                 } else {
-                    let t = auth::fetch_token(&self.http, &b, scopes, cred.as_ref())
+                    let policy = auth::TokenPolicy {
+                        allow_plain_http: host.base.scheme() == "http",
+                        timeout: self.opts.auth_timeout,
+                    };
+                    let t = auth::fetch_token(&self.http, &b, scopes, cred.as_ref(), &policy)
                         .await
                         .map_err(auth_err)?;
                     self.log(&format!(
@@ -692,7 +770,7 @@ impl Client {
         let mut refreshed_auth = false;
         let mut redirects = 0;
         loop {
-            let to_registry = same_host(&url, &host.base);
+            let to_registry = same_origin(&url, &host.base);
             let auth = if to_registry {
                 self.authorization(&host, &req.scopes, ctx).await?
             } else {
@@ -731,7 +809,7 @@ impl Client {
             }
             let (err, retry_after) = match result {
                 Err(e) => {
-                    let text = transport_text(e);
+                    let text = self.transport_text(e);
                     self.log(&format!("{shown} -> {text}"));
                     (
                         RegistryError::new(ctx.clone(), ErrorKind::Transport(text)),
@@ -752,6 +830,7 @@ impl Client {
                         headers,
                         url: url.clone(),
                         inner: resp,
+                        buffered: None,
                         _permit: permit,
                     };
                     if status.is_redirection()
@@ -788,15 +867,25 @@ impl Client {
                         }
                         return Ok(response);
                     }
-                    let temporary = is_retryable_status(status.as_u16());
-                    if !(temporary && req.retry) {
+                    if !req.retry || status.as_u16() < 400 {
                         return Ok(response);
                     }
+                    // Whether an error is temporary can depend on its OCI
+                    // error code (`BLOB_UPLOAD_UNKNOWN`, `TOOMANYREQUESTS`,
+                    // GHCR's 403 "secondary rate limit"), not only on the
+                    // status: read the (small) error body, keep it for the
+                    // caller when the answer is not retried.
                     let ra = response
                         .header("retry-after")
                         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                    let err = response.into_error(ctx.clone()).await;
-                    (err, ra)
+                    let (response, err) = match response.buffer_error(ctx).await {
+                        Ok(pair) => pair,
+                        Err(e) => (None, e),
+                    };
+                    match response {
+                        Some(r) if !err.is_temporary() => return Ok(r),
+                        _ => (err, ra),
+                    }
                 }
             };
             if !req.retry {

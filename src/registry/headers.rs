@@ -72,10 +72,14 @@ pub fn redact(url: &Url) -> String {
     s
 }
 
-/// Whether two URLs name the same origin host (host and port), which decides
-/// whether credentials may be sent.
-pub fn same_host(a: &Url, b: &Url) -> bool {
-    a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+/// Whether two URLs have the same origin (scheme, host and port), which
+/// decides whether credentials may be sent: a redirect from
+/// `https://registry` to `http://registry` is another origin, and an
+/// `Authorization` header sent there would cross the network in clear text.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme().eq_ignore_ascii_case(b.scheme())
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 #[cfg(test)]
@@ -101,13 +105,34 @@ mod tests {
             abs.as_str(),
             "https://storage.example/up/1?sig=a%2Fb&_state=xyz"
         );
-        assert!(!same_host(&abs, &base));
-        assert!(same_host(&u("https://ghcr.io:443/a"), &base));
-        assert!(!same_host(
+        assert!(!same_origin(&abs, &base));
+        assert!(same_origin(&u("https://ghcr.io:443/a"), &base));
+        assert!(!same_origin(
             &u("http://localhost:5001/a"),
             &u("http://localhost:5000/a")
         ));
         assert!(resolve_location(&base, "").is_err());
+    }
+
+    #[test]
+    fn origin_includes_the_scheme() {
+        let base = u("https://ghcr.io/");
+        // An https -> http redirect to the same host and port is another
+        // origin: no Authorization may follow it.
+        assert!(!same_origin(
+            &u("http://ghcr.io:443/v2/x/blobs/sha256:00"),
+            &base
+        ));
+        assert!(!same_origin(&u("http://ghcr.io/v2/"), &base));
+        assert!(!same_origin(
+            &u("https://registry.lan:5000/v2/"),
+            &u("http://registry.lan:5000/")
+        ));
+        assert!(same_origin(&u("HTTPS://GHCR.IO/v2/"), &base));
+        assert!(same_origin(
+            &u("http://127.0.0.1:5000/v2/x"),
+            &u("http://127.0.0.1:5000/")
+        ));
     }
 
     #[test]

@@ -30,4 +30,6 @@ pub use reference::Reference;
 pub use retry::RetryPolicy;
 
 #[cfg(test)]
+mod hardening_tests;
+#[cfg(test)]
 pub(crate) mod smoke_tests;

@@ -9,6 +9,7 @@ mod action;
 mod bench;
 mod build;
 mod common;
+mod hardening;
 mod harness;
 mod index;
 mod pull;

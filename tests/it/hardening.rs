@@ -1,0 +1,288 @@
+//! The registry client against misbehaving registries, through the real
+//! binary: a registry that never answers, transient 503s on upload POSTs and
+//! HEADs, mounts refused by the token server or failing with 5xx, and a
+//! 1-byte chunked upload. Every test states the figure it checks.
+
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::common::{boxwright, run, write, Run};
+use crate::support::{
+    skopeo, tempdir, tiny_oci_layout, Fault, FaultProxy, Injected, LogEntry, Registry, TinyImage,
+    TokenServer,
+};
+
+/// An isolated client: its own DOCKER_CONFIG (with `auths`) and HOME.
+struct Client {
+    dir: tempfile::TempDir,
+}
+
+impl Client {
+    fn new(auths: &[(&str, &str, &str)]) -> Client {
+        let c = Client { dir: tempdir() };
+        let mut map = serde_json::Map::new();
+        for (host, user, pass) in auths {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            map.insert(host.to_string(), serde_json::json!({ "auth": auth }));
+        }
+        write(
+            &c.dir.path().join("docker/config.json"),
+            &serde_json::json!({ "auths": map }).to_string(),
+        );
+        c
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = boxwright();
+        c.env("DOCKER_CONFIG", self.dir.path().join("docker"))
+            .env("HOME", self.dir.path())
+            .env("NO_COLOR", "1");
+        for v in [
+            "REGISTRY_AUTH_FILE",
+            "GITHUB_TOKEN",
+            "GITHUB_ACTOR",
+            "SSL_CERT_FILE",
+            "CI",
+            "BOXWRIGHT_READ_TIMEOUT",
+        ] {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    fn push(&self, layout: &Path, to: &str, extra: &[&str]) -> Run {
+        run(self
+            .cmd()
+            .arg("push")
+            .arg(layout)
+            .args(["--to", to])
+            .args(extra))
+    }
+}
+
+fn image(seed: &[u8]) -> (tempfile::TempDir, PathBuf, TinyImage) {
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    let img = tiny_oci_layout(&layout, "1", seed);
+    (dir, layout, img)
+}
+
+fn assert_ok(r: &Run) {
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+}
+
+fn upload_bytes(log: &[LogEntry]) -> u64 {
+    log.iter()
+        .filter(|e| e.path.contains("/blobs/uploads/"))
+        .map(|e| e.body_bytes)
+        .sum()
+}
+
+/// Finding 1. A "registry" that accepts every connection and never says a
+/// word. Figures: with BOXWRIGHT_READ_TIMEOUT=2 and --retries 1 the push
+/// ends with exit 1 in under 40 s (it used to hang for ever), and stderr
+/// names the registry and the timeout.
+#[test]
+fn push_to_a_registry_that_never_answers_fails_within_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s); // keep it open, read nothing, answer nothing
+        }
+    });
+    let (_d, layout, _) = image(b"silent");
+    let client = Client::new(&[]);
+    let started = Instant::now();
+    let mut child = client
+        .cmd()
+        .env("BOXWRIGHT_READ_TIMEOUT", "2")
+        .arg("push")
+        .arg(&layout)
+        .args(["--to", &format!("{host}/acme/app:1"), "--retries", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = started + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("boxwright push still running after 90 s against a silent registry");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = started.elapsed();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(40), "took {took:?}\n{stderr}");
+    assert!(stderr.contains(&host), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+}
+
+/// Finding 4. A 503 on the first upload POST and on a blob HEAD are
+/// retried. Figures: exit 0, both faults were injected, each blob's bytes
+/// arrived once, and the registry serves the image's digest.
+#[test]
+fn push_survives_503_on_the_first_upload_post_and_on_a_head() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let (_d, layout, img) = image(b"post and head");
+    proxy.fail_next("HEAD", Fault::Unavailable);
+    proxy.fail_next("POST", Fault::Unavailable);
+    let r = Client::new(&[]).push(&layout, &format!("{}/acme/app:1", proxy.host()), &[]);
+    assert_ok(&r);
+    let log = proxy.log();
+    assert_eq!(
+        proxy.injected_count(Injected::Fault(Fault::Unavailable)),
+        2,
+        "{log:#?}"
+    );
+    let first_post = log.iter().find(|e| e.method == "POST").unwrap();
+    assert_eq!(first_post.status, Some(503), "{log:#?}");
+    assert_eq!(upload_bytes(&log), img.blob_bytes, "{log:#?}");
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/acme/app:1", proxy.host()),
+    ]);
+    assert_eq!(raw.as_bytes(), img.manifest.as_slice());
+}
+
+/// Finding 5, token scopes. `carol` may push `mirror/*` but not pull
+/// `acme/app`, the mount source: the token she gets lacks the source scope
+/// and the registry refuses the mount. Figures: exit 0, every blob's bytes
+/// uploaded once into `mirror/app`, no blob mounted.
+#[test]
+fn mount_refused_for_lack_of_source_scope_falls_back_to_upload() {
+    let tokens = TokenServer::builder()
+        .user("alice", "alice-pass", &["pull", "push"])
+        .user_access("carol", "carol-pass", &[("mirror/*", &["pull", "push"])])
+        .anonymous(None)
+        .start();
+    let reg = Registry::with_token_auth(&tokens);
+    let proxy = FaultProxy::start(&reg);
+    let host = proxy.host();
+    let (_d, layout, img) = image(b"scoped mount");
+    assert_ok(&Client::new(&[(&host, "alice", "alice-pass")]).push(
+        &layout,
+        &format!("{host}/acme/app:1"),
+        &[],
+    ));
+    proxy.reset();
+    let r = Client::new(&[(&host, "carol", "carol-pass")]).push(
+        &layout,
+        &format!("{host}/mirror/app:1"),
+        &["--mount-from", &format!("{host}/acme/app"), "--json"],
+    );
+    assert_ok(&r);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let t = &report["targets"][0];
+    assert_eq!(t["ok"], true, "{report:#}");
+    assert_eq!(t["blobs_mounted"], 0, "{report:#}");
+    assert_eq!(t["blobs_uploaded"], 2, "{report:#}");
+    let log = proxy.log();
+    assert!(
+        log.iter().any(|e| e.method == "POST"
+            && e.query.as_deref().is_some_and(|q| q.contains("mount="))
+            && e.status == Some(401)),
+        "{log:#?}"
+    );
+    assert_eq!(upload_bytes(&log), img.blob_bytes, "{log:#?}");
+}
+
+/// Finding 5, failing mount. The mount POST answers 500 and `--retries 0`
+/// leaves no retry: that used to fail the whole registry. Figures: exit 0,
+/// the faulted POST carried `mount=`, the blobs arrived by plain upload.
+#[test]
+fn mount_failing_with_500_falls_back_to_upload() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let host = proxy.host();
+    let (_d, layout, img) = image(b"failing mount");
+    let client = Client::new(&[]);
+    assert_ok(&client.push(&layout, &format!("{host}/acme/app:1"), &[]));
+    proxy.reset();
+    proxy.fail_next("POST", Fault::InternalError);
+    let r = client.push(
+        &layout,
+        &format!("{host}/mirror/app:1"),
+        &[
+            "--mount-from",
+            &format!("{host}/acme/app"),
+            "--retries",
+            "0",
+            "--json",
+        ],
+    );
+    assert_ok(&r);
+    let log = proxy.log();
+    let faulted: Vec<&LogEntry> = log
+        .iter()
+        .filter(|e| e.injected == Some(Injected::Fault(Fault::InternalError)))
+        .collect();
+    assert_eq!(faulted.len(), 1, "{log:#?}");
+    assert!(faulted[0]
+        .query
+        .as_deref()
+        .is_some_and(|q| q.contains("mount=")));
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let t = &report["targets"][0];
+    assert_eq!(t["ok"], true, "{report:#}");
+    // One blob was mounted, the one whose mount failed was uploaded.
+    assert_eq!(t["blobs_uploaded"], 1, "{report:#}");
+    assert_eq!(t["blobs_mounted"], 1, "{report:#}");
+    assert!(upload_bytes(&log) > 0 && upload_bytes(&log) < img.blob_bytes);
+}
+
+/// Finding 7. `bench` uploads one 1-byte blob in 1 MiB chunks to a real
+/// registry. Figures: exit 0, one PATCH with `Content-Range: 0-0`, no
+/// failed upload, no retry.
+#[test]
+fn chunked_upload_of_a_one_byte_blob() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let r = run(boxwright().arg("bench").args([
+        "--to",
+        &format!("{}/bench/one", proxy.host()),
+        "--blobs",
+        "1",
+        "--size",
+        "1",
+        "--mode",
+        "chunked",
+        "--chunk-size",
+        "1MiB",
+        "--concurrency",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let run0 = &v["runs"][0];
+    assert_eq!(run0["failed_uploads"], 0, "{run0:#}");
+    assert_eq!(run0["retries"], 0, "{run0:#}");
+    let log = proxy.log();
+    let patches: Vec<&LogEntry> = log.iter().filter(|e| e.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1, "{log:#?}");
+    assert_eq!(patches[0].content_range.as_deref(), Some("0-0"));
+    assert_eq!(patches[0].body_bytes, 1);
+}
