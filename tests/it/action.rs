@@ -10,20 +10,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{root, run, write, Run};
+use crate::common::{b64, root, run, write, Run};
 use crate::support::{skopeo, tempdir, Registry, TokenServer};
 
 const GH_ACTOR: &str = "octo-bot";
 const GH_TOKEN: &str = "ghs_Act10nT0ken5ecret9f3a";
 const HUB_USER: &str = "hubuser";
 const HUB_TOKEN: &str = "dckr_pat_Hub5ecret-71c0e2";
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 /// GHCR-like (tokens, GITHUB_ACTOR/GITHUB_TOKEN) and Docker-Hub-like (basic
 /// auth, base64 secret) registries.

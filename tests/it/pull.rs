@@ -9,28 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
-use crate::common::{boxwright, ok, run, write, Run};
+use crate::common::{boxwright, noise, ok, run, sha256, write, Run};
 use crate::support::{skopeo, tempdir, Fault, FaultProxy, LogEntry, Registry};
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-/// Deterministic incompressible bytes (xorshift64*), different per seed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A client environment of its own: HOME, DOCKER_CONFIG, XDG_CACHE_HOME.
 struct Env {

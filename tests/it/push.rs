@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
 
-use crate::common::{boxwright, ok, run, write, Run};
+use crate::common::{b64, boxwright, noise, ok, run, sha256, write, Run};
 use crate::support::{
     skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry, Registry, TokenServer, GHCR_PATCH_CAP,
 };
@@ -19,28 +17,6 @@ const BASIC_USER: &str = "bob";
 const BASIC_PASS: &str = "basic-Pa55-7d1e9c";
 const TOKEN_USER: &str = "alice";
 const TOKEN_PASS: &str = "token-Pa55-52ab0f";
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-/// Deterministic incompressible-ish bytes (xorshift64*), different per seed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// The two registries of a dual push (GHCR-like token auth, Docker-Hub-like
 /// basic auth), each behind a counting proxy.
