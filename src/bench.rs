@@ -1043,7 +1043,12 @@ async fn run_one(
         )
         .map(|b| {
             let pull_id = pull_id.clone();
-            async move { pull_blob(client, reporter, registry, repo, &b.digest, &pull_id).await }
+            async move {
+                pull_blob(
+                    client, reporter, registry, repo, &b.digest, opts.size, &pull_id,
+                )
+                .await
+            }
         })
         .buffer_unordered(conc)
         .collect()
@@ -1137,14 +1142,16 @@ async fn run_one(
     }
 }
 
-/// GET a blob, hashing it as it streams (nothing written); retried on
-/// temporary failures within the client's budget.
+/// GET a blob of `size` bytes, hashing it as it streams (nothing written;
+/// stopped as soon as more than `size` bytes arrive); retried on temporary
+/// failures within the client's budget.
 async fn pull_blob(
     client: &Client,
     reporter: &SharedReporter,
     registry: &str,
     repo: &str,
     digest: &Digest,
+    size: u64,
     progress: &str,
 ) -> Result<u64, RegistryError> {
     let c = ErrorContext {
@@ -1171,6 +1178,14 @@ async fn pull_blob(
             {
                 hasher.update(&chunk);
                 n += chunk.len() as u64;
+                if n > size {
+                    return Err(RegistryError::new(
+                        c.clone(),
+                        ErrorKind::Protocol(format!(
+                            "the registry sent more than the blob's {size} bytes"
+                        )),
+                    ));
+                }
                 reporter.advance(progress, chunk.len() as u64);
             }
             let got = Digest::from_sha256(hasher.finalize().into());
