@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-
 use crate::common::{b64, boxwright, noise, ok, run, sha256, write, Run};
 use crate::support::{
     skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry, Registry, TokenServer, GHCR_PATCH_CAP,
