@@ -19,7 +19,7 @@ use crate::error::bad_input;
 use crate::oci::{self, Platform};
 use schema::{Created, RecipeFile, Str};
 pub use vars::Vars;
-pub use walk::{Entry, EntryKind, LayerPlan};
+pub use walk::{Entries, Entry, EntryKind, LayerPlan};
 
 /// A recipe resolved and checked, ready to build.
 #[derive(Debug)]
