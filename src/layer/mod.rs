@@ -103,7 +103,7 @@ pub fn build_layer(
     let (mut inner, digest, size, diff_id, tar_size) = match compression.codec {
         Codec::None => {
             let mut w = blob;
-            tar::write_archive(&plan.entries, mtime, &mut w, on_bytes)?;
+            tar::write_archive(plan.entries()?, mtime, &mut w, on_bytes)?;
             let (inner, digest, size) = w.finish();
             (inner, digest.clone(), size, digest, size)
         }
@@ -111,7 +111,7 @@ pub fn build_layer(
             let compressor =
                 compress::ParallelCompressor::new(codec, compression.level, pool.clone(), blob);
             let mut tar_hash = HashingWriter::new(compressor);
-            tar::write_archive(&plan.entries, mtime, &mut tar_hash, on_bytes)?;
+            tar::write_archive(plan.entries()?, mtime, &mut tar_hash, on_bytes)?;
             let (compressor, diff_id, tar_size) = tar_hash.finish();
             let (inner, digest, size) = compressor.finish()?.finish();
             (inner, digest, size, diff_id, tar_size)

@@ -16,16 +16,16 @@ const BLOCK: usize = 512;
 /// Write the whole archive for `entries` to `out`; `mtime` is used for every
 /// entry. `on_bytes` is told of file content bytes as they are written.
 pub fn write_archive(
-    entries: &[Entry],
+    entries: impl IntoIterator<Item = anyhow::Result<Entry>>,
     mtime: u64,
     out: &mut dyn Write,
     on_bytes: &mut dyn FnMut(u64),
-) -> io::Result<()> {
+) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     for e in entries {
-        write_entry(e, mtime, out, &mut buf, on_bytes)?;
+        write_entry(&e?, mtime, out, &mut buf, on_bytes)?;
     }
-    out.write_all(&[0u8; BLOCK * 2])
+    Ok(out.write_all(&[0u8; BLOCK * 2])?)
 }
 
 fn write_entry(
@@ -319,7 +319,7 @@ mod tests {
             entry(&binary_long, EntryKind::Inline(b"c".to_vec())),
         ];
         let mut out = Vec::new();
-        write_archive(&entries, 0, &mut out, &mut |_| {}).unwrap();
+        write_archive(entries.into_iter().map(Ok), 0, &mut out, &mut |_| {}).unwrap();
         assert_eq!(out.len() % 512, 0);
         let got = read_back(&out);
         let mut dir_path = long_dir.clone();
@@ -371,7 +371,7 @@ mod tests {
     fn headers_are_ustar_with_fixed_times() {
         let mut out = Vec::new();
         write_archive(
-            &[entry(b"a", EntryKind::Inline(vec![]))],
+            [Ok(entry(b"a", EntryKind::Inline(vec![])))],
             1_700_000_000,
             &mut out,
             &mut |_| {},

@@ -1,7 +1,8 @@
 //! Recipes: parse a TOML recipe, substitute variables, check everything, and
-//! resolve it into a [`Plan`] with absolute, checked paths and a sorted list of
-//! entries per layer. Nothing is written until the whole recipe is valid, and
-//! every error names the recipe file with line and column, or the path.
+//! resolve it into a [`Plan`] with absolute, checked paths and, per layer, the
+//! resolved sources whose entries are streamed in tar order. Nothing is
+//! written until the whole recipe is valid, and every error names the recipe
+//! file with line and column, or the path.
 
 pub mod schema;
 pub mod vars;
@@ -18,7 +19,7 @@ use crate::error::bad_input;
 use crate::oci::{self, Platform};
 use schema::{Created, RecipeFile, Str};
 pub use vars::Vars;
-pub use walk::{Entry, EntryKind, LayerPlan};
+pub use walk::{Entries, Entry, EntryKind, LayerPlan};
 
 /// A recipe resolved and checked, ready to build.
 #[derive(Debug)]

@@ -882,3 +882,55 @@ fn hard_links_with_different_attributes_stay_separate_files() {
         ]
     );
 }
+
+#[test]
+fn several_sources_interleave_in_component_order_with_parents_added() {
+    let c = Case::new(&format!(
+        "{HEAD}[[layer]]\n[[layer.entry]]\nsrc = \"t\"\ndest = \"/o\"\n[[layer.entry]]\nsrc = \"u\"\ndest = \"/o\"\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/o/a/n/deep/x\"\n[[layer.entry]]\ncontent = \"y\"\ndest = \"/z/y\"\n"
+    ));
+    for (p, s) in [
+        ("t/a/b", "1"),
+        ("t/a.txt", "2"),
+        ("t/a-b", "3"),
+        ("u/a/c", "4"),
+        ("u/a0", "5"),
+        ("u/a.txt", "2"),
+    ] {
+        write(&c.path(p), s);
+    }
+    let out = c.path("o");
+    ok(boxwright()
+        .args(["build", "--quiet", "--compression", "none", "-o"])
+        .arg(&out)
+        .arg(c.path("recipe.toml")));
+    let i: Value =
+        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
+    let d = i["images"][0]["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tar = fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap();
+    let mut ar = tar::Archive::new(&tar[..]);
+    let paths: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "o/",
+            "o/a/",
+            "o/a/b",
+            "o/a/c",
+            "o/a/n/",
+            "o/a/n/deep/",
+            "o/a/n/deep/x",
+            "o/a-b",
+            "o/a.txt",
+            "o/a0",
+            "z/",
+            "z/y"
+        ]
+    );
+}
