@@ -6,101 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{boxwright, noise, ok, run, sha256, write, Run};
-use crate::support::{skopeo, tempdir, FaultProxy, LogEntry, Registry, TokenServer};
-
-const BASIC_USER: &str = "bob";
-const BASIC_PASS: &str = "basic-Pa55-77e1c0";
-const TOKEN_USER: &str = "alice";
-const TOKEN_PASS: &str = "token-Pa55-0c4b19";
-
-/// Registry A (token auth) and B (basic auth), each behind a proxy, and a
-/// docker config holding both credentials.
-struct Pair {
-    _basic: Registry,
-    _tokens: TokenServer,
-    _token: Registry,
-    a: FaultProxy,
-    b: FaultProxy,
-    env: tempfile::TempDir,
-}
-
-impl Pair {
-    fn start() -> Pair {
-        let basic = Registry::with_basic_auth(BASIC_USER, BASIC_PASS);
-        let tokens = TokenServer::builder()
-            .user(TOKEN_USER, TOKEN_PASS, &["pull", "push"])
-            .start();
-        let token = Registry::with_token_auth(&tokens);
-        let a = FaultProxy::start(&token);
-        let b = FaultProxy::start(&basic);
-        let env = tempdir();
-        let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
-        let cfg = serde_json::json!({"auths": {
-            a.host(): {"auth": b64(format!("{TOKEN_USER}:{TOKEN_PASS}"))},
-            b.host(): {"auth": b64(format!("{BASIC_USER}:{BASIC_PASS}"))},
-        }});
-        write(&env.path().join("docker/config.json"), &cfg.to_string());
-        Pair {
-            _basic: basic,
-            _tokens: tokens,
-            _token: token,
-            a,
-            b,
-            env,
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = boxwright();
-        c.env("DOCKER_CONFIG", self.env.path().join("docker"))
-            .env("HOME", self.env.path())
-            .env("XDG_CACHE_HOME", self.env.path().join("cache"))
-            .env("NO_COLOR", "1");
-        for v in ["REGISTRY_AUTH_FILE", "SSL_CERT_FILE", "CI", "GITHUB_TOKEN"] {
-            c.env_remove(v);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        run(self.cmd().args(args))
-    }
-
-    fn reset(&self) {
-        self.a.reset();
-        self.b.reset();
-    }
-
-    fn raw(&self, p: &FaultProxy, reference: &str) -> String {
-        let creds = if p.host() == self.a.host() {
-            format!("{TOKEN_USER}:{TOKEN_PASS}")
-        } else {
-            format!("{BASIC_USER}:{BASIC_PASS}")
-        };
-        skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &creds,
-            &format!("docker://{reference}"),
-        ])
-    }
-}
-
-fn assert_code(r: &Run, code: i32) {
-    assert_eq!(
-        r.code, code,
-        "exit code\nstdout:\n{}\nstderr:\n{}",
-        r.stdout, r.stderr
-    );
-}
+use crate::common::{boxwright, noise, ok, sha256, write};
+use crate::pair::{assert_code, Pair};
+use crate::support::{tempdir, FaultProxy, LogEntry};
 
 /// Request-body bytes the proxy received (blobs and manifests).
 fn body_bytes(p: &FaultProxy) -> u64 {

@@ -12,6 +12,7 @@ mod common;
 mod hardening;
 mod harness;
 mod index;
+mod pair;
 mod pull;
 mod push;
 mod schema;
