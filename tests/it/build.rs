@@ -657,15 +657,7 @@ fn variables_come_from_set_then_env_then_defaults() {
             cmd.arg("--set").arg(format!("V={s}"));
         }
         ok(&mut cmd);
-        let i: Value = serde_json::from_str(&ok(boxwright()
-            .args(["inspect", "--json"])
-            .arg(c.path("o"))))
-        .unwrap();
-        let d = i["images"][0]["manifest"]["layers"][0]["digest"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let tar = fs::read(c.path("o/blobs/sha256").join(&d[7..])).unwrap();
+        let tar = first_layer_tar(&c.path("o"));
         let mut ar = tar::Archive::new(&tar[..]);
         let mut e = ar
             .entries()
@@ -692,17 +684,7 @@ fn a_followed_tree_outside_the_context_keeps_its_inner_links() {
     std::os::unix::fs::symlink("real.txt", outside.path().join("lib/alias.txt")).unwrap();
     std::os::unix::fs::symlink(outside.path(), c.path("tree")).unwrap();
     let out = c.path("o");
-    ok(boxwright()
-        .args(["build", "--quiet", "--compression", "none", "-o"])
-        .arg(&out)
-        .arg(c.path("recipe.toml")));
-    let i: Value =
-        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
-    let d = i["images"][0]["manifest"]["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let tar = fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap();
+    let tar = build_uncompressed(&c.path("recipe.toml"), &out);
     let mut ar = tar::Archive::new(&tar[..]);
     let mut seen = Vec::new();
     for e in ar.entries().unwrap() {
@@ -850,17 +832,7 @@ fn hard_links_with_different_attributes_stay_separate_files() {
     ));
     fs::hard_link(c.path("files/a.txt"), c.path("files/a-link.txt")).unwrap();
     let out = c.path("o");
-    ok(boxwright()
-        .args(["build", "--quiet", "--compression", "none", "-o"])
-        .arg(&out)
-        .arg(c.path("recipe.toml")));
-    let i: Value =
-        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
-    let d = i["images"][0]["manifest"]["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let tar = fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap();
+    let tar = build_uncompressed(&c.path("recipe.toml"), &out);
     let mut ar = tar::Archive::new(&tar[..]);
     let kinds: Vec<(String, tar::EntryType, u32)> = ar
         .entries()
@@ -899,17 +871,7 @@ fn several_sources_interleave_in_component_order_with_parents_added() {
         write(&c.path(p), s);
     }
     let out = c.path("o");
-    ok(boxwright()
-        .args(["build", "--quiet", "--compression", "none", "-o"])
-        .arg(&out)
-        .arg(c.path("recipe.toml")));
-    let i: Value =
-        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
-    let d = i["images"][0]["manifest"]["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let tar = fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap();
+    let tar = build_uncompressed(&c.path("recipe.toml"), &out);
     let mut ar = tar::Archive::new(&tar[..]);
     let paths: Vec<String> = ar
         .entries()
@@ -933,4 +895,25 @@ fn several_sources_interleave_in_component_order_with_parents_added() {
             "z/y"
         ]
     );
+}
+
+/// The uncompressed tar of the first layer of the layout at `out` (built with
+/// `--compression none`).
+fn first_layer_tar(out: &Path) -> Vec<u8> {
+    let i: Value =
+        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(out))).unwrap();
+    let d = i["images"][0]["manifest"]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap()
+}
+
+/// Build `recipe` uncompressed into `out` and return its first layer's tar.
+fn build_uncompressed(recipe: &Path, out: &Path) -> Vec<u8> {
+    ok(boxwright()
+        .args(["build", "--quiet", "--compression", "none", "-o"])
+        .arg(out)
+        .arg(recipe));
+    first_layer_tar(out)
 }
