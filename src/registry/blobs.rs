@@ -327,15 +327,10 @@ impl Client {
         progress: &Option<String>,
         c: &ErrorContext,
     ) -> Result<(), RegistryError> {
-        let req = Request::new(
-            Method::PUT,
-            with_digest(&s.location, digest.as_str()),
-            vec![push_scope(repo)],
-        )
-        .header(CONTENT_TYPE, "application/octet-stream")
-        .body(file_body(path, 0, size))
-        .progress(progress.clone())
-        .no_retry();
+        let req = digest_put(&s.location, repo, digest)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(file_body(path, 0, size))
+            .progress(progress.clone());
         self.finish_put(registry, req, digest, c).await
     }
 
@@ -382,13 +377,8 @@ impl Client {
         // Free the PATCH's request slot before the PUT waits for one: holding
         // it deadlocks as soon as `jobs_per_registry` uploads are in flight.
         drop(resp);
-        let put = Request::new(
-            Method::PUT,
-            with_digest(&next, digest.as_str()),
-            vec![push_scope(repo)],
-        )
-        .no_retry();
-        self.finish_put(registry, put, digest, c).await
+        self.finish_put(registry, digest_put(&next, repo, digest), digest, c)
+            .await
     }
 
     /// Ask an upload session how many bytes it holds (`GET <Location>` ->
@@ -494,13 +484,8 @@ impl Client {
                 offset = held.min(size);
             }
         }
-        let put = Request::new(
-            Method::PUT,
-            with_digest(&location, digest.as_str()),
-            vec![push_scope(repo)],
-        )
-        .no_retry();
-        self.finish_put(registry, put, digest, c).await
+        self.finish_put(registry, digest_put(&location, repo, digest), digest, c)
+            .await
     }
 
     /// Download a blob of `size` bytes (from its descriptor) into `dest`
@@ -610,6 +595,17 @@ impl Client {
         }
         result.map(|()| n)
     }
+}
+
+/// The `PUT <Location>&digest=` that completes an upload session (not
+/// retried on its own: a failed session is restarted by the caller).
+fn digest_put(location: &Url, repo: &str, digest: &Digest) -> Request {
+    Request::new(
+        Method::PUT,
+        with_digest(location, digest.as_str()),
+        vec![push_scope(repo)],
+    )
+    .no_retry()
 }
 
 fn file_body(path: &Path, offset: u64, len: u64) -> Body {
