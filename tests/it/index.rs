@@ -11,42 +11,8 @@ use std::process::Stdio;
 use serde_json::Value;
 
 use crate::common::{boxwright, noise, ok, sha256, write};
-use crate::pair::{assert_code, Pair};
-use crate::support::{tempdir, FaultProxy, LogEntry};
-
-/// Request-body bytes the proxy received (blobs and manifests).
-fn body_bytes(p: &FaultProxy) -> u64 {
-    ["PUT", "PATCH", "POST"]
-        .iter()
-        .map(|m| p.bytes_received(m))
-        .sum()
-}
-
-/// Body bytes of blob uploads only.
-fn blob_upload_bytes(log: &[LogEntry]) -> u64 {
-    log.iter()
-        .filter(|e| e.path.contains("/blobs/uploads/"))
-        .map(|e| e.body_bytes)
-        .sum()
-}
-
-/// Successful blob upload PUTs, per `digest=`.
-fn uploads_by_digest(log: &[LogEntry]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for e in log {
-        if e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == Some(201) {
-            let q = e.query.clone().unwrap_or_default();
-            let d = reqwest::Url::parse(&format!("http://x/?{q}"))
-                .unwrap()
-                .query_pairs()
-                .find(|(k, _)| k == "digest")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            *m.entry(d).or_default() += 1;
-        }
-    }
-    m
-}
+use crate::pair::{assert_code, blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
+use crate::support::{tempdir, LogEntry};
 
 /// Blob GETs per digest.
 fn blob_gets(log: &[LogEntry]) -> BTreeMap<String, usize> {

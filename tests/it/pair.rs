@@ -2,12 +2,13 @@
 //! (token auth, GHCR-like) and B (basic auth, Docker-Hub-like), each behind a
 //! fault proxy, and a docker config holding both credentials.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
 use base64::Engine as _;
 
 use crate::common::{boxwright, run, write, Run};
-use crate::support::{skopeo, tempdir, FaultProxy, Registry, TokenServer};
+use crate::support::{skopeo, tempdir, FaultProxy, LogEntry, Registry, TokenServer};
 
 pub const BASIC_USER: &str = "bob";
 pub const BASIC_PASS: &str = "basic-Pa55-81c2aa";
@@ -102,4 +103,38 @@ pub fn assert_code(r: &Run, code: i32) {
         "exit code\nstdout:\n{}\nstderr:\n{}",
         r.stdout, r.stderr
     );
+}
+
+/// Request-body bytes the proxy received (blobs and manifests).
+pub fn body_bytes(p: &FaultProxy) -> u64 {
+    ["PUT", "PATCH", "POST"]
+        .iter()
+        .map(|m| p.bytes_received(m))
+        .sum()
+}
+
+/// Body bytes of blob uploads only.
+pub fn blob_upload_bytes(log: &[LogEntry]) -> u64 {
+    log.iter()
+        .filter(|e| e.path.contains("/blobs/uploads/"))
+        .map(|e| e.body_bytes)
+        .sum()
+}
+
+/// Successful blob upload PUTs, per `digest=`.
+pub fn uploads_by_digest(log: &[LogEntry]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in log {
+        if e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == Some(201) {
+            let q = e.query.clone().unwrap_or_default();
+            let d = reqwest::Url::parse(&format!("http://x/?{q}"))
+                .unwrap()
+                .query_pairs()
+                .find(|(k, _)| k == "digest")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            *m.entry(d).or_default() += 1;
+        }
+    }
+    m
 }

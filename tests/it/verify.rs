@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::common::{boxwright, noise, ok, run, sha256, write};
-use crate::pair::{assert_code, Pair};
+use crate::pair::{assert_code, blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
 use crate::support::{skopeo, tempdir, FaultProxy, LogEntry, Registry};
 
 /// What a layout holds: root digest, manifests (digest -> size), unique
@@ -138,40 +138,6 @@ fn push(pair: &Pair, c: &Content, to: &[&String]) {
 
 fn is_manifest_get(e: &LogEntry) -> bool {
     e.method == "GET" && e.path.contains("/manifests/")
-}
-
-/// Request-body bytes the proxy received (blobs and manifests).
-fn body_bytes(p: &FaultProxy) -> u64 {
-    ["PUT", "PATCH", "POST"]
-        .iter()
-        .map(|m| p.bytes_received(m))
-        .sum()
-}
-
-/// Body bytes of blob uploads only.
-fn blob_upload_bytes(log: &[LogEntry]) -> u64 {
-    log.iter()
-        .filter(|e| e.path.contains("/blobs/uploads/"))
-        .map(|e| e.body_bytes)
-        .sum()
-}
-
-/// Successful blob upload PUTs, per `digest=`.
-fn uploads_by_digest(log: &[LogEntry]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for e in log {
-        if e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == Some(201) {
-            let q = e.query.clone().unwrap_or_default();
-            let d = reqwest::Url::parse(&format!("http://x/?{q}"))
-                .unwrap()
-                .query_pairs()
-                .find(|(k, _)| k == "digest")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            *m.entry(d).or_default() += 1;
-        }
-    }
-    m
 }
 
 fn remote_digest(pair: &Pair, p: &FaultProxy, reference: &str) -> String {
