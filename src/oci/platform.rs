@@ -1,0 +1,160 @@
+//! Platforms (`os/arch[/variant]`) and the one rule that picks a
+//! platform's image out of an index, shared by pull, copy, index and
+//! build bases.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{is_manifest_media_type, Descriptor, Index};
+
+/// An OS/architecture pair, as in `linux/amd64` or `linux/arm64/v8`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+/// Operating systems and architectures accepted in a recipe (Go's GOOS/GOARCH
+/// names, as the image spec asks).
+const KNOWN_OS: &[&str] = &[
+    "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
+];
+const KNOWN_ARCH: &[&str] = &[
+    "amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64", "mips64le", "mips64",
+    "mipsle", "mips", "loong64", "wasm",
+];
+
+impl Platform {
+    /// Parse `os/arch[/variant]`, refusing names that no image spec knows.
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+            return Err(format!(
+                "platform {s:?} is not of the form os/arch[/variant], e.g. linux/amd64"
+            ));
+        }
+        if !KNOWN_OS.contains(&parts[0]) {
+            return Err(format!(
+                "unknown operating system {:?} in platform {s:?} (known: {})",
+                parts[0],
+                KNOWN_OS.join(", ")
+            ));
+        }
+        if !KNOWN_ARCH.contains(&parts[1]) {
+            return Err(format!(
+                "unknown architecture {:?} in platform {s:?} (known: {})",
+                parts[1],
+                KNOWN_ARCH.join(", ")
+            ));
+        }
+        Ok(Platform {
+            os: parts[0].to_string(),
+            architecture: parts[1].to_string(),
+            variant: parts.get(2).map(|v| v.to_string()),
+            os_version: None,
+            os_features: None,
+        })
+    }
+
+    /// Whether `other` (from an index) satisfies this wanted platform; a
+    /// missing wanted variant matches any variant.
+    pub fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (self.variant.is_none() || self.variant == other.variant)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The image manifest for `want` in `index`: the first entry that is an
+/// image manifest (not a nested index, not an artifact type) whose platform
+/// matches (a wanted platform without variant takes any variant).
+pub fn select_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
+    index
+        .manifests
+        .iter()
+        .filter(|d| is_manifest_media_type(&d.media_type))
+        .find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p)))
+}
+
+/// The platforms an index offers, for error messages (`unknown/unknown`
+/// entries, which are attestations, left out).
+pub fn offered_platforms(index: &Index) -> Vec<String> {
+    index
+        .manifests
+        .iter()
+        .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+        .filter(|p| p != "unknown/unknown")
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{Digest, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+
+    fn entry(mt: &str, body: &[u8], platform: &str) -> Descriptor {
+        let mut d = Descriptor::new(mt, Digest::of(body), 1);
+        d.platform = Some(Platform::parse(platform).unwrap());
+        d
+    }
+
+    #[test]
+    fn selection_takes_the_first_matching_image_manifest() {
+        let index = Index::new(vec![
+            entry(MEDIA_TYPE_INDEX, b"nested", "linux/arm64"),
+            entry(MEDIA_TYPE_MANIFEST, b"v7", "linux/arm/v7"),
+            entry(MEDIA_TYPE_MANIFEST, b"arm64", "linux/arm64/v8"),
+            entry(MEDIA_TYPE_MANIFEST, b"amd64", "linux/amd64"),
+        ]);
+        let pick = |s: &str| select_platform(&index, &Platform::parse(s).unwrap()).cloned();
+        // A nested index is never picked, a missing wanted variant takes any.
+        assert_eq!(pick("linux/arm64").unwrap().digest, Digest::of(b"arm64"));
+        assert_eq!(pick("linux/arm").unwrap().digest, Digest::of(b"v7"));
+        assert!(pick("linux/arm/v6").is_none());
+        assert!(pick("linux/riscv64").is_none());
+        let mut att = Descriptor::new(MEDIA_TYPE_MANIFEST, Digest::of(b"att"), 1);
+        att.platform = Some(Platform {
+            architecture: "unknown".into(),
+            os: "unknown".into(),
+            os_version: None,
+            os_features: None,
+            variant: None,
+        });
+        let mut with_att = index.clone();
+        with_att.manifests.push(att);
+        assert_eq!(
+            offered_platforms(&with_att),
+            [
+                "linux/arm64",
+                "linux/arm/v7",
+                "linux/arm64/v8",
+                "linux/amd64"
+            ]
+        );
+    }
+}
