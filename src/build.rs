@@ -11,6 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
 use crate::error::bad_input;
+use crate::image::remote::{RegistryBase, ServedReport};
 use crate::layer::{self, BuiltLayer, Compression};
 use crate::layout::{Layout, LayoutWriter};
 use crate::oci::{
@@ -18,7 +19,6 @@ use crate::oci::{
     RootFs, RuntimeConfig,
 };
 use crate::progress::{Level, SharedReporter};
-use crate::pull::{RegistryBase, ServedReport};
 use crate::recipe::{Base, LayerPlan, Plan, PlatformPlan};
 
 /// How to build.

@@ -201,7 +201,7 @@ pub struct PullArgs {
     /// os/arch[/variant], or `all` [default: all for oci and oci-archive,
     /// linux/amd64 for docker-archive].
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform_choice)]
-    pub platform: Option<boxwright::pull::PlatformChoice>,
+    pub platform: Option<boxwright::ops::pull::PlatformChoice>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = PullFormatArg::Oci)]
     pub format: PullFormatArg,
@@ -244,11 +244,11 @@ fn parse_reference(s: &str) -> Result<String, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
-fn parse_platform_choice(s: &str) -> Result<boxwright::pull::PlatformChoice, String> {
+fn parse_platform_choice(s: &str) -> Result<boxwright::ops::pull::PlatformChoice, String> {
     if s == "all" {
-        return Ok(boxwright::pull::PlatformChoice::All);
+        return Ok(boxwright::ops::pull::PlatformChoice::All);
     }
-    boxwright::oci::Platform::parse(s).map(boxwright::pull::PlatformChoice::One)
+    boxwright::oci::Platform::parse(s).map(boxwright::ops::pull::PlatformChoice::One)
 }
 
 #[derive(Args, Debug)]

@@ -96,7 +96,7 @@ pub fn push_summary(title: &str, report: &PushReport, verify: Option<&VerifyRepo
                 } else {
                     "failed"
                 },
-                e.as_deref().unwrap_or("unknown error")
+                e.as_ref().map_or("unknown error".into(), |e| e.to_string())
             ),
         };
         let digest = t
@@ -187,7 +187,7 @@ mod tests {
             optional,
             ok,
             digest: ok.then(|| digest.clone()),
-            error: (!ok).then(|| "401 UNAUTHORIZED | denied\nagain".to_string()),
+            error: (!ok).then(|| "401 UNAUTHORIZED | denied\nagain".to_string().into()),
             blobs_uploaded: 3,
             blobs_mounted: 1,
             blobs_present: 2,

@@ -3,23 +3,26 @@
 //! Data flows one way: a TOML [`recipe`] is parsed and validated into a
 //! [`recipe::Plan`]; [`build`] assembles its layers ([`layer`]) in parallel into
 //! an image (or an index for several platforms) described by [`oci`] types,
-//! written as an OCI image [`layout`]; [`push`] takes any layout to one or more
-//! registries through the [`registry`] client.
+//! written as an OCI image [`layout`]. Every image, wherever it is, is an
+//! [`image::ImageSource`]: [`push`] takes one to one or more registries
+//! through the [`registry`] client, and the [`ops`] (copy, index, pull) move
+//! images between registries, layouts and archives.
 
 pub mod bench;
 pub mod build;
 pub mod cache;
-pub mod copy;
 pub mod error;
 pub mod github;
-pub mod index;
+pub mod image;
 pub mod inspect;
 pub mod layer;
-pub mod layout;
 pub mod oci;
+pub mod ops;
 pub mod progress;
-pub mod pull;
 pub mod push;
 pub mod recipe;
 pub mod registry;
 pub mod verify;
+
+/// OCI layouts (reading and writing) live with the other image sources.
+pub use image::layout;

@@ -12,18 +12,21 @@ use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use boxwright::build::{self, BuildOptions, BuildResult, LayerHook};
 use boxwright::cache::BlobCache;
 use boxwright::error::bad_input;
+use boxwright::image::layout::LayoutImage;
+use boxwright::image::remote::RegistryBase;
 use boxwright::layer::{Codec, Compression};
-use boxwright::layout::Layout;
 use boxwright::oci::Descriptor;
 use boxwright::progress::{Level, SharedReporter};
-use boxwright::pull::RegistryBase;
-use boxwright::push::{ImageContent, Pusher};
+use boxwright::push::Pusher;
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
 
 use crate::cli::{BuildArgs, CompressionArg};
 
 pub fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
+    // Registry bases block on the runtime that is current when they are made.
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _entered = runtime.enter();
     let opts = LoadOptions {
         vars: Vars {
             sets: args.sets.iter().cloned().collect(),
@@ -196,10 +199,11 @@ fn build_and_push(
     rt.block_on(streaming)
         .context("the layer upload task failed")?;
     let layout_dir = result.layout.clone();
-    let content = Layout::open(&layout_dir)
-        .and_then(|l| ImageContent::from_layout(&l, None))
+    let image = LayoutImage::open(&layout_dir, None)
         .with_context(|| format!("reading the built image in {}", layout_dir.display()))?;
-    let mut report = rt.block_on(pusher.push_image(&content));
+    let mut report = rt
+        .block_on(pusher.push_image(&image))
+        .with_context(|| format!("reading the built image in {}", layout_dir.display()))?;
     drop(stage);
     super::push::pin_untagged(&mut report);
     let verified = if args.after.verify {

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use boxwright::copy::CopyOptions;
 use boxwright::oci::Platform;
+use boxwright::ops::copy::CopyOptions;
 use boxwright::progress::{Level, SharedReporter};
 
 use super::verify::{parse_all, parse_reference};
@@ -57,7 +57,13 @@ pub fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
         platform: args.platform.clone(),
         cache_dir: args.cache_dir.clone(),
     };
-    let report = boxwright::copy::copy_blocking(&src, &dsts, opts, reporter.clone())
+    let report = tokio::runtime::Runtime::new()?
+        .block_on(boxwright::ops::copy::copy(
+            &src,
+            &dsts,
+            opts,
+            reporter.clone(),
+        ))
         .with_context(|| format!("copying {}", args.source))?;
     if let Some(p) = &report.push {
         for w in p.warnings() {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use boxwright::index::IndexOptions;
+use boxwright::ops::index::IndexOptions;
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::push::PushTarget;
 
@@ -80,7 +80,13 @@ pub fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
         annotations,
         cache_dir: args.cache_dir.clone(),
     };
-    let report = boxwright::index::index_blocking(&sources, targets, opts, reporter.clone())
+    let report = tokio::runtime::Runtime::new()?
+        .block_on(boxwright::ops::index::index(
+            &sources,
+            targets,
+            opts,
+            reporter.clone(),
+        ))
         .context("assembling the image index")?;
     for w in report.push.warnings() {
         reporter.log(Level::Warn, &w);

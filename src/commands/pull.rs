@@ -7,8 +7,9 @@ use std::io::Write as _;
 use anyhow::{Context as _, Result};
 
 use boxwright::cache::BlobCache;
+use boxwright::image::remote::RemoteImages;
+use boxwright::ops::pull::{self, PullFormat, PullOptions};
 use boxwright::progress::{Level, SharedReporter};
-use boxwright::pull::{self, PullFormat, PullOptions, RemoteImages};
 use boxwright::registry::{ClientOptions, CredentialStore, Reference};
 
 use crate::cli::{PullArgs, PullFormatArg};

@@ -128,7 +128,12 @@ pub fn run(args: PushArgs, reporter: SharedReporter) -> Result<()> {
     let targets = by_digest(parse_targets(&args.to)?, &args.after);
     let opts = options(&args.registry)?;
     let client_opts = opts.client.clone();
-    let mut report = boxwright::push::push_blocking(&args.layout, targets, opts, reporter.clone())?;
+    let mut report = tokio::runtime::Runtime::new()?.block_on(boxwright::push::push(
+        &args.layout,
+        targets,
+        opts,
+        reporter.clone(),
+    ))?;
     pin_untagged(&mut report);
     let verified = if args.after.verify {
         let client = Client::new(client_opts, CredentialStore::from_env(), reporter.clone())?;

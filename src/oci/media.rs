@@ -27,3 +27,10 @@ pub fn is_index_media_type(mt: &str) -> bool {
 pub fn is_manifest_media_type(mt: &str) -> bool {
     mt == MEDIA_TYPE_MANIFEST || mt == MEDIA_TYPE_DOCKER_MANIFEST
 }
+
+/// True for foreign / non-distributable layers (Windows base layers): they
+/// live outside registries, which fetch them from their URLs, so they are
+/// never uploaded, copied nor downloaded.
+pub fn is_non_distributable(mt: &str) -> bool {
+    mt.contains("foreign") || mt.contains("nondistributable")
+}

@@ -8,7 +8,7 @@
 //! Layers are not downloaded unless a target registry lacks them: the
 //! targets go through the same [`Pusher`] as `push` and `copy` (HEAD first,
 //! each blob at most once per target registry, manifests after blobs), with
-//! a [`BlobSource`] that knows which source repository holds each blob. On
+//! an [`ImageSource`] that knows which source repository holds each blob. On
 //! a source's own registry that repository is the mount source (mounts are
 //! never asked of a repository that lacks the blob); on other registries the
 //! blob is downloaded once per run into the cache and uploaded from there.
@@ -23,18 +23,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::cache::BlobCache;
-use crate::copy::RegistryBlobs;
 use crate::error::bad_input;
+use crate::image::remote::{CacheCounts, RegistryImage, RemoteBlobs};
+use crate::image::{walk, ImageSource};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
-use crate::push::{BlobSource, ImageContent, PushOptions, PushReport, PushTarget, Pusher};
+use crate::push::{PushOptions, PushReport, PushTarget, Pusher};
 use crate::registry::{Client, CredentialStore, Reference};
 
 /// How to assemble and push an index.
@@ -89,15 +91,18 @@ impl IndexReport {
     }
 }
 
-/// Blobs of several source repositories: each digest is fetched from the
-/// first source that lists it, and mounted from every source repository on
-/// the target's registry that lists it.
-struct Sources {
-    repos: Vec<RegistryBlobs>,
+/// The new index over several source repositories: the index and the
+/// platform manifests in memory; each blob fetched from the first source
+/// that lists it, and mounted from every source repository on the target's
+/// registry that lists it.
+struct Composed {
+    root: Descriptor,
+    manifests: HashMap<Digest, Bytes>,
+    repos: Vec<Arc<RemoteBlobs>>,
     holders: HashMap<Digest, Vec<usize>>,
 }
 
-impl Sources {
+impl Composed {
     fn add_holder(&mut self, d: &Digest, i: usize) {
         let v = self.holders.entry(d.clone()).or_default();
         if !v.contains(&i) {
@@ -105,16 +110,28 @@ impl Sources {
         }
     }
 
-    fn totals(&self) -> (u64, u64, u64) {
-        self.repos.iter().fold((0, 0, 0), |acc, r| {
-            let (b, n, h) = r.downloaded();
-            (acc.0 + b, acc.1 + n, acc.2 + h)
-        })
+    fn counts(&self) -> CacheCounts {
+        self.repos
+            .iter()
+            .fold(CacheCounts::default(), |acc, r| acc + r.counts())
     }
 }
 
-impl BlobSource for Sources {
-    fn file<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, anyhow::Result<PathBuf>> {
+impl ImageSource for Composed {
+    fn root(&self) -> &Descriptor {
+        &self.root
+    }
+
+    fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
+        let found = self
+            .manifests
+            .get(&desc.digest)
+            .cloned()
+            .ok_or_else(|| anyhow!("internal: manifest {} not read", desc.digest));
+        Box::pin(std::future::ready(found))
+    }
+
+    fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
         Box::pin(async move {
             let first = self
                 .holders
@@ -122,7 +139,7 @@ impl BlobSource for Sources {
                 .and_then(|v| v.first())
                 .copied()
                 .ok_or_else(|| anyhow!("internal: no source lists blob {}", desc.digest))?;
-            self.repos[first].file(desc).await
+            self.repos[first].fetch(desc).await
         })
     }
 
@@ -143,6 +160,8 @@ struct Source {
     reference: Reference,
     descriptor: Descriptor,
     bytes: Bytes,
+    config: Descriptor,
+    /// Its blobs (config and layers), as the walk finds them.
     blobs: Vec<Descriptor>,
 }
 
@@ -155,7 +174,7 @@ pub async fn index(
     targets: Vec<PushTarget>,
     opts: IndexOptions,
     reporter: SharedReporter,
-) -> anyhow::Result<IndexReport> {
+) -> Result<IndexReport> {
     if sources.is_empty() {
         return Err(bad_input(
             "index needs at least one source image (REGISTRY/REPO@sha256:...)",
@@ -178,39 +197,40 @@ pub async fn index(
     .await?;
     let client = pusher.client().clone();
     let cache = BlobCache::new(opts.cache_dir.clone())?;
-    let mut blob_sources = Sources {
-        repos: sources
-            .iter()
-            .map(|s| RegistryBlobs::new(client.clone(), cache.clone(), s))
-            .collect(),
-        holders: HashMap::new(),
-    };
+    let repos: Vec<Arc<RemoteBlobs>> = sources
+        .iter()
+        .map(|s| {
+            Arc::new(RemoteBlobs::new(
+                client.clone(),
+                cache.clone(),
+                &s.registry,
+                &s.repository,
+            ))
+        })
+        .collect();
 
     // Every source manifest (by digest, checked), in parallel.
-    let fetched =
-        futures_util::future::join_all(sources.iter().map(|s| read_manifest(&client, s))).await;
-    let mut read: Vec<Source> = Vec::new();
-    for (i, f) in fetched.into_iter().enumerate() {
-        let src = f?;
-        for b in &src.blobs {
-            blob_sources.add_holder(&b.digest, i);
-        }
-        read.push(src);
-    }
+    let fetched = futures_util::future::join_all(
+        sources
+            .iter()
+            .zip(&repos)
+            .map(|(s, r)| read_manifest(&client, r, s, &reporter)),
+    )
+    .await;
+    let read: Vec<Source> = fetched.into_iter().collect::<Result<_>>()?;
 
     // Each config (small, through the cache) gives the platform.
     let mut entries: Vec<(Descriptor, String)> = Vec::new();
     for (i, src) in read.iter().enumerate() {
-        let config = &src.blobs[0];
-        let path = blob_sources.repos[i]
-            .file(config)
+        let path = repos[i]
+            .fetch(&src.config)
             .await
             .with_context(|| format!("reading the config of {}", src.reference))?;
         let bytes = tokio::fs::read(&path)
             .await
             .with_context(|| format!("reading {}", path.display()))?;
         let platform = platform_of(&bytes)
-            .with_context(|| format!("config {} of {}", config.digest, src.reference))?;
+            .with_context(|| format!("config {} of {}", src.config.digest, src.reference))?;
         if let Some((_, other)) = entries
             .iter()
             .find(|(d, _)| d.platform.as_ref() == Some(&platform))
@@ -240,34 +260,24 @@ pub async fn index(
         &format!("index {} ({} platforms)", root.digest, entries.len()),
     );
 
-    // Blobs (unique, in source order), platform manifests, the index last.
-    let mut blobs: Vec<(Descriptor, PathBuf)> = Vec::new();
-    for src in &read {
-        for b in &src.blobs {
-            if !blobs.iter().any(|(d, _)| d.digest == b.digest) {
-                blobs.push((b.clone(), cache.path(&b.digest)));
-            }
-        }
-    }
-    let mut manifests: Vec<(Descriptor, Bytes)> = Vec::new();
-    for &i in &order {
-        let src = &read[i];
-        if !manifests
-            .iter()
-            .any(|(d, _)| d.digest == src.descriptor.digest)
-        {
-            manifests.push((src.descriptor.clone(), src.bytes.clone()));
-        }
-    }
-    manifests.push((root.clone(), index_bytes));
-    let content = ImageContent {
+    let mut image = Composed {
         root: root.clone(),
-        manifests,
-        blobs,
+        manifests: HashMap::from([(root.digest.clone(), index_bytes)]),
+        repos,
+        holders: HashMap::new(),
     };
-    pusher.start_progress(content.total_blob_bytes());
-    let push = pusher.push_image_from(&content, &blob_sources).await;
-    let (blobs_downloaded, bytes_downloaded, cache_hits) = blob_sources.totals();
+    for (i, src) in read.iter().enumerate() {
+        image
+            .manifests
+            .insert(src.descriptor.digest.clone(), src.bytes.clone());
+        for b in &src.blobs {
+            image.add_holder(&b.digest, i);
+        }
+    }
+    let graph = walk(&image).await?;
+    pusher.start_progress(graph.blob_bytes());
+    let push = pusher.push_graph(&image, &graph).await;
+    let counts = image.counts();
     Ok(IndexReport {
         digest: root.digest.clone(),
         media_type: root.media_type.clone(),
@@ -289,17 +299,22 @@ pub async fn index(
                 }
             })
             .collect(),
-        blobs: content.blobs.len(),
-        blob_bytes: content.total_blob_bytes(),
-        blobs_downloaded,
-        bytes_downloaded,
-        cache_hits,
+        blobs: graph.blobs.len(),
+        blob_bytes: graph.blob_bytes(),
+        blobs_downloaded: counts.blobs_downloaded,
+        bytes_downloaded: counts.bytes_downloaded,
+        cache_hits: counts.blobs_cached,
         push,
     })
 }
 
 /// GET a source manifest by digest; refuse indexes, schema 1 and artifacts.
-async fn read_manifest(client: &Client, s: &Reference) -> anyhow::Result<Source> {
+async fn read_manifest(
+    client: &Client,
+    repo: &Arc<RemoteBlobs>,
+    s: &Reference,
+    reporter: &SharedReporter,
+) -> Result<Source> {
     let name = s.to_string();
     let digest = s
         .digest
@@ -351,24 +366,18 @@ async fn read_manifest(client: &Client, s: &Reference) -> anyhow::Result<Source>
             "{name} is not a container image (its config is {cmt:?}): an artifact has no platform"
         )));
     }
-    let mut blobs = vec![manifest.config.clone()];
-    for l in &manifest.layers {
-        if l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
-            client.reporter().log(
-                Level::Warn,
-                &format!("{name}: non-distributable layer {} left out (registries fetch it from its URLs)", l.digest),
-            );
-            continue;
-        }
-        if !blobs.iter().any(|b| b.digest == l.digest) {
-            blobs.push(l.clone());
-        }
-    }
+    let bytes = Bytes::from(bytes);
+    let descriptor = Descriptor::new(&info.media_type, info.digest.clone(), bytes.len() as u64);
+    let graph =
+        walk(&RegistryImage::new(repo.clone(), descriptor.clone()).with_known([bytes.clone()]))
+            .await?;
+    graph.warn_left_out(reporter);
     Ok(Source {
         reference: s.clone(),
-        descriptor: Descriptor::new(&info.media_type, info.digest.clone(), bytes.len() as u64),
-        bytes: Bytes::from(bytes),
-        blobs,
+        descriptor,
+        bytes,
+        config: manifest.config,
+        blobs: graph.blobs,
     })
 }
 
@@ -398,20 +407,6 @@ pub fn platform_of(config: &[u8]) -> anyhow::Result<Platform> {
         os_features,
         variant: field("variant"),
     })
-}
-
-/// [`index`] on a runtime of its own, for synchronous callers.
-pub fn index_blocking(
-    sources: &[Reference],
-    targets: Vec<PushTarget>,
-    opts: IndexOptions,
-    reporter: SharedReporter,
-) -> anyhow::Result<IndexReport> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(index(sources, targets, opts, reporter))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! OCI image layouts on disk: reading any layout (ours, umoci's, skopeo's,
-//! buildah's) and writing new ones.
+//! buildah's) as an [`ImageSource`], and writing new ones.
 //!
 //! A new layout is written into a temporary sibling directory: blobs through
 //! temp file + rename, `index.json` last, and the whole directory renamed into
@@ -11,8 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 use crate::error::bad_input;
+use crate::image::{Graph, ImageSource};
 use crate::oci::{self, canonical_json, Descriptor, Digest, Index};
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -140,6 +143,100 @@ impl Layout {
         serde_json::from_slice(&bytes)
             .with_context(|| format!("parsing {} ({})", d.digest, d.media_type))
     }
+}
+
+/// One image of a layout (an image manifest or an index), read on demand.
+#[derive(Debug, Clone)]
+pub struct LayoutImage {
+    layout: Layout,
+    root: Descriptor,
+}
+
+impl LayoutImage {
+    /// The image named `name` in the layout at `dir` (or its only image).
+    pub fn open(dir: &Path, name: Option<&str>) -> Result<LayoutImage> {
+        let layout = Layout::open(dir)?;
+        let root = layout.resolve(name)?;
+        Ok(LayoutImage { layout, root })
+    }
+
+    /// The image at `DIR[:NAME]` (see [`split_layout_ref`]).
+    pub fn open_ref(s: &str) -> Result<LayoutImage> {
+        let (dir, name) = split_layout_ref(s);
+        LayoutImage::open(&dir, name.as_deref())
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The file of blob `d`, when the layout holds it with the right size
+    /// (bad input otherwise: the layout is incomplete).
+    pub fn blob_file(&self, d: &Descriptor) -> Result<PathBuf> {
+        let path = self.layout.blob_path(&d.digest);
+        let root = self.layout.root().display();
+        let meta = fs::metadata(&path)
+            .map_err(|_| bad_input(format!("the layout {root} lacks blob {}", d.digest)))?;
+        if meta.len() != d.size {
+            return Err(bad_input(format!(
+                "blob {} in {root} has {} bytes, its descriptor says {}",
+                d.digest,
+                meta.len(),
+                d.size
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Check that every blob of `graph` is here, before anything is sent.
+    pub fn check_blobs(&self, graph: &Graph) -> Result<()> {
+        graph
+            .blobs
+            .iter()
+            .try_for_each(|d| self.blob_file(d).map(|_| ()))
+    }
+}
+
+impl ImageSource for LayoutImage {
+    fn root(&self) -> &Descriptor {
+        &self.root
+    }
+
+    fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
+        // Manifests are small: read in place.
+        Box::pin(std::future::ready(
+            self.layout.read_blob(desc).map(Bytes::from),
+        ))
+    }
+
+    fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
+        Box::pin(std::future::ready(self.blob_file(desc)))
+    }
+}
+
+/// Write `graph` as a new layout at `dir`: manifests byte for byte, blobs
+/// imported from `blob_file`, the root in `index.json` named `name`.
+pub fn write_graph(
+    dir: &Path,
+    graph: &Graph,
+    blob_file: impl Fn(&Descriptor) -> PathBuf,
+    name: Option<String>,
+) -> Result<PathBuf> {
+    let writer = LayoutWriter::create(dir)?;
+    for d in &graph.blobs {
+        writer.import_blob(&blob_file(d), &d.digest)?;
+    }
+    for (d, bytes) in &graph.manifests {
+        let written = writer.write_blob(&d.media_type, bytes)?;
+        if written.digest != d.digest {
+            return Err(anyhow!("manifest bytes do not match {}", d.digest));
+        }
+    }
+    let mut entry = graph.root.clone();
+    if let Some(n) = name {
+        entry.annotations.insert(oci::ANNOTATION_REF_NAME.into(), n);
+    }
+    writer.commit(vec![entry])
 }
 
 /// Split `DIR[:NAME]` into the layout directory and the image name. A colon is

@@ -1,0 +1,249 @@
+//! What an image is to every command that moves one: a root descriptor,
+//! manifests by digest, and blobs as files, whatever holds them (an OCI
+//! layout on disk, a registry, a build in memory). Push, copy, index and
+//! pull all see an image through [`ImageSource`] and walk its manifest
+//! graph with the one [`walk`] here, so that nesting limits, deduplication
+//! and the handling of non-distributable layers are decided once.
+
+pub mod archive;
+pub mod layout;
+pub mod once;
+pub mod remote;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context as _, Result};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use crate::error::bad_input;
+use crate::oci::{self, Descriptor, Digest};
+use crate::progress::{Level, SharedReporter};
+
+/// How deep indexes may nest below the root (an index of indexes of
+/// manifests is depth 2).
+pub const MAX_DEPTH: usize = 4;
+
+/// An image, wherever it is.
+pub trait ImageSource: Send + Sync {
+    /// The top-level manifest or index.
+    fn root(&self) -> &Descriptor;
+
+    /// The bytes of the manifest or index `desc`, checked against its digest.
+    fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>>;
+
+    /// A file holding exactly the bytes of blob `desc`, fetched on demand.
+    /// It stays in place while the source lives, so that an upload can
+    /// reopen it on every attempt.
+    fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>>;
+
+    /// Repositories on `registry` known to hold this blob, tried as mount
+    /// sources before any other (a mount never asks a repository that lacks
+    /// the blob, which would open an upload session). Default: none.
+    fn mount_hints(&self, _registry: &str, _desc: &Descriptor) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The manifest graph of an image.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// The root, with the media type its document declares.
+    pub root: Descriptor,
+    /// Every manifest and index once, children before parents, root last.
+    pub manifests: Vec<(Descriptor, Bytes)>,
+    /// Every blob (configs, layers) once, in order of first appearance.
+    pub blobs: Vec<Descriptor>,
+    /// Non-distributable layers left out, with the manifest naming each.
+    pub left_out: Vec<(Digest, Descriptor)>,
+}
+
+impl Graph {
+    /// The bytes of all blobs.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blobs.iter().map(|d| d.size).sum()
+    }
+
+    /// The root's bytes.
+    pub fn root_bytes(&self) -> Option<&Bytes> {
+        self.manifests
+            .iter()
+            .find(|(d, _)| d.digest == self.root.digest)
+            .map(|(_, b)| b)
+    }
+
+    /// One warning per non-distributable layer left out.
+    pub fn warn_left_out(&self, reporter: &SharedReporter) {
+        for (m, l) in &self.left_out {
+            reporter.log(
+                Level::Warn,
+                &format!(
+                    "{m}: non-distributable layer {} left out (registries fetch it from its URLs)",
+                    l.digest
+                ),
+            );
+        }
+    }
+}
+
+/// Walk the graph of `src` from its root.
+pub async fn walk(src: &dyn ImageSource) -> Result<Graph> {
+    let mut g = Graph {
+        root: src.root().clone(),
+        manifests: Vec::new(),
+        blobs: Vec::new(),
+        left_out: Vec::new(),
+    };
+    let mut seen = HashSet::new();
+    visit(src, src.root().clone(), &mut g, &mut seen, 0).await?;
+    if let Some((d, _)) = g.manifests.last() {
+        g.root = d.clone();
+    }
+    Ok(g)
+}
+
+fn visit<'a>(
+    src: &'a dyn ImageSource,
+    desc: Descriptor,
+    g: &'a mut Graph,
+    seen: &'a mut HashSet<Digest>,
+    depth: usize,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        if depth > MAX_DEPTH {
+            return Err(bad_input(format!(
+                "{}: indexes nested too deep",
+                desc.digest
+            )));
+        }
+        if g.manifests.iter().any(|(d, _)| d.digest == desc.digest) {
+            return Ok(());
+        }
+        let bytes = src.manifest(&desc).await?;
+        let doc = Document::parse(&desc, &bytes)?;
+        if doc.is_index {
+            for child in doc.children {
+                visit(src, child, g, seen, depth + 1).await?;
+            }
+        } else {
+            for b in doc.children {
+                if oci::is_non_distributable(&b.media_type) {
+                    g.left_out.push((desc.digest.clone(), b));
+                } else if seen.insert(b.digest.clone()) {
+                    g.blobs.push(b);
+                }
+            }
+        }
+        let mut d = desc;
+        d.media_type = doc.media_type;
+        g.manifests.push((d, bytes));
+        Ok(())
+    })
+}
+
+/// A manifest or index, read leniently: only what the walk needs.
+struct Document {
+    media_type: String,
+    is_index: bool,
+    /// An index's manifests, or a manifest's config and layers.
+    children: Vec<Descriptor>,
+}
+
+impl Document {
+    fn parse(desc: &Descriptor, bytes: &[u8]) -> Result<Document> {
+        let v: serde_json::Value = serde_json::from_slice(bytes)
+            .with_context(|| format!("parsing manifest {}", desc.digest))?;
+        if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1) {
+            return Err(bad_input(format!(
+                "{} is a Docker schema 1 manifest, which boxwright does not read",
+                desc.digest
+            )));
+        }
+        let media_type = v
+            .get("mediaType")
+            .and_then(|m| m.as_str())
+            .unwrap_or(&desc.media_type)
+            .to_string();
+        let list = |key: &str| -> Result<Vec<Descriptor>> {
+            match v.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(x) => serde_json::from_value(x.clone())
+                    .with_context(|| format!("parsing {key} of manifest {}", desc.digest)),
+            }
+        };
+        let is_index = oci::is_index_media_type(&media_type) || v.get("manifests").is_some();
+        let children = if is_index {
+            list("manifests")?
+        } else {
+            let mut own = list("layers")?;
+            if let Some(cfg) = v.get("config") {
+                let cfg: Descriptor = serde_json::from_value(cfg.clone())
+                    .with_context(|| format!("parsing config of manifest {}", desc.digest))?;
+                own.insert(0, cfg);
+            }
+            own
+        };
+        Ok(Document {
+            media_type,
+            is_index,
+            children,
+        })
+    }
+}
+
+/// An image whose manifests are bytes in memory and whose blobs are files
+/// (what a build produces; also a test double).
+#[derive(Clone, Debug)]
+pub struct MemoryImage {
+    root: Descriptor,
+    manifests: HashMap<Digest, Bytes>,
+    blobs: HashMap<Digest, PathBuf>,
+}
+
+impl MemoryImage {
+    pub fn new(root: Descriptor) -> MemoryImage {
+        MemoryImage {
+            root,
+            manifests: HashMap::new(),
+            blobs: HashMap::new(),
+        }
+    }
+
+    pub fn add_manifest(&mut self, bytes: Bytes) -> Digest {
+        let d = Digest::of(&bytes);
+        self.manifests.insert(d.clone(), bytes);
+        d
+    }
+
+    pub fn add_blob(&mut self, digest: Digest, path: PathBuf) {
+        self.blobs.insert(digest, path);
+    }
+}
+
+impl ImageSource for MemoryImage {
+    fn root(&self) -> &Descriptor {
+        &self.root
+    }
+
+    fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
+        let found = self
+            .manifests
+            .get(&desc.digest)
+            .cloned()
+            .ok_or_else(|| anyhow!("manifest {} is not part of the image", desc.digest));
+        Box::pin(std::future::ready(found))
+    }
+
+    fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
+        let found = self
+            .blobs
+            .get(&desc.digest)
+            .cloned()
+            .ok_or_else(|| anyhow!("blob {} is not part of the image", desc.digest));
+        Box::pin(std::future::ready(found))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! Blobs and manifests of one registry repository: the one fetch through
+//! the blob cache (each digest at most once per run, a failure forgotten),
+//! and the [`ImageSource`] of an image in a registry.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context as _, Result};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+use crate::cache::BlobCache;
+use crate::image::once::OnceMap;
+use crate::image::ImageSource;
+use crate::oci::{Descriptor, Digest};
+use crate::progress::Level;
+use crate::registry::Client;
+
+/// Counts of what went through the cache.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct CacheCounts {
+    pub blobs_downloaded: u64,
+    pub bytes_downloaded: u64,
+    pub blobs_cached: u64,
+}
+
+impl std::ops::Add for CacheCounts {
+    type Output = CacheCounts;
+
+    fn add(self, o: CacheCounts) -> CacheCounts {
+        CacheCounts {
+            blobs_downloaded: self.blobs_downloaded + o.blobs_downloaded,
+            bytes_downloaded: self.bytes_downloaded + o.bytes_downloaded,
+            blobs_cached: self.blobs_cached + o.blobs_cached,
+        }
+    }
+}
+
+/// Blobs of a registry repository, fetched into the cache on first need.
+pub struct RemoteBlobs {
+    client: Arc<Client>,
+    cache: BlobCache,
+    registry: String,
+    repository: String,
+    fetched: OnceMap<Digest, PathBuf>,
+    counts: Mutex<CacheCounts>,
+}
+
+impl RemoteBlobs {
+    pub fn new(client: Arc<Client>, cache: BlobCache, registry: &str, repository: &str) -> Self {
+        RemoteBlobs {
+            client,
+            cache,
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            fetched: OnceMap::default(),
+            counts: Mutex::new(CacheCounts::default()),
+        }
+    }
+
+    /// The registry and repository the blobs come from.
+    pub fn source(&self) -> (&str, &str) {
+        (&self.registry, &self.repository)
+    }
+
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    pub fn cache(&self) -> &BlobCache {
+        &self.cache
+    }
+
+    /// Blobs downloaded and their bytes, and cache hits, so far.
+    pub fn counts(&self) -> CacheCounts {
+        self.counts.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut CacheCounts)) {
+        if let Ok(mut c) = self.counts.lock() {
+            f(&mut c);
+        }
+    }
+
+    /// Blob `d` in the cache, downloaded when missing (streamed,
+    /// digest-checked, temp file + rename); at most once per run.
+    pub async fn fetch(&self, d: &Descriptor) -> Result<PathBuf> {
+        self.fetched
+            .get_or_try_init(&d.digest, || self.fetch_once(d))
+            .await
+    }
+
+    async fn fetch_once(&self, d: &Descriptor) -> Result<PathBuf> {
+        let reporter = self.client.reporter();
+        if self.cache.contains(&d.digest, d.size) {
+            reporter.log(Level::Debug, &format!("cache: {} already held", d.digest));
+            self.count(|c| c.blobs_cached += 1);
+            return Ok(self.cache.path(&d.digest));
+        }
+        let (reg, repo) = (&self.registry, &self.repository);
+        let path = self
+            .cache
+            .fetch(&self.client, reg, repo, &d.digest, d.size)
+            .await
+            .with_context(|| format!("downloading blob {} from {reg}/{repo}", d.digest))?;
+        let got = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if got != d.size {
+            return Err(anyhow!(
+                "blob {} from {reg}/{repo} has {got} bytes, its descriptor says {}",
+                d.digest,
+                d.size
+            ));
+        }
+        reporter.log(
+            Level::Debug,
+            &format!("cache: {} downloaded ({} bytes)", d.digest, d.size),
+        );
+        self.count(|c| {
+            c.blobs_downloaded += 1;
+            c.bytes_downloaded += d.size;
+        });
+        Ok(path)
+    }
+}
+
+/// An image (or index) in a registry repository: manifests by digest
+/// (unless already known), blobs through the cache; its own repository is
+/// a mount source on its registry.
+pub struct RegistryImage {
+    blobs: Arc<RemoteBlobs>,
+    root: Descriptor,
+    /// Manifests already fetched (resolving GETs the root), by digest.
+    known: HashMap<Digest, Bytes>,
+}
+
+impl RegistryImage {
+    pub fn new(blobs: Arc<RemoteBlobs>, root: Descriptor) -> Self {
+        RegistryImage {
+            blobs,
+            root,
+            known: HashMap::new(),
+        }
+    }
+
+    /// Manifest bytes already at hand, served without a request.
+    pub fn with_known(mut self, manifests: impl IntoIterator<Item = Bytes>) -> Self {
+        for b in manifests {
+            self.known.insert(Digest::of(&b), b);
+        }
+        self
+    }
+
+    /// The same repository with another root (a platform manifest of it).
+    pub fn with_root(&self, root: Descriptor) -> RegistryImage {
+        RegistryImage {
+            blobs: self.blobs.clone(),
+            root,
+            known: self.known.clone(),
+        }
+    }
+
+    pub fn blobs(&self) -> &Arc<RemoteBlobs> {
+        &self.blobs
+    }
+
+    /// `registry/repository`, for messages.
+    pub fn name(&self) -> String {
+        let (reg, repo) = self.blobs.source();
+        format!("{reg}/{repo}")
+    }
+
+    /// GET a manifest by digest (checked by the client against it).
+    pub async fn fetch_manifest(&self, d: &Digest) -> Result<(Bytes, String)> {
+        let (reg, repo) = self.blobs.source();
+        let (info, bytes) = self
+            .blobs
+            .client
+            .get_manifest(reg, repo, d.as_str())
+            .await
+            .with_context(|| format!("fetching manifest {d} of {reg}/{repo}"))?;
+        if info.media_type.is_empty() {
+            return Err(anyhow!("manifest {d} of {reg}/{repo} has no media type"));
+        }
+        Ok((Bytes::from(bytes), info.media_type))
+    }
+}
+
+impl ImageSource for RegistryImage {
+    fn root(&self) -> &Descriptor {
+        &self.root
+    }
+
+    fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
+        Box::pin(async move {
+            match self.known.get(&desc.digest) {
+                Some(b) => Ok(b.clone()),
+                None => Ok(self.fetch_manifest(&desc.digest).await?.0),
+            }
+        })
+    }
+
+    fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
+        Box::pin(self.blobs.fetch(desc))
+    }
+
+    fn mount_hints(&self, registry: &str, _desc: &Descriptor) -> Vec<String> {
+        let (reg, repo) = self.blobs.source();
+        if reg == registry {
+            vec![repo.to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,114 @@
+use super::*;
+use crate::oci::{canonical_json, Index, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX};
+use futures_util::FutureExt as _;
+
+fn manifest(img: &mut MemoryImage, blobs: &[&[u8]]) -> Descriptor {
+    let d = |b: &[u8], mt: &str| Descriptor::of_bytes(mt, b);
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+        artifact_type: None,
+        config: d(blobs[0], MEDIA_TYPE_CONFIG),
+        layers: blobs[1..]
+            .iter()
+            .map(|b| d(b, oci::MEDIA_TYPE_LAYER_GZIP))
+            .collect(),
+        subject: None,
+        annotations: Default::default(),
+    };
+    let bytes = Bytes::from(canonical_json(&m));
+    img.add_manifest(bytes.clone());
+    Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, &bytes)
+}
+
+fn index(img: &mut MemoryImage, children: Vec<Descriptor>) -> Descriptor {
+    let bytes = Bytes::from(canonical_json(&Index::new(children)));
+    img.add_manifest(bytes.clone());
+    Descriptor::of_bytes(MEDIA_TYPE_INDEX, &bytes)
+}
+
+fn walk_now(img: &MemoryImage) -> Result<Graph> {
+    // A memory image never waits: the walk finishes in one poll.
+    walk(img).now_or_never().expect("ready")
+}
+
+#[test]
+fn children_come_first_and_blobs_once() {
+    let mut img = MemoryImage::new(Descriptor::of_bytes(MEDIA_TYPE_INDEX, b""));
+    let a = manifest(&mut img, &[b"cfg-a", b"shared", b"own-a"]);
+    let b = manifest(&mut img, &[b"cfg-b", b"shared", b"own-b"]);
+    let top = index(&mut img, vec![a.clone(), b.clone(), a.clone()]);
+    img.root = top.clone();
+    let g = walk_now(&img).unwrap();
+    let order: Vec<&Digest> = g.manifests.iter().map(|(d, _)| &d.digest).collect();
+    assert_eq!(order, [&a.digest, &b.digest, &top.digest]);
+    let blobs: Vec<Digest> = g.blobs.iter().map(|d| d.digest.clone()).collect();
+    let of = |b: &[u8]| Digest::of(b);
+    assert_eq!(
+        blobs,
+        [
+            of(b"cfg-a"),
+            of(b"shared"),
+            of(b"own-a"),
+            of(b"cfg-b"),
+            of(b"own-b")
+        ]
+    );
+    assert_eq!(g.root.digest, top.digest);
+    assert_eq!(g.root_bytes().map(|b| Digest::of(b)), Some(top.digest));
+}
+
+#[test]
+fn nesting_is_limited() {
+    let mut img = MemoryImage::new(Descriptor::of_bytes(MEDIA_TYPE_INDEX, b""));
+    let mut top = manifest(&mut img, &[b"cfg"]);
+    for _ in 0..MAX_DEPTH {
+        top = index(&mut img, vec![top]);
+    }
+    img.root = top.clone();
+    assert!(
+        walk_now(&img).is_ok(),
+        "{MAX_DEPTH} levels of index are fine"
+    );
+    img.root = index(&mut img, vec![top]);
+    let e = walk_now(&img).unwrap_err();
+    assert!(crate::error::is_bad_input(&e));
+    assert!(format!("{e}").contains("nested too deep"), "{e}");
+}
+
+#[test]
+fn non_distributable_layers_are_left_out() {
+    let mut img = MemoryImage::new(Descriptor::of_bytes(MEDIA_TYPE_INDEX, b""));
+    let mut foreign = Descriptor::of_bytes(
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        b"windows",
+    );
+    foreign.urls = Some(vec!["https://example.com/layer".into()]);
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+        artifact_type: None,
+        config: Descriptor::of_bytes(MEDIA_TYPE_CONFIG, b"cfg"),
+        layers: vec![
+            foreign.clone(),
+            Descriptor::of_bytes(oci::MEDIA_TYPE_LAYER_GZIP, b"l"),
+        ],
+        subject: None,
+        annotations: Default::default(),
+    };
+    let bytes = Bytes::from(canonical_json(&m));
+    img.root = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, &bytes);
+    img.add_manifest(bytes);
+    let g = walk_now(&img).unwrap();
+    assert_eq!(g.blobs.len(), 2);
+    assert_eq!(g.left_out.len(), 1);
+    assert_eq!(g.left_out[0].1.digest, foreign.digest);
+}
+
+#[test]
+fn schema_1_is_refused() {
+    let bytes = Bytes::from_static(br#"{"schemaVersion":1,"fsLayers":[]}"#);
+    let mut img = MemoryImage::new(Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, &bytes));
+    img.add_manifest(bytes);
+    assert!(crate::error::is_bad_input(&walk_now(&img).unwrap_err()));
+}

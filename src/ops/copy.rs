@@ -1,0 +1,267 @@
+//! `copy`: an image or a multi-platform index from one registry repository to
+//! others, bytes and digests unchanged (e.g. re-seeding a backup registry
+//! that missed a push).
+//!
+//! The source is a [`RegistryImage`] handed to the same [`Pusher`] as a
+//! layout (HEAD first, each blob at most once per destination registry,
+//! mounts within a registry, manifests after blobs, platform manifests by
+//! digest, the index or tag last); its repository is the first mount
+//! source on its own registry. A blob is downloaded only when some
+//! destination registry lacks it and cannot mount it, at most once per run,
+//! streamed into the blob cache (checked against its digest) and uploaded
+//! from that file.
+//!
+//! Before anything is fetched, the source is resolved with HEAD and every
+//! destination is HEADed: when all already name the source digest the copy
+//! ends there (no manifest GET, which Docker Hub would count as a pull).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _, Result};
+use serde::Serialize;
+
+use crate::cache::BlobCache;
+use crate::error::bad_input;
+use crate::image::remote::{RegistryImage, RemoteBlobs};
+use crate::image::{walk, ImageSource as _};
+use crate::oci::{self, Descriptor, Digest, Platform};
+use crate::progress::{Level, SharedReporter};
+use crate::push::{PushOptions, PushReport, PushTarget, Pusher};
+use crate::registry::{Client, CredentialStore, Reference};
+
+/// How to copy.
+#[derive(Clone, Debug, Default)]
+pub struct CopyOptions {
+    /// Client settings, chunk size and extra mount sources (the source
+    /// repository is always tried first).
+    pub push: PushOptions,
+    /// Copy only this platform's manifest out of an index (`--platform`);
+    /// the destinations then name that manifest. `None`: everything (`--all`).
+    pub platform: Option<Platform>,
+    /// The blob cache (`--cache-dir`); `None`: the default location.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Where a destination without tag or digest points: the source's tag, or
+/// (for a source given by digest only) no tag at all, the image being
+/// pushed by digest.
+pub fn destination_reference(src: &Reference, dst: &Reference) -> Reference {
+    let mut d = dst.clone();
+    if d.tag.is_none() && d.digest.is_none() {
+        d.tag = src.tag.clone();
+    }
+    d
+}
+
+/// The outcome of a copy.
+#[derive(Clone, Debug, Serialize)]
+pub struct CopyReport {
+    /// The source as resolved (`registry/repo:tag`).
+    pub source: String,
+    /// The digest the destinations name (the source's, or with
+    /// `--platform` the chosen platform manifest's).
+    pub digest: Digest,
+    pub media_type: String,
+    pub platform: Option<String>,
+    /// True when every destination already named the digest: nothing sent.
+    pub up_to_date: bool,
+    /// Manifests copied (index and platform manifests).
+    pub manifests: usize,
+    /// Unique blobs of the image and their total size.
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    /// Blobs downloaded from the source (at most once each), and cache hits.
+    pub blobs_downloaded: u64,
+    pub bytes_downloaded: u64,
+    pub cache_hits: u64,
+    /// The push to the destinations (absent when up to date).
+    pub push: Option<PushReport>,
+}
+
+impl CopyReport {
+    pub fn succeeded(&self) -> bool {
+        self.push.as_ref().is_none_or(|p| p.succeeded())
+    }
+
+    pub fn error(&self) -> Option<anyhow::Error> {
+        self.push.as_ref().and_then(|p| p.error())
+    }
+
+    fn up_to_date(src: &str, d: &Descriptor, platform: Option<String>) -> CopyReport {
+        CopyReport {
+            source: src.to_string(),
+            digest: d.digest.clone(),
+            media_type: d.media_type.clone(),
+            platform,
+            up_to_date: true,
+            manifests: 0,
+            blobs: 0,
+            blob_bytes: 0,
+            blobs_downloaded: 0,
+            bytes_downloaded: 0,
+            cache_hits: 0,
+            push: None,
+        }
+    }
+}
+
+/// Copy `source` to `destinations`. Errors are for problems before any
+/// destination is written (bad references, source not found, unreadable
+/// manifests); destination failures are in the report.
+pub async fn copy(
+    source: &Reference,
+    destinations: &[Reference],
+    opts: CopyOptions,
+    reporter: SharedReporter,
+) -> Result<CopyReport> {
+    if destinations.is_empty() {
+        return Err(bad_input("copy needs at least one destination"));
+    }
+    let dests: Vec<Reference> = destinations
+        .iter()
+        .map(|d| destination_reference(source, d))
+        .collect();
+    for d in &dests {
+        if d.registry == source.registry
+            && d.repository == source.repository
+            && d.tag == source.tag
+            && d.digest.is_none()
+        {
+            return Err(bad_input(format!(
+                "{d} is the source itself; name another repository or tag"
+            )));
+        }
+    }
+    let targets = dests.iter().cloned().map(PushTarget::plain).collect();
+    let pusher = Pusher::new(
+        targets,
+        opts.push.clone(),
+        CredentialStore::from_env(),
+        reporter.clone(),
+    )
+    .await?;
+    let client = pusher.client().clone();
+    let src_name = source.to_string();
+
+    // The source, by HEAD.
+    let head = client
+        .head_manifest(&source.registry, &source.repository, &source.object())
+        .await
+        .with_context(|| format!("resolving {src_name}"))?
+        .ok_or_else(|| anyhow!("{src_name} does not exist (manifest unknown)"))?;
+    reporter.log(
+        Level::Info,
+        &format!("{src_name}: {} ({})", head.digest, head.media_type),
+    );
+    let head_desc = Descriptor::new(&head.media_type, head.digest.clone(), head.size);
+
+    // Destinations already there? (Only known before any GET without --platform.)
+    if opts.platform.is_none() && all_hold(&client, &dests, &head.digest).await {
+        reporter.log(
+            Level::Info,
+            &format!("every destination already names {}", head.digest),
+        );
+        return Ok(CopyReport::up_to_date(&src_name, &head_desc, None));
+    }
+
+    let cache = BlobCache::new(opts.cache_dir.clone())?;
+    let blobs = Arc::new(RemoteBlobs::new(
+        client.clone(),
+        cache,
+        &source.registry,
+        &source.repository,
+    ));
+    let (root_bytes, root_mt) = RegistryImage::new(blobs.clone(), head_desc.clone())
+        .fetch_manifest(&head.digest)
+        .await?;
+    let root = Descriptor::new(&root_mt, head.digest.clone(), root_bytes.len() as u64);
+    let whole = RegistryImage::new(blobs.clone(), root).with_known([root_bytes.clone()]);
+    let mut platform_shown = None;
+    let image = match (&opts.platform, oci::is_index_media_type(&root_mt)) {
+        (Some(want), true) => {
+            let index: oci::Index = serde_json::from_slice(&root_bytes)
+                .with_context(|| format!("parsing index {} of {src_name}", head.digest))?;
+            let child = oci::select_platform(&index, want).cloned().ok_or_else(|| {
+                bad_input(format!(
+                    "{src_name} has no {want} image (it offers: {})",
+                    oci::offered_platforms(&index).join(", ")
+                ))
+            })?;
+            platform_shown = Some(want.to_string());
+            if all_hold(&client, &dests, &child.digest).await {
+                return Ok(CopyReport::up_to_date(&src_name, &child, platform_shown));
+            }
+            whole.with_root(child)
+        }
+        (Some(want), false) => {
+            reporter.log(
+                Level::Warn,
+                &format!("{src_name} is a single image, not an index: copied whole (--platform {want} ignored)"),
+            );
+            whole
+        }
+        (None, _) => whole,
+    };
+    let graph = walk(&image)
+        .await
+        .with_context(|| format!("reading {src_name}"))?;
+    graph.warn_left_out(&reporter);
+    pusher.start_progress(graph.blob_bytes());
+    let report = pusher.push_graph(&image, &graph).await;
+    let counts = blobs.counts();
+    let root = image.root();
+    Ok(CopyReport {
+        source: src_name,
+        digest: root.digest.clone(),
+        media_type: graph.root.media_type.clone(),
+        platform: platform_shown,
+        up_to_date: false,
+        manifests: graph.manifests.len(),
+        blobs: graph.blobs.len(),
+        blob_bytes: graph.blob_bytes(),
+        blobs_downloaded: counts.blobs_downloaded,
+        bytes_downloaded: counts.bytes_downloaded,
+        cache_hits: counts.blobs_cached,
+        push: Some(report),
+    })
+}
+
+/// Whether every destination already names `digest` (HEAD each; a
+/// destination without tag is checked by digest).
+async fn all_hold(client: &Client, dests: &[Reference], digest: &Digest) -> bool {
+    let heads = futures_util::future::join_all(dests.iter().map(|d| {
+        let what = d.tag.clone().unwrap_or_else(|| digest.to_string());
+        async move {
+            if d.digest.as_ref().is_some_and(|p| p != digest) {
+                return false;
+            }
+            matches!(
+                client.head_manifest(&d.registry, &d.repository, &what).await,
+                Ok(Some(info)) if &info.digest == digest
+            )
+        }
+    }))
+    .await;
+    heads.into_iter().all(|h| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_inherit_the_source_tag() {
+        let src = Reference::parse("ghcr.io/acme/r2d:1.4.0").unwrap();
+        let d = destination_reference(&src, &Reference::parse("docker.io/acme/r2d").unwrap());
+        assert_eq!(d.to_string(), "docker.io/acme/r2d:1.4.0");
+        let d = destination_reference(&src, &Reference::parse("docker.io/acme/r2d:b").unwrap());
+        assert_eq!(d.to_string(), "docker.io/acme/r2d:b");
+        let pinned = Reference::parse(
+            "ghcr.io/acme/r2d@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        )
+        .unwrap();
+        let d = destination_reference(&pinned, &Reference::parse("docker.io/acme/r2d").unwrap());
+        assert!(d.tag.is_none() && d.digest.is_none());
+    }
+}

@@ -1,0 +1,211 @@
+//! `boxwright pull`: an image from the first registry that serves it
+//! (with fallbacks) into an OCI layout, an `oci-archive` (a tar of that
+//! layout) or a `docker-archive` (`docker load` / `podman load` format,
+//! uncompressed layers). The registry image is walked like any other
+//! image, its blobs fetched through the cache, and the result written by
+//! the layout and archive writers.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _, Result};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::error::bad_input;
+use crate::image::archive::{
+    append_tree, sibling_tempdir, write_docker_archive, write_tar_atomically,
+};
+use crate::image::layout::write_graph;
+use crate::image::remote::{
+    CacheCounts, PlatformImage, RegistryImage, RemoteImages, Served, ServedReport,
+};
+use crate::image::walk;
+use crate::oci::{self, Descriptor, Digest, Index, Platform};
+use crate::registry::{ManifestInfo, Reference};
+
+/// What `pull` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullFormat {
+    /// An OCI image layout directory.
+    Oci,
+    /// A tar of the OCI layout.
+    OciArchive,
+    /// `docker save` format: `manifest.json`, config, uncompressed layer tars.
+    DockerArchive,
+}
+
+/// Which platforms to pull.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlatformChoice {
+    /// Everything the reference names (the whole index).
+    All,
+    One(Platform),
+}
+
+/// How to pull.
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    /// The primary reference, then the fallbacks, in order.
+    pub references: Vec<Reference>,
+    pub output: PathBuf,
+    pub format: PullFormat,
+    /// `None`: all platforms for OCI formats, linux/amd64 for docker-archive.
+    pub platform: Option<PlatformChoice>,
+}
+
+/// What a pull did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PullResult {
+    /// The digest of what was written at the top: the served index, or the
+    /// platform manifest when one platform was picked.
+    pub digest: Digest,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub served: ServedReport,
+    pub platforms: Vec<String>,
+    pub format: PullFormat,
+    pub output: PathBuf,
+    /// Configs per platform (docker-archive: the image ID).
+    pub configs: Vec<Digest>,
+    #[serde(flatten)]
+    pub cache: CacheCounts,
+}
+
+/// Pull an image into `opts.output`.
+pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResult> {
+    let platform = match (&opts.platform, opts.format) {
+        (Some(PlatformChoice::All), PullFormat::DockerArchive) => {
+            return Err(bad_input(
+                "--format docker-archive holds one platform: give --platform os/arch, not all",
+            ))
+        }
+        (Some(c), _) => c.clone(),
+        (None, PullFormat::DockerArchive) => {
+            PlatformChoice::One(Platform::parse("linux/amd64").map_err(bad_input)?)
+        }
+        (None, _) => PlatformChoice::All,
+    };
+    let served = images.resolve(&opts.references).await?;
+    let r = served.reference.clone();
+    // The image manifests to write, with their platform.
+    let mut list: Vec<PlatformImage> = Vec::new();
+    let mut known = Vec::new();
+    let top = match (&platform, served.is_index()) {
+        (PlatformChoice::All, true) => {
+            let index: Index = serde_json::from_slice(&served.bytes)
+                .with_context(|| format!("parsing the index of {r}"))?;
+            for d in &index.manifests {
+                if !oci::is_manifest_media_type(&d.media_type) {
+                    return Err(anyhow!(
+                        "{r}: index entry {} is a {:?}; nested indexes are not supported, pick a platform with --platform",
+                        d.digest,
+                        d.media_type
+                    ));
+                }
+                let sub = Served {
+                    info: ManifestInfo {
+                        digest: d.digest.clone(),
+                        media_type: d.media_type.clone(),
+                        size: d.size,
+                    },
+                    bytes: images.manifest(&served, d).await?.0,
+                    ..served.clone()
+                };
+                let mut img = images.image(&sub, None).await?;
+                img.descriptor = d.clone();
+                list.push(img);
+            }
+            known.push(Bytes::from(served.bytes.clone()));
+            Descriptor::new(
+                &served.info.media_type,
+                served.info.digest.clone(),
+                served.info.size,
+            )
+        }
+        (PlatformChoice::All, false) => {
+            let img = images.image(&served, None).await?;
+            let d = img.descriptor.clone();
+            list.push(img);
+            d
+        }
+        (PlatformChoice::One(p), _) => {
+            let img = images.image(&served, Some(p)).await?;
+            let mut d = img.descriptor.clone();
+            d.platform = None;
+            list.push(img);
+            d
+        }
+    };
+    known.extend(list.iter().map(|i| Bytes::from(i.manifest_bytes.clone())));
+    let source = RegistryImage::new(images.blobs_of(&served), top.clone()).with_known(known);
+    let graph = walk(&source).await?;
+    // Layers (and configs, already fetched) through the cache.
+    images
+        .blobs(&served, &graph.blobs)
+        .await
+        .with_context(|| format!("downloading the layers of {r}"))?;
+    let platforms: Vec<String> = list
+        .iter()
+        .map(|i| {
+            let mut s = format!("{}/{}", i.config.os, i.config.architecture);
+            if let Some(v) = &i.config.variant {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        })
+        .collect();
+    let configs = list
+        .iter()
+        .map(|i| i.manifest.config.digest.clone())
+        .collect();
+    let cache = images.cache().clone();
+    let output = opts.output.clone();
+    let format = opts.format;
+    let name = ref_name(&served.requested);
+    let repo_tag = served
+        .requested
+        .tag
+        .as_ref()
+        .map(|_| served.requested.to_string());
+    tokio::task::spawn_blocking(move || {
+        let blob_file = |d: &Descriptor| cache.path(&d.digest);
+        match format {
+            PullFormat::Oci => write_graph(&output, &graph, blob_file, name).map(|_| ()),
+            PullFormat::OciArchive => {
+                let tmp = sibling_tempdir(&output)?;
+                let dir = tmp.path().join("layout");
+                write_graph(&dir, &graph, blob_file, name)?;
+                write_tar_atomically(&output, |b| append_tree(b, &dir, Path::new("")))
+            }
+            PullFormat::DockerArchive => {
+                let tmp = sibling_tempdir(&output)?;
+                write_docker_archive(&cache, &output, tmp.path(), &list[0], repo_tag)
+            }
+        }
+    })
+    .await
+    .context("the writing task failed")?
+    .with_context(|| format!("writing {}", opts.output.display()))?;
+    Ok(PullResult {
+        digest: top.digest.clone(),
+        media_type: top.media_type.clone(),
+        served: served.report(),
+        platforms,
+        format: opts.format,
+        output: opts.output.clone(),
+        configs,
+        cache: images.counts(),
+    })
+}
+
+/// The layout ref name for a reference: its tag (`latest` when it has
+/// neither tag nor digest), none for a digest-only reference.
+fn ref_name(r: &Reference) -> Option<String> {
+    match (&r.tag, &r.digest) {
+        (Some(t), _) => Some(t.clone()),
+        (None, None) => Some("latest".into()),
+        (None, Some(_)) => None,
+    }
+}

@@ -1,0 +1,317 @@
+//! Blobs on one registry: each digest at most once (a once-map that forgets
+//! failures), by HEAD in every target repository, then a mount from a
+//! repository known to hold it, then one upload into the first repository
+//! that still lacks it, and mounts into the rest.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::report::PushError;
+use super::targets::RegistryGroup;
+use crate::image::once::OnceMap;
+use crate::image::ImageSource;
+use crate::oci::{Descriptor, Digest};
+use crate::progress::{Level, SharedReporter};
+use crate::registry::blobs::{MountResult, UploadMode, UploadSession, DEFAULT_CHUNK_SIZE};
+use crate::registry::Client;
+
+/// How many mount sources are asked before uploading.
+const MAX_MOUNT_TRIES: usize = 3;
+
+/// Where a blob's bytes are, when a registry needs them.
+#[derive(Clone, Copy)]
+pub enum BlobBytes<'a> {
+    /// In a file already (a layer just built).
+    File(&'a Path),
+    /// Asked of an image (a registry fetches it into the cache only then).
+    Source(&'a dyn ImageSource),
+}
+
+impl BlobBytes<'_> {
+    async fn file(&self, desc: &Descriptor) -> Result<PathBuf> {
+        match self {
+            BlobBytes::File(p) => Ok(p.to_path_buf()),
+            BlobBytes::Source(s) => s.blob(desc).await,
+        }
+    }
+
+    fn mount_hints(&self, registry: &str, desc: &Descriptor) -> Vec<String> {
+        match self {
+            BlobBytes::File(_) => Vec::new(),
+            BlobBytes::Source(s) => s.mount_hints(registry, desc),
+        }
+    }
+}
+
+/// Counts for one repository.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RepoCounts {
+    pub uploaded: u64,
+    pub mounted: u64,
+    pub present: u64,
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Repositories known to hold each digest.
+    holders: HashMap<Digest, Vec<String>>,
+    counts: HashMap<String, RepoCounts>,
+    /// The first failure; the registry's targets then all fail.
+    failed: Option<PushError>,
+}
+
+/// The push to one registry.
+pub struct RegistryPush {
+    pub group: RegistryGroup,
+    done: OnceMap<Digest, ()>,
+    state: Mutex<State>,
+    pub started: Instant,
+    pub progress_id: String,
+}
+
+impl RegistryPush {
+    pub fn new(group: RegistryGroup) -> RegistryPush {
+        RegistryPush {
+            progress_id: format!("push:{}", group.registry),
+            group,
+            done: OnceMap::default(),
+            state: Mutex::new(State::default()),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn registry(&self) -> &str {
+        &self.group.registry
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
+        self.state.lock().ok().map(|mut s| f(&mut s))
+    }
+
+    pub fn failure(&self) -> Option<PushError> {
+        self.with(|s| s.failed.clone()).flatten()
+    }
+
+    pub fn fail(&self, e: PushError) {
+        self.with(|s| s.failed.get_or_insert(e).clone());
+    }
+
+    pub fn counts(&self, repo: &str) -> RepoCounts {
+        self.with(|s| s.counts.get(repo).copied())
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn count(&self, repo: &str, f: impl FnOnce(&mut RepoCounts)) {
+        self.with(|s| f(s.counts.entry(repo.to_string()).or_default()));
+    }
+
+    fn holders(&self, d: &Digest) -> Vec<String> {
+        self.with(|s| s.holders.get(d).cloned())
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn add_holder(&self, d: &Digest, repo: &str) {
+        self.with(|s| {
+            let v = s.holders.entry(d.clone()).or_default();
+            if !v.iter().any(|r| r == repo) {
+                v.push(repo.to_string());
+            }
+        });
+    }
+
+    /// Whether blob `d` is confirmed in every target repository.
+    pub fn confirmed(&self, d: &Digest) -> bool {
+        self.done.get(d).is_some()
+    }
+}
+
+/// What the blob step needs of the pusher.
+pub struct BlobPusher<'a> {
+    pub client: &'a Client,
+    pub reporter: &'a SharedReporter,
+    pub mode: UploadMode,
+}
+
+impl BlobPusher<'_> {
+    /// Make sure every target repository of `r` holds `desc`, once per run;
+    /// a failure is recorded against the registry (and forgotten by the
+    /// once-map, so that a later call tries again).
+    pub async fn push(&self, r: &RegistryPush, desc: &Descriptor, bytes: BlobBytes<'_>) {
+        if r.failure().is_some() {
+            return;
+        }
+        let res = r
+            .done
+            .get_or_try_init(&desc.digest, || self.ensure(r, desc, bytes))
+            .await;
+        if let Err(e) = res {
+            r.fail(PushError::Blob(Arc::new(e)));
+        }
+    }
+
+    async fn ensure(
+        &self,
+        r: &RegistryPush,
+        desc: &Descriptor,
+        bytes: BlobBytes<'_>,
+    ) -> Result<()> {
+        let reg = r.registry();
+        let d = &desc.digest;
+        let heads = futures_util::future::join_all(
+            r.group
+                .repos
+                .iter()
+                .map(|repo| self.client.blob_exists(reg, repo, d)),
+        )
+        .await;
+        let mut missing = Vec::new();
+        for (repo, head) in r.group.repos.iter().zip(heads) {
+            match head? {
+                Some(_) => {
+                    r.count(repo, |c| c.present += 1);
+                    r.add_holder(d, repo);
+                }
+                None => missing.push(repo.clone()),
+            }
+        }
+        let mut uploaded_any = false;
+        for repo in &missing {
+            let session = match self.mount(r, desc, repo, &bytes).await {
+                Mount::Done => {
+                    r.count(repo, |c| c.mounted += 1);
+                    r.add_holder(d, repo);
+                    continue;
+                }
+                Mount::Session(s) => Some(s),
+                Mount::Refused => None,
+            };
+            let path = match bytes.file(desc).await {
+                Ok(p) => p,
+                Err(e) => {
+                    if let Some(s) = session {
+                        abandon_session(self.client, reg, repo, s).await;
+                    }
+                    return Err(e);
+                }
+            };
+            self.client
+                .upload_blob(
+                    reg,
+                    repo,
+                    d,
+                    desc.size,
+                    &path,
+                    upload_mode(self.mode, reg, desc.size),
+                    session,
+                    Some(r.progress_id.clone()),
+                )
+                .await?;
+            uploaded_any = true;
+            r.count(repo, |c| {
+                c.uploaded += 1;
+                c.bytes += desc.size;
+            });
+            r.add_holder(d, repo);
+        }
+        if !uploaded_any {
+            self.reporter.advance(&r.progress_id, desc.size);
+        }
+        Ok(())
+    }
+
+    /// Try mount sources: repositories known to hold the blob, the image's
+    /// hints, then the configured mount sources.
+    async fn mount(
+        &self,
+        r: &RegistryPush,
+        desc: &Descriptor,
+        repo: &str,
+        bytes: &BlobBytes<'_>,
+    ) -> Mount {
+        let (reg, d) = (r.registry(), &desc.digest);
+        let mut sources = r.holders(d);
+        for hint in bytes.mount_hints(reg, desc) {
+            if !sources.contains(&hint) && hint != repo {
+                sources.push(hint);
+            }
+        }
+        sources.extend(r.group.mount_sources.iter().cloned());
+        for src in sources.iter().take(MAX_MOUNT_TRIES) {
+            match self.client.mount_blob(reg, repo, d, src).await {
+                MountResult::Mounted => {
+                    self.reporter.log(
+                        Level::Debug,
+                        &format!("{reg}: mounted {d} into {repo} from {src}"),
+                    );
+                    return Mount::Done;
+                }
+                // Continue on this session; no other mount is tried (each
+                // would open one more session).
+                MountResult::Session(s) => return Mount::Session(s),
+                MountResult::Refused(why) => self.reporter.log(
+                    Level::Debug,
+                    &format!("{reg}: mount of {d} into {repo} from {src} refused: {why}"),
+                ),
+            }
+        }
+        Mount::Refused
+    }
+}
+
+enum Mount {
+    Done,
+    Session(UploadSession),
+    Refused,
+}
+
+/// The upload mode for a blob of `size` bytes on `registry`: the one asked
+/// for, except that ghcr.io takes blobs over 512 MiB only in chunks.
+fn upload_mode(mode: UploadMode, registry: &str, size: u64) -> UploadMode {
+    match mode {
+        UploadMode::Monolithic | UploadMode::Streamed
+            if registry == "ghcr.io" && size > 512 * 1024 * 1024 =>
+        {
+            UploadMode::Chunked(DEFAULT_CHUNK_SIZE)
+        }
+        m => m,
+    }
+}
+
+/// A session opened by a mount answered 202 that will not be used (the
+/// blob's bytes could not be had). It is left to expire on the registry.
+async fn abandon_session(client: &Client, registry: &str, repo: &str, session: UploadSession) {
+    let _ = (client, registry, repo, session);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ghcr_takes_large_blobs_in_chunks() {
+        let big = 512 * 1024 * 1024 + 1;
+        assert_eq!(
+            upload_mode(UploadMode::Monolithic, "ghcr.io", big),
+            UploadMode::Chunked(DEFAULT_CHUNK_SIZE)
+        );
+        assert_eq!(
+            upload_mode(UploadMode::Monolithic, "ghcr.io", big - 1),
+            UploadMode::Monolithic
+        );
+        assert_eq!(
+            upload_mode(UploadMode::Monolithic, "docker.io", big),
+            UploadMode::Monolithic
+        );
+        assert_eq!(
+            upload_mode(UploadMode::Chunked(7), "ghcr.io", big),
+            UploadMode::Chunked(7)
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Manifests on one registry, once every blob is confirmed there: child
+//! manifests by digest, then the root (by digest only where no target tags
+//! it), then the tags; a tag that already names the image is left alone.
+
+use bytes::Bytes;
+
+use super::blobs::RegistryPush;
+use super::report::PushError;
+use super::targets::PushTarget;
+use crate::image::Graph;
+use crate::oci::Digest;
+use crate::registry::Client;
+
+/// The outcome for each target of `r`, keyed by its reference string.
+pub async fn push_manifests(
+    client: &Client,
+    r: &RegistryPush,
+    targets: &[&PushTarget],
+    graph: &Graph,
+) -> Vec<(String, Result<Digest, PushError>)> {
+    let unconfirmed = graph.blobs.iter().find(|d| !r.confirmed(&d.digest));
+    if let (None, Some(d)) = (r.failure(), unconfirmed) {
+        r.fail(PushError::Unconfirmed(d.digest.clone()));
+    }
+    if let Some(e) = r.failure() {
+        return targets
+            .iter()
+            .map(|t| (t.reference.to_string(), Err(e.clone())))
+            .collect();
+    }
+    let reg = r.registry();
+    let per_repo = futures_util::future::join_all(r.group.repos.iter().map(|repo| async move {
+        // The root goes in by tag when a target tags it here: a PUT by
+        // digest first would send the same bytes once more.
+        let tagged = targets
+            .iter()
+            .any(|t| &t.reference.repository == repo && t.reference.tag.is_some());
+        (repo, in_repo(client, reg, repo, graph, tagged).await)
+    }))
+    .await;
+    let mut out = Vec::new();
+    for (repo, res) in per_repo {
+        for t in targets.iter().filter(|t| &t.reference.repository == repo) {
+            let outcome = match &res {
+                Err(e) => Err(e.clone()),
+                Ok(()) => tag(client, reg, repo, t, graph).await,
+            };
+            out.push((t.reference.to_string(), outcome));
+        }
+    }
+    out
+}
+
+async fn in_repo(
+    client: &Client,
+    reg: &str,
+    repo: &str,
+    graph: &Graph,
+    root_by_tag: bool,
+) -> Result<(), PushError> {
+    for (desc, bytes) in &graph.manifests {
+        if root_by_tag && desc.digest == graph.root.digest {
+            continue;
+        }
+        let reference = desc.digest.to_string();
+        let present = client
+            .head_manifest(reg, repo, &reference)
+            .await
+            .map_err(PushError::Registry)?;
+        if present.is_some_and(|p| p.digest == desc.digest) {
+            continue;
+        }
+        client
+            .put_manifest(reg, repo, &reference, bytes.clone(), &desc.media_type)
+            .await
+            .map_err(PushError::Registry)?;
+    }
+    Ok(())
+}
+
+async fn tag(
+    client: &Client,
+    reg: &str,
+    repo: &str,
+    t: &PushTarget,
+    graph: &Graph,
+) -> Result<Digest, PushError> {
+    let root = &graph.root.digest;
+    if let Some(d) = &t.reference.digest {
+        if d != root {
+            return Err(PushError::DigestMismatch {
+                named: d.clone(),
+                image: root.clone(),
+            });
+        }
+    }
+    let Some(tag) = &t.reference.tag else {
+        return Ok(root.clone());
+    };
+    let current = client
+        .head_manifest(reg, repo, tag)
+        .await
+        .map_err(PushError::Registry)?;
+    if current.is_some_and(|c| &c.digest == root) {
+        return Ok(root.clone());
+    }
+    let bytes: Bytes = graph
+        .root_bytes()
+        .cloned()
+        .ok_or_else(|| PushError::Other("internal: root manifest missing".into()))?;
+    client
+        .put_manifest(reg, repo, tag, bytes, &graph.root.media_type)
+        .await
+        .map_err(PushError::Registry)
+}

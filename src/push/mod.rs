@@ -1,0 +1,306 @@
+//! The pusher: one image (or index) to many references on many registries.
+//!
+//! Targets are grouped by registry and the registries are pushed in
+//! parallel. Within a registry each blob goes in at most once: a HEAD on
+//! every target repository, then one upload into the first repository that
+//! lacks it, then mounts from a repository known to hold it (another target
+//! repository, one filled earlier in this run, or a mount source such as the
+//! base image's repository) into the others. A mount answered 202 continues
+//! on the session it opened. Manifests go only after all blobs are
+//! confirmed, platform manifests by digest before the index, tags last; a
+//! tag that already names our digest is left alone, so a re-push sends HEADs
+//! only.
+//!
+//! [`Pusher`] takes any [`ImageSource`]; it is also usable piecewise
+//! (`build --push` hands over each layer as it is finished with
+//! [`Pusher::push_blob`]); [`push`] does a whole layout.
+//!
+//! CLI flags the binary maps onto this module: `--to REF` (repeatable,
+//! [`PushTarget::parse`]), `--jobs-per-registry N` (> 0,
+//! [`ClientOptions::jobs_per_registry`]), `--chunk-size BYTES` (chunked
+//! uploads, [`PushOptions::chunk_size`]), `--insecure-registry HOST`
+//! (repeatable, [`ClientOptions::insecure`]), `--ca-file PEM`
+//! ([`ClientOptions::ca_file`]), `--retries N` ([`RetryPolicy::max_retries`](crate::registry::RetryPolicy)),
+//! `--mount-from REPO` (repeatable, [`PushOptions::mount_sources`]), `--json`
+//! ([`PushReport::to_json`]) and `--verbose` (the reporter shows
+//! `Level::Debug`: one line per request).
+
+mod blobs;
+mod manifests;
+mod report;
+mod targets;
+
+pub use blobs::BlobBytes;
+pub use report::{human_bytes, PushError, PushReport, RegistryReport, TargetReport};
+pub use targets::{by_digest, merge_targets, parse_targets, pin_untagged, PushTarget};
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use futures_util::stream::{self, StreamExt as _};
+
+use crate::error::bad_input;
+use crate::image::layout::LayoutImage;
+use crate::image::{walk, Graph, ImageSource};
+use crate::oci::{Descriptor, Digest};
+use crate::progress::{Level, SharedReporter};
+use crate::registry::blobs::UploadMode;
+use crate::registry::{Client, ClientOptions, CredentialStore, Reference};
+use blobs::{BlobPusher, RegistryPush};
+
+/// How to push.
+#[derive(Clone, Debug, Default)]
+pub struct PushOptions {
+    pub client: ClientOptions,
+    /// Upload in chunks of this many bytes (`--chunk-size`). Without it,
+    /// blobs go in one streamed PUT (chunked only when a registry refuses).
+    pub chunk_size: Option<u64>,
+    /// Repositories that may hold some blobs already (e.g. the base image's):
+    /// mounts from them are tried on their own registry.
+    pub mount_sources: Vec<Reference>,
+}
+
+/// Pushes to a fixed set of targets.
+pub struct Pusher {
+    client: Arc<Client>,
+    targets: Vec<PushTarget>,
+    registries: Vec<RegistryPush>,
+    mode: UploadMode,
+    reporter: SharedReporter,
+}
+
+impl Pusher {
+    /// Set up: check targets, resolve explicit credentials (bad input when a
+    /// variable is missing), build the client.
+    pub async fn new(
+        targets: Vec<PushTarget>,
+        opts: PushOptions,
+        store: CredentialStore,
+        reporter: SharedReporter,
+    ) -> Result<Pusher> {
+        if targets.is_empty() {
+            return Err(bad_input("nothing to push to: give at least one --to REFERENCE (or [[target]] in the recipe)"));
+        }
+        if opts.chunk_size == Some(0) {
+            return Err(bad_input("--chunk-size must be at least 1"));
+        }
+        let client_opts = opts.client.clone();
+        let rep = reporter.clone();
+        let client = tokio::task::spawn_blocking(move || Client::new(client_opts, store, rep))
+            .await
+            .context("client setup task failed")??;
+        let env = |k: &str| std::env::var(k).ok();
+        for (reg, cred) in targets::explicit_credentials(&targets, &env)? {
+            client.set_credential(&reg, cred);
+        }
+        let registries = targets::group(&targets, &opts.mount_sources)
+            .into_iter()
+            .map(RegistryPush::new)
+            .collect();
+        let mode = match opts.chunk_size {
+            Some(n) => UploadMode::Chunked(n),
+            None => UploadMode::Monolithic,
+        };
+        Ok(Pusher {
+            client: Arc::new(client),
+            targets,
+            registries,
+            mode,
+            reporter,
+        })
+    }
+
+    /// The client (for its statistics).
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// Announce the bytes to push (one progress task per registry).
+    pub fn start_progress(&self, total_blob_bytes: u64) {
+        for r in &self.registries {
+            self.reporter
+                .start(&r.progress_id, r.registry(), Some(total_blob_bytes));
+        }
+    }
+
+    /// Announce a push whose size is not known yet (`build --push`: layers
+    /// arrive as they are built).
+    pub fn start_progress_unknown(&self) {
+        for r in &self.registries {
+            self.reporter.start(&r.progress_id, r.registry(), None);
+        }
+    }
+
+    fn blob_pusher(&self) -> BlobPusher<'_> {
+        BlobPusher {
+            client: &self.client,
+            reporter: &self.reporter,
+            mode: self.mode,
+        }
+    }
+
+    /// Make sure every target repository holds the blob `desc` whose bytes
+    /// are in `path`, on every registry in parallel. Failures are recorded
+    /// against their registry (whose targets then fail); this never errors.
+    pub async fn push_blob(&self, desc: &Descriptor, path: &Path) {
+        self.push_blob_from(desc, BlobBytes::File(path)).await
+    }
+
+    /// [`Pusher::push_blob`] with bytes asked of `bytes` only when a
+    /// registry needs an upload (present or mounted blobs never touch it).
+    pub async fn push_blob_from(&self, desc: &Descriptor, bytes: BlobBytes<'_>) {
+        let p = self.blob_pusher();
+        futures_util::future::join_all(self.registries.iter().map(|r| p.push(r, desc, bytes)))
+            .await;
+    }
+
+    /// Push a whole image: walk it, then [`Pusher::push_graph`]. Errors are
+    /// for an image that cannot be read; target failures are in the report.
+    pub async fn push_image(&self, image: &dyn ImageSource) -> Result<PushReport> {
+        let graph = walk(image).await?;
+        graph.warn_left_out(&self.reporter);
+        Ok(self.push_graph(image, &graph).await)
+    }
+
+    /// Push the walked `graph` of `image`: blobs (skipped when already done
+    /// through [`Pusher::push_blob`]), manifests by digest, then tags.
+    pub async fn push_graph(&self, image: &dyn ImageSource, graph: &Graph) -> PushReport {
+        let jobs = self.client.options().jobs_per_registry.max(1) * 2;
+        stream::iter(graph.blobs.iter())
+            .for_each_concurrent(jobs, |d| self.push_blob_from(d, BlobBytes::Source(image)))
+            .await;
+        self.finish(graph).await
+    }
+
+    /// Manifests, tags and the report, once the blobs are in.
+    async fn finish(&self, graph: &Graph) -> PushReport {
+        let per_registry = futures_util::future::join_all(self.registries.iter().map(|r| {
+            let targets: Vec<&PushTarget> = self
+                .targets
+                .iter()
+                .filter(|t| t.reference.registry == r.registry())
+                .collect();
+            async move {
+                let res = manifests::push_manifests(&self.client, r, &targets, graph).await;
+                (r, res)
+            }
+        }))
+        .await;
+        let mut outcomes: HashMap<String, (Result<Digest, PushError>, f64)> = HashMap::new();
+        for (r, res) in per_registry {
+            for (t, outcome) in res {
+                outcomes.insert(t, (outcome, r.started.elapsed().as_secs_f64()));
+            }
+        }
+        let targets = self
+            .targets
+            .iter()
+            .map(|t| self.target_report(t, graph, outcomes.remove(&t.reference.to_string())))
+            .collect();
+        let registries = self
+            .registries
+            .iter()
+            .map(|r| self.registry_report(r))
+            .collect();
+        PushReport {
+            digest: graph.root.digest.clone(),
+            media_type: graph.root.media_type.clone(),
+            size: graph.root.size,
+            targets,
+            registries,
+        }
+    }
+
+    fn target_report(
+        &self,
+        t: &PushTarget,
+        graph: &Graph,
+        outcome: Option<(Result<Digest, PushError>, f64)>,
+    ) -> TargetReport {
+        let key = t.reference.to_string();
+        let counts = self
+            .registries
+            .iter()
+            .find(|r| r.registry() == t.reference.registry)
+            .map(|r| r.counts(&t.reference.repository))
+            .unwrap_or_default();
+        let (outcome, seconds) = outcome.unwrap_or((Err(PushError::NotPushed), 0.0));
+        match &outcome {
+            Err(e) => {
+                let level = if t.optional { Level::Warn } else { Level::Info };
+                self.reporter.log(level, &format!("{key}: failed: {e}"));
+            }
+            Ok(_) => self
+                .reporter
+                .log(Level::Info, &format!("{key}: pushed {}", graph.root.digest)),
+        }
+        TargetReport {
+            reference: key,
+            registry: t.reference.registry.clone(),
+            optional: t.optional,
+            ok: outcome.is_ok(),
+            digest: outcome.as_ref().ok().cloned(),
+            error: outcome.err(),
+            blobs_uploaded: counts.uploaded,
+            blobs_mounted: counts.mounted,
+            blobs_present: counts.present,
+            bytes_sent: counts.bytes,
+            seconds,
+        }
+    }
+
+    fn registry_report(&self, r: &RegistryPush) -> RegistryReport {
+        let stats = self.client.stats(r.registry());
+        let error = r.failure();
+        let summary = match &error {
+            None => format!(
+                "{}: {} sent, {} retries",
+                r.registry(),
+                human_bytes(stats.bytes_sent),
+                stats.retries
+            ),
+            Some(e) => format!("{}: failed: {e}", r.registry()),
+        };
+        self.reporter.finish(&r.progress_id, &summary);
+        RegistryReport {
+            registry: r.registry().to_string(),
+            ok: error.is_none(),
+            error,
+            requests: stats.requests,
+            bytes_sent: stats.bytes_sent,
+            retries: stats.retries,
+            seconds: r.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Push the image in the layout `image` (`DIR` or `DIR:NAME`) to `targets`.
+/// Returns a report even when targets failed; check
+/// [`PushReport::succeeded`] / [`PushReport::error`]. Errors are for
+/// problems before any network work (bad layout, references, credentials
+/// variables).
+pub async fn push(
+    image: &str,
+    targets: Vec<PushTarget>,
+    opts: PushOptions,
+    reporter: SharedReporter,
+) -> Result<PushReport> {
+    let read = async {
+        let img = LayoutImage::open_ref(image)?;
+        let graph = walk(&img).await?;
+        img.check_blobs(&graph)?;
+        anyhow::Ok((img, graph))
+    };
+    let (img, graph) = read
+        .await
+        .with_context(|| format!("reading image {image}"))?;
+    let pusher = Pusher::new(targets, opts, CredentialStore::from_env(), reporter).await?;
+    graph.warn_left_out(&pusher.reporter);
+    pusher.start_progress(graph.blob_bytes());
+    Ok(pusher.push_graph(&img, &graph).await)
+}
+
+#[cfg(test)]
+mod tests;

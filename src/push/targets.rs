@@ -1,0 +1,312 @@
+//! Where a push goes: targets from `--to` values and recipes, merged and
+//! deduplicated, their explicit credentials resolved (one set per
+//! registry), and grouped by registry for the pusher.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result};
+
+use crate::error::bad_input;
+use crate::recipe::Target;
+use crate::registry::{Credential, EnvCredentials, Reference, SecretEncoding};
+
+use super::report::PushReport;
+
+/// One destination: a reference with a tag (or a digest), whether its
+/// failure only warns, and its own credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushTarget {
+    pub reference: Reference,
+    pub optional: bool,
+    pub credentials: Option<EnvCredentials>,
+}
+
+impl PushTarget {
+    /// Parse a `--to` value; a reference without tag or digest gets `latest`.
+    /// `REGISTRY/REPO@` (a trailing `@`, no digest) pushes by digest only:
+    /// no tag is written (per-platform pushes that `boxwright index` joins).
+    pub fn parse(s: &str) -> Result<PushTarget> {
+        if let Some(repo) = s.strip_suffix('@') {
+            let reference = Reference::parse(repo)?;
+            if reference.tag.is_some() || reference.digest.is_some() {
+                return Err(bad_input(format!(
+                    "{s:?}: a trailing @ (push by digest only) takes a repository without tag or digest"
+                )));
+            }
+            return Ok(PushTarget::plain(reference));
+        }
+        let mut reference = Reference::parse(s)?;
+        if reference.tag.is_none() && reference.digest.is_none() {
+            reference.tag = Some("latest".into());
+        }
+        Ok(PushTarget::plain(reference))
+    }
+
+    /// A required target with the credentials found by registry.
+    pub fn plain(reference: Reference) -> PushTarget {
+        PushTarget {
+            reference,
+            optional: false,
+            credentials: None,
+        }
+    }
+
+    /// The targets of a recipe: every `[[target]]` repository with every tag.
+    pub fn from_recipe(targets: &[Target], tags: &[String]) -> Result<Vec<PushTarget>> {
+        let mut out = Vec::new();
+        for t in targets {
+            let repo = Reference::parse(&t.reference)?;
+            let credentials = match (&t.username_env, &t.password_env) {
+                (Some(u), Some(p)) => Some(EnvCredentials {
+                    username_env: u.clone(),
+                    password_env: p.clone(),
+                    encoding: if t.base64 {
+                        SecretEncoding::Base64
+                    } else {
+                        SecretEncoding::Plain
+                    },
+                }),
+                _ => None,
+            };
+            for tag in tags {
+                out.push(PushTarget {
+                    reference: repo.with_tag(tag),
+                    optional: t.optional,
+                    credentials: credentials.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parse `--to` values (errors are bad input).
+pub fn parse_targets(to: &[String]) -> Result<Vec<PushTarget>> {
+    to.iter()
+        .map(|s| PushTarget::parse(s).with_context(|| format!("--to {s}")))
+        .collect()
+}
+
+/// The recipe's targets (each repository with every tag), with `--to`
+/// added: a `--to` naming a recipe target's repository replaces that
+/// target's tags but keeps its credentials and `optional`.
+pub fn merge_targets(recipe: &[Target], tags: &[String], to: &[String]) -> Result<Vec<PushTarget>> {
+    let mut out = PushTarget::from_recipe(recipe, tags)?;
+    let extra = parse_targets(to)?;
+    let same_repo = |a: &PushTarget, b: &PushTarget| {
+        a.reference.registry == b.reference.registry
+            && a.reference.repository == b.reference.repository
+    };
+    let inherited: Vec<_> = extra
+        .iter()
+        .map(|e| {
+            out.iter()
+                .find(|r| same_repo(r, e))
+                .map(|r| (r.optional, r.credentials.clone()))
+        })
+        .collect();
+    out.retain(|r| !extra.iter().any(|e| same_repo(r, e)));
+    for (mut e, inh) in extra.into_iter().zip(inherited) {
+        if let Some((optional, credentials)) = inh {
+            e.optional = optional;
+            e.credentials = credentials;
+        }
+        if !out.iter().any(|o| o.reference == e.reference) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// `--by-digest`: every target loses its tag (targets naming one repository
+/// become one), so the image goes in as `REPO@DIGEST` only.
+pub fn by_digest(targets: Vec<PushTarget>, by_digest: bool) -> Vec<PushTarget> {
+    if !by_digest {
+        return targets;
+    }
+    let mut out: Vec<PushTarget> = Vec::new();
+    for mut t in targets {
+        t.reference.tag = None;
+        if !out.iter().any(|o| o.reference == t.reference) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// Targets pushed without a tag are reported as `REPO@DIGEST`, the reference
+/// that names them.
+pub fn pin_untagged(report: &mut PushReport) {
+    let digest = report.digest.to_string();
+    for t in &mut report.targets {
+        if let Ok(r) = Reference::parse(&t.reference) {
+            if r.tag.is_none() && r.digest.is_none() {
+                t.reference = format!("{}@{digest}", t.reference);
+            }
+        }
+    }
+}
+
+/// The explicit credentials of `targets`, one set per registry (bad input
+/// when a variable is missing or two targets of a registry disagree).
+pub fn explicit_credentials(
+    targets: &[PushTarget],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, Credential)>> {
+    let mut out: Vec<(String, Credential)> = Vec::new();
+    for t in targets {
+        let Some(spec) = &t.credentials else { continue };
+        let cred = spec
+            .resolve(env)
+            .with_context(|| format!("credentials for {}", t.reference))?;
+        let reg = &t.reference.registry;
+        match out.iter().find(|(r, _)| r == reg) {
+            Some((_, other)) if other != &cred => {
+                return Err(bad_input(format!(
+                    "targets on {reg} name different credentials; one registry takes one set"
+                )))
+            }
+            Some(_) => {}
+            None => out.push((reg.clone(), cred)),
+        }
+    }
+    Ok(out)
+}
+
+/// The targets of one registry.
+pub struct RegistryGroup {
+    pub registry: String,
+    /// Target repositories, in order of first appearance.
+    pub repos: Vec<String>,
+    /// Other repositories of this registry that may hold blobs.
+    pub mount_sources: Vec<String>,
+}
+
+/// Group `targets` by registry, in order of first appearance.
+pub fn group(targets: &[PushTarget], mount_sources: &[Reference]) -> Vec<RegistryGroup> {
+    let mut groups: Vec<RegistryGroup> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for t in targets {
+        let r = &t.reference;
+        let i = *index.entry(&r.registry).or_insert_with(|| {
+            groups.push(RegistryGroup {
+                registry: r.registry.clone(),
+                repos: Vec::new(),
+                mount_sources: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        if !groups[i].repos.contains(&r.repository) {
+            groups[i].repos.push(r.repository.clone());
+        }
+    }
+    for g in &mut groups {
+        g.mount_sources = mount_sources
+            .iter()
+            .filter(|r| r.registry == g.registry && !g.repos.contains(&r.repository))
+            .map(|r| r.repository.clone())
+            .collect();
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::Role;
+
+    #[test]
+    fn targets_from_strings_and_recipe() {
+        let t = PushTarget::parse("ghcr.io/acme/r2d").unwrap();
+        assert_eq!(t.reference.to_string(), "ghcr.io/acme/r2d:latest");
+        assert!(crate::error::is_bad_input(
+            &PushTarget::parse("ghcr.io/Acme/x").unwrap_err()
+        ));
+        let recipe = vec![Target {
+            reference: "docker.io/acme/r2d".into(),
+            role: Role::Backup,
+            username_env: Some("DOCKERHUB_USER".into()),
+            password_env: Some("DOCKERHUB_API_KEY_ENCODED".into()),
+            base64: true,
+            optional: true,
+        }];
+        let ts = PushTarget::from_recipe(&recipe, &["1.4.0".into(), "latest".into()]).unwrap();
+        assert_eq!(ts.len(), 2);
+        assert_eq!(ts[1].reference.to_string(), "docker.io/acme/r2d:latest");
+        assert!(ts[0].optional);
+        assert_eq!(
+            ts[0].credentials.as_ref().unwrap().encoding,
+            SecretEncoding::Base64
+        );
+    }
+
+    #[test]
+    fn to_adds_targets_and_replaces_a_recipe_repositorys_tags() {
+        let recipe = vec![
+            Target {
+                reference: "ghcr.io/acme/r2d".into(),
+                role: Role::Primary,
+                username_env: Some("GITHUB_ACTOR".into()),
+                password_env: Some("GITHUB_TOKEN".into()),
+                base64: false,
+                optional: false,
+            },
+            Target {
+                reference: "docker.io/acme/r2d".into(),
+                role: Role::Backup,
+                username_env: None,
+                password_env: None,
+                base64: false,
+                optional: true,
+            },
+        ];
+        let tags = vec!["1.4.0".to_string(), "latest".to_string()];
+        let to = vec![
+            "ghcr.io/acme/r2d:edge".to_string(),
+            "quay.io/acme/r2d:1.4.0".to_string(),
+        ];
+        let got = merge_targets(&recipe, &tags, &to).unwrap();
+        let names: Vec<String> = got.iter().map(|t| t.reference.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "docker.io/acme/r2d:1.4.0",
+                "docker.io/acme/r2d:latest",
+                "ghcr.io/acme/r2d:edge",
+                "quay.io/acme/r2d:1.4.0"
+            ]
+        );
+        assert!(got[0].optional);
+        assert_eq!(
+            got[2].credentials.as_ref().unwrap().password_env,
+            "GITHUB_TOKEN"
+        );
+        assert!(got[3].credentials.is_none() && !got[3].optional);
+        let pinned = by_digest(got, true);
+        assert_eq!(pinned.len(), 3, "one per repository");
+        assert!(pinned.iter().all(|t| t.reference.tag.is_none()));
+    }
+
+    #[test]
+    fn groups_follow_first_appearance() {
+        let ts = parse_targets(&[
+            "b.io/x:1".into(),
+            "a.io/x:1".into(),
+            "b.io/y:1".into(),
+            "b.io/x:2".into(),
+        ])
+        .unwrap();
+        let m = [
+            Reference::parse("b.io/base").unwrap(),
+            Reference::parse("b.io/y").unwrap(),
+        ];
+        let g = group(&ts, &m);
+        assert_eq!(g.len(), 2);
+        assert_eq!(
+            (g[0].registry.as_str(), &g[0].repos[..]),
+            ("b.io", &["x".to_string(), "y".to_string()][..])
+        );
+        assert_eq!(g[0].mount_sources, ["base"]);
+        assert!(g[1].mount_sources.is_empty());
+    }
+}
