@@ -65,14 +65,6 @@ impl RemoteBlobs {
         (&self.registry, &self.repository)
     }
 
-    pub fn client(&self) -> &Arc<Client> {
-        &self.client
-    }
-
-    pub fn cache(&self) -> &BlobCache {
-        &self.cache
-    }
-
     /// Blobs downloaded and their bytes, and cache hits, so far.
     pub fn counts(&self) -> CacheCounts {
         self.counts.lock().map(|c| *c).unwrap_or_default()
@@ -159,16 +151,6 @@ impl RegistryImage {
             root,
             known: self.known.clone(),
         }
-    }
-
-    pub fn blobs(&self) -> &Arc<RemoteBlobs> {
-        &self.blobs
-    }
-
-    /// `registry/repository`, for messages.
-    pub fn name(&self) -> String {
-        let (reg, repo) = self.blobs.source();
-        format!("{reg}/{repo}")
     }
 
     /// GET a manifest by digest (checked by the client against it).
