@@ -13,13 +13,23 @@ pub mod copy;
 pub mod error;
 pub mod github;
 pub mod index;
-pub mod inspect;
 pub mod layer;
 pub mod layout;
 pub mod oci;
+pub mod ops;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod recipe;
 pub mod registry;
-pub mod verify;
+
+/// The former paths of [`ops::verify`], [`ops::tags`] and [`ops::inspect`],
+/// kept until every caller names the new ones.
+pub mod verify {
+    pub use crate::ops::tags::*;
+    pub use crate::ops::verify::*;
+}
+/// See [`verify`](mod@verify).
+pub mod inspect {
+    pub use crate::ops::inspect::*;
+}

@@ -1,4 +1,5 @@
-//! `inspect`: what an OCI layout holds (manifest, config, layers, sizes, digests).
+//! `inspect`: what an OCI layout holds (manifest, config, layers, sizes,
+//! digests), read-only like the other operations on built images.
 
 use serde::Serialize;
 
