@@ -1,7 +1,11 @@
 //! Plan -> layers (built in parallel) -> config -> manifest (-> index for
-//! several platforms) -> OCI layout.
+//! several platforms) -> OCI layout: [`build_image`] returns what it wrote,
+//! ready to push without reading the layout back.
+//!
+//! [`base`] brings in the image a recipe starts from, [`config`] makes each
+//! platform's image config, and [`publish`] runs a build while pushing its
+//! layers as they are finished.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,16 +14,21 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
-use crate::error::bad_input;
+use bytes::Bytes;
+
 use crate::layer::{self, BuiltLayer, Compression};
-use crate::layout::{Layout, LayoutWriter};
-use crate::oci::{
-    self, canonical_json, Descriptor, Digest, History, ImageConfig, Index, Manifest, Platform,
-    RootFs, RuntimeConfig,
-};
+use crate::layout::{blob_path, LayoutWriter};
+use crate::oci::{self, canonical_json, Descriptor, Digest, Index, Manifest};
 use crate::progress::{Level, SharedReporter};
 use crate::pull::{RegistryBase, ServedReport};
-use crate::recipe::{Base, LayerPlan, Plan, PlatformPlan};
+use crate::push::ImageContent;
+use crate::recipe::{LayerPlan, Plan};
+
+mod base;
+mod config;
+pub mod publish;
+
+use base::BaseImage;
 
 /// How to build.
 #[derive(Clone)]
@@ -90,19 +99,23 @@ pub struct Timings {
     pub layers_ms: Vec<u128>,
 }
 
-/// A base image resolved for one platform: its layers and config.
-struct BaseImage {
-    /// `org.opencontainers.image.base.name`: the recipe's text for a layout,
-    /// the reference that served for a registry base.
-    name: String,
-    served: Option<ServedReport>,
-    manifest_digest: Digest,
-    layers: Vec<(Descriptor, Digest)>,
-    config: ImageConfig,
+/// What [`build_image`] produced: the report, and the image as a push
+/// takes it (no need to read the layout back).
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub result: BuildResult,
+    /// The root descriptor, the manifests' exact bytes (children before the
+    /// index) and the config and layer blobs as files of the committed layout.
+    pub content: ImageContent,
 }
 
 /// Build `plan` into an OCI layout.
 pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
+    build_image(plan, opts).map(|b| b.result)
+}
+
+/// Build `plan` into an OCI layout, and say what is in it.
+pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
     let started = Instant::now();
     let writer = LayoutWriter::create(&opts.output)?;
     let pool = Arc::new(
@@ -113,28 +126,11 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
             .context("starting the compression threads")?,
     );
 
-    let registry_base = match (&plan.base, &opts.registry_base) {
-        (Base::Registry { .. }, Some(r)) => Some(r.clone()),
-        (Base::Registry { .. }, None) => Some(Arc::new(RegistryBase::new(
-            Default::default(),
-            crate::registry::CredentialStore::from_env(),
-            crate::cache::BlobCache::new(None)?,
-            opts.reporter.clone(),
-        )?)),
-        _ => None,
-    };
+    let registry = base::registry_client(&plan.base, opts)?;
     let bases: Vec<Option<BaseImage>> = plan
         .platforms
         .iter()
-        .map(|p| {
-            resolve_base(
-                &plan.base,
-                &p.platform,
-                &writer,
-                opts,
-                registry_base.as_deref(),
-            )
-        })
+        .map(|p| base::resolve(&plan.base, &p.platform, &writer, opts, registry.as_deref()))
         .collect::<Result<_>>()?;
 
     // Each distinct layer plan is built once, even when several platforms share it.
@@ -147,19 +143,21 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
         }
     }
     let (built, layers_ms) = build_layers(&unique, plan.created as u64, opts, &pool, &writer)?;
-    let built_for = |l: &Arc<LayerPlan>| -> &BuiltLayer {
-        let i = unique
+    let built_for = |l: &Arc<LayerPlan>| -> Result<&BuiltLayer> {
+        unique
             .iter()
             .position(|u| Arc::ptr_eq(u, l))
-            .expect("every layer was built");
-        &built[i]
+            .map(|i| &built[i])
+            .ok_or_else(|| anyhow!("layer {:?} was not built", l.name))
     };
 
     let created = oci::rfc3339(plan.created);
     let mut images = Vec::new();
+    let mut manifests = Vec::new();
     for (p, base) in plan.platforms.iter().zip(&bases) {
-        let recipe_layers: Vec<&BuiltLayer> = p.layers.iter().map(built_for).collect();
-        let config = image_config(plan, p, base.as_ref(), &recipe_layers, &created);
+        let recipe_layers: Vec<&BuiltLayer> =
+            p.layers.iter().map(built_for).collect::<Result<_>>()?;
+        let config = config::image_config(plan, p, base.as_ref(), &recipe_layers, &created);
         let config_desc = writer.write_blob(oci::MEDIA_TYPE_CONFIG, &canonical_json(&config))?;
         let mut layers = Vec::new();
         for (d, diff) in base.iter().flat_map(|b| &b.layers) {
@@ -193,9 +191,10 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
             subject: None,
             annotations,
         };
-        let mut manifest_desc =
-            writer.write_blob(oci::MEDIA_TYPE_MANIFEST, &canonical_json(&manifest))?;
+        let bytes = canonical_json(&manifest);
+        let mut manifest_desc = writer.write_blob(oci::MEDIA_TYPE_MANIFEST, &bytes)?;
         manifest_desc.platform = Some(p.platform.clone());
+        manifests.push((manifest_desc.clone(), Bytes::from(bytes)));
         images.push(ImageResult {
             platform: p.platform.to_string(),
             manifest: manifest_desc,
@@ -210,7 +209,12 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
         let mut index = Index::new(images.iter().map(|i| i.manifest.clone()).collect());
         index.manifests.sort_by(|a, b| a.platform.cmp(&b.platform));
         index.annotations = plan.platforms[0].annotations.clone();
-        writer.write_blob(oci::MEDIA_TYPE_INDEX, &canonical_json(&index))?
+        // A push puts children first, in the index's order.
+        manifests.sort_by(|(a, _), (b, _)| a.platform.cmp(&b.platform));
+        let bytes = canonical_json(&index);
+        let desc = writer.write_blob(oci::MEDIA_TYPE_INDEX, &bytes)?;
+        manifests.push((desc.clone(), Bytes::from(bytes)));
+        desc
     };
     let refs = plan
         .tags
@@ -227,7 +231,8 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
         Level::Info,
         &format!("wrote {} ({})", layout.display(), top.digest),
     );
-    Ok(BuildResult {
+    let content = content(&layout, top.clone(), manifests, &images);
+    let result = BuildResult {
         digest: top.digest.clone(),
         media_type: top.media_type.clone(),
         size: top.size,
@@ -239,7 +244,37 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
             layers_ms,
         },
         base: bases.iter().flatten().find_map(|b| b.served.clone()),
-    })
+    };
+    Ok(BuiltImage { result, content })
+}
+
+/// The image as a push takes it: `manifests` in push order, and each
+/// distinct blob once, in manifest order (config, then layers), at its path
+/// in the committed `layout`.
+fn content(
+    layout: &Path,
+    root: Descriptor,
+    manifests: Vec<(Descriptor, Bytes)>,
+    images: &[ImageResult],
+) -> ImageContent {
+    let mut blobs: Vec<(Descriptor, PathBuf)> = Vec::new();
+    for (m, _) in &manifests {
+        let Some(image) = images.iter().find(|i| i.manifest.digest == m.digest) else {
+            continue;
+        };
+        let descriptors =
+            std::iter::once(&image.config).chain(image.layers.iter().map(|l| &l.descriptor));
+        for d in descriptors {
+            if !blobs.iter().any(|(b, _)| b.digest == d.digest) {
+                blobs.push((d.clone(), blob_path(layout, &d.digest)));
+            }
+        }
+    }
+    ImageContent {
+        root,
+        manifests,
+        blobs,
+    }
 }
 
 /// Build the layers, up to `jobs` at a time, sharing one compression pool.
@@ -300,207 +335,4 @@ fn build_layers(
         times.push(t.as_millis());
     }
     Ok((built, times))
-}
-
-fn resolve_base(
-    base: &Base,
-    platform: &Platform,
-    writer: &LayoutWriter,
-    opts: &BuildOptions,
-    registry: Option<&RegistryBase>,
-) -> Result<Option<BaseImage>> {
-    let (dir, name, display) = match base {
-        Base::Scratch => return Ok(None),
-        Base::Oci { dir, name, display } => (dir, name, display),
-        Base::Registry {
-            reference,
-            fallback,
-        } => {
-            let registry = registry.ok_or_else(|| anyhow!("no registry client for the base"))?;
-            return registry_base(registry, reference, fallback, platform, writer, opts).map(Some);
-        }
-    };
-    let layout = Layout::open(dir).with_context(|| format!("opening base {display}"))?;
-    let top = layout
-        .resolve(name.as_deref())
-        .with_context(|| format!("base {display}"))?;
-    let manifest_desc = if oci::is_index_media_type(&top.media_type) {
-        let index: Index = layout.read_json(&top)?;
-        let found = index
-            .manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)));
-        match found {
-            Some(d) => d.clone(),
-            None => {
-                let have: Vec<String> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-                    .collect();
-                return Err(bad_input(format!(
-                    "base {display} has no image for platform {platform} (it has: {})",
-                    have.join(", ")
-                )));
-            }
-        }
-    } else {
-        top
-    };
-    let manifest: Manifest = layout.read_json(&manifest_desc)?;
-    let config: ImageConfig = layout.read_json(&manifest.config)?;
-    if config.os != platform.os || config.architecture != platform.architecture {
-        return Err(bad_input(format!(
-            "base {display} is for {}/{}, but the recipe builds {platform}",
-            config.os, config.architecture
-        )));
-    }
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(anyhow!(
-            "base {display}: its config lists {} diff IDs for {} layers",
-            config.rootfs.diff_ids.len(),
-            manifest.layers.len()
-        ));
-    }
-    for l in &manifest.layers {
-        let src = layout.blob_path(&l.digest);
-        writer
-            .import_verified_blob(&src, l)
-            .with_context(|| format!("copying base layer {} from {display}", l.digest))?;
-        if let Some(hook) = &opts.on_layer {
-            hook(l, &writer.blob_path(&l.digest));
-        }
-    }
-    let layers = manifest
-        .layers
-        .iter()
-        .cloned()
-        .zip(config.rootfs.diff_ids.iter().cloned())
-        .collect();
-    Ok(Some(BaseImage {
-        name: display.clone(),
-        served: None,
-        manifest_digest: manifest_desc.digest,
-        layers,
-        config,
-    }))
-}
-
-/// A registry base for `platform`: resolved on the first registry that
-/// answers, its layers downloaded through the blob cache (digest-checked)
-/// and linked into the layout being written.
-fn registry_base(
-    registry: &RegistryBase,
-    reference: &str,
-    fallback: &[String],
-    platform: &Platform,
-    writer: &LayoutWriter,
-    opts: &BuildOptions,
-) -> Result<BaseImage> {
-    let parts = registry.image(reference, fallback, platform)?;
-    let what = parts.served.reference.to_string();
-    for (l, path) in &parts.layers {
-        writer
-            .import_blob(path, &l.digest)
-            .with_context(|| format!("copying base layer {} of {what}", l.digest))?;
-        if let Some(hook) = &opts.on_layer {
-            hook(l, &writer.blob_path(&l.digest));
-        }
-    }
-    let layers = parts
-        .layers
-        .iter()
-        .map(|(d, _)| d.clone())
-        .zip(parts.image.config.rootfs.diff_ids.iter().cloned())
-        .collect();
-    Ok(BaseImage {
-        name: what,
-        served: Some(parts.served.report()),
-        manifest_digest: parts.image.descriptor.digest.clone(),
-        layers,
-        config: parts.image.config,
-    })
-}
-
-fn image_config(
-    plan: &Plan,
-    p: &PlatformPlan,
-    base: Option<&BaseImage>,
-    layers: &[&BuiltLayer],
-    created: &str,
-) -> ImageConfig {
-    let mut cfg = base.map(|b| b.config.clone()).unwrap_or_default();
-    let c = &p.config;
-    let mut rc = cfg.config.take().unwrap_or_default();
-    if !c.env.is_empty() {
-        let mut env = rc.env.take().unwrap_or_default();
-        for (k, v) in &c.env {
-            let entry = format!("{k}={v}");
-            match env
-                .iter_mut()
-                .find(|e| e.split('=').next() == Some(k.as_str()))
-            {
-                Some(e) => *e = entry,
-                None => env.push(entry),
-            }
-        }
-        rc.env = Some(env);
-    }
-    if let Some(ep) = &c.entrypoint {
-        rc.entrypoint = Some(ep.clone());
-        // As with Dockerfile ENTRYPOINT: a new entrypoint drops the base's CMD.
-        rc.cmd = None;
-    }
-    if let Some(cmd) = &c.cmd {
-        rc.cmd = Some(cmd.clone());
-    }
-    set(&mut rc.working_dir, &c.workdir);
-    set(&mut rc.user, &c.user);
-    set(&mut rc.stop_signal, &c.stop_signal);
-    if !c.labels.is_empty() {
-        rc.labels
-            .get_or_insert_with(BTreeMap::new)
-            .extend(c.labels.clone());
-    }
-    for port in &c.exposed_ports {
-        rc.exposed_ports
-            .get_or_insert_with(BTreeMap::new)
-            .insert(port.clone(), serde_json::json!({}));
-    }
-    for v in &c.volumes {
-        rc.volumes
-            .get_or_insert_with(BTreeMap::new)
-            .insert(v.clone(), serde_json::json!({}));
-    }
-    cfg.config = (rc != RuntimeConfig::default()).then_some(rc);
-    cfg.created = Some(created.to_string());
-    if plan.author.is_some() {
-        cfg.author = plan.author.clone();
-    }
-    cfg.architecture = p.platform.architecture.clone();
-    cfg.os = p.platform.os.clone();
-    cfg.variant = p.platform.variant.clone();
-    let mut diff_ids: Vec<Digest> = base
-        .map(|b| b.layers.iter().map(|(_, d)| d.clone()).collect())
-        .unwrap_or_default();
-    diff_ids.extend(layers.iter().map(|l| l.diff_id.clone()));
-    cfg.rootfs = RootFs {
-        kind: "layers".into(),
-        diff_ids,
-    };
-    for l in &p.layers {
-        cfg.history.push(History {
-            created: Some(created.to_string()),
-            created_by: Some(format!("boxwright build: {}", l.name)),
-            comment: Some("boxwright".into()),
-            ..Default::default()
-        });
-    }
-    cfg
-}
-
-fn set(field: &mut Option<String>, value: &Option<String>) {
-    if value.is_some() {
-        *field = value.clone();
-    }
 }
