@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use serde::Serialize;
-
 use bytes::Bytes;
+use serde::Serialize;
 
 use crate::layer::{self, BuiltLayer, Compression};
 use crate::layout::{blob_path, LayoutWriter};
@@ -41,17 +40,17 @@ pub struct BuildOptions {
     pub reporter: SharedReporter,
     /// Called with each layer blob as soon as it is in the layout being
     /// written (recipe layers when finished, base layers when imported), from
-    /// the build's worker threads. `build --push` hands these to the pusher
-    /// so uploads start while other layers still compress. The path is inside
+    /// the build's worker threads. [`publish::build_and_push`] hands these to
+    /// the pusher so uploads start while other layers still compress. The path is inside
     /// a temporary directory that [`build`] renames when it commits: a
     /// receiver that reads it later must link or copy it first. Keep the
     /// callback quick (send on a channel); `None` costs nothing.
     pub on_layer: Option<LayerHook>,
     /// How a registry base (`base = "REGISTRY/REPO:TAG"`) is reached: client
     /// settings, credentials and blob cache. `None`: defaults (the default
-    /// cache, HTTPS except for loopback hosts). Built by the caller so that
-    /// `build --push` can learn which registry served the base (to mount its
-    /// layers) before the build starts.
+    /// cache, HTTPS except for loopback hosts). [`publish::build_and_push`]
+    /// resolves it before the build starts, to mount the base's layers from
+    /// the registry that served it.
     pub registry_base: Option<Arc<RegistryBase>>,
 }
 
