@@ -14,7 +14,6 @@ pub mod cache;
 pub mod error;
 pub mod github;
 pub mod image;
-pub mod inspect;
 pub mod layer;
 pub mod oci;
 pub mod ops;
@@ -22,7 +21,3 @@ pub mod progress;
 pub mod push;
 pub mod recipe;
 pub mod registry;
-pub mod verify;
-
-/// OCI layouts (reading and writing) live with the other image sources.
-pub use image::layout;

@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use compress::Codec;
 
-use crate::layout::LayoutWriter;
+use crate::image::layout::LayoutWriter;
 use crate::oci::{
     Descriptor, Digest, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD,
 };

@@ -189,7 +189,7 @@ fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Result<Plan> {
                 Base::Scratch
             } else if let Some(rest) = text.strip_prefix("oci:") {
                 let (dir, name) =
-                    crate::layout::split_layout_ref(&recipe_dir.join(rest).to_string_lossy());
+                    crate::image::layout::split_layout_ref(&recipe_dir.join(rest).to_string_lossy());
                 if !dir.join("oci-layout").is_file() {
                     return Err(src.err(
                         b.span(),

@@ -13,6 +13,7 @@ mod hardening;
 mod harness;
 mod index;
 mod pair;
+mod publish;
 mod pull;
 mod push;
 mod schema;

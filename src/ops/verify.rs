@@ -1,21 +1,22 @@
-//! `verify` and `tags`: read-only checks across registries.
+//! `verify`: does every reference name the same image?
 //!
-//! [`verify`] answers "does every reference name the same image?" with one
-//! `HEAD` per reference (Docker Hub does not count HEADs against its pull
-//! limit; a GET happens only when a registry answers a HEAD without
-//! `Docker-Content-Digest`). [`list_tags`] puts the tag lists of several
-//! repositories side by side, following pagination, optionally with each
-//! tag's digest (again by HEAD).
+//! One `HEAD` per reference (Docker Hub does not count HEADs against its
+//! pull limit; a GET happens only when a registry answers a HEAD without
+//! `Docker-Content-Digest`). [`verify_pushed`] runs the check after a push,
+//! waiting for registries whose tags lag behind.
 //!
-//! Both take a [`Client`] and never print; the binary renders the reports
-//! ([`VerifyReport::render`], [`TagsReport::render`]) or serialises them.
+//! Takes a [`Client`] and never prints; the binary renders the report
+//! ([`VerifyReport::render`]) or serialises it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+use anyhow::{Context as _, Result};
 use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
 use crate::oci::Digest;
+use crate::progress::{Level, SharedReporter};
+use crate::push::PushReport;
 use crate::registry::{Client, Reference};
 
 /// What one reference resolved to.
@@ -233,171 +234,79 @@ impl VerifyReport {
     }
 }
 
-/// One repository's column in [`TagsReport`].
-#[derive(Clone, Debug, Serialize)]
-pub struct RepoTags {
-    /// `registry/repository`.
-    pub repository: String,
-    pub tags: Vec<String>,
-    pub error: Option<String>,
-}
-
-/// Presence of one tag in each repository.
-#[derive(Clone, Debug, Serialize)]
-pub struct TagRow {
-    pub tag: String,
-    /// Per repository (same order as [`TagsReport::repositories`]): whether
-    /// it has the tag.
-    pub present: Vec<bool>,
-    /// Per repository: the tag's digest, when asked for (`--digests`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub digests: Option<Vec<Option<Digest>>>,
-    /// Present everywhere (and, with digests, naming one digest everywhere).
-    pub same: bool,
-}
-
-/// The outcome of [`list_tags`].
-#[derive(Clone, Debug, Serialize)]
-pub struct TagsReport {
-    pub repositories: Vec<RepoTags>,
-    /// Every tag seen, in natural order (`1.9` before `1.10`).
-    pub tags: Vec<TagRow>,
-}
-
-/// List the tags of every repository (following `Link` pagination, with
-/// `?n=page_size` when given) and line them up; with `digests`, HEAD every
-/// (repository, tag) pair for its digest.
-pub async fn list_tags(
+/// After a push: HEAD every reference pushed successfully, with `client`
+/// (the push's credentials). Tags read right after a push may lag on some
+/// registries (GHCR): a report that is not ok, or names another digest than
+/// the pushed one, is retried after 1, 2 and 4 s. `None` when no target was
+/// pushed.
+pub async fn verify_pushed(
     client: &Client,
-    repositories: &[Reference],
-    page_size: Option<u32>,
-    digests: bool,
-) -> TagsReport {
-    let lists = futures_util::future::join_all(repositories.iter().map(|r| async move {
-        let res = client
-            .list_tags_paged(&r.registry, &r.repository, page_size)
-            .await;
-        match res {
-            Ok(tags) => RepoTags {
-                repository: r.name(),
-                tags,
-                error: None,
-            },
-            Err(e) => RepoTags {
-                repository: r.name(),
-                tags: Vec::new(),
-                error: Some(e.to_string()),
-            },
-        }
-    }))
-    .await;
-    let all: BTreeSet<String> = lists.iter().flat_map(|l| l.tags.iter().cloned()).collect();
-    let mut all: Vec<String> = all.into_iter().collect();
-    all.sort_by(|a, b| natural_cmp(a, b));
-    let mut found: BTreeMap<(usize, String), Option<Digest>> = BTreeMap::new();
-    if digests {
-        let jobs = client.options().jobs_per_registry.max(1) * 2;
-        let pairs: Vec<(usize, String)> = lists
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.tags.iter().map(move |t| (i, t.clone())))
-            .collect();
-        let heads: Vec<((usize, String), Option<Digest>)> = stream::iter(pairs)
-            .map(|(i, tag)| {
-                let r = &repositories[i];
-                async move {
-                    let d = client
-                        .head_manifest(&r.registry, &r.repository, &tag)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|info| info.digest);
-                    ((i, tag), d)
-                }
-            })
-            .buffer_unordered(jobs)
-            .collect()
-            .await;
-        found.extend(heads);
-    }
-    let tags = all
-        .into_iter()
-        .map(|tag| {
-            let present: Vec<bool> = lists.iter().map(|l| l.tags.contains(&tag)).collect();
-            let ds: Option<Vec<Option<Digest>>> = digests.then(|| {
-                (0..lists.len())
-                    .map(|i| found.get(&(i, tag.clone())).cloned().flatten())
-                    .collect()
-            });
-            let everywhere = present.iter().all(|p| *p);
-            let same = everywhere
-                && ds.as_ref().is_none_or(|v| {
-                    v.first()
-                        .is_some_and(|f| f.is_some() && v.iter().all(|d| d == f))
-                });
-            TagRow {
-                tag,
-                present,
-                digests: ds,
-                same,
-            }
+    report: &PushReport,
+    reporter: &SharedReporter,
+) -> Result<Option<VerifyReport>> {
+    let refs = report
+        .targets
+        .iter()
+        .filter(|t| t.ok)
+        .map(|t| {
+            Reference::parse(&t.reference).with_context(|| format!("reference {}", t.reference))
         })
-        .collect();
-    TagsReport {
-        repositories: lists,
-        tags,
+        .collect::<Result<Vec<_>>>()?;
+    if refs.is_empty() {
+        return Ok(None);
     }
+    let mut delay = Duration::from_secs(1);
+    for attempt in 0.. {
+        let v = verify(client, &refs).await;
+        let pushed_digest = v.digest.as_ref() == Some(&report.digest);
+        if (v.ok && pushed_digest) || attempt == 3 {
+            match v.problem() {
+                None if pushed_digest => reporter.log(
+                    Level::Info,
+                    &format!(
+                        "verify: all {} references name {}",
+                        refs.len(),
+                        report.digest
+                    ),
+                ),
+                None => {}
+                Some(p) => reporter.log(Level::Warn, &format!("verify: {p}")),
+            }
+            return Ok(Some(v));
+        }
+        reporter.log(
+            Level::Debug,
+            &format!(
+                "verify: not yet consistent ({}), again in {}s",
+                v.problem().unwrap_or_else(|| "another digest".into()),
+                delay.as_secs()
+            ),
+        );
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    Ok(None)
 }
 
-impl TagsReport {
-    /// The side-by-side table: a row per tag, a column per repository
-    /// (`yes`, `-`, or a short digest with `--digests`), and `*` on rows
-    /// that differ between repositories.
-    pub fn render(&self) -> String {
-        let mut header: Vec<&str> = vec!["TAG"];
-        header.extend(self.repositories.iter().map(|r| r.repository.as_str()));
-        header.push("");
-        let rows: Vec<Vec<String>> = self
-            .tags
-            .iter()
-            .map(|row| {
-                let mut v = vec![row.tag.clone()];
-                for (i, p) in row.present.iter().enumerate() {
-                    let cell = match (&row.digests, p) {
-                        (_, false) => "-".to_string(),
-                        (Some(ds), true) => ds[i]
-                            .as_ref()
-                            .map_or_else(|| "?".into(), |d| short(d).to_string()),
-                        (None, true) => "yes".to_string(),
-                    };
-                    v.push(cell);
-                }
-                v.push(if row.same { String::new() } else { "*".into() });
-                v
-            })
-            .collect();
-        table(&header, &rows)
+impl VerifyReport {
+    /// The error of a verification after a push of `pushed` that did not
+    /// confirm it: a problem, or every reference naming another digest.
+    pub fn after_push_error(&self, pushed: &Digest) -> Option<anyhow::Error> {
+        match self.problem() {
+            Some(p) => Some(anyhow::anyhow!("verify after push failed: {p}")),
+            None if self.digest.as_ref() != Some(pushed) => Some(anyhow::anyhow!(
+                "verify after push failed: the references name {}, not the pushed {pushed}",
+                self.digest
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_string(), |d| d.to_string()),
+            )),
+            None => None,
+        }
     }
-
-    /// Tags missing somewhere or differing, for a one-line summary.
-    pub fn differences(&self) -> Vec<String> {
-        self.tags
-            .iter()
-            .filter(|t| !t.same)
-            .map(|t| t.tag.clone())
-            .collect()
-    }
-}
-
-/// `sha256:` and the first 12 hex digits.
-fn short(d: &Digest) -> &str {
-    let s = d.as_str();
-    let cut = d.algorithm().len() + 1 + 12;
-    &s[..cut.min(s.len())]
 }
 
 /// Left-aligned columns separated by three spaces; trailing blanks trimmed.
-fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
+pub(crate) fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
     let cols = header.len();
     let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
@@ -423,39 +332,6 @@ fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
         line(r.as_ref().iter().map(String::as_str).collect());
     }
     out
-}
-
-/// Compare with digit runs as numbers: `1.9 < 1.10`, `v2 < v10`.
-pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
-    loop {
-        match (x.first(), y.first()) {
-            (None, None) => return a.cmp(b),
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
-                let nx = x.iter().take_while(|c| c.is_ascii_digit()).count();
-                let ny = y.iter().take_while(|c| c.is_ascii_digit()).count();
-                let (dx, dy) = (&x[..nx], &y[..ny]);
-                let tx = dx.iter().skip_while(|c| **c == b'0').count();
-                let ty = dy.iter().skip_while(|c| **c == b'0').count();
-                let o = tx.cmp(&ty).then_with(|| dx[nx - tx..].cmp(&dy[ny - ty..]));
-                if o != Ordering::Equal {
-                    return o;
-                }
-                x = &x[nx..];
-                y = &y[ny..];
-            }
-            (Some(c), Some(d)) => {
-                if c != d {
-                    return c.cmp(d);
-                }
-                x = &x[1..];
-                y = &y[1..];
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -503,13 +379,6 @@ mod tests {
         let rep = judge(vec![ok("a", b"1"), ok("b", b"2")]);
         assert_eq!(rep.digest, Some(Digest::of(b"1")));
         assert_eq!(rep.mismatched, ["b"]);
-    }
-
-    #[test]
-    fn natural_order() {
-        let mut v = vec!["1.10", "latest", "1.9", "1.9.1", "01.9", "edge"];
-        v.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(v, ["01.9", "1.9", "1.9.1", "1.10", "edge", "latest"]);
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! `inspect`: what an OCI layout holds (manifest, config, layers, sizes, digests).
+//! `inspect`: what an OCI layout holds (manifest, config, layers, sizes,
+//! digests), read-only like the other operations on built images.
 
 use serde::Serialize;
 
 use anyhow::Result;
 
-use crate::layout::Layout;
+use crate::image::layout::Layout;
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest};
 
 #[derive(Debug, Serialize)]

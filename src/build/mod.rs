@@ -1,0 +1,329 @@
+//! Plan -> layers (built in parallel) -> config -> manifest (-> index for
+//! several platforms) -> OCI layout: [`build_image`] returns what it wrote,
+//! ready to push without reading the layout back.
+//!
+//! [`base`] brings in the image a recipe starts from, [`config`] makes each
+//! platform's image config, and [`publish`] runs a build while pushing its
+//! layers as they are finished.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::layer::{self, BuiltLayer, Compression};
+use crate::image::layout::{blob_path, LayoutWriter};
+use crate::oci::{self, canonical_json, Descriptor, Digest, Index, Manifest};
+use crate::progress::{Level, SharedReporter};
+use crate::image::remote::{RegistryBase, ServedReport};
+use crate::image::MemoryImage;
+use crate::recipe::{LayerPlan, Plan};
+
+mod base;
+mod config;
+pub mod publish;
+
+use base::BaseImage;
+
+/// How to build.
+#[derive(Clone)]
+pub struct BuildOptions {
+    /// The OCI layout directory to write (replaced when it exists).
+    pub output: PathBuf,
+    /// Threads for compression and parallel layers (at least 1).
+    pub jobs: usize,
+    pub compression: Compression,
+    pub reporter: SharedReporter,
+    /// Called with each layer blob as soon as it is in the layout being
+    /// written (recipe layers when finished, base layers when imported), from
+    /// the build's worker threads. [`publish::build_and_push`] hands these to
+    /// the pusher so uploads start while other layers still compress. The path is inside
+    /// a temporary directory that [`build`] renames when it commits: a
+    /// receiver that reads it later must link or copy it first. Keep the
+    /// callback quick (send on a channel); `None` costs nothing.
+    pub on_layer: Option<LayerHook>,
+    /// How a registry base (`base = "REGISTRY/REPO:TAG"`) is reached: client
+    /// settings, credentials and blob cache. `None`: defaults (the default
+    /// cache, HTTPS except for loopback hosts). [`publish::build_and_push`]
+    /// resolves it before the build starts, to mount the base's layers from
+    /// the registry that served it.
+    pub registry_base: Option<Arc<RegistryBase>>,
+}
+
+/// See [`BuildOptions::on_layer`].
+pub type LayerHook = Arc<dyn Fn(&Descriptor, &Path) + Send + Sync>;
+
+/// What a build produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildResult {
+    /// The image digest: the index's when there are several platforms.
+    pub digest: Digest,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub size: u64,
+    pub layout: PathBuf,
+    pub tags: Vec<String>,
+    pub images: Vec<ImageResult>,
+    pub timings: Timings,
+    /// For a registry base: the reference that served it, and those skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<ServedReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult {
+    pub platform: String,
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<LayerResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerResult {
+    #[serde(flatten)]
+    pub descriptor: Descriptor,
+    #[serde(rename = "diffID")]
+    pub diff_id: Digest,
+    /// Where the layer comes from: a recipe layer's name, or `base`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub total_ms: u128,
+    pub layers_ms: Vec<u128>,
+}
+
+/// What [`build_image`] produced: the report, and the image as a push
+/// takes it (no need to read the layout back).
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub result: BuildResult,
+    /// The root descriptor, the manifests' exact bytes (children before the
+    /// index) and the config and layer blobs as files of the committed layout.
+    pub content: MemoryImage,
+}
+
+/// Build `plan` into an OCI layout.
+pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
+    build_image(plan, opts).map(|b| b.result)
+}
+
+/// Build `plan` into an OCI layout, and say what is in it.
+pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
+    let started = Instant::now();
+    let writer = LayoutWriter::create(&opts.output)?;
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.jobs)
+            .thread_name(|i| format!("compress-{i}"))
+            .build()
+            .context("starting the compression threads")?,
+    );
+
+    let registry = base::registry_client(&plan.base, opts)?;
+    let bases: Vec<Option<BaseImage>> = plan
+        .platforms
+        .iter()
+        .map(|p| base::resolve(&plan.base, &p.platform, &writer, opts, registry.as_deref()))
+        .collect::<Result<_>>()?;
+
+    // Each distinct layer plan is built once, even when several platforms share it.
+    let mut unique: Vec<Arc<LayerPlan>> = Vec::new();
+    for p in &plan.platforms {
+        for l in &p.layers {
+            if !unique.iter().any(|u| Arc::ptr_eq(u, l)) {
+                unique.push(l.clone());
+            }
+        }
+    }
+    let (built, layers_ms) = build_layers(&unique, plan.created as u64, opts, &pool, &writer)?;
+    let built_for = |l: &Arc<LayerPlan>| -> Result<&BuiltLayer> {
+        unique
+            .iter()
+            .position(|u| Arc::ptr_eq(u, l))
+            .map(|i| &built[i])
+            .ok_or_else(|| anyhow!("layer {:?} was not built", l.name))
+    };
+
+    let created = oci::rfc3339(plan.created);
+    let mut images = Vec::new();
+    let mut manifests = Vec::new();
+    for (p, base) in plan.platforms.iter().zip(&bases) {
+        let recipe_layers: Vec<&BuiltLayer> =
+            p.layers.iter().map(built_for).collect::<Result<_>>()?;
+        let config = config::image_config(plan, p, base.as_ref(), &recipe_layers, &created);
+        let config_desc = writer.write_blob(oci::MEDIA_TYPE_CONFIG, &canonical_json(&config))?;
+        let mut layers = Vec::new();
+        for (d, diff) in base.iter().flat_map(|b| &b.layers) {
+            layers.push(LayerResult {
+                descriptor: d.clone(),
+                diff_id: diff.clone(),
+                source: "base".into(),
+            });
+        }
+        for (plan_layer, l) in p.layers.iter().zip(&recipe_layers) {
+            layers.push(LayerResult {
+                descriptor: l.descriptor.clone(),
+                diff_id: l.diff_id.clone(),
+                source: plan_layer.name.clone(),
+            });
+        }
+        let mut annotations = p.annotations.clone();
+        if let Some(b) = base {
+            annotations.insert(oci::ANNOTATION_BASE_NAME.into(), b.name.clone());
+            annotations.insert(
+                oci::ANNOTATION_BASE_DIGEST.into(),
+                b.manifest_digest.to_string(),
+            );
+        }
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+            artifact_type: None,
+            config: config_desc.clone(),
+            layers: layers.iter().map(|l| l.descriptor.clone()).collect(),
+            subject: None,
+            annotations,
+        };
+        let bytes = canonical_json(&manifest);
+        let mut manifest_desc = writer.write_blob(oci::MEDIA_TYPE_MANIFEST, &bytes)?;
+        manifest_desc.platform = Some(p.platform.clone());
+        manifests.push((manifest_desc.clone(), Bytes::from(bytes)));
+        images.push(ImageResult {
+            platform: p.platform.to_string(),
+            manifest: manifest_desc,
+            config: config_desc,
+            layers,
+        });
+    }
+
+    let top = if images.len() == 1 {
+        images[0].manifest.clone()
+    } else {
+        let mut index = Index::new(images.iter().map(|i| i.manifest.clone()).collect());
+        index.manifests.sort_by(|a, b| a.platform.cmp(&b.platform));
+        index.annotations = plan.platforms[0].annotations.clone();
+        // A push puts children first, in the index's order.
+        manifests.sort_by(|(a, _), (b, _)| a.platform.cmp(&b.platform));
+        let bytes = canonical_json(&index);
+        let desc = writer.write_blob(oci::MEDIA_TYPE_INDEX, &bytes)?;
+        manifests.push((desc.clone(), Bytes::from(bytes)));
+        desc
+    };
+    let refs = plan
+        .tags
+        .iter()
+        .map(|t| {
+            let mut d = top.clone();
+            d.annotations
+                .insert(oci::ANNOTATION_REF_NAME.into(), t.clone());
+            d
+        })
+        .collect();
+    let layout = writer.commit(refs)?;
+    opts.reporter.log(
+        Level::Info,
+        &format!("wrote {} ({})", layout.display(), top.digest),
+    );
+    let content = content(&layout, top.clone(), manifests, &images);
+    let result = BuildResult {
+        digest: top.digest.clone(),
+        media_type: top.media_type.clone(),
+        size: top.size,
+        layout,
+        tags: plan.tags.clone(),
+        images,
+        timings: Timings {
+            total_ms: started.elapsed().as_millis(),
+            layers_ms,
+        },
+        base: bases.iter().flatten().find_map(|b| b.served.clone()),
+    };
+    Ok(BuiltImage { result, content })
+}
+
+/// The image as a push takes it: the manifests' bytes, and each blob at
+/// its path in the committed `layout`.
+fn content(
+    layout: &Path,
+    root: Descriptor,
+    manifests: Vec<(Descriptor, Bytes)>,
+    images: &[ImageResult],
+) -> MemoryImage {
+    let mut image = MemoryImage::new(root);
+    for (_, bytes) in manifests {
+        image.add_manifest(bytes);
+    }
+    for i in images {
+        let descriptors = std::iter::once(&i.config).chain(i.layers.iter().map(|l| &l.descriptor));
+        for d in descriptors {
+            image.add_blob(d.digest.clone(), blob_path(layout, &d.digest));
+        }
+    }
+    image
+}
+
+/// Build the layers, up to `jobs` at a time, sharing one compression pool.
+fn build_layers(
+    layers: &[Arc<LayerPlan>],
+    mtime: u64,
+    opts: &BuildOptions,
+    pool: &Arc<rayon::ThreadPool>,
+    writer: &LayoutWriter,
+) -> Result<(Vec<BuiltLayer>, Vec<u128>)> {
+    let next = AtomicUsize::new(0);
+    type Slot = Option<(Result<BuiltLayer>, Duration)>;
+    let results: Mutex<Vec<Slot>> = Mutex::new((0..layers.len()).map(|_| None).collect());
+    let workers = opts.jobs.min(layers.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(plan) = layers.get(i) else { break };
+                let id = format!("layer-{i}");
+                let reporter = &opts.reporter;
+                reporter.start(&id, &plan.name, Some(plan.content_size()));
+                let t = Instant::now();
+                let result =
+                    layer::build_layer(plan, mtime, opts.compression, pool, writer, &mut |n| {
+                        reporter.advance(&id, n)
+                    })
+                    .with_context(|| format!("building layer {:?}", plan.name));
+                if let (Ok(l), Some(hook)) = (&result, &opts.on_layer) {
+                    hook(&l.descriptor, &writer.blob_path(&l.descriptor.digest));
+                }
+                match &result {
+                    Ok(l) => reporter.finish(
+                        &id,
+                        &format!(
+                            "{}: {} ({} bytes)",
+                            plan.name, l.descriptor.digest, l.descriptor.size
+                        ),
+                    ),
+                    Err(_) => reporter.finish(&id, &format!("{}: failed", plan.name)),
+                }
+                let failed = result.is_err();
+                results.lock().expect("no panics while holding the lock")[i] =
+                    Some((result, t.elapsed()));
+                if failed {
+                    // Let the other workers stop picking new layers.
+                    next.store(layers.len(), Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let mut built = Vec::new();
+    let mut times = Vec::new();
+    for r in results.into_inner().expect("workers are done") {
+        let (r, t) =
+            r.ok_or_else(|| anyhow!("a layer was not built because another one failed"))?;
+        built.push(r?);
+        times.push(t.as_millis());
+    }
+    Ok((built, times))
+}

@@ -1,0 +1,226 @@
+//! Build and push in one go (`build --push`): each layer is handed to the
+//! pusher as soon as it is finished, so uploads run while other layers still
+//! compress; manifests and tags follow once the layout is committed, then an
+//! optional check that every pushed reference names the image.
+//!
+//! The build is synchronous (threads of its own); it runs on a blocking
+//! thread of the caller's tokio runtime, and its layers reach the async
+//! pusher through a channel. No runtime is created here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _, Result};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::oci::Descriptor;
+use crate::ops::verify::{verify_pushed, VerifyReport};
+use crate::progress::{Level, SharedReporter};
+use crate::push::{pin_untagged, PushOptions, PushReport, PushTarget, Pusher};
+use crate::recipe::Plan;
+use crate::registry::{CredentialStore, Reference};
+
+use super::{base, build_image, BuildOptions, BuildResult, LayerHook};
+
+/// Where and how to push what is built.
+#[derive(Clone, Debug)]
+pub struct PublishOptions {
+    /// Every reference to push to (tagged, or by digest only).
+    pub targets: Vec<PushTarget>,
+    /// Client settings and upload mode. The repository serving a registry
+    /// base is added to its mount sources.
+    pub push: PushOptions,
+    pub credentials: CredentialStore,
+    /// Afterwards, HEAD every pushed reference ([`verify_pushed`]).
+    pub verify: bool,
+}
+
+/// What [`build_and_push`] did.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub build: BuildResult,
+    /// Targets pushed without a tag are reported as `REPO@DIGEST`.
+    pub push: PushReport,
+    /// Present when asked for and some target was pushed.
+    pub verify: Option<VerifyReport>,
+}
+
+impl Published {
+    /// The `--json` document: `build`, `push` and (when run) `verify`.
+    pub fn to_json(&self) -> Result<serde_json::Value> {
+        let mut doc = serde_json::json!({
+            "build": serde_json::to_value(&self.build)?,
+            "push": self.push.to_json(),
+        });
+        if let Some(v) = &self.verify {
+            doc["verify"] = serde_json::to_value(v)?;
+        }
+        Ok(doc)
+    }
+
+    /// The error when a required target failed, or the verification did not
+    /// confirm the pushed digest.
+    pub fn error(&self) -> Option<anyhow::Error> {
+        self.push.error().or_else(|| {
+            self.verify
+                .as_ref()
+                .and_then(|v| v.after_push_error(&self.push.digest))
+        })
+    }
+}
+
+/// Build `plan` into the layout `build.output` while pushing it to
+/// `publish.targets`. Errors are for a failed build and for problems before
+/// any network work (credentials variables, a base that does not resolve);
+/// failed targets are in the report ([`Published::error`]).
+///
+/// Must run inside a multi-threaded tokio runtime.
+pub async fn build_and_push(
+    plan: Arc<Plan>,
+    build: BuildOptions,
+    publish: PublishOptions,
+) -> Result<Published> {
+    let PublishOptions {
+        targets,
+        mut push,
+        credentials,
+        verify,
+    } = publish;
+    let reporter = build.reporter.clone();
+    let (build, mount) = {
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || prepare(&plan, build))
+            .await
+            .context("the build setup task failed")??
+    };
+    // Base layers are mounted from the base's repository on its own registry.
+    push.mount_sources.extend(mount);
+    let pusher = match Pusher::new(targets, push, credentials, reporter.clone()).await {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            release(build).await;
+            return Err(e);
+        }
+    };
+    let (tx, rx) = unbounded_channel();
+    pusher.start_progress_unknown();
+    let streaming = tokio::spawn(stream_layers(pusher.clone(), rx));
+    let building = tokio::task::spawn_blocking(move || build_streaming(&plan, build, tx));
+    let (built, stage) = match building.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            streaming.abort();
+            return Err(e);
+        }
+        Err(e) => {
+            streaming.abort();
+            return Err(anyhow!("the build task failed: {e}"));
+        }
+    };
+    streaming.await.context("the layer upload task failed")?;
+    let mut report = pusher.push_image(&built.content).await?;
+    drop(stage);
+    pin_untagged(&mut report);
+    let verified = if verify {
+        verify_pushed(pusher.client(), &report, &reporter).await?
+    } else {
+        None
+    };
+    Ok(Published {
+        build: built.result,
+        push: report,
+        verify: verified,
+    })
+}
+
+/// Blocking: the client of a registry base (kept in the options for the
+/// build), and the repository that serves the base.
+fn prepare(plan: &Plan, mut opts: BuildOptions) -> Result<(BuildOptions, Option<Reference>)> {
+    opts.registry_base = base::registry_client(&plan.base, &opts)?;
+    let mount = base::mount_source(&plan.base, opts.registry_base.as_deref())?;
+    Ok((opts, mount))
+}
+
+/// Drop the options on a blocking thread: a registry base may own an async
+/// runtime, which must not be dropped inside another one.
+async fn release(opts: BuildOptions) {
+    let _ = tokio::task::spawn_blocking(move || drop(opts)).await;
+}
+
+/// Blocking: the build, each finished layer sent on `tx` as a file kept
+/// aside in a directory next to the output. The directory is returned: the
+/// files must stay until the push is done.
+fn build_streaming(
+    plan: &Plan,
+    mut opts: BuildOptions,
+    tx: UnboundedSender<(Descriptor, PathBuf)>,
+) -> Result<(super::BuiltImage, tempfile::TempDir)> {
+    let parent = match opts.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("creating output directory {}", parent.display()))?;
+    let stage = tempfile::Builder::new()
+        .prefix(".boxwright-push-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
+    opts.on_layer = Some(stage_hook(
+        stage.path().to_path_buf(),
+        tx,
+        opts.reporter.clone(),
+    ));
+    let built =
+        build_image(plan, &opts).with_context(|| format!("building {}", plan.recipe.display()))?;
+    // Dropping the options drops the hook and with it the channel's sender,
+    // which ends the upload stream.
+    drop(opts);
+    Ok((built, stage))
+}
+
+/// The layer hook: link (or copy) each finished layer into `stage` and send
+/// it to the uploads.
+fn stage_hook(
+    stage: PathBuf,
+    tx: UnboundedSender<(Descriptor, PathBuf)>,
+    reporter: SharedReporter,
+) -> LayerHook {
+    Arc::new(move |desc: &Descriptor, path: &Path| {
+        let linked = stage.join(desc.digest.hex());
+        // The build renames its working directory when it commits, so the
+        // upload (and its retries) read a link, or a copy, kept aside here.
+        let path = match std::fs::hard_link(path, &linked) {
+            Ok(()) => linked,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => linked,
+            Err(_) => match std::fs::copy(path, &linked) {
+                Ok(_) => linked,
+                // Nowhere to keep it: the push uploads it from the layout.
+                Err(_) => return,
+            },
+        };
+        reporter.log(
+            Level::Debug,
+            &format!("push: layer {} ready, uploading", desc.digest),
+        );
+        let _ = tx.send((desc.clone(), path));
+    })
+}
+
+/// Push every layer received, all at once, until the sender is gone.
+async fn stream_layers(pusher: Arc<Pusher>, mut rx: UnboundedReceiver<(Descriptor, PathBuf)>) {
+    let mut running = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            next = rx.recv() => match next {
+                Some((desc, path)) => {
+                    let p = pusher.clone();
+                    running.push(async move { p.push_blob(&desc, &path).await });
+                }
+                None => break,
+            },
+            Some(()) = running.next(), if !running.is_empty() => {}
+        }
+    }
+    while running.next().await.is_some() {}
+}

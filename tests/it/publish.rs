@@ -1,0 +1,186 @@
+//! The library's build-and-push (`boxwright::build::publish`) against a real
+//! `docker-registry`, called from async code as the binary calls it, and
+//! `build_image`'s account of what it wrote checked against the layout.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use boxwright::build::publish::{build_and_push, PublishOptions, Published};
+use boxwright::build::{build_image, BuildOptions};
+use boxwright::cache::BlobCache;
+use boxwright::layer::{Codec, Compression};
+use boxwright::image::layout::Layout;
+use boxwright::image::remote::RegistryBase;
+use boxwright::push::{ImageContent, PushOptions, PushTarget};
+use boxwright::recipe::{self, LoadOptions, Plan, Vars};
+use boxwright::registry::CredentialStore;
+
+use crate::common::*;
+use crate::support::{tempdir, Registry};
+
+fn load(recipe: &Path, sets: &[(&str, &str)]) -> Plan {
+    let opts = LoadOptions {
+        vars: Vars {
+            sets: sets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            defaults: Default::default(),
+            use_env: false,
+        },
+        context: None,
+        platforms: None,
+    };
+    recipe::load(recipe, &opts).unwrap()
+}
+
+fn build_options(output: &Path) -> BuildOptions {
+    BuildOptions {
+        output: output.to_path_buf(),
+        jobs: 2,
+        compression: Compression {
+            codec: Codec::Gzip,
+            level: Codec::Gzip.default_level(),
+        },
+        reporter: boxwright::progress::silent(),
+        on_layer: None,
+        registry_base: None,
+    }
+}
+
+fn publish_options(to: &[String], verify: bool) -> PublishOptions {
+    PublishOptions {
+        targets: to.iter().map(|t| PushTarget::parse(t).unwrap()).collect(),
+        push: PushOptions::default(),
+        credentials: CredentialStore::default(),
+        verify,
+    }
+}
+
+/// A recipe of two layers (`name`, one file each), on `base` when given.
+fn write_recipe(dir: &Path, name: &str, base: Option<&str>, seed: u64) -> std::path::PathBuf {
+    let mut text = format!("tags = [\"1\"]\n\n[image]\nname = \"{name}\"\n");
+    if let Some(b) = base {
+        text.push_str(&format!("base = {b:?}\n"));
+    }
+    for (i, len) in [300_000usize, 40_000].iter().enumerate() {
+        let file = format!("{name}{i}.bin");
+        std::fs::write(dir.join(&file), noise(*len, seed + i as u64)).unwrap();
+        text.push_str(&format!(
+            "\n[[layer]]\nname = \"{name}{i}\"\n\n[[layer.entry]]\nsrc = \"{file}\"\ndest = \"/srv/{file}\"\n"
+        ));
+    }
+    let r = dir.join(format!("{name}.toml"));
+    write(&r, &text);
+    r
+}
+
+async fn publish(plan: Plan, build: BuildOptions, to: &[String]) -> Published {
+    build_and_push(Arc::new(plan), build, publish_options(to, true))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_and_push_pushes_what_it_built_and_verifies_it() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let plan = load(&write_recipe(dir.path(), "app", None, 1), &[]);
+    let out = dir.path().join("out");
+    let to = [
+        format!("{}/acme/app:1", reg.host()),
+        format!("{}/acme/by-digest@", reg.host()),
+    ];
+    let p = publish(plan, build_options(&out), &to).await;
+    assert!(p.error().is_none(), "{:?}", p.error());
+    assert_eq!(p.push.digest, p.build.digest);
+    // The layout is committed and names the pushed digest.
+    let layout = Layout::open(&out).unwrap();
+    assert_eq!(layout.resolve(None).unwrap().digest, p.build.digest);
+    // The untagged target is reported by digest, and verified as such.
+    let pinned = format!("{}/acme/by-digest@{}", reg.host(), p.build.digest);
+    assert_eq!(p.push.targets[1].reference, pinned);
+    let v = p.verify.as_ref().expect("verified");
+    assert!(v.ok && v.digest.as_ref() == Some(&p.build.digest), "{v:?}");
+    assert_eq!(v.references.len(), 2);
+    // Each blob went in once: two layers and the config.
+    assert_eq!(p.push.targets[0].blobs_uploaded, 3);
+    let doc = p.to_json().unwrap();
+    assert_eq!(doc["build"]["digest"], p.build.digest.to_string());
+    assert_eq!(doc["push"]["digest"], p.build.digest.to_string());
+    assert_eq!(doc["verify"]["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_and_push_on_a_registry_base_mounts_the_base_layers() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let base_ref = format!("{}/acme/base:1", reg.host());
+    let base = load(&write_recipe(dir.path(), "base", None, 10), &[]);
+    let pushed = publish(
+        base,
+        build_options(&dir.path().join("base")),
+        std::slice::from_ref(&base_ref),
+    )
+    .await;
+    assert!(pushed.error().is_none(), "{:?}", pushed.error());
+
+    let plan = load(&write_recipe(dir.path(), "app", Some(&base_ref), 20), &[]);
+    let mut build = build_options(&dir.path().join("out"));
+    let cache = dir.path().join("cache");
+    // A registry base is synchronous: made (and dropped) off the runtime.
+    build.registry_base = Some(
+        tokio::task::spawn_blocking(move || {
+            RegistryBase::new(
+                Default::default(),
+                CredentialStore::default(),
+                BlobCache::new(Some(cache))?,
+                boxwright::progress::silent(),
+            )
+        })
+        .await
+        .unwrap()
+        .map(Arc::new)
+        .unwrap(),
+    );
+    let to = [format!("{}/acme/app:1", reg.host())];
+    let p = publish(plan, build, &to).await;
+    assert!(p.error().is_none(), "{:?}", p.error());
+    let served = p.build.base.as_ref().expect("a registry base");
+    assert_eq!(served.reference, base_ref);
+    // The base's two layers are mounted from its repository; the app's two
+    // layers and its config are uploaded.
+    let t = &p.push.targets[0];
+    assert_eq!((t.blobs_mounted, t.blobs_uploaded), (2, 3), "{t:?}");
+    assert!(p.verify.as_ref().is_some_and(|v| v.ok));
+}
+
+#[test]
+fn build_image_accounts_for_the_layout_it_wrote() {
+    let dir = tempdir();
+    let plan = load(
+        &root().join("recipes/r2d.toml"),
+        &[("VERSION", "1.4.0"), ("OWNER", "acme")],
+    );
+    let out = dir.path().join("r2d");
+    let built = build_image(&plan, &build_options(&out)).unwrap();
+    let layout = Layout::open(&out).unwrap();
+    let read = ImageContent::from_layout(&layout, Some("latest")).unwrap();
+    let got = &built.content;
+    assert_eq!(got.root.digest, read.root.digest);
+    assert_eq!(got.root.digest, built.result.digest);
+    let manifests = |c: &ImageContent| -> Vec<(String, String, Vec<u8>)> {
+        c.manifests
+            .iter()
+            .map(|(d, b)| (d.digest.to_string(), d.media_type.clone(), b.to_vec()))
+            .collect()
+    };
+    assert_eq!(manifests(got), manifests(&read));
+    let blobs = |c: &ImageContent| -> Vec<(String, u64, std::path::PathBuf)> {
+        c.blobs
+            .iter()
+            .map(|(d, p)| (d.digest.to_string(), d.size, p.clone()))
+            .collect()
+    };
+    assert_eq!(blobs(got), blobs(&read));
+}
