@@ -294,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn tables_and_csv_are_the_reports_own() {
+    fn tables_and_csv() {
         let report = BenchReport {
             seed: 42,
             blobs: 8,
@@ -308,7 +308,9 @@ mod tests {
             ],
             wall_secs: 9.5,
         };
+        assert_eq!(tables(&report), include_str!("testdata/bench.txt"));
         assert_eq!(tables(&report), report.render());
+        assert_eq!(csv(&report), include_str!("testdata/bench.csv"));
         assert_eq!(csv(&report), report.to_csv());
         assert!(tables(&report).contains("16.0 MiB"));
     }

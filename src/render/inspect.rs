@@ -82,7 +82,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn the_text_is_the_inspect_modules_own() {
+    fn the_text_form() {
         let layer = |n: &[u8]| {
             json!({
                 "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -128,6 +128,7 @@ mod tests {
             }],
         };
         let text = inspection(&i);
+        assert_eq!(text, include_str!("testdata/inspect.txt"));
         assert_eq!(text, crate::inspect::render(&i));
         assert!(text.contains("entrypoint [\"/bin/r2d\"]"), "{text}");
         assert!(text.contains("label     a=b"), "{text}");

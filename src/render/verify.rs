@@ -100,7 +100,7 @@ mod tests {
     }
 
     #[test]
-    fn the_verify_table_is_the_reports_own() {
+    fn the_verify_table() {
         let d = Digest::of(b"1");
         let report = VerifyReport {
             ok: false,
@@ -119,12 +119,13 @@ mod tests {
             mismatched: vec![],
             errors: vec![],
         };
+        assert_eq!(verify(&report), include_str!("testdata/verify.txt"));
         assert_eq!(verify(&report), report.render());
         assert!(verify(&report).contains("DIFFERS"));
     }
 
     #[test]
-    fn the_tags_table_is_the_reports_own() {
+    fn the_tags_table() {
         let repos = vec![
             RepoTags {
                 repository: "ghcr.io/acme/r2d".into(),
@@ -154,6 +155,7 @@ mod tests {
                 },
             ],
         };
+        assert_eq!(tags(&plain), include_str!("testdata/tags.txt"));
         assert_eq!(tags(&plain), plain.render());
         let with_digests = TagsReport {
             repositories: repos,
@@ -164,6 +166,10 @@ mod tests {
                 same: false,
             }],
         };
+        assert_eq!(
+            tags(&with_digests),
+            include_str!("testdata/tags-digests.txt")
+        );
         assert_eq!(tags(&with_digests), with_digests.render());
         assert!(tags(&with_digests).contains(" ?"));
     }
