@@ -1,19 +1,18 @@
-//! The `boxwright` binary: parse arguments, call the library, print results on
-//! stdout and everything else on stderr, map errors to exit codes (0 ok,
-//! 1 operation failed, 2 bad input or usage).
+//! The `boxwright` binary: start the one async runtime of the process, parse
+//! the arguments, run the command, print results on stdout and everything
+//! else on stderr, and map errors to exit codes (0 ok, 1 operation failed,
+//! 2 bad input or usage).
 
 mod cli;
-mod commands;
 mod ui;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Parser;
 
-use boxwright::{inspect, layout};
-use cli::{Cli, Command};
+use cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -37,42 +36,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every command runs on this one runtime; synchronous work (the build's
+/// rayon threads) runs on its blocking pool.
+fn run(cli: Cli) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(cli::run(cli))
+}
+
 /// Only a closed stdout: any other broken pipe is a failure.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .is_some_and(|inner| inner.is::<commands::StdoutClosed>())
+            .is_some_and(|inner| inner.is::<cli::StdoutClosed>())
     })
-}
-
-fn run(cli: Cli) -> Result<()> {
-    let reporter = ui::reporter(cli.quiet, cli.verbose);
-    match cli.command {
-        Command::Build(args) => commands::build::run(args, reporter)?,
-        Command::Push(args) => commands::push::run(args, reporter)?,
-        Command::Login(args) => commands::login::run_login(args, reporter)?,
-        Command::Logout(args) => commands::login::run_logout(args, reporter)?,
-        Command::Verify(args) => commands::verify::run(args, reporter)?,
-        Command::Tags(args) => commands::tags::run(args, reporter)?,
-        Command::Copy(args) => commands::copy::run(args, reporter)?,
-        Command::Pull(args) => commands::pull::run(args, reporter)?,
-        Command::Index(args) => commands::index::run(args, reporter)?,
-        Command::Completions(args) => commands::completions::run(args)?,
-        Command::Schema(args) => commands::schema::run(args)?,
-        Command::Inspect(args) => {
-            let (dir, name) = layout::split_layout_ref(&args.layout);
-            let l = layout::Layout::open(&dir)?;
-            let i = inspect::inspect(&l, name.as_deref())?;
-            let mut out = crate::commands::stdout();
-            if args.json {
-                out.write_all(&serde_json::to_vec_pretty(&i)?)?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", inspect::render(&i))?;
-            }
-        }
-        Command::Bench(args) => commands::bench::run(args, reporter, cli.quiet)?,
-    }
-    Ok(())
 }

@@ -14,8 +14,8 @@ use anyhow::{anyhow, Context, Result};
 use crate::cache::BlobCache;
 use crate::error::bad_input;
 use crate::image::layout::{Layout, LayoutWriter};
-use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::image::remote::{RegistryBase, ServedReport};
+use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::recipe::Base;
 use crate::registry::{CredentialStore, Reference};
 

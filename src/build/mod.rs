@@ -15,12 +15,12 @@ use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::layer::{self, BuiltLayer, Compression};
 use crate::image::layout::{blob_path, LayoutWriter};
-use crate::oci::{self, canonical_json, Descriptor, Digest, Index, Manifest};
-use crate::progress::{Level, SharedReporter};
 use crate::image::remote::{RegistryBase, ServedReport};
 use crate::image::MemoryImage;
+use crate::layer::{self, BuiltLayer, Compression};
+use crate::oci::{self, canonical_json, Descriptor, Digest, Index, Manifest};
+use crate::progress::{Level, SharedReporter};
 use crate::recipe::{LayerPlan, Plan};
 
 mod base;

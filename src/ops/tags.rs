@@ -12,8 +12,6 @@ use serde::Serialize;
 use crate::oci::Digest;
 use crate::registry::{Client, Reference};
 
-use super::verify::table;
-
 /// One repository's column in [`TagsReport`].
 #[derive(Clone, Debug, Serialize)]
 pub struct RepoTags {
@@ -131,35 +129,6 @@ pub async fn list_tags(
 }
 
 impl TagsReport {
-    /// The side-by-side table: a row per tag, a column per repository
-    /// (`yes`, `-`, or a short digest with `--digests`), and `*` on rows
-    /// that differ between repositories.
-    pub fn render(&self) -> String {
-        let mut header: Vec<&str> = vec!["TAG"];
-        header.extend(self.repositories.iter().map(|r| r.repository.as_str()));
-        header.push("");
-        let rows: Vec<Vec<String>> = self
-            .tags
-            .iter()
-            .map(|row| {
-                let mut v = vec![row.tag.clone()];
-                for (i, p) in row.present.iter().enumerate() {
-                    let cell = match (&row.digests, p) {
-                        (_, false) => "-".to_string(),
-                        (Some(ds), true) => ds[i]
-                            .as_ref()
-                            .map_or_else(|| "?".into(), |d| short(d).to_string()),
-                        (None, true) => "yes".to_string(),
-                    };
-                    v.push(cell);
-                }
-                v.push(if row.same { String::new() } else { "*".into() });
-                v
-            })
-            .collect();
-        table(&header, &rows)
-    }
-
     /// Tags missing somewhere or differing, for a one-line summary.
     pub fn differences(&self) -> Vec<String> {
         self.tags
@@ -168,13 +137,6 @@ impl TagsReport {
             .map(|t| t.tag.clone())
             .collect()
     }
-}
-
-/// `sha256:` and the first 12 hex digits.
-fn short(d: &Digest) -> &str {
-    let s = d.as_str();
-    let cut = d.algorithm().len() + 1 + 12;
-    &s[..cut.min(s.len())]
 }
 
 /// Compare with digit runs as numbers: `1.9 < 1.10`, `v2 < v10`.

@@ -158,35 +158,6 @@ fn judge(mut resolved: Vec<Resolved>) -> VerifyReport {
 }
 
 impl VerifyReport {
-    /// The table for stdout: reference, digest, media type, registry, and
-    /// the status of references that are not ok.
-    pub fn render(&self) -> String {
-        let rows: Vec<[String; 5]> = self
-            .references
-            .iter()
-            .map(|r| {
-                [
-                    r.reference.clone(),
-                    r.digest
-                        .as_ref()
-                        .map_or_else(|| "-".to_string(), |d| d.to_string()),
-                    r.media_type.clone().unwrap_or_else(|| "-".into()),
-                    r.registry.clone(),
-                    match r.status {
-                        Status::Ok => String::new(),
-                        Status::Missing => "MISSING".into(),
-                        Status::Differs => "DIFFERS".into(),
-                        Status::Error => "ERROR".into(),
-                    },
-                ]
-            })
-            .collect();
-        table(
-            &["REFERENCE", "DIGEST", "MEDIA TYPE", "REGISTRY", ""],
-            &rows,
-        )
-    }
-
     /// Why the check failed (one line per kind of problem), or `None`.
     pub fn problem(&self) -> Option<String> {
         if self.ok {
@@ -305,35 +276,6 @@ impl VerifyReport {
     }
 }
 
-/// Left-aligned columns separated by three spaces; trailing blanks trimmed.
-pub(crate) fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
-    let cols = header.len();
-    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.as_ref().iter().enumerate().take(cols) {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut l = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            l.push_str(c);
-            if i + 1 < cells.len() {
-                let pad = width[i] - c.chars().count() + 3;
-                l.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.as_ref().iter().map(String::as_str).collect());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,17 +321,5 @@ mod tests {
         let rep = judge(vec![ok("a", b"1"), ok("b", b"2")]);
         assert_eq!(rep.digest, Some(Digest::of(b"1")));
         assert_eq!(rep.mismatched, ["b"]);
-    }
-
-    #[test]
-    fn tables_align() {
-        let t = table(
-            &["A", "BB", ""],
-            &[
-                vec!["xxx".to_string(), "y".into(), String::new()],
-                vec!["z".to_string(), "w".into(), "*".into()],
-            ],
-        );
-        assert_eq!(t, "A     BB\nxxx   y\nz     w    *\n");
     }
 }

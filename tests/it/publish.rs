@@ -8,10 +8,11 @@ use std::sync::Arc;
 use boxwright::build::publish::{build_and_push, PublishOptions, Published};
 use boxwright::build::{build_image, BuildOptions};
 use boxwright::cache::BlobCache;
-use boxwright::layer::{Codec, Compression};
-use boxwright::image::layout::Layout;
+use boxwright::image::layout::{Layout, LayoutImage};
 use boxwright::image::remote::RegistryBase;
-use boxwright::push::{ImageContent, PushOptions, PushTarget};
+use boxwright::image::{walk, Graph, ImageSource};
+use boxwright::layer::{Codec, Compression};
+use boxwright::push::{PushOptions, PushTarget};
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
 
@@ -155,8 +156,8 @@ async fn build_and_push_on_a_registry_base_mounts_the_base_layers() {
     assert!(p.verify.as_ref().is_some_and(|v| v.ok));
 }
 
-#[test]
-fn build_image_accounts_for_the_layout_it_wrote() {
+#[tokio::test]
+async fn build_image_accounts_for_the_layout_it_wrote() {
     let dir = tempdir();
     let plan = load(
         &root().join("recipes/r2d.toml"),
@@ -164,23 +165,24 @@ fn build_image_accounts_for_the_layout_it_wrote() {
     );
     let out = dir.path().join("r2d");
     let built = build_image(&plan, &build_options(&out)).unwrap();
-    let layout = Layout::open(&out).unwrap();
-    let read = ImageContent::from_layout(&layout, Some("latest")).unwrap();
-    let got = &built.content;
-    assert_eq!(got.root.digest, read.root.digest);
+    let read = LayoutImage::open(&out, Some("latest")).unwrap();
+    let (got, want) = (
+        walk(&built.content).await.unwrap(),
+        walk(&read).await.unwrap(),
+    );
     assert_eq!(got.root.digest, built.result.digest);
-    let manifests = |c: &ImageContent| -> Vec<(String, String, Vec<u8>)> {
-        c.manifests
+    assert_eq!(got.root, want.root);
+    let manifests = |g: &Graph| -> Vec<(String, String, Vec<u8>)> {
+        g.manifests
             .iter()
             .map(|(d, b)| (d.digest.to_string(), d.media_type.clone(), b.to_vec()))
             .collect()
     };
-    assert_eq!(manifests(got), manifests(&read));
-    let blobs = |c: &ImageContent| -> Vec<(String, u64, std::path::PathBuf)> {
-        c.blobs
-            .iter()
-            .map(|(d, p)| (d.digest.to_string(), d.size, p.clone()))
-            .collect()
-    };
-    assert_eq!(blobs(got), blobs(&read));
+    assert_eq!(manifests(&got), manifests(&want));
+    assert_eq!(got.blobs, want.blobs);
+    for d in &got.blobs {
+        let path = built.content.blob(d).await.unwrap();
+        assert_eq!(path, read.blob(d).await.unwrap(), "{}", d.digest);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), d.size);
+    }
 }

@@ -8,6 +8,8 @@
 //! ```
 
 use anyhow::Result;
+use std::io::Write as _;
+
 use clap::{Args, CommandFactory as _, ValueEnum};
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -31,11 +33,10 @@ pub fn run(args: CompletionsArgs) -> Result<()> {
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    let mut cmd = crate::cli::Cli::command();
+    let mut cmd = super::Cli::command();
     let mut buf: Vec<u8> = Vec::new();
     clap_complete::generate(shell, &mut cmd, "boxwright", &mut buf);
-    use std::io::Write as _;
-    let mut out = crate::commands::stdout();
+    let mut out = super::stdout();
     out.write_all(&buf)?;
     out.flush()?;
     Ok(())

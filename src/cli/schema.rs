@@ -11,8 +11,6 @@
 //! for every table, its property names equal the keys the parser accepts,
 //! and every recipe of the repository validates against it.
 
-use std::io::Write as _;
-
 use anyhow::Result;
 use clap::Args;
 
@@ -24,10 +22,7 @@ pub struct SchemaArgs {}
 
 /// Print the schema on stdout.
 pub fn run(_args: SchemaArgs) -> Result<()> {
-    let mut out = crate::commands::stdout();
-    out.write_all(RECIPE_SCHEMA.as_bytes())?;
-    out.flush()?;
-    Ok(())
+    Ok(super::stdout::print(RECIPE_SCHEMA)?)
 }
 
 #[cfg(test)]

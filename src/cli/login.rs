@@ -4,6 +4,7 @@
 use std::io::Read as _;
 
 use anyhow::{Context as _, Result};
+use clap::Args;
 
 use boxwright::error::bad_input;
 use boxwright::progress::{Level, SharedReporter};
@@ -13,7 +14,29 @@ use boxwright::registry::{
     Client, ClientOptions, Credential, CredentialStore, ErrorKind, Reference, Secret,
 };
 
-use crate::cli::{LoginArgs, LogoutArgs};
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry (ghcr.io, docker.io, HOST:PORT).
+    pub registry: String,
+    /// User name (any non-empty name for ghcr.io with a token).
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password or token from stdin (the only way to give it).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    /// Store the credentials without checking them with the registry (offline use).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Reach the registry over plain HTTP when checking (loopback hosts always are).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry (ghcr.io, docker.io, HOST:PORT).
+    pub registry: String,
+}
 
 fn check_registry(registry: &str) -> Result<()> {
     // A registry name is a reference's first part: parse a dummy reference.
@@ -28,7 +51,7 @@ fn check_registry(registry: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run_login(args: LoginArgs, reporter: SharedReporter) -> Result<()> {
+pub async fn run_login(args: LoginArgs, reporter: SharedReporter) -> Result<()> {
     check_registry(&args.registry)?;
     if !args.password_stdin {
         return Err(bad_input(
@@ -49,7 +72,7 @@ pub fn run_login(args: LoginArgs, reporter: SharedReporter) -> Result<()> {
             &format!("login: --no-verify: storing credentials for {registry} unchecked"),
         );
     } else {
-        verify(&registry, &args, &password, &reporter)?;
+        verify(&registry, &args, &password, &reporter).await?;
     }
     let store = CredentialStore::from_env();
     let path = login(&store, &args.registry, &args.username, &password)
@@ -69,7 +92,7 @@ pub fn run_login(args: LoginArgs, reporter: SharedReporter) -> Result<()> {
 /// a token when it asks for one), as `docker login` does. Nothing is written
 /// when this fails: 401/403 or a refused token, and an unreachable registry,
 /// are exit 1.
-fn verify(
+async fn verify(
     registry: &str,
     args: &LoginArgs,
     password: &Secret,
@@ -92,8 +115,7 @@ fn verify(
             password: password.clone(),
         },
     );
-    let rt = super::verify::runtime()?;
-    let result = rt.block_on(client.check_credentials(registry));
+    let result = client.check_credentials(registry).await;
     let Err(e) = result else {
         reporter.log(
             Level::Debug,

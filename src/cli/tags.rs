@@ -5,15 +5,15 @@
 //! `--json`. Exit 0 when every list was read (differences are reported, not
 //! failures), 1 when a repository could not be listed.
 
-use std::io::Write as _;
-
 use anyhow::{anyhow, Result};
 use clap::Args;
 
 use boxwright::error::bad_input;
 use boxwright::progress::{Level, SharedReporter};
+use boxwright::render;
 
-use super::verify::{parse_all, parse_reference, runtime, ClientArgs};
+use super::args::{parse_all, parse_reference, ConnectionArgs};
+use super::stdout::{print, print_json};
 
 #[derive(Args, Debug)]
 pub struct TagsArgs {
@@ -32,11 +32,11 @@ pub struct TagsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub client: ClientArgs,
+    pub connection: ConnectionArgs,
 }
 
 /// `boxwright tags`.
-pub fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
+pub async fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
     let repos = parse_all(&args.repositories)?;
     for (r, s) in repos.iter().zip(&args.repositories) {
         if r.tag.is_some() || r.digest.is_some() {
@@ -46,21 +46,14 @@ pub fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
             )));
         }
     }
-    let client = args.client.client(&reporter)?;
-    let report = runtime()?.block_on(boxwright::verify::list_tags(
-        &client,
-        &repos,
-        args.page_size,
-        args.digests,
-    ));
-    let mut out = crate::commands::stdout();
+    let client = args.connection.client(&reporter)?;
+    let report =
+        boxwright::ops::tags::list_tags(&client, &repos, args.page_size, args.digests).await;
     if args.json {
-        out.write_all(&serde_json::to_vec_pretty(&report)?)?;
-        writeln!(out)?;
+        print_json(&report)?;
     } else {
-        write!(out, "{}", report.render())?;
+        print(&render::verify::tags(&report))?;
     }
-    out.flush()?;
     let failed: Vec<String> = report
         .repositories
         .iter()

@@ -8,7 +8,6 @@
 //! two sources of one platform), 1 when a target failed.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -16,10 +15,9 @@ use clap::Args;
 
 use boxwright::ops::index::IndexOptions;
 use boxwright::progress::{Level, SharedReporter};
-use boxwright::push::PushTarget;
 
-use super::verify::parse_all;
-use crate::cli::RegistryArgs;
+use super::args::{parse_all, parse_target, parse_targets, UploadArgs};
+use super::stdout::{print, print_json};
 
 #[derive(Args, Debug)]
 pub struct IndexArgs {
@@ -29,7 +27,7 @@ pub struct IndexArgs {
     pub sources: Vec<String>,
     /// Where the index goes: REGISTRY/REPOSITORY[:TAG] (repeatable; no tag:
     /// latest; REPO@ pushes it by digest only).
-    #[arg(long = "to", value_name = "REF", required = true, value_parser = parse_to)]
+    #[arg(long = "to", value_name = "REF", required = true, value_parser = parse_target)]
     pub to: Vec<String>,
     /// An annotation of the index, KEY=VALUE (repeatable), e.g.
     /// org.opencontainers.image.version=1.4.0.
@@ -44,7 +42,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub upload: UploadArgs,
 }
 
 fn parse_source(s: &str) -> Result<String, String> {
@@ -57,12 +55,6 @@ fn parse_source(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-fn parse_to(s: &str) -> Result<String, String> {
-    PushTarget::parse(s)
-        .map(|_| s.to_string())
-        .map_err(|e| format!("{e:#}"))
-}
-
 fn parse_annotation(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
@@ -71,34 +63,26 @@ fn parse_annotation(s: &str) -> Result<(String, String), String> {
 }
 
 /// `boxwright index`.
-pub fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
+pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
     let sources = parse_all(&args.sources)?;
-    let targets = super::push::parse_targets(&args.to)?;
+    let targets = parse_targets(&args.to)?;
     let annotations: BTreeMap<String, String> = args.annotations.iter().cloned().collect();
     let opts = IndexOptions {
-        push: super::push::options(&args.registry)?,
+        push: args.upload.push_options()?,
         annotations,
         cache_dir: args.cache_dir.clone(),
     };
-    let report = tokio::runtime::Runtime::new()?
-        .block_on(boxwright::ops::index::index(
-            &sources,
-            targets,
-            opts,
-            reporter.clone(),
-        ))
+    let report = boxwright::ops::index::index(&sources, targets, opts, reporter.clone())
+        .await
         .context("assembling the image index")?;
     for w in report.push.warnings() {
         reporter.log(Level::Warn, &w);
     }
-    let mut out = crate::commands::stdout();
     if args.json {
-        out.write_all(&serde_json::to_vec_pretty(&report)?)?;
-        writeln!(out)?;
+        print_json(&report)?;
     } else if report.succeeded() {
-        writeln!(out, "{}", report.digest)?;
+        print(&format!("{}\n", report.digest))?;
     }
-    out.flush()?;
     if report.succeeded() {
         let platforms: Vec<&str> = report
             .manifests

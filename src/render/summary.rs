@@ -1,4 +1,4 @@
-//! GitHub Actions support: the job summary.
+//! GitHub Actions support: the job summary of a push.
 //!
 //! When a command runs in GitHub Actions (`GITHUB_ACTIONS=true`), `push` and
 //! `build --push` append a Markdown table to the file named by
@@ -14,15 +14,16 @@
 //! is a terminal.
 //!
 //! ```
-//! use boxwright::github::escape_cell;
+//! use boxwright::render::summary::escape_cell;
 //! assert_eq!(escape_cell("a|b\nc"), "a\\|b c");
 //! ```
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use super::human_bytes;
+use crate::ops::verify::VerifyReport;
 use crate::push::PushReport;
-use crate::verify::VerifyReport;
 
 /// True when running as a GitHub Actions step.
 pub fn in_actions() -> bool {
@@ -49,21 +50,6 @@ pub fn escape_cell(s: &str) -> String {
     s.replace('|', "\\|")
         .replace("\r\n", " ")
         .replace(['\n', '\r'], " ")
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 /// The Markdown of one push: a heading (`title`, e.g. the command and the

@@ -1,25 +1,27 @@
-//! Command bodies of the binary (`main.rs` only parses and dispatches).
-
-pub mod bench;
-pub mod build;
-pub mod completions;
-pub mod copy;
-pub mod index;
-pub mod login;
-pub mod pull;
-pub mod push;
-pub mod schema;
-pub mod tags;
-pub mod verify;
+//! The process's stdout, which carries only results (digests, tables,
+//! JSON). Its broken-pipe errors are marked, so that `main` can tell a
+//! closed stdout (`boxwright build ... | head -c 10`), which is not a
+//! failure, from any other broken pipe (a credential helper that closed its
+//! stdin), which is.
 
 use std::io::{self, Write};
 
-/// The process's stdout, whose broken-pipe errors are marked, so that `main`
-/// can tell a closed stdout (`boxwright build ... | head -c 10`), which is not
-/// a failure, from any other broken pipe (a credential helper that closed its
-/// stdin), which is.
+/// The process's stdout, locked, with broken pipes marked [`StdoutClosed`].
 pub fn stdout() -> Stdout {
     Stdout(io::stdout().lock())
+}
+
+/// Write `text` to stdout and flush it.
+pub fn print(text: &str) -> io::Result<()> {
+    let mut out = stdout();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Write `value` as pretty JSON and a newline to stdout.
+pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    print(&boxwright::render::json(value)?)?;
+    Ok(())
 }
 
 pub struct Stdout(io::StdoutLock<'static>);

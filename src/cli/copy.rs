@@ -5,7 +5,6 @@
 //! stderr: progress and a summary. Exit 1 when a destination failed or the
 //! source cannot be read, 2 for bad input.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -15,8 +14,8 @@ use boxwright::oci::Platform;
 use boxwright::ops::copy::CopyOptions;
 use boxwright::progress::{Level, SharedReporter};
 
-use super::verify::{parse_all, parse_reference};
-use crate::cli::RegistryArgs;
+use super::args::{parse_all, parse_platform, parse_reference, UploadArgs};
+use super::stdout::{print, print_json};
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -41,43 +40,31 @@ pub struct CopyArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub registry: RegistryArgs,
-}
-
-fn parse_platform(s: &str) -> Result<Platform, String> {
-    Platform::parse(s)
+    pub upload: UploadArgs,
 }
 
 /// `boxwright copy`.
-pub fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
+pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
     let src = parse_all(std::slice::from_ref(&args.source))?.remove(0);
     let dsts = parse_all(&args.destinations)?;
     let opts = CopyOptions {
-        push: super::push::options(&args.registry)?,
+        push: args.upload.push_options()?,
         platform: args.platform.clone(),
         cache_dir: args.cache_dir.clone(),
     };
-    let report = tokio::runtime::Runtime::new()?
-        .block_on(boxwright::ops::copy::copy(
-            &src,
-            &dsts,
-            opts,
-            reporter.clone(),
-        ))
+    let report = boxwright::ops::copy::copy(&src, &dsts, opts, reporter.clone())
+        .await
         .with_context(|| format!("copying {}", args.source))?;
     if let Some(p) = &report.push {
         for w in p.warnings() {
             reporter.log(Level::Warn, &w);
         }
     }
-    let mut out = crate::commands::stdout();
     if args.json {
-        out.write_all(&serde_json::to_vec_pretty(&report)?)?;
-        writeln!(out)?;
+        print_json(&report)?;
     } else if report.succeeded() {
-        writeln!(out, "{}", report.digest)?;
+        print(&format!("{}\n", report.digest))?;
     }
-    out.flush()?;
     if report.succeeded() {
         let how = if report.up_to_date {
             "already there".to_string()

@@ -1,7 +1,7 @@
 //! `boxwright bench`: flags, and printing the report (table on stderr,
 //! `--json` or `--csv` on stdout). The measuring is in [`boxwright::bench`].
 
-use std::io::Write;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
@@ -10,6 +10,10 @@ use clap::Args;
 use boxwright::bench::{self, BenchMode, BenchOptions, BenchTarget};
 use boxwright::progress::SharedReporter;
 use boxwright::registry::CredentialStore;
+use boxwright::render;
+
+use super::args::InsecureArgs;
+use super::stdout::{print, print_json};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -43,9 +47,8 @@ pub struct BenchArgs {
     /// Print the report as CSV on stdout (one line per registry, mode and concurrency).
     #[arg(long)]
     pub csv: bool,
-    /// Reach this registry over plain HTTP (repeatable; loopback always is).
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure: Vec<String>,
+    #[command(flatten)]
+    pub insecure: InsecureArgs,
     /// Leave the uploaded blobs in the registries.
     #[arg(long)]
     pub keep: bool,
@@ -56,7 +59,7 @@ pub struct BenchArgs {
 
 /// Run the benchmark; Err (exit 1) when some transfer failed for good,
 /// after the report is printed.
-pub fn run(args: BenchArgs, reporter: SharedReporter, quiet: bool) -> Result<()> {
+pub async fn run(args: BenchArgs, reporter: SharedReporter, quiet: bool) -> Result<()> {
     let opts = BenchOptions {
         targets: args.to,
         blobs: args.blobs as usize,
@@ -67,21 +70,19 @@ pub fn run(args: BenchArgs, reporter: SharedReporter, quiet: bool) -> Result<()>
         pull: args.pull,
         seed: args.seed.unwrap_or_else(rand::random),
         keep: args.keep,
-        insecure: args.insecure,
+        insecure: args.insecure.insecure_registry,
         work_dir: args.work_dir,
     };
-    let report = bench::bench_blocking(opts, CredentialStore::from_env(), reporter)?;
+    let report = bench::bench(opts, CredentialStore::from_env(), reporter).await?;
     if !quiet {
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\n{}", report.render());
+        let _ = write!(err, "\n{}", render::bench::tables(&report));
     }
-    let mut out = crate::commands::stdout();
     if args.json {
-        writeln!(out, "{}", report.to_json())?;
+        print_json(&report)?;
     } else if args.csv {
-        write!(out, "{}", report.to_csv())?;
+        print(&render::bench::csv(&report))?;
     }
-    out.flush()?;
     let failed = report.failed();
     if failed > 0 {
         return Err(anyhow!(

@@ -1,0 +1,209 @@
+//! Flags shared by several commands, defined once and flattened into each
+//! command's arguments, and the parsers of raw values (references, sizes,
+//! `NAME=VALUE`). Values are checked here, before any work starts: clap
+//! refuses a bad one with exit code 2.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use boxwright::oci::Platform;
+use boxwright::progress::SharedReporter;
+use boxwright::push::{PushOptions, PushTarget};
+use boxwright::registry::{Client, ClientOptions, CredentialStore, Reference};
+
+/// `--insecure-registry`: on its own for `bench`, which sets nothing else
+/// of the connection.
+#[derive(Args, Debug, Clone)]
+pub struct InsecureArgs {
+    /// Reach this registry (HOST[:PORT]) over plain HTTP (repeatable). Loopback
+    /// hosts always are.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+}
+
+/// How the registry client connects: the flags of every command that talks
+/// to registries (`bench` takes only `--insecure-registry`, `login` its own
+/// `--insecure`).
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// Requests in flight per registry.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs_per_registry: u16,
+    #[command(flatten)]
+    pub insecure: InsecureArgs,
+    /// Extra CA certificates (PEM) to trust; SSL_CERT_FILE is honoured too.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Retries of a failed request or transfer (429, 5xx, dropped connections).
+    /// `pull` resolves a reference with one retry, then moves on to --fallback.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub retries: u32,
+}
+
+impl ConnectionArgs {
+    /// The client's options from the flags.
+    pub fn options(&self) -> ClientOptions {
+        let mut o = ClientOptions {
+            jobs_per_registry: usize::from(self.jobs_per_registry),
+            insecure: self.insecure.insecure_registry.clone(),
+            ca_file: self.ca_file.clone(),
+            ..ClientOptions::default()
+        };
+        o.retry.max_retries = self.retries;
+        o
+    }
+
+    /// The client, with credentials from docker's config.json (or
+    /// `$REGISTRY_AUTH_FILE`).
+    pub fn client(&self, reporter: &SharedReporter) -> Result<Client> {
+        Client::new(
+            self.options(),
+            CredentialStore::from_env(),
+            reporter.clone(),
+        )
+    }
+}
+
+/// The flags of commands that upload: `push`, `build --push`, `copy`, `index`.
+#[derive(Args, Debug, Clone)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Upload blobs in chunks of SIZE (e.g. 4MiB, 8MiB, 1048576) instead of one
+    /// streamed PUT [default: whole blobs; 4 MiB chunks for big layers on ghcr.io].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
+    /// A repository (REGISTRY/REPO) that may already hold some blobs, e.g. an
+    /// earlier push or the base image's: blobs are mounted from it instead of
+    /// uploaded, on the same registry (repeatable).
+    #[arg(long = "mount-from", value_name = "REPO", value_parser = parse_target)]
+    pub mount_from: Vec<String>,
+}
+
+impl UploadArgs {
+    /// The pusher's options from the flags.
+    pub fn push_options(&self) -> Result<PushOptions> {
+        let mount_sources = parse_targets(&self.mount_from)?
+            .into_iter()
+            .map(|t| t.reference)
+            .collect();
+        Ok(PushOptions {
+            client: self.connection.options(),
+            chunk_size: self.chunk_size,
+            mount_sources,
+        })
+    }
+}
+
+/// What `push` and `build --push` do besides pushing.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AfterPushArgs {
+    /// Push by digest only: drop every tag (the recipe's and --to's) and put
+    /// the image into each repository as REPO@DIGEST, e.g. one platform of a
+    /// multi-platform build that `boxwright index` assembles later.
+    #[arg(long)]
+    pub by_digest: bool,
+    /// After the push, check with HEAD requests (as `boxwright verify`, with
+    /// the push's credentials) that every pushed reference names the digest;
+    /// exit 1 otherwise. A tag read right after a push is retried a few
+    /// times (eventually consistent registries).
+    #[arg(long)]
+    pub verify: bool,
+}
+
+/// A reference that parses (bad input otherwise).
+pub fn parse_reference(s: &str) -> Result<String, String> {
+    Reference::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// References already checked by clap, parsed (errors are bad input).
+pub fn parse_all(refs: &[String]) -> Result<Vec<Reference>> {
+    refs.iter()
+        .map(|s| Reference::parse(s).with_context(|| format!("reference {s}")))
+        .collect()
+}
+
+/// `--to`: a push target that parses (checked again, with the same code, later).
+pub fn parse_target(s: &str) -> Result<String, String> {
+    PushTarget::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// Parse `--to` values (already checked by clap; errors are bad input).
+pub fn parse_targets(to: &[String]) -> Result<Vec<PushTarget>> {
+    to.iter()
+        .map(|s| PushTarget::parse(s).with_context(|| format!("--to {s}")))
+        .collect()
+}
+
+/// `os/arch[/variant]`.
+pub fn parse_platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s)
+}
+
+/// `--set NAME=VALUE`.
+pub fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    if !boxwright::recipe::vars::is_name(k) {
+        return Err(format!(
+            "{k:?} is not a variable name (letters, digits and _, not starting with a digit)"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// A byte size: `4194304`, `512KiB`, `4MiB`, `4M`, `1GiB`, `1G` (binary
+/// units; `KB`/`MB`/`GB` are decimal). Zero is refused.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 4MiB, 8MiB, 1048576)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if v == 0 {
+        return Err("the size must be at least 1 byte".into());
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("2kb"), Ok(2000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("0MiB").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("4 parsecs").is_err());
+    }
+}

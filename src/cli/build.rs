@@ -1,0 +1,210 @@
+//! `boxwright build`: a recipe into an OCI layout; stdout carries the
+//! digest (or the `--json` document). With `--push`, layers are handed to
+//! the pusher as each one is finished (`build::publish`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, ValueEnum};
+
+use boxwright::build::publish::{self, PublishOptions};
+use boxwright::build::{self, BuildOptions};
+use boxwright::cache::BlobCache;
+use boxwright::error::bad_input;
+use boxwright::image::remote::RegistryBase;
+use boxwright::layer::{Codec, Compression};
+use boxwright::progress::SharedReporter;
+use boxwright::push::{by_digest, merge_targets};
+use boxwright::recipe::{self, LoadOptions, Plan, Vars};
+use boxwright::registry::CredentialStore;
+
+use super::args::{parse_set, parse_target, AfterPushArgs, UploadArgs};
+use super::stdout::{print, print_json};
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The recipe (TOML).
+    pub recipe: PathBuf,
+    /// Output OCI layout directory [default: ./out/<image name>].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Set a recipe variable: NAME=VALUE (repeatable; wins over the environment and [vars]).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    /// Threads for compression and layers [default: number of cores].
+    #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    pub compression: CompressionArg,
+    /// Compression level [default: gzip 1, zstd 3].
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Build context directory [default: the recipe's `context`, else its directory].
+    #[arg(long)]
+    pub context: Option<PathBuf>,
+    /// Build only these platforms (comma-separated os/arch[/variant]) instead of the recipe's.
+    #[arg(long, value_delimiter = ',')]
+    pub platform: Option<Vec<String>>,
+    /// Print one JSON document (digests, descriptors, diffIDs, timings) instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    /// Push to the recipe's [[target]]s (each with every tag) while building:
+    /// each layer's upload starts as soon as it is compressed.
+    #[arg(long)]
+    pub push: bool,
+    /// With --push: an extra destination REF (repeatable); one naming a
+    /// recipe target's repository replaces that target's tags, keeping its
+    /// credentials.
+    #[arg(long = "to", value_name = "REF", requires = "push", value_parser = parse_target)]
+    pub to: Vec<String>,
+    #[command(flatten)]
+    pub upload: UploadArgs,
+    #[command(flatten)]
+    pub after: AfterPushArgs,
+    /// Blob cache for registry bases [default: $XDG_CACHE_HOME/boxwright/blobs].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// Loading the recipe and the build are synchronous (files, rayon threads,
+/// a registry base fetched by blocking on the runtime), so they run on the
+/// runtime's blocking pool; a panic there stays a panic. `--push` hands the
+/// plan to the library's build-and-push.
+pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
+    let args = Arc::new(args);
+    let a = args.clone();
+    let (plan, opts) = blocking(move || prepare(&a, &reporter)).await?;
+    if args.push {
+        return build_and_push(&args, plan, opts).await;
+    }
+    if args.after.by_digest || args.after.verify {
+        return Err(bad_input("--by-digest and --verify need --push"));
+    }
+    let a = args.clone();
+    let result = blocking(move || {
+        build::build(&plan, &opts).with_context(|| format!("building {}", a.recipe.display()))
+    })
+    .await?;
+    if args.json {
+        print_json(&result)
+    } else {
+        Ok(print(&format!("{}\n", result.digest))?)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(anyhow::Error::new(e).context("the build task failed")),
+    }
+}
+
+/// `build --push`: push while building, then print like `push` does.
+async fn build_and_push(args: &BuildArgs, plan: Plan, opts: BuildOptions) -> Result<()> {
+    let targets = by_digest(
+        merge_targets(&plan.targets, &plan.tags, &args.to)?,
+        args.after.by_digest,
+    );
+    if targets.is_empty() {
+        return Err(bad_input(format!(
+            "--push: {} has no [[target]] and no --to was given",
+            args.recipe.display()
+        )));
+    }
+    let reporter = opts.reporter.clone();
+    let publish = PublishOptions {
+        targets,
+        push: args.upload.push_options()?,
+        credentials: CredentialStore::from_env(),
+        verify: args.after.verify,
+    };
+    let done = publish::build_and_push(Arc::new(plan), opts, publish)
+        .await
+        .with_context(|| format!("building {}", args.recipe.display()))?;
+    super::push::github_summary(
+        &format!("boxwright build --push {}", args.recipe.display()),
+        &done.push,
+        done.verify.as_ref(),
+        &reporter,
+    );
+    if args.json {
+        print_json(&done.to_json()?)?;
+        return done.error().map_or(Ok(()), Err);
+    }
+    super::push::finish_with(&done.push, done.verify.as_ref(), false, &reporter)
+}
+
+/// The plan and the build options from the flags.
+fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOptions)> {
+    let opts = LoadOptions {
+        vars: Vars {
+            sets: args.sets.iter().cloned().collect(),
+            defaults: Default::default(),
+            use_env: true,
+        },
+        context: args.context.clone(),
+        platforms: args.platform.clone(),
+    };
+    let plan = recipe::load(&args.recipe, &opts)?;
+    let codec = match args.compression {
+        CompressionArg::Gzip => Codec::Gzip,
+        CompressionArg::Zstd => Codec::Zstd,
+        CompressionArg::None => Codec::None,
+    };
+    let level = args.level.unwrap_or(codec.default_level());
+    if !codec.level_range().contains(&level) {
+        return Err(bad_input(format!(
+            "--level {level} is out of range for {:?} ({}..={})",
+            args.compression,
+            codec.level_range().start(),
+            codec.level_range().end()
+        )));
+    }
+    let jobs = match args.jobs {
+        Some(j) => usize::from(j),
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(&plan.name));
+    let opts = BuildOptions {
+        output,
+        jobs,
+        compression: Compression { codec, level },
+        reporter: reporter.clone(),
+        on_layer: None,
+        registry_base: registry_base(args, &plan, reporter)?,
+    };
+    Ok((plan, opts))
+}
+
+/// The registry client and blob cache for a registry base (`None` for other bases).
+fn registry_base(
+    args: &BuildArgs,
+    plan: &Plan,
+    reporter: &SharedReporter,
+) -> Result<Option<Arc<RegistryBase>>> {
+    if !matches!(plan.base, recipe::Base::Registry { .. }) {
+        return Ok(None);
+    }
+    let cache = BlobCache::new(args.cache_dir.clone())?;
+    Ok(Some(Arc::new(RegistryBase::new(
+        args.upload.connection.options(),
+        CredentialStore::from_env(),
+        cache,
+        reporter.clone(),
+    )?)))
+}

@@ -1,0 +1,95 @@
+//! The command line: clap definitions and one thin `run` per command, which
+//! turns flags into the library's options, calls the library, and prints
+//! the result on stdout (everything else goes to stderr through the
+//! reporter). Flags shared by several commands are defined once in
+//! [`args`] and flattened.
+
+pub mod args;
+pub mod bench;
+pub mod build;
+pub mod completions;
+pub mod copy;
+pub mod index;
+pub mod inspect;
+pub mod login;
+pub mod pull;
+pub mod push;
+pub mod schema;
+pub mod stdout;
+pub mod tags;
+pub mod verify;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+pub use stdout::{stdout, StdoutClosed};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "boxwright",
+    version,
+    about = "Daemonless, reproducible container-image builder that pushes to several registries at once"
+)]
+pub struct Cli {
+    /// Print nothing but results (no progress, no logs).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print debug lines (requests, retries, cache decisions); never credentials.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build a recipe into an OCI image layout; prints the image digest.
+    Build(build::BuildArgs),
+    /// Show what an OCI layout holds: manifest, config, layers, sizes, digests.
+    Inspect(inspect::InspectArgs),
+    /// Push an OCI layout to one or more registries at once; prints the digest.
+    Push(push::PushArgs),
+    /// Store credentials for a registry in docker's config.json (as `docker login`).
+    Login(login::LoginArgs),
+    /// Remove a registry's credentials from docker's config.json.
+    Logout(login::LogoutArgs),
+    /// Check that references name one image (HEAD only); exit 1 naming the odd ones out.
+    Verify(verify::VerifyArgs),
+    /// Tag lists of repositories side by side (follows pagination).
+    Tags(tags::TagsArgs),
+    /// Copy an image or multi-platform index between registries, digest preserved.
+    Copy(copy::CopyArgs),
+    /// Pull an image from the first registry that serves it (fallbacks) into
+    /// an OCI layout or archive; prints the digest.
+    Pull(pull::PullArgs),
+    /// Measure upload (and pull) throughput, request latency and errors against registries.
+    Bench(bench::BenchArgs),
+    /// Assemble an OCI image index from single-platform images already in
+    /// registries (by digest) and push it to every --to; prints its digest.
+    Index(index::IndexArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(completions::CompletionsArgs),
+    /// Print the JSON Schema of the recipe format (for editors: taplo, Even
+    /// Better TOML).
+    Schema(schema::SchemaArgs),
+}
+
+/// Run the parsed command line on the process's runtime.
+pub async fn run(cli: Cli) -> Result<()> {
+    let reporter = crate::ui::reporter(cli.quiet, cli.verbose);
+    match cli.command {
+        Command::Build(args) => build::run(args, reporter).await,
+        Command::Inspect(args) => inspect::run(args),
+        Command::Push(args) => push::run(args, reporter).await,
+        Command::Login(args) => login::run_login(args, reporter).await,
+        Command::Logout(args) => login::run_logout(args, reporter),
+        Command::Verify(args) => verify::run(args, reporter).await,
+        Command::Tags(args) => tags::run(args, reporter).await,
+        Command::Copy(args) => copy::run(args, reporter).await,
+        Command::Pull(args) => pull::run(args, reporter).await,
+        Command::Bench(args) => bench::run(args, reporter, cli.quiet).await,
+        Command::Index(args) => index::run(args, reporter).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Schema(args) => schema::run(args),
+    }
+}

@@ -1,0 +1,175 @@
+//! The tables of `verify` (one row per reference) and `tags` (one row per
+//! tag, one column per repository).
+
+use crate::oci::Digest;
+use crate::ops::tags::TagsReport;
+use crate::ops::verify::{Status, VerifyReport};
+
+use super::table::{self, Style};
+
+/// Left-aligned columns, three spaces apart.
+const STYLE: Style = Style {
+    gap: 3,
+    right_from: None,
+};
+
+/// The `verify` table: reference, digest, media type, registry, and the
+/// status of references that are not ok.
+pub fn verify(report: &VerifyReport) -> String {
+    let mut rows = vec![header(&[
+        "REFERENCE",
+        "DIGEST",
+        "MEDIA TYPE",
+        "REGISTRY",
+        "",
+    ])];
+    rows.extend(report.references.iter().map(|r| {
+        vec![
+            r.reference.clone(),
+            r.digest
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |d| d.to_string()),
+            r.media_type.clone().unwrap_or_else(|| "-".into()),
+            r.registry.clone(),
+            match r.status {
+                Status::Ok => String::new(),
+                Status::Missing => "MISSING".into(),
+                Status::Differs => "DIFFERS".into(),
+                Status::Error => "ERROR".into(),
+            },
+        ]
+    }));
+    table::render(&rows, STYLE)
+}
+
+/// The `tags` table: a row per tag, a column per repository (`yes`, `-`,
+/// or a short digest when digests were asked for), and `*` on rows that
+/// differ between repositories.
+pub fn tags(report: &TagsReport) -> String {
+    let mut head = vec!["TAG".to_string()];
+    head.extend(report.repositories.iter().map(|r| r.repository.clone()));
+    head.push(String::new());
+    let mut rows = vec![head];
+    rows.extend(report.tags.iter().map(|row| {
+        let mut v = vec![row.tag.clone()];
+        for (i, p) in row.present.iter().enumerate() {
+            let cell = match (&row.digests, p) {
+                (_, false) => "-".to_string(),
+                (Some(ds), true) => ds
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map_or_else(|| "?".into(), |d| short(d).to_string()),
+                (None, true) => "yes".to_string(),
+            };
+            v.push(cell);
+        }
+        v.push(if row.same { String::new() } else { "*".into() });
+        v
+    }));
+    table::render(&rows, STYLE)
+}
+
+fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|s| s.to_string()).collect()
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short(d: &Digest) -> &str {
+    let s = d.as_str();
+    let cut = d.algorithm().len() + 1 + 12;
+    s.get(..cut).unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::tags::{RepoTags, TagRow};
+    use crate::ops::verify::Resolved;
+
+    fn resolved(reference: &str, status: Status, digest: Option<Digest>) -> Resolved {
+        Resolved {
+            reference: reference.into(),
+            registry: reference.split('/').next().unwrap_or("").into(),
+            repository: "acme/r2d".into(),
+            status,
+            media_type: digest
+                .as_ref()
+                .map(|_| "application/vnd.oci.image.index.v1+json".into()),
+            size: digest.as_ref().map(|_| 500),
+            digest,
+            error: (status == Status::Error).then(|| "503".into()),
+        }
+    }
+
+    #[test]
+    fn the_verify_table() {
+        let d = Digest::of(b"1");
+        let report = VerifyReport {
+            ok: false,
+            digest: Some(d.clone()),
+            references: vec![
+                resolved("ghcr.io/acme/r2d:1.4.0", Status::Ok, Some(d.clone())),
+                resolved(
+                    "docker.io/acme/r2d:1.4.0",
+                    Status::Differs,
+                    Some(Digest::of(b"2")),
+                ),
+                resolved("localhost:5000/acme/r2d:latest", Status::Missing, None),
+                resolved("quay.io/acme/r2d:1.4.0", Status::Error, None),
+            ],
+            missing: vec![],
+            mismatched: vec![],
+            errors: vec![],
+        };
+        assert_eq!(verify(&report), include_str!("testdata/verify.txt"));
+        assert!(verify(&report).contains("DIFFERS"));
+    }
+
+    #[test]
+    fn the_tags_table() {
+        let repos = vec![
+            RepoTags {
+                repository: "ghcr.io/acme/r2d".into(),
+                tags: vec!["1.9".into(), "1.10".into()],
+                error: None,
+            },
+            RepoTags {
+                repository: "docker.io/acme/r2d".into(),
+                tags: vec!["1.10".into()],
+                error: None,
+            },
+        ];
+        let plain = TagsReport {
+            repositories: repos.clone(),
+            tags: vec![
+                TagRow {
+                    tag: "1.9".into(),
+                    present: vec![true, false],
+                    digests: None,
+                    same: false,
+                },
+                TagRow {
+                    tag: "1.10".into(),
+                    present: vec![true, true],
+                    digests: None,
+                    same: true,
+                },
+            ],
+        };
+        assert_eq!(tags(&plain), include_str!("testdata/tags.txt"));
+        let with_digests = TagsReport {
+            repositories: repos,
+            tags: vec![TagRow {
+                tag: "1.10".into(),
+                present: vec![true, true],
+                digests: Some(vec![Some(Digest::of(b"1")), None]),
+                same: false,
+            }],
+        };
+        assert_eq!(
+            tags(&with_digests),
+            include_str!("testdata/tags-digests.txt")
+        );
+        assert!(tags(&with_digests).contains(" ?"));
+    }
+}
