@@ -3,6 +3,12 @@
 //! resolved sources whose entries are streamed in tar order. Nothing is
 //! written until the whole recipe is valid, and every error names the recipe
 //! file with line and column, or the path.
+//!
+//! `schema.rs` is the file format and `vars.rs` the `${VAR}` expansion;
+//! `plan.rs` turns a parsed recipe into a [`Plan`], with `base.rs` (the base
+//! image) and `targets.rs` (tags and registries). A layer (`layer.rs`) keeps
+//! its entries' sources, one kind per file in `sources/`; `walk.rs` merges
+//! their sorted streams into the layer's [`Entries`] (`entry.rs`).
 
 mod base;
 mod entry;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::layer::{self, LayerPlan};
-use super::schema::{Created, RecipeFile, Str};
+use super::schema::{ConfigSection, Created, RecipeFile, Str};
 use super::{base, targets, vars, Base, ConfigPlan, LoadOptions, Plan, PlatformPlan, Source};
 use crate::error::bad_input;
 use crate::oci::{self, Platform};
@@ -139,60 +139,7 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
             vars.expand(s.get_ref(), &scoped)
                 .map_err(|m| src.err(s.span(), m))
         };
-        let list = |v: &Option<Vec<Str>>| -> Result<Option<Vec<String>>> {
-            v.as_ref().map(|v| v.iter().map(&p).collect()).transpose()
-        };
-        let c = &file.config;
-        let mut env = Vec::new();
-        for (k, v) in &c.env {
-            if k.is_empty() || k.contains('=') {
-                return Err(src.err(
-                    v.span(),
-                    format!("environment variable name {k:?} is empty or contains `=`"),
-                ));
-            }
-            env.push((k.clone(), p(v)?));
-        }
-        let mut exposed_ports = Vec::new();
-        for port in &c.exposed_ports {
-            let s = p(port)?;
-            exposed_ports.push(normalize_port(&s).ok_or_else(|| {
-                src.err(
-                    port.span(),
-                    format!("port {s:?} is not PORT or PORT/tcp|udp|sctp"),
-                )
-            })?);
-        }
-        let mut volumes = Vec::new();
-        for v in &c.volumes {
-            let s = p(v)?;
-            if !s.starts_with('/') {
-                return Err(src.err(v.span(), format!("volume {s:?} must be an absolute path")));
-            }
-            volumes.push(s);
-        }
-        let workdir = c.workdir.as_ref().map(|w| -> Result<String> {
-            let s = p(w)?;
-            if !s.starts_with('/') {
-                return Err(src.err(w.span(), format!("workdir {s:?} must be an absolute path")));
-            }
-            Ok(s)
-        });
-        let config = ConfigPlan {
-            entrypoint: list(&c.entrypoint)?,
-            cmd: list(&c.cmd)?,
-            env,
-            workdir: workdir.transpose()?,
-            user: c.user.as_ref().map(&p).transpose()?,
-            labels: c
-                .labels
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), p(v)?)))
-                .collect::<Result<_>>()?,
-            exposed_ports,
-            volumes,
-            stop_signal: c.stop_signal.as_ref().map(&p).transpose()?,
-        };
+        let config = config(src, &file.config, &p)?;
         let annotations = file
             .annotations
             .iter()
@@ -230,6 +177,67 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         tags,
         targets,
         platforms: plans,
+    })
+}
+
+/// The `[config]` section for one platform, `p` expanding its variables.
+fn config(
+    src: &Source,
+    c: &ConfigSection,
+    p: &dyn Fn(&Str) -> Result<String>,
+) -> Result<ConfigPlan> {
+    let list = |v: &Option<Vec<Str>>| -> Result<Option<Vec<String>>> {
+        v.as_ref().map(|v| v.iter().map(&p).collect()).transpose()
+    };
+    let mut env = Vec::new();
+    for (k, v) in &c.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(src.err(
+                v.span(),
+                format!("environment variable name {k:?} is empty or contains `=`"),
+            ));
+        }
+        env.push((k.clone(), p(v)?));
+    }
+    let mut exposed_ports = Vec::new();
+    for port in &c.exposed_ports {
+        let s = p(port)?;
+        exposed_ports.push(normalize_port(&s).ok_or_else(|| {
+            src.err(
+                port.span(),
+                format!("port {s:?} is not PORT or PORT/tcp|udp|sctp"),
+            )
+        })?);
+    }
+    let mut volumes = Vec::new();
+    for v in &c.volumes {
+        let s = p(v)?;
+        if !s.starts_with('/') {
+            return Err(src.err(v.span(), format!("volume {s:?} must be an absolute path")));
+        }
+        volumes.push(s);
+    }
+    let workdir = c.workdir.as_ref().map(|w| -> Result<String> {
+        let s = p(w)?;
+        if !s.starts_with('/') {
+            return Err(src.err(w.span(), format!("workdir {s:?} must be an absolute path")));
+        }
+        Ok(s)
+    });
+    Ok(ConfigPlan {
+        entrypoint: list(&c.entrypoint)?,
+        cmd: list(&c.cmd)?,
+        env,
+        workdir: workdir.transpose()?,
+        user: c.user.as_ref().map(&p).transpose()?,
+        labels: c
+            .labels
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), p(v)?)))
+            .collect::<Result<_>>()?,
+        exposed_ports,
+        volumes,
+        stop_signal: c.stop_signal.as_ref().map(&p).transpose()?,
     })
 }
 
