@@ -6,7 +6,8 @@
 # Each run gets fresh, empty registries for each tool, so neither benefits
 # from blobs the other left behind. Prints the median wall time of RUNS runs
 # (default 3), bytes sent (boxwright's report) and bytes stored per
-# registry, and the ratio the push issue sets as target (<= 0.6).
+# registry, and the ratio to skopeo against its target: pushing to both
+# registries at once in at most 0.6 of the time of two skopeo copies.
 #
 # Usage: benches/push.sh        Env: RUNS=3 SIZES_MB="120 80 40 10"
 # Needs: docker-registry, skopeo, curl, python3 (Debian packages).

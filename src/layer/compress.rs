@@ -5,13 +5,10 @@
 //! block is compressed on its own by a worker of a rayon pool, and the results
 //! are written in order:
 //!
-//! - gzip: each block is a raw deflate stream primed with the last 32 KiB of
-//!   the previous block as dictionary, ended with a sync flush (the last one
-//!   with a final block); the pieces concatenate into one deflate stream inside
-//!   a gzip member with a fixed header (mtime 0, OS 255) and the CRC-32 and
-//!   length of the whole input. Any gzip reader takes it.
-//! - zstd: each block is one zstd frame; concatenated frames are one valid
-//!   zstd stream.
+//! How a block is compressed, and what goes before the first and after the
+//! last, is the codec's business (`codec.rs`): for gzip, deflate blocks primed
+//! with the previous block's last 32 KiB that join into one member; for zstd,
+//! one frame per block.
 //!
 //! Since block boundaries and each block's input never depend on thread count
 //! or write sizes, neither does the output.
@@ -21,44 +18,8 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver};
-use flate2::{Compress, Compression as Level, FlushCompress, Status};
 
-/// The compression of a layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    Gzip,
-    Zstd,
-    None,
-}
-
-impl Codec {
-    pub fn default_level(self) -> i32 {
-        match self {
-            // Speed first, as crane and ko do (gzip.BestSpeed).
-            Codec::Gzip => 1,
-            Codec::Zstd => 3,
-            Codec::None => 0,
-        }
-    }
-
-    pub fn level_range(self) -> std::ops::RangeInclusive<i32> {
-        match self {
-            Codec::Gzip => 1..=9,
-            Codec::Zstd => 1..=19,
-            Codec::None => 0..=0,
-        }
-    }
-
-    fn block_size(self) -> usize {
-        match self {
-            Codec::Gzip => 256 * 1024,
-            Codec::Zstd | Codec::None => 1024 * 1024,
-        }
-    }
-}
-
-const DICT: usize = 32 * 1024;
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+use super::codec::Codec;
 
 type Job = Receiver<io::Result<Vec<u8>>>;
 
@@ -79,10 +40,6 @@ pub struct ParallelCompressor<W: Write> {
 
 impl<W: Write> ParallelCompressor<W> {
     pub fn new(codec: Codec, level: i32, pool: Arc<rayon::ThreadPool>, out: W) -> Self {
-        assert!(
-            codec != Codec::None,
-            "no compressor for uncompressed layers"
-        );
         // Enough blocks in flight to keep every worker busy, bounded so that
         // memory stays flat on machines with many cores.
         let max_pending = (pool.current_num_threads() * 2 + 1).min(32);
@@ -104,9 +61,7 @@ impl<W: Write> ParallelCompressor<W> {
     fn submit(&mut self, last: bool) -> io::Result<()> {
         if !self.started {
             self.started = true;
-            if self.codec == Codec::Gzip {
-                self.out.write_all(&GZIP_HEADER)?;
-            }
+            self.out.write_all(self.codec.header())?;
         }
         let size = self.codec.block_size();
         let block = Arc::new(std::mem::replace(&mut self.block, Vec::with_capacity(size)));
@@ -114,17 +69,8 @@ impl<W: Write> ParallelCompressor<W> {
         let (tx, rx) = bounded(1);
         let (codec, level) = (self.codec, self.level);
         self.pool.spawn(move || {
-            let result = match codec {
-                Codec::Gzip => deflate_block(
-                    &block,
-                    prev.as_deref().map(|p| &p[p.len().saturating_sub(DICT)..]),
-                    level,
-                    last,
-                ),
-                Codec::Zstd => zstd::bulk::compress(&block, level),
-                Codec::None => unreachable!(),
-            };
-            let _ = tx.send(result);
+            let _ =
+                tx.send(codec.compress_block(&block, prev.as_deref().map(|p| &p[..]), level, last));
         });
         self.pending.push_back(rx);
         while self.pending.len() >= self.max_pending {
@@ -149,11 +95,8 @@ impl<W: Write> ParallelCompressor<W> {
         while !self.pending.is_empty() {
             self.drain_one()?;
         }
-        if self.codec == Codec::Gzip {
-            let crc = std::mem::take(&mut self.crc).finalize();
-            self.out.write_all(&crc.to_le_bytes())?;
-            self.out.write_all(&(self.len as u32).to_le_bytes())?;
-        }
+        let crc = std::mem::take(&mut self.crc).finalize();
+        self.out.write_all(&self.codec.trailer(crc, self.len))?;
         self.out.flush()?;
         Ok(self.out)
     }
@@ -162,7 +105,7 @@ impl<W: Write> ParallelCompressor<W> {
 impl<W: Write> Write for ParallelCompressor<W> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let n = data.len();
-        if self.codec == Codec::Gzip {
+        if self.codec.needs_crc() {
             self.crc.update(data);
         }
         self.len += n as u64;
@@ -181,37 +124,6 @@ impl<W: Write> Write for ParallelCompressor<W> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// Raw deflate of one block, primed with `dict`; ends byte-aligned with a sync
-/// flush, or with the final block when `last`.
-fn deflate_block(input: &[u8], dict: Option<&[u8]>, level: i32, last: bool) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(Level::new(level as u32), false);
-    if let Some(d) = dict {
-        c.set_dictionary(d).map_err(io::Error::other)?;
-    }
-    let mut out = Vec::with_capacity(input.len() / 2 + 1024);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    loop {
-        let consumed = c.total_in() as usize;
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(out.capacity().max(64 * 1024));
-        }
-        let status = c
-            .compress_vec(&input[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        let done = c.total_in() as usize == input.len();
-        match status {
-            Status::StreamEnd => break,
-            Status::Ok | Status::BufError if done && !last && out.capacity() > out.len() => break,
-            _ => {}
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Layers: one streaming pass per layer.
+//! Layers: one streaming pass per layer, from a plan's entries to a blob in
+//! a layout. `tar.rs` writes the entries, `codec.rs` knows each compression,
+//! `compress.rs` runs it on parallel blocks.
 //!
 //! ```text
 //! entries -> tar writer -> sha256 (diffID) -> parallel compressor -> sha256 (digest) + count -> temp file -> rename
@@ -6,6 +8,7 @@
 //! Nothing is read twice and no layer is ever held whole in memory: at most a
 //! few compression blocks per worker are in flight.
 
+pub mod codec;
 pub mod compress;
 pub mod tar;
 
@@ -15,12 +18,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use sha2::{Digest as _, Sha256};
 
-pub use compress::Codec;
+pub use codec::{decoder, Codec};
 
 use crate::image::layout::LayoutWriter;
-use crate::oci::{
-    Descriptor, Digest, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD,
-};
+use crate::oci::{Descriptor, Digest};
 use crate::recipe::LayerPlan;
 
 /// A layer written to a layout: its blob descriptor and its diffID.
@@ -79,11 +80,7 @@ pub struct Compression {
 
 impl Compression {
     pub fn media_type(&self) -> &'static str {
-        match self.codec {
-            Codec::Gzip => MEDIA_TYPE_LAYER_GZIP,
-            Codec::Zstd => MEDIA_TYPE_LAYER_ZSTD,
-            Codec::None => MEDIA_TYPE_LAYER_TAR,
-        }
+        self.codec.media_type()
     }
 }
 
@@ -100,6 +97,7 @@ pub fn build_layer(
     let tmp = layout.temp_blob()?;
     let file = tmp.reopen().context("opening the temporary layer file")?;
     let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    // An uncompressed layer is its own tar: one hash gives digest and diffID.
     let (mut inner, digest, size, diff_id, tar_size) = match compression.codec {
         Codec::None => {
             let mut w = blob;

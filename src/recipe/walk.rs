@@ -1,141 +1,20 @@
-//! Resolve one `[[layer]]` into the stream of tar entries it holds.
+//! A layer's tar entries: the merge of its sources' streams.
 //!
-//! A layer plan keeps its resolved entry sources (a `src` tree, a file, a
-//! content, a link, a directory), not the entries they expand to: each source
-//! yields its entries lazily in tar order (a depth-first walk with each
-//! directory's names sorted by bytes is the order of path components), and the
-//! layer's stream is their merge. Equal paths arrive adjacent and are merged
-//! or refused, parent directories are added, and files seen twice through
-//! hard links become tar hard links. Memory is bounded by the depth and width
-//! of the trees, plus one record per file with several links.
-//!
-//! The stream runs once when planning, so that every bad input (missing
-//! `src`, escaping symlink, device file, conflicting `dest`) is found before
-//! anything is written, and again while the tar is written.
+//! Each source (`sources/`) yields its entries in tar order, so the layer's
+//! stream is a k-way merge of them. Equal paths arrive adjacent and are
+//! merged or refused, missing parent directories are added, and files seen
+//! twice through hard links become tar hard links. Memory is bounded by the
+//! number of sources and the depth of paths, plus one record per file with
+//! several links.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
-use std::ffi::OsString;
-use std::fs;
-use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Component, Path, PathBuf};
 
-use anyhow::Result;
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use anyhow::{anyhow, Result};
 
-use super::schema::{Attrs, EntrySection, LayerSection, Str};
-use super::Source;
+use super::entry::{cmp_paths, same_attrs, same_content, Entry, EntryKind, Inode};
+use super::sources::Stream;
 use crate::error::bad_input;
-
-/// A layer: its resolved sources, in recipe order. [`LayerPlan::entries`]
-/// gives its tar entries.
-#[derive(Debug, PartialEq, Eq)]
-pub struct LayerPlan {
-    pub name: String,
-    context: PathBuf,
-    sources: Vec<Resolved>,
-    /// Bytes of file content, as planned.
-    content_size: u64,
-}
-
-/// One `[[layer.entry]]`, checked: the entry it makes itself (none for a
-/// tree copied to `/`), and the tree under it, if any.
-#[derive(Debug, PartialEq, Eq)]
-struct Resolved {
-    entry: Option<Entry>,
-    /// (device, inode) of a `src` file with several links.
-    inode: Option<Inode>,
-    tree: Option<Tree>,
-    /// Where the recipe asked for it: `file:line:col`.
-    at: String,
-}
-
-/// A directory `src`: `root` (canonical) is copied to `dest`.
-#[derive(Debug, PartialEq, Eq)]
-struct Tree {
-    root: PathBuf,
-    dest: Vec<u8>,
-    excludes: Vec<String>,
-    follow: bool,
-    attrs: Effective,
-}
-
-impl LayerPlan {
-    /// Bytes of file content in the layer (for progress).
-    pub fn content_size(&self) -> u64 {
-        self.content_size
-    }
-
-    /// The layer's tar entries, in tar order, read from disk as they go.
-    pub fn entries(&self) -> Result<Entries<'_>> {
-        let mut heads = Vec::new();
-        for (i, s) in self.sources.iter().enumerate() {
-            let walk = match &s.tree {
-                Some(t) => Some(Walk::new(t, &self.context, &s.at)?),
-                None => None,
-            };
-            let first = s.entry.clone().map(|entry| Item {
-                entry,
-                src: i,
-                inode: s.inode,
-            });
-            let mut stream = SourceStream {
-                first,
-                walk,
-                src: i,
-            };
-            let head = stream.next()?;
-            heads.push((head, stream));
-        }
-        Ok(Entries {
-            plan: self,
-            heads,
-            chain: Vec::new(),
-            seen: HashMap::new(),
-            out: VecDeque::new(),
-            done: false,
-        })
-    }
-}
-
-/// (device, inode) of a file with several links.
-type Inode = (u64, u64);
-
-/// One tar entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Entry {
-    /// Path in the image without leading `/` (raw bytes: names need not be UTF-8).
-    pub path: Vec<u8>,
-    pub kind: EntryKind,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub uname: String,
-    pub gname: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum EntryKind {
-    Dir,
-    /// A file on disk, of this size when walked.
-    File {
-        src: PathBuf,
-        size: u64,
-    },
-    Inline(Vec<u8>),
-    Symlink(Vec<u8>),
-    /// A hard link to the earlier entry with this path.
-    Hardlink(Vec<u8>),
-}
-
-/// Tar order: path components in order (`/` sorts below every byte a name
-/// can hold, so `a/b` comes before `a.txt`), without allocating a key.
-fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
-    let f = |&c: &u8| if c == b'/' { 0 } else { c };
-    a.iter().map(f).cmp(b.iter().map(f))
-}
 
 /// An entry with the index of its source and, for files with several
 /// links, their (device, inode).
@@ -146,410 +25,12 @@ struct Item {
     inode: Option<Inode>,
 }
 
-/// The effective attributes of an entry: the entry's own, else the layer's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Effective {
-    mode: Option<u32>,
-    dir_mode: Option<u32>,
-    uid: u64,
-    gid: u64,
-    uname: String,
-    gname: String,
-}
-
-pub(crate) fn plan_layer(
-    src: &Source,
-    context: &Path,
-    index: usize,
-    layer: &LayerSection,
-    expand: &dyn Fn(&Str) -> Result<String>,
-) -> Result<LayerPlan> {
-    let name = match &layer.name {
-        Some(n) => expand(n)?,
-        None => format!("layer {}", index + 1),
-    };
-    if layer.entries.is_empty() {
-        return Err(bad_input(format!(
-            "{}: layer {name:?} has no [[layer.entry]]",
-            src.path.display()
-        )));
-    }
-    let mut sources = Vec::new();
-    for spanned in &layer.entries {
-        let attrs = effective(&layer.attrs(), &spanned.get_ref().attrs(), expand)?;
-        sources.push(resolve(src, context, spanned, attrs, expand)?);
-    }
-    let mut plan = LayerPlan {
-        name,
-        context: context.to_path_buf(),
-        sources,
-        content_size: 0,
-    };
-    // The checking pass: walk everything once before anything is written.
-    let mut size = 0;
-    for e in plan.entries()? {
-        size += match e?.kind {
-            EntryKind::File { size, .. } => size,
-            EntryKind::Inline(b) => b.len() as u64,
-            _ => 0,
-        };
-    }
-    plan.content_size = size;
-    Ok(plan)
-}
-
-fn effective(
-    layer: &Attrs,
-    entry: &Attrs,
-    expand: &dyn Fn(&Str) -> Result<String>,
-) -> Result<Effective> {
-    let name = |e: &Option<Str>, l: &Option<Str>| -> Result<String> {
-        match e.as_ref().or(l.as_ref()) {
-            Some(s) => expand(s),
-            None => Ok(String::new()),
-        }
-    };
-    Ok(Effective {
-        mode: entry
-            .mode
-            .as_ref()
-            .or(layer.mode.as_ref())
-            .map(|m| m.get_ref().0),
-        dir_mode: entry
-            .dir_mode
-            .as_ref()
-            .or(layer.dir_mode.as_ref())
-            .map(|m| m.get_ref().0),
-        uid: entry.uid.or(layer.uid).unwrap_or(0),
-        gid: entry.gid.or(layer.gid).unwrap_or(0),
-        uname: name(&entry.uname, &layer.uname)?,
-        gname: name(&entry.gname, &layer.gname)?,
-    })
-}
-
-impl Effective {
-    fn entry(&self, path: Vec<u8>, kind: EntryKind, mode: u32) -> Entry {
-        Entry {
-            path,
-            kind,
-            mode,
-            uid: self.uid,
-            gid: self.gid,
-            uname: self.uname.clone(),
-            gname: self.gname.clone(),
-        }
-    }
-}
-
-/// Check one `[[layer.entry]]` and resolve its `src`, if any.
-fn resolve(
-    src: &Source,
-    context: &Path,
-    spanned: &toml::Spanned<EntrySection>,
-    attrs: Effective,
-    expand: &dyn Fn(&Str) -> Result<String>,
-) -> Result<Resolved> {
-    let span = spanned.span();
-    let e = spanned.get_ref();
-    let at = src.at(span.clone());
-    let dest_text = expand(&e.dest)?;
-    let dest = normalize_dest(&dest_text).map_err(|m| src.err(e.dest.span(), m))?;
-    let kinds = [
-        e.src.is_some(),
-        e.content.is_some(),
-        e.symlink.is_some(),
-        e.dir,
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if kinds != 1 {
-        return Err(src.err(
-            span,
-            "an entry needs exactly one of `src`, `content`, `symlink` or `dir = true`",
-        ));
-    }
-    if !e.exclude.is_empty() && e.src.is_none() {
-        return Err(src.err(span, "`exclude` only applies to a directory `src`"));
-    }
-    let one = |entry: Entry, inode: Option<Inode>| Resolved {
-        entry: Some(entry),
-        inode,
-        tree: None,
-        at: at.clone(),
-    };
-    if let Some(content) = &e.content {
-        let text = expand(content)?;
-        let kind = EntryKind::Inline(text.into_bytes());
-        return Ok(one(
-            attrs.entry(dest, kind, attrs.mode.unwrap_or(0o644)),
-            None,
-        ));
-    }
-    if let Some(target) = &e.symlink {
-        let t = expand(target)?;
-        if t.is_empty() {
-            return Err(src.err(target.span(), "symlink target is empty"));
-        }
-        let kind = EntryKind::Symlink(t.into_bytes());
-        return Ok(one(
-            attrs.entry(dest, kind, attrs.mode.unwrap_or(0o777)),
-            None,
-        ));
-    }
-    if e.dir {
-        let mode = attrs.mode.unwrap_or(0o755);
-        return Ok(one(attrs.entry(dest, EntryKind::Dir, mode), None));
-    }
-    let src_str = e.src.as_ref().expect("one kind is set");
-    let rel = expand(src_str)?;
-    let path = context.join(&rel);
-    let loc = |m: String| src.err(src_str.span(), m);
-    let meta = fs::symlink_metadata(&path).map_err(|err| {
-        loc(format!(
-            "src {rel:?} ({}) cannot be read: {err}",
-            path.display()
-        ))
-    })?;
-    let canonical = path.canonicalize().map_err(|err| {
-        loc(format!(
-            "src {rel:?} ({}) cannot be resolved: {err}",
-            path.display()
-        ))
-    })?;
-    let followed = e.follow_symlinks && meta.file_type().is_symlink();
-    if !canonical.starts_with(context) && !followed {
-        return Err(loc(format!(
-            "src {rel:?} resolves to {}, outside the build context {}{}",
-            canonical.display(),
-            context.display(),
-            if meta.file_type().is_symlink() {
-                " (set follow_symlinks = true on the entry to copy what it points at)"
-            } else {
-                ""
-            }
-        )));
-    }
-    let excludes = e
-        .exclude
-        .iter()
-        .map(expand)
-        .collect::<Result<Vec<_>>>()
-        .map_err(|err| src.err(span.clone(), err))?;
-    build_excludes(&excludes).map_err(|m| src.err(span.clone(), m))?;
-    let target_meta = fs::metadata(&canonical)?;
-    if target_meta.is_dir() {
-        // With `dest = "/"` the tree's contents go to the root, which has no entry.
-        let entry = (!dest.is_empty()).then(|| {
-            let mode = attrs.dir_mode.unwrap_or(target_meta.mode() & 0o7777);
-            attrs.entry(dest.clone(), EntryKind::Dir, mode)
-        });
-        Ok(Resolved {
-            entry,
-            inode: None,
-            tree: Some(Tree {
-                root: canonical,
-                dest,
-                excludes,
-                follow: e.follow_symlinks,
-                attrs,
-            }),
-            at,
-        })
-    } else {
-        let mut file_dest = dest;
-        if dest_text.ends_with('/') {
-            push_name(
-                &mut file_dest,
-                canonical.file_name().map(|n| n.as_bytes()).unwrap_or(b""),
-            );
-        }
-        let kind = file_kind(&at, &canonical, &target_meta)?;
-        let mode = attrs.mode.unwrap_or(target_meta.mode() & 0o7777);
-        let inode = (target_meta.nlink() > 1).then(|| (target_meta.dev(), target_meta.ino()));
-        Ok(one(attrs.entry(file_dest, kind, mode), inode))
-    }
-}
-
-fn err_at(at: &str, msg: impl std::fmt::Display) -> anyhow::Error {
-    bad_input(format!("{at}: {msg}"))
-}
-
-fn file_kind(at: &str, path: &Path, meta: &fs::Metadata) -> Result<EntryKind> {
-    let ft = meta.file_type();
-    if ft.is_file() {
-        return Ok(EntryKind::File {
-            src: path.to_path_buf(),
-            size: meta.len(),
-        });
-    }
-    let what = if ft.is_block_device() || ft.is_char_device() {
-        "a device file"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_fifo() {
-        "a named pipe"
-    } else {
-        "not a regular file"
-    };
-    Err(err_at(
-        at,
-        format!(
-            "{} is {what}; only regular files, directories and symlinks can go into a layer",
-            path.display()
-        ),
-    ))
-}
-
-/// The entries of one source in tar order: its own entry, then its tree.
-struct SourceStream<'a> {
-    first: Option<Item>,
-    walk: Option<Walk<'a>>,
-    src: usize,
-}
-
-impl SourceStream<'_> {
-    fn next(&mut self) -> Result<Option<Item>> {
-        if let Some(item) = self.first.take() {
-            return Ok(Some(item));
-        }
-        let Some(walk) = &mut self.walk else {
-            return Ok(None);
-        };
-        Ok(walk.next()?.map(|(entry, inode)| Item {
-            entry,
-            src: self.src,
-            inode,
-        }))
-    }
-}
-
-/// A depth-first walk of a tree with each directory's names sorted by bytes.
-struct Walk<'a> {
-    tree: &'a Tree,
-    context: &'a Path,
-    at: &'a str,
-    excludes: GlobSet,
-    /// The directories being walked, outermost first.
-    stack: Vec<Frame>,
-}
-
-struct Frame {
-    /// The tree the directory is in (excludes are relative to it).
-    root: PathBuf,
-    dir: PathBuf,
-    dest: Vec<u8>,
-    names: std::vec::IntoIter<OsString>,
-}
-
-impl<'a> Walk<'a> {
-    fn new(tree: &'a Tree, context: &'a Path, at: &'a str) -> Result<Self> {
-        let excludes = build_excludes(&tree.excludes).map_err(|m| err_at(at, m))?;
-        let mut w = Walk {
-            tree,
-            context,
-            at,
-            excludes,
-            stack: Vec::new(),
-        };
-        w.enter(&tree.root, &tree.root, tree.dest.clone())?;
-        Ok(w)
-    }
-
-    fn enter(&mut self, root: &Path, dir: &Path, dest: Vec<u8>) -> Result<()> {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .map_err(|e| err_at(self.at, format!("reading directory {}: {e}", dir.display())))?
-            .map(|r| r.map(|d| d.file_name()))
-            .collect::<std::io::Result<_>>()?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        self.stack.push(Frame {
-            root: root.to_path_buf(),
-            dir: dir.to_path_buf(),
-            dest,
-            names: names.into_iter(),
-        });
-        Ok(())
-    }
-
-    fn next(&mut self) -> Result<Option<(Entry, Option<Inode>)>> {
-        let attrs = &self.tree.attrs;
-        loop {
-            let Some(frame) = self.stack.last_mut() else {
-                return Ok(None);
-            };
-            let Some(name) = frame.names.next() else {
-                self.stack.pop();
-                continue;
-            };
-            let path = frame.dir.join(&name);
-            let rel = path.strip_prefix(&frame.root).unwrap_or(&path);
-            if self.excludes.is_match(rel) {
-                continue;
-            }
-            let root = frame.root.clone();
-            let mut child = frame.dest.clone();
-            push_name(&mut child, name.as_bytes());
-            let meta = fs::symlink_metadata(&path)?;
-            let ft = meta.file_type();
-            if ft.is_symlink() {
-                let target = fs::read_link(&path)?;
-                // Links that stay inside the context, or inside the tree being
-                // copied (a followed `src` outside the context), stay links.
-                if target.is_absolute()
-                    || lexically_inside(&path, &target, self.context)
-                    || lexically_inside(&path, &target, &root)
-                {
-                    // Absolute targets are paths in the image, not on this machine.
-                    let kind = EntryKind::Symlink(target.as_os_str().as_bytes().to_vec());
-                    return Ok(Some((attrs.entry(child, kind, 0o777), None)));
-                }
-                if !self.tree.follow {
-                    return Err(err_at(
-                        self.at,
-                        format!(
-                            "symlink {} -> {} points outside the build context {}; set follow_symlinks = true on the entry to copy what it points at, or remove the link",
-                            path.display(),
-                            target.display(),
-                            self.context.display()
-                        ),
-                    ));
-                }
-                let resolved = path.canonicalize().map_err(|e| {
-                    err_at(
-                        self.at,
-                        format!("following symlink {}: {e}", path.display()),
-                    )
-                })?;
-                let tmeta = fs::metadata(&resolved)?;
-                if tmeta.is_dir() {
-                    let mode = attrs.dir_mode.unwrap_or(tmeta.mode() & 0o7777);
-                    let entry = attrs.entry(child.clone(), EntryKind::Dir, mode);
-                    self.enter(&resolved, &resolved, child)?;
-                    return Ok(Some((entry, None)));
-                }
-                let kind = file_kind(self.at, &resolved, &tmeta)?;
-                let mode = attrs.mode.unwrap_or(tmeta.mode() & 0o7777);
-                return Ok(Some((attrs.entry(child, kind, mode), None)));
-            }
-            if ft.is_dir() {
-                let mode = attrs.dir_mode.unwrap_or(meta.mode() & 0o7777);
-                let entry = attrs.entry(child.clone(), EntryKind::Dir, mode);
-                self.enter(&root, &path, child)?;
-                return Ok(Some((entry, None)));
-            }
-            let kind = file_kind(self.at, &path, &meta)?;
-            let inode = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
-            let mode = attrs.mode.unwrap_or(meta.mode() & 0o7777);
-            return Ok(Some((attrs.entry(child, kind, mode), inode)));
-        }
-    }
-}
-
 /// A layer's entries in tar order: the merge of its sources' streams.
 pub struct Entries<'a> {
-    plan: &'a LayerPlan,
-    /// Each source's next entry, and the source.
-    heads: Vec<(Option<Item>, SourceStream<'a>)>,
+    /// Each source's next entry, and the rest of its stream.
+    heads: Vec<(Option<Item>, Stream<'a>)>,
+    /// Where each source is in the recipe (`file:line:col`), for errors.
+    ats: Vec<&'a str>,
     /// The entries emitted last that are ancestors of one another, outermost
     /// first: (path, is a directory, source; none for an added parent).
     chain: Vec<(Vec<u8>, bool, Option<usize>)>,
@@ -586,32 +67,51 @@ impl Iterator for Entries<'_> {
     }
 }
 
-impl Entries<'_> {
-    fn at(&self, src: usize) -> &str {
-        &self.plan.sources[src].at
+impl<'a> Entries<'a> {
+    /// The merge of `streams` (each sorted in tar order, with where its
+    /// source is in the recipe), in the recipe's order of sources.
+    pub(super) fn new(streams: Vec<(Stream<'a>, &'a str)>) -> Result<Self> {
+        let mut heads = Vec::new();
+        let mut ats = Vec::new();
+        for (src, (mut stream, at)) in streams.into_iter().enumerate() {
+            let head = next_item(&mut stream, src)?;
+            heads.push((head, stream));
+            ats.push(at);
+        }
+        Ok(Entries {
+            heads,
+            ats,
+            chain: Vec::new(),
+            seen: HashMap::new(),
+            out: VecDeque::new(),
+            done: false,
+        })
     }
 
     /// The smallest head; among equal paths the first source (recipe order).
     fn pop_min(&mut self) -> Result<Option<Item>> {
-        let mut min: Option<usize> = None;
+        let mut min: Option<(usize, &[u8])> = None;
         for (i, (head, _)) in self.heads.iter().enumerate() {
             if let Some(h) = head {
-                let better = match min {
-                    None => true,
-                    Some(m) => {
-                        let cur = self.heads[m].0.as_ref().expect("min has a head");
-                        cmp_paths(&h.entry.path, &cur.entry.path) == Ordering::Less
-                    }
-                };
-                if better {
-                    min = Some(i);
+                if min.is_none_or(|(_, m)| cmp_paths(&h.entry.path, m) == Ordering::Less) {
+                    min = Some((i, &h.entry.path));
                 }
             }
         }
-        let Some(m) = min else { return Ok(None) };
+        let Some((m, _)) = min else { return Ok(None) };
         let (head, stream) = &mut self.heads[m];
         let item = head.take();
-        *head = stream.next()?;
+        *head = next_item(stream, m)?;
+        if let (Some(next), Some(item)) = (&*head, &item) {
+            if cmp_paths(&next.entry.path, &item.entry.path) == Ordering::Less {
+                return Err(anyhow!(
+                    "{}: entries out of tar order: /{} after /{}",
+                    self.ats[m],
+                    String::from_utf8_lossy(&next.entry.path),
+                    String::from_utf8_lossy(&item.entry.path)
+                ));
+            }
+        }
         Ok(item)
     }
 
@@ -625,7 +125,7 @@ impl Entries<'_> {
             .iter()
             .any(|(h, _)| h.as_ref().is_some_and(|h| h.entry.path == first.entry.path))
         {
-            let later = self.pop_min()?.expect("a head matched");
+            let Some(later) = self.pop_min()? else { break };
             self.merge(&mut first, later)?;
         }
         Ok(Some(first))
@@ -648,9 +148,9 @@ impl Entries<'_> {
         }
         Err(bad_input(format!(
             "{}: dest /{} is written twice with different contents or attributes (first at {}); remove one of the entries or exclude the path",
-            self.at(later.src),
+            self.ats[later.src],
             String::from_utf8_lossy(&entry.path),
-            self.at(first.src),
+            self.ats[first.src],
         )))
     }
 
@@ -671,12 +171,13 @@ impl Entries<'_> {
         }
         let start = match self.chain.last() {
             Some((p, false, by)) => {
+                // Added parents are directories, so `by` is always a source.
+                let by = by.map_or("an added parent", |b| self.ats[b]);
                 return Err(bad_input(format!(
-                    "{}: /{} needs /{} to be a directory, but {} makes it a file or link",
-                    self.at(src),
+                    "{}: /{} needs /{} to be a directory, but {by} makes it a file or link",
+                    self.ats[src],
                     String::from_utf8_lossy(path),
                     String::from_utf8_lossy(p),
-                    self.at(by.expect("added parents are directories")),
                 )));
             }
             Some((p, true, _)) => p.len() + 1,
@@ -717,138 +218,125 @@ impl Entries<'_> {
     }
 }
 
-/// `/opt/r2d/` -> `opt/r2d`; refuses relative paths and `..`.
-fn normalize_dest(dest: &str) -> Result<Vec<u8>, String> {
-    if !dest.starts_with('/') {
-        return Err(format!(
-            "dest {dest:?} must be an absolute path in the image, e.g. \"/opt/app\""
-        ));
-    }
-    let mut parts = Vec::new();
-    for c in Path::new(dest).components() {
-        match c {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(n) => parts.push(n.as_bytes()),
-            Component::ParentDir => return Err(format!("dest {dest:?} must not contain `..`")),
-            Component::Prefix(_) => return Err(format!("dest {dest:?} is not a Unix path")),
-        }
-    }
-    Ok(parts.join(&b'/'))
-}
-
-fn push_name(path: &mut Vec<u8>, name: &[u8]) {
-    if !path.is_empty() {
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
-}
-
-/// Whether a relative symlink at `link` pointing at `target` stays inside `context`.
-fn lexically_inside(link: &Path, target: &Path, context: &Path) -> bool {
-    let mut resolved: Vec<Component> = link
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .components()
-        .collect();
-    for c in target.components() {
-        match c {
-            Component::ParentDir => {
-                if resolved.len() <= 1 {
-                    return false;
-                }
-                resolved.pop();
-            }
-            Component::Normal(_) => resolved.push(c),
-            _ => {}
-        }
-    }
-    resolved.iter().collect::<PathBuf>().starts_with(context)
-}
-
-fn build_excludes(globs: &[String]) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for text in globs {
-        let glob = Glob::new(text.trim_end_matches('/'))
-            .map_err(|e| format!("exclude pattern {text:?} is not a valid glob: {e}"))?;
-        b.add(glob);
-    }
-    b.build().map_err(|e| e.to_string())
-}
-
-fn same_attrs(a: &Entry, b: &Entry) -> bool {
-    (a.mode, a.uid, a.gid, &a.uname, &a.gname) == (b.mode, b.uid, b.gid, &b.uname, &b.gname)
-}
-
-fn same_content(a: &Entry, b: &Entry) -> Result<bool> {
-    Ok(match (&a.kind, &b.kind) {
-        (EntryKind::File { src: x, size: sx }, EntryKind::File { src: y, size: sy }) => {
-            x == y || (sx == sy && files_equal(x, y)?)
-        }
-        (EntryKind::File { src, size }, EntryKind::Inline(data))
-        | (EntryKind::Inline(data), EntryKind::File { src, size }) => {
-            *size == data.len() as u64 && fs::read(src)? == *data
-        }
-        (x, y) => x == y,
-    })
-}
-
-fn files_equal(a: &Path, b: &Path) -> Result<bool> {
-    let (mut fa, mut fb) = (fs::File::open(a)?, fs::File::open(b)?);
-    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
-    loop {
-        let na = read_full(&mut fa, &mut ba)?;
-        let nb = read_full(&mut fb, &mut bb)?;
-        if na != nb || ba[..na] != bb[..nb] {
-            return Ok(false);
-        }
-        if na == 0 {
-            return Ok(true);
-        }
-    }
-}
-
-fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
+fn next_item(stream: &mut Stream, src: usize) -> Result<Option<Item>> {
+    Ok(stream
+        .next()
+        .transpose()?
+        .map(|(entry, inode)| Item { entry, src, inode }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn dest_is_normalised_and_checked() {
-        assert_eq!(normalize_dest("/opt//r2d/./app/").unwrap(), b"opt/r2d/app");
-        assert_eq!(normalize_dest("/").unwrap(), b"");
-        assert!(normalize_dest("opt/x").unwrap_err().contains("absolute"));
-        assert!(normalize_dest("/opt/../etc").unwrap_err().contains(".."));
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            uname: String::new(),
+            gname: String::new(),
+        }
+    }
+
+    fn dir(path: &str) -> Entry {
+        Entry {
+            mode: 0o700,
+            ..entry(path, EntryKind::Dir)
+        }
+    }
+
+    fn text(path: &str, s: &str) -> Entry {
+        entry(path, EntryKind::Inline(s.as_bytes().to_vec()))
+    }
+
+    fn stream(entries: Vec<(Entry, Option<Inode>)>) -> Stream<'static> {
+        Box::new(entries.into_iter().map(Ok))
+    }
+
+    fn merge(sources: Vec<Vec<Entry>>) -> Result<Vec<Entry>> {
+        let streams = sources
+            .into_iter()
+            .map(|s| (stream(s.into_iter().map(|e| (e, None)).collect()), "r:1:1"))
+            .collect();
+        Entries::new(streams)?.collect()
+    }
+
+    fn paths(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect()
     }
 
     #[test]
-    fn components_sort_before_siblings_with_longer_names() {
-        let mut v: Vec<&[u8]> = vec![b"a.txt", b"a/b", b"a"];
-        v.sort_by(|a, b| cmp_paths(a, b));
-        assert_eq!(v, vec![&b"a"[..], b"a/b", b"a.txt"]);
+    fn sources_interleave_in_tar_order_with_parents_added() {
+        let out = merge(vec![
+            vec![text("b/z", "1")],
+            vec![dir("a"), text("a/x", "2"), text("a.txt", "3")],
+            vec![text("a/b/c", "4")],
+        ])
+        .unwrap();
+        assert_eq!(
+            paths(&out),
+            ["a", "a/b", "a/b/c", "a/x", "a.txt", "b", "b/z"]
+        );
+        // Added parents are 0755 root:root; the source's own directory keeps its mode.
+        assert_eq!(out[0].mode, 0o700);
+        assert_eq!((out[1].mode, &out[1].kind), (0o755, &EntryKind::Dir));
     }
 
     #[test]
-    fn symlink_escape_is_lexical() {
-        let ctx = Path::new("/ctx");
-        assert!(lexically_inside(
-            Path::new("/ctx/a/link"),
-            Path::new("../b"),
-            ctx
-        ));
-        assert!(!lexically_inside(
-            Path::new("/ctx/a/link"),
-            Path::new("../../etc/passwd"),
-            ctx
-        ));
+    fn equal_paths_merge_directories_and_keep_identical_files_once() {
+        let later_dir = Entry {
+            mode: 0o750,
+            ..dir("d")
+        };
+        let out = merge(vec![
+            vec![dir("d"), text("d/f", "same")],
+            vec![later_dir, text("d/f", "same")],
+        ])
+        .unwrap();
+        assert_eq!(paths(&out), ["d", "d/f"]);
+        assert_eq!(out[0].mode, 0o750, "the later directory's attributes win");
+    }
+
+    #[test]
+    fn conflicts_name_both_sources() {
+        let streams = vec![
+            (stream(vec![(text("f", "a"), None)]), "r:1:1"),
+            (stream(vec![(text("f", "b"), None)]), "r:5:1"),
+        ];
+        let err = Entries::new(streams)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("r:5:1: dest /f is written twice"), "{err}");
+        assert!(err.contains("first at r:1:1"), "{err}");
+
+        let err = merge(vec![vec![text("x", "file")], vec![text("x/y", "under")]])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/x/y needs /x to be a directory"), "{err}");
+    }
+
+    #[test]
+    fn second_links_to_one_inode_become_hard_links() {
+        let ino = Some((1, 42));
+        let file = |p: &str| entry(p, EntryKind::Inline(b"x".to_vec()));
+        let streams = vec![(stream(vec![(file("a"), ino), (file("b"), ino)]), "r:1:1")];
+        let out: Vec<Entry> = Entries::new(streams).unwrap().map(Result::unwrap).collect();
+        assert_eq!(out[1].kind, EntryKind::Hardlink(b"a".to_vec()));
+    }
+
+    #[test]
+    fn a_source_out_of_order_is_an_error_not_a_wrong_tar() {
+        let err = merge(vec![vec![text("b", "1"), text("a", "2")]])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("out of tar order"), "{err}");
     }
 }

@@ -1,0 +1,52 @@
+//! `[image] base`: the image a build starts from. `scratch` (the default),
+//! `oci:PATH[:NAME]` for an OCI layout on disk (relative to the recipe's
+//! directory, checked here), or else a registry reference tried with its
+//! `base_fallback`s in order.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::schema::{ImageSection, Str};
+use super::{Base, Source};
+
+pub(super) fn resolve(
+    src: &Source,
+    image: &ImageSection,
+    recipe_dir: &Path,
+    expand: &dyn Fn(&Str) -> Result<String>,
+) -> Result<Base> {
+    let Some(b) = &image.base else {
+        return Ok(Base::Scratch);
+    };
+    let text = expand(b)?;
+    if text == "scratch" {
+        return Ok(Base::Scratch);
+    }
+    if let Some(rest) = text.strip_prefix("oci:") {
+        let (dir, name) = crate::image::layout::split_layout_ref(&recipe_dir.join(rest).to_string_lossy());
+        if !dir.join("oci-layout").is_file() {
+            return Err(src.err(
+                b.span(),
+                format!(
+                    "base {text:?}: {} is not an OCI image layout",
+                    dir.display()
+                ),
+            ));
+        }
+        return Ok(Base::Oci {
+            dir,
+            name,
+            display: text,
+        });
+    }
+    let fallback = image
+        .base_fallback
+        .iter()
+        .map(expand)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Base::Registry {
+        reference: text,
+        fallback,
+    })
+}

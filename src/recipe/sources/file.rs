@@ -1,0 +1,108 @@
+//! `src = "path"`: a file or directory of the build context. The path must
+//! resolve inside the context, unless it is itself a symlink and the entry
+//! sets `follow_symlinks`. A directory is walked by `tree.rs`; a file is
+//! one entry (named after the source when `dest` ends with `/`), keeping its
+//! own mode bits unless the entry or layer gives a mode.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::{err_at, tree, EntryCx, EntrySource};
+use crate::recipe::entry::{push_name, EntryKind};
+
+pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
+    let (e, attrs) = (cx.section, &cx.attrs);
+    let Some(src_str) = &e.src else {
+        unreachable!("resolved only when `src` is set")
+    };
+    let rel = (cx.expand)(src_str)?;
+    let path = cx.context.join(&rel);
+    let loc = |m: String| cx.recipe.err(src_str.span(), m);
+    let meta = fs::symlink_metadata(&path).map_err(|err| {
+        loc(format!(
+            "src {rel:?} ({}) cannot be read: {err}",
+            path.display()
+        ))
+    })?;
+    let canonical = path.canonicalize().map_err(|err| {
+        loc(format!(
+            "src {rel:?} ({}) cannot be resolved: {err}",
+            path.display()
+        ))
+    })?;
+    let followed = e.follow_symlinks && meta.file_type().is_symlink();
+    if !canonical.starts_with(cx.context) && !followed {
+        return Err(loc(format!(
+            "src {rel:?} resolves to {}, outside the build context {}{}",
+            canonical.display(),
+            cx.context.display(),
+            if meta.file_type().is_symlink() {
+                " (set follow_symlinks = true on the entry to copy what it points at)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let excludes = e
+        .exclude
+        .iter()
+        .map(cx.expand)
+        .collect::<Result<Vec<_>>>()
+        .map_err(|err| cx.recipe.err(cx.span.clone(), err))?;
+    tree::build_excludes(&excludes).map_err(|m| cx.recipe.err(cx.span.clone(), m))?;
+    let target_meta = fs::metadata(&canonical)?;
+    if target_meta.is_dir() {
+        return Ok(EntrySource::Tree(tree::Tree::new(
+            cx,
+            canonical,
+            &target_meta,
+            excludes,
+        )));
+    }
+    let mut file_dest = cx.dest.clone();
+    if cx.dest_text.ends_with('/') {
+        push_name(
+            &mut file_dest,
+            canonical.file_name().map(|n| n.as_bytes()).unwrap_or(b""),
+        );
+    }
+    let kind = file_kind(&cx.at, &canonical, &target_meta)?;
+    let mode = attrs.mode.unwrap_or(target_meta.mode() & 0o7777);
+    let inode = (target_meta.nlink() > 1).then(|| (target_meta.dev(), target_meta.ino()));
+    Ok(EntrySource::One {
+        entry: attrs.entry(file_dest, kind, mode),
+        inode,
+    })
+}
+
+/// A regular file as an entry kind; anything else that is not a directory or
+/// a symlink (devices, sockets, pipes) is refused.
+pub(super) fn file_kind(at: &str, path: &Path, meta: &fs::Metadata) -> Result<EntryKind> {
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return Ok(EntryKind::File {
+            src: path.to_path_buf(),
+            size: meta.len(),
+        });
+    }
+    let what = if ft.is_block_device() || ft.is_char_device() {
+        "a device file"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_fifo() {
+        "a named pipe"
+    } else {
+        "not a regular file"
+    };
+    Err(err_at(
+        at,
+        format!(
+            "{} is {what}; only regular files, directories and symlinks can go into a layer",
+            path.display()
+        ),
+    ))
+}

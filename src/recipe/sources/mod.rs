@@ -1,0 +1,259 @@
+//! The kinds of `[[layer.entry]]`, one file each. A kind checks its fields
+//! when the recipe is planned (so that bad input fails before anything is
+//! written) and yields its entries in tar order; the layer's walk merges the
+//! kinds' streams. Today's kinds:
+//!
+//! - `file.rs`: `src`, a path in the build context; a directory is walked
+//!   by `tree.rs`,
+//! - `inline.rs`: `content`, a file written from the recipe's text,
+//! - `symlink.rs`: `symlink`, a symbolic link,
+//! - `dir.rs`: `dir = true`, an empty directory.
+//!
+//! A new kind is a file here, a row in [`KINDS`] and its fields in
+//! `schema.rs`; a kind that yields more than one entry also adds a variant
+//! to [`EntrySource`] with its stream.
+
+mod dir;
+mod file;
+mod inline;
+mod symlink;
+mod tree;
+
+use std::ops::Range;
+use std::path::{Component, Path};
+
+use anyhow::Result;
+
+use super::entry::{Entry, EntryKind, Inode};
+use super::schema::{Attrs, EntrySection, Str};
+use super::Source;
+use crate::error::bad_input;
+
+/// The kinds, in the order errors name them. An entry sets exactly one.
+const KINDS: &[Kind] = &[
+    Kind {
+        field: "src",
+        is_set: |e| e.src.is_some(),
+        resolve: file::resolve,
+    },
+    Kind {
+        field: "content",
+        is_set: |e| e.content.is_some(),
+        resolve: inline::resolve,
+    },
+    Kind {
+        field: "symlink",
+        is_set: |e| e.symlink.is_some(),
+        resolve: symlink::resolve,
+    },
+    Kind {
+        field: "dir = true",
+        is_set: |e| e.dir,
+        resolve: dir::resolve,
+    },
+];
+
+/// One kind of entry source.
+struct Kind {
+    /// The field that asks for it, as errors name it.
+    field: &'static str,
+    /// Whether an entry sets that field.
+    is_set: fn(&EntrySection) -> bool,
+    /// Check the entry and resolve it.
+    resolve: fn(&EntryCx) -> Result<EntrySource>,
+}
+
+/// One `[[layer.entry]]`, checked and resolved: what it yields.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum EntrySource {
+    /// A single entry, with the (device, inode) of a `src` file with
+    /// several links.
+    One { entry: Entry, inode: Option<Inode> },
+    /// A directory `src`, walked.
+    Tree(tree::Tree),
+}
+
+/// A source's entries in tar order, each with its (device, inode) when it is
+/// a file with several links.
+pub(super) type Stream<'a> = Box<dyn Iterator<Item = Result<(Entry, Option<Inode>)>> + 'a>;
+
+impl EntrySource {
+    /// The entries, read from disk as they go. `context` is the build
+    /// context, `at` the entry's place in the recipe, for errors.
+    pub(super) fn entries<'a>(&'a self, context: &'a Path, at: &'a str) -> Result<Stream<'a>> {
+        Ok(match self {
+            EntrySource::One { entry, inode } => {
+                Box::new(std::iter::once(Ok((entry.clone(), *inode))))
+            }
+            EntrySource::Tree(tree) => tree.entries(context, at)?,
+        })
+    }
+}
+
+/// What every kind resolves an entry with.
+pub(super) struct EntryCx<'a> {
+    /// The recipe, for errors located at a field.
+    pub recipe: &'a Source,
+    pub context: &'a Path,
+    pub section: &'a EntrySection,
+    /// The entry's whole table in the recipe.
+    pub span: Range<usize>,
+    /// `file:line:col` of the entry.
+    pub at: String,
+    /// `dest` as written (after variables), and normalised.
+    pub dest_text: String,
+    pub dest: Vec<u8>,
+    pub attrs: Effective,
+    pub expand: &'a dyn Fn(&Str) -> Result<String>,
+}
+
+/// Check one `[[layer.entry]]` and resolve it through its kind.
+pub(super) fn resolve(
+    recipe: &Source,
+    context: &Path,
+    spanned: &toml::Spanned<EntrySection>,
+    attrs: Effective,
+    expand: &dyn Fn(&Str) -> Result<String>,
+) -> Result<EntrySource> {
+    let span = spanned.span();
+    let e = spanned.get_ref();
+    let dest_text = expand(&e.dest)?;
+    let dest = normalize_dest(&dest_text).map_err(|m| recipe.err(e.dest.span(), m))?;
+    let mut set = KINDS.iter().filter(|k| (k.is_set)(e));
+    let (Some(kind), None) = (set.next(), set.next()) else {
+        return Err(recipe.err(
+            span,
+            format!("an entry needs exactly one of {}", kind_names()),
+        ));
+    };
+    if !e.exclude.is_empty() && e.src.is_none() {
+        return Err(recipe.err(span, "`exclude` only applies to a directory `src`"));
+    }
+    (kind.resolve)(&EntryCx {
+        recipe,
+        context,
+        section: e,
+        at: recipe.at(span.clone()),
+        span,
+        dest_text,
+        dest,
+        attrs,
+        expand,
+    })
+}
+
+/// "`src`, `content`, `symlink` or `dir = true`".
+fn kind_names() -> String {
+    let names: Vec<String> = KINDS.iter().map(|k| format!("`{}`", k.field)).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
+/// The effective attributes of an entry: the entry's own, else the layer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Effective {
+    pub mode: Option<u32>,
+    pub dir_mode: Option<u32>,
+    pub uid: u64,
+    pub gid: u64,
+    pub uname: String,
+    pub gname: String,
+}
+
+impl Effective {
+    pub(super) fn of(
+        layer: &Attrs,
+        entry: &Attrs,
+        expand: &dyn Fn(&Str) -> Result<String>,
+    ) -> Result<Effective> {
+        let name = |e: &Option<Str>, l: &Option<Str>| -> Result<String> {
+            match e.as_ref().or(l.as_ref()) {
+                Some(s) => expand(s),
+                None => Ok(String::new()),
+            }
+        };
+        Ok(Effective {
+            mode: entry
+                .mode
+                .as_ref()
+                .or(layer.mode.as_ref())
+                .map(|m| m.get_ref().0),
+            dir_mode: entry
+                .dir_mode
+                .as_ref()
+                .or(layer.dir_mode.as_ref())
+                .map(|m| m.get_ref().0),
+            uid: entry.uid.or(layer.uid).unwrap_or(0),
+            gid: entry.gid.or(layer.gid).unwrap_or(0),
+            uname: name(&entry.uname, &layer.uname)?,
+            gname: name(&entry.gname, &layer.gname)?,
+        })
+    }
+
+    /// An entry with these owners.
+    pub(super) fn entry(&self, path: Vec<u8>, kind: EntryKind, mode: u32) -> Entry {
+        Entry {
+            path,
+            kind,
+            mode,
+            uid: self.uid,
+            gid: self.gid,
+            uname: self.uname.clone(),
+            gname: self.gname.clone(),
+        }
+    }
+
+    /// The single entry of a kind that makes one at `dest`, with `mode`
+    /// unless the recipe gives one.
+    pub(super) fn one(&self, cx: &EntryCx, kind: EntryKind, mode: u32) -> EntrySource {
+        EntrySource::One {
+            entry: self.entry(cx.dest.clone(), kind, self.mode.unwrap_or(mode)),
+            inode: None,
+        }
+    }
+}
+
+/// A bad-input error at `at` (`file:line:col`).
+fn err_at(at: &str, msg: impl std::fmt::Display) -> anyhow::Error {
+    bad_input(format!("{at}: {msg}"))
+}
+
+/// `/opt/r2d/` -> `opt/r2d`; refuses relative paths and `..`.
+fn normalize_dest(dest: &str) -> Result<Vec<u8>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    if !dest.starts_with('/') {
+        return Err(format!(
+            "dest {dest:?} must be an absolute path in the image, e.g. \"/opt/app\""
+        ));
+    }
+    let mut parts = Vec::new();
+    for c in Path::new(dest).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => parts.push(n.as_bytes()),
+            Component::ParentDir => return Err(format!("dest {dest:?} must not contain `..`")),
+            Component::Prefix(_) => return Err(format!("dest {dest:?} is not a Unix path")),
+        }
+    }
+    Ok(parts.join(&b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dest_is_normalised_and_checked() {
+        assert_eq!(normalize_dest("/opt//r2d/./app/").unwrap(), b"opt/r2d/app");
+        assert_eq!(normalize_dest("/").unwrap(), b"");
+        assert!(normalize_dest("opt/x").unwrap_err().contains("absolute"));
+        assert!(normalize_dest("/opt/../etc").unwrap_err().contains(".."));
+    }
+
+    #[test]
+    fn the_kinds_are_named_in_errors_as_before() {
+        assert_eq!(kind_names(), "`src`, `content`, `symlink` or `dir = true`");
+    }
+}

@@ -1,0 +1,18 @@
+//! `symlink = "target"`: a symbolic link at `dest`. The target is a path in
+//! the image and is not checked against this machine.
+
+use anyhow::Result;
+
+use super::{EntryCx, EntrySource};
+use crate::recipe::entry::EntryKind;
+
+pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
+    let Some(target) = &cx.section.symlink else {
+        unreachable!("resolved only when `symlink` is set")
+    };
+    let t = (cx.expand)(target)?;
+    if t.is_empty() {
+        return Err(cx.recipe.err(target.span(), "symlink target is empty"));
+    }
+    Ok(cx.attrs.one(cx, EntryKind::Symlink(t.into_bytes()), 0o777))
+}

@@ -1,0 +1,237 @@
+//! A directory `src`, copied to `dest`: the directory's own entry (none when
+//! `dest` is `/`, which has no entry), then a depth-first walk with each
+//! directory's names sorted by bytes, which is tar order. Memory is bounded
+//! by the depth and width of the tree.
+//!
+//! Symlinks whose targets stay inside the build context (or inside the tree
+//! being copied) stay links; others are refused, or with `follow_symlinks`
+//! replaced by what they point at. `exclude` globs are relative to the tree.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::Result;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::file::file_kind;
+use super::{err_at, Effective, EntryCx, Stream};
+use crate::recipe::entry::{push_name, Entry, EntryKind, Inode};
+
+/// A directory `src`: `root` (canonical) is copied to `dest`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Tree {
+    /// The entry of `dest` itself; none for `/`.
+    own: Option<Entry>,
+    root: PathBuf,
+    dest: Vec<u8>,
+    excludes: Vec<String>,
+    follow: bool,
+    attrs: Effective,
+}
+
+impl Tree {
+    pub(super) fn new(
+        cx: &EntryCx,
+        root: PathBuf,
+        meta: &fs::Metadata,
+        excludes: Vec<String>,
+    ) -> Tree {
+        let attrs = &cx.attrs;
+        let own = (!cx.dest.is_empty()).then(|| {
+            let mode = attrs.dir_mode.unwrap_or(meta.mode() & 0o7777);
+            attrs.entry(cx.dest.clone(), EntryKind::Dir, mode)
+        });
+        Tree {
+            own,
+            root,
+            dest: cx.dest.clone(),
+            excludes,
+            follow: cx.section.follow_symlinks,
+            attrs: attrs.clone(),
+        }
+    }
+
+    pub(super) fn entries<'a>(&'a self, context: &'a Path, at: &'a str) -> Result<Stream<'a>> {
+        let mut walk = Walk::new(self, context, at)?;
+        let own = self.own.clone().map(|e| Ok((e, None)));
+        Ok(Box::new(own.into_iter().chain(std::iter::from_fn(
+            move || walk.next().transpose(),
+        ))))
+    }
+}
+
+/// A depth-first walk of a tree with each directory's names sorted by bytes.
+struct Walk<'a> {
+    tree: &'a Tree,
+    context: &'a Path,
+    at: &'a str,
+    excludes: GlobSet,
+    /// The directories being walked, outermost first.
+    stack: Vec<Frame>,
+}
+
+struct Frame {
+    /// The tree the directory is in (excludes are relative to it).
+    root: PathBuf,
+    dir: PathBuf,
+    dest: Vec<u8>,
+    names: std::vec::IntoIter<OsString>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(tree: &'a Tree, context: &'a Path, at: &'a str) -> Result<Self> {
+        let excludes = build_excludes(&tree.excludes).map_err(|m| err_at(at, m))?;
+        let mut w = Walk {
+            tree,
+            context,
+            at,
+            excludes,
+            stack: Vec::new(),
+        };
+        w.enter(&tree.root, &tree.root, tree.dest.clone())?;
+        Ok(w)
+    }
+
+    fn enter(&mut self, root: &Path, dir: &Path, dest: Vec<u8>) -> Result<()> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| err_at(self.at, format!("reading directory {}: {e}", dir.display())))?
+            .map(|r| r.map(|d| d.file_name()))
+            .collect::<std::io::Result<_>>()?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        self.stack.push(Frame {
+            root: root.to_path_buf(),
+            dir: dir.to_path_buf(),
+            dest,
+            names: names.into_iter(),
+        });
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<(Entry, Option<Inode>)>> {
+        let attrs = &self.tree.attrs;
+        loop {
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let Some(name) = frame.names.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let path = frame.dir.join(&name);
+            let rel = path.strip_prefix(&frame.root).unwrap_or(&path);
+            if self.excludes.is_match(rel) {
+                continue;
+            }
+            let root = frame.root.clone();
+            let mut child = frame.dest.clone();
+            push_name(&mut child, name.as_bytes());
+            let meta = fs::symlink_metadata(&path)?;
+            let ft = meta.file_type();
+            if ft.is_symlink() {
+                let target = fs::read_link(&path)?;
+                // Links that stay inside the context, or inside the tree being
+                // copied (a followed `src` outside the context), stay links.
+                if target.is_absolute()
+                    || lexically_inside(&path, &target, self.context)
+                    || lexically_inside(&path, &target, &root)
+                {
+                    // Absolute targets are paths in the image, not on this machine.
+                    let kind = EntryKind::Symlink(target.as_os_str().as_bytes().to_vec());
+                    return Ok(Some((attrs.entry(child, kind, 0o777), None)));
+                }
+                if !self.tree.follow {
+                    return Err(err_at(
+                        self.at,
+                        format!(
+                            "symlink {} -> {} points outside the build context {}; set follow_symlinks = true on the entry to copy what it points at, or remove the link",
+                            path.display(),
+                            target.display(),
+                            self.context.display()
+                        ),
+                    ));
+                }
+                let resolved = path.canonicalize().map_err(|e| {
+                    err_at(
+                        self.at,
+                        format!("following symlink {}: {e}", path.display()),
+                    )
+                })?;
+                let tmeta = fs::metadata(&resolved)?;
+                if tmeta.is_dir() {
+                    let mode = attrs.dir_mode.unwrap_or(tmeta.mode() & 0o7777);
+                    let entry = attrs.entry(child.clone(), EntryKind::Dir, mode);
+                    self.enter(&resolved, &resolved, child)?;
+                    return Ok(Some((entry, None)));
+                }
+                let kind = file_kind(self.at, &resolved, &tmeta)?;
+                let mode = attrs.mode.unwrap_or(tmeta.mode() & 0o7777);
+                return Ok(Some((attrs.entry(child, kind, mode), None)));
+            }
+            if ft.is_dir() {
+                let mode = attrs.dir_mode.unwrap_or(meta.mode() & 0o7777);
+                let entry = attrs.entry(child.clone(), EntryKind::Dir, mode);
+                self.enter(&root, &path, child)?;
+                return Ok(Some((entry, None)));
+            }
+            let kind = file_kind(self.at, &path, &meta)?;
+            let inode = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+            let mode = attrs.mode.unwrap_or(meta.mode() & 0o7777);
+            return Ok(Some((attrs.entry(child, kind, mode), inode)));
+        }
+    }
+}
+
+/// Whether a relative symlink at `link` pointing at `target` stays inside `context`.
+fn lexically_inside(link: &Path, target: &Path, context: &Path) -> bool {
+    let mut resolved: Vec<Component> = link
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .components()
+        .collect();
+    for c in target.components() {
+        match c {
+            Component::ParentDir => {
+                if resolved.len() <= 1 {
+                    return false;
+                }
+                resolved.pop();
+            }
+            Component::Normal(_) => resolved.push(c),
+            _ => {}
+        }
+    }
+    resolved.iter().collect::<PathBuf>().starts_with(context)
+}
+
+pub(super) fn build_excludes(globs: &[String]) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for text in globs {
+        let glob = Glob::new(text.trim_end_matches('/'))
+            .map_err(|e| format!("exclude pattern {text:?} is not a valid glob: {e}"))?;
+        b.add(glob);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_escape_is_lexical() {
+        let ctx = Path::new("/ctx");
+        assert!(lexically_inside(
+            Path::new("/ctx/a/link"),
+            Path::new("../b"),
+            ctx
+        ));
+        assert!(!lexically_inside(
+            Path::new("/ctx/a/link"),
+            Path::new("../../etc/passwd"),
+            ctx
+        ));
+    }
+}

@@ -1,0 +1,176 @@
+//! Where the image goes: the recipe's `tags` and its `[[target]]`
+//! registries, checked (tag syntax, `registry/repository` without tag or
+//! scheme, credential variable names, no target listed twice).
+
+use anyhow::Result;
+
+use super::schema::{Str, TargetSection};
+use super::{vars, Role, Source, Target};
+
+/// The recipe's tags, deduplicated in order; `latest` when it gives none.
+pub(super) fn tags(
+    src: &Source,
+    given: &[Str],
+    expand: &dyn Fn(&Str) -> Result<String>,
+) -> Result<Vec<String>> {
+    let mut tags = Vec::new();
+    for t in given {
+        let tag = expand(t)?;
+        if !is_tag(&tag) {
+            return Err(src.err(t.span(), format!("tag {tag:?} is not valid: 1 to 128 of [A-Za-z0-9_.-], not starting with . or -")));
+        }
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.is_empty() {
+        tags.push("latest".to_string());
+    }
+    Ok(tags)
+}
+
+pub(super) fn targets(
+    src: &Source,
+    sections: &[TargetSection],
+    expand: &dyn Fn(&Str) -> Result<String>,
+) -> Result<Vec<Target>> {
+    let mut targets: Vec<Target> = Vec::new();
+    for t in sections {
+        let target = target(src, t, expand)?;
+        if targets.iter().any(|o| o.reference == target.reference) {
+            return Err(src.err(
+                t.reference.span(),
+                format!("target {} is listed twice", target.reference),
+            ));
+        }
+        targets.push(target);
+    }
+    Ok(targets)
+}
+
+fn target(
+    src: &Source,
+    t: &TargetSection,
+    expand: &dyn Fn(&Str) -> Result<String>,
+) -> Result<Target> {
+    let reference = expand(&t.reference)?;
+    if let Err(m) = check_repository_ref(&reference) {
+        return Err(src.err(t.reference.span(), m));
+    }
+    let role = match &t.role {
+        None => Role::Primary,
+        Some(r) => match expand(r)?.as_str() {
+            "primary" => Role::Primary,
+            "backup" => Role::Backup,
+            other => {
+                return Err(src.err(
+                    r.span(),
+                    format!("role {other:?} is neither \"primary\" nor \"backup\""),
+                ))
+            }
+        },
+    };
+    let base64 = match t.encoding.as_ref() {
+        None => false,
+        Some(e) => match e.get_ref().as_str() {
+            "plain" => false,
+            "base64" => true,
+            other => {
+                return Err(src.err(
+                    e.span(),
+                    format!("encoding {other:?} is neither \"plain\" nor \"base64\""),
+                ))
+            }
+        },
+    };
+    let env_name = |s: &Option<Str>| -> Result<Option<String>> {
+        match s {
+            None => Ok(None),
+            Some(s) if vars::is_name(s.get_ref()) => Ok(Some(s.get_ref().clone())),
+            Some(s) => Err(src.err(
+                s.span(),
+                format!("{:?} is not an environment variable name", s.get_ref()),
+            )),
+        }
+    };
+    let target = Target {
+        reference,
+        role,
+        username_env: env_name(&t.username_env)?,
+        password_env: env_name(&t.password_env)?,
+        base64,
+        optional: t.optional,
+    };
+    if target.username_env.is_some() != target.password_env.is_some() {
+        return Err(src.err(
+            t.reference.span(),
+            "give both username_env and password_env, or neither",
+        ));
+    }
+    Ok(target)
+}
+
+/// A tag as the distribution spec allows: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn is_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Check a `registry/repository` reference without tag or digest.
+fn check_repository_ref(r: &str) -> Result<(), String> {
+    if r.contains("://") {
+        return Err(format!(
+            "target {r:?} must not have a scheme: write registry/repository, e.g. ghcr.io/acme/app"
+        ));
+    }
+    if r.contains('@') || r.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        return Err(format!(
+            "target {r:?} must not carry a tag or digest: tags come from the recipe's `tags`"
+        ));
+    }
+    let (host, repo) = r.split_once('/').ok_or_else(|| {
+        format!("target {r:?} must be registry/repository, e.g. docker.io/acme/app")
+    })?;
+    if !(host.contains('.') || host.contains(':') || host == "localhost") {
+        return Err(format!("target {r:?} must start with a registry host (ghcr.io, docker.io, localhost:5000, ...)"));
+    }
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+            && c.as_bytes()[0].is_ascii_alphanumeric()
+            && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
+    };
+    if !repo.split('/').all(component_ok) {
+        return Err(format!(
+            "target {r:?}: repository {repo:?} must be lowercase path components of [a-z0-9._-]"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_and_tag_checks() {
+        assert!(check_repository_ref("ghcr.io/acme/diagram-to-iac-r2d").is_ok());
+        assert!(check_repository_ref("localhost:5000/a").is_ok());
+        assert!(check_repository_ref("ghcr.io/Acme/x")
+            .unwrap_err()
+            .contains("lowercase"));
+        assert!(check_repository_ref("ghcr.io/acme/x:1.0")
+            .unwrap_err()
+            .contains("tag"));
+        assert!(check_repository_ref("acme/x")
+            .unwrap_err()
+            .contains("registry host"));
+        assert!(is_tag("1.4.0") && is_tag("latest") && !is_tag("-x") && !is_tag("a/b"));
+    }
+}
