@@ -52,12 +52,7 @@ pub fn ok(cmd: &mut Command) -> String {
 
 /// Run an external tool (skopeo, umoci, ...) and insist on success.
 pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{program} is needed by the tests (scripts/test installs it): {e}")
-        });
+    let out = crate::support::tools::output(Command::new(program).args(args));
     assert!(
         out.status.success(),
         "{program} {args:?} failed:\n{}\n{}",

@@ -4,7 +4,6 @@
 //! 1-byte chunked upload. Every test states the figure it checks.
 
 use std::io::Read as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,8 +13,8 @@ use serde_json::Value;
 
 use crate::common::{boxwright, run, write, Run};
 use crate::support::{
-    skopeo, tempdir, tiny_oci_layout, Fault, FaultProxy, Injected, LogEntry, Registry, TinyImage,
-    TokenServer,
+    skopeo, tempdir, tiny_oci_layout, Fault, FaultProxy, Injected, LogEntry, Registry, Scripted,
+    TinyImage, TokenServer,
 };
 
 /// An isolated client: its own DOCKER_CONFIG (with `auths`) and HOME.
@@ -90,14 +89,8 @@ fn upload_bytes(log: &[LogEntry]) -> u64 {
 /// names the registry and the timeout.
 #[test]
 fn push_to_a_registry_that_never_answers_fails_within_the_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s); // keep it open, read nothing, answer nothing
-        }
-    });
+    let silent = Scripted::silent();
+    let host = silent.host();
     let (_d, layout, _) = image(b"silent");
     let client = Client::new(&[]);
     let started = Instant::now();

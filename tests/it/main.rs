@@ -1,6 +1,8 @@
 //! boxwright's integration tests: one test binary that runs the real
-//! `boxwright` binary against real consumers (skopeo, umoci, oci-image-tool)
-//! and real registries (`docker-registry`), started by `support`.
+//! `boxwright` binary (and, in `client`, the library's registry client)
+//! against real consumers (skopeo, umoci, oci-image-tool) and real registries
+//! (`docker-registry`), started by `support`. A test whose program is
+//! missing fails and says so: run them with `scripts/test`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -8,6 +10,7 @@ mod support;
 mod action;
 mod bench;
 mod build;
+mod client;
 mod common;
 mod hardening;
 mod harness;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{boxwright, noise, ok, run, sha256, write, Run};
-use crate::support::{skopeo, tempdir, Fault, FaultProxy, LogEntry, Registry};
+use crate::support::{dead_host, skopeo, tempdir, Fault, FaultProxy, LogEntry, Registry};
 
 /// A client environment of its own: HOME, DOCKER_CONFIG, XDG_CACHE_HOME.
 struct Env {
@@ -441,14 +441,6 @@ fn a_base_without_a_recipe_platform_is_bad_input_naming_both() {
         r.stderr
     );
     assert!(!work.path().join("out").exists());
-}
-
-/// A port where nothing listens.
-fn dead_host() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("127.0.0.1:{port}")
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 
 use crate::common::{b64, boxwright, noise, ok, run, sha256, write, Run};
 use crate::support::{
-    skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry, Registry, TokenServer, GHCR_PATCH_CAP,
+    dead_host, skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry, Registry, TokenServer,
+    GHCR_PATCH_CAP,
 };
 
 const BASIC_USER: &str = "bob";
@@ -791,14 +792,6 @@ fn push_then_skopeo_copy_back_gives_the_local_digests() {
         assert_eq!(digest, image.digest);
         assert_eq!(blobs, image.blobs);
     }
-}
-
-/// A port where nothing listens.
-fn dead_host() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("127.0.0.1:{port}")
 }
 
 #[test]
