@@ -83,8 +83,8 @@ fn upload_bytes(log: &[LogEntry]) -> u64 {
         .sum()
 }
 
-/// Finding 1. A "registry" that accepts every connection and never says a
-/// word. Figures: with BOXWRIGHT_READ_TIMEOUT=2 and --retries 1 the push
+/// A "registry" that accepts every connection and never says a word.
+/// Figures: with BOXWRIGHT_READ_TIMEOUT=2 and --retries 1 the push
 /// ends with exit 1 in under 40 s (it used to hang for ever), and stderr
 /// names the registry and the timeout.
 #[test]
@@ -130,9 +130,10 @@ fn push_to_a_registry_that_never_answers_fails_within_the_timeout() {
     assert!(stderr.contains("timed out"), "{stderr}");
 }
 
-/// Finding 4. A 503 on the first upload POST and on a blob HEAD are
-/// retried. Figures: exit 0, both faults were injected, each blob's bytes
-/// arrived once, and the registry serves the image's digest.
+/// A 503 on the first upload POST and on a blob HEAD are retried (both are
+/// idempotent: a POST only opens an upload session). Figures: exit 0, both
+/// faults were injected, each blob's bytes arrived once, and the registry
+/// serves the image's digest.
 #[test]
 fn push_survives_503_on_the_first_upload_post_and_on_a_head() {
     let reg = Registry::start();
@@ -160,7 +161,7 @@ fn push_survives_503_on_the_first_upload_post_and_on_a_head() {
     assert_eq!(raw.as_bytes(), img.manifest.as_slice());
 }
 
-/// Finding 5, token scopes. `carol` may push `mirror/*` but not pull
+/// Mounts need a token with pull on the source too. `carol` may push `mirror/*` but not pull
 /// `acme/app`, the mount source: the token she gets lacks the source scope
 /// and the registry refuses the mount. Figures: exit 0, every blob's bytes
 /// uploaded once into `mirror/app`, no blob mounted.
@@ -202,7 +203,8 @@ fn mount_refused_for_lack_of_source_scope_falls_back_to_upload() {
     assert_eq!(upload_bytes(&log), img.blob_bytes, "{log:#?}");
 }
 
-/// Finding 5, failing mount. The mount POST answers 500 and `--retries 0`
+/// A mount is only an optimisation, so its failure must not fail the push.
+/// The mount POST answers 500 and `--retries 0`
 /// leaves no retry: that used to fail the whole registry. Figures: exit 0,
 /// the faulted POST carried `mount=`, the blobs arrived by plain upload.
 #[test]
@@ -246,8 +248,9 @@ fn mount_failing_with_500_falls_back_to_upload() {
     assert!(upload_bytes(&log) > 0 && upload_bytes(&log) < img.blob_bytes);
 }
 
-/// Finding 7. `bench` uploads one 1-byte blob in 1 MiB chunks to a real
-/// registry. Figures: exit 0, one PATCH with `Content-Range: 0-0`, no
+/// The reference registry answers a 1-byte chunk with `Range: 0-0`, which
+/// then means one byte held (not none). `bench` uploads one 1-byte blob in
+/// 1 MiB chunks to a real registry. Figures: exit 0, one PATCH with `Content-Range: 0-0`, no
 /// failed upload, no retry.
 #[test]
 fn chunked_upload_of_a_one_byte_blob() {
