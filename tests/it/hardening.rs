@@ -5,64 +5,26 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{boxwright, run, write, Run};
+use crate::common::{assert_ok, boxwright, run, Run};
+use crate::env::Env;
 use crate::support::{
     skopeo, tempdir, tiny_oci_layout, Fault, FaultProxy, Injected, LogEntry, Registry, Scripted,
     TinyImage, TokenServer,
 };
 
-/// An isolated client: its own DOCKER_CONFIG (with `auths`) and HOME.
-struct Client {
-    dir: tempfile::TempDir,
-}
-
-impl Client {
-    fn new(auths: &[(&str, &str, &str)]) -> Client {
-        let c = Client { dir: tempdir() };
-        let mut map = serde_json::Map::new();
-        for (host, user, pass) in auths {
-            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            map.insert(host.to_string(), serde_json::json!({ "auth": auth }));
-        }
-        write(
-            &c.dir.path().join("docker/config.json"),
-            &serde_json::json!({ "auths": map }).to_string(),
-        );
-        c
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = boxwright();
-        c.env("DOCKER_CONFIG", self.dir.path().join("docker"))
-            .env("HOME", self.dir.path())
-            .env("NO_COLOR", "1");
-        for v in [
-            "REGISTRY_AUTH_FILE",
-            "GITHUB_TOKEN",
-            "GITHUB_ACTOR",
-            "SSL_CERT_FILE",
-            "CI",
-            "BOXWRIGHT_READ_TIMEOUT",
-        ] {
-            c.env_remove(v);
-        }
-        c
-    }
-
-    fn push(&self, layout: &Path, to: &str, extra: &[&str]) -> Run {
-        run(self
-            .cmd()
-            .arg("push")
-            .arg(layout)
-            .args(["--to", to])
-            .args(extra))
-    }
+/// `boxwright push LAYOUT --to TO EXTRA...` in `env`.
+fn push(env: &Env, layout: &Path, to: &str, extra: &[&str]) -> Run {
+    run(env
+        .cmd()
+        .arg("push")
+        .arg(layout)
+        .args(["--to", to])
+        .args(extra))
 }
 
 fn image(seed: &[u8]) -> (tempfile::TempDir, PathBuf, TinyImage) {
@@ -70,10 +32,6 @@ fn image(seed: &[u8]) -> (tempfile::TempDir, PathBuf, TinyImage) {
     let layout = dir.path().join("layout");
     let img = tiny_oci_layout(&layout, "1", seed);
     (dir, layout, img)
-}
-
-fn assert_ok(r: &Run) {
-    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
 }
 
 fn upload_bytes(log: &[LogEntry]) -> u64 {
@@ -92,7 +50,7 @@ fn push_to_a_registry_that_never_answers_fails_within_the_timeout() {
     let silent = Scripted::silent();
     let host = silent.host();
     let (_d, layout, _) = image(b"silent");
-    let client = Client::new(&[]);
+    let client = Env::new();
     let started = Instant::now();
     let mut child = client
         .cmd()
@@ -141,7 +99,12 @@ fn push_survives_503_on_the_first_upload_post_and_on_a_head() {
     let (_d, layout, img) = image(b"post and head");
     proxy.fail_next("HEAD", Fault::Unavailable);
     proxy.fail_next("POST", Fault::Unavailable);
-    let r = Client::new(&[]).push(&layout, &format!("{}/acme/app:1", proxy.host()), &[]);
+    let r = push(
+        &Env::new(),
+        &layout,
+        &format!("{}/acme/app:1", proxy.host()),
+        &[],
+    );
     assert_ok(&r);
     let log = proxy.log();
     assert_eq!(
@@ -176,13 +139,15 @@ fn mount_refused_for_lack_of_source_scope_falls_back_to_upload() {
     let proxy = FaultProxy::start(&reg);
     let host = proxy.host();
     let (_d, layout, img) = image(b"scoped mount");
-    assert_ok(&Client::new(&[(&host, "alice", "alice-pass")]).push(
+    assert_ok(&push(
+        &Env::with_auths(&[(&host, "alice", "alice-pass")]),
         &layout,
         &format!("{host}/acme/app:1"),
         &[],
     ));
     proxy.reset();
-    let r = Client::new(&[(&host, "carol", "carol-pass")]).push(
+    let r = push(
+        &Env::with_auths(&[(&host, "carol", "carol-pass")]),
         &layout,
         &format!("{host}/mirror/app:1"),
         &["--mount-from", &format!("{host}/acme/app"), "--json"],
@@ -213,11 +178,12 @@ fn mount_failing_with_500_falls_back_to_upload() {
     let proxy = FaultProxy::start(&reg);
     let host = proxy.host();
     let (_d, layout, img) = image(b"failing mount");
-    let client = Client::new(&[]);
-    assert_ok(&client.push(&layout, &format!("{host}/acme/app:1"), &[]));
+    let client = Env::new();
+    assert_ok(&push(&client, &layout, &format!("{host}/acme/app:1"), &[]));
     proxy.reset();
     proxy.fail_next("POST", Fault::InternalError);
-    let r = client.push(
+    let r = push(
+        &client,
         &layout,
         &format!("{host}/mirror/app:1"),
         &[

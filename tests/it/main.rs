@@ -12,6 +12,7 @@ mod bench;
 mod build;
 mod client;
 mod common;
+mod env;
 mod hardening;
 mod harness;
 mod index;

@@ -5,69 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{boxwright, noise, ok, run, sha256, write, Run};
+use crate::common::{assert_ok, boxwright, noise, ok, run, sha256, write, Run};
+use crate::env::Env;
 use crate::support::{dead_host, skopeo, tempdir, Fault, FaultProxy, LogEntry, Registry};
-
-/// A client environment of its own: HOME, DOCKER_CONFIG, XDG_CACHE_HOME.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let e = Env { dir: tempdir() };
-        std::fs::create_dir_all(e.dir.path().join("docker")).unwrap();
-        e
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cache(&self) -> PathBuf {
-        self.path().join("cache")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = boxwright();
-        c.env("DOCKER_CONFIG", self.path().join("docker"))
-            .env("HOME", self.path())
-            .env("XDG_CACHE_HOME", self.path().join("xdg"))
-            .env("NO_COLOR", "1");
-        for v in [
-            "REGISTRY_AUTH_FILE",
-            "GITHUB_TOKEN",
-            "GITHUB_ACTOR",
-            "SSL_CERT_FILE",
-            "CI",
-        ] {
-            c.env_remove(v);
-        }
-        c
-    }
-
-    /// Digests held by the blob cache at `--cache-dir`.
-    fn cached(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.cache().join("sha256"))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-}
-
-fn assert_ok(r: &Run) {
-    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
-}
 
 /// One platform of the base image.
 #[derive(Debug, Clone)]

@@ -7,94 +7,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{b64, boxwright, noise, ok, run, sha256, write, Run};
-use crate::support::{
-    dead_host, skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry, Registry, TokenServer,
-    GHCR_PATCH_CAP,
+use crate::common::{assert_ok, b64, boxwright, noise, ok, run, sha256, write, Run};
+use crate::env::Env;
+use crate::pair::{
+    basic_creds, blob_upload_bytes, token_creds, uploads_by_digest, Pair, BASIC_PASS, BASIC_USER,
+    TOKEN_PASS, TOKEN_USER,
 };
-
-const BASIC_USER: &str = "bob";
-const BASIC_PASS: &str = "basic-Pa55-7d1e9c";
-const TOKEN_USER: &str = "alice";
-const TOKEN_PASS: &str = "token-Pa55-52ab0f";
-
-/// The two registries of a dual push (GHCR-like token auth, Docker-Hub-like
-/// basic auth), each behind a counting proxy.
-struct Pair {
-    basic: Registry,
-    tokens: TokenServer,
-    token: Registry,
-    pb: FaultProxy,
-    pt: FaultProxy,
-}
-
-impl Pair {
-    fn start() -> Pair {
-        let basic = Registry::with_basic_auth(BASIC_USER, BASIC_PASS);
-        let tokens = TokenServer::builder()
-            .user(TOKEN_USER, TOKEN_PASS, &["pull", "push"])
-            .start();
-        let token = Registry::with_token_auth(&tokens);
-        let pb = FaultProxy::start(&basic);
-        let pt = FaultProxy::start(&token);
-        Pair {
-            basic,
-            tokens,
-            token,
-            pb,
-            pt,
-        }
-    }
-
-    fn proxies(&self) -> [&FaultProxy; 2] {
-        [&self.pb, &self.pt]
-    }
-}
-
-/// An isolated client environment: its own DOCKER_CONFIG and HOME.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let e = Env { dir: tempdir() };
-        std::fs::create_dir_all(e.config_dir()).unwrap();
-        e
-    }
-
-    fn config_dir(&self) -> PathBuf {
-        self.dir.path().join("docker")
-    }
-
-    /// A config.json holding credentials for both registries of `pair`.
-    fn with_logins(pair: &Pair) -> Env {
-        let e = Env::new();
-        let cfg = serde_json::json!({"auths": {
-            pair.pb.host(): {"auth": b64(&format!("{BASIC_USER}:{BASIC_PASS}"))},
-            pair.pt.host(): {"auth": b64(&format!("{TOKEN_USER}:{TOKEN_PASS}"))},
-        }});
-        write(&e.config_dir().join("config.json"), &cfg.to_string());
-        e
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = boxwright();
-        c.env("DOCKER_CONFIG", self.config_dir())
-            .env("HOME", self.dir.path())
-            .env("NO_COLOR", "1");
-        for v in [
-            "REGISTRY_AUTH_FILE",
-            "GITHUB_TOKEN",
-            "GITHUB_ACTOR",
-            "SSL_CERT_FILE",
-            "CI",
-        ] {
-            c.env_remove(v);
-        }
-        c
-    }
-}
+use crate::support::{
+    dead_host, skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry, GHCR_PATCH_CAP,
+};
 
 /// A built image: its layout and what a registry must receive.
 struct Image {
@@ -185,41 +106,10 @@ fn push(env: &Env, image: &Image, to: &[String], extra: &[&str]) -> Run {
     run(&mut c)
 }
 
-fn assert_ok(r: &Run) {
-    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
-}
-
-/// Body bytes the proxy received for blob uploads (PUT and PATCH on
-/// `/blobs/uploads/`), faulted requests included.
-fn blob_body_bytes(log: &[LogEntry]) -> u64 {
-    log.iter()
-        .filter(|e| e.path.contains("/blobs/uploads/"))
-        .map(|e| e.body_bytes)
-        .sum()
-}
-
 fn manifest_puts(log: &[LogEntry]) -> Vec<&LogEntry> {
     log.iter()
         .filter(|e| e.method == "PUT" && e.path.contains("/manifests/"))
         .collect()
-}
-
-/// Digests uploaded (successful PUT with `digest=`) per digest.
-fn uploads_by_digest(log: &[LogEntry]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for e in log {
-        if e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == Some(201) {
-            let q = e.query.clone().unwrap_or_default();
-            let d = reqwest::Url::parse(&format!("http://x/?{q}"))
-                .unwrap()
-                .query_pairs()
-                .find(|(k, _)| k == "digest")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            *m.entry(d).or_default() += 1;
-        }
-    }
-    m
 }
 
 /// The sha256 of the raw manifest a registry serves for `reference`.
@@ -233,18 +123,10 @@ fn remote_digest(reference: &str, creds: Option<&str>) -> String {
     sha256(skopeo(&args).as_bytes())
 }
 
-fn basic_creds() -> String {
-    format!("{BASIC_USER}:{BASIC_PASS}")
-}
-
-fn token_creds() -> String {
-    format!("{TOKEN_USER}:{TOKEN_PASS}")
-}
-
 #[test]
 fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[3 << 20, 1 << 20, 200_000], 1);
     let to: Vec<String> = pair
         .proxies()
@@ -298,7 +180,7 @@ fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
         assert_eq!(manifest_puts(&log).len(), 2);
     }
     // Both registries serve the same manifest under both tags.
-    for (p, creds) in [(&pair.pb, basic_creds()), (&pair.pt, token_creds())] {
+    for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
         for tag in ["1.4.0", "latest"] {
             let d = remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds));
             assert_eq!(d, image.digest);
@@ -316,7 +198,7 @@ fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
 #[test]
 fn push_again_sends_zero_blob_bytes_and_heads_only() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[1 << 20, 300_000], 2);
     let to: Vec<String> = pair
         .proxies()
@@ -386,12 +268,12 @@ fn push_then_mount(pair: &Pair, proxy: &FaultProxy, image: &Image, env: &Env) ->
 #[test]
 fn push_to_second_repository_mounts_every_blob_on_both_registries() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[2 << 20, 100_000], 3);
     for p in pair.proxies() {
         let log = push_then_mount(&pair, p, &image, &env);
         // Figure: zero blob bytes; one mount POST per blob, each answered 201.
-        assert_eq!(blob_body_bytes(&log), 0, "{log:#?}");
+        assert_eq!(blob_upload_bytes(&log), 0, "{log:#?}");
         let posts: Vec<&LogEntry> = log.iter().filter(|e| e.method == "POST").collect();
         assert_eq!(posts.len(), image.blobs.len(), "{log:#?}");
         assert!(posts.iter().all(|e| e.status == Some(201)), "{log:#?}");
@@ -419,7 +301,7 @@ fn push_to_second_repository_mounts_every_blob_on_both_registries() {
 #[test]
 fn push_mount_answered_202_continues_on_the_returned_session() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[1 << 20, 50_000], 4);
     for p in pair.proxies() {
         let host = p.host();
@@ -441,11 +323,11 @@ fn push_mount_answered_202_continues_on_the_returned_session() {
         assert!(posts
             .iter()
             .all(|e| e.status == Some(202) && e.injected == Some(Injected::Mount202)));
-        assert_eq!(blob_body_bytes(&log), image.blob_bytes());
+        assert_eq!(blob_upload_bytes(&log), image.blob_bytes());
         assert_eq!(
             remote_digest(
                 &format!("{host}/mirror/app:1"),
-                Some(&if host == pair.pb.host() {
+                Some(&if host == pair.b.host() {
                     basic_creds()
                 } else {
                     token_creds()
@@ -459,7 +341,7 @@ fn push_mount_answered_202_continues_on_the_returned_session() {
 #[test]
 fn push_strict_mount_query_passes_with_only_mount_and_from() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[500_000], 5);
     for p in pair.proxies() {
         p.configure(|c| c.strict_mount_query = true);
@@ -482,7 +364,7 @@ fn push_strict_mount_query_passes_with_only_mount_and_from() {
 #[test]
 fn push_survives_twenty_percent_faults_and_registries_agree() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[2 << 20, 1 << 20, 300_000, 100_000], 6);
     for (i, p) in pair.proxies().into_iter().enumerate() {
         p.set_seed(1000 + i as u64);
@@ -506,16 +388,16 @@ fn push_survives_twenty_percent_faults_and_registries_agree() {
     let injected: usize = pair.proxies().iter().map(|p| p.faults().len()).sum();
     assert!(injected >= 3, "the proxies injected only {injected} faults");
     // Figure: both registries hold identical digests, equal to the local build.
-    for (p, creds) in [(&pair.pb, basic_creds()), (&pair.pt, token_creds())] {
+    for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
         for tag in ["1", "latest"] {
             assert_eq!(
                 remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds)),
                 image.digest
             );
         }
-        let stored = match p.host() == pair.pb.host() {
-            true => pair.basic.stored_blobs(),
-            false => pair.token.stored_blobs(),
+        let stored = match p.host() == pair.b.host() {
+            true => pair.reg_b.stored_blobs(),
+            false => pair.reg_a.stored_blobs(),
         };
         for d in image.blobs.keys() {
             assert!(stored.contains(d), "{d} missing on {}", p.host());
@@ -542,7 +424,7 @@ fn push_survives_twenty_percent_faults_and_registries_agree() {
 #[test]
 fn push_chunked_honours_the_4mib_patch_cap() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[10 << 20, 100_000], 7);
     for p in pair.proxies() {
         p.configure(|c| c.patch_cap = Some(GHCR_PATCH_CAP));
@@ -574,7 +456,7 @@ fn push_chunked_honours_the_4mib_patch_cap() {
     }
     assert_eq!(
         remote_digest(
-            &format!("{}/acme/app:1", pair.pt.host()),
+            &format!("{}/acme/app:1", pair.a.host()),
             Some(&token_creds())
         ),
         image.digest
@@ -608,7 +490,7 @@ fn retries_by_registry(report: &serde_json::Value) -> BTreeMap<String, u64> {
 }
 
 /// Push `image` to both registries of `pair` (`acme/app:1`) with `extra`
-/// flags and `--json`, after `arm` queued a fault on `pair.pt` (the
+/// flags and `--json`, after `arm` queued a fault on `pair.a` (the
 /// GHCR-like one); check what both must hold whatever the fault was.
 fn push_with_fault_on_token_registry(
     pair: &Pair,
@@ -616,21 +498,21 @@ fn push_with_fault_on_token_registry(
     extra: &[&str],
     arm: impl FnOnce(&FaultProxy),
 ) -> (serde_json::Value, Vec<LogEntry>) {
-    let env = Env::with_logins(pair);
+    let env = &pair.env;
     let to: Vec<String> = pair
         .proxies()
         .iter()
         .map(|p| format!("{}/acme/app:1", p.host()))
         .collect();
-    arm(&pair.pt);
+    arm(&pair.a);
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
     let r = push(&env, image, &to, &args);
     assert_ok(&r);
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     for (p, creds, reg) in [
-        (&pair.pb, basic_creds(), &pair.basic),
-        (&pair.pt, token_creds(), &pair.token),
+        (&pair.b, basic_creds(), &pair.reg_b),
+        (&pair.a, token_creds(), &pair.reg_a),
     ] {
         assert_eq!(
             remote_digest(&format!("{}/acme/app:1", p.host()), Some(&creds)),
@@ -647,9 +529,9 @@ fn push_with_fault_on_token_registry(
     }
     // Figure: one retry, on the faulted registry only.
     let retries = retries_by_registry(&report);
-    assert_eq!(retries[&pair.pt.host()], 1, "{report:#}");
-    assert_eq!(retries[&pair.pb.host()], 0, "{report:#}");
-    (report, pair.pt.log())
+    assert_eq!(retries[&pair.a.host()], 1, "{report:#}");
+    assert_eq!(retries[&pair.b.host()], 0, "{report:#}");
+    (report, pair.a.log())
 }
 
 #[test]
@@ -668,7 +550,7 @@ fn push_recovers_from_blob_upload_unknown_on_the_final_put() {
     // one POST more than blobs, and blob bytes = image + the lost blob once.
     let posts = log.iter().filter(|e| e.method == "POST").count();
     assert_eq!(posts, image.blobs.len() + 1, "{log:#?}");
-    assert_eq!(blob_body_bytes(&log), image.blob_bytes() + lost);
+    assert_eq!(blob_upload_bytes(&log), image.blob_bytes() + lost);
 }
 
 #[test]
@@ -707,9 +589,9 @@ fn push_chunked_recovers_from_blob_upload_unknown_on_a_middle_patch() {
 #[test]
 fn push_waits_for_retry_after_on_a_429_put() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[200_000], 23);
-    let p = &pair.pb;
+    let p = &pair.b;
     let timed = |repo: &str| {
         let started = std::time::Instant::now();
         let r = push(
@@ -768,7 +650,7 @@ fn push_waits_for_retry_after_on_a_429_put() {
 #[test]
 fn push_then_skopeo_copy_back_gives_the_local_digests() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[1 << 20, 200_000], 8);
     let to: Vec<String> = pair
         .proxies()
@@ -776,7 +658,7 @@ fn push_then_skopeo_copy_back_gives_the_local_digests() {
         .map(|p| format!("{}/acme/app:1", p.host()))
         .collect();
     assert_ok(&push(&env, &image, &to, &[]));
-    for (p, creds) in [(&pair.pb, basic_creds()), (&pair.pt, token_creds())] {
+    for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
         let out = tempdir();
         let dest = format!("oci:{}:1", out.path().join("copy").display());
         skopeo(&[
@@ -819,8 +701,8 @@ ref = "{dead}/acme/app"
 role = "backup"
 optional = true
 "#,
-        pair.pt.host(),
-        pair.pb.host()
+        pair.a.host(),
+        pair.b.host()
     );
     let recipe = write_recipe(dir.path(), &[2 << 20, 1 << 20, 300_000], 9, &targets);
     std::fs::write(
@@ -851,7 +733,7 @@ optional = true
     );
     // Figure: all tags on both registries, each blob sent once per registry.
     let blob_bytes: u64 = blobs.values().sum();
-    for (p, creds) in [(&pair.pb, basic_creds()), (&pair.pt, token_creds())] {
+    for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
         for tag in ["1.0", "latest"] {
             assert_eq!(
                 remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds)),
@@ -878,12 +760,12 @@ optional = true
     assert_eq!(r.code, 1, "{}", r.stderr);
     let last = r.stderr.lines().last().unwrap_or("");
     let err = &r.stderr[r.stderr.find("error:").expect("an error line")..];
-    assert!(err.contains(&pair.pb.host()), "{}", r.stderr);
+    assert!(err.contains(&pair.b.host()), "{}", r.stderr);
     assert!(err.contains("acme/app"), "{}", r.stderr);
     assert!(err.contains("401"), "{}", r.stderr);
     // Every target has a line in the summary (3 targets x 2 tags).
     for tag in ["1.0", "latest"] {
-        for host in [pair.pt.host(), pair.pb.host(), dead.clone()] {
+        for host in [pair.a.host(), pair.b.host(), dead.clone()] {
             let name = format!("{host}/acme/app:{tag}");
             assert!(
                 r.stderr.contains(&name),
@@ -900,9 +782,9 @@ fn build_push_streams_layers_before_the_build_ends() {
     // small layer's upload must arrive at the registry before the build
     // commits, i.e. before the first manifest, while the big one compresses.
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let dir = tempdir();
-    let targets = format!("[[target]]\nref = \"{}/acme/app\"\n", pair.pb.host());
+    let targets = format!("[[target]]\nref = \"{}/acme/app\"\n", pair.b.host());
     let recipe = write_recipe(dir.path(), &[200_000, 24 << 20], 10, &targets);
     let layout = dir.path().join("out");
     let r = run(env
@@ -932,7 +814,7 @@ fn build_push_streams_layers_before_the_build_ends() {
     let sent = r.stderr[..big_done]
         .matches(&format!(
             "PUT http://{}/v2/acme/app/blobs/uploads/",
-            pair.pb.host()
+            pair.b.host()
         ))
         .count();
     assert!(
@@ -945,9 +827,9 @@ fn build_push_streams_layers_before_the_build_ends() {
 #[test]
 fn push_rerun_after_failure_uploads_only_what_is_missing() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[1 << 20, 700_000, 400_000, 100_000], 11);
-    let p = &pair.pb;
+    let p = &pair.b;
     let to = [format!("{}/acme/app:1", p.host())];
     // Half of the blob PUTs fail (seeded) and nothing is retried: some
     // blobs get in, the others do not.
@@ -961,7 +843,7 @@ fn push_rerun_after_failure_uploads_only_what_is_missing() {
     p.set_fault_rate(0.0);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("500"), "{}", r.stderr);
-    let stored = pair.basic.stored_blobs();
+    let stored = pair.reg_b.stored_blobs();
     let missing: u64 = image
         .blobs
         .iter()
@@ -977,7 +859,7 @@ fn push_rerun_after_failure_uploads_only_what_is_missing() {
     let r = push(&env, &image, &to, &[]);
     assert_ok(&r);
     // Figure: the re-run's blob bytes are exactly the blobs that were missing.
-    assert_eq!(blob_body_bytes(&p.log()), missing);
+    assert_eq!(blob_upload_bytes(&p.log()), missing);
     assert_eq!(remote_digest(&to[0], Some(&basic_creds())), image.digest);
 }
 
@@ -989,7 +871,7 @@ fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
     let mut c = env.cmd();
     c.args([
         "login",
-        &pair.pb.host(),
+        &pair.b.host(),
         "-u",
         BASIC_USER,
         "--password-stdin",
@@ -1016,7 +898,7 @@ fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
         serde_json::from_slice(&std::fs::read(env.config_dir().join("config.json")).unwrap())
             .unwrap();
     assert_eq!(
-        cfg["auths"][pair.pb.host()]["auth"],
+        cfg["auths"][pair.b.host()]["auth"],
         b64(&format!("{BASIC_USER}:{BASIC_PASS}"))
     );
     use std::os::unix::fs::PermissionsExt as _;
@@ -1025,9 +907,9 @@ fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0, "config.json is readable by others");
-    let to = [format!("{}/acme/app:1", pair.pb.host())];
+    let to = [format!("{}/acme/app:1", pair.b.host())];
     assert_ok(&push(&env, &image, &to, &[]));
-    ok(env.cmd().args(["logout", &pair.pb.host()]));
+    ok(env.cmd().args(["logout", &pair.b.host()]));
     let r = push(&env, &image, &to, &["--retries", "0"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("401"), "{}", r.stderr);
@@ -1067,8 +949,8 @@ fn login_checks_credentials_with_the_registry_before_writing() {
     let before = "{\n  \"auths\": {\n    \"quay.io\": {\"auth\": \"cTpw\"}\n  }\n}\n";
     write(&cfg_path, before);
     for (p, user, pass) in [
-        (&pair.pb, BASIC_USER, BASIC_PASS),
-        (&pair.pt, TOKEN_USER, TOKEN_PASS),
+        (&pair.b, BASIC_USER, BASIC_PASS),
+        (&pair.a, TOKEN_USER, TOKEN_PASS),
     ] {
         let host = p.host();
         let wrong = format!("{pass}-wrong");
@@ -1100,7 +982,7 @@ fn login_checks_credentials_with_the_registry_before_writing() {
             log.iter().all(|e| e.method == "GET" && e.path == "/v2/"),
             "{log:#?}"
         );
-        if host == pair.pt.host() {
+        if host == pair.a.host() {
             // Figure: one token request, with the user's credentials and no
             // scope, refused with 401; the registry never saw a token.
             let t = pair.tokens.requests();
@@ -1128,7 +1010,7 @@ fn login_checks_credentials_with_the_registry_before_writing() {
             .log()
             .iter()
             .any(|e| e.path == "/v2/" && e.authorization && e.status == Some(200)));
-        if host == pair.pt.host() {
+        if host == pair.a.host() {
             let t = pair.tokens.requests();
             assert_eq!(t.iter().filter(|t| t.status == 200).count(), 1, "{t:#?}");
         }
@@ -1169,8 +1051,8 @@ fn secrets_never_appear_in_any_output() {
     let dir = tempdir();
     let targets = format!(
         "[[target]]\nref = \"{}/acme/app\"\nusername_env = \"T_USER\"\npassword_env = \"T_PASS\"\n\n[[target]]\nref = \"{}/acme/app\"\nusername_env = \"B_USER\"\npassword_env = \"B_PASS\"\nencoding = \"base64\"\n",
-        pair.pt.host(),
-        pair.pb.host()
+        pair.a.host(),
+        pair.b.host()
     );
     let recipe = write_recipe(dir.path(), &[300_000], 13, &targets);
     let layout = dir.path().join("out");
@@ -1189,8 +1071,8 @@ fn secrets_never_appear_in_any_output() {
     outputs.push(("build --push".into(), run(&mut c)));
     // login for both, then push with --json, inspect.
     for (host, user, pass) in [
-        (pair.pb.host(), BASIC_USER, BASIC_PASS),
-        (pair.pt.host(), TOKEN_USER, TOKEN_PASS),
+        (pair.b.host(), BASIC_USER, BASIC_PASS),
+        (pair.a.host(), TOKEN_USER, TOKEN_PASS),
     ] {
         let mut child = env
             .cmd()
@@ -1305,12 +1187,12 @@ fn push_refuses_bad_flags_with_exit_2() {
 #[test]
 fn push_refreshes_a_refused_token_once_and_goes_on() {
     let pair = Pair::start();
-    let env = Env::with_logins(&pair);
+    let env = &pair.env;
     let image = build_image(&[300_000], 14);
     // The first tokens are already expired (the registry answers 401); as
     // soon as one was issued, the server goes back to valid tokens.
     pair.tokens.set_issue_expired(true);
-    let to = [format!("{}/acme/app:1", pair.pt.host())];
+    let to = [format!("{}/acme/app:1", pair.a.host())];
     let child = env
         .cmd()
         .args(["push"])
@@ -1331,7 +1213,7 @@ fn push_refreshes_a_refused_token_once_and_goes_on() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = pair.pt.log();
+    let log = pair.a.log();
     // Figure: at least one authorized request answered 401, then replayed
     // with a fresh token and answered; the push completes.
     let refused = log
@@ -1347,7 +1229,7 @@ fn push_refreshes_a_refused_token_once_and_goes_on() {
     let r = push(
         &env,
         &image,
-        &[format!("{}/other/app:1", pair.pt.host())],
+        &[format!("{}/other/app:1", pair.a.host())],
         &["--retries", "0"],
     );
     pair.tokens.set_issue_expired(false);
@@ -1360,7 +1242,7 @@ fn login_fails_when_the_credential_helper_fails() {
     // A helper that closes its stdin and fails: the write of the secret to it
     // breaks the pipe. That is a failure (exit 1), not a closed stdout.
     let env = Env::new();
-    let bin = env.dir.path().join("bin");
+    let bin = env.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let helper = bin.join("docker-credential-bad");
     write(&helper, "#!/bin/sh\nexec 0<&-\nsleep 0.3\nexit 3\n");

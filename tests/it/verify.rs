@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{boxwright, noise, ok, run, sha256, write};
-use crate::pair::{assert_code, blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
+use crate::common::{assert_code, boxwright, noise, ok, run, sha256, write};
+use crate::pair::{blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
 use crate::support::{skopeo, tempdir, FaultProxy, LogEntry, Registry, Scripted};
 
 /// What a layout holds: root digest, manifests (digest -> size), unique
