@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use crate::oci::Digest;
 
 #[path = "../../tests/support/mod.rs"]
-#[allow(clippy::all)]
 mod support;
 
 /// A `docker-registry` without authentication, on a free loopback port.

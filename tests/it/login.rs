@@ -332,7 +332,7 @@ fn push_refreshes_a_refused_token_once_and_goes_on() {
     // push fails naming the 401 (no endless loop).
     pair.tokens.set_issue_expired(true);
     let r = push(
-        &env,
+        env,
         &image,
         &[format!("{}/other/app:1", pair.a.host())],
         &["--retries", "0"],

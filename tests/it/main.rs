@@ -10,6 +10,7 @@ mod support;
 mod action;
 mod bench;
 mod build;
+mod build_errors;
 mod client;
 mod common;
 mod env;

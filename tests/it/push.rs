@@ -139,7 +139,7 @@ fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
             ]
         })
         .collect();
-    let r = push(&env, &image, &to, &[]);
+    let r = push(env, &image, &to, &[]);
     assert_ok(&r);
     assert_eq!(r.stdout.trim(), image.digest);
 
@@ -211,11 +211,11 @@ fn push_again_sends_zero_blob_bytes_and_heads_only() {
             ]
         })
         .collect();
-    assert_ok(&push(&env, &image, &to, &[]));
+    assert_ok(&push(env, &image, &to, &[]));
     for p in pair.proxies() {
         p.reset();
     }
-    let r = push(&env, &image, &to, &["--json"]);
+    let r = push(env, &image, &to, &["--json"]);
     assert_ok(&r);
     for p in pair.proxies() {
         let log = p.log();
@@ -272,7 +272,7 @@ fn push_to_second_repository_mounts_every_blob_on_both_registries() {
     let env = &pair.env;
     let image = build_image(&[2 << 20, 100_000], 3);
     for p in pair.proxies() {
-        let log = push_then_mount(&pair, p, &image, &env);
+        let log = push_then_mount(&pair, p, &image, env);
         // Figure: zero blob bytes; one mount POST per blob, each answered 201.
         assert_eq!(blob_upload_bytes(&log), 0, "{log:#?}");
         let posts: Vec<&LogEntry> = log.iter().filter(|e| e.method == "POST").collect();
@@ -306,11 +306,11 @@ fn push_mount_answered_202_continues_on_the_returned_session() {
     let image = build_image(&[1 << 20, 50_000], 4);
     for p in pair.proxies() {
         let host = p.host();
-        assert_ok(&push(&env, &image, &[format!("{host}/acme/app:1")], &[]));
+        assert_ok(&push(env, &image, &[format!("{host}/acme/app:1")], &[]));
         p.reset();
         p.configure(|c| c.mount_202 = true);
         let r = push(
-            &env,
+            env,
             &image,
             &[format!("{host}/mirror/app:1")],
             &["--mount-from", &format!("{host}/acme/app")],
@@ -346,7 +346,7 @@ fn push_strict_mount_query_passes_with_only_mount_and_from() {
     let image = build_image(&[500_000], 5);
     for p in pair.proxies() {
         p.configure(|c| c.strict_mount_query = true);
-        let log = push_then_mount(&pair, p, &image, &env);
+        let log = push_then_mount(&pair, p, &image, env);
         // Figure: no request refused for its query; every mount 201.
         assert_eq!(p.injected_count(Injected::BadMountQuery), 0, "{log:#?}");
         for e in log.iter().filter(|e| e.method == "POST") {
@@ -372,7 +372,7 @@ fn push_then_skopeo_copy_back_gives_the_local_digests() {
         .iter()
         .map(|p| format!("{}/acme/app:1", p.host()))
         .collect();
-    assert_ok(&push(&env, &image, &to, &[]));
+    assert_ok(&push(env, &image, &to, &[]));
     for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
         let out = tempdir();
         let dest = format!("oci:{}:1", out.path().join("copy").display());
@@ -554,7 +554,7 @@ fn push_rerun_after_failure_uploads_only_what_is_missing() {
         c.fault_methods = vec!["PUT".into()];
         c.fault_kinds = vec![Fault::InternalError];
     });
-    let r = push(&env, &image, &to, &["--retries", "0"]);
+    let r = push(env, &image, &to, &["--retries", "0"]);
     p.set_fault_rate(0.0);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("500"), "{}", r.stderr);
@@ -571,7 +571,7 @@ fn push_rerun_after_failure_uploads_only_what_is_missing() {
         image.blob_bytes()
     );
     p.reset();
-    let r = push(&env, &image, &to, &[]);
+    let r = push(env, &image, &to, &[]);
     assert_ok(&r);
     // Figure: the re-run's blob bytes are exactly the blobs that were missing.
     assert_eq!(blob_upload_bytes(&p.log()), missing);

@@ -29,7 +29,7 @@ fn push_survives_twenty_percent_faults_and_registries_agree() {
             ]
         })
         .collect();
-    let r = push(&env, &image, &to, &["--json", "--verbose"]);
+    let r = push(env, &image, &to, &["--json", "--verbose"]);
     for p in pair.proxies() {
         p.set_fault_rate(0.0);
     }
@@ -83,7 +83,7 @@ fn push_chunked_honours_the_4mib_patch_cap() {
         .iter()
         .map(|p| format!("{}/acme/app:1", p.host()))
         .collect();
-    let r = push(&env, &image, &to, &["--chunk-size", "8MiB"]);
+    let r = push(env, &image, &to, &["--chunk-size", "8MiB"]);
     assert_ok(&r);
     for p in pair.proxies() {
         let log = p.log();
@@ -156,7 +156,7 @@ fn push_with_fault_on_token_registry(
     arm(&pair.a);
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
-    let r = push(&env, image, &to, &args);
+    let r = push(env, image, &to, &args);
     assert_ok(&r);
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     for (p, creds, reg) in [
@@ -244,7 +244,7 @@ fn push_waits_for_retry_after_on_a_429_put() {
     let timed = |repo: &str| {
         let started = std::time::Instant::now();
         let r = push(
-            &env,
+            env,
             &image,
             &[format!("{}/{repo}:1", p.host())],
             &["--json", "--verbose"],
