@@ -30,6 +30,4 @@ pub use reference::Reference;
 pub use retry::RetryPolicy;
 
 #[cfg(test)]
-mod hardening_tests;
-#[cfg(test)]
 pub(crate) mod smoke_tests;

@@ -13,7 +13,7 @@ use std::process::Command;
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{b64, root, run, write, Run};
-use crate::support::{skopeo, tempdir, Registry, TokenServer};
+use crate::support::{skopeo, tempdir, tools, Registry, TokenServer};
 
 const GH_ACTOR: &str = "octo-bot";
 const GH_TOKEN: &str = "ghs_Act10nT0ken5ecret9f3a";
@@ -123,6 +123,8 @@ impl Runner {
 
     /// `scripts/action.sh CMD` in `cwd` as the action's step runs it.
     fn script(&self, cwd: &Path, cmd: &str) -> Command {
+        // The script reads boxwright's JSON report with jq.
+        tools::require("jq");
         let mut c = Command::new("bash");
         c.arg(root().join("scripts/action.sh"))
             .arg(cmd)
@@ -747,9 +749,8 @@ fn progress_on_a_terminal_in_actions_is_plain_lines() {
         } else {
             c.env_remove("GITHUB_ACTIONS");
         }
-        let out = c
-            .output()
-            .expect("script (util-linux) runs a command on a pty");
+        // `script` runs a command on a pseudo-terminal.
+        let out = tools::output(&mut c);
         assert!(out.status.success(), "{out:?}");
         // A terminal ends lines with \r\n: only a bare \r is a redraw.
         String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")

@@ -39,6 +39,20 @@ pub fn run(cmd: &mut Command) -> Run {
     }
 }
 
+/// Insists that `r` exited with `code`; shows its output otherwise.
+pub fn assert_code(r: &Run, code: i32) {
+    assert_eq!(
+        r.code, code,
+        "exit code\nstdout:\n{}\nstderr:\n{}",
+        r.stdout, r.stderr
+    );
+}
+
+/// Insists that `r` succeeded; shows its output otherwise.
+pub fn assert_ok(r: &Run) {
+    assert_code(r, 0);
+}
+
 /// Run and insist on success; returns stdout trimmed.
 pub fn ok(cmd: &mut Command) -> String {
     let r = run(cmd);
@@ -52,12 +66,7 @@ pub fn ok(cmd: &mut Command) -> String {
 
 /// Run an external tool (skopeo, umoci, ...) and insist on success.
 pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{program} is needed by the tests (scripts/test installs it): {e}")
-        });
+    let out = crate::support::tools::output(Command::new(program).args(args));
     assert!(
         out.status.success(),
         "{program} {args:?} failed:\n{}\n{}",

@@ -4,66 +4,27 @@
 //! 1-byte chunked upload. Every test states the figure it checks.
 
 use std::io::Read as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{boxwright, run, write, Run};
+use crate::common::{assert_ok, boxwright, run, Run};
+use crate::env::Env;
 use crate::support::{
-    skopeo, tempdir, tiny_oci_layout, Fault, FaultProxy, Injected, LogEntry, Registry, TinyImage,
-    TokenServer,
+    skopeo, tempdir, tiny_oci_layout, Fault, FaultProxy, Injected, LogEntry, Registry, Scripted,
+    TinyImage, TokenServer,
 };
 
-/// An isolated client: its own DOCKER_CONFIG (with `auths`) and HOME.
-struct Client {
-    dir: tempfile::TempDir,
-}
-
-impl Client {
-    fn new(auths: &[(&str, &str, &str)]) -> Client {
-        let c = Client { dir: tempdir() };
-        let mut map = serde_json::Map::new();
-        for (host, user, pass) in auths {
-            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            map.insert(host.to_string(), serde_json::json!({ "auth": auth }));
-        }
-        write(
-            &c.dir.path().join("docker/config.json"),
-            &serde_json::json!({ "auths": map }).to_string(),
-        );
-        c
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = boxwright();
-        c.env("DOCKER_CONFIG", self.dir.path().join("docker"))
-            .env("HOME", self.dir.path())
-            .env("NO_COLOR", "1");
-        for v in [
-            "REGISTRY_AUTH_FILE",
-            "GITHUB_TOKEN",
-            "GITHUB_ACTOR",
-            "SSL_CERT_FILE",
-            "CI",
-            "BOXWRIGHT_READ_TIMEOUT",
-        ] {
-            c.env_remove(v);
-        }
-        c
-    }
-
-    fn push(&self, layout: &Path, to: &str, extra: &[&str]) -> Run {
-        run(self
-            .cmd()
-            .arg("push")
-            .arg(layout)
-            .args(["--to", to])
-            .args(extra))
-    }
+/// `boxwright push LAYOUT --to TO EXTRA...` in `env`.
+fn push(env: &Env, layout: &Path, to: &str, extra: &[&str]) -> Run {
+    run(env
+        .cmd()
+        .arg("push")
+        .arg(layout)
+        .args(["--to", to])
+        .args(extra))
 }
 
 fn image(seed: &[u8]) -> (tempfile::TempDir, PathBuf, TinyImage) {
@@ -73,10 +34,6 @@ fn image(seed: &[u8]) -> (tempfile::TempDir, PathBuf, TinyImage) {
     (dir, layout, img)
 }
 
-fn assert_ok(r: &Run) {
-    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
-}
-
 fn upload_bytes(log: &[LogEntry]) -> u64 {
     log.iter()
         .filter(|e| e.path.contains("/blobs/uploads/"))
@@ -84,22 +41,16 @@ fn upload_bytes(log: &[LogEntry]) -> u64 {
         .sum()
 }
 
-/// Finding 1. A "registry" that accepts every connection and never says a
-/// word. Figures: with BOXWRIGHT_READ_TIMEOUT=2 and --retries 1 the push
+/// A "registry" that accepts every connection and never says a word.
+/// Figures: with BOXWRIGHT_READ_TIMEOUT=2 and --retries 1 the push
 /// ends with exit 1 in under 40 s (it used to hang for ever), and stderr
 /// names the registry and the timeout.
 #[test]
 fn push_to_a_registry_that_never_answers_fails_within_the_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s); // keep it open, read nothing, answer nothing
-        }
-    });
+    let silent = Scripted::silent();
+    let host = silent.host();
     let (_d, layout, _) = image(b"silent");
-    let client = Client::new(&[]);
+    let client = Env::new();
     let started = Instant::now();
     let mut child = client
         .cmd()
@@ -137,9 +88,10 @@ fn push_to_a_registry_that_never_answers_fails_within_the_timeout() {
     assert!(stderr.contains("timed out"), "{stderr}");
 }
 
-/// Finding 4. A 503 on the first upload POST and on a blob HEAD are
-/// retried. Figures: exit 0, both faults were injected, each blob's bytes
-/// arrived once, and the registry serves the image's digest.
+/// A 503 on the first upload POST and on a blob HEAD are retried (both are
+/// idempotent: a POST only opens an upload session). Figures: exit 0, both
+/// faults were injected, each blob's bytes arrived once, and the registry
+/// serves the image's digest.
 #[test]
 fn push_survives_503_on_the_first_upload_post_and_on_a_head() {
     let reg = Registry::start();
@@ -147,7 +99,12 @@ fn push_survives_503_on_the_first_upload_post_and_on_a_head() {
     let (_d, layout, img) = image(b"post and head");
     proxy.fail_next("HEAD", Fault::Unavailable);
     proxy.fail_next("POST", Fault::Unavailable);
-    let r = Client::new(&[]).push(&layout, &format!("{}/acme/app:1", proxy.host()), &[]);
+    let r = push(
+        &Env::new(),
+        &layout,
+        &format!("{}/acme/app:1", proxy.host()),
+        &[],
+    );
     assert_ok(&r);
     let log = proxy.log();
     assert_eq!(
@@ -167,7 +124,7 @@ fn push_survives_503_on_the_first_upload_post_and_on_a_head() {
     assert_eq!(raw.as_bytes(), img.manifest.as_slice());
 }
 
-/// Finding 5, token scopes. `carol` may push `mirror/*` but not pull
+/// Mounts need a token with pull on the source too. `carol` may push `mirror/*` but not pull
 /// `acme/app`, the mount source: the token she gets lacks the source scope
 /// and the registry refuses the mount. Figures: exit 0, every blob's bytes
 /// uploaded once into `mirror/app`, no blob mounted.
@@ -182,13 +139,15 @@ fn mount_refused_for_lack_of_source_scope_falls_back_to_upload() {
     let proxy = FaultProxy::start(&reg);
     let host = proxy.host();
     let (_d, layout, img) = image(b"scoped mount");
-    assert_ok(&Client::new(&[(&host, "alice", "alice-pass")]).push(
+    assert_ok(&push(
+        &Env::with_auths(&[(&host, "alice", "alice-pass")]),
         &layout,
         &format!("{host}/acme/app:1"),
         &[],
     ));
     proxy.reset();
-    let r = Client::new(&[(&host, "carol", "carol-pass")]).push(
+    let r = push(
+        &Env::with_auths(&[(&host, "carol", "carol-pass")]),
         &layout,
         &format!("{host}/mirror/app:1"),
         &["--mount-from", &format!("{host}/acme/app"), "--json"],
@@ -209,7 +168,8 @@ fn mount_refused_for_lack_of_source_scope_falls_back_to_upload() {
     assert_eq!(upload_bytes(&log), img.blob_bytes, "{log:#?}");
 }
 
-/// Finding 5, failing mount. The mount POST answers 500 and `--retries 0`
+/// A mount is only an optimisation, so its failure must not fail the push.
+/// The mount POST answers 500 and `--retries 0`
 /// leaves no retry: that used to fail the whole registry. Figures: exit 0,
 /// the faulted POST carried `mount=`, the blobs arrived by plain upload.
 #[test]
@@ -218,11 +178,12 @@ fn mount_failing_with_500_falls_back_to_upload() {
     let proxy = FaultProxy::start(&reg);
     let host = proxy.host();
     let (_d, layout, img) = image(b"failing mount");
-    let client = Client::new(&[]);
-    assert_ok(&client.push(&layout, &format!("{host}/acme/app:1"), &[]));
+    let client = Env::new();
+    assert_ok(&push(&client, &layout, &format!("{host}/acme/app:1"), &[]));
     proxy.reset();
     proxy.fail_next("POST", Fault::InternalError);
-    let r = client.push(
+    let r = push(
+        &client,
         &layout,
         &format!("{host}/mirror/app:1"),
         &[
@@ -253,8 +214,9 @@ fn mount_failing_with_500_falls_back_to_upload() {
     assert!(upload_bytes(&log) > 0 && upload_bytes(&log) < img.blob_bytes);
 }
 
-/// Finding 7. `bench` uploads one 1-byte blob in 1 MiB chunks to a real
-/// registry. Figures: exit 0, one PATCH with `Content-Range: 0-0`, no
+/// The reference registry answers a 1-byte chunk with `Range: 0-0`, which
+/// then means one byte held (not none). `bench` uploads one 1-byte blob in
+/// 1 MiB chunks to a real registry. Figures: exit 0, one PATCH with `Content-Range: 0-0`, no
 /// failed upload, no retry.
 #[test]
 fn chunked_upload_of_a_one_byte_blob() {

@@ -10,8 +10,8 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::common::{boxwright, noise, ok, sha256, write};
-use crate::pair::{assert_code, blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
+use crate::common::{assert_code, boxwright, noise, ok, sha256, write};
+use crate::pair::{blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
 use crate::support::{tempdir, LogEntry};
 
 /// Blob GETs per digest.

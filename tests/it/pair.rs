@@ -1,14 +1,14 @@
-//! The registry pair shared by the verify, copy and index tests: registry A
-//! (token auth, GHCR-like) and B (basic auth, Docker-Hub-like), each behind a
-//! fault proxy, and a docker config holding both credentials.
+//! The registry pair of a dual push, shared by the push, verify, copy and
+//! index tests: registry A (bearer tokens from the test token server,
+//! GHCR-like) and B (htpasswd basic auth, Docker-Hub-like), each behind a
+//! counting fault proxy, and a client environment logged in to both.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use base64::Engine as _;
-
-use crate::common::{boxwright, run, write, Run};
-use crate::support::{skopeo, tempdir, FaultProxy, LogEntry, Registry, TokenServer};
+use crate::common::{run, Run};
+use crate::env::Env;
+use crate::support::{skopeo, FaultProxy, LogEntry, Registry, TokenServer};
 
 pub const BASIC_USER: &str = "bob";
 pub const BASIC_PASS: &str = "basic-Pa55-81c2aa";
@@ -17,53 +17,51 @@ pub const TOKEN_PASS: &str = "token-Pa55-3f90d4";
 
 /// Registry A (token auth) and B (basic auth), each behind a proxy.
 pub struct Pair {
-    _basic: Registry,
-    _tokens: TokenServer,
-    _token: Registry,
+    /// A's token server: what scopes were asked, by whom; expired tokens.
+    pub tokens: TokenServer,
+    /// A's registry itself (its storage), behind [`Pair::a`].
+    pub reg_a: Registry,
+    /// B's registry itself (its storage), behind [`Pair::b`].
+    pub reg_b: Registry,
     /// A: GHCR-like.
     pub a: FaultProxy,
     /// B: Docker-Hub-like.
     pub b: FaultProxy,
-    pub env: tempfile::TempDir,
+    /// Logged in to A (as `alice`) and B (as `bob`).
+    pub env: Env,
 }
 
 impl Pair {
     pub fn start() -> Pair {
-        let basic = Registry::with_basic_auth(BASIC_USER, BASIC_PASS);
+        let reg_b = Registry::with_basic_auth(BASIC_USER, BASIC_PASS);
         let tokens = TokenServer::builder()
             .user(TOKEN_USER, TOKEN_PASS, &["pull", "push"])
             .start();
-        let token = Registry::with_token_auth(&tokens);
-        let a = FaultProxy::start(&token);
-        let b = FaultProxy::start(&basic);
-        let env = tempdir();
-        let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
-        let cfg = serde_json::json!({"auths": {
-            a.host(): {"auth": b64(format!("{TOKEN_USER}:{TOKEN_PASS}"))},
-            b.host(): {"auth": b64(format!("{BASIC_USER}:{BASIC_PASS}"))},
-        }});
-        write(&env.path().join("docker/config.json"), &cfg.to_string());
+        let reg_a = Registry::with_token_auth(&tokens);
+        let a = FaultProxy::start(&reg_a);
+        let b = FaultProxy::start(&reg_b);
+        let env = Env::with_auths(&[
+            (&a.host(), TOKEN_USER, TOKEN_PASS),
+            (&b.host(), BASIC_USER, BASIC_PASS),
+        ]);
         Pair {
-            _basic: basic,
-            _tokens: tokens,
-            _token: token,
+            tokens,
+            reg_a,
+            reg_b,
             a,
             b,
             env,
         }
     }
 
-    /// `boxwright` with this pair's credentials and a private HOME.
+    /// B's proxy then A's.
+    pub fn proxies(&self) -> [&FaultProxy; 2] {
+        [&self.b, &self.a]
+    }
+
+    /// `boxwright` logged in to both registries, with a private HOME.
     pub fn cmd(&self) -> Command {
-        let mut c = boxwright();
-        c.env("DOCKER_CONFIG", self.env.path().join("docker"))
-            .env("HOME", self.env.path())
-            .env("XDG_CACHE_HOME", self.env.path().join("cache"))
-            .env("NO_COLOR", "1");
-        for v in ["REGISTRY_AUTH_FILE", "SSL_CERT_FILE", "CI", "GITHUB_TOKEN"] {
-            c.env_remove(v);
-        }
-        c
+        self.env.cmd()
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
@@ -75,11 +73,12 @@ impl Pair {
         self.b.reset();
     }
 
+    /// `user:password` for the registry behind `p`.
     pub fn creds(&self, p: &FaultProxy) -> String {
         if p.host() == self.a.host() {
-            format!("{TOKEN_USER}:{TOKEN_PASS}")
+            token_creds()
         } else {
-            format!("{BASIC_USER}:{BASIC_PASS}")
+            basic_creds()
         }
     }
 
@@ -97,12 +96,14 @@ impl Pair {
     }
 }
 
-pub fn assert_code(r: &Run, code: i32) {
-    assert_eq!(
-        r.code, code,
-        "exit code\nstdout:\n{}\nstderr:\n{}",
-        r.stdout, r.stderr
-    );
+/// B's `user:password`.
+pub fn basic_creds() -> String {
+    format!("{BASIC_USER}:{BASIC_PASS}")
+}
+
+/// A's `user:password`.
+pub fn token_creds() -> String {
+    format!("{TOKEN_USER}:{TOKEN_PASS}")
 }
 
 /// Request-body bytes the proxy received (blobs and manifests).

@@ -4,20 +4,18 @@
 //! the figure it checks.
 //!
 //! The reference registry (distribution 2.8) ignores `?n=` on tag lists and
-//! sends no `Link` header, so tag pagination is checked against a small
-//! paginating tag server written here (distribution v3 / GHCR behaviour:
-//! `n`, `last`, `Link: <...>; rel="next"`).
+//! sends no `Link` header, so tag pagination is checked against the scripted
+//! tag server of `support` (distribution v3 / GHCR behaviour: `n`, `last`,
+//! `Link: <...>; rel="next"`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::common::{boxwright, noise, ok, run, sha256, write};
-use crate::pair::{assert_code, blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
-use crate::support::{skopeo, tempdir, FaultProxy, LogEntry, Registry};
+use crate::common::{assert_code, boxwright, noise, ok, run, sha256, write};
+use crate::pair::{blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
+use crate::support::{skopeo, tempdir, FaultProxy, LogEntry, Registry, Scripted};
 
 /// What a layout holds: root digest, manifests (digest -> size), unique
 /// blobs (digest -> size), and per platform its manifest digest and blobs.
@@ -328,88 +326,20 @@ fn tags_lists_both_registries_side_by_side() {
     assert_code(&pair.run(&["tags", &format!("{a}:1.9")]), 2);
 }
 
-/// A registry front that only lists tags, paginated as distribution v3 and
-/// GHCR do: `?n=` (default 2 here), `last=`, `Link: <...>; rel="next"`.
-struct TagServer {
-    host: String,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl TagServer {
-    fn start(repo: &'static str, tags: Vec<String>) -> TagServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let host = listener.local_addr().unwrap().to_string();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let log = requests.clone();
-        let mut tags = tags;
-        tags.sort();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut s) = conn else { continue };
-                let mut reader = BufReader::new(s.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                        break;
-                    }
-                }
-                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                log.lock().unwrap().push(target.clone());
-                let url = reqwest::Url::parse(&format!("http://x{target}")).unwrap();
-                let (status, body, link) = if url.path() == "/v2/" {
-                    ("200 OK", "{}".to_string(), None)
-                } else if url.path() == format!("/v2/{repo}/tags/list") {
-                    let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
-                    let n: usize = q.get("n").and_then(|n| n.parse().ok()).unwrap_or(2);
-                    let rest: Vec<&String> = tags
-                        .iter()
-                        .filter(|t| q.get("last").is_none_or(|l| t.as_str() > l.as_str()))
-                        .collect();
-                    let page: Vec<&String> = rest.iter().take(n).copied().collect();
-                    let link = (rest.len() > n).then(|| {
-                        format!(
-                            "</v2/{repo}/tags/list?n={n}&last={}>; rel=\"next\"",
-                            page[page.len() - 1]
-                        )
-                    });
-                    let body = serde_json::json!({"name": repo, "tags": page}).to_string();
-                    ("200 OK", body, link)
-                } else {
-                    ("404 Not Found", "{\"errors\":[]}".to_string(), None)
-                };
-                let mut head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    body.len()
-                );
-                if let Some(l) = link {
-                    head.push_str(&format!("Link: {l}\r\n"));
-                }
-                let _ = s.write_all(format!("{head}\r\n{body}").as_bytes());
-            }
-        });
-        TagServer { host, requests }
-    }
-
-    fn tag_requests(&self) -> Vec<String> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.contains("/tags/list"))
-            .cloned()
-            .collect()
-    }
+/// The tag-list requests `srv` received (path and query).
+fn tag_requests(srv: &Scripted) -> Vec<String> {
+    srv.requests()
+        .into_iter()
+        .filter(|r| r.path().ends_with("/tags/list"))
+        .map(|r| r.target)
+        .collect()
 }
 
 #[test]
 fn tags_follow_link_pagination_with_n_and_last() {
     let tags: Vec<String> = (1..=7).map(|i| format!("1.{i}")).collect();
-    let srv = TagServer::start("acme/many", tags.clone());
-    let repo = format!("{}/acme/many", srv.host);
+    let srv = Scripted::tag_pages("acme/many", tags.clone());
+    let repo = format!("{}/acme/many", srv.host());
     // Figure: 7 tags in pages of 3 -> 3 requests: ?n=3, then the Link URLs.
     let r = run(boxwright().args(["tags", "--json", "--page-size", "3", &repo]));
     assert_code(&r, 0);
@@ -417,7 +347,7 @@ fn tags_follow_link_pagination_with_n_and_last() {
     let got: Vec<String> = serde_json::from_value(j["repositories"][0]["tags"].clone()).unwrap();
     assert_eq!(got, tags);
     assert_eq!(
-        srv.tag_requests(),
+        tag_requests(&srv),
         [
             "/v2/acme/many/tags/list?n=3",
             "/v2/acme/many/tags/list?n=3&last=1.3",
@@ -426,12 +356,12 @@ fn tags_follow_link_pagination_with_n_and_last() {
     );
     // Figure: without --page-size, the server's own page size (2) -> 4
     // requests, all followed through Link.
-    let srv2 = TagServer::start("acme/many", tags.clone());
-    let repo2 = format!("{}/acme/many", srv2.host);
+    let srv2 = Scripted::tag_pages("acme/many", tags.clone());
+    let repo2 = format!("{}/acme/many", srv2.host());
     let r = run(boxwright().args(["tags", &repo2]));
     assert_code(&r, 0);
     assert_eq!(r.stdout.lines().count(), 1 + 7, "{}", r.stdout);
-    assert_eq!(srv2.tag_requests().len(), 4, "{:?}", srv2.tag_requests());
+    assert_eq!(tag_requests(&srv2).len(), 4, "{:?}", tag_requests(&srv2));
 }
 
 #[test]

@@ -2,16 +2,22 @@
 //! all on free loopback ports, all stopped and cleaned up on `Drop`.
 //!
 //! Why: no machine here reaches ghcr.io or Docker Hub, so the integration tests
-//! reproduce their behaviour (see `shared/REGISTRIES.md`) with the reference
-//! registry (CNCF distribution v2), a token server written for the tests and a
-//! proxy that injects the faults those registries show (429, 5xx, dropped
-//! connections, the 4 MiB PATCH cap, mounts answered 202, ...).
+//! reproduce their behaviour with the reference registry (CNCF distribution
+//! v2), a token server written for the tests (GHCR and Docker Hub hand out
+//! bearer tokens per repository scope) and a proxy that injects the faults
+//! those registries show: 429 with `Retry-After`, 5xx, dropped connections,
+//! GHCR's 4 MiB cap on a PATCH, mounts answered 202 (an upload session)
+//! instead of 201, `BLOB_UPLOAD_UNKNOWN` on a live session. What even the
+//! proxy cannot imitate (a registry that never answers, endless bodies, tag
+//! pagination) is played by the small [`scripted`] servers.
 //!
-//! Debian packages required (CI installs them with `apt-get install -y`):
+//! Programs required (`scripts/test` installs their Debian packages; a test
+//! that cannot run one FAILS saying so, see [`tools`]):
 //! - `docker-registry` (the `docker-registry serve CONFIG.yml` binary),
-//! - `apache2-utils` (`htpasswd -Bbn`, for basic-auth registries),
+//! - `htpasswd` (package `apache2-utils`, for basic-auth registries),
 //! - `skopeo` (a real client to push through the harness),
-//! - `umoci`, `oci-image-tool` (real consumers of OCI layouts, used by other tests).
+//! - `umoci`, `oci-image-tool` (real consumers of OCI layouts),
+//! - `jq` (used by `scripts/action.sh`, which the action tests run).
 //!
 //! ```ignore
 //! let tokens = TokenServer::start();                 // alice/secret: pull,push; anonymous: pull
@@ -31,11 +37,14 @@
 mod layout;
 mod proxy;
 mod registry;
+pub mod scripted;
 mod token;
+pub mod tools;
 
 pub use layout::{tiny_oci_layout, TinyImage};
 pub use proxy::{Fault, FaultConfig, FaultProxy, Injected, LogEntry, GHCR_PATCH_CAP};
 pub use registry::Registry;
+pub use scripted::{dead_host, Answer, Scripted};
 pub use token::{Access, TokenRequest, TokenServer, TokenServerBuilder, PASSWORD, USER};
 
 use std::io::{Read, Write};
@@ -74,13 +83,10 @@ pub fn skopeo(args: &[&str]) -> String {
     }
 }
 
-/// Like [`skopeo`], but returns the failure (command line, status, stderr) as `Err`.
+/// Like [`skopeo`], but returns a failed run (command line, status, stderr)
+/// as `Err`; a skopeo that cannot be run at all still fails the test.
 pub fn try_skopeo(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run skopeo (Debian package `skopeo`): {e}"))?;
+    let out = tools::output(Command::new("skopeo").arg("--insecure-policy").args(args));
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, read_lossy, tempdir, wait_http, TokenServer};
+use super::{free_port, read_lossy, tempdir, tools, wait_http, TokenServer};
 
 /// How long a registry may take to answer `GET /v2/` after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -49,10 +49,7 @@ impl Registry {
     /// A registry with htpasswd basic auth for one user (bcrypt via
     /// `htpasswd -Bbn`, Debian package `apache2-utils`).
     pub fn with_basic_auth(user: &str, pass: &str) -> Registry {
-        let out = Command::new("htpasswd")
-            .args(["-Bbn", user, pass])
-            .output()
-            .expect("running htpasswd (Debian package apache2-utils)");
+        let out = tools::output(Command::new("htpasswd").args(["-Bbn", user, pass]));
         assert!(
             out.status.success(),
             "htpasswd -Bbn failed: {}",
@@ -143,14 +140,14 @@ impl Registry {
         let log_path = dir.path().join("registry.log");
         let log = std::fs::File::create(&log_path).expect("creating registry log");
         let log2 = log.try_clone().expect("cloning log handle");
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .expect("running docker-registry (Debian package docker-registry)");
+        let mut child = tools::spawn(
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2),
+        );
 
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         loop {

@@ -1,0 +1,227 @@
+//! `boxwright build` refusing bad input: every case exits 2 with a message
+//! that names what is wrong (the message is the behaviour checked here),
+//! prints nothing on stdout and leaves no output behind.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::common::*;
+
+pub struct Case {
+    ctx: TempDir,
+}
+
+impl Case {
+    pub fn new(recipe: &str) -> Case {
+        let ctx = TempDir::new().unwrap();
+        write(&ctx.path().join("files/a.txt"), "a\n");
+        write(&ctx.path().join("files/b.txt"), "b\n");
+        write(&ctx.path().join("recipe.toml"), recipe);
+        Case { ctx }
+    }
+
+    pub fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.ctx.path().join(rel)
+    }
+
+    /// Build; expect exit 2, a message containing every `needle`, and no output.
+    pub fn fails(&self, needles: &[&str]) -> String {
+        let out = self.path("out/img");
+        let r = run(boxwright()
+            .args(["build", "--quiet", "-o"])
+            .arg(&out)
+            .arg(self.path("recipe.toml")));
+        assert_eq!(r.code, 2, "exit code; stderr: {}", r.stderr);
+        for n in needles {
+            assert!(r.stderr.contains(n), "stderr lacks {n:?}: {}", r.stderr);
+        }
+        assert!(r.stdout.is_empty(), "nothing on stdout: {}", r.stdout);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        let left: Vec<_> = fs::read_dir(self.path("out"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "output left behind: {left:?}");
+        r.stderr
+    }
+}
+
+pub const HEAD: &str = "[image]\nname = \"t\"\n\n";
+
+pub fn layer(entry: &str) -> String {
+    format!("{HEAD}[[layer]]\n[[layer.entry]]\n{entry}\n")
+}
+
+#[test]
+fn malformed_toml_names_line_and_column() {
+    Case::new("[image]\nname = \"t\nx = 1\n").fails(&["recipe.toml:2:"]);
+}
+
+#[test]
+fn unknown_keys_missing_fields_and_wrong_types_are_refused() {
+    Case::new(&format!("{HEAD}[config]\nentrypint = [\"/x\"]\n"))
+        .fails(&["recipe.toml:5:1", "unknown field `entrypint`"]);
+    Case::new(&layer("src = \"files\"\ndest = \"/x\"\nmod = 1"))
+        .fails(&["recipe.toml:8:1", "unknown field `mod`"]);
+    Case::new("[image]\nbase = \"scratch\"\n").fails(&["recipe.toml:1:1", "missing field `name`"]);
+    Case::new("[image]\nname = \"t\"\nplatforms = \"linux/amd64\"\n")
+        .fails(&["recipe.toml:3:13", "invalid type"]);
+    Case::new(&layer("src = \"files\"\ndest = \"/x\"\nmode = 0o17777"))
+        .fails(&["recipe.toml:8:8", "mode"]);
+}
+
+#[test]
+fn missing_src_and_bad_dest_are_refused() {
+    Case::new(&layer("src = \"nope\"\ndest = \"/x\"")).fails(&[
+        "recipe.toml:6:7",
+        "\"nope\"",
+        "cannot be read",
+    ]);
+    Case::new(&layer("src = \"files\"\ndest = \"opt/x\""))
+        .fails(&["recipe.toml:7:8", "must be an absolute path"]);
+    Case::new(&layer("src = \"files\"\ndest = \"/opt/../etc\""))
+        .fails(&["recipe.toml:7:8", "must not contain `..`"]);
+    Case::new(&layer("dest = \"/x\"")).fails(&["recipe.toml:5:1", "exactly one of"]);
+}
+
+#[test]
+fn paths_outside_the_context_are_refused_unless_followed() {
+    Case::new(&layer("src = \"..\"\ndest = \"/x\""))
+        .fails(&["recipe.toml:6:7", "outside the build context"]);
+    let outside = TempDir::new().unwrap();
+    write(&outside.path().join("secret.txt"), "secret\n");
+    let c = Case::new(&layer("src = \"/etc/hostname\"\ndest = \"/x\""));
+    c.fails(&["recipe.toml:6:7", "outside the build context"]);
+
+    let c = Case::new(&layer("src = \"files\"\ndest = \"/x\""));
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), c.path("files/escape")).unwrap();
+    // An absolute link target is a path in the image: kept as a symlink.
+    let out = c.path("ok");
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&out)
+        .arg(c.path("recipe.toml")));
+    fs::remove_dir_all(&out).unwrap();
+    fs::remove_file(c.path("files/escape")).unwrap();
+    let rel = pathdiff(
+        outside.path().join("secret.txt").as_path(),
+        &c.path("files"),
+    );
+    std::os::unix::fs::symlink(&rel, c.path("files/escape")).unwrap();
+    c.fails(&[
+        "recipe.toml:5:1",
+        "escape",
+        "points outside the build context",
+        "follow_symlinks",
+    ]);
+
+    // With follow_symlinks, the file it points at is copied.
+    write(
+        &c.path("recipe.toml"),
+        &layer("src = \"files\"\ndest = \"/x\"\nfollow_symlinks = true"),
+    );
+    let out = c.path("followed");
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&out)
+        .arg(c.path("recipe.toml")));
+    let i: Value =
+        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
+    assert_eq!(
+        i["images"][0]["manifest"]["layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// `to` relative to `from_dir`, with `..` components.
+fn pathdiff(to: &Path, from_dir: &Path) -> std::path::PathBuf {
+    let up = from_dir.components().count();
+    let mut p = std::path::PathBuf::new();
+    for _ in 0..up - 1 {
+        p.push("..");
+    }
+    p.join(to.strip_prefix("/").unwrap())
+}
+
+#[test]
+fn device_files_sockets_and_pipes_are_refused() {
+    let c = Case::new(&layer("src = \"files\"\ndest = \"/x\""));
+    let fifo = c.path("files/pipe");
+    let cpath = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o644) }, 0);
+    c.fails(&["recipe.toml:5:1", "files/pipe", "named pipe"]);
+    fs::remove_file(&fifo).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(c.path("files/sock")).unwrap();
+    c.fails(&["files/sock", "a socket"]);
+}
+
+#[test]
+fn conflicting_dests_are_refused_and_identical_ones_merge() {
+    let two = format!("{HEAD}[[layer]]\n[[layer.entry]]\nsrc = \"files/a.txt\"\ndest = \"/x\"\n[[layer.entry]]\nsrc = \"files/b.txt\"\ndest = \"/x\"\n");
+    Case::new(&two).fails(&[
+        "recipe.toml:8:1",
+        "dest /x is written twice",
+        "first at",
+        "recipe.toml:5:1",
+    ]);
+    let same = format!("{HEAD}[[layer]]\n[[layer.entry]]\nsrc = \"files/a.txt\"\ndest = \"/x\"\n[[layer.entry]]\ncontent = \"a\\n\"\ndest = \"/x\"\n");
+    let c = Case::new(&same);
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(c.path("o"))
+        .arg(c.path("recipe.toml")));
+    let under_file = format!("{HEAD}[[layer]]\n[[layer.entry]]\ncontent = \"a\"\ndest = \"/x\"\n[[layer.entry]]\ncontent = \"b\"\ndest = \"/x/y\"\n");
+    Case::new(&under_file).fails(&["/x/y needs /x to be a directory"]);
+}
+
+#[test]
+fn unset_variables_and_unknown_platforms_are_named() {
+    Case::new(&layer("content = \"${NOPE_UNSET}\"\ndest = \"/x\"")).fails(&[
+        "recipe.toml:6:11",
+        "variable `NOPE_UNSET` has no value",
+        "--set NOPE_UNSET=",
+    ]);
+    Case::new("[image]\nname = \"t\"\nplatforms = [\"linux/amd99\"]\n")
+        .fails(&["recipe.toml:3:14", "unknown architecture \"amd99\""]);
+    Case::new("[image]\nname = \"t\"\nplatforms = [\"plan9/amd64\"]\n")
+        .fails(&["unknown operating system \"plan9\""]);
+    Case::new("[image]\nname = \"t\"\n").fails(&["no [[layer]] and no base image"]);
+    Case::new(&format!(
+        "tags = [\"bad tag\"]\n{}",
+        layer("content = \"a\"\ndest = \"/x\"")
+    ))
+    .fails(&["recipe.toml:1:9", "tag \"bad tag\""]);
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let c = Case::new(&layer("content = \"a\"\ndest = \"/x\""));
+    for args in [
+        &["--jobs", "0"][..],
+        &["--compression", "lz4"],
+        &["--level", "42"],
+        &["--set", "NOEQUALS"],
+    ] {
+        let r = run(boxwright()
+            .arg("build")
+            .args(args)
+            .arg(c.path("recipe.toml")));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+    let r = run(boxwright().args(["build", "/nonexistent/recipe.toml"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("/nonexistent/recipe.toml"),
+        "{}",
+        r.stderr
+    );
+    let r = run(boxwright().args(["inspect", "/nonexistent"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not an OCI image layout"), "{}", r.stderr);
+}

@@ -1,0 +1,394 @@
+//! Credentials end to end: `boxwright login` / `logout` and the
+//! config.json they write, credential helpers, recipe targets' credential
+//! variables, bearer tokens refused and refreshed, and secrets that never
+//! appear in any output. Against the registry pair (token and basic auth).
+
+use std::process::{Command, Stdio};
+
+use crate::common::{assert_ok, b64, ok, run, write, Run};
+use crate::env::Env;
+use crate::pair::{token_creds, Pair, BASIC_PASS, BASIC_USER, TOKEN_PASS, TOKEN_USER};
+use crate::push::{build_image, push, remote_digest, write_recipe};
+use crate::support::{dead_host, tempdir};
+
+#[test]
+fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
+    let pair = Pair::start();
+    let env = Env::new();
+    let image = build_image(&[100_000], 12);
+    let mut c = env.cmd();
+    c.args([
+        "login",
+        &pair.b.host(),
+        "-u",
+        BASIC_USER,
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{BASIC_PASS}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Figure: config.json holds base64(user:password) under the registry, as docker writes it.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.config_dir().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        cfg["auths"][pair.b.host()]["auth"],
+        b64(&format!("{BASIC_USER}:{BASIC_PASS}"))
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(env.config_dir().join("config.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "config.json is readable by others");
+    let to = [format!("{}/acme/app:1", pair.b.host())];
+    assert_ok(&push(&env, &image, &to, &[]));
+    ok(env.cmd().args(["logout", &pair.b.host()]));
+    let r = push(&env, &image, &to, &["--retries", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+}
+
+/// `boxwright login HOST -u USER --password-stdin EXTRA...` with `pass` on stdin.
+fn login_with(env: &Env, host: &str, user: &str, pass: &str, extra: &[&str]) -> Run {
+    let mut child = env
+        .cmd()
+        .args(["login", host, "-u", user, "--password-stdin"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{pass}\n").as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+#[test]
+fn login_checks_credentials_with_the_registry_before_writing() {
+    let pair = Pair::start();
+    let env = Env::new();
+    let cfg_path = env.config_dir().join("config.json");
+    let before = "{\n  \"auths\": {\n    \"quay.io\": {\"auth\": \"cTpw\"}\n  }\n}\n";
+    write(&cfg_path, before);
+    for (p, user, pass) in [
+        (&pair.b, BASIC_USER, BASIC_PASS),
+        (&pair.a, TOKEN_USER, TOKEN_PASS),
+    ] {
+        let host = p.host();
+        let wrong = format!("{pass}-wrong");
+        pair.tokens.clear_requests();
+        p.reset();
+        let r = login_with(&env, &host, user, &wrong, &[]);
+        // Figure: a wrong password is exit 1, config.json byte for byte as
+        // before, and neither password nor its base64 in the output.
+        assert_eq!(r.code, 1, "{host}: {}", r.stderr);
+        assert!(r.stderr.contains("refused the credentials"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("config.json was not changed"),
+            "{}",
+            r.stderr
+        );
+        let all = format!("{}{}", r.stdout, r.stderr);
+        for secret in [
+            wrong.clone(),
+            b64(&format!("{user}:{wrong}")),
+            pass.to_string(),
+        ] {
+            assert!(!all.contains(&secret), "printed a secret:\n{all}");
+        }
+        assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), before);
+        // Figure: the check is `GET /v2/` only (nothing written upstream).
+        let log = p.log();
+        assert!(!log.is_empty());
+        assert!(
+            log.iter().all(|e| e.method == "GET" && e.path == "/v2/"),
+            "{log:#?}"
+        );
+        if host == pair.a.host() {
+            // Figure: one token request, with the user's credentials and no
+            // scope, refused with 401; the registry never saw a token.
+            let t = pair.tokens.requests();
+            assert_eq!(t.len(), 1, "{t:#?}");
+            assert_eq!(t[0].user.as_deref(), Some(user));
+            assert!(t[0].scopes.is_empty());
+            assert_eq!(t[0].status, 401);
+            assert!(log.iter().all(|e| !e.authorization), "{log:#?}");
+        } else {
+            // Figure: Basic credentials sent and answered 401.
+            assert!(log.iter().any(|e| e.authorization && e.status == Some(401)));
+        }
+
+        pair.tokens.clear_requests();
+        p.reset();
+        let r = login_with(&env, &host, user, pass, &[]);
+        assert_ok(&r);
+        // Figure: the right password is written (base64 user:pass) and the
+        // other entry is kept; the registry answered 200 to an authorized /v2/.
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        assert_eq!(cfg["auths"][&host]["auth"], b64(&format!("{user}:{pass}")));
+        assert_eq!(cfg["auths"]["quay.io"]["auth"], "cTpw");
+        assert!(p
+            .log()
+            .iter()
+            .any(|e| e.path == "/v2/" && e.authorization && e.status == Some(200)));
+        if host == pair.a.host() {
+            let t = pair.tokens.requests();
+            assert_eq!(t.iter().filter(|t| t.status == 200).count(), 1, "{t:#?}");
+        }
+        // Put the file back for the next registry.
+        write(&cfg_path, before);
+    }
+}
+
+#[test]
+fn login_to_an_unreachable_registry_fails_and_no_verify_stores_anyway() {
+    let env = Env::new();
+    let cfg_path = env.config_dir().join("config.json");
+    let host = dead_host();
+    let started = std::time::Instant::now();
+    let r = login_with(&env, &host, "u", "p-secret-1", &[]);
+    // Figure: exit 1 within 10 s (2 quick retries), nothing written.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(r.stderr.contains("could not reach"), "{}", r.stderr);
+    assert!(!cfg_path.exists());
+    // Figure: --no-verify writes without a single request (exit 0).
+    let r = login_with(&env, &host, "u", "p-secret-1", &["--no-verify"]);
+    assert_ok(&r);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    assert_eq!(cfg["auths"][&host]["auth"], b64("u:p-secret-1"));
+    assert!(!format!("{}{}", r.stdout, r.stderr).contains("p-secret-1"));
+}
+
+#[test]
+fn secrets_never_appear_in_any_output() {
+    let pair = Pair::start();
+    let env = Env::new();
+    let dir = tempdir();
+    let targets = format!(
+        "[[target]]\nref = \"{}/acme/app\"\nusername_env = \"T_USER\"\npassword_env = \"T_PASS\"\n\n[[target]]\nref = \"{}/acme/app\"\nusername_env = \"B_USER\"\npassword_env = \"B_PASS\"\nencoding = \"base64\"\n",
+        pair.a.host(),
+        pair.b.host()
+    );
+    let recipe = write_recipe(dir.path(), &[300_000], 13, &targets);
+    let layout = dir.path().join("out");
+    let mut outputs: Vec<(String, Run)> = Vec::new();
+    let creds_env = |c: &mut Command| {
+        c.env("T_USER", TOKEN_USER)
+            .env("T_PASS", TOKEN_PASS)
+            .env("B_USER", BASIC_USER)
+            .env("B_PASS", b64(BASIC_PASS));
+    };
+    let mut c = env.cmd();
+    c.args(["--verbose", "build", "--push", "-o"])
+        .arg(&layout)
+        .arg(&recipe);
+    creds_env(&mut c);
+    outputs.push(("build --push".into(), run(&mut c)));
+    // login for both, then push with --json, inspect.
+    for (host, user, pass) in [
+        (pair.b.host(), BASIC_USER, BASIC_PASS),
+        (pair.a.host(), TOKEN_USER, TOKEN_PASS),
+    ] {
+        let mut child = env
+            .cmd()
+            .args(["--verbose", "login", &host, "-u", user, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(pass.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        outputs.push((
+            format!("login {host}"),
+            Run {
+                code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into(),
+                stderr: String::from_utf8_lossy(&o.stderr).into(),
+            },
+        ));
+    }
+    let mut c = env.cmd();
+    c.args(["--verbose", "push", "--json"]).arg(&layout);
+    for p in pair.proxies() {
+        c.args(["--to", &format!("{}/other/app:2", p.host())]);
+    }
+    outputs.push(("push".into(), run(&mut c)));
+    let mut c = env.cmd();
+    c.args(["--verbose", "inspect"]).arg(&layout);
+    outputs.push(("inspect".into(), run(&mut c)));
+    // Failures print errors: a wrong password must not echo either.
+    let mut c = env.cmd();
+    c.args(["--verbose", "build", "--push", "--retries", "0", "-o"])
+        .arg(&layout)
+        .arg(&recipe);
+    creds_env(&mut c);
+    c.env("B_PASS", b64(&format!("{BASIC_PASS}-wrong")));
+    outputs.push(("build --push (wrong password)".into(), run(&mut c)));
+
+    let needles = [
+        BASIC_PASS.to_string(),
+        TOKEN_PASS.to_string(),
+        b64(BASIC_PASS),
+        b64(&format!("{BASIC_USER}:{BASIC_PASS}")),
+        b64(&format!("{TOKEN_USER}:{TOKEN_PASS}")),
+        // Any JWT the token server issued (header `{"` base64url-encoded).
+        "eyJ".to_string(),
+    ];
+    for (i, (what, r)) in outputs.iter().enumerate() {
+        let expected = if i + 1 == outputs.len() { 1 } else { 0 };
+        assert_eq!(r.code, expected, "{what}: {}", r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        for n in &needles {
+            assert!(
+                !all.contains(n.as_str()),
+                "{what} printed a secret ({n}):\n{all}"
+            );
+        }
+    }
+    // --verbose really was verbose (requests are logged).
+    assert!(outputs[0].1.stderr.contains("debug:"));
+}
+
+#[test]
+fn push_refreshes_a_refused_token_once_and_goes_on() {
+    let pair = Pair::start();
+    let env = &pair.env;
+    let image = build_image(&[300_000], 14);
+    // The first tokens are already expired (the registry answers 401); as
+    // soon as one was issued, the server goes back to valid tokens.
+    pair.tokens.set_issue_expired(true);
+    let to = [format!("{}/acme/app:1", pair.a.host())];
+    let child = env
+        .cmd()
+        .args(["push"])
+        .arg(&image.layout)
+        .args(["--to", &to[0]])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pair.tokens.requests().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    pair.tokens.set_issue_expired(false);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = pair.a.log();
+    // Figure: at least one authorized request answered 401, then replayed
+    // with a fresh token and answered; the push completes.
+    let refused = log
+        .iter()
+        .filter(|e| e.authorization && e.status == Some(401))
+        .count();
+    assert!(refused >= 1, "{log:#?}");
+    assert_eq!(remote_digest(&to[0], Some(&token_creds())), image.digest);
+
+    // Tokens that are always refused: each request refreshes once, then the
+    // push fails naming the 401 (no endless loop).
+    pair.tokens.set_issue_expired(true);
+    let r = push(
+        env,
+        &image,
+        &[format!("{}/other/app:1", pair.a.host())],
+        &["--retries", "0"],
+    );
+    pair.tokens.set_issue_expired(false);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+}
+
+#[test]
+fn login_fails_when_the_credential_helper_fails() {
+    // A helper that closes its stdin and fails: the write of the secret to it
+    // breaks the pipe. That is a failure (exit 1), not a closed stdout.
+    let env = Env::new();
+    let bin = env.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-bad");
+    write(&helper, "#!/bin/sh\nexec 0<&-\nsleep 0.3\nexit 3\n");
+    crate::common::chmod(&helper, 0o755);
+    let cfg_path = env.config_dir().join("config.json");
+    write(&cfg_path, "{\"credsStore\": \"bad\"}\n");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = env
+        .cmd()
+        .env("PATH", path)
+        .args([
+            "login",
+            "registry.example:5000",
+            "-u",
+            "bob",
+            "--password-stdin",
+            "--no-verify",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"helper-secret-91\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bad"), "the helper is named: {stderr}");
+    assert!(!stderr.contains("helper-secret-91"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&cfg_path).unwrap(),
+        "{\"credsStore\": \"bad\"}\n"
+    );
+}

@@ -1,0 +1,266 @@
+//! Small scripted HTTP/1.1 servers that play misbehaving registries the real
+//! one cannot imitate: one that accepts connections and never answers, one
+//! whose blob downloads never end, one whose token server refuses a scope,
+//! one that paginates tag lists (distribution 2.8 ignores `?n=` and sends no
+//! `Link` header; distribution v3 and GHCR paginate).
+//!
+//! One request per connection (`Connection: close`), each on its own thread,
+//! so they work from `#[test]` and `#[tokio::test]` alike. A script maps each
+//! request to an [`Answer`]; every request is recorded.
+//!
+//! ```ignore
+//! let srv = Scripted::start(|req| match req.path() {
+//!     "/v2/" => Answer::new("200 OK"),
+//!     _ => Answer::json("404 Not Found", r#"{"errors":[]}"#),
+//! });
+//! // ... talk to srv.host() ...
+//! assert_eq!(srv.requests().len(), 2);
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request as the server read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as on the request line.
+    pub target: String,
+}
+
+impl Request {
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The query parameters (decoded).
+    pub fn query(&self) -> BTreeMap<String, String> {
+        reqwest::Url::parse(&format!("http://x{}", self.target))
+            .map(|u| u.query_pairs().into_owned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// What the server does with one request.
+pub enum Answer {
+    /// A whole answer: status line text, headers, body; then close.
+    Full {
+        status: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// A 200 with a chunked body that never ends (64 KiB chunks of zeros).
+    Endless,
+    /// Say nothing and keep the connection open until the server stops.
+    Silent,
+}
+
+impl Answer {
+    /// `status` is the status line's text after the version: `"200 OK"`.
+    pub fn new(status: &str) -> Answer {
+        Answer::Full {
+            status: status.to_string(),
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    /// An answer with a JSON body.
+    pub fn json(status: &str, body: &str) -> Answer {
+        Answer::new(status)
+            .header("Content-Type", "application/json")
+            .body(body)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        if let Answer::Full { headers, .. } = &mut self {
+            headers.push((name.to_string(), value.to_string()));
+        }
+        self
+    }
+
+    pub fn body(mut self, text: &str) -> Answer {
+        if let Answer::Full { body, .. } = &mut self {
+            *body = text.to_string();
+        }
+        self
+    }
+}
+
+type Script = dyn Fn(&Request) -> Answer + Send + Sync;
+
+/// A scripted server on a free loopback port, stopped on drop.
+pub struct Scripted {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Scripted {
+    pub fn start(script: impl Fn(&Request) -> Answer + Send + Sync + 'static) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let addr = listener.local_addr().expect("listener address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script: Arc<Script> = Arc::new(script);
+        let (log, stopped) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(sock) = conn else { continue };
+                let (script, log, stopped) = (script.clone(), log.clone(), stopped.clone());
+                std::thread::spawn(move || serve(sock, &*script, &log, &stopped));
+            }
+        });
+        Scripted {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    /// A "registry" that accepts every connection and never says a word.
+    pub fn silent() -> Scripted {
+        Scripted::start(|_| Answer::Silent)
+    }
+
+    /// A registry front that only lists the tags of `repo`, paginated as
+    /// distribution v3 and GHCR do: `?n=` (default 2 here), `last=`,
+    /// `Link: <...>; rel="next"`.
+    pub fn tag_pages(repo: &'static str, mut tags: Vec<String>) -> Scripted {
+        tags.sort();
+        Scripted::start(move |req| {
+            if req.path() == "/v2/" {
+                return Answer::json("200 OK", "{}");
+            }
+            if req.path() != format!("/v2/{repo}/tags/list") {
+                return Answer::json("404 Not Found", r#"{"errors":[]}"#);
+            }
+            let q = req.query();
+            let n: usize = q.get("n").and_then(|n| n.parse().ok()).unwrap_or(2);
+            let rest: Vec<&String> = tags
+                .iter()
+                .filter(|t| q.get("last").is_none_or(|l| t.as_str() > l.as_str()))
+                .collect();
+            let page: Vec<&String> = rest.iter().take(n).copied().collect();
+            let body = serde_json::json!({"name": repo, "tags": page}).to_string();
+            let answer = Answer::json("200 OK", &body);
+            match page.last() {
+                Some(last) if rest.len() > n => answer.header(
+                    "Link",
+                    &format!("</v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\""),
+                ),
+                _ => answer,
+            }
+        })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Every request read so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// A `host:port` on loopback where nothing listens.
+pub fn dead_host() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    let addr = l.local_addr().expect("listener address");
+    drop(l);
+    addr.to_string()
+}
+
+fn serve(mut sock: TcpStream, script: &Script, log: &Mutex<Vec<Request>>, stop: &AtomicBool) {
+    let Some(req) = read_request(&mut sock) else {
+        return;
+    };
+    if let Ok(mut l) = log.lock() {
+        l.push(req.clone());
+    }
+    match script(&req) {
+        Answer::Full {
+            status,
+            headers,
+            body,
+        } => {
+            let mut text = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+            for (k, v) in headers {
+                text.push_str(&format!("{k}: {v}\r\n"));
+            }
+            text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+            let _ = sock.write_all(text.as_bytes());
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+        }
+        Answer::Endless => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                        Transfer-Encoding: chunked\r\n\r\n";
+            let chunk = [0u8; 64 * 1024];
+            let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+            frame.extend_from_slice(&chunk);
+            frame.extend_from_slice(b"\r\n");
+            if sock.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            while !stop.load(Ordering::SeqCst) && sock.write_all(&frame).is_ok() {}
+        }
+        Answer::Silent => {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Reads the request line and headers, then the body by `Content-Length`.
+fn read_request(sock: &mut TcpStream) -> Option<Request> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match sock.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut first = head.lines().next().unwrap_or("").split(' ');
+    let method = first.next().unwrap_or("").to_string();
+    let target = first.next().unwrap_or("").to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut have = buf.len() - head_end;
+    while have < len {
+        match sock.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => have += n,
+        }
+    }
+    Some(Request { method, target })
+}
