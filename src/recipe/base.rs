@@ -24,7 +24,8 @@ pub(super) fn resolve(
         return Ok(Base::Scratch);
     }
     if let Some(rest) = text.strip_prefix("oci:") {
-        let (dir, name) = crate::image::layout::split_layout_ref(&recipe_dir.join(rest).to_string_lossy());
+        let (dir, name) =
+            crate::image::layout::split_layout_ref(&recipe_dir.join(rest).to_string_lossy());
         if !dir.join("oci-layout").is_file() {
             return Err(src.err(
                 b.span(),

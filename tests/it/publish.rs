@@ -171,7 +171,8 @@ async fn build_image_accounts_for_the_layout_it_wrote() {
         walk(&read).await.unwrap(),
     );
     assert_eq!(got.root.digest, built.result.digest);
-    assert_eq!(got.root, want.root);
+    let id = |d: &boxwright::oci::Descriptor| (d.digest.clone(), d.media_type.clone(), d.size);
+    assert_eq!(id(&got.root), id(&want.root));
     let manifests = |g: &Graph| -> Vec<(String, String, Vec<u8>)> {
         g.manifests
             .iter()
