@@ -35,16 +35,14 @@ use std::time::Instant;
 use anyhow::Context as _;
 use futures_util::stream::{self, StreamExt as _};
 use rayon::prelude::*;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::bad_input;
 use crate::oci::Digest;
 use crate::progress::{Level, SharedReporter};
-use crate::registry::auth::pull_scope;
-use crate::registry::client::Request;
-use crate::registry::error::{ErrorContext, ErrorKind, RegistryError};
+use crate::registry::error::RegistryError;
 use crate::registry::{
     Client, ClientOptions, CredentialStore, Reference, RequestEvent, RequestObserver, UploadMode,
 };
@@ -1154,63 +1152,11 @@ async fn pull_blob(
     size: u64,
     progress: &str,
 ) -> Result<u64, RegistryError> {
-    let c = ErrorContext {
-        operation: "pulling blob".into(),
-        registry: registry.to_string(),
-        repository: Some(repo.to_string()),
-        object: Some(digest.to_string()),
-    };
-    let mut attempt = 0;
-    loop {
-        let result = async {
-            let url = client.url(registry, &format!("{repo}/blobs/{digest}"))?;
-            let req = Request::new(Method::GET, url, vec![pull_scope(repo)]);
-            let mut resp = client.send(registry, req, &c).await?;
-            if resp.status != StatusCode::OK {
-                return Err(resp.into_error(c.clone()).await);
-            }
-            let mut hasher = Sha256::new();
-            let mut n = 0u64;
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|k| RegistryError::new(c.clone(), k))?
-            {
-                hasher.update(&chunk);
-                n += chunk.len() as u64;
-                if n > size {
-                    return Err(RegistryError::new(
-                        c.clone(),
-                        ErrorKind::Protocol(format!(
-                            "the registry sent more than the blob's {size} bytes"
-                        )),
-                    ));
-                }
-                reporter.advance(progress, chunk.len() as u64);
-            }
-            let got = Digest::from_sha256(hasher.finalize().into());
-            if &got != digest {
-                return Err(RegistryError::new(
-                    c.clone(),
-                    ErrorKind::DigestMismatch {
-                        expected: digest.to_string(),
-                        actual: got.to_string(),
-                    },
-                ));
-            }
-            Ok(n)
-        }
-        .await;
-        match result {
-            Err(e) if e.is_temporary() => {
-                attempt += 1;
-                if !client.backoff(registry, attempt, &e).await {
-                    return Err(e);
-                }
-            }
-            other => return other,
-        }
-    }
+    client
+        .read_blob(registry, repo, digest, size, |chunk| {
+            reporter.advance(progress, chunk.len() as u64)
+        })
+        .await
 }
 
 /// What one DELETE said.
@@ -1238,32 +1184,8 @@ fn classify_delete(status: u16, err: Option<&RegistryError>) -> Deleted {
 }
 
 async fn delete_blob(client: &Client, registry: &str, repo: &str, digest: &Digest) -> Deleted {
-    let c = ErrorContext {
-        operation: "deleting blob".into(),
-        registry: registry.to_string(),
-        repository: Some(repo.to_string()),
-        object: Some(digest.to_string()),
-    };
-    let url = match client.url(registry, &format!("{repo}/blobs/{digest}")) {
-        Ok(u) => u,
-        Err(e) => return Deleted::Failed(e.to_string()),
-    };
-    // The reference registry wants the `delete` action for DELETE.
-    let req = Request::new(
-        Method::DELETE,
-        url,
-        vec![format!("repository:{repo}:delete")],
-    );
-    match client.send(registry, req, &c).await {
-        Ok(resp) => {
-            let status = resp.status.as_u16();
-            if resp.status.is_success() || status == 404 {
-                classify_delete(status, None)
-            } else {
-                let e = resp.into_error(c).await;
-                classify_delete(status, Some(&e))
-            }
-        }
+    match client.delete_blob(registry, repo, digest).await {
+        Ok(_) => Deleted::Yes,
         Err(e) => match e.status() {
             Some(s) => classify_delete(s, Some(&e)),
             None => Deleted::Failed(e.to_string()),
@@ -1320,6 +1242,7 @@ async fn cleanup(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::{ErrorContext, ErrorKind};
 
     #[test]
     fn sizes() {

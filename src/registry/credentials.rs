@@ -8,7 +8,8 @@
 //!    `user:pass`, or `identitytoken`), then `credsStore`; helpers run as
 //!    `docker-credential-<name> get` with the server URL on stdin;
 //! 3. `$REGISTRY_AUTH_FILE` (podman's, same shape);
-//! 4. for `ghcr.io`: `GITHUB_TOKEN` with `GITHUB_ACTOR`.
+//! 4. for a registry that takes GitHub Actions tokens (`ghcr.io`, see
+//!    [`super::hosts`]): `GITHUB_TOKEN` with `GITHUB_ACTOR`.
 //!
 //! Secrets live in [`Secret`], whose `Debug` and `Display` print `***`. No
 //! error built here contains a secret or a helper's output.
@@ -21,6 +22,7 @@ use std::process::{Command, Stdio};
 use anyhow::{anyhow, Context as _};
 use base64::Engine as _;
 
+use super::hosts::host_config;
 use super::reference::{config_key, normalize_registry};
 use crate::error::bad_input;
 
@@ -203,7 +205,7 @@ impl CredentialStore {
                 return Ok(Some(found));
             }
         }
-        if registry == "ghcr.io" {
+        if host_config(registry).github_token {
             if let Some((actor, token)) = &self.github {
                 return Ok(Some((
                     Credential::Basic {
