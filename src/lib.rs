@@ -6,7 +6,9 @@
 //! written as an OCI image [`layout`]; [`push`] takes any layout to one or more
 //! registries through the [`registry`] client.
 
-pub mod bench;
+pub mod ops;
+/// `boxwright bench`, at its former path.
+pub use ops::bench;
 pub mod build;
 pub mod cache;
 pub mod copy;
