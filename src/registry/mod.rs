@@ -13,8 +13,8 @@
 //! Layout: [`client`] (the [`Client`] and what it keeps per registry),
 //! [`transport`] (sending: auth, retries, request slots, redirects,
 //! observer), [`hosts`] (per-registry quirks as data), [`credentials`],
-//! [`blobs`] and [`manifests`] (the API operations), [`reference`],
-//! [`headers`] and [`error`].
+//! [`blobs`] and [`manifests`] (the API operations, also reached through a
+//! [`Repo`] handle), [`reference`], [`headers`] and [`error`].
 
 // RegistryError carries its full context (~200 bytes); errors are the cold path.
 #![allow(clippy::result_large_err)]
@@ -27,6 +27,7 @@ pub mod headers;
 pub mod hosts;
 pub mod manifests;
 pub mod reference;
+pub mod repo;
 pub mod transport;
 
 /// Scopes and tokens, at their former path.
@@ -42,6 +43,7 @@ pub use error::{ErrorContext, ErrorKind, RegistryError};
 pub use hosts::{host_config, HostConfig};
 pub use manifests::ManifestInfo;
 pub use reference::Reference;
+pub use repo::Repo;
 pub use transport::{RetryBudget, RetryPolicy};
 
 #[cfg(test)]
