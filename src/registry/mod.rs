@@ -30,12 +30,7 @@ pub mod reference;
 pub mod repo;
 pub mod transport;
 
-/// Scopes and tokens, at their former path.
-pub use transport::auth;
-/// The retry policy, at its former path.
-pub use transport::retry;
-
-pub use blobs::{MountResult, UploadMode, UploadOutcome};
+pub use blobs::{MountResult, UploadMode, UploadOutcome, UploadSession};
 pub use client::{Body, Client, ClientOptions, StatsSnapshot, DEFAULT_JOBS_PER_REGISTRY};
 pub use client::{RequestEvent, RequestObserver};
 pub use credentials::{Credential, CredentialStore, EnvCredentials, Secret, SecretEncoding};
