@@ -1,5 +1,5 @@
 //! `boxwright bench`: flags, and printing the report (table on stderr,
-//! `--json` or `--csv` on stdout). The measuring is in [`boxwright::bench`].
+//! `--json` or `--csv` on stdout). The measuring is in [`boxwright::ops::bench`].
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Result};
 use clap::Args;
 
-use boxwright::bench::{self, BenchMode, BenchOptions, BenchTarget};
+use boxwright::ops::bench::{self, BenchMode, BenchOptions, BenchTarget};
 use boxwright::progress::SharedReporter;
 use boxwright::registry::CredentialStore;
 use boxwright::render;

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::auth::{pull_scope, push_scope};
 use super::client::{Body, Client, Request, Response};
 use super::error::{ErrorContext, ErrorKind, RegistryError};
 use super::headers::{parse_next_link, resolve_location};
+use super::transport::auth::{pull_scope, push_scope};
 use crate::oci::{
     Digest, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,

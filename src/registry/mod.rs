@@ -2,32 +2,44 @@
 //! retries, and the blob / manifest / tag operations of the OCI distribution
 //! API that push, pull, verify and copy are built on.
 //!
-//! Written on `reqwest` (rustls) and `tokio` because the existing Rust
-//! clients re-upload blobs, lose mount sessions, lack retries or read no
-//! docker config (see issue 3). Protocol facts it honours are listed in
-//! `REGISTRIES.md`; each module says which.
+//! Written on `reqwest` (rustls) and `tokio` rather than on an existing Rust
+//! registry client, because what pushing to GHCR and Docker Hub reliably
+//! needs is missing there: blobs already present or mountable must never be
+//! uploaded again, a mount answered with an upload session must continue on
+//! that session, temporary failures (5xx, 429, rate limits, lost upload
+//! sessions) must be retried with backoff and `Retry-After`, and credentials
+//! must come from the docker config and credential helpers as `docker` does.
+//!
+//! Layout: [`client`] (the [`Client`] and what it keeps per registry),
+//! [`transport`] (sending: auth, retries, request slots, redirects,
+//! observer), [`hosts`] (per-registry quirks as data), [`credentials`],
+//! [`blobs`] and [`manifests`] (the API operations, also reached through a
+//! [`Repo`] handle), [`reference`], [`headers`] and [`error`].
 
 // RegistryError carries its full context (~200 bytes); errors are the cold path.
 #![allow(clippy::result_large_err)]
 
-pub mod auth;
 pub mod blobs;
 pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod headers;
+pub mod hosts;
 pub mod manifests;
 pub mod reference;
-pub mod retry;
+pub mod repo;
+pub mod transport;
 
-pub use blobs::{MountResult, UploadMode, UploadOutcome};
+pub use blobs::{MountResult, UploadMode, UploadOutcome, UploadSession};
 pub use client::{Body, Client, ClientOptions, StatsSnapshot, DEFAULT_JOBS_PER_REGISTRY};
 pub use client::{RequestEvent, RequestObserver};
 pub use credentials::{Credential, CredentialStore, EnvCredentials, Secret, SecretEncoding};
 pub use error::{ErrorContext, ErrorKind, RegistryError};
+pub use hosts::{host_config, HostConfig};
 pub use manifests::ManifestInfo;
 pub use reference::Reference;
-pub use retry::RetryPolicy;
+pub use repo::Repo;
+pub use transport::{RetryBudget, RetryPolicy};
 
 #[cfg(test)]
 pub(crate) mod smoke_tests;

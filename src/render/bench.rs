@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::bench::{BenchReport, Latency, KINDS};
+use crate::ops::bench::{BenchReport, Latency, KINDS};
 
 use super::human_bytes;
 use super::table::{self, Style};
@@ -249,7 +249,7 @@ fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{BenchMode, Cleanup, RunResult};
+    use crate::ops::bench::{BenchMode, Cleanup, RunResult};
 
     fn run(registry: &str, mode: BenchMode, outcome: &str) -> RunResult {
         let lat = |count| Latency {

@@ -1,5 +1,14 @@
-//! Retry policy: exponential backoff with jitter, bounded, and `Retry-After`.
+//! Retries: the policy (exponential backoff with jitter, bounded, and
+//! `Retry-After`) and the budget that one logical operation spends.
+//!
+//! An operation (resolving a manifest, uploading a blob, downloading one)
+//! may go through several requests and several layers that each want to try
+//! again: the request itself after a 503, the upload after its session was
+//! lost, the chunked upload after a lost chunk. They all draw from ONE
+//! [`RetryBudget`] made for the operation, so that `--retries N` means N
+//! retries of the operation whatever layer retries, never N at every layer.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many times and how long to retry a temporary failure.
@@ -45,6 +54,51 @@ impl RetryPolicy {
             Some(ra) => Some(ra.max(b).min(self.max_delay)),
             None => Some(b),
         }
+    }
+}
+
+/// The retries left to one logical operation, shared by all its attempts.
+/// `Sync`, so that it can be lent to every request of the operation.
+#[derive(Debug)]
+pub struct RetryBudget {
+    policy: RetryPolicy,
+    used: AtomicU32,
+}
+
+impl RetryBudget {
+    pub fn new(policy: &RetryPolicy) -> RetryBudget {
+        RetryBudget {
+            policy: policy.clone(),
+            used: AtomicU32::new(0),
+        }
+    }
+
+    /// Spend one retry after a temporary failure: the delay to wait before
+    /// it (honouring the registry's `Retry-After`), or `None` when the budget
+    /// is spent or the registry asks for a longer wait than the policy
+    /// allows; then the failure should surface.
+    pub fn next_delay(&self, retry_after: Option<Duration>) -> Option<Duration> {
+        let attempt = self.spend()?;
+        self.policy.delay(attempt, retry_after)
+    }
+
+    /// Spend one retry that needs no wait (resuming an upload from where
+    /// the registry says it stands): the retry's number, or `None` when the
+    /// budget is spent.
+    pub fn spend(&self) -> Option<u32> {
+        let attempt = self.used.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        (attempt <= self.policy.max_retries).then_some(attempt)
+    }
+
+    /// Retries spent so far.
+    pub fn used(&self) -> u32 {
+        self.used
+            .load(Ordering::Relaxed)
+            .min(self.policy.max_retries)
+    }
+
+    pub fn max_retries(&self) -> u32 {
+        self.policy.max_retries
     }
 }
 
@@ -107,6 +161,39 @@ mod tests {
         assert!(d >= Duration::from_secs(3) && d <= Duration::from_secs(60));
         assert_eq!(p.delay(1, Some(Duration::from_secs(3600))), None);
         assert!(p.delay(2, None).unwrap() <= Duration::from_millis(500));
+    }
+
+    fn fast(max_retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_retries,
+            base: Duration::from_millis(1),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn budget_is_shared_by_all_attempts() {
+        let budget = RetryBudget::new(&fast(3));
+        let layer = |b: &RetryBudget| b.next_delay(None).is_some();
+        // Two layers (a request and the upload around it) draw from one budget.
+        assert!(layer(&budget));
+        assert_eq!(budget.spend(), Some(2));
+        assert!(layer(&budget));
+        assert_eq!(budget.used(), 3);
+        assert!(!layer(&budget), "a spent budget stops every layer");
+        assert_eq!(budget.spend(), None);
+        assert_eq!(budget.used(), 3);
+        assert_eq!(RetryBudget::new(&fast(0)).next_delay(None), None);
+    }
+
+    #[test]
+    fn budget_honours_retry_after() {
+        let budget = RetryBudget::new(&fast(5));
+        let d = budget.next_delay(Some(Duration::from_secs(2))).unwrap();
+        assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(10));
+        // Longer than the policy's longest wait: give up instead of hanging.
+        assert_eq!(budget.next_delay(Some(Duration::from_secs(11))), None);
+        assert_eq!(budget.used(), 2);
     }
 
     #[test]

@@ -1,0 +1,287 @@
+//! `boxwright bench`: upload (and pull) throughput and request latency
+//! against one or more registries, to choose a registry, a concurrency and an
+//! upload mode, and to watch a registry's health over time.
+//!
+//! It measures the registry, not the machine:
+//! - every run (one target x mode x concurrency) uploads its own blobs,
+//!   derived from `(seed, run index, blob index)` with a fixed generator, so
+//!   no registry can dedupe one run against another;
+//! - the blobs of a run are written to a temp dir and hashed in one pass
+//!   *before* its timer starts (streamed in 1 MiB pieces, never whole in
+//!   memory), and deleted after it;
+//! - pulls hash the answer as it streams and write nothing to disk.
+//!
+//! Before the first run each registry is warmed up (auth ping, token,
+//! connection, and one `HEAD` for [`WARM_UP_PROBE`]'s digest), unmeasured.
+//! Each blob goes as a pusher sends it: `HEAD` (404 expected), `POST`, then
+//! the mode's `PATCH`es and `PUT`. Request latencies are recorded per attempt
+//! by a [`RequestObserver`] on the client (time to the answer's headers, so a
+//! `PUT` with a body includes sending the body); errors are counted by status
+//! (a `HEAD` answered 404 is not an error) plus `transport` for requests
+//! that got no answer. After the timed part the blobs are deleted
+//! (`DELETE /v2/<repo>/blobs/<digest>`) unless `keep`; a registry that
+//! refuses deletion (405 / `UNSUPPORTED`) is reported as such, with how many
+//! blobs were left behind.
+//!
+//! MB in every figure is 10^6 bytes.
+
+mod blobs;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::bad_input;
+use crate::registry::{Reference, UploadMode};
+
+/// The request kinds whose latencies are reported, in table order.
+pub const KINDS: [&str; 5] = ["HEAD", "POST", "PATCH", "PUT", "GET"];
+
+pub use blobs::generate_blob;
+pub use report::{BenchReport, Cleanup, Latency, RunResult};
+pub use run::{bench, bench_blocking, WARM_UP_PROBE};
+
+/// Largest accepted `--concurrency` value.
+pub const MAX_CONCURRENCY: usize = 1024;
+
+/// How the blobs' bytes are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMode {
+    /// `POST`, one `PUT` with the whole body.
+    Monolithic,
+    /// `POST`, `PATCH`es of `chunk_size` with `Content-Range`, `PUT`.
+    Chunked,
+    /// `POST`, one `PATCH` with the whole body, `PUT`.
+    Streamed,
+}
+
+impl BenchMode {
+    pub const ALL: [BenchMode; 3] = [
+        BenchMode::Monolithic,
+        BenchMode::Chunked,
+        BenchMode::Streamed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchMode::Monolithic => "monolithic",
+            BenchMode::Chunked => "chunked",
+            BenchMode::Streamed => "streamed",
+        }
+    }
+
+    /// `monolithic`, `chunked` or `streamed`.
+    pub fn parse(s: &str) -> Result<BenchMode, String> {
+        BenchMode::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("unknown upload mode {s:?} (expected monolithic, chunked or streamed)")
+            })
+    }
+
+    fn upload_mode(self, chunk_size: u64) -> UploadMode {
+        match self {
+            BenchMode::Monolithic => UploadMode::Monolithic,
+            BenchMode::Chunked => UploadMode::Chunked(chunk_size),
+            BenchMode::Streamed => UploadMode::Streamed,
+        }
+    }
+}
+
+/// A repository to benchmark: `REGISTRY/REPO`, no tag or digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchTarget {
+    pub registry: String,
+    pub repository: String,
+}
+
+impl BenchTarget {
+    /// Parse `REGISTRY/REPO` (normalised as image references are:
+    /// `docker.io/acme/bench`, `ghcr.io/acme/bench`, `localhost:5000/bench`).
+    pub fn parse(s: &str) -> Result<BenchTarget, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("an empty --to; expected REGISTRY/REPO, e.g. ghcr.io/acme/bench".into());
+        }
+        let r: Reference = Reference::parse(s).map_err(|e| format!("{e:#}"))?;
+        if r.tag.is_some() || r.digest.is_some() {
+            return Err(format!(
+                "{s:?} names a tag or digest; bench takes a repository (REGISTRY/REPO)"
+            ));
+        }
+        Ok(BenchTarget {
+            registry: r.registry,
+            repository: r.repository,
+        })
+    }
+
+    /// `registry/repository`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+}
+
+/// Parse a size: a whole number with an optional unit `B`, `KB`/`MB`/`GB`
+/// (powers of 1000) or `KiB`/`MiB`/`GiB` (powers of 1024), case-insensitive.
+/// Zero is refused.
+///
+/// ```
+/// use boxwright::ops::bench::parse_size;
+/// assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+/// assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+/// assert_eq!(parse_size("1MB"), Ok(1_000_000));
+/// assert_eq!(parse_size("4096"), Ok(4096));
+/// assert!(parse_size("0MiB").is_err());
+/// ```
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!(
+            "{s:?} is not a size (expected e.g. 64MiB, 512KiB, 1GB or a number of bytes)"
+        ));
+    }
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is too large a size"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?} (use B, KB, MB, GB, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large a size"))?;
+    if v == 0 {
+        return Err(format!("a size must be at least 1 byte, not {s:?}"));
+    }
+    Ok(v)
+}
+
+/// Parse one concurrency value (1..=[`MAX_CONCURRENCY`]).
+pub fn parse_concurrency(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of uploads in flight"))?;
+    if n == 0 || n > MAX_CONCURRENCY {
+        return Err(format!(
+            "concurrency must be between 1 and {MAX_CONCURRENCY}, not {n}"
+        ));
+    }
+    Ok(n)
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub targets: Vec<BenchTarget>,
+    /// Blobs per run.
+    pub blobs: usize,
+    /// Bytes per blob.
+    pub size: u64,
+    /// Blobs in flight, one run per value.
+    pub concurrency: Vec<usize>,
+    pub modes: Vec<BenchMode>,
+    /// PATCH size of the chunked mode.
+    pub chunk_size: u64,
+    /// Pull every blob back after the upload (GET, digest-checked).
+    pub pull: bool,
+    pub seed: u64,
+    /// Leave the blobs in the registries.
+    pub keep: bool,
+    /// Hosts reached over plain HTTP (loopback always is).
+    pub insecure: Vec<String>,
+    /// Where to generate the blobs [default: the system temp dir].
+    pub work_dir: Option<PathBuf>,
+}
+
+impl BenchOptions {
+    /// Refuse what cannot be measured ([`crate::error::BadInput`]).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.targets.is_empty() {
+            return Err(bad_input(
+                "nothing to benchmark: give at least one --to REGISTRY/REPO",
+            ));
+        }
+        if self.blobs == 0 {
+            return Err(bad_input("--blobs must be at least 1"));
+        }
+        if self.size == 0 {
+            return Err(bad_input("--size must be at least 1 byte"));
+        }
+        if self.chunk_size == 0 {
+            return Err(bad_input("--chunk-size must be at least 1 byte"));
+        }
+        if self.concurrency.is_empty() || self.concurrency.contains(&0) {
+            return Err(bad_input("--concurrency values must be at least 1"));
+        }
+        if self.modes.is_empty() {
+            return Err(bad_input("give at least one --mode"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512kib"), Ok(512 << 10));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("17"), Ok(17));
+        for bad in [
+            "0",
+            "0MiB",
+            "",
+            "MiB",
+            "12XB",
+            "-1",
+            "1.5MiB",
+            "99999999999999GiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn concurrency_and_modes() {
+        assert_eq!(parse_concurrency("16"), Ok(16));
+        assert!(parse_concurrency("0").is_err());
+        assert!(parse_concurrency("x").is_err());
+        assert!(parse_concurrency("100000").is_err());
+        assert_eq!(BenchMode::parse("Chunked"), Ok(BenchMode::Chunked));
+        assert!(BenchMode::parse("parallel").is_err());
+    }
+
+    #[test]
+    fn targets() {
+        let t = BenchTarget::parse("ghcr.io/acme/bench").unwrap();
+        assert_eq!(
+            (t.registry.as_str(), t.repository.as_str()),
+            ("ghcr.io", "acme/bench")
+        );
+        let t = BenchTarget::parse("127.0.0.1:5000/bench").unwrap();
+        assert_eq!(t.name(), "127.0.0.1:5000/bench");
+        assert!(BenchTarget::parse("").is_err());
+        assert!(BenchTarget::parse("ghcr.io/acme/bench:v1").is_err());
+    }
+}

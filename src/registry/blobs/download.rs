@@ -1,0 +1,221 @@
+//! Downloading a blob: to a file (checked, then renamed into place) or
+//! streamed to a caller, never more than the descriptor's size, the digest
+//! checked as the bytes go. Every retry of one download is spent from the
+//! download's one [`RetryBudget`].
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt as _;
+
+use super::{ctx, protocol};
+use crate::oci::Digest;
+use crate::registry::client::{Client, Request, Response};
+use crate::registry::error::{ErrorContext, ErrorKind, RegistryError};
+use crate::registry::transport::auth::pull_scope;
+use crate::registry::transport::RetryBudget;
+
+/// The body of one blob GET: at most `size` bytes, hashed as they come.
+struct BlobStream<'a> {
+    resp: Response,
+    digest: &'a Digest,
+    size: u64,
+    received: u64,
+    hasher: Sha256,
+    c: &'a ErrorContext,
+}
+
+impl BlobStream<'_> {
+    fn too_long(&self, n: u64) -> RegistryError {
+        protocol(
+            self.c,
+            format!(
+                "the registry sent {n} bytes or more for blob {}, whose descriptor says {}; download aborted",
+                self.digest, self.size
+            ),
+        )
+    }
+
+    /// The next piece; `None` at the end, once the digest matched.
+    async fn next(&mut self) -> Result<Option<Bytes>, RegistryError> {
+        let chunk = self
+            .resp
+            .chunk()
+            .await
+            .map_err(|k| RegistryError::new(self.c.clone(), k))?;
+        let Some(chunk) = chunk else {
+            let got = Digest::from_sha256(std::mem::take(&mut self.hasher).finalize().into());
+            if &got != self.digest {
+                return Err(RegistryError::new(
+                    self.c.clone(),
+                    ErrorKind::DigestMismatch {
+                        expected: self.digest.to_string(),
+                        actual: got.to_string(),
+                    },
+                ));
+            }
+            return Ok(None);
+        };
+        self.received += chunk.len() as u64;
+        if self.received > self.size {
+            return Err(self.too_long(self.received));
+        }
+        self.hasher.update(&chunk);
+        Ok(Some(chunk))
+    }
+}
+
+impl Client {
+    /// `GET /v2/<repo>/blobs/<digest>`, refused early when the registry
+    /// announces more than `size` bytes.
+    async fn open_blob<'a>(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &'a Digest,
+        size: u64,
+        c: &'a ErrorContext,
+        budget: &RetryBudget,
+    ) -> Result<BlobStream<'a>, RegistryError> {
+        let url = self.url(registry, &format!("{repo}/blobs/{digest}"))?;
+        let req = Request::new(Method::GET, url, vec![pull_scope(repo)]);
+        let resp = self.send_within(registry, req, c, budget).await?;
+        if resp.status != StatusCode::OK {
+            return Err(resp.into_error(c.clone()).await);
+        }
+        let stream = BlobStream {
+            resp,
+            digest,
+            size,
+            received: 0,
+            hasher: Sha256::new(),
+            c,
+        };
+        if let Some(n) = stream
+            .resp
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n > size)
+        {
+            return Err(stream.too_long(n));
+        }
+        Ok(stream)
+    }
+
+    /// Stream the blob `digest` of `size` bytes to `sink`, piece by piece,
+    /// checked against its digest; nothing is kept. Temporary failures start
+    /// over (the sink sees the bytes again) within one retry budget.
+    /// Returns the size.
+    pub async fn read_blob(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        mut sink: impl FnMut(&[u8]) + Send,
+    ) -> Result<u64, RegistryError> {
+        let c = ctx("pulling blob", registry, repo, digest);
+        let budget = self.retry_budget();
+        loop {
+            let result: Result<u64, RegistryError> = async {
+                let mut blob = self
+                    .open_blob(registry, repo, digest, size, &c, &budget)
+                    .await?;
+                while let Some(chunk) = blob.next().await? {
+                    sink(&chunk);
+                }
+                Ok(blob.received)
+            }
+            .await;
+            match result {
+                Err(e) if e.is_temporary() => {
+                    if !self.retry_after_failure(registry, &budget, &e).await {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Download a blob of `size` bytes (from its descriptor) into `dest`
+    /// (temp file in the same directory, checked against `digest`, then
+    /// renamed). A registry sending more than `size` bytes is cut off as
+    /// soon as it does, and the temp file removed. Returns its size.
+    pub async fn get_blob_to_file(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        dest: &Path,
+    ) -> Result<u64, RegistryError> {
+        let c = ctx("downloading blob", registry, repo, digest);
+        let budget = self.retry_budget();
+        loop {
+            match self
+                .try_get_blob(registry, repo, digest, size, dest, &c, &budget)
+                .await
+            {
+                Err(e) if e.is_temporary() => {
+                    if !self.retry_after_failure(registry, &budget, &e).await {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_get_blob(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        dest: &Path,
+        c: &ErrorContext,
+        budget: &RetryBudget,
+    ) -> Result<u64, RegistryError> {
+        let io = |what: &str, p: &Path, e: std::io::Error| {
+            RegistryError::new(
+                c.clone(),
+                ErrorKind::Io(format!("{what} {}: {e}", p.display())),
+            )
+        };
+        let mut blob = self
+            .open_blob(registry, repo, digest, size, c, budget)
+            .await?;
+        let tmp = temp_path(dest);
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io("creating", &tmp, e))?;
+        let result: Result<(), RegistryError> = async {
+            while let Some(chunk) = blob.next().await? {
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| io("writing", &tmp, e))?;
+            }
+            file.sync_all().await.map_err(|e| io("writing", &tmp, e))?;
+            tokio::fs::rename(&tmp, dest)
+                .await
+                .map_err(|e| io("renaming to", dest, e))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result.map(|()| blob.received)
+    }
+}
+
+fn temp_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "blob".into());
+    dest.with_file_name(format!(".{name}.{:016x}.part", rand::random::<u64>()))
+}

@@ -1,0 +1,376 @@
+//! Finding the credentials of a registry: docker's config (its
+//! `credHelpers`, `auths` and `credsStore`), podman's auth file, and a
+//! GitHub Actions token where the registry takes one.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, Context as _};
+use base64::Engine as _;
+
+use super::{Credential, CredentialSource, Secret};
+use crate::error::bad_input;
+use crate::registry::hosts::host_config;
+use crate::registry::reference::{config_key, normalize_registry};
+
+/// The places that implicit lookup reads. [`CredentialStore::from_env`] fills
+/// it from the process environment; tests build it by hand.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialStore {
+    /// Directory holding docker's `config.json`.
+    pub docker_config_dir: Option<PathBuf>,
+    /// Podman's auth file.
+    pub registry_auth_file: Option<PathBuf>,
+    /// `(GITHUB_ACTOR, GITHUB_TOKEN)`.
+    pub github: Option<(String, Secret)>,
+    /// `PATH` used to find `docker-credential-*` helpers (None: inherited).
+    pub helper_path: Option<std::ffi::OsString>,
+}
+
+impl CredentialStore {
+    pub fn from_env() -> CredentialStore {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let docker_config_dir = var("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| Path::new(&h).join(".docker")));
+        let github = var("GITHUB_TOKEN").map(|t| {
+            (
+                var("GITHUB_ACTOR").unwrap_or_else(|| "boxwright".to_string()),
+                Secret::new(t),
+            )
+        });
+        CredentialStore {
+            docker_config_dir,
+            registry_auth_file: var("REGISTRY_AUTH_FILE").map(PathBuf::from),
+            github,
+            helper_path: None,
+        }
+    }
+
+    pub fn docker_config_path(&self) -> Option<PathBuf> {
+        self.docker_config_dir
+            .as_ref()
+            .map(|d| d.join("config.json"))
+    }
+
+    /// Find credentials for a (normalised) registry name. Blocking (reads
+    /// files, may run a credential helper): call from `spawn_blocking`.
+    pub fn lookup(&self, registry: &str) -> anyhow::Result<Option<(Credential, CredentialSource)>> {
+        if let Some(path) = self.docker_config_path() {
+            if let Some(found) = lookup_in_file(&path, registry, true, self.helper_path.as_deref())?
+            {
+                return Ok(Some(found));
+            }
+        }
+        if let Some(path) = &self.registry_auth_file {
+            if let Some(found) = lookup_in_file(path, registry, false, self.helper_path.as_deref())?
+            {
+                return Ok(Some(found));
+            }
+        }
+        if host_config(registry).github_token {
+            if let Some((actor, token)) = &self.github {
+                return Ok(Some((
+                    Credential::Basic {
+                        username: actor.clone(),
+                        password: token.clone(),
+                    },
+                    CredentialSource::GithubToken,
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
+pub(super) fn read_json(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let v = serde_json::from_slice(&bytes)
+                .map_err(|e| bad_input(format!("{} is not valid JSON: {e}", path.display())))?;
+            Ok(Some(v))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!(e).context(format!("reading {}", path.display()))),
+    }
+}
+
+/// Find the entry of `obj` whose key normalises to `registry`.
+pub(super) fn find_entry<'a>(
+    obj: Option<&'a serde_json::Value>,
+    registry: &str,
+) -> Option<&'a serde_json::Value> {
+    let map = obj?.as_object()?;
+    map.get(&config_key(registry)).or_else(|| {
+        map.iter()
+            .find(|(k, _)| normalize_registry(k) == registry)
+            .map(|(_, v)| v)
+    })
+}
+
+fn lookup_in_file(
+    path: &Path,
+    registry: &str,
+    docker: bool,
+    helper_path: Option<&std::ffi::OsStr>,
+) -> anyhow::Result<Option<(Credential, CredentialSource)>> {
+    let Some(cfg) = read_json(path)? else {
+        return Ok(None);
+    };
+    let source = || {
+        if docker {
+            CredentialSource::DockerConfig(path.to_path_buf())
+        } else {
+            CredentialSource::RegistryAuthFile(path.to_path_buf())
+        }
+    };
+    if let Some(helper) = find_entry(cfg.get("credHelpers"), registry).and_then(|v| v.as_str()) {
+        return run_helper_get(helper, registry, helper_path);
+    }
+    if let Some(entry) = find_entry(cfg.get("auths"), registry) {
+        if let Some(tok) = entry
+            .get("identitytoken")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+        {
+            return Ok(Some((
+                Credential::IdentityToken(Secret::new(tok)),
+                source(),
+            )));
+        }
+        if let Some(auth) = entry
+            .get("auth")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+        {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            let Some((user, pass)) = decoded.as_deref().and_then(|s| s.split_once(':')) else {
+                return Err(bad_input(format!(
+                    "the \"auth\" entry for {registry} in {} is not base64 of user:password",
+                    path.display()
+                )));
+            };
+            return Ok(Some((
+                Credential::Basic {
+                    username: user.to_string(),
+                    password: Secret::new(pass),
+                },
+                source(),
+            )));
+        }
+    }
+    if let Some(store) = cfg.get("credsStore").and_then(|v| v.as_str()) {
+        if !store.is_empty() {
+            return run_helper_get(store, registry, helper_path);
+        }
+    }
+    Ok(None)
+}
+
+pub(super) fn helper_program(name: &str) -> anyhow::Result<String> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(bad_input(format!(
+            "invalid credential helper name {name:?}"
+        )));
+    }
+    Ok(format!("docker-credential-{name}"))
+}
+
+/// Run `docker-credential-<name> get`. Its output is never quoted in errors.
+fn run_helper_get(
+    name: &str,
+    registry: &str,
+    helper_path: Option<&std::ffi::OsStr>,
+) -> anyhow::Result<Option<(Credential, CredentialSource)>> {
+    let program = helper_program(name)?;
+    let server = config_key(registry);
+    let mut cmd = Command::new(&program);
+    if let Some(p) = helper_path {
+        cmd.env("PATH", p);
+    }
+    let mut child = cmd
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {program} (credential helper for {registry})"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(server.as_bytes())
+            .with_context(|| format!("writing to {program}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("credentials not found") {
+            return Ok(None);
+        }
+        anyhow::bail!("{program} get failed for {registry} ({})", out.status);
+    }
+    #[derive(serde::Deserialize)]
+    struct HelperOut {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default)]
+        secret: String,
+    }
+    let parsed: HelperOut = serde_json::from_slice(&out.stdout).map_err(|_| {
+        anyhow!("{program} get for {registry} printed something that is not its JSON answer")
+    })?;
+    if parsed.secret.is_empty() {
+        return Ok(None);
+    }
+    let cred = if parsed.username == "<token>" {
+        Credential::IdentityToken(Secret::new(parsed.secret))
+    } else {
+        Credential::Basic {
+            username: parsed.username,
+            password: Secret::new(parsed.secret),
+        }
+    };
+    Ok(Some((cred, CredentialSource::Helper(name.to_string()))))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    pub fn store_with(config: serde_json::Value) -> (tempfile::TempDir, CredentialStore) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        let store = CredentialStore {
+            docker_config_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        (dir, store)
+    }
+
+    #[test]
+    fn docker_config_auths() {
+        let (_d, store) = store_with(serde_json::json!({
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": b64("hubuser:hubpass")},
+                "ghcr.io": {"identitytoken": "refresh-123"},
+                "https://localhost:5000": {"auth": b64("a:b:c")}
+            }
+        }));
+        let (c, src) = store.lookup("docker.io").unwrap().unwrap();
+        assert_eq!(
+            c,
+            Credential::Basic {
+                username: "hubuser".into(),
+                password: Secret::new("hubpass")
+            }
+        );
+        assert!(matches!(src, CredentialSource::DockerConfig(_)));
+        assert_eq!(
+            store.lookup("ghcr.io").unwrap().unwrap().0,
+            Credential::IdentityToken(Secret::new("refresh-123"))
+        );
+        // Passwords may contain ':'.
+        assert_eq!(
+            store.lookup("localhost:5000").unwrap().unwrap().0,
+            Credential::Basic {
+                username: "a".into(),
+                password: Secret::new("b:c")
+            }
+        );
+        assert_eq!(store.lookup("quay.io").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_auth_entry_is_bad_input_without_secret() {
+        let (_d, store) =
+            store_with(serde_json::json!({"auths": {"ghcr.io": {"auth": "bm9jb2xvbg=="}}}));
+        let e = store.lookup("ghcr.io").unwrap_err();
+        assert!(crate::error::is_bad_input(&e));
+        assert!(e.to_string().contains("ghcr.io"));
+        assert!(!e.to_string().contains("nocolon"));
+    }
+
+    #[test]
+    fn registry_auth_file_and_github_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = dir.path().join("auth.json");
+        std::fs::write(
+            &podman,
+            serde_json::json!({"auths": {"quay.io": {"auth": b64("q:p")}}}).to_string(),
+        )
+        .unwrap();
+        let store = CredentialStore {
+            docker_config_dir: Some(dir.path().join("missing")),
+            registry_auth_file: Some(podman),
+            github: Some(("octocat".into(), Secret::new("ghs_x"))),
+            helper_path: None,
+        };
+        let (c, src) = store.lookup("quay.io").unwrap().unwrap();
+        assert!(matches!(src, CredentialSource::RegistryAuthFile(_)));
+        assert!(matches!(c, Credential::Basic { ref username, .. } if username == "q"));
+        let (c, src) = store.lookup("ghcr.io").unwrap().unwrap();
+        assert_eq!(src, CredentialSource::GithubToken);
+        assert_eq!(
+            c,
+            Credential::Basic {
+                username: "octocat".into(),
+                password: Secret::new("ghs_x")
+            }
+        );
+        assert_eq!(store.lookup("docker.io").unwrap(), None);
+    }
+
+    #[test]
+    fn credential_helpers() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, mut store) = store_with(serde_json::json!({
+            "auths": {"ghcr.io": {}, "docker.io": {}},
+            "credHelpers": {"ghcr.io": "bwtest"},
+            "credsStore": "bwstore"
+        }));
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let script = |name: &str, body: &str| {
+            let p = bin.join(format!("docker-credential-{name}"));
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        script(
+            "bwtest",
+            r#"read server; [ "$1" = get ] && [ "$server" = ghcr.io ] && echo '{"ServerURL":"ghcr.io","Username":"hu","Secret":"hs"}'"#,
+        );
+        script(
+            "bwstore",
+            r#"read server; if [ "$server" = "https://index.docker.io/v1/" ]; then echo '{"Username":"<token>","Secret":"idt"}'; else echo 'credentials not found in native keychain'; exit 1; fi"#,
+        );
+        store.helper_path = Some(bin.clone().into_os_string());
+        let (c, src) = store.lookup("ghcr.io").unwrap().unwrap();
+        assert_eq!(src, CredentialSource::Helper("bwtest".into()));
+        assert_eq!(
+            c,
+            Credential::Basic {
+                username: "hu".into(),
+                password: Secret::new("hs")
+            }
+        );
+        assert_eq!(
+            store.lookup("docker.io").unwrap().unwrap().0,
+            Credential::IdentityToken(Secret::new("idt"))
+        );
+        assert_eq!(store.lookup("quay.io").unwrap(), None);
+        assert!(helper_program("../evil").is_err());
+    }
+}

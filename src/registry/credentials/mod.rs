@@ -1,0 +1,26 @@
+//! Where registry credentials come from, and `login`.
+//!
+//! Lookup order for a registry (first hit wins):
+//! 1. explicit: a target's `username_env` / `password_env` (with
+//!    `encoding = "base64"` when the variable holds the secret base64-encoded);
+//! 2. `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`):
+//!    `credHelpers[registry]`, then `auths[registry]` (`auth` = base64
+//!    `user:pass`, or `identitytoken`), then `credsStore`; helpers run as
+//!    `docker-credential-<name> get` with the server URL on stdin;
+//! 3. `$REGISTRY_AUTH_FILE` (podman's, same shape);
+//! 4. for a registry that takes GitHub Actions tokens (`ghcr.io`, see
+//!    [`super::hosts`]): `GITHUB_TOKEN` with `GITHUB_ACTOR`.
+//!
+//! Secrets live in [`Secret`], whose `Debug` and `Display` print `***`. No
+//! error built here contains a secret or a helper's output.
+//!
+//! [`lookup`] reads, [`store`] writes (`login`, `logout`), [`secret`] holds
+//! the types.
+
+mod lookup;
+mod secret;
+mod store;
+
+pub use lookup::CredentialStore;
+pub use secret::{Credential, CredentialSource, EnvCredentials, Secret, SecretEncoding};
+pub use store::{login, logout};

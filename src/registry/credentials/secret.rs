@@ -1,0 +1,194 @@
+//! Secrets and credentials, and a target's own credential settings.
+//! A [`Secret`]'s `Debug` and `Display` print `***`, so that no log or
+//! error can show one.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+
+use crate::error::bad_input;
+
+/// A secret string (password, token). Prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The secret itself, for putting it on the wire. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Credentials for one registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// User name and password (or personal access token).
+    Basic { username: String, password: Secret },
+    /// An OAuth2 refresh token (`identitytoken` in docker's config).
+    IdentityToken(Secret),
+}
+
+/// Where a credential was found (for `--verbose`; never the secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    Explicit,
+    DockerConfig(PathBuf),
+    Helper(String),
+    RegistryAuthFile(PathBuf),
+    GithubToken,
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSource::Explicit => f.write_str("the target's username_env/password_env"),
+            CredentialSource::DockerConfig(p) => write!(f, "{}", p.display()),
+            CredentialSource::Helper(h) => write!(f, "docker-credential-{h}"),
+            CredentialSource::RegistryAuthFile(p) => write!(f, "{}", p.display()),
+            CredentialSource::GithubToken => f.write_str("GITHUB_TOKEN"),
+        }
+    }
+}
+
+/// How an explicit secret is stored in its environment variable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SecretEncoding {
+    #[default]
+    Plain,
+    /// The variable holds the secret base64-encoded.
+    Base64,
+}
+
+/// A target's own credential settings (from the recipe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvCredentials {
+    pub username_env: String,
+    pub password_env: String,
+    pub encoding: SecretEncoding,
+}
+
+impl EnvCredentials {
+    /// Read the variables through `env`. A missing or badly encoded variable
+    /// is bad input naming the variable (never its value).
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Credential> {
+        let username = env(&self.username_env)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                bad_input(format!(
+                    "environment variable {} (username_env) is not set or empty",
+                    self.username_env
+                ))
+            })?;
+        let raw = env(&self.password_env)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                bad_input(format!(
+                    "environment variable {} (password_env) is not set or empty",
+                    self.password_env
+                ))
+            })?;
+        let password = match self.encoding {
+            SecretEncoding::Plain => raw,
+            SecretEncoding::Base64 => decode_base64_secret(&raw).ok_or_else(|| {
+                bad_input(format!(
+                    "environment variable {} is not valid base64 of a UTF-8 secret (encoding = \"base64\")",
+                    self.password_env
+                ))
+            })?,
+        };
+        Ok(Credential::Basic {
+            username,
+            password: Secret::new(password),
+        })
+    }
+}
+
+fn decode_base64_secret(raw: &str) -> Option<String> {
+    let cleaned: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(cleaned.as_bytes()))
+        .ok()?;
+    let s = String::from_utf8(bytes).ok()?;
+    let s = s.trim_end_matches(['\n', '\r']).to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        let c = Credential::Basic {
+            username: "u".into(),
+            password: s,
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn base64_env_secrets() {
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("U", "acme".to_string()),
+            ("P", "plain-secret".to_string()),
+            ("PB", format!("{}\n", b64("s3cret:with:colons\n"))),
+            ("BAD", "***notbase64***".to_string()),
+        ]);
+        let env = |k: &str| vars.get(k).cloned();
+        let spec = |p: &str, encoding| EnvCredentials {
+            username_env: "U".into(),
+            password_env: p.into(),
+            encoding,
+        };
+        assert_eq!(
+            spec("P", SecretEncoding::Plain).resolve(&env).unwrap(),
+            Credential::Basic {
+                username: "acme".into(),
+                password: Secret::new("plain-secret")
+            }
+        );
+        assert_eq!(
+            spec("PB", SecretEncoding::Base64).resolve(&env).unwrap(),
+            Credential::Basic {
+                username: "acme".into(),
+                password: Secret::new("s3cret:with:colons")
+            }
+        );
+        let e = spec("BAD", SecretEncoding::Base64)
+            .resolve(&env)
+            .unwrap_err();
+        assert!(crate::error::is_bad_input(&e));
+        assert!(e.to_string().contains("BAD") && !e.to_string().contains("notbase64"));
+        let e = spec("MISSING", SecretEncoding::Plain)
+            .resolve(&env)
+            .unwrap_err();
+        assert!(e.to_string().contains("MISSING"));
+    }
+}

@@ -1,0 +1,225 @@
+//! Authentication of requests to a registry.
+//!
+//! The registry's challenge is learnt once, with `GET /v2/` (the ping); its
+//! credentials are looked up once (explicit, else from the credential
+//! store); then every request to the registry's own origin gets an
+//! `Authorization`: the credentials themselves for a Basic challenge, or a
+//! bearer token for the request's scopes, fetched from the challenge's realm
+//! and cached. A 401 on a request refreshes the challenge and drops the
+//! token, once per request.
+
+pub mod challenge;
+pub mod token;
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
+
+pub use challenge::{parse_challenges, preferred, BearerChallenge, Challenge};
+pub use token::{delete_scope, pull_scope, push_scope, scope_key, Token, TokenCache};
+
+use super::request::Response;
+use super::retry::{parse_retry_after, RetryBudget};
+use super::RegistryState;
+use crate::registry::client::Client;
+use crate::registry::credentials::Credential;
+use crate::registry::error::{is_retryable_status, ErrorContext, ErrorKind, RegistryError};
+use crate::registry::headers::redact;
+
+/// The preferred challenge of an answer's `WWW-Authenticate` headers.
+fn challenge_of(headers: &reqwest::header::HeaderMap) -> Option<Challenge> {
+    let all: Vec<Challenge> = headers
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(parse_challenges)
+        .collect();
+    preferred(&all)
+}
+
+fn ratelimit_note(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get("ratelimit-remaining")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!(" (ratelimit-remaining {v})"))
+        .unwrap_or_default()
+}
+
+impl Client {
+    /// Learn the registry's challenge with `GET /v2/` (once per registry;
+    /// its retries are spent from `budget`, the operation that needed it).
+    pub(in crate::registry) async fn challenge(
+        &self,
+        host: &RegistryState,
+        ctx: &ErrorContext,
+        budget: &RetryBudget,
+    ) -> Result<Option<Challenge>, RegistryError> {
+        let cell = host
+            .challenge
+            .get_or_try_init(|| async {
+                let url = host.base.join("v2/").map_err(|_| {
+                    RegistryError::new(ctx.clone(), ErrorKind::Protocol("bad base URL".into()))
+                })?;
+                loop {
+                    let (err, retry_after) = match self.ping(host, &url, ctx).await? {
+                        Ok(challenge) => return Ok(Mutex::new(challenge)),
+                        Err(failure) => failure,
+                    };
+                    match budget.next_delay(retry_after) {
+                        Some(d) => {
+                            host.stats.count_retry();
+                            self.log(&format!("{}: {err}; retrying in {d:?}", host.registry));
+                            tokio::time::sleep(d).await;
+                        }
+                        None => return Err(err),
+                    }
+                }
+            })
+            .await?;
+        Ok(cell.lock().ok().and_then(|c| c.clone()))
+    }
+
+    /// One `GET /v2/`: the challenge (`None`: anonymous), a temporary
+    /// failure with the registry's `Retry-After`, or a final error.
+    #[allow(clippy::type_complexity)]
+    async fn ping(
+        &self,
+        host: &RegistryState,
+        url: &reqwest::Url,
+        ctx: &ErrorContext,
+    ) -> Result<
+        Result<Option<Challenge>, (RegistryError, Option<std::time::Duration>)>,
+        RegistryError,
+    > {
+        let _slot = host.limiter.acquire(ctx).await?;
+        host.stats.count_request("GET");
+        let res = self
+            .http
+            .get(url.clone())
+            .timeout(self.opts.auth_timeout)
+            .send()
+            .await;
+        let resp = match res {
+            Ok(resp) => resp,
+            Err(e) => {
+                let kind = ErrorKind::Transport(self.transport_text(e));
+                return Ok(Err((RegistryError::new(ctx.clone(), kind), None)));
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers();
+        self.log(&format!(
+            "GET {} -> {status}{}",
+            redact(url),
+            ratelimit_note(headers)
+        ));
+        if status == 401 {
+            return Ok(Ok(challenge_of(headers)));
+        }
+        if status < 300 || status == 404 {
+            // 404: not a /v2/ ping endpoint; try anonymous.
+            return Ok(Ok(None));
+        }
+        let ra = headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut err = RegistryError::new(
+            ctx.clone(),
+            ErrorKind::Status {
+                status,
+                errors: vec![],
+            },
+        );
+        // Docker Hub's quota and wait, as on other answers.
+        err.ratelimit_remaining = headers
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        err.retry_after = ra.map(|d| d.as_secs());
+        if !is_retryable_status(status) {
+            return Err(err);
+        }
+        Ok(Err((err, ra)))
+    }
+
+    /// The `Authorization` value for a request to `host` needing `scopes`.
+    pub(in crate::registry) async fn authorization(
+        &self,
+        host: &RegistryState,
+        scopes: &[String],
+        ctx: &ErrorContext,
+        budget: &RetryBudget,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        let auth_err = |m: String| RegistryError::new(ctx.clone(), ErrorKind::Auth(m));
+        let Some(challenge) = self.challenge(host, ctx, budget).await? else {
+            return Ok(None);
+        };
+        let cred = self
+            .credential(&host.registry)
+            .await
+            .map_err(|e| auth_err(format!("{e:#}")))?;
+        let value = match challenge {
+            Challenge::Basic => match cred {
+                Some(Credential::Basic { username, password }) => {
+                    let raw = format!("{username}:{}", password.expose());
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(raw)
+                    )
+                }
+                _ => return Ok(None),
+            },
+            Challenge::Bearer(b) => {
+                if let Some(t) = self.tokens.get(&host.registry, scopes) {
+                    format!("Bearer {}", t.expose())
+                } else {
+                    let policy = token::TokenPolicy {
+                        allow_plain_http: host.base.scheme() == "http",
+                        timeout: self.opts.auth_timeout,
+                    };
+                    let t = token::fetch_token(&self.http, &b, scopes, cred.as_ref(), &policy)
+                        .await
+                        .map_err(auth_err)?;
+                    self.log(&format!(
+                        "{}: token for {} obtained",
+                        host.registry,
+                        scope_key(scopes)
+                    ));
+                    let v = format!("Bearer {}", t.value.expose());
+                    self.tokens.put(&host.registry, scopes, t);
+                    v
+                }
+            }
+        };
+        let mut hv = HeaderValue::from_str(&value).map_err(|_| {
+            auth_err("the credential holds characters not allowed in a header".into())
+        })?;
+        hv.set_sensitive(true);
+        Ok(Some(hv))
+    }
+
+    /// After a 401 from the registry: take its fresh challenge, drop the
+    /// token of these scopes. True when the request should be sent again
+    /// (the registry asks for credentials we can provide anew).
+    pub(in crate::registry) async fn refresh_after_401(
+        &self,
+        host: &RegistryState,
+        response: &Response,
+        scopes: &[String],
+        ctx: &ErrorContext,
+        budget: &RetryBudget,
+    ) -> Result<bool, RegistryError> {
+        if let Some(c) = challenge_of(&response.headers) {
+            if let Some(cell) = host.challenge.get() {
+                if let Ok(mut g) = cell.lock() {
+                    *g = Some(c);
+                }
+            }
+        }
+        self.tokens.invalidate(&host.registry, scopes);
+        Ok(self.challenge(host, ctx, budget).await?.is_some())
+    }
+}

@@ -1,0 +1,49 @@
+//! The HTTP side of the registry client, in layers that [`Client::send`]
+//! composes: the registry's request slots ([`limiter`]), authentication
+//! ([`auth`]), request bodies that can be sent again ([`body`]), redirects
+//! kept on the registry's origin ([`redirect`]), retries from one budget per
+//! operation ([`retry`]), and what others may watch ([`observer`]).
+//!
+//! Rules kept here so that no caller can forget them:
+//! - credentials only ever go to the registry's own origin (scheme, host and
+//!   port): redirects are followed by hand, and an absolute upload `Location`
+//!   on another host, or an https -> http redirect, gets no `Authorization`;
+//! - a request body is a [`Body`] that can be rebuilt for each attempt (a file
+//!   is reopened), never a consumed stream;
+//! - every retry of an operation, at whatever layer, is spent from the one
+//!   [`RetryBudget`] of that operation;
+//! - logs show method, host and path, never a query string, header value,
+//!   credential or token.
+
+pub mod auth;
+mod body;
+pub mod limiter;
+pub mod observer;
+pub mod redirect;
+pub mod request;
+pub mod retry;
+mod send;
+
+use reqwest::Url;
+use tokio::sync::OnceCell;
+
+pub use observer::{RequestEvent, RequestObserver, Stats, StatsSnapshot};
+pub use request::{Body, Request, Response};
+pub use retry::{RetryBudget, RetryPolicy};
+
+use crate::registry::credentials::Credential;
+use limiter::Limiter;
+
+/// What the client keeps per registry: where it is, its request slots, its
+/// credentials and challenge (learnt once) and its counters.
+pub struct RegistryState {
+    pub registry: String,
+    pub base: Url,
+    pub limiter: Limiter,
+    pub credential: OnceCell<Option<Credential>>,
+    pub challenge: OnceCell<std::sync::Mutex<Option<auth::Challenge>>>,
+    pub stats: Stats,
+}
+
+#[cfg(doc)]
+use crate::registry::Client;

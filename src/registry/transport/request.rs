@@ -1,0 +1,209 @@
+//! A request as data, and its answer.
+//!
+//! A [`Request`] says everything about one logical request (method, URL,
+//! headers, a [`Body`] that can be produced again for every attempt, the
+//! token scopes it needs, whether it may be retried by itself, and which
+//! progress bar its bytes advance); [`Client::send`](crate::registry::Client::send)
+//! turns it into attempts. A [`Response`] holds the registry's request slot
+//! until dropped.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode, Url};
+
+use super::limiter::Slot;
+use super::retry::parse_retry_after;
+use crate::registry::error::{
+    parse_error_body, transport_text, ErrorContext, ErrorKind, RegistryError,
+};
+use crate::registry::headers::resolve_location;
+
+/// A request body that can be produced again for every attempt.
+#[derive(Clone, Debug)]
+pub enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// `len` bytes of the file at `path` from `offset`, reopened per attempt.
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One request to a registry.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Body,
+    /// Token scopes this request needs.
+    pub scopes: Vec<String>,
+    /// Retry this request by itself on temporary failures. Upload data
+    /// requests (PATCH, PUT on a session) set this to false: their caller
+    /// restarts or resumes the session instead.
+    pub retry: bool,
+    /// Reporter task that body bytes advance.
+    pub progress: Option<String>,
+}
+
+impl Request {
+    pub fn new(method: Method, url: Url, scopes: Vec<String>) -> Request {
+        Request {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+            scopes,
+            retry: true,
+            progress: None,
+        }
+    }
+
+    pub fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Request {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    pub fn body(mut self, body: Body) -> Request {
+        self.body = body;
+        self
+    }
+
+    pub fn no_retry(mut self) -> Request {
+        self.retry = false;
+        self
+    }
+
+    pub fn progress(mut self, id: Option<String>) -> Request {
+        self.progress = id;
+        self
+    }
+}
+
+/// An answer. It holds the registry's request slot until dropped, so that a
+/// streamed download counts against the per-registry limit.
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The URL that answered (after redirects).
+    pub url: Url,
+    pub(super) inner: reqwest::Response,
+    /// The body, when it was read already (error answers, see
+    /// [`Response::buffer_error`]).
+    pub(super) buffered: Option<Bytes>,
+    pub(super) _slot: Slot,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Location` resolved against the answering URL.
+    pub fn location(&self) -> Option<Result<Url, String>> {
+        self.header(LOCATION.as_str())
+            .map(|l| resolve_location(&self.url, l))
+    }
+
+    /// Read the whole body, refusing more than `limit` bytes.
+    pub async fn bytes_limited(mut self, limit: usize) -> Result<Vec<u8>, ErrorKind> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            if out.len() + chunk.len() > limit {
+                return Err(ErrorKind::Protocol(format!(
+                    "the answer is larger than {limit} bytes"
+                )));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// The next piece of a streamed body.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, ErrorKind> {
+        if let Some(b) = self.buffered.take() {
+            return Ok(Some(b));
+        }
+        self.inner
+            .chunk()
+            .await
+            .map_err(|e| ErrorKind::Transport(transport_text(e)))
+    }
+
+    /// Read an error answer's body (at most 64 KiB) and describe it; the
+    /// answer is given back with its body kept, so that a caller can still
+    /// read it. `None` when the body could not be read (then the error is
+    /// a transport error).
+    pub(super) async fn buffer_error(
+        mut self,
+        context: &ErrorContext,
+    ) -> Result<(Option<Response>, RegistryError), RegistryError> {
+        const LIMIT: usize = 64 * 1024;
+        let mut body = Vec::new();
+        loop {
+            match self.chunk().await {
+                Ok(Some(c)) => {
+                    let room = LIMIT.saturating_sub(body.len());
+                    body.extend_from_slice(&c[..c.len().min(room)]);
+                    if body.len() >= LIMIT {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(k) => return Err(RegistryError::new(context.clone(), k)),
+            }
+        }
+        self.buffered = Some(Bytes::from(body));
+        let status = self.status.as_u16();
+        let errors = parse_error_body(self.buffered.as_deref().unwrap_or_default());
+        let mut e = RegistryError::new(context.clone(), ErrorKind::Status { status, errors });
+        e.ratelimit_remaining = self.header("ratelimit-remaining").map(str::to_string);
+        e.retry_after = self
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .map(|d| d.as_secs());
+        Ok((Some(self), e))
+    }
+
+    /// Turn an unexpected answer into a [`RegistryError`] with the
+    /// registry's diagnostics.
+    pub async fn into_error(self, context: ErrorContext) -> RegistryError {
+        let status = self.status.as_u16();
+        let ratelimit = self.header("ratelimit-remaining").map(str::to_string);
+        let retry_after = self
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .map(|d| d.as_secs());
+        let body = self.bytes_limited(64 * 1024).await.unwrap_or_default();
+        let mut e = RegistryError::new(
+            context,
+            ErrorKind::Status {
+                status,
+                errors: parse_error_body(&body),
+            },
+        );
+        e.ratelimit_remaining = ratelimit;
+        e.retry_after = retry_after;
+        e
+    }
+}
