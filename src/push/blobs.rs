@@ -16,7 +16,7 @@ use crate::image::once::OnceMap;
 use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
-use crate::registry::blobs::{MountResult, UploadMode, UploadSession, DEFAULT_CHUNK_SIZE};
+use crate::registry::blobs::{MountResult, UploadMode, UploadSession};
 use crate::registry::Client;
 
 /// How many mount sources are asked before uploading.
@@ -196,7 +196,7 @@ impl BlobPusher<'_> {
                 Ok(p) => p,
                 Err(e) => {
                     if let Some(s) = session {
-                        abandon_session(self.client, reg, repo, s).await;
+                        self.client.cancel_upload(&s).await;
                     }
                     return Err(e);
                 }
@@ -208,7 +208,7 @@ impl BlobPusher<'_> {
                     d,
                     desc.size,
                     &path,
-                    upload_mode(self.mode, reg, desc.size),
+                    self.client.host(reg).upload_mode(self.mode, desc.size),
                     session,
                     Some(r.progress_id.clone()),
                 )
@@ -269,49 +269,4 @@ enum Mount {
     Done,
     Session(UploadSession),
     Refused,
-}
-
-/// The upload mode for a blob of `size` bytes on `registry`: the one asked
-/// for, except that ghcr.io takes blobs over 512 MiB only in chunks.
-fn upload_mode(mode: UploadMode, registry: &str, size: u64) -> UploadMode {
-    match mode {
-        UploadMode::Monolithic | UploadMode::Streamed
-            if registry == "ghcr.io" && size > 512 * 1024 * 1024 =>
-        {
-            UploadMode::Chunked(DEFAULT_CHUNK_SIZE)
-        }
-        m => m,
-    }
-}
-
-/// A session opened by a mount answered 202 that will not be used (the
-/// blob's bytes could not be had). It is left to expire on the registry.
-async fn abandon_session(client: &Client, registry: &str, repo: &str, session: UploadSession) {
-    let _ = (client, registry, repo, session);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ghcr_takes_large_blobs_in_chunks() {
-        let big = 512 * 1024 * 1024 + 1;
-        assert_eq!(
-            upload_mode(UploadMode::Monolithic, "ghcr.io", big),
-            UploadMode::Chunked(DEFAULT_CHUNK_SIZE)
-        );
-        assert_eq!(
-            upload_mode(UploadMode::Monolithic, "ghcr.io", big - 1),
-            UploadMode::Monolithic
-        );
-        assert_eq!(
-            upload_mode(UploadMode::Monolithic, "docker.io", big),
-            UploadMode::Monolithic
-        );
-        assert_eq!(
-            upload_mode(UploadMode::Chunked(7), "ghcr.io", big),
-            UploadMode::Chunked(7)
-        );
-    }
 }

@@ -31,7 +31,7 @@ mod report;
 mod targets;
 
 pub use blobs::BlobBytes;
-pub use report::{human_bytes, PushError, PushReport, RegistryReport, TargetReport};
+pub use report::{PushError, PushReport, RegistryReport, TargetReport};
 pub use targets::{by_digest, merge_targets, parse_targets, pin_untagged, PushTarget};
 
 use std::collections::HashMap;
@@ -258,7 +258,7 @@ impl Pusher {
             None => format!(
                 "{}: {} sent, {} retries",
                 r.registry(),
-                human_bytes(stats.bytes_sent),
+                crate::render::human_bytes(stats.bytes_sent),
                 stats.retries
             ),
             Some(e) => format!("{}: failed: {e}", r.registry()),

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use reqwest::Method;
 
 use super::blobs::{generate_blob, Blob};
-use super::report::{human, mb_per_s, round3, BenchReport, Cleanup, Latency, RunResult};
+use super::report::{mb_per_s, round3, BenchReport, Cleanup, Latency, RunResult};
 use super::{BenchMode, BenchOptions, BenchTarget, KINDS};
 use crate::oci::Digest;
 use crate::progress::{Level, SharedReporter};
@@ -148,7 +148,7 @@ pub async fn bench(
                 "run {}/{total}: generating {} blobs of {} for {} {} x{conc}",
                 run + 1,
                 opts.blobs,
-                human(opts.size),
+                crate::render::human_bytes(opts.size),
                 target.name(),
                 mode.name()
             ),
@@ -305,7 +305,7 @@ async fn run_one(
         &up_id,
         &format!(
             "{label}: uploaded {} in {upload_secs:.2}s ({upload_mb:.1} MB/s){}",
-            human(bytes),
+            crate::render::human_bytes(bytes),
             if failed_uploads > 0 {
                 format!(", {failed_uploads} failed")
             } else {
@@ -354,7 +354,7 @@ async fn run_one(
             &pull_id,
             &format!(
                 "{label}: pulled {} in {secs:.2}s ({mb:.1} MB/s){}",
-                human(pulled_bytes),
+                crate::render::human_bytes(pulled_bytes),
                 if failed_pulls > 0 {
                     format!(", {failed_pulls} failed")
                 } else {

@@ -251,6 +251,7 @@ impl Upload<'_> {
                         continue;
                     }
                     offset = end + 1;
+                    self.budget.progressed();
                     Ok(())
                 }
                 Ok(resp) => Err(resp.into_error(self.c.clone()).await),

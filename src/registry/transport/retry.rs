@@ -90,6 +90,14 @@ impl RetryBudget {
         (attempt <= self.policy.max_retries).then_some(attempt)
     }
 
+    /// The operation made progress (a chunk of an upload was stored): the
+    /// retries spent so far were not in vain, and the budget is whole again.
+    /// A long chunked upload then survives sporadic faults, while one that
+    /// keeps failing at the same point still stops after `max_retries`.
+    pub fn progressed(&self) {
+        self.used.store(0, Ordering::Relaxed);
+    }
+
     /// Retries spent so far.
     pub fn used(&self) -> u32 {
         self.used
@@ -184,6 +192,17 @@ mod tests {
         assert_eq!(budget.spend(), None);
         assert_eq!(budget.used(), 3);
         assert_eq!(RetryBudget::new(&fast(0)).next_delay(None), None);
+    }
+
+    #[test]
+    fn progress_makes_the_budget_whole_again() {
+        let b = RetryBudget::new(&fast(2));
+        assert!(b.spend().is_some() && b.spend().is_some());
+        assert!(b.spend().is_none());
+        b.progressed();
+        assert_eq!(b.used(), 0);
+        assert!(b.spend().is_some() && b.spend().is_some());
+        assert!(b.spend().is_none());
     }
 
     #[test]
