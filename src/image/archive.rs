@@ -111,17 +111,9 @@ pub fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &Path, prefix: &Path)
 /// A reader of a layer's tar, whatever its compression (sniffed: gzip,
 /// zstd, or none).
 fn layer_reader(path: &Path) -> Result<Box<dyn Read>> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut magic = [0u8; 4];
-    let n = f.read(&mut magic)?;
-    let f = BufReader::new(File::open(path)?);
-    Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(f)),
-        [0x28, 0xb5, 0x2f, 0xfd] => {
-            Box::new(zstd::stream::read::Decoder::new(f).context("starting the zstd decoder")?)
-        }
-        _ => Box::new(f),
-    })
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    crate::layer::decoder(BufReader::new(f))
+        .with_context(|| format!("reading layer {}", path.display()))
 }
 
 /// A `docker save` archive: `manifest.json` (Config, RepoTags, Layers), the
