@@ -41,7 +41,7 @@ pub const KINDS: [&str; 5] = ["HEAD", "POST", "PATCH", "PUT", "GET"];
 
 pub use blobs::generate_blob;
 pub use report::{BenchReport, Cleanup, Latency, RunResult};
-pub use run::{bench, bench_blocking, WARM_UP_PROBE};
+pub use run::{bench, WARM_UP_PROBE};
 
 /// Largest accepted `--concurrency` value.
 pub const MAX_CONCURRENCY: usize = 1024;

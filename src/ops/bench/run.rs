@@ -184,19 +184,6 @@ pub async fn bench(
     })
 }
 
-/// [`bench`] on a runtime of its own, for synchronous callers.
-pub fn bench_blocking(
-    opts: BenchOptions,
-    store: CredentialStore,
-    reporter: SharedReporter,
-) -> anyhow::Result<BenchReport> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(bench(opts, store, reporter))
-}
-
 /// Generate a run's blobs on the rayon pool (never on tokio's workers).
 async fn generate(
     dir: &Path,
