@@ -494,49 +494,57 @@ optional = true
 #[test]
 fn build_push_streams_layers_before_the_build_ends() {
     // The first layer is small, the last big: with one compression job the
-    // small layer's upload must arrive at the registry before the build
-    // commits, i.e. before the first manifest, while the big one compresses.
+    // small layer is uploaded while the big one still compresses.
     let pair = Pair::start();
     let env = &pair.env;
     let dir = tempdir();
-    let targets = format!("[[target]]\nref = \"{}/acme/app\"\n", pair.b.host());
+    let p = &pair.b;
+    let targets = format!("[[target]]\nref = \"{}/acme/app\"\n", p.host());
     let recipe = write_recipe(dir.path(), &[200_000, 24 << 20], 10, &targets);
     let layout = dir.path().join("out");
     let r = run(env
         .cmd()
-        .args(["build", "--push", "--verbose", "--jobs", "1", "-o"])
+        .args(["build", "--push", "--json", "--jobs", "1", "-o"])
         .arg(&layout)
         .arg(&recipe));
     assert_ok(&r);
-    let (digest, _, blobs) = read_layout(&layout);
-    assert_eq!(r.stdout.trim(), digest);
-    // Figure: the small layer's upload line comes before the big layer's
-    // "built" line in the log (the stream does not wait for the build).
-    let small = blobs
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let layer = |name: &str| -> String {
+        let layers = doc["build"]["images"][0]["layers"].as_array().unwrap();
+        let l = layers.iter().find(|l| l["source"] == name);
+        let digest = l.and_then(|l| l["digest"].as_str());
+        digest
+            .unwrap_or_else(|| panic!("no layer {name}: {doc:#}"))
+            .to_string()
+    };
+    let (small, big) = (layer("l0"), layer("l1"));
+    // The big layer's blob was last written when its compression ended.
+    let big_done = std::fs::metadata(layout.join("blobs/sha256").join(&big[7..]))
+        .and_then(|m| m.modified())
+        .unwrap();
+    // Figure: the small layer's blob PUT (the one naming its digest) reached
+    // the registry, and was stored, while the big layer was not yet
+    // written: the upload did not wait for the build.
+    let log = p.log();
+    let put = log
         .iter()
-        .find(|(_, s)| **s < 1 << 20 && **s > 100_000)
-        .unwrap()
-        .0;
-    let ready = r
-        .stderr
-        .find(&format!("layer {small} ready"))
-        .unwrap_or_else(|| panic!("{}", r.stderr));
-    let big_done = r
-        .stderr
-        .find("l1: sha256:")
-        .unwrap_or_else(|| panic!("{}", r.stderr));
-    assert!(ready < big_done, "{}", r.stderr);
-    let sent = r.stderr[..big_done]
-        .matches(&format!(
-            "PUT http://{}/v2/acme/app/blobs/uploads/",
-            pair.b.host()
-        ))
-        .count();
+        .find(|e| {
+            e.method == "PUT"
+                && e.path.contains("/blobs/uploads/")
+                && e.query.as_deref().is_some_and(|q| q.contains(&small[7..]))
+        })
+        .unwrap_or_else(|| panic!("no PUT of {small}: {log:#?}"));
+    assert_eq!(put.status, Some(201), "{put:#?}");
     assert!(
-        sent >= 1,
-        "no blob PUT before the big layer finished:\n{}",
-        r.stderr
+        put.arrived_at < big_done,
+        "the PUT of {small} arrived {:?} after the big layer was written",
+        put.arrived_at.duration_since(big_done).unwrap_or_default()
     );
+    let (digest, _, _) = read_layout(&layout);
+    assert_eq!(doc["build"]["digest"], digest.as_str());
+    assert_eq!(doc["push"]["digest"], digest.as_str());
+    let pushed = remote_digest(&format!("{}/acme/app:1.0", p.host()), Some(&basic_creds()));
+    assert_eq!(pushed, digest);
 }
 
 #[test]

@@ -97,6 +97,9 @@ pub struct LogEntry {
     pub injected: Option<Injected>,
     /// When the request's headers arrived.
     pub arrived: std::time::Instant,
+    /// The same moment on the wall clock, comparable with file times (a
+    /// blob's modification time tells when it was finished).
+    pub arrived_at: std::time::SystemTime,
 }
 
 /// Fault settings, changed at run time with [`FaultProxy::configure`].
@@ -504,6 +507,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             body_bytes: 0,
             injected: None,
             arrived: std::time::Instant::now(),
+            arrived_at: std::time::SystemTime::now(),
         });
         let index = st.log.len() - 1;
         st.counters.entry(method.clone()).or_default().requests += 1;
