@@ -17,6 +17,7 @@ use boxwright::push::{push, PushOptions, PushTarget};
 use boxwright::registry::client::default_client;
 
 use crate::common::noise;
+use crate::pair::body_bytes;
 use crate::support::{dead_host, tempdir, FaultProxy, LogEntry, Registry};
 
 /// Size of the layer both platforms share.
@@ -155,10 +156,7 @@ async fn dual_push_sends_each_blob_once_per_registry_then_heads_only() {
         // per tag (not by digest too: the tag PUT stores it).
         let expected = unique_bytes + repos * (manifest_bytes - index_size) + tags * index_size;
         assert_eq!(reg.bytes_sent, expected, "{reg:#?}");
-        let received: u64 = ["PUT", "PATCH", "POST"]
-            .iter()
-            .map(|m| proxy.bytes_received(m))
-            .sum();
+        let received: u64 = body_bytes(proxy);
         assert_eq!(received, expected, "{:#?}", proxy.log());
         assert_eq!(reg.retries, 0, "{reg:#?}");
         let log = proxy.log();

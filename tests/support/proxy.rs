@@ -102,6 +102,21 @@ pub struct LogEntry {
     pub arrived_at: std::time::SystemTime,
 }
 
+impl LogEntry {
+    /// The query's parameters, decoded, in order.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        query_pairs(self.query.as_deref())
+    }
+
+    /// The decoded value of the query parameter `key` (`digest`, `mount`, ...).
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+}
+
 /// Fault settings, changed at run time with [`FaultProxy::configure`].
 #[derive(Clone, Debug)]
 pub struct FaultConfig {
