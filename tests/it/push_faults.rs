@@ -140,7 +140,7 @@ fn push_with_fault_on_token_registry(
     assert_ok(&r);
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     for (p, reg) in [(&pair.b, &pair.reg_b), (&pair.a, &pair.reg_a)] {
-        assert_eq!(served(&pair, p, "acme/app:1"), image.digest);
+        assert_eq!(served(pair, p, "acme/app:1"), image.digest);
         let stored = reg.stored_blobs();
         for d in image.blobs.keys() {
             assert!(stored.contains(d), "{d} missing on {}", p.host());
