@@ -301,6 +301,3 @@ pub async fn push(
     pusher.start_progress(graph.blob_bytes());
     Ok(pusher.push_graph(&img, &graph).await)
 }
-
-#[cfg(test)]
-mod tests;

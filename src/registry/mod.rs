@@ -40,6 +40,3 @@ pub use manifests::ManifestInfo;
 pub use reference::Reference;
 pub use repo::Repo;
 pub use transport::{RetryBudget, RetryPolicy};
-
-#[cfg(test)]
-pub(crate) mod smoke_tests;

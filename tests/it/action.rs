@@ -10,9 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest as _, Sha256};
-
-use crate::common::{b64, root, run, write, Run};
+use crate::common::{b64, noise, root, run, write, Run};
+use crate::push::remote_digest;
 use crate::support::{skopeo, tempdir, tools, Registry, TokenServer};
 
 const GH_ACTOR: &str = "octo-bot";
@@ -171,18 +170,6 @@ fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-fn remote_digest(reference: &str, creds: &str) -> String {
-    let raw = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        creds,
-        &format!("docker://{reference}"),
-    ]);
-    format!("sha256:{}", hex::encode(Sha256::digest(raw.as_bytes())))
-}
-
 fn tags(repo: &str, creds: &str) -> BTreeSet<String> {
     tags_of(&skopeo(&[
         "list-tags",
@@ -251,7 +238,7 @@ fn action_script_pushes_verifies_and_writes_outputs_and_summary() {
 
     let gh_creds = format!("{GH_ACTOR}:{GH_TOKEN}");
     let hub_creds = format!("{HUB_USER}:{HUB_TOKEN}");
-    let digest = remote_digest(&format!("{ghcr}/acme/r2d:1.4.0"), &gh_creds);
+    let digest = remote_digest(&format!("{ghcr}/acme/r2d:1.4.0"), Some(&gh_creds));
     assert_eq!(
         tags(&format!("{hub}/acme/r2d"), &hub_creds),
         ["1.4.0", "latest"].map(String::from).into()
@@ -263,7 +250,11 @@ fn action_script_pushes_verifies_and_writes_outputs_and_summary() {
         (format!("{hub}/acme/r2d:latest"), &hub_creds),
         (extra.clone(), &gh_creds),
     ] {
-        assert_eq!(remote_digest(&reference, creds), digest, "{reference}");
+        assert_eq!(
+            remote_digest(&reference, Some(creds)),
+            digest,
+            "{reference}"
+        );
     }
 
     let out = runner.outputs();
@@ -410,7 +401,7 @@ fn action_script_pushes_by_digest_without_tags() {
     assert_eq!(out["image"], refs[0]);
     assert_eq!(out["verified"], "true");
     let gh_creds = format!("{GH_ACTOR}:{GH_TOKEN}");
-    assert_eq!(remote_digest(refs[0], &gh_creds), *digest);
+    assert_eq!(remote_digest(refs[0], Some(&gh_creds)), *digest);
     // Figure: no tag was created.
     let err = crate::support::try_skopeo(&[
         "list-tags",
@@ -511,224 +502,13 @@ fn action_script_resolves_a_local_checkout_and_uses_a_given_binary() {
     assert_eq!(runner.outputs()["path"], env!("CARGO_BIN_EXE_boxwright"));
 }
 
-// ---- action.yml and the example workflows ----
-
-fn yaml(path: &Path) -> serde_yaml::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
-}
-
-fn keys(v: &serde_yaml::Value) -> BTreeSet<String> {
-    v.as_mapping()
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn action() -> serde_yaml::Value {
-    yaml(&root().join("action.yml"))
-}
-
-#[test]
-fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
-    let a = action();
-    let inputs = keys(&a["inputs"]);
-    for want in [
-        "recipe",
-        "vars",
-        "targets",
-        "verify",
-        "version",
-        "extra-args",
-        "platform",
-        "by-digest",
-        "install-only",
-    ] {
-        assert!(inputs.contains(want), "input {want} missing: {inputs:?}");
-    }
-    assert_eq!(
-        a["inputs"]["recipe"]["default"].as_str(),
-        Some("recipes/r2d.toml")
-    );
-    assert_eq!(a["inputs"]["verify"]["default"].as_str(), Some("true"));
-    let outputs = keys(&a["outputs"]);
-    assert_eq!(
-        outputs,
-        ["digest", "image", "refs", "report", "targets", "verified"]
-            .map(String::from)
-            .into()
-    );
-    assert_eq!(a["runs"]["using"].as_str(), Some("composite"));
-    let steps = a["runs"]["steps"].as_sequence().unwrap();
-    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
-    // Figure: the three script commands, in order; a cache step on the binary.
-    assert_eq!(
-        runs,
-        [
-            r#""$GITHUB_ACTION_PATH/scripts/action.sh" resolve"#,
-            r#""$GITHUB_ACTION_PATH/scripts/action.sh" install"#,
-            r#""$GITHUB_ACTION_PATH/scripts/action.sh" run"#
-        ]
-    );
-    assert!(steps.iter().any(|s| s["uses"]
-        .as_str()
-        .is_some_and(|u| u.starts_with("actions/cache@"))
-        && s["with"]["path"]
-            .as_str()
-            .is_some_and(|p| p.contains("~/.cargo/bin/boxwright"))));
-    for s in steps.iter().filter(|s| s["run"].is_string()) {
-        assert_eq!(s["shell"].as_str(), Some("bash"));
-    }
-    // Every `inputs.X` the action reads is one it defines; every output comes
-    // from the run step.
-    let text = std::fs::read_to_string(root().join("action.yml")).unwrap();
-    for used in text.split("inputs.").skip(1) {
-        let name: String = used
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect();
-        assert!(
-            inputs.contains(&name),
-            "action.yml reads undefined input {name}"
-        );
-    }
-    for o in &outputs {
-        assert_eq!(
-            a["outputs"][o.as_str()]["value"].as_str(),
-            Some(format!("${{{{ steps.run.outputs.{o} }}}}").as_str())
-        );
-    }
-    // The script reads INPUT_<NAME> for each input the run step passes.
-    let script = std::fs::read_to_string(root().join("scripts/action.sh")).unwrap();
-    let env = steps.iter().find(|s| s["id"] == "run").unwrap()["env"].clone();
-    for k in keys(&env) {
-        assert!(
-            script.contains(&format!("${{{k}")),
-            "the script ignores {k}"
-        );
-    }
-}
-
-/// Steps that use this action: `./` or `OWNER/boxwright@REF`.
-fn is_this_action(uses: &str) -> bool {
-    uses == "./"
-        || uses == "."
-        || uses
-            .split('@')
-            .next()
-            .is_some_and(|r| r.ends_with("/boxwright"))
-}
-
-#[test]
-fn example_workflows_parse_and_pass_only_defined_inputs() {
-    let a = action();
-    let inputs = keys(&a["inputs"]);
-    let outputs = keys(&a["outputs"]);
-    let dir = root().join("examples/workflows");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-        .collect();
-    files.sort();
-    let names: Vec<String> = files
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "r2d-build.yml",
-            "r2d-multiplatform.yml",
-            "registry-health.yml"
-        ]
-    );
-    let mut uses_of_action = 0;
-    for f in &files {
-        let w = yaml(f);
-        let text = std::fs::read_to_string(f).unwrap();
-        assert!(w["name"].is_string(), "{}: no name", f.display());
-        assert!(!w["on"].is_null(), "{}: no `on`", f.display());
-        let jobs = w["jobs"]
-            .as_mapping()
-            .unwrap_or_else(|| panic!("{}: no jobs", f.display()));
-        for (job, body) in jobs {
-            assert!(
-                body["runs-on"].is_string(),
-                "{}: {job:?} has no runs-on",
-                f.display()
-            );
-            for step in body["steps"].as_sequence().unwrap() {
-                let Some(uses) = step["uses"].as_str() else {
-                    assert!(
-                        step["run"].is_string(),
-                        "{}: a step with neither uses nor run",
-                        f.display()
-                    );
-                    continue;
-                };
-                if !is_this_action(uses) {
-                    continue;
-                }
-                uses_of_action += 1;
-                for k in keys(&step["with"]) {
-                    assert!(
-                        inputs.contains(&k),
-                        "{}: input {k} is not in action.yml",
-                        f.display()
-                    );
-                }
-                // Outputs read from this step exist.
-                if let Some(id) = step["id"].as_str() {
-                    let pat = format!("steps.{id}.outputs.");
-                    for used in text.split(&pat).skip(1) {
-                        let name: String = used
-                            .chars()
-                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                            .collect();
-                        assert!(
-                            outputs.contains(&name),
-                            "{}: output {name} is not in action.yml",
-                            f.display()
-                        );
-                    }
-                }
-            }
-        }
-    }
-    // Figure: r2d-build (1), r2d-multiplatform (platform, index: 2), registry-health (1).
-    assert_eq!(uses_of_action, 4);
-    let mp = std::fs::read_to_string(dir.join("r2d-multiplatform.yml")).unwrap();
-    assert!(mp.contains("boxwright index") && mp.contains("by-digest: true"));
-    let health = yaml(&dir.join("registry-health.yml"));
-    assert!(health["on"]["schedule"][0]["cron"].is_string());
-    let h = std::fs::read_to_string(dir.join("registry-health.yml")).unwrap();
-    assert!(
-        h.contains("boxwright verify --json")
-            && h.contains("boxwright bench")
-            && h.contains("actions/upload-artifact")
-    );
-}
-
 /// `build` on a terminal (a pty from `script`, util-linux): bars without
 /// Actions, plain lines with `GITHUB_ACTIONS=true`.
 #[test]
 fn progress_on_a_terminal_in_actions_is_plain_lines() {
     let dir = tempdir();
     // 24 MB that gzip cannot shrink: long enough for bars to be drawn.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let data: Vec<u8> = (0..24 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(dir.path().join("big"), data).unwrap();
+    std::fs::write(dir.path().join("big"), noise(24 << 20, 1)).unwrap();
     write(
         &dir.path().join("r.toml"),
         "[image]\nname = \"x\"\n\n[[layer]]\nname = \"big\"\n\n[[layer.entry]]\nsrc = \"big\"\ndest = \"/big\"\n",

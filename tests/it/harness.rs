@@ -27,6 +27,29 @@ fn with_auth(rb: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::Reque
     }
 }
 
+/// The `Location` header of an answer (an upload session's URL).
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// An upload session's URL with `digest=` added to its query.
+pub fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+/// `POST /v2/<repo>/blobs/uploads/` on `base` (no credentials): insists on
+/// 202 and returns the session's URL.
+pub async fn open_upload(client: &reqwest::Client, base: &str, repo: &str) -> String {
+    let post = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .expect("POST upload");
+    assert_eq!(post.status(), StatusCode::ACCEPTED, "POST on {repo}");
+    location(&post)
+}
+
 /// `POST /v2/<repo>/blobs/uploads/` then one `PUT <Location>&digest=` with the
 /// whole blob. Returns the PUT's status (or the POST's, if not 202).
 pub async fn push_monolithic(
@@ -46,10 +69,8 @@ pub async fn push_monolithic(
     if post.status() != StatusCode::ACCEPTED {
         return post.status();
     }
-    let location = post.headers()["location"].to_str().unwrap().to_string();
-    let sep = if location.contains('?') { '&' } else { '?' };
     let put = with_auth(
-        client.put(format!("{location}{sep}digest={}", digest_of(data))),
+        client.put(with_digest(&location(&post), &digest_of(data))),
         token,
     )
     .header("content-type", "application/octet-stream")

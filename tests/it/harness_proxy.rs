@@ -4,7 +4,7 @@
 use reqwest::{Client, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{blob, digest_of, push_monolithic};
+use crate::harness::{blob, digest_of, location, open_upload, push_monolithic, with_digest};
 use crate::support::{Fault, FaultProxy, Injected, Registry, GHCR_PATCH_CAP};
 
 /// Figures: a blob of N = 3 MiB + 17 bytes pushed through the proxy as
@@ -21,13 +21,7 @@ async fn proxy_counts_request_bytes_and_keeps_host() {
     let n = data.len() as u64;
     let digest = digest_of(&data);
 
-    let post = client
-        .post(format!("{}/v2/p/blobs/uploads/", proxy.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), StatusCode::ACCEPTED);
-    let loc = post.headers()["location"].to_str().unwrap().to_string();
+    let loc = open_upload(&client, &proxy.url(), "p").await;
     assert!(
         loc.starts_with(&proxy.url()),
         "Location {loc} must point at the proxy"
@@ -41,10 +35,9 @@ async fn proxy_counts_request_bytes_and_keeps_host() {
         .await
         .unwrap();
     assert_eq!(patch.status(), StatusCode::ACCEPTED);
-    let loc = patch.headers()["location"].to_str().unwrap().to_string();
-    let sep = if loc.contains('?') { '&' } else { '?' };
+    let loc = location(&patch);
     let put = client
-        .put(format!("{loc}{sep}digest={digest}"))
+        .put(with_digest(&loc, &digest))
         .body(data[half..].to_vec())
         .send()
         .await
@@ -103,10 +96,10 @@ async fn proxy_mount_202_and_strict_query() {
     proxy.configure(|c| c.mount_202 = true);
     let resp = client.post(mount("dst", "")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let loc = resp.headers()["location"].to_str().unwrap().to_string();
+    let loc = location(&resp);
     assert!(loc.starts_with(&proxy.url()));
     let put = client
-        .put(format!("{loc}&digest={digest}"))
+        .put(with_digest(&loc, &digest))
         .body(data.clone())
         .send()
         .await
@@ -156,13 +149,7 @@ async fn proxy_one_shot_faults_and_extra_headers() {
     assert_eq!(resp.headers()["ratelimit-remaining"], "42;w=21600");
 
     proxy.fail_next("PATCH", Fault::Unavailable);
-    let post = client
-        .post(format!("{}/v2/r/blobs/uploads/", proxy.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), StatusCode::ACCEPTED);
-    let loc = post.headers()["location"].to_str().unwrap().to_string();
+    let loc = open_upload(&client, &proxy.url(), "r").await;
     let patch = client
         .patch(&loc)
         .body(vec![1u8; 1000])
@@ -200,19 +187,9 @@ async fn proxy_upload_unknown_hits_only_upload_sessions() {
         .await
         .unwrap();
     assert_eq!(v2.status(), StatusCode::OK);
-    let open = || async {
-        let post = client
-            .post(format!("{}/v2/r/blobs/uploads/", proxy.url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(post.status(), StatusCode::ACCEPTED);
-        post.headers()["location"].to_str().unwrap().to_string()
-    };
-    let loc = open().await;
-    let sep = if loc.contains('?') { '&' } else { '?' };
+    let loc = open_upload(&client, &proxy.url(), "r").await;
     let put = client
-        .put(format!("{loc}{sep}digest=sha256:{}", "0".repeat(64)))
+        .put(with_digest(&loc, &format!("sha256:{}", "0".repeat(64))))
         .body(vec![1u8; 10])
         .send()
         .await
@@ -222,7 +199,7 @@ async fn proxy_upload_unknown_hits_only_upload_sessions() {
     assert_eq!(body["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
 
     proxy.fail_next_chunk(10, Fault::UploadUnknown);
-    let loc = open().await;
+    let loc = open_upload(&client, &proxy.url(), "r").await;
     let first = client
         .patch(&loc)
         .header("content-range", "0-9")
@@ -231,7 +208,7 @@ async fn proxy_upload_unknown_hits_only_upload_sessions() {
         .await
         .unwrap();
     assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let next = first.headers()["location"].to_str().unwrap().to_string();
+    let next = location(&first);
     let second = client
         .patch(&next)
         .header("content-range", "10-19")
@@ -297,16 +274,8 @@ async fn proxy_patch_cap_answers_416() {
     proxy.configure(|c| c.patch_cap = Some(GHCR_PATCH_CAP));
     let client = Client::new();
     let cap = GHCR_PATCH_CAP as usize;
-    let start = |repo: &'static str| {
-        let client = client.clone();
-        let url = format!("{}/v2/{repo}/blobs/uploads/", proxy.url());
-        async move {
-            let post = client.post(url).send().await.unwrap();
-            post.headers()["location"].to_str().unwrap().to_string()
-        }
-    };
 
-    let loc = start("c").await;
+    let loc = open_upload(&client, &proxy.url(), "c").await;
     let over = client
         .patch(&loc)
         .header("content-range", format!("0-{}", cap))
@@ -337,7 +306,7 @@ async fn proxy_patch_cap_answers_416() {
             (0..mib).map(move |_| Ok::<_, std::io::Error>(one.clone())),
         ))
     };
-    let loc = start("t").await;
+    let loc = open_upload(&client, &proxy.url(), "t").await;
     let small = client
         .patch(&loc)
         .header("content-range", format!("0-{}", (1 << 20) - 1))
@@ -346,7 +315,7 @@ async fn proxy_patch_cap_answers_416() {
         .await
         .unwrap();
     assert_eq!(small.status(), StatusCode::ACCEPTED);
-    let loc = small.headers()["location"].to_str().unwrap().to_string();
+    let loc = location(&small);
     let big = client
         .patch(&loc)
         .header("content-range", format!("{}-{}", 1 << 20, (6 << 20) - 1))
@@ -357,7 +326,7 @@ async fn proxy_patch_cap_answers_416() {
     assert_eq!(big.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(proxy.injected_count(Injected::PatchTooLarge), 2);
 
-    let loc = start("s").await;
+    let loc = open_upload(&client, &proxy.url(), "s").await;
     let streamed = client
         .patch(&loc)
         .body(vec![0u8; cap + 1])
@@ -429,12 +398,7 @@ async fn proxy_streams_big_blob_without_buffering() {
     }
     let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
 
-    let post = client
-        .post(format!("{}/v2/big/blobs/uploads/", proxy.url()))
-        .send()
-        .await
-        .unwrap();
-    let loc = post.headers()["location"].to_str().unwrap().to_string();
+    let loc = open_upload(&client, &proxy.url(), "big").await;
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
@@ -464,12 +428,8 @@ async fn proxy_streams_big_blob_without_buffering() {
     drop(tx);
     let patch = patch.await.unwrap().unwrap();
     assert_eq!(patch.status(), StatusCode::ACCEPTED, "log:\n{}", reg.log());
-    let loc = patch.headers()["location"].to_str().unwrap().to_string();
-    let put = client
-        .put(format!("{loc}&digest={digest}"))
-        .send()
-        .await
-        .unwrap();
+    let loc = location(&patch);
+    let put = client.put(with_digest(&loc, &digest)).send().await.unwrap();
     assert_eq!(put.status(), StatusCode::CREATED, "log:\n{}", reg.log());
     assert_eq!(proxy.bytes_received("PATCH"), (CHUNK * CHUNKS) as u64);
     assert_eq!(reg.stored_blobs(), vec![digest]);
@@ -485,12 +445,7 @@ async fn proxy_drop_mid_body_keeps_session() {
     let proxy = FaultProxy::start(&reg);
     let client = Client::new();
     let data = blob(1 << 20, 13);
-    let post = client
-        .post(format!("{}/v2/drop/blobs/uploads/", proxy.url()))
-        .send()
-        .await
-        .unwrap();
-    let loc = post.headers()["location"].to_str().unwrap().to_string();
+    let loc = open_upload(&client, &proxy.url(), "drop").await;
     proxy.fail_next("PATCH", Fault::DropConnection);
     let err = client.patch(&loc).body(data.clone()).send().await;
     assert!(err.is_err(), "expected a dropped connection, got {err:?}");
@@ -500,9 +455,9 @@ async fn proxy_drop_mid_body_keeps_session() {
 
     let patch = client.patch(&loc).body(data.clone()).send().await.unwrap();
     assert_eq!(patch.status(), StatusCode::ACCEPTED);
-    let loc = patch.headers()["location"].to_str().unwrap().to_string();
+    let loc = location(&patch);
     let put = client
-        .put(format!("{loc}&digest={}", digest_of(&data)))
+        .put(with_digest(&loc, &digest_of(&data)))
         .send()
         .await
         .unwrap();

@@ -8,9 +8,12 @@
 mod support;
 
 mod action;
+mod action_yml;
 mod bench;
 mod build;
+mod build_contents;
 mod build_errors;
+mod build_push;
 mod client;
 mod common;
 mod env;
@@ -22,7 +25,9 @@ mod login;
 mod pair;
 mod publish;
 mod pull;
+mod pull_command;
 mod push;
 mod push_faults;
+mod pusher;
 mod schema;
 mod verify;

@@ -9,38 +9,39 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{assert_ok, boxwright, noise, ok, run, sha256, write, Run};
+use crate::common::{assert_ok, boxwright, noise, ok, run, sha256, write};
 use crate::env::Env;
-use crate::support::{dead_host, skopeo, tempdir, Fault, FaultProxy, LogEntry, Registry};
+use crate::pair::{blob_upload_bytes, uploads_by_digest};
+use crate::support::{dead_host, skopeo, tempdir, FaultProxy, Registry};
 
 /// One platform of the base image.
 #[derive(Debug, Clone)]
-struct BasePlatform {
-    manifest: String,
-    config: String,
+pub(crate) struct BasePlatform {
+    pub manifest: String,
+    pub config: String,
     /// Layer digest -> size, in order.
-    layers: Vec<(String, u64)>,
-    diff_ids: Vec<String>,
-    history: Value,
+    pub layers: Vec<(String, u64)>,
+    pub diff_ids: Vec<String>,
+    pub history: Value,
 }
 
 /// The base: a two-platform index pushed to a registry as `base/img:1.0`.
-struct Base {
+pub(crate) struct Base {
     _dir: tempfile::TempDir,
-    layout: PathBuf,
-    index: String,
-    platforms: BTreeMap<String, BasePlatform>,
+    pub layout: PathBuf,
+    pub index: String,
+    pub platforms: BTreeMap<String, BasePlatform>,
 }
 
 impl Base {
-    fn amd64(&self) -> &BasePlatform {
+    pub fn amd64(&self) -> &BasePlatform {
         &self.platforms["linux/amd64"]
     }
-    fn arm64(&self) -> &BasePlatform {
+    pub fn arm64(&self) -> &BasePlatform {
         &self.platforms["linux/arm64"]
     }
     /// Every blob of the index (configs and layers).
-    fn blobs(&self) -> Vec<String> {
+    pub fn blobs(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .platforms
             .values()
@@ -56,7 +57,7 @@ impl Base {
 
 /// Build the base index: layer `common` (same for both platforms) and layer
 /// `arch` (its own bytes per architecture).
-fn build_base() -> Base {
+pub(crate) fn build_base() -> Base {
     let dir = tempdir();
     let d = dir.path();
     std::fs::write(d.join("common.bin"), noise(40_000, 1)).unwrap();
@@ -150,7 +151,7 @@ dest = "/usr/local/bin/tool"
 }
 
 /// Push the base layout to `host/base/img:1.0`.
-fn push_base(env: &Env, base: &Base, host: &str) {
+pub(crate) fn push_base(env: &Env, base: &Base, host: &str) {
     let out = ok(env
         .cmd()
         .args(["push", "--quiet"])
@@ -191,36 +192,6 @@ dest = "/srv/app.bin"
         ),
     );
     r
-}
-
-fn query_param(e: &LogEntry, key: &str) -> Option<String> {
-    let q = e.query.clone().unwrap_or_default();
-    reqwest::Url::parse(&format!("http://x/?{q}"))
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// Blob digests uploaded (a PUT with `digest=` answered 201), with counts.
-fn uploads_by_digest(log: &[LogEntry]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for e in log {
-        if e.method == "PUT" && e.path.contains("/blobs/uploads/") && e.status == Some(201) {
-            if let Some(d) = query_param(e, "digest") {
-                *m.entry(d).or_default() += 1;
-            }
-        }
-    }
-    m
-}
-
-/// Request-body bytes of blob uploads (POST, PATCH, PUT on `/blobs/uploads/`).
-fn blob_body_bytes(log: &[LogEntry]) -> u64 {
-    log.iter()
-        .filter(|e| e.path.contains("/blobs/uploads/"))
-        .map(|e| e.body_bytes)
-        .sum()
 }
 
 fn read_json(layout: &Path, digest: &str) -> Value {
@@ -282,8 +253,8 @@ fn build_on_a_registry_base_mounts_its_layers_there_and_uploads_them_once_elsewh
         let mounted = log_a.iter().any(|e| {
             e.method == "POST"
                 && e.status == Some(201)
-                && query_param(e, "mount").as_deref() == Some(l.as_str())
-                && query_param(e, "from").as_deref() == Some("base/img")
+                && e.query_param("mount").as_deref() == Some(l.as_str())
+                && e.query_param("from").as_deref() == Some("base/img")
         });
         assert!(mounted, "base layer {l} not mounted on A: {log_a:#?}");
     }
@@ -292,7 +263,7 @@ fn build_on_a_registry_base_mounts_its_layers_there_and_uploads_them_once_elsewh
         base_layers.iter().all(|l| !up_a.contains_key(*l)),
         "{up_a:#?}"
     );
-    assert_eq!(blob_body_bytes(&log_a), own_bytes, "{log_a:#?}");
+    assert_eq!(blob_upload_bytes(&log_a), own_bytes, "{log_a:#?}");
     // Nothing of the base was downloaded from A but the amd64 manifest path.
     assert!(!log_a
         .iter()
@@ -429,252 +400,4 @@ fn build_falls_back_when_the_base_primary_is_stopped() {
     let cached = env.cached();
     assert!(cached.contains(&base.arm64().layers[1].0));
     assert!(!cached.contains(&base.amd64().layers[1].0));
-}
-
-/// `pull REF --fallback REF2 -o DIR` with the primary proxy answering
-/// `fault` to everything.
-fn pull_with_failing_primary(fault: Fault, extra: &[&str]) -> (Run, String, Base, FaultProxy, Env) {
-    let env = Env::new();
-    let (empty, holder) = (Registry::start(), Registry::start());
-    let p1 = FaultProxy::start(&empty);
-    p1.configure(|c| {
-        c.fault_rate = 1.0;
-        c.fault_kinds = vec![fault];
-        c.extra_headers = vec![("ratelimit-remaining".into(), "0;w=21600".into())];
-    });
-    let base = build_base();
-    push_base(&env, &base, &holder.host());
-    let out = env.path().join("pulled");
-    let mut c = env.cmd();
-    c.arg("pull")
-        .arg(format!("{}/base/img:1.0", p1.host()))
-        .args(["--fallback", &format!("{}/base/img:1.0", holder.host())])
-        .arg("-o")
-        .arg(&out)
-        .arg("--cache-dir")
-        .arg(env.cache())
-        .args(extra);
-    let r = run(&mut c);
-    assert_ok(&r);
-    // The layout's index.json names the served index; skopeo reads it.
-    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:1.0", out.display())]);
-    assert_eq!(sha256(raw.as_bytes()), base.index);
-    (r, holder.host(), base, p1, env)
-}
-
-#[test]
-fn pull_falls_back_when_the_primary_answers_503() {
-    let started = Instant::now();
-    let (r, holder, base, p1, _env) = pull_with_failing_primary(Fault::Unavailable, &["--json"]);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    // Figure: the fallback served the index digest; the primary got 2
-    // requests (one retry), both answered 503.
-    assert_eq!(v["digest"], base.index);
-    assert_eq!(v["served"]["registry"], holder);
-    assert_eq!(v["served"]["fallback"], true);
-    assert_eq!(
-        v["platforms"],
-        serde_json::json!(["linux/amd64", "linux/arm64"])
-    );
-    assert!(v["served"]["skipped"][0]["error"]
-        .as_str()
-        .unwrap()
-        .contains("503"));
-    assert!(r.stderr.contains(&holder), "{}", r.stderr);
-    let tried = p1.log();
-    assert_eq!(tried.len(), 2, "{tried:#?}");
-    assert!(tried.iter().all(|e| e.status == Some(503)));
-    assert_eq!(v["blobs_downloaded"], base.blobs().len());
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-#[test]
-fn pull_falls_back_on_429_and_shows_the_rate_limit() {
-    let (r, holder, base, p1, env) =
-        pull_with_failing_primary(Fault::TooManyRequests, &["--verbose", "--json"]);
-    // Figure: the fallback served the index digest, the primary was skipped
-    // for its 429; stderr shows the 429 with its ratelimit-remaining.
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["digest"], base.index);
-    assert_eq!(v["served"]["registry"], holder, "{v:#}");
-    assert_eq!(v["served"]["fallback"], true, "{v:#}");
-    let skipped = v["served"]["skipped"][0]["error"].as_str().unwrap_or("");
-    assert!(skipped.contains("429"), "{v:#}");
-    assert!(r.stderr.contains("429"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("ratelimit-remaining: 0;w=21600"),
-        "{}",
-        r.stderr
-    );
-    // Without a fallback the 429 is the error (exit 1), quota included.
-    let alone = run(env
-        .cmd()
-        .arg("pull")
-        .arg(format!("{}/base/img:1.0", p1.host()))
-        .arg("-o")
-        .arg(env.path().join("alone"))
-        .arg("--cache-dir")
-        .arg(env.cache()));
-    assert_eq!(alone.code, 1, "{}", alone.stderr);
-    assert!(alone.stderr.contains("429"), "{}", alone.stderr);
-    assert!(
-        alone.stderr.contains("ratelimit-remaining: 0;w=21600"),
-        "{}",
-        alone.stderr
-    );
-}
-
-#[test]
-fn a_corrupt_blob_is_named_exit_1_and_never_cached() {
-    let env = Env::new();
-    let reg = Registry::start();
-    let base = build_base();
-    push_base(&env, &base, &reg.host());
-    let proxy = FaultProxy::start(&reg);
-    proxy.configure(|c| c.corrupt_blobs = true);
-    let out = env.path().join("pulled");
-    let r = run(env
-        .cmd()
-        .arg("pull")
-        .arg(format!("{}/base/img:1.0", proxy.host()))
-        .args(["--platform", "linux/amd64", "-o"])
-        .arg(&out)
-        .arg("--cache-dir")
-        .arg(env.cache()));
-    // Figure: exit 1; the error names the corrupt blob's digest; the cache
-    // holds no file under any of the image's digests (no .part left either).
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("digest mismatch"), "{}", r.stderr);
-    let named: Vec<String> = base
-        .blobs()
-        .into_iter()
-        .filter(|d| r.stderr.contains(&format!("expected {d}")))
-        .collect();
-    assert_eq!(named.len(), 1, "{}", r.stderr);
-    assert!(proxy.injected_count(crate::support::Injected::CorruptBlob) >= 1);
-    let entries: Vec<String> = std::fs::read_dir(env.cache().join("sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(entries.is_empty(), "{entries:?}");
-    assert!(!out.exists());
-
-    // Without the fault the same pull works and fills the cache.
-    proxy.configure(|c| c.corrupt_blobs = false);
-    let digest = ok(env
-        .cmd()
-        .arg("pull")
-        .arg(format!("{}/base/img:1.0", proxy.host()))
-        .args(["--platform", "linux/amd64", "-o"])
-        .arg(&out)
-        .arg("--cache-dir")
-        .arg(env.cache()));
-    assert_eq!(digest, base.amd64().manifest);
-    assert_eq!(env.cached().len(), 1 + base.amd64().layers.len());
-}
-
-#[test]
-fn pull_writes_archives_that_skopeo_reads() {
-    let env = Env::new();
-    let reg = Registry::start();
-    let base = build_base();
-    push_base(&env, &base, &reg.host());
-    let reference = format!("{}/base/img:1.0", reg.host());
-    let pull = |extra: &[&str], out: &Path| -> String {
-        ok(env
-            .cmd()
-            .args(["pull", "--quiet", &reference, "-o"])
-            .arg(out)
-            .arg("--cache-dir")
-            .arg(env.cache())
-            .args(extra))
-    };
-
-    // oci-archive, one platform: skopeo's raw manifest is the amd64 manifest.
-    let oa = env.path().join("img.oci.tar");
-    let d = pull(
-        &["--format", "oci-archive", "--platform", "linux/amd64"],
-        &oa,
-    );
-    assert_eq!(d, base.amd64().manifest);
-    let raw = skopeo(&[
-        "inspect",
-        "--raw",
-        &format!("oci-archive:{}:1.0", oa.display()),
-    ]);
-    assert_eq!(sha256(raw.as_bytes()), base.amd64().manifest);
-
-    // oci-archive of the whole index: the raw top is the index.
-    let oi = env.path().join("all.oci.tar");
-    assert_eq!(pull(&["--format", "oci-archive"], &oi), base.index);
-    let raw = skopeo(&["inspect", "--raw", &format!("oci-archive:{}", oi.display())]);
-    assert_eq!(sha256(raw.as_bytes()), base.index);
-
-    // docker-archive (default linux/amd64): config digest = the image's,
-    // layers = its diff IDs, RepoTags = the reference.
-    let da = env.path().join("img.docker.tar");
-    assert_eq!(
-        pull(&["--format", "docker-archive"], &da),
-        base.amd64().manifest
-    );
-    let raw: Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--raw",
-        &format!("docker-archive:{}", da.display()),
-    ]))
-    .unwrap();
-    assert_eq!(raw["config"]["digest"], base.amd64().config);
-    let layers: Vec<String> = raw["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(layers, base.amd64().diff_ids);
-    let info: Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        &format!("docker-archive:{}", da.display()),
-    ]))
-    .unwrap();
-    assert_eq!(info["Architecture"], "amd64");
-    let mut ar = tar::Archive::new(std::fs::File::open(&da).unwrap());
-    let manifest_json: Value = ar
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap())
-        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
-        .map(|e| serde_json::from_reader(e).unwrap())
-        .unwrap();
-    assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!([reference]));
-
-    // docker-archive for arm64 carries the arm64 config.
-    let da2 = env.path().join("arm.docker.tar");
-    pull(
-        &["--format", "docker-archive", "--platform", "linux/arm64"],
-        &da2,
-    );
-    let raw: Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--raw",
-        &format!("docker-archive:{}", da2.display()),
-    ]))
-    .unwrap();
-    assert_eq!(raw["config"]["digest"], base.arm64().config);
-
-    // docker-archive cannot hold every platform: exit 2.
-    let r = run(env
-        .cmd()
-        .args([
-            "pull",
-            &reference,
-            "--format",
-            "docker-archive",
-            "--platform",
-            "all",
-            "-o",
-        ])
-        .arg(env.path().join("x.tar"))
-        .arg("--cache-dir")
-        .arg(env.cache()));
-    assert_eq!(r.code, 2, "{}", r.stderr);
 }

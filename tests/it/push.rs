@@ -1,18 +1,16 @@
-//! `boxwright push`, `build --push` and `login` against real `docker-registry`
-//! instances: one behind htpasswd basic auth, one behind bearer tokens from
-//! the test token server, each behind a fault proxy that counts what
-//! arrives. Every test states the figure it checks.
+//! `boxwright push` against real `docker-registry` instances: one behind
+//! htpasswd basic auth, one behind bearer tokens from the test token server,
+//! each behind a fault proxy that counts what arrives; and the helpers that
+//! build and push images for the other push tests (`build_push`,
+//! `push_faults`, `login`). Every test states the figure it checks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_ok, b64, boxwright, noise, ok, run, sha256, write, Run};
+use crate::common::{assert_ok, boxwright, noise, ok, run, sha256, write, Run};
 use crate::env::Env;
-use crate::pair::{
-    basic_creds, blob_upload_bytes, token_creds, uploads_by_digest, Pair, BASIC_PASS, BASIC_USER,
-    TOKEN_PASS, TOKEN_USER,
-};
-use crate::support::{dead_host, skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry};
+use crate::pair::{blob_upload_bytes, body_bytes, uploads_by_digest, Pair};
+use crate::support::{skopeo, tempdir, Fault, FaultProxy, Injected, LogEntry};
 
 /// A built image: its layout and what a registry must receive.
 pub(crate) struct Image {
@@ -124,21 +122,44 @@ pub(crate) fn remote_digest(reference: &str, creds: Option<&str>) -> String {
     sha256(skopeo(&args).as_bytes())
 }
 
+/// `HOST/acme/app:TAG` for every tag on both registries of `pair` (B first).
+pub(crate) fn app_refs(pair: &Pair, tags: &[&str]) -> Vec<String> {
+    pair.proxies()
+        .iter()
+        .flat_map(|p| {
+            tags.iter()
+                .map(|tag| format!("{}/acme/app:{tag}", p.host()))
+        })
+        .collect()
+}
+
+/// The digest of the manifest the registry behind `p` serves for
+/// `HOST/REPO:TAG` (`repo_tag`), read with its credentials.
+pub(crate) fn served(pair: &Pair, p: &FaultProxy, repo_tag: &str) -> String {
+    sha256(pair.raw(p, &format!("{}/{repo_tag}", p.host())).as_bytes())
+}
+
+/// Insists that both registries of `pair` serve `digest` for `acme/app`
+/// under every tag.
+pub(crate) fn assert_served(pair: &Pair, tags: &[&str], digest: &str) {
+    for p in pair.proxies() {
+        for tag in tags {
+            assert_eq!(
+                served(pair, p, &format!("acme/app:{tag}")),
+                digest,
+                "{tag} on {}",
+                p.host()
+            );
+        }
+    }
+}
+
 #[test]
 fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
     let pair = Pair::start();
     let env = &pair.env;
     let image = build_image(&[3 << 20, 1 << 20, 200_000], 1);
-    let to: Vec<String> = pair
-        .proxies()
-        .iter()
-        .flat_map(|p| {
-            [
-                format!("{}/acme/app:1.4.0", p.host()),
-                format!("{}/acme/app:latest", p.host()),
-            ]
-        })
-        .collect();
+    let to = app_refs(&pair, &["1.4.0", "latest"]);
     let r = push(env, &image, &to, &[]);
     assert_ok(&r);
     assert_eq!(r.stdout.trim(), image.digest);
@@ -146,10 +167,7 @@ fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
     for p in pair.proxies() {
         let log = p.log();
         // Figure: request-body bytes = unique blobs once + the manifest once per tag.
-        let body: u64 = ["PUT", "PATCH", "POST"]
-            .iter()
-            .map(|m| p.bytes_received(m))
-            .sum();
+        let body: u64 = body_bytes(p);
         assert_eq!(
             body,
             image.blob_bytes() + 2 * image.manifest_size,
@@ -181,12 +199,7 @@ fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
         assert_eq!(manifest_puts(&log).len(), 2);
     }
     // Both registries serve the same manifest under both tags.
-    for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
-        for tag in ["1.4.0", "latest"] {
-            let d = remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds));
-            assert_eq!(d, image.digest);
-        }
-    }
+    assert_served(&pair, &["1.4.0", "latest"], &image.digest);
     // The token server was asked for push on the target, never more.
     let reqs = pair.tokens.requests();
     assert!(reqs.iter().all(|t| t.status == 200), "{reqs:#?}");
@@ -201,16 +214,7 @@ fn push_again_sends_zero_blob_bytes_and_heads_only() {
     let pair = Pair::start();
     let env = &pair.env;
     let image = build_image(&[1 << 20, 300_000], 2);
-    let to: Vec<String> = pair
-        .proxies()
-        .iter()
-        .flat_map(|p| {
-            [
-                format!("{}/acme/app:1", p.host()),
-                format!("{}/acme/app:latest", p.host()),
-            ]
-        })
-        .collect();
+    let to = app_refs(&pair, &["1", "latest"]);
     assert_ok(&push(env, &image, &to, &[]));
     for p in pair.proxies() {
         p.reset();
@@ -325,17 +329,7 @@ fn push_mount_answered_202_continues_on_the_returned_session() {
             .iter()
             .all(|e| e.status == Some(202) && e.injected == Some(Injected::Mount202)));
         assert_eq!(blob_upload_bytes(&log), image.blob_bytes());
-        assert_eq!(
-            remote_digest(
-                &format!("{host}/mirror/app:1"),
-                Some(&if host == pair.b.host() {
-                    basic_creds()
-                } else {
-                    token_creds()
-                })
-            ),
-            image.digest
-        );
+        assert_eq!(served(&pair, p, "mirror/app:1"), image.digest);
     }
 }
 
@@ -350,12 +344,7 @@ fn push_strict_mount_query_passes_with_only_mount_and_from() {
         // Figure: no request refused for its query; every mount 201.
         assert_eq!(p.injected_count(Injected::BadMountQuery), 0, "{log:#?}");
         for e in log.iter().filter(|e| e.method == "POST") {
-            let keys: Vec<String> =
-                reqwest::Url::parse(&format!("http://x/?{}", e.query.as_deref().unwrap_or("")))
-                    .unwrap()
-                    .query_pairs()
-                    .map(|(k, _)| k.into_owned())
-                    .collect();
+            let keys: Vec<String> = e.query_pairs().into_iter().map(|(k, _)| k).collect();
             assert_eq!(keys, ["mount", "from"]);
             assert_eq!(e.status, Some(201));
         }
@@ -367,13 +356,10 @@ fn push_then_skopeo_copy_back_gives_the_local_digests() {
     let pair = Pair::start();
     let env = &pair.env;
     let image = build_image(&[1 << 20, 200_000], 8);
-    let to: Vec<String> = pair
-        .proxies()
-        .iter()
-        .map(|p| format!("{}/acme/app:1", p.host()))
-        .collect();
+    let to = app_refs(&pair, &["1"]);
     assert_ok(&push(env, &image, &to, &[]));
-    for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
+    for p in pair.proxies() {
+        let creds = pair.creds(p);
         let out = tempdir();
         let dest = format!("oci:{}:1", out.path().join("copy").display());
         skopeo(&[
@@ -389,154 +375,6 @@ fn push_then_skopeo_copy_back_gives_the_local_digests() {
         assert_eq!(digest, image.digest);
         assert_eq!(blobs, image.blobs);
     }
-}
-
-#[test]
-fn build_push_uses_recipe_targets_and_optional_failures_only_warn() {
-    let pair = Pair::start();
-    let env = Env::new(); // no config.json: credentials come from the recipe
-    let dir = tempdir();
-    let dead = dead_host();
-    let targets = format!(
-        r#"
-[[target]]
-ref = "{}/acme/app"
-username_env = "T_USER"
-password_env = "T_PASS"
-
-[[target]]
-ref = "{}/acme/app"
-role = "backup"
-username_env = "B_USER"
-password_env = "B_PASS_ENCODED"
-encoding = "base64"
-
-[[target]]
-ref = "{dead}/acme/app"
-role = "backup"
-optional = true
-"#,
-        pair.a.host(),
-        pair.b.host()
-    );
-    let recipe = write_recipe(dir.path(), &[2 << 20, 1 << 20, 300_000], 9, &targets);
-    std::fs::write(
-        dir.path().join("recipe.toml"),
-        std::fs::read_to_string(&recipe)
-            .unwrap()
-            .replace("tags = [\"1.0\"]", "tags = [\"1.0\", \"latest\"]"),
-    )
-    .unwrap();
-    let layout = dir.path().join("out");
-    let r = run(env
-        .cmd()
-        .args(["build", "--push", "--retries", "1", "-o"])
-        .arg(&layout)
-        .arg(&recipe)
-        .env("T_USER", TOKEN_USER)
-        .env("T_PASS", TOKEN_PASS)
-        .env("B_USER", BASIC_USER)
-        .env("B_PASS_ENCODED", b64(BASIC_PASS)));
-    assert_ok(&r);
-    let (digest, manifest_size, blobs) = read_layout(&layout);
-    assert_eq!(r.stdout.trim(), digest);
-    // Figure: the optional target's failure is one warning naming it.
-    assert!(
-        r.stderr.contains("warning:") && r.stderr.contains(&dead),
-        "{}",
-        r.stderr
-    );
-    // Figure: all tags on both registries, each blob sent once per registry.
-    let blob_bytes: u64 = blobs.values().sum();
-    for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
-        for tag in ["1.0", "latest"] {
-            assert_eq!(
-                remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds)),
-                digest
-            );
-        }
-        let body: u64 = ["PUT", "PATCH", "POST"]
-            .iter()
-            .map(|m| p.bytes_received(m))
-            .sum();
-        assert_eq!(body, blob_bytes + 2 * manifest_size);
-    }
-
-    // A required target that fails: exit 1, naming registry, repository, status.
-    let r = run(env
-        .cmd()
-        .args(["build", "--push", "--retries", "1", "-o"])
-        .arg(&layout)
-        .arg(&recipe)
-        .env("T_USER", TOKEN_USER)
-        .env("T_PASS", TOKEN_PASS)
-        .env("B_USER", BASIC_USER)
-        .env("B_PASS_ENCODED", b64("wrong-password")));
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    let last = r.stderr.lines().last().unwrap_or("");
-    let err = &r.stderr[r.stderr.find("error:").expect("an error line")..];
-    assert!(err.contains(&pair.b.host()), "{}", r.stderr);
-    assert!(err.contains("acme/app"), "{}", r.stderr);
-    assert!(err.contains("401"), "{}", r.stderr);
-    // Every target has a line in the summary (3 targets x 2 tags).
-    for tag in ["1.0", "latest"] {
-        for host in [pair.a.host(), pair.b.host(), dead.clone()] {
-            let name = format!("{host}/acme/app:{tag}");
-            assert!(
-                r.stderr.contains(&name),
-                "no line for {name}: {last}\n{}",
-                r.stderr
-            );
-        }
-    }
-}
-
-#[test]
-fn build_push_streams_layers_before_the_build_ends() {
-    // The first layer is small, the last big: with one compression job the
-    // small layer's upload must arrive at the registry before the build
-    // commits, i.e. before the first manifest, while the big one compresses.
-    let pair = Pair::start();
-    let env = &pair.env;
-    let dir = tempdir();
-    let targets = format!("[[target]]\nref = \"{}/acme/app\"\n", pair.b.host());
-    let recipe = write_recipe(dir.path(), &[200_000, 24 << 20], 10, &targets);
-    let layout = dir.path().join("out");
-    let r = run(env
-        .cmd()
-        .args(["build", "--push", "--verbose", "--jobs", "1", "-o"])
-        .arg(&layout)
-        .arg(&recipe));
-    assert_ok(&r);
-    let (digest, _, blobs) = read_layout(&layout);
-    assert_eq!(r.stdout.trim(), digest);
-    // Figure: the small layer's upload line comes before the big layer's
-    // "built" line in the log (the stream does not wait for the build).
-    let small = blobs
-        .iter()
-        .find(|(_, s)| **s < 1 << 20 && **s > 100_000)
-        .unwrap()
-        .0;
-    let ready = r
-        .stderr
-        .find(&format!("layer {small} ready"))
-        .unwrap_or_else(|| panic!("{}", r.stderr));
-    let big_done = r
-        .stderr
-        .find("l1: sha256:")
-        .unwrap_or_else(|| panic!("{}", r.stderr));
-    assert!(ready < big_done, "{}", r.stderr);
-    let sent = r.stderr[..big_done]
-        .matches(&format!(
-            "PUT http://{}/v2/acme/app/blobs/uploads/",
-            pair.b.host()
-        ))
-        .count();
-    assert!(
-        sent >= 1,
-        "no blob PUT before the big layer finished:\n{}",
-        r.stderr
-    );
 }
 
 #[test]
@@ -575,7 +413,7 @@ fn push_rerun_after_failure_uploads_only_what_is_missing() {
     assert_ok(&r);
     // Figure: the re-run's blob bytes are exactly the blobs that were missing.
     assert_eq!(blob_upload_bytes(&p.log()), missing);
-    assert_eq!(remote_digest(&to[0], Some(&basic_creds())), image.digest);
+    assert_eq!(served(&pair, p, "acme/app:1"), image.digest);
 }
 
 #[test]

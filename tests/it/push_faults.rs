@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::common::assert_ok;
-use crate::pair::{basic_creds, blob_upload_bytes, token_creds, uploads_by_digest, Pair};
-use crate::push::{build_image, push, remote_digest, Image};
+use crate::pair::{blob_upload_bytes, uploads_by_digest, Pair};
+use crate::push::{app_refs, assert_served, build_image, push, served, Image};
 use crate::support::{Fault, FaultProxy, Injected, LogEntry, GHCR_PATCH_CAP};
 
 #[test]
@@ -19,16 +19,7 @@ fn push_survives_twenty_percent_faults_and_registries_agree() {
         p.set_seed(1000 + i as u64);
         p.set_fault_rate(0.2);
     }
-    let to: Vec<String> = pair
-        .proxies()
-        .iter()
-        .flat_map(|p| {
-            [
-                format!("{}/acme/app:1", p.host()),
-                format!("{}/acme/app:latest", p.host()),
-            ]
-        })
-        .collect();
+    let to = app_refs(&pair, &["1", "latest"]);
     let r = push(env, &image, &to, &["--json", "--verbose"]);
     for p in pair.proxies() {
         p.set_fault_rate(0.0);
@@ -37,13 +28,8 @@ fn push_survives_twenty_percent_faults_and_registries_agree() {
     let injected: usize = pair.proxies().iter().map(|p| p.faults().len()).sum();
     assert!(injected >= 3, "the proxies injected only {injected} faults");
     // Figure: both registries hold identical digests, equal to the local build.
-    for (p, creds) in [(&pair.b, basic_creds()), (&pair.a, token_creds())] {
-        for tag in ["1", "latest"] {
-            assert_eq!(
-                remote_digest(&format!("{}/acme/app:{tag}", p.host()), Some(&creds)),
-                image.digest
-            );
-        }
+    assert_served(&pair, &["1", "latest"], &image.digest);
+    for p in pair.proxies() {
         let stored = match p.host() == pair.b.host() {
             true => pair.reg_b.stored_blobs(),
             false => pair.reg_a.stored_blobs(),
@@ -103,13 +89,7 @@ fn push_chunked_honours_the_4mib_patch_cap() {
             .sum();
         assert_eq!(accepted, image.blob_bytes());
     }
-    assert_eq!(
-        remote_digest(
-            &format!("{}/acme/app:1", pair.a.host()),
-            Some(&token_creds())
-        ),
-        image.digest
-    );
+    assert_eq!(served(&pair, &pair.a, "acme/app:1"), image.digest);
 }
 
 /// The `digest=` of a logged upload PUT.
@@ -159,14 +139,8 @@ fn push_with_fault_on_token_registry(
     let r = push(env, image, &to, &args);
     assert_ok(&r);
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    for (p, creds, reg) in [
-        (&pair.b, basic_creds(), &pair.reg_b),
-        (&pair.a, token_creds(), &pair.reg_a),
-    ] {
-        assert_eq!(
-            remote_digest(&format!("{}/acme/app:1", p.host()), Some(&creds)),
-            image.digest
-        );
+    for (p, reg) in [(&pair.b, &pair.reg_b), (&pair.a, &pair.reg_a)] {
+        assert_eq!(served(pair, p, "acme/app:1"), image.digest);
         let stored = reg.stored_blobs();
         for d in image.blobs.keys() {
             assert!(stored.contains(d), "{d} missing on {}", p.host());
@@ -290,8 +264,5 @@ fn push_waits_for_retry_after_on_a_429_put() {
         faulted - baseline >= 0.9,
         "faulted {faulted:.3} s vs baseline {baseline:.3} s"
     );
-    assert_eq!(
-        remote_digest(&format!("{}/slow/app:1", p.host()), Some(&basic_creds())),
-        image.digest
-    );
+    assert_eq!(served(&pair, p, "slow/app:1"), image.digest);
 }
