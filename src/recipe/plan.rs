@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::layer::{self, LayerPlan};
-use super::schema::{ConfigSection, Created, RecipeFile, Str};
+use super::schema::{ConfigSection, Created, RecipeFile, Str, CREATED_EXPECTED};
 use super::{base, targets, vars, Base, ConfigPlan, LoadOptions, Plan, PlatformPlan, Source};
 use crate::error::bad_input;
 use crate::oci::{self, Platform};
@@ -54,31 +54,7 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
 
     let base = base::resolve(src, &file.image, &recipe_dir, &g)?;
 
-    let created = match &file.image.created {
-        Some(c) => {
-            match c.get_ref() {
-                Created::Epoch(e) => *e,
-                Created::Text(t) => {
-                    let t = vars.expand(t, &[]).map_err(|m| src.err(c.span(), m))?;
-                    parse_time(&t).ok_or_else(|| src.err(c.span(), format!("created {t:?} is neither an RFC 3339 time nor seconds since the epoch")))?
-                }
-            }
-        }
-        None => match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if opts.vars.use_env => v.trim().parse().map_err(|_| {
-                bad_input(format!(
-                    "SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds since the epoch"
-                ))
-            })?,
-            _ => 0,
-        },
-    };
-    if created < 0 {
-        return Err(bad_input(format!(
-            "{}: created time is before 1970",
-            src.path.display()
-        )));
-    }
+    let created = created(src, &file, &vars)?;
 
     let tags = targets::tags(src, &file.tags, &g)?;
     let targets = targets::targets(src, &file.targets, &g)?;
@@ -248,11 +224,56 @@ fn path_dir(p: &Path) -> PathBuf {
     }
 }
 
-fn parse_time(s: &str) -> Option<i64> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse().ok();
+/// `[image] created`, else `SOURCE_DATE_EPOCH` when set and not empty (as
+/// BuildKit and ko read it), else 0. The time is also every tar entry's
+/// mtime, which cannot be before 1970; the latest is 9999-12-31T23:59:59Z.
+fn created(src: &Source, file: &RecipeFile, vars: &vars::Vars) -> Result<i64> {
+    let range = format!(
+        "from 0 (1970-01-01T00:00:00Z) to {} ({})",
+        oci::MAX_EPOCH,
+        oci::rfc3339(oci::MAX_EPOCH)
+    );
+    let Some(c) = &file.image.created else {
+        let var = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if vars.use_env && !v.trim().is_empty() => v,
+            _ => return Ok(0),
+        };
+        return match parse_epoch(var.trim()) {
+            Some(e) if (0..=oci::MAX_EPOCH).contains(&e) => Ok(e),
+            _ => Err(bad_input(format!(
+                "SOURCE_DATE_EPOCH={var:?} is not a whole number of seconds since the epoch {range}; \
+                 unset it or leave it empty for 0"
+            ))),
+        };
+    };
+    let at = |m: String| src.err(c.span(), format!("{m}; expected {CREATED_EXPECTED}"));
+    let (shown, epoch) = match c.get_ref() {
+        Created::Epoch(e) => (e.to_string(), *e),
+        Created::Text(t) => {
+            let t = vars.expand(t, &[]).map_err(|m| src.err(c.span(), m))?;
+            let epoch = match parse_epoch(&t) {
+                Some(e) => e,
+                None if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => i64::MAX,
+                None => oci::check_rfc3339(&t)
+                    .map_err(|why| at(format!("created {t:?} is not an RFC 3339 time: {why}")))?,
+            };
+            (format!("{t:?}"), epoch)
+        }
+    };
+    if !(0..=oci::MAX_EPOCH).contains(&epoch) {
+        return Err(at(format!(
+            "created {shown} is out of range: seconds {range}"
+        )));
     }
-    oci::parse_rfc3339(s)
+    Ok(epoch)
+}
+
+/// Whole seconds since the epoch, written as decimal digits.
+fn parse_epoch(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 fn normalize_port(s: &str) -> Option<String> {
@@ -270,6 +291,5 @@ mod tests {
         assert_eq!(normalize_port("8080").as_deref(), Some("8080/tcp"));
         assert_eq!(normalize_port("53/udp").as_deref(), Some("53/udp"));
         assert_eq!(normalize_port("0"), None);
-        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
     }
 }
