@@ -63,7 +63,7 @@ pub(crate) fn plan_layer(
     }
     let mut resolved = Vec::new();
     for spanned in &layer.entries {
-        let attrs = Effective::of(&layer.attrs(), &spanned.get_ref().attrs(), expand)?;
+        let attrs = Effective::of(src, &layer.attrs(), &spanned.get_ref().attrs(), expand)?;
         let source = sources::resolve(src, context, spanned, attrs, expand)?;
         resolved.push((source, src.at(spanned.span())));
     }
