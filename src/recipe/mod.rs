@@ -149,6 +149,19 @@ impl Source {
     pub fn err(&self, span: Range<usize>, msg: impl std::fmt::Display) -> anyhow::Error {
         bad_input(format!("{}: {msg}", self.at(span)))
     }
+
+    /// A bad-input error at `span` when the value is the recipe's, else
+    /// (a command-line value) naming the recipe alone.
+    pub fn err_opt(
+        &self,
+        span: Option<Range<usize>>,
+        msg: impl std::fmt::Display,
+    ) -> anyhow::Error {
+        match span {
+            Some(span) => self.err(span, msg),
+            None => bad_input(format!("{}: {msg}", self.path.display())),
+        }
+    }
 }
 
 /// Read, check and resolve the recipe at `path`.

@@ -37,67 +37,71 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         (None, None) => recipe_dir.clone(),
     };
     let context = context.canonicalize().map_err(|e| {
-        bad_input(format!(
-            "{}: build context {} cannot be used: {e}",
-            src.path.display(),
-            context.display()
-        ))
+        let span = file.context.as_ref().filter(|_| opts.context.is_none());
+        src.err_opt(
+            span.map(|c| c.span()),
+            format!("build context {} cannot be used: {e}", context.display()),
+        )
     })?;
+    let image = file.image.get_ref();
 
-    let name = g(&file.image.name)?;
+    let name = g(&image.name)?;
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return Err(src.err(
-            file.image.name.span(),
+            image.name.span(),
             format!("image name {name:?} must be a single non-empty path component"),
         ));
     }
 
-    let base = base::resolve(src, &file.image, &recipe_dir, &g)?;
+    let base = base::resolve(src, image, &recipe_dir, &g)?;
 
     let created = created(src, &file, &vars)?;
 
     let tags = targets::tags(src, &file.tags, &g)?;
     let targets = targets::targets(src, &file.targets, &g)?;
 
-    let platform_strs: Vec<(String, Range<usize>)> = match (&opts.platforms, &file.image.platforms)
-    {
-        (Some(p), _) => p.iter().map(|s| (s.clone(), 0..0)).collect(),
-        (None, Some(p)) => p
-            .iter()
-            .map(|s| Ok((g(s)?, s.span())))
-            .collect::<Result<_>>()?,
-        (None, None) => vec![("linux/amd64".to_string(), 0..0)],
-    };
+    let platform_strs: Vec<(String, Option<Range<usize>>)> =
+        match (&opts.platforms, &image.platforms) {
+            (Some(p), _) => p.iter().map(|s| (s.clone(), None)).collect(),
+            (None, Some(p)) => {
+                if p.get_ref().is_empty() {
+                    return Err(src.err(
+                        p.span(),
+                        "[image] platforms is empty; list at least one, e.g. [\"linux/amd64\"]",
+                    ));
+                }
+                p.get_ref()
+                    .iter()
+                    .map(|s| Ok((g(s)?, Some(s.span()))))
+                    .collect::<Result<_>>()?
+            }
+            (None, None) => vec![("linux/amd64".to_string(), None)],
+        };
     if platform_strs.is_empty() {
-        return Err(bad_input(format!(
-            "{}: [image] platforms is empty; list at least one, e.g. [\"linux/amd64\"]",
-            src.path.display()
-        )));
+        return Err(src.err_opt(
+            None,
+            "no platform given; list at least one, e.g. linux/amd64",
+        ));
     }
     let mut platforms: Vec<Platform> = Vec::new();
     for (s, span) in &platform_strs {
-        let p = Platform::parse(s).map_err(|m| {
-            if span.is_empty() {
-                bad_input(m)
-            } else {
-                src.err(span.clone(), m)
-            }
+        let p = Platform::parse(s).map_err(|m| match span {
+            Some(span) => src.err(span.clone(), m),
+            None => bad_input(m),
         })?;
         if platforms.contains(&p) {
-            return Err(bad_input(format!(
-                "{}: platform {p} is listed twice",
-                src.path.display()
-            )));
+            return Err(src.err_opt(span.clone(), format!("platform {p} is listed twice")));
         }
         platforms.push(p);
     }
     platforms.sort();
 
     if file.layers.is_empty() && base == Base::Scratch {
-        return Err(bad_input(format!(
-            "{}: the recipe has no [[layer]] and no base image: the image would be empty",
-            src.path.display()
-        )));
+        return Err(src.err(
+            file.image.span(),
+            "the recipe has no [[layer]] and no base image: the image would be empty; \
+             add a [[layer]] or set [image] base",
+        ));
     }
 
     // Layers identical across platforms (no ${ARCH} in them) are planned once
@@ -149,7 +153,7 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         name,
         base,
         created,
-        author: file.image.author.as_ref().map(&g).transpose()?,
+        author: image.author.as_ref().map(&g).transpose()?,
         tags,
         targets,
         platforms: plans,
@@ -233,7 +237,7 @@ fn created(src: &Source, file: &RecipeFile, vars: &vars::Vars) -> Result<i64> {
         oci::MAX_EPOCH,
         oci::rfc3339(oci::MAX_EPOCH)
     );
-    let Some(c) = &file.image.created else {
+    let Some(c) = &file.image.get_ref().created else {
         let var = match std::env::var("SOURCE_DATE_EPOCH") {
             Ok(v) if vars.use_env && !v.trim().is_empty() => v,
             _ => return Ok(0),

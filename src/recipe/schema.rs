@@ -24,13 +24,13 @@ pub struct RecipeFile {
     /// Default values of variables (`${NAME}`), overridden by the environment and `--set`.
     #[serde(default)]
     pub vars: BTreeMap<String, Str>,
-    pub image: ImageSection,
+    pub image: Spanned<ImageSection>,
     #[serde(default)]
     pub config: ConfigSection,
     #[serde(default)]
     pub annotations: BTreeMap<String, Str>,
     #[serde(default, rename = "layer")]
-    pub layers: Vec<LayerSection>,
+    pub layers: Vec<Spanned<LayerSection>>,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetSection>,
 }
@@ -45,7 +45,7 @@ pub struct ImageSection {
     #[serde(default)]
     pub base_fallback: Vec<Str>,
     /// `os/arch[/variant]`, default `["linux/amd64"]`.
-    pub platforms: Option<Vec<Str>>,
+    pub platforms: Option<Spanned<Vec<Str>>>,
     /// RFC 3339 time or seconds since the epoch; default `SOURCE_DATE_EPOCH`, else 0.
     pub created: Option<Spanned<Created>>,
     /// Author recorded in the image config.
