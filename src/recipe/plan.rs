@@ -296,4 +296,43 @@ mod tests {
         assert_eq!(normalize_port("53/udp").as_deref(), Some("53/udp"));
         assert_eq!(normalize_port("0"), None);
     }
+
+    #[test]
+    fn created_is_checked_after_variables() {
+        let created = |value: &str| {
+            let text = format!(
+                "[vars]\nT = \"2024-02-29T00:00:00Z\"\n[image]\nname = \"t\"\nbase = \"r/x\"\ncreated = {value}\n"
+            );
+            super::super::load_bytes(
+                Path::new("r.toml"),
+                text.as_bytes(),
+                &LoadOptions::default(),
+            )
+            .map(|p| p.created)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(created("1700000000"), Ok(1_700_000_000));
+        assert_eq!(created("\"1700000000\""), Ok(1_700_000_000));
+        assert_eq!(created("\"${T}\""), Ok(1_709_164_800));
+        assert_eq!(created("0"), Ok(0));
+        assert_eq!(created("253402300799"), Ok(oci::MAX_EPOCH));
+        for bad in [
+            "-1",
+            "253402300800",
+            "\"1969-12-31T23:59:59Z\"",
+            "\"99999999999999999999\"",
+        ] {
+            let err = created(bad).unwrap_err();
+            assert!(
+                err.starts_with("r.toml:6:11: created ") && err.contains("out of range"),
+                "{bad}: {err}"
+            );
+        }
+        let err = created("\"2023-02-29T00:00:00Z\"").unwrap_err();
+        assert!(
+            err.contains("2023-02 has 28 days; expected created: an RFC 3339 time"),
+            "{err}"
+        );
+        assert!(created("\"${NOPE}\"").unwrap_err().contains("NOPE"));
+    }
 }

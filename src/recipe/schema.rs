@@ -308,3 +308,79 @@ pub struct TargetSection {
     #[serde(default)]
     pub optional: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct M {
+        #[allow(dead_code)]
+        mode: Mode,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct C {
+        created: Created,
+    }
+
+    #[test]
+    fn modes_are_octal_and_at_most_7777() {
+        for (s, v) in [
+            ("0644", 0o644),
+            ("0o755", 0o755),
+            ("00000644", 0o644),
+            ("7777", 0o7777),
+            ("0", 0),
+            ("0o0", 0),
+        ] {
+            assert_eq!(Mode::parse(s), Some(Mode(v)), "{s}");
+        }
+        for s in [
+            "", "0o", "8", "+7", "0o+7", "10000", "0o10000", "0x1", " 644", "644 ", "-0",
+        ] {
+            assert_eq!(Mode::parse(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_modes_and_times_say_what_is_expected() {
+        for value in [
+            "1.5",
+            "true",
+            "[493]",
+            "{a = 1}",
+            "2024-01-01",
+            "99999999999999999999999",
+            "-1",
+            "0o10000",
+            "\"9\"",
+        ] {
+            let err = toml::from_str::<M>(&format!("mode = {value}")).unwrap_err();
+            let msg = err.message();
+            assert!(
+                msg.contains(MODE_EXPECTED) && !msg.contains("untagged"),
+                "{value}: {msg}"
+            );
+            assert_eq!(err.span(), Some(7..7 + value.len()), "{value}");
+        }
+        for value in [
+            "1.5",
+            "true",
+            "[1]",
+            "2024-01-01T00:00:00Z",
+            "99999999999999999999999",
+            "18446744073709551615",
+        ] {
+            let err = toml::from_str::<C>(&format!("created = {value}")).unwrap_err();
+            assert!(
+                err.message().contains(CREATED_EXPECTED),
+                "{value}: {}",
+                err.message()
+            );
+        }
+        let c = |t: &str| toml::from_str::<C>(t).map(|c| c.created).ok();
+        assert_eq!(c("created = -5"), Some(Created::Epoch(-5)));
+        assert_eq!(c("created = \"x\""), Some(Created::Text("x".into())));
+    }
+}

@@ -252,3 +252,20 @@ fn invalid_utf8_names_its_byte_offset_and_line() {
     fs::write(case.path("recipe.toml"), b"\xff").unwrap();
     case.fails(&["recipe.toml:1:1", "byte 0xff at byte offset 0"]);
 }
+
+#[test]
+fn whole_recipe_mistakes_name_their_place() {
+    Case::new("# nothing to build\n[image]\nname = \"t\"\n")
+        .fails(&["recipe.toml:2:1", "no [[layer]] and no base image"]);
+    Case::new(&format!("{HEAD}[[layer]]\nname = \"x\"\n"))
+        .fails(&["recipe.toml:4:1", "layer \"x\" has no [[layer.entry]]"]);
+    Case::new(&format!(
+        "context = \"nope\"\n{}",
+        layer("dir = true\ndest = \"/x\"")
+    ))
+    .fails(&["recipe.toml:1:11", "build context"]);
+    Case::new("[image]\nname = \"t\"\nplatforms = []\n")
+        .fails(&["recipe.toml:3:13", "platforms is empty"]);
+    Case::new("[image]\nname = \"t\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n")
+        .fails(&["recipe.toml:3:29", "listed twice"]);
+}
