@@ -178,6 +178,33 @@ impl EntrySection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Mode(pub u32);
 
+/// `uid` and `gid`: a number, said so when it is not.
+fn id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'v> Visitor<'v> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a numeric user or group id, 0 or more, like 1000")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<u64, E> {
+            Err(too_large(v, &self))
+        }
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<u64, E> {
+            Err(too_large(v, &self))
+        }
+        fn visit_map<A: MapAccess<'v>>(self, map: A) -> Result<u64, A::Error> {
+            Err(not_a_datetime(map, &self))
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}
+
 /// What `mode` and `dir_mode` accept, as errors say it.
 pub const MODE_EXPECTED: &str =
     "mode: an octal integer like 0o644 or a string \"0644\", at most 0o7777";
@@ -251,7 +278,9 @@ pub struct LayerSection {
     pub mode: Option<Spanned<Mode>>,
     /// Mode of directories found under a directory `src` (default: their own bits).
     pub dir_mode: Option<Spanned<Mode>>,
+    #[serde(default, deserialize_with = "id")]
     pub uid: Option<u64>,
+    #[serde(default, deserialize_with = "id")]
     pub gid: Option<u64>,
     pub uname: Option<Str>,
     pub gname: Option<Str>,
@@ -284,7 +313,9 @@ pub struct EntrySection {
     pub mode: Option<Spanned<Mode>>,
     /// Mode of directories found under a directory `src` (default: their own bits).
     pub dir_mode: Option<Spanned<Mode>>,
+    #[serde(default, deserialize_with = "id")]
     pub uid: Option<u64>,
+    #[serde(default, deserialize_with = "id")]
     pub gid: Option<u64>,
     pub uname: Option<Str>,
     pub gname: Option<Str>,

@@ -233,8 +233,16 @@ fn modes_say_what_they_expect() {
 
 #[test]
 fn ids_and_other_typed_fields_name_their_place() {
-    Case::new(&layer("dir = true\ndest = \"/x\"\nuid = -1")).fails(&["recipe.toml:8:7"]);
-    Case::new(&layer("dir = true\ndest = \"/x\"\nuid = 1.5")).fails(&["recipe.toml:8:7"]);
+    const ID: &str = "expected a numeric user or group id, 0 or more, like 1000";
+    for value in ["-1", "1.5", "\"0\"", "99999999999999999999999", "true"] {
+        for key in ["uid", "gid"] {
+            let err = Case::new(&layer(&format!(
+                "dir = true\ndest = \"/x\"\n{key} = {value}"
+            )))
+            .fails(&["recipe.toml:8:7", ID]);
+            assert!(!err.contains("u64"), "{err}");
+        }
+    }
     Case::new(&layer("dir = \"yes\"\ndest = \"/x\"")).fails(&["recipe.toml:6:7"]);
 }
 
