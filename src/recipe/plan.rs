@@ -46,10 +46,14 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
     let image = file.image.get_ref();
 
     let name = g(&image.name)?;
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+    if name.is_empty()
+        || name.contains('/')
+        || name.starts_with('.')
+        || name.contains(char::is_control)
+    {
         return Err(src.err(
             image.name.span(),
-            format!("image name {name:?} must be a single non-empty path component"),
+            format!("image name {name:?} must be a single non-empty path component, without control characters"),
         ));
     }
 

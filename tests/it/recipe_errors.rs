@@ -277,3 +277,20 @@ fn whole_recipe_mistakes_name_their_place() {
     Case::new("[image]\nname = \"t\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n")
         .fails(&["recipe.toml:3:29", "listed twice"]);
 }
+
+#[test]
+fn one_file_or_link_needs_a_file_name_and_names_are_plain() {
+    for dest in ["/x/", "/x/.", "/etc//"] {
+        for kind in &KINDS[..2] {
+            Case::new(&entry_at(kind, dest)).fails(&["recipe.toml:7:8", "names a directory"]);
+        }
+    }
+    Case::new("[image]\nname = \"a\\u0000b\"\n").fails(&["recipe.toml:2:8", "control characters"]);
+    Case::new(&format!(
+        "[image]\nname = \"t\"\nbase = \"\"\n{}",
+        &layer("dir = true\ndest = \"/x\"")[HEAD.len()..]
+    ))
+    .fails(&["recipe.toml:3:8", "base: invalid image reference \"\""]);
+    Case::new("[image]\nname = \"t\"\nbase = \"alpine\"\nbase_fallback = [\"ok\", \"a b\"]\n")
+        .fails(&["recipe.toml:4:24", "base: invalid image reference \"a b\""]);
+}

@@ -224,10 +224,22 @@ impl Effective {
 }
 
 impl EntryCx<'_> {
-    /// The path of the one entry made at `dest`: never the image root.
+    /// The path of the one entry made at `dest`: never the image root, and
+    /// a directory only when `dest` says so.
     pub(super) fn dest_entry(&self) -> Result<Vec<u8>> {
-        if !self.dest.is_root() {
+        let dir_kind = self.field == "dir = true";
+        if !self.dest.is_root() && (dir_kind || !self.dest.is_dir()) {
             return Ok(self.dest.path.clone());
+        }
+        if !self.dest.is_root() {
+            return Err(self.recipe.err(
+                self.section.dest.span(),
+                format!(
+                    "dest {:?} names a directory (it ends with `/`) but `{}` makes \
+                     one file or link; expected its full path, e.g. \"/etc/app.conf\"",
+                    self.dest.text, self.field
+                ),
+            ));
         }
         Err(self.recipe.err(
             self.section.dest.span(),
