@@ -21,7 +21,7 @@ pub use json::canonical_json;
 pub use manifest::{Index, Manifest};
 pub use media::*;
 pub use platform::{offered_platforms, select_platform, Platform};
-pub use time::{parse_rfc3339, rfc3339};
+pub use time::{check_rfc3339, parse_rfc3339, rfc3339, MAX_EPOCH, MIN_EPOCH};
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use super::schema::{ImageSection, Str};
 use super::{Base, Source};
+use crate::registry::Reference;
 
 pub(super) fn resolve(
     src: &Source,
@@ -41,10 +42,18 @@ pub(super) fn resolve(
             display: text,
         });
     }
+    // Registry references are checked now, so that a bad one is refused with
+    // its place in the recipe before anything is built.
+    let check = |s: &Str| -> Result<String> {
+        let text = expand(s)?;
+        Reference::parse(&text).map_err(|e| src.err(s.span(), format!("base: {e:#}")))?;
+        Ok(text)
+    };
+    check(b)?;
     let fallback = image
         .base_fallback
         .iter()
-        .map(expand)
+        .map(check)
         .collect::<Result<Vec<_>>>()?;
     Ok(Base::Registry {
         reference: text,

@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use toml::Spanned;
 
 use super::entry::EntryKind;
 use super::schema::{LayerSection, Str};
 use super::sources::{self, Effective, EntrySource};
 use super::walk::Entries;
 use super::Source;
-use crate::error::bad_input;
 
 /// A layer: its resolved sources, in recipe order. [`LayerPlan::entries`]
 /// gives its tar entries.
@@ -48,22 +48,23 @@ pub(crate) fn plan_layer(
     src: &Source,
     context: &Path,
     index: usize,
-    layer: &LayerSection,
+    spanned: &Spanned<LayerSection>,
     expand: &dyn Fn(&Str) -> Result<String>,
 ) -> Result<LayerPlan> {
+    let layer = spanned.get_ref();
     let name = match &layer.name {
         Some(n) => expand(n)?,
         None => format!("layer {}", index + 1),
     };
     if layer.entries.is_empty() {
-        return Err(bad_input(format!(
-            "{}: layer {name:?} has no [[layer.entry]]",
-            src.path.display()
-        )));
+        return Err(src.err(
+            spanned.span(),
+            format!("layer {name:?} has no [[layer.entry]]; give it at least one"),
+        ));
     }
     let mut resolved = Vec::new();
     for spanned in &layer.entries {
-        let attrs = Effective::of(&layer.attrs(), &spanned.get_ref().attrs(), expand)?;
+        let attrs = Effective::of(src, &layer.attrs(), &spanned.get_ref().attrs(), expand)?;
         let source = sources::resolve(src, context, spanned, attrs, expand)?;
         resolved.push((source, src.at(spanned.span())));
     }

@@ -127,10 +127,21 @@ pub(crate) struct Source {
 }
 
 impl Source {
+    /// `file:line:column` of byte `span.start` (columns count characters).
     pub fn at(&self, span: Range<usize>) -> String {
-        let before = &self.text[..span.start.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        let b = self.text.as_bytes();
+        let before = &b[..span.start.min(b.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&c| c == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+        // Characters before the span's first byte, which may be inside one.
+        let col = before[line_start..]
+            .iter()
+            .filter(|&&c| c & 0xC0 != 0x80)
+            .count()
+            + usize::from(b.get(before.len()).is_none_or(|&c| c & 0xC0 != 0x80));
         format!("{}:{line}:{col}", self.path.display())
     }
 
@@ -138,12 +149,48 @@ impl Source {
     pub fn err(&self, span: Range<usize>, msg: impl std::fmt::Display) -> anyhow::Error {
         bad_input(format!("{}: {msg}", self.at(span)))
     }
+
+    /// A bad-input error at `span` when the value is the recipe's, else
+    /// (a command-line value) naming the recipe alone.
+    pub fn err_opt(
+        &self,
+        span: Option<Range<usize>>,
+        msg: impl std::fmt::Display,
+    ) -> anyhow::Error {
+        match span {
+            Some(span) => self.err(span, msg),
+            None => bad_input(format!("{}: {msg}", self.path.display())),
+        }
+    }
 }
 
 /// Read, check and resolve the recipe at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Plan> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| bad_input(format!("{}: cannot read recipe: {e}", path.display())))?;
+    load_bytes(path, &bytes, opts)
+}
+
+/// Check and resolve recipe text already read: `path` names it in errors,
+/// and its directory is the default build context.
+pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Plan> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t.to_string(),
+        Err(e) => {
+            let good = e.valid_up_to();
+            let src = Source {
+                path: path.to_path_buf(),
+                text: String::from_utf8_lossy(&bytes[..good]).into_owned(),
+            };
+            return Err(src.err(
+                good..good,
+                format!(
+                    "byte 0x{:02x} at byte offset {good} is not UTF-8; a recipe is UTF-8 text",
+                    bytes[good]
+                ),
+            ));
+        }
+    };
     let src = Source {
         path: path.to_path_buf(),
         text,
@@ -170,5 +217,27 @@ mod tests {
         };
         assert_eq!(src.at(6..8), "r.toml:2:1");
         assert_eq!(src.at(11..12), "r.toml:2:6");
+        assert_eq!(src.at(99..100), "r.toml:3:1");
+        let src = Source {
+            path: "r.toml".into(),
+            text: "a = \"é\" x".into(),
+        };
+        assert_eq!(src.at(6..7), "r.toml:1:6", "inside a character");
+        assert_eq!(src.at(7..8), "r.toml:1:7");
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let err = load_bytes(
+            Path::new("r.toml"),
+            b"[image]\nname = \"a\xffb\"\n",
+            &LoadOptions::default(),
+        )
+        .unwrap_err();
+        assert!(crate::error::is_bad_input(&err));
+        assert_eq!(
+            err.to_string(),
+            "r.toml:2:10: byte 0xff at byte offset 17 is not UTF-8; a recipe is UTF-8 text"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use super::layer::{self, LayerPlan};
-use super::schema::{ConfigSection, Created, RecipeFile, Str};
+use super::schema::{ConfigSection, Created, RecipeFile, Str, CREATED_EXPECTED};
 use super::{base, targets, vars, Base, ConfigPlan, LoadOptions, Plan, PlatformPlan, Source};
 use crate::error::bad_input;
 use crate::oci::{self, Platform};
@@ -37,91 +37,75 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         (None, None) => recipe_dir.clone(),
     };
     let context = context.canonicalize().map_err(|e| {
-        bad_input(format!(
-            "{}: build context {} cannot be used: {e}",
-            src.path.display(),
-            context.display()
-        ))
+        let span = file.context.as_ref().filter(|_| opts.context.is_none());
+        src.err_opt(
+            span.map(|c| c.span()),
+            format!("build context {} cannot be used: {e}", context.display()),
+        )
     })?;
+    let image = file.image.get_ref();
 
-    let name = g(&file.image.name)?;
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+    let name = g(&image.name)?;
+    if name.is_empty()
+        || name.contains('/')
+        || name.starts_with('.')
+        || name.contains(char::is_control)
+    {
         return Err(src.err(
-            file.image.name.span(),
-            format!("image name {name:?} must be a single non-empty path component"),
+            image.name.span(),
+            format!("image name {name:?} must be a single non-empty path component, without control characters"),
         ));
     }
 
-    let base = base::resolve(src, &file.image, &recipe_dir, &g)?;
+    let base = base::resolve(src, image, &recipe_dir, &g)?;
 
-    let created = match &file.image.created {
-        Some(c) => {
-            match c.get_ref() {
-                Created::Epoch(e) => *e,
-                Created::Text(t) => {
-                    let t = vars.expand(t, &[]).map_err(|m| src.err(c.span(), m))?;
-                    parse_time(&t).ok_or_else(|| src.err(c.span(), format!("created {t:?} is neither an RFC 3339 time nor seconds since the epoch")))?
-                }
-            }
-        }
-        None => match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if opts.vars.use_env => v.trim().parse().map_err(|_| {
-                bad_input(format!(
-                    "SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds since the epoch"
-                ))
-            })?,
-            _ => 0,
-        },
-    };
-    if created < 0 {
-        return Err(bad_input(format!(
-            "{}: created time is before 1970",
-            src.path.display()
-        )));
-    }
+    let created = created(src, &file, &vars)?;
 
     let tags = targets::tags(src, &file.tags, &g)?;
     let targets = targets::targets(src, &file.targets, &g)?;
 
-    let platform_strs: Vec<(String, Range<usize>)> = match (&opts.platforms, &file.image.platforms)
-    {
-        (Some(p), _) => p.iter().map(|s| (s.clone(), 0..0)).collect(),
-        (None, Some(p)) => p
-            .iter()
-            .map(|s| Ok((g(s)?, s.span())))
-            .collect::<Result<_>>()?,
-        (None, None) => vec![("linux/amd64".to_string(), 0..0)],
-    };
+    let platform_strs: Vec<(String, Option<Range<usize>>)> =
+        match (&opts.platforms, &image.platforms) {
+            (Some(p), _) => p.iter().map(|s| (s.clone(), None)).collect(),
+            (None, Some(p)) => {
+                if p.get_ref().is_empty() {
+                    return Err(src.err(
+                        p.span(),
+                        "[image] platforms is empty; list at least one, e.g. [\"linux/amd64\"]",
+                    ));
+                }
+                p.get_ref()
+                    .iter()
+                    .map(|s| Ok((g(s)?, Some(s.span()))))
+                    .collect::<Result<_>>()?
+            }
+            (None, None) => vec![("linux/amd64".to_string(), None)],
+        };
     if platform_strs.is_empty() {
-        return Err(bad_input(format!(
-            "{}: [image] platforms is empty; list at least one, e.g. [\"linux/amd64\"]",
-            src.path.display()
-        )));
+        return Err(src.err_opt(
+            None,
+            "no platform given; list at least one, e.g. linux/amd64",
+        ));
     }
     let mut platforms: Vec<Platform> = Vec::new();
     for (s, span) in &platform_strs {
-        let p = Platform::parse(s).map_err(|m| {
-            if span.is_empty() {
-                bad_input(m)
-            } else {
-                src.err(span.clone(), m)
-            }
+        let p = Platform::parse(s).map_err(|m| match span {
+            Some(span) => src.err(span.clone(), m),
+            None => bad_input(m),
         })?;
         if platforms.contains(&p) {
-            return Err(bad_input(format!(
-                "{}: platform {p} is listed twice",
-                src.path.display()
-            )));
+            return Err(src.err_opt(span.clone(), format!("platform {p} is listed twice")));
         }
         platforms.push(p);
     }
     platforms.sort();
 
     if file.layers.is_empty() && base == Base::Scratch {
-        return Err(bad_input(format!(
-            "{}: the recipe has no [[layer]] and no base image: the image would be empty",
-            src.path.display()
-        )));
+        return Err(src.err(
+            file.image.span(),
+            "the recipe has no [[layer]] and no base image: the image would be empty; \
+             add a [[layer]] or set [image] base",
+        ));
     }
 
     // Layers identical across platforms (no ${ARCH} in them) are planned once
@@ -173,7 +157,7 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         name,
         base,
         created,
-        author: file.image.author.as_ref().map(&g).transpose()?,
+        author: image.author.as_ref().map(&g).transpose()?,
         tags,
         targets,
         platforms: plans,
@@ -248,11 +232,56 @@ fn path_dir(p: &Path) -> PathBuf {
     }
 }
 
-fn parse_time(s: &str) -> Option<i64> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse().ok();
+/// `[image] created`, else `SOURCE_DATE_EPOCH` when set and not empty (as
+/// BuildKit and ko read it), else 0. The time is also every tar entry's
+/// mtime, which cannot be before 1970; the latest is 9999-12-31T23:59:59Z.
+fn created(src: &Source, file: &RecipeFile, vars: &vars::Vars) -> Result<i64> {
+    let range = format!(
+        "from 0 (1970-01-01T00:00:00Z) to {} ({})",
+        oci::MAX_EPOCH,
+        oci::rfc3339(oci::MAX_EPOCH)
+    );
+    let Some(c) = &file.image.get_ref().created else {
+        let var = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if vars.use_env && !v.trim().is_empty() => v,
+            _ => return Ok(0),
+        };
+        return match parse_epoch(var.trim()) {
+            Some(e) if (0..=oci::MAX_EPOCH).contains(&e) => Ok(e),
+            _ => Err(bad_input(format!(
+                "SOURCE_DATE_EPOCH={var:?} is not a whole number of seconds since the epoch {range}; \
+                 unset it or leave it empty for 0"
+            ))),
+        };
+    };
+    let at = |m: String| src.err(c.span(), format!("{m}; expected {CREATED_EXPECTED}"));
+    let (shown, epoch) = match c.get_ref() {
+        Created::Epoch(e) => (e.to_string(), *e),
+        Created::Text(t) => {
+            let t = vars.expand(t, &[]).map_err(|m| src.err(c.span(), m))?;
+            let epoch = match parse_epoch(&t) {
+                Some(e) => e,
+                None if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => i64::MAX,
+                None => oci::check_rfc3339(&t)
+                    .map_err(|why| at(format!("created {t:?} is not an RFC 3339 time: {why}")))?,
+            };
+            (format!("{t:?}"), epoch)
+        }
+    };
+    if !(0..=oci::MAX_EPOCH).contains(&epoch) {
+        return Err(at(format!(
+            "created {shown} is out of range: seconds {range}"
+        )));
     }
-    oci::parse_rfc3339(s)
+    Ok(epoch)
+}
+
+/// Whole seconds since the epoch, written as decimal digits.
+fn parse_epoch(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 fn normalize_port(s: &str) -> Option<String> {
@@ -270,6 +299,44 @@ mod tests {
         assert_eq!(normalize_port("8080").as_deref(), Some("8080/tcp"));
         assert_eq!(normalize_port("53/udp").as_deref(), Some("53/udp"));
         assert_eq!(normalize_port("0"), None);
-        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn created_is_checked_after_variables() {
+        let created = |value: &str| {
+            let text = format!(
+                "[vars]\nT = \"2024-02-29T00:00:00Z\"\n[image]\nname = \"t\"\nbase = \"r/x\"\ncreated = {value}\n"
+            );
+            super::super::load_bytes(
+                Path::new("r.toml"),
+                text.as_bytes(),
+                &LoadOptions::default(),
+            )
+            .map(|p| p.created)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(created("1700000000"), Ok(1_700_000_000));
+        assert_eq!(created("\"1700000000\""), Ok(1_700_000_000));
+        assert_eq!(created("\"${T}\""), Ok(1_709_164_800));
+        assert_eq!(created("0"), Ok(0));
+        assert_eq!(created("253402300799"), Ok(oci::MAX_EPOCH));
+        for bad in [
+            "-1",
+            "253402300800",
+            "\"1969-12-31T23:59:59Z\"",
+            "\"99999999999999999999\"",
+        ] {
+            let err = created(bad).unwrap_err();
+            assert!(
+                err.starts_with("r.toml:6:11: created ") && err.contains("out of range"),
+                "{bad}: {err}"
+            );
+        }
+        let err = created("\"2023-02-29T00:00:00Z\"").unwrap_err();
+        assert!(
+            err.contains("2023-02 has 28 days; expected created: an RFC 3339 time"),
+            "{err}"
+        );
+        assert!(created("\"${NOPE}\"").unwrap_err().contains("NOPE"));
     }
 }

@@ -4,7 +4,9 @@
 //! The README documents each field; `boxwright schema` (later) derives from it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{self, MapAccess, Unexpected, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -22,13 +24,13 @@ pub struct RecipeFile {
     /// Default values of variables (`${NAME}`), overridden by the environment and `--set`.
     #[serde(default)]
     pub vars: BTreeMap<String, Str>,
-    pub image: ImageSection,
+    pub image: Spanned<ImageSection>,
     #[serde(default)]
     pub config: ConfigSection,
     #[serde(default)]
     pub annotations: BTreeMap<String, Str>,
     #[serde(default, rename = "layer")]
-    pub layers: Vec<LayerSection>,
+    pub layers: Vec<Spanned<LayerSection>>,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetSection>,
 }
@@ -43,18 +45,74 @@ pub struct ImageSection {
     #[serde(default)]
     pub base_fallback: Vec<Str>,
     /// `os/arch[/variant]`, default `["linux/amd64"]`.
-    pub platforms: Option<Vec<Str>>,
+    pub platforms: Option<Spanned<Vec<Str>>>,
     /// RFC 3339 time or seconds since the epoch; default `SOURCE_DATE_EPOCH`, else 0.
     pub created: Option<Spanned<Created>>,
     /// Author recorded in the image config.
     pub author: Option<Str>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `created` as written: checked (range, RFC 3339) when the recipe is planned,
+/// after variables are substituted.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     Epoch(i64),
     Text(String),
+}
+
+/// What `created` accepts, as errors say it.
+pub const CREATED_EXPECTED: &str = "created: an RFC 3339 time in quotes like \"2024-01-01T00:00:00Z\" or whole seconds since the epoch like 1704067200";
+
+impl<'de> Deserialize<'de> for Created {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Created;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(CREATED_EXPECTED)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Created, E> {
+                Ok(Created::Epoch(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Created, E> {
+                i64::try_from(v)
+                    .map(Created::Epoch)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Created, E> {
+                Err(too_large(v, &self))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Created, E> {
+                Err(too_large(v, &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Created, E> {
+                Ok(Created::Text(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Created, A::Error> {
+                Err(not_a_datetime(map, &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The error for an integer beyond 64 bits, where `exp` is expected.
+fn too_large<E: de::Error>(v: impl fmt::Display, exp: &dyn de::Expected) -> E {
+    E::custom(format_args!(
+        "invalid value: integer {v} is too large, expected {exp}"
+    ))
+}
+
+/// The error for a table, or for a bare TOML date-time (which the TOML
+/// reader hands over as a table), where `exp` is expected.
+fn not_a_datetime<'de, A: MapAccess<'de>>(mut map: A, exp: &dyn de::Expected) -> A::Error {
+    match map.next_key::<String>() {
+        Ok(Some(k)) if k == "$__toml_private_datetime" => de::Error::custom(format_args!(
+            "a bare TOML date-time is not accepted here; expected {exp}"
+        )),
+        Ok(_) => de::Error::invalid_type(Unexpected::Map, exp),
+        Err(e) => e,
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,27 +178,94 @@ impl EntrySection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Mode(pub u32);
 
+/// `uid` and `gid`: a number, said so when it is not.
+fn id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'v> Visitor<'v> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a numeric user or group id, 0 or more, like 1000")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<u64, E> {
+            Err(too_large(v, &self))
+        }
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<u64, E> {
+            Err(too_large(v, &self))
+        }
+        fn visit_map<A: MapAccess<'v>>(self, map: A) -> Result<u64, A::Error> {
+            Err(not_a_datetime(map, &self))
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}
+
+/// What `mode` and `dir_mode` accept, as errors say it.
+pub const MODE_EXPECTED: &str =
+    "mode: an octal integer like 0o644 or a string \"0644\", at most 0o7777";
+
+impl Mode {
+    /// `"0644"`, `"644"` or `"0o644"`: octal digits, at most 0o7777.
+    pub fn parse(s: &str) -> Option<Mode> {
+        let digits = s.strip_prefix("0o").unwrap_or(s);
+        let significant = digits.trim_start_matches('0');
+        if digits.is_empty()
+            || significant.len() > 4
+            || !digits.bytes().all(|c| matches!(c, b'0'..=b'7'))
+        {
+            return None;
+        }
+        if significant.is_empty() {
+            return Some(Mode(0));
+        }
+        u32::from_str_radix(significant, 8).ok().map(Mode)
+    }
+
+    fn new(v: u64) -> Option<Mode> {
+        (v <= 0o7777).then_some(Mode(v as u32))
+    }
+}
+
 impl<'de> Deserialize<'de> for Mode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Text(String),
-        }
-        let bad = || {
-            serde::de::Error::custom("a mode is an integer such as 0o755 or an octal string such as \"0755\", at most 0o7777")
-        };
-        let v = match Raw::deserialize(d)? {
-            Raw::Int(i) => u32::try_from(i).map_err(|_| bad())?,
-            Raw::Text(s) => {
-                u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| bad())?
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Mode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(MODE_EXPECTED)
             }
-        };
-        if v > 0o7777 {
-            return Err(bad());
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Mode, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Mode, E> {
+                Mode::new(v).ok_or_else(|| {
+                    E::custom(format_args!(
+                        "invalid value: 0o{v:o} is above 0o7777, expected {MODE_EXPECTED}"
+                    ))
+                })
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Mode, E> {
+                Err(too_large(v, &self))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Mode, E> {
+                Err(too_large(v, &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Mode, E> {
+                Mode::parse(v).ok_or_else(|| E::invalid_value(Unexpected::Str(v), &self))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Mode, A::Error> {
+                Err(not_a_datetime(map, &self))
+            }
         }
-        Ok(Mode(v))
+        d.deserialize_any(V)
     }
 }
 
@@ -153,7 +278,9 @@ pub struct LayerSection {
     pub mode: Option<Spanned<Mode>>,
     /// Mode of directories found under a directory `src` (default: their own bits).
     pub dir_mode: Option<Spanned<Mode>>,
+    #[serde(default, deserialize_with = "id")]
     pub uid: Option<u64>,
+    #[serde(default, deserialize_with = "id")]
     pub gid: Option<u64>,
     pub uname: Option<Str>,
     pub gname: Option<Str>,
@@ -186,7 +313,9 @@ pub struct EntrySection {
     pub mode: Option<Spanned<Mode>>,
     /// Mode of directories found under a directory `src` (default: their own bits).
     pub dir_mode: Option<Spanned<Mode>>,
+    #[serde(default, deserialize_with = "id")]
     pub uid: Option<u64>,
+    #[serde(default, deserialize_with = "id")]
     pub gid: Option<u64>,
     pub uname: Option<Str>,
     pub gname: Option<Str>,
@@ -209,4 +338,80 @@ pub struct TargetSection {
     /// A failed push to an optional target only warns.
     #[serde(default)]
     pub optional: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct M {
+        #[allow(dead_code)]
+        mode: Mode,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct C {
+        created: Created,
+    }
+
+    #[test]
+    fn modes_are_octal_and_at_most_7777() {
+        for (s, v) in [
+            ("0644", 0o644),
+            ("0o755", 0o755),
+            ("00000644", 0o644),
+            ("7777", 0o7777),
+            ("0", 0),
+            ("0o0", 0),
+        ] {
+            assert_eq!(Mode::parse(s), Some(Mode(v)), "{s}");
+        }
+        for s in [
+            "", "0o", "8", "+7", "0o+7", "10000", "0o10000", "0x1", " 644", "644 ", "-0",
+        ] {
+            assert_eq!(Mode::parse(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_modes_and_times_say_what_is_expected() {
+        for value in [
+            "1.5",
+            "true",
+            "[493]",
+            "{a = 1}",
+            "2024-01-01",
+            "99999999999999999999999",
+            "-1",
+            "0o10000",
+            "\"9\"",
+        ] {
+            let err = toml::from_str::<M>(&format!("mode = {value}")).unwrap_err();
+            let msg = err.message();
+            assert!(
+                msg.contains(MODE_EXPECTED) && !msg.contains("untagged"),
+                "{value}: {msg}"
+            );
+            assert_eq!(err.span(), Some(7..7 + value.len()), "{value}");
+        }
+        for value in [
+            "1.5",
+            "true",
+            "[1]",
+            "2024-01-01T00:00:00Z",
+            "99999999999999999999999",
+            "18446744073709551615",
+        ] {
+            let err = toml::from_str::<C>(&format!("created = {value}")).unwrap_err();
+            assert!(
+                err.message().contains(CREATED_EXPECTED),
+                "{value}: {}",
+                err.message()
+            );
+        }
+        let c = |t: &str| toml::from_str::<C>(t).map(|c| c.created).ok();
+        assert_eq!(c("created = -5"), Some(Created::Epoch(-5)));
+        assert_eq!(c("created = \"x\""), Some(Created::Text("x".into())));
+    }
 }

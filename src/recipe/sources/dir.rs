@@ -7,5 +7,5 @@ use super::{EntryCx, EntrySource};
 use crate::recipe::entry::EntryKind;
 
 pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
-    Ok(cx.attrs.one(cx, EntryKind::Dir, 0o755))
+    cx.attrs.one(cx, EntryKind::Dir, 0o755)
 }

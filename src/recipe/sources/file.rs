@@ -1,7 +1,8 @@
 //! `src = "path"`: a file or directory of the build context. The path must
 //! resolve inside the context, unless it is itself a symlink and the entry
 //! sets `follow_symlinks`. A directory is walked by `tree.rs`; a file is
-//! one entry (named after the source when `dest` ends with `/`), keeping its
+//! one entry (named after the source when `dest` ends with `/` or is the
+//! image root), keeping its
 //! own mode bits unless the entry or layer gives a mode.
 
 use std::fs;
@@ -63,13 +64,14 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             excludes,
         )));
     }
-    let mut file_dest = cx.dest.clone();
-    if cx.dest_text.ends_with('/') {
-        push_name(
-            &mut file_dest,
-            canonical.file_name().map(|n| n.as_bytes()).unwrap_or(b""),
-        );
-    }
+    let file_dest = match canonical.file_name() {
+        Some(name) if cx.dest.is_dir() => {
+            let mut path = cx.dest.path.clone();
+            push_name(&mut path, name.as_bytes());
+            path
+        }
+        _ => cx.dest_entry()?,
+    };
     let kind = file_kind(&cx.at, &canonical, &target_meta)?;
     let mode = attrs.mode.unwrap_or(target_meta.mode() & 0o7777);
     let inode = (target_meta.nlink() > 1).then(|| (target_meta.dev(), target_meta.ino()));

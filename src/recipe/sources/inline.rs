@@ -11,7 +11,6 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         unreachable!("resolved only when `content` is set")
     };
     let text = (cx.expand)(content)?;
-    Ok(cx
-        .attrs
-        .one(cx, EntryKind::Inline(text.into_bytes()), 0o644))
+    cx.attrs
+        .one(cx, EntryKind::Inline(text.into_bytes()), 0o644)
 }

@@ -100,9 +100,9 @@ pub(super) struct EntryCx<'a> {
     pub span: Range<usize>,
     /// `file:line:col` of the entry.
     pub at: String,
-    /// `dest` as written (after variables), and normalised.
-    pub dest_text: String,
-    pub dest: Vec<u8>,
+    /// The kind's field, as errors name it.
+    pub field: &'static str,
+    pub dest: Dest,
     pub attrs: Effective,
     pub expand: &'a dyn Fn(&Str) -> Result<String>,
 }
@@ -117,8 +117,7 @@ pub(super) fn resolve(
 ) -> Result<EntrySource> {
     let span = spanned.span();
     let e = spanned.get_ref();
-    let dest_text = expand(&e.dest)?;
-    let dest = normalize_dest(&dest_text).map_err(|m| recipe.err(e.dest.span(), m))?;
+    let dest = Dest::parse(expand(&e.dest)?).map_err(|m| recipe.err(e.dest.span(), m))?;
     let mut set = KINDS.iter().filter(|k| (k.is_set)(e));
     let (Some(kind), None) = (set.next(), set.next()) else {
         return Err(recipe.err(
@@ -135,7 +134,7 @@ pub(super) fn resolve(
         section: e,
         at: recipe.at(span.clone()),
         span,
-        dest_text,
+        field: kind.field,
         dest,
         attrs,
         expand,
@@ -164,15 +163,23 @@ pub(super) struct Effective {
 
 impl Effective {
     pub(super) fn of(
+        recipe: &Source,
         layer: &Attrs,
         entry: &Attrs,
         expand: &dyn Fn(&Str) -> Result<String>,
     ) -> Result<Effective> {
         let name = |e: &Option<Str>, l: &Option<Str>| -> Result<String> {
-            match e.as_ref().or(l.as_ref()) {
-                Some(s) => expand(s),
-                None => Ok(String::new()),
+            let Some(s) = e.as_ref().or(l.as_ref()) else {
+                return Ok(String::new());
+            };
+            let name = expand(s)?;
+            if name.contains('\0') {
+                return Err(recipe.err(
+                    s.span(),
+                    format!("{name:?}: a user or group name cannot contain a NUL byte"),
+                ));
             }
+            Ok(name)
         };
         Ok(Effective {
             mode: entry
@@ -207,11 +214,41 @@ impl Effective {
 
     /// The single entry of a kind that makes one at `dest`, with `mode`
     /// unless the recipe gives one.
-    pub(super) fn one(&self, cx: &EntryCx, kind: EntryKind, mode: u32) -> EntrySource {
-        EntrySource::One {
-            entry: self.entry(cx.dest.clone(), kind, self.mode.unwrap_or(mode)),
+    pub(super) fn one(&self, cx: &EntryCx, kind: EntryKind, mode: u32) -> Result<EntrySource> {
+        let path = cx.dest_entry()?;
+        Ok(EntrySource::One {
+            entry: self.entry(path, kind, self.mode.unwrap_or(mode)),
             inode: None,
+        })
+    }
+}
+
+impl EntryCx<'_> {
+    /// The path of the one entry made at `dest`: never the image root, and
+    /// a directory only when `dest` says so.
+    pub(super) fn dest_entry(&self) -> Result<Vec<u8>> {
+        let dir_kind = self.field == "dir = true";
+        if !self.dest.is_root() && (dir_kind || !self.dest.is_dir()) {
+            return Ok(self.dest.path.clone());
         }
+        if !self.dest.is_root() {
+            return Err(self.recipe.err(
+                self.section.dest.span(),
+                format!(
+                    "dest {:?} names a directory (it ends with `/`) but `{}` makes \
+                     one file or link; expected its full path, e.g. \"/etc/app.conf\"",
+                    self.dest.text, self.field
+                ),
+            ));
+        }
+        Err(self.recipe.err(
+            self.section.dest.span(),
+            format!(
+                "dest {:?} is the image root, which an entry cannot replace; \
+                 expected a path below it for `{}`, e.g. \"/etc/app\"",
+                self.dest.text, self.field
+            ),
+        ))
     }
 }
 
@@ -220,24 +257,55 @@ fn err_at(at: &str, msg: impl std::fmt::Display) -> anyhow::Error {
     bad_input(format!("{at}: {msg}"))
 }
 
-/// `/opt/r2d/` -> `opt/r2d`; refuses relative paths and `..`.
-fn normalize_dest(dest: &str) -> Result<Vec<u8>, String> {
-    use std::os::unix::ffi::OsStrExt;
-    if !dest.starts_with('/') {
-        return Err(format!(
-            "dest {dest:?} must be an absolute path in the image, e.g. \"/opt/app\""
-        ));
-    }
-    let mut parts = Vec::new();
-    for c in Path::new(dest).components() {
-        match c {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(n) => parts.push(n.as_bytes()),
-            Component::ParentDir => return Err(format!("dest {dest:?} must not contain `..`")),
-            Component::Prefix(_) => return Err(format!("dest {dest:?} is not a Unix path")),
+/// A checked `dest`: an absolute path in the image, without `..` or NUL
+/// bytes, normalised to its components without the leading `/`
+/// (`/opt//r2d/./` -> `opt/r2d`). Its path is empty for the image root
+/// (`/`, `//`, `/.`), which has no entry of its own: only a directory `src`
+/// (copied into it) or a file `src` (named after itself) can go there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Dest {
+    /// As written, after variables.
+    pub text: String,
+    pub path: Vec<u8>,
+}
+
+impl Dest {
+    pub(super) fn parse(text: String) -> Result<Dest, String> {
+        use std::os::unix::ffi::OsStrExt;
+        if !text.starts_with('/') {
+            return Err(format!(
+                "dest {text:?} must be an absolute path in the image, e.g. \"/opt/app\""
+            ));
         }
+        if text.contains('\0') {
+            return Err(format!("dest {text:?} must not contain a NUL byte"));
+        }
+        let mut parts = Vec::new();
+        for c in Path::new(&text).components() {
+            match c {
+                Component::RootDir | Component::CurDir => {}
+                Component::Normal(n) => parts.push(n.as_bytes()),
+                Component::ParentDir => {
+                    return Err(format!(
+                        "dest {text:?} must not contain `..`; expected an absolute path such as \"/opt/app\""
+                    ))
+                }
+                Component::Prefix(_) => return Err(format!("dest {text:?} is not a Unix path")),
+            }
+        }
+        let path = parts.join(&b'/');
+        Ok(Dest { text, path })
     }
-    Ok(parts.join(&b'/'))
+
+    pub(super) fn is_root(&self) -> bool {
+        self.path.is_empty()
+    }
+
+    /// Whether `dest` names a directory to put a file into: the root, or a
+    /// path written with a trailing `/` (or `/.`).
+    pub(super) fn is_dir(&self) -> bool {
+        self.is_root() || self.text.ends_with('/') || self.text.ends_with("/.")
+    }
 }
 
 #[cfg(test)]
@@ -246,10 +314,21 @@ mod tests {
 
     #[test]
     fn dest_is_normalised_and_checked() {
-        assert_eq!(normalize_dest("/opt//r2d/./app/").unwrap(), b"opt/r2d/app");
-        assert_eq!(normalize_dest("/").unwrap(), b"");
-        assert!(normalize_dest("opt/x").unwrap_err().contains("absolute"));
-        assert!(normalize_dest("/opt/../etc").unwrap_err().contains(".."));
+        let path = |t: &str| Dest::parse(t.to_string()).map(|d| d.path);
+        assert_eq!(path("/opt//r2d/./app/").unwrap(), b"opt/r2d/app");
+        for root in ["/", "//", "/.", "/./", "/./.", "///./"] {
+            let d = Dest::parse(root.to_string()).unwrap();
+            assert!(d.is_root() && d.is_dir(), "{root}");
+        }
+        assert!(Dest::parse("/opt/.".into()).unwrap().is_dir());
+        assert!(!Dest::parse("/opt".into()).unwrap().is_dir());
+        for rel in ["opt/x", "", ".", "..", "a/../..", "./", " /x"] {
+            assert!(path(rel).unwrap_err().contains("absolute"), "{rel}");
+        }
+        for up in ["/..", "/../", "/opt/../etc", "/a/b/../../..", "/./.."] {
+            assert!(path(up).unwrap_err().contains("`..`"), "{up}");
+        }
+        assert!(path("/a\0b").unwrap_err().contains("NUL"));
     }
 
     #[test]

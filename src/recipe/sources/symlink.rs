@@ -11,8 +11,11 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         unreachable!("resolved only when `symlink` is set")
     };
     let t = (cx.expand)(target)?;
-    if t.is_empty() {
-        return Err(cx.recipe.err(target.span(), "symlink target is empty"));
+    if t.is_empty() || t.contains('\0') {
+        return Err(cx.recipe.err(
+            target.span(),
+            format!("symlink target {t:?} is empty or contains a NUL byte"),
+        ));
     }
-    Ok(cx.attrs.one(cx, EntryKind::Symlink(t.into_bytes()), 0o777))
+    cx.attrs.one(cx, EntryKind::Symlink(t.into_bytes()), 0o777)
 }

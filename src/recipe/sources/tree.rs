@@ -40,14 +40,14 @@ impl Tree {
         excludes: Vec<String>,
     ) -> Tree {
         let attrs = &cx.attrs;
-        let own = (!cx.dest.is_empty()).then(|| {
+        let own = (!cx.dest.is_root()).then(|| {
             let mode = attrs.dir_mode.unwrap_or(meta.mode() & 0o7777);
-            attrs.entry(cx.dest.clone(), EntryKind::Dir, mode)
+            attrs.entry(cx.dest.path.clone(), EntryKind::Dir, mode)
         });
         Tree {
             own,
             root,
-            dest: cx.dest.clone(),
+            dest: cx.dest.path.clone(),
             excludes,
             follow: cx.section.follow_symlinks,
             attrs: attrs.clone(),

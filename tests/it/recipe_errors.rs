@@ -1,0 +1,296 @@
+//! Hostile and odd recipes: each is refused with exit code 2 and a message
+//! that names the recipe file, line and column and says what is expected;
+//! never a panic, never an image built from a misread value.
+
+use std::fs;
+
+use crate::build_errors::{layer, Case, HEAD};
+use crate::common::*;
+
+/// A recipe whose one entry is `kind` at `dest`.
+fn entry_at(kind: &str, dest: &str) -> String {
+    layer(&format!("{kind}\ndest = {dest:?}"))
+}
+
+const KINDS: [&str; 5] = [
+    "content = \"x\"",
+    "symlink = \"/x\"",
+    "dir = true",
+    "src = \"files/a.txt\"",
+    "src = \"files\"",
+];
+
+#[test]
+fn the_image_root_cannot_be_replaced_by_one_entry() {
+    for dest in ["/", "/.", "//", "/./", "///./."] {
+        for kind in &KINDS[..3] {
+            let field = kind.split(" =").next().unwrap();
+            let field = if field == "dir" { "dir = true" } else { field };
+            Case::new(&entry_at(kind, dest)).fails(&[
+                "recipe.toml:7:8",
+                "is the image root",
+                &format!("expected a path below it for `{field}`"),
+            ]);
+        }
+    }
+}
+
+#[test]
+fn a_file_or_directory_src_goes_into_the_root() {
+    // A directory is copied into the root; a file keeps its own name there.
+    for dest in ["/", "/.", "//", "/./"] {
+        for kind in &KINDS[3..] {
+            let case = Case::new(&entry_at(kind, dest));
+            let r = run(boxwright()
+                .args(["build", "--quiet", "-o"])
+                .arg(case.path("out"))
+                .arg(case.path("recipe.toml")));
+            assert_ok(&r);
+        }
+    }
+    let dir = Case::new(&entry_at("src = \"files\"", "/"));
+    let out = dir.path("out");
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&out)
+        .arg(dir.path("recipe.toml")));
+    tool(
+        "umoci",
+        &[
+            "raw",
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:latest", out.display()),
+            dir.path("rootfs").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(fs::read_to_string(dir.path("rootfs/a.txt")).unwrap(), "a\n");
+    assert_eq!(fs::read_to_string(dir.path("rootfs/b.txt")).unwrap(), "b\n");
+}
+
+#[test]
+fn dests_that_escape_or_hold_nul_are_refused() {
+    for dest in ["/..", "/../", "/opt/../..", "/a/./../b", "/./.."] {
+        for kind in KINDS {
+            Case::new(&entry_at(kind, dest)).fails(&[
+                "recipe.toml:7:8",
+                "must not contain `..`",
+                "\"/opt/app\"",
+            ]);
+        }
+    }
+    for dest in ["..", "a/../..", "", ".", "opt/x"] {
+        for kind in KINDS {
+            Case::new(&entry_at(kind, dest))
+                .fails(&["recipe.toml:7:8", "must be an absolute path"]);
+        }
+    }
+    Case::new(&layer("content = \"x\"\ndest = \"/a\\u0000b\"")).fails(&["recipe.toml:7:8", "NUL"]);
+    Case::new(&layer("symlink = \"/a\\u0000b\"\ndest = \"/x\""))
+        .fails(&["recipe.toml:6:11", "NUL"]);
+    Case::new(&layer("dir = true\ndest = \"/x\"\nuname = \"r\\u0000t\""))
+        .fails(&["recipe.toml:8:9", "NUL"]);
+}
+
+/// A recipe with `[image] created = value`.
+fn created(value: &str) -> String {
+    format!("{HEAD}created = {value}\n[[layer]]\n[[layer.entry]]\ndir = true\ndest = \"/x\"\n")
+}
+
+const CREATED: &str = "expected created: an RFC 3339 time in quotes";
+
+#[test]
+fn created_must_be_a_real_time_within_range() {
+    for (value, why) in [
+        ("253402300800", "out of range"),
+        ("-1", "out of range"),
+        ("\"253402300800\"", "out of range"),
+        ("\"99999999999999999999\"", "out of range"),
+        ("\"1969-12-31T23:59:59Z\"", "out of range"),
+        ("\"2024-02-30T00:00:00Z\"", "2024-02 has 29 days"),
+        ("\"2023-02-29T00:00:00Z\"", "2023-02 has 28 days"),
+        ("\"2100-02-29T00:00:00Z\"", "2100-02 has 28 days"),
+        ("\"2024-06-31T00:00:00Z\"", "2024-06 has 30 days"),
+        ("\"2024-01-01T00:00:00+25:00\"", "offset +25:00"),
+        ("\"2024-01-01T00:00:00-24:00\"", "offset -24:00"),
+        ("\"2024-01-01T24:00:00Z\"", "time of day"),
+        ("\"2024-01-01T00:00:60Z\"", "time of day"),
+        ("\"10000-01-01T00:00:00Z\"", "of the form"),
+        ("\"2024-01-01\"", "of the form"),
+        ("\"\"", "of the form"),
+        ("1.5", "invalid type: floating point `1.5`"),
+        ("true", "invalid type: boolean"),
+        ("[1]", "invalid type: sequence"),
+        ("{ a = 1 }", "invalid type: map"),
+        ("99999999999999999999999", "too large"),
+        ("18446744073709551615", "18446744073709551615"),
+        ("2024-01-01T00:00:00Z", "bare TOML date-time"),
+    ] {
+        let err = Case::new(&created(value)).fails(&["recipe.toml:4:11", CREATED, why]);
+        assert!(!err.contains("untagged"), "{err}");
+    }
+}
+
+#[test]
+fn created_accepts_the_range_ends_and_leap_days() {
+    let digest = |value: &str| {
+        let case = Case::new(&created(value));
+        ok(boxwright()
+            .args(["build", "--quiet", "-o"])
+            .arg(case.path("out"))
+            .arg(case.path("recipe.toml")))
+    };
+    assert_eq!(digest("253402300799"), digest("\"9999-12-31T23:59:59Z\""));
+    assert_eq!(digest("0"), digest("\"1970-01-01T01:00:00+01:00\""));
+    assert_eq!(digest("1709164800"), digest("\"2024-02-29T00:00:00Z\""));
+    assert_eq!(
+        digest("\"1709164800\""),
+        digest("\"2024-02-28T23:00:00-01:00\"")
+    );
+}
+
+#[test]
+fn empty_source_date_epoch_is_unset_and_a_bad_one_is_named() {
+    let case = Case::new(&layer("dir = true\ndest = \"/x\""));
+    let build = |value: Option<&str>| {
+        let mut cmd = boxwright();
+        cmd.args(["build", "--quiet", "-o"])
+            .arg(case.path("out"))
+            .arg(case.path("recipe.toml"));
+        if let Some(v) = value {
+            cmd.env("SOURCE_DATE_EPOCH", v);
+        }
+        let r = run(&mut cmd);
+        let _ = fs::remove_dir_all(case.path("out"));
+        r
+    };
+    let unset = build(None);
+    assert_ok(&unset);
+    for empty in ["", " ", "\t"] {
+        let r = build(Some(empty));
+        assert_ok(&r);
+        assert_eq!(
+            r.stdout, unset.stdout,
+            "SOURCE_DATE_EPOCH={empty:?} is unset"
+        );
+    }
+    assert_ne!(build(Some("1700000000")).stdout, unset.stdout);
+    for bad in [
+        "abc",
+        "-1",
+        "1.5",
+        "253402300800",
+        "0x10",
+        "99999999999999999999",
+    ] {
+        let r = build(Some(bad));
+        assert_code(&r, 2);
+        assert!(
+            r.stderr.contains(&format!("SOURCE_DATE_EPOCH={bad:?}"))
+                && r.stderr.contains("whole number of seconds"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn modes_say_what_they_expect() {
+    const MODE: &str =
+        "expected mode: an octal integer like 0o644 or a string \"0644\", at most 0o7777";
+    for (value, why) in [
+        ("1.5", "floating point `1.5`"),
+        ("true", "boolean `true`"),
+        ("[493]", "sequence"),
+        ("{ a = 1 }", "map"),
+        ("2024-01-01", "bare TOML date-time"),
+        ("99999999999999999999999", "too large"),
+        ("-1", "integer `-1`"),
+        ("0o10000", "0o10000 is above 0o7777"),
+        ("4096", "0o10000 is above 0o7777"),
+        ("\"10000\"", "string \"10000\""),
+        ("\"0o+7\"", "string \"0o+7\""),
+        ("\"+644\"", "string \"+644\""),
+        ("\"0x1ff\"", "string \"0x1ff\""),
+        ("\"8\"", "string \"8\""),
+        ("\"\"", "string \"\""),
+        ("\"0o\"", "string \"0o\""),
+    ] {
+        for key in ["mode", "dir_mode"] {
+            let recipe = layer(&format!("src = \"files\"\ndest = \"/x\"\n{key} = {value}"));
+            let col = key.len() + 4;
+            let err = Case::new(&recipe).fails(&[&format!("recipe.toml:8:{col}"), MODE, why]);
+            assert!(!err.contains("untagged"), "{err}");
+            // The same on the layer.
+            let recipe = format!(
+                "{HEAD}[[layer]]\n{key} = {value}\n[[layer.entry]]\ndir = true\ndest = \"/x\"\n"
+            );
+            Case::new(&recipe).fails(&[&format!("recipe.toml:5:{col}"), MODE, why]);
+        }
+    }
+}
+
+#[test]
+fn ids_and_other_typed_fields_name_their_place() {
+    const ID: &str = "expected a numeric user or group id, 0 or more, like 1000";
+    for value in ["-1", "1.5", "\"0\"", "99999999999999999999999", "true"] {
+        for key in ["uid", "gid"] {
+            let err = Case::new(&layer(&format!(
+                "dir = true\ndest = \"/x\"\n{key} = {value}"
+            )))
+            .fails(&["recipe.toml:8:7", ID]);
+            assert!(!err.contains("u64"), "{err}");
+        }
+    }
+    Case::new(&layer("dir = \"yes\"\ndest = \"/x\"")).fails(&["recipe.toml:6:7"]);
+}
+
+#[test]
+fn invalid_utf8_names_its_byte_offset_and_line() {
+    let case = Case::new("");
+    let mut text = b"[image]\nname = \"t\"\n# caf".to_vec();
+    text.extend_from_slice(&[0xc3, 0x28]);
+    text.extend_from_slice(b"\n");
+    fs::write(case.path("recipe.toml"), &text).unwrap();
+    case.fails(&[
+        "recipe.toml:3:6",
+        "byte 0xc3 at byte offset 24 is not UTF-8",
+    ]);
+    fs::write(case.path("recipe.toml"), b"\xff").unwrap();
+    case.fails(&["recipe.toml:1:1", "byte 0xff at byte offset 0"]);
+}
+
+#[test]
+fn whole_recipe_mistakes_name_their_place() {
+    Case::new("# nothing to build\n[image]\nname = \"t\"\n")
+        .fails(&["recipe.toml:2:1", "no [[layer]] and no base image"]);
+    Case::new(&format!("{HEAD}[[layer]]\nname = \"x\"\n"))
+        .fails(&["recipe.toml:4:1", "layer \"x\" has no [[layer.entry]]"]);
+    Case::new(&format!(
+        "context = \"nope\"\n{}",
+        layer("dir = true\ndest = \"/x\"")
+    ))
+    .fails(&["recipe.toml:1:11", "build context"]);
+    Case::new("[image]\nname = \"t\"\nplatforms = []\n")
+        .fails(&["recipe.toml:3:13", "platforms is empty"]);
+    Case::new("[image]\nname = \"t\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n")
+        .fails(&["recipe.toml:3:29", "listed twice"]);
+}
+
+#[test]
+fn one_file_or_link_needs_a_file_name_and_names_are_plain() {
+    for dest in ["/x/", "/x/.", "/etc//"] {
+        for kind in &KINDS[..2] {
+            Case::new(&entry_at(kind, dest)).fails(&["recipe.toml:7:8", "names a directory"]);
+        }
+    }
+    Case::new("[image]\nname = \"a\\u0000b\"\n").fails(&["recipe.toml:2:8", "control characters"]);
+    Case::new(&format!(
+        "[image]\nname = \"t\"\nbase = \"\"\n{}",
+        &layer("dir = true\ndest = \"/x\"")[HEAD.len()..]
+    ))
+    .fails(&["recipe.toml:3:8", "base: invalid image reference \"\""]);
+    Case::new("[image]\nname = \"t\"\nbase = \"alpine\"\nbase_fallback = [\"ok\", \"a b\"]\n")
+        .fails(&["recipe.toml:4:24", "base: invalid image reference \"a b\""]);
+}
