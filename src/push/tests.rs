@@ -135,7 +135,8 @@ async fn dual_push_sends_each_blob_once_per_registry_then_heads_only() {
     for t in &targets {
         let r = &t.reference;
         let info = client
-            .head_manifest(&r.registry, &r.repository, r.tag.as_deref().unwrap())
+            .repo_of(r)
+            .head_manifest(r.tag.as_deref().unwrap())
             .await
             .unwrap()
             .unwrap();

@@ -1,7 +1,8 @@
 //! The registry client: its settings, and what it keeps per registry (the
 //! base URL and scheme, credentials, request slots, quirks and counters).
 //! Sending is in [`super::transport`]; the operations of the distribution
-//! API are in [`super::blobs`] and [`super::manifests`].
+//! API are methods of a [`super::Repo`] (`client.repo(registry, name)`), in
+//! [`super::blobs`] and [`super::manifests`].
 //!
 //! HTTPS is used for every registry except loopback hosts and hosts listed
 //! as insecure.

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::client::{Body, Client, Request, Response};
+use super::client::{Body, Request, Response};
 use super::error::{ErrorContext, ErrorKind, RegistryError};
 use super::headers::{parse_next_link, resolve_location};
+use super::repo::Repo;
 use super::transport::auth::{pull_scope, push_scope};
 use crate::oci::{
     Digest, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX,
@@ -37,15 +38,6 @@ fn accept_all() -> String {
     .join(", ")
 }
 
-fn ctx(op: &str, registry: &str, repo: &str, object: &str) -> ErrorContext {
-    ErrorContext {
-        operation: op.to_string(),
-        registry: registry.to_string(),
-        repository: Some(repo.to_string()),
-        object: Some(object.to_string()),
-    }
-}
-
 fn header_digest(resp: &Response, c: &ErrorContext) -> Result<Option<Digest>, RegistryError> {
     match resp.header("docker-content-digest") {
         None => Ok(None),
@@ -64,20 +56,18 @@ fn media_type_of(resp: &Response) -> String {
         .unwrap_or_default()
 }
 
-impl Client {
+impl Repo<'_> {
     /// `HEAD /v2/<repo>/manifests/<reference>`: `None` on 404. When the
     /// registry omits `Docker-Content-Digest`, falls back to a GET.
     pub async fn head_manifest(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         reference: &str,
     ) -> Result<Option<ManifestInfo>, RegistryError> {
-        let c = ctx("resolving manifest", registry, repo, reference);
-        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
-        let req =
-            Request::new(Method::HEAD, url, vec![pull_scope(repo)]).header(ACCEPT, &accept_all());
-        let resp = self.send(registry, req, &c).await?;
+        let c = self.ctx("resolving manifest", reference);
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let req = Request::new(Method::HEAD, url, vec![pull_scope(self.repository())])
+            .header(ACCEPT, &accept_all());
+        let resp = self.send(req, &c).await?;
         match resp.status {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(None),
@@ -96,7 +86,7 @@ impl Client {
             })),
             None => {
                 drop(resp);
-                self.get_manifest(registry, repo, reference)
+                self.get_manifest(reference)
                     .await
                     .map(|(info, _)| Some(info))
             }
@@ -106,16 +96,14 @@ impl Client {
     /// `GET /v2/<repo>/manifests/<reference>`: the exact bytes and what they
     /// are. A digest reference is checked against the bytes.
     pub async fn get_manifest(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         reference: &str,
     ) -> Result<(ManifestInfo, Vec<u8>), RegistryError> {
-        let c = ctx("fetching manifest", registry, repo, reference);
-        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
-        let req =
-            Request::new(Method::GET, url, vec![pull_scope(repo)]).header(ACCEPT, &accept_all());
-        let resp = self.send(registry, req, &c).await?;
+        let c = self.ctx("fetching manifest", reference);
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let req = Request::new(Method::GET, url, vec![pull_scope(self.repository())])
+            .header(ACCEPT, &accept_all());
+        let resp = self.send(req, &c).await?;
         if resp.status != StatusCode::OK {
             return Err(resp.into_error(c).await);
         }
@@ -161,20 +149,18 @@ impl Client {
     /// `PUT /v2/<repo>/manifests/<reference>` with `Content-Type` =
     /// `media_type`. Returns the digest, checked against the registry's.
     pub async fn put_manifest(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         reference: &str,
         bytes: Bytes,
         media_type: &str,
     ) -> Result<Digest, RegistryError> {
         let digest = Digest::of(&bytes);
-        let c = ctx("putting manifest", registry, repo, reference);
-        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
-        let req = Request::new(Method::PUT, url, vec![push_scope(repo)])
+        let c = self.ctx("putting manifest", reference);
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let req = Request::new(Method::PUT, url, vec![push_scope(self.repository())])
             .header(CONTENT_TYPE, media_type)
             .body(Body::Bytes(bytes));
-        let resp = self.send(registry, req, &c).await?;
+        let resp = self.send(req, &c).await?;
         if resp.status != StatusCode::CREATED && resp.status != StatusCode::OK {
             return Err(resp.into_error(c).await);
         }
@@ -193,32 +179,30 @@ impl Client {
     }
 
     /// All tags of a repository, following `Link: <...>; rel="next"`.
-    pub async fn list_tags(
-        &self,
-        registry: &str,
-        repo: &str,
-    ) -> Result<Vec<String>, RegistryError> {
-        self.list_tags_paged(registry, repo, None).await
+    pub async fn list_tags(self) -> Result<Vec<String>, RegistryError> {
+        self.list_tags_paged(None).await
     }
 
-    /// [`Client::list_tags`] asking for pages of `page_size` tags (`?n=`);
+    /// [`Repo::list_tags`] asking for pages of `page_size` tags (`?n=`);
     /// later pages are the `Link` URLs the registry answers (which carry
     /// `n` and `last`), used as given.
     pub async fn list_tags_paged(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         page_size: Option<u32>,
     ) -> Result<Vec<String>, RegistryError> {
-        let c = ctx("listing tags", registry, repo, "tags");
-        let mut url = self.url(registry, &format!("{repo}/tags/list"))?;
+        let c = self.ctx("listing tags", "tags");
+        let mut url = self.url("tags/list")?;
         if let Some(n) = page_size {
             url.query_pairs_mut().append_pair("n", &n.to_string());
         }
         let mut tags = Vec::new();
         for _page in 0..10_000 {
-            let req = Request::new(Method::GET, url.clone(), vec![pull_scope(repo)]);
-            let resp = self.send(registry, req, &c).await?;
+            let req = Request::new(
+                Method::GET,
+                url.clone(),
+                vec![pull_scope(self.repository())],
+            );
+            let resp = self.send(req, &c).await?;
             if resp.status == StatusCode::NOT_FOUND && tags.is_empty() {
                 return Ok(tags);
             }

@@ -16,7 +16,7 @@ use crate::image::once::OnceMap;
 use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::Level;
-use crate::registry::Client;
+use crate::registry::{Client, Repo};
 
 /// Counts of what went through the cache.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -65,6 +65,11 @@ impl RemoteBlobs {
         (&self.registry, &self.repository)
     }
 
+    /// The repository the blobs come from, to ask it.
+    pub fn repo(&self) -> Repo<'_> {
+        self.client.repo(&self.registry, &self.repository)
+    }
+
     /// Blobs downloaded and their bytes, and cache hits, so far.
     pub fn counts(&self) -> CacheCounts {
         self.counts.lock().map(|c| *c).unwrap_or_default()
@@ -91,16 +96,16 @@ impl RemoteBlobs {
             self.count(|c| c.blobs_cached += 1);
             return Ok(self.cache.path(&d.digest));
         }
-        let (reg, repo) = (&self.registry, &self.repository);
+        let repo = self.repo();
         let path = self
             .cache
-            .fetch(&self.client, reg, repo, &d.digest, d.size)
+            .fetch(repo, &d.digest, d.size)
             .await
-            .with_context(|| format!("downloading blob {} from {reg}/{repo}", d.digest))?;
+            .with_context(|| format!("downloading blob {} from {repo}", d.digest))?;
         let got = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if got != d.size {
             return Err(anyhow!(
-                "blob {} from {reg}/{repo} has {got} bytes, its descriptor says {}",
+                "blob {} from {repo} has {got} bytes, its descriptor says {}",
                 d.digest,
                 d.size
             ));
@@ -155,15 +160,13 @@ impl RegistryImage {
 
     /// GET a manifest by digest (checked by the client against it).
     pub async fn fetch_manifest(&self, d: &Digest) -> Result<(Bytes, String)> {
-        let (reg, repo) = self.blobs.source();
-        let (info, bytes) = self
-            .blobs
-            .client
-            .get_manifest(reg, repo, d.as_str())
+        let repo = self.blobs.repo();
+        let (info, bytes) = repo
+            .get_manifest(d.as_str())
             .await
-            .with_context(|| format!("fetching manifest {d} of {reg}/{repo}"))?;
+            .with_context(|| format!("fetching manifest {d} of {repo}"))?;
         if info.media_type.is_empty() {
-            return Err(anyhow!("manifest {d} of {reg}/{repo} has no media type"));
+            return Err(anyhow!("manifest {d} of {repo} has no media type"));
         }
         Ok((Bytes::from(bytes), info.media_type))
     }

@@ -129,22 +129,23 @@ pub async fn resolve_first(
         .ok_or_else(|| bad_input("no image reference given"))?;
     let mut skipped = Vec::new();
     for (position, r) in refs.iter().enumerate() {
-        let answer = tokio::time::timeout(
-            RESOLVE_TIMEOUT,
-            client.get_manifest(&r.registry, &r.repository, &r.object()),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(RegistryError::new(
-                crate::registry::ErrorContext {
-                    operation: "fetching manifest".into(),
-                    registry: r.registry.clone(),
-                    repository: Some(r.repository.clone()),
-                    object: Some(r.object()),
-                },
-                ErrorKind::Transport(format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs())),
-            ))
-        });
+        let answer =
+            tokio::time::timeout(RESOLVE_TIMEOUT, client.repo_of(r).get_manifest(&r.object()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RegistryError::new(
+                        crate::registry::ErrorContext {
+                            operation: "fetching manifest".into(),
+                            registry: r.registry.clone(),
+                            repository: Some(r.repository.clone()),
+                            object: Some(r.object()),
+                        },
+                        ErrorKind::Transport(format!(
+                            "no answer within {}s",
+                            RESOLVE_TIMEOUT.as_secs()
+                        )),
+                    ))
+                });
         match answer {
             Ok((info, bytes)) => {
                 if !oci::is_index_media_type(&info.media_type)

@@ -137,7 +137,8 @@ impl RemoteImages {
         let r = &served.reference;
         let (info, bytes) = self
             .client
-            .get_manifest(&r.registry, &r.repository, desc.digest.as_str())
+            .repo_of(r)
+            .get_manifest(desc.digest.as_str())
             .await?;
         if !oci::is_manifest_media_type(&info.media_type) {
             return Err(anyhow!(
