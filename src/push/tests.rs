@@ -87,7 +87,8 @@ async fn dual_push_sends_each_blob_once_per_registry_then_heads_only() {
         rec.clone(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     assert!(report.succeeded(), "{:#?}", report);
     assert_eq!(report.targets.len(), 5);
     assert!(report
@@ -164,7 +165,8 @@ async fn dual_push_sends_each_blob_once_per_registry_then_heads_only() {
         crate::progress::silent(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     assert!(again.succeeded());
     for reg in &again.registries {
         assert_eq!(reg.bytes_sent, 0, "{reg:#?}");
@@ -205,7 +207,8 @@ async fn optional_target_failure_only_warns() {
         crate::progress::silent(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     assert!(report.succeeded(), "{report:#?}");
     assert_eq!(report.warnings().len(), 1);
     let failed = report.targets.iter().find(|t| !t.ok).unwrap();
