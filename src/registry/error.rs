@@ -25,6 +25,10 @@ pub enum ErrorKind {
     /// No answer: connection refused or reset, TLS failure, timeout, body cut.
     #[error("{0}")]
     Transport(String),
+    /// The answer did not arrive in full within the request's deadline
+    /// (the registry sends, too slowly); not retried.
+    #[error("{0}")]
+    Deadline(String),
     /// The registry answered something that breaks the protocol.
     #[error("{0}")]
     Protocol(String),

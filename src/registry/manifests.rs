@@ -3,6 +3,8 @@
 //! answered digest compared with ours) and tag listing with `Link`
 //! pagination.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -12,13 +14,11 @@ use super::error::{ErrorContext, ErrorKind, RegistryError};
 use super::headers::{parse_next_link, resolve_location};
 use super::repo::Repo;
 use super::transport::auth::{pull_scope, push_scope};
+use super::transport::limits::{MAX_MANIFEST_SIZE, MAX_TAG_LIST, MAX_TAG_PAGE, MAX_TAG_PAGES};
 use crate::oci::{
     Digest, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
 };
-
-/// Largest manifest accepted (the distribution registry's own limit is 4 MiB).
-pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
 /// What a registry says about a manifest.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -110,7 +110,7 @@ impl Repo<'_> {
         let mut media_type = media_type_of(&resp);
         let answered = header_digest(&resp, &c)?;
         let bytes = resp
-            .bytes_limited(MAX_MANIFEST_SIZE)
+            .bytes_limited(MAX_MANIFEST_SIZE, "the manifest")
             .await
             .map_err(|k| RegistryError::new(c.clone(), k))?;
         let digest = Digest::of(&bytes);
@@ -185,18 +185,28 @@ impl Repo<'_> {
 
     /// [`Repo::list_tags`] asking for pages of `page_size` tags (`?n=`);
     /// later pages are the `Link` URLs the registry answers (which carry
-    /// `n` and `last`), used as given.
+    /// `n` and `last`), used as given. A list that does not end (a link to
+    /// a page already read, more than [`MAX_TAG_PAGES`] pages or
+    /// [`MAX_TAG_LIST`] bytes) is an error.
     pub async fn list_tags_paged(
         self,
         page_size: Option<u32>,
     ) -> Result<Vec<String>, RegistryError> {
         let c = self.ctx("listing tags", "tags");
+        let endless = |why: String| {
+            RegistryError::new(
+                c.clone(),
+                ErrorKind::Protocol(format!("the tag list does not end: {why}")),
+            )
+        };
         let mut url = self.url("tags/list")?;
         if let Some(n) = page_size {
             url.query_pairs_mut().append_pair("n", &n.to_string());
         }
+        let mut seen = HashSet::from([url.to_string()]);
         let mut tags = Vec::new();
-        for _page in 0..10_000 {
+        let mut bytes = 0;
+        for page in 1..=MAX_TAG_PAGES {
             let req = Request::new(
                 Method::GET,
                 url.clone(),
@@ -212,32 +222,38 @@ impl Repo<'_> {
             let next = resp.header("link").and_then(parse_next_link);
             let answered = resp.url.clone();
             let body = resp
-                .bytes_limited(MAX_MANIFEST_SIZE)
+                .bytes_limited(MAX_TAG_PAGE, "the page of the tag list")
                 .await
                 .map_err(|k| RegistryError::new(c.clone(), k))?;
+            bytes += body.len();
+            if bytes > MAX_TAG_LIST {
+                return Err(endless(format!(
+                    "more than {MAX_TAG_LIST} bytes in {page} pages"
+                )));
+            }
             #[derive(serde::Deserialize)]
             struct Page {
                 #[serde(default)]
                 tags: Option<Vec<String>>,
             }
-            let page: Page = serde_json::from_slice(&body).map_err(|_| {
+            let page_tags: Page = serde_json::from_slice(&body).map_err(|_| {
                 RegistryError::new(
                     c.clone(),
                     ErrorKind::Protocol("the tag list is not JSON".into()),
                 )
             })?;
-            tags.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(n) => {
-                    url = resolve_location(&answered, &n)
-                        .map_err(|e| RegistryError::new(c.clone(), ErrorKind::Protocol(e)))?
-                }
-                None => return Ok(tags),
+            tags.extend(page_tags.tags.unwrap_or_default());
+            let Some(n) = next else {
+                return Ok(tags);
+            };
+            url = resolve_location(&answered, &n)
+                .map_err(|e| RegistryError::new(c.clone(), ErrorKind::Protocol(e)))?;
+            if !seen.insert(url.to_string()) {
+                return Err(endless(format!(
+                    "page {page} links back to a page already read"
+                )));
             }
         }
-        Err(RegistryError::new(
-            c,
-            ErrorKind::Protocol("too many tag pages".into()),
-        ))
+        Err(endless(format!("more than {MAX_TAG_PAGES} pages")))
     }
 }

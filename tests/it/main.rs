@@ -18,6 +18,7 @@ mod hardening;
 mod harness;
 mod harness_proxy;
 mod index;
+mod limits;
 mod login;
 mod pair;
 mod publish;

@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::error::bad_input;
 use crate::oci::{self, Digest};
 use crate::progress::{Level, SharedReporter};
+use crate::registry::transport::limits;
 use crate::registry::{Client, ErrorKind, ManifestInfo, Reference, RegistryError, RetryPolicy};
 
 /// The retry policy of the resolve step: one retry, short delays (and a
@@ -42,17 +43,19 @@ pub fn resolve_policy() -> RetryPolicy {
 
 /// How long resolving one reference may take (retry included) before the
 /// next one is tried: a registry that accepts connections but never answers
-/// counts as down.
-pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// counts as down. The same as one attempt's deadline for a document, so
+/// that a manifest trickling in fails in the same time wherever it is read.
+pub const RESOLVE_TIMEOUT: Duration = limits::DOCUMENT_DEADLINE;
 
 /// Whether a failure to resolve on one registry moves on to the next
-/// reference: not found (404), rate-limited (429), server errors (5xx, 408)
-/// and transport failures (refused, reset, timed out).
+/// reference: not found (404), rate-limited (429), server errors (5xx, 408),
+/// transport failures (refused, reset, timed out) and answers too slow to
+/// arrive within their deadline.
 pub fn moves_on(e: &RegistryError) -> bool {
     match e.status() {
         Some(404 | 408 | 429) => true,
         Some(s) => s >= 500,
-        None => matches!(e.kind, ErrorKind::Transport(_)),
+        None => matches!(e.kind, ErrorKind::Transport(_) | ErrorKind::Deadline(_)),
     }
 }
 
@@ -141,7 +144,7 @@ pub async fn resolve_first(
                             object: Some(r.object()),
                         },
                         ErrorKind::Transport(format!(
-                            "no answer within {}s",
+                            "no complete answer within {}s (timed out)",
                             RESOLVE_TIMEOUT.as_secs()
                         )),
                     ))
@@ -220,6 +223,7 @@ mod tests {
             assert!(!moves_on(&status(s)), "{s}");
         }
         assert!(moves_on(&err(ErrorKind::Transport("timed out".into()))));
+        assert!(moves_on(&err(ErrorKind::Deadline("too slow".into()))));
         assert!(!moves_on(&err(ErrorKind::DigestMismatch {
             expected: "a".into(),
             actual: "b".into()
