@@ -118,9 +118,19 @@ fn hint(e: &RegistryError) -> String {
         ErrorKind::Status { status: 403, .. } => s.push_str(
             "; the credentials lack permission for this repository (for ghcr.io: write:packages, and the org.opencontainers.image.source label for GITHUB_TOKEN)",
         ),
+        ErrorKind::Transport(t) | ErrorKind::Auth(t) if is_untrusted_certificate(t) => s.push_str(
+            "; the TLS certificate is not trusted: when a private CA signed it, give that CA with --ca-file PEM (or SSL_CERT_FILE)",
+        ),
         _ => {}
     }
     s
+}
+
+/// Whether a transport failure is a certificate the client does not trust
+/// (rustls: "invalid peer certificate: UnknownIssuer", a self-signed one,
+/// one for another name...).
+fn is_untrusted_certificate(text: &str) -> bool {
+    text.contains("invalid peer certificate") || text.contains("UnknownIssuer")
 }
 
 impl RegistryError {

@@ -27,4 +27,5 @@ mod push;
 mod push_faults;
 mod push_verify;
 mod schema;
+mod tls;
 mod verify;
