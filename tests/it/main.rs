@@ -23,6 +23,7 @@ mod login;
 mod pair;
 mod publish;
 mod pull;
+mod pull_fallback;
 mod push;
 mod push_faults;
 mod push_verify;

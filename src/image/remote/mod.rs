@@ -9,12 +9,14 @@
 //! served: manifests by digest ([`RegistryImage`]), configs and layers
 //! through the content-addressed blob cache ([`RemoteBlobs`]), each blob
 //! checked against its digest while it streams to disk and fetched at most
-//! once per run.
+//! once per run. A blob that registry cannot give (missing, corrupt, too
+//! slow) is fetched from the other references in turn: its digest names the
+//! same bytes everywhere.
 
 mod blobs;
 mod platform;
 
-pub use blobs::{CacheCounts, RegistryImage, RemoteBlobs};
+pub use blobs::{BlobFallback, CacheCounts, RegistryImage, RemoteBlobs};
 pub use platform::{
     oci_layer_media_type, select, BaseParts, PlatformImage, RegistryBase, RemoteImages,
 };
@@ -80,6 +82,10 @@ pub struct Served {
     pub bytes: Vec<u8>,
     /// The references tried before, with why each did not serve.
     pub skipped: Vec<Attempt>,
+    /// Every other reference given, in order: where a blob is fetched when
+    /// the registry that served cannot give it (a digest names the same
+    /// bytes everywhere).
+    pub alternates: Vec<Reference>,
 }
 
 impl Served {
@@ -159,6 +165,12 @@ pub async fn resolve_first(
                         info.media_type
                     ));
                 }
+                let alternates = refs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != position)
+                    .map(|(_, a)| a.clone())
+                    .collect();
                 return Ok(Served {
                     reference: r.clone(),
                     requested,
@@ -166,6 +178,7 @@ pub async fn resolve_first(
                     info,
                     bytes,
                     skipped,
+                    alternates,
                 });
             }
             Err(e) if moves_on(&e) && position + 1 < refs.len() => {
