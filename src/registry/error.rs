@@ -113,7 +113,7 @@ fn hint(e: &RegistryError) -> String {
     }
     match &e.kind {
         ErrorKind::Status { status: 401, .. } => s.push_str(
-            "; check the credentials for this registry (boxwright login, docker config, or the target's username_env/password_env)",
+            "; check the credentials for this registry: boxwright login, the target's username_env/password_env, or an entry in the first of these auth files that has one: $REGISTRY_AUTH_FILE (else $XDG_RUNTIME_DIR/containers/auth.json), $XDG_CONFIG_HOME/containers/auth.json (else ~/.config/containers/auth.json), $DOCKER_CONFIG/config.json (else ~/.docker/config.json), ~/.dockercfg",
         ),
         ErrorKind::Status { status: 403, .. } => s.push_str(
             "; the credentials lack permission for this repository (for ghcr.io: write:packages, and the org.opencontainers.image.source label for GITHUB_TOKEN)",

@@ -8,6 +8,7 @@
 mod support;
 
 mod action;
+mod auth_files;
 mod bench;
 mod build;
 mod build_errors;
