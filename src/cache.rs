@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::oci::Digest;
-use crate::registry::Client;
+use crate::registry::Repo;
 
 /// Where downloaded blobs are kept.
 #[derive(Debug, Clone)]
@@ -47,23 +47,14 @@ impl BlobCache {
         std::fs::metadata(self.path(d)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
-    /// The cached file of blob `d`, downloading it from `registry/repo` first
-    /// when missing. The download is streamed and checked against `d`.
-    pub async fn fetch(
-        &self,
-        client: &Client,
-        registry: &str,
-        repo: &str,
-        d: &Digest,
-        size: u64,
-    ) -> Result<PathBuf> {
+    /// The cached file of blob `d`, downloading it from `repo` first when
+    /// missing. The download is streamed and checked against `d`.
+    pub async fn fetch(&self, repo: Repo<'_>, d: &Digest, size: u64) -> Result<PathBuf> {
         let path = self.path(d);
         if self.contains(d, size) {
             return Ok(path);
         }
-        client
-            .get_blob_to_file(registry, repo, d, size, &path)
-            .await?;
+        repo.get_blob_to_file(d, size, &path).await?;
         Ok(path)
     }
 

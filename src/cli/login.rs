@@ -2,6 +2,7 @@
 //! writes it. The password comes from stdin only and is never printed.
 
 use std::io::Read as _;
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -30,6 +31,9 @@ pub struct LoginArgs {
     /// Reach the registry over plain HTTP when checking (loopback hosts always are).
     #[arg(long)]
     pub insecure: bool,
+    /// Extra CA certificates (PEM) to trust when checking; SSL_CERT_FILE is honoured too.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +111,7 @@ async fn verify(
     if args.insecure {
         opts.insecure.push(registry.to_string());
     }
+    opts.ca_file = args.ca_file.clone();
     let client = Client::new(opts, CredentialStore::default(), reporter.clone())?;
     client.set_credential(
         registry,

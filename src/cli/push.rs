@@ -10,7 +10,6 @@ use clap::Args;
 use boxwright::ops::verify::{verify_pushed, VerifyReport};
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::push::{self, by_digest, parse_targets, pin_untagged, PushReport};
-use boxwright::registry::{Client, CredentialStore};
 use boxwright::render::summary;
 
 use super::args::{parse_target, AfterPushArgs, UploadArgs};
@@ -68,11 +67,10 @@ pub fn finish_with(
 pub async fn run(args: PushArgs, reporter: SharedReporter) -> Result<()> {
     let targets = by_digest(parse_targets(&args.to)?, args.after.by_digest);
     let opts = args.upload.push_options()?;
-    let client_opts = opts.client.clone();
-    let mut report = push::push(&args.layout, targets, opts, reporter.clone()).await?;
+    let (mut report, client) = push::push(&args.layout, targets, opts, reporter.clone()).await?;
     pin_untagged(&mut report);
     let verified = if args.after.verify {
-        let client = Client::new(client_opts, CredentialStore::from_env(), reporter.clone())?;
+        // The pusher's client: its credentials and tokens are reused.
         verify_pushed(&client, &report, &reporter).await?
     } else {
         None

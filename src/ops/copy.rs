@@ -146,7 +146,8 @@ pub async fn copy(
 
     // The source, by HEAD.
     let head = client
-        .head_manifest(&source.registry, &source.repository, &source.object())
+        .repo_of(source)
+        .head_manifest(&source.object())
         .await
         .with_context(|| format!("resolving {src_name}"))?
         .ok_or_else(|| anyhow!("{src_name} does not exist (manifest unknown)"))?;
@@ -237,7 +238,7 @@ async fn all_hold(client: &Client, dests: &[Reference], digest: &Digest) -> bool
                 return false;
             }
             matches!(
-                client.head_manifest(&d.registry, &d.repository, &what).await,
+                client.repo_of(d).head_manifest(&what).await,
                 Ok(Some(info)) if &info.digest == digest
             )
         }

@@ -37,7 +37,7 @@ use crate::image::{walk, ImageSource};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{PushOptions, PushReport, PushTarget, Pusher};
-use crate::registry::{Client, CredentialStore, Reference};
+use crate::registry::{CredentialStore, Reference};
 
 /// How to assemble and push an index.
 #[derive(Clone, Debug, Default)]
@@ -214,7 +214,7 @@ pub async fn index(
         sources
             .iter()
             .zip(&repos)
-            .map(|(s, r)| read_manifest(&client, r, s, &reporter)),
+            .map(|(s, r)| read_manifest(r, s, &reporter)),
     )
     .await;
     let read: Vec<Source> = fetched.into_iter().collect::<Result<_>>()?;
@@ -310,7 +310,6 @@ pub async fn index(
 
 /// GET a source manifest by digest; refuse indexes, schema 1 and artifacts.
 async fn read_manifest(
-    client: &Client,
     repo: &Arc<RemoteBlobs>,
     s: &Reference,
     reporter: &SharedReporter,
@@ -320,8 +319,9 @@ async fn read_manifest(
         .digest
         .clone()
         .ok_or_else(|| anyhow!("{name} has no digest"))?;
-    let (info, bytes) = client
-        .get_manifest(&s.registry, &s.repository, digest.as_str())
+    let (info, bytes) = repo
+        .repo()
+        .get_manifest(digest.as_str())
         .await
         .with_context(|| format!("fetching source manifest {name}"))?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)

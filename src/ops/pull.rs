@@ -17,7 +17,7 @@ use crate::image::archive::{
 };
 use crate::image::layout::write_graph;
 use crate::image::remote::{
-    CacheCounts, PlatformImage, RegistryImage, RemoteImages, Served, ServedReport,
+    BlobFallback, CacheCounts, PlatformImage, RegistryImage, RemoteImages, Served, ServedReport,
 };
 use crate::image::walk;
 use crate::oci::{self, Descriptor, Digest, Index, Platform};
@@ -70,6 +70,9 @@ pub struct PullResult {
     pub configs: Vec<Digest>,
     #[serde(flatten)]
     pub cache: CacheCounts,
+    /// Blobs the registry that served could not give, each fetched from a
+    /// fallback reference (with where from, and why).
+    pub blob_fallbacks: Vec<BlobFallback>,
 }
 
 /// Pull an image into `opts.output`.
@@ -197,6 +200,7 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         output: opts.output.clone(),
         configs,
         cache: images.counts(),
+        blob_fallbacks: images.blob_fallbacks(),
     })
 }
 

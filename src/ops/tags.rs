@@ -53,9 +53,7 @@ pub async fn list_tags(
     digests: bool,
 ) -> TagsReport {
     let lists = futures_util::future::join_all(repositories.iter().map(|r| async move {
-        let res = client
-            .list_tags_paged(&r.registry, &r.repository, page_size)
-            .await;
+        let res = client.repo_of(r).list_tags_paged(page_size).await;
         match res {
             Ok(tags) => RepoTags {
                 repository: r.name(),
@@ -86,7 +84,8 @@ pub async fn list_tags(
                 let r = &repositories[i];
                 async move {
                     let d = client
-                        .head_manifest(&r.registry, &r.repository, &tag)
+                        .repo_of(r)
+                        .head_manifest(&tag)
                         .await
                         .ok()
                         .flatten()

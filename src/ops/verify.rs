@@ -89,10 +89,7 @@ async fn resolve(client: &Client, r: &Reference) -> Resolved {
         size: None,
         error: None,
     };
-    match client
-        .head_manifest(&r.registry, &r.repository, &shown.object())
-        .await
-    {
+    match client.repo_of(r).head_manifest(&shown.object()).await {
         Ok(Some(info)) => {
             // A reference with both a tag and a digest must agree on both.
             if let (Some(_), Some(pinned)) = (&r.tag, &r.digest) {

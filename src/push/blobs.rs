@@ -17,7 +17,7 @@ use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
 use crate::registry::blobs::{MountResult, UploadMode, UploadSession};
-use crate::registry::Client;
+use crate::registry::{Client, Repo};
 
 /// How many mount sources are asked before uploading.
 const MAX_MOUNT_TRIES: usize = 3;
@@ -168,7 +168,7 @@ impl BlobPusher<'_> {
             r.group
                 .repos
                 .iter()
-                .map(|repo| self.client.blob_exists(reg, repo, d)),
+                .map(|repo| self.client.repo(reg, repo).blob_exists(d)),
         )
         .await;
         let mut missing = Vec::new();
@@ -183,7 +183,8 @@ impl BlobPusher<'_> {
         }
         let mut uploaded_any = false;
         for repo in &missing {
-            let session = match self.mount(r, desc, repo, &bytes).await {
+            let target = self.client.repo(reg, repo);
+            let session = match self.mount(r, desc, target, &bytes).await {
                 Mount::Done => {
                     r.count(repo, |c| c.mounted += 1);
                     r.add_holder(d, repo);
@@ -196,19 +197,17 @@ impl BlobPusher<'_> {
                 Ok(p) => p,
                 Err(e) => {
                     if let Some(s) = session {
-                        self.client.cancel_upload(&s).await;
+                        target.cancel_upload(&s).await;
                     }
                     return Err(e);
                 }
             };
-            self.client
+            target
                 .upload_blob(
-                    reg,
-                    repo,
                     d,
                     desc.size,
                     &path,
-                    self.client.host(reg).upload_mode(self.mode, desc.size),
+                    target.host().upload_mode(self.mode, desc.size),
                     session,
                     Some(r.progress_id.clone()),
                 )
@@ -226,16 +225,16 @@ impl BlobPusher<'_> {
         Ok(())
     }
 
-    /// Try mount sources: repositories known to hold the blob, the image's
-    /// hints, then the configured mount sources.
+    /// Try mount sources into `target`: repositories known to hold the
+    /// blob, the image's hints, then the configured mount sources.
     async fn mount(
         &self,
         r: &RegistryPush,
         desc: &Descriptor,
-        repo: &str,
+        target: Repo<'_>,
         bytes: &BlobBytes<'_>,
     ) -> Mount {
-        let (reg, d) = (r.registry(), &desc.digest);
+        let (reg, repo, d) = (r.registry(), target.repository(), &desc.digest);
         let mut sources = r.holders(d);
         for hint in bytes.mount_hints(reg, desc) {
             if !sources.contains(&hint) && hint != repo {
@@ -244,7 +243,7 @@ impl BlobPusher<'_> {
         }
         sources.extend(r.group.mount_sources.iter().cloned());
         for src in sources.iter().take(MAX_MOUNT_TRIES) {
-            match self.client.mount_blob(reg, repo, d, src).await {
+            match target.mount_blob(d, src).await {
                 MountResult::Mounted => {
                     self.reporter.log(
                         Level::Debug,

@@ -9,7 +9,7 @@ use super::report::PushError;
 use super::targets::PushTarget;
 use crate::image::Graph;
 use crate::oci::Digest;
-use crate::registry::Client;
+use crate::registry::{Client, Repo};
 
 /// The outcome for each target of `r`, keyed by its reference string.
 pub async fn push_manifests(
@@ -35,7 +35,7 @@ pub async fn push_manifests(
         let tagged = targets
             .iter()
             .any(|t| &t.reference.repository == repo && t.reference.tag.is_some());
-        (repo, in_repo(client, reg, repo, graph, tagged).await)
+        (repo, in_repo(client.repo(reg, repo), graph, tagged).await)
     }))
     .await;
     let mut out = Vec::new();
@@ -43,7 +43,7 @@ pub async fn push_manifests(
         for t in targets.iter().filter(|t| &t.reference.repository == repo) {
             let outcome = match &res {
                 Err(e) => Err(e.clone()),
-                Ok(()) => tag(client, reg, repo, t, graph).await,
+                Ok(()) => tag(client.repo(reg, repo), t, graph).await,
             };
             out.push((t.reference.to_string(), outcome));
         }
@@ -51,40 +51,27 @@ pub async fn push_manifests(
     out
 }
 
-async fn in_repo(
-    client: &Client,
-    reg: &str,
-    repo: &str,
-    graph: &Graph,
-    root_by_tag: bool,
-) -> Result<(), PushError> {
+async fn in_repo(repo: Repo<'_>, graph: &Graph, root_by_tag: bool) -> Result<(), PushError> {
     for (desc, bytes) in &graph.manifests {
         if root_by_tag && desc.digest == graph.root.digest {
             continue;
         }
         let reference = desc.digest.to_string();
-        let present = client
-            .head_manifest(reg, repo, &reference)
+        let present = repo
+            .head_manifest(&reference)
             .await
             .map_err(PushError::Registry)?;
         if present.is_some_and(|p| p.digest == desc.digest) {
             continue;
         }
-        client
-            .put_manifest(reg, repo, &reference, bytes.clone(), &desc.media_type)
+        repo.put_manifest(&reference, bytes.clone(), &desc.media_type)
             .await
             .map_err(PushError::Registry)?;
     }
     Ok(())
 }
 
-async fn tag(
-    client: &Client,
-    reg: &str,
-    repo: &str,
-    t: &PushTarget,
-    graph: &Graph,
-) -> Result<Digest, PushError> {
+async fn tag(repo: Repo<'_>, t: &PushTarget, graph: &Graph) -> Result<Digest, PushError> {
     let root = &graph.root.digest;
     if let Some(d) = &t.reference.digest {
         if d != root {
@@ -97,10 +84,7 @@ async fn tag(
     let Some(tag) = &t.reference.tag else {
         return Ok(root.clone());
     };
-    let current = client
-        .head_manifest(reg, repo, tag)
-        .await
-        .map_err(PushError::Registry)?;
+    let current = repo.head_manifest(tag).await.map_err(PushError::Registry)?;
     if current.is_some_and(|c| &c.digest == root) {
         return Ok(root.clone());
     }
@@ -108,8 +92,7 @@ async fn tag(
         .root_bytes()
         .cloned()
         .ok_or_else(|| PushError::Other("internal: root manifest missing".into()))?;
-    client
-        .put_manifest(reg, repo, tag, bytes, &graph.root.media_type)
+    repo.put_manifest(tag, bytes, &graph.root.media_type)
         .await
         .map_err(PushError::Registry)
 }

@@ -281,12 +281,16 @@ impl Pusher {
 /// [`PushReport::succeeded`] / [`PushReport::error`]. Errors are for
 /// problems before any network work (bad layout, references, credentials
 /// variables).
+///
+/// The client that pushed comes back with the report, so that what follows
+/// (`--verify`) reuses its credentials, tokens and connections instead of
+/// logging in again.
 pub async fn push(
     image: &str,
     targets: Vec<PushTarget>,
     opts: PushOptions,
     reporter: SharedReporter,
-) -> Result<PushReport> {
+) -> Result<(PushReport, Arc<Client>)> {
     let read = async {
         let img = LayoutImage::open_ref(image)?;
         let graph = walk(&img).await?;
@@ -299,5 +303,6 @@ pub async fn push(
     let pusher = Pusher::new(targets, opts, CredentialStore::from_env(), reporter).await?;
     graph.warn_left_out(&pusher.reporter);
     pusher.start_progress(graph.blob_bytes());
-    Ok(pusher.push_graph(&img, &graph).await)
+    let report = pusher.push_graph(&img, &graph).await;
+    Ok((report, pusher.client))
 }

@@ -1,7 +1,8 @@
 //! The registry client: its settings, and what it keeps per registry (the
 //! base URL and scheme, credentials, request slots, quirks and counters).
 //! Sending is in [`super::transport`]; the operations of the distribution
-//! API are in [`super::blobs`] and [`super::manifests`].
+//! API are methods of a [`super::Repo`] (`client.repo(registry, name)`), in
+//! [`super::blobs`] and [`super::manifests`].
 //!
 //! HTTPS is used for every registry except loopback hosts and hosts listed
 //! as insecure.
@@ -48,10 +49,9 @@ pub struct ClientOptions {
     /// a request is sent: a registry that accepts the connection and goes
     /// silent fails the attempt (a temporary error, retried) instead of
     /// hanging. Default 60 s; `BOXWRIGHT_READ_TIMEOUT` (seconds) overrides.
+    /// Every attempt also has a total deadline by kind (see
+    /// [`super::transport::limits`]).
     pub read_timeout: Duration,
-    /// Bound on a whole token request and `GET /v2/` ping (small answers,
-    /// so a total limit is safe there, unlike on blob transfers).
-    pub auth_timeout: Duration,
 }
 
 /// The environment variable that overrides [`ClientOptions::read_timeout`].
@@ -72,7 +72,6 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             user_agent: format!("boxwright/{}", env!("CARGO_PKG_VERSION")),
             read_timeout: read_timeout_from_env().unwrap_or(Duration::from_secs(60)),
-            auth_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -25,6 +25,10 @@ pub enum ErrorKind {
     /// No answer: connection refused or reset, TLS failure, timeout, body cut.
     #[error("{0}")]
     Transport(String),
+    /// The answer did not arrive in full within the request's deadline
+    /// (the registry sends, too slowly); not retried.
+    #[error("{0}")]
+    Deadline(String),
     /// The registry answered something that breaks the protocol.
     #[error("{0}")]
     Protocol(String),
@@ -109,14 +113,24 @@ fn hint(e: &RegistryError) -> String {
     }
     match &e.kind {
         ErrorKind::Status { status: 401, .. } => s.push_str(
-            "; check the credentials for this registry (boxwright login, docker config, or the target's username_env/password_env)",
+            "; check the credentials for this registry: boxwright login, the target's username_env/password_env, or an entry in the first of these auth files that has one: $REGISTRY_AUTH_FILE (else $XDG_RUNTIME_DIR/containers/auth.json), $XDG_CONFIG_HOME/containers/auth.json (else ~/.config/containers/auth.json), $DOCKER_CONFIG/config.json (else ~/.docker/config.json), ~/.dockercfg",
         ),
         ErrorKind::Status { status: 403, .. } => s.push_str(
             "; the credentials lack permission for this repository (for ghcr.io: write:packages, and the org.opencontainers.image.source label for GITHUB_TOKEN)",
         ),
+        ErrorKind::Transport(t) | ErrorKind::Auth(t) if is_untrusted_certificate(t) => s.push_str(
+            "; the TLS certificate is not trusted: when a private CA signed it, give that CA with --ca-file PEM (or SSL_CERT_FILE)",
+        ),
         _ => {}
     }
     s
+}
+
+/// Whether a transport failure is a certificate the client does not trust
+/// (rustls: "invalid peer certificate: UnknownIssuer", a self-signed one,
+/// one for another name...).
+fn is_untrusted_certificate(text: &str) -> bool {
+    text.contains("invalid peer certificate") || text.contains("UnknownIssuer")
 }
 
 impl RegistryError {

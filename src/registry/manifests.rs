@@ -3,21 +3,22 @@
 //! answered digest compared with ours) and tag listing with `Link`
 //! pagination.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::client::{Body, Client, Request, Response};
+use super::client::{Body, Request, Response};
 use super::error::{ErrorContext, ErrorKind, RegistryError};
 use super::headers::{parse_next_link, resolve_location};
+use super::repo::Repo;
 use super::transport::auth::{pull_scope, push_scope};
+use super::transport::limits::{MAX_MANIFEST_SIZE, MAX_TAG_LIST, MAX_TAG_PAGE, MAX_TAG_PAGES};
 use crate::oci::{
     Digest, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
 };
-
-/// Largest manifest accepted (the distribution registry's own limit is 4 MiB).
-pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
 /// What a registry says about a manifest.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -35,15 +36,6 @@ fn accept_all() -> String {
         MEDIA_TYPE_DOCKER_MANIFEST,
     ]
     .join(", ")
-}
-
-fn ctx(op: &str, registry: &str, repo: &str, object: &str) -> ErrorContext {
-    ErrorContext {
-        operation: op.to_string(),
-        registry: registry.to_string(),
-        repository: Some(repo.to_string()),
-        object: Some(object.to_string()),
-    }
 }
 
 fn header_digest(resp: &Response, c: &ErrorContext) -> Result<Option<Digest>, RegistryError> {
@@ -64,20 +56,18 @@ fn media_type_of(resp: &Response) -> String {
         .unwrap_or_default()
 }
 
-impl Client {
+impl Repo<'_> {
     /// `HEAD /v2/<repo>/manifests/<reference>`: `None` on 404. When the
     /// registry omits `Docker-Content-Digest`, falls back to a GET.
     pub async fn head_manifest(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         reference: &str,
     ) -> Result<Option<ManifestInfo>, RegistryError> {
-        let c = ctx("resolving manifest", registry, repo, reference);
-        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
-        let req =
-            Request::new(Method::HEAD, url, vec![pull_scope(repo)]).header(ACCEPT, &accept_all());
-        let resp = self.send(registry, req, &c).await?;
+        let c = self.ctx("resolving manifest", reference);
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let req = Request::new(Method::HEAD, url, vec![pull_scope(self.repository())])
+            .header(ACCEPT, &accept_all());
+        let resp = self.send(req, &c).await?;
         match resp.status {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(None),
@@ -96,7 +86,7 @@ impl Client {
             })),
             None => {
                 drop(resp);
-                self.get_manifest(registry, repo, reference)
+                self.get_manifest(reference)
                     .await
                     .map(|(info, _)| Some(info))
             }
@@ -106,23 +96,21 @@ impl Client {
     /// `GET /v2/<repo>/manifests/<reference>`: the exact bytes and what they
     /// are. A digest reference is checked against the bytes.
     pub async fn get_manifest(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         reference: &str,
     ) -> Result<(ManifestInfo, Vec<u8>), RegistryError> {
-        let c = ctx("fetching manifest", registry, repo, reference);
-        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
-        let req =
-            Request::new(Method::GET, url, vec![pull_scope(repo)]).header(ACCEPT, &accept_all());
-        let resp = self.send(registry, req, &c).await?;
+        let c = self.ctx("fetching manifest", reference);
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let req = Request::new(Method::GET, url, vec![pull_scope(self.repository())])
+            .header(ACCEPT, &accept_all());
+        let resp = self.send(req, &c).await?;
         if resp.status != StatusCode::OK {
             return Err(resp.into_error(c).await);
         }
         let mut media_type = media_type_of(&resp);
         let answered = header_digest(&resp, &c)?;
         let bytes = resp
-            .bytes_limited(MAX_MANIFEST_SIZE)
+            .bytes_limited(MAX_MANIFEST_SIZE, "the manifest")
             .await
             .map_err(|k| RegistryError::new(c.clone(), k))?;
         let digest = Digest::of(&bytes);
@@ -161,20 +149,18 @@ impl Client {
     /// `PUT /v2/<repo>/manifests/<reference>` with `Content-Type` =
     /// `media_type`. Returns the digest, checked against the registry's.
     pub async fn put_manifest(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         reference: &str,
         bytes: Bytes,
         media_type: &str,
     ) -> Result<Digest, RegistryError> {
         let digest = Digest::of(&bytes);
-        let c = ctx("putting manifest", registry, repo, reference);
-        let url = self.url(registry, &format!("{repo}/manifests/{reference}"))?;
-        let req = Request::new(Method::PUT, url, vec![push_scope(repo)])
+        let c = self.ctx("putting manifest", reference);
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let req = Request::new(Method::PUT, url, vec![push_scope(self.repository())])
             .header(CONTENT_TYPE, media_type)
             .body(Body::Bytes(bytes));
-        let resp = self.send(registry, req, &c).await?;
+        let resp = self.send(req, &c).await?;
         if resp.status != StatusCode::CREATED && resp.status != StatusCode::OK {
             return Err(resp.into_error(c).await);
         }
@@ -193,32 +179,40 @@ impl Client {
     }
 
     /// All tags of a repository, following `Link: <...>; rel="next"`.
-    pub async fn list_tags(
-        &self,
-        registry: &str,
-        repo: &str,
-    ) -> Result<Vec<String>, RegistryError> {
-        self.list_tags_paged(registry, repo, None).await
+    pub async fn list_tags(self) -> Result<Vec<String>, RegistryError> {
+        self.list_tags_paged(None).await
     }
 
-    /// [`Client::list_tags`] asking for pages of `page_size` tags (`?n=`);
+    /// [`Repo::list_tags`] asking for pages of `page_size` tags (`?n=`);
     /// later pages are the `Link` URLs the registry answers (which carry
-    /// `n` and `last`), used as given.
+    /// `n` and `last`), used as given. A list that does not end (a link to
+    /// a page already read, more than [`MAX_TAG_PAGES`] pages or
+    /// [`MAX_TAG_LIST`] bytes) is an error.
     pub async fn list_tags_paged(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         page_size: Option<u32>,
     ) -> Result<Vec<String>, RegistryError> {
-        let c = ctx("listing tags", registry, repo, "tags");
-        let mut url = self.url(registry, &format!("{repo}/tags/list"))?;
+        let c = self.ctx("listing tags", "tags");
+        let endless = |why: String| {
+            RegistryError::new(
+                c.clone(),
+                ErrorKind::Protocol(format!("the tag list does not end: {why}")),
+            )
+        };
+        let mut url = self.url("tags/list")?;
         if let Some(n) = page_size {
             url.query_pairs_mut().append_pair("n", &n.to_string());
         }
+        let mut seen = HashSet::from([url.to_string()]);
         let mut tags = Vec::new();
-        for _page in 0..10_000 {
-            let req = Request::new(Method::GET, url.clone(), vec![pull_scope(repo)]);
-            let resp = self.send(registry, req, &c).await?;
+        let mut bytes = 0;
+        for page in 1..=MAX_TAG_PAGES {
+            let req = Request::new(
+                Method::GET,
+                url.clone(),
+                vec![pull_scope(self.repository())],
+            );
+            let resp = self.send(req, &c).await?;
             if resp.status == StatusCode::NOT_FOUND && tags.is_empty() {
                 return Ok(tags);
             }
@@ -228,32 +222,38 @@ impl Client {
             let next = resp.header("link").and_then(parse_next_link);
             let answered = resp.url.clone();
             let body = resp
-                .bytes_limited(MAX_MANIFEST_SIZE)
+                .bytes_limited(MAX_TAG_PAGE, "the page of the tag list")
                 .await
                 .map_err(|k| RegistryError::new(c.clone(), k))?;
+            bytes += body.len();
+            if bytes > MAX_TAG_LIST {
+                return Err(endless(format!(
+                    "more than {MAX_TAG_LIST} bytes in {page} pages"
+                )));
+            }
             #[derive(serde::Deserialize)]
             struct Page {
                 #[serde(default)]
                 tags: Option<Vec<String>>,
             }
-            let page: Page = serde_json::from_slice(&body).map_err(|_| {
+            let page_tags: Page = serde_json::from_slice(&body).map_err(|_| {
                 RegistryError::new(
                     c.clone(),
                     ErrorKind::Protocol("the tag list is not JSON".into()),
                 )
             })?;
-            tags.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(n) => {
-                    url = resolve_location(&answered, &n)
-                        .map_err(|e| RegistryError::new(c.clone(), ErrorKind::Protocol(e)))?
-                }
-                None => return Ok(tags),
+            tags.extend(page_tags.tags.unwrap_or_default());
+            let Some(n) = next else {
+                return Ok(tags);
+            };
+            url = resolve_location(&answered, &n)
+                .map_err(|e| RegistryError::new(c.clone(), ErrorKind::Protocol(e)))?;
+            if !seen.insert(url.to_string()) {
+                return Err(endless(format!(
+                    "page {page} links back to a page already read"
+                )));
             }
         }
-        Err(RegistryError::new(
-            c,
-            ErrorKind::Protocol("too many tag pages".into()),
-        ))
+        Err(endless(format!("more than {MAX_TAG_PAGES} pages")))
     }
 }

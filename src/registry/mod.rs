@@ -13,8 +13,9 @@
 //! Layout: [`client`] (the [`Client`] and what it keeps per registry),
 //! [`transport`] (sending: auth, retries, request slots, redirects,
 //! observer), [`hosts`] (per-registry quirks as data), [`credentials`],
-//! [`blobs`] and [`manifests`] (the API operations, also reached through a
-//! [`Repo`] handle), [`reference`], [`headers`] and [`error`].
+//! [`repo`] (the [`Repo`] handle: one repository, `client.repo_of(&r)`),
+//! [`blobs`] and [`manifests`] (the API operations, methods of [`Repo`]),
+//! [`reference`], [`headers`] and [`error`].
 
 // RegistryError carries its full context (~200 bytes); errors are the cold path.
 #![allow(clippy::result_large_err)]

@@ -1,18 +1,24 @@
-//! [`Repo`]: one repository of one registry, so that callers name it once
-//! instead of passing `(registry, repository)` to every operation. Its
-//! methods are the [`Client`]'s blob, manifest and tag operations.
+//! [`Repo`]: one repository of one registry, reached through a [`Client`].
+//!
+//! Every operation of the distribution API on blobs, manifests and tags
+//! names a repository, so they are methods of this handle (in
+//! [`super::blobs`] and [`super::manifests`]) rather than of the client:
+//! callers name the repository once (`client.repo_of(&reference)`) instead
+//! of passing a registry and a repository string to every call, where the
+//! two could be swapped or come from different references.
+//!
+//! A `Repo` is `Copy` (a client and two names), so its operations take it
+//! by value and a handle made on the spot can be used in a future.
 
-use std::path::Path;
+use std::fmt::Display;
 
-use bytes::Bytes;
 use reqwest::Url;
 
-use super::blobs::{MountResult, UploadMode, UploadOutcome, UploadSession};
-use super::client::Client;
+use super::client::{Client, Request, Response};
 use super::error::{ErrorContext, RegistryError};
 use super::hosts::HostConfig;
-use super::manifests::ManifestInfo;
-use crate::oci::Digest;
+use super::reference::Reference;
+use super::transport::RetryBudget;
 
 /// A repository of a registry, reached through a [`Client`].
 #[derive(Clone, Copy)]
@@ -30,6 +36,11 @@ impl Client {
             registry,
             repository,
         }
+    }
+
+    /// The repository a reference names (its tag and digest aside).
+    pub fn repo_of<'a>(&'a self, reference: &'a Reference) -> Repo<'a> {
+        self.repo(&reference.registry, &reference.repository)
     }
 }
 
@@ -51,111 +62,57 @@ impl<'a> Repo<'a> {
         self.client.host(self.registry)
     }
 
-    pub async fn blob_exists(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.blob_exists(r, n, digest).await
+    /// The context of an error of `operation` on `object` in this repository.
+    pub(super) fn ctx(&self, operation: &str, object: impl Display) -> ErrorContext {
+        ErrorContext {
+            operation: operation.to_string(),
+            registry: self.registry.to_string(),
+            repository: Some(self.repository.to_string()),
+            object: Some(object.to_string()),
+        }
     }
 
-    pub async fn mount_blob(&self, digest: &Digest, source: &str) -> MountResult {
-        let (r, n) = (self.registry, self.repository);
-        self.client.mount_blob(r, n, digest, source).await
-    }
-
-    pub async fn start_upload(&self, digest: &Digest) -> Result<UploadSession, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.start_upload(r, n, digest).await
-    }
-
-    pub async fn upload_blob(
-        &self,
-        digest: &Digest,
-        size: u64,
-        path: &Path,
-        mode: UploadMode,
-        session: Option<UploadSession>,
-        progress: Option<String>,
-    ) -> Result<UploadOutcome, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
+    /// `<base>/v2/<repository>/<path>`.
+    pub(super) fn url(&self, path: &str) -> Result<Url, RegistryError> {
         self.client
-            .upload_blob(r, n, digest, size, path, mode, session, progress)
+            .url(self.registry, &format!("{}/{path}", self.repository))
+    }
+
+    /// [`Client::send`] to this repository's registry.
+    pub(super) async fn send(
+        &self,
+        req: Request,
+        ctx: &ErrorContext,
+    ) -> Result<Response, RegistryError> {
+        self.client.send(self.registry, req, ctx).await
+    }
+
+    /// [`Client::send_within`] to this repository's registry.
+    pub(super) async fn send_within(
+        &self,
+        req: Request,
+        ctx: &ErrorContext,
+        budget: &RetryBudget,
+    ) -> Result<Response, RegistryError> {
+        self.client
+            .send_within(self.registry, req, ctx, budget)
             .await
     }
 
-    pub async fn upload_status(
+    /// Spend a retry of `budget` after `err` (see [`Client::send_within`]).
+    pub(super) async fn retry_after_failure(
         &self,
-        location: &Url,
-        c: &ErrorContext,
-    ) -> Result<(u64, Url), RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.upload_status(r, n, location, c).await
-    }
-
-    pub async fn cancel_upload(&self, session: &UploadSession) {
-        self.client.cancel_upload(session).await
-    }
-
-    pub async fn get_blob_to_file(
-        &self,
-        digest: &Digest,
-        size: u64,
-        dest: &Path,
-    ) -> Result<u64, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.get_blob_to_file(r, n, digest, size, dest).await
-    }
-
-    pub async fn read_blob(
-        &self,
-        digest: &Digest,
-        size: u64,
-        sink: impl FnMut(&[u8]) + Send,
-    ) -> Result<u64, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.read_blob(r, n, digest, size, sink).await
-    }
-
-    pub async fn delete_blob(&self, digest: &Digest) -> Result<bool, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.delete_blob(r, n, digest).await
-    }
-
-    pub async fn head_manifest(
-        &self,
-        reference: &str,
-    ) -> Result<Option<ManifestInfo>, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.head_manifest(r, n, reference).await
-    }
-
-    pub async fn get_manifest(
-        &self,
-        reference: &str,
-    ) -> Result<(ManifestInfo, Vec<u8>), RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.get_manifest(r, n, reference).await
-    }
-
-    pub async fn put_manifest(
-        &self,
-        reference: &str,
-        bytes: Bytes,
-        media_type: &str,
-    ) -> Result<Digest, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
+        budget: &RetryBudget,
+        err: &RegistryError,
+    ) -> bool {
         self.client
-            .put_manifest(r, n, reference, bytes, media_type)
+            .retry_after_failure(self.registry, budget, err)
             .await
     }
+}
 
-    pub async fn list_tags(&self) -> Result<Vec<String>, RegistryError> {
-        self.client.list_tags(self.registry, self.repository).await
-    }
-
-    pub async fn list_tags_paged(
-        &self,
-        page_size: Option<u32>,
-    ) -> Result<Vec<String>, RegistryError> {
-        let (r, n) = (self.registry, self.repository);
-        self.client.list_tags_paged(r, n, page_size).await
+impl std::fmt::Display for Repo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)
     }
 }

@@ -78,72 +78,69 @@ async fn blobs_mounts_manifests_against_real_registry() {
     let (p2, d2) = write_random(tmp.path(), "l2", s2);
     let (p3, d3) = write_random(tmp.path(), "l3", 1000);
     let (s1, s2) = (s1 as u64, s2 as u64);
-    assert_eq!(client.blob_exists(r, "a/app", &d1).await.unwrap(), None);
+    assert_eq!(
+        client.repo(r, "a/app").blob_exists(&d1).await.unwrap(),
+        None
+    );
     client
-        .upload_blob(r, "a/app", &d1, s1, &p1, UploadMode::Monolithic, None, None)
+        .repo(r, "a/app")
+        .upload_blob(&d1, s1, &p1, UploadMode::Monolithic, None, None)
         .await
         .unwrap();
     client
-        .upload_blob(
-            r,
-            "a/app",
-            &d2,
-            s2,
-            &p2,
-            UploadMode::Chunked(1 << 20),
-            None,
-            None,
-        )
+        .repo(r, "a/app")
+        .upload_blob(&d2, s2, &p2, UploadMode::Chunked(1 << 20), None, None)
         .await
         .unwrap();
     client
-        .upload_blob(r, "a/app", &d3, 1000, &p3, UploadMode::Streamed, None, None)
+        .repo(r, "a/app")
+        .upload_blob(&d3, 1000, &p3, UploadMode::Streamed, None, None)
         .await
         .unwrap();
-    assert_eq!(client.blob_exists(r, "a/app", &d1).await.unwrap(), Some(s1));
-    assert_eq!(client.blob_exists(r, "a/app", &d2).await.unwrap(), Some(s2));
+    assert_eq!(
+        client.repo(r, "a/app").blob_exists(&d1).await.unwrap(),
+        Some(s1)
+    );
+    assert_eq!(
+        client.repo(r, "a/app").blob_exists(&d2).await.unwrap(),
+        Some(s2)
+    );
 
     // Mount into another repository: 201, no bytes.
     let before = client.stats(r).bytes_sent;
     assert!(matches!(
-        client.mount_blob(r, "b/app", &d1, "a/app").await,
+        client.repo(r, "b/app").mount_blob(&d1, "a/app").await,
         MountResult::Mounted
     ));
     assert_eq!(client.stats(r).bytes_sent, before);
-    assert!(client.blob_exists(r, "b/app", &d1).await.unwrap().is_some());
+    assert!(client
+        .repo(r, "b/app")
+        .blob_exists(&d1)
+        .await
+        .unwrap()
+        .is_some());
     // Mount of an unknown blob: 202 opens a session we can upload on.
     let (p4, d4) = write_random(tmp.path(), "l4", 4096);
-    match client.mount_blob(r, "b/app", &d4, "a/app").await {
+    match client.repo(r, "b/app").mount_blob(&d4, "a/app").await {
         MountResult::Session(s) => client
-            .upload_blob(
-                r,
-                "b/app",
-                &d4,
-                4096,
-                &p4,
-                UploadMode::Monolithic,
-                Some(s),
-                None,
-            )
+            .repo(r, "b/app")
+            .upload_blob(&d4, 4096, &p4, UploadMode::Monolithic, Some(s), None)
             .await
             .unwrap(),
         other => panic!("expected a session, got {other:?}"),
     };
-    assert!(client.blob_exists(r, "b/app", &d4).await.unwrap().is_some());
+    assert!(client
+        .repo(r, "b/app")
+        .blob_exists(&d4)
+        .await
+        .unwrap()
+        .is_some());
 
     // A wrong digest is refused and reported as such.
     let wrong = Digest::of(b"not the content");
     let e = client
-        .upload_blob(
-            r,
-            "a/app",
-            &wrong,
-            1000,
-            &p3,
-            UploadMode::Monolithic,
-            None,
-            None,
-        )
+        .repo(r, "a/app")
+        .upload_blob(&wrong, 1000, &p3, UploadMode::Monolithic, None, None)
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(400), "{e}");
@@ -166,18 +163,21 @@ async fn blobs_mounts_manifests_against_real_registry() {
     let bytes = Bytes::from(canonical_json(&manifest));
     let md = Digest::of(&bytes);
     let put = client
-        .put_manifest(r, "a/app", md.as_str(), bytes.clone(), MEDIA_TYPE_MANIFEST)
+        .repo(r, "a/app")
+        .put_manifest(md.as_str(), bytes.clone(), MEDIA_TYPE_MANIFEST)
         .await
         .unwrap();
     assert_eq!(put, md);
     for t in ["1.0", "latest", "a", "b"] {
         client
-            .put_manifest(r, "a/app", t, bytes.clone(), MEDIA_TYPE_MANIFEST)
+            .repo(r, "a/app")
+            .put_manifest(t, bytes.clone(), MEDIA_TYPE_MANIFEST)
             .await
             .unwrap();
     }
     let info = client
-        .head_manifest(r, "a/app", "latest")
+        .repo(r, "a/app")
+        .head_manifest("latest")
         .await
         .unwrap()
         .unwrap();
@@ -185,19 +185,24 @@ async fn blobs_mounts_manifests_against_real_registry() {
     assert_eq!(info.media_type, MEDIA_TYPE_MANIFEST);
     assert_eq!(info.size, bytes.len() as u64);
     assert_eq!(
-        client.head_manifest(r, "a/app", "nope").await.unwrap(),
+        client.repo(r, "a/app").head_manifest("nope").await.unwrap(),
         None
     );
-    let (got, raw) = client.get_manifest(r, "a/app", md.as_str()).await.unwrap();
+    let (got, raw) = client
+        .repo(r, "a/app")
+        .get_manifest(md.as_str())
+        .await
+        .unwrap();
     assert_eq!((got.digest, raw), (md.clone(), bytes.to_vec()));
-    let mut tags = client.list_tags(r, "a/app").await.unwrap();
+    let mut tags = client.repo(r, "a/app").list_tags().await.unwrap();
     tags.sort();
     assert_eq!(tags, ["1.0", "a", "b", "latest"]);
 
     // Download, checked.
     let out = tmp.path().join("download");
     let got = client
-        .get_blob_to_file(r, "b/app", &d1, s1, &out)
+        .repo(r, "b/app")
+        .get_blob_to_file(&d1, s1, &out)
         .await
         .unwrap();
     assert_eq!(got, s1);
@@ -230,16 +235,8 @@ async fn chunked_upload_sends_ranges_and_logs_no_state() {
     let (p, d) = write_random(tmp.path(), "c", size);
     let size = size as u64;
     client
-        .upload_blob(
-            r,
-            "c/app",
-            &d,
-            size,
-            &p,
-            UploadMode::Chunked(1 << 20),
-            None,
-            None,
-        )
+        .repo(r, "c/app")
+        .upload_blob(&d, size, &p, UploadMode::Chunked(1 << 20), None, None)
         .await
         .unwrap();
     let log = proxy.log();
@@ -281,22 +278,14 @@ async fn chunked_upload_of_one_byte_against_real_registry() {
     let (p, d) = write_random(tmp.path(), "one", 1);
     let out = tokio::time::timeout(
         Duration::from_secs(30),
-        c.upload_blob(
-            r,
-            "one/app",
-            &d,
-            1,
-            &p,
-            UploadMode::Chunked(1 << 20),
-            None,
-            None,
-        ),
+        c.repo(r, "one/app")
+            .upload_blob(&d, 1, &p, UploadMode::Chunked(1 << 20), None, None),
     )
     .await
     .expect("upload hung");
     let log = proxy.log();
     out.unwrap_or_else(|e| panic!("{e}\n{log:#?}"));
-    assert_eq!(c.blob_exists(r, "one/app", &d).await.unwrap(), Some(1));
+    assert_eq!(c.repo(r, "one/app").blob_exists(&d).await.unwrap(), Some(1));
     let p = patches(&log);
     assert_eq!(p.len(), 1, "{log:#?}");
     assert_eq!(p[0].content_range.as_deref(), Some("0-0"), "{log:#?}");
@@ -317,10 +306,13 @@ async fn silent_registry_times_out_and_is_retried() {
     let c = client(opts);
     let d = Digest::of(b"x");
     let started = Instant::now();
-    let e = tokio::time::timeout(Duration::from_secs(20), c.blob_exists(&host, "a/b", &d))
-        .await
-        .expect("the client hung on a silent registry")
-        .unwrap_err();
+    let e = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.repo(&host, "a/b").blob_exists(&d),
+    )
+    .await
+    .expect("the client hung on a silent registry")
+    .unwrap_err();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(matches!(e.kind, ErrorKind::Transport(_)), "{e}");
@@ -370,11 +362,15 @@ async fn retries_follow_the_error_code_not_only_the_status() {
     let host = srv.host();
     let c = client(fast_retries(3));
     let d = Digest::of(b"x");
-    let s = c.start_upload(&host, "ok/app", &d).await.unwrap();
+    let s = c.repo(&host, "ok/app").start_upload(&d).await.unwrap();
     assert_eq!(s.location.path(), "/v2/ok/app/blobs/uploads/s1");
     assert_eq!(posts.load(Ordering::SeqCst), 3);
     assert_eq!(c.stats(&host).retries, 2);
-    let e = c.start_upload(&host, "denied/app", &d).await.unwrap_err();
+    let e = c
+        .repo(&host, "denied/app")
+        .start_upload(&d)
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), Some(403));
     assert!(e.to_string().contains("DENIED"), "{e}");
     assert_eq!(c.stats(&host).retries, 2);
@@ -418,13 +414,13 @@ async fn mount_whose_token_is_refused_is_a_refused_mount() {
         },
     );
     let d = Digest::of(b"x");
-    match c.mount_blob(&host, "dst/app", &d, "secret/src").await {
+    match c.repo(&host, "dst/app").mount_blob(&d, "secret/src").await {
         MountResult::Refused(why) => assert!(why.contains("HTTP 403"), "{why}"),
         other => panic!("expected a refused mount, got {other:?}"),
     }
     let seen = srv.requests();
     assert!(!seen.iter().any(|q| q.method == "POST"), "{seen:?}");
-    let s = c.start_upload(&host, "dst/app", &d).await.unwrap();
+    let s = c.repo(&host, "dst/app").start_upload(&d).await.unwrap();
     assert_eq!(s.location.path(), "/v2/dst/app/blobs/uploads/s1");
 }
 
@@ -446,7 +442,7 @@ async fn download_longer_than_the_descriptor_is_aborted() {
     let dest = dir.path().join("blob");
     let e = tokio::time::timeout(
         Duration::from_secs(10),
-        c.get_blob_to_file(&host, "a/b", &d, 10, &dest),
+        c.repo(&host, "a/b").get_blob_to_file(&d, 10, &dest),
     )
     .await
     .expect("the download did not stop at the descriptor's size")

@@ -71,6 +71,8 @@ impl Env {
             .env("NO_COLOR", "1");
         for v in [
             "REGISTRY_AUTH_FILE",
+            "XDG_RUNTIME_DIR",
+            "XDG_CONFIG_HOME",
             "GITHUB_TOKEN",
             "GITHUB_ACTOR",
             "SSL_CERT_FILE",

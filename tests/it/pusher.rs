@@ -117,7 +117,8 @@ async fn dual_push_sends_each_blob_once_per_registry_then_heads_only() {
         progress::silent(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     assert!(report.succeeded(), "{report:#?}");
     assert_eq!(report.targets.len(), 5);
     assert!(report
@@ -179,7 +180,8 @@ async fn dual_push_sends_each_blob_once_per_registry_then_heads_only() {
     for t in &targets {
         let r = &t.reference;
         let info = client
-            .head_manifest(&r.registry, &r.repository, r.tag.as_deref().unwrap())
+            .repo(&r.registry, &r.repository)
+            .head_manifest(r.tag.as_deref().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -196,7 +198,8 @@ async fn dual_push_sends_each_blob_once_per_registry_then_heads_only() {
         progress::silent(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     assert!(again.succeeded(), "{again:#?}");
     for reg in &again.registries {
         assert_eq!(reg.bytes_sent, 0, "{reg:#?}");
@@ -245,7 +248,8 @@ async fn optional_target_failure_only_warns() {
         progress::silent(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .0;
     assert!(report.succeeded(), "{report:#?}");
     assert_eq!(report.warnings().len(), 1, "{report:#?}");
     let failed: Vec<_> = report.targets.iter().filter(|t| !t.ok).collect();
@@ -255,7 +259,8 @@ async fn optional_target_failure_only_warns() {
     assert!(report.error().is_none());
     let info = default_client()
         .unwrap()
-        .head_manifest(&reg.host(), "acme/r2d", "1")
+        .repo(&reg.host(), "acme/r2d")
+        .head_manifest("1")
         .await
         .unwrap()
         .unwrap();

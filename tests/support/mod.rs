@@ -17,7 +17,8 @@
 //! - `htpasswd` (package `apache2-utils`, for basic-auth registries),
 //! - `skopeo` (a real client to push through the harness),
 //! - `umoci`, `oci-image-tool` (real consumers of OCI layouts),
-//! - `jq` (used by `scripts/action.sh`, which the action tests run).
+//! - `jq` (used by `scripts/action.sh`, which the action tests run),
+//! - `openssl` (an HTTPS token realm for the TLS tests, see [`tls`]).
 //!
 //! ```ignore
 //! let tokens = TokenServer::start();                 // alice/secret: pull,push; anonymous: pull
@@ -38,6 +39,7 @@ mod layout;
 mod proxy;
 mod registry;
 pub mod scripted;
+mod tls;
 mod token;
 pub mod tools;
 
@@ -45,6 +47,7 @@ pub use layout::{tiny_oci_layout, TinyImage};
 pub use proxy::{Fault, FaultConfig, FaultProxy, Injected, LogEntry, GHCR_PATCH_CAP};
 pub use registry::Registry;
 pub use scripted::{dead_host, Answer, Scripted};
+pub use tls::{tls_host, TestCa, TlsTokenRealm};
 pub use token::{Access, TokenRequest, TokenServer, TokenServerBuilder, PASSWORD, USER};
 
 use std::io::{Read, Write};

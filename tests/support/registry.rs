@@ -1,5 +1,6 @@
 //! A real CNCF distribution registry (`docker-registry serve`) on a free
-//! loopback port, with its own temp storage, killed on drop.
+//! loopback port, with its own temp storage, killed on drop; plain HTTP, or
+//! HTTPS with a certificate of a test CA ([`TestCa`]).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, read_lossy, tempdir, tools, wait_http, TokenServer};
+use super::{free_port, read_lossy, tempdir, tools, wait_http, TestCa, TokenServer};
 
 /// How long a registry may take to answer `GET /v2/` after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -27,6 +28,8 @@ pub struct Registry {
     addr: SocketAddr,
     dir: tempfile::TempDir,
     credentials: Option<(String, String)>,
+    /// The host name it is reached by when it serves TLS ([`TestCa::host`]).
+    tls_name: Option<String>,
 }
 
 enum AuthConfig {
@@ -43,12 +46,43 @@ enum AuthConfig {
 impl Registry {
     /// A registry without authentication.
     pub fn start() -> Registry {
-        Registry::launch(AuthConfig::None, None)
+        Registry::launch(AuthConfig::None, None, None)
+    }
+
+    /// A registry without authentication serving HTTPS with `ca`'s server
+    /// certificate, reached as `ca.host:PORT` (see [`TestCa`]).
+    pub fn start_tls(ca: &TestCa) -> Registry {
+        Registry::launch(AuthConfig::None, None, Some(ca))
+    }
+
+    /// [`Registry::with_basic_auth`] serving HTTPS (see [`Registry::start_tls`]).
+    pub fn with_basic_auth_tls(user: &str, pass: &str, ca: &TestCa) -> Registry {
+        Registry::basic(user, pass, Some(ca))
+    }
+
+    /// A registry serving HTTPS with bearer-token auth: it trusts `tokens`'
+    /// signing certificate and sends clients to `realm` (an HTTPS one, see
+    /// [`TlsTokenRealm`], or any URL to test refusals).
+    pub fn with_token_auth_tls(tokens: &TokenServer, realm: &str, ca: &TestCa) -> Registry {
+        Registry::launch(
+            AuthConfig::Token {
+                realm: realm.to_string(),
+                service: tokens.service().to_string(),
+                issuer: tokens.issuer().to_string(),
+                cert: tokens.cert_path().to_path_buf(),
+            },
+            None,
+            Some(ca),
+        )
     }
 
     /// A registry with htpasswd basic auth for one user (bcrypt via
     /// `htpasswd -Bbn`, Debian package `apache2-utils`).
     pub fn with_basic_auth(user: &str, pass: &str) -> Registry {
+        Registry::basic(user, pass, None)
+    }
+
+    fn basic(user: &str, pass: &str, tls: Option<&TestCa>) -> Registry {
         let out = tools::output(Command::new("htpasswd").args(["-Bbn", user, pass]));
         assert!(
             out.status.success(),
@@ -59,6 +93,7 @@ impl Registry {
         Registry::launch(
             AuthConfig::Htpasswd(line),
             Some((user.to_string(), pass.to_string())),
+            tls,
         )
     }
 
@@ -73,15 +108,20 @@ impl Registry {
                 cert: tokens.cert_path().to_path_buf(),
             },
             None,
+            None,
         )
     }
 
-    fn launch(auth: AuthConfig, credentials: Option<(String, String)>) -> Registry {
+    fn launch(
+        auth: AuthConfig,
+        credentials: Option<(String, String)>,
+        tls: Option<&TestCa>,
+    ) -> Registry {
         // The port is found free then released for the child to bind: retry
         // the rare case where someone else took it in between.
         let mut last_log = String::new();
         for _ in 0..3 {
-            match Registry::try_launch(&auth, credentials.clone()) {
+            match Registry::try_launch(&auth, credentials.clone(), tls) {
                 Ok(reg) => return reg,
                 Err(log) if log.contains("address already in use") => last_log = log,
                 Err(log) => panic!("docker-registry did not start; its log:\n{log}"),
@@ -93,19 +133,28 @@ impl Registry {
     fn try_launch(
         auth: &AuthConfig,
         credentials: Option<(String, String)>,
+        tls: Option<&TestCa>,
     ) -> Result<Registry, String> {
         let dir = tempdir();
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).expect("creating registry storage dir");
         let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let ip = tls.map_or([127, 0, 0, 1].into(), |ca| ca.ip);
+        let addr = SocketAddr::new(ip, port);
 
+        let tls_config = tls.map_or(String::new(), |ca| {
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                ca.cert_path().display(),
+                ca.key_path().display()
+            )
+        });
         let mut config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
              \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: {addr}\n  secret: boxwright-test-secret\n\
+             http:\n  addr: {addr}\n  secret: boxwright-test-secret\n{tls_config}\
              health:\n  storagedriver:\n    enabled: false\n",
             storage = storage.display(),
         );
@@ -157,7 +206,8 @@ impl Registry {
                     read_lossy(&log_path)
                 ));
             }
-            // 200 without auth, 401 with: either way it is serving.
+            // 200 without auth, 401 with, 400 for plain HTTP to a TLS
+            // port: any status line means it is serving.
             if wait_http(addr, "/v2/", Duration::from_millis(200)).is_some() {
                 break;
             }
@@ -175,12 +225,17 @@ impl Registry {
             addr,
             dir,
             credentials,
+            tls_name: tls.map(|ca| ca.host.clone()),
         })
     }
 
-    /// `127.0.0.1:PORT`, as used in image references (`HOST/REPO:TAG`).
+    /// `127.0.0.1:PORT` (for TLS, `HOSTNAME:PORT`), as used in image
+    /// references (`HOST/REPO:TAG`).
     pub fn host(&self) -> String {
-        self.addr.to_string()
+        match &self.tls_name {
+            Some(name) => format!("{name}:{}", self.addr.port()),
+            None => self.addr.to_string(),
+        }
     }
 
     /// The socket address it listens on.
@@ -188,9 +243,13 @@ impl Registry {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT` (for TLS, `https://HOSTNAME:PORT`; no
+    /// trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match &self.tls_name {
+            Some(_) => format!("https://{}", self.host()),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     /// The basic-auth user and password, for a registry made by

@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sha2::Digest as _;
+
 /// One request as the server read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -56,6 +58,14 @@ pub enum Answer {
     },
     /// A 200 with a chunked body that never ends (64 KiB chunks of zeros).
     Endless,
+    /// A whole answer whose body is sent one byte per `every` (headers,
+    /// with `Content-Length`, at once).
+    Trickle {
+        status: String,
+        headers: Vec<(String, String)>,
+        body: String,
+        every: Duration,
+    },
     /// Say nothing and keep the connection open until the server stops.
     Silent,
 }
@@ -89,6 +99,23 @@ impl Answer {
             *body = text.to_string();
         }
         self
+    }
+
+    /// This answer, its body sent one byte per `every`.
+    pub fn trickled(self, every: Duration) -> Answer {
+        match self {
+            Answer::Full {
+                status,
+                headers,
+                body,
+            } => Answer::Trickle {
+                status,
+                headers,
+                body,
+                every,
+            },
+            other => other,
+        }
     }
 }
 
@@ -162,6 +189,101 @@ impl Scripted {
         })
     }
 
+    /// A registry that asks for a bearer token at its own `/token`, which
+    /// answers with a body that never ends.
+    pub fn endless_token() -> Scripted {
+        Scripted::start_with_host(|host, req| match req.path() {
+            "/token" => Answer::Endless,
+            _ => Answer::json(
+                "401 Unauthorized",
+                r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+            )
+            .header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="http://{host}/token",service="scripted""#),
+            ),
+        })
+    }
+
+    /// A registry whose every manifest GET answers a body that never ends
+    /// (HEAD answers 200 with a digest, as if the manifest were there).
+    pub fn endless_manifest() -> Scripted {
+        Scripted::start(|req| match (req.method.as_str(), req.path()) {
+            (_, "/v2/") => Answer::json("200 OK", "{}"),
+            ("HEAD", p) if p.contains("/manifests/") => manifest_head(),
+            (_, p) if p.contains("/manifests/") => Answer::Endless,
+            _ => Answer::json("404 Not Found", r#"{"errors":[]}"#),
+        })
+    }
+
+    /// A registry whose manifest GETs send `TRICKLED_MANIFEST` one byte per
+    /// second (HEAD answers at once).
+    pub fn trickling_manifest() -> Scripted {
+        Scripted::start(|req| match (req.method.as_str(), req.path()) {
+            (_, "/v2/") => Answer::json("200 OK", "{}"),
+            ("HEAD", p) if p.contains("/manifests/") => manifest_head(),
+            (_, p) if p.contains("/manifests/") => Answer::new("200 OK")
+                .header("Content-Type", OCI_MANIFEST)
+                .body(TRICKLED_MANIFEST)
+                .trickled(Duration::from_secs(1)),
+            _ => Answer::json("404 Not Found", r#"{"errors":[]}"#),
+        })
+    }
+
+    /// A registry whose tag list of any repository is `links` pages long,
+    /// page `i` linking to page `links[i]` (`?page=N`); a page linking to
+    /// itself or an earlier page never ends.
+    pub fn tag_links(links: Vec<usize>) -> Scripted {
+        Scripted::start(move |req| {
+            if req.path() == "/v2/" {
+                return Answer::json("200 OK", "{}");
+            }
+            if !req.path().ends_with("/tags/list") {
+                return Answer::json("404 Not Found", r#"{"errors":[]}"#);
+            }
+            let page: usize = req
+                .query()
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let body = format!(r#"{{"name":"x","tags":["t{page}"]}}"#);
+            let answer = Answer::json("200 OK", &body);
+            match links.get(page) {
+                Some(next) => answer.header(
+                    "Link",
+                    &format!("<{}?page={next}>; rel=\"next\"", req.path()),
+                ),
+                None => answer,
+            }
+        })
+    }
+
+    /// A registry whose tag lists are one page that never ends.
+    pub fn endless_tags() -> Scripted {
+        Scripted::start(|req| match req.path() {
+            "/v2/" => Answer::json("200 OK", "{}"),
+            p if p.ends_with("/tags/list") => Answer::Endless,
+            _ => Answer::json("404 Not Found", r#"{"errors":[]}"#),
+        })
+    }
+
+    /// [`Scripted::start`] with a script that knows the server's own
+    /// `127.0.0.1:PORT` (to point at itself).
+    pub fn start_with_host(
+        script: impl Fn(&str, &Request) -> Answer + Send + Sync + 'static,
+    ) -> Scripted {
+        let host = Arc::new(Mutex::new(String::new()));
+        let h = host.clone();
+        let srv = Scripted::start(move |req| {
+            let me = h.lock().map(|g| g.clone()).unwrap_or_default();
+            script(&me, req)
+        });
+        if let Ok(mut g) = host.lock() {
+            *g = srv.host();
+        }
+        srv
+    }
+
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         self.addr.to_string()
@@ -179,6 +301,21 @@ impl Drop for Scripted {
         // Wake the accept loop so that it sees the flag.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
     }
+}
+
+/// The OCI image manifest media type.
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The manifest [`Scripted::trickling_manifest`] sends (its HEAD announces
+/// this digest and size).
+pub const TRICKLED_MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
+
+/// A manifest HEAD answer for [`TRICKLED_MANIFEST`].
+fn manifest_head() -> Answer {
+    let digest = format!("sha256:{:x}", sha2::Sha256::digest(TRICKLED_MANIFEST));
+    Answer::new("200 OK")
+        .header("Content-Type", OCI_MANIFEST)
+        .header("Docker-Content-Digest", &digest)
 }
 
 /// A `host:port` on loopback where nothing listens.
@@ -221,6 +358,27 @@ fn serve(mut sock: TcpStream, script: &Script, log: &Mutex<Vec<Request>>, stop: 
                 return;
             }
             while !stop.load(Ordering::SeqCst) && sock.write_all(&frame).is_ok() {}
+        }
+        Answer::Trickle {
+            status,
+            headers,
+            body,
+            every,
+        } => {
+            let mut text = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+            for (k, v) in headers {
+                text.push_str(&format!("{k}: {v}\r\n"));
+            }
+            text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            if sock.write_all(text.as_bytes()).is_err() {
+                return;
+            }
+            for b in body.as_bytes() {
+                if stop.load(Ordering::SeqCst) || sock.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
         }
         Answer::Silent => {
             while !stop.load(Ordering::SeqCst) {

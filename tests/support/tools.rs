@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Output};
 
 /// Program -> the Debian package that provides it. `scripts/test` installs
-/// the packages of the first six when they are missing; the others are part
+/// the packages of the first seven when they are missing; the others are part
 /// of every Debian system.
 const PACKAGES: &[(&str, &str)] = &[
     ("docker-registry", "docker-registry"),
@@ -14,6 +14,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("umoci", "umoci"),
     ("oci-image-tool", "oci-image-tool"),
     ("jq", "jq"),
+    ("openssl", "openssl"),
     ("script", "bsdutils"),
     ("bash", "bash"),
 ];

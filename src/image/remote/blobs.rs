@@ -1,6 +1,7 @@
 //! Blobs and manifests of one registry repository: the one fetch through
-//! the blob cache (each digest at most once per run, a failure forgotten),
-//! and the [`ImageSource`] of an image in a registry.
+//! the blob cache (each digest at most once per run, a failure forgotten,
+//! other repositories asked when this one cannot give a blob), and the
+//! [`ImageSource`] of an image in a registry.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use crate::image::once::OnceMap;
 use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::Level;
-use crate::registry::Client;
+use crate::registry::{Client, ErrorKind, Reference, RegistryError, Repo};
 
 /// Counts of what went through the cache.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -38,14 +39,30 @@ impl std::ops::Add for CacheCounts {
     }
 }
 
-/// Blobs of a registry repository, fetched into the cache on first need.
+/// A blob the repository that served could not give, fetched from another
+/// reference's repository instead (pull's JSON report lists them).
+#[derive(Debug, Clone, Serialize)]
+pub struct BlobFallback {
+    pub digest: Digest,
+    /// `registry/repository` the blob came from.
+    pub source: String,
+    /// Why the repository that served did not give it.
+    pub error: String,
+}
+
+/// Blobs of a registry repository, fetched into the cache on first need;
+/// from other repositories (fallbacks) when it cannot give one.
 pub struct RemoteBlobs {
     client: Arc<Client>,
     cache: BlobCache,
     registry: String,
     repository: String,
+    /// `(registry, repository)` asked, in order, for a blob the repository
+    /// does not give.
+    fallbacks: Vec<(String, String)>,
     fetched: OnceMap<Digest, PathBuf>,
     counts: Mutex<CacheCounts>,
+    fell_back: Mutex<Vec<BlobFallback>>,
 }
 
 impl RemoteBlobs {
@@ -55,14 +72,37 @@ impl RemoteBlobs {
             cache,
             registry: registry.to_string(),
             repository: repository.to_string(),
+            fallbacks: Vec::new(),
             fetched: OnceMap::default(),
             counts: Mutex::new(CacheCounts::default()),
+            fell_back: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Ask the repositories of `refs`, in order, for a blob this repository
+    /// cannot give (missing, corrupt, too slow, unreachable).
+    pub fn with_fallbacks(mut self, refs: &[Reference]) -> Self {
+        self.fallbacks = refs
+            .iter()
+            .map(|r| (r.registry.clone(), r.repository.clone()))
+            .filter(|(reg, repo)| (reg, repo) != (&self.registry, &self.repository))
+            .collect();
+        self
+    }
+
+    /// The blobs fetched from a fallback so far.
+    pub fn fallbacks_used(&self) -> Vec<BlobFallback> {
+        self.fell_back.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// The registry and repository the blobs come from.
     pub fn source(&self) -> (&str, &str) {
         (&self.registry, &self.repository)
+    }
+
+    /// The repository the blobs come from, to ask it.
+    pub fn repo(&self) -> Repo<'_> {
+        self.client.repo(&self.registry, &self.repository)
     }
 
     /// Blobs downloaded and their bytes, and cache hits, so far.
@@ -91,23 +131,61 @@ impl RemoteBlobs {
             self.count(|c| c.blobs_cached += 1);
             return Ok(self.cache.path(&d.digest));
         }
-        let (reg, repo) = (&self.registry, &self.repository);
+        let first = match self.fetch_from(self.repo(), d).await {
+            Ok(path) => return Ok(path),
+            Err(e) if self.fallbacks.is_empty() || is_local(&e) => return Err(e),
+            Err(e) => e,
+        };
+        let mut tried = vec![format!("{first:#}")];
+        for (reg, name) in &self.fallbacks {
+            let repo = self.client.repo(reg, name);
+            reporter.log(
+                Level::Warn,
+                &format!("{first:#}; fetching blob {} from {repo}", d.digest),
+            );
+            match self.fetch_from(repo, d).await {
+                Ok(path) => {
+                    if let Ok(mut v) = self.fell_back.lock() {
+                        v.push(BlobFallback {
+                            digest: d.digest.clone(),
+                            source: repo.to_string(),
+                            error: format!("{first:#}"),
+                        });
+                    }
+                    return Ok(path);
+                }
+                Err(e) if is_local(&e) => return Err(e),
+                Err(e) => tried.push(format!("{e:#}")),
+            }
+        }
+        Err(anyhow!(
+            "no registry gave blob {}: {}",
+            d.digest,
+            tried.join("; ")
+        ))
+    }
+
+    /// Blob `d` from `repo` into the cache (streamed, digest-checked).
+    async fn fetch_from(&self, repo: Repo<'_>, d: &Descriptor) -> Result<PathBuf> {
         let path = self
             .cache
-            .fetch(&self.client, reg, repo, &d.digest, d.size)
+            .fetch(repo, &d.digest, d.size)
             .await
-            .with_context(|| format!("downloading blob {} from {reg}/{repo}", d.digest))?;
+            .with_context(|| format!("downloading blob {} from {repo}", d.digest))?;
         let got = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if got != d.size {
             return Err(anyhow!(
-                "blob {} from {reg}/{repo} has {got} bytes, its descriptor says {}",
+                "blob {} from {repo} has {got} bytes, its descriptor says {}",
                 d.digest,
                 d.size
             ));
         }
-        reporter.log(
+        self.client.reporter().log(
             Level::Debug,
-            &format!("cache: {} downloaded ({} bytes)", d.digest, d.size),
+            &format!(
+                "cache: {} downloaded from {repo} ({} bytes)",
+                d.digest, d.size
+            ),
         );
         self.count(|c| {
             c.blobs_downloaded += 1;
@@ -115,6 +193,13 @@ impl RemoteBlobs {
         });
         Ok(path)
     }
+}
+
+/// A failure here, not at the registry (the cache's disk): another
+/// registry would not help.
+fn is_local(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<RegistryError>()
+        .is_some_and(|r| matches!(r.kind, ErrorKind::Io(_)))
 }
 
 /// An image (or index) in a registry repository: manifests by digest
@@ -155,15 +240,13 @@ impl RegistryImage {
 
     /// GET a manifest by digest (checked by the client against it).
     pub async fn fetch_manifest(&self, d: &Digest) -> Result<(Bytes, String)> {
-        let (reg, repo) = self.blobs.source();
-        let (info, bytes) = self
-            .blobs
-            .client
-            .get_manifest(reg, repo, d.as_str())
+        let repo = self.blobs.repo();
+        let (info, bytes) = repo
+            .get_manifest(d.as_str())
             .await
-            .with_context(|| format!("fetching manifest {d} of {reg}/{repo}"))?;
+            .with_context(|| format!("fetching manifest {d} of {repo}"))?;
         if info.media_type.is_empty() {
-            return Err(anyhow!("manifest {d} of {reg}/{repo} has no media type"));
+            return Err(anyhow!("manifest {d} of {repo} has no media type"));
         }
         Ok((Bytes::from(bytes), info.media_type))
     }

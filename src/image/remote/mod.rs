@@ -9,12 +9,14 @@
 //! served: manifests by digest ([`RegistryImage`]), configs and layers
 //! through the content-addressed blob cache ([`RemoteBlobs`]), each blob
 //! checked against its digest while it streams to disk and fetched at most
-//! once per run.
+//! once per run. A blob that registry cannot give (missing, corrupt, too
+//! slow) is fetched from the other references in turn: its digest names the
+//! same bytes everywhere.
 
 mod blobs;
 mod platform;
 
-pub use blobs::{CacheCounts, RegistryImage, RemoteBlobs};
+pub use blobs::{BlobFallback, CacheCounts, RegistryImage, RemoteBlobs};
 pub use platform::{
     oci_layer_media_type, select, BaseParts, PlatformImage, RegistryBase, RemoteImages,
 };
@@ -27,6 +29,7 @@ use serde::Serialize;
 use crate::error::bad_input;
 use crate::oci::{self, Digest};
 use crate::progress::{Level, SharedReporter};
+use crate::registry::transport::limits;
 use crate::registry::{Client, ErrorKind, ManifestInfo, Reference, RegistryError, RetryPolicy};
 
 /// The retry policy of the resolve step: one retry, short delays (and a
@@ -42,17 +45,19 @@ pub fn resolve_policy() -> RetryPolicy {
 
 /// How long resolving one reference may take (retry included) before the
 /// next one is tried: a registry that accepts connections but never answers
-/// counts as down.
-pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// counts as down. The same as one attempt's deadline for a document, so
+/// that a manifest trickling in fails in the same time wherever it is read.
+pub const RESOLVE_TIMEOUT: Duration = limits::DOCUMENT_DEADLINE;
 
 /// Whether a failure to resolve on one registry moves on to the next
-/// reference: not found (404), rate-limited (429), server errors (5xx, 408)
-/// and transport failures (refused, reset, timed out).
+/// reference: not found (404), rate-limited (429), server errors (5xx, 408),
+/// transport failures (refused, reset, timed out) and answers too slow to
+/// arrive within their deadline.
 pub fn moves_on(e: &RegistryError) -> bool {
     match e.status() {
         Some(404 | 408 | 429) => true,
         Some(s) => s >= 500,
-        None => matches!(e.kind, ErrorKind::Transport(_)),
+        None => matches!(e.kind, ErrorKind::Transport(_) | ErrorKind::Deadline(_)),
     }
 }
 
@@ -77,6 +82,10 @@ pub struct Served {
     pub bytes: Vec<u8>,
     /// The references tried before, with why each did not serve.
     pub skipped: Vec<Attempt>,
+    /// Every other reference given, in order: where a blob is fetched when
+    /// the registry that served cannot give it (a digest names the same
+    /// bytes everywhere).
+    pub alternates: Vec<Reference>,
 }
 
 impl Served {
@@ -129,22 +138,23 @@ pub async fn resolve_first(
         .ok_or_else(|| bad_input("no image reference given"))?;
     let mut skipped = Vec::new();
     for (position, r) in refs.iter().enumerate() {
-        let answer = tokio::time::timeout(
-            RESOLVE_TIMEOUT,
-            client.get_manifest(&r.registry, &r.repository, &r.object()),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(RegistryError::new(
-                crate::registry::ErrorContext {
-                    operation: "fetching manifest".into(),
-                    registry: r.registry.clone(),
-                    repository: Some(r.repository.clone()),
-                    object: Some(r.object()),
-                },
-                ErrorKind::Transport(format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs())),
-            ))
-        });
+        let answer =
+            tokio::time::timeout(RESOLVE_TIMEOUT, client.repo_of(r).get_manifest(&r.object()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RegistryError::new(
+                        crate::registry::ErrorContext {
+                            operation: "fetching manifest".into(),
+                            registry: r.registry.clone(),
+                            repository: Some(r.repository.clone()),
+                            object: Some(r.object()),
+                        },
+                        ErrorKind::Transport(format!(
+                            "no complete answer within {}s (timed out)",
+                            RESOLVE_TIMEOUT.as_secs()
+                        )),
+                    ))
+                });
         match answer {
             Ok((info, bytes)) => {
                 if !oci::is_index_media_type(&info.media_type)
@@ -155,6 +165,12 @@ pub async fn resolve_first(
                         info.media_type
                     ));
                 }
+                let alternates = refs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != position)
+                    .map(|(_, a)| a.clone())
+                    .collect();
                 return Ok(Served {
                     reference: r.clone(),
                     requested,
@@ -162,6 +178,7 @@ pub async fn resolve_first(
                     info,
                     bytes,
                     skipped,
+                    alternates,
                 });
             }
             Err(e) if moves_on(&e) && position + 1 < refs.len() => {
@@ -219,6 +236,7 @@ mod tests {
             assert!(!moves_on(&status(s)), "{s}");
         }
         assert!(moves_on(&err(ErrorKind::Transport("timed out".into()))));
+        assert!(moves_on(&err(ErrorKind::Deadline("too slow".into()))));
         assert!(!moves_on(&err(ErrorKind::DigestMismatch {
             expected: "a".into(),
             actual: "b".into()

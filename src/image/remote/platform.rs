@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context as _, Result};
 use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use tokio::runtime::Handle;
 
-use super::{resolve_first, resolve_policy, CacheCounts, RemoteBlobs, Served};
+use super::{resolve_first, resolve_policy, BlobFallback, CacheCounts, RemoteBlobs, Served};
 use crate::cache::BlobCache;
 use crate::error::bad_input;
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
@@ -83,16 +83,27 @@ impl RemoteImages {
             .fold(CacheCounts::default(), |acc, r| acc + r.counts())
     }
 
-    /// The blobs of the repository that served.
+    /// Blobs fetched from another reference than the one that served.
+    pub fn blob_fallbacks(&self) -> Vec<BlobFallback> {
+        let repos = self.repos.lock().map(|r| r.clone()).unwrap_or_default();
+        repos.iter().flat_map(|r| r.fallbacks_used()).collect()
+    }
+
+    /// The blobs of the repository that served (the other references as
+    /// fallbacks for a blob it cannot give).
     pub fn blobs_of(&self, served: &Served) -> Arc<RemoteBlobs> {
         let r = &served.reference;
-        let Ok(mut repos) = self.repos.lock() else {
-            return Arc::new(RemoteBlobs::new(
+        let made = || {
+            let b = RemoteBlobs::new(
                 self.client.clone(),
                 self.cache.clone(),
                 &r.registry,
                 &r.repository,
-            ));
+            );
+            Arc::new(b.with_fallbacks(&served.alternates))
+        };
+        let Ok(mut repos) = self.repos.lock() else {
+            return made();
         };
         if let Some(b) = repos
             .iter()
@@ -100,12 +111,7 @@ impl RemoteImages {
         {
             return b.clone();
         }
-        let b = Arc::new(RemoteBlobs::new(
-            self.client.clone(),
-            self.cache.clone(),
-            &r.registry,
-            &r.repository,
-        ));
+        let b = made();
         repos.push(b.clone());
         b
     }
@@ -137,7 +143,8 @@ impl RemoteImages {
         let r = &served.reference;
         let (info, bytes) = self
             .client
-            .get_manifest(&r.registry, &r.repository, desc.digest.as_str())
+            .repo_of(r)
+            .get_manifest(desc.digest.as_str())
             .await?;
         if !oci::is_manifest_media_type(&info.media_type) {
             return Err(anyhow!(

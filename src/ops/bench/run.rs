@@ -17,7 +17,9 @@ use super::{BenchMode, BenchOptions, BenchTarget, KINDS};
 use crate::oci::Digest;
 use crate::progress::{Level, SharedReporter};
 use crate::registry::error::RegistryError;
-use crate::registry::{Client, ClientOptions, CredentialStore, RequestEvent, RequestObserver};
+use crate::registry::{
+    Client, ClientOptions, CredentialStore, Repo, RequestEvent, RequestObserver,
+};
 
 // ---------------------------------------------------------------------------
 // Recording
@@ -124,7 +126,8 @@ pub async fn bench(
     // failures are what the report is for).
     for t in &opts.targets {
         let probe = Digest::of(WARM_UP_PROBE);
-        if let Err(e) = client.blob_exists(&t.registry, &t.repository, &probe).await {
+        let repo = client.repo(&t.registry, &t.repository);
+        if let Err(e) = repo.blob_exists(&probe).await {
             reporter.log(Level::Warn, &format!("{}: warm-up failed: {e}", t.name()));
         }
     }
@@ -226,8 +229,8 @@ async fn run_one(
     run: usize,
     blobs: &[Blob],
 ) -> RunResult {
-    let registry = target.registry.as_str();
-    let repo = target.repository.as_str();
+    let repo = client.repo(&target.registry, &target.repository);
+    let registry = repo.registry();
     let label = format!("{} {} x{conc}", target.name(), mode.name());
     let bytes = opts.size * blobs.len() as u64;
     let before = client.stats(registry);
@@ -244,22 +247,16 @@ async fn run_one(
             let up_id = up_id.clone();
             async move {
                 let r = async {
-                    let present = client
-                        .blob_exists(registry, repo, &b.digest)
-                        .await?
-                        .is_some();
-                    client
-                        .upload_blob(
-                            registry,
-                            repo,
-                            &b.digest,
-                            opts.size,
-                            &b.path,
-                            upload_mode,
-                            None,
-                            Some(up_id),
-                        )
-                        .await?;
+                    let present = repo.blob_exists(&b.digest).await?.is_some();
+                    repo.upload_blob(
+                        &b.digest,
+                        opts.size,
+                        &b.path,
+                        upload_mode,
+                        None,
+                        Some(up_id),
+                    )
+                    .await?;
                     Ok(present)
                 }
                 .await;
@@ -317,12 +314,7 @@ async fn run_one(
         )
         .map(|b| {
             let pull_id = pull_id.clone();
-            async move {
-                pull_blob(
-                    client, reporter, registry, repo, &b.digest, opts.size, &pull_id,
-                )
-                .await
-            }
+            async move { pull_blob(repo, reporter, &b.digest, opts.size, &pull_id).await }
         })
         .buffer_unordered(conc)
         .collect()
@@ -372,7 +364,7 @@ async fn run_one(
             detail: None,
         }
     } else {
-        cleanup(client, registry, repo, &present, conc).await
+        cleanup(repo, &present, conc).await
     };
     let cleanup_secs = t2.elapsed().as_secs_f64();
 
@@ -389,7 +381,7 @@ async fn run_one(
     let pull_part = pull_secs.unwrap_or(0.0);
     RunResult {
         registry: registry.to_string(),
-        repository: repo.to_string(),
+        repository: repo.repository().to_string(),
         mode,
         concurrency: conc,
         run,
@@ -420,19 +412,16 @@ async fn run_one(
 /// stopped as soon as more than `size` bytes arrive); retried on temporary
 /// failures within the client's budget.
 async fn pull_blob(
-    client: &Client,
+    repo: Repo<'_>,
     reporter: &SharedReporter,
-    registry: &str,
-    repo: &str,
     digest: &Digest,
     size: u64,
     progress: &str,
 ) -> Result<u64, RegistryError> {
-    client
-        .read_blob(registry, repo, digest, size, |chunk| {
-            reporter.advance(progress, chunk.len() as u64)
-        })
-        .await
+    repo.read_blob(digest, size, |chunk| {
+        reporter.advance(progress, chunk.len() as u64)
+    })
+    .await
 }
 
 /// What one DELETE said.
@@ -459,8 +448,8 @@ fn classify_delete(status: u16, err: Option<&RegistryError>) -> Deleted {
     }
 }
 
-async fn delete_blob(client: &Client, registry: &str, repo: &str, digest: &Digest) -> Deleted {
-    match client.delete_blob(registry, repo, digest).await {
+async fn delete_blob(repo: Repo<'_>, digest: &Digest) -> Deleted {
+    match repo.delete_blob(digest).await {
         Ok(_) => Deleted::Yes,
         Err(e) => match e.status() {
             Some(s) => classify_delete(s, Some(&e)),
@@ -471,18 +460,12 @@ async fn delete_blob(client: &Client, registry: &str, repo: &str, digest: &Diges
 
 /// Delete the run's blobs; stop at the first refusal (the registry refuses
 /// them all).
-async fn cleanup(
-    client: &Client,
-    registry: &str,
-    repo: &str,
-    digests: &[&Digest],
-    conc: usize,
-) -> Cleanup {
+async fn cleanup(repo: Repo<'_>, digests: &[&Digest], conc: usize) -> Cleanup {
     let mut deleted = 0u64;
     let mut refusal: Option<(&'static str, String)> = None;
     for batch in digests.chunks(conc.max(1)) {
         let answers: Vec<Deleted> = stream::iter(batch.iter())
-            .map(|d| delete_blob(client, registry, repo, d))
+            .map(|d| delete_blob(repo, d))
             .buffer_unordered(conc.max(1))
             .collect()
             .await;

@@ -10,10 +10,11 @@ use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
-use super::{ctx, protocol};
+use super::protocol;
 use crate::oci::Digest;
-use crate::registry::client::{Client, Request, Response};
+use crate::registry::client::{Request, Response};
 use crate::registry::error::{ErrorContext, ErrorKind, RegistryError};
+use crate::registry::repo::Repo;
 use crate::registry::transport::auth::pull_scope;
 use crate::registry::transport::RetryBudget;
 
@@ -67,21 +68,20 @@ impl BlobStream<'_> {
     }
 }
 
-impl Client {
+impl Repo<'_> {
     /// `GET /v2/<repo>/blobs/<digest>`, refused early when the registry
     /// announces more than `size` bytes.
     async fn open_blob<'a>(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         digest: &'a Digest,
         size: u64,
         c: &'a ErrorContext,
         budget: &RetryBudget,
     ) -> Result<BlobStream<'a>, RegistryError> {
-        let url = self.url(registry, &format!("{repo}/blobs/{digest}"))?;
-        let req = Request::new(Method::GET, url, vec![pull_scope(repo)]);
-        let resp = self.send_within(registry, req, c, budget).await?;
+        let url = self.url(&format!("blobs/{digest}"))?;
+        let req =
+            Request::new(Method::GET, url, vec![pull_scope(self.repository())]).transfer(size);
+        let resp = self.send_within(req, c, budget).await?;
         if resp.status != StatusCode::OK {
             return Err(resp.into_error(c.clone()).await);
         }
@@ -109,20 +109,16 @@ impl Client {
     /// over (the sink sees the bytes again) within one retry budget.
     /// Returns the size.
     pub async fn read_blob(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         digest: &Digest,
         size: u64,
         mut sink: impl FnMut(&[u8]) + Send,
     ) -> Result<u64, RegistryError> {
-        let c = ctx("pulling blob", registry, repo, digest);
-        let budget = self.retry_budget();
+        let c = self.ctx("pulling blob", digest);
+        let budget = self.client().retry_budget();
         loop {
             let result: Result<u64, RegistryError> = async {
-                let mut blob = self
-                    .open_blob(registry, repo, digest, size, &c, &budget)
-                    .await?;
+                let mut blob = self.open_blob(digest, size, &c, &budget).await?;
                 while let Some(chunk) = blob.next().await? {
                     sink(&chunk);
                 }
@@ -131,7 +127,7 @@ impl Client {
             .await;
             match result {
                 Err(e) if e.is_temporary() => {
-                    if !self.retry_after_failure(registry, &budget, &e).await {
+                    if !self.retry_after_failure(&budget, &e).await {
                         return Err(e);
                     }
                 }
@@ -145,22 +141,17 @@ impl Client {
     /// renamed). A registry sending more than `size` bytes is cut off as
     /// soon as it does, and the temp file removed. Returns its size.
     pub async fn get_blob_to_file(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         digest: &Digest,
         size: u64,
         dest: &Path,
     ) -> Result<u64, RegistryError> {
-        let c = ctx("downloading blob", registry, repo, digest);
-        let budget = self.retry_budget();
+        let c = self.ctx("downloading blob", digest);
+        let budget = self.client().retry_budget();
         loop {
-            match self
-                .try_get_blob(registry, repo, digest, size, dest, &c, &budget)
-                .await
-            {
+            match self.try_get_blob(digest, size, dest, &c, &budget).await {
                 Err(e) if e.is_temporary() => {
-                    if !self.retry_after_failure(registry, &budget, &e).await {
+                    if !self.retry_after_failure(&budget, &e).await {
                         return Err(e);
                     }
                 }
@@ -169,11 +160,8 @@ impl Client {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn try_get_blob(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         digest: &Digest,
         size: u64,
         dest: &Path,
@@ -186,9 +174,7 @@ impl Client {
                 ErrorKind::Io(format!("{what} {}: {e}", p.display())),
             )
         };
-        let mut blob = self
-            .open_blob(registry, repo, digest, size, c, budget)
-            .await?;
+        let mut blob = self.open_blob(digest, size, c, budget).await?;
         let tmp = temp_path(dest);
         let mut file = tokio::fs::File::create(&tmp)
             .await

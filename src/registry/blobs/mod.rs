@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 
-use super::client::{Body, Client, Request, Response};
+use super::client::{Body, Request, Response};
 use super::error::{ErrorContext, ErrorKind, RegistryError};
 use super::headers::with_digest;
+use super::repo::Repo;
 use super::transport::auth::{delete_scope, pull_scope, push_scope};
 use super::transport::RetryBudget;
 use crate::oci::Digest;
@@ -49,7 +50,7 @@ pub enum MountResult {
     /// 201: the blob is now in the target repository.
     Mounted,
     /// 202: not mounted, but an upload session was opened: continue on it,
-    /// or give it back with [`Client::cancel_upload`].
+    /// or give it back with [`Repo::cancel_upload`].
     Session(UploadSession),
     /// 401, 400, 403, 404, ...: upload plainly. Holds the reason, for logs.
     Refused(String),
@@ -62,9 +63,6 @@ pub struct UploadSession {
     pub location: Url,
     /// `OCI-Chunk-Min-Length`, when the registry sent it.
     pub chunk_min: Option<u64>,
-    /// The registry and repository the session is in.
-    pub registry: String,
-    pub repository: String,
 }
 
 /// What an upload did.
@@ -72,15 +70,6 @@ pub struct UploadSession {
 pub struct UploadOutcome {
     /// How the bytes went in the end (after any fallback).
     pub mode: UploadMode,
-}
-
-fn ctx(op: &str, registry: &str, repo: &str, digest: &Digest) -> ErrorContext {
-    ErrorContext {
-        operation: op.to_string(),
-        registry: registry.to_string(),
-        repository: Some(repo.to_string()),
-        object: Some(digest.to_string()),
-    }
 }
 
 fn protocol(c: &ErrorContext, msg: impl Into<String>) -> RegistryError {
@@ -105,8 +94,6 @@ fn session_from(resp: &Response, c: &ErrorContext) -> Result<UploadSession, Regi
     Ok(UploadSession {
         location,
         chunk_min,
-        registry: c.registry.clone(),
-        repository: c.repository.clone().unwrap_or_default(),
     })
 }
 
@@ -130,18 +117,13 @@ fn check_digest_header(
     Ok(())
 }
 
-impl Client {
+impl Repo<'_> {
     /// `HEAD /v2/<repo>/blobs/<digest>`: `Some(size)` when present.
-    pub async fn blob_exists(
-        &self,
-        registry: &str,
-        repo: &str,
-        digest: &Digest,
-    ) -> Result<Option<u64>, RegistryError> {
-        let c = ctx("checking blob", registry, repo, digest);
-        let url = self.url(registry, &format!("{repo}/blobs/{digest}"))?;
-        let req = Request::new(Method::HEAD, url, vec![pull_scope(repo)]);
-        let resp = self.send(registry, req, &c).await?;
+    pub async fn blob_exists(self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        let c = self.ctx("checking blob", digest);
+        let url = self.url(&format!("blobs/{digest}"))?;
+        let req = Request::new(Method::HEAD, url, vec![pull_scope(self.repository())]);
+        let resp = self.send(req, &c).await?;
         match resp.status {
             StatusCode::OK => {
                 check_digest_header(&resp, digest, &c)?;
@@ -157,43 +139,30 @@ impl Client {
     }
 
     /// `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<source>`, with a
-    /// token holding push on `repo` and pull on `source`.
+    /// token holding push on this repository and pull on `source` (another
+    /// repository of the same registry).
     ///
     /// A mount is only ever an optimisation: any failure (a token server
     /// refusing the source's pull scope before the POST is sent, 5xx after
     /// the retries, an odd answer) is [`MountResult::Refused`], and the
     /// caller uploads plainly with the target's scopes only.
-    pub async fn mount_blob(
-        &self,
-        registry: &str,
-        repo: &str,
-        digest: &Digest,
-        source: &str,
-    ) -> MountResult {
-        match self.try_mount(registry, repo, digest, source).await {
+    pub async fn mount_blob(self, digest: &Digest, source: &str) -> MountResult {
+        match self.try_mount(digest, source).await {
             Ok(r) => r,
             Err(e) => MountResult::Refused(e.to_string()),
         }
     }
 
-    async fn try_mount(
-        &self,
-        registry: &str,
-        repo: &str,
-        digest: &Digest,
-        source: &str,
-    ) -> Result<MountResult, RegistryError> {
-        let c = ctx("mounting blob", registry, repo, digest);
-        let mut url = self.url(registry, &format!("{repo}/blobs/uploads/"))?;
+    async fn try_mount(self, digest: &Digest, source: &str) -> Result<MountResult, RegistryError> {
+        let c = self.ctx("mounting blob", digest);
+        let mut url = self.url("blobs/uploads/")?;
         url.query_pairs_mut()
             .append_pair("mount", digest.as_str())
             .append_pair("from", source);
-        let req = Request::new(
-            Method::POST,
-            url,
-            vec![push_scope(repo), pull_scope(source)],
-        );
-        let resp = self.send(registry, req, &c).await?;
+        let scopes = vec![push_scope(self.repository()), pull_scope(source)];
+        let resp = self
+            .send(Request::new(Method::POST, url, scopes), &c)
+            .await?;
         match resp.status {
             StatusCode::CREATED => {
                 check_digest_header(&resp, digest, &c)?;
@@ -208,77 +177,61 @@ impl Client {
     }
 
     /// `POST /v2/<repo>/blobs/uploads/`: open an upload session.
-    pub async fn start_upload(
-        &self,
-        registry: &str,
-        repo: &str,
-        digest: &Digest,
-    ) -> Result<UploadSession, RegistryError> {
-        let c = ctx("starting upload of blob", registry, repo, digest);
-        self.open_upload(registry, repo, &c, &self.retry_budget())
-            .await
+    pub async fn start_upload(self, digest: &Digest) -> Result<UploadSession, RegistryError> {
+        let c = self.ctx("starting upload of blob", digest);
+        self.open_upload(&c, &self.client().retry_budget()).await
     }
 
-    /// [`Client::start_upload`] as a step of an upload whose retries are
+    /// [`Repo::start_upload`] as a step of an upload whose retries are
     /// spent from `budget`.
     async fn open_upload(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         c: &ErrorContext,
         budget: &RetryBudget,
     ) -> Result<UploadSession, RegistryError> {
-        let url = self.url(registry, &format!("{repo}/blobs/uploads/"))?;
-        let req = Request::new(Method::POST, url, vec![push_scope(repo)]);
-        let resp = self.send_within(registry, req, c, budget).await?;
+        let url = self.url("blobs/uploads/")?;
+        let req = Request::new(Method::POST, url, vec![push_scope(self.repository())]);
+        let resp = self.send_within(req, c, budget).await?;
         if resp.status != StatusCode::ACCEPTED {
             return Err(resp.into_error(c.clone()).await);
         }
         session_from(&resp, c)
     }
 
-    /// `DELETE <Location>`: give back an upload session that will not be
-    /// completed (a mount's session not used, an upload restarted on a new
-    /// session), so that the registry frees what it holds for it. Best
-    /// effort: one attempt, bounded in time, its failure only logged.
-    pub async fn cancel_upload(&self, session: &UploadSession) {
+    /// `DELETE <Location>`: give back an upload session of this repository
+    /// that will not be completed (a mount's session not used, an upload
+    /// restarted on a new session), so that the registry frees what it
+    /// holds for it. Best effort: one attempt, bounded in time, its failure
+    /// only logged.
+    pub async fn cancel_upload(self, session: &UploadSession) {
         let c = ErrorContext {
-            operation: "cancelling upload session".into(),
-            registry: session.registry.clone(),
-            repository: Some(session.repository.clone()),
             object: None,
+            ..self.ctx("cancelling upload session", "")
         };
         let req = Request::new(
             Method::DELETE,
             session.location.clone(),
-            vec![push_scope(&session.repository)],
+            vec![push_scope(self.repository())],
         )
         .no_retry();
-        let sent = tokio::time::timeout(CANCEL_TIMEOUT, self.send(&session.registry, req, &c));
+        let sent = tokio::time::timeout(CANCEL_TIMEOUT, self.send(req, &c));
         let outcome = match sent.await {
             Ok(Ok(resp)) => resp.status.as_u16().to_string(),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {}s", CANCEL_TIMEOUT.as_secs()),
         };
-        self.log(&format!(
-            "{}: upload session in {} cancelled: {outcome}",
-            session.registry, session.repository
-        ));
+        self.client()
+            .log(&format!("{self}: upload session cancelled: {outcome}"));
     }
 
     /// `DELETE /v2/<repo>/blobs/<digest>`: `true` when deleted, `false`
     /// when the registry did not hold it (404). Registries may refuse
     /// deletion (405 or `UNSUPPORTED` when it is disabled, 401/403).
-    pub async fn delete_blob(
-        &self,
-        registry: &str,
-        repo: &str,
-        digest: &Digest,
-    ) -> Result<bool, RegistryError> {
-        let c = ctx("deleting blob", registry, repo, digest);
-        let url = self.url(registry, &format!("{repo}/blobs/{digest}"))?;
-        let req = Request::new(Method::DELETE, url, vec![delete_scope(repo)]);
-        let resp = self.send(registry, req, &c).await?;
+    pub async fn delete_blob(self, digest: &Digest) -> Result<bool, RegistryError> {
+        let c = self.ctx("deleting blob", digest);
+        let url = self.url(&format!("blobs/{digest}"))?;
+        let req = Request::new(Method::DELETE, url, vec![delete_scope(self.repository())]);
+        let resp = self.send(req, &c).await?;
         match resp.status {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),

@@ -12,14 +12,14 @@ use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{Method, StatusCode, Url};
 
 use super::{
-    check_digest_header, ctx, digest_put, file_body, protocol, UploadMode, UploadOutcome,
-    UploadSession,
+    check_digest_header, digest_put, file_body, protocol, UploadMode, UploadOutcome, UploadSession,
 };
 use crate::oci::Digest;
 use crate::progress::Level;
-use crate::registry::client::{Client, Request, Response};
+use crate::registry::client::{Request, Response};
 use crate::registry::error::{ErrorContext, RegistryError};
 use crate::registry::headers::parse_range;
+use crate::registry::repo::Repo;
 use crate::registry::transport::auth::push_scope;
 use crate::registry::transport::RetryBudget;
 
@@ -48,9 +48,7 @@ fn received_from(resp: &Response, sent_end: Option<u64>) -> Option<u64> {
 
 /// One blob upload in progress: what is sent, and its retry budget.
 struct Upload<'a> {
-    client: &'a Client,
-    registry: &'a str,
-    repo: &'a str,
+    repo: Repo<'a>,
     digest: &'a Digest,
     size: u64,
     path: &'a Path,
@@ -59,16 +57,13 @@ struct Upload<'a> {
     budget: RetryBudget,
 }
 
-impl Client {
+impl Repo<'_> {
     /// Upload the blob `digest` of `size` bytes from `path`. `session`
     /// continues a session opened by a mount answered 202. Temporary failures
     /// restart the upload on a fresh session (chunked uploads resume first),
     /// within the upload's retry budget.
-    #[allow(clippy::too_many_arguments)]
     pub async fn upload_blob(
-        &self,
-        registry: &str,
-        repo: &str,
+        self,
         digest: &Digest,
         size: u64,
         path: &Path,
@@ -77,15 +72,13 @@ impl Client {
         progress: Option<String>,
     ) -> Result<UploadOutcome, RegistryError> {
         let up = Upload {
-            client: self,
-            registry,
-            repo,
+            repo: self,
             digest,
             size,
             path,
             progress,
-            c: ctx("uploading blob", registry, repo, digest),
-            budget: self.retry_budget(),
+            c: self.ctx("uploading blob", digest),
+            budget: self.client().retry_budget(),
         };
         let mut mode = mode;
         loop {
@@ -94,10 +87,10 @@ impl Client {
                 // Opening the session shares the upload's retry budget: a
                 // 503 or a transient BLOB_UPLOAD_UNKNOWN here is one more
                 // attempt, not the end of the upload.
-                None => match self.open_upload(registry, repo, &up.c, &up.budget).await {
+                None => match self.open_upload(&up.c, &up.budget).await {
                     Ok(s) => s,
                     Err(e) if e.is_temporary() => {
-                        if !self.retry_after_failure(registry, &up.budget, &e).await {
+                        if !self.retry_after_failure(&up.budget, &e).await {
                             return Err(e);
                         }
                         continue;
@@ -115,13 +108,12 @@ impl Client {
             };
             self.cancel_upload(&s).await;
             if mode == UploadMode::Monolithic && refuses_monolithic(&e) {
-                self.reporter().log(
+                self.client().reporter().log(
                     Level::Debug,
                     &format!("{e}; falling back to a chunked upload"),
                 );
-                mode = UploadMode::Chunked(self.host(registry).chunk_size());
-            } else if !e.is_temporary() || !self.retry_after_failure(registry, &up.budget, &e).await
-            {
+                mode = UploadMode::Chunked(self.host().chunk_size());
+            } else if !e.is_temporary() || !self.retry_after_failure(&up.budget, &e).await {
                 return Err(e);
             }
         }
@@ -129,27 +121,18 @@ impl Client {
 
     /// Ask an upload session how many bytes it holds (`GET <Location>` ->
     /// 204 + `Range`). Returns the new Location too.
-    pub async fn upload_status(
-        &self,
-        registry: &str,
-        repo: &str,
-        location: &Url,
-        c: &ErrorContext,
-    ) -> Result<(u64, Url), RegistryError> {
-        self.upload_status_within(registry, repo, location, c, &self.retry_budget())
-            .await
-    }
-
-    async fn upload_status_within(
-        &self,
-        registry: &str,
-        repo: &str,
+    async fn upload_status(
+        self,
         location: &Url,
         c: &ErrorContext,
         budget: &RetryBudget,
     ) -> Result<(u64, Url), RegistryError> {
-        let req = Request::new(Method::GET, location.clone(), vec![push_scope(repo)]);
-        let resp = self.send_within(registry, req, c, budget).await?;
+        let req = Request::new(
+            Method::GET,
+            location.clone(),
+            vec![push_scope(self.repository())],
+        );
+        let resp = self.send_within(req, c, budget).await?;
         if resp.status != StatusCode::NO_CONTENT && resp.status != StatusCode::OK {
             return Err(resp.into_error(c.clone()).await);
         }
@@ -166,16 +149,18 @@ impl Upload<'_> {
     /// A request on the session (not retried by itself: the upload resumes
     /// or restarts instead).
     fn on_session(&self, method: Method, location: &Url) -> Request {
-        Request::new(method, location.clone(), vec![push_scope(self.repo)])
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .progress(self.progress.clone())
-            .no_retry()
+        Request::new(
+            method,
+            location.clone(),
+            vec![push_scope(self.repo.repository())],
+        )
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .progress(self.progress.clone())
+        .no_retry()
     }
 
     async fn send(&self, req: Request) -> Result<Response, RegistryError> {
-        self.client
-            .send_within(self.registry, req, &self.c, &self.budget)
-            .await
+        self.repo.send_within(req, &self.c, &self.budget).await
     }
 
     /// `PUT <Location>&digest=`, with `body` when there is one.
@@ -188,7 +173,7 @@ impl Upload<'_> {
     }
 
     async fn monolithic(&self, s: &UploadSession) -> Result<(), RegistryError> {
-        let req = digest_put(&s.location, self.repo, self.digest)
+        let req = digest_put(&s.location, self.repo.repository(), self.digest)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(file_body(self.path, 0, self.size))
             .progress(self.progress.clone());
@@ -211,12 +196,12 @@ impl Upload<'_> {
         // Free the PATCH's request slot before the PUT waits for one: holding
         // it deadlocks as soon as `jobs_per_registry` uploads are in flight.
         drop(resp);
-        self.finish(digest_put(&s.location, self.repo, self.digest))
+        self.finish(digest_put(&s.location, self.repo.repository(), self.digest))
             .await
     }
 
     async fn chunked(&self, s: &mut UploadSession, chunk: u64) -> Result<(), RegistryError> {
-        let (registry, size) = (self.registry, self.size);
+        let (registry, size) = (self.repo.registry(), self.size);
         let min = s.chunk_min.unwrap_or(1).max(1);
         let mut chunk = chunk.max(min);
         let mut offset = 0u64;
@@ -262,7 +247,7 @@ impl Upload<'_> {
                     // A PATCH over the registry's cap (GHCR: 4 MiB) answers
                     // 416: send smaller chunks from now on.
                     chunk = (len / 2).max(min).max(MIN_HALVED_CHUNK);
-                    self.client.reporter().log(
+                    self.repo.client().reporter().log(
                         Level::Debug,
                         &format!(
                             "{registry}: a {len}-byte chunk was refused (416); chunks of {chunk} bytes from now on"
@@ -271,24 +256,19 @@ impl Upload<'_> {
                 }
                 let resumable = e.status() == Some(416)
                     || (e.is_temporary() && !e.has_code("BLOB_UPLOAD_UNKNOWN"));
-                if !resumable
-                    || !self
-                        .client
-                        .retry_after_failure(registry, &self.budget, &e)
-                        .await
-                {
+                if !resumable || !self.repo.retry_after_failure(&self.budget, &e).await {
                     return Err(e);
                 }
                 // 416 or a lost chunk: ask the session where it stands.
                 let (held, next) = self
-                    .client
-                    .upload_status_within(registry, self.repo, &s.location, &self.c, &self.budget)
+                    .repo
+                    .upload_status(&s.location, &self.c, &self.budget)
                     .await?;
                 s.location = next;
                 offset = held.min(size);
             }
         }
-        self.finish(digest_put(&s.location, self.repo, self.digest))
+        self.finish(digest_put(&s.location, self.repo.repository(), self.digest))
             .await
     }
 }

@@ -1,6 +1,8 @@
-//! Finding the credentials of a registry: docker's config (its
-//! `credHelpers`, `auths` and `credsStore`), podman's auth file, and a
-//! GitHub Actions token where the registry takes one.
+//! Finding the credentials of a registry: the auth files
+//! containers-auth.json(5) lists, in its order (the containers `auth.json`
+//! files, docker's config with its `credHelpers`, `auths` and `credsStore`,
+//! the legacy `~/.dockercfg`), and a GitHub Actions token where the
+//! registry takes one.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,31 +20,62 @@ use crate::registry::reference::{config_key, normalize_registry};
 /// it from the process environment; tests build it by hand.
 #[derive(Clone, Debug, Default)]
 pub struct CredentialStore {
-    /// Directory holding docker's `config.json`.
+    /// Directory holding docker's `config.json` (where `login` writes).
     pub docker_config_dir: Option<PathBuf>,
-    /// Podman's auth file.
-    pub registry_auth_file: Option<PathBuf>,
+    /// The containers auth files read before docker's config, in order.
+    pub auth_files: Vec<PathBuf>,
+    /// Docker's legacy `~/.dockercfg` (a bare `auths` map), read last.
+    pub legacy_dockercfg: Option<PathBuf>,
     /// `(GITHUB_ACTOR, GITHUB_TOKEN)`.
     pub github: Option<(String, Secret)>,
     /// `PATH` used to find `docker-credential-*` helpers (None: inherited).
     pub helper_path: Option<std::ffi::OsString>,
 }
 
+/// How an auth file is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// A containers `auth.json` (`auths`, `credHelpers`).
+    Containers,
+    /// Docker's `config.json` (`auths`, `credHelpers`, `credsStore`).
+    Docker,
+    /// `~/.dockercfg`: the `auths` map itself.
+    Legacy,
+}
+
 impl CredentialStore {
+    /// The files of containers-auth.json(5), in its order:
+    /// `$REGISTRY_AUTH_FILE` (else `$XDG_RUNTIME_DIR/containers/auth.json`),
+    /// `$XDG_CONFIG_HOME/containers/auth.json` (else
+    /// `~/.config/containers/auth.json`), docker's
+    /// `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`), then
+    /// `~/.dockercfg`.
     pub fn from_env() -> CredentialStore {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let home = var("HOME").map(PathBuf::from);
         let docker_config_dir = var("DOCKER_CONFIG")
             .map(PathBuf::from)
-            .or_else(|| var("HOME").map(|h| Path::new(&h).join(".docker")));
+            .or_else(|| home.as_ref().map(|h| h.join(".docker")));
         let github = var("GITHUB_TOKEN").map(|t| {
             (
                 var("GITHUB_ACTOR").unwrap_or_else(|| "boxwright".to_string()),
                 Secret::new(t),
             )
         });
+        let containers = |dir: PathBuf| dir.join("containers").join("auth.json");
+        let first = var("REGISTRY_AUTH_FILE")
+            .map(PathBuf::from)
+            .or_else(|| var("XDG_RUNTIME_DIR").map(|d| containers(PathBuf::from(d))));
+        let config_home = var("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".config")));
         CredentialStore {
             docker_config_dir,
-            registry_auth_file: var("REGISTRY_AUTH_FILE").map(PathBuf::from),
+            auth_files: first
+                .into_iter()
+                .chain(config_home.map(containers))
+                .collect(),
+            legacy_dockercfg: home.map(|h| h.join(".dockercfg")),
             github,
             helper_path: None,
         }
@@ -54,17 +87,30 @@ impl CredentialStore {
             .map(|d| d.join("config.json"))
     }
 
-    /// Find credentials for a (normalised) registry name. Blocking (reads
-    /// files, may run a credential helper): call from `spawn_blocking`.
+    /// Every file read, in the order read.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.read_order().into_iter().map(|(p, _)| p).collect()
+    }
+
+    fn read_order(&self) -> Vec<(PathBuf, Layout)> {
+        let mut v: Vec<(PathBuf, Layout)> = self
+            .auth_files
+            .iter()
+            .map(|p| (p.clone(), Layout::Containers))
+            .collect();
+        v.extend(self.docker_config_path().map(|p| (p, Layout::Docker)));
+        v.extend(self.legacy_dockercfg.clone().map(|p| (p, Layout::Legacy)));
+        v
+    }
+
+    /// Find credentials for a (normalised) registry name: the first file
+    /// (see [`CredentialStore::files`]) with an entry for it, else a GitHub
+    /// token where the registry takes one. Blocking (reads files, may run a
+    /// credential helper): call from `spawn_blocking`.
     pub fn lookup(&self, registry: &str) -> anyhow::Result<Option<(Credential, CredentialSource)>> {
-        if let Some(path) = self.docker_config_path() {
-            if let Some(found) = lookup_in_file(&path, registry, true, self.helper_path.as_deref())?
-            {
-                return Ok(Some(found));
-            }
-        }
-        if let Some(path) = &self.registry_auth_file {
-            if let Some(found) = lookup_in_file(path, registry, false, self.helper_path.as_deref())?
+        for (path, layout) in self.read_order() {
+            if let Some(found) =
+                lookup_in_file(&path, registry, layout, self.helper_path.as_deref())?
             {
                 return Ok(Some(found));
             }
@@ -112,23 +158,27 @@ pub(super) fn find_entry<'a>(
 fn lookup_in_file(
     path: &Path,
     registry: &str,
-    docker: bool,
+    layout: Layout,
     helper_path: Option<&std::ffi::OsStr>,
 ) -> anyhow::Result<Option<(Credential, CredentialSource)>> {
     let Some(cfg) = read_json(path)? else {
         return Ok(None);
     };
-    let source = || {
-        if docker {
-            CredentialSource::DockerConfig(path.to_path_buf())
-        } else {
-            CredentialSource::RegistryAuthFile(path.to_path_buf())
-        }
+    let source = || match layout {
+        Layout::Containers => CredentialSource::RegistryAuthFile(path.to_path_buf()),
+        Layout::Docker | Layout::Legacy => CredentialSource::DockerConfig(path.to_path_buf()),
     };
-    if let Some(helper) = find_entry(cfg.get("credHelpers"), registry).and_then(|v| v.as_str()) {
-        return run_helper_get(helper, registry, helper_path);
+    let auths = match layout {
+        Layout::Legacy => Some(&cfg),
+        _ => cfg.get("auths"),
+    };
+    if layout != Layout::Legacy {
+        if let Some(helper) = find_entry(cfg.get("credHelpers"), registry).and_then(|v| v.as_str())
+        {
+            return run_helper_get(helper, registry, helper_path);
+        }
     }
-    if let Some(entry) = find_entry(cfg.get("auths"), registry) {
+    if let Some(entry) = find_entry(auths, registry) {
         if let Some(tok) = entry
             .get("identitytoken")
             .and_then(|v| v.as_str())
@@ -163,7 +213,11 @@ fn lookup_in_file(
             )));
         }
     }
-    if let Some(store) = cfg.get("credsStore").and_then(|v| v.as_str()) {
+    if let Some(store) = cfg
+        .get("credsStore")
+        .and_then(|v| v.as_str())
+        .filter(|_| layout == Layout::Docker)
+    {
         if !store.is_empty() {
             return run_helper_get(store, registry, helper_path);
         }
@@ -314,9 +368,9 @@ pub(super) mod tests {
         .unwrap();
         let store = CredentialStore {
             docker_config_dir: Some(dir.path().join("missing")),
-            registry_auth_file: Some(podman),
+            auth_files: vec![podman],
             github: Some(("octocat".into(), Secret::new("ghs_x"))),
-            helper_path: None,
+            ..Default::default()
         };
         let (c, src) = store.lookup("quay.io").unwrap().unwrap();
         assert!(matches!(src, CredentialSource::RegistryAuthFile(_)));
@@ -331,6 +385,52 @@ pub(super) mod tests {
             }
         );
         assert_eq!(store.lookup("docker.io").unwrap(), None);
+    }
+
+    #[test]
+    fn auth_files_are_read_in_the_containers_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, v: serde_json::Value| {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, v.to_string()).unwrap();
+            p
+        };
+        let entry = |user: &str| serde_json::json!({"auths": {"r.io": {"auth": b64(&format!("{user}:p"))}}});
+        let runtime = file("run/auth.json", entry("runtime"));
+        let config = file("config/auth.json", entry("config"));
+        file("docker/config.json", entry("docker"));
+        let legacy = file(
+            "dockercfg",
+            serde_json::json!({"r.io": {"auth": b64("legacy:p")}, "old.io": {"auth": b64("o:p")}}),
+        );
+        let user_of = |store: &CredentialStore, reg: &str| match store.lookup(reg).unwrap() {
+            Some((Credential::Basic { username, .. }, _)) => username,
+            other => panic!("{other:?}"),
+        };
+        let mut store = CredentialStore {
+            docker_config_dir: Some(dir.path().join("docker")),
+            auth_files: vec![runtime.clone(), config.clone()],
+            legacy_dockercfg: Some(legacy.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.files(),
+            [
+                runtime,
+                config,
+                dir.path().join("docker/config.json"),
+                legacy
+            ]
+        );
+        assert_eq!(user_of(&store, "r.io"), "runtime");
+        assert_eq!(user_of(&store, "old.io"), "o");
+        store.auth_files.remove(0);
+        assert_eq!(user_of(&store, "r.io"), "config");
+        store.auth_files.clear();
+        assert_eq!(user_of(&store, "r.io"), "docker");
+        store.docker_config_dir = None;
+        assert_eq!(user_of(&store, "r.io"), "legacy");
     }
 
     #[test]

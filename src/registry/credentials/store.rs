@@ -34,11 +34,7 @@ pub fn login(
         .as_object_mut()
         .ok_or_else(|| bad_input(format!("{} is not a JSON object", path.display())))?;
     let key = config_key(&registry);
-    let helper = find_entry(obj.get("credHelpers"), &registry)
-        .and_then(|v| v.as_str())
-        .or_else(|| obj.get("credsStore").and_then(|v| v.as_str()))
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
+    let helper = configured_helper(obj, &registry);
     let auths = obj.entry("auths").or_insert_with(|| serde_json::json!({}));
     let auths = auths
         .as_object_mut()
@@ -47,7 +43,7 @@ pub fn login(
     auths.retain(|k, _| k == &key || normalize_registry(k) != registry);
     match helper {
         Some(h) => {
-            run_helper_store(&h, &key, username, password)?;
+            run_helper_store(&h, &key, username, password, store)?;
             auths.insert(key, serde_json::json!({}));
         }
         None => {
@@ -62,10 +58,11 @@ pub fn login(
     Ok(path)
 }
 
-/// Remove `registry`'s entry from `auths` in docker's config.json (every
-/// spelling of it), as `docker logout` does for stored credentials. Returns
-/// whether an entry was removed. Credentials held by a helper are left to
-/// the helper (`docker-credential-NAME erase`).
+/// Remove `registry`'s credentials as `docker logout` does: from the
+/// credential helper that keeps them (`docker-credential-NAME erase`, from
+/// `credHelpers` or `credsStore`), and its entry from `auths` in docker's
+/// config.json (every spelling of it). Returns whether anything was
+/// removed.
 pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
     let registry = normalize_registry(registry);
     let path = store.docker_config_path().ok_or_else(|| {
@@ -73,6 +70,13 @@ pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
     })?;
     let Some(mut cfg) = read_json(&path)? else {
         return Ok(false);
+    };
+    let helper = cfg
+        .as_object()
+        .and_then(|obj| configured_helper(obj, &registry));
+    let erased = match helper {
+        Some(h) => run_helper_erase(&h, &config_key(&registry), store)?,
+        None => false,
     };
     let removed = match cfg.get_mut("auths").and_then(|a| a.as_object_mut()) {
         Some(auths) => {
@@ -87,12 +91,67 @@ pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
         bytes.push(b'\n');
         write_private_atomic(&path, &bytes)?;
     }
-    Ok(removed)
+    Ok(removed || erased)
 }
 
-fn run_helper_store(name: &str, server: &str, user: &str, secret: &Secret) -> anyhow::Result<()> {
+/// The helper that keeps `registry`'s credentials: `credHelpers[registry]`,
+/// else `credsStore`.
+fn configured_helper(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    registry: &str,
+) -> Option<String> {
+    find_entry(obj.get("credHelpers"), registry)
+        .and_then(|v| v.as_str())
+        .or_else(|| obj.get("credsStore").and_then(|v| v.as_str()))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// `docker-credential-NAME erase` with the server URL on stdin: true when
+/// erased, false when the helper held nothing for it.
+fn run_helper_erase(name: &str, server: &str, store: &CredentialStore) -> anyhow::Result<bool> {
     let program = helper_program(name)?;
-    let mut child = Command::new(&program)
+    let mut cmd = Command::new(&program);
+    if let Some(p) = &store.helper_path {
+        cmd.env("PATH", p);
+    }
+    let mut child = cmd
+        .arg("erase")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {program} erase"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(server.as_bytes())
+            .with_context(|| format!("writing to {program}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("running {program}"))?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    if String::from_utf8_lossy(&out.stdout).contains("credentials not found") {
+        return Ok(false);
+    }
+    anyhow::bail!("{program} erase failed ({})", out.status)
+}
+
+fn run_helper_store(
+    name: &str,
+    server: &str,
+    user: &str,
+    secret: &Secret,
+    store: &CredentialStore,
+) -> anyhow::Result<()> {
+    let program = helper_program(name)?;
+    let mut cmd = Command::new(&program);
+    if let Some(p) = &store.helper_path {
+        cmd.env("PATH", p);
+    }
+    let mut child = cmd
         .arg("store")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -113,10 +172,36 @@ fn run_helper_store(name: &str, server: &str, user: &str, secret: &Secret) -> an
     Ok(())
 }
 
-/// Write `bytes` to `path` through a temp file in the same directory (mode
-/// 0600), then rename.
+/// Where writing `path` lands: through symlinks (a config.json linked from
+/// a dotfiles repository stays a link, as with docker), to the file they
+/// end at.
+fn write_target(path: &Path) -> anyhow::Result<PathBuf> {
+    let mut target = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let next = std::fs::read_link(&target)
+                    .with_context(|| format!("reading the link {}", target.display()))?;
+                target = match target.parent() {
+                    Some(dir) if next.is_relative() => dir.join(next),
+                    _ => next,
+                };
+            }
+            _ => return Ok(target),
+        }
+    }
+    Err(anyhow!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    ))
+}
+
+/// Write `bytes` to `path` (or the file its symlinks end at) through a temp
+/// file in the same directory (mode 0600), then rename.
 fn write_private_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let target = write_target(path)?;
+    let path = target.as_path();
     let dir = path
         .parent()
         .ok_or_else(|| anyhow!("{} has no parent directory", path.display()))?;
@@ -181,5 +266,60 @@ mod tests {
         };
         login(&fresh, "localhost:5000", "u", &Secret::new("p")).unwrap();
         assert!(fresh.lookup("localhost:5000").unwrap().is_some());
+    }
+
+    #[test]
+    fn login_and_logout_write_through_a_symlinked_config() {
+        let d = tempfile::tempdir().unwrap();
+        let dotfiles = d.path().join("dotfiles");
+        std::fs::create_dir(&dotfiles).unwrap();
+        std::fs::write(dotfiles.join("docker.json"), r#"{"psFormat":"x"}"#).unwrap();
+        let conf = d.path().join("docker");
+        std::fs::create_dir(&conf).unwrap();
+        std::os::unix::fs::symlink("../dotfiles/docker.json", conf.join("config.json")).unwrap();
+        let store = CredentialStore {
+            docker_config_dir: Some(conf.clone()),
+            ..Default::default()
+        };
+        login(&store, "r.io", "u", &Secret::new("p")).unwrap();
+        let link = std::fs::symlink_metadata(conf.join("config.json")).unwrap();
+        assert!(link.file_type().is_symlink(), "the link was replaced");
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dotfiles.join("docker.json")).unwrap()).unwrap();
+        assert_eq!(cfg["psFormat"], "x");
+        assert_eq!(cfg["auths"]["r.io"]["auth"], b64("u:p"));
+        assert!(logout(&store, "r.io").unwrap());
+        assert!(std::fs::symlink_metadata(conf.join("config.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(store.lookup("r.io").unwrap().is_none());
+    }
+
+    #[test]
+    fn logout_erases_what_a_helper_keeps() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, mut store) = store_with(serde_json::json!({
+            "auths": {"ghcr.io": {}},
+            "credHelpers": {"ghcr.io": "bwerase"}
+        }));
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let erased = d.path().join("erased");
+        let helper = bin.join("docker-credential-bwerase");
+        std::fs::write(
+            &helper,
+            format!(
+                "#!/bin/sh\nread server\n[ \"$1\" = erase ] || exit 2\nif [ -e {e} ]; then echo 'credentials not found in native keychain'; exit 1; fi\necho \"$server\" > {e}\n",
+                e = erased.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        store.helper_path = Some(bin.into_os_string());
+        assert!(logout(&store, "ghcr.io").unwrap());
+        assert_eq!(std::fs::read_to_string(&erased).unwrap().trim(), "ghcr.io");
+        // Nothing left: neither the helper nor config.json holds any.
+        assert!(!logout(&store, "ghcr.io").unwrap());
     }
 }

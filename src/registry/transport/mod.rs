@@ -2,7 +2,8 @@
 //! composes: the registry's request slots ([`limiter`]), authentication
 //! ([`auth`]), request bodies that can be sent again ([`body`]), redirects
 //! kept on the registry's origin ([`redirect`]), retries from one budget per
-//! operation ([`retry`]), and what others may watch ([`observer`]).
+//! operation ([`retry`]), bounds on answers ([`limits`]), and what others
+//! may watch ([`observer`]).
 //!
 //! Rules kept here so that no caller can forget them:
 //! - credentials only ever go to the registry's own origin (scheme, host and
@@ -13,11 +14,14 @@
 //! - every retry of an operation, at whatever layer, is spent from the one
 //!   [`RetryBudget`] of that operation;
 //! - logs show method, host and path, never a query string, header value,
-//!   credential or token.
+//!   credential or token;
+//! - every answer is read with a size cap and every attempt has a total
+//!   deadline, both by kind of request ([`limits`]).
 
 pub mod auth;
 mod body;
 pub mod limiter;
+pub mod limits;
 pub mod observer;
 pub mod redirect;
 pub mod request;

@@ -8,13 +8,14 @@
 //! until dropped.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
 use super::limiter::Slot;
+use super::limits;
 use super::retry::parse_retry_after;
 use crate::registry::error::{
     parse_error_body, transport_text, ErrorContext, ErrorKind, RegistryError,
@@ -62,6 +63,9 @@ pub struct Request {
     pub retry: bool,
     /// Reporter task that body bytes advance.
     pub progress: Option<String>,
+    /// Total time for one attempt, the answer's body included (see
+    /// [`limits`]): a document's unless the request moves a blob.
+    pub deadline: Duration,
 }
 
 impl Request {
@@ -74,6 +78,7 @@ impl Request {
             scopes,
             retry: true,
             progress: None,
+            deadline: limits::DOCUMENT_DEADLINE,
         }
     }
 
@@ -84,8 +89,20 @@ impl Request {
         self
     }
 
+    /// The body; a file's bytes are a blob transfer, given the deadline of
+    /// their size.
     pub fn body(mut self, body: Body) -> Request {
+        if let Body::File { len, .. } = body {
+            self = self.transfer(len);
+        }
         self.body = body;
+        self
+    }
+
+    /// The request moves `bytes` of a blob (either way): its deadline is
+    /// [`limits::transfer_deadline`] rather than a document's.
+    pub fn transfer(mut self, bytes: u64) -> Request {
+        self.deadline = self.deadline.max(limits::transfer_deadline(bytes));
         self
     }
 
@@ -111,6 +128,9 @@ pub struct Response {
     /// The body, when it was read already (error answers, see
     /// [`Response::buffer_error`]).
     pub(super) buffered: Option<Bytes>,
+    /// When the whole answer must have arrived, and the request's deadline
+    /// (for messages).
+    pub(super) deadline: (Instant, Duration),
     pub(super) _slot: Slot,
 }
 
@@ -125,32 +145,49 @@ impl Response {
             .map(|l| resolve_location(&self.url, l))
     }
 
-    /// Read the whole body, refusing more than `limit` bytes.
-    pub async fn bytes_limited(mut self, limit: usize) -> Result<Vec<u8>, ErrorKind> {
+    /// Read the whole body, `what` (for messages: "the manifest"), refusing
+    /// more than `limit` bytes: as soon as `Content-Length` announces more,
+    /// or as soon as more arrived.
+    pub async fn bytes_limited(mut self, limit: usize, what: &str) -> Result<Vec<u8>, ErrorKind> {
+        let too_large = || {
+            ErrorKind::Protocol(format!(
+                "{what} is larger than {limit} bytes, the most accepted; not read further"
+            ))
+        };
+        let announced = self
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
         let mut out = Vec::new();
         while let Some(chunk) = self.chunk().await? {
             if out.len() + chunk.len() > limit {
-                return Err(ErrorKind::Protocol(format!(
-                    "the answer is larger than {limit} bytes"
-                )));
+                return Err(too_large());
             }
             out.extend_from_slice(&chunk);
         }
         Ok(out)
     }
 
-    /// The next piece of a streamed body.
+    /// The next piece of a streamed body; [`ErrorKind::Deadline`] once the
+    /// request's deadline passed.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ErrorKind> {
         if let Some(b) = self.buffered.take() {
             return Ok(Some(b));
         }
-        self.inner
-            .chunk()
-            .await
-            .map_err(|e| ErrorKind::Transport(transport_text(e)))
+        let (at, total) = self.deadline;
+        match tokio::time::timeout_at(at.into(), self.inner.chunk()).await {
+            Ok(read) => read.map_err(|e| ErrorKind::Transport(transport_text(e))),
+            Err(_) => Err(ErrorKind::Deadline(format!(
+                "the answer was not complete within {}s: the registry sends too slowly",
+                total.as_secs()
+            ))),
+        }
     }
 
-    /// Read an error answer's body (at most 64 KiB) and describe it; the
+    /// Read an error answer's body (at most [`limits::MAX_ERROR_BODY`],
+    /// the rest left unread) and describe it; the
     /// answer is given back with its body kept, so that a caller can still
     /// read it. `None` when the body could not be read (then the error is
     /// a transport error).
@@ -158,7 +195,7 @@ impl Response {
         mut self,
         context: &ErrorContext,
     ) -> Result<(Option<Response>, RegistryError), RegistryError> {
-        const LIMIT: usize = 64 * 1024;
+        const LIMIT: usize = limits::MAX_ERROR_BODY;
         let mut body = Vec::new();
         loop {
             match self.chunk().await {
@@ -194,7 +231,10 @@ impl Response {
             .header("retry-after")
             .and_then(|v| parse_retry_after(v, SystemTime::now()))
             .map(|d| d.as_secs());
-        let body = self.bytes_limited(64 * 1024).await.unwrap_or_default();
+        let body = self
+            .bytes_limited(limits::MAX_ERROR_BODY, "the error answer")
+            .await
+            .unwrap_or_default();
         let mut e = RegistryError::new(
             context,
             ErrorKind::Status {

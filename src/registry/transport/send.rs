@@ -128,7 +128,15 @@ impl Client {
         host.stats.count_request(req.method.as_str());
         let shown = format!("{} {}", req.method, redact(url));
         let started = Instant::now();
-        let result = rb.send().await;
+        let deadline = started + req.deadline;
+        let result = match tokio::time::timeout_at(deadline.into(), rb.send()).await {
+            Ok(result) => result.map_err(|e| self.transport_text(e)),
+            // No headers within the whole deadline: no answer, as a timeout.
+            Err(_) => Err(format!(
+                "no answer within {}s (timed out)",
+                req.deadline.as_secs()
+            )),
+        };
         if let Some(o) = self.observer.get() {
             o.observe(&RequestEvent {
                 registry: &host.registry,
@@ -140,8 +148,7 @@ impl Client {
         }
         let resp = match result {
             Ok(resp) => resp,
-            Err(e) => {
-                let text = self.transport_text(e);
+            Err(text) => {
                 self.log(&format!("{shown} -> {text}"));
                 let err = RegistryError::new(ctx.clone(), ErrorKind::Transport(text));
                 return Ok(Err((err, None)));
@@ -161,6 +168,7 @@ impl Client {
             url: url.clone(),
             inner: resp,
             buffered: None,
+            deadline: (deadline, req.deadline),
             _slot: slot,
         }))
     }

@@ -20,6 +20,7 @@ use reqwest::header::HeaderValue;
 pub use challenge::{parse_challenges, preferred, BearerChallenge, Challenge};
 pub use token::{delete_scope, pull_scope, push_scope, scope_key, Token, TokenCache};
 
+use super::limits;
 use super::request::Response;
 use super::retry::{parse_retry_after, RetryBudget};
 use super::RegistryState;
@@ -98,7 +99,7 @@ impl Client {
         let res = self
             .http
             .get(url.clone())
-            .timeout(self.opts.auth_timeout)
+            .timeout(limits::DOCUMENT_DEADLINE)
             .send()
             .await;
         let resp = match res {
@@ -178,7 +179,6 @@ impl Client {
                 } else {
                     let policy = token::TokenPolicy {
                         allow_plain_http: host.base.scheme() == "http",
-                        timeout: self.opts.auth_timeout,
                     };
                     let t = token::fetch_token(&self.http, &b, scopes, cred.as_ref(), &policy)
                         .await

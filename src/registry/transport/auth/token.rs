@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY};
 use super::challenge::BearerChallenge;
 use crate::registry::credentials::{Credential, Secret};
 
@@ -105,8 +106,6 @@ pub struct TokenPolicy {
     /// The registry itself is reached over plain HTTP (loopback, or listed
     /// as insecure): only then may credentials go to an `http://` realm.
     pub allow_plain_http: bool,
-    /// Bound on the whole token request (connect, answer and body).
-    pub timeout: Duration,
 }
 
 /// Refuse to send credentials to an `http://` realm unless the registry
@@ -168,7 +167,7 @@ pub async fn fetch_token(
                 form.push(("scope", &joined));
             }
             http.post(url.clone())
-                .timeout(policy.timeout)
+                .timeout(DOCUMENT_DEADLINE)
                 .form(&form)
                 .send()
                 .await
@@ -183,7 +182,7 @@ pub async fn fetch_token(
                     q.append_pair("scope", s);
                 }
             }
-            let mut req = http.get(url.clone()).timeout(policy.timeout);
+            let mut req = http.get(url.clone()).timeout(DOCUMENT_DEADLINE);
             if let Some(Credential::Basic { username, password }) = credential {
                 req = req.basic_auth(username, Some(password.expose()));
             }
@@ -197,12 +196,9 @@ pub async fn fetch_token(
         )
     })?;
     let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| {
-        format!(
-            "reading the token from {realm_shown}: {}",
-            crate::registry::error::transport_text(e)
-        )
-    })?;
+    let body = read_capped(resp, MAX_TOKEN_BODY)
+        .await
+        .map_err(|e| format!("reading the token from {realm_shown}: {e}"))?;
     if status != 200 {
         let codes = crate::registry::error::parse_error_body(&body)
             .into_iter()
@@ -226,6 +222,28 @@ pub async fn fetch_token(
         ));
     }
     parse_token_response(&body, now).map_err(|e| format!("{realm_shown}: {e}"))
+}
+
+/// A token server's whole answer, refused as soon as it is announced or
+/// found longer than `cap` bytes (an endless body must not be read until
+/// memory runs out).
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    let too_long = || format!("the answer is larger than {cap} bytes, the most accepted");
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_long());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(crate::registry::error::transport_text)?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(too_long());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -261,7 +279,6 @@ mod tests {
         };
         let https_registry = TokenPolicy {
             allow_plain_http: false,
-            timeout: Duration::from_secs(5),
         };
         // Refused before anything is sent (the host does not even resolve).
         let e = fetch_token(
@@ -286,7 +303,6 @@ mod tests {
         // may use a plain HTTP realm.
         let plain_registry = TokenPolicy {
             allow_plain_http: true,
-            ..https_registry
         };
         assert!(check_realm(&realm, true, &plain_registry).is_ok());
         let tls = reqwest::Url::parse("https://auth.example.invalid/token").unwrap();

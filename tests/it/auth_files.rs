@@ -1,0 +1,148 @@
+//! Where credentials are read and written, through the binary: the auth
+//! files of containers-auth.json(5) in its order, the 401 hint naming them,
+//! `login` writing through a symlinked config.json, and `logout` erasing
+//! what a credential helper keeps.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::common::{assert_ok, b64, run, write, Run};
+use crate::env::Env;
+use crate::support::{tempdir, tiny_oci_layout, Registry};
+
+fn auths(host: &str, user: &str, pass: &str) -> String {
+    serde_json::json!({"auths": {host: {"auth": b64(&format!("{user}:{pass}"))}}}).to_string()
+}
+
+fn push(env: &Env, layout: &Path, to: &str, vars: &[(&str, &Path)]) -> Run {
+    let mut c = env.cmd();
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    run(c
+        .arg("push")
+        .arg(layout)
+        .args(["--to", to, "--retries", "0"]))
+}
+
+/// Figures: with a wrong password in docker's config.json and the right one
+/// in `$XDG_CONFIG_HOME/containers/auth.json`, the push succeeds (the
+/// containers file is read first); with a wrong one in `$REGISTRY_AUTH_FILE`
+/// it fails with 401 and the hint names every auth file in order.
+#[test]
+fn containers_auth_files_come_first_and_the_401_hint_names_them() {
+    let reg = Registry::with_basic_auth("dora", "right");
+    let host = reg.host();
+    let env = Env::new();
+    write(
+        &env.config_dir().join("config.json"),
+        &auths(&host, "dora", "wrong"),
+    );
+    let xdg = env.path().join("xdg-config");
+    write(
+        &xdg.join("containers/auth.json"),
+        &auths(&host, "dora", "right"),
+    );
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"auth files");
+    let to = format!("{host}/acme/app:1");
+
+    let r = push(&env, &layout, &to, &[("XDG_CONFIG_HOME", &xdg)]);
+    assert_ok(&r);
+
+    let first = dir.path().join("first.json");
+    write(&first, &auths(&host, "dora", "stale"));
+    let r = push(
+        &env,
+        &layout,
+        &to,
+        &[("XDG_CONFIG_HOME", &xdg), ("REGISTRY_AUTH_FILE", &first)],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+    let mut at = 0;
+    for name in [
+        "$REGISTRY_AUTH_FILE",
+        "$XDG_RUNTIME_DIR/containers/auth.json",
+        "$XDG_CONFIG_HOME/containers/auth.json",
+        "$DOCKER_CONFIG/config.json",
+        "~/.dockercfg",
+    ] {
+        let found = r.stderr[at..].find(name);
+        assert!(found.is_some(), "{name} not named in order:\n{}", r.stderr);
+        at += found.unwrap_or(0);
+    }
+}
+
+/// Figures: `login` to a config.json that is a symlink leaves the link in
+/// place and writes the file it points at; `logout` too.
+#[test]
+fn login_writes_through_a_symlinked_config_json() {
+    let reg = Registry::with_basic_auth("eve", "pw");
+    let host = reg.host();
+    let env = Env::new();
+    let real = env.path().join("dotfiles/docker.json");
+    write(&real, r#"{"psFormat":"table"}"#);
+    let link = env.config_dir().join("config.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let mut child = env
+        .cmd()
+        .args(["login", &host, "-u", "eve", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&real).unwrap()).unwrap();
+    assert_eq!(cfg["psFormat"], "table");
+    assert_eq!(cfg["auths"][host.as_str()]["auth"], b64("eve:pw"));
+    assert_ok(&run(env.cmd().args(["logout", &host])));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&real).unwrap()).unwrap();
+    assert!(cfg["auths"].get(host.as_str()).is_none(), "{cfg}");
+}
+
+/// Figures: `logout` of a registry whose credentials a helper keeps runs
+/// `docker-credential-NAME erase` with the registry on stdin.
+#[test]
+fn logout_erases_credentials_kept_by_a_helper() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    let host = "registry.example:5000";
+    write(
+        &env.config_dir().join("config.json"),
+        &serde_json::json!({"auths": {host: {}}, "credHelpers": {host: "bwtest"}}).to_string(),
+    );
+    let bin = env.path().join("bin");
+    let erased = env.path().join("erased");
+    let helper = bin.join("docker-credential-bwtest");
+    write(
+        &helper,
+        &format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = erase ] || exit 2\necho \"$server\" > {}\n",
+            erased.display()
+        ),
+    );
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let r = run(env.cmd().env("PATH", path).args(["logout", host]));
+    assert_ok(&r);
+    assert_eq!(std::fs::read_to_string(&erased).unwrap().trim(), host);
+    assert!(r.stderr.contains("removed credentials"), "{}", r.stderr);
+}
