@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{assert_code, boxwright, run, write, Run};
+use crate::common::{assert_code, boxwright, write, Run};
 use crate::env::Env;
 use crate::support::{tempdir, tiny_oci_layout, FaultProxy, Registry};
 
