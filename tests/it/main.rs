@@ -18,6 +18,7 @@ mod hardening;
 mod harness;
 mod harness_proxy;
 mod index;
+mod layout_names;
 mod layout_reader;
 mod login;
 mod pair;
