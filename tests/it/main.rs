@@ -19,6 +19,7 @@ mod harness;
 mod harness_proxy;
 mod index;
 mod layout_names;
+mod layout_output;
 mod layout_reader;
 mod login;
 mod pair;
