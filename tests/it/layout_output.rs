@@ -149,9 +149,9 @@ impl Drop for Mounted {
     }
 }
 
-/// Figure: a build onto a 256 KiB file system of a 2 MB layer fails (exit
-/// 1) with a message naming the temporary directory being written, and
-/// leaves nothing there. Needs a tmpfs mount (root); says so and passes
+/// Figure: a build of a 2 MB layer onto a 256 KiB file system fails with
+/// exit 1 and a message naming the temporary directory being written, and
+/// leaves nothing there. Needs a tmpfs mount (root): says so and passes
 /// without one.
 #[test]
 fn a_full_disk_names_the_path_being_written() {
