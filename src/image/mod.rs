@@ -119,7 +119,7 @@ fn visit<'a>(
         if depth > MAX_DEPTH {
             return Err(bad_input(format!(
                 "{}: indexes nested too deep",
-                desc.digest
+                src.locate(&desc)
             )));
         }
         if g.manifests.iter().any(|(d, _)| d.digest == desc.digest) {

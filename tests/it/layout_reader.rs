@@ -400,6 +400,15 @@ fn hard_linked_blobs_are_regular_files() {
 }
 
 pub fn mkfifo(path: &Path) {
-    let s = Command::new("mkfifo").arg(path).status().expect("mkfifo");
-    assert!(s.success());
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+    assert_eq!(
+        r,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }

@@ -14,6 +14,7 @@ mod build_errors;
 mod client;
 mod common;
 mod env;
+mod fuzz_layout;
 mod hardening;
 mod harness;
 mod harness_proxy;
