@@ -244,7 +244,7 @@ impl Case {
                     self.readdress(&path, 0);
                 }
             }
-            0..=5 | 6 => {
+            0..=6 => {
                 // Bytes: flip, truncate or extend (stale digest and size).
                 let Some(mut b) = self.bytes(&path) else {
                     return;
