@@ -376,3 +376,28 @@ fn set_permissions_tree(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_and_other_errors_are_left_alone() {
+        let dir = Path::new("/out/.x.tmp-1");
+        let full = anyhow::Error::new(io::Error::from_raw_os_error(libc::ENOSPC)).context("layer");
+        assert!(format!("{:#}", name_full_disk(full, dir))
+            .starts_with("no space left writing /out/.x.tmp-1: layer"));
+        let other = anyhow::Error::new(io::Error::from_raw_os_error(libc::EACCES));
+        assert!(!format!("{:#}", name_full_disk(other, dir)).contains("no space"));
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_is_not_taken() {
+        let t = tempfile::tempdir().unwrap();
+        let held = lock_dir(t.path()).unwrap();
+        let again = File::open(t.path().join(LOCK_FILE)).unwrap();
+        assert!(!try_lock(&again).unwrap());
+        drop(held);
+        assert!(try_lock(&again).unwrap());
+    }
+}
