@@ -1,25 +1,32 @@
 //! The image a recipe starts from, for one platform: nothing (`scratch`), an
 //! image in an OCI layout on disk, or a registry image (with fallbacks).
-//! Its layers are put into the layout being written (each handed to the
+//! Both kinds are read the same way, as an [`ImageSource`] (the layout's
+//! files through its guarded reader, the registry's blobs through the blob
+//! cache), with the one platform rule of [`oci::select_platform`]. The
+//! base's layers are put into the layout being written (each handed to the
 //! build's layer hook, like the recipe's layers) and its config is returned
 //! for the recipe's config to be applied on top.
-//!
-//! Registry bases go through [`RegistryBase`] (resolution with fallback,
-//! layers through the blob cache); this file is its only user in the build.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Wake};
 
 use anyhow::{anyhow, Context, Result};
+use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 
 use crate::cache::BlobCache;
 use crate::error::bad_input;
-use crate::image::layout::{Layout, LayoutWriter};
-use crate::image::remote::{RegistryBase, ServedReport};
+use crate::image::layout::{guard, LayoutImage, LayoutWriter};
+use crate::image::remote::{oci_layer_media_type, select, RegistryBase, ServedReport};
+use crate::image::ImageSource;
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::recipe::Base;
 use crate::registry::{CredentialStore, Reference};
 
 use super::BuildOptions;
+
+/// How many layers of a layout base are read at a time.
+const LAYOUT_JOBS: usize = 4;
 
 /// A base image resolved for one platform: its layers and config.
 pub(super) struct BaseImage {
@@ -82,130 +89,173 @@ pub(super) fn resolve(
     opts: &BuildOptions,
     registry: Option<&RegistryBase>,
 ) -> Result<Option<BaseImage>> {
+    let to = Target {
+        platform,
+        writer,
+        opts,
+    };
     match base {
         Base::Scratch => Ok(None),
         Base::Oci { dir, name, display } => {
-            from_layout(dir, name.as_deref(), display, platform, writer, opts).map(Some)
+            let img = LayoutImage::open(dir, name.as_deref())
+                .with_context(|| format!("opening base {display}"))?;
+            let what = format!("base {display}");
+            let (manifest_digest, layers, config) =
+                block_here(import(&img, &what, &to, LAYOUT_JOBS))?;
+            Ok(Some(BaseImage {
+                name: display.to_string(),
+                served: None,
+                manifest_digest,
+                layers,
+                config,
+            }))
         }
         Base::Registry {
             reference,
             fallback,
         } => {
-            let registry = registry.ok_or_else(|| anyhow!("no registry client for the base"))?;
-            from_registry(registry, reference, fallback, platform, writer, opts).map(Some)
+            let rb = registry.ok_or_else(|| anyhow!("no registry client for the base"))?;
+            let served = rb.resolve(reference, fallback)?;
+            let img = rb.source(&served);
+            let what = format!("base {}", served.reference);
+            let (manifest_digest, layers, config) =
+                rb.block_on(import(&img, &what, &to, rb.jobs()))?;
+            Ok(Some(BaseImage {
+                name: served.reference.to_string(),
+                served: Some(served.report()),
+                manifest_digest,
+                layers,
+                config,
+            }))
         }
     }
 }
 
-/// A base in an OCI layout: its image for `platform` (from an index, the
-/// entry whose platform matches), every layer checked against its digest
-/// while copied.
-fn from_layout(
-    dir: &std::path::Path,
-    name: Option<&str>,
-    display: &str,
-    platform: &Platform,
-    writer: &LayoutWriter,
-    opts: &BuildOptions,
-) -> Result<BaseImage> {
-    let layout = Layout::open(dir).with_context(|| format!("opening base {display}"))?;
-    let top = layout
-        .resolve(name)
-        .with_context(|| format!("base {display}"))?;
-    let manifest_desc = if oci::is_index_media_type(&top.media_type) {
-        let index: Index = layout.read_json(&top)?;
-        let found = index
-            .manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)));
-        match found {
-            Some(d) => d.clone(),
-            None => {
-                let have: Vec<String> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-                    .collect();
-                return Err(bad_input(format!(
-                    "base {display} has no image for platform {platform} (it has: {})",
-                    have.join(", ")
-                )));
-            }
-        }
+/// Where a base's layers go.
+struct Target<'a> {
+    platform: &'a Platform,
+    writer: &'a LayoutWriter,
+    opts: &'a BuildOptions,
+}
+
+/// The image of `src` for the target's platform (from an index, by the one
+/// selection rule), checked against the platform, its layers (each
+/// digest-checked by the source) put into the layout being written.
+/// Returns the manifest's digest, the layers with their diff IDs, and the
+/// config.
+async fn import(
+    src: &dyn ImageSource,
+    what: &str,
+    to: &Target<'_>,
+    jobs: usize,
+) -> Result<(Digest, Vec<(Descriptor, Digest)>, ImageConfig)> {
+    let root = src.root().clone();
+    let top = src
+        .manifest(&root)
+        .await
+        .with_context(|| what.to_string())?;
+    let shape: serde_json::Value = parse(src, &root, &top)?;
+    let is_index = oci::is_index_media_type(&root.media_type) || shape.get("manifests").is_some();
+    let (manifest_desc, manifest): (Descriptor, Manifest) = if is_index {
+        let index: Index = parse(src, &root, &top)?;
+        let d = select(&index, to.platform, what)?;
+        let bytes = src.manifest(&d).await.with_context(|| what.to_string())?;
+        let m = parse(src, &d, &bytes)?;
+        (d, m)
     } else {
-        top
+        let m = parse(src, &root, &top)?;
+        (root, m)
     };
-    let manifest: Manifest = layout.read_json(&manifest_desc)?;
-    let config: ImageConfig = layout.read_json(&manifest.config)?;
+    if manifest.config.size > guard::MAX_DOCUMENT {
+        return Err(bad_input(format!(
+            "{what}: its config {} has {} bytes, more than the {} a config may have",
+            manifest.config.digest,
+            manifest.config.size,
+            guard::MAX_DOCUMENT
+        )));
+    }
+    let config_path = src
+        .blob(&manifest.config)
+        .await
+        .with_context(|| what.to_string())?;
+    let config_bytes = guard::read_document_at(&config_path, &manifest.config)?;
+    let config: ImageConfig = parse(src, &manifest.config, &config_bytes)?;
+    let platform = to.platform;
     if config.os != platform.os || config.architecture != platform.architecture {
         return Err(bad_input(format!(
-            "base {display} is for {}/{}, but the recipe builds {platform}",
+            "{what} is for {}/{}, but the recipe builds {platform}",
             config.os, config.architecture
         )));
     }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(anyhow!(
-            "base {display}: its config lists {} diff IDs for {} layers",
+        return Err(bad_input(format!(
+            "{what}: its config lists {} diff IDs for {} layers",
             config.rootfs.diff_ids.len(),
             manifest.layers.len()
-        ));
+        )));
     }
-    for l in &manifest.layers {
-        let src = layout.blob_path(&l.digest);
-        writer
-            .import_verified_blob(&src, l)
-            .with_context(|| format!("copying base layer {} from {display}", l.digest))?;
-        if let Some(hook) = &opts.on_layer {
-            hook(l, &writer.blob_path(&l.digest));
-        }
-    }
-    let layers = manifest
+    let paths: Vec<_> = stream::iter(&manifest.layers)
+        .map(|l| src.blob(l))
+        .buffered(jobs.max(1))
+        .try_collect()
+        .await
+        .with_context(|| format!("reading the layers of {what}"))?;
+    let mut layers = Vec::new();
+    for ((l, path), diff_id) in manifest
         .layers
         .iter()
-        .cloned()
-        .zip(config.rootfs.diff_ids.iter().cloned())
-        .collect();
-    Ok(BaseImage {
-        name: display.to_string(),
-        served: None,
-        manifest_digest: manifest_desc.digest,
-        layers,
-        config,
+        .zip(paths)
+        .zip(&config.rootfs.diff_ids)
+    {
+        let mut d = l.clone();
+        d.media_type = oci_layer_media_type(&d.media_type).to_string();
+        to.writer
+            .import_descriptor(&path, &d)
+            .with_context(|| format!("copying base layer {} of {what}", d.digest))?;
+        if let Some(hook) = &to.opts.on_layer {
+            hook(&d, &to.writer.blob_path(&d.digest));
+        }
+        layers.push((d, diff_id.clone()));
+    }
+    Ok((manifest_desc.digest, layers, config))
+}
+
+/// Parse the JSON document `desc` of `src`: bad input naming it when it
+/// does not parse.
+fn parse<T: serde::de::DeserializeOwned>(
+    src: &dyn ImageSource,
+    desc: &Descriptor,
+    bytes: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        bad_input(format!(
+            "{}: not a valid {}: {e}",
+            src.locate(desc),
+            if desc.media_type.is_empty() {
+                "document"
+            } else {
+                &desc.media_type
+            }
+        ))
     })
 }
 
-/// A registry base for `platform`: resolved on the first registry that
-/// answers, its layers downloaded through the blob cache (digest-checked)
-/// and linked into the layout being written.
-fn from_registry(
-    registry: &RegistryBase,
-    reference: &str,
-    fallback: &[String],
-    platform: &Platform,
-    writer: &LayoutWriter,
-    opts: &BuildOptions,
-) -> Result<BaseImage> {
-    let parts = registry.image(reference, fallback, platform)?;
-    let what = parts.served.reference.to_string();
-    for (l, path) in &parts.layers {
-        writer
-            .import_blob(path, &l.digest)
-            .with_context(|| format!("copying base layer {} of {what}", l.digest))?;
-        if let Some(hook) = &opts.on_layer {
-            hook(l, &writer.blob_path(&l.digest));
+/// Run `f` on this thread. A layout's reads are file reads, which need no
+/// async runtime (the build may run outside one).
+fn block_here<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
         }
     }
-    let layers = parts
-        .layers
-        .iter()
-        .map(|(d, _)| d.clone())
-        .zip(parts.image.config.rootfs.diff_ids.iter().cloned())
-        .collect();
-    Ok(BaseImage {
-        name: what,
-        served: Some(parts.served.report()),
-        manifest_digest: parts.image.descriptor.digest.clone(),
-        layers,
-        config: parts.image.config,
-    })
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
 }

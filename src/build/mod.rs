@@ -130,7 +130,8 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         .platforms
         .iter()
         .map(|p| base::resolve(&plan.base, &p.platform, &writer, opts, registry.as_deref()))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_>>()
+        .map_err(|e| writer.explain(e))?;
 
     // Each distinct layer plan is built once, even when several platforms share it.
     let mut unique: Vec<Arc<LayerPlan>> = Vec::new();
@@ -141,7 +142,8 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
             }
         }
     }
-    let (built, layers_ms) = build_layers(&unique, plan.created as u64, opts, &pool, &writer)?;
+    let (built, layers_ms) = build_layers(&unique, plan.created as u64, opts, &pool, &writer)
+        .map_err(|e| writer.explain(e))?;
     let built_for = |l: &Arc<LayerPlan>| -> Result<&BuiltLayer> {
         unique
             .iter()
@@ -157,7 +159,9 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         let recipe_layers: Vec<&BuiltLayer> =
             p.layers.iter().map(built_for).collect::<Result<_>>()?;
         let config = config::image_config(plan, p, base.as_ref(), &recipe_layers, &created);
-        let config_desc = writer.write_blob(oci::MEDIA_TYPE_CONFIG, &canonical_json(&config))?;
+        let config_desc = writer
+            .write_blob(oci::MEDIA_TYPE_CONFIG, &canonical_json(&config))
+            .map_err(|e| writer.explain(e))?;
         let mut layers = Vec::new();
         for (d, diff) in base.iter().flat_map(|b| &b.layers) {
             layers.push(LayerResult {
@@ -191,7 +195,9 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
             annotations,
         };
         let bytes = canonical_json(&manifest);
-        let mut manifest_desc = writer.write_blob(oci::MEDIA_TYPE_MANIFEST, &bytes)?;
+        let mut manifest_desc = writer
+            .write_blob(oci::MEDIA_TYPE_MANIFEST, &bytes)
+            .map_err(|e| writer.explain(e))?;
         manifest_desc.platform = Some(p.platform.clone());
         manifests.push((manifest_desc.clone(), Bytes::from(bytes)));
         images.push(ImageResult {
@@ -211,7 +217,9 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         // A push puts children first, in the index's order.
         manifests.sort_by(|(a, _), (b, _)| a.platform.cmp(&b.platform));
         let bytes = canonical_json(&index);
-        let desc = writer.write_blob(oci::MEDIA_TYPE_INDEX, &bytes)?;
+        let desc = writer
+            .write_blob(oci::MEDIA_TYPE_INDEX, &bytes)
+            .map_err(|e| writer.explain(e))?;
         manifests.push((desc.clone(), Bytes::from(bytes)));
         desc
     };

@@ -1,22 +1,29 @@
 //! OCI image layouts on disk: reading any layout (ours, umoci's, skopeo's,
-//! buildah's) as an [`ImageSource`], and writing new ones.
+//! buildah's, podman's) as an [`ImageSource`], and writing new ones
+//! ([`LayoutWriter`]).
 //!
-//! A new layout is written into a temporary sibling directory: blobs through
-//! temp file + rename, `index.json` last, and the whole directory renamed into
-//! place at the very end, so that a failed or killed build never leaves a
-//! half-written layout under the output name.
+//! Every file of a layout is read through [`guard`]: regular files only,
+//! sizes and digests checked before use. A blob is handed to an upload or a
+//! copy only after its digest was checked on the file as it is (the check is
+//! remembered while the file's identity does not change).
 
-use std::fs;
-use std::io::Write;
+pub mod guard;
+mod writer;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use crate::error::bad_input;
 use crate::image::{Graph, ImageSource};
-use crate::oci::{self, canonical_json, Descriptor, Digest, Index};
+use crate::oci::{self, Descriptor, Digest, Index};
+use guard::FileId;
+
+pub use writer::LayoutWriter;
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -32,19 +39,18 @@ impl Layout {
     /// Open the layout at `dir`, checking `oci-layout` and reading `index.json`.
     pub fn open(dir: &Path) -> Result<Layout> {
         let marker = dir.join(OCI_LAYOUT_FILE);
-        if !marker.is_file() {
+        if std::fs::symlink_metadata(&marker).is_err() {
             return Err(bad_input(format!(
                 "{}: not an OCI image layout (no {OCI_LAYOUT_FILE} file); build one with `boxwright build` or `skopeo copy ... oci:DIR:TAG`",
                 dir.display()
             )));
         }
-        let index_path = dir.join("index.json");
-        let bytes =
-            fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
+        guard::read_document(dir, &[OCI_LAYOUT_FILE], None)?;
+        let bytes = guard::read_document(dir, &["index.json"], None)?;
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
             bad_input(format!(
                 "{}: not a valid OCI index: {e}",
-                index_path.display()
+                dir.join("index.json").display()
             ))
         })?;
         Ok(Layout {
@@ -122,34 +128,32 @@ impl Layout {
         blob_path(&self.root, d)
     }
 
-    /// Read a small blob (a manifest, index or config), checking its digest.
+    /// Read a small blob (a manifest, index or config), checking its size
+    /// and digest.
     pub fn read_blob(&self, d: &Descriptor) -> Result<Vec<u8>> {
-        let path = self.blob_path(&d.digest);
-        let bytes = fs::read(&path)
-            .with_context(|| format!("reading blob {} ({})", d.digest, path.display()))?;
-        if Digest::of(&bytes) != d.digest {
-            return Err(anyhow!(
-                "blob {} in {} is corrupt: its content does not match its digest",
-                d.digest,
-                self.root.display()
-            ));
-        }
-        Ok(bytes)
+        guard::read_document(&self.root, &guard::blob_components(&d.digest), Some(d))
     }
 
     /// Read and parse the JSON document `d`.
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, d: &Descriptor) -> Result<T> {
         let bytes = self.read_blob(d)?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("parsing {} ({})", d.digest, d.media_type))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            bad_input(format!(
+                "{}: not a valid {}: {e}",
+                self.blob_path(&d.digest).display(),
+                d.media_type
+            ))
+        })
     }
 }
 
 /// One image of a layout (an image manifest or an index), read on demand.
 #[derive(Debug, Clone)]
 pub struct LayoutImage {
-    layout: Layout,
+    layout: Arc<Layout>,
     root: Descriptor,
+    /// Blobs whose digest was checked, with the identity of the file then.
+    verified: Arc<Mutex<HashMap<Digest, FileId>>>,
 }
 
 impl LayoutImage {
@@ -157,7 +161,11 @@ impl LayoutImage {
     pub fn open(dir: &Path, name: Option<&str>) -> Result<LayoutImage> {
         let layout = Layout::open(dir)?;
         let root = layout.resolve(name)?;
-        Ok(LayoutImage { layout, root })
+        Ok(LayoutImage {
+            layout: Arc::new(layout),
+            root,
+            verified: Arc::default(),
+        })
     }
 
     /// The image at `DIR[:NAME]` (see [`split_layout_ref`]).
@@ -170,22 +178,10 @@ impl LayoutImage {
         &self.layout
     }
 
-    /// The file of blob `d`, when the layout holds it with the right size
-    /// (bad input otherwise: the layout is incomplete).
+    /// The file of blob `d`, when the layout holds it as a regular file of
+    /// the right size (bad input otherwise). Its bytes are not read.
     pub fn blob_file(&self, d: &Descriptor) -> Result<PathBuf> {
-        let path = self.layout.blob_path(&d.digest);
-        let root = self.layout.root().display();
-        let meta = fs::metadata(&path)
-            .map_err(|_| bad_input(format!("the layout {root} lacks blob {}", d.digest)))?;
-        if meta.len() != d.size {
-            return Err(bad_input(format!(
-                "blob {} in {root} has {} bytes, its descriptor says {}",
-                d.digest,
-                meta.len(),
-                d.size
-            )));
-        }
-        Ok(path)
+        guard::open_blob(self.layout.root(), d).map(|f| f.path)
     }
 
     /// Check that every blob of `graph` is here, before anything is sent.
@@ -194,6 +190,23 @@ impl LayoutImage {
             .blobs
             .iter()
             .try_for_each(|d| self.blob_file(d).map(|_| ()))
+    }
+
+    /// The file of blob `d`, its digest checked: read once, and again only
+    /// when the file changed since (another inode, size or time).
+    pub fn verified_blob(&self, d: &Descriptor) -> Result<PathBuf> {
+        let root = self.layout.root();
+        let f = guard::open_blob(root, d)?;
+        let id = FileId::of(&f.meta);
+        let known = |m: &HashMap<Digest, FileId>| m.get(&d.digest) == Some(&id);
+        if self.verified.lock().is_ok_and(|m| known(&m)) {
+            return Ok(f.path);
+        }
+        let id = guard::check_digest(root, &f, d)?;
+        if let Ok(mut m) = self.verified.lock() {
+            m.insert(d.digest.clone(), id);
+        }
+        Ok(f.path)
     }
 }
 
@@ -210,7 +223,20 @@ impl ImageSource for LayoutImage {
     }
 
     fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
-        Box::pin(std::future::ready(self.blob_file(desc)))
+        // Hashing a layer takes a while: off the async threads when there are some.
+        Box::pin(async move {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return self.verified_blob(desc);
+            }
+            let (this, d) = (self.clone(), desc.clone());
+            tokio::task::spawn_blocking(move || this.verified_blob(&d))
+                .await
+                .map_err(|e| anyhow!("checking blob {}: {e}", desc.digest))?
+        })
+    }
+
+    fn locate(&self, desc: &Descriptor) -> String {
+        self.layout.blob_path(&desc.digest).display().to_string()
     }
 }
 
@@ -224,7 +250,7 @@ pub fn write_graph(
 ) -> Result<PathBuf> {
     let writer = LayoutWriter::create(dir)?;
     for d in &graph.blobs {
-        writer.import_blob(&blob_file(d), &d.digest)?;
+        writer.import_descriptor(&blob_file(d), d)?;
     }
     for (d, bytes) in &graph.manifests {
         let written = writer.write_blob(&d.media_type, bytes)?;
@@ -239,217 +265,30 @@ pub fn write_graph(
     writer.commit(vec![entry])
 }
 
-/// Split `DIR[:NAME]` into the layout directory and the image name. A colon is
-/// taken as the separator only when the part before it is an existing
-/// directory and the whole string is not.
+/// Split `DIR[:NAME]` into the layout directory and the image name.
+///
+/// Names may hold colons and slashes (podman, buildah and skopeo write
+/// names like `localhost/app:1`), and so may directories. The whole string
+/// is the directory when it exists. Otherwise it is split after the longest
+/// prefix ending before a `:` that is an OCI layout (a directory with an
+/// `oci-layout` file), else after the longest that is a directory (whose
+/// opening then says why it is not a layout); with neither, the whole
+/// string is the directory.
 pub fn split_layout_ref(s: &str) -> (PathBuf, Option<String>) {
     if !Path::new(s).exists() {
-        if let Some((dir, name)) = s.rsplit_once(':') {
-            if !name.contains('/') && Path::new(dir).is_dir() {
-                return (PathBuf::from(dir), Some(name.to_string()));
-            }
+        let cuts: Vec<usize> = s.match_indices(':').map(|(i, _)| i).rev().collect();
+        let longest =
+            |test: fn(&Path) -> bool| cuts.iter().copied().find(|&i| test(Path::new(&s[..i])));
+        let cut = longest(|p| p.join(OCI_LAYOUT_FILE).exists()).or_else(|| longest(Path::is_dir));
+        if let Some(i) = cut {
+            return (PathBuf::from(&s[..i]), Some(s[i + 1..].to_string()));
         }
     }
     (PathBuf::from(s), None)
 }
 
 pub fn blob_path(root: &Path, d: &Digest) -> PathBuf {
-    root.join("blobs").join(d.algorithm()).join(d.hex())
-}
-
-/// A layout being written. Everything goes into a temporary directory next to
-/// the destination; [`LayoutWriter::commit`] writes `index.json` and renames
-/// it into place. Dropping the writer without committing removes it.
-pub struct LayoutWriter {
-    dest: PathBuf,
-    tmp: Option<tempfile::TempDir>,
-}
-
-impl LayoutWriter {
-    /// Start writing a layout that will end up at `dest`.
-    pub fn create(dest: &Path) -> Result<LayoutWriter> {
-        check_destination(dest)?;
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent)
-            .with_context(|| format!("creating output directory {}", parent.display()))?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "layout".into());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tmp-"))
-            .tempdir_in(&parent)
-            .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-        fs::create_dir_all(tmp.path().join("blobs").join("sha256"))?;
-        Ok(LayoutWriter {
-            dest: dest.to_path_buf(),
-            tmp: Some(tmp),
-        })
-    }
-
-    /// The directory being written (blobs can be renamed into it directly).
-    pub fn root(&self) -> &Path {
-        self.tmp.as_ref().expect("writer not committed").path()
-    }
-
-    /// Where the blob `d` is (or will be) in the layout being written.
-    pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        blob_path(self.root(), d)
-    }
-
-    /// A temporary file for a blob being streamed; rename it with [`LayoutWriter::place_blob`].
-    pub fn temp_blob(&self) -> Result<tempfile::NamedTempFile> {
-        tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(self.root().join("blobs").join("sha256"))
-            .context("creating a temporary blob file")
-    }
-
-    /// Move a finished temporary blob to its content address.
-    pub fn place_blob(&self, tmp: tempfile::NamedTempFile, d: &Digest) -> Result<()> {
-        let path = blob_path(self.root(), d);
-        tmp.persist(&path)
-            .map_err(|e| anyhow!("storing blob {d}: {}", e.error))?;
-        Ok(())
-    }
-
-    /// Write a small blob (JSON document) and return its descriptor.
-    pub fn write_blob(&self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
-        let desc = Descriptor::of_bytes(media_type, bytes);
-        let path = blob_path(self.root(), &desc.digest);
-        if !path.exists() {
-            let mut tmp = self.temp_blob()?;
-            tmp.write_all(bytes)
-                .with_context(|| format!("writing blob {}", desc.digest))?;
-            self.place_blob(tmp, &desc.digest)?;
-        }
-        Ok(desc)
-    }
-
-    /// Copy a blob from another layout or the cache. A hard link is used when
-    /// the file already has the layout's mode (0644), so that nothing changes
-    /// the source's permissions; otherwise the bytes are copied.
-    pub fn import_blob(&self, src: &Path, d: &Digest) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let dest = blob_path(self.root(), d);
-        if dest.exists() {
-            return Ok(());
-        }
-        let mode = fs::metadata(src)
-            .with_context(|| format!("reading blob {d} at {}", src.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o777 == 0o644 && fs::hard_link(src, &dest).is_ok() {
-            return Ok(());
-        }
-        let tmp = self.temp_blob()?;
-        fs::copy(src, tmp.path())
-            .with_context(|| format!("copying blob {d} from {}", src.display()))?;
-        self.place_blob(tmp, d)
-    }
-
-    /// Like [`LayoutWriter::import_blob`], after checking that `src` holds
-    /// exactly the bytes of `d` (blobs from a layout on disk, which nothing
-    /// else has checked).
-    pub fn import_verified_blob(&self, src: &Path, d: &Descriptor) -> Result<()> {
-        let mut f = fs::File::open(src)
-            .with_context(|| format!("opening blob {} at {}", d.digest, src.display()))?;
-        let mut h = crate::layer::HashingWriter::new(std::io::sink());
-        std::io::copy(&mut f, &mut h)
-            .with_context(|| format!("reading blob {} at {}", d.digest, src.display()))?;
-        let (_, digest, size) = h.finish();
-        if digest != d.digest || size != d.size {
-            return Err(anyhow!(
-                "blob {} at {} is corrupt: it holds {size} bytes with digest {digest}; the manifest says {} bytes",
-                d.digest,
-                src.display(),
-                d.size
-            ));
-        }
-        self.import_blob(src, &d.digest)
-    }
-
-    /// Write `oci-layout` and `index.json` (last), then move the layout to its
-    /// destination, replacing an older one there.
-    pub fn commit(mut self, manifests: Vec<Descriptor>) -> Result<PathBuf> {
-        let tmp = self.tmp.take().expect("writer not committed");
-        let root = tmp.path();
-        fs::write(root.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT)?;
-        let mut index = Index::new(manifests);
-        index.manifests.sort_by(|a, b| {
-            let name = |d: &Descriptor| d.annotations.get(oci::ANNOTATION_REF_NAME).cloned();
-            name(a).cmp(&name(b)).then_with(|| a.digest.cmp(&b.digest))
-        });
-        fs::write(root.join("index.json"), canonical_json(&index))?;
-        set_permissions_tree(root)?;
-        let tmp_path = tmp.keep();
-        let placed = self.place(&tmp_path);
-        if placed.is_err() {
-            let _ = fs::remove_dir_all(&tmp_path);
-        }
-        placed.map(|()| self.dest.clone())
-    }
-
-    /// Move the finished layout at `tmp_path` to the destination, replacing an
-    /// older layout there; on failure the older layout is put back.
-    fn place(&self, tmp_path: &Path) -> Result<()> {
-        check_destination(&self.dest)?;
-        if !self.dest.exists() {
-            return fs::rename(tmp_path, &self.dest)
-                .with_context(|| format!("moving the new layout to {}", self.dest.display()));
-        }
-        let trash = tmp_path.with_file_name(format!(
-            ".{}.old-{}",
-            self.dest.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
-        fs::rename(&self.dest, &trash)
-            .with_context(|| format!("moving the old {} aside", self.dest.display()))?;
-        if let Err(e) = fs::rename(tmp_path, &self.dest) {
-            let _ = fs::rename(&trash, &self.dest);
-            return Err(e)
-                .with_context(|| format!("moving the new layout to {}", self.dest.display()));
-        }
-        let _ = fs::remove_dir_all(trash);
-        Ok(())
-    }
-}
-
-/// The output may be replaced only when it is absent, an empty directory, or
-/// an OCI layout (an earlier build).
-fn check_destination(dest: &Path) -> Result<()> {
-    if !dest.exists() || dest.join(OCI_LAYOUT_FILE).exists() {
-        return Ok(());
-    }
-    let empty_dir = fs::read_dir(dest)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(false);
-    if empty_dir {
-        return Ok(());
-    }
-    Err(bad_input(format!(
-        "{}: exists and is not an OCI layout; choose another output directory with -o",
-        dest.display()
-    )))
-}
-
-/// Give the layout ordinary permissions (directories 0755, files 0644) so that
-/// what is written does not depend on the process umask or on tempfile's 0600.
-fn set_permissions_tree(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            set_permissions_tree(&entry.path())?;
-        } else if ft.is_file() && entry.metadata()?.permissions().mode() & 0o777 != 0o644 {
-            // Hard-linked blobs are 0644 already (see `import_blob`).
-            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644))?;
-        }
-    }
-    Ok(())
+    guard::blob_components(d)
+        .iter()
+        .fold(root.to_path_buf(), |p, c| p.join(c))
 }

@@ -44,6 +44,11 @@ pub trait ImageSource: Send + Sync {
     fn mount_hints(&self, _registry: &str, _desc: &Descriptor) -> Vec<String> {
         Vec::new()
     }
+
+    /// Where the manifest or blob `desc` is, for messages. Default: its digest.
+    fn locate(&self, desc: &Descriptor) -> String {
+        desc.digest.to_string()
+    }
 }
 
 /// The manifest graph of an image.
@@ -114,14 +119,19 @@ fn visit<'a>(
         if depth > MAX_DEPTH {
             return Err(bad_input(format!(
                 "{}: indexes nested too deep",
-                desc.digest
+                src.locate(&desc)
             )));
         }
         if g.manifests.iter().any(|(d, _)| d.digest == desc.digest) {
             return Ok(());
         }
         let bytes = src.manifest(&desc).await?;
-        let doc = Document::parse(&desc, &bytes)?;
+        let doc = Document::parse(&desc, &bytes).map_err(|e| {
+            bad_input(format!(
+                "{}: not a valid manifest: {e:#}",
+                src.locate(&desc)
+            ))
+        })?;
         if doc.is_index {
             for child in doc.children {
                 visit(src, child, g, seen, depth + 1).await?;
@@ -142,7 +152,8 @@ fn visit<'a>(
     })
 }
 
-/// A manifest or index, read leniently: only what the walk needs.
+/// A manifest or index, read leniently: only what the walk needs. A
+/// document that does not parse is bad input: the image is malformed.
 struct Document {
     media_type: String,
     is_index: bool,
@@ -155,10 +166,10 @@ impl Document {
         let v: serde_json::Value = serde_json::from_slice(bytes)
             .with_context(|| format!("parsing manifest {}", desc.digest))?;
         if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1) {
-            return Err(bad_input(format!(
+            return Err(anyhow!(
                 "{} is a Docker schema 1 manifest, which boxwright does not read",
                 desc.digest
-            )));
+            ));
         }
         let media_type = v
             .get("mediaType")

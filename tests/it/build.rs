@@ -337,7 +337,7 @@ fn a_base_layout_is_checked_and_left_as_it_was() {
         0o644
     );
 
-    // A corrupt base layer is refused, named by digest.
+    // A corrupt base layer is refused as bad input, named by digest.
     let mut bytes = fs::read(&blob).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
@@ -346,7 +346,7 @@ fn a_base_layout_is_checked_and_left_as_it_was() {
         .args(["build", "--quiet", "-o"])
         .arg(c.path("app2"))
         .arg(c.path("app.toml")));
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains(&layer_digest) && r.stderr.contains("corrupt"),
         "{}",

@@ -9,7 +9,9 @@ use anyhow::{anyhow, Context as _, Result};
 use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use tokio::runtime::Handle;
 
-use super::{resolve_first, resolve_policy, BlobFallback, CacheCounts, RemoteBlobs, Served};
+use super::{
+    resolve_first, resolve_policy, BlobFallback, CacheCounts, RegistryImage, RemoteBlobs, Served,
+};
 use crate::cache::BlobCache;
 use crate::error::bad_input;
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
@@ -352,6 +354,29 @@ impl RegistryBase {
 
     pub fn counts(&self) -> CacheCounts {
         self.images.counts()
+    }
+
+    /// The image that `served` names, as an [`ImageSource`](crate::image::ImageSource):
+    /// its manifests and blobs fetched (digest-checked) through the cache.
+    pub fn source(&self, served: &Served) -> RegistryImage {
+        let root = Descriptor::new(
+            &served.info.media_type,
+            served.info.digest.clone(),
+            served.info.size,
+        );
+        RegistryImage::new(self.images.blobs_of(served), root)
+            .with_known([bytes::Bytes::from(served.bytes.clone())])
+    }
+
+    /// Run `f` to completion on the runtime this handle was made in (from a
+    /// blocking thread, like the other methods).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// How many blobs are fetched at a time.
+    pub fn jobs(&self) -> usize {
+        self.images.jobs
     }
 }
 
