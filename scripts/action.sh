@@ -9,8 +9,11 @@
 #   INPUT_RECIPE      recipe to build (default recipes/r2d.toml)
 #   INPUT_VARS        NAME=VALUE recipe variables: one per line (values may
 #                     then hold spaces), or separated by spaces on one line
-#   INPUT_TARGETS     extra --to references (white space separated); one that
-#                     names a recipe target's repository replaces its tags
+#   INPUT_TARGETS     --to references (white space separated)
+#   INPUT_RECIPE_TARGETS  true (default): push to the recipe's [[target]]s
+#                     too, TARGETS being extra destinations (one naming a
+#                     recipe target's repository replaces its tags); false:
+#                     push only to TARGETS
 #   INPUT_VERIFY      true (default): HEAD every pushed reference afterwards
 #   INPUT_PLATFORM    build only these platforms (linux/amd64,linux/arm64)
 #   INPUT_BY_DIGEST   true: push by digest only, no tags (multi-platform jobs)
@@ -229,9 +232,17 @@ cmd_run() {
     [[ "$item" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || fail 2 "vars: '${item%%=*}' is not NAME=VALUE"
     args+=(--set "$item")
   done < <(split_list "${INPUT_VARS:-}")
+  local to=0
   while IFS= read -r item; do
     args+=(--to "$item")
+    to=$((to + 1))
   done < <(split_list "${INPUT_TARGETS:-}")
+  # `build --to` replaces the recipe's targets; the action keeps them unless told.
+  if truthy "${INPUT_RECIPE_TARGETS:-true}"; then
+    [ "$to" -gt 0 ] && args+=(--recipe-targets)
+  elif [ "$to" -eq 0 ]; then
+    fail 2 "recipe-targets: false needs targets: without them the image would go nowhere"
+  fi
   [ -n "${INPUT_PLATFORM:-}" ] && args+=(--platform "$INPUT_PLATFORM")
   truthy "${INPUT_BY_DIGEST:-false}" && args+=(--by-digest)
   local verify=false

@@ -14,8 +14,8 @@ use boxwright::cache::BlobCache;
 use boxwright::error::bad_input;
 use boxwright::image::remote::RegistryBase;
 use boxwright::layer::{Codec, Compression};
-use boxwright::progress::SharedReporter;
-use boxwright::push::{by_digest, merge_targets};
+use boxwright::progress::{Level, SharedReporter};
+use boxwright::push::{by_digest, merge_targets, PushTarget};
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
 
@@ -50,15 +50,21 @@ pub struct BuildArgs {
     /// Print one JSON document (digests, descriptors, diffIDs, timings) instead of the digest.
     #[arg(long)]
     pub json: bool,
-    /// Push to the recipe's [[target]]s (each with every tag) while building:
-    /// each layer's upload starts as soon as it is compressed.
+    /// Push while building (each layer's upload starts as soon as it is
+    /// compressed): to the recipe's [[target]]s, each with every tag, or
+    /// only to --to when given.
     #[arg(long)]
     pub push: bool,
-    /// With --push: an extra destination REF (repeatable); one naming a
-    /// recipe target's repository replaces that target's tags, keeping its
-    /// credentials.
+    /// With --push: push to REF instead of the recipe's [[target]]s
+    /// (repeatable; no tag: latest; REPO@: by digest only). Credentials
+    /// come from docker's config.json, $REGISTRY_AUTH_FILE or GITHUB_TOKEN.
     #[arg(long = "to", value_name = "REF", requires = "push", value_parser = parse_target)]
     pub to: Vec<String>,
+    /// With --to: push to the recipe's [[target]]s too; a --to naming one of
+    /// their repositories replaces that target's tags and keeps its
+    /// credentials.
+    #[arg(long = "recipe-targets", visible_alias = "targets", requires = "to")]
+    pub recipe_targets: bool,
     #[command(flatten)]
     pub upload: UploadArgs,
     #[command(flatten)]
@@ -111,17 +117,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// `build --push`: push while building, then print like `push` does.
 async fn build_and_push(args: &BuildArgs, plan: Plan, opts: BuildOptions) -> Result<()> {
-    let targets = by_digest(
-        merge_targets(&plan.targets, &plan.tags, &args.to)?,
-        args.after.by_digest,
-    );
+    let reporter = opts.reporter.clone();
+    let targets = by_digest(push_targets(args, &plan, &reporter)?, args.after.by_digest);
     if targets.is_empty() {
         return Err(bad_input(format!(
             "--push: {} has no [[target]] and no --to was given",
             args.recipe.display()
         )));
     }
-    let reporter = opts.reporter.clone();
     let publish = PublishOptions {
         targets,
         push: args.upload.push_options()?,
@@ -142,6 +145,36 @@ async fn build_and_push(args: &BuildArgs, plan: Plan, opts: BuildOptions) -> Res
         return done.error().map_or(Ok(()), Err);
     }
     super::push::finish_with(&done.push, done.verify.as_ref(), false, &reporter)
+}
+
+/// Where `build --push` goes: the recipe's targets (each with every tag)
+/// without --to; only the --to references with it, unless
+/// --recipe-targets asks for both (a --to naming a recipe repository then
+/// replaces its tags and keeps its credentials).
+fn push_targets(
+    args: &BuildArgs,
+    plan: &Plan,
+    reporter: &SharedReporter,
+) -> Result<Vec<PushTarget>> {
+    let recipe: &[recipe::Target] = if args.to.is_empty() || args.recipe_targets {
+        &plan.targets
+    } else {
+        if !plan.targets.is_empty() {
+            reporter.log(
+                Level::Info,
+                &format!(
+                    "pushing only to --to; the recipe's targets ({}) are left out (add --recipe-targets to push there too)",
+                    plan.targets
+                        .iter()
+                        .map(|t| t.reference.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        &[]
+    };
+    merge_targets(recipe, &plan.tags, &args.to)
 }
 
 /// The plan and the build options from the flags.

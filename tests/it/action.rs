@@ -425,6 +425,48 @@ fn action_script_pushes_by_digest_without_tags() {
     }
 }
 
+#[test]
+fn action_script_pushes_only_to_targets_with_recipe_targets_false() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let runner = Runner::new();
+    let (ghcr, hub) = (regs.ghcr.host(), regs.hub.host());
+    let only = format!("{ghcr}/acme/r2d-edge:edge");
+    // Credentials for a --to come from docker's config.json, as a login
+    // step earlier in the job would leave it.
+    let auth = b64(&format!("{GH_ACTOR}:{GH_TOKEN}"));
+    write(
+        &runner.dir.path().join("home/.docker/config.json"),
+        &format!(r#"{{"auths":{{"{ghcr}":{{"auth":"{auth}"}}}}}}"#),
+    );
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_VARS", "VERSION=3.0.0")
+        .env("INPUT_TARGETS", &only)
+        .env("INPUT_RECIPE_TARGETS", "false"));
+    assert_ran(&r);
+    let out = runner.outputs();
+    // Figure: one reference pushed, the --to one; nothing on the recipe's.
+    assert_eq!(out["refs"], only);
+    assert_eq!(
+        out["image"],
+        format!("{ghcr}/acme/r2d-edge@{}", out["digest"])
+    );
+    let hub_creds = format!("{HUB_USER}:{HUB_TOKEN}");
+    let err = crate::support::try_skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        &hub_creds,
+        &format!("docker://{hub}/acme/r2d"),
+    ]);
+    match err {
+        Ok(out) => assert!(tags_of(&out).is_empty(), "{out}"),
+        Err(e) => assert!(e.contains("NAME_UNKNOWN") || e.contains("404"), "{e}"),
+    }
+}
+
 fn tags_of(json: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     v["Tags"]
@@ -450,6 +492,11 @@ fn action_script_refuses_bad_inputs_before_any_work() {
             "expected true or false, got 'maybe'",
         ),
         ("INPUT_RECIPE", "nope.toml", "recipe nope.toml not found"),
+        (
+            "INPUT_RECIPE_TARGETS",
+            "false",
+            "recipe-targets: false needs targets",
+        ),
     ] {
         let r = run(runner.script(ws.path(), "run").env(name, value));
         // Figure: exit 2 and a GitHub error annotation naming the input.
@@ -540,6 +587,7 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
         "recipe",
         "vars",
         "targets",
+        "recipe-targets",
         "verify",
         "version",
         "extra-args",
@@ -554,6 +602,10 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
         Some("recipes/r2d.toml")
     );
     assert_eq!(a["inputs"]["verify"]["default"].as_str(), Some("true"));
+    assert_eq!(
+        a["inputs"]["recipe-targets"]["default"].as_str(),
+        Some("true")
+    );
     let outputs = keys(&a["outputs"]);
     assert_eq!(
         outputs,

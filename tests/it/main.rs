@@ -11,6 +11,7 @@ mod action;
 mod bench;
 mod build;
 mod build_errors;
+mod build_targets;
 mod client;
 mod common;
 mod env;
