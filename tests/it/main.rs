@@ -19,6 +19,7 @@ mod hardening;
 mod harness;
 mod harness_proxy;
 mod index;
+mod index_recipe;
 mod login;
 mod pair;
 mod publish;
