@@ -87,7 +87,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tags(args) => tags::run(args, reporter).await,
         Command::Copy(args) => copy::run(args, reporter).await,
         Command::Pull(args) => pull::run(args, reporter).await,
-        Command::Bench(args) => bench::run(args, reporter, cli.quiet).await,
+        Command::Bench(args) => bench::run(args, reporter).await,
         Command::Index(args) => index::run(args, reporter).await,
         Command::Completions(args) => completions::run(args),
         Command::Schema(args) => schema::run(args),
