@@ -76,7 +76,7 @@ pub enum Command {
 
 /// Run the parsed command line on the process's runtime.
 pub async fn run(cli: Cli) -> Result<()> {
-    let reporter = crate::ui::reporter(cli.quiet, cli.verbose);
+    let (reporter, _bars) = crate::ui::reporter(cli.quiet, cli.verbose);
     match cli.command {
         Command::Build(args) => build::run(args, reporter).await,
         Command::Inspect(args) => inspect::run(args),

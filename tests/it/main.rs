@@ -22,6 +22,7 @@ mod index;
 mod index_recipe;
 mod login;
 mod pair;
+mod progress_tty;
 mod publish;
 mod pull;
 mod push;

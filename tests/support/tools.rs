@@ -5,8 +5,8 @@
 use std::process::{Child, Command, Output};
 
 /// Program -> the Debian package that provides it. `scripts/test` installs
-/// the packages of the first six when they are missing; the others are part
-/// of every Debian system.
+/// the packages of the first seven when they are missing; the others are
+/// part of every Debian system.
 const PACKAGES: &[(&str, &str)] = &[
     ("docker-registry", "docker-registry"),
     ("htpasswd", "apache2-utils"),
@@ -14,6 +14,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("umoci", "umoci"),
     ("oci-image-tool", "oci-image-tool"),
     ("jq", "jq"),
+    ("tmux", "tmux"),
     ("script", "bsdutils"),
     ("bash", "bash"),
 ];
