@@ -4,6 +4,7 @@
 //! reporter). Flags shared by several commands are defined once in
 //! [`args`] and flattened.
 
+pub mod archive;
 pub mod args;
 pub mod bench;
 pub mod build;

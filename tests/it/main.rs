@@ -10,6 +10,7 @@ mod support;
 mod action;
 mod bench;
 mod build;
+mod build_archive;
 mod build_errors;
 mod build_targets;
 mod client;
