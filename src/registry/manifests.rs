@@ -210,7 +210,7 @@ impl Client {
         repo: &str,
         page_size: Option<u32>,
     ) -> Result<Vec<String>, RegistryError> {
-        let c = ctx("listing tags", registry, repo, "tags");
+        let c = ctx("listing", registry, repo, "tags");
         let mut url = self.url(registry, &format!("{repo}/tags/list"))?;
         if let Some(n) = page_size {
             url.query_pairs_mut().append_pair("n", &n.to_string());

@@ -30,3 +30,4 @@ mod push;
 mod push_faults;
 mod schema;
 mod verify;
+mod wording;
