@@ -9,12 +9,19 @@
 #   INPUT_RECIPE      recipe to build (default recipes/r2d.toml)
 #   INPUT_VARS        NAME=VALUE recipe variables: one per line (values may
 #                     then hold spaces), or separated by spaces on one line
-#   INPUT_TARGETS     extra --to references (white space separated); one that
-#                     names a recipe target's repository replaces its tags
+#   INPUT_TARGETS     --to references (white space separated)
+#   INPUT_RECIPE_TARGETS  true (default): push to the recipe's [[target]]s
+#                     too, TARGETS being extra destinations (one naming a
+#                     recipe target's repository replaces its tags); false:
+#                     push only to TARGETS
 #   INPUT_VERIFY      true (default): HEAD every pushed reference afterwards
 #   INPUT_PLATFORM    build only these platforms (linux/amd64,linux/arm64)
 #   INPUT_BY_DIGEST   true: push by digest only, no tags (multi-platform jobs)
 #   INPUT_EXTRA_ARGS  more `boxwright build` flags (white space separated)
+#   INPUT_LOGINS      registries to log in to for this step, one per line:
+#                     REGISTRY USERNAME_VAR PASSWORD_VAR, naming variables of
+#                     the environment; NAME:base64 when the variable holds
+#                     base64 of the value (DOCKERHUB_USERNAME_ENCODED:base64)
 #   INPUT_VERSION     install: a release (0.2.0, v0.2.0) or a git ref
 #   BOXWRIGHT         the binary to run [default: boxwright on PATH]
 #
@@ -27,11 +34,15 @@
 #   verified true/false (empty without verify)
 #   report   path of the whole `build --push --json` report
 #
-# Credentials are never handled here: boxwright reads them from the variables
-# the recipe's [[target]]s name (username_env/password_env/encoding), from
-# docker's config.json, or GITHUB_TOKEN/GITHUB_ACTOR for ghcr.io. In Actions,
-# the decoded value of every *_ENCODED variable is masked (::add-mask::) so
-# that it could never show in a log. Nothing here runs with xtrace.
+# Credentials: boxwright reads them from the variables the recipe's
+# [[target]]s name (username_env/password_env with their encodings), from
+# docker's config.json, or GITHUB_TOKEN/GITHUB_ACTOR for ghcr.io. The only
+# ones handled here are INPUT_LOGINS': decoded, then given to `boxwright
+# login` on stdin (the password) into a docker config of this step alone,
+# a copy of the runner's that is removed at the end. In Actions, every
+# decoded value (of INPUT_LOGINS, of every *_ENCODED variable and of every
+# variable a recipe target names) is masked (::add-mask::) first, so that
+# it could never show in a log. Nothing here runs with xtrace.
 set -euo pipefail
 set +x
 
@@ -74,9 +85,20 @@ output() {
   fi
 }
 
+# Mask `value` line by line for the runner (in Actions only: elsewhere the
+# command would print it).
+mask() {
+  [ "${GITHUB_ACTIONS:-}" = "true" ] || return 0
+  local line
+  while IFS= read -r line; do
+    [ -n "$line" ] && printf '::add-mask::%s\n' "$line"
+  done <<<"$1"
+}
+
 # In Actions, mask the decoded value of every *_ENCODED variable and of
-# every variable the recipe names as a `password_env` (the runner masks
-# secrets as stored, not what base64 of them decodes to). $1: the recipe.
+# every variable the recipe names as a `username_env` or `password_env`
+# (the runner masks secrets as stored, not what base64 of them decodes
+# to). $1: the recipe.
 mask_decoded() {
   [ "${GITHUB_ACTIONS:-}" = "true" ] || return 0
   local recipe=${1:-} name value decoded line LC_ALL=C
@@ -87,7 +109,7 @@ mask_decoded() {
   if [ -f "$recipe" ]; then
     while IFS= read -r name; do
       names+=("$name")
-    done < <(sed -nE 's/^[[:space:]]*password_env[[:space:]]*=[[:space:]]*"([A-Za-z_][A-Za-z0-9_]*)".*/\1/p' "$recipe")
+    done < <(sed -nE 's/^[[:space:]]*(username|password)_env[[:space:]]*=[[:space:]]*"([A-Za-z_][A-Za-z0-9_]*)".*/\2/p' "$recipe")
   fi
   for name in "${names[@]}"; do
     value="${!name:-}"
@@ -100,6 +122,72 @@ mask_decoded() {
       fi
     done <<<"$decoded"
   done
+}
+
+# The value of the variable a `logins` field names: NAME, NAME:plain or
+# NAME:base64. Errors name the variable, never its value.
+login_value() {
+  local spec=$1 what=$2 name encoding value
+  name="${spec%%:*}"
+  encoding=plain
+  [[ "$spec" == *:* ]] && encoding="${spec#*:}"
+  [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || fail 2 "logins: '$name' ($what) is not an environment variable name"
+  value="${!name:-}"
+  [ -n "$value" ] || fail 2 "logins: environment variable $name ($what) is not set or empty"
+  case "$encoding" in
+    plain) ;;
+    base64)
+      value="$(printf '%s' "$value" | tr -d ' \t\r\n' | base64 -d 2>/dev/null)" ||
+        fail 2 "logins: environment variable $name ($what) is not valid base64"
+      [ -n "$value" ] || fail 2 "logins: environment variable $name ($what) decodes to nothing"
+      ;;
+    *) fail 2 "logins: $name:$encoding: the encoding is plain or base64" ;;
+  esac
+  printf '%s' "$value"
+}
+
+# Log in to each INPUT_LOGINS registry into a docker config of this step
+# (a copy of the runner's), which DOCKER_CONFIG then names. $1: boxwright.
+login_all() {
+  local bw=$1 line registry user_spec pass_spec rest user pass src dir
+  local -a lines=()
+  while IFS= read -r line; do lines+=("$line"); done < <(split_lines "${INPUT_LOGINS:-}")
+  [ ${#lines[@]} -gt 0 ] || return 0
+  # Every value is decoded and masked before any login runs.
+  local -a registries=() users=() passwords=()
+  for line in "${lines[@]}"; do
+    read -r registry user_spec pass_spec rest <<<"$line"
+    [ -n "$pass_spec" ] && [ -z "$rest" ] ||
+      fail 2 "logins: '$registry ...' is not REGISTRY USERNAME_VAR PASSWORD_VAR"
+    user="$(login_value "$user_spec" "user name of $registry")" || exit $?
+    pass="$(login_value "$pass_spec" "password of $registry")" || exit $?
+    mask "$user"
+    mask "$pass"
+    registries+=("$registry")
+    users+=("$user")
+    passwords+=("$pass")
+  done
+  src="${DOCKER_CONFIG:-$HOME/.docker}"
+  dir="$(mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/boxwright-docker.XXXXXX")"
+  login_dir=$dir
+  trap 'rm -rf "$login_dir"' EXIT
+  [ -f "$src/config.json" ] && cp "$src/config.json" "$dir/config.json"
+  export DOCKER_CONFIG="$dir"
+  local i
+  for i in "${!registries[@]}"; do
+    printf '%s' "${passwords[$i]}" | "$bw" login "${registries[$i]}" -u "${users[$i]}" --password-stdin ||
+      fail 1 "logins: logging in to ${registries[$i]} failed; see the error above"
+  done
+}
+
+# The non-empty lines of a list input, trimmed; # comments skipped.
+split_lines() {
+  local line
+  while IFS= read -r line; do
+    line="${line#"${line%%[![:space:]]*}"}"
+    line="${line%"${line##*[![:space:]]}"}"
+    [ -n "$line" ] && [[ "$line" != \#* ]] && printf '%s\n' "$line"
+  done <<<"$1"
 }
 
 # Split a list input: one item per line when it has several lines,
@@ -229,9 +317,17 @@ cmd_run() {
     [[ "$item" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || fail 2 "vars: '${item%%=*}' is not NAME=VALUE"
     args+=(--set "$item")
   done < <(split_list "${INPUT_VARS:-}")
+  local to=0
   while IFS= read -r item; do
     args+=(--to "$item")
+    to=$((to + 1))
   done < <(split_list "${INPUT_TARGETS:-}")
+  # `build --to` replaces the recipe's targets; the action keeps them unless told.
+  if truthy "${INPUT_RECIPE_TARGETS:-true}"; then
+    [ "$to" -gt 0 ] && args+=(--recipe-targets)
+  elif [ "$to" -eq 0 ]; then
+    fail 2 "recipe-targets: false needs targets: without them the image would go nowhere"
+  fi
   [ -n "${INPUT_PLATFORM:-}" ] && args+=(--platform "$INPUT_PLATFORM")
   truthy "${INPUT_BY_DIGEST:-false}" && args+=(--by-digest)
   local verify=false
@@ -241,6 +337,7 @@ cmd_run() {
   args+=("${extra[@]}")
 
   mask_decoded "$recipe"
+  login_all "$bw"
   local dir="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
   local report
   report="$(mktemp "$dir/boxwright-report.XXXXXX")"

@@ -142,8 +142,10 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
             }
         }
     }
-    let (built, layers_ms) = build_layers(&unique, plan.created as u64, opts, &pool, &writer)
-        .map_err(|e| writer.explain(e))?;
+    let labels: Vec<String> = unique.iter().map(|l| layer_label(plan, l)).collect();
+    let (built, layers_ms) =
+        build_layers(&unique, &labels, plan.created as u64, opts, &pool, &writer)
+            .map_err(|e| writer.explain(e))?;
     let built_for = |l: &Arc<LayerPlan>| -> Result<&BuiltLayer> {
         unique
             .iter()
@@ -276,9 +278,27 @@ fn content(
     image
 }
 
-/// Build the layers, up to `jobs` at a time, sharing one compression pool.
+/// A layer's name in progress lines, with the platforms it is built for
+/// when not all of the recipe's share it: `tools (linux/arm64)`.
+fn layer_label(plan: &Plan, layer: &Arc<LayerPlan>) -> String {
+    let users: Vec<String> = plan
+        .platforms
+        .iter()
+        .filter(|p| p.layers.iter().any(|l| Arc::ptr_eq(l, layer)))
+        .map(|p| p.platform.to_string())
+        .collect();
+    if users.len() == plan.platforms.len() {
+        layer.name.clone()
+    } else {
+        format!("{} ({})", layer.name, users.join(", "))
+    }
+}
+
+/// Build the layers, up to `jobs` at a time, sharing one compression pool;
+/// `labels[i]` names layer `i` in progress lines.
 fn build_layers(
     layers: &[Arc<LayerPlan>],
+    labels: &[String],
     mtime: u64,
     opts: &BuildOptions,
     pool: &Arc<rayon::ThreadPool>,
@@ -292,10 +312,12 @@ fn build_layers(
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(plan) = layers.get(i) else { break };
+                let (Some(plan), Some(label)) = (layers.get(i), labels.get(i)) else {
+                    break;
+                };
                 let id = format!("layer-{i}");
                 let reporter = &opts.reporter;
-                reporter.start(&id, &plan.name, Some(plan.content_size()));
+                reporter.start(&id, label, Some(plan.content_size()));
                 let t = Instant::now();
                 let result =
                     layer::build_layer(plan, mtime, opts.compression, pool, writer, &mut |n| {
@@ -309,11 +331,11 @@ fn build_layers(
                     Ok(l) => reporter.finish(
                         &id,
                         &format!(
-                            "{}: {} ({} bytes)",
-                            plan.name, l.descriptor.digest, l.descriptor.size
+                            "{label}: {} ({} bytes)",
+                            l.descriptor.digest, l.descriptor.size
                         ),
                     ),
-                    Err(_) => reporter.finish(&id, &format!("{}: failed", plan.name)),
+                    Err(_) => reporter.finish(&id, &format!("{label}: failed")),
                 }
                 let failed = result.is_err();
                 results.lock().expect("no panics while holding the lock")[i] =

@@ -1,14 +1,15 @@
-//! `boxwright bench`: flags, and printing the report (table on stderr,
-//! `--json` or `--csv` on stdout). The measuring is in [`boxwright::ops::bench`].
+//! `boxwright bench`: flags, and printing the report on stdout once the runs
+//! are done: the tables, or the `--json` or `--csv` document (the tables
+//! then go to stderr with the progress, unless `--quiet`). The measuring is
+//! in [`boxwright::ops::bench`].
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
 use clap::Args;
 
 use boxwright::ops::bench::{self, BenchMode, BenchOptions, BenchTarget};
-use boxwright::progress::SharedReporter;
+use boxwright::progress::{Level, SharedReporter};
 use boxwright::registry::CredentialStore;
 use boxwright::render;
 
@@ -41,10 +42,11 @@ pub struct BenchArgs {
     /// Seed of the generated blobs [default: random; the report shows it].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Print the report as JSON on stdout.
+    /// Print the report as JSON on stdout (the tables go to stderr).
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
-    /// Print the report as CSV on stdout (one line per registry, mode and concurrency).
+    /// Print the report as CSV on stdout, one line per registry, mode and
+    /// concurrency (the tables go to stderr).
     #[arg(long)]
     pub csv: bool,
     #[command(flatten)]
@@ -59,7 +61,7 @@ pub struct BenchArgs {
 
 /// Run the benchmark; Err (exit 1) when some transfer failed for good,
 /// after the report is printed.
-pub async fn run(args: BenchArgs, reporter: SharedReporter, quiet: bool) -> Result<()> {
+pub async fn run(args: BenchArgs, reporter: SharedReporter) -> Result<()> {
     let opts = BenchOptions {
         targets: args.to,
         blobs: args.blobs as usize,
@@ -73,20 +75,24 @@ pub async fn run(args: BenchArgs, reporter: SharedReporter, quiet: bool) -> Resu
         insecure: args.insecure.insecure_registry,
         work_dir: args.work_dir,
     };
-    let report = bench::bench(opts, CredentialStore::from_env(), reporter).await?;
-    if !quiet {
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\n{}", render::bench::tables(&report));
+    let report = bench::bench(opts, CredentialStore::from_env(), reporter.clone()).await?;
+    let tables = render::bench::tables(&report);
+    if args.json || args.csv {
+        // The document is the result; the tables stay for the eye, on
+        // stderr, as `push --json` keeps its per-target lines there.
+        reporter.log(Level::Info, &format!("\n{}", tables.trim_end()));
     }
     if args.json {
         print_json(&report)?;
     } else if args.csv {
         print(&render::bench::csv(&report))?;
+    } else {
+        print(&tables)?;
     }
     let failed = report.failed();
     if failed > 0 {
         return Err(anyhow!(
-            "{failed} blob transfer(s) failed for good; the report above counts them"
+            "{failed} blob transfer(s) failed for good; the report counts them"
         ));
     }
     Ok(())

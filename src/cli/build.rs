@@ -14,11 +14,12 @@ use boxwright::cache::BlobCache;
 use boxwright::error::bad_input;
 use boxwright::image::remote::RegistryBase;
 use boxwright::layer::{Codec, Compression};
-use boxwright::progress::SharedReporter;
-use boxwright::push::{by_digest, merge_targets};
+use boxwright::progress::{Level, SharedReporter};
+use boxwright::push::{by_digest, merge_targets, PushTarget};
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
 
+use super::archive::{Archive, Format};
 use super::args::{parse_set, parse_target, AfterPushArgs, UploadArgs};
 use super::stdout::{print, print_json};
 
@@ -26,9 +27,14 @@ use super::stdout::{print, print_json};
 pub struct BuildArgs {
     /// The recipe (TOML).
     pub recipe: PathBuf,
-    /// Output OCI layout directory [default: ./out/<image name>].
+    /// Output: the OCI layout directory, or the archive file with --format
+    /// oci-archive|docker-archive [default: ./out/<image name>, or
+    /// ./out/<image name>.tar for an archive].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = Format::Oci)]
+    pub format: Format,
     /// Set a recipe variable: NAME=VALUE (repeatable; wins over the environment and [vars]).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
     pub sets: Vec<(String, String)>,
@@ -50,15 +56,21 @@ pub struct BuildArgs {
     /// Print one JSON document (digests, descriptors, diffIDs, timings) instead of the digest.
     #[arg(long)]
     pub json: bool,
-    /// Push to the recipe's [[target]]s (each with every tag) while building:
-    /// each layer's upload starts as soon as it is compressed.
+    /// Push while building (each layer's upload starts as soon as it is
+    /// compressed): to the recipe's [[target]]s, each with every tag, or
+    /// only to --to when given.
     #[arg(long)]
     pub push: bool,
-    /// With --push: an extra destination REF (repeatable); one naming a
-    /// recipe target's repository replaces that target's tags, keeping its
-    /// credentials.
+    /// With --push: push to REF instead of the recipe's [[target]]s
+    /// (repeatable; no tag: latest; REPO@: by digest only). Credentials
+    /// come from docker's config.json, $REGISTRY_AUTH_FILE or GITHUB_TOKEN.
     #[arg(long = "to", value_name = "REF", requires = "push", value_parser = parse_target)]
     pub to: Vec<String>,
+    /// With --to: push to the recipe's [[target]]s too; a --to naming one of
+    /// their repositories replaces that target's tags and keeps its
+    /// credentials.
+    #[arg(long = "recipe-targets", visible_alias = "targets", requires = "to")]
+    pub recipe_targets: bool,
     #[command(flatten)]
     pub upload: UploadArgs,
     #[command(flatten)]
@@ -82,16 +94,25 @@ pub enum CompressionArg {
 pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     let args = Arc::new(args);
     let a = args.clone();
-    let (plan, opts) = blocking(move || prepare(&a, &reporter)).await?;
+    let (plan, mut opts) = blocking(move || prepare(&a, &reporter)).await?;
+    let archive = Archive::prepare(args.format, &opts.output, &plan)?;
+    if let Some(a) = &archive {
+        opts.output = a.layout();
+    }
     if args.push {
-        return build_and_push(&args, plan, opts).await;
+        return build_and_push(&args, plan, opts, archive).await;
     }
     if args.after.by_digest || args.after.verify {
         return Err(bad_input("--by-digest and --verify need --push"));
     }
     let a = args.clone();
     let result = blocking(move || {
-        build::build(&plan, &opts).with_context(|| format!("building {}", a.recipe.display()))
+        let mut result = build::build(&plan, &opts)
+            .with_context(|| format!("building {}", a.recipe.display()))?;
+        if let Some(archive) = archive {
+            write_archive(archive, &mut result, &opts.reporter)?;
+        }
+        Ok(result)
     })
     .await?;
     if args.json {
@@ -109,28 +130,51 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     }
 }
 
-/// `build --push`: push while building, then print like `push` does.
-async fn build_and_push(args: &BuildArgs, plan: Plan, opts: BuildOptions) -> Result<()> {
-    let targets = by_digest(
-        merge_targets(&plan.targets, &plan.tags, &args.to)?,
-        args.after.by_digest,
+/// Write the archive from the built layout, and say so.
+fn write_archive(
+    archive: Archive,
+    result: &mut build::BuildResult,
+    reporter: &SharedReporter,
+) -> Result<()> {
+    archive
+        .write(result)
+        .with_context(|| format!("writing {}", result.layout.display()))?;
+    reporter.log(
+        Level::Info,
+        &format!("wrote {} ({})", result.layout.display(), result.digest),
     );
+    Ok(())
+}
+
+/// `build --push`: push while building, then print like `push` does.
+async fn build_and_push(
+    args: &BuildArgs,
+    plan: Plan,
+    opts: BuildOptions,
+    archive: Option<Archive>,
+) -> Result<()> {
+    let reporter = opts.reporter.clone();
+    let targets = by_digest(push_targets(args, &plan, &reporter)?, args.after.by_digest);
     if targets.is_empty() {
         return Err(bad_input(format!(
             "--push: {} has no [[target]] and no --to was given",
             args.recipe.display()
         )));
     }
-    let reporter = opts.reporter.clone();
     let publish = PublishOptions {
         targets,
         push: args.upload.push_options()?,
         credentials: CredentialStore::from_env(),
         verify: args.after.verify,
     };
-    let done = publish::build_and_push(Arc::new(plan), opts, publish)
+    let mut done = publish::build_and_push(Arc::new(plan), opts, publish)
         .await
         .with_context(|| format!("building {}", args.recipe.display()))?;
+    if let Some(archive) = archive {
+        let (mut result, r) = (done.build.clone(), reporter.clone());
+        done.build =
+            blocking(move || write_archive(archive, &mut result, &r).map(|()| result)).await?;
+    }
     super::push::github_summary(
         &format!("boxwright build --push {}", args.recipe.display()),
         &done.push,
@@ -142,6 +186,36 @@ async fn build_and_push(args: &BuildArgs, plan: Plan, opts: BuildOptions) -> Res
         return done.error().map_or(Ok(()), Err);
     }
     super::push::finish_with(&done.push, done.verify.as_ref(), false, &reporter)
+}
+
+/// Where `build --push` goes: the recipe's targets (each with every tag)
+/// without --to; only the --to references with it, unless
+/// --recipe-targets asks for both (a --to naming a recipe repository then
+/// replaces its tags and keeps its credentials).
+fn push_targets(
+    args: &BuildArgs,
+    plan: &Plan,
+    reporter: &SharedReporter,
+) -> Result<Vec<PushTarget>> {
+    let recipe: &[recipe::Target] = if args.to.is_empty() || args.recipe_targets {
+        &plan.targets
+    } else {
+        if !plan.targets.is_empty() {
+            reporter.log(
+                Level::Info,
+                &format!(
+                    "pushing only to --to; the recipe's targets ({}) are left out (add --recipe-targets to push there too)",
+                    plan.targets
+                        .iter()
+                        .map(|t| t.reference.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        &[]
+    };
+    merge_targets(recipe, &plan.tags, &args.to)
 }
 
 /// The plan and the build options from the flags.
@@ -176,10 +250,13 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
             .map(|n| n.get())
             .unwrap_or(1),
     };
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out").join(&plan.name));
+    let output = args.output.clone().unwrap_or_else(|| {
+        let name = match args.format {
+            Format::Oci => plan.name.clone(),
+            Format::OciArchive | Format::DockerArchive => format!("{}.tar", plan.name),
+        };
+        PathBuf::from("out").join(name)
+    });
     let opts = BuildOptions {
         output,
         jobs,

@@ -6,6 +6,10 @@
 //! source (its platform), per target and per registry. Exit 2 for bad input
 //! (a source without digest, a source that is an index or has no platform,
 //! two sources of one platform), 1 when a target failed.
+//!
+//! `--recipe` takes what decides the index's bytes besides its entries, the
+//! recipe's `[annotations]`, from the recipe the runners built, so that the
+//! index is the one a local multi-platform `build` of it writes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,10 +17,12 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use boxwright::ops::index::IndexOptions;
+use boxwright::ops::index::{IndexOptions, IndexReport};
 use boxwright::progress::{Level, SharedReporter};
 
-use super::args::{parse_all, parse_target, parse_targets, UploadArgs};
+use boxwright::recipe::{self, LoadOptions, Plan, Vars};
+
+use super::args::{parse_all, parse_set, parse_target, parse_targets, UploadArgs};
 use super::stdout::{print, print_json};
 
 #[derive(Args, Debug)]
@@ -33,6 +39,16 @@ pub struct IndexArgs {
     /// org.opencontainers.image.version=1.4.0.
     #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = parse_annotation)]
     pub annotations: Vec<(String, String)>,
+    /// The recipe the platform images were built from: its [annotations]
+    /// go on the index (as `build` puts them; --annotation adds or
+    /// overrides), giving the digest of a local multi-platform build. The
+    /// recipe is checked as `build` checks it, so its build context must be
+    /// there.
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// With --recipe: a recipe variable, NAME=VALUE (repeatable; as for `build`).
+    #[arg(long = "set", value_name = "NAME=VALUE", requires = "recipe", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
     /// Blob cache directory (configs, and blobs copied across registries)
     /// [default: $XDG_CACHE_HOME/boxwright/blobs].
     #[arg(long, value_name = "DIR")]
@@ -66,7 +82,12 @@ fn parse_annotation(s: &str) -> Result<(String, String), String> {
 pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
     let sources = parse_all(&args.sources)?;
     let targets = parse_targets(&args.to)?;
-    let annotations: BTreeMap<String, String> = args.annotations.iter().cloned().collect();
+    let plan = match &args.recipe {
+        Some(path) => Some(load_recipe(path.clone(), args.sets.clone()).await?),
+        None => None,
+    };
+    let mut annotations = plan.as_ref().map(index_annotations).unwrap_or_default();
+    annotations.extend(args.annotations.iter().cloned());
     let opts = IndexOptions {
         push: args.upload.push_options()?,
         annotations,
@@ -100,8 +121,75 @@ pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
             ),
         );
     }
+    if let (Some(plan), true) = (&plan, report.succeeded()) {
+        warn_unlike_build(plan, &report, &reporter);
+    }
     match report.error() {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Load the recipe as `build` does (variables from --set, the environment
+/// and `[vars]`; all of its platforms), on a blocking thread: planning reads
+/// the build context.
+async fn load_recipe(path: PathBuf, sets: Vec<(String, String)>) -> Result<Plan> {
+    let opts = LoadOptions {
+        vars: Vars {
+            sets: sets.into_iter().collect(),
+            defaults: Default::default(),
+            use_env: true,
+        },
+        context: None,
+        platforms: None,
+    };
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || recipe::load(&path, &opts))
+        .await
+        .context("the recipe task failed")?
+        .with_context(|| format!("--recipe {shown}"))
+}
+
+/// The annotations a multi-platform `build` puts on its index: the
+/// recipe's `[annotations]` as expanded for the first platform in sorted
+/// order (`${ARCH}` and the like take that platform's values).
+fn index_annotations(plan: &Plan) -> BTreeMap<String, String> {
+    plan.platforms
+        .first()
+        .map(|p| p.annotations.clone())
+        .unwrap_or_default()
+}
+
+/// Warn when a local build of the recipe would not write this index: other
+/// platforms, or one platform (a build writes a manifest, not an index).
+fn warn_unlike_build(plan: &Plan, report: &IndexReport, reporter: &SharedReporter) {
+    let want: Vec<String> = plan
+        .platforms
+        .iter()
+        .map(|p| p.platform.to_string())
+        .collect();
+    let got: Vec<String> = report
+        .manifests
+        .iter()
+        .map(|m| m.platform.clone())
+        .collect();
+    if want.len() == 1 {
+        reporter.log(
+            Level::Warn,
+            &format!(
+                "{} builds one platform ({}): a local build writes a manifest, not an index",
+                plan.recipe.display(),
+                want[0]
+            ),
+        );
+    } else if want != got {
+        reporter.log(
+            Level::Warn,
+            &format!(
+                "the recipe's platforms are {} but the index holds {}: its digest differs from a local build's",
+                want.join(", "),
+                got.join(", ")
+            ),
+        );
     }
 }

@@ -130,10 +130,9 @@ async fn verify(
     };
     let refused = matches!(e.kind, ErrorKind::Auth(_)) || matches!(e.status(), Some(401 | 403));
     let what = if refused {
-        format!(
-            "{registry} refused the credentials of {:?}; config.json was not changed",
-            args.username
-        )
+        // The user name stays out too: it may be a secret (decoded from
+        // base64 in CI, where only the encoded form is masked).
+        format!("{registry} refused the credentials (user name and password); config.json was not changed")
     } else if matches!(e.kind, ErrorKind::Transport(_)) {
         format!(
             "could not reach {registry} to check the credentials; config.json was not changed (--no-verify stores them unchecked)"

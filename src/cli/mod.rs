@@ -4,6 +4,7 @@
 //! reporter). Flags shared by several commands are defined once in
 //! [`args`] and flattened.
 
+pub mod archive;
 pub mod args;
 pub mod bench;
 pub mod build;
@@ -76,7 +77,7 @@ pub enum Command {
 
 /// Run the parsed command line on the process's runtime.
 pub async fn run(cli: Cli) -> Result<()> {
-    let reporter = crate::ui::reporter(cli.quiet, cli.verbose);
+    let (reporter, _bars) = crate::ui::reporter(cli.quiet, cli.verbose);
     match cli.command {
         Command::Build(args) => build::run(args, reporter).await,
         Command::Inspect(args) => inspect::run(args),
@@ -87,7 +88,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tags(args) => tags::run(args, reporter).await,
         Command::Copy(args) => copy::run(args, reporter).await,
         Command::Pull(args) => pull::run(args, reporter).await,
-        Command::Bench(args) => bench::run(args, reporter, cli.quiet).await,
+        Command::Bench(args) => bench::run(args, reporter).await,
         Command::Index(args) => index::run(args, reporter).await,
         Command::Completions(args) => completions::run(args),
         Command::Schema(args) => schema::run(args),

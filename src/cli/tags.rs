@@ -54,13 +54,19 @@ pub async fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
     } else {
         print(&render::verify::tags(&report))?;
     }
-    let failed: Vec<String> = report
+    // Each error already names its registry and repository.
+    let failed: Vec<&str> = report
         .repositories
         .iter()
-        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.repository)))
+        .filter_map(|r| r.error.as_deref())
         .collect();
     if !failed.is_empty() {
-        return Err(anyhow!("listing tags failed: {}", failed.join("; ")));
+        return Err(anyhow!(
+            "{} of {} repositories could not be listed: {}",
+            failed.len(),
+            report.repositories.len(),
+            failed.join("; ")
+        ));
     }
     let diff = report.differences();
     let msg = if diff.is_empty() {

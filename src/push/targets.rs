@@ -60,11 +60,8 @@ impl PushTarget {
                 (Some(u), Some(p)) => Some(EnvCredentials {
                     username_env: u.clone(),
                     password_env: p.clone(),
-                    encoding: if t.base64 {
-                        SecretEncoding::Base64
-                    } else {
-                        SecretEncoding::Plain
-                    },
+                    encoding: encoding(t.base64),
+                    username_encoding: encoding(t.username_base64),
                 }),
                 _ => None,
             };
@@ -77,6 +74,14 @@ impl PushTarget {
             }
         }
         Ok(out)
+    }
+}
+
+fn encoding(base64: bool) -> SecretEncoding {
+    if base64 {
+        SecretEncoding::Base64
+    } else {
+        SecretEncoding::Plain
     }
 }
 
@@ -228,16 +233,16 @@ mod tests {
             username_env: Some("DOCKERHUB_USER".into()),
             password_env: Some("DOCKERHUB_API_KEY_ENCODED".into()),
             base64: true,
+            username_base64: true,
             optional: true,
         }];
         let ts = PushTarget::from_recipe(&recipe, &["1.4.0".into(), "latest".into()]).unwrap();
         assert_eq!(ts.len(), 2);
         assert_eq!(ts[1].reference.to_string(), "docker.io/acme/r2d:latest");
         assert!(ts[0].optional);
-        assert_eq!(
-            ts[0].credentials.as_ref().unwrap().encoding,
-            SecretEncoding::Base64
-        );
+        let creds = ts[0].credentials.as_ref().unwrap();
+        assert_eq!(creds.encoding, SecretEncoding::Base64);
+        assert_eq!(creds.username_encoding, SecretEncoding::Base64);
     }
 
     #[test]
@@ -249,6 +254,7 @@ mod tests {
                 username_env: Some("GITHUB_ACTOR".into()),
                 password_env: Some("GITHUB_TOKEN".into()),
                 base64: false,
+                username_base64: false,
                 optional: false,
             },
             Target {
@@ -257,6 +263,7 @@ mod tests {
                 username_env: None,
                 password_env: None,
                 base64: false,
+                username_base64: false,
                 optional: true,
             },
         ];

@@ -101,6 +101,8 @@ pub struct Target {
     pub username_env: Option<String>,
     pub password_env: Option<String>,
     pub base64: bool,
+    /// The user name variable holds base64 of the name (`username_encoding`).
+    pub username_base64: bool,
     pub optional: bool,
 }
 

@@ -335,6 +335,8 @@ pub struct TargetSection {
     pub password_env: Option<Str>,
     /// `plain` (default) or `base64`: how the password variable is encoded.
     pub encoding: Option<Str>,
+    /// `plain` (default) or `base64`: how the user name variable is encoded.
+    pub username_encoding: Option<Str>,
     /// A failed push to an optional target only warns.
     #[serde(default)]
     pub optional: bool,

@@ -70,19 +70,18 @@ fn target(
             }
         },
     };
-    let base64 = match t.encoding.as_ref() {
-        None => false,
-        Some(e) => match e.get_ref().as_str() {
-            "plain" => false,
-            "base64" => true,
-            other => {
-                return Err(src.err(
-                    e.span(),
-                    format!("encoding {other:?} is neither \"plain\" nor \"base64\""),
-                ))
-            }
-        },
+    let is_base64 = |key: &str, value: &Option<Str>| -> Result<bool> {
+        match value.as_ref().map(|e| (e, e.get_ref().as_str())) {
+            None | Some((_, "plain")) => Ok(false),
+            Some((_, "base64")) => Ok(true),
+            Some((e, other)) => Err(src.err(
+                e.span(),
+                format!("{key} {other:?} is neither \"plain\" nor \"base64\""),
+            )),
+        }
     };
+    let base64 = is_base64("encoding", &t.encoding)?;
+    let username_base64 = is_base64("username_encoding", &t.username_encoding)?;
     let env_name = |s: &Option<Str>| -> Result<Option<String>> {
         match s {
             None => Ok(None),
@@ -99,6 +98,7 @@ fn target(
         username_env: env_name(&t.username_env)?,
         password_env: env_name(&t.password_env)?,
         base64,
+        username_base64,
         optional: t.optional,
     };
     if target.username_env.is_some() != target.password_env.is_some() {

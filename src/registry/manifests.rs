@@ -192,7 +192,7 @@ impl Repo<'_> {
         self,
         page_size: Option<u32>,
     ) -> Result<Vec<String>, RegistryError> {
-        let c = self.ctx("listing tags", "tags");
+        let c = self.ctx("listing", "tags");
         let endless = |why: String| {
             RegistryError::new(
                 c.clone(),

@@ -416,6 +416,190 @@ fn action_script_pushes_by_digest_without_tags() {
     }
 }
 
+#[test]
+fn action_script_pushes_only_to_targets_with_recipe_targets_false() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let runner = Runner::new();
+    let (ghcr, hub) = (regs.ghcr.host(), regs.hub.host());
+    let only = format!("{ghcr}/acme/r2d-edge:edge");
+    // Credentials for a --to come from docker's config.json, as a login
+    // step earlier in the job would leave it.
+    let auth = b64(&format!("{GH_ACTOR}:{GH_TOKEN}"));
+    write(
+        &runner.dir.path().join("home/.docker/config.json"),
+        &format!(r#"{{"auths":{{"{ghcr}":{{"auth":"{auth}"}}}}}}"#),
+    );
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_VARS", "VERSION=3.0.0")
+        .env("INPUT_TARGETS", &only)
+        .env("INPUT_RECIPE_TARGETS", "false"));
+    assert_ran(&r);
+    let out = runner.outputs();
+    // Figure: one reference pushed, the --to one; nothing on the recipe's.
+    assert_eq!(out["refs"], only);
+    assert_eq!(
+        out["image"],
+        format!("{ghcr}/acme/r2d-edge@{}", out["digest"])
+    );
+    let hub_creds = format!("{HUB_USER}:{HUB_TOKEN}");
+    let err = crate::support::try_skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        &hub_creds,
+        &format!("docker://{hub}/acme/r2d"),
+    ]);
+    match err {
+        Ok(out) => assert!(tags_of(&out).is_empty(), "{out}"),
+        Err(e) => assert!(e.contains("NAME_UNKNOWN") || e.contains("404"), "{e}"),
+    }
+}
+
+/// The old pipeline's secrets as they are: the Docker Hub user name base64
+/// too (`DOCKERHUB_USERNAME_ENCODED`), decoded by boxwright itself
+/// (`username_encoding = "base64"`), and masked by the script.
+#[test]
+fn action_script_decodes_a_base64_user_name_of_a_recipe_target() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let recipe = ws.path().join("recipes/app.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(
+        "username_env = \"DOCKERHUB_USERNAME\"",
+        "username_env = \"DOCKERHUB_USERNAME_ENCODED\"\nusername_encoding = \"base64\"",
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let runner = Runner::new();
+    let hub = regs.hub.host();
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env_remove("DOCKERHUB_USERNAME")
+        .env("DOCKERHUB_USERNAME_ENCODED", b64(HUB_USER))
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_VARS", "VERSION=5.0.0"));
+    assert_ran(&r);
+    let digest = runner.outputs()["digest"].clone();
+    let hub_creds = format!("{HUB_USER}:{HUB_TOKEN}");
+    assert_eq!(
+        remote_digest(&format!("{hub}/acme/r2d:5.0.0"), Some(&hub_creds)),
+        digest
+    );
+    // Figure: both decoded values are masked, and neither shows elsewhere.
+    for secret in [HUB_USER, HUB_TOKEN] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l == format!("::add-mask::{secret}")),
+            "{}",
+            r.stdout
+        );
+    }
+    assert_no_secret("stdout", &r.stdout);
+    assert_no_secret("stderr", &r.stderr);
+    assert_no_user(&r.stdout);
+    assert_no_user(&r.stderr);
+}
+
+/// `logins`: credentials for destinations the recipe does not name, each
+/// field plain or base64, checked by `boxwright login` into a docker config
+/// of the step alone.
+#[test]
+fn action_script_logs_in_with_encoded_user_names_and_passwords() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let runner = Runner::new();
+    let (ghcr, hub) = (regs.ghcr.host(), regs.hub.host());
+    let to = format!("{ghcr}/acme/solo:1 {hub}/acme/solo:1");
+    let logins = format!(
+        "{ghcr} GITHUB_ACTOR GHCR_TOKEN_B64:base64\n\
+         # Docker Hub, both fields base64 as the old pipeline kept them\n\
+         {hub} DOCKERHUB_USERNAME_ENCODED:base64 REPO_API_KEY:base64\n"
+    );
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("GHCR_TOKEN_B64", b64(GH_TOKEN))
+        .env("DOCKERHUB_USERNAME_ENCODED", b64(HUB_USER))
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_VARS", "VERSION=6.0.0")
+        .env("INPUT_TARGETS", &to)
+        .env("INPUT_RECIPE_TARGETS", "false")
+        .env("INPUT_LOGINS", &logins));
+    assert_ran(&r);
+    let out = runner.outputs();
+    let digest = &out["digest"];
+    // Figure: the two --to references, and only they, name the digest.
+    let refs: BTreeSet<&str> = out["refs"].lines().collect();
+    assert_eq!(
+        refs,
+        [format!("{ghcr}/acme/solo:1"), format!("{hub}/acme/solo:1")]
+            .iter()
+            .map(String::as_str)
+            .collect()
+    );
+    let hub_creds = format!("{HUB_USER}:{HUB_TOKEN}");
+    assert_eq!(
+        remote_digest(&format!("{hub}/acme/solo:1"), Some(&hub_creds)),
+        *digest
+    );
+    for secret in [GH_TOKEN, HUB_USER, HUB_TOKEN] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l == format!("::add-mask::{secret}")),
+            "{secret} not masked:\n{}",
+            r.stdout
+        );
+    }
+    assert_no_secret("stdout", &r.stdout);
+    assert_no_secret("stderr", &r.stderr);
+    assert_no_user(&r.stdout);
+    assert_no_user(&r.stderr);
+    assert_no_secret(
+        "GITHUB_OUTPUT",
+        &std::fs::read_to_string(runner.output()).unwrap(),
+    );
+    // Figure: the runner's docker config was not written, and the step's
+    // own is gone.
+    assert!(!runner.dir.path().join("home/.docker/config.json").exists());
+    let left: Vec<_> = std::fs::read_dir(runner.dir.path().join("temp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("boxwright-docker"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A wrong password: the login fails (exit 1) before any build, naming
+    // the registry and not the secret.
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("BAD_B64", b64("not-the-token"))
+        .env("DOCKERHUB_USERNAME_ENCODED", b64(HUB_USER))
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_TARGETS", &to)
+        .env("INPUT_RECIPE_TARGETS", "false")
+        .env(
+            "INPUT_LOGINS",
+            format!("{hub} DOCKERHUB_USERNAME_ENCODED:base64 BAD_B64:base64"),
+        ));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("logging in to {hub} failed")),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("not-the-token"), "{}", r.stderr);
+    assert_no_user(&r.stderr);
+}
+
+/// The decoded Docker Hub user name shows only in `::add-mask::` lines.
+fn assert_no_user(text: &str) {
+    for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
+        assert!(!line.contains(HUB_USER), "shows the user name: {line:?}");
+    }
+}
+
 fn tags_of(json: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     v["Tags"]
@@ -441,6 +625,31 @@ fn action_script_refuses_bad_inputs_before_any_work() {
             "expected true or false, got 'maybe'",
         ),
         ("INPUT_RECIPE", "nope.toml", "recipe nope.toml not found"),
+        (
+            "INPUT_RECIPE_TARGETS",
+            "false",
+            "recipe-targets: false needs targets",
+        ),
+        (
+            "INPUT_LOGINS",
+            "docker.io JUST_ONE",
+            "is not REGISTRY USERNAME_VAR PASSWORD_VAR",
+        ),
+        (
+            "INPUT_LOGINS",
+            "docker.io NOPE_USER NOPE_PASS",
+            "environment variable NOPE_USER (user name of docker.io) is not set",
+        ),
+        (
+            "INPUT_LOGINS",
+            "docker.io GITHUB_ACTOR GITHUB_TOKEN:rot13",
+            "the encoding is plain or base64",
+        ),
+        (
+            "INPUT_LOGINS",
+            "docker.io GITHUB_ACTOR GITHUB_TOKEN:base64",
+            "GITHUB_TOKEN (password of docker.io) is not valid base64",
+        ),
     ] {
         let r = run(runner.script(ws.path(), "run").env(name, value));
         // Figure: exit 2 and a GitHub error annotation naming the input.

@@ -35,6 +35,7 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
         "recipe",
         "vars",
         "targets",
+        "recipe-targets",
         "verify",
         "version",
         "extra-args",
@@ -49,6 +50,10 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
         Some("recipes/r2d.toml")
     );
     assert_eq!(a["inputs"]["verify"]["default"].as_str(), Some("true"));
+    assert_eq!(
+        a["inputs"]["recipe-targets"]["default"].as_str(),
+        Some("true")
+    );
     let outputs = keys(&a["outputs"]);
     assert_eq!(
         outputs,

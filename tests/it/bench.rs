@@ -181,6 +181,7 @@ fn json_has_every_field_and_bytes_match_what_the_proxies_received() {
             .filter(|e| e.method == "DELETE")
             .all(|e| e.status == Some(202)));
     }
+    // With --json the tables are on stderr, for the eye.
     assert!(stderr.contains("UP MB/s") && stderr.contains(&ta) && stderr.contains(&tb));
     assert!(stderr.contains("p50 / p95 / p99"));
 }
@@ -235,6 +236,54 @@ fn injected_faults_show_up_as_errors_and_retries() {
         stderr.contains(&format!("503:{injected}")),
         "table shows the errors:\n{stderr}"
     );
+}
+
+/// Figures: without --json or --csv the tables are the whole of stdout
+/// (`bench ... > report.txt` keeps them: throughput, latencies, the errors
+/// a registry answered) and stderr holds only progress; --quiet drops the
+/// progress, not the tables.
+#[test]
+fn tables_go_to_stdout_and_progress_to_stderr() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let target = format!("{}/tables", proxy.host());
+    let args = [
+        "--to",
+        &target,
+        "--blobs",
+        "2",
+        "--size",
+        "32KiB",
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+    ];
+    proxy.fail_next("PUT", Fault::Unavailable);
+    let r = run(boxwright().arg("bench").args(args));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("UP MB/s") && r.stdout.contains(&target),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("p50 / p95 / p99"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("503:1"),
+        "the table shows the error:\n{}",
+        r.stdout
+    );
+    assert!(!r.stderr.contains("UP MB/s"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("started"),
+        "progress on stderr:\n{}",
+        r.stderr
+    );
+
+    let q = run(boxwright().args(["--quiet", "bench"]).args(args));
+    assert_eq!(q.code, 0, "{}", q.stderr);
+    assert!(q.stdout.contains("UP MB/s"), "{}", q.stdout);
+    assert_eq!(q.stderr, "");
 }
 
 /// Figures: a one-shot 500 on a POST, two 503 on PUT and a connection dropped during a PUT are counted by status

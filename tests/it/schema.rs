@@ -118,6 +118,7 @@ role = "backup"
 username_env = "DOCKERHUB_USER"
 password_env = "DOCKERHUB_API_KEY_ENCODED"
 encoding = "base64"
+username_encoding = "base64"
 optional = true
 "#;
 
@@ -231,6 +232,10 @@ fn schema_refuses_wrong_types_unknown_keys_and_bad_values() {
         (
             "bad encoding",
             format!("{base}content = \"x\"\n\n[[target]]\nref = \"ghcr.io/a/b\"\nencoding = \"rot13\"\n"),
+        ),
+        (
+            "bad username_encoding",
+            format!("{base}content = \"x\"\n\n[[target]]\nref = \"ghcr.io/a/b\"\nusername_encoding = \"hex\"\n"),
         ),
         (
             "role neither primary nor backup",

@@ -15,6 +15,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("oci-image-tool", "oci-image-tool"),
     ("jq", "jq"),
     ("openssl", "openssl"),
+    ("tmux", "tmux"),
     ("script", "bsdutils"),
     ("bash", "bash"),
 ];

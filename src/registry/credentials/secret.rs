@@ -83,14 +83,17 @@ pub enum SecretEncoding {
 pub struct EnvCredentials {
     pub username_env: String,
     pub password_env: String,
+    /// How the password variable holds the password.
     pub encoding: SecretEncoding,
+    /// How the user name variable holds the name.
+    pub username_encoding: SecretEncoding,
 }
 
 impl EnvCredentials {
     /// Read the variables through `env`. A missing or badly encoded variable
     /// is bad input naming the variable (never its value).
     pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Credential> {
-        let username = env(&self.username_env)
+        let raw_username = env(&self.username_env)
             .filter(|v| !v.is_empty())
             .ok_or_else(|| {
                 bad_input(format!(
@@ -98,6 +101,15 @@ impl EnvCredentials {
                     self.username_env
                 ))
             })?;
+        let username = match self.username_encoding {
+            SecretEncoding::Plain => raw_username,
+            SecretEncoding::Base64 => decode_base64_secret(&raw_username).ok_or_else(|| {
+                bad_input(format!(
+                    "environment variable {} is not valid base64 of a UTF-8 user name (username_encoding = \"base64\")",
+                    self.username_env
+                ))
+            })?,
+        };
         let raw = env(&self.password_env)
             .filter(|v| !v.is_empty())
             .ok_or_else(|| {
@@ -166,6 +178,7 @@ mod tests {
             username_env: "U".into(),
             password_env: p.into(),
             encoding,
+            username_encoding: SecretEncoding::Plain,
         };
         assert_eq!(
             spec("P", SecretEncoding::Plain).resolve(&env).unwrap(),
@@ -190,5 +203,24 @@ mod tests {
             .resolve(&env)
             .unwrap_err();
         assert!(e.to_string().contains("MISSING"));
+        // A base64 user name (DOCKERHUB_USERNAME_ENCODED), and a bad one
+        // named without its value.
+        let user = |u: &str| EnvCredentials {
+            username_env: u.into(),
+            password_env: "P".into(),
+            encoding: SecretEncoding::Plain,
+            username_encoding: SecretEncoding::Base64,
+        };
+        assert_eq!(
+            user("PB").resolve(&env).unwrap(),
+            Credential::Basic {
+                username: "s3cret:with:colons".into(),
+                password: Secret::new("plain-secret")
+            }
+        );
+        let e = user("BAD").resolve(&env).unwrap_err();
+        assert!(crate::error::is_bad_input(&e));
+        assert!(e.to_string().contains("BAD") && e.to_string().contains("username_encoding"));
+        assert!(!e.to_string().contains("notbase64"));
     }
 }
