@@ -24,5 +24,6 @@ mod publish;
 mod pull;
 mod push;
 mod push_faults;
+mod python_url;
 mod schema;
 mod verify;
