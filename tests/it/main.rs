@@ -24,6 +24,7 @@ mod publish;
 mod pull;
 mod push;
 mod push_faults;
+mod python_pip;
 mod python_url;
 mod schema;
 mod verify;

@@ -85,6 +85,8 @@ pub(super) enum EntrySource {
     One { entry: Entry, inode: Option<Inode> },
     /// A directory `src`, walked.
     Tree(tree::Tree),
+    /// Python packages installed from wheels.
+    Python(python::Packages),
 }
 
 /// A source's entries in tar order, each with its (device, inode) when it is
@@ -100,6 +102,7 @@ impl EntrySource {
                 Box::new(std::iter::once(Ok((entry.clone(), *inode))))
             }
             EntrySource::Tree(tree) => tree.entries(context, at)?,
+            EntrySource::Python(p) => p.entries(),
         })
     }
 }
