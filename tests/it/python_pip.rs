@@ -230,3 +230,83 @@ fn a_platform_without_a_wheel_is_refused_with_what_there_is() {
         assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
     }
 }
+
+#[test]
+fn a_pylock_picks_each_platforms_wheel_and_honours_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = dir.path().join("wheels");
+    make_wheels(&wdir);
+    let arm = "fastthing-2.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl";
+    wheel(
+        &wdir.join(arm),
+        "fastthing-2.0.dist-info",
+        &[
+            ("fastthing/_speed_arm.so", 0o755, b"arm"),
+            (
+                "fastthing-2.0.dist-info/WHEEL",
+                0o644,
+                b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n",
+            ),
+        ],
+    );
+    let lock = format!(
+        r#"lock-version = "1.0"
+[[packages]]
+name = "fastthing"
+version = "2.0"
+wheels = [
+  {{ path = "wheels/fastthing-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl" }},
+  {{ path = "wheels/{arm}" }},
+]
+[[packages]]
+name = "demo-pkg"
+version = "1.0"
+marker = "platform_machine == 'x86_64'"
+wheels = [{{ path = "wheels/demo_pkg-1.0-py3-none-any.whl" }}]
+"#
+    );
+    write(&dir.path().join("pylock.toml"), &lock);
+    let recipe = |arch: &str| {
+        format!("[image]\nname = \"t\"\nplatforms = [\"linux/{arch}\"]\n[[layer]]\n[[layer.entry]]\ndest = \"/usr/local\"\npython = {{ lock = \"pylock.toml\", version = \"3.11\" }}\n")
+    };
+    let sp = "usr/local/lib/python3.11/site-packages";
+    assert_ok(&build_layer(
+        dir.path(),
+        &dir.path().join("c"),
+        &recipe("arm64"),
+    ));
+    let paths: Vec<String> = layer_entries(&dir.path().join("out"))
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(
+        paths.contains(&format!("{sp}/fastthing/_speed_arm.so")),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.contains("demo_pkg")),
+        "marker excludes it: {paths:?}"
+    );
+    fs::remove_dir_all(dir.path().join("out")).unwrap();
+    assert_ok(&build_layer(
+        dir.path(),
+        &dir.path().join("c"),
+        &recipe("amd64"),
+    ));
+    let paths: Vec<String> = layer_entries(&dir.path().join("out"))
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(
+        paths.contains(&format!("{sp}/demo_pkg/__init__.py")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"usr/local/bin/demo".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.ends_with("_speed_arm.so")),
+        "{paths:?}"
+    );
+}
