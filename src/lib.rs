@@ -17,6 +17,7 @@ pub mod oci;
 pub mod ops;
 pub mod progress;
 pub mod push;
+pub mod python;
 pub mod recipe;
 pub mod registry;
 pub mod render;

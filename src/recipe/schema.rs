@@ -302,6 +302,14 @@ pub struct EntrySection {
     /// Make `dest` an empty directory.
     #[serde(default)]
     pub dir: bool,
+    /// Download this URL (`https://`, `file://`, or `http://` to loopback).
+    pub url: Option<Str>,
+    /// The URL's sha256: one hex string, or a table by `ARCH`.
+    pub sha256: Option<Spanned<Sha256Pin>>,
+    /// A member of the downloaded zip or tar archive to take instead of the file itself.
+    pub extract: Option<Str>,
+    /// Install the Python packages of a lock file; `dest` is the prefix.
+    pub python: Option<Spanned<PythonSection>>,
     /// Globs (relative to a directory `src`) of paths left out.
     #[serde(default)]
     pub exclude: Vec<Str>,
@@ -340,6 +348,38 @@ pub struct TargetSection {
     /// A failed push to an optional target only warns.
     #[serde(default)]
     pub optional: bool,
+}
+
+/// The checksum of a `url` entry: one for every platform, or one per `ARCH`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Sha256Pin {
+    One(String),
+    ByArch(BTreeMap<String, String>),
+}
+
+/// `python = { lock = ... }` on an entry: packages from a lock file
+/// installed as pip would, from wheels only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonSection {
+    /// `pylock.toml` or a `requirements.txt` with `--hash` on every line, in the build context.
+    pub lock: Str,
+    /// Directories of wheels (in the build context), searched first.
+    #[serde(default)]
+    pub find_links: Vec<Str>,
+    /// `X.Y` or `X.Y.Z`: the image's Python.
+    pub version: Str,
+    /// Where packages go (default `PREFIX/lib/pythonX.Y/site-packages`).
+    pub site_packages: Option<Str>,
+    /// The shebang of scripts (default `PREFIX/bin/pythonX.Y`).
+    pub interpreter: Option<Str>,
+    /// The image's glibc, `X.Y` (default `2.36`, Debian 12 as in `python:3.x-slim`).
+    pub glibc: Option<Str>,
+    /// The image's musl instead, `X.Y` (musllinux wheels, e.g. Alpine).
+    pub musl: Option<Str>,
+    /// `one` (default): every package in this layer.
+    pub split: Option<Str>,
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ mod push;
 mod push_faults;
 mod push_verify;
 mod pusher;
+mod python_pip;
+mod python_url;
 mod recipe_errors;
 mod schema;
 mod tls;

@@ -8,6 +8,8 @@
 //! - `inline.rs`: `content`, a file written from the recipe's text,
 //! - `symlink.rs`: `symlink`, a symbolic link,
 //! - `dir.rs`: `dir = true`, an empty directory.
+//! - `url.rs`: `url`, a pinned download (or one member of it),
+//! - `python.rs`: `python`, the packages of a lock file installed from wheels.
 //!
 //! A new kind is a file here, a row in [`KINDS`] and its fields in
 //! `schema.rs`; a kind that yields more than one entry also adds a variant
@@ -16,8 +18,10 @@
 mod dir;
 mod file;
 mod inline;
+mod python;
 mod symlink;
 mod tree;
+mod url;
 
 use std::ops::Range;
 use std::path::{Component, Path};
@@ -51,6 +55,16 @@ const KINDS: &[Kind] = &[
         is_set: |e| e.dir,
         resolve: dir::resolve,
     },
+    Kind {
+        field: "url",
+        is_set: |e| e.url.is_some(),
+        resolve: url::resolve,
+    },
+    Kind {
+        field: "python",
+        is_set: |e| e.python.is_some(),
+        resolve: python::resolve,
+    },
 ];
 
 /// One kind of entry source.
@@ -71,6 +85,8 @@ pub(super) enum EntrySource {
     One { entry: Entry, inode: Option<Inode> },
     /// A directory `src`, walked.
     Tree(tree::Tree),
+    /// Python packages installed from wheels.
+    Python(python::Packages),
 }
 
 /// A source's entries in tar order, each with its (device, inode) when it is
@@ -86,6 +102,7 @@ impl EntrySource {
                 Box::new(std::iter::once(Ok((entry.clone(), *inode))))
             }
             EntrySource::Tree(tree) => tree.entries(context, at)?,
+            EntrySource::Python(p) => p.entries(),
         })
     }
 }
@@ -127,6 +144,9 @@ pub(super) fn resolve(
     };
     if !e.exclude.is_empty() && e.src.is_none() {
         return Err(recipe.err(span, "`exclude` only applies to a directory `src`"));
+    }
+    if (e.sha256.is_some() || e.extract.is_some()) && e.url.is_none() {
+        return Err(recipe.err(span, "`sha256` and `extract` only apply to a `url`"));
     }
     (kind.resolve)(&EntryCx {
         recipe,
@@ -333,6 +353,9 @@ mod tests {
 
     #[test]
     fn the_kinds_are_named_in_errors_as_before() {
-        assert_eq!(kind_names(), "`src`, `content`, `symlink` or `dir = true`");
+        assert_eq!(
+            kind_names(),
+            "`src`, `content`, `symlink`, `dir = true`, `url` or `python`"
+        );
     }
 }

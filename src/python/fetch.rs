@@ -1,0 +1,219 @@
+//! Pinned downloads: a URL with the sha256 its content must have, fetched
+//! once into the blob cache (`<cache>/sha256/<hex>`, the same content
+//! addressing as registry blobs) and checked while it streams. A mismatch
+//! caches nothing. An interrupted download leaves `<cache>/downloads/<hex>.part`,
+//! resumed with a `Range` request next time (restarted when the server
+//! ignores it). Only `https://`, `file://` and plain `http://` to a loopback
+//! address are accepted: a checksum pins the content, TLS keeps what is
+//! fetched private and the failure honest.
+//!
+//! The recipe planner is synchronous; a download runs on its own thread with
+//! a small runtime, so this works from any thread, inside the binary's
+//! runtime or not.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use futures_util::StreamExt;
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::BlobCache;
+use crate::error::bad_input;
+use crate::oci::Digest;
+
+/// Downloads larger than this are refused (a pinned tool or wheel is far smaller).
+pub const MAX_SIZE: u64 = 4 << 30;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the next bytes of a response.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A lowercase sha256 hex string, or a bad-input error naming `what`.
+pub fn parse_sha256(text: &str, what: &str) -> Result<Digest> {
+    let hex = text.trim().strip_prefix("sha256:").unwrap_or(text.trim());
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad_input(format!(
+            "{what}: sha256 {text:?} is not 64 hex digits"
+        )));
+    }
+    format!("sha256:{}", hex.to_ascii_lowercase())
+        .parse()
+        .map_err(|e| bad_input(format!("{what}: {e}")))
+}
+
+/// The cached file holding `url`'s content, which must hash to `want`:
+/// taken from the cache, else downloaded (resuming a partial download).
+pub fn fetch(cache: &BlobCache, url: &str, want: &Digest) -> Result<PathBuf> {
+    let dest = cache.path(want);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let parts = cache.root().join("downloads");
+    fs::create_dir_all(&parts).with_context(|| format!("creating {}", parts.display()))?;
+    let part = parts.join(format!("{}.part", want.hex()));
+    if let Some(path) = url.strip_prefix("file://") {
+        copy_local(Path::new(path), &part, url)?;
+    } else {
+        check_remote(url)?;
+        let (url2, part2) = (url.to_string(), part.clone());
+        std::thread::scope(|s| {
+            s.spawn(move || -> Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting a runtime for the download")?;
+                rt.block_on(download(&url2, &part2))
+            })
+            .join()
+            .map_err(|_| anyhow!("the download of {url} panicked"))?
+        })?;
+    }
+    let got = hash_file(&part)?;
+    if got != *want {
+        let _ = fs::remove_file(&part);
+        return Err(anyhow!(
+            "{url}: checksum mismatch: the recipe pins {want} but the download is {got}; nothing was cached (update the recipe's sha256 if the new file is the one you want)"
+        ));
+    }
+    fs::rename(&part, &dest).with_context(|| format!("moving {} into the cache", url))?;
+    Ok(dest)
+}
+
+/// Refuse URLs whose content could be altered in transit.
+fn check_remote(url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad_input(format!("url {url:?}: {e}")))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(parsed.host_str().unwrap_or("")) => Ok(()),
+        "http" => Err(bad_input(format!(
+            "url {url:?}: plain http is only allowed to a loopback address; use https"
+        ))),
+        other => Err(bad_input(format!(
+            "url {url:?}: scheme {other:?} is not supported (https, file, or http to a loopback address)"
+        ))),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn copy_local(src: &Path, part: &Path, url: &str) -> Result<()> {
+    let mut f = File::open(src).map_err(|e| bad_input(format!("{url}: {e}")))?;
+    let mut out = File::create(part).with_context(|| format!("creating {}", part.display()))?;
+    let n = io::copy(&mut (&mut f).take(MAX_SIZE + 1), &mut out)?;
+    if n > MAX_SIZE {
+        let _ = fs::remove_file(part);
+        return Err(anyhow!("{url}: larger than {MAX_SIZE} bytes"));
+    }
+    Ok(())
+}
+
+/// Download `url` into `part`, appending to what a previous attempt left.
+async fn download(url: &str, part: &Path) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .build()
+        .context("creating the HTTP client")?;
+    let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let mut req = client.get(url);
+    if have > 0 {
+        req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("downloading {url}"))?;
+    let status = resp.status();
+    let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
+    if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+        // The partial file is already whole (or wrong: the checksum will tell).
+        return Ok(());
+    }
+    if !status.is_success() {
+        return Err(anyhow!("downloading {url}: HTTP {status}"));
+    }
+    let mut out = if resumed {
+        OpenOptions::new().append(true).open(part)?
+    } else {
+        File::create(part)?
+    };
+    let mut size = if resumed { have } else { 0 };
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.with_context(|| format!("downloading {url}"))?;
+        size += chunk.len() as u64;
+        if size > MAX_SIZE {
+            drop(out);
+            let _ = fs::remove_file(part);
+            return Err(anyhow!("{url}: larger than {MAX_SIZE} bytes"));
+        }
+        out.write_all(&chunk)?;
+    }
+    out.sync_all()?;
+    Ok(())
+}
+
+/// The sha256 of a file.
+pub fn hash_file(path: &Path) -> Result<Digest> {
+    let mut f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = Sha256::new();
+    io::copy(&mut f, &mut HashWriter(&mut h))?;
+    Ok(Digest::from_sha256(h.finalize().into()))
+}
+
+/// A writer that only hashes.
+pub(crate) struct HashWriter<'a>(pub &'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pinned_transports_are_accepted() {
+        assert!(check_remote("https://example.com/x").is_ok());
+        assert!(check_remote("http://127.0.0.1:8080/x").is_ok());
+        assert!(check_remote("http://[::1]/x").is_ok());
+        assert!(check_remote("http://example.com/x").is_err());
+        assert!(check_remote("ftp://example.com/x").is_err());
+    }
+
+    #[test]
+    fn local_files_are_cached_by_content_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+        let src = dir.path().join("f");
+        fs::write(&src, b"hello").unwrap();
+        let url = format!("file://{}", src.display());
+        let want = Digest::of(b"hello");
+        let got = fetch(&cache, &url, &want).unwrap();
+        assert_eq!(fs::read(&got).unwrap(), b"hello");
+        let wrong = Digest::of(b"other");
+        let err = fetch(&cache, &url, &wrong).unwrap_err().to_string();
+        assert!(
+            err.contains("checksum mismatch") && err.contains(want.hex()),
+            "{err}"
+        );
+        assert!(!cache.path(&wrong).exists());
+        assert!(parse_sha256("xyz", "t").is_err());
+    }
+}

@@ -1,0 +1,334 @@
+//! Installing a wheel (PEP 427, PEP 491) as pip does, without running
+//! anything: where each member goes, which files are generated, and what
+//! the regenerated `RECORD` says.
+//!
+//! - the root and `.data/purelib`, `.data/platlib` go to site-packages;
+//!   `.data/scripts` to the scripts directory (a `#!python` first line
+//!   becomes the image's interpreter), `.data/headers` to
+//!   `include/pythonX.Y/<name>`, `.data/data` to the prefix;
+//! - `console_scripts` and `gui_scripts` entry points become pip's
+//!   launcher scripts (mode 0755);
+//! - `INSTALLER` says `boxwright`; `RECORD` lists every file written with
+//!   its sha256 (urlsafe base64, no padding) and size, paths relative to
+//!   site-packages; no `.pyc` is written;
+//! - a member keeps its bytes and, like pip, gets 0755 when the zip marks
+//!   it executable, else 0644.
+//!
+//! Members are not extracted anywhere: the plan keeps their index in the
+//! zip and [`Installed::read`] decompresses one when the layer is written.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::bad_input;
+
+/// Where a wheel's parts go in the image (paths without the leading `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheme {
+    pub site_packages: String,
+    pub scripts: String,
+    /// `PREFIX/include/pythonX.Y`; a package's headers go below, in a directory named after it.
+    pub include: String,
+    pub data: String,
+    /// The shebang interpreter of scripts, an absolute path.
+    pub interpreter: String,
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// Member `index` of the wheel's zip, as it is.
+    Member(usize),
+    /// Made here: launchers, rewritten scripts, `INSTALLER`, `RECORD`.
+    Bytes(Vec<u8>),
+}
+
+/// One file an install writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledFile {
+    /// Path in the image, without the leading `/`.
+    pub path: String,
+    pub mode: u32,
+    pub content: Content,
+}
+
+/// A wheel's install: the files it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub wheel: PathBuf,
+    pub files: Vec<InstalledFile>,
+}
+
+type Zip = zip::ZipArchive<BufReader<File>>;
+
+/// Open a wheel's zip.
+pub fn open(wheel: &Path) -> Result<Zip> {
+    let f = File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    zip::ZipArchive::new(BufReader::new(f))
+        .map_err(|e| bad_input(format!("{}: not a wheel: {e}", wheel.display())))
+}
+
+impl Installed {
+    /// The bytes of `file`, reading its member from the open zip `zip`.
+    pub fn read(zip: &mut Zip, file: &InstalledFile) -> Result<Vec<u8>> {
+        match &file.content {
+            Content::Bytes(b) => Ok(b.clone()),
+            Content::Member(i) => {
+                let mut m = zip.by_index(*i)?;
+                let mut buf = Vec::with_capacity(m.size() as usize);
+                m.read_to_end(&mut buf)
+                    .with_context(|| format!("reading {}", m.name()))?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+/// Plan the install of `wheel` (whose distribution is `dist`, as in its file name).
+pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
+    let what = || wheel.display().to_string();
+    let mut zip = open(wheel)?;
+    let info_dir = (0..zip.len())
+        .filter_map(|i| zip.name_for_index(i).map(str::to_string))
+        .filter_map(|n| n.split('/').next().map(str::to_string))
+        .find(|top| top.ends_with(".dist-info"))
+        .ok_or_else(|| bad_input(format!("{}: no .dist-info directory", what())))?;
+    let data_dir = format!("{}.data", info_dir.trim_end_matches(".dist-info"));
+    let mut files = Vec::new();
+    let mut record = Vec::new();
+    let mut entry_points = None;
+    for i in 0..zip.len() {
+        let mut m = zip.by_index(i)?;
+        let name = m.name().to_string();
+        if m.is_dir() {
+            continue;
+        }
+        if name.starts_with('/') || name.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(bad_input(format!(
+                "{}: member {name:?} escapes its directory",
+                what()
+            )));
+        }
+        if name == format!("{info_dir}/RECORD") || name == format!("{info_dir}/INSTALLER") {
+            continue;
+        }
+        let exec = m
+            .unix_mode()
+            .is_some_and(|mode| mode & 0o111 != 0 && mode & 0o170000 != 0o040000);
+        let mode = if exec { 0o755 } else { 0o644 };
+        let (dest, script) = destination(&name, &data_dir, dist, scheme)
+            .map_err(|msg| bad_input(format!("{}: {msg}", what())))?;
+        let mut bytes = Vec::new();
+        m.read_to_end(&mut bytes)
+            .with_context(|| format!("{}: reading {name}", what()))?;
+        if name == format!("{info_dir}/entry_points.txt") {
+            entry_points = Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        let content = match script
+            .then(|| fix_script(&bytes, &scheme.interpreter))
+            .flatten()
+        {
+            Some(fixed) => {
+                bytes = fixed.clone();
+                Content::Bytes(fixed)
+            }
+            None => Content::Member(i),
+        };
+        record.push((dest.clone(), hash(&bytes), bytes.len()));
+        files.push(InstalledFile {
+            path: dest,
+            mode,
+            content,
+        });
+    }
+    for (name, text) in launchers(entry_points.as_deref().unwrap_or(""), &scheme.interpreter)
+        .map_err(|msg| bad_input(format!("{}: {msg}", what())))?
+    {
+        let dest = format!("{}/{name}", scheme.scripts);
+        record.push((dest.clone(), hash(text.as_bytes()), text.len()));
+        files.push(InstalledFile {
+            path: dest,
+            mode: 0o755,
+            content: Content::Bytes(text.into_bytes()),
+        });
+    }
+    let info = format!("{}/{info_dir}", scheme.site_packages);
+    let installer = b"boxwright\n".to_vec();
+    record.push((
+        format!("{info}/INSTALLER"),
+        hash(&installer),
+        installer.len(),
+    ));
+    files.push(InstalledFile {
+        path: format!("{info}/INSTALLER"),
+        mode: 0o644,
+        content: Content::Bytes(installer),
+    });
+    let record_path = format!("{info}/RECORD");
+    let mut rows: Vec<String> = record
+        .iter()
+        .map(|(p, h, n)| {
+            format!(
+                "{},sha256={h},{n}",
+                csv(&relative(&scheme.site_packages, p))
+            )
+        })
+        .collect();
+    rows.push(format!(
+        "{},,",
+        csv(&relative(&scheme.site_packages, &record_path))
+    ));
+    rows.sort();
+    let text = rows.iter().map(|r| format!("{r}\n")).collect::<String>();
+    files.push(InstalledFile {
+        path: record_path,
+        mode: 0o644,
+        content: Content::Bytes(text.into_bytes()),
+    });
+    Ok(Installed {
+        wheel: wheel.to_path_buf(),
+        files,
+    })
+}
+
+/// Where member `name` goes, and whether it is a script (shebang rewritten).
+fn destination(
+    name: &str,
+    data_dir: &str,
+    dist: &str,
+    s: &Scheme,
+) -> Result<(String, bool), String> {
+    let Some(rest) = name
+        .strip_prefix(data_dir)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Ok((format!("{}/{name}", s.site_packages), false));
+    };
+    let (key, path) = rest
+        .split_once('/')
+        .ok_or(format!("{name:?} is not in a .data scheme"))?;
+    Ok(match key {
+        "purelib" | "platlib" => (format!("{}/{path}", s.site_packages), false),
+        "scripts" => (format!("{}/{path}", s.scripts), true),
+        "headers" => (format!("{}/{dist}/{path}", s.include), false),
+        "data" => (join(&s.data, path), false),
+        other => return Err(format!("{name:?}: unknown .data scheme {other:?}")),
+    })
+}
+
+fn join(dir: &str, path: &str) -> String {
+    if dir.is_empty() {
+        path.to_string()
+    } else {
+        format!("{dir}/{path}")
+    }
+}
+
+/// pip's rewrite: a first line starting `#!python` becomes `#!INTERPRETER`.
+fn fix_script(bytes: &[u8], interpreter: &str) -> Option<Vec<u8>> {
+    if !bytes.starts_with(b"#!python") {
+        return None;
+    }
+    let rest = match bytes.iter().position(|&b| b == b'\n') {
+        Some(i) => &bytes[i + 1..],
+        None => &[],
+    };
+    let mut out = format!("#!{interpreter}\n").into_bytes();
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+/// pip's launchers for the `console_scripts` and `gui_scripts` of an
+/// `entry_points.txt`: (file name, content).
+fn launchers(text: &str, interpreter: &str) -> Result<Vec<(String, String)>, String> {
+    let mut section = "";
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = s.trim();
+            continue;
+        }
+        if section != "console_scripts" && section != "gui_scripts" {
+            continue;
+        }
+        let (name, value) = line
+            .split_once('=')
+            .ok_or(format!("entry point line {line:?} has no `=`"))?;
+        let value = value.split('[').next().unwrap_or(value).trim();
+        let (module, attr) = value
+            .split_once(':')
+            .map(|(m, a)| (m.trim(), a.trim()))
+            .filter(|(m, a)| !m.is_empty() && !a.is_empty())
+            .ok_or(format!("entry point {value:?} needs module:function"))?;
+        let import = attr.split('.').next().unwrap_or(attr);
+        out.push((
+            name.trim().to_string(),
+            format!(
+                "#!{interpreter}\n# -*- coding: utf-8 -*-\nimport re\nimport sys\nfrom {module} import {import}\nif __name__ == '__main__':\n    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n    sys.exit({attr}())\n"
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// RECORD's hash: urlsafe base64 of the sha256, without padding.
+fn hash(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(bytes))
+}
+
+/// `path` relative to directory `base` (both image paths without `/`).
+fn relative(base: &str, path: &str) -> String {
+    let b: Vec<&str> = base.split('/').filter(|c| !c.is_empty()).collect();
+    let p: Vec<&str> = path.split('/').collect();
+    let common = b.iter().zip(&p).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<&str> = vec![".."; b.len() - common];
+    parts.extend(&p[common..]);
+    parts.join("/")
+}
+
+/// A CSV field, quoted when it must be.
+fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_relative_to_site_packages() {
+        let sp = "usr/local/lib/python3.11/site-packages";
+        assert_eq!(relative(sp, "usr/local/bin/x"), "../../../bin/x");
+        assert_eq!(relative(sp, &format!("{sp}/a/b.py")), "a/b.py");
+        assert_eq!(csv("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn scripts_and_launchers_get_the_image_interpreter() {
+        let fixed = fix_script(b"#!python -u\nprint(1)\n", "/usr/bin/python3.11").unwrap();
+        assert_eq!(fixed, b"#!/usr/bin/python3.11\nprint(1)\n");
+        assert!(fix_script(b"#!/bin/sh\n", "/x").is_none());
+        let l = launchers(
+            "[console_scripts]\ndemo = demo.cli:main.run [extra]\n[other]\nx = y:z\n",
+            "/p",
+        )
+        .unwrap();
+        assert_eq!(l.len(), 1);
+        assert!(l[0].1.starts_with("#!/p\n") && l[0].1.contains("from demo.cli import main\n"));
+        assert!(l[0].1.contains("sys.exit(main.run())"));
+        assert!(launchers("[console_scripts]\nbad = nocolon\n", "/p").is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! Lock files: what to install, each package with the wheels it may come
+//! from. Two formats:
+//!
+//! - PEP 751 `pylock.toml`: `[[packages]]` with `name`, `version`,
+//!   `marker` and `wheels = [{ name, url | path, hashes.sha256 }]`;
+//! - `requirements.txt` as `pip-compile --generate-hashes` or
+//!   `uv pip compile --generate-hashes` write it: every line
+//!   `name==version [; marker] --hash=sha256:H ...`, each hash naming one
+//!   wheel file found in `find_links` by its content.
+//!
+//! Markers (PEP 508) are evaluated per platform with `pep508_rs`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::Result;
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, MarkerTree};
+use serde::Deserialize;
+
+use super::tags::normalize;
+use crate::error::bad_input;
+
+/// One locked package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub marker: Option<String>,
+    pub wheels: Vec<WheelRef>,
+    /// Whether the lock also offers a source distribution (not installable here).
+    pub sdist: bool,
+}
+
+/// A wheel a package may come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WheelRef {
+    /// The file name, `*.whl`.
+    pub file: String,
+    pub url: Option<String>,
+    /// A local file (a lock's `path`, relative to the lock, or a find_links match).
+    pub path: Option<PathBuf>,
+    pub sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct PyLock {
+    #[serde(default)]
+    packages: Vec<PyLockPackage>,
+}
+
+#[derive(Deserialize)]
+struct PyLockPackage {
+    name: String,
+    version: Option<String>,
+    marker: Option<String>,
+    #[serde(default)]
+    wheels: Vec<PyLockFile>,
+    sdist: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct PyLockFile {
+    name: Option<String>,
+    url: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    hashes: BTreeMap<String, String>,
+}
+
+/// Read the lock at `path`; `find_links` maps sha256 to wheel files (for
+/// `requirements.txt`).
+pub fn read(path: &Path, find_links: &BTreeMap<String, PathBuf>) -> Result<Vec<Package>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad_input(format!("lock {}: {e}", path.display())))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.ends_with(".toml") {
+        pylock(path, &text)
+    } else {
+        requirements(path, &text, find_links)
+    }
+}
+
+fn pylock(path: &Path, text: &str) -> Result<Vec<Package>> {
+    let lock: PyLock =
+        toml::from_str(text).map_err(|e| bad_input(format!("lock {}: {e}", path.display())))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for p in lock.packages {
+        let mut wheels = Vec::new();
+        for w in p.wheels {
+            let from = w.url.as_deref().or(w.path.as_deref()).unwrap_or("");
+            let file = match w.name {
+                Some(n) => n,
+                None => from.rsplit('/').next().unwrap_or("").to_string(),
+            };
+            wheels.push(WheelRef {
+                file,
+                url: w.url,
+                path: w.path.map(|p| dir.join(p)),
+                sha256: w.hashes.get("sha256").cloned(),
+            });
+        }
+        out.push(Package {
+            version: p.version.unwrap_or_default(),
+            name: p.name,
+            marker: p.marker,
+            wheels,
+            sdist: p.sdist.is_some(),
+        });
+    }
+    Ok(out)
+}
+
+fn requirements(
+    path: &Path,
+    text: &str,
+    find_links: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Package>> {
+    let mut out = Vec::new();
+    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    for (n, line) in joined.lines().enumerate() {
+        let line = match line.find(" #") {
+            Some(i) => &line[..i],
+            None => line,
+        }
+        .trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with("--") {
+            continue;
+        }
+        let at = format!("{}: line {}", path.display(), n + 1);
+        let (spec, hashes) = match line.find("--hash") {
+            Some(i) => (line[..i].trim(), &line[i..]),
+            None => (line, ""),
+        };
+        let (req, marker) = match spec.split_once(';') {
+            Some((r, m)) => (r.trim(), Some(m.trim().to_string())),
+            None => (spec, None),
+        };
+        let Some((name, version)) = req.split_once("==") else {
+            return Err(bad_input(format!(
+                "{at}: {req:?} is not pinned as name==version (lock it with `pip-compile --generate-hashes` or `uv pip compile --generate-hashes`)"
+            )));
+        };
+        let name = name.split('[').next().unwrap_or(name).trim();
+        let mut wheels = Vec::new();
+        let mut count = 0;
+        for h in hashes.split_whitespace() {
+            let h = h.trim_start_matches("--hash=").trim_start_matches("--hash");
+            let Some(hex) = h.strip_prefix("sha256:") else {
+                continue;
+            };
+            count += 1;
+            if let Some(file) = find_links.get(hex) {
+                wheels.push(WheelRef {
+                    file: file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    url: None,
+                    path: Some(file.clone()),
+                    sha256: Some(hex.to_string()),
+                });
+            }
+        }
+        if count == 0 {
+            return Err(bad_input(format!(
+                "{at}: {name} has no --hash=sha256:...; every requirement must be pinned by hash"
+            )));
+        }
+        out.push(Package {
+            name: name.to_string(),
+            version: version.trim().to_string(),
+            marker,
+            wheels,
+            sdist: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The PEP 508 environment of CPython `full_version` on Linux `machine`.
+pub fn environment(
+    full_version: &str,
+    python_version: &str,
+    machine: &str,
+) -> Result<MarkerEnvironment> {
+    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+        implementation_name: "cpython",
+        implementation_version: full_version,
+        os_name: "posix",
+        platform_machine: machine,
+        platform_python_implementation: "CPython",
+        platform_release: "",
+        platform_system: "Linux",
+        platform_version: "",
+        python_full_version: full_version,
+        python_version,
+        sys_platform: "linux",
+    })
+    .map_err(|e| bad_input(format!("python version {full_version:?}: {e}")))
+}
+
+/// Whether `pkg` belongs on the platform of `env`.
+pub fn applies(pkg: &Package, env: &MarkerEnvironment) -> Result<bool> {
+    let Some(m) = &pkg.marker else {
+        return Ok(true);
+    };
+    let tree = MarkerTree::from_str(m)
+        .map_err(|e| bad_input(format!("package {}: marker {m:?}: {e}", pkg.name)))?;
+    Ok(tree.evaluate(env, &[]))
+}
+
+/// The same name, normalised (for comparing a lock's names with wheels').
+pub fn same_name(a: &str, b: &str) -> bool {
+    normalize(a) == normalize(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pylock_packages_and_markers() {
+        let text = r#"
+lock-version = "1.0"
+[[packages]]
+name = "tomli"
+version = "2.0.1"
+marker = "python_version < '3.11'"
+wheels = [{ name = "tomli-2.0.1-py3-none-any.whl", url = "https://x/tomli-2.0.1-py3-none-any.whl", hashes = { sha256 = "ab" } }]
+[[packages]]
+name = "pyyaml"
+version = "6.0"
+marker = "platform_machine == 'aarch64'"
+sdist = { url = "https://x/PyYAML-6.0.tar.gz", hashes = { sha256 = "cd" } }
+[[packages.wheels]]
+path = "wheels/PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
+"#;
+        let p = pylock(Path::new("/ctx/pylock.toml"), text).unwrap();
+        assert_eq!(
+            p[1].wheels[0].file,
+            "PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
+        );
+        assert_eq!(
+            p[1].wheels[0].path.as_deref(),
+            Some(Path::new(
+                "/ctx/wheels/PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
+            ))
+        );
+        assert!(p[1].sdist);
+        let amd = environment("3.11.0", "3.11", "x86_64").unwrap();
+        let arm = environment("3.10.0", "3.10", "aarch64").unwrap();
+        assert!(!applies(&p[0], &amd).unwrap() && applies(&p[0], &arm).unwrap());
+        assert!(!applies(&p[1], &amd).unwrap() && applies(&p[1], &arm).unwrap());
+    }
+
+    #[test]
+    fn requirements_need_pins_and_hashes() {
+        let links: BTreeMap<String, PathBuf> =
+            [("aa".to_string(), PathBuf::from("/w/a-1-py3-none-any.whl"))].into();
+        let text = "# comment\na==1 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\nb==2 ; python_version >= '3.8' --hash=sha256:cc\n";
+        let p = requirements(Path::new("r.txt"), text, &links).unwrap();
+        assert_eq!(p[0].wheels[0].file, "a-1-py3-none-any.whl");
+        assert_eq!(p[1].marker.as_deref(), Some("python_version >= '3.8'"));
+        assert!(p[1].wheels.is_empty());
+        assert!(requirements(Path::new("r.txt"), "a>=1 --hash=sha256:aa\n", &links).is_err());
+        assert!(requirements(Path::new("r.txt"), "a==1\n", &links).is_err());
+    }
+}

@@ -1,0 +1,337 @@
+//! `python = { lock = "...", version = "3.11" }`: the packages of a lock
+//! file, each from its best wheel for the platform, installed under `dest`
+//! (the prefix) as `pip install --no-deps` would. Wheels come from
+//! `find_links` (by file name, or by hash for `requirements.txt`), the
+//! lock's local paths, or its URLs (pinned by sha256, cached). Markers and
+//! wheel tags are evaluated per platform, so one recipe serves amd64 and
+//! arm64. Files keep the wheel's modes (the recipe's owner applies); the
+//! directories below site-packages are 0755 unless `dir_mode` is given.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::{err_at, Effective, EntryCx, EntrySource, Stream};
+use crate::cache::BlobCache;
+use crate::python::fetch;
+use crate::python::install::{self, Installed, Scheme};
+use crate::python::lock::{self, Package, WheelRef};
+use crate::python::tags::{machine_of, normalize, Libc, Target, WheelName};
+use crate::recipe::entry::{cmp_paths, EntryKind};
+use crate::recipe::schema::Str;
+
+/// The packages of one `python` entry, planned for one platform.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Packages {
+    wheels: Vec<Installed>,
+    site_packages: String,
+    attrs: Effective,
+}
+
+pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
+    let Some(spanned) = &cx.section.python else {
+        unreachable!("resolved only when `python` is set")
+    };
+    let py = spanned.get_ref();
+    let at = &cx.at;
+    let var = |name: &str| (cx.expand)(&toml::Spanned::new(spanned.span(), format!("${{{name}}}")));
+    let (arch, variant) = (var("ARCH")?, var("VARIANT")?);
+    let version = (cx.expand)(&py.version)?;
+    let minor = parse_pair(&version, "version", at)?;
+    let machine = machine_of(&arch, &variant).ok_or_else(|| {
+        err_at(
+            at,
+            format!("no Python wheels exist for architecture {arch:?}"),
+        )
+    })?;
+    let libc = match (&py.musl, &py.glibc) {
+        (Some(m), None) => {
+            let (a, b) = parse_pair(&(cx.expand)(m)?, "musl", at)?;
+            Libc::Musl(a, b)
+        }
+        (None, g) => {
+            let g = g
+                .as_ref()
+                .map(cx.expand)
+                .transpose()?
+                .unwrap_or("2.36".into());
+            let (a, b) = parse_pair(&g, "glibc", at)?;
+            Libc::Glibc(a, b)
+        }
+        (Some(_), Some(_)) => return Err(err_at(at, "set `glibc` or `musl`, not both")),
+    };
+    match py.split.as_ref().map(cx.expand).transpose()?.as_deref() {
+        None | Some("one") => {}
+        Some(other) => {
+            return Err(err_at(at, format!(
+                "split = {other:?} is not supported yet: every package goes into this layer (split = \"one\")"
+            )))
+        }
+    }
+    let target = Target {
+        python: minor,
+        machine: machine.to_string(),
+        libc,
+    };
+    let xy = format!("{}.{}", minor.0, minor.1);
+    let full = if version.matches('.').count() >= 2 {
+        version.clone()
+    } else {
+        format!("{xy}.0")
+    };
+    let prefix = String::from_utf8_lossy(&cx.dest.path).into_owned();
+    let join = |rel: &str| {
+        if prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{prefix}/{rel}")
+        }
+    };
+    let image_path = |s: &Str| -> Result<String> {
+        let text = (cx.expand)(s)?;
+        super::Dest::parse(text)
+            .map(|d| String::from_utf8_lossy(&d.path).into_owned())
+            .map_err(|m| cx.recipe.err(s.span(), m))
+    };
+    let scheme = Scheme {
+        site_packages: match &py.site_packages {
+            Some(s) => image_path(s)?,
+            None => join(&format!("lib/python{xy}/site-packages")),
+        },
+        scripts: join("bin"),
+        include: join(&format!("include/python{xy}")),
+        data: prefix.clone(),
+        interpreter: match &py.interpreter {
+            Some(s) => (cx.expand)(s)?,
+            None => format!("/{}", join(&format!("bin/python{xy}"))),
+        },
+    };
+
+    let in_context = |s: &Str| -> Result<PathBuf> {
+        let rel = (cx.expand)(s)?;
+        let p = cx.context.join(&rel).canonicalize().map_err(|e| {
+            cx.recipe
+                .err(s.span(), format!("{rel:?} cannot be read: {e}"))
+        })?;
+        if !p.starts_with(cx.context) {
+            return Err(cx
+                .recipe
+                .err(s.span(), format!("{rel:?} is outside the build context")));
+        }
+        Ok(p)
+    };
+    let lock_path = in_context(&py.lock)?;
+    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in &py.find_links {
+        let dir = in_context(dir)?;
+        for e in
+            std::fs::read_dir(&dir).map_err(|e| err_at(at, format!("{}: {e}", dir.display())))?
+        {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".whl") {
+                by_name.entry(name).or_insert(e.path());
+            }
+        }
+    }
+    let mut by_hash = BTreeMap::new();
+    if !lock_path.to_string_lossy().ends_with(".toml") {
+        for path in by_name.values() {
+            by_hash.insert(fetch::hash_file(path)?.hex().to_string(), path.clone());
+        }
+    }
+    let packages = lock::read(&lock_path, &by_hash).map_err(|e| err_at(at, e))?;
+    let env = lock::environment(&full, &xy, machine).map_err(|e| err_at(at, e))?;
+    let platform = format!(
+        "linux/{arch}{}",
+        if variant.is_empty() {
+            String::new()
+        } else {
+            format!("/{variant}")
+        }
+    );
+    let cache = BlobCache::new(None)?;
+    let mut wheels = Vec::new();
+    for pkg in &packages {
+        if !lock::applies(pkg, &env).map_err(|e| err_at(at, e))? {
+            continue;
+        }
+        let (wheel, name) = choose(pkg, &by_name, &target)
+            .ok_or_else(|| err_at(at, no_wheel(pkg, &platform, &xy, &by_name)))?;
+        let file = obtain(&cache, &wheel, at)?;
+        let dist = name.name.replace('_', "-");
+        wheels.push(install::plan(&file, &dist, &scheme).map_err(|e| err_at(at, e))?);
+    }
+    Ok(EntrySource::Python(Packages {
+        wheels,
+        site_packages: scheme.site_packages,
+        attrs: cx.attrs.clone(),
+    }))
+}
+
+/// `X.Y` (or `X.Y.Z`) as (X, Y).
+fn parse_pair(text: &str, what: &str, at: &str) -> Result<(u32, u32)> {
+    let mut it = text.split('.').map(str::parse::<u32>);
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
+        _ => Err(err_at(at, format!("{what} {text:?} is not X.Y"))),
+    }
+}
+
+/// The best wheel of `pkg` for `target`: the lock's (a find_links file of
+/// the same name first), then find_links wheels of the same name and version.
+fn choose(
+    pkg: &Package,
+    by_name: &BTreeMap<String, PathBuf>,
+    target: &Target,
+) -> Option<(WheelRef, WheelName)> {
+    let mut candidates: Vec<WheelRef> = pkg
+        .wheels
+        .iter()
+        .map(|w| match by_name.get(&w.file) {
+            Some(local) => WheelRef {
+                path: Some(local.clone()),
+                url: None,
+                ..w.clone()
+            },
+            None => w.clone(),
+        })
+        .collect();
+    for (file, path) in by_name {
+        let Ok(n) = WheelName::parse(file) else {
+            continue;
+        };
+        if normalize(&n.name) == normalize(&pkg.name)
+            && n.version == pkg.version
+            && !candidates.iter().any(|c| &c.file == file)
+        {
+            candidates.push(WheelRef {
+                file: file.clone(),
+                url: None,
+                path: Some(path.clone()),
+                sha256: None,
+            });
+        }
+    }
+    candidates
+        .into_iter()
+        .filter_map(|w| {
+            let n = WheelName::parse(&w.file).ok()?;
+            Some((n.rank(target)?, w, n))
+        })
+        .min_by_key(|(rank, _, _)| *rank)
+        .map(|(_, w, n)| (w, n))
+}
+
+fn no_wheel(
+    pkg: &Package,
+    platform: &str,
+    xy: &str,
+    by_name: &BTreeMap<String, PathBuf>,
+) -> String {
+    let mut have: BTreeSet<&str> = pkg.wheels.iter().map(|w| w.file.as_str()).collect();
+    have.extend(
+        by_name.keys().map(String::as_str).filter(|f| {
+            WheelName::parse(f).is_ok_and(|n| normalize(&n.name) == normalize(&pkg.name))
+        }),
+    );
+    let have = if have.is_empty() {
+        if pkg.sdist {
+            "only a source distribution".to_string()
+        } else {
+            "none".to_string()
+        }
+    } else {
+        have.into_iter().collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "package {} {} has no wheel for {platform} with CPython {xy} (wheels: {have}); build a wheel with `pip wheel` and put it in find_links",
+        pkg.name, pkg.version
+    )
+}
+
+/// The wheel's file on this machine: local, or downloaded (pinned) into the cache.
+fn obtain(cache: &BlobCache, w: &WheelRef, at: &str) -> Result<PathBuf> {
+    if let Some(path) = &w.path {
+        if let Some(want) = &w.sha256 {
+            let got = fetch::hash_file(path).map_err(|e| err_at(at, e))?;
+            if !got.hex().eq_ignore_ascii_case(want) {
+                return Err(err_at(
+                    at,
+                    format!(
+                        "{}: sha256 is {} but the lock pins {want}",
+                        path.display(),
+                        got.hex()
+                    ),
+                ));
+            }
+        }
+        return Ok(path.clone());
+    }
+    let Some(url) = &w.url else {
+        return Err(err_at(
+            at,
+            format!("wheel {} has neither url nor path", w.file),
+        ));
+    };
+    let Some(hex) = &w.sha256 else {
+        return Err(err_at(
+            at,
+            format!("wheel {url} has no sha256 in the lock: downloads must be pinned"),
+        ));
+    };
+    let want = fetch::parse_sha256(hex, at)?;
+    fetch::fetch(cache, url, &want)
+}
+
+impl Packages {
+    /// The files of every wheel and the directories below site-packages,
+    /// in tar order; members are decompressed as they are reached.
+    pub(super) fn entries(&self) -> Stream<'_> {
+        let below = format!("{}/", self.site_packages);
+        let mut dirs = BTreeSet::new();
+        let mut items: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
+        for (w, inst) in self.wheels.iter().enumerate() {
+            for (f, file) in inst.files.iter().enumerate() {
+                items.push((file.path.as_str(), Some((w, f))));
+                if let Some(rel) = file.path.strip_prefix(&below) {
+                    for (i, _) in rel.match_indices('/') {
+                        dirs.insert(&file.path[..below.len() + i]);
+                    }
+                }
+            }
+        }
+        items.extend(dirs.into_iter().map(|d| (d, None)));
+        items.sort_by(|a, b| cmp_paths(a.0.as_bytes(), b.0.as_bytes()));
+        let mut zips: Vec<Option<zip::ZipArchive<_>>> = self.wheels.iter().map(|_| None).collect();
+        Box::new(items.into_iter().map(move |(path, what)| {
+            let a = &self.attrs;
+            let Some((w, f)) = what else {
+                return Ok((
+                    a.entry(
+                        path.as_bytes().to_vec(),
+                        EntryKind::Dir,
+                        a.dir_mode.unwrap_or(0o755),
+                    ),
+                    None,
+                ));
+            };
+            let inst = &self.wheels[w];
+            let zip = match &mut zips[w] {
+                Some(z) => z,
+                slot => slot.insert(install::open(&inst.wheel)?),
+            };
+            let file = &inst.files[f];
+            let bytes = Installed::read(zip, file)?;
+            Ok((
+                a.entry(
+                    path.as_bytes().to_vec(),
+                    EntryKind::Inline(bytes),
+                    file.mode,
+                ),
+                None,
+            ))
+        }))
+    }
+}

@@ -1,0 +1,96 @@
+//! `url = "https://..."`: a file downloaded at plan time, pinned by
+//! `sha256` (one hex string, or a table by `ARCH`), or with `extract` one
+//! member of the downloaded zip or tar archive. Downloads and extracted
+//! members live in the blob cache, so a second build reads no network; the
+//! layer entry is the cached file with the recipe's mode and owner (default
+//! 0755 for a member the archive marks executable, else 0644) and the
+//! build's time, never the archive's.
+
+use anyhow::Result;
+
+use super::{EntryCx, EntrySource};
+use crate::cache::BlobCache;
+use crate::python::{archive, fetch};
+use crate::recipe::entry::{push_name, EntryKind};
+use crate::recipe::schema::Sha256Pin;
+
+pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
+    let e = cx.section;
+    let Some(url_str) = &e.url else {
+        unreachable!("resolved only when `url` is set")
+    };
+    let url = (cx.expand)(url_str)?;
+    let Some(pin) = &e.sha256 else {
+        return Err(cx.recipe.err(
+            url_str.span(),
+            format!("url {url:?} has no sha256: downloads must be pinned for the build to be reproducible (add sha256 = \"<hex>\", or a table by ARCH)"),
+        ));
+    };
+    let arch = (cx.expand)(&toml::Spanned::new(pin.span(), "${ARCH}".to_string()))?;
+    let hex = match pin.get_ref() {
+        Sha256Pin::One(h) => h.clone(),
+        Sha256Pin::ByArch(by) => match by.get(&arch) {
+            Some(h) => h.clone(),
+            None => {
+                let have: Vec<&str> = by.keys().map(String::as_str).collect();
+                return Err(cx.recipe.err(
+                    pin.span(),
+                    format!(
+                        "url {url:?} has no sha256 for ARCH {arch:?} (it has: {}); add one, or build without that platform",
+                        have.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    let want = fetch::parse_sha256(&hex, &cx.at).map_err(|err| cx.recipe.err(pin.span(), err))?;
+    let cache = BlobCache::new(None)?;
+    let file = fetch::fetch(&cache, &url, &want)?;
+    let (src, default_mode, name) = match &e.extract {
+        Some(member) => {
+            let member = (cx.expand)(member)?;
+            let m = archive::extract(&cache, &file, &want, &member, &url)
+                .map_err(|err| prefix_input(&cx.at, err))?;
+            let mode = if m.executable { 0o755 } else { 0o644 };
+            let base = member.rsplit('/').next().unwrap_or(&member).to_string();
+            (m.path, mode, base)
+        }
+        None => {
+            let last = url.split(['?', '#']).next().unwrap_or(&url);
+            let base = last.rsplit('/').next().unwrap_or("").to_string();
+            (file, 0o644, base)
+        }
+    };
+    let size = std::fs::metadata(&src)?.len();
+    let mut dest = cx.dest.path.clone();
+    if cx.dest.is_dir() {
+        if name.is_empty() {
+            return Err(cx.recipe.err(
+                e.dest.span(),
+                format!(
+                    "dest {:?} ends with `/` but the url names no file; give the full path",
+                    cx.dest.text
+                ),
+            ));
+        }
+        push_name(&mut dest, name.as_bytes());
+    }
+    let attrs = &cx.attrs;
+    Ok(EntrySource::One {
+        entry: attrs.entry(
+            dest,
+            EntryKind::File { src, size },
+            attrs.mode.unwrap_or(default_mode),
+        ),
+        inode: None,
+    })
+}
+
+/// Bad-input errors get the entry's location; others are left as they are.
+fn prefix_input(at: &str, err: anyhow::Error) -> anyhow::Error {
+    if crate::error::is_bad_input(&err) {
+        crate::error::bad_input(format!("{at}: {err}"))
+    } else {
+        err
+    }
+}

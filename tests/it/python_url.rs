@@ -1,0 +1,231 @@
+//! `url` entries: pinned downloads (resumed after a cut connection, cached
+//! by content so the second build reads no network), members of zip and
+//! tar archives with the recipe's mode and the build's time, and the
+//! refusals (no sha256, no checksum for a platform, a wrong checksum).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::common::*;
+
+/// What a test server was asked: each request's `Range` header, if any.
+type Seen = Arc<Mutex<Vec<Option<String>>>>;
+
+/// A loopback HTTP server for one file; its first answer is cut halfway.
+fn serve(body: Vec<u8>) -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/tool.zip", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut s) = stream else { return };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => req.extend_from_slice(&buf[..k]),
+                }
+            }
+            let text = String::from_utf8_lossy(&req).to_lowercase();
+            let range = text.lines().find_map(|l| {
+                l.strip_prefix("range: bytes=")
+                    .map(|r| r.trim().to_string())
+            });
+            log.lock().unwrap().push(range.clone());
+            let from: usize = range
+                .as_deref()
+                .and_then(|r| r.trim_end_matches('-').parse().ok())
+                .unwrap_or(0);
+            let (status, part) = if from > 0 {
+                ("206 Partial Content", &body[from..])
+            } else {
+                ("200 OK", &body[..])
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                part.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let send = if n == 0 {
+                &part[..part.len() / 2]
+            } else {
+                part
+            };
+            let _ = s.write_all(send);
+        }
+    });
+    (url, seen)
+}
+
+fn zip_with(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .unix_permissions(0o600)
+        .last_modified_time(zip::DateTime::from_date_and_time(2001, 2, 3, 4, 5, 6).unwrap());
+    z.start_file(name, opts).unwrap();
+    z.write_all(data).unwrap();
+    z.finish().unwrap().into_inner()
+}
+
+/// Build `recipe` in `dir` with an uncompressed layer; its single layer's
+/// entries as (path, mode, mtime, content).
+pub fn build_layer(dir: &Path, cache: &Path, recipe: &str) -> Run {
+    write(&dir.join("recipe.toml"), recipe);
+    run(boxwright()
+        .env("XDG_CACHE_HOME", cache)
+        .args(["build", "--quiet", "--compression", "none", "-o"])
+        .arg(dir.join("out"))
+        .arg(dir.join("recipe.toml")))
+}
+
+type Entry = (String, u32, u64, Vec<u8>);
+
+/// The entries of every layer of the one image in layout `out`.
+pub fn layer_entries(out: &Path) -> Vec<Entry> {
+    let blob = |d: &str| {
+        out.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let json = |d: &str| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(blob(d)).unwrap()).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let mut m = json(index["manifests"][0]["digest"].as_str().unwrap());
+    if m.get("manifests").is_some() {
+        m = json(m["manifests"][0]["digest"].as_str().unwrap());
+    }
+    let mut entries = Vec::new();
+    for l in m["layers"].as_array().unwrap() {
+        let bytes = fs::read(blob(l["digest"].as_str().unwrap())).unwrap();
+        let mut ar = tar::Archive::new(&bytes[..]);
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+            let (mode, mtime) = (e.header().mode().unwrap(), e.header().mtime().unwrap());
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            entries.push((path, mode, mtime, data));
+        }
+    }
+    entries
+}
+
+#[test]
+fn a_zip_member_is_downloaded_once_resumed_and_given_the_recipe_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let tool = noise(300_000, 7);
+    let archive = zip_with("terraform", &tool);
+    let (url, seen) = serve(archive.clone());
+    let recipe = format!(
+        "[image]\nname = \"t\"\ncreated = 1700000000\nplatforms = [\"linux/amd64\"]\n[[layer]]\n[[layer.entry]]\nurl = \"{url}\"\nsha256 = {{ amd64 = \"{}\", arm64 = \"{}\" }}\nextract = \"terraform\"\ndest = \"/usr/local/bin/terraform\"\nmode = 0o755\n",
+        sha256(&archive),
+        "0".repeat(64)
+    );
+    // The first answer is cut: that build fails, leaving a partial download.
+    let first = build_layer(dir.path(), &cache, &recipe);
+    assert_code(&first, 1);
+    assert!(first.stderr.contains(&url), "{}", first.stderr);
+    let r = build_layer(dir.path(), &cache, &recipe);
+    assert_ok(&r);
+    let log = seen.lock().unwrap().clone();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[1].is_some(), "the second request resumes: {log:?}");
+    let entries = layer_entries(&dir.path().join("out"));
+    let t = entries
+        .iter()
+        .find(|e| e.0 == "usr/local/bin/terraform")
+        .unwrap();
+    assert_eq!((t.1, t.2), (0o755, 1_700_000_000));
+    assert!(t.3 == tool, "the member's bytes");
+
+    // Cached: a third build needs no server (the URL now points nowhere).
+    let offline = recipe.replace(&url, "http://127.0.0.1:9/gone.zip");
+    fs::remove_dir_all(dir.path().join("out")).unwrap();
+    assert_ok(&build_layer(dir.path(), &cache, &offline));
+}
+
+#[test]
+fn tar_gz_members_and_plain_files_by_file_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o755);
+    h.set_mtime(123);
+    h.set_cksum();
+    b.append_data(&mut h, "tflint", &b"bin"[..]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&b.into_inner().unwrap()).unwrap();
+    let tgz = gz.finish().unwrap();
+    fs::write(dir.path().join("t.tgz"), &tgz).unwrap();
+    fs::write(dir.path().join("notes.txt"), b"hi").unwrap();
+    let base = dir.path().display();
+    let recipe = format!(
+        "[image]\nname = \"t\"\n[[layer]]\n[[layer.entry]]\nurl = \"file://{base}/t.tgz\"\nsha256 = \"{}\"\nextract = \"tflint\"\ndest = \"/usr/bin/\"\n[[layer.entry]]\nurl = \"file://{base}/notes.txt\"\nsha256 = \"{}\"\ndest = \"/doc/\"\n",
+        sha256(&tgz),
+        sha256(b"hi")
+    );
+    assert_ok(&build_layer(dir.path(), &dir.path().join("c"), &recipe));
+    let entries = layer_entries(&dir.path().join("out"));
+    let find = |p: &str| entries.iter().find(|e| e.0 == p).unwrap().clone();
+    assert_eq!(find("usr/bin/tflint").1, 0o755, "executable in the archive");
+    assert_eq!(
+        find("usr/bin/tflint").2,
+        0,
+        "the build's time, not the archive's"
+    );
+    assert_eq!(find("doc/notes.txt").1, 0o644);
+    assert_eq!(find("doc/notes.txt").3, b"hi");
+}
+
+#[test]
+fn unpinned_and_mismatched_downloads_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("f"), b"data").unwrap();
+    let url = format!("file://{}/f", dir.path().display());
+    let head = "[image]\nname = \"t\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n[[layer]]\n[[layer.entry]]\n";
+    let cache = dir.path().join("c");
+    let r = build_layer(
+        dir.path(),
+        &cache,
+        &format!("{head}url = \"{url}\"\ndest = \"/f\"\n"),
+    );
+    assert_code(&r, 2);
+    assert!(r.stderr.contains("no sha256"), "{}", r.stderr);
+
+    let by_arch = format!(
+        "{head}url = \"{url}\"\nsha256 = {{ amd64 = \"{}\" }}\ndest = \"/f\"\n",
+        sha256(b"data")
+    );
+    let r = build_layer(dir.path(), &cache, &by_arch);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("no sha256 for ARCH \"arm64\""),
+        "{}",
+        r.stderr
+    );
+
+    let wrong = sha256(b"other");
+    let r = build_layer(
+        dir.path(),
+        &cache,
+        &format!("{head}url = \"{url}\"\nsha256 = \"{wrong}\"\ndest = \"/f\"\n"),
+    );
+    assert_code(&r, 1);
+    for needle in [url.as_str(), wrong.as_str(), &sha256(b"data")] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    let r = build_layer(
+        dir.path(),
+        &cache,
+        &format!("{head}src = \"f\"\nsha256 = \"{wrong}\"\ndest = \"/f\"\n"),
+    );
+    assert_code(&r, 2);
+}
