@@ -20,3 +20,4 @@ pub mod push;
 pub mod recipe;
 pub mod registry;
 pub mod render;
+pub mod supply;

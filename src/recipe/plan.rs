@@ -174,6 +174,7 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         base,
         created,
         author: file.image.author.as_ref().map(&g).transpose()?,
+        sbom: file.image.sbom.as_ref().map(&g).transpose()?,
         tags,
         targets,
         platforms: plans,

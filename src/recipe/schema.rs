@@ -48,6 +48,8 @@ pub struct ImageSection {
     pub created: Option<Spanned<Created>>,
     /// Author recorded in the image config.
     pub author: Option<Str>,
+    /// SBOM attached when pushing: `spdx`, `cyclonedx` or `none`.
+    pub sbom: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

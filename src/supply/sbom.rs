@@ -1,0 +1,594 @@
+//! An SBOM from what the build knows, without a scanner: the base image
+//! (name and digest), every regular file of each recipe layer with its
+//! SHA-256 and SHA-1 (read back from the layer blobs as written, in one
+//! streaming pass per layer), and components that source kinds report
+//! (a file fetched by URL, a Python package) as plain [`Component`]s.
+//!
+//! Written as SPDX 2.3 JSON (default) or CycloneDX 1.6 JSON. The bytes are a
+//! function of the image alone: times come from the image's `created`,
+//! document ids from its digest, elements are sorted and keys are in
+//! canonical order, so the same build gives the same SBOM.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde_json::{json, Value};
+use sha1::Sha1;
+use sha2::{Digest as _, Sha256};
+
+use crate::build::BuildResult;
+use crate::error::bad_input;
+use crate::image::layout::blob_path;
+use crate::oci::{self, canonical_json, Digest, Manifest};
+
+/// The SBOM formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SbomFormat {
+    Spdx,
+    CycloneDx,
+}
+
+impl SbomFormat {
+    /// `spdx`, `cyclonedx` (the values of `--sbom` and `[image] sbom`);
+    /// `none` is `Ok(None)`.
+    pub fn parse(s: &str) -> Result<Option<SbomFormat>> {
+        match s {
+            "spdx" | "spdx-json" => Ok(Some(SbomFormat::Spdx)),
+            "cyclonedx" | "cyclonedx-json" => Ok(Some(SbomFormat::CycloneDx)),
+            "none" => Ok(None),
+            _ => Err(bad_input(format!(
+                "SBOM format {s:?}: expected spdx, cyclonedx or none"
+            ))),
+        }
+    }
+
+    /// The media type of the document.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => "application/spdx+json",
+            SbomFormat::CycloneDx => "application/vnd.cyclonedx+json",
+        }
+    }
+
+    /// The in-toto predicate type of the document (cosign's `--type
+    /// spdxjson` / `cyclonedx`).
+    pub fn predicate_type(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => "https://spdx.dev/Document",
+            SbomFormat::CycloneDx => "https://cyclonedx.org/bom",
+        }
+    }
+
+    /// The format of a predicate type or media type, if it is an SBOM's.
+    pub fn of_type(t: &str) -> Option<SbomFormat> {
+        [SbomFormat::Spdx, SbomFormat::CycloneDx]
+            .into_iter()
+            .find(|f| f.predicate_type() == t || f.media_type() == t)
+    }
+}
+
+/// What a component is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ComponentKind {
+    /// The base image (`pkg:oci/...`).
+    Image,
+    /// A file in a layer.
+    File,
+    /// A file fetched by URL (with its expected sha256).
+    Url,
+    /// A Python package installed into the image (`pkg:pypi/...`).
+    Python,
+}
+
+/// One thing the image holds or was made from. Source kinds that know more
+/// than a file list (a URL download, a Python lock) feed their own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Component {
+    pub kind: ComponentKind,
+    /// A file's absolute path in the image; a package's or image's name.
+    pub name: String,
+    pub version: Option<String>,
+    pub purl: Option<String>,
+    /// Lowercase hex.
+    pub sha256: Option<String>,
+    /// Lowercase hex (SPDX 2.3 wants a SHA-1 for every file).
+    pub sha1: Option<String>,
+    pub url: Option<String>,
+    /// The layer a file is in.
+    pub layer: Option<Digest>,
+}
+
+impl Component {
+    fn new(kind: ComponentKind, name: String) -> Component {
+        Component {
+            kind,
+            name,
+            version: None,
+            purl: None,
+            sha256: None,
+            sha1: None,
+            url: None,
+            layer: None,
+        }
+    }
+
+    /// A base image: `pkg:oci/NAME@sha256%3A...` with its repository.
+    pub fn image(reference: &str, digest: &Digest) -> Component {
+        let mut c = Component::new(ComponentKind::Image, reference.to_string());
+        c.version = Some(digest.to_string());
+        c.purl = Some(oci_purl(reference, digest));
+        c.sha256 = Some(digest.hex().to_string());
+        c
+    }
+
+    /// A file fetched by URL.
+    pub fn url(url: &str, sha256: &str) -> Component {
+        let mut c = Component::new(ComponentKind::Url, url.to_string());
+        c.url = Some(url.to_string());
+        c.sha256 = Some(sha256.to_string());
+        c
+    }
+
+    /// A Python distribution (`pkg:pypi/NAME@VERSION`).
+    pub fn python(name: &str, version: &str, sha256: Option<&str>, url: Option<&str>) -> Component {
+        let norm = name.to_ascii_lowercase().replace(['_', '.'], "-");
+        let mut c = Component::new(ComponentKind::Python, name.to_string());
+        c.version = Some(version.to_string());
+        c.purl = Some(format!("pkg:pypi/{norm}@{version}"));
+        c.sha256 = sha256.map(str::to_string);
+        c.url = url.map(str::to_string);
+        c
+    }
+}
+
+/// A package URL for an image: `pkg:oci/NAME@sha256%3AHEX`, with
+/// `repository_url` when the reference names a repository (not a path).
+pub fn oci_purl(reference: &str, digest: &Digest) -> String {
+    let repo = reference
+        .split('@')
+        .next()
+        .unwrap_or(reference)
+        .trim_end_matches('/');
+    // Drop a tag (a colon after the last slash).
+    let repo = match (repo.rfind(':'), repo.rfind('/')) {
+        (Some(c), s) if s.is_none_or(|s| c > s) => &repo[..c],
+        _ => repo,
+    };
+    let name = repo.rsplit('/').next().unwrap_or(repo).to_ascii_lowercase();
+    let mut purl = format!("pkg:oci/{name}@sha256%3A{}", digest.hex());
+    let looks_remote = repo.contains('/') && !repo.starts_with('.') && !repo.starts_with('/');
+    if looks_remote {
+        purl.push_str("?repository_url=");
+        purl.push_str(&repo.to_ascii_lowercase());
+    }
+    purl
+}
+
+/// Everything an SBOM says, before it is written in a format.
+#[derive(Clone, Debug)]
+pub struct SbomInput {
+    /// The image's name (the recipe's `[image] name`).
+    pub name: String,
+    /// The image's digest (index or manifest): the document's subject.
+    pub digest: Digest,
+    /// Where the image is pushed (for its purl), if known.
+    pub repository: Option<String>,
+    /// Seconds since the epoch (the image's `created`).
+    pub created: i64,
+    pub components: Vec<Component>,
+}
+
+impl SbomInput {
+    /// The SBOM of a finished build: the base image(s) as the recipe's
+    /// layout recorded them, and every file of every recipe layer.
+    pub fn from_build(name: &str, created: i64, build: &BuildResult) -> Result<SbomInput> {
+        let mut components = Vec::new();
+        let mut seen_layers = HashSet::new();
+        for image in &build.images {
+            let path = blob_path(&build.layout, &image.manifest.digest);
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("reading manifest {}", image.manifest.digest))?;
+            let manifest: Manifest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing manifest {}", image.manifest.digest))?;
+            let base = (
+                manifest.annotations.get(oci::ANNOTATION_BASE_NAME),
+                manifest.annotations.get(oci::ANNOTATION_BASE_DIGEST),
+            );
+            if let (Some(name), Some(digest)) = base {
+                if let Ok(d) = digest.parse::<Digest>() {
+                    components.push(Component::image(name, &d));
+                }
+            }
+            for l in image.layers.iter().filter(|l| l.source != "base") {
+                if seen_layers.insert(l.descriptor.digest.clone()) {
+                    let blob = blob_path(&build.layout, &l.descriptor.digest);
+                    components.extend(
+                        layer_files(&blob, &l.descriptor.digest).with_context(|| {
+                            format!("listing the files of layer {:?}", l.source)
+                        })?,
+                    );
+                }
+            }
+        }
+        components.sort();
+        components.dedup();
+        Ok(SbomInput {
+            name: name.to_string(),
+            digest: build.digest.clone(),
+            repository: None,
+            created,
+            components,
+        })
+    }
+
+    /// The document in `format`.
+    pub fn render(&self, format: SbomFormat) -> Vec<u8> {
+        match format {
+            SbomFormat::Spdx => canonical_json(&self.spdx()),
+            SbomFormat::CycloneDx => canonical_json(&self.cyclonedx()),
+        }
+    }
+
+    fn image_purl(&self) -> String {
+        oci_purl(
+            self.repository.as_deref().unwrap_or(&self.name),
+            &self.digest,
+        )
+    }
+
+    fn sorted(&self) -> Vec<&Component> {
+        let mut v: Vec<&Component> = self.components.iter().collect();
+        v.sort();
+        v
+    }
+
+    /// SPDX 2.3: the image as the described package, the base images and
+    /// source-kind components as packages, layer files as files.
+    pub fn spdx(&self) -> Value {
+        // The image "contains" its files, so its files were analysed, and
+        // SPDX then wants the verification code over their SHA-1s.
+        let mut sha1s: Vec<&str> = self
+            .components
+            .iter()
+            .filter(|c| c.kind == ComponentKind::File)
+            .filter_map(|c| c.sha1.as_deref())
+            .collect();
+        sha1s.sort_unstable();
+        let mut packages = vec![json!({
+            "SPDXID": "SPDXRef-Image",
+            "name": self.name,
+            "versionInfo": self.digest.to_string(),
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": !sha1s.is_empty(),
+            "primaryPackagePurpose": "CONTAINER",
+            "checksums": [{"algorithm": "SHA256", "checksumValue": self.digest.hex()}],
+            "externalRefs": [purl_ref(&self.image_purl())],
+        })];
+        if !sha1s.is_empty() {
+            packages[0]["packageVerificationCode"] = json!({
+                "packageVerificationCodeValue": hex::encode(Sha1::digest(sha1s.concat())),
+            });
+        }
+        let mut files = Vec::new();
+        let mut relationships = vec![relationship(
+            "SPDXRef-DOCUMENT",
+            "DESCRIBES",
+            "SPDXRef-Image",
+        )];
+        for c in self.sorted() {
+            let id = spdx_id(c);
+            if c.kind == ComponentKind::File {
+                let mut checksums = Vec::new();
+                for (alg, v) in [("SHA1", &c.sha1), ("SHA256", &c.sha256)] {
+                    if let Some(v) = v {
+                        checksums.push(json!({"algorithm": alg, "checksumValue": v}));
+                    }
+                }
+                let mut f = json!({
+                    "SPDXID": id,
+                    "fileName": format!(".{}", c.name),
+                    "checksums": checksums,
+                });
+                if let Some(l) = &c.layer {
+                    f["comment"] = json!(format!("layer {l}"));
+                }
+                files.push(f);
+                relationships.push(relationship("SPDXRef-Image", "CONTAINS", &id));
+                continue;
+            }
+            let mut p = json!({
+                "SPDXID": id,
+                "name": c.name,
+                "downloadLocation": c.url.as_deref().unwrap_or("NOASSERTION"),
+                "filesAnalyzed": false,
+                "primaryPackagePurpose": match c.kind {
+                    ComponentKind::Image => "CONTAINER",
+                    ComponentKind::Python => "LIBRARY",
+                    _ => "FILE",
+                },
+            });
+            if let Some(v) = &c.version {
+                p["versionInfo"] = json!(v);
+            }
+            if let Some(s) = &c.sha256 {
+                p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": s}]);
+            }
+            if let Some(purl) = &c.purl {
+                p["externalRefs"] = json!([purl_ref(purl)]);
+            }
+            packages.push(p);
+            let rel = match c.kind {
+                ComponentKind::Image => relationship("SPDXRef-Image", "DESCENDANT_OF", &id),
+                _ => relationship("SPDXRef-Image", "CONTAINS", &id),
+            };
+            relationships.push(rel);
+        }
+        json!({
+            "spdxVersion": "SPDX-2.3",
+            "dataLicense": "CC0-1.0",
+            "SPDXID": "SPDXRef-DOCUMENT",
+            "name": format!("{}@{}", self.name, self.digest),
+            "documentNamespace": format!("urn:uuid:{}", uuid_of(&self.digest)),
+            "creationInfo": {
+                "created": oci::rfc3339(self.created),
+                "creators": [format!("Tool: boxwright-{}", env!("CARGO_PKG_VERSION"))],
+            },
+            "packages": packages,
+            "files": files,
+            "relationships": relationships,
+        })
+    }
+
+    /// CycloneDX 1.6: the image as the metadata component, the rest as
+    /// components (files of type `file`, base images `container`).
+    pub fn cyclonedx(&self) -> Value {
+        let mut components = Vec::new();
+        let mut depends = Vec::new();
+        for c in self.sorted() {
+            let id = spdx_id(c);
+            let mut hashes = Vec::new();
+            for (alg, v) in [("SHA-1", &c.sha1), ("SHA-256", &c.sha256)] {
+                if let Some(v) = v {
+                    hashes.push(json!({"alg": alg, "content": v}));
+                }
+            }
+            let mut x = json!({
+                "bom-ref": id,
+                "type": match c.kind {
+                    ComponentKind::Image => "container",
+                    ComponentKind::Python => "library",
+                    _ => "file",
+                },
+                "name": c.name,
+            });
+            if !hashes.is_empty() {
+                x["hashes"] = json!(hashes);
+            }
+            if let Some(v) = &c.version {
+                x["version"] = json!(v);
+            }
+            if let Some(p) = &c.purl {
+                x["purl"] = json!(p);
+            }
+            if let Some(u) = &c.url {
+                x["externalReferences"] = json!([{"type": "distribution", "url": u}]);
+            }
+            if let Some(l) = &c.layer {
+                x["properties"] = json!([{"name": "boxwright:layer", "value": l.to_string()}]);
+            }
+            if c.kind == ComponentKind::Image {
+                depends.push(id);
+            }
+            components.push(x);
+        }
+        json!({
+            "bomFormat": "CycloneDX",
+            "specVersion": "1.6",
+            "serialNumber": format!("urn:uuid:{}", uuid_of(&self.digest)),
+            "version": 1,
+            "metadata": {
+                "timestamp": oci::rfc3339(self.created),
+                "tools": {"components": [{
+                    "type": "application",
+                    "name": "boxwright",
+                    "version": env!("CARGO_PKG_VERSION"),
+                }]},
+                "component": {
+                    "bom-ref": "SPDXRef-Image",
+                    "type": "container",
+                    "name": self.name,
+                    "version": self.digest.to_string(),
+                    "purl": self.image_purl(),
+                    "hashes": [{"alg": "SHA-256", "content": self.digest.hex()}],
+                },
+            },
+            "components": components,
+            "dependencies": [{"ref": "SPDXRef-Image", "dependsOn": depends}],
+        })
+    }
+}
+
+fn purl_ref(purl: &str) -> Value {
+    json!({
+        "referenceCategory": "PACKAGE-MANAGER",
+        "referenceType": "purl",
+        "referenceLocator": purl,
+    })
+}
+
+fn relationship(a: &str, kind: &str, b: &str) -> Value {
+    json!({"spdxElementId": a, "relationshipType": kind, "relatedSpdxElement": b})
+}
+
+/// An element id derived from what the component is: stable across builds
+/// of the same content, unique within a document.
+fn spdx_id(c: &Component) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", c.kind));
+    for part in [&c.name, c.version.as_deref().unwrap_or("")]
+        .into_iter()
+        .map(String::from)
+        .chain(c.layer.iter().map(|l| l.to_string()))
+    {
+        h.update([0]);
+        h.update(part.as_bytes());
+    }
+    let kind = match c.kind {
+        ComponentKind::Image => "Image",
+        ComponentKind::File => "File",
+        ComponentKind::Url => "Url",
+        ComponentKind::Python => "Python",
+    };
+    format!("SPDXRef-{kind}-{}", &hex::encode(h.finalize())[..20])
+}
+
+/// A version 5 style UUID from the image digest (namespace and serial number).
+fn uuid_of(d: &Digest) -> String {
+    let mut b: [u8; 16] = Sha256::digest(format!("boxwright sbom {d}"))[..16]
+        .try_into()
+        .unwrap_or([0; 16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Every regular file of a layer blob with its SHA-256 and SHA-1, read in
+/// one streaming pass (the blob is decompressed as it is read). A hard link
+/// gets its target's hashes.
+pub fn layer_files(blob: &Path, layer: &Digest) -> Result<Vec<Component>> {
+    let file = File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
+    let reader = crate::layer::decoder(BufReader::with_capacity(1 << 20, file))?;
+    let mut archive = tar::Archive::new(reader);
+    let mut out: Vec<Component> = Vec::new();
+    let mut by_path: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut buf = vec![0u8; 1 << 16];
+    for entry in archive.entries().context("reading the layer tar")? {
+        let mut entry = entry.context("reading the layer tar")?;
+        let raw = entry.path_bytes().into_owned();
+        let path = raw.strip_prefix(b"./").unwrap_or(&raw).to_vec();
+        let name = format!(
+            "/{}",
+            String::from_utf8_lossy(path.strip_prefix(b"/").unwrap_or(&path))
+        );
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let (mut s256, mut s1) = (Sha256::new(), Sha1::new());
+                loop {
+                    let n = entry.read(&mut buf).context("reading the layer tar")?;
+                    if n == 0 {
+                        break;
+                    }
+                    s256.update(&buf[..n]);
+                    s1.update(&buf[..n]);
+                }
+                let mut c = Component::new(ComponentKind::File, name);
+                c.sha256 = Some(hex::encode(s256.finalize()));
+                c.sha1 = Some(hex::encode(s1.finalize()));
+                c.layer = Some(layer.clone());
+                by_path.insert(path, out.len());
+                out.push(c);
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.strip_prefix(b"./").unwrap_or(&t).to_vec())
+                    .unwrap_or_default();
+                if let Some(&i) = by_path.get(&target) {
+                    let mut c = out[i].clone();
+                    c.name = name;
+                    out.push(c);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> SbomInput {
+        let layer = Digest::of(b"layer");
+        let mut f = Component::new(ComponentKind::File, "/etc/hello".into());
+        f.sha256 = Some(hex::encode(Sha256::digest(b"hi")));
+        f.sha1 = Some(hex::encode(Sha1::digest(b"hi")));
+        f.layer = Some(layer);
+        SbomInput {
+            name: "demo".into(),
+            digest: Digest::of(b"image"),
+            repository: Some("ghcr.io/acme/demo".into()),
+            created: 1_700_000_000,
+            components: vec![
+                f,
+                Component::image("docker.io/library/alpine:3.20", &Digest::of(b"base")),
+                Component::python("Requests", "2.32.3", Some(&"ab".repeat(32)), None),
+                Component::url("https://example.org/x.tgz", &"cd".repeat(32)),
+            ],
+        }
+    }
+
+    #[test]
+    fn purls_follow_the_oci_type() {
+        let d = Digest::of(b"x");
+        assert_eq!(
+            oci_purl("docker.io/library/alpine:3.20", &d),
+            format!(
+                "pkg:oci/alpine@sha256%3A{}?repository_url=docker.io/library/alpine",
+                d.hex()
+            )
+        );
+        assert_eq!(
+            oci_purl("localhost:5000/app", &d),
+            format!(
+                "pkg:oci/app@sha256%3A{}?repository_url=localhost:5000/app",
+                d.hex()
+            )
+        );
+        assert_eq!(
+            oci_purl("demo", &d),
+            format!("pkg:oci/demo@sha256%3A{}", d.hex())
+        );
+    }
+
+    #[test]
+    fn documents_are_deterministic_and_sorted() {
+        let a = input();
+        let mut b = input();
+        b.components.reverse();
+        for f in [SbomFormat::Spdx, SbomFormat::CycloneDx] {
+            assert_eq!(a.render(f), b.render(f));
+        }
+        let spdx = a.spdx();
+        assert_eq!(spdx["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+        assert_eq!(spdx["files"][0]["fileName"], "./etc/hello");
+        assert_eq!(spdx["packages"].as_array().unwrap().len(), 4);
+        let cdx = a.cyclonedx();
+        let serial = cdx["serialNumber"].as_str().unwrap();
+        assert_eq!(serial.len(), "urn:uuid:".len() + 36);
+        assert_eq!(&serial[23..24], "5");
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!(SbomFormat::parse("spdx").unwrap(), Some(SbomFormat::Spdx));
+        assert_eq!(SbomFormat::parse("none").unwrap(), None);
+        assert!(SbomFormat::parse("xml").is_err());
+        assert_eq!(
+            SbomFormat::of_type("https://cyclonedx.org/bom"),
+            Some(SbomFormat::CycloneDx)
+        );
+    }
+}
