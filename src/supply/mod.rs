@@ -13,6 +13,8 @@
 //! `.sig`/`.att` tags. [`referrers`] reads both forms back; [`verify`]
 //! checks signatures and required attestations on every registry.
 
+pub mod keys;
+pub mod provenance;
 pub mod sbom;
 
 /// `artifactType` and layer media type of a cosign simple-signing signature
