@@ -13,9 +13,11 @@
 //! `.sig`/`.att` tags. [`referrers`] reads both forms back; [`verify`]
 //! checks signatures and required attestations on every registry.
 
+pub mod artifact;
 pub mod keys;
 pub mod provenance;
 pub mod sbom;
+pub mod sign;
 
 /// `artifactType` and layer media type of a cosign simple-signing signature
 /// stored as an OCI 1.1 referrer.
