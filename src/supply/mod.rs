@@ -14,10 +14,14 @@
 //! checks signatures and required attestations on every registry.
 
 pub mod artifact;
+pub mod attach;
+pub mod evidence;
 pub mod keys;
 pub mod provenance;
+pub mod referrers;
 pub mod sbom;
 pub mod sign;
+pub mod verify;
 
 /// `artifactType` and layer media type of a cosign simple-signing signature
 /// stored as an OCI 1.1 referrer.

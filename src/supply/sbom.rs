@@ -182,26 +182,12 @@ pub struct SbomInput {
 }
 
 impl SbomInput {
-    /// The SBOM of a finished build: the base image(s) as the recipe's
-    /// layout recorded them, and every file of every recipe layer.
+    /// The SBOM of a finished build: its base images and every file of
+    /// every recipe layer.
     pub fn from_build(name: &str, created: i64, build: &BuildResult) -> Result<SbomInput> {
-        let mut components = Vec::new();
+        let mut components = base_images(build)?;
         let mut seen_layers = HashSet::new();
         for image in &build.images {
-            let path = blob_path(&build.layout, &image.manifest.digest);
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("reading manifest {}", image.manifest.digest))?;
-            let manifest: Manifest = serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing manifest {}", image.manifest.digest))?;
-            let base = (
-                manifest.annotations.get(oci::ANNOTATION_BASE_NAME),
-                manifest.annotations.get(oci::ANNOTATION_BASE_DIGEST),
-            );
-            if let (Some(name), Some(digest)) = base {
-                if let Ok(d) = digest.parse::<Digest>() {
-                    components.push(Component::image(name, &d));
-                }
-            }
             for l in image.layers.iter().filter(|l| l.source != "base") {
                 if seen_layers.insert(l.descriptor.digest.clone()) {
                     let blob = blob_path(&build.layout, &l.descriptor.digest);
@@ -463,6 +449,80 @@ fn uuid_of(d: &Digest) -> String {
     )
 }
 
+/// The base image of each platform of a build, as its manifest records
+/// them (`org.opencontainers.image.base.name` and `.digest`).
+pub fn base_images(build: &BuildResult) -> Result<Vec<Component>> {
+    let mut out = Vec::new();
+    for image in &build.images {
+        let path = blob_path(&build.layout, &image.manifest.digest);
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("reading manifest {}", image.manifest.digest))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing manifest {}", image.manifest.digest))?;
+        let name = manifest.annotations.get(oci::ANNOTATION_BASE_NAME);
+        let digest = manifest
+            .annotations
+            .get(oci::ANNOTATION_BASE_DIGEST)
+            .and_then(|d| d.parse::<Digest>().ok());
+        if let (Some(name), Some(digest)) = (name, digest) {
+            let c = Component::image(name, &digest);
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The format of an SBOM document, from its content.
+pub fn detect(doc: &Value) -> Option<SbomFormat> {
+    if doc["spdxVersion"].is_string() {
+        Some(SbomFormat::Spdx)
+    } else if doc["bomFormat"] == "CycloneDX" {
+        Some(SbomFormat::CycloneDx)
+    } else {
+        None
+    }
+}
+
+/// The image an SBOM says it describes, when it says so (a container
+/// package with a SHA-256, as boxwright writes it): SPDX's described
+/// container package, CycloneDX's metadata component.
+pub fn described_image(doc: &Value) -> Option<Digest> {
+    let sha256 = |hashes: &Value, alg_key: &str, alg: &str, value_key: &str| {
+        hashes.as_array().and_then(|a| {
+            a.iter()
+                .find(|h| h[alg_key] == alg)
+                .and_then(|h| h[value_key].as_str())
+                .and_then(|v| format!("sha256:{v}").parse::<Digest>().ok())
+        })
+    };
+    match detect(doc)? {
+        SbomFormat::Spdx => {
+            let described: Vec<&str> = doc["relationships"]
+                .as_array()?
+                .iter()
+                .filter(|r| {
+                    r["spdxElementId"] == "SPDXRef-DOCUMENT" && r["relationshipType"] == "DESCRIBES"
+                })
+                .filter_map(|r| r["relatedSpdxElement"].as_str())
+                .collect();
+            doc["packages"].as_array()?.iter().find_map(|p| {
+                let id = p["SPDXID"].as_str()?;
+                (described.contains(&id) && p["primaryPackagePurpose"] == "CONTAINER")
+                    .then(|| sha256(&p["checksums"], "algorithm", "SHA256", "checksumValue"))
+                    .flatten()
+            })
+        }
+        SbomFormat::CycloneDx => {
+            let c = &doc["metadata"]["component"];
+            (c["type"] == "container")
+                .then(|| sha256(&c["hashes"], "alg", "SHA-256", "content"))
+                .flatten()
+        }
+    }
+}
+
 /// Every regular file of a layer blob with its SHA-256 and SHA-1, read in
 /// one streaming pass (the blob is decompressed as it is read). A hard link
 /// gets its target's hashes.
@@ -575,7 +635,10 @@ mod tests {
         assert_eq!(spdx["creationInfo"]["created"], "2023-11-14T22:13:20Z");
         assert_eq!(spdx["files"][0]["fileName"], "./etc/hello");
         assert_eq!(spdx["packages"].as_array().unwrap().len(), 4);
+        assert_eq!(described_image(&spdx), Some(a.digest.clone()));
         let cdx = a.cyclonedx();
+        assert_eq!(described_image(&cdx), Some(a.digest.clone()));
+        assert_eq!(detect(&cdx), Some(SbomFormat::CycloneDx));
         let serial = cdx["serialNumber"].as_str().unwrap();
         assert_eq!(serial.len(), "urn:uuid:".len() + 36);
         assert_eq!(&serial[23..24], "5");

@@ -75,6 +75,11 @@ pub enum Injected {
     BadMountQuery,
     /// A blob GET whose first byte was altered.
     CorruptBlob,
+    /// A referrers API request answered by the proxy ([`FaultConfig::referrers_api`]).
+    Referrers,
+    /// A manifest with a `subject` or `artifactType` refused
+    /// ([`FaultConfig::refuse_artifacts`]).
+    ArtifactRefused,
 }
 
 /// One request as the proxy saw it.
@@ -122,6 +127,13 @@ pub struct FaultConfig {
     pub corrupt_blobs: bool,
     /// Headers added to every response, e.g. `("ratelimit-remaining", "42;w=21600")`.
     pub extra_headers: Vec<(String, String)>,
+    /// Play a registry with the OCI 1.1 referrers API (the reference
+    /// registry has none): manifests pushed with a `subject` are recorded,
+    /// and `GET /v2/<name>/referrers/<digest>` answers their index.
+    pub referrers_api: bool,
+    /// Play a registry that refuses OCI 1.1 artifacts: a manifest PUT with
+    /// a `subject` or an `artifactType` answers 400 `MANIFEST_INVALID`.
+    pub refuse_artifacts: bool,
 }
 
 impl Default for FaultConfig {
@@ -140,6 +152,8 @@ impl Default for FaultConfig {
             strict_mount_query: false,
             corrupt_blobs: false,
             extra_headers: Vec::new(),
+            referrers_api: false,
+            refuse_artifacts: false,
         }
     }
 }
@@ -185,6 +199,9 @@ struct State {
     counters: BTreeMap<String, Counter>,
     /// Bumped by `reset()` so in-flight requests do not write into a new log.
     generation: u64,
+    /// With [`FaultConfig::referrers_api`]: (repository, subject digest) ->
+    /// descriptors of the manifests stored with that subject.
+    referrers: BTreeMap<(String, String), Vec<serde_json::Value>>,
 }
 
 struct Shared {
@@ -283,6 +300,7 @@ impl FaultProxy {
                 log: Vec::new(),
                 counters: BTreeMap::new(),
                 generation: 0,
+                referrers: BTreeMap::new(),
             }),
             upstream,
             client,
@@ -472,6 +490,12 @@ fn is_blob_get(method: &str, path: &str) -> bool {
             None => false,
         }
     }
+}
+
+/// `/v2/<name>/referrers/<digest>` -> (name, digest).
+fn referrers_path(path: &str) -> Option<(String, String)> {
+    let (name, digest) = path.strip_prefix("/v2/")?.rsplit_once("/referrers/")?;
+    Some((name.to_string(), digest.to_string()))
 }
 
 fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
@@ -681,6 +705,79 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
     }
 
+    // Referrers: a manifest PUT is small, so it is read whole to see its
+    // subject; a referrers request is answered from what was seen.
+    let mut subject_of_put = None;
+    if config.referrers_api && method == "GET" {
+        if let Some((repo, digest)) = referrers_path(&path) {
+            drain(&mut body, &slot).await;
+            let list = shared
+                .lock()
+                .referrers
+                .get(&(repo, digest))
+                .cloned()
+                .unwrap_or_default();
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": list,
+            });
+            let resp = Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/vnd.oci.image.index.v1+json")
+                .body(full(index.to_string()))
+                .expect("valid response");
+            return finish(resp, Some(Injected::Referrers));
+        }
+    }
+    if (config.referrers_api || config.refuse_artifacts)
+        && method == "PUT"
+        && prefix.is_none()
+        && path.contains("/manifests/")
+    {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let f = frame?;
+            if let Some(d) = f.data_ref() {
+                slot.add_bytes(d.len() as u64);
+                buf.extend_from_slice(d);
+            }
+        }
+        let bytes = buf.freeze();
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let is_artifact = doc.get("subject").is_some() || doc.get("artifactType").is_some();
+        if config.refuse_artifacts && is_artifact {
+            let resp = oci_error(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_INVALID",
+                "injected: manifests with a subject or an artifactType are not accepted",
+            );
+            return finish(resp, Some(Injected::ArtifactRefused));
+        }
+        if let (true, Some(subject)) = (config.referrers_api, doc["subject"]["digest"].as_str()) {
+            let repo = path
+                .trim_start_matches("/v2/")
+                .rsplit_once("/manifests/")
+                .map(|(r, _)| r.to_string())
+                .unwrap_or_default();
+            let artifact_type = doc["artifactType"]
+                .as_str()
+                .or(doc["config"]["mediaType"].as_str())
+                .unwrap_or_default();
+            let mut desc = serde_json::json!({
+                "mediaType": doc["mediaType"],
+                "digest": format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))),
+                "size": bytes.len(),
+                "artifactType": artifact_type,
+            });
+            if doc.get("annotations").is_some() {
+                desc["annotations"] = doc["annotations"].clone();
+            }
+            subject_of_put = Some(((repo, subject.to_string()), desc));
+        }
+        prefix = Some(bytes);
+    }
+
     // Forward, counting the body as it streams through.
     let uri = match &forward_query {
         Some(q) => format!("http://{}{}?{}", shared.upstream, path, q),
@@ -725,6 +822,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     };
     let (mut rparts, rbody) = upstream_resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
+    if let (Some((key, desc)), true) = (subject_of_put, rparts.status.is_success()) {
+        let mut st = shared.lock();
+        let list = st.referrers.entry(key).or_default();
+        if !list.iter().any(|d| d["digest"] == desc["digest"]) {
+            list.push(desc);
+        }
+    }
     let rbody: Body =
         if config.corrupt_blobs && rparts.status == StatusCode::OK && is_blob_get(&method, &path) {
             injected = Some(Injected::CorruptBlob);
