@@ -15,6 +15,7 @@
 
 pub mod artifact;
 pub mod attach;
+pub mod components;
 pub mod evidence;
 pub mod keys;
 pub mod provenance;

@@ -25,4 +25,5 @@ mod pull;
 mod push;
 mod push_faults;
 mod schema;
+mod supply;
 mod verify;
