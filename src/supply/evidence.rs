@@ -1,7 +1,7 @@
 //! The evidence of a build, made and attached in the run that pushed it
 //! (`build --push --sign-key KEY --sbom spdx --provenance`): which artifacts
 //! (a signature per repository, the SBOM, the provenance) from the plan,
-//! the build and the push report, then [`attach`](super::attach::attach)
+//! the build and the push report, then [`attach`](super::attach::attach())
 //! through the push's own pusher.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Supply-chain evidence attached to a pushed image, the same on every
-//! registry: an SBOM ([`sbom`]), SLSA provenance ([`provenance`]) and
-//! cosign-compatible signatures and attestations ([`sign`], with the keys
-//! of [`keys`]).
+//! registry: an SBOM ([`sbom`], from the [`components`] the build knows),
+//! SLSA provenance ([`provenance`]) and cosign-compatible signatures and
+//! attestations ([`sign`], with the keys of [`keys`]).
 //!
 //! Each piece of evidence is an [`artifact::Artifact`]: a small image whose
 //! manifest names the image as its `subject`, whose config is the OCI empty
@@ -10,8 +10,9 @@
 //! each blob once per registry) and lists them where readers look: the
 //! registry's referrers API when it answers, else the referrers tag schema
 //! (an index tagged `sha256-<hex>`), and on request cosign's legacy
-//! `.sig`/`.att` tags. [`referrers`] reads both forms back; [`verify`]
-//! checks signatures and required attestations on every registry.
+//! `.sig`/`.att` tags. [`evidence`] decides what a build gets (`build --push
+//! --sign-key --sbom --provenance`); [`referrers`] reads every form back;
+//! [`verify`] checks signatures and required attestations on every registry.
 
 pub mod artifact;
 pub mod attach;
