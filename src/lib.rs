@@ -21,3 +21,4 @@ pub mod python;
 pub mod recipe;
 pub mod registry;
 pub mod render;
+pub mod supply;

@@ -34,6 +34,8 @@ pub struct PublishOptions {
     pub credentials: CredentialStore,
     /// Afterwards, HEAD every pushed reference ([`verify_pushed`]).
     pub verify: bool,
+    /// Supply-chain evidence attached once the image is pushed.
+    pub supply: Option<crate::supply::evidence::SupplyOptions>,
 }
 
 /// What [`build_and_push`] did.
@@ -44,6 +46,8 @@ pub struct Published {
     pub push: PushReport,
     /// Present when asked for and some target was pushed.
     pub verify: Option<VerifyReport>,
+    /// What was attached (signature, SBOM, provenance), when asked for.
+    pub supply: Option<crate::supply::attach::AttachReport>,
 }
 
 impl Published {
@@ -56,17 +60,23 @@ impl Published {
         if let Some(v) = &self.verify {
             doc["verify"] = serde_json::to_value(v)?;
         }
+        if let Some(s) = &self.supply {
+            doc["supply"] = serde_json::to_value(s)?;
+        }
         Ok(doc)
     }
 
     /// The error when a required target failed, or the verification did not
     /// confirm the pushed digest.
     pub fn error(&self) -> Option<anyhow::Error> {
-        self.push.error().or_else(|| {
-            self.verify
-                .as_ref()
-                .and_then(|v| v.after_push_error(&self.push.digest))
-        })
+        self.push
+            .error()
+            .or_else(|| {
+                self.verify
+                    .as_ref()
+                    .and_then(|v| v.after_push_error(&self.push.digest))
+            })
+            .or_else(|| self.supply.as_ref().and_then(|s| s.error()))
     }
 }
 
@@ -86,6 +96,7 @@ pub async fn build_and_push(
         mut push,
         credentials,
         verify,
+        supply,
     } = publish;
     let reporter = build.reporter.clone();
     let (build, mount) = {
@@ -103,6 +114,7 @@ pub async fn build_and_push(
             return Err(e);
         }
     };
+    let facts = plan.clone();
     let (tx, rx) = unbounded_channel();
     pusher.start_progress_unknown();
     let streaming = tokio::spawn(stream_layers(pusher.clone(), rx));
@@ -121,6 +133,20 @@ pub async fn build_and_push(
     streaming.await.context("the layer upload task failed")?;
     let mut report = pusher.push_image(&built.content).await?;
     drop(stage);
+    let attached = match &supply {
+        Some(s) => {
+            crate::supply::evidence::attach_built(
+                &pusher,
+                &facts,
+                &built.result,
+                &report,
+                s,
+                &reporter,
+            )
+            .await?
+        }
+        None => None,
+    };
     pin_untagged(&mut report);
     let verified = if verify {
         verify_pushed(pusher.client(), &report, &reporter).await?
@@ -131,6 +157,7 @@ pub async fn build_and_push(
         build: built.result,
         push: report,
         verify: verified,
+        supply: attached,
     })
 }
 

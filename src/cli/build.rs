@@ -75,6 +75,8 @@ pub struct BuildArgs {
     pub upload: UploadArgs,
     #[command(flatten)]
     pub after: AfterPushArgs,
+    #[command(flatten)]
+    pub supply: super::sign::SupplyArgs,
     /// Blob cache for registry bases [default: $XDG_CACHE_HOME/boxwright/blobs].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -166,6 +168,10 @@ async fn build_and_push(
         push: args.upload.push_options()?,
         credentials: CredentialStore::from_env(),
         verify: args.after.verify,
+        supply: args
+            .supply
+            .options(plan.sbom.as_deref(), &args.sets)
+            .await?,
     };
     let mut done = publish::build_and_push(Arc::new(plan), opts, publish)
         .await
@@ -185,7 +191,8 @@ async fn build_and_push(
         print_json(&done.to_json()?)?;
         return done.error().map_or(Ok(()), Err);
     }
-    super::push::finish_with(&done.push, done.verify.as_ref(), false, &reporter)
+    super::push::finish_with(&done.push, done.verify.as_ref(), false, &reporter)?;
+    done.error().map_or(Ok(()), Err)
 }
 
 /// Where `build --push` goes: the recipe's targets (each with every tag)

@@ -6,16 +6,20 @@
 
 pub mod archive;
 pub mod args;
+pub mod attest;
 pub mod bench;
 pub mod build;
 pub mod completions;
 pub mod copy;
 pub mod index;
 pub mod inspect;
+pub mod keygen;
 pub mod login;
 pub mod pull;
 pub mod push;
+pub mod sbom;
 pub mod schema;
+pub mod sign;
 pub mod stdout;
 pub mod tags;
 pub mod verify;
@@ -73,6 +77,14 @@ pub enum Command {
     /// Print the JSON Schema of the recipe format (for editors: taplo, Even
     /// Better TOML).
     Schema(schema::SchemaArgs),
+    /// Make an ECDSA P-256 key pair for signing (cosign-compatible).
+    Keygen(keygen::KeygenArgs),
+    /// Sign pushed images on every registry named (cosign-compatible).
+    Sign(sign::SignArgs),
+    /// Attach a signed SBOM or provenance to pushed images on every registry named.
+    Attest(attest::AttestArgs),
+    /// Print the SBOM attached to a pushed image.
+    Sbom(sbom::SbomArgs),
 }
 
 /// Run the parsed command line on the process's runtime.
@@ -92,5 +104,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Index(args) => index::run(args, reporter).await,
         Command::Completions(args) => completions::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Keygen(args) => keygen::run(args, reporter),
+        Command::Sign(args) => sign::run(args, reporter).await,
+        Command::Attest(args) => attest::run(args, reporter).await,
+        Command::Sbom(args) => sbom::run(args, reporter).await,
     }
 }

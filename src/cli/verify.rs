@@ -24,6 +24,14 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Also check the supply chain with this public key: on every reference
+    /// a signature valid for its digest, and the --require'd attestations,
+    /// the same on every registry.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<std::path::PathBuf>,
+    /// With --key: attestations required (comma-separated: sbom, provenance).
+    #[arg(long, value_delimiter = ',', requires = "key", value_parser = ["sbom", "provenance", "signature"])]
+    pub require: Vec<String>,
 }
 
 /// `boxwright verify`.
@@ -31,6 +39,10 @@ pub async fn run(args: VerifyArgs, reporter: SharedReporter) -> Result<()> {
     let refs = parse_all(&args.references)?;
     let client = args.connection.client(&reporter)?;
     let report = boxwright::ops::verify::verify(&client, &refs).await;
+    if let Some(key) = &args.key {
+        return super::sign::verify_supply(&client, &refs, key, &args.require, &report, args.json)
+            .await;
+    }
     if args.json {
         print_json(&report)?;
     } else {

@@ -156,6 +156,23 @@ impl Pusher {
             .await;
     }
 
+    /// [`Pusher::push_blob_from`] on `registry` only (evidence that names
+    /// the repository it is pushed to, such as a signature).
+    pub async fn push_blob_to(&self, registry: &str, desc: &Descriptor, bytes: BlobBytes<'_>) {
+        if let Some(r) = self.registries.iter().find(|r| r.registry() == registry) {
+            self.blob_pusher().push(r, desc, bytes).await;
+        }
+    }
+
+    /// The failure recorded against `registry` (a blob it could not store),
+    /// if any.
+    pub fn registry_failure(&self, registry: &str) -> Option<PushError> {
+        self.registries
+            .iter()
+            .find(|r| r.registry() == registry)
+            .and_then(RegistryPush::failure)
+    }
+
     /// Push a whole image: walk it, then [`Pusher::push_graph`]. Errors are
     /// for an image that cannot be read; target failures are in the report.
     pub async fn push_image(&self, image: &dyn ImageSource) -> Result<PushReport> {

@@ -46,6 +46,8 @@ pub struct Plan {
     /// Seconds since the Unix epoch.
     pub created: i64,
     pub author: Option<String>,
+    /// `[image] sbom`, as written (checked where it is used).
+    pub sbom: Option<String>,
     pub tags: Vec<String>,
     pub targets: Vec<Target>,
     pub platforms: Vec<PlatformPlan>,

@@ -158,6 +158,7 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         base,
         created,
         author: image.author.as_ref().map(&g).transpose()?,
+        sbom: image.sbom.as_ref().map(&g).transpose()?,
         tags,
         targets,
         platforms: plans,

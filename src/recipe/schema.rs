@@ -50,6 +50,8 @@ pub struct ImageSection {
     pub created: Option<Spanned<Created>>,
     /// Author recorded in the image config.
     pub author: Option<Str>,
+    /// SBOM attached when pushing: `spdx`, `cyclonedx` or `none`.
+    pub sbom: Option<Str>,
 }
 
 /// `created` as written: checked (range, RFC 3339) when the recipe is planned,

@@ -46,6 +46,7 @@ mod python_pip;
 mod python_url;
 mod recipe_errors;
 mod schema;
+mod supply;
 mod tls;
 mod verify;
 mod wording;

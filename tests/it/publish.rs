@@ -51,6 +51,7 @@ fn build_options(output: &Path) -> BuildOptions {
 
 fn publish_options(to: &[String], verify: bool) -> PublishOptions {
     PublishOptions {
+        supply: None,
         targets: to.iter().map(|t| PushTarget::parse(t).unwrap()).collect(),
         push: PushOptions::default(),
         credentials: CredentialStore::default(),

@@ -52,6 +52,7 @@ base_fallback = ["docker.io/library/alpine:3.20"]
 platforms = ["linux/amd64", "linux/arm/v7"]
 created = "2024-01-01T00:00:00Z"
 author = "acme"
+sbom = "spdx"
 
 [config]
 entrypoint = ["/bin/app"]

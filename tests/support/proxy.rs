@@ -76,6 +76,11 @@ pub enum Injected {
     BadMountQuery,
     /// A blob GET whose first byte was altered.
     CorruptBlob,
+    /// A referrers API request answered by the proxy ([`FaultConfig::referrers_api`]).
+    Referrers,
+    /// A manifest with a `subject` or `artifactType` refused
+    /// ([`FaultConfig::refuse_artifacts`]).
+    ArtifactRefused,
 }
 
 /// One request as the proxy saw it.
@@ -141,6 +146,13 @@ pub struct FaultConfig {
     pub corrupt_blobs: bool,
     /// Headers added to every response, e.g. `("ratelimit-remaining", "42;w=21600")`.
     pub extra_headers: Vec<(String, String)>,
+    /// Play a registry with the OCI 1.1 referrers API (the reference
+    /// registry has none): manifests pushed with a `subject` are recorded,
+    /// and `GET /v2/<name>/referrers/<digest>` answers their index.
+    pub referrers_api: bool,
+    /// Play a registry that refuses OCI 1.1 artifacts: a manifest PUT with
+    /// a `subject` or an `artifactType` answers 400 `MANIFEST_INVALID`.
+    pub refuse_artifacts: bool,
 }
 
 impl Default for FaultConfig {
@@ -159,6 +171,8 @@ impl Default for FaultConfig {
             strict_mount_query: false,
             corrupt_blobs: false,
             extra_headers: Vec::new(),
+            referrers_api: false,
+            refuse_artifacts: false,
         }
     }
 }
@@ -204,6 +218,9 @@ struct State {
     counters: BTreeMap<String, Counter>,
     /// Bumped by `reset()` so in-flight requests do not write into a new log.
     generation: u64,
+    /// With [`FaultConfig::referrers_api`]: (repository, subject digest) ->
+    /// descriptors of the manifests stored with that subject.
+    referrers: BTreeMap<(String, String), Vec<serde_json::Value>>,
 }
 
 struct Shared {
@@ -302,6 +319,7 @@ impl FaultProxy {
                 log: Vec::new(),
                 counters: BTreeMap::new(),
                 generation: 0,
+                referrers: BTreeMap::new(),
             }),
             upstream,
             client,

@@ -84,6 +84,12 @@ fn is_blob_get(method: &str, path: &str) -> bool {
     }
 }
 
+/// `/v2/<name>/referrers/<digest>` -> (name, digest).
+fn referrers_path(path: &str) -> Option<(String, String)> {
+    let (name, digest) = path.strip_prefix("/v2/")?.rsplit_once("/referrers/")?;
+    Some((name.to_string(), digest.to_string()))
+}
+
 pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     reqwest::Url::parse(&format!("http://x/?{}", query.unwrap_or("")))
         .map(|u| u.query_pairs().into_owned().collect())
@@ -295,6 +301,79 @@ pub(super) async fn handle(
         }
     }
 
+    // Referrers: a manifest PUT is small, so it is read whole to see its
+    // subject; a referrers request is answered from what was seen.
+    let mut subject_of_put = None;
+    if config.referrers_api && method == "GET" {
+        if let Some((repo, digest)) = referrers_path(&path) {
+            drain(&mut body, &slot).await;
+            let list = shared
+                .lock()
+                .referrers
+                .get(&(repo, digest))
+                .cloned()
+                .unwrap_or_default();
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": list,
+            });
+            let resp = Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/vnd.oci.image.index.v1+json")
+                .body(full(index.to_string()))
+                .expect("valid response");
+            return finish(resp, Some(Injected::Referrers));
+        }
+    }
+    if (config.referrers_api || config.refuse_artifacts)
+        && method == "PUT"
+        && prefix.is_none()
+        && path.contains("/manifests/")
+    {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let f = frame?;
+            if let Some(d) = f.data_ref() {
+                slot.add_bytes(d.len() as u64);
+                buf.extend_from_slice(d);
+            }
+        }
+        let bytes = buf.freeze();
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let is_artifact = doc.get("subject").is_some() || doc.get("artifactType").is_some();
+        if config.refuse_artifacts && is_artifact {
+            let resp = oci_error(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_INVALID",
+                "injected: manifests with a subject or an artifactType are not accepted",
+            );
+            return finish(resp, Some(Injected::ArtifactRefused));
+        }
+        if let (true, Some(subject)) = (config.referrers_api, doc["subject"]["digest"].as_str()) {
+            let repo = path
+                .trim_start_matches("/v2/")
+                .rsplit_once("/manifests/")
+                .map(|(r, _)| r.to_string())
+                .unwrap_or_default();
+            let artifact_type = doc["artifactType"]
+                .as_str()
+                .or(doc["config"]["mediaType"].as_str())
+                .unwrap_or_default();
+            let mut desc = serde_json::json!({
+                "mediaType": doc["mediaType"],
+                "digest": format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))),
+                "size": bytes.len(),
+                "artifactType": artifact_type,
+            });
+            if doc.get("annotations").is_some() {
+                desc["annotations"] = doc["annotations"].clone();
+            }
+            subject_of_put = Some(((repo, subject.to_string()), desc));
+        }
+        prefix = Some(bytes);
+    }
+
     // Forward, counting the body as it streams through.
     let uri = match &forward_query {
         Some(q) => format!("http://{}{}?{}", shared.upstream, path, q),
@@ -339,6 +418,13 @@ pub(super) async fn handle(
     };
     let (mut rparts, rbody) = upstream_resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
+    if let (Some((key, desc)), true) = (subject_of_put, rparts.status.is_success()) {
+        let mut st = shared.lock();
+        let list = st.referrers.entry(key).or_default();
+        if !list.iter().any(|d| d["digest"] == desc["digest"]) {
+            list.push(desc);
+        }
+    }
     let rbody: Body =
         if config.corrupt_blobs && rparts.status == StatusCode::OK && is_blob_get(&method, &path) {
             injected = Some(Injected::CorruptBlob);

@@ -1,0 +1,119 @@
+//! `boxwright attest --key KEY --sbom FILE | --provenance FILE REF...`:
+//! attach a signed attestation (a DSSE envelope, as `cosign attest`) to
+//! images already pushed, on every registry named.
+//!
+//! An SBOM (SPDX or CycloneDX JSON) becomes the predicate of an in-toto
+//! statement about the image; provenance is either a whole in-toto
+//! statement or an SLSA v1 predicate. A document that says it is about
+//! another image is refused (exit 2) before anything is pushed.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use serde_json::Value;
+
+use boxwright::error::bad_input;
+use boxwright::oci::{canonical_json, Digest};
+use boxwright::progress::SharedReporter;
+use boxwright::registry::Reference;
+use boxwright::supply::attach::AttachOptions;
+use boxwright::supply::provenance::{PREDICATE_TYPE, STATEMENT_TYPE};
+use boxwright::supply::{sbom, sign};
+
+use super::args::{parse_all, parse_reference, UploadArgs};
+use super::sign::{attach_to_pushed, KeyArgs};
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
+pub struct AttestArgs {
+    /// Images to attest: REGISTRY/REPOSITORY[:TAG][@DIGEST] (all must name one digest).
+    #[arg(value_name = "REF", required = true, num_args = 1.., value_parser = parse_reference)]
+    pub references: Vec<String>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// An SBOM document (SPDX 2.3 or CycloneDX JSON).
+    #[arg(long, value_name = "FILE", group = "what")]
+    pub sbom: Option<PathBuf>,
+    /// SLSA provenance: an in-toto statement, or its predicate alone.
+    #[arg(long, value_name = "FILE", group = "what")]
+    pub provenance: Option<PathBuf>,
+    /// Also write cosign's legacy `sha256-<hex>.att` tag.
+    #[arg(long)]
+    pub cosign_tags: bool,
+    /// Print the attach report as JSON instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub upload: UploadArgs,
+}
+
+fn read_json(path: &PathBuf) -> Result<Value> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| bad_input(format!("{}: cannot be read: {e}", path.display())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| bad_input(format!("{}: not JSON: {e}", path.display())))
+}
+
+/// A statement given whole must be about `digest`.
+fn check_subject(path: &std::path::Path, statement: &Value, digest: &Digest) -> Result<()> {
+    if sign::statement_names(statement, digest) {
+        return Ok(());
+    }
+    Err(bad_input(format!(
+        "{}: the statement's subject is another image, not {digest}",
+        path.display()
+    )))
+}
+
+/// `boxwright attest`.
+pub async fn run(args: AttestArgs, reporter: SharedReporter) -> Result<()> {
+    let key = args.key.load().await?;
+    let refs = parse_all(&args.references)?;
+    let sbom_doc = args.sbom.as_ref().map(read_json).transpose()?;
+    let provenance = args.provenance.as_ref().map(read_json).transpose()?;
+    let opts = AttachOptions {
+        legacy_tags: args.cosign_tags,
+    };
+    let make = |subject: &boxwright::oci::Descriptor, repos: &[Reference]| {
+        let names: Vec<String> = repos.iter().map(Reference::name).collect();
+        let mut out = Vec::new();
+        if let (Some(doc), Some(path)) = (&sbom_doc, &args.sbom) {
+            let format = sbom::detect(doc).ok_or_else(|| {
+                bad_input(format!(
+                    "{}: neither an SPDX nor a CycloneDX document",
+                    path.display()
+                ))
+            })?;
+            if let Some(other) = sbom::described_image(doc).filter(|d| *d != subject.digest) {
+                return Err(bad_input(format!(
+                    "{}: the SBOM describes image {other}, not {}",
+                    path.display(),
+                    subject.digest
+                )));
+            }
+            let bytes = canonical_json(doc);
+            out.push(sign::sbom(
+                Some(&key),
+                subject,
+                &names,
+                format,
+                &bytes,
+                None,
+            )?);
+        }
+        if let (Some(doc), Some(path)) = (&provenance, &args.provenance) {
+            let statement = if doc["_type"] == STATEMENT_TYPE {
+                check_subject(path, doc, &subject.digest)?;
+                doc.clone()
+            } else {
+                sign::statement(&names, &subject.digest, PREDICATE_TYPE, doc.clone())
+            };
+            out.push(sign::attestation(Some(&key), subject, &statement, None));
+        }
+        Ok(out)
+    };
+    attach_to_pushed(&refs, &args.upload, &opts, args.json, &reporter, make)
+        .await
+        .context("attest")
+}

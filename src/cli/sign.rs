@@ -1,0 +1,270 @@
+//! `boxwright sign --key KEY REF...`: sign images already pushed, on every
+//! registry named, as cosign does; and the supply-chain flags of `build
+//! --push` (`--sign-key`, `--sbom`, `--provenance`, `--cosign-tags`).
+//!
+//! stdout: the digest (or the `--json` attach report); exit 1 naming the
+//! registry and object when a registry refuses an artifact, 2 for bad input
+//! (a key that cannot be read, a wrong password, a key of another type).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use clap::{Args, ValueEnum};
+
+use boxwright::error::bad_input;
+use boxwright::oci::Descriptor;
+use boxwright::progress::SharedReporter;
+use boxwright::push::{PushTarget, Pusher};
+use boxwright::registry::{CredentialStore, Reference};
+use boxwright::supply::artifact::Artifact;
+use boxwright::supply::attach::{attach, AttachOptions};
+use boxwright::supply::evidence::{log_report, SupplyOptions};
+use boxwright::supply::keys::{SigningKey, DEFAULT_PASSWORD_ENV};
+use boxwright::supply::sbom::SbomFormat;
+use boxwright::supply::sign;
+
+use super::args::{parse_all, parse_reference, UploadArgs};
+use super::stdout::{print, print_json};
+
+/// The private key and where its password is.
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// The private key: PKCS#8 PEM (`boxwright keygen`) or cosign's encrypted key.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// The environment variable holding an encrypted key's password.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_PASSWORD_ENV)]
+    pub key_password_env: String,
+}
+
+impl KeyArgs {
+    pub async fn load(&self) -> Result<Arc<SigningKey>> {
+        load_key(self.key.clone(), self.key_password_env.clone()).await
+    }
+}
+
+/// Read a key off the runtime (scrypt takes a moment on purpose).
+pub async fn load_key(path: PathBuf, password_env: String) -> Result<Arc<SigningKey>> {
+    tokio::task::spawn_blocking(move || SigningKey::load(&path, &password_env).map(Arc::new))
+        .await
+        .map_err(|e| anyhow!("the key loading task failed: {e}"))?
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SbomArg {
+    Spdx,
+    Cyclonedx,
+    None,
+}
+
+/// `build --push`'s supply-chain flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SupplyArgs {
+    /// With --push: sign the image (one cosign signature per repository) and
+    /// its attestations with this private key.
+    #[arg(long, value_name = "KEY", requires = "push")]
+    pub sign_key: Option<PathBuf>,
+    /// The environment variable holding the signing key's password.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_PASSWORD_ENV)]
+    pub key_password_env: String,
+    /// With --push: attach an SBOM (SPDX 2.3 JSON by default; wins over the
+    /// recipe's `[image] sbom`). Signed as an attestation with --sign-key.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "spdx", requires = "push")]
+    pub sbom: Option<SbomArg>,
+    /// With --push: attach SLSA v1 provenance (an in-toto statement; signed
+    /// with --sign-key).
+    #[arg(long, requires = "push")]
+    pub provenance: bool,
+    /// Also write cosign's legacy `sha256-<hex>.sig` / `.att` tags, for
+    /// verifiers that read only those.
+    #[arg(long)]
+    pub cosign_tags: bool,
+}
+
+impl SupplyArgs {
+    /// The options for the build (`recipe_sbom`: the recipe's `[image]
+    /// sbom`); `None` when nothing is to be attached. The key is read now.
+    pub async fn options(
+        &self,
+        recipe_sbom: Option<&str>,
+        vars: &[(String, String)],
+    ) -> Result<Option<SupplyOptions>> {
+        let sbom = match (self.sbom, recipe_sbom) {
+            (Some(SbomArg::Spdx), _) => Some(SbomFormat::Spdx),
+            (Some(SbomArg::Cyclonedx), _) => Some(SbomFormat::CycloneDx),
+            (Some(SbomArg::None), _) | (None, None) => None,
+            (None, Some(s)) => {
+                SbomFormat::parse(s).map_err(|e| bad_input(format!("[image] sbom: {e}")))?
+            }
+        };
+        let key = match &self.sign_key {
+            Some(p) => Some(load_key(p.clone(), self.key_password_env.clone()).await?),
+            None => None,
+        };
+        let opts = SupplyOptions {
+            key,
+            sbom,
+            provenance: self.provenance,
+            vars: vars.iter().cloned().collect(),
+            components: Vec::new(),
+            attach: AttachOptions {
+                legacy_tags: self.cosign_tags,
+            },
+        };
+        Ok(opts.any().then_some(opts))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// Images to sign: REGISTRY/REPOSITORY[:TAG][@DIGEST] (all must name one digest).
+    #[arg(value_name = "REF", required = true, num_args = 1.., value_parser = parse_reference)]
+    pub references: Vec<String>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Also write cosign's legacy `sha256-<hex>.sig` tag.
+    #[arg(long)]
+    pub cosign_tags: bool,
+    /// Print the attach report as JSON instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub upload: UploadArgs,
+}
+
+/// `boxwright sign`.
+pub async fn run(args: SignArgs, reporter: SharedReporter) -> Result<()> {
+    let key = args.key.load().await?;
+    let refs = parse_all(&args.references)?;
+    let opts = AttachOptions {
+        legacy_tags: args.cosign_tags,
+    };
+    attach_to_pushed(
+        &refs,
+        &args.upload,
+        &opts,
+        args.json,
+        &reporter,
+        |subject, repos| {
+            Ok(repos
+                .iter()
+                .map(|r| sign::signature(&key, subject, &r.name()))
+                .collect())
+        },
+    )
+    .await
+}
+
+/// Resolve `refs` to one digest, make the artifacts for it, attach them in
+/// every repository named, and print the outcome.
+pub async fn attach_to_pushed(
+    refs: &[Reference],
+    upload: &UploadArgs,
+    opts: &AttachOptions,
+    json: bool,
+    reporter: &SharedReporter,
+    make: impl FnOnce(&Descriptor, &[Reference]) -> Result<Vec<Artifact>>,
+) -> Result<()> {
+    let targets: Vec<PushTarget> = refs.iter().cloned().map(PushTarget::plain).collect();
+    let pusher = Pusher::new(
+        targets,
+        upload.push_options()?,
+        CredentialStore::from_env(),
+        reporter.clone(),
+    )
+    .await?;
+    let subject = resolve_one(pusher.client(), refs).await?;
+    let mut repos: Vec<Reference> = Vec::new();
+    for r in refs {
+        let mut repo = r.clone();
+        repo.tag = None;
+        repo.digest = None;
+        if !repos.contains(&repo) {
+            repos.push(repo);
+        }
+    }
+    let artifacts = make(&subject, &repos)?;
+    let done = attach(&pusher, &repos, &subject, &artifacts, opts).await?;
+    log_report(&done, reporter);
+    if json {
+        print_json(&done)?;
+    } else if done.ok {
+        print(&format!("{}\n", subject.digest))?;
+    }
+    done.error().map_or(Ok(()), Err)
+}
+
+/// The one image every reference names (its descriptor), or an error
+/// naming the references that differ or are missing.
+async fn resolve_one(
+    client: &boxwright::registry::Client,
+    refs: &[Reference],
+) -> Result<Descriptor> {
+    let mut found: Option<(String, Descriptor)> = None;
+    for r in refs {
+        let mut info = client
+            .repo_of(r)
+            .head_manifest(&r.object())
+            .await?
+            .ok_or_else(|| anyhow!("{r}: not found"))?;
+        if info.size == 0 || info.media_type.is_empty() {
+            // A HEAD without Content-Length or Content-Type: ask for the bytes.
+            info = client
+                .repo_of(r)
+                .get_manifest(info.digest.as_str())
+                .await?
+                .0;
+        }
+        let d = Descriptor::new(&info.media_type, info.digest, info.size);
+        match &found {
+            Some((first, f)) if f.digest != d.digest => {
+                return Err(anyhow!(
+                    "{r} names {}, while {first} names {}: sign one image at a time",
+                    d.digest,
+                    f.digest
+                ))
+            }
+            Some(_) => {}
+            None => found = Some((r.to_string(), d)),
+        }
+    }
+    found
+        .map(|(_, d)| d)
+        .ok_or_else(|| bad_input("no reference given"))
+}
+
+/// `verify --key PUB [--require ...]`: the digests (`digests`, already
+/// checked) and the supply chain on every reference; `--json` adds a
+/// `supply` object (per reference) to verify's document.
+pub async fn verify_supply(
+    client: &boxwright::registry::Client,
+    refs: &[Reference],
+    key: &std::path::Path,
+    require: &[String],
+    digests: &boxwright::ops::verify::VerifyReport,
+    json: bool,
+) -> Result<()> {
+    use boxwright::supply::artifact::Kind;
+    let key = boxwright::supply::keys::VerifyingKey::load(key)?;
+    let required: Vec<Kind> = require.iter().filter_map(|s| Kind::parse(s)).collect();
+    let supply = boxwright::supply::verify::verify(client, refs, &key, &required).await;
+    if json {
+        let mut doc = serde_json::to_value(digests)?;
+        doc["supply"] = serde_json::to_value(&supply)?;
+        print_json(&doc)?;
+    } else {
+        print(&boxwright::render::verify::verify(digests))?;
+        print(&supply.render())?;
+    }
+    let problems: Vec<String> = digests
+        .problem()
+        .into_iter()
+        .chain(supply.problem())
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("verify failed: {}", problems.join("; ")))
+    }
+}

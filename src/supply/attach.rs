@@ -1,0 +1,380 @@
+//! Attaching artifacts to a pushed image on every target repository.
+//!
+//! Blobs go through the image's [`Pusher`] (HEAD -> mount -> upload, once
+//! per registry). Then, per repository: the artifact manifests by digest;
+//! then, where the registry answers the referrers API, nothing more (it
+//! lists manifests by their `subject` itself); elsewhere the referrers tag
+//! schema: the index tagged `sha256-<hex>` is read, what other tools listed
+//! there is kept, ours are added with their `artifactType` and annotations
+//! (as the referrers API would show them), and it is written back, only
+//! after every artifact it lists is in. On request, cosign's legacy
+//! `.sig` / `.att` tags are written as well, for verifiers that read only
+//! those. A repository that fails is reported with the registry and the
+//! object that failed; no tag is written there.
+
+use std::collections::BTreeSet;
+
+use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::artifact::{Artifact, Kind};
+use super::referrers::{self, fallback_tag, legacy_tag, Mode};
+use crate::image::MemoryImage;
+use crate::oci::MEDIA_TYPE_MANIFEST;
+use crate::oci::{canonical_json, Descriptor, Digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX};
+use crate::push::{BlobBytes, Pusher};
+use crate::registry::{Client, Reference};
+
+/// How to attach.
+#[derive(Clone, Debug, Default)]
+pub struct AttachOptions {
+    /// Also write cosign's legacy `sha256-<hex>.sig` / `.att` tags.
+    pub legacy_tags: bool,
+}
+
+/// What was attached in one repository.
+#[derive(Clone, Debug, Serialize)]
+pub struct RepoReport {
+    pub registry: String,
+    pub repository: String,
+    pub ok: bool,
+    /// Where the referrers are listed (`referrers-api` or `tag-schema`).
+    pub mode: Option<Mode>,
+    /// The tags written (the referrers tag, legacy tags).
+    pub tags: Vec<String>,
+    pub artifacts: Vec<Attached>,
+    /// Referrers other tools listed in the referrers tag, kept.
+    pub kept: usize,
+    pub error: Option<String>,
+}
+
+/// One artifact in a repository.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attached {
+    pub kind: Kind,
+    pub digest: Digest,
+    #[serde(rename = "artifactType")]
+    pub artifact_type: String,
+}
+
+/// What [`attach`] did, per repository.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachReport {
+    pub subject: Digest,
+    pub ok: bool,
+    pub repositories: Vec<RepoReport>,
+}
+
+impl AttachReport {
+    /// The error naming every repository that failed, or `None`.
+    pub fn error(&self) -> Option<anyhow::Error> {
+        let failed: Vec<String> = self
+            .repositories
+            .iter()
+            .filter_map(|r| r.error.clone())
+            .collect();
+        (!failed.is_empty()).then(|| {
+            anyhow!(
+                "attaching to {} failed: {}",
+                self.subject,
+                failed.join("; ")
+            )
+        })
+    }
+}
+
+/// Attach `artifacts` (all about `subject`) in every repository of `repos`
+/// through `pusher`, whose targets must cover those repositories.
+pub async fn attach(
+    pusher: &Pusher,
+    repos: &[Reference],
+    subject: &Descriptor,
+    artifacts: &[Artifact],
+    opts: &AttachOptions,
+) -> Result<AttachReport> {
+    let dir = tempfile::Builder::new()
+        .prefix("boxwright-attach-")
+        .tempdir()?;
+    let images = artifacts
+        .iter()
+        .map(|a| a.image(dir.path()))
+        .collect::<Result<Vec<MemoryImage>>>()?;
+    let uploads = artifacts.iter().zip(&images).flat_map(|(a, img)| {
+        [super::artifact::empty_config(), a.layer.clone()]
+            .into_iter()
+            .map(move |d| async move {
+                let bytes = BlobBytes::Source(img);
+                match a.only.as_deref().and_then(|o| Reference::parse(o).ok()) {
+                    Some(only) => pusher.push_blob_to(&only.registry, &d, bytes).await,
+                    None => pusher.push_blob_from(&d, bytes).await,
+                }
+            })
+    });
+    futures_util::future::join_all(uploads).await;
+    let dir_path = dir.path();
+    let per_repo = repos.iter().map(|r| async move {
+        let mine: Vec<&Artifact> = artifacts
+            .iter()
+            .filter(|a| a.goes_to(&r.registry, &r.repository))
+            .collect();
+        let mut report = RepoReport {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            ok: false,
+            mode: None,
+            tags: Vec::new(),
+            artifacts: mine
+                .iter()
+                .map(|a| Attached {
+                    kind: a.kind,
+                    digest: a.digest().clone(),
+                    artifact_type: a.descriptor.artifact_type.clone().unwrap_or_default(),
+                })
+                .collect(),
+            kept: 0,
+            error: None,
+        };
+        let done = in_repo(pusher, r, subject, &mine, opts, dir_path, &mut report).await;
+        match done {
+            Ok(()) => report.ok = true,
+            Err(e) => report.error = Some(format!("{}/{}: {e:#}", r.registry, r.repository)),
+        }
+        report
+    });
+    let repositories = futures_util::future::join_all(per_repo).await;
+    Ok(AttachReport {
+        subject: subject.digest.clone(),
+        ok: repositories.iter().all(|r| r.ok),
+        repositories,
+    })
+}
+
+async fn in_repo(
+    pusher: &Pusher,
+    r: &Reference,
+    subject: &Descriptor,
+    mine: &[&Artifact],
+    opts: &AttachOptions,
+    dir: &std::path::Path,
+    report: &mut RepoReport,
+) -> Result<()> {
+    let client = pusher.client();
+    let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
+    if let Some(e) = pusher.registry_failure(reg) {
+        return Err(anyhow!("the artifact blobs could not be stored: {e}"));
+    }
+    for a in mine {
+        put_once(
+            client,
+            reg,
+            repo,
+            a.digest(),
+            &a.manifest,
+            MEDIA_TYPE_MANIFEST,
+        )
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "the registry refused the {} artifact manifest {}: {e:#}",
+                a.kind.name(),
+                a.digest()
+            )
+        })?;
+    }
+    let api = referrers::referrers_api(client, reg, repo, &subject.digest).await?;
+    if api.is_some() {
+        report.mode = Some(Mode::ReferrersApi);
+    } else {
+        report.mode = Some(Mode::TagSchema);
+        let tag = fallback_tag(&subject.digest);
+        let existing = referrers::tagged(client, reg, repo, &tag).await?;
+        let (index, kept) = merge_index(existing, mine)?;
+        report.kept = kept;
+        if let Some(bytes) = index {
+            client
+                .repo(reg, repo)
+                .put_manifest(&tag, Bytes::from(bytes), MEDIA_TYPE_INDEX)
+                .await
+                .map_err(|e| anyhow!("writing the referrers tag {tag}: {e}"))?;
+        }
+        report.tags.push(tag);
+    }
+    if opts.legacy_tags {
+        let layers_where = |f: &dyn Fn(&Artifact) -> bool| -> Vec<&Descriptor> {
+            mine.iter().filter(|a| f(a)).map(|a| &a.layer).collect()
+        };
+        let signatures = layers_where(&|a| a.kind == Kind::Signature);
+        let attestations = layers_where(&|a| a.layer.media_type == super::MEDIA_TYPE_DSSE);
+        for (suffix, layers) in [("sig", signatures), ("att", attestations)] {
+            if layers.is_empty() {
+                continue;
+            }
+            let tag = legacy_tag(&subject.digest, suffix);
+            legacy(pusher, r, &tag, &layers, dir).await?;
+            report.tags.push(tag);
+        }
+    }
+    Ok(())
+}
+
+/// PUT a manifest by digest unless the repository has it.
+async fn put_once(
+    client: &Client,
+    reg: &str,
+    repo: &str,
+    digest: &Digest,
+    bytes: &Bytes,
+    media_type: &str,
+) -> Result<()> {
+    let present = client
+        .repo(reg, repo)
+        .head_manifest(digest.as_str())
+        .await?;
+    if present.is_none_or(|p| &p.digest != digest) {
+        client
+            .repo(reg, repo)
+            .put_manifest(digest.as_str(), bytes.clone(), media_type)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The referrers index with `mine` added to `existing` (whose entries, and
+/// their fields, are kept as they are). `None` when nothing changes; also
+/// how many entries of others were kept.
+pub fn merge_index(
+    existing: Option<Value>,
+    mine: &[&Artifact],
+) -> Result<(Option<Vec<u8>>, usize)> {
+    let mut index = match existing {
+        Some(v) if v.get("manifests").is_some_and(Value::is_array) => v,
+        Some(_) => {
+            return Err(anyhow!(
+                "the referrers tag holds something that is not an image index; not overwriting it"
+            ))
+        }
+        None => json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX, "manifests": []}),
+    };
+    let list = index["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| anyhow!("internal: index without manifests"))?;
+    let present: BTreeSet<String> = list
+        .iter()
+        .filter_map(|d| d["digest"].as_str().map(str::to_string))
+        .collect();
+    let ours: BTreeSet<String> = mine.iter().map(|a| a.digest().to_string()).collect();
+    let kept = present.difference(&ours).count();
+    let mut changed = false;
+    for a in mine {
+        if !present.contains(a.digest().as_str()) {
+            list.push(serde_json::to_value(&a.descriptor)?);
+            changed = true;
+        }
+    }
+    Ok((changed.then(|| canonical_json(&index)), kept))
+}
+
+/// cosign's legacy tag: one manifest whose layers are every signature (or
+/// attestation) of the image; ours are added to those already there.
+async fn legacy(
+    pusher: &Pusher,
+    r: &Reference,
+    tag: &str,
+    ours: &[&Descriptor],
+    dir: &std::path::Path,
+) -> Result<()> {
+    let client = pusher.client();
+    let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
+    let existing = referrers::tagged(client, reg, repo, tag).await?;
+    let mut layers: Vec<Value> = existing
+        .as_ref()
+        .and_then(|m| m["layers"].as_array().cloned())
+        .unwrap_or_default();
+    let mut changed = existing.is_none();
+    for d in ours {
+        if !layers.iter().any(|l| l["digest"] == d.digest.as_str()) {
+            layers.push(serde_json::to_value(d)?);
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(());
+    }
+    // cosign's config: the layers as the image's diff IDs (they are not
+    // compressed), with the zero times it writes.
+    let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
+    let config = canonical_json(&json!({
+        "architecture": "",
+        "config": {},
+        "created": "0001-01-01T00:00:00Z",
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }));
+    let config_desc = Descriptor::of_bytes(MEDIA_TYPE_CONFIG, &config);
+    let path = dir.join(config_desc.digest.hex());
+    std::fs::write(&path, &config)?;
+    pusher
+        .push_blob_to(reg, &config_desc, BlobBytes::File(&path))
+        .await;
+    if let Some(e) = pusher.registry_failure(reg) {
+        return Err(anyhow!("the config of {tag} could not be stored: {e}"));
+    }
+    let manifest = canonical_json(&json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "config": config_desc,
+        "layers": layers,
+    }));
+    client
+        .repo(reg, repo)
+        .put_manifest(tag, Bytes::from(manifest), MEDIA_TYPE_MANIFEST)
+        .await
+        .map_err(|e| anyhow!("writing {tag}: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supply::sign;
+
+    #[test]
+    fn merging_keeps_the_entries_of_others_and_adds_ours_once() {
+        let subject = Descriptor::of_bytes(MEDIA_TYPE_MANIFEST, b"image");
+        let st = sign::statement(
+            &[],
+            &subject.digest,
+            "https://slsa.dev/provenance/v1",
+            json!({}),
+        );
+        let ours = sign::attestation(None, &subject, &st, None);
+        let foreign = json!({"mediaType": MEDIA_TYPE_MANIFEST, "digest": Digest::of(b"f").to_string(), "size": 9, "artifactType": "application/x-other", "data": "e30="});
+        let existing =
+            json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX, "manifests": [foreign]});
+        let (bytes, kept) = merge_index(Some(existing), &[&ours]).unwrap();
+        assert_eq!(kept, 1);
+        let merged: Value = serde_json::from_slice(&bytes.unwrap()).unwrap();
+        assert_eq!(
+            merged["manifests"][0], foreign,
+            "kept as it was, unknown fields too"
+        );
+        assert_eq!(
+            merged["manifests"][1]["artifactType"],
+            "application/vnd.in-toto+json"
+        );
+        assert_eq!(
+            merged["manifests"][1]["annotations"]["predicateType"],
+            "https://slsa.dev/provenance/v1",
+            "annotations pulled up into the index"
+        );
+        let (again, _) = merge_index(Some(merged), &[&ours]).unwrap();
+        assert!(again.is_none(), "nothing to write the second time");
+        assert!(merge_index(Some(json!({"layers": []})), &[&ours]).is_err());
+        let (fresh, kept) = merge_index(None, &[&ours]).unwrap();
+        assert_eq!(kept, 0);
+        assert!(fresh.is_some());
+    }
+}

@@ -1,0 +1,157 @@
+//! The evidence of a build, made and attached in the run that pushed it
+//! (`build --push --sign-key KEY --sbom spdx --provenance`): which artifacts
+//! (a signature per repository, the SBOM, the provenance) from the plan,
+//! the build and the push report, then [`attach`](super::attach::attach())
+//! through the push's own pusher.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+
+use super::artifact::Artifact;
+use super::attach::{attach, AttachOptions, AttachReport};
+use super::keys::SigningKey;
+use super::provenance::ProvenanceInput;
+use super::sbom::{base_images, Component, SbomFormat, SbomInput};
+use super::sign;
+use crate::build::BuildResult;
+use crate::oci::{self, Descriptor};
+use crate::progress::{Level, SharedReporter};
+use crate::push::{PushReport, Pusher};
+use crate::recipe::Plan;
+use crate::registry::Reference;
+
+/// What to attach to a pushed build.
+#[derive(Clone, Debug, Default)]
+pub struct SupplyOptions {
+    /// Sign the image and its attestations (loaded before the build, so
+    /// that a wrong password fails before anything is pushed).
+    pub key: Option<Arc<SigningKey>>,
+    pub sbom: Option<SbomFormat>,
+    pub provenance: bool,
+    /// The `--set` variables, recorded in the provenance.
+    pub vars: BTreeMap<String, String>,
+    /// Components that source kinds report (URLs, Python packages), added
+    /// to the SBOM and to the provenance's dependencies.
+    pub components: Vec<Component>,
+    pub attach: AttachOptions,
+}
+
+impl SupplyOptions {
+    /// Whether there is anything to attach.
+    pub fn any(&self) -> bool {
+        self.key.is_some() || self.sbom.is_some() || self.provenance
+    }
+}
+
+/// The repositories the push reached (each once), from its report.
+pub fn pushed_repositories(report: &PushReport) -> Vec<Reference> {
+    let mut out: Vec<Reference> = Vec::new();
+    for t in report.targets.iter().filter(|t| t.ok) {
+        if let Ok(mut r) = Reference::parse(&t.reference) {
+            r.tag = None;
+            r.digest = None;
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// The artifacts for the image `subject` pushed to `repos`.
+pub fn build_artifacts(
+    plan: &Plan,
+    build: &BuildResult,
+    subject: &Descriptor,
+    repos: &[Reference],
+    opts: &SupplyOptions,
+) -> Result<Vec<Artifact>> {
+    let names: Vec<String> = repos.iter().map(Reference::name).collect();
+    let created = oci::rfc3339(plan.created);
+    let key = opts.key.as_deref();
+    let mut out = Vec::new();
+    if let Some(k) = key {
+        for name in &names {
+            out.push(sign::signature(k, subject, name));
+        }
+    }
+    if let Some(format) = opts.sbom {
+        let mut input = SbomInput::from_build(&plan.name, plan.created, build)?;
+        input.repository = names.first().cloned();
+        input.components.extend(opts.components.iter().cloned());
+        let doc = input.render(format);
+        out.push(sign::sbom(
+            key,
+            subject,
+            &names,
+            format,
+            &doc,
+            Some(&created),
+        )?);
+    }
+    if opts.provenance {
+        let mut dependencies = base_images(build)?;
+        dependencies.extend(opts.components.iter().cloned());
+        let input = ProvenanceInput {
+            names: names.clone(),
+            digest: subject.digest.clone(),
+            recipe: plan.recipe.clone(),
+            recipe_sha256: ProvenanceInput::hash_recipe(&plan.recipe)?,
+            vars: opts.vars.clone(),
+            platforms: plan
+                .platforms
+                .iter()
+                .map(|p| p.platform.to_string())
+                .collect(),
+            dependencies,
+        };
+        let env = |k: &str| std::env::var(k).ok();
+        let st = input.statement(&env);
+        out.push(sign::attestation(key, subject, &st, Some(&created)));
+    }
+    Ok(out)
+}
+
+/// Attach the evidence of `build` to every repository `report` reached.
+/// `None` when nothing was pushed.
+pub async fn attach_built(
+    pusher: &Pusher,
+    plan: &Plan,
+    build: &BuildResult,
+    report: &PushReport,
+    opts: &SupplyOptions,
+    reporter: &SharedReporter,
+) -> Result<Option<AttachReport>> {
+    let repos = pushed_repositories(report);
+    if repos.is_empty() || !opts.any() {
+        return Ok(None);
+    }
+    let subject = Descriptor::new(&report.media_type, report.digest.clone(), report.size);
+    let artifacts = build_artifacts(plan, build, &subject, &repos, opts)
+        .context("making the supply-chain artifacts")?;
+    let done = attach(pusher, &repos, &subject, &artifacts, &opts.attach).await?;
+    log_report(&done, reporter);
+    Ok(Some(done))
+}
+
+/// One line per repository.
+pub fn log_report(done: &AttachReport, reporter: &SharedReporter) {
+    for r in &done.repositories {
+        let kinds: Vec<&str> = r.artifacts.iter().map(|a| a.kind.name()).collect();
+        match &r.error {
+            None => reporter.log(
+                Level::Info,
+                &format!(
+                    "{}/{}: attached {} ({})",
+                    r.registry,
+                    r.repository,
+                    kinds.join(", "),
+                    r.mode.map_or("", |m| m.name())
+                ),
+            ),
+            Some(e) => reporter.log(Level::Warn, &format!("attach failed: {e}")),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Finding what is attached to an image, in every form a registry may hold:
+//!
+//! - the referrers API (`GET /v2/<name>/referrers/<digest>`, an index of
+//!   the manifests whose `subject` is the digest), where the registry has it;
+//! - the referrers tag schema, its fallback: an index tagged
+//!   `sha256-<hex of the digest>` that writers keep up to date (GHCR and
+//!   Docker Hub have no referrers API, so this is what they hold);
+//! - cosign's legacy tags `sha256-<hex>.sig` and `sha256-<hex>.att`, one
+//!   manifest whose layers are the signatures (or attestations).
+//!
+//! [`list`] reads the referrers (API or tag), [`items`] every payload layer
+//! of every form, [`payload`] one layer's bytes.
+
+use anyhow::{anyhow, Result};
+use reqwest::header::ACCEPT;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::artifact::Kind;
+use super::{ANNOTATION_PREDICATE_TYPE, ARTIFACT_SIGNATURE, MEDIA_TYPE_DSSE};
+use crate::oci::{Descriptor, Digest, MEDIA_TYPE_INDEX};
+use crate::registry::headers::{parse_next_link, resolve_location};
+use crate::registry::transport::auth::pull_scope;
+use crate::registry::transport::limits::MAX_MANIFEST_SIZE;
+use crate::registry::transport::request::Request;
+use crate::registry::{Client, ErrorContext, ErrorKind, RegistryError};
+
+/// Largest payload read back (an SBOM of a big image is a few MiB).
+pub const MAX_PAYLOAD: u64 = 64 << 20;
+
+/// The tag of the referrers tag schema for `subject`.
+pub fn fallback_tag(subject: &Digest) -> String {
+    format!("sha256-{}", subject.hex())
+}
+
+/// cosign's legacy tag (`sig` or `att`) for `subject`.
+pub fn legacy_tag(subject: &Digest, suffix: &str) -> String {
+    format!("sha256-{}.{suffix}", subject.hex())
+}
+
+/// Where a registry lists referrers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// It answers the referrers API.
+    ReferrersApi,
+    /// It does not: the `sha256-<hex>` tag lists them.
+    TagSchema,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::ReferrersApi => "referrers API",
+            Mode::TagSchema => "referrers tag",
+        }
+    }
+}
+
+fn ctx(op: &str, registry: &str, repo: &str, object: &str) -> ErrorContext {
+    ErrorContext {
+        operation: op.to_string(),
+        registry: registry.to_string(),
+        repository: Some(repo.to_string()),
+        object: Some(object.to_string()),
+    }
+}
+
+/// The referrers API's answer, every page; `None` when the registry does
+/// not have the API (404, or an answer that is not an index).
+pub async fn referrers_api(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    subject: &Digest,
+) -> Result<Option<Vec<Value>>, RegistryError> {
+    let c = ctx("listing referrers", registry, repo, subject.as_str());
+    let mut url = client.url(registry, &format!("{repo}/referrers/{subject}"))?;
+    let mut out = Vec::new();
+    for _page in 0..100 {
+        let req = Request::new(Method::GET, url.clone(), vec![pull_scope(repo)])
+            .header(ACCEPT, MEDIA_TYPE_INDEX);
+        let resp = client.send(registry, req, &c).await?;
+        match resp.status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND
+            | StatusCode::BAD_REQUEST
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => return Ok(None),
+            _ => return Err(resp.into_error(c).await),
+        }
+        let next = resp.header("link").and_then(parse_next_link);
+        let answered = resp.url.clone();
+        let body = resp
+            .bytes_limited(MAX_MANIFEST_SIZE, "the referrers index")
+            .await
+            .map_err(|k| RegistryError::new(c.clone(), k))?;
+        let Some(manifests) = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("manifests").and_then(Value::as_array).cloned())
+        else {
+            return Ok(None);
+        };
+        out.extend(manifests);
+        match next {
+            None => return Ok(Some(out)),
+            Some(n) => {
+                url = resolve_location(&answered, &n)
+                    .map_err(|e| RegistryError::new(c.clone(), ErrorKind::Protocol(e)))?
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The document tagged `tag`, parsed; `None` when the tag does not exist.
+pub async fn tagged(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    tag: &str,
+) -> Result<Option<Value>> {
+    if client
+        .repo(registry, repo)
+        .head_manifest(tag)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let (_, bytes) = client.repo(registry, repo).get_manifest(tag).await?;
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|_| anyhow!("{registry}/{repo}:{tag} is not JSON"))?;
+    Ok(Some(v))
+}
+
+/// The referrers of `subject` and where they were listed.
+pub async fn list(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    subject: &Digest,
+) -> Result<(Mode, Vec<Value>)> {
+    if let Some(found) = referrers_api(client, registry, repo, subject).await? {
+        return Ok((Mode::ReferrersApi, found));
+    }
+    let index = tagged(client, registry, repo, &fallback_tag(subject)).await?;
+    let manifests = index
+        .and_then(|i| i.get("manifests").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    Ok((Mode::TagSchema, manifests))
+}
+
+/// One payload found attached to an image.
+#[derive(Clone, Debug, Serialize)]
+pub struct Item {
+    /// `referrers API`, `referrers tag`, or the legacy tag it came from.
+    pub source: String,
+    /// The manifest holding it.
+    pub manifest: Digest,
+    pub artifact_type: String,
+    pub kind: Kind,
+    /// Whether it is signed (a cosign signature or a DSSE envelope).
+    pub signed: bool,
+    pub layer: Descriptor,
+}
+
+fn classify(artifact_type: &str, layer: &Descriptor) -> (Kind, bool) {
+    let predicate = layer
+        .annotations
+        .get(ANNOTATION_PREDICATE_TYPE)
+        .map(String::as_str)
+        .unwrap_or(artifact_type);
+    if artifact_type == ARTIFACT_SIGNATURE || layer.media_type == super::MEDIA_TYPE_SIMPLE_SIGNING {
+        return (Kind::Signature, true);
+    }
+    let signed = layer.media_type == MEDIA_TYPE_DSSE;
+    (Kind::of_predicate(predicate), signed)
+}
+
+/// The layers of the manifest `manifest` as items.
+async fn manifest_items(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    manifest: &str,
+    source: &str,
+    artifact_type: Option<&str>,
+) -> Result<Vec<Item>> {
+    let (info, bytes) = client.repo(registry, repo).get_manifest(manifest).await?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| anyhow!("{registry}/{repo}@{manifest} is not JSON"))?;
+    let artifact_type = artifact_type
+        .map(str::to_string)
+        .or_else(|| v["artifactType"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let layers: Vec<Descriptor> = serde_json::from_value(v["layers"].clone()).unwrap_or_default();
+    Ok(layers
+        .into_iter()
+        .map(|layer| {
+            let (kind, signed) = classify(&artifact_type, &layer);
+            Item {
+                source: source.to_string(),
+                manifest: info.digest.clone(),
+                artifact_type: artifact_type.clone(),
+                kind,
+                signed,
+                layer,
+            }
+        })
+        .collect())
+}
+
+/// Every payload attached to `subject` in `repo`: the referrers (API or
+/// tag) and cosign's legacy tags. Also says where referrers are listed.
+pub async fn items(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    subject: &Digest,
+) -> Result<(Mode, Vec<Item>)> {
+    let (mode, referrers) = list(client, registry, repo, subject).await?;
+    let mut out = Vec::new();
+    for r in referrers {
+        let Ok(d) = serde_json::from_value::<Descriptor>(r) else {
+            continue;
+        };
+        let found = manifest_items(
+            client,
+            registry,
+            repo,
+            d.digest.as_str(),
+            mode.name(),
+            d.artifact_type.as_deref(),
+        )
+        .await?;
+        out.extend(found);
+    }
+    for (suffix, artifact_type) in [("sig", ARTIFACT_SIGNATURE), ("att", MEDIA_TYPE_DSSE)] {
+        let tag = legacy_tag(subject, suffix);
+        if client
+            .repo(registry, repo)
+            .head_manifest(&tag)
+            .await?
+            .is_some()
+        {
+            let source = format!("tag {tag}");
+            out.extend(
+                manifest_items(client, registry, repo, &tag, &source, Some(artifact_type)).await?,
+            );
+        }
+    }
+    Ok((mode, out))
+}
+
+/// The bytes of a payload layer (at most [`MAX_PAYLOAD`]), checked against
+/// its digest.
+pub async fn payload(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    layer: &Descriptor,
+) -> Result<Vec<u8>> {
+    if layer.size > MAX_PAYLOAD {
+        return Err(anyhow!(
+            "{registry}/{repo}: payload {} is {} bytes, more than boxwright reads",
+            layer.digest,
+            layer.size
+        ));
+    }
+    // Through a file: a download that is retried starts the file again.
+    let tmp = tempfile::NamedTempFile::new()?;
+    client
+        .repo(registry, repo)
+        .get_blob_to_file(&layer.digest, layer.size, tmp.path())
+        .await?;
+    let out = std::fs::read(tmp.path())?;
+    if Digest::of(&out) != layer.digest {
+        return Err(anyhow!(
+            "{registry}/{repo}: payload {} does not match its digest",
+            layer.digest
+        ));
+    }
+    Ok(out)
+}

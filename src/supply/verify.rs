@@ -1,0 +1,270 @@
+//! `verify --key`: on every reference, a signature valid for its digest,
+//! and the required attestations (SBOM, provenance), signed by the key,
+//! about that digest, the same on every registry.
+//!
+//! Every form is read ([`referrers::items`]): the referrers API or tag and
+//! cosign's legacy tags. A signature counts when it verifies with the key
+//! over its payload and the payload names the digest; an attestation when
+//! its DSSE envelope verifies and its statement's subject is the digest.
+//! Anything else found (a tampered signature, an attestation about another
+//! image, an unsigned SBOM) is reported as a note, and fails the check only
+//! when nothing valid of that kind is there.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::artifact::Kind;
+use super::keys::VerifyingKey;
+use super::referrers::{self, Item, Mode};
+use super::sign;
+use super::ANNOTATION_SIGNATURE;
+use crate::oci::Digest;
+use crate::registry::{Client, Reference};
+
+/// What one reference holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Holding {
+    pub reference: String,
+    pub registry: String,
+    pub repository: String,
+    pub digest: Option<Digest>,
+    /// Where the registry lists referrers.
+    pub mode: Option<Mode>,
+    /// Valid signatures (their payload layers' digests).
+    pub signatures: Vec<Digest>,
+    /// Valid attestations by kind (`sbom`, `provenance`, `attestation`):
+    /// their envelopes' digests.
+    pub attestations: BTreeMap<String, Vec<Digest>>,
+    /// What was found and not counted, and why.
+    pub notes: Vec<String>,
+    /// Why this reference fails the check.
+    pub problems: Vec<String>,
+    pub ok: bool,
+}
+
+/// The outcome of [`verify`].
+#[derive(Clone, Debug, Serialize)]
+pub struct SupplyReport {
+    pub ok: bool,
+    pub key: String,
+    pub required: Vec<Kind>,
+    pub references: Vec<Holding>,
+}
+
+impl SupplyReport {
+    /// Every problem, each naming its reference; `None` when all is well.
+    pub fn problem(&self) -> Option<String> {
+        let all: Vec<String> = self
+            .references
+            .iter()
+            .flat_map(|h| {
+                h.problems
+                    .iter()
+                    .map(move |p| format!("{}: {p}", h.reference))
+            })
+            .collect();
+        (!all.is_empty()).then(|| all.join("; "))
+    }
+}
+
+/// Check every reference with `key`, requiring a signature and `require`.
+pub async fn verify(
+    client: &Client,
+    references: &[Reference],
+    key: &VerifyingKey,
+    require: &[Kind],
+) -> SupplyReport {
+    let mut holdings = Vec::new();
+    for r in references {
+        holdings.push(check_one(client, r, key).await);
+    }
+    let mut required: Vec<Kind> = require.to_vec();
+    required.sort();
+    required.dedup();
+    judge(&mut holdings, &required);
+    SupplyReport {
+        ok: holdings.iter().all(|h| h.ok),
+        key: key.id(),
+        required,
+        references: holdings,
+    }
+}
+
+async fn check_one(client: &Client, r: &Reference, key: &VerifyingKey) -> Holding {
+    let mut shown = r.clone();
+    if shown.tag.is_none() && shown.digest.is_none() {
+        shown.tag = Some("latest".into());
+    }
+    let mut h = Holding {
+        reference: shown.to_string(),
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        digest: None,
+        mode: None,
+        signatures: Vec::new(),
+        attestations: BTreeMap::new(),
+        notes: Vec::new(),
+        problems: Vec::new(),
+        ok: false,
+    };
+    let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
+    let digest = match client.repo(reg, repo).head_manifest(&shown.object()).await {
+        Ok(Some(info)) => info.digest,
+        Ok(None) => {
+            h.problems.push("not found".into());
+            return h;
+        }
+        Err(e) => {
+            h.problems.push(e.to_string());
+            return h;
+        }
+    };
+    h.digest = Some(digest.clone());
+    let (mode, items) = match referrers::items(client, reg, repo, &digest).await {
+        Ok(x) => x,
+        Err(e) => {
+            h.problems.push(format!("reading what is attached: {e:#}"));
+            return h;
+        }
+    };
+    h.mode = Some(mode);
+    for item in items {
+        if let Err(note) = check_item(client, r, key, &digest, &item, &mut h).await {
+            h.notes.push(format!(
+                "{} {} in {} ({}): {note}",
+                item.kind.name(),
+                item.layer.digest,
+                item.source,
+                item.manifest
+            ));
+        }
+    }
+    h
+}
+
+async fn check_item(
+    client: &Client,
+    r: &Reference,
+    key: &VerifyingKey,
+    digest: &Digest,
+    item: &Item,
+    h: &mut Holding,
+) -> Result<(), String> {
+    if !item.signed {
+        return Err("unsigned".into());
+    }
+    let payload = referrers::payload(client, &r.registry, &r.repository, &item.layer)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    if item.kind == Kind::Signature {
+        let sig = item
+            .layer
+            .annotations
+            .get(ANNOTATION_SIGNATURE)
+            .ok_or("no signature annotation")?;
+        sign::check_signature(key, &payload, sig, digest).map_err(|e| e.to_string())?;
+        push_once(&mut h.signatures, &item.layer.digest);
+        return Ok(());
+    }
+    let statement = sign::open_envelope(key, &payload).map_err(|e| e.to_string())?;
+    if !sign::statement_names(&statement, digest) {
+        return Err(format!(
+            "its statement is about another image, not {digest}"
+        ));
+    }
+    let kind = Kind::of_predicate(statement["predicateType"].as_str().unwrap_or_default());
+    push_once(
+        h.attestations.entry(kind.name().to_string()).or_default(),
+        &item.layer.digest,
+    );
+    Ok(())
+}
+
+fn push_once(v: &mut Vec<Digest>, d: &Digest) {
+    if !v.contains(d) {
+        v.push(d.clone());
+    }
+}
+
+/// Mark what each reference lacks: a signature, a required attestation, an
+/// attestation another registry has, the digest the others name.
+fn judge(holdings: &mut [Holding], required: &[Kind]) {
+    let digests: BTreeSet<&Digest> = holdings.iter().filter_map(|h| h.digest.as_ref()).collect();
+    let same_digest = digests.len() <= 1;
+    let mut everywhere: BTreeMap<String, BTreeSet<Digest>> = BTreeMap::new();
+    for h in holdings.iter() {
+        for (k, v) in &h.attestations {
+            everywhere
+                .entry(k.clone())
+                .or_default()
+                .extend(v.iter().cloned());
+        }
+    }
+    for h in holdings.iter_mut() {
+        let Some(d) = h.digest.clone() else {
+            h.ok = false;
+            continue;
+        };
+        if !same_digest {
+            h.problems.push(format!(
+                "names {d}, while other references name another digest"
+            ));
+        }
+        let why = |what: &str| {
+            let seen = if h.notes.is_empty() {
+                String::new()
+            } else {
+                format!(" (found but not valid: {})", h.notes.join(", "))
+            };
+            format!("no valid {what} for {d} on {}{seen}", h.registry)
+        };
+        if h.signatures.is_empty() {
+            h.problems.push(why("signature"));
+        }
+        for k in required.iter().filter(|k| **k != Kind::Signature) {
+            if !h.attestations.contains_key(k.name()) {
+                h.problems.push(why(&format!("{} attestation", k.name())));
+            }
+        }
+        if same_digest {
+            for (k, all) in &everywhere {
+                let here: BTreeSet<Digest> = h
+                    .attestations
+                    .get(k)
+                    .map(|v| v.iter().cloned().collect())
+                    .unwrap_or_default();
+                let missing: Vec<String> = all.difference(&here).map(|d| d.to_string()).collect();
+                if !missing.is_empty() && required.iter().any(|r| r.name() == k) {
+                    h.problems.push(format!(
+                        "{} attestation(s) {} present on another registry are missing on {}",
+                        k,
+                        missing.join(", "),
+                        h.registry
+                    ));
+                }
+            }
+        }
+        h.ok = h.problems.is_empty();
+    }
+}
+
+impl SupplyReport {
+    /// One line per reference: what holds and what is missing.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for h in &self.references {
+            let count = |k: &str| h.attestations.get(k).map_or(0, Vec::len);
+            out.push_str(&format!(
+                "{}  {}  signatures {}  sbom {}  provenance {}  {}\n",
+                h.reference,
+                h.mode.map_or("-", |m| m.name()),
+                h.signatures.len(),
+                count("sbom"),
+                count("provenance"),
+                if h.ok { "ok" } else { "FAILED" },
+            ));
+        }
+        out
+    }
+}

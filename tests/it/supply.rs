@@ -1,0 +1,751 @@
+//! Supply-chain evidence on a dual push: registry A's proxy plays a
+//! registry with the OCI referrers API, B is the reference registry without
+//! one (the `sha256-<hex>` referrers tag). What boxwright signs and writes
+//! is checked by other implementations (`tests/it/supply_check.py`: the
+//! official SPDX and CycloneDX schemas and readers, Python's `cryptography`
+//! for the signatures); keys and passwords never appear in any output.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::pair::{Pair, BASIC_PASS, BASIC_USER};
+use crate::support::{tempdir, FaultProxy, Injected};
+
+const PASSWORD: &str = "correct-horse-7c1e";
+
+/// `python3 tests/it/supply_check.py ARGS`: its stdout; fails the test
+/// saying so when the check fails or a Python package is missing.
+pub fn python_check(args: &[&str]) -> String {
+    let script = root().join("tests/it/supply_check.py");
+    let out = crate::support::tools::output(Command::new("python3").arg(script).args(args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Some(3) => {
+            panic!("{stderr}(the supply-chain checks need Python packages: run scripts/test)")
+        }
+        _ => panic!("supply_check.py {args:?} failed:\n{stderr}"),
+    }
+}
+
+/// A GET on B (basic auth) through its proxy: status and body.
+fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
+    let url = format!("{}/v2/{path}", pair.b.url());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .basic_auth(BASIC_USER, Some(BASIC_PASS))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.unwrap().to_vec())
+    })
+}
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn manifest_b(pair: &Pair, repo: &str, reference: &str) -> Option<Value> {
+    let (status, body) = get_b(
+        pair,
+        &format!("{repo}/manifests/{reference}"),
+        &format!("{INDEX}, {MANIFEST}"),
+    );
+    (status == 200).then(|| serde_json::from_slice(&body).unwrap())
+}
+
+fn blob_b(pair: &Pair, repo: &str, digest: &str) -> Vec<u8> {
+    let (status, body) = get_b(pair, &format!("{repo}/blobs/{digest}"), "*/*");
+    assert_eq!(status, 200, "blob {digest} in {repo}");
+    body
+}
+
+/// A key pair in `dir`: `cosign.key` (encrypted with [`PASSWORD`]) and `cosign.pub`.
+fn keygen(pair: &Pair, dir: &Path) -> (PathBuf, PathBuf) {
+    let prefix = dir.join("cosign");
+    let r = run(pair
+        .cmd()
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .args(["keygen", "--encrypt", "--output-key-prefix"])
+        .arg(&prefix));
+    assert_ok(&r);
+    assert!(r.stdout.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let key = dir.join("cosign.key");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
+    no_secrets(&r, &key);
+    (key, dir.join("cosign.pub"))
+}
+
+/// Neither the password nor any line of the private key's PEM body is in
+/// the run's output.
+fn no_secrets(r: &Run, key: &Path) {
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert!(!out.contains(PASSWORD), "the password leaked:\n{out}");
+    for line in std::fs::read_to_string(key).unwrap().lines() {
+        if !line.starts_with("-----") && line.len() > 16 {
+            assert!(!out.contains(line), "the private key leaked:\n{out}");
+        }
+    }
+}
+
+/// A recipe of two layers with known files; returns its path.
+fn recipe(dir: &Path, name: &str, seed: u64) -> PathBuf {
+    std::fs::write(dir.join("a.bin"), noise(70_000, seed)).unwrap();
+    std::fs::write(dir.join("b.txt"), format!("hello {seed}\n")).unwrap();
+    let text = format!(
+        "[image]\nname = \"{name}\"\ncreated = \"2024-05-01T12:00:00Z\"\n\n\
+         [[layer]]\nname = \"data\"\n[[layer.entry]]\nsrc = \"a.bin\"\ndest = \"/srv/a.bin\"\n\n\
+         [[layer]]\nname = \"text\"\n[[layer.entry]]\nsrc = \"b.txt\"\ndest = \"/etc/b.txt\"\n\
+         [[layer.entry]]\ndest = \"/etc/motd\"\ncontent = \"hi\\n\"\n"
+    );
+    let r = dir.join(format!("{name}.toml"));
+    write(&r, &text);
+    r
+}
+
+fn refs(pair: &Pair, repo: &str, tag: &str) -> (String, String) {
+    (
+        format!("{}/{repo}:{tag}", pair.a.host()),
+        format!("{}/{repo}:{tag}", pair.b.host()),
+    )
+}
+
+fn build_push(pair: &Pair, dir: &Path, recipe: &Path, to: &[&str], extra: &[&str]) -> Run {
+    let mut c = pair.cmd();
+    c.env("COSIGN_PASSWORD", PASSWORD)
+        .arg("build")
+        .arg(recipe)
+        .arg("-o")
+        .arg(dir.join("out"))
+        .arg("--push");
+    for t in to {
+        c.args(["--to", t]);
+    }
+    run(c.args(extra))
+}
+
+#[test]
+fn supply_build_push_attaches_signature_sbom_and_provenance_on_both_registries() {
+    let pair = Pair::start();
+    pair.a.configure(|c| c.referrers_api = true);
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "app", 1);
+    let (a_ref, b_ref) = refs(&pair, "acme/app", "1");
+    let args = [
+        "--sign-key",
+        key.to_str().unwrap(),
+        "--sbom",
+        "--provenance",
+        "--cosign-tags",
+    ];
+    let run1 = build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &args);
+    assert_ok(&run1);
+    no_secrets(&run1, &key);
+    let digest = run1.stdout.trim().to_string();
+    let hex = digest.trim_start_matches("sha256:");
+
+    // B (no referrers API): the referrers tag lists the three artifacts,
+    // each with its artifactType and annotations, as the API would.
+    let index =
+        manifest_b(&pair, "acme/app", &format!("sha256-{hex}")).expect("referrers tag on B");
+    let listed = index["manifests"].as_array().unwrap();
+    let types: Vec<&str> = listed
+        .iter()
+        .map(|d| d["artifactType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "application/vnd.dsse.envelope.v1+json",
+            "application/vnd.dsse.envelope.v1+json"
+        ],
+        "{index}"
+    );
+    let predicates: Vec<&str> = listed[1..]
+        .iter()
+        .map(|d| d["annotations"]["predicateType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        predicates,
+        [
+            "https://spdx.dev/Document",
+            "https://slsa.dev/provenance/v1"
+        ]
+    );
+    // cosign's legacy tags as well.
+    for suffix in ["sig", "att"] {
+        assert!(manifest_b(&pair, "acme/app", &format!("sha256-{hex}.{suffix}")).is_some());
+    }
+    // A answered the referrers API: no referrers tag there.
+    assert!(pair.a.injected_count(Injected::Referrers) > 0);
+    assert!(!pair
+        .a
+        .log()
+        .iter()
+        .any(|e| e.method == "PUT" && e.path.ends_with(&format!("/manifests/sha256-{hex}"))));
+
+    // The signature, checked by Python's cryptography over cosign's payload.
+    let sig_manifest: Value =
+        manifest_b(&pair, "acme/app", listed[0]["digest"].as_str().unwrap()).unwrap();
+    assert_eq!(sig_manifest["subject"]["digest"], digest.as_str());
+    assert_eq!(
+        sig_manifest["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    let layer = &sig_manifest["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    let payload = blob_b(&pair, "acme/app", layer["digest"].as_str().unwrap());
+    let claims: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        claims["critical"]["image"]["docker-manifest-digest"],
+        digest.as_str()
+    );
+    assert_eq!(
+        claims["critical"]["identity"]["docker-reference"],
+        format!("{}/acme/app", pair.b.host())
+    );
+    let payload_file = dir.path().join("payload.json");
+    std::fs::write(&payload_file, &payload).unwrap();
+    let sig = layer["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
+        .unwrap();
+    python_check(&[
+        "signature",
+        public.to_str().unwrap(),
+        payload_file.to_str().unwrap(),
+        sig,
+    ]);
+
+    // The provenance envelope, checked by Python over DSSE's PAE.
+    let prov_manifest =
+        manifest_b(&pair, "acme/app", listed[2]["digest"].as_str().unwrap()).unwrap();
+    let envelope = blob_b(
+        &pair,
+        "acme/app",
+        prov_manifest["layers"][0]["digest"].as_str().unwrap(),
+    );
+    let env_file = dir.path().join("envelope.json");
+    std::fs::write(&env_file, &envelope).unwrap();
+    let statement: Value = serde_json::from_str(&python_check(&[
+        "dsse",
+        public.to_str().unwrap(),
+        env_file.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], hex);
+    let def = &statement["predicate"]["buildDefinition"];
+    assert_eq!(
+        def["externalParameters"]["recipe"]["digest"]["sha256"],
+        sha256(&std::fs::read(&r).unwrap()).trim_start_matches("sha256:")
+    );
+    assert_eq!(
+        statement["predicate"]["runDetails"]["builder"]["version"]["boxwright"],
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // verify --key: signature and both attestations on both registries.
+    let v = run(pair.cmd().args([
+        "verify",
+        "--json",
+        "--key",
+        public.to_str().unwrap(),
+        "--require",
+        "sbom,provenance",
+        &a_ref,
+        &b_ref,
+    ]));
+    assert_ok(&v);
+    let doc: Value = serde_json::from_str(&v.stdout).unwrap();
+    let supply = &doc["supply"]["references"];
+    assert_eq!(supply[0]["mode"], "referrers-api");
+    assert_eq!(supply[1]["mode"], "tag-schema");
+    for h in supply.as_array().unwrap() {
+        assert_eq!(h["ok"], true, "{h}");
+        assert_eq!(h["attestations"]["sbom"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            h["attestations"]["provenance"], supply[0]["attestations"]["provenance"],
+            "the same on both"
+        );
+    }
+
+    // The SBOM, from either registry, validated by the official schema and spdx-tools.
+    for reference in [&a_ref, &b_ref] {
+        let s = run(pair
+            .cmd()
+            .args(["sbom", "--key", public.to_str().unwrap(), reference]));
+        assert_ok(&s);
+        let file = dir.path().join("sbom.spdx.json");
+        std::fs::write(&file, &s.stdout).unwrap();
+        python_check(&["sbom-spdx", file.to_str().unwrap()]);
+        let doc: Value = serde_json::from_str(&s.stdout).unwrap();
+        let files: Vec<(&str, &str)> = doc["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["fileName"].as_str().unwrap(),
+                    f["checksums"][1]["checksumValue"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let want_a = sha256(&noise(70_000, 1));
+        assert!(
+            files.contains(&("./srv/a.bin", want_a.trim_start_matches("sha256:"))),
+            "{files:?}"
+        );
+        assert!(files.iter().any(|(n, _)| *n == "./etc/motd"));
+    }
+
+    // Again: the same bytes, nothing new is written (no tag rewritten).
+    pair.reset();
+    let run2 = build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &args);
+    assert_ok(&run2);
+    for p in pair.proxies() {
+        let puts: Vec<String> = p
+            .log()
+            .iter()
+            .filter(|e| e.method == "PUT")
+            .map(|e| e.path.clone())
+            .collect();
+        assert!(puts.is_empty(), "a re-run writes nothing: {puts:?}");
+    }
+}
+
+#[test]
+fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "tool", 2);
+    let (a_ref, b_ref) = refs(&pair, "acme/tool", "2");
+    // Unsigned CycloneDX SBOM at build time.
+    let built = build_push(
+        &pair,
+        dir.path(),
+        &r,
+        &[&a_ref, &b_ref],
+        &["--sbom", "cyclonedx"],
+    );
+    assert_ok(&built);
+    let digest = built.stdout.trim().to_string();
+    let hex = digest.trim_start_matches("sha256:");
+    let s = run(pair.cmd().args(["sbom", &b_ref]));
+    assert_ok(&s);
+    let file = dir.path().join("sbom.cdx.json");
+    std::fs::write(&file, &s.stdout).unwrap();
+    python_check(&["sbom-cyclonedx", file.to_str().unwrap()]);
+
+    // Unsigned: verify --key finds no signature and names the registries.
+    let v = run(pair
+        .cmd()
+        .args(["verify", "--key", public.to_str().unwrap(), &a_ref, &b_ref]));
+    assert_code(&v, 1);
+    assert!(
+        v.stderr.contains(&format!(
+            "no valid signature for {digest} on {}",
+            pair.b.host()
+        )),
+        "{}",
+        v.stderr
+    );
+
+    // sign, then attest the SBOM we read: the referrers tag keeps the SBOM
+    // already listed there.
+    let signed = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        &a_ref,
+        &b_ref,
+    ]));
+    assert_ok(&signed);
+    no_secrets(&signed, &key);
+    assert_eq!(signed.stdout.trim(), digest);
+    let spdx_dir = tempdir();
+    let sbom_file = spdx_dir.path().join("s.json");
+    std::fs::write(&sbom_file, &s.stdout).unwrap();
+    let attested = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
+        "attest",
+        "--key",
+        key.to_str().unwrap(),
+        "--sbom",
+        sbom_file.to_str().unwrap(),
+        &a_ref,
+        &b_ref,
+    ]));
+    assert_ok(&attested);
+    let index = manifest_b(&pair, "acme/tool", &format!("sha256-{hex}")).unwrap();
+    let types: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["artifactType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.cyclonedx+json",
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "application/vnd.dsse.envelope.v1+json"
+        ]
+    );
+    let v = run(pair.cmd().args([
+        "verify",
+        "--key",
+        public.to_str().unwrap(),
+        "--require",
+        "sbom",
+        &a_ref,
+        &b_ref,
+    ]));
+    assert_ok(&v);
+    let v = run(pair.cmd().args([
+        "verify",
+        "--key",
+        public.to_str().unwrap(),
+        "--require",
+        "provenance",
+        &b_ref,
+    ]));
+    assert_code(&v, 1);
+    assert!(
+        v.stderr.contains("no valid provenance attestation"),
+        "{}",
+        v.stderr
+    );
+
+    // An SBOM of another image is refused before anything is pushed.
+    let other = recipe(dir.path(), "other", 3);
+    let (_, other_b) = refs(&pair, "acme/other", "1");
+    assert_ok(&build_push(
+        &pair,
+        dir.path(),
+        &other,
+        &[&other_b],
+        &["--sbom"],
+    ));
+    let other_sbom = run(pair.cmd().args(["sbom", &other_b]));
+    assert_ok(&other_sbom);
+    std::fs::write(&sbom_file, &other_sbom.stdout).unwrap();
+    pair.reset();
+    let wrong = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
+        "attest",
+        "--key",
+        key.to_str().unwrap(),
+        "--sbom",
+        sbom_file.to_str().unwrap(),
+        &b_ref,
+    ]));
+    assert_code(&wrong, 2);
+    assert!(
+        wrong.stderr.contains("the SBOM describes image"),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(pair.b.count("PUT"), 0);
+}
+
+#[test]
+fn supply_bad_keys_fail_before_anything_is_pushed_and_never_print_secrets() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, _public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "bad", 4);
+    let (a_ref, b_ref) = refs(&pair, "acme/bad", "1");
+
+    let wrong = run(pair.cmd().env("COSIGN_PASSWORD", "not-the-password").args([
+        "build",
+        r.to_str().unwrap(),
+        "-o",
+        dir.path().join("out").to_str().unwrap(),
+        "--push",
+        "--to",
+        &a_ref,
+        "--to",
+        &b_ref,
+        "--sign-key",
+        key.to_str().unwrap(),
+    ]));
+    assert_code(&wrong, 2);
+    assert!(wrong.stderr.contains("wrong password"), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("not-the-password"));
+    no_secrets(&wrong, &key);
+    for p in pair.proxies() {
+        assert!(p.log().is_empty(), "nothing was sent");
+    }
+
+    // No password at all.
+    let mut c = pair.cmd();
+    c.env_remove("COSIGN_PASSWORD");
+    let missing = run(c.args(["sign", "--key", key.to_str().unwrap(), &b_ref]));
+    assert_code(&missing, 2);
+    assert!(
+        missing.stderr.contains("$COSIGN_PASSWORD"),
+        "{}",
+        missing.stderr
+    );
+
+    // A key of another type (Ed25519, RFC 8410's example) is named.
+    let ed = dir.path().join("ed.key");
+    write(&ed, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n");
+    let other = run(pair
+        .cmd()
+        .args(["sign", "--key", ed.to_str().unwrap(), &b_ref]));
+    assert_code(&other, 2);
+    assert!(
+        other
+            .stderr
+            .contains("not an ECDSA P-256 key (an Ed25519 key)"),
+        "{}",
+        other.stderr
+    );
+    assert!(!other.stderr.contains("MC4CAQAw"));
+    // The public key where the private one belongs.
+    let public = run(pair.cmd().args([
+        "sign",
+        "--key",
+        dir.path().join("cosign.pub").to_str().unwrap(),
+        &b_ref,
+    ]));
+    assert_code(&public, 2);
+    assert!(public.stderr.contains("public key"), "{}", public.stderr);
+}
+
+#[test]
+fn supply_a_registry_refusing_artifacts_is_named_and_gets_no_tag() {
+    let pair = Pair::start();
+    pair.b.configure(|c| c.refuse_artifacts = true);
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "refused", 5);
+    let (a_ref, b_ref) = refs(&pair, "acme/refused", "1");
+    let res = build_push(
+        &pair,
+        dir.path(),
+        &r,
+        &[&a_ref, &b_ref],
+        &[
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--provenance",
+            "--json",
+        ],
+    );
+    assert_code(&res, 1);
+    no_secrets(&res, &key);
+    let doc: Value = serde_json::from_str(&res.stdout).unwrap();
+    let digest = doc["push"]["digest"].as_str().unwrap().to_string();
+    let hex = digest.trim_start_matches("sha256:");
+    let repos = doc["supply"]["repositories"].as_array().unwrap();
+    assert_eq!(repos[0]["ok"], true);
+    let err = repos[1]["error"].as_str().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "{}/acme/refused: the registry refused the signature artifact manifest sha256:",
+            pair.b.host()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("MANIFEST_INVALID"), "{err}");
+    assert!(pair.b.injected_count(Injected::ArtifactRefused) > 0);
+    // No half-written tag on B; A holds everything and verifies.
+    pair.b.configure(|c| c.refuse_artifacts = false);
+    assert!(manifest_b(&pair, "acme/refused", &format!("sha256-{hex}")).is_none());
+    let v = run(pair.cmd().args([
+        "verify",
+        "--key",
+        public.to_str().unwrap(),
+        "--require",
+        "provenance",
+        &a_ref,
+    ]));
+    assert_ok(&v);
+    let v = run(pair.cmd().args([
+        "verify",
+        "--key",
+        public.to_str().unwrap(),
+        "--require",
+        "provenance",
+        &a_ref,
+        &b_ref,
+    ]));
+    assert_code(&v, 1);
+    assert!(
+        v.stderr.contains(&format!(
+            "no valid signature for {digest} on {}",
+            pair.b.host()
+        )),
+        "{}",
+        v.stderr
+    );
+    assert!(
+        v.stderr
+            .contains("present on another registry are missing on"),
+        "{}",
+        v.stderr
+    );
+}
+
+/// A signature whose bytes were altered, pushed through the library, is
+/// found and reported as not valid; a valid one next to it still counts.
+#[test]
+fn supply_a_tampered_signature_does_not_verify() {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use boxwright::push::{PushOptions, PushTarget, Pusher};
+    use boxwright::registry::{CredentialStore, Reference};
+    use boxwright::supply::attach::{attach, AttachOptions};
+    use boxwright::supply::keys::SigningKey;
+    use boxwright::supply::sign;
+
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "tamper", 6);
+    let (_, b_ref) = refs(&pair, "acme/tamper", "1");
+    let built = build_push(&pair, dir.path(), &r, &[&b_ref], &[]);
+    assert_ok(&built);
+    let digest = built.stdout.trim().to_string();
+
+    // Signed by the key, then one bit of the signature flipped.
+    let text = std::fs::read_to_string(&key).unwrap();
+    let password = || {
+        Ok(p256::elliptic_curve::zeroize::Zeroizing::new(
+            PASSWORD.to_string(),
+        ))
+    };
+    let signer = SigningKey::from_pem(&text, &password).unwrap();
+    let (status, raw) = get_b(&pair, &format!("acme/tamper/manifests/{digest}"), MANIFEST);
+    assert_eq!(status, 200);
+    let subject = boxwright::oci::Descriptor::of_bytes(MANIFEST, &raw);
+    let repo = Reference::parse(&b_ref).unwrap();
+    let good = sign::signature(&signer, &subject, &repo.name());
+    let mut annotations = good.layer.annotations.clone();
+    let sig = annotations
+        .get_mut("dev.cosignproject.cosign/signature")
+        .unwrap();
+    let mut bytes = B64.decode(sig.as_bytes()).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    *sig = B64.encode(bytes);
+    let tampered = boxwright::supply::artifact::Artifact::new(
+        good.kind,
+        &subject,
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        &good.layer.media_type,
+        good.payload.to_vec(),
+        annotations,
+        Default::default(),
+    );
+    let store = CredentialStore {
+        docker_config_dir: Some(pair.env.config_dir()),
+        ..CredentialStore::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pusher = rt
+        .block_on(Pusher::new(
+            vec![PushTarget::plain(repo.clone())],
+            PushOptions::default(),
+            store,
+            boxwright::progress::silent(),
+        ))
+        .unwrap();
+    let mut plain = repo.clone();
+    plain.tag = None;
+    let done = rt
+        .block_on(attach(
+            &pusher,
+            &[plain],
+            &subject,
+            &[tampered],
+            &AttachOptions::default(),
+        ))
+        .unwrap();
+    assert!(done.ok, "{done:?}");
+
+    let v = run(pair.cmd().args([
+        "verify",
+        "--json",
+        "--key",
+        public.to_str().unwrap(),
+        &b_ref,
+    ]));
+    assert_code(&v, 1);
+    let doc: Value = serde_json::from_str(&v.stdout).unwrap();
+    let notes = doc["supply"]["references"][0]["notes"].to_string();
+    assert!(notes.contains("does not verify"), "{notes}");
+    assert!(v.stderr.contains("no valid signature"), "{}", v.stderr);
+
+    // The untampered signature next to it counts; the other stays a note.
+    let mut plain = repo.clone();
+    plain.tag = None;
+    let done = rt
+        .block_on(attach(
+            &pusher,
+            &[plain],
+            &subject,
+            &[good],
+            &AttachOptions::default(),
+        ))
+        .unwrap();
+    assert!(done.ok, "{done:?}");
+    let v = run(pair.cmd().args([
+        "verify",
+        "--json",
+        "--key",
+        public.to_str().unwrap(),
+        &b_ref,
+    ]));
+    assert_ok(&v);
+    let doc: Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(
+        doc["supply"]["references"][0]["signatures"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(doc["supply"]["references"][0]["notes"]
+        .to_string()
+        .contains("does not verify"));
+}
+
+/// The proxy's referrers emulation follows the spec's shape.
+#[test]
+fn supply_proxy_answers_the_referrers_api_only_when_asked() {
+    let reg = crate::support::Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let url = format!("{}/v2/x/referrers/sha256:{}", proxy.url(), "0".repeat(64));
+    let get = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async { reqwest::get(&url).await.unwrap().status().as_u16() })
+    };
+    assert_eq!(get(), 404, "the reference registry has no referrers API");
+    proxy.configure(|c| c.referrers_api = true);
+    assert_eq!(get(), 200);
+}
