@@ -15,7 +15,7 @@ use boxwright::ops::copy::CopyOptions;
 use boxwright::progress::{Level, SharedReporter};
 
 use super::args::{parse_all, parse_platform, parse_reference, UploadArgs};
-use super::stdout::{print, print_json};
+use super::stdout::print_outcome;
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -55,16 +55,19 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
     let report = boxwright::ops::copy::copy(&src, &dsts, opts, reporter.clone())
         .await
         .with_context(|| format!("copying {}", args.source))?;
-    if let Some(p) = &report.push {
-        for w in p.warnings() {
-            reporter.log(Level::Warn, &w);
-        }
-    }
-    if args.json {
-        print_json(&report)?;
-    } else if report.succeeded() {
-        print(&format!("{}\n", report.digest))?;
-    }
+    let warnings = report
+        .push
+        .as_ref()
+        .map(|p| p.warnings())
+        .unwrap_or_default();
+    print_outcome(
+        &reporter,
+        &warnings,
+        args.json,
+        &report,
+        report.succeeded(),
+        &report.digest,
+    )?;
     if report.succeeded() {
         let how = if report.up_to_date {
             "already there".to_string()

@@ -23,7 +23,7 @@ use boxwright::progress::{Level, SharedReporter};
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 
 use super::args::{parse_all, parse_set, parse_target, parse_targets, UploadArgs};
-use super::stdout::{print, print_json};
+use super::stdout::print_outcome;
 
 #[derive(Args, Debug)]
 pub struct IndexArgs {
@@ -96,14 +96,14 @@ pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
     let report = boxwright::ops::index::index(&sources, targets, opts, reporter.clone())
         .await
         .context("assembling the image index")?;
-    for w in report.push.warnings() {
-        reporter.log(Level::Warn, &w);
-    }
-    if args.json {
-        print_json(&report)?;
-    } else if report.succeeded() {
-        print(&format!("{}\n", report.digest))?;
-    }
+    print_outcome(
+        &reporter,
+        &report.push.warnings(),
+        args.json,
+        &report,
+        report.succeeded(),
+        &report.digest,
+    )?;
     if report.succeeded() {
         let platforms: Vec<&str> = report
             .manifests

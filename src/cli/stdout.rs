@@ -24,6 +24,28 @@ pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The end of a command that pushes: its warnings on stderr, then the
+/// `--json` report, or the digest when it succeeded.
+pub fn print_outcome<T: serde::Serialize>(
+    reporter: &boxwright::progress::SharedReporter,
+    warnings: &[String],
+    json: bool,
+    report: &T,
+    succeeded: bool,
+    digest: &boxwright::oci::Digest,
+) -> anyhow::Result<()> {
+    for w in warnings {
+        reporter.log(boxwright::progress::Level::Warn, w);
+    }
+    if json {
+        print_json(report)
+    } else if succeeded {
+        Ok(print(&format!("{digest}\n"))?)
+    } else {
+        Ok(())
+    }
+}
+
 pub struct Stdout(io::StdoutLock<'static>);
 
 /// Marks an `io::Error` as coming from writing stdout.

@@ -238,22 +238,26 @@ impl ImageSource for MemoryImage {
     }
 
     fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
-        let found = self
-            .manifests
-            .get(&desc.digest)
-            .cloned()
-            .ok_or_else(|| anyhow!("manifest {} is not part of the image", desc.digest));
-        Box::pin(std::future::ready(found))
+        held(&self.manifests, desc, "manifest")
     }
 
     fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
-        let found = self
-            .blobs
-            .get(&desc.digest)
-            .cloned()
-            .ok_or_else(|| anyhow!("blob {} is not part of the image", desc.digest));
-        Box::pin(std::future::ready(found))
+        held(&self.blobs, desc, "blob")
     }
+}
+
+/// What an in-memory source holds for `desc` (a manifest's bytes, a blob's
+/// file), as the answer of an [`ImageSource`] method.
+pub(crate) fn held<'a, T: Clone + Send + 'a>(
+    map: &HashMap<Digest, T>,
+    desc: &Descriptor,
+    what: &str,
+) -> BoxFuture<'a, Result<T>> {
+    let found = map
+        .get(&desc.digest)
+        .cloned()
+        .ok_or_else(|| anyhow!("{what} {} is not part of the image", desc.digest));
+    Box::pin(std::future::ready(found))
 }
 
 #[cfg(test)]

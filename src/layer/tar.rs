@@ -270,15 +270,7 @@ mod tests {
     use super::*;
 
     fn entry(path: &[u8], kind: EntryKind) -> Entry {
-        Entry {
-            path: path.to_vec(),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            uname: String::new(),
-            gname: String::new(),
-        }
+        crate::recipe::entry::test_entry(path, kind)
     }
 
     fn read_back(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, u32)> {

@@ -28,7 +28,7 @@ use crate::image::{walk, ImageSource as _};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{PushOptions, PushReport, PushTarget, Pusher};
-use crate::registry::{Client, CredentialStore, Reference};
+use crate::registry::{Client, Reference};
 
 /// How to copy.
 #[derive(Clone, Debug, Default)]
@@ -134,13 +134,7 @@ pub async fn copy(
         }
     }
     let targets = dests.iter().cloned().map(PushTarget::plain).collect();
-    let pusher = Pusher::new(
-        targets,
-        opts.push.clone(),
-        CredentialStore::from_env(),
-        reporter.clone(),
-    )
-    .await?;
+    let pusher = Pusher::with_env_credentials(targets, opts.push.clone(), reporter.clone()).await?;
     let client = pusher.client().clone();
     let src_name = source.to_string();
 

@@ -37,7 +37,7 @@ use crate::image::{walk, ImageSource};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{PushOptions, PushReport, PushTarget, Pusher};
-use crate::registry::{CredentialStore, Reference};
+use crate::registry::Reference;
 
 /// How to assemble and push an index.
 #[derive(Clone, Debug, Default)]
@@ -123,12 +123,7 @@ impl ImageSource for Composed {
     }
 
     fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
-        let found = self
-            .manifests
-            .get(&desc.digest)
-            .cloned()
-            .ok_or_else(|| anyhow!("internal: manifest {} not read", desc.digest));
-        Box::pin(std::future::ready(found))
+        crate::image::held(&self.manifests, desc, "manifest")
     }
 
     fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
@@ -188,13 +183,7 @@ pub async fn index(
             )));
         }
     }
-    let pusher = Pusher::new(
-        targets,
-        opts.push.clone(),
-        CredentialStore::from_env(),
-        reporter.clone(),
-    )
-    .await?;
+    let pusher = Pusher::with_env_credentials(targets, opts.push.clone(), reporter.clone()).await?;
     let client = pusher.client().clone();
     let cache = BlobCache::new(opts.cache_dir.clone())?;
     let repos: Vec<Arc<RemoteBlobs>> = sources

@@ -74,6 +74,16 @@ pub struct Pusher {
 impl Pusher {
     /// Set up: check targets, resolve explicit credentials (bad input when a
     /// variable is missing), build the client.
+    /// [`Pusher::new`] with credentials from the environment (auth files,
+    /// credential helpers, `GITHUB_TOKEN`).
+    pub async fn with_env_credentials(
+        targets: Vec<PushTarget>,
+        opts: PushOptions,
+        reporter: SharedReporter,
+    ) -> Result<Pusher> {
+        Pusher::new(targets, opts, CredentialStore::from_env(), reporter).await
+    }
+
     pub async fn new(
         targets: Vec<PushTarget>,
         opts: PushOptions,

@@ -108,3 +108,17 @@ mod tests {
         assert_eq!(v, vec![&b"a"[..], b"a/b", b"a.txt"]);
     }
 }
+
+/// An entry with default attributes (0644, root), for tests.
+#[cfg(test)]
+pub(crate) fn test_entry(path: &[u8], kind: EntryKind) -> Entry {
+    Entry {
+        path: path.to_vec(),
+        kind,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        uname: String::new(),
+        gname: String::new(),
+    }
+}

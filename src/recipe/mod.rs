@@ -11,7 +11,7 @@
 //! their sorted streams into the layer's [`Entries`] (`entry.rs`).
 
 mod base;
-mod entry;
+pub(crate) mod entry;
 mod layer;
 mod plan;
 pub mod schema;

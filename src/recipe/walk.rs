@@ -230,15 +230,7 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            uname: String::new(),
-            gname: String::new(),
-        }
+        crate::recipe::entry::test_entry(path.as_bytes(), kind)
     }
 
     fn dir(path: &str) -> Entry {

@@ -238,33 +238,47 @@ pub(super) fn helper_program(name: &str) -> anyhow::Result<String> {
     Ok(format!("docker-credential-{name}"))
 }
 
+/// Run `docker-credential-<name> <verb>` with `input` on its stdin, and
+/// wait for it: its program name and what it printed (never quoted in
+/// errors: it may hold a secret).
+pub(super) fn run_helper(
+    name: &str,
+    verb: &str,
+    input: &[u8],
+    helper_path: Option<&std::ffi::OsStr>,
+) -> anyhow::Result<(String, std::process::Output)> {
+    let program = helper_program(name)?;
+    let mut cmd = Command::new(&program);
+    if let Some(p) = helper_path {
+        cmd.env("PATH", p);
+    }
+    let mut child = cmd
+        .arg(verb)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {program} {verb}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input)
+            .with_context(|| format!("writing to {program}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("running {program}"))?;
+    Ok((program, out))
+}
+
 /// Run `docker-credential-<name> get`. Its output is never quoted in errors.
 fn run_helper_get(
     name: &str,
     registry: &str,
     helper_path: Option<&std::ffi::OsStr>,
 ) -> anyhow::Result<Option<(Credential, CredentialSource)>> {
-    let program = helper_program(name)?;
     let server = config_key(registry);
-    let mut cmd = Command::new(&program);
-    if let Some(p) = helper_path {
-        cmd.env("PATH", p);
-    }
-    let mut child = cmd
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("running {program} (credential helper for {registry})"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server.as_bytes())
-            .with_context(|| format!("writing to {program}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("running {program}"))?;
+    let (program, out) = run_helper(name, "get", server.as_bytes(), helper_path)
+        .with_context(|| format!("credential helper for {registry}"))?;
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stdout);
         if text.contains("credentials not found") {

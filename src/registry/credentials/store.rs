@@ -2,12 +2,11 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, Context as _};
 use base64::Engine as _;
 
-use super::lookup::{find_entry, helper_program, read_json};
+use super::lookup::{find_entry, read_json, run_helper};
 use super::{CredentialStore, Secret};
 use crate::error::bad_input;
 use crate::registry::reference::{config_key, normalize_registry};
@@ -110,26 +109,12 @@ fn configured_helper(
 /// `docker-credential-NAME erase` with the server URL on stdin: true when
 /// erased, false when the helper held nothing for it.
 fn run_helper_erase(name: &str, server: &str, store: &CredentialStore) -> anyhow::Result<bool> {
-    let program = helper_program(name)?;
-    let mut cmd = Command::new(&program);
-    if let Some(p) = &store.helper_path {
-        cmd.env("PATH", p);
-    }
-    let mut child = cmd
-        .arg("erase")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("running {program} erase"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server.as_bytes())
-            .with_context(|| format!("writing to {program}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("running {program}"))?;
+    let (program, out) = run_helper(
+        name,
+        "erase",
+        server.as_bytes(),
+        store.helper_path.as_deref(),
+    )?;
     if out.status.success() {
         return Ok(true);
     }
@@ -146,28 +131,16 @@ fn run_helper_store(
     secret: &Secret,
     store: &CredentialStore,
 ) -> anyhow::Result<()> {
-    let program = helper_program(name)?;
-    let mut cmd = Command::new(&program);
-    if let Some(p) = &store.helper_path {
-        cmd.env("PATH", p);
-    }
-    let mut child = cmd
-        .arg("store")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("running {program} store"))?;
     let input =
         serde_json::json!({"ServerURL": server, "Username": user, "Secret": secret.expose()});
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.to_string().as_bytes())
-            .with_context(|| format!("writing to {program}"))?;
-    }
-    let status = child.wait().with_context(|| format!("running {program}"))?;
-    if !status.success() {
-        anyhow::bail!("{program} store failed ({status})");
+    let (program, out) = run_helper(
+        name,
+        "store",
+        input.to_string().as_bytes(),
+        store.helper_path.as_deref(),
+    )?;
+    if !out.status.success() {
+        anyhow::bail!("{program} store failed ({})", out.status);
     }
     Ok(())
 }
