@@ -97,18 +97,6 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn components_sort_before_siblings_with_longer_names() {
-        let mut v: Vec<&[u8]> = vec![b"a.txt", b"a/b", b"a"];
-        v.sort_by(|a, b| cmp_paths(a, b));
-        assert_eq!(v, vec![&b"a"[..], b"a/b", b"a.txt"]);
-    }
-}
-
 /// An entry with default attributes (0644, root), for tests.
 #[cfg(test)]
 pub(crate) fn test_entry(path: &[u8], kind: EntryKind) -> Entry {
@@ -120,5 +108,17 @@ pub(crate) fn test_entry(path: &[u8], kind: EntryKind) -> Entry {
         gid: 0,
         uname: String::new(),
         gname: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_sort_before_siblings_with_longer_names() {
+        let mut v: Vec<&[u8]> = vec![b"a.txt", b"a/b", b"a"];
+        v.sort_by(|a, b| cmp_paths(a, b));
+        assert_eq!(v, vec![&b"a"[..], b"a/b", b"a.txt"]);
     }
 }
