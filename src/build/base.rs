@@ -181,10 +181,10 @@ async fn import(
     let config_bytes = guard::read_document_at(&config_path, &manifest.config)?;
     let config: ImageConfig = parse(src, &manifest.config, &config_bytes)?;
     let platform = to.platform;
-    if config.os != platform.os || config.architecture != platform.architecture {
+    if config.platform.os != platform.os || config.platform.architecture != platform.architecture {
         return Err(bad_input(format!(
             "{what} is for {}/{}, but the recipe builds {platform}",
-            config.os, config.architecture
+            config.platform.os, config.platform.architecture
         )));
     }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {

@@ -67,9 +67,9 @@ pub(super) fn image_config(
     if plan.author.is_some() {
         cfg.author = plan.author.clone();
     }
-    cfg.architecture = p.platform.architecture.clone();
-    cfg.os = p.platform.os.clone();
-    cfg.variant = p.platform.variant.clone();
+    cfg.platform.architecture = p.platform.architecture.clone();
+    cfg.platform.os = p.platform.os.clone();
+    cfg.platform.variant = p.platform.variant.clone();
     let mut diff_ids: Vec<Digest> = base
         .map(|b| b.layers.iter().map(|(_, d)| d.clone()).collect())
         .unwrap_or_default();

@@ -80,6 +80,10 @@ pub struct UploadArgs {
     /// uploaded, on the same registry (repeatable).
     #[arg(long = "mount-from", value_name = "REPO", value_parser = parse_target)]
     pub mount_from: Vec<String>,
+    /// Blob cache directory: base layers, and blobs copied across
+    /// registries [default: $XDG_CACHE_HOME/boxwright/blobs].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl UploadArgs {

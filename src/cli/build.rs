@@ -77,9 +77,6 @@ pub struct BuildArgs {
     pub after: AfterPushArgs,
     #[command(flatten)]
     pub supply: super::sign::SupplyArgs,
-    /// Blob cache for registry bases [default: $XDG_CACHE_HOME/boxwright/blobs].
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -284,7 +281,7 @@ fn registry_base(
     if !matches!(plan.base, recipe::Base::Registry { .. }) {
         return Ok(None);
     }
-    let cache = BlobCache::new(args.cache_dir.clone())?;
+    let cache = BlobCache::new(args.upload.cache_dir.clone())?;
     Ok(Some(Arc::new(RegistryBase::new(
         args.upload.connection.options(),
         CredentialStore::from_env(),

@@ -5,17 +5,15 @@
 //! stderr: progress and a summary. Exit 1 when a destination failed or the
 //! source cannot be read, 2 for bad input.
 
-use std::path::PathBuf;
-
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use boxwright::oci::Platform;
-use boxwright::ops::copy::CopyOptions;
+use boxwright::oci::{Digest, Platform};
+use boxwright::ops::copy::{CopyOptions, CopyReport};
 use boxwright::progress::{Level, SharedReporter};
 
 use super::args::{parse_all, parse_platform, parse_reference, UploadArgs};
-use super::stdout::print_outcome;
+use super::stdout::{print_outcome, Outcome};
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -32,9 +30,6 @@ pub struct CopyArgs {
     /// destinations then name that platform's manifest.
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub platform: Option<Platform>,
-    /// Blob cache directory [default: $XDG_CACHE_HOME/boxwright/blobs].
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
     /// Print the copy report (source, digest, blobs downloaded, per
     /// destination blobs uploaded/mounted/present and bytes) as JSON.
     #[arg(long)]
@@ -50,24 +45,12 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
     let opts = CopyOptions {
         push: args.upload.push_options()?,
         platform: args.platform.clone(),
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: args.upload.cache_dir.clone(),
     };
     let report = boxwright::ops::copy::copy(&src, &dsts, opts, reporter.clone())
         .await
         .with_context(|| format!("copying {}", args.source))?;
-    let warnings = report
-        .push
-        .as_ref()
-        .map(|p| p.warnings())
-        .unwrap_or_default();
-    print_outcome(
-        &reporter,
-        &warnings,
-        args.json,
-        &report,
-        report.succeeded(),
-        &report.digest,
-    )?;
+    print_outcome(&reporter, args.json, &report)?;
     if report.succeeded() {
         let how = if report.up_to_date {
             "already there".to_string()
@@ -85,5 +68,17 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
     match report.error() {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+impl Outcome for CopyReport {
+    fn warnings(&self) -> Vec<String> {
+        self.push.as_ref().map(|p| p.warnings()).unwrap_or_default()
+    }
+    fn succeeded(&self) -> bool {
+        CopyReport::succeeded(self)
+    }
+    fn digest(&self) -> &Digest {
+        &self.digest
     }
 }

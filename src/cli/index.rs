@@ -17,13 +17,14 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use boxwright::oci::Digest;
 use boxwright::ops::index::{IndexOptions, IndexReport};
 use boxwright::progress::{Level, SharedReporter};
 
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 
 use super::args::{parse_all, parse_set, parse_target, parse_targets, UploadArgs};
-use super::stdout::print_outcome;
+use super::stdout::{print_outcome, Outcome};
 
 #[derive(Args, Debug)]
 pub struct IndexArgs {
@@ -49,10 +50,6 @@ pub struct IndexArgs {
     /// With --recipe: a recipe variable, NAME=VALUE (repeatable; as for `build`).
     #[arg(long = "set", value_name = "NAME=VALUE", requires = "recipe", value_parser = parse_set)]
     pub sets: Vec<(String, String)>,
-    /// Blob cache directory (configs, and blobs copied across registries)
-    /// [default: $XDG_CACHE_HOME/boxwright/blobs].
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
     /// Print the report (index digest, entries with platform and source,
     /// blobs downloaded, per target uploaded/mounted/present and bytes) as JSON.
     #[arg(long)]
@@ -91,19 +88,12 @@ pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
     let opts = IndexOptions {
         push: args.upload.push_options()?,
         annotations,
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: args.upload.cache_dir.clone(),
     };
     let report = boxwright::ops::index::index(&sources, targets, opts, reporter.clone())
         .await
         .context("assembling the image index")?;
-    print_outcome(
-        &reporter,
-        &report.push.warnings(),
-        args.json,
-        &report,
-        report.succeeded(),
-        &report.digest,
-    )?;
+    print_outcome(&reporter, args.json, &report)?;
     if report.succeeded() {
         let platforms: Vec<&str> = report
             .manifests
@@ -191,5 +181,17 @@ fn warn_unlike_build(plan: &Plan, report: &IndexReport, reporter: &SharedReporte
                 got.join(", ")
             ),
         );
+    }
+}
+
+impl Outcome for IndexReport {
+    fn warnings(&self) -> Vec<String> {
+        self.push.warnings()
+    }
+    fn succeeded(&self) -> bool {
+        IndexReport::succeeded(self)
+    }
+    fn digest(&self) -> &Digest {
+        &self.digest
     }
 }

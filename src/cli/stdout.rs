@@ -26,24 +26,29 @@ pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()>
 
 /// The end of a command that pushes: its warnings on stderr, then the
 /// `--json` report, or the digest when it succeeded.
-pub fn print_outcome<T: serde::Serialize>(
+pub fn print_outcome(
     reporter: &boxwright::progress::SharedReporter,
-    warnings: &[String],
     json: bool,
-    report: &T,
-    succeeded: bool,
-    digest: &boxwright::oci::Digest,
+    report: &impl Outcome,
 ) -> anyhow::Result<()> {
-    for w in warnings {
-        reporter.log(boxwright::progress::Level::Warn, w);
+    for w in report.warnings() {
+        reporter.log(boxwright::progress::Level::Warn, &w);
     }
     if json {
         print_json(report)
-    } else if succeeded {
-        Ok(print(&format!("{digest}\n"))?)
+    } else if report.succeeded() {
+        Ok(print(&format!("{}\n", report.digest()))?)
     } else {
         Ok(())
     }
+}
+
+/// The report of a command that writes one image to registries.
+pub trait Outcome: serde::Serialize {
+    fn warnings(&self) -> Vec<String>;
+    fn succeeded(&self) -> bool;
+    /// The digest every destination now names.
+    fn digest(&self) -> &boxwright::oci::Digest;
 }
 
 pub struct Stdout(io::StdoutLock<'static>);

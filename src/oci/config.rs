@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Digest;
+use super::{Digest, Platform};
 
 /// The image configuration (`application/vnd.oci.image.config.v1+json`).
 /// Unknown fields of a base image's config are kept in `extra`.
@@ -14,16 +14,10 @@ pub struct ImageConfig {
     pub created: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
-    pub architecture: String,
-    pub os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+    /// `architecture`, `os`, `os.version`, `os.features` and `variant`, at
+    /// the place the image spec lists them.
+    #[serde(flatten)]
+    pub platform: Platform,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<RuntimeConfig>,
     pub rootfs: RootFs,

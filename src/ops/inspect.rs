@@ -47,16 +47,7 @@ pub fn inspect(layout: &Layout, name: Option<&str>) -> Result<Inspection> {
         }
         let manifest: Manifest = layout.read_json(&d)?;
         let config: ImageConfig = layout.read_json(&manifest.config)?;
-        let platform = format!(
-            "{}/{}{}",
-            config.os,
-            config.architecture,
-            config
-                .variant
-                .as_ref()
-                .map(|v| format!("/{v}"))
-                .unwrap_or_default()
-        );
+        let platform = config.platform.to_string();
         images.push(ImageInfo {
             platform,
             manifest_digest: d.digest.clone(),

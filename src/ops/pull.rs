@@ -148,17 +148,7 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         .blobs(&served, &graph.blobs)
         .await
         .with_context(|| format!("downloading the layers of {r}"))?;
-    let platforms: Vec<String> = list
-        .iter()
-        .map(|i| {
-            let mut s = format!("{}/{}", i.config.os, i.config.architecture);
-            if let Some(v) = &i.config.variant {
-                s.push('/');
-                s.push_str(v);
-            }
-            s
-        })
-        .collect();
+    let platforms: Vec<String> = list.iter().map(|i| i.config.platform.to_string()).collect();
     let configs = list
         .iter()
         .map(|i| i.manifest.config.digest.clone())

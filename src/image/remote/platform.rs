@@ -200,10 +200,10 @@ impl RemoteImages {
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .with_context(|| format!("parsing config {} of {r}", manifest.config.digest))?;
         if let Some(p) = platform {
-            if config.os != p.os || config.architecture != p.architecture {
+            if config.platform.os != p.os || config.platform.architecture != p.architecture {
                 return Err(bad_input(format!(
                     "{r} is for {}/{}, not {p}",
-                    config.os, config.architecture
+                    config.platform.os, config.platform.architecture
                 )));
             }
         }

@@ -214,6 +214,38 @@ async fn generate(
 
 const MAX_FAILURES_SHOWN: usize = 5;
 
+/// Keep the first few failures of a run, for its report.
+fn note_failure(failures: &mut Vec<String>, phase: &str, e: &RegistryError) {
+    if failures.len() < MAX_FAILURES_SHOWN {
+        failures.push(format!("{phase} failed: {e}"));
+    }
+}
+
+/// End a phase's progress bar with its figures; returns its MB/s.
+fn phase_done(
+    reporter: &SharedReporter,
+    id: &str,
+    what: &str,
+    bytes: u64,
+    secs: f64,
+    failed: u64,
+) -> f64 {
+    let mb = mb_per_s(bytes, secs);
+    let failed = if failed > 0 {
+        format!(", {failed} failed")
+    } else {
+        String::new()
+    };
+    reporter.finish(
+        id,
+        &format!(
+            "{what} {} in {secs:.2}s ({mb:.1} MB/s){failed}",
+            crate::render::human_bytes(bytes)
+        ),
+    );
+    mb
+}
+
 /// The content whose digest the warm-up HEAD asks for (never uploaded).
 pub const WARM_UP_PROBE: &[u8] = b"boxwright bench warm-up probe";
 
@@ -278,24 +310,17 @@ async fn run_one(
             }
             Err(e) => {
                 failed_uploads += 1;
-                if failures.len() < MAX_FAILURES_SHOWN {
-                    failures.push(format!("upload failed: {e}"));
-                }
+                note_failure(&mut failures, "upload", &e);
             }
         }
     }
-    let upload_mb = mb_per_s(bytes, upload_secs);
-    reporter.finish(
+    let upload_mb = phase_done(
+        reporter,
         &up_id,
-        &format!(
-            "{label}: uploaded {} in {upload_secs:.2}s ({upload_mb:.1} MB/s){}",
-            crate::render::human_bytes(bytes),
-            if failed_uploads > 0 {
-                format!(", {failed_uploads} failed")
-            } else {
-                String::new()
-            }
-        ),
+        &format!("{label}: uploaded"),
+        bytes,
+        upload_secs,
+        failed_uploads,
     );
 
     // Pull.
@@ -323,23 +348,16 @@ async fn run_one(
         for r in results {
             if let Err(e) = r {
                 failed_pulls += 1;
-                if failures.len() < MAX_FAILURES_SHOWN {
-                    failures.push(format!("pull failed: {e}"));
-                }
+                note_failure(&mut failures, "pull", &e);
             }
         }
-        let mb = mb_per_s(pulled_bytes, secs);
-        reporter.finish(
+        let mb = phase_done(
+            reporter,
             &pull_id,
-            &format!(
-                "{label}: pulled {} in {secs:.2}s ({mb:.1} MB/s){}",
-                crate::render::human_bytes(pulled_bytes),
-                if failed_pulls > 0 {
-                    format!(", {failed_pulls} failed")
-                } else {
-                    String::new()
-                }
-            ),
+            &format!("{label}: pulled"),
+            pulled_bytes,
+            secs,
+            failed_pulls,
         );
         (Some(round3(secs)), Some(mb))
     } else {

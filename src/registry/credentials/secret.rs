@@ -93,44 +93,49 @@ impl EnvCredentials {
     /// Read the variables through `env`. A missing or badly encoded variable
     /// is bad input naming the variable (never its value).
     pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Credential> {
-        let raw_username = env(&self.username_env)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                bad_input(format!(
-                    "environment variable {} (username_env) is not set or empty",
-                    self.username_env
-                ))
-            })?;
-        let username = match self.username_encoding {
-            SecretEncoding::Plain => raw_username,
-            SecretEncoding::Base64 => decode_base64_secret(&raw_username).ok_or_else(|| {
-                bad_input(format!(
-                    "environment variable {} is not valid base64 of a UTF-8 user name (username_encoding = \"base64\")",
-                    self.username_env
-                ))
-            })?,
-        };
-        let raw = env(&self.password_env)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                bad_input(format!(
-                    "environment variable {} (password_env) is not set or empty",
-                    self.password_env
-                ))
-            })?;
-        let password = match self.encoding {
-            SecretEncoding::Plain => raw,
-            SecretEncoding::Base64 => decode_base64_secret(&raw).ok_or_else(|| {
-                bad_input(format!(
-                    "environment variable {} is not valid base64 of a UTF-8 secret (encoding = \"base64\")",
-                    self.password_env
-                ))
-            })?,
-        };
+        let username = read_env(
+            env,
+            &self.username_env,
+            ("username_env", "username_encoding"),
+            self.username_encoding,
+            "user name",
+        )?;
+        let password = read_env(
+            env,
+            &self.password_env,
+            ("password_env", "encoding"),
+            self.encoding,
+            "secret",
+        )?;
         Ok(Credential::Basic {
             username,
             password: Secret::new(password),
         })
+    }
+}
+
+/// The value of variable `var`, decoded. `keys` are the recipe keys that
+/// name the variable and its encoding, for the error (which never shows the
+/// value).
+fn read_env(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    (var_key, encoding_key): (&str, &str),
+    encoding: SecretEncoding,
+    what: &str,
+) -> anyhow::Result<String> {
+    let raw = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+        bad_input(format!(
+            "environment variable {var} ({var_key}) is not set or empty"
+        ))
+    })?;
+    match encoding {
+        SecretEncoding::Plain => Ok(raw),
+        SecretEncoding::Base64 => decode_base64_secret(&raw).ok_or_else(|| {
+            bad_input(format!(
+                "environment variable {var} is not valid base64 of a UTF-8 {what} ({encoding_key} = \"base64\")"
+            ))
+        }),
     }
 }
 
