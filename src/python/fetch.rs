@@ -58,17 +58,15 @@ pub fn fetch(cache: &BlobCache, url: &str, want: &Digest) -> Result<PathBuf> {
         copy_local(Path::new(path), &part, url)?;
     } else {
         check_remote(url)?;
-        let (url2, part2) = (url.to_string(), part.clone());
+        // Planning is synchronous and may run on a runtime thread, where
+        // blocking on the runtime is not allowed: the download runs on the
+        // process's one runtime, awaited from a plain thread.
+        let rt = tokio::runtime::Handle::try_current()
+            .context("downloads need the async runtime: call from inside it")?;
         std::thread::scope(|s| {
-            s.spawn(move || -> Result<()> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("starting a runtime for the download")?;
-                rt.block_on(download(&url2, &part2))
-            })
-            .join()
-            .map_err(|_| anyhow!("the download of {url} panicked"))?
+            s.spawn(|| rt.block_on(download(url, &part)))
+                .join()
+                .map_err(|_| anyhow!("the download of {url} panicked"))?
         })?;
     }
     let got = hash_file(&part)?;
