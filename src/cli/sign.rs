@@ -68,13 +68,14 @@ pub struct SupplyArgs {
     /// The environment variable holding the signing key's password.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_PASSWORD_ENV)]
     pub key_password_env: String,
-    /// With --push: attach an SBOM (SPDX 2.3 JSON by default; wins over the
-    /// recipe's `[image] sbom`). Signed as an attestation with --sign-key.
-    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "spdx", requires = "push")]
+    /// Attach an SBOM (SPDX 2.3 JSON by default; wins over the recipe's
+    /// `[image] sbom`): to the pushed image, signed as an attestation with
+    /// --sign-key; without --push, into the layout beside the image.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "spdx")]
     pub sbom: Option<SbomArg>,
-    /// With --push: attach SLSA v1 provenance (an in-toto statement; signed
-    /// with --sign-key).
-    #[arg(long, requires = "push")]
+    /// Attach SLSA v1 provenance (an in-toto statement; signed with
+    /// --sign-key); without --push, into the layout beside the image.
+    #[arg(long)]
     pub provenance: bool,
     /// Also write cosign's legacy `sha256-<hex>.sig` / `.att` tags, for
     /// verifiers that read only those.
