@@ -244,20 +244,14 @@ pub async fn verify_supply(
     key: &std::path::Path,
     require: &[String],
     digests: &boxwright::ops::verify::VerifyReport,
+    anonymous: Option<&[boxwright::ops::verify::Anonymous]>,
     json: bool,
 ) -> Result<()> {
     use boxwright::supply::artifact::Kind;
     let key = boxwright::supply::keys::VerifyingKey::load(key)?;
     let required: Vec<Kind> = require.iter().filter_map(|s| Kind::parse(s)).collect();
     let supply = boxwright::supply::verify::verify(client, refs, &key, &required).await;
-    if json {
-        let mut doc = serde_json::to_value(digests)?;
-        doc["supply"] = serde_json::to_value(&supply)?;
-        print_json(&doc)?;
-    } else {
-        print(&boxwright::render::verify::verify(digests))?;
-        print(&supply.render())?;
-    }
+    super::verify::print_report(digests, anonymous, Some(&supply), json)?;
     let problems: Vec<String> = digests
         .problem()
         .into_iter()

@@ -47,6 +47,7 @@ mod python_url;
 mod recipe_errors;
 mod schema;
 mod supply;
+mod supply_anonymous;
 mod supply_layout;
 mod tls;
 mod verify;
