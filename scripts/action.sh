@@ -22,6 +22,12 @@
 #                     REGISTRY USERNAME_VAR PASSWORD_VAR, naming variables of
 #                     the environment; NAME:base64 when the variable holds
 #                     base64 of the value (DOCKERHUB_USERNAME_ENCODED:base64)
+#   INPUT_SBOM        spdx or cyclonedx: attach an SBOM (none: no SBOM)
+#   INPUT_PROVENANCE  true: attach SLSA provenance
+#   INPUT_SIGNING_KEY the private key's PEM (a secret): sign the image and
+#                     the SBOM and provenance as attestations; written to a
+#                     0600 file of this step, removed at the end
+#   INPUT_SIGNING_KEY_PASSWORD  the password of an encrypted key
 #   INPUT_VERSION     install: a release (0.2.0, v0.2.0) or a git ref
 #   BOXWRIGHT         the binary to run [default: boxwright on PATH]
 #
@@ -307,6 +313,43 @@ cmd_install() {
   output path "$dest/boxwright"
 }
 
+# The supply-chain flags (INPUT_SBOM, INPUT_PROVENANCE, INPUT_SIGNING_KEY)
+# onto `args`; the key goes into a 0600 file under $1, removed on exit.
+supply_args() {
+  case "${INPUT_SBOM:-}" in
+    "" | none) ;;
+    spdx | cyclonedx) args+=(--sbom "$INPUT_SBOM") ;;
+    *) fail 2 "sbom: expected spdx, cyclonedx or none, got '$INPUT_SBOM'" ;;
+  esac
+  if truthy "${INPUT_PROVENANCE:-false}"; then args+=(--provenance); fi
+  [ -n "${INPUT_SIGNING_KEY:-}" ] || return 0
+  local line
+  while IFS= read -r line; do
+    if [ -n "$line" ] && [[ "$line" != -----* ]]; then mask "$line"; fi
+  done <<<"$INPUT_SIGNING_KEY"
+  key_dir="$(mktemp -d "$1/boxwright-key.XXXXXX")"
+  trap 'rm -rf "$key_dir" ${login_dir:+"$login_dir"}' EXIT
+  (umask 077 && printf '%s\n' "$INPUT_SIGNING_KEY" >"$key_dir/key.pem")
+  args+=(--sign-key "$key_dir/key.pem")
+  if [ -n "${INPUT_SIGNING_KEY_PASSWORD:-}" ]; then
+    mask "$INPUT_SIGNING_KEY_PASSWORD"
+    args+=(--key-password-env INPUT_SIGNING_KEY_PASSWORD)
+  fi
+}
+
+# In Actions, what was attached on which registry, into the step summary.
+supply_summary() {
+  [ -n "${GITHUB_STEP_SUMMARY:-}" ] && jq -e '.supply' "$1" >/dev/null 2>&1 || return 0
+  {
+    echo
+    echo "### Signatures and attestations"
+    echo
+    echo "| repository | attached | listed by | ok |"
+    echo "|---|---|---|---|"
+    jq -r '.supply.repositories[] | "| \(.registry)/\(.repository) | \([.artifacts[].kind] | join(", ")) | \(.mode // "-") | \(if .ok then "yes" else "no: \(.error // "failed")" end) |"' "$1"
+  } >>"$GITHUB_STEP_SUMMARY"
+}
+
 cmd_run() {
   local bw="${BOXWRIGHT:-boxwright}"
   local recipe="${INPUT_RECIPE:-recipes/r2d.toml}"
@@ -339,6 +382,7 @@ cmd_run() {
   mask_decoded "$recipe"
   login_all "$bw"
   local dir="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
+  supply_args "$dir"
   local report
   report="$(mktemp "$dir/boxwright-report.XXXXXX")"
   mv "$report" "$report.json"
@@ -367,6 +411,7 @@ cmd_run() {
   output targets "$targets"
   output verified "$verified"
   output report "$report"
+  supply_summary "$report"
   jq -r '.push.targets[] | select(.ok | not) | "\(.reference): \(.error // "failed")"' "$report" |
     while IFS= read -r line; do
       if [ "${GITHUB_ACTIONS:-}" = "true" ]; then echo "::warning title=${prog}::$line" >&2; fi

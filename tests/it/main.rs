@@ -8,6 +8,7 @@
 mod support;
 
 mod action;
+mod action_supply;
 mod action_yml;
 mod auth_files;
 mod bench;
