@@ -29,6 +29,10 @@
 #                     0600 file of this step, removed at the end
 #   INPUT_SIGNING_KEY_PASSWORD  the password of an encrypted key
 #   INPUT_VERSION     install: a release (0.2.0, v0.2.0) or a git ref
+#   BOXWRIGHT_RELEASE_URL  install: where releases are [default:
+#                     https://github.com/OWNER/REPO/releases/download]; the
+#                     asset is VERSION/boxwright-VERSION-TRIPLE.tar.gz with
+#                     its .sha256, checked with sha256sum -c
 #   BOXWRIGHT         the binary to run [default: boxwright on PATH]
 #
 # Outputs (to $GITHUB_OUTPUT, else printed on stdout as name=value):
@@ -216,7 +220,7 @@ triple() {
   arch="$(uname -m)"
   case "$arch" in arm64) arch=aarch64 ;; esac
   case "$(uname -s)" in
-    Linux) os=unknown-linux-gnu ;;
+    Linux) os=unknown-linux-musl ;; # the release's static binaries
     Darwin) os=apple-darwin ;;
     *) os=unknown ;;
   esac
@@ -285,12 +289,14 @@ cmd_install() {
   fi
   if [ "$kind" = release ]; then
     local asset="boxwright-${version}-$(triple).tar.gz" tmp
-    local url="https://github.com/${repo}/releases/download/${version}/${asset}"
+    local url="${BOXWRIGHT_RELEASE_URL:-https://github.com/${repo}/releases/download}/${version}/${asset}"
     tmp="$(mktemp -d)"
     # An asset is used only with its checksum; without one, build from source.
     if curl -fsSL --retry 3 -o "$tmp/$asset" "$url" && curl -fsSL --retry 3 -o "$tmp/$asset.sha256" "$url.sha256"; then
-      (cd "$tmp" && sha256sum -c --status <(awk -v f="$asset" '{print $1"  "f}' "$asset.sha256")) ||
+      if ! (cd "$tmp" && sha256sum -c --status <(awk -v f="$asset" '{print $1"  "f}' "$asset.sha256")); then
+        rm -rf "$tmp"
         fail 1 "$asset does not match its .sha256"
+      fi
       tar -xzf "$tmp/$asset" -C "$tmp"
       install -m 0755 "$(find "$tmp" -type f -name boxwright | head -n1)" "$dest/boxwright"
       rm -rf "$tmp"
