@@ -181,3 +181,47 @@ pub fn open_with_referrers(image: &str) -> Result<(LayoutImage, Vec<Artifact>)> 
     let artifacts = referrers_of(img.layout(), &img.root().digest)?;
     Ok((img, artifacts))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::image::layout::LayoutWriter;
+    use crate::oci::{self, MEDIA_TYPE_MANIFEST};
+    use crate::supply::artifact::Kind;
+
+    #[test]
+    fn stored_artifacts_are_found_by_subject_and_never_taken_for_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("layout");
+        let w = LayoutWriter::create(&out).unwrap();
+        let mut image = w.write_blob(MEDIA_TYPE_MANIFEST, b"{}").unwrap();
+        image
+            .annotations
+            .insert(oci::ANNOTATION_REF_NAME.into(), "latest".into());
+        let out = w.commit(vec![image.clone()]).unwrap();
+        let a = Artifact::new(
+            Kind::Sbom,
+            &image,
+            "application/spdx+json",
+            "application/spdx+json",
+            br#"{"spdxVersion":"SPDX-2.3"}"#.to_vec(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        );
+        store(&out, std::slice::from_ref(&a)).unwrap();
+        store(&out, std::slice::from_ref(&a)).unwrap();
+        let layout = Layout::open(&out).unwrap();
+        assert_eq!(layout.index().manifests.len(), 2, "listed once");
+        assert_eq!(layout.resolve(None).unwrap().digest, image.digest);
+        let found = referrers_of(&layout, &image.digest).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, Kind::Sbom);
+        assert_eq!(found[0].payload, a.payload);
+        assert_eq!(found[0].manifest, a.manifest);
+        assert!(referrers_of(&layout, &Digest::of(b"other"))
+            .unwrap()
+            .is_empty());
+    }
+}
