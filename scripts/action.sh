@@ -22,7 +22,17 @@
 #                     REGISTRY USERNAME_VAR PASSWORD_VAR, naming variables of
 #                     the environment; NAME:base64 when the variable holds
 #                     base64 of the value (DOCKERHUB_USERNAME_ENCODED:base64)
+#   INPUT_SBOM        spdx or cyclonedx: attach an SBOM (none: no SBOM)
+#   INPUT_PROVENANCE  true: attach SLSA provenance
+#   INPUT_SIGNING_KEY the private key's PEM (a secret): sign the image and
+#                     the SBOM and provenance as attestations; written to a
+#                     0600 file of this step, removed at the end
+#   INPUT_SIGNING_KEY_PASSWORD  the password of an encrypted key
 #   INPUT_VERSION     install: a release (0.2.0, v0.2.0) or a git ref
+#   BOXWRIGHT_RELEASE_URL  install: where releases are [default:
+#                     https://github.com/OWNER/REPO/releases/download]; the
+#                     asset is VERSION/boxwright-VERSION-TRIPLE.tar.gz with
+#                     its .sha256, checked with sha256sum -c
 #   BOXWRIGHT         the binary to run [default: boxwright on PATH]
 #
 # Outputs (to $GITHUB_OUTPUT, else printed on stdout as name=value):
@@ -210,7 +220,7 @@ triple() {
   arch="$(uname -m)"
   case "$arch" in arm64) arch=aarch64 ;; esac
   case "$(uname -s)" in
-    Linux) os=unknown-linux-gnu ;;
+    Linux) os=unknown-linux-musl ;; # the release's static binaries
     Darwin) os=apple-darwin ;;
     *) os=unknown ;;
   esac
@@ -279,12 +289,14 @@ cmd_install() {
   fi
   if [ "$kind" = release ]; then
     local asset="boxwright-${version}-$(triple).tar.gz" tmp
-    local url="https://github.com/${repo}/releases/download/${version}/${asset}"
+    local url="${BOXWRIGHT_RELEASE_URL:-https://github.com/${repo}/releases/download}/${version}/${asset}"
     tmp="$(mktemp -d)"
     # An asset is used only with its checksum; without one, build from source.
     if curl -fsSL --retry 3 -o "$tmp/$asset" "$url" && curl -fsSL --retry 3 -o "$tmp/$asset.sha256" "$url.sha256"; then
-      (cd "$tmp" && sha256sum -c --status <(awk -v f="$asset" '{print $1"  "f}' "$asset.sha256")) ||
+      if ! (cd "$tmp" && sha256sum -c --status <(awk -v f="$asset" '{print $1"  "f}' "$asset.sha256")); then
+        rm -rf "$tmp"
         fail 1 "$asset does not match its .sha256"
+      fi
       tar -xzf "$tmp/$asset" -C "$tmp"
       install -m 0755 "$(find "$tmp" -type f -name boxwright | head -n1)" "$dest/boxwright"
       rm -rf "$tmp"
@@ -305,6 +317,43 @@ cmd_install() {
     *) cargo install --locked --force --root "$root" --git "https://github.com/${repo}" --branch "${version:-main}" boxwright ;;
   esac
   output path "$dest/boxwright"
+}
+
+# The supply-chain flags (INPUT_SBOM, INPUT_PROVENANCE, INPUT_SIGNING_KEY)
+# onto `args`; the key goes into a 0600 file under $1, removed on exit.
+supply_args() {
+  case "${INPUT_SBOM:-}" in
+    "" | none) ;;
+    spdx | cyclonedx) args+=(--sbom "$INPUT_SBOM") ;;
+    *) fail 2 "sbom: expected spdx, cyclonedx or none, got '$INPUT_SBOM'" ;;
+  esac
+  if truthy "${INPUT_PROVENANCE:-false}"; then args+=(--provenance); fi
+  [ -n "${INPUT_SIGNING_KEY:-}" ] || return 0
+  local line
+  while IFS= read -r line; do
+    if [ -n "$line" ] && [[ "$line" != -----* ]]; then mask "$line"; fi
+  done <<<"$INPUT_SIGNING_KEY"
+  key_dir="$(mktemp -d "$1/boxwright-key.XXXXXX")"
+  trap 'rm -rf "$key_dir" ${login_dir:+"$login_dir"}' EXIT
+  (umask 077 && printf '%s\n' "$INPUT_SIGNING_KEY" >"$key_dir/key.pem")
+  args+=(--sign-key "$key_dir/key.pem")
+  if [ -n "${INPUT_SIGNING_KEY_PASSWORD:-}" ]; then
+    mask "$INPUT_SIGNING_KEY_PASSWORD"
+    args+=(--key-password-env INPUT_SIGNING_KEY_PASSWORD)
+  fi
+}
+
+# In Actions, what was attached on which registry, into the step summary.
+supply_summary() {
+  [ -n "${GITHUB_STEP_SUMMARY:-}" ] && jq -e '.supply' "$1" >/dev/null 2>&1 || return 0
+  {
+    echo
+    echo "### Signatures and attestations"
+    echo
+    echo "| repository | attached | listed by | ok |"
+    echo "|---|---|---|---|"
+    jq -r '.supply.repositories[] | "| \(.registry)/\(.repository) | \([.artifacts[].kind] | join(", ")) | \(.mode // "-") | \(if .ok then "yes" else "no: \(.error // "failed")" end) |"' "$1"
+  } >>"$GITHUB_STEP_SUMMARY"
 }
 
 cmd_run() {
@@ -339,6 +388,7 @@ cmd_run() {
   mask_decoded "$recipe"
   login_all "$bw"
   local dir="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
+  supply_args "$dir"
   local report
   report="$(mktemp "$dir/boxwright-report.XXXXXX")"
   mv "$report" "$report.json"
@@ -367,6 +417,7 @@ cmd_run() {
   output targets "$targets"
   output verified "$verified"
   output report "$report"
+  supply_summary "$report"
   jq -r '.push.targets[] | select(.ok | not) | "\(.reference): \(.error // "failed")"' "$report" |
     while IFS= read -r line; do
       if [ "${GITHUB_ACTIONS:-}" = "true" ]; then echo "::warning title=${prog}::$line" >&2; fi

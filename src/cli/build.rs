@@ -14,10 +14,12 @@ use boxwright::cache::BlobCache;
 use boxwright::error::bad_input;
 use boxwright::image::remote::RegistryBase;
 use boxwright::layer::{Codec, Compression};
+use boxwright::oci::Descriptor;
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::push::{by_digest, merge_targets, PushTarget};
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
+use boxwright::supply::evidence::{build_artifacts, SupplyOptions};
 
 use super::archive::{Archive, Format};
 use super::args::{parse_set, parse_target, AfterPushArgs, UploadArgs};
@@ -104,10 +106,23 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     if args.after.by_digest || args.after.verify {
         return Err(bad_input("--by-digest and --verify need --push"));
     }
+    let supply = args
+        .supply
+        .options(plan.sbom.as_deref(), &args.sets)
+        .await?;
+    if supply.is_some() && archive.is_some() {
+        return Err(bad_input(format!(
+            "--sbom and --provenance without --push keep the artifacts in an OCI layout: use --format oci, not {:?}",
+            args.format
+        )));
+    }
     let a = args.clone();
     let result = blocking(move || {
         let mut result = build::build(&plan, &opts)
             .with_context(|| format!("building {}", a.recipe.display()))?;
+        if let Some(s) = &supply {
+            keep_evidence(&plan, &result, s, &opts.reporter)?;
+        }
         if let Some(archive) = archive {
             write_archive(archive, &mut result, &opts.reporter)?;
         }
@@ -141,6 +156,32 @@ fn write_archive(
     reporter.log(
         Level::Info,
         &format!("wrote {} ({})", result.layout.display(), result.digest),
+    );
+    Ok(())
+}
+
+/// `build --sbom --provenance` without `--push`: the artifacts go into the
+/// layout beside the image, for a later `push` of it.
+fn keep_evidence(
+    plan: &Plan,
+    result: &build::BuildResult,
+    opts: &SupplyOptions,
+    reporter: &SharedReporter,
+) -> Result<()> {
+    let subject = Descriptor::new(&result.media_type, result.digest.clone(), result.size);
+    let artifacts = build_artifacts(plan, result, &subject, &[], opts)
+        .context("making the supply-chain artifacts")?;
+    boxwright::supply::layout::store(&result.layout, &artifacts)
+        .with_context(|| format!("storing the artifacts in {}", result.layout.display()))?;
+    let kinds: Vec<&str> = artifacts.iter().map(|a| a.kind.name()).collect();
+    reporter.log(
+        Level::Info,
+        &format!(
+            "{}: kept {} about {} (pushed with it by `boxwright push`)",
+            result.layout.display(),
+            kinds.join(", "),
+            result.digest
+        ),
     );
     Ok(())
 }
@@ -188,7 +229,7 @@ async fn build_and_push(
         print_json(&done.to_json()?)?;
         return done.error().map_or(Ok(()), Err);
     }
-    super::push::finish_with(&done.push, done.verify.as_ref(), false, &reporter)?;
+    super::push::finish_with(&done.push, done.verify.as_ref(), None, false, &reporter)?;
     done.error().map_or(Ok(()), Err)
 }
 

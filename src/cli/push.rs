@@ -9,8 +9,10 @@ use clap::Args;
 
 use boxwright::ops::verify::{verify_pushed, VerifyReport};
 use boxwright::progress::{Level, SharedReporter};
-use boxwright::push::{self, by_digest, parse_targets, pin_untagged, PushReport};
+use boxwright::push::{by_digest, parse_targets, pin_untagged, PushReport};
 use boxwright::render::summary;
+use boxwright::supply::attach::AttachReport;
+use boxwright::supply::layout::{push_layout, LayoutPush};
 
 use super::args::{parse_target, AfterPushArgs, UploadArgs};
 use super::stdout::{print, print_json};
@@ -36,10 +38,12 @@ pub struct PushArgs {
 /// stderr; an error when a required target failed.
 ///
 /// With `--verify`, its report goes into the JSON (`verify`), and a failed
-/// verification is an error.
+/// verification is an error; so with the artifacts a layout held
+/// (`supply`), attached after the image.
 pub fn finish_with(
     report: &PushReport,
     verified: Option<&VerifyReport>,
+    supply: Option<&AttachReport>,
     json: bool,
     reporter: &SharedReporter,
 ) -> Result<()> {
@@ -51,6 +55,9 @@ pub fn finish_with(
         if let (Some(v), Some(obj)) = (verified, doc.as_object_mut()) {
             obj.insert("verify".into(), serde_json::to_value(v)?);
         }
+        if let (Some(s), Some(obj)) = (supply, doc.as_object_mut()) {
+            obj.insert("supply".into(), serde_json::to_value(s)?);
+        }
         print_json(&doc)?;
     } else if report.succeeded() {
         print(&format!("{}\n", report.digest))?;
@@ -60,6 +67,7 @@ pub fn finish_with(
     }
     verified
         .and_then(|v| v.after_push_error(&report.digest))
+        .or_else(|| supply.and_then(AttachReport::error))
         .map_or(Ok(()), Err)
 }
 
@@ -67,7 +75,11 @@ pub fn finish_with(
 pub async fn run(args: PushArgs, reporter: SharedReporter) -> Result<()> {
     let targets = by_digest(parse_targets(&args.to)?, args.after.by_digest);
     let opts = args.upload.push_options()?;
-    let (mut report, client) = push::push(&args.layout, targets, opts, reporter.clone()).await?;
+    let LayoutPush {
+        mut report,
+        client,
+        supply,
+    } = push_layout(&args.layout, targets, opts, reporter.clone()).await?;
     pin_untagged(&mut report);
     let verified = if args.after.verify {
         // The pusher's client: its credentials and tokens are reused.
@@ -81,7 +93,13 @@ pub async fn run(args: PushArgs, reporter: SharedReporter) -> Result<()> {
         verified.as_ref(),
         &reporter,
     );
-    finish_with(&report, verified.as_ref(), args.json, &reporter)
+    finish_with(
+        &report,
+        verified.as_ref(),
+        supply.as_ref(),
+        args.json,
+        &reporter,
+    )
 }
 
 /// In GitHub Actions, append the push's table to `$GITHUB_STEP_SUMMARY`

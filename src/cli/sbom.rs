@@ -1,5 +1,6 @@
 //! `boxwright sbom REF`: print the SBOM attached to a pushed image on
-//! stdout. A signed SBOM (an attestation) is checked with `--key PUB` when
+//! stdout; `boxwright sbom oci:DIR[:NAME]` (or a layout directory) prints
+//! the one `build --sbom` kept in the layout beside the image. A signed SBOM (an attestation) is checked with `--key PUB` when
 //! given; without it, it is printed with a warning that it was not
 //! verified. Exit 1 when the image has no SBOM.
 
@@ -10,20 +11,25 @@ use base64::Engine as _;
 use clap::Args;
 use serde_json::Value;
 
+use boxwright::image::ImageSource as _;
 use boxwright::oci::canonical_json;
+use boxwright::oci::Digest;
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::supply::artifact::Kind;
 use boxwright::supply::keys::VerifyingKey;
+use boxwright::supply::layout::open_with_referrers;
 use boxwright::supply::referrers;
 use boxwright::supply::sign::{self, Envelope};
+use boxwright::supply::MEDIA_TYPE_DSSE;
 
 use super::args::{parse_all, parse_reference, ConnectionArgs};
 use super::stdout::print;
 
 #[derive(Args, Debug)]
 pub struct SbomArgs {
-    /// The image: REGISTRY/REPOSITORY[:TAG][@DIGEST].
-    #[arg(value_name = "REF", value_parser = parse_reference)]
+    /// The image: REGISTRY/REPOSITORY[:TAG][@DIGEST], or an OCI layout:
+    /// oci:DIR[:NAME] (or a directory that exists).
+    #[arg(value_name = "REF", value_parser = parse_source)]
     pub reference: String,
     /// Check a signed SBOM with this public key (the SBOM must be signed).
     #[arg(long, value_name = "PUB")]
@@ -39,9 +45,88 @@ fn envelope_statement(bytes: &[u8]) -> Result<Value> {
     Ok(serde_json::from_slice(&payload)?)
 }
 
+/// The layout an argument names: `oci:DIR[:NAME]`, or a directory.
+fn layout_source(s: &str) -> Option<&str> {
+    s.strip_prefix("oci:")
+        .or_else(|| std::path::Path::new(s).is_dir().then_some(s))
+}
+
+fn parse_source(s: &str) -> Result<String, String> {
+    match layout_source(s) {
+        Some(_) => Ok(s.to_string()),
+        None => parse_reference(s),
+    }
+}
+
+/// The SBOM kept in a layout beside its image.
+fn from_layout(image: &str, key: Option<&VerifyingKey>, reporter: &SharedReporter) -> Result<()> {
+    let (img, artifacts) = open_with_referrers(image)?;
+    let digest = img.root().digest.clone();
+    let mut why = Vec::new();
+    for a in artifacts.iter().filter(|a| a.kind == Kind::Sbom) {
+        let signed = a.layer.media_type == MEDIA_TYPE_DSSE;
+        match document(&a.payload, signed, key, &digest, reporter, a.digest()) {
+            Ok(doc) => return print_doc(&doc),
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    Err(no_sbom(&format!("{image} ({digest})"), &why))
+}
+
+/// The SBOM document in a payload: the document itself, or the predicate
+/// of a signed statement about `digest` (checked with `key` when given).
+fn document(
+    bytes: &[u8],
+    signed: bool,
+    key: Option<&VerifyingKey>,
+    digest: &Digest,
+    reporter: &SharedReporter,
+    manifest: &Digest,
+) -> Result<Value> {
+    if !signed {
+        if key.is_some() {
+            return Err(anyhow!("{manifest} is not signed"));
+        }
+        return Ok(serde_json::from_slice::<Value>(bytes)?);
+    }
+    let statement = match key {
+        Some(k) => sign::open_envelope(k, bytes).map_err(|e| anyhow!("{manifest}: {e}"))?,
+        None => {
+            reporter.log(
+                Level::Warn,
+                &format!("{manifest}: the SBOM is signed but was not verified (give --key PUB)"),
+            );
+            envelope_statement(bytes)?
+        }
+    };
+    if !sign::statement_names(&statement, digest) {
+        return Err(anyhow!("{manifest}: about another image"));
+    }
+    Ok(statement["predicate"].clone())
+}
+
+fn print_doc(doc: &Value) -> Result<()> {
+    let mut text = canonical_json(doc);
+    text.push(b'\n');
+    print(&String::from_utf8_lossy(&text))?;
+    Ok(())
+}
+
+fn no_sbom(what: &str, why: &[String]) -> anyhow::Error {
+    let detail = if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", why.join("; "))
+    };
+    anyhow!("{what}: no usable SBOM found{detail}")
+}
+
 /// `boxwright sbom`.
 pub async fn run(args: SbomArgs, reporter: SharedReporter) -> Result<()> {
     let key = args.key.as_deref().map(VerifyingKey::load).transpose()?;
+    if let Some(image) = layout_source(&args.reference) {
+        return from_layout(image, key.as_ref(), &reporter);
+    }
     let r = parse_all(std::slice::from_ref(&args.reference))?.remove(0);
     let client = args.connection.client(&reporter)?;
     let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
@@ -61,46 +146,17 @@ pub async fn run(args: SbomArgs, reporter: SharedReporter) -> Result<()> {
             continue;
         }
         let bytes = referrers::payload(&client, reg, repo, &item.layer).await?;
-        let doc = if !item.signed {
-            serde_json::from_slice::<Value>(&bytes)?
-        } else {
-            let statement = match &key {
-                Some(k) => match sign::open_envelope(k, &bytes) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        why.push(format!("{}: {e}", item.manifest));
-                        continue;
-                    }
-                },
-                None => {
-                    reporter.log(
-                        Level::Warn,
-                        &format!(
-                            "{}: the SBOM is signed but was not verified (give --key PUB)",
-                            item.manifest
-                        ),
-                    );
-                    envelope_statement(&bytes)?
-                }
-            };
-            if !sign::statement_names(&statement, &info.digest) {
-                why.push(format!("{}: about another image", item.manifest));
-                continue;
-            }
-            statement["predicate"].clone()
-        };
-        let mut text = canonical_json(&doc);
-        text.push(b'\n');
-        print(&String::from_utf8_lossy(&text))?;
-        return Ok(());
+        match document(
+            &bytes,
+            item.signed,
+            key.as_ref(),
+            &info.digest,
+            &reporter,
+            &item.manifest,
+        ) {
+            Ok(doc) => return print_doc(&doc),
+            Err(e) => why.push(e.to_string()),
+        }
     }
-    let detail = if why.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", why.join("; "))
-    };
-    Err(anyhow!(
-        "{r} ({}): no usable SBOM found{detail}",
-        info.digest
-    ))
+    Err(no_sbom(&format!("{r} ({})", info.digest), &why))
 }

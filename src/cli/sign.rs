@@ -68,13 +68,14 @@ pub struct SupplyArgs {
     /// The environment variable holding the signing key's password.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_PASSWORD_ENV)]
     pub key_password_env: String,
-    /// With --push: attach an SBOM (SPDX 2.3 JSON by default; wins over the
-    /// recipe's `[image] sbom`). Signed as an attestation with --sign-key.
-    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "spdx", requires = "push")]
+    /// Attach an SBOM (SPDX 2.3 JSON by default; wins over the recipe's
+    /// `[image] sbom`): to the pushed image, signed as an attestation with
+    /// --sign-key; without --push, into the layout beside the image.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "spdx")]
     pub sbom: Option<SbomArg>,
-    /// With --push: attach SLSA v1 provenance (an in-toto statement; signed
-    /// with --sign-key).
-    #[arg(long, requires = "push")]
+    /// Attach SLSA v1 provenance (an in-toto statement; signed with
+    /// --sign-key); without --push, into the layout beside the image.
+    #[arg(long)]
     pub provenance: bool,
     /// Also write cosign's legacy `sha256-<hex>.sig` / `.att` tags, for
     /// verifiers that read only those.
@@ -243,20 +244,14 @@ pub async fn verify_supply(
     key: &std::path::Path,
     require: &[String],
     digests: &boxwright::ops::verify::VerifyReport,
+    anonymous: Option<&[boxwright::ops::verify::Anonymous]>,
     json: bool,
 ) -> Result<()> {
     use boxwright::supply::artifact::Kind;
     let key = boxwright::supply::keys::VerifyingKey::load(key)?;
     let required: Vec<Kind> = require.iter().filter_map(|s| Kind::parse(s)).collect();
     let supply = boxwright::supply::verify::verify(client, refs, &key, &required).await;
-    if json {
-        let mut doc = serde_json::to_value(digests)?;
-        doc["supply"] = serde_json::to_value(&supply)?;
-        print_json(&doc)?;
-    } else {
-        print(&boxwright::render::verify::verify(digests))?;
-        print(&supply.render())?;
-    }
+    super::verify::print_report(digests, anonymous, Some(&supply), json)?;
     let problems: Vec<String> = digests
         .problem()
         .into_iter()

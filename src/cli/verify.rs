@@ -3,12 +3,16 @@
 //! stdout: the table (or `--json`); stderr: the verdict. Exit 0 only when
 //! every reference resolves, all to one digest; 1 when one is missing,
 //! differs or cannot be resolved (the error names them); 2 for bad input.
+//! `--anonymous` also reports, per reference, whether it can be pulled
+//! without credentials (not an error either way).
 
 use anyhow::{anyhow, Result};
 use clap::Args;
 
+use boxwright::ops::verify::{anonymous, Anonymous, VerifyReport};
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::render;
+use boxwright::supply::verify::SupplyReport;
 
 use super::args::{parse_all, parse_reference, ConnectionArgs};
 use super::stdout::{print, print_json};
@@ -29,6 +33,10 @@ pub struct VerifyArgs {
     /// the same on every registry.
     #[arg(long, value_name = "PUB")]
     pub key: Option<std::path::PathBuf>,
+    /// Also report, per reference, whether the image can be pulled without
+    /// credentials (`anonymous` in --json). Not an error either way.
+    #[arg(long)]
+    pub anonymous: bool,
     /// With --key: attestations required (comma-separated: sbom, provenance).
     #[arg(long, value_delimiter = ',', requires = "key", value_parser = ["sbom", "provenance", "signature"])]
     pub require: Vec<String>,
@@ -39,15 +47,23 @@ pub async fn run(args: VerifyArgs, reporter: SharedReporter) -> Result<()> {
     let refs = parse_all(&args.references)?;
     let client = args.connection.client(&reporter)?;
     let report = boxwright::ops::verify::verify(&client, &refs).await;
+    let anonymous = match args.anonymous {
+        true => Some(anonymous(args.connection.options(), &refs, &reporter).await?),
+        false => None,
+    };
     if let Some(key) = &args.key {
-        return super::sign::verify_supply(&client, &refs, key, &args.require, &report, args.json)
-            .await;
+        return super::sign::verify_supply(
+            &client,
+            &refs,
+            key,
+            &args.require,
+            &report,
+            anonymous.as_deref(),
+            args.json,
+        )
+        .await;
     }
-    if args.json {
-        print_json(&report)?;
-    } else {
-        print(&render::verify::verify(&report))?;
-    }
+    print_report(&report, anonymous.as_deref(), None, args.json)?;
     match report.problem() {
         None => {
             if let Some(d) = &report.digest {
@@ -60,4 +76,32 @@ pub async fn run(args: VerifyArgs, reporter: SharedReporter) -> Result<()> {
         }
         Some(p) => Err(anyhow!("verify failed: {p}")),
     }
+}
+
+/// The document (`--json`: the report, with `anonymous` and `supply` when
+/// checked) or the tables.
+pub fn print_report(
+    report: &VerifyReport,
+    anonymous: Option<&[Anonymous]>,
+    supply: Option<&SupplyReport>,
+    json: bool,
+) -> Result<()> {
+    if json {
+        let mut doc = serde_json::to_value(report)?;
+        if let Some(a) = anonymous {
+            doc["anonymous"] = serde_json::to_value(a)?;
+        }
+        if let Some(s) = supply {
+            doc["supply"] = serde_json::to_value(s)?;
+        }
+        return print_json(&doc);
+    }
+    print(&render::verify::verify(report))?;
+    if let Some(a) = anonymous {
+        print(&render::verify::anonymous(a))?;
+    }
+    if let Some(s) = supply {
+        print(&s.render())?;
+    }
+    Ok(())
 }

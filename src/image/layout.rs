@@ -69,9 +69,15 @@ impl Layout {
     }
 
     /// The descriptor named `name` (its `org.opencontainers.image.ref.name`),
-    /// or with `None` the layout's only image.
+    /// or with `None` the layout's only image. Artifacts listed beside the
+    /// image ([`is_referrer`]) are not images.
     pub fn resolve(&self, name: Option<&str>) -> Result<Descriptor> {
-        let entries = &self.index.manifests;
+        let entries: Vec<&Descriptor> = self
+            .index
+            .manifests
+            .iter()
+            .filter(|d| !is_referrer(d))
+            .collect();
         let names = || {
             let v: Vec<&str> = entries
                 .iter()
@@ -96,7 +102,7 @@ impl Layout {
                         .map(String::as_str)
                         == Some(n)
                 })
-                .cloned()
+                .map(|d| (*d).clone())
                 .ok_or_else(|| {
                     bad_input(format!(
                         "{}: no image named {n:?} (names in this layout: {})",
@@ -118,7 +124,7 @@ impl Layout {
                         names()
                     )));
                 }
-                Ok(first.clone())
+                Ok((*first).clone())
             }
         }
     }
@@ -263,6 +269,13 @@ pub fn write_graph(
         entry.annotations.insert(oci::ANNOTATION_REF_NAME.into(), n);
     }
     writer.commit(vec![entry])
+}
+
+/// Whether an `index.json` entry is an artifact kept beside an image (an
+/// SBOM, provenance: a manifest whose `subject` is the image) rather than
+/// an image: it has an `artifactType` and no ref name.
+pub fn is_referrer(d: &Descriptor) -> bool {
+    d.artifact_type.is_some() && !d.annotations.contains_key(oci::ANNOTATION_REF_NAME)
 }
 
 /// Split `DIR[:NAME]` into the layout directory and the image name.

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::oci::Digest;
 use crate::progress::{Level, SharedReporter};
 use crate::push::PushReport;
-use crate::registry::{Client, Reference};
+use crate::registry::{Client, ClientOptions, CredentialStore, ErrorKind, Reference};
 
 /// What one reference resolved to.
 #[derive(Clone, Debug, Serialize)]
@@ -270,6 +270,86 @@ impl VerifyReport {
             )),
             None => None,
         }
+    }
+}
+
+/// Whether one reference can be pulled without credentials
+/// (`verify --anonymous`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Anonymous {
+    pub reference: String,
+    pub registry: String,
+    pub anonymous_pull: bool,
+    pub status: Access,
+    /// The registry's HTTP status for the anonymous request (none when it
+    /// gave no answer, or its token server refused an anonymous token).
+    pub http_status: Option<u16>,
+    pub digest: Option<Digest>,
+    pub error: Option<String>,
+}
+
+/// What an anonymous pull met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Pulled: the image is public.
+    Ok,
+    /// 401, or no anonymous token: credentials are needed.
+    Unauthorized,
+    /// 403: refused.
+    Forbidden,
+    /// 404: not visible without credentials (GHCR hides private packages so).
+    NotFound,
+    /// No answer, or another status.
+    Error,
+}
+
+/// For every reference, ask for its manifest with no credentials at all
+/// (no auth file, no `GITHUB_TOKEN`; a token registry is asked for an
+/// anonymous token). A `HEAD`, which Docker Hub does not count against its
+/// pull limit, needs the same pull access as a `GET`. Never an error by
+/// itself: the answer is in each [`Anonymous`].
+pub async fn anonymous(
+    opts: ClientOptions,
+    references: &[Reference],
+    reporter: &SharedReporter,
+) -> Result<Vec<Anonymous>> {
+    let client = Client::new(opts, CredentialStore::default(), reporter.clone())?;
+    let jobs = client.options().jobs_per_registry.max(1) * 2;
+    Ok(stream::iter(references.iter())
+        .map(|r| anonymous_one(&client, r))
+        .buffered(jobs)
+        .collect()
+        .await)
+}
+
+async fn anonymous_one(client: &Client, r: &Reference) -> Anonymous {
+    let mut shown = r.clone();
+    if shown.tag.is_none() && shown.digest.is_none() {
+        shown.tag = Some("latest".into());
+    }
+    let (status, http_status, digest, error) =
+        match client.repo_of(r).head_manifest(&shown.object()).await {
+            Ok(Some(info)) => (Access::Ok, Some(200), Some(info.digest), None),
+            Ok(None) => (Access::NotFound, Some(404), None, None),
+            Err(e) => {
+                let access = match (e.status(), &e.kind) {
+                    (Some(401), _) | (None, ErrorKind::Auth(_)) => Access::Unauthorized,
+                    (Some(403), _) => Access::Forbidden,
+                    (Some(404), _) => Access::NotFound,
+                    _ => Access::Error,
+                };
+                (access, e.status(), None, Some(e.to_string()))
+            }
+        };
+    Anonymous {
+        reference: shown.to_string(),
+        registry: r.registry.clone(),
+        anonymous_pull: status == Access::Ok,
+        status,
+        http_status,
+        digest,
+        error,
     }
 }
 

@@ -318,6 +318,18 @@ pub async fn push(
     opts: PushOptions,
     reporter: SharedReporter,
 ) -> Result<(PushReport, Arc<Client>)> {
+    let (report, pusher, _) = push_with(image, targets, opts, reporter).await?;
+    Ok((report, pusher.client))
+}
+
+/// [`push`], handing back the pusher (for artifacts to attach after the
+/// image) and the layout image it pushed.
+pub async fn push_with(
+    image: &str,
+    targets: Vec<PushTarget>,
+    opts: PushOptions,
+    reporter: SharedReporter,
+) -> Result<(PushReport, Pusher, LayoutImage)> {
     let read = async {
         let img = LayoutImage::open_ref(image)?;
         let graph = walk(&img).await?;
@@ -331,5 +343,5 @@ pub async fn push(
     graph.warn_left_out(&pusher.reporter);
     pusher.start_progress(graph.blob_bytes());
     let report = pusher.push_graph(&img, &graph).await;
-    Ok((report, pusher.client))
+    Ok((report, pusher, img))
 }

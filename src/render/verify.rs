@@ -3,7 +3,7 @@
 
 use crate::oci::Digest;
 use crate::ops::tags::TagsReport;
-use crate::ops::verify::{Status, VerifyReport};
+use crate::ops::verify::{Anonymous, Status, VerifyReport};
 
 use super::table::{self, Style};
 
@@ -40,6 +40,25 @@ pub fn verify(report: &VerifyReport) -> String {
         ]
     }));
     table::render(&rows, STYLE)
+}
+
+/// The `verify --anonymous` table: per reference, whether it can be
+/// pulled without credentials, and what the registry answered.
+pub fn anonymous(rows: &[Anonymous]) -> String {
+    let mut out = vec![header(&["REFERENCE", "ANONYMOUS PULL", "ANSWER"])];
+    out.extend(rows.iter().map(|a| {
+        let answer = match (a.http_status, &a.error) {
+            (Some(s), _) => format!("HTTP {s}"),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "-".into(),
+        };
+        vec![
+            a.reference.clone(),
+            if a.anonymous_pull { "yes" } else { "no" }.to_string(),
+            answer,
+        ]
+    }));
+    table::render(&out, STYLE)
 }
 
 /// The `tags` table: a row per tag, a column per repository (`yes`, `-`,

@@ -60,7 +60,9 @@ pub fn pushed_repositories(report: &PushReport) -> Vec<Reference> {
     out
 }
 
-/// The artifacts for the image `subject` pushed to `repos`.
+/// The artifacts for the image `subject` pushed to `repos` (none: kept in
+/// its layout, named after the image; no signature, which names a
+/// repository).
 pub fn build_artifacts(
     plan: &Plan,
     build: &BuildResult,
@@ -68,13 +70,16 @@ pub fn build_artifacts(
     repos: &[Reference],
     opts: &SupplyOptions,
 ) -> Result<Vec<Artifact>> {
-    let names: Vec<String> = repos.iter().map(Reference::name).collect();
+    let mut names: Vec<String> = repos.iter().map(Reference::name).collect();
+    if names.is_empty() {
+        names.push(plan.name.clone());
+    }
     let created = oci::rfc3339(plan.created);
     let key = opts.key.as_deref();
     let mut out = Vec::new();
     if let Some(k) = key {
-        for name in &names {
-            out.push(sign::signature(k, subject, name));
+        for name in repos.iter().map(Reference::name) {
+            out.push(sign::signature(k, subject, &name));
         }
     }
     if let Some(format) = opts.sbom {

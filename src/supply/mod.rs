@@ -19,6 +19,7 @@ pub mod attach;
 pub mod components;
 pub mod evidence;
 pub mod keys;
+pub mod layout;
 pub mod provenance;
 pub mod referrers;
 pub mod sbom;

@@ -166,7 +166,7 @@ pub struct Item {
     pub layer: Descriptor,
 }
 
-fn classify(artifact_type: &str, layer: &Descriptor) -> (Kind, bool) {
+pub(crate) fn classify(artifact_type: &str, layer: &Descriptor) -> (Kind, bool) {
     let predicate = layer
         .annotations
         .get(ANNOTATION_PREDICATE_TYPE)

@@ -14,21 +14,21 @@ use crate::common::{b64, noise, root, run, write, Run};
 use crate::push::remote_digest;
 use crate::support::{skopeo, tempdir, tools, Registry, TokenServer};
 
-const GH_ACTOR: &str = "octo-bot";
-const GH_TOKEN: &str = "ghs_Act10nT0ken5ecret9f3a";
-const HUB_USER: &str = "hubuser";
-const HUB_TOKEN: &str = "dckr_pat_Hub5ecret-71c0e2";
+pub(crate) const GH_ACTOR: &str = "octo-bot";
+pub(crate) const GH_TOKEN: &str = "ghs_Act10nT0ken5ecret9f3a";
+pub(crate) const HUB_USER: &str = "hubuser";
+pub(crate) const HUB_TOKEN: &str = "dckr_pat_Hub5ecret-71c0e2";
 
 /// GHCR-like (tokens, GITHUB_ACTOR/GITHUB_TOKEN) and Docker-Hub-like (basic
 /// auth, base64 secret) registries.
-struct Registries {
+pub(crate) struct Registries {
     _tokens: TokenServer,
-    ghcr: Registry,
-    hub: Registry,
+    pub ghcr: Registry,
+    pub hub: Registry,
 }
 
 impl Registries {
-    fn start() -> Registries {
+    pub fn start() -> Registries {
         let tokens = TokenServer::builder()
             .user(GH_ACTOR, GH_TOKEN, &["pull", "push"])
             .start();
@@ -45,7 +45,7 @@ impl Registries {
 /// A workspace as a checkout would be: `recipes/app.toml` with the R2D
 /// recipe's target shape (GHCR primary with GITHUB_*, Docker Hub backup with
 /// a base64 secret, optional), a context file of 300 KB.
-fn workspace(regs: &Registries) -> tempfile::TempDir {
+pub(crate) fn workspace(regs: &Registries) -> tempfile::TempDir {
     let dir = tempdir();
     let noise: Vec<u8> = (0..300_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -99,12 +99,12 @@ optional = true
 }
 
 /// The files a runner gives a step.
-struct Runner {
-    dir: tempfile::TempDir,
+pub(crate) struct Runner {
+    pub dir: tempfile::TempDir,
 }
 
 impl Runner {
-    fn new() -> Runner {
+    pub fn new() -> Runner {
         let r = Runner { dir: tempdir() };
         for d in ["temp", "home/.docker"] {
             std::fs::create_dir_all(r.dir.path().join(d)).unwrap();
@@ -113,15 +113,15 @@ impl Runner {
         std::fs::write(r.summary(), "").unwrap();
         r
     }
-    fn output(&self) -> PathBuf {
+    pub fn output(&self) -> PathBuf {
         self.dir.path().join("output")
     }
-    fn summary(&self) -> PathBuf {
+    pub fn summary(&self) -> PathBuf {
         self.dir.path().join("step_summary.md")
     }
 
     /// `scripts/action.sh CMD` in `cwd` as the action's step runs it.
-    fn script(&self, cwd: &Path, cmd: &str) -> Command {
+    pub fn script(&self, cwd: &Path, cmd: &str) -> Command {
         // The script reads boxwright's JSON report with jq.
         tools::require("jq");
         let mut c = Command::new("bash");
@@ -145,7 +145,7 @@ impl Runner {
     }
 
     /// `$GITHUB_OUTPUT` parsed: `name=value` and `name<<DELIM ... DELIM`.
-    fn outputs(&self) -> BTreeMap<String, String> {
+    pub fn outputs(&self) -> BTreeMap<String, String> {
         parse_outputs(&std::fs::read_to_string(self.output()).unwrap())
     }
 }
@@ -217,7 +217,7 @@ fn assert_plain_lines(what: &str, text: &str) {
     );
 }
 
-fn assert_ran(r: &Run) {
+pub(crate) fn assert_ran(r: &Run) {
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
 }
 

@@ -42,6 +42,10 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
         "platform",
         "by-digest",
         "install-only",
+        "sbom",
+        "provenance",
+        "signing-key",
+        "signing-key-password",
     ] {
         assert!(inputs.contains(want), "input {want} missing: {inputs:?}");
     }
@@ -50,6 +54,8 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
         Some("recipes/r2d.toml")
     );
     assert_eq!(a["inputs"]["verify"]["default"].as_str(), Some("true"));
+    assert_eq!(a["inputs"]["sbom"]["default"].as_str(), Some("none"));
+    assert_eq!(a["inputs"]["signing-key"]["default"].as_str(), Some(""));
     assert_eq!(
         a["inputs"]["recipe-targets"]["default"].as_str(),
         Some("true")
@@ -201,6 +207,25 @@ fn example_workflows_parse_and_pass_only_defined_inputs() {
     }
     // Figure: r2d-build (1), r2d-multiplatform (platform, index: 2), registry-health (1).
     assert_eq!(uses_of_action, 4);
+    // The build example signs and attests with a key kept as a secret.
+    let build = yaml(&dir.join("r2d-build.yml"));
+    let with = build["jobs"]["build"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["uses"].as_str().is_some_and(is_this_action))
+        .unwrap()["with"]
+        .clone();
+    assert_eq!(
+        with["signing-key"].as_str(),
+        Some("${{ secrets.COSIGN_PRIVATE_KEY }}")
+    );
+    assert_eq!(
+        with["signing-key-password"].as_str(),
+        Some("${{ secrets.COSIGN_PASSWORD }}")
+    );
+    assert_eq!(with["sbom"].as_str(), Some("spdx"));
+    assert_eq!(with["provenance"].as_bool(), Some(true));
     let mp = std::fs::read_to_string(dir.join("r2d-multiplatform.yml")).unwrap();
     assert!(mp.contains("boxwright index") && mp.contains("by-digest: true"));
     let health = yaml(&dir.join("registry-health.yml"));

@@ -8,6 +8,7 @@
 mod support;
 
 mod action;
+mod action_supply;
 mod action_yml;
 mod auth_files;
 mod bench;
@@ -47,6 +48,8 @@ mod python_url;
 mod recipe_errors;
 mod schema;
 mod supply;
+mod supply_anonymous;
+mod supply_layout;
 mod tls;
 mod verify;
 mod wording;

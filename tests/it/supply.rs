@@ -54,7 +54,7 @@ fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-fn manifest_b(pair: &Pair, repo: &str, reference: &str) -> Option<Value> {
+pub fn manifest_b(pair: &Pair, repo: &str, reference: &str) -> Option<Value> {
     let (status, body) = get_b(
         pair,
         &format!("{repo}/manifests/{reference}"),
@@ -104,7 +104,7 @@ fn no_secrets(r: &Run, key: &Path) {
 }
 
 /// A recipe of two layers with known files; returns its path.
-fn recipe(dir: &Path, name: &str, seed: u64) -> PathBuf {
+pub fn recipe(dir: &Path, name: &str, seed: u64) -> PathBuf {
     std::fs::write(dir.join("a.bin"), noise(70_000, seed)).unwrap();
     std::fs::write(dir.join("b.txt"), format!("hello {seed}\n")).unwrap();
     let text = format!(
@@ -118,7 +118,7 @@ fn recipe(dir: &Path, name: &str, seed: u64) -> PathBuf {
     r
 }
 
-fn refs(pair: &Pair, repo: &str, tag: &str) -> (String, String) {
+pub fn refs(pair: &Pair, repo: &str, tag: &str) -> (String, String) {
     (
         format!("{}/{repo}:{tag}", pair.a.host()),
         format!("{}/{repo}:{tag}", pair.b.host()),

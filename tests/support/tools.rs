@@ -16,6 +16,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("jq", "jq"),
     ("openssl", "openssl"),
     ("tmux", "tmux"),
+    ("curl", "curl"),
     ("script", "bsdutils"),
     ("bash", "bash"),
 ];
