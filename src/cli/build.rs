@@ -160,7 +160,7 @@ async fn build_and_push(
             args.recipe.display()
         )));
     }
-    let publish = PublishOptions {
+    let mut publish = PublishOptions {
         targets,
         push: args.upload.push_options()?,
         credentials: CredentialStore::from_env(),
@@ -170,6 +170,9 @@ async fn build_and_push(
             .options(plan.sbom.as_deref(), &args.sets)
             .await?,
     };
+    if let Some(supply) = &mut publish.supply {
+        supply.components = plan.components();
+    }
     let mut done = publish::build_and_push(Arc::new(plan), opts, publish)
         .await
         .with_context(|| format!("building {}", args.recipe.display()))?;
@@ -224,6 +227,9 @@ fn push_targets(
 
 /// The plan and the build options from the flags.
 fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOptions)> {
+    // Also read while planning: a Python layer's version may come from the
+    // base image's PYTHON_VERSION.
+    let registry = registry_base(args, reporter)?;
     let opts = LoadOptions {
         vars: Vars {
             sets: args.sets.iter().cloned().collect(),
@@ -232,6 +238,9 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         },
         context: args.context.clone(),
         platforms: args.platform.clone(),
+        cache_dir: args.upload.cache_dir.clone(),
+        reporter: Some(reporter.clone()),
+        registry_base: Some(registry.clone()),
     };
     let plan = recipe::load(&args.recipe, &opts)?;
     let codec = match args.compression {
@@ -267,25 +276,18 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         compression: Compression { codec, level },
         reporter: reporter.clone(),
         on_layer: None,
-        registry_base: registry_base(args, &plan, reporter)?,
+        registry_base: matches!(plan.base, recipe::Base::Registry { .. }).then_some(registry),
     };
     Ok((plan, opts))
 }
 
-/// The registry client and blob cache for a registry base (`None` for other bases).
-fn registry_base(
-    args: &BuildArgs,
-    plan: &Plan,
-    reporter: &SharedReporter,
-) -> Result<Option<Arc<RegistryBase>>> {
-    if !matches!(plan.base, recipe::Base::Registry { .. }) {
-        return Ok(None);
-    }
+/// The registry client and blob cache for a registry base.
+fn registry_base(args: &BuildArgs, reporter: &SharedReporter) -> Result<Arc<RegistryBase>> {
     let cache = BlobCache::new(args.upload.cache_dir.clone())?;
-    Ok(Some(Arc::new(RegistryBase::new(
+    Ok(Arc::new(RegistryBase::new(
         args.upload.connection.options(),
         CredentialStore::from_env(),
         cache,
         reporter.clone(),
-    )?)))
+    )?))
 }

@@ -132,6 +132,7 @@ async fn load_recipe(path: PathBuf, sets: Vec<(String, String)>) -> Result<Plan>
         },
         context: None,
         platforms: None,
+        ..Default::default()
     };
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || recipe::load(&path, &opts))
