@@ -400,3 +400,110 @@ fn python_layers_download_into_the_cache_dir_and_the_sbom_lists_packages_and_url
     assert_eq!(sum(tool), tool_hex);
     assert_eq!(tool["downloadLocation"], tool_url.as_str());
 }
+
+#[test]
+fn python_layers_read_python_version_from_a_registry_base() {
+    let dir = tempdir();
+    let w = dir.path().join("wheels");
+    let file = "fast-1.0-cp312-cp312-manylinux_2_17_x86_64.whl";
+    fs::create_dir_all(&w).unwrap();
+    wheel(
+        &w.join(file),
+        "fast-1.0.dist-info",
+        &[
+            ("fast/__init__.py", 0o644, b"X = 1\n"),
+            (
+                "fast-1.0.dist-info/WHEEL",
+                0o644,
+                b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n",
+            ),
+        ],
+    );
+    pylock(dir.path(), &[("fast", "1.0", file)]);
+    let reg = Registry::start();
+    let base = format!("{}/acme/python:3.12-slim", reg.host());
+    let base_recipe = dir.path().join("base.toml");
+    write(
+        &base_recipe,
+        "[image]\nname = \"base\"\n[config.env]\nPYTHON_VERSION = \"3.12.4\"\n[[layer]]\n[[layer.entry]]\ndest = \"/etc/base\"\ncontent = \"base\\n\"\n",
+    );
+    assert_ok(&run(boxwright()
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .args(["build", "--quiet", "--compression", "none", "-o"])
+        .arg(dir.path().join("base"))
+        .arg(&base_recipe)
+        .args(["--push", "--to", &base])));
+    let text = format!(
+        "[image]\nname = \"t\"\nbase = \"{base}\"\n[[layer]]\n[layer.python]\nlock = \"pylock.toml\"\n"
+    );
+    assert_ok(&build_layer(dir.path(), &dir.path().join("cache"), &text));
+    let paths: Vec<String> = layer_entries(&dir.path().join("out"))
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(
+        paths.contains(&"usr/local/lib/python3.12/site-packages/fast/__init__.py".to_string()),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn python_layers_are_split_per_platform_and_shared_where_the_wheel_is() {
+    let dir = tempdir();
+    let w = dir.path().join("wheels");
+    let alpha = pure(&w, "alpha", "1.0", 4_000);
+    let mut list = vec![("alpha", "1.0", alpha)];
+    for machine in ["x86_64", "aarch64"] {
+        let file = format!("fast-1.0-cp311-cp311-manylinux_2_17_{machine}.whl");
+        wheel(
+            &w.join(&file),
+            "fast-1.0.dist-info",
+            &[
+                ("fast/__init__.py", 0o644, machine.as_bytes()),
+                (
+                    "fast-1.0.dist-info/WHEEL",
+                    0o644,
+                    b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n",
+                ),
+            ],
+        );
+        list.push(("fast", "1.0", file));
+    }
+    let mut text = "lock-version = \"1.0\"\n".to_string();
+    text.push_str(&format!(
+        "[[packages]]\nname = \"alpha\"\nversion = \"1.0\"\nwheels = [{{ path = \"wheels/{}\" }}]\n",
+        list[0].2
+    ));
+    text.push_str(&format!(
+        "[[packages]]\nname = \"fast\"\nversion = \"1.0\"\nwheels = [{{ path = \"wheels/{}\" }}, {{ path = \"wheels/{}\" }}]\n",
+        list[1].2, list[2].2
+    ));
+    write(&dir.path().join("pylock.toml"), &text);
+    let text = recipe("").replace(
+        "name = \"t\"\n",
+        "name = \"t\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    assert_ok(&build_layer(dir.path(), &dir.path().join("cache"), &text));
+    let out = dir.path().join("out");
+    let index: Value = serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let top = json(&out, index["manifests"][0]["digest"].as_str().unwrap());
+    let per_platform: Vec<Vec<String>> = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            json(&out, m["digest"].as_str().unwrap())["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(per_platform.len(), 2);
+    assert_eq!(per_platform[0].len(), 2);
+    assert_eq!(per_platform[1].len(), 2);
+    // alpha's pure wheel: one layer for both; fast: one per platform.
+    assert_eq!(per_platform[0][0], per_platform[1][0]);
+    assert_ne!(per_platform[0][1], per_platform[1][1]);
+}
