@@ -482,3 +482,71 @@ impl Packages {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packages of these (name, wheel size), in this order.
+    fn packages(list: &[(&str, u64)]) -> Packages {
+        Packages {
+            wheels: list
+                .iter()
+                .map(|(n, _)| Installed {
+                    wheel: PathBuf::from(format!("{n}.whl")),
+                    files: Vec::new(),
+                })
+                .collect(),
+            dists: list
+                .iter()
+                .map(|(n, size)| Dist {
+                    name: n.to_string(),
+                    version: "1".into(),
+                    sha256: String::new(),
+                    url: None,
+                    size: *size,
+                })
+                .collect(),
+            site_packages: "sp".into(),
+            attrs: Effective {
+                mode: None,
+                dir_mode: None,
+                uid: 0,
+                gid: 0,
+                uname: String::new(),
+                gname: String::new(),
+            },
+        }
+    }
+
+    fn labels(list: &[(&str, u64)], max: Option<usize>) -> Vec<String> {
+        packages(list)
+            .split(max)
+            .into_iter()
+            .map(|(label, _)| label)
+            .collect()
+    }
+
+    #[test]
+    fn the_smallest_packages_share_a_layer_and_ties_go_by_name() {
+        let list = [("d", 5), ("a", 9), ("c", 5), ("b", 1), ("e", 5)];
+        assert_eq!(
+            labels(&list, None),
+            ["a==1", "b==1", "c==1", "d==1", "e==1"]
+        );
+        assert_eq!(labels(&list, Some(5)), labels(&list, None));
+        assert_eq!(labels(&list, Some(9)), labels(&list, None));
+        // b (1) and c (5, first of the 5s by name) are the two smallest.
+        assert_eq!(
+            labels(&list, Some(4)),
+            ["a==1", "b==1, c==1", "d==1", "e==1"]
+        );
+        assert_eq!(labels(&list, Some(2)), ["a==1", "b==1, c==1, d==1, e==1"]);
+        assert_eq!(labels(&list, Some(1)), ["a==1, b==1, c==1, d==1, e==1"]);
+        // The order of the lock does not matter.
+        let mut reversed = list;
+        reversed.reverse();
+        assert_eq!(labels(&reversed, Some(4)), labels(&list, Some(4)));
+        assert!(labels(&[], Some(3)).is_empty());
+    }
+}
