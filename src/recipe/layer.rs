@@ -1,4 +1,6 @@
-//! One `[[layer]]` resolved: its entries' sources in recipe order, checked.
+//! One `[[layer]]` resolved: its entries' sources in recipe order, checked;
+//! or, for a `[layer.python]`, one layer per package (or per group of the
+//! smallest under `max_layers`, or one for all with `split = "one"`).
 //! A plan keeps the sources, not the entries they expand to; its entry
 //! stream ([`LayerPlan::entries`]) runs once when planning, so that every bad
 //! input (missing `src`, escaping symlink, device file, conflicting `dest`)
