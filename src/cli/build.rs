@@ -3,7 +3,7 @@
 //! the pusher as each one is finished (`build::publish`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
@@ -16,7 +16,7 @@ use boxwright::image::remote::RegistryBase;
 use boxwright::layer::{Codec, Compression};
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::push::{by_digest, merge_targets, PushTarget};
-use boxwright::recipe::{self, LoadOptions, Plan, Vars};
+use boxwright::recipe::{self, LoadOptions, Plan, RegistryBaseFn, Vars};
 use boxwright::registry::CredentialStore;
 
 use super::archive::{Archive, Format};
@@ -227,9 +227,29 @@ fn push_targets(
 
 /// The plan and the build options from the flags.
 fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOptions)> {
-    // Also read while planning: a Python layer's version may come from the
-    // base image's PYTHON_VERSION.
-    let registry = registry_base(args, reporter)?;
+    // Made when planning needs it (a Python version from a registry base's
+    // PYTHON_VERSION) or for a registry base; one client for both.
+    let made: Arc<OnceLock<Arc<RegistryBase>>> = Arc::default();
+    let make: RegistryBaseFn = {
+        let (made, client, cache_dir, reporter) = (
+            made.clone(),
+            args.upload.connection.options(),
+            args.upload.cache_dir.clone(),
+            reporter.clone(),
+        );
+        Arc::new(move || {
+            if let Some(r) = made.get() {
+                return Ok(r.clone());
+            }
+            let r = Arc::new(RegistryBase::new(
+                client.clone(),
+                CredentialStore::from_env(),
+                BlobCache::new(cache_dir.clone())?,
+                reporter.clone(),
+            )?);
+            Ok(made.get_or_init(|| r).clone())
+        })
+    };
     let opts = LoadOptions {
         vars: Vars {
             sets: args.sets.iter().cloned().collect(),
@@ -240,7 +260,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         platforms: args.platform.clone(),
         cache_dir: args.upload.cache_dir.clone(),
         reporter: Some(reporter.clone()),
-        registry_base: Some(registry.clone()),
+        registry_base: Some(make.clone()),
     };
     let plan = recipe::load(&args.recipe, &opts)?;
     let codec = match args.compression {
@@ -276,18 +296,10 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         compression: Compression { codec, level },
         reporter: reporter.clone(),
         on_layer: None,
-        registry_base: matches!(plan.base, recipe::Base::Registry { .. }).then_some(registry),
+        registry_base: match plan.base {
+            recipe::Base::Registry { .. } => Some(make()?),
+            _ => None,
+        },
     };
     Ok((plan, opts))
-}
-
-/// The registry client and blob cache for a registry base.
-fn registry_base(args: &BuildArgs, reporter: &SharedReporter) -> Result<Arc<RegistryBase>> {
-    let cache = BlobCache::new(args.upload.cache_dir.clone())?;
-    Ok(Arc::new(RegistryBase::new(
-        args.upload.connection.options(),
-        CredentialStore::from_env(),
-        cache,
-        reporter.clone(),
-    )?))
 }

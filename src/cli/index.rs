@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -23,7 +24,7 @@ use boxwright::progress::{Level, SharedReporter};
 
 use boxwright::cache::BlobCache;
 use boxwright::image::remote::RegistryBase;
-use boxwright::recipe::{self, LoadOptions, Plan, Vars};
+use boxwright::recipe::{self, LoadOptions, Plan, RegistryBaseFn, Vars};
 use boxwright::registry::CredentialStore;
 
 use super::args::{parse_all, parse_set, parse_target, parse_targets, UploadArgs};
@@ -136,12 +137,21 @@ async fn load_recipe(path: PathBuf, args: &IndexArgs, reporter: &SharedReporter)
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
         // A Python layer's version may come from a registry base's config.
-        let registry = RegistryBase::new(
-            client,
-            CredentialStore::from_env(),
-            BlobCache::new(cache_dir.clone())?,
-            reporter.clone(),
-        )?;
+        let reporter2 = reporter.clone();
+        let cache2 = cache_dir.clone();
+        let made: OnceLock<Arc<RegistryBase>> = OnceLock::new();
+        let make: RegistryBaseFn = Arc::new(move || {
+            if let Some(r) = made.get() {
+                return Ok(r.clone());
+            }
+            let r = Arc::new(RegistryBase::new(
+                client.clone(),
+                CredentialStore::from_env(),
+                BlobCache::new(cache2.clone())?,
+                reporter2.clone(),
+            )?);
+            Ok(made.get_or_init(|| r).clone())
+        });
         let opts = LoadOptions {
             vars: Vars {
                 sets: sets.into_iter().collect(),
@@ -152,7 +162,7 @@ async fn load_recipe(path: PathBuf, args: &IndexArgs, reporter: &SharedReporter)
             platforms: None,
             cache_dir,
             reporter: Some(reporter),
-            registry_base: Some(std::sync::Arc::new(registry)),
+            registry_base: Some(make),
         };
         recipe::load(&path, &opts)
     })

@@ -145,10 +145,14 @@ pub struct LoadOptions {
     pub cache_dir: Option<PathBuf>,
     /// Shows downloads made while planning (default: nothing shown).
     pub reporter: Option<SharedReporter>,
-    /// Reads a registry base's config when a Python version is to come from
-    /// its `PYTHON_VERSION` (without it, such a recipe must give `version`).
-    pub registry_base: Option<Arc<RegistryBase>>,
+    /// Makes (once) the client that reads a registry base's config when a
+    /// Python version is to come from its `PYTHON_VERSION`; called only
+    /// then. Without it, such a recipe must give `version`.
+    pub registry_base: Option<RegistryBaseFn>,
 }
+
+/// See [`LoadOptions::registry_base`].
+pub type RegistryBaseFn = Arc<dyn Fn() -> Result<Arc<RegistryBase>> + Send + Sync>;
 
 impl LoadOptions {
     fn reporter(&self) -> SharedReporter {

@@ -261,19 +261,21 @@ fn base_python(
     platform: &Platform,
     opts: &LoadOptions,
 ) -> Result<Option<String>> {
-    let config = match base {
-        Base::Scratch => return Ok(None),
-        Base::Registry { .. } if opts.registry_base.is_none() => {
+    let registry = match (base, &opts.registry_base) {
+        (Base::Scratch, _) => return Ok(None),
+        (Base::Registry { .. }, None) => {
             return Err(src.err(
                 span,
                 "the base image's PYTHON_VERSION cannot be read here; set version = \"X.Y\"",
             ))
         }
-        _ => crate::build::base_config(base, platform, opts.registry_base.as_deref())
-            .with_context(|| {
-                format!("reading the base image's config for {platform} (for its PYTHON_VERSION)")
-            })?,
+        (Base::Registry { .. }, Some(make)) => Some(make()?),
+        (Base::Oci { .. }, _) => None,
     };
+    let config =
+        crate::build::base_config(base, platform, registry.as_deref()).with_context(|| {
+            format!("reading the base image's config for {platform} (for its PYTHON_VERSION)")
+        })?;
     let env = config
         .and_then(|c| c.config)
         .and_then(|c| c.env)
