@@ -375,6 +375,10 @@ fn python_layers_download_into_the_cache_dir_and_the_sbom_lists_packages_and_url
 
     let s = run(boxwright().args(["sbom", &reference]));
     assert_ok(&s);
+    // Valid SPDX 2.3 by the official schema and reader.
+    let file = dir.path().join("sbom.spdx.json");
+    fs::write(&file, &s.stdout).unwrap();
+    crate::supply::python_check(&["sbom-spdx", file.to_str().unwrap()]);
     let doc: Value = serde_json::from_str(&s.stdout).unwrap();
     let packages = doc["packages"].as_array().unwrap();
     let find = |purl_or_name: &str| {
@@ -394,11 +398,43 @@ fn python_layers_download_into_the_cache_dir_and_the_sbom_lists_packages_and_url
     };
     let remote = find("pkg:pypi/remote-pkg@2.0");
     assert_eq!(sum(remote), wheel_hex);
-    assert_eq!(remote["downloadLocation"], wheel_url.as_str());
+    // SPDX takes network URLs only as downloadLocation; a file:// one is told in sourceInfo.
+    assert_eq!(remote["downloadLocation"], "NOASSERTION");
+    assert_eq!(
+        remote["sourceInfo"],
+        format!("fetched from {wheel_url}").as_str()
+    );
     assert_eq!(sum(find("pkg:pypi/local-pkg@1.0")), local_hex);
     let tool = find(&tool_url);
     assert_eq!(sum(tool), tool_hex);
-    assert_eq!(tool["downloadLocation"], tool_url.as_str());
+
+    // The same as CycloneDX, valid by its official schema.
+    let cdx_ref = format!("{}/acme/py-cdx:1", reg.host());
+    assert_ok(&run(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(dir.path().join("out"))
+        .arg(&recipe_path)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["--push", "--to", &cdx_ref, "--sbom", "cyclonedx"])));
+    let s = run(boxwright().args(["sbom", &cdx_ref]));
+    assert_ok(&s);
+    let file = dir.path().join("sbom.cdx.json");
+    fs::write(&file, &s.stdout).unwrap();
+    crate::supply::python_check(&["sbom-cyclonedx", file.to_str().unwrap()]);
+    let doc: Value = serde_json::from_str(&s.stdout).unwrap();
+    let remote = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["purl"] == "pkg:pypi/remote-pkg@2.0")
+        .unwrap_or_else(|| panic!("pkg:pypi/remote-pkg@2.0 in {doc:#}"));
+    assert_eq!(remote["hashes"][0]["content"], wheel_hex.as_str());
+    assert_eq!(remote["externalReferences"][0]["url"], wheel_url.as_str());
+    assert_eq!(
+        tool["sourceInfo"],
+        format!("fetched from {tool_url}").as_str()
+    );
 }
 
 #[test]
