@@ -131,6 +131,37 @@ pub(super) fn resolve(
     }
 }
 
+/// The config of `base` for `platform` (`None` for `scratch`), read when a
+/// recipe is planned. Blocking, like [`registry_client`]; a registry base
+/// needs `registry`.
+pub(crate) fn base_config(
+    base: &Base,
+    platform: &Platform,
+    registry: Option<&RegistryBase>,
+) -> Result<Option<ImageConfig>> {
+    match base {
+        Base::Scratch => Ok(None),
+        Base::Oci { dir, name, display } => {
+            let img = LayoutImage::open(dir, name.as_deref())
+                .with_context(|| format!("opening base {display}"))?;
+            let what = format!("base {display}");
+            let (_, _, config) = block_here(platform_image(&img, &what, platform))?;
+            Ok(Some(config))
+        }
+        Base::Registry {
+            reference,
+            fallback,
+        } => {
+            let rb = registry.ok_or_else(|| anyhow!("no registry client for the base"))?;
+            let served = rb.resolve(reference, fallback)?;
+            let what = format!("base {}", served.reference);
+            let (_, _, config) =
+                rb.block_on(platform_image(&rb.source(&served), &what, platform))?;
+            Ok(Some(config))
+        }
+    }
+}
+
 /// Where a base's layers go.
 struct Target<'a> {
     platform: &'a Platform,
@@ -149,51 +180,7 @@ async fn import(
     to: &Target<'_>,
     jobs: usize,
 ) -> Result<(Digest, Vec<(Descriptor, Digest)>, ImageConfig)> {
-    let root = src.root().clone();
-    let top = src
-        .manifest(&root)
-        .await
-        .with_context(|| what.to_string())?;
-    let shape: serde_json::Value = parse(src, &root, &top)?;
-    let is_index = oci::is_index_media_type(&root.media_type) || shape.get("manifests").is_some();
-    let (manifest_desc, manifest): (Descriptor, Manifest) = if is_index {
-        let index: Index = parse(src, &root, &top)?;
-        let d = select(&index, to.platform, what)?;
-        let bytes = src.manifest(&d).await.with_context(|| what.to_string())?;
-        let m = parse(src, &d, &bytes)?;
-        (d, m)
-    } else {
-        let m = parse(src, &root, &top)?;
-        (root, m)
-    };
-    if manifest.config.size > guard::MAX_DOCUMENT {
-        return Err(bad_input(format!(
-            "{what}: its config {} has {} bytes, more than the {} a config may have",
-            manifest.config.digest,
-            manifest.config.size,
-            guard::MAX_DOCUMENT
-        )));
-    }
-    let config_path = src
-        .blob(&manifest.config)
-        .await
-        .with_context(|| what.to_string())?;
-    let config_bytes = guard::read_document_at(&config_path, &manifest.config)?;
-    let config: ImageConfig = parse(src, &manifest.config, &config_bytes)?;
-    let platform = to.platform;
-    if config.platform.os != platform.os || config.platform.architecture != platform.architecture {
-        return Err(bad_input(format!(
-            "{what} is for {}/{}, but the recipe builds {platform}",
-            config.platform.os, config.platform.architecture
-        )));
-    }
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(bad_input(format!(
-            "{what}: its config lists {} diff IDs for {} layers",
-            config.rootfs.diff_ids.len(),
-            manifest.layers.len()
-        )));
-    }
+    let (manifest_desc, manifest, config) = platform_image(src, what, to.platform).await?;
     let paths: Vec<_> = stream::iter(&manifest.layers)
         .map(|l| src.blob(l))
         .buffered(jobs.max(1))
@@ -218,6 +205,61 @@ async fn import(
         layers.push((d, diff_id.clone()));
     }
     Ok((manifest_desc.digest, layers, config))
+}
+
+/// The image of `src` for `platform` (from an index, by the one selection
+/// rule): its manifest's descriptor, the manifest and the config, checked
+/// against the platform.
+async fn platform_image(
+    src: &dyn ImageSource,
+    what: &str,
+    platform: &Platform,
+) -> Result<(Descriptor, Manifest, ImageConfig)> {
+    let root = src.root().clone();
+    let top = src
+        .manifest(&root)
+        .await
+        .with_context(|| what.to_string())?;
+    let shape: serde_json::Value = parse(src, &root, &top)?;
+    let is_index = oci::is_index_media_type(&root.media_type) || shape.get("manifests").is_some();
+    let (manifest_desc, manifest): (Descriptor, Manifest) = if is_index {
+        let index: Index = parse(src, &root, &top)?;
+        let d = select(&index, platform, what)?;
+        let bytes = src.manifest(&d).await.with_context(|| what.to_string())?;
+        let m = parse(src, &d, &bytes)?;
+        (d, m)
+    } else {
+        let m = parse(src, &root, &top)?;
+        (root, m)
+    };
+    if manifest.config.size > guard::MAX_DOCUMENT {
+        return Err(bad_input(format!(
+            "{what}: its config {} has {} bytes, more than the {} a config may have",
+            manifest.config.digest,
+            manifest.config.size,
+            guard::MAX_DOCUMENT
+        )));
+    }
+    let config_path = src
+        .blob(&manifest.config)
+        .await
+        .with_context(|| what.to_string())?;
+    let config_bytes = guard::read_document_at(&config_path, &manifest.config)?;
+    let config: ImageConfig = parse(src, &manifest.config, &config_bytes)?;
+    if config.platform.os != platform.os || config.platform.architecture != platform.architecture {
+        return Err(bad_input(format!(
+            "{what} is for {}/{}, but the recipe builds {platform}",
+            config.platform.os, config.platform.architecture
+        )));
+    }
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(bad_input(format!(
+            "{what}: its config lists {} diff IDs for {} layers",
+            config.rootfs.diff_ids.len(),
+            manifest.layers.len()
+        )));
+    }
+    Ok((manifest_desc, manifest, config))
 }
 
 /// Parse the JSON document `desc` of `src`: bad input naming it when it

@@ -27,6 +27,7 @@ mod base;
 mod config;
 pub mod publish;
 
+pub(crate) use base::base_config;
 use base::BaseImage;
 
 /// How to build.

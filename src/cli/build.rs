@@ -3,7 +3,7 @@
 //! the pusher as each one is finished (`build::publish`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
@@ -17,7 +17,7 @@ use boxwright::layer::{Codec, Compression};
 use boxwright::oci::Descriptor;
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::push::{by_digest, merge_targets, PushTarget};
-use boxwright::recipe::{self, LoadOptions, Plan, Vars};
+use boxwright::recipe::{self, LoadOptions, Plan, RegistryBaseFn, Vars};
 use boxwright::registry::CredentialStore;
 use boxwright::supply::evidence::{build_artifacts, SupplyOptions};
 
@@ -201,7 +201,7 @@ async fn build_and_push(
             args.recipe.display()
         )));
     }
-    let publish = PublishOptions {
+    let mut publish = PublishOptions {
         targets,
         push: args.upload.push_options()?,
         credentials: CredentialStore::from_env(),
@@ -211,6 +211,9 @@ async fn build_and_push(
             .options(plan.sbom.as_deref(), &args.sets)
             .await?,
     };
+    if let Some(supply) = &mut publish.supply {
+        supply.components = plan.components();
+    }
     let mut done = publish::build_and_push(Arc::new(plan), opts, publish)
         .await
         .with_context(|| format!("building {}", args.recipe.display()))?;
@@ -265,6 +268,29 @@ fn push_targets(
 
 /// The plan and the build options from the flags.
 fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOptions)> {
+    // Made when planning needs it (a Python version from a registry base's
+    // PYTHON_VERSION) or for a registry base; one client for both.
+    let made: Arc<OnceLock<Arc<RegistryBase>>> = Arc::default();
+    let make: RegistryBaseFn = {
+        let (made, client, cache_dir, reporter) = (
+            made.clone(),
+            args.upload.connection.options(),
+            args.upload.cache_dir.clone(),
+            reporter.clone(),
+        );
+        Arc::new(move || {
+            if let Some(r) = made.get() {
+                return Ok(r.clone());
+            }
+            let r = Arc::new(RegistryBase::new(
+                client.clone(),
+                CredentialStore::from_env(),
+                BlobCache::new(cache_dir.clone())?,
+                reporter.clone(),
+            )?);
+            Ok(made.get_or_init(|| r).clone())
+        })
+    };
     let opts = LoadOptions {
         vars: Vars {
             sets: args.sets.iter().cloned().collect(),
@@ -273,6 +299,9 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         },
         context: args.context.clone(),
         platforms: args.platform.clone(),
+        cache_dir: args.upload.cache_dir.clone(),
+        reporter: Some(reporter.clone()),
+        registry_base: Some(make.clone()),
     };
     let plan = recipe::load(&args.recipe, &opts)?;
     let codec = match args.compression {
@@ -308,25 +337,10 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         compression: Compression { codec, level },
         reporter: reporter.clone(),
         on_layer: None,
-        registry_base: registry_base(args, &plan, reporter)?,
+        registry_base: match plan.base {
+            recipe::Base::Registry { .. } => Some(make()?),
+            _ => None,
+        },
     };
     Ok((plan, opts))
-}
-
-/// The registry client and blob cache for a registry base (`None` for other bases).
-fn registry_base(
-    args: &BuildArgs,
-    plan: &Plan,
-    reporter: &SharedReporter,
-) -> Result<Option<Arc<RegistryBase>>> {
-    if !matches!(plan.base, recipe::Base::Registry { .. }) {
-        return Ok(None);
-    }
-    let cache = BlobCache::new(args.upload.cache_dir.clone())?;
-    Ok(Some(Arc::new(RegistryBase::new(
-        args.upload.connection.options(),
-        CredentialStore::from_env(),
-        cache,
-        reporter.clone(),
-    )?)))
 }

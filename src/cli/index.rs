@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -21,7 +22,10 @@ use boxwright::oci::Digest;
 use boxwright::ops::index::{IndexOptions, IndexReport};
 use boxwright::progress::{Level, SharedReporter};
 
-use boxwright::recipe::{self, LoadOptions, Plan, Vars};
+use boxwright::cache::BlobCache;
+use boxwright::image::remote::RegistryBase;
+use boxwright::recipe::{self, LoadOptions, Plan, RegistryBaseFn, Vars};
+use boxwright::registry::CredentialStore;
 
 use super::args::{parse_all, parse_set, parse_target, parse_targets, UploadArgs};
 use super::stdout::{print_outcome, Outcome};
@@ -80,7 +84,7 @@ pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
     let sources = parse_all(&args.sources)?;
     let targets = parse_targets(&args.to)?;
     let plan = match &args.recipe {
-        Some(path) => Some(load_recipe(path.clone(), args.sets.clone()).await?),
+        Some(path) => Some(load_recipe(path.clone(), &args, &reporter).await?),
         None => None,
     };
     let mut annotations = plan.as_ref().map(index_annotations).unwrap_or_default();
@@ -123,21 +127,48 @@ pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
 /// Load the recipe as `build` does (variables from --set, the environment
 /// and `[vars]`; all of its platforms), on a blocking thread: planning reads
 /// the build context.
-async fn load_recipe(path: PathBuf, sets: Vec<(String, String)>) -> Result<Plan> {
-    let opts = LoadOptions {
-        vars: Vars {
-            sets: sets.into_iter().collect(),
-            defaults: Default::default(),
-            use_env: true,
-        },
-        context: None,
-        platforms: None,
-    };
+async fn load_recipe(path: PathBuf, args: &IndexArgs, reporter: &SharedReporter) -> Result<Plan> {
+    let sets = args.sets.clone();
+    let (client, cache_dir) = (
+        args.upload.connection.options(),
+        args.upload.cache_dir.clone(),
+    );
+    let reporter = reporter.clone();
     let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || recipe::load(&path, &opts))
-        .await
-        .context("the recipe task failed")?
-        .with_context(|| format!("--recipe {shown}"))
+    tokio::task::spawn_blocking(move || {
+        // A Python layer's version may come from a registry base's config.
+        let reporter2 = reporter.clone();
+        let cache2 = cache_dir.clone();
+        let made: OnceLock<Arc<RegistryBase>> = OnceLock::new();
+        let make: RegistryBaseFn = Arc::new(move || {
+            if let Some(r) = made.get() {
+                return Ok(r.clone());
+            }
+            let r = Arc::new(RegistryBase::new(
+                client.clone(),
+                CredentialStore::from_env(),
+                BlobCache::new(cache2.clone())?,
+                reporter2.clone(),
+            )?);
+            Ok(made.get_or_init(|| r).clone())
+        });
+        let opts = LoadOptions {
+            vars: Vars {
+                sets: sets.into_iter().collect(),
+                defaults: Default::default(),
+                use_env: true,
+            },
+            context: None,
+            platforms: None,
+            cache_dir,
+            reporter: Some(reporter),
+            registry_base: Some(make),
+        };
+        recipe::load(&path, &opts)
+    })
+    .await
+    .context("the recipe task failed")?
+    .with_context(|| format!("--recipe {shown}"))
 }
 
 /// The annotations a multi-platform `build` puts on its index: the

@@ -1,6 +1,7 @@
 //! Pinned downloads: a URL with the sha256 its content must have, fetched
 //! once into the blob cache (`<cache>/sha256/<hex>`, the same content
-//! addressing as registry blobs) and checked while it streams. A mismatch
+//! addressing as registry blobs) and hashed while it streams, its progress
+//! shown through the [`Reporter`]. A mismatch
 //! caches nothing. An interrupted download leaves `<cache>/downloads/<hex>.part`,
 //! resumed with a `Range` request next time (restarted when the server
 //! ignores it). Only `https://`, `file://` and plain `http://` to a loopback
@@ -24,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 use crate::cache::BlobCache;
 use crate::error::bad_input;
 use crate::oci::Digest;
+use crate::progress::{Level, Reporter};
 
 /// Downloads larger than this are refused (a pinned tool or wheel is far smaller).
 pub const MAX_SIZE: u64 = 4 << 30;
@@ -45,31 +47,53 @@ pub fn parse_sha256(text: &str, what: &str) -> Result<Digest> {
 }
 
 /// The cached file holding `url`'s content, which must hash to `want`:
-/// taken from the cache, else downloaded (resuming a partial download).
-pub fn fetch(cache: &BlobCache, url: &str, want: &Digest) -> Result<PathBuf> {
+/// taken from the cache, else downloaded (resuming a partial download),
+/// hashed while it streams and shown to `reporter` as it arrives.
+pub fn fetch(
+    cache: &BlobCache,
+    url: &str,
+    want: &Digest,
+    reporter: &dyn Reporter,
+) -> Result<PathBuf> {
     let dest = cache.path(want);
     if dest.is_file() {
+        reporter.log(Level::Debug, &format!("{url}: in the cache ({want})"));
         return Ok(dest);
     }
     let parts = cache.root().join("downloads");
     fs::create_dir_all(&parts).with_context(|| format!("creating {}", parts.display()))?;
     let part = parts.join(format!("{}.part", want.hex()));
-    if let Some(path) = url.strip_prefix("file://") {
-        copy_local(Path::new(path), &part, url)?;
+    let id = format!("download-{}", want.hex());
+    let got = if let Some(path) = url.strip_prefix("file://") {
+        copy_local(Path::new(path), &part, url)?
     } else {
         check_remote(url)?;
+        let shown = Shown {
+            reporter,
+            id: &id,
+            url,
+        };
         // Planning is synchronous and may run on a runtime thread, where
         // blocking on the runtime is not allowed: the download runs on the
         // process's one runtime, awaited from a plain thread.
         let rt = tokio::runtime::Handle::try_current()
             .context("downloads need the async runtime: call from inside it")?;
-        std::thread::scope(|s| {
-            s.spawn(|| rt.block_on(download(url, &part)))
+        let got = std::thread::scope(|s| {
+            s.spawn(|| rt.block_on(download(url, &part, &shown)))
                 .join()
                 .map_err(|_| anyhow!("the download of {url} panicked"))?
-        })?;
-    }
-    let got = hash_file(&part)?;
+        });
+        match got {
+            Ok(d) => {
+                reporter.finish(&id, &format!("{url}: downloaded"));
+                d
+            }
+            Err(e) => {
+                reporter.finish(&id, &format!("{url}: failed"));
+                return Err(e);
+            }
+        }
+    };
     if got != *want {
         let _ = fs::remove_file(&part);
         return Err(anyhow!(
@@ -78,6 +102,13 @@ pub fn fetch(cache: &BlobCache, url: &str, want: &Digest) -> Result<PathBuf> {
     }
     fs::rename(&part, &dest).with_context(|| format!("moving {} into the cache", url))?;
     Ok(dest)
+}
+
+/// A download's progress task.
+struct Shown<'a> {
+    reporter: &'a dyn Reporter,
+    id: &'a str,
+    url: &'a str,
 }
 
 /// Refuse URLs whose content could be altered in transit.
@@ -104,19 +135,24 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn copy_local(src: &Path, part: &Path, url: &str) -> Result<()> {
+/// Copy a local file into `part`, returning its sha256.
+fn copy_local(src: &Path, part: &Path, url: &str) -> Result<Digest> {
     let mut f = File::open(src).map_err(|e| bad_input(format!("{url}: {e}")))?;
-    let mut out = File::create(part).with_context(|| format!("creating {}", part.display()))?;
-    let n = io::copy(&mut (&mut f).take(MAX_SIZE + 1), &mut out)?;
+    let out = File::create(part).with_context(|| format!("creating {}", part.display()))?;
+    let mut h = Sha256::new();
+    let mut tee = Tee { out, hash: &mut h };
+    let n = io::copy(&mut (&mut f).take(MAX_SIZE + 1), &mut tee)?;
     if n > MAX_SIZE {
         let _ = fs::remove_file(part);
         return Err(anyhow!("{url}: larger than {MAX_SIZE} bytes"));
     }
-    Ok(())
+    Ok(Digest::from_sha256(h.finalize().into()))
 }
 
-/// Download `url` into `part`, appending to what a previous attempt left.
-async fn download(url: &str, part: &Path) -> Result<()> {
+/// Download `url` into `part`, appending to what a previous attempt left,
+/// and return the sha256 of the whole file (what was there is hashed first,
+/// the rest as it arrives).
+async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
@@ -135,17 +171,22 @@ async fn download(url: &str, part: &Path) -> Result<()> {
     let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
     if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
         // The partial file is already whole (or wrong: the checksum will tell).
-        return Ok(());
+        return hash_file(part);
     }
     if !status.is_success() {
         return Err(anyhow!("downloading {url}: HTTP {status}"));
     }
+    let mut h = Sha256::new();
     let mut out = if resumed {
+        io::copy(&mut File::open(part)?, &mut HashWriter(&mut h))?;
         OpenOptions::new().append(true).open(part)?
     } else {
         File::create(part)?
     };
     let mut size = if resumed { have } else { 0 };
+    let total = resp.content_length().map(|n| n + size);
+    shown.reporter.start(shown.id, shown.url, total);
+    shown.reporter.advance(shown.id, size);
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.with_context(|| format!("downloading {url}"))?;
@@ -156,9 +197,28 @@ async fn download(url: &str, part: &Path) -> Result<()> {
             return Err(anyhow!("{url}: larger than {MAX_SIZE} bytes"));
         }
         out.write_all(&chunk)?;
+        h.update(&chunk);
+        shown.reporter.advance(shown.id, chunk.len() as u64);
     }
     out.sync_all()?;
-    Ok(())
+    Ok(Digest::from_sha256(h.finalize().into()))
+}
+
+/// A writer that writes to a file and hashes what it writes.
+struct Tee<'a> {
+    out: File,
+    hash: &'a mut Sha256,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The sha256 of a file.
@@ -203,10 +263,12 @@ mod tests {
         fs::write(&src, b"hello").unwrap();
         let url = format!("file://{}", src.display());
         let want = Digest::of(b"hello");
-        let got = fetch(&cache, &url, &want).unwrap();
+        let got = fetch(&cache, &url, &want, &crate::progress::Silent).unwrap();
         assert_eq!(fs::read(&got).unwrap(), b"hello");
         let wrong = Digest::of(b"other");
-        let err = fetch(&cache, &url, &wrong).unwrap_err().to_string();
+        let err = fetch(&cache, &url, &wrong, &crate::progress::Silent)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("checksum mismatch") && err.contains(want.hex()),
             "{err}"

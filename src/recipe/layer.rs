@@ -1,4 +1,6 @@
-//! One `[[layer]]` resolved: its entries' sources in recipe order, checked.
+//! One `[[layer]]` resolved: its entries' sources in recipe order, checked;
+//! or, for a `[layer.python]`, one layer per package (or per group of the
+//! smallest under `max_layers`, or one for all with `split = "one"`).
 //! A plan keeps the sources, not the entries they expand to; its entry
 //! stream ([`LayerPlan::entries`]) runs once when planning, so that every bad
 //! input (missing `src`, escaping symlink, device file, conflicting `dest`)
@@ -10,10 +12,12 @@ use anyhow::Result;
 use toml::Spanned;
 
 use super::entry::EntryKind;
-use super::schema::{LayerSection, Str};
-use super::sources::{self, Effective, EntrySource};
+use super::schema::{Attrs, LayerSection, PythonLayerSection, Str};
+use super::sources::python::{self, Place, Request};
+use super::sources::{self, Effective, EntrySource, PlanEnv};
 use super::walk::Entries;
 use super::Source;
+use crate::supply::sbom::Component;
 
 /// A layer: its resolved sources, in recipe order. [`LayerPlan::entries`]
 /// gives its tar entries.
@@ -26,6 +30,9 @@ pub struct LayerPlan {
     /// Bytes of file content, as planned.
     content_size: u64,
 }
+
+/// The default prefix of `[layer.python]`.
+const PYTHON_PREFIX: &str = "/usr/local";
 
 impl LayerPlan {
     /// Bytes of file content in the layer (for progress).
@@ -42,36 +49,157 @@ impl LayerPlan {
             .collect::<Result<Vec<_>>>()?;
         Entries::new(streams)
     }
+
+    /// What the layer's sources report to the SBOM beyond its files (URL
+    /// downloads, Python packages).
+    pub fn components(&self) -> Vec<Component> {
+        self.sources
+            .iter()
+            .flat_map(|(s, _)| s.components())
+            .collect()
+    }
 }
 
-pub(crate) fn plan_layer(
+/// The layers of one `[[layer]]`: one, or for a `[layer.python]` one per
+/// package (or group of packages); none when no package applies.
+pub(crate) fn plan_layers(
     src: &Source,
     context: &Path,
     index: usize,
     spanned: &Spanned<LayerSection>,
     expand: &dyn Fn(&Str) -> Result<String>,
+    env: &PlanEnv,
+) -> Result<Vec<LayerPlan>> {
+    let layer = spanned.get_ref();
+    let name = match (&layer.name, &layer.python) {
+        (Some(n), _) => expand(n)?,
+        (None, Some(_)) => "python".to_string(),
+        (None, None) => format!("layer {}", index + 1),
+    };
+    let Some(py) = &layer.python else {
+        return plan_layer(src, context, name, spanned, expand, env).map(|l| vec![l]);
+    };
+    if let Some(first) = layer.entries.first() {
+        return Err(src.err(
+            first.span(),
+            format!("layer {name:?} has a [layer.python] table and [[layer.entry]] tables; put the entries in a [[layer]] of their own"),
+        ));
+    }
+    let at = src.at(py.span());
+    let section = py.get_ref();
+    let attrs = Effective::of(src, &layer.attrs(), &Attrs::default(), expand)?;
+    let (split, max) = split_of(src, section, expand)?;
+    let prefix = match &section.prefix {
+        Some(p) => sources::Dest::parse(expand(p)?).map_err(|m| src.err(p.span(), m))?,
+        None => sources::Dest::parse(PYTHON_PREFIX.to_string()).map_err(anyhow::Error::msg)?,
+    };
+    let request = Request {
+        lock: &section.lock,
+        find_links: &section.find_links,
+        version: section.version.as_ref(),
+        site_packages: section.site_packages.as_ref(),
+        interpreter: section.interpreter.as_ref(),
+        glibc: section.glibc.as_ref(),
+        musl: section.musl.as_ref(),
+    };
+    let place = Place {
+        recipe: src,
+        context,
+        span: py.span(),
+        prefix: String::from_utf8_lossy(&prefix.path).into_owned(),
+        attrs,
+        expand,
+        env,
+    };
+    let packages = python::packages(&request, &place)?;
+    let parts = match split {
+        Split::One if packages.is_empty() => Vec::new(),
+        Split::One => vec![(name.clone(), packages)],
+        Split::Package => packages
+            .split(max)
+            .into_iter()
+            .map(|(label, p)| (format!("{name}: {label}"), p))
+            .collect(),
+    };
+    parts
+        .into_iter()
+        .map(|(name, p)| checked(name, context, vec![(EntrySource::Python(p), at.clone())]))
+        .collect()
+}
+
+/// How a `[layer.python]` is cut into layers.
+enum Split {
+    Package,
+    One,
+}
+
+/// `split` and `max_layers`, checked.
+fn split_of(
+    src: &Source,
+    py: &PythonLayerSection,
+    expand: &dyn Fn(&Str) -> Result<String>,
+) -> Result<(Split, Option<usize>)> {
+    let split = match &py.split {
+        None => Split::Package,
+        Some(s) => match expand(s)?.as_str() {
+            "package" => Split::Package,
+            "one" => Split::One,
+            other => {
+                return Err(src.err(
+                    s.span(),
+                    format!("split = {other:?} is neither \"package\" (one layer per package) nor \"one\" (one layer)"),
+                ))
+            }
+        },
+    };
+    let max = match (&py.max_layers, &split) {
+        (None, _) => None,
+        (Some(m), Split::One) => {
+            return Err(src.err(m.span(), "max_layers only applies to split = \"package\""))
+        }
+        (Some(m), Split::Package) => match usize::try_from(*m.get_ref()) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(src.err(
+                    m.span(),
+                    format!("max_layers = {} must be 1 or more", m.get_ref()),
+                ))
+            }
+        },
+    };
+    Ok((split, max))
+}
+
+fn plan_layer(
+    src: &Source,
+    context: &Path,
+    name: String,
+    spanned: &Spanned<LayerSection>,
+    expand: &dyn Fn(&Str) -> Result<String>,
+    env: &PlanEnv,
 ) -> Result<LayerPlan> {
     let layer = spanned.get_ref();
-    let name = match &layer.name {
-        Some(n) => expand(n)?,
-        None => format!("layer {}", index + 1),
-    };
     if layer.entries.is_empty() {
         return Err(src.err(
             spanned.span(),
-            format!("layer {name:?} has no [[layer.entry]]; give it at least one"),
+            format!("layer {name:?} has no [[layer.entry]] and no [layer.python]; give it at least one entry"),
         ));
     }
     let mut resolved = Vec::new();
     for spanned in &layer.entries {
         let attrs = Effective::of(src, &layer.attrs(), &spanned.get_ref().attrs(), expand)?;
-        let source = sources::resolve(src, context, spanned, attrs, expand)?;
+        let source = sources::resolve(src, context, spanned, attrs, expand, env)?;
         resolved.push((source, src.at(spanned.span())));
     }
+    checked(name, context, resolved)
+}
+
+/// A layer of these sources, its entries walked once to check them.
+fn checked(name: String, context: &Path, sources: Vec<(EntrySource, String)>) -> Result<LayerPlan> {
     let mut plan = LayerPlan {
         name,
         context: context.to_path_buf(),
-        sources: resolved,
+        sources,
         content_size: 0,
     };
     // The checking pass: walk everything once before anything is written.

@@ -28,7 +28,10 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::error::bad_input;
+use crate::image::remote::RegistryBase;
 use crate::oci::Platform;
+use crate::progress::SharedReporter;
+use crate::supply::sbom::Component;
 pub use entry::{Entry, EntryKind};
 pub use layer::LayerPlan;
 use schema::RecipeFile;
@@ -51,6 +54,22 @@ pub struct Plan {
     pub tags: Vec<String>,
     pub targets: Vec<Target>,
     pub platforms: Vec<PlatformPlan>,
+}
+
+impl Plan {
+    /// What the layers' sources report to the SBOM beyond their files (URL
+    /// downloads, Python packages), each once.
+    pub fn components(&self) -> Vec<Component> {
+        let mut out: Vec<Component> = self
+            .platforms
+            .iter()
+            .flat_map(|p| &p.layers)
+            .flat_map(|l| l.components())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// Where the image starts from.
@@ -115,13 +134,43 @@ pub enum Role {
 }
 
 /// Options that come from the command line rather than the recipe.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct LoadOptions {
     pub vars: Vars,
     /// Overrides the recipe's `context`.
     pub context: Option<PathBuf>,
     /// Overrides the recipe's `[image] platforms`.
     pub platforms: Option<Vec<String>>,
+    /// The blob cache downloads go to (`--cache-dir`; default the user's cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Shows downloads made while planning (default: nothing shown).
+    pub reporter: Option<SharedReporter>,
+    /// Makes (once) the client that reads a registry base's config when a
+    /// Python version is to come from its `PYTHON_VERSION`; called only
+    /// then. Without it, such a recipe must give `version`.
+    pub registry_base: Option<RegistryBaseFn>,
+}
+
+/// See [`LoadOptions::registry_base`].
+pub type RegistryBaseFn = Arc<dyn Fn() -> Result<Arc<RegistryBase>> + Send + Sync>;
+
+impl LoadOptions {
+    fn reporter(&self) -> SharedReporter {
+        self.reporter
+            .clone()
+            .unwrap_or_else(crate::progress::silent)
+    }
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("vars", &self.vars)
+            .field("context", &self.context)
+            .field("platforms", &self.platforms)
+            .field("cache_dir", &self.cache_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The recipe text, for turning byte spans into `file:line:column`.

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::layer::{self, LayerPlan};
 use super::schema::{ConfigSection, Created, RecipeFile, Str, CREATED_EXPECTED};
+use super::sources::PlanEnv;
 use super::{base, targets, vars, Base, ConfigPlan, LoadOptions, Plan, PlatformPlan, Source};
 use crate::error::bad_input;
 use crate::oci::{self, Platform};
@@ -129,19 +130,30 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
             .iter()
             .map(|(k, v)| Ok((k.clone(), p(v)?)))
             .collect::<Result<_>>()?;
+        let env = PlanEnv {
+            base_python: match python_without_version(&file) {
+                Some(span) => base_python(src, span, &base, &platform, opts)?,
+                None => None,
+            },
+            cache_dir: opts.cache_dir.clone(),
+            cache: Default::default(),
+            reporter: opts.reporter(),
+        };
         let mut layers = Vec::new();
         for (i, section) in file.layers.iter().enumerate() {
-            let plan = layer::plan_layer(src, &context, i, section, &|s: &Str| p(s))
+            let planned = layer::plan_layers(src, &context, i, section, &|s: &Str| p(s), &env)
                 .with_context(|| format!("planning layer {} for {platform}", i + 1))?;
-            let plan = match layer_cache.iter().find(|l| ***l == plan) {
-                Some(same) => same.clone(),
-                None => {
-                    let plan = Arc::new(plan);
-                    layer_cache.push(plan.clone());
-                    plan
-                }
-            };
-            layers.push(plan);
+            for plan in planned {
+                let plan = match layer_cache.iter().find(|l| ***l == plan) {
+                    Some(same) => same.clone(),
+                    None => {
+                        let plan = Arc::new(plan);
+                        layer_cache.push(plan.clone());
+                        plan
+                    }
+                };
+                layers.push(plan);
+            }
         }
         plans.push(PlatformPlan {
             platform,
@@ -224,6 +236,63 @@ fn config(
         volumes,
         stop_signal: c.stop_signal.as_ref().map(&p).transpose()?,
     })
+}
+
+/// Where the recipe asks for Python packages without a `version`, if it does.
+fn python_without_version(file: &RecipeFile) -> Option<Range<usize>> {
+    file.layers.iter().find_map(|l| {
+        let l = l.get_ref();
+        match &l.python {
+            Some(py) if py.get_ref().version.is_none() => Some(py.span()),
+            _ => l.entries.iter().find_map(|e| {
+                let py = e.get_ref().python.as_ref()?;
+                py.get_ref().version.is_none().then(|| py.span())
+            }),
+        }
+    })
+}
+
+/// The X.Y of the base image's `PYTHON_VERSION` for `platform` (as the
+/// official python images set it: `3.11.9`), read from its config.
+fn base_python(
+    src: &Source,
+    span: Range<usize>,
+    base: &Base,
+    platform: &Platform,
+    opts: &LoadOptions,
+) -> Result<Option<String>> {
+    let registry = match (base, &opts.registry_base) {
+        (Base::Scratch, _) => return Ok(None),
+        (Base::Registry { .. }, None) => {
+            return Err(src.err(
+                span,
+                "the base image's PYTHON_VERSION cannot be read here; set version = \"X.Y\"",
+            ))
+        }
+        (Base::Registry { .. }, Some(make)) => Some(make()?),
+        (Base::Oci { .. }, _) => None,
+    };
+    let config =
+        crate::build::base_config(base, platform, registry.as_deref()).with_context(|| {
+            format!("reading the base image's config for {platform} (for its PYTHON_VERSION)")
+        })?;
+    let env = config
+        .and_then(|c| c.config)
+        .and_then(|c| c.env)
+        .unwrap_or_default();
+    let Some(value) = env.iter().find_map(|e| e.strip_prefix("PYTHON_VERSION=")) else {
+        return Ok(None);
+    };
+    let mut parts = value.split('.');
+    match (parts.next(), parts.next()) {
+        (Some(x), Some(y)) if x.parse::<u32>().is_ok() && y.parse::<u32>().is_ok() => {
+            Ok(Some(value.to_string()))
+        }
+        _ => Err(src.err(
+            span,
+            format!("the base image's PYTHON_VERSION={value:?} is not X.Y or X.Y.Z; set version = \"X.Y\""),
+        )),
+    }
 }
 
 fn path_dir(p: &Path) -> PathBuf {

@@ -288,6 +288,9 @@ pub struct LayerSection {
     pub gname: Option<Str>,
     #[serde(default, rename = "entry")]
     pub entries: Vec<Spanned<EntrySection>>,
+    /// `[layer.python]`: the packages of a lock file, one layer per package
+    /// (or one for all); the layer then has no entries of its own.
+    pub python: Option<Spanned<PythonLayerSection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,8 +373,9 @@ pub struct PythonSection {
     /// Directories of wheels (in the build context), searched first.
     #[serde(default)]
     pub find_links: Vec<Str>,
-    /// `X.Y` or `X.Y.Z`: the image's Python.
-    pub version: Str,
+    /// `X.Y` or `X.Y.Z`: the image's Python (default: the base image's
+    /// `PYTHON_VERSION`).
+    pub version: Option<Str>,
     /// Where packages go (default `PREFIX/lib/pythonX.Y/site-packages`).
     pub site_packages: Option<Str>,
     /// The shebang of scripts (default `PREFIX/bin/pythonX.Y`).
@@ -382,6 +386,36 @@ pub struct PythonSection {
     pub musl: Option<Str>,
     /// `one` (default): every package in this layer.
     pub split: Option<Str>,
+}
+
+/// `[layer.python]`: the same packages as an entry's `python`, planned as
+/// layers of their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonLayerSection {
+    /// `pylock.toml` or a `requirements.txt` with `--hash` on every line, in the build context.
+    pub lock: Str,
+    /// Directories of wheels (in the build context), searched first.
+    #[serde(default)]
+    pub find_links: Vec<Str>,
+    /// `X.Y` or `X.Y.Z`: the image's Python (default: the base image's
+    /// `PYTHON_VERSION`).
+    pub version: Option<Str>,
+    /// The installation prefix (default `/usr/local`).
+    pub prefix: Option<Str>,
+    /// Where packages go (default `PREFIX/lib/pythonX.Y/site-packages`).
+    pub site_packages: Option<Str>,
+    /// The shebang of scripts (default `PREFIX/bin/pythonX.Y`).
+    pub interpreter: Option<Str>,
+    /// The image's glibc, `X.Y` (default `2.36`, Debian 12 as in `python:3.x-slim`).
+    pub glibc: Option<Str>,
+    /// The image's musl instead, `X.Y` (musllinux wheels, e.g. Alpine).
+    pub musl: Option<Str>,
+    /// `package` (default): one layer per package; `one`: one layer.
+    pub split: Option<Str>,
+    /// With `split = "package"`: at most this many layers, the smallest
+    /// packages sharing one.
+    pub max_layers: Option<Spanned<i64>>,
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ impl SbomInput {
             let mut p = json!({
                 "SPDXID": id,
                 "name": c.name,
-                "downloadLocation": c.url.as_deref().unwrap_or("NOASSERTION"),
+                "downloadLocation": c.url.as_deref().filter(|u| is_download_location(u)).unwrap_or("NOASSERTION"),
                 "filesAnalyzed": false,
                 "primaryPackagePurpose": match c.kind {
                     ComponentKind::Image => "CONTAINER",
@@ -200,6 +200,9 @@ impl SbomInput {
             });
             if let Some(v) = &c.version {
                 p["versionInfo"] = json!(v);
+            }
+            if let Some(u) = c.url.as_deref().filter(|u| !is_download_location(u)) {
+                p["sourceInfo"] = json!(format!("fetched from {u}"));
             }
             if let Some(s) = &c.sha256 {
                 p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": s}]);
@@ -313,6 +316,14 @@ fn relationship(a: &str, kind: &str, b: &str) -> Value {
 
 /// An element id derived from what the component is: stable across builds
 /// of the same content, unique within a document.
+/// Whether SPDX 2.3 takes `url` as a `downloadLocation` (a network URL;
+/// a `file://` one is not), else it goes into `sourceInfo`.
+fn is_download_location(url: &str) -> bool {
+    ["https://", "http://", "ftp://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+}
+
 fn spdx_id(c: &Component) -> String {
     let mut h = Sha256::new();
     h.update(format!("{:?}", c.kind));
@@ -466,6 +477,30 @@ mod tests {
         let serial = cdx["serialNumber"].as_str().unwrap();
         assert_eq!(serial.len(), "urn:uuid:".len() + 36);
         assert_eq!(&serial[23..24], "5");
+    }
+
+    #[test]
+    fn only_network_urls_are_download_locations() {
+        let mut input = input();
+        input
+            .components
+            .push(Component::url("file:///srv/tool.bin", &"ef".repeat(32)));
+        let spdx = input.spdx();
+        let by_name = |n: &str| {
+            spdx["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == n)
+                .unwrap()
+                .clone()
+        };
+        let https = by_name("https://example.org/x.tgz");
+        assert_eq!(https["downloadLocation"], "https://example.org/x.tgz");
+        assert!(https.get("sourceInfo").is_none());
+        let file = by_name("file:///srv/tool.bin");
+        assert_eq!(file["downloadLocation"], "NOASSERTION");
+        assert_eq!(file["sourceInfo"], "fetched from file:///srv/tool.bin");
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod push;
 mod push_faults;
 mod push_verify;
 mod pusher;
+mod python_layers;
 mod python_pip;
 mod python_url;
 mod recipe_errors;

@@ -31,6 +31,7 @@ fn load(recipe: &Path, sets: &[(&str, &str)]) -> Plan {
         },
         context: None,
         platforms: None,
+        ..Default::default()
     };
     recipe::load(recipe, &opts).unwrap()
 }

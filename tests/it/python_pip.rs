@@ -20,7 +20,7 @@ use crate::common::*;
 use crate::python_url::{build_layer, layer_entries};
 
 /// A wheel with these (name, mode, content) members and a RECORD.
-fn wheel(path: &Path, info: &str, files: &[(&str, u32, &[u8])]) {
+pub(crate) fn wheel(path: &Path, info: &str, files: &[(&str, u32, &[u8])]) {
     let mut z = zip::ZipWriter::new(fs::File::create(path).unwrap());
     let mut record = String::new();
     for (name, mode, data) in files {
@@ -153,10 +153,25 @@ fn wheels_install_as_pip_installs_them() {
     }
     req.push_str("skipped==1.0 ; python_version < '3.8' --hash=sha256:00\n");
     write(&dir.path().join("requirements.txt"), &req);
-    let recipe = "[image]\nname = \"t\"\n[[layer]]\n[[layer.entry]]\ndest = \"/t\"\npython = { lock = \"requirements.txt\", find_links = [\"wheels\"], version = \"3.11\", site_packages = \"/t\" }\n";
-    let r = build_layer(dir.path(), &dir.path().join("cache"), recipe);
-    assert_ok(&r);
-    let entries = layer_entries(&dir.path().join("out"));
+    // The same packages as an entry (one layer) and as a [layer.python]
+    // (one layer per package): both install what pip installs.
+    let entry = "[image]\nname = \"t\"\n[[layer]]\n[[layer.entry]]\ndest = \"/t\"\npython = { lock = \"requirements.txt\", find_links = [\"wheels\"], version = \"3.11\", site_packages = \"/t\" }\n";
+    let table = "[image]\nname = \"t\"\n[[layer]]\n[layer.python]\nlock = \"requirements.txt\"\nfind_links = [\"wheels\"]\nversion = \"3.11\"\nprefix = \"/t\"\nsite_packages = \"/t\"\n";
+    for (recipe, layers) in [(entry, 1), (table, 2)] {
+        let r = build_layer(dir.path(), &dir.path().join("cache"), recipe);
+        assert_ok(&r);
+        assert_eq!(
+            crate::python_layers::layers(&dir.path().join("out")).len(),
+            layers
+        );
+        same_as_pip(&dir.path().join("out"), &pip_dir);
+    }
+}
+
+/// The files of the image in layout `out`, below `t/`, are those pip
+/// installed into `pip_dir`.
+fn same_as_pip(out: &Path, pip_dir: &Path) {
+    let entries = layer_entries(out);
     let mine: BTreeMap<String, (u32, Vec<u8>)> = entries
         .iter()
         .filter(|e| !e.0.ends_with('/'))
@@ -168,7 +183,7 @@ fn wheels_install_as_pip_installs_them() {
         .into_iter()
         .map(|(p, v)| (p.replace("include/python3.11/", "include/python/"), v))
         .collect();
-    let theirs = tree(&pip_dir);
+    let theirs = tree(pip_dir);
     for p in [
         "bin/demo",
         "bin/demo-script",

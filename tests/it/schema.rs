@@ -105,6 +105,21 @@ dest = "/usr/local/bin/app"
 dir = true
 dest = "/tmp"
 
+[[layer]]
+name = "python-deps"
+uid = 1000
+
+[layer.python]
+lock = "app/pylock.toml"
+find_links = ["wheelhouse"]
+version = "3.11"
+prefix = "/usr/local"
+site_packages = "/usr/local/lib/python3.11/site-packages"
+interpreter = "/usr/local/bin/python3.11"
+glibc = "2.36"
+split = "package"
+max_layers = 40
+
 [[target]]
 ref = "ghcr.io/acme/app"
 role = "primary"
@@ -239,6 +254,22 @@ fn schema_refuses_wrong_types_unknown_keys_and_bad_values() {
             format!("{base}content = \"x\"\n\n[[target]]\nref = \"ghcr.io/a/b\"\nusername_encoding = \"hex\"\n"),
         ),
         (
+            "a [layer.python] with entries",
+            format!("{base}content = \"x\"\n[layer.python]\nlock = \"pylock.toml\"\n"),
+        ),
+        (
+            "split neither package nor one",
+            "[image]\nname = \"t\"\n[[layer]]\n[layer.python]\nlock = \"l\"\nsplit = \"wheel\"\n".to_string(),
+        ),
+        (
+            "max_layers below 1",
+            "[image]\nname = \"t\"\n[[layer]]\n[layer.python]\nlock = \"l\"\nmax_layers = 0\n".to_string(),
+        ),
+        (
+            "prefix in an entry's python",
+            format!("{base}python = {{ lock = \"l\", prefix = \"/usr\" }}\n"),
+        ),
+        (
             "role neither primary nor backup",
             format!("{base}content = \"x\"\n\n[[target]]\nref = \"ghcr.io/a/b\"\nrole = \"tertiary\"\n"),
         ),
@@ -313,6 +344,14 @@ fn schema_properties_equal_the_keys_the_parser_accepts_in_every_table() {
             ),
         ),
         (vec!["target"], format!("{header}{rest}{probe}")),
+        (
+            vec!["layer", "python"],
+            format!("{header}[[layer]]\n[layer.python]\nlock = \"l\"\n{probe}"),
+        ),
+        (
+            vec!["layer", "entry", "python"],
+            format!("{header}[[layer]]\n[[layer.entry]]\ndest = \"/x\"\npython = {{ lock = \"l\", zz_unknown = 1 }}\n"),
+        ),
     ];
     for (path, text) in cases {
         let accepted = parser_keys(&text);

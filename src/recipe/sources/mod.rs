@@ -18,7 +18,7 @@
 mod dir;
 mod file;
 mod inline;
-mod python;
+pub(super) mod python;
 mod symlink;
 mod tree;
 mod url;
@@ -31,7 +31,31 @@ use anyhow::Result;
 use super::entry::{Entry, EntryKind, Inode};
 use super::schema::{Attrs, EntrySection, Str};
 use super::Source;
+use crate::cache::BlobCache;
 use crate::error::bad_input;
+use crate::progress::SharedReporter;
+use crate::supply::sbom::Component as SbomComponent;
+
+/// What planning one platform's layers may need besides the recipe: the
+/// base image's `PYTHON_VERSION`, and where downloads go and are reported.
+pub(crate) struct PlanEnv {
+    pub base_python: Option<String>,
+    /// The blob cache's directory (`None`: the default), opened when first used.
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub cache: std::sync::OnceLock<BlobCache>,
+    pub reporter: SharedReporter,
+}
+
+impl PlanEnv {
+    /// The blob cache, opened (and created) the first time it is needed.
+    pub(crate) fn cache(&self) -> Result<&BlobCache> {
+        if let Some(c) = self.cache.get() {
+            return Ok(c);
+        }
+        let c = BlobCache::new(self.cache_dir.clone())?;
+        Ok(self.cache.get_or_init(|| c))
+    }
+}
 
 /// The kinds, in the order errors name them. An entry sets exactly one.
 const KINDS: &[Kind] = &[
@@ -87,6 +111,11 @@ pub(super) enum EntrySource {
     Tree(tree::Tree),
     /// Python packages installed from wheels.
     Python(python::Packages),
+    /// A single entry downloaded from a URL, as the SBOM lists it.
+    Fetched {
+        entry: Entry,
+        component: SbomComponent,
+    },
 }
 
 /// A source's entries in tar order, each with its (device, inode) when it is
@@ -103,7 +132,19 @@ impl EntrySource {
             }
             EntrySource::Tree(tree) => tree.entries(context, at)?,
             EntrySource::Python(p) => p.entries(),
+            EntrySource::Fetched { entry, .. } => {
+                Box::new(std::iter::once(Ok((entry.clone(), None))))
+            }
         })
+    }
+
+    /// What the source reports to the SBOM beyond its files.
+    pub(super) fn components(&self) -> Vec<SbomComponent> {
+        match self {
+            EntrySource::Python(p) => p.components(),
+            EntrySource::Fetched { component, .. } => vec![component.clone()],
+            EntrySource::One { .. } | EntrySource::Tree(_) => Vec::new(),
+        }
     }
 }
 
@@ -122,6 +163,7 @@ pub(super) struct EntryCx<'a> {
     pub dest: Dest,
     pub attrs: Effective,
     pub expand: &'a dyn Fn(&Str) -> Result<String>,
+    pub env: &'a PlanEnv,
 }
 
 /// Check one `[[layer.entry]]` and resolve it through its kind.
@@ -131,6 +173,7 @@ pub(super) fn resolve(
     spanned: &toml::Spanned<EntrySection>,
     attrs: Effective,
     expand: &dyn Fn(&Str) -> Result<String>,
+    env: &PlanEnv,
 ) -> Result<EntrySource> {
     let span = spanned.span();
     let e = spanned.get_ref();
@@ -158,6 +201,7 @@ pub(super) fn resolve(
         dest,
         attrs,
         expand,
+        env,
     })
 }
 

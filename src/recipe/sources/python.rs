@@ -8,25 +8,66 @@
 //! directories below site-packages are 0755 unless `dir_mode` is given.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::{err_at, Effective, EntryCx, EntrySource, Stream};
-use crate::cache::BlobCache;
+use super::{err_at, Effective, EntryCx, EntrySource, PlanEnv, Stream};
 use crate::python::fetch;
 use crate::python::install::{self, Installed, Scheme};
 use crate::python::lock::{self, Package, WheelRef};
 use crate::python::tags::{machine_of, normalize, Libc, Target, WheelName};
 use crate::recipe::entry::{cmp_paths, EntryKind};
 use crate::recipe::schema::Str;
+use crate::recipe::Source;
+use crate::supply::sbom::Component;
 
-/// The packages of one `python` entry, planned for one platform.
+/// The packages of one `python` entry or `[layer.python]`, planned for one
+/// platform.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Packages {
     wheels: Vec<Installed>,
+    /// What each wheel is, in the order of `wheels`.
+    dists: Vec<Dist>,
     site_packages: String,
     attrs: Effective,
+}
+
+/// An installed distribution, as the SBOM and the layer names tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dist {
+    name: String,
+    version: String,
+    /// The wheel's sha256 (lowercase hex).
+    sha256: String,
+    url: Option<String>,
+    /// The wheel's size in bytes.
+    size: u64,
+}
+
+/// The fields the entry form and `[layer.python]` share.
+pub(crate) struct Request<'a> {
+    pub lock: &'a Str,
+    pub find_links: &'a [Str],
+    pub version: Option<&'a Str>,
+    pub site_packages: Option<&'a Str>,
+    pub interpreter: Option<&'a Str>,
+    pub glibc: Option<&'a Str>,
+    pub musl: Option<&'a Str>,
+}
+
+/// Where a request is planned: the recipe, the place it is asked for, the
+/// prefix (an image path without its leading `/`) and the owners.
+pub(crate) struct Place<'a> {
+    pub recipe: &'a Source,
+    pub context: &'a Path,
+    /// The table that asks for the packages.
+    pub span: Range<usize>,
+    pub prefix: String,
+    pub attrs: Effective,
+    pub expand: &'a dyn Fn(&Str) -> Result<String>,
+    pub env: &'a PlanEnv,
 }
 
 pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
@@ -34,10 +75,51 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         unreachable!("resolved only when `python` is set")
     };
     let py = spanned.get_ref();
-    let at = &cx.at;
-    let var = |name: &str| (cx.expand)(&toml::Spanned::new(spanned.span(), format!("${{{name}}}")));
+    match py.split.as_ref().map(cx.expand).transpose()?.as_deref() {
+        None | Some("one") => {}
+        Some(other) => {
+            return Err(err_at(&cx.at, format!(
+                "split = {other:?}: an entry's packages all go into its layer; for one layer per package use a [layer.python] table"
+            )))
+        }
+    }
+    let request = Request {
+        lock: &py.lock,
+        find_links: &py.find_links,
+        version: py.version.as_ref(),
+        site_packages: py.site_packages.as_ref(),
+        interpreter: py.interpreter.as_ref(),
+        glibc: py.glibc.as_ref(),
+        musl: py.musl.as_ref(),
+    };
+    let place = Place {
+        recipe: cx.recipe,
+        context: cx.context,
+        span: spanned.span(),
+        prefix: String::from_utf8_lossy(&cx.dest.path).into_owned(),
+        attrs: cx.attrs.clone(),
+        expand: cx.expand,
+        env: cx.env,
+    };
+    Ok(EntrySource::Python(packages(&request, &place)?))
+}
+
+/// The packages `py` asks for, each from its best wheel for the platform.
+pub(crate) fn packages(py: &Request, cx: &Place) -> Result<Packages> {
+    let at = &cx.recipe.at(cx.span.clone());
+    let var =
+        |name: &str| (cx.expand)(&toml::Spanned::new(cx.span.clone(), format!("${{{name}}}")));
     let (arch, variant) = (var("ARCH")?, var("VARIANT")?);
-    let version = (cx.expand)(&py.version)?;
+    let version = match (py.version, &cx.env.base_python) {
+        (Some(v), _) => (cx.expand)(v)?,
+        (None, Some(v)) => v.clone(),
+        (None, None) => {
+            return Err(err_at(
+                at,
+                "no Python version: set version = \"3.11\" (the image's Python, X.Y), or build on a base image whose config sets PYTHON_VERSION",
+            ))
+        }
+    };
     let minor = parse_pair(&version, "version", at)?;
     let machine = machine_of(&arch, &variant).ok_or_else(|| {
         err_at(
@@ -45,30 +127,18 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             format!("no Python wheels exist for architecture {arch:?}"),
         )
     })?;
-    let libc = match (&py.musl, &py.glibc) {
+    let libc = match (py.musl, py.glibc) {
         (Some(m), None) => {
             let (a, b) = parse_pair(&(cx.expand)(m)?, "musl", at)?;
             Libc::Musl(a, b)
         }
         (None, g) => {
-            let g = g
-                .as_ref()
-                .map(cx.expand)
-                .transpose()?
-                .unwrap_or("2.36".into());
+            let g = g.map(cx.expand).transpose()?.unwrap_or("2.36".into());
             let (a, b) = parse_pair(&g, "glibc", at)?;
             Libc::Glibc(a, b)
         }
         (Some(_), Some(_)) => return Err(err_at(at, "set `glibc` or `musl`, not both")),
     };
-    match py.split.as_ref().map(cx.expand).transpose()?.as_deref() {
-        None | Some("one") => {}
-        Some(other) => {
-            return Err(err_at(at, format!(
-                "split = {other:?} is not supported yet: every package goes into this layer (split = \"one\")"
-            )))
-        }
-    }
     let target = Target {
         python: minor,
         machine: machine.to_string(),
@@ -80,7 +150,7 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     } else {
         format!("{xy}.0")
     };
-    let prefix = String::from_utf8_lossy(&cx.dest.path).into_owned();
+    let prefix = cx.prefix.clone();
     let join = |rel: &str| {
         if prefix.is_empty() {
             rel.to_string()
@@ -95,14 +165,14 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             .map_err(|m| cx.recipe.err(s.span(), m))
     };
     let scheme = Scheme {
-        site_packages: match &py.site_packages {
+        site_packages: match py.site_packages {
             Some(s) => image_path(s)?,
             None => join(&format!("lib/python{xy}/site-packages")),
         },
         scripts: join("bin"),
         include: join(&format!("include/python{xy}")),
         data: prefix.clone(),
-        interpreter: match &py.interpreter {
+        interpreter: match py.interpreter {
             Some(s) => (cx.expand)(s)?,
             None => format!("/{}", join(&format!("bin/python{xy}"))),
         },
@@ -121,9 +191,9 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         }
         Ok(p)
     };
-    let lock_path = in_context(&py.lock)?;
+    let lock_path = in_context(py.lock)?;
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for dir in &py.find_links {
+    for dir in py.find_links {
         let dir = in_context(dir)?;
         for e in
             std::fs::read_dir(&dir).map_err(|e| err_at(at, format!("{}: {e}", dir.display())))?
@@ -151,23 +221,31 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             format!("/{variant}")
         }
     );
-    let cache = BlobCache::new(None)?;
     let mut wheels = Vec::new();
+    let mut dists = Vec::new();
     for pkg in &packages {
         if !lock::applies(pkg, &env).map_err(|e| err_at(at, e))? {
             continue;
         }
         let (wheel, name) = choose(pkg, &by_name, &target)
             .ok_or_else(|| err_at(at, no_wheel(pkg, &platform, &xy, &by_name)))?;
-        let file = obtain(&cache, &wheel, at)?;
+        let (file, sha256) = obtain(cx.env, &wheel, at)?;
         let dist = name.name.replace('_', "-");
         wheels.push(install::plan(&file, &dist, &scheme).map_err(|e| err_at(at, e))?);
+        dists.push(Dist {
+            name: pkg.name.clone(),
+            version: pkg.version.clone(),
+            sha256,
+            url: wheel.url.clone(),
+            size: std::fs::metadata(&file)?.len(),
+        });
     }
-    Ok(EntrySource::Python(Packages {
+    Ok(Packages {
         wheels,
+        dists,
         site_packages: scheme.site_packages,
         attrs: cx.attrs.clone(),
-    }))
+    })
 }
 
 /// `X.Y` (or `X.Y.Z`) as (X, Y).
@@ -251,11 +329,12 @@ fn no_wheel(
     )
 }
 
-/// The wheel's file on this machine: local, or downloaded (pinned) into the cache.
-fn obtain(cache: &BlobCache, w: &WheelRef, at: &str) -> Result<PathBuf> {
+/// The wheel's file on this machine (local, or downloaded pinned into the
+/// cache) and its sha256.
+fn obtain(env: &PlanEnv, w: &WheelRef, at: &str) -> Result<(PathBuf, String)> {
     if let Some(path) = &w.path {
+        let got = fetch::hash_file(path).map_err(|e| err_at(at, e))?;
         if let Some(want) = &w.sha256 {
-            let got = fetch::hash_file(path).map_err(|e| err_at(at, e))?;
             if !got.hex().eq_ignore_ascii_case(want) {
                 return Err(err_at(
                     at,
@@ -267,7 +346,7 @@ fn obtain(cache: &BlobCache, w: &WheelRef, at: &str) -> Result<PathBuf> {
                 ));
             }
         }
-        return Ok(path.clone());
+        return Ok((path.clone(), got.hex().to_string()));
     }
     let Some(url) = &w.url else {
         return Err(err_at(
@@ -282,10 +361,78 @@ fn obtain(cache: &BlobCache, w: &WheelRef, at: &str) -> Result<PathBuf> {
         ));
     };
     let want = fetch::parse_sha256(hex, at)?;
-    fetch::fetch(cache, url, &want)
+    let file = fetch::fetch(env.cache()?, url, &want, &*env.reporter)?;
+    Ok((file, want.hex().to_string()))
 }
 
 impl Packages {
+    /// The packages in layers of their own, by name: one per package, or
+    /// with `max_layers` at most that many, the smallest packages (by wheel
+    /// size, then name) sharing one. Each comes with its label,
+    /// `name==version[, ...]`.
+    pub(crate) fn split(self, max_layers: Option<usize>) -> Vec<(String, Packages)> {
+        let n = self.wheels.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&self.dists[a], &self.dists[b]);
+            (x.size, &x.name).cmp(&(y.size, &y.name))
+        });
+        let shared = match max_layers {
+            Some(max) if n > max => n - max.max(1) + 1,
+            _ => 0,
+        };
+        // Group of each package: the smallest share group 0.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        if shared > 1 {
+            let mut g = order[..shared].to_vec();
+            g.sort_by(|&a, &b| self.dists[a].name.cmp(&self.dists[b].name));
+            groups.push(g);
+            groups.extend(order[shared..].iter().map(|&i| vec![i]));
+        } else {
+            groups.extend(order.iter().map(|&i| vec![i]));
+        }
+        groups.sort_by(|a, b| self.dists[a[0]].name.cmp(&self.dists[b[0]].name));
+        let mut slots: Vec<Option<(Installed, Dist)>> =
+            self.wheels.into_iter().zip(self.dists).map(Some).collect();
+        groups
+            .into_iter()
+            .map(|g| {
+                let (wheels, dists): (Vec<_>, Vec<_>) =
+                    g.iter().filter_map(|&i| slots[i].take()).unzip();
+                let p = Packages {
+                    wheels,
+                    dists,
+                    site_packages: self.site_packages.clone(),
+                    attrs: self.attrs.clone(),
+                };
+                (p.label(), p)
+            })
+            .collect()
+    }
+
+    /// `name==version`, comma-separated.
+    pub(crate) fn label(&self) -> String {
+        let names: Vec<String> = self
+            .dists
+            .iter()
+            .map(|d| format!("{}=={}", d.name, d.version))
+            .collect();
+        names.join(", ")
+    }
+
+    /// The packages as SBOM components (`pkg:pypi/NAME@VERSION`).
+    pub(crate) fn components(&self) -> Vec<Component> {
+        self.dists
+            .iter()
+            .map(|d| Component::python(&d.name, &d.version, Some(&d.sha256), d.url.as_deref()))
+            .collect()
+    }
+
+    /// Whether no package applies to this platform.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.wheels.is_empty()
+    }
+
     /// The files of every wheel and the directories below site-packages,
     /// in tar order; members are decompressed as they are reached.
     pub(super) fn entries(&self) -> Stream<'_> {
@@ -333,5 +480,73 @@ impl Packages {
                 None,
             ))
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packages of these (name, wheel size), in this order.
+    fn packages(list: &[(&str, u64)]) -> Packages {
+        Packages {
+            wheels: list
+                .iter()
+                .map(|(n, _)| Installed {
+                    wheel: PathBuf::from(format!("{n}.whl")),
+                    files: Vec::new(),
+                })
+                .collect(),
+            dists: list
+                .iter()
+                .map(|(n, size)| Dist {
+                    name: n.to_string(),
+                    version: "1".into(),
+                    sha256: String::new(),
+                    url: None,
+                    size: *size,
+                })
+                .collect(),
+            site_packages: "sp".into(),
+            attrs: Effective {
+                mode: None,
+                dir_mode: None,
+                uid: 0,
+                gid: 0,
+                uname: String::new(),
+                gname: String::new(),
+            },
+        }
+    }
+
+    fn labels(list: &[(&str, u64)], max: Option<usize>) -> Vec<String> {
+        packages(list)
+            .split(max)
+            .into_iter()
+            .map(|(label, _)| label)
+            .collect()
+    }
+
+    #[test]
+    fn the_smallest_packages_share_a_layer_and_ties_go_by_name() {
+        let list = [("d", 5), ("a", 9), ("c", 5), ("b", 1), ("e", 5)];
+        assert_eq!(
+            labels(&list, None),
+            ["a==1", "b==1", "c==1", "d==1", "e==1"]
+        );
+        assert_eq!(labels(&list, Some(5)), labels(&list, None));
+        assert_eq!(labels(&list, Some(9)), labels(&list, None));
+        // b (1) and c (5, first of the 5s by name) are the two smallest.
+        assert_eq!(
+            labels(&list, Some(4)),
+            ["a==1", "b==1, c==1", "d==1", "e==1"]
+        );
+        assert_eq!(labels(&list, Some(2)), ["a==1", "b==1, c==1, d==1, e==1"]);
+        assert_eq!(labels(&list, Some(1)), ["a==1, b==1, c==1, d==1, e==1"]);
+        // The order of the lock does not matter.
+        let mut reversed = list;
+        reversed.reverse();
+        assert_eq!(labels(&reversed, Some(4)), labels(&list, Some(4)));
+        assert!(labels(&[], Some(3)).is_empty());
     }
 }

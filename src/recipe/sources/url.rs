@@ -9,10 +9,10 @@
 use anyhow::Result;
 
 use super::{EntryCx, EntrySource};
-use crate::cache::BlobCache;
 use crate::python::{archive, fetch};
 use crate::recipe::entry::{push_name, EntryKind};
 use crate::recipe::schema::Sha256Pin;
+use crate::supply::sbom::Component;
 
 pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     let e = cx.section;
@@ -44,12 +44,12 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         },
     };
     let want = fetch::parse_sha256(&hex, &cx.at).map_err(|err| cx.recipe.err(pin.span(), err))?;
-    let cache = BlobCache::new(None)?;
-    let file = fetch::fetch(&cache, &url, &want)?;
+    let cache = cx.env.cache()?;
+    let file = fetch::fetch(cache, &url, &want, &*cx.env.reporter)?;
     let (src, default_mode, name) = match &e.extract {
         Some(member) => {
             let member = (cx.expand)(member)?;
-            let m = archive::extract(&cache, &file, &want, &member, &url)
+            let m = archive::extract(cache, &file, &want, &member, &url)
                 .map_err(|err| prefix_input(&cx.at, err))?;
             let mode = if m.executable { 0o755 } else { 0o644 };
             let base = member.rsplit('/').next().unwrap_or(&member).to_string();
@@ -76,13 +76,13 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         push_name(&mut dest, name.as_bytes());
     }
     let attrs = &cx.attrs;
-    Ok(EntrySource::One {
+    Ok(EntrySource::Fetched {
         entry: attrs.entry(
             dest,
             EntryKind::File { src, size },
             attrs.mode.unwrap_or(default_mode),
         ),
-        inode: None,
+        component: Component::url(&url, want.hex()),
     })
 }
 
