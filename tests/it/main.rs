@@ -44,6 +44,7 @@ mod push_verify;
 mod pusher;
 mod python_pip;
 mod python_url;
+mod r2d;
 mod recipe_errors;
 mod schema;
 mod supply;
