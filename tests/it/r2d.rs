@@ -116,6 +116,16 @@ fn relative_file_urls_are_read_from_the_context_and_never_outside_it() {
         assert!(r.stderr.contains("recipe.toml:5:7"), "{}", r.stderr);
         assert!(!ctx.join("out").exists(), "nothing written for {url}");
     }
+    // A file of the context that does not match its pin is the recipe's
+    // mistake: bad input, at the entry, and nothing written.
+    let r = build_layer(
+        &ctx,
+        &tmp.path().join("cache"),
+        &recipe("file:dl/tool.sh", "#!/bin/sh\necho other\n"),
+    );
+    assert_code(&r, 2);
+    assert!(r.stderr.contains("recipe.toml:5:7"), "{}", r.stderr);
+    assert!(!ctx.join("out").exists());
     // A missing file is bad input too, named with its place in the recipe.
     let r = build_layer(
         &ctx,

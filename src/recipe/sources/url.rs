@@ -20,7 +20,11 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     let Some(url_str) = &e.url else {
         unreachable!("resolved only when `url` is set")
     };
-    let url = in_context(cx, url_str, (cx.expand)(url_str)?)?;
+    let expanded = (cx.expand)(url_str)?;
+    let url = in_context(cx, url_str, expanded.clone())?;
+    // A file of the context that does not match its pin is the recipe's
+    // mistake, not a failed download: bad input, at the entry.
+    let local = url != expanded;
     let Some(pin) = &e.sha256 else {
         return Err(cx.recipe.err(
             url_str.span(),
@@ -47,7 +51,13 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     let hex = (cx.expand)(&toml::Spanned::new(pin.span(), hex))?;
     let want = fetch::parse_sha256(&hex, &cx.at).map_err(|err| cx.recipe.err(pin.span(), err))?;
     let cache = BlobCache::new(None)?;
-    let file = fetch::fetch(&cache, &url, &want)?;
+    let file = fetch::fetch(&cache, &url, &want).map_err(|err| {
+        if local {
+            cx.recipe.err(url_str.span(), format!("{err:#}"))
+        } else {
+            err
+        }
+    })?;
     let (src, default_mode, name) = match &e.extract {
         Some(member) => {
             let member = (cx.expand)(member)?;
