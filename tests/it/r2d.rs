@@ -268,3 +268,51 @@ fn the_built_app_imports_its_packages_and_its_launchers_run_under_python311() {
         );
     }
 }
+
+/// The layers of `recipe` for linux/amd64, as (source, digest).
+fn layers(recipe: &Path, out: &Path) -> Vec<(String, String)> {
+    let json = ok(boxwright()
+        .args(["build", "--quiet", "--json", "--set", "VERSION=1.4.0"])
+        .args(["--platform", "linux/amd64", "-o"])
+        .arg(out)
+        .arg(recipe));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["images"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (s("source"), s("digest"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_release_that_changes_one_app_file_changes_only_the_app_layer() {
+    let tmp = TempDir::new().unwrap();
+    let ctx = tmp.path().join("ctx");
+    copy_tree(&root().join("recipes"), &ctx.join("recipes"));
+    copy_tree(&root().join("fixtures/r2d"), &ctx.join("fixtures/r2d"));
+    let before = layers(&ctx.join("recipes/r2d.toml"), &tmp.path().join("a"));
+
+    let file = ctx.join("fixtures/r2d/app/diagram_to_iac/tools/terraform.py");
+    let text = fs::read_to_string(&file).unwrap();
+    write(&file, &format!("{text}\n# a fix in the release\n"));
+    let out = tools::output(
+        Command::new("python3")
+            .arg(root().join("scripts/r2d_fixtures.py"))
+            .arg(ctx.join("fixtures/r2d")),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let after = layers(&ctx.join("recipes/r2d.toml"), &tmp.path().join("b"));
+
+    assert_eq!(before.len(), after.len());
+    let changed: Vec<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b.1 != a.1)
+        .map(|(_, a)| a.0.as_str())
+        .collect();
+    assert_eq!(changed, ["python-app"], "{before:?}\n{after:?}");
+}
