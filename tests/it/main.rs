@@ -46,6 +46,8 @@ mod pusher;
 mod python_layers;
 mod python_pip;
 mod python_url;
+mod r2d;
+mod r2d_podman;
 mod recipe_errors;
 mod schema;
 mod supply;

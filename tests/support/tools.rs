@@ -5,8 +5,8 @@
 use std::process::{Child, Command, Output};
 
 /// Program -> the Debian package that provides it. `scripts/test` installs
-/// the packages of the first seven when they are missing; the others are part
-/// of every Debian system.
+/// the packages of all but `script` and `bash` when they are missing; those
+/// two are part of every Debian system.
 const PACKAGES: &[(&str, &str)] = &[
     ("docker-registry", "docker-registry"),
     ("htpasswd", "apache2-utils"),
@@ -17,6 +17,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("tmux", "tmux"),
     ("curl", "curl"),
+    ("python3.11", "python3.11"),
+    ("podman", "podman"),
+    ("runc", "runc"),
+    ("debootstrap", "debootstrap"),
+    ("buildah", "buildah"),
+    ("newuidmap", "uidmap"),
     ("script", "bsdutils"),
     ("bash", "bash"),
 ];

@@ -1,5 +1,6 @@
-//! `url = "https://..."`: a file downloaded at plan time, pinned by
-//! `sha256` (one hex string, or a table by `ARCH`), or with `extract` one
+//! `url = "https://..."`: a file downloaded at plan time (or `file:PATH`,
+//! relative to the build context), pinned by `sha256` (one hex string, or a
+//! table by `ARCH`; variables are expanded in both), or with `extract` one
 //! member of the downloaded zip or tar archive. Downloads and extracted
 //! members live in the blob cache, so a second build reads no network; the
 //! layer entry is the cached file with the recipe's mode and owner (default
@@ -19,7 +20,11 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     let Some(url_str) = &e.url else {
         unreachable!("resolved only when `url` is set")
     };
-    let url = (cx.expand)(url_str)?;
+    let expanded = (cx.expand)(url_str)?;
+    let url = in_context(cx, url_str, expanded.clone())?;
+    // A file of the context that does not match its pin is the recipe's
+    // mistake, not a failed download: bad input, at the entry.
+    let local = url != expanded;
     let Some(pin) = &e.sha256 else {
         return Err(cx.recipe.err(
             url_str.span(),
@@ -43,9 +48,16 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             }
         },
     };
+    let hex = (cx.expand)(&toml::Spanned::new(pin.span(), hex))?;
     let want = fetch::parse_sha256(&hex, &cx.at).map_err(|err| cx.recipe.err(pin.span(), err))?;
     let cache = cx.env.cache()?;
-    let file = fetch::fetch(cache, &url, &want, &*cx.env.reporter)?;
+    let file = fetch::fetch(cache, &url, &want, &*cx.env.reporter).map_err(|err| {
+        if local {
+            cx.recipe.err(url_str.span(), format!("{err:#}"))
+        } else {
+            err
+        }
+    })?;
     let (src, default_mode, name) = match &e.extract {
         Some(member) => {
             let member = (cx.expand)(member)?;
@@ -84,6 +96,31 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         ),
         component: Component::url(&url, want.hex()),
     })
+}
+
+/// `file:PATH` without `//` is a path relative to the build context, which
+/// must stay inside it; it becomes the `file://` URL of the resolved file.
+/// Other URLs are returned as they are.
+fn in_context(cx: &EntryCx, field: &crate::recipe::schema::Str, url: String) -> Result<String> {
+    let Some(rel) = url.strip_prefix("file:").filter(|r| !r.starts_with("//")) else {
+        return Ok(url);
+    };
+    let path = cx.context.join(rel).canonicalize().map_err(|e| {
+        cx.recipe.err(
+            field.span(),
+            format!(
+                "url {url:?}: {rel:?} cannot be read in the build context {}: {e}",
+                cx.context.display()
+            ),
+        )
+    })?;
+    if !path.starts_with(cx.context) {
+        return Err(cx.recipe.err(
+            field.span(),
+            format!("url {url:?} is outside the build context {}; put the file inside it, or use file:///ABSOLUTE/PATH", cx.context.display()),
+        ));
+    }
+    Ok(format!("file://{}", path.display()))
 }
 
 /// Bad-input errors get the entry's location; others are left as they are.
