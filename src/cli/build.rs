@@ -283,7 +283,7 @@ fn registry_base(
     }
     let cache = BlobCache::new(args.upload.cache_dir.clone())?;
     Ok(Some(Arc::new(RegistryBase::new(
-        args.upload.connection.options(),
+        args.upload.client_options(),
         CredentialStore::from_env(),
         cache,
         reporter.clone(),

@@ -32,6 +32,7 @@ mod layout_output;
 mod layout_reader;
 mod limits;
 mod login;
+mod mounts;
 mod pair;
 mod progress_tty;
 mod publish;
