@@ -243,8 +243,8 @@ impl BlobPusher<'_> {
             }
         }
         let known = sources.len();
-        let remembered = self.remembered(target, d, &sources);
         sources.extend(r.group.mount_sources.iter().cloned());
+        let remembered = self.remembered(target, d, &sources);
         let tries = sources
             .iter()
             .take(known)
