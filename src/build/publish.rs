@@ -14,6 +14,11 @@ use anyhow::{anyhow, Context as _, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use crate::image::remote::RegistryImage;
+use crate::image::{ImageSource, MemoryImage};
 use crate::oci::Descriptor;
 use crate::ops::verify::{verify_pushed, VerifyReport};
 use crate::progress::{Level, SharedReporter};
@@ -36,6 +41,12 @@ pub struct PublishOptions {
     pub verify: bool,
     /// Supply-chain evidence attached once the image is pushed.
     pub supply: Option<crate::supply::evidence::SupplyOptions>,
+    /// Keep the layout at `build.output`. Without it the image is built in
+    /// a temporary directory, removed once pushed, and a registry base's
+    /// layers are not downloaded: targets on the base's registry mount
+    /// them (or already hold them), others get them fetched once through
+    /// the blob cache. The report's `build.layout` is then left out.
+    pub keep_layout: bool,
 }
 
 /// What [`build_and_push`] did.
@@ -97,9 +108,22 @@ pub async fn build_and_push(
         credentials,
         verify,
         supply,
+        keep_layout,
     } = publish;
+    let mut build = build;
+    let scratch = if keep_layout {
+        None
+    } else {
+        let dir = tempfile::Builder::new()
+            .prefix("boxwright-build-")
+            .tempdir()
+            .context("creating a temporary directory for the build")?;
+        build.output = dir.path().join("layout");
+        build.throwaway = true;
+        Some(dir)
+    };
     let reporter = build.reporter.clone();
-    let (build, mount) = {
+    let (build, mount, base) = {
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || prepare(&plan, build))
             .await
@@ -131,7 +155,11 @@ pub async fn build_and_push(
         }
     };
     streaming.await.context("the layer upload task failed")?;
-    let mut report = pusher.push_image(&built.content).await?;
+    let source = WithBase {
+        built: &built.content,
+        base: base.as_ref(),
+    };
+    let mut report = pusher.push_image(&source).await?;
     drop(stage);
     let attached = match &supply {
         Some(s) => {
@@ -153,8 +181,13 @@ pub async fn build_and_push(
     } else {
         None
     };
+    let mut build = built.result;
+    if let Some(dir) = scratch {
+        build.layout = PathBuf::new();
+        let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+    }
     Ok(Published {
-        build: built.result,
+        build,
         push: report,
         verify: verified,
         supply: attached,
@@ -162,11 +195,48 @@ pub async fn build_and_push(
 }
 
 /// Blocking: the client of a registry base (kept in the options for the
-/// build), and the repository that serves the base.
-fn prepare(plan: &Plan, mut opts: BuildOptions) -> Result<(BuildOptions, Option<Reference>)> {
+/// build), the repository that serves the base, and the base as a source
+/// of its blobs.
+fn prepare(
+    plan: &Plan,
+    mut opts: BuildOptions,
+) -> Result<(BuildOptions, Option<Reference>, Option<RegistryImage>)> {
     opts.registry_base = base::registry_client(&plan.base, &opts)?;
-    let mount = base::mount_source(&plan.base, opts.registry_base.as_deref())?;
-    Ok((opts, mount))
+    let rb = opts.registry_base.as_deref();
+    let mount = base::mount_source(&plan.base, rb)?;
+    let source = base::source(&plan.base, rb)?;
+    Ok((opts, mount, source))
+}
+
+/// The built image, with the blobs it does not hold (a registry base's
+/// layers left out of a thrown-away layout) asked of the base's registry,
+/// whose repository is also the first mount source on that registry.
+struct WithBase<'a> {
+    built: &'a MemoryImage,
+    base: Option<&'a RegistryImage>,
+}
+
+impl ImageSource for WithBase<'_> {
+    fn root(&self) -> &Descriptor {
+        self.built.root()
+    }
+
+    fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
+        self.built.manifest(desc)
+    }
+
+    fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
+        match self.base {
+            Some(base) if !self.built.holds(&desc.digest) => base.blob(desc),
+            _ => self.built.blob(desc),
+        }
+    }
+
+    fn mount_hints(&self, registry: &str, desc: &Descriptor) -> Vec<String> {
+        self.base
+            .map(|b| b.mount_hints(registry, desc))
+            .unwrap_or_default()
+    }
 }
 
 /// Drop the options on a blocking thread: a registry base may own an async

@@ -15,6 +15,7 @@ mod build;
 mod build_archive;
 mod build_contents;
 mod build_errors;
+mod build_layout;
 mod build_push;
 mod build_targets;
 mod client;
