@@ -7,6 +7,7 @@
 //! thread of the caller's tokio runtime, and its layers reach the async
 //! pusher through a channel. No runtime is created here.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use futures_util::future::BoxFuture;
 
 use crate::image::remote::RegistryImage;
 use crate::image::{ImageSource, MemoryImage};
-use crate::oci::Descriptor;
+use crate::oci::{Descriptor, Digest};
 use crate::ops::verify::{verify_pushed, VerifyReport};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{pin_untagged, PushOptions, PushReport, PushTarget, Pusher};
@@ -129,8 +130,13 @@ pub async fn build_and_push(
             .await
             .context("the build setup task failed")??
     };
-    // Base layers are mounted from the base's repository on its own registry.
-    push.mount_sources.extend(mount);
+    // Base layers are mounted from the base's repository on its own
+    // registry: named as a mount source for the layers the build hands
+    // over; without a layout they are left to the push, which asks the
+    // base's repository for them alone (`WithBase::mount_hints`).
+    if keep_layout {
+        push.mount_sources.extend(mount);
+    }
     let pusher = match Pusher::new(targets, push, credentials, reporter.clone()).await {
         Ok(p) => Arc::new(p),
         Err(e) => {
@@ -158,6 +164,14 @@ pub async fn build_and_push(
     let source = WithBase {
         built: &built.content,
         base: base.as_ref(),
+        base_layers: built
+            .result
+            .images
+            .iter()
+            .flat_map(|i| &i.layers)
+            .filter(|l| l.source == "base")
+            .map(|l| l.descriptor.digest.clone())
+            .collect(),
     };
     let mut report = pusher.push_image(&source).await?;
     drop(stage);
@@ -210,10 +224,12 @@ fn prepare(
 
 /// The built image, with the blobs it does not hold (a registry base's
 /// layers left out of a thrown-away layout) asked of the base's registry,
-/// whose repository is also the first mount source on that registry.
+/// whose repository is also the first mount source of the base's layers on
+/// that registry.
 struct WithBase<'a> {
     built: &'a MemoryImage,
     base: Option<&'a RegistryImage>,
+    base_layers: HashSet<Digest>,
 }
 
 impl ImageSource for WithBase<'_> {
@@ -233,9 +249,10 @@ impl ImageSource for WithBase<'_> {
     }
 
     fn mount_hints(&self, registry: &str, desc: &Descriptor) -> Vec<String> {
-        self.base
-            .map(|b| b.mount_hints(registry, desc))
-            .unwrap_or_default()
+        match self.base {
+            Some(b) if self.base_layers.contains(&desc.digest) => b.mount_hints(registry, desc),
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -72,6 +72,16 @@ fn build_push_without_a_layout_downloads_no_base_layer_for_its_own_registry() {
             .count();
         assert_eq!(mounts, 2, "{l}: {log:#?}");
     }
+    // The base's repository is asked for the base's layers only.
+    let asked: Vec<String> = log
+        .iter()
+        .filter(|e| e.query_param("from").as_deref() == Some("base/img"))
+        .filter_map(|e| e.query_param("mount"))
+        .collect();
+    assert!(
+        asked.iter().all(|d| amd.layers.iter().any(|(l, _)| l == d)),
+        "{asked:?}"
+    );
     let ups = uploads_by_digest(&log);
     assert!(
         amd.layers.iter().all(|(l, _)| !ups.contains_key(l)),
