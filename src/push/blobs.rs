@@ -1,7 +1,8 @@
 //! Blobs on one registry: each digest at most once (a once-map that forgets
 //! failures), by HEAD in every target repository, then a mount from a
-//! repository known to hold it, then one upload into the first repository
-//! that still lacks it, and mounts into the rest.
+//! repository known to hold it (in this run, or remembered from earlier
+//! runs), then one upload into the first repository that still lacks it,
+//! and mounts into the rest.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
