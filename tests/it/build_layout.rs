@@ -149,6 +149,17 @@ fn build_push_without_a_layout_fetches_a_base_on_another_registry_once() {
     }
     assert_eq!(blob_upload_bytes(&log_a), 0);
     assert!(!work.path().join("out").exists());
+    // What was downloaded and uploaded is remembered next to the cache.
+    let record = std::fs::read_to_string(work.path().join("cache/blob-locations")).unwrap();
+    for (l, _) in &base.amd64().layers {
+        for line in [
+            format!("{} base/img {l}", pa.host()),
+            format!("{} app/x {l}", pb.host()),
+            format!("{} app/x {l}", pc.host()),
+        ] {
+            assert!(record.lines().any(|x| x == line), "{line} not in {record}");
+        }
+    }
 }
 
 #[test]
