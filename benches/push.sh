@@ -9,7 +9,18 @@
 # registry, and the ratio to skopeo against its target: pushing to both
 # registries at once in at most 0.6 of the time of two skopeo copies.
 #
-# Usage: benches/push.sh        Env: RUNS=3 SIZES_MB="120 80 40 10"
+# Then, on the same image, in the same run:
+#   `build --push --to A --to B` (no layout kept) against `build -o` alone:
+#   what pushing while building adds to the build;
+#   a push to a new repository of a registry that holds the blobs in another
+#   repository, in a separate process with the same --cache-dir: blob bytes
+#   sent (0: every blob mounted from the remembered repository) and time,
+#   side by side with the same push remembering nothing.
+#
+# Every boxwright command gets a --cache-dir of its own run, so that nothing
+# remembered from earlier runs (or other work) changes what is measured.
+#
+# Usage: benches/push.sh        Env: RUNS=3 SIZES_MB="120 80 40 10" BOXWRIGHT_BIN=
 # Needs: docker-registry, skopeo, curl, python3 (Debian packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +35,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet
-bin=$PWD/target/release/boxwright
+# BOXWRIGHT_BIN: a binary already built (else the release build).
+if [ -z "${BOXWRIGHT_BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${BOXWRIGHT_BIN:-$PWD/target/release/boxwright}
 
 # The image: one layer per size, seeded random bytes.
 mkdir -p "$work/ctx"
@@ -99,7 +111,8 @@ for run in $(seq "$runs"); do
   start_registry "a$run"; a=$host
   start_registry "b$run"; b=$host
   t0=$(now)
-  "$bin" --quiet push "$work/layout" --to "$a/bench/img:1" --to "$b/bench/img:1" --json > "$work/report.json"
+  "$bin" --quiet push "$work/layout" --to "$a/bench/img:1" --to "$b/bench/img:1" --json \
+    --cache-dir "$work/cache-push-$run" > "$work/report.json"
   t1=$(now)
   bw_times+=("$(echo "$t1 - $t0" | bc -l)")
   bw_sent+=("$(python3 -c 'import json,sys; print(sum(r["bytes_sent"] for r in json.load(open(sys.argv[1]))["registries"]))' "$work/report.json")")
@@ -130,3 +143,54 @@ printf '  boxwright push --to A --to B      %6.2f s   sent %.1f MB (report), sto
   "$bw" "$(mb "${bw_sent[0]}")" "$(mb "${bw_stored[0]}")"
 printf '  skopeo copy to A, then to B        %6.2f s   stored %.1f MB\n' "$sk" "$(mb "${sk_stored[0]}")"
 printf '  ratio boxwright / skopeo           %6.2f    (target <= 0.60)\n' "$(echo "$bw / $sk" | bc -l)"
+
+# build --push (no layout) to two registries, against build alone.
+sent_blobs() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r=r.get("push", r); print(sum(t["bytes_sent"] for t in r["targets"]))' "$1"; }
+build_times=() bp_times=() mem_times=() fresh_times=() mem_sent=() fresh_sent=() mem_mounted=()
+for run in $(seq "$runs"); do
+  rm -rf "$work/build-$run"
+  t0=$(now)
+  "$bin" --quiet build -o "$work/build-$run" "$work/ctx/recipe.toml" > /dev/null
+  t1=$(now)
+  build_times+=("$(echo "$t1 - $t0" | bc -l)")
+  rm -rf "$work/build-$run"
+
+  rm -rf "$work"/reg-*
+  start_registry "e$run"; a=$host
+  start_registry "f$run"; b=$host
+  t0=$(now)
+  (cd "$work" && "$bin" --quiet build "$work/ctx/recipe.toml" --push --to "$a/bench/img:1" --to "$b/bench/img:1" \
+    --cache-dir "$work/cache-build-$run" > /dev/null)
+  t1=$(now)
+  bp_times+=("$(echo "$t1 - $t0" | bc -l)")
+  [ ! -e "$work/out" ] || { echo "build --push without -o wrote $work/out" >&2; exit 1; }
+
+  # The registry A holds the image in bench/img; push it to new repositories.
+  mem=$work/cache-mem-$run
+  "$bin" --quiet push "$work/layout" --to "$a/bench/seed:1" --cache-dir "$mem" > /dev/null
+  t0=$(now)
+  "$bin" --quiet push "$work/layout" --to "$a/bench/new:1" --cache-dir "$mem" --json > "$work/mem.json"
+  t1=$(now)
+  mem_times+=("$(echo "$t1 - $t0" | bc -l)")
+  mem_sent+=("$(sent_blobs "$work/mem.json")")
+  mem_mounted+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["targets"][0]["blobs_mounted"])' "$work/mem.json")")
+  t0=$(now)
+  "$bin" --quiet push "$work/layout" --to "$a/bench/fresh:1" --cache-dir "$work/cache-none-$run" --json > "$work/fresh.json"
+  t1=$(now)
+  fresh_times+=("$(echo "$t1 - $t0" | bc -l)")
+  fresh_sent+=("$(sent_blobs "$work/fresh.json")")
+  stop_registries
+  printf 'run %d: build %.2f s, build --push %.2f s; new repository: remembered %.2f s, not %.2f s\n' \
+    "$run" "${build_times[-1]}" "${bp_times[-1]}" "${mem_times[-1]}" "${fresh_times[-1]}"
+done
+bt=$(printf '%s\n' "${build_times[@]}" | median)
+bp=$(printf '%s\n' "${bp_times[@]}" | median)
+mt=$(printf '%s\n' "${mem_times[@]}" | median)
+ft=$(printf '%s\n' "${fresh_times[@]}" | median)
+printf '\nmedian of %d runs, same image:\n' "$runs"
+printf '  boxwright build -o DIR                         %6.2f s\n' "$bt"
+printf '  boxwright build --push --to A --to B (no -o)   %6.2f s   ratio %.2f\n' "$bp" "$(echo "$bp / $bt" | bc -l)"
+printf '  push to a new repository, blobs remembered     %6.2f s   sent %.1f MB of blobs, %d blobs mounted (separate run)\n' \
+  "$mt" "$(mb "${mem_sent[0]}")" "${mem_mounted[0]}"
+printf '  push to a new repository, nothing remembered   %6.2f s   sent %.1f MB of blobs\n' "$ft" "$(mb "${fresh_sent[0]}")"
+[ "${mem_sent[0]}" -eq 0 ] || { echo "a push with the blobs remembered sent ${mem_sent[0]} bytes" >&2; exit 1; }

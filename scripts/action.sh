@@ -356,6 +356,13 @@ supply_summary() {
   } >>"$GITHUB_STEP_SUMMARY"
 }
 
+# The `name` of a recipe's [image] table (empty when not a plain string).
+image_name() {
+  awk '/^[[:space:]]*\[/ { s = ($0 ~ /^[[:space:]]*\[image\][[:space:]]*$/) }
+       s && /^[[:space:]]*name[[:space:]]*=[[:space:]]*"[^"$]*"/ {
+         sub(/^[^"]*"/, ""); sub(/".*$/, ""); print; exit }' "$1"
+}
+
 cmd_run() {
   local bw="${BOXWRIGHT:-boxwright}"
   local recipe="${INPUT_RECIPE:-recipes/r2d.toml}"
@@ -384,6 +391,17 @@ cmd_run() {
   local -a extra=()
   read -r -a extra <<<"${INPUT_EXTRA_ARGS:-}" || true
   args+=("${extra[@]}")
+  # `build --push` without -o keeps no layout; the action keeps one where
+  # `build` puts it (out/<image name>) for later steps, unless told where.
+  local keep=true
+  for item in "${extra[@]}"; do
+    case "$item" in -o | -o* | --output | --output=* | --no-layout) keep=false ;; esac
+  done
+  if [ "$keep" = true ]; then
+    local name
+    name="$(image_name "$recipe")"
+    args+=(-o "out/${name:-$(basename "$recipe" .toml)}")
+  fi
 
   mask_decoded "$recipe"
   login_all "$bw"

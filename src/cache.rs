@@ -75,7 +75,9 @@ impl BlobCache {
     }
 }
 
-fn default_dir() -> Option<PathBuf> {
+/// The default blob cache: `$XDG_CACHE_HOME/boxwright/blobs`, else
+/// `~/.cache/boxwright/blobs`.
+pub fn default_dir() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x),
         None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache"),

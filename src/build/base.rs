@@ -17,7 +17,9 @@ use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use crate::cache::BlobCache;
 use crate::error::bad_input;
 use crate::image::layout::{guard, LayoutImage, LayoutWriter};
-use crate::image::remote::{oci_layer_media_type, select, RegistryBase, ServedReport};
+use crate::image::remote::{
+    oci_layer_media_type, select, RegistryBase, RegistryImage, ServedReport,
+};
 use crate::image::ImageSource;
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::recipe::Base;
@@ -38,6 +40,9 @@ pub(super) struct BaseImage {
     /// Layer descriptors with their diff IDs.
     pub layers: Vec<(Descriptor, Digest)>,
     pub config: ImageConfig,
+    /// The layers were left in the registry, not put into the layout
+    /// ([`BuildOptions::throwaway`]).
+    pub remote_layers: bool,
 }
 
 /// The client for a registry base: the caller's ([`BuildOptions::registry_base`])
@@ -81,6 +86,26 @@ pub(super) fn mount_source(
     }
 }
 
+/// A registry base as a source of its blobs (resolved now, remembered for
+/// the build). `None` for other bases.
+///
+/// Blocking, like [`registry_client`].
+pub(super) fn source(
+    base: &Base,
+    registry: Option<&RegistryBase>,
+) -> Result<Option<RegistryImage>> {
+    match (base, registry) {
+        (
+            Base::Registry {
+                reference,
+                fallback,
+            },
+            Some(rb),
+        ) => Ok(Some(rb.source(&rb.resolve(reference, fallback)?))),
+        _ => Ok(None),
+    }
+}
+
 /// The base of `platform`, its layers put into `writer`.
 pub(super) fn resolve(
     base: &Base,
@@ -101,13 +126,14 @@ pub(super) fn resolve(
                 .with_context(|| format!("opening base {display}"))?;
             let what = format!("base {display}");
             let (manifest_digest, layers, config) =
-                block_here(import(&img, &what, &to, LAYOUT_JOBS))?;
+                block_here(import(&img, &what, &to, LAYOUT_JOBS, false))?;
             Ok(Some(BaseImage {
                 name: display.to_string(),
                 served: None,
                 manifest_digest,
                 layers,
                 config,
+                remote_layers: false,
             }))
         }
         Base::Registry {
@@ -119,13 +145,14 @@ pub(super) fn resolve(
             let img = rb.source(&served);
             let what = format!("base {}", served.reference);
             let (manifest_digest, layers, config) =
-                rb.block_on(import(&img, &what, &to, rb.jobs()))?;
+                rb.block_on(import(&img, &what, &to, rb.jobs(), opts.throwaway))?;
             Ok(Some(BaseImage {
                 name: served.reference.to_string(),
                 served: Some(served.report()),
                 manifest_digest,
                 layers,
                 config,
+                remote_layers: opts.throwaway,
             }))
         }
     }
@@ -171,7 +198,8 @@ struct Target<'a> {
 
 /// The image of `src` for the target's platform (from an index, by the one
 /// selection rule), checked against the platform, its layers (each
-/// digest-checked by the source) put into the layout being written.
+/// digest-checked by the source) put into the layout being written, or
+/// with `leave_layers` not read at all (only their descriptors are used).
 /// Returns the manifest's digest, the layers with their diff IDs, and the
 /// config.
 async fn import(
@@ -179,8 +207,19 @@ async fn import(
     what: &str,
     to: &Target<'_>,
     jobs: usize,
+    leave_layers: bool,
 ) -> Result<(Digest, Vec<(Descriptor, Digest)>, ImageConfig)> {
     let (manifest_desc, manifest, config) = platform_image(src, what, to.platform).await?;
+    let oci_layer = |l: &Descriptor| {
+        let mut d = l.clone();
+        d.media_type = oci_layer_media_type(&d.media_type).to_string();
+        d
+    };
+    if leave_layers {
+        let layers = manifest.layers.iter().map(oci_layer);
+        let layers = layers.zip(config.rootfs.diff_ids.iter().cloned()).collect();
+        return Ok((manifest_desc.digest, layers, config));
+    }
     let paths: Vec<_> = stream::iter(&manifest.layers)
         .map(|l| src.blob(l))
         .buffered(jobs.max(1))
@@ -194,8 +233,7 @@ async fn import(
         .zip(paths)
         .zip(&config.rootfs.diff_ids)
     {
-        let mut d = l.clone();
-        d.media_type = oci_layer_media_type(&d.media_type).to_string();
+        let d = oci_layer(l);
         to.writer
             .import_descriptor(&path, &d)
             .with_context(|| format!("copying base layer {} of {what}", d.digest))?;

@@ -53,10 +53,19 @@ pub struct BuildOptions {
     /// resolves it before the build starts, to mount the base's layers from
     /// the registry that served it.
     pub registry_base: Option<Arc<RegistryBase>>,
+    /// The layout is thrown away once pushed (`build --push` without a
+    /// layout): a registry base's layers are left out of it, never
+    /// downloaded (the push mounts them, or fetches them once for another
+    /// registry), and it is not announced as written.
+    pub throwaway: bool,
 }
 
 /// See [`BuildOptions::on_layer`].
 pub type LayerHook = Arc<dyn Fn(&Descriptor, &Path) + Send + Sync>;
+
+fn is_empty_path(p: &Path) -> bool {
+    p.as_os_str().is_empty()
+}
 
 /// What a build produced.
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +75,8 @@ pub struct BuildResult {
     #[serde(rename = "mediaType")]
     pub media_type: String,
     pub size: u64,
+    /// Empty (and left out of the JSON) when no layout was kept.
+    #[serde(skip_serializing_if = "is_empty_path")]
     pub layout: PathBuf,
     pub tags: Vec<String>,
     pub images: Vec<ImageResult>,
@@ -237,11 +248,19 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         })
         .collect();
     let layout = writer.commit(refs)?;
-    opts.reporter.log(
-        Level::Info,
-        &format!("wrote {} ({})", layout.display(), top.digest),
-    );
-    let content = content(&layout, top.clone(), manifests, &images);
+    if !opts.throwaway {
+        opts.reporter.log(
+            Level::Info,
+            &format!("wrote {} ({})", layout.display(), top.digest),
+        );
+    }
+    let remote: Vec<&Digest> = bases
+        .iter()
+        .flatten()
+        .filter(|b| b.remote_layers)
+        .flat_map(|b| b.layers.iter().map(|(d, _)| &d.digest))
+        .collect();
+    let content = content(&layout, top.clone(), manifests, &images, &remote);
     let result = BuildResult {
         digest: top.digest.clone(),
         media_type: top.media_type.clone(),
@@ -259,12 +278,14 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
 }
 
 /// The image as a push takes it: the manifests' bytes, and each blob at
-/// its path in the committed `layout`.
+/// its path in the committed `layout` (but for the base layers `remote`
+/// left in their registry).
 fn content(
     layout: &Path,
     root: Descriptor,
     manifests: Vec<(Descriptor, Bytes)>,
     images: &[ImageResult],
+    remote: &[&Digest],
 ) -> MemoryImage {
     let mut image = MemoryImage::new(root);
     for (_, bytes) in manifests {
@@ -272,7 +293,7 @@ fn content(
     }
     for i in images {
         let descriptors = std::iter::once(&i.config).chain(i.layers.iter().map(|l| &l.descriptor));
-        for d in descriptors {
+        for d in descriptors.filter(|d| !remote.contains(&&d.digest)) {
             image.add_blob(d.digest.clone(), blob_path(layout, &d.digest));
         }
     }

@@ -7,6 +7,7 @@
 //! thread of the caller's tokio runtime, and its layers reach the async
 //! pusher through a channel. No runtime is created here.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +15,12 @@ use anyhow::{anyhow, Context as _, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::oci::Descriptor;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use crate::image::remote::RegistryImage;
+use crate::image::{ImageSource, MemoryImage};
+use crate::oci::{Descriptor, Digest};
 use crate::ops::verify::{verify_pushed, VerifyReport};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{pin_untagged, PushOptions, PushReport, PushTarget, Pusher};
@@ -36,6 +42,12 @@ pub struct PublishOptions {
     pub verify: bool,
     /// Supply-chain evidence attached once the image is pushed.
     pub supply: Option<crate::supply::evidence::SupplyOptions>,
+    /// Keep the layout at `build.output`. Without it the image is built in
+    /// a temporary directory, removed once pushed, and a registry base's
+    /// layers are not downloaded: targets on the base's registry mount
+    /// them (or already hold them), others get them fetched once through
+    /// the blob cache. The report's `build.layout` is then left out.
+    pub keep_layout: bool,
 }
 
 /// What [`build_and_push`] did.
@@ -97,16 +109,34 @@ pub async fn build_and_push(
         credentials,
         verify,
         supply,
+        keep_layout,
     } = publish;
+    let mut build = build;
+    let scratch = if keep_layout {
+        None
+    } else {
+        let dir = tempfile::Builder::new()
+            .prefix("boxwright-build-")
+            .tempdir()
+            .context("creating a temporary directory for the build")?;
+        build.output = dir.path().join("layout");
+        build.throwaway = true;
+        Some(dir)
+    };
     let reporter = build.reporter.clone();
-    let (build, mount) = {
+    let (build, mount, base) = {
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || prepare(&plan, build))
             .await
             .context("the build setup task failed")??
     };
-    // Base layers are mounted from the base's repository on its own registry.
-    push.mount_sources.extend(mount);
+    // Base layers are mounted from the base's repository on its own
+    // registry: named as a mount source for the layers the build hands
+    // over; without a layout they are left to the push, which asks the
+    // base's repository for them alone (`WithBase::mount_hints`).
+    if keep_layout {
+        push.mount_sources.extend(mount);
+    }
     let pusher = match Pusher::new(targets, push, credentials, reporter.clone()).await {
         Ok(p) => Arc::new(p),
         Err(e) => {
@@ -131,7 +161,19 @@ pub async fn build_and_push(
         }
     };
     streaming.await.context("the layer upload task failed")?;
-    let mut report = pusher.push_image(&built.content).await?;
+    let source = WithBase {
+        built: &built.content,
+        base: base.as_ref(),
+        base_layers: built
+            .result
+            .images
+            .iter()
+            .flat_map(|i| &i.layers)
+            .filter(|l| l.source == "base")
+            .map(|l| l.descriptor.digest.clone())
+            .collect(),
+    };
+    let mut report = pusher.push_image(&source).await?;
     drop(stage);
     let attached = match &supply {
         Some(s) => {
@@ -153,8 +195,13 @@ pub async fn build_and_push(
     } else {
         None
     };
+    let mut build = built.result;
+    if let Some(dir) = scratch {
+        build.layout = PathBuf::new();
+        let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+    }
     Ok(Published {
-        build: built.result,
+        build,
         push: report,
         verify: verified,
         supply: attached,
@@ -162,11 +209,51 @@ pub async fn build_and_push(
 }
 
 /// Blocking: the client of a registry base (kept in the options for the
-/// build), and the repository that serves the base.
-fn prepare(plan: &Plan, mut opts: BuildOptions) -> Result<(BuildOptions, Option<Reference>)> {
+/// build), the repository that serves the base, and the base as a source
+/// of its blobs.
+fn prepare(
+    plan: &Plan,
+    mut opts: BuildOptions,
+) -> Result<(BuildOptions, Option<Reference>, Option<RegistryImage>)> {
     opts.registry_base = base::registry_client(&plan.base, &opts)?;
-    let mount = base::mount_source(&plan.base, opts.registry_base.as_deref())?;
-    Ok((opts, mount))
+    let rb = opts.registry_base.as_deref();
+    let mount = base::mount_source(&plan.base, rb)?;
+    let source = base::source(&plan.base, rb)?;
+    Ok((opts, mount, source))
+}
+
+/// The built image, with the blobs it does not hold (a registry base's
+/// layers left out of a thrown-away layout) asked of the base's registry,
+/// whose repository is also the first mount source of the base's layers on
+/// that registry.
+struct WithBase<'a> {
+    built: &'a MemoryImage,
+    base: Option<&'a RegistryImage>,
+    base_layers: HashSet<Digest>,
+}
+
+impl ImageSource for WithBase<'_> {
+    fn root(&self) -> &Descriptor {
+        self.built.root()
+    }
+
+    fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
+        self.built.manifest(desc)
+    }
+
+    fn blob<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<PathBuf>> {
+        match self.base {
+            Some(base) if !self.built.holds(&desc.digest) => base.blob(desc),
+            _ => self.built.blob(desc),
+        }
+    }
+
+    fn mount_hints(&self, registry: &str, desc: &Descriptor) -> Vec<String> {
+        match self.base {
+            Some(b) if self.base_layers.contains(&desc.digest) => b.mount_hints(registry, desc),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Drop the options on a blocking thread: a registry base may own an async

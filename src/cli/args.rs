@@ -3,7 +3,8 @@
 //! `NAME=VALUE`). Values are checked here, before any work starts: clap
 //! refuses a bad one with exit code 2.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -11,7 +12,7 @@ use clap::Args;
 use boxwright::oci::Platform;
 use boxwright::progress::SharedReporter;
 use boxwright::push::{PushOptions, PushTarget};
-use boxwright::registry::{Client, ClientOptions, CredentialStore, Reference};
+use boxwright::registry::{Client, ClientOptions, CredentialStore, KnownBlobs, Reference};
 
 /// `--insecure-registry`: on its own for `bench`, which sets nothing else
 /// of the connection.
@@ -43,6 +44,16 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
+    /// The client's options from the flags, remembering where blobs live in
+    /// the record next to the blob cache at `cache_dir` (`--cache-dir`, else
+    /// the default cache).
+    pub fn options_with_cache(&self, cache_dir: Option<&Path>) -> ClientOptions {
+        ClientOptions {
+            known: KnownBlobs::for_cache(cache_dir).map(Arc::new),
+            ..self.options()
+        }
+    }
+
     /// The client's options from the flags.
     pub fn options(&self) -> ClientOptions {
         let mut o = ClientOptions {
@@ -87,6 +98,13 @@ pub struct UploadArgs {
 }
 
 impl UploadArgs {
+    /// The client's options, with the record of where blobs live next to
+    /// the blob cache.
+    pub fn client_options(&self) -> ClientOptions {
+        self.connection
+            .options_with_cache(self.cache_dir.as_deref())
+    }
+
     /// The pusher's options from the flags.
     pub fn push_options(&self) -> Result<PushOptions> {
         let mount_sources = parse_targets(&self.mount_from)?
@@ -94,7 +112,7 @@ impl UploadArgs {
             .map(|t| t.reference)
             .collect();
         Ok(PushOptions {
-            client: self.connection.options(),
+            client: self.client_options(),
             chunk_size: self.chunk_size,
             mount_sources,
         })

@@ -31,9 +31,14 @@ pub struct BuildArgs {
     pub recipe: PathBuf,
     /// Output: the OCI layout directory, or the archive file with --format
     /// oci-archive|docker-archive [default: ./out/<image name>, or
-    /// ./out/<image name>.tar for an archive].
+    /// ./out/<image name>.tar for an archive; with --push, no layout].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// With --push: keep no local layout (the default without -o). A
+    /// registry base's layers are then never downloaded for targets on its
+    /// registry, and at most once for the others.
+    #[arg(long, requires = "push", conflicts_with = "output")]
+    pub no_layout: bool,
     /// What to write.
     #[arg(long, value_enum, default_value_t = Format::Oci)]
     pub format: Format,
@@ -206,6 +211,7 @@ async fn build_and_push(
         push: args.upload.push_options()?,
         credentials: CredentialStore::from_env(),
         verify: args.after.verify,
+        keep_layout: keeps_layout(args)?,
         supply: args
             .supply
             .options(plan.sbom.as_deref(), &args.sets)
@@ -234,6 +240,18 @@ async fn build_and_push(
     }
     super::push::finish_with(&done.push, done.verify.as_ref(), None, false, &reporter)?;
     done.error().map_or(Ok(()), Err)
+}
+
+/// Whether `build --push` keeps a layout: with -o, or an archive (written
+/// from the layout); not with --no-layout or without -o.
+fn keeps_layout(args: &BuildArgs) -> Result<bool> {
+    let archive = args.format != Format::Oci;
+    if args.no_layout && archive {
+        return Err(bad_input(
+            "--no-layout writes nothing locally; it cannot go with --format oci-archive or docker-archive",
+        ));
+    }
+    Ok(!args.no_layout && (args.output.is_some() || archive))
 }
 
 /// Where `build --push` goes: the recipe's targets (each with every tag)
@@ -274,7 +292,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
     let make: RegistryBaseFn = {
         let (made, client, cache_dir, reporter) = (
             made.clone(),
-            args.upload.connection.options(),
+            args.upload.client_options(),
             args.upload.cache_dir.clone(),
             reporter.clone(),
         );
@@ -341,6 +359,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
             recipe::Base::Registry { .. } => Some(make()?),
             _ => None,
         },
+        throwaway: false,
     };
     Ok((plan, opts))
 }

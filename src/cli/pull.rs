@@ -71,7 +71,8 @@ pub async fn run(args: PullArgs, reporter: SharedReporter) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let cache = BlobCache::new(args.cache_dir.clone())?;
     let images = RemoteImages::new(
-        args.connection.options(),
+        args.connection
+            .options_with_cache(args.cache_dir.as_deref()),
         CredentialStore::from_env(),
         cache,
         reporter.clone(),

@@ -230,6 +230,11 @@ impl MemoryImage {
     pub fn add_blob(&mut self, digest: Digest, path: PathBuf) {
         self.blobs.insert(digest, path);
     }
+
+    /// Whether blob `digest` is held.
+    pub fn holds(&self, digest: &Digest) -> bool {
+        self.blobs.contains_key(digest)
+    }
 }
 
 impl ImageSource for MemoryImage {

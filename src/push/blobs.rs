@@ -1,7 +1,8 @@
 //! Blobs on one registry: each digest at most once (a once-map that forgets
 //! failures), by HEAD in every target repository, then a mount from a
-//! repository known to hold it, then one upload into the first repository
-//! that still lacks it, and mounts into the rest.
+//! repository known to hold it (in this run, or remembered from earlier
+//! runs), then one upload into the first repository that still lacks it,
+//! and mounts into the rest.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -225,8 +226,9 @@ impl BlobPusher<'_> {
         Ok(())
     }
 
-    /// Try mount sources into `target`: repositories known to hold the
-    /// blob, the image's hints, then the configured mount sources.
+    /// Try mount sources into `target`: repositories known in this run to
+    /// hold the blob and the image's hints, then those remembered from
+    /// earlier runs ([`Client::known`]), then the configured mount sources.
     async fn mount(
         &self,
         r: &RegistryPush,
@@ -241,8 +243,23 @@ impl BlobPusher<'_> {
                 sources.push(hint);
             }
         }
+        let known = sources.len();
         sources.extend(r.group.mount_sources.iter().cloned());
-        for src in sources.iter().take(MAX_MOUNT_TRIES) {
+        let remembered = self.remembered(target, d, &sources);
+        let tries = sources
+            .iter()
+            .take(known)
+            .map(|s| (s, false))
+            .chain(remembered.iter().map(|s| (s, true)))
+            .chain(sources.iter().skip(known).map(|s| (s, false)));
+        let mut asked = 0;
+        for (src, is_remembered) in tries {
+            if !is_remembered {
+                if asked == MAX_MOUNT_TRIES {
+                    continue;
+                }
+                asked += 1;
+            }
             match target.mount_blob(d, src).await {
                 MountResult::Mounted => {
                     self.reporter.log(
@@ -250,6 +267,16 @@ impl BlobPusher<'_> {
                         &format!("{reg}: mounted {d} into {repo} from {src}"),
                     );
                     return Mount::Done;
+                }
+                // A remembered location that does not hold the blob:
+                // forget it, give the session back, and go on.
+                MountResult::Session(s) if is_remembered => {
+                    self.reporter.log(
+                        Level::Debug,
+                        &format!("{reg}: {src} no longer holds {d}; forgotten"),
+                    );
+                    self.client.repo(reg, src).forget(d);
+                    target.cancel_upload(&s).await;
                 }
                 // Continue on this session; no other mount is tried (each
                 // would open one more session).
@@ -261,6 +288,24 @@ impl BlobPusher<'_> {
             }
         }
         Mount::Refused
+    }
+
+    /// Up to [`MAX_MOUNT_TRIES`] repositories of the target's registry
+    /// remembered to hold `d`, other than the target (which lacks it: that
+    /// memory is forgotten) and those in `skip`.
+    fn remembered(&self, target: Repo<'_>, d: &Digest, skip: &[String]) -> Vec<String> {
+        let Some(k) = self.client.known() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for src in k.repositories(target.registry(), d) {
+            if src == target.repository() {
+                target.forget(d);
+            } else if !skip.contains(&src) && out.len() < MAX_MOUNT_TRIES {
+                out.push(src);
+            }
+        }
+        out
     }
 }
 

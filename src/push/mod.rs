@@ -4,9 +4,12 @@
 //! parallel. Within a registry each blob goes in at most once: a HEAD on
 //! every target repository, then one upload into the first repository that
 //! lacks it, then mounts from a repository known to hold it (another target
-//! repository, one filled earlier in this run, or a mount source such as the
-//! base image's repository) into the others. A mount answered 202 continues
-//! on the session it opened. Manifests go only after all blobs are
+//! repository, one filled earlier in this run, one remembered from earlier
+//! runs by the client's [`KnownBlobs`](crate::registry::KnownBlobs), or a
+//! mount source such as the base image's repository) into the others. A
+//! mount answered 202 continues on the session it opened (a remembered
+//! repository's is cancelled, and the memory forgotten). Manifests go only
+//! after all blobs are
 //! confirmed, platform manifests by digest before the index, tags last; a
 //! tag that already names our digest is left alone, so a re-push sends HEADs
 //! only.

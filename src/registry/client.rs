@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 use super::credentials::{Credential, CredentialStore};
 use super::error::{ErrorContext, ErrorKind, RegistryError};
 use super::hosts::{host_config, HostConfig};
+use super::known::KnownBlobs;
 use super::reference::api_host;
 use super::transport::auth::TokenCache;
 use super::transport::limiter::Limiter;
@@ -52,6 +53,10 @@ pub struct ClientOptions {
     /// Every attempt also has a total deadline by kind (see
     /// [`super::transport::limits`]).
     pub read_timeout: Duration,
+    /// The record of where blobs live ([`KnownBlobs`]), kept across runs:
+    /// every blob found, mounted, uploaded or downloaded is remembered, and
+    /// the pusher asks it for mount sources. `None`: nothing remembered.
+    pub known: Option<Arc<KnownBlobs>>,
 }
 
 /// The environment variable that overrides [`ClientOptions::read_timeout`].
@@ -72,6 +77,7 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             user_agent: format!("boxwright/{}", env!("CARGO_PKG_VERSION")),
             read_timeout: read_timeout_from_env().unwrap_or(Duration::from_secs(60)),
+            known: None,
         }
     }
 }
@@ -159,6 +165,11 @@ impl Client {
 
     pub fn options(&self) -> &ClientOptions {
         &self.opts
+    }
+
+    /// The record of where blobs live, when there is one.
+    pub fn known(&self) -> Option<&KnownBlobs> {
+        self.opts.known.as_deref()
     }
 
     pub fn reporter(&self) -> &SharedReporter {

@@ -57,6 +57,21 @@ impl<'a> Repo<'a> {
         self.repository
     }
 
+    /// Remember that this repository holds blob `digest` (see
+    /// [`Client::known`]).
+    pub fn learn(&self, digest: &crate::oci::Digest) {
+        if let Some(k) = self.client.known() {
+            k.learn(self.registry, self.repository, digest);
+        }
+    }
+
+    /// Forget that this repository holds blob `digest`: it did not.
+    pub fn forget(&self, digest: &crate::oci::Digest) {
+        if let Some(k) = self.client.known() {
+            k.forget(self.registry, self.repository, digest);
+        }
+    }
+
     /// The registry's quirks.
     pub fn host(&self) -> HostConfig {
         self.client.host(self.registry)

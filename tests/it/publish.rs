@@ -47,6 +47,7 @@ fn build_options(output: &Path) -> BuildOptions {
         reporter: boxwright::progress::silent(),
         on_layer: None,
         registry_base: None,
+        throwaway: false,
     }
 }
 
@@ -57,6 +58,7 @@ fn publish_options(to: &[String], verify: bool) -> PublishOptions {
         push: PushOptions::default(),
         credentials: CredentialStore::default(),
         verify,
+        keep_layout: true,
     }
 }
 

@@ -161,7 +161,12 @@ pub(crate) fn push_base(env: &Env, base: &Base, host: &str) {
 }
 
 /// A recipe on `base` (with `fallback`s) adding one layer.
-fn app_recipe(dir: &Path, base: &str, fallback: &[String], platforms: &[&str]) -> PathBuf {
+pub(crate) fn app_recipe(
+    dir: &Path,
+    base: &str,
+    fallback: &[String],
+    platforms: &[&str],
+) -> PathBuf {
     std::fs::write(dir.join("app.bin"), noise(20_000, 99)).unwrap();
     let fb: Vec<String> = fallback.iter().map(|f| format!("{f:?}")).collect();
     let pl: Vec<String> = platforms.iter().map(|p| format!("{p:?}")).collect();

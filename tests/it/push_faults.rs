@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::common::assert_ok;
 use crate::pair::{blob_upload_bytes, uploads_by_digest, Pair};
 use crate::push::{app_refs, assert_served, build_image, push, served, Image};
-use crate::support::{Fault, FaultProxy, Injected, LogEntry, GHCR_PATCH_CAP};
+use crate::support::{tempdir, Fault, FaultProxy, Injected, LogEntry, GHCR_PATCH_CAP};
 
 #[test]
 fn push_survives_twenty_percent_faults_and_registries_agree() {
@@ -216,12 +216,16 @@ fn push_waits_for_retry_after_on_a_429_put() {
     let image = build_image(&[200_000], 23);
     let p = &pair.b;
     let timed = |repo: &str| {
+        // A cache of its own: no memory of the earlier pushes' repositories
+        // to mount from.
+        let cache = tempdir();
+        let cache = cache.path().to_str().unwrap();
         let started = std::time::Instant::now();
         let r = push(
             env,
             &image,
             &[format!("{}/{repo}:1", p.host())],
-            &["--json", "--verbose"],
+            &["--json", "--verbose", "--cache-dir", cache],
         );
         let secs = started.elapsed().as_secs_f64();
         assert_ok(&r);

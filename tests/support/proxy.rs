@@ -100,6 +100,9 @@ pub struct LogEntry {
     /// Request-body bytes received from the client (including bodies
     /// drained for an injected fault).
     pub body_bytes: u64,
+    /// Response-body bytes forwarded from the registry to the client (so
+    /// far, for an answer still streaming; injected answers count 0).
+    pub response_bytes: u64,
     pub injected: Option<Injected>,
     /// When the request's headers arrived.
     pub arrived: std::time::Instant,
@@ -263,6 +266,10 @@ impl Slot {
             e.body_bytes += n;
             c.bytes += n;
         });
+    }
+
+    fn add_response_bytes(&self, n: u64) {
+        self.with(|e, _| e.response_bytes += n);
     }
 
     fn finish(&self, status: Option<u16>, injected: Option<Injected>) {

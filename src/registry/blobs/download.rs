@@ -155,6 +155,10 @@ impl Repo<'_> {
                         return Err(e);
                     }
                 }
+                Ok(n) => {
+                    self.learn(digest);
+                    return Ok(n);
+                }
                 other => return other,
             }
         }

@@ -131,6 +131,7 @@ impl Repo<'_> {
                     .header("content-length")
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .unwrap_or(0);
+                self.learn(digest);
                 Ok(Some(size))
             }
             StatusCode::NOT_FOUND => Ok(None),
@@ -166,6 +167,7 @@ impl Repo<'_> {
         match resp.status {
             StatusCode::CREATED => {
                 check_digest_header(&resp, digest, &c)?;
+                self.learn(digest);
                 Ok(MountResult::Mounted)
             }
             StatusCode::ACCEPTED => Ok(MountResult::Session(session_from(&resp, &c)?)),

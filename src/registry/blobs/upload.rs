@@ -104,6 +104,7 @@ impl Repo<'_> {
                 UploadMode::Chunked(n) => up.chunked(&mut s, n).await,
             };
             let Err(e) = result else {
+                self.learn(digest);
                 return Ok(UploadOutcome { mode });
             };
             self.cancel_upload(&s).await;

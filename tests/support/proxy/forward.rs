@@ -121,6 +121,7 @@ pub(super) async fn handle(
             authorization,
             status: None,
             body_bytes: 0,
+            response_bytes: 0,
             injected: None,
             arrived: std::time::Instant::now(),
             arrived_at: std::time::SystemTime::now(),
@@ -445,5 +446,15 @@ pub(super) async fn handle(
         } else {
             rbody.map_err(BoxError::from).boxed()
         };
+    // Count the answer's body as it streams back to the client.
+    let counting = slot.clone();
+    let rbody: Body = rbody
+        .map_frame(move |f: Frame<Bytes>| {
+            if let Some(d) = f.data_ref() {
+                counting.add_response_bytes(d.len() as u64);
+            }
+            f
+        })
+        .boxed();
     finish(Response::from_parts(rparts, rbody), injected)
 }
