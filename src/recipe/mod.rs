@@ -16,6 +16,7 @@ mod layer;
 mod plan;
 pub mod schema;
 mod sources;
+mod split;
 mod targets;
 pub mod vars;
 mod walk;
