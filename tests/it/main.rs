@@ -48,6 +48,7 @@ mod python_pip;
 mod python_url;
 mod recipe_errors;
 mod schema;
+mod split_auto;
 mod supply;
 mod supply_anonymous;
 mod supply_layout;
