@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde_json::Value;
@@ -200,6 +201,25 @@ fn split_auto_puts_stable_and_changing_files_apart_and_their_union_is_the_layer(
         }
     }
     assert_eq!(union, whole[0]);
+
+    // umoci unpacks the layers in order into the tree that was copied.
+    let bundle = dir.path().join("bundle");
+    let image = format!("{}:latest", out.display());
+    let mut args = vec!["unpack"];
+    if unsafe { libc::geteuid() } != 0 {
+        args.push("--rootless");
+    }
+    args.extend(["--image", &image, bundle.to_str().unwrap()]);
+    tool("umoci", &args);
+    let app = bundle.join("rootfs/opt/app");
+    for rel in STABLE.iter().chain(CHANGING) {
+        let (a, b) = (app.join(rel), dir.path().join("app").join(rel));
+        assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "{rel}");
+        let (ma, mb) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+        assert_eq!(ma.mode(), mb.mode(), "{rel}");
+    }
+    let ino = |rel: &str| fs::metadata(app.join(rel)).unwrap().ino();
+    assert_eq!(ino("src/shared.js"), ino("node_modules/x/shared.js"));
 }
 
 #[test]
