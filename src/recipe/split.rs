@@ -91,6 +91,7 @@ pub(super) fn globs(globs: &[String]) -> Result<GlobSet, (usize, String)> {
 }
 
 /// One file (or link) as the plan sees it.
+#[derive(Clone)]
 struct Seen {
     path: Vec<u8>,
     group: Option<Vec<u8>>,
@@ -131,11 +132,7 @@ impl Split {
                 };
                 match inode {
                     Some(ino) => {
-                        let first = linked.entry(ino).or_insert_with(|| Seen {
-                            path: seen.path.clone(),
-                            group: seen.group.clone(),
-                            size: seen.size,
-                        });
+                        let first = linked.entry(ino).or_insert_with(|| seen.clone());
                         if cmp_paths(&seen.path, &first.path).is_lt() {
                             *first = seen;
                         }
