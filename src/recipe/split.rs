@@ -8,12 +8,13 @@
 //!
 //! The cut is planned from paths, sizes and globs alone, so the same tree
 //! always gives the same layers. Each layer is the layer's entry streams
-//! filtered: a directory goes into every part that holds something below it
-//! (an empty one into the changing part), and the links of a file with
-//! several stay in one part, so a tar hard link always points into its own
-//! layer.
+//! filtered: a directory goes into every part that holds something below it,
+//! from any source (an empty one into the changing part), so that no part
+//! gets an added parent where the whole layer has the source's directory;
+//! and the links of a file with several stay in one part, so a tar hard
+//! link always points into its own layer.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -59,17 +60,17 @@ pub(crate) struct Split {
     changing: usize,
     /// The part of each file with several links: that of its first link.
     inodes: HashMap<Inode, usize>,
+    /// The parts that hold something below each directory.
+    dirs: HashMap<Vec<u8>, Vec<usize>>,
 }
 
 impl PartialEq for Split {
     fn eq(&self, o: &Split) -> bool {
-        (
-            &self.globs,
-            &self.groups,
-            self.rest,
-            self.changing,
-            &self.inodes,
-        ) == (&o.globs, &o.groups, o.rest, o.changing, &o.inodes)
+        self.globs == o.globs
+            && self.groups == o.groups
+            && (self.rest, self.changing) == (o.rest, o.changing)
+            && self.inodes == o.inodes
+            && self.dirs == o.dirs
     }
 }
 
@@ -115,6 +116,7 @@ impl Split {
             rest: None,
             changing: 0,
             inodes: HashMap::new(),
+            dirs: HashMap::new(),
         };
         let mut sizes: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         let mut linked: HashMap<Inode, Seen> = HashMap::new();
@@ -178,6 +180,26 @@ impl Split {
             let part = split.part_of_group(seen.group.as_deref());
             split.inodes.insert(*ino, part);
         }
+        // Which parts hold something below each directory; directories with
+        // no file below them (empty, or holding only such) go to the
+        // changing part.
+        let mut dirs = Vec::new();
+        for (source, at) in sources {
+            let base = source.tree_dest();
+            for item in source.entries(context, at)? {
+                let (e, inode) = item?;
+                if e.kind == EntryKind::Dir {
+                    dirs.push(e.path);
+                } else {
+                    let part = split.part_of(&e, inode, base);
+                    split.mark_above(&e.path, part);
+                }
+            }
+        }
+        dirs.retain(|d| !split.dirs.contains_key(d));
+        for d in &dirs {
+            split.mark_above(d, split.changing);
+        }
         Ok((split, names))
     }
 
@@ -226,108 +248,41 @@ impl Split {
         self.part_of_group(self.group(e, base).as_deref())
     }
 
-    /// The entries of `stream` that go into `part`, with the directories
-    /// they need. `base` is the image path of the stream's tree, if any.
+    /// The entries of `stream` that go into `part`. `base` is the image
+    /// path of the stream's tree, if any.
     pub(super) fn filter<'a>(
         &'a self,
         stream: Stream<'a>,
         base: Option<&'a [u8]>,
         part: usize,
     ) -> Stream<'a> {
-        let mut f = Filter {
-            split: self,
-            stream,
-            base,
-            part,
-            pending: Vec::new(),
-            out: VecDeque::new(),
-            done: false,
-        };
-        Box::new(std::iter::from_fn(move || f.next()))
-    }
-}
-
-/// A directory whose fate is not known yet.
-struct Pending {
-    entry: Entry,
-    /// Already put out, because something of the part is below it.
-    emitted: bool,
-    /// Something (of any part) is below it.
-    has_child: bool,
-}
-
-struct Filter<'a> {
-    split: &'a Split,
-    stream: Stream<'a>,
-    base: Option<&'a [u8]>,
-    part: usize,
-    /// The open directories, outermost first.
-    pending: Vec<Pending>,
-    out: VecDeque<(Entry, Option<Inode>)>,
-    done: bool,
-}
-
-impl Filter<'_> {
-    fn next(&mut self) -> Option<Result<(Entry, Option<Inode>)>> {
-        loop {
-            if let Some(e) = self.out.pop_front() {
-                return Some(Ok(e));
-            }
-            if self.done {
-                return None;
-            }
-            match self.stream.next() {
-                None => {
-                    self.close(None);
-                    self.done = true;
-                }
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-                Some(Ok((entry, inode))) => self.take(entry, inode),
-            }
-        }
+        Box::new(stream.filter(move |item| match item {
+            Ok((e, inode)) => self.keeps(e, *inode, base, part),
+            Err(_) => true,
+        }))
     }
 
-    /// Close the open directories that `path` is not below (all at the end).
-    fn close(&mut self, path: Option<&[u8]>) {
-        while let Some(top) = self.pending.last() {
-            if path.is_some_and(|p| relative(p, &top.entry.path).is_some_and(|r| !r.is_empty())) {
-                return;
-            }
-            let Some(top) = self.pending.pop() else {
-                return;
+    /// Whether `part` holds this entry: a directory when something of the
+    /// part is below it (the changing part when nothing is), anything else
+    /// when it is the entry's part.
+    fn keeps(&self, e: &Entry, inode: Option<Inode>, base: Option<&[u8]>, part: usize) -> bool {
+        if e.kind == EntryKind::Dir {
+            return match self.dirs.get(&e.path) {
+                Some(parts) => parts.contains(&part),
+                None => part == self.changing,
             };
-            if !top.emitted && !top.has_child && self.part == self.split.changing {
-                self.put(top.entry, None);
+        }
+        self.part_of(e, inode, base) == part
+    }
+
+    /// Note that `part` holds something below each directory above `path`.
+    fn mark_above(&mut self, path: &[u8], part: usize) {
+        for (i, _) in path.iter().enumerate().filter(|(_, &c)| c == b'/') {
+            let parts = self.dirs.entry(path[..i].to_vec()).or_default();
+            if !parts.contains(&part) {
+                parts.push(part);
             }
         }
-    }
-
-    fn take(&mut self, entry: Entry, inode: Option<Inode>) {
-        self.close(Some(&entry.path));
-        if let Some(parent) = self.pending.last_mut() {
-            parent.has_child = true;
-        }
-        if entry.kind == EntryKind::Dir {
-            self.pending.push(Pending {
-                entry,
-                emitted: false,
-                has_child: false,
-            });
-        } else if self.split.part_of(&entry, inode, self.base) == self.part {
-            self.put(entry, inode);
-        }
-    }
-
-    /// Put out `entry` after the open directories not yet put out.
-    fn put(&mut self, entry: Entry, inode: Option<Inode>) {
-        for p in self.pending.iter_mut().filter(|p| !p.emitted) {
-            p.emitted = true;
-            self.out.push_back((p.entry.clone(), None));
-        }
-        self.out.push_back((entry, inode));
     }
 }
 

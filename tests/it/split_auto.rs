@@ -304,6 +304,42 @@ fn split_auto_stable_globs_move_files_and_max_layers_cuts_by_directory() {
 }
 
 #[test]
+fn split_auto_keeps_the_trees_directory_for_files_of_other_entries_below_it() {
+    // A tree of stable files only, owned by 1000 in a 0750 directory, and
+    // a `content` file inside it: the changing layer holds that file under
+    // the tree's own directory, not an added 0755 root one, so unpacking the
+    // layers in order leaves /opt/app as the whole layer has it.
+    let dir = tempdir();
+    let app = dir.path().join("app");
+    write(&app.join("vendor/lib/a.js"), "a\n");
+    fs::write(app.join("big.dat"), noise(300 * 1024, 3)).unwrap();
+    chmod(&app, 0o750);
+    let out = dir.path().join("out");
+    let text = |split: &str| {
+        format!(
+            "[image]\nname = \"t\"\n\n[[layer]]\nname = \"app\"\nuid = 1000\n{split}\n[[layer.entry]]\nsrc = \"app\"\ndest = \"/opt/app\"\n\n[[layer.entry]]\ncontent = \"1.0\"\ndest = \"/opt/app/VERSION\"\n[[layer.entry]]\ndir = true\ndest = \"/opt/app/vendor/cache\"\n"
+        )
+    };
+    assert_ok(&build(dir.path(), &text("")));
+    let whole = layers(&out).remove(0);
+    assert_ok(&build(dir.path(), &text("split = \"auto\"\n")));
+    let parts = layers(&out);
+    assert_eq!(files(&parts[0]), ["big.dat", "vendor/lib/a.js"]);
+    assert_eq!(files(&parts[1]), ["VERSION"]);
+    for part in &parts {
+        assert_eq!(part["opt/app/"], whole["opt/app/"]);
+        assert_eq!(part["opt/app/"].1, 0o750);
+    }
+    // The empty directory from `dir = true` is changing, under its real parents.
+    assert_eq!(
+        parts[1]["opt/app/vendor/cache/"],
+        whole["opt/app/vendor/cache/"]
+    );
+    assert_eq!(parts[1]["opt/app/vendor/"], whole["opt/app/vendor/"]);
+    assert!(!parts[1].contains_key("opt/app/vendor/lib/"));
+}
+
+#[test]
 fn split_auto_is_refused_where_it_cannot_apply() {
     let dir = tempdir();
     tree(dir.path());
