@@ -277,6 +277,10 @@ fn schema_refuses_wrong_types_unknown_keys_and_bad_values() {
             format!("{}content = \"x\"\n", base.replace("[[layer]]\n", "[[layer]]\nsplit = \"auto\"\nmax_layers = 1\n")),
         ),
         (
+            "split = auto on a [[layer]] with a [layer.python]",
+            "[image]\nname = \"t\"\n[[layer]]\nsplit = \"auto\"\n[layer.python]\nlock = \"l\"\n".to_string(),
+        ),
+        (
             "stable without split",
             format!("{}content = \"x\"\n", base.replace("[[layer]]\n", "[[layer]]\nstable = [\"x/**\"]\n")),
         ),
