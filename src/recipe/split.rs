@@ -278,9 +278,12 @@ impl Split {
     /// Note that `part` holds something below each directory above `path`.
     fn mark_above(&mut self, path: &[u8], part: usize) {
         for (i, _) in path.iter().enumerate().filter(|(_, &c)| c == b'/') {
-            let parts = self.dirs.entry(path[..i].to_vec()).or_default();
-            if !parts.contains(&part) {
-                parts.push(part);
+            match self.dirs.get_mut(&path[..i]) {
+                Some(parts) if !parts.contains(&part) => parts.push(part),
+                Some(_) => {}
+                None => {
+                    self.dirs.insert(path[..i].to_vec(), vec![part]);
+                }
             }
         }
     }
