@@ -68,15 +68,6 @@ fn manifest(out: &Path) -> (Value, Value) {
     (m, c)
 }
 
-fn digests(out: &Path) -> Vec<String> {
-    manifest(out).0["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn history(out: &Path) -> Vec<String> {
     manifest(out).1["history"]
         .as_array()
@@ -222,23 +213,60 @@ fn split_auto_puts_stable_and_changing_files_apart_and_their_union_is_the_layer(
     assert_eq!(ino("src/shared.js"), ino("node_modules/x/shared.js"));
 }
 
+/// `build --json`: per platform, each layer's (source, digest).
+fn json_layers(dir: &Path) -> Vec<Vec<(String, String)>> {
+    let r = run(boxwright()
+        .args(["build", "--json", "--quiet", "-o"])
+        .arg(dir.join("out"))
+        .arg(dir.join("recipe.toml")));
+    assert_ok(&r);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let s = |k: &str| l[k].as_str().unwrap().to_string();
+                    (s("source"), s("digest"))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn split_auto_editing_a_source_changes_the_changing_layer_only() {
     let dir = tempdir();
     tree(dir.path());
-    let out = dir.path().join("out");
-    let r = recipe("split = \"auto\"\n");
-    assert_ok(&build(dir.path(), &r));
-    let first = digests(&out);
+    let r = recipe("split = \"auto\"\n").replace(
+        "name = \"t\"\n",
+        "name = \"t\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    write(&dir.path().join("recipe.toml"), &r);
+    let first = json_layers(dir.path());
     assert_eq!(first.len(), 2);
-    assert_ok(&build(dir.path(), &r));
-    assert_eq!(digests(&out), first, "the same tree, the same layers");
+    let names: Vec<&str> = first[0].iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["app (stable)", "app (changing)"]);
+    assert_eq!(first[0], first[1], "both platforms share the layers");
+    assert_eq!(
+        json_layers(dir.path()),
+        first,
+        "the same tree, the same layers"
+    );
     write(&dir.path().join("app/main.py"), "print('hello, world')\n");
     write(&dir.path().join("app/src/new.py"), "x = 1\n");
-    assert_ok(&build(dir.path(), &r));
-    let second = digests(&out);
-    assert_eq!(second[0], first[0], "the stable layer keeps its digest");
-    assert_ne!(second[1], first[1]);
+    let second = json_layers(dir.path());
+    assert_eq!(
+        second[0][0], first[0][0],
+        "the stable layer keeps its digest"
+    );
+    assert_ne!(second[0][1].1, first[0][1].1);
+    assert_eq!(second[0], second[1]);
 }
 
 #[test]
