@@ -1,12 +1,15 @@
 //! One `[[layer]]` resolved: its entries' sources in recipe order, checked;
 //! or, for a `[layer.python]`, one layer per package (or per group of the
 //! smallest under `max_layers`, or one for all with `split = "one"`).
+//! A `split = "auto"` layer becomes its stable and changing parts
+//! (`split.rs`), each the same sources filtered.
 //! A plan keeps the sources, not the entries they expand to; its entry
 //! stream ([`LayerPlan::entries`]) runs once when planning, so that every bad
 //! input (missing `src`, escaping symlink, device file, conflicting `dest`)
 //! is found before anything is written, and again while the tar is written.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use toml::Spanned;
@@ -15,6 +18,7 @@ use super::entry::EntryKind;
 use super::schema::{Attrs, LayerSection, PythonLayerSection, Str};
 use super::sources::python::{self, Place, Request};
 use super::sources::{self, Effective, EntrySource, PlanEnv};
+use super::split::{self as auto, Split as AutoSplit};
 use super::walk::Entries;
 use super::Source;
 use crate::supply::sbom::Component;
@@ -26,9 +30,13 @@ pub struct LayerPlan {
     pub name: String,
     context: PathBuf,
     /// Each source, with where the recipe asked for it (`file:line:col`).
-    sources: Vec<(EntrySource, String)>,
+    sources: Arc<Vec<(EntrySource, String)>>,
+    /// With `split = "auto"`: the split and which of its parts this is.
+    part: Option<(Arc<AutoSplit>, usize)>,
     /// Bytes of file content, as planned.
     content_size: u64,
+    /// Tar entries, as planned.
+    entry_count: usize,
 }
 
 /// The default prefix of `[layer.python]`.
@@ -45,7 +53,14 @@ impl LayerPlan {
         let streams = self
             .sources
             .iter()
-            .map(|(s, at)| Ok((s.entries(&self.context, at)?, at.as_str())))
+            .map(|(s, at)| {
+                let stream = s.entries(&self.context, at)?;
+                let stream = match &self.part {
+                    Some((split, part)) => split.filter(stream, s.tree_dest(), *part),
+                    None => stream,
+                };
+                Ok((stream, at.as_str()))
+            })
             .collect::<Result<Vec<_>>>()?;
         Entries::new(streams)
     }
@@ -77,8 +92,14 @@ pub(crate) fn plan_layers(
         (None, None) => format!("layer {}", index + 1),
     };
     let Some(py) = &layer.python else {
-        return plan_layer(src, context, name, spanned, expand, env).map(|l| vec![l]);
+        return plan_layer(src, context, name, spanned, expand, env);
     };
+    if let Some(span) = auto_span(layer) {
+        return Err(src.err(
+            span,
+            "split, stable and max_layers on a [[layer]] cut its [[layer.entry]] trees; a [layer.python] takes split = \"package\" or \"one\" and max_layers in its own table",
+        ));
+    }
     if let Some(first) = layer.entries.first() {
         return Err(src.err(
             first.span(),
@@ -123,7 +144,10 @@ pub(crate) fn plan_layers(
     };
     parts
         .into_iter()
-        .map(|(name, p)| checked(name, context, vec![(EntrySource::Python(p), at.clone())]))
+        .map(|(name, p)| {
+            let sources = vec![(EntrySource::Python(p), at.clone())];
+            checked(name, context, Arc::new(sources), None)
+        })
         .collect()
 }
 
@@ -177,7 +201,7 @@ fn plan_layer(
     spanned: &Spanned<LayerSection>,
     expand: &dyn Fn(&Str) -> Result<String>,
     env: &PlanEnv,
-) -> Result<LayerPlan> {
+) -> Result<Vec<LayerPlan>> {
     let layer = spanned.get_ref();
     if layer.entries.is_empty() {
         return Err(src.err(
@@ -185,32 +209,142 @@ fn plan_layer(
             format!("layer {name:?} has no [[layer.entry]] and no [layer.python]; give it at least one entry"),
         ));
     }
+    let auto = auto_of(src, layer, expand)?;
     let mut resolved = Vec::new();
     for spanned in &layer.entries {
         let attrs = Effective::of(src, &layer.attrs(), &spanned.get_ref().attrs(), expand)?;
         let source = sources::resolve(src, context, spanned, attrs, expand, env)?;
         resolved.push((source, src.at(spanned.span())));
     }
-    checked(name, context, resolved)
+    let sources = Arc::new(resolved);
+    // The whole layer is checked once (conflicts, parents), split or not.
+    let whole = checked(name.clone(), context, sources.clone(), None)?;
+    let Some(Auto {
+        span,
+        globs,
+        set,
+        max,
+    }) = auto
+    else {
+        return Ok(vec![whole]);
+    };
+    if !sources.iter().any(|(s, _)| s.tree_dest().is_some()) {
+        return Err(src.err(
+            span,
+            format!("split = \"auto\" cuts the files of a directory `src`, and layer {name:?} has none; add a [[layer.entry]] whose src is a directory, or remove split"),
+        ));
+    }
+    let (split, parts) = AutoSplit::plan(&sources, context, globs, set, max)?;
+    let split = Arc::new(split);
+    let mut layers = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let name = format!("{name} ({part})");
+        let plan = checked(name, context, sources.clone(), Some((split.clone(), i)))?;
+        if plan.entry_count > 0 {
+            layers.push(plan);
+        }
+    }
+    if layers.is_empty() {
+        return Ok(vec![whole]);
+    }
+    Ok(layers)
 }
 
-/// A layer of these sources, its entries walked once to check them.
-fn checked(name: String, context: &Path, sources: Vec<(EntrySource, String)>) -> Result<LayerPlan> {
+/// A `split = "auto"`, checked.
+struct Auto {
+    span: std::ops::Range<usize>,
+    globs: Vec<String>,
+    set: globset::GlobSet,
+    max: usize,
+}
+
+/// Where a layer sets split, stable or max_layers, if it does.
+fn auto_span(layer: &LayerSection) -> Option<std::ops::Range<usize>> {
+    let split = layer.split.as_ref().map(|s| s.span());
+    let stable = layer.stable.as_ref().map(|s| s.span());
+    let max = layer.max_layers.as_ref().map(|s| s.span());
+    split.or(stable).or(max)
+}
+
+/// `split`, `stable` and `max_layers` of a layer of entries, checked.
+fn auto_of(
+    src: &Source,
+    layer: &LayerSection,
+    expand: &dyn Fn(&Str) -> Result<String>,
+) -> Result<Option<Auto>> {
+    let Some(split) = &layer.split else {
+        return match auto_span(layer) {
+            Some(span) => Err(src.err(span, "stable and max_layers apply to split = \"auto\"; add split = \"auto\" to the layer or remove them")),
+            None => Ok(None),
+        };
+    };
+    let value = expand(split)?;
+    if value != "auto" {
+        return Err(src.err(
+            split.span(),
+            format!("split = {value:?}: a [[layer]] of entries takes split = \"auto\" (stable files apart from changing ones)"),
+        ));
+    }
+    let max = match &layer.max_layers {
+        None => 2,
+        Some(m) => match usize::try_from(*m.get_ref()) {
+            Ok(n) if n >= 2 => n,
+            _ => {
+                return Err(src.err(
+                    m.span(),
+                    format!(
+                        "max_layers = {} must be 2 or more (the stable and the changing files)",
+                        m.get_ref()
+                    ),
+                ))
+            }
+        },
+    };
+    let stable = layer
+        .stable
+        .as_ref()
+        .map(|s| s.get_ref().as_slice())
+        .unwrap_or_default();
+    let globs = stable.iter().map(expand).collect::<Result<Vec<_>>>()?;
+    let set = auto::globs(&globs).map_err(|(i, m)| {
+        let span = stable.get(i).map_or(split.span(), |s| s.span());
+        src.err(span, m)
+    })?;
+    Ok(Some(Auto {
+        span: split.span(),
+        globs,
+        set,
+        max,
+    }))
+}
+
+/// A layer of these sources (or one part of them), its entries walked
+/// once to check them.
+fn checked(
+    name: String,
+    context: &Path,
+    sources: Arc<Vec<(EntrySource, String)>>,
+    part: Option<(Arc<AutoSplit>, usize)>,
+) -> Result<LayerPlan> {
     let mut plan = LayerPlan {
         name,
         context: context.to_path_buf(),
         sources,
+        part,
         content_size: 0,
+        entry_count: 0,
     };
     // The checking pass: walk everything once before anything is written.
-    let mut size = 0;
+    let (mut size, mut count) = (0, 0);
     for e in plan.entries()? {
         size += match e?.kind {
             EntryKind::File { size, .. } => size,
             EntryKind::Inline(b) => b.len() as u64,
             _ => 0,
         };
+        count += 1;
     }
     plan.content_size = size;
+    plan.entry_count = count;
     Ok(plan)
 }

@@ -8,7 +8,8 @@
 //! `plan.rs` turns a parsed recipe into a [`Plan`], with `base.rs` (the base
 //! image) and `targets.rs` (tags and registries). A layer (`layer.rs`) keeps
 //! its entries' sources, one kind per file in `sources/`; `walk.rs` merges
-//! their sorted streams into the layer's [`Entries`] (`entry.rs`).
+//! their sorted streams into the layer's [`Entries`] (`entry.rs`);
+//! `split.rs` cuts a `split = "auto"` layer into stable and changing parts.
 
 mod base;
 pub(crate) mod entry;
@@ -16,6 +17,7 @@ mod layer;
 mod plan;
 pub mod schema;
 mod sources;
+mod split;
 mod targets;
 pub mod vars;
 mod walk;

@@ -291,6 +291,13 @@ pub struct LayerSection {
     /// `[layer.python]`: the packages of a lock file, one layer per package
     /// (or one for all); the layer then has no entries of its own.
     pub python: Option<Spanned<PythonLayerSection>>,
+    /// `auto`: rarely-changing files in layers apart from the others.
+    pub split: Option<Str>,
+    /// With `split = "auto"`: globs (relative to a directory `src`) of
+    /// files that are always stable.
+    pub stable: Option<Spanned<Vec<Str>>>,
+    /// With `split = "auto"`: at most this many layers (default 2, at least 2).
+    pub max_layers: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

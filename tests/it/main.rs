@@ -52,6 +52,7 @@ mod r2d;
 mod r2d_podman;
 mod recipe_errors;
 mod schema;
+mod split_auto;
 mod supply;
 mod supply_anonymous;
 mod supply_layout;

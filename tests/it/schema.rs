@@ -80,6 +80,9 @@ uid = 1000
 gid = 1000
 uname = "app"
 gname = "app"
+split = "auto"
+stable = ["vendor/**", "**/*.so"]
+max_layers = 3
 
 [[layer.entry]]
 src = "app"
@@ -264,6 +267,22 @@ fn schema_refuses_wrong_types_unknown_keys_and_bad_values() {
         (
             "max_layers below 1",
             "[image]\nname = \"t\"\n[[layer]]\n[layer.python]\nlock = \"l\"\nmax_layers = 0\n".to_string(),
+        ),
+        (
+            "split on a [[layer]] other than auto",
+            format!("{}content = \"x\"\n", base.replace("[[layer]]\n", "[[layer]]\nsplit = \"package\"\n")),
+        ),
+        (
+            "max_layers below 2 with split = auto",
+            format!("{}content = \"x\"\n", base.replace("[[layer]]\n", "[[layer]]\nsplit = \"auto\"\nmax_layers = 1\n")),
+        ),
+        (
+            "split = auto on a [[layer]] with a [layer.python]",
+            "[image]\nname = \"t\"\n[[layer]]\nsplit = \"auto\"\n[layer.python]\nlock = \"l\"\n".to_string(),
+        ),
+        (
+            "stable without split",
+            format!("{}content = \"x\"\n", base.replace("[[layer]]\n", "[[layer]]\nstable = [\"x/**\"]\n")),
         ),
         (
             "prefix in an entry's python",

@@ -138,6 +138,14 @@ impl EntrySource {
         })
     }
 
+    /// The image path of a directory `src` (without the leading `/`).
+    pub(super) fn tree_dest(&self) -> Option<&[u8]> {
+        match self {
+            EntrySource::Tree(t) => Some(t.dest()),
+            _ => None,
+        }
+    }
+
     /// What the source reports to the SBOM beyond its files.
     pub(super) fn components(&self) -> Vec<SbomComponent> {
         match self {

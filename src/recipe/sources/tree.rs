@@ -54,6 +54,11 @@ impl Tree {
         }
     }
 
+    /// Where the tree goes in the image, without the leading `/`.
+    pub(super) fn dest(&self) -> &[u8] {
+        &self.dest
+    }
+
     pub(super) fn entries<'a>(&'a self, context: &'a Path, at: &'a str) -> Result<Stream<'a>> {
         let mut walk = Walk::new(self, context, at)?;
         let own = self.own.clone().map(|e| Ok((e, None)));
