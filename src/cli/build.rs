@@ -71,6 +71,12 @@ pub struct BuildArgs {
     /// credentials.
     #[arg(long = "recipe-targets", visible_alias = "targets", requires = "to")]
     pub recipe_targets: bool,
+    /// Build every layer, without taking any from the layer cache or storing
+    /// them there.
+    #[arg(long)]
+    pub no_cache: bool,
+    #[command(flatten)]
+    pub layer_cache: super::cache::LayerCacheArgs,
     #[command(flatten)]
     pub upload: UploadArgs,
     #[command(flatten)]
@@ -268,6 +274,10 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         reporter: reporter.clone(),
         on_layer: None,
         registry_base: registry_base(args, &plan, reporter)?,
+        layer_cache: match args.no_cache {
+            true => None,
+            false => Some(args.layer_cache.open(args.upload.cache_dir.clone())?),
+        },
     };
     Ok((plan, opts))
 }

@@ -46,6 +46,7 @@ fn build_options(output: &Path) -> BuildOptions {
         reporter: boxwright::progress::silent(),
         on_layer: None,
         registry_base: None,
+        layer_cache: None,
     }
 }
 
