@@ -155,8 +155,10 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
             .map_err(|e| writer.explain(e))?;
     if let Some(c) = &opts.layer_cache {
         if let Err(e) = c.finish() {
-            opts.reporter
-                .log(Level::Warn, &format!("layer cache {}: {e:#}", c.dir().display()));
+            opts.reporter.log(
+                Level::Warn,
+                &format!("layer cache {}: {e:#}", c.dir().display()),
+            );
         }
     }
     let built_for = |l: &Arc<LayerPlan>| -> Result<&(BuiltLayer, bool)> {

@@ -27,6 +27,7 @@ mod harness;
 mod harness_proxy;
 mod index;
 mod index_recipe;
+mod layer_cache;
 mod layout_names;
 mod layout_output;
 mod layout_reader;

@@ -153,7 +153,11 @@ impl LayerCache {
         let dest = self.blobs.path(&d.digest);
         if !self.blobs.contains(&d.digest, d.size) {
             let dir = dest.parent().ok_or_else(|| anyhow!("no blob directory"))?;
-            let tmp = dir.join(format!(".tmp-layer-{}-{}", std::process::id(), d.digest.hex()));
+            let tmp = dir.join(format!(
+                ".tmp-layer-{}-{}",
+                std::process::id(),
+                d.digest.hex()
+            ));
             let _ = fs::remove_file(&tmp);
             if fs::hard_link(blob, &tmp).is_err() {
                 fs::copy(blob, &tmp)
