@@ -312,6 +312,9 @@ fn layer_label(plan: &Plan, layer: &Arc<LayerPlan>) -> String {
     }
 }
 
+/// A layer as built, and whether it came from the layer cache.
+type Built = (BuiltLayer, bool);
+
 /// Build the layers, up to `jobs` at a time, sharing one compression pool;
 /// `labels[i]` names layer `i` in progress lines.
 fn build_layers(
@@ -321,9 +324,9 @@ fn build_layers(
     opts: &BuildOptions,
     pool: &Arc<rayon::ThreadPool>,
     writer: &LayoutWriter,
-) -> Result<(Vec<(BuiltLayer, bool)>, Vec<u128>)> {
+) -> Result<(Vec<Built>, Vec<u128>)> {
     let next = AtomicUsize::new(0);
-    type Slot = Option<(Result<(BuiltLayer, bool)>, Duration)>;
+    type Slot = Option<(Result<Built>, Duration)>;
     let results: Mutex<Vec<Slot>> = Mutex::new((0..layers.len()).map(|_| None).collect());
     let workers = opts.jobs.min(layers.len()).max(1);
     std::thread::scope(|s| {
