@@ -25,6 +25,7 @@ use crate::recipe::{LayerPlan, Plan};
 
 mod base;
 pub mod cache;
+pub mod check;
 mod config;
 pub mod publish;
 

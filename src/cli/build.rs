@@ -71,6 +71,11 @@ pub struct BuildArgs {
     /// credentials.
     #[arg(long = "recipe-targets", visible_alias = "targets", requires = "to")]
     pub recipe_targets: bool,
+    /// Build every layer a second time another way (another thread count,
+    /// directories read in reverse order, another umask, no layer cache) and
+    /// compare; exit 1 naming the first tar entry and field that differ.
+    #[arg(long, conflicts_with = "push")]
+    pub check_reproducible: bool,
     /// Build every layer, without taking any from the layer cache or storing
     /// them there.
     #[arg(long)]
@@ -114,6 +119,14 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     let result = blocking(move || {
         let mut result = build::build(&plan, &opts)
             .with_context(|| format!("building {}", a.recipe.display()))?;
+        if a.check_reproducible {
+            build::check::check_reproducible(&plan, &opts, &result)
+                .with_context(|| format!("checking {}", a.recipe.display()))?;
+            opts.reporter.log(
+                Level::Info,
+                "reproducible: a second build another way gave the same layers",
+            );
+        }
         if let Some(archive) = archive {
             write_archive(archive, &mut result, &opts.reporter)?;
         }

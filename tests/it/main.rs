@@ -17,6 +17,7 @@ mod build_contents;
 mod build_errors;
 mod build_push;
 mod build_targets;
+mod check_reproducible;
 mod client;
 mod common;
 mod env;
