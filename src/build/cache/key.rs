@@ -238,14 +238,15 @@ impl StatIndex {
 /// writes), from the index when the file is unchanged.
 fn file_sha256(src: &Path, size: u64, index: &Mutex<StatIndex>) -> Result<[u8; 32]> {
     let at = SystemTime::now();
-    let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let meta = f.metadata()?;
-    let whole = meta.len() == size;
-    if whole {
-        if let Some(sha) = index.lock().expect("no panics with the lock").get(&meta) {
+    let stat = std::fs::metadata(src).with_context(|| format!("reading {}", src.display()))?;
+    if stat.len() == size {
+        if let Some(sha) = index.lock().expect("no panics with the lock").get(&stat) {
             return Ok(sha);
         }
     }
+    let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let meta = f.metadata()?;
+    let whole = meta.len() == size;
     let mut h = Sha256::new();
     let n = std::io::copy(&mut (&mut f).take(size), &mut HashWrite(&mut h))
         .with_context(|| format!("reading {}", src.display()))?;

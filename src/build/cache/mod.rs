@@ -3,7 +3,7 @@
 //!
 //! `<layers>/<key>.json` names the layer a key built (digest, size, media
 //! type, diffID); the blob itself is in the blob cache. Every hit is checked:
-//! the blob is hashed while it is copied into the layout, and a missing,
+//! the blob is hashed before it is linked (or copied) into the layout, and a missing,
 //! damaged or mismatched entry is a miss (and removed), never a wrong layer.
 //! Entries and blobs are written through temp files and renamed, so two
 //! builds can share the cache. An entry's mtime is its last use: eviction
@@ -13,8 +13,9 @@ pub mod key;
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -119,22 +120,17 @@ impl LayerCache {
             let _ = fs::remove_file(&entry);
             return Ok(None);
         };
-        let tmp = layout.temp_blob()?;
-        let mut w = HashingWriter::new(BufWriter::with_capacity(
-            1 << 20,
-            tmp.reopen().context("opening the temporary layer file")?,
-        ));
-        let copied = std::io::copy(&mut (&mut f).take(record.size), &mut w)
-            .with_context(|| format!("copying {} into the layout", src.display()));
-        let (inner, digest, size) = w.finish();
-        drop(inner.into_inner().map_err(|e| e.into_error())?);
-        if copied.is_err() || digest != record.digest || size != record.size {
+        // Hashed here, then linked (or copied) into the layout.
+        let mut w = HashingWriter::new(std::io::sink());
+        let read = std::io::copy(&mut (&mut f).take(record.size), &mut w);
+        let (_, digest, size) = w.finish();
+        if read.is_err() || digest != record.digest || size != record.size {
             // A damaged blob: neither it nor the entry may be used again.
             let _ = fs::remove_file(&entry);
             let _ = fs::remove_file(&src);
             return Ok(None);
         }
-        layout.place_blob(tmp, &digest)?;
+        layout.import_blob(&src, &digest)?;
         // The entry's mtime is its last use.
         let _ = File::options()
             .write(true)
@@ -153,11 +149,9 @@ impl LayerCache {
         let dest = self.blobs.path(&d.digest);
         if !self.blobs.contains(&d.digest, d.size) {
             let dir = dest.parent().ok_or_else(|| anyhow!("no blob directory"))?;
-            let tmp = dir.join(format!(
-                ".tmp-layer-{}-{}",
-                std::process::id(),
-                d.digest.hex()
-            ));
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, Ordering::SeqCst);
+            let tmp = dir.join(format!(".tmp-layer-{}-{n}", std::process::id()));
             let _ = fs::remove_file(&tmp);
             if fs::hard_link(blob, &tmp).is_err() {
                 fs::copy(blob, &tmp)
