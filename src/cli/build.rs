@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 
+use boxwright::build::cache::LayerCache;
 use boxwright::build::publish::{self, PublishOptions};
 use boxwright::build::{self, BuildOptions};
 use boxwright::cache::BlobCache;
@@ -287,12 +288,28 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         reporter: reporter.clone(),
         on_layer: None,
         registry_base: registry_base(args, &plan, reporter)?,
-        layer_cache: match args.no_cache {
-            true => None,
-            false => Some(args.layer_cache.open(args.upload.cache_dir.clone())?),
-        },
+        layer_cache: layer_cache(args, reporter),
     };
     Ok((plan, opts))
+}
+
+/// The layer cache, unless `--no-cache`; a cache that cannot be opened (no
+/// HOME, a read-only directory) is warned about and the build goes on
+/// without it.
+fn layer_cache(args: &BuildArgs, reporter: &SharedReporter) -> Option<Arc<LayerCache>> {
+    if args.no_cache {
+        return None;
+    }
+    match args.layer_cache.open(args.upload.cache_dir.clone()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            reporter.log(
+                Level::Warn,
+                &format!("building without the layer cache: {e:#} (--no-cache silences this)"),
+            );
+            None
+        }
+    }
 }
 
 /// The registry client and blob cache for a registry base (`None` for other bases).

@@ -363,3 +363,34 @@ fn prune_evicts_the_least_recently_used_first() {
         "a build keeps under --cache-max"
     );
 }
+
+#[test]
+fn without_a_usable_cache_directory_the_build_goes_on_without_the_cache() {
+    let c = Case::new();
+    let out = tempdir();
+    let file = c.dir.path().join("not-a-dir");
+    write(&file, "x");
+    let runs = [
+        boxwright()
+            .env_remove("HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .args(["build", "--json", "--quiet", "-o"])
+            .arg(out.path().join("a"))
+            .arg(c.recipe())
+            .output()
+            .unwrap(),
+        boxwright()
+            .args(["build", "--json", "--quiet", "--cache-dir"])
+            .arg(&file)
+            .arg("-o")
+            .arg(out.path().join("b"))
+            .arg(c.recipe())
+            .output()
+            .unwrap(),
+    ];
+    for r in runs {
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(cached(&layers(&v)), [false, false]);
+    }
+}
