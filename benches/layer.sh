@@ -59,9 +59,9 @@ measure() {
 }
 size_of() { du -b "$1" | cut -f1; }
 
-read -r t_bw1 rss_bw1 < <(measure "$bin" build --quiet "${ctx[@]}" -o "$work/out1" "$work/recipe.toml")
+read -r t_bw1 rss_bw1 < <(measure "$bin" build --quiet --no-cache "${ctx[@]}" -o "$work/out1" "$work/recipe.toml")
 layer1=$(ls -S "$work/out1/blobs/sha256" | head -1); s_bw1=$(size_of "$work/out1/blobs/sha256/$layer1")
-read -r t_bwz rss_bwz < <(measure "$bin" build --quiet "${ctx[@]}" --compression zstd -o "$work/outz" "$work/recipe.toml")
+read -r t_bwz rss_bwz < <(measure "$bin" build --quiet --no-cache "${ctx[@]}" --compression zstd -o "$work/outz" "$work/recipe.toml")
 layerz=$(ls -S "$work/outz/blobs/sha256" | head -1); s_bwz=$(size_of "$work/outz/blobs/sha256/$layerz")
 read -r t_tar rss_tar < <(measure sh -c "tar cf - -C '$corpus' . | gzip > '$work/tar.gz'")
 s_tar=$(size_of "$work/tar.gz")
@@ -76,11 +76,11 @@ ulayer=$(ls -S "$work/umoci/blobs/sha256" | head -1); s_umoci=$(size_of "$work/u
 
 # The lowest gzip level whose output is no larger than umoci's.
 for lvl in 6 7 8 9; do
-  "$bin" build --quiet "${ctx[@]}" --level "$lvl" -o "$work/out6" "$work/recipe.toml" > /dev/null
+  "$bin" build --quiet --no-cache "${ctx[@]}" --level "$lvl" -o "$work/out6" "$work/recipe.toml" > /dev/null
   layer6=$(ls -S "$work/out6/blobs/sha256" | head -1); s_bw6=$(size_of "$work/out6/blobs/sha256/$layer6")
   [ "$s_bw6" -le "$s_umoci" ] && break
 done
-read -r t_bw6 rss_bw6 < <(measure "$bin" build --quiet "${ctx[@]}" --level "$lvl" -o "$work/out6" "$work/recipe.toml")
+read -r t_bw6 rss_bw6 < <(measure "$bin" build --quiet --no-cache "${ctx[@]}" --level "$lvl" -o "$work/out6" "$work/recipe.toml")
 
 row() { printf '%-34s %8.2f s %8.0f MB/s %8.1f MB RSS %10.1f MB out\n' "$1" "$2" "$(echo "$mb / $2" | bc -l)" "$(echo "$3 / 1024" | bc -l)" "$(echo "$4 / 1000000" | bc -l)"; }
 echo "median of $runs runs, $(nproc) cores"

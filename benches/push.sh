@@ -58,7 +58,7 @@ PY
     i=$((i + 1))
   done
 } > "$work/ctx/recipe.toml"
-digest=$("$bin" build --quiet -o "$work/layout" "$work/ctx/recipe.toml")
+digest=$("$bin" build --quiet --no-cache -o "$work/layout" "$work/ctx/recipe.toml")
 blob_bytes=$(du -sb --apparent-size "$work/layout/blobs" | cut -f1)
 printf 'image: %s, %d layers, %.1f MB of blobs\n' "$digest" "$(echo $sizes | wc -w)" \
   "$(echo "$blob_bytes / 1000000" | bc -l)"

@@ -24,11 +24,14 @@ use crate::progress::{Level, SharedReporter};
 use crate::recipe::{LayerPlan, Plan};
 
 mod base;
+pub mod cache;
+pub mod check;
 mod config;
 pub mod publish;
 
 pub(crate) use base::base_config;
 use base::BaseImage;
+use cache::LayerCache;
 
 /// How to build.
 #[derive(Clone)]
@@ -58,6 +61,9 @@ pub struct BuildOptions {
     /// downloaded (the push mounts them, or fetches them once for another
     /// registry), and it is not announced as written.
     pub throwaway: bool,
+    /// Where layers whose inputs are unchanged are taken from instead of
+    /// being built again (`None`: every layer is built).
+    pub layer_cache: Option<Arc<LayerCache>>,
 }
 
 /// See [`BuildOptions::on_layer`].
@@ -102,6 +108,8 @@ pub struct LayerResult {
     pub diff_id: Digest,
     /// Where the layer comes from: a recipe layer's name, or `base`.
     pub source: String,
+    /// Whether the layer was taken from the layer cache (never for a base layer).
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,7 +166,15 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
     let (built, layers_ms) =
         build_layers(&unique, &labels, plan.created as u64, opts, &pool, &writer)
             .map_err(|e| writer.explain(e))?;
-    let built_for = |l: &Arc<LayerPlan>| -> Result<&BuiltLayer> {
+    if let Some(c) = &opts.layer_cache {
+        if let Err(e) = c.finish() {
+            opts.reporter.log(
+                Level::Warn,
+                &format!("layer cache {}: {e:#}", c.dir().display()),
+            );
+        }
+    }
+    let built_for = |l: &Arc<LayerPlan>| -> Result<&(BuiltLayer, bool)> {
         unique
             .iter()
             .position(|u| Arc::ptr_eq(u, l))
@@ -170,8 +186,9 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
     let mut images = Vec::new();
     let mut manifests = Vec::new();
     for (p, base) in plan.platforms.iter().zip(&bases) {
-        let recipe_layers: Vec<&BuiltLayer> =
+        let recipe_built: Vec<&(BuiltLayer, bool)> =
             p.layers.iter().map(built_for).collect::<Result<_>>()?;
+        let recipe_layers: Vec<&BuiltLayer> = recipe_built.iter().map(|(l, _)| l).collect();
         let config = config::image_config(plan, p, base.as_ref(), &recipe_layers, &created);
         let config_desc = writer
             .write_blob(oci::MEDIA_TYPE_CONFIG, &canonical_json(&config))
@@ -182,13 +199,15 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
                 descriptor: d.clone(),
                 diff_id: diff.clone(),
                 source: "base".into(),
+                cached: false,
             });
         }
-        for (plan_layer, l) in p.layers.iter().zip(&recipe_layers) {
+        for (plan_layer, (l, cached)) in p.layers.iter().zip(recipe_built) {
             layers.push(LayerResult {
                 descriptor: l.descriptor.clone(),
                 diff_id: l.diff_id.clone(),
                 source: plan_layer.name.clone(),
+                cached: *cached,
             });
         }
         let mut annotations = p.annotations.clone();
@@ -316,6 +335,9 @@ fn layer_label(plan: &Plan, layer: &Arc<LayerPlan>) -> String {
     }
 }
 
+/// A layer as built, and whether it came from the layer cache.
+type Built = (BuiltLayer, bool);
+
 /// Build the layers, up to `jobs` at a time, sharing one compression pool;
 /// `labels[i]` names layer `i` in progress lines.
 fn build_layers(
@@ -325,9 +347,9 @@ fn build_layers(
     opts: &BuildOptions,
     pool: &Arc<rayon::ThreadPool>,
     writer: &LayoutWriter,
-) -> Result<(Vec<BuiltLayer>, Vec<u128>)> {
+) -> Result<(Vec<Built>, Vec<u128>)> {
     let next = AtomicUsize::new(0);
-    type Slot = Option<(Result<BuiltLayer>, Duration)>;
+    type Slot = Option<(Result<Built>, Duration)>;
     let results: Mutex<Vec<Slot>> = Mutex::new((0..layers.len()).map(|_| None).collect());
     let workers = opts.jobs.min(layers.len()).max(1);
     std::thread::scope(|s| {
@@ -341,20 +363,21 @@ fn build_layers(
                 let reporter = &opts.reporter;
                 reporter.start(&id, label, Some(plan.content_size()));
                 let t = Instant::now();
-                let result =
-                    layer::build_layer(plan, mtime, opts.compression, pool, writer, &mut |n| {
-                        reporter.advance(&id, n)
-                    })
-                    .with_context(|| format!("building layer {:?}", plan.name));
-                if let (Ok(l), Some(hook)) = (&result, &opts.on_layer) {
+                let result = build_one(plan, mtime, opts, pool, writer, &mut |n| {
+                    reporter.advance(&id, n)
+                })
+                .with_context(|| format!("building layer {:?}", plan.name));
+                if let (Ok((l, _)), Some(hook)) = (&result, &opts.on_layer) {
                     hook(&l.descriptor, &writer.blob_path(&l.descriptor.digest));
                 }
                 match &result {
-                    Ok(l) => reporter.finish(
+                    Ok((l, cached)) => reporter.finish(
                         &id,
                         &format!(
-                            "{label}: {} ({} bytes)",
-                            l.descriptor.digest, l.descriptor.size
+                            "{label}: {} ({} bytes{})",
+                            l.descriptor.digest,
+                            l.descriptor.size,
+                            if *cached { ", cached" } else { "" }
                         ),
                     ),
                     Err(_) => reporter.finish(&id, &format!("{label}: failed")),
@@ -378,4 +401,43 @@ fn build_layers(
         times.push(t.as_millis());
     }
     Ok((built, times))
+}
+
+/// One layer: from the layer cache when its key has an entry, else built
+/// (and stored in the cache when its inputs did not change meanwhile).
+/// The flag says whether it came from the cache.
+fn build_one(
+    plan: &LayerPlan,
+    mtime: u64,
+    opts: &BuildOptions,
+    pool: &Arc<rayon::ThreadPool>,
+    writer: &LayoutWriter,
+    on_bytes: &mut dyn FnMut(u64),
+) -> Result<(BuiltLayer, bool)> {
+    let Some(cache) = &opts.layer_cache else {
+        let l = layer::build_layer(plan, mtime, opts.compression, pool, writer, on_bytes)?;
+        return Ok((l, false));
+    };
+    let key = cache.key(plan, mtime, opts.compression)?;
+    if let Some(l) = cache.get(&key, writer)? {
+        on_bytes(plan.content_size());
+        opts.reporter.log(
+            Level::Debug,
+            &format!("layer cache hit for {:?}: {}", plan.name, key.hex()),
+        );
+        return Ok((l, true));
+    }
+    let l = layer::build_layer(plan, mtime, opts.compression, pool, writer, on_bytes)?;
+    // An input that changed while the layer was written must not be cached
+    // under the key of what it was before.
+    if cache.key(plan, mtime, opts.compression)? != key {
+        return Ok((l, false));
+    }
+    if let Err(e) = cache.put(&key, &l, &writer.blob_path(&l.descriptor.digest)) {
+        opts.reporter.log(
+            Level::Warn,
+            &format!("layer cache {}: {e:#}", cache.dir().display()),
+        );
+    }
+    Ok((l, false))
 }

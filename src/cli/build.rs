@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 
+use boxwright::build::cache::LayerCache;
 use boxwright::build::publish::{self, PublishOptions};
 use boxwright::build::{self, BuildOptions};
 use boxwright::cache::BlobCache;
@@ -78,6 +79,17 @@ pub struct BuildArgs {
     /// credentials.
     #[arg(long = "recipe-targets", visible_alias = "targets", requires = "to")]
     pub recipe_targets: bool,
+    /// Build every layer a second time another way (another thread count,
+    /// directories read in reverse order, another umask, no layer cache) and
+    /// compare; exit 1 naming the first tar entry and field that differ.
+    #[arg(long, conflicts_with = "push")]
+    pub check_reproducible: bool,
+    /// Build every layer, without taking any from the layer cache or storing
+    /// them there.
+    #[arg(long)]
+    pub no_cache: bool,
+    #[command(flatten)]
+    pub layer_cache: super::cache::LayerCacheArgs,
     #[command(flatten)]
     pub upload: UploadArgs,
     #[command(flatten)]
@@ -125,6 +137,14 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     let result = blocking(move || {
         let mut result = build::build(&plan, &opts)
             .with_context(|| format!("building {}", a.recipe.display()))?;
+        if a.check_reproducible {
+            build::check::check_reproducible(&plan, &opts, &result)
+                .with_context(|| format!("checking {}", a.recipe.display()))?;
+            opts.reporter.log(
+                Level::Info,
+                "reproducible: a second build another way gave the same layers",
+            );
+        }
         if let Some(s) = &supply {
             keep_evidence(&plan, &result, s, &opts.reporter)?;
         }
@@ -360,6 +380,26 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
             _ => None,
         },
         throwaway: false,
+        layer_cache: layer_cache(args, reporter),
     };
     Ok((plan, opts))
+}
+
+/// The layer cache, unless `--no-cache`; a cache that cannot be opened (no
+/// HOME, a read-only directory) is warned about and the build goes on
+/// without it.
+fn layer_cache(args: &BuildArgs, reporter: &SharedReporter) -> Option<Arc<LayerCache>> {
+    if args.no_cache {
+        return None;
+    }
+    match args.layer_cache.open(args.upload.cache_dir.clone()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            reporter.log(
+                Level::Warn,
+                &format!("building without the layer cache: {e:#} (--no-cache silences this)"),
+            );
+            None
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod args;
 pub mod attest;
 pub mod bench;
 pub mod build;
+pub mod cache;
 pub mod completions;
 pub mod copy;
 pub mod index;
@@ -85,6 +86,8 @@ pub enum Command {
     Attest(attest::AttestArgs),
     /// Print the SBOM attached to a pushed image.
     Sbom(sbom::SbomArgs),
+    /// The layer cache: its size (`stats`), and eviction (`prune`).
+    Cache(cache::CacheArgs),
 }
 
 /// Run the parsed command line on the process's runtime.
@@ -108,5 +111,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sign(args) => sign::run(args, reporter).await,
         Command::Attest(args) => attest::run(args, reporter).await,
         Command::Sbom(args) => sbom::run(args, reporter).await,
+        Command::Cache(args) => cache::run(args),
     }
 }

@@ -13,6 +13,10 @@ use super::super::recipe::{Entry, EntryKind};
 
 const BLOCK: usize = 512;
 
+/// Raised whenever the bytes written for the same entries change (header
+/// layout, PAX rules, padding): the layer cache keys on it.
+pub const FORMAT_VERSION: u32 = 1;
+
 /// Write the whole archive for `entries` to `out`; `mtime` is used for every
 /// entry. `on_bytes` is told of file content bytes as they are written.
 pub fn write_archive(

@@ -37,6 +37,7 @@ use crate::supply::sbom::Component;
 pub use entry::{Entry, EntryKind};
 pub use layer::LayerPlan;
 use schema::RecipeFile;
+pub use sources::ReversedReadOrder;
 pub use targets::is_tag;
 pub use vars::Vars;
 pub use walk::Entries;

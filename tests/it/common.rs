@@ -14,9 +14,21 @@ pub fn root() -> PathBuf {
 /// A `boxwright` command with an environment that cannot leak into results.
 pub fn boxwright() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_boxwright"));
-    for var in ["VERSION", "OWNER", "SOURCE_DATE_EPOCH", "ARCH", "OS"] {
+    for var in [
+        "VERSION",
+        "OWNER",
+        "SOURCE_DATE_EPOCH",
+        "ARCH",
+        "OS",
+        "BOXWRIGHT_CACHE_MAX",
+    ] {
         c.env_remove(var);
     }
+    // Builds keep their layer cache under target/, not in the user's cache.
+    c.env(
+        "XDG_CACHE_HOME",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"),
+    );
     c
 }
 

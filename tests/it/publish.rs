@@ -48,6 +48,7 @@ fn build_options(output: &Path) -> BuildOptions {
         on_layer: None,
         registry_base: None,
         throwaway: false,
+        layer_cache: None,
     }
 }
 

@@ -21,6 +21,7 @@ mod inline;
 pub(super) mod python;
 mod symlink;
 mod tree;
+pub use tree::ReversedReadOrder;
 mod url;
 
 use std::ops::Range;

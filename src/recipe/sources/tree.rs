@@ -12,12 +12,34 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use anyhow::Result;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::file::file_kind;
 use super::{err_at, Effective, EntryCx, Stream};
+
+static REVERSED: AtomicUsize = AtomicUsize::new(0);
+
+/// While one is alive, each directory's names are reversed as read, before
+/// they are sorted: `build --check-reproducible` uses it to show that the
+/// order a file system lists names in never reaches the tar.
+pub struct ReversedReadOrder(());
+
+impl ReversedReadOrder {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> ReversedReadOrder {
+        REVERSED.fetch_add(1, AtomicOrdering::SeqCst);
+        ReversedReadOrder(())
+    }
+}
+
+impl Drop for ReversedReadOrder {
+    fn drop(&mut self) {
+        REVERSED.fetch_sub(1, AtomicOrdering::SeqCst);
+    }
+}
 use crate::recipe::entry::{push_name, Entry, EntryKind, Inode};
 
 /// A directory `src`: `root` (canonical) is copied to `dest`.
@@ -105,6 +127,9 @@ impl<'a> Walk<'a> {
             .map_err(|e| err_at(self.at, format!("reading directory {}: {e}", dir.display())))?
             .map(|r| r.map(|d| d.file_name()))
             .collect::<std::io::Result<_>>()?;
+        if REVERSED.load(AtomicOrdering::SeqCst) > 0 {
+            names.reverse();
+        }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         self.stack.push(Frame {
             root: root.to_path_buf(),

@@ -1,0 +1,120 @@
+//! `boxwright cache stats` and `boxwright cache prune`: the layer cache's
+//! size, and eviction down to a bound (least recently used first).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use boxwright::build::cache::{CacheStats, LayerCache, DEFAULT_MAX};
+use boxwright::cache::BlobCache;
+use boxwright::render::bytes::human_bytes;
+
+use super::args::parse_size;
+use super::stdout::{print, print_json};
+
+/// The layer cache's flags, shared by `build` and `cache`.
+#[derive(Args, Debug, Clone)]
+pub struct LayerCacheArgs {
+    /// Size bound of the layer cache: the least recently used layers are
+    /// removed after a build to stay under it (e.g. 10GiB, 512MiB).
+    #[arg(long, value_name = "SIZE", env = "BOXWRIGHT_CACHE_MAX", value_parser = parse_size)]
+    pub cache_max: Option<u64>,
+}
+
+impl LayerCacheArgs {
+    /// The layer cache beside the blob cache at `dir` (the default one when `None`).
+    pub fn open(&self, dir: Option<PathBuf>) -> Result<Arc<LayerCache>> {
+        let explicit = dir.is_some();
+        let blobs = BlobCache::new(dir)?;
+        Ok(Arc::new(LayerCache::open(
+            blobs,
+            explicit,
+            self.cache_max.unwrap_or(DEFAULT_MAX),
+        )?))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// How many layers the layer cache holds and how big they are.
+    Stats(StatsArgs),
+    /// Remove the least recently used layers until the cache fits --max-size.
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Blob cache directory, as given to `build --cache-dir` (the layer
+    /// cache is its `layers/`) [default: $XDG_CACHE_HOME/boxwright/blobs,
+    /// layers in $XDG_CACHE_HOME/boxwright/layers].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub layer_cache: LayerCacheArgs,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Blob cache directory, as given to `build --cache-dir` (the layer
+    /// cache is its `layers/`) [default: $XDG_CACHE_HOME/boxwright/blobs,
+    /// layers in $XDG_CACHE_HOME/boxwright/layers].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Keep at most this many bytes of layers [default: --cache-max, else 10GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+    #[command(flatten)]
+    pub layer_cache: LayerCacheArgs,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: CacheArgs) -> Result<()> {
+    match args.command {
+        CacheCommand::Stats(a) => {
+            let stats = a.layer_cache.open(a.cache_dir)?.stats();
+            if a.json {
+                return print_json(&stats);
+            }
+            Ok(print(&stats_text(&stats))?)
+        }
+        CacheCommand::Prune(a) => {
+            let cache = a.layer_cache.open(a.cache_dir)?;
+            let max = a
+                .max_size
+                .unwrap_or(a.layer_cache.cache_max.unwrap_or(DEFAULT_MAX));
+            let pruned = cache.prune(max)?;
+            if a.json {
+                return print_json(&pruned);
+            }
+            Ok(print(&format!(
+                "removed {} layers ({})\n{}",
+                pruned.removed_entries,
+                human_bytes(pruned.removed_bytes),
+                stats_text(&pruned.after)
+            ))?)
+        }
+    }
+}
+
+fn stats_text(s: &CacheStats) -> String {
+    format!(
+        "{}: {} layers, {} of {}\n",
+        s.dir.display(),
+        s.entries,
+        human_bytes(s.bytes),
+        human_bytes(s.max_bytes)
+    )
+}
