@@ -65,15 +65,15 @@ pub(super) fn registry_client(
     }
 }
 
-/// The repository that serves a registry base (resolved now, remembered for
-/// the build): a push mounts the base's layers from there. `None` for other
-/// bases.
+/// A registry base resolved now (and remembered for the build): the
+/// repository that serves it, from which a push mounts its layers, and the
+/// base as a source of its blobs. `None` for other bases.
 ///
 /// Blocking, like [`registry_client`].
-pub(super) fn mount_source(
+pub(super) fn served(
     base: &Base,
     registry: Option<&RegistryBase>,
-) -> Result<Option<Reference>> {
+) -> Result<Option<(Reference, RegistryImage)>> {
     match (base, registry) {
         (
             Base::Registry {
@@ -81,27 +81,10 @@ pub(super) fn mount_source(
                 fallback,
             },
             Some(rb),
-        ) => Ok(Some(rb.resolve(reference, fallback)?.reference)),
-        _ => Ok(None),
-    }
-}
-
-/// A registry base as a source of its blobs (resolved now, remembered for
-/// the build). `None` for other bases.
-///
-/// Blocking, like [`registry_client`].
-pub(super) fn source(
-    base: &Base,
-    registry: Option<&RegistryBase>,
-) -> Result<Option<RegistryImage>> {
-    match (base, registry) {
-        (
-            Base::Registry {
-                reference,
-                fallback,
-            },
-            Some(rb),
-        ) => Ok(Some(rb.source(&rb.resolve(reference, fallback)?))),
+        ) => {
+            let served = rb.resolve(reference, fallback)?;
+            Ok(Some((served.reference.clone(), rb.source(&served))))
+        }
         _ => Ok(None),
     }
 }

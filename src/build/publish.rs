@@ -217,8 +217,7 @@ fn prepare(
 ) -> Result<(BuildOptions, Option<Reference>, Option<RegistryImage>)> {
     opts.registry_base = base::registry_client(&plan.base, &opts)?;
     let rb = opts.registry_base.as_deref();
-    let mount = base::mount_source(&plan.base, rb)?;
-    let source = base::source(&plan.base, rb)?;
+    let (mount, source) = base::served(&plan.base, rb)?.unzip();
     Ok((opts, mount, source))
 }
 

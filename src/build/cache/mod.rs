@@ -122,7 +122,8 @@ impl LayerCache {
         };
         // Hashed here, then linked (or copied) into the layout.
         let mut w = HashingWriter::new(std::io::sink());
-        let read = std::io::copy(&mut (&mut f).take(record.size), &mut w);
+        let mut r = std::io::BufReader::with_capacity(1 << 20, (&mut f).take(record.size));
+        let read = std::io::copy(&mut r, &mut w);
         let (_, digest, size) = w.finish();
         if read.is_err() || digest != record.digest || size != record.size {
             // A damaged blob: neither it nor the entry may be used again.
