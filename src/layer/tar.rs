@@ -47,6 +47,12 @@ fn write_entry(
         }
         EntryKind::File { size, .. } => (b'0', *size, b""),
         EntryKind::Inline(data) => (b'0', data.len() as u64, b""),
+        EntryKind::Hashed { .. } => {
+            return Err(io::Error::other(format!(
+                "{}: an entry known only by its hash cannot be written",
+                String::from_utf8_lossy(&e.path)
+            )))
+        }
         EntryKind::Symlink(t) => (b'2', 0, t.as_slice()),
         EntryKind::Hardlink(t) => (b'1', 0, t.as_slice()),
     };

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
@@ -42,8 +42,13 @@ pub struct Scheme {
 /// Where a file's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    /// Member `index` of the wheel's zip, as it is.
-    Member(usize),
+    /// Member `index` of the wheel's zip, as it is: `size` bytes with this
+    /// sha256 (both taken when the install was planned).
+    Member {
+        index: usize,
+        size: u64,
+        sha256: [u8; 32],
+    },
     /// Made here: launchers, rewritten scripts, `INSTALLER`, `RECORD`.
     Bytes(Vec<u8>),
 }
@@ -75,14 +80,29 @@ pub fn open(wheel: &Path) -> Result<Zip> {
 
 impl Installed {
     /// The bytes of `file`, reading its member from the open zip `zip`.
-    pub fn read(zip: &mut Zip, file: &InstalledFile) -> Result<Vec<u8>> {
+    pub fn read(&self, zip: &mut Zip, file: &InstalledFile) -> Result<Vec<u8>> {
         match &file.content {
             Content::Bytes(b) => Ok(b.clone()),
-            Content::Member(i) => {
-                let mut m = zip.by_index(*i)?;
-                let mut buf = Vec::with_capacity(m.size() as usize);
-                m.read_to_end(&mut buf)
+            Content::Member {
+                index,
+                size,
+                sha256,
+            } => {
+                let mut m = zip.by_index(*index)?;
+                let mut buf = Vec::with_capacity((*size).min(m.size()) as usize);
+                (&mut m)
+                    .take(*size + 1)
+                    .read_to_end(&mut buf)
                     .with_context(|| format!("reading {}", m.name()))?;
+                // The layer's cache key was taken from what the plan read:
+                // a wheel rewritten since must not give other bytes.
+                if buf.len() as u64 != *size || Sha256::digest(&buf)[..] != sha256[..] {
+                    return Err(anyhow!(
+                        "{} changed while building: its member {} is not what was planned; build again",
+                        self.wheel.display(),
+                        m.name()
+                    ));
+                }
                 Ok(buf)
             }
         }
@@ -129,17 +149,22 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         if name == format!("{info_dir}/entry_points.txt") {
             entry_points = Some(String::from_utf8_lossy(&bytes).into_owned());
         }
-        let content = match script
+        let fixed = script
             .then(|| fix_script(&bytes, &scheme.interpreter))
-            .flatten()
-        {
-            Some(fixed) => {
-                bytes = fixed.clone();
-                Content::Bytes(fixed)
-            }
-            None => Content::Member(i),
+            .flatten();
+        if let Some(f) = &fixed {
+            bytes = f.clone();
+        }
+        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        let content = match fixed {
+            Some(f) => Content::Bytes(f),
+            None => Content::Member {
+                index: i,
+                size: bytes.len() as u64,
+                sha256,
+            },
         };
-        record.push((dest.clone(), hash(&bytes), bytes.len()));
+        record.push((dest.clone(), b64(&sha256), bytes.len()));
         files.push(InstalledFile {
             path: dest,
             mode,
@@ -282,7 +307,12 @@ fn launchers(text: &str, interpreter: &str) -> Result<Vec<(String, String)>, Str
 
 /// RECORD's hash: urlsafe base64 of the sha256, without padding.
 fn hash(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(bytes))
+    b64(&Sha256::digest(bytes))
+}
+
+/// A RECORD hash: a sha256 in URL-safe base64 without padding.
+fn b64(sha256: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha256)
 }
 
 /// `path` relative to directory `base` (both image paths without `/`).
@@ -307,6 +337,41 @@ fn csv(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_that_is_not_what_was_planned_is_refused() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+        let write = |body: &[u8]| {
+            let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+            let o = zip::write::SimpleFileOptions::default();
+            z.start_file("demo/__init__.py", o).unwrap();
+            z.write_all(body).unwrap();
+            z.start_file("demo-1.0.dist-info/METADATA", o).unwrap();
+            z.write_all(b"Name: demo\n").unwrap();
+            z.finish().unwrap();
+        };
+        write(b"x = 1\n");
+        let scheme = Scheme {
+            site_packages: "usr/lib/sp".into(),
+            scripts: "usr/bin".into(),
+            include: "usr/include".into(),
+            data: "usr".into(),
+            interpreter: "/usr/bin/python3".into(),
+        };
+        let inst = plan(&wheel, "demo", &scheme).unwrap();
+        let file = inst
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("demo/__init__.py"))
+            .unwrap();
+        let read = |inst: &Installed| inst.read(&mut open(&wheel).unwrap(), file);
+        assert_eq!(read(&inst).unwrap(), b"x = 1\n");
+        write(b"x = 2\n");
+        let err = format!("{:#}", read(&inst).unwrap_err());
+        assert!(err.contains("changed while building"), "{err}");
+    }
 
     #[test]
     fn paths_relative_to_site_packages() {

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use sha2::{Digest as _, Sha256};
 
 /// One tar entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,6 +31,14 @@ pub enum EntryKind {
         size: u64,
     },
     Inline(Vec<u8>),
+    /// A file known only by its size and sha256: what a layer's cache key
+    /// reads instead of content that is costly to produce (a wheel member,
+    /// decompressed). Never written: [`crate::recipe::LayerPlan::entries`]
+    /// gives the content itself.
+    Hashed {
+        size: u64,
+        sha256: [u8; 32],
+    },
     Symlink(Vec<u8>),
     /// A hard link to the earlier entry with this path.
     Hardlink(Vec<u8>),
@@ -66,6 +75,10 @@ pub(crate) fn same_content(a: &Entry, b: &Entry) -> Result<bool> {
         (EntryKind::File { src, size }, EntryKind::Inline(data))
         | (EntryKind::Inline(data), EntryKind::File { src, size }) => {
             *size == data.len() as u64 && fs::read(src)? == *data
+        }
+        (EntryKind::Hashed { size, sha256 }, EntryKind::Inline(data))
+        | (EntryKind::Inline(data), EntryKind::Hashed { size, sha256 }) => {
+            *size == data.len() as u64 && Sha256::digest(data)[..] == sha256[..]
         }
         (x, y) => x == y,
     })

@@ -50,11 +50,22 @@ impl LayerPlan {
 
     /// The layer's tar entries, in tar order, read from disk as they go.
     pub fn entries(&self) -> Result<Entries<'_>> {
+        self.stream(false)
+    }
+
+    /// The same entries, except that content costly to produce (a wheel
+    /// member) stands as [`EntryKind::Hashed`]: for the cache key, and for
+    /// checking and sizing the layer when it is planned.
+    pub fn hashed_entries(&self) -> Result<Entries<'_>> {
+        self.stream(true)
+    }
+
+    fn stream(&self, hashed: bool) -> Result<Entries<'_>> {
         let streams = self
             .sources
             .iter()
             .map(|(s, at)| {
-                let stream = s.entries(&self.context, at)?;
+                let stream = s.entries(&self.context, at, hashed)?;
                 let stream = match &self.part {
                     Some((split, part)) => split.filter(stream, s.tree_dest(), *part),
                     None => stream,
@@ -336,9 +347,9 @@ fn checked(
     };
     // The checking pass: walk everything once before anything is written.
     let (mut size, mut count) = (0, 0);
-    for e in plan.entries()? {
+    for e in plan.hashed_entries()? {
         size += match e?.kind {
-            EntryKind::File { size, .. } => size,
+            EntryKind::File { size, .. } | EntryKind::Hashed { size, .. } => size,
             EntryKind::Inline(b) => b.len() as u64,
             _ => 0,
         };

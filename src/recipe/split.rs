@@ -122,7 +122,7 @@ impl Split {
         let mut linked: HashMap<Inode, Seen> = HashMap::new();
         for (source, at) in sources {
             let base = source.tree_dest();
-            for item in source.entries(context, at)? {
+            for item in source.entries(context, at, true)? {
                 let (e, inode) = item?;
                 if e.kind == EntryKind::Dir {
                     continue;
@@ -186,7 +186,7 @@ impl Split {
         let mut dirs = Vec::new();
         for (source, at) in sources {
             let base = source.tree_dest();
-            for item in source.entries(context, at)? {
+            for item in source.entries(context, at, true)? {
                 let (e, inode) = item?;
                 if e.kind == EntryKind::Dir {
                     dirs.push(e.path);
@@ -305,7 +305,7 @@ fn relative<'p>(path: &'p [u8], base: &[u8]) -> Option<&'p [u8]> {
 
 fn size_of(e: &Entry) -> u64 {
     match &e.kind {
-        EntryKind::File { size, .. } => *size,
+        EntryKind::File { size, .. } | EntryKind::Hashed { size, .. } => *size,
         EntryKind::Inline(b) => b.len() as u64,
         _ => 0,
     }

@@ -5,7 +5,9 @@
 //! writer reads, so every source kind (files, trees, inline text, url
 //! downloads, python wheels) is covered by one rule: each entry's path, type,
 //! mode, owner (ids and names), link target and content (sha256 of a file's
-//! bytes, or of inline bytes), then the compression, its level and block
+//! bytes, or of inline bytes; a wheel member's sha256 as its install was
+//! planned, so nothing is decompressed, and the member is checked against it
+//! when the layer is written), then the compression, its level and block
 //! size, the compression crates' versions, the tar format version and the
 //! `created` time written into every header.
 //!
@@ -98,7 +100,7 @@ pub fn layer_key(
     c.num(compression.codec.block_size() as u64);
     c.bytes(compressor_versions().as_bytes());
     c.num(mtime);
-    for e in plan.entries()? {
+    for e in plan.hashed_entries()? {
         let e = e?;
         c.bytes(&e.path);
         c.num(u64::from(e.mode));
@@ -117,6 +119,11 @@ pub fn layer_key(
                 c.bytes(b"file");
                 c.num(data.len() as u64);
                 c.bytes(&Sha256::digest(data));
+            }
+            EntryKind::Hashed { size, sha256 } => {
+                c.bytes(b"file");
+                c.num(*size);
+                c.bytes(sha256);
             }
             EntryKind::Symlink(t) => {
                 c.bytes(b"symlink");

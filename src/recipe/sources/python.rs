@@ -15,7 +15,7 @@ use anyhow::Result;
 
 use super::{err_at, Effective, EntryCx, EntrySource, PlanEnv, Stream};
 use crate::python::fetch;
-use crate::python::install::{self, Installed, Scheme};
+use crate::python::install::{self, Content, Installed, Scheme};
 use crate::python::lock::{self, Package, WheelRef};
 use crate::python::tags::{machine_of, normalize, Libc, Target, WheelName};
 use crate::recipe::entry::{cmp_paths, EntryKind};
@@ -434,8 +434,11 @@ impl Packages {
     }
 
     /// The files of every wheel and the directories below site-packages,
-    /// in tar order; members are decompressed as they are reached.
-    pub(super) fn entries(&self) -> Stream<'_> {
+    /// in tar order; members are decompressed as they are reached, or, with
+    /// `hashed`, stand as [`EntryKind::Hashed`] by the sha256 taken when the
+    /// install was planned (what a layer's cache key needs, without
+    /// decompressing anything).
+    pub(super) fn entries(&self, hashed: bool) -> Stream<'_> {
         let below = format!("{}/", self.site_packages);
         let mut dirs = BTreeSet::new();
         let mut items: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
@@ -465,12 +468,19 @@ impl Packages {
                 ));
             };
             let inst = &self.wheels[w];
+            let file = &inst.files[f];
+            if let (true, Content::Member { size, sha256, .. }) = (hashed, &file.content) {
+                let kind = EntryKind::Hashed {
+                    size: *size,
+                    sha256: *sha256,
+                };
+                return Ok((a.entry(path.as_bytes().to_vec(), kind, file.mode), None));
+            }
             let zip = match &mut zips[w] {
                 Some(z) => z,
                 slot => slot.insert(install::open(&inst.wheel)?),
             };
-            let file = &inst.files[f];
-            let bytes = Installed::read(zip, file)?;
+            let bytes = inst.read(zip, file)?;
             Ok((
                 a.entry(
                     path.as_bytes().to_vec(),
