@@ -17,6 +17,7 @@
 //! Members are not extracted anywhere: the plan keeps their index in the
 //! zip and [`Installed::read`] decompresses one when the layer is written.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -89,16 +90,18 @@ impl Installed {
                 sha256,
             } => {
                 let mut m = zip.by_index(*index)?;
-                let mut buf = Vec::with_capacity((*size).min(m.size()) as usize);
+                let mut buf = Vec::with_capacity((*size).min(m.size()).min(64 << 20) as usize);
                 (&mut m)
                     .take(*size + 1)
                     .read_to_end(&mut buf)
                     .with_context(|| format!("reading {}", m.name()))?;
-                // The layer's cache key was taken from what the plan read:
-                // a wheel rewritten since must not give other bytes.
+                // The layer's cache key and RECORD were taken from the plan's
+                // hash (the wheel's RECORD, or the bytes it read): a member
+                // that differs must not go into the layer.
                 if buf.len() as u64 != *size || Sha256::digest(&buf)[..] != sha256[..] {
                     return Err(anyhow!(
-                        "{} changed while building: its member {} is not what was planned; build again",
+                        "{}: member {} does not match the sha256 and size its install was planned with \
+                         (the wheel's RECORD says otherwise, or the wheel changed while building)",
                         self.wheel.display(),
                         m.name()
                     ));
@@ -119,6 +122,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         .find(|top| top.ends_with(".dist-info"))
         .ok_or_else(|| bad_input(format!("{}: no .dist-info directory", what())))?;
     let data_dir = format!("{}.data", info_dir.trim_end_matches(".dist-info"));
+    let recorded = wheel_record(&mut zip, &info_dir);
     let mut files = Vec::new();
     let mut record = Vec::new();
     let mut entry_points = None;
@@ -143,10 +147,30 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         let mode = if exec { 0o755 } else { 0o644 };
         let (dest, script) = destination(&name, &data_dir, dist, scheme)
             .map_err(|msg| bad_input(format!("{}: {msg}", what())))?;
+        let is_entry_points = name == format!("{info_dir}/entry_points.txt");
+        // A member the wheel's RECORD hashes is taken at its word here, not
+        // decompressed: it is checked against that hash when it is written.
+        if let (false, false, Some(&(sha256, size))) =
+            (script, is_entry_points, recorded.get(&name))
+        {
+            if size == m.size() {
+                record.push((dest.clone(), b64(&sha256), size as usize));
+                files.push(InstalledFile {
+                    path: dest,
+                    mode,
+                    content: Content::Member {
+                        index: i,
+                        size,
+                        sha256,
+                    },
+                });
+                continue;
+            }
+        }
         let mut bytes = Vec::new();
         m.read_to_end(&mut bytes)
             .with_context(|| format!("{}: reading {name}", what()))?;
-        if name == format!("{info_dir}/entry_points.txt") {
+        if is_entry_points {
             entry_points = Some(String::from_utf8_lossy(&bytes).into_owned());
         }
         let fixed = script
@@ -219,6 +243,56 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         wheel: wheel.to_path_buf(),
         files,
     })
+}
+
+/// The largest RECORD read.
+const MAX_RECORD: u64 = 16 << 20;
+
+/// The sha256 and size of each member the wheel's RECORD lists with a
+/// sha256 (rows with another hash, or none, or that do not parse, are left
+/// out: those members are hashed from their bytes).
+fn wheel_record(zip: &mut Zip, info_dir: &str) -> HashMap<String, ([u8; 32], u64)> {
+    let mut text = String::new();
+    let read = zip
+        .by_name(&format!("{info_dir}/RECORD"))
+        .map_err(std::io::Error::other)
+        .and_then(|m| m.take(MAX_RECORD).read_to_string(&mut text));
+    if read.is_err() {
+        return HashMap::new();
+    }
+    text.lines().filter_map(record_row).collect()
+}
+
+/// One RECORD row, `path,sha256=<urlsafe base64>,size` (the path quoted as
+/// CSV when it holds a comma or a quote).
+fn record_row(line: &str) -> Option<(String, ([u8; 32], u64))> {
+    let (path, rest) = match line.strip_prefix('"') {
+        Some(q) => {
+            let mut path = String::new();
+            let mut chars = q.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (i, '"') if q[i + 1..].starts_with('"') => {
+                        path.push('"');
+                        chars.next();
+                    }
+                    (i, '"') => break i + 1,
+                    (_, c) => path.push(c),
+                }
+            };
+            (path, q[end..].strip_prefix(',')?)
+        }
+        None => {
+            let (p, r) = line.split_once(',')?;
+            (p.to_string(), r)
+        }
+    };
+    let (hash, size) = rest.split_once(',')?;
+    let b = hash.strip_prefix("sha256=")?.trim_end_matches('=');
+    let sha = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b)
+        .ok()?;
+    Some((path, (sha.try_into().ok()?, size.trim().parse().ok()?)))
 }
 
 /// Where member `name` goes, and whether it is a script (shebang rewritten).
@@ -370,7 +444,73 @@ mod tests {
         assert_eq!(read(&inst).unwrap(), b"x = 1\n");
         write(b"x = 2\n");
         let err = format!("{:#}", read(&inst).unwrap_err());
-        assert!(err.contains("changed while building"), "{err}");
+        assert!(err.contains("does not match the sha256"), "{err}");
+    }
+
+    #[test]
+    fn a_members_hash_comes_from_the_wheels_record_and_is_checked_when_read() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+        let write = |body: &[u8], record: &str| {
+            let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+            let o = zip::write::SimpleFileOptions::default();
+            z.start_file("demo/a,b.py", o).unwrap();
+            z.write_all(body).unwrap();
+            z.start_file("demo-1.0.dist-info/RECORD", o).unwrap();
+            z.write_all(record.as_bytes()).unwrap();
+            z.finish().unwrap();
+        };
+        let scheme = Scheme {
+            site_packages: "sp".into(),
+            scripts: "bin".into(),
+            include: "include".into(),
+            data: "".into(),
+            interpreter: "/usr/bin/python3".into(),
+        };
+        let row = |body: &[u8]| {
+            format!(
+                "\"demo/a,b.py\",sha256={},{}\ndemo-1.0.dist-info/RECORD,,\n",
+                hash(body),
+                body.len()
+            )
+        };
+        let member = |inst: &Installed| {
+            inst.files
+                .iter()
+                .find(|f| f.path == "sp/demo/a,b.py")
+                .cloned()
+                .unwrap()
+        };
+        // An honest RECORD: its hash is the plan's, and the member reads.
+        write(b"x = 1\n", &row(b"x = 1\n"));
+        let inst = plan(&wheel, "demo", &scheme).unwrap();
+        let f = member(&inst);
+        let expected: [u8; 32] = Sha256::digest(b"x = 1\n").into();
+        assert!(matches!(f.content, Content::Member { sha256, .. } if sha256 == expected));
+        assert_eq!(
+            inst.read(&mut open(&wheel).unwrap(), &f).unwrap(),
+            b"x = 1\n"
+        );
+        // A RECORD that lies about a member of the same size: planned from
+        // the RECORD, refused when the member is read.
+        write(b"x = 2\n", &row(b"x = 1\n"));
+        let inst = plan(&wheel, "demo", &scheme).unwrap();
+        let err = inst
+            .read(&mut open(&wheel).unwrap(), &member(&inst))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("RECORD says otherwise"),
+            "{err:#}"
+        );
+        // A RECORD whose size is not the member's is not trusted: hashed.
+        write(b"x = 22\n", &row(b"x = 1\n"));
+        let inst = plan(&wheel, "demo", &scheme).unwrap();
+        let f = member(&inst);
+        assert_eq!(
+            inst.read(&mut open(&wheel).unwrap(), &f).unwrap(),
+            b"x = 22\n"
+        );
     }
 
     #[test]

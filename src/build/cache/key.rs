@@ -6,8 +6,9 @@
 //! downloads, python wheels) is covered by one rule: each entry's path, type,
 //! mode, owner (ids and names), link target and content (sha256 of a file's
 //! bytes, or of inline bytes; a wheel member's sha256 as its install was
-//! planned, so nothing is decompressed, and the member is checked against it
-//! when the layer is written), then the compression, its level and block
+//! planned, from the wheel's RECORD, so nothing is decompressed, and the
+//! member is checked against it when the layer is written), then the
+//! compression, its level and block
 //! size, the compression crates' versions, the tar format version and the
 //! `created` time written into every header.
 //!
