@@ -15,7 +15,9 @@
 //!   it executable, else 0644.
 //!
 //! Members are not extracted anywhere: the plan keeps their index in the
-//! zip and [`Installed::read`] decompresses one when the layer is written.
+//! zip, with their sha256 and size from the wheel's own `RECORD` (members it
+//! does not hash are decompressed to hash them), and [`Installed::read`]
+//! decompresses one when the layer is written and checks it against both.
 
 use std::collections::HashMap;
 use std::fs::File;
