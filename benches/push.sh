@@ -150,7 +150,7 @@ build_times=() bp_times=() mem_times=() fresh_times=() mem_sent=() fresh_sent=()
 for run in $(seq "$runs"); do
   rm -rf "$work/build-$run"
   t0=$(now)
-  "$bin" --quiet build -o "$work/build-$run" "$work/ctx/recipe.toml" > /dev/null
+  "$bin" --quiet build -o "$work/build-$run" "$work/ctx/recipe.toml" --cache-dir "$work/cache-build-only-$run" > /dev/null
   t1=$(now)
   build_times+=("$(echo "$t1 - $t0" | bc -l)")
   rm -rf "$work/build-$run"
