@@ -373,14 +373,15 @@ fn stream_hook(pusher: Arc<Pusher>, handle: Handle, tx: UnboundedSender<Ready>) 
             uploads,
             buf: Vec::with_capacity(PIECE),
             handle: handle.clone(),
+            stall: STREAM_STALL,
             tx: tx.clone(),
         }) as Box<dyn LayerStream>)
     })
 }
 
 /// A layer's bytes on their way to each registry's upload. A registry
-/// whose upload is gone (it failed) or takes nothing for
-/// [`STREAM_STALL`] gets no more; its upload then fails, and the layer
+/// whose upload is gone (it failed) or takes nothing for `stall`
+/// ([`STREAM_STALL`]) gets no more; its upload then fails, and the layer
 /// goes from its file.
 struct LayerUpload {
     /// By registry; `None` once that registry gets no more.
@@ -389,20 +390,26 @@ struct LayerUpload {
     /// Bytes not sent yet, up to [`PIECE`].
     buf: Vec<u8>,
     handle: Handle,
+    stall: Duration,
     tx: UnboundedSender<Ready>,
 }
 
 impl LayerUpload {
     /// Hand `piece()` to every registry still streaming, waiting (within
-    /// [`STREAM_STALL`]) while one's buffer is full.
+    /// `stall`) while one's buffer is full.
     fn send(&mut self, piece: impl Fn() -> Piece) {
         for slot in &mut self.senders {
             let Some(s) = slot else { continue };
             let sent = match s.try_send(piece()) {
                 Ok(()) => true,
                 Err(TrySendError::Full(p)) => {
-                    let wait = tokio::time::timeout(STREAM_STALL, s.send(p));
-                    matches!(self.handle.block_on(wait), Ok(Ok(())))
+                    // The timer is made inside `block_on`, on the runtime:
+                    // this is one of the build's threads.
+                    let stall = self.stall;
+                    let wait = self
+                        .handle
+                        .block_on(async { tokio::time::timeout(stall, s.send(p)).await });
+                    matches!(wait, Ok(Ok(())))
                 }
                 Err(TrySendError::Closed(_)) => false,
             };
@@ -489,4 +496,62 @@ async fn finish_streamed(pusher: &Pusher, uploads: Vec<Upload>, desc: &Descripto
         pusher.finish_streamed(&registry, desc, path, stored).await
     }))
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Digest;
+
+    /// A registry whose upload takes nothing is given up after the stall,
+    /// and the build goes on; one that reads gets every byte, in order,
+    /// then the end; the uploads are announced once the layer is done.
+    #[test]
+    fn a_stalled_registry_is_given_up_and_the_others_get_every_byte() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stalled, _kept) = mpsc::channel(1);
+        let (reading, mut rx) = mpsc::channel(1);
+        let reader = rt.spawn(async move {
+            let mut bytes = Vec::new();
+            loop {
+                match rx.recv().await {
+                    Some(Piece::Bytes(b)) => bytes.extend_from_slice(&b),
+                    Some(Piece::End(d)) => return (bytes, Some(d)),
+                    None => return (bytes, None),
+                }
+            }
+        });
+        let (tx, mut ready) = unbounded_channel();
+        let mut up = Box::new(LayerUpload {
+            senders: vec![Some(stalled), Some(reading)],
+            uploads: Vec::new(),
+            buf: Vec::new(),
+            handle: rt.handle().clone(),
+            stall: Duration::from_millis(50),
+            tx,
+        });
+        let data: Vec<u8> = (0..5 * PIECE + 12_345).map(|i| (i % 251) as u8).collect();
+        for part in data.chunks(100_000) {
+            up.write(part);
+        }
+        assert!(
+            up.senders[0].is_none(),
+            "the stalled registry still gets bytes"
+        );
+        assert!(up.senders[1].is_some());
+        let desc = Descriptor::new(
+            "application/octet-stream",
+            Digest::from_sha256([7; 32]),
+            data.len() as u64,
+        );
+        up.finish(Some(&desc));
+        let (got, end) = rt.block_on(reader).unwrap();
+        assert!(got == data, "the bytes differ");
+        assert_eq!(end.map(|d| d.digest), Some(desc.digest.clone()));
+        assert!(matches!(ready.try_recv(), Ok(Ready::Streamed(d, _)) if d == desc.digest));
+    }
 }
