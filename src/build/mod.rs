@@ -479,7 +479,7 @@ fn write_layer(
             s.write(b);
         }
     };
-    let on_compressed = streaming.then_some(&mut copy as &mut dyn FnMut(&[u8]));
+    let on_compressed = streaming.then_some(&mut copy as layer::OnCompressed);
     let built = layer::build_layer(
         plan,
         mtime,

@@ -337,7 +337,7 @@ fn stage_hook(stage: PathBuf, tx: UnboundedSender<Ready>, reporter: SharedReport
             },
         };
         reporter.log(Level::Debug, &format!("push: layer {} ready", desc.digest));
-        let _ = tx.send(Ready::Finished(desc.clone(), path));
+        let _ = tx.send(Ready::Finished(Box::new(desc.clone()), path));
     })
 }
 
@@ -347,7 +347,7 @@ enum Ready {
     /// bytes, by registry. Sent before the layer's `Finished`.
     Streamed(Digest, Vec<Upload>),
     /// A layer is finished; its file is kept aside at this path.
-    Finished(Descriptor, PathBuf),
+    Finished(Box<Descriptor>, PathBuf),
 }
 
 /// One registry's streamed upload of a layer: the descriptor of what it
@@ -444,7 +444,7 @@ impl LayerStream for LayerUpload {
         // cancel their sessions.
         let Some(desc) = blob else { return };
         self.send_buffered();
-        self.send(|| Piece::End(desc.clone()));
+        self.send(|| Piece::End(Box::new(desc.clone())));
         let uploads = std::mem::take(&mut self.uploads);
         let _ = self.tx.send(Ready::Streamed(desc.digest.clone(), uploads));
     }
@@ -520,7 +520,7 @@ mod tests {
             loop {
                 match rx.recv().await {
                     Some(Piece::Bytes(b)) => bytes.extend_from_slice(&b),
-                    Some(Piece::End(d)) => return (bytes, Some(d)),
+                    Some(Piece::End(d)) => return (bytes, Some(*d)),
                     None => return (bytes, None),
                 }
             }

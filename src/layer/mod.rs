@@ -72,10 +72,14 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Hears of a blob's bytes, in order, as they are written
+/// ([`build_layer`]'s `on_compressed`).
+pub type OnCompressed<'a> = &'a mut dyn FnMut(&[u8]);
+
 /// A `Write` that also hands every byte written to `copy`, in order.
 struct Tee<'a, W> {
     inner: W,
-    copy: Option<&'a mut dyn FnMut(&[u8])>,
+    copy: Option<OnCompressed<'a>>,
 }
 
 impl<W: Write> Write for Tee<'_, W> {
@@ -117,7 +121,7 @@ pub fn build_layer(
     pool: &Arc<rayon::ThreadPool>,
     layout: &LayoutWriter,
     on_bytes: &mut dyn FnMut(u64),
-    on_compressed: Option<&mut dyn FnMut(&[u8])>,
+    on_compressed: Option<OnCompressed<'_>>,
 ) -> Result<BuiltLayer> {
     let tmp = layout.temp_blob()?;
     let file = tmp.reopen().context("opening the temporary layer file")?;

@@ -55,7 +55,7 @@ impl BlobBytes<'_> {
 #[derive(Debug)]
 pub enum Piece {
     Bytes(Bytes),
-    End(Descriptor),
+    End(Box<Descriptor>),
 }
 
 /// Counts for one repository.
@@ -440,7 +440,7 @@ async fn feed(
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                return Ok(desc);
+                return Ok(*desc);
             }
             None => return Err("the build stopped before the layer was complete".into()),
         }
