@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -363,9 +364,15 @@ fn stream_hook(pusher: Arc<Pusher>, handle: Handle, tx: UnboundedSender<Ready>) 
         let mut uploads = Vec::new();
         for registry in pusher.registries() {
             let (s, rx) = mpsc::channel(PIECES_BUFFERED);
-            let (p, r, w) = (pusher.clone(), registry.clone(), what.clone());
-            let up = handle.spawn(async move { p.stream_blob(&r, &w, rx).await });
-            senders.push(Some(s));
+            let opened = Arc::new(AtomicBool::new(false));
+            let (p, r, w, o) = (
+                pusher.clone(),
+                registry.clone(),
+                what.clone(),
+                opened.clone(),
+            );
+            let up = handle.spawn(async move { p.stream_blob(&r, &w, rx, &o).await });
+            senders.push(Some(Feed { tx: s, opened }));
             uploads.push((registry, up));
         }
         Some(Box::new(LayerUpload {
@@ -380,12 +387,12 @@ fn stream_hook(pusher: Arc<Pusher>, handle: Handle, tx: UnboundedSender<Ready>) 
 }
 
 /// A layer's bytes on their way to each registry's upload. A registry
-/// whose upload is gone (it failed) or takes nothing for `stall`
-/// ([`STREAM_STALL`]) gets no more; its upload then fails, and the layer
-/// goes from its file.
+/// whose upload is gone (it failed), whose buffer is full before it opened
+/// the session, or that takes nothing for `stall` ([`STREAM_STALL`]) gets
+/// no more; its upload then fails, and the layer goes from its file.
 struct LayerUpload {
     /// By registry; `None` once that registry gets no more.
-    senders: Vec<Option<mpsc::Sender<Piece>>>,
+    senders: Vec<Option<Feed>>,
     uploads: Vec<Upload>,
     /// Bytes not sent yet, up to [`PIECE`].
     buf: Vec<u8>,
@@ -394,14 +401,26 @@ struct LayerUpload {
     tx: UnboundedSender<Ready>,
 }
 
+/// One registry's upload of a layer, as the build sees it.
+struct Feed {
+    tx: mpsc::Sender<Piece>,
+    /// Set once the registry opened the upload session.
+    opened: Arc<AtomicBool>,
+}
+
 impl LayerUpload {
     /// Hand `piece()` to every registry still streaming, waiting (within
-    /// `stall`) while one's buffer is full.
+    /// `stall`) while the buffer of one that opened its session is full.
     fn send(&mut self, piece: impl Fn() -> Piece) {
         for slot in &mut self.senders {
-            let Some(s) = slot else { continue };
+            let Some(Feed { tx: s, opened }) = slot else {
+                continue;
+            };
             let sent = match s.try_send(piece()) {
                 Ok(()) => true,
+                // A registry that has not even opened the session (slow,
+                // or down) is not waited for.
+                Err(TrySendError::Full(_)) if !opened.load(Ordering::Acquire) => false,
                 Err(TrySendError::Full(p)) => {
                     // The timer is made inside `block_on`, on the runtime:
                     // this is one of the build's threads.
@@ -503,9 +522,10 @@ mod tests {
     use super::*;
     use crate::oci::Digest;
 
-    /// A registry whose upload takes nothing is given up after the stall,
-    /// and the build goes on; one that reads gets every byte, in order,
-    /// then the end; the uploads are announced once the layer is done.
+    /// A registry that has not opened its session is given up when its
+    /// buffer is full, one whose upload takes nothing after the stall, and
+    /// the build goes on; one that reads gets every byte, in order, then
+    /// the end; the uploads are announced once the layer is done.
     #[test]
     fn a_stalled_registry_is_given_up_and_the_others_get_every_byte() {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -514,7 +534,14 @@ mod tests {
             .build()
             .unwrap();
         let (stalled, _kept) = mpsc::channel(1);
+        let (unopened, _kept_too) = mpsc::channel(1);
         let (reading, mut rx) = mpsc::channel(1);
+        let feed = |tx, opened| {
+            Some(Feed {
+                tx,
+                opened: Arc::new(AtomicBool::new(opened)),
+            })
+        };
         let reader = rt.spawn(async move {
             let mut bytes = Vec::new();
             loop {
@@ -527,15 +554,29 @@ mod tests {
         });
         let (tx, mut ready) = unbounded_channel();
         let mut up = Box::new(LayerUpload {
-            senders: vec![Some(stalled), Some(reading)],
+            senders: vec![feed(unopened, false), feed(reading, true)],
             uploads: Vec::new(),
             buf: Vec::new(),
             handle: rt.handle().clone(),
-            stall: Duration::from_millis(50),
+            stall: Duration::from_secs(60),
             tx,
         });
         let data: Vec<u8> = (0..5 * PIECE + 12_345).map(|i| (i % 251) as u8).collect();
-        for part in data.chunks(100_000) {
+        let (first, rest) = data.split_at(3 * PIECE);
+        let started = std::time::Instant::now();
+        for part in first.chunks(100_000) {
+            up.write(part);
+        }
+        // Not waited for: given up as soon as its buffer is full, not after
+        // the 60 s stall.
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(
+            up.senders[0].is_none(),
+            "the unopened registry still gets bytes"
+        );
+        up.senders[0] = feed(stalled, true);
+        up.stall = Duration::from_millis(50);
+        for part in rest.chunks(100_000) {
             up.write(part);
         }
         assert!(

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -269,12 +270,13 @@ impl BlobPusher<'_> {
     /// follows them. The blob's descriptor when it is stored; `None` when
     /// it is not (an error, or `rx` closed before the end), its session
     /// then cancelled and the reason logged: the blob is to be uploaded
-    /// from its file.
+    /// from its file. `opened` is set once the registry opened the session.
     pub async fn stream(
         &self,
         r: &RegistryPush,
         what: &str,
         rx: mpsc::Receiver<Piece>,
+        opened: &AtomicBool,
     ) -> Option<Descriptor> {
         if r.failure().is_some() {
             return None;
@@ -285,7 +287,10 @@ impl BlobPusher<'_> {
             .start_stream_upload(what, Some(r.progress_id.clone()))
             .await
         {
-            Ok(up) => up,
+            Ok(up) => {
+                opened.store(true, Ordering::Release);
+                up
+            }
             Err(e) => {
                 self.reporter
                     .log(Level::Debug, &format!("{reg}: not streaming {what}: {e}"));

@@ -189,17 +189,19 @@ impl Pusher {
     /// as they are made, then its descriptor; they go on one upload session
     /// into the registry's first target repository (see
     /// [`Pusher::finish_streamed`] for the others). `what` names the blob
-    /// in logs. The descriptor when the registry stored the blob; `None`
-    /// when it did not (the session is cancelled): then the blob is to be
-    /// uploaded from its file.
+    /// in logs; `opened` is set once the registry opened the session. The
+    /// descriptor when the registry stored the blob; `None` when it did not
+    /// (the session is cancelled): then the blob is to be uploaded from its
+    /// file.
     pub async fn stream_blob(
         &self,
         registry: &str,
         what: &str,
         rx: tokio::sync::mpsc::Receiver<Piece>,
+        opened: &std::sync::atomic::AtomicBool,
     ) -> Option<Descriptor> {
         let r = self.registries.iter().find(|r| r.registry() == registry)?;
-        self.blob_pusher().stream(r, what, rx).await
+        self.blob_pusher().stream(r, what, rx, opened).await
     }
 
     /// After [`Pusher::stream_blob`] to `registry`: when it `stored` the
