@@ -40,8 +40,9 @@ use super::{base, build_image, BuildOptions, BuildResult, LayerHook, LayerStartH
 /// A layer's compressed bytes go to the registries in pieces of this size.
 const PIECE: usize = 1 << 20;
 
-/// Pieces waiting for each registry's upload of a layer: with the chunk
-/// being sent, at most about 12 MiB per registry and layer in memory.
+/// Pieces waiting for each registry's upload of a layer: with the piece
+/// being filled and the chunk being sent, at most about 13 MiB per
+/// registry and layer in memory.
 const PIECES_BUFFERED: usize = 8;
 
 /// How long the build waits for a registry whose upload takes no more
