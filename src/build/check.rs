@@ -57,6 +57,7 @@ pub fn check_reproducible(plan: &Plan, opts: &BuildOptions, first: &BuildResult)
         jobs: if opts.jobs > 1 { 1 } else { 2 },
         layer_cache: None,
         on_layer: None,
+        on_layer_start: None,
         reporter: progress::silent(),
         ..opts.clone()
     };

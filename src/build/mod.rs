@@ -50,6 +50,14 @@ pub struct BuildOptions {
     /// receiver that reads it later must link or copy it first. Keep the
     /// callback quick (send on a channel); `None` costs nothing.
     pub on_layer: Option<LayerHook>,
+    /// Called from the build's worker threads when a recipe layer starts
+    /// to be written (not for a layer taken from the layer cache, nor a
+    /// base layer): the [`LayerStream`] it returns is handed the layer's
+    /// compressed bytes as they are produced, then told how the layer
+    /// ended, before [`BuildOptions::on_layer`] hears of it.
+    /// [`publish::build_and_push`] streams them to the registries. Keep it
+    /// quick; `None` costs nothing.
+    pub on_layer_start: Option<LayerStartHook>,
     /// How a registry base (`base = "REGISTRY/REPO:TAG"`) is reached: client
     /// settings, credentials and blob cache. `None`: defaults (the default
     /// cache, HTTPS except for loopback hosts). [`publish::build_and_push`]
@@ -68,6 +76,18 @@ pub struct BuildOptions {
 
 /// See [`BuildOptions::on_layer`].
 pub type LayerHook = Arc<dyn Fn(&Descriptor, &Path) + Send + Sync>;
+
+/// See [`BuildOptions::on_layer_start`]; `None`: nothing to stream.
+pub type LayerStartHook = Arc<dyn Fn(&LayerPlan) -> Option<Box<dyn LayerStream>> + Send + Sync>;
+
+/// Where one layer's compressed bytes go as they are produced.
+pub trait LayerStream: Send {
+    /// The next bytes of the blob.
+    fn write(&mut self, bytes: &[u8]);
+    /// The layer is done: `Some` with its blob when it was written whole,
+    /// `None` when its build failed.
+    fn finish(self: Box<Self>, blob: Option<&Descriptor>);
+}
 
 fn is_empty_path(p: &Path) -> bool {
     p.as_os_str().is_empty()
@@ -415,7 +435,7 @@ fn build_one(
     on_bytes: &mut dyn FnMut(u64),
 ) -> Result<(BuiltLayer, bool)> {
     let Some(cache) = &opts.layer_cache else {
-        let l = layer::build_layer(plan, mtime, opts.compression, pool, writer, on_bytes)?;
+        let l = write_layer(plan, mtime, opts, pool, writer, on_bytes)?;
         return Ok((l, false));
     };
     let key = cache.key(plan, mtime, opts.compression)?;
@@ -427,7 +447,7 @@ fn build_one(
         );
         return Ok((l, true));
     }
-    let l = layer::build_layer(plan, mtime, opts.compression, pool, writer, on_bytes)?;
+    let l = write_layer(plan, mtime, opts, pool, writer, on_bytes)?;
     // An input that changed while the layer was written must not be cached
     // under the key of what it was before.
     if cache.key(plan, mtime, opts.compression)? != key {
@@ -440,4 +460,37 @@ fn build_one(
         );
     }
     Ok((l, false))
+}
+
+/// Write one layer, its compressed bytes handed to the stream
+/// [`BuildOptions::on_layer_start`] gives, if any.
+fn write_layer(
+    plan: &LayerPlan,
+    mtime: u64,
+    opts: &BuildOptions,
+    pool: &Arc<rayon::ThreadPool>,
+    writer: &LayoutWriter,
+    on_bytes: &mut dyn FnMut(u64),
+) -> Result<BuiltLayer> {
+    let mut stream = opts.on_layer_start.as_ref().and_then(|start| start(plan));
+    let streaming = stream.is_some();
+    let mut copy = |b: &[u8]| {
+        if let Some(s) = stream.as_mut() {
+            s.write(b);
+        }
+    };
+    let on_compressed = streaming.then_some(&mut copy as layer::OnCompressed);
+    let built = layer::build_layer(
+        plan,
+        mtime,
+        opts.compression,
+        pool,
+        writer,
+        on_bytes,
+        on_compressed,
+    );
+    if let Some(s) = stream {
+        s.finish(built.as_ref().ok().map(|l| &l.descriptor));
+    }
+    built
 }

@@ -1,19 +1,26 @@
-//! Build and push in one go (`build --push`): each layer is handed to the
-//! pusher as soon as it is finished, so uploads run while other layers still
-//! compress; manifests and tags follow once the layout is committed, then an
-//! optional check that every pushed reference names the image.
+//! Build and push in one go (`build --push`): each layer the build writes
+//! is streamed to every registry as it is compressed, on one upload session
+//! per registry whose digest is given once the layer is finished; a layer
+//! whose stream failed, and one taken whole from the layer cache or a base,
+//! is handed to the pusher as a finished file (HEAD, mount, upload with
+//! retries). Manifests and tags follow once the layout is committed, then
+//! an optional check that every pushed reference names the image.
 //!
 //! The build is synchronous (threads of its own); it runs on a blocking
 //! thread of the caller's tokio runtime, and its layers reach the async
 //! pusher through a channel. No runtime is created here.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{self, unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -23,11 +30,25 @@ use crate::image::{ImageSource, MemoryImage};
 use crate::oci::{Descriptor, Digest};
 use crate::ops::verify::{verify_pushed, VerifyReport};
 use crate::progress::{Level, SharedReporter};
-use crate::push::{pin_untagged, PushOptions, PushReport, PushTarget, Pusher};
-use crate::recipe::Plan;
+use crate::push::{pin_untagged, Piece, PushOptions, PushReport, PushTarget, Pusher};
+use crate::recipe::{LayerPlan, Plan};
 use crate::registry::{CredentialStore, Reference};
 
-use super::{base, build_image, BuildOptions, BuildResult, LayerHook};
+use super::{base, build_image, BuildOptions, BuildResult, LayerHook, LayerStartHook, LayerStream};
+
+/// A layer's compressed bytes go to the registries in pieces of this size.
+const PIECE: usize = 1 << 20;
+
+/// Pieces waiting for each registry's upload of a layer: with the piece
+/// being filled and the chunk being sent, at most about 13 MiB per
+/// registry and layer in memory.
+const PIECES_BUFFERED: usize = 8;
+
+/// How long the build waits for a registry whose upload takes no more
+/// bytes (or has not opened its session yet) before it stops streaming the
+/// layer there; the layer then goes from its file once built, and later
+/// layers are not streamed to that registry.
+const STREAM_STALL: Duration = Duration::from_secs(2);
 
 /// Where and how to push what is built.
 #[derive(Clone, Debug)]
@@ -148,7 +169,10 @@ pub async fn build_and_push(
     let (tx, rx) = unbounded_channel();
     pusher.start_progress_unknown();
     let streaming = tokio::spawn(stream_layers(pusher.clone(), rx));
-    let building = tokio::task::spawn_blocking(move || build_streaming(&plan, build, tx));
+    let p = pusher.clone();
+    let handle = Handle::current();
+    let building =
+        tokio::task::spawn_blocking(move || build_streaming(&plan, build, p, handle, tx));
     let (built, stage) = match building.await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
@@ -261,13 +285,17 @@ async fn release(opts: BuildOptions) {
     let _ = tokio::task::spawn_blocking(move || drop(opts)).await;
 }
 
-/// Blocking: the build, each finished layer sent on `tx` as a file kept
-/// aside in a directory next to the output. The directory is returned: the
-/// files must stay until the push is done.
+/// Blocking: the build, each layer it writes streamed to `pusher`'s
+/// registries (on `handle`, the caller's runtime) as it is compressed, and
+/// each finished layer sent on `tx` as a file kept aside in a directory
+/// next to the output. The directory is returned: the files must stay
+/// until the push is done.
 fn build_streaming(
     plan: &Plan,
     mut opts: BuildOptions,
-    tx: UnboundedSender<(Descriptor, PathBuf)>,
+    pusher: Arc<Pusher>,
+    handle: Handle,
+    tx: UnboundedSender<Ready>,
 ) -> Result<(super::BuiltImage, tempfile::TempDir)> {
     let parent = match opts.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -279,6 +307,7 @@ fn build_streaming(
         .prefix(".boxwright-push-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
+    opts.on_layer_start = Some(stream_hook(pusher, handle, tx.clone()));
     opts.on_layer = Some(stage_hook(
         stage.path().to_path_buf(),
         tx,
@@ -286,19 +315,15 @@ fn build_streaming(
     ));
     let built =
         build_image(plan, &opts).with_context(|| format!("building {}", plan.recipe.display()))?;
-    // Dropping the options drops the hook and with it the channel's sender,
-    // which ends the upload stream.
+    // Dropping the options drops the hooks and with them the channel's
+    // senders, which ends the upload stream.
     drop(opts);
     Ok((built, stage))
 }
 
 /// The layer hook: link (or copy) each finished layer into `stage` and send
 /// it to the uploads.
-fn stage_hook(
-    stage: PathBuf,
-    tx: UnboundedSender<(Descriptor, PathBuf)>,
-    reporter: SharedReporter,
-) -> LayerHook {
+fn stage_hook(stage: PathBuf, tx: UnboundedSender<Ready>, reporter: SharedReporter) -> LayerHook {
     Arc::new(move |desc: &Descriptor, path: &Path| {
         let linked = stage.join(desc.digest.hex());
         // The build renames its working directory when it commits, so the
@@ -312,23 +337,170 @@ fn stage_hook(
                 Err(_) => return,
             },
         };
-        reporter.log(
-            Level::Debug,
-            &format!("push: layer {} ready, uploading", desc.digest),
-        );
-        let _ = tx.send((desc.clone(), path));
+        reporter.log(Level::Debug, &format!("push: layer {} ready", desc.digest));
+        let _ = tx.send(Ready::Finished(Box::new(desc.clone()), path));
     })
 }
 
-/// Push every layer received, all at once, until the sender is gone.
-async fn stream_layers(pusher: Arc<Pusher>, mut rx: UnboundedReceiver<(Descriptor, PathBuf)>) {
+/// What the build hands to the uploads ([`stream_layers`]).
+enum Ready {
+    /// A layer streamed to the registries is complete: the uploads of its
+    /// bytes, by registry. Sent before the layer's `Finished`.
+    Streamed(Digest, Vec<Upload>),
+    /// A layer is finished; its file is kept aside at this path.
+    Finished(Box<Descriptor>, PathBuf),
+}
+
+/// One registry's streamed upload of a layer: the descriptor of what it
+/// stored, if it did.
+type Upload = (String, JoinHandle<Option<Descriptor>>);
+
+/// The layer start hook: one streamed upload per registry, fed by a
+/// [`LayerUpload`].
+fn stream_hook(pusher: Arc<Pusher>, handle: Handle, tx: UnboundedSender<Ready>) -> LayerStartHook {
+    let stalled = Arc::new(Mutex::new(HashSet::new()));
+    Arc::new(move |plan: &LayerPlan| {
+        let what = format!("layer {:?}", plan.name);
+        let mut senders = Vec::new();
+        let mut uploads = Vec::new();
+        let skip = stalled.lock().expect("no panics under the lock").clone();
+        for registry in pusher.registries() {
+            if skip.contains(&registry) {
+                continue;
+            }
+            let (s, rx) = mpsc::channel(PIECES_BUFFERED);
+            let (p, r, w) = (pusher.clone(), registry.clone(), what.clone());
+            let up = handle.spawn(async move { p.stream_blob(&r, &w, rx).await });
+            senders.push(Some(Feed {
+                tx: s,
+                registry: registry.clone(),
+            }));
+            uploads.push((registry, up));
+        }
+        if senders.is_empty() {
+            return None;
+        }
+        Some(Box::new(LayerUpload {
+            senders,
+            uploads,
+            buf: Vec::with_capacity(PIECE),
+            handle: handle.clone(),
+            stall: STREAM_STALL,
+            stalled: stalled.clone(),
+            tx: tx.clone(),
+        }) as Box<dyn LayerStream>)
+    })
+}
+
+/// A layer's bytes on their way to each registry's upload. A registry
+/// whose upload is gone (it failed), or that takes nothing for `stall`
+/// ([`STREAM_STALL`]; a session not opened yet takes nothing) gets no
+/// more; its upload then fails, and the layer goes from its file. A
+/// registry that stalled is put in `stalled`: later layers are not
+/// streamed there, so a hanging registry costs one stall, not one per layer.
+struct LayerUpload {
+    /// By registry; `None` once that registry gets no more.
+    senders: Vec<Option<Feed>>,
+    uploads: Vec<Upload>,
+    /// Bytes not sent yet, up to [`PIECE`].
+    buf: Vec<u8>,
+    handle: Handle,
+    stall: Duration,
+    stalled: Arc<Mutex<HashSet<String>>>,
+    tx: UnboundedSender<Ready>,
+}
+
+/// One registry's upload of a layer, as the build sees it.
+struct Feed {
+    tx: mpsc::Sender<Piece>,
+    registry: String,
+}
+
+impl LayerUpload {
+    /// Hand `piece()` to every registry still streaming, waiting (within
+    /// `stall`) while one's buffer is full.
+    fn send(&mut self, piece: impl Fn() -> Piece) {
+        for slot in &mut self.senders {
+            let Some(Feed { tx: s, registry }) = slot else {
+                continue;
+            };
+            let sent = match s.try_send(piece()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(p)) => {
+                    // The timer is made inside `block_on`, on the runtime:
+                    // this is one of the build's threads.
+                    let stall = self.stall;
+                    let wait = self
+                        .handle
+                        .block_on(async { tokio::time::timeout(stall, s.send(p)).await });
+                    if wait.is_err() {
+                        self.stalled
+                            .lock()
+                            .expect("no panics under the lock")
+                            .insert(registry.clone());
+                    }
+                    matches!(wait, Ok(Ok(())))
+                }
+                Err(TrySendError::Closed(_)) => false,
+            };
+            if !sent {
+                *slot = None;
+            }
+        }
+    }
+
+    fn send_buffered(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let bytes = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
+        self.send(|| Piece::Bytes(bytes.clone()));
+    }
+}
+
+impl LayerStream for LayerUpload {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.senders.iter().all(Option::is_none) {
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= PIECE {
+            self.send_buffered();
+        }
+    }
+
+    fn finish(mut self: Box<Self>, blob: Option<&Descriptor>) {
+        // Without a blob, dropping the senders ends the uploads, which
+        // cancel their sessions.
+        let Some(desc) = blob else { return };
+        self.send_buffered();
+        self.send(|| Piece::End(Box::new(desc.clone())));
+        let uploads = std::mem::take(&mut self.uploads);
+        let _ = self.tx.send(Ready::Streamed(desc.digest.clone(), uploads));
+    }
+}
+
+/// Push every layer received, all at once, until the senders are gone: a
+/// streamed layer is finished on each registry (counted, or uploaded from
+/// its file where its stream failed), any other is pushed from its file.
+async fn stream_layers(pusher: Arc<Pusher>, mut rx: UnboundedReceiver<Ready>) {
+    let mut streamed: HashMap<Digest, Vec<Upload>> = HashMap::new();
     let mut running = FuturesUnordered::new();
     loop {
         tokio::select! {
             next = rx.recv() => match next {
-                Some((desc, path)) => {
+                Some(Ready::Streamed(digest, uploads)) => {
+                    streamed.insert(digest, uploads);
+                }
+                Some(Ready::Finished(desc, path)) => {
                     let p = pusher.clone();
-                    running.push(async move { p.push_blob(&desc, &path).await });
+                    let uploads = streamed.remove(&desc.digest);
+                    running.push(async move {
+                        match uploads {
+                            Some(uploads) => finish_streamed(&p, uploads, &desc, &path).await,
+                            None => p.push_blob(&desc, &path).await,
+                        }
+                    });
                 }
                 None => break,
             },
@@ -336,4 +508,96 @@ async fn stream_layers(pusher: Arc<Pusher>, mut rx: UnboundedReceiver<(Descripto
         }
     }
     while running.next().await.is_some() {}
+    // Streams of layers that never came as files (none kept aside): let
+    // them end before the push checks what the registries hold.
+    for (_, up) in streamed.into_values().flatten() {
+        let _ = up.await;
+    }
+}
+
+/// Each registry's streamed upload of `desc`, then the blob done there:
+/// counted when it was stored, else uploaded from `path`.
+async fn finish_streamed(pusher: &Pusher, uploads: Vec<Upload>, desc: &Descriptor, path: &Path) {
+    futures_util::future::join_all(uploads.into_iter().map(|(registry, up)| async move {
+        let stored = matches!(
+            up.await,
+            Ok(Some(d)) if d.digest == desc.digest && d.size == desc.size
+        );
+        pusher.finish_streamed(&registry, desc, path, stored).await
+    }))
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Digest;
+
+    /// A registry whose upload takes nothing is given up after the stall
+    /// (and remembered, so that later layers are not streamed there), and
+    /// the build goes on; one that reads gets every byte, in order, then the
+    /// end; the uploads are announced once the layer is done.
+    #[test]
+    fn a_stalled_registry_is_given_up_and_the_others_get_every_byte() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stalled, _kept) = mpsc::channel(1);
+        let (reading, mut rx) = mpsc::channel(1);
+        let feed = |tx, registry: &str| {
+            Some(Feed {
+                tx,
+                registry: registry.to_string(),
+            })
+        };
+        let reader = rt.spawn(async move {
+            let mut bytes = Vec::new();
+            loop {
+                match rx.recv().await {
+                    Some(Piece::Bytes(b)) => bytes.extend_from_slice(&b),
+                    Some(Piece::End(d)) => return (bytes, Some(*d)),
+                    None => return (bytes, None),
+                }
+            }
+        });
+        let (tx, mut ready) = unbounded_channel();
+        let given_up = Arc::new(Mutex::new(HashSet::new()));
+        let mut up = Box::new(LayerUpload {
+            senders: vec![
+                feed(stalled, "stalled.example"),
+                feed(reading, "reading.example"),
+            ],
+            uploads: Vec::new(),
+            buf: Vec::new(),
+            handle: rt.handle().clone(),
+            stall: Duration::from_millis(50),
+            stalled: given_up.clone(),
+            tx,
+        });
+        let data: Vec<u8> = (0..5 * PIECE + 12_345).map(|i| (i % 251) as u8).collect();
+        for part in data.chunks(100_000) {
+            up.write(part);
+        }
+        assert!(
+            up.senders[0].is_none(),
+            "the stalled registry still gets bytes"
+        );
+        assert!(up.senders[1].is_some());
+        assert_eq!(
+            *given_up.lock().unwrap(),
+            HashSet::from(["stalled.example".to_string()])
+        );
+        let desc = Descriptor::new(
+            "application/octet-stream",
+            Digest::from_sha256([7; 32]),
+            data.len() as u64,
+        );
+        up.finish(Some(&desc));
+        let (got, end) = rt.block_on(reader).unwrap();
+        assert!(got == data, "the bytes differ");
+        assert_eq!(end.map(|d| d.digest), Some(desc.digest.clone()));
+        assert!(matches!(ready.try_recv(), Ok(Ready::Streamed(d, _)) if d == desc.digest));
+    }
 }

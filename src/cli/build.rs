@@ -375,6 +375,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         compression: Compression { codec, level },
         reporter: reporter.clone(),
         on_layer: None,
+        on_layer_start: None,
         registry_base: match plan.base {
             recipe::Base::Registry { .. } => Some(make()?),
             _ => None,

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! entries -> tar writer -> sha256 (diffID) -> parallel compressor -> sha256 (digest) + count -> temp file -> rename
+//!                                                                                        \-> on_compressed (optional)
 //! ```
 //! Nothing is read twice and no layer is ever held whole in memory: at most a
 //! few compression blocks per worker are in flight.
@@ -71,6 +72,30 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Hears of a blob's bytes, in order, as they are written
+/// ([`build_layer`]'s `on_compressed`).
+pub type OnCompressed<'a> = &'a mut dyn FnMut(&[u8]);
+
+/// A `Write` that also hands every byte written to `copy`, in order.
+struct Tee<'a, W> {
+    inner: W,
+    copy: Option<OnCompressed<'a>>,
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(copy) = self.copy.as_mut() {
+            copy(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Compression settings of a build.
 #[derive(Clone, Copy, Debug)]
 pub struct Compression {
@@ -85,7 +110,10 @@ impl Compression {
 }
 
 /// Build one layer into `layout`. `mtime` is the time written in every tar
-/// header; `on_bytes` hears of file content bytes as they are read.
+/// header; `on_bytes` hears of file content bytes as they are read;
+/// `on_compressed`, when given, is handed the blob's bytes, in order, as
+/// they come out of the compressor (the blob's digest is known only once
+/// this returns).
 pub fn build_layer(
     plan: &LayerPlan,
     mtime: u64,
@@ -93,10 +121,14 @@ pub fn build_layer(
     pool: &Arc<rayon::ThreadPool>,
     layout: &LayoutWriter,
     on_bytes: &mut dyn FnMut(u64),
+    on_compressed: Option<OnCompressed<'_>>,
 ) -> Result<BuiltLayer> {
     let tmp = layout.temp_blob()?;
     let file = tmp.reopen().context("opening the temporary layer file")?;
-    let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let blob = HashingWriter::new(Tee {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        copy: on_compressed,
+    });
     // An uncompressed layer is its own tar: one hash gives digest and diffID.
     let (mut inner, digest, size, diff_id, tar_size) = match compression.codec {
         Codec::None => {

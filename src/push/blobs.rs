@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Result;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
 
 use super::report::PushError;
 use super::targets::RegistryGroup;
@@ -17,7 +19,7 @@ use crate::image::once::OnceMap;
 use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
-use crate::registry::blobs::{MountResult, UploadMode, UploadSession};
+use crate::registry::blobs::{MountResult, StreamUpload, UploadMode, UploadSession};
 use crate::registry::{Client, Repo};
 
 /// How many mount sources are asked before uploading.
@@ -46,6 +48,14 @@ impl BlobBytes<'_> {
             BlobBytes::Source(s) => s.mount_hints(registry, desc),
         }
     }
+}
+
+/// What a streamed upload ([`BlobPusher::stream`]) is fed: the blob's
+/// bytes in order, then its descriptor.
+#[derive(Debug)]
+pub enum Piece {
+    Bytes(Bytes),
+    End(Box<Descriptor>),
 }
 
 /// Counts for one repository.
@@ -145,12 +155,25 @@ impl BlobPusher<'_> {
     /// a failure is recorded against the registry (and forgotten by the
     /// once-map, so that a later call tries again).
     pub async fn push(&self, r: &RegistryPush, desc: &Descriptor, bytes: BlobBytes<'_>) {
+        self.push_after(r, desc, bytes, None).await
+    }
+
+    /// [`BlobPusher::push`] once `streamed`, when given, holds the blob
+    /// (its upload by [`BlobPusher::stream`] in this run is counted there):
+    /// the other target repositories get it as usual.
+    pub async fn push_after(
+        &self,
+        r: &RegistryPush,
+        desc: &Descriptor,
+        bytes: BlobBytes<'_>,
+        streamed: Option<&str>,
+    ) {
         if r.failure().is_some() {
             return;
         }
         let res = r
             .done
-            .get_or_try_init(&desc.digest, || self.ensure(r, desc, bytes))
+            .get_or_try_init(&desc.digest, || self.ensure(r, desc, bytes, streamed))
             .await;
         if let Err(e) = res {
             r.fail(PushError::Blob(Arc::new(e)));
@@ -162,18 +185,33 @@ impl BlobPusher<'_> {
         r: &RegistryPush,
         desc: &Descriptor,
         bytes: BlobBytes<'_>,
+        streamed: Option<&str>,
     ) -> Result<()> {
         let reg = r.registry();
         let d = &desc.digest;
+        let mut uploaded_any = false;
+        if let Some(repo) = streamed {
+            uploaded_any = true;
+            r.count(repo, |c| {
+                c.uploaded += 1;
+                c.bytes += desc.size;
+            });
+            r.add_holder(d, repo);
+        }
+        let others: Vec<&String> = r
+            .group
+            .repos
+            .iter()
+            .filter(|repo| Some(repo.as_str()) != streamed)
+            .collect();
         let heads = futures_util::future::join_all(
-            r.group
-                .repos
+            others
                 .iter()
                 .map(|repo| self.client.repo(reg, repo).blob_exists(d)),
         )
         .await;
         let mut missing = Vec::new();
-        for (repo, head) in r.group.repos.iter().zip(heads) {
+        for (repo, head) in others.into_iter().zip(heads) {
             match head? {
                 Some(_) => {
                     r.count(repo, |c| c.present += 1);
@@ -182,7 +220,6 @@ impl BlobPusher<'_> {
                 None => missing.push(repo.clone()),
             }
         }
-        let mut uploaded_any = false;
         for repo in &missing {
             let target = self.client.repo(reg, repo);
             let session = match self.mount(r, desc, target, &bytes).await {
@@ -224,6 +261,76 @@ impl BlobPusher<'_> {
             self.reporter.advance(&r.progress_id, desc.size);
         }
         Ok(())
+    }
+
+    /// Upload the bytes received on `rx` into the first target repository
+    /// of `r` as they come, in chunks of at most the registry's chunk size,
+    /// on one session completed with the digest of the [`Piece::End`] that
+    /// follows them. The blob's descriptor when it is stored; `None` when
+    /// it is not (an error, or `rx` closed before the end), its session
+    /// then cancelled and the reason logged: the blob is to be uploaded
+    /// from its file.
+    pub async fn stream(
+        &self,
+        r: &RegistryPush,
+        what: &str,
+        rx: mpsc::Receiver<Piece>,
+    ) -> Option<Descriptor> {
+        if r.failure().is_some() {
+            return None;
+        }
+        let reg = r.registry();
+        let repo = self.client.repo(reg, r.group.repos.first()?);
+        let mut up = match repo
+            .start_stream_upload(what, Some(r.progress_id.clone()))
+            .await
+        {
+            Ok(up) => up,
+            Err(e) => {
+                self.reporter
+                    .log(Level::Debug, &format!("{reg}: not streaming {what}: {e}"));
+                return None;
+            }
+        };
+        let host = repo.host();
+        let asked = match self.mode {
+            UploadMode::Chunked(n) => n,
+            _ => host.chunk_size(),
+        };
+        let chunk = host
+            .patch_cap
+            .map_or(asked, |cap| asked.min(cap))
+            .max(up.chunk_min().unwrap_or(1)) as usize;
+        let outcome = match feed(&mut up, chunk, rx).await {
+            Ok(desc) if up.sent() == desc.size => match up.finish(&desc.digest).await {
+                Ok(()) => Ok(desc),
+                Err(e) => Err(e.to_string()),
+            },
+            Ok(desc) => Err(format!(
+                "{} bytes streamed for {} of {} bytes",
+                up.sent(),
+                desc.digest,
+                desc.size
+            )),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(desc) => {
+                self.reporter.log(
+                    Level::Debug,
+                    &format!("{reg}: streamed {what} as {}", desc.digest),
+                );
+                Some(desc)
+            }
+            Err(e) => {
+                up.cancel().await;
+                self.reporter.log(
+                    Level::Debug,
+                    &format!("{reg}: streaming {what} failed, uploading it once built: {e}"),
+                );
+                None
+            }
+        }
     }
 
     /// Try mount sources into `target`: repositories known in this run to
@@ -306,6 +413,37 @@ impl BlobPusher<'_> {
             }
         }
         out
+    }
+}
+
+/// Send what `rx` brings on `up`, `chunk` bytes at a time (the last chunk
+/// shorter), until the blob's descriptor: returned when every byte went.
+/// `rx` is dropped on return, so that a failure stops the bytes at once.
+async fn feed(
+    up: &mut StreamUpload<'_>,
+    chunk: usize,
+    mut rx: mpsc::Receiver<Piece>,
+) -> Result<Descriptor, String> {
+    let mut buf = BytesMut::new();
+    loop {
+        match rx.recv().await {
+            Some(Piece::Bytes(b)) => {
+                buf.extend_from_slice(&b);
+                while buf.len() >= chunk {
+                    let next = buf.split_to(chunk).freeze();
+                    up.send(next).await.map_err(|e| e.to_string())?;
+                }
+            }
+            Some(Piece::End(desc)) => {
+                if !buf.is_empty() {
+                    up.send(buf.split().freeze())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                return Ok(*desc);
+            }
+            None => return Err("the build stopped before the layer was complete".into()),
+        }
     }
 }
 

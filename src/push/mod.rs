@@ -33,7 +33,7 @@ mod manifests;
 mod report;
 mod targets;
 
-pub use blobs::BlobBytes;
+pub use blobs::{BlobBytes, Piece};
 pub use report::{PushError, PushReport, RegistryReport, TargetReport};
 pub use targets::{by_digest, merge_targets, parse_targets, pin_untagged, PushTarget};
 
@@ -175,6 +175,53 @@ impl Pusher {
         if let Some(r) = self.registries.iter().find(|r| r.registry() == registry) {
             self.blob_pusher().push(r, desc, bytes).await;
         }
+    }
+
+    /// The registries pushed to, in order.
+    pub fn registries(&self) -> Vec<String> {
+        self.registries
+            .iter()
+            .map(|r| r.registry().to_string())
+            .collect()
+    }
+
+    /// Stream a blob being produced to `registry`: its bytes come on `rx`
+    /// as they are made, then its descriptor; they go on one upload session
+    /// into the registry's first target repository (see
+    /// [`Pusher::finish_streamed`] for the others). `what` names the blob
+    /// in logs. The descriptor when the registry stored the blob; `None` when it did not
+    /// (the session is cancelled): then the blob is to be uploaded from its
+    /// file.
+    pub async fn stream_blob(
+        &self,
+        registry: &str,
+        what: &str,
+        rx: tokio::sync::mpsc::Receiver<Piece>,
+    ) -> Option<Descriptor> {
+        let r = self.registries.iter().find(|r| r.registry() == registry)?;
+        self.blob_pusher().stream(r, what, rx).await
+    }
+
+    /// After [`Pusher::stream_blob`] to `registry`: when it `stored` the
+    /// blob `desc`, it is counted as uploaded to the first target
+    /// repository and given to the others as usual (HEAD, mount); when it
+    /// did not, it is pushed from the file `path` as [`Pusher::push_blob`]
+    /// does, with its retries. Either way, the blob is then done on that
+    /// registry, as after [`Pusher::push_blob`].
+    pub async fn finish_streamed(
+        &self,
+        registry: &str,
+        desc: &Descriptor,
+        path: &Path,
+        stored: bool,
+    ) {
+        let Some(r) = self.registries.iter().find(|r| r.registry() == registry) else {
+            return;
+        };
+        let streamed = r.group.repos.first().filter(|_| stored);
+        self.blob_pusher()
+            .push_after(r, desc, BlobBytes::File(path), streamed.map(String::as_str))
+            .await
     }
 
     /// The failure recorded against `registry` (a blob it could not store),

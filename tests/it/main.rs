@@ -18,6 +18,7 @@ mod build_contents;
 mod build_errors;
 mod build_layout;
 mod build_push;
+mod build_stream;
 mod build_targets;
 mod check_reproducible;
 mod client;

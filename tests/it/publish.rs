@@ -46,6 +46,7 @@ fn build_options(output: &Path) -> BuildOptions {
         },
         reporter: boxwright::progress::silent(),
         on_layer: None,
+        on_layer_start: None,
         registry_base: None,
         throwaway: false,
         layer_cache: None,

@@ -4,12 +4,15 @@
 //! session that will not be completed.
 //!
 //! Every upload reads its bytes from a file, reopened for each attempt; no
-//! blob is ever held in memory. `Location` headers are used as given
+//! blob is ever held in memory. A [`StreamUpload`] holds one chunk at a
+//! time, and is not retried: its caller uploads the file instead. `Location` headers are used as given
 //! (relative or absolute, with their query), `digest=` is appended to them,
 //! and the `Docker-Content-Digest` of the answer is checked.
 
 mod download;
 mod upload;
+
+pub use upload::StreamUpload;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Uploading a blob from a file: monolithic, streamed or chunked, on a
-//! fresh session or on one a mount opened.
+//! fresh session or on one a mount opened; and [`StreamUpload`], the same
+//! chunked `PATCH`es for a blob whose bytes are handed over as they are
+//! produced, its digest given at the end.
 //!
 //! Every retry of one upload, at whatever step (opening the session, a
 //! request, a lost chunk, a restart on a new session), is spent from the
@@ -8,6 +10,7 @@
 
 use std::path::Path;
 
+use bytes::Bytes;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{Method, StatusCode, Url};
 
@@ -16,7 +19,7 @@ use super::{
 };
 use crate::oci::Digest;
 use crate::progress::Level;
-use crate::registry::client::{Request, Response};
+use crate::registry::client::{Body, Request, Response};
 use crate::registry::error::{ErrorContext, RegistryError};
 use crate::registry::headers::parse_range;
 use crate::registry::repo::Repo;
@@ -46,15 +49,103 @@ fn received_from(resp: &Response, sent_end: Option<u64>) -> Option<u64> {
     parse_range(v)
 }
 
-/// One blob upload in progress: what is sent, and its retry budget.
-struct Upload<'a> {
+/// What the requests of one upload share: the repository, the progress
+/// task, the error context and the retry budget.
+struct Sender<'a> {
     repo: Repo<'a>,
-    digest: &'a Digest,
-    size: u64,
-    path: &'a Path,
     progress: Option<String>,
     c: ErrorContext,
     budget: RetryBudget,
+}
+
+/// One blob upload from a file in progress.
+struct Upload<'a> {
+    tx: Sender<'a>,
+    digest: &'a Digest,
+    size: u64,
+    path: &'a Path,
+}
+
+/// An upload whose bytes come as they are produced, on one session, in
+/// `PATCH`es with `Content-Range`; its digest is given by the final `PUT`.
+/// Nothing is retried: the bytes are not kept, so a failure is for the
+/// caller to handle (with [`Repo::upload_blob`] from the finished file).
+pub struct StreamUpload<'a> {
+    tx: Sender<'a>,
+    session: UploadSession,
+    sent: u64,
+}
+
+impl<'a> Repo<'a> {
+    /// Open a session for a [`StreamUpload`] of `what` (a blob whose digest
+    /// is not known yet, named in errors).
+    pub async fn start_stream_upload(
+        self,
+        what: &str,
+        progress: Option<String>,
+    ) -> Result<StreamUpload<'a>, RegistryError> {
+        let tx = Sender {
+            repo: self,
+            progress,
+            c: self.ctx("streaming blob", what),
+            budget: self.client().retry_budget(),
+        };
+        let session = self.open_upload(&tx.c, &tx.budget).await?;
+        Ok(StreamUpload {
+            tx,
+            session,
+            sent: 0,
+        })
+    }
+}
+
+impl StreamUpload<'_> {
+    /// `OCI-Chunk-Min-Length`, when the registry sent it: every chunk but
+    /// the last must be at least this long.
+    pub fn chunk_min(&self) -> Option<u64> {
+        self.session.chunk_min
+    }
+
+    /// Bytes stored so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// `PATCH` the next `bytes` (not empty).
+    pub async fn send(&mut self, bytes: Bytes) -> Result<(), RegistryError> {
+        let (offset, len) = (self.sent, bytes.len() as u64);
+        let held = self
+            .tx
+            .patch(&mut self.session, offset, len, Body::Bytes(bytes))
+            .await?;
+        if held != offset + len {
+            return Err(protocol(
+                &self.tx.c,
+                format!(
+                    "the registry answered Range 0-{} after chunk {offset}-{}",
+                    held.saturating_sub(1),
+                    offset + len - 1
+                ),
+            ));
+        }
+        self.sent = held;
+        Ok(())
+    }
+
+    /// `PUT <Location>&digest=`: the blob is complete.
+    pub async fn finish(&mut self, digest: &Digest) -> Result<(), RegistryError> {
+        let repo = self.tx.repo;
+        let req = digest_put(&self.session.location, repo.repository(), digest);
+        self.tx.c.object = Some(digest.to_string());
+        self.tx.finish(req, digest).await?;
+        repo.learn(digest);
+        Ok(())
+    }
+
+    /// Give the session back (`DELETE`): it will not be completed.
+    pub async fn cancel(self) {
+        self.tx.repo.cancel_upload(&self.session).await;
+    }
 }
 
 impl Repo<'_> {
@@ -72,13 +163,15 @@ impl Repo<'_> {
         progress: Option<String>,
     ) -> Result<UploadOutcome, RegistryError> {
         let up = Upload {
-            repo: self,
+            tx: Sender {
+                repo: self,
+                progress,
+                c: self.ctx("uploading blob", digest),
+                budget: self.client().retry_budget(),
+            },
             digest,
             size,
             path,
-            progress,
-            c: self.ctx("uploading blob", digest),
-            budget: self.client().retry_budget(),
         };
         let mut mode = mode;
         loop {
@@ -87,10 +180,10 @@ impl Repo<'_> {
                 // Opening the session shares the upload's retry budget: a
                 // 503 or a transient BLOB_UPLOAD_UNKNOWN here is one more
                 // attempt, not the end of the upload.
-                None => match self.open_upload(&up.c, &up.budget).await {
+                None => match self.open_upload(&up.tx.c, &up.tx.budget).await {
                     Ok(s) => s,
                     Err(e) if e.is_temporary() => {
-                        if !self.retry_after_failure(&up.budget, &e).await {
+                        if !self.retry_after_failure(&up.tx.budget, &e).await {
                             return Err(e);
                         }
                         continue;
@@ -114,7 +207,7 @@ impl Repo<'_> {
                     &format!("{e}; falling back to a chunked upload"),
                 );
                 mode = UploadMode::Chunked(self.host().chunk_size());
-            } else if !e.is_temporary() || !self.retry_after_failure(&up.budget, &e).await {
+            } else if !e.is_temporary() || !self.retry_after_failure(&up.tx.budget, &e).await {
                 return Err(e);
             }
         }
@@ -146,7 +239,7 @@ impl Repo<'_> {
     }
 }
 
-impl Upload<'_> {
+impl Sender<'_> {
     /// A request on the session (not retried by itself: the upload resumes
     /// or restarts instead).
     fn on_session(&self, method: Method, location: &Url) -> Request {
@@ -165,82 +258,106 @@ impl Upload<'_> {
     }
 
     /// `PUT <Location>&digest=`, with `body` when there is one.
-    async fn finish(&self, req: Request) -> Result<(), RegistryError> {
+    async fn finish(&self, req: Request, digest: &Digest) -> Result<(), RegistryError> {
         let resp = self.send(req).await?;
         if resp.status != StatusCode::CREATED && resp.status != StatusCode::NO_CONTENT {
             return Err(resp.into_error(self.c.clone()).await);
         }
-        check_digest_header(&resp, self.digest, &self.c)
+        check_digest_header(&resp, digest, &self.c)
     }
 
-    async fn monolithic(&self, s: &UploadSession) -> Result<(), RegistryError> {
-        let req = digest_put(&s.location, self.repo.repository(), self.digest)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(file_body(self.path, 0, self.size))
-            .progress(self.progress.clone());
-        self.finish(req).await
-    }
-
-    async fn streamed(&self, s: &mut UploadSession) -> Result<(), RegistryError> {
+    /// `PATCH` of `len` bytes from `body`, bytes `offset..` of the blob, on
+    /// the session: how many bytes the session holds after it (as its
+    /// `Range` says; without one, all sent so far).
+    async fn patch(
+        &self,
+        s: &mut UploadSession,
+        offset: u64,
+        len: u64,
+        body: Body,
+    ) -> Result<u64, RegistryError> {
+        let end = offset + len - 1;
         let req = self
             .on_session(Method::PATCH, &s.location)
-            .body(file_body(self.path, 0, self.size));
+            .header(CONTENT_RANGE, &format!("{offset}-{end}"))
+            .body(body);
         let resp = self.send(req).await?;
         if resp.status != StatusCode::ACCEPTED && resp.status != StatusCode::NO_CONTENT {
             return Err(resp.into_error(self.c.clone()).await);
         }
+        if let Some(Ok(u)) = resp.location() {
+            s.location = u;
+        }
+        Ok(match resp.header(RANGE.as_str()) {
+            Some(_) => received_from(&resp, Some(end)).unwrap_or(end + 1),
+            None => end + 1,
+        })
+    }
+}
+
+impl Upload<'_> {
+    async fn monolithic(&self, s: &UploadSession) -> Result<(), RegistryError> {
+        let req = digest_put(&s.location, self.tx.repo.repository(), self.digest)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(file_body(self.path, 0, self.size))
+            .progress(self.tx.progress.clone());
+        self.tx.finish(req, self.digest).await
+    }
+
+    async fn streamed(&self, s: &mut UploadSession) -> Result<(), RegistryError> {
+        let req = self
+            .tx
+            .on_session(Method::PATCH, &s.location)
+            .body(file_body(self.path, 0, self.size));
+        let resp = self.tx.send(req).await?;
+        if resp.status != StatusCode::ACCEPTED && resp.status != StatusCode::NO_CONTENT {
+            return Err(resp.into_error(self.tx.c.clone()).await);
+        }
         match resp.location() {
             Some(Ok(u)) => s.location = u,
-            Some(Err(e)) => return Err(protocol(&self.c, e)),
+            Some(Err(e)) => return Err(protocol(&self.tx.c, e)),
             None => {}
         }
         // Free the PATCH's request slot before the PUT waits for one: holding
         // it deadlocks as soon as `jobs_per_registry` uploads are in flight.
         drop(resp);
-        self.finish(digest_put(&s.location, self.repo.repository(), self.digest))
+        self.tx
+            .finish(
+                digest_put(&s.location, self.tx.repo.repository(), self.digest),
+                self.digest,
+            )
             .await
     }
 
     async fn chunked(&self, s: &mut UploadSession, chunk: u64) -> Result<(), RegistryError> {
-        let (registry, size) = (self.repo.registry(), self.size);
+        let (registry, size) = (self.tx.repo.registry(), self.size);
         let min = s.chunk_min.unwrap_or(1).max(1);
         let mut chunk = chunk.max(min);
         let mut offset = 0u64;
         while offset < size {
             let len = chunk.min(size - offset);
             let end = offset + len - 1;
-            let req = self
-                .on_session(Method::PATCH, &s.location)
-                .header(CONTENT_RANGE, &format!("{offset}-{end}"))
-                .body(file_body(self.path, offset, len));
-            let outcome = match self.send(req).await {
-                Ok(resp)
-                    if resp.status == StatusCode::ACCEPTED
-                        || resp.status == StatusCode::NO_CONTENT =>
-                {
-                    if let Some(Ok(u)) = resp.location() {
-                        s.location = u;
+            let outcome = match self
+                .tx
+                .patch(s, offset, len, file_body(self.path, offset, len))
+                .await
+            {
+                Ok(held) if held != end + 1 => {
+                    // The registry holds a different amount: resume from it.
+                    if self.tx.budget.spend().is_none() {
+                        return Err(protocol(
+                            &self.tx.c,
+                            format!("the registry keeps answering Range 0-{} after chunk {offset}-{end}", held.saturating_sub(1)),
+                        ));
                     }
-                    let held = match resp.header(RANGE.as_str()) {
-                        Some(_) => received_from(&resp, Some(end)).unwrap_or(end + 1),
-                        None => end + 1,
-                    };
-                    if held != end + 1 {
-                        // The registry holds a different amount: resume from it.
-                        if self.budget.spend().is_none() {
-                            return Err(protocol(
-                                &self.c,
-                                format!("the registry keeps answering Range 0-{} after chunk {offset}-{end}", held.saturating_sub(1)),
-                            ));
-                        }
-                        offset = held.min(size);
-                        continue;
-                    }
+                    offset = held.min(size);
+                    continue;
+                }
+                Ok(_) => {
                     offset = end + 1;
-                    self.budget.progressed();
+                    self.tx.budget.progressed();
                     Ok(())
                 }
-                Ok(resp) => Err(resp.into_error(self.c.clone()).await),
                 Err(e) => Err(e),
             };
             if let Err(e) = outcome {
@@ -248,7 +365,7 @@ impl Upload<'_> {
                     // A PATCH over the registry's cap (GHCR: 4 MiB) answers
                     // 416: send smaller chunks from now on.
                     chunk = (len / 2).max(min).max(MIN_HALVED_CHUNK);
-                    self.repo.client().reporter().log(
+                    self.tx.repo.client().reporter().log(
                         Level::Debug,
                         &format!(
                             "{registry}: a {len}-byte chunk was refused (416); chunks of {chunk} bytes from now on"
@@ -257,19 +374,24 @@ impl Upload<'_> {
                 }
                 let resumable = e.status() == Some(416)
                     || (e.is_temporary() && !e.has_code("BLOB_UPLOAD_UNKNOWN"));
-                if !resumable || !self.repo.retry_after_failure(&self.budget, &e).await {
+                if !resumable || !self.tx.repo.retry_after_failure(&self.tx.budget, &e).await {
                     return Err(e);
                 }
                 // 416 or a lost chunk: ask the session where it stands.
                 let (held, next) = self
+                    .tx
                     .repo
-                    .upload_status(&s.location, &self.c, &self.budget)
+                    .upload_status(&s.location, &self.tx.c, &self.tx.budget)
                     .await?;
                 s.location = next;
                 offset = held.min(size);
             }
         }
-        self.finish(digest_put(&s.location, self.repo.repository(), self.digest))
+        self.tx
+            .finish(
+                digest_put(&s.location, self.tx.repo.repository(), self.digest),
+                self.digest,
+            )
             .await
     }
 }

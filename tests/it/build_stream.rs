@@ -1,0 +1,260 @@
+//! `boxwright build --push` streaming each layer to every registry as it is
+//! compressed: one upload session per registry and layer, `PATCH`es with
+//! `Content-Range` of at most 4 MiB, the digest on the final `PUT`; a
+//! session that fails falls back to uploading the finished file; a layer
+//! from the layer cache is not streamed. Every test states the figure it
+//! checks, from what the proxies logged.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::common::{assert_ok, run, Run};
+use crate::pair::{blob_upload_bytes, uploads_by_digest, Pair};
+use crate::push::{assert_served, read_layout, write_recipe};
+use crate::support::{tempdir, Fault, Injected, LogEntry, GHCR_PATCH_CAP};
+
+/// `build --push --json -o layout recipe --to A/acme/app:1.0 --to B/acme/app:1.0`,
+/// with `extra` flags.
+fn build_push(pair: &Pair, recipe: &Path, layout: &Path, extra: &[&str]) -> Run {
+    let mut cmd = pair.cmd();
+    cmd.args(["build", "--push", "--json", "-o"])
+        .arg(layout)
+        .arg(recipe);
+    for p in pair.proxies() {
+        cmd.args(["--to", &format!("{}/acme/app:1.0", p.host())]);
+    }
+    run(cmd.args(extra))
+}
+
+/// The blobs of the layout (digest -> size) and the digest of the layer
+/// named `name` in the `build --push --json` report.
+fn layer_digest(doc: &serde_json::Value, name: &str) -> String {
+    let layers = doc["build"]["images"][0]["layers"].as_array().unwrap();
+    let l = layers.iter().find(|l| l["source"] == name);
+    l.and_then(|l| l["digest"].as_str())
+        .unwrap_or_else(|| panic!("no layer {name}: {doc:#}"))
+        .to_string()
+}
+
+/// The `PATCH`es of the upload session whose `PUT` named `digest` (a
+/// session keeps its path across requests), and that `PUT`.
+fn session_of<'a>(log: &'a [LogEntry], digest: &str) -> (Vec<&'a LogEntry>, &'a LogEntry) {
+    let put = log
+        .iter()
+        .find(|e| {
+            e.method == "PUT"
+                && e.status == Some(201)
+                && e.path.contains("/blobs/uploads/")
+                && e.query_param("digest").as_deref() == Some(digest)
+        })
+        .unwrap_or_else(|| panic!("no PUT of {digest}: {log:#?}"));
+    let patches = log
+        .iter()
+        .filter(|e| e.method == "PATCH" && e.path == put.path)
+        .collect();
+    (patches, put)
+}
+
+/// Every blob of the layout is stored once on each registry, and each
+/// registry received each blob's bytes exactly once.
+fn assert_once_per_registry(pair: &Pair, blobs: &BTreeMap<String, u64>) {
+    let total: u64 = blobs.values().sum();
+    for (p, reg) in [(&pair.a, &pair.reg_a), (&pair.b, &pair.reg_b)] {
+        let stored = reg.stored_blobs();
+        for d in blobs.keys() {
+            assert!(stored.contains(d), "{d} missing on {}", p.host());
+        }
+        let log = p.log();
+        let once: BTreeMap<String, usize> = blobs.keys().map(|d| (d.clone(), 1)).collect();
+        assert_eq!(uploads_by_digest(&log), once, "{}", p.host());
+        assert_eq!(blob_upload_bytes(&log), total, "{}", p.host());
+    }
+}
+
+#[test]
+fn build_push_streams_layers_in_chunks_once_per_registry() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    // A 10 MiB layer (noise: as big compressed) and a small one.
+    let recipe = write_recipe(dir.path(), &[10 << 20, 300_000], 21, "");
+    let layout = dir.path().join("out");
+    let r = build_push(&pair, &recipe, &layout, &["--jobs", "1"]);
+    assert_ok(&r);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let (digest, _, blobs) = read_layout(&layout);
+    let (big, small) = (layer_digest(&doc, "l0"), layer_digest(&doc, "l1"));
+    let big_done = std::fs::metadata(layout.join("blobs/sha256").join(&big[7..]))
+        .and_then(|m| m.modified())
+        .unwrap();
+    for p in pair.proxies() {
+        let log = p.log();
+        // Figure: each layer went as PATCHes with Content-Range on one
+        // session, consecutive, of at most 4 MiB, adding up to the blob,
+        // then a PUT with the digest and no body.
+        for layer in [&big, &small] {
+            let (patches, put) = session_of(&log, layer);
+            assert_eq!(put.body_bytes, 0, "{put:#?}");
+            let mut next = 0u64;
+            for e in &patches {
+                assert_eq!(e.status, Some(202), "{e:#?}");
+                let end = next + e.body_bytes - 1;
+                assert_eq!(e.content_range.as_deref(), Some(&*format!("{next}-{end}")));
+                assert!(e.body_bytes <= 4 << 20, "{e:#?}");
+                next = end + 1;
+            }
+            assert_eq!(next, blobs[layer.as_str()], "{layer} on {}", p.host());
+        }
+        let (patches, _) = session_of(&log, &big);
+        assert_eq!(patches.len(), 3, "{patches:#?}");
+        // Figure: the big layer's first chunk reached the registry before
+        // the layer was finished: it was sent while being compressed.
+        assert!(
+            patches[0].arrived_at < big_done,
+            "the first PATCH of {big} on {} came after the layer was written",
+            p.host()
+        );
+    }
+    // Figure: every blob is stored once per registry, its bytes sent once.
+    assert_once_per_registry(&pair, &blobs);
+    assert_served(&pair, &["1.0"], &digest);
+    for t in doc["push"]["targets"].as_array().unwrap() {
+        assert_eq!(t["blobs_uploaded"], 3, "{t:#}");
+    }
+
+    // Figure: built again with the same layer cache, the layers are cache
+    // hits: not streamed, found by HEAD, no blob byte sent again.
+    pair.reset();
+    let r = build_push(&pair, &recipe, &dir.path().join("again"), &[]);
+    assert_ok(&r);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let layers = doc["build"]["images"][0]["layers"].as_array().unwrap();
+    assert!(layers.iter().all(|l| l["cached"] == true), "{doc:#}");
+    for p in pair.proxies() {
+        let log = p.log();
+        assert_eq!(p.count("PATCH"), 0, "{log:#?}");
+        assert_eq!(blob_upload_bytes(&log), 0, "{log:#?}");
+        for layer in [&big, &small] {
+            assert!(
+                log.iter()
+                    .any(|e| e.method == "HEAD" && e.path.ends_with(layer.as_str())),
+                "no HEAD of {layer}: {log:#?}"
+            );
+        }
+    }
+    assert_served(&pair, &["1.0"], &digest);
+}
+
+#[test]
+fn build_push_falls_back_to_the_file_when_a_stream_fails() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), &[10 << 20, 300_000], 22, "");
+    let layout = dir.path().join("out");
+    // A answers 500 to a chunk after the first; B drops the connection.
+    pair.a.fail_next_chunk(1, Fault::InternalError);
+    pair.b.fail_next_chunk(1, Fault::DropConnection);
+    let r = build_push(&pair, &recipe, &layout, &["--jobs", "1"]);
+    assert_ok(&r);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let (digest, _, blobs) = read_layout(&layout);
+    let big = layer_digest(&doc, "l0");
+    let expected = [
+        (&pair.a, &pair.reg_a, Injected::Fault(Fault::InternalError)),
+        (&pair.b, &pair.reg_b, Injected::Fault(Fault::DropConnection)),
+    ];
+    for (p, reg, fault) in expected {
+        let log = p.log();
+        // Figure: the fault hit a PATCH of the streamed session, which was
+        // then cancelled; the big layer was uploaded once, from its file.
+        let hit = log
+            .iter()
+            .find(|e| e.injected == Some(fault))
+            .unwrap_or_else(|| panic!("no {fault:?} on {}: {log:#?}", p.host()));
+        assert_eq!(hit.method, "PATCH");
+        assert!(
+            log.iter()
+                .any(|e| e.method == "DELETE" && e.path == hit.path),
+            "the failed session was not cancelled on {}: {log:#?}",
+            p.host()
+        );
+        assert_eq!(uploads_by_digest(&log)[&big], 1, "{log:#?}");
+        let (patches, _) = session_of(&log, &big);
+        assert!(patches.is_empty(), "{patches:#?}");
+        // Figure: the registry holds every blob, checked by its digest.
+        let stored = reg.stored_blobs();
+        for d in blobs.keys() {
+            assert!(stored.contains(d), "{d} missing on {}", p.host());
+        }
+    }
+    assert_served(&pair, &["1.0"], &digest);
+}
+
+#[test]
+fn build_push_streams_within_a_4mib_patch_cap() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), &[9 << 20, 100_000], 23, "");
+    for p in pair.proxies() {
+        p.configure(|c| c.patch_cap = Some(GHCR_PATCH_CAP));
+    }
+    let layout = dir.path().join("out");
+    let r = build_push(&pair, &recipe, &layout, &["--no-cache"]);
+    assert_ok(&r);
+    let (digest, _, blobs) = read_layout(&layout);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let big = layer_digest(&doc, "l0");
+    for p in pair.proxies() {
+        let log = p.log();
+        // Figure: no PATCH over the cap, none refused, and the big layer
+        // streamed in 3 chunks.
+        assert_eq!(p.injected_count(Injected::PatchTooLarge), 0, "{log:#?}");
+        assert!(log
+            .iter()
+            .filter(|e| e.method == "PATCH")
+            .all(|e| e.body_bytes <= GHCR_PATCH_CAP));
+        assert_eq!(session_of(&log, &big).0.len(), 3);
+    }
+    assert_once_per_registry(&pair, &blobs);
+    assert_served(&pair, &["1.0"], &digest);
+}
+
+#[test]
+fn build_push_stream_refused_over_the_cap_falls_back_to_halved_chunks() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), &[9 << 20, 100_000], 24, "");
+    for p in pair.proxies() {
+        p.configure(|c| c.patch_cap = Some(GHCR_PATCH_CAP));
+    }
+    let layout = dir.path().join("out");
+    let r = build_push(&pair, &recipe, &layout, &["--chunk-size", "8MiB"]);
+    assert_ok(&r);
+    let (digest, _, _) = read_layout(&layout);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let big = layer_digest(&doc, "l0");
+    // Figure: chunks asked over the cap are refused (416) on the stream,
+    // and the layer then goes from its file in halved chunks: every
+    // accepted PATCH within the cap, the layer stored once, the image whole
+    // on both registries.
+    for p in pair.proxies() {
+        let log = p.log();
+        // Once on the stream, whose session is then cancelled, once on the
+        // upload from the file, which halves its chunks.
+        assert_eq!(p.injected_count(Injected::PatchTooLarge), 2, "{log:#?}");
+        let refused = log
+            .iter()
+            .find(|e| e.injected == Some(Injected::PatchTooLarge))
+            .unwrap();
+        assert!(
+            log.iter()
+                .any(|e| e.method == "DELETE" && e.path == refused.path),
+            "{log:#?}"
+        );
+        assert!(log
+            .iter()
+            .filter(|e| e.method == "PATCH" && e.status == Some(202))
+            .all(|e| e.body_bytes <= GHCR_PATCH_CAP));
+        assert_eq!(uploads_by_digest(&log)[&big], 1, "{log:#?}");
+    }
+    assert_served(&pair, &["1.0"], &digest);
+}
