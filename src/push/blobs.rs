@@ -20,6 +20,7 @@ use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
 use crate::registry::blobs::{MountResult, StreamUpload, UploadMode, UploadSession};
+use crate::registry::client::OnceBody;
 use crate::registry::{Client, Repo};
 
 /// How many mount sources are asked before uploading.
@@ -301,7 +302,15 @@ impl BlobPusher<'_> {
             .patch_cap
             .map_or(asked, |cap| asked.min(cap))
             .max(up.chunk_min().unwrap_or(1)) as usize;
-        let outcome = match feed(&mut up, chunk, rx).await {
+        // Chunks only where the registry caps them, or when asked: each
+        // chunk costs the registry the saving of its hash state.
+        let whole = host.patch_cap.is_none() && !matches!(self.mode, UploadMode::Chunked(_));
+        let fed = if whole {
+            feed_whole(&mut up, rx).await
+        } else {
+            feed(&mut up, chunk, rx).await
+        };
+        let outcome = match fed {
             Ok(desc) if up.sent() == desc.size => match up.finish(&desc.digest).await {
                 Ok(()) => Ok(desc),
                 Err(e) => Err(e.to_string()),
@@ -445,6 +454,40 @@ async fn feed(
             None => return Err("the build stopped before the layer was complete".into()),
         }
     }
+}
+
+/// Send the bytes received on `rx` as one `PATCH` of the whole stream,
+/// made as they come; the descriptor of the [`Piece::End`] that ends them.
+async fn feed_whole(
+    up: &mut StreamUpload<'_>,
+    rx: mpsc::Receiver<Piece>,
+) -> Result<Descriptor, String> {
+    let end: Arc<Mutex<Option<Descriptor>>> = Arc::default();
+    let slot = end.clone();
+    let stream = futures_util::stream::unfold(Some(rx), move |rx| {
+        let slot = slot.clone();
+        async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(Piece::Bytes(b)) => Some((Ok(b), Some(rx))),
+                Some(Piece::End(d)) => {
+                    *slot.lock().expect("no panics under the lock") = Some(*d);
+                    None
+                }
+                None => Some((
+                    Err(std::io::Error::other(
+                        "the build stopped before the layer was complete",
+                    )),
+                    None,
+                )),
+            }
+        }
+    });
+    up.send_all(OnceBody::new(Box::pin(stream)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let desc = end.lock().expect("no panics under the lock").take();
+    desc.ok_or_else(|| "the registry answered before the layer was complete".to_string())
 }
 
 enum Mount {

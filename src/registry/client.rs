@@ -29,7 +29,8 @@ use crate::error::bad_input;
 use crate::progress::{self, Level, SharedReporter};
 
 pub use super::transport::{
-    Body, Request, RequestEvent, RequestObserver, Response, RetryBudget, RetryPolicy, StatsSnapshot,
+    Body, OnceBody, Request, RequestEvent, RequestObserver, Response, RetryBudget, RetryPolicy,
+    StatsSnapshot,
 };
 
 /// Default number of requests in flight per registry.

@@ -1,9 +1,10 @@
 //! `boxwright build --push` streaming each layer to every registry as it is
-//! compressed: one upload session per registry and layer, `PATCH`es with
-//! `Content-Range` of at most 4 MiB, the digest on the final `PUT`; a
-//! session that fails falls back to uploading the finished file; a layer
-//! from the layer cache is not streamed. Every test states the figure it
-//! checks, from what the proxies logged.
+//! compressed: one upload session per registry and layer, one `PATCH` of
+//! the whole stream where the registry takes any size (`PATCH`es with
+//! `Content-Range` of at most the chunk size under a cap), the digest on
+//! the final `PUT`; a session that fails falls back to uploading the
+//! finished file; a layer from the layer cache is not streamed. Every test
+//! states the figure it checks, from what the proxies logged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -72,7 +73,7 @@ fn assert_once_per_registry(pair: &Pair, blobs: &BTreeMap<String, u64>) {
 }
 
 #[test]
-fn build_push_streams_layers_in_chunks_once_per_registry() {
+fn build_push_streams_each_layer_once_per_registry_while_compressing() {
     let pair = Pair::start();
     let dir = tempdir();
     // A 30 MiB layer (noise: as big compressed), over three times what a
@@ -89,25 +90,18 @@ fn build_push_streams_layers_in_chunks_once_per_registry() {
         .unwrap();
     for p in pair.proxies() {
         let log = p.log();
-        // Figure: each layer went as PATCHes with Content-Range on one
-        // session, consecutive, of at most 4 MiB, adding up to the blob,
-        // then a PUT with the digest and no body.
+        // Figure: a registry with no chunk cap gets each layer as one
+        // PATCH of the whole stream (no Content-Range: its length was not
+        // known when it started), then a PUT with the digest and no body.
         for layer in [&big, &small] {
             let (patches, put) = session_of(&log, layer);
             assert_eq!(put.body_bytes, 0, "{put:#?}");
-            let mut next = 0u64;
-            for e in &patches {
-                assert_eq!(e.status, Some(202), "{e:#?}");
-                let end = next + e.body_bytes - 1;
-                assert_eq!(e.content_range.as_deref(), Some(&*format!("{next}-{end}")));
-                assert!(e.body_bytes <= 4 << 20, "{e:#?}");
-                next = end + 1;
-            }
-            assert_eq!(next, blobs[layer.as_str()], "{layer} on {}", p.host());
+            assert_eq!(patches.len(), 1, "{patches:#?}");
+            assert_eq!(patches[0].status, Some(202), "{:#?}", patches[0]);
+            assert_eq!(patches[0].content_range, None, "{:#?}", patches[0]);
+            assert_eq!(patches[0].body_bytes, blobs[layer.as_str()], "{layer}");
         }
         let (patches, _) = session_of(&log, &big);
-        let chunks = blobs[big.as_str()].div_ceil(4 << 20);
-        assert_eq!(patches.len() as u64, chunks, "{patches:#?}");
         // Figure: the big layer's first chunk reached the registry before
         // the layer was finished: it was sent while being compressed. Not a
         // race: the compressor cannot get more than the stream's buffer
@@ -154,9 +148,9 @@ fn build_push_falls_back_to_the_file_when_a_stream_fails() {
     let dir = tempdir();
     let recipe = write_recipe(dir.path(), &[10 << 20, 300_000], 22, "");
     let layout = dir.path().join("out");
-    // A answers 500 to a chunk after the first; B drops the connection.
-    pair.a.fail_next_chunk(1, Fault::InternalError);
-    pair.b.fail_next_chunk(1, Fault::DropConnection);
+    // A answers 500 to the first layer's stream; B drops its connection.
+    pair.a.fail_next("PATCH", Fault::InternalError);
+    pair.b.fail_next("PATCH", Fault::DropConnection);
     let r = build_push(&pair, &recipe, &layout, &["--jobs", "1"]);
     assert_ok(&r);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -202,7 +196,14 @@ fn build_push_streams_within_a_4mib_patch_cap() {
         p.configure(|c| c.patch_cap = Some(GHCR_PATCH_CAP));
     }
     let layout = dir.path().join("out");
-    let r = build_push(&pair, &recipe, &layout, &["--no-cache"]);
+    // A registry with GHCR's cap that is not named ghcr.io: the cap is
+    // given as the chunk size, as a user would.
+    let r = build_push(
+        &pair,
+        &recipe,
+        &layout,
+        &["--no-cache", "--chunk-size", "4MiB"],
+    );
     assert_ok(&r);
     let (digest, _, blobs) = read_layout(&layout);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -210,13 +211,21 @@ fn build_push_streams_within_a_4mib_patch_cap() {
     for p in pair.proxies() {
         let log = p.log();
         // Figure: no PATCH over the cap, none refused, and the big layer
-        // streamed in 3 chunks.
+        // streamed in 3 consecutive chunks with Content-Range.
         assert_eq!(p.injected_count(Injected::PatchTooLarge), 0, "{log:#?}");
         assert!(log
             .iter()
             .filter(|e| e.method == "PATCH")
             .all(|e| e.body_bytes <= GHCR_PATCH_CAP));
-        assert_eq!(session_of(&log, &big).0.len(), 3);
+        let (patches, _) = session_of(&log, &big);
+        assert_eq!(patches.len(), 3, "{patches:#?}");
+        let mut next = 0u64;
+        for e in &patches {
+            let end = next + e.body_bytes - 1;
+            assert_eq!(e.content_range.as_deref(), Some(&*format!("{next}-{end}")));
+            next = end + 1;
+        }
+        assert_eq!(next, blobs[big.as_str()]);
     }
     assert_once_per_registry(&pair, &blobs);
     assert_served(&pair, &["1.0"], &digest);

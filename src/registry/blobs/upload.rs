@@ -19,7 +19,10 @@ use super::{
 };
 use crate::oci::Digest;
 use crate::progress::Level;
-use crate::registry::client::{Body, Request, Response};
+use crate::registry::client::{Body, OnceBody, Request, Response};
+
+/// The deadline of a streamed `PATCH` is that of a blob of this size.
+const MAX_STREAMED: u64 = 1 << 40;
 use crate::registry::error::{ErrorContext, RegistryError};
 use crate::registry::headers::parse_range;
 use crate::registry::repo::Repo;
@@ -67,7 +70,8 @@ struct Upload<'a> {
 }
 
 /// An upload whose bytes come as they are produced, on one session, in
-/// `PATCH`es with `Content-Range`; its digest is given by the final `PUT`.
+/// `PATCH`es with `Content-Range` (or one `PATCH` of the whole stream where
+/// a registry takes any size); its digest is given by the final `PUT`.
 /// Nothing is retried: the bytes are not kept, so a failure is for the
 /// caller to handle (with [`Repo::upload_blob`] from the finished file).
 pub struct StreamUpload<'a> {
@@ -128,6 +132,33 @@ impl StreamUpload<'_> {
                 ),
             ));
         }
+        self.sent = held;
+        Ok(())
+    }
+
+    /// `PATCH` every byte of `body`, in one request of a length not known
+    /// in advance (the spec's streamed upload), as they are made.
+    pub async fn send_all(&mut self, body: OnceBody) -> Result<(), RegistryError> {
+        // The length is not known: the deadline is that of the largest blob
+        // a registry takes, and a stalled producer ends the body instead.
+        let req = self
+            .tx
+            .on_session(Method::PATCH, &self.session.location)
+            .transfer(MAX_STREAMED)
+            .body(Body::Once(body));
+        let resp = self.tx.send(req).await?;
+        if resp.status != StatusCode::ACCEPTED && resp.status != StatusCode::NO_CONTENT {
+            return Err(resp.into_error(self.tx.c.clone()).await);
+        }
+        if let Some(Ok(u)) = resp.location() {
+            self.session.location = u;
+        }
+        let held = received_from(&resp, None).ok_or_else(|| {
+            protocol(
+                &self.tx.c,
+                "the registry did not say (Range) how much it stored",
+            )
+        })?;
         self.sent = held;
         Ok(())
     }

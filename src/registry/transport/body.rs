@@ -1,6 +1,7 @@
 //! Request bodies, produced afresh for every attempt: bytes are shared, a
-//! file is reopened at its offset. No body is ever a consumed stream, so
-//! any attempt can be repeated; sent bytes are counted and advance the
+//! file is reopened at its offset, so any attempt can be repeated; the one
+//! exception is [`Body::Once`], a blob streamed as it is made, which only
+//! its first attempt can send. Sent bytes are counted and advance the
 //! request's progress bar as they go.
 
 use std::sync::Arc;
@@ -40,23 +41,39 @@ impl Client {
                     .await
                     .map_err(io)?;
                 let reader = f.take(*len);
-                let host = host.clone();
-                let reporter = self.reporter.clone();
-                let progress = progress.clone();
-                let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).map(
-                    move |chunk| {
-                        if let Ok(c) = &chunk {
-                            let n = c.len() as u64;
-                            host.stats.count_sent(n);
-                            if let Some(id) = &progress {
-                                reporter.advance(id, n);
-                            }
-                        }
-                        chunk
-                    },
-                );
-                Ok(Some(reqwest::Body::wrap_stream(stream)))
+                let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
+                Ok(Some(self.counted(host, progress, stream)))
+            }
+            Body::Once(once) => {
+                let stream = once.take().ok_or_else(|| {
+                    RegistryError::new(
+                        ctx.clone(),
+                        ErrorKind::Io("a streamed body cannot be sent a second time".into()),
+                    )
+                })?;
+                Ok(Some(self.counted(host, progress, stream)))
             }
         }
+    }
+
+    /// A streamed body whose bytes are counted and advance `progress` as
+    /// they are sent.
+    fn counted(
+        &self,
+        host: &Arc<RegistryState>,
+        progress: &Option<String>,
+        stream: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> reqwest::Body {
+        let (host, reporter, progress) = (host.clone(), self.reporter.clone(), progress.clone());
+        reqwest::Body::wrap_stream(stream.map(move |chunk| {
+            if let Ok(c) = &chunk {
+                let n = c.len() as u64;
+                host.stats.count_sent(n);
+                if let Some(id) = &progress {
+                    reporter.advance(id, n);
+                }
+            }
+            chunk
+        }))
     }
 }

@@ -32,7 +32,7 @@ use reqwest::Url;
 use tokio::sync::OnceCell;
 
 pub use observer::{RequestEvent, RequestObserver, Stats, StatsSnapshot};
-pub use request::{Body, Request, Response};
+pub use request::{Body, OnceBody, Request, Response};
 pub use retry::{RetryBudget, RetryPolicy};
 
 use crate::registry::credentials::Credential;

@@ -1,16 +1,19 @@
 //! A request as data, and its answer.
 //!
 //! A [`Request`] says everything about one logical request (method, URL,
-//! headers, a [`Body`] that can be produced again for every attempt, the
+//! headers, a [`Body`] that can be produced again for every attempt (or,
+//! for a blob streamed as it is made, only once), the
 //! token scopes it needs, whether it may be retried by itself, and which
 //! progress bar its bytes advance); [`Client::send`](crate::registry::Client::send)
 //! turns it into attempts. A [`Response`] holds the registry's request slot
 //! until dropped.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use reqwest::header::{HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
@@ -33,6 +36,31 @@ pub enum Body {
         offset: u64,
         len: u64,
     },
+    /// Bytes handed over as they are made, of a length not known yet: sent
+    /// without `Content-Length` by the first attempt only; a second attempt
+    /// fails, and the caller falls back to a body it can produce again.
+    Once(OnceBody),
+}
+
+/// See [`Body::Once`].
+#[derive(Clone)]
+pub struct OnceBody(Arc<Mutex<Option<BoxStream<'static, std::io::Result<Bytes>>>>>);
+
+impl OnceBody {
+    pub fn new(s: BoxStream<'static, std::io::Result<Bytes>>) -> OnceBody {
+        OnceBody(Arc::new(Mutex::new(Some(s))))
+    }
+
+    /// The stream, to the first caller only.
+    pub(super) fn take(&self) -> Option<BoxStream<'static, std::io::Result<Bytes>>> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl std::fmt::Debug for OnceBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnceBody")
+    }
 }
 
 impl Body {
@@ -41,6 +69,7 @@ impl Body {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,
+            Body::Once(_) => 0,
         }
     }
     pub fn is_empty(&self) -> bool {

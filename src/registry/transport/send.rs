@@ -13,7 +13,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
 use reqwest::{Method, StatusCode, Url};
 
 use super::observer::RequestEvent;
-use super::request::{Request, Response};
+use super::request::{Body, Request, Response};
 use super::retry::{parse_retry_after, RetryBudget};
 use super::{redirect, RegistryState};
 use crate::registry::client::Client;
@@ -115,7 +115,10 @@ impl Client {
         let body = self
             .attempt_body(host, &req.body, &req.progress, ctx)
             .await?;
-        if body.is_some() || matches!(req.method, Method::PUT | Method::POST | Method::PATCH) {
+        let known_length = !matches!(req.body, Body::Once(_));
+        if known_length
+            && (body.is_some() || matches!(req.method, Method::PUT | Method::POST | Method::PATCH))
+        {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(req.body.len()));
         }
         let mut rb = self
