@@ -21,6 +21,7 @@
 # remembered from earlier runs (or other work) changes what is measured.
 #
 # Usage: benches/push.sh        Env: RUNS=3 SIZES_MB="120 80 40 10" BOXWRIGHT_BIN=
+#   CORPUS=DIR: also build --push vs build alone for one layer of that tree
 # Needs: docker-registry, skopeo, curl, python3 (Debian packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -195,3 +196,36 @@ printf '  push to a new repository, blobs remembered     %6.2f s   sent %.1f MB 
   "$mt" "$(mb "${mem_sent[0]}")" "${mem_mounted[0]}"
 printf '  push to a new repository, nothing remembered   %6.2f s   sent %.1f MB of blobs\n' "$ft" "$(mb "${fresh_sent[0]}")"
 [ "${mem_sent[0]}" -eq 0 ] || { echo "a push with the blobs remembered sent ${mem_sent[0]} bytes" >&2; exit 1; }
+
+# With CORPUS=DIR (a directory tree, e.g. the corpus of benches/layer.sh):
+# the same build alone against build --push to two registries, for one
+# layer of that tree (compressible data, where compression dominates).
+if [ -n "${CORPUS:-}" ]; then
+  corpus=$(cd "$CORPUS" && pwd)
+  printf '[image]\nname = "corpus"\n[[layer]]\nname = "corpus"\n[[layer.entry]]\nsrc = "%s"\ndest = "/opt/corpus"\n' \
+    "$(basename "$corpus")" > "$work/corpus.toml"
+  tar cf - -C "$corpus" . > /dev/null  # warm the page cache
+  cb_times=() cp_times=()
+  for run in $(seq "$runs"); do
+    t0=$(now)
+    "$bin" --quiet build --context "$(dirname "$corpus")" -o "$work/corpus-$run" "$work/corpus.toml" \
+      --cache-dir "$work/cache-corpus-alone-$run" > /dev/null
+    t1=$(now)
+    cb_times+=("$(echo "$t1 - $t0" | bc -l)")
+    rm -rf "$work/corpus-$run" "$work"/reg-*
+    start_registry "c$run"; a=$host
+    start_registry "d$run"; b=$host
+    t0=$(now)
+    (cd "$work" && "$bin" --quiet build --context "$(dirname "$corpus")" "$work/corpus.toml" --push \
+      --to "$a/bench/corpus:1" --to "$b/bench/corpus:1" --cache-dir "$work/cache-corpus-push-$run" > /dev/null)
+    t1=$(now)
+    cp_times+=("$(echo "$t1 - $t0" | bc -l)")
+    stop_registries
+    printf 'corpus run %d: build %.2f s, build --push %.2f s\n' "$run" "${cb_times[-1]}" "${cp_times[-1]}"
+  done
+  cb=$(printf '%s\n' "${cb_times[@]}" | median)
+  cp=$(printf '%s\n' "${cp_times[@]}" | median)
+  printf '\nmedian of %d runs, one layer of %s:\n' "$runs" "$corpus"
+  printf '  boxwright build -o DIR                         %6.2f s\n' "$cb"
+  printf '  boxwright build --push --to A --to B (no -o)   %6.2f s   ratio %.2f (target <= 1.10)\n' "$cp" "$(echo "$cp / $cb" | bc -l)"
+fi

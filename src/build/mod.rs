@@ -438,7 +438,7 @@ fn build_one(
         let l = write_layer(plan, mtime, opts, pool, writer, on_bytes)?;
         return Ok((l, false));
     };
-    let key = cache.key(plan, mtime, opts.compression)?;
+    let key = cache.key(plan, mtime, opts.compression, pool)?;
     if let Some(l) = cache.get(&key, writer)? {
         on_bytes(plan.content_size());
         opts.reporter.log(
@@ -450,7 +450,7 @@ fn build_one(
     let l = write_layer(plan, mtime, opts, pool, writer, on_bytes)?;
     // An input that changed while the layer was written must not be cached
     // under the key of what it was before.
-    if cache.key(plan, mtime, opts.compression)? != key {
+    if cache.key(plan, mtime, opts.compression, pool)? != key {
         return Ok((l, false));
     }
     if let Err(e) = cache.put(&key, &l, &writer.blob_path(&l.descriptor.digest)) {

@@ -31,7 +31,8 @@ use anyhow::{anyhow, Context, Result};
 use sha2::{Digest as _, Sha256};
 
 use crate::layer::{tar, Compression};
-use crate::recipe::{EntryKind, LayerPlan};
+use crate::recipe::{Entry, EntryKind, LayerPlan};
+use rayon::prelude::*;
 
 /// Files whose ctime is this close to the time they were hashed are hashed
 /// again next time.
@@ -86,12 +87,18 @@ impl Canon {
     }
 }
 
-/// The key of `plan` built with `compression`, every header's time `mtime`.
+/// Entries are keyed in batches of this many, the contents of a batch
+/// hashed in parallel.
+const BATCH: usize = 256;
+
+/// The key of `plan` built with `compression`, every header's time `mtime`;
+/// file contents are hashed on `pool`.
 pub fn layer_key(
     plan: &LayerPlan,
     mtime: u64,
     compression: Compression,
     index: &Mutex<StatIndex>,
+    pool: &rayon::ThreadPool,
 ) -> Result<Key> {
     let mut c = Canon(Sha256::new());
     c.bytes(b"boxwright layer cache 1");
@@ -101,38 +108,41 @@ pub fn layer_key(
     c.num(compression.codec.block_size() as u64);
     c.bytes(compressor_versions().as_bytes());
     c.num(mtime);
-    for e in plan.hashed_entries()? {
-        let e = e?;
-        c.bytes(&e.path);
-        c.num(u64::from(e.mode));
-        c.num(e.uid);
-        c.num(e.gid);
-        c.bytes(e.uname.as_bytes());
-        c.bytes(e.gname.as_bytes());
-        match &e.kind {
-            EntryKind::Dir => c.bytes(b"dir"),
-            EntryKind::File { src, size } => {
-                c.bytes(b"file");
-                c.num(*size);
-                c.bytes(&file_sha256(src, *size, index)?);
-            }
-            EntryKind::Inline(data) => {
-                c.bytes(b"file");
-                c.num(data.len() as u64);
-                c.bytes(&Sha256::digest(data));
-            }
-            EntryKind::Hashed { size, sha256 } => {
-                c.bytes(b"file");
-                c.num(*size);
-                c.bytes(sha256);
-            }
-            EntryKind::Symlink(t) => {
-                c.bytes(b"symlink");
-                c.bytes(t);
-            }
-            EntryKind::Hardlink(t) => {
-                c.bytes(b"hardlink");
-                c.bytes(t);
+    let mut entries = plan.hashed_entries()?;
+    loop {
+        let batch: Vec<Entry> = entries.by_ref().take(BATCH).collect::<Result<_>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        let contents: Vec<Option<(u64, [u8; 32])>> = pool.install(|| {
+            batch
+                .par_iter()
+                .map(|e| content(e, index))
+                .collect::<Result<_>>()
+        })?;
+        for (e, content) in batch.iter().zip(contents) {
+            c.bytes(&e.path);
+            c.num(u64::from(e.mode));
+            c.num(e.uid);
+            c.num(e.gid);
+            c.bytes(e.uname.as_bytes());
+            c.bytes(e.gname.as_bytes());
+            match (&e.kind, content) {
+                (EntryKind::Dir, _) => c.bytes(b"dir"),
+                (EntryKind::Symlink(t), _) => {
+                    c.bytes(b"symlink");
+                    c.bytes(t);
+                }
+                (EntryKind::Hardlink(t), _) => {
+                    c.bytes(b"hardlink");
+                    c.bytes(t);
+                }
+                (_, Some((size, sha256))) => {
+                    c.bytes(b"file");
+                    c.num(size);
+                    c.bytes(&sha256);
+                }
+                (_, None) => return Err(anyhow!("a file entry without content")),
             }
         }
     }
@@ -244,6 +254,16 @@ impl StatIndex {
 
 /// The sha256 of the first `size` bytes of `src` (what the tar writer
 /// writes), from the index when the file is unchanged.
+/// The size and sha256 of a file entry's content (`None` for other kinds).
+fn content(e: &Entry, index: &Mutex<StatIndex>) -> Result<Option<(u64, [u8; 32])>> {
+    Ok(match &e.kind {
+        EntryKind::File { src, size } => Some((*size, file_sha256(src, *size, index)?)),
+        EntryKind::Inline(data) => Some((data.len() as u64, Sha256::digest(data).into())),
+        EntryKind::Hashed { size, sha256 } => Some((*size, *sha256)),
+        EntryKind::Dir | EntryKind::Symlink(_) | EntryKind::Hardlink(_) => None,
+    })
+}
+
 fn file_sha256(src: &Path, size: u64, index: &Mutex<StatIndex>) -> Result<[u8; 32]> {
     let at = SystemTime::now();
     let stat = std::fs::metadata(src).with_context(|| format!("reading {}", src.display()))?;

@@ -98,9 +98,15 @@ impl LayerCache {
         &self.dir
     }
 
-    /// The key of `plan` built with these settings.
-    pub fn key(&self, plan: &LayerPlan, mtime: u64, compression: Compression) -> Result<Key> {
-        key::layer_key(plan, mtime, compression, &self.index)
+    /// The key of `plan` built with these settings, file contents hashed on `pool`.
+    pub fn key(
+        &self,
+        plan: &LayerPlan,
+        mtime: u64,
+        compression: Compression,
+        pool: &rayon::ThreadPool,
+    ) -> Result<Key> {
+        key::layer_key(plan, mtime, compression, &self.index, pool)
     }
 
     fn entry_path(&self, key: &Key) -> PathBuf {
