@@ -12,7 +12,10 @@
 //! size, the compression crates' versions, the tar format version and the
 //! `created` time written into every header.
 //!
-//! Hashing file content is what a nothing-changed rebuild costs, so
+//! Entries are read in order in batches whose file contents are hashed in
+//! parallel on the build's pool, so a cold build's keying is spread over
+//! `--jobs` threads. Hashing file content is what a nothing-changed rebuild
+//! costs, so
 //! [`StatIndex`] remembers each file's sha256 under its
 //! `(dev, inode, size, mtime_ns, ctime_ns)`. A rewrite changes the ctime
 //! (which no `touch -d` can set back), so it is hashed again; a file whose
