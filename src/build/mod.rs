@@ -28,6 +28,7 @@ pub mod cache;
 pub mod check;
 mod config;
 pub mod publish;
+mod stream;
 
 pub(crate) use base::base_config;
 use base::BaseImage;
