@@ -244,10 +244,9 @@ fn base_layout(dir: &Path, name: &str, env: &str) {
         .arg(&recipe)));
 }
 
-#[test]
-fn python_layers_take_the_version_from_the_bases_python_version() {
-    let dir = tempdir();
-    let w = dir.path().join("wheels");
+/// A CPython 3.12 wheel, `fast` 1.0, in `dir/wheels`, and a lock naming it.
+fn cp312_wheel_and_lock(dir: &Path) {
+    let w = dir.join("wheels");
     let file = "fast-1.0-cp312-cp312-manylinux_2_17_x86_64.whl";
     fs::create_dir_all(&w).unwrap();
     wheel(
@@ -262,7 +261,13 @@ fn python_layers_take_the_version_from_the_bases_python_version() {
             ),
         ],
     );
-    pylock(dir.path(), &[("fast", "1.0", file)]);
+    pylock(dir, &[("fast", "1.0", file)]);
+}
+
+#[test]
+fn python_layers_take_the_version_from_the_bases_python_version() {
+    let dir = tempdir();
+    cp312_wheel_and_lock(dir.path());
     base_layout(dir.path(), "py312", "PYTHON_VERSION = \"3.12.4\"");
     base_layout(dir.path(), "py311", "PYTHON_VERSION = \"3.11.9\"");
     base_layout(dir.path(), "nopy", "LANG = \"C.UTF-8\"");
@@ -440,22 +445,7 @@ fn python_layers_download_into_the_cache_dir_and_the_sbom_lists_packages_and_url
 #[test]
 fn python_layers_read_python_version_from_a_registry_base() {
     let dir = tempdir();
-    let w = dir.path().join("wheels");
-    let file = "fast-1.0-cp312-cp312-manylinux_2_17_x86_64.whl";
-    fs::create_dir_all(&w).unwrap();
-    wheel(
-        &w.join(file),
-        "fast-1.0.dist-info",
-        &[
-            ("fast/__init__.py", 0o644, b"X = 1\n"),
-            (
-                "fast-1.0.dist-info/WHEEL",
-                0o644,
-                b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n",
-            ),
-        ],
-    );
-    pylock(dir.path(), &[("fast", "1.0", file)]);
+    cp312_wheel_and_lock(dir.path());
     let reg = Registry::start();
     let base = format!("{}/acme/python:3.12-slim", reg.host());
     let base_recipe = dir.path().join("base.toml");
