@@ -17,12 +17,11 @@ use boxwright::error::bad_input;
 use boxwright::oci::{canonical_json, Digest};
 use boxwright::progress::SharedReporter;
 use boxwright::registry::Reference;
-use boxwright::supply::attach::AttachOptions;
 use boxwright::supply::provenance::{PREDICATE_TYPE, STATEMENT_TYPE};
 use boxwright::supply::{sbom, sign};
 
-use super::args::{parse_all, parse_reference, UploadArgs};
-use super::sign::{attach_to_pushed, KeyArgs};
+use super::args::{parse_all, parse_reference};
+use super::sign::{attach_to_pushed, AttachArgs, KeyArgs};
 
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
@@ -38,14 +37,8 @@ pub struct AttestArgs {
     /// SLSA provenance: an in-toto statement, or its predicate alone.
     #[arg(long, value_name = "FILE", group = "what")]
     pub provenance: Option<PathBuf>,
-    /// Also write cosign's legacy `sha256-<hex>.att` tag.
-    #[arg(long)]
-    pub cosign_tags: bool,
-    /// Print the attach report as JSON instead of the digest.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
-    pub upload: UploadArgs,
+    pub attach: AttachArgs,
 }
 
 fn read_json(path: &PathBuf) -> Result<Value> {
@@ -72,9 +65,6 @@ pub async fn run(args: AttestArgs, reporter: SharedReporter) -> Result<()> {
     let refs = parse_all(&args.references)?;
     let sbom_doc = args.sbom.as_ref().map(read_json).transpose()?;
     let provenance = args.provenance.as_ref().map(read_json).transpose()?;
-    let opts = AttachOptions {
-        legacy_tags: args.cosign_tags,
-    };
     let make = |subject: &boxwright::oci::Descriptor, repos: &[Reference]| {
         let names: Vec<String> = repos.iter().map(Reference::name).collect();
         let mut out = Vec::new();
@@ -113,7 +103,7 @@ pub async fn run(args: AttestArgs, reporter: SharedReporter) -> Result<()> {
         }
         Ok(out)
     };
-    attach_to_pushed(&refs, &args.upload, &opts, args.json, &reporter, make)
+    attach_to_pushed(&refs, &args.attach, &reporter, make)
         .await
         .context("attest")
 }

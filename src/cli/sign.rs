@@ -124,7 +124,15 @@ pub struct SignArgs {
     pub references: Vec<String>,
     #[command(flatten)]
     pub key: KeyArgs,
-    /// Also write cosign's legacy `sha256-<hex>.sig` tag.
+    #[command(flatten)]
+    pub attach: AttachArgs,
+}
+
+/// How `sign` and `attest` publish what they attach.
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Also write cosign's legacy tag: `sha256-<hex>.sig` for a signature,
+    /// `.att` for an attestation.
     #[arg(long)]
     pub cosign_tags: bool,
     /// Print the attach report as JSON instead of the digest.
@@ -138,22 +146,12 @@ pub struct SignArgs {
 pub async fn run(args: SignArgs, reporter: SharedReporter) -> Result<()> {
     let key = args.key.load().await?;
     let refs = parse_all(&args.references)?;
-    let opts = AttachOptions {
-        legacy_tags: args.cosign_tags,
-    };
-    attach_to_pushed(
-        &refs,
-        &args.upload,
-        &opts,
-        args.json,
-        &reporter,
-        |subject, repos| {
-            Ok(repos
-                .iter()
-                .map(|r| sign::signature(&key, subject, &r.name()))
-                .collect())
-        },
-    )
+    attach_to_pushed(&refs, &args.attach, &reporter, |subject, repos| {
+        Ok(repos
+            .iter()
+            .map(|r| sign::signature(&key, subject, &r.name()))
+            .collect())
+    })
     .await
 }
 
@@ -161,16 +159,14 @@ pub async fn run(args: SignArgs, reporter: SharedReporter) -> Result<()> {
 /// every repository named, and print the outcome.
 pub async fn attach_to_pushed(
     refs: &[Reference],
-    upload: &UploadArgs,
-    opts: &AttachOptions,
-    json: bool,
+    args: &AttachArgs,
     reporter: &SharedReporter,
     make: impl FnOnce(&Descriptor, &[Reference]) -> Result<Vec<Artifact>>,
 ) -> Result<()> {
     let targets: Vec<PushTarget> = refs.iter().cloned().map(PushTarget::plain).collect();
     let pusher = Pusher::new(
         targets,
-        upload.push_options()?,
+        args.upload.push_options()?,
         CredentialStore::from_env(),
         reporter.clone(),
     )
@@ -186,9 +182,12 @@ pub async fn attach_to_pushed(
         }
     }
     let artifacts = make(&subject, &repos)?;
-    let done = attach(&pusher, &repos, &subject, &artifacts, opts).await?;
+    let opts = AttachOptions {
+        legacy_tags: args.cosign_tags,
+    };
+    let done = attach(&pusher, &repos, &subject, &artifacts, &opts).await?;
     log_report(&done, reporter);
-    if json {
+    if args.json {
         print_json(&done)?;
     } else if done.ok {
         print(&format!("{}\n", subject.digest))?;
