@@ -150,6 +150,20 @@ impl Artifact {
     }
 }
 
+/// A small SPDX SBOM about `subject`, for tests.
+#[cfg(test)]
+pub(crate) fn test_sbom(subject: &Descriptor, annotations: BTreeMap<String, String>) -> Artifact {
+    Artifact::new(
+        Kind::Sbom,
+        subject,
+        "application/spdx+json",
+        "application/spdx+json",
+        br#"{"spdxVersion":"SPDX-2.3"}"#.to_vec(),
+        BTreeMap::new(),
+        annotations,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,15 +174,7 @@ mod tests {
         let subject = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, b"image");
         let mut ann = BTreeMap::new();
         ann.insert("k".to_string(), "v".to_string());
-        let a = Artifact::new(
-            Kind::Sbom,
-            &subject,
-            "application/spdx+json",
-            "application/spdx+json",
-            br#"{"spdxVersion":"SPDX-2.3"}"#.to_vec(),
-            BTreeMap::new(),
-            ann,
-        );
+        let a = test_sbom(&subject, ann);
         let m: serde_json::Value = serde_json::from_slice(&a.manifest).unwrap();
         assert_eq!(m["subject"]["digest"], subject.digest.to_string());
         assert_eq!(m["config"]["mediaType"], MEDIA_TYPE_EMPTY);

@@ -189,7 +189,7 @@ mod tests {
     use super::*;
     use crate::image::layout::LayoutWriter;
     use crate::oci::{self, MEDIA_TYPE_MANIFEST};
-    use crate::supply::artifact::Kind;
+    use crate::supply::artifact::{test_sbom, Kind};
 
     #[test]
     fn stored_artifacts_are_found_by_subject_and_never_taken_for_the_image() {
@@ -201,15 +201,7 @@ mod tests {
             .annotations
             .insert(oci::ANNOTATION_REF_NAME.into(), "latest".into());
         let out = w.commit(vec![image.clone()]).unwrap();
-        let a = Artifact::new(
-            Kind::Sbom,
-            &image,
-            "application/spdx+json",
-            "application/spdx+json",
-            br#"{"spdxVersion":"SPDX-2.3"}"#.to_vec(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-        );
+        let a = test_sbom(&image, BTreeMap::new());
         store(&out, std::slice::from_ref(&a)).unwrap();
         store(&out, std::slice::from_ref(&a)).unwrap();
         let layout = Layout::open(&out).unwrap();
