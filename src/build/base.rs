@@ -89,7 +89,62 @@ pub(super) fn served(
     }
 }
 
-/// The base of `platform`, its layers put into `writer`.
+/// A base opened as a source of its blobs, with what names it.
+struct Opened<'a> {
+    src: Box<dyn ImageSource + 'a>,
+    /// The recipe's text for a layout; the reference that served.
+    name: String,
+    served: Option<ServedReport>,
+    /// The client whose runtime runs a registry base's requests.
+    registry: Option<&'a RegistryBase>,
+}
+
+impl Opened<'_> {
+    fn what(&self) -> String {
+        format!("base {}", self.name)
+    }
+
+    /// Run `f`: on the registry client's runtime, or here for a layout.
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        match self.registry {
+            Some(rb) => rb.block_on(f),
+            None => block_here(f),
+        }
+    }
+}
+
+/// `base` opened (a registry base resolved now, with its fallbacks);
+/// `None` for `scratch`. A registry base needs `registry`.
+fn open<'a>(base: &Base, registry: Option<&'a RegistryBase>) -> Result<Option<Opened<'a>>> {
+    Ok(Some(match base {
+        Base::Scratch => return Ok(None),
+        Base::Oci { dir, name, display } => Opened {
+            src: Box::new(
+                LayoutImage::open(dir, name.as_deref())
+                    .with_context(|| format!("opening base {display}"))?,
+            ),
+            name: display.to_string(),
+            served: None,
+            registry: None,
+        },
+        Base::Registry {
+            reference,
+            fallback,
+        } => {
+            let rb = registry.ok_or_else(|| anyhow!("no registry client for the base"))?;
+            let served = rb.resolve(reference, fallback)?;
+            Opened {
+                src: Box::new(rb.source(&served)),
+                name: served.reference.to_string(),
+                served: Some(served.report()),
+                registry: Some(rb),
+            }
+        }
+    }))
+}
+
+/// The base of `platform`, its layers put into `writer` (a registry base's
+/// left in the registry for a [`BuildOptions::throwaway`] build).
 pub(super) fn resolve(
     base: &Base,
     platform: &Platform,
@@ -97,48 +152,28 @@ pub(super) fn resolve(
     opts: &BuildOptions,
     registry: Option<&RegistryBase>,
 ) -> Result<Option<BaseImage>> {
+    let Some(b) = open(base, registry)? else {
+        return Ok(None);
+    };
     let to = Target {
         platform,
         writer,
         opts,
     };
-    match base {
-        Base::Scratch => Ok(None),
-        Base::Oci { dir, name, display } => {
-            let img = LayoutImage::open(dir, name.as_deref())
-                .with_context(|| format!("opening base {display}"))?;
-            let what = format!("base {display}");
-            let (manifest_digest, layers, config) =
-                block_here(import(&img, &what, &to, LAYOUT_JOBS, false))?;
-            Ok(Some(BaseImage {
-                name: display.to_string(),
-                served: None,
-                manifest_digest,
-                layers,
-                config,
-                remote_layers: false,
-            }))
-        }
-        Base::Registry {
-            reference,
-            fallback,
-        } => {
-            let rb = registry.ok_or_else(|| anyhow!("no registry client for the base"))?;
-            let served = rb.resolve(reference, fallback)?;
-            let img = rb.source(&served);
-            let what = format!("base {}", served.reference);
-            let (manifest_digest, layers, config) =
-                rb.block_on(import(&img, &what, &to, rb.jobs(), opts.throwaway))?;
-            Ok(Some(BaseImage {
-                name: served.reference.to_string(),
-                served: Some(served.report()),
-                manifest_digest,
-                layers,
-                config,
-                remote_layers: opts.throwaway,
-            }))
-        }
-    }
+    let (jobs, leave) = match b.registry {
+        Some(rb) => (rb.jobs(), opts.throwaway),
+        None => (LAYOUT_JOBS, false),
+    };
+    let (manifest_digest, layers, config) =
+        b.block_on(import(&*b.src, &b.what(), &to, jobs, leave))?;
+    Ok(Some(BaseImage {
+        name: b.name,
+        served: b.served,
+        manifest_digest,
+        layers,
+        config,
+        remote_layers: leave,
+    }))
 }
 
 /// The config of `base` for `platform` (`None` for `scratch`), read when a
@@ -149,27 +184,11 @@ pub(crate) fn base_config(
     platform: &Platform,
     registry: Option<&RegistryBase>,
 ) -> Result<Option<ImageConfig>> {
-    match base {
-        Base::Scratch => Ok(None),
-        Base::Oci { dir, name, display } => {
-            let img = LayoutImage::open(dir, name.as_deref())
-                .with_context(|| format!("opening base {display}"))?;
-            let what = format!("base {display}");
-            let (_, _, config) = block_here(platform_image(&img, &what, platform))?;
-            Ok(Some(config))
-        }
-        Base::Registry {
-            reference,
-            fallback,
-        } => {
-            let rb = registry.ok_or_else(|| anyhow!("no registry client for the base"))?;
-            let served = rb.resolve(reference, fallback)?;
-            let what = format!("base {}", served.reference);
-            let (_, _, config) =
-                rb.block_on(platform_image(&rb.source(&served), &what, platform))?;
-            Ok(Some(config))
-        }
-    }
+    let Some(b) = open(base, registry)? else {
+        return Ok(None);
+    };
+    let (_, _, config) = b.block_on(platform_image(&*b.src, &b.what(), platform))?;
+    Ok(Some(config))
 }
 
 /// Where a base's layers go.
