@@ -60,47 +60,22 @@ impl PlanEnv {
 
 /// The kinds, in the order errors name them. An entry sets exactly one.
 const KINDS: &[Kind] = &[
-    Kind {
-        field: "src",
-        is_set: |e| e.src.is_some(),
-        resolve: file::resolve,
-    },
-    Kind {
-        field: "content",
-        is_set: |e| e.content.is_some(),
-        resolve: inline::resolve,
-    },
-    Kind {
-        field: "symlink",
-        is_set: |e| e.symlink.is_some(),
-        resolve: symlink::resolve,
-    },
-    Kind {
-        field: "dir = true",
-        is_set: |e| e.dir,
-        resolve: dir::resolve,
-    },
-    Kind {
-        field: "url",
-        is_set: |e| e.url.is_some(),
-        resolve: url::resolve,
-    },
-    Kind {
-        field: "python",
-        is_set: |e| e.python.is_some(),
-        resolve: python::resolve,
-    },
+    ("src", |e| e.src.is_some(), file::resolve),
+    ("content", |e| e.content.is_some(), inline::resolve),
+    ("symlink", |e| e.symlink.is_some(), symlink::resolve),
+    ("dir = true", |e| e.dir, dir::resolve),
+    ("url", |e| e.url.is_some(), url::resolve),
+    ("python", |e| e.python.is_some(), python::resolve),
 ];
 
-/// One kind of entry source.
-struct Kind {
-    /// The field that asks for it, as errors name it.
-    field: &'static str,
-    /// Whether an entry sets that field.
-    is_set: fn(&EntrySection) -> bool,
-    /// Check the entry and resolve it.
-    resolve: fn(&EntryCx) -> Result<EntrySource>,
-}
+/// One kind of entry source: the field that asks for it (as errors name
+/// it), whether an entry sets that field, and what checks and resolves the
+/// entry.
+type Kind = (
+    &'static str,
+    fn(&EntrySection) -> bool,
+    fn(&EntryCx) -> Result<EntrySource>,
+);
 
 /// One `[[layer.entry]]`, checked and resolved: what it yields.
 #[derive(Debug, PartialEq, Eq)]
@@ -194,8 +169,8 @@ pub(super) fn resolve(
     let span = spanned.span();
     let e = spanned.get_ref();
     let dest = Dest::parse(expand(&e.dest)?).map_err(|m| recipe.err(e.dest.span(), m))?;
-    let mut set = KINDS.iter().filter(|k| (k.is_set)(e));
-    let (Some(kind), None) = (set.next(), set.next()) else {
+    let mut set = KINDS.iter().filter(|(_, is_set, _)| is_set(e));
+    let (Some((field, _, resolve)), None) = (set.next(), set.next()) else {
         return Err(recipe.err(
             span,
             format!("an entry needs exactly one of {}", kind_names()),
@@ -207,13 +182,13 @@ pub(super) fn resolve(
     if (e.sha256.is_some() || e.extract.is_some()) && e.url.is_none() {
         return Err(recipe.err(span, "`sha256` and `extract` only apply to a `url`"));
     }
-    (kind.resolve)(&EntryCx {
+    resolve(&EntryCx {
         recipe,
         context,
         section: e,
         at: recipe.at(span.clone()),
         span,
-        field: kind.field,
+        field,
         dest,
         attrs,
         expand,
@@ -223,7 +198,7 @@ pub(super) fn resolve(
 
 /// "`src`, `content`, `symlink` or `dir = true`".
 fn kind_names() -> String {
-    let names: Vec<String> = KINDS.iter().map(|k| format!("`{}`", k.field)).collect();
+    let names: Vec<String> = KINDS.iter().map(|k| format!("`{}`", k.0)).collect();
     match names.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         _ => names.concat(),
