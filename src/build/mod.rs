@@ -184,9 +184,14 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         }
     }
     let labels: Vec<String> = unique.iter().map(|l| layer_label(plan, l)).collect();
-    let (built, layers_ms) =
-        build_layers(&unique, &labels, plan.created as u64, opts, &pool, &writer)
-            .map_err(|e| writer.explain(e))?;
+    let (built, layers_ms) = LayerJobs {
+        mtime: plan.created as u64,
+        opts,
+        pool: &pool,
+        writer: &writer,
+    }
+    .build(&unique, &labels)
+    .map_err(|e| writer.explain(e))?;
     if let Some(c) = &opts.layer_cache {
         if let Err(e) = c.finish() {
             opts.reporter.log(
@@ -359,139 +364,136 @@ fn layer_label(plan: &Plan, layer: &Arc<LayerPlan>) -> String {
 /// A layer as built, and whether it came from the layer cache.
 type Built = (BuiltLayer, bool);
 
-/// Build the layers, up to `jobs` at a time, sharing one compression pool;
-/// `labels[i]` names layer `i` in progress lines.
-fn build_layers(
-    layers: &[Arc<LayerPlan>],
-    labels: &[String],
+/// What every layer of one image is built with: the time in its headers,
+/// the options, the compression pool and the layout being written.
+struct LayerJobs<'a> {
     mtime: u64,
-    opts: &BuildOptions,
-    pool: &Arc<rayon::ThreadPool>,
-    writer: &LayoutWriter,
-) -> Result<(Vec<Built>, Vec<u128>)> {
-    let next = AtomicUsize::new(0);
-    type Slot = Option<(Result<Built>, Duration)>;
-    let results: Mutex<Vec<Slot>> = Mutex::new((0..layers.len()).map(|_| None).collect());
-    let workers = opts.jobs.min(layers.len()).max(1);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let (Some(plan), Some(label)) = (layers.get(i), labels.get(i)) else {
-                    break;
-                };
-                let id = format!("layer-{i}");
-                let reporter = &opts.reporter;
-                reporter.start(&id, label, Some(plan.content_size()));
-                let t = Instant::now();
-                let result = build_one(plan, mtime, opts, pool, writer, &mut |n| {
-                    reporter.advance(&id, n)
-                })
-                .with_context(|| format!("building layer {:?}", plan.name));
-                if let (Ok((l, _)), Some(hook)) = (&result, &opts.on_layer) {
-                    hook(&l.descriptor, &writer.blob_path(&l.descriptor.digest));
-                }
-                match &result {
-                    Ok((l, cached)) => reporter.finish(
-                        &id,
-                        &format!(
-                            "{label}: {} ({} bytes{})",
-                            l.descriptor.digest,
-                            l.descriptor.size,
-                            if *cached { ", cached" } else { "" }
+    opts: &'a BuildOptions,
+    pool: &'a Arc<rayon::ThreadPool>,
+    writer: &'a LayoutWriter,
+}
+
+impl LayerJobs<'_> {
+    /// Build the layers, up to `jobs` at a time, sharing one compression pool;
+    /// `labels[i]` names layer `i` in progress lines.
+    fn build(
+        &self,
+        layers: &[Arc<LayerPlan>],
+        labels: &[String],
+    ) -> Result<(Vec<Built>, Vec<u128>)> {
+        let (opts, writer) = (self.opts, self.writer);
+        let next = AtomicUsize::new(0);
+        type Slot = Option<(Result<Built>, Duration)>;
+        let results: Mutex<Vec<Slot>> = Mutex::new((0..layers.len()).map(|_| None).collect());
+        let workers = opts.jobs.min(layers.len()).max(1);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let (Some(plan), Some(label)) = (layers.get(i), labels.get(i)) else {
+                        break;
+                    };
+                    let id = format!("layer-{i}");
+                    let reporter = &opts.reporter;
+                    reporter.start(&id, label, Some(plan.content_size()));
+                    let t = Instant::now();
+                    let result = self
+                        .one(plan, &mut |n| reporter.advance(&id, n))
+                        .with_context(|| format!("building layer {:?}", plan.name));
+                    if let (Ok((l, _)), Some(hook)) = (&result, &opts.on_layer) {
+                        hook(&l.descriptor, &writer.blob_path(&l.descriptor.digest));
+                    }
+                    match &result {
+                        Ok((l, cached)) => reporter.finish(
+                            &id,
+                            &format!(
+                                "{label}: {} ({} bytes{})",
+                                l.descriptor.digest,
+                                l.descriptor.size,
+                                if *cached { ", cached" } else { "" }
+                            ),
                         ),
-                    ),
-                    Err(_) => reporter.finish(&id, &format!("{label}: failed")),
-                }
-                let failed = result.is_err();
-                results.lock().expect("no panics while holding the lock")[i] =
-                    Some((result, t.elapsed()));
-                if failed {
-                    // Let the other workers stop picking new layers.
-                    next.store(layers.len(), Ordering::SeqCst);
-                }
-            });
+                        Err(_) => reporter.finish(&id, &format!("{label}: failed")),
+                    }
+                    let failed = result.is_err();
+                    results.lock().expect("no panics while holding the lock")[i] =
+                        Some((result, t.elapsed()));
+                    if failed {
+                        // Let the other workers stop picking new layers.
+                        next.store(layers.len(), Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        let mut built = Vec::new();
+        let mut times = Vec::new();
+        for r in results.into_inner().expect("workers are done") {
+            let (r, t) =
+                r.ok_or_else(|| anyhow!("a layer was not built because another one failed"))?;
+            built.push(r?);
+            times.push(t.as_millis());
         }
-    });
-    let mut built = Vec::new();
-    let mut times = Vec::new();
-    for r in results.into_inner().expect("workers are done") {
-        let (r, t) =
-            r.ok_or_else(|| anyhow!("a layer was not built because another one failed"))?;
-        built.push(r?);
-        times.push(t.as_millis());
+        Ok((built, times))
     }
-    Ok((built, times))
-}
 
-/// One layer: from the layer cache when its key has an entry, else built
-/// (and stored in the cache when its inputs did not change meanwhile).
-/// The flag says whether it came from the cache.
-fn build_one(
-    plan: &LayerPlan,
-    mtime: u64,
-    opts: &BuildOptions,
-    pool: &Arc<rayon::ThreadPool>,
-    writer: &LayoutWriter,
-    on_bytes: &mut dyn FnMut(u64),
-) -> Result<(BuiltLayer, bool)> {
-    let Some(cache) = &opts.layer_cache else {
-        let l = write_layer(plan, mtime, opts, pool, writer, on_bytes)?;
-        return Ok((l, false));
-    };
-    let key = cache.key(plan, mtime, opts.compression, pool)?;
-    if let Some(l) = cache.get(&key, writer)? {
-        on_bytes(plan.content_size());
-        opts.reporter.log(
-            Level::Debug,
-            &format!("layer cache hit for {:?}: {}", plan.name, key.hex()),
-        );
-        return Ok((l, true));
-    }
-    let l = write_layer(plan, mtime, opts, pool, writer, on_bytes)?;
-    // An input that changed while the layer was written must not be cached
-    // under the key of what it was before.
-    if cache.key(plan, mtime, opts.compression, pool)? != key {
-        return Ok((l, false));
-    }
-    if let Err(e) = cache.put(&key, &l, &writer.blob_path(&l.descriptor.digest)) {
-        opts.reporter.log(
-            Level::Warn,
-            &format!("layer cache {}: {e:#}", cache.dir().display()),
-        );
-    }
-    Ok((l, false))
-}
-
-/// Write one layer, its compressed bytes handed to the stream
-/// [`BuildOptions::on_layer_start`] gives, if any.
-fn write_layer(
-    plan: &LayerPlan,
-    mtime: u64,
-    opts: &BuildOptions,
-    pool: &Arc<rayon::ThreadPool>,
-    writer: &LayoutWriter,
-    on_bytes: &mut dyn FnMut(u64),
-) -> Result<BuiltLayer> {
-    let mut stream = opts.on_layer_start.as_ref().and_then(|start| start(plan));
-    let streaming = stream.is_some();
-    let mut copy = |b: &[u8]| {
-        if let Some(s) = stream.as_mut() {
-            s.write(b);
+    /// One layer: from the layer cache when its key has an entry, else built
+    /// (and stored in the cache when its inputs did not change meanwhile).
+    /// The flag says whether it came from the cache.
+    fn one(&self, plan: &LayerPlan, on_bytes: &mut dyn FnMut(u64)) -> Result<(BuiltLayer, bool)> {
+        let (mtime, opts, pool, writer) = (self.mtime, self.opts, self.pool, self.writer);
+        let Some(cache) = &opts.layer_cache else {
+            let l = self.write(plan, on_bytes)?;
+            return Ok((l, false));
+        };
+        let settings = cache::key::settings(mtime, opts.compression);
+        let key = cache.key(plan, &settings, pool)?;
+        if let Some(l) = cache.get(&key, writer)? {
+            on_bytes(plan.content_size());
+            opts.reporter.log(
+                Level::Debug,
+                &format!("layer cache hit for {:?}: {}", plan.name, key.hex()),
+            );
+            return Ok((l, true));
         }
-    };
-    let on_compressed = streaming.then_some(&mut copy as layer::OnCompressed);
-    let built = layer::build_layer(
-        plan,
-        mtime,
-        opts.compression,
-        pool,
-        writer,
-        on_bytes,
-        on_compressed,
-    );
-    if let Some(s) = stream {
-        s.finish(built.as_ref().ok().map(|l| &l.descriptor));
+        let l = self.write(plan, on_bytes)?;
+        // An input that changed while the layer was written must not be cached
+        // under the key of what it was before.
+        if cache.key_now(plan, &settings, pool)? != key {
+            return Ok((l, false));
+        }
+        if let Err(e) = cache.put(&key, &l, &writer.blob_path(&l.descriptor.digest)) {
+            opts.reporter.log(
+                Level::Warn,
+                &format!("layer cache {}: {e:#}", cache.dir().display()),
+            );
+        }
+        Ok((l, false))
     }
-    built
+
+    /// Write one layer, its compressed bytes handed to the stream
+    /// [`BuildOptions::on_layer_start`] gives, if any.
+    fn write(&self, plan: &LayerPlan, on_bytes: &mut dyn FnMut(u64)) -> Result<BuiltLayer> {
+        let (opts, pool, writer) = (self.opts, self.pool, self.writer);
+        let mut stream = opts.on_layer_start.as_ref().and_then(|start| start(plan));
+        let streaming = stream.is_some();
+        let mut copy = |b: &[u8]| {
+            if let Some(s) = stream.as_mut() {
+                s.write(b);
+            }
+        };
+        let on_compressed = streaming.then_some(&mut copy as layer::OnCompressed);
+        let built = layer::build_layer(
+            plan,
+            self.mtime,
+            opts.compression,
+            pool,
+            writer,
+            on_bytes,
+            on_compressed,
+        );
+        if let Some(s) = stream {
+            s.finish(built.as_ref().ok().map(|l| &l.descriptor));
+        }
+        built
+    }
 }

@@ -341,6 +341,10 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         reporter: Some(reporter.clone()),
         registry_base: Some(make.clone()),
     };
+    let layer_cache = layer_cache(args, reporter);
+    if let Some(c) = &layer_cache {
+        c.expect(&args.recipe);
+    }
     let plan = recipe::load(&args.recipe, &opts)?;
     let codec = match args.compression {
         CompressionArg::Gzip => Codec::Gzip,
@@ -381,7 +385,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
             _ => None,
         },
         throwaway: false,
-        layer_cache: layer_cache(args, reporter),
+        layer_cache,
     };
     Ok((plan, opts))
 }

@@ -74,7 +74,7 @@ fn write_entry(
             out.write_all(data)?;
             on_bytes(data.len() as u64);
         }
-        EntryKind::File { src, size } => {
+        EntryKind::File { src, size, .. } => {
             let mut f = File::open(src).map_err(|err| {
                 io::Error::new(err.kind(), format!("opening {}: {err}", src.display()))
             })?;

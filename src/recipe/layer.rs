@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use toml::Spanned;
 
-use super::entry::EntryKind;
+use super::entry::{EntryKind, Stamps, StampsOf};
 use super::schema::{Attrs, LayerSection, PythonLayerSection, Str};
 use super::sources::python::{self, Place, Request};
 use super::sources::{self, Effective, EntrySource, PlanEnv};
@@ -37,6 +37,8 @@ pub struct LayerPlan {
     content_size: u64,
     /// Tar entries, as planned.
     entry_count: usize,
+    /// The entries as the planning walk saw them.
+    stamps: Stamps,
 }
 
 /// The default prefix of `[layer.python]`.
@@ -46,6 +48,12 @@ impl LayerPlan {
     /// Bytes of file content in the layer (for progress).
     pub fn content_size(&self) -> u64 {
         self.content_size
+    }
+
+    /// The entries as planned, for the layer cache to find the key it
+    /// took over the same stamps without reading a file.
+    pub fn stamps(&self) -> Stamps {
+        self.stamps
     }
 
     /// The layer's tar entries, in tar order, read from disk as they go.
@@ -344,11 +352,14 @@ fn checked(
         part,
         content_size: 0,
         entry_count: 0,
+        stamps: StampsOf::default().finish(),
     };
     // The checking pass: walk everything once before anything is written.
-    let (mut size, mut count) = (0, 0);
+    let (mut size, mut count, mut stamps) = (0, 0, StampsOf::default());
     for e in plan.hashed_entries()? {
-        size += match e?.kind {
+        let e = e?;
+        stamps.add(&e)?;
+        size += match e.kind {
             EntryKind::File { size, .. } | EntryKind::Hashed { size, .. } => size,
             EntryKind::Inline(b) => b.len() as u64,
             _ => 0,
@@ -357,5 +368,6 @@ fn checked(
     }
     plan.content_size = size;
     plan.entry_count = count;
+    plan.stamps = stamps.finish();
     Ok(plan)
 }

@@ -34,7 +34,7 @@ use crate::image::remote::RegistryBase;
 use crate::oci::Platform;
 use crate::progress::SharedReporter;
 use crate::supply::sbom::Component;
-pub use entry::{Entry, EntryKind};
+pub use entry::{Canon, Entry, EntryKind, Stamp, Stamps, StampsOf};
 pub use layer::LayerPlan;
 use schema::RecipeFile;
 pub use sources::ReversedReadOrder;

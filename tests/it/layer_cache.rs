@@ -149,11 +149,14 @@ fn assert_miss(c: &Case, change: impl FnOnce(&Case), extra: &[&str]) {
 #[test]
 fn content_rewritten_with_the_same_size_and_mtime_is_a_miss() {
     let c = Case::new();
-    // Let the first build remember the hashes by stat, then rewrite.
+    // Let the first build remember the hashes by stat, and each layer's key
+    // by the stamps of its files (so a rebuild reads no file), then rewrite.
     std::thread::sleep(Duration::from_millis(2100));
     assert_miss(
         &c,
         |c| {
+            let memo = fs::metadata(c.layers_dir().join("key-memo")).map_or(0, |m| m.len());
+            assert_eq!(memo, 2 * 64, "both layers' keys remembered by their stamps");
             let p = c.ctx().join("d/a");
             fs::write(&p, "AAAA").unwrap();
             set_mtime(&p, 1_600_000_000);

@@ -25,16 +25,15 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use sha2::{Digest as _, Sha256};
 
 use crate::layer::{tar, Compression};
-use crate::recipe::{Entry, EntryKind, LayerPlan};
+use crate::recipe::{Canon, Entry, EntryKind, LayerPlan, Stamp, Stamps, StampsOf};
 use rayon::prelude::*;
 
 /// Files whose ctime is this close to the time they were hashed are hashed
@@ -53,64 +52,67 @@ impl Key {
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    #[cfg(test)]
+    pub(crate) fn test(n: u8) -> Key {
+        Key([n; 32])
+    }
 }
 
 /// `name version` of each compression crate in the lock file this binary
 /// was built with.
-fn compressor_versions() -> String {
-    let lock = include_str!("../../../Cargo.lock");
-    let mut out = String::new();
-    for block in lock.split("[[package]]") {
-        let field = |k: &str| {
-            block.lines().find_map(|l| {
-                l.strip_prefix(k)
-                    .and_then(|v| v.trim().strip_prefix('='))
-                    .map(|v| v.trim().trim_matches('"').to_string())
-            })
-        };
-        if let (Some(name), Some(version)) = (field("name "), field("version ")) {
-            if COMPRESSORS.contains(&name.as_str()) {
-                out.push_str(&format!("{name} {version}\n"));
+fn compressor_versions() -> &'static str {
+    static VERSIONS: OnceLock<String> = OnceLock::new();
+    VERSIONS.get_or_init(|| {
+        let lock = include_str!("../../../Cargo.lock");
+        let mut out = String::new();
+        for block in lock.split("[[package]]") {
+            let field = |k: &str| {
+                block.lines().find_map(|l| {
+                    l.strip_prefix(k)
+                        .and_then(|v| v.trim().strip_prefix('='))
+                        .map(|v| v.trim().trim_matches('"').to_string())
+                })
+            };
+            if let (Some(name), Some(version)) = (field("name "), field("version ")) {
+                if COMPRESSORS.contains(&name.as_str()) {
+                    out.push_str(&format!("{name} {version}\n"));
+                }
             }
         }
-    }
-    out
+        out
+    })
 }
 
-/// Length-prefixed fields into a hasher: no two field lists serialise alike.
-struct Canon(Sha256);
-
-impl Canon {
-    fn bytes(&mut self, b: &[u8]) {
-        self.0.update((b.len() as u64).to_be_bytes());
-        self.0.update(b);
-    }
-    fn num(&mut self, n: u64) {
-        self.0.update(n.to_be_bytes());
-    }
-}
-
-/// Entries are keyed in batches of this many, the contents of a batch
-/// hashed in parallel.
-const BATCH: usize = 256;
-
-/// The key of `plan` built with `compression`, every header's time `mtime`;
-/// file contents are hashed on `pool`.
-pub fn layer_key(
-    plan: &LayerPlan,
-    mtime: u64,
-    compression: Compression,
-    index: &Mutex<StatIndex>,
-    pool: &rayon::ThreadPool,
-) -> Result<Key> {
-    let mut c = Canon(Sha256::new());
-    c.bytes(b"boxwright layer cache 1");
+/// What decides a layer's bytes besides its entries: the compression, its
+/// level and block size, the compression crates' versions, the tar format
+/// and the time in every header.
+pub fn settings(mtime: u64, compression: Compression) -> [u8; 32] {
+    let mut c = Canon::new(b"boxwright layer settings 1");
     c.num(u64::from(tar::FORMAT_VERSION));
     c.bytes(compression.codec.name().as_bytes());
     c.num(compression.level as i64 as u64);
     c.num(compression.codec.block_size() as u64);
     c.bytes(compressor_versions().as_bytes());
     c.num(mtime);
+    c.finish()
+}
+
+/// Entries are keyed in batches of this many, the contents of a batch
+/// hashed in parallel.
+const BATCH: usize = 256;
+
+/// The key of `plan` built with `settings`, file contents hashed on `pool`,
+/// and the [`Stamps`] of the entries it read.
+pub fn layer_key(
+    plan: &LayerPlan,
+    settings: &[u8; 32],
+    index: &Mutex<StatIndex>,
+    pool: &rayon::ThreadPool,
+) -> Result<(Key, Stamps)> {
+    let mut c = Canon::new(b"boxwright layer cache 2");
+    c.bytes(settings);
+    let mut stamps = StampsOf::default();
     let mut entries = plan.hashed_entries()?;
     loop {
         let batch: Vec<Entry> = entries.by_ref().take(BATCH).collect::<Result<_>>()?;
@@ -124,56 +126,63 @@ pub fn layer_key(
                 .collect::<Result<_>>()
         })?;
         for (e, content) in batch.iter().zip(contents) {
-            c.bytes(&e.path);
-            c.num(u64::from(e.mode));
-            c.num(e.uid);
-            c.num(e.gid);
-            c.bytes(e.uname.as_bytes());
-            c.bytes(e.gname.as_bytes());
-            match (&e.kind, content) {
-                (EntryKind::Dir, _) => c.bytes(b"dir"),
-                (EntryKind::Symlink(t), _) => {
-                    c.bytes(b"symlink");
-                    c.bytes(t);
-                }
-                (EntryKind::Hardlink(t), _) => {
-                    c.bytes(b"hardlink");
-                    c.bytes(t);
-                }
-                (_, Some((size, sha256))) => {
-                    c.bytes(b"file");
-                    c.num(size);
-                    c.bytes(&sha256);
-                }
-                (_, None) => return Err(anyhow!("a file entry without content")),
-            }
+            stamps.add(e)?;
+            c.entry(e, content)?;
         }
     }
-    Ok(Key(c.0.finalize().into()))
+    Ok((Key(c.finish()), stamps.finish()))
 }
 
-/// A file's identity on disk; any rewrite changes at least the ctime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
+/// Whether a file last changed at `ctime_ns` cannot have been rewritten
+/// since `at` without its ctime moving.
+pub fn settled(ctime_ns: i64, at: SystemTime) -> bool {
+    let at = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    at.saturating_sub(ctime_ns) >= RACY.as_nanos() as i64
 }
 
-impl Stamp {
-    fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            size: m.len(),
-            mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
-            ctime_ns: m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec(),
-        }
+/// Fixed-size records of a file in the cache directory; none when it is
+/// missing or damaged.
+fn read_records<const N: usize>(path: &Path, max: usize) -> Vec<[u8; N]> {
+    let mut buf = Vec::new();
+    let read = File::open(path).and_then(|f| f.take((N * max) as u64 + 1).read_to_end(&mut buf));
+    if read.is_err() || buf.len() % N != 0 || buf.len() > N * max {
+        return Vec::new();
     }
+    buf.chunks_exact(N)
+        .map(|r| r.try_into().expect("chunks of N"))
+        .collect()
 }
 
-/// What [`layer_key`] remembers of file hashes, kept in one file of the cache.
+/// Replace the file at `path` (temp + rename) by `records`; a concurrent
+/// build's file may be overwritten, which only costs hashing again.
+fn write_records<const N: usize>(
+    path: &Path,
+    records: impl Iterator<Item = [u8; N]>,
+) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+    for r in records {
+        w.write_all(&r)?;
+    }
+    w.flush()?;
+    drop(w);
+    tmp.persist(path)?;
+    Ok(())
+}
+
+fn be(r: &[u8], i: usize) -> u64 {
+    u64::from_be_bytes(r[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+}
+
+/// What [`layer_key`] remembers of file hashes, kept in one file of the
+/// cache: each file's sha256 under its (dev, inode), with the size, mtime
+/// and ctime it had when hashed.
 #[derive(Default)]
 pub struct StatIndex {
-    map: HashMap<(u64, u64), (Stamp, [u8; 32])>,
+    map: HashMap<(u64, u64), ([u64; 3], [u8; 32])>,
     changed: bool,
 }
 
@@ -185,96 +194,155 @@ const MAX_RECORDS: usize = 100_000;
 impl StatIndex {
     /// The index saved at `path`; empty when there is none or it is damaged.
     pub fn load(path: &Path) -> StatIndex {
-        let mut map = HashMap::new();
-        let mut buf = Vec::new();
-        let read = File::open(path).and_then(|f| {
-            f.take((RECORD * MAX_RECORDS) as u64 + 1)
-                .read_to_end(&mut buf)
-        });
-        if read.is_ok() && buf.len() % RECORD == 0 && buf.len() <= RECORD * MAX_RECORDS {
-            for r in buf.chunks_exact(RECORD) {
-                let n = |i: usize| u64::from_be_bytes(r[i * 8..i * 8 + 8].try_into().unwrap());
-                let stamp = Stamp {
-                    size: n(2),
-                    mtime_ns: n(3) as i64,
-                    ctime_ns: n(4) as i64,
-                };
-                map.insert((n(0), n(1)), (stamp, r[40..].try_into().unwrap()));
-            }
-        }
+        let map = read_records::<RECORD>(path, MAX_RECORDS)
+            .iter()
+            .map(|r| {
+                let sha = r[40..].try_into().expect("32 bytes");
+                ((be(r, 0), be(r, 1)), ([be(r, 2), be(r, 3), be(r, 4)], sha))
+            })
+            .collect();
         StatIndex {
             map,
             changed: false,
         }
     }
 
-    /// Write the index to `path` (temp + rename) if it changed; a concurrent
-    /// build's index may be overwritten, which only costs hashing again.
+    /// Write the index to `path` if it changed.
     pub fn save(&mut self, path: &Path) -> Result<()> {
         if !self.changed {
             return Ok(());
         }
-        let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        for ((dev, ino), (s, sha)) in self.map.iter().take(MAX_RECORDS) {
-            for n in [*dev, *ino, s.size, s.mtime_ns as u64, s.ctime_ns as u64] {
-                w.write_all(&n.to_be_bytes())?;
-            }
-            w.write_all(sha)?;
-        }
-        w.flush()?;
-        drop(w);
-        tmp.persist(path)?;
+        let records = self
+            .map
+            .iter()
+            .take(MAX_RECORDS)
+            .map(|((dev, ino), (s, sha))| {
+                let mut r = [0; RECORD];
+                for (i, n) in [*dev, *ino, s[0], s[1], s[2]].into_iter().enumerate() {
+                    r[i * 8..i * 8 + 8].copy_from_slice(&n.to_be_bytes());
+                }
+                r[40..].copy_from_slice(sha);
+                r
+            });
+        write_records(path, records)?;
         self.changed = false;
         Ok(())
     }
 
-    fn get(&self, m: &std::fs::Metadata) -> Option<[u8; 32]> {
-        match self.map.get(&(m.dev(), m.ino())) {
-            Some((s, sha)) if *s == Stamp::of(m) => Some(*sha),
+    fn fields(stamp: &Stamp, size: u64) -> [u64; 3] {
+        [size, stamp.mtime_ns as u64, stamp.ctime_ns as u64]
+    }
+
+    fn get(&self, stamp: &Stamp, size: u64) -> Option<[u8; 32]> {
+        match self.map.get(&(stamp.dev, stamp.ino)) {
+            Some((s, sha)) if *s == Self::fields(stamp, size) => Some(*sha),
             _ => None,
         }
     }
 
-    /// Remember `sha` for the file `m` describes, unless it was changed
-    /// within [`RACY`] of `hashed_at`.
-    fn put(&mut self, m: &std::fs::Metadata, sha: [u8; 32], hashed_at: SystemTime) {
-        let stamp = Stamp::of(m);
-        let at = hashed_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
-        if at.saturating_sub(stamp.ctime_ns) < RACY.as_nanos() as i64 {
+    /// Remember `sha` for the file `stamp` and `size` describe, unless it
+    /// was changed within [`RACY`] of `hashed_at`.
+    fn put(&mut self, stamp: &Stamp, size: u64, sha: [u8; 32], hashed_at: SystemTime) {
+        if !settled(stamp.ctime_ns, hashed_at) {
             return;
         }
         if self.map.len() >= MAX_RECORDS {
             self.map.clear();
         }
-        self.map.insert((m.dev(), m.ino()), (stamp, sha));
+        self.map
+            .insert((stamp.dev, stamp.ino), (Self::fields(stamp, size), sha));
         self.changed = true;
     }
 }
 
-/// The sha256 of the first `size` bytes of `src` (what the tar writer
-/// writes), from the index when the file is unchanged.
-/// The size and sha256 of a file entry's content (`None` for other kinds).
+/// The keys of layers whose entries had given [`Stamps`]: what lets a
+/// rebuild with nothing changed find its key from the planning walk alone,
+/// reading no file. An entry is made only when every file had settled
+/// (see [`settled`]) when the key was taken, by the rule of [`StatIndex`].
+#[derive(Default)]
+pub struct KeyMemo {
+    map: HashMap<[u8; 32], [u8; 32]>,
+    changed: bool,
+}
+
+/// At most this many layers are remembered.
+const MAX_KEYS: usize = 10_000;
+
+impl KeyMemo {
+    /// Where `stamps` built with `settings` is remembered.
+    pub fn id(settings: &[u8; 32], stamps: &Stamps) -> [u8; 32] {
+        let mut c = Canon::new(b"boxwright layer memo 1");
+        c.bytes(settings);
+        c.bytes(&stamps.digest);
+        c.finish()
+    }
+
+    pub fn load(path: &Path) -> KeyMemo {
+        let map = read_records::<64>(path, MAX_KEYS)
+            .iter()
+            .map(|r| {
+                let half = |i: usize| r[i * 32..i * 32 + 32].try_into().expect("32 bytes");
+                (half(0), half(1))
+            })
+            .collect();
+        KeyMemo {
+            map,
+            changed: false,
+        }
+    }
+
+    pub fn save(&mut self, path: &Path) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        let records = self.map.iter().take(MAX_KEYS).map(|(id, key)| {
+            let mut r = [0; 64];
+            r[..32].copy_from_slice(id);
+            r[32..].copy_from_slice(key);
+            r
+        });
+        write_records(path, records)?;
+        self.changed = false;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &[u8; 32]) -> Option<Key> {
+        self.map.get(id).map(|k| Key(*k))
+    }
+
+    pub fn put(&mut self, id: [u8; 32], key: &Key) {
+        if self.map.len() >= MAX_KEYS {
+            self.map.clear();
+        }
+        self.map.insert(id, key.0);
+        self.changed = true;
+    }
+}
+
+/// The size and sha256 of a file entry's content (`None` for other kinds);
+/// a file's from the index when its stamp is unchanged.
 fn content(e: &Entry, index: &Mutex<StatIndex>) -> Result<Option<(u64, [u8; 32])>> {
     Ok(match &e.kind {
-        EntryKind::File { src, size } => Some((*size, file_sha256(src, *size, index)?)),
+        EntryKind::File { src, size, stamp } => {
+            Some((*size, file_sha256(src, *size, stamp, index)?))
+        }
         EntryKind::Inline(data) => Some((data.len() as u64, Sha256::digest(data).into())),
         EntryKind::Hashed { size, sha256 } => Some((*size, *sha256)),
         EntryKind::Dir | EntryKind::Symlink(_) | EntryKind::Hardlink(_) => None,
     })
 }
 
-fn file_sha256(src: &Path, size: u64, index: &Mutex<StatIndex>) -> Result<[u8; 32]> {
-    let at = SystemTime::now();
-    let stat = std::fs::metadata(src).with_context(|| format!("reading {}", src.display()))?;
-    if stat.len() == size {
-        if let Some(sha) = index.lock().expect("no panics with the lock").get(&stat) {
-            return Ok(sha);
-        }
+/// The sha256 of the first `size` bytes of `src` (what the tar writer
+/// writes), from the index when `stamp`, the file as walked, is known.
+fn file_sha256(src: &Path, size: u64, stamp: &Stamp, index: &Mutex<StatIndex>) -> Result<[u8; 32]> {
+    if let Some(sha) = index
+        .lock()
+        .expect("no panics with the lock")
+        .get(stamp, size)
+    {
+        return Ok(sha);
     }
+    let at = SystemTime::now();
     let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
     let meta = f.metadata()?;
     let whole = meta.len() == size;
@@ -292,7 +360,7 @@ fn file_sha256(src: &Path, size: u64, index: &Mutex<StatIndex>) -> Result<[u8; 3
         index
             .lock()
             .expect("no panics with the lock")
-            .put(&meta, sha, at);
+            .put(&Stamp::of(&meta), size, sha, at);
     }
     Ok(sha)
 }
@@ -312,10 +380,12 @@ impl Write for HashWrite<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
+    /// As the key walk hashes it: stamped by a stat now.
     fn sha(path: &Path, index: &Mutex<StatIndex>) -> [u8; 32] {
-        let size = std::fs::metadata(path).unwrap().len();
-        file_sha256(path, size, index).unwrap()
+        let meta = std::fs::metadata(path).unwrap();
+        file_sha256(path, meta.len(), &Stamp::of(&meta), index).unwrap()
     }
 
     #[test]
@@ -337,7 +407,7 @@ mod tests {
         index
             .lock()
             .unwrap()
-            .put(&meta, first, SystemTime::now() + RACY * 2);
+            .put(&Stamp::of(&meta), 4, first, SystemTime::now() + RACY * 2);
         assert_eq!(sha(&p, &index), first, "unchanged: from the index");
 
         std::thread::sleep(Duration::from_millis(20));
@@ -366,12 +436,31 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         let meta = std::fs::metadata(&p).unwrap();
         let mut index = StatIndex::default();
-        index.put(&meta, [7; 32], SystemTime::now() + RACY * 2);
+        let stamp = Stamp::of(&meta);
+        index.put(&stamp, 1, [7; 32], SystemTime::now() + RACY * 2);
         let saved = dir.path().join("index");
         index.save(&saved).unwrap();
-        assert_eq!(StatIndex::load(&saved).get(&meta), Some([7; 32]));
+        assert_eq!(StatIndex::load(&saved).get(&stamp, 1), Some([7; 32]));
         std::fs::write(&saved, b"short").unwrap();
         assert!(StatIndex::load(&saved).map.is_empty());
+    }
+
+    #[test]
+    fn the_key_memo_round_trips_and_a_damaged_one_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamps = Stamps {
+            digest: [1; 32],
+            newest_change_ns: 0,
+        };
+        let id = KeyMemo::id(&[2; 32], &stamps);
+        assert_ne!(id, KeyMemo::id(&[3; 32], &stamps), "settings are in the id");
+        let mut memo = KeyMemo::default();
+        memo.put(id, &Key([9; 32]));
+        let saved = dir.path().join("memo");
+        memo.save(&saved).unwrap();
+        assert_eq!(KeyMemo::load(&saved).get(&id), Some(Key([9; 32])));
+        std::fs::write(&saved, [0; 65]).unwrap();
+        assert!(KeyMemo::load(&saved).map.is_empty());
     }
 
     #[test]

@@ -9,27 +9,31 @@
 //! builds can share the cache. An entry's mtime is its last use: eviction
 //! removes the least recently used first, down to a size bound.
 
+mod ahead;
 pub mod key;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
+use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::BlobCache;
 use crate::image::layout::LayoutWriter;
-use crate::layer::{BuiltLayer, Compression, HashingWriter};
+use crate::layer::{BuiltLayer, HashingWriter};
 use crate::oci::{Descriptor, Digest};
-use crate::recipe::LayerPlan;
+use crate::recipe::{LayerPlan, Stamp};
+use ahead::Ahead;
+use sha2::{Digest as _, Sha256};
 
 pub use key::Key;
-use key::StatIndex;
+use key::{KeyMemo, StatIndex};
 
 /// The default size bound: 10 GiB.
 pub const DEFAULT_MAX: u64 = 10 << 30;
@@ -39,7 +43,14 @@ pub struct LayerCache {
     dir: PathBuf,
     blobs: BlobCache,
     max: u64,
-    index: Mutex<StatIndex>,
+    /// Loaded when a key is first taken by a walk.
+    index: OnceLock<Mutex<StatIndex>>,
+    memo: Mutex<KeyMemo>,
+    /// The recipe being built ([`LayerCache::expect`]) and the blobs
+    /// checked ahead for it.
+    recipe: OnceLock<(String, Arc<Ahead>)>,
+    /// The blobs this build took from the cache or put into it.
+    used: Mutex<Vec<Digest>>,
 }
 
 /// What one entry says.
@@ -85,12 +96,16 @@ impl LayerCache {
         };
         fs::create_dir_all(&dir)
             .with_context(|| format!("creating the layer cache {}", dir.display()))?;
-        let index = Mutex::new(StatIndex::load(&dir.join("stat-index")));
+        let index = OnceLock::new();
+        let memo = Mutex::new(KeyMemo::load(&dir.join("key-memo")));
         Ok(LayerCache {
             dir,
             blobs,
             max,
             index,
+            memo,
+            recipe: OnceLock::new(),
+            used: Mutex::default(),
         })
     }
 
@@ -98,15 +113,53 @@ impl LayerCache {
         &self.dir
     }
 
-    /// The key of `plan` built with these settings, file contents hashed on `pool`.
-    pub fn key(
-        &self,
-        plan: &LayerPlan,
-        mtime: u64,
-        compression: Compression,
-        pool: &rayon::ThreadPool,
-    ) -> Result<Key> {
-        key::layer_key(plan, mtime, compression, &self.index, pool)
+    /// A build of `recipe` is starting: check, on a thread of its own, the
+    /// blobs its last build took from the cache, which are its likely hits.
+    pub fn expect(&self, recipe: &Path) {
+        let Some(id) = recipe_id(recipe) else {
+            return;
+        };
+        let blobs = read_recent(&self.dir.join(RECENT))
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| {
+                let path = self.blobs.path(&d);
+                (d, path)
+            })
+            .collect();
+        let _ = self.recipe.set((id, Ahead::start(blobs)));
+    }
+
+    /// The key of `plan` built with `settings` ([`key::settings`]):
+    /// remembered for the stamps its planning walk saw, or taken by
+    /// [`LayerCache::key_now`] (and remembered when that walk saw the same
+    /// stamps, all settled).
+    pub fn key(&self, plan: &LayerPlan, settings: &[u8; 32], pool: &ThreadPool) -> Result<Key> {
+        let id = KeyMemo::id(settings, &plan.stamps());
+        if let Some(k) = self.memo.lock().expect("no panics with the lock").get(&id) {
+            return Ok(k);
+        }
+        let at = SystemTime::now();
+        let (k, seen) = key::layer_key(plan, settings, self.index(), pool)?;
+        if seen == plan.stamps() && key::settled(seen.newest_change_ns, at) {
+            self.memo
+                .lock()
+                .expect("no panics with the lock")
+                .put(id, &k);
+        }
+        Ok(k)
+    }
+
+    /// The key of `plan` from its entries as they are now, file contents
+    /// hashed on `pool` (those whose stamps the index knows are not read).
+    pub fn key_now(&self, plan: &LayerPlan, settings: &[u8; 32], pool: &ThreadPool) -> Result<Key> {
+        Ok(key::layer_key(plan, settings, self.index(), pool)?.0)
+    }
+
+    fn index(&self) -> &Mutex<StatIndex> {
+        self.index
+            .get_or_init(|| Mutex::new(StatIndex::load(&self.dir.join("stat-index"))))
     }
 
     fn entry_path(&self, key: &Key) -> PathBuf {
@@ -126,18 +179,30 @@ impl LayerCache {
             let _ = fs::remove_file(&entry);
             return Ok(None);
         };
-        // Hashed here, then linked (or copied) into the layout.
-        let mut w = HashingWriter::new(std::io::sink());
-        let mut r = std::io::BufReader::with_capacity(1 << 20, (&mut f).take(record.size));
-        let read = std::io::copy(&mut r, &mut w);
-        let (_, digest, size) = w.finish();
-        if read.is_err() || digest != record.digest || size != record.size {
-            // A damaged blob: neither it nor the entry may be used again.
-            let _ = fs::remove_file(&entry);
-            let _ = fs::remove_file(&src);
-            return Ok(None);
+        // Hashed here (unless this very file was hashed ahead), then linked
+        // (or copied) into the layout.
+        let ahead = self.recipe.get().and_then(|(_, a)| a.wait(&record.digest));
+        let checked = ahead.is_some_and(|stamp| {
+            f.metadata()
+                .is_ok_and(|m| Stamp::of(&m) == stamp && m.len() == record.size)
+        });
+        if !checked {
+            let mut w = HashingWriter::new(std::io::sink());
+            let mut r = std::io::BufReader::with_capacity(1 << 20, (&mut f).take(record.size));
+            let read = std::io::copy(&mut r, &mut w);
+            let (_, digest, size) = w.finish();
+            if read.is_err() || digest != record.digest || size != record.size {
+                // A damaged blob: neither it nor the entry may be used again.
+                let _ = fs::remove_file(&entry);
+                let _ = fs::remove_file(&src);
+                return Ok(None);
+            }
         }
-        layout.import_blob(&src, &digest)?;
+        layout.import_blob(&src, &record.digest)?;
+        self.used
+            .lock()
+            .expect("no panics with the lock")
+            .push(record.digest.clone());
         // The entry's mtime is its last use.
         let _ = File::options()
             .write(true)
@@ -167,6 +232,10 @@ impl LayerCache {
             fs::rename(&tmp, &dest)
                 .with_context(|| format!("storing a layer at {}", dest.display()))?;
         }
+        self.used
+            .lock()
+            .expect("no panics with the lock")
+            .push(d.digest.clone());
         let record = Record {
             media_type: d.media_type.clone(),
             digest: d.digest.clone(),
@@ -184,12 +253,24 @@ impl LayerCache {
         Ok(())
     }
 
-    /// Save what was learnt of file hashes, and keep the cache under its bound.
+    /// Save what was learnt of file hashes and keys, and keep the cache
+    /// under its bound.
     pub fn finish(&self) -> Result<Pruned> {
-        self.index
+        if let Some((id, ahead)) = self.recipe.get() {
+            ahead.stop();
+            let used = std::mem::take(&mut *self.used.lock().expect("no panics with the lock"));
+            write_recent(&self.dir.join(RECENT), id, used)?;
+        }
+        if let Some(index) = self.index.get() {
+            index
+                .lock()
+                .expect("no panics with the lock")
+                .save(&self.dir.join("stat-index"))?;
+        }
+        self.memo
             .lock()
             .expect("no panics with the lock")
-            .save(&self.dir.join("stat-index"))?;
+            .save(&self.dir.join("key-memo"))?;
         self.prune(self.max)
     }
 
@@ -299,6 +380,52 @@ fn read_record(path: &Path) -> Option<Record> {
     serde_json::from_slice(&buf).ok()
 }
 
+/// Where the blobs each recipe's last build used are kept.
+const RECENT: &str = "recent";
+/// At most this many recipes are remembered there.
+const MAX_RECIPES: usize = 64;
+
+/// What the file of recent builds says: by recipe (the sha256 of its path), the blobs
+/// its last build used. Empty when missing, too big or damaged.
+fn read_recent(path: &Path) -> BTreeMap<String, Vec<Digest>> {
+    let mut buf = Vec::new();
+    let read = File::open(path).and_then(|f| f.take(1 << 20).read_to_end(&mut buf));
+    read.ok()
+        .and_then(|_| serde_json::from_slice(&buf).ok())
+        .unwrap_or_default()
+}
+
+/// How the file of recent builds names a recipe: the sha256 of its path.
+fn recipe_id(recipe: &Path) -> Option<String> {
+    let path = recipe.canonicalize().ok()?;
+    Some(hex::encode(Sha256::digest(
+        path.as_os_str().as_encoded_bytes(),
+    )))
+}
+
+/// Remember that recipe `id` used `blobs` (temp + rename; a concurrent
+/// build's write may be lost, which only costs checking at the hits).
+fn write_recent(path: &Path, id: &str, blobs: Vec<Digest>) -> Result<()> {
+    let mut recent = read_recent(path);
+    recent.remove(id);
+    let mut seen = HashSet::new();
+    let blobs = blobs
+        .into_iter()
+        .filter(|d| seen.insert(d.clone()))
+        .collect();
+    while recent.len() >= MAX_RECIPES {
+        recent.pop_first();
+    }
+    recent.insert(id.to_string(), blobs);
+    let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    serde_json::to_writer(&mut tmp, &recent)?;
+    tmp.flush()?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("storing {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
 /// `path` opened without following a symlink, if it is a regular file of `size` bytes.
 fn open_regular(path: &Path, size: u64) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -311,4 +438,85 @@ fn open_regular(path: &Path, size: u64) -> std::io::Result<File> {
         return Err(std::io::Error::other("not the cached blob"));
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::MEDIA_TYPE_LAYER_GZIP;
+
+    fn set_mtime(path: &Path, secs: u64) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+            .unwrap();
+    }
+
+    /// A cache holding one layer under `Key::test(1)`, whose stored blob has
+    /// an old mtime, and a recipe whose last build used it.
+    fn cached_layer(dir: &Path) -> (Digest, PathBuf, PathBuf) {
+        let cache = open(dir);
+        let bytes = b"layer bytes";
+        let blob = dir.join("blob");
+        fs::write(&blob, bytes).unwrap();
+        let d = Digest::of(bytes);
+        let layer = BuiltLayer {
+            descriptor: Descriptor::new(MEDIA_TYPE_LAYER_GZIP, d.clone(), bytes.len() as u64),
+            diff_id: d.clone(),
+            tar_size: bytes.len() as u64,
+        };
+        cache.put(&Key::test(1), &layer, &blob).unwrap();
+        let stored = cache.blobs.path(&d);
+        set_mtime(&stored, 1_600_000_000);
+        let recipe = dir.join("recipe.toml");
+        fs::write(&recipe, "").unwrap();
+        let id = recipe_id(&recipe).unwrap();
+        write_recent(&cache.dir.join(RECENT), &id, vec![d.clone()]).unwrap();
+        (d, stored, recipe)
+    }
+
+    fn open(dir: &Path) -> LayerCache {
+        let blobs = BlobCache::new(Some(dir.join("cache"))).unwrap();
+        LayerCache::open(blobs, true, DEFAULT_MAX).unwrap()
+    }
+
+    #[test]
+    fn a_hit_checked_ahead_is_taken_and_one_rewritten_since_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, stored, recipe) = cached_layer(dir.path());
+
+        let cache = open(dir.path());
+        cache.expect(&recipe);
+        let ahead = &cache.recipe.get().unwrap().1;
+        assert!(ahead.wait(&d).is_some(), "checked ahead");
+        let out = LayoutWriter::create(&dir.path().join("a")).unwrap();
+        let hit = cache.get(&Key::test(1), &out).unwrap().expect("a hit");
+        assert_eq!(hit.descriptor.digest, d);
+
+        let cache = open(dir.path());
+        cache.expect(&recipe);
+        assert!(cache.recipe.get().unwrap().1.wait(&d).is_some());
+        // Rewritten in place after the check, same size, its mtime put back:
+        // only the ctime tells, and the hit hashes it again.
+        fs::write(&stored, b"LAYER BYTES").unwrap();
+        set_mtime(&stored, 1_600_000_000);
+        let out = LayoutWriter::create(&dir.path().join("b")).unwrap();
+        assert!(cache.get(&Key::test(1), &out).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_build_remembers_the_blobs_it_used_for_its_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _, recipe) = cached_layer(dir.path());
+        fs::remove_file(dir.path().join("cache/layers").join(RECENT)).unwrap();
+        let cache = open(dir.path());
+        cache.expect(&recipe);
+        let out = LayoutWriter::create(&dir.path().join("a")).unwrap();
+        cache.get(&Key::test(1), &out).unwrap().expect("a hit");
+        cache.finish().unwrap();
+        let recent = read_recent(&cache.dir.join(RECENT));
+        assert_eq!(recent[&recipe_id(&recipe).unwrap()], vec![d]);
+    }
 }

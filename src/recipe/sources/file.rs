@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{err_at, tree, EntryCx, EntrySource};
-use crate::recipe::entry::{push_name, EntryKind};
+use crate::recipe::entry::{push_name, EntryKind, Stamp};
 
 pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     let (e, attrs) = (cx.section, &cx.attrs);
@@ -89,6 +89,7 @@ pub(super) fn file_kind(at: &str, path: &Path, meta: &fs::Metadata) -> Result<En
         return Ok(EntryKind::File {
             src: path.to_path_buf(),
             size: meta.len(),
+            stamp: Stamp::of(meta),
         });
     }
     let what = if ft.is_block_device() || ft.is_char_device() {

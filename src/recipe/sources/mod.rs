@@ -27,9 +27,9 @@ mod url;
 use std::ops::Range;
 use std::path::{Component, Path};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use super::entry::{Entry, EntryKind, Inode};
+use super::entry::{Entry, EntryKind, Inode, Stamp};
 use super::schema::{Attrs, EntrySection, Str};
 use super::Source;
 use crate::cache::BlobCache;
@@ -111,12 +111,12 @@ impl EntrySource {
     ) -> Result<Stream<'a>> {
         Ok(match self {
             EntrySource::One { entry, inode } => {
-                Box::new(std::iter::once(Ok((entry.clone(), *inode))))
+                Box::new(std::iter::once(restamped(entry).map(|e| (e, *inode))))
             }
             EntrySource::Tree(tree) => tree.entries(context, at)?,
             EntrySource::Python(p) => p.entries(hashed),
             EntrySource::Fetched { entry, .. } => {
-                Box::new(std::iter::once(Ok((entry.clone(), None))))
+                Box::new(std::iter::once(restamped(entry).map(|e| (e, None))))
             }
         })
     }
@@ -137,6 +137,18 @@ impl EntrySource {
             EntrySource::One { .. } | EntrySource::Tree(_) => Vec::new(),
         }
     }
+}
+
+/// A file entry resolved once, with its file's [`Stamp`] as it is now, as a
+/// walk of a tree would see it.
+fn restamped(entry: &Entry) -> Result<Entry> {
+    let mut e = entry.clone();
+    if let EntryKind::File { src, stamp, .. } = &mut e.kind {
+        let meta =
+            std::fs::metadata(&*src).with_context(|| format!("reading {}", src.display()))?;
+        *stamp = Stamp::of(&meta);
+    }
+    Ok(e)
 }
 
 /// What every kind resolves an entry with.

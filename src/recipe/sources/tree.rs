@@ -151,9 +151,11 @@ impl<'a> Walk<'a> {
                 continue;
             };
             let path = frame.dir.join(&name);
-            let rel = path.strip_prefix(&frame.root).unwrap_or(&path);
-            if self.excludes.is_match(rel) {
-                continue;
+            if !self.excludes.is_empty() {
+                let rel = path.strip_prefix(&frame.root).unwrap_or(&path);
+                if self.excludes.is_match(rel) {
+                    continue;
+                }
             }
             let root = frame.root.clone();
             let mut child = frame.dest.clone();

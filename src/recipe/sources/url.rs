@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use super::{EntryCx, EntrySource};
 use crate::python::{archive, fetch};
-use crate::recipe::entry::{push_name, EntryKind};
+use crate::recipe::entry::{push_name, EntryKind, Stamp};
 use crate::recipe::schema::Sha256Pin;
 use crate::supply::sbom::Component;
 
@@ -73,7 +73,8 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             (file, 0o644, base)
         }
     };
-    let size = std::fs::metadata(&src)?.len();
+    let meta = std::fs::metadata(&src)?;
+    let (size, stamp) = (meta.len(), Stamp::of(&meta));
     let mut dest = cx.dest.path.clone();
     if cx.dest.is_dir() {
         if name.is_empty() {
@@ -91,7 +92,7 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     Ok(EntrySource::Fetched {
         entry: attrs.entry(
             dest,
-            EntryKind::File { src, size },
+            EntryKind::File { src, size, stamp },
             attrs.mode.unwrap_or(default_mode),
         ),
         component: Component::url(&url, want.hex()),
