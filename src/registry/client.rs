@@ -199,13 +199,10 @@ impl Client {
             });
         let scheme = if insecure { "http" } else { "https" };
         Url::parse(&format!("{scheme}://{}/", api_host(registry))).map_err(|_| {
-            RegistryError::new(
-                ErrorContext {
-                    operation: "connecting".into(),
-                    registry: registry.to_string(),
-                    ..Default::default()
-                },
-                ErrorKind::Protocol(format!("{registry:?} is not a valid host")),
+            protocol_error(
+                "connecting",
+                registry,
+                format!("{registry:?} is not a valid host"),
             )
         })
     }
@@ -214,14 +211,7 @@ impl Client {
     pub fn url(&self, registry: &str, path: &str) -> Result<Url, RegistryError> {
         let base = self.base_url(registry)?;
         base.join(&format!("v2/{path}")).map_err(|_| {
-            RegistryError::new(
-                ErrorContext {
-                    operation: "building a URL".into(),
-                    registry: registry.to_string(),
-                    ..Default::default()
-                },
-                ErrorKind::Protocol(format!("invalid path {path:?}")),
-            )
+            protocol_error("building a URL", registry, format!("invalid path {path:?}"))
         })
     }
 
@@ -232,16 +222,10 @@ impl Client {
 
     /// What the client keeps for `registry`, made on first use.
     pub(super) fn state(&self, registry: &str) -> Result<Arc<RegistryState>, RegistryError> {
-        let mut registries = self.registries.lock().map_err(|_| {
-            RegistryError::new(
-                ErrorContext {
-                    operation: "connecting".into(),
-                    registry: registry.to_string(),
-                    ..Default::default()
-                },
-                ErrorKind::Protocol("internal lock poisoned".into()),
-            )
-        })?;
+        let mut registries = self
+            .registries
+            .lock()
+            .map_err(|_| protocol_error("connecting", registry, "internal lock poisoned".into()))?;
         if let Some(h) = registries.get(registry) {
             return Ok(h.clone());
         }
@@ -331,6 +315,18 @@ pub fn default_client() -> anyhow::Result<Client> {
         ClientOptions::default(),
         CredentialStore::from_env(),
         progress::silent(),
+    )
+}
+
+/// An error of this client's own making about `registry` (not the registry's).
+fn protocol_error(operation: &str, registry: &str, message: String) -> RegistryError {
+    RegistryError::new(
+        ErrorContext {
+            operation: operation.into(),
+            registry: registry.to_string(),
+            ..Default::default()
+        },
+        ErrorKind::Protocol(message),
     )
 }
 

@@ -161,8 +161,12 @@ impl<'a> Walk<'a> {
             let mut child = frame.dest.clone();
             push_name(&mut child, name.as_bytes());
             let meta = fs::symlink_metadata(&path)?;
-            let ft = meta.file_type();
-            if ft.is_symlink() {
+            // A link followed out of the tree is copied as what it points
+            // at: a directory as a tree of its own, a file without the
+            // hard-link check.
+            let (root, path, meta, linked) = if !meta.file_type().is_symlink() {
+                (root, path, meta, true)
+            } else {
                 let target = fs::read_link(&path)?;
                 // Links that stay inside the context, or inside the tree being
                 // copied (a followed `src` outside the context), stay links.
@@ -192,24 +196,16 @@ impl<'a> Walk<'a> {
                     )
                 })?;
                 let tmeta = fs::metadata(&resolved)?;
-                if tmeta.is_dir() {
-                    let mode = attrs.dir_mode.unwrap_or(tmeta.mode() & 0o7777);
-                    let entry = attrs.entry(child.clone(), EntryKind::Dir, mode);
-                    self.enter(&resolved, &resolved, child)?;
-                    return Ok(Some((entry, None)));
-                }
-                let kind = file_kind(self.at, &resolved, &tmeta)?;
-                let mode = attrs.mode.unwrap_or(tmeta.mode() & 0o7777);
-                return Ok(Some((attrs.entry(child, kind, mode), None)));
-            }
-            if ft.is_dir() {
+                (resolved.clone(), resolved, tmeta, false)
+            };
+            if meta.is_dir() {
                 let mode = attrs.dir_mode.unwrap_or(meta.mode() & 0o7777);
                 let entry = attrs.entry(child.clone(), EntryKind::Dir, mode);
                 self.enter(&root, &path, child)?;
                 return Ok(Some((entry, None)));
             }
             let kind = file_kind(self.at, &path, &meta)?;
-            let inode = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+            let inode = (linked && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
             let mode = attrs.mode.unwrap_or(meta.mode() & 0o7777);
             return Ok(Some((attrs.entry(child, kind, mode), inode)));
         }
