@@ -1,5 +1,7 @@
 //! What a layer holds: tar entries, their order, and when two entries for
-//! one path are the same.
+//! one path are the same; and how entries are hashed canonically ([`Canon`]),
+//! by content for a layer's cache key or by file stamps ([`Stamps`]) for
+//! finding that key again without reading a file.
 
 use std::cmp::Ordering;
 use std::fs;

@@ -15,12 +15,14 @@
 //! Entries are read in order in batches whose file contents are hashed in
 //! parallel on the build's pool, so a cold build's keying is spread over
 //! `--jobs` threads. Hashing file content is what a nothing-changed rebuild
-//! costs, so
-//! [`StatIndex`] remembers each file's sha256 under its
+//! would cost, so [`StatIndex`] remembers each file's sha256 under its
 //! `(dev, inode, size, mtime_ns, ctime_ns)`. A rewrite changes the ctime
 //! (which no `touch -d` can set back), so it is hashed again; a file whose
 //! ctime is within [`RACY`] of the moment it was hashed is not remembered,
-//! since a rewrite within the clock's granularity could keep it.
+//! since a rewrite within the clock's granularity could keep it. By the
+//! same rule, [`KeyMemo`] remembers a whole layer's key under the stamps of
+//! its entries, which the planning walk already takes: a rebuild with
+//! nothing changed walks its inputs once.
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -3,8 +3,10 @@
 //!
 //! `<layers>/<key>.json` names the layer a key built (digest, size, media
 //! type, diffID); the blob itself is in the blob cache. Every hit is checked:
-//! the blob is hashed before it is linked (or copied) into the layout, and a missing,
-//! damaged or mismatched entry is a miss (and removed), never a wrong layer.
+//! the blob is hashed before it is linked (or copied) into the layout (ahead
+//! of the hit, while the recipe is planned, for the blobs the recipe's last
+//! build used: `ahead.rs`), and a missing, damaged or mismatched entry is a
+//! miss (and removed), never a wrong layer.
 //! Entries and blobs are written through temp files and renamed, so two
 //! builds can share the cache. An entry's mtime is its last use: eviction
 //! removes the least recently used first, down to a size bound.
