@@ -162,6 +162,7 @@ fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
     let to = app_refs(&pair, &["1.4.0", "latest"]);
     let r = push(env, &image, &to, &[]);
     assert_ok(&r);
+    let push_tokens = pair.tokens.requests();
     assert_eq!(r.stdout.trim(), image.digest);
 
     for p in pair.proxies() {
@@ -200,13 +201,30 @@ fn push_dual_sends_each_blob_once_per_registry_and_manifests_after_blobs() {
     }
     // Both registries serve the same manifest under both tags.
     assert_served(&pair, &["1.4.0", "latest"], &image.digest);
-    // The token server was asked for push on the target, never more.
+    // The token server was asked for push on the target, never more, and
+    // by the push for each scope set once, though its blobs start together.
     let reqs = pair.tokens.requests();
     assert!(reqs.iter().all(|t| t.status == 200), "{reqs:#?}");
     assert!(reqs
         .iter()
         .flat_map(|t| &t.scopes)
         .all(|s| s.starts_with("repository:acme/app:")));
+    let mut sets: Vec<Vec<&String>> = push_tokens
+        .iter()
+        .map(|t| {
+            let mut s: Vec<&String> = t.scopes.iter().collect();
+            s.sort();
+            s
+        })
+        .collect();
+    let asked = sets.len();
+    sets.sort();
+    sets.dedup();
+    assert_eq!(
+        sets.len(),
+        asked,
+        "a scope set asked twice: {push_tokens:#?}"
+    );
 }
 
 #[test]

@@ -25,7 +25,7 @@ use super::request::Response;
 use super::retry::{parse_retry_after, RetryBudget};
 use super::RegistryState;
 use crate::registry::client::Client;
-use crate::registry::credentials::Credential;
+use crate::registry::credentials::{Credential, Secret};
 use crate::registry::error::{is_retryable_status, ErrorContext, ErrorKind, RegistryError};
 use crate::registry::headers::redact;
 
@@ -174,24 +174,11 @@ impl Client {
                 _ => return Ok(None),
             },
             Challenge::Bearer(b) => {
-                if let Some(t) = self.tokens.get(&host.registry, scopes) {
-                    format!("Bearer {}", t.expose())
-                } else {
-                    let policy = token::TokenPolicy {
-                        allow_plain_http: host.base.scheme() == "http",
-                    };
-                    let t = token::fetch_token(&self.http, &b, scopes, cred.as_ref(), &policy)
-                        .await
-                        .map_err(auth_err)?;
-                    self.log(&format!(
-                        "{}: token for {} obtained",
-                        host.registry,
-                        scope_key(scopes)
-                    ));
-                    let v = format!("Bearer {}", t.value.expose());
-                    self.tokens.put(&host.registry, scopes, t);
-                    v
-                }
+                let t = self
+                    .token(host, &b, scopes, cred.as_ref())
+                    .await
+                    .map_err(auth_err)?;
+                format!("Bearer {}", t.expose())
             }
         };
         let mut hv = HeaderValue::from_str(&value).map_err(|_| {
@@ -199,6 +186,37 @@ impl Client {
         })?;
         hv.set_sensitive(true);
         Ok(Some(hv))
+    }
+
+    /// A token for `scopes`, from the cache or else from the realm.
+    /// Requests that need the same scopes at once ask once; the others wait
+    /// for that token.
+    async fn token(
+        &self,
+        host: &RegistryState,
+        challenge: &BearerChallenge,
+        scopes: &[String],
+        cred: Option<&Credential>,
+    ) -> Result<Secret, String> {
+        if let Some(t) = self.tokens.get(&host.registry, scopes) {
+            return Ok(t);
+        }
+        let _turn = self.tokens.turn(&host.registry, scopes).await;
+        if let Some(t) = self.tokens.get(&host.registry, scopes) {
+            return Ok(t);
+        }
+        let policy = token::TokenPolicy {
+            allow_plain_http: host.base.scheme() == "http",
+        };
+        let t = token::fetch_token(&self.http, challenge, scopes, cred, &policy).await?;
+        self.log(&format!(
+            "{}: token for {} obtained",
+            host.registry,
+            scope_key(scopes)
+        ));
+        let value = t.value.clone();
+        self.tokens.put(&host.registry, scopes, t);
+        Ok(value)
     }
 
     /// After a 401 from the registry: take its fresh challenge, drop the

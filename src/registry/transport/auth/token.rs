@@ -5,7 +5,7 @@
 //! a new one.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY};
@@ -75,9 +75,30 @@ pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> 
 #[derive(Default)]
 pub struct TokenCache {
     map: Mutex<HashMap<(String, String), Token>>,
+    /// One token request per (registry, scope set) at a time.
+    turns: Mutex<HashMap<(String, String), Turn>>,
 }
 
+/// Held while a token is asked for.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
 impl TokenCache {
+    /// Wait for the turn to ask for a token of `scopes`, so that requests
+    /// that start together ask once and the others take that token from
+    /// the cache.
+    pub async fn turn(
+        &self,
+        registry: &str,
+        scopes: &[String],
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = (registry.to_string(), scope_key(scopes));
+        let lock = match self.turns.lock() {
+            Ok(mut turns) => turns.entry(key).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        lock.lock_owned().await
+    }
+
     pub fn get(&self, registry: &str, scopes: &[String]) -> Option<Secret> {
         let key = (registry.to_string(), scope_key(scopes));
         let map = self.map.lock().ok()?;
