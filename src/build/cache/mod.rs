@@ -200,7 +200,7 @@ impl LayerCache {
                 return Ok(None);
             }
         }
-        layout.import_blob(&src, &record.digest)?;
+        layout.import_opened(&f, &src, &record.digest, record.size)?;
         self.used
             .lock()
             .expect("no panics with the lock")

@@ -14,7 +14,7 @@
 //! without a lock file is left alone.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -146,10 +146,23 @@ impl LayoutWriter {
                 )));
             }
         }
-        let id = FileId::of(&opened.meta);
-        if opened.meta.mode() & 0o777 == 0o644 && fs::hard_link(src, &dest).is_ok() {
-            // The name may have changed hands since it was opened: keep the
-            // link only when it is the file that was checked.
+        self.import_opened(&opened.file, src, d, opened.meta.len())
+    }
+
+    /// Add blob `d`, the first `size` bytes of `file`, already open (and
+    /// checked by the caller), whose name is `src`: hard-linked when `src`
+    /// still names that very file at that size, else copied from `file`
+    /// itself, so what goes in is always what was checked, even when the
+    /// name was removed or reused meanwhile.
+    pub fn import_opened(&self, file: &File, src: &Path, d: &Digest, size: u64) -> Result<()> {
+        let dest = blob_path(self.root(), d);
+        if dest.exists() {
+            return Ok(());
+        }
+        let meta = file.metadata()?;
+        let id = FileId::of(&meta);
+        let linkable = meta.mode() & 0o777 == 0o644 && meta.len() == size;
+        if linkable && fs::hard_link(src, &dest).is_ok() {
             let linked = fs::symlink_metadata(&dest).map(|m| FileId::of(&m));
             if linked.ok() == Some(id) {
                 return Ok(());
@@ -157,8 +170,13 @@ impl LayoutWriter {
             fs::remove_file(&dest).with_context(|| format!("removing {}", dest.display()))?;
         }
         let mut tmp = self.temp_blob()?;
-        io::copy(&mut &opened.file, tmp.as_file_mut())
+        let mut from = file;
+        from.seek(io::SeekFrom::Start(0))?;
+        let copied = io::copy(&mut from.take(size), tmp.as_file_mut())
             .with_context(|| format!("copying {} to {}", src.display(), tmp.path().display()))?;
+        if copied != size {
+            return Err(anyhow!("{} shrank while it was copied", src.display()));
+        }
         self.place_blob(tmp, d)
     }
 
@@ -380,6 +398,27 @@ fn set_permissions_tree(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_opened_blob_goes_in_as_it_was_checked_whatever_its_name_holds_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("blob");
+        let d = Digest::of(b"checked");
+        for replace in [false, true] {
+            fs::write(&src, b"checked").unwrap();
+            fs::set_permissions(&src, fs::Permissions::from_mode(0o644)).unwrap();
+            let file = File::open(&src).unwrap();
+            // The name is removed, or reused for other bytes, after the check.
+            fs::remove_file(&src).unwrap();
+            if replace {
+                fs::write(&src, b"CHECKED").unwrap();
+                fs::set_permissions(&src, fs::Permissions::from_mode(0o644)).unwrap();
+            }
+            let w = LayoutWriter::create(&dir.path().join(format!("out-{replace}"))).unwrap();
+            w.import_opened(&file, &src, &d, 7).unwrap();
+            assert_eq!(fs::read(w.blob_path(&d)).unwrap(), b"checked");
+        }
+    }
 
     #[test]
     fn a_full_disk_is_named_and_other_errors_are_left_alone() {
