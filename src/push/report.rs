@@ -41,6 +41,12 @@ impl PushError {
         }
     }
 
+    /// Whether the push failed on its own input (a layout blob that is
+    /// corrupt, missing or of the wrong size), not on a registry.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, PushError::Blob(e) if crate::error::is_bad_input(e))
+    }
+
     /// The HTTP status of the failed request.
     pub fn status(&self) -> Option<u16> {
         self.registry_error().and_then(|e| e.status())
@@ -174,14 +180,29 @@ impl PushReport {
     }
 
     /// An error naming every failed required target, when there is one.
+    /// A failure on the push's own input is bad input (exit 2).
     pub fn error(&self) -> Option<anyhow::Error> {
-        let failed: Vec<String> = self
+        let failed: Vec<&TargetReport> = self
             .targets
             .iter()
             .filter(|t| !t.ok && !t.optional)
+            .collect();
+        if failed.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = failed
+            .iter()
             .map(|t| format!("{}: {}", t.reference, why(&t.error)))
             .collect();
-        (!failed.is_empty()).then(|| anyhow!("push failed for {}", failed.join("; ")))
+        let message = format!("push failed for {}", lines.join("; "));
+        let input = failed
+            .iter()
+            .any(|t| t.error.as_ref().is_some_and(PushError::is_bad_input));
+        Some(if input {
+            crate::error::bad_input(message)
+        } else {
+            anyhow!(message)
+        })
     }
 }
 

@@ -321,7 +321,7 @@ fn a_size_mismatch_in_index_json_is_refused() {
 }
 
 /// Figure: a layer with the right size but corrupt bytes is never sent:
-/// the push fails before the layer's first byte (the upload requests carry
+/// the push fails as bad input (exit 2) before the layer's first byte (the upload requests carry
 /// less than the layer's 64 KiB, the config's few hundred bytes at most),
 /// the registry stores nothing of it, and the error names the file.
 #[test]
@@ -350,7 +350,7 @@ fn a_corrupt_blob_is_never_uploaded() {
     let registry = Registry::start();
     let proxy = FaultProxy::start(&registry);
     let r = push(&Env::new(), &base, &format!("{}/acme/app:1", proxy.host()));
-    assert_ne!(r.code, 0);
+    assert_code(&r, 2);
     assert!(
         r.stderr.contains(&file.display().to_string()) && r.stderr.contains("corrupt"),
         "{}",
