@@ -258,10 +258,8 @@ impl LayerCache {
     /// Save what was learnt of file hashes and keys, and keep the cache
     /// under its bound.
     pub fn finish(&self) -> Result<Pruned> {
-        if let Some((id, ahead)) = self.recipe.get() {
+        if let Some((_, ahead)) = self.recipe.get() {
             ahead.stop();
-            let used = std::mem::take(&mut *self.used.lock().expect("no panics with the lock"));
-            write_recent(&self.dir.join(RECENT), id, used)?;
         }
         if let Some(index) = self.index.get() {
             index
@@ -273,6 +271,10 @@ impl LayerCache {
             .lock()
             .expect("no panics with the lock")
             .save(&self.dir.join("key-memo"))?;
+        if let Some((id, _)) = self.recipe.get() {
+            let used = std::mem::take(&mut *self.used.lock().expect("no panics with the lock"));
+            write_recent(&self.dir.join(RECENT), id, used)?;
+        }
         self.prune(self.max)
     }
 
