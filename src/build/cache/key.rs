@@ -144,102 +144,114 @@ pub fn settled(ctime_ns: i64, at: SystemTime) -> bool {
     at.saturating_sub(ctime_ns) >= RACY.as_nanos() as i64
 }
 
-/// Fixed-size records of a file in the cache directory; none when it is
-/// missing or damaged.
-fn read_records<const N: usize>(path: &Path, max: usize) -> Vec<[u8; N]> {
-    let mut buf = Vec::new();
-    let read = File::open(path).and_then(|f| f.take((N * max) as u64 + 1).read_to_end(&mut buf));
-    if read.is_err() || buf.len() % N != 0 || buf.len() > N * max {
-        return Vec::new();
-    }
-    buf.chunks_exact(N)
-        .map(|r| r.try_into().expect("chunks of N"))
-        .collect()
+/// A bounded map of fixed-size byte keys to fixed-size byte values, kept in
+/// one file of the cache as records of `K + V` bytes: read whole (empty when
+/// the file is missing or damaged), emptied when it would pass its bound,
+/// rewritten whole (temp + rename) when it changed. A concurrent build's
+/// file may be overwritten, which only costs work done again.
+pub struct RecordMap<const K: usize, const V: usize> {
+    map: HashMap<[u8; K], [u8; V]>,
+    max: usize,
+    changed: bool,
 }
 
-/// Replace the file at `path` (temp + rename) by `records`; a concurrent
-/// build's file may be overwritten, which only costs hashing again.
-fn write_records<const N: usize>(
-    path: &Path,
-    records: impl Iterator<Item = [u8; N]>,
-) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-    for r in records {
-        w.write_all(&r)?;
+impl<const K: usize, const V: usize> RecordMap<K, V> {
+    fn empty(max: usize) -> Self {
+        RecordMap {
+            map: HashMap::new(),
+            max,
+            changed: false,
+        }
     }
-    w.flush()?;
-    drop(w);
-    tmp.persist(path)?;
-    Ok(())
+
+    fn load(path: &Path, max: usize) -> Self {
+        let n = K + V;
+        let mut buf = Vec::new();
+        let read =
+            File::open(path).and_then(|f| f.take((n * max) as u64 + 1).read_to_end(&mut buf));
+        let mut m = Self::empty(max);
+        if read.is_ok() && buf.len() % n == 0 && buf.len() <= n * max {
+            for r in buf.chunks_exact(n) {
+                let k = r[..K].try_into().expect("K bytes");
+                m.map.insert(k, r[K..].try_into().expect("V bytes"));
+            }
+        }
+        m
+    }
+
+    fn get(&self, k: &[u8; K]) -> Option<&[u8; V]> {
+        self.map.get(k)
+    }
+
+    fn insert(&mut self, k: [u8; K], v: [u8; V]) {
+        if self.map.len() >= self.max {
+            self.map.clear();
+        }
+        self.map.insert(k, v);
+        self.changed = true;
+    }
+
+    fn save(&mut self, path: &Path) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
+        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        for (k, v) in &self.map {
+            w.write_all(k)?;
+            w.write_all(v)?;
+        }
+        w.flush()?;
+        drop(w);
+        tmp.persist(path)?;
+        self.changed = false;
+        Ok(())
+    }
 }
 
-fn be(r: &[u8], i: usize) -> u64 {
-    u64::from_be_bytes(r[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+/// Numbers as big-endian bytes, one after another.
+fn be<const N: usize>(nums: &[u64]) -> [u8; N] {
+    let mut b = [0; N];
+    for (i, n) in nums.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&n.to_be_bytes());
+    }
+    b
 }
 
 /// What [`layer_key`] remembers of file hashes, kept in one file of the
 /// cache: each file's sha256 under its (dev, inode), with the size, mtime
 /// and ctime it had when hashed.
-#[derive(Default)]
-pub struct StatIndex {
-    map: HashMap<(u64, u64), ([u64; 3], [u8; 32])>,
-    changed: bool,
-}
+pub struct StatIndex(RecordMap<16, 56>);
 
-/// One record: dev, inode, size, mtime_ns, ctime_ns, sha256.
-const RECORD: usize = 8 * 5 + 32;
 /// At most this many files are remembered (the index stays under 8 MiB).
 const MAX_RECORDS: usize = 100_000;
+
+impl Default for StatIndex {
+    fn default() -> Self {
+        StatIndex(RecordMap::empty(MAX_RECORDS))
+    }
+}
 
 impl StatIndex {
     /// The index saved at `path`; empty when there is none or it is damaged.
     pub fn load(path: &Path) -> StatIndex {
-        let map = read_records::<RECORD>(path, MAX_RECORDS)
-            .iter()
-            .map(|r| {
-                let sha = r[40..].try_into().expect("32 bytes");
-                ((be(r, 0), be(r, 1)), ([be(r, 2), be(r, 3), be(r, 4)], sha))
-            })
-            .collect();
-        StatIndex {
-            map,
-            changed: false,
-        }
+        StatIndex(RecordMap::load(path, MAX_RECORDS))
     }
 
     /// Write the index to `path` if it changed.
     pub fn save(&mut self, path: &Path) -> Result<()> {
-        if !self.changed {
-            return Ok(());
-        }
-        let records = self
-            .map
-            .iter()
-            .take(MAX_RECORDS)
-            .map(|((dev, ino), (s, sha))| {
-                let mut r = [0; RECORD];
-                for (i, n) in [*dev, *ino, s[0], s[1], s[2]].into_iter().enumerate() {
-                    r[i * 8..i * 8 + 8].copy_from_slice(&n.to_be_bytes());
-                }
-                r[40..].copy_from_slice(sha);
-                r
-            });
-        write_records(path, records)?;
-        self.changed = false;
-        Ok(())
+        self.0.save(path)
     }
 
-    fn fields(stamp: &Stamp, size: u64) -> [u64; 3] {
-        [size, stamp.mtime_ns as u64, stamp.ctime_ns as u64]
+    /// Size, mtime and ctime: what must not have changed.
+    fn fields(stamp: &Stamp, size: u64) -> [u8; 24] {
+        be(&[size, stamp.mtime_ns as u64, stamp.ctime_ns as u64])
     }
 
     fn get(&self, stamp: &Stamp, size: u64) -> Option<[u8; 32]> {
-        match self.map.get(&(stamp.dev, stamp.ino)) {
-            Some((s, sha)) if *s == Self::fields(stamp, size) => Some(*sha),
-            _ => None,
-        }
+        let v = self.0.get(&be(&[stamp.dev, stamp.ino]))?;
+        (v[..24] == Self::fields(stamp, size)).then(|| v[24..].try_into().expect("32 bytes"))
     }
 
     /// Remember `sha` for the file `stamp` and `size` describe, unless it
@@ -248,12 +260,10 @@ impl StatIndex {
         if !settled(stamp.ctime_ns, hashed_at) {
             return;
         }
-        if self.map.len() >= MAX_RECORDS {
-            self.map.clear();
-        }
-        self.map
-            .insert((stamp.dev, stamp.ino), (Self::fields(stamp, size), sha));
-        self.changed = true;
+        let mut v = [0; 56];
+        v[..24].copy_from_slice(&Self::fields(stamp, size));
+        v[24..].copy_from_slice(&sha);
+        self.0.insert(be(&[stamp.dev, stamp.ino]), v);
     }
 }
 
@@ -261,14 +271,16 @@ impl StatIndex {
 /// rebuild with nothing changed find its key from the planning walk alone,
 /// reading no file. An entry is made only when every file had settled
 /// (see [`settled`]) when the key was taken, by the rule of [`StatIndex`].
-#[derive(Default)]
-pub struct KeyMemo {
-    map: HashMap<[u8; 32], [u8; 32]>,
-    changed: bool,
-}
+pub struct KeyMemo(RecordMap<32, 32>);
 
 /// At most this many layers are remembered.
 const MAX_KEYS: usize = 10_000;
+
+impl Default for KeyMemo {
+    fn default() -> Self {
+        KeyMemo(RecordMap::empty(MAX_KEYS))
+    }
+}
 
 impl KeyMemo {
     /// Where `stamps` built with `settings` is remembered.
@@ -280,44 +292,19 @@ impl KeyMemo {
     }
 
     pub fn load(path: &Path) -> KeyMemo {
-        let map = read_records::<64>(path, MAX_KEYS)
-            .iter()
-            .map(|r| {
-                let half = |i: usize| r[i * 32..i * 32 + 32].try_into().expect("32 bytes");
-                (half(0), half(1))
-            })
-            .collect();
-        KeyMemo {
-            map,
-            changed: false,
-        }
+        KeyMemo(RecordMap::load(path, MAX_KEYS))
     }
 
     pub fn save(&mut self, path: &Path) -> Result<()> {
-        if !self.changed {
-            return Ok(());
-        }
-        let records = self.map.iter().take(MAX_KEYS).map(|(id, key)| {
-            let mut r = [0; 64];
-            r[..32].copy_from_slice(id);
-            r[32..].copy_from_slice(key);
-            r
-        });
-        write_records(path, records)?;
-        self.changed = false;
-        Ok(())
+        self.0.save(path)
     }
 
     pub fn get(&self, id: &[u8; 32]) -> Option<Key> {
-        self.map.get(id).map(|k| Key(*k))
+        self.0.get(id).map(|k| Key(*k))
     }
 
     pub fn put(&mut self, id: [u8; 32], key: &Key) {
-        if self.map.len() >= MAX_KEYS {
-            self.map.clear();
-        }
-        self.map.insert(id, key.0);
-        self.changed = true;
+        self.0.insert(id, key.0);
     }
 }
 
@@ -428,7 +415,7 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         let index = Mutex::new(StatIndex::default());
         sha(&p, &index);
-        assert!(index.lock().unwrap().map.is_empty());
+        assert!(index.lock().unwrap().0.map.is_empty());
     }
 
     #[test]
@@ -444,7 +431,7 @@ mod tests {
         index.save(&saved).unwrap();
         assert_eq!(StatIndex::load(&saved).get(&stamp, 1), Some([7; 32]));
         std::fs::write(&saved, b"short").unwrap();
-        assert!(StatIndex::load(&saved).map.is_empty());
+        assert!(StatIndex::load(&saved).0.map.is_empty());
     }
 
     #[test]
@@ -462,7 +449,7 @@ mod tests {
         memo.save(&saved).unwrap();
         assert_eq!(KeyMemo::load(&saved).get(&id), Some(Key([9; 32])));
         std::fs::write(&saved, [0; 65]).unwrap();
-        assert!(KeyMemo::load(&saved).map.is_empty());
+        assert!(KeyMemo::load(&saved).0.map.is_empty());
     }
 
     #[test]
