@@ -187,27 +187,47 @@ fn build_push_falls_back_to_the_file_when_a_stream_fails() {
     assert_served(&pair, &["1.0"], &digest);
 }
 
-#[test]
-fn build_push_streams_within_a_4mib_patch_cap() {
+/// What a `build --push` of a 9 MiB and a small layer (recipe `seed`) to
+/// two registries with GHCR's PATCH cap left: the pair, the image digest,
+/// its blobs and the digest of the big layer.
+struct Capped {
+    pair: Pair,
+    digest: String,
+    blobs: BTreeMap<String, u64>,
+    big: String,
+}
+
+fn capped_build_push(seed: u64, args: &[&str]) -> Capped {
     let pair = Pair::start();
     let dir = tempdir();
-    let recipe = write_recipe(dir.path(), &[9 << 20, 100_000], 23, "");
+    let recipe = write_recipe(dir.path(), &[9 << 20, 100_000], seed, "");
     for p in pair.proxies() {
         p.configure(|c| c.patch_cap = Some(GHCR_PATCH_CAP));
     }
     let layout = dir.path().join("out");
-    // A registry with GHCR's cap that is not named ghcr.io: the cap is
-    // given as the chunk size, as a user would.
-    let r = build_push(
-        &pair,
-        &recipe,
-        &layout,
-        &["--no-cache", "--chunk-size", "4MiB"],
-    );
+    let r = build_push(&pair, &recipe, &layout, args);
     assert_ok(&r);
     let (digest, _, blobs) = read_layout(&layout);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let big = layer_digest(&doc, "l0");
+    Capped {
+        pair,
+        digest,
+        blobs,
+        big,
+    }
+}
+
+#[test]
+fn build_push_streams_within_a_4mib_patch_cap() {
+    // A registry with GHCR's cap that is not named ghcr.io: the cap is
+    // given as the chunk size, as a user would.
+    let Capped {
+        pair,
+        digest,
+        blobs,
+        big,
+    } = capped_build_push(23, &["--no-cache", "--chunk-size", "4MiB"]);
     for p in pair.proxies() {
         let log = p.log();
         // Figure: no PATCH over the cap, none refused, and the big layer
@@ -233,18 +253,9 @@ fn build_push_streams_within_a_4mib_patch_cap() {
 
 #[test]
 fn build_push_stream_refused_over_the_cap_falls_back_to_halved_chunks() {
-    let pair = Pair::start();
-    let dir = tempdir();
-    let recipe = write_recipe(dir.path(), &[9 << 20, 100_000], 24, "");
-    for p in pair.proxies() {
-        p.configure(|c| c.patch_cap = Some(GHCR_PATCH_CAP));
-    }
-    let layout = dir.path().join("out");
-    let r = build_push(&pair, &recipe, &layout, &["--chunk-size", "8MiB"]);
-    assert_ok(&r);
-    let (digest, _, _) = read_layout(&layout);
-    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let big = layer_digest(&doc, "l0");
+    let Capped {
+        pair, digest, big, ..
+    } = capped_build_push(24, &["--chunk-size", "8MiB"]);
     // Figure: chunks asked over the cap are refused (416) on the stream,
     // and the layer then goes from its file in halved chunks: every
     // accepted PATCH within the cap, the layer stored once, the image whole
