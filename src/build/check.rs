@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -123,7 +123,7 @@ fn fields(e: &mut tar::Entry<'_, impl Read>) -> io::Result<Vec<(&'static str, St
     let h = e.header().clone();
     let show = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
     let mut hasher = Sha256::new();
-    io::copy(e, &mut HashSink(&mut hasher))?;
+    io::copy(e, &mut hasher)?;
     Ok(vec![
         (
             "path",
@@ -206,17 +206,5 @@ fn presence(entry: String, first: &str, second: &str) -> Diff {
         field: "presence".into(),
         first: first.into(),
         second: second.into(),
-    }
-}
-
-struct HashSink<'a>(&'a mut Sha256);
-
-impl Write for HashSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! can be used as a file name and a registry path without further checks.
 
 use std::fmt;
+use std::io::{self, Write};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,38 @@ impl Digest {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A writer that passes its bytes on to `inner` and hashes the bytes that
+/// `inner` took. (A [`Sha256`] alone is a writer too, for hashing only.)
+pub struct Hashing<W> {
+    pub inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Hashing<W> {
+    pub fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+        }
+    }
+
+    /// The digest of every byte written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_sha256(self.hash.clone().finalize().into())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -16,7 +16,7 @@ mod time;
 
 pub use config::{History, ImageConfig, RootFs, RuntimeConfig};
 pub use descriptor::Descriptor;
-pub use digest::Digest;
+pub use digest::{Digest, Hashing};
 pub use json::canonical_json;
 pub use manifest::{Index, Manifest};
 pub use media::*;

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cache::BlobCache;
 use crate::error::bad_input;
-use crate::oci::Digest;
+use crate::oci::{Digest, Hashing};
 
 /// An extracted member: its cached file and whether the archive marks it executable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub fn extract(
     let mut magic = [0u8; 6];
     let n = f.read(&mut magic)?;
     f.seek(SeekFrom::Start(0))?;
-    let mut out = Hashing(tmp.as_file_mut(), Sha256::new());
+    let mut out = Hashing::new(tmp.as_file_mut());
     let found = match &magic[..n] {
         [b'P', b'K', 3, 4, ..] => from_zip(f, name, &mut out)?,
         [0x1f, 0x8b, ..] => from_tar(
@@ -80,7 +80,7 @@ pub fn extract(
             "{url}: the archive has no member {name:?} (extract names a file inside the archive, e.g. \"bin/tool\")"
         )));
     };
-    let d = Digest::from_sha256(out.1.finalize().into());
+    let d = out.digest();
     let path = cache.path(&d);
     tmp.persist(&path)
         .map_err(|e| anyhow!("caching {name} of {url}: {}", e.error))?;
@@ -125,20 +125,6 @@ fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool
         }
     }
     Ok(None)
-}
-
-/// Writes through to a file while hashing.
-struct Hashing<'a>(&'a mut File, Sha256);
-
-impl Write for Hashing<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.0.write(buf)?;
-        self.1.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cache::BlobCache;
 use crate::error::bad_input;
-use crate::oci::Digest;
+use crate::oci::{Digest, Hashing};
 use crate::progress::{Level, Reporter};
 
 /// Downloads larger than this are refused (a pinned tool or wheel is far smaller).
@@ -139,14 +139,13 @@ fn is_loopback(host: &str) -> bool {
 fn copy_local(src: &Path, part: &Path, url: &str) -> Result<Digest> {
     let mut f = File::open(src).map_err(|e| bad_input(format!("{url}: {e}")))?;
     let out = File::create(part).with_context(|| format!("creating {}", part.display()))?;
-    let mut h = Sha256::new();
-    let mut tee = Tee { out, hash: &mut h };
+    let mut tee = Hashing::new(out);
     let n = io::copy(&mut (&mut f).take(MAX_SIZE + 1), &mut tee)?;
     if n > MAX_SIZE {
         let _ = fs::remove_file(part);
         return Err(anyhow!("{url}: larger than {MAX_SIZE} bytes"));
     }
-    Ok(Digest::from_sha256(h.finalize().into()))
+    Ok(tee.digest())
 }
 
 /// Download `url` into `part`, appending to what a previous attempt left,
@@ -178,7 +177,7 @@ async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
     }
     let mut h = Sha256::new();
     let mut out = if resumed {
-        io::copy(&mut File::open(part)?, &mut HashWriter(&mut h))?;
+        io::copy(&mut File::open(part)?, &mut h)?;
         OpenOptions::new().append(true).open(part)?
     } else {
         File::create(part)?
@@ -204,42 +203,12 @@ async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
     Ok(Digest::from_sha256(h.finalize().into()))
 }
 
-/// A writer that writes to a file and hashes what it writes.
-struct Tee<'a> {
-    out: File,
-    hash: &'a mut Sha256,
-}
-
-impl Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
 /// The sha256 of a file.
 pub fn hash_file(path: &Path) -> Result<Digest> {
     let mut f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut h = Sha256::new();
-    io::copy(&mut f, &mut HashWriter(&mut h))?;
+    io::copy(&mut f, &mut h)?;
     Ok(Digest::from_sha256(h.finalize().into()))
-}
-
-/// A writer that only hashes.
-pub(crate) struct HashWriter<'a>(pub &'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -336,7 +336,7 @@ fn file_sha256(src: &Path, size: u64, stamp: &Stamp, index: &Mutex<StatIndex>) -
     let meta = f.metadata()?;
     let whole = meta.len() == size;
     let mut h = Sha256::new();
-    let n = std::io::copy(&mut (&mut f).take(size), &mut HashWrite(&mut h))
+    let n = std::io::copy(&mut (&mut f).take(size), &mut h)
         .with_context(|| format!("reading {}", src.display()))?;
     if n != size {
         return Err(anyhow!(
@@ -352,18 +352,6 @@ fn file_sha256(src: &Path, size: u64, stamp: &Stamp, index: &Mutex<StatIndex>) -
             .put(&Stamp::of(&meta), size, sha, at);
     }
     Ok(sha)
-}
-
-struct HashWrite<'a>(&'a mut Sha256);
-
-impl Write for HashWrite<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
