@@ -3,7 +3,7 @@
 //! the pusher as each one is finished (`build::publish`).
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
@@ -11,14 +11,12 @@ use clap::{Args, ValueEnum};
 use boxwright::build::cache::LayerCache;
 use boxwright::build::publish::{self, PublishOptions};
 use boxwright::build::{self, BuildOptions};
-use boxwright::cache::BlobCache;
 use boxwright::error::bad_input;
-use boxwright::image::remote::RegistryBase;
 use boxwright::layer::{Codec, Compression};
 use boxwright::oci::Descriptor;
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::push::{by_digest, merge_targets, PushTarget};
-use boxwright::recipe::{self, LoadOptions, Plan, RegistryBaseFn, Vars};
+use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
 use boxwright::supply::evidence::{build_artifacts, SupplyOptions};
 
@@ -308,27 +306,11 @@ fn push_targets(
 fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOptions)> {
     // Made when planning needs it (a Python version from a registry base's
     // PYTHON_VERSION) or for a registry base; one client for both.
-    let made: Arc<OnceLock<Arc<RegistryBase>>> = Arc::default();
-    let make: RegistryBaseFn = {
-        let (made, client, cache_dir, reporter) = (
-            made.clone(),
-            args.upload.client_options(),
-            args.upload.cache_dir.clone(),
-            reporter.clone(),
-        );
-        Arc::new(move || {
-            if let Some(r) = made.get() {
-                return Ok(r.clone());
-            }
-            let r = Arc::new(RegistryBase::new(
-                client.clone(),
-                CredentialStore::from_env(),
-                BlobCache::new(cache_dir.clone())?,
-                reporter.clone(),
-            )?);
-            Ok(made.get_or_init(|| r).clone())
-        })
-    };
+    let make = recipe::registry_base_once(
+        args.upload.client_options(),
+        args.upload.cache_dir.clone(),
+        reporter.clone(),
+    );
     let opts = LoadOptions {
         vars: Vars {
             sets: args.sets.iter().cloned().collect(),

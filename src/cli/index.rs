@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -22,10 +21,7 @@ use boxwright::oci::Digest;
 use boxwright::ops::index::{IndexOptions, IndexReport};
 use boxwright::progress::{Level, SharedReporter};
 
-use boxwright::cache::BlobCache;
-use boxwright::image::remote::RegistryBase;
-use boxwright::recipe::{self, LoadOptions, Plan, RegistryBaseFn, Vars};
-use boxwright::registry::CredentialStore;
+use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 
 use super::args::{parse_all, parse_set, parse_target, parse_targets, UploadArgs};
 use super::stdout::{print_outcome, Outcome};
@@ -137,21 +133,7 @@ async fn load_recipe(path: PathBuf, args: &IndexArgs, reporter: &SharedReporter)
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
         // A Python layer's version may come from a registry base's config.
-        let reporter2 = reporter.clone();
-        let cache2 = cache_dir.clone();
-        let made: OnceLock<Arc<RegistryBase>> = OnceLock::new();
-        let make: RegistryBaseFn = Arc::new(move || {
-            if let Some(r) = made.get() {
-                return Ok(r.clone());
-            }
-            let r = Arc::new(RegistryBase::new(
-                client.clone(),
-                CredentialStore::from_env(),
-                BlobCache::new(cache2.clone())?,
-                reporter2.clone(),
-            )?);
-            Ok(made.get_or_init(|| r).clone())
-        });
+        let make = recipe::registry_base_once(client, cache_dir.clone(), reporter.clone());
         let opts = LoadOptions {
             vars: Vars {
                 sets: sets.into_iter().collect(),

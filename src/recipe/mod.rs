@@ -25,14 +25,16 @@ mod walk;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
 
+use crate::cache::BlobCache;
 use crate::error::bad_input;
 use crate::image::remote::RegistryBase;
 use crate::oci::Platform;
 use crate::progress::SharedReporter;
+use crate::registry::{ClientOptions, CredentialStore};
 use crate::supply::sbom::Component;
 pub use entry::{Canon, Entry, EntryKind, Stamp, Stamps, StampsOf};
 pub use layer::LayerPlan;
@@ -156,6 +158,29 @@ pub struct LoadOptions {
 
 /// See [`LoadOptions::registry_base`].
 pub type RegistryBaseFn = Arc<dyn Fn() -> Result<Arc<RegistryBase>> + Send + Sync>;
+
+/// A [`RegistryBaseFn`] that makes its base on the first call (with the
+/// environment's credentials and the blob cache in `cache_dir`) and hands
+/// out that one after, so planning and the build share one client.
+pub fn registry_base_once(
+    client: ClientOptions,
+    cache_dir: Option<PathBuf>,
+    reporter: SharedReporter,
+) -> RegistryBaseFn {
+    let made: OnceLock<Arc<RegistryBase>> = OnceLock::new();
+    Arc::new(move || {
+        if let Some(r) = made.get() {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(RegistryBase::new(
+            client.clone(),
+            CredentialStore::from_env(),
+            BlobCache::new(cache_dir.clone())?,
+            reporter.clone(),
+        )?);
+        Ok(made.get_or_init(|| r).clone())
+    })
+}
 
 impl LoadOptions {
     fn reporter(&self) -> SharedReporter {
