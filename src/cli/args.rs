@@ -13,6 +13,7 @@ use boxwright::oci::Platform;
 use boxwright::progress::SharedReporter;
 use boxwright::push::{PushOptions, PushTarget};
 use boxwright::registry::{Client, ClientOptions, CredentialStore, KnownBlobs, Reference};
+use boxwright::render::parse_size;
 
 /// `--insecure-registry`: on its own for `bench`, which sets nothing else
 /// of the connection.
@@ -179,53 +180,4 @@ pub fn parse_set(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((k.to_string(), v.to_string()))
-}
-
-/// A byte size: `4194304`, `512KiB`, `4MiB`, `4M`, `1GiB`, `1G` (binary
-/// units; `KB`/`MB`/`GB` are decimal). Zero is refused.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 4MiB, 8MiB, 1048576)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB)"
-            ))
-        }
-    };
-    let v = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))?;
-    if v == 0 {
-        return Err("the size must be at least 1 byte".into());
-    }
-    Ok(v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
-        assert_eq!(parse_size("4M"), Ok(4 << 20));
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("2kb"), Ok(2000));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("0MiB").is_err());
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("4 parsecs").is_err());
-    }
 }

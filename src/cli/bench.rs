@@ -25,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub blobs: u32,
     /// Size of each blob: a number with B, KB, MB, GB, KiB, MiB or GiB.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = bench::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = render::parse_size)]
     pub size: u64,
     /// Blobs in flight, comma-separated: one run per value.
     #[arg(long, value_name = "N,N,...", value_delimiter = ',', default_value = "1,4,16", value_parser = bench::parse_concurrency)]
@@ -34,7 +34,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MODE,...", value_delimiter = ',', default_value = "monolithic,chunked", value_parser = BenchMode::parse)]
     pub mode: Vec<BenchMode>,
     /// PATCH size in chunked mode (GHCR refuses more than 4MiB).
-    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = bench::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = render::parse_size)]
     pub chunk_size: u64,
     /// Also pull every blob back (GET, digest-checked) and time it.
     #[arg(long)]

@@ -11,8 +11,8 @@ use boxwright::build::cache::{CacheStats, LayerCache, DEFAULT_MAX};
 use boxwright::cache::BlobCache;
 use boxwright::render::bytes::human_bytes;
 
-use super::args::parse_size;
 use super::stdout::{print, print_json};
+use boxwright::render::parse_size;
 
 /// The layer cache's flags, shared by `build` and `cache`.
 #[derive(Args, Debug, Clone)]

@@ -14,7 +14,7 @@ pub mod summary;
 pub mod table;
 pub mod verify;
 
-pub use bytes::human_bytes;
+pub use bytes::{human_bytes, parse_size};
 
 /// Pretty-printed JSON followed by a newline: what every `--json` prints.
 pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {

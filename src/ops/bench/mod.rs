@@ -125,53 +125,6 @@ impl BenchTarget {
     }
 }
 
-/// Parse a size: a whole number with an optional unit `B`, `KB`/`MB`/`GB`
-/// (powers of 1000) or `KiB`/`MiB`/`GiB` (powers of 1024), case-insensitive.
-/// Zero is refused.
-///
-/// ```
-/// use boxwright::ops::bench::parse_size;
-/// assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-/// assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-/// assert_eq!(parse_size("1MB"), Ok(1_000_000));
-/// assert_eq!(parse_size("4096"), Ok(4096));
-/// assert!(parse_size("0MiB").is_err());
-/// ```
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(format!(
-            "{s:?} is not a size (expected e.g. 64MiB, 512KiB, 1GB or a number of bytes)"
-        ));
-    }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is too large a size"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1_000,
-        "mb" | "m" => 1_000_000,
-        "gb" | "g" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use B, KB, MB, GB, KiB, MiB or GiB)"
-            ))
-        }
-    };
-    let v = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large a size"))?;
-    if v == 0 {
-        return Err(format!("a size must be at least 1 byte, not {s:?}"));
-    }
-    Ok(v)
-}
-
 /// Parse one concurrency value (1..=[`MAX_CONCURRENCY`]).
 pub fn parse_concurrency(s: &str) -> Result<usize, String> {
     let n: usize = s
@@ -240,27 +193,6 @@ impl BenchOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("512kib"), Ok(512 << 10));
-        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
-        assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
-        assert_eq!(parse_size("17"), Ok(17));
-        for bad in [
-            "0",
-            "0MiB",
-            "",
-            "MiB",
-            "12XB",
-            "-1",
-            "1.5MiB",
-            "99999999999999GiB",
-        ] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn concurrency_and_modes() {
