@@ -11,7 +11,7 @@ use clap::Args;
 
 use boxwright::oci::Platform;
 use boxwright::progress::SharedReporter;
-use boxwright::push::{PushOptions, PushTarget};
+use boxwright::push::{parse_targets, PushOptions, PushTarget};
 use boxwright::registry::{Client, ClientOptions, CredentialStore, KnownBlobs, Reference};
 use boxwright::render::parse_size;
 
@@ -136,9 +136,19 @@ pub struct AfterPushArgs {
     pub verify: bool,
 }
 
-/// A reference that parses (bad input otherwise).
+/// A reference that parses (bad input otherwise), kept as written.
 pub fn parse_reference(s: &str) -> Result<String, String> {
-    Reference::parse(s)
+    checked(s, Reference::parse)
+}
+
+/// `--to`: a push target that parses (checked again, with the same code, later).
+pub fn parse_target(s: &str) -> Result<String, String> {
+    checked(s, PushTarget::parse)
+}
+
+/// `s` as written, once `parse` takes it; its error with its causes else.
+fn checked<T>(s: &str, parse: fn(&str) -> Result<T>) -> Result<String, String> {
+    parse(s)
         .map(|_| s.to_string())
         .map_err(|e| format!("{e:#}"))
 }
@@ -147,20 +157,6 @@ pub fn parse_reference(s: &str) -> Result<String, String> {
 pub fn parse_all(refs: &[String]) -> Result<Vec<Reference>> {
     refs.iter()
         .map(|s| Reference::parse(s).with_context(|| format!("reference {s}")))
-        .collect()
-}
-
-/// `--to`: a push target that parses (checked again, with the same code, later).
-pub fn parse_target(s: &str) -> Result<String, String> {
-    PushTarget::parse(s)
-        .map(|_| s.to_string())
-        .map_err(|e| format!("{e:#}"))
-}
-
-/// Parse `--to` values (already checked by clap; errors are bad input).
-pub fn parse_targets(to: &[String]) -> Result<Vec<PushTarget>> {
-    to.iter()
-        .map(|s| PushTarget::parse(s).with_context(|| format!("--to {s}")))
         .collect()
 }
 

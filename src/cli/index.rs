@@ -23,7 +23,7 @@ use boxwright::progress::{Level, SharedReporter};
 
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 
-use super::args::{parse_all, parse_set, parse_target, parse_targets, UploadArgs};
+use super::args::{parse_all, parse_set, parse_target, UploadArgs};
 use super::stdout::{print_outcome, Outcome};
 
 #[derive(Args, Debug)]
@@ -78,7 +78,7 @@ fn parse_annotation(s: &str) -> Result<(String, String), String> {
 /// `boxwright index`.
 pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
     let sources = parse_all(&args.sources)?;
-    let targets = parse_targets(&args.to)?;
+    let targets = boxwright::push::parse_targets(&args.to)?;
     let plan = match &args.recipe {
         Some(path) => Some(load_recipe(path.clone(), &args, &reporter).await?),
         None => None,
