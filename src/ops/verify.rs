@@ -75,10 +75,7 @@ pub async fn verify(client: &Client, references: &[Reference]) -> VerifyReport {
 }
 
 async fn resolve(client: &Client, r: &Reference) -> Resolved {
-    let mut shown = r.clone();
-    if shown.tag.is_none() && shown.digest.is_none() {
-        shown.tag = Some("latest".into());
-    }
+    let shown = r.or_latest();
     let mut out = Resolved {
         reference: shown.to_string(),
         registry: r.registry.clone(),
@@ -324,10 +321,7 @@ pub async fn anonymous(
 }
 
 async fn anonymous_one(client: &Client, r: &Reference) -> Anonymous {
-    let mut shown = r.clone();
-    if shown.tag.is_none() && shown.digest.is_none() {
-        shown.tag = Some("latest".into());
-    }
+    let shown = r.or_latest();
     let (status, http_status, digest, error) =
         match client.repo_of(r).head_manifest(&shown.object()).await {
             Ok(Some(info)) => (Access::Ok, Some(200), Some(info.digest), None),

@@ -35,11 +35,7 @@ impl PushTarget {
             }
             return Ok(PushTarget::plain(reference));
         }
-        let mut reference = Reference::parse(s)?;
-        if reference.tag.is_none() && reference.digest.is_none() {
-            reference.tag = Some("latest".into());
-        }
-        Ok(PushTarget::plain(reference))
+        Ok(PushTarget::plain(Reference::parse(s)?.or_latest()))
     }
 
     /// A required target with the credentials found by registry.

@@ -68,6 +68,16 @@ impl Reference {
         }
     }
 
+    /// This reference as a registry serves it: tagged `latest` when it
+    /// names neither a tag nor a digest.
+    pub fn or_latest(&self) -> Reference {
+        let mut r = self.clone();
+        if r.tag.is_none() && r.digest.is_none() {
+            r.tag = Some("latest".into());
+        }
+        r
+    }
+
     /// `registry/repository`, without tag or digest.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)

@@ -92,10 +92,7 @@ pub async fn verify(
 }
 
 async fn check_one(client: &Client, r: &Reference, key: &VerifyingKey) -> Holding {
-    let mut shown = r.clone();
-    if shown.tag.is_none() && shown.digest.is_none() {
-        shown.tag = Some("latest".into());
-    }
+    let shown = r.or_latest();
     let mut h = Holding {
         reference: shown.to_string(),
         registry: r.registry.clone(),
