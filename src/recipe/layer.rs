@@ -171,6 +171,7 @@ pub(crate) fn plan_layers(
 }
 
 /// How a `[layer.python]` is cut into layers.
+#[derive(Clone, Copy)]
 enum Split {
     Package,
     One,
@@ -182,19 +183,12 @@ fn split_of(
     py: &PythonLayerSection,
     expand: &dyn Fn(&Str) -> Result<String>,
 ) -> Result<(Split, Option<usize>)> {
-    let split = match &py.split {
-        None => Split::Package,
-        Some(s) => match expand(s)?.as_str() {
-            "package" => Split::Package,
-            "one" => Split::One,
-            other => {
-                return Err(src.err(
-                    s.span(),
-                    format!("split = {other:?} is neither \"package\" (one layer per package) nor \"one\" (one layer)"),
-                ))
-            }
-        },
-    };
+    let split = src.keyword(
+        "split",
+        py.split.as_ref(),
+        expand,
+        &[("package", Split::Package), ("one", Split::One)],
+    )?;
     let max = match (&py.max_layers, &split) {
         (None, _) => None,
         (Some(m), Split::One) => {

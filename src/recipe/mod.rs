@@ -38,7 +38,7 @@ use crate::registry::{ClientOptions, CredentialStore};
 use crate::supply::sbom::Component;
 pub use entry::{Canon, Entry, EntryKind, Stamp, Stamps, StampsOf};
 pub use layer::LayerPlan;
-use schema::RecipeFile;
+use schema::{RecipeFile, Str};
 pub use sources::ReversedReadOrder;
 pub use targets::is_tag;
 pub use vars::Vars;
@@ -231,6 +231,31 @@ impl Source {
         bad_input(format!("{}: {msg}", self.at(span)))
     }
 
+    /// A field that takes one word of `choices` (each with what it means),
+    /// expanded first; the first choice when the field is absent.
+    pub fn keyword<T: Copy>(
+        &self,
+        key: &str,
+        value: Option<&Str>,
+        expand: &dyn Fn(&Str) -> Result<String>,
+        choices: &[(&str, T)],
+    ) -> Result<T> {
+        let Some(value) = value else {
+            return Ok(choices[0].1);
+        };
+        let word = expand(value)?;
+        match choices.iter().find(|(w, _)| *w == word) {
+            Some((_, t)) => Ok(*t),
+            None => {
+                let words: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
+                Err(self.err(
+                    value.span(),
+                    format!("{key} = {word:?} is not {}", words.join(" or ")),
+                ))
+            }
+        }
+    }
+
     /// A bad-input error at `span` when the value is the recipe's, else
     /// (a command-line value) naming the recipe alone.
     pub fn err_opt(
@@ -320,5 +345,42 @@ mod tests {
             err.to_string(),
             "r.toml:2:10: byte 0xff at byte offset 17 is not UTF-8; a recipe is UTF-8 text"
         );
+    }
+
+    #[test]
+    fn a_word_field_names_its_place_and_its_choices() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = |target: &str| {
+            format!(
+                "[image]\nname = \"t\"\nbase = \"scratch\"\n[[layer]]\n[[layer.entry]]\ndest = \"/a\"\ncontent = \"a\"\n[[target]]\nref = \"ghcr.io/acme/t\"\n{target}\n"
+            )
+        };
+        let load = |target: &str| {
+            load_bytes(
+                &dir.path().join("r.toml"),
+                recipe(target).as_bytes(),
+                &LoadOptions::default(),
+            )
+        };
+        let plan = load("role = \"backup\"\nencoding = \"base64\"").unwrap();
+        assert_eq!(plan.targets[0].role, Role::Backup);
+        assert!(plan.targets[0].base64 && !plan.targets[0].username_base64);
+        let plan = load("").unwrap();
+        assert_eq!(plan.targets[0].role, Role::Primary);
+        assert!(!plan.targets[0].base64);
+        for (field, message) in [
+            (
+                "role = \"tertiary\"",
+                "r.toml:10:8: role = \"tertiary\" is not \"primary\" or \"backup\"",
+            ),
+            (
+                "username_encoding = \"hex\"",
+                "r.toml:10:21: username_encoding = \"hex\" is not \"plain\" or \"base64\"",
+            ),
+        ] {
+            let err = load(field).unwrap_err();
+            assert!(crate::error::is_bad_input(&err));
+            assert!(err.to_string().ends_with(message), "{err}");
+        }
     }
 }

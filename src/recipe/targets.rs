@@ -57,31 +57,20 @@ fn target(
     if let Err(m) = check_repository_ref(&reference) {
         return Err(src.err(t.reference.span(), m));
     }
-    let role = match &t.role {
-        None => Role::Primary,
-        Some(r) => match expand(r)?.as_str() {
-            "primary" => Role::Primary,
-            "backup" => Role::Backup,
-            other => {
-                return Err(src.err(
-                    r.span(),
-                    format!("role {other:?} is neither \"primary\" nor \"backup\""),
-                ))
-            }
-        },
-    };
-    let is_base64 = |key: &str, value: &Option<Str>| -> Result<bool> {
-        match value.as_ref().map(|e| (e, e.get_ref().as_str())) {
-            None | Some((_, "plain")) => Ok(false),
-            Some((_, "base64")) => Ok(true),
-            Some((e, other)) => Err(src.err(
-                e.span(),
-                format!("{key} {other:?} is neither \"plain\" nor \"base64\""),
-            )),
-        }
-    };
-    let base64 = is_base64("encoding", &t.encoding)?;
-    let username_base64 = is_base64("username_encoding", &t.username_encoding)?;
+    let role = src.keyword(
+        "role",
+        t.role.as_ref(),
+        expand,
+        &[("primary", Role::Primary), ("backup", Role::Backup)],
+    )?;
+    let encodings = [("plain", false), ("base64", true)];
+    let base64 = src.keyword("encoding", t.encoding.as_ref(), expand, &encodings)?;
+    let username_base64 = src.keyword(
+        "username_encoding",
+        t.username_encoding.as_ref(),
+        expand,
+        &encodings,
+    )?;
     let env_name = |s: &Option<Str>| -> Result<Option<String>> {
         match s {
             None => Ok(None),

@@ -222,7 +222,10 @@ fn python_layers_max_layers_groups_the_smallest_and_split_one_makes_one() {
             "split = \"one\"\nmax_layers = 2\n",
             "max_layers only applies",
         ),
-        ("split = \"wheel\"\n", "split = \"wheel\" is neither"),
+        (
+            "split = \"wheel\"\n",
+            "split = \"wheel\" is not \"package\" or \"one\"",
+        ),
     ] {
         let r = build_layer(dir.path(), &cache, &recipe(extra));
         assert_code(&r, 2);
