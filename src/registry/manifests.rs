@@ -3,7 +3,7 @@
 //! answered digest compared with ours) and tag listing with `Link`
 //! pagination.
 
-use std::collections::HashSet;
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -11,10 +11,10 @@ use reqwest::{Method, StatusCode};
 
 use super::client::{Body, Request, Response};
 use super::error::{ErrorContext, ErrorKind, RegistryError};
-use super::headers::{parse_next_link, resolve_location};
+use super::pages::Listing;
 use super::repo::Repo;
 use super::transport::auth::{pull_scope, push_scope};
-use super::transport::limits::{MAX_MANIFEST_SIZE, MAX_TAG_LIST, MAX_TAG_PAGE, MAX_TAG_PAGES};
+use super::transport::limits::MAX_MANIFEST_SIZE;
 use crate::oci::{
     Digest, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
@@ -185,75 +185,36 @@ impl Repo<'_> {
 
     /// [`Repo::list_tags`] asking for pages of `page_size` tags (`?n=`);
     /// later pages are the `Link` URLs the registry answers (which carry
-    /// `n` and `last`), used as given. A list that does not end (a link to
-    /// a page already read, more than [`MAX_TAG_PAGES`] pages or
-    /// [`MAX_TAG_LIST`] bytes) is an error.
+    /// `n` and `last`), used as given. A list that does not end is an error
+    /// (see [`Repo::read_pages`]).
     pub async fn list_tags_paged(
         self,
         page_size: Option<u32>,
     ) -> Result<Vec<String>, RegistryError> {
         let c = self.ctx("listing", "tags");
-        let endless = |why: String| {
-            RegistryError::new(
-                c.clone(),
-                ErrorKind::Protocol(format!("the tag list does not end: {why}")),
-            )
-        };
-        let mut url = self.url("tags/list")?;
+        let mut first = self.url("tags/list")?;
         if let Some(n) = page_size {
-            url.query_pairs_mut().append_pair("n", &n.to_string());
+            first.query_pairs_mut().append_pair("n", &n.to_string());
         }
-        let mut seen = HashSet::from([url.to_string()]);
+        let listing = Listing {
+            what: "the tag list",
+            first,
+            accept: None,
+            absent: &[StatusCode::NOT_FOUND],
+        };
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
         let mut tags = Vec::new();
-        let mut bytes = 0;
-        for page in 1..=MAX_TAG_PAGES {
-            let req = Request::new(
-                Method::GET,
-                url.clone(),
-                vec![pull_scope(self.repository())],
-            );
-            let resp = self.send(req, &c).await?;
-            if resp.status == StatusCode::NOT_FOUND && tags.is_empty() {
-                return Ok(tags);
-            }
-            if resp.status != StatusCode::OK {
-                return Err(resp.into_error(c).await);
-            }
-            let next = resp.header("link").and_then(parse_next_link);
-            let answered = resp.url.clone();
-            let body = resp
-                .bytes_limited(MAX_TAG_PAGE, "the page of the tag list")
-                .await
-                .map_err(|k| RegistryError::new(c.clone(), k))?;
-            bytes += body.len();
-            if bytes > MAX_TAG_LIST {
-                return Err(endless(format!(
-                    "more than {MAX_TAG_LIST} bytes in {page} pages"
-                )));
-            }
-            #[derive(serde::Deserialize)]
-            struct Page {
-                #[serde(default)]
-                tags: Option<Vec<String>>,
-            }
-            let page_tags: Page = serde_json::from_slice(&body).map_err(|_| {
-                RegistryError::new(
-                    c.clone(),
-                    ErrorKind::Protocol("the tag list is not JSON".into()),
-                )
-            })?;
-            tags.extend(page_tags.tags.unwrap_or_default());
-            let Some(n) = next else {
-                return Ok(tags);
-            };
-            url = resolve_location(&answered, &n)
-                .map_err(|e| RegistryError::new(c.clone(), ErrorKind::Protocol(e)))?;
-            if !seen.insert(url.to_string()) {
-                return Err(endless(format!(
-                    "page {page} links back to a page already read"
-                )));
-            }
-        }
-        Err(endless(format!("more than {MAX_TAG_PAGES} pages")))
+        self.read_pages(listing, &c, |body| {
+            let page: Page = serde_json::from_slice(&body)
+                .map_err(|_| "the tag list is not JSON".to_string())?;
+            tags.extend(page.tags.unwrap_or_default());
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(tags)
     }
 }

@@ -28,6 +28,7 @@ pub mod headers;
 pub mod hosts;
 pub mod known;
 pub mod manifests;
+pub(crate) mod pages;
 pub mod reference;
 pub mod repo;
 pub mod transport;

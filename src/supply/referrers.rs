@@ -11,20 +11,18 @@
 //! [`list`] reads the referrers (API or tag), [`items`] every payload layer
 //! of every form, [`payload`] one layer's bytes.
 
+use std::ops::ControlFlow;
+
 use anyhow::{anyhow, Result};
-use reqwest::header::ACCEPT;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::artifact::Kind;
 use super::{ANNOTATION_PREDICATE_TYPE, ARTIFACT_SIGNATURE, MEDIA_TYPE_DSSE};
 use crate::oci::{Descriptor, Digest, MEDIA_TYPE_INDEX};
-use crate::registry::headers::{parse_next_link, resolve_location};
-use crate::registry::transport::auth::pull_scope;
-use crate::registry::transport::limits::MAX_MANIFEST_SIZE;
-use crate::registry::transport::request::Request;
-use crate::registry::{Client, ErrorContext, ErrorKind, RegistryError};
+use crate::registry::pages::Listing;
+use crate::registry::{Client, ErrorContext, RegistryError};
 
 /// Largest payload read back (an SBOM of a big image is a few MiB).
 pub const MAX_PAYLOAD: u64 = 64 << 20;
@@ -68,7 +66,9 @@ fn ctx(op: &str, registry: &str, repo: &str, object: &str) -> ErrorContext {
 }
 
 /// The referrers API's answer, every page; `None` when the registry does
-/// not have the API (404, or an answer that is not an index).
+/// not have the API (404, 400, 405 or 501 to the first page, or an answer
+/// that is not an index). Pages that do not end are an error, as a tag
+/// list's are.
 pub async fn referrers_api(
     client: &Client,
     registry: &str,
@@ -76,42 +76,32 @@ pub async fn referrers_api(
     subject: &Digest,
 ) -> Result<Option<Vec<Value>>, RegistryError> {
     let c = ctx("listing referrers", registry, repo, subject.as_str());
-    let mut url = client.url(registry, &format!("{repo}/referrers/{subject}"))?;
+    let listing = Listing {
+        what: "the referrers index",
+        first: client.url(registry, &format!("{repo}/referrers/{subject}"))?,
+        accept: Some(MEDIA_TYPE_INDEX),
+        absent: &[
+            StatusCode::NOT_FOUND,
+            StatusCode::BAD_REQUEST,
+            StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::NOT_IMPLEMENTED,
+        ],
+    };
     let mut out = Vec::new();
-    for _page in 0..100 {
-        let req = Request::new(Method::GET, url.clone(), vec![pull_scope(repo)])
-            .header(ACCEPT, MEDIA_TYPE_INDEX);
-        let resp = client.send(registry, req, &c).await?;
-        match resp.status {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND
-            | StatusCode::BAD_REQUEST
-            | StatusCode::METHOD_NOT_ALLOWED
-            | StatusCode::NOT_IMPLEMENTED => return Ok(None),
-            _ => return Err(resp.into_error(c).await),
-        }
-        let next = resp.header("link").and_then(parse_next_link);
-        let answered = resp.url.clone();
-        let body = resp
-            .bytes_limited(MAX_MANIFEST_SIZE, "the referrers index")
-            .await
-            .map_err(|k| RegistryError::new(c.clone(), k))?;
-        let Some(manifests) = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("manifests").and_then(Value::as_array).cloned())
-        else {
-            return Ok(None);
-        };
-        out.extend(manifests);
-        match next {
-            None => return Ok(Some(out)),
-            Some(n) => {
-                url = resolve_location(&answered, &n)
-                    .map_err(|e| RegistryError::new(c.clone(), ErrorKind::Protocol(e)))?
+    let found = client
+        .repo(registry, repo)
+        .read_pages(listing, &c, |body| {
+            let page = serde_json::from_slice::<Value>(&body).ok();
+            match page.as_ref().and_then(|v| v.get("manifests")?.as_array()) {
+                Some(manifests) => {
+                    out.extend(manifests.iter().cloned());
+                    Ok(ControlFlow::Continue(()))
+                }
+                None => Ok(ControlFlow::Break(())),
             }
-        }
-    }
-    Ok(Some(out))
+        })
+        .await?;
+    Ok(found.then_some(out))
 }
 
 /// The document tagged `tag`, parsed; `None` when the tag does not exist.

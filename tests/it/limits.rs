@@ -184,6 +184,42 @@ fn tag_link_cycle_of_two_pages() {
     );
 }
 
+/// Figures: a referrers API whose pages link back (the first page, then
+/// `?page=1`, whose link goes back to `?page=1`) is read twice, and
+/// `verify --key` fails naming the loop. The referrers API shares the tag
+/// list's pager, so its other bounds (4 MiB a page, 64 MiB, 1000 pages) are
+/// the ones the tag tests check.
+#[test]
+fn self_referencing_referrers_link() {
+    let srv = Scripted::referrers_links(vec![1, 1]);
+    let host = srv.host();
+    let env = Env::new();
+    let keys = tempdir();
+    let prefix = keys.path().join("cosign");
+    let mut keygen = env.cmd();
+    keygen.args(["keygen", "--output-key-prefix"]).arg(&prefix);
+    let (r, _) = run_within(&mut keygen, Duration::from_secs(30));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut verify = env.cmd();
+    verify
+        .args(["verify", "--key"])
+        .arg(keys.path().join("cosign.pub"))
+        .arg(format!("{host}/acme/app:1.0"));
+    let (r, _) = run_within(&mut verify, Duration::from_secs(90));
+    assert_eq!(r.code, 1, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        said.contains("the referrers index does not end: page 2 links back to a page already read"),
+        "{said}"
+    );
+    let pages = srv
+        .requests()
+        .iter()
+        .filter(|r| r.path().contains("/referrers/"))
+        .count();
+    assert_eq!(pages, 2);
+}
+
 /// Figures: a tag page that never ends is refused at 4 MiB.
 #[test]
 fn huge_tags_page() {

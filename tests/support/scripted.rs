@@ -258,6 +258,34 @@ impl Scripted {
         })
     }
 
+    /// A registry holding [`TRICKLED_MANIFEST`] under every tag, with the
+    /// referrers API: its answer is `links` pages long, page `i` linking to
+    /// page `links[i]` (`?page=N`), as [`Scripted::tag_links`] does.
+    pub fn referrers_links(links: Vec<usize>) -> Scripted {
+        Scripted::start(move |req| match (req.method.as_str(), req.path()) {
+            (_, "/v2/") => Answer::json("200 OK", "{}"),
+            ("HEAD", p) if p.contains("/manifests/") => manifest_head(),
+            (_, p) if p.contains("/referrers/") => {
+                let page: usize = req
+                    .query()
+                    .get("page")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let answer = Answer::new("200 OK")
+                    .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+                    .body(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#);
+                match links.get(page) {
+                    Some(next) => answer.header(
+                        "Link",
+                        &format!("<{}?page={next}>; rel=\"next\"", req.path()),
+                    ),
+                    None => answer,
+                }
+            }
+            _ => Answer::json("404 Not Found", r#"{"errors":[]}"#),
+        })
+    }
+
     /// A registry whose tag lists are one page that never ends.
     pub fn endless_tags() -> Scripted {
         Scripted::start(|req| match req.path() {

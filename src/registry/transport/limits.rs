@@ -37,16 +37,16 @@ pub const MAX_ERROR_BODY: usize = 64 * 1024;
 /// limit; GHCR and Docker Hub have the same).
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
-/// Largest page of a tag list.
-pub const MAX_TAG_PAGE: usize = 4 * 1024 * 1024;
+/// Largest page of a paged listing (a tag list, the referrers index).
+pub const MAX_LIST_PAGE: usize = 4 * 1024 * 1024;
 
-/// Most bytes of one tag list, all pages together (a million tags of
+/// Most bytes of one paged listing, all pages together (a million tags of
 /// 64 characters).
-pub const MAX_TAG_LIST: usize = 64 * 1024 * 1024;
+pub const MAX_LIST: usize = 64 * 1024 * 1024;
 
-/// Most pages of one tag list followed (`Link: rel="next"`): at the
+/// Most pages of one listing followed (`Link: rel="next"`): at the
 /// registries' usual 100 tags a page, 100 000 tags.
-pub const MAX_TAG_PAGES: usize = 1000;
+pub const MAX_LIST_PAGES: usize = 1000;
 
 /// Total time for one request for a small document, body included.
 pub const DOCUMENT_DEADLINE: Duration = Duration::from_secs(30);
