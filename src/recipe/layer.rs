@@ -15,8 +15,8 @@ use anyhow::Result;
 use toml::Spanned;
 
 use super::entry::{EntryKind, Stamps, StampsOf};
-use super::schema::{Attrs, LayerSection, PythonLayerSection, Str};
-use super::sources::python::{self, Place, Request};
+use super::schema::{Attrs, LayerSection, PythonSection, Str};
+use super::sources::python::{self, Place};
 use super::sources::{self, Effective, EntrySource, PlanEnv};
 use super::split::{self as auto, Split as AutoSplit};
 use super::walk::Entries;
@@ -133,15 +133,6 @@ pub(crate) fn plan_layers(
         Some(p) => sources::Dest::parse(expand(p)?).map_err(|m| src.err(p.span(), m))?,
         None => sources::Dest::parse(PYTHON_PREFIX.to_string()).map_err(anyhow::Error::msg)?,
     };
-    let request = Request {
-        lock: &section.lock,
-        find_links: &section.find_links,
-        version: section.version.as_ref(),
-        site_packages: section.site_packages.as_ref(),
-        interpreter: section.interpreter.as_ref(),
-        glibc: section.glibc.as_ref(),
-        musl: section.musl.as_ref(),
-    };
     let place = Place {
         recipe: src,
         context,
@@ -151,7 +142,7 @@ pub(crate) fn plan_layers(
         expand,
         env,
     };
-    let packages = python::packages(&request, &place)?;
+    let packages = python::packages(section, &place)?;
     let parts = match split {
         Split::One if packages.is_empty() => Vec::new(),
         Split::One => vec![(name.clone(), packages)],
@@ -180,7 +171,7 @@ enum Split {
 /// `split` and `max_layers`, checked.
 fn split_of(
     src: &Source,
-    py: &PythonLayerSection,
+    py: &PythonSection,
     expand: &dyn Fn(&Str) -> Result<String>,
 ) -> Result<(Split, Option<usize>)> {
     let split = src.keyword(

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, MapAccess, Unexpected, Visitor};
 use serde::Deserialize;
@@ -65,36 +66,72 @@ pub enum Created {
 /// What `created` accepts, as errors say it.
 pub const CREATED_EXPECTED: &str = "created: an RFC 3339 time in quotes like \"2024-01-01T00:00:00Z\" or whole seconds since the epoch like 1704067200";
 
+impl Scalar for Created {
+    const EXPECTED: &'static str = CREATED_EXPECTED;
+    fn number<E: de::Error>(v: u64, exp: &dyn de::Expected) -> Result<Self, E> {
+        i64::try_from(v)
+            .map(Created::Epoch)
+            .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), exp))
+    }
+    fn negative<E: de::Error>(v: i64, _: &dyn de::Expected) -> Result<Self, E> {
+        Ok(Created::Epoch(v))
+    }
+    fn text<E: de::Error>(v: &str, _: &dyn de::Expected) -> Result<Self, E> {
+        Ok(Created::Text(v.to_string()))
+    }
+}
+
 impl<'de> Deserialize<'de> for Created {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Created;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(CREATED_EXPECTED)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Created, E> {
-                Ok(Created::Epoch(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Created, E> {
-                i64::try_from(v)
-                    .map(Created::Epoch)
-                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
-            }
-            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Created, E> {
-                Err(too_large(v, &self))
-            }
-            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Created, E> {
-                Err(too_large(v, &self))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Created, E> {
-                Ok(Created::Text(v.to_string()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Created, A::Error> {
-                Err(not_a_datetime(map, &self))
-            }
+        d.deserialize_any(ScalarVisitor(PhantomData))
+    }
+}
+
+/// A recipe value written as a number or, where [`Scalar::text`] takes it,
+/// a string. `created`, `mode` and the ids are read by one visitor, so that
+/// each says the same of a number beyond 64 bits, a table or a bare TOML
+/// date-time, and names what it expects.
+trait Scalar: Sized {
+    /// What the value is, as errors say it.
+    const EXPECTED: &'static str;
+    fn number<E: de::Error>(v: u64, exp: &dyn de::Expected) -> Result<Self, E>;
+    /// A negative number: refused unless a type takes it.
+    fn negative<E: de::Error>(v: i64, exp: &dyn de::Expected) -> Result<Self, E> {
+        Err(E::invalid_value(Unexpected::Signed(v), exp))
+    }
+    /// A string: refused unless a type takes it.
+    fn text<E: de::Error>(v: &str, exp: &dyn de::Expected) -> Result<Self, E> {
+        Err(E::invalid_type(Unexpected::Str(v), exp))
+    }
+}
+
+struct ScalarVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Scalar> Visitor<'de> for ScalarVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(T::EXPECTED)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        match u64::try_from(v) {
+            Ok(v) => T::number(v, &self),
+            Err(_) => T::negative(v, &self),
         }
-        d.deserialize_any(V)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        T::number(v, &self)
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<T, E> {
+        Err(too_large(v, &self))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<T, E> {
+        Err(too_large(v, &self))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::text(v, &self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        Err(not_a_datetime(map, &self))
     }
 }
 
@@ -181,30 +218,18 @@ impl EntrySection {
 pub struct Mode(pub u32);
 
 /// `uid` and `gid`: a number, said so when it is not.
-fn id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    struct V;
-    impl<'v> Visitor<'v> for V {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a numeric user or group id, 0 or more, like 1000")
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-        fn visit_i128<E: de::Error>(self, v: i128) -> Result<u64, E> {
-            Err(too_large(v, &self))
-        }
-        fn visit_u128<E: de::Error>(self, v: u128) -> Result<u64, E> {
-            Err(too_large(v, &self))
-        }
-        fn visit_map<A: MapAccess<'v>>(self, map: A) -> Result<u64, A::Error> {
-            Err(not_a_datetime(map, &self))
-        }
+struct Id(u64);
+
+impl Scalar for Id {
+    const EXPECTED: &'static str = "a numeric user or group id, 0 or more, like 1000";
+    fn number<E: de::Error>(v: u64, _: &dyn de::Expected) -> Result<Self, E> {
+        Ok(Id(v))
     }
-    d.deserialize_any(V).map(Some)
+}
+
+fn id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    d.deserialize_any(ScalarVisitor(PhantomData))
+        .map(|Id(v)| Some(v))
 }
 
 /// What `mode` and `dir_mode` accept, as errors say it.
@@ -233,41 +258,23 @@ impl Mode {
     }
 }
 
+impl Scalar for Mode {
+    const EXPECTED: &'static str = MODE_EXPECTED;
+    fn number<E: de::Error>(v: u64, _: &dyn de::Expected) -> Result<Self, E> {
+        Mode::new(v).ok_or_else(|| {
+            E::custom(format_args!(
+                "invalid value: 0o{v:o} is above 0o7777, expected {MODE_EXPECTED}"
+            ))
+        })
+    }
+    fn text<E: de::Error>(v: &str, exp: &dyn de::Expected) -> Result<Self, E> {
+        Mode::parse(v).ok_or_else(|| E::invalid_value(Unexpected::Str(v), exp))
+    }
+}
+
 impl<'de> Deserialize<'de> for Mode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Mode;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(MODE_EXPECTED)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Mode, E> {
-                match u64::try_from(v) {
-                    Ok(v) => self.visit_u64(v),
-                    Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
-                }
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Mode, E> {
-                Mode::new(v).ok_or_else(|| {
-                    E::custom(format_args!(
-                        "invalid value: 0o{v:o} is above 0o7777, expected {MODE_EXPECTED}"
-                    ))
-                })
-            }
-            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Mode, E> {
-                Err(too_large(v, &self))
-            }
-            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Mode, E> {
-                Err(too_large(v, &self))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Mode, E> {
-                Mode::parse(v).ok_or_else(|| E::invalid_value(Unexpected::Str(v), &self))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Mode, A::Error> {
-                Err(not_a_datetime(map, &self))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(ScalarVisitor(PhantomData))
     }
 }
 
@@ -290,7 +297,7 @@ pub struct LayerSection {
     pub entries: Vec<Spanned<EntrySection>>,
     /// `[layer.python]`: the packages of a lock file, one layer per package
     /// (or one for all); the layer then has no entries of its own.
-    pub python: Option<Spanned<PythonLayerSection>>,
+    pub python: Option<Spanned<PythonSection>>,
     /// `auto`: rarely-changing files in layers apart from the others.
     pub split: Option<Str>,
     /// With `split = "auto"`: globs (relative to a directory `src`) of
@@ -370,8 +377,11 @@ pub enum Sha256Pin {
     ByArch(BTreeMap<String, String>),
 }
 
-/// `python = { lock = ... }` on an entry: packages from a lock file
-/// installed as pip would, from wheels only.
+/// `python = { lock = ... }` on an entry, or a `[layer.python]` table:
+/// packages from a lock file installed as pip would, from wheels only. An
+/// entry's packages go under its `dest` into its layer, so `prefix` and
+/// `max_layers` are a `[layer.python]`'s alone (refused on an entry, with
+/// the place named) and `split` takes only `one` there.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PythonSection {
@@ -383,32 +393,7 @@ pub struct PythonSection {
     /// `X.Y` or `X.Y.Z`: the image's Python (default: the base image's
     /// `PYTHON_VERSION`).
     pub version: Option<Str>,
-    /// Where packages go (default `PREFIX/lib/pythonX.Y/site-packages`).
-    pub site_packages: Option<Str>,
-    /// The shebang of scripts (default `PREFIX/bin/pythonX.Y`).
-    pub interpreter: Option<Str>,
-    /// The image's glibc, `X.Y` (default `2.36`, Debian 12 as in `python:3.x-slim`).
-    pub glibc: Option<Str>,
-    /// The image's musl instead, `X.Y` (musllinux wheels, e.g. Alpine).
-    pub musl: Option<Str>,
-    /// `one` (default): every package in this layer.
-    pub split: Option<Str>,
-}
-
-/// `[layer.python]`: the same packages as an entry's `python`, planned as
-/// layers of their own.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PythonLayerSection {
-    /// `pylock.toml` or a `requirements.txt` with `--hash` on every line, in the build context.
-    pub lock: Str,
-    /// Directories of wheels (in the build context), searched first.
-    #[serde(default)]
-    pub find_links: Vec<Str>,
-    /// `X.Y` or `X.Y.Z`: the image's Python (default: the base image's
-    /// `PYTHON_VERSION`).
-    pub version: Option<Str>,
-    /// The installation prefix (default `/usr/local`).
+    /// `[layer.python]`: the installation prefix (default `/usr/local`).
     pub prefix: Option<Str>,
     /// Where packages go (default `PREFIX/lib/pythonX.Y/site-packages`).
     pub site_packages: Option<Str>,
@@ -418,10 +403,11 @@ pub struct PythonLayerSection {
     pub glibc: Option<Str>,
     /// The image's musl instead, `X.Y` (musllinux wheels, e.g. Alpine).
     pub musl: Option<Str>,
-    /// `package` (default): one layer per package; `one`: one layer.
+    /// `package` (`[layer.python]`'s default): one layer per package;
+    /// `one` (an entry's only choice): one layer.
     pub split: Option<Str>,
-    /// With `split = "package"`: at most this many layers, the smallest
-    /// packages sharing one.
+    /// `[layer.python]` with `split = "package"`: at most this many
+    /// layers, the smallest packages sharing one.
     pub max_layers: Option<Spanned<i64>>,
 }
 

@@ -234,6 +234,41 @@ fn python_layers_max_layers_groups_the_smallest_and_split_one_makes_one() {
     }
 }
 
+/// An entry's `python` shares the table of a `[layer.python]`, but what
+/// only a layer of its own can do is refused at the key, exit 2, before any
+/// lock is read.
+#[test]
+fn an_entrys_python_refuses_what_only_a_python_layer_does() {
+    let dir = tempdir();
+    let cache = dir.path().join("cache");
+    for (extra, line_col, needle) in [
+        (
+            "split = \"package\"",
+            "recipe.toml:6:43",
+            "an entry's packages all go into its layer",
+        ),
+        (
+            "prefix = \"/opt\"",
+            "recipe.toml:6:44",
+            "prefix does not go in an entry's python: its packages go under the entry's dest",
+        ),
+        (
+            "max_layers = 3",
+            "recipe.toml:6:48",
+            "max_layers does not go in an entry's python",
+        ),
+    ] {
+        let recipe = format!(
+            "[image]\nname = \"t\"\n[[layer]]\n[[layer.entry]]\ndest = \"/usr/local\"\npython = {{ lock = \"missing.toml\", {extra} }}\n"
+        );
+        let r = build_layer(dir.path(), &cache, &recipe);
+        assert_code(&r, 2);
+        assert!(r.stderr.contains(needle), "{extra}: {}", r.stderr);
+        assert!(r.stderr.contains(line_col), "{extra}: {}", r.stderr);
+        assert!(!r.stderr.contains("missing.toml"), "{}", r.stderr);
+    }
+}
+
 /// An OCI layout `name` in `dir` whose config sets `env` (`K=V` lines).
 fn base_layout(dir: &Path, name: &str, env: &str) {
     let recipe = dir.join(format!("{name}.toml"));

@@ -19,7 +19,7 @@ use crate::python::install::{self, Content, Installed, Scheme};
 use crate::python::lock::{self, Package, WheelRef};
 use crate::python::tags::{machine_of, normalize, Libc, Target, WheelName};
 use crate::recipe::entry::{cmp_paths, EntryKind};
-use crate::recipe::schema::Str;
+use crate::recipe::schema::{PythonSection, Str};
 use crate::recipe::Source;
 use crate::supply::sbom::Component;
 
@@ -46,17 +46,6 @@ struct Dist {
     size: u64,
 }
 
-/// The fields the entry form and `[layer.python]` share.
-pub(crate) struct Request<'a> {
-    pub lock: &'a Str,
-    pub find_links: &'a [Str],
-    pub version: Option<&'a Str>,
-    pub site_packages: Option<&'a Str>,
-    pub interpreter: Option<&'a Str>,
-    pub glibc: Option<&'a Str>,
-    pub musl: Option<&'a Str>,
-}
-
 /// Where a request is planned: the recipe, the place it is asked for, the
 /// prefix (an image path without its leading `/`) and the owners.
 pub(crate) struct Place<'a> {
@@ -75,23 +64,32 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         unreachable!("resolved only when `python` is set")
     };
     let py = spanned.get_ref();
-    match py.split.as_ref().map(cx.expand).transpose()?.as_deref() {
-        None | Some("one") => {}
-        Some(other) => {
-            return Err(err_at(&cx.at, format!(
-                "split = {other:?}: an entry's packages all go into its layer; for one layer per package use a [layer.python] table"
-            )))
+    if let Some(split) = &py.split {
+        let word = (cx.expand)(split)?;
+        if word != "one" {
+            return Err(cx.recipe.err(split.span(), format!(
+                "split = {word:?}: an entry's packages all go into its layer; for one layer per package use a [layer.python] table"
+            )));
         }
     }
-    let request = Request {
-        lock: &py.lock,
-        find_links: &py.find_links,
-        version: py.version.as_ref(),
-        site_packages: py.site_packages.as_ref(),
-        interpreter: py.interpreter.as_ref(),
-        glibc: py.glibc.as_ref(),
-        musl: py.musl.as_ref(),
+    let refused = |span: Range<usize>, key: &str, why: &str| {
+        Err(cx.recipe.err(
+            span,
+            format!(
+                "{key} does not go in an entry's python: {why}; use a [layer.python] table for it"
+            ),
+        ))
     };
+    if let Some(p) = &py.prefix {
+        return refused(p.span(), "prefix", "its packages go under the entry's dest");
+    }
+    if let Some(m) = &py.max_layers {
+        return refused(
+            m.span(),
+            "max_layers",
+            "its packages all go into the entry's layer",
+        );
+    }
     let place = Place {
         recipe: cx.recipe,
         context: cx.context,
@@ -101,16 +99,16 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         expand: cx.expand,
         env: cx.env,
     };
-    Ok(EntrySource::Python(packages(&request, &place)?))
+    Ok(EntrySource::Python(packages(py, &place)?))
 }
 
 /// The packages `py` asks for, each from its best wheel for the platform.
-pub(crate) fn packages(py: &Request, cx: &Place) -> Result<Packages> {
+pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
     let at = &cx.recipe.at(cx.span.clone());
     let var =
         |name: &str| (cx.expand)(&toml::Spanned::new(cx.span.clone(), format!("${{{name}}}")));
     let (arch, variant) = (var("ARCH")?, var("VARIANT")?);
-    let version = match (py.version, &cx.env.base_python) {
+    let version = match (&py.version, &cx.env.base_python) {
         (Some(v), _) => (cx.expand)(v)?,
         (None, Some(v)) => v.clone(),
         (None, None) => {
@@ -127,13 +125,17 @@ pub(crate) fn packages(py: &Request, cx: &Place) -> Result<Packages> {
             format!("no Python wheels exist for architecture {arch:?}"),
         )
     })?;
-    let libc = match (py.musl, py.glibc) {
+    let libc = match (&py.musl, &py.glibc) {
         (Some(m), None) => {
             let (a, b) = parse_pair(&(cx.expand)(m)?, "musl", at)?;
             Libc::Musl(a, b)
         }
         (None, g) => {
-            let g = g.map(cx.expand).transpose()?.unwrap_or("2.36".into());
+            let g = g
+                .as_ref()
+                .map(cx.expand)
+                .transpose()?
+                .unwrap_or("2.36".into());
             let (a, b) = parse_pair(&g, "glibc", at)?;
             Libc::Glibc(a, b)
         }
@@ -165,14 +167,14 @@ pub(crate) fn packages(py: &Request, cx: &Place) -> Result<Packages> {
             .map_err(|m| cx.recipe.err(s.span(), m))
     };
     let scheme = Scheme {
-        site_packages: match py.site_packages {
+        site_packages: match &py.site_packages {
             Some(s) => image_path(s)?,
             None => join(&format!("lib/python{xy}/site-packages")),
         },
         scripts: join("bin"),
         include: join(&format!("include/python{xy}")),
         data: prefix.clone(),
-        interpreter: match py.interpreter {
+        interpreter: match &py.interpreter {
             Some(s) => (cx.expand)(s)?,
             None => format!("/{}", join(&format!("bin/python{xy}"))),
         },
@@ -191,9 +193,9 @@ pub(crate) fn packages(py: &Request, cx: &Place) -> Result<Packages> {
         }
         Ok(p)
     };
-    let lock_path = in_context(py.lock)?;
+    let lock_path = in_context(&py.lock)?;
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for dir in py.find_links {
+    for dir in &py.find_links {
         let dir = in_context(dir)?;
         for e in
             std::fs::read_dir(&dir).map_err(|e| err_at(at, format!("{}: {e}", dir.display())))?
