@@ -30,10 +30,10 @@ impl Repo<'_> {
     /// GET every page of `listing` in order, handing each page's body to
     /// `page`, which may stop the reading (`Break`: the answer is not a
     /// listing after all) or find it broken (`Err`: what is wrong with it,
-    /// a protocol error of this registry). `Ok(false)` when the first page was one of the
-    /// `absent` answers or `page` stopped. A page over 4 MiB, more than 64
-    /// MiB or 1000 pages in all, or a link back to a page already read is an
-    /// error.
+    /// a protocol error of this registry). `Ok(false)` when the first page
+    /// was one of the `absent` answers or `page` stopped. A page over 4 MiB,
+    /// more than 64 MiB or 1000 pages in all, or a link back to a page
+    /// already read is an error.
     pub(crate) async fn read_pages(
         &self,
         listing: Listing<'_>,
