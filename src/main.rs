@@ -12,6 +12,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 
+use boxwright::registry::credentials::redact_secrets;
+
 use cli::Cli;
 
 fn main() -> ExitCode {
@@ -23,9 +25,14 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "error: {err}");
+            // Any text a server sent is shown without a secret of ours it echoed.
+            let _ = writeln!(stderr, "error: {}", redact_secrets(&err.to_string()));
             for cause in err.chain().skip(1) {
-                let _ = writeln!(stderr, "  caused by: {cause}");
+                let _ = writeln!(
+                    stderr,
+                    "  caused by: {}",
+                    redact_secrets(&cause.to_string())
+                );
             }
             if boxwright::error::is_bad_input(&err) {
                 ExitCode::from(2)

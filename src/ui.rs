@@ -16,6 +16,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use boxwright::progress::{Level, Reporter, SharedReporter};
+use boxwright::registry::credentials::redact_secrets;
 
 /// Choose the reporter for this run, and the guard that clears its bars
 /// at the end: keep the guard until the command is done, and drop it
@@ -93,7 +94,7 @@ impl Lines {
 impl Reporter for Lines {
     fn log(&self, level: Level, msg: &str) {
         if level >= self.min {
-            self.line(&format!("{}{msg}", prefix(level)));
+            self.line(&format!("{}{}", prefix(level), redact_secrets(msg)));
         }
     }
     fn start(&self, id: &str, label: &str, total: Option<u64>) {
@@ -126,7 +127,9 @@ struct Bars {
 impl Reporter for Bars {
     fn log(&self, level: Level, msg: &str) {
         if level >= self.min {
-            let _ = self.multi.println(format!("{}{msg}", prefix(level)));
+            let _ = self
+                .multi
+                .println(format!("{}{}", prefix(level), redact_secrets(msg)));
         }
     }
     fn start(&self, id: &str, label: &str, total: Option<u64>) {

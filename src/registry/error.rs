@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::registry::credentials::redact_secrets;
+
 /// One entry of a registry's `{"errors":[{"code","message","detail"}]}` body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
@@ -185,8 +187,9 @@ pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-/// Parse a registry error body. Unknown shapes give no entries; messages are
-/// cut to a sane length.
+/// Parse a registry error body. Unknown shapes give no entries; codes and
+/// messages are cut to a sane length and shown without any secret of ours
+/// that they echo.
 pub fn parse_error_body(body: &[u8]) -> Vec<ApiError> {
     #[derive(serde::Deserialize)]
     struct Body {
@@ -205,8 +208,8 @@ pub fn parse_error_body(body: &[u8]) -> Vec<ApiError> {
             .errors
             .into_iter()
             .map(|e| ApiError {
-                code: e.code,
-                message: truncate(&e.message, 300),
+                code: truncate(&redact_secrets(&e.code), 100),
+                message: truncate(&redact_secrets(&e.message), 300),
             })
             .collect(),
         Err(_) => Vec::new(),

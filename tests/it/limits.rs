@@ -3,11 +3,12 @@
 //! the command with exit 1, a message naming the registry, in bounded time.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::Run;
 use crate::env::Env;
-use crate::support::{tempdir, Registry, Scripted};
+use crate::support::{tempdir, Answer, Registry, Scripted};
 
 /// Run `cmd` to its end, killing it after `limit` (then the test fails).
 /// Returns what it did and how long it took.
@@ -218,6 +219,91 @@ fn self_referencing_referrers_link() {
         .filter(|r| r.path().contains("/referrers/"))
         .count();
     assert_eq!(pages, 2);
+}
+
+/// A registry (and its token server) whose error messages echo what the
+/// client sent: the `Authorization` header, the `user:password` it decodes,
+/// the bearer token. Neither the password, nor its base64, nor the token is
+/// shown, with `--verbose` too; the errors still name the registry and say
+/// what it answered.
+#[test]
+fn credentials_a_registry_echoes_back_are_not_shown() {
+    const PASSWORD: &str = "echoed-Secret-Pass-123";
+    const TOKEN: &str = "echoed-Token-456-xyz";
+    let basic = crate::common::b64(&format!("bob:{PASSWORD}"));
+    let bearer_asked = AtomicUsize::new(0);
+    let echoed = basic.clone();
+    let srv = Scripted::start_with_host(move |host, req| {
+        let path = req.path();
+        let said = |code: &str, message: String| {
+            format!(r#"{{"errors":[{{"code":"{code}","message":"{message}"}}]}}"#)
+        };
+        if path == "/v2/" {
+            return Answer::json("200 OK", "{}");
+        }
+        if path == "/token" {
+            return Answer::json(
+                "400 Bad Request",
+                &said("DENIED", format!("bad creds: Basic {echoed}")),
+            );
+        }
+        if path == "/token-ok" {
+            return Answer::json("200 OK", &format!(r#"{{"token":"{TOKEN}"}}"#));
+        }
+        if path.starts_with("/v2/basic/") {
+            return Answer::json(
+                "401 Unauthorized",
+                &said(
+                    "UNAUTHORIZED",
+                    format!("you sent Basic {echoed}, that is bob:{PASSWORD}"),
+                ),
+            )
+            .header("WWW-Authenticate", "Basic realm=\"x\"");
+        }
+        if path.starts_with("/v2/refused/") {
+            return Answer::json(
+                "401 Unauthorized",
+                &said("UNAUTHORIZED", "token please".into()),
+            )
+            .header(
+                "WWW-Authenticate",
+                &format!("Bearer realm=\"http://{host}/token\",service=\"x\""),
+            );
+        }
+        if path.starts_with("/v2/bearer/") {
+            // The first request is challenged; the one with the token is
+            // refused, echoing it.
+            if bearer_asked.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Answer::json(
+                    "401 Unauthorized",
+                    &said("UNAUTHORIZED", "token please".into()),
+                )
+                .header(
+                    "WWW-Authenticate",
+                    &format!("Bearer realm=\"http://{host}/token-ok\",service=\"x\""),
+                );
+            }
+            return Answer::json(
+                "403 Forbidden",
+                &said("DENIED", format!("you sent Bearer {TOKEN}")),
+            );
+        }
+        Answer::json("404 Not Found", r#"{"errors":[]}"#)
+    });
+    let host = srv.host();
+    let env = Env::with_auths(&[(&host, "bob", PASSWORD)]);
+    for repo in ["basic", "refused", "bearer"] {
+        let mut cmd = env.cmd();
+        cmd.args(["--verbose", "tags", &format!("{host}/{repo}")]);
+        let (r, _) = run_within(&mut cmd, Duration::from_secs(60));
+        assert_eq!(r.code, 1, "{repo}: {}", r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        for secret in [PASSWORD, basic.as_str(), TOKEN] {
+            assert!(!all.contains(secret), "{repo} shows {secret}:\n{all}");
+        }
+        assert!(r.stderr.contains(&host), "{repo}: {}", r.stderr);
+        assert!(r.stderr.contains("***"), "{repo}: {}", r.stderr);
+    }
 }
 
 /// Figures: a tag page that never ends is refused at 4 MiB.

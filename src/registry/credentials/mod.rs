@@ -26,5 +26,8 @@ mod secret;
 mod store;
 
 pub use lookup::CredentialStore;
-pub use secret::{Credential, CredentialSource, EnvCredentials, Secret, SecretEncoding};
+pub use secret::{
+    basic_authorization, redact_secrets, Credential, CredentialSource, EnvCredentials, Secret,
+    SecretEncoding,
+};
 pub use store::{login, logout};

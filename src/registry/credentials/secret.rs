@@ -1,9 +1,13 @@
 //! Secrets and credentials, and a target's own credential settings.
 //! A [`Secret`]'s `Debug` and `Display` print `***`, so that no log or
-//! error can show one.
+//! error can show one. Every secret made is also remembered, with the forms
+//! it goes on the wire in, so that text a server sends back (an error
+//! message that echoes the request's `Authorization`) is shown through
+//! [`redact_secrets`] without it.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use base64::Engine as _;
 
@@ -15,7 +19,9 @@ pub struct Secret(String);
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
+        let s = s.into();
+        remember(&s);
+        Secret(s)
     }
     /// The secret itself, for putting it on the wire. Never log the result.
     pub fn expose(&self) -> &str {
@@ -36,6 +42,58 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
+}
+
+/// The secrets of this process and their wire forms, newest last.
+static KNOWN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// How many secrets [`redact_secrets`] knows at most (tokens are renewed in a long
+/// run; the oldest are forgotten first).
+const MAX_KNOWN: usize = 1024;
+
+/// Remember `s` for [`redact_secrets`]. Strings under 8 bytes are not:
+/// hiding them would hide ordinary words and digits, and the registries
+/// this is for take no password that short (Docker Hub wants 9 characters,
+/// tokens are longer).
+fn remember(s: &str) {
+    if s.len() < 8 {
+        return;
+    }
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if known.iter().any(|k| k == s) {
+        return;
+    }
+    if known.len() >= MAX_KNOWN {
+        known.remove(0);
+    }
+    known.push(s.to_string());
+}
+
+/// The `Authorization` value of HTTP Basic for `username` and `password`,
+/// its forms remembered for [`redact_secrets`] (a server may echo the header, or
+/// the `user:password` it decodes).
+pub fn basic_authorization(username: &str, password: &Secret) -> String {
+    let raw = format!("{username}:{}", password.expose());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&raw);
+    remember(&raw);
+    remember(&encoded);
+    format!("Basic {encoded}")
+}
+
+/// `text` (a server's words) with every secret this process knows, in every
+/// form it was sent in, shown as `***`.
+pub fn redact_secrets(text: &str) -> String {
+    let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut by_length: Vec<&String> = known.iter().collect();
+    // The longest first, so that `user:password` goes whole, not leaving `user:`.
+    by_length.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let mut out = text.to_string();
+    for k in by_length {
+        if out.contains(k.as_str()) {
+            out = out.replace(k.as_str(), "***");
+        }
+    }
+    out
 }
 
 /// Credentials for one registry.
@@ -157,6 +215,28 @@ mod tests {
 
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn text_a_server_echoes_is_shown_without_the_secrets() {
+        let password = Secret::new("echoed-pass-1");
+        let header = basic_authorization("bob", &password);
+        let token = Secret::new("echoed-token-2");
+        let said = format!(
+            "you sent {header}, that is bob:echoed-pass-1, and Bearer {}; pass echoed-pass-1",
+            token.expose()
+        );
+        assert_eq!(
+            redact_secrets(&said),
+            "you sent Basic ***, that is ***, and Bearer ***; pass ***"
+        );
+        assert_eq!(redact_secrets("nothing secret here"), "nothing secret here");
+        assert_eq!(Secret::new("short12").expose(), "short12");
+        assert_eq!(
+            redact_secrets("short12"),
+            "short12",
+            "short strings are kept"
+        );
     }
 
     #[test]

@@ -14,7 +14,6 @@ pub mod token;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use base64::Engine as _;
 use reqwest::header::HeaderValue;
 
 pub use challenge::{parse_challenges, preferred, BearerChallenge, Challenge};
@@ -25,7 +24,7 @@ use super::request::Response;
 use super::retry::{parse_retry_after, RetryBudget};
 use super::RegistryState;
 use crate::registry::client::Client;
-use crate::registry::credentials::{Credential, Secret};
+use crate::registry::credentials::{basic_authorization, Credential, Secret};
 use crate::registry::error::{is_retryable_status, ErrorContext, ErrorKind, RegistryError};
 use crate::registry::headers::redact;
 
@@ -165,11 +164,7 @@ impl Client {
         let value = match challenge {
             Challenge::Basic => match cred {
                 Some(Credential::Basic { username, password }) => {
-                    let raw = format!("{username}:{}", password.expose());
-                    format!(
-                        "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(raw)
-                    )
+                    basic_authorization(&username, &password)
                 }
                 _ => return Ok(None),
             },

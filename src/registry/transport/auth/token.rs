@@ -8,9 +8,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+
 use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY};
 use super::challenge::BearerChallenge;
-use crate::registry::credentials::{Credential, Secret};
+use crate::registry::credentials::{basic_authorization, Credential, Secret};
 
 /// `repository:<repo>:pull`
 pub fn pull_scope(repository: &str) -> String {
@@ -205,7 +207,12 @@ pub async fn fetch_token(
             }
             let mut req = http.get(url.clone()).timeout(DOCUMENT_DEADLINE);
             if let Some(Credential::Basic { username, password }) = credential {
-                req = req.basic_auth(username, Some(password.expose()));
+                let mut value = HeaderValue::from_str(&basic_authorization(username, password))
+                    .map_err(|_| {
+                        "the credential holds characters not allowed in a header".to_string()
+                    })?;
+                value.set_sensitive(true);
+                req = req.header(AUTHORIZATION, value);
             }
             req.send().await
         }
