@@ -370,9 +370,31 @@ fn launchers(text: &str, interpreter: &str) -> Result<Vec<(String, String)>, Str
             .map(|(m, a)| (m.trim(), a.trim()))
             .filter(|(m, a)| !m.is_empty() && !a.is_empty())
             .ok_or(format!("entry point {value:?} needs module:function"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name
+                .chars()
+                .any(|c| c == '/' || c == '\\' || c.is_control())
+        {
+            return Err(format!(
+                "script name {name:?} (entry point line {line:?}) is not a file name"
+            ));
+        }
+        let dotted = |s: &str| {
+            s.split('.').all(|part| {
+                !part.is_empty() && part.chars().all(|c| c == '_' || c.is_alphanumeric())
+            })
+        };
+        if !dotted(module) || !dotted(attr) {
+            return Err(format!(
+                "entry point {value:?} is not module:function (dotted Python names)"
+            ));
+        }
         let import = attr.split('.').next().unwrap_or(attr);
         out.push((
-            name.trim().to_string(),
+            name.to_string(),
             format!(
                 "#!{interpreter}\n# -*- coding: utf-8 -*-\nimport re\nimport sys\nfrom {module} import {import}\nif __name__ == '__main__':\n    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n    sys.exit({attr}())\n"
             ),
@@ -537,5 +559,20 @@ mod tests {
         assert!(l[0].1.starts_with("#!/p\n") && l[0].1.contains("from demo.cli import main\n"));
         assert!(l[0].1.contains("sys.exit(main.run())"));
         assert!(launchers("[console_scripts]\nbad = nocolon\n", "/p").is_err());
+    }
+
+    #[test]
+    fn a_script_name_that_is_not_a_file_name_is_refused() {
+        for name in ["..", ".", "../../../etc/evil", "/etc/passwd", "a/b", "a\\b"] {
+            let text = format!("[console_scripts]\n{name} = evil:main\n");
+            let err = launchers(&text, "/p").unwrap_err();
+            assert!(err.contains("is not a file name"), "{name}: {err}");
+        }
+        for value in ["os; import x:main", "evil:main()", "evil:", "a..b:c"] {
+            let text = format!("[gui_scripts]\nok = {value}\n");
+            assert!(launchers(&text, "/p").is_err(), "{value}");
+        }
+        let l = launchers("[console_scripts]\nrun-it.py = pkg_1.mod:Main.go\n", "/p").unwrap();
+        assert_eq!(l[0].0, "run-it.py");
     }
 }
