@@ -12,6 +12,7 @@ pub mod build;
 pub mod cache;
 pub mod error;
 pub mod image;
+pub mod input;
 pub mod layer;
 pub mod oci;
 pub mod ops;

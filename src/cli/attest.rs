@@ -7,7 +7,7 @@
 //! statement or an SLSA v1 predicate. A document that says it is about
 //! another image is refused (exit 2) before anything is pushed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -41,8 +41,8 @@ pub struct AttestArgs {
     pub attach: AttachArgs,
 }
 
-fn read_json(path: &PathBuf) -> Result<Value> {
-    let bytes = std::fs::read(path)
+fn read_json(path: &Path) -> Result<Value> {
+    let bytes = boxwright::input::read_capped(path, boxwright::input::MAX_SBOM)
         .map_err(|e| bad_input(format!("{}: cannot be read: {e}", path.display())))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| bad_input(format!("{}: not JSON: {e}", path.display())))
@@ -63,8 +63,8 @@ fn check_subject(path: &std::path::Path, statement: &Value, digest: &Digest) -> 
 pub async fn run(args: AttestArgs, reporter: SharedReporter) -> Result<()> {
     let key = args.key.load().await?;
     let refs = parse_all(&args.references)?;
-    let sbom_doc = args.sbom.as_ref().map(read_json).transpose()?;
-    let provenance = args.provenance.as_ref().map(read_json).transpose()?;
+    let sbom_doc = args.sbom.as_deref().map(read_json).transpose()?;
+    let provenance = args.provenance.as_deref().map(read_json).transpose()?;
     let make = |subject: &boxwright::oci::Descriptor, repos: &[Reference]| {
         let names: Vec<String> = repos.iter().map(Reference::name).collect();
         let mut out = Vec::new();

@@ -64,8 +64,15 @@ pub async fn run_login(args: LoginArgs, reporter: SharedReporter) -> Result<()> 
     }
     let mut raw = String::new();
     std::io::stdin()
+        .take(boxwright::input::MAX_KEY + 1)
         .read_to_string(&mut raw)
         .context("reading the password from stdin")?;
+    if raw.len() as u64 > boxwright::input::MAX_KEY {
+        return Err(bad_input(format!(
+            "the password on stdin is longer than {} bytes; give the password or token alone",
+            boxwright::input::MAX_KEY
+        )));
+    }
     // `echo $TOKEN | boxwright login`: drop the line end, like docker does.
     let password = Secret::new(raw.trim_end_matches(['\n', '\r']).to_string());
     drop(raw);

@@ -240,16 +240,15 @@ async fn resolve_one(
 pub async fn verify_supply(
     client: &boxwright::registry::Client,
     refs: &[Reference],
-    key: &std::path::Path,
+    key: &boxwright::supply::keys::VerifyingKey,
     require: &[String],
     digests: &boxwright::ops::verify::VerifyReport,
     anonymous: Option<&[boxwright::ops::verify::Anonymous]>,
     json: bool,
 ) -> Result<()> {
     use boxwright::supply::artifact::Kind;
-    let key = boxwright::supply::keys::VerifyingKey::load(key)?;
     let required: Vec<Kind> = require.iter().filter_map(|s| Kind::parse(s)).collect();
-    let supply = boxwright::supply::verify::verify(client, refs, &key, &required).await;
+    let supply = boxwright::supply::verify::verify(client, refs, key, &required).await;
     super::verify::print_report(digests, anonymous, Some(&supply), json)?;
     let problems: Vec<String> = digests
         .problem()

@@ -45,13 +45,19 @@ pub struct VerifyArgs {
 /// `boxwright verify`.
 pub async fn run(args: VerifyArgs, reporter: SharedReporter) -> Result<()> {
     let refs = parse_all(&args.references)?;
+    // The key is read first: a bad one is bad input before any request.
+    let key = args
+        .key
+        .as_deref()
+        .map(boxwright::supply::keys::VerifyingKey::load)
+        .transpose()?;
     let client = args.connection.client(&reporter)?;
     let report = boxwright::ops::verify::verify(&client, &refs).await;
     let anonymous = match args.anonymous {
         true => Some(anonymous(args.connection.options(), &refs, &reporter).await?),
         false => None,
     };
-    if let Some(key) = &args.key {
+    if let Some(key) = &key {
         return super::sign::verify_supply(
             &client,
             &refs,

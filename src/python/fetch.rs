@@ -24,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cache::BlobCache;
 use crate::error::bad_input;
+use crate::input::open_regular;
 use crate::oci::{Digest, Hashing};
 use crate::progress::{Level, Reporter};
 
@@ -137,7 +138,7 @@ fn is_loopback(host: &str) -> bool {
 
 /// Copy a local file into `part`, returning its sha256.
 fn copy_local(src: &Path, part: &Path, url: &str) -> Result<Digest> {
-    let mut f = File::open(src).map_err(|e| bad_input(format!("{url}: {e}")))?;
+    let (mut f, _) = open_regular(src).map_err(|e| bad_input(format!("{url}: {e}")))?;
     let out = File::create(part).with_context(|| format!("creating {}", part.display()))?;
     let mut tee = Hashing::new(out);
     let n = io::copy(&mut (&mut f).take(MAX_SIZE + 1), &mut tee)?;
@@ -205,7 +206,7 @@ async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
 
 /// The sha256 of a file.
 pub fn hash_file(path: &Path) -> Result<Digest> {
-    let mut f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let (mut f, _) = open_regular(path).with_context(|| format!("reading {}", path.display()))?;
     let mut h = Sha256::new();
     io::copy(&mut f, &mut h)?;
     Ok(Digest::from_sha256(h.finalize().into()))

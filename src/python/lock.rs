@@ -72,7 +72,7 @@ struct PyLockFile {
 /// Read the lock at `path`; `find_links` maps sha256 to wheel files (for
 /// `requirements.txt`).
 pub fn read(path: &Path, find_links: &BTreeMap<String, PathBuf>) -> Result<Vec<Package>> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::input::read_capped_string(path, crate::input::MAX_LOCK)
         .map_err(|e| bad_input(format!("lock {}: {e}", path.display())))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if name.ends_with(".toml") {

@@ -272,7 +272,7 @@ impl Source {
 
 /// Read, check and resolve the recipe at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Plan> {
-    let bytes = std::fs::read(path)
+    let bytes = crate::input::read_capped(path, crate::input::MAX_RECIPE)
         .map_err(|e| bad_input(format!("{}: cannot read recipe: {e}", path.display())))?;
     load_bytes(path, &bytes, opts)
 }

@@ -136,7 +136,7 @@ impl Client {
             ca_files.push(PathBuf::from(f));
         }
         for f in &ca_files {
-            let pem = std::fs::read(f)
+            let pem = crate::input::read_capped(f, crate::input::MAX_CA_FILE)
                 .with_context(|| format!("reading CA file {}", f.display()))
                 .map_err(|e| bad_input(format!("{e:#}")))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)

@@ -27,6 +27,7 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::bad_input;
+use crate::input::{read_capped_string, MAX_KEY};
 
 /// The environment variable holding an encrypted key's password, unless
 /// `--key-password-env` names another (cosign's).
@@ -70,7 +71,7 @@ impl SigningKey {
     /// Read the key in `path`; an encrypted key's password is the value of
     /// the environment variable `password_env`.
     pub fn load(path: &Path, password_env: &str) -> Result<SigningKey> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        let text = Zeroizing::new(read_capped_string(path, MAX_KEY).map_err(|e| {
             bad_input(format!(
                 "signing key {}: cannot be read: {e}",
                 path.display()
@@ -154,7 +155,7 @@ impl SigningKey {
 impl VerifyingKey {
     /// Read a PKIX `PUBLIC KEY` PEM (cosign.pub).
     pub fn load(path: &Path) -> Result<VerifyingKey> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = read_capped_string(path, MAX_KEY).map_err(|e| {
             bad_input(format!(
                 "public key {}: cannot be read: {e}",
                 path.display()

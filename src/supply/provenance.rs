@@ -45,8 +45,8 @@ pub struct ProvenanceInput {
 impl ProvenanceInput {
     /// The recipe's sha256, read from `recipe`.
     pub fn hash_recipe(recipe: &Path) -> Result<String> {
-        let bytes =
-            std::fs::read(recipe).with_context(|| format!("reading {}", recipe.display()))?;
+        let bytes = crate::input::read_capped(recipe, crate::input::MAX_RECIPE)
+            .with_context(|| format!("reading {}", recipe.display()))?;
         Ok(hex::encode(Sha256::digest(bytes)))
     }
 

@@ -161,6 +161,130 @@ fn device_files_sockets_and_pipes_are_refused() {
     c.fails(&["files/sock", "a socket"]);
 }
 
+/// Files named on the command line, in the recipe or in the environment
+/// that are named pipes or devices are refused at once, saying what they
+/// are: none is waited on (a pipe would block the open or the read for
+/// ever) or read without end (`/dev/zero`); a recipe is read up to 4 MiB.
+#[test]
+fn inputs_that_are_pipes_or_devices_are_refused_not_waited_on() {
+    use crate::layout_reader::{mkfifo, run_bounded};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("fifo");
+    mkfifo(&fifo);
+    let recipe = |body: &str| {
+        let p = d.join("r.toml");
+        fs::write(&p, format!("[image]\nname = \"t\"\n[[layer]]\n{body}")).unwrap();
+        p
+    };
+    let home = d.join("home");
+    let cmd = |args: &[&std::ffi::OsStr]| {
+        let mut c = boxwright();
+        c.env("HOME", &home)
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .env("DOCKER_CONFIG", home.join("docker"))
+            .args(args);
+        c
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let out = d.join("out");
+    let big = d.join("big.toml");
+    fs::File::create(&big).unwrap().set_len(5 << 20).unwrap();
+    let cases: Vec<(Vec<std::ffi::OsString>, &str, i32)> = vec![
+        (
+            vec![
+                os("build"),
+                big.clone().into(),
+                os("-o"),
+                out.clone().into(),
+            ],
+            "larger than 4194304 bytes",
+            2,
+        ),
+        (
+            vec![
+                os("build"),
+                fifo.clone().into(),
+                os("-o"),
+                out.clone().into(),
+            ],
+            "a named pipe",
+            2,
+        ),
+        (
+            vec![os("build"), os("/dev/zero"), os("-o"), out.clone().into()],
+            "a device",
+            2,
+        ),
+        (
+            vec![
+                os("build"),
+                recipe("[layer.python]\nlock = \"fifo\"\nversion = \"3.11\"\n").into(),
+                os("-o"),
+                out.clone().into(),
+            ],
+            "a named pipe",
+            2,
+        ),
+        (
+            vec![
+                os("build"),
+                recipe(&format!(
+                    "[[layer.entry]]\nurl = \"file://{}\"\nsha256 = \"{}\"\ndest = \"/x\"\n",
+                    fifo.display(),
+                    "0".repeat(64)
+                ))
+                .into(),
+                os("-o"),
+                out.clone().into(),
+            ],
+            "a named pipe",
+            2,
+        ),
+        (
+            vec![
+                os("verify"),
+                os("--key"),
+                fifo.clone().into(),
+                os("127.0.0.1:1/a/b:1"),
+            ],
+            "a named pipe",
+            2,
+        ),
+        (
+            vec![
+                os("verify"),
+                os("--ca-file"),
+                os("/dev/zero"),
+                os("127.0.0.1:1/a/b:1"),
+            ],
+            "a device",
+            2,
+        ),
+    ];
+    for (args, said, code) in cases {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let r = run_bounded(&mut cmd(&args));
+        assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(said), "{args:?}: {}", r.stderr);
+        assert!(!out.exists(), "{args:?} left an output");
+    }
+    // An auth file that is a pipe: the registry's credentials cannot be
+    // read, and the command says why instead of waiting.
+    fs::create_dir_all(home.join("docker")).unwrap();
+    mkfifo(&home.join("docker/config.json"));
+    let srv = crate::support::Scripted::start(|req| match req.path() {
+        "/v2/" => crate::support::Answer::json("200 OK", "{}"),
+        _ => crate::support::Answer::json("401 Unauthorized", r#"{"errors":[]}"#)
+            .header("WWW-Authenticate", "Basic realm=\"x\""),
+    });
+    let repo = format!("{}/a/b", srv.host());
+    let r = run_bounded(&mut cmd(&[os("tags").as_os_str(), os(&repo).as_os_str()]));
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("config.json"), "{}", r.stderr);
+    assert!(r.stderr.contains("a named pipe"), "{}", r.stderr);
+}
+
 #[test]
 fn conflicting_dests_are_refused_and_identical_ones_merge() {
     let two = format!("{HEAD}[[layer]]\n[[layer.entry]]\nsrc = \"files/a.txt\"\ndest = \"/x\"\n[[layer.entry]]\nsrc = \"files/b.txt\"\ndest = \"/x\"\n");

@@ -131,13 +131,21 @@ impl CredentialStore {
 }
 
 pub(super) fn read_json(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
-    match std::fs::read(path) {
+    match crate::input::read_capped(path, crate::input::MAX_AUTH_FILE) {
         Ok(bytes) => {
             let v = serde_json::from_slice(&bytes)
                 .map_err(|e| bad_input(format!("{} is not valid JSON: {e}", path.display())))?;
             Ok(Some(v))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ) =>
+        {
+            Err(bad_input(format!("{}: {e}", path.display())))
+        }
         Err(e) => Err(anyhow!(e).context(format!("reading {}", path.display()))),
     }
 }
