@@ -56,6 +56,12 @@ pub fn fetch(
     want: &Digest,
     reporter: &dyn Reporter,
 ) -> Result<PathBuf> {
+    // The URL is checked first, so that a recipe is refused for it whether
+    // or not its content is cached (a hit must not hide a bad URL).
+    let local = url.strip_prefix("file://").map(Path::new);
+    if local.is_none() {
+        check_remote(url)?;
+    }
     let dest = cache.path(want);
     if dest.is_file() {
         reporter.log(Level::Debug, &format!("{url}: in the cache ({want})"));
@@ -65,10 +71,9 @@ pub fn fetch(
     fs::create_dir_all(&parts).with_context(|| format!("creating {}", parts.display()))?;
     let part = parts.join(format!("{}.part", want.hex()));
     let id = format!("download-{}", want.hex());
-    let got = if let Some(path) = url.strip_prefix("file://") {
-        copy_local(Path::new(path), &part, url)?
+    let got = if let Some(path) = local {
+        copy_local(path, &part, url)?
     } else {
-        check_remote(url)?;
         let shown = Shown {
             reporter,
             id: &id,
@@ -245,5 +250,10 @@ mod tests {
         );
         assert!(!cache.path(&wrong).exists());
         assert!(parse_sha256("xyz", "t").is_err());
+        // A URL that is refused stays refused when its content is cached.
+        for bad in ["http://example.com/f", "ftp://127.0.0.1/f"] {
+            let err = fetch(&cache, bad, &want, &crate::progress::Silent).unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{bad}: {err}");
+        }
     }
 }
