@@ -221,9 +221,14 @@ pub struct Mode(pub u32);
 struct Id(u64);
 
 impl Scalar for Id {
-    const EXPECTED: &'static str = "a numeric user or group id, 0 or more, like 1000";
-    fn number<E: de::Error>(v: u64, _: &dyn de::Expected) -> Result<Self, E> {
-        Ok(Id(v))
+    const EXPECTED: &'static str = "a numeric user or group id, 0 to 4294967295, like 1000";
+    /// Linux ids are 32 bits; tar can hold more, but no system can own a
+    /// file by it (GNU tar refuses to extract one).
+    fn number<E: de::Error>(v: u64, exp: &dyn de::Expected) -> Result<Self, E> {
+        match u32::try_from(v) {
+            Ok(_) => Ok(Id(v)),
+            Err(_) => Err(E::invalid_value(Unexpected::Unsigned(v), exp)),
+        }
     }
 }
 

@@ -233,8 +233,15 @@ fn modes_say_what_they_expect() {
 
 #[test]
 fn ids_and_other_typed_fields_name_their_place() {
-    const ID: &str = "expected a numeric user or group id, 0 or more, like 1000";
-    for value in ["-1", "1.5", "\"0\"", "99999999999999999999999", "true"] {
+    const ID: &str = "expected a numeric user or group id, 0 to 4294967295, like 1000";
+    for value in [
+        "-1",
+        "1.5",
+        "\"0\"",
+        "4294967296",
+        "99999999999999999999999",
+        "true",
+    ] {
         for key in ["uid", "gid"] {
             let err = Case::new(&layer(&format!(
                 "dir = true\ndest = \"/x\"\n{key} = {value}"
