@@ -94,13 +94,23 @@ pub fn select_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Desc
 }
 
 /// The platforms an index offers, for error messages (`unknown/unknown`
-/// entries, which are attestations, left out).
+/// entries, which are attestations, left out). An entry that is not an
+/// image manifest (a nested index, which selection does not follow) is
+/// named as such, so that a message never offers what cannot be picked.
 pub fn offered_platforms(index: &Index) -> Vec<String> {
     index
         .manifests
         .iter()
-        .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-        .filter(|p| p != "unknown/unknown")
+        .filter_map(|d| {
+            let p = d.platform.as_ref()?.to_string();
+            if p == "unknown/unknown" {
+                None
+            } else if is_manifest_media_type(&d.media_type) {
+                Some(p)
+            } else {
+                Some(format!("{p} in a nested index, which is not followed"))
+            }
+        })
         .collect()
 }
 
@@ -142,7 +152,7 @@ mod tests {
         assert_eq!(
             offered_platforms(&with_att),
             [
-                "linux/arm64",
+                "linux/arm64 in a nested index, which is not followed",
                 "linux/arm/v7",
                 "linux/arm64/v8",
                 "linux/amd64"

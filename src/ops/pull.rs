@@ -101,9 +101,11 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
             for d in &index.manifests {
                 if !oci::is_manifest_media_type(&d.media_type) {
                     return Err(anyhow!(
-                        "{r}: index entry {} is a {:?}; nested indexes are not supported, pick a platform with --platform",
+                        "{r}: index entry {} is a {:?}, and nested indexes are not followed; pull that index itself ({}@{})",
                         d.digest,
-                        d.media_type
+                        d.media_type,
+                        r.name(),
+                        d.digest
                     ));
                 }
                 let sub = Served {

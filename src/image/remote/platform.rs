@@ -250,7 +250,7 @@ pub fn select(index: &Index, platform: &Platform, what: &str) -> Result<Descript
     }
     let have = oci::offered_platforms(index);
     Err(bad_input(format!(
-        "{what} has no image for platform {platform} (it has: {}); build for those with --platform or pick another base",
+        "{what} has no image for platform {platform} (it has: {}); pick one of its platforms with --platform, or another image",
         if have.is_empty() {
             "none".to_string()
         } else {
