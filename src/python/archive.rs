@@ -57,24 +57,26 @@ pub fn extract(
     let n = f.read(&mut magic)?;
     f.seek(SeekFrom::Start(0))?;
     let mut out = Hashing::new(tmp.as_file_mut());
-    let found = match &magic[..n] {
-        [b'P', b'K', 3, 4, ..] => from_zip(f, name, &mut out)?,
-        [0x1f, 0x8b, ..] => from_tar(
-            flate2::read::GzDecoder::new(BufReader::new(f)),
-            name,
-            &mut out,
-        )?,
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => from_tar(zstd::Decoder::new(f)?, name, &mut out)?,
-        [0xfd, b'7', b'z', b'X', b'Z', 0] => {
-            // The xz decoder writes rather than reads: decompress to a file first.
-            let mut plain = tempfile::tempfile_in(&parts)?;
-            lzma_rs::xz_decompress(&mut BufReader::new(f), &mut plain)
-                .map_err(|e| anyhow!("{url}: bad xz data: {e}"))?;
-            plain.seek(SeekFrom::Start(0))?;
-            from_tar(BufReader::new(plain), name, &mut out)?
+    let found = member_of(f, &magic[..n], name, &mut out, &parts).map_err(|e| {
+        let disk = e.chain().any(|c| {
+            c.downcast_ref::<io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::StorageFull
+                        | io::ErrorKind::QuotaExceeded
+                        | io::ErrorKind::ReadOnlyFilesystem
+                )
+            })
+        });
+        if disk {
+            e.context(format!("extracting {name} from {url}"))
+        } else {
+            // The file is the one the recipe pins: what it holds is input.
+            bad_input(format!(
+                "{url}: extracting {name:?}: {e:#}; the pinned file is not a readable zip, tar, tar.gz, tar.zst or tar.xz archive"
+            ))
         }
-        _ => from_tar(BufReader::new(f), name, &mut out)?,
-    };
+    })?;
     let Some(executable) = found else {
         return Err(bad_input(format!(
             "{url}: the archive has no member {name:?} (extract names a file inside the archive, e.g. \"bin/tool\")"
@@ -92,6 +94,32 @@ pub fn extract(
         format!("{} {}\n", if executable { "x" } else { "-" }, d.hex()),
     )?;
     Ok(Member { path, executable })
+}
+
+/// Copy member `name` of the archive `f` (its kind told by its first bytes,
+/// `magic`) to `out`; `Some(executable)` when found. `parts` takes the
+/// decompressed tar of an xz archive.
+fn member_of(
+    f: File,
+    magic: &[u8],
+    name: &str,
+    out: &mut dyn Write,
+    parts: &Path,
+) -> Result<Option<bool>> {
+    Ok(match magic {
+        [b'P', b'K', 3, 4, ..] => from_zip(f, name, out)?,
+        [0x1f, 0x8b, ..] => from_tar(flate2::read::GzDecoder::new(BufReader::new(f)), name, out)?,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => from_tar(zstd::Decoder::new(f)?, name, out)?,
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => {
+            // The xz decoder writes rather than reads: decompress to a file first.
+            let mut plain = tempfile::tempfile_in(parts)?;
+            lzma_rs::xz_decompress(&mut BufReader::new(f), &mut plain)
+                .map_err(|e| anyhow!("bad xz data: {e}"))?;
+            plain.seek(SeekFrom::Start(0))?;
+            from_tar(BufReader::new(plain), name, out)?
+        }
+        _ => from_tar(BufReader::new(f), name, out)?,
+    })
 }
 
 /// Copy zip member `name` to `out`; `Some(executable)` when found.
@@ -169,5 +197,33 @@ mod tests {
         assert_eq!(fs::read(&m.path).unwrap(), b"text");
         let err = extract(&cache, &zpath, &zd, "nope", "u").unwrap_err();
         assert!(crate::error::is_bad_input(&err));
+
+        // Not an archive at all, and a gzip cut short: bad input naming the
+        // URL and the member.
+        let text = dir.path().join("notes.txt");
+        fs::write(&text, b"just some text, which no tar reader takes\n").unwrap();
+        let cut = dir.path().join("cut.tgz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar_bytes("./bin/tool", &[7u8; 4096], 0o755))
+            .unwrap();
+        let bytes = gz.finish().unwrap();
+        fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        for (file, seed) in [(&text, b"text" as &[u8]), (&cut, b"cut")] {
+            let err = extract(
+                &cache,
+                file,
+                &Digest::of(seed),
+                "bin/tool",
+                "https://x/t.tgz",
+            )
+            .unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{err:#}");
+            let said = format!("{err:#}");
+            assert!(
+                said.contains("https://x/t.tgz: extracting \"bin/tool\"")
+                    && said.contains("not a readable"),
+                "{said}"
+            );
+        }
     }
 }
