@@ -126,7 +126,8 @@ impl<'a> Walk<'a> {
         let mut names: Vec<_> = fs::read_dir(dir)
             .map_err(|e| err_at(self.at, format!("reading directory {}: {e}", dir.display())))?
             .map(|r| r.map(|d| d.file_name()))
-            .collect::<std::io::Result<_>>()?;
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| err_at(self.at, format!("reading directory {}: {e}", dir.display())))?;
         if REVERSED.load(AtomicOrdering::SeqCst) > 0 {
             names.reverse();
         }
@@ -160,14 +161,15 @@ impl<'a> Walk<'a> {
             let root = frame.root.clone();
             let mut child = frame.dest.clone();
             push_name(&mut child, name.as_bytes());
-            let meta = fs::symlink_metadata(&path)?;
+            let here = |e: std::io::Error| err_at(self.at, format!("{}: {e}", path.display()));
+            let meta = fs::symlink_metadata(&path).map_err(here)?;
             // A link followed out of the tree is copied as what it points
             // at: a directory as a tree of its own, a file without the
             // hard-link check.
             let (root, path, meta, linked) = if !meta.file_type().is_symlink() {
                 (root, path, meta, true)
             } else {
-                let target = fs::read_link(&path)?;
+                let target = fs::read_link(&path).map_err(here)?;
                 // Links that stay inside the context, or inside the tree being
                 // copied (a followed `src` outside the context), stay links.
                 if target.is_absolute()
@@ -195,7 +197,8 @@ impl<'a> Walk<'a> {
                         format!("following symlink {}: {e}", path.display()),
                     )
                 })?;
-                let tmeta = fs::metadata(&resolved)?;
+                let tmeta = fs::metadata(&resolved)
+                    .map_err(|e| err_at(self.at, format!("{}: {e}", resolved.display())))?;
                 (resolved.clone(), resolved, tmeta, false)
             };
             if meta.is_dir() {
