@@ -47,8 +47,8 @@ impl fmt::Display for Secret {
 /// The secrets of this process and their wire forms, newest last.
 static KNOWN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// How many secrets [`redact_secrets`] knows at most (tokens are renewed in a long
-/// run; the oldest are forgotten first).
+/// How many secrets [`redact_secrets`] knows at most (tokens are renewed
+/// in a long run; the oldest are forgotten first).
 const MAX_KNOWN: usize = 1024;
 
 /// Remember `s` for [`redact_secrets`]. Strings under 8 bytes are not:
@@ -70,8 +70,8 @@ fn remember(s: &str) {
 }
 
 /// The `Authorization` value of HTTP Basic for `username` and `password`,
-/// its forms remembered for [`redact_secrets`] (a server may echo the header, or
-/// the `user:password` it decodes).
+/// its forms remembered for [`redact_secrets`] (a server may echo the
+/// header, or the `user:password` it decodes).
 pub fn basic_authorization(username: &str, password: &Secret) -> String {
     let raw = format!("{username}:{}", password.expose());
     let encoded = base64::engine::general_purpose::STANDARD.encode(&raw);
