@@ -63,16 +63,21 @@ pub fn read_capped_string(path: &Path, cap: u64) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"))
 }
 
-fn kind_of(meta: &Metadata) -> &'static str {
+/// What a file is, for messages that refuse it ("it is a named pipe").
+pub fn kind_of(meta: &Metadata) -> &'static str {
     let t = meta.file_type();
-    if t.is_dir() {
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
         "a directory"
     } else if t.is_fifo() {
-        "a named pipe"
+        "a named pipe (FIFO)"
     } else if t.is_socket() {
         "a socket"
     } else if t.is_char_device() || t.is_block_device() {
-        "a device"
+        "a device file"
+    } else if t.is_file() {
+        "a regular file"
     } else {
         "not a regular file"
     }

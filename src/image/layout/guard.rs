@@ -17,12 +17,13 @@
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use crate::error::bad_input;
+use crate::input::kind_of;
 use crate::oci::{Descriptor, Digest};
 
 /// The largest JSON document (index, manifest, config) read into memory:
@@ -203,25 +204,6 @@ fn check_size(root: &Path, f: &LayoutFile, d: &Descriptor) -> Result<()> {
 
 fn join(root: &Path, rel: &[&str]) -> PathBuf {
     rel.iter().fold(root.to_path_buf(), |p, c| p.join(c))
-}
-
-fn kind_of(m: &Metadata) -> &'static str {
-    let t = m.file_type();
-    if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else if t.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
-    }
 }
 
 fn refusal(root: &Path, path: &Path, what: &str) -> anyhow::Error {

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::Result;
@@ -92,15 +92,7 @@ pub(super) fn file_kind(at: &str, path: &Path, meta: &fs::Metadata) -> Result<En
             stamp: Stamp::of(meta),
         });
     }
-    let what = if ft.is_block_device() || ft.is_char_device() {
-        "a device file"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_fifo() {
-        "a named pipe"
-    } else {
-        "not a regular file"
-    };
+    let what = crate::input::kind_of(meta);
     Err(err_at(
         at,
         format!(
