@@ -6,9 +6,12 @@
 //! place, so a killed process leaves at most a stray `.part` file, never a
 //! corrupt blob under a digest name.
 
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use sha2::{Digest as _, Sha256};
 
 use crate::oci::Digest;
 use crate::registry::Repo;
@@ -42,16 +45,47 @@ impl BlobCache {
         self.root.join(d.algorithm()).join(d.hex())
     }
 
-    /// Whether the cache holds `d` with `size` bytes.
-    pub fn contains(&self, d: &Digest, size: u64) -> bool {
-        std::fs::metadata(self.path(d)).is_ok_and(|m| m.is_file() && m.len() == size)
+    /// Whether the cache holds `d` (with `size` bytes, when given): the
+    /// file is read and hashed on every hit, so that a damaged or replaced
+    /// blob is never handed out. One that is not `d` (other bytes, a
+    /// symbolic link, not a regular file) is removed, and the caller fetches
+    /// it again; one of another size than asked is left alone (the asker's
+    /// size may be the wrong one).
+    pub fn holds(&self, d: &Digest, size: Option<u64>) -> bool {
+        let path = self.path(d);
+        let checked = || -> std::io::Result<Option<bool>> {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)?;
+            let meta = file.metadata()?;
+            if !meta.is_file() {
+                return Ok(Some(false));
+            }
+            if size.is_some_and(|s| s != meta.len()) {
+                return Ok(None);
+            }
+            let mut hash = Sha256::new();
+            std::io::copy(&mut file.take(meta.len()), &mut hash)?;
+            Ok(Some(Digest::from_sha256(hash.finalize().into()) == *d))
+        };
+        match checked() {
+            Ok(Some(true)) => true,
+            Ok(None) => false,
+            Ok(Some(false)) | Err(_) => {
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                false
+            }
+        }
     }
 
     /// The cached file of blob `d`, downloading it from `repo` first when
     /// missing. The download is streamed and checked against `d`.
     pub async fn fetch(&self, repo: Repo<'_>, d: &Digest, size: u64) -> Result<PathBuf> {
         let path = self.path(d);
-        if self.contains(d, size) {
+        if self.holds(d, Some(size)) {
             return Ok(path);
         }
         repo.get_blob_to_file(d, size, &path).await?;
@@ -94,10 +128,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::new(Some(dir.path().to_path_buf())).unwrap();
         let d = Digest::of(b"hello");
-        assert!(!cache.contains(&d, 5));
+        assert!(!cache.holds(&d, Some(5)));
         std::fs::write(cache.path(&d), b"hello").unwrap();
-        assert!(cache.contains(&d, 5));
-        assert!(!cache.contains(&d, 6), "a size mismatch is a miss");
-        assert_eq!(cache.digests(), vec![d]);
+        assert!(cache.holds(&d, Some(5)) && cache.holds(&d, None));
+        assert!(!cache.holds(&d, Some(6)), "a size mismatch is a miss");
+        assert_eq!(cache.digests(), vec![d.clone()]);
+        // Damaged in place (same size), or replaced by a link to the right
+        // bytes: a miss, and the file is gone so that it is fetched again.
+        std::fs::write(cache.path(&d), b"hellO").unwrap();
+        assert!(!cache.holds(&d, Some(5)));
+        assert!(!cache.path(&d).exists());
+        let elsewhere = dir.path().join("hello");
+        std::fs::write(&elsewhere, b"hello").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, cache.path(&d)).unwrap();
+        assert!(!cache.holds(&d, None));
+        assert!(std::fs::symlink_metadata(cache.path(&d)).is_err());
     }
 }

@@ -37,11 +37,11 @@ pub fn extract(
         .join("members")
         .join(digest.hex())
         .join(hex::encode(Sha256::digest(name.as_bytes())));
-    if let Ok(text) = fs::read_to_string(&index) {
+    if let Ok(text) = crate::input::read_capped_string(&index, 256) {
         let (exec, hex) = text.trim().split_once(' ').unwrap_or(("", ""));
         if let Ok(d) = format!("sha256:{hex}").parse::<Digest>() {
             let path = cache.path(&d);
-            if path.is_file() {
+            if cache.holds(&d, None) {
                 return Ok(Member {
                     path,
                     executable: exec == "x",

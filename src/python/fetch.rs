@@ -63,7 +63,7 @@ pub fn fetch(
         check_remote(url)?;
     }
     let dest = cache.path(want);
-    if dest.is_file() {
+    if cache.holds(want, None) {
         reporter.log(Level::Debug, &format!("{url}: in the cache ({want})"));
         return Ok(dest);
     }
@@ -240,6 +240,10 @@ mod tests {
         let want = Digest::of(b"hello");
         let got = fetch(&cache, &url, &want, &crate::progress::Silent).unwrap();
         assert_eq!(fs::read(&got).unwrap(), b"hello");
+        // A cached copy damaged in place is not taken: the file is fetched again.
+        fs::write(&got, b"hellO").unwrap();
+        let again = fetch(&cache, &url, &want, &crate::progress::Silent).unwrap();
+        assert_eq!(fs::read(&again).unwrap(), b"hello");
         let wrong = Digest::of(b"other");
         let err = fetch(&cache, &url, &wrong, &crate::progress::Silent)
             .unwrap_err()

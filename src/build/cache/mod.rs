@@ -221,7 +221,7 @@ impl LayerCache {
     pub fn put(&self, key: &Key, layer: &BuiltLayer, blob: &Path) -> Result<()> {
         let d = &layer.descriptor;
         let dest = self.blobs.path(&d.digest);
-        if !self.blobs.contains(&d.digest, d.size) {
+        if !self.blobs.holds(&d.digest, Some(d.size)) {
             let dir = dest.parent().ok_or_else(|| anyhow!("no blob directory"))?;
             static NEXT: AtomicU64 = AtomicU64::new(0);
             let n = NEXT.fetch_add(1, Ordering::SeqCst);

@@ -126,7 +126,7 @@ impl RemoteBlobs {
 
     async fn fetch_once(&self, d: &Descriptor) -> Result<PathBuf> {
         let reporter = self.client.reporter();
-        if self.cache.contains(&d.digest, d.size) {
+        if self.cache.holds(&d.digest, Some(d.size)) {
             reporter.log(Level::Debug, &format!("cache: {} already held", d.digest));
             self.count(|c| c.blobs_cached += 1);
             return Ok(self.cache.path(&d.digest));
