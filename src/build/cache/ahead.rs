@@ -11,15 +11,14 @@
 //! on a core the walk leaves idle; checking stops when the build finishes.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use super::key::settled;
+use crate::input::open_own;
 use crate::layer::HashingWriter;
 use crate::oci::Digest;
 use crate::recipe::Stamp;
@@ -100,12 +99,7 @@ impl Drop for Done {
 /// had settled before it was read; `None` otherwise or when stopped.
 fn check(path: &Path, digest: &Digest, stop: &AtomicBool) -> Option<Stamp> {
     let at = SystemTime::now();
-    let mut f = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?;
-    let meta = f.metadata().ok()?;
+    let (mut f, meta) = open_own(path).ok()?;
     let stamp = Stamp::of(&meta);
     // The mtime, not the ctime, must have settled: a blob's ctime moves
     // whenever it is linked into a layout or a layout holding it is

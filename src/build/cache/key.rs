@@ -25,7 +25,6 @@
 //! nothing changed walks its inputs once.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
@@ -34,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 use sha2::{Digest as _, Sha256};
 
+use crate::input::{open_own, open_regular};
 use crate::layer::{tar, Compression};
 use crate::recipe::{Canon, Entry, EntryKind, LayerPlan, Stamp, Stamps, StampsOf};
 use rayon::prelude::*;
@@ -168,7 +168,7 @@ impl<const K: usize, const V: usize> RecordMap<K, V> {
         let n = K + V;
         let mut buf = Vec::new();
         let read =
-            File::open(path).and_then(|f| f.take((n * max) as u64 + 1).read_to_end(&mut buf));
+            open_own(path).and_then(|(f, _)| f.take((n * max) as u64 + 1).read_to_end(&mut buf));
         let mut m = Self::empty(max);
         if read.is_ok() && buf.len() % n == 0 && buf.len() <= n * max {
             for r in buf.chunks_exact(n) {
@@ -332,8 +332,7 @@ fn file_sha256(src: &Path, size: u64, stamp: &Stamp, index: &Mutex<StatIndex>) -
         return Ok(sha);
     }
     let at = SystemTime::now();
-    let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let meta = f.metadata()?;
+    let (mut f, meta) = open_regular(src).with_context(|| format!("opening {}", src.display()))?;
     let whole = meta.len() == size;
     let mut h = Sha256::new();
     let n = std::io::copy(&mut (&mut f).take(size), &mut h)
@@ -357,6 +356,7 @@ fn file_sha256(src: &Path, size: u64, stamp: &Stamp, index: &Mutex<StatIndex>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::os::unix::fs::MetadataExt;
 
     /// As the key walk hashes it: stamped by a stat now.

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::BlobCache;
 use crate::image::layout::LayoutWriter;
+use crate::input::open_own;
 use crate::layer::{BuiltLayer, HashingWriter};
 use crate::oci::{Descriptor, Digest};
 use crate::recipe::{LayerPlan, Stamp};
@@ -285,8 +286,7 @@ impl LayerCache {
         let bytes = entries
             .iter()
             .filter(|e| seen.insert(e.record.digest.clone()))
-            .map(|e| e.record.size)
-            .sum();
+            .fold(0u64, |sum, e| sum.saturating_add(e.record.size));
         CacheStats {
             dir: self.dir.clone(),
             entries: entries.len(),
@@ -306,11 +306,12 @@ impl LayerCache {
         for e in &entries {
             let n = refs.entry(e.record.digest.clone()).or_default();
             if *n == 0 {
-                total += e.record.size;
+                // Sizes come from files anyone could edit: no overflow.
+                total = total.saturating_add(e.record.size);
             }
             *n += 1;
         }
-        let (mut removed_entries, mut removed_bytes) = (0, 0);
+        let (mut removed_entries, mut removed_bytes) = (0, 0u64);
         for e in &entries {
             if total <= max {
                 break;
@@ -321,8 +322,8 @@ impl LayerCache {
             *n -= 1;
             if *n == 0 {
                 let _ = fs::remove_file(self.blobs.path(&e.record.digest));
-                total -= e.record.size;
-                removed_bytes += e.record.size;
+                total = total.saturating_sub(e.record.size);
+                removed_bytes = removed_bytes.saturating_add(e.record.size);
             }
         }
         self.remove_stray_temps();
@@ -376,8 +377,9 @@ struct Entry {
 /// An entry's record, or `None` when it is missing, too big or not one.
 fn read_record(path: &Path) -> Option<Record> {
     let mut buf = Vec::new();
-    File::open(path)
+    open_own(path)
         .ok()?
+        .0
         .take(64 * 1024)
         .read_to_end(&mut buf)
         .ok()?;
@@ -393,7 +395,7 @@ const MAX_RECIPES: usize = 64;
 /// its last build used. Empty when missing, too big or damaged.
 fn read_recent(path: &Path) -> BTreeMap<String, Vec<Digest>> {
     let mut buf = Vec::new();
-    let read = File::open(path).and_then(|f| f.take(1 << 20).read_to_end(&mut buf));
+    let read = open_own(path).and_then(|(f, _)| f.take(1 << 20).read_to_end(&mut buf));
     read.ok()
         .and_then(|_| serde_json::from_slice(&buf).ok())
         .unwrap_or_default()
@@ -432,13 +434,8 @@ fn write_recent(path: &Path, id: &str, blobs: Vec<Digest>) -> Result<()> {
 
 /// `path` opened without following a symlink, if it is a regular file of `size` bytes.
 fn open_regular(path: &Path, size: u64) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let m = f.metadata()?;
-    if !m.is_file() || m.len() != size {
+    let (f, m) = open_own(path)?;
+    if m.len() != size {
         return Err(std::io::Error::other("not the cached blob"));
     }
     Ok(f)
@@ -522,5 +519,63 @@ mod tests {
         cache.finish().unwrap();
         let recent = read_recent(&cache.dir.join(RECENT));
         assert_eq!(recent[&recipe_id(&recipe).unwrap()], vec![d]);
+    }
+
+    /// Files of the cache that are named pipes are passed over, never
+    /// waited on (a build, `cache stats` and `cache prune` hung on one), and
+    /// an entry that claims an impossible size does not overflow the
+    /// accounting (it panicked).
+    #[test]
+    fn pipes_and_impossible_sizes_in_the_cache_are_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, stored, recipe) = cached_layer(dir.path());
+        let layers = dir.path().join("cache/layers");
+        let entry = fs::read_dir(&layers)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"))
+            .unwrap();
+        let text = fs::read_to_string(&entry).unwrap();
+        let huge = text.replace("\"size\":11", &format!("\"size\":{}", u64::MAX));
+        assert_ne!(huge, text);
+        fs::write(layers.join(format!("{}.json", "7".repeat(64))), huge).unwrap();
+        let cache = open(dir.path());
+        assert_eq!(cache.stats().bytes, u64::MAX);
+        cache.prune(DEFAULT_MAX).unwrap();
+
+        let mkfifo = |p: &Path| {
+            let _ = fs::remove_file(p);
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        };
+        let dir_path = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (_, stored2, recipe2) = cached_layer(&dir_path.join("again"));
+            for p in [
+                stored.clone(),
+                stored2.clone(),
+                entry.clone(),
+                layers.join(RECENT),
+                layers.join("key-memo"),
+                layers.join("stat-index"),
+            ] {
+                mkfifo(&p);
+            }
+            for (root, recipe) in [
+                (dir_path.clone(), recipe),
+                (dir_path.join("again"), recipe2),
+            ] {
+                let cache = open(&root);
+                cache.expect(&recipe);
+                let out = LayoutWriter::create(&root.join("out")).unwrap();
+                assert!(cache.get(&Key::test(1), &out).unwrap().is_none());
+                cache.stats();
+                cache.prune(DEFAULT_MAX).unwrap();
+            }
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the cache waited on a named pipe");
     }
 }
