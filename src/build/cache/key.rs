@@ -299,13 +299,26 @@ impl KeyMemo {
         self.0.save(path)
     }
 
+    /// The key remembered under `id`. Values are stored bound to their
+    /// id (XOR a hash of it), so that a value moved to another id, or
+    /// damaged, reads back as a key no entry has: a miss, never the key of
+    /// another layer.
     pub fn get(&self, id: &[u8; 32]) -> Option<Key> {
-        self.0.get(id).map(|k| Key(*k))
+        self.0.get(id).map(|v| Key(bound(id, v)))
     }
 
     pub fn put(&mut self, id: [u8; 32], key: &Key) {
-        self.0.insert(id, key.0);
+        let v = bound(&id, &key.0);
+        self.0.insert(id, v);
     }
+}
+
+/// `v` XOR a hash of `id`: its own inverse.
+fn bound(id: &[u8; 32], v: &[u8; 32]) -> [u8; 32] {
+    let mut c = Canon::new(b"boxwright key memo binding 1");
+    c.bytes(id);
+    let pad = c.finish();
+    std::array::from_fn(|i| v[i] ^ pad[i])
 }
 
 /// The size and sha256 of a file entry's content (`None` for other kinds);
@@ -445,5 +458,23 @@ mod tests {
         let v = compressor_versions();
         assert!(v.contains("flate2 "), "{v}");
         assert!(v.contains("zstd "), "{v}");
+    }
+
+    /// A memo value moved to another id reads back as no layer's key.
+    #[test]
+    fn memo_values_are_bound_to_their_id() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let (ka, kb) = (Key::test(1), Key::test(2));
+        let mut memo = KeyMemo::default();
+        memo.put(a, &ka);
+        memo.put(b, &kb);
+        assert_eq!(memo.get(&a).unwrap().0, ka.0);
+        assert_eq!(memo.get(&b).unwrap().0, kb.0);
+        let (va, vb) = (*memo.0.get(&a).unwrap(), *memo.0.get(&b).unwrap());
+        memo.0.insert(a, vb);
+        memo.0.insert(b, va);
+        for got in [memo.get(&a).unwrap().0, memo.get(&b).unwrap().0] {
+            assert!(got != ka.0 && got != kb.0);
+        }
     }
 }

@@ -31,7 +31,7 @@ use crate::image::layout::LayoutWriter;
 use crate::input::open_own;
 use crate::layer::{BuiltLayer, HashingWriter};
 use crate::oci::{Descriptor, Digest};
-use crate::recipe::{LayerPlan, Stamp};
+use crate::recipe::{Canon, LayerPlan, Stamp};
 use ahead::Ahead;
 use sha2::{Digest as _, Sha256};
 
@@ -66,6 +66,23 @@ struct Record {
     #[serde(rename = "diffID")]
     diff_id: Digest,
     tar_size: u64,
+    /// [`Record::seal`] of the other fields and the entry's key: an entry
+    /// edited, or moved to another key's name, does not match it.
+    #[serde(default)]
+    seal: String,
+}
+
+impl Record {
+    fn seal(&self, key: &Key) -> String {
+        let mut c = Canon::new(b"boxwright layer cache entry 1");
+        c.bytes(key.hex().as_bytes());
+        c.bytes(self.media_type.as_bytes());
+        c.bytes(self.digest.as_str().as_bytes());
+        c.bytes(&self.size.to_be_bytes());
+        c.bytes(self.diff_id.as_str().as_bytes());
+        c.bytes(&self.tar_size.to_be_bytes());
+        hex::encode(c.finish())
+    }
 }
 
 /// What `cache stats` reports.
@@ -173,7 +190,7 @@ impl LayerCache {
     /// digest; `None` when there is no good entry (a bad one is removed).
     pub fn get(&self, key: &Key, layout: &LayoutWriter) -> Result<Option<BuiltLayer>> {
         let entry = self.entry_path(key);
-        let Some(record) = read_record(&entry) else {
+        let Some(record) = read_record(&entry).filter(|r| r.seal == r.seal(key)) else {
             let _ = fs::remove_file(&entry);
             return Ok(None);
         };
@@ -239,13 +256,15 @@ impl LayerCache {
             .lock()
             .expect("no panics with the lock")
             .push(d.digest.clone());
-        let record = Record {
+        let mut record = Record {
             media_type: d.media_type.clone(),
             digest: d.digest.clone(),
             size: d.size,
             diff_id: layer.diff_id.clone(),
             tar_size: layer.tar_size,
+            seal: String::new(),
         };
+        record.seal = record.seal(key);
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.dir)?;
@@ -577,5 +596,36 @@ mod tests {
         });
         rx.recv_timeout(Duration::from_secs(60))
             .expect("the cache waited on a named pipe");
+    }
+
+    /// An entry whose fields were edited (its diffID, its media type), or
+    /// that was put under another key's name, is a miss and is removed: a
+    /// rebuild never takes a wrong layer from it.
+    #[test]
+    fn an_edited_or_moved_entry_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _, _) = cached_layer(dir.path());
+        let cache = open(dir.path());
+        let entry = cache.entry_path(&Key::test(1));
+        let text = fs::read_to_string(&entry).unwrap();
+        let out = LayoutWriter::create(&dir.path().join("out")).unwrap();
+        assert!(cache.get(&Key::test(1), &out).unwrap().is_some());
+        let edits = [
+            text.replace(&format!("\"diffID\":\"{d}"), "\"diffID\":\"sha256:0000"),
+            text.replace("tar+gzip", "tar+zstd"),
+        ];
+        for edited in edits {
+            assert_ne!(edited, text);
+            fs::write(&entry, &edited).unwrap();
+            assert!(
+                cache.get(&Key::test(1), &out).unwrap().is_none(),
+                "{edited}"
+            );
+            assert!(!entry.exists(), "the damaged entry is removed");
+        }
+        fs::write(cache.entry_path(&Key::test(2)), &text).unwrap();
+        assert!(cache.get(&Key::test(2), &out).unwrap().is_none());
+        fs::write(&entry, &text).unwrap();
+        assert!(cache.get(&Key::test(1), &out).unwrap().is_some());
     }
 }
