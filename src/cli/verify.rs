@@ -99,6 +99,9 @@ pub fn print_report(
         }
         if let Some(s) = supply {
             doc["supply"] = serde_json::to_value(s)?;
+            // The top-level verdict is the whole one, as the exit code is:
+            // same digests everywhere and the supply chain checked.
+            doc["ok"] = serde_json::Value::Bool(report.ok && s.ok);
         }
         return print_json(&doc);
     }

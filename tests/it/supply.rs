@@ -357,11 +357,20 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
     std::fs::write(&file, &s.stdout).unwrap();
     python_check(&["sbom-cyclonedx", file.to_str().unwrap()]);
 
-    // Unsigned: verify --key finds no signature and names the registries.
-    let v = run(pair
-        .cmd()
-        .args(["verify", "--key", public.to_str().unwrap(), &a_ref, &b_ref]));
+    // Unsigned: verify --key finds no signature and names the registries;
+    // --json says so at its top level too, not only in `supply`.
+    let v = run(pair.cmd().args([
+        "verify",
+        "--json",
+        "--key",
+        public.to_str().unwrap(),
+        &a_ref,
+        &b_ref,
+    ]));
     assert_code(&v, 1);
+    let doc: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    assert_eq!(doc["supply"]["ok"], false, "{doc:#}");
     assert!(
         v.stderr.contains(&format!(
             "no valid signature for {digest} on {}",
