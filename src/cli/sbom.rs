@@ -135,7 +135,7 @@ pub async fn run(args: SbomArgs, reporter: SharedReporter) -> Result<()> {
         .head_manifest(&r.object())
         .await?
         .ok_or_else(|| anyhow!("{r}: not found"))?;
-    let (_, items) = referrers::items(&client, reg, repo, &info.digest).await?;
+    let (_, items, _) = referrers::items(&client, reg, repo, &info.digest).await?;
     let mut candidates: Vec<_> = items.into_iter().filter(|i| i.kind == Kind::Sbom).collect();
     // Signed first: with a key, only signed ones count.
     candidates.sort_by_key(|i| !i.signed);

@@ -202,21 +202,37 @@ async fn manifest_items(
         .collect())
 }
 
+/// Most artifacts read for one image; a listing naming more is refused
+/// (each costs two requests, and a registry could list thousands).
+pub const MAX_REFERRERS: usize = 256;
+
 /// Every payload attached to `subject` in `repo`: the referrers (API or
-/// tag) and cosign's legacy tags. Also says where referrers are listed.
+/// tag) and cosign's legacy tags; also where referrers are listed, and a
+/// note for each listed artifact that could not be read (deleted since it
+/// was listed, or not a manifest), which is then passed over.
 pub async fn items(
     client: &Client,
     registry: &str,
     repo: &str,
     subject: &Digest,
-) -> Result<(Mode, Vec<Item>)> {
+) -> Result<(Mode, Vec<Item>, Vec<String>)> {
     let (mode, referrers) = list(client, registry, repo, subject).await?;
+    let mut seen = std::collections::HashSet::new();
+    let listed: Vec<Descriptor> = referrers
+        .into_iter()
+        .filter_map(|r| serde_json::from_value::<Descriptor>(r).ok())
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect();
+    if listed.len() > MAX_REFERRERS {
+        return Err(anyhow!(
+            "{registry}/{repo}: {} artifacts are attached to {subject}, more than the {MAX_REFERRERS} boxwright reads",
+            listed.len()
+        ));
+    }
     let mut out = Vec::new();
-    for r in referrers {
-        let Ok(d) = serde_json::from_value::<Descriptor>(r) else {
-            continue;
-        };
-        let found = manifest_items(
+    let mut unread = Vec::new();
+    for d in listed {
+        match manifest_items(
             client,
             registry,
             repo,
@@ -224,8 +240,15 @@ pub async fn items(
             mode.name(),
             d.artifact_type.as_deref(),
         )
-        .await?;
-        out.extend(found);
+        .await
+        {
+            Ok(found) => out.extend(found),
+            Err(e) => unread.push(format!(
+                "artifact {} in {} could not be read, passed over: {e:#}",
+                d.digest,
+                mode.name()
+            )),
+        }
     }
     for (suffix, artifact_type) in [("sig", ARTIFACT_SIGNATURE), ("att", MEDIA_TYPE_DSSE)] {
         let tag = legacy_tag(subject, suffix);
@@ -241,7 +264,7 @@ pub async fn items(
             );
         }
     }
-    Ok((mode, out))
+    Ok((mode, out, unread))
 }
 
 /// The bytes of a payload layer (at most [`MAX_PAYLOAD`]), checked against

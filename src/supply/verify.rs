@@ -118,7 +118,7 @@ async fn check_one(client: &Client, r: &Reference, key: &VerifyingKey) -> Holdin
         }
     };
     h.digest = Some(digest.clone());
-    let (mode, items) = match referrers::items(client, reg, repo, &digest).await {
+    let (mode, items, unread) = match referrers::items(client, reg, repo, &digest).await {
         Ok(x) => x,
         Err(e) => {
             h.problems.push(format!("reading what is attached: {e:#}"));
@@ -126,6 +126,7 @@ async fn check_one(client: &Client, r: &Reference, key: &VerifyingKey) -> Holdin
         }
     };
     h.mode = Some(mode);
+    h.notes.extend(unread);
     for item in items {
         if let Err(note) = check_item(client, r, key, &digest, &item, &mut h).await {
             h.notes.push(format!(

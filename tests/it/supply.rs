@@ -51,6 +51,25 @@ fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
     })
 }
 
+/// DELETE `path` (under `/v2/`) on registry B; its status.
+fn delete_b(pair: &Pair, path: &str) -> u16 {
+    let url = format!("{}/v2/{path}", pair.b.url());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .delete(&url)
+            .basic_auth(BASIC_USER, Some(BASIC_PASS))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -427,6 +446,46 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
         "--require",
         "sbom",
         &a_ref,
+        &b_ref,
+    ]));
+    assert_ok(&v);
+
+    // The plain SBOM artifact deleted on B while the referrers tag still
+    // lists it: the dangling entry is a note, passed over, and the rest
+    // still verifies (the signed SBOM attestation still counts as the SBOM).
+    let sbom_manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["artifactType"] == "application/vnd.cyclonedx+json")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        delete_b(&pair, &format!("acme/tool/manifests/{sbom_manifest}")),
+        202
+    );
+    let v = run(pair.cmd().args([
+        "verify",
+        "--json",
+        "--key",
+        public.to_str().unwrap(),
+        &b_ref,
+    ]));
+    assert_ok(&v);
+    let doc: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    let notes = doc["supply"]["references"][0]["notes"].to_string();
+    assert!(
+        notes.contains(&sbom_manifest) && notes.contains("passed over"),
+        "{doc:#}"
+    );
+    let v = run(pair.cmd().args([
+        "verify",
+        "--key",
+        public.to_str().unwrap(),
+        "--require",
+        "sbom",
         &b_ref,
     ]));
     assert_ok(&v);
