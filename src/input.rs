@@ -23,26 +23,19 @@ pub const MAX_SBOM: u64 = 64 << 20;
 /// error's kind (a missing file stays `NotFound`), with a message that says
 /// what was found instead of a regular file.
 pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("it is {}, not a regular file", kind_of(&meta)),
-        ));
-    }
-    Ok((file, meta))
+    open_file(path, 0)
 }
 
 /// A file of boxwright's own (in a cache), opened as [`open_regular`]
 /// does but never through a symbolic link: none is put there but by hand.
 pub fn open_own(path: &Path) -> io::Result<(File, Metadata)> {
+    open_file(path, libc::O_NOFOLLOW)
+}
+
+fn open_file(path: &Path, flags: i32) -> io::Result<(File, Metadata)> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(flags | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
