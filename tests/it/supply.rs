@@ -31,8 +31,8 @@ pub fn python_check(args: &[&str]) -> String {
     }
 }
 
-/// A GET on B (basic auth) through its proxy: status and body.
-fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
+/// A request to B (basic auth) through its proxy: status and body.
+fn request_b(pair: &Pair, method: reqwest::Method, path: &str, accept: &str) -> (u16, Vec<u8>) {
     let url = format!("{}/v2/{path}", pair.b.url());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -40,7 +40,7 @@ fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
         .unwrap();
     rt.block_on(async {
         let resp = reqwest::Client::new()
-            .get(&url)
+            .request(method, &url)
             .basic_auth(BASIC_USER, Some(BASIC_PASS))
             .header("accept", accept)
             .send()
@@ -51,23 +51,13 @@ fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
     })
 }
 
+fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
+    request_b(pair, reqwest::Method::GET, path, accept)
+}
+
 /// DELETE `path` (under `/v2/`) on registry B; its status.
 fn delete_b(pair: &Pair, path: &str) -> u16 {
-    let url = format!("{}/v2/{path}", pair.b.url());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        reqwest::Client::new()
-            .delete(&url)
-            .basic_auth(BASIC_USER, Some(BASIC_PASS))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    })
+    request_b(pair, reqwest::Method::DELETE, path, "*/*").0
 }
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -108,6 +98,19 @@ fn keygen(pair: &Pair, dir: &Path) -> (PathBuf, PathBuf) {
     assert!(text.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
     no_secrets(&r, &key);
     (key, dir.join("cosign.pub"))
+}
+
+/// `verify --json --key PUBLIC EXTRA... REFS...`: the run and its report
+/// (`null` when stdout is not JSON).
+fn verify_json(pair: &Pair, public: &Path, extra: &[&str], refs: &[&str]) -> (Run, Value) {
+    let r = run(pair
+        .cmd()
+        .args(["verify", "--json", "--key"])
+        .arg(public)
+        .args(extra)
+        .args(refs));
+    let doc = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+    (r, doc)
 }
 
 /// Neither the password nor any line of the private key's PEM body is in
@@ -284,18 +287,13 @@ fn supply_build_push_attaches_signature_sbom_and_provenance_on_both_registries()
     );
 
     // verify --key: signature and both attestations on both registries.
-    let v = run(pair.cmd().args([
-        "verify",
-        "--json",
-        "--key",
-        public.to_str().unwrap(),
-        "--require",
-        "sbom,provenance",
-        &a_ref,
-        &b_ref,
-    ]));
+    let (v, doc) = verify_json(
+        &pair,
+        &public,
+        &["--require", "sbom,provenance"],
+        &[&a_ref, &b_ref],
+    );
     assert_ok(&v);
-    let doc: Value = serde_json::from_str(&v.stdout).unwrap();
     let supply = &doc["supply"]["references"];
     assert_eq!(supply[0]["mode"], "referrers-api");
     assert_eq!(supply[1]["mode"], "tag-schema");
@@ -378,16 +376,8 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
 
     // Unsigned: verify --key finds no signature and names the registries;
     // --json says so at its top level too, not only in `supply`.
-    let v = run(pair.cmd().args([
-        "verify",
-        "--json",
-        "--key",
-        public.to_str().unwrap(),
-        &a_ref,
-        &b_ref,
-    ]));
+    let (v, doc) = verify_json(&pair, &public, &[], &[&a_ref, &b_ref]);
     assert_code(&v, 1);
-    let doc: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
     assert_eq!(doc["ok"], false, "{doc:#}");
     assert_eq!(doc["supply"]["ok"], false, "{doc:#}");
     assert!(
@@ -466,15 +456,8 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
         delete_b(&pair, &format!("acme/tool/manifests/{sbom_manifest}")),
         202
     );
-    let v = run(pair.cmd().args([
-        "verify",
-        "--json",
-        "--key",
-        public.to_str().unwrap(),
-        &b_ref,
-    ]));
+    let (v, doc) = verify_json(&pair, &public, &[], &[&b_ref]);
     assert_ok(&v);
-    let doc: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
     let notes = doc["supply"]["references"][0]["notes"].to_string();
     assert!(
         notes.contains(&sbom_manifest) && notes.contains("passed over"),
@@ -753,15 +736,8 @@ fn supply_a_tampered_signature_does_not_verify() {
         .unwrap();
     assert!(done.ok, "{done:?}");
 
-    let v = run(pair.cmd().args([
-        "verify",
-        "--json",
-        "--key",
-        public.to_str().unwrap(),
-        &b_ref,
-    ]));
+    let (v, doc) = verify_json(&pair, &public, &[], &[&b_ref]);
     assert_code(&v, 1);
-    let doc: Value = serde_json::from_str(&v.stdout).unwrap();
     let notes = doc["supply"]["references"][0]["notes"].to_string();
     assert!(notes.contains("does not verify"), "{notes}");
     assert!(v.stderr.contains("no valid signature"), "{}", v.stderr);
@@ -779,15 +755,8 @@ fn supply_a_tampered_signature_does_not_verify() {
         ))
         .unwrap();
     assert!(done.ok, "{done:?}");
-    let v = run(pair.cmd().args([
-        "verify",
-        "--json",
-        "--key",
-        public.to_str().unwrap(),
-        &b_ref,
-    ]));
+    let (v, doc) = verify_json(&pair, &public, &[], &[&b_ref]);
     assert_ok(&v);
-    let doc: Value = serde_json::from_str(&v.stdout).unwrap();
     assert_eq!(
         doc["supply"]["references"][0]["signatures"]
             .as_array()
