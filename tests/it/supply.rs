@@ -429,15 +429,7 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
             "application/vnd.dsse.envelope.v1+json"
         ]
     );
-    let v = run(pair.cmd().args([
-        "verify",
-        "--key",
-        public.to_str().unwrap(),
-        "--require",
-        "sbom",
-        &a_ref,
-        &b_ref,
-    ]));
+    let (v, _) = verify_json(&pair, &public, &["--require", "sbom"], &[&a_ref, &b_ref]);
     assert_ok(&v);
 
     // The plain SBOM artifact deleted on B while the referrers tag still
@@ -463,23 +455,9 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
         notes.contains(&sbom_manifest) && notes.contains("passed over"),
         "{doc:#}"
     );
-    let v = run(pair.cmd().args([
-        "verify",
-        "--key",
-        public.to_str().unwrap(),
-        "--require",
-        "sbom",
-        &b_ref,
-    ]));
+    let (v, _) = verify_json(&pair, &public, &["--require", "sbom"], &[&b_ref]);
     assert_ok(&v);
-    let v = run(pair.cmd().args([
-        "verify",
-        "--key",
-        public.to_str().unwrap(),
-        "--require",
-        "provenance",
-        &b_ref,
-    ]));
+    let (v, _) = verify_json(&pair, &public, &["--require", "provenance"], &[&b_ref]);
     assert_code(&v, 1);
     assert!(
         v.stderr.contains("no valid provenance attestation"),
@@ -624,24 +602,14 @@ fn supply_a_registry_refusing_artifacts_is_named_and_gets_no_tag() {
     // No half-written tag on B; A holds everything and verifies.
     pair.b.configure(|c| c.refuse_artifacts = false);
     assert!(manifest_b(&pair, "acme/refused", &format!("sha256-{hex}")).is_none());
-    let v = run(pair.cmd().args([
-        "verify",
-        "--key",
-        public.to_str().unwrap(),
-        "--require",
-        "provenance",
-        &a_ref,
-    ]));
+    let (v, _) = verify_json(&pair, &public, &["--require", "provenance"], &[&a_ref]);
     assert_ok(&v);
-    let v = run(pair.cmd().args([
-        "verify",
-        "--key",
-        public.to_str().unwrap(),
-        "--require",
-        "provenance",
-        &a_ref,
-        &b_ref,
-    ]));
+    let (v, _) = verify_json(
+        &pair,
+        &public,
+        &["--require", "provenance"],
+        &[&a_ref, &b_ref],
+    );
     assert_code(&v, 1);
     assert!(
         v.stderr.contains(&format!(
