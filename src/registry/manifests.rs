@@ -196,11 +196,13 @@ impl Repo<'_> {
         if let Some(n) = page_size {
             first.query_pairs_mut().append_pair("n", &n.to_string());
         }
+        // A 404 is an error: the repository does not exist (a typo in its
+        // name must not read as a repository without tags).
         let listing = Listing {
             what: "the tag list",
             first,
             accept: None,
-            absent: &[StatusCode::NOT_FOUND],
+            absent: &[],
         };
         #[derive(serde::Deserialize)]
         struct Page {

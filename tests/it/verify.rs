@@ -324,6 +324,16 @@ fn tags_lists_both_registries_side_by_side() {
     }
     // A tag where a repository is expected: exit 2.
     assert_code(&pair.run(&["tags", &format!("{a}:1.9")]), 2);
+    // A repository that does not exist (a typo) is named, exit 1: it is
+    // not a repository without tags.
+    let typo = format!("{}/acme/aap", pair.b.host());
+    let r = pair.run(&["tags", &a, &typo]);
+    assert_code(&r, 1);
+    assert!(
+        r.stderr.contains(&format!("listing tags in {typo}")) && r.stderr.contains("NAME_UNKNOWN"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// The tag-list requests `srv` received (path and query).
