@@ -239,7 +239,10 @@ impl LayerCache {
     pub fn put(&self, key: &Key, layer: &BuiltLayer, blob: &Path) -> Result<()> {
         let d = &layer.descriptor;
         let dest = self.blobs.path(&d.digest);
-        if !self.blobs.holds(&d.digest, Some(d.size)) {
+        // A blob of that size already there is kept unread: every hit hashes
+        // its blob, and one that is damaged is removed then and stored again.
+        let present = fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == d.size);
+        if !present {
             let dir = dest.parent().ok_or_else(|| anyhow!("no blob directory"))?;
             static NEXT: AtomicU64 = AtomicU64::new(0);
             let n = NEXT.fetch_add(1, Ordering::SeqCst);
