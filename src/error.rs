@@ -24,6 +24,16 @@ pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }
 
+/// `msg` as an error, marked as bad input when `bad` (a report's failures
+/// that include the user's own, such as a broken auth file).
+pub fn input_if(bad: bool, msg: String) -> anyhow::Error {
+    if bad {
+        bad_input(msg)
+    } else {
+        anyhow::anyhow!(msg)
+    }
+}
+
 /// Return early with a [`BadInput`] error, `format!`-style.
 #[macro_export]
 macro_rules! bail_input {
@@ -32,7 +42,13 @@ macro_rules! bail_input {
     };
 }
 
-/// True when any error in the chain is a [`BadInput`].
+/// True when any error in the chain is a [`BadInput`], or a registry error
+/// that the user's own configuration caused
+/// ([`crate::registry::RegistryError::is_bad_input`]).
 pub fn is_bad_input(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| e.is::<BadInput>())
+    err.chain().any(|e| {
+        e.is::<BadInput>()
+            || e.downcast_ref::<crate::registry::RegistryError>()
+                .is_some_and(crate::registry::RegistryError::is_bad_input)
+    })
 }

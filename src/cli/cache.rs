@@ -12,6 +12,7 @@ use boxwright::cache::BlobCache;
 use boxwright::render::bytes::human_bytes;
 
 use super::stdout::{print, print_json};
+use boxwright::bail_input;
 use boxwright::render::parse_size;
 
 /// The layer cache's flags, shared by `build` and `cache`.
@@ -84,14 +85,14 @@ pub struct PruneArgs {
 pub fn run(args: CacheArgs) -> Result<()> {
     match args.command {
         CacheCommand::Stats(a) => {
-            let stats = a.layer_cache.open(a.cache_dir)?.stats();
+            let stats = a.layer_cache.open(existing(a.cache_dir)?)?.stats();
             if a.json {
                 return print_json(&stats);
             }
             Ok(print(&stats_text(&stats))?)
         }
         CacheCommand::Prune(a) => {
-            let cache = a.layer_cache.open(a.cache_dir)?;
+            let cache = a.layer_cache.open(existing(a.cache_dir)?)?;
             let max = a
                 .max_size
                 .unwrap_or(a.layer_cache.cache_max.unwrap_or(DEFAULT_MAX));
@@ -106,6 +107,19 @@ pub fn run(args: CacheArgs) -> Result<()> {
                 stats_text(&pruned.after)
             ))?)
         }
+    }
+}
+
+/// A `--cache-dir` given to `cache stats` or `cache prune` must be a cache
+/// already: a mistyped one is named, not created empty and reported as
+/// holding nothing.
+fn existing(dir: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    match &dir {
+        Some(d) if !d.is_dir() => bail_input!(
+            "--cache-dir {}: no such directory; give the directory `build --cache-dir` used",
+            d.display()
+        ),
+        _ => Ok(dir),
     }
 }
 

@@ -258,6 +258,9 @@ pub async fn verify_supply(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(anyhow!("verify failed: {}", problems.join("; ")))
+        Err(boxwright::error::input_if(
+            digests.is_bad_input(),
+            format!("verify failed: {}", problems.join("; ")),
+        ))
     }
 }

@@ -5,11 +5,12 @@
 //! `--json`. Exit 0 when every list was read (differences are reported, not
 //! failures), 1 when a repository could not be listed.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::Args;
 
-use boxwright::error::bad_input;
+use boxwright::error::{bad_input, input_if};
 use boxwright::progress::{Level, SharedReporter};
+use boxwright::registry::RegistryError;
 use boxwright::render;
 
 use super::args::{parse_all, parse_reference, ConnectionArgs};
@@ -55,18 +56,21 @@ pub async fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
         print(&render::verify::tags(&report))?;
     }
     // Each error already names its registry and repository.
-    let failed: Vec<&str> = report
+    let failed: Vec<&RegistryError> = report
         .repositories
         .iter()
-        .filter_map(|r| r.error.as_deref())
+        .filter_map(|r| r.error.as_ref())
         .collect();
     if !failed.is_empty() {
-        return Err(anyhow!(
+        let text: Vec<String> = failed.iter().map(|e| e.to_string()).collect();
+        let msg = format!(
             "{} of {} repositories could not be listed: {}",
             failed.len(),
             report.repositories.len(),
-            failed.join("; ")
-        ));
+            text.join("; ")
+        );
+        // A broken auth file is the user's to mend (exit 2), as elsewhere.
+        return Err(input_if(failed.iter().any(|e| e.is_bad_input()), msg));
     }
     let diff = report.differences();
     let msg = if diff.is_empty() {

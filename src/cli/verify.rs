@@ -6,9 +6,10 @@
 //! `--anonymous` also reports, per reference, whether it can be pulled
 //! without credentials (not an error either way).
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::Args;
 
+use boxwright::error::input_if;
 use boxwright::ops::verify::{anonymous, Anonymous, VerifyReport};
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::render;
@@ -80,7 +81,10 @@ pub async fn run(args: VerifyArgs, reporter: SharedReporter) -> Result<()> {
             }
             Ok(())
         }
-        Some(p) => Err(anyhow!("verify failed: {p}")),
+        Some(p) => Err(input_if(
+            report.is_bad_input(),
+            format!("verify failed: {p}"),
+        )),
     }
 }
 

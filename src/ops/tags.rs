@@ -10,7 +10,7 @@ use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
 use crate::oci::Digest;
-use crate::registry::{Client, Reference};
+use crate::registry::{Client, Reference, RegistryError};
 
 /// One repository's column in [`TagsReport`].
 #[derive(Clone, Debug, Serialize)]
@@ -18,7 +18,7 @@ pub struct RepoTags {
     /// `registry/repository`.
     pub repository: String,
     pub tags: Vec<String>,
-    pub error: Option<String>,
+    pub error: Option<RegistryError>,
 }
 
 /// Presence of one tag in each repository.
@@ -63,7 +63,7 @@ pub async fn list_tags(
             Err(e) => RepoTags {
                 repository: r.name(),
                 tags: Vec::new(),
-                error: Some(e.to_string()),
+                error: Some(e),
             },
         }
     }))

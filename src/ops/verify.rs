@@ -17,7 +17,9 @@ use serde::Serialize;
 use crate::oci::Digest;
 use crate::progress::{Level, SharedReporter};
 use crate::push::PushReport;
-use crate::registry::{Client, ClientOptions, CredentialStore, ErrorKind, Reference};
+use crate::registry::{
+    Client, ClientOptions, CredentialStore, ErrorKind, Reference, RegistryError,
+};
 
 /// What one reference resolved to.
 #[derive(Clone, Debug, Serialize)]
@@ -31,7 +33,7 @@ pub struct Resolved {
     pub digest: Option<Digest>,
     pub media_type: Option<String>,
     pub size: Option<u64>,
-    pub error: Option<String>,
+    pub error: Option<RegistryError>,
 }
 
 /// The verdict on one reference.
@@ -101,7 +103,7 @@ async fn resolve(client: &Client, r: &Reference) -> Resolved {
         Ok(None) => out.status = Status::Missing,
         Err(e) => {
             out.status = Status::Error;
-            out.error = Some(e.to_string());
+            out.error = Some(e);
         }
     }
     out
@@ -152,6 +154,14 @@ fn judge(mut resolved: Vec<Resolved>) -> VerifyReport {
 }
 
 impl VerifyReport {
+    /// Whether a reference failed on the user's own input (a broken auth
+    /// file), not on its registry.
+    pub fn is_bad_input(&self) -> bool {
+        self.references
+            .iter()
+            .any(|r| r.error.as_ref().is_some_and(RegistryError::is_bad_input))
+    }
+
     /// Why the check failed (one line per kind of problem), or `None`.
     pub fn problem(&self) -> Option<String> {
         if self.ok {
@@ -186,11 +196,10 @@ impl VerifyReport {
             parts.push(format!("not found: {}", self.missing.join(", ")));
         }
         for r in self.references.iter().filter(|r| r.status == Status::Error) {
-            parts.push(format!(
-                "{}: {}",
-                r.reference,
-                r.error.as_deref().unwrap_or("unknown error")
-            ));
+            match &r.error {
+                Some(e) => parts.push(format!("{}: {e}", r.reference)),
+                None => parts.push(format!("{}: unknown error", r.reference)),
+            }
         }
         if parts.is_empty() {
             parts.push("no reference given".into());

@@ -42,9 +42,14 @@ impl PushError {
     }
 
     /// Whether the push failed on its own input (a layout blob that is
-    /// corrupt, missing or of the wrong size), not on a registry.
+    /// corrupt, missing or of the wrong size; a broken auth file), not on a
+    /// registry.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, PushError::Blob(e) if crate::error::is_bad_input(e))
+        match self {
+            PushError::Blob(e) => crate::error::is_bad_input(e),
+            PushError::Registry(e) => e.is_bad_input(),
+            _ => false,
+        }
     }
 
     /// The HTTP status of the failed request.

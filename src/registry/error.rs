@@ -40,6 +40,11 @@ pub enum ErrorKind {
     /// Authentication failed (token server, credentials).
     #[error("{0}")]
     Auth(String),
+    /// The registry's credentials could not be read: an auth file that is
+    /// not JSON, not a regular file, over its size cap, or an entry that
+    /// cannot be decoded. The user's own configuration: exit code 2.
+    #[error("{0}")]
+    Credentials(String),
     /// A local file could not be read or written.
     #[error("{0}")]
     Io(String),
@@ -135,6 +140,13 @@ fn is_untrusted_certificate(text: &str) -> bool {
     text.contains("invalid peer certificate") || text.contains("UnknownIssuer")
 }
 
+/// In a JSON report, an error is its text.
+impl serde::Serialize for RegistryError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl RegistryError {
     pub fn new(context: ErrorContext, kind: ErrorKind) -> RegistryError {
         RegistryError {
@@ -159,6 +171,12 @@ impl RegistryError {
             ErrorKind::Status { errors, .. } => errors.iter().any(|e| e.code == code),
             _ => false,
         }
+    }
+
+    /// Whether the failure is the user's own input (a broken auth file), not
+    /// the registry's: the binary exits 2 for it.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self.kind, ErrorKind::Credentials(_))
     }
 
     /// Whether trying again may succeed: transport failures, 408, 429, 500,

@@ -116,7 +116,15 @@ mod tests {
                 .map(|_| "application/vnd.oci.image.index.v1+json".into()),
             size: digest.as_ref().map(|_| 500),
             digest,
-            error: (status == Status::Error).then(|| "503".into()),
+            error: (status == Status::Error).then(|| {
+                crate::registry::RegistryError::new(
+                    Default::default(),
+                    crate::registry::ErrorKind::Status {
+                        status: 503,
+                        errors: vec![],
+                    },
+                )
+            }),
         }
     }
 

@@ -270,7 +270,8 @@ fn inputs_that_are_pipes_or_devices_are_refused_not_waited_on() {
         assert!(!out.exists(), "{args:?} left an output");
     }
     // An auth file that is a pipe: the registry's credentials cannot be
-    // read, and the command says why instead of waiting.
+    // read, and every command that asks for them says why instead of
+    // waiting; the file is the user's to mend (exit 2).
     fs::create_dir_all(home.join("docker")).unwrap();
     mkfifo(&home.join("docker/config.json"));
     let srv = crate::support::Scripted::start(|req| match req.path() {
@@ -279,10 +280,34 @@ fn inputs_that_are_pipes_or_devices_are_refused_not_waited_on() {
             .header("WWW-Authenticate", "Basic realm=\"x\""),
     });
     let repo = format!("{}/a/b", srv.host());
-    let r = run_bounded(&mut cmd(&[os("tags").as_os_str(), os(&repo).as_os_str()]));
-    assert_ne!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("config.json"), "{}", r.stderr);
-    assert!(r.stderr.contains("a named pipe"), "{}", r.stderr);
+    let layout = d.join("layout");
+    crate::support::tiny_oci_layout(&layout, "1", b"auth pipe");
+    let pulled = d.join("pulled");
+    for args in [
+        vec![os("tags"), os(&repo)],
+        vec![os("verify"), os(&format!("{repo}:1"))],
+        vec![
+            os("pull"),
+            os(&format!("{repo}:1")),
+            os("-o"),
+            pulled.clone().into(),
+        ],
+        vec![
+            os("push"),
+            layout.clone().into(),
+            os("--to"),
+            os(&format!("{repo}:1")),
+            os("--retries"),
+            os("0"),
+        ],
+    ] {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let r = run_bounded(&mut cmd(&args));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("config.json"), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("a named pipe"), "{args:?}: {}", r.stderr);
+    }
+    assert!(!pulled.exists(), "a failed pull left an output");
 }
 
 #[test]

@@ -368,6 +368,26 @@ fn prune_evicts_the_least_recently_used_first() {
 }
 
 #[test]
+fn stats_and_prune_name_a_cache_dir_that_does_not_exist_and_create_nothing() {
+    let c = Case::new();
+    let typo = c.dir.path().join("no-such-cache");
+    for args in [&["stats"][..], &["prune", "--max-size", "1GiB"]] {
+        let r = run(boxwright()
+            .arg("cache")
+            .args(args)
+            .arg("--cache-dir")
+            .arg(&typo));
+        assert_code(&r, 2);
+        assert!(
+            r.stderr.contains(&typo.display().to_string()),
+            "{}",
+            r.stderr
+        );
+        assert!(!typo.exists(), "cache {args:?} created {}", typo.display());
+    }
+}
+
+#[test]
 fn without_a_usable_cache_directory_the_build_goes_on_without_the_cache() {
     let c = Case::new();
     let out = tempdir();

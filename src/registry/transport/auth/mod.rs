@@ -157,10 +157,14 @@ impl Client {
         let Some(challenge) = self.challenge(host, ctx, budget).await? else {
             return Ok(None);
         };
-        let cred = self
-            .credential(&host.registry)
-            .await
-            .map_err(|e| auth_err(format!("{e:#}")))?;
+        let cred = self.credential(&host.registry).await.map_err(|e| {
+            let kind = if crate::error::is_bad_input(&e) {
+                ErrorKind::Credentials
+            } else {
+                ErrorKind::Auth
+            };
+            RegistryError::new(ctx.clone(), kind(format!("{e:#}")))
+        })?;
         let value = match challenge {
             Challenge::Basic => match cred {
                 Some(Credential::Basic { username, password }) => {
