@@ -51,6 +51,9 @@ pub struct BenchArgs {
     pub csv: bool,
     #[command(flatten)]
     pub insecure: InsecureArgs,
+    /// Extra CA certificates (PEM) to trust; SSL_CERT_FILE is honoured too.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     /// Leave the uploaded blobs in the registries.
     #[arg(long)]
     pub keep: bool,
@@ -73,6 +76,7 @@ pub async fn run(args: BenchArgs, reporter: SharedReporter) -> Result<()> {
         seed: args.seed.unwrap_or_else(rand::random),
         keep: args.keep,
         insecure: args.insecure.insecure_registry,
+        ca_file: args.ca_file,
         work_dir: args.work_dir,
     };
     let report = bench::bench(opts, CredentialStore::from_env(), reporter.clone()).await?;

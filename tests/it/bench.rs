@@ -375,6 +375,10 @@ fn bad_arguments_exit_2() {
         (&["--to", "127.0.0.1:9/bench:tag"], "--to"),
         (&["--blobs", "1"], "--to"),
         (&["--to", to, "--json", "--csv"], "--csv"),
+        (
+            &["--to", to, "--work-dir", "/nonexistent/dir"],
+            "--work-dir",
+        ),
     ];
     for (args, flag) in cases {
         let r = run(boxwright().arg("bench").args(*args));

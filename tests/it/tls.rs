@@ -101,6 +101,19 @@ fn basic_auth_registry_over_tls() {
     assert_ok(&r);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["digest"], img.manifest_digest.as_str(), "{}", r.stdout);
+
+    // bench measures the same registry (exit 0: every transfer went) only
+    // when it trusts the CA.
+    let bench = |extra: &[&str]| {
+        run(env
+            .cmd()
+            .args(["bench", "--to", &format!("{host}/acme/bench")])
+            .args(["--blobs", "1", "--size", "1KiB", "--concurrency", "1"])
+            .args(["--mode", "monolithic", "--quiet"])
+            .args(extra))
+    };
+    assert_ok(&bench(&ca_arg));
+    assert_eq!(bench(&[]).code, 1, "bench trusted an unknown CA");
 }
 
 /// Figures, against an HTTPS registry with token auth whose realm is HTTPS

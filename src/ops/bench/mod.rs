@@ -159,6 +159,8 @@ pub struct BenchOptions {
     pub keep: bool,
     /// Hosts reached over plain HTTP (loopback always is).
     pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
     /// Where to generate the blobs [default: the system temp dir].
     pub work_dir: Option<PathBuf>,
 }
@@ -185,6 +187,12 @@ impl BenchOptions {
         }
         if self.modes.is_empty() {
             return Err(bad_input("give at least one --mode"));
+        }
+        if let Some(d) = self.work_dir.as_ref().filter(|d| !d.is_dir()) {
+            return Err(bad_input(format!(
+                "--work-dir {}: no such directory; give an existing one with room for --blobs x --size",
+                d.display()
+            )));
         }
         Ok(())
     }

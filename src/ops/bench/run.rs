@@ -101,6 +101,7 @@ pub async fn bench(
     let client_opts = ClientOptions {
         jobs_per_registry: max_conc,
         insecure: opts.insecure.clone(),
+        ca_file: opts.ca_file.clone(),
         ..ClientOptions::default()
     };
     let rep = reporter.clone();
