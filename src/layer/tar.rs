@@ -27,9 +27,44 @@ pub fn write_archive(
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     for e in entries {
-        write_entry(&e?, mtime, out, &mut buf, on_bytes)?;
+        let e = e?;
+        check_names(&e)?;
+        write_entry(&e, mtime, out, &mut buf, on_bytes)?;
     }
     Ok(out.write_all(&[0u8; BLOCK * 2])?)
+}
+
+/// Every name that goes into a layer stays inside the image: a path (and a
+/// hard link's target) is relative, with no empty, `.` or `..` part, and no
+/// name holds a NUL byte (a tar header would end the name there). The
+/// sources refuse such names where they come from, with their own words;
+/// this is the last word for any source, so no layer an unpacker would
+/// refuse or follow out of its root is ever written.
+fn check_names(e: &Entry) -> anyhow::Result<()> {
+    let inside = |p: &[u8]| {
+        !p.is_empty()
+            && p.split(|&b| b == b'/')
+                .all(|part| !matches!(part, b"" | b"." | b".."))
+    };
+    let path_ok = inside(&e.path) && !e.path.contains(&0);
+    let link_ok = match &e.kind {
+        EntryKind::Hardlink(t) => inside(t) && !t.contains(&0),
+        EntryKind::Symlink(t) => !t.contains(&0),
+        _ => true,
+    };
+    if path_ok && link_ok {
+        return Ok(());
+    }
+    Err(crate::error::bad_input(format!(
+        "{:?}: not a name inside the image (an empty, `.` or `..` part, or a NUL byte){}; \
+         name the file by a plain path below /",
+        String::from_utf8_lossy(&e.path),
+        match &e.kind {
+            EntryKind::Hardlink(t) | EntryKind::Symlink(t) if !link_ok =>
+                format!(", linking to {:?}", String::from_utf8_lossy(t)),
+            _ => String::new(),
+        }
+    )))
 }
 
 fn write_entry(
@@ -332,6 +367,31 @@ mod tests {
         assert_eq!(got[3].1, long_link);
         assert_eq!(got[4].0, binary);
         assert_eq!(got[5].0, binary_long);
+    }
+
+    #[test]
+    fn names_that_would_leave_the_image_are_refused_before_anything_is_written() {
+        for (path, kind) in [
+            (&b"../etc/x"[..], EntryKind::Inline(b"x".to_vec())),
+            (b"usr/../../etc/x", EntryKind::Inline(b"x".to_vec())),
+            (b"/etc/x", EntryKind::Inline(b"x".to_vec())),
+            (b"etc/./x", EntryKind::Inline(b"x".to_vec())),
+            (b"etc//x", EntryKind::Inline(b"x".to_vec())),
+            (b"etc/..", EntryKind::Inline(b"x".to_vec())),
+            (b"", EntryKind::Dir),
+            (b"bin/tool\0evil", EntryKind::Inline(b"x".to_vec())),
+            (b"bin/l", EntryKind::Hardlink(b"../../etc/shadow".to_vec())),
+            (b"bin/l", EntryKind::Symlink(b"a\0b".to_vec())),
+        ] {
+            let mut out = Vec::new();
+            let err = write_archive([Ok(entry(path, kind))], 0, &mut out, &mut |_| {}).unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{path:?}: {err:#}");
+            assert!(out.is_empty(), "{path:?}: bytes were written");
+        }
+        // A symbolic link may point anywhere: it is resolved in the container.
+        let mut out = Vec::new();
+        let up = entry(b"bin/l", EntryKind::Symlink(b"../../lib/x".to_vec()));
+        write_archive([Ok(up)], 0, &mut out, &mut |_| {}).unwrap();
     }
 
     #[test]

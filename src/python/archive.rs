@@ -57,7 +57,7 @@ pub fn extract(
     let n = f.read(&mut magic)?;
     f.seek(SeekFrom::Start(0))?;
     let mut out = Hashing::new(tmp.as_file_mut());
-    let found = member_of(f, &magic[..n], name, &mut out, &parts).map_err(|e| {
+    let found = member_of(f, &magic[..n], name, &mut out).map_err(|e| {
         let disk = e.chain().any(|c| {
             c.downcast_ref::<io::Error>().is_some_and(|io| {
                 matches!(
@@ -70,6 +70,8 @@ pub fn extract(
         });
         if disk {
             e.context(format!("extracting {name} from {url}"))
+        } else if crate::error::is_bad_input(&e) {
+            bad_input(format!("{url}: {e:#}"))
         } else {
             // The file is the one the recipe pins: what it holds is input.
             bad_input(format!(
@@ -96,30 +98,94 @@ pub fn extract(
     Ok(Member { path, executable })
 }
 
+/// The most an extracted member may hold, as for a download.
+const MAX_MEMBER: u64 = super::fetch::MAX_SIZE;
+
+/// The most a compressed tar may unpack to while its member is looked for:
+/// a small archive that unpacks without end is refused, not read for hours.
+const MAX_UNPACKED: u64 = 4 * MAX_MEMBER;
+
+/// The memory the xz decoder may take (`xz -9` needs 65 MiB).
+const XZ_MEMLIMIT: u64 = 256 << 20;
+
 /// Copy member `name` of the archive `f` (its kind told by its first bytes,
-/// `magic`) to `out`; `Some(executable)` when found. `parts` takes the
-/// decompressed tar of an xz archive.
-fn member_of(
-    f: File,
-    magic: &[u8],
-    name: &str,
-    out: &mut dyn Write,
-    parts: &Path,
-) -> Result<Option<bool>> {
-    Ok(match magic {
-        [b'P', b'K', 3, 4, ..] => from_zip(f, name, out)?,
-        [0x1f, 0x8b, ..] => from_tar(flate2::read::GzDecoder::new(BufReader::new(f)), name, out)?,
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => from_tar(zstd::Decoder::new(f)?, name, out)?,
+/// `magic`) to `out`; `Some(executable)` when found.
+fn member_of(f: File, magic: &[u8], name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
+    let unpacked: Box<dyn Read> = match magic {
+        [b'P', b'K', 3, 4, ..] => return from_zip(f, name, out),
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(BufReader::new(f))),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::Decoder::new(f)?),
         [0xfd, b'7', b'z', b'X', b'Z', 0] => {
-            // The xz decoder writes rather than reads: decompress to a file first.
-            let mut plain = tempfile::tempfile_in(parts)?;
-            lzma_rs::xz_decompress(&mut BufReader::new(f), &mut plain)
-                .map_err(|e| anyhow!("bad xz data: {e}"))?;
-            plain.seek(SeekFrom::Start(0))?;
-            from_tar(BufReader::new(plain), name, out)?
+            let stream = liblzma::stream::Stream::new_stream_decoder(
+                XZ_MEMLIMIT,
+                liblzma::stream::CONCATENATED,
+            )
+            .map_err(|e| anyhow!("starting the xz decoder: {e}"))?;
+            Box::new(liblzma::read::XzDecoder::new_stream(f, stream))
         }
-        _ => from_tar(BufReader::new(f), name, out)?,
-    })
+        _ => return from_tar(BufReader::new(f), name, out),
+    };
+    let capped = Unpacked {
+        r: unpacked,
+        left: MAX_UNPACKED,
+    };
+    from_tar(capped, name, out)
+}
+
+/// A decompressed stream that fails once it has given `left` bytes.
+struct Unpacked {
+    r: Box<dyn Read>,
+    left: u64,
+}
+
+impl Read for Unpacked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other(format!(
+                "the archive unpacks to more than {} GiB",
+                MAX_UNPACKED >> 30
+            )));
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let got = self.r.read(&mut buf[..n])?;
+        self.left -= got as u64;
+        Ok(got)
+    }
+}
+
+/// Copy exactly `size` bytes of a member to `out`: a member cut short, or
+/// one that holds more than it declares, is refused, as is one over
+/// [`MAX_MEMBER`].
+fn copy_member(m: &mut dyn Read, size: u64, name: &str, out: &mut dyn Write) -> Result<()> {
+    if size > MAX_MEMBER {
+        return Err(bad_input(format!(
+            "{name:?} is {size} bytes, over the {} GiB a member may hold",
+            MAX_MEMBER >> 30
+        )));
+    }
+    let got = io::copy(&mut m.take(size + 1), out).with_context(|| format!("extracting {name}"))?;
+    if got != size {
+        let held = if got > size {
+            "more".to_string()
+        } else {
+            got.to_string()
+        };
+        return Err(bad_input(format!(
+            "{name:?} declares {size} bytes but holds {held}; the archive is damaged or cut short"
+        )));
+    }
+    Ok(())
+}
+
+/// A member that is a link cannot be extracted as a file: say where it
+/// points, so the recipe can name that member instead.
+fn link_member(name: &str, kind: &str, target: &[u8]) -> anyhow::Error {
+    bad_input(format!(
+        "{name:?} is a {kind} to {:?} in the archive; extract the member it points to",
+        String::from_utf8_lossy(target)
+    ))
 }
 
 /// Copy zip member `name` to `out`; `Some(executable)` when found.
@@ -133,8 +199,14 @@ fn from_zip(f: File, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
     if m.is_dir() {
         return Ok(None);
     }
+    if m.is_symlink() {
+        let mut target = Vec::new();
+        (&mut m).take(4096).read_to_end(&mut target)?;
+        return Err(link_member(name, "symbolic link", &target));
+    }
     let exec = m.unix_mode().is_some_and(|mode| mode & 0o111 != 0);
-    io::copy(&mut m, out).with_context(|| format!("extracting {name}"))?;
+    let size = m.size();
+    copy_member(&mut m, size, name, out)?;
     Ok(Some(exec))
 }
 
@@ -146,9 +218,23 @@ fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool
         let mut e = e.context("reading the tar archive")?;
         let path = e.path_bytes();
         let path = path.strip_prefix(b"./").unwrap_or(&path);
-        if path == want.as_bytes() && e.header().entry_type().is_file() {
+        if path != want.as_bytes() {
+            continue;
+        }
+        let kind = e.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = e.link_name_bytes().unwrap_or_default().into_owned();
+            let kind = if kind.is_symlink() {
+                "symbolic link"
+            } else {
+                "hard link"
+            };
+            return Err(link_member(name, kind, &target));
+        }
+        if kind.is_file() {
             let exec = e.header().mode().is_ok_and(|m| m & 0o111 != 0);
-            io::copy(&mut e, out).with_context(|| format!("extracting {name}"))?;
+            let size = e.size();
+            copy_member(&mut e, size, name, out)?;
             return Ok(Some(exec));
         }
     }
@@ -167,6 +253,75 @@ mod tests {
         h.set_cksum();
         b.append_data(&mut h, name, data).unwrap();
         b.into_inner().unwrap()
+    }
+
+    /// Extract `name` from an archive holding `bytes`; the error's text.
+    fn refused(bytes: &[u8], name: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+        let path = dir.path().join("a");
+        fs::write(&path, bytes).unwrap();
+        let err = extract(&cache, &path, &Digest::of(bytes), name, "https://x/a").unwrap_err();
+        assert!(crate::error::is_bad_input(&err), "{err:#}");
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn tar_xz_and_tar_zst_members_are_extracted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+        let tar = tar_bytes("bin/tool", b"tool\n", 0o755);
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(&tar).unwrap();
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        for (i, bytes) in [xz.finish().unwrap(), zst].into_iter().enumerate() {
+            let path = dir.path().join(format!("a{i}"));
+            fs::write(&path, &bytes).unwrap();
+            let m = extract(&cache, &path, &Digest::of(&bytes), "bin/tool", "u").unwrap();
+            assert!(m.executable);
+            assert_eq!(fs::read(&m.path).unwrap(), b"tool\n");
+        }
+    }
+
+    #[test]
+    fn members_cut_short_holding_more_than_declared_or_links_are_refused() {
+        // A tar whose member declares 4096 bytes and ends after 1024.
+        let tar = tar_bytes("bin/tool", &[7u8; 4096], 0o755);
+        let said = refused(&tar[..512 + 1024], "bin/tool");
+        assert!(
+            said.contains("declares 4096 bytes but holds 1024"),
+            "{said}"
+        );
+
+        // A zip member that inflates to more than its header declares.
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("tool", opts).unwrap();
+        z.write_all(&[0u8; 100_000]).unwrap();
+        let mut bytes = z.finish().unwrap().into_inner();
+        let patch = |b: &mut Vec<u8>, sig: &[u8], at: usize| {
+            let i = b.windows(4).position(|w| w == sig).unwrap();
+            b[i + at..i + at + 4].copy_from_slice(&10u32.to_le_bytes());
+        };
+        patch(&mut bytes, b"PK\x03\x04", 22);
+        patch(&mut bytes, b"PK\x01\x02", 24);
+        let said = refused(&bytes, "tool");
+        assert!(said.contains("declares 10 bytes but holds more"), "{said}");
+
+        // Links are named with their target, not extracted as files.
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        z.add_symlink("tool", "/etc/shadow", opts).unwrap();
+        let said = refused(&z.finish().unwrap().into_inner(), "tool");
+        assert!(said.contains("symbolic link to \"/etc/shadow\""), "{said}");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        b.append_link(&mut h, "bin/tool", "bin/real").unwrap();
+        let said = refused(&b.into_inner().unwrap(), "bin/tool");
+        assert!(said.contains("hard link to \"bin/real\""), "{said}");
     }
 
     #[test]

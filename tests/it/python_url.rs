@@ -228,4 +228,22 @@ fn unpinned_and_mismatched_downloads_are_refused() {
         &format!("{head}src = \"f\"\nsha256 = \"{wrong}\"\ndest = \"/f\"\n"),
     );
     assert_code(&r, 2);
+
+    // Refused at the line, before any download: plain http to a remote
+    // host, and an `extract` that names no file.
+    let good = sha256(b"data");
+    for (entry, said) in [
+        (
+            format!("url = \"http://example.com/f\"\nsha256 = \"{good}\"\ndest = \"/f\"\n"),
+            "recipe.toml:6:7: url \"http://example.com/f\": plain http",
+        ),
+        (
+            format!("url = \"{url}\"\nsha256 = \"{good}\"\nextract = \"..\"\ndest = \"/etc/\"\n"),
+            "recipe.toml:8:11: extract \"..\" does not name a file",
+        ),
+    ] {
+        let r = build_layer(dir.path(), &cache, &format!("{head}{entry}"));
+        assert_code(&r, 2);
+        assert!(r.stderr.contains(said), "{}", r.stderr);
+    }
 }

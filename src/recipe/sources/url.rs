@@ -52,15 +52,22 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     let want = fetch::parse_sha256(&hex, &cx.at).map_err(|err| cx.recipe.err(pin.span(), err))?;
     let cache = cx.env.cache()?;
     let file = fetch::fetch(cache, &url, &want, &*cx.env.reporter).map_err(|err| {
-        if local {
+        if local || crate::error::is_bad_input(&err) {
             cx.recipe.err(url_str.span(), format!("{err:#}"))
         } else {
             err
         }
     })?;
     let (src, default_mode, name) = match &e.extract {
-        Some(member) => {
-            let member = (cx.expand)(member)?;
+        Some(field) => {
+            let member = (cx.expand)(field)?;
+            let base = member.rsplit('/').next().unwrap_or(&member);
+            if matches!(base, "" | "." | "..") || member.contains('\0') {
+                return Err(cx.recipe.err(
+                    field.span(),
+                    format!("extract {member:?} does not name a file in the archive; give the member's path, e.g. \"bin/tool\""),
+                ));
+            }
             let m = archive::extract(cache, &file, &want, &member, &url)
                 .map_err(|err| prefix_input(&cx.at, err))?;
             let mode = if m.executable { 0o755 } else { 0o644 };
