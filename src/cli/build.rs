@@ -316,6 +316,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
             sets: args.sets.iter().cloned().collect(),
             defaults: Default::default(),
             use_env: true,
+            ..Default::default()
         },
         context: args.context.clone(),
         platforms: args.platform.clone(),

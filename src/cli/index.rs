@@ -139,6 +139,7 @@ async fn load_recipe(path: PathBuf, args: &IndexArgs, reporter: &SharedReporter)
                 sets: sets.into_iter().collect(),
                 defaults: Default::default(),
                 use_env: true,
+                ..Default::default()
             },
             context: None,
             platforms: None,

@@ -2,6 +2,13 @@
 //! environment, else the recipe's `[vars]`. `$$` writes a literal `$`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The most that variable values may add to a recipe's strings, all
+/// expansions together: a recipe of a few KiB that names a large value a
+/// thousand times must not take gigabytes of memory.
+pub const MAX_EXPANDED: u64 = 64 << 20;
 
 /// Where variable values come from, in order of precedence.
 #[derive(Debug, Default, Clone)]
@@ -12,6 +19,8 @@ pub struct Vars {
     pub defaults: BTreeMap<String, String>,
     /// Read the process environment between `sets` and `defaults` (tests turn it off).
     pub use_env: bool,
+    /// Bytes that values have added so far, shared by every copy.
+    pub expanded: Arc<AtomicU64>,
 }
 
 impl Vars {
@@ -50,7 +59,17 @@ impl Vars {
                     return Err(format!("`${{{name}}}` is not a variable name (letters, digits and `_`, not starting with a digit)"));
                 }
                 match self.lookup(name, scoped) {
-                    Some(v) => out.push_str(&v),
+                    Some(v) => {
+                        let total = self.expanded.fetch_add(v.len() as u64, Ordering::Relaxed);
+                        if total + v.len() as u64 > MAX_EXPANDED {
+                            return Err(format!(
+                                "variables add more than {} MiB to the recipe's strings (here `${{{name}}}`, {} bytes); put large content in a file and use `src`",
+                                MAX_EXPANDED >> 20,
+                                v.len()
+                            ));
+                        }
+                        out.push_str(&v);
+                    }
                     None if PLATFORM_VARS.contains(&name) => {
                         return Err(format!("variable `{name}` is only defined in per-platform fields ([config], [annotations], [[layer]])"))
                     }
@@ -104,6 +123,22 @@ mod tests {
         assert_eq!(
             v.expand("bin/${ARCH}", &[("ARCH", "arm64")]).unwrap(),
             "bin/arm64"
+        );
+    }
+
+    #[test]
+    fn values_add_a_bounded_amount_in_all() {
+        let mut v = vars();
+        v.defaults.insert("BIG".into(), "x".repeat(1 << 20));
+        let copy = v.clone();
+        for _ in 0..32 {
+            v.expand("${BIG}", &[]).unwrap();
+            copy.expand("${BIG}", &[]).unwrap();
+        }
+        let e = v.expand("a${BIG}", &[]).unwrap_err();
+        assert!(
+            e.contains("more than 64 MiB") && e.contains("`${BIG}`"),
+            "{e}"
         );
     }
 

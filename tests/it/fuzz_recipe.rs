@@ -282,6 +282,7 @@ impl World {
             sets: BTreeMap::from([("VERSION".to_string(), "1.2.3".to_string())]),
             defaults: BTreeMap::new(),
             use_env: false,
+            ..Default::default()
         };
         World {
             recipe: dir.path().join("recipes/fuzz.toml"),

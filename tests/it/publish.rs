@@ -28,6 +28,7 @@ fn load(recipe: &Path, sets: &[(&str, &str)]) -> Plan {
                 .collect(),
             defaults: Default::default(),
             use_env: false,
+            ..Default::default()
         },
         context: None,
         platforms: None,

@@ -347,6 +347,13 @@ impl Dest {
         if text.contains('\0') {
             return Err(format!("dest {text:?} must not contain a NUL byte"));
         }
+        // Linux's PATH_MAX: no longer path can be opened in the container.
+        if text.len() > 4096 {
+            return Err(format!(
+                "dest is {} bytes long; a path in the image is at most 4096",
+                text.len()
+            ));
+        }
         let mut parts = Vec::new();
         for c in Path::new(&text).components() {
             match c {
@@ -396,6 +403,10 @@ mod tests {
             assert!(path(up).unwrap_err().contains("`..`"), "{up}");
         }
         assert!(path("/a\0b").unwrap_err().contains("NUL"));
+        assert!(path(&"/a".repeat(2048)).is_ok());
+        assert!(path(&"/a".repeat(2049))
+            .unwrap_err()
+            .contains("at most 4096"));
     }
 
     #[test]
