@@ -32,6 +32,14 @@ pub enum Format {
     DockerArchive,
 }
 
+impl Format {
+    /// As the flag takes it (`oci-archive`).
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string())
+    }
+}
+
 /// An archive to write once the build is done.
 pub struct Archive {
     format: Format,

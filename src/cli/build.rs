@@ -127,8 +127,8 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
         .await?;
     if supply.is_some() && archive.is_some() {
         return Err(bad_input(format!(
-            "--sbom and --provenance without --push keep the artifacts in an OCI layout: use --format oci, not {:?}",
-            args.format
+            "--sbom and --provenance without --push keep the artifacts in an OCI layout: use --format oci, not {}",
+            args.format.name()
         )));
     }
     let a = args.clone();
@@ -324,7 +324,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         reporter: Some(reporter.clone()),
         registry_base: Some(make.clone()),
     };
-    let layer_cache = layer_cache(args, reporter);
+    let layer_cache = layer_cache(args, reporter)?;
     if let Some(c) = &layer_cache {
         c.expect(&args.recipe);
     }
@@ -375,12 +375,13 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
 
 /// The layer cache, unless `--no-cache`; a cache that cannot be opened (no
 /// HOME, a read-only directory) is warned about and the build goes on
-/// without it.
-fn layer_cache(args: &BuildArgs, reporter: &SharedReporter) -> Option<Arc<LayerCache>> {
+/// without it. A bad `$BOXWRIGHT_CACHE_MAX` is an error.
+fn layer_cache(args: &BuildArgs, reporter: &SharedReporter) -> Result<Option<Arc<LayerCache>>> {
     if args.no_cache {
-        return None;
+        return Ok(None);
     }
-    match args.layer_cache.open(args.upload.cache_dir.clone()) {
+    args.layer_cache.max()?;
+    Ok(match args.layer_cache.open(args.upload.cache_dir.clone()) {
         Ok(c) => Some(c),
         Err(e) => {
             reporter.log(
@@ -389,5 +390,5 @@ fn layer_cache(args: &BuildArgs, reporter: &SharedReporter) -> Option<Arc<LayerC
             );
             None
         }
-    }
+    })
 }

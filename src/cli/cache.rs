@@ -13,14 +13,16 @@ use boxwright::render::bytes::human_bytes;
 
 use super::stdout::{print, print_json};
 use boxwright::bail_input;
+use boxwright::error::bad_input;
 use boxwright::render::parse_size;
 
 /// The layer cache's flags, shared by `build` and `cache`.
 #[derive(Args, Debug, Clone)]
 pub struct LayerCacheArgs {
     /// Size bound of the layer cache: the least recently used layers are
-    /// removed after a build to stay under it (e.g. 10GiB, 512MiB).
-    #[arg(long, value_name = "SIZE", env = "BOXWRIGHT_CACHE_MAX", value_parser = parse_size)]
+    /// removed after a build to stay under it (e.g. 10GiB, 512MiB)
+    /// [default: $BOXWRIGHT_CACHE_MAX, else 10GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_max: Option<u64>,
 }
 
@@ -29,11 +31,21 @@ impl LayerCacheArgs {
     pub fn open(&self, dir: Option<PathBuf>) -> Result<Arc<LayerCache>> {
         let explicit = dir.is_some();
         let blobs = BlobCache::new(dir)?;
-        Ok(Arc::new(LayerCache::open(
-            blobs,
-            explicit,
-            self.cache_max.unwrap_or(DEFAULT_MAX),
-        )?))
+        Ok(Arc::new(LayerCache::open(blobs, explicit, self.max()?)?))
+    }
+
+    /// `--cache-max`, else `$BOXWRIGHT_CACHE_MAX` (a bad value is named as
+    /// the variable's), else 10 GiB.
+    pub fn max(&self) -> Result<u64> {
+        if let Some(m) = self.cache_max {
+            return Ok(m);
+        }
+        match std::env::var("BOXWRIGHT_CACHE_MAX") {
+            Ok(v) if !v.is_empty() => {
+                parse_size(&v).map_err(|e| bad_input(format!("BOXWRIGHT_CACHE_MAX={v:?}: {e}")))
+            }
+            _ => Ok(DEFAULT_MAX),
+        }
     }
 }
 
@@ -93,9 +105,10 @@ pub fn run(args: CacheArgs) -> Result<()> {
         }
         CacheCommand::Prune(a) => {
             let cache = a.layer_cache.open(existing(a.cache_dir)?)?;
-            let max = a
-                .max_size
-                .unwrap_or(a.layer_cache.cache_max.unwrap_or(DEFAULT_MAX));
+            let max = match a.max_size {
+                Some(m) => m,
+                None => a.layer_cache.max()?,
+            };
             let pruned = cache.prune(max)?;
             if a.json {
                 return print_json(&pruned);

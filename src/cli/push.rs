@@ -27,7 +27,8 @@ pub struct PushArgs {
     #[command(flatten)]
     pub upload: UploadArgs,
     /// Print the push report (per target: digest, blobs uploaded/mounted/present,
-    /// bytes, retries, time) as JSON instead of the digest.
+    /// bytes, time; per registry: requests, bytes, retries) as JSON instead of
+    /// the digest.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -77,9 +77,9 @@ pub struct SupplyArgs {
     /// --sign-key); without --push, into the layout beside the image.
     #[arg(long)]
     pub provenance: bool,
-    /// Also write cosign's legacy `sha256-<hex>.sig` / `.att` tags, for
-    /// verifiers that read only those.
-    #[arg(long)]
+    /// With --push: also write cosign's legacy `sha256-<hex>.sig` / `.att`
+    /// tags, for verifiers that read only those.
+    #[arg(long, requires = "push")]
     pub cosign_tags: bool,
 }
 

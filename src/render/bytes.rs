@@ -53,9 +53,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        other => {
+        _ if unit.starts_with(['.', ',']) => {
             return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use B, KiB, MiB, GiB, KB, MB or GB)"
+                "{s:?}: a size is a whole number (e.g. 1536MiB, not 1.5GiB)"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "unknown size unit {:?} in {s:?} (use B, K/KiB, M/MiB, G/GiB, KB, MB or GB)",
+                unit.trim()
             ))
         }
     };
@@ -96,6 +102,10 @@ mod tests {
         ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+        let e = parse_size("1.5G").unwrap_err();
+        assert!(e.contains("whole number"), "{e}");
+        let e = parse_size("4 Parsecs").unwrap_err();
+        assert!(e.contains("\"Parsecs\"") && e.contains("M/MiB"), "{e}");
     }
 
     #[test]

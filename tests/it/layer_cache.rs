@@ -388,6 +388,38 @@ fn stats_and_prune_name_a_cache_dir_that_does_not_exist_and_create_nothing() {
 }
 
 #[test]
+fn a_bad_cache_max_from_the_environment_is_named_as_the_variable() {
+    let c = Case::new();
+    fs::create_dir_all(c.cache()).unwrap();
+    let r = run(boxwright()
+        .env("BOXWRIGHT_CACHE_MAX", "junk")
+        .args(["cache", "stats", "--cache-dir"])
+        .arg(c.cache()));
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("BOXWRIGHT_CACHE_MAX=\"junk\""),
+        "{}",
+        r.stderr
+    );
+    let out = tempdir();
+    let r = run(boxwright()
+        .env("BOXWRIGHT_CACHE_MAX", "junk")
+        .args(["build", "--quiet", "--cache-dir"])
+        .arg(c.cache())
+        .arg("-o")
+        .arg(out.path().join("o"))
+        .arg(c.recipe()));
+    assert_code(&r, 2);
+    assert!(r.stderr.contains("BOXWRIGHT_CACHE_MAX"), "{}", r.stderr);
+    // The flag wins over the variable.
+    let r = run(boxwright()
+        .env("BOXWRIGHT_CACHE_MAX", "junk")
+        .args(["cache", "stats", "--cache-max", "1GiB", "--cache-dir"])
+        .arg(c.cache()));
+    assert_code(&r, 0);
+}
+
+#[test]
 fn without_a_usable_cache_directory_the_build_goes_on_without_the_cache() {
     let c = Case::new();
     let out = tempdir();

@@ -207,7 +207,7 @@ fn supply_layout_without_sbom_is_exit_1_and_archives_are_refused() {
     let refused = build_layout(&pair, &r, &tar, &["--sbom", "--format", "oci-archive"]);
     assert_code(&refused, 2);
     assert!(
-        refused.stderr.contains("--format oci"),
+        refused.stderr.contains("use --format oci, not oci-archive"),
         "{}",
         refused.stderr
     );
@@ -222,4 +222,7 @@ fn supply_layout_without_sbom_is_exit_1_and_archives_are_refused() {
         &["--sbom", "--sign-key", key.to_str().unwrap()],
     );
     assert_code(&signing, 2);
+    let legacy = build_layout(&pair, &r, &out, &["--cosign-tags"]);
+    assert_code(&legacy, 2);
+    assert!(legacy.stderr.contains("--push"), "{}", legacy.stderr);
 }
