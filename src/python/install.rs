@@ -131,14 +131,18 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     for i in 0..zip.len() {
         let mut m = zip.by_index(i)?;
         let name = m.name().to_string();
-        if m.is_dir() {
-            continue;
-        }
-        if name.starts_with('/') || name.split('/').any(|c| c == ".." || c.is_empty()) {
+        let path = match name.strip_suffix('/') {
+            Some(dir) if m.is_dir() => dir,
+            _ => &name,
+        };
+        if let Some(why) = unsafe_member(path) {
             return Err(bad_input(format!(
-                "{}: member {name:?} escapes its directory",
+                "{}: member {name:?} {why}; the wheel is damaged or hostile, build it again",
                 what()
             )));
+        }
+        if m.is_dir() {
+            continue;
         }
         if name == format!("{info_dir}/RECORD") || name == format!("{info_dir}/INSTALLER") {
             continue;
@@ -295,6 +299,22 @@ fn record_row(line: &str) -> Option<(String, ([u8; 32], u64))> {
         .decode(b)
         .ok()?;
     Some((path, (sha.try_into().ok()?, size.trim().parse().ok()?)))
+}
+
+/// Why member name `name` (without a directory's trailing `/`) cannot be
+/// installed, if it cannot: it must be a relative path of plain parts.
+fn unsafe_member(name: &str) -> Option<&'static str> {
+    if name.contains('\0') {
+        Some("has a NUL byte in its name")
+    } else if name.contains('\\') {
+        Some("has a backslash in its name")
+    } else if name.starts_with('/') || name.split('/').any(|c| c == ".." || c.is_empty()) {
+        Some("escapes its directory")
+    } else if name.split('/').any(|c| c == ".") {
+        Some("has a `.` path part")
+    } else {
+        None
+    }
 }
 
 /// Where member `name` goes, and whether it is a script (shebang rewritten).
@@ -574,5 +594,44 @@ mod tests {
         }
         let l = launchers("[console_scripts]\nrun-it.py = pkg_1.mod:Main.go\n", "/p").unwrap();
         assert_eq!(l[0].0, "run-it.py");
+    }
+
+    #[test]
+    fn member_names_that_are_no_plain_relative_path_are_refused() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+        let scheme = Scheme {
+            site_packages: "sp".into(),
+            scripts: "bin".into(),
+            include: "include".into(),
+            data: "".into(),
+            interpreter: "/usr/bin/python3".into(),
+        };
+        for (member, why) in [
+            ("demo/__init__.py\0evil", "has a NUL byte in its name"),
+            ("demo\\x.py", "has a backslash in its name"),
+            ("demo/./__init__.py", "has a `.` path part"),
+            ("./demo/z.py", "has a `.` path part"),
+            ("demo/../../x.py", "escapes its directory"),
+            ("demo//x.py", "escapes its directory"),
+        ] {
+            let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+            let o = zip::write::SimpleFileOptions::default();
+            z.start_file("demo/__init__.py", o).unwrap();
+            z.write_all(b"good\n").unwrap();
+            z.start_file(member, o).unwrap();
+            z.write_all(b"evil\n").unwrap();
+            z.start_file("demo-1.0.dist-info/METADATA", o).unwrap();
+            z.write_all(b"Name: demo\n").unwrap();
+            z.finish().unwrap();
+            let err = plan(&wheel, "demo", &scheme).unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{member:?}");
+            let said = err.to_string();
+            assert!(
+                said.starts_with(&format!("{}: member {member:?} {why}", wheel.display())),
+                "{member:?}: {said}"
+            );
+        }
     }
 }
