@@ -337,10 +337,13 @@ path = "wheels/PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
         );
         assert!(pylock(Path::new("l.toml"), &lock("demo-1.0-py3-none-any.whl")).is_ok());
 
-        let links: BTreeMap<String, PathBuf> =
-            [("aa".to_string(), PathBuf::from("/w/..-1.0-py3-none-any.whl"))].into();
-        let err = requirements(Path::new("r.txt"), "demo==1.0 --hash=sha256:aa\n", &links)
-            .unwrap_err();
+        let links: BTreeMap<String, PathBuf> = [(
+            "aa".to_string(),
+            PathBuf::from("/w/..-1.0-py3-none-any.whl"),
+        )]
+        .into();
+        let err =
+            requirements(Path::new("r.txt"), "demo==1.0 --hash=sha256:aa\n", &links).unwrap_err();
         assert!(crate::error::is_bad_input(&err));
         let said = err.to_string();
         assert!(
@@ -353,9 +356,8 @@ path = "wheels/PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
     #[test]
     fn markers_nested_too_deep_or_too_long_are_refused_before_parsing() {
         let deep = format!("{}python_version > '3'{}", "(".repeat(40), ")".repeat(40));
-        let text = format!(
-            "[[packages]]\nname = \"demo\"\nversion = \"1.0\"\nmarker = \"{deep}\"\n"
-        );
+        let text =
+            format!("[[packages]]\nname = \"demo\"\nversion = \"1.0\"\nmarker = \"{deep}\"\n");
         let err = pylock(Path::new("p.toml"), &text).unwrap_err().to_string();
         assert!(
             err.starts_with("lock p.toml: package demo: marker nests parentheses"),

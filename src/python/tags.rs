@@ -308,7 +308,10 @@ mod tests {
             .to_string();
         assert!(err.contains("4 x 2 x 9 combinations"), "{err}");
         assert_eq!(
-            WheelName::parse("a-1-py2.py3-none-any.whl").unwrap().tags.len(),
+            WheelName::parse("a-1-py2.py3-none-any.whl")
+                .unwrap()
+                .tags
+                .len(),
             2
         );
     }

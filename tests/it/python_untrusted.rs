@@ -41,13 +41,14 @@ fn lock(dir: &Path, packages: &[(&str, &str, &str)]) {
 fn python_wheel_paths_outside_the_build_context_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = dir.path().join("ctx");
-    let file = demo(&dir.path().join("outside"), "1.0", &[("demo/__init__.py", 0o644, b"")]);
+    let file = demo(
+        &dir.path().join("outside"),
+        "1.0",
+        &[("demo/__init__.py", 0o644, b"")],
+    );
     let outside = dir.path().join("outside").join(&file);
     let recipe = format!("context = \"ctx\"\n{RECIPE}");
-    for path in [
-        format!("../outside/{file}"),
-        outside.display().to_string(),
-    ] {
+    for path in [format!("../outside/{file}"), outside.display().to_string()] {
         lock(&ctx, &[("1.0", "", &path)]);
         let r = build_layer(dir.path(), &dir.path().join("cache"), &recipe);
         assert_code(&r, 2);
@@ -59,7 +60,11 @@ fn python_wheel_paths_outside_the_build_context_are_refused() {
         );
     }
     // The same wheel inside the context is installed.
-    demo(&ctx.join("wheels"), "1.0", &[("demo/__init__.py", 0o644, b"")]);
+    demo(
+        &ctx.join("wheels"),
+        "1.0",
+        &[("demo/__init__.py", 0o644, b"")],
+    );
     lock(&ctx, &[("1.0", "", &format!("wheels/{file}"))]);
     assert_ok(&build_layer(dir.path(), &dir.path().join("cache"), &recipe));
 }
