@@ -140,6 +140,8 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     let data_dir = format!("{}.data", info_dir.trim_end_matches(".dist-info"));
     let recorded = wheel_record(&mut zip, &info_dir);
     let mut files = Vec::new();
+    // What asks for each file, for errors.
+    let mut origins = Vec::new();
     let mut record = Vec::new();
     let mut entry_points = None;
     for i in 0..zip.len() {
@@ -182,6 +184,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         {
             if size == m.size() {
                 record.push((dest.clone(), b64(&sha256), size as usize));
+                origins.push(format!("member {name:?}"));
                 files.push(InstalledFile {
                     path: dest,
                     mode,
@@ -253,6 +256,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
             }
         }
         record.push((dest.clone(), b64(&sha256), size as usize));
+        origins.push(format!("member {name:?}"));
         files.push(InstalledFile {
             path: dest,
             mode,
@@ -264,6 +268,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     {
         let dest = format!("{}/{name}", scheme.scripts);
         record.push((dest.clone(), hash(text.as_bytes()), text.len()));
+        origins.push(format!("the script {name:?} of entry_points.txt"));
         files.push(InstalledFile {
             path: dest,
             mode: 0o755,
@@ -277,6 +282,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         hash(&installer),
         installer.len(),
     ));
+    origins.push("the INSTALLER an install writes".to_string());
     files.push(InstalledFile {
         path: format!("{info}/INSTALLER"),
         mode: 0o644,
@@ -298,15 +304,49 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     ));
     rows.sort();
     let text = rows.iter().map(|r| format!("{r}\n")).collect::<String>();
+    origins.push("the RECORD an install writes".to_string());
     files.push(InstalledFile {
         path: record_path,
         mode: 0o644,
         content: Content::Bytes(text.into_bytes()),
     });
+    if let Some(clash) = clash(&files, &origins) {
+        return Err(bad_input(format!(
+            "{}: {clash}; the wheel is broken, build it again",
+            what()
+        )));
+    }
     Ok(Installed {
         wheel: wheel.to_path_buf(),
         files,
     })
+}
+
+/// Two files of one install at one path, or a file at a path another
+/// needs to be a directory: what says so, by the files' `origins`.
+fn clash(files: &[InstalledFile], origins: &[String]) -> Option<String> {
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if let Some(j) = at.insert(&f.path, i) {
+            return Some(format!(
+                "{} and {} both install /{}",
+                origins[j], origins[i], f.path
+            ));
+        }
+    }
+    for (i, f) in files.iter().enumerate() {
+        for (k, _) in f.path.match_indices('/') {
+            if let Some(&j) = at.get(&f.path[..k]) {
+                return Some(format!(
+                    "/{} is both a file ({}) and a directory ({})",
+                    &f.path[..k],
+                    origins[j],
+                    origins[i]
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The largest RECORD read.

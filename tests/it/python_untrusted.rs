@@ -12,15 +12,18 @@ use crate::python_url::build_layer;
 
 const RECIPE: &str = "[image]\nname = \"t\"\n[[layer]]\nname = \"deps\"\n[layer.python]\nlock = \"pylock.toml\"\nversion = \"3.11\"\n";
 
+/// A wheel member: name, mode, content.
+type Member<'a> = (&'a str, u32, &'a [u8]);
+
 /// A wheel `demo-VERSION-py3-none-any.whl` in `dir` with these members
 /// besides its METADATA (and a RECORD).
-fn demo(dir: &Path, version: &str, members: &[(&str, u32, &[u8])]) -> String {
+fn demo(dir: &Path, version: &str, members: &[Member]) -> String {
     fs::create_dir_all(dir).unwrap();
     let file = format!("demo-{version}-py3-none-any.whl");
     let info = format!("demo-{version}.dist-info");
     let meta = format!("Metadata-Version: 2.1\nName: demo\nVersion: {version}\n");
     let meta_name = format!("{info}/METADATA");
-    let mut all: Vec<(&str, u32, &[u8])> = members.to_vec();
+    let mut all: Vec<Member> = members.to_vec();
     all.push((&meta_name, 0o644, meta.as_bytes()));
     wheel(&dir.join(&file), &info, &all);
     file
@@ -102,4 +105,45 @@ fn python_a_package_listed_twice_for_one_platform_is_refused() {
         ],
     );
     assert_ok(&build_layer(dir.path(), &dir.path().join("cache"), RECIPE));
+}
+
+#[test]
+fn python_members_that_clash_within_a_wheel_are_refused_naming_the_wheel() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("wheels");
+    let entry_points: &[u8] = b"[console_scripts]\ndemo-cli = demo:main\n";
+    let cases: [(&[Member], &str); 3] = [
+        (
+            &[("demo/a", 0o644, b"file"), ("demo/a/b.py", 0o644, b"")],
+            "/usr/local/lib/python3.11/site-packages/demo/a is both a file (member \"demo/a\") and a directory (member \"demo/a/b.py\")",
+        ),
+        (
+            &[
+                ("demo/x", 0o644, b""),
+                ("demo-1.0.data/purelib/demo-1.0.dist-info/INSTALLER", 0o644, b"pip\n"),
+            ],
+            "member \"demo-1.0.data/purelib/demo-1.0.dist-info/INSTALLER\" and the INSTALLER an install writes both install /usr/local/lib/python3.11/site-packages/demo-1.0.dist-info/INSTALLER",
+        ),
+        (
+            &[
+                ("demo/__init__.py", 0o644, b"def main(): pass\n"),
+                ("demo-1.0.data/scripts/demo-cli", 0o755, b"#!/bin/sh\necho hi\n"),
+                ("demo-1.0.dist-info/entry_points.txt", 0o644, entry_points),
+            ],
+            "member \"demo-1.0.data/scripts/demo-cli\" and the script \"demo-cli\" of entry_points.txt both install /usr/local/bin/demo-cli",
+        ),
+    ];
+    for (members, said) in cases {
+        let file = demo(&w, "1.0", members);
+        lock(dir.path(), &[("1.0", "", &format!("wheels/{file}"))]);
+        let r = build_layer(dir.path(), &dir.path().join("cache"), RECIPE);
+        assert_code(&r, 2);
+        assert!(
+            r.stderr
+                .contains(&format!("wheels/{file}: {said}; the wheel is broken")),
+            "{said}\n{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("exclude the path"), "{}", r.stderr);
+    }
 }
