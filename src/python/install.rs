@@ -93,14 +93,28 @@ impl Installed {
             } => {
                 let mut m = zip.by_index(*index)?;
                 let mut buf = Vec::with_capacity((*size).min(m.size()).min(64 << 20) as usize);
+                // Never more than planned (the size the zip declares) plus
+                // one byte, to tell a member that inflates to more.
                 (&mut m)
                     .take(*size + 1)
                     .read_to_end(&mut buf)
                     .with_context(|| format!("reading {}", m.name()))?;
+                if buf.len() as u64 != *size {
+                    let got = if buf.len() as u64 > *size {
+                        "more".to_string()
+                    } else {
+                        buf.len().to_string()
+                    };
+                    return Err(bad_input(format!(
+                        "{}: member {:?} inflates to {got} bytes, but the zip declares {size}; the wheel is damaged or hostile, build it again",
+                        self.wheel.display(),
+                        m.name()
+                    )));
+                }
                 // The layer's cache key and RECORD were taken from the plan's
                 // hash (the wheel's RECORD, or the bytes it read): a member
                 // that differs must not go into the layer.
-                if buf.len() as u64 != *size || Sha256::digest(&buf)[..] != sha256[..] {
+                if Sha256::digest(&buf)[..] != sha256[..] {
                     return Err(anyhow!(
                         "{}: member {} does not match the sha256 and size its install was planned with \
                          (the wheel's RECORD says otherwise, or the wheel changed while building)",
@@ -126,18 +140,31 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     let data_dir = format!("{}.data", info_dir.trim_end_matches(".dist-info"));
     let recorded = wheel_record(&mut zip, &info_dir);
     let mut files = Vec::new();
+    // What asks for each file, for errors.
+    let mut origins = Vec::new();
     let mut record = Vec::new();
     let mut entry_points = None;
     for i in 0..zip.len() {
         let mut m = zip.by_index(i)?;
         let name = m.name().to_string();
+        let path = match name.strip_suffix('/') {
+            Some(dir) if m.is_dir() => dir,
+            _ => &name,
+        };
+        if let Some(why) = unsafe_member(path) {
+            return Err(bad_input(format!(
+                "{}: member {name:?} {why}; the wheel is damaged or hostile, build it again",
+                what()
+            )));
+        }
         if m.is_dir() {
             continue;
         }
-        if name.starts_with('/') || name.split('/').any(|c| c == ".." || c.is_empty()) {
+        if m.size() > MAX_MEMBER {
             return Err(bad_input(format!(
-                "{}: member {name:?} escapes its directory",
-                what()
+                "{}: member {name:?} declares {} bytes; a wheel member is at most {MAX_MEMBER} (4 GiB)",
+                what(),
+                m.size()
             )));
         }
         if name == format!("{info_dir}/RECORD") || name == format!("{info_dir}/INSTALLER") {
@@ -157,6 +184,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         {
             if size == m.size() {
                 record.push((dest.clone(), b64(&sha256), size as usize));
+                origins.push(format!("member {name:?}"));
                 files.push(InstalledFile {
                     path: dest,
                     mode,
@@ -169,28 +197,66 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
                 continue;
             }
         }
-        let mut bytes = Vec::new();
-        m.read_to_end(&mut bytes)
-            .with_context(|| format!("{}: reading {name}", what()))?;
-        if is_entry_points {
-            entry_points = Some(String::from_utf8_lossy(&bytes).into_owned());
-        }
-        let fixed = script
-            .then(|| fix_script(&bytes, &scheme.interpreter))
-            .flatten();
-        if let Some(f) = &fixed {
-            bytes = f.clone();
-        }
-        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-        let content = match fixed {
-            Some(f) => Content::Bytes(f),
-            None => Content::Member {
-                index: i,
-                size: bytes.len() as u64,
-                sha256,
-            },
+        // Decompressed to hash it, never past the size its zip header
+        // declares: a member that inflates to more (or fewer) bytes is
+        // refused. Only what is read as text is kept: entry_points.txt and
+        // a `#!python` script.
+        let declared = m.size();
+        let unreadable =
+            |e: std::io::Error| bad_input(format!("{}: reading member {name:?}: {e}", what()));
+        let mut r = (&mut m).take(declared + 1);
+        let mut head = [0u8; 8];
+        let n = read_full(&mut r, &mut head).map_err(unreadable)?;
+        let keep = is_entry_points || (script && head[..n].starts_with(b"#!python"));
+        let (count, mut sha256, kept) = if keep {
+            if declared > MAX_TEXT {
+                return Err(bad_input(format!(
+                    "{}: member {name:?} declares {declared} bytes; an entry_points.txt or #!python script is at most {MAX_TEXT}",
+                    what()
+                )));
+            }
+            let mut bytes = head[..n].to_vec();
+            r.read_to_end(&mut bytes).map_err(unreadable)?;
+            let sha: [u8; 32] = Sha256::digest(&bytes).into();
+            (bytes.len() as u64, sha, Some(bytes))
+        } else {
+            let mut h = Sha256::new();
+            h.update(&head[..n]);
+            let rest = std::io::copy(&mut r, &mut h).map_err(unreadable)?;
+            (n as u64 + rest, h.finalize().into(), None)
         };
-        record.push((dest.clone(), b64(&sha256), bytes.len()));
+        if count != declared {
+            let got = if count > declared {
+                "more".to_string()
+            } else {
+                count.to_string()
+            };
+            return Err(bad_input(format!(
+                "{}: member {name:?} inflates to {got} bytes, but the zip declares {declared}; the wheel is damaged or hostile, build it again",
+                what()
+            )));
+        }
+        let mut content = Content::Member {
+            index: i,
+            size: declared,
+            sha256,
+        };
+        let mut size = declared;
+        if let Some(bytes) = kept {
+            if is_entry_points {
+                entry_points = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            if let Some(fixed) = script
+                .then(|| fix_script(&bytes, &scheme.interpreter))
+                .flatten()
+            {
+                sha256 = Sha256::digest(&fixed).into();
+                size = fixed.len() as u64;
+                content = Content::Bytes(fixed);
+            }
+        }
+        record.push((dest.clone(), b64(&sha256), size as usize));
+        origins.push(format!("member {name:?}"));
         files.push(InstalledFile {
             path: dest,
             mode,
@@ -202,6 +268,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     {
         let dest = format!("{}/{name}", scheme.scripts);
         record.push((dest.clone(), hash(text.as_bytes()), text.len()));
+        origins.push(format!("the script {name:?} of entry_points.txt"));
         files.push(InstalledFile {
             path: dest,
             mode: 0o755,
@@ -215,6 +282,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         hash(&installer),
         installer.len(),
     ));
+    origins.push("the INSTALLER an install writes".to_string());
     files.push(InstalledFile {
         path: format!("{info}/INSTALLER"),
         mode: 0o644,
@@ -236,19 +304,74 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     ));
     rows.sort();
     let text = rows.iter().map(|r| format!("{r}\n")).collect::<String>();
+    origins.push("the RECORD an install writes".to_string());
     files.push(InstalledFile {
         path: record_path,
         mode: 0o644,
         content: Content::Bytes(text.into_bytes()),
     });
+    if let Some(clash) = clash(&files, &origins) {
+        return Err(bad_input(format!(
+            "{}: {clash}; the wheel is broken, build it again",
+            what()
+        )));
+    }
     Ok(Installed {
         wheel: wheel.to_path_buf(),
         files,
     })
 }
 
+/// Two files of one install at one path, or a file at a path another
+/// needs to be a directory: what says so, by the files' `origins`.
+fn clash(files: &[InstalledFile], origins: &[String]) -> Option<String> {
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if let Some(j) = at.insert(&f.path, i) {
+            return Some(format!(
+                "{} and {} both install /{}",
+                origins[j], origins[i], f.path
+            ));
+        }
+    }
+    for (i, f) in files.iter().enumerate() {
+        for (k, _) in f.path.match_indices('/') {
+            if let Some(&j) = at.get(&f.path[..k]) {
+                return Some(format!(
+                    "/{} is both a file ({}) and a directory ({})",
+                    &f.path[..k],
+                    origins[j],
+                    origins[i]
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The largest RECORD read.
 const MAX_RECORD: u64 = 16 << 20;
+
+/// The largest member taken, as its zip declares it (the limit of a download).
+const MAX_MEMBER: u64 = super::fetch::MAX_SIZE;
+
+/// The largest member read whole, as text: an entry_points.txt, a script
+/// whose `#!python` line is rewritten.
+const MAX_TEXT: u64 = 16 << 20;
+
+/// Read into `buf` until it is full or the reader ends; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
 
 /// The sha256 and size of each member the wheel's RECORD lists with a
 /// sha256 (rows with another hash, or none, or that do not parse, are left
@@ -295,6 +418,22 @@ fn record_row(line: &str) -> Option<(String, ([u8; 32], u64))> {
         .decode(b)
         .ok()?;
     Some((path, (sha.try_into().ok()?, size.trim().parse().ok()?)))
+}
+
+/// Why member name `name` (without a directory's trailing `/`) cannot be
+/// installed, if it cannot: it must be a relative path of plain parts.
+fn unsafe_member(name: &str) -> Option<&'static str> {
+    if name.contains('\0') {
+        Some("has a NUL byte in its name")
+    } else if name.contains('\\') {
+        Some("has a backslash in its name")
+    } else if name.starts_with('/') || name.split('/').any(|c| c == ".." || c.is_empty()) {
+        Some("escapes its directory")
+    } else if name.split('/').any(|c| c == ".") {
+        Some("has a `.` path part")
+    } else {
+        None
+    }
 }
 
 /// Where member `name` goes, and whether it is a script (shebang rewritten).
@@ -574,5 +713,196 @@ mod tests {
         }
         let l = launchers("[console_scripts]\nrun-it.py = pkg_1.mod:Main.go\n", "/p").unwrap();
         assert_eq!(l[0].0, "run-it.py");
+    }
+
+    #[test]
+    fn member_names_that_are_no_plain_relative_path_are_refused() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+        let scheme = Scheme {
+            site_packages: "sp".into(),
+            scripts: "bin".into(),
+            include: "include".into(),
+            data: "".into(),
+            interpreter: "/usr/bin/python3".into(),
+        };
+        for (member, why) in [
+            ("demo/__init__.py\0evil", "has a NUL byte in its name"),
+            ("demo\\x.py", "has a backslash in its name"),
+            ("demo/./__init__.py", "has a `.` path part"),
+            ("./demo/z.py", "has a `.` path part"),
+            ("demo/../../x.py", "escapes its directory"),
+            ("demo//x.py", "escapes its directory"),
+        ] {
+            let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+            let o = zip::write::SimpleFileOptions::default();
+            z.start_file("demo/__init__.py", o).unwrap();
+            z.write_all(b"good\n").unwrap();
+            z.start_file(member, o).unwrap();
+            z.write_all(b"evil\n").unwrap();
+            z.start_file("demo-1.0.dist-info/METADATA", o).unwrap();
+            z.write_all(b"Name: demo\n").unwrap();
+            z.finish().unwrap();
+            let err = plan(&wheel, "demo", &scheme).unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{member:?}");
+            let said = err.to_string();
+            assert!(
+                said.starts_with(&format!("{}: member {member:?} {why}", wheel.display())),
+                "{member:?}: {said}"
+            );
+        }
+    }
+
+    /// A zip of these (name, bytes as stored, deflated, uncompressed size
+    /// its central directory declares), written by hand so that the sizes
+    /// can lie; a declared size of 4 GiB or more goes into a zip64 field.
+    fn lying_zip(members: &[(&str, Vec<u8>, bool, u64)], crc_of: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for ((name, data, deflated, declared), plain) in members.iter().zip(crc_of) {
+            let offset = out.len() as u32;
+            let method: u16 = if *deflated { 8 } else { 0 };
+            let crc = crc32fast::hash(plain);
+            let small = u32::try_from(*declared).ok().filter(|&d| d != u32::MAX);
+            out.extend(0x04034b50u32.to_le_bytes());
+            out.extend(20u16.to_le_bytes());
+            out.extend(0u16.to_le_bytes());
+            out.extend(method.to_le_bytes());
+            out.extend([0u8; 4]);
+            out.extend(crc.to_le_bytes());
+            out.extend((data.len() as u32).to_le_bytes());
+            out.extend(small.unwrap_or(u32::MAX).to_le_bytes());
+            out.extend((name.len() as u16).to_le_bytes());
+            out.extend(0u16.to_le_bytes());
+            out.extend(name.as_bytes());
+            out.extend(data);
+            let extra: Vec<u8> = match small {
+                Some(_) => Vec::new(),
+                None => [1u16.to_le_bytes(), 8u16.to_le_bytes()]
+                    .concat()
+                    .into_iter()
+                    .chain(declared.to_le_bytes())
+                    .collect(),
+            };
+            central.extend(0x02014b50u32.to_le_bytes());
+            central.extend((0x0300u16 | 45).to_le_bytes());
+            central.extend(45u16.to_le_bytes());
+            central.extend(0u16.to_le_bytes());
+            central.extend(method.to_le_bytes());
+            central.extend([0u8; 4]);
+            central.extend(crc.to_le_bytes());
+            central.extend((data.len() as u32).to_le_bytes());
+            central.extend(small.unwrap_or(u32::MAX).to_le_bytes());
+            central.extend((name.len() as u16).to_le_bytes());
+            central.extend((extra.len() as u16).to_le_bytes());
+            central.extend([0u8; 6]);
+            central.extend((0o100644u32 << 16).to_le_bytes());
+            central.extend(offset.to_le_bytes());
+            central.extend(name.as_bytes());
+            central.extend(extra);
+        }
+        let at = out.len() as u32;
+        out.extend(&central);
+        out.extend(0x06054b50u32.to_le_bytes());
+        out.extend([0u8; 4]);
+        out.extend((members.len() as u16).to_le_bytes());
+        out.extend((members.len() as u16).to_le_bytes());
+        out.extend((central.len() as u32).to_le_bytes());
+        out.extend(at.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out
+    }
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_member_is_read_no_further_than_its_declared_size_and_at_most_4_gib() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+        let scheme = Scheme {
+            site_packages: "sp".into(),
+            scripts: "bin".into(),
+            include: "include".into(),
+            data: "".into(),
+            interpreter: "/usr/bin/python3".into(),
+        };
+        let meta: &[u8] = b"Name: demo\n";
+        let big = vec![b'a'; 4 << 20];
+        let plan_with = |member: (&str, Vec<u8>, bool, u64), plain: &[u8], record: &str| {
+            let rec = format!("{record}demo-1.0.dist-info/RECORD,,\n");
+            let zip = lying_zip(
+                &[
+                    member,
+                    ("demo-1.0.dist-info/METADATA", meta.to_vec(), false, 11),
+                    (
+                        "demo-1.0.dist-info/RECORD",
+                        rec.as_bytes().to_vec(),
+                        false,
+                        rec.len() as u64,
+                    ),
+                ],
+                &[plain, meta, rec.as_bytes()],
+            );
+            std::fs::write(&wheel, zip).unwrap();
+            plan(&wheel, "demo", &scheme)
+        };
+        let refused = |r: Result<()>, needle: &str| {
+            let err = r.unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{err:#}");
+            let said = err.to_string();
+            assert!(
+                said.starts_with(&format!("{}: member \"demo/x.bin\"", wheel.display()))
+                    && said.contains(needle),
+                "{said}"
+            );
+        };
+        // A zip64 size of 2^64 - 1, and one just over 4 GiB.
+        for declared in [u64::MAX, (4 << 30) + 1] {
+            let r = plan_with(("demo/x.bin", b"x".to_vec(), false, declared), b"x", "");
+            refused(
+                r.map(drop),
+                &format!("declares {declared} bytes; a wheel member is at most"),
+            );
+        }
+        // 4 MiB deflated behind a header that declares 10 bytes: found after
+        // 11 bytes, whether or not RECORD hashes it.
+        let r = plan_with(("demo/x.bin", deflate(&big), true, 10), &big, "");
+        refused(
+            r.map(drop),
+            "inflates to more bytes, but the zip declares 10",
+        );
+        let row = format!("demo/x.bin,sha256={},10\n", hash(&big[..10]));
+        let inst = plan_with(("demo/x.bin", deflate(&big), true, 10), &big, &row).unwrap();
+        let f = inst
+            .files
+            .iter()
+            .find(|f| f.path == "sp/demo/x.bin")
+            .unwrap();
+        refused(
+            inst.read(&mut open(&wheel).unwrap(), f).map(drop),
+            "inflates to more bytes, but the zip declares 10",
+        );
+        // Fewer bytes than declared.
+        let r = plan_with(("demo/x.bin", deflate(b"short"), true, 100), b"short", "");
+        refused(r.map(drop), "inflates to 5 bytes, but the zip declares 100");
+        // Sizes that hold are planned and read.
+        let inst = plan_with(
+            ("demo/x.bin", deflate(&big), true, big.len() as u64),
+            &big,
+            "",
+        )
+        .unwrap();
+        let f = inst
+            .files
+            .iter()
+            .find(|f| f.path == "sp/demo/x.bin")
+            .unwrap();
+        assert_eq!(inst.read(&mut open(&wheel).unwrap(), f).unwrap(), big);
     }
 }

@@ -18,7 +18,7 @@ use anyhow::Result;
 use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, MarkerTree};
 use serde::Deserialize;
 
-use super::tags::normalize;
+use super::tags::{normalize, WheelName};
 use crate::error::bad_input;
 
 /// One locked package.
@@ -88,6 +88,10 @@ fn pylock(path: &Path, text: &str) -> Result<Vec<Package>> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
     for p in lock.packages {
+        let at = format!("lock {}: package {}", path.display(), p.name);
+        if let Some(m) = &p.marker {
+            check_marker(m, &at)?;
+        }
         let mut wheels = Vec::new();
         for w in p.wheels {
             let from = w.url.as_deref().or(w.path.as_deref()).unwrap_or("");
@@ -95,6 +99,7 @@ fn pylock(path: &Path, text: &str) -> Result<Vec<Package>> {
                 Some(n) => n,
                 None => from.rsplit('/').next().unwrap_or("").to_string(),
             };
+            WheelName::parse(&file).map_err(|e| bad_input(format!("{at}: {e}")))?;
             wheels.push(WheelRef {
                 file,
                 url: w.url,
@@ -138,6 +143,9 @@ fn requirements(
             Some((r, m)) => (r.trim(), Some(m.trim().to_string())),
             None => (spec, None),
         };
+        if let Some(m) = &marker {
+            check_marker(m, &at)?;
+        }
         let Some((name, version)) = req.split_once("==") else {
             return Err(bad_input(format!(
                 "{at}: {req:?} is not pinned as name==version (lock it with `pip-compile --generate-hashes` or `uv pip compile --generate-hashes`)"
@@ -153,11 +161,18 @@ fn requirements(
             };
             count += 1;
             if let Some(file) = find_links.get(hex) {
+                let name = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                WheelName::parse(&name).map_err(|e| {
+                    bad_input(format!(
+                        "{at}: the find_links wheel {} of --hash=sha256:{hex}: {e}; rename it to its wheel file name",
+                        file.display()
+                    ))
+                })?;
                 wheels.push(WheelRef {
-                    file: file
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    file: name,
                     url: None,
                     path: Some(file.clone()),
                     sha256: Some(hex.to_string()),
@@ -178,6 +193,38 @@ fn requirements(
         });
     }
     Ok(out)
+}
+
+/// The longest marker taken, in bytes.
+const MAX_MARKER: usize = 4096;
+
+/// The deepest nesting of parentheses in a marker taken (the marker parser
+/// recurses into each).
+const MAX_MARKER_DEPTH: usize = 32;
+
+/// Refuse a marker too long or too deeply nested to parse safely; `at`
+/// names where it is.
+fn check_marker(marker: &str, at: &str) -> Result<()> {
+    if marker.len() > MAX_MARKER {
+        return Err(bad_input(format!(
+            "{at}: marker is {} bytes long; a marker is at most {MAX_MARKER}",
+            marker.len()
+        )));
+    }
+    let mut depth = 0usize;
+    for c in marker.bytes() {
+        match c {
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            _ => continue,
+        }
+        if depth > MAX_MARKER_DEPTH {
+            return Err(bad_input(format!(
+                "{at}: marker nests parentheses more than {MAX_MARKER_DEPTH} deep; write it flatter"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The PEP 508 environment of CPython `full_version` on Linux `machine`.
@@ -267,5 +314,75 @@ path = "wheels/PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
         assert!(p[1].wheels.is_empty());
         assert!(requirements(Path::new("r.txt"), "a>=1 --hash=sha256:aa\n", &links).is_err());
         assert!(requirements(Path::new("r.txt"), "a==1\n", &links).is_err());
+    }
+
+    #[test]
+    fn wheel_names_that_are_no_wheel_name_are_refused_naming_the_lock() {
+        let lock = |name: &str| {
+            format!(
+                "lock-version = \"1.0\"\n[[packages]]\nname = \"demo\"\nversion = \"1.0\"\nwheels = [{{ name = \"{name}\", path = \"wheels/demo-1.0-py3-none-any.whl\" }}]\n"
+            )
+        };
+        let err = pylock(
+            Path::new("/ctx/pylock.toml"),
+            &lock("../../../../etc-1.0-py3-none-any.whl"),
+        )
+        .unwrap_err();
+        assert!(crate::error::is_bad_input(&err));
+        let said = err.to_string();
+        assert!(
+            said.starts_with("lock /ctx/pylock.toml: package demo: \"../")
+                && said.contains("\"../../../../etc\" is not a wheel name"),
+            "{said}"
+        );
+        assert!(pylock(Path::new("l.toml"), &lock("demo-1.0-py3-none-any.whl")).is_ok());
+
+        let links: BTreeMap<String, PathBuf> = [(
+            "aa".to_string(),
+            PathBuf::from("/w/..-1.0-py3-none-any.whl"),
+        )]
+        .into();
+        let err =
+            requirements(Path::new("r.txt"), "demo==1.0 --hash=sha256:aa\n", &links).unwrap_err();
+        assert!(crate::error::is_bad_input(&err));
+        let said = err.to_string();
+        assert!(
+            said.starts_with("r.txt: line 1: the find_links wheel /w/..-1.0-py3-none-any.whl")
+                && said.contains("\"..\" is not a wheel name"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn markers_nested_too_deep_or_too_long_are_refused_before_parsing() {
+        let deep = format!("{}python_version > '3'{}", "(".repeat(40), ")".repeat(40));
+        let text =
+            format!("[[packages]]\nname = \"demo\"\nversion = \"1.0\"\nmarker = \"{deep}\"\n");
+        let err = pylock(Path::new("p.toml"), &text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("lock p.toml: package demo: marker nests parentheses"),
+            "{err}"
+        );
+        let text = format!("demo==1.0 ; {deep} --hash=sha256:aa\n");
+        let err = requirements(Path::new("r.txt"), &text, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("r.txt: line 1: marker nests"), "{err}");
+        let long = vec!["python_version > '3'"; 300].join(" and ");
+        let text = format!("demo==1.0 ; {long} --hash=sha256:aa\n");
+        let err = requirements(Path::new("r.txt"), &text, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 4096"), "{err}");
+        // Nesting within the limit still parses and evaluates.
+        let ok = format!("{}python_version > '3'{}", "(".repeat(30), ")".repeat(30));
+        let p = requirements(
+            Path::new("r.txt"),
+            &format!("demo==1.0 ; {ok} --hash=sha256:aa\n"),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let env = environment("3.11.0", "3.11", "x86_64").unwrap();
+        assert!(applies(&p[0], &env).unwrap());
     }
 }

@@ -51,8 +51,27 @@ pub struct WheelName {
     pub tags: Vec<(String, String, String)>,
 }
 
+/// The longest wheel file name taken (a file name's limit on Linux).
+const MAX_FILE_NAME: usize = 255;
+
+/// The most (python, abi, platform) combinations a compressed tag set may
+/// expand to; real wheels have a handful.
+const MAX_TAGS: usize = 64;
+
 impl WheelName {
+    /// Parse a wheel file name. The name and version become parts of
+    /// install paths, so they must be what the wheel spec allows: a name of
+    /// letters, digits, `.` and `_` that starts and ends with a letter or
+    /// digit, a version (and build tag) of letters, digits and `.`, `_`,
+    /// `+`, `!` likewise: no path separator, NUL, `.` or `..`.
     pub fn parse(file: &str) -> Result<WheelName> {
+        if file.len() > MAX_FILE_NAME {
+            return Err(bad_input(format!(
+                "wheel file name {:?}... is {} bytes long; a wheel file name is at most {MAX_FILE_NAME}",
+                file.chars().take(60).collect::<String>(),
+                file.len()
+            )));
+        }
         let stem = file
             .strip_suffix(".whl")
             .ok_or_else(|| bad_input(format!("{file:?} is not a wheel (.whl)")))?;
@@ -66,6 +85,32 @@ impl WheelName {
                 )))
             }
         };
+        let alnum = |c: char| c.is_ascii_alphanumeric();
+        let plain = |s: &str, extra: &str| {
+            s.starts_with(alnum)
+                && s.ends_with(alnum)
+                && s.chars().all(|c| alnum(c) || extra.contains(c))
+        };
+        if !plain(name, "._") {
+            return Err(bad_input(format!(
+                "{file:?}: distribution name {name:?} is not a wheel name (letters, digits, `.` and `_`, starting and ending with a letter or digit)"
+            )));
+        }
+        if !plain(version, "._+!") || build.as_deref().is_some_and(|b| !plain(b, "._")) {
+            return Err(bad_input(format!(
+                "{file:?}: version {version:?} (or its build tag) is not a version (letters, digits, `.`, `_`, `+`, `!`)"
+            )));
+        }
+        let (np, na, npl) = (
+            py.split('.').count(),
+            abi.split('.').count(),
+            plat.split('.').count(),
+        );
+        if np.saturating_mul(na).saturating_mul(npl) > MAX_TAGS {
+            return Err(bad_input(format!(
+                "{file:?}: its tags expand to {np} x {na} x {npl} combinations; a wheel file name has at most {MAX_TAGS}"
+            )));
+        }
         let mut tags = Vec::new();
         for p in py.split('.') {
             for a in abi.split('.') {
@@ -228,5 +273,46 @@ mod tests {
         assert_eq!(normalize(&w.name), "foo-bar");
         assert_eq!(normalize("A__b-.C"), "a-b-c");
         assert!(WheelName::parse("x-1.tar.gz").is_err());
+        let w = WheelName::parse("zope.interface-6.0rc1+local_1-py3-none-any.whl").unwrap();
+        assert_eq!(w.name, "zope.interface");
+    }
+
+    #[test]
+    fn names_and_versions_that_are_no_path_part_are_refused() {
+        for file in [
+            "..-1.0-py3-none-any.whl",
+            "../../etc-1.0-py3-none-any.whl",
+            "a/b-1.0-py3-none-any.whl",
+            "a\\b-1.0-py3-none-any.whl",
+            "_a-1.0-py3-none-any.whl",
+            "a.-1.0-py3-none-any.whl",
+            "a\0-1.0-py3-none-any.whl",
+            "a-..-py3-none-any.whl",
+            "a-1/..-py3-none-any.whl",
+            "a-1.0-../x-py3-none-any.whl",
+        ] {
+            let err = WheelName::parse(file).unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{file}");
+            assert!(format!("{err}").contains("is not a"), "{file}: {err}");
+        }
+    }
+
+    #[test]
+    fn tag_sets_and_file_names_are_bounded() {
+        let dots = ".".repeat(600);
+        let file = format!("demo-1.0-py3{dots}-none{dots}-any{dots}.whl");
+        let err = WheelName::parse(&file).unwrap_err().to_string();
+        assert!(err.contains("at most 255"), "{err}");
+        let err = WheelName::parse("a-1-py2.py3.py4.py5-none.abi3-any.x.y.z.w.v.u.t.s.whl")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("4 x 2 x 9 combinations"), "{err}");
+        assert_eq!(
+            WheelName::parse("a-1-py2.py3-none-any.whl")
+                .unwrap()
+                .tags
+                .len(),
+            2
+        );
     }
 }

@@ -344,11 +344,14 @@ fn checked(
     for e in plan.hashed_entries()? {
         let e = e?;
         stamps.add(&e)?;
-        size += match e.kind {
-            EntryKind::File { size, .. } | EntryKind::Hashed { size, .. } => size,
-            EntryKind::Inline(b) => b.len() as u64,
-            _ => 0,
-        };
+        size = u64::saturating_add(
+            size,
+            match e.kind {
+                EntryKind::File { size, .. } | EntryKind::Hashed { size, .. } => size,
+                EntryKind::Inline(b) => b.len() as u64,
+                _ => 0,
+            },
+        );
         count += 1;
     }
     plan.content_size = size;

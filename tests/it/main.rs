@@ -50,6 +50,7 @@ mod push_verify;
 mod pusher;
 mod python_layers;
 mod python_pip;
+mod python_untrusted;
 mod python_url;
 mod r2d;
 mod r2d_podman;

@@ -182,16 +182,8 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
 
     let in_context = |s: &Str| -> Result<PathBuf> {
         let rel = (cx.expand)(s)?;
-        let p = cx.context.join(&rel).canonicalize().map_err(|e| {
-            cx.recipe
-                .err(s.span(), format!("{rel:?} cannot be read: {e}"))
-        })?;
-        if !p.starts_with(cx.context) {
-            return Err(cx
-                .recipe
-                .err(s.span(), format!("{rel:?} is outside the build context")));
-        }
-        Ok(p)
+        inside(cx.context, &cx.context.join(&rel))
+            .map_err(|why| cx.recipe.err(s.span(), format!("{rel:?} {why}")))
     };
     let lock_path = in_context(&py.lock)?;
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -225,13 +217,25 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
     );
     let mut wheels = Vec::new();
     let mut dists = Vec::new();
+    let mut applying: BTreeMap<String, &str> = BTreeMap::new();
     for pkg in &packages {
         if !lock::applies(pkg, &env).map_err(|e| err_at(at, e))? {
             continue;
         }
+        if let Some(first) = applying.insert(normalize(&pkg.name), &pkg.version) {
+            return Err(err_at(
+                at,
+                format!(
+                    "lock {}: package {} is listed twice for {platform} (versions {first} and {}); keep one, or give each a marker that selects a different environment",
+                    lock_path.display(),
+                    pkg.name,
+                    pkg.version
+                ),
+            ));
+        }
         let (wheel, name) = choose(pkg, &by_name, &target)
             .ok_or_else(|| err_at(at, no_wheel(pkg, &platform, &xy, &by_name)))?;
-        let (file, sha256) = obtain(cx.env, &wheel, at)?;
+        let (file, sha256) = obtain(cx.env, cx.context, &lock_path, &wheel, at)?;
         let dist = name.name.replace('_', "-");
         wheels.push(install::plan(&file, &dist, &scheme).map_err(|e| err_at(at, e))?);
         dists.push(Dist {
@@ -331,10 +335,38 @@ fn no_wheel(
     )
 }
 
+/// `path` resolved, if it is inside the build context `context`; else why not.
+fn inside(context: &Path, path: &Path) -> Result<PathBuf, String> {
+    let p = path
+        .canonicalize()
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if !p.starts_with(context) {
+        return Err("is outside the build context".to_string());
+    }
+    Ok(p)
+}
+
 /// The wheel's file on this machine (local, or downloaded pinned into the
-/// cache) and its sha256.
-fn obtain(env: &PlanEnv, w: &WheelRef, at: &str) -> Result<(PathBuf, String)> {
+/// cache) and its sha256. A local one (a path of the lock `lock`, or a
+/// find_links file) must be inside the build context `context`.
+fn obtain(
+    env: &PlanEnv,
+    context: &Path,
+    lock: &Path,
+    w: &WheelRef,
+    at: &str,
+) -> Result<(PathBuf, String)> {
     if let Some(path) = &w.path {
+        let path = &inside(context, path).map_err(|why| {
+            err_at(
+                at,
+                format!(
+                    "lock {}: wheel {} {why} (a wheel's path is relative to the lock; nothing outside the context is read)",
+                    lock.display(),
+                    path.display()
+                ),
+            )
+        })?;
         let got = fetch::hash_file(path).map_err(|e| err_at(at, e))?;
         if let Some(want) = &w.sha256 {
             if !got.hex().eq_ignore_ascii_case(want) {
