@@ -1,0 +1,166 @@
+use super::*;
+use crate::oci::MEDIA_TYPE_LAYER_GZIP;
+
+fn set_mtime(path: &Path, secs: u64) {
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// A cache holding one layer under `Key::test(1)`, whose stored blob has
+/// an old mtime, and a recipe whose last build used it.
+fn cached_layer(dir: &Path) -> (Digest, PathBuf, PathBuf) {
+    let cache = open(dir);
+    let bytes = b"layer bytes";
+    let blob = dir.join("blob");
+    fs::write(&blob, bytes).unwrap();
+    let d = Digest::of(bytes);
+    let layer = BuiltLayer {
+        descriptor: Descriptor::new(MEDIA_TYPE_LAYER_GZIP, d.clone(), bytes.len() as u64),
+        diff_id: d.clone(),
+        tar_size: bytes.len() as u64,
+    };
+    cache.put(&Key::test(1), &layer, &blob).unwrap();
+    let stored = cache.blobs.path(&d);
+    set_mtime(&stored, 1_600_000_000);
+    let recipe = dir.join("recipe.toml");
+    fs::write(&recipe, "").unwrap();
+    let id = recipe_id(&recipe).unwrap();
+    write_recent(&cache.dir.join(RECENT), &id, vec![d.clone()]).unwrap();
+    (d, stored, recipe)
+}
+
+fn open(dir: &Path) -> LayerCache {
+    let blobs = BlobCache::new(Some(dir.join("cache"))).unwrap();
+    LayerCache::open(blobs, true, DEFAULT_MAX).unwrap()
+}
+
+#[test]
+fn a_hit_checked_ahead_is_taken_and_one_rewritten_since_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, stored, recipe) = cached_layer(dir.path());
+
+    let cache = open(dir.path());
+    cache.expect(&recipe);
+    let ahead = &cache.recipe.get().unwrap().1;
+    assert!(ahead.wait(&d).is_some(), "checked ahead");
+    let out = LayoutWriter::create(&dir.path().join("a")).unwrap();
+    let hit = cache.get(&Key::test(1), &out).unwrap().expect("a hit");
+    assert_eq!(hit.descriptor.digest, d);
+
+    let cache = open(dir.path());
+    cache.expect(&recipe);
+    assert!(cache.recipe.get().unwrap().1.wait(&d).is_some());
+    // Rewritten in place after the check, same size, its mtime put back:
+    // only the ctime tells, and the hit hashes it again.
+    fs::write(&stored, b"LAYER BYTES").unwrap();
+    set_mtime(&stored, 1_600_000_000);
+    let out = LayoutWriter::create(&dir.path().join("b")).unwrap();
+    assert!(cache.get(&Key::test(1), &out).unwrap().is_none());
+}
+
+#[test]
+fn a_build_remembers_the_blobs_it_used_for_its_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _, recipe) = cached_layer(dir.path());
+    fs::remove_file(dir.path().join("cache/layers").join(RECENT)).unwrap();
+    let cache = open(dir.path());
+    cache.expect(&recipe);
+    let out = LayoutWriter::create(&dir.path().join("a")).unwrap();
+    cache.get(&Key::test(1), &out).unwrap().expect("a hit");
+    cache.finish().unwrap();
+    let recent = read_recent(&cache.dir.join(RECENT));
+    assert_eq!(recent[&recipe_id(&recipe).unwrap()], vec![d]);
+}
+
+/// Files of the cache that are named pipes are passed over, never
+/// waited on (a build, `cache stats` and `cache prune` hung on one), and
+/// an entry that claims an impossible size does not overflow the
+/// accounting (it panicked).
+#[test]
+fn pipes_and_impossible_sizes_in_the_cache_are_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stored, recipe) = cached_layer(dir.path());
+    let layers = dir.path().join("cache/layers");
+    let entry = fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let text = fs::read_to_string(&entry).unwrap();
+    let huge = text.replace("\"size\":11", &format!("\"size\":{}", u64::MAX));
+    assert_ne!(huge, text);
+    fs::write(layers.join(format!("{}.json", "7".repeat(64))), huge).unwrap();
+    let cache = open(dir.path());
+    assert_eq!(cache.stats().bytes, u64::MAX);
+    cache.prune(DEFAULT_MAX).unwrap();
+
+    let mkfifo = |p: &Path| {
+        let _ = fs::remove_file(p);
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    };
+    let dir_path = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (_, stored2, recipe2) = cached_layer(&dir_path.join("again"));
+        for p in [
+            stored.clone(),
+            stored2.clone(),
+            entry.clone(),
+            layers.join(RECENT),
+            layers.join("key-memo"),
+            layers.join("stat-index"),
+        ] {
+            mkfifo(&p);
+        }
+        for (root, recipe) in [
+            (dir_path.clone(), recipe),
+            (dir_path.join("again"), recipe2),
+        ] {
+            let cache = open(&root);
+            cache.expect(&recipe);
+            let out = LayoutWriter::create(&root.join("out")).unwrap();
+            assert!(cache.get(&Key::test(1), &out).unwrap().is_none());
+            cache.stats();
+            cache.prune(DEFAULT_MAX).unwrap();
+        }
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the cache waited on a named pipe");
+}
+
+/// An entry whose fields were edited (its diffID, its media type), or
+/// that was put under another key's name, is a miss and is removed: a
+/// rebuild never takes a wrong layer from it.
+#[test]
+fn an_edited_or_moved_entry_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _, _) = cached_layer(dir.path());
+    let cache = open(dir.path());
+    let entry = cache.entry_path(&Key::test(1));
+    let text = fs::read_to_string(&entry).unwrap();
+    let out = LayoutWriter::create(&dir.path().join("out")).unwrap();
+    assert!(cache.get(&Key::test(1), &out).unwrap().is_some());
+    let edits = [
+        text.replace(&format!("\"diffID\":\"{d}"), "\"diffID\":\"sha256:0000"),
+        text.replace("tar+gzip", "tar+zstd"),
+    ];
+    for edited in edits {
+        assert_ne!(edited, text);
+        fs::write(&entry, &edited).unwrap();
+        assert!(
+            cache.get(&Key::test(1), &out).unwrap().is_none(),
+            "{edited}"
+        );
+        assert!(!entry.exists(), "the damaged entry is removed");
+    }
+    fs::write(cache.entry_path(&Key::test(2)), &text).unwrap();
+    assert!(cache.get(&Key::test(2), &out).unwrap().is_none());
+    fs::write(&entry, &text).unwrap();
+    assert!(cache.get(&Key::test(1), &out).unwrap().is_some());
+}

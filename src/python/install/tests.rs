@@ -1,0 +1,332 @@
+use super::*;
+
+#[test]
+fn a_member_that_is_not_what_was_planned_is_refused() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let write = |body: &[u8]| {
+        let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("demo/__init__.py", o).unwrap();
+        z.write_all(body).unwrap();
+        z.start_file("demo-1.0.dist-info/METADATA", o).unwrap();
+        z.write_all(b"Name: demo\n").unwrap();
+        z.finish().unwrap();
+    };
+    write(b"x = 1\n");
+    let scheme = Scheme {
+        site_packages: "usr/lib/sp".into(),
+        scripts: "usr/bin".into(),
+        include: "usr/include".into(),
+        data: "usr".into(),
+        interpreter: "/usr/bin/python3".into(),
+    };
+    let inst = plan(&wheel, "demo", &scheme).unwrap();
+    let file = inst
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("demo/__init__.py"))
+        .unwrap();
+    let read = |inst: &Installed| inst.read(&mut open(&wheel).unwrap(), file);
+    assert_eq!(read(&inst).unwrap(), b"x = 1\n");
+    write(b"x = 2\n");
+    let err = format!("{:#}", read(&inst).unwrap_err());
+    assert!(err.contains("does not match the sha256"), "{err}");
+}
+
+#[test]
+fn a_members_hash_comes_from_the_wheels_record_and_is_checked_when_read() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let write = |body: &[u8], record: &str| {
+        let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("demo/a,b.py", o).unwrap();
+        z.write_all(body).unwrap();
+        z.start_file("demo-1.0.dist-info/RECORD", o).unwrap();
+        z.write_all(record.as_bytes()).unwrap();
+        z.finish().unwrap();
+    };
+    let scheme = Scheme {
+        site_packages: "sp".into(),
+        scripts: "bin".into(),
+        include: "include".into(),
+        data: "".into(),
+        interpreter: "/usr/bin/python3".into(),
+    };
+    let row = |body: &[u8]| {
+        format!(
+            "\"demo/a,b.py\",sha256={},{}\ndemo-1.0.dist-info/RECORD,,\n",
+            hash(body),
+            body.len()
+        )
+    };
+    let member = |inst: &Installed| {
+        inst.files
+            .iter()
+            .find(|f| f.path == "sp/demo/a,b.py")
+            .cloned()
+            .unwrap()
+    };
+    // An honest RECORD: its hash is the plan's, and the member reads.
+    write(b"x = 1\n", &row(b"x = 1\n"));
+    let inst = plan(&wheel, "demo", &scheme).unwrap();
+    let f = member(&inst);
+    let expected: [u8; 32] = Sha256::digest(b"x = 1\n").into();
+    assert!(matches!(f.content, Content::Member { sha256, .. } if sha256 == expected));
+    assert_eq!(
+        inst.read(&mut open(&wheel).unwrap(), &f).unwrap(),
+        b"x = 1\n"
+    );
+    // A RECORD that lies about a member of the same size: planned from
+    // the RECORD, refused when the member is read.
+    write(b"x = 2\n", &row(b"x = 1\n"));
+    let inst = plan(&wheel, "demo", &scheme).unwrap();
+    let err = inst
+        .read(&mut open(&wheel).unwrap(), &member(&inst))
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("RECORD says otherwise"),
+        "{err:#}"
+    );
+    // A RECORD whose size is not the member's is not trusted: hashed.
+    write(b"x = 22\n", &row(b"x = 1\n"));
+    let inst = plan(&wheel, "demo", &scheme).unwrap();
+    let f = member(&inst);
+    assert_eq!(
+        inst.read(&mut open(&wheel).unwrap(), &f).unwrap(),
+        b"x = 22\n"
+    );
+}
+
+#[test]
+fn paths_relative_to_site_packages() {
+    let sp = "usr/local/lib/python3.11/site-packages";
+    assert_eq!(relative(sp, "usr/local/bin/x"), "../../../bin/x");
+    assert_eq!(relative(sp, &format!("{sp}/a/b.py")), "a/b.py");
+    assert_eq!(csv("a,b"), "\"a,b\"");
+}
+
+#[test]
+fn scripts_and_launchers_get_the_image_interpreter() {
+    let fixed = fix_script(b"#!python -u\nprint(1)\n", "/usr/bin/python3.11").unwrap();
+    assert_eq!(fixed, b"#!/usr/bin/python3.11\nprint(1)\n");
+    assert!(fix_script(b"#!/bin/sh\n", "/x").is_none());
+    let l = launchers(
+        "[console_scripts]\ndemo = demo.cli:main.run [extra]\n[other]\nx = y:z\n",
+        "/p",
+    )
+    .unwrap();
+    assert_eq!(l.len(), 1);
+    assert!(l[0].1.starts_with("#!/p\n") && l[0].1.contains("from demo.cli import main\n"));
+    assert!(l[0].1.contains("sys.exit(main.run())"));
+    assert!(launchers("[console_scripts]\nbad = nocolon\n", "/p").is_err());
+}
+
+#[test]
+fn a_script_name_that_is_not_a_file_name_is_refused() {
+    for name in ["..", ".", "../../../etc/evil", "/etc/passwd", "a/b", "a\\b"] {
+        let text = format!("[console_scripts]\n{name} = evil:main\n");
+        let err = launchers(&text, "/p").unwrap_err();
+        assert!(err.contains("is not a file name"), "{name}: {err}");
+    }
+    for value in ["os; import x:main", "evil:main()", "evil:", "a..b:c"] {
+        let text = format!("[gui_scripts]\nok = {value}\n");
+        assert!(launchers(&text, "/p").is_err(), "{value}");
+    }
+    let l = launchers("[console_scripts]\nrun-it.py = pkg_1.mod:Main.go\n", "/p").unwrap();
+    assert_eq!(l[0].0, "run-it.py");
+}
+
+#[test]
+fn member_names_that_are_no_plain_relative_path_are_refused() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let scheme = Scheme {
+        site_packages: "sp".into(),
+        scripts: "bin".into(),
+        include: "include".into(),
+        data: "".into(),
+        interpreter: "/usr/bin/python3".into(),
+    };
+    for (member, why) in [
+        ("demo/__init__.py\0evil", "has a NUL byte in its name"),
+        ("demo\\x.py", "has a backslash in its name"),
+        ("demo/./__init__.py", "has a `.` path part"),
+        ("./demo/z.py", "has a `.` path part"),
+        ("demo/../../x.py", "escapes its directory"),
+        ("demo//x.py", "escapes its directory"),
+    ] {
+        let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("demo/__init__.py", o).unwrap();
+        z.write_all(b"good\n").unwrap();
+        z.start_file(member, o).unwrap();
+        z.write_all(b"evil\n").unwrap();
+        z.start_file("demo-1.0.dist-info/METADATA", o).unwrap();
+        z.write_all(b"Name: demo\n").unwrap();
+        z.finish().unwrap();
+        let err = plan(&wheel, "demo", &scheme).unwrap_err();
+        assert!(crate::error::is_bad_input(&err), "{member:?}");
+        let said = err.to_string();
+        assert!(
+            said.starts_with(&format!("{}: member {member:?} {why}", wheel.display())),
+            "{member:?}: {said}"
+        );
+    }
+}
+
+/// A zip of these (name, bytes as stored, deflated, uncompressed size
+/// its central directory declares), written by hand so that the sizes
+/// can lie; a declared size of 4 GiB or more goes into a zip64 field.
+fn lying_zip(members: &[(&str, Vec<u8>, bool, u64)], crc_of: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for ((name, data, deflated, declared), plain) in members.iter().zip(crc_of) {
+        let offset = out.len() as u32;
+        let method: u16 = if *deflated { 8 } else { 0 };
+        let crc = crc32fast::hash(plain);
+        let small = u32::try_from(*declared).ok().filter(|&d| d != u32::MAX);
+        out.extend(0x04034b50u32.to_le_bytes());
+        out.extend(20u16.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out.extend(method.to_le_bytes());
+        out.extend([0u8; 4]);
+        out.extend(crc.to_le_bytes());
+        out.extend((data.len() as u32).to_le_bytes());
+        out.extend(small.unwrap_or(u32::MAX).to_le_bytes());
+        out.extend((name.len() as u16).to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out.extend(name.as_bytes());
+        out.extend(data);
+        let extra: Vec<u8> = match small {
+            Some(_) => Vec::new(),
+            None => [1u16.to_le_bytes(), 8u16.to_le_bytes()]
+                .concat()
+                .into_iter()
+                .chain(declared.to_le_bytes())
+                .collect(),
+        };
+        central.extend(0x02014b50u32.to_le_bytes());
+        central.extend((0x0300u16 | 45).to_le_bytes());
+        central.extend(45u16.to_le_bytes());
+        central.extend(0u16.to_le_bytes());
+        central.extend(method.to_le_bytes());
+        central.extend([0u8; 4]);
+        central.extend(crc.to_le_bytes());
+        central.extend((data.len() as u32).to_le_bytes());
+        central.extend(small.unwrap_or(u32::MAX).to_le_bytes());
+        central.extend((name.len() as u16).to_le_bytes());
+        central.extend((extra.len() as u16).to_le_bytes());
+        central.extend([0u8; 6]);
+        central.extend((0o100644u32 << 16).to_le_bytes());
+        central.extend(offset.to_le_bytes());
+        central.extend(name.as_bytes());
+        central.extend(extra);
+    }
+    let at = out.len() as u32;
+    out.extend(&central);
+    out.extend(0x06054b50u32.to_le_bytes());
+    out.extend([0u8; 4]);
+    out.extend((members.len() as u16).to_le_bytes());
+    out.extend((members.len() as u16).to_le_bytes());
+    out.extend((central.len() as u32).to_le_bytes());
+    out.extend(at.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    out
+}
+
+fn deflate(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn a_member_is_read_no_further_than_its_declared_size_and_at_most_4_gib() {
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let scheme = Scheme {
+        site_packages: "sp".into(),
+        scripts: "bin".into(),
+        include: "include".into(),
+        data: "".into(),
+        interpreter: "/usr/bin/python3".into(),
+    };
+    let meta: &[u8] = b"Name: demo\n";
+    let big = vec![b'a'; 4 << 20];
+    let plan_with = |member: (&str, Vec<u8>, bool, u64), plain: &[u8], record: &str| {
+        let rec = format!("{record}demo-1.0.dist-info/RECORD,,\n");
+        let zip = lying_zip(
+            &[
+                member,
+                ("demo-1.0.dist-info/METADATA", meta.to_vec(), false, 11),
+                (
+                    "demo-1.0.dist-info/RECORD",
+                    rec.as_bytes().to_vec(),
+                    false,
+                    rec.len() as u64,
+                ),
+            ],
+            &[plain, meta, rec.as_bytes()],
+        );
+        std::fs::write(&wheel, zip).unwrap();
+        plan(&wheel, "demo", &scheme)
+    };
+    let refused = |r: Result<()>, needle: &str| {
+        let err = r.unwrap_err();
+        assert!(crate::error::is_bad_input(&err), "{err:#}");
+        let said = err.to_string();
+        assert!(
+            said.starts_with(&format!("{}: member \"demo/x.bin\"", wheel.display()))
+                && said.contains(needle),
+            "{said}"
+        );
+    };
+    // A zip64 size of 2^64 - 1, and one just over 4 GiB.
+    for declared in [u64::MAX, (4 << 30) + 1] {
+        let r = plan_with(("demo/x.bin", b"x".to_vec(), false, declared), b"x", "");
+        refused(
+            r.map(drop),
+            &format!("declares {declared} bytes; a wheel member is at most"),
+        );
+    }
+    // 4 MiB deflated behind a header that declares 10 bytes: found after
+    // 11 bytes, whether or not RECORD hashes it.
+    let r = plan_with(("demo/x.bin", deflate(&big), true, 10), &big, "");
+    refused(
+        r.map(drop),
+        "inflates to more bytes, but the zip declares 10",
+    );
+    let row = format!("demo/x.bin,sha256={},10\n", hash(&big[..10]));
+    let inst = plan_with(("demo/x.bin", deflate(&big), true, 10), &big, &row).unwrap();
+    let f = inst
+        .files
+        .iter()
+        .find(|f| f.path == "sp/demo/x.bin")
+        .unwrap();
+    refused(
+        inst.read(&mut open(&wheel).unwrap(), f).map(drop),
+        "inflates to more bytes, but the zip declares 10",
+    );
+    // Fewer bytes than declared.
+    let r = plan_with(("demo/x.bin", deflate(b"short"), true, 100), b"short", "");
+    refused(r.map(drop), "inflates to 5 bytes, but the zip declares 100");
+    // Sizes that hold are planned and read.
+    let inst = plan_with(
+        ("demo/x.bin", deflate(&big), true, big.len() as u64),
+        &big,
+        "",
+    )
+    .unwrap();
+    let f = inst
+        .files
+        .iter()
+        .find(|f| f.path == "sp/demo/x.bin")
+        .unwrap();
+    assert_eq!(inst.read(&mut open(&wheel).unwrap(), f).unwrap(), big);
+}
