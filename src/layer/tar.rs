@@ -73,7 +73,7 @@ fn write_entry(
     out: &mut dyn Write,
     buf: &mut [u8],
     on_bytes: &mut dyn FnMut(u64),
-) -> io::Result<()> {
+) -> anyhow::Result<()> {
     let mut path = e.path.clone();
     let (typeflag, size, link): (u8, u64, &[u8]) = match &e.kind {
         EntryKind::Dir => {
@@ -82,12 +82,7 @@ fn write_entry(
         }
         EntryKind::File { size, .. } => (b'0', *size, b""),
         EntryKind::Inline(data) => (b'0', data.len() as u64, b""),
-        EntryKind::Hashed { .. } => {
-            return Err(io::Error::other(format!(
-                "{}: an entry known only by its hash cannot be written",
-                String::from_utf8_lossy(&e.path)
-            )))
-        }
+        EntryKind::Hashed { size, .. } => (b'0', *size, b""),
         EntryKind::Symlink(t) => (b'2', 0, t.as_slice()),
         EntryKind::Hardlink(t) => (b'1', 0, t.as_slice()),
     };
@@ -109,6 +104,21 @@ fn write_entry(
             out.write_all(data)?;
             on_bytes(data.len() as u64);
         }
+        EntryKind::Hashed { size, produce, .. } => {
+            let mut counted = Counted {
+                out: &mut *out,
+                n: 0,
+                on_bytes,
+            };
+            (produce.0)(&mut counted)?;
+            if counted.n != *size {
+                return Err(anyhow::anyhow!(
+                    "{}: {} bytes were produced for {size}",
+                    String::from_utf8_lossy(&e.path),
+                    counted.n
+                ));
+            }
+        }
         EntryKind::File { src, size, .. } => {
             let mut f = File::open(src).map_err(|err| {
                 io::Error::new(err.kind(), format!("opening {}: {err}", src.display()))
@@ -118,26 +128,26 @@ fn write_entry(
                 let want = left.min(buf.len() as u64) as usize;
                 let n = f.read(&mut buf[..want])?;
                 if n == 0 {
-                    return Err(io::Error::other(format!(
+                    return Err(anyhow::anyhow!(
                         "{} shrank while the layer was being built; build again",
                         src.display()
-                    )));
+                    ));
                 }
                 out.write_all(&buf[..n])?;
                 on_bytes(n as u64);
                 left -= n as u64;
             }
             if f.read(&mut buf[..1])? != 0 {
-                return Err(io::Error::other(format!(
+                return Err(anyhow::anyhow!(
                     "{} grew while the layer was being built; build again",
                     src.display()
-                )));
+                ));
             }
         }
         _ => {}
     }
     let pad = (BLOCK - (size as usize % BLOCK)) % BLOCK;
-    out.write_all(&[0u8; BLOCK][..pad])
+    Ok(out.write_all(&[0u8; BLOCK][..pad])?)
 }
 
 struct HeaderFields<'a> {
@@ -155,6 +165,26 @@ struct HeaderFields<'a> {
 
 const MAX_OCTAL_8: u64 = 0o7777777;
 const MAX_OCTAL_12: u64 = 0o77777777777;
+
+/// A writer that counts what passes and tells `on_bytes`.
+struct Counted<'a> {
+    out: &'a mut dyn Write,
+    n: u64,
+    on_bytes: &'a mut dyn FnMut(u64),
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.n += n as u64;
+        (self.on_bytes)(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
 
 fn write_header(h: &HeaderFields, out: &mut dyn Write) -> io::Result<()> {
     let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();

@@ -16,12 +16,13 @@
 //!
 //! Members are not extracted anywhere: the plan keeps their index in the
 //! zip, with their sha256 and size from the wheel's own `RECORD` (members it
-//! does not hash are decompressed to hash them), and [`Installed::read`]
-//! decompresses one when the layer is written and checks it against both.
+//! does not hash are decompressed to hash them), and [`Installed::write`]
+//! decompresses one into the layer when it is written and checks it against
+//! both.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
@@ -29,6 +30,7 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::bad_input;
+use crate::oci::{Digest, Hashing};
 
 /// Where a wheel's parts go in the image (paths without the leading `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +74,8 @@ pub struct Installed {
     pub files: Vec<InstalledFile>,
 }
 
-type Zip = zip::ZipArchive<BufReader<File>>;
+/// A wheel's zip, open.
+pub type Zip = zip::ZipArchive<BufReader<File>>;
 
 /// Open a wheel's zip.
 pub fn open(wheel: &Path) -> Result<Zip> {
@@ -81,49 +84,47 @@ pub fn open(wheel: &Path) -> Result<Zip> {
         .map_err(|e| bad_input(format!("{}: not a wheel: {e}", wheel.display())))
 }
 
-impl Installed {
-    /// The bytes of `file`, reading its member from the open zip `zip`.
-    pub fn read(&self, zip: &mut Zip, file: &InstalledFile) -> Result<Vec<u8>> {
-        match &file.content {
-            Content::Bytes(b) => Ok(b.clone()),
-            Content::Member {
-                index,
-                size,
-                sha256,
-            } => {
-                let mut m = zip.by_index(*index)?;
-                let mut buf = Vec::with_capacity((*size).min(m.size()).min(64 << 20) as usize);
-                // Never more than planned (the size the zip declares) plus
-                // one byte, to tell a member that inflates to more.
-                (&mut m)
-                    .take(*size + 1)
-                    .read_to_end(&mut buf)
-                    .with_context(|| format!("reading {}", m.name()))?;
-                if buf.len() as u64 != *size {
-                    let got = if buf.len() as u64 > *size {
-                        "more".to_string()
-                    } else {
-                        buf.len().to_string()
-                    };
-                    return Err(bad_input(format!(
+/// Write the bytes of `file` of `wheel` to `out`, decompressing its member
+/// from the wheel's open zip `zip` as it goes: never held whole, never more
+/// than planned.
+pub fn write(wheel: &Path, zip: &mut Zip, file: &InstalledFile, out: &mut dyn Write) -> Result<()> {
+    match &file.content {
+        Content::Bytes(b) => Ok(out.write_all(b)?),
+        Content::Member {
+            index,
+            size,
+            sha256,
+        } => {
+            let mut m = zip.by_index(*index)?;
+            let mut hashed = Hashing::new(out);
+            // Never more than planned (the size the zip declares) plus
+            // one byte, to tell a member that inflates to more.
+            let n = io::copy(&mut (&mut m).take(*size + 1), &mut hashed)
+                .with_context(|| format!("reading {}", m.name()))?;
+            if n != *size {
+                let got = if n > *size {
+                    "more".to_string()
+                } else {
+                    n.to_string()
+                };
+                return Err(bad_input(format!(
                         "{}: member {:?} inflates to {got} bytes, but the zip declares {size}; the wheel is damaged or hostile, build it again",
-                        self.wheel.display(),
+                        wheel.display(),
                         m.name()
                     )));
-                }
-                // The layer's cache key and RECORD were taken from the plan's
-                // hash (the wheel's RECORD, or the bytes it read): a member
-                // that differs must not go into the layer.
-                if Sha256::digest(&buf)[..] != sha256[..] {
-                    return Err(anyhow!(
+            }
+            // The layer's cache key and RECORD were taken from the plan's
+            // hash (the wheel's RECORD, or the bytes it read): a member
+            // that differs must not go into the layer.
+            if hashed.digest() != Digest::from_sha256(*sha256) {
+                return Err(anyhow!(
                         "{}: member {} does not match the sha256 and size its install was planned with \
                          (the wheel's RECORD says otherwise, or the wheel changed while building)",
-                        self.wheel.display(),
+                        wheel.display(),
                         m.name()
                     ));
-                }
-                Ok(buf)
             }
+            Ok(())
         }
     }
 }

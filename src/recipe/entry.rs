@@ -4,9 +4,11 @@
 //! finding that key again without reading a file.
 
 use std::cmp::Ordering;
+use std::fmt;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use sha2::{Digest as _, Sha256};
@@ -34,17 +36,46 @@ pub enum EntryKind {
         stamp: Stamp,
     },
     Inline(Vec<u8>),
-    /// A file known only by its size and sha256: what a layer's cache key
-    /// reads instead of content that is costly to produce (a wheel member,
-    /// decompressed). Never written: [`crate::recipe::LayerPlan::entries`]
-    /// gives the content itself.
+    /// A file known by its size and sha256, whose content is costly to
+    /// produce (a wheel member, decompressed): a layer's cache key and
+    /// planning read these two; only the tar writer asks `produce` for the
+    /// bytes, which go straight into the layer, never held whole.
     Hashed {
         size: u64,
         sha256: [u8; 32],
+        produce: Producer,
     },
     Symlink(Vec<u8>),
     /// A hard link to the earlier entry with this path.
     Hardlink(Vec<u8>),
+}
+
+/// Writes a [`EntryKind::Hashed`] file's content to the layer: exactly its
+/// size, with its sha256, or an error (then the layer is not made).
+#[derive(Clone)]
+pub struct Producer(pub Arc<WriteTo>);
+
+/// What a [`Producer`] calls: write the bytes to the writer given.
+pub type WriteTo = dyn Fn(&mut dyn Write) -> Result<()> + Send + Sync;
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Producer")
+    }
+}
+
+/// A hashed file is its size and sha256: any two producers of those give
+/// the same bytes.
+impl PartialEq for Producer {
+    fn eq(&self, _: &Producer) -> bool {
+        true
+    }
+}
+
+impl Eq for Producer {}
+
+impl std::hash::Hash for Producer {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// A file as a walk saw it: which file it is and when it last changed.
@@ -177,7 +208,7 @@ impl StampsOf {
                 Some((*size, stamp.bytes()))
             }
             EntryKind::Inline(data) => Some((data.len() as u64, Sha256::digest(data).into())),
-            EntryKind::Hashed { size, sha256 } => Some((*size, *sha256)),
+            EntryKind::Hashed { size, sha256, .. } => Some((*size, *sha256)),
             EntryKind::Dir | EntryKind::Symlink(_) | EntryKind::Hardlink(_) => None,
         };
         self.canon.entry(e, content)
@@ -227,8 +258,8 @@ pub(crate) fn same_content(a: &Entry, b: &Entry) -> Result<bool> {
         | (EntryKind::Inline(data), EntryKind::File { src, size, .. }) => {
             *size == data.len() as u64 && fs::read(src)? == *data
         }
-        (EntryKind::Hashed { size, sha256 }, EntryKind::Inline(data))
-        | (EntryKind::Inline(data), EntryKind::Hashed { size, sha256 }) => {
+        (EntryKind::Hashed { size, sha256, .. }, EntryKind::Inline(data))
+        | (EntryKind::Inline(data), EntryKind::Hashed { size, sha256, .. }) => {
             *size == data.len() as u64 && Sha256::digest(data)[..] == sha256[..]
         }
         (x, y) => x == y,

@@ -57,23 +57,15 @@ impl LayerPlan {
     }
 
     /// The layer's tar entries, in tar order, read from disk as they go.
+    /// Content costly to produce (a wheel member) stands as
+    /// [`EntryKind::Hashed`]: the cache key and planning read its size and
+    /// sha256, and only the tar writer produces its bytes.
     pub fn entries(&self) -> Result<Entries<'_>> {
-        self.stream(false)
-    }
-
-    /// The same entries, except that content costly to produce (a wheel
-    /// member) stands as [`EntryKind::Hashed`]: for the cache key, and for
-    /// checking and sizing the layer when it is planned.
-    pub fn hashed_entries(&self) -> Result<Entries<'_>> {
-        self.stream(true)
-    }
-
-    fn stream(&self, hashed: bool) -> Result<Entries<'_>> {
         let streams = self
             .sources
             .iter()
             .map(|(s, at)| {
-                let stream = s.entries(&self.context, at, hashed)?;
+                let stream = s.entries(&self.context, at)?;
                 let stream = match &self.part {
                     Some((split, part)) => split.filter(stream, s.tree_dest(), *part),
                     None => stream,
@@ -341,7 +333,7 @@ fn checked(
     };
     // The checking pass: walk everything once before anything is written.
     let (mut size, mut count, mut stamps) = (0, 0, StampsOf::default());
-    for e in plan.hashed_entries()? {
+    for e in plan.entries()? {
         let e = e?;
         stamps.add(&e)?;
         size = u64::saturating_add(

@@ -115,7 +115,7 @@ pub fn layer_key(
     let mut c = Canon::new(b"boxwright layer cache 2");
     c.bytes(settings);
     let mut stamps = StampsOf::default();
-    let mut entries = plan.hashed_entries()?;
+    let mut entries = plan.entries()?;
     loop {
         let batch: Vec<Entry> = entries.by_ref().take(BATCH).collect::<Result<_>>()?;
         if batch.is_empty() {
@@ -329,7 +329,7 @@ fn content(e: &Entry, index: &Mutex<StatIndex>) -> Result<Option<(u64, [u8; 32])
             Some((*size, file_sha256(src, *size, stamp, index)?))
         }
         EntryKind::Inline(data) => Some((data.len() as u64, Sha256::digest(data).into())),
-        EntryKind::Hashed { size, sha256 } => Some((*size, *sha256)),
+        EntryKind::Hashed { size, sha256, .. } => Some((*size, *sha256)),
         EntryKind::Dir | EntryKind::Symlink(_) | EntryKind::Hardlink(_) => None,
     })
 }

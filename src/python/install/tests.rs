@@ -1,5 +1,12 @@
 use super::*;
 
+/// The bytes [`write`] gives for `file` of `inst`.
+fn read(inst: &Installed, zip: &mut Zip, file: &InstalledFile) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write(&inst.wheel, zip, file, &mut out)?;
+    Ok(out)
+}
+
 #[test]
 fn a_member_that_is_not_what_was_planned_is_refused() {
     use std::io::Write as _;
@@ -28,10 +35,10 @@ fn a_member_that_is_not_what_was_planned_is_refused() {
         .iter()
         .find(|f| f.path.ends_with("demo/__init__.py"))
         .unwrap();
-    let read = |inst: &Installed| inst.read(&mut open(&wheel).unwrap(), file);
-    assert_eq!(read(&inst).unwrap(), b"x = 1\n");
+    let bytes = |inst: &Installed| read(inst, &mut open(&wheel).unwrap(), file);
+    assert_eq!(bytes(&inst).unwrap(), b"x = 1\n");
     write(b"x = 2\n");
-    let err = format!("{:#}", read(&inst).unwrap_err());
+    let err = format!("{:#}", bytes(&inst).unwrap_err());
     assert!(err.contains("does not match the sha256"), "{err}");
 }
 
@@ -77,16 +84,14 @@ fn a_members_hash_comes_from_the_wheels_record_and_is_checked_when_read() {
     let expected: [u8; 32] = Sha256::digest(b"x = 1\n").into();
     assert!(matches!(f.content, Content::Member { sha256, .. } if sha256 == expected));
     assert_eq!(
-        inst.read(&mut open(&wheel).unwrap(), &f).unwrap(),
+        read(&inst, &mut open(&wheel).unwrap(), &f).unwrap(),
         b"x = 1\n"
     );
     // A RECORD that lies about a member of the same size: planned from
     // the RECORD, refused when the member is read.
     write(b"x = 2\n", &row(b"x = 1\n"));
     let inst = plan(&wheel, "demo", &scheme).unwrap();
-    let err = inst
-        .read(&mut open(&wheel).unwrap(), &member(&inst))
-        .unwrap_err();
+    let err = read(&inst, &mut open(&wheel).unwrap(), &member(&inst)).unwrap_err();
     assert!(
         format!("{err:#}").contains("RECORD says otherwise"),
         "{err:#}"
@@ -96,7 +101,7 @@ fn a_members_hash_comes_from_the_wheels_record_and_is_checked_when_read() {
     let inst = plan(&wheel, "demo", &scheme).unwrap();
     let f = member(&inst);
     assert_eq!(
-        inst.read(&mut open(&wheel).unwrap(), &f).unwrap(),
+        read(&inst, &mut open(&wheel).unwrap(), &f).unwrap(),
         b"x = 22\n"
     );
 }
@@ -310,7 +315,7 @@ fn a_member_is_read_no_further_than_its_declared_size_and_at_most_4_gib() {
         .find(|f| f.path == "sp/demo/x.bin")
         .unwrap();
     refused(
-        inst.read(&mut open(&wheel).unwrap(), f).map(drop),
+        read(&inst, &mut open(&wheel).unwrap(), f).map(drop),
         "inflates to more bytes, but the zip declares 10",
     );
     // Fewer bytes than declared.
@@ -328,5 +333,5 @@ fn a_member_is_read_no_further_than_its_declared_size_and_at_most_4_gib() {
         .iter()
         .find(|f| f.path == "sp/demo/x.bin")
         .unwrap();
-    assert_eq!(inst.read(&mut open(&wheel).unwrap(), f).unwrap(), big);
+    assert_eq!(read(&inst, &mut open(&wheel).unwrap(), f).unwrap(), big);
 }

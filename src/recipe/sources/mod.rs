@@ -100,21 +100,14 @@ pub(super) type Stream<'a> = Box<dyn Iterator<Item = Result<(Entry, Option<Inode
 
 impl EntrySource {
     /// The entries, read from disk as they go. `context` is the build
-    /// context, `at` the entry's place in the recipe, for errors. With
-    /// `hashed`, content that is costly to produce may stand as
-    /// [`EntryKind::Hashed`](crate::recipe::EntryKind::Hashed).
-    pub(super) fn entries<'a>(
-        &'a self,
-        context: &'a Path,
-        at: &'a str,
-        hashed: bool,
-    ) -> Result<Stream<'a>> {
+    /// context, `at` the entry's place in the recipe, for errors.
+    pub(super) fn entries<'a>(&'a self, context: &'a Path, at: &'a str) -> Result<Stream<'a>> {
         Ok(match self {
             EntrySource::One { entry, inode } => {
                 Box::new(std::iter::once(restamped(entry).map(|e| (e, *inode))))
             }
             EntrySource::Tree(tree) => tree.entries(context, at)?,
-            EntrySource::Python(p) => p.entries(hashed),
+            EntrySource::Python(p) => p.entries(),
             EntrySource::Fetched { entry, .. } => {
                 Box::new(std::iter::once(restamped(entry).map(|e| (e, None))))
             }

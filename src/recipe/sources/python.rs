@@ -8,8 +8,10 @@
 //! directories below site-packages are 0755 unless `dir_mode` is given.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 
@@ -18,7 +20,7 @@ use crate::python::fetch;
 use crate::python::install::{self, Content, Installed, Scheme};
 use crate::python::lock::{self, Package, WheelRef};
 use crate::python::tags::{machine_of, normalize, Libc, Target, WheelName};
-use crate::recipe::entry::{cmp_paths, EntryKind};
+use crate::recipe::entry::{cmp_paths, EntryKind, Producer};
 use crate::recipe::schema::{PythonSection, Str};
 use crate::recipe::Source;
 use crate::supply::sbom::Component;
@@ -468,11 +470,11 @@ impl Packages {
     }
 
     /// The files of every wheel and the directories below site-packages,
-    /// in tar order; members are decompressed as they are reached, or, with
-    /// `hashed`, stand as [`EntryKind::Hashed`] by the sha256 taken when the
-    /// install was planned (what a layer's cache key needs, without
-    /// decompressing anything).
-    pub(super) fn entries(&self, hashed: bool) -> Stream<'_> {
+    /// in tar order. Members stand as [`EntryKind::Hashed`] by the size and
+    /// sha256 taken when the install was planned (what a layer's cache key
+    /// needs, without decompressing anything), and are decompressed only
+    /// into the layer as it is written.
+    pub(super) fn entries(&self) -> Stream<'_> {
         let below = format!("{}/", self.site_packages);
         let mut dirs = BTreeSet::new();
         let mut items: Vec<(&str, Option<(usize, usize)>)> = Vec::new();
@@ -488,7 +490,8 @@ impl Packages {
         }
         items.extend(dirs.into_iter().map(|d| (d, None)));
         items.sort_by(|a, b| cmp_paths(a.0.as_bytes(), b.0.as_bytes()));
-        let mut zips: Vec<Option<zip::ZipArchive<_>>> = self.wheels.iter().map(|_| None).collect();
+        let zips: Vec<Arc<Mutex<Option<install::Zip>>>> =
+            self.wheels.iter().map(|_| Arc::default()).collect();
         Box::new(items.into_iter().map(move |(path, what)| {
             let a = &self.attrs;
             let Some((w, f)) = what else {
@@ -503,26 +506,27 @@ impl Packages {
             };
             let inst = &self.wheels[w];
             let file = &inst.files[f];
-            if let (true, Content::Member { size, sha256, .. }) = (hashed, &file.content) {
-                let kind = EntryKind::Hashed {
-                    size: *size,
-                    sha256: *sha256,
-                };
-                return Ok((a.entry(path.as_bytes().to_vec(), kind, file.mode), None));
-            }
-            let zip = match &mut zips[w] {
-                Some(z) => z,
-                slot => slot.insert(install::open(&inst.wheel)?),
+            let kind = match &file.content {
+                Content::Bytes(b) => EntryKind::Inline(b.clone()),
+                Content::Member { size, sha256, .. } => {
+                    // The wheel is opened when the first of its members is
+                    // written, and stays open for the others.
+                    let (zip, wheel, file) = (zips[w].clone(), inst.wheel.clone(), file.clone());
+                    EntryKind::Hashed {
+                        size: *size,
+                        sha256: *sha256,
+                        produce: Producer(Arc::new(move |out: &mut dyn Write| {
+                            let mut slot = zip.lock().expect("no panics under the lock");
+                            let zip = match &mut *slot {
+                                Some(z) => z,
+                                slot => slot.insert(install::open(&wheel)?),
+                            };
+                            install::write(&wheel, zip, &file, out)
+                        })),
+                    }
+                }
             };
-            let bytes = inst.read(zip, file)?;
-            Ok((
-                a.entry(
-                    path.as_bytes().to_vec(),
-                    EntryKind::Inline(bytes),
-                    file.mode,
-                ),
-                None,
-            ))
+            Ok((a.entry(path.as_bytes().to_vec(), kind, file.mode), None))
         }))
     }
 }
