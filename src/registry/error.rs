@@ -226,17 +226,24 @@ pub fn parse_error_body(body: &[u8]) -> Vec<ApiError> {
             .errors
             .into_iter()
             .map(|e| ApiError {
-                code: truncate(&redact_secrets(&e.code), 100),
-                message: truncate(&redact_secrets(&e.message), 300),
+                code: shown(&redact_secrets(&e.code), 100),
+                message: shown(&redact_secrets(&e.message), 300),
             })
             .collect(),
         Err(_) => Vec::new(),
     }
 }
 
-fn truncate(s: &str, n: usize) -> String {
+/// A registry's text as it may be shown: on one line (control characters,
+/// line ends included, become spaces, so it cannot forge a log line of its
+/// own, such as a CI runner's command) and cut to about `n` bytes.
+fn shown(s: &str, n: usize) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if s.len() <= n {
-        return s.to_string();
+        return s;
     }
     let mut end = n;
     while !s.is_char_boundary(end) {
@@ -330,6 +337,15 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("ratelimit-remaining: 0;w=21600"), "{s}");
         assert!(s.contains("retry after 60s"), "{s}");
+    }
+
+    #[test]
+    fn a_registry_message_stays_on_one_line() {
+        let e = parse_error_body(
+            br#"{"errors":[{"code":"DENIED\n::error::x","message":"denied\n::set-output name=digest::forged\r\u0007"}]}"#,
+        );
+        assert_eq!(e[0].code, "DENIED ::error::x");
+        assert_eq!(e[0].message, "denied ::set-output name=digest::forged  ");
     }
 
     #[test]
