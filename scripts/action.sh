@@ -33,6 +33,8 @@
 #                     https://github.com/OWNER/REPO/releases/download]; the
 #                     asset is VERSION/boxwright-VERSION-TRIPLE.tar.gz with
 #                     its .sha256, checked with sha256sum -c
+#   BOXWRIGHT_GIT_URL resolve, install: where the action's repository is
+#                     cloned from [default: https://github.com]
 #   BOXWRIGHT         the binary to run [default: boxwright on PATH]
 #
 # Outputs (to $GITHUB_OUTPUT, else printed on stdout as name=value):
@@ -58,18 +60,33 @@ set +x
 
 prog="boxwright action"
 
+# Data of a workflow command as the runner reads it back: `%`, CR and LF
+# escaped, so a value can neither end the command nor start another.
+esc() {
+  local s=${1//%/%25}
+  s=${s//$'\r'/%0D}
+  printf '%s' "${s//$'\n'/%0A}"
+}
+
+# A line for the log: CR and LF become spaces, so an input cannot start a
+# line of its own (which the runner would read as a workflow command).
+oneline() {
+  local s=${1//$'\r'/ }
+  printf '%s' "${s//$'\n'/ }"
+}
+
 fail() {
   local code=$1
   shift
   if [ "${GITHUB_ACTIONS:-}" = "true" ]; then
-    echo "::error title=${prog}::$*" >&2
+    echo "::error title=${prog}::$(esc "$*")" >&2
   else
-    echo "${prog}: error: $*" >&2
+    echo "${prog}: error: $(oneline "$*")" >&2
   fi
   exit "$code"
 }
 
-note() { echo "${prog}: $*" >&2; }
+note() { echo "${prog}: $(oneline "$*")" >&2; }
 
 # true/false inputs; anything else is bad input.
 truthy() {
@@ -101,8 +118,17 @@ mask() {
   [ "${GITHUB_ACTIONS:-}" = "true" ] || return 0
   local line
   while IFS= read -r line; do
-    [ -n "$line" ] && printf '::add-mask::%s\n' "$line"
+    [ -n "$line" ] && printf '::add-mask::%s\n' "$(esc "$line")"
   done <<<"$1"
+}
+
+# Whether $1 is text a person could have typed: valid UTF-8 without
+# control characters but tab (a plain value that happens to decode as
+# base64 gives bytes, not a secret).
+is_text() {
+  local LC_ALL=C
+  [ -n "$1" ] && [[ ! "${1//$'\t'/}" =~ [[:cntrl:]] ]] &&
+    printf '%s' "$1" | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1
 }
 
 # In Actions, mask the decoded value of every *_ENCODED variable and of
@@ -117,19 +143,23 @@ mask_decoded() {
     [[ "$name" == *_ENCODED ]] && names+=("$name")
   done < <(compgen -e)
   if [ -f "$recipe" ]; then
+    # Every `username_env`/`password_env` value, quoted either way, also
+    # in inline tables and several on a line.
     while IFS= read -r name; do
       names+=("$name")
-    done < <(sed -nE 's/^[[:space:]]*(username|password)_env[[:space:]]*=[[:space:]]*"([A-Za-z_][A-Za-z0-9_]*)".*/\2/p' "$recipe")
+    done < <(grep -oE "(username|password)_env[[:space:]]*=[[:space:]]*[\"'][A-Za-z_][A-Za-z0-9_]*[\"']" "$recipe" |
+      sed -E "s/.*[\"']([A-Za-z_][A-Za-z0-9_]*)[\"']\$/\\1/")
   fi
   for name in "${names[@]}"; do
     value="${!name:-}"
     [ -n "$value" ] || continue
-    decoded="$(base64 -d 2>/dev/null <<<"$value" || true)"
+    # Decoded as boxwright decodes it: white space in the base64 ignored,
+    # and a trailing line end dropped.
+    decoded="$(tr -d ' \t\r\n' <<<"$value" | base64 -d 2>/dev/null | tr -d '\0' || true)"
+    while [[ "$decoded" == *$'\n' || "$decoded" == *$'\r' ]]; do decoded="${decoded%?}"; done
+    is_text "$decoded" || continue
     while IFS= read -r line; do
-      # Only text: a plain value that happens to decode gives bytes, not a secret.
-      if [[ "$line" =~ ^[[:print:]]+$ ]]; then
-        printf '::add-mask::%s\n' "$line"
-      fi
+      [ -n "$line" ] && printf '::add-mask::%s\n' "$(esc "$line")"
     done <<<"$decoded"
   done
 }
@@ -181,7 +211,12 @@ login_all() {
   dir="$(mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/boxwright-docker.XXXXXX")"
   login_dir=$dir
   trap 'rm -rf "$login_dir"' EXIT
-  [ -f "$src/config.json" ] && cp "$src/config.json" "$dir/config.json"
+  # The runner's config without its credential helpers: `login` would
+  # store these credentials in a machine-wide helper, past this step.
+  if [ -f "$src/config.json" ]; then
+    jq 'del(.credsStore, .credHelpers)' "$src/config.json" >"$dir/config.json" ||
+      fail 2 "$src/config.json is not valid JSON"
+  fi
   export DOCKER_CONFIG="$dir"
   local i
   for i in "${!registries[@]}"; do
@@ -211,7 +246,10 @@ split_list() {
       [ -n "$line" ] && [[ "$line" != \#* ]] && printf '%s\n' "$line"
     done <<<"$input"
   else
-    for word in $input; do printf '%s\n' "$word"; done
+    # Split on white space only: a `*` in an input is not a file pattern.
+    local -a words
+    read -r -a words <<<"$input"
+    for word in "${words[@]}"; do printf '%s\n' "$word"; done
   fi
 }
 
@@ -227,11 +265,13 @@ triple() {
   echo "${arch}-${os}"
 }
 
-# owner/repo and ref of the action: from the github context when the runner
-# fills it, else from the action's path (.../_actions/OWNER/REPO/REF).
+# owner/repo and ref of the action: from the action's path
+# (.../_actions/OWNER/REPO/REF), which is where this very script was
+# checked out; else from the github context, which in a composite action
+# nested in another may name the outer one.
 action_source() {
   local repo="${ACTION_REPOSITORY:-}" ref="${ACTION_REF:-}" path="${GITHUB_ACTION_PATH:-}"
-  if [ -z "$repo" ] && [[ "$path" == */_actions/*/*/* ]]; then
+  if [[ "$path" == */_actions/*/*/* ]]; then
     local rest="${path#*/_actions/}"
     repo="$(cut -d/ -f1-2 <<<"$rest")"
     ref="$(cut -d/ -f3- <<<"$rest")"
@@ -248,7 +288,7 @@ cmd_resolve() {
   if [ -z "$repo" ]; then
     # A local action (uses: ./): build the checked-out source.
     local root="${GITHUB_ACTION_PATH:-$(cd "$(dirname "$0")/.." && pwd)}"
-    sha="$(cd "$root" && find Cargo.toml Cargo.lock src -type f -print0 | sort -z |
+    sha="$(cd "$root" && find Cargo.toml Cargo.lock src schema -type f -print0 | sort -z |
       xargs -0 sha256sum | sha256sum | cut -c1-16)"
     kind=local
     key="boxwright-$(triple)-local-${sha}"
@@ -260,10 +300,21 @@ cmd_resolve() {
     kind=rev
     key="boxwright-$(triple)-${version}"
   else
-    # A branch moves: key on the commit it names now.
-    kind=branch
-    sha="$(git ls-remote "https://github.com/${repo}" "refs/heads/${version:-main}" 2>/dev/null | cut -c1-40 || true)"
-    key="boxwright-$(triple)-${version:-main}-${sha:-unknown}"
+    # A branch or a moving tag (`v0`): key on the commit it names now. One
+    # that cannot be looked up is built for this run only.
+    local refs
+    version="${version:-main}"
+    refs="$(git ls-remote "${BOXWRIGHT_GIT_URL:-https://github.com}/${repo}" "refs/heads/${version}" "refs/tags/${version}" \
+      "refs/tags/${version}^{}" 2>/dev/null || true)"
+    if grep -q "refs/tags/${version}" <<<"$refs"; then
+      kind=tag
+      sha="$(grep "refs/tags/${version}^{}" <<<"$refs" || grep "refs/tags/${version}\$" <<<"$refs")"
+    else
+      kind=branch
+      sha="$(grep "refs/heads/${version}\$" <<<"$refs" || true)"
+    fi
+    sha="$(cut -c1-40 <<<"$sha")"
+    key="boxwright-$(triple)-${version}-${sha:-unresolved-${GITHUB_RUN_ID:-$$}}"
   fi
   output kind "$kind"
   output repository "$repo"
@@ -312,9 +363,10 @@ cmd_install() {
   root="$(dirname "$dest")"
   case "$kind" in
     local) cargo install --locked --force --root "$root" --path "${GITHUB_ACTION_PATH:-$(cd "$(dirname "$0")/.." && pwd)}" ;;
-    release) cargo install --locked --force --root "$root" --git "https://github.com/${repo}" --tag "$version" boxwright ;;
-    rev) cargo install --locked --force --root "$root" --git "https://github.com/${repo}" --rev "$version" boxwright ;;
-    *) cargo install --locked --force --root "$root" --git "https://github.com/${repo}" --branch "${version:-main}" boxwright ;;
+    release) cargo install --locked --force --root "$root" --git "${BOXWRIGHT_GIT_URL:-https://github.com}/${repo}" --tag "$version" boxwright ;;
+    rev) cargo install --locked --force --root "$root" --git "${BOXWRIGHT_GIT_URL:-https://github.com}/${repo}" --rev "$version" boxwright ;;
+    tag) cargo install --locked --force --root "$root" --git "${BOXWRIGHT_GIT_URL:-https://github.com}/${repo}" --tag "$version" boxwright ;;
+    *) cargo install --locked --force --root "$root" --git "${BOXWRIGHT_GIT_URL:-https://github.com}/${repo}" --branch "${version:-main}" boxwright ;;
   esac
   output path "$dest/boxwright"
 }
@@ -352,7 +404,7 @@ supply_summary() {
     echo
     echo "| repository | attached | listed by | ok |"
     echo "|---|---|---|---|"
-    jq -r '.supply.repositories[] | "| \(.registry)/\(.repository) | \([.artifacts[].kind] | join(", ")) | \(.mode // "-") | \(if .ok then "yes" else "no: \(.error // "failed")" end) |"' "$1"
+    jq -r '.supply.repositories[] | "| \(.registry)/\(.repository) | \([.artifacts[].kind] | join(", ")) | \(.mode // "-") | \(if .ok then "yes" else "no: \(.error // "failed" | gsub("[\\r\\n|<>\\[\\]()!`]"; " "))" end) |"' "$1"
   } >>"$GITHUB_STEP_SUMMARY"
 }
 
@@ -364,6 +416,8 @@ image_name() {
 }
 
 cmd_run() {
+  # Needed to read the report once the image is pushed: checked first.
+  command -v jq >/dev/null || fail 1 "jq is needed (it is on GitHub's runners; install it on this one)"
   local bw="${BOXWRIGHT:-boxwright}"
   local recipe="${INPUT_RECIPE:-recipes/r2d.toml}"
   [ -f "$recipe" ] || fail 2 "recipe $recipe not found (input 'recipe', relative to $(pwd))"
@@ -403,10 +457,10 @@ cmd_run() {
     args+=(-o "out/${name:-$(basename "$recipe" .toml)}")
   fi
 
-  mask_decoded "$recipe"
-  login_all "$bw"
   local dir="${RUNNER_TEMP:-${TMPDIR:-/tmp}}"
   supply_args "$dir"
+  mask_decoded "$recipe"
+  login_all "$bw"
   local report
   report="$(mktemp "$dir/boxwright-report.XXXXXX")"
   mv "$report" "$report.json"

@@ -466,17 +466,22 @@ fn action_script_decodes_a_base64_user_name_of_a_recipe_target() {
     let regs = Registries::start();
     let ws = workspace(&regs);
     let recipe = ws.path().join("recipes/app.toml");
+    // Single quotes in the recipe, and base64 of the name with a line end,
+    // grouped with a space: boxwright takes it, and the action masks what
+    // boxwright decodes.
     let text = std::fs::read_to_string(&recipe).unwrap().replace(
         "username_env = \"DOCKERHUB_USERNAME\"",
-        "username_env = \"DOCKERHUB_USERNAME_ENCODED\"\nusername_encoding = \"base64\"",
+        "username_env = 'DOCKERHUB_USERNAME_ENCODED'\nusername_encoding = \"base64\"",
     );
     std::fs::write(&recipe, text).unwrap();
+    let encoded = b64(&format!("{HUB_USER}\r\n"));
+    let encoded = format!("{} {}", &encoded[..4], &encoded[4..]);
     let runner = Runner::new();
     let hub = regs.hub.host();
     let r = run(runner
         .script(ws.path(), "run")
         .env_remove("DOCKERHUB_USERNAME")
-        .env("DOCKERHUB_USERNAME_ENCODED", b64(HUB_USER))
+        .env("DOCKERHUB_USERNAME_ENCODED", &encoded)
         .env("INPUT_RECIPE", "recipes/app.toml")
         .env("INPUT_VARS", "VERSION=5.0.0"));
     assert_ran(&r);
@@ -512,6 +517,11 @@ fn action_script_logs_in_with_encoded_user_names_and_passwords() {
     let runner = Runner::new();
     let (ghcr, hub) = (regs.ghcr.host(), regs.hub.host());
     let to = format!("{ghcr}/acme/solo:1 {hub}/acme/solo:1");
+    // The runner's docker config names a credential helper: the step's
+    // logins must not go there (they would outlive the step).
+    let runner_config = runner.dir.path().join("home/.docker/config.json");
+    let helper = r#"{"credsStore":"boxwright-test-no-such-helper","auths":{}}"#;
+    write(&runner_config, helper);
     let logins = format!(
         "{ghcr} GITHUB_ACTOR GHCR_TOKEN_B64:base64\n\
          # Docker Hub, both fields base64 as the old pipeline kept them\n\
@@ -562,7 +572,7 @@ fn action_script_logs_in_with_encoded_user_names_and_passwords() {
     );
     // Figure: the runner's docker config was not written, and the step's
     // own is gone.
-    assert!(!runner.dir.path().join("home/.docker/config.json").exists());
+    assert_eq!(std::fs::read_to_string(&runner_config).unwrap(), helper);
     let left: Vec<_> = std::fs::read_dir(runner.dir.path().join("temp"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -624,6 +634,12 @@ fn action_script_refuses_bad_inputs_before_any_work() {
             "maybe",
             "expected true or false, got 'maybe'",
         ),
+        // A line end in an input cannot start a workflow command.
+        (
+            "INPUT_VERIFY",
+            "no\n::set-output name=digest::forged",
+            "got 'no%0A::set-output name=digest::forged'",
+        ),
         ("INPUT_RECIPE", "nope.toml", "recipe nope.toml not found"),
         (
             "INPUT_RECIPE_TARGETS",
@@ -659,6 +675,7 @@ fn action_script_refuses_bad_inputs_before_any_work() {
             "{}",
             r.stderr
         );
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     }
     assert_eq!(std::fs::read_to_string(runner.output()).unwrap(), "");
 }
@@ -685,12 +702,16 @@ fn action_script_resolves_a_local_checkout_and_uses_a_given_binary() {
 
     // A released version used from the marketplace path.
     std::fs::write(runner.output(), "").unwrap();
+    // (The github context of a composite action nested in another names
+    // the outer action: the path is believed.)
     let r = run(runner
         .script(&root(), "resolve")
         .env(
             "GITHUB_ACTION_PATH",
             "/home/runner/work/_actions/acme/boxwright/v0.3.1",
         )
+        .env("ACTION_REPOSITORY", "other/wrapper-action")
+        .env("ACTION_REF", "v2.0.0")
         .env("INPUT_VERSION", "0.3.2"));
     assert_ran(&r);
     let out = runner.outputs();
@@ -703,6 +724,53 @@ fn action_script_resolves_a_local_checkout_and_uses_a_given_binary() {
         ("release", "acme/boxwright", "v0.3.2")
     );
     assert!(out["key"].ends_with("-v0.3.2"), "{}", out["key"]);
+
+    // A moving major tag (`uses: acme/boxwright@v0`) is a tag, keyed on the
+    // commit it names now; a branch is a branch; a ref that cannot be
+    // looked up is keyed for this run alone, never cached for good.
+    let git = tempdir();
+    let repo = git.path().join("acme/boxwright");
+    std::fs::create_dir_all(&repo).unwrap();
+    let g = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    g(&["init", "-q", "-b", "main"]);
+    g(&["commit", "-q", "--allow-empty", "-m", "one"]);
+    g(&["tag", "-a", "-m", "major", "v0"]);
+    let head = g(&["rev-parse", "HEAD"]);
+    for (reference, kind, key_end) in [
+        ("v0", "tag", head.clone()),
+        ("main", "branch", head.clone()),
+        ("gone", "branch", "unresolved-4242".to_string()),
+    ] {
+        std::fs::write(runner.output(), "").unwrap();
+        let r = run(runner
+            .script(&root(), "resolve")
+            .env(
+                "GITHUB_ACTION_PATH",
+                format!("/home/runner/work/_actions/acme/boxwright/{reference}"),
+            )
+            .env(
+                "BOXWRIGHT_GIT_URL",
+                format!("file://{}", git.path().display()),
+            )
+            .env("GITHUB_RUN_ID", "4242"));
+        assert_ran(&r);
+        let out = runner.outputs();
+        assert_eq!(out["kind"], kind, "{reference}");
+        assert!(
+            out["key"].ends_with(&format!("-{reference}-{key_end}")),
+            "{reference}: {}",
+            out["key"]
+        );
+    }
 
     // install with BOXWRIGHT set: nothing downloaded or built.
     std::fs::write(runner.output(), "").unwrap();
