@@ -432,6 +432,11 @@ cmd_run() {
     args+=(--to "$item")
     to=$((to + 1))
   done < <(split_list "${INPUT_TARGETS:-}")
+  local -a extra=()
+  read -r -a extra <<<"${INPUT_EXTRA_ARGS:-}" || true
+  for item in "${extra[@]}"; do
+    case "$item" in --to | --to=*) to=$((to + 1)) ;; esac
+  done
   # `build --to` replaces the recipe's targets; the action keeps them unless told.
   if truthy "${INPUT_RECIPE_TARGETS:-true}"; then
     [ "$to" -gt 0 ] && args+=(--recipe-targets)
@@ -442,8 +447,6 @@ cmd_run() {
   truthy "${INPUT_BY_DIGEST:-false}" && args+=(--by-digest)
   local verify=false
   truthy "${INPUT_VERIFY:-true}" && verify=true && args+=(--verify)
-  local -a extra=()
-  read -r -a extra <<<"${INPUT_EXTRA_ARGS:-}" || true
   args+=("${extra[@]}")
   # `build --push` without -o keeps no layout; the action keeps one where
   # `build` puts it (out/<image name>) for later steps, unless told where.
