@@ -210,16 +210,24 @@ fn from_zip(f: File, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
     Ok(Some(exec))
 }
 
-/// Copy tar member `name` (leading `./` ignored) to `out`.
+/// Copy tar member `name` (leading `./` ignored) to `out`. The rest of the
+/// archive is read too: a tar may hold a name twice, and `tar -x` would
+/// keep the last copy, so which one is meant is not guessed.
 fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
     let want = name.trim_start_matches("./");
     let mut ar = tar::Archive::new(r);
+    let mut found = None;
     for e in ar.entries().context("reading the tar archive")? {
         let mut e = e.context("reading the tar archive")?;
         let path = e.path_bytes();
         let path = path.strip_prefix(b"./").unwrap_or(&path);
         if path != want.as_bytes() {
             continue;
+        }
+        if found.is_some() {
+            return Err(bad_input(format!(
+                "the archive holds {name:?} more than once; extract from an archive that holds it once"
+            )));
         }
         let kind = e.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
@@ -235,10 +243,10 @@ fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool
             let exec = e.header().mode().is_ok_and(|m| m & 0o111 != 0);
             let size = e.size();
             copy_member(&mut e, size, name, out)?;
-            return Ok(Some(exec));
+            found = Some(exec);
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -322,6 +330,13 @@ mod tests {
         b.append_link(&mut h, "bin/tool", "bin/real").unwrap();
         let said = refused(&b.into_inner().unwrap(), "bin/tool");
         assert!(said.contains("hard link to \"bin/real\""), "{said}");
+
+        // A name held twice: `tar -x` keeps the last, so neither is guessed.
+        let mut twice = tar_bytes("./bin/tool", b"one", 0o755);
+        twice.truncate(twice.len() - 1024);
+        twice.extend(tar_bytes("bin/tool", b"two", 0o755));
+        let said = refused(&twice, "bin/tool");
+        assert!(said.contains("more than once"), "{said}");
     }
 
     #[test]
