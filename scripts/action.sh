@@ -486,6 +486,8 @@ cmd_run() {
   if [ "$verify" = true ]; then
     verified="$(jq -r 'if .verify then (.verify.ok | tostring) else "false" end' "$report")"
   fi
+  # An image no target holds has no digest to hand on.
+  [ -n "$refs" ] || digest=""
   output digest "$digest"
   output image "$image"
   output refs "$refs"

@@ -472,6 +472,26 @@ fn action_script_pushes_only_to_targets_with_recipe_targets_false() {
     assert!(refs.contains(&format!("{hub}/acme/r2d:3.1.0")), "{refs:?}");
 }
 
+/// Every target failing: the step fails (exit 1) and hands on no digest, as
+/// no registry holds the image.
+#[test]
+fn action_script_hands_on_no_digest_when_no_target_holds_the_image() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let runner = Runner::new();
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_VARS", "VERSION=3.2.0")
+        .env("INPUT_TARGETS", "127.0.0.1:9/acme/nowhere:1")
+        .env("INPUT_RECIPE_TARGETS", "false")
+        .env("INPUT_EXTRA_ARGS", "--retries 0"));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let out = runner.outputs();
+    assert_eq!(out["digest"], "", "{out:?}");
+    assert_eq!(out["refs"], "", "{out:?}");
+}
+
 /// The old pipeline's secrets as they are: the Docker Hub user name base64
 /// too (`DOCKERHUB_USERNAME_ENCODED`), decoded by boxwright itself
 /// (`username_encoding = "base64"`), and masked by the script.
