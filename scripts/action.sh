@@ -433,7 +433,8 @@ cmd_run() {
     to=$((to + 1))
   done < <(split_list "${INPUT_TARGETS:-}")
   local -a extra=()
-  read -r -a extra <<<"${INPUT_EXTRA_ARGS:-}" || true
+  # Every line: a YAML block may spread the flags over several.
+  read -r -d '' -a extra <<<"${INPUT_EXTRA_ARGS:-}" || true
   for item in "${extra[@]}"; do
     case "$item" in --to | --to=*) to=$((to + 1)) ;; esac
   done

@@ -72,10 +72,15 @@ pub fn extract(
             e.context(format!("extracting {name} from {url}"))
         } else if crate::error::is_bad_input(&e) {
             bad_input(format!("{url}: {e:#}"))
+        } else if format!("{e:#}").contains("memory limit reached") {
+            bad_input(format!(
+                "{url}: extracting {name:?}: its xz data needs more than {} MiB of memory to unpack; repack it with a smaller dictionary (xz -6)",
+                XZ_MEMLIMIT >> 20
+            ))
         } else {
             // The file is the one the recipe pins: what it holds is input.
             bad_input(format!(
-                "{url}: extracting {name:?}: {e:#}; the pinned file is not a readable zip, tar, tar.gz, tar.zst or tar.xz archive"
+                "{url}: extracting {name:?}: {e:#}; the pinned file is damaged, or not a zip, tar, tar.gz, tar.zst or tar.xz archive"
             ))
         }
     })?;
@@ -210,18 +215,26 @@ fn from_zip(f: File, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
     Ok(Some(exec))
 }
 
-/// Copy tar member `name` (leading `./` ignored) to `out`. The rest of the
-/// archive is read too: a tar may hold a name twice, and `tar -x` would
-/// keep the last copy, so which one is meant is not guessed.
+/// A member's path as unpacking resolves it: without empty and `.` parts,
+/// so `./bin/tool`, `bin//tool` and `/bin/tool` are all `bin/tool`.
+fn plain_path(path: &[u8]) -> Vec<u8> {
+    path.split(|&b| b == b'/')
+        .filter(|p| !matches!(*p, b"" | b"."))
+        .collect::<Vec<_>>()
+        .join(&b'/')
+}
+
+/// Copy tar member `name` to `out`, paths compared as [`plain_path`] gives
+/// them. The rest of the archive is read too: a tar may hold a path twice,
+/// and `tar -x` would keep the last copy, so which one is meant is not
+/// guessed.
 fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
-    let want = name.trim_start_matches("./");
+    let want = plain_path(name.as_bytes());
     let mut ar = tar::Archive::new(r);
     let mut found = None;
     for e in ar.entries().context("reading the tar archive")? {
         let mut e = e.context("reading the tar archive")?;
-        let path = e.path_bytes();
-        let path = path.strip_prefix(b"./").unwrap_or(&path);
-        if path != want.as_bytes() {
+        if plain_path(&e.path_bytes()) != want {
             continue;
         }
         if found.is_some() {
@@ -253,13 +266,15 @@ fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool
 mod tests {
     use super::*;
 
+    /// A tar of one file, its name written as it is (absolute, `//`...).
     fn tar_bytes(name: &str, data: &[u8], mode: u32) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
         h.set_size(data.len() as u64);
         h.set_mode(mode);
         h.set_cksum();
-        b.append_data(&mut h, name, data).unwrap();
+        b.append(&h, data).unwrap();
         b.into_inner().unwrap()
     }
 
@@ -331,12 +346,15 @@ mod tests {
         let said = refused(&b.into_inner().unwrap(), "bin/tool");
         assert!(said.contains("hard link to \"bin/real\""), "{said}");
 
-        // A name held twice: `tar -x` keeps the last, so neither is guessed.
-        let mut twice = tar_bytes("./bin/tool", b"one", 0o755);
-        twice.truncate(twice.len() - 1024);
-        twice.extend(tar_bytes("bin/tool", b"two", 0o755));
-        let said = refused(&twice, "bin/tool");
-        assert!(said.contains("more than once"), "{said}");
+        // A path held twice, however spelt: `tar -x` keeps the last, so
+        // neither is guessed.
+        for other in ["bin/tool", "bin//tool", "/bin/./tool"] {
+            let mut twice = tar_bytes("./bin/tool", b"one", 0o755);
+            twice.truncate(twice.len() - 1024);
+            twice.extend(tar_bytes(other, b"two", 0o755));
+            let said = refused(&twice, "bin/tool");
+            assert!(said.contains("more than once"), "{other}: {said}");
+        }
     }
 
     #[test]
@@ -391,7 +409,7 @@ mod tests {
             let said = format!("{err:#}");
             assert!(
                 said.contains("https://x/t.tgz: extracting \"bin/tool\"")
-                    && said.contains("not a readable"),
+                    && said.contains("damaged, or not a zip"),
                 "{said}"
             );
         }

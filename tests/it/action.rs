@@ -457,15 +457,16 @@ fn action_script_pushes_only_to_targets_with_recipe_targets_false() {
         Err(e) => assert!(e.contains("NAME_UNKNOWN") || e.contains("404"), "{e}"),
     }
 
-    // A --to in extra-args is a target as well: the recipe's targets are
-    // kept beside it (recipe-targets defaults to true).
+    // A --to in extra-args (on the second line of a YAML block) is a target
+    // as well: the recipe's targets are kept beside it (recipe-targets
+    // defaults to true).
     std::fs::write(runner.output(), "").unwrap();
     let extra = format!("{ghcr}/acme/r2d-extra:x");
     let r = run(runner
         .script(ws.path(), "run")
         .env("INPUT_RECIPE", "recipes/app.toml")
         .env("INPUT_VARS", "VERSION=3.1.0")
-        .env("INPUT_EXTRA_ARGS", format!("--to {extra}")));
+        .env("INPUT_EXTRA_ARGS", format!("--retries 2\n--to {extra}\n")));
     assert_ran(&r);
     let refs: BTreeSet<String> = runner.outputs()["refs"].lines().map(String::from).collect();
     assert!(refs.contains(&extra), "{refs:?}");

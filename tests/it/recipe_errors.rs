@@ -91,6 +91,8 @@ fn dests_that_escape_or_hold_nul_are_refused() {
         .fails(&["recipe.toml:6:11", "NUL"]);
     Case::new(&layer("dir = true\ndest = \"/x\"\nuname = \"r\\u0000t\""))
         .fails(&["recipe.toml:8:9", "NUL"]);
+    Case::new(&layer("dir = true\ndest = \"/x\"\ngname = \"r\\nt\""))
+        .fails(&["recipe.toml:8:9", "control character"]);
 }
 
 /// A recipe with `[image] created = value`.

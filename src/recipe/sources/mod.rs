@@ -233,10 +233,10 @@ impl Effective {
                 return Ok(String::new());
             };
             let name = expand(s)?;
-            if name.contains('\0') {
+            if name.chars().any(char::is_control) {
                 return Err(recipe.err(
                     s.span(),
-                    format!("{name:?}: a user or group name cannot contain a NUL byte"),
+                    format!("{name:?}: a user or group name cannot contain a NUL byte or another control character"),
                 ));
             }
             Ok(name)
