@@ -143,12 +143,24 @@ mask_decoded() {
     [[ "$name" == *_ENCODED ]] && names+=("$name")
   done < <(compgen -e)
   if [ -f "$recipe" ]; then
-    # Every `username_env`/`password_env` value, quoted either way, also
-    # in inline tables and several on a line.
+    # Every `username_env`/`password_env` value: as TOML reads it where a
+    # Python with tomllib is at hand (any spelling of key and string), and
+    # by pattern in any case (quoted either way, inline tables too).
     while IFS= read -r name; do
-      names+=("$name")
-    done < <(grep -oE "(username|password)_env[[:space:]]*=[[:space:]]*[\"'][A-Za-z_][A-Za-z0-9_]*[\"']" "$recipe" |
-      sed -E "s/.*[\"']([A-Za-z_][A-Za-z0-9_]*)[\"']\$/\\1/")
+      [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] && names+=("$name")
+    done < <(
+      grep -oE "(username|password)_env[[:space:]]*=[[:space:]]*[\"'][A-Za-z_][A-Za-z0-9_]*[\"']" "$recipe" |
+        sed -E "s/.*[\"']([A-Za-z_][A-Za-z0-9_]*)[\"']\$/\\1/"
+      python3 - "$recipe" 2>/dev/null <<'PY' || true
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    recipe = tomllib.load(f)
+for t in recipe.get("target", []):
+    for key in ("username_env", "password_env"):
+        if isinstance(t.get(key), str):
+            print(t[key])
+PY
+    )
   fi
   for name in "${names[@]}"; do
     value="${!name:-}"

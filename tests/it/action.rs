@@ -501,12 +501,13 @@ fn action_script_decodes_a_base64_user_name_of_a_recipe_target() {
     let regs = Registries::start();
     let ws = workspace(&regs);
     let recipe = ws.path().join("recipes/app.toml");
-    // Single quotes in the recipe, and base64 of the name with a line end,
+    // A quoted key and a literal string in the recipe naming a variable
+    // that is not *_ENCODED, and base64 of the name with a line end,
     // grouped with a space: boxwright takes it, and the action masks what
     // boxwright decodes.
     let text = std::fs::read_to_string(&recipe).unwrap().replace(
         "username_env = \"DOCKERHUB_USERNAME\"",
-        "username_env = 'DOCKERHUB_USERNAME_ENCODED'\nusername_encoding = \"base64\"",
+        "\"username_env\" = 'HUB_USER_B64'\nusername_encoding = \"base64\"",
     );
     std::fs::write(&recipe, text).unwrap();
     let encoded = b64(&format!("{HUB_USER}\r\n"));
@@ -516,7 +517,7 @@ fn action_script_decodes_a_base64_user_name_of_a_recipe_target() {
     let r = run(runner
         .script(ws.path(), "run")
         .env_remove("DOCKERHUB_USERNAME")
-        .env("DOCKERHUB_USERNAME_ENCODED", &encoded)
+        .env("HUB_USER_B64", &encoded)
         .env("INPUT_RECIPE", "recipes/app.toml")
         .env("INPUT_VARS", "VERSION=5.0.0"));
     assert_ran(&r);
