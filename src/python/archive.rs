@@ -171,12 +171,7 @@ fn copy_member(m: &mut dyn Read, size: u64, name: &str, out: &mut dyn Write) -> 
         )));
     }
     let got = io::copy(&mut m.take(size + 1), out).with_context(|| format!("extracting {name}"))?;
-    if got != size {
-        let held = if got > size {
-            "more".to_string()
-        } else {
-            got.to_string()
-        };
+    if let Some(held) = super::held_otherwise(got, size) {
         return Err(bad_input(format!(
             "{name:?} declares {size} bytes but holds {held}; the archive is damaged or cut short"
         )));

@@ -101,12 +101,7 @@ pub fn write(wheel: &Path, zip: &mut Zip, file: &InstalledFile, out: &mut dyn Wr
             // one byte, to tell a member that inflates to more.
             let n = io::copy(&mut (&mut m).take(*size + 1), &mut hashed)
                 .with_context(|| format!("reading {}", m.name()))?;
-            if n != *size {
-                let got = if n > *size {
-                    "more".to_string()
-                } else {
-                    n.to_string()
-                };
+            if let Some(got) = super::held_otherwise(n, *size) {
                 return Err(bad_input(format!(
                         "{}: member {:?} inflates to {got} bytes, but the zip declares {size}; the wheel is damaged or hostile, build it again",
                         wheel.display(),
@@ -226,12 +221,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
             let rest = std::io::copy(&mut r, &mut h).map_err(unreadable)?;
             (n as u64 + rest, h.finalize().into(), None)
         };
-        if count != declared {
-            let got = if count > declared {
-                "more".to_string()
-            } else {
-                count.to_string()
-            };
+        if let Some(got) = super::held_otherwise(count, declared) {
             return Err(bad_input(format!(
                 "{}: member {name:?} inflates to {got} bytes, but the zip declares {declared}; the wheel is damaged or hostile, build it again",
                 what()

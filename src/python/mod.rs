@@ -16,3 +16,14 @@ pub mod fetch;
 pub mod install;
 pub mod lock;
 pub mod tags;
+
+/// How an archive member that declares `declared` bytes and inflated to
+/// `got` (read to at most one byte more) is told of in an error: `None`
+/// when the two agree, else "more" or the count.
+fn held_otherwise(got: u64, declared: u64) -> Option<String> {
+    match got.cmp(&declared) {
+        std::cmp::Ordering::Equal => None,
+        std::cmp::Ordering::Greater => Some("more".into()),
+        std::cmp::Ordering::Less => Some(got.to_string()),
+    }
+}

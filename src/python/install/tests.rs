@@ -1,5 +1,16 @@
 use super::*;
 
+/// A scheme with short directory names.
+fn short_scheme() -> Scheme {
+    Scheme {
+        site_packages: "sp".into(),
+        scripts: "bin".into(),
+        include: "include".into(),
+        data: "".into(),
+        interpreter: "/usr/bin/python3".into(),
+    }
+}
+
 /// The bytes [`write`] gives for `file` of `inst`.
 fn read(inst: &Installed, zip: &mut Zip, file: &InstalledFile) -> Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -56,13 +67,7 @@ fn a_members_hash_comes_from_the_wheels_record_and_is_checked_when_read() {
         z.write_all(record.as_bytes()).unwrap();
         z.finish().unwrap();
     };
-    let scheme = Scheme {
-        site_packages: "sp".into(),
-        scripts: "bin".into(),
-        include: "include".into(),
-        data: "".into(),
-        interpreter: "/usr/bin/python3".into(),
-    };
+    let scheme = short_scheme();
     let row = |body: &[u8]| {
         format!(
             "\"demo/a,b.py\",sha256={},{}\ndemo-1.0.dist-info/RECORD,,\n",
@@ -150,13 +155,7 @@ fn member_names_that_are_no_plain_relative_path_are_refused() {
     use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
     let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
-    let scheme = Scheme {
-        site_packages: "sp".into(),
-        scripts: "bin".into(),
-        include: "include".into(),
-        data: "".into(),
-        interpreter: "/usr/bin/python3".into(),
-    };
+    let scheme = short_scheme();
     for (member, why) in [
         ("demo/__init__.py\0evil", "has a NUL byte in its name"),
         ("demo\\x.py", "has a backslash in its name"),
@@ -255,13 +254,7 @@ fn deflate(data: &[u8]) -> Vec<u8> {
 fn a_member_is_read_no_further_than_its_declared_size_and_at_most_4_gib() {
     let dir = tempfile::tempdir().unwrap();
     let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
-    let scheme = Scheme {
-        site_packages: "sp".into(),
-        scripts: "bin".into(),
-        include: "include".into(),
-        data: "".into(),
-        interpreter: "/usr/bin/python3".into(),
-    };
+    let scheme = short_scheme();
     let meta: &[u8] = b"Name: demo\n";
     let big = vec![b'a'; 4 << 20];
     let plan_with = |member: (&str, Vec<u8>, bool, u64), plain: &[u8], record: &str| {
