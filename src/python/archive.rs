@@ -188,9 +188,38 @@ fn link_member(name: &str, kind: &str, target: &[u8]) -> anyhow::Error {
     ))
 }
 
+/// The first name a zip's central directory lists twice, if any. The zip
+/// crate keeps the last entry of a name and does not tell (as unzip keeps
+/// the last file), so a repeat is looked for here: which copy is meant is
+/// not guessed. `f` is the zip, its central directory at `dir_start`.
+pub(crate) fn repeated_name(f: &File, dir_start: u64) -> io::Result<Option<String>> {
+    let mut r = BufReader::new(f);
+    r.seek(SeekFrom::Start(dir_start))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut header = [0u8; 46];
+    // A central directory record: its signature, fixed fields, then the
+    // name, extra field and comment of the lengths the fields give.
+    while r.read_exact(&mut header).is_ok() && header[..4] == *b"PK\x01\x02" {
+        let len = |at: usize| usize::from(u16::from_le_bytes([header[at], header[at + 1]]));
+        let mut name = vec![0u8; len(28)];
+        r.read_exact(&mut name)?;
+        r.seek_relative((len(30) + len(32)) as i64)?;
+        if !seen.insert(name.clone()) {
+            return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
+        }
+    }
+    Ok(None)
+}
+
 /// Copy zip member `name` to `out`; `Some(executable)` when found.
 fn from_zip(f: File, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
+    let raw = f.try_clone()?;
     let mut zip = zip::ZipArchive::new(BufReader::new(f)).context("reading the zip archive")?;
+    if repeated_name(&raw, zip.central_directory_start())?.as_deref() == Some(name) {
+        return Err(bad_input(format!(
+            "the archive holds {name:?} more than once; extract from an archive that holds it once"
+        )));
+    }
     let mut m = match zip.by_name(name) {
         Ok(m) => m,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),
@@ -273,6 +302,15 @@ mod tests {
         b.into_inner().unwrap()
     }
 
+    /// Replace every `from` in `bytes` by `to`, of the same length.
+    pub(crate) fn rename_in(bytes: &mut [u8], from: &[u8], to: &[u8]) {
+        let mut i = 0;
+        while let Some(p) = bytes[i..].windows(from.len()).position(|w| w == from) {
+            bytes[i + p..i + p + to.len()].copy_from_slice(to);
+            i += p + to.len();
+        }
+    }
+
     /// Extract `name` from an archive holding `bytes`; the error's text.
     fn refused(bytes: &[u8], name: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
@@ -340,6 +378,18 @@ mod tests {
         b.append_link(&mut h, "bin/tool", "bin/real").unwrap();
         let said = refused(&b.into_inner().unwrap(), "bin/tool");
         assert!(said.contains("hard link to \"bin/real\""), "{said}");
+
+        // A zip that lists a name twice (made by renaming a second member).
+        let mut z = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        for (n, body) in [("tool", b"one"), ("toox", b"two")] {
+            z.start_file(n, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            z.write_all(body).unwrap();
+        }
+        let mut bytes = z.finish().unwrap().into_inner();
+        rename_in(&mut bytes, b"toox", b"tool");
+        let said = refused(&bytes, "tool");
+        assert!(said.contains("more than once"), "{said}");
 
         // A path held twice, however spelt: `tar -x` keeps the last, so
         // neither is guessed.

@@ -77,11 +77,22 @@ pub struct Installed {
 /// A wheel's zip, open.
 pub type Zip = zip::ZipArchive<BufReader<File>>;
 
-/// Open a wheel's zip.
+/// Open a wheel's zip. One that holds a name twice is refused: which copy
+/// pip would install is the last, which the `RECORD` may not describe.
 pub fn open(wheel: &Path) -> Result<Zip> {
     let f = File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    zip::ZipArchive::new(BufReader::new(f))
-        .map_err(|e| bad_input(format!("{}: not a wheel: {e}", wheel.display())))
+    let raw = f.try_clone()?;
+    let zip = zip::ZipArchive::new(BufReader::new(f))
+        .map_err(|e| bad_input(format!("{}: not a wheel: {e}", wheel.display())))?;
+    let repeated = super::archive::repeated_name(&raw, zip.central_directory_start())
+        .with_context(|| format!("reading {}", wheel.display()))?;
+    if let Some(name) = repeated {
+        return Err(bad_input(format!(
+            "{}: member {name:?} is in the wheel twice; build the wheel again",
+            wheel.display()
+        )));
+    }
+    Ok(zip)
 }
 
 /// Write the bytes of `file` of `wheel` to `out`, decompressing its member

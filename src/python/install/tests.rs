@@ -328,3 +328,19 @@ fn a_member_is_read_no_further_than_its_declared_size_and_at_most_4_gib() {
         .unwrap();
     assert_eq!(read(&inst, &mut open(&wheel).unwrap(), f).unwrap(), big);
 }
+
+#[test]
+fn a_wheel_that_holds_a_name_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let twice = lying_zip(
+        &[
+            ("demo/a.py", b"x = 1\n".to_vec(), false, 6),
+            ("demo/a.py", b"x = 2\n".to_vec(), false, 6),
+        ],
+        &[b"x = 1\n", b"x = 2\n"],
+    );
+    std::fs::write(&wheel, twice).unwrap();
+    let err = format!("{:#}", open(&wheel).unwrap_err());
+    assert!(err.contains("\"demo/a.py\" is in the wheel twice"), "{err}");
+}
