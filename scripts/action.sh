@@ -18,6 +18,11 @@
 #   INPUT_PLATFORM    build only these platforms (linux/amd64,linux/arm64)
 #   INPUT_BY_DIGEST   true: push by digest only, no tags (multi-platform jobs)
 #   INPUT_EXTRA_ARGS  more `boxwright build` flags (white space separated)
+#   INPUT_CACHE       true: the layer and blob cache is ~/.cache/boxwright
+#                     (what action.yml keeps with actions/cache), unless
+#                     extra-args name a --cache-dir or --no-cache; false:
+#                     no layer cache
+#   INPUT_CACHE_MAX   the layer cache's size bound (--cache-max)
 #   INPUT_LOGINS      registries to log in to for this step, one per line:
 #                     REGISTRY USERNAME_VAR PASSWORD_VAR, naming variables of
 #                     the environment; NAME:base64 when the variable holds
@@ -461,6 +466,20 @@ cmd_run() {
   local verify=false
   truthy "${INPUT_VERIFY:-true}" && verify=true && args+=(--verify)
   args+=("${extra[@]}")
+  # The cache where action.yml keeps it, whatever XDG_CACHE_HOME says.
+  local cache=true max=true
+  for item in "${extra[@]}"; do
+    case "$item" in
+      --cache-dir | --cache-dir=* | --no-cache) cache=false ;;
+      --cache-max | --cache-max=*) max=false ;;
+    esac
+  done
+  if truthy "${INPUT_CACHE:-true}"; then
+    [ "$cache" = true ] && args+=(--cache-dir "$HOME/.cache/boxwright/blobs")
+  elif [ "$cache" = true ]; then
+    args+=(--no-cache)
+  fi
+  [ "$max" = true ] && [ -n "${INPUT_CACHE_MAX:-}" ] && args+=(--cache-max "$INPUT_CACHE_MAX")
   # `build --push` without -o keeps no layout; the action keeps one where
   # `build` puts it (out/<image name>) for later steps, unless told where.
   local keep=true

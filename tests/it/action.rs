@@ -493,6 +493,40 @@ fn action_script_hands_on_no_digest_when_no_target_holds_the_image() {
     assert_eq!(out["refs"], "", "{out:?}");
 }
 
+/// The layer cache lives where action.yml keeps it between runs: a second
+/// run of the same recipe takes every layer from it.
+#[test]
+fn action_script_keeps_the_layer_cache_where_the_action_caches_it() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let runner = Runner::new();
+    let cached = |version: &str| -> Vec<bool> {
+        std::fs::write(runner.output(), "").unwrap();
+        let r = run(runner
+            .script(ws.path(), "run")
+            .env("INPUT_RECIPE", "recipes/app.toml")
+            .env("INPUT_VARS", format!("VERSION={version}")));
+        assert_ran(&r);
+        let report = std::fs::read_to_string(&runner.outputs()["report"]).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&report).unwrap();
+        doc["build"]["images"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["cached"].as_bool().unwrap())
+            .collect()
+    };
+    assert!(cached("4.0.0").iter().all(|c| !c));
+    // (The same release again: the app's files hold its version.)
+    assert!(runner
+        .dir
+        .path()
+        .join("home/.cache/boxwright/blobs/layers")
+        .is_dir());
+    let again = cached("4.0.0");
+    assert!(!again.is_empty() && again.iter().all(|c| *c), "{again:?}");
+}
+
 /// The old pipeline's secrets as they are: the Docker Hub user name base64
 /// too (`DOCKERHUB_USERNAME_ENCODED`), decoded by boxwright itself
 /// (`username_encoding = "base64"`), and masked by the script.

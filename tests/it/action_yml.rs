@@ -42,6 +42,8 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
         "platform",
         "by-digest",
         "install-only",
+        "cache",
+        "cache-max",
         "sbom",
         "provenance",
         "signing-key",
@@ -85,6 +87,21 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
         && s["with"]["path"]
             .as_str()
             .is_some_and(|p| p.contains("~/.cargo/bin/boxwright"))));
+    // Figure: a second cache step keeps the layer cache where the script
+    // puts it, restoring the newest of the same workflow and job.
+    let layers = steps
+        .iter()
+        .find(|s| s["with"]["path"].as_str() == Some("~/.cache/boxwright"))
+        .expect("a cache step for ~/.cache/boxwright");
+    assert!(layers["uses"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("actions/cache@")));
+    let key = layers["with"]["key"].as_str().unwrap();
+    let restore = layers["with"]["restore-keys"].as_str().unwrap();
+    assert!(
+        key.starts_with(restore) && key.ends_with("${{ github.sha }}"),
+        "{key}"
+    );
     for s in steps.iter().filter(|s| s["run"].is_string()) {
         assert_eq!(s["shell"].as_str(), Some("bash"));
     }
