@@ -3,7 +3,10 @@
 //! per registry whose digest is given once the layer is finished; a layer
 //! whose stream failed, and one taken whole from the layer cache or a base,
 //! is handed to the pusher as a finished file (HEAD, mount, upload with
-//! retries). Manifests and tags follow once the layout is committed, then
+//! retries). A registry where a target's tag exists already (an earlier
+//! release, whose layers it likely holds) gets no streams: each layer is
+//! checked there with HEAD once built, so what did not change is not sent
+//! again even when the layer cache is empty. Manifests and tags follow once the layout is committed, then
 //! an optional check that every pushed reference names the image.
 //!
 //! The build is synchronous (threads of its own); it runs on a blocking
@@ -14,6 +17,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Handle;
@@ -33,6 +37,11 @@ use crate::registry::{CredentialStore, Reference};
 
 use super::stream::{stream_hook, stream_layers, Ready};
 use super::{base, build_image, BuildOptions, BuildResult, LayerHook};
+
+/// How long the check for an earlier release on the target registries may
+/// take before the build starts; a registry not answering by then is
+/// streamed to.
+const RELEASE_CHECK: Duration = Duration::from_secs(5);
 
 /// Where and how to push what is built.
 #[derive(Clone, Debug)]
@@ -150,13 +159,14 @@ pub async fn build_and_push(
         }
     };
     let facts = plan.clone();
+    let released = pusher.registries_holding_a_tag(RELEASE_CHECK).await;
     let (tx, rx) = unbounded_channel();
     pusher.start_progress_unknown();
     let streaming = tokio::spawn(stream_layers(pusher.clone(), rx));
     let p = pusher.clone();
     let handle = Handle::current();
     let building =
-        tokio::task::spawn_blocking(move || build_streaming(&plan, build, p, handle, tx));
+        tokio::task::spawn_blocking(move || build_streaming(&plan, build, p, handle, tx, released));
     let (built, stage) = match building.await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
@@ -272,14 +282,15 @@ async fn release(opts: BuildOptions) {
 /// Blocking: the build, each layer it writes streamed to `pusher`'s
 /// registries (on `handle`, the caller's runtime) as it is compressed, and
 /// each finished layer sent on `tx` as a file kept aside in a directory
-/// next to the output. The directory is returned: the files must stay
-/// until the push is done.
+/// next to the output; none is streamed to the registries `not_streamed`.
+/// The directory is returned: the files must stay until the push is done.
 fn build_streaming(
     plan: &Plan,
     mut opts: BuildOptions,
     pusher: Arc<Pusher>,
     handle: Handle,
     tx: UnboundedSender<Ready>,
+    not_streamed: HashSet<String>,
 ) -> Result<(super::BuiltImage, tempfile::TempDir)> {
     let parent = match opts.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -291,7 +302,7 @@ fn build_streaming(
         .prefix(".boxwright-push-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-    opts.on_layer_start = Some(stream_hook(pusher, handle, tx.clone()));
+    opts.on_layer_start = Some(stream_hook(pusher, handle, tx.clone(), not_streamed));
     opts.on_layer = Some(stage_hook(
         stage.path().to_path_buf(),
         tx,

@@ -50,13 +50,14 @@ pub(super) enum Ready {
 type Upload = (String, JoinHandle<Option<Descriptor>>);
 
 /// The layer start hook: one streamed upload per registry, fed by a
-/// [`LayerUpload`].
+/// [`LayerUpload`]; none to the registries in `not_streamed`.
 pub(super) fn stream_hook(
     pusher: Arc<Pusher>,
     handle: Handle,
     tx: UnboundedSender<Ready>,
+    not_streamed: HashSet<String>,
 ) -> LayerStartHook {
-    let stalled = Arc::new(Mutex::new(HashSet::new()));
+    let stalled = Arc::new(Mutex::new(not_streamed));
     Arc::new(move |plan: &LayerPlan| {
         let what = format!("layer {:?}", plan.name);
         let mut senders = Vec::new();

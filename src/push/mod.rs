@@ -37,9 +37,10 @@ pub use blobs::{BlobBytes, Piece};
 pub use report::{PushError, PushReport, RegistryReport, TargetReport};
 pub use targets::{by_digest, merge_targets, parse_targets, pin_untagged, PushTarget};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use futures_util::stream::{self, StreamExt as _};
@@ -183,6 +184,41 @@ impl Pusher {
             .iter()
             .map(|r| r.registry().to_string())
             .collect()
+    }
+
+    /// The registries where a target's tag names a manifest already (an
+    /// earlier release), asked with one `HEAD` per tagged target within
+    /// `within`. A registry that does not answer so in time is not named.
+    pub async fn registries_holding_a_tag(&self, within: Duration) -> HashSet<String> {
+        let asks = self.targets.iter().filter_map(|t| {
+            let r = &t.reference;
+            let tag = r.tag.as_deref()?;
+            Some(async move {
+                let held = self.client.repo_of(r).holds_manifest(tag).await;
+                match held {
+                    Ok(true) => Some(r),
+                    Ok(false) => None,
+                    Err(e) => {
+                        let msg = format!("{r}: could not tell whether it exists: {e}");
+                        self.reporter.log(Level::Debug, &msg);
+                        None
+                    }
+                }
+            })
+        });
+        let asks = futures_util::future::join_all(asks);
+        let found = tokio::time::timeout(within, asks).await.unwrap_or_default();
+        let mut held = HashSet::new();
+        for r in found.into_iter().flatten() {
+            if held.insert(r.registry.clone()) {
+                let msg = format!(
+                    "{}: {r} exists: each layer is checked there once built, not streamed",
+                    r.registry
+                );
+                self.reporter.log(Level::Info, &msg);
+            }
+        }
+        held
     }
 
     /// Stream a blob being produced to `registry`: its bytes come on `rx`

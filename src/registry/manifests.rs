@@ -93,6 +93,23 @@ impl Repo<'_> {
         }
     }
 
+    /// Whether `reference` names a manifest here, asked as a pusher asks
+    /// (`HEAD` with the push scope, so the token serves the push that
+    /// follows) and once: a guess that may be wrong, never retried.
+    pub async fn holds_manifest(self, reference: &str) -> Result<bool, RegistryError> {
+        let c = self.ctx("resolving manifest", reference);
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let req = Request::new(Method::HEAD, url, vec![push_scope(self.repository())])
+            .header(ACCEPT, &accept_all())
+            .no_retry();
+        let resp = self.send(req, &c).await?;
+        match resp.status {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(resp.into_error(c).await),
+        }
+    }
+
     /// `GET /v2/<repo>/manifests/<reference>`: the exact bytes and what they
     /// are. A digest reference is checked against the bytes.
     pub async fn get_manifest(

@@ -143,6 +143,52 @@ fn build_push_streams_each_layer_once_per_registry_while_compressing() {
 }
 
 #[test]
+fn a_release_over_an_existing_tag_sends_only_its_changed_layer_without_a_layer_cache() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), &[4 << 20, 300_000], 23, "");
+    assert_ok(&build_push(&pair, &recipe, &dir.path().join("first"), &[]));
+    // The next release changes the small layer's file; built with no layer
+    // cache (as on a CI runner that keeps none), every layer is built anew
+    // and its digest known only once it is finished.
+    std::fs::write(dir.path().join("l1.bin"), crate::common::noise(300_000, 99)).unwrap();
+    pair.reset();
+    let layout = dir.path().join("second");
+    let r = build_push(&pair, &recipe, &layout, &["--no-cache"]);
+    assert_ok(&r);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let (digest, _, blobs) = read_layout(&layout);
+    let (kept, changed) = (layer_digest(&doc, "l0"), layer_digest(&doc, "l1"));
+    let config = doc["build"]["images"][0]["config"]["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no config digest: {doc:#}"))
+        .to_string();
+    for p in pair.proxies() {
+        let log = p.log();
+        // Figure: the registries hold the tag, so nothing is streamed:
+        // the unchanged 4 MiB layer is found by HEAD and not sent again,
+        // and each registry receives only the changed layer and the
+        // config, once each.
+        assert_eq!(p.count("PATCH"), 0, "{log:#?}");
+        assert!(
+            log.iter()
+                .any(|e| e.method == "HEAD" && e.status == Some(200) && e.path.ends_with(&kept)),
+            "no HEAD found {kept} on {}: {log:#?}",
+            p.host()
+        );
+        let sent = BTreeMap::from([(changed.clone(), 1), (config.clone(), 1)]);
+        assert_eq!(uploads_by_digest(&log), sent, "{}", p.host());
+        assert_eq!(
+            blob_upload_bytes(&log),
+            blobs[&changed] + blobs[&config],
+            "{}",
+            p.host()
+        );
+    }
+    assert_served(&pair, &["1.0"], &digest);
+}
+
+#[test]
 fn build_push_falls_back_to_the_file_when_a_stream_fails() {
     let pair = Pair::start();
     let dir = tempdir();
