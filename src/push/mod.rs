@@ -94,6 +94,7 @@ impl Pusher {
         store: CredentialStore,
         reporter: SharedReporter,
     ) -> Result<Pusher> {
+        let targets = targets::distinct(targets);
         if targets.is_empty() {
             return Err(bad_input("nothing to push to: give at least one --to REFERENCE (or [[target]] in the recipe)"));
         }
@@ -277,45 +278,39 @@ impl Pusher {
         Ok(self.push_graph(image, &graph).await)
     }
 
-    /// Push the walked `graph` of `image`: blobs (skipped when already done
-    /// through [`Pusher::push_blob`]), manifests by digest, then tags.
+    /// Push the walked `graph` of `image`: on each registry at once and on
+    /// its own, the blobs (skipped when already done through
+    /// [`Pusher::push_blob`]), then manifests by digest, then tags. A
+    /// registry moves on to its manifests as soon as its own blobs are in:
+    /// a slow or failing registry never holds back another's tags.
     pub async fn push_graph(&self, image: &dyn ImageSource, graph: &Graph) -> PushReport {
         let jobs = self.client.options().jobs_per_registry.max(1) * 2;
-        stream::iter(graph.blobs.iter())
-            .for_each_concurrent(jobs, |d| self.push_blob_from(d, BlobBytes::Source(image)))
-            .await;
-        self.finish(graph).await
-    }
-
-    /// Manifests, tags and the report, once the blobs are in.
-    async fn finish(&self, graph: &Graph) -> PushReport {
-        let per_registry = futures_util::future::join_all(self.registries.iter().map(|r| {
+        let p = &self.blob_pusher();
+        let done = futures_util::future::join_all(self.registries.iter().map(|r| async move {
+            stream::iter(graph.blobs.iter())
+                .for_each_concurrent(jobs, |d| p.push(r, d, BlobBytes::Source(image)))
+                .await;
             let targets: Vec<&PushTarget> = self
                 .targets
                 .iter()
                 .filter(|t| t.reference.registry == r.registry())
                 .collect();
-            async move {
-                let res = manifests::push_manifests(&self.client, r, &targets, graph).await;
-                (r, res)
-            }
+            let res = manifests::push_manifests(&self.client, r, &targets, graph).await;
+            (r, res, r.started.elapsed().as_secs_f64())
         }))
         .await;
         let mut outcomes: HashMap<String, (Result<Digest, PushError>, f64)> = HashMap::new();
-        for (r, res) in per_registry {
+        let mut registries = Vec::new();
+        for (r, res, seconds) in done {
             for (t, outcome) in res {
-                outcomes.insert(t, (outcome, r.started.elapsed().as_secs_f64()));
+                outcomes.insert(t, (outcome, seconds));
             }
+            registries.push(self.registry_report(r, seconds));
         }
         let targets = self
             .targets
             .iter()
             .map(|t| self.target_report(t, graph, outcomes.remove(&t.reference.to_string())))
-            .collect();
-        let registries = self
-            .registries
-            .iter()
-            .map(|r| self.registry_report(r))
             .collect();
         PushReport {
             digest: graph.root.digest.clone(),
@@ -364,7 +359,8 @@ impl Pusher {
         }
     }
 
-    fn registry_report(&self, r: &RegistryPush) -> RegistryReport {
+    /// The report of registry `r`, done after `seconds`.
+    fn registry_report(&self, r: &RegistryPush, seconds: f64) -> RegistryReport {
         let stats = self.client.stats(r.registry());
         let error = r.failure();
         let summary = match &error {
@@ -384,7 +380,7 @@ impl Pusher {
             requests: stats.requests,
             bytes_sent: stats.bytes_sent,
             retries: stats.retries,
-            seconds: r.started.elapsed().as_secs_f64(),
+            seconds,
         }
     }
 }

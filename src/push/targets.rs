@@ -119,6 +119,26 @@ pub fn merge_targets(recipe: &[Target], tags: &[String], to: &[String]) -> Resul
     Ok(out)
 }
 
+/// `targets` with each reference once: the same destination named twice
+/// (`--to R --to R:latest`, or a `$VERSION` that is `latest` beside
+/// `latest`) is pushed and reported once, required when either is, with
+/// the first explicit credentials.
+pub fn distinct(targets: Vec<PushTarget>) -> Vec<PushTarget> {
+    let mut out: Vec<PushTarget> = Vec::new();
+    for t in targets {
+        match out.iter_mut().find(|o| o.reference == t.reference) {
+            Some(o) => {
+                o.optional &= t.optional;
+                if o.credentials.is_none() {
+                    o.credentials = t.credentials;
+                }
+            }
+            None => out.push(t),
+        }
+    }
+    out
+}
+
 /// `--by-digest`: every target loses its tag (targets naming one repository
 /// become one), so the image goes in as `REPO@DIGEST` only.
 pub fn by_digest(targets: Vec<PushTarget>, by_digest: bool) -> Vec<PushTarget> {
@@ -239,6 +259,19 @@ mod tests {
         let creds = ts[0].credentials.as_ref().unwrap();
         assert_eq!(creds.encoding, SecretEncoding::Base64);
         assert_eq!(creds.username_encoding, SecretEncoding::Base64);
+    }
+
+    #[test]
+    fn a_destination_named_twice_is_one_target_required_when_either_is() {
+        let mut optional = PushTarget::parse("example.com/acme/app").unwrap();
+        optional.optional = true;
+        let required = PushTarget::parse("example.com/acme/app:latest").unwrap();
+        let other = PushTarget::parse("example.com/acme/app:1.0").unwrap();
+        let ts = distinct(vec![optional, other.clone(), required]);
+        assert_eq!(ts.len(), 2, "{ts:#?}");
+        assert_eq!(ts[0].reference.to_string(), "example.com/acme/app:latest");
+        assert!(!ts[0].optional);
+        assert_eq!(ts[1], other);
     }
 
     #[test]

@@ -235,6 +235,7 @@ impl Client {
             limiter: Limiter::new(self.opts.jobs_per_registry),
             credential: OnceCell::new(),
             challenge: OnceCell::new(),
+            challenge_failed: Default::default(),
             stats: Default::default(),
         });
         registries.insert(registry.to_string(), h.clone());

@@ -435,6 +435,25 @@ fn push_rerun_after_failure_uploads_only_what_is_missing() {
 }
 
 #[test]
+fn a_destination_named_twice_is_pushed_and_reported_once() {
+    let pair = Pair::start();
+    let image = build_image(&[300_000], 5);
+    let repo = format!("{}/acme/dup", pair.a.host());
+    // `R` means `R:latest`: the same destination, as a `$VERSION` that is
+    // `latest` beside `latest` would name it.
+    let to = [repo.clone(), format!("{repo}:latest")];
+    let r = push(&pair.env, &image, &to, &["--json"]);
+    // Figure: exit 0, one target row, ok, naming the digest.
+    assert_ok(&r);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{report:#}");
+    assert_eq!(targets[0]["reference"], format!("{repo}:latest"));
+    assert_eq!(targets[0]["ok"], true, "{report:#}");
+    assert_eq!(targets[0]["digest"], image.digest.as_str());
+}
+
+#[test]
 fn push_refuses_bad_flags_with_exit_2() {
     let env = Env::new();
     for args in [

@@ -266,3 +266,57 @@ async fn optional_target_failure_only_warns() {
         .unwrap();
     assert_eq!(info.digest, report.digest);
 }
+
+/// The primary's tag is served while the backup is still failing: each
+/// registry goes on to its manifests once its own blobs are in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_registry_does_not_hold_back_another_registrys_tags() {
+    let reg = Registry::start();
+    let tmp = tempdir();
+    let (layout, _, _) = two_platform_layout(tmp.path());
+    let dead = dead_host();
+    let targets = vec![
+        PushTarget::parse(&format!("{}/acme/r2d:1", reg.host())).unwrap(),
+        PushTarget::parse(&format!("{dead}/acme/r2d:1")).unwrap(),
+    ];
+    let mut opts = PushOptions::default();
+    // The dead registry's retries take at least 0.4 + 0.8 + 1.6 s.
+    opts.client.retry.max_retries = 3;
+    opts.client.retry.base = Duration::from_millis(800);
+    let started = std::time::Instant::now();
+    let image = format!("{}:1.0", layout.display());
+    let pushing =
+        tokio::spawn(async move { push(&image, targets, opts, progress::silent()).await });
+    let client = default_client().unwrap();
+    let served_after = loop {
+        let head = client
+            .repo(&reg.host(), "acme/r2d")
+            .head_manifest("1")
+            .await;
+        if matches!(head, Ok(Some(_))) {
+            break started.elapsed();
+        }
+        assert!(
+            !pushing.is_finished(),
+            "the push ended before the tag was served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let report = pushing.await.unwrap().unwrap().0;
+    let ended = started.elapsed();
+    // Figure: the live registry's tag was served at least a second before
+    // the push ended on the dead registry's last retry.
+    assert!(
+        served_after + Duration::from_secs(1) < ended,
+        "served after {served_after:?}, push ended after {ended:?}"
+    );
+    let (live, down) = (&report.registries[0], &report.registries[1]);
+    assert!(live.ok && !down.ok, "{report:#?}");
+    // Figure: each registry's seconds are its own.
+    assert!(live.seconds + 1.0 < down.seconds, "{report:#?}");
+    // Figure: the blobs that waited for the dead registry's first answer
+    // shared its failure: one round of pings (`GET /v2/`, the first try
+    // and 3 retries), not one round per blob.
+    assert_eq!(down.requests.get("GET"), Some(&4), "{report:#?}");
+    assert!(report.targets[0].ok && !report.targets[1].ok, "{report:#?}");
+}

@@ -46,6 +46,11 @@ pub struct RegistryState {
     pub limiter: Limiter,
     pub credential: OnceCell<Option<Credential>>,
     pub challenge: OnceCell<std::sync::Mutex<Option<auth::Challenge>>>,
+    /// The last time learning the challenge failed for good (its retries
+    /// spent), and why: requests that were waiting for that attempt share
+    /// its failure instead of each spending retries of their own in turn.
+    pub challenge_failed:
+        std::sync::Mutex<Option<(std::time::Instant, crate::registry::RegistryError)>>,
     pub stats: Stats,
 }
 

@@ -12,7 +12,7 @@ pub mod challenge;
 pub mod token;
 
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use reqwest::header::HeaderValue;
 
@@ -56,9 +56,16 @@ impl Client {
         ctx: &ErrorContext,
         budget: &RetryBudget,
     ) -> Result<Option<Challenge>, RegistryError> {
+        let asked = Instant::now();
         let cell = host
             .challenge
             .get_or_try_init(|| async {
+                // Another request learnt, while this one waited, that the
+                // registry cannot be reached: its failure is this one's.
+                let failed = host.challenge_failed.lock().ok().and_then(|f| f.clone());
+                if let Some((_, err)) = failed.filter(|(at, _)| *at >= asked) {
+                    return Err(RegistryError::new(ctx.clone(), err.kind));
+                }
                 let url = host.base.join("v2/").map_err(|_| {
                     RegistryError::new(ctx.clone(), ErrorKind::Protocol("bad base URL".into()))
                 })?;
@@ -73,7 +80,12 @@ impl Client {
                             self.log(&format!("{}: {err}; retrying in {d:?}", host.registry));
                             tokio::time::sleep(d).await;
                         }
-                        None => return Err(err),
+                        None => {
+                            if let Ok(mut f) = host.challenge_failed.lock() {
+                                *f = Some((Instant::now(), err.clone()));
+                            }
+                            return Err(err);
+                        }
                     }
                 }
             })
