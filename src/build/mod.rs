@@ -2,7 +2,7 @@
 //! several platforms) -> OCI layout: [`build_image`] returns what it wrote,
 //! ready to push without reading the layout back.
 //!
-//! [`base`] brings in the image a recipe starts from, [`config`] makes each
+//! `base` brings in the image a recipe starts from, `config` makes each
 //! platform's image config, and [`publish`] runs a build while pushing its
 //! layers as they are finished.
 
@@ -73,6 +73,26 @@ pub struct BuildOptions {
     /// Where layers whose inputs are unchanged are taken from instead of
     /// being built again (`None`: every layer is built).
     pub layer_cache: Option<Arc<LayerCache>>,
+}
+
+impl BuildOptions {
+    /// Build into `output` with the defaults: one thread per CPU, gzip at
+    /// level 1, no output, no hooks, the default registry client for a
+    /// registry base, no layer cache. Change fields as needed:
+    /// `BuildOptions { jobs: 2, ..BuildOptions::new(dir) }`.
+    pub fn new(output: impl Into<PathBuf>) -> BuildOptions {
+        BuildOptions {
+            output: output.into(),
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            compression: Compression::default(),
+            reporter: crate::progress::silent(),
+            on_layer: None,
+            on_layer_start: None,
+            registry_base: None,
+            throwaway: false,
+            layer_cache: None,
+        }
+    }
 }
 
 /// See [`BuildOptions::on_layer`].
@@ -157,6 +177,7 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult> {
 /// Build `plan` into an OCI layout, and say what is in it.
 pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
     let started = Instant::now();
+    opts.compression.check()?;
     let writer = LayoutWriter::create(&opts.output)?;
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()

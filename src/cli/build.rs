@@ -334,21 +334,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         CompressionArg::Zstd => Codec::Zstd,
         CompressionArg::None => Codec::None,
     };
-    let level = args.level.unwrap_or(codec.default_level());
-    if !codec.level_range().contains(&level) {
-        return Err(bad_input(format!(
-            "--level {level} is out of range for {:?} ({}..={})",
-            args.compression,
-            codec.level_range().start(),
-            codec.level_range().end()
-        )));
-    }
-    let jobs = match args.jobs {
-        Some(j) => usize::from(j),
-        None => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-    };
+    let compression = Compression::new(codec, args.level).context("--level")?;
     let output = args.output.clone().unwrap_or_else(|| {
         let name = match args.format {
             Format::Oci => plan.name.clone(),
@@ -356,19 +342,17 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         };
         PathBuf::from("out").join(name)
     });
+    let defaults = BuildOptions::new(output);
     let opts = BuildOptions {
-        output,
-        jobs,
-        compression: Compression { codec, level },
+        jobs: args.jobs.map_or(defaults.jobs, usize::from),
+        compression,
         reporter: reporter.clone(),
-        on_layer: None,
-        on_layer_start: None,
         registry_base: match plan.base {
             recipe::Base::Registry { .. } => Some(make()?),
             _ => None,
         },
-        throwaway: false,
         layer_cache,
+        ..defaults
     };
     Ok((plan, opts))
 }

@@ -96,14 +96,52 @@ impl<W: Write> Write for Tee<'_, W> {
     }
 }
 
-/// Compression settings of a build.
+/// Compression settings of a build: a codec and a level in its
+/// [`Codec::level_range`]. [`Compression::new`] checks the level, and so
+/// does every build ([`Compression::check`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Compression {
     pub codec: Codec,
     pub level: i32,
 }
 
+impl Default for Compression {
+    /// gzip at its default level (1).
+    fn default() -> Self {
+        Compression {
+            codec: Codec::Gzip,
+            level: Codec::Gzip.default_level(),
+        }
+    }
+}
+
 impl Compression {
+    /// `codec` at `level` (its default level when `None`); bad input when
+    /// the level is out of the codec's range.
+    pub fn new(codec: Codec, level: Option<i32>) -> Result<Compression> {
+        let c = Compression {
+            codec,
+            level: level.unwrap_or(codec.default_level()),
+        };
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Bad input unless the level is in the codec's range.
+    pub fn check(&self) -> Result<()> {
+        let range = self.codec.level_range();
+        if range.contains(&self.level) {
+            return Ok(());
+        }
+        Err(crate::error::bad_input(format!(
+            "compression level {} is out of range for {} ({}..={})",
+            self.level,
+            self.codec.name(),
+            range.start(),
+            range.end()
+        )))
+    }
+
     pub fn media_type(&self) -> &'static str {
         self.codec.media_type()
     }

@@ -2,7 +2,7 @@
 //! pagination, optionally with each tag's digest (by HEAD).
 //!
 //! Takes a [`Client`] and never prints; the binary renders the report
-//! ([`TagsReport::render`]) or serialises it.
+//! ([`render::verify::tags`](crate::render::verify::tags)) or serialises it.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -6,7 +6,7 @@
 //! waiting for registries whose tags lag behind.
 //!
 //! Takes a [`Client`] and never prints; the binary renders the report
-//! ([`VerifyReport::render`]) or serialises it.
+//! ([`render::verify::verify`](crate::render::verify::verify)) or serialises it.
 
 use std::time::Duration;
 

@@ -51,7 +51,7 @@ impl BlobBytes<'_> {
     }
 }
 
-/// What a streamed upload ([`BlobPusher::stream`]) is fed: the blob's
+/// What a streamed upload (`BlobPusher::stream`) is fed: the blob's
 /// bytes in order, then its descriptor.
 #[derive(Debug)]
 pub enum Piece {

@@ -76,8 +76,6 @@ pub struct Pusher {
 }
 
 impl Pusher {
-    /// Set up: check targets, resolve explicit credentials (bad input when a
-    /// variable is missing), build the client.
     /// [`Pusher::new`] with credentials from the environment (auth files,
     /// credential helpers, `GITHUB_TOKEN`).
     pub async fn with_env_credentials(
@@ -88,6 +86,8 @@ impl Pusher {
         Pusher::new(targets, opts, CredentialStore::from_env(), reporter).await
     }
 
+    /// Set up: check targets (each destination once), resolve explicit
+    /// credentials (bad input when a variable is missing), build the client.
     pub async fn new(
         targets: Vec<PushTarget>,
         opts: PushOptions,

@@ -79,16 +79,10 @@ pub fn fetch(
             id: &id,
             url,
         };
-        // Planning is synchronous and may run on a runtime thread, where
-        // blocking on the runtime is not allowed: the download runs on the
-        // process's one runtime, awaited from a plain thread.
-        let rt = tokio::runtime::Handle::try_current()
-            .context("downloads need the async runtime: call from inside it")?;
-        let got = std::thread::scope(|s| {
-            s.spawn(|| rt.block_on(download(url, &part, &shown)))
-                .join()
-                .map_err(|_| anyhow!("the download of {url} panicked"))?
-        });
+        // Planning is synchronous: the download runs on the caller's
+        // runtime (see `crate::blocking`).
+        let rt = crate::blocking::runtime("downloads")?;
+        let got = crate::blocking::block_on(&rt, download(url, &part, &shown));
         match got {
             Ok(d) => {
                 reporter.finish(&id, &format!("{url}: downloaded"));

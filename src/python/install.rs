@@ -16,7 +16,7 @@
 //!
 //! Members are not extracted anywhere: the plan keeps their index in the
 //! zip, with their sha256 and size from the wheel's own `RECORD` (members it
-//! does not hash are decompressed to hash them), and [`Installed::write`]
+//! does not hash are decompressed to hash them), and [`write()`]
 //! decompresses one into the layer when it is written and checks it against
 //! both.
 

@@ -1,5 +1,9 @@
 //! `${NAME}` substitution. Values come from `--set NAME=VALUE`, else the
 //! environment, else the recipe's `[vars]`. `$$` writes a literal `$`.
+//!
+//! The environment is read only when [`Vars::use_env`] says so: the binary
+//! turns it on; a library caller's [`Vars::default`] leaves it off, so that
+//! what a build reads is what it was given.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +21,8 @@ pub struct Vars {
     pub sets: BTreeMap<String, String>,
     /// The recipe's `[vars]` defaults.
     pub defaults: BTreeMap<String, String>,
-    /// Read the process environment between `sets` and `defaults` (tests turn it off).
+    /// Read the process environment between `sets` and `defaults` (off by
+    /// default; the binary turns it on).
     pub use_env: bool,
     /// Bytes that values have added so far, shared by every copy.
     pub expanded: Arc<AtomicU64>,
@@ -73,9 +78,14 @@ impl Vars {
                     None if PLATFORM_VARS.contains(&name) => {
                         return Err(format!("variable `{name}` is only defined in per-platform fields ([config], [annotations], [[layer]])"))
                     }
-                    None => {
+                    None if self.use_env => {
                         return Err(format!(
                             "variable `{name}` has no value: pass --set {name}=VALUE, set it in the environment, or give it a default under [vars]"
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "variable `{name}` has no value: give it one in `Vars::sets` (the environment is not read: `Vars::use_env` is off), or a default under [vars]"
                         ))
                     }
                 }
@@ -112,6 +122,21 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_is_read_only_when_asked_and_the_error_says_which() {
+        // PATH is set in every test process.
+        let mut v = Vars::default();
+        let e = v.expand("${PATH}", &[]).unwrap_err();
+        assert!(e.contains("Vars::use_env` is off"), "{e}");
+        v.use_env = true;
+        assert_eq!(
+            v.expand("${PATH}", &[]).unwrap(),
+            std::env::var("PATH").unwrap()
+        );
+        let e = v.expand("${BOXWRIGHT_SURELY_UNSET_VAR}", &[]).unwrap_err();
+        assert!(e.contains("set it in the environment"), "{e}");
+    }
+
+    #[test]
     fn expands_with_precedence_and_escapes() {
         let v = vars();
         assert_eq!(v.expand("r2d:${VERSION}", &[]).unwrap(), "r2d:1.4.0");
@@ -144,7 +169,8 @@ mod tests {
 
     #[test]
     fn names_the_missing_variable() {
-        let v = vars();
+        let mut v = vars();
+        v.use_env = true;
         let e = v.expand("${NOPE_NOT_SET_ANYWHERE}", &[]).unwrap_err();
         assert!(
             e.contains("NOPE_NOT_SET_ANYWHERE") && e.contains("--set"),

@@ -13,7 +13,7 @@
 //! ignored. It holds names and digests only, never a credential.
 //!
 //! Everything here is an optimisation: a record that cannot be read,
-//! written or locked (within [`LOCK_WAIT`]) is skipped, never an error.
+//! written or locked (within `LOCK_WAIT`) is skipped, never an error.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

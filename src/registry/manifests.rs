@@ -203,7 +203,7 @@ impl Repo<'_> {
     /// [`Repo::list_tags`] asking for pages of `page_size` tags (`?n=`);
     /// later pages are the `Link` URLs the registry answers (which carry
     /// `n` and `last`), used as given. A list that does not end is an error
-    /// (see [`Repo::read_pages`]).
+    /// (see `Repo::read_pages`).
     pub async fn list_tags_paged(
         self,
         page_size: Option<u32>,

@@ -15,7 +15,7 @@
 //! observer), [`hosts`] (per-registry quirks as data), [`credentials`],
 //! [`repo`] (the [`Repo`] handle: one repository, `client.repo_of(&r)`),
 //! [`blobs`] and [`manifests`] (the API operations, methods of [`Repo`]),
-//! [`reference`], [`headers`] and [`error`].
+//! [`reference`](mod@reference), [`headers`] and [`error`].
 
 // RegistryError carries its full context (~200 bytes); errors are the cold path.
 #![allow(clippy::result_large_err)]

@@ -39,18 +39,8 @@ fn load(recipe: &Path, sets: &[(&str, &str)]) -> Plan {
 
 fn build_options(output: &Path) -> BuildOptions {
     BuildOptions {
-        output: output.to_path_buf(),
         jobs: 2,
-        compression: Compression {
-            codec: Codec::Gzip,
-            level: Codec::Gzip.default_level(),
-        },
-        reporter: boxwright::progress::silent(),
-        on_layer: None,
-        on_layer_start: None,
-        registry_base: None,
-        throwaway: false,
-        layer_cache: None,
+        ..BuildOptions::new(output)
     }
 }
 
@@ -193,4 +183,97 @@ async fn build_image_accounts_for_the_layout_it_wrote() {
         assert_eq!(path, read.blob(d).await.unwrap(), "{}", d.digest);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), d.size);
     }
+}
+
+#[test]
+fn a_compression_level_out_of_range_is_bad_input_not_an_abort() {
+    let dir = tempdir();
+    let plan = load(&write_recipe(dir.path(), "app", None, 3), &[]);
+    let out = dir.path().join("out");
+    for (codec, level) in [
+        (Codec::Gzip, 0),
+        (Codec::Gzip, 10),
+        (Codec::Gzip, -5),
+        (Codec::Zstd, 99),
+    ] {
+        let opts = BuildOptions {
+            compression: Compression { codec, level },
+            ..build_options(&out)
+        };
+        // Figure: an error of bad input (the level named), nothing written;
+        // gzip's 99 aborted the whole process from a compression thread.
+        let Err(e) = build_image(&plan, &opts) else {
+            panic!("level {level} was not refused")
+        };
+        assert!(boxwright::error::is_bad_input(&e), "{e:#}");
+        assert!(format!("{e:#}").contains(&level.to_string()), "{e:#}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn a_download_planned_on_a_current_thread_runtime_is_an_error_not_a_hang() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("r.toml"),
+        format!(
+            "[image]\nname = \"t\"\n[[layer]]\n[[layer.entry]]\nurl = \"http://127.0.0.1:9/f\"\nsha256 = \"{}\"\ndest = \"/f\"\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let recipe = dir.path().join("r.toml");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async { recipe::load(&recipe, &LoadOptions::default()).map(|_| ()) });
+        let _ = tx.send(got.map_err(|e| format!("{e:#}")));
+    });
+    // Figure: an answer within 20 s (it waited for ever), saying what runtime is needed.
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("planning a download on a current-thread runtime hung");
+    let e = got.expect_err("planned");
+    assert!(e.contains("multi-threaded tokio runtime"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_base_is_built_from_a_runtime_worker_thread() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let base_ref = format!("{}/acme/base:1", reg.host());
+    let base = load(&write_recipe(dir.path(), "base", None, 30), &[]);
+    let pushed = publish(
+        base,
+        build_options(&dir.path().join("base")),
+        std::slice::from_ref(&base_ref),
+    )
+    .await;
+    assert!(pushed.error().is_none(), "{:?}", pushed.error());
+    let plan = load(&write_recipe(dir.path(), "app", Some(&base_ref), 40), &[]);
+    let cache = BlobCache::new(Some(dir.path().join("cache"))).unwrap();
+    // Figure: made and used right on a worker thread (no spawn_blocking),
+    // the base resolves and the build completes; it panicked ("Cannot
+    // start a runtime from within a runtime").
+    let rb = RegistryBase::new(
+        Default::default(),
+        CredentialStore::default(),
+        cache,
+        boxwright::progress::silent(),
+    )
+    .unwrap();
+    let opts = BuildOptions {
+        registry_base: Some(Arc::new(rb)),
+        ..build_options(&dir.path().join("out"))
+    };
+    let built = build_image(&plan, &opts).unwrap();
+    assert_eq!(
+        built.result.base.as_ref().map(|b| b.reference.as_str()),
+        Some(base_ref.as_str())
+    );
+    let layers = &built.result.images[0].layers;
+    assert_eq!(layers.iter().filter(|l| l.source == "base").count(), 2);
 }

@@ -280,15 +280,15 @@ pub struct BaseParts {
 }
 
 impl RegistryBase {
-    /// Blocking (reads CA files). Needs a current runtime (errors without).
+    /// Blocking (reads CA files). Needs a multi-threaded runtime (see
+    /// [`crate::blocking`]; errors without).
     pub fn new(
         opts: ClientOptions,
         store: CredentialStore,
         cache: BlobCache,
         reporter: SharedReporter,
     ) -> Result<RegistryBase> {
-        let rt = Handle::try_current()
-            .context("registry bases need the async runtime: call from inside it")?;
+        let rt = crate::blocking::runtime("registry bases")?;
         Ok(RegistryBase {
             images: RemoteImages::new(opts, store, cache, reporter)?,
             rt,
@@ -307,7 +307,6 @@ impl RegistryBase {
             .map(|s| Reference::parse(s).with_context(|| format!("base {s:?}")))
             .collect::<Result<Vec<_>>>()?;
         let served = self
-            .rt
             .block_on(self.images.resolve(&refs))
             .with_context(|| format!("resolving base {reference}"))?;
         Ok(self.served.get_or_init(|| served).clone())
@@ -322,7 +321,7 @@ impl RegistryBase {
     ) -> Result<BaseParts> {
         let served = self.resolve(reference, fallback)?;
         let what = format!("base {}", served.reference);
-        self.rt.block_on(async {
+        self.block_on(async {
             let image = self
                 .images
                 .image(&served, Some(platform))
@@ -371,7 +370,7 @@ impl RegistryBase {
     /// Run `f` to completion on the runtime this handle was made in (from a
     /// blocking thread, like the other methods).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+        crate::blocking::block_on(&self.rt, f)
     }
 
     /// How many blobs are fetched at a time.

@@ -15,7 +15,7 @@
 //! connection, and one `HEAD` for [`WARM_UP_PROBE`]'s digest), unmeasured.
 //! Each blob goes as a pusher sends it: `HEAD` (404 expected), `POST`, then
 //! the mode's `PATCH`es and `PUT`. Request latencies are recorded per attempt
-//! by a [`RequestObserver`] on the client (time to the answer's headers, so a
+//! by a [`RequestObserver`](crate::registry::RequestObserver) on the client (time to the answer's headers, so a
 //! `PUT` with a body includes sending the body); errors are counted by status
 //! (a `HEAD` answered 404 is not an error) plus `transport` for requests
 //! that got no answer. After the timed part the blobs are deleted

@@ -1,5 +1,5 @@
 //! Blob operations: existence (HEAD), cross-repository mount, upload from a
-//! file ([`upload`]: monolithic, streamed, chunked), download ([`download`]:
+//! file (`upload`: monolithic, streamed, chunked), download (`download`:
 //! to a file or streamed to a caller), deletion, and cancelling an upload
 //! session that will not be completed.
 //!

@@ -18,7 +18,7 @@
 //! Secrets live in [`Secret`], whose `Debug` and `Display` print `***`. No
 //! error built here contains a secret or a helper's output.
 //!
-//! [`lookup`] reads, [`store`] writes (`login`, `logout`), [`secret`] holds
+//! `lookup` reads, `store` writes (`login`, `logout`), `secret` holds
 //! the types.
 
 mod lookup;

@@ -1,6 +1,6 @@
 //! The HTTP side of the registry client, in layers that [`Client::send`]
 //! composes: the registry's request slots ([`limiter`]), authentication
-//! ([`auth`]), request bodies that can be sent again ([`body`]), redirects
+//! ([`auth`]), request bodies that can be sent again (`body`), redirects
 //! kept on the registry's origin ([`redirect`]), retries from one budget per
 //! operation ([`retry`]), bounds on answers ([`limits`]), and what others
 //! may watch ([`observer`]).
