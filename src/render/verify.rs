@@ -125,6 +125,7 @@ mod tests {
                     },
                 )
             }),
+            tag_moved: false,
         }
     }
 
