@@ -1,9 +1,10 @@
 //! `boxwright tags REPO REPO...`: tag lists side by side.
 //!
 //! stdout: a table (a row per tag, a column per repository; `*` marks tags
-//! missing somewhere or, with `--digests`, naming different digests) or
-//! `--json`. Exit 0 when every list was read (differences are reported, not
-//! failures), 1 when a repository could not be listed.
+//! missing somewhere or, with `--digests`, naming different digests; a
+//! repository that could not be listed shows `?`) or `--json`. Exit 0 when
+//! every list was read (differences are reported, not failures), 1 when a
+//! repository could not be listed.
 
 use anyhow::Result;
 use clap::Args;

@@ -26,12 +26,15 @@ pub struct RepoTags {
 pub struct TagRow {
     pub tag: String,
     /// Per repository (same order as [`TagsReport::repositories`]): whether
-    /// it has the tag.
-    pub present: Vec<bool>,
+    /// it has the tag; `None` when the repository could not be listed (not
+    /// known, which is not the same as absent).
+    pub present: Vec<Option<bool>>,
     /// Per repository: the tag's digest, when asked for (`--digests`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digests: Option<Vec<Option<Digest>>>,
-    /// Present everywhere (and, with digests, naming one digest everywhere).
+    /// Present in every repository that could be listed (and, with digests,
+    /// naming one digest in all of them). A repository that could not be
+    /// listed is left out: it makes no row differ.
     pub same: bool,
 }
 
@@ -101,18 +104,16 @@ pub async fn list_tags(
     let tags = all
         .into_iter()
         .map(|tag| {
-            let present: Vec<bool> = lists.iter().map(|l| l.tags.contains(&tag)).collect();
+            let present: Vec<Option<bool>> = lists
+                .iter()
+                .map(|l| l.error.is_none().then(|| l.tags.contains(&tag)))
+                .collect();
             let ds: Option<Vec<Option<Digest>>> = digests.then(|| {
                 (0..lists.len())
                     .map(|i| found.get(&(i, tag.clone())).cloned().flatten())
                     .collect()
             });
-            let everywhere = present.iter().all(|p| *p);
-            let same = everywhere
-                && ds.as_ref().is_none_or(|v| {
-                    v.first()
-                        .is_some_and(|f| f.is_some() && v.iter().all(|d| d == f))
-                });
+            let same = same_in_listed(&present, ds.as_deref());
             TagRow {
                 tag,
                 present,
@@ -124,6 +125,26 @@ pub async fn list_tags(
     TagsReport {
         repositories: lists,
         tags,
+    }
+}
+
+/// Whether a tag is the same in every repository that could be listed
+/// (`present` not `None`): present in each, and with `digests`, each
+/// digest known and all equal.
+fn same_in_listed(present: &[Option<bool>], digests: Option<&[Option<Digest>]>) -> bool {
+    let listed: Vec<usize> = (0..present.len())
+        .filter(|&i| present[i].is_some())
+        .collect();
+    if !listed.iter().all(|&i| present[i] == Some(true)) {
+        return false;
+    }
+    let Some(ds) = digests else {
+        return true;
+    };
+    let mut known = listed.iter().map(|&i| ds.get(i).cloned().flatten());
+    match known.next() {
+        Some(Some(first)) => known.all(|d| d.as_ref() == Some(&first)),
+        _ => false,
     }
 }
 
@@ -180,5 +201,21 @@ mod tests {
         let mut v = vec!["1.10", "latest", "1.9", "1.9.1", "01.9", "edge"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["01.9", "1.9", "1.9.1", "1.10", "edge", "latest"]);
+    }
+
+    #[test]
+    fn a_repository_that_could_not_be_listed_makes_no_row_differ() {
+        let (d1, d2) = (Some(Digest::of(b"1")), Some(Digest::of(b"2")));
+        let both = [Some(true), Some(true)];
+        let unlisted = [Some(true), None];
+        assert!(same_in_listed(&both, None));
+        assert!(!same_in_listed(&[Some(true), Some(false)], None));
+        assert!(same_in_listed(&unlisted, None));
+        assert!(same_in_listed(&[None, Some(true)], None));
+        assert!(same_in_listed(&unlisted, Some(&[d1.clone(), None])));
+        assert!(same_in_listed(&both, Some(&[d1.clone(), d1.clone()])));
+        assert!(!same_in_listed(&both, Some(&[d1.clone(), d2])));
+        assert!(!same_in_listed(&both, Some(&[d1, None])));
+        assert!(!same_in_listed(&[None, Some(true)], Some(&[None, None])));
     }
 }

@@ -397,6 +397,39 @@ fn tags_lists_both_registries_side_by_side() {
         "{}",
         r.stderr
     );
+    // Figure: its presence is null (not known) in every row, and every tag
+    // of A is the same in the one repository that could be listed, with
+    // digests too; exit 1 all the same.
+    for digests in [false, true] {
+        let mut args = vec!["tags", "--json", &a, &typo];
+        if digests {
+            args.push("--digests");
+        }
+        let r = pair.run(&args);
+        assert_code(&r, 1);
+        let j: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert!(j["repositories"][1]["error"].is_string(), "{j}");
+        assert_eq!(j["repositories"][0]["error"], Value::Null, "{j}");
+        let rows = j["tags"].as_array().unwrap();
+        assert_eq!(rows.len(), 4, "{j}");
+        for t in rows {
+            assert_eq!(t["present"], serde_json::json!([true, null]), "{t}");
+            assert_eq!(t["same"], true, "{t}");
+            if digests {
+                assert_eq!(t["digests"], serde_json::json!([x.digest, null]), "{t}");
+            }
+        }
+    }
+    // Figure: in the table its column is `?` on every row, and no row is
+    // marked `*` for it.
+    let r = pair.run(&["tags", &a, &typo]);
+    assert_code(&r, 1);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    for l in &lines[1..] {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(cells[1..], ["yes", "?"], "{}", r.stdout);
+    }
 }
 
 /// The tag-list requests `srv` received (path and query).
