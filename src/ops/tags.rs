@@ -157,6 +157,35 @@ impl TagsReport {
             .map(|t| t.tag.clone())
             .collect()
     }
+
+    /// The one-line verdict once every repository was listed: how many
+    /// tags, and which are not the same everywhere.
+    pub fn summary(&self) -> String {
+        let tags = match self.tags.len() {
+            1 => "1 tag".to_string(),
+            n => format!("{n} tags"),
+        };
+        let diff = self.differences();
+        match (self.repositories.as_slice(), diff.is_empty()) {
+            ([one], true) => format!("{tags} in {}", one.repository),
+            // Alone, a tag differs only when its digest was not resolved.
+            ([one], false) => format!(
+                "{tags} in {}, {} without a resolved digest: {}",
+                one.repository,
+                diff.len(),
+                diff.join(", ")
+            ),
+            (_, true) => format!(
+                "{tags}, the same in all {} repositories",
+                self.repositories.len()
+            ),
+            (_, false) => format!(
+                "{tags}, {} not the same everywhere: {}",
+                diff.len(),
+                diff.join(", ")
+            ),
+        }
+    }
 }
 
 /// Compare with digit runs as numbers: `1.9 < 1.10`, `v2 < v10`.
@@ -217,5 +246,36 @@ mod tests {
         assert!(!same_in_listed(&both, Some(&[d1.clone(), d2])));
         assert!(!same_in_listed(&both, Some(&[d1, None])));
         assert!(!same_in_listed(&[None, Some(true)], Some(&[None, None])));
+    }
+
+    #[test]
+    fn the_summary_words_one_repository_as_one() {
+        let repo = |name: &str| RepoTags {
+            repository: name.into(),
+            tags: vec!["1.0".into()],
+            error: None,
+        };
+        let row = |tag: &str, same: bool| TagRow {
+            tag: tag.into(),
+            present: vec![Some(true)],
+            digests: None,
+            same,
+        };
+        let mut r = TagsReport {
+            repositories: vec![repo("ghcr.io/acme/app")],
+            tags: vec![row("1.0", true), row("1.1", true)],
+        };
+        assert_eq!(r.summary(), "2 tags in ghcr.io/acme/app");
+        r.tags[1].same = false;
+        assert_eq!(
+            r.summary(),
+            "2 tags in ghcr.io/acme/app, 1 without a resolved digest: 1.1"
+        );
+        r.tags.pop();
+        assert_eq!(r.summary(), "1 tag in ghcr.io/acme/app");
+        r.repositories.push(repo("docker.io/acme/app"));
+        assert_eq!(r.summary(), "1 tag, the same in all 2 repositories");
+        r.tags.push(row("1.1", false));
+        assert_eq!(r.summary(), "2 tags, 1 not the same everywhere: 1.1");
     }
 }
