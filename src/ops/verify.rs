@@ -358,6 +358,7 @@ async fn anonymous_one(client: &Client, r: &Reference) -> Anonymous {
             Ok(Some(info)) => (Access::Ok, Some(200), Some(info.digest), None),
             Ok(None) => (Access::NotFound, Some(404), None, None),
             Err(e) => {
+                let e = e.sent_anonymously();
                 let access = match (e.status(), &e.kind) {
                     (Some(401), _) | (None, ErrorKind::Auth(_)) => Access::Unauthorized,
                     (Some(403), _) => Access::Forbidden,
