@@ -1,9 +1,10 @@
 //! `boxwright tags REPO REPO...`: tag lists side by side.
 //!
 //! stdout: a table (a row per tag, a column per repository; `*` marks tags
-//! missing somewhere or, with `--digests`, naming different digests) or
-//! `--json`. Exit 0 when every list was read (differences are reported, not
-//! failures), 1 when a repository could not be listed.
+//! missing somewhere or, with `--digests`, naming different digests; a
+//! repository that could not be listed shows `?`) or `--json`. Exit 0 when
+//! every list was read (differences are reported, not failures), 1 when a
+//! repository could not be listed.
 
 use anyhow::Result;
 use clap::Args;
@@ -63,30 +64,17 @@ pub async fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
         .collect();
     if !failed.is_empty() {
         let text: Vec<String> = failed.iter().map(|e| e.to_string()).collect();
-        let msg = format!(
-            "{} of {} repositories could not be listed: {}",
-            failed.len(),
-            report.repositories.len(),
-            text.join("; ")
-        );
+        let msg = match report.repositories.len() {
+            1 => format!("the repository could not be listed: {}", text.join("; ")),
+            n => format!(
+                "{} of {n} repositories could not be listed: {}",
+                failed.len(),
+                text.join("; ")
+            ),
+        };
         // A broken auth file is the user's to mend (exit 2), as elsewhere.
         return Err(input_if(failed.iter().any(|e| e.is_bad_input()), msg));
     }
-    let diff = report.differences();
-    let msg = if diff.is_empty() {
-        format!(
-            "{} tags, the same in all {} repositories",
-            report.tags.len(),
-            report.repositories.len()
-        )
-    } else {
-        format!(
-            "{} tags, {} not the same everywhere: {}",
-            report.tags.len(),
-            diff.len(),
-            diff.join(", ")
-        )
-    };
-    reporter.log(Level::Info, &msg);
+    reporter.log(Level::Info, &report.summary());
     Ok(())
 }

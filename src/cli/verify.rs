@@ -20,7 +20,8 @@ use super::stdout::{print, print_json};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// References to compare: REGISTRY/REPOSITORY[:TAG][@DIGEST] (no tag: latest).
+    /// References to compare: REGISTRY/REPOSITORY[:TAG][@DIGEST] (no tag:
+    /// latest; a tag with a digest: the tag must name that digest).
     #[arg(value_name = "REF", required = true, num_args = 1.., value_parser = parse_reference)]
     pub references: Vec<String>,
     /// Print one JSON document (per reference: digest, media type, size,

@@ -26,12 +26,15 @@ pub struct RepoTags {
 pub struct TagRow {
     pub tag: String,
     /// Per repository (same order as [`TagsReport::repositories`]): whether
-    /// it has the tag.
-    pub present: Vec<bool>,
+    /// it has the tag; `None` when the repository could not be listed (not
+    /// known, which is not the same as absent).
+    pub present: Vec<Option<bool>>,
     /// Per repository: the tag's digest, when asked for (`--digests`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digests: Option<Vec<Option<Digest>>>,
-    /// Present everywhere (and, with digests, naming one digest everywhere).
+    /// Present in every repository that could be listed (and, with digests,
+    /// naming one digest in all of them). A repository that could not be
+    /// listed is left out: it makes no row differ.
     pub same: bool,
 }
 
@@ -101,18 +104,16 @@ pub async fn list_tags(
     let tags = all
         .into_iter()
         .map(|tag| {
-            let present: Vec<bool> = lists.iter().map(|l| l.tags.contains(&tag)).collect();
+            let present: Vec<Option<bool>> = lists
+                .iter()
+                .map(|l| l.error.is_none().then(|| l.tags.contains(&tag)))
+                .collect();
             let ds: Option<Vec<Option<Digest>>> = digests.then(|| {
                 (0..lists.len())
                     .map(|i| found.get(&(i, tag.clone())).cloned().flatten())
                     .collect()
             });
-            let everywhere = present.iter().all(|p| *p);
-            let same = everywhere
-                && ds.as_ref().is_none_or(|v| {
-                    v.first()
-                        .is_some_and(|f| f.is_some() && v.iter().all(|d| d == f))
-                });
+            let same = same_in_listed(&present, ds.as_deref());
             TagRow {
                 tag,
                 present,
@@ -127,6 +128,26 @@ pub async fn list_tags(
     }
 }
 
+/// Whether a tag is the same in every repository that could be listed
+/// (`present` not `None`): present in each, and with `digests`, each
+/// digest known and all equal.
+fn same_in_listed(present: &[Option<bool>], digests: Option<&[Option<Digest>]>) -> bool {
+    let listed: Vec<usize> = (0..present.len())
+        .filter(|&i| present[i].is_some())
+        .collect();
+    if !listed.iter().all(|&i| present[i] == Some(true)) {
+        return false;
+    }
+    let Some(ds) = digests else {
+        return true;
+    };
+    let mut known = listed.iter().map(|&i| ds.get(i).cloned().flatten());
+    match known.next() {
+        Some(Some(first)) => known.all(|d| d.as_ref() == Some(&first)),
+        _ => false,
+    }
+}
+
 impl TagsReport {
     /// Tags missing somewhere or differing, for a one-line summary.
     pub fn differences(&self) -> Vec<String> {
@@ -135,6 +156,35 @@ impl TagsReport {
             .filter(|t| !t.same)
             .map(|t| t.tag.clone())
             .collect()
+    }
+
+    /// The one-line verdict once every repository was listed: how many
+    /// tags, and which are not the same everywhere.
+    pub fn summary(&self) -> String {
+        let tags = match self.tags.len() {
+            1 => "1 tag".to_string(),
+            n => format!("{n} tags"),
+        };
+        let diff = self.differences();
+        match (self.repositories.as_slice(), diff.is_empty()) {
+            ([one], true) => format!("{tags} in {}", one.repository),
+            // Alone, a tag differs only when its digest was not resolved.
+            ([one], false) => format!(
+                "{tags} in {}, {} without a resolved digest: {}",
+                one.repository,
+                diff.len(),
+                diff.join(", ")
+            ),
+            (_, true) => format!(
+                "{tags}, the same in all {} repositories",
+                self.repositories.len()
+            ),
+            (_, false) => format!(
+                "{tags}, {} not the same everywhere: {}",
+                diff.len(),
+                diff.join(", ")
+            ),
+        }
     }
 }
 
@@ -180,5 +230,52 @@ mod tests {
         let mut v = vec!["1.10", "latest", "1.9", "1.9.1", "01.9", "edge"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["01.9", "1.9", "1.9.1", "1.10", "edge", "latest"]);
+    }
+
+    #[test]
+    fn a_repository_that_could_not_be_listed_makes_no_row_differ() {
+        let (d1, d2) = (Some(Digest::of(b"1")), Some(Digest::of(b"2")));
+        let both = [Some(true), Some(true)];
+        let unlisted = [Some(true), None];
+        assert!(same_in_listed(&both, None));
+        assert!(!same_in_listed(&[Some(true), Some(false)], None));
+        assert!(same_in_listed(&unlisted, None));
+        assert!(same_in_listed(&[None, Some(true)], None));
+        assert!(same_in_listed(&unlisted, Some(&[d1.clone(), None])));
+        assert!(same_in_listed(&both, Some(&[d1.clone(), d1.clone()])));
+        assert!(!same_in_listed(&both, Some(&[d1.clone(), d2])));
+        assert!(!same_in_listed(&both, Some(&[d1, None])));
+        assert!(!same_in_listed(&[None, Some(true)], Some(&[None, None])));
+    }
+
+    #[test]
+    fn the_summary_words_one_repository_as_one() {
+        let repo = |name: &str| RepoTags {
+            repository: name.into(),
+            tags: vec!["1.0".into()],
+            error: None,
+        };
+        let row = |tag: &str, same: bool| TagRow {
+            tag: tag.into(),
+            present: vec![Some(true)],
+            digests: None,
+            same,
+        };
+        let mut r = TagsReport {
+            repositories: vec![repo("ghcr.io/acme/app")],
+            tags: vec![row("1.0", true), row("1.1", true)],
+        };
+        assert_eq!(r.summary(), "2 tags in ghcr.io/acme/app");
+        r.tags[1].same = false;
+        assert_eq!(
+            r.summary(),
+            "2 tags in ghcr.io/acme/app, 1 without a resolved digest: 1.1"
+        );
+        r.tags.pop();
+        assert_eq!(r.summary(), "1 tag in ghcr.io/acme/app");
+        r.repositories.push(repo("docker.io/acme/app"));
+        assert_eq!(r.summary(), "1 tag, the same in all 2 repositories");
+        r.tags.push(row("1.1", false));
+        assert_eq!(r.summary(), "2 tags, 1 not the same everywhere: 1.1");
     }
 }

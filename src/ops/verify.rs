@@ -28,12 +28,18 @@ pub struct Resolved {
     pub reference: String,
     pub registry: String,
     pub repository: String,
-    /// `ok`, `missing` (404), `differs` (not the common digest) or `error`.
+    /// `ok`, `missing` (404, or the tag of a `REPO:TAG@DIGEST` is not
+    /// there), `differs` (not the common digest, or that tag names another
+    /// digest than the reference gives) or `error`.
     pub status: Status,
     pub digest: Option<Digest>,
     pub media_type: Option<String>,
     pub size: Option<u64>,
     pub error: Option<RegistryError>,
+    /// The reference gives a tag and a digest, and the tag names another
+    /// digest (then in [`Resolved::digest`]).
+    #[serde(skip)]
+    pub tag_moved: bool,
 }
 
 /// The verdict on one reference.
@@ -56,7 +62,8 @@ pub struct VerifyReport {
     pub references: Vec<Resolved>,
     /// References that do not exist (tag or digest unknown, or no repository).
     pub missing: Vec<String>,
-    /// References that name another digest than [`VerifyReport::digest`].
+    /// References that name another digest than [`VerifyReport::digest`],
+    /// and `REPO:TAG@DIGEST` references whose tag names another digest.
     pub mismatched: Vec<String>,
     /// References that could not be resolved (auth, network, 5xx after retries).
     pub errors: Vec<String>,
@@ -64,8 +71,9 @@ pub struct VerifyReport {
 
 /// Resolve every reference by `HEAD` on its manifest (in parallel, within
 /// the client's per-registry limit) and compare the digests. A reference
-/// without tag or digest means `:latest`; with a digest, that digest is
-/// asked for.
+/// without tag or digest means `:latest`; with a digest only, that digest
+/// is asked for; with a tag and a digest, the tag is, and must name that
+/// digest.
 pub async fn verify(client: &Client, references: &[Reference]) -> VerifyReport {
     let jobs = client.options().jobs_per_registry.max(1) * 2;
     let resolved: Vec<Resolved> = stream::iter(references.iter())
@@ -87,14 +95,20 @@ async fn resolve(client: &Client, r: &Reference) -> Resolved {
         media_type: None,
         size: None,
         error: None,
+        tag_moved: false,
     };
-    match client.repo_of(r).head_manifest(&shown.object()).await {
+    // A reference with both a tag and a digest is checked as both: the tag
+    // is resolved, and must name that digest. Asking for the digest alone
+    // would find it in the repository whatever the tag names.
+    let (object, pinned) = match (&r.tag, &r.digest) {
+        (Some(tag), Some(d)) => (tag.clone(), Some(d)),
+        _ => (shown.object(), None),
+    };
+    match client.repo_of(r).head_manifest(&object).await {
         Ok(Some(info)) => {
-            // A reference with both a tag and a digest must agree on both.
-            if let (Some(_), Some(pinned)) = (&r.tag, &r.digest) {
-                if pinned != &info.digest {
-                    out.status = Status::Differs;
-                }
+            if pinned.is_some_and(|d| d != &info.digest) {
+                out.status = Status::Differs;
+                out.tag_moved = true;
             }
             out.digest = Some(info.digest);
             out.media_type = Some(info.media_type);
@@ -168,18 +182,26 @@ impl VerifyReport {
             return None;
         }
         let mut parts = Vec::new();
-        if !self.mismatched.is_empty() {
+        let named = |r: &Resolved| r.digest.as_ref().map_or("?", |d| d.as_str()).to_string();
+        let moved: Vec<String> = self
+            .references
+            .iter()
+            .filter(|r| r.status == Status::Differs && r.tag_moved)
+            .map(|r| format!("{}: its tag names {}", r.reference, named(r)))
+            .collect();
+        if !moved.is_empty() {
+            parts.push(format!("tag and digest disagree: {}", moved.join(", ")));
+        }
+        if self
+            .references
+            .iter()
+            .any(|r| r.status == Status::Differs && !r.tag_moved)
+        {
             let odd: Vec<String> = self
                 .references
                 .iter()
-                .filter(|r| r.status == Status::Differs)
-                .map(|r| {
-                    format!(
-                        "{} names {}",
-                        r.reference,
-                        r.digest.as_ref().map_or("?", |d| d.as_str())
-                    )
-                })
+                .filter(|r| r.status == Status::Differs && !r.tag_moved)
+                .map(|r| format!("{} names {}", r.reference, named(r)))
                 .collect();
             let agree = self
                 .references
@@ -336,6 +358,7 @@ async fn anonymous_one(client: &Client, r: &Reference) -> Anonymous {
             Ok(Some(info)) => (Access::Ok, Some(200), Some(info.digest), None),
             Ok(None) => (Access::NotFound, Some(404), None, None),
             Err(e) => {
+                let e = e.sent_anonymously();
                 let access = match (e.status(), &e.kind) {
                     (Some(401), _) | (None, ErrorKind::Auth(_)) => Access::Unauthorized,
                     (Some(403), _) => Access::Forbidden,
@@ -370,6 +393,7 @@ mod tests {
             media_type: Some("m".into()),
             size: Some(1),
             error: None,
+            tag_moved: false,
         }
     }
 
@@ -401,5 +425,22 @@ mod tests {
         let rep = judge(vec![ok("a", b"1"), ok("b", b"2")]);
         assert_eq!(rep.digest, Some(Digest::of(b"1")));
         assert_eq!(rep.mismatched, ["b"]);
+    }
+
+    #[test]
+    fn a_tag_that_names_another_digest_than_its_reference_gives_is_named() {
+        let mut moved = ok("b:latest@sha256:1", b"2");
+        moved.status = Status::Differs;
+        moved.tag_moved = true;
+        let rep = judge(vec![ok("a", b"1"), moved]);
+        assert!(!rep.ok);
+        assert_eq!(rep.digest, Some(Digest::of(b"1")));
+        assert_eq!(rep.mismatched, ["b:latest@sha256:1"]);
+        let p = rep.problem().unwrap();
+        let two = Digest::of(b"2");
+        assert_eq!(
+            p,
+            format!("tag and digest disagree: b:latest@sha256:1: its tag names {two}")
+        );
     }
 }

@@ -84,6 +84,10 @@ pub struct RegistryError {
     pub ratelimit_remaining: Option<String>,
     /// Seconds the registry asked us to wait (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// The request carried no credentials on purpose (`verify
+    /// --anonymous`): a refusal is about anonymous access, and the hint
+    /// says so instead of pointing at credentials.
+    pub anonymous: bool,
 }
 
 /// Which operation, on which object.
@@ -119,6 +123,11 @@ fn hint(e: &RegistryError) -> String {
         s.push_str(&format!(" [retry after {secs}s]"));
     }
     match &e.kind {
+        ErrorKind::Status {
+            status: 401 | 403, ..
+        } if e.anonymous => s.push_str(
+            "; asked without credentials on purpose: the repository is private, or the registry refuses anonymous pulls",
+        ),
         ErrorKind::Status { status: 401, .. } => s.push_str(
             "; check the credentials for this registry: boxwright login, the target's username_env/password_env, or an entry in the first of these auth files that has one: $REGISTRY_AUTH_FILE (else $XDG_RUNTIME_DIR/containers/auth.json), $XDG_CONFIG_HOME/containers/auth.json (else ~/.config/containers/auth.json), $DOCKER_CONFIG/config.json (else ~/.docker/config.json), ~/.dockercfg",
         ),
@@ -154,7 +163,14 @@ impl RegistryError {
             kind,
             ratelimit_remaining: None,
             retry_after: None,
+            anonymous: false,
         }
+    }
+
+    /// This error, from a request sent without credentials on purpose.
+    pub fn sent_anonymously(mut self) -> RegistryError {
+        self.anonymous = true;
+        self
     }
 
     /// The HTTP status, when the registry answered.
@@ -352,5 +368,28 @@ mod tests {
     fn odd_bodies_give_no_codes() {
         assert!(parse_error_body(b"<html>").is_empty());
         assert!(parse_error_body(b"{}").is_empty());
+    }
+
+    #[test]
+    fn an_anonymous_refusal_does_not_point_at_credentials() {
+        let st = |status| {
+            RegistryError::new(
+                ctx(),
+                ErrorKind::Status {
+                    status,
+                    errors: vec![],
+                },
+            )
+        };
+        for status in [401, 403] {
+            let with = st(status).to_string();
+            assert!(with.contains("credentials"), "{with}");
+            let anon = st(status).sent_anonymously().to_string();
+            assert!(!anon.contains("check the credentials"), "{anon}");
+            assert!(!anon.contains("the credentials lack"), "{anon}");
+            assert!(anon.contains("refuses anonymous pulls"), "{anon}");
+        }
+        let other = st(500).sent_anonymously().to_string();
+        assert!(!other.contains("anonymous"), "{other}");
     }
 }

@@ -62,8 +62,10 @@ pub fn anonymous(rows: &[Anonymous]) -> String {
 }
 
 /// The `tags` table: a row per tag, a column per repository (`yes`, `-`,
-/// or a short digest when digests were asked for), and `*` on rows that
-/// differ between repositories.
+/// or a short digest when digests were asked for; `?` where it is not
+/// known: in the whole column of a repository that could not be listed, or
+/// for a digest that could not be resolved), and `*` on rows that differ
+/// between the repositories that could be listed.
 pub fn tags(report: &TagsReport) -> String {
     let mut head = vec!["TAG".to_string()];
     head.extend(report.repositories.iter().map(|r| r.repository.clone()));
@@ -73,12 +75,13 @@ pub fn tags(report: &TagsReport) -> String {
         let mut v = vec![row.tag.clone()];
         for (i, p) in row.present.iter().enumerate() {
             let cell = match (&row.digests, p) {
-                (_, false) => "-".to_string(),
-                (Some(ds), true) => ds
+                (_, None) => "?".to_string(),
+                (_, Some(false)) => "-".to_string(),
+                (Some(ds), Some(true)) => ds
                     .get(i)
                     .and_then(Option::as_ref)
                     .map_or_else(|| "?".into(), |d| short(d).to_string()),
-                (None, true) => "yes".to_string(),
+                (None, Some(true)) => "yes".to_string(),
             };
             v.push(cell);
         }
@@ -125,6 +128,7 @@ mod tests {
                     },
                 )
             }),
+            tag_moved: false,
         }
     }
 
@@ -171,13 +175,13 @@ mod tests {
             tags: vec![
                 TagRow {
                     tag: "1.9".into(),
-                    present: vec![true, false],
+                    present: vec![Some(true), Some(false)],
                     digests: None,
                     same: false,
                 },
                 TagRow {
                     tag: "1.10".into(),
-                    present: vec![true, true],
+                    present: vec![Some(true), Some(true)],
                     digests: None,
                     same: true,
                 },
@@ -188,7 +192,7 @@ mod tests {
             repositories: repos,
             tags: vec![TagRow {
                 tag: "1.10".into(),
-                present: vec![true, true],
+                present: vec![Some(true), Some(true)],
                 digests: Some(vec![Some(Digest::of(b"1")), None]),
                 same: false,
             }],
@@ -198,5 +202,40 @@ mod tests {
             include_str!("testdata/tags-digests.txt")
         );
         assert!(tags(&with_digests).contains(" ?"));
+    }
+
+    #[test]
+    fn a_repository_that_could_not_be_listed_shows_question_marks() {
+        let listed = |repository: &str, tags: &[&str]| RepoTags {
+            repository: repository.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            error: None,
+        };
+        let mut typo = listed("docker.io/acme/r2f", &[]);
+        typo.error = Some(crate::registry::RegistryError::new(
+            Default::default(),
+            crate::registry::ErrorKind::Status {
+                status: 404,
+                errors: vec![],
+            },
+        ));
+        let report = TagsReport {
+            repositories: vec![listed("ghcr.io/acme/r2d", &["1.9", "1.10"]), typo],
+            tags: vec![
+                TagRow {
+                    tag: "1.9".into(),
+                    present: vec![Some(false), None],
+                    digests: None,
+                    same: false,
+                },
+                TagRow {
+                    tag: "1.10".into(),
+                    present: vec![Some(true), None],
+                    digests: None,
+                    same: true,
+                },
+            ],
+        };
+        assert_eq!(tags(&report), include_str!("testdata/tags-unlisted.txt"));
     }
 }

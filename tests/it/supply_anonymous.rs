@@ -76,6 +76,21 @@ fn supply_verify_anonymous_reports_each_registry() {
     assert_eq!(rows[0]["digest"], image.digest.as_str());
     assert_eq!(rows[2]["digest"], image.digest.as_str());
     assert!(rows[3]["error"].as_str().is_some());
+    // The probe sends no credentials on purpose: its errors point at
+    // anonymous access (a private repository, anonymous pulls refused),
+    // not at the credentials.
+    assert!(
+        rows[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("refuses anonymous pulls"),
+        "{doc}"
+    );
+    for row in [&rows[1], &rows[3]] {
+        let e = row["error"].as_str().unwrap();
+        assert!(!e.contains("check the credentials"), "{e}");
+        assert!(!e.contains("credentials were refused"), "{e}");
+    }
 
     // The anonymous requests carried no credentials: each token server saw
     // an anonymous caller (granted pull on one, refused on the other).

@@ -231,6 +231,69 @@ fn verify_passes_on_dual_push_with_head_only_then_names_the_mismatch_and_the_mis
 }
 
 #[test]
+fn verify_checks_a_tag_with_a_digest_as_both() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let x = build(dir.path(), 8, false);
+    let (ra, rb) = (
+        format!("{}/acme/app:latest", pair.a.host()),
+        format!("{}/acme/app:latest", pair.b.host()),
+    );
+    push(&pair, &x, &[&ra, &rb]);
+    let a_pinned = format!("{}/acme/app@{}", pair.a.host(), x.digest);
+    let b_pinned = format!("{rb}@{}", x.digest);
+    // Figure: while B's latest names x, the tag with its digest passes.
+    let r = pair.run(&["verify", "--json", &a_pinned, &b_pinned]);
+    assert_code(&r, 0);
+    let j: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(j["ok"], true, "{j}");
+
+    // B's latest moves to y; x's manifest stays in B's repository.
+    let dir2 = tempdir();
+    let y = build(dir2.path(), 9, false);
+    push(&pair, &y, &[&rb]);
+    pair.reset();
+    // Figure: latest@x on B differs and reports y, the digest its tag
+    // names; exit 1; x is still the common digest.
+    let r = pair.run(&["verify", "--json", &a_pinned, &ra, &b_pinned]);
+    assert_code(&r, 1);
+    let j: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(j["ok"], false, "{j}");
+    assert_eq!(j["digest"], x.digest.as_str(), "{j}");
+    assert_eq!(j["references"][2]["reference"], b_pinned.as_str(), "{j}");
+    assert_eq!(j["references"][2]["status"], "differs", "{j}");
+    assert_eq!(j["references"][2]["digest"], y.digest.as_str(), "{j}");
+    assert_eq!(j["mismatched"], serde_json::json!([b_pinned]), "{j}");
+    // Figure: B was asked by tag, with one HEAD and no GET.
+    let log = pair.b.log();
+    let heads: Vec<&str> = log
+        .iter()
+        .filter(|e| e.method == "HEAD" && e.path.contains("/manifests/"))
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(heads, ["/v2/acme/app/manifests/latest"], "{log:#?}");
+    assert!(!log.iter().any(is_manifest_get), "{log:#?}");
+    // The table shows what the tag names on the row marked DIFFERS.
+    let r = pair.run(&["verify", &a_pinned, &b_pinned]);
+    assert_code(&r, 1);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(&b_pinned) && l.contains(&y.digest) && l.ends_with("DIFFERS")),
+        "{}",
+        r.stdout
+    );
+
+    // Figure: a tag that is not there, though its digest is, is missing.
+    let gone = format!("{}/acme/app:9.9.9@{}", pair.b.host(), x.digest);
+    let r = pair.run(&["verify", "--json", &a_pinned, &gone]);
+    assert_code(&r, 1);
+    let j: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(j["references"][1]["status"], "missing", "{j}");
+    assert_eq!(j["missing"], serde_json::json!([gone]), "{j}");
+}
+
+#[test]
 fn verify_verbose_shows_docker_hub_ratelimit_remaining() {
     let pair = Pair::start();
     let dir = tempdir();
@@ -334,6 +397,39 @@ fn tags_lists_both_registries_side_by_side() {
         "{}",
         r.stderr
     );
+    // Figure: its presence is null (not known) in every row, and every tag
+    // of A is the same in the one repository that could be listed, with
+    // digests too; exit 1 all the same.
+    for digests in [false, true] {
+        let mut args = vec!["tags", "--json", &a, &typo];
+        if digests {
+            args.push("--digests");
+        }
+        let r = pair.run(&args);
+        assert_code(&r, 1);
+        let j: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert!(j["repositories"][1]["error"].is_string(), "{j}");
+        assert_eq!(j["repositories"][0]["error"], Value::Null, "{j}");
+        let rows = j["tags"].as_array().unwrap();
+        assert_eq!(rows.len(), 4, "{j}");
+        for t in rows {
+            assert_eq!(t["present"], serde_json::json!([true, null]), "{t}");
+            assert_eq!(t["same"], true, "{t}");
+            if digests {
+                assert_eq!(t["digests"], serde_json::json!([x.digest, null]), "{t}");
+            }
+        }
+    }
+    // Figure: in the table its column is `?` on every row, and no row is
+    // marked `*` for it.
+    let r = pair.run(&["tags", &a, &typo]);
+    assert_code(&r, 1);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    for l in &lines[1..] {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(cells[1..], ["yes", "?"], "{}", r.stdout);
+    }
 }
 
 /// The tag-list requests `srv` received (path and query).

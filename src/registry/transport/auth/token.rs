@@ -233,7 +233,9 @@ pub async fn fetch_token(
             .map(|e| format!("{} ({})", e.code, e.message))
             .collect::<Vec<_>>()
             .join(", ");
-        let what = if status == 401 || status == 403 {
+        let what = if (status == 401 || status == 403) && credential.is_none() {
+            "no token is given to a caller without credentials"
+        } else if status == 401 || status == 403 {
             "the credentials were refused"
         } else {
             "the token server failed"
