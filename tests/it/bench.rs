@@ -322,6 +322,75 @@ fn one_shot_faults_are_counted_by_status() {
     assert_eq!(r["failed_pulls"], 0);
 }
 
+/// Attempts of the warm-up against a registry that never answers: the
+/// `GET /v2/` ping and its 6 retries (bench's retry budget).
+const WARM_UP_ATTEMPTS: u64 = 7;
+
+/// Figures: against a registry that never answers (the proxy drops every
+/// connection), every attempt of the run, the `GET /v2/` pings included, is
+/// counted: `errors` == {"transport": the run's requests}, `errors_total`
+/// the same, and the run's requests + the warm-up's == what the proxy
+/// received; each blob failed after its retries (transport == retries +
+/// failed uploads) and the command exits 1.
+#[test]
+fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    proxy.configure(|c| {
+        c.fault_rate = 1.0;
+        c.fault_kinds = vec![Fault::DropConnection];
+    });
+    let target = format!("{}/silent", proxy.host());
+    let r = run(boxwright().args([
+        "bench",
+        "--to",
+        &target,
+        "--blobs",
+        "1",
+        "--size",
+        "4KiB",
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+        "--json",
+    ]));
+    assert_eq!(
+        r.code, 1,
+        "a failed upload is exit 1
+{}",
+        r.stderr
+    );
+    let v: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", r.stdout));
+    let run = &v["runs"][0];
+    let requests = sum(&[run], |r| {
+        KINDS
+            .iter()
+            .map(|k| r["requests"][k].as_u64().unwrap())
+            .sum()
+    });
+    assert!(requests > 0, "{run}");
+    assert_eq!(
+        run["errors"],
+        serde_json::json!({ "transport": requests }),
+        "{run}"
+    );
+    assert_eq!(run["errors_total"], requests);
+    assert_eq!(run["failed_uploads"], 1);
+    assert_eq!(
+        run["retries"].as_u64().unwrap() + 1,
+        requests,
+        "the blob's attempt and its retries"
+    );
+    let received: u64 = proxy.log().len() as u64;
+    assert_eq!(received, requests + WARM_UP_ATTEMPTS, "{run}");
+    assert_eq!(
+        proxy.injected_count(Injected::Fault(Fault::DropConnection)) as u64,
+        received
+    );
+}
+
 /// Figure: `--csv` prints a header and one line per (registry, mode,
 /// concurrency), with the same column count on every line.
 #[test]

@@ -17,8 +17,9 @@
 //! the mode's `PATCH`es and `PUT`. Request latencies are recorded per attempt
 //! by a [`RequestObserver`] on the client (time to the answer's headers, so a
 //! `PUT` with a body includes sending the body); errors are counted by status
-//! (a `HEAD` answered 404 is not an error) plus `transport` for requests
-//! that got no answer. After the timed part the blobs are deleted
+//! (a `HEAD` answered 404 is not an error, nor the 401 challenge of the
+//! `GET /v2/` ping) plus `transport` for attempts that got no answer, the
+//! pings of a registry that never answers included. After the timed part the blobs are deleted
 //! (`DELETE /v2/<repo>/blobs/<digest>`) unless `keep`; a registry that
 //! refuses deletion (405 / `UNSUPPORTED`) is reported as such, with how many
 //! blobs were left behind.

@@ -75,6 +75,8 @@ impl RequestObserver for Recorder {
         let error = match e.status {
             None => Some("transport".to_string()),
             Some(404) if *e.method == Method::HEAD => None,
+            // The ping's 401 is the registry's challenge, as expected.
+            Some(401) if e.ping => None,
             Some(s) if s >= 400 => Some(s.to_string()),
             Some(_) => None,
         };
