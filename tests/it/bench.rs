@@ -9,7 +9,7 @@ use crate::support::{Fault, FaultProxy, Injected, Registry};
 
 const KINDS: [&str; 5] = ["HEAD", "POST", "PATCH", "PUT", "GET"];
 
-const RUN_FIELDS: [&str; 25] = [
+const RUN_FIELDS: [&str; 27] = [
     "registry",
     "repository",
     "mode",
@@ -19,6 +19,8 @@ const RUN_FIELDS: [&str; 25] = [
     "blob_size",
     "bytes",
     "bytes_sent",
+    "bytes_uploaded",
+    "bytes_pulled",
     "upload_secs",
     "upload_mb_per_s",
     "pull_secs",
@@ -123,6 +125,8 @@ fn json_has_every_field_and_bytes_match_what_the_proxies_received() {
                 assert_eq!(r["repository"], repo);
                 assert_eq!(r["bytes"], BLOBS * SIZE);
                 assert_eq!(r["bytes_sent"], BLOBS * SIZE, "no retries, no resends");
+                assert_eq!(r["bytes_uploaded"], BLOBS * SIZE);
+                assert_eq!(r["bytes_pulled"], BLOBS * SIZE);
                 assert!(r["upload_mb_per_s"].as_f64().unwrap() > 0.0);
                 assert!(r["pull_mb_per_s"].as_f64().unwrap() > 0.0);
                 for k in KINDS {
@@ -378,6 +382,8 @@ fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
     );
     assert_eq!(run["errors_total"], requests);
     assert_eq!(run["failed_uploads"], 1);
+    assert_eq!(run["bytes_uploaded"], 0, "nothing was uploaded");
+    assert_eq!(run["upload_mb_per_s"], 0.0);
     assert_eq!(
         run["retries"].as_u64().unwrap() + 1,
         requests,
@@ -389,6 +395,56 @@ fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
         proxy.injected_count(Injected::Fault(Fault::DropConnection)) as u64,
         received
     );
+}
+
+/// Figures: with the first of 3 blobs refused for good (seven 503s on its
+/// PUT: the attempt and its 6 retries) and every blob pulled back altered,
+/// `bytes_uploaded` == the 2 blobs the registry took (while `bytes_sent`
+/// == all 3 PUT bodies and the retries, as the proxy received),
+/// `bytes_pulled` == 0 with 2 failed pulls, and the command exits 1.
+#[test]
+fn only_transfers_that_succeeded_count_as_uploaded_or_pulled() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    for _ in 0..7 {
+        proxy.fail_next("PUT", Fault::Unavailable);
+    }
+    proxy.configure(|c| c.corrupt_blobs = true);
+    const SIZE: u64 = 16 * 1024;
+    let target = format!("{}/partial", proxy.host());
+    let r = run(boxwright().args([
+        "bench",
+        "--to",
+        &target,
+        "--blobs",
+        "3",
+        "--size",
+        "16KiB",
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+        "--pull",
+        "--json",
+    ]));
+    assert_eq!(r.code, 1, "failed transfers are exit 1\n{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", r.stdout));
+    let run = &v["runs"][0];
+    assert_eq!(run["failed_uploads"], 1, "{run}");
+    assert_eq!(run["errors"]["503"], 7, "{run}");
+    assert_eq!(run["bytes"], 3 * SIZE);
+    assert_eq!(run["bytes_sent"], proxy.bytes_received("PUT"));
+    assert_eq!(proxy.bytes_received("PUT"), (7 + 2) * SIZE);
+    assert_eq!(run["bytes_uploaded"], 2 * SIZE, "{run}");
+    assert_eq!(run["failed_pulls"], 2, "{run}");
+    assert_eq!(
+        proxy.injected_count(Injected::CorruptBlob),
+        2,
+        "each uploaded blob pulled once"
+    );
+    assert_eq!(run["bytes_pulled"], 0, "{run}");
+    assert_eq!(run["pull_mb_per_s"], 0.0);
 }
 
 /// Figure: `--csv` prints a header and one line per (registry, mode,

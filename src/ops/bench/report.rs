@@ -67,6 +67,12 @@ pub struct RunResult {
     pub bytes: u64,
     /// Request-body bytes actually sent (retries included).
     pub bytes_sent: u64,
+    /// Payload bytes of the blobs whose upload succeeded (`upload_mb_per_s`
+    /// is these over `upload_secs`).
+    pub bytes_uploaded: u64,
+    /// Payload bytes of the blobs pulled back whole and digest-checked;
+    /// `None` without `--pull`.
+    pub bytes_pulled: Option<u64>,
     pub upload_secs: f64,
     pub upload_mb_per_s: f64,
     /// `None` without `--pull`.

@@ -317,21 +317,23 @@ async fn run_one(
             }
         }
     }
+    // Only the blobs the registry took count as uploaded.
+    let bytes_uploaded = opts.size * uploaded.iter().filter(|u| **u).count() as u64;
     let upload_mb = phase_done(
         reporter,
         &up_id,
         &format!("{label}: uploaded"),
-        bytes,
+        bytes_uploaded,
         upload_secs,
         failed_uploads,
     );
 
     // Pull.
     let mut failed_pulls = 0;
-    let (pull_secs, pull_mb) = if opts.pull {
+    let (pull_secs, pull_mb, bytes_pulled) = if opts.pull {
         let pull_id = format!("bench:{run}:pull");
-        let pulled_bytes = opts.size * uploaded.iter().filter(|u| **u).count() as u64;
-        reporter.start(&pull_id, &format!("{label} pull"), Some(pulled_bytes));
+        let to_pull = bytes_uploaded;
+        reporter.start(&pull_id, &format!("{label} pull"), Some(to_pull));
         let t1 = Instant::now();
         let results: Vec<Result<u64, RegistryError>> = stream::iter(
             blobs
@@ -348,10 +350,15 @@ async fn run_one(
         .collect()
         .await;
         let secs = t1.elapsed().as_secs_f64();
+        // Only the blobs that came back whole, digest checked, count as pulled.
+        let mut pulled_bytes = 0;
         for r in results {
-            if let Err(e) = r {
-                failed_pulls += 1;
-                note_failure(&mut failures, "pull", &e);
+            match r {
+                Ok(n) => pulled_bytes += n,
+                Err(e) => {
+                    failed_pulls += 1;
+                    note_failure(&mut failures, "pull", &e);
+                }
             }
         }
         let mb = phase_done(
@@ -362,9 +369,9 @@ async fn run_one(
             secs,
             failed_pulls,
         );
-        (Some(round3(secs)), Some(mb))
+        (Some(round3(secs)), Some(mb), Some(pulled_bytes))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let acc = recorder.end();
     let after = client.stats(registry);
@@ -410,6 +417,8 @@ async fn run_one(
         blob_size: opts.size,
         bytes,
         bytes_sent: after.bytes_sent.saturating_sub(before.bytes_sent),
+        bytes_uploaded,
+        bytes_pulled,
         upload_secs: round3(upload_secs),
         upload_mb_per_s: upload_mb,
         pull_secs,
