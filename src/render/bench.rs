@@ -143,6 +143,7 @@ pub fn tables(report: &BenchReport) -> String {
             r.failed().to_string(),
             match r.cleanup.outcome.as_str() {
                 "deleted" => format!("deleted {}", r.cleanup.deleted),
+                "nothing" => "nothing to delete".into(),
                 other => format!("{other}, {} left", r.cleanup.left),
             },
         ]);
@@ -183,7 +184,7 @@ pub fn tables(report: &BenchReport) -> String {
         let repo = format!("{}/{}", r.registry, r.repository);
         let who = format!("{repo} {} x{}", r.mode.name(), r.concurrency);
         match r.cleanup.outcome.as_str() {
-            "deleted" | "kept" => {}
+            "deleted" | "kept" | "nothing" => {}
             "unsupported" => {
                 let e = per_repo.entry(repo.clone()).or_default();
                 e.0 += r.cleanup.left;
@@ -311,6 +312,19 @@ mod tests {
                 run("localhost:5000", BenchMode::Monolithic, "deleted"),
                 run("ghcr.io", BenchMode::Chunked, "unsupported"),
                 run("docker.io", BenchMode::Streamed, "denied"),
+                RunResult {
+                    bytes_uploaded: 0,
+                    upload_mb_per_s: 0.0,
+                    failed_uploads: 8,
+                    already_present: 0,
+                    cleanup: Cleanup {
+                        outcome: "nothing".into(),
+                        deleted: 0,
+                        left: 0,
+                        detail: None,
+                    },
+                    ..run("quay.io", BenchMode::Monolithic, "nothing")
+                },
             ],
             wall_secs: 9.5,
         };

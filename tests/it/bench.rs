@@ -335,7 +335,8 @@ const WARM_UP_ATTEMPTS: u64 = 7;
 /// counted: `errors` == {"transport": the run's requests}, `errors_total`
 /// the same, and the run's requests + the warm-up's == what the proxy
 /// received; each blob failed after its retries (transport == retries +
-/// failed uploads) and the command exits 1.
+/// failed uploads), no byte counts as uploaded, the cleanup had
+/// `nothing` to delete, and the command exits 1.
 #[test]
 fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
     let reg = Registry::start();
@@ -384,6 +385,11 @@ fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
     assert_eq!(run["failed_uploads"], 1);
     assert_eq!(run["bytes_uploaded"], 0, "nothing was uploaded");
     assert_eq!(run["upload_mb_per_s"], 0.0);
+    assert_eq!(
+        run["cleanup"],
+        serde_json::json!({"outcome": "nothing", "deleted": 0, "left": 0, "detail": null}),
+        "nothing to delete"
+    );
     assert_eq!(
         run["retries"].as_u64().unwrap() + 1,
         requests,
@@ -445,6 +451,14 @@ fn only_transfers_that_succeeded_count_as_uploaded_or_pulled() {
     );
     assert_eq!(run["bytes_pulled"], 0, "{run}");
     assert_eq!(run["pull_mb_per_s"], 0.0);
+    assert_eq!(run["cleanup"]["outcome"], "deleted");
+    assert_eq!(run["cleanup"]["deleted"], 2);
+    let blob_deletes = proxy
+        .log()
+        .iter()
+        .filter(|e| e.method == "DELETE" && e.path.contains("/blobs/sha256:"))
+        .count();
+    assert_eq!(blob_deletes, 2, "only the blobs uploaded are deleted");
 }
 
 /// Figure: `--csv` prints a header and one line per (registry, mode,

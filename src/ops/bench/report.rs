@@ -41,8 +41,10 @@ impl Latency {
 /// What happened to a run's blobs afterwards.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Cleanup {
-    /// `deleted`, `kept` (asked with `--keep`), `unsupported` (the registry
-    /// refuses deletion: 405 or `UNSUPPORTED`), `denied` (401/403) or `failed`.
+    /// `deleted`, `kept` (asked with `--keep`), `nothing` (no blob of the run
+    /// reached the registry, so none was to delete), `unsupported` (the
+    /// registry refuses deletion: 405 or `UNSUPPORTED`), `denied` (401/403)
+    /// or `failed`.
     pub outcome: String,
     /// Blobs deleted (or already absent).
     pub deleted: u64,

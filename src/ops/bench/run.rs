@@ -384,7 +384,15 @@ async fn run_one(
         .filter(|(_, ok)| **ok)
         .map(|(b, _)| &b.digest)
         .collect();
-    let cleanup = if opts.keep {
+    let cleanup = if present.is_empty() {
+        // No blob of the run reached the registry: nothing to delete or keep.
+        Cleanup {
+            outcome: "nothing".into(),
+            deleted: 0,
+            left: 0,
+            detail: None,
+        }
+    } else if opts.keep {
         Cleanup {
             outcome: "kept".into(),
             deleted: 0,
