@@ -461,6 +461,48 @@ fn only_transfers_that_succeeded_count_as_uploaded_or_pulled() {
     assert_eq!(blob_deletes, 2, "only the blobs uploaded are deleted");
 }
 
+/// Largest seed a JSON reader holding numbers as doubles keeps exact.
+const MAX_SEED: u64 = (1 << 53) - 1;
+
+/// Figures: a random seed is at most 2^53 - 1, so it reads back exact as a
+/// double (as most JSON readers read it), and that seed given to `--seed`
+/// regenerates the same blob (same digest, already present when kept);
+/// the largest seed is accepted and reported as given.
+#[test]
+fn random_seeds_read_back_exact_as_doubles() {
+    let reg = Registry::start();
+    let target = format!("{}/seeds", reg.addr());
+    let args = [
+        "--to",
+        target.as_str(),
+        "--blobs",
+        "1",
+        "--size",
+        "1KiB",
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+        "--keep",
+    ];
+    for _ in 0..3 {
+        let (v, _) = bench_json(&args);
+        let seed = v["seed"].as_u64().expect("seed is a whole number");
+        assert!(seed <= MAX_SEED, "seed {seed} is above 2^53 - 1");
+        let read_as_double = v["seed"].as_f64().unwrap();
+        assert_eq!(read_as_double as u64, seed);
+        assert_eq!(v["runs"][0]["already_present"], 0);
+        // The seed as a double reader got it reproduces the blob.
+        let again = (read_as_double as u64).to_string();
+        let (w, _) = bench_json(&[&args[..], &["--seed", &again]].concat());
+        assert_eq!(w["seed"], seed);
+        assert_eq!(w["runs"][0]["already_present"], 1, "{w}");
+    }
+    let max = MAX_SEED.to_string();
+    let (v, _) = bench_json(&[&args[..], &["--seed", &max]].concat());
+    assert_eq!(v["seed"], MAX_SEED);
+}
+
 /// Figure: `--csv` prints a header and one line per (registry, mode,
 /// concurrency), with the same column count on every line.
 #[test]
@@ -510,6 +552,8 @@ fn bad_arguments_exit_2() {
         (&["--to", to, "--mode", "teleport"], "--mode"),
         (&["--to", to, "--mode", "monolithic,"], "--mode"),
         (&["--to", to, "--blobs", "0"], "--blobs"),
+        (&["--to", to, "--seed", "9007199254740992"], "--seed"),
+        (&["--to", to, "--seed", "18446744073709551615"], "--seed"),
         (&["--to", ""], "--to"),
         (&["--to", "127.0.0.1:9/bench:tag"], "--to"),
         (&["--blobs", "1"], "--to"),
