@@ -151,8 +151,8 @@ pub async fn bench(
         reporter.log(
             Level::Info,
             &format!(
-                "run {}/{total}: generating {} blobs of {} for {} {} x{conc}",
-                run + 1,
+                "{}: generating {} blobs of {} for {} {} x{conc}",
+                run_heading(run, total),
                 opts.blobs,
                 crate::render::human_bytes(opts.size),
                 target.name(),
@@ -188,6 +188,12 @@ pub async fn bench(
         runs,
         wall_secs: round3(started.elapsed().as_secs_f64()),
     })
+}
+
+/// How progress names run `run` of `total`: by the 0-based index the
+/// report's `run` holds, with its place in the order.
+fn run_heading(run: usize, total: usize) -> String {
+    format!("run {run} ({} of {total})", run + 1)
 }
 
 /// Generate a run's blobs on the rayon pool (never on tokio's workers).
@@ -540,6 +546,13 @@ async fn cleanup(repo: Repo<'_>, digests: &[&Digest], conc: usize) -> Cleanup {
 mod tests {
     use super::*;
     use crate::registry::{ErrorContext, ErrorKind};
+
+    #[test]
+    fn progress_names_runs_by_the_report_index() {
+        // The report's first run is `run: 0`; progress names it so too.
+        assert!(run_heading(0, 12).starts_with("run 0 "));
+        assert!(run_heading(11, 12).starts_with("run 11 "));
+    }
 
     #[test]
     fn delete_refusals() {
