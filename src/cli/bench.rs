@@ -39,8 +39,8 @@ pub struct BenchArgs {
     /// Also pull every blob back (GET, digest-checked) and time it.
     #[arg(long)]
     pub pull: bool,
-    /// Seed of the generated blobs [default: random; the report shows it].
-    #[arg(long)]
+    /// Seed of the generated blobs, 0 to 2^53-1 [default: random; the report shows it].
+    #[arg(long, value_parser = bench::parse_seed)]
     pub seed: Option<u64>,
     /// Print the report as JSON on stdout (the tables go to stderr).
     #[arg(long, conflicts_with = "csv")]
@@ -73,7 +73,7 @@ pub async fn run(args: BenchArgs, reporter: SharedReporter) -> Result<()> {
         modes: args.mode,
         chunk_size: args.chunk_size,
         pull: args.pull,
-        seed: args.seed.unwrap_or_else(rand::random),
+        seed: args.seed.unwrap_or_else(bench::random_seed),
         keep: args.keep,
         insecure: args.insecure.insecure_registry,
         ca_file: args.ca_file,

@@ -29,6 +29,8 @@ pub fn csv(report: &BenchReport) -> String {
         "blob_size",
         "bytes",
         "bytes_sent",
+        "bytes_uploaded",
+        "bytes_pulled",
         "upload_secs",
         "upload_mb_per_s",
         "pull_secs",
@@ -67,6 +69,8 @@ pub fn csv(report: &BenchReport) -> String {
             r.blob_size.to_string(),
             r.bytes.to_string(),
             r.bytes_sent.to_string(),
+            r.bytes_uploaded.to_string(),
+            r.bytes_pulled.map(|b| b.to_string()).unwrap_or_default(),
             r.upload_secs.to_string(),
             r.upload_mb_per_s.to_string(),
             opt(r.pull_secs),
@@ -139,6 +143,7 @@ pub fn tables(report: &BenchReport) -> String {
             r.failed().to_string(),
             match r.cleanup.outcome.as_str() {
                 "deleted" => format!("deleted {}", r.cleanup.deleted),
+                "nothing" => "nothing to delete".into(),
                 other => format!("{other}, {} left", r.cleanup.left),
             },
         ]);
@@ -179,7 +184,7 @@ pub fn tables(report: &BenchReport) -> String {
         let repo = format!("{}/{}", r.registry, r.repository);
         let who = format!("{repo} {} x{}", r.mode.name(), r.concurrency);
         match r.cleanup.outcome.as_str() {
-            "deleted" | "kept" => {}
+            "deleted" | "kept" | "nothing" => {}
             "unsupported" => {
                 let e = per_repo.entry(repo.clone()).or_default();
                 e.0 += r.cleanup.left;
@@ -269,6 +274,8 @@ mod tests {
             blob_size: 16 << 20,
             bytes: 8 * (16 << 20),
             bytes_sent: 8 * (16 << 20),
+            bytes_uploaded: 7 * (16 << 20),
+            bytes_pulled: (outcome == "deleted").then_some(7 * (16 << 20)),
             upload_secs: 2.5,
             upload_mb_per_s: 53.7,
             pull_secs: None,
@@ -305,6 +312,19 @@ mod tests {
                 run("localhost:5000", BenchMode::Monolithic, "deleted"),
                 run("ghcr.io", BenchMode::Chunked, "unsupported"),
                 run("docker.io", BenchMode::Streamed, "denied"),
+                RunResult {
+                    bytes_uploaded: 0,
+                    upload_mb_per_s: 0.0,
+                    failed_uploads: 8,
+                    already_present: 0,
+                    cleanup: Cleanup {
+                        outcome: "nothing".into(),
+                        deleted: 0,
+                        left: 0,
+                        detail: None,
+                    },
+                    ..run("quay.io", BenchMode::Monolithic, "nothing")
+                },
             ],
             wall_secs: 9.5,
         };

@@ -9,7 +9,7 @@ use crate::support::{Fault, FaultProxy, Injected, Registry};
 
 const KINDS: [&str; 5] = ["HEAD", "POST", "PATCH", "PUT", "GET"];
 
-const RUN_FIELDS: [&str; 25] = [
+const RUN_FIELDS: [&str; 27] = [
     "registry",
     "repository",
     "mode",
@@ -19,6 +19,8 @@ const RUN_FIELDS: [&str; 25] = [
     "blob_size",
     "bytes",
     "bytes_sent",
+    "bytes_uploaded",
+    "bytes_pulled",
     "upload_secs",
     "upload_mb_per_s",
     "pull_secs",
@@ -123,6 +125,8 @@ fn json_has_every_field_and_bytes_match_what_the_proxies_received() {
                 assert_eq!(r["repository"], repo);
                 assert_eq!(r["bytes"], BLOBS * SIZE);
                 assert_eq!(r["bytes_sent"], BLOBS * SIZE, "no retries, no resends");
+                assert_eq!(r["bytes_uploaded"], BLOBS * SIZE);
+                assert_eq!(r["bytes_pulled"], BLOBS * SIZE);
                 assert!(r["upload_mb_per_s"].as_f64().unwrap() > 0.0);
                 assert!(r["pull_mb_per_s"].as_f64().unwrap() > 0.0);
                 for k in KINDS {
@@ -322,6 +326,183 @@ fn one_shot_faults_are_counted_by_status() {
     assert_eq!(r["failed_pulls"], 0);
 }
 
+/// Attempts of the warm-up against a registry that never answers: the
+/// `GET /v2/` ping and its 6 retries (bench's retry budget).
+const WARM_UP_ATTEMPTS: u64 = 7;
+
+/// Figures: against a registry that never answers (the proxy drops every
+/// connection), every attempt of the run, the `GET /v2/` pings included, is
+/// counted: `errors` == {"transport": the run's requests}, `errors_total`
+/// the same, and the run's requests + the warm-up's == what the proxy
+/// received; each blob failed after its retries (transport == retries +
+/// failed uploads), no byte counts as uploaded, the cleanup had
+/// `nothing` to delete, and the command exits 1.
+#[test]
+fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    proxy.configure(|c| {
+        c.fault_rate = 1.0;
+        c.fault_kinds = vec![Fault::DropConnection];
+    });
+    let target = format!("{}/silent", proxy.host());
+    let r = run(boxwright().args([
+        "bench",
+        "--to",
+        &target,
+        "--blobs",
+        "1",
+        "--size",
+        "4KiB",
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+        "--json",
+    ]));
+    assert_eq!(
+        r.code, 1,
+        "a failed upload is exit 1
+{}",
+        r.stderr
+    );
+    let v: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", r.stdout));
+    let run = &v["runs"][0];
+    let requests = sum(&[run], |r| {
+        KINDS
+            .iter()
+            .map(|k| r["requests"][k].as_u64().unwrap())
+            .sum()
+    });
+    assert!(requests > 0, "{run}");
+    assert_eq!(
+        run["errors"],
+        serde_json::json!({ "transport": requests }),
+        "{run}"
+    );
+    assert_eq!(run["errors_total"], requests);
+    assert_eq!(run["failed_uploads"], 1);
+    assert_eq!(run["bytes_uploaded"], 0, "nothing was uploaded");
+    assert_eq!(run["upload_mb_per_s"], 0.0);
+    assert_eq!(
+        run["cleanup"],
+        serde_json::json!({"outcome": "nothing", "deleted": 0, "left": 0, "detail": null}),
+        "nothing to delete"
+    );
+    assert_eq!(
+        run["retries"].as_u64().unwrap() + 1,
+        requests,
+        "the blob's attempt and its retries"
+    );
+    let received: u64 = proxy.log().len() as u64;
+    assert_eq!(received, requests + WARM_UP_ATTEMPTS, "{run}");
+    assert_eq!(
+        proxy.injected_count(Injected::Fault(Fault::DropConnection)) as u64,
+        received
+    );
+}
+
+/// Figures: with the first of 3 blobs refused for good (seven 503s on its
+/// PUT: the attempt and its 6 retries) and every blob pulled back altered,
+/// `bytes_uploaded` == the 2 blobs the registry took (while `bytes_sent`
+/// == all 3 PUT bodies and the retries, as the proxy received),
+/// `bytes_pulled` == 0 with 2 failed pulls, and the command exits 1.
+#[test]
+fn only_transfers_that_succeeded_count_as_uploaded_or_pulled() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    for _ in 0..7 {
+        proxy.fail_next("PUT", Fault::Unavailable);
+    }
+    proxy.configure(|c| c.corrupt_blobs = true);
+    const SIZE: u64 = 16 * 1024;
+    let target = format!("{}/partial", proxy.host());
+    let r = run(boxwright().args([
+        "bench",
+        "--to",
+        &target,
+        "--blobs",
+        "3",
+        "--size",
+        "16KiB",
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+        "--pull",
+        "--json",
+    ]));
+    assert_eq!(r.code, 1, "failed transfers are exit 1\n{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", r.stdout));
+    let run = &v["runs"][0];
+    assert_eq!(run["failed_uploads"], 1, "{run}");
+    assert_eq!(run["errors"]["503"], 7, "{run}");
+    assert_eq!(run["bytes"], 3 * SIZE);
+    assert_eq!(run["bytes_sent"], proxy.bytes_received("PUT"));
+    assert_eq!(proxy.bytes_received("PUT"), (7 + 2) * SIZE);
+    assert_eq!(run["bytes_uploaded"], 2 * SIZE, "{run}");
+    assert_eq!(run["failed_pulls"], 2, "{run}");
+    assert_eq!(
+        proxy.injected_count(Injected::CorruptBlob),
+        2,
+        "each uploaded blob pulled once"
+    );
+    assert_eq!(run["bytes_pulled"], 0, "{run}");
+    assert_eq!(run["pull_mb_per_s"], 0.0);
+    assert_eq!(run["cleanup"]["outcome"], "deleted");
+    assert_eq!(run["cleanup"]["deleted"], 2);
+    let blob_deletes = proxy
+        .log()
+        .iter()
+        .filter(|e| e.method == "DELETE" && e.path.contains("/blobs/sha256:"))
+        .count();
+    assert_eq!(blob_deletes, 2, "only the blobs uploaded are deleted");
+}
+
+/// Largest seed a JSON reader holding numbers as doubles keeps exact.
+const MAX_SEED: u64 = (1 << 53) - 1;
+
+/// Figures: a random seed is at most 2^53 - 1, so it reads back exact as a
+/// double (as most JSON readers read it), and that seed given to `--seed`
+/// regenerates the same blob (same digest, already present when kept);
+/// the largest seed is accepted and reported as given.
+#[test]
+fn random_seeds_read_back_exact_as_doubles() {
+    let reg = Registry::start();
+    let target = format!("{}/seeds", reg.addr());
+    let args = [
+        "--to",
+        target.as_str(),
+        "--blobs",
+        "1",
+        "--size",
+        "1KiB",
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+        "--keep",
+    ];
+    for _ in 0..3 {
+        let (v, _) = bench_json(&args);
+        let seed = v["seed"].as_u64().expect("seed is a whole number");
+        assert!(seed <= MAX_SEED, "seed {seed} is above 2^53 - 1");
+        let read_as_double = v["seed"].as_f64().unwrap();
+        assert_eq!(read_as_double as u64, seed);
+        assert_eq!(v["runs"][0]["already_present"], 0);
+        // The seed as a double reader got it reproduces the blob.
+        let again = (read_as_double as u64).to_string();
+        let (w, _) = bench_json(&[&args[..], &["--seed", &again]].concat());
+        assert_eq!(w["seed"], seed);
+        assert_eq!(w["runs"][0]["already_present"], 1, "{w}");
+    }
+    let max = MAX_SEED.to_string();
+    let (v, _) = bench_json(&[&args[..], &["--seed", &max]].concat());
+    assert_eq!(v["seed"], MAX_SEED);
+}
+
 /// Figure: `--csv` prints a header and one line per (registry, mode,
 /// concurrency), with the same column count on every line.
 #[test]
@@ -371,6 +552,8 @@ fn bad_arguments_exit_2() {
         (&["--to", to, "--mode", "teleport"], "--mode"),
         (&["--to", to, "--mode", "monolithic,"], "--mode"),
         (&["--to", to, "--blobs", "0"], "--blobs"),
+        (&["--to", to, "--seed", "9007199254740992"], "--seed"),
+        (&["--to", to, "--seed", "18446744073709551615"], "--seed"),
         (&["--to", ""], "--to"),
         (&["--to", "127.0.0.1:9/bench:tag"], "--to"),
         (&["--blobs", "1"], "--to"),

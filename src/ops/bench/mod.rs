@@ -17,8 +17,9 @@
 //! the mode's `PATCH`es and `PUT`. Request latencies are recorded per attempt
 //! by a [`RequestObserver`](crate::registry::RequestObserver) on the client (time to the answer's headers, so a
 //! `PUT` with a body includes sending the body); errors are counted by status
-//! (a `HEAD` answered 404 is not an error) plus `transport` for requests
-//! that got no answer. After the timed part the blobs are deleted
+//! (a `HEAD` answered 404 is not an error, nor the 401 challenge of the
+//! `GET /v2/` ping) plus `transport` for attempts that got no answer, the
+//! pings of a registry that never answers included. After the timed part the blobs are deleted
 //! (`DELETE /v2/<repo>/blobs/<digest>`) unless `keep`; a registry that
 //! refuses deletion (405 / `UNSUPPORTED`) is reported as such, with how many
 //! blobs were left behind.
@@ -45,6 +46,30 @@ pub use run::{bench, WARM_UP_PROBE};
 
 /// Largest accepted `--concurrency` value.
 pub const MAX_CONCURRENCY: usize = 1024;
+
+/// Largest seed, 2^53 - 1: JSON readers that hold numbers as doubles (most
+/// do) keep every seed up to it exact, so a report's seed
+/// given back to `--seed` regenerates the same blobs.
+pub const MAX_SEED: u64 = (1 << 53) - 1;
+
+/// A random seed in `0..=MAX_SEED`.
+pub fn random_seed() -> u64 {
+    rand::random_range(0..=MAX_SEED)
+}
+
+/// Parse a `--seed` value (0..=[`MAX_SEED`]).
+pub fn parse_seed(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if n > MAX_SEED {
+        return Err(format!(
+            "a seed is at most {MAX_SEED} (2^53 - 1), so that JSON readers keep it exact"
+        ));
+    }
+    Ok(n)
+}
 
 /// How the blobs' bytes are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -188,6 +213,11 @@ impl BenchOptions {
         if self.modes.is_empty() {
             return Err(bad_input("give at least one --mode"));
         }
+        if self.seed > MAX_SEED {
+            return Err(bad_input(format!(
+                "--seed must be at most {MAX_SEED} (2^53 - 1)"
+            )));
+        }
         if let Some(d) = self.work_dir.as_ref().filter(|d| !d.is_dir()) {
             return Err(bad_input(format!(
                 "--work-dir {}: no such directory; give an existing one with room for --blobs x --size",
@@ -210,6 +240,21 @@ mod tests {
         assert!(parse_concurrency("100000").is_err());
         assert_eq!(BenchMode::parse("Chunked"), Ok(BenchMode::Chunked));
         assert!(BenchMode::parse("parallel").is_err());
+    }
+
+    #[test]
+    fn seeds_stay_exact_as_doubles() {
+        for _ in 0..1000 {
+            let s = random_seed();
+            assert!(s <= MAX_SEED);
+            assert_eq!(s as f64 as u64, s);
+        }
+        assert_eq!(MAX_SEED as f64 as u64, MAX_SEED);
+        assert_eq!(parse_seed("9007199254740991"), Ok(MAX_SEED));
+        assert_eq!(parse_seed("0"), Ok(0));
+        assert!(parse_seed("9007199254740992").is_err());
+        assert!(parse_seed("18446744073709551615").is_err());
+        assert!(parse_seed("-1").is_err());
     }
 
     #[test]

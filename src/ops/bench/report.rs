@@ -41,8 +41,10 @@ impl Latency {
 /// What happened to a run's blobs afterwards.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Cleanup {
-    /// `deleted`, `kept` (asked with `--keep`), `unsupported` (the registry
-    /// refuses deletion: 405 or `UNSUPPORTED`), `denied` (401/403) or `failed`.
+    /// `deleted`, `kept` (asked with `--keep`), `nothing` (no blob of the run
+    /// reached the registry, so none was to delete), `unsupported` (the
+    /// registry refuses deletion: 405 or `UNSUPPORTED`), `denied` (401/403)
+    /// or `failed`.
     pub outcome: String,
     /// Blobs deleted (or already absent).
     pub deleted: u64,
@@ -67,6 +69,12 @@ pub struct RunResult {
     pub bytes: u64,
     /// Request-body bytes actually sent (retries included).
     pub bytes_sent: u64,
+    /// Payload bytes of the blobs whose upload succeeded (`upload_mb_per_s`
+    /// is these over `upload_secs`).
+    pub bytes_uploaded: u64,
+    /// Payload bytes of the blobs pulled back whole and digest-checked;
+    /// `None` without `--pull`.
+    pub bytes_pulled: Option<u64>,
     pub upload_secs: f64,
     pub upload_mb_per_s: f64,
     /// `None` without `--pull`.

@@ -75,6 +75,8 @@ impl RequestObserver for Recorder {
         let error = match e.status {
             None => Some("transport".to_string()),
             Some(404) if *e.method == Method::HEAD => None,
+            // The ping's 401 is the registry's challenge, as expected.
+            Some(401) if e.ping => None,
             Some(s) if s >= 400 => Some(s.to_string()),
             Some(_) => None,
         };
@@ -149,8 +151,8 @@ pub async fn bench(
         reporter.log(
             Level::Info,
             &format!(
-                "run {}/{total}: generating {} blobs of {} for {} {} x{conc}",
-                run + 1,
+                "{}: generating {} blobs of {} for {} {} x{conc}",
+                run_heading(run, total),
                 opts.blobs,
                 crate::render::human_bytes(opts.size),
                 target.name(),
@@ -186,6 +188,12 @@ pub async fn bench(
         runs,
         wall_secs: round3(started.elapsed().as_secs_f64()),
     })
+}
+
+/// How progress names run `run` of `total`: by the 0-based index the
+/// report's `run` holds, with its place in the order.
+fn run_heading(run: usize, total: usize) -> String {
+    format!("run {run} ({} of {total})", run + 1)
 }
 
 /// Generate a run's blobs on the rayon pool (never on tokio's workers).
@@ -315,21 +323,23 @@ async fn run_one(
             }
         }
     }
+    // Only the blobs the registry took count as uploaded.
+    let bytes_uploaded = opts.size * uploaded.iter().filter(|u| **u).count() as u64;
     let upload_mb = phase_done(
         reporter,
         &up_id,
         &format!("{label}: uploaded"),
-        bytes,
+        bytes_uploaded,
         upload_secs,
         failed_uploads,
     );
 
     // Pull.
     let mut failed_pulls = 0;
-    let (pull_secs, pull_mb) = if opts.pull {
+    let (pull_secs, pull_mb, bytes_pulled) = if opts.pull {
         let pull_id = format!("bench:{run}:pull");
-        let pulled_bytes = opts.size * uploaded.iter().filter(|u| **u).count() as u64;
-        reporter.start(&pull_id, &format!("{label} pull"), Some(pulled_bytes));
+        let to_pull = bytes_uploaded;
+        reporter.start(&pull_id, &format!("{label} pull"), Some(to_pull));
         let t1 = Instant::now();
         let results: Vec<Result<u64, RegistryError>> = stream::iter(
             blobs
@@ -346,10 +356,15 @@ async fn run_one(
         .collect()
         .await;
         let secs = t1.elapsed().as_secs_f64();
+        // Only the blobs that came back whole, digest checked, count as pulled.
+        let mut pulled_bytes = 0;
         for r in results {
-            if let Err(e) = r {
-                failed_pulls += 1;
-                note_failure(&mut failures, "pull", &e);
+            match r {
+                Ok(n) => pulled_bytes += n,
+                Err(e) => {
+                    failed_pulls += 1;
+                    note_failure(&mut failures, "pull", &e);
+                }
             }
         }
         let mb = phase_done(
@@ -360,9 +375,9 @@ async fn run_one(
             secs,
             failed_pulls,
         );
-        (Some(round3(secs)), Some(mb))
+        (Some(round3(secs)), Some(mb), Some(pulled_bytes))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let acc = recorder.end();
     let after = client.stats(registry);
@@ -375,7 +390,15 @@ async fn run_one(
         .filter(|(_, ok)| **ok)
         .map(|(b, _)| &b.digest)
         .collect();
-    let cleanup = if opts.keep {
+    let cleanup = if present.is_empty() {
+        // No blob of the run reached the registry: nothing to delete or keep.
+        Cleanup {
+            outcome: "nothing".into(),
+            deleted: 0,
+            left: 0,
+            detail: None,
+        }
+    } else if opts.keep {
         Cleanup {
             outcome: "kept".into(),
             deleted: 0,
@@ -408,6 +431,8 @@ async fn run_one(
         blob_size: opts.size,
         bytes,
         bytes_sent: after.bytes_sent.saturating_sub(before.bytes_sent),
+        bytes_uploaded,
+        bytes_pulled,
         upload_secs: round3(upload_secs),
         upload_mb_per_s: upload_mb,
         pull_secs,
@@ -521,6 +546,13 @@ async fn cleanup(repo: Repo<'_>, digests: &[&Digest], conc: usize) -> Cleanup {
 mod tests {
     use super::*;
     use crate::registry::{ErrorContext, ErrorKind};
+
+    #[test]
+    fn progress_names_runs_by_the_report_index() {
+        // The report's first run is `run: 0`; progress names it so too.
+        assert!(run_heading(0, 12).starts_with("run 0 "));
+        assert!(run_heading(11, 12).starts_with("run 11 "));
+    }
 
     #[test]
     fn delete_refusals() {

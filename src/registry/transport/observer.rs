@@ -44,10 +44,14 @@ pub struct RequestEvent<'a> {
     pub elapsed: Duration,
     /// Request-body bytes.
     pub body_bytes: u64,
+    /// The `GET /v2/` that learns the registry's challenge: a 401 is the
+    /// answer it expects, not a refusal.
+    pub ping: bool,
 }
 
-/// Sees every attempt of every request the client sends (retries and
-/// redirects included); `boxwright bench` records latencies with it.
+/// Sees every attempt of every request the client sends to a registry
+/// (retries, redirects and the `GET /v2/` ping included); `boxwright bench`
+/// records latencies and errors with it.
 /// Called on the request's task: keep it short and never block.
 pub trait RequestObserver: Send + Sync {
     fn observe(&self, event: &RequestEvent<'_>);

@@ -147,6 +147,7 @@ impl Client {
                 status: result.as_ref().ok().map(|r| r.status().as_u16()),
                 elapsed: started.elapsed(),
                 body_bytes: req.body.len(),
+                ping: false,
             });
         }
         let resp = match result {

@@ -15,11 +15,13 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 use reqwest::header::HeaderValue;
+use reqwest::Method;
 
 pub use challenge::{parse_challenges, preferred, BearerChallenge, Challenge};
 pub use token::{delete_scope, pull_scope, push_scope, scope_key, Token, TokenCache};
 
 use super::limits;
+use super::observer::RequestEvent;
 use super::request::Response;
 use super::retry::{parse_retry_after, RetryBudget};
 use super::RegistryState;
@@ -107,12 +109,23 @@ impl Client {
     > {
         let _slot = host.limiter.acquire(ctx).await?;
         host.stats.count_request("GET");
+        let started = Instant::now();
         let res = self
             .http
             .get(url.clone())
             .timeout(limits::DOCUMENT_DEADLINE)
             .send()
             .await;
+        if let Some(o) = self.observer.get() {
+            o.observe(&RequestEvent {
+                registry: &host.registry,
+                method: &Method::GET,
+                status: res.as_ref().ok().map(|r| r.status().as_u16()),
+                elapsed: started.elapsed(),
+                body_bytes: 0,
+                ping: true,
+            });
+        }
         let resp = match res {
             Ok(resp) => resp,
             Err(e) => {
