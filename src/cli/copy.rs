@@ -1,5 +1,6 @@
 //! `boxwright copy SRC DST [DST...]`: an image or index between registries
-//! or repositories, digest preserved.
+//! or repositories, digest preserved, with what is attached to it
+//! (signatures, SBOM, provenance) unless `--no-referrers`.
 //!
 //! stdout: the digest the destinations name (or the `--json` report);
 //! stderr: progress and a summary. Exit 1 when a destination failed or the
@@ -11,6 +12,7 @@ use clap::Args;
 use boxwright::oci::{Digest, Platform};
 use boxwright::ops::copy::{CopyOptions, CopyReport};
 use boxwright::progress::{Level, SharedReporter};
+use boxwright::supply::attach::AttachOptions;
 
 use super::args::{parse_all, parse_platform, parse_reference, UploadArgs};
 use super::stdout::{print_outcome, Outcome};
@@ -30,8 +32,18 @@ pub struct CopyArgs {
     /// destinations then name that platform's manifest.
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub platform: Option<Platform>,
+    /// Copy the image only: not the signatures, SBOMs and attestations
+    /// attached to it (the referrers API or `sha256-<hex>` tag, and
+    /// cosign's legacy tags), which are carried along by default.
+    #[arg(long)]
+    pub no_referrers: bool,
+    /// Also write cosign's legacy `sha256-<hex>.sig` / `.att` tags for the
+    /// signatures and attestations carried along.
+    #[arg(long, conflicts_with = "no_referrers")]
+    pub cosign_tags: bool,
     /// Print the copy report (source, digest, blobs downloaded, per
-    /// destination blobs uploaded/mounted/present and bytes) as JSON.
+    /// destination blobs uploaded/mounted/present and bytes, the artifacts
+    /// carried along) as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -46,6 +58,10 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
         push: args.upload.push_options()?,
         platform: args.platform.clone(),
         cache_dir: args.upload.cache_dir.clone(),
+        no_referrers: args.no_referrers,
+        attach: AttachOptions {
+            legacy_tags: args.cosign_tags,
+        },
     };
     let report = boxwright::ops::copy::copy(&src, &dsts, opts, reporter.clone())
         .await
@@ -64,6 +80,18 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
             Level::Info,
             &format!("copied {} ({}): {how}", report.source, report.digest),
         );
+        if let Some(r) = &report.referrers {
+            let notes: usize = r.subjects.iter().map(|c| c.notes.len()).sum();
+            let legacy: usize = r.subjects.iter().map(|c| c.cosign_tags.len()).sum();
+            let mut line = format!(
+                "artifacts carried along: {} ({} cosign tags); {} blobs ({} bytes) downloaded",
+                r.artifacts, legacy, r.blobs_downloaded, r.bytes_downloaded
+            );
+            if notes > 0 {
+                line.push_str(&format!("; {notes} listed at the source could not be read"));
+            }
+            reporter.log(Level::Info, &line);
+        }
     }
     match report.error() {
         Some(e) => Err(e),

@@ -12,8 +12,17 @@
 //! from that file.
 //!
 //! Before anything is fetched, the source is resolved with HEAD and every
-//! destination is HEADed: when all already name the source digest the copy
-//! ends there (no manifest GET, which Docker Hub would count as a pull).
+//! destination is HEADed: when all already name the source digest the
+//! image is not copied again (no manifest GET, which Docker Hub would count
+//! as a pull).
+//!
+//! Then, unless asked not to, what is attached to each copied manifest
+//! (signatures, SBOMs, provenance: the source's referrers and cosign's
+//! legacy tags) is carried to every destination that holds the image
+//! ([`carry`]), also when the image was there already: that is how a backup
+//! that got the image without its artifacts is mended. For an index that
+//! every destination holds, this GETs the index once from the source to
+//! find its platform manifests.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +38,9 @@ use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{PushOptions, PushReport, PushTarget, Pusher};
 use crate::registry::{Client, Reference};
+use crate::supply::attach::AttachOptions;
+use crate::supply::carry::{carry, CarryReport};
+use crate::supply::evidence::pushed_repositories;
 
 /// How to copy.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +53,10 @@ pub struct CopyOptions {
     pub platform: Option<Platform>,
     /// The blob cache (`--cache-dir`); `None`: the default location.
     pub cache_dir: Option<PathBuf>,
+    /// Copy the image only, not what is attached to it (`--no-referrers`).
+    pub no_referrers: bool,
+    /// How artifacts are written on the destinations (`--cosign-tags`).
+    pub attach: AttachOptions,
 }
 
 /// Where a destination without tag or digest points: the source's tag, or
@@ -64,7 +80,8 @@ pub struct CopyReport {
     pub digest: Digest,
     pub media_type: String,
     pub platform: Option<String>,
-    /// True when every destination already named the digest: nothing sent.
+    /// True when every destination already named the digest: no blob or
+    /// manifest of the image sent (artifacts may still be, see `referrers`).
     pub up_to_date: bool,
     /// Manifests copied (index and platform manifests).
     pub manifests: usize,
@@ -77,15 +94,24 @@ pub struct CopyReport {
     pub cache_hits: u64,
     /// The push to the destinations (absent when up to date).
     pub push: Option<PushReport>,
+    /// What is attached to the copied manifests, carried along (absent
+    /// with `--no-referrers`).
+    pub referrers: Option<CarryReport>,
 }
 
 impl CopyReport {
     pub fn succeeded(&self) -> bool {
         self.push.as_ref().is_none_or(|p| p.succeeded())
+            && self.referrers.as_ref().is_none_or(|r| r.ok)
     }
 
     pub fn error(&self) -> Option<anyhow::Error> {
-        self.push.as_ref().and_then(|p| p.error())
+        let push = self.push.as_ref().and_then(|p| p.error());
+        let referrers = self.referrers.as_ref().and_then(|r| r.error());
+        match (push, referrers) {
+            (Some(p), Some(r)) => Some(anyhow!("{p:#}; {r:#}")),
+            (p, r) => p.or(r),
+        }
     }
 
     fn up_to_date(src: &str, d: &Descriptor, platform: Option<String>) -> CopyReport {
@@ -102,6 +128,7 @@ impl CopyReport {
             bytes_downloaded: 0,
             cache_hits: 0,
             push: None,
+            referrers: None,
         }
     }
 }
@@ -151,22 +178,45 @@ pub async fn copy(
     );
     let head_desc = Descriptor::new(&head.media_type, head.digest.clone(), head.size);
 
+    let remote_blobs = || -> Result<Arc<RemoteBlobs>> {
+        let cache = BlobCache::new(opts.cache_dir.clone())?;
+        Ok(Arc::new(RemoteBlobs::new(
+            client.clone(),
+            cache,
+            &source.registry,
+            &source.repository,
+        )))
+    };
+    let all_repos = repositories(&dests);
+    // What is attached to `subjects`, to `repos` (unless --no-referrers).
+    let carry_along =
+        |blobs: Arc<RemoteBlobs>, subjects: Vec<Descriptor>, repos: Vec<Reference>| {
+            let (pusher, opts, reporter) = (&pusher, &opts, &reporter);
+            async move {
+                if opts.no_referrers || repos.is_empty() {
+                    return Ok::<_, anyhow::Error>(None);
+                }
+                let done = carry(pusher, &blobs, &subjects, &repos, &opts.attach, reporter).await?;
+                Ok(Some(done))
+            }
+        };
+
     // Destinations already there? (Only known before any GET without --platform.)
     if opts.platform.is_none() && all_hold(&client, &dests, &head.digest).await {
         reporter.log(
             Level::Info,
             &format!("every destination already names {}", head.digest),
         );
-        return Ok(CopyReport::up_to_date(&src_name, &head_desc, None));
+        let mut report = CopyReport::up_to_date(&src_name, &head_desc, None);
+        if !opts.no_referrers {
+            let blobs = remote_blobs()?;
+            let subjects = with_children(&blobs, &head_desc).await?;
+            report.referrers = carry_along(blobs, subjects, all_repos).await?;
+        }
+        return Ok(report);
     }
 
-    let cache = BlobCache::new(opts.cache_dir.clone())?;
-    let blobs = Arc::new(RemoteBlobs::new(
-        client.clone(),
-        cache,
-        &source.registry,
-        &source.repository,
-    ));
+    let blobs = remote_blobs()?;
     let (root_bytes, root_mt) = RegistryImage::new(blobs.clone(), head_desc.clone())
         .fetch_manifest(&head.digest)
         .await?;
@@ -185,7 +235,9 @@ pub async fn copy(
             })?;
             platform_shown = Some(want.to_string());
             if all_hold(&client, &dests, &child.digest).await {
-                return Ok(CopyReport::up_to_date(&src_name, &child, platform_shown));
+                let mut report = CopyReport::up_to_date(&src_name, &child, platform_shown);
+                report.referrers = carry_along(blobs, vec![child], all_repos).await?;
+                return Ok(report);
             }
             whole.with_root(child)
         }
@@ -205,6 +257,8 @@ pub async fn copy(
     pusher.start_progress(graph.blob_bytes());
     let report = pusher.push_graph(&image, &graph).await;
     let counts = blobs.counts();
+    let subjects = graph.manifests.iter().map(|(d, _)| d.clone()).collect();
+    let referrers = carry_along(blobs, subjects, pushed_repositories(&report)).await?;
     let root = image.root();
     Ok(CopyReport {
         source: src_name,
@@ -219,7 +273,38 @@ pub async fn copy(
         bytes_downloaded: counts.bytes_downloaded,
         cache_hits: counts.blobs_cached,
         push: Some(report),
+        referrers,
     })
+}
+
+/// The repositories of `dests`, each once.
+fn repositories(dests: &[Reference]) -> Vec<Reference> {
+    let mut out: Vec<Reference> = Vec::new();
+    for d in dests {
+        let mut r = d.clone();
+        r.tag = None;
+        r.digest = None;
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// `root` and, when it is an index, the manifests it lists (the index
+/// fetched from the source), children first.
+async fn with_children(blobs: &Arc<RemoteBlobs>, root: &Descriptor) -> Result<Vec<Descriptor>> {
+    let mut out = Vec::new();
+    if oci::is_index_media_type(&root.media_type) {
+        let (bytes, _) = RegistryImage::new(blobs.clone(), root.clone())
+            .fetch_manifest(&root.digest)
+            .await?;
+        let index: oci::Index = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing index {}", root.digest))?;
+        out.extend(index.manifests);
+    }
+    out.push(root.clone());
+    Ok(out)
 }
 
 /// Whether every destination already names `digest` (HEAD each; a

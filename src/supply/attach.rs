@@ -11,6 +11,9 @@
 //! `.sig` / `.att` tags are written as well, for verifiers that read only
 //! those. A repository that fails is reported with the registry and the
 //! object that failed; no tag is written there.
+//!
+//! The step after the blobs ([`list_in_repos`]) takes [`Listing`]s, so that
+//! `copy` writes artifacts read off another registry the same way.
 
 use std::collections::BTreeSet;
 
@@ -85,6 +88,51 @@ impl AttachReport {
     }
 }
 
+/// An artifact as it is written in a repository once its blobs are in:
+/// its manifests by digest, then listed where readers look. Made from an
+/// [`Artifact`] of this run, or from one read off another registry (`copy`).
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub kind: Kind,
+    /// The manifest's descriptor as a referrers list shows it (with its
+    /// `artifactType` and annotations).
+    pub descriptor: Descriptor,
+    /// The manifests to store by digest, children first, its own last.
+    pub manifests: Vec<(Descriptor, Bytes)>,
+    /// Its payload layers (what cosign's legacy tags list).
+    pub layers: Vec<Descriptor>,
+    /// Only for this repository (`REGISTRY/REPO`), as [`Artifact::only`].
+    pub only: Option<String>,
+}
+
+impl Listing {
+    pub fn digest(&self) -> &Digest {
+        &self.descriptor.digest
+    }
+
+    fn goes_to(&self, registry: &str, repository: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| *o == format!("{registry}/{repository}"))
+    }
+}
+
+impl From<&Artifact> for Listing {
+    fn from(a: &Artifact) -> Listing {
+        Listing {
+            kind: a.kind,
+            descriptor: a.descriptor.clone(),
+            manifests: vec![(a.descriptor.clone(), a.manifest.clone())],
+            layers: vec![a.layer.clone()],
+            only: a.only.clone(),
+        }
+    }
+}
+
+/// Layers cosign's legacy tags are to list whatever the options say, by
+/// suffix (`sig`, `att`): those read from another registry's legacy tags.
+pub type LegacyLayers = [(&'static str, Vec<Descriptor>)];
+
 /// Attach `artifacts` (all about `subject`) in every repository of `repos`
 /// through `pusher`, whose targets must cover those repositories.
 pub async fn attach(
@@ -113,9 +161,32 @@ pub async fn attach(
             })
     });
     futures_util::future::join_all(uploads).await;
-    let dir_path = dir.path();
+    let listings: Vec<Listing> = artifacts.iter().map(Listing::from).collect();
+    let repositories =
+        list_in_repos(pusher, repos, subject, &listings, &[], opts, dir.path()).await;
+    Ok(AttachReport {
+        subject: subject.digest.clone(),
+        ok: repositories.iter().all(|r| r.ok),
+        repositories,
+    })
+}
+
+/// The step of [`attach`] after the blobs: in every repository of `repos`,
+/// the manifests of `listings` (those that go there) by digest, then the
+/// referrers tag where the registry has no referrers API, then cosign's
+/// legacy tags (with `legacy`'s layers, and with every signature and
+/// attestation when `opts` asks). `dir` holds the legacy tags' configs.
+pub async fn list_in_repos(
+    pusher: &Pusher,
+    repos: &[Reference],
+    subject: &Descriptor,
+    listings: &[Listing],
+    legacy: &LegacyLayers,
+    opts: &AttachOptions,
+    dir: &std::path::Path,
+) -> Vec<RepoReport> {
     let per_repo = repos.iter().map(|r| async move {
-        let mine: Vec<&Artifact> = artifacts
+        let mine: Vec<&Listing> = listings
             .iter()
             .filter(|a| a.goes_to(&r.registry, &r.repository))
             .collect();
@@ -136,26 +207,23 @@ pub async fn attach(
             kept: 0,
             error: None,
         };
-        let done = in_repo(pusher, r, subject, &mine, opts, dir_path, &mut report).await;
+        let done = in_repo(pusher, r, subject, &mine, legacy, opts, dir, &mut report).await;
         match done {
             Ok(()) => report.ok = true,
             Err(e) => report.error = Some(format!("{}/{}: {e:#}", r.registry, r.repository)),
         }
         report
     });
-    let repositories = futures_util::future::join_all(per_repo).await;
-    Ok(AttachReport {
-        subject: subject.digest.clone(),
-        ok: repositories.iter().all(|r| r.ok),
-        repositories,
-    })
+    futures_util::future::join_all(per_repo).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn in_repo(
     pusher: &Pusher,
     r: &Reference,
     subject: &Descriptor,
-    mine: &[&Artifact],
+    mine: &[&Listing],
+    legacy_layers: &LegacyLayers,
     opts: &AttachOptions,
     dir: &std::path::Path,
     report: &mut RepoReport,
@@ -166,22 +234,17 @@ async fn in_repo(
         return Err(anyhow!("the artifact blobs could not be stored: {e}"));
     }
     for a in mine {
-        put_once(
-            client,
-            reg,
-            repo,
-            a.digest(),
-            &a.manifest,
-            MEDIA_TYPE_MANIFEST,
-        )
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "the registry refused the {} artifact manifest {}: {e:#}",
-                a.kind.name(),
-                a.digest()
-            )
-        })?;
+        for (d, bytes) in &a.manifests {
+            put_once(client, reg, repo, &d.digest, bytes, &d.media_type)
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "the registry refused the {} artifact manifest {}: {e:#}",
+                        a.kind.name(),
+                        d.digest
+                    )
+                })?;
+        }
     }
     let api = referrers::referrers_api(client, reg, repo, &subject.digest).await?;
     if api.is_some() {
@@ -190,7 +253,8 @@ async fn in_repo(
         report.mode = Some(Mode::TagSchema);
         let tag = fallback_tag(&subject.digest);
         let existing = referrers::tagged(client, reg, repo, &tag).await?;
-        let (index, kept) = merge_index(existing, mine)?;
+        let descriptors: Vec<&Descriptor> = mine.iter().map(|a| &a.descriptor).collect();
+        let (index, kept) = merge_index(existing, &descriptors)?;
         report.kept = kept;
         if let Some(bytes) = index {
             client
@@ -201,20 +265,35 @@ async fn in_repo(
         }
         report.tags.push(tag);
     }
+    let mut tags: Vec<(&str, Vec<&Descriptor>)> = vec![("sig", Vec::new()), ("att", Vec::new())];
     if opts.legacy_tags {
-        let layers_where = |f: &dyn Fn(&Artifact) -> bool| -> Vec<&Descriptor> {
-            mine.iter().filter(|a| f(a)).map(|a| &a.layer).collect()
-        };
-        let signatures = layers_where(&|a| a.kind == Kind::Signature);
-        let attestations = layers_where(&|a| a.layer.media_type == super::MEDIA_TYPE_DSSE);
-        for (suffix, layers) in [("sig", signatures), ("att", attestations)] {
-            if layers.is_empty() {
-                continue;
+        for a in mine {
+            for layer in &a.layers {
+                if a.kind == Kind::Signature {
+                    tags[0].1.push(layer);
+                }
+                if layer.media_type == super::MEDIA_TYPE_DSSE {
+                    tags[1].1.push(layer);
+                }
             }
-            let tag = legacy_tag(&subject.digest, suffix);
-            legacy(pusher, r, &tag, &layers, dir).await?;
-            report.tags.push(tag);
         }
+    }
+    for (suffix, layers) in legacy_layers {
+        if let Some((_, into)) = tags.iter_mut().find(|(s, _)| s == suffix) {
+            for l in layers {
+                if !into.iter().any(|i| i.digest == l.digest) {
+                    into.push(l);
+                }
+            }
+        }
+    }
+    for (suffix, layers) in tags {
+        if layers.is_empty() {
+            continue;
+        }
+        let tag = legacy_tag(&subject.digest, suffix);
+        legacy(pusher, r, &tag, &layers, dir).await?;
+        report.tags.push(tag);
     }
     Ok(())
 }
@@ -241,12 +320,12 @@ async fn put_once(
     Ok(())
 }
 
-/// The referrers index with `mine` added to `existing` (whose entries, and
+/// The referrers index with the descriptors `mine` added to `existing` (whose entries, and
 /// their fields, are kept as they are). `None` when nothing changes; also
 /// how many entries of others were kept.
 pub fn merge_index(
     existing: Option<Value>,
-    mine: &[&Artifact],
+    mine: &[&Descriptor],
 ) -> Result<(Option<Vec<u8>>, usize)> {
     let mut index = match existing {
         Some(v) if v.get("manifests").is_some_and(Value::is_array) => v,
@@ -264,12 +343,13 @@ pub fn merge_index(
         .iter()
         .filter_map(|d| d["digest"].as_str().map(str::to_string))
         .collect();
-    let ours: BTreeSet<String> = mine.iter().map(|a| a.digest().to_string()).collect();
+    let ours: BTreeSet<String> = mine.iter().map(|d| d.digest.to_string()).collect();
     let kept = present.difference(&ours).count();
     let mut changed = false;
-    for a in mine {
-        if !present.contains(a.digest().as_str()) {
-            list.push(serde_json::to_value(&a.descriptor)?);
+    let mut added = BTreeSet::new();
+    for d in mine {
+        if !present.contains(d.digest.as_str()) && added.insert(&d.digest) {
+            list.push(serde_json::to_value(d)?);
             changed = true;
         }
     }
@@ -354,7 +434,7 @@ mod tests {
         let foreign = json!({"mediaType": MEDIA_TYPE_MANIFEST, "digest": Digest::of(b"f").to_string(), "size": 9, "artifactType": "application/x-other", "data": "e30="});
         let existing =
             json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX, "manifests": [foreign]});
-        let (bytes, kept) = merge_index(Some(existing), &[&ours]).unwrap();
+        let (bytes, kept) = merge_index(Some(existing), &[&ours.descriptor]).unwrap();
         assert_eq!(kept, 1);
         let merged: Value = serde_json::from_slice(&bytes.unwrap()).unwrap();
         assert_eq!(
@@ -370,10 +450,10 @@ mod tests {
             "https://slsa.dev/provenance/v1",
             "annotations pulled up into the index"
         );
-        let (again, _) = merge_index(Some(merged), &[&ours]).unwrap();
+        let (again, _) = merge_index(Some(merged), &[&ours.descriptor]).unwrap();
         assert!(again.is_none(), "nothing to write the second time");
-        assert!(merge_index(Some(json!({"layers": []})), &[&ours]).is_err());
-        let (fresh, kept) = merge_index(None, &[&ours]).unwrap();
+        assert!(merge_index(Some(json!({"layers": []})), &[&ours.descriptor]).is_err());
+        let (fresh, kept) = merge_index(None, &[&ours.descriptor]).unwrap();
         assert_eq!(kept, 0);
         assert!(fresh.is_some());
     }

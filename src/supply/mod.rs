@@ -12,10 +12,12 @@
 //! (an index tagged `sha256-<hex>`), and on request cosign's legacy
 //! `.sig`/`.att` tags. [`evidence`] decides what a build gets (`build --push
 //! --sign-key --sbom --provenance`); [`referrers`] reads every form back;
-//! [`verify`] checks signatures and required attestations on every registry.
+//! [`verify`] checks signatures and required attestations on every registry;
+//! [`carry`] takes what is attached to an image along when `copy` copies it.
 
 pub mod artifact;
 pub mod attach;
+pub mod carry;
 pub mod components;
 pub mod evidence;
 pub mod keys;

@@ -206,16 +206,14 @@ async fn manifest_items(
 /// (each costs two requests, and a registry could list thousands).
 pub const MAX_REFERRERS: usize = 256;
 
-/// Every payload attached to `subject` in `repo`: the referrers (API or
-/// tag) and cosign's legacy tags; also where referrers are listed, and a
-/// note for each listed artifact that could not be read (deleted since it
-/// was listed, or not a manifest), which is then passed over.
-pub async fn items(
+/// The artifacts listed for `subject` (referrers API or tag), each once,
+/// and where they were listed; more than [`MAX_REFERRERS`] is an error.
+pub async fn listed(
     client: &Client,
     registry: &str,
     repo: &str,
     subject: &Digest,
-) -> Result<(Mode, Vec<Item>, Vec<String>)> {
+) -> Result<(Mode, Vec<Descriptor>)> {
     let (mode, referrers) = list(client, registry, repo, subject).await?;
     let mut seen = std::collections::HashSet::new();
     let listed: Vec<Descriptor> = referrers
@@ -229,6 +227,47 @@ pub async fn items(
             listed.len()
         ));
     }
+    Ok((mode, listed))
+}
+
+/// The note for a listed artifact that could not be read, passed over.
+pub fn unread_note(artifact: &Digest, mode: Mode, e: &anyhow::Error) -> String {
+    format!(
+        "artifact {artifact} in {} could not be read, passed over: {e:#}",
+        mode.name()
+    )
+}
+
+/// The manifest digests of cosign's legacy tags of `subject` that exist
+/// in `repo`, with their suffix (`sig`, `att`) and tag.
+pub async fn legacy_tags(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    subject: &Digest,
+) -> Result<Vec<(&'static str, String, Descriptor)>> {
+    let mut out = Vec::new();
+    for suffix in ["sig", "att"] {
+        let tag = legacy_tag(subject, suffix);
+        if let Some(info) = client.repo(registry, repo).head_manifest(&tag).await? {
+            let d = Descriptor::new(&info.media_type, info.digest, info.size);
+            out.push((suffix, tag, d));
+        }
+    }
+    Ok(out)
+}
+
+/// Every payload attached to `subject` in `repo`: the referrers (API or
+/// tag) and cosign's legacy tags; also where referrers are listed, and a
+/// note for each listed artifact that could not be read (deleted since it
+/// was listed, or not a manifest), which is then passed over.
+pub async fn items(
+    client: &Client,
+    registry: &str,
+    repo: &str,
+    subject: &Digest,
+) -> Result<(Mode, Vec<Item>, Vec<String>)> {
+    let (mode, listed) = listed(client, registry, repo, subject).await?;
     let mut out = Vec::new();
     let mut unread = Vec::new();
     for d in listed {
@@ -243,26 +282,18 @@ pub async fn items(
         .await
         {
             Ok(found) => out.extend(found),
-            Err(e) => unread.push(format!(
-                "artifact {} in {} could not be read, passed over: {e:#}",
-                d.digest,
-                mode.name()
-            )),
+            Err(e) => unread.push(unread_note(&d.digest, mode, &e)),
         }
     }
-    for (suffix, artifact_type) in [("sig", ARTIFACT_SIGNATURE), ("att", MEDIA_TYPE_DSSE)] {
-        let tag = legacy_tag(subject, suffix);
-        if client
-            .repo(registry, repo)
-            .head_manifest(&tag)
-            .await?
-            .is_some()
-        {
-            let source = format!("tag {tag}");
-            out.extend(
-                manifest_items(client, registry, repo, &tag, &source, Some(artifact_type)).await?,
-            );
-        }
+    for (suffix, tag, _) in legacy_tags(client, registry, repo, subject).await? {
+        let artifact_type = match suffix {
+            "sig" => ARTIFACT_SIGNATURE,
+            _ => MEDIA_TYPE_DSSE,
+        };
+        let source = format!("tag {tag}");
+        out.extend(
+            manifest_items(client, registry, repo, &tag, &source, Some(artifact_type)).await?,
+        );
     }
     Ok((mode, out, unread))
 }

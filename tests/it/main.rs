@@ -59,6 +59,7 @@ mod schema;
 mod split_auto;
 mod supply;
 mod supply_anonymous;
+mod supply_copy;
 mod supply_layout;
 mod tls;
 mod verify;

@@ -14,7 +14,7 @@ use crate::common::*;
 use crate::pair::{Pair, BASIC_PASS, BASIC_USER};
 use crate::support::{tempdir, FaultProxy, Injected};
 
-const PASSWORD: &str = "correct-horse-7c1e";
+pub const PASSWORD: &str = "correct-horse-7c1e";
 
 /// `python3 tests/it/supply_check.py ARGS`: its stdout; fails the test
 /// saying so when the check fails or a Python package is missing.
@@ -56,7 +56,7 @@ fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
 }
 
 /// DELETE `path` (under `/v2/`) on registry B; its status.
-fn delete_b(pair: &Pair, path: &str) -> u16 {
+pub fn delete_b(pair: &Pair, path: &str) -> u16 {
     request_b(pair, reqwest::Method::DELETE, path, "*/*").0
 }
 
@@ -79,7 +79,7 @@ fn blob_b(pair: &Pair, repo: &str, digest: &str) -> Vec<u8> {
 }
 
 /// A key pair in `dir`: `cosign.key` (encrypted with [`PASSWORD`]) and `cosign.pub`.
-fn keygen(pair: &Pair, dir: &Path) -> (PathBuf, PathBuf) {
+pub fn keygen(pair: &Pair, dir: &Path) -> (PathBuf, PathBuf) {
     let prefix = dir.join("cosign");
     let r = run(pair
         .cmd()
@@ -102,7 +102,7 @@ fn keygen(pair: &Pair, dir: &Path) -> (PathBuf, PathBuf) {
 
 /// `verify --json --key PUBLIC EXTRA... REFS...`: the run and its report
 /// (`null` when stdout is not JSON).
-fn verify_json(pair: &Pair, public: &Path, extra: &[&str], refs: &[&str]) -> (Run, Value) {
+pub fn verify_json(pair: &Pair, public: &Path, extra: &[&str], refs: &[&str]) -> (Run, Value) {
     let r = run(pair
         .cmd()
         .args(["verify", "--json", "--key"])
@@ -115,7 +115,7 @@ fn verify_json(pair: &Pair, public: &Path, extra: &[&str], refs: &[&str]) -> (Ru
 
 /// Neither the password nor any line of the private key's PEM body is in
 /// the run's output.
-fn no_secrets(r: &Run, key: &Path) {
+pub fn no_secrets(r: &Run, key: &Path) {
     let out = format!("{}{}", r.stdout, r.stderr);
     assert!(!out.contains(PASSWORD), "the password leaked:\n{out}");
     for line in std::fs::read_to_string(key).unwrap().lines() {
@@ -147,7 +147,7 @@ pub fn refs(pair: &Pair, repo: &str, tag: &str) -> (String, String) {
     )
 }
 
-fn build_push(pair: &Pair, dir: &Path, recipe: &Path, to: &[&str], extra: &[&str]) -> Run {
+pub fn build_push(pair: &Pair, dir: &Path, recipe: &Path, to: &[&str], extra: &[&str]) -> Run {
     let mut c = pair.cmd();
     c.env("COSIGN_PASSWORD", PASSWORD)
         .arg("build")

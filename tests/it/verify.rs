@@ -547,12 +547,14 @@ fn copy_index_across_registries_sends_each_blob_once_verifies_and_reruns_free() 
     assert_code(&v, 0);
     assert_eq!(remote_digest(&pair, &pair.b, &dst_tagged), img.digest);
 
-    // Figure: a re-run sends zero bytes and GETs nothing (HEADs only).
+    // Figure: a re-run with --no-referrers sends zero bytes and GETs
+    // nothing (HEADs only).
     pair.reset();
-    let r = pair.run(&["copy", "--json", &src, &dst]);
+    let r = pair.run(&["copy", "--json", "--no-referrers", &src, &dst]);
     assert_code(&r, 0);
     let rep: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(rep["up_to_date"], true);
+    assert_eq!(rep["referrers"], Value::Null);
     for p in [&pair.a, &pair.b] {
         let log = p.log();
         assert_eq!(body_bytes(p), 0, "{log:#?}");
@@ -562,6 +564,33 @@ fn copy_index_across_registries_sends_each_blob_once_verifies_and_reruns_free() 
             "{log:#?}"
         );
     }
+    // Figure: a plain re-run also sends zero bytes; it asks the source what
+    // is attached to the index and to each platform manifest (one GET of
+    // the index to list them), finds nothing and asks B nothing more.
+    pair.reset();
+    let r = pair.run(&["copy", "--json", &src, &dst]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["up_to_date"], true);
+    assert_eq!(rep["referrers"]["artifacts"], 0);
+    assert_eq!(rep["referrers"]["subjects"].as_array().unwrap().len(), 3);
+    let a_log = pair.a.log();
+    assert_eq!(body_bytes(&pair.a) + body_bytes(&pair.b), 0);
+    let a_gets: Vec<&LogEntry> = a_log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path != "/v2/")
+        .collect();
+    let (manifest_gets, listings): (Vec<&LogEntry>, Vec<&LogEntry>) =
+        a_gets.iter().partition(|e| is_manifest_get(e));
+    assert_eq!(manifest_gets.len(), 1, "{a_gets:#?}");
+    assert!(manifest_gets[0].path.ends_with(&img.digest), "{a_gets:#?}");
+    assert_eq!(listings.len(), 3, "{a_gets:#?}");
+    assert!(listings.iter().all(|e| e.path.contains("/referrers/")));
+    assert!(pair
+        .b
+        .log()
+        .iter()
+        .all(|e| e.method == "HEAD" || (e.method == "GET" && e.path == "/v2/")));
 
     // Figure: a copy to another repository of A mounts every blob from the
     // source repository: zero blob bytes, nothing downloaded.

@@ -100,6 +100,11 @@ impl RemoteBlobs {
         (&self.registry, &self.repository)
     }
 
+    /// The client that fetches them.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The repository the blobs come from, to ask it.
     pub fn repo(&self) -> Repo<'_> {
         self.client.repo(&self.registry, &self.repository)

@@ -1,0 +1,286 @@
+//! Carrying what is attached to an image along with a copy of it (`copy`):
+//! for each copied manifest, the artifacts the source lists for it (the
+//! referrers API or the `sha256-<hex>` tag, read by [`referrers::listed`])
+//! and cosign's legacy `.sig` / `.att` tags, written on every destination
+//! as a push's evidence is ([`list_in_repos`]): each blob through the
+//! copy's [`Pusher`] (HEAD, then a mount or one upload per registry; the
+//! bytes fetched from the source, once, only when some registry lacks
+//! them), then the manifests by digest, the referrers tag where the
+//! destination has no referrers API, and the legacy tags. A listed artifact
+//! that cannot be read at the source is a note and passed over, as
+//! `verify` does.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _, Result};
+use futures_util::stream::{self, StreamExt as _};
+use serde::Serialize;
+
+use super::artifact::Kind;
+use super::attach::{list_in_repos, AttachOptions, Attached, Listing, RepoReport};
+use super::referrers::{self, classify, unread_note, Mode};
+use crate::image::remote::{RegistryImage, RemoteBlobs};
+use crate::image::{walk, Graph};
+use crate::oci::{self, Descriptor, Digest, Manifest};
+use crate::progress::{Level, SharedReporter};
+use crate::push::{BlobBytes, Pusher};
+use crate::registry::Reference;
+
+/// What was carried for one copied manifest.
+#[derive(Clone, Debug, Serialize)]
+pub struct Carried {
+    /// The copied manifest the artifacts are about.
+    pub subject: Digest,
+    /// Where the source lists them (`referrers-api` or `tag-schema`).
+    pub source_mode: Option<Mode>,
+    /// The artifacts read at the source and written on the destinations.
+    pub artifacts: Vec<Attached>,
+    /// cosign's legacy tags found at the source; their signatures and
+    /// attestations are kept in the same tags on the destinations.
+    pub cosign_tags: Vec<String>,
+    /// Listed artifacts that could not be read at the source, passed over.
+    pub notes: Vec<String>,
+    pub ok: bool,
+    /// Why the source's artifacts could not be listed.
+    pub error: Option<String>,
+    /// Per destination repository (none when the source has nothing).
+    pub repositories: Vec<RepoReport>,
+}
+
+/// What [`carry`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct CarryReport {
+    pub ok: bool,
+    /// Artifacts carried (each manifest once, over all subjects).
+    pub artifacts: usize,
+    /// Artifact blobs downloaded from the source, and their bytes.
+    pub blobs_downloaded: u64,
+    pub bytes_downloaded: u64,
+    pub subjects: Vec<Carried>,
+}
+
+impl CarryReport {
+    /// The error naming every subject and repository that failed.
+    pub fn error(&self) -> Option<anyhow::Error> {
+        let failed: Vec<String> = self
+            .subjects
+            .iter()
+            .flat_map(|c| {
+                let listing = c.error.iter().map(move |e| format!("{}: {e}", c.subject));
+                let repos = c.repositories.iter().filter_map(|r| r.error.clone());
+                listing.chain(repos)
+            })
+            .collect();
+        (!failed.is_empty())
+            .then(|| anyhow!("carrying the artifacts failed: {}", failed.join("; ")))
+    }
+}
+
+/// An artifact read at the source: how it is written, and where its blobs are.
+struct Found {
+    listing: Listing,
+    image: RegistryImage,
+    blobs: Vec<Descriptor>,
+}
+
+/// Write on every repository of `repos` what the source of `source` lists
+/// for each of `subjects`, through `pusher` (whose targets cover `repos`).
+pub async fn carry(
+    pusher: &Pusher,
+    source: &Arc<RemoteBlobs>,
+    subjects: &[Descriptor],
+    repos: &[Reference],
+    opts: &AttachOptions,
+    reporter: &SharedReporter,
+) -> Result<CarryReport> {
+    let before = source.counts();
+    let dir = tempfile::Builder::new()
+        .prefix("boxwright-carry-")
+        .tempdir()?;
+    let mut out = Vec::new();
+    for subject in subjects {
+        let mut c = Carried {
+            subject: subject.digest.clone(),
+            source_mode: None,
+            artifacts: Vec::new(),
+            cosign_tags: Vec::new(),
+            notes: Vec::new(),
+            ok: false,
+            error: None,
+            repositories: Vec::new(),
+        };
+        match read_source(source, &subject.digest, &mut c).await {
+            Err(e) => c.error = Some(format!("{e:#}")),
+            Ok((found, legacy)) => {
+                if !found.is_empty() || !legacy.is_empty() {
+                    push_blobs(pusher, &found, &legacy).await;
+                    let listings: Vec<Listing> = found.iter().map(|f| f.listing.clone()).collect();
+                    let legacy_layers: Vec<(&'static str, Vec<Descriptor>)> = legacy
+                        .iter()
+                        .map(|(s, f)| (*s, f.listing.layers.clone()))
+                        .collect();
+                    c.repositories = list_in_repos(
+                        pusher,
+                        repos,
+                        subject,
+                        &listings,
+                        &legacy_layers,
+                        opts,
+                        dir.path(),
+                    )
+                    .await;
+                }
+                c.ok = c.repositories.iter().all(|r| r.ok);
+            }
+        }
+        log(&c, reporter);
+        out.push(c);
+    }
+    let after = source.counts();
+    let mut manifests: Vec<&Digest> = out
+        .iter()
+        .flat_map(|c| c.artifacts.iter().map(|a| &a.digest))
+        .collect();
+    manifests.sort();
+    manifests.dedup();
+    Ok(CarryReport {
+        ok: out.iter().all(|c| c.ok),
+        artifacts: manifests.len(),
+        blobs_downloaded: after.blobs_downloaded - before.blobs_downloaded,
+        bytes_downloaded: after.bytes_downloaded - before.bytes_downloaded,
+        subjects: out,
+    })
+}
+
+type Legacy = Vec<(&'static str, Found)>;
+
+/// The artifacts listed for `subject` at the source and its legacy tags,
+/// each read (manifests fetched, blobs not yet).
+async fn read_source(
+    source: &Arc<RemoteBlobs>,
+    subject: &Digest,
+    c: &mut Carried,
+) -> Result<(Vec<Found>, Legacy)> {
+    let client = source.client();
+    let (reg, repo) = source.source();
+    let (mode, listed) = referrers::listed(client, reg, repo, subject)
+        .await
+        .with_context(|| format!("listing what is attached to {subject} in {reg}/{repo}"))?;
+    c.source_mode = Some(mode);
+    let mut found = Vec::new();
+    for d in listed {
+        match read_one(source, &d).await {
+            Ok(f) => {
+                c.artifacts.push(Attached {
+                    kind: f.listing.kind,
+                    digest: d.digest.clone(),
+                    artifact_type: d.artifact_type.clone().unwrap_or_default(),
+                });
+                found.push(f);
+            }
+            Err(e) => c.notes.push(unread_note(&d.digest, mode, &e)),
+        }
+    }
+    let mut legacy = Vec::new();
+    for (suffix, tag, d) in referrers::legacy_tags(client, reg, repo, subject).await? {
+        match read_one(source, &d).await {
+            Ok(mut f) => {
+                // The tag's config is written anew on each destination
+                // with the layers it then lists; only the layers are sent.
+                f.blobs = f.listing.layers.clone();
+                c.cosign_tags.push(tag);
+                legacy.push((suffix, f));
+            }
+            Err(e) => c
+                .notes
+                .push(format!("{tag} could not be read, passed over: {e:#}")),
+        }
+    }
+    Ok((found, legacy))
+}
+
+/// One manifest at the source (an artifact, or a legacy tag's manifest) and
+/// what it takes with it.
+async fn read_one(source: &Arc<RemoteBlobs>, d: &Descriptor) -> Result<Found> {
+    let root = Descriptor::new(&d.media_type, d.digest.clone(), d.size);
+    let image = RegistryImage::new(source.clone(), root);
+    let graph: Graph = walk(&image).await?;
+    let (kind, layers) = match graph.root_bytes() {
+        Some(bytes) if !oci::is_index_media_type(&graph.root.media_type) => {
+            let m: Manifest = serde_json::from_slice(bytes)
+                .map_err(|e| anyhow!("{} is not an image manifest: {e}", d.digest))?;
+            let artifact_type = d
+                .artifact_type
+                .clone()
+                .or(m.artifact_type)
+                .unwrap_or(m.config.media_type);
+            let kind = m
+                .layers
+                .first()
+                .map_or(Kind::Other, |l| classify(&artifact_type, l).0);
+            (kind, m.layers)
+        }
+        _ => (Kind::Other, Vec::new()),
+    };
+    Ok(Found {
+        listing: Listing {
+            kind,
+            descriptor: d.clone(),
+            manifests: graph.manifests.clone(),
+            layers,
+            only: None,
+        },
+        blobs: graph.blobs.clone(),
+        image,
+    })
+}
+
+/// Every blob of what was found, through the pusher (HEAD first, each once
+/// per registry), a few at a time.
+async fn push_blobs(pusher: &Pusher, found: &[Found], legacy: &Legacy) {
+    let jobs = pusher.client().options().jobs_per_registry.max(1) * 2;
+    let all = found
+        .iter()
+        .chain(legacy.iter().map(|(_, f)| f))
+        .flat_map(|f| f.blobs.iter().map(move |b| (f, b)));
+    stream::iter(all)
+        .for_each_concurrent(jobs, |(f, b)| {
+            pusher.push_blob_from(b, BlobBytes::Source(&f.image))
+        })
+        .await;
+}
+
+/// One line per destination, and the notes.
+fn log(c: &Carried, reporter: &SharedReporter) {
+    for n in &c.notes {
+        reporter.log(Level::Warn, &format!("{}: {n}", c.subject));
+    }
+    if let Some(e) = &c.error {
+        reporter.log(Level::Warn, &format!("{}: {e}", c.subject));
+    }
+    for r in &c.repositories {
+        match &r.error {
+            None => {
+                let kinds: Vec<&str> = r.artifacts.iter().map(|a| a.kind.name()).collect();
+                let mut what = kinds.join(", ");
+                if !c.cosign_tags.is_empty() {
+                    if !what.is_empty() {
+                        what.push_str("; ");
+                    }
+                    what.push_str(&c.cosign_tags.join(", "));
+                }
+                reporter.log(
+                    Level::Info,
+                    &format!(
+                        "{}/{}: carried {what} of {} ({})",
+                        r.registry,
+                        r.repository,
+                        c.subject,
+                        r.mode.map_or("", |m| m.name())
+                    ),
+                );
+            }
+            Some(e) => reporter.log(Level::Warn, &format!("carrying failed: {e}")),
+        }
+    }
+}
