@@ -109,19 +109,22 @@ async fn build_and_push_pushes_what_it_built_and_verifies_it() {
     assert_eq!(doc["verify"]["ok"], true);
 }
 
+/// A two-layer image (recipe `seed`) built in `dir` and pushed to `reg` as
+/// `acme/base:1`: its reference.
+async fn push_base(reg: &Registry, dir: &Path, seed: u64) -> String {
+    let base_ref = format!("{}/acme/base:1", reg.host());
+    let base = load(&write_recipe(dir, "base", None, seed), &[]);
+    let to = std::slice::from_ref(&base_ref);
+    let pushed = publish(base, build_options(&dir.join("base")), to).await;
+    assert!(pushed.error().is_none(), "{:?}", pushed.error());
+    base_ref
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_and_push_on_a_registry_base_mounts_the_base_layers() {
     let reg = Registry::start();
     let dir = tempdir();
-    let base_ref = format!("{}/acme/base:1", reg.host());
-    let base = load(&write_recipe(dir.path(), "base", None, 10), &[]);
-    let pushed = publish(
-        base,
-        build_options(&dir.path().join("base")),
-        std::slice::from_ref(&base_ref),
-    )
-    .await;
-    assert!(pushed.error().is_none(), "{:?}", pushed.error());
+    let base_ref = push_base(&reg, dir.path(), 10).await;
 
     let plan = load(&write_recipe(dir.path(), "app", Some(&base_ref), 20), &[]);
     let mut build = build_options(&dir.path().join("out"));
@@ -244,15 +247,7 @@ fn a_download_planned_on_a_current_thread_runtime_is_an_error_not_a_hang() {
 async fn a_registry_base_is_built_from_a_runtime_worker_thread() {
     let reg = Registry::start();
     let dir = tempdir();
-    let base_ref = format!("{}/acme/base:1", reg.host());
-    let base = load(&write_recipe(dir.path(), "base", None, 30), &[]);
-    let pushed = publish(
-        base,
-        build_options(&dir.path().join("base")),
-        std::slice::from_ref(&base_ref),
-    )
-    .await;
-    assert!(pushed.error().is_none(), "{:?}", pushed.error());
+    let base_ref = push_base(&reg, dir.path(), 30).await;
     let plan = load(&write_recipe(dir.path(), "app", Some(&base_ref), 40), &[]);
     let cache = BlobCache::new(Some(dir.path().join("cache"))).unwrap();
     // Figure: made and used right on a worker thread (no spawn_blocking),
