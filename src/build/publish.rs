@@ -6,8 +6,10 @@
 //! retries). A registry where a target's tag exists already (an earlier
 //! release, whose layers it likely holds) gets no streams: each layer is
 //! checked there with HEAD once built, so what did not change is not sent
-//! again even when the layer cache is empty. Manifests and tags follow once the layout is committed, then
-//! an optional check that every pushed reference names the image.
+//! again even when the layer cache is empty. Manifests and tags follow once
+//! the layout is committed, on each registry as soon as its own layers are
+//! in (a failing registry holds back no other), then an optional check that
+//! every pushed reference names the image.
 //!
 //! The build is synchronous (threads of its own); it runs on a blocking
 //! thread of the caller's tokio runtime, and its layers reach the async
@@ -22,6 +24,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::task::JoinHandle;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -162,7 +165,7 @@ pub async fn build_and_push(
     let released = pusher.registries_holding_a_tag(RELEASE_CHECK).await;
     let (tx, rx) = unbounded_channel();
     pusher.start_progress_unknown();
-    let streaming = tokio::spawn(stream_layers(pusher.clone(), rx));
+    let finishing = stream_layers(pusher.clone(), rx);
     let p = pusher.clone();
     let handle = Handle::current();
     let building =
@@ -170,15 +173,25 @@ pub async fn build_and_push(
     let (built, stage) = match building.await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            streaming.abort();
+            finishing.values().for_each(JoinHandle::abort);
             return Err(e);
         }
         Err(e) => {
-            streaming.abort();
+            finishing.values().for_each(JoinHandle::abort);
             return Err(anyhow!("the build task failed: {e}"));
         }
     };
-    streaming.await.context("the layer upload task failed")?;
+    // Each registry goes on to the rest of the image once its own layers
+    // are finished there.
+    let ready = finishing
+        .into_iter()
+        .map(|(registry, task)| {
+            let done: BoxFuture<'static, ()> = Box::pin(async move {
+                let _ = task.await;
+            });
+            (registry, done)
+        })
+        .collect();
     let source = WithBase {
         built: &built.content,
         base: base.as_ref(),
@@ -191,7 +204,7 @@ pub async fn build_and_push(
             .map(|l| l.descriptor.digest.clone())
             .collect(),
     };
-    let mut report = pusher.push_image(&source).await?;
+    let mut report = pusher.push_image_after(&source, ready).await?;
     drop(stage);
     let attached = match &supply {
         Some(s) => {

@@ -5,7 +5,7 @@
 //! where it did not, pushed from the file when it was not streamed at all.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
 use crate::oci::{Descriptor, Digest};
-use crate::push::{Piece, Pusher};
+use crate::push::{BlobBytes, Piece, Pusher};
 use crate::recipe::LayerPlan;
 
 use super::{LayerStartHook, LayerStream};
@@ -179,25 +179,77 @@ impl LayerStream for LayerUpload {
     }
 }
 
-/// Push every layer received, all at once, until the senders are gone: a
-/// streamed layer is finished on each registry (counted, or uploaded from
-/// its file where its stream failed), any other is pushed from its file.
-pub(super) async fn stream_layers(pusher: Arc<Pusher>, mut rx: UnboundedReceiver<Ready>) {
-    let mut streamed: HashMap<Digest, Vec<Upload>> = HashMap::new();
+/// What one registry's finishing task is handed.
+enum Work {
+    /// The streamed upload of a layer to this registry.
+    Streamed(Digest, JoinHandle<Option<Descriptor>>),
+    /// A finished layer and its file.
+    Finished(Arc<Descriptor>, Arc<PathBuf>),
+}
+
+/// Finish every layer received on each of `pusher`'s registries, until the
+/// senders are gone: a streamed layer is counted where its stream stored
+/// it and uploaded from its file where it did not, any other is pushed
+/// from its file. Each registry is finished by a task of its own, returned
+/// by registry: one that is slow or failing holds back no other.
+pub(super) fn stream_layers(
+    pusher: Arc<Pusher>,
+    mut rx: UnboundedReceiver<Ready>,
+) -> HashMap<String, JoinHandle<()>> {
+    let mut queues = HashMap::new();
+    let mut tasks = HashMap::new();
+    for registry in pusher.registries() {
+        let (tx, work) = mpsc::unbounded_channel();
+        let p = pusher.clone();
+        let r = registry.clone();
+        tasks.insert(registry.clone(), tokio::spawn(finish_on(p, r, work)));
+        queues.insert(registry, tx);
+    }
+    tokio::spawn(async move {
+        while let Some(ready) = rx.recv().await {
+            match ready {
+                Ready::Streamed(digest, uploads) => {
+                    for (registry, up) in uploads {
+                        if let Some(q) = queues.get(&registry) {
+                            let _ = q.send(Work::Streamed(digest.clone(), up));
+                        }
+                    }
+                }
+                Ready::Finished(desc, path) => {
+                    let (desc, path) = (Arc::new(*desc), Arc::new(path));
+                    for q in queues.values() {
+                        let _ = q.send(Work::Finished(desc.clone(), path.clone()));
+                    }
+                }
+            }
+        }
+    });
+    tasks
+}
+
+/// The layers of `registry`, all at once, until the work stops coming.
+async fn finish_on(pusher: Arc<Pusher>, registry: String, mut work: UnboundedReceiver<Work>) {
+    let mut streamed: HashMap<Digest, JoinHandle<Option<Descriptor>>> = HashMap::new();
     let mut running = FuturesUnordered::new();
     loop {
         tokio::select! {
-            next = rx.recv() => match next {
-                Some(Ready::Streamed(digest, uploads)) => {
-                    streamed.insert(digest, uploads);
+            next = work.recv() => match next {
+                Some(Work::Streamed(digest, up)) => {
+                    streamed.insert(digest, up);
                 }
-                Some(Ready::Finished(desc, path)) => {
-                    let p = pusher.clone();
-                    let uploads = streamed.remove(&desc.digest);
+                Some(Work::Finished(desc, path)) => {
+                    let (p, r) = (pusher.clone(), registry.as_str());
+                    let up = streamed.remove(&desc.digest);
                     running.push(async move {
-                        match uploads {
-                            Some(uploads) => finish_streamed(&p, uploads, &desc, &path).await,
-                            None => p.push_blob(&desc, &path).await,
+                        match up {
+                            Some(up) => {
+                                let stored = matches!(
+                                    up.await,
+                                    Ok(Some(d)) if d.digest == desc.digest && d.size == desc.size
+                                );
+                                p.finish_streamed(r, &desc, &path, stored).await
+                            }
+                            None => p.push_blob_to(r, &desc, BlobBytes::File(&path)).await,
                         }
                     });
                 }
@@ -208,23 +260,10 @@ pub(super) async fn stream_layers(pusher: Arc<Pusher>, mut rx: UnboundedReceiver
     }
     while running.next().await.is_some() {}
     // Streams of layers that never came as files (none kept aside): let
-    // them end before the push checks what the registries hold.
-    for (_, up) in streamed.into_values().flatten() {
+    // them end before the push checks what the registry holds.
+    for up in streamed.into_values() {
         let _ = up.await;
     }
-}
-
-/// Each registry's streamed upload of `desc`, then the blob done there:
-/// counted when it was stored, else uploaded from `path`.
-async fn finish_streamed(pusher: &Pusher, uploads: Vec<Upload>, desc: &Descriptor, path: &Path) {
-    futures_util::future::join_all(uploads.into_iter().map(|(registry, up)| async move {
-        let stored = matches!(
-            up.await,
-            Ok(Some(d)) if d.digest == desc.digest && d.size == desc.size
-        );
-        pusher.finish_streamed(&registry, desc, path, stored).await
-    }))
-    .await;
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt as _};
 
 use crate::error::bad_input;
@@ -284,9 +285,38 @@ impl Pusher {
     /// registry moves on to its manifests as soon as its own blobs are in:
     /// a slow or failing registry never holds back another's tags.
     pub async fn push_graph(&self, image: &dyn ImageSource, graph: &Graph) -> PushReport {
+        self.push_graph_after(image, graph, HashMap::new()).await
+    }
+
+    /// [`Pusher::push_image`], each registry starting once its entry in
+    /// `ready` (if any) is done: `build --push` passes the tasks that
+    /// finish the layers it handed to each registry.
+    pub async fn push_image_after(
+        &self,
+        image: &dyn ImageSource,
+        ready: HashMap<String, BoxFuture<'static, ()>>,
+    ) -> Result<PushReport> {
+        let graph = walk(image).await?;
+        graph.warn_left_out(&self.reporter);
+        Ok(self.push_graph_after(image, &graph, ready).await)
+    }
+
+    async fn push_graph_after(
+        &self,
+        image: &dyn ImageSource,
+        graph: &Graph,
+        mut ready: HashMap<String, BoxFuture<'static, ()>>,
+    ) -> PushReport {
         let jobs = self.client.options().jobs_per_registry.max(1) * 2;
         let p = &self.blob_pusher();
-        let done = futures_util::future::join_all(self.registries.iter().map(|r| async move {
+        let per_registry = self
+            .registries
+            .iter()
+            .map(|r| (r, ready.remove(r.registry())));
+        let done = futures_util::future::join_all(per_registry.map(|(r, ready)| async move {
+            if let Some(ready) = ready {
+                ready.await;
+            }
             stream::iter(graph.blobs.iter())
                 .for_each_concurrent(jobs, |d| p.push(r, d, BlobBytes::Source(image)))
                 .await;

@@ -8,11 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use crate::common::{assert_ok, run, Run};
+use crate::env::Env;
 use crate::pair::{blob_upload_bytes, uploads_by_digest, Pair};
 use crate::push::{assert_served, read_layout, write_recipe};
-use crate::support::{tempdir, Fault, Injected, LogEntry, GHCR_PATCH_CAP};
+use crate::support::{dead_host, tempdir, Fault, Injected, LogEntry, Registry, GHCR_PATCH_CAP};
 
 /// `build --push --json -o layout recipe --to A/acme/app:1.0 --to B/acme/app:1.0`,
 /// with `extra` flags.
@@ -327,4 +330,65 @@ fn build_push_stream_refused_over_the_cap_falls_back_to_halved_chunks() {
         assert_eq!(uploads_by_digest(&log)[&big], 1, "{log:#?}");
     }
     assert_served(&pair, &["1.0"], &digest);
+}
+
+#[test]
+fn build_push_tags_a_live_registry_while_another_is_still_failing() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), &[2 << 20, 300_000], 24, "");
+    let dead = dead_host();
+    let env = Env::new();
+    let started = Instant::now();
+    // Each round of the dead registry's retries takes 1.9 s at least.
+    let mut child = env
+        .cmd()
+        .args([
+            "build",
+            "--push",
+            "--quiet",
+            "--retries",
+            "4",
+            "--no-layout",
+        ])
+        .args(["--to", &format!("{}/acme/app:1.0", reg.host())])
+        .args(["--to", &format!("{dead}/acme/app:1.0")])
+        .arg(&recipe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("{}/v2/acme/app/manifests/1.0", reg.url());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let accept = "application/vnd.oci.image.manifest.v1+json";
+    let served_after = loop {
+        let head = rt.block_on(client.head(&url).header("accept", accept).send());
+        if head.is_ok_and(|r| r.status() == 200) {
+            break started.elapsed();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "build --push ended before the live registry served the tag"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let ended = started.elapsed();
+    // Figure: exit 1 (the dead registry failed), and the live registry
+    // served its tag at least a second before the command ended: it did
+    // not wait for the other registry's layers to fail.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        served_after + Duration::from_secs(1) < ended,
+        "served after {served_after:?}, ended after {ended:?}"
+    );
 }
