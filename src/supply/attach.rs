@@ -17,13 +17,14 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::artifact::{Artifact, Kind};
 use super::referrers::{self, fallback_tag, legacy_tag, Mode};
+use crate::error::{Failure, Failures};
 use crate::image::MemoryImage;
 use crate::oci::MEDIA_TYPE_MANIFEST;
 use crate::oci::{canonical_json, Descriptor, Digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX};
@@ -50,7 +51,9 @@ pub struct RepoReport {
     pub artifacts: Vec<Attached>,
     /// Referrers other tools listed in the referrers tag, kept.
     pub kept: usize,
-    pub error: Option<String>,
+    /// Why the repository failed, as `REGISTRY/REPO: why` (serialised as
+    /// that text); the cause chain is kept.
+    pub error: Option<Failure>,
 }
 
 /// One artifact in a repository.
@@ -71,19 +74,26 @@ pub struct AttachReport {
 }
 
 impl AttachReport {
-    /// The error naming every repository that failed, or `None`.
+    /// The error naming every repository that failed, or `None`: a
+    /// [`Failures`] holding each repository's error, bad input (exit 2)
+    /// when one of them is.
     pub fn error(&self) -> Option<anyhow::Error> {
-        let failed: Vec<String> = self
+        let failed: Vec<Failure> = self
             .repositories
             .iter()
             .filter_map(|r| r.error.clone())
             .collect();
         (!failed.is_empty()).then(|| {
-            anyhow!(
+            let message = format!(
                 "attaching to {} failed: {}",
                 self.subject,
-                failed.join("; ")
-            )
+                failed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            anyhow::Error::new(Failures::new(message, failed))
         })
     }
 }
@@ -210,7 +220,10 @@ pub async fn list_in_repos(
         let done = in_repo(pusher, r, subject, &mine, legacy, opts, dir, &mut report).await;
         match done {
             Ok(()) => report.ok = true,
-            Err(e) => report.error = Some(format!("{}/{}: {e:#}", r.registry, r.repository)),
+            Err(e) => {
+                let e = e.context(format!("{}/{}", r.registry, r.repository));
+                report.error = Some(Failure::from(e));
+            }
         }
         report
     });
@@ -231,15 +244,15 @@ async fn in_repo(
     let client = pusher.client();
     let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
     if let Some(e) = pusher.registry_failure(reg) {
-        return Err(anyhow!("the artifact blobs could not be stored: {e}"));
+        return Err(anyhow::Error::new(e).context("the artifact blobs could not be stored"));
     }
     for a in mine {
         for (d, bytes) in &a.manifests {
             put_once(client, reg, repo, &d.digest, bytes, &d.media_type)
                 .await
-                .map_err(|e| {
-                    anyhow!(
-                        "the registry refused the {} artifact manifest {}: {e:#}",
+                .with_context(|| {
+                    format!(
+                        "the registry refused the {} artifact manifest {}",
                         a.kind.name(),
                         d.digest
                     )
