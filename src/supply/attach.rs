@@ -432,7 +432,60 @@ async fn legacy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::push::PushError;
+    use crate::registry::{ErrorKind, RegistryError};
     use crate::supply::sign;
+
+    fn failed(repository: &str, e: anyhow::Error) -> RepoReport {
+        RepoReport {
+            registry: "r".into(),
+            repository: repository.into(),
+            ok: false,
+            mode: None,
+            tags: Vec::new(),
+            artifacts: Vec::new(),
+            kept: 0,
+            error: Some(Failure::from(e.context(format!("r/{repository}")))),
+        }
+    }
+
+    #[test]
+    fn a_repository_failed_on_a_broken_auth_file_is_bad_input() {
+        let broken = RegistryError::new(
+            Default::default(),
+            ErrorKind::Credentials("auth file is not JSON".into()),
+        );
+        let blobs = anyhow::Error::new(PushError::Registry(broken.clone()))
+            .context("the artifact blobs could not be stored");
+        let report = AttachReport {
+            subject: Digest::of(b"image"),
+            ok: false,
+            repositories: vec![
+                failed("a", anyhow!("the registry refused it")),
+                failed("b", blobs),
+            ],
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["repositories"][1]["error"],
+            format!("r/b: the artifact blobs could not be stored: {broken}").as_str()
+        );
+        let err = report.error().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "attaching to {} failed: r/a: the registry refused it; {}",
+                report.subject,
+                json["repositories"][1]["error"].as_str().unwrap()
+            )
+        );
+        assert!(crate::error::is_bad_input(&err));
+        assert!(err.chain().any(|e| e.is::<PushError>()));
+        assert!(err
+            .chain()
+            .find_map(|e| e.downcast_ref::<RegistryError>())
+            .is_some_and(RegistryError::is_bad_input));
+    }
 
     #[test]
     fn merging_keeps_the_entries_of_others_and_adds_ours_once() {
