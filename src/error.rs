@@ -4,6 +4,13 @@
 //! once ("building layer 2: ..."). Errors caused by the user's input (recipe,
 //! arguments, paths) carry a [`BadInput`] somewhere in their chain: the binary
 //! maps those to exit code 2 and every other failure to exit code 1.
+//!
+//! Reports keep their failures as values ([`Failure`], or a typed error such
+//! as [`crate::registry::RegistryError`]) and the error a report returns
+//! holds them ([`Failures`], [`crate::push::PushFailed`]): its text names
+//! every failure, and its chain leads to one of them, a bad-input one first.
+//! Such an error's text already holds its causes, so the chain that is shown
+//! ends there ([`shown_chain`], [`one_line`]).
 
 use std::error::Error as StdError;
 use std::fmt;
