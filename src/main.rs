@@ -27,7 +27,8 @@ fn main() -> ExitCode {
             let mut stderr = std::io::stderr().lock();
             // Any text a server sent is shown without a secret of ours it echoed.
             let _ = writeln!(stderr, "error: {}", redact_secrets(&err.to_string()));
-            for cause in err.chain().skip(1) {
+            // A cause whose text an error above already holds is not repeated.
+            for cause in boxwright::error::shown_chain(&*err).skip(1) {
                 let _ = writeln!(
                     stderr,
                     "  caused by: {}",

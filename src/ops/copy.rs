@@ -31,7 +31,7 @@ use anyhow::{anyhow, Context as _, Result};
 use serde::Serialize;
 
 use crate::cache::BlobCache;
-use crate::error::bad_input;
+use crate::error::{bad_input, Failure, Failures};
 use crate::image::remote::{RegistryImage, RemoteBlobs};
 use crate::image::{walk, ImageSource as _};
 use crate::oci::{self, Descriptor, Digest, Platform};
@@ -109,7 +109,10 @@ impl CopyReport {
         let push = self.push.as_ref().and_then(|p| p.error());
         let referrers = self.referrers.as_ref().and_then(|r| r.error());
         match (push, referrers) {
-            (Some(p), Some(r)) => Some(anyhow!("{p:#}; {r:#}")),
+            (Some(p), Some(r)) => Some(anyhow::Error::new(Failures::new(
+                format!("{p}; {r}"),
+                vec![Failure::from(p), Failure::from(r)],
+            ))),
             (p, r) => p.or(r),
         }
     }

@@ -313,7 +313,8 @@ pub struct Anonymous {
     /// gave no answer, or its token server refused an anonymous token).
     pub http_status: Option<u16>,
     pub digest: Option<Digest>,
-    pub error: Option<String>,
+    /// What the anonymous request met (serialised as its text).
+    pub error: Option<RegistryError>,
 }
 
 /// What an anonymous pull met.
@@ -365,7 +366,7 @@ async fn anonymous_one(client: &Client, r: &Reference) -> Anonymous {
                     (Some(404), _) => Access::NotFound,
                     _ => Access::Error,
                 };
-                (access, e.status(), None, Some(e.to_string()))
+                (access, e.status(), None, Some(e))
             }
         };
     Anonymous {

@@ -34,7 +34,7 @@ mod report;
 mod targets;
 
 pub use blobs::{BlobBytes, Piece};
-pub use report::{PushError, PushReport, RegistryReport, TargetReport};
+pub use report::{PushError, PushFailed, PushReport, RegistryReport, TargetReport};
 pub use targets::{by_digest, merge_targets, parse_targets, pin_untagged, PushTarget};
 
 use std::collections::{HashMap, HashSet};

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use serde::{Serialize, Serializer};
 
 use crate::oci::Digest;
@@ -87,7 +86,7 @@ impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PushError::Registry(e) => write!(f, "{e}"),
-            PushError::Blob(e) => write!(f, "{e:#}"),
+            PushError::Blob(e) => crate::error::write_chain(f, &***e),
             PushError::DigestMismatch { named, image } => write!(
                 f,
                 "the target names digest {named}, but the image's digest is {image}"
@@ -95,6 +94,18 @@ impl fmt::Display for PushError {
             PushError::Unconfirmed(d) => write!(f, "blob {d} was not confirmed"),
             PushError::NotPushed => f.write_str("not pushed"),
             PushError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for PushError {
+    /// The registry error, or the blob's error as it was returned; its text
+    /// is part of this one's.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PushError::Registry(e) => Some(e),
+            PushError::Blob(e) => Some(&***e),
+            _ => None,
         }
     }
 }
@@ -184,30 +195,63 @@ impl PushReport {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    /// An error naming every failed required target, when there is one.
-    /// A failure on the push's own input is bad input (exit 2).
+    /// An error naming every failed required target, when there is one: a
+    /// [`PushFailed`], whose chain reaches the targets' [`PushError`]s and
+    /// the registry errors under them. A failure on the push's own input is
+    /// bad input (exit 2).
     pub fn error(&self) -> Option<anyhow::Error> {
-        let failed: Vec<&TargetReport> = self
+        let failed: Vec<(String, PushError)> = self
             .targets
             .iter()
             .filter(|t| !t.ok && !t.optional)
+            .map(|t| {
+                let e = t
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| PushError::Other("unknown error".to_string()));
+                (t.reference.clone(), e)
+            })
             .collect();
-        if failed.is_empty() {
-            return None;
+        (!failed.is_empty()).then(|| anyhow::Error::new(PushFailed { failed }))
+    }
+}
+
+/// The required targets of a push that failed, each with its error, as
+/// [`PushReport::error`] returns them: shown as `push failed for REF: why;
+/// ...`. Its source is the first failure on the push's own input, or else
+/// the first failure, so that `chain()` reaches a [`PushError`] and the
+/// [`RegistryError`] under it.
+#[derive(Clone, Debug)]
+pub struct PushFailed {
+    failed: Vec<(String, PushError)>,
+}
+
+impl PushFailed {
+    /// Each failed target's reference and error, in target order.
+    pub fn failures(&self) -> &[(String, PushError)] {
+        &self.failed
+    }
+}
+
+impl fmt::Display for PushFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("push failed for ")?;
+        for (i, (reference, e)) in self.failed.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{reference}: {e}")?;
         }
-        let lines: Vec<String> = failed
-            .iter()
-            .map(|t| format!("{}: {}", t.reference, why(&t.error)))
-            .collect();
-        let message = format!("push failed for {}", lines.join("; "));
-        let input = failed
-            .iter()
-            .any(|t| t.error.as_ref().is_some_and(PushError::is_bad_input));
-        Some(if input {
-            crate::error::bad_input(message)
-        } else {
-            anyhow!(message)
-        })
+        Ok(())
+    }
+}
+
+impl std::error::Error for PushFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let first_input = self.failed.iter().find(|(_, e)| e.is_bad_input());
+        first_input
+            .or(self.failed.first())
+            .map(|(_, e)| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -246,5 +290,102 @@ mod tests {
         let b = PushError::Blob(Arc::new(chained));
         assert_eq!(b.to_string(), rendered);
         assert_eq!(b.status(), Some(400));
+    }
+
+    fn target(reference: &str, error: Option<PushError>) -> TargetReport {
+        TargetReport {
+            reference: reference.into(),
+            registry: "r".into(),
+            optional: false,
+            ok: error.is_none(),
+            digest: None,
+            error,
+            blobs_uploaded: 0,
+            blobs_mounted: 0,
+            blobs_present: 0,
+            bytes_sent: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn report(targets: Vec<TargetReport>) -> PushReport {
+        PushReport {
+            digest: Digest::of(b"x"),
+            media_type: String::new(),
+            size: 0,
+            targets,
+            registries: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_error_reads_as_before_and_reaches_the_registry_error() {
+        let refused = RegistryError::new(
+            ErrorContext {
+                operation: "uploading blob".into(),
+                registry: "r".into(),
+                ..Default::default()
+            },
+            ErrorKind::Transport("connection refused".into()),
+        );
+        let blob = PushError::Blob(Arc::new(
+            anyhow::Error::new(refused.clone()).context("blob sha256:1"),
+        ));
+        let r = report(vec![
+            target("r/a:1", Some(PushError::NotPushed)),
+            target("r/ok:1", None),
+            target("r/b:1", Some(blob.clone())),
+            target("r/c:1", None),
+        ]);
+        let mut unknown = r.clone();
+        unknown.targets[3].ok = false;
+        let err = r.error().unwrap();
+        let text = format!("push failed for r/a:1: not pushed; r/b:1: {blob}");
+        assert_eq!(err.to_string(), text);
+        assert_eq!(crate::error::one_line(&err).to_string(), text);
+        let failed = err.downcast_ref::<PushFailed>().unwrap();
+        assert_eq!(failed.failures().len(), 2);
+        // The first failure is the source; nothing under `NotPushed`.
+        assert!(matches!(
+            err.chain()
+                .nth(1)
+                .and_then(|e| e.downcast_ref::<PushError>()),
+            Some(PushError::NotPushed)
+        ));
+        assert!(!crate::error::is_bad_input(&err));
+        // Only the blob failure: its registry error is on the chain.
+        let only = report(vec![target("r/b:1", Some(blob))]).error().unwrap();
+        let found = only
+            .chain()
+            .find_map(|e| e.downcast_ref::<RegistryError>())
+            .unwrap();
+        assert!(matches!(found.kind, ErrorKind::Transport(_)));
+        // A target failed without an error says so.
+        assert!(unknown
+            .error()
+            .unwrap()
+            .to_string()
+            .ends_with("; r/c:1: unknown error"));
+        assert!(report(vec![target("r/ok:1", None)]).error().is_none());
+    }
+
+    #[test]
+    fn a_failure_on_the_pushs_own_input_is_bad_input_and_the_source() {
+        let broken = RegistryError::new(
+            ErrorContext::default(),
+            ErrorKind::Credentials("auth file is not JSON".into()),
+        );
+        let r = report(vec![
+            target("r/a:1", Some(PushError::NotPushed)),
+            target("r/b:1", Some(PushError::Registry(broken))),
+        ]);
+        let err = r.error().unwrap();
+        assert!(crate::error::is_bad_input(&err));
+        assert!(matches!(
+            err.chain()
+                .nth(1)
+                .and_then(|e| e.downcast_ref::<PushError>()),
+            Some(PushError::Registry(_))
+        ));
     }
 }

@@ -49,7 +49,7 @@ pub fn anonymous(rows: &[Anonymous]) -> String {
     out.extend(rows.iter().map(|a| {
         let answer = match (a.http_status, &a.error) {
             (Some(s), _) => format!("HTTP {s}"),
-            (None, Some(e)) => e.clone(),
+            (None, Some(e)) => e.to_string(),
             (None, None) => "-".into(),
         };
         vec![

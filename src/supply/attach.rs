@@ -17,13 +17,14 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::artifact::{Artifact, Kind};
 use super::referrers::{self, fallback_tag, legacy_tag, Mode};
+use crate::error::{Failure, Failures};
 use crate::image::MemoryImage;
 use crate::oci::MEDIA_TYPE_MANIFEST;
 use crate::oci::{canonical_json, Descriptor, Digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX};
@@ -50,7 +51,9 @@ pub struct RepoReport {
     pub artifacts: Vec<Attached>,
     /// Referrers other tools listed in the referrers tag, kept.
     pub kept: usize,
-    pub error: Option<String>,
+    /// Why the repository failed, as `REGISTRY/REPO: why` (serialised as
+    /// that text); the cause chain is kept.
+    pub error: Option<Failure>,
 }
 
 /// One artifact in a repository.
@@ -71,19 +74,26 @@ pub struct AttachReport {
 }
 
 impl AttachReport {
-    /// The error naming every repository that failed, or `None`.
+    /// The error naming every repository that failed, or `None`: a
+    /// [`Failures`] holding each repository's error, bad input (exit 2)
+    /// when one of them is.
     pub fn error(&self) -> Option<anyhow::Error> {
-        let failed: Vec<String> = self
+        let failed: Vec<Failure> = self
             .repositories
             .iter()
             .filter_map(|r| r.error.clone())
             .collect();
         (!failed.is_empty()).then(|| {
-            anyhow!(
+            let message = format!(
                 "attaching to {} failed: {}",
                 self.subject,
-                failed.join("; ")
-            )
+                failed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            anyhow::Error::new(Failures::new(message, failed))
         })
     }
 }
@@ -210,7 +220,10 @@ pub async fn list_in_repos(
         let done = in_repo(pusher, r, subject, &mine, legacy, opts, dir, &mut report).await;
         match done {
             Ok(()) => report.ok = true,
-            Err(e) => report.error = Some(format!("{}/{}: {e:#}", r.registry, r.repository)),
+            Err(e) => {
+                let e = e.context(format!("{}/{}", r.registry, r.repository));
+                report.error = Some(Failure::from(e));
+            }
         }
         report
     });
@@ -231,15 +244,15 @@ async fn in_repo(
     let client = pusher.client();
     let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
     if let Some(e) = pusher.registry_failure(reg) {
-        return Err(anyhow!("the artifact blobs could not be stored: {e}"));
+        return Err(anyhow::Error::new(e).context("the artifact blobs could not be stored"));
     }
     for a in mine {
         for (d, bytes) in &a.manifests {
             put_once(client, reg, repo, &d.digest, bytes, &d.media_type)
                 .await
-                .map_err(|e| {
-                    anyhow!(
-                        "the registry refused the {} artifact manifest {}: {e:#}",
+                .with_context(|| {
+                    format!(
+                        "the registry refused the {} artifact manifest {}",
                         a.kind.name(),
                         d.digest
                     )
@@ -419,7 +432,60 @@ async fn legacy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::push::PushError;
+    use crate::registry::{ErrorKind, RegistryError};
     use crate::supply::sign;
+
+    fn failed(repository: &str, e: anyhow::Error) -> RepoReport {
+        RepoReport {
+            registry: "r".into(),
+            repository: repository.into(),
+            ok: false,
+            mode: None,
+            tags: Vec::new(),
+            artifacts: Vec::new(),
+            kept: 0,
+            error: Some(Failure::from(e.context(format!("r/{repository}")))),
+        }
+    }
+
+    #[test]
+    fn a_repository_failed_on_a_broken_auth_file_is_bad_input() {
+        let broken = RegistryError::new(
+            Default::default(),
+            ErrorKind::Credentials("auth file is not JSON".into()),
+        );
+        let blobs = anyhow::Error::new(PushError::Registry(broken.clone()))
+            .context("the artifact blobs could not be stored");
+        let report = AttachReport {
+            subject: Digest::of(b"image"),
+            ok: false,
+            repositories: vec![
+                failed("a", anyhow!("the registry refused it")),
+                failed("b", blobs),
+            ],
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["repositories"][1]["error"],
+            format!("r/b: the artifact blobs could not be stored: {broken}").as_str()
+        );
+        let err = report.error().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "attaching to {} failed: r/a: the registry refused it; {}",
+                report.subject,
+                json["repositories"][1]["error"].as_str().unwrap()
+            )
+        );
+        assert!(crate::error::is_bad_input(&err));
+        assert!(err.chain().any(|e| e.is::<PushError>()));
+        assert!(err
+            .chain()
+            .find_map(|e| e.downcast_ref::<RegistryError>())
+            .is_some_and(RegistryError::is_bad_input));
+    }
 
     #[test]
     fn merging_keeps_the_entries_of_others_and_adds_ours_once() {

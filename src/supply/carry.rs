@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::artifact::Kind;
 use super::attach::{list_in_repos, AttachOptions, Attached, Listing, RepoReport};
 use super::referrers::{self, classify, unread_note, Mode};
+use crate::error::{Failure, Failures};
 use crate::image::remote::{RegistryImage, RemoteBlobs};
 use crate::image::{walk, Graph};
 use crate::oci::{self, Descriptor, Digest, Manifest};
@@ -41,8 +42,9 @@ pub struct Carried {
     /// Listed artifacts that could not be read at the source, passed over.
     pub notes: Vec<String>,
     pub ok: bool,
-    /// Why the source's artifacts could not be listed.
-    pub error: Option<String>,
+    /// Why the source's artifacts could not be listed (serialised as its
+    /// text).
+    pub error: Option<Failure>,
     /// Per destination repository (none when the source has nothing).
     pub repositories: Vec<RepoReport>,
 }
@@ -60,19 +62,25 @@ pub struct CarryReport {
 }
 
 impl CarryReport {
-    /// The error naming every subject and repository that failed.
+    /// The error naming every subject and repository that failed: a
+    /// [`Failures`] holding each of their errors.
     pub fn error(&self) -> Option<anyhow::Error> {
-        let failed: Vec<String> = self
-            .subjects
-            .iter()
-            .flat_map(|c| {
-                let listing = c.error.iter().map(move |e| format!("{}: {e}", c.subject));
-                let repos = c.repositories.iter().filter_map(|r| r.error.clone());
-                listing.chain(repos)
-            })
-            .collect();
-        (!failed.is_empty())
-            .then(|| anyhow!("carrying the artifacts failed: {}", failed.join("; ")))
+        let mut text = Vec::new();
+        let mut failed = Vec::new();
+        for c in &self.subjects {
+            if let Some(e) = &c.error {
+                text.push(format!("{}: {e}", c.subject));
+                failed.push(e.clone());
+            }
+            for e in c.repositories.iter().filter_map(|r| r.error.as_ref()) {
+                text.push(e.to_string());
+                failed.push(e.clone());
+            }
+        }
+        (!failed.is_empty()).then(|| {
+            let message = format!("carrying the artifacts failed: {}", text.join("; "));
+            anyhow::Error::new(Failures::new(message, failed))
+        })
     }
 }
 
@@ -110,7 +118,7 @@ pub async fn carry(
             repositories: Vec::new(),
         };
         match read_source(source, &subject.digest, &mut c).await {
-            Err(e) => c.error = Some(format!("{e:#}")),
+            Err(e) => c.error = Some(Failure::from(e)),
             Ok((found, legacy)) => {
                 if !found.is_empty() || !legacy.is_empty() {
                     push_blobs(pusher, &found, &legacy).await;

@@ -4,11 +4,14 @@
 
 use std::path::Path;
 
+use boxwright::image::remote::{resolve_first, resolve_policy, NotServed};
+use boxwright::progress;
+use boxwright::registry::{Client, ClientOptions, CredentialStore, ErrorKind, Reference};
 use serde_json::Value;
 
 use crate::common::{assert_ok, run, sha256};
 use crate::env::Env;
-use crate::support::{tempdir, tiny_oci_layout, FaultProxy, Registry, TinyImage};
+use crate::support::{dead_host, tempdir, tiny_oci_layout, FaultProxy, Registry, TinyImage};
 
 /// The tiny image pushed to `repo` of each of `hosts`.
 fn seed(env: &Env, dir: &Path, hosts: &[&str], repo: &str) -> TinyImage {
@@ -112,4 +115,66 @@ fn a_blob_missing_on_the_primary_comes_from_the_fallback() {
     assert_eq!(fell[0]["digest"], img.layer_digest.as_str(), "{v}");
     assert_eq!(fell[0]["source"], format!("{}/acme/app", b.host()).as_str());
     cache_is_sound(&env, &img);
+}
+
+/// `resolve_first` over `refs` with the resolve step's retry policy: its
+/// error.
+async fn resolve_error(refs: &[String]) -> anyhow::Error {
+    let opts = ClientOptions {
+        retry: resolve_policy(),
+        ..ClientOptions::default()
+    };
+    let client = Client::new(opts, CredentialStore::default(), progress::silent()).unwrap();
+    let refs: Vec<Reference> = refs.iter().map(|r| Reference::parse(r).unwrap()).collect();
+    match resolve_first(&client, &refs, &progress::silent()).await {
+        Ok(served) => panic!("{} served", served.reference),
+        Err(e) => e,
+    }
+}
+
+/// Figures: a reference missing from both registries (each answers 404) and
+/// one whose two registries are down both fail as `NotServed` with two
+/// attempts, worded as before; the first has every attempt 404, the second
+/// every attempt a transport failure with no status. It is not bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_everywhere_is_told_apart_from_unreachable() {
+    let (a, b) = (Registry::start(), Registry::start());
+    let missing = [
+        format!("{}/acme/none:1", a.host()),
+        format!("{}/acme/none:1", b.host()),
+    ];
+    let err = resolve_error(&missing).await;
+    let not = err.downcast_ref::<NotServed>().expect("a NotServed");
+    assert_eq!(not.attempts.len(), 2, "{err:#}");
+    assert!(not.all_not_found(), "{err:#}");
+    for (attempt, r) in not.attempts.iter().zip(&missing) {
+        assert_eq!(&attempt.reference, r);
+        assert_eq!(attempt.error.status(), Some(404), "{:?}", attempt.error);
+    }
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "no registry served {}: {}: {}; {}: {}",
+            missing[0], missing[0], not.attempts[0].error, missing[1], not.attempts[1].error
+        )
+    );
+    assert!(!boxwright::error::is_bad_input(&err));
+
+    let down = [
+        format!("{}/acme/none:1", dead_host()),
+        format!("{}/acme/none:1", dead_host()),
+    ];
+    let err = resolve_error(&down).await;
+    let not = err.downcast_ref::<NotServed>().expect("a NotServed");
+    assert_eq!(not.attempts.len(), 2, "{err:#}");
+    assert!(!not.all_not_found(), "{err:#}");
+    for attempt in &not.attempts {
+        assert_eq!(attempt.error.status(), None, "{:?}", attempt.error);
+        assert!(
+            matches!(attempt.error.kind, ErrorKind::Transport(_)),
+            "{:?}",
+            attempt.error
+        );
+    }
+    assert!(!boxwright::error::is_bad_input(&err));
 }

@@ -13,8 +13,9 @@ use boxwright::oci::{
     self, canonical_json, Descriptor, Digest, Index, Manifest, Platform, MEDIA_TYPE_INDEX,
 };
 use boxwright::progress;
-use boxwright::push::{push, PushOptions, PushTarget};
+use boxwright::push::{push, PushError, PushFailed, PushOptions, PushTarget};
 use boxwright::registry::client::default_client;
+use boxwright::registry::{ErrorKind, RegistryError};
 
 use crate::common::noise;
 use crate::pair::body_bytes;
@@ -319,4 +320,50 @@ async fn a_failing_registry_does_not_hold_back_another_registrys_tags() {
     // and 3 retries), not one round per blob.
     assert_eq!(down.requests.get("GET"), Some(&4), "{report:#?}");
     assert!(report.targets[0].ok && !report.targets[1].ok, "{report:#?}");
+}
+
+/// A required target where nothing listens: the report's error reads as it
+/// always has, and its chain holds the target's `PushError` and, under it,
+/// the registry error of a transport failure naming the dead host; it is
+/// not bad input (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_targets_error_keeps_the_registry_error() {
+    let tmp = tempdir();
+    let (layout, _, _) = two_platform_layout(tmp.path());
+    let dead = dead_host();
+    let target = format!("{dead}/acme/r2d:1");
+    let mut opts = PushOptions::default();
+    opts.client.retry.max_retries = 1;
+    opts.client.retry.base = Duration::from_millis(10);
+    let report = push(
+        &format!("{}:1.0", layout.display()),
+        vec![PushTarget::parse(&target).unwrap()],
+        opts,
+        progress::silent(),
+    )
+    .await
+    .unwrap()
+    .0;
+    let err = report.error().expect("the push failed");
+    let why = report.targets[0].error.as_ref().unwrap();
+    assert_eq!(err.to_string(), format!("push failed for {target}: {why}"));
+    let failed = err.downcast_ref::<PushFailed>().expect("a PushFailed");
+    assert_eq!(failed.failures().len(), 1);
+    assert!(err.chain().any(|e| e.is::<PushError>()), "{err:?}");
+    let registry = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<RegistryError>())
+        .unwrap_or_else(|| panic!("no RegistryError in {err:?}"));
+    assert!(
+        matches!(registry.kind, ErrorKind::Transport(_)),
+        "{registry:?}"
+    );
+    assert_eq!(registry.context.registry, dead);
+    assert_eq!(registry.status(), None);
+    assert!(!boxwright::error::is_bad_input(&err));
+    // Shown on one line, each text once.
+    assert_eq!(
+        boxwright::error::one_line(&err).to_string(),
+        err.to_string()
+    );
 }

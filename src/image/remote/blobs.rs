@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::cache::BlobCache;
+use crate::error::Failure;
 use crate::image::once::OnceMap;
 use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
@@ -46,8 +47,9 @@ pub struct BlobFallback {
     pub digest: Digest,
     /// `registry/repository` the blob came from.
     pub source: String,
-    /// Why the repository that served did not give it.
-    pub error: String,
+    /// Why the repository that served did not give it (serialised as its
+    /// text; the cause chain is kept).
+    pub error: Failure,
 }
 
 /// Blobs of a registry repository, fetched into the cache on first need;
@@ -139,14 +141,14 @@ impl RemoteBlobs {
         let first = match self.fetch_from(self.repo(), d).await {
             Ok(path) => return Ok(path),
             Err(e) if self.fallbacks.is_empty() || is_local(&e) => return Err(e),
-            Err(e) => e,
+            Err(e) => Failure::from(e),
         };
-        let mut tried = vec![format!("{first:#}")];
+        let mut tried = vec![first.to_string()];
         for (reg, name) in &self.fallbacks {
             let repo = self.client.repo(reg, name);
             reporter.log(
                 Level::Warn,
-                &format!("{first:#}; fetching blob {} from {repo}", d.digest),
+                &format!("{first}; fetching blob {} from {repo}", d.digest),
             );
             match self.fetch_from(repo, d).await {
                 Ok(path) => {
@@ -154,7 +156,7 @@ impl RemoteBlobs {
                         v.push(BlobFallback {
                             digest: d.digest.clone(),
                             source: repo.to_string(),
-                            error: format!("{first:#}"),
+                            error: first.clone(),
                         });
                     }
                     return Ok(path);

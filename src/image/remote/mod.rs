@@ -65,8 +65,49 @@ pub fn moves_on(e: &RegistryError) -> bool {
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     pub reference: String,
-    pub error: String,
+    /// Why it did not serve (serialised as its text).
+    pub error: RegistryError,
 }
+
+/// No reference given to [`resolve_first`] served: each with why, in order.
+/// Shown as `no registry served PRIMARY: REF: why; ...`. The registry
+/// errors are in [`NotServed::attempts`] (the text already holds them, so
+/// they are not its `source()`): a reference missing everywhere (all 404,
+/// [`NotServed::all_not_found`]) can be told apart from registries that
+/// could not be reached.
+#[derive(Debug, Clone)]
+pub struct NotServed {
+    /// The primary reference.
+    pub requested: Reference,
+    /// Every reference tried, the last one's error ending the search.
+    pub attempts: Vec<Attempt>,
+}
+
+impl NotServed {
+    /// True when every registry answered that it does not have the
+    /// reference (404).
+    pub fn all_not_found(&self) -> bool {
+        self.attempts.iter().all(|a| a.error.status() == Some(404))
+    }
+
+    /// The error that ended the search.
+    pub fn last(&self) -> Option<&RegistryError> {
+        self.attempts.last().map(|a| &a.error)
+    }
+}
+
+impl std::fmt::Display for NotServed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no registry served {}", self.requested)?;
+        for (i, a) in self.attempts.iter().enumerate() {
+            f.write_str(if i == 0 { ": " } else { "; " })?;
+            write!(f, "{}: {}", a.reference, a.error)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NotServed {}
 
 /// A reference resolved on the registry that answered.
 #[derive(Debug, Clone)]
@@ -188,7 +229,7 @@ pub async fn resolve_first(
                 );
                 skipped.push(Attempt {
                     reference: r.to_string(),
-                    error: e.to_string(),
+                    error: e,
                 });
             }
             Err(e) if skipped.is_empty() => {
@@ -197,20 +238,19 @@ pub async fn resolve_first(
             Err(e) => {
                 skipped.push(Attempt {
                     reference: r.to_string(),
-                    error: e.to_string(),
+                    error: e,
                 });
-                let detail: Vec<String> = skipped
-                    .iter()
-                    .map(|a| format!("{}: {}", a.reference, a.error))
-                    .collect();
-                return Err(anyhow!(
-                    "no registry served {requested}: {}",
-                    detail.join("; ")
-                ));
+                return Err(anyhow::Error::new(NotServed {
+                    requested,
+                    attempts: skipped,
+                }));
             }
         }
     }
-    Err(anyhow!("no registry served {requested}"))
+    Err(anyhow::Error::new(NotServed {
+        requested,
+        attempts: skipped,
+    }))
 }
 
 #[cfg(test)]
@@ -219,6 +259,44 @@ mod tests {
 
     fn err(kind: ErrorKind) -> RegistryError {
         RegistryError::new(Default::default(), kind)
+    }
+
+    #[test]
+    fn not_served_reads_as_before_and_keeps_each_error() {
+        let status = |s| {
+            err(ErrorKind::Status {
+                status: s,
+                errors: vec![],
+            })
+        };
+        let attempt = |r: &str, error| Attempt {
+            reference: r.into(),
+            error,
+        };
+        let missing = NotServed {
+            requested: Reference::parse("a.io/x:1").unwrap(),
+            attempts: vec![
+                attempt("a.io/x:1", status(404)),
+                attempt("b.io/x:1", status(404)),
+            ],
+        };
+        let (e404, refused) = (status(404), err(ErrorKind::Transport("refused".into())));
+        assert_eq!(
+            missing.to_string(),
+            format!("no registry served a.io/x:1: a.io/x:1: {e404}; b.io/x:1: {e404}")
+        );
+        assert!(missing.all_not_found());
+        let down = NotServed {
+            attempts: vec![
+                attempt("a.io/x:1", status(404)),
+                attempt("b.io/x:1", refused.clone()),
+            ],
+            ..missing
+        };
+        assert!(!down.all_not_found());
+        assert_eq!(down.last().unwrap().to_string(), refused.to_string());
+        let json = serde_json::to_value(&down.attempts[1]).unwrap();
+        assert_eq!(json["error"], refused.to_string().as_str());
     }
 
     #[test]
