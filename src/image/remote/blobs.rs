@@ -259,11 +259,6 @@ impl RegistryImage {
         Ok(RegistryImage::fetched(blobs, &info, bytes))
     }
 
-    /// The root's bytes, when they are at hand.
-    pub fn root_bytes(&self) -> Option<&Bytes> {
-        self.known.get(&self.root.digest)
-    }
-
     /// Manifest bytes already at hand, served without a request.
     pub fn with_known(mut self, manifests: impl IntoIterator<Item = Bytes>) -> Self {
         for b in manifests {
