@@ -23,6 +23,7 @@ use crate::oci::{self, canonical_json, Descriptor, Digest, Index, Manifest};
 use crate::progress::{Level, SharedReporter};
 use crate::recipe::{LayerPlan, Plan};
 
+pub mod archive;
 mod base;
 pub mod cache;
 pub mod check;

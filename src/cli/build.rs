@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 
+use boxwright::build::archive::BuildArchive;
 use boxwright::build::cache::LayerCache;
 use boxwright::build::publish::{self, PublishOptions};
 use boxwright::build::{self, BuildOptions};
@@ -20,7 +21,7 @@ use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
 use boxwright::supply::evidence::{build_artifacts, SupplyOptions};
 
-use super::archive::{Archive, Format};
+use super::archive::Format;
 use super::args::{parse_set, parse_target, AfterPushArgs, UploadArgs};
 use super::stdout::{print, print_json};
 
@@ -111,7 +112,7 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     let args = Arc::new(args);
     let a = args.clone();
     let (plan, mut opts) = blocking(move || prepare(&a, &reporter)).await?;
-    let archive = Archive::prepare(args.format, &opts.output, &plan)?;
+    let archive = BuildArchive::prepare(args.format.sink(), &opts.output, &plan)?;
     if let Some(a) = &archive {
         opts.output = a.layout();
     }
@@ -132,8 +133,9 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
         )));
     }
     let a = args.clone();
-    let result = blocking(move || {
-        let mut result = build::build(&plan, &opts)
+    let reporter = opts.reporter.clone();
+    let mut result = blocking(move || {
+        let result = build::build(&plan, &opts)
             .with_context(|| format!("building {}", a.recipe.display()))?;
         if a.check_reproducible {
             build::check::check_reproducible(&plan, &opts, &result)
@@ -146,12 +148,12 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
         if let Some(s) = &supply {
             keep_evidence(&plan, &result, s, &opts.reporter)?;
         }
-        if let Some(archive) = archive {
-            write_archive(archive, &mut result, &opts.reporter)?;
-        }
         Ok(result)
     })
     .await?;
+    if let Some(archive) = archive {
+        write_archive(archive, &mut result, &reporter).await?;
+    }
     if args.json {
         print_json(&result)
     } else {
@@ -168,13 +170,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Write the archive from the built layout, and say so.
-fn write_archive(
-    archive: Archive,
+async fn write_archive(
+    archive: BuildArchive,
     result: &mut build::BuildResult,
     reporter: &SharedReporter,
 ) -> Result<()> {
     archive
         .write(result)
+        .await
         .with_context(|| format!("writing {}", result.layout.display()))?;
     reporter.log(
         Level::Info,
@@ -214,7 +217,7 @@ async fn build_and_push(
     args: &BuildArgs,
     plan: Plan,
     opts: BuildOptions,
-    archive: Option<Archive>,
+    archive: Option<BuildArchive>,
 ) -> Result<()> {
     let reporter = opts.reporter.clone();
     let targets = by_digest(push_targets(args, &plan, &reporter)?, args.after.by_digest);
@@ -242,9 +245,7 @@ async fn build_and_push(
         .await
         .with_context(|| format!("building {}", args.recipe.display()))?;
     if let Some(archive) = archive {
-        let (mut result, r) = (done.build.clone(), reporter.clone());
-        done.build =
-            blocking(move || write_archive(archive, &mut result, &r).map(|()| result)).await?;
+        write_archive(archive, &mut done.build, &reporter).await?;
     }
     super::push::github_summary(
         &format!("boxwright build --push {}", args.recipe.display()),

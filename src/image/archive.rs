@@ -1,7 +1,8 @@
 //! Image archives: `oci-archive` (a tar of an OCI layout) and
 //! `docker-archive` (the `docker save` / `docker load` format: config,
 //! uncompressed layer tars, `manifest.json`). Both are written through a
-//! temp file + rename and have fixed owners, modes and times.
+//! temp file + rename and have fixed owners, modes and times. The sinks of
+//! [`crate::image::sink`] write them from any image source.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -11,9 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _, Result};
 use sha2::{Digest as _, Sha256};
 
-use crate::cache::BlobCache;
-use crate::image::remote::PlatformImage;
-use crate::oci::Digest;
+use crate::oci::{Digest, ImageConfig, Manifest};
 
 /// A temporary directory next to `output`, for what is assembled before
 /// the final rename.
@@ -116,21 +115,30 @@ fn layer_reader(path: &Path) -> Result<Box<dyn Read>> {
         .with_context(|| format!("reading layer {}", path.display()))
 }
 
-/// A `docker save` archive: `manifest.json` (Config, RepoTags, Layers), the
-/// config under its digest (so the image ID is the config digest), and each
-/// layer uncompressed as `<diffID hex>.tar`, checked against its diff ID.
-pub fn write_docker_archive(
-    cache: &BlobCache,
+/// A `docker save` archive at `dest`: `manifest.json` (Config, RepoTags,
+/// Layers), the config under its digest (so the image ID is the config
+/// digest), and each layer (`layers`, the files of the manifest's layers in
+/// order) uncompressed into `scratch` as `<diffID hex>.tar`, checked
+/// against its diff ID.
+pub(crate) fn docker_archive(
     dest: &Path,
     scratch: &Path,
-    img: &PlatformImage,
+    manifest: &Manifest,
+    config: &ImageConfig,
+    config_bytes: &[u8],
+    layers: &[PathBuf],
     repo_tag: Option<String>,
 ) -> Result<()> {
     let mut tars = Vec::new();
-    for (l, diff_id) in img.manifest.layers.iter().zip(&img.config.rootfs.diff_ids) {
+    for ((l, file), diff_id) in manifest
+        .layers
+        .iter()
+        .zip(layers)
+        .zip(&config.rootfs.diff_ids)
+    {
         let out = scratch.join(format!("{}.tar", diff_id.hex()));
         if !out.exists() {
-            let mut r = layer_reader(&cache.path(&l.digest))?;
+            let mut r = layer_reader(file)?;
             let mut w = BufWriter::new(File::create(&out)?);
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 256 * 1024];
@@ -155,7 +163,7 @@ pub fn write_docker_archive(
         }
         tars.push((format!("{}.tar", diff_id.hex()), out));
     }
-    let config_name = format!("{}.json", img.manifest.config.digest.hex());
+    let config_name = format!("{}.json", manifest.config.digest.hex());
     let manifest = serde_json::json!([{
         "Config": config_name,
         "RepoTags": repo_tag.into_iter().collect::<Vec<_>>(),
@@ -164,7 +172,7 @@ pub fn write_docker_archive(
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     let mut added = HashSet::new();
     write_tar_atomically(dest, |b| {
-        append_bytes(b, &config_name, &img.config_bytes)?;
+        append_bytes(b, &config_name, config_bytes)?;
         for (name, path) in &tars {
             if added.insert(name.clone()) {
                 append_file(b, Path::new(name), path)?;

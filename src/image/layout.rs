@@ -1,6 +1,7 @@
 //! OCI image layouts on disk: reading any layout (ours, umoci's, skopeo's,
 //! buildah's, podman's) as an [`ImageSource`], and writing new ones
-//! ([`LayoutWriter`]).
+//! ([`LayoutWriter`]; from any image source,
+//! [`sink::write_layout`](crate::image::sink::write_layout)).
 //!
 //! Every file of a layout is read through [`guard`]: regular files only,
 //! sizes and digests checked before use. A blob is handed to an upload or a
@@ -174,6 +175,16 @@ impl LayoutImage {
         })
     }
 
+    /// The manifest or index `root` of the layout at `dir`, whether or not
+    /// `index.json` lists it (a platform manifest of an index).
+    pub fn open_root(dir: &Path, root: Descriptor) -> Result<LayoutImage> {
+        Ok(LayoutImage {
+            layout: Arc::new(Layout::open(dir)?),
+            root,
+            verified: Arc::default(),
+        })
+    }
+
     /// The image at `DIR[:NAME]` (see [`split_layout_ref`]).
     pub fn open_ref(s: &str) -> Result<LayoutImage> {
         let (dir, name) = split_layout_ref(s);
@@ -244,31 +255,6 @@ impl ImageSource for LayoutImage {
     fn locate(&self, desc: &Descriptor) -> String {
         self.layout.blob_path(&desc.digest).display().to_string()
     }
-}
-
-/// Write `graph` as a new layout at `dir`: manifests byte for byte, blobs
-/// imported from `blob_file`, the root in `index.json` named `name`.
-pub fn write_graph(
-    dir: &Path,
-    graph: &Graph,
-    blob_file: impl Fn(&Descriptor) -> PathBuf,
-    name: Option<String>,
-) -> Result<PathBuf> {
-    let writer = LayoutWriter::create(dir)?;
-    for d in &graph.blobs {
-        writer.import_descriptor(&blob_file(d), d)?;
-    }
-    for (d, bytes) in &graph.manifests {
-        let written = writer.write_blob(&d.media_type, bytes)?;
-        if written.digest != d.digest {
-            return Err(anyhow!("manifest bytes do not match {}", d.digest));
-        }
-    }
-    let mut entry = graph.root.clone();
-    if let Some(n) = name {
-        entry.annotations.insert(oci::ANNOTATION_REF_NAME.into(), n);
-    }
-    writer.commit(vec![entry])
 }
 
 /// Whether an `index.json` entry is an artifact kept beside an image (an

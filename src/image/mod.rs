@@ -9,6 +9,7 @@ pub mod archive;
 pub mod layout;
 pub mod once;
 pub mod remote;
+pub mod sink;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

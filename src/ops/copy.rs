@@ -220,11 +220,10 @@ pub async fn copy(
     }
 
     let blobs = remote_blobs()?;
-    let (root_bytes, root_mt) = RegistryImage::new(blobs.clone(), head_desc.clone())
-        .fetch_manifest(&head.digest)
-        .await?;
-    let root = Descriptor::new(&root_mt, head.digest.clone(), root_bytes.len() as u64);
-    let whole = RegistryImage::new(blobs.clone(), root).with_known([root_bytes.clone()]);
+    let whole = RegistryImage::open(blobs.clone(), &head.digest).await?;
+    // At hand since the open: no second request.
+    let root_bytes = whole.manifest(whole.root()).await?;
+    let root_mt = whole.root().media_type.clone();
     let mut platform_shown = None;
     let image = match (&opts.platform, oci::is_index_media_type(&root_mt)) {
         (Some(want), true) => {
@@ -299,9 +298,8 @@ fn repositories(dests: &[Reference]) -> Vec<Reference> {
 async fn with_children(blobs: &Arc<RemoteBlobs>, root: &Descriptor) -> Result<Vec<Descriptor>> {
     let mut out = Vec::new();
     if oci::is_index_media_type(&root.media_type) {
-        let (bytes, _) = RegistryImage::new(blobs.clone(), root.clone())
-            .fetch_manifest(&root.digest)
-            .await?;
+        let image = RegistryImage::open(blobs.clone(), &root.digest).await?;
+        let bytes = image.manifest(image.root()).await?;
         let index: oci::Index = serde_json::from_slice(&bytes)
             .with_context(|| format!("parsing index {}", root.digest))?;
         out.extend(index.manifests);

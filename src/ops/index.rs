@@ -356,10 +356,9 @@ async fn read_manifest(
         )));
     }
     let bytes = Bytes::from(bytes);
-    let descriptor = Descriptor::new(&info.media_type, info.digest.clone(), bytes.len() as u64);
-    let graph =
-        walk(&RegistryImage::new(repo.clone(), descriptor.clone()).with_known([bytes.clone()]))
-            .await?;
+    let image = RegistryImage::fetched(repo.clone(), &info, bytes.clone());
+    let descriptor = image.root().clone();
+    let graph = walk(&image).await?;
     graph.warn_left_out(reporter);
     Ok(Source {
         reference: s.clone(),

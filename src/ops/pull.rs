@@ -3,37 +3,25 @@
 //! layout) or a `docker-archive` (`docker load` / `podman load` format,
 //! uncompressed layers). The registry image is walked like any other
 //! image, its blobs fetched through the cache, and the result written by
-//! the layout and archive writers.
+//! the library's sinks ([`Sink`]), as `build --format` writes its archives.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::error::bad_input;
-use crate::image::archive::{
-    append_tree, sibling_tempdir, write_docker_archive, write_tar_atomically,
-};
-use crate::image::layout::write_graph;
 use crate::image::remote::{
-    BlobFallback, CacheCounts, PlatformImage, RegistryImage, RemoteImages, Served, ServedReport,
+    BlobFallback, CacheCounts, PlatformImage, RemoteImages, Served, ServedReport,
 };
+use crate::image::sink::Sink;
 use crate::image::walk;
 use crate::oci::{self, Descriptor, Digest, Index, Platform};
 use crate::registry::{ManifestInfo, Reference};
 
 /// What `pull` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PullFormat {
-    /// An OCI image layout directory.
-    Oci,
-    /// A tar of the OCI layout.
-    OciArchive,
-    /// `docker save` format: `manifest.json`, config, uncompressed layer tars.
-    DockerArchive,
-}
+pub use crate::image::sink::Format as PullFormat;
 
 /// Which platforms to pull.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,9 +131,13 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         }
     };
     known.extend(list.iter().map(|i| Bytes::from(i.manifest_bytes.clone())));
-    let source = RegistryImage::new(images.blobs_of(&served), top.clone()).with_known(known);
+    let source = images
+        .open(&served)
+        .with_root(top.clone())
+        .with_known(known);
     let graph = walk(&source).await?;
-    // Layers (and configs, already fetched) through the cache.
+    // Layers (and configs, already fetched) through the cache, then the
+    // sink takes them from there.
     images
         .blobs(&served, &graph.blobs)
         .await
@@ -155,33 +147,19 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         .iter()
         .map(|i| i.manifest.config.digest.clone())
         .collect();
-    let cache = images.cache().clone();
-    let output = opts.output.clone();
-    let format = opts.format;
-    let name = ref_name(&served.requested);
     let repo_tag = served
         .requested
         .tag
         .as_ref()
         .map(|_| served.requested.to_string());
-    tokio::task::spawn_blocking(move || {
-        let blob_file = |d: &Descriptor| cache.path(&d.digest);
-        match format {
-            PullFormat::Oci => write_graph(&output, &graph, blob_file, name).map(|_| ()),
-            PullFormat::OciArchive => {
-                let tmp = sibling_tempdir(&output)?;
-                let dir = tmp.path().join("layout");
-                write_graph(&dir, &graph, blob_file, name)?;
-                write_tar_atomically(&output, |b| append_tree(b, &dir, Path::new("")))
-            }
-            PullFormat::DockerArchive => {
-                let tmp = sibling_tempdir(&output)?;
-                write_docker_archive(&cache, &output, tmp.path(), &list[0], repo_tag)
-            }
-        }
-    })
+    Sink::new(
+        opts.format,
+        &opts.output,
+        ref_name(&served.requested),
+        repo_tag,
+    )
+    .write(&source)
     .await
-    .context("the writing task failed")?
     .with_context(|| format!("writing {}", opts.output.display()))?;
     Ok(PullResult {
         digest: top.digest.clone(),

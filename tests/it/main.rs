@@ -56,6 +56,7 @@ mod r2d;
 mod r2d_podman;
 mod recipe_errors;
 mod schema;
+mod sinks;
 mod split_auto;
 mod supply;
 mod supply_anonymous;

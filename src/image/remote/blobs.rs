@@ -18,7 +18,7 @@ use crate::image::once::OnceMap;
 use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::Level;
-use crate::registry::{Client, ErrorKind, Reference, RegistryError, Repo};
+use crate::registry::{Client, ErrorKind, ManifestInfo, Reference, RegistryError, Repo};
 
 /// Counts of what went through the cache.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -110,6 +110,20 @@ impl RemoteBlobs {
     /// The repository the blobs come from, to ask it.
     pub fn repo(&self) -> Repo<'_> {
         self.client.repo(&self.registry, &self.repository)
+    }
+
+    /// GET a manifest by digest (checked by the client against it): its
+    /// bytes and media type.
+    pub async fn manifest(&self, d: &Digest) -> Result<(Bytes, String)> {
+        let repo = self.repo();
+        let (info, bytes) = repo
+            .get_manifest(d.as_str())
+            .await
+            .with_context(|| format!("fetching manifest {d} of {repo}"))?;
+        if info.media_type.is_empty() {
+            return Err(anyhow!("manifest {d} of {repo} has no media type"));
+        }
+        Ok((Bytes::from(bytes), info.media_type))
     }
 
     /// Blobs downloaded and their bytes, and cache hits, so far.
@@ -228,6 +242,25 @@ impl RegistryImage {
         }
     }
 
+    /// The manifest or index `info` names, whose bytes were fetched
+    /// already: they are its root's, served without a request.
+    pub fn fetched(blobs: Arc<RemoteBlobs>, info: &ManifestInfo, bytes: Bytes) -> Self {
+        let root = Descriptor::new(&info.media_type, info.digest.clone(), info.size);
+        RegistryImage::new(blobs, root).with_known([bytes])
+    }
+
+    /// GET the manifest or index `digest` of the repository `blobs` reads,
+    /// and open it: its root has the media type served.
+    pub async fn open(blobs: Arc<RemoteBlobs>, digest: &Digest) -> Result<Self> {
+        let (bytes, media_type) = blobs.manifest(digest).await?;
+        let info = ManifestInfo {
+            digest: digest.clone(),
+            media_type,
+            size: bytes.len() as u64,
+        };
+        Ok(RegistryImage::fetched(blobs, &info, bytes))
+    }
+
     /// Manifest bytes already at hand, served without a request.
     pub fn with_known(mut self, manifests: impl IntoIterator<Item = Bytes>) -> Self {
         for b in manifests {
@@ -247,15 +280,7 @@ impl RegistryImage {
 
     /// GET a manifest by digest (checked by the client against it).
     pub async fn fetch_manifest(&self, d: &Digest) -> Result<(Bytes, String)> {
-        let repo = self.blobs.repo();
-        let (info, bytes) = repo
-            .get_manifest(d.as_str())
-            .await
-            .with_context(|| format!("fetching manifest {d} of {repo}"))?;
-        if info.media_type.is_empty() {
-            return Err(anyhow!("manifest {d} of {repo} has no media type"));
-        }
-        Ok((Bytes::from(bytes), info.media_type))
+        self.blobs.manifest(d).await
     }
 }
 

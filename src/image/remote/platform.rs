@@ -74,8 +74,40 @@ impl RemoteImages {
         })
     }
 
+    /// [`RemoteImages::new`] on a blocking thread, for async callers.
+    pub async fn connect(
+        opts: ClientOptions,
+        store: CredentialStore,
+        cache: BlobCache,
+        reporter: SharedReporter,
+    ) -> Result<RemoteImages> {
+        tokio::task::spawn_blocking(move || RemoteImages::new(opts, store, cache, reporter))
+            .await
+            .context("the client task failed")?
+    }
+
     pub fn cache(&self) -> &BlobCache {
         &self.cache
+    }
+
+    /// The image that `served` names, as an [`ImageSource`](crate::image::ImageSource):
+    /// its manifests and blobs fetched (digest-checked, blobs through the
+    /// cache) from the registry that served, a blob it cannot give from the
+    /// other references.
+    pub fn open(&self, served: &Served) -> RegistryImage {
+        RegistryImage::fetched(
+            self.blobs_of(served),
+            &served.info,
+            bytes::Bytes::from(served.bytes.clone()),
+        )
+    }
+
+    /// Resolve `refs` ([`RemoteImages::resolve`]) and open the image that
+    /// serves ([`RemoteImages::open`]).
+    pub async fn open_first(&self, refs: &[Reference]) -> Result<(Served, RegistryImage)> {
+        let served = self.resolve(refs).await?;
+        let image = self.open(&served);
+        Ok((served, image))
     }
 
     pub fn counts(&self) -> CacheCounts {
@@ -358,13 +390,7 @@ impl RegistryBase {
     /// The image that `served` names, as an [`ImageSource`](crate::image::ImageSource):
     /// its manifests and blobs fetched (digest-checked) through the cache.
     pub fn source(&self, served: &Served) -> RegistryImage {
-        let root = Descriptor::new(
-            &served.info.media_type,
-            served.info.digest.clone(),
-            served.info.size,
-        );
-        RegistryImage::new(self.images.blobs_of(served), root)
-            .with_known([bytes::Bytes::from(served.bytes.clone())])
+        self.images.open(served)
     }
 
     /// Run `f` to completion on the runtime this handle was made in (from a
