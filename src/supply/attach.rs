@@ -71,7 +71,8 @@ pub struct AttachReport {
 }
 
 impl AttachReport {
-    /// The error naming every repository that failed, or `None`.
+    /// The error naming every repository that failed, and saying what was
+    /// attached in the others (or that nothing was), or `None`.
     pub fn error(&self) -> Option<anyhow::Error> {
         let failed: Vec<String> = self
             .repositories
@@ -80,11 +81,31 @@ impl AttachReport {
             .collect();
         (!failed.is_empty()).then(|| {
             anyhow!(
-                "attaching to {} failed: {}",
+                "attaching to {} failed: {}; {}",
                 self.subject,
-                failed.join("; ")
+                failed.join("; "),
+                self.done()
             )
         })
+    }
+
+    /// What was attached where: `attached in REPO (KINDS), ...`, or that
+    /// nothing was.
+    pub fn done(&self) -> String {
+        let done: Vec<String> = self
+            .repositories
+            .iter()
+            .filter(|r| r.ok)
+            .map(|r| {
+                let kinds: Vec<&str> = r.artifacts.iter().map(|a| a.kind.name()).collect();
+                format!("{}/{} ({})", r.registry, r.repository, kinds.join(", "))
+            })
+            .collect();
+        if done.is_empty() {
+            "nothing was attached in any repository".to_string()
+        } else {
+            format!("attached in {} only", done.join(", "))
+        }
     }
 }
 

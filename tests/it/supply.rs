@@ -627,6 +627,53 @@ fn supply_a_registry_refusing_artifacts_is_named_and_gets_no_tag() {
     );
 }
 
+#[test]
+fn supply_sign_failing_on_one_registry_says_what_was_signed_elsewhere() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, _public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "partly", 8);
+    let (a_ref, b_ref) = refs(&pair, "acme/partly", "1");
+    assert_ok(&build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &[]));
+    let sign = |refs: &[&str]| {
+        let mut c = pair.cmd();
+        c.env("COSIGN_PASSWORD", PASSWORD)
+            .args(["sign", "--retries", "0", "--key", key.to_str().unwrap()])
+            .args(refs);
+        run(&mut c)
+    };
+
+    // A registry that is down: every reference is resolved first, so
+    // nothing is written on A, and the error says so and names the step.
+    let down = format!("127.0.0.1:{}", crate::support::free_port());
+    let down_ref = format!("{down}/acme/partly:1");
+    pair.reset();
+    let res = sign(&[&a_ref, &down_ref]);
+    assert_code(&res, 1);
+    no_secrets(&res, &key);
+    for said in [
+        "sign failed: nothing was signed on any registry",
+        down.as_str(),
+    ] {
+        assert!(res.stderr.contains(said), "{said:?}: {}", res.stderr);
+    }
+    assert_eq!(pair.a.count("PUT"), 0);
+
+    // A registry refusing the signature: A's is in, and the error says so.
+    pair.b.configure(|c| c.refuse_artifacts = true);
+    let res = sign(&[&a_ref, &b_ref]);
+    assert_code(&res, 1);
+    let done = format!("attached in {}/acme/partly (signature) only", pair.a.host());
+    for said in [
+        "sign failed",
+        &done,
+        &format!("{}/acme/partly:", pair.b.host()),
+    ] {
+        assert!(res.stderr.contains(said), "{said:?}: {}", res.stderr);
+    }
+    assert!(!res.stderr.contains("nothing was"), "{}", res.stderr);
+}
+
 /// A signature whose bytes were altered, pushed through the library, is
 /// found and reported as not valid; a valid one next to it still counts.
 #[test]
