@@ -33,7 +33,7 @@ fn a_registry_without_a_repository_is_refused_by_every_command() {
         assert!(r.stderr.contains(to), "{to}: {}", r.stderr);
         assert!(r.stdout.is_empty(), "{}", r.stdout);
     }
-    let r = push(&env, &image, &[host.clone()], &[]);
+    let r = push(&env, &image, std::slice::from_ref(&host), &[]);
     let bare = host.split(':').next().unwrap();
     assert!(
         r.stderr.contains(&format!("docker.io/library/{bare}")),
