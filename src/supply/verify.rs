@@ -46,7 +46,7 @@ pub struct Holding {
     pub invalid: BTreeMap<String, usize>,
     /// The notes about artifacts of each kind, for that kind's problem.
     #[serde(skip)]
-    pub kind_notes: Vec<(Kind, String)>,
+    kind_notes: Vec<(Kind, String)>,
     /// Why this reference fails the check.
     pub problems: Vec<String>,
     pub ok: bool,
