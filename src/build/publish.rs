@@ -128,6 +128,7 @@ pub async fn build_and_push(
         supply,
         keep_layout,
     } = publish;
+    crate::push::check_mount_sources(&targets, &push.mount_sources)?;
     let mut build = build;
     let scratch = if keep_layout {
         None
@@ -152,7 +153,9 @@ pub async fn build_and_push(
     // over; without a layout they are left to the push, which asks the
     // base's repository for them alone (`WithBase::mount_hints`).
     if keep_layout {
-        push.mount_sources.extend(mount);
+        let on_a_target =
+            |m: &Reference| targets.iter().any(|t| t.reference.registry == m.registry);
+        push.mount_sources.extend(mount.filter(on_a_target));
     }
     let pusher = match Pusher::new(targets, push, credentials, reporter.clone()).await {
         Ok(p) => Arc::new(p),

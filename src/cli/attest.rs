@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ use boxwright::supply::provenance::{PREDICATE_TYPE, STATEMENT_TYPE};
 use boxwright::supply::{sbom, sign};
 
 use super::args::{parse_all, parse_reference};
-use super::sign::{attach_to_pushed, AttachArgs, KeyArgs};
+use super::sign::{attach_to_pushed, AttachArgs, KeyArgs, Step};
 
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
@@ -103,7 +103,5 @@ pub async fn run(args: AttestArgs, reporter: SharedReporter) -> Result<()> {
         }
         Ok(out)
     };
-    attach_to_pushed(&refs, &args.attach, &reporter, make)
-        .await
-        .context("attest")
+    attach_to_pushed(Step::Attest, &refs, &args.attach, &reporter, make).await
 }

@@ -12,7 +12,7 @@ use boxwright::progress::{Level, SharedReporter};
 use boxwright::registry::credentials::{login, logout};
 use boxwright::registry::reference::normalize_registry;
 use boxwright::registry::{
-    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Reference, Secret,
+    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Reference, RegistryError, Secret,
 };
 
 #[derive(Args, Debug)]
@@ -128,7 +128,7 @@ async fn verify(
         },
     );
     let result = client.check_credentials(registry).await;
-    let Err(e) = result else {
+    let Err(e) = result.map_err(RegistryError::checking_login) else {
         reporter.log(
             Level::Debug,
             &format!("login: {registry} accepted the credentials"),

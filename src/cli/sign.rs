@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use clap::{Args, ValueEnum};
 
 use boxwright::error::bad_input;
@@ -146,18 +146,59 @@ pub struct AttachArgs {
 pub async fn run(args: SignArgs, reporter: SharedReporter) -> Result<()> {
     let key = args.key.load().await?;
     let refs = parse_all(&args.references)?;
-    attach_to_pushed(&refs, &args.attach, &reporter, |subject, repos| {
-        Ok(repos
-            .iter()
-            .map(|r| sign::signature(&key, subject, &r.name()))
-            .collect())
-    })
+    attach_to_pushed(
+        Step::Sign,
+        &refs,
+        &args.attach,
+        &reporter,
+        |subject, repos| {
+            Ok(repos
+                .iter()
+                .map(|r| sign::signature(&key, subject, &r.name()))
+                .collect())
+        },
+    )
     .await
 }
 
+/// The command that attaches: named in its errors, with what it did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Sign,
+    Attest,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Sign => "sign",
+            Step::Attest => "attest",
+        }
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Step::Sign => "signed",
+            Step::Attest => "attested",
+        }
+    }
+
+    /// The context of an error before anything was written.
+    fn nothing(self) -> String {
+        format!(
+            "{} failed: nothing was {} on any registry",
+            self.name(),
+            self.done()
+        )
+    }
+}
+
 /// Resolve `refs` to one digest, make the artifacts for it, attach them in
-/// every repository named, and print the outcome.
+/// every repository named, and print the outcome. Errors name `step` and
+/// say what was written: nothing when a reference does not resolve (all
+/// are resolved first), else per repository.
 pub async fn attach_to_pushed(
+    step: Step,
     refs: &[Reference],
     args: &AttachArgs,
     reporter: &SharedReporter,
@@ -170,8 +211,11 @@ pub async fn attach_to_pushed(
         CredentialStore::from_env(),
         reporter.clone(),
     )
-    .await?;
-    let subject = resolve_one(pusher.client(), refs).await?;
+    .await
+    .with_context(|| step.nothing())?;
+    let subject = resolve_one(pusher.client(), refs)
+        .await
+        .with_context(|| step.nothing())?;
     let mut repos: Vec<Reference> = Vec::new();
     for r in refs {
         let mut repo = r.clone();
@@ -181,7 +225,7 @@ pub async fn attach_to_pushed(
             repos.push(repo);
         }
     }
-    let artifacts = make(&subject, &repos)?;
+    let artifacts = make(&subject, &repos).with_context(|| step.nothing())?;
     let opts = AttachOptions {
         legacy_tags: args.cosign_tags,
     };
@@ -192,7 +236,10 @@ pub async fn attach_to_pushed(
     } else if done.ok {
         print(&format!("{}\n", subject.digest))?;
     }
-    done.error().map_or(Ok(()), Err)
+    match done.error() {
+        Some(e) => Err(e.context(format!("{} failed", step.name()))),
+        None => Ok(()),
+    }
 }
 
 /// The one image every reference names (its descriptor), or an error

@@ -35,7 +35,9 @@ mod targets;
 
 pub use blobs::{BlobBytes, Piece};
 pub use report::{PushError, PushFailed, PushReport, RegistryReport, TargetReport};
-pub use targets::{by_digest, merge_targets, parse_targets, pin_untagged, PushTarget};
+pub use targets::{
+    by_digest, check_mount_sources, merge_targets, parse_targets, pin_untagged, PushTarget,
+};
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -63,7 +65,8 @@ pub struct PushOptions {
     /// blobs go in one streamed PUT (chunked only when a registry refuses).
     pub chunk_size: Option<u64>,
     /// Repositories that may hold some blobs already (e.g. the base image's):
-    /// mounts from them are tried on their own registry.
+    /// mounts from them are tried on their own registry, which must be a
+    /// target's ([`Pusher::new`] refuses one that is not).
     pub mount_sources: Vec<Reference>,
 }
 
@@ -87,8 +90,9 @@ impl Pusher {
         Pusher::new(targets, opts, CredentialStore::from_env(), reporter).await
     }
 
-    /// Set up: check targets (each destination once), resolve explicit
-    /// credentials (bad input when a variable is missing), build the client.
+    /// Set up: check targets (each destination once) and mount sources (each
+    /// on a target's registry), resolve explicit credentials (bad input when
+    /// a variable is missing), build the client.
     pub async fn new(
         targets: Vec<PushTarget>,
         opts: PushOptions,
@@ -102,6 +106,7 @@ impl Pusher {
         if opts.chunk_size == Some(0) {
             return Err(bad_input("--chunk-size must be at least 1"));
         }
+        targets::check_mount_sources(&targets, &opts.mount_sources)?;
         let client_opts = opts.client.clone();
         let rep = reporter.clone();
         let client = tokio::task::spawn_blocking(move || Client::new(client_opts, store, rep))

@@ -194,6 +194,33 @@ pub fn explicit_credentials(
     Ok(out)
 }
 
+/// Refuse (bad input) a mount source on a registry none of `targets` is
+/// on: blobs are mounted only within one registry, so it could never be
+/// used (`--mount-from acme/app` names Docker Hub's `docker.io/acme/app`).
+pub fn check_mount_sources(targets: &[PushTarget], mount_sources: &[Reference]) -> Result<()> {
+    let mut registries: Vec<&str> = Vec::new();
+    for t in targets {
+        if !registries.contains(&t.reference.registry.as_str()) {
+            registries.push(&t.reference.registry);
+        }
+    }
+    for m in mount_sources {
+        if !registries.contains(&m.registry.as_str()) {
+            return Err(bad_input(format!(
+                "--mount-from {}: no target is on {}, and blobs are mounted only within \
+                 one registry (the targets are on {}); name the repository with its \
+                 registry, e.g. {}/{}",
+                m.name(),
+                m.registry,
+                registries.join(", "),
+                registries.first().copied().unwrap_or("HOST"),
+                m.repository,
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The targets of one registry.
 pub struct RegistryGroup {
     pub registry: String,
@@ -344,5 +371,14 @@ mod tests {
         );
         assert_eq!(g[0].mount_sources, ["base"]);
         assert!(g[1].mount_sources.is_empty());
+        check_mount_sources(&ts, &m).unwrap();
+        let hub = [Reference::parse("acme/base").unwrap()];
+        let e = check_mount_sources(&ts, &hub).unwrap_err();
+        assert!(crate::error::is_bad_input(&e));
+        let e = e.to_string();
+        assert!(
+            e.contains("docker.io/acme/base") && e.contains("b.io, a.io"),
+            "{e}"
+        );
     }
 }

@@ -88,6 +88,10 @@ pub struct RegistryError {
     /// --anonymous`): a refusal is about anonymous access, and the hint
     /// says so instead of pointing at credentials.
     pub anonymous: bool,
+    /// The request checked credentials the user is logging in with
+    /// (`boxwright login`): a refusal is about those, and the hint says so
+    /// instead of pointing at the places credentials are found.
+    pub login: bool,
 }
 
 /// Which operation, on which object.
@@ -123,6 +127,16 @@ fn hint(e: &RegistryError) -> String {
         s.push_str(&format!(" [retry after {secs}s]"));
     }
     match &e.kind {
+        ErrorKind::Status {
+            status: 401 | 403, ..
+        }
+        | ErrorKind::Auth(_)
+            if e.login && !matches!(&e.kind, ErrorKind::Auth(t) if is_untrusted_certificate(t)) =>
+        {
+            s.push_str(
+                "; check the user name (-u) and the password or token given on stdin: it must be this registry's, and a token must allow at least pulling from it",
+            )
+        }
         ErrorKind::Status {
             status: 401 | 403, ..
         } if e.anonymous => s.push_str(
@@ -164,7 +178,14 @@ impl RegistryError {
             ratelimit_remaining: None,
             retry_after: None,
             anonymous: false,
+            login: false,
         }
+    }
+
+    /// This error, from checking the credentials `boxwright login` is given.
+    pub fn checking_login(mut self) -> RegistryError {
+        self.login = true;
+        self
     }
 
     /// This error, from a request sent without credentials on purpose.
@@ -391,5 +412,41 @@ mod tests {
         }
         let other = st(500).sent_anonymously().to_string();
         assert!(!other.contains("anonymous"), "{other}");
+    }
+
+    #[test]
+    fn a_refused_login_points_at_what_was_given() {
+        let st = |status| {
+            RegistryError::new(
+                ctx(),
+                ErrorKind::Status {
+                    status,
+                    errors: vec![],
+                },
+            )
+        };
+        let refused = [
+            st(401).checking_login(),
+            st(403).checking_login(),
+            RegistryError::new(ctx(), ErrorKind::Auth("token refused".into())).checking_login(),
+        ];
+        for e in refused {
+            let text = e.to_string();
+            assert!(
+                text.contains("the password or token given on stdin"),
+                "{text}"
+            );
+            assert!(!text.contains("boxwright login"), "{text}");
+            assert!(!text.contains("username_env"), "{text}");
+        }
+        let other = st(401).to_string();
+        assert!(other.contains("boxwright login"), "{other}");
+        let tls = RegistryError::new(
+            ctx(),
+            ErrorKind::Auth("invalid peer certificate: UnknownIssuer".into()),
+        )
+        .checking_login()
+        .to_string();
+        assert!(tls.contains("--ca-file"), "{tls}");
     }
 }

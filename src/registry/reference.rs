@@ -3,7 +3,11 @@
 //! Parsing follows the grammar of the distribution project's `reference`
 //! package, with Docker's normalisation: a name without a registry belongs to
 //! Docker Hub (`alpine` is `docker.io/library/alpine`), and `index.docker.io`
-//! or `registry-1.docker.io` are spelled `docker.io`. [`Reference::api_host`]
+//! or `registry-1.docker.io` are spelled `docker.io`. A name without `/`
+//! that looks like a registry (`127.0.0.1:5000`, `ghcr.io`, `localhost`) is
+//! refused rather than read as a Docker Hub repository, as Docker would: it
+//! is almost always a registry written without its repository.
+//! [`Reference::api_host`]
 //! gives the host that answers the HTTP API and [`Reference::config_key`] the
 //! key that `docker login` uses in `config.json`.
 //!
@@ -165,6 +169,17 @@ fn parse(s: &str) -> Result<Reference, String> {
         }
         None => (s, None),
     };
+    if let Some((shown, host)) = registry_alone(rest) {
+        let hub = if valid_component(host) {
+            format!(" (and docker.io/library/{host} if Docker Hub's repository {host:?} was really meant)")
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "{shown:?} names a registry but no repository: write HOST/REPOSITORY[:TAG], \
+             e.g. {shown}/acme/app:1.0{hub}"
+        ));
+    }
     let last_slash = rest.rfind('/');
     let (name, tag) = match rest.rfind(':') {
         Some(i) if last_slash.is_none_or(|sl| i > sl) => (&rest[..i], Some(&rest[i + 1..])),
@@ -198,6 +213,29 @@ fn parse(s: &str) -> Result<Reference, String> {
         tag: tag.map(str::to_string),
         digest,
     })
+}
+
+/// The registry that `rest` (a reference without digest) names when it has
+/// no `/` and its name looks like a registry host: it has a dot, is
+/// `localhost` or an IPv6 address in brackets. Returned as written
+/// (`HOST:PORT` when a port follows) and as the host alone. Docker reads such a name as a Docker Hub repository (`ghcr.io`
+/// as `docker.io/library/ghcr.io`), which is never what was meant.
+fn registry_alone(rest: &str) -> Option<(&str, &str)> {
+    if rest.contains('/') {
+        return None;
+    }
+    let end = match rest.strip_prefix('[') {
+        Some(inner) => inner.find(']').map_or(rest.len(), |i| i + 2),
+        None => rest.find(':').unwrap_or(rest.len()),
+    };
+    let (host, after) = rest.split_at(end);
+    if !(host.starts_with('[') || host.contains('.') || host == "localhost") {
+        return None;
+    }
+    let is_port = after
+        .strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    Some((if is_port { rest } else { host }, host))
 }
 
 /// The first path component is a registry when it looks like a host: it has
@@ -414,6 +452,44 @@ mod tests {
                 assert!(e.contains(part), "{reference:?}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn a_registry_without_a_repository_is_refused() {
+        for (reference, shown) in [
+            ("127.0.0.1:45471", "\"127.0.0.1:45471\""),
+            ("ghcr.io", "\"ghcr.io\""),
+            ("ghcr.io:1.0", "\"ghcr.io\""),
+            ("localhost", "\"localhost\""),
+            ("localhost:5000", "\"localhost:5000\""),
+            ("[::1]:5000", "\"[::1]:5000\""),
+        ] {
+            let e = err(reference);
+            for part in [
+                shown,
+                "names a registry but no repository",
+                "HOST/REPOSITORY[:TAG]",
+            ] {
+                assert!(e.contains(part), "{reference:?}: {e}");
+            }
+        }
+        let e = err("127.0.0.1:45471");
+        assert!(e.contains("127.0.0.1:45471/acme/app:1.0"), "{e}");
+        assert!(e.contains("docker.io/library/127.0.0.1 "), "{e}");
+        let d = Digest::of(b"x");
+        assert!(err(&format!("ghcr.io@{d}")).contains("no repository"));
+        // Short names stay Docker Hub's.
+        assert_eq!(
+            p("ubuntu:22.04").to_string(),
+            "docker.io/library/ubuntu:22.04"
+        );
+        assert_eq!(p("acme/app").to_string(), "docker.io/acme/app");
+        assert_eq!(p("alpine").to_string(), "docker.io/library/alpine");
+        assert_eq!(p("localhost:5000/app").registry, "localhost:5000");
+        assert_eq!(
+            p("docker.io/library/ghcr.io").to_string(),
+            "docker.io/library/ghcr.io"
+        );
     }
 
     #[test]

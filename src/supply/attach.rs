@@ -74,7 +74,8 @@ pub struct AttachReport {
 }
 
 impl AttachReport {
-    /// The error naming every repository that failed, or `None`: a
+    /// The error naming every repository that failed, and saying what was
+    /// attached in the others (or that nothing was), or `None`: a
     /// [`Failures`] holding each repository's error, bad input (exit 2)
     /// when one of them is.
     pub fn error(&self) -> Option<anyhow::Error> {
@@ -85,16 +86,36 @@ impl AttachReport {
             .collect();
         (!failed.is_empty()).then(|| {
             let message = format!(
-                "attaching to {} failed: {}",
+                "attaching to {} failed: {}; {}",
                 self.subject,
                 failed
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
-                    .join("; ")
+                    .join("; "),
+                self.done()
             );
             anyhow::Error::new(Failures::new(message, failed))
         })
+    }
+
+    /// What was attached where: `attached in REPO (KINDS), ...`, or that
+    /// nothing was.
+    pub fn done(&self) -> String {
+        let done: Vec<String> = self
+            .repositories
+            .iter()
+            .filter(|r| r.ok)
+            .map(|r| {
+                let kinds: Vec<&str> = r.artifacts.iter().map(|a| a.kind.name()).collect();
+                format!("{}/{} ({})", r.registry, r.repository, kinds.join(", "))
+            })
+            .collect();
+        if done.is_empty() {
+            "nothing was attached in any repository".to_string()
+        } else {
+            format!("attached in {} only", done.join(", "))
+        }
     }
 }
 

@@ -38,6 +38,15 @@ pub struct Holding {
     pub attestations: BTreeMap<String, Vec<Digest>>,
     /// What was found and not counted, and why.
     pub notes: Vec<String>,
+    /// Artifacts found unsigned, by kind (`sbom`, `provenance`, ...): there,
+    /// but not counted in `attestations` (`attest --key` signs them).
+    pub unsigned: BTreeMap<String, usize>,
+    /// Signed artifacts found that did not verify (another key, tampered,
+    /// about another image), by kind; not counted either.
+    pub invalid: BTreeMap<String, usize>,
+    /// The notes about artifacts of each kind, for that kind's problem.
+    #[serde(skip)]
+    kind_notes: Vec<(Kind, String)>,
     /// Why this reference fails the check.
     pub problems: Vec<String>,
     pub ok: bool,
@@ -64,7 +73,46 @@ impl SupplyReport {
                     .map(move |p| format!("{}: {p}", h.reference))
             })
             .collect();
-        (!all.is_empty()).then(|| all.join("; "))
+        (!all.is_empty()).then(|| {
+            let mut text = all.join("; ");
+            if let Some(hint) = self.unsigned_hint() {
+                text.push_str("; ");
+                text.push_str(&hint);
+            }
+            text
+        })
+    }
+
+    /// How to sign the required attestations that are there only unsigned
+    /// somewhere; `None` when there are none.
+    fn unsigned_hint(&self) -> Option<String> {
+        let kinds: Vec<&str> = self
+            .required
+            .iter()
+            .filter(|k| **k != Kind::Signature)
+            .map(|k| k.name())
+            .filter(|k| {
+                self.references
+                    .iter()
+                    .any(|h| !h.attestations.contains_key(*k) && h.unsigned.contains_key(*k))
+            })
+            .collect();
+        if kinds.is_empty() {
+            return None;
+        }
+        let flags: Vec<String> = kinds.iter().map(|k| format!("--{k} FILE")).collect();
+        let sbom = if kinds.contains(&"sbom") {
+            " (`boxwright sbom REF` prints the SBOM that is there)"
+        } else {
+            ""
+        };
+        Some(format!(
+            "the {} found are unsigned, so they do not count: sign them with \
+             `boxwright attest --key KEY {} REF...`{sbom}, or push with \
+             `build --push --sign-key KEY`",
+            kinds.join(" and "),
+            flags.join(" ")
+        ))
     }
 }
 
@@ -102,6 +150,9 @@ async fn check_one(client: &Client, r: &Reference, key: &VerifyingKey) -> Holdin
         signatures: Vec::new(),
         attestations: BTreeMap::new(),
         notes: Vec::new(),
+        unsigned: BTreeMap::new(),
+        invalid: BTreeMap::new(),
+        kind_notes: Vec::new(),
         problems: Vec::new(),
         ok: false,
     };
@@ -129,13 +180,21 @@ async fn check_one(client: &Client, r: &Reference, key: &VerifyingKey) -> Holdin
     h.notes.extend(unread);
     for item in items {
         if let Err(note) = check_item(client, r, key, &digest, &item, &mut h).await {
-            h.notes.push(format!(
+            let counts = if item.signed {
+                &mut h.invalid
+            } else {
+                &mut h.unsigned
+            };
+            *counts.entry(item.kind.name().to_string()).or_default() += 1;
+            let note = format!(
                 "{} {} in {} ({}): {note}",
                 item.kind.name(),
                 item.layer.digest,
                 item.source,
                 item.manifest
-            ));
+            );
+            h.kind_notes.push((item.kind, note.clone()));
+            h.notes.push(note);
         }
     }
     h
@@ -209,20 +268,27 @@ fn judge(holdings: &mut [Holding], required: &[Kind]) {
                 "names {d}, while other references name another digest"
             ));
         }
-        let why = |what: &str| {
-            let seen = if h.notes.is_empty() {
+        let why = |kind: Kind, what: &str| {
+            let notes: Vec<&str> = h
+                .kind_notes
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n.as_str())
+                .collect();
+            let seen = if notes.is_empty() {
                 String::new()
             } else {
-                format!(" (found but not valid: {})", h.notes.join(", "))
+                format!(" (found but not valid: {})", notes.join(", "))
             };
             format!("no valid {what} for {d} on {}{seen}", h.registry)
         };
         if h.signatures.is_empty() {
-            h.problems.push(why("signature"));
+            h.problems.push(why(Kind::Signature, "signature"));
         }
         for k in required.iter().filter(|k| **k != Kind::Signature) {
             if !h.attestations.contains_key(k.name()) {
-                h.problems.push(why(&format!("{} attestation", k.name())));
+                h.problems
+                    .push(why(*k, &format!("{} attestation", k.name())));
             }
         }
         if same_digest {
@@ -252,12 +318,24 @@ impl SupplyReport {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for h in &self.references {
-            let count = |k: &str| h.attestations.get(k).map_or(0, Vec::len);
+            let count = |k: &str| {
+                let valid = match k {
+                    "signature" => h.signatures.len(),
+                    _ => h.attestations.get(k).map_or(0, Vec::len),
+                };
+                let mut c = valid.to_string();
+                for (n, what) in [(&h.unsigned, "unsigned"), (&h.invalid, "invalid")] {
+                    if let Some(n) = n.get(k) {
+                        c.push_str(&format!(" (+{n} {what})"));
+                    }
+                }
+                c
+            };
             out.push_str(&format!(
                 "{}  {}  signatures {}  sbom {}  provenance {}  {}\n",
                 h.reference,
                 h.mode.map_or("-", |m| m.name()),
-                h.signatures.len(),
+                count("signature"),
                 count("sbom"),
                 count("provenance"),
                 if h.ok { "ok" } else { "FAILED" },

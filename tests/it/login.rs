@@ -109,6 +109,15 @@ fn login_checks_credentials_with_the_registry_before_writing() {
         // before, and neither password nor its base64 in the output.
         assert_eq!(r.code, 1, "{host}: {}", r.stderr);
         assert!(r.stderr.contains("refused the credentials"), "{}", r.stderr);
+        // The hint is about what was given to login, not about running it.
+        assert!(
+            r.stderr.contains("the password or token given on stdin"),
+            "{}",
+            r.stderr
+        );
+        for elsewhere in ["boxwright login", "username_env"] {
+            assert!(!r.stderr.contains(elsewhere), "{}", r.stderr);
+        }
         assert!(
             r.stderr.contains("config.json was not changed"),
             "{}",

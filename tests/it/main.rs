@@ -55,6 +55,7 @@ mod python_url;
 mod r2d;
 mod r2d_podman;
 mod recipe_errors;
+mod refs;
 mod schema;
 mod sinks;
 mod split_auto;

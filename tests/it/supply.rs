@@ -627,6 +627,140 @@ fn supply_a_registry_refusing_artifacts_is_named_and_gets_no_tag() {
     );
 }
 
+#[test]
+fn supply_sign_failing_on_one_registry_says_what_was_signed_elsewhere() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, _public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "partly", 8);
+    let (a_ref, b_ref) = refs(&pair, "acme/partly", "1");
+    assert_ok(&build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &[]));
+    let sign = |refs: &[&str]| {
+        let mut c = pair.cmd();
+        c.env("COSIGN_PASSWORD", PASSWORD)
+            .args(["sign", "--retries", "0", "--key", key.to_str().unwrap()])
+            .args(refs);
+        run(&mut c)
+    };
+
+    // A registry that is down: every reference is resolved first, so
+    // nothing is written on A, and the error says so and names the step.
+    let down = format!("127.0.0.1:{}", crate::support::free_port());
+    let down_ref = format!("{down}/acme/partly:1");
+    pair.reset();
+    let res = sign(&[&a_ref, &down_ref]);
+    assert_code(&res, 1);
+    no_secrets(&res, &key);
+    for said in [
+        "sign failed: nothing was signed on any registry",
+        down.as_str(),
+    ] {
+        assert!(res.stderr.contains(said), "{said:?}: {}", res.stderr);
+    }
+    assert_eq!(pair.a.count("PUT"), 0);
+
+    // A registry refusing the signature: A's is in, and the error says so.
+    pair.b.configure(|c| c.refuse_artifacts = true);
+    let res = sign(&[&a_ref, &b_ref]);
+    assert_code(&res, 1);
+    let done = format!("attached in {}/acme/partly (signature) only", pair.a.host());
+    for said in [
+        "sign failed",
+        &done,
+        &format!("{}/acme/partly:", pair.b.host()),
+    ] {
+        assert!(res.stderr.contains(said), "{said:?}: {}", res.stderr);
+    }
+    assert!(!res.stderr.contains("nothing was"), "{}", res.stderr);
+}
+
+#[test]
+fn supply_unsigned_attestations_are_counted_apart_and_each_kind_is_its_own_problem() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "unsigned", 9);
+    let (a_ref, b_ref) = refs(&pair, "acme/unsigned", "1");
+    // SBOM and provenance pushed unsigned; the image signed afterwards.
+    let pushed = build_push(
+        &pair,
+        dir.path(),
+        &r,
+        &[&a_ref, &b_ref],
+        &["--sbom", "--provenance"],
+    );
+    assert_ok(&pushed);
+    let signed = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        &a_ref,
+        &b_ref,
+    ]));
+    assert_ok(&signed);
+
+    let (v, doc) = verify_json(
+        &pair,
+        &public,
+        &["--require", "sbom,provenance"],
+        &[&a_ref, &b_ref],
+    );
+    assert_code(&v, 1);
+    let holdings = doc["supply"]["references"].as_array().unwrap();
+    assert_eq!(holdings.len(), 2, "{doc:#}");
+    for h in holdings {
+        // Figure: one valid signature; one unsigned SBOM and one unsigned
+        // provenance, counted apart from the (no) valid attestations.
+        assert_eq!(h["signatures"].as_array().unwrap().len(), 1, "{h:#}");
+        assert_eq!(h["attestations"], serde_json::json!({}), "{h:#}");
+        assert_eq!(
+            h["unsigned"],
+            serde_json::json!({"sbom": 1, "provenance": 1}),
+            "{h:#}"
+        );
+        assert_eq!(h["invalid"], serde_json::json!({}), "{h:#}");
+        // Each problem names only its own kind.
+        let problems: Vec<&str> = h["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        let sbom = problems
+            .iter()
+            .find(|p| p.contains("no valid sbom"))
+            .unwrap();
+        let prov = problems
+            .iter()
+            .find(|p| p.contains("no valid provenance"))
+            .unwrap();
+        assert!(!sbom.contains("provenance"), "{sbom}");
+        assert!(!prov.contains("sbom "), "{prov}");
+        assert!(sbom.contains("unsigned") && prov.contains("unsigned"));
+    }
+    assert!(
+        v.stderr
+            .contains("boxwright attest --key KEY --sbom FILE --provenance FILE"),
+        "{}",
+        v.stderr
+    );
+    // The table says they are there, unsigned.
+    let table = run(pair.cmd().args(["verify", "--key"]).arg(&public).args([
+        "--require",
+        "sbom,provenance",
+        &a_ref,
+    ]));
+    assert_code(&table, 1);
+    assert!(
+        table
+            .stdout
+            .contains("signatures 1  sbom 0 (+1 unsigned)  provenance 0 (+1 unsigned)"),
+        "{}",
+        table.stdout
+    );
+}
+
 /// A signature whose bytes were altered, pushed through the library, is
 /// found and reported as not valid; a valid one next to it still counts.
 #[test]

@@ -1,0 +1,99 @@
+//! References and mount sources refused before any request: a registry
+//! named without a repository (which Docker's rules would send to Docker
+//! Hub as `docker.io/library/HOST`), and a `--mount-from` on a registry no
+//! target is on. Each test runs the commands against a real registry behind
+//! a proxy that counts what arrives: nothing may.
+
+use crate::common::{assert_code, assert_ok, run, Run};
+use crate::env::Env;
+use crate::push::{build_image, push};
+use crate::support::{FaultProxy, Registry};
+
+fn refused(r: &Run, what: &[&str]) {
+    assert_code(r, 2);
+    for w in what {
+        assert!(r.stderr.contains(w), "{w:?} not in\n{}", r.stderr);
+    }
+}
+
+#[test]
+fn a_registry_without_a_repository_is_refused_by_every_command() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let env = Env::new();
+    let image = build_image(&[10_000], 71);
+    let host = proxy.host();
+    let said = [
+        "names a registry but no repository",
+        "HOST/REPOSITORY[:TAG]",
+    ];
+    for to in [host.as_str(), "ghcr.io", "localhost"] {
+        let r = push(&env, &image, &[to.to_string()], &["--json"]);
+        refused(&r, &said);
+        assert!(r.stderr.contains(to), "{to}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+    }
+    let r = push(&env, &image, std::slice::from_ref(&host), &[]);
+    let bare = host.split(':').next().unwrap();
+    assert!(
+        r.stderr.contains(&format!("docker.io/library/{bare}")),
+        "{}",
+        r.stderr
+    );
+    for args in [
+        vec!["bench", "--to", host.as_str(), "--json"],
+        vec!["tags", host.as_str(), "--json"],
+        vec!["verify", host.as_str(), "--json"],
+        vec!["pull", host.as_str(), "-o", "unused"],
+    ] {
+        let r = run(env.cmd().args(&args));
+        refused(&r, &said);
+    }
+    let app = format!("{host}/acme/app:1.0");
+    let r = run(env.cmd().args(["copy", &app, &host, "--json"]));
+    refused(&r, &said);
+    assert!(proxy.log().is_empty(), "{:#?}", proxy.log());
+
+    // The repository written out is pushed.
+    let r = push(&env, &image, &[app], &["--json"]);
+    assert_ok(&r);
+}
+
+#[test]
+fn a_mount_source_on_no_targets_registry_is_refused() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let env = Env::new();
+    let image = build_image(&[10_000], 72);
+    let host = proxy.host();
+    let to = [format!("{host}/acme/app:1.0")];
+    let r = push(&env, &image, &to, &["--mount-from", "acme/app", "--json"]);
+    refused(&r, &["docker.io/acme/app", &host]);
+    let r = push(
+        &env,
+        &image,
+        &to,
+        &["--mount-from", "ghcr.io/acme/base", "--json"],
+    );
+    refused(&r, &["ghcr.io/acme/base"]);
+    let src = format!("{host}/acme/app:1.0");
+    let r = run(env.cmd().args([
+        "copy",
+        &src,
+        &format!("{host}/acme/copy:1.0"),
+        "--mount-from",
+        "acme/app",
+        "--json",
+    ]));
+    refused(&r, &["docker.io/acme/app"]);
+    assert!(proxy.log().is_empty(), "{:#?}", proxy.log());
+
+    // On the target's registry it is taken.
+    let r = push(
+        &env,
+        &image,
+        &to,
+        &["--mount-from", &format!("{host}/acme/base"), "--json"],
+    );
+    assert_ok(&r);
+}
