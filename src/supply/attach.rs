@@ -495,7 +495,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "attaching to {} failed: r/a: the registry refused it; {}",
+                "attaching to {} failed: r/a: the registry refused it; {}; \
+                 nothing was attached in any repository",
                 report.subject,
                 json["repositories"][1]["error"].as_str().unwrap()
             )
