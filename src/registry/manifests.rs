@@ -15,6 +15,7 @@ use super::pages::Listing;
 use super::repo::Repo;
 use super::transport::auth::{pull_scope, push_scope};
 use super::transport::limits::MAX_MANIFEST_SIZE;
+use super::transport::{RetryBudget, RetryPolicy};
 use crate::oci::{
     Digest, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
@@ -95,14 +96,19 @@ impl Repo<'_> {
 
     /// Whether `reference` names a manifest here, asked as a pusher asks
     /// (`HEAD` with the push scope, so the token serves the push that
-    /// follows) and once: a guess that may be wrong, never retried.
+    /// follows) and once: a guess that may be wrong, never retried, not
+    /// even the first contact with a registry that does not answer.
     pub async fn holds_manifest(self, reference: &str) -> Result<bool, RegistryError> {
         let c = self.ctx("resolving manifest", reference);
         let url = self.url(&format!("manifests/{reference}"))?;
         let req = Request::new(Method::HEAD, url, vec![push_scope(self.repository())])
             .header(ACCEPT, &accept_all())
             .no_retry();
-        let resp = self.send(req, &c).await?;
+        let once = RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        };
+        let resp = self.send_within(req, &c, &RetryBudget::new(&once)).await?;
         match resp.status {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),

@@ -391,4 +391,11 @@ fn build_push_tags_a_live_registry_while_another_is_still_failing() {
         served_after + Duration::from_secs(1) < ended,
         "served after {served_after:?}, ended after {ended:?}"
     );
+    // Figure: served before one round of the dead registry's retries
+    // (1.875 s at least) could have ended: asking whether the targets hold
+    // a tag waits for no retries.
+    assert!(
+        served_after < Duration::from_millis(1800),
+        "served after {served_after:?}"
+    );
 }
