@@ -888,3 +888,80 @@ fn supply_proxy_answers_the_referrers_api_only_when_asked() {
     proxy.configure(|c| c.referrers_api = true);
     assert_eq!(get(), 200);
 }
+
+/// `verify --key` asks each reference for its manifest once: the supply
+/// check takes the digest check's resolution. A registry that cannot be
+/// reached is asked once and named once, its cause shown once; the others
+/// are checked as usual.
+#[test]
+fn supply_verify_resolves_each_reference_once_and_names_a_dead_registry_once() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "once", 5);
+    let (a_ref, b_ref) = refs(&pair, "acme/once", "1.0");
+    assert_ok(&build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &[]));
+    let signed = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        &a_ref,
+        &b_ref,
+    ]));
+    assert_ok(&signed);
+    let dead_ref = format!("{}/acme/once:1.0", crate::support::dead_host());
+    pair.reset();
+
+    let (v, doc) = verify_json(
+        &pair,
+        &public,
+        &["--retries", "1"],
+        &[&a_ref, &b_ref, &dead_ref],
+    );
+    assert_code(&v, 1);
+    for p in [&pair.a, &pair.b] {
+        let heads = p
+            .log()
+            .iter()
+            .filter(|e| e.method == "HEAD" && e.path.ends_with("/manifests/1.0"))
+            .count();
+        assert_eq!(heads, 1, "{}: {:?}", p.host(), p.log());
+        let gets = p
+            .log()
+            .iter()
+            .filter(|e| e.method == "GET" && e.path.ends_with("/manifests/1.0"))
+            .count();
+        assert_eq!(gets, 0, "{}: {:?}", p.host(), p.log());
+    }
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    assert_eq!(doc["errors"], serde_json::json!([dead_ref]), "{doc:#}");
+    let held = doc["supply"]["references"].as_array().unwrap();
+    let verdicts: Vec<(&str, bool)> = held
+        .iter()
+        .map(|h| (h["reference"].as_str().unwrap(), h["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (a_ref.as_str(), true),
+            (b_ref.as_str(), true),
+            (dead_ref.as_str(), false)
+        ]
+    );
+    assert!(held[2]["digest"].is_null(), "{doc:#}");
+    assert_eq!(held[2]["problems"].as_array().unwrap().len(), 1, "{doc:#}");
+    // The error names the dead reference, and its cause, once.
+    assert_eq!(
+        v.stderr.matches("Connection refused").count(),
+        1,
+        "{}",
+        v.stderr
+    );
+    assert_eq!(
+        v.stderr.matches(dead_ref.as_str()).count(),
+        1,
+        "{}",
+        v.stderr
+    );
+    assert!(v.stderr.contains("verify failed"), "{}", v.stderr);
+}
