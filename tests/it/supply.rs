@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::common::*;
 use crate::pair::{Pair, BASIC_PASS, BASIC_USER};
-use crate::support::{tempdir, FaultProxy, Injected};
+use crate::support::{tempdir, FaultProxy, Injected, LogEntry};
 
 pub const PASSWORD: &str = "correct-horse-7c1e";
 
@@ -964,4 +964,73 @@ fn supply_verify_resolves_each_reference_once_and_names_a_dead_registry_once() {
         v.stderr
     );
     assert!(v.stderr.contains("verify failed"), "{}", v.stderr);
+}
+
+/// What `sign` and `attest --help` say of uploads is what they send: each
+/// blob whole in the `PUT` that closes its session, and with
+/// `--chunk-size` `PATCH`es with `Content-Range`, then the `PUT`.
+#[test]
+fn supply_sign_uploads_as_its_help_says() {
+    for cmd in ["sign", "attest"] {
+        let help = ok(boxwright().args([cmd, "--help"]));
+        let text = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(!text.contains("streamed PUT"), "{cmd}: {text}");
+        assert!(
+            text.contains("Upload blobs in `PATCH` requests of SIZE"),
+            "{cmd}: {text}"
+        );
+        assert!(
+            text.contains("each blob whole, in the `PUT` that closes its session"),
+            "{cmd}: {text}"
+        );
+    }
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, _) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "chunks", 6);
+    let (a_ref, b_ref) = refs(&pair, "acme/chunks", "1");
+    assert_ok(&build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &[]));
+    let uploads = |p: &FaultProxy| -> Vec<LogEntry> {
+        p.log()
+            .into_iter()
+            .filter(|e| e.path.contains("/blobs/uploads/"))
+            .collect()
+    };
+    let sign = |target: &str, extra: &[&str]| {
+        pair.reset();
+        let r = run(pair
+            .cmd()
+            .env("COSIGN_PASSWORD", PASSWORD)
+            .args(["sign", "--key", key.to_str().unwrap()])
+            .args(extra)
+            .arg(target));
+        assert_ok(&r);
+    };
+
+    // Whole: no PATCH; the signature's blobs go in PUTs with a body.
+    sign(&a_ref, &[]);
+    let whole = uploads(&pair.a);
+    assert!(!whole.iter().any(|e| e.method == "PATCH"), "{whole:#?}");
+    assert!(
+        whole.iter().any(|e| e.method == "PUT" && e.body_bytes > 0),
+        "{whole:#?}"
+    );
+
+    // --chunk-size: PATCHes with Content-Range carry the bytes, the PUTs
+    // none.
+    sign(&b_ref, &["--chunk-size", "64"]);
+    let chunked = uploads(&pair.b);
+    let patches: Vec<&LogEntry> = chunked.iter().filter(|e| e.method == "PATCH").collect();
+    assert!(patches.len() > 1, "{chunked:#?}");
+    assert!(
+        patches.iter().all(|e| e.content_range.is_some()),
+        "{chunked:#?}"
+    );
+    assert!(
+        chunked
+            .iter()
+            .filter(|e| e.method == "PUT")
+            .all(|e| e.body_bytes == 0),
+        "{chunked:#?}"
+    );
 }
