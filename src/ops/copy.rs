@@ -120,8 +120,8 @@ pub struct Destination {
 }
 
 impl Destination {
-    /// Destinations that named `digest` already, each with `held` saying
-    /// whether it did before the copy, and how the push went for it.
+    /// Each of `dests`, with `held` saying whether it named `digest` before
+    /// the copy, and what `push` (when there was one) says of it.
     fn all(
         dests: &[Reference],
         held: &[bool],
@@ -263,10 +263,10 @@ pub async fn copy(
         };
 
     // Destinations already there? (Only known before any GET without --platform.)
-    let mut held = vec![false; dests.len()];
-    if opts.platform.is_none() {
-        held = holding(&client, &dests, &head.digest).await;
-    }
+    let mut held = match opts.platform {
+        None => holding(&client, &dests, &head.digest).await,
+        Some(_) => vec![false; dests.len()],
+    };
     if opts.platform.is_none() && held.iter().all(|h| *h) {
         reporter.log(
             Level::Info,

@@ -755,4 +755,13 @@ fn copy_reports_each_destination_with_its_digest_also_when_it_was_up_to_date() {
             (second.clone(), true, digest.clone(), false)
         ]
     );
+
+    // A source given by digest goes by digest only: its destination, named
+    // without a tag, is reported as naming the digest.
+    let pinned = format!("{}/acme/app@{}", pair.a.host(), img.digest);
+    let untagged = format!("{}/acme/pinned", pair.b.host());
+    let r = pair.run(&["copy", "--json", "--no-referrers", &pinned, &untagged]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(destinations(&rep), [(untagged, true, digest, false)]);
 }
