@@ -83,8 +83,10 @@ impl ConnectionArgs {
 pub struct UploadArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Upload blobs in chunks of SIZE (e.g. 4MiB, 8MiB, 1048576) instead of one
-    /// streamed PUT [default: whole blobs; 4 MiB chunks for big layers on ghcr.io].
+    /// Upload blobs in `PATCH` requests of SIZE (e.g. 4MiB, 8MiB, 1048576),
+    /// each with its `Content-Range`, then a `PUT` [default: each blob whole,
+    /// in the `PUT` that closes its session; a layer `build --push` streams,
+    /// in one `PATCH`; 4 MiB chunks for big layers on ghcr.io].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: Option<u64>,
     /// A repository (REGISTRY/REPO) that may already hold some blobs, e.g. an

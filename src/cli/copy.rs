@@ -41,9 +41,10 @@ pub struct CopyArgs {
     /// signatures and attestations carried along.
     #[arg(long, conflicts_with = "no_referrers")]
     pub cosign_tags: bool,
-    /// Print the copy report (source, digest, blobs downloaded, per
-    /// destination blobs uploaded/mounted/present and bytes, the artifacts
-    /// carried along) as JSON.
+    /// Print the copy report (source, digest, every destination and whether
+    /// it names the digest, also when it was up to date already, blobs
+    /// downloaded, per destination blobs uploaded/mounted/present and
+    /// bytes, the artifacts carried along) as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

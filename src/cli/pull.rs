@@ -92,7 +92,14 @@ pub async fn run(args: PullArgs, reporter: SharedReporter) -> Result<()> {
         .with_context(|| format!("pulling {}", args.reference))?;
     let s = &result.served;
     let via = if s.fallback {
-        format!(" (fallback; {} did not serve)", s.requested)
+        // Every reference tried before the one that served, in order.
+        let not: Vec<&str> = s.skipped.iter().map(|a| a.reference.as_str()).collect();
+        let not = if not.is_empty() {
+            s.requested.clone()
+        } else {
+            not.join(", ")
+        };
+        format!(" (fallback; {not} did not serve)")
     } else {
         String::new()
     };

@@ -295,12 +295,16 @@ pub async fn verify_supply(
 ) -> Result<()> {
     use boxwright::supply::artifact::Kind;
     let required: Vec<Kind> = require.iter().filter_map(|s| Kind::parse(s)).collect();
-    let supply = boxwright::supply::verify::verify(client, refs, key, &required).await;
+    // Each reference was resolved once, for the digest check: the supply
+    // check takes that resolution, and a reference that failed it is named
+    // once, by the digest check.
+    let supply =
+        boxwright::supply::verify::verify_resolved(client, refs, digests, key, &required).await;
     super::verify::print_report(digests, anonymous, Some(&supply), json)?;
     let problems: Vec<String> = digests
         .problem()
         .into_iter()
-        .chain(supply.problem())
+        .chain(supply.problem_beyond_resolution())
         .collect();
     if problems.is_empty() {
         Ok(())

@@ -36,7 +36,7 @@ use crate::image::remote::{RegistryImage, RemoteBlobs};
 use crate::image::{walk, ImageSource as _};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
-use crate::push::{PushOptions, PushReport, PushTarget, Pusher};
+use crate::push::{PushError, PushOptions, PushReport, PushTarget, Pusher};
 use crate::registry::{Client, Reference};
 use crate::supply::attach::AttachOptions;
 use crate::supply::carry::{carry, CarryReport};
@@ -83,6 +83,9 @@ pub struct CopyReport {
     /// True when every destination already named the digest: no blob or
     /// manifest of the image sent (artifacts may still be, see `referrers`).
     pub up_to_date: bool,
+    /// Every destination, in the order given, and whether it names the
+    /// digest now: also when it was up to date and nothing was sent.
+    pub destinations: Vec<Destination>,
     /// Manifests copied (index and platform manifests).
     pub manifests: usize,
     /// Unique blobs of the image and their total size.
@@ -97,6 +100,55 @@ pub struct CopyReport {
     /// What is attached to the copied manifests, carried along (absent
     /// with `--no-referrers`).
     pub referrers: Option<CarryReport>,
+}
+
+/// One destination of a copy.
+#[derive(Clone, Debug, Serialize)]
+pub struct Destination {
+    /// The destination as written to (`registry/repo:tag`, or the
+    /// repository alone when the image goes by digest only).
+    pub reference: String,
+    pub registry: String,
+    /// True when the destination names [`CopyReport::digest`] after the run.
+    pub ok: bool,
+    /// The digest it names (when ok).
+    pub digest: Option<Digest>,
+    /// True when it named the digest before the copy (checked by HEAD).
+    pub up_to_date: bool,
+    /// Why it does not (when not ok).
+    pub error: Option<PushError>,
+}
+
+impl Destination {
+    /// Each of `dests`, with `held` saying whether it named `digest` before
+    /// the copy, and what `push` (when there was one) says of it.
+    fn all(
+        dests: &[Reference],
+        held: &[bool],
+        digest: &Digest,
+        push: Option<&PushReport>,
+    ) -> Vec<Destination> {
+        dests
+            .iter()
+            .zip(held)
+            .map(|(d, &up_to_date)| {
+                let reference = d.to_string();
+                let pushed = push.and_then(|p| p.targets.iter().find(|t| t.reference == reference));
+                let (ok, error) = match (pushed, up_to_date) {
+                    (Some(t), _) => (t.ok, t.error.clone()),
+                    (None, held) => (held, None),
+                };
+                Destination {
+                    registry: d.registry.clone(),
+                    reference,
+                    ok,
+                    digest: ok.then(|| digest.clone()),
+                    up_to_date,
+                    error,
+                }
+            })
+            .collect()
+    }
 }
 
 impl CopyReport {
@@ -117,13 +169,19 @@ impl CopyReport {
         }
     }
 
-    fn up_to_date(src: &str, d: &Descriptor, platform: Option<String>) -> CopyReport {
+    fn up_to_date(
+        src: &str,
+        d: &Descriptor,
+        platform: Option<String>,
+        dests: &[Reference],
+    ) -> CopyReport {
         CopyReport {
             source: src.to_string(),
             digest: d.digest.clone(),
             media_type: d.media_type.clone(),
             platform,
             up_to_date: true,
+            destinations: Destination::all(dests, &vec![true; dests.len()], &d.digest, None),
             manifests: 0,
             blobs: 0,
             blob_bytes: 0,
@@ -205,12 +263,16 @@ pub async fn copy(
         };
 
     // Destinations already there? (Only known before any GET without --platform.)
-    if opts.platform.is_none() && all_hold(&client, &dests, &head.digest).await {
+    let mut held = match opts.platform {
+        None => holding(&client, &dests, &head.digest).await,
+        Some(_) => vec![false; dests.len()],
+    };
+    if opts.platform.is_none() && held.iter().all(|h| *h) {
         reporter.log(
             Level::Info,
             &format!("every destination already names {}", head.digest),
         );
-        let mut report = CopyReport::up_to_date(&src_name, &head_desc, None);
+        let mut report = CopyReport::up_to_date(&src_name, &head_desc, None, &dests);
         if !opts.no_referrers {
             let blobs = remote_blobs()?;
             let subjects = with_children(&blobs, &head_desc).await?;
@@ -236,8 +298,9 @@ pub async fn copy(
                 ))
             })?;
             platform_shown = Some(want.to_string());
-            if all_hold(&client, &dests, &child.digest).await {
-                let mut report = CopyReport::up_to_date(&src_name, &child, platform_shown);
+            held = holding(&client, &dests, &child.digest).await;
+            if held.iter().all(|h| *h) {
+                let mut report = CopyReport::up_to_date(&src_name, &child, platform_shown, &dests);
                 report.referrers = carry_along(blobs, vec![child], all_repos).await?;
                 return Ok(report);
             }
@@ -268,6 +331,7 @@ pub async fn copy(
         media_type: graph.root.media_type.clone(),
         platform: platform_shown,
         up_to_date: false,
+        destinations: Destination::all(&dests, &held, &root.digest, Some(&report)),
         manifests: graph.manifests.len(),
         blobs: graph.blobs.len(),
         blob_bytes: graph.blob_bytes(),
@@ -308,10 +372,10 @@ async fn with_children(blobs: &Arc<RemoteBlobs>, root: &Descriptor) -> Result<Ve
     Ok(out)
 }
 
-/// Whether every destination already names `digest` (HEAD each; a
-/// destination without tag is checked by digest).
-async fn all_hold(client: &Client, dests: &[Reference], digest: &Digest) -> bool {
-    let heads = futures_util::future::join_all(dests.iter().map(|d| {
+/// Whether each destination already names `digest` (HEAD each; a
+/// destination without tag is checked by digest), in order.
+async fn holding(client: &Client, dests: &[Reference], digest: &Digest) -> Vec<bool> {
+    futures_util::future::join_all(dests.iter().map(|d| {
         let what = d.tag.clone().unwrap_or_else(|| digest.to_string());
         async move {
             if d.digest.as_ref().is_some_and(|p| p != digest) {
@@ -323,8 +387,7 @@ async fn all_hold(client: &Client, dests: &[Reference], digest: &Digest) -> bool
             )
         }
     }))
-    .await;
-    heads.into_iter().all(|h| h)
+    .await
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use super::referrers::{self, Item, Mode};
 use super::sign;
 use super::ANNOTATION_SIGNATURE;
 use crate::oci::Digest;
+use crate::ops::verify::{Status, VerifyReport};
 use crate::registry::{Client, Reference};
 
 /// What one reference holds.
@@ -47,6 +48,10 @@ pub struct Holding {
     /// The notes about artifacts of each kind, for that kind's problem.
     #[serde(skip)]
     kind_notes: Vec<(Kind, String)>,
+    /// The reference did not resolve (missing, or an error): its problem
+    /// is the resolution's.
+    #[serde(skip)]
+    unresolved: bool,
     /// Why this reference fails the check.
     pub problems: Vec<String>,
     pub ok: bool,
@@ -73,6 +78,27 @@ impl SupplyReport {
                     .map(move |p| format!("{}: {p}", h.reference))
             })
             .collect();
+        self.joined(all)
+    }
+
+    /// Like [`SupplyReport::problem`], without the references that did not
+    /// resolve: for a report made by [`verify_resolved`], whose resolution
+    /// names those already.
+    pub fn problem_beyond_resolution(&self) -> Option<String> {
+        let all: Vec<String> = self
+            .references
+            .iter()
+            .filter(|h| !h.unresolved)
+            .flat_map(|h| {
+                h.problems
+                    .iter()
+                    .map(move |p| format!("{}: {p}", h.reference))
+            })
+            .collect();
+        self.joined(all)
+    }
+
+    fn joined(&self, all: Vec<String>) -> Option<String> {
         (!all.is_empty()).then(|| {
             let mut text = all.join("; ");
             if let Some(hint) = self.unsigned_hint() {
@@ -117,15 +143,44 @@ impl SupplyReport {
 }
 
 /// Check every reference with `key`, requiring a signature and `require`.
+/// Each reference is resolved first ([`crate::ops::verify::verify`]);
+/// [`verify_resolved`] takes a resolution already made.
 pub async fn verify(
     client: &Client,
     references: &[Reference],
     key: &VerifyingKey,
     require: &[Kind],
 ) -> SupplyReport {
+    let resolved = crate::ops::verify::verify(client, references).await;
+    verify_resolved(client, references, &resolved, key, require).await
+}
+
+/// [`verify`] on references `resolved` already (the report of
+/// [`crate::ops::verify::verify`] on the same `references`, in order): no
+/// reference is asked for its manifest again. One that did not resolve
+/// fails the check with the resolution's problem. One that gives a digest
+/// is checked for that digest, whatever its tag names (the resolution
+/// reports a tag that names another).
+pub async fn verify_resolved(
+    client: &Client,
+    references: &[Reference],
+    resolved: &VerifyReport,
+    key: &VerifyingKey,
+    require: &[Kind],
+) -> SupplyReport {
     let mut holdings = Vec::new();
-    for r in references {
-        holdings.push(check_one(client, r, key).await);
+    for (i, r) in references.iter().enumerate() {
+        let found = match resolved.references.get(i) {
+            Some(x) => match (x.status, &x.digest, &x.error) {
+                (Status::Error, _, e) => Err(e
+                    .as_ref()
+                    .map_or_else(|| "unknown error".to_string(), ToString::to_string)),
+                (Status::Missing, _, _) | (_, None, _) => Err("not found".to_string()),
+                (_, Some(d), _) => Ok(r.digest.clone().unwrap_or_else(|| d.clone())),
+            },
+            None => Err("not resolved".to_string()),
+        };
+        holdings.push(check_one(client, r, found, key).await);
     }
     let mut required: Vec<Kind> = require.to_vec();
     required.sort();
@@ -139,7 +194,12 @@ pub async fn verify(
     }
 }
 
-async fn check_one(client: &Client, r: &Reference, key: &VerifyingKey) -> Holding {
+async fn check_one(
+    client: &Client,
+    r: &Reference,
+    found: Result<Digest, String>,
+    key: &VerifyingKey,
+) -> Holding {
     let shown = r.or_latest();
     let mut h = Holding {
         reference: shown.to_string(),
@@ -153,18 +213,16 @@ async fn check_one(client: &Client, r: &Reference, key: &VerifyingKey) -> Holdin
         unsigned: BTreeMap::new(),
         invalid: BTreeMap::new(),
         kind_notes: Vec::new(),
+        unresolved: false,
         problems: Vec::new(),
         ok: false,
     };
     let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
-    let digest = match client.repo(reg, repo).head_manifest(&shown.object()).await {
-        Ok(Some(info)) => info.digest,
-        Ok(None) => {
-            h.problems.push("not found".into());
-            return h;
-        }
-        Err(e) => {
-            h.problems.push(e.to_string());
+    let digest = match found {
+        Ok(d) => d,
+        Err(why) => {
+            h.unresolved = true;
+            h.problems.push(why);
             return h;
         }
     };

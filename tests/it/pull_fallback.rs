@@ -178,3 +178,58 @@ async fn missing_everywhere_is_told_apart_from_unreachable() {
     }
     assert!(!boxwright::error::is_bad_input(&err));
 }
+
+/// Two references that cannot be reached before a third that serves: the
+/// pull succeeds from the third, and both the summary and the JSON name
+/// every reference that did not serve, in order.
+#[test]
+fn the_summary_names_every_reference_that_did_not_serve() {
+    let env = Env::new();
+    let reg = Registry::start();
+    let dir = tempdir();
+    let img = seed(&env, dir.path(), &[&reg.host()], "acme/app");
+    let down = [
+        format!("{}/acme/app:1", dead_host()),
+        format!("{}/acme/app:1", dead_host()),
+    ];
+    let serving = format!("{}/acme/app:1", reg.host());
+    let r = run(env
+        .cmd()
+        .arg("pull")
+        .arg(&down[0])
+        .args([
+            "--fallback",
+            &down[1],
+            "--fallback",
+            &serving,
+            "--json",
+            "-o",
+        ])
+        .arg(dir.path().join("out"))
+        .arg("--cache-dir")
+        .arg(env.cache()));
+    assert_ok(&r);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["digest"], img.manifest_digest.as_str(), "{v:#}");
+    assert_eq!(v["served"]["reference"], serving.as_str(), "{v:#}");
+    assert_eq!(v["served"]["fallback"], true, "{v:#}");
+    let skipped: Vec<&str> = v["served"]["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, [down[0].as_str(), down[1].as_str()]);
+    let summary = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("pulled "))
+        .unwrap_or_else(|| panic!("no summary:\n{}", r.stderr));
+    assert!(
+        summary.contains(&format!(
+            "(fallback; {}, {} did not serve)",
+            down[0], down[1]
+        )),
+        "{summary}"
+    );
+}

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::common::*;
 use crate::pair::{Pair, BASIC_PASS, BASIC_USER};
-use crate::support::{tempdir, FaultProxy, Injected};
+use crate::support::{tempdir, FaultProxy, Injected, LogEntry};
 
 pub const PASSWORD: &str = "correct-horse-7c1e";
 
@@ -887,4 +887,150 @@ fn supply_proxy_answers_the_referrers_api_only_when_asked() {
     assert_eq!(get(), 404, "the reference registry has no referrers API");
     proxy.configure(|c| c.referrers_api = true);
     assert_eq!(get(), 200);
+}
+
+/// `verify --key` asks each reference for its manifest once: the supply
+/// check takes the digest check's resolution. A registry that cannot be
+/// reached is asked once and named once, its cause shown once; the others
+/// are checked as usual.
+#[test]
+fn supply_verify_resolves_each_reference_once_and_names_a_dead_registry_once() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "once", 5);
+    let (a_ref, b_ref) = refs(&pair, "acme/once", "1.0");
+    assert_ok(&build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &[]));
+    let signed = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        &a_ref,
+        &b_ref,
+    ]));
+    assert_ok(&signed);
+    let dead_ref = format!("{}/acme/once:1.0", crate::support::dead_host());
+    pair.reset();
+
+    let (v, doc) = verify_json(
+        &pair,
+        &public,
+        &["--retries", "1"],
+        &[&a_ref, &b_ref, &dead_ref],
+    );
+    assert_code(&v, 1);
+    for p in [&pair.a, &pair.b] {
+        let heads = p
+            .log()
+            .iter()
+            .filter(|e| e.method == "HEAD" && e.path.ends_with("/manifests/1.0"))
+            .count();
+        assert_eq!(heads, 1, "{}: {:?}", p.host(), p.log());
+        let gets = p
+            .log()
+            .iter()
+            .filter(|e| e.method == "GET" && e.path.ends_with("/manifests/1.0"))
+            .count();
+        assert_eq!(gets, 0, "{}: {:?}", p.host(), p.log());
+    }
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    assert_eq!(doc["errors"], serde_json::json!([dead_ref]), "{doc:#}");
+    let held = doc["supply"]["references"].as_array().unwrap();
+    let verdicts: Vec<(&str, bool)> = held
+        .iter()
+        .map(|h| (h["reference"].as_str().unwrap(), h["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (a_ref.as_str(), true),
+            (b_ref.as_str(), true),
+            (dead_ref.as_str(), false)
+        ]
+    );
+    assert!(held[2]["digest"].is_null(), "{doc:#}");
+    assert_eq!(held[2]["problems"].as_array().unwrap().len(), 1, "{doc:#}");
+    // The error names the dead reference, and its cause, once.
+    assert_eq!(
+        v.stderr.matches("Connection refused").count(),
+        1,
+        "{}",
+        v.stderr
+    );
+    assert_eq!(
+        v.stderr.matches(dead_ref.as_str()).count(),
+        1,
+        "{}",
+        v.stderr
+    );
+    assert!(v.stderr.contains("verify failed"), "{}", v.stderr);
+}
+
+/// What `sign` and `attest --help` say of uploads is what they send: each
+/// blob whole in the `PUT` that closes its session, and with
+/// `--chunk-size` `PATCH`es with `Content-Range`, then the `PUT`.
+#[test]
+fn supply_sign_uploads_as_its_help_says() {
+    for cmd in ["sign", "attest"] {
+        let help = ok(boxwright().args([cmd, "--help"]));
+        let text = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(!text.contains("streamed PUT"), "{cmd}: {text}");
+        assert!(
+            text.contains("Upload blobs in `PATCH` requests of SIZE"),
+            "{cmd}: {text}"
+        );
+        assert!(
+            text.contains("each blob whole, in the `PUT` that closes its session"),
+            "{cmd}: {text}"
+        );
+    }
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, _) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "chunks", 6);
+    let (a_ref, b_ref) = refs(&pair, "acme/chunks", "1");
+    assert_ok(&build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &[]));
+    let uploads = |p: &FaultProxy| -> Vec<LogEntry> {
+        p.log()
+            .into_iter()
+            .filter(|e| e.path.contains("/blobs/uploads/"))
+            .collect()
+    };
+    let sign = |target: &str, extra: &[&str]| {
+        pair.reset();
+        let r = run(pair
+            .cmd()
+            .env("COSIGN_PASSWORD", PASSWORD)
+            .args(["sign", "--key", key.to_str().unwrap()])
+            .args(extra)
+            .arg(target));
+        assert_ok(&r);
+    };
+
+    // Whole: no PATCH; the signature's blobs go in PUTs with a body.
+    sign(&a_ref, &[]);
+    let whole = uploads(&pair.a);
+    assert!(!whole.iter().any(|e| e.method == "PATCH"), "{whole:#?}");
+    assert!(
+        whole.iter().any(|e| e.method == "PUT" && e.body_bytes > 0),
+        "{whole:#?}"
+    );
+
+    // --chunk-size: PATCHes with Content-Range carry the bytes, the PUTs
+    // none.
+    sign(&b_ref, &["--chunk-size", "64"]);
+    let chunked = uploads(&pair.b);
+    let patches: Vec<&LogEntry> = chunked.iter().filter(|e| e.method == "PATCH").collect();
+    assert!(patches.len() > 1, "{chunked:#?}");
+    assert!(
+        patches.iter().all(|e| e.content_range.is_some()),
+        "{chunked:#?}"
+    );
+    assert!(
+        chunked
+            .iter()
+            .filter(|e| e.method == "PUT")
+            .all(|e| e.body_bytes == 0),
+        "{chunked:#?}"
+    );
 }

@@ -689,3 +689,79 @@ fn copy_to_two_registries_downloads_each_blob_once() {
     let rep: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(rep["bytes_downloaded"], img.blob_bytes());
 }
+
+/// The copy report's `destinations` as `(reference, ok, digest, up_to_date)`.
+fn destinations(rep: &Value) -> Vec<(String, bool, Value, bool)> {
+    rep["destinations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no destinations: {rep:#}"))
+        .iter()
+        .map(|d| {
+            (
+                d["reference"].as_str().unwrap().to_string(),
+                d["ok"].as_bool().unwrap(),
+                d["digest"].clone(),
+                d["up_to_date"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn copy_reports_each_destination_with_its_digest_also_when_it_was_up_to_date() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let img = build(dir.path(), 9, false);
+    let src = format!("{}/acme/app:1.0", pair.a.host());
+    push(&pair, &img, &[&src]);
+    let backup = format!("{}/acme/app:1.0", pair.b.host());
+    let second = format!("{}/acme/app-copy:1.0", pair.a.host());
+    let digest = Value::from(img.digest.as_str());
+
+    // Into B: copied, B was not up to date before.
+    let r = pair.run(&["copy", "--json", "--no-referrers", &src, &backup]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["up_to_date"], false, "{rep:#}");
+    assert_eq!(
+        destinations(&rep),
+        [(backup.clone(), true, digest.clone(), false)]
+    );
+
+    // Again: nothing sent, and the destination is reported as holding the
+    // digest, not left to be inferred from `push: null`.
+    pair.reset();
+    let r = pair.run(&["copy", "--json", "--no-referrers", &src, &backup]);
+    assert_code(&r, 0);
+    assert_eq!(body_bytes(&pair.b), 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["up_to_date"], true, "{rep:#}");
+    assert_eq!(rep["push"], Value::Null, "{rep:#}");
+    assert_eq!(
+        destinations(&rep),
+        [(backup.clone(), true, digest.clone(), true)]
+    );
+
+    // B up to date, a new repository on A not: each is said so, both name
+    // the digest afterwards.
+    let r = pair.run(&["copy", "--json", "--no-referrers", &src, &backup, &second]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["up_to_date"], false, "{rep:#}");
+    assert_eq!(
+        destinations(&rep),
+        [
+            (backup.clone(), true, digest.clone(), true),
+            (second.clone(), true, digest.clone(), false)
+        ]
+    );
+
+    // A source given by digest goes by digest only: its destination, named
+    // without a tag, is reported as naming the digest.
+    let pinned = format!("{}/acme/app@{}", pair.a.host(), img.digest);
+    let untagged = format!("{}/acme/pinned", pair.b.host());
+    let r = pair.run(&["copy", "--json", "--no-referrers", &pinned, &untagged]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(destinations(&rep), [(untagged, true, digest, false)]);
+}
