@@ -310,6 +310,17 @@ pub fn transport_text(err: reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    /// An answer of `status` with no error body.
+    fn st(status: u16) -> RegistryError {
+        RegistryError::new(
+            ctx(),
+            ErrorKind::Status {
+                status,
+                errors: vec![],
+            },
+        )
+    }
+
     fn ctx() -> ErrorContext {
         ErrorContext {
             operation: "uploading blob".into(),
@@ -393,15 +404,6 @@ mod tests {
 
     #[test]
     fn an_anonymous_refusal_does_not_point_at_credentials() {
-        let st = |status| {
-            RegistryError::new(
-                ctx(),
-                ErrorKind::Status {
-                    status,
-                    errors: vec![],
-                },
-            )
-        };
         for status in [401, 403] {
             let with = st(status).to_string();
             assert!(with.contains("credentials"), "{with}");
@@ -416,15 +418,6 @@ mod tests {
 
     #[test]
     fn a_refused_login_points_at_what_was_given() {
-        let st = |status| {
-            RegistryError::new(
-                ctx(),
-                ErrorKind::Status {
-                    status,
-                    errors: vec![],
-                },
-            )
-        };
         let refused = [
             st(401).checking_login(),
             st(403).checking_login(),

@@ -69,26 +69,21 @@ pub struct SupplyReport {
 impl SupplyReport {
     /// Every problem, each naming its reference; `None` when all is well.
     pub fn problem(&self) -> Option<String> {
-        let all: Vec<String> = self
-            .references
-            .iter()
-            .flat_map(|h| {
-                h.problems
-                    .iter()
-                    .map(move |p| format!("{}: {p}", h.reference))
-            })
-            .collect();
-        self.joined(all)
+        self.problems_of(|_| true)
     }
 
     /// Like [`SupplyReport::problem`], without the references that did not
     /// resolve: for a report made by [`verify_resolved`], whose resolution
     /// names those already.
     pub fn problem_beyond_resolution(&self) -> Option<String> {
+        self.problems_of(|h| !h.unresolved)
+    }
+
+    fn problems_of(&self, keep: impl Fn(&&Holding) -> bool) -> Option<String> {
         let all: Vec<String> = self
             .references
             .iter()
-            .filter(|h| !h.unresolved)
+            .filter(keep)
             .flat_map(|h| {
                 h.problems
                     .iter()
