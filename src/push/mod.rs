@@ -195,34 +195,36 @@ impl Pusher {
 
     /// The registries where a target's tag names a manifest already (an
     /// earlier release), asked with one `HEAD` per tagged target within
-    /// `within`. A registry that does not answer so in time is not named.
+    /// `within`. Answers are kept as they come: a registry that has not
+    /// answered by then is not named, and holds back no other's answer.
     pub async fn registries_holding_a_tag(&self, within: Duration) -> HashSet<String> {
-        let asks = self.targets.iter().filter_map(|t| {
-            let r = &t.reference;
-            let tag = r.tag.as_deref()?;
-            Some(async move {
-                let held = self.client.repo_of(r).holds_manifest(tag).await;
-                match held {
-                    Ok(true) => Some(r),
-                    Ok(false) => None,
-                    Err(e) => {
-                        let msg = format!("{r}: could not tell whether it exists: {e}");
-                        self.reporter.log(Level::Debug, &msg);
-                        None
+        let mut asks: futures_util::stream::FuturesUnordered<_> = self
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let r = &t.reference;
+                let tag = r.tag.as_deref()?;
+                Some(async move { (r, self.client.repo_of(r).holds_manifest(tag).await) })
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + within;
+        let mut held = HashSet::new();
+        while let Ok(Some((r, answer))) = tokio::time::timeout_at(deadline, asks.next()).await {
+            match answer {
+                Ok(true) => {
+                    if held.insert(r.registry.clone()) {
+                        let msg = format!(
+                            "{}: {r} exists: each layer is checked there once built, not streamed",
+                            r.registry
+                        );
+                        self.reporter.log(Level::Info, &msg);
                     }
                 }
-            })
-        });
-        let asks = futures_util::future::join_all(asks);
-        let found = tokio::time::timeout(within, asks).await.unwrap_or_default();
-        let mut held = HashSet::new();
-        for r in found.into_iter().flatten() {
-            if held.insert(r.registry.clone()) {
-                let msg = format!(
-                    "{}: {r} exists: each layer is checked there once built, not streamed",
-                    r.registry
-                );
-                self.reporter.log(Level::Info, &msg);
+                Ok(false) => {}
+                Err(e) => {
+                    let msg = format!("{r}: could not tell whether it exists: {e}");
+                    self.reporter.log(Level::Debug, &msg);
+                }
             }
         }
         held

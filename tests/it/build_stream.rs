@@ -15,7 +15,9 @@ use crate::common::{assert_ok, run, Run};
 use crate::env::Env;
 use crate::pair::{blob_upload_bytes, uploads_by_digest, Pair};
 use crate::push::{assert_served, read_layout, write_recipe};
-use crate::support::{dead_host, tempdir, Fault, Injected, LogEntry, Registry, GHCR_PATCH_CAP};
+use crate::support::{
+    dead_host, tempdir, Fault, FaultProxy, Injected, LogEntry, Registry, Scripted, GHCR_PATCH_CAP,
+};
 
 /// `build --push --json -o layout recipe --to A/acme/app:1.0 --to B/acme/app:1.0`,
 /// with `extra` flags.
@@ -398,4 +400,61 @@ fn build_push_tags_a_live_registry_while_another_is_still_failing() {
         served_after < Duration::from_millis(1800),
         "served after {served_after:?}"
     );
+}
+
+#[test]
+fn a_silent_registry_does_not_hide_that_another_holds_the_release() {
+    let reg = Registry::start();
+    let live = FaultProxy::start(&reg);
+    let silent = Scripted::silent();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), &[1 << 20, 300_000], 25, "");
+    let env = Env::new();
+    let to_live = format!("{}/acme/app:1.0", live.host());
+    let first = run(env
+        .cmd()
+        .args([
+            "build",
+            "--push",
+            "--quiet",
+            "--no-layout",
+            "--to",
+            &to_live,
+        ])
+        .arg(&recipe));
+    assert_ok(&first);
+    std::fs::write(dir.path().join("l1.bin"), crate::common::noise(300_000, 98)).unwrap();
+    live.reset();
+    // The silent registry's read timeout outlasts the 5 s given to the
+    // question of which registries hold a tag.
+    let r = run(env
+        .cmd()
+        .env("BOXWRIGHT_READ_TIMEOUT", "6")
+        .args([
+            "build",
+            "--push",
+            "--json",
+            "--no-cache",
+            "--no-layout",
+            "--retries",
+            "0",
+        ])
+        .args([
+            "--to",
+            &to_live,
+            "--to",
+            &format!("{}/acme/app:1.0", silent.host()),
+        ])
+        .arg(&recipe));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let changed = layer_digest(&doc, "l1");
+    // Figure: the live registry's answer was kept though the silent one
+    // never came: nothing was streamed there, and of the layers only the
+    // changed one was sent.
+    let log = live.log();
+    assert_eq!(live.count("PATCH"), 0, "{log:#?}");
+    let sent = uploads_by_digest(&log);
+    assert_eq!(sent.get(&changed), Some(&1), "{log:#?}");
+    assert_eq!(sent.len(), 2, "the changed layer and the config: {sent:#?}");
 }
