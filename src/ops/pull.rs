@@ -77,6 +77,12 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         }
         (None, _) => PlatformChoice::All,
     };
+    if opts.format != PullFormat::Oci && opts.output.is_dir() {
+        return Err(bad_input(format!(
+            "{} is a directory; an archive is a file (-o FILE.tar)",
+            opts.output.display()
+        )));
+    }
     let served = images.resolve(&opts.references).await?;
     let r = served.reference.clone();
     // The image manifests to write, with their platform.

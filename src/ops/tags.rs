@@ -12,13 +12,25 @@ use serde::Serialize;
 use crate::oci::Digest;
 use crate::registry::{Client, Reference, RegistryError};
 
-/// One repository's column in [`TagsReport`].
-#[derive(Clone, Debug, Serialize)]
+/// One repository's column in [`TagsReport`]. In JSON, `tags` is `null`
+/// for a repository that could not be listed (not known, not empty).
+#[derive(Clone, Debug)]
 pub struct RepoTags {
     /// `registry/repository`.
     pub repository: String,
     pub tags: Vec<String>,
     pub error: Option<RegistryError>,
+}
+
+impl Serialize for RepoTags {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut m = s.serialize_struct("RepoTags", 3)?;
+        m.serialize_field("repository", &self.repository)?;
+        m.serialize_field("tags", &self.error.is_none().then_some(&self.tags))?;
+        m.serialize_field("error", &self.error)?;
+        m.end()
+    }
 }
 
 /// Presence of one tag in each repository.

@@ -116,6 +116,12 @@ fn check_repository_ref(r: &str) -> Result<(), String> {
             "target {r:?} must not have a scheme: write registry/repository, e.g. ghcr.io/acme/app"
         ));
     }
+    let host_only = !r.contains('/') && !r.contains('@');
+    if host_only && (r.contains('.') || r.contains(':') || r == "localhost") {
+        return Err(format!(
+            "target {r:?} names a registry but no repository: write registry/repository, e.g. {r}/acme/app"
+        ));
+    }
     if r.contains('@') || r.rsplit('/').next().is_some_and(|last| last.contains(':')) {
         return Err(format!(
             "target {r:?} must not carry a tag or digest: tags come from the recipe's `tags`"
@@ -151,6 +157,10 @@ mod tests {
     fn reference_and_tag_checks() {
         assert!(check_repository_ref("ghcr.io/acme/diagram-to-iac-r2d").is_ok());
         assert!(check_repository_ref("localhost:5000/a").is_ok());
+        for host_only in ["localhost:5000", "127.0.0.1:5102", "ghcr.io", "localhost"] {
+            let e = check_repository_ref(host_only).unwrap_err();
+            assert!(e.contains("names a registry but no repository"), "{e}");
+        }
         assert!(check_repository_ref("ghcr.io/Acme/x")
             .unwrap_err()
             .contains("lowercase"));

@@ -261,3 +261,19 @@ fn pull_writes_archives_that_skopeo_reads() {
         .arg(env.cache()));
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+#[test]
+fn an_archive_into_a_directory_is_refused_before_any_request() {
+    let dir = crate::support::tempdir();
+    let reference = format!("{}/acme/app:1", crate::support::dead_host());
+    for format in ["oci-archive", "docker-archive"] {
+        let r = run(Env::new()
+            .cmd()
+            .args(["pull", &reference, "--format", format, "-o"])
+            .arg(dir.path()));
+        // Figure: exit 2 (bad input) naming the directory; the registry,
+        // which nothing listens on, was never asked (that is exit 1).
+        assert_eq!(r.code, 2, "{format}: {}", r.stderr);
+        assert!(r.stderr.contains("is a directory"), "{}", r.stderr);
+    }
+}

@@ -409,7 +409,12 @@ fn tags_lists_both_registries_side_by_side() {
         assert_code(&r, 1);
         let j: Value = serde_json::from_str(&r.stdout).unwrap();
         assert!(j["repositories"][1]["error"].is_string(), "{j}");
+        assert_eq!(j["repositories"][1]["tags"], Value::Null, "{j}");
         assert_eq!(j["repositories"][0]["error"], Value::Null, "{j}");
+        assert_eq!(
+            j["repositories"][0]["tags"].as_array().map(Vec::len),
+            Some(4)
+        );
         let rows = j["tags"].as_array().unwrap();
         assert_eq!(rows.len(), 4, "{j}");
         for t in rows {
