@@ -59,13 +59,18 @@ pub struct CopyOptions {
     pub attach: AttachOptions,
 }
 
-/// Where a destination without tag or digest points: the source's tag, or
-/// (for a source given by digest only) no tag at all, the image being
-/// pushed by digest.
+/// Where a destination without tag or digest points: the source's tag
+/// (`latest` for a source named without one, as it is resolved), or (for a
+/// source given by digest only) no tag at all, the image being pushed by
+/// digest. So `DST` and `DST:latest` beside it are one destination.
 pub fn destination_reference(src: &Reference, dst: &Reference) -> Reference {
     let mut d = dst.clone();
     if d.tag.is_none() && d.digest.is_none() {
-        d.tag = src.tag.clone();
+        d.tag = match (&src.tag, &src.digest) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some("latest".to_string()),
+        };
     }
     d
 }
@@ -407,5 +412,9 @@ mod tests {
         .unwrap();
         let d = destination_reference(&pinned, &Reference::parse("docker.io/acme/r2d").unwrap());
         assert!(d.tag.is_none() && d.digest.is_none());
+        let untagged = Reference::parse("ghcr.io/acme/r2d").unwrap();
+        let dst = Reference::parse("docker.io/acme/r2d").unwrap();
+        let d = destination_reference(&untagged, &dst);
+        assert_eq!(d.to_string(), "docker.io/acme/r2d:latest");
     }
 }

@@ -169,7 +169,12 @@ impl VerifyingKey {
         match pem_label(text) {
             Some("PUBLIC KEY") => p256::ecdsa::VerifyingKey::from_public_key_pem(text)
                 .map(VerifyingKey)
-                .map_err(|_| anyhow!("not an ECDSA P-256 public key")),
+                .map_err(|_| {
+                    anyhow!(
+                        "not an ECDSA P-256 public key ({}); boxwright verifies ECDSA P-256 signatures, as cosign makes them",
+                        public_key_kind(text)
+                    )
+                }),
             Some(l) if l.contains("PRIVATE") => Err(anyhow!(
                 "this is a private key; verifying needs the public key"
             )),
@@ -213,6 +218,19 @@ fn from_pkcs8(der: &[u8]) -> Result<SigningKey> {
             ))
         }
     }
+}
+
+/// What the PEM public key `text` holds, for an error.
+fn public_key_kind(text: &str) -> String {
+    use p256::pkcs8::spki::{Document, SubjectPublicKeyInfoRef};
+    Document::from_pem(text)
+        .ok()
+        .and_then(|(_, doc)| {
+            SubjectPublicKeyInfoRef::try_from(doc.as_bytes())
+                .ok()
+                .map(|info| algorithm_name(&info.algorithm))
+        })
+        .unwrap_or_else(|| "not a PKIX public key".into())
 }
 
 fn algorithm_name(alg: &p256::pkcs8::AlgorithmIdentifierRef<'_>) -> String {
@@ -384,6 +402,23 @@ fn encrypt(plaintext: &[u8], password: &[u8], log_n: u8) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_key_of_another_algorithm_is_named() {
+        let rsa = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC7yb30m6kup0sxKuT1PDEGIBKl
+kt3AkXeg3vhWNCrv48e5Qd3kR+/OxRDkXDCKlJuIx3I7Ihe3DHmBGurFLxIBWAXf
+JapFPuQIre8901jGo7WtK5JzM8m0a0r1Vn83MBlyvPfuMVEMEa549fOYlo6I5KZJ
+KH8O1xXZHmmMSnZLmQIDAQAB
+-----END PUBLIC KEY-----
+";
+        let e = VerifyingKey::from_pem(rsa).err().map(|e| e.to_string());
+        let e = e.expect("an RSA key was taken");
+        assert!(e.contains("an RSA key"), "{e}");
+        let junk = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        let e = VerifyingKey::from_pem(junk).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("not a PKIX public key")));
+    }
 
     fn pw(p: &'static str) -> impl Fn() -> Result<Zeroizing<String>> {
         move || Ok(Zeroizing::new(p.to_string()))

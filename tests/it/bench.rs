@@ -358,6 +358,7 @@ fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
         "1",
         "--mode",
         "monolithic",
+        "--pull",
         "--json",
     ]));
     assert_eq!(
@@ -385,6 +386,11 @@ fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
     assert_eq!(run["failed_uploads"], 1);
     assert_eq!(run["bytes_uploaded"], 0, "nothing was uploaded");
     assert_eq!(run["upload_mb_per_s"], 0.0);
+    // Nothing was uploaded, so nothing could be pulled back: no pull
+    // figures, rather than a pull measured at 0 MB/s.
+    for k in ["pull_secs", "pull_mb_per_s", "bytes_pulled"] {
+        assert_eq!(run[k], Value::Null, "{k}: {run}");
+    }
     assert_eq!(
         run["cleanup"],
         serde_json::json!({"outcome": "nothing", "deleted": 0, "left": 0, "detail": null}),

@@ -336,7 +336,8 @@ async fn run_one(
 
     // Pull.
     let mut failed_pulls = 0;
-    let (pull_secs, pull_mb, bytes_pulled) = if opts.pull {
+    // Nothing uploaded, nothing to pull back: no pull figures at all.
+    let (pull_secs, pull_mb, bytes_pulled) = if opts.pull && uploaded.iter().any(|u| *u) {
         let pull_id = format!("bench:{run}:pull");
         let to_pull = bytes_uploaded;
         reporter.start(&pull_id, &format!("{label} pull"), Some(to_pull));
