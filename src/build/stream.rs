@@ -64,7 +64,7 @@ pub(super) fn stream_hook(
         let mut uploads = Vec::new();
         let skip = stalled.lock().expect("no panics under the lock").clone();
         for registry in pusher.registries() {
-            if skip.contains(&registry) {
+            if skip.contains(&registry) || pusher.client().unreachable(&registry).is_some() {
                 continue;
             }
             let (s, rx) = mpsc::channel(PIECES_BUFFERED);

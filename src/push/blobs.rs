@@ -172,6 +172,10 @@ impl BlobPusher<'_> {
         if r.failure().is_some() {
             return;
         }
+        if let Some(e) = self.client.unreachable(r.registry()) {
+            r.fail(PushError::Registry(e));
+            return;
+        }
         let res = r
             .done
             .get_or_try_init(&desc.digest, || self.ensure(r, desc, bytes, streamed))

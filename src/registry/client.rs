@@ -242,6 +242,19 @@ impl Client {
         Ok(h)
     }
 
+    /// Why `registry` cannot be reached, when its first contact (`GET
+    /// /v2/`) failed after its retries and nothing has reached it since:
+    /// what is still to be sent there fails at once with this error
+    /// rather than spending its retries again.
+    pub fn unreachable(&self, registry: &str) -> Option<RegistryError> {
+        let host = self.state(registry).ok()?;
+        if host.challenge.get().is_some() {
+            return None;
+        }
+        let failed = host.challenge_failed.lock().ok()?;
+        failed.as_ref().map(|(_, e)| e.clone())
+    }
+
     /// Counters of one registry.
     pub fn stats(&self, registry: &str) -> StatsSnapshot {
         self.state(registry)

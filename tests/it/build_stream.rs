@@ -458,3 +458,37 @@ fn a_silent_registry_does_not_hide_that_another_holds_the_release() {
     assert_eq!(sent.get(&changed), Some(&1), "{log:#?}");
     assert_eq!(sent.len(), 2, "the changed layer and the config: {sent:#?}");
 }
+
+#[test]
+fn an_unreachable_registry_spends_its_retries_once_in_a_build_push() {
+    let reg = Registry::start();
+    let dead = Registry::start();
+    let dropping = FaultProxy::start(&dead);
+    dropping.configure(|c| {
+        c.fault_rate = 1.0;
+        c.fault_kinds = vec![Fault::DropConnection];
+    });
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), &[1 << 20, 300_000, 200_000], 26, "");
+    let r = run(Env::new()
+        .cmd()
+        .args(["build", "--push", "--json", "--no-layout", "--retries", "2"])
+        .args(["--to", &format!("{}/acme/app:1.0", reg.host())])
+        .args(["--to", &format!("{}/acme/app:1.0", dropping.host())])
+        .arg(&recipe));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let log = dropping.log();
+    // Figure: the registry that never answers was asked once whether it
+    // holds the tag (not retried), then pinged once with its two retries;
+    // after that nothing more: no other layer streamed there, no upload
+    // from a file, no manifest, each of which spent its retries again.
+    assert_eq!(log.len(), 4, "{log:#?}");
+    assert!(
+        log.iter().all(|e| e.method == "GET" && e.path == "/v2/"),
+        "{log:#?}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let failed = &doc["push"]["targets"][1];
+    assert_eq!(failed["ok"], false, "{doc:#}");
+    assert_eq!(doc["push"]["targets"][0]["ok"], true, "{doc:#}");
+}

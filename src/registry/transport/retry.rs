@@ -73,6 +73,12 @@ impl RetryBudget {
         }
     }
 
+    /// Whether this budget holds any retry at all (a question asked once,
+    /// on purpose, holds none).
+    pub fn allows_retries(&self) -> bool {
+        self.policy.max_retries > 0
+    }
+
     /// Spend one retry after a temporary failure: the delay to wait before
     /// it (honouring the registry's `Retry-After`), or `None` when the budget
     /// is spent or the registry asks for a longer wait than the policy

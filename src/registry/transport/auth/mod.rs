@@ -83,8 +83,12 @@ impl Client {
                             tokio::time::sleep(d).await;
                         }
                         None => {
-                            if let Ok(mut f) = host.challenge_failed.lock() {
-                                *f = Some((Instant::now(), err.clone()));
+                            // Only a failure after retries says the
+                            // registry cannot be reached.
+                            if budget.allows_retries() {
+                                if let Ok(mut f) = host.challenge_failed.lock() {
+                                    *f = Some((Instant::now(), err.clone()));
+                                }
                             }
                             return Err(err);
                         }
