@@ -145,3 +145,14 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// The `manifest.json` of the docker-archive at `path`.
+pub fn docker_archive_manifest(path: &Path) -> serde_json::Value {
+    let mut ar = tar::Archive::new(std::fs::File::open(path).unwrap());
+    ar.entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
+        .map(|e| serde_json::from_reader(e).unwrap())
+        .unwrap_or_else(|| panic!("no manifest.json in {}", path.display()))
+}

@@ -220,14 +220,7 @@ fn pull_writes_archives_that_skopeo_reads() {
     ]))
     .unwrap();
     assert_eq!(info["Architecture"], "amd64");
-    let mut ar = tar::Archive::new(std::fs::File::open(&da).unwrap());
-    let manifest_json: Value = ar
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap())
-        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
-        .map(|e| serde_json::from_reader(e).unwrap())
-        .unwrap();
+    let manifest_json = crate::common::docker_archive_manifest(&da);
     assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!([reference]));
 
     // docker-archive for arm64 carries the arm64 config.

@@ -95,14 +95,7 @@ async fn a_registry_image_goes_into_a_layout_and_archives_through_the_sinks() {
     assert_eq!(layers, base.amd64().diff_ids);
     let info: Value = serde_json::from_str(&skopeo(&["inspect", &reference])).unwrap();
     assert_eq!(info["Architecture"], "amd64");
-    let mut ar = tar::Archive::new(std::fs::File::open(&da).unwrap());
-    let manifest_json: Value = ar
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap())
-        .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
-        .map(|e| serde_json::from_reader(e).unwrap())
-        .unwrap();
+    let manifest_json = crate::common::docker_archive_manifest(&da);
     assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!([repo_tag]));
     let mut names: Vec<String> = std::fs::read_dir(&archives)
         .unwrap()

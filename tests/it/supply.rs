@@ -147,6 +147,16 @@ pub fn refs(pair: &Pair, repo: &str, tag: &str) -> (String, String) {
     )
 }
 
+/// `boxwright sign --key KEY REF...` with the key's password.
+pub fn sign(pair: &Pair, key: &Path, refs: &[&str]) -> Run {
+    let mut c = pair.cmd();
+    c.env("COSIGN_PASSWORD", PASSWORD)
+        .arg("sign")
+        .arg("--key")
+        .arg(key);
+    run(c.args(refs))
+}
+
 pub fn build_push(pair: &Pair, dir: &Path, recipe: &Path, to: &[&str], extra: &[&str]) -> Run {
     let mut c = pair.cmd();
     c.env("COSIGN_PASSWORD", PASSWORD)
@@ -391,13 +401,7 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
 
     // sign, then attest the SBOM we read: the referrers tag keeps the SBOM
     // already listed there.
-    let signed = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
-        "sign",
-        "--key",
-        key.to_str().unwrap(),
-        &a_ref,
-        &b_ref,
-    ]));
+    let signed = sign(&pair, &key, &[&a_ref, &b_ref]);
     assert_ok(&signed);
     no_secrets(&signed, &key);
     assert_eq!(signed.stdout.trim(), digest);
@@ -690,13 +694,7 @@ fn supply_unsigned_attestations_are_counted_apart_and_each_kind_is_its_own_probl
         &["--sbom", "--provenance"],
     );
     assert_ok(&pushed);
-    let signed = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
-        "sign",
-        "--key",
-        key.to_str().unwrap(),
-        &a_ref,
-        &b_ref,
-    ]));
+    let signed = sign(&pair, &key, &[&a_ref, &b_ref]);
     assert_ok(&signed);
 
     let (v, doc) = verify_json(
@@ -901,13 +899,7 @@ fn supply_verify_resolves_each_reference_once_and_names_a_dead_registry_once() {
     let r = recipe(dir.path(), "once", 5);
     let (a_ref, b_ref) = refs(&pair, "acme/once", "1.0");
     assert_ok(&build_push(&pair, dir.path(), &r, &[&a_ref, &b_ref], &[]));
-    let signed = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
-        "sign",
-        "--key",
-        key.to_str().unwrap(),
-        &a_ref,
-        &b_ref,
-    ]));
+    let signed = sign(&pair, &key, &[&a_ref, &b_ref]);
     assert_ok(&signed);
     let dead_ref = format!("{}/acme/once:1.0", crate::support::dead_host());
     pair.reset();
