@@ -41,6 +41,7 @@
 pub mod blocking;
 pub mod build;
 pub mod cache;
+pub mod cancel;
 pub mod error;
 pub mod image;
 pub mod input;

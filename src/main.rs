@@ -1,13 +1,15 @@
 //! The `boxwright` binary: start the one async runtime of the process, parse
 //! the arguments, run the command, print results on stdout and everything
 //! else on stderr, and map errors to exit codes (0 ok, 1 operation failed,
-//! 2 bad input or usage).
+//! 2 bad input or usage, 128 + the signal's number when SIGINT or SIGTERM
+//! stopped it).
 
 mod cli;
 mod ui;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
@@ -35,7 +37,9 @@ fn main() -> ExitCode {
                     redact_secrets(&cause.to_string())
                 );
             }
-            if boxwright::error::is_bad_input(&err) {
+            if let Some(Interrupted(signal)) = err.downcast_ref() {
+                ExitCode::from(128 + signal)
+            } else if boxwright::error::is_bad_input(&err) {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -46,12 +50,59 @@ fn main() -> ExitCode {
 
 /// Every command runs on this one runtime; synchronous work (the build's
 /// rayon threads) runs on its blocking pool.
+///
+/// SIGINT or SIGTERM cancels the run ([`boxwright::cancel`]): the command's
+/// future is dropped, which removes the temporary files it holds, and the
+/// blocking threads are given a few seconds to stop at their next block
+/// and remove theirs. An output being replaced is left as it was.
 fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(cli::run(cli))
+    let outcome = rt.block_on(async {
+        // A task of its own, so that it is heard while the command's
+        // future is busy on this thread.
+        let signal = tokio::spawn(interrupted());
+        tokio::select! {
+            r = cli::run(cli) => Ok(r),
+            s = signal => Err(s),
+        }
+    });
+    match outcome {
+        Ok(r) => r,
+        Err(Ok(Ok(signal))) => {
+            rt.shutdown_timeout(Duration::from_secs(10));
+            Err(Interrupted(signal).into())
+        }
+        Err(Ok(Err(e))) => Err(e.context("listening for SIGINT and SIGTERM")),
+        Err(Err(e)) => Err(anyhow::Error::new(e).context("listening for SIGINT and SIGTERM")),
+    }
+}
+
+/// The run was stopped by this signal (its number).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {}: the run stopped", signal_name(*.0))]
+struct Interrupted(u8);
+
+fn signal_name(n: u8) -> &'static str {
+    match n {
+        2 => "SIGINT",
+        _ => "SIGTERM",
+    }
+}
+
+/// The first SIGINT or SIGTERM, after the run is marked cancelled.
+async fn interrupted() -> Result<u8> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let n = tokio::select! {
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
+    };
+    boxwright::cancel::request();
+    Ok(n)
 }
 
 /// Only a closed stdout: any other broken pipe is a failure.

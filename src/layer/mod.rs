@@ -17,12 +17,11 @@ use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use sha2::{Digest as _, Sha256};
 
 pub use codec::{decoder, Codec};
 
 use crate::image::layout::LayoutWriter;
-use crate::oci::{Descriptor, Digest};
+use crate::oci::{Descriptor, Digest, Hashing};
 use crate::recipe::LayerPlan;
 
 /// A layer written to a layout: its blob descriptor and its diffID.
@@ -32,44 +31,6 @@ pub struct BuiltLayer {
     pub diff_id: Digest,
     /// Size of the uncompressed tar.
     pub tar_size: u64,
-}
-
-/// A `Write` that hashes and counts what passes through.
-pub struct HashingWriter<W> {
-    pub inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    pub fn finish(self) -> (W, Digest, u64) {
-        (
-            self.inner,
-            Digest::from_sha256(self.hasher.finalize().into()),
-            self.count,
-        )
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Hears of a blob's bytes, in order, as they are written
@@ -163,7 +124,7 @@ pub fn build_layer(
 ) -> Result<BuiltLayer> {
     let tmp = layout.temp_blob()?;
     let file = tmp.reopen().context("opening the temporary layer file")?;
-    let blob = HashingWriter::new(Tee {
+    let blob = Hashing::new(Tee {
         inner: BufWriter::with_capacity(1 << 20, file),
         copy: on_compressed,
     });
@@ -178,7 +139,7 @@ pub fn build_layer(
         codec => {
             let compressor =
                 compress::ParallelCompressor::new(codec, compression.level, pool.clone(), blob);
-            let mut tar_hash = HashingWriter::new(compressor);
+            let mut tar_hash = Hashing::new(compressor);
             tar::write_archive(plan.entries()?, mtime, &mut tar_hash, on_bytes)?;
             let (compressor, diff_id, tar_size) = tar_hash.finish();
             let (inner, digest, size) = compressor.finish()?.finish();

@@ -36,11 +36,15 @@ impl Digest {
     }
 }
 
-/// A writer that passes its bytes on to `inner` and hashes the bytes that
-/// `inner` took. (A [`Sha256`] alone is a writer too, for hashing only.)
+/// A writer that passes its bytes on to `inner` and hashes and counts the
+/// bytes that `inner` took. (A [`Sha256`] alone is a writer too, for
+/// hashing only.) Once the run is cancelled ([`crate::cancel`]) it takes
+/// no more bytes: every long write of a build passes through one, so a
+/// cancelled build stops at its next block.
 pub struct Hashing<W> {
     pub inner: W,
     hash: Sha256,
+    count: u64,
 }
 
 impl<W: Write> Hashing<W> {
@@ -48,6 +52,7 @@ impl<W: Write> Hashing<W> {
         Hashing {
             inner,
             hash: Sha256::new(),
+            count: 0,
         }
     }
 
@@ -55,12 +60,25 @@ impl<W: Write> Hashing<W> {
     pub fn digest(&self) -> Digest {
         Digest::from_sha256(self.hash.clone().finalize().into())
     }
+
+    /// The inner writer, the digest and the number of bytes written.
+    pub fn finish(self) -> (W, Digest, u64) {
+        let (inner, sha256, count) = self.finish_sha256();
+        (inner, Digest::from_sha256(sha256), count)
+    }
+
+    /// [`Hashing::finish`] with the bare sha256.
+    pub fn finish_sha256(self) -> (W, [u8; 32], u64) {
+        (self.inner, self.hash.finalize().into(), self.count)
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::cancel::check()?;
         let n = self.inner.write(buf)?;
         self.hash.update(&buf[..n]);
+        self.count += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -19,8 +19,8 @@ use std::time::SystemTime;
 
 use super::key::settled;
 use crate::input::open_own;
-use crate::layer::HashingWriter;
 use crate::oci::Digest;
+use crate::oci::Hashing;
 use crate::recipe::Stamp;
 
 /// Blobs being checked on a thread of their own.
@@ -110,7 +110,7 @@ fn check(path: &Path, digest: &Digest, stop: &AtomicBool) -> Option<Stamp> {
     if !meta.is_file() || !settled(stamp.mtime_ns, at) {
         return None;
     }
-    let mut w = HashingWriter::new(std::io::sink());
+    let mut w = Hashing::new(std::io::sink());
     let mut buf = vec![0; 1 << 20];
     loop {
         if stop.load(Ordering::SeqCst) {

@@ -347,7 +347,7 @@ fn file_sha256(src: &Path, size: u64, stamp: &Stamp, index: &Mutex<StatIndex>) -
     let at = SystemTime::now();
     let (mut f, meta) = open_regular(src).with_context(|| format!("opening {}", src.display()))?;
     let whole = meta.len() == size;
-    let mut h = Sha256::new();
+    let mut h = crate::oci::Hashing::new(std::io::sink());
     let n = std::io::copy(&mut (&mut f).take(size), &mut h)
         .with_context(|| format!("reading {}", src.display()))?;
     if n != size {
@@ -356,7 +356,7 @@ fn file_sha256(src: &Path, size: u64, stamp: &Stamp, index: &Mutex<StatIndex>) -
             src.display()
         ));
     }
-    let sha: [u8; 32] = h.finalize().into();
+    let sha = h.finish_sha256().1;
     if whole {
         index
             .lock()

@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::cache::BlobCache;
 use crate::image::layout::LayoutWriter;
 use crate::input::open_own;
-use crate::layer::{BuiltLayer, HashingWriter};
+use crate::layer::BuiltLayer;
+use crate::oci::Hashing;
 use crate::oci::{Descriptor, Digest};
 use crate::recipe::{Canon, LayerPlan, Stamp};
 use ahead::Ahead;
@@ -207,7 +208,7 @@ impl LayerCache {
                 .is_ok_and(|m| Stamp::of(&m) == stamp && m.len() == record.size)
         });
         if !checked {
-            let mut w = HashingWriter::new(std::io::sink());
+            let mut w = Hashing::new(std::io::sink());
             let mut r = std::io::BufReader::with_capacity(1 << 20, (&mut f).take(record.size));
             let read = std::io::copy(&mut r, &mut w);
             let (_, digest, size) = w.finish();

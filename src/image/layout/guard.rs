@@ -178,7 +178,7 @@ pub fn check_digest(root: &Path, f: &LayoutFile, d: &Descriptor) -> Result<FileI
 
 /// The digest and length of what `r` holds from where it is to its end.
 pub fn hash(mut r: impl Read) -> io::Result<(Digest, u64)> {
-    let mut h = crate::layer::HashingWriter::new(io::sink());
+    let mut h = crate::oci::Hashing::new(io::sink());
     io::copy(&mut r, &mut h)?;
     let (_, digest, size) = h.finish();
     Ok((digest, size))

@@ -70,6 +70,7 @@ pub fn generate_blob(
     let mut left = size;
     while left > 0 {
         let n = left.min(buf.len() as u64) as usize;
+        crate::cancel::check()?;
         rng.fill(&mut buf[..n]);
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n])?;

@@ -1,0 +1,178 @@
+//! SIGINT and SIGTERM stop a run: it exits with 128 + the signal's number
+//! within moments, the temporary directories it made are removed, an output
+//! being replaced is left as it was, and no tag is written.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{assert_ok, boxwright, run, write};
+use crate::env::Env;
+use crate::support::tempdir;
+use crate::support::Registry;
+
+/// The entries of `dir` whose names start with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A recipe with one layer of 8 GiB of zeros (sparse on disk): compressing
+/// it takes minutes, so a signal always finds the build at work.
+fn big_recipe(dir: &Path) -> PathBuf {
+    fs::File::create(dir.join("big.bin"))
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let recipe = dir.join("big.toml");
+    write(
+        &recipe,
+        "[image]\nname = \"t\"\n\n[[layer]]\n[[layer.entry]]\nsrc = \"big.bin\"\ndest = \"/big\"\n",
+    );
+    recipe
+}
+
+/// Waits until `ready` (the child still running), sends `signal`, and
+/// returns the exit code and how long the child took to end after it.
+fn signal_when(
+    mut child: Child,
+    signal: &str,
+    ready: impl Fn() -> bool,
+) -> (Option<i32>, Duration) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be interrupted"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never got going"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Let it be at work past the point `ready` saw.
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    let killed = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    (status.code(), sent.elapsed())
+}
+
+/// Figure: a build interrupted while it writes `out` over an earlier
+/// layout exits 130 (SIGINT) or 143 (SIGTERM) within 5 s, the earlier
+/// layout is as it was, and no `.out.tmp-*` directory is left.
+#[test]
+fn an_interrupted_build_removes_its_temporary_layout_and_keeps_the_old_one() {
+    let t = tempdir();
+    write(
+        &t.path().join("small.toml"),
+        "[image]\nname = \"t\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/x\"\n",
+    );
+    assert_ok(&run(boxwright()
+        .args(["build", "--quiet", "-o", "out", "small.toml"])
+        .current_dir(t.path())));
+    let before = fs::read(t.path().join("out/index.json")).unwrap();
+    let recipe = big_recipe(t.path());
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let child = boxwright()
+            .args(["build", "--quiet", "-j", "1", "--cache-dir"])
+            .arg(t.path().join(format!("cache-{signal}")))
+            .args(["-o", "out"])
+            .arg(&recipe)
+            .current_dir(t.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (got, took) = signal_when(child, signal, || {
+            named(t.path(), ".out.tmp-")
+                .iter()
+                .any(|d| d.join("blobs/sha256").is_dir())
+        });
+        assert_eq!(got, Some(code), "SIG{signal}");
+        assert!(took < Duration::from_secs(5), "SIG{signal}: {took:?}");
+        assert_eq!(named(t.path(), ".out.tmp-"), Vec::<PathBuf>::new());
+        assert_eq!(fs::read(t.path().join("out/index.json")).unwrap(), before);
+    }
+}
+
+/// Figure: `build --push` interrupted while its layer streams leaves no
+/// `boxwright-build-*` directory in TMPDIR and no tag on the registry.
+#[test]
+fn an_interrupted_build_push_removes_its_scratch_layout_and_tags_nothing() {
+    let reg = Registry::start();
+    let t = tempdir();
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let recipe = big_recipe(t.path());
+    let env = Env::new();
+    let child = env
+        .cmd()
+        .args(["build", "--push", "--quiet", "-j", "1", "--no-cache"])
+        .args(["--to", &format!("{}/acme/big:1.0", reg.host())])
+        .arg(&recipe)
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (got, took) = signal_when(child, "TERM", || {
+        !named(&tmp, "boxwright-build-").is_empty()
+    });
+    assert_eq!(got, Some(143));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(named(&tmp, ""), Vec::<PathBuf>::new());
+    let tag = crate::support::try_skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/acme/big:1.0", reg.host()),
+    ]);
+    assert!(tag.is_err(), "the tag was written: {tag:?}");
+}
+
+/// Figure: bench interrupted while it generates its blobs exits 130 and
+/// leaves nothing in its work directory.
+#[test]
+fn an_interrupted_bench_removes_its_blobs() {
+    let reg = Registry::start();
+    let t = tempdir();
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let child = boxwright()
+        .args([
+            "bench",
+            "--quiet",
+            "--blobs",
+            "2",
+            "--size",
+            "8GiB",
+            "--work-dir",
+        ])
+        .arg(&work)
+        .args(["--to", &format!("{}/acme/bench", reg.host())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (got, took) = signal_when(child, "INT", || {
+        named(&work, "boxwright-bench-")
+            .iter()
+            .any(|d| fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()))
+    });
+    assert_eq!(got, Some(130));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(named(&work, ""), Vec::<PathBuf>::new());
+}
