@@ -53,32 +53,34 @@ fn main() -> ExitCode {
 ///
 /// SIGINT or SIGTERM cancels the run ([`boxwright::cancel`]): the command's
 /// future is dropped, which removes the temporary files it holds, and the
-/// blocking threads are given a few seconds to stop at their next block
-/// and remove theirs. An output being replaced is left as it was.
+/// blocking threads are given [`GRACE`] to stop at their next block and
+/// remove theirs. An output being replaced is left as it was.
 fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let outcome = rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
         // A task of its own, so that it is heard while the command's
         // future is busy on this thread.
-        let signal = tokio::spawn(interrupted());
+        tokio::spawn(listen(tx));
         tokio::select! {
-            r = cli::run(cli) => Ok(r),
-            s = signal => Err(s),
+            r = cli::run(cli) => r,
+            // Without a listener (signals could not be set up), the run goes on.
+            Ok(signal) = &mut rx => Err(Interrupted(signal).into()),
         }
     });
-    match outcome {
-        Ok(r) => r,
-        Err(Ok(Ok(signal))) => {
-            rt.shutdown_timeout(Duration::from_secs(10));
-            Err(Interrupted(signal).into())
+    if let Err(e) = &outcome {
+        if e.is::<Interrupted>() {
+            rt.shutdown_timeout(GRACE);
         }
-        Err(Ok(Err(e))) => Err(e.context("listening for SIGINT and SIGTERM")),
-        Err(Err(e)) => Err(anyhow::Error::new(e).context("listening for SIGINT and SIGTERM")),
     }
+    outcome
 }
+
+/// How long an interrupted run's blocking work has to stop.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// The run was stopped by this signal (its number).
 #[derive(Debug, thiserror::Error)]
@@ -92,17 +94,32 @@ fn signal_name(n: u8) -> &'static str {
     }
 }
 
-/// The first SIGINT or SIGTERM, after the run is marked cancelled.
-async fn interrupted() -> Result<u8> {
+/// Waits for SIGINT or SIGTERM, marks the run cancelled and tells `stop`.
+/// The command's future is dropped only when its thread is free: one
+/// blocked in a read (a password typed on a terminal) is not. So a second
+/// signal, or [`GRACE`] without the run having ended, ends the process
+/// here.
+async fn listen(stop: tokio::sync::oneshot::Sender<u8>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
     let n = tokio::select! {
         _ = int.recv() => 2,
         _ = term.recv() => 15,
     };
     boxwright::cancel::request();
-    Ok(n)
+    let _ = stop.send(n);
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = tokio::time::sleep(GRACE) => {}
+    }
+    eprintln!("error: {}", Interrupted(n));
+    std::process::exit(128 + i32::from(n));
 }
 
 /// Only a closed stdout: any other broken pipe is a failure.

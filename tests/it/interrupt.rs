@@ -66,8 +66,25 @@ fn signal_when(
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
-    (status.code(), sent.elapsed())
+    let code = ended_within(&mut child, Duration::from_secs(30));
+    (code, sent.elapsed())
+}
+
+/// The child's exit code once it ends; killed (and the test failed) when
+/// it has not ended within `limit`.
+fn ended_within(child: &mut Child, limit: Duration) -> Option<i32> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("still running {limit:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Figure: a build interrupted while it writes `out` over an earlier
@@ -175,4 +192,48 @@ fn an_interrupted_bench_removes_its_blobs() {
     assert_eq!(got, Some(130));
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(named(&work, ""), Vec::<PathBuf>::new());
+}
+
+/// Figure: a command blocked reading stdin (`login --password-stdin`, the
+/// password never coming) still ends on SIGINT, with 130, within the grace
+/// of a few seconds; a second SIGINT ends it at once; the docker config
+/// is not written.
+#[test]
+fn a_run_blocked_in_a_read_still_ends_on_a_signal() {
+    for twice in [false, true] {
+        let env = Env::new();
+        let mut child = env
+            .cmd()
+            .args(["login", "-u", "me", "--password-stdin", "--no-verify"])
+            .arg("registry.example")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Held open, never written: the read waits.
+        let _stdin = child.stdin.take();
+        std::thread::sleep(Duration::from_millis(500));
+        let sent = Instant::now();
+        let kill = |child: &Child| {
+            Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap()
+        };
+        assert!(kill(&child).success());
+        if twice {
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(kill(&child).success());
+        }
+        let code = ended_within(&mut child, Duration::from_secs(15));
+        let took = sent.elapsed();
+        assert_eq!(code, Some(130));
+        let bound = if twice { 2 } else { 10 };
+        assert!(
+            took < Duration::from_secs(bound),
+            "twice: {twice}: {took:?}"
+        );
+        assert!(!env.config_dir().join("config.json").exists());
+    }
 }
