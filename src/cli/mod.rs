@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let (reporter, _bars) = crate::ui::reporter(cli.quiet, cli.verbose);
     match cli.command {
         Command::Build(args) => build::run(args, reporter).await,
-        Command::Inspect(args) => inspect::run(args),
+        Command::Inspect(args) => inspect::run(args, reporter).await,
         Command::Push(args) => push::run(args, reporter).await,
         Command::Login(args) => login::run_login(args, reporter).await,
         Command::Logout(args) => login::run_logout(args, reporter),

@@ -1,14 +1,23 @@
-//! `inspect`: what an OCI layout holds (manifest, config, layers, sizes,
-//! digests), read-only like the other operations on built images. Plain
-//! inspection reads `index.json`, manifests and configs, never a layer;
-//! [`check`] (`inspect --check`) reads every blob to its end.
+//! `inspect`: what an image holds (manifest, config, layers, sizes,
+//! digests), from any [`ImageSource`]: an OCI layout or a registry. Plain
+//! inspection reads the manifests and configs, never a layer. `inspect
+//! --check` checks every blob: in a layout, read to its end ([`check`]); in
+//! a registry, asked for with HEAD, present and of its size
+//! ([`check_registry`]).
+
+use std::future::Future;
+use std::io::Read as _;
 
 use serde::Serialize;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
+use crate::error::bad_input;
 use crate::image::layout::{guard, Layout};
+use crate::image::remote::RegistryImage;
+use crate::image::ImageSource;
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest};
+use crate::registry::{ErrorKind, RegistryError};
 
 #[derive(Debug, Serialize)]
 pub struct Inspection {
@@ -28,13 +37,14 @@ pub struct ImageInfo {
     pub config: ImageConfig,
 }
 
-/// Inspect image `name` (or the only image) of the layout at `layout`.
-pub fn inspect(layout: &Layout, name: Option<&str>) -> Result<Inspection> {
-    let descriptor = layout.resolve(name)?;
+/// Inspect the image `src` serves: its root and, for an index, every image
+/// manifest it lists, each with its config. Layers are not read.
+pub async fn inspect(src: &dyn ImageSource) -> Result<Inspection> {
+    let descriptor = src.root().clone();
     let mut images = Vec::new();
     let mut index = None;
     let manifests = if oci::is_index_media_type(&descriptor.media_type) {
-        let idx: Index = layout.read_json(&descriptor)?;
+        let idx: Index = parse(src, &descriptor, &src.manifest(&descriptor).await?)?;
         let m = idx.manifests.clone();
         index = Some(idx);
         m
@@ -45,8 +55,12 @@ pub fn inspect(layout: &Layout, name: Option<&str>) -> Result<Inspection> {
         if !oci::is_manifest_media_type(&d.media_type) {
             continue;
         }
-        let manifest: Manifest = layout.read_json(&d)?;
-        let config: ImageConfig = layout.read_json(&manifest.config)?;
+        let manifest: Manifest = parse(src, &d, &src.manifest(&d).await?)?;
+        let config: ImageConfig = parse(
+            src,
+            &manifest.config,
+            &read_config(src, &manifest.config).await?,
+        )?;
         let platform = config.platform.to_string();
         images.push(ImageInfo {
             platform,
@@ -59,6 +73,39 @@ pub fn inspect(layout: &Layout, name: Option<&str>) -> Result<Inspection> {
         descriptor,
         index,
         images,
+    })
+}
+
+/// The config blob `d` of `src`, refused above [`guard::MAX_DOCUMENT`].
+async fn read_config(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
+    let cap = guard::MAX_DOCUMENT;
+    if d.size > cap {
+        return Err(bad_input(format!(
+            "{}: a config of {} bytes; at most {cap} are read",
+            src.locate(d),
+            d.size
+        )));
+    }
+    let path = src.blob(d).await?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(cap + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Document `d` of `src`, parsed; bad input naming where it is otherwise.
+fn parse<T: serde::de::DeserializeOwned>(
+    src: &dyn ImageSource,
+    d: &Descriptor,
+    bytes: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        bad_input(format!(
+            "{}: not a valid {}: {e}",
+            src.locate(d),
+            d.media_type
+        ))
     })
 }
 
@@ -82,6 +129,8 @@ pub enum BlobStatus {
     Invalid,
     /// A non-distributable layer that is absent, as such layers may be.
     Foreign,
+    /// A registry that could not say (it answered an error, or nothing).
+    Unknown,
 }
 
 impl BlobStatus {
@@ -96,6 +145,7 @@ impl BlobStatus {
             BlobStatus::NotRegular => "not-regular",
             BlobStatus::Invalid => "invalid",
             BlobStatus::Foreign => "foreign",
+            BlobStatus::Unknown => "unknown",
         }
     }
 
@@ -139,22 +189,138 @@ impl Check {
 /// and their children checked in turn; a blob that fails is reported, never
 /// an error (errors are for a layout that cannot be opened or an unknown
 /// name).
-pub fn check(layout: &Layout, name: Option<&str>) -> Result<Check> {
+pub async fn check(layout: &Layout, name: Option<&str>) -> Result<Check> {
     let root = layout.resolve(name)?;
+    let probe = |d: &Descriptor, document: bool| {
+        let (status, detail) = check_blob(layout, d);
+        let probed = if !document || status != BlobStatus::Ok {
+            Probed {
+                status,
+                detail,
+                document: None,
+            }
+        } else {
+            match layout.read_blob(d) {
+                Ok(bytes) => Probed::document(bytes),
+                Err(e) => Probed {
+                    status: BlobStatus::Invalid,
+                    detail: Some(format!("{e:#}")),
+                    document: None,
+                },
+            }
+        };
+        std::future::ready(probed)
+    };
+    Ok(walk(root, probe).await)
+}
+
+/// Check every blob of the image `img` in its registry, without
+/// downloading a layer: manifests and indexes are fetched (checked against
+/// their digests by the client) and parsed, their children checked in
+/// turn; configs and layers are asked for with HEAD, present and of their
+/// descriptors' size. A registry that answers an error or nothing gives
+/// [`BlobStatus::Unknown`] for that blob, with why.
+pub async fn check_registry(img: &RegistryImage) -> Check {
+    let probe = |d: &Descriptor, document: bool| {
+        let d = d.clone();
+        async move {
+            if document {
+                return match img.manifest(&d).await {
+                    Ok(bytes) => Probed::document(bytes.to_vec()),
+                    Err(e) => Probed::failed(&e),
+                };
+            }
+            match img.blob_size(&d.digest).await {
+                Ok(Some(n)) if n == d.size => Probed::ok(),
+                Ok(Some(n)) => Probed {
+                    status: if n < d.size {
+                        BlobStatus::Truncated
+                    } else {
+                        BlobStatus::Oversized
+                    },
+                    detail: Some(format!(
+                        "the registry holds {n} bytes, the descriptor says {}",
+                        d.size
+                    )),
+                    document: None,
+                },
+                Ok(None) => Probed {
+                    status: BlobStatus::Missing,
+                    detail: None,
+                    document: None,
+                },
+                Err(e) => Probed::failed(&e.into()),
+            }
+        }
+    };
+    walk(img.root().clone(), probe).await
+}
+
+/// What a check learnt of one blob: its status and why, and for a manifest
+/// or index that checked out, its bytes.
+struct Probed {
+    status: BlobStatus,
+    detail: Option<String>,
+    document: Option<Vec<u8>>,
+}
+
+impl Probed {
+    fn ok() -> Probed {
+        Probed {
+            status: BlobStatus::Ok,
+            detail: None,
+            document: None,
+        }
+    }
+
+    fn document(bytes: Vec<u8>) -> Probed {
+        Probed {
+            document: Some(bytes),
+            ..Probed::ok()
+        }
+    }
+
+    /// A registry's error: missing for a 404, corrupt for content that does
+    /// not match its digest, unknown for the rest.
+    fn failed(e: &anyhow::Error) -> Probed {
+        let status = match e.downcast_ref::<RegistryError>().map(|r| &r.kind) {
+            Some(ErrorKind::Status { status: 404, .. }) => BlobStatus::Missing,
+            Some(ErrorKind::DigestMismatch { .. }) => BlobStatus::Corrupt,
+            _ => BlobStatus::Unknown,
+        };
+        Probed {
+            status,
+            detail: Some(format!("{e:#}")),
+            document: None,
+        }
+    }
+}
+
+/// Every blob reachable from `root`, each once, parents before children,
+/// as `probe` finds it (told whether the blob is a manifest or index).
+async fn walk<'a, F, Fut>(root: Descriptor, probe: F) -> Check
+where
+    F: Fn(&Descriptor, bool) -> Fut,
+    Fut: Future<Output = Probed> + 'a,
+{
     let mut blobs: Vec<BlobCheck> = Vec::new();
     let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
     while let Some((d, depth)) = queue.pop_front() {
         if blobs.iter().any(|b| b.digest == d.digest) {
             continue;
         }
-        let (mut status, mut detail) = check_blob(layout, &d);
+        let is_document =
+            oci::is_index_media_type(&d.media_type) || oci::is_manifest_media_type(&d.media_type);
+        let Probed {
+            mut status,
+            mut detail,
+            document,
+        } = probe(&d, is_document).await;
         if status == BlobStatus::Missing && oci::is_non_distributable(&d.media_type) {
             status = BlobStatus::Foreign;
         }
-        let is_document =
-            oci::is_index_media_type(&d.media_type) || oci::is_manifest_media_type(&d.media_type);
-        if status == BlobStatus::Ok && is_document {
-            match children(layout, &d, depth) {
+        if let Some(bytes) = document.filter(|_| status == BlobStatus::Ok) {
+            match children(&bytes, &d, depth) {
                 Ok(c) => queue.extend(c.into_iter().map(|c| (c, depth + 1))),
                 Err(e) => {
                     status = BlobStatus::Invalid;
@@ -170,16 +336,15 @@ pub fn check(layout: &Layout, name: Option<&str>) -> Result<Check> {
             detail,
         });
     }
-    Ok(Check {
+    Check {
         ok: !blobs.iter().any(|b| b.status.failed()),
         blobs,
-    })
+    }
 }
 
 /// The blobs a manifest or index (already checked) names.
-fn children(layout: &Layout, d: &Descriptor, depth: usize) -> Result<Vec<Descriptor>> {
-    let bytes = layout.read_blob(d)?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+fn children(bytes: &[u8], d: &Descriptor, depth: usize) -> Result<Vec<Descriptor>> {
+    let v: serde_json::Value = serde_json::from_slice(bytes)?;
     if v.get("manifests").is_some() || oci::is_index_media_type(&d.media_type) {
         if depth >= crate::image::MAX_DEPTH {
             anyhow::bail!("indexes nested too deep");

@@ -459,11 +459,12 @@ fn read_all(dir: &Path, rt: &tokio::runtime::Runtime) -> Vec<String> {
     };
     judge(
         "inspect",
-        Layout::open(dir).and_then(|l| inspect::inspect(&l, None).map(|_| ())),
+        LayoutImage::open(dir, None)
+            .and_then(|img| rt.block_on(inspect::inspect(&img)).map(|_| ())),
     );
     judge(
         "inspect --check",
-        Layout::open(dir).and_then(|l| inspect::check(&l, None).map(|_| ())),
+        Layout::open(dir).and_then(|l| rt.block_on(inspect::check(&l, None)).map(|_| ())),
     );
     judge(
         "push reader",

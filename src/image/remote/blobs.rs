@@ -278,6 +278,12 @@ impl RegistryImage {
         }
     }
 
+    /// The size of blob `d` in the repository (HEAD), `None` when it is
+    /// not there.
+    pub async fn blob_size(&self, d: &Digest) -> Result<Option<u64>, RegistryError> {
+        self.blobs.repo().blob_exists(d).await
+    }
+
     /// GET a manifest by digest (checked by the client against it).
     pub async fn fetch_manifest(&self, d: &Digest) -> Result<(Bytes, String)> {
         self.blobs.manifest(d).await

@@ -1,0 +1,127 @@
+//! `inspect REF`: an image in a registry, shown as its layout would be,
+//! fetching its manifests and config and no layer; `--check` asks for
+//! every blob with HEAD and names the one the registry lost.
+
+use serde_json::Value;
+
+use crate::common::{assert_code, assert_ok, run};
+use crate::env::Env;
+use crate::support::{tempdir, tiny_oci_layout, FaultProxy, Registry};
+
+/// Figures: the registry image inspects as its layout does (the same
+/// `images`), its root is the pushed manifest, and only the manifest and
+/// the config were fetched (no layer GET); `--check` sends one HEAD per
+/// config and layer, finds all three blobs ok, and GETs no layer either.
+#[test]
+fn a_registry_image_inspects_as_its_layout_does_without_its_layers() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let env = Env::new();
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    let img = tiny_oci_layout(&layout, "1", b"inspect me");
+    let reference = format!("{}/acme/app:1", proxy.host());
+    assert_ok(&run(env
+        .cmd()
+        .arg("push")
+        .arg(&layout)
+        .args(["--to", &reference])));
+
+    let local = run(env.cmd().args(["inspect", "--json"]).arg(&layout));
+    assert_ok(&local);
+    let local: Value = serde_json::from_str(&local.stdout).unwrap();
+    proxy.reset();
+    let remote = run(env
+        .cmd()
+        .args(["inspect", "--json", &reference, "--cache-dir"])
+        .arg(env.cache()));
+    assert_ok(&remote);
+    let remote: Value = serde_json::from_str(&remote.stdout).unwrap();
+    assert_eq!(remote["descriptor"]["digest"], img.manifest_digest.as_str());
+    assert_eq!(remote["images"], local["images"]);
+    let blob_gets: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.method == "GET" && e.path.contains("/blobs/"))
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(blob_gets.len(), 1, "{blob_gets:?}");
+    assert!(blob_gets[0].ends_with(&img.config_digest), "{blob_gets:?}");
+
+    proxy.reset();
+    let checked = run(env.cmd().args(["inspect", "--check", "--json", &reference]));
+    assert_ok(&checked);
+    let checked: Value = serde_json::from_str(&checked.stdout).unwrap();
+    assert_eq!(checked["check"]["ok"], true, "{checked}");
+    let statuses: Vec<&str> = checked["check"]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ok", "ok", "ok"], "{checked}");
+    let log = proxy.log();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.method == "HEAD" && e.path.contains("/blobs/"))
+            .count(),
+        2
+    );
+    assert!(!log
+        .iter()
+        .any(|e| e.method == "GET" && e.path.ends_with(&img.layer_digest)));
+}
+
+/// Figures: a registry that lost a layer's data answers its HEAD with 404;
+/// `inspect --check` reports that layer `missing` (the rest ok), still
+/// prints the inspection, and exits 1 naming the reference.
+#[test]
+fn check_names_the_layer_a_registry_lost() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    let img = tiny_oci_layout(&layout, "1", b"lose my layer");
+    let reference = format!("{}/acme/app:1", reg.host());
+    assert_ok(&run(env
+        .cmd()
+        .arg("push")
+        .arg(&layout)
+        .args(["--to", &reference])));
+    let hex = img.layer_digest.trim_start_matches("sha256:");
+    std::fs::remove_dir_all(
+        reg.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex),
+    )
+    .unwrap();
+
+    let r = run(env.cmd().args(["inspect", "--check", "--json", &reference]));
+    assert_code(&r, 1);
+    assert!(r.stderr.contains(&reference), "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["check"]["ok"], false);
+    assert_eq!(v["descriptor"]["digest"], img.manifest_digest.as_str());
+    for b in v["check"]["blobs"].as_array().unwrap() {
+        let want = if b["digest"] == img.layer_digest.as_str() {
+            "missing"
+        } else {
+            "ok"
+        };
+        assert_eq!(b["status"], want, "{v}");
+    }
+}
+
+/// Figure: a reference the registry does not hold is an error naming it
+/// (exit 1), with nothing on stdout.
+#[test]
+fn an_unknown_tag_is_an_error_naming_it() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let reference = format!("{}/acme/none:1", reg.host());
+    let r = run(env.cmd().args(["inspect", &reference]));
+    assert_code(&r, 1);
+    assert!(r.stderr.contains("acme/none"), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+}
