@@ -16,11 +16,11 @@ use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 
 use crate::cache::BlobCache;
 use crate::error::bad_input;
-use crate::image::layout::{guard, LayoutImage, LayoutWriter};
+use crate::image::layout::{LayoutImage, LayoutWriter};
 use crate::image::remote::{
     oci_layer_media_type, select, RegistryBase, RegistryImage, ServedReport,
 };
-use crate::image::ImageSource;
+use crate::image::{parse_document, read_config, ImageSource};
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::recipe::Base;
 use crate::registry::{CredentialStore, Reference};
@@ -260,32 +260,20 @@ async fn platform_image(
         .manifest(&root)
         .await
         .with_context(|| what.to_string())?;
-    let shape: serde_json::Value = parse(src, &root, &top)?;
+    let shape: serde_json::Value = parse_document(src, &root, &top)?;
     let is_index = oci::is_index_media_type(&root.media_type) || shape.get("manifests").is_some();
     let (manifest_desc, manifest): (Descriptor, Manifest) = if is_index {
-        let index: Index = parse(src, &root, &top)?;
+        let index: Index = parse_document(src, &root, &top)?;
         let d = select(&index, platform, what)?;
         let bytes = src.manifest(&d).await.with_context(|| what.to_string())?;
-        let m = parse(src, &d, &bytes)?;
+        let m = parse_document(src, &d, &bytes)?;
         (d, m)
     } else {
-        let m = parse(src, &root, &top)?;
+        let m = parse_document(src, &root, &top)?;
         (root, m)
     };
-    if manifest.config.size > guard::MAX_DOCUMENT {
-        return Err(bad_input(format!(
-            "{what}: its config {} has {} bytes, more than the {} a config may have",
-            manifest.config.digest,
-            manifest.config.size,
-            guard::MAX_DOCUMENT
-        )));
-    }
-    let config_path = src
-        .blob(&manifest.config)
-        .await
-        .with_context(|| what.to_string())?;
-    let config_bytes = guard::read_document_at(&config_path, &manifest.config)?;
-    let config: ImageConfig = parse(src, &manifest.config, &config_bytes)?;
+    let config_bytes = read_config(src, &manifest.config, what).await?;
+    let config: ImageConfig = parse_document(src, &manifest.config, &config_bytes)?;
     if config.platform.os != platform.os || config.platform.architecture != platform.architecture {
         return Err(bad_input(format!(
             "{what} is for {}/{}, but the recipe builds {platform}",
@@ -300,26 +288,6 @@ async fn platform_image(
         )));
     }
     Ok((manifest_desc, manifest, config))
-}
-
-/// Parse the JSON document `desc` of `src`: bad input naming it when it
-/// does not parse.
-fn parse<T: serde::de::DeserializeOwned>(
-    src: &dyn ImageSource,
-    desc: &Descriptor,
-    bytes: &[u8],
-) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        bad_input(format!(
-            "{}: not a valid {}: {e}",
-            src.locate(desc),
-            if desc.media_type.is_empty() {
-                "document"
-            } else {
-                &desc.media_type
-            }
-        ))
-    })
 }
 
 /// Run `f` on this thread. A layout's reads are file reads, which need no

@@ -266,5 +266,39 @@ pub(crate) fn held<'a, T: Clone + Send + 'a>(
     Box::pin(std::future::ready(found))
 }
 
+/// Parse the JSON document `desc` of `src`: bad input naming where it is
+/// when it does not parse.
+pub fn parse_document<T: serde::de::DeserializeOwned>(
+    src: &dyn ImageSource,
+    desc: &Descriptor,
+    bytes: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        bad_input(format!(
+            "{}: not a valid {}: {e}",
+            src.locate(desc),
+            if desc.media_type.is_empty() {
+                "document"
+            } else {
+                &desc.media_type
+            }
+        ))
+    })
+}
+
+/// The bytes of the config `desc` of the image `what` that `src` serves:
+/// bad input over [`layout::guard::MAX_DOCUMENT`], before it is fetched.
+pub async fn read_config(src: &dyn ImageSource, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
+    let cap = layout::guard::MAX_DOCUMENT;
+    if desc.size > cap {
+        return Err(bad_input(format!(
+            "{what}: its config {} has {} bytes, more than the {cap} a config may have",
+            desc.digest, desc.size
+        )));
+    }
+    let path = src.blob(desc).await.with_context(|| what.to_string())?;
+    layout::guard::read_document_at(&path, desc)
+}
+
 #[cfg(test)]
 mod tests;

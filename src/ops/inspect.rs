@@ -6,16 +6,14 @@
 //! ([`check_registry`]).
 
 use std::future::Future;
-use std::io::Read as _;
 
 use serde::Serialize;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
-use crate::error::bad_input;
 use crate::image::layout::{guard, Layout};
 use crate::image::remote::RegistryImage;
-use crate::image::ImageSource;
+use crate::image::{parse_document, read_config, ImageSource};
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest};
 use crate::registry::{ErrorKind, RegistryError};
 
@@ -44,7 +42,7 @@ pub async fn inspect(src: &dyn ImageSource) -> Result<Inspection> {
     let mut images = Vec::new();
     let mut index = None;
     let manifests = if oci::is_index_media_type(&descriptor.media_type) {
-        let idx: Index = parse(src, &descriptor, &src.manifest(&descriptor).await?)?;
+        let idx: Index = parse_document(src, &descriptor, &src.manifest(&descriptor).await?)?;
         let m = idx.manifests.clone();
         index = Some(idx);
         m
@@ -55,11 +53,11 @@ pub async fn inspect(src: &dyn ImageSource) -> Result<Inspection> {
         if !oci::is_manifest_media_type(&d.media_type) {
             continue;
         }
-        let manifest: Manifest = parse(src, &d, &src.manifest(&d).await?)?;
-        let config: ImageConfig = parse(
+        let manifest: Manifest = parse_document(src, &d, &src.manifest(&d).await?)?;
+        let config: ImageConfig = parse_document(
             src,
             &manifest.config,
-            &read_config(src, &manifest.config).await?,
+            &read_config(src, &manifest.config, &src.locate(&d)).await?,
         )?;
         let platform = config.platform.to_string();
         images.push(ImageInfo {
@@ -73,39 +71,6 @@ pub async fn inspect(src: &dyn ImageSource) -> Result<Inspection> {
         descriptor,
         index,
         images,
-    })
-}
-
-/// The config blob `d` of `src`, refused above [`guard::MAX_DOCUMENT`].
-async fn read_config(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
-    let cap = guard::MAX_DOCUMENT;
-    if d.size > cap {
-        return Err(bad_input(format!(
-            "{}: a config of {} bytes; at most {cap} are read",
-            src.locate(d),
-            d.size
-        )));
-    }
-    let path = src.blob(d).await?;
-    let mut bytes = Vec::new();
-    std::fs::File::open(&path)
-        .and_then(|f| f.take(cap + 1).read_to_end(&mut bytes))
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(bytes)
-}
-
-/// Document `d` of `src`, parsed; bad input naming where it is otherwise.
-fn parse<T: serde::de::DeserializeOwned>(
-    src: &dyn ImageSource,
-    d: &Descriptor,
-    bytes: &[u8],
-) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        bad_input(format!(
-            "{}: not a valid {}: {e}",
-            src.locate(d),
-            d.media_type
-        ))
     })
 }
 

@@ -6,7 +6,22 @@ use serde_json::Value;
 
 use crate::common::{assert_code, assert_ok, run};
 use crate::env::Env;
-use crate::support::{tempdir, tiny_oci_layout, FaultProxy, Registry};
+use crate::support::{tempdir, tiny_oci_layout, FaultProxy, Registry, TinyImage};
+
+/// A tiny image pushed to `host` as `acme/app:1`: the client environment,
+/// the directory holding its layout (`layout`), the image and the reference.
+fn pushed(host: &str, content: &[u8]) -> (Env, tempfile::TempDir, TinyImage, String) {
+    let env = Env::new();
+    let dir = tempdir();
+    let img = tiny_oci_layout(&dir.path().join("layout"), "1", content);
+    let reference = format!("{host}/acme/app:1");
+    assert_ok(&run(env
+        .cmd()
+        .arg("push")
+        .arg(dir.path().join("layout"))
+        .args(["--to", &reference])));
+    (env, dir, img, reference)
+}
 
 /// Figures: the registry image inspects as its layout does (the same
 /// `images`), its root is the pushed manifest, and only the manifest and
@@ -16,16 +31,8 @@ use crate::support::{tempdir, tiny_oci_layout, FaultProxy, Registry};
 fn a_registry_image_inspects_as_its_layout_does_without_its_layers() {
     let reg = Registry::start();
     let proxy = FaultProxy::start(&reg);
-    let env = Env::new();
-    let dir = tempdir();
+    let (env, dir, img, reference) = pushed(&proxy.host(), b"inspect me");
     let layout = dir.path().join("layout");
-    let img = tiny_oci_layout(&layout, "1", b"inspect me");
-    let reference = format!("{}/acme/app:1", proxy.host());
-    assert_ok(&run(env
-        .cmd()
-        .arg("push")
-        .arg(&layout)
-        .args(["--to", &reference])));
 
     let local = run(env.cmd().args(["inspect", "--json"]).arg(&layout));
     assert_ok(&local);
@@ -78,16 +85,7 @@ fn a_registry_image_inspects_as_its_layout_does_without_its_layers() {
 #[test]
 fn check_names_the_layer_a_registry_lost() {
     let reg = Registry::start();
-    let env = Env::new();
-    let dir = tempdir();
-    let layout = dir.path().join("layout");
-    let img = tiny_oci_layout(&layout, "1", b"lose my layer");
-    let reference = format!("{}/acme/app:1", reg.host());
-    assert_ok(&run(env
-        .cmd()
-        .arg("push")
-        .arg(&layout)
-        .args(["--to", &reference])));
+    let (env, _dir, img, reference) = pushed(&reg.host(), b"lose my layer");
     let hex = img.layer_digest.trim_start_matches("sha256:");
     std::fs::remove_dir_all(
         reg.storage_dir()
