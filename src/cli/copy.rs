@@ -41,6 +41,12 @@ pub struct CopyArgs {
     /// signatures and attestations carried along.
     #[arg(long, conflicts_with = "no_referrers")]
     pub cosign_tags: bool,
+    /// Copy even to destinations that already name the digest: every blob
+    /// is asked for there (HEAD) and what is missing is sent, which repairs
+    /// a registry that lost a blob (`inspect --check` finds one); as
+    /// regctl's --force-recursive.
+    #[arg(long)]
+    pub repair: bool,
     /// Print the copy report (source, digest, every destination and whether
     /// it names the digest, also when it was up to date already, blobs
     /// downloaded, per destination blobs uploaded/mounted/present and
@@ -60,6 +66,7 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
         platform: args.platform.clone(),
         cache_dir: args.upload.cache_dir.clone(),
         no_referrers: args.no_referrers,
+        repair: args.repair,
         attach: AttachOptions {
             legacy_tags: args.cosign_tags,
         },

@@ -55,6 +55,9 @@ pub struct CopyOptions {
     pub cache_dir: Option<PathBuf>,
     /// Copy the image only, not what is attached to it (`--no-referrers`).
     pub no_referrers: bool,
+    /// Copy to destinations that already name the digest too, asking each
+    /// for every blob (`--repair`): puts back a blob a registry lost.
+    pub repair: bool,
     /// How artifacts are written on the destinations (`--cosign-tags`).
     pub attach: AttachOptions,
 }
@@ -272,7 +275,7 @@ pub async fn copy(
         None => holding(&client, &dests, &head.digest).await,
         Some(_) => vec![false; dests.len()],
     };
-    if opts.platform.is_none() && held.iter().all(|h| *h) {
+    if opts.platform.is_none() && !opts.repair && held.iter().all(|h| *h) {
         reporter.log(
             Level::Info,
             &format!("every destination already names {}", head.digest),
@@ -304,7 +307,7 @@ pub async fn copy(
             })?;
             platform_shown = Some(want.to_string());
             held = holding(&client, &dests, &child.digest).await;
-            if held.iter().all(|h| *h) {
+            if !opts.repair && held.iter().all(|h| *h) {
                 let mut report = CopyReport::up_to_date(&src_name, &child, platform_shown, &dests);
                 report.referrers = carry_along(blobs, vec![child], all_repos).await?;
                 return Ok(report);

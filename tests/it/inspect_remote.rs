@@ -1,6 +1,7 @@
 //! `inspect REF`: an image in a registry, shown as its layout would be,
 //! fetching its manifests and config and no layer; `--check` asks for
-//! every blob with HEAD and names the one the registry lost.
+//! every blob with HEAD and names the one the registry lost, and `copy
+//! --repair` puts it back.
 
 use serde_json::Value;
 
@@ -86,14 +87,7 @@ fn a_registry_image_inspects_as_its_layout_does_without_its_layers() {
 fn check_names_the_layer_a_registry_lost() {
     let reg = Registry::start();
     let (env, _dir, img, reference) = pushed(&reg.host(), b"lose my layer");
-    let hex = img.layer_digest.trim_start_matches("sha256:");
-    std::fs::remove_dir_all(
-        reg.storage_dir()
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex),
-    )
-    .unwrap();
+    lose_blob(&reg, &img.layer_digest);
 
     let r = run(env.cmd().args(["inspect", "--check", "--json", &reference]));
     assert_code(&r, 1);
@@ -109,6 +103,71 @@ fn check_names_the_layer_a_registry_lost() {
         };
         assert_eq!(b["status"], want, "{v}");
     }
+}
+
+/// Removes the data of blob `digest` from `reg`'s storage, as a storage
+/// fault would: the registry still lists it in the repository, and
+/// answers 404 for it.
+fn lose_blob(reg: &Registry, digest: &str) {
+    let hex = digest.trim_start_matches("sha256:");
+    std::fs::remove_dir_all(
+        reg.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex),
+    )
+    .unwrap();
+}
+
+/// Figures: the backup lost a layer; a plain `copy` from the primary finds
+/// the tag in place and sends nothing (up to date), so `inspect --check`
+/// still fails; `copy --repair` uploads that one blob (the config is found
+/// present), after which the check passes and skopeo copies the image
+/// out of the backup.
+#[test]
+fn copy_repair_puts_back_the_blob_a_registry_lost() {
+    let (primary, backup) = (Registry::start(), Registry::start());
+    let (env, dir, img, source) = pushed(&primary.host(), b"repair me");
+    let target = format!("{}/acme/app:1", backup.host());
+    assert_ok(&run(env
+        .cmd()
+        .arg("push")
+        .arg(dir.path().join("layout"))
+        .args(["--to", &target])));
+    lose_blob(&backup, &img.layer_digest);
+    let copy = |repair: bool| {
+        let mut c = env.cmd();
+        c.args(["copy", "--json", "--no-referrers", &source, &target]);
+        if repair {
+            c.arg("--repair");
+        }
+        let r = run(&mut c);
+        assert_ok(&r);
+        serde_json::from_str::<Value>(&r.stdout).unwrap()
+    };
+    let check = || run(env.cmd().args(["inspect", "--check", "--json", &target]));
+
+    let plain = copy(false);
+    assert_eq!(plain["up_to_date"], true, "{plain}");
+    assert_code(&check(), 1);
+
+    let repaired = copy(true);
+    assert_eq!(repaired["up_to_date"], false, "{repaired}");
+    assert_eq!(
+        repaired["destinations"][0]["up_to_date"], true,
+        "{repaired}"
+    );
+    assert_eq!(repaired["destinations"][0]["ok"], true, "{repaired}");
+    let pushed_to = &repaired["push"]["targets"][0];
+    assert_eq!(pushed_to["blobs_uploaded"], 1, "{repaired}");
+    assert_eq!(pushed_to["blobs_present"], 1, "{repaired}");
+    assert_ok(&check());
+    crate::support::skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:x", dir.path().join("out").display()),
+    ]);
 }
 
 /// Figure: a reference the registry does not hold is an error naming it
