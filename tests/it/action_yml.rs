@@ -254,3 +254,43 @@ fn example_workflows_parse_and_pass_only_defined_inputs() {
             && h.contains("actions/upload-artifact")
     );
 }
+
+/// Figure: each example step that builds `recipes/r2d.toml` with the
+/// action sets, in its `env:`, every variable the recipe's `[[target]]`s
+/// name, from the secret of the same name.
+#[test]
+fn examples_give_the_action_every_secret_the_r2d_targets_name() {
+    let recipe: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("recipes/r2d.toml")).unwrap()).unwrap();
+    let mut names = BTreeSet::new();
+    for t in recipe["target"].as_array().unwrap() {
+        for k in ["username_env", "password_env"] {
+            names.insert(t[k].as_str().unwrap().to_string());
+        }
+    }
+    let dir = root().join("examples/workflows");
+    let mut steps = 0;
+    for f in ["r2d-build.yml", "r2d-multiplatform.yml"] {
+        let w = yaml(&dir.join(f));
+        for (_, job) in w["jobs"].as_mapping().unwrap() {
+            for step in job["steps"].as_sequence().unwrap() {
+                let builds_r2d = step["uses"].as_str().is_some_and(is_this_action)
+                    && step["with"]["recipe"].as_str() == Some("recipes/r2d.toml");
+                if !builds_r2d {
+                    continue;
+                }
+                steps += 1;
+                for name in &names {
+                    let value = step["env"][name.as_str()].as_str();
+                    let expected = if name == "GITHUB_ACTOR" {
+                        "${{ github.actor }}".to_string()
+                    } else {
+                        format!("${{{{ secrets.{name} }}}}")
+                    };
+                    assert_eq!(value, Some(expected.as_str()), "{f}: {name}");
+                }
+            }
+        }
+    }
+    assert_eq!(steps, 2);
+}

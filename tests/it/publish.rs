@@ -272,3 +272,75 @@ async fn a_registry_base_is_built_from_a_runtime_worker_thread() {
     let layers = &built.result.images[0].layers;
     assert_eq!(layers.iter().filter(|l| l.source == "base").count(), 2);
 }
+
+/// Figure: the R2D recipe's targets take the pipeline's three secrets as
+/// they are kept, base64-encoded (`REPO_API_KEY` for GHCR with
+/// `GITHUB_ACTOR`, `DOCKERHUB_USERNAME_ENCODED` and
+/// `DOCKERHUB_API_KEY_ENCODED` for Docker Hub), and decode each; Docker Hub
+/// is the optional backup.
+#[test]
+fn r2d_targets_take_the_pipelines_base64_secrets_as_they_are() {
+    use boxwright::registry::credentials::Credential;
+    let plan = load(
+        &root().join("recipes/r2d.toml"),
+        &[("VERSION", "1.4.0"), ("OWNER", "acme")],
+    );
+    let targets = PushTarget::from_recipe(&plan.targets, &plan.tags).unwrap();
+    let secrets = [
+        ("GITHUB_ACTOR", "octocat".to_string()),
+        ("REPO_API_KEY", b64("ghp_repo-token")),
+        ("DOCKERHUB_USERNAME_ENCODED", b64("acmebot")),
+        ("DOCKERHUB_API_KEY_ENCODED", b64("dckr_pat_hub-token")),
+    ];
+    let env = |k: &str| {
+        secrets
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut seen = Vec::new();
+    for t in &targets {
+        let creds = t.credentials.as_ref().expect("credentials from the recipe");
+        let Credential::Basic { username, password } = creds.resolve(&env).unwrap() else {
+            panic!("{}: not a user and password", t.reference);
+        };
+        seen.push((
+            t.reference.to_string(),
+            username,
+            password.expose().to_string(),
+            t.optional,
+        ));
+    }
+    let want = |r: &str, u: &str, p: &str, optional: bool| {
+        (r.to_string(), u.to_string(), p.to_string(), optional)
+    };
+    assert_eq!(
+        seen,
+        [
+            want(
+                "ghcr.io/acme/diagram-to-iac-r2d:1.4.0",
+                "octocat",
+                "ghp_repo-token",
+                false
+            ),
+            want(
+                "ghcr.io/acme/diagram-to-iac-r2d:latest",
+                "octocat",
+                "ghp_repo-token",
+                false
+            ),
+            want(
+                "docker.io/acme/diagram-to-iac-r2d:1.4.0",
+                "acmebot",
+                "dckr_pat_hub-token",
+                true
+            ),
+            want(
+                "docker.io/acme/diagram-to-iac-r2d:latest",
+                "acmebot",
+                "dckr_pat_hub-token",
+                true
+            ),
+        ]
+    );
+}
