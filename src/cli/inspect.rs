@@ -12,12 +12,13 @@ use serde::Serialize;
 use boxwright::cache::BlobCache;
 use boxwright::image::layout::{self, LayoutImage};
 use boxwright::image::remote::RemoteImages;
+use boxwright::oci::Platform;
 use boxwright::ops::inspect::{self, Check, Inspection};
 use boxwright::progress::SharedReporter;
 use boxwright::registry::{CredentialStore, Reference};
 use boxwright::render;
 
-use super::args::ConnectionArgs;
+use super::args::{parse_platform, ConnectionArgs};
 use super::stdout::{print, print_json};
 
 #[derive(Args, Debug)]
@@ -41,6 +42,11 @@ pub struct InspectArgs {
     /// size, with its digest; report each, exit 1 when one fails.
     #[arg(long)]
     pub check: bool,
+    /// Of an index, show only this platform's image (os/arch[/variant]):
+    /// two manifest requests instead of one per platform, where each counts
+    /// as a pull (Docker Hub). `--check` still checks every platform.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Option<Platform>,
     /// The blob cache a registry image's configs are fetched into [default:
     /// $XDG_CACHE_HOME/boxwright/blobs].
     #[arg(long, value_name = "DIR")]
@@ -73,7 +79,11 @@ pub async fn run(args: InspectArgs, reporter: SharedReporter) -> Result<()> {
             true => Some(inspect::check_registry(&image).await),
             false => None,
         };
-        return show(&args, inspect::inspect(&image).await, check);
+        return show(
+            &args,
+            inspect::inspect(&image, args.platform.as_ref()).await,
+            check,
+        );
     }
     let (dir, name) = layout::split_layout_ref(&args.layout);
     let image = LayoutImage::open(&dir, name.as_deref())?;
@@ -81,7 +91,11 @@ pub async fn run(args: InspectArgs, reporter: SharedReporter) -> Result<()> {
         true => Some(inspect::check(image.layout(), name.as_deref()).await?),
         false => None,
     };
-    show(&args, inspect::inspect(&image).await, check)
+    show(
+        &args,
+        inspect::inspect(&image, args.platform.as_ref()).await,
+        check,
+    )
 }
 
 /// The registry reference `arg` names: after `docker://`, or when it names

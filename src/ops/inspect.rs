@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use anyhow::Result;
 
+use crate::error::bad_input;
 use crate::image::layout::{guard, Layout};
 use crate::image::remote::RegistryImage;
 use crate::image::{parse_document, read_config, ImageSource};
-use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest};
+use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::registry::{ErrorKind, RegistryError};
 
 #[derive(Debug, Serialize)]
@@ -36,14 +37,24 @@ pub struct ImageInfo {
 }
 
 /// Inspect the image `src` serves: its root and, for an index, every image
-/// manifest it lists, each with its config. Layers are not read.
-pub async fn inspect(src: &dyn ImageSource) -> Result<Inspection> {
+/// manifest it lists (only `platform`'s, when given: bad input when it has
+/// none), each with its config. Layers are not read.
+pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Result<Inspection> {
     let descriptor = src.root().clone();
     let mut images = Vec::new();
     let mut index = None;
     let manifests = if oci::is_index_media_type(&descriptor.media_type) {
         let idx: Index = parse_document(src, &descriptor, &src.manifest(&descriptor).await?)?;
-        let m = idx.manifests.clone();
+        let m = match platform {
+            None => idx.manifests.clone(),
+            Some(p) => vec![oci::select_platform(&idx, p).cloned().ok_or_else(|| {
+                bad_input(format!(
+                    "{} has no {p} image (it offers: {})",
+                    src.locate(&descriptor),
+                    oci::offered_platforms(&idx).join(", ")
+                ))
+            })?],
+        };
         index = Some(idx);
         m
     } else {

@@ -460,7 +460,7 @@ fn read_all(dir: &Path, rt: &tokio::runtime::Runtime) -> Vec<String> {
     judge(
         "inspect",
         LayoutImage::open(dir, None)
-            .and_then(|img| rt.block_on(inspect::inspect(&img)).map(|_| ())),
+            .and_then(|img| rt.block_on(inspect::inspect(&img, None)).map(|_| ())),
     );
     judge(
         "inspect --check",

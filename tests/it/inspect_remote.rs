@@ -182,3 +182,62 @@ fn an_unknown_tag_is_an_error_naming_it() {
     assert!(r.stderr.contains("acme/none"), "{}", r.stderr);
     assert_eq!(r.stdout, "");
 }
+
+/// Figures: a two-platform index pushed by `build --push`; `inspect
+/// --platform linux/arm64` shows that image alone, asking for two
+/// manifests (the index and the arm64 one) where plain `inspect` asks for
+/// three; a platform the index lacks is bad input (exit 2) naming what it
+/// offers.
+#[test]
+fn platform_picks_one_image_of_an_index() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let env = Env::new();
+    let dir = tempdir();
+    let recipe = dir.path().join("r.toml");
+    crate::common::write(
+        &recipe,
+        "[image]\nname = \"multi\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n\
+         [[layer]]\n[[layer.entry]]\ncontent = \"${ARCH}\"\ndest = \"/arch\"\n",
+    );
+    let reference = format!("{}/acme/multi:1", proxy.host());
+    assert_ok(&run(env
+        .cmd()
+        .args(["build", "--push", "--no-layout", "--to", &reference])
+        .arg(&recipe)));
+    let manifest_gets = |platform: Option<&str>| {
+        proxy.reset();
+        let mut c = env.cmd();
+        c.args(["inspect", "--json", &reference]);
+        if let Some(p) = platform {
+            c.args(["--platform", p]);
+        }
+        let r = run(&mut c);
+        assert_ok(&r);
+        let gets = proxy
+            .log()
+            .iter()
+            .filter(|e| e.method == "GET" && e.path.contains("/manifests/"))
+            .count();
+        (serde_json::from_str::<Value>(&r.stdout).unwrap(), gets)
+    };
+    let (all, gets_all) = manifest_gets(None);
+    let platforms: Vec<&str> = all["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(gets_all, 3);
+    let (one, gets_one) = manifest_gets(Some("linux/arm64"));
+    assert_eq!(one["images"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one["images"][0], all["images"][1]);
+    assert_eq!(gets_one, 2);
+
+    let r = run(env
+        .cmd()
+        .args(["inspect", &reference, "--platform", "linux/s390x"]));
+    assert_code(&r, 2);
+    assert!(r.stderr.contains("linux/arm64"), "{}", r.stderr);
+}
