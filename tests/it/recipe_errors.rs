@@ -316,3 +316,14 @@ fn a_malformed_download_pin_is_named_once_at_the_pin() {
         assert!(!stderr.contains("recipe.toml:5:"), "{stderr}");
     }
 }
+
+#[test]
+fn an_unknown_sbom_format_is_named_at_its_line() {
+    // Checked with the recipe, like every other key, not later without a
+    // location.
+    let case = Case::new(&format!(
+        "[image]\nname = \"t\"\nsbom = \"bogus\"\n{}",
+        &layer("dir = true\ndest = \"/x\"")[HEAD.len()..]
+    ));
+    case.fails(&["recipe.toml:3:8", "sbom = \"bogus\" is not"]);
+}
