@@ -122,10 +122,27 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     if args.after.by_digest || args.after.verify {
         return Err(bad_input("--by-digest and --verify need --push"));
     }
-    let supply = args
-        .supply
-        .options(plan.sbom.as_deref(), &args.sets)
-        .await?;
+    // The recipe's `[image] sbom` is what `build --push` attaches; an
+    // archive cannot keep it, and only the flags are refused there.
+    let explicit = args.supply.sbom.is_some() || args.supply.provenance;
+    let recipe_sbom = match (&archive, plan.sbom.as_deref()) {
+        (Some(_), Some(s)) if !explicit => {
+            let format = boxwright::supply::sbom::SbomFormat::parse(s)
+                .map_err(|e| bad_input(format!("[image] sbom: {e}")))?;
+            if format.is_some() {
+                opts.reporter.log(
+                    Level::Info,
+                    &format!(
+                        "the recipe's [image] sbom is attached by build --push; --format {} keeps none",
+                        args.format.name()
+                    ),
+                );
+            }
+            None
+        }
+        (_, s) => s,
+    };
+    let supply = args.supply.options(recipe_sbom, &args.sets).await?;
     if supply.is_some() && archive.is_some() {
         return Err(bad_input(format!(
             "--sbom and --provenance without --push keep the artifacts in an OCI layout: use --format oci, not {}",

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
-use boxwright::build::cache::{CacheStats, LayerCache, DEFAULT_MAX};
+use boxwright::build::cache::{CacheStats, LayerCache, Pruned, DEFAULT_MAX};
 use boxwright::cache::BlobCache;
 use boxwright::render::bytes::human_bytes;
 
@@ -97,19 +97,29 @@ pub struct PruneArgs {
 pub fn run(args: CacheArgs) -> Result<()> {
     match args.command {
         CacheCommand::Stats(a) => {
-            let stats = a.layer_cache.open(existing(a.cache_dir)?)?.stats();
+            let stats = match made(a.cache_dir)? {
+                Made::Cache(dir) => a.layer_cache.open(dir)?.stats(),
+                Made::Nothing(dir) => empty(dir, a.layer_cache.max()?),
+            };
             if a.json {
                 return print_json(&stats);
             }
             Ok(print(&stats_text(&stats))?)
         }
         CacheCommand::Prune(a) => {
-            let cache = a.layer_cache.open(existing(a.cache_dir)?)?;
+            let made = made(a.cache_dir)?;
             let max = match a.max_size {
                 Some(m) => m,
                 None => a.layer_cache.max()?,
             };
-            let pruned = cache.prune(max)?;
+            let pruned = match made {
+                Made::Cache(dir) => a.layer_cache.open(dir)?.prune(max)?,
+                Made::Nothing(dir) => Pruned {
+                    removed_entries: 0,
+                    removed_bytes: 0,
+                    after: empty(dir, max),
+                },
+            };
             if a.json {
                 return print_json(&pruned);
             }
@@ -133,6 +143,40 @@ fn existing(dir: Option<PathBuf>) -> Result<Option<PathBuf>> {
             d.display()
         ),
         _ => Ok(dir),
+    }
+}
+
+/// Whether a build made the layer cache that `cache stats` and `cache
+/// prune` read.
+enum Made {
+    /// It is there: open it (with the `--cache-dir`, if any).
+    Cache(Option<PathBuf>),
+    /// It is not, at this path: nothing to report or remove, and nothing is
+    /// created to say so.
+    Nothing(PathBuf),
+}
+
+fn made(dir: Option<PathBuf>) -> Result<Made> {
+    let dir = existing(dir)?;
+    let root = match &dir {
+        Some(d) => d.clone(),
+        None => boxwright::cache::default_dir()
+            .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache-dir")?,
+    };
+    let layers = LayerCache::dir_for(&root, dir.is_some());
+    Ok(if layers.is_dir() {
+        Made::Cache(dir)
+    } else {
+        Made::Nothing(layers)
+    })
+}
+
+fn empty(dir: PathBuf, max_bytes: u64) -> CacheStats {
+    CacheStats {
+        dir,
+        entries: 0,
+        bytes: 0,
+        max_bytes,
     }
 }
 

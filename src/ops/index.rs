@@ -36,7 +36,7 @@ use crate::image::remote::{CacheCounts, RegistryImage, RemoteBlobs};
 use crate::image::{walk, ImageSource};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
-use crate::push::{PushOptions, PushReport, PushTarget, Pusher};
+use crate::push::{pin_untagged, PushOptions, PushReport, PushTarget, Pusher};
 use crate::registry::Reference;
 
 /// How to assemble and push an index.
@@ -265,7 +265,9 @@ pub async fn index(
     }
     let graph = walk(&image).await?;
     pusher.start_progress(graph.blob_bytes());
-    let push = pusher.push_graph(&image, &graph).await;
+    let mut push = pusher.push_graph(&image, &graph).await;
+    // A `REPO@` target is named `REPO@DIGEST`, as `push` names it.
+    pin_untagged(&mut push);
     let counts = image.counts();
     Ok(IndexReport {
         digest: root.digest.clone(),

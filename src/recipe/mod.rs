@@ -54,7 +54,7 @@ pub struct Plan {
     /// Seconds since the Unix epoch.
     pub created: i64,
     pub author: Option<String>,
-    /// `[image] sbom`, as written (checked where it is used).
+    /// `[image] sbom`, as written (a known format, checked at its line).
     pub sbom: Option<String>,
     pub tags: Vec<String>,
     pub targets: Vec<Target>,

@@ -170,7 +170,20 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         base,
         created,
         author: image.author.as_ref().map(&g).transpose()?,
-        sbom: image.sbom.as_ref().map(&g).transpose()?,
+        sbom: match &image.sbom {
+            Some(v) => {
+                let word = g(v)?;
+                // Checked here, at its line, not later where it is used.
+                if crate::supply::sbom::SbomFormat::parse(&word).is_err() {
+                    return Err(src.err(
+                        v.span(),
+                        format!("sbom = {word:?} is not \"spdx\", \"cyclonedx\" or \"none\""),
+                    ));
+                }
+                Some(word)
+            }
+            None => None,
+        },
         tags,
         targets,
         platforms: plans,

@@ -63,10 +63,26 @@ pub struct ClientOptions {
 /// The environment variable that overrides [`ClientOptions::read_timeout`].
 pub const READ_TIMEOUT_ENV: &str = "BOXWRIGHT_READ_TIMEOUT";
 
-fn read_timeout_from_env() -> Option<Duration> {
-    let v = std::env::var(READ_TIMEOUT_ENV).ok()?;
-    let secs: f64 = v.trim().parse().ok()?;
-    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
+/// The longest [`READ_TIMEOUT_ENV`] taken, in seconds: a day.
+const MAX_READ_TIMEOUT_SECS: f64 = 86_400.0;
+
+/// [`READ_TIMEOUT_ENV`]: `None` when unset or empty; a value that is not a
+/// number of seconds above 0 and at most a day is bad input naming the
+/// variable, never taken silently as the default.
+fn read_timeout_from_env() -> anyhow::Result<Option<Duration>> {
+    let v = match std::env::var(READ_TIMEOUT_ENV) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => return Ok(None),
+    };
+    match v.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= MAX_READ_TIMEOUT_SECS => {
+            Ok(Some(Duration::from_secs_f64(secs)))
+        }
+        _ => Err(bad_input(format!(
+            "{READ_TIMEOUT_ENV}={v:?} is not a number of seconds above 0 and at most \
+             {MAX_READ_TIMEOUT_SECS} (e.g. 60 or 2.5); unset it for the default, 60"
+        ))),
+    }
 }
 
 impl Default for ClientOptions {
@@ -77,7 +93,11 @@ impl Default for ClientOptions {
             ca_file: None,
             retry: RetryPolicy::default(),
             user_agent: format!("boxwright/{}", env!("CARGO_PKG_VERSION")),
-            read_timeout: read_timeout_from_env().unwrap_or(Duration::from_secs(60)),
+            // A bad value is refused by `Client::new`.
+            read_timeout: read_timeout_from_env()
+                .ok()
+                .flatten()
+                .unwrap_or(Duration::from_secs(60)),
             known: None,
         }
     }
@@ -124,6 +144,7 @@ impl Client {
         if opts.jobs_per_registry == 0 {
             return Err(bad_input("--jobs-per-registry must be at least 1"));
         }
+        read_timeout_from_env()?;
         let mut builder = reqwest::Client::builder()
             .user_agent(opts.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())

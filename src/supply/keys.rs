@@ -81,10 +81,10 @@ impl SigningKey {
             std::env::var(password_env)
                 .map(Zeroizing::new)
                 .map_err(|_| {
+                    // `from_pem`'s errors get the key's path below.
                     bad_input(format!(
-                        "signing key {} is encrypted: set its password in ${password_env} \
-                     (or name another variable with --key-password-env)",
-                        path.display()
+                        "it is encrypted: set its password in ${password_env} \
+                     (or name another variable with --key-password-env)"
                     ))
                 })
         };
@@ -458,6 +458,18 @@ KH8O1xXZHmmMSnZLmQIDAQAB
         assert!(public.verify(b"payload", &sig));
         assert!(!public.verify(b"payload!", &sig));
         assert!(format!("{k:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn an_encrypted_key_without_its_password_is_named_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cosign.key");
+        let enc = SigningKey::generate().to_cosign_pem("s3cret").unwrap();
+        std::fs::write(&path, enc).unwrap();
+        let var = "BOXWRIGHT_TEST_PASSWORD_NEVER_SET";
+        let e = SigningKey::load(&path, var).unwrap_err().to_string();
+        assert_eq!(e.matches(&*path.to_string_lossy()).count(), 1, "{e}");
+        assert!(e.contains(&format!("${var}")), "{e}");
     }
 
     #[test]

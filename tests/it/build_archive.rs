@@ -143,3 +143,45 @@ fn oci_archive_holds_the_two_platform_index_and_pushes_too() {
     );
     assert_eq!(sha256(raw.as_bytes()), digest);
 }
+
+/// A recipe's `[image] sbom` says what `build --push` attaches. An archive
+/// cannot keep it, so an archive build of such a recipe writes the archive
+/// (the digest of the same build without the key) instead of failing over
+/// an `--sbom` that was never given; `--sbom` given with an archive is
+/// still refused.
+#[test]
+fn an_archive_build_of_a_recipe_with_an_sbom_key_writes_the_archive() {
+    let dir = tempdir();
+    let r = recipe(dir.path());
+    let build = |format: &str, out: &str, extra: &[&str]| {
+        run(boxwright()
+            .args([
+                "build",
+                "--quiet",
+                "--platform",
+                "linux/amd64",
+                "--format",
+                format,
+            ])
+            .args(extra)
+            .arg("-o")
+            .arg(dir.path().join(out))
+            .arg(&r))
+    };
+    let plain = build("docker-archive", "plain.tar", &[]);
+    assert_code(&plain, 0);
+    let text = std::fs::read_to_string(&r)
+        .unwrap()
+        .replace("name = \"arch\"\n", "name = \"arch\"\nsbom = \"spdx\"\n");
+    write(&r, &text);
+    for format in ["oci-archive", "docker-archive"] {
+        let out = format!("with-sbom-{format}.tar");
+        let got = build(format, &out, &[]);
+        assert_code(&got, 0);
+        assert_eq!(got.stdout, plain.stdout, "{format}");
+        assert!(dir.path().join(&out).is_file(), "{format}");
+        let refused = build(format, &format!("refused-{format}.tar"), &["--sbom"]);
+        assert_code(&refused, 2);
+        assert!(!dir.path().join(format!("refused-{format}.tar")).exists());
+    }
+}

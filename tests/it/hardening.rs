@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{assert_ok, boxwright, run, Run};
+use crate::common::{assert_code, assert_ok, boxwright, run, Run};
 use crate::env::Env;
 use crate::support::{
     skopeo, tempdir, tiny_oci_layout, Fault, FaultProxy, Injected, LogEntry, Registry, Scripted,
@@ -86,6 +86,40 @@ fn push_to_a_registry_that_never_answers_fails_within_the_timeout() {
     assert!(took < Duration::from_secs(40), "took {took:?}\n{stderr}");
     assert!(stderr.contains(&host), "{stderr}");
     assert!(stderr.contains("timed out"), "{stderr}");
+}
+
+/// A `BOXWRIGHT_READ_TIMEOUT` that is not a number of seconds above 0 (a
+/// unit, zero, one too big for a timeout) is refused before any request,
+/// as a bad `BOXWRIGHT_CACHE_MAX` or `SOURCE_DATE_EPOCH` is, rather than
+/// taken silently as the default or crashing. Figures: exit 2 for each, the
+/// registry holds no blob; an empty value is the default, and the push works.
+#[test]
+fn a_bad_read_timeout_from_the_environment_is_refused_before_any_request() {
+    let reg = Registry::start();
+    let (_d, layout, _) = image(b"read timeout");
+    let to = format!("{}/acme/app:1", reg.host());
+    for bad in ["30s", "0", "-1", "1e30", "NaN"] {
+        let r = run(Env::new()
+            .cmd()
+            .env("BOXWRIGHT_READ_TIMEOUT", bad)
+            .arg("push")
+            .arg(&layout)
+            .args(["--to", &to]));
+        assert_code(&r, 2);
+        assert!(
+            r.stderr.contains("BOXWRIGHT_READ_TIMEOUT"),
+            "{bad}: {}",
+            r.stderr
+        );
+        assert!(reg.stored_blobs().is_empty(), "{bad}: a blob was pushed");
+    }
+    let r = run(Env::new()
+        .cmd()
+        .env("BOXWRIGHT_READ_TIMEOUT", "")
+        .arg("push")
+        .arg(&layout)
+        .args(["--to", &to]));
+    assert_ok(&r);
 }
 
 /// A 503 on the first upload POST and on a blob HEAD are retried (both are

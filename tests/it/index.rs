@@ -339,3 +339,29 @@ fn index_refuses_two_sources_of_one_platform_an_index_source_and_a_tag() {
     // Figure: nothing was written to B by the refused runs.
     assert_eq!(body_bytes(&pair.b), 0);
 }
+
+/// `--to REPO@` puts the index there by digest only, and the report names
+/// that target `REPO@DIGEST`, the reference that names it, as `push --json`
+/// and `build --push --json` do.
+#[test]
+fn index_by_digest_only_names_its_target_repo_at_digest() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let layout = dir.path().join("img");
+    crate::support::tiny_oci_layout(&layout, "1", b"index by digest");
+    let pushed = ok(pair
+        .cmd()
+        .args(["push", "--quiet"])
+        .arg(&layout)
+        .args(["--to", &format!("{}/acme/app@", pair.a.host())]));
+    let src = format!("{}/acme/app@{}", pair.a.host(), pushed.trim());
+    let to = format!("{}/acme/final", pair.b.host());
+    let r = pair.run(&["index", "--json", "--to", &format!("{to}@"), &src]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    let digest = rep["digest"].as_str().unwrap();
+    let targets = rep["push"]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{rep:#}");
+    assert_eq!(targets[0]["reference"], format!("{to}@{digest}"), "{rep:#}");
+    assert_eq!(targets[0]["ok"], true, "{rep:#}");
+}

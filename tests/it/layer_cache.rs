@@ -387,6 +387,54 @@ fn stats_and_prune_name_a_cache_dir_that_does_not_exist_and_create_nothing() {
     }
 }
 
+/// `cache stats` and `cache prune` only read: given a directory that holds
+/// no layer cache (a mistyped parent, a blob cache only `pull` used), or
+/// with a default cache no build made, they report it empty and create
+/// nothing there (no `layers/`, no `sha256/`). A cache a build made is read
+/// as before.
+#[test]
+fn stats_and_prune_create_nothing_where_no_build_made_a_cache() {
+    let c = Case::new();
+    let dir = c.dir.path().join("not-a-cache");
+    fs::create_dir_all(&dir).unwrap();
+    let home = c.dir.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let listing = |d: &Path| -> Vec<String> {
+        fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    for args in [&["stats"][..], &["prune", "--max-size", "1GiB"]] {
+        let out = ok(boxwright()
+            .arg("cache")
+            .args(args)
+            .arg("--json")
+            .arg("--cache-dir")
+            .arg(&dir));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let stats = if args[0] == "stats" { &v } else { &v["after"] };
+        assert_eq!(stats["entries"], 0, "{out}");
+        assert_eq!(
+            listing(&dir),
+            Vec::<String>::new(),
+            "cache {args:?} --cache-dir"
+        );
+        let out = ok(boxwright()
+            .env_remove("XDG_CACHE_HOME")
+            .env("HOME", &home)
+            .arg("cache")
+            .args(args)
+            .arg("--json"));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let stats = if args[0] == "stats" { &v } else { &v["after"] };
+        assert_eq!(stats["entries"], 0, "{out}");
+        assert_eq!(listing(&home), Vec::<String>::new(), "cache {args:?}");
+    }
+    c.build(&[]);
+    assert_eq!(cache_json(&c, &["stats"])["entries"], 2);
+}
+
 #[test]
 fn a_bad_cache_max_from_the_environment_is_named_as_the_variable() {
     let c = Case::new();

@@ -303,3 +303,27 @@ fn one_file_or_link_needs_a_file_name_and_names_are_plain() {
     Case::new("[image]\nname = \"t\"\nbase = \"alpine\"\nbase_fallback = [\"ok\", \"a b\"]\n")
         .fails(&["recipe.toml:4:24", "base: invalid image reference \"a b\""]);
 }
+
+#[test]
+fn a_malformed_download_pin_is_named_once_at_the_pin() {
+    // The pin's own line and column, then the URL: one location, not the
+    // entry's as well.
+    for pin in ["\"nothex\"", "{ amd64 = \"abc\" }"] {
+        let stderr = Case::new(&layer(&format!(
+            "url = \"file:files/a.txt\"\nsha256 = {pin}\ndest = \"/a\""
+        )))
+        .fails(&["recipe.toml:7:10: url \"file:", "is not 64 hex digits"]);
+        assert!(!stderr.contains("recipe.toml:5:"), "{stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_sbom_format_is_named_at_its_line() {
+    // Checked with the recipe, like every other key, not later without a
+    // location.
+    let case = Case::new(&format!(
+        "[image]\nname = \"t\"\nsbom = \"bogus\"\n{}",
+        &layer("dir = true\ndest = \"/x\"")[HEAD.len()..]
+    ));
+    case.fails(&["recipe.toml:3:8", "sbom = \"bogus\" is not"]);
+}

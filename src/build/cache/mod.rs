@@ -111,10 +111,7 @@ impl LayerCache {
     /// blob cache, `<blob cache>/layers` for a `--cache-dir`. `max` bounds
     /// its size.
     pub fn open(blobs: BlobCache, explicit_dir: bool, max: u64) -> Result<LayerCache> {
-        let dir = match blobs.root().parent() {
-            Some(p) if !explicit_dir => p.join("layers"),
-            _ => blobs.root().join("layers"),
-        };
+        let dir = LayerCache::dir_for(blobs.root(), explicit_dir);
         fs::create_dir_all(&dir)
             .with_context(|| format!("creating the layer cache {}", dir.display()))?;
         let index = OnceLock::new();
@@ -128,6 +125,15 @@ impl LayerCache {
             recipe: OnceLock::new(),
             used: Mutex::default(),
         })
+    }
+
+    /// Where [`LayerCache::open`] keeps the cache beside the blob cache at
+    /// `blob_root`.
+    pub fn dir_for(blob_root: &Path, explicit_dir: bool) -> PathBuf {
+        match blob_root.parent() {
+            Some(p) if !explicit_dir => p.join("layers"),
+            _ => blob_root.join("layers"),
+        }
     }
 
     pub fn dir(&self) -> &Path {

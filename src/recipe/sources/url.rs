@@ -49,7 +49,9 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         },
     };
     let hex = (cx.expand)(&toml::Spanned::new(pin.span(), hex))?;
-    let want = fetch::parse_sha256(&hex, &cx.at).map_err(|err| cx.recipe.err(pin.span(), err))?;
+    // Named at the pin only: `cx.at` is the entry's location, a second one.
+    let want = fetch::parse_sha256(&hex, &format!("url {url:?}"))
+        .map_err(|err| cx.recipe.err(pin.span(), err))?;
     let cache = cx.env.cache()?;
     let file = fetch::fetch(cache, &url, &want, &*cx.env.reporter).map_err(|err| {
         if local || crate::error::is_bad_input(&err) {
