@@ -10,9 +10,8 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _, Result};
-use sha2::{Digest as _, Sha256};
 
-use crate::oci::{Digest, ImageConfig, Manifest};
+use crate::oci::{Hashing, ImageConfig, Manifest};
 
 /// A temporary directory next to `output`, for what is assembled before
 /// the final rename.
@@ -68,6 +67,7 @@ fn file_header(size: u64) -> tar::Header {
 }
 
 fn append_file<W: Write>(b: &mut tar::Builder<W>, name: &Path, path: &Path) -> Result<()> {
+    crate::cancel::check()?;
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = f.metadata()?.len();
     let mut h = file_header(len);
@@ -139,21 +139,11 @@ pub(crate) fn docker_archive(
         let out = scratch.join(format!("{}.tar", diff_id.hex()));
         if !out.exists() {
             let mut r = layer_reader(file)?;
-            let mut w = BufWriter::new(File::create(&out)?);
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = r
-                    .read(&mut buf)
-                    .with_context(|| format!("decompressing layer {}", l.digest))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                w.write_all(&buf[..n])?;
-            }
+            let mut w = Hashing::new(BufWriter::new(File::create(&out)?));
+            std::io::copy(&mut r, &mut w)
+                .with_context(|| format!("decompressing layer {}", l.digest))?;
+            let (mut w, got, _) = w.finish();
             w.flush()?;
-            let got = Digest::from_sha256(hasher.finalize().into());
             if &got != diff_id {
                 return Err(anyhow!(
                     "layer {} uncompresses to {got}, but the config's diff ID is {diff_id}",

@@ -24,12 +24,12 @@ fn named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     v
 }
 
-/// A recipe with one layer of 8 GiB of zeros (sparse on disk): compressing
-/// it takes minutes, so a signal always finds the build at work.
-fn big_recipe(dir: &Path) -> PathBuf {
+/// A recipe with one layer of `gib` GiB of zeros (sparse on disk): with 8,
+/// compressing it takes minutes, so a signal always finds the build at work.
+fn big_recipe(dir: &Path, gib: u64) -> PathBuf {
     fs::File::create(dir.join("big.bin"))
         .unwrap()
-        .set_len(8 << 30)
+        .set_len(gib << 30)
         .unwrap();
     let recipe = dir.join("big.toml");
     write(
@@ -101,7 +101,7 @@ fn an_interrupted_build_removes_its_temporary_layout_and_keeps_the_old_one() {
         .args(["build", "--quiet", "-o", "out", "small.toml"])
         .current_dir(t.path())));
     let before = fs::read(t.path().join("out/index.json")).unwrap();
-    let recipe = big_recipe(t.path());
+    let recipe = big_recipe(t.path(), 8);
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
         let child = boxwright()
             .args(["build", "--quiet", "-j", "1", "--cache-dir"])
@@ -125,6 +125,39 @@ fn an_interrupted_build_removes_its_temporary_layout_and_keeps_the_old_one() {
     }
 }
 
+/// Figure: a build into a docker-archive, interrupted while it unpacks the
+/// built layer into the archive's scratch directory (next to the archive),
+/// exits 143 within 5 s and leaves neither that directory nor an archive
+/// behind.
+#[test]
+fn an_interrupted_archive_build_leaves_nothing_beside_the_archive() {
+    let t = tempdir();
+    let recipe = big_recipe(t.path(), 2);
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let child = boxwright()
+        .args(["build", "--quiet", "--no-cache", "--compression", "zstd"])
+        .args(["--format", "docker-archive", "-o"])
+        .arg(out.join("big.tar"))
+        .arg(&recipe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let unpacking = || {
+        named(&out, ".boxwright-").iter().any(|d| {
+            fs::read_dir(d).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".tar"))
+            })
+        })
+    };
+    let (got, took) = signal_when(child, "TERM", unpacking);
+    assert_eq!(got, Some(143));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(named(&out, ""), Vec::<PathBuf>::new());
+}
+
 /// Figure: `build --push` interrupted while its layer streams leaves no
 /// `boxwright-build-*` directory in TMPDIR and no tag on the registry.
 #[test]
@@ -133,7 +166,7 @@ fn an_interrupted_build_push_removes_its_scratch_layout_and_tags_nothing() {
     let t = tempdir();
     let tmp = t.path().join("tmp");
     fs::create_dir(&tmp).unwrap();
-    let recipe = big_recipe(t.path());
+    let recipe = big_recipe(t.path(), 8);
     let env = Env::new();
     let child = env
         .cmd()
