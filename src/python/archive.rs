@@ -254,7 +254,7 @@ fn plain_path(path: &[u8]) -> Vec<u8> {
 /// guessed.
 fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
     let want = plain_path(name.as_bytes());
-    let mut ar = tar::Archive::new(r);
+    let mut ar = crate::layer::bounded::archive(r);
     let mut found = None;
     for e in ar.entries().context("reading the tar archive")? {
         let mut e = e.context("reading the tar archive")?;
@@ -400,6 +400,28 @@ mod tests {
             let said = refused(&twice, "bin/tool");
             assert!(said.contains("more than once"), "{other}: {said}");
         }
+    }
+
+    #[test]
+    fn a_long_name_over_a_mebibyte_is_refused_not_read_into_memory() {
+        // The tar crate reads a GNU long name whole before its entry: a
+        // small tar.gz could declare gigabytes of one.
+        let name = format!(
+            "bin/{}",
+            "a".repeat(crate::layer::bounded::MAX_META as usize)
+        );
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o755);
+        b.append_data(&mut h, &name, &b"tool"[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&b.into_inner().unwrap()).unwrap();
+        let said = refused(&gz.finish().unwrap(), &name);
+        assert!(
+            said.contains("long name entry of the tar declares"),
+            "{said}"
+        );
     }
 
     #[test]
