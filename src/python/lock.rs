@@ -102,7 +102,14 @@ fn pylock(path: &Path, text: &str) -> Result<Vec<Package>> {
                 Some(n) => n,
                 None => from.rsplit('/').next().unwrap_or("").to_string(),
             };
-            WheelName::parse(&file).map_err(|e| bad_input(format!("{at}: {e}")))?;
+            let wheel = WheelName::parse(&file).map_err(|e| bad_input(format!("{at}: {e}")))?;
+            let version = p.version.as_deref().unwrap_or(&wheel.version);
+            if !same_release(&wheel, &p.name, version) {
+                return Err(bad_input(format!(
+                    "{at}: wheel {file} is not {} {version}; fix the package's name, version or wheels",
+                    p.name
+                )));
+            }
             wheels.push(WheelRef {
                 file,
                 url: w.url,
@@ -395,6 +402,23 @@ path = "wheels/PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
             "{said}"
         );
         assert!(pylock(Path::new("l.toml"), &lock("demo-1.0-py3-none-any.whl")).is_ok());
+        // A wheel of another package or version is not this package's:
+        // it would be installed, and reported, under this name.
+        for other in ["other-1.0-py3-none-any.whl", "demo-2.0-py3-none-any.whl"] {
+            let err = pylock(Path::new("l.toml"), &lock(other)).unwrap_err();
+            assert!(crate::error::is_bad_input(&err));
+            let said = err.to_string();
+            assert!(
+                said.contains(&format!("wheel {other} is not demo 1.0")),
+                "{said}"
+            );
+        }
+        for same in [
+            "Demo-1.0.0-py3-none-any.whl",
+            "demo-1.0-py2.py3-none-any.whl",
+        ] {
+            assert!(pylock(Path::new("l.toml"), &lock(same)).is_ok(), "{same}");
+        }
 
         let links: BTreeMap<String, PathBuf> = [(
             "aa".to_string(),
