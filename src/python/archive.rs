@@ -287,7 +287,7 @@ fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool
             };
             return Err(link_member(name, kind, &target));
         }
-        if kind.is_file() {
+        if kind.is_file() || kind.is_gnu_sparse() {
             let exec = e.header().mode().is_ok_and(|m| m & 0o111 != 0);
             let size = e.size();
             copy_member(&mut e, size, name, out)?;
@@ -433,6 +433,36 @@ mod tests {
             said.contains("long name entry of the tar declares"),
             "{said}"
         );
+    }
+
+    #[test]
+    fn a_gnu_sparse_member_is_extracted_with_its_holes() {
+        // `tar -S` of a file with a 1024-byte hole, then "hello".
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_path("bin/tool").unwrap();
+        h.set_mode(0o755);
+        h.set_size(5);
+        let octal = |field: &mut [u8; 12], n: u64| {
+            field.copy_from_slice(format!("{n:011o}\0").as_bytes());
+        };
+        let gnu = h.as_gnu_mut().unwrap();
+        octal(&mut gnu.realsize, 1029);
+        octal(&mut gnu.sparse[0].offset, 1024);
+        octal(&mut gnu.sparse[0].numbytes, 5);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(b"hello");
+        bytes.resize(512 * 4, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+        let path = dir.path().join("a.tar");
+        fs::write(&path, &bytes).unwrap();
+        let m = extract(&cache, &path, &Digest::of(&bytes), "bin/tool", "u").unwrap();
+        assert!(m.executable);
+        let mut want = vec![0u8; 1024];
+        want.extend_from_slice(b"hello");
+        assert_eq!(fs::read(&m.path).unwrap(), want);
     }
 
     #[test]
