@@ -47,6 +47,20 @@ fn open_file(path: &Path, flags: i32) -> io::Result<(File, Metadata)> {
     Ok((file, meta))
 }
 
+/// The error of opening `path`, a file of the build context, to read it
+/// into a layer: one the user running the build may not read is bad input
+/// (as an unreadable directory is when the context is walked).
+pub fn opening_source(path: &Path, err: io::Error) -> anyhow::Error {
+    if err.kind() == io::ErrorKind::PermissionDenied {
+        crate::error::bad_input(format!(
+            "{} cannot be read: {err}; make it readable by the user running the build, or exclude it",
+            path.display()
+        ))
+    } else {
+        anyhow::Error::new(err).context(format!("opening {}", path.display()))
+    }
+}
+
 /// The whole of the regular file `path`, if it holds at most `cap` bytes.
 pub fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let (file, meta) = open_regular(path)?;

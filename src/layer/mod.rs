@@ -9,6 +9,7 @@
 //! Nothing is read twice and no layer is ever held whole in memory: at most a
 //! few compression blocks per worker are in flight.
 
+pub mod bounded;
 pub mod codec;
 pub mod compress;
 pub mod tar;

@@ -120,9 +120,7 @@ fn write_entry(
             }
         }
         EntryKind::File { src, size, .. } => {
-            let mut f = File::open(src).map_err(|err| {
-                io::Error::new(err.kind(), format!("opening {}: {err}", src.display()))
-            })?;
+            let mut f = File::open(src).map_err(|err| crate::input::opening_source(src, err))?;
             let mut left = *size;
             while left > 0 {
                 let want = left.min(buf.len() as u64) as usize;

@@ -1,7 +1,8 @@
 //! One member of a downloaded archive (zip, tar, tar.gz, tar.xz, tar.zst:
 //! told apart by their first bytes), extracted into the blob cache under
 //! its own digest. `<cache>/members/<archive hex>/<sha256 of the member
-//! name>` remembers which digest a member has, so an archive is read once.
+//! name>` remembers which digest a member has, so an archive is read once;
+//! a record that is not sealed for its archive and name is not believed.
 //! Only the member's bytes and whether it is executable are kept: its time,
 //! owner and mode never reach a layer.
 
@@ -37,15 +38,24 @@ pub fn extract(
         .join("members")
         .join(digest.hex())
         .join(hex::encode(Sha256::digest(name.as_bytes())));
+    // `x|- <member hex> <seal>`: the seal binds the record to this archive
+    // and name, so a record copied under another's name is not believed.
+    let seal = |exec: &str, hex: &str| {
+        hex::encode(Sha256::digest(
+            format!("{}\0{name}\0{exec}\0{hex}", digest.hex()).as_bytes(),
+        ))
+    };
     if let Ok(text) = crate::input::read_capped_string(&index, 256) {
-        let (exec, hex) = text.trim().split_once(' ').unwrap_or(("", ""));
-        if let Ok(d) = format!("sha256:{hex}").parse::<Digest>() {
-            let path = cache.path(&d);
-            if cache.holds(&d, None) {
-                return Ok(Member {
-                    path,
-                    executable: exec == "x",
-                });
+        let mut fields = text.split_whitespace();
+        let (exec, hex, sealed) = (fields.next(), fields.next(), fields.next());
+        if let (Some(exec), Some(hex), Some(sealed)) = (exec, hex, sealed) {
+            if let Ok(d) = format!("sha256:{hex}").parse::<Digest>() {
+                if sealed == seal(exec, hex) && cache.holds(&d, None) {
+                    return Ok(Member {
+                        path: cache.path(&d),
+                        executable: exec == "x",
+                    });
+                }
             }
         }
     }
@@ -96,9 +106,10 @@ pub fn extract(
     if let Some(dir) = index.parent() {
         fs::create_dir_all(dir)?;
     }
+    let exec = if executable { "x" } else { "-" };
     fs::write(
         &index,
-        format!("{} {}\n", if executable { "x" } else { "-" }, d.hex()),
+        format!("{exec} {} {}\n", d.hex(), seal(exec, d.hex())),
     )?;
     Ok(Member { path, executable })
 }
@@ -254,7 +265,7 @@ fn plain_path(path: &[u8]) -> Vec<u8> {
 /// guessed.
 fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
     let want = plain_path(name.as_bytes());
-    let mut ar = tar::Archive::new(r);
+    let mut ar = crate::layer::bounded::archive(r);
     let mut found = None;
     for e in ar.entries().context("reading the tar archive")? {
         let mut e = e.context("reading the tar archive")?;
@@ -276,7 +287,7 @@ fn from_tar(r: impl Read, name: &str, out: &mut dyn Write) -> Result<Option<bool
             };
             return Err(link_member(name, kind, &target));
         }
-        if kind.is_file() {
+        if kind.is_file() || kind.is_gnu_sparse() {
             let exec = e.header().mode().is_ok_and(|m| m & 0o111 != 0);
             let size = e.size();
             copy_member(&mut e, size, name, out)?;
@@ -400,6 +411,84 @@ mod tests {
             let said = refused(&twice, "bin/tool");
             assert!(said.contains("more than once"), "{other}: {said}");
         }
+    }
+
+    #[test]
+    fn a_long_name_over_a_mebibyte_is_refused_not_read_into_memory() {
+        // The tar crate reads a GNU long name whole before its entry: a
+        // small tar.gz could declare gigabytes of one.
+        let name = format!(
+            "bin/{}",
+            "a".repeat(crate::layer::bounded::MAX_META as usize)
+        );
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o755);
+        b.append_data(&mut h, &name, &b"tool"[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&b.into_inner().unwrap()).unwrap();
+        let said = refused(&gz.finish().unwrap(), &name);
+        assert!(
+            said.contains("long name entry of the tar declares"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn a_gnu_sparse_member_is_extracted_with_its_holes() {
+        // `tar -S` of a file with a 1024-byte hole, then "hello".
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_path("bin/tool").unwrap();
+        h.set_mode(0o755);
+        h.set_size(5);
+        let octal = |field: &mut [u8; 12], n: u64| {
+            field.copy_from_slice(format!("{n:011o}\0").as_bytes());
+        };
+        let gnu = h.as_gnu_mut().unwrap();
+        octal(&mut gnu.realsize, 1029);
+        octal(&mut gnu.sparse[0].offset, 1024);
+        octal(&mut gnu.sparse[0].numbytes, 5);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(b"hello");
+        bytes.resize(512 * 4, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+        let path = dir.path().join("a.tar");
+        fs::write(&path, &bytes).unwrap();
+        let m = extract(&cache, &path, &Digest::of(&bytes), "bin/tool", "u").unwrap();
+        assert!(m.executable);
+        let mut want = vec![0u8; 1024];
+        want.extend_from_slice(b"hello");
+        assert_eq!(fs::read(&m.path).unwrap(), want);
+    }
+
+    #[test]
+    fn a_member_record_copied_or_edited_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+        let mut tar = tar_bytes("bin/tool", b"tool\n", 0o755);
+        tar.truncate(tar.len() - 1024);
+        tar.extend(tar_bytes("bin/other", b"other\n", 0o644));
+        let path = dir.path().join("a.tar");
+        fs::write(&path, &tar).unwrap();
+        let d = Digest::of(&tar);
+        let tool = extract(&cache, &path, &d, "bin/tool", "u").unwrap();
+        extract(&cache, &path, &d, "bin/other", "u").unwrap();
+        let record = |member: &str| {
+            let dir = cache.root().join("members").join(d.hex());
+            dir.join(hex::encode(Sha256::digest(member.as_bytes())))
+        };
+        // The other member's record under this member's name, then this
+        // member's record marked not executable.
+        fs::copy(record("bin/other"), record("bin/tool")).unwrap();
+        assert_eq!(extract(&cache, &path, &d, "bin/tool", "u").unwrap(), tool);
+        let text = fs::read_to_string(record("bin/tool")).unwrap();
+        fs::write(record("bin/tool"), text.replacen('x', "-", 1)).unwrap();
+        assert_eq!(extract(&cache, &path, &d, "bin/tool", "u").unwrap(), tool);
+        assert_eq!(fs::read(&tool.path).unwrap(), b"tool\n");
     }
 
     #[test]

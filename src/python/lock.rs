@@ -10,7 +10,7 @@
 //!
 //! Markers (PEP 508) are evaluated per platform with `pep508_rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -30,6 +30,9 @@ pub struct Package {
     pub wheels: Vec<WheelRef>,
     /// Whether the lock also offers a source distribution (not installable here).
     pub sdist: bool,
+    /// Pinned by hashes (a `requirements.txt`): only the wheels the hashes
+    /// name may be installed, never another file of the same name.
+    pub hashed: bool,
 }
 
 /// A wheel a package may come from.
@@ -99,7 +102,14 @@ fn pylock(path: &Path, text: &str) -> Result<Vec<Package>> {
                 Some(n) => n,
                 None => from.rsplit('/').next().unwrap_or("").to_string(),
             };
-            WheelName::parse(&file).map_err(|e| bad_input(format!("{at}: {e}")))?;
+            let wheel = WheelName::parse(&file).map_err(|e| bad_input(format!("{at}: {e}")))?;
+            let version = p.version.as_deref().unwrap_or(&wheel.version);
+            if !same_release(&wheel, &p.name, version) {
+                return Err(bad_input(format!(
+                    "{at}: wheel {file} is not {} {version}; fix the package's name, version or wheels",
+                    p.name
+                )));
+            }
             wheels.push(WheelRef {
                 file,
                 url: w.url,
@@ -113,6 +123,7 @@ fn pylock(path: &Path, text: &str) -> Result<Vec<Package>> {
             marker: p.marker,
             wheels,
             sdist: p.sdist.is_some(),
+            hashed: false,
         });
     }
     Ok(out)
@@ -160,19 +171,27 @@ fn requirements(
                 continue;
             };
             count += 1;
-            if let Some(file) = find_links.get(hex) {
-                let name = file
+            let hex = hex.to_ascii_lowercase();
+            if let Some(file) = find_links.get(&hex) {
+                let file_name = file
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                WheelName::parse(&name).map_err(|e| {
+                let wheel = WheelName::parse(&file_name).map_err(|e| {
                     bad_input(format!(
                         "{at}: the find_links wheel {} of --hash=sha256:{hex}: {e}; rename it to its wheel file name",
                         file.display()
                     ))
                 })?;
+                if !same_release(&wheel, name, version.trim()) {
+                    return Err(bad_input(format!(
+                        "{at}: --hash=sha256:{hex} is the find_links wheel {}, which is not {name} {}; fix the hash or the pin",
+                        file.display(),
+                        version.trim()
+                    )));
+                }
                 wheels.push(WheelRef {
-                    file: name,
+                    file: file_name,
                     url: None,
                     path: Some(file.clone()),
                     sha256: Some(hex.to_string()),
@@ -190,9 +209,56 @@ fn requirements(
             marker,
             wheels,
             sdist: false,
+            hashed: true,
         });
     }
     Ok(out)
+}
+
+/// Why `pkg` has no wheel for `platform` (CPython `xy`), naming the wheels
+/// there are of its name (`by_name`: find_links).
+pub(crate) fn no_wheel(
+    pkg: &Package,
+    platform: &str,
+    xy: &str,
+    by_name: &BTreeMap<String, PathBuf>,
+) -> String {
+    let mut have: BTreeSet<&str> = pkg.wheels.iter().map(|w| w.file.as_str()).collect();
+    have.extend(
+        by_name.keys().map(String::as_str).filter(|f| {
+            WheelName::parse(f).is_ok_and(|n| normalize(&n.name) == normalize(&pkg.name))
+        }),
+    );
+    let have = if have.is_empty() {
+        if pkg.sdist {
+            "only a source distribution".to_string()
+        } else {
+            "none".to_string()
+        }
+    } else {
+        have.into_iter().collect::<Vec<_>>().join(", ")
+    };
+    if pkg.hashed && pkg.wheels.is_empty() {
+        return format!(
+            "package {} {}: none of its --hash values is the sha256 of a wheel in find_links (wheels of that name there: {have}); a wheel that matches no hash is not installed: put the locked wheel there, or lock again",
+            pkg.name, pkg.version
+        );
+    }
+    format!(
+        "package {} {} has no wheel for {platform} with CPython {xy} (wheels: {have}); build a wheel with `pip wheel` and put it in find_links",
+        pkg.name, pkg.version
+    )
+}
+
+/// Whether `wheel` is a file of `name` `version` (names compared as PEP 503
+/// normalises them, versions as PEP 440 does).
+pub(crate) fn same_release(wheel: &WheelName, name: &str, version: &str) -> bool {
+    use pep508_rs::pep440_rs::Version;
+    let same_version = match (wheel.version.parse::<Version>(), version.parse::<Version>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => wheel.version == version,
+    };
+    normalize(&wheel.name) == normalize(name) && same_version
 }
 
 /// The longest marker taken, in bytes.
@@ -336,6 +402,23 @@ path = "wheels/PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
             "{said}"
         );
         assert!(pylock(Path::new("l.toml"), &lock("demo-1.0-py3-none-any.whl")).is_ok());
+        // A wheel of another package or version is not this package's:
+        // it would be installed, and reported, under this name.
+        for other in ["other-1.0-py3-none-any.whl", "demo-2.0-py3-none-any.whl"] {
+            let err = pylock(Path::new("l.toml"), &lock(other)).unwrap_err();
+            assert!(crate::error::is_bad_input(&err));
+            let said = err.to_string();
+            assert!(
+                said.contains(&format!("wheel {other} is not demo 1.0")),
+                "{said}"
+            );
+        }
+        for same in [
+            "Demo-1.0.0-py3-none-any.whl",
+            "demo-1.0-py2.py3-none-any.whl",
+        ] {
+            assert!(pylock(Path::new("l.toml"), &lock(same)).is_ok(), "{same}");
+        }
 
         let links: BTreeMap<String, PathBuf> = [(
             "aa".to_string(),

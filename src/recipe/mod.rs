@@ -205,25 +205,69 @@ impl std::fmt::Debug for LoadOptions {
 pub(crate) struct Source {
     pub path: PathBuf,
     pub text: String,
+    /// Made on the first [`Source::at`], so that locating every entry of a
+    /// large recipe does not read the text from its start each time.
+    index: std::sync::OnceLock<TextIndex>,
+}
+
+/// Where the recipe's lines start, and how many characters come before
+/// each [`TextIndex::BLOCK`] bytes.
+struct TextIndex {
+    newlines: Vec<usize>,
+    chars: Vec<usize>,
+}
+
+impl TextIndex {
+    const BLOCK: usize = 4096;
+
+    fn new(b: &[u8]) -> TextIndex {
+        let newlines = b.iter().enumerate().filter(|(_, &c)| c == b'\n');
+        let mut chars = vec![0];
+        for block in b.chunks(Self::BLOCK) {
+            chars.push(chars[chars.len() - 1] + char_starts(block));
+        }
+        TextIndex {
+            newlines: newlines.map(|(i, _)| i).collect(),
+            chars,
+        }
+    }
+
+    /// Characters that start before byte `pos` of `b`.
+    fn chars_before(&self, b: &[u8], pos: usize) -> usize {
+        let k = pos / Self::BLOCK;
+        self.chars[k] + char_starts(&b[k * Self::BLOCK..pos])
+    }
+}
+
+/// How many characters start in `b`.
+fn char_starts(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c & 0xC0 != 0x80).count()
 }
 
 impl Source {
+    pub fn new(path: &Path, text: String) -> Source {
+        Source {
+            path: path.to_path_buf(),
+            text,
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
     /// `file:line:column` of byte `span.start` (columns count characters).
     pub fn at(&self, span: Range<usize>) -> String {
         let b = self.text.as_bytes();
-        let before = &b[..span.start.min(b.len())];
-        let line_start = before
-            .iter()
-            .rposition(|&c| c == b'\n')
-            .map_or(0, |i| i + 1);
-        let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+        let start = span.start.min(b.len());
+        let index = self.index.get_or_init(|| TextIndex::new(b));
+        let line = index.newlines.partition_point(|&i| i < start);
+        let line_start = if line == 0 {
+            0
+        } else {
+            index.newlines[line - 1] + 1
+        };
         // Characters before the span's first byte, which may be inside one.
-        let col = before[line_start..]
-            .iter()
-            .filter(|&&c| c & 0xC0 != 0x80)
-            .count()
-            + usize::from(b.get(before.len()).is_none_or(|&c| c & 0xC0 != 0x80));
-        format!("{}:{line}:{col}", self.path.display())
+        let col = index.chars_before(b, start) - index.chars_before(b, line_start)
+            + usize::from(b.get(start).is_none_or(|&c| c & 0xC0 != 0x80));
+        format!("{}:{}:{col}", self.path.display(), line + 1)
     }
 
     /// A bad-input error located at `span`.
@@ -284,10 +328,7 @@ pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Plan>
         Ok(t) => t.to_string(),
         Err(e) => {
             let good = e.valid_up_to();
-            let src = Source {
-                path: path.to_path_buf(),
-                text: String::from_utf8_lossy(&bytes[..good]).into_owned(),
-            };
+            let src = Source::new(path, String::from_utf8_lossy(&bytes[..good]).into_owned());
             return Err(src.err(
                 good..good,
                 format!(
@@ -297,10 +338,7 @@ pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Plan>
             ));
         }
     };
-    let src = Source {
-        path: path.to_path_buf(),
-        text,
-    };
+    let src = Source::new(path, text);
     let file: RecipeFile = toml::from_str(&src.text).map_err(|e| {
         let at = e
             .span()
@@ -317,19 +355,51 @@ mod tests {
 
     #[test]
     fn locations_are_line_and_column() {
-        let src = Source {
-            path: "r.toml".into(),
-            text: "a = 1\nbb = 2\n".into(),
-        };
+        let src = Source::new(Path::new("r.toml"), "a = 1\nbb = 2\n".into());
         assert_eq!(src.at(6..8), "r.toml:2:1");
         assert_eq!(src.at(11..12), "r.toml:2:6");
         assert_eq!(src.at(99..100), "r.toml:3:1");
-        let src = Source {
-            path: "r.toml".into(),
-            text: "a = \"é\" x".into(),
-        };
+        let src = Source::new(Path::new("r.toml"), "a = \"é\" x".into());
         assert_eq!(src.at(6..7), "r.toml:1:6", "inside a character");
         assert_eq!(src.at(7..8), "r.toml:1:7");
+    }
+
+    #[test]
+    fn locations_in_a_large_recipe_are_found_without_reading_it_each_time() {
+        // Lines of several blocks, with characters of two and three bytes.
+        let line = format!("{}\n", "é€a".repeat(3000));
+        let text = line.repeat(240);
+        let src = Source::new(Path::new("r.toml"), text.clone());
+        let naive = |start: usize| {
+            let before = &text.as_bytes()[..start];
+            let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(0, |i| i + 1);
+            let inside = text.as_bytes()[start] & 0xC0 == 0x80;
+            let col = char_starts(&before[line_start..]) + usize::from(!inside);
+            format!("r.toml:{line}:{col}")
+        };
+        for l in [0, 1, 239] {
+            // The start of an `é`, inside it, and the `€` and `a` after it.
+            for c in [0, 1, 683, 2999] {
+                for within in [0, 1, 2, 5] {
+                    let start = l * line.len() + c * 6 + within;
+                    assert_eq!(src.at(start..start + 1), naive(start), "{start}");
+                }
+            }
+        }
+        // Every entry of a recipe is located: each costs at most a block.
+        let t = std::time::Instant::now();
+        for i in 0..20_000 {
+            let _ = src.at(text.len() - 1 - i % 1000..text.len());
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

@@ -14,12 +14,13 @@ pub(super) fn tags(
     expand: &dyn Fn(&Str) -> Result<String>,
 ) -> Result<Vec<String>> {
     let mut tags = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for t in given {
         let tag = expand(t)?;
         if !is_tag(&tag) {
             return Err(src.err(t.span(), format!("tag {tag:?} is not valid: 1 to 128 of [A-Za-z0-9_.-], not starting with . or -")));
         }
-        if !tags.contains(&tag) {
+        if seen.insert(tag.clone()) {
             tags.push(tag);
         }
     }
@@ -171,5 +172,25 @@ mod tests {
             .unwrap_err()
             .contains("registry host"));
         assert!(is_tag("1.4.0") && is_tag("latest") && !is_tag("-x") && !is_tag("a/b"));
+    }
+
+    #[test]
+    fn many_tags_are_deduplicated_without_comparing_each_pair() {
+        let src = Source::new(std::path::Path::new("r.toml"), String::new());
+        let given: Vec<Str> = (0..200_000)
+            .map(|i| Str::new(0..1, format!("t{}", i % 150_000)))
+            .collect();
+        let t = std::time::Instant::now();
+        let tags = tags(&src, &given, &|s: &Str| Ok(s.get_ref().clone())).unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(tags.len(), 150_000);
+        assert_eq!(
+            (tags[0].as_str(), tags[149_999].as_str()),
+            ("t0", "t149999")
+        );
     }
 }

@@ -7,8 +7,8 @@
 //! number of sources and the depth of paths, plus one record per file with
 //! several links.
 
-use std::cmp::Ordering;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use anyhow::{anyhow, Result};
 
@@ -29,6 +29,10 @@ struct Item {
 pub struct Entries<'a> {
     /// Each source's next entry, and the rest of its stream.
     heads: Vec<(Option<Item>, Stream<'a>)>,
+    /// The sources that have a head, smallest first: by [`order_key`], then
+    /// in recipe order. A layer of thousands of entries, each its own
+    /// source, is merged without scanning every source per entry.
+    order: BinaryHeap<Reverse<(Vec<u8>, usize)>>,
     /// Where each source is in the recipe (`file:line:col`), for errors.
     ats: Vec<&'a str>,
     /// The entries emitted last that are ancestors of one another, outermost
@@ -67,19 +71,32 @@ impl Iterator for Entries<'_> {
     }
 }
 
+/// A path as a key that sorts as [`cmp_paths`] does (`/` as the lowest
+/// byte; names hold no NUL).
+fn order_key(path: &[u8]) -> Vec<u8> {
+    path.iter()
+        .map(|&c| if c == b'/' { 0 } else { c })
+        .collect()
+}
+
 impl<'a> Entries<'a> {
     /// The merge of `streams` (each sorted in tar order, with where its
     /// source is in the recipe), in the recipe's order of sources.
     pub(super) fn new(streams: Vec<(Stream<'a>, &'a str)>) -> Result<Self> {
         let mut heads = Vec::new();
         let mut ats = Vec::new();
+        let mut order = BinaryHeap::new();
         for (src, (mut stream, at)) in streams.into_iter().enumerate() {
             let head = next_item(&mut stream, src)?;
+            if let Some(h) = &head {
+                order.push(Reverse((order_key(&h.entry.path), src)));
+            }
             heads.push((head, stream));
             ats.push(at);
         }
         Ok(Entries {
             heads,
+            order,
             ats,
             chain: Vec::new(),
             seen: HashMap::new(),
@@ -90,18 +107,15 @@ impl<'a> Entries<'a> {
 
     /// The smallest head; among equal paths the first source (recipe order).
     fn pop_min(&mut self) -> Result<Option<Item>> {
-        let mut min: Option<(usize, &[u8])> = None;
-        for (i, (head, _)) in self.heads.iter().enumerate() {
-            if let Some(h) = head {
-                if min.is_none_or(|(_, m)| cmp_paths(&h.entry.path, m) == Ordering::Less) {
-                    min = Some((i, &h.entry.path));
-                }
-            }
-        }
-        let Some((m, _)) = min else { return Ok(None) };
+        let Some(Reverse((_, m))) = self.order.pop() else {
+            return Ok(None);
+        };
         let (head, stream) = &mut self.heads[m];
         let item = head.take();
         *head = next_item(stream, m)?;
+        if let Some(next) = &*head {
+            self.order.push(Reverse((order_key(&next.entry.path), m)));
+        }
         if let (Some(next), Some(item)) = (&*head, &item) {
             if cmp_paths(&next.entry.path, &item.entry.path) == Ordering::Less {
                 return Err(anyhow!(
@@ -120,11 +134,8 @@ impl<'a> Entries<'a> {
         let Some(mut first) = self.pop_min()? else {
             return Ok(None);
         };
-        while self
-            .heads
-            .iter()
-            .any(|(h, _)| h.as_ref().is_some_and(|h| h.entry.path == first.entry.path))
-        {
+        let key = order_key(&first.entry.path);
+        while self.order.peek().is_some_and(|Reverse((k, _))| *k == key) {
             let Some(later) = self.pop_min()? else { break };
             self.merge(&mut first, later)?;
         }
@@ -330,5 +341,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("out of tar order"), "{err}");
+    }
+
+    #[test]
+    fn many_sources_merge_without_scanning_each_per_entry() {
+        // A generated recipe: one `content` entry per file, in no order,
+        // each path twice (identical entries are kept once).
+        let n = 30_000;
+        let sources: Vec<Vec<Entry>> = (0..2 * n)
+            .map(|i| (i * 7919) % n)
+            .map(|f| vec![text(&format!("d{}/f{f}", f % 97), "x")])
+            .collect();
+        let t = std::time::Instant::now();
+        let out = merge(sources).unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(out.len(), n + 97);
+        let in_order = out
+            .windows(2)
+            .all(|w| cmp_paths(&w[0].path, &w[1].path).is_lt());
+        assert!(in_order);
     }
 }

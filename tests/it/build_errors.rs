@@ -374,3 +374,47 @@ fn bad_flags_exit_2() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not an OCI image layout"), "{}", r.stderr);
 }
+
+/// A file of the context that the user running the build may not read is
+/// bad input naming it, as an unreadable directory is, whether the layer
+/// cache hashes it first or the layer reads it (`--no-cache`); the output
+/// stays as it was. As root, the build runs as `nobody`.
+#[test]
+fn an_unreadable_source_file_is_refused_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let c = Case::new(&layer("src = \"files\"\ndest = \"/x\""));
+    for dir in [c.path(""), c.path("files")] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let built = c.path("built");
+    let as_user = |args: &[&str]| {
+        let mut cmd = boxwright();
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.uid(65534)
+                .gid(65534)
+                .env("XDG_CACHE_HOME", c.path("cache"));
+        }
+        run(cmd
+            .args(["build", "--quiet"])
+            .args(args)
+            .arg("-o")
+            .arg(&built)
+            .arg(c.path("recipe.toml")))
+    };
+    assert_ok(&as_user(&[]));
+    let index = fs::read(built.join("index.json")).unwrap();
+    write(&c.path("files/a.txt"), "changed\n");
+    fs::set_permissions(c.path("files/a.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    for args in [&[][..], &["--no-cache"]] {
+        let r = as_user(args);
+        assert_code(&r, 2);
+        assert!(
+            r.stderr
+                .contains("files/a.txt cannot be read: Permission denied"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(fs::read(built.join("index.json")).unwrap(), index);
+    }
+}

@@ -1,6 +1,7 @@
 //! A lock and its wheels are untrusted input: a wheel path that leaves the
-//! build context, a package listed twice for one platform, and wheels whose
-//! members clash with each other or with the files an install generates are
+//! build context, a package listed twice for one platform, wheels whose
+//! members clash with each other or with the files an install generates,
+//! and a `requirements.txt` whose hashes name no wheel of its pin are
 //! refused (exit 2), naming the lock or the wheel and what is wrong.
 
 use std::fs;
@@ -146,4 +147,49 @@ fn python_members_that_clash_within_a_wheel_are_refused_naming_the_wheel() {
         );
         assert!(!r.stderr.contains("exclude the path"), "{}", r.stderr);
     }
+}
+
+#[test]
+fn python_a_requirement_is_installed_only_from_a_wheel_its_hashes_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("wheels");
+    let file = demo(&w, "1.0", &[("demo/__init__.py", 0o644, b"locked")]);
+    let locked = sha256(&fs::read(w.join(&file)).unwrap());
+    let other = dir.path().join("other");
+    let other_file = demo(&other, "2.0", &[("demo/__init__.py", 0o644, b"2")]);
+    fs::rename(other.join(&other_file), w.join(&other_file)).unwrap();
+    let two = sha256(&fs::read(w.join(&other_file)).unwrap());
+    let recipe = RECIPE.replace("pylock.toml", "requirements.txt") + "find_links = [\"wheels\"]\n";
+    let req = |line: &str| write(&dir.path().join("requirements.txt"), line);
+    let cache = dir.path().join("cache");
+    req(&format!("demo==1.0 --hash={locked}\n"));
+    assert_ok(&build_layer(dir.path(), &cache, &recipe));
+    let built = fs::read(dir.path().join("out/index.json")).unwrap();
+
+    // The wheel swapped for another of the same file name: its hash is no
+    // longer the locked one, so it is not installed by its name.
+    let swapped = demo(&w, "1.0", &[("demo/__init__.py", 0o644, b"swapped")]);
+    assert_eq!(swapped, file);
+    let r = build_layer(dir.path(), &cache, &recipe);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("package demo 1.0: none of its --hash values")
+            && r.stderr.contains(&file),
+        "{}",
+        r.stderr
+    );
+    // A hash that names a wheel of another version is not that version.
+    req(&format!("demo==1.0 --hash={two}\n"));
+    let r = build_layer(dir.path(), &cache, &recipe);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("requirements.txt: line 1: --hash=sha256:")
+            && r.stderr
+                .contains(&format!("{other_file}, which is not demo 1.0")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fs::read(dir.path().join("out/index.json")).unwrap(), built);
 }

@@ -345,7 +345,7 @@ fn file_sha256(src: &Path, size: u64, stamp: &Stamp, index: &Mutex<StatIndex>) -
         return Ok(sha);
     }
     let at = SystemTime::now();
-    let (mut f, meta) = open_regular(src).with_context(|| format!("opening {}", src.display()))?;
+    let (mut f, meta) = open_regular(src).map_err(|err| crate::input::opening_source(src, err))?;
     let whole = meta.len() == size;
     let mut h = crate::oci::Hashing::new(std::io::sink());
     let n = std::io::copy(&mut (&mut f).take(size), &mut h)

@@ -236,7 +236,7 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
             ));
         }
         let (wheel, name) = choose(pkg, &by_name, &target)
-            .ok_or_else(|| err_at(at, no_wheel(pkg, &platform, &xy, &by_name)))?;
+            .ok_or_else(|| err_at(at, lock::no_wheel(pkg, &platform, &xy, &by_name)))?;
         let (file, sha256) = obtain(cx.env, cx.context, &lock_path, &wheel, at)?;
         let dist = name.name.replace('_', "-");
         wheels.push(install::plan(&file, &dist, &scheme).map_err(|e| err_at(at, e))?);
@@ -284,7 +284,7 @@ fn choose(
             None => w.clone(),
         })
         .collect();
-    for (file, path) in by_name {
+    for (file, path) in by_name.iter().filter(|_| !pkg.hashed) {
         let Ok(n) = WheelName::parse(file) else {
             continue;
         };
@@ -308,33 +308,6 @@ fn choose(
         })
         .min_by_key(|(rank, _, _)| *rank)
         .map(|(_, w, n)| (w, n))
-}
-
-fn no_wheel(
-    pkg: &Package,
-    platform: &str,
-    xy: &str,
-    by_name: &BTreeMap<String, PathBuf>,
-) -> String {
-    let mut have: BTreeSet<&str> = pkg.wheels.iter().map(|w| w.file.as_str()).collect();
-    have.extend(
-        by_name.keys().map(String::as_str).filter(|f| {
-            WheelName::parse(f).is_ok_and(|n| normalize(&n.name) == normalize(&pkg.name))
-        }),
-    );
-    let have = if have.is_empty() {
-        if pkg.sdist {
-            "only a source distribution".to_string()
-        } else {
-            "none".to_string()
-        }
-    } else {
-        have.into_iter().collect::<Vec<_>>().join(", ")
-    };
-    format!(
-        "package {} {} has no wheel for {platform} with CPython {xy} (wheels: {have}); build a wheel with `pip wheel` and put it in find_links",
-        pkg.name, pkg.version
-    )
 }
 
 /// `path` resolved, if it is inside the build context `context`; else why not.
