@@ -5,8 +5,9 @@
 //! caches nothing. An interrupted download leaves `<cache>/downloads/<hex>.part`,
 //! resumed with a `Range` request next time (restarted when the server
 //! ignores it). Only `https://`, `file://` and plain `http://` to a loopback
-//! address are accepted: a checksum pins the content, TLS keeps what is
-//! fetched private and the failure honest.
+//! address are accepted, and a redirect is followed only to such a URL: a
+//! checksum pins the content, TLS keeps what is fetched private and the
+//! failure honest.
 //!
 //! The recipe planner is synchronous; a download runs on its own thread with
 //! a small runtime, so this works from any thread, inside the binary's
@@ -16,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -33,6 +35,8 @@ pub const MAX_SIZE: u64 = 4 << 30;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the next bytes of a response.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most redirects followed for one download.
+const MAX_REDIRECTS: usize = 10;
 
 /// A lowercase sha256 hex string, or a bad-input error naming `what`.
 pub fn parse_sha256(text: &str, what: &str) -> Result<Digest> {
@@ -152,9 +156,27 @@ fn copy_local(src: &Path, part: &Path, url: &str) -> Result<Digest> {
 /// and return the sha256 of the whole file (what was there is hashed first,
 /// the rest as it arrives).
 async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
+    // A redirect is followed only to where the URL itself could point.
+    let refused: Arc<Mutex<Option<String>>> = Arc::default();
+    let why = refused.clone();
+    let redirects = reqwest::redirect::Policy::custom(move |next| {
+        if next.previous().len() >= MAX_REDIRECTS {
+            return next.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        match check_remote(next.url().as_str()) {
+            Ok(()) => next.follow(),
+            Err(e) => {
+                if let Ok(mut w) = why.lock() {
+                    *w = Some(format!("{e:#}"));
+                }
+                next.stop()
+            }
+        }
+    });
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
+        .redirect(redirects)
         .build()
         .context("creating the HTTP client")?;
     let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
@@ -166,6 +188,11 @@ async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
         .send()
         .await
         .with_context(|| format!("downloading {url}"))?;
+    if let Some(why) = refused.lock().ok().and_then(|w| w.clone()) {
+        return Err(bad_input(format!(
+            "downloading {url}: it redirects to a refused address: {why}"
+        )));
+    }
     let status = resp.status();
     let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
     if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {

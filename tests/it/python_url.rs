@@ -247,3 +247,65 @@ fn unpinned_and_mismatched_downloads_are_refused() {
         assert!(r.stderr.contains(said), "{}", r.stderr);
     }
 }
+
+/// A loopback HTTP server that answers every request with a redirect to
+/// `location`; it counts the requests.
+fn redirect_to(location: &'static str) -> (String, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/tool.zip", listener.local_addr().unwrap());
+    let count: Arc<Mutex<usize>> = Arc::default();
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => req.extend_from_slice(&buf[..k]),
+                }
+            }
+            *seen.lock().unwrap() += 1;
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = s.write_all(head.as_bytes());
+        }
+    });
+    (url, count)
+}
+
+/// Figure: a download whose loopback server redirects it to plain http on
+/// another host is refused as the URL itself would be (exit 2, naming the
+/// address, nothing asked of that host), and so is a redirect to another
+/// scheme; the server was asked once each time.
+#[test]
+fn a_redirect_is_followed_only_where_the_url_could_point() {
+    for (location, said) in [
+        (
+            "http://example.invalid/tool.zip",
+            "plain http is only allowed to a loopback address",
+        ),
+        (
+            "ftp://127.0.0.1/tool.zip",
+            "scheme \"ftp\" is not supported",
+        ),
+    ] {
+        let (url, count) = redirect_to(location);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let r = build_layer(
+            dir.path(),
+            &cache,
+            &format!(
+                "[image]\nname = \"t\"\n[[layer]]\n[[layer.entry]]\nurl = \"{url}\"\nsha256 = \"{}\"\ndest = \"/f\"\n",
+                sha256(b"data")
+            ),
+        );
+        assert_code(&r, 2);
+        assert!(r.stderr.contains(said), "{}", r.stderr);
+        assert!(r.stderr.contains(location), "{}", r.stderr);
+        assert_eq!(*count.lock().unwrap(), 1);
+    }
+}
