@@ -95,20 +95,21 @@ pub fn select_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Desc
 
 /// The platforms an index offers, for error messages (`unknown/unknown`
 /// entries, which are attestations, left out). An entry that is not an
-/// image manifest (a nested index, which selection does not follow) is
-/// named as such, so that a message never offers what cannot be picked.
+/// image manifest (a nested index, which selection does not follow) or
+/// names no platform is named as such, so that a message never offers what
+/// cannot be picked, nor says the index is empty when it is not.
 pub fn offered_platforms(index: &Index) -> Vec<String> {
     index
         .manifests
         .iter()
         .filter_map(|d| {
-            let p = d.platform.as_ref()?.to_string();
-            if p == "unknown/unknown" {
-                None
-            } else if is_manifest_media_type(&d.media_type) {
-                Some(p)
-            } else {
-                Some(format!("{p} in a nested index, which is not followed"))
+            let image = is_manifest_media_type(&d.media_type);
+            match (d.platform.as_ref().map(|p| p.to_string()), image) {
+                (Some(p), _) if p == "unknown/unknown" => None,
+                (Some(p), true) => Some(p),
+                (Some(p), false) => Some(format!("{p} in a nested index, which is not followed")),
+                (None, true) => Some("an image that names no platform".to_string()),
+                (None, false) => Some("a nested index, which is not followed".to_string()),
             }
         })
         .collect()
@@ -156,6 +157,19 @@ mod tests {
                 "linux/arm/v7",
                 "linux/arm64/v8",
                 "linux/amd64"
+            ]
+        );
+        // Entries without a platform are named, not passed over as if the
+        // index had none.
+        let bare = Index::new(vec![
+            Descriptor::new(MEDIA_TYPE_INDEX, Digest::of(b"nested"), 1),
+            Descriptor::new(MEDIA_TYPE_MANIFEST, Digest::of(b"image"), 1),
+        ]);
+        assert_eq!(
+            offered_platforms(&bare),
+            [
+                "a nested index, which is not followed",
+                "an image that names no platform"
             ]
         );
     }

@@ -14,6 +14,19 @@ use crate::common::*;
 /// What a test server was asked: each request's `Range` header, if any.
 type Seen = Arc<Mutex<Vec<Option<String>>>>;
 
+/// A request's head (request line and headers), read up to its blank line.
+fn read_head(s: &mut impl Read) -> String {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => req.extend_from_slice(&buf[..k]),
+        }
+    }
+    String::from_utf8_lossy(&req).into_owned()
+}
+
 /// A loopback HTTP server for one file; its first answer is cut halfway.
 fn serve(body: Vec<u8>) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -23,15 +36,7 @@ fn serve(body: Vec<u8>) -> (String, Seen) {
     std::thread::spawn(move || {
         for (n, stream) in listener.incoming().enumerate() {
             let Ok(mut s) = stream else { return };
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => req.extend_from_slice(&buf[..k]),
-                }
-            }
-            let text = String::from_utf8_lossy(&req).to_lowercase();
+            let text = read_head(&mut s).to_lowercase();
             let range = text.lines().find_map(|l| {
                 l.strip_prefix("range: bytes=")
                     .map(|r| r.trim().to_string())
@@ -258,14 +263,7 @@ fn redirect_to(location: &'static str) -> (String, Arc<Mutex<usize>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { return };
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => req.extend_from_slice(&buf[..k]),
-                }
-            }
+            read_head(&mut s);
             *seen.lock().unwrap() += 1;
             let head = format!(
                 "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
