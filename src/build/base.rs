@@ -272,6 +272,17 @@ async fn platform_image(
         let m = parse_document(src, &root, &top)?;
         (root, m)
     };
+    if let Some((n, l)) =
+        (manifest.layers.iter().enumerate()).find(|(_, l)| !oci::is_layer_media_type(&l.media_type))
+    {
+        return Err(bad_input(format!(
+            "{what}: its layer {} ({}) has media type {:?}, which is not a layer's \
+             (tar, tar+gzip or tar+zstd); use another base",
+            n + 1,
+            l.digest,
+            l.media_type
+        )));
+    }
     let config_bytes = read_config(src, &manifest.config, what).await?;
     let config: ImageConfig = parse_document(src, &manifest.config, &config_bytes)?;
     if config.platform.os != platform.os || config.platform.architecture != platform.architecture {

@@ -28,6 +28,19 @@ pub fn is_manifest_media_type(mt: &str) -> bool {
     mt == MEDIA_TYPE_MANIFEST || mt == MEDIA_TYPE_DOCKER_MANIFEST
 }
 
+/// True for the media types a layer may have: an OCI tar (plain, gzip or
+/// zstd), Docker's gzip layer, or a foreign / non-distributable one.
+pub fn is_layer_media_type(mt: &str) -> bool {
+    [
+        MEDIA_TYPE_LAYER_TAR,
+        MEDIA_TYPE_LAYER_GZIP,
+        MEDIA_TYPE_LAYER_ZSTD,
+        MEDIA_TYPE_DOCKER_LAYER_GZIP,
+    ]
+    .contains(&mt)
+        || is_non_distributable(mt)
+}
+
 /// True for foreign / non-distributable layers (Windows base layers): they
 /// live outside registries, which fetch them from their URLs, so they are
 /// never uploaded, copied nor downloaded.

@@ -412,3 +412,25 @@ pub fn mkfifo(path: &Path) {
         std::io::Error::last_os_error()
     );
 }
+
+/// Figure: a base layout whose layer claims a media type no layer has (the
+/// bytes are a good gzip tar) is refused, exit 2, naming the type; no
+/// output is written.
+#[test]
+fn a_base_layer_of_another_media_type_is_refused() {
+    let t = tempdir();
+    let base = t.path().join("base");
+    let img = tiny_oci_layout(&base, "1", b"a layer");
+    let text = String::from_utf8(img.manifest).unwrap();
+    let evil = text.replace(
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/x-evil",
+    );
+    assert_ne!(evil, text);
+    let digest = put(&base, evil.as_bytes());
+    write_index(&base, &digest, evil.len() as u64, "1");
+    let r = build_on(&base, &t.path().join("out"));
+    assert_code(&r, 2);
+    assert!(r.stderr.contains("application/x-evil"), "{}", r.stderr);
+    assert!(!t.path().join("out").exists());
+}
