@@ -109,7 +109,8 @@ fn remote_reference(arg: &str) -> Option<&str> {
         return None;
     }
     let (host, _) = arg.split_once('/')?;
-    (host.contains('.') || host.contains(':') || host == "localhost").then_some(arg)
+    let relative = host == "." || host == "..";
+    (!relative && (host.contains('.') || host.contains(':') || host == "localhost")).then_some(arg)
 }
 
 /// Print the inspection (an error when it failed, unless the check is
@@ -191,5 +192,7 @@ mod tests {
         assert_eq!(remote_reference("out:latest"), None);
         assert_eq!(remote_reference("src"), None);
         assert_eq!(remote_reference("/tmp/x.y/out"), None);
+        assert_eq!(remote_reference("./ghcr.io/out"), None);
+        assert_eq!(remote_reference("../out"), None);
     }
 }
