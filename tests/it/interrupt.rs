@@ -341,3 +341,66 @@ fn an_interrupted_pull_leaves_no_part_file_in_the_cache() {
     assert_eq!(named(&blobs, "."), Vec::<PathBuf>::new());
     assert!(!out.exists());
 }
+
+/// Figures: a pull waiting on a credential helper that never answers (a
+/// keyring waiting to be unlocked) is interrupted, and the run's blocking
+/// work cannot stop; a second SIGINT ends it at once (well within the 5 s
+/// the first one grants that work), with 130.
+#[test]
+fn a_second_signal_ends_a_run_whose_blocking_work_hangs() {
+    let reg = Registry::with_basic_auth("bob", "pw");
+    let env = Env::new();
+    let bin = env.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let asked = env.path().join("asked");
+    let helper = bin.join("docker-credential-hang");
+    write(
+        &helper,
+        &format!("#!/bin/sh\ntouch '{}'\nexec sleep 20\n", asked.display()),
+    );
+    crate::common::chmod(&helper, 0o755);
+    fs::create_dir_all(env.config_dir()).unwrap();
+    write(
+        &env.config_dir().join("config.json"),
+        "{\"credsStore\": \"hang\"}\n",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = env
+        .cmd()
+        .env("PATH", path)
+        .args(["pull", "--quiet", &format!("{}/acme/app:1", reg.host())])
+        .arg("-o")
+        .arg(env.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !asked.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the pull ended");
+        assert!(started.elapsed() < Duration::from_secs(60), "never asked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill = || {
+        let ok = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    kill();
+    std::thread::sleep(Duration::from_millis(300));
+    kill();
+    let sent = Instant::now();
+    let code = ended_within(&mut child, Duration::from_secs(30));
+    assert_eq!(code, Some(130));
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+}
