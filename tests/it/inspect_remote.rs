@@ -293,3 +293,30 @@ fn platform_picks_one_image_of_an_index() {
     assert_code(&r, 2);
     assert!(r.stderr.contains("linux/arm64"), "{}", r.stderr);
 }
+
+/// Figures: `--platform` of a single image (not an index) of another
+/// platform is bad input (exit 2, nothing on stdout), in a registry and in
+/// a layout alike; of its own platform it shows the image. It was shown
+/// as if it were of the platform asked for, with exit 0.
+#[test]
+fn platform_of_a_single_image_of_another_platform_is_refused() {
+    let reg = Registry::start();
+    let (env, dir, img, reference) = pushed(&reg.host(), b"amd64 only");
+    let layout = dir.path().join("layout").display().to_string();
+    for target in [reference.as_str(), layout.as_str()] {
+        let r = run(env
+            .cmd()
+            .args(["inspect", "--json", target, "--platform", "linux/arm64"]));
+        assert_code(&r, 2);
+        assert_eq!(r.stdout, "");
+        let r = run(env
+            .cmd()
+            .args(["inspect", "--json", target, "--platform", "linux/amd64"]));
+        assert_ok(&r);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(
+            v["images"][0]["manifest_digest"],
+            img.manifest_digest.as_str()
+        );
+    }
+}
