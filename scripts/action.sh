@@ -203,6 +203,16 @@ login_value() {
   printf '%s' "$value"
 }
 
+# What the step made and removes when it ends, whichever made it first:
+# the signing key's directory and the logins' docker config. One trap for
+# both, so that setting it for one keeps the other.
+key_dir=""
+login_dir=""
+cleanup() {
+  [ -z "$key_dir" ] || rm -rf "$key_dir"
+  [ -z "$login_dir" ] || rm -rf "$login_dir"
+}
+
 # Log in to each INPUT_LOGINS registry into a docker config of this step
 # (a copy of the runner's), which DOCKER_CONFIG then names. $1: boxwright.
 login_all() {
@@ -227,7 +237,7 @@ login_all() {
   src="${DOCKER_CONFIG:-$HOME/.docker}"
   dir="$(mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/boxwright-docker.XXXXXX")"
   login_dir=$dir
-  trap 'rm -rf "$login_dir"' EXIT
+  trap cleanup EXIT
   # The runner's config without its credential helpers: `login` would
   # store these credentials in a machine-wide helper, past this step.
   if [ -f "$src/config.json" ]; then
@@ -403,7 +413,7 @@ supply_args() {
     if [ -n "$line" ] && [[ "$line" != -----* ]]; then mask "$line"; fi
   done <<<"$INPUT_SIGNING_KEY"
   key_dir="$(mktemp -d "$1/boxwright-key.XXXXXX")"
-  trap 'rm -rf "$key_dir" ${login_dir:+"$login_dir"}' EXIT
+  trap cleanup EXIT
   (umask 077 && printf '%s\n' "$INPUT_SIGNING_KEY" >"$key_dir/key.pem")
   args+=(--sign-key "$key_dir/key.pem")
   if [ -n "${INPUT_SIGNING_KEY_PASSWORD:-}" ]; then

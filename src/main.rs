@@ -60,11 +60,12 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    // A thread and runtime of its own, so that it is heard while the
+    // command's future is busy on this thread, and still while the
+    // command's runtime waits for its blocking threads to stop.
+    listen(tx);
     let outcome = rt.block_on(async {
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        // A task of its own, so that it is heard while the command's
-        // future is busy on this thread.
-        tokio::spawn(listen(tx));
         tokio::select! {
             r = cli::run(cli) => r,
             // Without a listener (signals could not be set up), the run goes on.
@@ -94,32 +95,47 @@ fn signal_name(n: u8) -> &'static str {
     }
 }
 
-/// Waits for SIGINT or SIGTERM, marks the run cancelled and tells `stop`.
-/// The command's future is dropped only when its thread is free: one
-/// blocked in a read (a password typed on a terminal) is not. So a second
-/// signal, or [`GRACE`] without the run having ended, ends the process
-/// here.
-async fn listen(stop: tokio::sync::oneshot::Sender<u8>) {
+/// Waits, on a thread of its own, for SIGINT or SIGTERM, marks the run
+/// cancelled and tells `stop`. The command's future is dropped only when
+/// its thread is free: one blocked in a read (a password typed on a
+/// terminal) is not, and the command's runtime then waits up to [`GRACE`]
+/// for its blocking threads (a credential helper that does not answer). So
+/// a second signal, or [`GRACE`] without the run having ended, ends the
+/// process here. The signals are set up before this returns; when they
+/// cannot be, nothing is told and the run goes on.
+fn listen(stop: tokio::sync::oneshot::Sender<u8>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
         return;
     };
-    let n = tokio::select! {
-        _ = int.recv() => 2,
-        _ = term.recv() => 15,
+    let (Ok(mut int), Ok(mut term)) = rt.block_on(async {
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    }) else {
+        return;
     };
-    boxwright::cancel::request();
-    let _ = stop.send(n);
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-        _ = tokio::time::sleep(GRACE) => {}
-    }
-    eprintln!("error: {}", Interrupted(n));
-    std::process::exit(128 + i32::from(n));
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let n = tokio::select! {
+                _ = int.recv() => 2,
+                _ = term.recv() => 15,
+            };
+            boxwright::cancel::request();
+            let _ = stop.send(n);
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = tokio::time::sleep(GRACE) => {}
+            }
+            eprintln!("error: {}", Interrupted(n));
+            std::process::exit(128 + i32::from(n));
+        })
+    });
 }
 
 /// Only a closed stdout: any other broken pipe is a failure.

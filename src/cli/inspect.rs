@@ -44,7 +44,8 @@ pub struct InspectArgs {
     pub check: bool,
     /// Of an index, show only this platform's image (os/arch[/variant]):
     /// two manifest requests instead of one per platform, where each counts
-    /// as a pull (Docker Hub). `--check` still checks every platform.
+    /// as a pull (Docker Hub). `--check` still checks every platform. A
+    /// single image of another platform is refused.
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub platform: Option<Platform>,
     /// The blob cache a registry image's configs are fetched into [default:

@@ -70,6 +70,14 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
             &manifest.config,
             &read_config(src, &manifest.config, &src.locate(&d)).await?,
         )?;
+        // A single image is shown for --platform only when it is of it.
+        if let Some(p) = platform.filter(|p| index.is_none() && !p.matches(&config.platform)) {
+            return Err(bad_input(format!(
+                "{} is a single {} image, not {p}",
+                src.locate(&descriptor),
+                config.platform
+            )));
+        }
         let platform = config.platform.to_string();
         images.push(ImageInfo {
             platform,

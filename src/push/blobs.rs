@@ -217,12 +217,14 @@ impl BlobPusher<'_> {
         .await;
         let mut missing = Vec::new();
         for (repo, head) in others.into_iter().zip(heads) {
+            // One of another size (truncated in the registry's storage) is
+            // sent again, as one that is missing.
             match head? {
-                Some(_) => {
+                Some(n) if n == desc.size => {
                     r.count(repo, |c| c.present += 1);
                     r.add_holder(d, repo);
                 }
-                None => missing.push(repo.clone()),
+                _ => missing.push(repo.clone()),
             }
         }
         for repo in &missing {

@@ -111,6 +111,36 @@ fn action_script_signs_and_attests_and_lists_them_in_the_summary() {
     assert_eq!(doc["digest"], out["digest"].as_str());
 }
 
+/// Figure: with both a signing key and `logins`, the step removes the key
+/// file as well as its docker config when it ends (the logins' cleanup
+/// took the key's place, and the private key was left in RUNNER_TEMP).
+#[test]
+fn action_script_removes_the_key_file_when_it_also_logs_in() {
+    let regs = Registries::start();
+    let ws = workspace(&regs);
+    let runner = Runner::new();
+    let keys = tempdir();
+    let (key, _) = keygen(keys.path());
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("INPUT_RECIPE", "recipes/app.toml")
+        .env("INPUT_VARS", "VERSION=1.5.0")
+        .env("INPUT_SIGNING_KEY", &key)
+        .env("INPUT_SIGNING_KEY_PASSWORD", KEY_PASSWORD)
+        .env("GHCR_TOKEN_B64", crate::common::b64(GH_TOKEN))
+        .env(
+            "INPUT_LOGINS",
+            format!("{} GITHUB_ACTOR GHCR_TOKEN_B64:base64", regs.ghcr.host()),
+        ));
+    assert_ran(&r);
+    let left: Vec<_> = std::fs::read_dir(runner.dir.path().join("temp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("boxwright-key") || n.starts_with("boxwright-docker"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn action_script_refuses_an_unknown_sbom_format() {
     let regs = Registries::start();

@@ -270,3 +270,137 @@ fn a_run_blocked_in_a_read_still_ends_on_a_signal() {
         assert!(!env.config_dir().join("config.json").exists());
     }
 }
+
+/// Figure: a pull interrupted while a layer downloads (a registry that
+/// sends it one byte per 10 ms) exits 130 within 5 s and leaves no
+/// `.part` file in the blob cache, and no output.
+#[test]
+fn an_interrupted_pull_leaves_no_part_file_in_the_cache() {
+    use crate::support::{Answer, Scripted};
+    use sha2::Digest as _;
+    let sha = |s: &str| format!("sha256:{:x}", sha2::Sha256::digest(s));
+    let layer = "x".repeat(2000);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        sha(&layer)
+    );
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+        sha(&config),
+        config.len(),
+        sha(&layer),
+        layer.len()
+    );
+    let (config_digest, layer_digest) = (sha(&config), sha(&layer));
+    let manifest_digest = sha(&manifest);
+    let srv = Scripted::start(move |req| {
+        let p = req.path();
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        if p == "/v2/" {
+            Answer::json("200 OK", "{}")
+        } else if p.contains("/manifests/") {
+            let a = Answer::new("200 OK")
+                .header("Content-Type", mt)
+                .header("Docker-Content-Digest", &manifest_digest);
+            if req.method == "HEAD" {
+                a.header("Content-Length", &manifest.len().to_string())
+            } else {
+                a.body(&manifest)
+            }
+        } else if p.ends_with(&config_digest) {
+            Answer::new("200 OK").body(&config)
+        } else if p.ends_with(&layer_digest) {
+            Answer::new("200 OK")
+                .body(&layer)
+                .trickled(Duration::from_millis(10))
+        } else {
+            Answer::json("404 Not Found", r#"{"errors":[]}"#)
+        }
+    });
+    let t = tempdir();
+    let cache = t.path().join("cache");
+    let out = t.path().join("out");
+    let env = Env::new();
+    let child = env
+        .cmd()
+        .args(["pull", "--quiet", &format!("{}/acme/slow:1", srv.host())])
+        .arg("-o")
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let blobs = cache.join("sha256");
+    let (got, took) = signal_when(child, "INT", || {
+        blobs.is_dir() && !named(&blobs, ".").is_empty()
+    });
+    assert_eq!(got, Some(130));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(named(&blobs, "."), Vec::<PathBuf>::new());
+    assert!(!out.exists());
+}
+
+/// Figures: a pull waiting on a credential helper that never answers (a
+/// keyring waiting to be unlocked) is interrupted, and the run's blocking
+/// work cannot stop; a second SIGINT ends it at once (well within the 5 s
+/// the first one grants that work), with 130.
+#[test]
+fn a_second_signal_ends_a_run_whose_blocking_work_hangs() {
+    let reg = Registry::with_basic_auth("bob", "pw");
+    let env = Env::new();
+    let bin = env.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let asked = env.path().join("asked");
+    let helper = bin.join("docker-credential-hang");
+    write(
+        &helper,
+        &format!("#!/bin/sh\ntouch '{}'\nexec sleep 20\n", asked.display()),
+    );
+    crate::common::chmod(&helper, 0o755);
+    fs::create_dir_all(env.config_dir()).unwrap();
+    write(
+        &env.config_dir().join("config.json"),
+        "{\"credsStore\": \"hang\"}\n",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = env
+        .cmd()
+        .env("PATH", path)
+        .args(["pull", "--quiet", &format!("{}/acme/app:1", reg.host())])
+        .arg("-o")
+        .arg(env.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !asked.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the pull ended");
+        assert!(started.elapsed() < Duration::from_secs(60), "never asked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill = || {
+        let ok = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    kill();
+    std::thread::sleep(Duration::from_millis(300));
+    kill();
+    let sent = Instant::now();
+    let code = ended_within(&mut child, Duration::from_secs(30));
+    assert_eq!(code, Some(130));
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+}

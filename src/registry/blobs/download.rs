@@ -179,26 +179,46 @@ impl Repo<'_> {
             )
         };
         let mut blob = self.open_blob(digest, size, c, budget).await?;
-        let tmp = temp_path(dest);
+        let part = Part(temp_path(dest));
+        let tmp = &part.0;
         let mut file = tokio::fs::File::create(&tmp)
             .await
-            .map_err(|e| io("creating", &tmp, e))?;
+            .map_err(|e| io("creating", tmp, e))?;
         let result: Result<(), RegistryError> = async {
             while let Some(chunk) = blob.next().await? {
                 file.write_all(&chunk)
                     .await
-                    .map_err(|e| io("writing", &tmp, e))?;
+                    .map_err(|e| io("writing", tmp, e))?;
             }
-            file.sync_all().await.map_err(|e| io("writing", &tmp, e))?;
-            tokio::fs::rename(&tmp, dest)
+            file.sync_all().await.map_err(|e| io("writing", tmp, e))?;
+            tokio::fs::rename(tmp, dest)
                 .await
                 .map_err(|e| io("renaming to", dest, e))
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        if result.is_ok() {
+            part.keep();
         }
         result.map(|()| blob.received)
+    }
+}
+
+/// A download's temporary file, removed when dropped: on an error, and
+/// when the download is dropped half-way (the run cancelled), so that no
+/// `.part` file is left in the cache. Kept once renamed into place.
+struct Part(PathBuf);
+
+impl Part {
+    fn keep(mut self) {
+        self.0 = PathBuf::new();
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }
 
