@@ -16,7 +16,7 @@ use crate::image::layout::{guard, Layout};
 use crate::image::remote::RegistryImage;
 use crate::image::{parse_document, read_config, ImageSource};
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
-use crate::registry::{ErrorKind, RegistryError};
+use crate::registry::{ErrorKind, Held, RegistryError};
 
 #[derive(Debug, Serialize)]
 pub struct Inspection {
@@ -214,9 +214,8 @@ pub async fn check_registry(img: &RegistryImage) -> Check {
                     Err(e) => Probed::failed(&e),
                 };
             }
-            match img.blob_size(&d.digest).await {
-                Ok(Some(n)) if n == d.size => Probed::ok(),
-                Ok(Some(n)) => Probed {
+            match img.head_blob(&d.digest).await {
+                Ok(Some(Held { size: Some(n) })) if n != d.size => Probed {
                     status: if n < d.size {
                         BlobStatus::Truncated
                     } else {
@@ -228,6 +227,7 @@ pub async fn check_registry(img: &RegistryImage) -> Check {
                     )),
                     document: None,
                 },
+                Ok(Some(_)) => Probed::ok(),
                 Ok(None) => Probed {
                     status: BlobStatus::Missing,
                     detail: None,

@@ -220,7 +220,7 @@ impl BlobPusher<'_> {
             // One of another size (truncated in the registry's storage) is
             // sent again, as one that is missing.
             match head? {
-                Some(n) if n == desc.size => {
+                Some(held) if held.is_of_size(desc.size) => {
                     r.count(repo, |c| c.present += 1);
                     r.add_holder(d, repo);
                 }

@@ -33,7 +33,7 @@ pub mod reference;
 pub mod repo;
 pub mod transport;
 
-pub use blobs::{MountResult, StreamUpload, UploadMode, UploadOutcome, UploadSession};
+pub use blobs::{Held, MountResult, StreamUpload, UploadMode, UploadOutcome, UploadSession};
 pub use client::{Body, Client, ClientOptions, StatsSnapshot, DEFAULT_JOBS_PER_REGISTRY};
 pub use client::{RequestEvent, RequestObserver};
 pub use credentials::{Credential, CredentialStore, EnvCredentials, Secret, SecretEncoding};

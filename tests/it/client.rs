@@ -15,7 +15,8 @@ use boxwright::oci::{
 };
 use boxwright::progress::{self, Level, Reporter};
 use boxwright::registry::{
-    Client, ClientOptions, Credential, CredentialStore, ErrorKind, MountResult, Secret, UploadMode,
+    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Held, MountResult, Secret,
+    UploadMode,
 };
 use bytes::Bytes;
 
@@ -99,11 +100,11 @@ async fn blobs_mounts_manifests_against_real_registry() {
         .unwrap();
     assert_eq!(
         client.repo(r, "a/app").blob_exists(&d1).await.unwrap(),
-        Some(s1)
+        Some(Held { size: Some(s1) })
     );
     assert_eq!(
         client.repo(r, "a/app").blob_exists(&d2).await.unwrap(),
-        Some(s2)
+        Some(Held { size: Some(s2) })
     );
 
     // Mount into another repository: 201, no bytes.
@@ -285,7 +286,10 @@ async fn chunked_upload_of_one_byte_against_real_registry() {
     .expect("upload hung");
     let log = proxy.log();
     out.unwrap_or_else(|e| panic!("{e}\n{log:#?}"));
-    assert_eq!(c.repo(r, "one/app").blob_exists(&d).await.unwrap(), Some(1));
+    assert_eq!(
+        c.repo(r, "one/app").blob_exists(&d).await.unwrap(),
+        Some(Held { size: Some(1) })
+    );
     let p = patches(&log);
     assert_eq!(p.len(), 1, "{log:#?}");
     assert_eq!(p[0].content_range.as_deref(), Some("0-0"), "{log:#?}");

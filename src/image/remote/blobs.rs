@@ -18,7 +18,7 @@ use crate::image::once::OnceMap;
 use crate::image::ImageSource;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::Level;
-use crate::registry::{Client, ErrorKind, ManifestInfo, Reference, RegistryError, Repo};
+use crate::registry::{Client, ErrorKind, Held, ManifestInfo, Reference, RegistryError, Repo};
 
 /// Counts of what went through the cache.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -278,9 +278,9 @@ impl RegistryImage {
         }
     }
 
-    /// The size of blob `d` in the repository (HEAD), `None` when it is
-    /// not there.
-    pub async fn blob_size(&self, d: &Digest) -> Result<Option<u64>, RegistryError> {
+    /// Blob `d` as the repository holds it (HEAD), `None` when it is not
+    /// there.
+    pub async fn head_blob(&self, d: &Digest) -> Result<Option<Held>, RegistryError> {
         self.blobs.repo().blob_exists(d).await
     }
 

@@ -120,9 +120,25 @@ fn check_digest_header(
     Ok(())
 }
 
+/// A blob a registry answered HEAD for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// Its size, when the answer gave one (`Content-Length`).
+    pub size: Option<u64>,
+}
+
+impl Held {
+    /// False only when the registry named a size other than `want` (the
+    /// blob is truncated in its storage): an answer without a size is
+    /// taken at its word.
+    pub fn is_of_size(&self, want: u64) -> bool {
+        self.size.is_none_or(|n| n == want)
+    }
+}
+
 impl Repo<'_> {
-    /// `HEAD /v2/<repo>/blobs/<digest>`: `Some(size)` when present.
-    pub async fn blob_exists(self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+    /// `HEAD /v2/<repo>/blobs/<digest>`: `Some` when present.
+    pub async fn blob_exists(self, digest: &Digest) -> Result<Option<Held>, RegistryError> {
         let c = self.ctx("checking blob", digest);
         let url = self.url(&format!("blobs/{digest}"))?;
         let req = Request::new(Method::HEAD, url, vec![pull_scope(self.repository())]);
@@ -132,10 +148,9 @@ impl Repo<'_> {
                 check_digest_header(&resp, digest, &c)?;
                 let size = resp
                     .header("content-length")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(0);
+                    .and_then(|v| v.trim().parse::<u64>().ok());
                 self.learn(digest);
-                Ok(Some(size))
+                Ok(Some(Held { size }))
             }
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(resp.into_error(c).await),
@@ -261,5 +276,19 @@ fn file_body(path: &Path, offset: u64, len: u64) -> Body {
         path: path.to_path_buf(),
         offset,
         len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Held;
+
+    #[test]
+    fn only_another_size_named_by_the_registry_makes_a_held_blob_wrong() {
+        assert!(Held { size: Some(5) }.is_of_size(5));
+        assert!(!Held { size: Some(4) }.is_of_size(5));
+        assert!(!Held { size: Some(6) }.is_of_size(5));
+        // No Content-Length: not a reason to send the blob again.
+        assert!(Held { size: None }.is_of_size(5));
     }
 }
