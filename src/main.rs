@@ -9,7 +9,7 @@ mod ui;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
@@ -61,9 +61,9 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let (tx, mut rx) = tokio::sync::oneshot::channel();
-    // A thread and runtime of its own, so that it is heard while the
-    // command's future is busy on this thread, and still while the
-    // command's runtime waits for its blocking threads to stop.
+    // A thread of its own, so that it is heard while the command's future
+    // is busy on this thread, and still while the runtime waits for its
+    // blocking threads to stop.
     listen(tx);
     let outcome = rt.block_on(async {
         tokio::select! {
@@ -101,40 +101,27 @@ fn signal_name(n: u8) -> &'static str {
 /// terminal) is not, and the command's runtime then waits up to [`GRACE`]
 /// for its blocking threads (a credential helper that does not answer). So
 /// a second signal, or [`GRACE`] without the run having ended, ends the
-/// process here. The signals are set up before this returns; when they
+/// process here. A plain thread, not a task: the runtime's shutdown would
+/// drop a task. The signals are set up before this returns; when they
 /// cannot be, nothing is told and the run goes on.
 fn listen(stop: tokio::sync::oneshot::Sender<u8>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    let (Ok(mut int), Ok(mut term)) = rt.block_on(async {
-        (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        )
-    }) else {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         return;
     };
     std::thread::spawn(move || {
-        rt.block_on(async move {
-            let n = tokio::select! {
-                _ = int.recv() => 2,
-                _ = term.recv() => 15,
-            };
-            boxwright::cancel::request();
-            let _ = stop.send(n);
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = tokio::time::sleep(GRACE) => {}
-            }
-            eprintln!("error: {}", Interrupted(n));
-            std::process::exit(128 + i32::from(n));
-        })
+        let Some(first) = signals.forever().next() else {
+            return;
+        };
+        let n = if first == SIGINT { 2 } else { 15 };
+        boxwright::cancel::request();
+        let _ = stop.send(n);
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline && signals.pending().next().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("error: {}", Interrupted(n));
+        std::process::exit(128 + i32::from(n));
     });
 }
 
