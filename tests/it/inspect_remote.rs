@@ -109,14 +109,41 @@ fn check_names_the_layer_a_registry_lost() {
 /// fault would: the registry still lists it in the repository, and
 /// answers 404 for it.
 fn lose_blob(reg: &Registry, digest: &str) {
+    std::fs::remove_dir_all(stored(reg, digest)).unwrap();
+}
+
+/// Where `reg` stores blob `digest` (a directory holding its `data`).
+fn stored(reg: &Registry, digest: &str) -> std::path::PathBuf {
     let hex = digest.trim_start_matches("sha256:");
-    std::fs::remove_dir_all(
-        reg.storage_dir()
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex),
-    )
-    .unwrap();
+    reg.storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+}
+
+/// A tiny image pushed as `acme/app:1` to a primary and a backup: the
+/// registries, the client environment, the layout's directory, the image,
+/// and its references on the primary and on the backup.
+fn on_both(
+    content: &[u8],
+) -> (
+    Registry,
+    Registry,
+    Env,
+    tempfile::TempDir,
+    TinyImage,
+    String,
+    String,
+) {
+    let (primary, backup) = (Registry::start(), Registry::start());
+    let (env, dir, img, source) = pushed(&primary.host(), content);
+    let target = format!("{}/acme/app:1", backup.host());
+    assert_ok(&run(env
+        .cmd()
+        .arg("push")
+        .arg(dir.path().join("layout"))
+        .args(["--to", &target])));
+    (primary, backup, env, dir, img, source, target)
 }
 
 /// Figures: the backup lost a layer; a plain `copy` from the primary finds
@@ -126,14 +153,7 @@ fn lose_blob(reg: &Registry, digest: &str) {
 /// out of the backup.
 #[test]
 fn copy_repair_puts_back_the_blob_a_registry_lost() {
-    let (primary, backup) = (Registry::start(), Registry::start());
-    let (env, dir, img, source) = pushed(&primary.host(), b"repair me");
-    let target = format!("{}/acme/app:1", backup.host());
-    assert_ok(&run(env
-        .cmd()
-        .arg("push")
-        .arg(dir.path().join("layout"))
-        .args(["--to", &target])));
+    let (_primary, backup, env, dir, img, source, target) = on_both(b"repair me");
     lose_blob(&backup, &img.layer_digest);
     let copy = |repair: bool| {
         let mut c = env.cmd();
@@ -177,21 +197,8 @@ fn copy_repair_puts_back_the_blob_a_registry_lost() {
 /// the check is not asked to pass afterwards.
 #[test]
 fn copy_repair_sends_again_a_blob_the_registry_holds_truncated() {
-    let (primary, backup) = (Registry::start(), Registry::start());
-    let (env, dir, img, source) = pushed(&primary.host(), b"truncate my layer");
-    let target = format!("{}/acme/app:1", backup.host());
-    assert_ok(&run(env
-        .cmd()
-        .arg("push")
-        .arg(dir.path().join("layout"))
-        .args(["--to", &target])));
-    let hex = img.layer_digest.trim_start_matches("sha256:");
-    let data = backup
-        .storage_dir()
-        .join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data");
+    let (_primary, backup, env, _dir, img, source, target) = on_both(b"truncate my layer");
+    let data = stored(&backup, &img.layer_digest).join("data");
     let f = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
     f.set_len(5).unwrap();
     drop(f);
