@@ -118,28 +118,19 @@ fn login_writes_through_a_symlinked_config_json() {
 /// `docker-credential-NAME erase` with the registry on stdin.
 #[test]
 fn logout_erases_credentials_kept_by_a_helper() {
-    use std::os::unix::fs::PermissionsExt as _;
     let env = Env::new();
     let host = "registry.example:5000";
     write(
         &env.config_dir().join("config.json"),
         &serde_json::json!({"auths": {host: {}}, "credHelpers": {host: "bwtest"}}).to_string(),
     );
-    let bin = env.path().join("bin");
     let erased = env.path().join("erased");
-    let helper = bin.join("docker-credential-bwtest");
-    write(
-        &helper,
+    let path = env.credential_helper(
+        "bwtest",
         &format!(
             "#!/bin/sh\nread server\n[ \"$1\" = erase ] || exit 2\necho \"$server\" > {}\n",
             erased.display()
         ),
-    );
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
     );
     let r = run(env.cmd().env("PATH", path).args(["logout", host]));
     assert_ok(&r);

@@ -34,6 +34,22 @@ impl Env {
         e
     }
 
+    /// Installs `script` as the credential helper `docker-credential-NAME`
+    /// in a `bin` directory of this environment; the `PATH` that finds it
+    /// first.
+    pub fn credential_helper(&self, name: &str, script: &str) -> String {
+        let bin = self.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("creating bin");
+        let helper = bin.join(format!("docker-credential-{name}"));
+        write(&helper, script);
+        crate::common::chmod(&helper, 0o755);
+        format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
     /// The private root (HOME).
     pub fn path(&self) -> &Path {
         self.dir.path()

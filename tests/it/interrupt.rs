@@ -350,24 +350,14 @@ fn an_interrupted_pull_leaves_no_part_file_in_the_cache() {
 fn a_second_signal_ends_a_run_whose_blocking_work_hangs() {
     let reg = Registry::with_basic_auth("bob", "pw");
     let env = Env::new();
-    let bin = env.path().join("bin");
-    fs::create_dir_all(&bin).unwrap();
     let asked = env.path().join("asked");
-    let helper = bin.join("docker-credential-hang");
-    write(
-        &helper,
+    let path = env.credential_helper(
+        "hang",
         &format!("#!/bin/sh\ntouch '{}'\nexec sleep 20\n", asked.display()),
     );
-    crate::common::chmod(&helper, 0o755);
-    fs::create_dir_all(env.config_dir()).unwrap();
     write(
         &env.config_dir().join("config.json"),
         "{\"credsStore\": \"hang\"}\n",
-    );
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
     );
     let mut child = env
         .cmd()

@@ -356,18 +356,9 @@ fn login_fails_when_the_credential_helper_fails() {
     // A helper that closes its stdin and fails: the write of the secret to it
     // breaks the pipe. That is a failure (exit 1), not a closed stdout.
     let env = Env::new();
-    let bin = env.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-bad");
-    write(&helper, "#!/bin/sh\nexec 0<&-\nsleep 0.3\nexit 3\n");
-    crate::common::chmod(&helper, 0o755);
+    let path = env.credential_helper("bad", "#!/bin/sh\nexec 0<&-\nsleep 0.3\nexit 3\n");
     let cfg_path = env.config_dir().join("config.json");
     write(&cfg_path, "{\"credsStore\": \"bad\"}\n");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let mut child = env
         .cmd()
         .env("PATH", path)
