@@ -51,6 +51,23 @@ fn bench_json(args: &[&str]) -> (Value, String) {
     (v, r.stderr)
 }
 
+/// `--to TARGET --blobs BLOBS --size SIZE`, one upload at a time, each
+/// blob whole: one run.
+fn one_run<'a>(target: &'a str, blobs: &'a str, size: &'a str) -> Vec<&'a str> {
+    vec![
+        "--to",
+        target,
+        "--blobs",
+        blobs,
+        "--size",
+        size,
+        "--concurrency",
+        "1",
+        "--mode",
+        "monolithic",
+    ]
+}
+
 fn runs_of<'a>(v: &'a Value, registry: &str) -> Vec<&'a Value> {
     v["runs"]
         .as_array()
@@ -251,20 +268,9 @@ fn tables_go_to_stdout_and_progress_to_stderr() {
     let reg = Registry::start();
     let proxy = FaultProxy::start(&reg);
     let target = format!("{}/tables", proxy.host());
-    let args = [
-        "--to",
-        &target,
-        "--blobs",
-        "2",
-        "--size",
-        "32KiB",
-        "--concurrency",
-        "1",
-        "--mode",
-        "monolithic",
-    ];
+    let args = one_run(&target, "2", "32KiB");
     proxy.fail_next("PUT", Fault::Unavailable);
-    let r = run(boxwright().arg("bench").args(args));
+    let r = run(boxwright().arg("bench").args(&args));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("UP MB/s") && r.stdout.contains(&target),
@@ -303,19 +309,7 @@ fn one_shot_faults_are_counted_by_status() {
     proxy.fail_next("PUT", Fault::Unavailable);
     proxy.fail_next("PUT", Fault::DropConnection);
     let target = format!("{}/oneshot", proxy.host());
-    let (v, _) = bench_json(&[
-        "--to",
-        &target,
-        "--blobs",
-        "2",
-        "--size",
-        "64KiB",
-        "--concurrency",
-        "1",
-        "--mode",
-        "monolithic",
-        "--pull",
-    ]);
+    let (v, _) = bench_json(&[&one_run(&target, "2", "64KiB")[..], &["--pull"]].concat());
     let r = &v["runs"][0];
     assert_eq!(r["errors"]["500"], 1, "{r}");
     assert_eq!(r["errors"]["503"], 2, "{r}");
@@ -346,21 +340,10 @@ fn a_registry_that_never_answers_counts_every_attempt_as_transport() {
         c.fault_kinds = vec![Fault::DropConnection];
     });
     let target = format!("{}/silent", proxy.host());
-    let r = run(boxwright().args([
-        "bench",
-        "--to",
-        &target,
-        "--blobs",
-        "1",
-        "--size",
-        "4KiB",
-        "--concurrency",
-        "1",
-        "--mode",
-        "monolithic",
-        "--pull",
-        "--json",
-    ]));
+    let r = run(boxwright()
+        .arg("bench")
+        .args(one_run(&target, "1", "4KiB"))
+        .args(["--pull", "--json"]));
     assert_eq!(
         r.code, 1,
         "a failed upload is exit 1
@@ -424,21 +407,10 @@ fn only_transfers_that_succeeded_count_as_uploaded_or_pulled() {
     proxy.configure(|c| c.corrupt_blobs = true);
     const SIZE: u64 = 16 * 1024;
     let target = format!("{}/partial", proxy.host());
-    let r = run(boxwright().args([
-        "bench",
-        "--to",
-        &target,
-        "--blobs",
-        "3",
-        "--size",
-        "16KiB",
-        "--concurrency",
-        "1",
-        "--mode",
-        "monolithic",
-        "--pull",
-        "--json",
-    ]));
+    let r = run(boxwright()
+        .arg("bench")
+        .args(one_run(&target, "3", "16KiB"))
+        .args(["--pull", "--json"]));
     assert_eq!(r.code, 1, "failed transfers are exit 1\n{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", r.stdout));
@@ -478,19 +450,7 @@ const MAX_SEED: u64 = (1 << 53) - 1;
 fn random_seeds_read_back_exact_as_doubles() {
     let reg = Registry::start();
     let target = format!("{}/seeds", reg.addr());
-    let args = [
-        "--to",
-        target.as_str(),
-        "--blobs",
-        "1",
-        "--size",
-        "1KiB",
-        "--concurrency",
-        "1",
-        "--mode",
-        "monolithic",
-        "--keep",
-    ];
+    let args = [&one_run(&target, "1", "1KiB")[..], &["--keep"]].concat();
     for _ in 0..3 {
         let (v, _) = bench_json(&args);
         let seed = v["seed"].as_u64().expect("seed is a whole number");
