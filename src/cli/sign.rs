@@ -216,15 +216,7 @@ pub async fn attach_to_pushed(
     let subject = resolve_one(pusher.client(), refs)
         .await
         .with_context(|| step.nothing())?;
-    let mut repos: Vec<Reference> = Vec::new();
-    for r in refs {
-        let mut repo = r.clone();
-        repo.tag = None;
-        repo.digest = None;
-        if !repos.contains(&repo) {
-            repos.push(repo);
-        }
-    }
+    let repos = boxwright::registry::reference::repositories(refs);
     let artifacts = make(&subject, &repos).with_context(|| step.nothing())?;
     let opts = AttachOptions {
         legacy_tags: args.cosign_tags,

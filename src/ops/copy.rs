@@ -256,7 +256,7 @@ pub async fn copy(
             &source.repository,
         )))
     };
-    let all_repos = repositories(&dests);
+    let all_repos = crate::registry::reference::repositories(&dests);
     // What is attached to `subjects`, to `repos` (unless --no-referrers).
     let carry_along =
         |blobs: Arc<RemoteBlobs>, subjects: Vec<Descriptor>, repos: Vec<Reference>| {
@@ -349,20 +349,6 @@ pub async fn copy(
         push: Some(report),
         referrers,
     })
-}
-
-/// The repositories of `dests`, each once.
-fn repositories(dests: &[Reference]) -> Vec<Reference> {
-    let mut out: Vec<Reference> = Vec::new();
-    for d in dests {
-        let mut r = d.clone();
-        r.tag = None;
-        r.digest = None;
-        if !out.contains(&r) {
-            out.push(r);
-        }
-    }
-    out
 }
 
 /// `root` and, when it is an index, the manifests it lists (the index

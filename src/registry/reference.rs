@@ -97,6 +97,23 @@ impl Reference {
     }
 }
 
+/// The repositories `refs` name (without tag or digest), each once, in
+/// order.
+pub fn repositories<'a>(refs: impl IntoIterator<Item = &'a Reference>) -> Vec<Reference> {
+    let mut out: Vec<Reference> = Vec::new();
+    for r in refs {
+        let repo = Reference {
+            tag: None,
+            digest: None,
+            ..r.clone()
+        };
+        if !out.contains(&repo) {
+            out.push(repo);
+        }
+    }
+    out
+}
+
 /// The API host of a (normalised) registry name.
 pub fn api_host(registry: &str) -> &str {
     if registry == DOCKER_HUB {
@@ -366,6 +383,21 @@ fn valid_component(c: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repositories_are_named_once_without_tag_or_digest_in_order() {
+        let refs: Vec<Reference> = [
+            "ghcr.io/a/r:1",
+            "docker.io/a/r:1",
+            "ghcr.io/a/r:latest",
+            "ghcr.io/a/r@sha256:0123456789012345678901234567890123456789012345678901234567890123",
+        ]
+        .iter()
+        .map(|s| Reference::parse(s).unwrap())
+        .collect();
+        let names: Vec<String> = repositories(&refs).iter().map(|r| r.to_string()).collect();
+        assert_eq!(names, ["ghcr.io/a/r", "docker.io/a/r"]);
+    }
 
     fn p(s: &str) -> Reference {
         Reference::parse(s).unwrap()

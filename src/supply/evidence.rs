@@ -47,17 +47,11 @@ impl SupplyOptions {
 
 /// The repositories the push reached (each once), from its report.
 pub fn pushed_repositories(report: &PushReport) -> Vec<Reference> {
-    let mut out: Vec<Reference> = Vec::new();
-    for t in report.targets.iter().filter(|t| t.ok) {
-        if let Ok(mut r) = Reference::parse(&t.reference) {
-            r.tag = None;
-            r.digest = None;
-            if !out.contains(&r) {
-                out.push(r);
-            }
-        }
-    }
-    out
+    let reached: Vec<Reference> = (report.targets.iter())
+        .filter(|t| t.ok)
+        .filter_map(|t| Reference::parse(&t.reference).ok())
+        .collect();
+    crate::registry::reference::repositories(&reached)
 }
 
 /// The artifacts for the image `subject` pushed to `repos` (none: kept in
