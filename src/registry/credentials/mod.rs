@@ -18,9 +18,10 @@
 //! Secrets live in [`Secret`], whose `Debug` and `Display` print `***`. No
 //! error built here contains a secret or a helper's output.
 //!
-//! `lookup` reads, `store` writes (`login`, `logout`), `secret` holds
-//! the types.
+//! `lookup` reads, `store` writes (`login`, `logout`), `helper` runs the
+//! credential helpers both use, `secret` holds the types.
 
+mod helper;
 mod lookup;
 mod secret;
 mod store;

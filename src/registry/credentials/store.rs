@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _};
 use base64::Engine as _;
 
-use super::lookup::{find_entry, read_json, run_helper};
+use super::helper::run_helper;
+use super::lookup::{find_entry, read_json};
 use super::{CredentialStore, Secret};
 use crate::error::bad_input;
 use crate::registry::reference::{config_key, normalize_registry};
