@@ -395,14 +395,21 @@ impl Pusher {
             Some((_, e)) => (Err(PushError::Credentials(e.clone())), 0.0),
             None => outcome.unwrap_or((Err(PushError::NotPushed), 0.0)),
         };
+        // A target without tag or digest is shown as `REPO@DIGEST`, the
+        // reference that names it (as `pin_untagged` reports it).
+        let shown = match (&t.reference.tag, &t.reference.digest) {
+            (None, None) => format!("{key}@{}", graph.root.digest),
+            _ => key.clone(),
+        };
         match &outcome {
             Err(e) => {
                 let level = if t.optional { Level::Warn } else { Level::Info };
-                self.reporter.log(level, &format!("{key}: failed: {e}"));
+                self.reporter.log(level, &format!("{shown}: failed: {e}"));
             }
-            Ok(_) => self
-                .reporter
-                .log(Level::Info, &format!("{key}: pushed {}", graph.root.digest)),
+            Ok(_) => self.reporter.log(
+                Level::Info,
+                &format!("{shown}: pushed {}", graph.root.digest),
+            ),
         }
         TargetReport {
             reference: key,
