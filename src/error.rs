@@ -53,7 +53,8 @@ macro_rules! bail_input {
     };
 }
 
-/// True when any error in the chain is a [`BadInput`], or a registry error
+/// True when any error in the chain is a [`BadInput`], a credential
+/// variable that cannot be used, or a registry error
 /// that the user's own configuration caused
 /// ([`crate::registry::RegistryError::is_bad_input`]).
 pub fn is_bad_input(err: &anyhow::Error) -> bool {
@@ -67,6 +68,7 @@ pub fn is_bad_input_cause(err: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(e) = next {
         if e.is::<BadInput>()
+            || e.is::<crate::registry::EnvCredentialError>()
             || e.downcast_ref::<crate::registry::RegistryError>()
                 .is_some_and(crate::registry::RegistryError::is_bad_input)
         {

@@ -148,6 +148,11 @@ pub fn parse_target(s: &str) -> Result<String, String> {
     checked(s, PushTarget::parse)
 }
 
+/// A `copy` destination: a reference, or `REPO@` (by digest only).
+pub fn parse_destination(s: &str) -> Result<String, String> {
+    checked(s, boxwright::ops::copy::CopyDestination::parse)
+}
+
 /// `s` as written, once `parse` takes it; its error with its causes else.
 fn checked<T>(s: &str, parse: fn(&str) -> Result<T>) -> Result<String, String> {
     parse(s)

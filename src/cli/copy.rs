@@ -10,11 +10,11 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 
 use boxwright::oci::{Digest, Platform};
-use boxwright::ops::copy::{CopyOptions, CopyReport};
+use boxwright::ops::copy::{CopyDestination, CopyOptions, CopyReport};
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::supply::attach::AttachOptions;
 
-use super::args::{parse_all, parse_platform, parse_reference, UploadArgs};
+use super::args::{parse_all, parse_destination, parse_platform, parse_reference, UploadArgs};
 use super::stdout::{print_outcome, Outcome};
 
 #[derive(Args, Debug)]
@@ -22,8 +22,9 @@ pub struct CopyArgs {
     /// The source: REGISTRY/REPOSITORY[:TAG][@DIGEST] (no tag: latest).
     #[arg(value_name = "SRC", value_parser = parse_reference)]
     pub source: String,
-    /// Destinations: REGISTRY/REPOSITORY[:TAG] (no tag: the source's tag).
-    #[arg(value_name = "DST", required = true, num_args = 1.., value_parser = parse_reference)]
+    /// Destinations: REGISTRY/REPOSITORY[:TAG] (no tag: the source's tag);
+    /// REGISTRY/REPOSITORY@ (a trailing @) copies by digest only, writing no tag.
+    #[arg(value_name = "DST", required = true, num_args = 1.., value_parser = parse_destination)]
     pub destinations: Vec<String>,
     /// Copy the whole index, every platform (the default).
     #[arg(long, conflicts_with = "platform")]
@@ -60,7 +61,9 @@ pub struct CopyArgs {
 /// `boxwright copy`.
 pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
     let src = parse_all(std::slice::from_ref(&args.source))?.remove(0);
-    let dsts = parse_all(&args.destinations)?;
+    let dsts = (args.destinations.iter())
+        .map(|s| CopyDestination::parse(s).with_context(|| format!("destination {s}")))
+        .collect::<Result<Vec<_>>>()?;
     let opts = CopyOptions {
         push: args.upload.push_options()?,
         platform: args.platform.clone(),

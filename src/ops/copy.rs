@@ -36,7 +36,7 @@ use crate::image::remote::{RegistryImage, RemoteBlobs};
 use crate::image::{walk, ImageSource as _};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
-use crate::push::{PushError, PushOptions, PushReport, PushTarget, Pusher};
+use crate::push::{pin_untagged, PushError, PushOptions, PushReport, PushTarget, Pusher};
 use crate::registry::{Client, Reference};
 use crate::supply::attach::AttachOptions;
 use crate::supply::carry::{carry, CarryReport};
@@ -60,6 +60,55 @@ pub struct CopyOptions {
     pub repair: bool,
     /// How artifacts are written on the destinations (`--cosign-tags`).
     pub attach: AttachOptions,
+}
+
+/// A destination as given: a reference, or (`REPO@`, a trailing `@` as
+/// `push --to` takes it) a repository the image goes to by digest only,
+/// writing no tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyDestination {
+    pub reference: Reference,
+    /// `REPO@`: by digest only, whatever the source's tag.
+    pub by_digest: bool,
+}
+
+impl CopyDestination {
+    /// Parse `REGISTRY/REPO[:TAG][@DIGEST]`, or `REGISTRY/REPO@` (errors are
+    /// bad input).
+    pub fn parse(s: &str) -> Result<CopyDestination> {
+        if s.ends_with('@') {
+            let t = PushTarget::parse(s)?;
+            return Ok(CopyDestination {
+                reference: t.reference,
+                by_digest: true,
+            });
+        }
+        Ok(CopyDestination {
+            reference: Reference::parse(s)?,
+            by_digest: false,
+        })
+    }
+
+    /// The reference written to: `REPO@` as it is, anything else through
+    /// [`destination_reference`].
+    pub fn resolve(&self, src: &Reference) -> Reference {
+        if self.by_digest {
+            self.reference.clone()
+        } else {
+            destination_reference(src, &self.reference)
+        }
+    }
+}
+
+/// The name a destination is reported by: as written to, or for one
+/// without tag or digest (by digest only) `REPO@DIGEST`, the reference that
+/// names it, as `push` reports such a target.
+fn shown(d: &Reference, digest: &Digest) -> String {
+    if d.tag.is_none() && d.digest.is_none() {
+        format!("{d}@{digest}")
+    } else {
+        d.to_string()
+    }
 }
 
 /// Where a destination without tag or digest points: the source's tag
@@ -113,8 +162,8 @@ pub struct CopyReport {
 /// One destination of a copy.
 #[derive(Clone, Debug, Serialize)]
 pub struct Destination {
-    /// The destination as written to (`registry/repo:tag`, or the
-    /// repository alone when the image goes by digest only).
+    /// The destination as written to (`registry/repo:tag`, or
+    /// `registry/repo@digest` when the image goes by digest only).
     pub reference: String,
     pub registry: String,
     /// True when the destination names [`CopyReport::digest`] after the run.
@@ -140,7 +189,7 @@ impl Destination {
             .iter()
             .zip(held)
             .map(|(d, &up_to_date)| {
-                let reference = d.to_string();
+                let reference = shown(d, digest);
                 let pushed = push.and_then(|p| p.targets.iter().find(|t| t.reference == reference));
                 let (ok, error) = match (pushed, up_to_date) {
                     (Some(t), _) => (t.ok, t.error.clone()),
@@ -207,17 +256,14 @@ impl CopyReport {
 /// manifests); destination failures are in the report.
 pub async fn copy(
     source: &Reference,
-    destinations: &[Reference],
+    destinations: &[CopyDestination],
     opts: CopyOptions,
     reporter: SharedReporter,
 ) -> Result<CopyReport> {
     if destinations.is_empty() {
         return Err(bad_input("copy needs at least one destination"));
     }
-    let dests: Vec<Reference> = destinations
-        .iter()
-        .map(|d| destination_reference(source, d))
-        .collect();
+    let dests: Vec<Reference> = destinations.iter().map(|d| d.resolve(source)).collect();
     for d in &dests {
         if d.registry == source.registry
             && d.repository == source.repository
@@ -328,7 +374,8 @@ pub async fn copy(
         .with_context(|| format!("reading {src_name}"))?;
     graph.warn_left_out(&reporter);
     pusher.start_progress(graph.blob_bytes());
-    let report = pusher.push_graph(&image, &graph).await;
+    let mut report = pusher.push_graph(&image, &graph).await;
+    pin_untagged(&mut report);
     let counts = blobs.counts();
     let subjects = graph.manifests.iter().map(|(d, _)| d.clone()).collect();
     let referrers = carry_along(blobs, subjects, pushed_repositories(&report)).await?;
@@ -405,5 +452,18 @@ mod tests {
         let dst = Reference::parse("docker.io/acme/r2d").unwrap();
         let d = destination_reference(&untagged, &dst);
         assert_eq!(d.to_string(), "docker.io/acme/r2d:latest");
+        // `REPO@`: by digest only, whatever the source's tag; reported by
+        // the digest it names.
+        let by_digest = CopyDestination::parse("docker.io/acme/r2d@").unwrap();
+        let d = by_digest.resolve(&src);
+        assert!(d.tag.is_none() && d.digest.is_none(), "{d}");
+        let digest = Digest::of(b"x");
+        assert_eq!(shown(&d, &digest), format!("docker.io/acme/r2d@{digest}"));
+        for bad in ["docker.io/acme/r2d:1@", "docker.io/Acme/r2d@"] {
+            let e = CopyDestination::parse(bad).unwrap_err();
+            assert!(crate::error::is_bad_input(&e), "{bad}: {e:#}");
+        }
+        let plain = CopyDestination::parse("docker.io/acme/r2d").unwrap();
+        assert_eq!(plain.resolve(&src).to_string(), "docker.io/acme/r2d:1.4.0");
     }
 }

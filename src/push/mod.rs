@@ -54,7 +54,7 @@ use crate::image::{walk, Graph, ImageSource};
 use crate::oci::{Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
 use crate::registry::blobs::UploadMode;
-use crate::registry::{Client, ClientOptions, CredentialStore, Reference};
+use crate::registry::{Client, ClientOptions, CredentialStore, EnvCredentialError, Reference};
 use blobs::{BlobPusher, RegistryPush};
 
 /// How to push.
@@ -73,7 +73,11 @@ pub struct PushOptions {
 /// Pushes to a fixed set of targets.
 pub struct Pusher {
     client: Arc<Client>,
+    /// Every target, in order, the refused ones included.
     targets: Vec<PushTarget>,
+    /// Optional targets left out because a credential variable of their
+    /// own cannot be used: never pushed, reported failed.
+    refused: Vec<(Reference, EnvCredentialError)>,
     registries: Vec<RegistryPush>,
     mode: UploadMode,
     reporter: SharedReporter,
@@ -92,7 +96,8 @@ impl Pusher {
 
     /// Set up: check targets (each destination once) and mount sources (each
     /// on a target's registry), resolve explicit credentials (bad input when
-    /// a variable is missing), build the client.
+    /// a required target's variable is missing or badly encoded; an
+    /// optional target's is left out and reported failed), build the client.
     pub async fn new(
         targets: Vec<PushTarget>,
         opts: PushOptions,
@@ -100,6 +105,8 @@ impl Pusher {
         reporter: SharedReporter,
     ) -> Result<Pusher> {
         let targets = targets::distinct(targets);
+        let env = |k: &str| std::env::var(k).ok();
+        let explicit = targets::explicit_credentials(&targets, &env)?;
         if targets.is_empty() {
             return Err(bad_input("nothing to push to: give at least one --to REFERENCE (or [[target]] in the recipe)"));
         }
@@ -112,11 +119,18 @@ impl Pusher {
         let client = tokio::task::spawn_blocking(move || Client::new(client_opts, store, rep))
             .await
             .context("client setup task failed")??;
-        let env = |k: &str| std::env::var(k).ok();
-        for (reg, cred) in targets::explicit_credentials(&targets, &env)? {
+        for (reg, cred) in explicit.credentials {
             client.set_credential(&reg, cred);
         }
-        let registries = targets::group(&targets, &opts.mount_sources)
+        for (r, e) in &explicit.refused {
+            reporter.log(Level::Info, &format!("{r}: optional target left out: {e}"));
+        }
+        let refused = explicit.refused;
+        let live: Vec<PushTarget> = (targets.iter())
+            .filter(|t| !refused.iter().any(|(r, _)| r == &t.reference))
+            .cloned()
+            .collect();
+        let registries = targets::group(&live, &opts.mount_sources)
             .into_iter()
             .map(RegistryPush::new)
             .collect();
@@ -127,10 +141,16 @@ impl Pusher {
         Ok(Pusher {
             client: Arc::new(client),
             targets,
+            refused,
             registries,
             mode,
             reporter,
         })
+    }
+
+    /// The targets that are pushed: every one but the refused.
+    fn live_targets(&self) -> impl Iterator<Item = &PushTarget> {
+        (self.targets.iter()).filter(|t| !self.refused.iter().any(|(r, _)| r == &t.reference))
     }
 
     /// The client (for its statistics).
@@ -199,8 +219,7 @@ impl Pusher {
     /// answered by then is not named, and holds back no other's answer.
     pub async fn registries_holding_a_tag(&self, within: Duration) -> HashSet<String> {
         let mut asks: futures_util::stream::FuturesUnordered<_> = self
-            .targets
-            .iter()
+            .live_targets()
             .filter_map(|t| {
                 let r = &t.reference;
                 let tag = r.tag.as_deref()?;
@@ -328,8 +347,7 @@ impl Pusher {
                 .for_each_concurrent(jobs, |d| p.push(r, d, BlobBytes::Source(image)))
                 .await;
             let targets: Vec<&PushTarget> = self
-                .targets
-                .iter()
+                .live_targets()
                 .filter(|t| t.reference.registry == r.registry())
                 .collect();
             let res = manifests::push_manifests(&self.client, r, &targets, graph).await;
@@ -365,21 +383,33 @@ impl Pusher {
         outcome: Option<(Result<Digest, PushError>, f64)>,
     ) -> TargetReport {
         let key = t.reference.to_string();
-        let counts = self
-            .registries
-            .iter()
-            .find(|r| r.registry() == t.reference.registry)
-            .map(|r| r.counts(&t.reference.repository))
-            .unwrap_or_default();
-        let (outcome, seconds) = outcome.unwrap_or((Err(PushError::NotPushed), 0.0));
+        let refused = self.refused.iter().find(|(r, _)| r == &t.reference);
+        let counts = match refused {
+            Some(_) => Default::default(),
+            None => (self.registries.iter())
+                .find(|r| r.registry() == t.reference.registry)
+                .map(|r| r.counts(&t.reference.repository))
+                .unwrap_or_default(),
+        };
+        let (outcome, seconds) = match refused {
+            Some((_, e)) => (Err(PushError::Credentials(e.clone())), 0.0),
+            None => outcome.unwrap_or((Err(PushError::NotPushed), 0.0)),
+        };
+        // A target without tag or digest is shown as `REPO@DIGEST`, the
+        // reference that names it (as `pin_untagged` reports it).
+        let shown = match (&t.reference.tag, &t.reference.digest) {
+            (None, None) => format!("{key}@{}", graph.root.digest),
+            _ => key.clone(),
+        };
         match &outcome {
             Err(e) => {
                 let level = if t.optional { Level::Warn } else { Level::Info };
-                self.reporter.log(level, &format!("{key}: failed: {e}"));
+                self.reporter.log(level, &format!("{shown}: failed: {e}"));
             }
-            Ok(_) => self
-                .reporter
-                .log(Level::Info, &format!("{key}: pushed {}", graph.root.digest)),
+            Ok(_) => self.reporter.log(
+                Level::Info,
+                &format!("{shown}: pushed {}", graph.root.digest),
+            ),
         }
         TargetReport {
             reference: key,

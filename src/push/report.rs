@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 
 use crate::oci::Digest;
-use crate::registry::RegistryError;
+use crate::registry::{EnvCredentialError, RegistryError};
 
 /// Why a target or a registry failed.
 #[derive(Clone, Debug)]
@@ -26,6 +26,10 @@ pub enum PushError {
     Unconfirmed(Digest),
     /// The target was never reached.
     NotPushed,
+    /// An optional target left out before the push: a credential variable
+    /// of its own is missing, empty or badly encoded (named, never its
+    /// value). Nothing is sent there.
+    Credentials(EnvCredentialError),
     /// Anything else, as text.
     Other(String),
 }
@@ -47,6 +51,7 @@ impl PushError {
         match self {
             PushError::Blob(e) => crate::error::is_bad_input(e),
             PushError::Registry(e) => e.is_bad_input(),
+            PushError::Credentials(_) => true,
             _ => false,
         }
     }
@@ -93,6 +98,7 @@ impl fmt::Display for PushError {
             ),
             PushError::Unconfirmed(d) => write!(f, "blob {d} was not confirmed"),
             PushError::NotPushed => f.write_str("not pushed"),
+            PushError::Credentials(e) => write!(f, "not pushed: {e}"),
             PushError::Other(s) => f.write_str(s),
         }
     }
@@ -105,6 +111,7 @@ impl std::error::Error for PushError {
         match self {
             PushError::Registry(e) => Some(e),
             PushError::Blob(e) => Some(&***e),
+            PushError::Credentials(e) => Some(e),
             _ => None,
         }
     }

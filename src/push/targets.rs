@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 
 use crate::error::bad_input;
 use crate::recipe::Target;
-use crate::registry::{Credential, EnvCredentials, Reference, SecretEncoding};
+use crate::registry::{Credential, EnvCredentialError, EnvCredentials, Reference, SecretEncoding};
 
 use super::report::PushReport;
 
@@ -168,27 +168,47 @@ pub fn pin_untagged(report: &mut PushReport) {
     }
 }
 
-/// The explicit credentials of `targets`, one set per registry (bad input
-/// when a variable is missing or two targets of a registry disagree).
+/// The explicit credentials of targets, one set per registry, and the
+/// optional targets left out for a credential variable that cannot be used.
+#[derive(Debug, Default)]
+pub struct Explicit {
+    pub credentials: Vec<(String, Credential)>,
+    /// Optional targets whose `username_env` / `password_env` is missing,
+    /// empty or badly encoded: they are not pushed (no other credentials
+    /// are looked up for them) and are reported failed.
+    pub refused: Vec<(Reference, EnvCredentialError)>,
+}
+
+/// The explicit credentials of `targets`. Bad input when a required
+/// target's variable is missing or badly encoded, or two targets of a
+/// registry disagree; an optional target with such a variable is refused.
 pub fn explicit_credentials(
     targets: &[PushTarget],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, Credential)>> {
-    let mut out: Vec<(String, Credential)> = Vec::new();
+) -> Result<Explicit> {
+    let mut out = Explicit::default();
     for t in targets {
         let Some(spec) = &t.credentials else { continue };
-        let cred = spec
-            .resolve(env)
-            .with_context(|| format!("credentials for {}", t.reference))?;
+        let cred = match spec.resolve(env) {
+            Ok(cred) => cred,
+            Err(e) if t.optional => {
+                out.refused.push((t.reference.clone(), e));
+                continue;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("credentials for {}", t.reference))
+            }
+        };
         let reg = &t.reference.registry;
-        match out.iter().find(|(r, _)| r == reg) {
+        match out.credentials.iter().find(|(r, _)| r == reg) {
             Some((_, other)) if other != &cred => {
                 return Err(bad_input(format!(
                     "targets on {reg} name different credentials; one registry takes one set"
                 )))
             }
             Some(_) => {}
-            None => out.push((reg.clone(), cred)),
+            None => out.credentials.push((reg.clone(), cred)),
         }
     }
     Ok(out)
@@ -348,6 +368,54 @@ mod tests {
         let pinned = by_digest(got, true);
         assert_eq!(pinned.len(), 3, "one per repository");
         assert!(pinned.iter().all(|t| t.reference.tag.is_none()));
+    }
+
+    #[test]
+    fn an_optional_target_whose_variable_is_missing_is_refused_a_required_one_is_bad_input() {
+        let spec = |user: &str, pass: &str| EnvCredentials {
+            username_env: user.into(),
+            password_env: pass.into(),
+            encoding: SecretEncoding::Base64,
+            username_encoding: SecretEncoding::Plain,
+        };
+        let target = |r: &str, optional: bool, pass: &str| PushTarget {
+            reference: Reference::parse(r).unwrap(),
+            optional,
+            credentials: Some(spec("USER", pass)),
+        };
+        let env = |k: &str| match k {
+            "USER" => Some("acme".to_string()),
+            "GOOD" => Some("c2VjcmV0LXZhbHVl".to_string()),
+            "BAD" => Some("%%%%".to_string()),
+            _ => None,
+        };
+        let ts = [
+            target("ghcr.io/acme/app:1", false, "GOOD"),
+            target("docker.io/acme/app:1", true, "MISSING"),
+            target("quay.io/acme/app:1", true, "BAD"),
+        ];
+        let got = explicit_credentials(&ts, &env).unwrap();
+        assert_eq!(got.credentials.len(), 1);
+        assert_eq!(got.credentials[0].0, "ghcr.io");
+        let refused: Vec<(String, &str)> = (got.refused.iter())
+            .map(|(r, e)| (r.to_string(), e.var.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                ("docker.io/acme/app:1".to_string(), "MISSING"),
+                ("quay.io/acme/app:1".to_string(), "BAD")
+            ]
+        );
+        let mut required = ts[1].clone();
+        required.optional = false;
+        let e = explicit_credentials(&[ts[0].clone(), required], &env).unwrap_err();
+        assert!(crate::error::is_bad_input(&e));
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("MISSING") && text.contains("docker.io"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -93,3 +93,80 @@ fn recipe_targets_adds_them_and_a_to_on_their_repository_keeps_its_credentials()
     assert_code(&r, 2);
     assert!(r.stderr.contains("--to"), "{}", r.stderr);
 }
+
+/// A required target A (`GH_USER`/`GH_PASS`) and an optional backup B whose
+/// secret is base64 in `HUB_PASS_ENCODED`, as a release recipe has them.
+fn optional_backup(pair: &Pair) -> String {
+    format!(
+        "\n[[target]]\nref = \"{}/acme/app\"\nusername_env = \"GH_USER\"\npassword_env = \"GH_PASS\"\n\n\
+         [[target]]\nref = \"{}/acme/app\"\nrole = \"backup\"\noptional = true\nusername_env = \"HUB_USER\"\n\
+         password_env = \"HUB_PASS_ENCODED\"\nencoding = \"base64\"\n",
+        pair.a.host(),
+        pair.b.host()
+    )
+}
+
+#[test]
+fn an_optional_target_without_its_secret_fails_alone_and_a_required_one_stops_the_run() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), &[200_000], 33, &optional_backup(&pair));
+    let layout = dir.path().join("out");
+    // The client is logged in to B as well: the backup must not be pushed
+    // with those credentials in place of its own missing ones.
+    let not_base64 = "not*base64*value";
+    for secret in [None, Some(""), Some(not_base64)] {
+        pair.reset();
+        let mut cmd = pair.cmd();
+        cmd.args(["build", "--push", "--json", "-o"])
+            .arg(&layout)
+            .arg(&recipe)
+            .env("GH_USER", crate::pair::TOKEN_USER)
+            .env("GH_PASS", crate::pair::TOKEN_PASS)
+            .env("HUB_USER", BASIC_USER)
+            .env_remove("HUB_PASS_ENCODED");
+        if let Some(s) = secret {
+            cmd.env("HUB_PASS_ENCODED", s);
+        }
+        let r = run(&mut cmd);
+        assert_ok(&r);
+        let (digest, _, _) = read_layout(&layout);
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let targets = doc["push"]["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 2, "{doc:#}");
+        // Figure: A holds the tag and is reported ok; B is reported failed,
+        // optional, its error naming the variable and never its value.
+        let a = format!("{}/acme/app:1.0", pair.a.host());
+        assert_eq!(targets[0]["reference"], a.as_str());
+        assert_eq!(targets[0]["ok"], true, "{doc:#}");
+        assert_eq!(remote_digest(&a, Some(&token_creds())), digest);
+        let b = &targets[1];
+        assert_eq!(b["reference"], format!("{}/acme/app:1.0", pair.b.host()));
+        assert_eq!((&b["ok"], &b["optional"]), (&false.into(), &true.into()));
+        assert_eq!(b["digest"], serde_json::Value::Null);
+        let error = b["error"].as_str().unwrap_or_default();
+        assert!(error.contains("HUB_PASS_ENCODED"), "{doc:#}");
+        assert!(!r.stdout.contains(not_base64) && !r.stderr.contains(not_base64));
+        assert!(r.stderr.contains("warning:"), "{}", r.stderr);
+        // Figure: B received no request at all.
+        assert_eq!(pair.b.log().len(), 0, "{:?}", pair.b.log());
+    }
+
+    // The required target's secret missing: exit 2 before anything is
+    // pushed, naming the variable; neither registry is asked anything.
+    pair.reset();
+    let r = run(pair
+        .cmd()
+        .args(["build", "--push", "-o"])
+        .arg(dir.path().join("second"))
+        .arg(&recipe)
+        .env("GH_USER", crate::pair::TOKEN_USER)
+        .env_remove("GH_PASS")
+        .env("HUB_USER", BASIC_USER)
+        .env("HUB_PASS_ENCODED", b64(BASIC_PASS)));
+    assert_code(&r, 2);
+    assert!(r.stderr.contains("GH_PASS"), "{}", r.stderr);
+    for p in pair.proxies() {
+        assert_eq!(p.log().len(), 0, "{}: {:?}", p.host(), p.log());
+    }
+}

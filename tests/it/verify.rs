@@ -762,11 +762,89 @@ fn copy_reports_each_destination_with_its_digest_also_when_it_was_up_to_date() {
     );
 
     // A source given by digest goes by digest only: its destination, named
-    // without a tag, is reported as naming the digest.
+    // without a tag, is reported as REPO@DIGEST, naming the digest.
     let pinned = format!("{}/acme/app@{}", pair.a.host(), img.digest);
     let untagged = format!("{}/acme/pinned", pair.b.host());
     let r = pair.run(&["copy", "--json", "--no-referrers", &pinned, &untagged]);
     assert_code(&r, 0);
     let rep: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(destinations(&rep), [(untagged, true, digest, false)]);
+    let by_digest = format!("{untagged}@{}", img.digest);
+    assert_eq!(destinations(&rep), [(by_digest, true, digest, false)]);
+}
+
+/// The tags `boxwright tags --json` lists for `repo` (none when the
+/// repository has no tag, which the registry may answer as unknown).
+fn tags_of(pair: &Pair, repo: &str) -> Vec<String> {
+    let r = pair.run(&["tags", "--json", repo]);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+    let listed = &rep["repositories"][0]["tags"];
+    listed
+        .as_array()
+        .map(|tags| {
+            (tags.iter())
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `copy SRC REPO@` puts the image there by digest only: no tag is written
+/// (not the source's), and the destination is reported as `REPO@DIGEST`.
+#[test]
+fn copy_to_repo_at_writes_no_tag_and_reports_repo_at_digest() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let img = build(dir.path(), 12, false);
+    let src = format!("{}/acme/app:1.0", pair.a.host());
+    push(&pair, &img, &[&src]);
+    let repo = format!("{}/acme/by-digest", pair.b.host());
+    let pinned = format!("{repo}@{}", img.digest);
+    let digest = Value::from(img.digest.as_str());
+
+    let r = pair.run(&[
+        "copy",
+        "--json",
+        "--no-referrers",
+        &src,
+        &format!("{repo}@"),
+    ]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["digest"], digest, "{rep:#}");
+    assert_eq!(
+        destinations(&rep),
+        [(pinned.clone(), true, digest.clone(), false)]
+    );
+    assert_eq!(rep["push"]["targets"][0]["reference"], pinned.as_str());
+    assert!(r.stderr.contains(&pinned), "{}", r.stderr);
+    // Figure: B serves the digest, and the repository has no tag at all.
+    assert_eq!(remote_digest(&pair, &pair.b, &pinned), img.digest);
+    assert_eq!(tags_of(&pair, &repo), Vec::<String>::new());
+    let tagged = pair.run(&["verify", &format!("{repo}:1.0")]);
+    assert_code(&tagged, 1);
+
+    // Again: up to date (checked by digest), reported the same way; still
+    // no tag, and nothing sent.
+    pair.reset();
+    let r = pair.run(&[
+        "copy",
+        "--json",
+        "--no-referrers",
+        &src,
+        &format!("{repo}@"),
+    ]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["up_to_date"], true, "{rep:#}");
+    assert_eq!(destinations(&rep), [(pinned, true, digest, true)]);
+    assert_eq!(body_bytes(&pair.b), 0);
+    assert_eq!(tags_of(&pair, &repo), Vec::<String>::new());
+    // The listing does show a tag once one is written there: only that one.
+    let r = pair.run(&["copy", "--no-referrers", &src, &format!("{repo}:keep")]);
+    assert_code(&r, 0);
+    assert_eq!(tags_of(&pair, &repo), ["keep"]);
+
+    // A trailing @ after a tag is refused, as `push --to` refuses it.
+    let r = pair.run(&["copy", &src, &format!("{repo}:2.0@")]);
+    assert_code(&r, 2);
 }

@@ -11,8 +11,6 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 
-use crate::error::bad_input;
-
 /// A secret string (password, token). Prints as `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -149,22 +147,18 @@ pub struct EnvCredentials {
 
 impl EnvCredentials {
     /// Read the variables through `env`. A missing or badly encoded variable
-    /// is bad input naming the variable (never its value).
-    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Credential> {
+    /// is an [`EnvCredentialError`] naming the variable (never its value).
+    pub fn resolve(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Credential, EnvCredentialError> {
         let username = read_env(
             env,
             &self.username_env,
-            ("username_env", "username_encoding"),
+            EnvKey::Username,
             self.username_encoding,
-            "user name",
         )?;
-        let password = read_env(
-            env,
-            &self.password_env,
-            ("password_env", "encoding"),
-            self.encoding,
-            "secret",
-        )?;
+        let password = read_env(env, &self.password_env, EnvKey::Password, self.encoding)?;
         Ok(Credential::Basic {
             username,
             password: Secret::new(password),
@@ -172,28 +166,102 @@ impl EnvCredentials {
     }
 }
 
-/// The value of variable `var`, decoded. `keys` are the recipe keys that
-/// name the variable and its encoding, for the error (which never shows the
-/// value).
+/// Which of a target's credential variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvKey {
+    /// `username_env` (its encoding: `username_encoding`).
+    Username,
+    /// `password_env` (its encoding: `encoding`).
+    Password,
+}
+
+impl EnvKey {
+    /// The recipe key naming the variable.
+    pub fn key(self) -> &'static str {
+        match self {
+            EnvKey::Username => "username_env",
+            EnvKey::Password => "password_env",
+        }
+    }
+
+    /// The recipe key giving its encoding.
+    pub fn encoding_key(self) -> &'static str {
+        match self {
+            EnvKey::Username => "username_encoding",
+            EnvKey::Password => "encoding",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            EnvKey::Username => "user name",
+            EnvKey::Password => "secret",
+        }
+    }
+}
+
+/// What is wrong with a credential variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvProblem {
+    /// Not set, or set to the empty string.
+    Unset,
+    /// `encoding = "base64"` (or `username_encoding`), and the value is not
+    /// base64 of a UTF-8 string.
+    NotBase64,
+}
+
+/// A target's credential variable that cannot be used: it names the
+/// variable and the recipe key, never the value. Bad input (exit 2) when
+/// the target is required; an optional target with one is a failed target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvCredentialError {
+    /// The environment variable's name.
+    pub var: String,
+    pub key: EnvKey,
+    pub problem: EnvProblem,
+}
+
+impl fmt::Display for EnvCredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (var, key) = (&self.var, self.key);
+        match self.problem {
+            EnvProblem::Unset => write!(
+                f,
+                "environment variable {var} ({}) is not set or empty",
+                key.key()
+            ),
+            EnvProblem::NotBase64 => write!(
+                f,
+                "environment variable {var} is not valid base64 of a UTF-8 {} ({} = \"base64\")",
+                key.what(),
+                key.encoding_key()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EnvCredentialError {}
+
+/// The value of variable `var`, decoded.
 fn read_env(
     env: &dyn Fn(&str) -> Option<String>,
     var: &str,
-    (var_key, encoding_key): (&str, &str),
+    key: EnvKey,
     encoding: SecretEncoding,
-    what: &str,
-) -> anyhow::Result<String> {
-    let raw = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-        bad_input(format!(
-            "environment variable {var} ({var_key}) is not set or empty"
-        ))
-    })?;
+) -> Result<String, EnvCredentialError> {
+    let fail = |problem| EnvCredentialError {
+        var: var.to_string(),
+        key,
+        problem,
+    };
+    let raw = env(var)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| fail(EnvProblem::Unset))?;
     match encoding {
         SecretEncoding::Plain => Ok(raw),
-        SecretEncoding::Base64 => decode_base64_secret(&raw).ok_or_else(|| {
-            bad_input(format!(
-                "environment variable {var} is not valid base64 of a UTF-8 {what} ({encoding_key} = \"base64\")"
-            ))
-        }),
+        SecretEncoding::Base64 => {
+            decode_base64_secret(&raw).ok_or_else(|| fail(EnvProblem::NotBase64))
+        }
     }
 }
 
@@ -282,12 +350,22 @@ mod tests {
         let e = spec("BAD", SecretEncoding::Base64)
             .resolve(&env)
             .unwrap_err();
-        assert!(crate::error::is_bad_input(&e));
+        assert_eq!(
+            (e.key, e.problem),
+            (EnvKey::Password, EnvProblem::NotBase64)
+        );
+        assert!(crate::error::is_bad_input(&anyhow::Error::new(e.clone())));
         assert!(e.to_string().contains("BAD") && !e.to_string().contains("notbase64"));
         let e = spec("MISSING", SecretEncoding::Plain)
             .resolve(&env)
             .unwrap_err();
         assert!(e.to_string().contains("MISSING"));
+        assert_eq!(e.problem, EnvProblem::Unset);
+        let empty = |k: &str| (k == "U").then(String::new);
+        let e = spec("P", SecretEncoding::Plain)
+            .resolve(&empty)
+            .unwrap_err();
+        assert_eq!((e.var.as_str(), e.problem), ("U", EnvProblem::Unset));
         // A base64 user name (DOCKERHUB_USERNAME_ENCODED), and a bad one
         // named without its value.
         let user = |u: &str| EnvCredentials {
@@ -304,7 +382,10 @@ mod tests {
             }
         );
         let e = user("BAD").resolve(&env).unwrap_err();
-        assert!(crate::error::is_bad_input(&e));
+        assert_eq!(
+            (e.key, e.problem),
+            (EnvKey::Username, EnvProblem::NotBase64)
+        );
         assert!(e.to_string().contains("BAD") && e.to_string().contains("username_encoding"));
         assert!(!e.to_string().contains("notbase64"));
     }
