@@ -30,7 +30,8 @@ pub struct CopyArgs {
     #[arg(long, conflicts_with = "platform")]
     pub all: bool,
     /// Copy only this platform (os/arch[/variant]) out of an index; the
-    /// destinations then name that platform's manifest.
+    /// destinations then name that platform's manifest. A single image is
+    /// copied only when it is of this platform.
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     pub platform: Option<Platform>,
     /// Copy the image only: not the signatures, SBOMs and attestations

@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::cache::BlobCache;
 use crate::error::{bad_input, Failure, Failures};
 use crate::image::remote::{RegistryImage, RemoteBlobs};
-use crate::image::{walk, ImageSource as _};
+use crate::image::{parse_document, read_config, walk, ImageSource as _};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{pin_untagged, PushError, PushOptions, PushReport, PushTarget, Pusher};
@@ -340,8 +340,9 @@ pub async fn copy(
     // At hand since the open: no second request.
     let root_bytes = whole.manifest(whole.root()).await?;
     let root_mt = whole.root().media_type.clone();
-    let mut platform_shown = None;
-    let image = match (&opts.platform, oci::is_index_media_type(&root_mt)) {
+    // With --platform, the one manifest copied: an index's entry for it, or
+    // a single image when it is of that platform.
+    let chosen = match (&opts.platform, oci::is_index_media_type(&root_mt)) {
         (Some(want), true) => {
             let index: oci::Index = serde_json::from_slice(&root_bytes)
                 .with_context(|| format!("parsing index {} of {src_name}", head.digest))?;
@@ -351,6 +352,26 @@ pub async fn copy(
                     oci::offered_platforms(&index).join(", ")
                 ))
             })?;
+            Some((want, child))
+        }
+        (Some(want), false) => {
+            let root = whole.root().clone();
+            let manifest: oci::Manifest = parse_document(&whole, &root, &root_bytes)?;
+            let config = read_config(&whole, &manifest.config, &src_name).await?;
+            let config: oci::ImageConfig = parse_document(&whole, &manifest.config, &config)?;
+            if !want.matches(&config.platform) {
+                return Err(bad_input(format!(
+                    "{src_name} is a single {} image, not {want}: copy it without --platform",
+                    config.platform
+                )));
+            }
+            Some((want, root))
+        }
+        (None, _) => None,
+    };
+    let mut platform_shown = None;
+    let image = match chosen {
+        Some((want, child)) => {
             platform_shown = Some(want.to_string());
             held = holding(&client, &dests, &child.digest).await;
             if !opts.repair && held.iter().all(|h| *h) {
@@ -360,14 +381,7 @@ pub async fn copy(
             }
             whole.with_root(child)
         }
-        (Some(want), false) => {
-            reporter.log(
-                Level::Warn,
-                &format!("{src_name} is a single image, not an index: copied whole (--platform {want} ignored)"),
-            );
-            whole
-        }
-        (None, _) => whole,
+        None => whole,
     };
     let graph = walk(&image)
         .await

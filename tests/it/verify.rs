@@ -657,6 +657,34 @@ fn copy_one_platform_sends_only_its_blobs() {
         "{}",
         r.stderr
     );
+
+    // A single image is copied for the platform it is of, and refused for
+    // another, with nothing sent.
+    let single = tempdir();
+    let one = build(single.path(), 9, false);
+    let src = format!("{}/acme/one:1.0", pair.a.host());
+    push(&pair, &one, &[&src]);
+    let dst = format!("{}/acme/one:1.0", pair.b.host());
+    pair.reset();
+    let r = pair.run(&["copy", "--platform", "linux/arm64", &src, &dst]);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("is a single linux/amd64 image, not linux/arm64"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(body_bytes(&pair.b), 0);
+    let r = pair.run(&["copy", "--json", "--platform", "linux/amd64", &src, &dst]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["digest"], one.digest.as_str());
+    assert_eq!(rep["platform"], "linux/amd64");
+    assert_eq!(remote_digest(&pair, &pair.b, &dst), one.digest);
+    let r = pair.run(&["copy", "--json", "--platform", "linux/amd64", &src, &dst]);
+    assert_code(&r, 0);
+    let rep: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["up_to_date"], true, "{rep:#}");
 }
 
 #[test]
