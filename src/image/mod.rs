@@ -166,11 +166,8 @@ impl Document {
     fn parse(desc: &Descriptor, bytes: &[u8]) -> Result<Document> {
         let v: serde_json::Value = serde_json::from_slice(bytes)
             .with_context(|| format!("parsing manifest {}", desc.digest))?;
-        if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1) {
-            return Err(anyhow!(
-                "{} is a Docker schema 1 manifest, which boxwright does not read",
-                desc.digest
-            ));
+        if let Some(why) = oci::schema_version_problem(v.get("schemaVersion")) {
+            return Err(anyhow!("{}: {why}", desc.digest));
         }
         let media_type = v
             .get("mediaType")

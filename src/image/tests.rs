@@ -112,3 +112,22 @@ fn schema_1_is_refused() {
     img.add_manifest(bytes);
     assert!(crate::error::is_bad_input(&walk_now(&img).unwrap_err()));
 }
+
+#[test]
+fn other_schema_versions_are_refused_naming_the_digest() {
+    for doc in [
+        &br#"{"schemaVersion":3,"config":{},"layers":[]}"#[..],
+        br#"{"schemaVersion":7,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+        br#"{"manifests":[]}"#,
+    ] {
+        let bytes = Bytes::from_static(doc);
+        let root = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, &bytes);
+        let mut img = MemoryImage::new(root.clone());
+        img.add_manifest(bytes);
+        let e = walk_now(&img).unwrap_err();
+        assert!(crate::error::is_bad_input(&e));
+        let text = format!("{e:#}");
+        assert!(text.contains(root.digest.as_str()), "{text}");
+        assert!(text.contains("schemaVersion"), "{text}");
+    }
+}
