@@ -283,6 +283,28 @@ pub fn parse_document<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Check that `config` lists one diff ID per layer of `manifest`, as every
+/// consumer of an image expects: bad input naming `what` (the image) and
+/// both counts otherwise. Every image whose layers are taken with their diff
+/// IDs (a build's base, from a layout or a registry; a pull; a
+/// docker-archive) is checked here before its layers are used.
+pub fn check_diff_ids(
+    what: &str,
+    manifest: &oci::Manifest,
+    config: &oci::ImageConfig,
+) -> Result<()> {
+    let (ids, layers) = (config.rootfs.diff_ids.len(), manifest.layers.len());
+    if ids == layers {
+        return Ok(());
+    }
+    Err(bad_input(format!(
+        "{what}: its config lists {ids} diff ID{} (rootfs.diff_ids) but its manifest {layers} layer{}; \
+         an image has one diff ID per layer",
+        if ids == 1 { "" } else { "s" },
+        if layers == 1 { "" } else { "s" },
+    )))
+}
+
 /// The bytes of the config `desc` of the image `what` that `src` serves:
 /// bad input over [`layout::guard::MAX_DOCUMENT`], before it is fetched.
 pub async fn read_config(src: &dyn ImageSource, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
