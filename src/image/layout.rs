@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn layout_versions_of_1_x_are_read_and_others_say_why_not() {
         for ok in [
-            &OCI_LAYOUT_CONTENT[..],
+            OCI_LAYOUT_CONTENT,
             br#"{"imageLayoutVersion":"1.0"}"#,
             br#"{ "imageLayoutVersion" : "1.1.0", "extra": true }"#,
         ] {
