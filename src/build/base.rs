@@ -20,7 +20,7 @@ use crate::image::layout::{LayoutImage, LayoutWriter};
 use crate::image::remote::{
     oci_layer_media_type, select, RegistryBase, RegistryImage, ServedReport,
 };
-use crate::image::{parse_document, read_config, ImageSource};
+use crate::image::{check_diff_ids, parse_document, read_config, ImageSource};
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::recipe::Base;
 use crate::registry::{CredentialStore, Reference};
@@ -291,13 +291,7 @@ async fn platform_image(
             config.platform.os, config.platform.architecture
         )));
     }
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(bad_input(format!(
-            "{what}: its config lists {} diff IDs for {} layers",
-            config.rootfs.diff_ids.len(),
-            manifest.layers.len()
-        )));
-    }
+    check_diff_ids(what, &manifest, &config)?;
     Ok((manifest_desc, manifest, config))
 }
 

@@ -46,7 +46,14 @@ impl Layout {
                 dir.display()
             )));
         }
-        guard::read_document(dir, &[OCI_LAYOUT_FILE], None)?;
+        let version = guard::read_document(dir, &[OCI_LAYOUT_FILE], None)?;
+        if let Err(why) = check_layout_version(&version) {
+            return Err(bad_input(format!(
+                "{}: {why}; the {OCI_LAYOUT_FILE} file of an OCI image layout holds {}",
+                marker.display(),
+                String::from_utf8_lossy(OCI_LAYOUT_CONTENT)
+            )));
+        }
         let bytes = guard::read_document(dir, &["index.json"], None)?;
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
             bad_input(format!(
@@ -257,6 +264,33 @@ impl ImageSource for LayoutImage {
     }
 }
 
+/// Check the content of an `oci-layout` file: a JSON object whose
+/// `imageLayoutVersion` is a 1.x version (`1.0.0` in every layout written
+/// today); what is wrong otherwise.
+fn check_layout_version(bytes: &[u8]) -> std::result::Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
+    let version = match v.get("imageLayoutVersion") {
+        None => return Err("no imageLayoutVersion".to_string()),
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err("imageLayoutVersion is not a string".to_string()),
+    };
+    let parts: Vec<&str> = version.split('.').collect();
+    let numeric = |p: &&str| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() >= 2 && parts.len() <= 3 && parts[0] == "1" && parts.iter().all(numeric) {
+        return Ok(());
+    }
+    let shown: String = version.chars().take(32).collect();
+    let more = if shown.len() < version.len() {
+        "..."
+    } else {
+        ""
+    };
+    Err(format!(
+        "imageLayoutVersion {shown:?}{more} is not a 1.x version, the only one boxwright reads"
+    ))
+}
+
 /// Whether an `index.json` entry is an artifact kept beside an image (an
 /// SBOM, provenance: a manifest whose `subject` is the image) rather than
 /// an image: it has an `artifactType` and no ref name.
@@ -290,4 +324,52 @@ pub fn blob_path(root: &Path, d: &Digest) -> PathBuf {
     guard::blob_components(d)
         .iter()
         .fold(root.to_path_buf(), |p, c| p.join(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_versions_of_1_x_are_read_and_others_say_why_not() {
+        for ok in [
+            OCI_LAYOUT_CONTENT,
+            br#"{"imageLayoutVersion":"1.0"}"#,
+            br#"{ "imageLayoutVersion" : "1.1.0", "extra": true }"#,
+        ] {
+            assert_eq!(check_layout_version(ok), Ok(()), "{ok:?}");
+        }
+        for (bad, why) in [
+            (&b"garbage"[..], "not JSON"),
+            (b"", "not JSON"),
+            (b"{}", "no imageLayoutVersion"),
+            (b"[]", "no imageLayoutVersion"),
+            (br#"{"imageLayoutVersion":1}"#, "not a string"),
+            (
+                br#"{"imageLayoutVersion":"2.0.0"}"#,
+                "\"2.0.0\" is not a 1.x",
+            ),
+            (br#"{"imageLayoutVersion":"1"}"#, "not a 1.x"),
+            (br#"{"imageLayoutVersion":"1.0.0-x"}"#, "not a 1.x"),
+            (br#"{"imageLayoutVersion":"10.0.0"}"#, "not a 1.x"),
+        ] {
+            let e = check_layout_version(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let long = format!(r#"{{"imageLayoutVersion":"{}"}}"#, "9".repeat(1000));
+        let e = check_layout_version(long.as_bytes()).unwrap_err();
+        assert!(e.len() < 200, "{e}");
+    }
+
+    #[test]
+    fn a_bad_oci_layout_file_is_bad_input_naming_it_and_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join(OCI_LAYOUT_FILE);
+        std::fs::write(&marker, b"not json").unwrap();
+        let e = Layout::open(dir.path()).unwrap_err();
+        assert!(crate::error::is_bad_input(&e));
+        let text = format!("{e:#}");
+        assert!(text.contains(&marker.display().to_string()), "{text}");
+        assert!(text.contains(r#"{"imageLayoutVersion":"1.0.0"}"#), "{text}");
+    }
 }

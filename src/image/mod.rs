@@ -166,11 +166,8 @@ impl Document {
     fn parse(desc: &Descriptor, bytes: &[u8]) -> Result<Document> {
         let v: serde_json::Value = serde_json::from_slice(bytes)
             .with_context(|| format!("parsing manifest {}", desc.digest))?;
-        if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1) {
-            return Err(anyhow!(
-                "{} is a Docker schema 1 manifest, which boxwright does not read",
-                desc.digest
-            ));
+        if let Some(why) = oci::schema_version_problem(v.get("schemaVersion")) {
+            return Err(anyhow!("{}: {why}", desc.digest));
         }
         let media_type = v
             .get("mediaType")
@@ -284,6 +281,28 @@ pub fn parse_document<T: serde::de::DeserializeOwned>(
             }
         ))
     })
+}
+
+/// Check that `config` lists one diff ID per layer of `manifest`, as every
+/// consumer of an image expects: bad input naming `what` (the image) and
+/// both counts otherwise. Every image whose layers are taken with their diff
+/// IDs (a build's base, from a layout or a registry; a pull; a
+/// docker-archive) is checked here before its layers are used.
+pub fn check_diff_ids(
+    what: &str,
+    manifest: &oci::Manifest,
+    config: &oci::ImageConfig,
+) -> Result<()> {
+    let (ids, layers) = (config.rootfs.diff_ids.len(), manifest.layers.len());
+    if ids == layers {
+        return Ok(());
+    }
+    Err(bad_input(format!(
+        "{what}: its config lists {ids} diff ID{} (rootfs.diff_ids) but its manifest {layers} layer{}; \
+         an image has one diff ID per layer",
+        if ids == 1 { "" } else { "s" },
+        if layers == 1 { "" } else { "s" },
+    )))
 }
 
 /// The bytes of the config `desc` of the image `what` that `src` serves:

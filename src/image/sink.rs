@@ -159,14 +159,7 @@ pub async fn write_docker_archive(
         .with_context(|| format!("reading config {}", manifest.config.digest))?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .with_context(|| format!("parsing config {}", manifest.config.digest))?;
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(anyhow!(
-            "{}: its config lists {} diff IDs for {} layers",
-            src.locate(&root),
-            config.rootfs.diff_ids.len(),
-            manifest.layers.len()
-        ));
-    }
+    crate::image::check_diff_ids(&src.locate(&root), &manifest, &config)?;
     let layers = blob_files(src, &manifest.layers).await?;
     let file = file.to_path_buf();
     blocking(move || {

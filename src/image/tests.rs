@@ -112,3 +112,41 @@ fn schema_1_is_refused() {
     img.add_manifest(bytes);
     assert!(crate::error::is_bad_input(&walk_now(&img).unwrap_err()));
 }
+
+#[test]
+fn other_schema_versions_are_refused_naming_the_digest() {
+    for doc in [
+        &br#"{"schemaVersion":3,"config":{},"layers":[]}"#[..],
+        br#"{"schemaVersion":7,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+        br#"{"manifests":[]}"#,
+    ] {
+        let bytes = Bytes::from_static(doc);
+        let root = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, &bytes);
+        let mut img = MemoryImage::new(root.clone());
+        img.add_manifest(bytes);
+        let e = walk_now(&img).unwrap_err();
+        assert!(crate::error::is_bad_input(&e));
+        let text = format!("{e:#}");
+        assert!(text.contains(root.digest.as_str()), "{text}");
+        assert!(text.contains("schemaVersion"), "{text}");
+    }
+}
+
+#[test]
+fn diff_ids_must_number_the_layers() {
+    let mut img = MemoryImage::new(Descriptor::of_bytes(MEDIA_TYPE_INDEX, b""));
+    let root = manifest(&mut img, &[b"config", b"layer 1", b"layer 2"]);
+    let m: Manifest = serde_json::from_slice(&img.manifests[&root.digest]).unwrap();
+    let mut config = oci::ImageConfig::default();
+    config.rootfs.diff_ids = vec![Digest::of(b"1"), Digest::of(b"2")];
+    check_diff_ids("base oci:x", &m, &config).unwrap();
+    config.rootfs.diff_ids.pop();
+    let e = check_diff_ids("base oci:x", &m, &config).unwrap_err();
+    assert!(crate::error::is_bad_input(&e));
+    let text = e.to_string();
+    assert!(text.contains("base oci:x"), "{text}");
+    assert!(
+        text.contains("1 diff ID ") && text.contains("2 layers"),
+        "{text}"
+    );
+}

@@ -18,7 +18,7 @@ pub use config::{History, ImageConfig, RootFs, RuntimeConfig};
 pub use descriptor::Descriptor;
 pub use digest::{Digest, Hashing};
 pub use json::canonical_json;
-pub use manifest::{Index, Manifest};
+pub use manifest::{schema_version_problem, Index, Manifest, SCHEMA_VERSION};
 pub use media::*;
 pub use platform::{offered_platforms, select_platform, Platform};
 pub use time::{check_rfc3339, parse_rfc3339, rfc3339, MAX_EPOCH, MIN_EPOCH};

@@ -294,3 +294,158 @@ fn examples_give_the_action_every_secret_the_r2d_targets_name() {
     }
     assert_eq!(steps, 2);
 }
+
+/// The steps of the example workflows whose script decodes base64: file,
+/// step name, the step's `env:` and its script.
+fn decoding_steps() -> Vec<(String, String, serde_yaml::Value, String)> {
+    let dir = root().join("examples/workflows");
+    let mut found = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        for (_, job) in yaml(&f)["jobs"].as_mapping().unwrap() {
+            for step in job["steps"].as_sequence().unwrap() {
+                let Some(run) = step["run"].as_str() else {
+                    continue;
+                };
+                if run.contains("base64") {
+                    let step_name = step["name"].as_str().unwrap_or("?").to_string();
+                    found.push((
+                        name.clone(),
+                        step_name,
+                        step["env"].clone(),
+                        run.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The secrets a script decodes: the NAME of each `$(decode NAME)`.
+fn decoded_names(script: &str) -> Vec<String> {
+    let mut names: Vec<String> = script
+        .split("$(decode ")
+        .skip(1)
+        .map(|s| {
+            s.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .filter(|n: &String| !n.is_empty())
+        .collect();
+    names.dedup();
+    names
+}
+
+/// Run `script` as a `shell: bash` step does, with `secrets` in its
+/// environment and `boxwright` a stub that logs its arguments and stdin
+/// to `log`: exit code, stdout and stderr.
+fn run_step(script: &str, secrets: &[(String, String)], log: &Path) -> (i32, String, String) {
+    let stub_dir = log.parent().unwrap().join("bin");
+    let stub = stub_dir.join("boxwright");
+    crate::common::write(
+        &stub,
+        "#!/bin/sh\n{ printf 'ARGS %s\\n' \"$*\"\n  case \"$*\" in *--password-stdin*) printf 'STDIN %s\\n' \"$(cat)\";; esac\n} >>\"$STUB_LOG\"\n",
+    );
+    crate::common::chmod(&stub, 0o755);
+    let path = format!(
+        "{}:{}",
+        stub_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .env_clear()
+        .env("PATH", path)
+        .env("STUB_LOG", log)
+        .env("GITHUB_ACTOR", "octocat")
+        .envs(secrets.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running bash");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Figure: every base64 decode in the examples goes through the step's
+/// `decode NAME`, and each NAME is a secret of the step. Run through bash
+/// with every secret valid, the decoded values reach `boxwright login`
+/// (passwords on stdin); with one secret not base64, the step exits
+/// non-zero naming that secret, never printing its value, and logs in
+/// with nothing decoded from it.
+#[test]
+fn example_base64_decodes_name_the_secret_that_is_not_base64() {
+    let steps = decoding_steps();
+    // Figure: the three login steps (r2d-build, r2d-multiplatform, registry-health).
+    assert_eq!(steps.len(), 3, "{steps:#?}");
+    for (file, step, env, script) in &steps {
+        let at = format!("{file}: step {step:?}");
+        for line in script.lines().filter(|l| l.contains("base64 -d")) {
+            assert_eq!(
+                line.trim(),
+                r#"base64 -d <<<"${!1}" 2>/dev/null && return"#,
+                "{at}: a base64 decode outside decode()"
+            );
+        }
+        assert!(script.contains("decode() {"), "{at}: no decode()");
+        let names = decoded_names(script);
+        assert!(names.len() >= 2, "{at}: decodes {names:?}");
+        for n in &names {
+            assert_eq!(
+                env[n.as_str()].as_str(),
+                Some(format!("${{{{ secrets.{n} }}}}").as_str()),
+                "{at}: {n} is not a secret of the step"
+            );
+        }
+        let good: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (n.clone(), crate::common::b64(&format!("plain-{n}"))))
+            .collect();
+        let t = crate::support::tempdir();
+        let log = t.path().join("log");
+        let (code, out, err) = run_step(script, &good, &log);
+        assert_eq!(code, 0, "{at}:\n{out}\n{err}");
+        let logins = std::fs::read_to_string(&log).unwrap();
+        for n in &names {
+            assert!(
+                logins.contains(&format!("plain-{n}")),
+                "{at}: {n}:\n{logins}"
+            );
+        }
+        let good_runs = logins.matches("ARGS ").count();
+        for bad in &names {
+            let value = "not base64!! s3cret-VALUE";
+            let secrets: Vec<(String, String)> = good
+                .iter()
+                .map(|(n, v)| (n.clone(), if n == bad { value.into() } else { v.clone() }))
+                .collect();
+            let t = crate::support::tempdir();
+            let log = t.path().join("log");
+            let (code, out, err) = run_step(script, &secrets, &log);
+            let shown = format!("{at}: {bad} bad:\n{out}\n{err}");
+            assert_ne!(code, 0, "{shown}");
+            assert!(
+                err.contains(&format!("{bad} is not valid base64")),
+                "{shown}"
+            );
+            assert!(
+                !out.contains("s3cret") && !err.contains("s3cret"),
+                "{shown}"
+            );
+            let logins = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!logins.contains("s3cret"), "{shown}\n{logins}");
+            // The step stopped there: fewer boxwright runs than with good secrets.
+            let runs = logins.matches("ARGS ").count();
+            assert!(runs < good_runs, "{shown}\n{logins}");
+        }
+    }
+}

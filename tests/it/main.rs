@@ -34,6 +34,7 @@ mod index_recipe;
 mod inspect_remote;
 mod interrupt;
 mod layer_cache;
+mod layout_documents;
 mod layout_names;
 mod layout_output;
 mod layout_reader;

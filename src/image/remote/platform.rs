@@ -239,13 +239,7 @@ impl RemoteImages {
                 )));
             }
         }
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(anyhow!(
-                "{r}: its config lists {} diff IDs for {} layers",
-                config.rootfs.diff_ids.len(),
-                manifest.layers.len()
-            ));
-        }
+        crate::image::check_diff_ids(&r.to_string(), &manifest, &config)?;
         Ok(PlatformImage {
             descriptor,
             manifest_bytes,
