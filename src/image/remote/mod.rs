@@ -17,9 +17,7 @@ mod blobs;
 mod platform;
 
 pub use blobs::{BlobFallback, CacheCounts, RegistryImage, RemoteBlobs};
-pub use platform::{
-    oci_layer_media_type, select, BaseParts, PlatformImage, RegistryBase, RemoteImages,
-};
+pub use platform::{oci_layer_media_type, select, PlatformImage, RegistryBase, RemoteImages};
 
 use std::time::Duration;
 

@@ -296,15 +296,6 @@ pub struct RegistryBase {
     served: OnceLock<Served>,
 }
 
-/// A registry base's image for one platform, its layers in the cache.
-#[derive(Debug, Clone)]
-pub struct BaseParts {
-    pub served: Served,
-    pub image: PlatformImage,
-    /// Layer descriptors (media types made OCI) with their cached files.
-    pub layers: Vec<(Descriptor, PathBuf)>,
-}
-
 impl RegistryBase {
     /// Blocking (reads CA files). Needs a multi-threaded runtime (see
     /// [`crate::blocking`]; errors without).
@@ -336,45 +327,6 @@ impl RegistryBase {
             .block_on(self.images.resolve(&refs))
             .with_context(|| format!("resolving base {reference}"))?;
         Ok(self.served.get_or_init(|| served).clone())
-    }
-
-    /// The base image for `platform`, its layers downloaded into the cache.
-    pub fn image(
-        &self,
-        reference: &str,
-        fallback: &[String],
-        platform: &Platform,
-    ) -> Result<BaseParts> {
-        let served = self.resolve(reference, fallback)?;
-        let what = format!("base {}", served.reference);
-        self.block_on(async {
-            let image = self
-                .images
-                .image(&served, Some(platform))
-                .await
-                .with_context(|| what.clone())?;
-            let paths = self
-                .images
-                .blobs(&served, &image.manifest.layers)
-                .await
-                .with_context(|| format!("downloading the layers of {what}"))?;
-            let layers = image
-                .manifest
-                .layers
-                .iter()
-                .zip(paths)
-                .map(|(d, p)| {
-                    let mut d = d.clone();
-                    d.media_type = oci_layer_media_type(&d.media_type).to_string();
-                    (d, p)
-                })
-                .collect();
-            Ok(BaseParts {
-                served: served.clone(),
-                image,
-                layers,
-            })
-        })
     }
 
     pub fn counts(&self) -> CacheCounts {
