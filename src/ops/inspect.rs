@@ -5,6 +5,7 @@
 //! a registry, asked for with HEAD, present and of its size
 //! ([`check_registry`]).
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use serde::Serialize;
@@ -60,16 +61,21 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
     } else {
         vec![descriptor.clone()]
     };
+    // Each distinct manifest (and its config) is read once: an index may
+    // list one manifest under several entries.
+    let mut read: HashMap<Digest, (Manifest, ImageConfig)> = HashMap::new();
     for d in manifests {
         if !oci::is_manifest_media_type(&d.media_type) {
             continue;
         }
-        let manifest: Manifest = parse_document(src, &d, &src.manifest(&d).await?)?;
-        let config: ImageConfig = parse_document(
-            src,
-            &manifest.config,
-            &read_config(src, &manifest.config, &src.locate(&d)).await?,
-        )?;
+        let (manifest, config) = match read.get(&d.digest) {
+            Some(known) => known.clone(),
+            None => {
+                let known = read_image(src, &d).await?;
+                read.insert(d.digest.clone(), known.clone());
+                known
+            }
+        };
         // A single image is shown for --platform only when it is of it.
         if let Some(p) = platform.filter(|p| index.is_none() && !p.matches(&config.platform)) {
             return Err(bad_input(format!(
@@ -91,6 +97,17 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
         index,
         images,
     })
+}
+
+/// The image manifest `d` of `src` and its config, parsed.
+async fn read_image(src: &dyn ImageSource, d: &Descriptor) -> Result<(Manifest, ImageConfig)> {
+    let manifest: Manifest = parse_document(src, d, &src.manifest(d).await?)?;
+    let config: ImageConfig = parse_document(
+        src,
+        &manifest.config,
+        &read_config(src, &manifest.config, &src.locate(d)).await?,
+    )?;
+    Ok((manifest, config))
 }
 
 /// What `inspect --check` found for one blob.
