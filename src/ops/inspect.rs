@@ -5,7 +5,7 @@
 //! a registry, asked for with HEAD, present and of its size
 //! ([`check_registry`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
 use serde::Serialize;
@@ -33,38 +33,70 @@ pub struct Inspection {
 pub struct ImageInfo {
     pub platform: String,
     pub manifest_digest: Digest,
+    /// The indexes nested in the root through which the image is listed,
+    /// outermost first; empty (and left out of `--json`) for an image the
+    /// root lists itself, or that is the root.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nested_in: Vec<Digest>,
     pub manifest: Manifest,
     pub config: ImageConfig,
 }
 
 /// Inspect the image `src` serves: its root and, for an index, every image
-/// manifest it lists (only `platform`'s, when given: bad input when it has
-/// none), each with its config. Layers are not read.
+/// manifest it lists, one per entry, in order; a nested index's images
+/// where it is listed (each distinct nested index walked once, as deep as
+/// [`crate::image::MAX_DEPTH`]). With `platform`, only the root's image of
+/// that platform (bad input when it has none). Each with its config; each
+/// distinct manifest and config read once. Layers are not read.
 pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Result<Inspection> {
     let descriptor = src.root().clone();
     let mut images = Vec::new();
     let mut index = None;
-    let manifests = if oci::is_index_media_type(&descriptor.media_type) {
-        let idx: Index = parse_document(src, &descriptor, &src.manifest(&descriptor).await?)?;
-        let m = match platform {
-            None => idx.manifests.clone(),
-            Some(p) => vec![oci::select_platform(&idx, p).cloned().ok_or_else(|| {
-                bad_input(format!(
-                    "{} has no {p} image (it offers: {})",
-                    src.locate(&descriptor),
-                    oci::offered_platforms(&idx).join(", ")
-                ))
-            })?],
+    // What to show, in order, each with the nested indexes it is listed in.
+    let mut pending: VecDeque<(Descriptor, Vec<Digest>)> =
+        if oci::is_index_media_type(&descriptor.media_type) {
+            let idx: Index = parse_document(src, &descriptor, &src.manifest(&descriptor).await?)?;
+            let m = match platform {
+                None => idx.manifests.clone(),
+                Some(p) => vec![oci::select_platform(&idx, p).cloned().ok_or_else(|| {
+                    bad_input(format!(
+                        "{} has no {p} image (it offers: {})",
+                        src.locate(&descriptor),
+                        oci::offered_platforms(&idx).join(", ")
+                    ))
+                })?],
+            };
+            index = Some(idx);
+            m.into_iter().map(|d| (d, Vec::new())).collect()
+        } else {
+            VecDeque::from([(descriptor.clone(), Vec::new())])
         };
-        index = Some(idx);
-        m
-    } else {
-        vec![descriptor.clone()]
-    };
+    let mut walked: HashSet<Digest> = HashSet::new();
     // Each distinct manifest (and its config) is read once: an index may
     // list one manifest under several entries.
     let mut read: HashMap<Digest, (Manifest, ImageConfig)> = HashMap::new();
-    for d in manifests {
+    while let Some((d, nested_in)) = pending.pop_front() {
+        if oci::is_index_media_type(&d.media_type) {
+            if !walked.insert(d.digest.clone()) {
+                continue;
+            }
+            let nested: Index = parse_document(src, &d, &src.manifest(&d).await?)?;
+            // This index is at depth `nested_in.len() + 1` (the root at 0);
+            // its entries, one deeper, must be within MAX_DEPTH, as for the
+            // graph walker.
+            if !nested.manifests.is_empty() && nested_in.len() + 2 > crate::image::MAX_DEPTH {
+                return Err(bad_input(format!(
+                    "{}: indexes nested too deep",
+                    src.locate(&d)
+                )));
+            }
+            let mut path = nested_in;
+            path.push(d.digest.clone());
+            for child in nested.manifests.into_iter().rev() {
+                pending.push_front((child, path.clone()));
+            }
+            continue;
+        }
         if !oci::is_manifest_media_type(&d.media_type) {
             continue;
         }
@@ -88,6 +120,7 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
         images.push(ImageInfo {
             platform,
             manifest_digest: d.digest.clone(),
+            nested_in,
             manifest,
             config,
         });
@@ -392,5 +425,43 @@ fn check_blob(layout: &Layout, d: &Descriptor) -> (BlobStatus, Option<String>) {
             BlobStatus::NotRegular,
             Some(format!("reading {}: {e}", path.display())),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{walk, MemoryImage, MAX_DEPTH};
+    use bytes::Bytes;
+    use futures_util::FutureExt as _;
+
+    /// A root index with `levels` indexes nested in a chain below it, the
+    /// innermost empty.
+    fn chain(levels: usize) -> MemoryImage {
+        let mut docs = Vec::new();
+        let mut children = Vec::new();
+        for _ in 0..=levels {
+            let bytes = Bytes::from(oci::canonical_json(&Index::new(children)));
+            children = vec![Descriptor::of_bytes(oci::MEDIA_TYPE_INDEX, &bytes)];
+            docs.push(bytes);
+        }
+        let mut img = MemoryImage::new(children.remove(0));
+        for b in docs {
+            img.add_manifest(b);
+        }
+        img
+    }
+
+    #[test]
+    fn nested_indexes_are_walked_as_deep_as_the_graph_walker_goes() {
+        let run = |img: &MemoryImage| inspect(img, None).now_or_never().expect("ready");
+        let walked = |img: &MemoryImage| walk(img).now_or_never().expect("ready");
+        let deepest = chain(MAX_DEPTH);
+        assert!(run(&deepest).unwrap().images.is_empty());
+        assert!(walked(&deepest).is_ok());
+        let deeper = chain(MAX_DEPTH + 1);
+        let e = run(&deeper).unwrap_err();
+        assert!(crate::error::is_bad_input(&e), "{e:#}");
+        assert!(walked(&deeper).is_err());
     }
 }

@@ -142,3 +142,53 @@ fn a_manifest_listed_twice_is_fetched_once() {
         );
     }
 }
+
+/// Figures: a root index listing image `a` and an index nested in it that
+/// lists image `b`; plain `inspect` of the layout and of the registry
+/// image shows both images, `b` with the nested index it is listed in
+/// (`nested_in`), the same in both; the text report names `b` and the
+/// nested index too. The nested index's image was left out, unexplained.
+#[test]
+fn a_nested_index_shows_its_images() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    let mut nested = None;
+    let (a, b, _) = index_layout(&layout, |a, b| {
+        let n = put_index(&layout, vec![entry(b)]);
+        nested = Some(n["digest"].as_str().unwrap().to_string());
+        vec![entry(a), n]
+    });
+    let nested = nested.unwrap();
+    let reference = push(&env, &layout, &reg.host());
+
+    let inspect = |target: &str, json: bool| {
+        let mut c = env.cmd();
+        c.arg("inspect").arg(target);
+        if json {
+            c.arg("--json");
+        }
+        let r = run(&mut c);
+        assert_ok(&r);
+        r.stdout
+    };
+    let local: Value = serde_json::from_str(&inspect(layout.to_str().unwrap(), true)).unwrap();
+    let images = local["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{local}");
+    assert_eq!(images[0]["manifest_digest"], a.manifest_digest.as_str());
+    assert!(images[0].get("nested_in").is_none(), "{local}");
+    assert_eq!(images[1]["manifest_digest"], b.manifest_digest.as_str());
+    assert_eq!(images[1]["nested_in"], json!([nested]));
+    assert_eq!(
+        images[1]["manifest"]["layers"][0]["digest"],
+        b.layer_digest.as_str()
+    );
+
+    let remote: Value = serde_json::from_str(&inspect(&reference, true)).unwrap();
+    assert_eq!(remote["images"], local["images"]);
+
+    let text = inspect(&reference, false);
+    assert!(text.contains(&b.manifest_digest), "{text}");
+    assert!(text.contains(&nested), "{text}");
+}
