@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
+use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
 use anyhow::Result;
@@ -245,14 +246,15 @@ pub async fn check(layout: &Layout, name: Option<&str>) -> Result<Check> {
         };
         std::future::ready(probed)
     };
-    Ok(walk(root, probe).await)
+    Ok(walk(root, 1, probe).await)
 }
 
 /// Check every blob of the image `img` in its registry, without
 /// downloading a layer: manifests and indexes are fetched (checked against
 /// their digests by the client) and parsed, their children checked in
 /// turn; configs and layers are asked for with HEAD, present and of their
-/// descriptors' size. A registry that answers an error or nothing gives
+/// descriptors' size, several at a time (the report in the same order). A
+/// registry that answers an error or nothing gives
 /// [`BlobStatus::Unknown`] for that blob, with why.
 pub async fn check_registry(img: &RegistryImage) -> Check {
     let probe = |d: &Descriptor, document: bool| {
@@ -287,7 +289,10 @@ pub async fn check_registry(img: &RegistryImage) -> Check {
             }
         }
     };
-    walk(img.root().clone(), probe).await
+    // As the other registry reports do: twice the client's per-registry
+    // limit queued, which the client caps in flight.
+    let jobs = img.client().options().jobs_per_registry.max(1) * 2;
+    walk(img.root().clone(), jobs, probe).await
 }
 
 /// What a check learnt of one blob: its status and why, and for a manifest
@@ -331,44 +336,59 @@ impl Probed {
 }
 
 /// Every blob reachable from `root`, each once, parents before children,
-/// as `probe` finds it (told whether the blob is a manifest or index).
-async fn walk<'a, F, Fut>(root: Descriptor, probe: F) -> Check
+/// as `probe` finds it (told whether the blob is a manifest or index):
+/// level by level (the root, its children, theirs...), each level's blobs
+/// in the order their parents list them, a blob reported where it is first
+/// reached. Up to `jobs` probes of a level run at once; the report's order
+/// does not depend on which answers first.
+async fn walk<'a, F, Fut>(root: Descriptor, jobs: usize, probe: F) -> Check
 where
     F: Fn(&Descriptor, bool) -> Fut,
     Fut: Future<Output = Probed> + 'a,
 {
     let mut blobs: Vec<BlobCheck> = Vec::new();
-    let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
-    while let Some((d, depth)) = queue.pop_front() {
-        if blobs.iter().any(|b| b.digest == d.digest) {
-            continue;
-        }
-        let is_document =
-            oci::is_index_media_type(&d.media_type) || oci::is_manifest_media_type(&d.media_type);
-        let Probed {
-            mut status,
-            mut detail,
-            document,
-        } = probe(&d, is_document).await;
-        if status == BlobStatus::Missing && oci::is_non_distributable(&d.media_type) {
-            status = BlobStatus::Foreign;
-        }
-        if let Some(bytes) = document.filter(|_| status == BlobStatus::Ok) {
-            match children(&bytes, &d, depth) {
-                Ok(c) => queue.extend(c.into_iter().map(|c| (c, depth + 1))),
-                Err(e) => {
-                    status = BlobStatus::Invalid;
-                    detail = Some(format!("{e:#}"));
+    let mut seen: HashSet<Digest> = HashSet::new();
+    let mut level = vec![root];
+    let mut depth = 0usize;
+    while !level.is_empty() {
+        level.retain(|d| seen.insert(d.digest.clone()));
+        let is_document = |d: &Descriptor| {
+            oci::is_index_media_type(&d.media_type) || oci::is_manifest_media_type(&d.media_type)
+        };
+        let probed: Vec<Probed> = stream::iter(level.iter())
+            .map(|d| probe(d, is_document(d)))
+            .buffered(jobs.max(1))
+            .collect()
+            .await;
+        let mut next = Vec::new();
+        for (d, p) in level.into_iter().zip(probed) {
+            let Probed {
+                mut status,
+                mut detail,
+                document,
+            } = p;
+            if status == BlobStatus::Missing && oci::is_non_distributable(&d.media_type) {
+                status = BlobStatus::Foreign;
+            }
+            if let Some(bytes) = document.filter(|_| status == BlobStatus::Ok) {
+                match children(&bytes, &d, depth) {
+                    Ok(c) => next.extend(c),
+                    Err(e) => {
+                        status = BlobStatus::Invalid;
+                        detail = Some(format!("{e:#}"));
+                    }
                 }
             }
+            blobs.push(BlobCheck {
+                digest: d.digest,
+                size: d.size,
+                media_type: d.media_type,
+                status,
+                detail,
+            });
         }
-        blobs.push(BlobCheck {
-            digest: d.digest.clone(),
-            size: d.size,
-            media_type: d.media_type.clone(),
-            status,
-            detail,
-        });
+        level = next;
+        depth += 1;
     }
     Check {
         ok: !blobs.iter().any(|b| b.status.failed()),
@@ -431,7 +451,7 @@ fn check_blob(layout: &Layout, d: &Descriptor) -> (BlobStatus, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{walk, MemoryImage, MAX_DEPTH};
+    use crate::image::{walk as graph_walk, MemoryImage, MAX_DEPTH};
     use bytes::Bytes;
     use futures_util::FutureExt as _;
 
@@ -452,10 +472,58 @@ mod tests {
         img
     }
 
+    /// Figures: the blobs of a level are probed up to `jobs` at a time, yet
+    /// reported in the order the manifest lists them, a layer it lists
+    /// twice probed and reported once.
+    #[tokio::test]
+    async fn a_level_is_probed_several_at_a_time_and_reported_in_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use std::sync::Mutex;
+        let mut layers: Vec<Descriptor> = (0..10u8)
+            .map(|n| Descriptor::of_bytes(oci::MEDIA_TYPE_LAYER_GZIP, &[n]))
+            .collect();
+        layers.push(layers[0].clone());
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::of_bytes(oci::MEDIA_TYPE_CONFIG, b"cfg"),
+            layers: layers.clone(),
+            subject: None,
+            annotations: Default::default(),
+        };
+        let bytes = oci::canonical_json(&manifest);
+        let root = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, &bytes);
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let probed = Mutex::new(Vec::new());
+        let probe = |d: &Descriptor, document: bool| {
+            probed.lock().unwrap().push(d.digest.clone());
+            let doc = document.then(|| bytes.clone());
+            let (now, most) = (&now, &most);
+            async move {
+                most.fetch_max(now.fetch_add(1, SeqCst) + 1, SeqCst);
+                tokio::task::yield_now().await;
+                now.fetch_sub(1, SeqCst);
+                doc.map_or_else(Probed::ok, Probed::document)
+            }
+        };
+        let check = walk(root.clone(), 4, probe).await;
+        assert!(check.ok);
+        assert_eq!(most.load(SeqCst), 4);
+        let want: Vec<Digest> = [root, manifest.config]
+            .into_iter()
+            .chain(layers[..10].iter().cloned())
+            .map(|d| d.digest)
+            .collect();
+        let got: Vec<Digest> = check.blobs.into_iter().map(|b| b.digest).collect();
+        assert_eq!(got, want);
+        assert_eq!(probed.into_inner().unwrap(), want);
+    }
+
     #[test]
     fn nested_indexes_are_walked_as_deep_as_the_graph_walker_goes() {
         let run = |img: &MemoryImage| inspect(img, None).now_or_never().expect("ready");
-        let walked = |img: &MemoryImage| walk(img).now_or_never().expect("ready");
+        let walked = |img: &MemoryImage| graph_walk(img).now_or_never().expect("ready");
         let deepest = chain(MAX_DEPTH);
         assert!(run(&deepest).unwrap().images.is_empty());
         assert!(walked(&deepest).is_ok());

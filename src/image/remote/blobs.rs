@@ -291,6 +291,11 @@ impl RegistryImage {
         }
     }
 
+    /// The client that asks the repository.
+    pub fn client(&self) -> &Client {
+        self.blobs.client()
+    }
+
     /// Blob `d` as the repository holds it (HEAD), `None` when it is not
     /// there.
     pub async fn head_blob(&self, d: &Digest) -> Result<Option<Held>, RegistryError> {
