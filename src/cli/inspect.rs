@@ -26,7 +26,7 @@ use super::stdout::{print, print_json};
     after_help = "Plain inspect reads index.json, the manifests and the configs, never a layer blob: \
                   a layout with missing or corrupt layers inspects fine. --check reads every blob \
                   of a layout to its end, and asks a registry for every blob with HEAD (present, \
-                  of its size); it exits 1 when one is missing, truncated or corrupt."
+                  of its size), --jobs-per-registry at a time; it exits 1 when one is missing, truncated or corrupt."
 )]
 pub struct InspectArgs {
     /// OCI layout directory, optionally with :NAME to pick an image by its ref

@@ -5,8 +5,10 @@
 //! a registry, asked for with HEAD, present and of its size
 //! ([`check_registry`]).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
+use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
 use anyhow::Result;
@@ -32,44 +34,81 @@ pub struct Inspection {
 pub struct ImageInfo {
     pub platform: String,
     pub manifest_digest: Digest,
+    /// The indexes nested in the root through which the image is listed,
+    /// outermost first; empty (and left out of `--json`) for an image the
+    /// root lists itself, or that is the root.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nested_in: Vec<Digest>,
     pub manifest: Manifest,
     pub config: ImageConfig,
 }
 
 /// Inspect the image `src` serves: its root and, for an index, every image
-/// manifest it lists (only `platform`'s, when given: bad input when it has
-/// none), each with its config. Layers are not read.
+/// manifest it lists, one per entry, in order; a nested index's images
+/// where it is listed (each distinct nested index walked once, as deep as
+/// [`crate::image::MAX_DEPTH`]). With `platform`, only the root's image of
+/// that platform (bad input when it has none). Each with its config; each
+/// distinct manifest and config read once. Layers are not read.
 pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Result<Inspection> {
     let descriptor = src.root().clone();
     let mut images = Vec::new();
     let mut index = None;
-    let manifests = if oci::is_index_media_type(&descriptor.media_type) {
-        let idx: Index = parse_document(src, &descriptor, &src.manifest(&descriptor).await?)?;
-        let m = match platform {
-            None => idx.manifests.clone(),
-            Some(p) => vec![oci::select_platform(&idx, p).cloned().ok_or_else(|| {
-                bad_input(format!(
-                    "{} has no {p} image (it offers: {})",
-                    src.locate(&descriptor),
-                    oci::offered_platforms(&idx).join(", ")
-                ))
-            })?],
+    // What to show, in order, each with the nested indexes it is listed in.
+    let mut pending: VecDeque<(Descriptor, Vec<Digest>)> =
+        if oci::is_index_media_type(&descriptor.media_type) {
+            let idx: Index = parse_document(src, &descriptor, &src.manifest(&descriptor).await?)?;
+            let m = match platform {
+                None => idx.manifests.clone(),
+                Some(p) => vec![oci::select_platform(&idx, p).cloned().ok_or_else(|| {
+                    bad_input(format!(
+                        "{} has no {p} image (it offers: {})",
+                        src.locate(&descriptor),
+                        oci::offered_platforms(&idx).join(", ")
+                    ))
+                })?],
+            };
+            index = Some(idx);
+            m.into_iter().map(|d| (d, Vec::new())).collect()
+        } else {
+            VecDeque::from([(descriptor.clone(), Vec::new())])
         };
-        index = Some(idx);
-        m
-    } else {
-        vec![descriptor.clone()]
-    };
-    for d in manifests {
+    let mut walked: HashSet<Digest> = HashSet::new();
+    // Each distinct manifest (and its config) is read once: an index may
+    // list one manifest under several entries.
+    let mut read: HashMap<Digest, (Manifest, ImageConfig)> = HashMap::new();
+    while let Some((d, nested_in)) = pending.pop_front() {
+        if oci::is_index_media_type(&d.media_type) {
+            if !walked.insert(d.digest.clone()) {
+                continue;
+            }
+            let nested: Index = parse_document(src, &d, &src.manifest(&d).await?)?;
+            // This index is at depth `nested_in.len() + 1` (the root at 0);
+            // its entries, one deeper, must be within MAX_DEPTH, as for the
+            // graph walker.
+            if !nested.manifests.is_empty() && nested_in.len() + 2 > crate::image::MAX_DEPTH {
+                return Err(bad_input(format!(
+                    "{}: indexes nested too deep",
+                    src.locate(&d)
+                )));
+            }
+            let mut path = nested_in;
+            path.push(d.digest.clone());
+            for child in nested.manifests.into_iter().rev() {
+                pending.push_front((child, path.clone()));
+            }
+            continue;
+        }
         if !oci::is_manifest_media_type(&d.media_type) {
             continue;
         }
-        let manifest: Manifest = parse_document(src, &d, &src.manifest(&d).await?)?;
-        let config: ImageConfig = parse_document(
-            src,
-            &manifest.config,
-            &read_config(src, &manifest.config, &src.locate(&d)).await?,
-        )?;
+        let (manifest, config) = match read.get(&d.digest) {
+            Some(known) => known.clone(),
+            None => {
+                let known = read_image(src, &d).await?;
+                read.insert(d.digest.clone(), known.clone());
+                known
+            }
+        };
         // A single image is shown for --platform only when it is of it.
         if let Some(p) = platform.filter(|p| index.is_none() && !p.matches(&config.platform)) {
             return Err(bad_input(format!(
@@ -82,6 +121,7 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
         images.push(ImageInfo {
             platform,
             manifest_digest: d.digest.clone(),
+            nested_in,
             manifest,
             config,
         });
@@ -91,6 +131,17 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
         index,
         images,
     })
+}
+
+/// The image manifest `d` of `src` and its config, parsed.
+async fn read_image(src: &dyn ImageSource, d: &Descriptor) -> Result<(Manifest, ImageConfig)> {
+    let manifest: Manifest = parse_document(src, d, &src.manifest(d).await?)?;
+    let config: ImageConfig = parse_document(
+        src,
+        &manifest.config,
+        &read_config(src, &manifest.config, &src.locate(d)).await?,
+    )?;
+    Ok((manifest, config))
 }
 
 /// What `inspect --check` found for one blob.
@@ -195,14 +246,15 @@ pub async fn check(layout: &Layout, name: Option<&str>) -> Result<Check> {
         };
         std::future::ready(probed)
     };
-    Ok(walk(root, probe).await)
+    Ok(walk(root, 1, probe).await)
 }
 
 /// Check every blob of the image `img` in its registry, without
 /// downloading a layer: manifests and indexes are fetched (checked against
 /// their digests by the client) and parsed, their children checked in
 /// turn; configs and layers are asked for with HEAD, present and of their
-/// descriptors' size. A registry that answers an error or nothing gives
+/// descriptors' size, several at a time (the report in the same order). A
+/// registry that answers an error or nothing gives
 /// [`BlobStatus::Unknown`] for that blob, with why.
 pub async fn check_registry(img: &RegistryImage) -> Check {
     let probe = |d: &Descriptor, document: bool| {
@@ -237,7 +289,10 @@ pub async fn check_registry(img: &RegistryImage) -> Check {
             }
         }
     };
-    walk(img.root().clone(), probe).await
+    // As the other registry reports do: twice the client's per-registry
+    // limit queued, which the client caps in flight.
+    let jobs = img.client().options().jobs_per_registry.max(1) * 2;
+    walk(img.root().clone(), jobs, probe).await
 }
 
 /// What a check learnt of one blob: its status and why, and for a manifest
@@ -281,44 +336,59 @@ impl Probed {
 }
 
 /// Every blob reachable from `root`, each once, parents before children,
-/// as `probe` finds it (told whether the blob is a manifest or index).
-async fn walk<'a, F, Fut>(root: Descriptor, probe: F) -> Check
+/// as `probe` finds it (told whether the blob is a manifest or index):
+/// level by level (the root, its children, theirs...), each level's blobs
+/// in the order their parents list them, a blob reported where it is first
+/// reached. Up to `jobs` probes of a level run at once; the report's order
+/// does not depend on which answers first.
+async fn walk<'a, F, Fut>(root: Descriptor, jobs: usize, probe: F) -> Check
 where
     F: Fn(&Descriptor, bool) -> Fut,
     Fut: Future<Output = Probed> + 'a,
 {
     let mut blobs: Vec<BlobCheck> = Vec::new();
-    let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
-    while let Some((d, depth)) = queue.pop_front() {
-        if blobs.iter().any(|b| b.digest == d.digest) {
-            continue;
-        }
-        let is_document =
-            oci::is_index_media_type(&d.media_type) || oci::is_manifest_media_type(&d.media_type);
-        let Probed {
-            mut status,
-            mut detail,
-            document,
-        } = probe(&d, is_document).await;
-        if status == BlobStatus::Missing && oci::is_non_distributable(&d.media_type) {
-            status = BlobStatus::Foreign;
-        }
-        if let Some(bytes) = document.filter(|_| status == BlobStatus::Ok) {
-            match children(&bytes, &d, depth) {
-                Ok(c) => queue.extend(c.into_iter().map(|c| (c, depth + 1))),
-                Err(e) => {
-                    status = BlobStatus::Invalid;
-                    detail = Some(format!("{e:#}"));
+    let mut seen: HashSet<Digest> = HashSet::new();
+    let mut level = vec![root];
+    let mut depth = 0usize;
+    while !level.is_empty() {
+        level.retain(|d| seen.insert(d.digest.clone()));
+        let is_document = |d: &Descriptor| {
+            oci::is_index_media_type(&d.media_type) || oci::is_manifest_media_type(&d.media_type)
+        };
+        let probed: Vec<Probed> = stream::iter(level.iter())
+            .map(|d| probe(d, is_document(d)))
+            .buffered(jobs.max(1))
+            .collect()
+            .await;
+        let mut next = Vec::new();
+        for (d, p) in level.into_iter().zip(probed) {
+            let Probed {
+                mut status,
+                mut detail,
+                document,
+            } = p;
+            if status == BlobStatus::Missing && oci::is_non_distributable(&d.media_type) {
+                status = BlobStatus::Foreign;
+            }
+            if let Some(bytes) = document.filter(|_| status == BlobStatus::Ok) {
+                match children(&bytes, &d, depth) {
+                    Ok(c) => next.extend(c),
+                    Err(e) => {
+                        status = BlobStatus::Invalid;
+                        detail = Some(format!("{e:#}"));
+                    }
                 }
             }
+            blobs.push(BlobCheck {
+                digest: d.digest,
+                size: d.size,
+                media_type: d.media_type,
+                status,
+                detail,
+            });
         }
-        blobs.push(BlobCheck {
-            digest: d.digest.clone(),
-            size: d.size,
-            media_type: d.media_type.clone(),
-            status,
-            detail,
-        });
+        level = next;
+        depth += 1;
     }
     Check {
         ok: !blobs.iter().any(|b| b.status.failed()),
@@ -375,5 +445,91 @@ fn check_blob(layout: &Layout, d: &Descriptor) -> (BlobStatus, Option<String>) {
             BlobStatus::NotRegular,
             Some(format!("reading {}: {e}", path.display())),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{walk as graph_walk, MemoryImage, MAX_DEPTH};
+    use bytes::Bytes;
+    use futures_util::FutureExt as _;
+
+    /// A root index with `levels` indexes nested in a chain below it, the
+    /// innermost empty.
+    fn chain(levels: usize) -> MemoryImage {
+        let mut docs = Vec::new();
+        let mut children = Vec::new();
+        for _ in 0..=levels {
+            let bytes = Bytes::from(oci::canonical_json(&Index::new(children)));
+            children = vec![Descriptor::of_bytes(oci::MEDIA_TYPE_INDEX, &bytes)];
+            docs.push(bytes);
+        }
+        let mut img = MemoryImage::new(children.remove(0));
+        for b in docs {
+            img.add_manifest(b);
+        }
+        img
+    }
+
+    /// Figures: the blobs of a level are probed up to `jobs` at a time, yet
+    /// reported in the order the manifest lists them, a layer it lists
+    /// twice probed and reported once.
+    #[tokio::test]
+    async fn a_level_is_probed_several_at_a_time_and_reported_in_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use std::sync::Mutex;
+        let mut layers: Vec<Descriptor> = (0..10u8)
+            .map(|n| Descriptor::of_bytes(oci::MEDIA_TYPE_LAYER_GZIP, &[n]))
+            .collect();
+        layers.push(layers[0].clone());
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::of_bytes(oci::MEDIA_TYPE_CONFIG, b"cfg"),
+            layers: layers.clone(),
+            subject: None,
+            annotations: Default::default(),
+        };
+        let bytes = oci::canonical_json(&manifest);
+        let root = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, &bytes);
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let probed = Mutex::new(Vec::new());
+        let probe = |d: &Descriptor, document: bool| {
+            probed.lock().unwrap().push(d.digest.clone());
+            let doc = document.then(|| bytes.clone());
+            let (now, most) = (&now, &most);
+            async move {
+                most.fetch_max(now.fetch_add(1, SeqCst) + 1, SeqCst);
+                tokio::task::yield_now().await;
+                now.fetch_sub(1, SeqCst);
+                doc.map_or_else(Probed::ok, Probed::document)
+            }
+        };
+        let check = walk(root.clone(), 4, probe).await;
+        assert!(check.ok);
+        assert_eq!(most.load(SeqCst), 4);
+        let want: Vec<Digest> = [root, manifest.config]
+            .into_iter()
+            .chain(layers[..10].iter().cloned())
+            .map(|d| d.digest)
+            .collect();
+        let got: Vec<Digest> = check.blobs.into_iter().map(|b| b.digest).collect();
+        assert_eq!(got, want);
+        assert_eq!(probed.into_inner().unwrap(), want);
+    }
+
+    #[test]
+    fn nested_indexes_are_walked_as_deep_as_the_graph_walker_goes() {
+        let run = |img: &MemoryImage| inspect(img, None).now_or_never().expect("ready");
+        let walked = |img: &MemoryImage| graph_walk(img).now_or_never().expect("ready");
+        let deepest = chain(MAX_DEPTH);
+        assert!(run(&deepest).unwrap().images.is_empty());
+        assert!(walked(&deepest).is_ok());
+        let deeper = chain(MAX_DEPTH + 1);
+        let e = run(&deeper).unwrap_err();
+        assert!(crate::error::is_bad_input(&e), "{e:#}");
+        assert!(walked(&deeper).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The text form of `boxwright inspect`: the inspected descriptor, then per
-//! image its platform, manifest, config, layers (with diffIDs) and runtime
-//! settings.
+//! image its platform, the nested indexes it is listed in (if any),
+//! manifest, config, layers (with diffIDs) and runtime settings.
 
 use std::fmt::Write as _;
 
@@ -12,11 +12,12 @@ pub fn inspection(i: &Inspection) -> String {
     let d = &i.descriptor;
     let _ = writeln!(s, "{}  {}  {} bytes", d.digest, d.media_type, d.size);
     for img in &i.images {
-        let _ = write!(
-            s,
-            "\nplatform  {}\nmanifest  {}\n",
-            img.platform, img.manifest_digest
-        );
+        let _ = write!(s, "\nplatform  {}\n", img.platform);
+        if !img.nested_in.is_empty() {
+            let path: Vec<String> = img.nested_in.iter().map(|d| d.to_string()).collect();
+            let _ = writeln!(s, "in index  {}", path.join(" > "));
+        }
+        let _ = writeln!(s, "manifest  {}", img.manifest_digest);
         let c = &img.manifest.config;
         let _ = writeln!(s, "config    {}  {} bytes", c.digest, c.size);
         if let Some(created) = &img.config.created {
@@ -123,6 +124,7 @@ mod tests {
             images: vec![ImageInfo {
                 platform: "linux/amd64".into(),
                 manifest_digest: Digest::of(b"m"),
+                nested_in: Vec::new(),
                 manifest,
                 config,
             }],

@@ -327,3 +327,108 @@ fn platform_of_a_single_image_of_another_platform_is_refused() {
         );
     }
 }
+
+/// Figures: a two-platform image of three layers each, one of them the
+/// same on both platforms; `inspect --check` reports the index, then the
+/// two manifests, then each manifest's config and layers in order, each
+/// blob once (the shared layer where it is first listed), all ok; it GETs
+/// each manifest once and HEADs each config and layer once, however many
+/// of the HEADs run at a time.
+#[test]
+fn check_reports_each_blob_once_in_order_asking_each_once() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let env = Env::new();
+    let dir = tempdir();
+    let recipe = dir.path().join("r.toml");
+    let mut text = String::from(
+        "[image]\nname = \"layers\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n",
+    );
+    for (n, content) in ["${ARCH} one", "the same on both", "${ARCH} three"]
+        .iter()
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "\n[[layer]]\n[[layer.entry]]\ncontent = \"{content}\"\ndest = \"/{n}\"\n"
+        ));
+    }
+    crate::common::write(&recipe, &text);
+    let reference = format!("{}/acme/layers:1", proxy.host());
+    assert_ok(&run(env
+        .cmd()
+        .args(["build", "--push", "--no-layout", "--to", &reference])
+        .arg(&recipe)));
+    let shown = run(env.cmd().args(["inspect", "--json", &reference]));
+    assert_ok(&shown);
+    let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
+
+    // The order of the walk: the root, its manifests, their blobs.
+    let mut want: Vec<(String, u64)> = vec![(
+        shown["descriptor"]["digest"].as_str().unwrap().to_string(),
+        shown["descriptor"]["size"].as_u64().unwrap(),
+    )];
+    let images = shown["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{shown}");
+    for m in shown["index"]["manifests"].as_array().unwrap() {
+        want.push((
+            m["digest"].as_str().unwrap().into(),
+            m["size"].as_u64().unwrap(),
+        ));
+    }
+    let manifests = want.len();
+    let mut listed = 0;
+    for img in images {
+        let m = &img["manifest"];
+        for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
+            listed += 1;
+            let d = (
+                d["digest"].as_str().unwrap().to_string(),
+                d["size"].as_u64().unwrap(),
+            );
+            if !want.contains(&d) {
+                want.push(d);
+            }
+        }
+    }
+    assert_eq!(listed, 8);
+    assert_eq!(want.len() - manifests, 7, "one layer is on both platforms");
+
+    proxy.reset();
+    let r = run(env.cmd().args(["inspect", "--check", "--json", &reference]));
+    assert_ok(&r);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["check"]["ok"], true, "{v}");
+    assert_eq!(v["images"], shown["images"]);
+    let blobs = v["check"]["blobs"].as_array().unwrap();
+    let got: Vec<(String, u64)> = blobs
+        .iter()
+        .map(|b| {
+            (
+                b["digest"].as_str().unwrap().into(),
+                b["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(blobs.iter().all(|b| b["status"] == "ok"), "{v}");
+
+    let log = proxy.log();
+    let asked = |method: &str, digest: &str| {
+        log.iter()
+            .filter(|e| e.method == method && e.path.ends_with(digest))
+            .count()
+    };
+    for (n, (digest, _)) in want.iter().enumerate() {
+        let (get, head) = (asked("GET", digest), asked("HEAD", digest));
+        if n == 0 {
+            // The root is fetched by its tag.
+            assert_eq!((get, head), (0, 0), "{digest}");
+        } else if n < manifests {
+            assert_eq!((get, head), (1, 0), "{digest}");
+        } else {
+            assert_eq!((get, head), (0, 1), "{digest}");
+        }
+    }
+    let heads = log.iter().filter(|e| e.method == "HEAD").count();
+    assert_eq!(heads, want.len() - manifests);
+}

@@ -31,6 +31,7 @@ mod harness;
 mod harness_proxy;
 mod index;
 mod index_recipe;
+mod inspect_index;
 mod inspect_remote;
 mod interrupt;
 mod layer_cache;

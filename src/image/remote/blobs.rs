@@ -1,7 +1,9 @@
 //! Blobs and manifests of one registry repository: the one fetch through
 //! the blob cache (each digest at most once per run, a failure forgotten,
-//! other repositories asked when this one cannot give a blob), and the
-//! [`ImageSource`] of an image in a registry.
+//! other repositories asked when this one cannot give a blob), manifests
+//! fetched by digest (each at most once per run: on Docker Hub every
+//! manifest GET counts as a pull), and the [`ImageSource`] of an image in a
+//! registry.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,6 +65,8 @@ pub struct RemoteBlobs {
     /// does not give.
     fallbacks: Vec<(String, String)>,
     fetched: OnceMap<Digest, PathBuf>,
+    /// Manifests GET by digest, with their media types.
+    manifests: OnceMap<Digest, (Bytes, String)>,
     counts: Mutex<CacheCounts>,
     fell_back: Mutex<Vec<BlobFallback>>,
 }
@@ -76,6 +80,7 @@ impl RemoteBlobs {
             repository: repository.to_string(),
             fallbacks: Vec::new(),
             fetched: OnceMap::default(),
+            manifests: OnceMap::default(),
             counts: Mutex::new(CacheCounts::default()),
             fell_back: Mutex::new(Vec::new()),
         }
@@ -113,8 +118,16 @@ impl RemoteBlobs {
     }
 
     /// GET a manifest by digest (checked by the client against it): its
-    /// bytes and media type.
+    /// bytes and media type. Each digest is asked for at most once per run
+    /// (a digest names the same bytes for ever); a failure is forgotten, so
+    /// that the next caller asks again.
     pub async fn manifest(&self, d: &Digest) -> Result<(Bytes, String)> {
+        self.manifests
+            .get_or_try_init(d, || self.manifest_once(d))
+            .await
+    }
+
+    async fn manifest_once(&self, d: &Digest) -> Result<(Bytes, String)> {
         let repo = self.repo();
         let (info, bytes) = repo
             .get_manifest(d.as_str())
@@ -276,6 +289,11 @@ impl RegistryImage {
             root,
             known: self.known.clone(),
         }
+    }
+
+    /// The client that asks the repository.
+    pub fn client(&self) -> &Client {
+        self.blobs.client()
     }
 
     /// Blob `d` as the repository holds it (HEAD), `None` when it is not
