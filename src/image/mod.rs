@@ -305,6 +305,32 @@ pub fn check_diff_ids(
     )))
 }
 
+/// A manifest or index whose bytes (their digest matched) are not as many
+/// as the descriptor it was fetched by says: the descriptor is wrong, as
+/// for a layer or config of another size than its descriptor's.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("manifest {digest} has {actual} bytes, its descriptor says {expected}")]
+pub struct SizeMismatch {
+    pub digest: Digest,
+    /// What the descriptor says.
+    pub expected: u64,
+    /// What was served.
+    pub actual: u64,
+}
+
+/// Check the bytes of the manifest or index `desc` against its size.
+pub fn check_size(desc: &Descriptor, bytes: &[u8]) -> Result<(), SizeMismatch> {
+    let actual = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if actual == desc.size {
+        return Ok(());
+    }
+    Err(SizeMismatch {
+        digest: desc.digest.clone(),
+        expected: desc.size,
+        actual,
+    })
+}
+
 /// The bytes of the config `desc` of the image `what` that `src` serves:
 /// bad input over [`layout::guard::MAX_DOCUMENT`], before it is fetched.
 pub async fn read_config(src: &dyn ImageSource, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {

@@ -150,3 +150,18 @@ fn diff_ids_must_number_the_layers() {
         "{text}"
     );
 }
+
+/// A manifest's bytes are checked against its descriptor's size: the
+/// mismatch says which way.
+#[test]
+fn check_size_compares_the_bytes_with_the_descriptor() {
+    let d = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, b"{}");
+    assert!(check_size(&d, b"{}").is_ok());
+    let short = Descriptor {
+        size: 10,
+        ..d.clone()
+    };
+    let e = check_size(&short, b"{}").unwrap_err();
+    assert_eq!((e.expected, e.actual), (10, 2));
+    assert!(e.to_string().contains(d.digest.as_str()), "{e}");
+}

@@ -16,7 +16,7 @@ use anyhow::Result;
 use crate::error::bad_input;
 use crate::image::layout::{guard, Layout};
 use crate::image::remote::RegistryImage;
-use crate::image::{parse_document, read_config, ImageSource};
+use crate::image::{parse_document, read_config, ImageSource, SizeMismatch};
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::registry::{ErrorKind, Held, RegistryError};
 
@@ -320,8 +320,20 @@ impl Probed {
     }
 
     /// A registry's error: missing for a 404, corrupt for content that does
-    /// not match its digest, unknown for the rest.
+    /// not match its digest, truncated or oversized for a manifest of
+    /// another size than its descriptor's, unknown for the rest.
     fn failed(e: &anyhow::Error) -> Probed {
+        if let Some(m) = e.downcast_ref::<SizeMismatch>() {
+            return Probed {
+                status: if m.actual < m.expected {
+                    BlobStatus::Truncated
+                } else {
+                    BlobStatus::Oversized
+                },
+                detail: Some(format!("{e:#}")),
+                document: None,
+            };
+        }
         let status = match e.downcast_ref::<RegistryError>().map(|r| &r.kind) {
             Some(ErrorKind::Status { status: 404, .. }) => BlobStatus::Missing,
             Some(ErrorKind::DigestMismatch { .. }) => BlobStatus::Corrupt,
@@ -452,6 +464,7 @@ fn check_blob(layout: &Layout, d: &Descriptor) -> (BlobStatus, Option<String>) {
 mod tests {
     use super::*;
     use crate::image::{walk as graph_walk, MemoryImage, MAX_DEPTH};
+    use anyhow::Context as _;
     use bytes::Bytes;
     use futures_util::FutureExt as _;
 
@@ -518,6 +531,22 @@ mod tests {
         let got: Vec<Digest> = check.blobs.into_iter().map(|b| b.digest).collect();
         assert_eq!(got, want);
         assert_eq!(probed.into_inner().unwrap(), want);
+    }
+
+    /// A manifest of another size than its descriptor's is truncated or
+    /// oversized, with the error as its detail, whatever context wraps it.
+    #[test]
+    fn a_manifest_size_mismatch_is_truncated_or_oversized() {
+        let d = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, b"{}");
+        for (size, status) in [(1, BlobStatus::Oversized), (3, BlobStatus::Truncated)] {
+            let e = crate::image::check_size(&Descriptor { size, ..d.clone() }, b"{}")
+                .map_err(anyhow::Error::new)
+                .context("fetching manifest")
+                .unwrap_err();
+            let p = Probed::failed(&e);
+            assert_eq!(p.status, status);
+            assert!(p.detail.is_some_and(|t| t.contains("2 bytes")));
+        }
     }
 
     #[test]

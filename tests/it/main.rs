@@ -60,6 +60,7 @@ mod r2d;
 mod r2d_podman;
 mod recipe_errors;
 mod refs;
+mod registry_documents;
 mod schema;
 mod sinks;
 mod split_auto;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::cache::BlobCache;
 use crate::error::Failure;
 use crate::image::once::OnceMap;
-use crate::image::ImageSource;
+use crate::image::{check_size, ImageSource};
 use crate::oci::{Descriptor, Digest};
 use crate::progress::Level;
 use crate::registry::{Client, ErrorKind, Held, ManifestInfo, Reference, RegistryError, Repo};
@@ -313,12 +313,19 @@ impl ImageSource for RegistryImage {
         &self.root
     }
 
+    /// The bytes of `desc`, checked against its digest and against its
+    /// size: a [`crate::image::SizeMismatch`] when the descriptor says another size.
     fn manifest<'a>(&'a self, desc: &'a Descriptor) -> BoxFuture<'a, Result<Bytes>> {
         Box::pin(async move {
-            match self.known.get(&desc.digest) {
-                Some(b) => Ok(b.clone()),
-                None => Ok(self.fetch_manifest(&desc.digest).await?.0),
-            }
+            let bytes = match self.known.get(&desc.digest) {
+                Some(b) => b.clone(),
+                None => self.fetch_manifest(&desc.digest).await?.0,
+            };
+            check_size(desc, &bytes).with_context(|| {
+                let (reg, repo) = self.blobs.source();
+                format!("fetching manifest {} of {reg}/{repo}", desc.digest)
+            })?;
+            Ok(bytes)
         })
     }
 

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::cache::BlobCache;
 use crate::error::bad_input;
+use crate::image::check_size;
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
 use crate::progress::{Level, SharedReporter};
 use crate::registry::{Client, ClientOptions, CredentialStore, Reference};
@@ -180,6 +181,8 @@ impl RemoteImages {
             .repo_of(r)
             .get_manifest(desc.digest.as_str())
             .await?;
+        check_size(desc, &bytes)
+            .with_context(|| format!("fetching manifest {} of {r}", desc.digest))?;
         if !oci::is_manifest_media_type(&info.media_type) {
             return Err(anyhow!(
                 "{}@{}: expected an image manifest, got {:?}",

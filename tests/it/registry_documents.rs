@@ -1,0 +1,186 @@
+//! What a registry serves that cannot be used as it stands: an index entry
+//! whose size is not its manifest's, a config whose descriptor claims more
+//! than a document may have, manifests and configs that are malformed.
+//! Every command that reads an image from a registry (`inspect`, `pull`,
+//! `copy`, `build` on it as a base) takes each the same way.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{assert_code, assert_ok, run, write, Run};
+use crate::env::Env;
+use crate::support::{tempdir, Answer, Registry, Scripted};
+
+const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+fn digest(body: &str) -> String {
+    format!("sha256:{:x}", Sha256::digest(body))
+}
+
+/// A layer the registry does not hold (no test here gets as far as it).
+fn layer() -> Value {
+    json!({"mediaType": MT_LAYER, "digest": format!("sha256:{}", "1".repeat(64)), "size": 3})
+}
+
+/// An amd64 config listing `diff_ids` diff IDs.
+fn config(diff_ids: usize) -> String {
+    let ids = vec![format!("sha256:{}", "2".repeat(64)); diff_ids];
+    json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ids}})
+        .to_string()
+}
+
+/// A manifest of `config` (a descriptor) and `layers`.
+fn manifest(config: Value, layers: Vec<Value>) -> String {
+    json!({"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": config, "layers": layers})
+        .to_string()
+}
+
+fn descriptor(media_type: &str, body: &str) -> Value {
+    json!({"mediaType": media_type, "digest": digest(body), "size": body.len()})
+}
+
+/// A registry serving, as `acme/app`, `root` under the tag `1` and by
+/// digest, `manifests` by digest and `blobs` by digest (404 for anything
+/// else); every request is recorded.
+fn registry(root: (&str, String), manifests: &[(&str, String)], blobs: &[String]) -> Scripted {
+    let mut paths: HashMap<String, (String, String)> = HashMap::new();
+    let (root_type, root_body) = root;
+    paths.insert(
+        "/v2/acme/app/manifests/1".into(),
+        (root_type.into(), root_body.clone()),
+    );
+    for (mt, body) in std::iter::once(&(root_type, root_body)).chain(manifests) {
+        let path = format!("/v2/acme/app/manifests/{}", digest(body));
+        paths.insert(path, (mt.to_string(), body.clone()));
+    }
+    for body in blobs {
+        let path = format!("/v2/acme/app/blobs/{}", digest(body));
+        paths.insert(path, ("application/octet-stream".into(), body.clone()));
+    }
+    Scripted::start(move |req| {
+        if req.path() == "/v2/" {
+            return Answer::json("200 OK", "{}");
+        }
+        match paths.get(req.path()) {
+            // A HEAD is sent the body too (its Content-Length right, the
+            // connection closed after it): the client reads no more.
+            Some((mt, body)) => Answer::new("200 OK")
+                .header("Content-Type", mt)
+                .header("Docker-Content-Digest", &digest(body))
+                .body(body),
+            None => Answer::json("404 Not Found", r#"{"errors":[]}"#),
+        }
+    })
+}
+
+/// The commands that read `reference`, each as it is run here: inspect,
+/// pull (into `dir/pulled`), copy to `dest` (when given) and build on it
+/// as a base (into `dir/built`); none is to leave an output or send a blob.
+fn commands(
+    env: &Env,
+    dir: &Path,
+    reference: &str,
+    dest: Option<&Registry>,
+) -> Vec<(&'static str, Run)> {
+    let recipe = dir.join("r.toml");
+    write(
+        &recipe,
+        &format!(
+            "[image]\nname = \"t\"\nbase = \"{reference}\"\n\n\
+             [[layer]]\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/x\"\n"
+        ),
+    );
+    let mut runs = vec![("inspect", run(env.cmd().args(["inspect", reference])))];
+    if let Some(dest) = dest {
+        let to = format!("{}/acme/copy:1", dest.host());
+        runs.push((
+            "copy",
+            run(env
+                .cmd()
+                .args(["copy", "--no-referrers", "--retries", "0", reference, &to])),
+        ));
+        assert!(dest.stored_blobs().is_empty(), "a failed copy sent blobs");
+    }
+    runs.extend([
+        (
+            "pull",
+            run(env
+                .cmd()
+                .args(["pull", reference, "-o"])
+                .arg(dir.join("pulled"))),
+        ),
+        (
+            "build",
+            run(env
+                .cmd()
+                .arg("build")
+                .arg(&recipe)
+                .arg("-o")
+                .arg(dir.join("built"))),
+        ),
+    ]);
+    assert!(!dir.join("pulled").exists(), "a failed pull left an output");
+    assert!(!dir.join("built").exists(), "a failed build left an output");
+    runs
+}
+
+/// Figures: an index whose one entry says its manifest has 10 bytes (it
+/// has more), or 100 bytes more than it has: `inspect --check` reports
+/// that manifest `oversized` or `truncated` and exits 1, and inspect,
+/// pull, copy and build each fail (exit 1) without writing or sending
+/// anything. With the entry's size right, the same registry inspects fine.
+/// The manifest was taken as it came (its digest matched), so that a pull
+/// wrote an index that its own check then refused.
+#[test]
+fn an_index_entry_of_another_size_than_its_manifest_fails_every_command() {
+    let cfg = config(1);
+    let man = manifest(descriptor(MT_CONFIG, &cfg), vec![layer()]);
+    let index = |size: usize| {
+        let mut entry = descriptor(MT_MANIFEST, &man);
+        entry["size"] = json!(size);
+        entry["platform"] = json!({"architecture": "amd64", "os": "linux"});
+        json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [entry]}).to_string()
+    };
+    let env = Env::new();
+    let good = registry(
+        (MT_INDEX, index(man.len())),
+        &[(MT_MANIFEST, man.clone())],
+        std::slice::from_ref(&cfg),
+    );
+    assert_ok(&run(env
+        .cmd()
+        .args(["inspect", &format!("{}/acme/app:1", good.host())])));
+
+    for (size, status) in [(10, "oversized"), (man.len() + 100, "truncated")] {
+        let srv = registry(
+            (MT_INDEX, index(size)),
+            &[(MT_MANIFEST, man.clone())],
+            std::slice::from_ref(&cfg),
+        );
+        let reference = format!("{}/acme/app:1", srv.host());
+        let r = run(env.cmd().args(["inspect", "--check", "--json", &reference]));
+        assert_code(&r, 1);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        let entry = v["check"]["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["digest"] == digest(&man).as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(entry["status"], status, "{v}");
+        assert_eq!(v["check"]["ok"], false, "{v}");
+
+        let dir = tempdir();
+        let dest = Registry::start();
+        for (what, r) in commands(&env, dir.path(), &reference, Some(&dest)) {
+            assert_eq!(r.code, 1, "{what} (size {size}): {}", r.stderr);
+        }
+    }
+}
