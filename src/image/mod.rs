@@ -138,6 +138,9 @@ fn visit<'a>(
                 visit(src, child, g, seen, depth + 1).await?;
             }
         } else {
+            if let Some(config) = doc.config() {
+                check_config_size(config, &src.locate(&desc))?;
+            }
             for b in doc.children {
                 if oci::is_non_distributable(&b.media_type) {
                     g.left_out.push((desc.digest.clone(), b));
@@ -160,6 +163,8 @@ struct Document {
     is_index: bool,
     /// An index's manifests, or a manifest's config and layers.
     children: Vec<Descriptor>,
+    /// Whether `children` starts with a manifest's config.
+    has_config: bool,
 }
 
 impl Document {
@@ -182,6 +187,7 @@ impl Document {
             }
         };
         let is_index = oci::is_index_media_type(&media_type) || v.get("manifests").is_some();
+        let mut has_config = false;
         let children = if is_index {
             list("manifests")?
         } else {
@@ -190,6 +196,7 @@ impl Document {
                 let cfg: Descriptor = serde_json::from_value(cfg.clone())
                     .with_context(|| format!("parsing config of manifest {}", desc.digest))?;
                 own.insert(0, cfg);
+                has_config = true;
             }
             own
         };
@@ -197,7 +204,13 @@ impl Document {
             media_type,
             is_index,
             children,
+            has_config,
         })
+    }
+
+    /// A manifest's config.
+    fn config(&self) -> Option<&Descriptor> {
+        self.children.first().filter(|_| self.has_config)
     }
 }
 
@@ -305,6 +318,20 @@ pub fn check_diff_ids(
     )))
 }
 
+/// Refuse the config `desc` of the image `what` when its descriptor says
+/// more than [`layout::guard::MAX_DOCUMENT`]: bad input, decided before
+/// anything is fetched.
+pub fn check_config_size(desc: &Descriptor, what: &str) -> Result<()> {
+    let cap = layout::guard::MAX_DOCUMENT;
+    if desc.size > cap {
+        return Err(bad_input(format!(
+            "{what}: its config {} has {} bytes, more than the {cap} a config may have",
+            desc.digest, desc.size
+        )));
+    }
+    Ok(())
+}
+
 /// A manifest or index whose bytes (their digest matched) are not as many
 /// as the descriptor it was fetched by says: the descriptor is wrong, as
 /// for a layer or config of another size than its descriptor's.
@@ -334,13 +361,7 @@ pub fn check_size(desc: &Descriptor, bytes: &[u8]) -> Result<(), SizeMismatch> {
 /// The bytes of the config `desc` of the image `what` that `src` serves:
 /// bad input over [`layout::guard::MAX_DOCUMENT`], before it is fetched.
 pub async fn read_config(src: &dyn ImageSource, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
-    let cap = layout::guard::MAX_DOCUMENT;
-    if desc.size > cap {
-        return Err(bad_input(format!(
-            "{what}: its config {} has {} bytes, more than the {cap} a config may have",
-            desc.digest, desc.size
-        )));
-    }
+    check_config_size(desc, what)?;
     let path = src.blob(desc).await.with_context(|| what.to_string())?;
     layout::guard::read_document_at(&path, desc)
 }

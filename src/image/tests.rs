@@ -151,6 +151,37 @@ fn diff_ids_must_number_the_layers() {
     );
 }
 
+/// A manifest whose config descriptor claims more than a document may
+/// have is refused by the walk (bad input), before any blob is asked for:
+/// every command that walks an image (copy, pull, push) refuses it as
+/// `read_config` does. At the cap it walks.
+#[test]
+fn a_config_over_the_document_cap_is_refused_by_the_walk() {
+    let cap = layout::guard::MAX_DOCUMENT;
+    for (size, refused) in [(cap, false), (cap + 1, true), (u64::MAX, true)] {
+        let mut img = MemoryImage::new(Descriptor::of_bytes(MEDIA_TYPE_INDEX, b""));
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::new(MEDIA_TYPE_CONFIG, Digest::of(b"huge"), size),
+            layers: Vec::new(),
+            subject: None,
+            annotations: Default::default(),
+        };
+        let bytes = Bytes::from(canonical_json(&m));
+        img.add_manifest(bytes.clone());
+        img.root = Descriptor::of_bytes(oci::MEDIA_TYPE_MANIFEST, &bytes);
+        match walk_now(&img) {
+            Ok(g) => assert!(!refused && g.blobs.len() == 1, "{size}"),
+            Err(e) => {
+                assert!(refused, "{size}: {e:#}");
+                assert!(crate::error::is_bad_input(&e), "{e:#}");
+            }
+        }
+    }
+}
+
 /// A manifest's bytes are checked against its descriptor's size: the
 /// mismatch says which way.
 #[test]

@@ -184,3 +184,28 @@ fn an_index_entry_of_another_size_than_its_manifest_fails_every_command() {
         }
     }
 }
+
+/// Figures: a manifest whose config descriptor claims 5 GiB is refused
+/// (exit 2) by inspect, pull, copy and build alike, before the config is
+/// asked for: the registry sees no GET of it. pull and copy streamed it
+/// into the blob cache before failing.
+#[test]
+fn a_config_over_the_document_cap_is_refused_before_it_is_fetched() {
+    let huge = format!("sha256:{}", "ef".repeat(32));
+    let config = json!({"mediaType": MT_CONFIG, "digest": huge, "size": 5u64 << 30});
+    let srv = registry((MT_MANIFEST, manifest(config, vec![layer()])), &[], &[]);
+    let reference = format!("{}/acme/app:1", srv.host());
+    let env = Env::new();
+    let dir = tempdir();
+    let dest = Registry::start();
+    for (what, r) in commands(&env, dir.path(), &reference, Some(&dest)) {
+        assert_eq!(r.code, 2, "{what}: {}", r.stderr);
+    }
+    let asked: Vec<String> = srv
+        .requests()
+        .into_iter()
+        .filter(|r| r.path().ends_with(&huge))
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert!(asked.is_empty(), "{asked:?}");
+}

@@ -14,7 +14,8 @@ use super::{
 };
 use crate::cache::BlobCache;
 use crate::error::bad_input;
-use crate::image::check_size;
+use crate::image::layout::guard::read_document_at;
+use crate::image::{check_config_size, check_size};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
 use crate::progress::{Level, SharedReporter};
 use crate::registry::{Client, ClientOptions, CredentialStore, Reference};
@@ -225,12 +226,13 @@ impl RemoteImages {
             );
             (desc, served.bytes.clone(), m)
         };
+        check_config_size(&manifest.config, &r.to_string())?;
         let path = self
             .blobs_of(served)
             .fetch(&manifest.config)
             .await
             .with_context(|| format!("blob {} of {r}", manifest.config.digest))?;
-        let config_bytes = std::fs::read(&path)
+        let config_bytes = read_document_at(&path, &manifest.config)
             .with_context(|| format!("reading config {} from the cache", manifest.config.digest))?;
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .with_context(|| format!("parsing config {} of {r}", manifest.config.digest))?;
