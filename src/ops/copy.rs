@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use crate::cache::BlobCache;
 use crate::error::{bad_input, Failure, Failures};
-use crate::image::remote::{RegistryImage, RemoteBlobs};
+use crate::image::remote::{parse_json, RegistryImage, RemoteBlobs};
 use crate::image::{parse_document, read_config, walk, ImageSource as _};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
@@ -344,8 +344,9 @@ pub async fn copy(
     // a single image when it is of that platform.
     let chosen = match (&opts.platform, oci::is_index_media_type(&root_mt)) {
         (Some(want), true) => {
-            let index: oci::Index = serde_json::from_slice(&root_bytes)
-                .with_context(|| format!("parsing index {} of {src_name}", head.digest))?;
+            let index: oci::Index = parse_json(&root_bytes, || {
+                format!("index {} of {src_name}", head.digest)
+            })?;
             let child = oci::select_platform(&index, want).cloned().ok_or_else(|| {
                 bad_input(format!(
                     "{src_name} has no {want} image (it offers: {})",
@@ -419,8 +420,7 @@ async fn with_children(blobs: &Arc<RemoteBlobs>, root: &Descriptor) -> Result<Ve
     if oci::is_index_media_type(&root.media_type) {
         let image = RegistryImage::open(blobs.clone(), &root.digest).await?;
         let bytes = image.manifest(image.root()).await?;
-        let index: oci::Index = serde_json::from_slice(&bytes)
-            .with_context(|| format!("parsing index {}", root.digest))?;
+        let index: oci::Index = parse_json(&bytes, || format!("index {}", root.digest))?;
         out.extend(index.manifests);
     }
     out.push(root.clone());

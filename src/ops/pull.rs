@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::bad_input;
 use crate::image::remote::{
-    BlobFallback, CacheCounts, PlatformImage, RemoteImages, Served, ServedReport,
+    parse_json, BlobFallback, CacheCounts, PlatformImage, RemoteImages, Served, ServedReport,
 };
 use crate::image::sink::Sink;
 use crate::image::walk;
@@ -90,8 +90,7 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
     let mut known = Vec::new();
     let top = match (&platform, served.is_index()) {
         (PlatformChoice::All, true) => {
-            let index: Index = serde_json::from_slice(&served.bytes)
-                .with_context(|| format!("parsing the index of {r}"))?;
+            let index: Index = parse_json(&served.bytes, || format!("the index of {r}"))?;
             for d in &index.manifests {
                 if !oci::is_manifest_media_type(&d.media_type) {
                     return Err(anyhow!(

@@ -209,3 +209,63 @@ fn a_config_over_the_document_cap_is_refused_before_it_is_fetched() {
         .collect();
     assert!(asked.is_empty(), "{asked:?}");
 }
+
+/// Figures: a config that is not JSON, a layer size of -1, a layer digest
+/// that is not one, and a config listing no diff ID for the one layer:
+/// each is bad input (exit 2) from pull and build, from inspect (which
+/// shows the diff IDs without counting them), and from copy too when the
+/// fault is in the manifest (copy does not read configs). pull exited 1
+/// where the others exited 2.
+#[test]
+fn malformed_registry_content_is_bad_input_in_every_command() {
+    let not_json = "this is not json".to_string();
+    let cfg = config(1);
+    let no_ids = config(0);
+    let mut negative = layer();
+    negative["size"] = json!(-1);
+    let mut bad_digest = layer();
+    bad_digest["digest"] = json!("sha256:../../etc");
+    let cases = [
+        (
+            "config not JSON",
+            descriptor(MT_CONFIG, &not_json),
+            layer(),
+            &not_json,
+            false,
+        ),
+        ("size -1", descriptor(MT_CONFIG, &cfg), negative, &cfg, true),
+        (
+            "bad digest",
+            descriptor(MT_CONFIG, &cfg),
+            bad_digest,
+            &cfg,
+            true,
+        ),
+        (
+            "diff IDs",
+            descriptor(MT_CONFIG, &no_ids),
+            layer(),
+            &no_ids,
+            false,
+        ),
+    ];
+    let env = Env::new();
+    for (case, config, layer, blob, in_manifest) in cases {
+        let srv = registry(
+            (MT_MANIFEST, manifest(config, vec![layer])),
+            &[],
+            std::slice::from_ref(blob),
+        );
+        let reference = format!("{}/acme/app:1", srv.host());
+        let dir = tempdir();
+        let dest = in_manifest.then(Registry::start);
+        for (what, r) in commands(&env, dir.path(), &reference, dest.as_ref()) {
+            // inspect shows the diff IDs a config lists, however many.
+            if (case, what) == ("diff IDs", "inspect") {
+                assert_ok(&r);
+                continue;
+            }
+            assert_eq!(r.code, 2, "{case}: {what}: {}", r.stderr);
+        }
+    }
+}

@@ -17,7 +17,9 @@ mod blobs;
 mod platform;
 
 pub use blobs::{BlobFallback, CacheCounts, RegistryImage, RemoteBlobs};
-pub use platform::{oci_layer_media_type, select, PlatformImage, RegistryBase, RemoteImages};
+pub use platform::{
+    oci_layer_media_type, parse_json, select, PlatformImage, RegistryBase, RemoteImages,
+};
 
 use std::time::Duration;
 

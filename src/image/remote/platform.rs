@@ -192,8 +192,7 @@ impl RemoteImages {
                 info.media_type
             ));
         }
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .with_context(|| format!("parsing manifest {} of {r}", desc.digest))?;
+        let m: Manifest = parse_json(&bytes, || format!("manifest {} of {r}", desc.digest))?;
         Ok((bytes, m))
     }
 
@@ -206,8 +205,7 @@ impl RemoteImages {
     ) -> Result<PlatformImage> {
         let r = &served.reference;
         let (descriptor, manifest_bytes, manifest) = if served.is_index() {
-            let index: Index = serde_json::from_slice(&served.bytes)
-                .with_context(|| format!("parsing the index of {r}"))?;
+            let index: Index = parse_json(&served.bytes, || format!("the index of {r}"))?;
             let Some(p) = platform else {
                 return Err(bad_input(format!(
                     "{r} is a multi-platform index: choose one with --platform"
@@ -217,8 +215,7 @@ impl RemoteImages {
             let (bytes, m) = self.manifest(served, &desc).await?;
             (desc, bytes, m)
         } else {
-            let m: Manifest = serde_json::from_slice(&served.bytes)
-                .with_context(|| format!("parsing the manifest of {r}"))?;
+            let m: Manifest = parse_json(&served.bytes, || format!("the manifest of {r}"))?;
             let desc = Descriptor::new(
                 &served.info.media_type,
                 served.info.digest.clone(),
@@ -234,8 +231,9 @@ impl RemoteImages {
             .with_context(|| format!("blob {} of {r}", manifest.config.digest))?;
         let config_bytes = read_document_at(&path, &manifest.config)
             .with_context(|| format!("reading config {} from the cache", manifest.config.digest))?;
-        let config: ImageConfig = serde_json::from_slice(&config_bytes)
-            .with_context(|| format!("parsing config {} of {r}", manifest.config.digest))?;
+        let config: ImageConfig = parse_json(&config_bytes, || {
+            format!("config {} of {r}", manifest.config.digest)
+        })?;
         if let Some(p) = platform {
             if config.platform.os != p.os || config.platform.architecture != p.architecture {
                 return Err(bad_input(format!(
@@ -271,6 +269,15 @@ impl RemoteImages {
             .try_collect()
             .await
     }
+}
+
+/// The JSON document `bytes` (`what` names it): bad input when it does not
+/// parse, as every command takes a malformed document a registry serves.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| bad_input(format!("parsing {}: {e}", what())))
 }
 
 /// The image manifest for `platform` in `index`, by the one selection rule;
@@ -374,6 +381,20 @@ mod tests {
         assert!(crate::error::is_bad_input(&e));
         let ok = select(&index, &Platform::parse("linux/amd64").unwrap(), "x").unwrap();
         assert_eq!(ok.digest, Digest::of(b"x"));
+    }
+
+    /// A document that does not parse is bad input naming it, as it is
+    /// from every command that reads one.
+    #[test]
+    fn a_malformed_document_is_bad_input() {
+        for bad in [
+            &b"not json"[..],
+            br#"{"schemaVersion":2,"layers":[{"size":-1}]}"#,
+        ] {
+            let e = parse_json::<Manifest>(bad, || "the manifest of x".into()).unwrap_err();
+            assert!(crate::error::is_bad_input(&e), "{e:#}");
+            assert!(e.to_string().contains("the manifest of x"), "{e:#}");
+        }
     }
 
     #[test]
