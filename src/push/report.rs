@@ -183,13 +183,28 @@ fn why(e: &Option<PushError>) -> String {
 }
 
 impl PushReport {
-    /// True when every non-optional target holds the image.
-    pub fn succeeded(&self) -> bool {
-        self.targets.iter().all(|t| t.ok || t.optional)
+    /// The targets whose failure fails the push: the required ones that
+    /// failed, or every target when none holds the image (optional targets
+    /// only warn while another target holds it).
+    fn failures(&self) -> impl Iterator<Item = &TargetReport> {
+        let none_ok = self.targets.iter().all(|t| !t.ok);
+        self.targets
+            .iter()
+            .filter(move |t| !t.ok && (!t.optional || none_ok))
     }
 
-    /// One line per failed optional target.
+    /// True when every non-optional target holds the image, and some target
+    /// does.
+    pub fn succeeded(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
+    /// One line per failed optional target, while another target holds the
+    /// image.
     pub fn warnings(&self) -> Vec<String> {
+        if self.targets.iter().all(|t| !t.ok) {
+            return Vec::new();
+        }
         self.targets
             .iter()
             .filter(|t| !t.ok && t.optional)
@@ -202,15 +217,14 @@ impl PushReport {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    /// An error naming every failed required target, when there is one: a
+    /// An error naming every target whose failure fails the push (see
+    /// [`PushReport::succeeded`]), when there is one: a
     /// [`PushFailed`], whose chain reaches the targets' [`PushError`]s and
     /// the registry errors under them. A failure on the push's own input is
     /// bad input (exit 2).
     pub fn error(&self) -> Option<anyhow::Error> {
         let failed: Vec<(String, PushError)> = self
-            .targets
-            .iter()
-            .filter(|t| !t.ok && !t.optional)
+            .failures()
             .map(|t| {
                 let e = t
                     .error
@@ -223,7 +237,7 @@ impl PushReport {
     }
 }
 
-/// The required targets of a push that failed, each with its error, as
+/// The targets whose failure failed a push, each with its error, as
 /// [`PushReport::error`] returns them: shown as `push failed for REF: why;
 /// ...`. Its source is the first failure on the push's own input, or else
 /// the first failure, so that `chain()` reaches a [`PushError`] and the
@@ -394,5 +408,36 @@ mod tests {
                 .and_then(|e| e.downcast_ref::<PushError>()),
             Some(PushError::Registry(_))
         ));
+    }
+
+    #[test]
+    fn optional_targets_warn_while_another_holds_the_image_and_fail_when_none_does() {
+        let optional = |reference: &str, error: Option<PushError>| TargetReport {
+            optional: true,
+            ..target(reference, error)
+        };
+        let one_ok = report(vec![
+            target("r/a:1", None),
+            optional("r/b:1", Some(PushError::NotPushed)),
+        ]);
+        assert!(one_ok.succeeded());
+        assert!(one_ok.error().is_none());
+        assert_eq!(one_ok.warnings().len(), 1);
+
+        let none_ok = report(vec![
+            optional("r/a:1", Some(PushError::NotPushed)),
+            optional("r/b:1", Some(PushError::NotPushed)),
+        ]);
+        assert!(!none_ok.succeeded());
+        assert!(none_ok.warnings().is_empty());
+        let failed = none_ok.error().unwrap();
+        assert_eq!(
+            failed
+                .downcast_ref::<PushFailed>()
+                .unwrap()
+                .failures()
+                .len(),
+            2
+        );
     }
 }

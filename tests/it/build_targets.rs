@@ -170,3 +170,36 @@ fn an_optional_target_without_its_secret_fails_alone_and_a_required_one_stops_th
         assert_eq!(p.log().len(), 0, "{}: {:?}", p.host(), p.log());
     }
 }
+
+#[test]
+fn a_push_where_no_target_holds_the_image_fails_even_when_every_target_is_optional() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let targets = optional_backup(&pair).replace(
+        "username_env = \"GH_USER\"",
+        "optional = true\nusername_env = \"GH_USER\"",
+    );
+    let recipe = write_recipe(dir.path(), &[1000], 34, &targets);
+    let r = run(pair
+        .cmd()
+        .args(["build", "--push", "--json", "-o"])
+        .arg(dir.path().join("out"))
+        .arg(&recipe)
+        .env("GH_USER", crate::pair::TOKEN_USER)
+        .env_remove("GH_PASS")
+        .env("HUB_USER", BASIC_USER)
+        .env_remove("HUB_PASS_ENCODED"));
+    // Both secrets missing: nothing holds the image, a failure of the
+    // push's own input (exit 2), not a warning.
+    assert_code(&r, 2);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let targets = doc["push"]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2, "{doc:#}");
+    for t in targets {
+        assert_eq!((&t["ok"], &t["optional"]), (&false.into(), &true.into()));
+    }
+    assert!(r.stderr.contains("GH_PASS") && r.stderr.contains("HUB_PASS_ENCODED"));
+    for p in pair.proxies() {
+        assert_eq!(p.log().len(), 0, "{}: {:?}", p.host(), p.log());
+    }
+}
