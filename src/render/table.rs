@@ -62,7 +62,10 @@ fn cut(s: &str) -> (Cow<'_, str>, usize) {
     match s.char_indices().nth(MAX_CELL) {
         None => (Cow::Borrowed(s), s.chars().count()),
         Some(_) => {
-            let end = s.char_indices().nth(MAX_CELL - 1).map_or(s.len(), |(i, _)| i);
+            let end = s
+                .char_indices()
+                .nth(MAX_CELL - 1)
+                .map_or(s.len(), |(i, _)| i);
             (Cow::Owned(format!("{}…", &s[..end])), MAX_CELL)
         }
     }
