@@ -23,7 +23,7 @@ pub fn inspection(i: &Inspection) -> String {
         if let Some(created) = &img.config.created {
             let _ = writeln!(s, "created   {created}");
         }
-        let total: u64 = img.manifest.layers.iter().map(|l| l.size).sum();
+        let total = crate::oci::total_size(img.manifest.layers.iter().map(|l| l.size));
         let _ = writeln!(
             s,
             "layers    {} ({} bytes)",
