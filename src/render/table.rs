@@ -1,10 +1,14 @@
 //! Plain-text tables whose columns line up: every cell padded to its
 //! column's width, columns separated by `gap` spaces, trailing blanks
-//! trimmed. Figures can be right-aligned so that their digits line up. A
-//! cell longer than [`MAX_CELL`] characters is cut to `MAX_CELL - 1` and
-//! `…`, so that one long tag or annotation leaves the table readable.
+//! trimmed. Figures can be right-aligned so that their digits line up.
+//! Every cell is shown on one line, its control characters escaped
+//! ([`one_line`]), and one longer than [`MAX_CELL`] characters is cut to
+//! `MAX_CELL - 1` and `…`, so that one long tag or annotation leaves the
+//! table readable.
 
 use std::borrow::Cow;
+
+use super::text::one_line;
 
 /// The most characters a cell shows.
 pub const MAX_CELL: usize = 256;
@@ -59,8 +63,12 @@ pub fn render<R: AsRef<[String]>>(rows: &[R], style: Style) -> String {
 
 /// The cell as shown, and its width in characters.
 fn cut(s: &str) -> (Cow<'_, str>, usize) {
+    let s = one_line(s);
     match s.char_indices().nth(MAX_CELL) {
-        None => (Cow::Borrowed(s), s.chars().count()),
+        None => {
+            let n = s.chars().count();
+            (s, n)
+        }
         Some(_) => {
             let end = s
                 .char_indices()
@@ -145,5 +153,15 @@ mod tests {
         let over = "b".repeat(MAX_CELL + 1);
         let t = render(&rows(&[&[&full], &[&over]]), style);
         assert_eq!(t, format!("{full}\n{}…\n", "b".repeat(MAX_CELL - 1)));
+    }
+
+    #[test]
+    fn a_cell_cannot_forge_a_row_or_move_the_cursor() {
+        let style = Style {
+            gap: 1,
+            right_from: None,
+        };
+        let t = render(&rows(&[&["TAG", "X"], &["a\n\x1b[2Jb", "\u{202e}"]]), style);
+        assert_eq!(t, "TAG           X\na\\n\\u{1b}[2Jb \\u{202e}\n");
     }
 }
