@@ -58,10 +58,13 @@ pub async fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
             reporter.log(
                 Level::Warn,
                 &format!(
-                    "{}: skipped {n} listed name{} that {} not a valid tag (see invalid_tags in --json)",
+                    "{}: skipped {n} listed {} (see invalid_tags in --json)",
                     r.repository,
-                    if n == 1 { "" } else { "s" },
-                    if n == 1 { "is" } else { "are" },
+                    if n == 1 {
+                        "name that is not a valid tag"
+                    } else {
+                        "names that are not valid tags"
+                    },
                 ),
             );
         }
