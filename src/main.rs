@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 
-use boxwright::registry::credentials::redact_secrets;
-
 use cli::Cli;
 
 fn main() -> ExitCode {
@@ -27,15 +25,13 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let mut stderr = std::io::stderr().lock();
-            // Any text a server sent is shown without a secret of ours it echoed.
-            let _ = writeln!(stderr, "error: {}", redact_secrets(&err.to_string()));
+            // Any text a server sent is shown without a secret of ours it
+            // echoed, and on its one line: a newline or an escape sequence
+            // in it cannot forge a line or rewrite the screen.
+            let _ = writeln!(stderr, "error: {}", ui::shown(&err.to_string()));
             // A cause whose text an error above already holds is not repeated.
             for cause in boxwright::error::shown_chain(&*err).skip(1) {
-                let _ = writeln!(
-                    stderr,
-                    "  caused by: {}",
-                    redact_secrets(&cause.to_string())
-                );
+                let _ = writeln!(stderr, "  caused by: {}", ui::shown(&cause.to_string()));
             }
             if let Some(Interrupted(signal)) = err.downcast_ref() {
                 ExitCode::from(128 + signal)

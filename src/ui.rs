@@ -17,6 +17,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use boxwright::progress::{Level, Reporter, SharedReporter};
 use boxwright::registry::credentials::redact_secrets;
+use boxwright::render::text::one_line;
+
+/// `text` as stderr shows it: without a secret of ours a server echoed,
+/// and on one line, its control characters escaped, so that a registry's
+/// newline or escape sequence cannot forge a line or rewrite the screen.
+pub fn shown(text: &str) -> String {
+    one_line(&redact_secrets(text)).into_owned()
+}
 
 /// Choose the reporter for this run, and the guard that clears its bars
 /// at the end: keep the guard until the command is done, and drop it
@@ -94,10 +102,11 @@ impl Lines {
 impl Reporter for Lines {
     fn log(&self, level: Level, msg: &str) {
         if level >= self.min {
-            self.line(&format!("{}{}", prefix(level), redact_secrets(msg)));
+            self.line(&format!("{}{}", prefix(level), shown(msg)));
         }
     }
     fn start(&self, id: &str, label: &str, total: Option<u64>) {
+        let label = &shown(label);
         self.labels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -113,7 +122,7 @@ impl Reporter for Lines {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
-        self.line(summary);
+        self.line(&shown(summary));
     }
 }
 
@@ -129,7 +138,7 @@ impl Reporter for Bars {
         if level >= self.min {
             let _ = self
                 .multi
-                .println(format!("{}{}", prefix(level), redact_secrets(msg)));
+                .println(format!("{}{}", prefix(level), shown(msg)));
         }
     }
     fn start(&self, id: &str, label: &str, total: Option<u64>) {
@@ -148,7 +157,7 @@ impl Reporter for Bars {
         };
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden())
             .with_style(style)
-            .with_prefix(label.chars().take(LABEL_WIDTH).collect::<String>());
+            .with_prefix(shown(label).chars().take(LABEL_WIDTH).collect::<String>());
         let bar = self.multi.add(bar);
         if total.is_none() {
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -179,6 +188,6 @@ impl Reporter for Bars {
             b.finish_and_clear();
             self.multi.remove(&b);
         }
-        let _ = self.multi.println(summary);
+        let _ = self.multi.println(shown(summary));
     }
 }

@@ -17,6 +17,7 @@ use boxwright::ops::inspect::{self, Check, Inspection};
 use boxwright::progress::SharedReporter;
 use boxwright::registry::{CredentialStore, Reference};
 use boxwright::render;
+use boxwright::render::text::one_line;
 
 use super::args::{parse_platform, ConnectionArgs};
 use super::stdout::{print, print_json};
@@ -153,7 +154,8 @@ fn show(args: &InspectArgs, inspection: Result<Inspection>, check: Option<Check>
     ))
 }
 
-/// One line per blob: status, digest, size, media type; then why.
+/// One line per blob: status, digest, size, media type; then why (each
+/// text from the layout or registry on one line, escaped).
 fn check_text(c: &Check) -> String {
     let mut s = format!("check     {} blobs, {} failed\n", c.blobs.len(), c.failed());
     for b in &c.blobs {
@@ -163,10 +165,10 @@ fn check_text(c: &Check) -> String {
             b.status.name(),
             b.digest,
             b.size,
-            b.media_type
+            one_line(&b.media_type)
         );
         if let Some(d) = &b.detail {
-            let _ = writeln!(s, "              {d}");
+            let _ = writeln!(s, "              {}", one_line(d));
         }
     }
     s

@@ -4,7 +4,8 @@
 //! missing somewhere or, with `--digests`, naming different digests; a
 //! repository that could not be listed shows `?`) or `--json`. Exit 0 when
 //! every list was read (differences are reported, not failures), 1 when a
-//! repository could not be listed.
+//! repository could not be listed. Names a registry lists that are not
+//! valid tags are skipped with one warning per repository.
 
 use anyhow::Result;
 use clap::Args;
@@ -51,6 +52,23 @@ pub async fn run(args: TagsArgs, reporter: SharedReporter) -> Result<()> {
     let client = args.connection.client(&reporter)?;
     let report =
         boxwright::ops::tags::list_tags(&client, &repos, args.page_size, args.digests).await;
+    for r in &report.repositories {
+        let n = r.invalid_tags.len();
+        if n > 0 {
+            reporter.log(
+                Level::Warn,
+                &format!(
+                    "{}: skipped {n} listed {} (see invalid_tags in --json)",
+                    r.repository,
+                    if n == 1 {
+                        "name that is not a valid tag"
+                    } else {
+                        "names that are not valid tags"
+                    },
+                ),
+            );
+        }
+    }
     if args.json {
         print_json(&report)?;
     } else {

@@ -68,7 +68,7 @@ pub struct Graph {
 impl Graph {
     /// The bytes of all blobs.
     pub fn blob_bytes(&self) -> u64 {
-        self.blobs.iter().map(|d| d.size).sum()
+        crate::oci::total_size(self.blobs.iter().map(|d| d.size))
     }
 
     /// The root's bytes.

@@ -41,3 +41,30 @@ impl Descriptor {
         Descriptor::new(media_type, Digest::of(bytes), bytes.len() as u64)
     }
 }
+
+/// The sum of `sizes`, held at `u64::MAX` rather than overflowing: sizes
+/// come from manifests, and a hostile one may claim sizes near `i64::MAX`.
+/// Every total of descriptor sizes is taken with it.
+///
+/// ```
+/// use boxwright::oci::total_size;
+/// assert_eq!(total_size([1, 2, 3]), 6);
+/// assert_eq!(total_size([u64::MAX - 1, 5]), u64::MAX);
+/// ```
+pub fn total_size(sizes: impl IntoIterator<Item = u64>) -> u64 {
+    sizes.into_iter().fold(0, u64::saturating_add)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::total_size;
+
+    #[test]
+    fn sizes_near_the_top_add_up_to_the_most_a_u64_holds() {
+        let huge = i64::MAX as u64;
+        assert_eq!(total_size([]), 0);
+        assert_eq!(total_size([huge, huge]), 2 * huge);
+        assert_eq!(total_size([huge, huge, 2]), u64::MAX);
+        assert_eq!(total_size([u64::MAX, u64::MAX, 1]), u64::MAX);
+    }
+}

@@ -15,7 +15,7 @@ mod platform;
 mod time;
 
 pub use config::{History, ImageConfig, RootFs, RuntimeConfig};
-pub use descriptor::Descriptor;
+pub use descriptor::{total_size, Descriptor};
 pub use digest::{Digest, Hashing};
 pub use json::canonical_json;
 pub use manifest::{schema_version_problem, Index, Manifest, SCHEMA_VERSION};

@@ -1,16 +1,21 @@
 //! `tags`: the tag lists of several repositories side by side, following
-//! pagination, optionally with each tag's digest (by HEAD).
+//! pagination, optionally with each tag's digest (by HEAD). A listed name
+//! that is not a valid tag (a registry's newline or escape sequence that
+//! would forge a row) is left out and kept, made printable, in
+//! [`RepoTags::invalid_tags`].
 //!
 //! Takes a [`Client`] and never prints; the binary renders the report
 //! ([`render::verify::tags`](crate::render::verify::tags)) or serialises it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
 use crate::oci::Digest;
+use crate::registry::reference::is_valid_tag;
 use crate::registry::{Client, Reference, RegistryError};
+use crate::render::text::one_line;
 
 /// One repository's column in [`TagsReport`]. In JSON, `tags` is `null`
 /// for a repository that could not be listed (not known, not empty).
@@ -18,16 +23,36 @@ use crate::registry::{Client, Reference, RegistryError};
 pub struct RepoTags {
     /// `registry/repository`.
     pub repository: String,
+    /// The valid tags listed, in the registry's order.
     pub tags: Vec<String>,
+    /// Listed names that are not valid tags, left out of `tags`, each with
+    /// its control characters escaped ([`one_line`]).
+    pub invalid_tags: Vec<String>,
     pub error: Option<RegistryError>,
+}
+
+impl RepoTags {
+    /// The listing of `repository`: its valid tags kept, the others set
+    /// aside in [`RepoTags::invalid_tags`].
+    pub fn listed(repository: String, listed: Vec<String>) -> RepoTags {
+        let (tags, invalid): (Vec<String>, Vec<String>) =
+            listed.into_iter().partition(|t| is_valid_tag(t));
+        RepoTags {
+            repository,
+            tags,
+            invalid_tags: invalid.iter().map(|t| one_line(t).into_owned()).collect(),
+            error: None,
+        }
+    }
 }
 
 impl Serialize for RepoTags {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct as _;
-        let mut m = s.serialize_struct("RepoTags", 3)?;
+        let mut m = s.serialize_struct("RepoTags", 4)?;
         m.serialize_field("repository", &self.repository)?;
         m.serialize_field("tags", &self.error.is_none().then_some(&self.tags))?;
+        m.serialize_field("invalid_tags", &self.invalid_tags)?;
         m.serialize_field("error", &self.error)?;
         m.end()
     }
@@ -70,22 +95,16 @@ pub async fn list_tags(
     let lists = futures_util::future::join_all(repositories.iter().map(|r| async move {
         let res = client.repo_of(r).list_tags_paged(page_size).await;
         match res {
-            Ok(tags) => RepoTags {
-                repository: r.name(),
-                tags,
-                error: None,
-            },
+            Ok(tags) => RepoTags::listed(r.name(), tags),
             Err(e) => RepoTags {
                 repository: r.name(),
                 tags: Vec::new(),
+                invalid_tags: Vec::new(),
                 error: Some(e),
             },
         }
     }))
     .await;
-    let all: BTreeSet<String> = lists.iter().flat_map(|l| l.tags.iter().cloned()).collect();
-    let mut all: Vec<String> = all.into_iter().collect();
-    all.sort_by(|a, b| natural_cmp(a, b));
     let mut found: BTreeMap<(usize, String), Option<Digest>> = BTreeMap::new();
     if digests {
         let jobs = client.options().jobs_per_registry.max(1) * 2;
@@ -113,31 +132,54 @@ pub async fn list_tags(
             .await;
         found.extend(heads);
     }
-    let tags = all
-        .into_iter()
+    let tags = line_up(&lists, digests.then_some(&found));
+    TagsReport {
+        repositories: lists,
+        tags,
+    }
+}
+
+/// A row per tag of any list, in natural order; with `found` (the digests
+/// resolved per list and tag), each row's digests. Each list is looked up
+/// in a set: a registry's 100,000 tags are lined up in well under a second.
+fn line_up(
+    lists: &[RepoTags],
+    found: Option<&BTreeMap<(usize, String), Option<Digest>>>,
+) -> Vec<TagRow> {
+    let sets: Vec<Option<HashSet<&str>>> = lists
+        .iter()
+        .map(|l| {
+            l.error
+                .is_none()
+                .then(|| l.tags.iter().map(String::as_str).collect())
+        })
+        .collect();
+    let all: BTreeSet<&str> = lists
+        .iter()
+        .flat_map(|l| l.tags.iter().map(String::as_str))
+        .collect();
+    let mut all: Vec<&str> = all.into_iter().collect();
+    all.sort_by(|a, b| natural_cmp(a, b));
+    all.into_iter()
         .map(|tag| {
-            let present: Vec<Option<bool>> = lists
+            let present: Vec<Option<bool>> = sets
                 .iter()
-                .map(|l| l.error.is_none().then(|| l.tags.contains(&tag)))
+                .map(|set| set.as_ref().map(|set| set.contains(tag)))
                 .collect();
-            let ds: Option<Vec<Option<Digest>>> = digests.then(|| {
+            let ds: Option<Vec<Option<Digest>>> = found.map(|found| {
                 (0..lists.len())
-                    .map(|i| found.get(&(i, tag.clone())).cloned().flatten())
+                    .map(|i| found.get(&(i, tag.to_string())).cloned().flatten())
                     .collect()
             });
             let same = same_in_listed(&present, ds.as_deref());
             TagRow {
-                tag,
+                tag: tag.to_string(),
                 present,
                 digests: ds,
                 same,
             }
         })
-        .collect();
-    TagsReport {
-        repositories: lists,
-        tags,
-    }
+        .collect()
 }
 
 /// Whether a tag is the same in every repository that could be listed
@@ -238,6 +280,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_that_are_not_tags_are_set_aside_printable() {
+        let listed = ["1.0", "bad\nrow", "\x1b[2J", ".hidden", "-x", "", "ok_2"];
+        let l = RepoTags::listed(
+            "r.io/a".into(),
+            listed.iter().map(|t| t.to_string()).collect(),
+        );
+        assert_eq!(l.tags, ["1.0", "ok_2"]);
+        assert_eq!(
+            l.invalid_tags,
+            ["bad\\nrow", "\\u{1b}[2J", ".hidden", "-x", ""]
+        );
+        let too_long = "a".repeat(129);
+        let l = RepoTags::listed(
+            "r.io/a".into(),
+            vec![too_long.clone(), too_long[1..].into()],
+        );
+        assert_eq!((l.tags.len(), l.invalid_tags.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_hundred_thousand_tags_line_up_quickly() {
+        let tags: Vec<String> = (0..100_000).map(|i| format!("1.{i}")).collect();
+        let a = RepoTags::listed("a.io/r".into(), tags.clone());
+        let b = RepoTags::listed("b.io/r".into(), tags[1..].to_vec());
+        let started = std::time::Instant::now();
+        let rows = line_up(&[a, b], None);
+        // Figure: a set lookup per tag and list takes well under a second
+        // even unoptimised; one scan of each list per tag took minutes.
+        assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+        assert_eq!(rows.len(), 100_000);
+        assert_eq!(rows[0].tag, "1.0");
+        assert_eq!(rows[0].present, [Some(true), Some(false)]);
+        assert!(!rows[0].same && rows[1].same && rows[99_999].same);
+    }
+
+    #[test]
     fn natural_order() {
         let mut v = vec!["1.10", "latest", "1.9", "1.9.1", "01.9", "edge"];
         v.sort_by(|a, b| natural_cmp(a, b));
@@ -262,11 +340,7 @@ mod tests {
 
     #[test]
     fn the_summary_words_one_repository_as_one() {
-        let repo = |name: &str| RepoTags {
-            repository: name.into(),
-            tags: vec!["1.0".into()],
-            error: None,
-        };
+        let repo = |name: &str| RepoTags::listed(name.into(), vec!["1.0".into()]);
         let row = |tag: &str, same: bool| TagRow {
             tag: tag.into(),
             present: vec![Some(true)],

@@ -17,7 +17,7 @@ use super::report::PushError;
 use super::targets::RegistryGroup;
 use crate::image::once::OnceMap;
 use crate::image::ImageSource;
-use crate::oci::{Descriptor, Digest};
+use crate::oci::{total_size, Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
 use crate::registry::blobs::{MountResult, StreamUpload, UploadMode, UploadSession};
 use crate::registry::client::OnceBody;
@@ -199,7 +199,7 @@ impl BlobPusher<'_> {
             uploaded_any = true;
             r.count(repo, |c| {
                 c.uploaded += 1;
-                c.bytes += desc.size;
+                c.bytes = total_size([c.bytes, desc.size]);
             });
             r.add_holder(d, repo);
         }
@@ -260,7 +260,7 @@ impl BlobPusher<'_> {
             uploaded_any = true;
             r.count(repo, |c| {
                 c.uploaded += 1;
-                c.bytes += desc.size;
+                c.bytes = total_size([c.bytes, desc.size]);
             });
             r.add_holder(d, repo);
         }

@@ -308,6 +308,11 @@ fn check_registry(host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `t` is a valid tag (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`).
+pub fn is_valid_tag(t: &str) -> bool {
+    check_tag(t).is_ok()
+}
+
 fn check_tag(t: &str) -> Result<(), String> {
     if t.is_empty() {
         return Err("the tag after ':' is empty".into());

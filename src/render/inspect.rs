@@ -6,13 +6,16 @@ use std::fmt::Write as _;
 
 use crate::ops::inspect::Inspection;
 
-/// Human-readable form of an inspection.
+use super::text::one_line as t;
+
+/// Human-readable form of an inspection. Every text a layout or registry
+/// gave is shown on its own line, its control characters escaped.
 pub fn inspection(i: &Inspection) -> String {
     let mut s = String::new();
     let d = &i.descriptor;
-    let _ = writeln!(s, "{}  {}  {} bytes", d.digest, d.media_type, d.size);
+    let _ = writeln!(s, "{}  {}  {} bytes", d.digest, t(&d.media_type), d.size);
     for img in &i.images {
-        let _ = write!(s, "\nplatform  {}\n", img.platform);
+        let _ = write!(s, "\nplatform  {}\n", t(&img.platform));
         if !img.nested_in.is_empty() {
             let path: Vec<String> = img.nested_in.iter().map(|d| d.to_string()).collect();
             let _ = writeln!(s, "in index  {}", path.join(" > "));
@@ -21,9 +24,9 @@ pub fn inspection(i: &Inspection) -> String {
         let c = &img.manifest.config;
         let _ = writeln!(s, "config    {}  {} bytes", c.digest, c.size);
         if let Some(created) = &img.config.created {
-            let _ = writeln!(s, "created   {created}");
+            let _ = writeln!(s, "created   {}", t(created));
         }
-        let total: u64 = img.manifest.layers.iter().map(|l| l.size).sum();
+        let total = crate::oci::total_size(img.manifest.layers.iter().map(|l| l.size));
         let _ = writeln!(
             s,
             "layers    {} ({} bytes)",
@@ -44,32 +47,32 @@ pub fn inspection(i: &Inspection) -> String {
                 n + 1,
                 l.digest,
                 l.size,
-                l.media_type,
+                t(&l.media_type),
                 diff
             );
         }
         if let Some(rc) = &img.config.config {
             if let Some(ep) = &rc.entrypoint {
-                let _ = writeln!(s, "entrypoint {ep:?}");
+                let _ = writeln!(s, "entrypoint {}", t(&format!("{ep:?}")));
             }
             if let Some(cmd) = &rc.cmd {
-                let _ = writeln!(s, "cmd       {cmd:?}");
+                let _ = writeln!(s, "cmd       {}", t(&format!("{cmd:?}")));
             }
             if let Some(w) = &rc.working_dir {
-                let _ = writeln!(s, "workdir   {w}");
+                let _ = writeln!(s, "workdir   {}", t(w));
             }
             if let Some(u) = &rc.user {
-                let _ = writeln!(s, "user      {u}");
+                let _ = writeln!(s, "user      {}", t(u));
             }
             for e in rc.env.iter().flatten() {
-                let _ = writeln!(s, "env       {e}");
+                let _ = writeln!(s, "env       {}", t(e));
             }
             for (k, v) in rc.labels.iter().flatten() {
-                let _ = writeln!(s, "label     {k}={v}");
+                let _ = writeln!(s, "label     {}={}", t(k), t(v));
             }
         }
         for (k, v) in &img.manifest.annotations {
-            let _ = writeln!(s, "annotation {k}={v}");
+            let _ = writeln!(s, "annotation {}={}", t(k), t(v));
         }
     }
     s

@@ -1,6 +1,7 @@
 //! Text forms of the library's reports, each written once: byte sizes,
-//! aligned tables, pretty JSON, the GitHub step summary, and the tables of
-//! `verify`, `tags`, `inspect` and `bench`.
+//! aligned tables, pretty JSON, registry text made safe for a terminal, the
+//! GitHub step summary, and the tables of `verify`, `tags`, `inspect` and
+//! `bench`.
 //!
 //! The library computes reports and never prints; the binary chooses one of
 //! these renderers and writes the result (results on stdout, the rest on
@@ -12,6 +13,7 @@ pub mod bytes;
 pub mod inspect;
 pub mod summary;
 pub mod table;
+pub mod text;
 pub mod verify;
 
 pub use bytes::{human_bytes, parse_size};

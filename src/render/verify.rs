@@ -159,16 +159,8 @@ mod tests {
     #[test]
     fn the_tags_table() {
         let repos = vec![
-            RepoTags {
-                repository: "ghcr.io/acme/r2d".into(),
-                tags: vec!["1.9".into(), "1.10".into()],
-                error: None,
-            },
-            RepoTags {
-                repository: "docker.io/acme/r2d".into(),
-                tags: vec!["1.10".into()],
-                error: None,
-            },
+            RepoTags::listed("ghcr.io/acme/r2d".into(), vec!["1.9".into(), "1.10".into()]),
+            RepoTags::listed("docker.io/acme/r2d".into(), vec!["1.10".into()]),
         ];
         let plain = TagsReport {
             repositories: repos.clone(),
@@ -206,10 +198,11 @@ mod tests {
 
     #[test]
     fn a_repository_that_could_not_be_listed_shows_question_marks() {
-        let listed = |repository: &str, tags: &[&str]| RepoTags {
-            repository: repository.into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            error: None,
+        let listed = |repository: &str, tags: &[&str]| {
+            RepoTags::listed(
+                repository.into(),
+                tags.iter().map(|t| t.to_string()).collect(),
+            )
         };
         let mut typo = listed("docker.io/acme/r2f", &[]);
         typo.error = Some(crate::registry::RegistryError::new(

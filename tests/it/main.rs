@@ -29,6 +29,7 @@ mod fuzz_recipe;
 mod hardening;
 mod harness;
 mod harness_proxy;
+mod hostile_values;
 mod index;
 mod index_recipe;
 mod inspect_index;

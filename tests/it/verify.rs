@@ -475,6 +475,45 @@ fn tags_follow_link_pagination_with_n_and_last() {
     assert_eq!(tag_requests(&srv2).len(), 4, "{:?}", tag_requests(&srv2));
 }
 
+/// Figure: of 5 listed names, 2 are tags; the 3 others (a newline and an
+/// escape sequence that would forge table rows, a leading '-') are left out
+/// of the rows and `tags`, listed printable in `invalid_tags`, and named in
+/// one warning; the listing still succeeds.
+#[test]
+fn tags_skips_listed_names_that_are_not_tags() {
+    let listed = ["1.0", "1.1", "x\nforged  yes", "\u{1b}[2J", "-rc"];
+    let srv = Scripted::tag_pages("acme/odd", listed.iter().map(|t| t.to_string()).collect());
+    let repo = format!("{}/acme/odd", srv.host());
+    let r = run(boxwright().args(["tags", "--json", "--page-size", "100", &repo]));
+    assert_code(&r, 0);
+    let j: Value = serde_json::from_str(&r.stdout).unwrap();
+    let repo_json = &j["repositories"][0];
+    assert_eq!(repo_json["tags"], serde_json::json!(["1.0", "1.1"]), "{j}");
+    assert_eq!(
+        repo_json["invalid_tags"],
+        serde_json::json!(["\\u{1b}[2J", "-rc", "x\\nforged  yes"]),
+        "{j}"
+    );
+    let rows: Vec<&str> = (j["tags"].as_array().unwrap().iter())
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows, ["1.0", "1.1"]);
+    let warnings: Vec<&str> = (r.stderr.lines())
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(
+        warnings[0].contains(&repo) && warnings[0].contains(" 3 "),
+        "{}",
+        r.stderr
+    );
+    // The table: a header and one line per valid tag, nothing raw.
+    let r = run(boxwright().args(["tags", "--page-size", "100", &repo]));
+    assert_code(&r, 0);
+    assert_eq!(r.stdout.lines().count(), 1 + 2, "{}", r.stdout);
+    assert!(!r.stdout.contains('\u{1b}') && !r.stderr.contains('\u{1b}'));
+}
+
 #[test]
 fn copy_index_across_registries_sends_each_blob_once_verifies_and_reruns_free() {
     let pair = Pair::start();

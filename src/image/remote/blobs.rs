@@ -18,7 +18,7 @@ use crate::cache::BlobCache;
 use crate::error::Failure;
 use crate::image::once::OnceMap;
 use crate::image::{check_size, ImageSource};
-use crate::oci::{Descriptor, Digest};
+use crate::oci::{total_size, Descriptor, Digest};
 use crate::progress::Level;
 use crate::registry::{Client, ErrorKind, Held, ManifestInfo, Reference, RegistryError, Repo};
 
@@ -36,7 +36,7 @@ impl std::ops::Add for CacheCounts {
     fn add(self, o: CacheCounts) -> CacheCounts {
         CacheCounts {
             blobs_downloaded: self.blobs_downloaded + o.blobs_downloaded,
-            bytes_downloaded: self.bytes_downloaded + o.bytes_downloaded,
+            bytes_downloaded: total_size([self.bytes_downloaded, o.bytes_downloaded]),
             blobs_cached: self.blobs_cached + o.blobs_cached,
         }
     }
@@ -223,7 +223,7 @@ impl RemoteBlobs {
         );
         self.count(|c| {
             c.blobs_downloaded += 1;
-            c.bytes_downloaded += d.size;
+            c.bytes_downloaded = total_size([c.bytes_downloaded, d.size]);
         });
         Ok(path)
     }
