@@ -300,15 +300,13 @@ mod tests {
     }
 
     #[test]
-    fn a_hundred_thousand_tags_line_up_quickly() {
+    fn a_hundred_thousand_tags_line_up() {
+        // Each list is looked up through a set: one scan of each list per
+        // tag made this take minutes.
         let tags: Vec<String> = (0..100_000).map(|i| format!("1.{i}")).collect();
         let a = RepoTags::listed("a.io/r".into(), tags.clone());
         let b = RepoTags::listed("b.io/r".into(), tags[1..].to_vec());
-        let started = std::time::Instant::now();
         let rows = line_up(&[a, b], None);
-        // Figure: a set lookup per tag and list takes well under a second
-        // even unoptimised; one scan of each list per tag took minutes.
-        assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
         assert_eq!(rows.len(), 100_000);
         assert_eq!(rows[0].tag, "1.0");
         assert_eq!(rows[0].present, [Some(true), Some(false)]);
