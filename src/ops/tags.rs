@@ -220,6 +220,15 @@ impl TagsReport {
             n => format!("{n} tags"),
         };
         let diff = self.differences();
+        // The table and `--json` name them all; the summary, the first few.
+        let named = match diff.len() {
+            n if n > SUMMARY_NAMES => format!(
+                "{} and {} more",
+                diff[..SUMMARY_NAMES].join(", "),
+                n - SUMMARY_NAMES
+            ),
+            _ => diff.join(", "),
+        };
         match (self.repositories.as_slice(), diff.is_empty()) {
             ([one], true) => format!("{tags} in {}", one.repository),
             // Alone, a tag differs only when its digest was not resolved.
@@ -227,20 +236,19 @@ impl TagsReport {
                 "{tags} in {}, {} without a resolved digest: {}",
                 one.repository,
                 diff.len(),
-                diff.join(", ")
+                named
             ),
             (_, true) => format!(
                 "{tags}, the same in all {} repositories",
                 self.repositories.len()
             ),
-            (_, false) => format!(
-                "{tags}, {} not the same everywhere: {}",
-                diff.len(),
-                diff.join(", ")
-            ),
+            (_, false) => format!("{tags}, {} not the same everywhere: {}", diff.len(), named),
         }
     }
 }
+
+/// How many differing tags [`TagsReport::summary`] names.
+const SUMMARY_NAMES: usize = 10;
 
 /// Compare with digit runs as numbers: `1.9 < 1.10`, `v2 < v10`.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
@@ -361,5 +369,12 @@ mod tests {
         assert_eq!(r.summary(), "1 tag, the same in all 2 repositories");
         r.tags.push(row("1.1", false));
         assert_eq!(r.summary(), "2 tags, 1 not the same everywhere: 1.1");
+        // Many differing tags: the first ten are named, the rest counted.
+        r.tags = (0..25).map(|i| row(&format!("2.{i}"), false)).collect();
+        assert_eq!(
+            r.summary(),
+            "25 tags, 25 not the same everywhere: 2.0, 2.1, 2.2, 2.3, 2.4, 2.5, \
+             2.6, 2.7, 2.8, 2.9 and 15 more"
+        );
     }
 }
