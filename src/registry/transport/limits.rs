@@ -30,6 +30,9 @@ use crate::registry::ErrorKind;
 /// Largest token-server answer (a JSON object holding a token or two).
 pub const MAX_TOKEN_BODY: usize = 64 * 1024;
 
+/// Longest a token is used, whatever `expires_in` its server claims.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Largest error body read (`{"errors":[...]}`); longer ones are cut.
 pub const MAX_ERROR_BODY: usize = 64 * 1024;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 
-use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY};
+use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY, MAX_TOKEN_LIFETIME};
 use super::challenge::BearerChallenge;
 use crate::registry::credentials::{basic_authorization, Credential, Secret};
 
@@ -44,8 +44,9 @@ pub struct Token {
 }
 
 /// Parse a token server's answer: `token` or `access_token`, `expires_in`
-/// (default 60 s, as the distribution spec says). The token is used until
-/// 10 s before it expires.
+/// (default 60 s, as the distribution spec says; at most
+/// [`MAX_TOKEN_LIFETIME`], whatever the server claims). The token is used
+/// until 10 s before it expires. No answer can make the arithmetic overflow.
 pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> {
     #[derive(serde::Deserialize)]
     struct Answer {
@@ -65,11 +66,13 @@ pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> 
         .ok_or_else(|| {
             "the token server's answer holds neither token nor access_token".to_string()
         })?;
-    let lifetime = Duration::from_secs(a.expires_in.unwrap_or(60).max(1));
+    let lifetime = Duration::from_secs(a.expires_in.unwrap_or(60).max(1)).min(MAX_TOKEN_LIFETIME);
     let margin = Duration::from_secs(10).min(lifetime / 2);
+    let usable = lifetime.saturating_sub(margin);
     Ok(Token {
         value: Secret::new(value),
-        expires_at: now + lifetime - margin,
+        // An instant beyond the clock's range: use the token once.
+        expires_at: now.checked_add(usable).unwrap_or(now),
     })
 }
 
@@ -289,6 +292,15 @@ mod tests {
         let t = parse_token_response(br#"{"access_token":"xyz"}"#, now).unwrap();
         assert_eq!(t.value.expose(), "xyz");
         assert_eq!(t.expires_at, now + Duration::from_secs(50));
+        // A lifetime that no clock can add is cut to a day.
+        for huge in [u64::MAX, u64::MAX / 2, 1 << 40] {
+            let body = format!(r#"{{"token":"abc","expires_in":{huge}}}"#);
+            let t = parse_token_response(body.as_bytes(), now).unwrap();
+            assert_eq!(
+                t.expires_at,
+                now + MAX_TOKEN_LIFETIME - Duration::from_secs(10)
+            );
+        }
         let e = parse_token_response(br#"{"token":""}"#, now).unwrap_err();
         assert!(e.contains("neither"));
         let e = parse_token_response(br#"not json secret"#, now).unwrap_err();
