@@ -61,7 +61,7 @@ fn remember(s: &str) {
     }
     let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
     for form in std::iter::once(s.to_string()).chain(url_encoded_forms(s)) {
-        if known.iter().any(|k| *k == form) {
+        if known.contains(&form) {
             continue;
         }
         if known.len() >= MAX_KNOWN {
