@@ -323,9 +323,10 @@ impl Client {
     /// credentials and no scope (the token server refuses bad credentials
     /// with 401); for a Basic challenge they go on the request itself. A
     /// registry that answers `/v2/` without a challenge accepts anything, as
-    /// with docker. Errors: the token server's refusal
-    /// ([`ErrorKind::Auth`]), the registry's 401/403 ([`ErrorKind::Status`]),
-    /// or no answer ([`ErrorKind::Transport`]).
+    /// with docker. Errors: the registry's 401/403 ([`ErrorKind::Status`]),
+    /// no answer ([`ErrorKind::Transport`]), or the token server's
+    /// ([`ErrorKind::Auth`]: a refusal, its own failure, no answer, a realm
+    /// that is not asked, an answer that is not a token).
     pub async fn check_credentials(&self, registry: &str) -> Result<(), RegistryError> {
         let ctx = ErrorContext {
             operation: "checking the credentials".into(),

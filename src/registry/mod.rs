@@ -39,7 +39,7 @@ pub use client::{RequestEvent, RequestObserver};
 pub use credentials::{
     Credential, CredentialStore, EnvCredentialError, EnvCredentials, Secret, SecretEncoding,
 };
-pub use error::{ErrorContext, ErrorKind, RegistryError};
+pub use error::{AuthError, ErrorContext, ErrorKind, RegistryError};
 pub use hosts::{host_config, HostConfig};
 pub use known::KnownBlobs;
 pub use manifests::ManifestInfo;

@@ -516,3 +516,82 @@ fn url_encoded_secrets_a_token_server_echoes_are_not_shown() {
         }
     }
 }
+
+/// Figures: `login` against a registry whose token realm (1) refuses with
+/// 401, (2) refuses with 403, (3) fails with 500, (4) cannot be reached,
+/// (5) is not a URL at all (and 5000 bytes long): exit 1 every time and
+/// config.json never written; only the refusals tell the user to check
+/// the user name and password; the bad realm is named, cut, and asked
+/// nothing.
+#[test]
+fn login_blames_the_credentials_only_when_the_token_server_refuses_them() {
+    let dead = dead_host();
+    let long_realm = format!("not a url {}", "x".repeat(5000));
+    let cases: [(&str, String, &str, Option<&str>); 5] = [
+        ("401", String::new(), "401 Unauthorized", None),
+        ("403", String::new(), "403 Forbidden", None),
+        (
+            "500",
+            String::new(),
+            "500 Internal Server Error",
+            Some("the token server of HOST failed"),
+        ),
+        (
+            "unreachable",
+            format!("http://{dead}/token"),
+            "",
+            Some("could not reach the token server of HOST"),
+        ),
+        (
+            "bad realm",
+            long_realm.clone(),
+            "",
+            Some("is not an absolute http or https URL"),
+        ),
+    ];
+    for (case, realm, token_status, wording) in cases {
+        let srv = Scripted::start_with_host(move |host, req| {
+            if req.path() == "/token" {
+                return Answer::json(
+                    token_status,
+                    r#"{"errors":[{"code":"DENIED","message":"no"}]}"#,
+                );
+            }
+            let realm = if realm.is_empty() {
+                format!("http://{host}/token")
+            } else {
+                realm.clone()
+            };
+            Answer::json(
+                "401 Unauthorized",
+                r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+            )
+            .header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="{realm}",service="s""#),
+            )
+        });
+        let host = srv.host();
+        let env = Env::new();
+        let r = login_with(&env, &host, "bob", "a-password-1", &[]);
+        assert_eq!(r.code, 1, "{case}: {}", r.stderr);
+        assert!(!env.config_dir().join("config.json").exists(), "{case}");
+        let blamed = r.stderr.contains("check the user name")
+            || r.stderr.contains("refused the credentials");
+        match wording {
+            None => assert!(blamed, "{case}: {}", r.stderr),
+            Some(w) => {
+                assert!(!blamed, "{case}: {}", r.stderr);
+                let w = w.replace("HOST", &host);
+                assert!(r.stderr.contains(&w), "{case}: {}", r.stderr);
+            }
+        }
+        if case == "bad realm" {
+            assert!(r.stderr.contains("not a url xxx"), "{}", r.stderr);
+            assert!(!r.stderr.contains(&long_realm), "{}", r.stderr);
+            assert!(r.stderr.len() < 2000, "{}", r.stderr);
+            let asked: Vec<_> = srv.requests().into_iter().map(|q| q.target).collect();
+            assert!(asked.iter().all(|t| t == "/v2/"), "{asked:?}");
+        }
+    }
+}
