@@ -12,7 +12,8 @@ use boxwright::progress::{Level, SharedReporter};
 use boxwright::registry::credentials::{login, logout};
 use boxwright::registry::reference::normalize_registry;
 use boxwright::registry::{
-    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Reference, RegistryError, Secret,
+    AuthError, Client, ClientOptions, Credential, CredentialStore, ErrorKind, Reference,
+    RegistryError, Secret,
 };
 
 #[derive(Args, Debug)]
@@ -135,17 +136,27 @@ async fn verify(
         );
         return Ok(());
     };
-    let refused = matches!(e.kind, ErrorKind::Auth(_)) || matches!(e.status(), Some(401 | 403));
-    let what = if refused {
-        // The user name stays out too: it may be a secret (decoded from
-        // base64 in CI, where only the encoded form is masked).
-        format!("{registry} refused the credentials (user name and password); config.json was not changed")
-    } else if matches!(e.kind, ErrorKind::Transport(_)) {
-        format!(
+    // Only a 401 or 403 (from the registry or its token server) is about
+    // the credentials; anything else says what failed instead.
+    let what = match &e.kind {
+        ErrorKind::Auth(AuthError::Rejected { .. }) | ErrorKind::Status { status: 401 | 403, .. } => {
+            // The user name stays out too: it may be a secret (decoded from
+            // base64 in CI, where only the encoded form is masked).
+            format!("{registry} refused the credentials (user name and password); config.json was not changed")
+        }
+        ErrorKind::Transport(_) => format!(
             "could not reach {registry} to check the credentials; config.json was not changed (--no-verify stores them unchecked)"
-        )
-    } else {
-        format!("{registry} could not check the credentials; config.json was not changed")
+        ),
+        ErrorKind::Auth(AuthError::Unreachable { .. }) => format!(
+            "could not reach the token server of {registry} to check the credentials; config.json was not changed (--no-verify stores them unchecked)"
+        ),
+        ErrorKind::Auth(AuthError::TokenServer { .. } | AuthError::BadAnswer { .. }) => format!(
+            "the token server of {registry} failed, so the credentials could not be checked; config.json was not changed"
+        ),
+        ErrorKind::Auth(AuthError::BadRealm { .. }) => format!(
+            "{registry} names a token realm that is not used, so the credentials were neither sent nor checked; config.json was not changed"
+        ),
+        _ => format!("{registry} could not check the credentials; config.json was not changed"),
     };
     Err(anyhow::Error::new(e).context(what))
 }

@@ -18,7 +18,7 @@ use crate::oci::Digest;
 use crate::progress::{Level, SharedReporter};
 use crate::push::PushReport;
 use crate::registry::{
-    Client, ClientOptions, CredentialStore, ErrorKind, Reference, RegistryError,
+    AuthError, Client, ClientOptions, CredentialStore, ErrorKind, Reference, RegistryError,
 };
 
 /// What one reference resolved to.
@@ -361,7 +361,9 @@ async fn anonymous_one(client: &Client, r: &Reference) -> Anonymous {
             Err(e) => {
                 let e = e.sent_anonymously();
                 let access = match (e.status(), &e.kind) {
-                    (Some(401), _) | (None, ErrorKind::Auth(_)) => Access::Unauthorized,
+                    (Some(401), _) | (None, ErrorKind::Auth(AuthError::Rejected { .. })) => {
+                        Access::Unauthorized
+                    }
                     (Some(403), _) => Access::Forbidden,
                     (Some(404), _) => Access::NotFound,
                     _ => Access::Error,

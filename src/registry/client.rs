@@ -24,6 +24,7 @@ use super::known::KnownBlobs;
 use super::reference::api_host;
 use super::transport::auth::TokenCache;
 use super::transport::limiter::Limiter;
+pub use super::transport::limits::Pace;
 use super::transport::RegistryState;
 use crate::error::bad_input;
 use crate::progress::{self, Level, SharedReporter};
@@ -54,6 +55,11 @@ pub struct ClientOptions {
     /// Every attempt also has a total deadline by kind (see
     /// [`super::transport::limits`]).
     pub read_timeout: Duration,
+    /// The least average rate of a blob download once its grace has
+    /// passed (default 64 KiB/s after 60 s); see
+    /// [`super::transport::limits`] for how it goes with the read timeout
+    /// and the deadline.
+    pub pace: Pace,
     /// The record of where blobs live ([`KnownBlobs`]), kept across runs:
     /// every blob found, mounted, uploaded or downloaded is remembered, and
     /// the pusher asks it for mount sources. `None`: nothing remembered.
@@ -98,6 +104,7 @@ impl Default for ClientOptions {
                 .ok()
                 .flatten()
                 .unwrap_or(Duration::from_secs(60)),
+            pace: Pace::default(),
             known: None,
         }
     }
@@ -323,9 +330,10 @@ impl Client {
     /// credentials and no scope (the token server refuses bad credentials
     /// with 401); for a Basic challenge they go on the request itself. A
     /// registry that answers `/v2/` without a challenge accepts anything, as
-    /// with docker. Errors: the token server's refusal
-    /// ([`ErrorKind::Auth`]), the registry's 401/403 ([`ErrorKind::Status`]),
-    /// or no answer ([`ErrorKind::Transport`]).
+    /// with docker. Errors: the registry's 401/403 ([`ErrorKind::Status`]),
+    /// no answer ([`ErrorKind::Transport`]), or the token server's
+    /// ([`ErrorKind::Auth`]: a refusal, its own failure, no answer, a realm
+    /// that is not asked, an answer that is not a token).
     pub async fn check_credentials(&self, registry: &str) -> Result<(), RegistryError> {
         let ctx = ErrorContext {
             operation: "checking the credentials".into(),

@@ -37,9 +37,9 @@ pub enum ErrorKind {
     /// Content did not match its digest.
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
-    /// Authentication failed (token server, credentials).
+    /// Authentication failed: why, in [`AuthError`].
     #[error("{0}")]
-    Auth(String),
+    Auth(AuthError),
     /// The registry's credentials could not be read: an auth file that is
     /// not JSON, not a regular file, over its size cap, or an entry that
     /// cannot be decoded. The user's own configuration: exit code 2.
@@ -48,6 +48,61 @@ pub enum ErrorKind {
     /// A local file could not be read or written.
     #[error("{0}")]
     Io(String),
+}
+
+/// Why authenticating with a registry failed. Only [`AuthError::Rejected`]
+/// says anything about the credentials; `realm` is the token realm as shown
+/// (no query, at most [`MAX_REALM_SHOWN`] bytes).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The token server refused the request with 401 or 403: the
+    /// credentials, or, without any, anonymous access.
+    #[error("asking {realm} for a token{}: {answer}: {}", for_scopes(.scopes), if *.anonymous {
+        "no token is given to a caller without credentials"
+    } else {
+        "the credentials were refused"
+    })]
+    Rejected {
+        realm: String,
+        scopes: Vec<String>,
+        status: u16,
+        /// `HTTP 401` and the server's error codes.
+        answer: String,
+        anonymous: bool,
+    },
+    /// The token server answered another error status.
+    #[error("asking {realm} for a token{}: {answer}: the token server failed", for_scopes(.scopes))]
+    TokenServer {
+        realm: String,
+        scopes: Vec<String>,
+        status: u16,
+        answer: String,
+    },
+    /// No answer from the token server (connection refused, TLS, timeout).
+    #[error("asking {realm} for a token: {error}")]
+    Unreachable { realm: String, error: String },
+    /// The challenge names a realm that is not asked: nothing, credentials
+    /// included, was sent to it.
+    #[error("the registry's token realm {realm:?} {reason}")]
+    BadRealm { realm: String, reason: String },
+    /// The token server answered 200 with something that is not a token
+    /// (not JSON, no token, too large).
+    #[error("{realm}: {detail}")]
+    BadAnswer { realm: String, detail: String },
+    /// The credentials could not be looked up or put in a header.
+    #[error("{0}")]
+    Credential(String),
+}
+
+/// The most bytes of a token realm shown in a message.
+pub const MAX_REALM_SHOWN: usize = 200;
+
+fn for_scopes(scopes: &[String]) -> String {
+    if scopes.is_empty() {
+        String::new()
+    } else {
+        format!(" for {}", scopes.join(" "))
+    }
 }
 
 fn status_text(status: u16, errors: &[ApiError]) -> String {
@@ -130,8 +185,8 @@ fn hint(e: &RegistryError) -> String {
         ErrorKind::Status {
             status: 401 | 403, ..
         }
-        | ErrorKind::Auth(_)
-            if e.login && !matches!(&e.kind, ErrorKind::Auth(t) if is_untrusted_certificate(t)) =>
+        | ErrorKind::Auth(AuthError::Rejected { .. })
+            if e.login =>
         {
             s.push_str(
                 "; check the user name (-u) and the password or token given on stdin: it must be this registry's, and a token must allow at least pulling from it",
@@ -148,9 +203,13 @@ fn hint(e: &RegistryError) -> String {
         ErrorKind::Status { status: 403, .. } => s.push_str(
             "; the credentials lack permission for this repository (for ghcr.io: write:packages, and the org.opencontainers.image.source label for GITHUB_TOKEN)",
         ),
-        ErrorKind::Transport(t) | ErrorKind::Auth(t) if is_untrusted_certificate(t) => s.push_str(
+        ErrorKind::Transport(t) | ErrorKind::Auth(AuthError::Unreachable { error: t, .. })
+            if is_untrusted_certificate(t) =>
+        {
+            s.push_str(
             "; the TLS certificate is not trusted: when a private CA signed it, give that CA with --ca-file PEM (or SSL_CERT_FILE)",
-        ),
+        )
+        }
         _ => {}
     }
     s
@@ -274,7 +333,7 @@ pub fn parse_error_body(body: &[u8]) -> Vec<ApiError> {
 /// A registry's text as it may be shown: on one line (control characters,
 /// line ends included, become spaces, so it cannot forge a log line of its
 /// own, such as a CI runner's command) and cut to about `n` bytes.
-fn shown(s: &str, n: usize) -> String {
+pub(crate) fn shown(s: &str, n: usize) -> String {
     let s: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -418,10 +477,17 @@ mod tests {
 
     #[test]
     fn a_refused_login_points_at_what_was_given() {
+        let rejected = AuthError::Rejected {
+            realm: "https://auth.example/token".into(),
+            scopes: vec![],
+            status: 401,
+            answer: "HTTP 401".into(),
+            anonymous: false,
+        };
         let refused = [
             st(401).checking_login(),
             st(403).checking_login(),
-            RegistryError::new(ctx(), ErrorKind::Auth("token refused".into())).checking_login(),
+            RegistryError::new(ctx(), ErrorKind::Auth(rejected)).checking_login(),
         ];
         for e in refused {
             let text = e.to_string();
@@ -434,12 +500,41 @@ mod tests {
         }
         let other = st(401).to_string();
         assert!(other.contains("boxwright login"), "{other}");
+        let unreachable = |source: &str| AuthError::Unreachable {
+            realm: "https://auth.example/token".into(),
+            error: source.into(),
+        };
         let tls = RegistryError::new(
             ctx(),
-            ErrorKind::Auth("invalid peer certificate: UnknownIssuer".into()),
+            ErrorKind::Auth(unreachable("invalid peer certificate: UnknownIssuer")),
         )
         .checking_login()
         .to_string();
         assert!(tls.contains("--ca-file"), "{tls}");
+        // Only a refusal blames the credentials.
+        let not_theirs = [
+            AuthError::TokenServer {
+                realm: "https://auth.example/token".into(),
+                scopes: vec![],
+                status: 500,
+                answer: "HTTP 500".into(),
+            },
+            unreachable("connection refused"),
+            AuthError::BadRealm {
+                realm: "ftp://x".into(),
+                reason: "is not an absolute http(s) URL".into(),
+            },
+            AuthError::BadAnswer {
+                realm: "https://auth.example/token".into(),
+                detail: "not JSON".into(),
+            },
+        ];
+        for a in not_theirs {
+            let text = RegistryError::new(ctx(), ErrorKind::Auth(a))
+                .checking_login()
+                .to_string();
+            assert!(!text.contains("check the user name"), "{text}");
+            assert!(!text.contains("credentials were refused"), "{text}");
+        }
     }
 }

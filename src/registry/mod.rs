@@ -34,12 +34,12 @@ pub mod repo;
 pub mod transport;
 
 pub use blobs::{Held, MountResult, StreamUpload, UploadMode, UploadOutcome, UploadSession};
-pub use client::{Body, Client, ClientOptions, StatsSnapshot, DEFAULT_JOBS_PER_REGISTRY};
+pub use client::{Body, Client, ClientOptions, Pace, StatsSnapshot, DEFAULT_JOBS_PER_REGISTRY};
 pub use client::{RequestEvent, RequestObserver};
 pub use credentials::{
     Credential, CredentialStore, EnvCredentialError, EnvCredentials, Secret, SecretEncoding,
 };
-pub use error::{ErrorContext, ErrorKind, RegistryError};
+pub use error::{AuthError, ErrorContext, ErrorKind, RegistryError};
 pub use hosts::{host_config, HostConfig};
 pub use known::KnownBlobs;
 pub use manifests::ManifestInfo;

@@ -15,7 +15,7 @@ use boxwright::oci::{
 };
 use boxwright::progress::{self, Level, Reporter};
 use boxwright::registry::{
-    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Held, MountResult, Secret,
+    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Held, MountResult, Pace, Secret,
     UploadMode,
 };
 use bytes::Bytes;
@@ -457,4 +457,75 @@ async fn download_longer_than_the_descriptor_is_aborted() {
     assert!(!e.is_temporary(), "{msg}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A registry that sends a blob download's bytes slowly, each well within
+/// the read timeout, fails the pace once its grace has passed, long before
+/// the deadline of the size it claims: a final (not temporary) deadline
+/// naming the registry, the digest and the rate, asked once. Figures: with
+/// a grace of 1 s and a floor of 1 KiB/s, a 50-byte blob sent a byte per
+/// 50 ms (20 B/s) fails in under 2 s (it would take 2.5 s; its deadline is
+/// 60 s), and no temp file is left; with a floor of 8 B/s it arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_slower_than_the_pace_fails_after_its_grace() {
+    let blob = "z".repeat(50);
+    let d = Digest::of(blob.as_bytes());
+    let served = blob.clone();
+    let srv = Scripted::start(move |req| match (req.method.as_str(), req.path()) {
+        ("GET", "/v2/") => Answer::new("200 OK"),
+        ("GET", p) if p.contains("/blobs/") => Answer::new("200 OK")
+            .body(&served)
+            .trickled(Duration::from_millis(50)),
+        _ => Answer::new("404 Not Found"),
+    });
+    let host = srv.host();
+    let mut opts = fast_retries(3);
+    opts.pace = Pace {
+        grace: Duration::from_secs(1),
+        floor: 1024,
+    };
+    let c = client(opts);
+    let dir = tempdir();
+    let dest = dir.path().join("blob");
+    let started = Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(15),
+        c.repo(&host, "a/b").get_blob_to_file(&d, 50, &dest),
+    )
+    .await
+    .expect("the trickling download was not stopped by its pace")
+    .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(e.kind, ErrorKind::Deadline(_)), "{e:?}");
+    assert!(!e.is_temporary(), "{e}");
+    let msg = e.to_string();
+    for said in [host.as_str(), d.as_str(), "B/s"] {
+        assert!(msg.contains(said), "{msg}");
+    }
+    let gets = srv
+        .requests()
+        .iter()
+        .filter(|q| q.path().contains("/blobs/"))
+        .count();
+    assert_eq!(gets, 1);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Above the floor, past the grace, the blob arrives whole and checked.
+    let mut opts = fast_retries(0);
+    opts.pace = Pace {
+        grace: Duration::from_secs(1),
+        floor: 8,
+    };
+    let c = client(opts);
+    let n = c
+        .repo(&host, "a/b")
+        .get_blob_to_file(&d, 50, &dest)
+        .await
+        .unwrap();
+    assert_eq!(n, 50);
 }

@@ -5,11 +5,13 @@
 
 use std::process::{Command, Stdio};
 
+use base64::Engine as _;
+
 use crate::common::{assert_ok, b64, ok, run, write, Run};
 use crate::env::Env;
 use crate::pair::{token_creds, Pair, BASIC_PASS, BASIC_USER, TOKEN_PASS, TOKEN_USER};
 use crate::push::{build_image, push, remote_digest, write_recipe};
-use crate::support::{dead_host, tempdir};
+use crate::support::{dead_host, tempdir, Answer, Scripted};
 
 #[test]
 fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
@@ -391,4 +393,205 @@ fn login_fails_when_the_credential_helper_fails() {
         std::fs::read_to_string(&cfg_path).unwrap(),
         "{\"credsStore\": \"bad\"}\n"
     );
+}
+
+/// `s` as a form body carries it (`application/x-www-form-urlencoded`).
+fn form_encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b' ' => "+".to_string(),
+            b if b.is_ascii_alphanumeric() || b"*-._".contains(&b) => char::from(b).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `text` in the other spellings of its percent-encoding a server may
+/// echo: a space as `%20`, and lower-case hex.
+fn respelled(text: &str) -> Vec<String> {
+    let spaced = text.replace('+', "%20");
+    let mut lower = String::new();
+    let mut rest = spaced.as_str();
+    while let Some(i) = rest.find('%') {
+        lower.push_str(&rest[..i]);
+        let end = (i + 3).min(rest.len());
+        lower.push_str(&rest[i..end].to_ascii_lowercase());
+        rest = &rest[end..];
+    }
+    lower.push_str(rest);
+    vec![text.to_string(), spaced, lower]
+}
+
+/// A registry whose token realm answers `status` with an error message
+/// that echoes what it was sent: the form body of an identity-token POST,
+/// or the `Authorization` header and the `user:password` it decodes, each
+/// percent-encoded in every spelling.
+fn echoing_token_server(status: &'static str) -> Scripted {
+    Scripted::start_with_host(move |host, req| {
+        if req.path() != "/token" {
+            return Answer::json(
+                "401 Unauthorized",
+                r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+            )
+            .header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="http://{host}/token",service="echo""#),
+            );
+        }
+        let mut echoed = Vec::new();
+        if !req.body.is_empty() {
+            echoed.extend(respelled(&req.body));
+        }
+        if let Some(basic) = req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Basic "))
+        {
+            let decoded = String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(basic)
+                    .unwrap(),
+            )
+            .unwrap();
+            echoed.extend(respelled(&form_encoded(basic)));
+            echoed.extend(respelled(&form_encoded(&decoded)));
+        }
+        let message = format!("you sent {}", echoed.join(" and "));
+        let body = serde_json::json!({"errors": [{"code": "DENIED", "message": message}]});
+        Answer::json(status, &body.to_string())
+    })
+}
+
+/// Figures: a token server that echoes, percent-encoded, the identity
+/// token `push` POSTs and the password `login` sends (both holding
+/// characters a form body encodes: space + / = @ :) fails the command with
+/// exit 1, and neither stdout nor stderr holds the secret in any form; the
+/// echo is shown, with `***` in the secret's place.
+#[test]
+fn url_encoded_secrets_a_token_server_echoes_are_not_shown() {
+    const ID_TOKEN: &str = "id tok+en/with=chars@x:y-9";
+    const PASSWORD: &str = "pass word+/=@:z-7";
+    let forms = |secret: &str, user: &str| {
+        let mut all = respelled(&form_encoded(secret));
+        let basic = b64(&format!("{user}:{secret}"));
+        all.extend(respelled(&form_encoded(&basic)));
+        all.extend(respelled(&form_encoded(&format!("{user}:{secret}"))));
+        all.extend([basic, secret.to_string()]);
+        all
+    };
+    for status in ["400 Bad Request", "500 Internal Server Error"] {
+        let srv = echoing_token_server(status);
+        let host = srv.host();
+
+        let env = Env::new();
+        write(
+            &env.config_dir().join("config.json"),
+            &serde_json::json!({"auths": {&host: {"identitytoken": ID_TOKEN}}}).to_string(),
+        );
+        let image = build_image(&[1000], 31);
+        let r = push(
+            &env,
+            &image,
+            &[format!("{host}/acme/app:1")],
+            &["--verbose", "--json", "--retries", "0"],
+        );
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        let posted = srv.requests().into_iter().find(|q| q.method == "POST");
+        let posted = posted.expect("the identity token was POSTed to the realm");
+        assert!(posted.body.contains(&form_encoded(ID_TOKEN)), "{posted:?}");
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            all.contains("you sent grant_type=refresh_token&refresh_token=***"),
+            "{all}"
+        );
+        for form in forms(ID_TOKEN, "<token>") {
+            assert!(!all.contains(&form), "push shows {form}:\n{all}");
+        }
+
+        let r = login_with(&Env::new(), &host, "bob", PASSWORD, &["--verbose"]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(all.contains("you sent ***"), "{all}");
+        for form in forms(PASSWORD, "bob") {
+            assert!(!all.contains(&form), "login shows {form}:\n{all}");
+        }
+    }
+}
+
+/// Figures: `login` against a registry whose token realm (1) refuses with
+/// 401, (2) refuses with 403, (3) fails with 500, (4) cannot be reached,
+/// (5) is not a URL at all (and 5000 bytes long): exit 1 every time and
+/// config.json never written; only the refusals tell the user to check
+/// the user name and password; the bad realm is named, cut, and asked
+/// nothing.
+#[test]
+fn login_blames_the_credentials_only_when_the_token_server_refuses_them() {
+    let dead = dead_host();
+    let long_realm = format!("not a url {}", "x".repeat(5000));
+    let cases: [(&str, String, &str, Option<&str>); 5] = [
+        ("401", String::new(), "401 Unauthorized", None),
+        ("403", String::new(), "403 Forbidden", None),
+        (
+            "500",
+            String::new(),
+            "500 Internal Server Error",
+            Some("the token server of HOST failed"),
+        ),
+        (
+            "unreachable",
+            format!("http://{dead}/token"),
+            "",
+            Some("could not reach the token server of HOST"),
+        ),
+        (
+            "bad realm",
+            long_realm.clone(),
+            "",
+            Some("is not an absolute http or https URL"),
+        ),
+    ];
+    for (case, realm, token_status, wording) in cases {
+        let srv = Scripted::start_with_host(move |host, req| {
+            if req.path() == "/token" {
+                return Answer::json(
+                    token_status,
+                    r#"{"errors":[{"code":"DENIED","message":"no"}]}"#,
+                );
+            }
+            let realm = if realm.is_empty() {
+                format!("http://{host}/token")
+            } else {
+                realm.clone()
+            };
+            Answer::json(
+                "401 Unauthorized",
+                r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+            )
+            .header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="{realm}",service="s""#),
+            )
+        });
+        let host = srv.host();
+        let env = Env::new();
+        let r = login_with(&env, &host, "bob", "a-password-1", &[]);
+        assert_eq!(r.code, 1, "{case}: {}", r.stderr);
+        assert!(!env.config_dir().join("config.json").exists(), "{case}");
+        let blamed = r.stderr.contains("check the user name")
+            || r.stderr.contains("refused the credentials");
+        match wording {
+            None => assert!(blamed, "{case}: {}", r.stderr),
+            Some(w) => {
+                assert!(!blamed, "{case}: {}", r.stderr);
+                let w = w.replace("HOST", &host);
+                assert!(r.stderr.contains(&w), "{case}: {}", r.stderr);
+            }
+        }
+        if case == "bad realm" {
+            assert!(r.stderr.contains("not a url xxx"), "{}", r.stderr);
+            assert!(!r.stderr.contains(&long_realm), "{}", r.stderr);
+            assert!(r.stderr.len() < 2000, "{}", r.stderr);
+            let asked: Vec<_> = srv.requests().into_iter().map(|q| q.target).collect();
+            assert!(asked.iter().all(|t| t == "/v2/"), "{asked:?}");
+        }
+    }
 }

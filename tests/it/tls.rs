@@ -176,6 +176,8 @@ fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
         r.stderr
     );
     assert!(!r.stderr.contains(PASSWORD), "{}", r.stderr);
+    // The realm is at fault, not the credentials.
+    assert!(!r.stderr.contains("check the user name"), "{}", r.stderr);
     let sent: Vec<_> = tokens
         .requests()
         .into_iter()

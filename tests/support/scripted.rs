@@ -6,7 +6,8 @@
 //!
 //! One request per connection (`Connection: close`), each on its own thread,
 //! so they work from `#[test]` and `#[tokio::test]` alike. A script maps each
-//! request to an [`Answer`]; every request is recorded.
+//! request to an [`Answer`]; every request is recorded, headers and body
+//! included (a server may echo them).
 //!
 //! ```ignore
 //! let srv = Scripted::start(|req| match req.path() {
@@ -32,12 +33,24 @@ pub struct Request {
     pub method: String,
     /// Path and query, as on the request line.
     pub target: String,
+    /// The header lines, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body (by `Content-Length`), as text.
+    pub body: String,
 }
 
 impl Request {
     /// The path, without the query.
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The value of header `name` (any case), when sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The query parameters (decoded).
@@ -433,20 +446,31 @@ fn read_request(sock: &mut TcpStream) -> Option<Request> {
     let mut first = head.lines().next().unwrap_or("").split(' ');
     let method = first.next().unwrap_or("").to_string();
     let target = first.next().unwrap_or("").to_string();
-    let len: usize = head
+    let headers: Vec<(String, String)> = head
         .lines()
-        .find_map(|l| {
+        .skip(1)
+        .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
+            Some((k.trim().to_string(), v.trim().to_string()))
         })
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
-    let mut have = buf.len() - head_end;
-    while have < len {
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
         match sock.read(&mut tmp) {
             Ok(0) | Err(_) => return None,
-            Ok(n) => have += n,
+            Ok(n) => body.extend_from_slice(&tmp[..n]),
         }
     }
-    Some(Request { method, target })
+    body.truncate(len);
+    Some(Request {
+        method,
+        target,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }

@@ -80,7 +80,7 @@ impl Repo<'_> {
     ) -> Result<BlobStream<'a>, RegistryError> {
         let url = self.url(&format!("blobs/{digest}"))?;
         let req =
-            Request::new(Method::GET, url, vec![pull_scope(self.repository())]).transfer(size);
+            Request::new(Method::GET, url, vec![pull_scope(self.repository())]).download(size);
         let resp = self.send_within(req, c, budget).await?;
         if resp.status != StatusCode::OK {
             return Err(resp.into_error(c.clone()).await);

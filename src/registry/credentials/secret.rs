@@ -53,18 +53,51 @@ const MAX_KNOWN: usize = 1024;
 /// hiding them would hide ordinary words and digits, and the registries
 /// this is for take no password that short (Docker Hub wants 9 characters,
 /// tokens are longer).
+/// Each form is remembered too: a form body or a query carries `s`
+/// percent-encoded (see [`url_encoded_forms`]).
 fn remember(s: &str) {
     if s.len() < 8 {
         return;
     }
     let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
-    if known.iter().any(|k| k == s) {
-        return;
+    for form in std::iter::once(s.to_string()).chain(url_encoded_forms(s)) {
+        if known.contains(&form) {
+            continue;
+        }
+        if known.len() >= MAX_KNOWN {
+            known.remove(0);
+        }
+        known.push(form);
     }
-    if known.len() >= MAX_KNOWN {
-        known.remove(0);
+}
+
+/// `s` as `application/x-www-form-urlencoded` writes it (every byte but
+/// `A-Z a-z 0-9 * - . _` as `%XX`), with a space as `+` and as `%20`, in
+/// upper- and lower-case hex: the forms a server may echo a form body's or
+/// a query's value in. Empty when `s` needs no encoding.
+fn url_encoded_forms(s: &str) -> Vec<String> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"*-._".contains(&b);
+    if s.bytes().all(plain) {
+        return Vec::new();
     }
-    known.push(s.to_string());
+    let mut forms = Vec::new();
+    for space in ["+", "%20"] {
+        for upper in [true, false] {
+            let mut out = String::with_capacity(s.len() * 3);
+            for b in s.bytes() {
+                match b {
+                    b' ' => out.push_str(space),
+                    b if plain(b) => out.push(char::from(b)),
+                    b if upper => out.push_str(&format!("%{b:02X}")),
+                    b => out.push_str(&format!("%{b:02x}")),
+                }
+            }
+            if !forms.contains(&out) {
+                forms.push(out);
+            }
+        }
+    }
+    forms
 }
 
 /// The `Authorization` value of HTTP Basic for `username` and `password`,
@@ -304,6 +337,28 @@ mod tests {
             redact_secrets("short12"),
             "short12",
             "short strings are kept"
+        );
+    }
+
+    #[test]
+    fn url_encoded_echoes_are_shown_without_the_secrets() {
+        let token = Secret::new("refresh tok+en/with=chars@x:y");
+        let _ = basic_authorization("bob", &Secret::new("pass word+/="));
+        let said = "you sent grant_type=refresh_token&refresh_token=refresh+tok%2Ben%2Fwith%3Dchars%40x%3Ay&client_id=boxwright, \
+                    or refresh%20tok%2ben%2fwith%3dchars%40x%3ay, \
+                    user bob%3Apass+word%2B%2F%3D";
+        let shown = redact_secrets(said);
+        assert_eq!(
+            shown,
+            "you sent grant_type=refresh_token&refresh_token=***&client_id=boxwright, \
+                    or ***, \
+                    user ***"
+        );
+        assert!(!shown.contains(token.expose()));
+        assert_eq!(url_encoded_forms("plain-Secret_1.*"), Vec::<String>::new());
+        assert_eq!(
+            url_encoded_forms("a b/"),
+            ["a+b%2F", "a+b%2f", "a%20b%2F", "a%20b%2f"]
         );
     }
 

@@ -16,7 +16,9 @@
 //! - logs show method, host and path, never a query string, header value,
 //!   credential or token;
 //! - every answer is read with a size cap and every attempt has a total
-//!   deadline, both by kind of request ([`limits`]).
+//!   deadline, both by kind of request, and a blob download's body must
+//!   keep up a least average rate once a grace has passed ([`limits`]:
+//!   how silence, deadline and pace go together).
 
 pub mod auth;
 mod body;

@@ -95,6 +95,9 @@ pub struct Request {
     /// Total time for one attempt, the answer's body included (see
     /// [`limits`]): a document's unless the request moves a blob.
     pub deadline: Duration,
+    /// The answer's body is a blob download, held to the client's
+    /// [`limits::Pace`].
+    pub paced: bool,
 }
 
 impl Request {
@@ -108,6 +111,7 @@ impl Request {
             retry: true,
             progress: None,
             deadline: limits::DOCUMENT_DEADLINE,
+            paced: false,
         }
     }
 
@@ -135,6 +139,13 @@ impl Request {
         self
     }
 
+    /// The request downloads a blob of `bytes`: the deadline of a
+    /// transfer, and the answer's body is held to the client's pace.
+    pub fn download(mut self, bytes: u64) -> Request {
+        self.paced = true;
+        self.transfer(bytes)
+    }
+
     pub fn no_retry(mut self) -> Request {
         self.retry = false;
         self
@@ -160,6 +171,9 @@ pub struct Response {
     /// When the whole answer must have arrived, and the request's deadline
     /// (for messages).
     pub(super) deadline: (Instant, Duration),
+    /// For a download: its pace, when its headers arrived, and the bytes
+    /// of its body so far.
+    pub(super) pace: Option<(limits::Pace, Instant, u64)>,
     pub(super) _slot: Slot,
 }
 
@@ -200,18 +214,31 @@ impl Response {
     }
 
     /// The next piece of a streamed body; [`ErrorKind::Deadline`] once the
-    /// request's deadline passed.
+    /// request's deadline passed, or a download's pace fell below its floor.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ErrorKind> {
         if let Some(b) = self.buffered.take() {
             return Ok(Some(b));
         }
         let (at, total) = self.deadline;
-        match tokio::time::timeout_at(at.into(), self.inner.chunk()).await {
-            Ok(read) => read.map_err(|e| ErrorKind::Transport(transport_text(e))),
-            Err(_) => Err(ErrorKind::Deadline(format!(
-                "the answer was not complete within {}s: the registry sends too slowly",
-                total.as_secs()
-            ))),
+        let due = self.pace.map(|(pace, began, got)| pace.due(began, got));
+        let until = due.map_or(at, |due| due.min(at));
+        match tokio::time::timeout_at(until.into(), self.inner.chunk()).await {
+            Ok(read) => {
+                let read = read.map_err(|e| ErrorKind::Transport(transport_text(e)))?;
+                if let (Some((_, _, got)), Some(c)) = (&mut self.pace, &read) {
+                    *got += c.len() as u64;
+                }
+                Ok(read)
+            }
+            Err(_) => match self.pace {
+                Some((pace, began, got)) if until < at => {
+                    Err(ErrorKind::Deadline(pace.failure(began, got)))
+                }
+                _ => Err(ErrorKind::Deadline(format!(
+                    "the answer was not complete within {}s: the registry sends too slowly",
+                    total.as_secs()
+                ))),
+            },
         }
     }
 

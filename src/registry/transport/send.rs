@@ -173,6 +173,7 @@ impl Client {
             inner: resp,
             buffered: None,
             deadline: (deadline, req.deadline),
+            pace: req.paced.then(|| (self.opts.pace, Instant::now(), 0)),
             _slot: slot,
         }))
     }

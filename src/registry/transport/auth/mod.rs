@@ -27,7 +27,9 @@ use super::retry::{parse_retry_after, RetryBudget};
 use super::RegistryState;
 use crate::registry::client::Client;
 use crate::registry::credentials::{basic_authorization, Credential, Secret};
-use crate::registry::error::{is_retryable_status, ErrorContext, ErrorKind, RegistryError};
+use crate::registry::error::{
+    is_retryable_status, AuthError, ErrorContext, ErrorKind, RegistryError,
+};
 use crate::registry::headers::redact;
 
 /// The preferred challenge of an answer's `WWW-Authenticate` headers.
@@ -182,17 +184,18 @@ impl Client {
         ctx: &ErrorContext,
         budget: &RetryBudget,
     ) -> Result<Option<HeaderValue>, RegistryError> {
-        let auth_err = |m: String| RegistryError::new(ctx.clone(), ErrorKind::Auth(m));
+        let auth_err = |a: AuthError| RegistryError::new(ctx.clone(), ErrorKind::Auth(a));
         let Some(challenge) = self.challenge(host, ctx, budget).await? else {
             return Ok(None);
         };
         let cred = self.credential(&host.registry).await.map_err(|e| {
+            let text = format!("{e:#}");
             let kind = if crate::error::is_bad_input(&e) {
-                ErrorKind::Credentials
+                ErrorKind::Credentials(text)
             } else {
-                ErrorKind::Auth
+                ErrorKind::Auth(AuthError::Credential(text))
             };
-            RegistryError::new(ctx.clone(), kind(format!("{e:#}")))
+            RegistryError::new(ctx.clone(), kind)
         })?;
         let value = match challenge {
             Challenge::Basic => match cred {
@@ -210,7 +213,9 @@ impl Client {
             }
         };
         let mut hv = HeaderValue::from_str(&value).map_err(|_| {
-            auth_err("the credential holds characters not allowed in a header".into())
+            auth_err(AuthError::Credential(
+                "the credential holds characters not allowed in a header".into(),
+            ))
         })?;
         hv.set_sensitive(true);
         Ok(Some(hv))
@@ -225,7 +230,7 @@ impl Client {
         challenge: &BearerChallenge,
         scopes: &[String],
         cred: Option<&Credential>,
-    ) -> Result<Secret, String> {
+    ) -> Result<Secret, AuthError> {
         if let Some(t) = self.tokens.get(&host.registry, scopes) {
             return Ok(t);
         }

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 
-use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY};
+use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY, MAX_TOKEN_LIFETIME};
 use super::challenge::BearerChallenge;
 use crate::registry::credentials::{basic_authorization, Credential, Secret};
+use crate::registry::error::{shown, AuthError, MAX_REALM_SHOWN};
 
 /// `repository:<repo>:pull`
 pub fn pull_scope(repository: &str) -> String {
@@ -44,8 +45,9 @@ pub struct Token {
 }
 
 /// Parse a token server's answer: `token` or `access_token`, `expires_in`
-/// (default 60 s, as the distribution spec says). The token is used until
-/// 10 s before it expires.
+/// (default 60 s, as the distribution spec says; at most
+/// [`MAX_TOKEN_LIFETIME`], whatever the server claims). The token is used
+/// until 10 s before it expires. No answer can make the arithmetic overflow.
 pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> {
     #[derive(serde::Deserialize)]
     struct Answer {
@@ -65,11 +67,13 @@ pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> 
         .ok_or_else(|| {
             "the token server's answer holds neither token nor access_token".to_string()
         })?;
-    let lifetime = Duration::from_secs(a.expires_in.unwrap_or(60).max(1));
+    let lifetime = Duration::from_secs(a.expires_in.unwrap_or(60).max(1)).min(MAX_TOKEN_LIFETIME);
     let margin = Duration::from_secs(10).min(lifetime / 2);
+    let usable = lifetime.saturating_sub(margin);
     Ok(Token {
         value: Secret::new(value),
-        expires_at: now + lifetime - margin,
+        // An instant beyond the clock's range: use the token once.
+        expires_at: now.checked_add(usable).unwrap_or(now),
     })
 }
 
@@ -131,44 +135,56 @@ pub struct TokenPolicy {
     pub allow_plain_http: bool,
 }
 
-/// Refuse to send credentials to an `http://` realm unless the registry
-/// itself is reached over plain HTTP: a registry served over https must not
-/// be able to make us send a password in clear text.
+/// The realm of a challenge as a URL that may be asked, or why not: it
+/// must be an absolute `http` or `https` URL with a host, and credentials
+/// go to a plain `http` one only when the registry itself is reached over
+/// plain HTTP (a registry served over https must not be able to make us
+/// send a password in clear text). Checked before anything is sent.
 pub fn check_realm(
-    realm: &reqwest::Url,
+    realm: &str,
     with_credential: bool,
     policy: &TokenPolicy,
-) -> Result<(), String> {
-    if with_credential && !policy.allow_plain_http && !realm.scheme().eq_ignore_ascii_case("https")
-    {
-        return Err(format!(
-            "refusing to send credentials to the token realm {} over {}: the registry is reached over https, so its realm must be https too",
-            realm.host_str().unwrap_or("(no host)"),
-            realm.scheme()
+) -> Result<reqwest::Url, AuthError> {
+    let refuse = |reason: &str| AuthError::BadRealm {
+        realm: shown(realm, MAX_REALM_SHOWN),
+        reason: reason.to_string(),
+    };
+    let url = reqwest::Url::parse(realm)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| refuse("is not an absolute http or https URL; nothing was sent to it"))?;
+    if with_credential && !policy.allow_plain_http && url.scheme() == "http" {
+        return Err(refuse(
+            "is plain http and the registry is reached over https: refusing to send credentials to it",
         ));
     }
-    Ok(())
+    Ok(url)
 }
 
-/// Ask the realm for a token. Errors never contain the credential, the
-/// token or the realm's query string.
-pub async fn fetch_token(
-    http: &reqwest::Client,
-    challenge: &BearerChallenge,
-    scopes: &[String],
-    credential: Option<&Credential>,
-    policy: &TokenPolicy,
-) -> Result<Token, String> {
-    let mut url = reqwest::Url::parse(&challenge.realm)
-        .map_err(|_| format!("the token realm {:?} is not a URL", challenge.realm))?;
-    let realm_shown = format!(
+/// A realm as shown in messages: scheme, host, port and path, no query.
+fn realm_shown(url: &reqwest::Url) -> String {
+    let text = format!(
         "{}://{}{}{}",
         url.scheme(),
         url.host_str().unwrap_or(""),
         url.port().map(|p| format!(":{p}")).unwrap_or_default(),
         url.path()
     );
-    check_realm(&url, credential.is_some(), policy)?;
+    shown(&text, MAX_REALM_SHOWN)
+}
+
+/// Ask the realm for a token. Errors never contain the credential, the
+/// token or the realm's query string, and say whose fault it is: only a
+/// 401 or 403 is [`AuthError::Rejected`].
+pub async fn fetch_token(
+    http: &reqwest::Client,
+    challenge: &BearerChallenge,
+    scopes: &[String],
+    credential: Option<&Credential>,
+    policy: &TokenPolicy,
+) -> Result<Token, AuthError> {
+    let mut url = check_realm(&challenge.realm, credential.is_some(), policy)?;
+    let realm = realm_shown(&url);
     let scopes: Vec<String> = {
         let set: BTreeSet<&String> = scopes.iter().collect();
         set.into_iter().cloned().collect()
@@ -209,7 +225,9 @@ pub async fn fetch_token(
             if let Some(Credential::Basic { username, password }) = credential {
                 let mut value = HeaderValue::from_str(&basic_authorization(username, password))
                     .map_err(|_| {
-                        "the credential holds characters not allowed in a header".to_string()
+                        AuthError::Credential(
+                            "the credential holds characters not allowed in a header".into(),
+                        )
                     })?;
                 value.set_sensitive(true);
                 req = req.header(AUTHORIZATION, value);
@@ -217,41 +235,41 @@ pub async fn fetch_token(
             req.send().await
         }
     };
-    let resp = resp.map_err(|e| {
-        format!(
-            "asking {realm_shown} for a token: {}",
-            crate::registry::error::transport_text(e)
-        )
+    let resp = resp.map_err(|e| AuthError::Unreachable {
+        realm: realm.clone(),
+        error: crate::registry::error::transport_text(e),
     })?;
     let status = resp.status().as_u16();
     let body = read_capped(resp, MAX_TOKEN_BODY)
         .await
-        .map_err(|e| format!("reading the token from {realm_shown}: {e}"))?;
+        .map_err(|e| AuthError::BadAnswer {
+            realm: realm.clone(),
+            detail: format!("reading the token: {e}"),
+        })?;
     if status != 200 {
         let codes = crate::registry::error::parse_error_body(&body)
             .into_iter()
-            .map(|e| format!("{} ({})", e.code, e.message))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let what = if (status == 401 || status == 403) && credential.is_none() {
-            "no token is given to a caller without credentials"
-        } else if status == 401 || status == 403 {
-            "the credentials were refused"
+            .map(|e| format!(": {} ({})", e.code, e.message))
+            .collect::<String>();
+        let answer = format!("HTTP {status}{codes}");
+        return Err(if status == 401 || status == 403 {
+            AuthError::Rejected {
+                realm,
+                scopes,
+                status,
+                answer,
+                anonymous: credential.is_none(),
+            }
         } else {
-            "the token server failed"
-        };
-        let for_scopes = if scopes.is_empty() {
-            String::new()
-        } else {
-            format!(" for {}", scopes.join(" "))
-        };
-        return Err(format!(
-            "asking {realm_shown} for a token{for_scopes}: HTTP {status}{}{}: {what}",
-            if codes.is_empty() { "" } else { ": " },
-            codes
-        ));
+            AuthError::TokenServer {
+                realm,
+                scopes,
+                status,
+                answer,
+            }
+        });
     }
-    parse_token_response(&body, now).map_err(|e| format!("{realm_shown}: {e}"))
+    parse_token_response(&body, now).map_err(|detail| AuthError::BadAnswer { realm, detail })
 }
 
 /// A token server's whole answer, refused as soon as it is announced or
@@ -289,6 +307,15 @@ mod tests {
         let t = parse_token_response(br#"{"access_token":"xyz"}"#, now).unwrap();
         assert_eq!(t.value.expose(), "xyz");
         assert_eq!(t.expires_at, now + Duration::from_secs(50));
+        // A lifetime that no clock can add is cut to a day.
+        for huge in [u64::MAX, u64::MAX / 2, 1 << 40] {
+            let body = format!(r#"{{"token":"abc","expires_in":{huge}}}"#);
+            let t = parse_token_response(body.as_bytes(), now).unwrap();
+            assert_eq!(
+                t.expires_at,
+                now + MAX_TOKEN_LIFETIME - Duration::from_secs(10)
+            );
+        }
         let e = parse_token_response(br#"{"token":""}"#, now).unwrap_err();
         assert!(e.contains("neither"));
         let e = parse_token_response(br#"not json secret"#, now).unwrap_err();
@@ -320,23 +347,54 @@ mod tests {
         )
         .await
         .unwrap_err();
+        assert!(matches!(e, AuthError::BadRealm { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("auth.example.invalid"), "{e}");
         assert!(e.contains("refusing"), "{e}");
-        for secret in ["alice-user", "hunter2-password", "x=1"] {
+        for secret in ["alice-user", "hunter2-password"] {
             assert!(!e.contains(secret), "{e}");
         }
-        let realm = reqwest::Url::parse(&challenge.realm).unwrap();
-        assert!(check_realm(&realm, true, &https_registry).is_err());
+        let realm = &challenge.realm;
+        assert!(check_realm(realm, true, &https_registry).is_err());
         // Anonymous requests carry nothing to protect.
-        assert!(check_realm(&realm, false, &https_registry).is_ok());
+        assert!(check_realm(realm, false, &https_registry).is_ok());
         // A registry reached over plain HTTP (loopback, --insecure-registry)
         // may use a plain HTTP realm.
         let plain_registry = TokenPolicy {
             allow_plain_http: true,
         };
-        assert!(check_realm(&realm, true, &plain_registry).is_ok());
-        let tls = reqwest::Url::parse("https://auth.example.invalid/token").unwrap();
-        assert!(check_realm(&tls, true, &https_registry).is_ok());
+        assert!(check_realm(realm, true, &plain_registry).is_ok());
+        let tls = "https://auth.example.invalid/token";
+        assert!(check_realm(tls, true, &https_registry).is_ok());
+    }
+
+    #[test]
+    fn a_realm_that_is_not_an_absolute_http_url_is_refused_and_cut() {
+        let policy = TokenPolicy {
+            allow_plain_http: true,
+        };
+        let long = format!("/token/{}", "x".repeat(10_000));
+        for realm in [
+            "",
+            "token",
+            "/token",
+            "ftp://h/token",
+            "file:///etc/passwd",
+            "https://",
+            &long,
+        ] {
+            for with_credential in [true, false] {
+                let e = check_realm(realm, with_credential, &policy).unwrap_err();
+                let AuthError::BadRealm { realm: said, .. } = &e else {
+                    panic!("{e:?}");
+                };
+                assert!(said.len() <= MAX_REALM_SHOWN + 3, "{said}");
+                assert!(
+                    e.to_string().contains("not an absolute http or https URL"),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]
