@@ -277,10 +277,12 @@ impl RegistryError {
 
     /// Whether trying again may succeed: transport failures, 408, 429, 500,
     /// 502, 503, 504, `BLOB_UPLOAD_UNKNOWN`, `TOOMANYREQUESTS`, and GHCR's 403
-    /// "secondary rate limit".
+    /// "secondary rate limit"; from a token server, no answer or one of
+    /// those statuses.
     pub fn is_temporary(&self) -> bool {
         match &self.kind {
-            ErrorKind::Transport(_) => true,
+            ErrorKind::Transport(_) | ErrorKind::Auth(AuthError::Unreachable { .. }) => true,
+            ErrorKind::Auth(AuthError::TokenServer { status, .. }) => is_retryable_status(*status),
             ErrorKind::Status { status, errors } => {
                 is_retryable_status(*status)
                     || errors
@@ -425,6 +427,32 @@ mod tests {
         assert!(st(403, rl).is_temporary());
         assert!(RegistryError::new(ctx(), ErrorKind::Transport("reset".into())).is_temporary());
         assert!(!RegistryError::new(ctx(), ErrorKind::Protocol("x".into())).is_temporary());
+        let token_server = |status| {
+            RegistryError::new(
+                ctx(),
+                ErrorKind::Auth(AuthError::TokenServer {
+                    realm: "https://auth.example/token".into(),
+                    scopes: vec![],
+                    status,
+                    answer: format!("HTTP {status}"),
+                }),
+            )
+        };
+        assert!(token_server(503).is_temporary() && token_server(429).is_temporary());
+        assert!(!token_server(400).is_temporary());
+        let unreachable = AuthError::Unreachable {
+            realm: "https://auth.example/token".into(),
+            error: "connection refused".into(),
+        };
+        assert!(RegistryError::new(ctx(), ErrorKind::Auth(unreachable)).is_temporary());
+        let refused = AuthError::Rejected {
+            realm: "https://auth.example/token".into(),
+            scopes: vec![],
+            status: 401,
+            answer: "HTTP 401".into(),
+            anonymous: false,
+        };
+        assert!(!RegistryError::new(ctx(), ErrorKind::Auth(refused)).is_temporary());
     }
 
     #[test]

@@ -353,6 +353,35 @@ fn push_refreshes_a_refused_token_once_and_goes_on() {
     assert!(r.stderr.contains("401"), "{}", r.stderr);
 }
 
+/// Figures: a token server that answers 503 to its first two requests
+/// is asked again, as a registry would be: the push completes, the third
+/// request got the token, and the two retries are counted on the registry.
+/// One that keeps failing fails the push with exit 1, naming the token
+/// server's failure, not the credentials.
+#[test]
+fn a_token_server_that_fails_for_now_is_asked_again() {
+    let pair = Pair::start();
+    let image = build_image(&[2000], 15);
+    pair.tokens.fail_next(2);
+    let to = format!("{}/acme/app:1", pair.a.host());
+    let r = push(&pair.env, &image, &[to.clone()], &["--json"]);
+    assert_ok(&r);
+    let statuses: Vec<u16> = pair.tokens.requests().iter().map(|q| q.status).collect();
+    assert_eq!(statuses[..3], [503, 503, 200], "{statuses:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["registries"][0]["retries"], 2, "{doc:#}");
+    assert_eq!(remote_digest(&to, Some(&token_creds())), image.digest);
+
+    pair.tokens.fail_next(1000);
+    let other = format!("{}/acme/other:1", pair.a.host());
+    let r = push(&pair.env, &image, &[other], &["--json", "--retries", "1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let error = doc["targets"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("503"), "{doc:#}");
+    assert!(!error.contains("credentials were refused"), "{doc:#}");
+}
+
 #[test]
 fn login_fails_when_the_credential_helper_fails() {
     // A helper that closes its stdin and fails: the write of the secret to it

@@ -49,7 +49,7 @@ pub struct TokenRequest {
     pub scopes: Vec<String>,
     /// What the token granted (empty when refused).
     pub granted: Vec<Access>,
-    /// 200, or 401 for bad credentials.
+    /// 200, 401 for bad credentials, or 503 when told to fail.
     pub status: u16,
 }
 
@@ -64,6 +64,8 @@ struct Config {
     anonymous: Option<Rules>,
     expires_in: u64,
     issue_expired: bool,
+    /// Requests still to be answered 503 before any is served.
+    unavailable: u32,
 }
 
 struct Shared {
@@ -162,6 +164,7 @@ impl TokenServer {
                 anonymous: Some(to_rules(&[("*", &["pull"])])),
                 expires_in: 300,
                 issue_expired: false,
+                unavailable: 0,
             },
         }
     }
@@ -273,6 +276,12 @@ impl TokenServer {
         self.shared.config.lock().unwrap().issue_expired = on;
     }
 
+    /// Answers the next `n` requests 503 `UNAVAILABLE` (recorded with that
+    /// status), as a token server under load does.
+    pub fn fail_next(&self, n: u32) {
+        self.shared.config.lock().unwrap().unavailable = n;
+    }
+
     /// Mints a token directly (not recorded), as the HTTP endpoint would for
     /// `user` (`None`: anonymous). Panics on an unknown user.
     pub fn issue(&self, user: Option<&str>, scopes: &[&str]) -> String {
@@ -328,8 +337,22 @@ fn handle(s: &Shared, req: Request<hyper::body::Incoming>) -> Response<Body> {
                 .map(|(u, p)| (u.to_string(), p.to_string()))
         });
 
-    let config = s.config.lock().unwrap();
+    let mut config = s.config.lock().unwrap();
     let user = basic.as_ref().map(|(u, _)| u.clone());
+    if config.unavailable > 0 {
+        config.unavailable -= 1;
+        s.requests.lock().unwrap().push(TokenRequest {
+            user,
+            service,
+            scopes,
+            granted: Vec::new(),
+            status: 503,
+        });
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"errors":[{"code":"UNAVAILABLE","message":"try again"}]}),
+        );
+    }
     let rules = match &basic {
         Some((u, p)) => match config.users.get(u) {
             Some((pw, rules)) if pw == p => Some(rules),

@@ -93,7 +93,7 @@ impl Client {
 
     /// Send one attempt to `url`. The outer error is final (credentials,
     /// a body file that cannot be read); the inner one is a transport
-    /// failure, worth retrying.
+    /// failure or a token server's temporary one, worth retrying.
     async fn attempt(
         &self,
         host: &Arc<RegistryState>,
@@ -103,7 +103,13 @@ impl Client {
         budget: &RetryBudget,
     ) -> Result<Attempt, RegistryError> {
         let auth = if redirect::may_authorize(url, &host.base) {
-            self.authorization(host, &req.scopes, ctx, budget).await?
+            match self.authorization(host, &req.scopes, ctx, budget).await {
+                Ok(auth) => auth,
+                // A token server that failed for now (5xx, 429, no answer)
+                // is asked again as the registry would be.
+                Err(err) if err.is_temporary() => return Ok(Err((err, None))),
+                Err(err) => return Err(err),
+            }
         } else {
             None
         };
