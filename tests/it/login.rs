@@ -364,7 +364,7 @@ fn a_token_server_that_fails_for_now_is_asked_again() {
     let image = build_image(&[2000], 15);
     pair.tokens.fail_next(2);
     let to = format!("{}/acme/app:1", pair.a.host());
-    let r = push(&pair.env, &image, &[to.clone()], &["--json"]);
+    let r = push(&pair.env, &image, std::slice::from_ref(&to), &["--json"]);
     assert_ok(&r);
     let statuses: Vec<u16> = pair.tokens.requests().iter().map(|q| q.status).collect();
     assert_eq!(statuses[..3], [503, 503, 200], "{statuses:?}");
