@@ -17,6 +17,7 @@ use boxwright::error::bad_input;
 use boxwright::oci::{canonical_json, Digest};
 use boxwright::progress::SharedReporter;
 use boxwright::registry::Reference;
+use boxwright::supply::artifact::Kind;
 use boxwright::supply::provenance::{PREDICATE_TYPE, STATEMENT_TYPE};
 use boxwright::supply::{sbom, sign};
 
@@ -95,6 +96,14 @@ pub async fn run(args: AttestArgs, reporter: SharedReporter) -> Result<()> {
         if let (Some(doc), Some(path)) = (&provenance, &args.provenance) {
             let statement = if doc["_type"] == STATEMENT_TYPE {
                 check_subject(path, doc, &subject.digest)?;
+                let predicate_type = doc["predicateType"].as_str().unwrap_or_default();
+                if Kind::of_predicate(predicate_type) != Kind::Provenance {
+                    return Err(bad_input(format!(
+                        "{}: the statement's predicateType {predicate_type:?} is not SLSA provenance \
+                         (https://slsa.dev/provenance/...); attach an SBOM with --sbom",
+                        path.display()
+                    )));
+                }
                 doc.clone()
             } else {
                 sign::statement(&names, &subject.digest, PREDICATE_TYPE, doc.clone())

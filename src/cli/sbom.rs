@@ -19,6 +19,7 @@ use boxwright::supply::artifact::Kind;
 use boxwright::supply::keys::VerifyingKey;
 use boxwright::supply::layout::open_with_referrers;
 use boxwright::supply::referrers;
+use boxwright::supply::sbom;
 use boxwright::supply::sign::{self, Envelope};
 use boxwright::supply::MEDIA_TYPE_DSSE;
 
@@ -87,7 +88,9 @@ fn document(
         if key.is_some() {
             return Err(anyhow!("{manifest} is not signed"));
         }
-        return Ok(serde_json::from_slice::<Value>(bytes)?);
+        let doc = serde_json::from_slice::<Value>(bytes)
+            .map_err(|e| anyhow!("{manifest}: not JSON: {e}"))?;
+        return sbom_only(doc, manifest);
     }
     let statement = match key {
         Some(k) => sign::open_envelope(k, bytes).map_err(|e| anyhow!("{manifest}: {e}"))?,
@@ -102,7 +105,25 @@ fn document(
     if !sign::statement_names(&statement, digest) {
         return Err(anyhow!("{manifest}: about another image"));
     }
-    Ok(statement["predicate"].clone())
+    // What the statement is comes from its signed predicateType, never
+    // from the annotations that listed it.
+    let predicate_type = statement["predicateType"].as_str().unwrap_or_default();
+    if Kind::of_predicate(predicate_type) != Kind::Sbom {
+        return Err(anyhow!(
+            "{manifest}: its statement is not an SBOM (predicateType {predicate_type:?})"
+        ));
+    }
+    sbom_only(statement["predicate"].clone(), manifest)
+}
+
+/// `doc` when it is an SPDX or CycloneDX document.
+fn sbom_only(doc: Value, manifest: &Digest) -> Result<Value> {
+    match sbom::detect(&doc) {
+        Some(_) => Ok(doc),
+        None => Err(anyhow!(
+            "{manifest}: neither an SPDX nor a CycloneDX document"
+        )),
+    }
 }
 
 fn print_doc(doc: &Value) -> Result<()> {
@@ -145,7 +166,14 @@ pub async fn run(args: SbomArgs, reporter: SharedReporter) -> Result<()> {
             why.push(format!("{} is not signed", item.manifest));
             continue;
         }
-        let bytes = referrers::payload(&client, reg, repo, &item.layer).await?;
+        // One that cannot be read does not hide the others.
+        let bytes = match referrers::payload(&client, reg, repo, &item.layer).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                why.push(format!("{}: {e}", item.manifest));
+                continue;
+            }
+        };
         match document(
             &bytes,
             item.signed,
@@ -159,4 +187,67 @@ pub async fn run(args: SbomArgs, reporter: SharedReporter) -> Result<()> {
         }
     }
     Err(no_sbom(&format!("{r} ({})", info.digest), &why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxwright::oci::{Descriptor, MEDIA_TYPE_MANIFEST};
+    use boxwright::progress::silent;
+    use boxwright::supply::keys::SigningKey;
+
+    /// A signed statement about `digest` of `predicate_type`.
+    fn envelope(key: &SigningKey, digest: &Digest, predicate_type: &str, doc: Value) -> Vec<u8> {
+        let st = sign::statement(&["r.io/acme/app".into()], digest, predicate_type, doc);
+        sign::envelope(key, &st)
+    }
+
+    #[test]
+    fn only_a_signed_sbom_statement_is_the_sbom() {
+        let key = SigningKey::generate();
+        let public = key.verifying_key();
+        let subject = Descriptor::of_bytes(MEDIA_TYPE_MANIFEST, b"image");
+        let manifest = Digest::of(b"artifact");
+        let spdx = serde_json::json!({"spdxVersion": "SPDX-2.3", "packages": []});
+        let open = |bytes: &[u8]| {
+            document(
+                bytes,
+                true,
+                Some(&public),
+                &subject.digest,
+                &silent(),
+                &manifest,
+            )
+        };
+        let sbom = envelope(
+            &key,
+            &subject.digest,
+            "https://spdx.dev/Document",
+            spdx.clone(),
+        );
+        assert_eq!(open(&sbom).unwrap(), spdx);
+        // Signed provenance, whatever annotation listed it as an SBOM.
+        let provenance = envelope(
+            &key,
+            &subject.digest,
+            "https://slsa.dev/provenance/v1",
+            serde_json::json!({"buildDefinition": {}}),
+        );
+        let err = open(&provenance).unwrap_err().to_string();
+        assert!(err.contains("not an SBOM"), "{err}");
+        // An SBOM predicate type over something that is no SBOM.
+        let note = serde_json::json!({"note": "this is not an SBOM"});
+        let fake = envelope(
+            &key,
+            &subject.digest,
+            "https://spdx.dev/Document",
+            note.clone(),
+        );
+        assert!(open(&fake).is_err());
+        // Unsigned, without a key: a document that is no SBOM is refused too.
+        let plain = serde_json::to_vec(&note).unwrap();
+        assert!(document(&plain, false, None, &subject.digest, &silent(), &manifest).is_err());
+        let plain = serde_json::to_vec(&spdx).unwrap();
+        assert!(document(&plain, false, None, &subject.digest, &silent(), &manifest).is_ok());
+    }
 }

@@ -472,13 +472,9 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
     // An SBOM of another image is refused before anything is pushed.
     let other = recipe(dir.path(), "other", 3);
     let (_, other_b) = refs(&pair, "acme/other", "1");
-    assert_ok(&build_push(
-        &pair,
-        dir.path(),
-        &other,
-        &[&other_b],
-        &["--sbom"],
-    ));
+    let built = build_push(&pair, dir.path(), &other, &[&other_b], &["--sbom"]);
+    assert_ok(&built);
+    let other_digest = built.stdout.trim().to_string();
     let other_sbom = run(pair.cmd().args(["sbom", &other_b]));
     assert_ok(&other_sbom);
     std::fs::write(&sbom_file, &other_sbom.stdout).unwrap();
@@ -494,6 +490,61 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
     assert_code(&wrong, 2);
     assert!(
         wrong.stderr.contains("the SBOM describes image"),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(pair.b.count("PUT"), 0);
+
+    // An SBOM whose payload cannot be read does not hide the others: the
+    // signed one (read first) lost its blob, the plain one is printed.
+    let attested = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
+        "attest",
+        "--key",
+        key.to_str().unwrap(),
+        "--sbom",
+        sbom_file.to_str().unwrap(),
+        &other_b,
+    ]));
+    assert_ok(&attested);
+    let other_hex = other_digest.trim_start_matches("sha256:");
+    let listed = manifest_b(&pair, "acme/other", &format!("sha256-{other_hex}")).unwrap();
+    let envelope = listed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["artifactType"] == "application/vnd.dsse.envelope.v1+json")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let envelope = manifest_b(&pair, "acme/other", &envelope).unwrap();
+    let blob = envelope["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(delete_b(&pair, &format!("acme/other/blobs/{blob}")), 202);
+    let read = run(pair.cmd().args(["sbom", &other_b]));
+    assert_ok(&read);
+    assert_eq!(read.stdout, other_sbom.stdout);
+
+    // A whole statement given as provenance must be SLSA provenance: one
+    // that calls itself an SBOM is refused before anything is pushed.
+    let statement = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": other_b, "digest": {"sha256": other_hex}}],
+        "predicateType": "https://spdx.dev/Document",
+        "predicate": {"note": "this is not an SBOM"},
+    });
+    std::fs::write(&sbom_file, statement.to_string()).unwrap();
+    pair.reset();
+    let wrong = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
+        "attest",
+        "--key",
+        key.to_str().unwrap(),
+        "--provenance",
+        sbom_file.to_str().unwrap(),
+        &other_b,
+    ]));
+    assert_code(&wrong, 2);
+    assert!(
+        wrong.stderr.contains("is not SLSA provenance"),
         "{}",
         wrong.stderr
     );
