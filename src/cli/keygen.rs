@@ -39,31 +39,45 @@ fn with_ext(prefix: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Create `path` with `mode` (refusing an existing file unless `force`).
+/// Write `path` with `mode` through a temporary file in its directory,
+/// renamed into place: a reader never sees a partial key, a file replaced
+/// with `--force` is a new file (a descriptor open on the old one, or a
+/// symlink in its place, never sees the new key), and without `force` an
+/// existing file is refused.
 fn write_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).mode(mode);
-    if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    let mut f = o.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            bad_input(format!(
-                "{} exists (use --force to replace it)",
-                path.display()
-            ))
-        } else {
-            bad_input(format!("{}: cannot be written: {e}", path.display()))
-        }
-    })?;
-    // An existing file keeps its mode: make a key file private in any case.
     use std::os::unix::fs::PermissionsExt as _;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    f.write_all(bytes)?;
+    let cannot =
+        |e: std::io::Error| bad_input(format!("{}: cannot be written: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".keygen-")
+        .tempfile_in(dir)
+        .map_err(cannot)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(cannot)?;
+    tmp.write_all(bytes).map_err(cannot)?;
+    tmp.as_file().sync_all().map_err(cannot)?;
+    let placed = if force {
+        tmp.persist(path)
+    } else {
+        tmp.persist_noclobber(path)
+    };
+    placed.map_err(|e| match e.error.kind() {
+        std::io::ErrorKind::AlreadyExists => exists(path),
+        _ => cannot(e.error),
+    })?;
     Ok(())
+}
+
+fn exists(path: &Path) -> anyhow::Error {
+    bad_input(format!(
+        "{} exists (use --force to replace it)",
+        path.display()
+    ))
 }
 
 /// `boxwright keygen`.
@@ -86,6 +100,15 @@ pub fn run(args: KeygenArgs, reporter: SharedReporter) -> Result<()> {
         None => key.to_pkcs8_pem()?,
     };
     let public = key.verifying_key().to_pem()?;
+    // Both refused before either is written.
+    if !args.force {
+        if let Some(p) = [&key_path, &pub_path]
+            .into_iter()
+            .find(|p| p.symlink_metadata().is_ok())
+        {
+            return Err(exists(p));
+        }
+    }
     write_file(&key_path, private.as_bytes(), 0o600, args.force)?;
     write_file(&pub_path, public.as_bytes(), 0o644, args.force)?;
     reporter.log(

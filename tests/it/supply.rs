@@ -1077,3 +1077,68 @@ fn supply_sign_uploads_as_its_help_says() {
         "{chunked:#?}"
     );
 }
+
+/// Figures: `keygen` refuses to replace either file without `--force`,
+/// writing neither; with `--force` each file is a new one (a descriptor
+/// open on the old key still reads the old key; a symlink in the key's
+/// place is replaced, its target untouched), mode 0600 for the key; no
+/// temporary file is left.
+#[test]
+fn keygen_writes_new_files_and_replaces_only_with_force() {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let env = crate::env::Env::new();
+    let dir = tempdir();
+    let prefix = dir.path().join("cosign");
+    let (key, public) = (dir.path().join("cosign.key"), dir.path().join("cosign.pub"));
+    let keygen = |force: bool| {
+        let mut cmd = env.cmd();
+        cmd.args(["keygen", "--output-key-prefix"]).arg(&prefix);
+        if force {
+            cmd.arg("--force");
+        }
+        run(&mut cmd)
+    };
+    assert_ok(&keygen(false));
+    let first = std::fs::read(&key).unwrap();
+
+    let again = keygen(false);
+    assert_code(&again, 2);
+    assert!(again.stderr.contains("use --force"), "{}", again.stderr);
+    assert_eq!(std::fs::read(&key).unwrap(), first);
+    // Only the public key there: the private one is not written either.
+    std::fs::remove_file(&key).unwrap();
+    assert_code(&keygen(false), 2);
+    assert!(!key.exists());
+
+    assert_ok(&keygen(true));
+    let mut old = std::fs::File::open(&key).unwrap();
+    let old_ino = old.metadata().unwrap().ino();
+    let old_text = std::fs::read(&key).unwrap();
+    assert_ok(&keygen(true));
+    let mut seen = Vec::new();
+    old.read_to_end(&mut seen).unwrap();
+    assert_eq!(seen, old_text, "the old descriptor sees the old key");
+    assert_ne!(std::fs::metadata(&key).unwrap().ino(), old_ino);
+    assert_ne!(std::fs::read(&key).unwrap(), old_text);
+
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, "untouched").unwrap();
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink(&target, &key).unwrap();
+    assert_ok(&keygen(true));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+    let meta = std::fs::symlink_metadata(&key).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&public).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["cosign.key", "cosign.pub", "elsewhere"]);
+}
