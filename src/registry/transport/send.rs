@@ -106,8 +106,11 @@ impl Client {
             match self.authorization(host, &req.scopes, ctx, budget).await {
                 Ok(auth) => auth,
                 // A token server that failed for now (5xx, 429, no answer)
-                // is asked again as the registry would be.
-                Err(err) if err.is_temporary() => return Ok(Err((err, None))),
+                // is asked again as the registry would be. (A ping that
+                // failed has spent its own retries already.)
+                Err(err) if err.is_temporary() && matches!(err.kind, ErrorKind::Auth(_)) => {
+                    return Ok(Err((err, None)))
+                }
                 Err(err) => return Err(err),
             }
         } else {
