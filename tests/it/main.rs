@@ -26,6 +26,7 @@ mod common;
 mod env;
 mod fuzz_layout;
 mod fuzz_recipe;
+mod graph_budget;
 mod hardening;
 mod harness;
 mod harness_proxy;
