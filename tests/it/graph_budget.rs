@@ -18,16 +18,16 @@ use crate::common::{assert_code, run, Run};
 use crate::env::Env;
 use crate::support::{tempdir, Answer, Registry, Scripted};
 
-const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-fn digest(body: &str) -> String {
+pub fn digest(body: &str) -> String {
     format!("sha256:{:x}", Sha256::digest(body))
 }
 
-fn descriptor(media_type: &str, body: &str) -> Value {
+pub fn descriptor(media_type: &str, body: &str) -> Value {
     json!({"mediaType": media_type, "digest": digest(body), "size": body.len()})
 }
 
@@ -46,14 +46,15 @@ fn index_of(children: &[String]) -> String {
 }
 
 /// A registry serving, as `acme/app`, `root` under the tag `1` and by
-/// digest, `documents` by digest as manifests and `blobs` by digest; the
-/// referrers API of `subject` (when given) lists `artifact`, and every
-/// other referrers or tag question is answered 404.
-fn registry(
+/// digest, `documents` by digest as manifests (of the media type each
+/// declares) and `blobs` by digest; the referrers API of each subject of
+/// `referrers` lists its artifacts, and every other question is answered
+/// 404. Every request is recorded.
+pub fn registry(
     root: (&str, String),
     documents: Vec<String>,
     blobs: &[String],
-    referrers: Option<(String, Value)>,
+    referrers: Vec<(String, Vec<Value>)>,
 ) -> Scripted {
     let mut paths: HashMap<String, (String, String)> = HashMap::new();
     let (root_type, root_body) = root;
@@ -79,8 +80,8 @@ fn registry(
         let path = format!("/v2/acme/app/blobs/{}", digest(body));
         paths.insert(path, ("application/octet-stream".into(), body.clone()));
     }
-    if let Some((subject, artifact)) = referrers {
-        let listing = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [artifact]});
+    for (subject, artifacts) in referrers {
+        let listing = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": artifacts});
         paths.insert(
             format!("/v2/acme/app/referrers/{subject}"),
             (MT_INDEX.into(), listing.to_string()),
@@ -124,7 +125,7 @@ fn counted(srv: &Scripted, env: &Env, args: &[&str]) -> (Run, usize) {
 #[test]
 fn an_index_of_too_many_indexes_is_refused_at_the_limit() {
     let children: Vec<String> = (0..MAX_MANIFESTS * 2).map(|n| child(n, 0)).collect();
-    let srv = registry((MT_INDEX, index_of(&children)), children, &[], None);
+    let srv = registry((MT_INDEX, index_of(&children)), children, &[], vec![]);
     let reference = format!("{}/acme/app:1", srv.host());
     let dest = Registry::start();
     let to = format!("{}/acme/copy:1", dest.host());
@@ -164,7 +165,7 @@ fn large_children() -> (String, Vec<String>, usize) {
 #[test]
 fn an_index_of_large_indexes_stops_at_the_byte_limit() {
     let (root, children, fit) = large_children();
-    let srv = registry((MT_INDEX, root), children.clone(), &[], None);
+    let srv = registry((MT_INDEX, root), children.clone(), &[], vec![]);
     let reference = format!("{}/acme/app:1", srv.host());
     let dest = Registry::start();
     let to = format!("{}/acme/copy:1", dest.host());
@@ -216,7 +217,7 @@ fn a_carried_artifact_is_read_within_the_budget() {
         (MT_MANIFEST, image.clone()),
         documents,
         &[config, layer],
-        Some((digest(&image), listed)),
+        vec![(digest(&image), vec![listed])],
     );
     let reference = format!("{}/acme/app:1", srv.host());
     let dest = Registry::start();

@@ -68,6 +68,7 @@ mod sinks;
 mod split_auto;
 mod supply;
 mod supply_anonymous;
+mod supply_bounds;
 mod supply_copy;
 mod supply_layout;
 mod tls;
