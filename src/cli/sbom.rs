@@ -156,11 +156,16 @@ pub async fn run(args: SbomArgs, reporter: SharedReporter) -> Result<()> {
         .head_manifest(&r.object())
         .await?
         .ok_or_else(|| anyhow!("{r}: not found"))?;
-    let (_, items, _) = referrers::items(&client, reg, repo, &info.digest).await?;
-    let mut candidates: Vec<_> = items.into_iter().filter(|i| i.kind == Kind::Sbom).collect();
+    let found = referrers::items(&client, reg, repo, &info.digest).await?;
+    let mut candidates: Vec<_> = (found.items.into_iter())
+        .filter(|i| i.kind == Kind::Sbom)
+        .collect();
     // Signed first: with a key, only signed ones count.
     candidates.sort_by_key(|i| !i.signed);
-    let mut why = Vec::new();
+    let mut why: Vec<String> = (found.refused.into_iter())
+        .filter(|(k, _)| *k == Kind::Sbom)
+        .map(|(_, note)| note)
+        .collect();
     for item in candidates {
         if key.is_some() && !item.signed {
             why.push(format!("{} is not signed", item.manifest));

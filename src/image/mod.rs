@@ -2,10 +2,12 @@
 //! manifests by digest, and blobs as files, whatever holds them (an OCI
 //! layout on disk, a registry, a build in memory). Push, copy, index and
 //! pull all see an image through [`ImageSource`] and walk its manifest
-//! graph with the one [`walk`] here, so that nesting limits, deduplication
-//! and the handling of non-distributable layers are decided once.
+//! graph with the one [`walk`] here, so that nesting limits, the budget of
+//! manifests read ([`budget`]), deduplication and the handling of
+//! non-distributable layers are decided once.
 
 pub mod archive;
+pub mod budget;
 pub mod layout;
 pub mod once;
 pub mod remote;
@@ -21,6 +23,8 @@ use futures_util::future::BoxFuture;
 use crate::error::bad_input;
 use crate::oci::{self, Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
+
+pub use budget::{Budget, MAX_MANIFESTS, MAX_MANIFEST_BYTES};
 
 /// How deep indexes may nest below the root (an index of indexes of
 /// manifests is depth 2).
@@ -93,27 +97,42 @@ impl Graph {
     }
 }
 
-/// Walk the graph of `src` from its root.
+/// Walk the graph of `src` from its root, within a [`Budget`] of its own.
 pub async fn walk(src: &dyn ImageSource) -> Result<Graph> {
+    walk_within(src, &mut Budget::default()).await
+}
+
+/// Walk the graph of `src` from its root, each manifest and index admitted
+/// to `budget` before it is fetched (several walks may share one budget:
+/// a document they share counts once).
+pub async fn walk_within(src: &dyn ImageSource, budget: &mut Budget) -> Result<Graph> {
     let mut g = Graph {
         root: src.root().clone(),
         manifests: Vec::new(),
         blobs: Vec::new(),
         left_out: Vec::new(),
     };
-    let mut seen = HashSet::new();
-    visit(src, src.root().clone(), &mut g, &mut seen, 0).await?;
+    let mut seen = Seen::default();
+    visit(src, src.root().clone(), &mut g, &mut seen, budget, 0).await?;
     if let Some((d, _)) = g.manifests.last() {
         g.root = d.clone();
     }
     Ok(g)
 }
 
+/// What one walk has met: manifests and indexes, and blobs.
+#[derive(Default)]
+struct Seen {
+    manifests: HashSet<Digest>,
+    blobs: HashSet<Digest>,
+}
+
 fn visit<'a>(
     src: &'a dyn ImageSource,
     desc: Descriptor,
     g: &'a mut Graph,
-    seen: &'a mut HashSet<Digest>,
+    seen: &'a mut Seen,
+    budget: &'a mut Budget,
     depth: usize,
 ) -> BoxFuture<'a, Result<()>> {
     Box::pin(async move {
@@ -123,9 +142,10 @@ fn visit<'a>(
                 src.locate(&desc)
             )));
         }
-        if g.manifests.iter().any(|(d, _)| d.digest == desc.digest) {
+        if !seen.manifests.insert(desc.digest.clone()) {
             return Ok(());
         }
+        budget.admit(&desc, &src.locate(&desc))?;
         let bytes = src.manifest(&desc).await?;
         let doc = Document::parse(&desc, &bytes).map_err(|e| {
             bad_input(format!(
@@ -135,7 +155,7 @@ fn visit<'a>(
         })?;
         if doc.is_index {
             for child in doc.children {
-                visit(src, child, g, seen, depth + 1).await?;
+                visit(src, child, g, seen, budget, depth + 1).await?;
             }
         } else {
             if let Some(config) = doc.config() {
@@ -144,7 +164,7 @@ fn visit<'a>(
             for b in doc.children {
                 if oci::is_non_distributable(&b.media_type) {
                     g.left_out.push((desc.digest.clone(), b));
-                } else if seen.insert(b.digest.clone()) {
+                } else if seen.blobs.insert(b.digest.clone()) {
                     g.blobs.push(b);
                 }
             }

@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::cache::BlobCache;
 use crate::error::{bad_input, Failure, Failures};
 use crate::image::remote::{parse_json, RegistryImage, RemoteBlobs};
-use crate::image::{parse_document, read_config, walk, ImageSource as _};
+use crate::image::{parse_document, read_config, walk, Budget, ImageSource as _};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{pin_untagged, PushError, PushOptions, PushReport, PushTarget, Pusher};
@@ -414,13 +414,19 @@ pub async fn copy(
 }
 
 /// `root` and, when it is an index, the manifests it lists (the index
-/// fetched from the source), children first.
+/// fetched from the source), children first: within a [`Budget`], as the
+/// walk of the image would take them, so that an index listing more than
+/// an image may have is refused here too.
 async fn with_children(blobs: &Arc<RemoteBlobs>, root: &Descriptor) -> Result<Vec<Descriptor>> {
     let mut out = Vec::new();
     if oci::is_index_media_type(&root.media_type) {
         let image = RegistryImage::open(blobs.clone(), &root.digest).await?;
         let bytes = image.manifest(image.root()).await?;
         let index: oci::Index = parse_json(&bytes, || format!("index {}", root.digest))?;
+        let mut budget = Budget::default();
+        for d in std::iter::once(image.root()).chain(&index.manifests) {
+            budget.admit(d, &image.locate(d))?;
+        }
         out.extend(index.manifests);
     }
     out.push(root.clone());

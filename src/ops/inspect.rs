@@ -16,7 +16,7 @@ use anyhow::Result;
 use crate::error::bad_input;
 use crate::image::layout::{guard, Layout};
 use crate::image::remote::RegistryImage;
-use crate::image::{parse_document, read_config, ImageSource, SizeMismatch};
+use crate::image::{parse_document, read_config, Budget, ImageSource, SizeMismatch};
 use crate::oci::{self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform};
 use crate::registry::{ErrorKind, Held, RegistryError};
 
@@ -48,14 +48,17 @@ pub struct ImageInfo {
 /// where it is listed (each distinct nested index walked once, as deep as
 /// [`crate::image::MAX_DEPTH`]). With `platform`, only the root's image of
 /// that platform (bad input when it has none). Each with its config; each
-/// distinct manifest and config read once. Layers are not read.
+/// distinct manifest and config read once, within one [`Budget`]. Layers
+/// are not read.
 pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Result<Inspection> {
     let descriptor = src.root().clone();
     let mut images = Vec::new();
     let mut index = None;
+    let mut budget = Budget::default();
     // What to show, in order, each with the nested indexes it is listed in.
     let mut pending: VecDeque<(Descriptor, Vec<Digest>)> =
         if oci::is_index_media_type(&descriptor.media_type) {
+            budget.admit(&descriptor, &src.locate(&descriptor))?;
             let idx: Index = parse_document(src, &descriptor, &src.manifest(&descriptor).await?)?;
             let m = match platform {
                 None => idx.manifests.clone(),
@@ -81,6 +84,7 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
             if !walked.insert(d.digest.clone()) {
                 continue;
             }
+            budget.admit(&d, &src.locate(&d))?;
             let nested: Index = parse_document(src, &d, &src.manifest(&d).await?)?;
             // This index is at depth `nested_in.len() + 1` (the root at 0);
             // its entries, one deeper, must be within MAX_DEPTH, as for the
@@ -104,7 +108,7 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
         let (manifest, config) = match read.get(&d.digest) {
             Some(known) => known.clone(),
             None => {
-                let known = read_image(src, &d).await?;
+                let known = read_image(src, &d, &mut budget).await?;
                 read.insert(d.digest.clone(), known.clone());
                 known
             }
@@ -133,9 +137,16 @@ pub async fn inspect(src: &dyn ImageSource, platform: Option<&Platform>) -> Resu
     })
 }
 
-/// The image manifest `d` of `src` and its config, parsed.
-async fn read_image(src: &dyn ImageSource, d: &Descriptor) -> Result<(Manifest, ImageConfig)> {
+/// The image manifest `d` of `src` and its config, parsed, each admitted
+/// to `budget` first.
+async fn read_image(
+    src: &dyn ImageSource,
+    d: &Descriptor,
+    budget: &mut Budget,
+) -> Result<(Manifest, ImageConfig)> {
+    budget.admit(d, &src.locate(d))?;
     let manifest: Manifest = parse_document(src, d, &src.manifest(d).await?)?;
+    budget.admit(&manifest.config, &src.locate(d))?;
     let config: ImageConfig = parse_document(
         src,
         &manifest.config,
@@ -352,7 +363,8 @@ impl Probed {
 /// level by level (the root, its children, theirs...), each level's blobs
 /// in the order their parents list them, a blob reported where it is first
 /// reached. Up to `jobs` probes of a level run at once; the report's order
-/// does not depend on which answers first.
+/// does not depend on which answers first. A manifest or index past the
+/// walk's [`Budget`] is `invalid`, not probed.
 async fn walk<'a, F, Fut>(root: Descriptor, jobs: usize, probe: F) -> Check
 where
     F: Fn(&Descriptor, bool) -> Fut,
@@ -360,6 +372,7 @@ where
 {
     let mut blobs: Vec<BlobCheck> = Vec::new();
     let mut seen: HashSet<Digest> = HashSet::new();
+    let mut budget = Budget::default();
     let mut level = vec![root];
     let mut depth = 0usize;
     while !level.is_empty() {
@@ -367,8 +380,24 @@ where
         let is_document = |d: &Descriptor| {
             oci::is_index_media_type(&d.media_type) || oci::is_manifest_media_type(&d.media_type)
         };
-        let probed: Vec<Probed> = stream::iter(level.iter())
-            .map(|d| probe(d, is_document(d)))
+        let refused: Vec<Option<String>> = (level.iter())
+            .map(|d| is_document(d).then(|| budget.admit(d, d.digest.as_str()).err())?)
+            .map(|e| e.map(|e| e.to_string()))
+            .collect();
+        let probed: Vec<Probed> = stream::iter(level.iter().zip(refused))
+            .map(|(d, refused)| {
+                let probing = refused.is_none().then(|| probe(d, is_document(d)));
+                async move {
+                    match probing {
+                        Some(p) => p.await,
+                        None => Probed {
+                            status: BlobStatus::Invalid,
+                            detail: refused,
+                            document: None,
+                        },
+                    }
+                }
+            })
             .buffered(jobs.max(1))
             .collect()
             .await;

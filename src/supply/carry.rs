@@ -8,7 +8,9 @@
 //! them), then the manifests by digest, the referrers tag where the
 //! destination has no referrers API, and the legacy tags. A listed artifact
 //! that cannot be read at the source is a note and passed over, as
-//! `verify` does.
+//! `verify` does. All the artifacts of one carry are read within one
+//! [`Budget`], as one image's manifests are: past it, the subject being
+//! read fails (bad input) and the subjects after it are not read.
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use super::attach::{list_in_repos, AttachOptions, Attached, Listing, RepoReport}
 use super::referrers::{self, classify, unread_note, Mode};
 use crate::error::{Failure, Failures};
 use crate::image::remote::{RegistryImage, RemoteBlobs};
-use crate::image::{walk, Graph};
+use crate::image::{walk_within, Budget, Graph};
 use crate::oci::{self, Descriptor, Digest, Manifest};
 use crate::progress::{Level, SharedReporter};
 use crate::push::{BlobBytes, Pusher};
@@ -106,6 +108,8 @@ pub async fn carry(
         .prefix("boxwright-carry-")
         .tempdir()?;
     let mut out = Vec::new();
+    let mut budget = Budget::default();
+    let mut spent: Option<Failure> = None;
     for subject in subjects {
         let mut c = Carried {
             subject: subject.digest.clone(),
@@ -117,8 +121,19 @@ pub async fn carry(
             error: None,
             repositories: Vec::new(),
         };
-        match read_source(source, &subject.digest, &mut c).await {
-            Err(e) => c.error = Some(Failure::from(e)),
+        let read = match &spent {
+            Some(f) => Err(f.clone()),
+            None => read_source(source, &subject.digest, &mut c, &mut budget)
+                .await
+                .map_err(Failure::from),
+        };
+        match read {
+            Err(e) => {
+                if budget.refused().is_some() {
+                    spent = Some(e.clone());
+                }
+                c.error = Some(e);
+            }
             Ok((found, legacy)) => {
                 if !found.is_empty() || !legacy.is_empty() {
                     push_blobs(pusher, &found, &legacy).await;
@@ -163,11 +178,13 @@ pub async fn carry(
 type Legacy = Vec<(&'static str, Found)>;
 
 /// The artifacts listed for `subject` at the source and its legacy tags,
-/// each read (manifests fetched, blobs not yet).
+/// each read (manifests fetched, blobs not yet) within `budget`: one that
+/// does not fit fails the subject.
 async fn read_source(
     source: &Arc<RemoteBlobs>,
     subject: &Digest,
     c: &mut Carried,
+    budget: &mut Budget,
 ) -> Result<(Vec<Found>, Legacy)> {
     let client = source.client();
     let (reg, repo) = source.source();
@@ -177,7 +194,7 @@ async fn read_source(
     c.source_mode = Some(mode);
     let mut found = Vec::new();
     for d in listed {
-        match read_one(source, &d).await {
+        match read_one(source, &d, budget).await {
             Ok(f) => {
                 c.artifacts.push(Attached {
                     kind: f.listing.kind,
@@ -186,12 +203,13 @@ async fn read_source(
                 });
                 found.push(f);
             }
+            Err(e) if budget.refused().is_some() => return Err(e),
             Err(e) => c.notes.push(unread_note(&d.digest, mode, &e)),
         }
     }
     let mut legacy = Vec::new();
     for (suffix, tag, d) in referrers::legacy_tags(client, reg, repo, subject).await? {
-        match read_one(source, &d).await {
+        match read_one(source, &d, budget).await {
             Ok(mut f) => {
                 // The tag's config is written anew on each destination
                 // with the layers it then lists; only the layers are sent.
@@ -199,6 +217,7 @@ async fn read_source(
                 c.cosign_tags.push(tag);
                 legacy.push((suffix, f));
             }
+            Err(e) if budget.refused().is_some() => return Err(e),
             Err(e) => c
                 .notes
                 .push(format!("{tag} could not be read, passed over: {e:#}")),
@@ -208,11 +227,11 @@ async fn read_source(
 }
 
 /// One manifest at the source (an artifact, or a legacy tag's manifest) and
-/// what it takes with it.
-async fn read_one(source: &Arc<RemoteBlobs>, d: &Descriptor) -> Result<Found> {
+/// what it takes with it, within `budget`.
+async fn read_one(source: &Arc<RemoteBlobs>, d: &Descriptor, budget: &mut Budget) -> Result<Found> {
     let root = Descriptor::new(&d.media_type, d.digest.clone(), d.size);
     let image = RegistryImage::new(source.clone(), root);
-    let graph: Graph = walk(&image).await?;
+    let graph: Graph = walk_within(&image, budget).await?;
     let (kind, layers) = match graph.root_bytes() {
         Some(bytes) if !oci::is_index_media_type(&graph.root.media_type) => {
             let m: Manifest = serde_json::from_slice(bytes)

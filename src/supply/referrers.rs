@@ -9,7 +9,10 @@
 //!   manifest whose layers are the signatures (or attestations).
 //!
 //! [`list`] reads the referrers (API or tag), [`items`] every payload layer
-//! of every form, [`payload`] one layer's bytes.
+//! of every form, [`payload`] one layer's bytes. What is read of one image
+//! is bounded: [`MAX_REFERRERS`] artifacts, [`MAX_ARTIFACT_LAYERS`] payload
+//! layers in each and [`MAX_PAYLOADS`] in all; an artifact past these is
+//! refused with a note, none of its payloads fetched.
 
 use std::ops::ControlFlow;
 
@@ -26,6 +29,16 @@ use crate::registry::{Client, ErrorContext, RegistryError};
 
 /// Largest payload read back (an SBOM of a big image is a few MiB).
 pub const MAX_PAYLOAD: u64 = 64 << 20;
+
+/// Most payload layers read of one artifact: a signature, SBOM or
+/// attestation manifest has one, and cosign's legacy `.sig` tag one per
+/// signature of the image. One listing more is refused (each layer would
+/// cost a request).
+pub const MAX_ARTIFACT_LAYERS: usize = 64;
+
+/// Most payload layers read of all the artifacts of one image together;
+/// an artifact that would take them past it is refused.
+pub const MAX_PAYLOADS: usize = 1024;
 
 /// The tag of the referrers tag schema for `subject`.
 pub fn fallback_tag(subject: &Digest) -> String {
@@ -169,6 +182,14 @@ pub(crate) fn classify(artifact_type: &str, layer: &Descriptor) -> (Kind, bool) 
     (Kind::of_predicate(predicate), signed)
 }
 
+/// One artifact manifest read: its payload layers as items, or, when it
+/// lists more than [`MAX_ARTIFACT_LAYERS`], its kind and how many it lists
+/// (none parsed).
+enum Read {
+    Items(Vec<Item>),
+    TooMany { kind: Kind, layers: usize },
+}
+
 /// The layers of the manifest `manifest` as items.
 async fn manifest_items(
     client: &Client,
@@ -177,7 +198,7 @@ async fn manifest_items(
     manifest: &str,
     source: &str,
     artifact_type: Option<&str>,
-) -> Result<Vec<Item>> {
+) -> Result<Read> {
     let (info, bytes) = client.repo(registry, repo).get_manifest(manifest).await?;
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|_| anyhow!("{registry}/{repo}@{manifest} is not JSON"))?;
@@ -185,21 +206,32 @@ async fn manifest_items(
         .map(str::to_string)
         .or_else(|| v["artifactType"].as_str().map(str::to_string))
         .unwrap_or_default();
+    let listed = v["layers"].as_array().map_or(0, Vec::len);
+    if listed > MAX_ARTIFACT_LAYERS {
+        let first = serde_json::from_value::<Descriptor>(v["layers"][0].clone()).ok();
+        let kind = first.map_or(Kind::Other, |l| classify(&artifact_type, &l).0);
+        return Ok(Read::TooMany {
+            kind,
+            layers: listed,
+        });
+    }
     let layers: Vec<Descriptor> = serde_json::from_value(v["layers"].clone()).unwrap_or_default();
-    Ok(layers
-        .into_iter()
-        .map(|layer| {
-            let (kind, signed) = classify(&artifact_type, &layer);
-            Item {
-                source: source.to_string(),
-                manifest: info.digest.clone(),
-                artifact_type: artifact_type.clone(),
-                kind,
-                signed,
-                layer,
-            }
-        })
-        .collect())
+    Ok(Read::Items(
+        layers
+            .into_iter()
+            .map(|layer| {
+                let (kind, signed) = classify(&artifact_type, &layer);
+                Item {
+                    source: source.to_string(),
+                    manifest: info.digest.clone(),
+                    artifact_type: artifact_type.clone(),
+                    kind,
+                    signed,
+                    layer,
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// Most artifacts read for one image; a listing naming more is refused
@@ -257,19 +289,64 @@ pub async fn legacy_tags(
     Ok(out)
 }
 
+/// What is attached to an image, as [`items`] reads it.
+#[derive(Clone, Debug)]
+pub struct Payloads {
+    /// Where referrers are listed.
+    pub mode: Mode,
+    /// Every payload layer read, at most [`MAX_PAYLOADS`].
+    pub items: Vec<Item>,
+    /// A note for each listed artifact that could not be read, passed over.
+    pub unread: Vec<String>,
+    /// Artifacts refused for listing more payload layers than are read
+    /// ([`MAX_ARTIFACT_LAYERS`], [`MAX_PAYLOADS`]), each with its kind
+    /// and a note naming the limit; none of their payloads is fetched.
+    pub refused: Vec<(Kind, String)>,
+}
+
+impl Payloads {
+    /// Take the artifact `what` read as `read`, or refuse it.
+    fn take(&mut self, what: &str, read: Read) {
+        let refusal = match read {
+            Read::TooMany { kind, layers } => (
+                kind,
+                format!(
+                    "{what} lists {layers} payload layers, more than the {MAX_ARTIFACT_LAYERS} \
+                     boxwright reads of one artifact: refused, none fetched"
+                ),
+            ),
+            Read::Items(items) if self.items.len() + items.len() > MAX_PAYLOADS => (
+                items.first().map_or(Kind::Other, |i| i.kind),
+                format!(
+                    "{what} lists {} payload layers, which would take those read of the image \
+                     past the {MAX_PAYLOADS} boxwright reads: refused, none fetched",
+                    items.len()
+                ),
+            ),
+            Read::Items(items) => return self.items.extend(items),
+        };
+        self.refused.push(refusal);
+    }
+}
+
 /// Every payload attached to `subject` in `repo`: the referrers (API or
-/// tag) and cosign's legacy tags; also where referrers are listed, and a
-/// note for each listed artifact that could not be read (deleted since it
-/// was listed, or not a manifest), which is then passed over.
+/// tag) and cosign's legacy tags; also where referrers are listed, a note
+/// for each listed artifact that could not be read (deleted since it was
+/// listed, or not a manifest), which is then passed over, and the
+/// artifacts refused for their number of payloads.
 pub async fn items(
     client: &Client,
     registry: &str,
     repo: &str,
     subject: &Digest,
-) -> Result<(Mode, Vec<Item>, Vec<String>)> {
+) -> Result<Payloads> {
     let (mode, listed) = listed(client, registry, repo, subject).await?;
-    let mut out = Vec::new();
-    let mut unread = Vec::new();
+    let mut out = Payloads {
+        mode,
+        items: Vec::new(),
+        unread: Vec::new(),
+        refused: Vec::new(),
+    };
     for d in listed {
         match manifest_items(
             client,
@@ -281,8 +358,8 @@ pub async fn items(
         )
         .await
         {
-            Ok(found) => out.extend(found),
-            Err(e) => unread.push(unread_note(&d.digest, mode, &e)),
+            Ok(read) => out.take(&format!("artifact {} in {}", d.digest, mode.name()), read),
+            Err(e) => out.unread.push(unread_note(&d.digest, mode, &e)),
         }
     }
     for (suffix, tag, _) in legacy_tags(client, registry, repo, subject).await? {
@@ -291,11 +368,11 @@ pub async fn items(
             _ => MEDIA_TYPE_DSSE,
         };
         let source = format!("tag {tag}");
-        out.extend(
-            manifest_items(client, registry, repo, &tag, &source, Some(artifact_type)).await?,
-        );
+        let read =
+            manifest_items(client, registry, repo, &tag, &source, Some(artifact_type)).await?;
+        out.take(&source, read);
     }
-    Ok((mode, out, unread))
+    Ok(out)
 }
 
 /// The bytes of a payload layer (at most [`MAX_PAYLOAD`]), checked against

@@ -7,8 +7,9 @@
 //! over its payload and the payload names the digest; an attestation when
 //! its DSSE envelope verifies and its statement's subject is the digest.
 //! Anything else found (a tampered signature, an attestation about another
-//! image, an unsigned SBOM) is reported as a note, and fails the check only
-//! when nothing valid of that kind is there.
+//! image, an unsigned SBOM, an artifact refused for listing more payloads
+//! than are read) is reported as a note, and fails the check only when
+//! nothing valid of that kind is there.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -222,16 +223,22 @@ async fn check_one(
         }
     };
     h.digest = Some(digest.clone());
-    let (mode, items, unread) = match referrers::items(client, reg, repo, &digest).await {
+    let found = match referrers::items(client, reg, repo, &digest).await {
         Ok(x) => x,
         Err(e) => {
             h.problems.push(format!("reading what is attached: {e:#}"));
             return h;
         }
     };
-    h.mode = Some(mode);
-    h.notes.extend(unread);
-    for item in items {
+    h.mode = Some(found.mode);
+    h.notes.extend(found.unread);
+    // Refused for their number of payloads: found, and not valid.
+    for (kind, note) in found.refused {
+        *h.invalid.entry(kind.name().to_string()).or_default() += 1;
+        h.kind_notes.push((kind, note.clone()));
+        h.notes.push(note);
+    }
+    for item in found.items {
         if let Err(note) = check_item(client, r, key, &digest, &item, &mut h).await {
             let counts = if item.signed {
                 &mut h.invalid

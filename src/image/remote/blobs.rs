@@ -333,6 +333,12 @@ impl ImageSource for RegistryImage {
         Box::pin(self.blobs.fetch(desc))
     }
 
+    /// `registry/repository@digest`.
+    fn locate(&self, desc: &Descriptor) -> String {
+        let (reg, repo) = self.blobs.source();
+        format!("{reg}/{repo}@{}", desc.digest)
+    }
+
     fn mount_hints(&self, registry: &str, _desc: &Descriptor) -> Vec<String> {
         let (reg, repo) = self.blobs.source();
         if reg == registry {

@@ -1,0 +1,102 @@
+//! What `verify --key` reads of the artifacts attached to an image is
+//! bounded: an artifact listing more payload layers than one is read of
+//! (`MAX_ARTIFACT_LAYERS`), or that would take those read of the image
+//! past `MAX_PAYLOADS`, is refused with a note and counted invalid, and
+//! none of its payloads is asked for.
+
+use serde_json::{json, Value};
+
+use boxwright::supply::referrers::{MAX_ARTIFACT_LAYERS, MAX_PAYLOADS};
+
+use crate::common::{assert_code, assert_ok, run};
+use crate::env::Env;
+use crate::graph_budget::{descriptor, digest, registry, MT_MANIFEST};
+use crate::support::tempdir;
+
+const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+/// A cosign signature artifact about `subject` holding `layers` signature
+/// layers (payloads the registry does not hold), told apart by `n`.
+fn signatures(subject: &str, n: usize, layers: usize) -> String {
+    let empty = "{}";
+    let layers: Vec<Value> = (0..layers)
+        .map(|i| {
+            let mut d = descriptor(SIMPLE_SIGNING, &format!("payload {n} {i}"));
+            d["annotations"] = json!({"dev.cosignproject.cosign/signature": "MEUCIQ=="});
+            d
+        })
+        .collect();
+    json!({"schemaVersion": 2, "mediaType": MT_MANIFEST, "artifactType": SIGNATURE,
+           "config": descriptor("application/vnd.oci.empty.v1+json", empty),
+           "layers": layers,
+           "subject": {"mediaType": MT_MANIFEST, "digest": subject, "size": 2}})
+    .to_string()
+}
+
+/// Figures: an image whose referrers are one signature artifact of 1,000
+/// layers and twenty of 60. The first is refused whole (more than 64
+/// layers); seventeen of the others are read (1,020 payloads), the last
+/// three refused (they would pass 1,024); the registry is asked for the
+/// 1,020 payloads and no other (all 2,200 were asked for, one request
+/// each), and `--json` counts the four refused artifacts invalid, each
+/// with a note naming its limit.
+#[test]
+fn verify_reads_a_bounded_number_of_payloads() {
+    let image = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+                       "config": descriptor("application/vnd.oci.image.config.v1+json", "{}"),
+                       "layers": []})
+    .to_string();
+    let subject = digest(&image);
+    let mut artifacts = vec![signatures(&subject, 0, 1_000)];
+    artifacts.extend((1..=20).map(|n| signatures(&subject, n, 60)));
+    let listed: Vec<Value> = (artifacts.iter())
+        .map(|a| {
+            let mut d = descriptor(MT_MANIFEST, a);
+            d["artifactType"] = json!(SIGNATURE);
+            d
+        })
+        .collect();
+    let srv = registry(
+        (MT_MANIFEST, image),
+        artifacts,
+        &[],
+        vec![(subject.clone(), listed)],
+    );
+    let env = Env::new();
+    let dir = tempdir();
+    let prefix = dir.path().join("cosign");
+    assert_ok(&run(env
+        .cmd()
+        .args(["keygen", "--output-key-prefix"])
+        .arg(&prefix)));
+    let reference = format!("{}/acme/app:1", srv.host());
+    let r = run(env
+        .cmd()
+        .args(["verify", "--json", "--retries", "0", "--key"])
+        .arg(dir.path().join("cosign.pub"))
+        .arg(&reference));
+    assert_code(&r, 1);
+
+    let read = 17 * 60;
+    assert!(read <= MAX_PAYLOADS && read + 60 > MAX_PAYLOADS);
+    let blob_gets = (srv.requests().iter())
+        .filter(|q| q.method == "GET" && q.path().contains("/blobs/"))
+        .count();
+    assert_eq!(blob_gets, read);
+
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let held = &v["supply"]["references"][0];
+    // Each payload asked for is missing: invalid too.
+    assert_eq!(held["invalid"]["signature"], read + 4, "{held}");
+    let notes: Vec<&str> = (held["notes"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .filter(|n| n.contains("refused, none fetched"))
+        .collect();
+    assert_eq!(notes.len(), 4, "{notes:#?}");
+    assert!(notes[0].contains("1000 payload layers"), "{}", notes[0]);
+    assert!(notes[0].contains(&format!("the {MAX_ARTIFACT_LAYERS} ")));
+    for n in &notes[1..] {
+        assert!(n.contains(&format!("the {MAX_PAYLOADS} ")), "{n}");
+    }
+}
