@@ -302,7 +302,7 @@ pub async fn verify_supply(
         Ok(())
     } else {
         Err(boxwright::error::input_if(
-            digests.is_bad_input(),
+            digests.is_bad_input() || supply.is_bad_input(),
             format!("verify failed: {}", problems.join("; ")),
         ))
     }

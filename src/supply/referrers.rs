@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use super::artifact::Kind;
 use super::{ANNOTATION_PREDICATE_TYPE, ARTIFACT_SIGNATURE, MEDIA_TYPE_DSSE};
+use crate::error::bad_input;
 use crate::oci::{Descriptor, Digest, MEDIA_TYPE_INDEX};
 use crate::registry::pages::Listing;
 use crate::registry::{Client, ErrorContext, RegistryError};
@@ -134,7 +135,7 @@ pub async fn tagged(
     }
     let (_, bytes) = client.repo(registry, repo).get_manifest(tag).await?;
     let v = serde_json::from_slice(&bytes)
-        .map_err(|_| anyhow!("{registry}/{repo}:{tag} is not JSON"))?;
+        .map_err(|_| bad_input(format!("{registry}/{repo}:{tag} is not JSON")))?;
     Ok(Some(v))
 }
 
@@ -148,10 +149,20 @@ pub async fn list(
     if let Some(found) = referrers_api(client, registry, repo, subject).await? {
         return Ok((Mode::ReferrersApi, found));
     }
-    let index = tagged(client, registry, repo, &fallback_tag(subject)).await?;
-    let manifests = index
-        .and_then(|i| i.get("manifests").and_then(Value::as_array).cloned())
-        .unwrap_or_default();
+    let tag = fallback_tag(subject);
+    let manifests = match tagged(client, registry, repo, &tag).await? {
+        None => Vec::new(),
+        Some(index) => index
+            .get("manifests")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| {
+                bad_input(format!(
+                    "{registry}/{repo}:{tag} is not an image index (no manifests list), \
+                     which this tag of the referrers tag schema must be"
+                ))
+            })?,
+    };
     Ok((Mode::TagSchema, manifests))
 }
 

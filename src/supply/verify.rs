@@ -53,6 +53,10 @@ pub struct Holding {
     /// is the resolution's.
     #[serde(skip)]
     unresolved: bool,
+    /// What is attached could not be read for a fault of the registry's
+    /// documents (bad input, exit 2), not of its answers.
+    #[serde(skip)]
+    bad_input: bool,
     /// Why this reference fails the check.
     pub problems: Vec<String>,
     pub ok: bool,
@@ -71,6 +75,12 @@ impl SupplyReport {
     /// Every problem, each naming its reference; `None` when all is well.
     pub fn problem(&self) -> Option<String> {
         self.problems_of(|_| true)
+    }
+
+    /// Whether what is attached to a reference could not be read because
+    /// the registry's documents are malformed (exit 2).
+    pub fn is_bad_input(&self) -> bool {
+        self.references.iter().any(|h| h.bad_input)
     }
 
     /// Like [`SupplyReport::problem`], without the references that did not
@@ -210,6 +220,7 @@ async fn check_one(
         invalid: BTreeMap::new(),
         kind_notes: Vec::new(),
         unresolved: false,
+        bad_input: false,
         problems: Vec::new(),
         ok: false,
     };
@@ -226,6 +237,7 @@ async fn check_one(
     let found = match referrers::items(client, reg, repo, &digest).await {
         Ok(x) => x,
         Err(e) => {
+            h.bad_input = crate::error::is_bad_input(&e);
             h.problems.push(format!("reading what is attached: {e:#}"));
             return h;
         }

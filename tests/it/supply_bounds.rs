@@ -10,7 +10,7 @@ use boxwright::supply::referrers::{MAX_ARTIFACT_LAYERS, MAX_PAYLOADS};
 
 use crate::common::{assert_code, assert_ok, run};
 use crate::env::Env;
-use crate::graph_budget::{descriptor, digest, registry, MT_MANIFEST};
+use crate::graph_budget::{descriptor, digest, registry, MT_INDEX, MT_MANIFEST};
 use crate::support::tempdir;
 
 const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
@@ -98,5 +98,53 @@ fn verify_reads_a_bounded_number_of_payloads() {
     assert!(notes[0].contains(&format!("the {MAX_ARTIFACT_LAYERS} ")));
     for n in &notes[1..] {
         assert!(n.contains(&format!("the {MAX_PAYLOADS} ")), "{n}");
+    }
+}
+
+/// Figures: a referrers tag (`sha256-<hex>`, the referrers API absent)
+/// that is not JSON, or JSON without a `manifests` list, is bad input
+/// (exit 2) naming the tag, not an image with no artifacts.
+#[test]
+fn a_referrers_tag_that_is_not_an_index_is_bad_input() {
+    let image = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+                       "config": descriptor("application/vnd.oci.image.config.v1+json", "{}"),
+                       "layers": []})
+    .to_string();
+    let subject = digest(&image);
+    let tag = format!("sha256-{}", subject.trim_start_matches("sha256:"));
+    let env = Env::new();
+    let dir = tempdir();
+    assert_ok(&run(env
+        .cmd()
+        .args(["keygen", "--output-key-prefix"])
+        .arg(dir.path().join("cosign"))));
+    for listing in ["not json", r#"{"schemaVersion":2,"layers":[]}"#] {
+        let (image, subject, listed_as) = (image.clone(), subject.clone(), tag.clone());
+        let srv = crate::support::Scripted::start(move |req| {
+            let path = req.path();
+            let body = if path == "/v2/" {
+                "{}".to_string()
+            } else if path == "/v2/acme/app/manifests/1"
+                || path == format!("/v2/acme/app/manifests/{subject}")
+            {
+                image.clone()
+            } else if path == format!("/v2/acme/app/manifests/{listed_as}") {
+                listing.to_string()
+            } else {
+                return crate::support::Answer::json("404 Not Found", r#"{"errors":[]}"#);
+            };
+            crate::support::Answer::new("200 OK")
+                .header("Content-Type", MT_INDEX)
+                .header("Docker-Content-Digest", &digest(&body))
+                .body(&body)
+        });
+        let reference = format!("{}/acme/app:1", srv.host());
+        let r = run(env
+            .cmd()
+            .args(["verify", "--retries", "0", "--key"])
+            .arg(dir.path().join("cosign.pub"))
+            .arg(&reference));
+        assert_code(&r, 2);
+        assert!(r.stderr.contains(&tag), "{}", r.stderr);
     }
 }
