@@ -1,7 +1,8 @@
 //! A lock and its wheels are untrusted input: a wheel path that leaves the
 //! build context, a package listed twice for one platform, wheels whose
 //! members clash with each other or with the files an install generates,
-//! and a `requirements.txt` whose hashes name no wheel of its pin are
+//! a `requirements.txt` whose hashes name no wheel of its pin, and
+//! `find_links` entries named like wheels that are not files are
 //! refused (exit 2), naming the lock or the wheel and what is wrong.
 
 use std::fs;
@@ -192,4 +193,42 @@ fn python_a_requirement_is_installed_only_from_a_wheel_its_hashes_name() {
         r.stderr
     );
     assert_eq!(fs::read(dir.path().join("out/index.json")).unwrap(), built);
+}
+
+/// Figures: a `find_links` entry named like a wheel that is a named pipe,
+/// a link to a device or a directory is bad input (exit 2) naming it,
+/// read from no further than its type.
+#[test]
+fn python_find_links_entries_that_are_not_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("wheels");
+    let file = demo(&w, "1.0", &[("demo/__init__.py", 0o644, b"locked")]);
+    let locked = sha256(&fs::read(w.join(&file)).unwrap());
+    write(
+        &dir.path().join("requirements.txt"),
+        &format!("demo==1.0 --hash={locked}\n"),
+    );
+    let recipe = RECIPE.replace("pylock.toml", "requirements.txt") + "find_links = [\"wheels\"]\n";
+    let odd = w.join("demo-0.9-py3-none-any.whl");
+    let cache = dir.path().join("cache");
+    for kind in ["fifo", "device", "directory"] {
+        let made = match kind {
+            "fifo" => std::process::Command::new("mkfifo").arg(&odd).status(),
+            "device" => std::process::Command::new("ln")
+                .args(["-s", "/dev/zero"])
+                .arg(&odd)
+                .status(),
+            _ => std::process::Command::new("mkdir").arg(&odd).status(),
+        };
+        assert!(made.unwrap().success(), "{kind}");
+        let r = build_layer(dir.path(), &cache, &recipe);
+        assert_code(&r, 2);
+        assert!(
+            r.stderr.contains("find_links wheel") && r.stderr.contains("demo-0.9-py3-none-any.whl"),
+            "{kind}: {}",
+            r.stderr
+        );
+        let _ = fs::remove_file(&odd);
+        let _ = fs::remove_dir(&odd);
+    }
 }

@@ -204,7 +204,9 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
     let mut by_hash = BTreeMap::new();
     if !lock_path.to_string_lossy().ends_with(".toml") {
         for path in by_name.values() {
-            by_hash.insert(fetch::hash_file(path)?.hex().to_string(), path.clone());
+            let hash = fetch::hash_file(path)
+                .map_err(|e| err_at(at, format!("find_links wheel {}: {e:#}", path.display())))?;
+            by_hash.insert(hash.hex().to_string(), path.clone());
         }
     }
     let packages = lock::read(&lock_path, &by_hash).map_err(|e| err_at(at, e))?;
