@@ -157,6 +157,18 @@ pub fn sign(pair: &Pair, key: &Path, refs: &[&str]) -> Run {
     run(c.args(refs))
 }
 
+/// `attest --key KEY --WHAT FILE REFS...` (WHAT: `sbom` or `provenance`).
+pub fn attest(pair: &Pair, key: &Path, what: &str, file: &Path, refs: &[&str]) -> Run {
+    let mut c = pair.cmd();
+    c.env("COSIGN_PASSWORD", PASSWORD)
+        .arg("attest")
+        .arg("--key")
+        .arg(key)
+        .arg(format!("--{what}"))
+        .arg(file);
+    run(c.args(refs))
+}
+
 pub fn build_push(pair: &Pair, dir: &Path, recipe: &Path, to: &[&str], extra: &[&str]) -> Run {
     let mut c = pair.cmd();
     c.env("COSIGN_PASSWORD", PASSWORD)
@@ -408,15 +420,7 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
     let spdx_dir = tempdir();
     let sbom_file = spdx_dir.path().join("s.json");
     std::fs::write(&sbom_file, &s.stdout).unwrap();
-    let attested = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
-        "attest",
-        "--key",
-        key.to_str().unwrap(),
-        "--sbom",
-        sbom_file.to_str().unwrap(),
-        &a_ref,
-        &b_ref,
-    ]));
+    let attested = attest(&pair, &key, "sbom", &sbom_file, &[&a_ref, &b_ref]);
     assert_ok(&attested);
     let index = manifest_b(&pair, "acme/tool", &format!("sha256-{hex}")).unwrap();
     let types: Vec<&str> = index["manifests"]
@@ -479,14 +483,7 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
     assert_ok(&other_sbom);
     std::fs::write(&sbom_file, &other_sbom.stdout).unwrap();
     pair.reset();
-    let wrong = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
-        "attest",
-        "--key",
-        key.to_str().unwrap(),
-        "--sbom",
-        sbom_file.to_str().unwrap(),
-        &b_ref,
-    ]));
+    let wrong = attest(&pair, &key, "sbom", &sbom_file, &[&b_ref]);
     assert_code(&wrong, 2);
     assert!(
         wrong.stderr.contains("the SBOM describes image"),
@@ -497,14 +494,7 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
 
     // An SBOM whose payload cannot be read does not hide the others: the
     // signed one (read first) lost its blob, the plain one is printed.
-    let attested = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
-        "attest",
-        "--key",
-        key.to_str().unwrap(),
-        "--sbom",
-        sbom_file.to_str().unwrap(),
-        &other_b,
-    ]));
+    let attested = attest(&pair, &key, "sbom", &sbom_file, &[&other_b]);
     assert_ok(&attested);
     let other_hex = other_digest.trim_start_matches("sha256:");
     let listed = manifest_b(&pair, "acme/other", &format!("sha256-{other_hex}")).unwrap();
@@ -534,14 +524,7 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
     });
     std::fs::write(&sbom_file, statement.to_string()).unwrap();
     pair.reset();
-    let wrong = run(pair.cmd().env("COSIGN_PASSWORD", PASSWORD).args([
-        "attest",
-        "--key",
-        key.to_str().unwrap(),
-        "--provenance",
-        sbom_file.to_str().unwrap(),
-        &other_b,
-    ]));
+    let wrong = attest(&pair, &key, "provenance", &sbom_file, &[&other_b]);
     assert_code(&wrong, 2);
     assert!(
         wrong.stderr.contains("is not SLSA provenance"),

@@ -34,6 +34,14 @@ fn signatures(subject: &str, n: usize, layers: usize) -> String {
     .to_string()
 }
 
+/// An image manifest of no layers.
+fn empty_image() -> String {
+    json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+                       "config": descriptor("application/vnd.oci.image.config.v1+json", "{}"),
+                       "layers": []})
+    .to_string()
+}
+
 /// Figures: an image whose referrers are one signature artifact of 1,000
 /// layers and twenty of 60. The first is refused whole (more than 64
 /// layers); seventeen of the others are read (1,020 payloads), the last
@@ -43,10 +51,7 @@ fn signatures(subject: &str, n: usize, layers: usize) -> String {
 /// with a note naming its limit.
 #[test]
 fn verify_reads_a_bounded_number_of_payloads() {
-    let image = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
-                       "config": descriptor("application/vnd.oci.image.config.v1+json", "{}"),
-                       "layers": []})
-    .to_string();
+    let image = empty_image();
     let subject = digest(&image);
     let mut artifacts = vec![signatures(&subject, 0, 1_000)];
     artifacts.extend((1..=20).map(|n| signatures(&subject, n, 60)));
@@ -106,10 +111,7 @@ fn verify_reads_a_bounded_number_of_payloads() {
 /// (exit 2) naming the tag, not an image with no artifacts.
 #[test]
 fn a_referrers_tag_that_is_not_an_index_is_bad_input() {
-    let image = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
-                       "config": descriptor("application/vnd.oci.image.config.v1+json", "{}"),
-                       "layers": []})
-    .to_string();
+    let image = empty_image();
     let subject = digest(&image);
     let tag = format!("sha256-{}", subject.trim_start_matches("sha256:"));
     let env = Env::new();
