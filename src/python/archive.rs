@@ -436,6 +436,22 @@ mod tests {
     }
 
     #[test]
+    fn a_sparse_map_over_a_mebibyte_is_refused_whichever_member_is_extracted() {
+        use crate::layer::bounded::{tests::sparse_tar, MAX_SPARSE_BLOCKS};
+        let tar = sparse_tar("bin/tool", MAX_SPARSE_BLOCKS + 1, false);
+        let zst = zstd::encode_all(&tar[..], 19).unwrap();
+        assert!(zst.len() < 2048, "{}", zst.len());
+        for want in ["bin/tool", "after"] {
+            let said = refused(&zst, want);
+            assert!(
+                said.starts_with(&format!("https://x/a: extracting {want:?}"))
+                    && said.contains("the sparse file \"bin/tool\" of the tar has more than 2048"),
+                "{said}"
+            );
+        }
+    }
+
+    #[test]
     fn a_gnu_sparse_member_is_extracted_with_its_holes() {
         // `tar -S` of a file with a 1024-byte hole, then "hello".
         let mut h = tar::Header::new_gnu();
