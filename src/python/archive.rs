@@ -17,6 +17,8 @@ use crate::cache::BlobCache;
 use crate::error::bad_input;
 use crate::oci::{Digest, Hashing};
 
+use super::zip_entries::Fault;
+
 /// An extracted member: its cached file and whether the archive marks it executable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -199,37 +201,25 @@ fn link_member(name: &str, kind: &str, target: &[u8]) -> anyhow::Error {
     ))
 }
 
-/// The first name a zip's central directory lists twice, if any. The zip
-/// crate keeps the last entry of a name and does not tell (as unzip keeps
-/// the last file), so a repeat is looked for here: which copy is meant is
-/// not guessed. `f` is the zip, its central directory at `dir_start`.
-pub(crate) fn repeated_name(f: &File, dir_start: u64) -> io::Result<Option<String>> {
-    let mut r = BufReader::new(f);
-    r.seek(SeekFrom::Start(dir_start))?;
-    let mut seen = std::collections::HashSet::new();
-    let mut header = [0u8; 46];
-    // A central directory record: its signature, fixed fields, then the
-    // name, extra field and comment of the lengths the fields give.
-    while r.read_exact(&mut header).is_ok() && header[..4] == *b"PK\x01\x02" {
-        let len = |at: usize| usize::from(u16::from_le_bytes([header[at], header[at + 1]]));
-        let mut name = vec![0u8; len(28)];
-        r.read_exact(&mut name)?;
-        r.seek_relative((len(30) + len(32)) as i64)?;
-        if !seen.insert(name.clone()) {
-            return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
-        }
-    }
-    Ok(None)
-}
-
 /// Copy zip member `name` to `out`; `Some(executable)` when found.
 fn from_zip(f: File, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
     let raw = f.try_clone()?;
     let mut zip = zip::ZipArchive::new(BufReader::new(f)).context("reading the zip archive")?;
-    if repeated_name(&raw, zip.central_directory_start())?.as_deref() == Some(name) {
-        return Err(bad_input(format!(
+    // A name listed twice is refused when it is the member's: the zip crate
+    // keeps the last copy, as unzip does; which one is meant is not guessed.
+    match super::zip_entries::fault(&raw, &mut zip)? {
+        Some(Fault::Repeated(n)) if n != name => {}
+        Some(Fault::Repeated(_)) => {
+            return Err(bad_input(format!(
             "the archive holds {name:?} more than once; extract from an archive that holds it once"
-        )));
+        )))
+        }
+        Some(fault) => {
+            return Err(bad_input(format!(
+                "{fault}; the zip is damaged or hostile, extract from another"
+            )))
+        }
+        None => {}
     }
     let mut m = match zip.by_name(name) {
         Ok(m) => m,
@@ -411,6 +401,32 @@ mod tests {
             let said = refused(&twice, "bin/tool");
             assert!(said.contains("more than once"), "{other}: {said}");
         }
+    }
+
+    #[test]
+    fn a_zip_whose_entries_overlap_or_are_renamed_is_refused() {
+        use crate::python::zip_entries::tests::raw_zip;
+        // `other` renamed `tool` by a Unicode Path extra field: the zip
+        // crate reads one `tool`, holding the second entry's bytes.
+        let renamed = raw_zip(&[
+            ("tool", b"FIRST\n", None, None),
+            ("other", b"SECOND\n", Some("tool"), None),
+        ]);
+        let said = refused(&renamed, "tool");
+        assert!(
+            said.starts_with("https://x/a: entry \"other\" is renamed \"tool\"")
+                && said.ends_with("the zip is damaged or hostile, extract from another"),
+            "{said}"
+        );
+        let bomb = raw_zip(&[
+            ("tool", &[0; 4096], None, None),
+            ("copy", b"", None, Some(0)),
+        ]);
+        let said = refused(&bomb, "tool");
+        assert!(
+            said.contains("entries \"copy\" and \"tool\" overlap in the zip"),
+            "{said}"
+        );
     }
 
     #[test]

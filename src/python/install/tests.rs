@@ -344,3 +344,57 @@ fn a_wheel_that_holds_a_name_twice_is_refused() {
     let err = format!("{:#}", open(&wheel).unwrap_err());
     assert!(err.contains("\"demo/a.py\" is in the wheel twice"), "{err}");
 }
+
+#[test]
+fn a_wheel_whose_entries_overlap_or_are_renamed_is_refused_when_planned() {
+    use crate::python::zip_entries::tests::raw_zip;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let meta = (
+        "demo-1.0.dist-info/METADATA",
+        &b"Name: demo\n"[..],
+        None,
+        None,
+    );
+    let cases = [
+        (
+            vec![
+                ("demo/z0", &[0u8; 1024][..], None, None),
+                ("demo/z1", b"", None, Some(0)),
+                meta,
+            ],
+            "entries \"demo/z0\" and \"demo/z1\" overlap in the zip",
+        ),
+        (
+            vec![
+                ("demo/a.py", b"1", None, None),
+                ("demo/b.py", b"2", Some("demo/a.py"), None),
+                meta,
+            ],
+            "entry \"demo/b.py\" is renamed \"demo/a.py\" by its Unicode Path extra field",
+        ),
+        (
+            vec![
+                (
+                    "demo/notes.txt",
+                    b"import os\n",
+                    Some("sitecustomize.py"),
+                    None,
+                ),
+                meta,
+            ],
+            "entry \"demo/notes.txt\" is renamed \"sitecustomize.py\"",
+        ),
+    ];
+    for (entries, said) in cases {
+        std::fs::write(&wheel, raw_zip(&entries)).unwrap();
+        let err = plan(&wheel, "demo", &short_scheme()).unwrap_err();
+        assert!(crate::error::is_bad_input(&err), "{err:#}");
+        let err = err.to_string();
+        assert!(
+            err.starts_with(&format!("{}: {said}", wheel.display()))
+                && err.ends_with("the wheel is damaged or hostile, build it again"),
+            "{err}"
+        );
+    }
+}
