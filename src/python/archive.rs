@@ -121,7 +121,8 @@ const MAX_MEMBER: u64 = super::fetch::MAX_SIZE;
 
 /// The most a compressed tar may unpack to while its member is looked for:
 /// a small archive that unpacks without end is refused, not read for hours.
-const MAX_UNPACKED: u64 = 4 * MAX_MEMBER;
+/// Also the most a wheel's members may declare in all, as a wheel is read whole.
+pub(crate) const MAX_UNPACKED: u64 = 4 * MAX_MEMBER;
 
 /// The memory the xz decoder may take (`xz -9` needs 65 MiB).
 const XZ_MEMLIMIT: u64 = 256 << 20;

@@ -29,6 +29,7 @@ use anyhow::{anyhow, Context, Result};
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+use super::archive::MAX_UNPACKED;
 use super::zip_entries::Fault;
 use crate::error::bad_input;
 use crate::oci::{Digest, Hashing};
@@ -158,6 +159,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     let mut origins = Vec::new();
     let mut record = Vec::new();
     let mut entry_points = None;
+    let mut unpacked = 0u64;
     for i in 0..zip.len() {
         let mut m = zip.by_index(i)?;
         let name = m.name().to_string();
@@ -179,6 +181,14 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
                 "{}: member {name:?} declares {} bytes; a wheel member is at most {MAX_MEMBER} (4 GiB)",
                 what(),
                 m.size()
+            )));
+        }
+        unpacked = unpacked.saturating_add(m.size());
+        if unpacked > MAX_UNPACKED {
+            return Err(bad_input(format!(
+                "{}: the members declare more than {} GiB in all; the wheel is damaged or hostile",
+                what(),
+                MAX_UNPACKED >> 30
             )));
         }
         if name == format!("{info_dir}/RECORD") || name == format!("{info_dir}/INSTALLER") {
