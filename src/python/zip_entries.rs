@@ -103,10 +103,12 @@ pub(crate) fn fault<R: Read + Seek>(
     Ok(None)
 }
 
-/// Each entry of the central directory at `dir_start` of `f`: where it is
-/// listed, its name as listed, and the names its Unicode Path extra fields
-/// give it.
-fn listed(f: &File, dir_start: u64) -> io::Result<Vec<(u64, Vec<u8>, Vec<Vec<u8>>)>> {
+/// An entry of a central directory: where it is listed, its name as listed,
+/// and the names its Unicode Path extra fields give it.
+type Listed = (u64, Vec<u8>, Vec<Vec<u8>>);
+
+/// Each entry of the central directory at `dir_start` of `f`.
+fn listed(f: &File, dir_start: u64) -> io::Result<Vec<Listed>> {
     let mut r = BufReader::new(f);
     r.seek(SeekFrom::Start(dir_start))?;
     let mut at = dir_start;
