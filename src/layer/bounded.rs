@@ -4,7 +4,8 @@
 //! it describes, so a small tar.gz declaring a 10 GiB long name would take
 //! 10 GiB of memory. [`BoundedMeta`] follows the tar's framing as the bytes
 //! pass, exactly as the tar crate frames it, and fails the read that brings
-//! the header of such an entry over [`MAX_META`].
+//! the header of such an entry over [`MAX_META`], or a GNU sparse entry's
+//! extension block past [`MAX_SPARSE_BLOCKS`].
 
 use std::io::{self, Read};
 
@@ -13,6 +14,14 @@ use std::io::{self, Read};
 pub const MAX_META: u64 = 1 << 20;
 
 const BLOCK: usize = 512;
+
+/// The most GNU sparse extension blocks one entry may have: a sparse map of
+/// at most [`MAX_META`] (43,000 data regions). The tar crate keeps a record
+/// for each region of the map, even an empty one, and drops them one at a
+/// time from the front of a list as the entry is read: a tar.zst of a few
+/// hundred bytes holding repeated blocks would take gigabytes of memory
+/// and hours of CPU.
+pub const MAX_SPARSE_BLOCKS: u64 = MAX_META / BLOCK as u64;
 
 /// A tar archive over `r` whose metadata entries are bounded.
 pub fn archive<R: Read>(r: R) -> tar::Archive<BoundedMeta<R>> {
@@ -24,14 +33,20 @@ enum At {
     /// A header block, or a GNU sparse extension block after one.
     Header { extension: bool },
     /// `left` bytes of an entry's data and padding; the first `keep` are a
-    /// pax header's, kept in `pax`.
+    /// pax header's or a GNU long name's, kept in `kept`.
     Data {
         left: u64,
         keep: u64,
-        pax: Option<Vec<u8>>,
+        kept: Option<(Kept, Vec<u8>)>,
     },
     /// After the archive's end: the tar crate reads no further.
     End,
+}
+
+/// What an entry's kept data is.
+enum Kept {
+    Pax,
+    LongName,
 }
 
 pub struct BoundedMeta<R> {
@@ -41,8 +56,11 @@ pub struct BoundedMeta<R> {
     filled: usize,
     /// The size a pax header gave the next entry that is not itself one.
     pax_size: Option<u64>,
-    /// The data size of a GNU sparse entry whose extension blocks follow.
-    sparse_size: u64,
+    /// The path a pax header or GNU long name gave the next entry, for errors.
+    long_path: Option<Vec<u8>>,
+    /// The GNU sparse entry whose extension blocks follow: its path, data
+    /// size and the extension blocks seen.
+    sparse: (Vec<u8>, u64, u64),
 }
 
 impl<R: Read> BoundedMeta<R> {
@@ -53,7 +71,8 @@ impl<R: Read> BoundedMeta<R> {
             block: [0; BLOCK],
             filled: 0,
             pax_size: None,
-            sparse_size: 0,
+            long_path: None,
+            sparse: (Vec::new(), 0, 0),
         }
     }
 
@@ -70,17 +89,17 @@ impl<R: Read> BoundedMeta<R> {
                     if self.filled == BLOCK {
                         self.filled = 0;
                         self.at = if extension {
-                            self.after_extension()
+                            self.after_extension()?
                         } else {
                             self.after_header()?
                         };
                     }
                 }
-                At::Data { left, keep, pax } => {
+                At::Data { left, keep, kept } => {
                     let n = usize::try_from(*left)
                         .unwrap_or(usize::MAX)
                         .min(bytes.len());
-                    if let Some(kept) = pax {
+                    if let Some((_, kept)) = kept {
                         let k = usize::try_from(*keep).unwrap_or(usize::MAX).min(n);
                         kept.extend_from_slice(&bytes[..k]);
                         *keep -= k as u64;
@@ -88,8 +107,17 @@ impl<R: Read> BoundedMeta<R> {
                     *left -= n as u64;
                     bytes = &bytes[n..];
                     if *left == 0 {
-                        if let Some(kept) = pax.take() {
-                            self.pax_size = pax_size(&kept);
+                        match kept.take() {
+                            Some((Kept::Pax, pax)) => {
+                                let (size, path) = pax_fields(&pax);
+                                self.pax_size = size;
+                                self.long_path = path.or(self.long_path.take());
+                            }
+                            Some((Kept::LongName, name)) => {
+                                let end = name.iter().position(|&b| b == 0);
+                                self.long_path = Some(name[..end.unwrap_or(name.len())].to_vec());
+                            }
+                            None => {}
                         }
                         self.at = At::Header { extension: false };
                     }
@@ -128,8 +156,12 @@ impl<R: Read> BoundedMeta<R> {
                     ),
                 ));
             }
-            let pax = kind.is_pax_local_extensions().then(Vec::new);
-            return Ok(Self::data(size, pax));
+            let kept = if kind.is_pax_local_extensions() {
+                Some((Kept::Pax, Vec::new()))
+            } else {
+                kind.is_gnu_longname().then(|| (Kept::LongName, Vec::new()))
+            };
+            return Ok(Self::data(size, kept));
         }
         // A pax size is for the next entry that describes no other.
         if !(meta || kind.is_pax_global_extensions()) {
@@ -138,25 +170,38 @@ impl<R: Read> BoundedMeta<R> {
             }
         }
         self.pax_size = None;
+        let long_path = self.long_path.take();
         if kind.is_gnu_sparse() && header.as_gnu().is_some_and(|g| g.is_extended()) {
-            self.sparse_size = size;
+            let path = long_path.unwrap_or_else(|| header.path_bytes().into_owned());
+            self.sparse = (path, size, 0);
             return Ok(At::Header { extension: true });
         }
         Ok(Self::data(size, None))
     }
 
     /// What follows the GNU sparse extension block in `block`.
-    fn after_extension(&mut self) -> At {
+    fn after_extension(&mut self) -> io::Result<At> {
+        let (path, size, blocks) = &mut self.sparse;
+        *blocks += 1;
         // `isextended` is the byte after 21 sparse records of 24 bytes.
-        if self.block[21 * 24] == 1 {
-            At::Header { extension: true }
-        } else {
-            Self::data(self.sparse_size, None)
+        if self.block[21 * 24] != 1 {
+            return Ok(Self::data(*size, None));
         }
+        if *blocks == MAX_SPARSE_BLOCKS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the sparse file {:?} of the tar has more than {MAX_SPARSE_BLOCKS} GNU sparse extension blocks, a map over the {} KiB one may hold",
+                    String::from_utf8_lossy(path),
+                    MAX_META >> 10
+                ),
+            ));
+        }
+        Ok(At::Header { extension: true })
     }
 
     /// `size` bytes of data and their padding to a whole block.
-    fn data(size: u64, pax: Option<Vec<u8>>) -> At {
+    fn data(size: u64, kept: Option<(Kept, Vec<u8>)>) -> At {
         let Some(padded) = size.checked_add(BLOCK as u64 - 1) else {
             // The tar crate refuses a size that overflows.
             return At::End;
@@ -164,20 +209,25 @@ impl<R: Read> BoundedMeta<R> {
         At::Data {
             left: padded & !(BLOCK as u64 - 1),
             keep: size,
-            pax,
+            kept,
         }
     }
 }
 
-/// The `size` a pax header gives, as the tar crate reads it.
-fn pax_size(pax: &[u8]) -> Option<u64> {
+/// The `size` a pax header gives, as the tar crate reads it, and its `path`.
+fn pax_fields(pax: &[u8]) -> (Option<u64>, Option<Vec<u8>>) {
+    let (mut size, mut path) = (None, None);
     for ext in tar::PaxExtensions::new(pax) {
-        let ext = ext.ok()?;
-        if ext.key() == Ok("size") {
-            return ext.value().ok()?.parse().ok();
+        let Ok(ext) = ext else { break };
+        match ext.key() {
+            Ok("size") if size.is_none() => {
+                size = Some(ext.value().ok().and_then(|v| v.parse().ok()));
+            }
+            Ok("path") => path = Some(ext.value_bytes().to_vec()),
+            _ => {}
         }
     }
-    None
+    (size.flatten(), path)
 }
 
 impl<R: Read> Read for BoundedMeta<R> {
@@ -189,7 +239,7 @@ impl<R: Read> Read for BoundedMeta<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An entry's path, link name and data.
@@ -307,6 +357,92 @@ mod tests {
             raw(&mut bytes, tar::EntryType::Regular, b"f", 0, b"");
             bytes.extend_from_slice(&[0; 2 * BLOCK]);
             assert_eq!(entries(archive(&bytes[..])).unwrap().len(), 1);
+        }
+    }
+
+    /// A tar whose GNU sparse member `name` (its real size 1 byte: one hole)
+    /// lists its map in `blocks` extension blocks of empty regions, as a
+    /// sparse bomb does; `long` gives it a GNU long name.
+    pub(crate) fn sparse_tar(name: &str, blocks: u64, long: bool) -> Vec<u8> {
+        let octal = |n: u64| format!("{n:011o}\0").into_bytes();
+        let mut out = Vec::new();
+        if long {
+            let mut n = name.as_bytes().to_vec();
+            n.push(0);
+            raw(
+                &mut out,
+                tar::EntryType::GNULongName,
+                b"././@LongLink",
+                n.len() as u64,
+                &n,
+            );
+        }
+        let mut h = header(tar::EntryType::GNUSparse, 0);
+        let gnu = h.as_gnu_mut().unwrap();
+        let short = &name.as_bytes()[..name.len().min(100)];
+        gnu.name[..short.len()].copy_from_slice(short);
+        gnu.realsize.copy_from_slice(&octal(1));
+        gnu.sparse[0].offset.copy_from_slice(&octal(1));
+        gnu.sparse[0].numbytes.copy_from_slice(&octal(0));
+        gnu.isextended[0] = 1;
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        let mut ext = [0u8; BLOCK];
+        for record in ext[..21 * 24].chunks_mut(24) {
+            record[..12].copy_from_slice(&octal(1));
+            record[12..].copy_from_slice(&octal(0));
+        }
+        for i in 0..blocks {
+            ext[21 * 24] = u8::from(i + 1 < blocks);
+            out.extend_from_slice(&ext);
+        }
+        raw(&mut out, tar::EntryType::Regular, b"after", 2, b"hi");
+        out.extend_from_slice(&[0; 2 * BLOCK]);
+        out
+    }
+
+    #[test]
+    fn a_sparse_map_over_the_bound_is_refused_as_its_blocks_arrive() {
+        // At the bound, the member is read: one byte, a hole.
+        let bytes = sparse_tar("tool", MAX_SPARSE_BLOCKS, false);
+        let seen = entries(archive(&bytes[..])).unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].2, [0]);
+        // The tar crate alone takes more, one record per region.
+        let bytes = sparse_tar("tool", MAX_SPARSE_BLOCKS + 1, false);
+        assert_eq!(entries(tar::Archive::new(&bytes[..])).unwrap().len(), 2);
+        for long in [false, true] {
+            let name = if long {
+                "d/".repeat(80) + "tool"
+            } else {
+                "bin/tool".into()
+            };
+            let bytes = sparse_tar(&name, 2 * MAX_SPARSE_BLOCKS, long);
+            // The read that brings the block past the bound fails: the
+            // blocks after it are never read.
+            struct Counted<'a>(&'a [u8], usize);
+            impl Read for Counted<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                    let n = self.0.read(buf)?;
+                    self.1 += n;
+                    Ok(n)
+                }
+            }
+            let mut r = Counted(&bytes, 0);
+            let err = entries(archive(&mut r)).unwrap_err();
+            let said = err.to_string();
+            assert!(
+                said.contains(&format!(
+                    "the sparse file {name:?} of the tar has more than 2048 GNU sparse extension blocks"
+                )),
+                "{said}"
+            );
+            let headers = if long { 3 } else { 1 };
+            assert!(
+                r.1 <= (headers + MAX_SPARSE_BLOCKS as usize + 1) * BLOCK,
+                "{}",
+                r.1
+            );
         }
     }
 }

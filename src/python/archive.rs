@@ -17,6 +17,8 @@ use crate::cache::BlobCache;
 use crate::error::bad_input;
 use crate::oci::{Digest, Hashing};
 
+use super::zip_entries::Fault;
+
 /// An extracted member: its cached file and whether the archive marks it executable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -119,7 +121,8 @@ const MAX_MEMBER: u64 = super::fetch::MAX_SIZE;
 
 /// The most a compressed tar may unpack to while its member is looked for:
 /// a small archive that unpacks without end is refused, not read for hours.
-const MAX_UNPACKED: u64 = 4 * MAX_MEMBER;
+/// Also the most a wheel's members may declare in all, as a wheel is read whole.
+pub(crate) const MAX_UNPACKED: u64 = 4 * MAX_MEMBER;
 
 /// The memory the xz decoder may take (`xz -9` needs 65 MiB).
 const XZ_MEMLIMIT: u64 = 256 << 20;
@@ -199,37 +202,25 @@ fn link_member(name: &str, kind: &str, target: &[u8]) -> anyhow::Error {
     ))
 }
 
-/// The first name a zip's central directory lists twice, if any. The zip
-/// crate keeps the last entry of a name and does not tell (as unzip keeps
-/// the last file), so a repeat is looked for here: which copy is meant is
-/// not guessed. `f` is the zip, its central directory at `dir_start`.
-pub(crate) fn repeated_name(f: &File, dir_start: u64) -> io::Result<Option<String>> {
-    let mut r = BufReader::new(f);
-    r.seek(SeekFrom::Start(dir_start))?;
-    let mut seen = std::collections::HashSet::new();
-    let mut header = [0u8; 46];
-    // A central directory record: its signature, fixed fields, then the
-    // name, extra field and comment of the lengths the fields give.
-    while r.read_exact(&mut header).is_ok() && header[..4] == *b"PK\x01\x02" {
-        let len = |at: usize| usize::from(u16::from_le_bytes([header[at], header[at + 1]]));
-        let mut name = vec![0u8; len(28)];
-        r.read_exact(&mut name)?;
-        r.seek_relative((len(30) + len(32)) as i64)?;
-        if !seen.insert(name.clone()) {
-            return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
-        }
-    }
-    Ok(None)
-}
-
 /// Copy zip member `name` to `out`; `Some(executable)` when found.
 fn from_zip(f: File, name: &str, out: &mut dyn Write) -> Result<Option<bool>> {
     let raw = f.try_clone()?;
     let mut zip = zip::ZipArchive::new(BufReader::new(f)).context("reading the zip archive")?;
-    if repeated_name(&raw, zip.central_directory_start())?.as_deref() == Some(name) {
-        return Err(bad_input(format!(
+    // A name listed twice is refused when it is the member's: the zip crate
+    // keeps the last copy, as unzip does; which one is meant is not guessed.
+    match super::zip_entries::fault(&raw, &mut zip)? {
+        Some(Fault::Repeated(n)) if n != name => {}
+        Some(Fault::Repeated(_)) => {
+            return Err(bad_input(format!(
             "the archive holds {name:?} more than once; extract from an archive that holds it once"
-        )));
+        )))
+        }
+        Some(fault) => {
+            return Err(bad_input(format!(
+                "{fault}; the zip is damaged or hostile, extract from another"
+            )))
+        }
+        None => {}
     }
     let mut m = match zip.by_name(name) {
         Ok(m) => m,
@@ -414,6 +405,32 @@ mod tests {
     }
 
     #[test]
+    fn a_zip_whose_entries_overlap_or_are_renamed_is_refused() {
+        use crate::python::zip_entries::tests::raw_zip;
+        // `other` renamed `tool` by a Unicode Path extra field: the zip
+        // crate reads one `tool`, holding the second entry's bytes.
+        let renamed = raw_zip(&[
+            ("tool", b"FIRST\n", None, None),
+            ("other", b"SECOND\n", Some("tool"), None),
+        ]);
+        let said = refused(&renamed, "tool");
+        assert!(
+            said.starts_with("https://x/a: entry \"other\" is renamed \"tool\"")
+                && said.ends_with("the zip is damaged or hostile, extract from another"),
+            "{said}"
+        );
+        let bomb = raw_zip(&[
+            ("tool", &[0; 4096], None, None),
+            ("copy", b"", None, Some(0)),
+        ]);
+        let said = refused(&bomb, "tool");
+        assert!(
+            said.contains("entries \"copy\" and \"tool\" overlap in the zip"),
+            "{said}"
+        );
+    }
+
+    #[test]
     fn a_long_name_over_a_mebibyte_is_refused_not_read_into_memory() {
         // The tar crate reads a GNU long name whole before its entry: a
         // small tar.gz could declare gigabytes of one.
@@ -433,6 +450,22 @@ mod tests {
             said.contains("long name entry of the tar declares"),
             "{said}"
         );
+    }
+
+    #[test]
+    fn a_sparse_map_over_a_mebibyte_is_refused_whichever_member_is_extracted() {
+        use crate::layer::bounded::{tests::sparse_tar, MAX_SPARSE_BLOCKS};
+        let tar = sparse_tar("bin/tool", MAX_SPARSE_BLOCKS + 1, false);
+        let zst = zstd::encode_all(&tar[..], 19).unwrap();
+        assert!(zst.len() < 2048, "{}", zst.len());
+        for want in ["bin/tool", "after"] {
+            let said = refused(&zst, want);
+            assert!(
+                said.starts_with(&format!("https://x/a: extracting {want:?}"))
+                    && said.contains("the sparse file \"bin/tool\" of the tar has more than 2048"),
+                "{said}"
+            );
+        }
     }
 
     #[test]

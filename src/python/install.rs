@@ -29,6 +29,8 @@ use anyhow::{anyhow, Context, Result};
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+use super::archive::MAX_UNPACKED;
+use super::zip_entries::Fault;
 use crate::error::bad_input;
 use crate::oci::{Digest, Hashing};
 
@@ -78,21 +80,27 @@ pub struct Installed {
 pub type Zip = zip::ZipArchive<BufReader<File>>;
 
 /// Open a wheel's zip. One that holds a name twice is refused: which copy
-/// pip would install is the last, which the `RECORD` may not describe.
+/// pip would install is the last, which the `RECORD` may not describe. So
+/// is one whose entries the zip crate reads otherwise than pip does (see
+/// [`super::zip_entries`]).
 pub fn open(wheel: &Path) -> Result<Zip> {
     let f = File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
     let raw = f.try_clone()?;
-    let zip = zip::ZipArchive::new(BufReader::new(f))
+    let mut zip = zip::ZipArchive::new(BufReader::new(f))
         .map_err(|e| bad_input(format!("{}: not a wheel: {e}", wheel.display())))?;
-    let repeated = super::archive::repeated_name(&raw, zip.central_directory_start())
+    let fault = super::zip_entries::fault(&raw, &mut zip)
         .with_context(|| format!("reading {}", wheel.display()))?;
-    if let Some(name) = repeated {
-        return Err(bad_input(format!(
+    match fault {
+        Some(Fault::Repeated(name)) => Err(bad_input(format!(
             "{}: member {name:?} is in the wheel twice; build the wheel again",
             wheel.display()
-        )));
+        ))),
+        Some(fault) => Err(bad_input(format!(
+            "{}: {fault}; the wheel is damaged or hostile, build it again",
+            wheel.display()
+        ))),
+        None => Ok(zip),
     }
-    Ok(zip)
 }
 
 /// Write the bytes of `file` of `wheel` to `out`, decompressing its member
@@ -151,6 +159,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     let mut origins = Vec::new();
     let mut record = Vec::new();
     let mut entry_points = None;
+    let mut unpacked = 0u64;
     for i in 0..zip.len() {
         let mut m = zip.by_index(i)?;
         let name = m.name().to_string();
@@ -172,6 +181,14 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
                 "{}: member {name:?} declares {} bytes; a wheel member is at most {MAX_MEMBER} (4 GiB)",
                 what(),
                 m.size()
+            )));
+        }
+        unpacked = unpacked.saturating_add(m.size());
+        if unpacked > MAX_UNPACKED {
+            return Err(bad_input(format!(
+                "{}: the members declare more than {} GiB in all; the wheel is damaged or hostile",
+                what(),
+                MAX_UNPACKED >> 30
             )));
         }
         if name == format!("{info_dir}/RECORD") || name == format!("{info_dir}/INSTALLER") {

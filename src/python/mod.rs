@@ -9,13 +9,16 @@
 //! - `install.rs` maps a wheel's members to image paths as pip would, with
 //!   launchers, `INSTALLER` and a regenerated `RECORD`,
 //! - `fetch.rs` downloads a pinned URL into the blob cache and `archive.rs`
-//!   takes one member out of an archive (both also serve `url` entries).
+//!   takes one member out of an archive (both also serve `url` entries);
+//!   `zip_entries.rs` refuses zips that the zip crate reads otherwise than
+//!   pip and unzip do, for both.
 
 pub mod archive;
 pub mod fetch;
 pub mod install;
 pub mod lock;
 pub mod tags;
+mod zip_entries;
 
 /// How an archive member that declares `declared` bytes and inflated to
 /// `got` (read to at most one byte more) is told of in an error: `None`

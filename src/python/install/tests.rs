@@ -344,3 +344,100 @@ fn a_wheel_that_holds_a_name_twice_is_refused() {
     let err = format!("{:#}", open(&wheel).unwrap_err());
     assert!(err.contains("\"demo/a.py\" is in the wheel twice"), "{err}");
 }
+
+#[test]
+fn a_wheel_whose_entries_overlap_or_are_renamed_is_refused_when_planned() {
+    use crate::python::zip_entries::tests::raw_zip;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let meta = (
+        "demo-1.0.dist-info/METADATA",
+        &b"Name: demo\n"[..],
+        None,
+        None,
+    );
+    let cases = [
+        (
+            vec![
+                ("demo/z0", &[0u8; 1024][..], None, None),
+                ("demo/z1", b"", None, Some(0)),
+                meta,
+            ],
+            "entries \"demo/z0\" and \"demo/z1\" overlap in the zip",
+        ),
+        (
+            vec![
+                ("demo/a.py", b"1", None, None),
+                ("demo/b.py", b"2", Some("demo/a.py"), None),
+                meta,
+            ],
+            "entry \"demo/b.py\" is renamed \"demo/a.py\" by its Unicode Path extra field",
+        ),
+        (
+            vec![
+                (
+                    "demo/notes.txt",
+                    b"import os\n",
+                    Some("sitecustomize.py"),
+                    None,
+                ),
+                meta,
+            ],
+            "entry \"demo/notes.txt\" is renamed \"sitecustomize.py\"",
+        ),
+    ];
+    for (entries, said) in cases {
+        std::fs::write(&wheel, raw_zip(&entries)).unwrap();
+        let err = plan(&wheel, "demo", &short_scheme()).unwrap_err();
+        assert!(crate::error::is_bad_input(&err), "{err:#}");
+        let err = err.to_string();
+        assert!(
+            err.starts_with(&format!("{}: {said}", wheel.display()))
+                && err.ends_with("the wheel is damaged or hostile, build it again"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_wheel_whose_members_declare_more_than_16_gib_in_all_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let names: Vec<String> = (0..5).map(|i| format!("demo/x{i}.bin")).collect();
+    // Each declares 4 GiB, the most a member may, and RECORD agrees: none
+    // is read when planned.
+    let mut record: String = names
+        .iter()
+        .map(|n| format!("{n},sha256={},{}\n", hash(b"x"), 4u64 << 30))
+        .collect();
+    record.push_str("demo-1.0.dist-info/RECORD,,\n");
+    let mut members: Vec<(&str, Vec<u8>, bool, u64)> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".to_vec(), false, 4 << 30))
+        .collect();
+    let rec = (
+        "demo-1.0.dist-info/RECORD",
+        record.clone().into_bytes(),
+        false,
+        record.len() as u64,
+    );
+    let mut plain: Vec<&[u8]> = vec![b"x"; 5];
+    plain.insert(0, record.as_bytes());
+    members.insert(0, rec);
+    std::fs::write(&wheel, lying_zip(&members, &plain)).unwrap();
+    let err = plan(&wheel, "demo", &short_scheme()).unwrap_err();
+    assert!(crate::error::is_bad_input(&err), "{err:#}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: the members declare more than 16 GiB in all; the wheel is damaged or hostile",
+            wheel.display()
+        )
+    );
+    // Three of them are planned.
+    members.truncate(4);
+    plain.truncate(4);
+    std::fs::write(&wheel, lying_zip(&members, &plain)).unwrap();
+    let inst = plan(&wheel, "demo", &short_scheme()).unwrap();
+    assert!(inst.files.iter().any(|f| f.path == "sp/demo/x2.bin"));
+}
