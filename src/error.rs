@@ -35,6 +35,12 @@ pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }
 
+/// A [`BadInput`] as an I/O error, for a reader that refuses what it
+/// reads: still bad input (exit 2) once it reaches an [`anyhow::Error`].
+pub fn bad_input_io(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, BadInput(msg.into()))
+}
+
 /// `msg` as an error, marked as bad input when `bad` (a report's failures
 /// that include the user's own, such as a broken auth file).
 pub fn input_if(bad: bool, msg: String) -> anyhow::Error {
@@ -68,6 +74,10 @@ pub fn is_bad_input_cause(err: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(e) = next {
         if e.is::<BadInput>()
+            // A reader's refusal, passed up as an I/O error.
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.is::<BadInput>())
             || e.is::<crate::registry::EnvCredentialError>()
             || e.downcast_ref::<crate::registry::RegistryError>()
                 .is_some_and(crate::registry::RegistryError::is_bad_input)

@@ -9,6 +9,8 @@
 
 use std::io::{self, Read};
 
+use crate::error::bad_input_io;
+
 /// The most a GNU long name or link, or a pax header, may hold. Paths stop
 /// at 4 KiB on Linux; pax headers also carry extended attributes.
 pub const MAX_META: u64 = 1 << 20;
@@ -148,13 +150,10 @@ impl<R: Read> BoundedMeta<R> {
                     b'K' => "GNU long link",
                     _ => "pax header",
                 };
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "a {what} entry of the tar declares {size} bytes, over the {} KiB such an entry may hold",
-                        MAX_META >> 10
-                    ),
-                ));
+                return Err(bad_input_io(format!(
+                    "a {what} entry of the tar declares {size} bytes, over the {} KiB such an entry may hold",
+                    MAX_META >> 10
+                )));
             }
             let kept = if kind.is_pax_local_extensions() {
                 Some((Kept::Pax, Vec::new()))
@@ -188,14 +187,11 @@ impl<R: Read> BoundedMeta<R> {
             return Ok(Self::data(*size, None));
         }
         if *blocks == MAX_SPARSE_BLOCKS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the sparse file {:?} of the tar has more than {MAX_SPARSE_BLOCKS} GNU sparse extension blocks, a map over the {} KiB one may hold",
-                    String::from_utf8_lossy(path),
-                    MAX_META >> 10
-                ),
-            ));
+            return Err(bad_input_io(format!(
+                "the sparse file {:?} of the tar has more than {MAX_SPARSE_BLOCKS} GNU sparse extension blocks, a map over the {} KiB one may hold",
+                String::from_utf8_lossy(path),
+                MAX_META >> 10
+            )));
         }
         Ok(At::Header { extension: true })
     }

@@ -83,7 +83,7 @@ pub fn extract(
         if disk {
             e.context(format!("extracting {name} from {url}"))
         } else if crate::error::is_bad_input(&e) {
-            bad_input(format!("{url}: {e:#}"))
+            bad_input(format!("{url}: extracting {name:?}: {e:#}"))
         } else if format!("{e:#}").contains("memory limit reached") {
             bad_input(format!(
                 "{url}: extracting {name:?}: its xz data needs more than {} MiB of memory to unpack; repack it with a smaller dictionary (xz -6)",
@@ -160,7 +160,7 @@ struct Unpacked {
 impl Read for Unpacked {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 {
-            return Err(io::Error::other(format!(
+            return Err(crate::error::bad_input_io(format!(
                 "the archive unpacks to more than {} GiB",
                 MAX_UNPACKED >> 30
             )));
@@ -415,8 +415,9 @@ mod tests {
         ]);
         let said = refused(&renamed, "tool");
         assert!(
-            said.starts_with("https://x/a: entry \"other\" is renamed \"tool\"")
-                && said.ends_with("the zip is damaged or hostile, extract from another"),
+            said.starts_with(
+                "https://x/a: extracting \"tool\": entry \"other\" is renamed \"tool\""
+            ) && said.ends_with("the zip is damaged or hostile, extract from another"),
             "{said}"
         );
         let bomb = raw_zip(&[
@@ -462,7 +463,8 @@ mod tests {
             let said = refused(&zst, want);
             assert!(
                 said.starts_with(&format!("https://x/a: extracting {want:?}"))
-                    && said.contains("the sparse file \"bin/tool\" of the tar has more than 2048"),
+                    && said.contains("the sparse file \"bin/tool\" of the tar has more than 2048")
+                    && !said.contains("the pinned file is damaged"),
                 "{said}"
             );
         }
