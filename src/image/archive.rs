@@ -18,8 +18,8 @@ use crate::render::human_bytes;
 /// A tar block: headers and the padding of entries are whole blocks.
 const BLOCK: usize = 512;
 
-/// A temporary directory next to `output`, for what is assembled before
-/// the final rename.
+/// A temporary directory next to `output`, for the layout an archive is
+/// made from (`.boxwright-layout-*`), removed when it is dropped.
 pub fn sibling_tempdir(output: &Path) -> Result<tempfile::TempDir> {
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -28,7 +28,7 @@ pub fn sibling_tempdir(output: &Path) -> Result<tempfile::TempDir> {
     std::fs::create_dir_all(&parent)
         .with_context(|| format!("creating output directory {}", parent.display()))?;
     tempfile::Builder::new()
-        .prefix(".boxwright-pull-")
+        .prefix(".boxwright-layout-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))
 }

@@ -2,7 +2,7 @@
 //! layout base, `pull --format docker-archive`) are decompressed into the
 //! archive: a layer that decompresses past `BOXWRIGHT_UNPACKED_LAYER_MAX`,
 //! does not match its diff ID or does not decompress is bad input (exit 2)
-//! naming the layer, and nothing is left beside it.
+//! naming the layer and the `-o` file, and nothing is left beside it.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::common::{assert_code, write, Run};
 use crate::env::Env;
 use crate::layout_reader::{put, run_bounded, sha256, write_index};
-use crate::support::{tempdir, Registry};
+use crate::support::Registry;
 
 const LIMIT_ENV: &str = "BOXWRIGHT_UNPACKED_LAYER_MAX";
 
@@ -93,19 +93,25 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Exit 2, the message holding each of `wanted`, and nothing left in `out`.
-fn refused(r: &Run, out: &Path, wanted: &[&str]) {
+/// Exit 2, the error's first line `first`, the message naming the `-o`
+/// file (`out/img.tar`) and holding each of `wanted`, no temporary
+/// directory named, and nothing left in `out`.
+fn refused(r: &Run, out: &Path, first: &str, wanted: &[&str]) {
     assert_code(r, 2);
-    for w in wanted {
+    let line = r.stderr.lines().find(|l| l.starts_with("error:"));
+    assert_eq!(line, Some(first), "{}", r.stderr);
+    let writing = format!("writing {}\n", out.join("img.tar").display());
+    for w in wanted.iter().chain([&writing.as_str()]) {
         assert!(r.stderr.contains(w), "expected {w:?} in:\n{}", r.stderr);
     }
+    assert!(!r.stderr.contains(".boxwright-"), "{}", r.stderr);
     assert_eq!(names(out), Vec::<String>::new());
 }
 
 /// Figure: a gzip and a zstd layer of 3 MiB of zeros (a few KiB each)
 /// with a bound of 1 MiB are refused as they pass it, naming the layer and
 /// the bound, and leave nothing; without the bound the archive is written
-/// and its layer is the 3 MiB tar.
+/// and its layer is the 3 MiB tar, announced under the `-o` name.
 #[test]
 fn a_layer_decompressing_past_the_bound_is_refused_as_it_passes() {
     let tar = tar_of_zeros(3 << 20);
@@ -119,12 +125,20 @@ fn a_layer_decompressing_past_the_bound_is_refused_as_it_passes() {
         let layer = layout(&base, &blob, media, &sha256(&tar));
         let out = env.path().join("out");
         let r = build_archive(&env, &base, &out, Some("1MiB"));
-        refused(&r, &out, &[&layer, "1.0 MiB", LIMIT_ENV]);
+        let first = format!("error: writing {}", out.join("img.tar").display());
+        refused(&r, &out, &first, &[&layer, "1.0 MiB", LIMIT_ENV]);
 
         let r = build_archive(&env, &base, &out, None);
         assert_code(&r, 0);
         let written = out.join("img.tar");
         assert_eq!(names(&out), ["img.tar"]);
+        assert!(
+            r.stderr
+                .contains(&format!("wrote {} (sha256:", written.display())),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains(".boxwright-"), "{}", r.stderr);
         let mut a = tar::Archive::new(std::fs::File::open(&written).unwrap());
         let entry = format!("{}.tar", &sha256(&tar)[7..]);
         let sizes: Vec<(String, u64)> = a
@@ -156,8 +170,8 @@ fn a_bound_that_is_not_a_size_is_refused_naming_the_variable() {
 }
 
 /// Figure: a layer whose diff ID is not what it decompresses to, and one
-/// whose gzip stream is corrupt, are exit 2 naming the layer, leaving
-/// nothing.
+/// whose gzip stream is corrupt, are exit 2 naming the layer and the `-o`
+/// file, leaving nothing.
 #[test]
 fn a_layer_that_does_not_match_or_does_not_decompress_is_bad_input() {
     let tar = tar_of_zeros(64 << 10);
@@ -177,13 +191,14 @@ fn a_layer_that_does_not_match_or_does_not_decompress_is_bad_input() {
         let layer = layout(&base, &blob, media, diff_id);
         let out = env.path().join("out");
         let r = build_archive(&env, &base, &out, None);
-        refused(&r, &out, &[&layer, says]);
+        let first = format!("error: writing {}", out.join("img.tar").display());
+        refused(&r, &out, &first, &[&layer, says]);
     }
 }
 
 /// Figure: `pull --format docker-archive` of a registry image whose layer
-/// decompresses past a 1 MiB bound is exit 2 naming the layer and the
-/// bound, leaving nothing.
+/// decompresses past a 1 MiB bound is exit 2 naming the layer, the bound
+/// and the `-o` file, leaving nothing.
 #[test]
 fn pull_refuses_a_layer_past_the_bound() {
     let env = Env::new();
@@ -215,5 +230,6 @@ fn pull_refuses_a_layer_past_the_bound() {
             .arg("-o")
             .arg(out.join("img.tar")),
     );
-    refused(&r, &out, &[&layer, "1.0 MiB", LIMIT_ENV]);
+    let first = format!("error: pulling {reference}");
+    refused(&r, &out, &first, &[&layer, "1.0 MiB", LIMIT_ENV]);
 }
