@@ -62,6 +62,11 @@ impl BuildArchive {
         }))
     }
 
+    /// The archive's path: what errors and logs name.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
     /// Where the build writes its layout.
     pub fn layout(&self) -> PathBuf {
         self.work.path().join("layout")

@@ -71,6 +71,10 @@ pub struct BuildOptions {
     /// downloaded (the push mounts them, or fetches them once for another
     /// registry), and it is not announced as written.
     pub throwaway: bool,
+    /// Log `wrote DIR (DIGEST)` once the layout is written. Off when the
+    /// layout is only what something else is made from (an archive, which
+    /// is announced under its own name).
+    pub announce: bool,
     /// Where layers whose inputs are unchanged are taken from instead of
     /// being built again (`None`: every layer is built).
     pub layer_cache: Option<Arc<LayerCache>>,
@@ -91,6 +95,7 @@ impl BuildOptions {
             on_layer_start: None,
             registry_base: None,
             throwaway: false,
+            announce: true,
             layer_cache: None,
         }
     }
@@ -315,7 +320,7 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         })
         .collect();
     let layout = writer.commit(refs)?;
-    if !opts.throwaway {
+    if opts.announce && !opts.throwaway {
         opts.reporter.log(
             Level::Info,
             &format!("wrote {} ({})", layout.display(), top.digest),

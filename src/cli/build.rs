@@ -115,6 +115,7 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
     let archive = BuildArchive::prepare(args.format.sink(), &opts.output, &plan)?;
     if let Some(a) = &archive {
         opts.output = a.layout();
+        opts.announce = false;
     }
     if args.push {
         return build_and_push(&args, plan, opts, archive).await;
@@ -192,10 +193,11 @@ async fn write_archive(
     result: &mut build::BuildResult,
     reporter: &SharedReporter,
 ) -> Result<()> {
+    let dest = archive.dest().to_path_buf();
     archive
         .write(result)
         .await
-        .with_context(|| format!("writing {}", result.layout.display()))?;
+        .with_context(|| format!("writing {}", dest.display()))?;
     reporter.log(
         Level::Info,
         &format!("wrote {} ({})", result.layout.display(), result.digest),

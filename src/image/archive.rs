@@ -6,15 +6,20 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _, Result};
 
-use crate::oci::{Hashing, ImageConfig, Manifest};
+use crate::error::bad_input;
+use crate::oci::{Digest, Hashing, ImageConfig, Manifest};
+use crate::render::human_bytes;
 
-/// A temporary directory next to `output`, for what is assembled before
-/// the final rename.
+/// A tar block: headers and the padding of entries are whole blocks.
+const BLOCK: usize = 512;
+
+/// A temporary directory next to `output`, for the layout an archive is
+/// made from (`.boxwright-layout-*`), removed when it is dropped.
 pub fn sibling_tempdir(output: &Path) -> Result<tempfile::TempDir> {
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -23,7 +28,7 @@ pub fn sibling_tempdir(output: &Path) -> Result<tempfile::TempDir> {
     std::fs::create_dir_all(&parent)
         .with_context(|| format!("creating output directory {}", parent.display()))?;
     tempfile::Builder::new()
-        .prefix(".boxwright-pull-")
+        .prefix(".boxwright-layout-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))
 }
@@ -37,6 +42,8 @@ pub fn write_tar_atomically(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("creating output directory {}", parent.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(".boxwright-archive-")
         .tempfile_in(&parent)
@@ -107,67 +114,142 @@ pub fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &Path, prefix: &Path)
     Ok(())
 }
 
-/// A reader of a layer's tar, whatever its compression (sniffed: gzip,
-/// zstd, or none).
-fn layer_reader(path: &Path) -> Result<Box<dyn Read>> {
-    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    crate::layer::decoder(BufReader::new(f))
-        .with_context(|| format!("reading layer {}", path.display()))
+/// The most one layer of a `docker-archive` is decompressed to, unless
+/// [`UNPACKED_LAYER_MAX_ENV`] says otherwise: a small blob that expands
+/// without end is refused as it passes this, not written until the disk
+/// is full.
+pub const MAX_UNPACKED_LAYER: u64 = 16 << 30;
+
+/// The environment variable that sets the bound of [`MAX_UNPACKED_LAYER`]
+/// (a size, as `--cache-max` takes: `64GiB`, `512MiB`).
+pub const UNPACKED_LAYER_MAX_ENV: &str = "BOXWRIGHT_UNPACKED_LAYER_MAX";
+
+/// The bound on a docker-archive layer's decompressed size:
+/// [`UNPACKED_LAYER_MAX_ENV`], else [`MAX_UNPACKED_LAYER`]. A value that is
+/// not a size is bad input naming the variable.
+pub fn unpacked_layer_max() -> Result<u64> {
+    match std::env::var(UNPACKED_LAYER_MAX_ENV) {
+        Ok(v) if !v.trim().is_empty() => crate::render::parse_size(&v)
+            .map_err(|e| bad_input(format!("{UNPACKED_LAYER_MAX_ENV}={v:?}: {e}"))),
+        _ => Ok(MAX_UNPACKED_LAYER),
+    }
 }
 
-/// A `docker save` archive at `dest`: `manifest.json` (Config, RepoTags,
-/// Layers), the config under its digest (so the image ID is the config
-/// digest), and each layer (`layers`, the files of the manifest's layers in
-/// order) uncompressed into `scratch` as `<diffID hex>.tar`, checked
-/// against its diff ID.
+/// A `docker save` archive at `dest`: the config under its digest (so the
+/// image ID is the config digest), each layer (`layers`, the files of the
+/// manifest's layers in order) decompressed straight into it as
+/// `<diffID hex>.tar`, then `manifest.json` (Config, RepoTags, Layers).
+/// A layer that decompresses to more than `limit` bytes, does not
+/// decompress or does not match its diff ID is bad input naming it, found
+/// as it is read: the temporary archive is then removed.
 pub(crate) fn docker_archive(
     dest: &Path,
-    scratch: &Path,
     manifest: &Manifest,
     config: &ImageConfig,
     config_bytes: &[u8],
     layers: &[PathBuf],
     repo_tag: Option<String>,
+    limit: u64,
 ) -> Result<()> {
-    let mut tars = Vec::new();
-    for ((l, file), diff_id) in manifest
-        .layers
+    let names: Vec<String> = config
+        .rootfs
+        .diff_ids
         .iter()
-        .zip(layers)
-        .zip(&config.rootfs.diff_ids)
-    {
-        let out = scratch.join(format!("{}.tar", diff_id.hex()));
-        if !out.exists() {
-            let mut r = layer_reader(file)?;
-            let mut w = Hashing::new(BufWriter::new(File::create(&out)?));
-            std::io::copy(&mut r, &mut w)
-                .with_context(|| format!("decompressing layer {}", l.digest))?;
-            let (mut w, got, _) = w.finish();
-            w.flush()?;
-            if &got != diff_id {
-                return Err(anyhow!(
-                    "layer {} uncompresses to {got}, but the config's diff ID is {diff_id}",
-                    l.digest
-                ));
-            }
-        }
-        tars.push((format!("{}.tar", diff_id.hex()), out));
-    }
+        .map(|d| format!("{}.tar", d.hex()))
+        .collect();
     let config_name = format!("{}.json", manifest.config.digest.hex());
-    let manifest = serde_json::json!([{
+    let listed = serde_json::json!([{
         "Config": config_name,
         "RepoTags": repo_tag.into_iter().collect::<Vec<_>>(),
-        "Layers": tars.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        "Layers": names,
     }]);
-    let manifest_bytes = serde_json::to_vec(&manifest)?;
+    let manifest_bytes = serde_json::to_vec(&listed)?;
     let mut added = HashSet::new();
     write_tar_atomically(dest, |b| {
         append_bytes(b, &config_name, config_bytes)?;
-        for (name, path) in &tars {
+        for (((l, file), diff_id), name) in manifest
+            .layers
+            .iter()
+            .zip(layers)
+            .zip(&config.rootfs.diff_ids)
+            .zip(&names)
+        {
             if added.insert(name.clone()) {
-                append_file(b, Path::new(name), path)?;
+                let layer = Layer {
+                    digest: &l.digest,
+                    diff_id,
+                    limit,
+                };
+                append_layer(b.get_mut(), name, file, &layer)?;
             }
         }
         append_bytes(b, "manifest.json", &manifest_bytes)
     })
+}
+
+/// What a layer's decompressed tar must be.
+struct Layer<'a> {
+    digest: &'a Digest,
+    diff_id: &'a Digest,
+    limit: u64,
+}
+
+/// The tar entry `name`: the layer blob at `file` decompressed, hashed and
+/// counted as it is written. A tar header holds the size, which is known
+/// only at the end: a blank header goes first and is filled in then.
+fn append_layer(w: &mut BufWriter<File>, name: &str, file: &Path, layer: &Layer) -> Result<()> {
+    let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut r = crate::layer::decoder(BufReader::new(f))
+        .with_context(|| format!("reading layer {}", layer.digest))?;
+    let at = w.stream_position().context("writing the archive")?;
+    w.write_all(&[0; BLOCK]).context("writing the archive")?;
+    let mut h = Hashing::new(&mut *w);
+    let mut buf = vec![0; 256 << 10];
+    let mut size = 0u64;
+    loop {
+        crate::cancel::check()?;
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(bad_input(format!(
+                    "layer {} does not decompress: {e}; the blob is damaged",
+                    layer.digest
+                )))
+            }
+        };
+        size += n as u64;
+        if size > layer.limit {
+            return Err(bad_input(format!(
+                "layer {} decompresses to more than {}, the most a docker-archive layer may hold \
+                 (set {UNPACKED_LAYER_MAX_ENV} to allow more)",
+                layer.digest,
+                human_bytes(layer.limit)
+            )));
+        }
+        h.write_all(&buf[..n]).context("writing the archive")?;
+    }
+    let (w, got, _) = h.finish();
+    if &got != layer.diff_id {
+        return Err(bad_input(format!(
+            "layer {} decompresses to {got}, but the config's diff ID is {}",
+            layer.digest, layer.diff_id
+        )));
+    }
+    let pad = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+    w.write_all(&[0; BLOCK][..pad as usize])
+        .context("writing the archive")?;
+    let mut header = file_header(size);
+    header
+        .set_path(name)
+        .with_context(|| format!("archiving {name}"))?;
+    header.set_cksum();
+    let end = w.stream_position().context("writing the archive")?;
+    w.seek(SeekFrom::Start(at)).context("writing the archive")?;
+    w.write_all(header.as_bytes())
+        .context("writing the archive")?;
+    w.seek(SeekFrom::Start(end))
+        .context("writing the archive")?;
+    Ok(())
 }

@@ -137,7 +137,8 @@ fn pack_layout_now(dir: &Path, file: &Path) -> Result<()> {
 /// Write `src`, whose root is one platform's image manifest, as a
 /// `docker-archive` at `file`: `manifest.json` (Config, RepoTags with
 /// `repo_tag`, Layers), the config under its digest, and each layer
-/// uncompressed as `<diffID hex>.tar`, checked against its diff ID.
+/// decompressed into it as `<diffID hex>.tar`, checked against its diff ID
+/// and bounded by [`unpacked_layer_max`](crate::image::archive::unpacked_layer_max).
 pub async fn write_docker_archive(
     src: &dyn ImageSource,
     file: &Path,
@@ -160,10 +161,10 @@ pub async fn write_docker_archive(
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .with_context(|| format!("parsing config {}", manifest.config.digest))?;
     crate::image::check_diff_ids(&src.locate(&root), &manifest, &config)?;
+    let limit = crate::image::archive::unpacked_layer_max()?;
     let layers = blob_files(src, &manifest.layers).await?;
     let file = file.to_path_buf();
     blocking(move || {
-        let tmp = sibling_tempdir(&file)?;
         let layers: Vec<PathBuf> = manifest
             .layers
             .iter()
@@ -171,12 +172,12 @@ pub async fn write_docker_archive(
             .collect();
         docker_archive(
             &file,
-            tmp.path(),
             &manifest,
             &config,
             &config_bytes,
             &layers,
             repo_tag,
+            limit,
         )
     })
     .await

@@ -21,6 +21,7 @@ pub fn boxwright() -> Command {
         "ARCH",
         "OS",
         "BOXWRIGHT_CACHE_MAX",
+        "BOXWRIGHT_UNPACKED_LAYER_MAX",
     ] {
         c.env_remove(var);
     }
