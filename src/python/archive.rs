@@ -142,7 +142,7 @@ fn member_of(f: File, magic: &[u8], name: &str, out: &mut dyn Write) -> Result<O
             .map_err(|e| anyhow!("starting the xz decoder: {e}"))?;
             Box::new(liblzma::read::XzDecoder::new_stream(f, stream))
         }
-        _ => return from_tar(BufReader::new(f), name, out),
+        _ => Box::new(BufReader::new(f)),
     };
     let capped = Unpacked {
         r: unpacked,
@@ -151,7 +151,9 @@ fn member_of(f: File, magic: &[u8], name: &str, out: &mut dyn Write) -> Result<O
     from_tar(capped, name, out)
 }
 
-/// A decompressed stream that fails once it has given `left` bytes.
+/// A decompressed stream that fails once it has given `left` bytes, or
+/// once the run is cancelled: a member is looked for by reading through the
+/// ones before it, which writes nothing that would notice.
 struct Unpacked {
     r: Box<dyn Read>,
     left: u64,
@@ -159,6 +161,7 @@ struct Unpacked {
 
 impl Read for Unpacked {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::cancel::check()?;
         if self.left == 0 {
             return Err(crate::error::bad_input_io(format!(
                 "the archive unpacks to more than {} GiB",
