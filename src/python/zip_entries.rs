@@ -190,20 +190,33 @@ pub(crate) mod tests {
             central.extend(crc.to_le_bytes());
             central.extend(size.to_le_bytes());
             central.extend(size.to_le_bytes());
-            central.extend((name.len() as u16).to_le_bytes());
-            central.extend((extra.len() as u16).to_le_bytes());
-            central.extend([0u8; 6]);
-            central.extend((0o100644u32 << 16).to_le_bytes());
-            central.extend(at.to_le_bytes());
-            central.extend(name.as_bytes());
-            central.extend(extra);
+            central_tail(&mut central, name, &extra, at);
         }
+        close_zip(out, &central, entries.len())
+    }
+
+    /// The rest of a central directory entry from its name's length on:
+    /// no comment, disk 0, a regular file of mode 0644, its local record
+    /// at `offset`, then its name and `extra`.
+    pub(crate) fn central_tail(central: &mut Vec<u8>, name: &str, extra: &[u8], offset: u32) {
+        central.extend((name.len() as u16).to_le_bytes());
+        central.extend((extra.len() as u16).to_le_bytes());
+        central.extend([0u8; 6]);
+        central.extend((0o100644u32 << 16).to_le_bytes());
+        central.extend(offset.to_le_bytes());
+        central.extend(name.as_bytes());
+        central.extend(extra);
+    }
+
+    /// The local records `out` followed by the central directory `central`
+    /// of `count` entries and its end record.
+    pub(crate) fn close_zip(mut out: Vec<u8>, central: &[u8], count: usize) -> Vec<u8> {
         let at = out.len() as u32;
-        out.extend(&central);
+        out.extend(central);
         out.extend(0x06054b50u32.to_le_bytes());
         out.extend([0u8; 4]);
-        out.extend((entries.len() as u16).to_le_bytes());
-        out.extend((entries.len() as u16).to_le_bytes());
+        out.extend((count as u16).to_le_bytes());
+        out.extend((count as u16).to_le_bytes());
         out.extend((central.len() as u32).to_le_bytes());
         out.extend(at.to_le_bytes());
         out.extend(0u16.to_le_bytes());

@@ -1,4 +1,5 @@
 use super::*;
+use crate::python::zip_entries::tests::{central_tail, close_zip};
 
 /// A scheme with short directory names.
 fn short_scheme() -> Scheme {
@@ -223,24 +224,9 @@ fn lying_zip(members: &[(&str, Vec<u8>, bool, u64)], crc_of: &[&[u8]]) -> Vec<u8
         central.extend(crc.to_le_bytes());
         central.extend((data.len() as u32).to_le_bytes());
         central.extend(small.unwrap_or(u32::MAX).to_le_bytes());
-        central.extend((name.len() as u16).to_le_bytes());
-        central.extend((extra.len() as u16).to_le_bytes());
-        central.extend([0u8; 6]);
-        central.extend((0o100644u32 << 16).to_le_bytes());
-        central.extend(offset.to_le_bytes());
-        central.extend(name.as_bytes());
-        central.extend(extra);
+        central_tail(&mut central, name, &extra, offset);
     }
-    let at = out.len() as u32;
-    out.extend(&central);
-    out.extend(0x06054b50u32.to_le_bytes());
-    out.extend([0u8; 4]);
-    out.extend((members.len() as u16).to_le_bytes());
-    out.extend((members.len() as u16).to_le_bytes());
-    out.extend((central.len() as u32).to_le_bytes());
-    out.extend(at.to_le_bytes());
-    out.extend(0u16.to_le_bytes());
-    out
+    close_zip(out, &central, members.len())
 }
 
 fn deflate(data: &[u8]) -> Vec<u8> {
