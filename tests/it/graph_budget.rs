@@ -7,7 +7,6 @@
 //! same budget.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -16,7 +15,7 @@ use boxwright::image::{MAX_MANIFESTS, MAX_MANIFEST_BYTES};
 
 use crate::common::{assert_code, run, Run};
 use crate::env::Env;
-use crate::support::{tempdir, Answer, Registry, Scripted};
+use crate::support::{tempdir, Registry, Scripted};
 
 pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -87,20 +86,7 @@ pub fn registry(
             (MT_INDEX.into(), listing.to_string()),
         );
     }
-    let paths = Arc::new(paths);
-    Scripted::start(move |req| {
-        if req.path() == "/v2/" {
-            return Answer::json("200 OK", "{}");
-        }
-        match paths.get(req.path()) {
-            // A HEAD is sent the body too: the client reads no more.
-            Some((mt, body)) => Answer::new("200 OK")
-                .header("Content-Type", mt)
-                .header("Docker-Content-Digest", &digest(body))
-                .body(body),
-            None => Answer::json("404 Not Found", r#"{"errors":[]}"#),
-        }
-    })
+    Scripted::serving(paths)
 }
 
 /// Manifest GETs the registry has answered.

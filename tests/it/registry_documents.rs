@@ -8,20 +8,16 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 
 use crate::common::{assert_code, assert_ok, run, write, Run};
 use crate::env::Env;
-use crate::support::{tempdir, Answer, Registry, Scripted};
+use crate::graph_budget::{descriptor, digest};
+use crate::support::{tempdir, Registry, Scripted};
 
 const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-fn digest(body: &str) -> String {
-    format!("sha256:{:x}", Sha256::digest(body))
-}
 
 /// A layer the registry does not hold (no test here gets as far as it).
 fn layer() -> Value {
@@ -39,10 +35,6 @@ fn config(diff_ids: usize) -> String {
 fn manifest(config: Value, layers: Vec<Value>) -> String {
     json!({"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": config, "layers": layers})
         .to_string()
-}
-
-fn descriptor(media_type: &str, body: &str) -> Value {
-    json!({"mediaType": media_type, "digest": digest(body), "size": body.len()})
 }
 
 /// A registry serving, as `acme/app`, `root` under the tag `1` and by
@@ -63,20 +55,7 @@ fn registry(root: (&str, String), manifests: &[(&str, String)], blobs: &[String]
         let path = format!("/v2/acme/app/blobs/{}", digest(body));
         paths.insert(path, ("application/octet-stream".into(), body.clone()));
     }
-    Scripted::start(move |req| {
-        if req.path() == "/v2/" {
-            return Answer::json("200 OK", "{}");
-        }
-        match paths.get(req.path()) {
-            // A HEAD is sent the body too (its Content-Length right, the
-            // connection closed after it): the client reads no more.
-            Some((mt, body)) => Answer::new("200 OK")
-                .header("Content-Type", mt)
-                .header("Docker-Content-Digest", &digest(body))
-                .body(body),
-            None => Answer::json("404 Not Found", r#"{"errors":[]}"#),
-        }
-    })
+    Scripted::serving(paths)
 }
 
 /// The commands that read `reference`, each as it is run here: inspect,

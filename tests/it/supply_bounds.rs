@@ -121,25 +121,20 @@ fn a_referrers_tag_that_is_not_an_index_is_bad_input() {
         .args(["keygen", "--output-key-prefix"])
         .arg(dir.path().join("cosign"))));
     for listing in ["not json", r#"{"schemaVersion":2,"layers":[]}"#] {
-        let (image, subject, listed_as) = (image.clone(), subject.clone(), tag.clone());
-        let srv = crate::support::Scripted::start(move |req| {
-            let path = req.path();
-            let body = if path == "/v2/" {
-                "{}".to_string()
-            } else if path == "/v2/acme/app/manifests/1"
-                || path == format!("/v2/acme/app/manifests/{subject}")
-            {
-                image.clone()
-            } else if path == format!("/v2/acme/app/manifests/{listed_as}") {
-                listing.to_string()
-            } else {
-                return crate::support::Answer::json("404 Not Found", r#"{"errors":[]}"#);
-            };
-            crate::support::Answer::new("200 OK")
-                .header("Content-Type", MT_INDEX)
-                .header("Docker-Content-Digest", &digest(&body))
-                .body(&body)
-        });
+        let paths = [
+            ("1".to_string(), (MT_MANIFEST, image.clone())),
+            (subject.clone(), (MT_MANIFEST, image.clone())),
+            (tag.clone(), (MT_INDEX, listing.to_string())),
+        ]
+        .into_iter()
+        .map(|(r, (mt, body))| {
+            (
+                format!("/v2/acme/app/manifests/{r}"),
+                (mt.to_string(), body),
+            )
+        })
+        .collect();
+        let srv = crate::support::Scripted::serving(paths);
         let reference = format!("{}/acme/app:1", srv.host());
         let r = run(env
             .cmd()

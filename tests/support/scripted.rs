@@ -166,6 +166,28 @@ impl Scripted {
         }
     }
 
+    /// A registry serving fixed documents: `paths` maps a request path to
+    /// its media type and body, answered 200 with its digest (GET and HEAD
+    /// alike: the client reads no more of a HEAD); `GET /v2/` is 200, any
+    /// other path 404.
+    pub fn serving(paths: std::collections::HashMap<String, (String, String)>) -> Scripted {
+        Scripted::start(move |req| {
+            if req.path() == "/v2/" {
+                return Answer::json("200 OK", "{}");
+            }
+            match paths.get(req.path()) {
+                Some((mt, body)) => Answer::new("200 OK")
+                    .header("Content-Type", mt)
+                    .header(
+                        "Docker-Content-Digest",
+                        &format!("sha256:{:x}", sha2::Sha256::digest(body)),
+                    )
+                    .body(body),
+                None => Answer::json("404 Not Found", r#"{"errors":[]}"#),
+            }
+        })
+    }
+
     /// A "registry" that accepts every connection and never says a word.
     pub fn silent() -> Scripted {
         Scripted::start(|_| Answer::Silent)
