@@ -81,8 +81,8 @@ pub type Zip = zip::ZipArchive<BufReader<File>>;
 
 /// Open a wheel's zip. One that holds a name twice is refused: which copy
 /// pip would install is the last, which the `RECORD` may not describe. So
-/// is one whose entries the zip crate reads otherwise than pip does (see
-/// [`super::zip_entries`]).
+/// is one whose entries the zip crate reads otherwise than pip does
+/// (overlapping entries, names changed by a Unicode Path field).
 pub fn open(wheel: &Path) -> Result<Zip> {
     let f = File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
     let raw = f.try_clone()?;
