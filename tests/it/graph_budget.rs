@@ -104,6 +104,18 @@ fn counted(srv: &Scripted, env: &Env, args: &[&str]) -> (Run, usize) {
     (r, manifest_gets(srv) - before)
 }
 
+/// `copy FLAGS` of `srv`'s `acme/app:1` to a registry of its own: the run
+/// and the manifest GETs it made.
+fn copy_counted(srv: &Scripted, flags: &[&str]) -> (Run, usize) {
+    let reference = format!("{}/acme/app:1", srv.host());
+    let dest = Registry::start();
+    let to = format!("{}/acme/copy:1", dest.host());
+    let mut args = vec!["copy", "--retries", "0"];
+    args.extend(flags);
+    args.extend([reference.as_str(), to.as_str()]);
+    counted(srv, &Env::new(), &args)
+}
+
 /// Figures: an index of 20,000 tiny distinct indexes. `copy --no-referrers`
 /// and `inspect` each stop at the limit of distinct manifests, exit 2
 /// naming the registry and the limit, with about that many manifest GETs
@@ -153,15 +165,9 @@ fn an_index_of_large_indexes_stops_at_the_byte_limit() {
     let (root, children, fit) = large_children();
     let srv = registry((MT_INDEX, root), children.clone(), &[], vec![]);
     let reference = format!("{}/acme/app:1", srv.host());
-    let dest = Registry::start();
-    let to = format!("{}/acme/copy:1", dest.host());
     let env = Env::new();
 
-    let (r, gets) = counted(
-        &srv,
-        &env,
-        &["copy", "--no-referrers", "--retries", "0", &reference, &to],
-    );
+    let (r, gets) = copy_counted(&srv, &["--no-referrers"]);
     assert_code(&r, 2);
     assert!(
         r.stderr.contains(&MAX_MANIFEST_BYTES.to_string()),
@@ -205,15 +211,7 @@ fn a_carried_artifact_is_read_within_the_budget() {
         &[config, layer],
         vec![(digest(&image), vec![listed])],
     );
-    let reference = format!("{}/acme/app:1", srv.host());
-    let dest = Registry::start();
-    let to = format!("{}/acme/copy:1", dest.host());
-    let env = Env::new();
-    let (r, gets) = counted(
-        &srv,
-        &env,
-        &["copy", "--json", "--retries", "0", &reference, &to],
-    );
+    let (r, gets) = copy_counted(&srv, &["--json"]);
     assert_code(&r, 2);
     // The image (by digest), the artifact index, the children that fit.
     assert_eq!(gets, 2 + fit, "{}", r.stderr);
