@@ -9,6 +9,7 @@ mod ui;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -68,6 +69,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(signal) = &mut rx => Err(Interrupted(signal).into()),
         }
     });
+    // Work that saw the cancellation may fail before the signal is told
+    // here: a run that failed once a signal came was stopped by it.
+    let outcome = match (outcome, SIGNALLED.load(Ordering::SeqCst)) {
+        (Err(e), n) if n != 0 && !e.is::<Interrupted>() => Err(Interrupted(n).into()),
+        (outcome, _) => outcome,
+    };
     if let Err(e) = &outcome {
         if e.is::<Interrupted>() {
             rt.shutdown_timeout(GRACE);
@@ -75,6 +82,9 @@ fn run(cli: Cli) -> Result<()> {
     }
     outcome
 }
+
+/// The signal that stopped the run (its number), 0 while none came.
+static SIGNALLED: AtomicU8 = AtomicU8::new(0);
 
 /// How long an interrupted run's blocking work has to stop.
 const GRACE: Duration = Duration::from_secs(5);
@@ -110,6 +120,7 @@ fn listen(stop: tokio::sync::oneshot::Sender<u8>) {
             return;
         };
         let n = if first == SIGINT { 2 } else { 15 };
+        SIGNALLED.store(n, Ordering::SeqCst);
         boxwright::cancel::request();
         let _ = stop.send(n);
         let deadline = Instant::now() + GRACE;
