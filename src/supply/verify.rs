@@ -44,8 +44,13 @@ pub struct Holding {
     /// but not counted in `attestations` (`attest --key` signs them).
     pub unsigned: BTreeMap<String, usize>,
     /// Signed artifacts found that did not verify (another key, tampered,
-    /// about another image), by kind; not counted either.
+    /// about another image, refused for their number of payloads), by
+    /// kind; not counted either.
     pub invalid: BTreeMap<String, usize>,
+    /// Signed artifacts whose payload could not be fetched (the registry
+    /// answered an error, or served other bytes than its digest, or it is
+    /// larger than boxwright reads), by kind: neither valid nor invalid.
+    pub unread: BTreeMap<String, usize>,
     /// The notes about artifacts of each kind, for that kind's problem.
     #[serde(skip)]
     kind_notes: Vec<(Kind, String)>,
@@ -218,6 +223,7 @@ async fn check_one(
         notes: Vec::new(),
         unsigned: BTreeMap::new(),
         invalid: BTreeMap::new(),
+        unread: BTreeMap::new(),
         kind_notes: Vec::new(),
         unresolved: false,
         bad_input: false,
@@ -251,11 +257,11 @@ async fn check_one(
         h.notes.push(note);
     }
     for item in found.items {
-        if let Err(note) = check_item(client, r, key, &digest, &item, &mut h).await {
-            let counts = if item.signed {
-                &mut h.invalid
-            } else {
-                &mut h.unsigned
+        if let Err((why, note)) = check_item(client, r, key, &digest, &item, &mut h).await {
+            let counts = match why {
+                NotCounted::Unsigned => &mut h.unsigned,
+                NotCounted::Invalid => &mut h.invalid,
+                NotCounted::Unread => &mut h.unread,
             };
             *counts.entry(item.kind.name().to_string()).or_default() += 1;
             let note = format!(
@@ -272,6 +278,13 @@ async fn check_one(
     h
 }
 
+/// Why an artifact found is not counted.
+enum NotCounted {
+    Unsigned,
+    Invalid,
+    Unread,
+}
+
 async fn check_item(
     client: &Client,
     r: &Reference,
@@ -279,24 +292,35 @@ async fn check_item(
     digest: &Digest,
     item: &Item,
     h: &mut Holding,
-) -> Result<(), String> {
+) -> Result<(), (NotCounted, String)> {
     if !item.signed {
-        return Err("unsigned".into());
+        return Err((NotCounted::Unsigned, "unsigned".into()));
     }
     let payload = referrers::payload(client, &r.registry, &r.repository, &item.layer)
         .await
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| (NotCounted::Unread, format!("not read: {e:#}")))?;
+    check_payload(key, digest, item, &payload, h).map_err(|note| (NotCounted::Invalid, note))
+}
+
+/// Count `item` valid in `h` when `payload` verifies with `key` for `digest`.
+fn check_payload(
+    key: &VerifyingKey,
+    digest: &Digest,
+    item: &Item,
+    payload: &[u8],
+    h: &mut Holding,
+) -> Result<(), String> {
     if item.kind == Kind::Signature {
         let sig = item
             .layer
             .annotations
             .get(ANNOTATION_SIGNATURE)
             .ok_or("no signature annotation")?;
-        sign::check_signature(key, &payload, sig, digest).map_err(|e| e.to_string())?;
+        sign::check_signature(key, payload, sig, digest).map_err(|e| e.to_string())?;
         push_once(&mut h.signatures, &item.layer.digest);
         return Ok(());
     }
-    let statement = sign::open_envelope(key, &payload).map_err(|e| e.to_string())?;
+    let statement = sign::open_envelope(key, payload).map_err(|e| e.to_string())?;
     if !sign::statement_names(&statement, digest) {
         return Err(format!(
             "its statement is about another image, not {digest}"
@@ -350,7 +374,7 @@ fn judge(holdings: &mut [Holding], required: &[Kind]) {
             let seen = if notes.is_empty() {
                 String::new()
             } else {
-                format!(" (found but not valid: {})", notes.join(", "))
+                format!(" (found but not counted: {})", notes.join(", "))
             };
             format!("no valid {what} for {d} on {}{seen}", h.registry)
         };
@@ -396,7 +420,11 @@ impl SupplyReport {
                     _ => h.attestations.get(k).map_or(0, Vec::len),
                 };
                 let mut c = valid.to_string();
-                for (n, what) in [(&h.unsigned, "unsigned"), (&h.invalid, "invalid")] {
+                for (n, what) in [
+                    (&h.unsigned, "unsigned"),
+                    (&h.invalid, "invalid"),
+                    (&h.unread, "unread"),
+                ] {
                     if let Some(n) = n.get(k) {
                         c.push_str(&format!(" (+{n} {what})"));
                     }

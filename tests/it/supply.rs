@@ -751,6 +751,7 @@ fn supply_unsigned_attestations_are_counted_apart_and_each_kind_is_its_own_probl
             "{h:#}"
         );
         assert_eq!(h["invalid"], serde_json::json!({}), "{h:#}");
+        assert_eq!(h["unread"], serde_json::json!({}), "{h:#}");
         // Each problem names only its own kind.
         let problems: Vec<&str> = h["problems"]
             .as_array()

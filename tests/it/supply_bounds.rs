@@ -48,7 +48,8 @@ fn empty_image() -> String {
 /// three refused (they would pass 1,024); the registry is asked for the
 /// 1,020 payloads and no other (all 2,200 were asked for, one request
 /// each), and `--json` counts the four refused artifacts invalid, each
-/// with a note naming its limit.
+/// with a note naming its limit, and the payloads it could not fetch (the
+/// registry has none) unread.
 #[test]
 fn verify_reads_a_bounded_number_of_payloads() {
     let image = empty_image();
@@ -92,8 +93,9 @@ fn verify_reads_a_bounded_number_of_payloads() {
 
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     let held = &v["supply"]["references"][0];
-    // Each payload asked for is missing: invalid too.
-    assert_eq!(held["invalid"]["signature"], read + 4, "{held}");
+    // Each payload asked for is missing: unread, and the refused invalid.
+    assert_eq!(held["unread"]["signature"], read, "{held}");
+    assert_eq!(held["invalid"]["signature"], 4, "{held}");
     let notes: Vec<&str> = (held["notes"].as_array().unwrap().iter())
         .filter_map(Value::as_str)
         .filter(|n| n.contains("refused, none fetched"))
