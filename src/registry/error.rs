@@ -77,6 +77,8 @@ pub enum AuthError {
         scopes: Vec<String>,
         status: u16,
         answer: String,
+        /// Seconds the token server asked us to wait (`Retry-After`).
+        retry_after: Option<u64>,
     },
     /// No answer from the token server (connection refused, TLS, timeout).
     #[error("asking {realm} for a token: {error}")]
@@ -435,6 +437,7 @@ mod tests {
                     scopes: vec![],
                     status,
                     answer: format!("HTTP {status}"),
+                    retry_after: None,
                 }),
             )
         };
@@ -546,6 +549,7 @@ mod tests {
                 scopes: vec![],
                 status: 500,
                 answer: "HTTP 500".into(),
+                retry_after: None,
             },
             unreachable("connection refused"),
             AuthError::BadRealm {

@@ -382,6 +382,39 @@ fn a_token_server_that_fails_for_now_is_asked_again() {
     assert!(!error.contains("credentials were refused"), "{doc:#}");
 }
 
+/// Figures: a token server's 503 with `Retry-After: 1` is retried once
+/// (counted on the registry), no sooner than a second later, so the push
+/// takes at least that second. (Other requests that wanted the same token
+/// may get it at once: the wait is the failed request's.) One asking for an
+/// hour, more than a retry ever waits, is not asked again (no retry is
+/// counted), and the push fails at once with exit 1 naming the wait.
+#[test]
+fn a_token_server_retry_after_is_honoured() {
+    let pair = Pair::start();
+    let image = build_image(&[2000], 16);
+    pair.tokens.fail_next_retry_after(1, Some(1));
+    let to = format!("{}/acme/app:1", pair.a.host());
+    let started = std::time::Instant::now();
+    let r = push(&pair.env, &image, std::slice::from_ref(&to), &["--json"]);
+    let took = started.elapsed();
+    assert_ok(&r);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["registries"][0]["retries"], 1, "{doc:#}");
+    assert_eq!(pair.tokens.requests()[0].status, 503);
+    assert!(took.as_secs_f64() >= 1.0, "{took:?}");
+
+    pair.tokens.clear_requests();
+    pair.tokens.fail_next_retry_after(1000, Some(3600));
+    let other = format!("{}/acme/other:1", pair.a.host());
+    let r = push(&pair.env, &image, &[other], &["--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["registries"][0]["retries"], 0, "{doc:#}");
+    let error = doc["targets"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("retry after 3600s"), "{doc:#}");
+    pair.tokens.fail_next(0);
+}
+
 #[test]
 fn login_fails_when_the_credential_helper_fails() {
     // A helper that closes its stdin and fails: the write of the secret to it

@@ -66,6 +66,8 @@ struct Config {
     issue_expired: bool,
     /// Requests still to be answered 503 before any is served.
     unavailable: u32,
+    /// The `Retry-After` (seconds) those 503 answers carry.
+    unavailable_retry_after: Option<u64>,
 }
 
 struct Shared {
@@ -165,6 +167,7 @@ impl TokenServer {
                 expires_in: 300,
                 issue_expired: false,
                 unavailable: 0,
+                unavailable_retry_after: None,
             },
         }
     }
@@ -279,7 +282,14 @@ impl TokenServer {
     /// Answers the next `n` requests 503 `UNAVAILABLE` (recorded with that
     /// status), as a token server under load does.
     pub fn fail_next(&self, n: u32) {
-        self.shared.config.lock().unwrap().unavailable = n;
+        self.fail_next_retry_after(n, None);
+    }
+
+    /// [`TokenServer::fail_next`], each 503 with `Retry-After: secs`.
+    pub fn fail_next_retry_after(&self, n: u32, secs: Option<u64>) {
+        let mut config = self.shared.config.lock().unwrap();
+        config.unavailable = n;
+        config.unavailable_retry_after = secs;
     }
 
     /// Mints a token directly (not recorded), as the HTTP endpoint would for
@@ -348,10 +358,16 @@ fn handle(s: &Shared, req: Request<hyper::body::Incoming>) -> Response<Body> {
             granted: Vec::new(),
             status: 503,
         });
-        return reply(
+        let mut answer = reply(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"errors":[{"code":"UNAVAILABLE","message":"try again"}]}),
         );
+        if let Some(secs) = config.unavailable_retry_after {
+            answer
+                .headers_mut()
+                .insert("retry-after", secs.to_string().parse().unwrap());
+        }
+        return answer;
     }
     let rules = match &basic {
         Some((u, p)) => match config.users.get(u) {

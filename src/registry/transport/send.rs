@@ -106,10 +106,12 @@ impl Client {
             match self.authorization(host, &req.scopes, ctx, budget).await {
                 Ok(auth) => auth,
                 // A token server that failed for now (5xx, 429, no answer)
-                // is asked again as the registry would be. (A ping that
-                // failed has spent its own retries already.)
+                // is asked again as the registry would be, after its
+                // `Retry-After`. (A ping that failed has spent its own
+                // retries already.)
                 Err(err) if err.is_temporary() && matches!(err.kind, ErrorKind::Auth(_)) => {
-                    return Ok(Err((err, None)))
+                    let ra = err.retry_after.map(Duration::from_secs);
+                    return Ok(Err((err, ra)));
                 }
                 Err(err) => return Err(err),
             }

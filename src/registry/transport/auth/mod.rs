@@ -184,7 +184,15 @@ impl Client {
         ctx: &ErrorContext,
         budget: &RetryBudget,
     ) -> Result<Option<HeaderValue>, RegistryError> {
-        let auth_err = |a: AuthError| RegistryError::new(ctx.clone(), ErrorKind::Auth(a));
+        let auth_err = |a: AuthError| {
+            let retry_after = match &a {
+                AuthError::TokenServer { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let mut err = RegistryError::new(ctx.clone(), ErrorKind::Auth(a));
+            err.retry_after = retry_after;
+            err
+        };
         let Some(challenge) = self.challenge(host, ctx, budget).await? else {
             return Ok(None);
         };

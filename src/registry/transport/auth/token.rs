@@ -6,11 +6,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 
 use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY, MAX_TOKEN_LIFETIME};
+use super::super::retry::parse_retry_after;
 use super::challenge::BearerChallenge;
 use crate::registry::credentials::{basic_authorization, Credential, Secret};
 use crate::registry::error::{shown, AuthError, MAX_REALM_SHOWN};
@@ -240,6 +241,10 @@ pub async fn fetch_token(
         error: crate::registry::error::transport_text(e),
     })?;
     let status = resp.status().as_u16();
+    let retry_after = (resp.headers().get("retry-after"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        .map(|d| d.as_secs());
     let body = read_capped(resp, MAX_TOKEN_BODY)
         .await
         .map_err(|e| AuthError::BadAnswer {
@@ -266,6 +271,7 @@ pub async fn fetch_token(
                 scopes,
                 status,
                 answer,
+                retry_after,
             }
         });
     }
