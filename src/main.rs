@@ -2,14 +2,13 @@
 //! the arguments, run the command, print results on stdout and everything
 //! else on stderr, and map errors to exit codes (0 ok, 1 operation failed,
 //! 2 bad input or usage, 128 + the signal's number when SIGINT or SIGTERM
-//! stopped it).
+//! stopped it, 124 when `--timeout` did).
 
 mod cli;
 mod ui;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -34,8 +33,8 @@ fn main() -> ExitCode {
             for cause in boxwright::error::shown_chain(&*err).skip(1) {
                 let _ = writeln!(stderr, "  caused by: {}", ui::shown(&cause.to_string()));
             }
-            if let Some(Interrupted(signal)) = err.downcast_ref() {
-                ExitCode::from(128 + signal)
+            if let Some(stopped) = err.downcast_ref::<Stopped>() {
+                ExitCode::from(stopped.code())
             } else if boxwright::error::is_bad_input(&err) {
                 ExitCode::from(2)
             } else {
@@ -48,51 +47,75 @@ fn main() -> ExitCode {
 /// Every command runs on this one runtime; synchronous work (the build's
 /// rayon threads) runs on its blocking pool.
 ///
-/// SIGINT or SIGTERM cancels the run ([`boxwright::cancel`]): the command's
-/// future is dropped, which removes the temporary files it holds, and the
-/// blocking threads are given [`GRACE`] to stop at their next block and
-/// remove theirs. An output being replaced is left as it was.
+/// SIGINT, SIGTERM or the `--timeout` deadline cancels the run
+/// ([`boxwright::cancel`]): the command's future is dropped, which removes
+/// the temporary files it holds, and the blocking threads are given
+/// [`GRACE`] to stop at their next block and remove theirs. An output being
+/// replaced is left as it was.
 fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    // A thread of its own, so that it is heard while the command's future
-    // is busy on this thread, and still while the runtime waits for its
-    // blocking threads to stop.
-    listen(tx);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Threads of their own, so that they are heard while the command's
+    // future is busy on this thread, and still while the runtime waits for
+    // its blocking threads to stop.
+    listen(tx.clone());
+    if let Some(limit) = cli.timeout {
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            stop_run(Stopped::Deadline(limit), &tx, || false);
+        });
+    }
     let outcome = rt.block_on(async {
         tokio::select! {
             r = cli::run(cli) => r,
-            // Without a listener (signals could not be set up), the run goes on.
-            Ok(signal) = &mut rx => Err(Interrupted(signal).into()),
+            // Without a listener (signals could not be set up) and without
+            // a deadline, the run goes on.
+            Some(stopped) = rx.recv() => Err(stopped.into()),
         }
     });
-    // Work that saw the cancellation may fail before the signal is told
-    // here: a run that failed once a signal came was stopped by it.
-    let outcome = match (outcome, SIGNALLED.load(Ordering::SeqCst)) {
-        (Err(e), n) if n != 0 && !e.is::<Interrupted>() => Err(Interrupted(n).into()),
+    // Work that saw the cancellation may fail before the stop is told
+    // here: a run that failed once it was stopped was stopped by it.
+    let outcome = match (outcome, STOPPED.get()) {
+        (Err(e), Some(stopped)) if !e.is::<Stopped>() => Err((*stopped).into()),
         (outcome, _) => outcome,
     };
     if let Err(e) = &outcome {
-        if e.is::<Interrupted>() {
+        if e.is::<Stopped>() {
             rt.shutdown_timeout(GRACE);
         }
     }
     outcome
 }
 
-/// The signal that stopped the run (its number), 0 while none came.
-static SIGNALLED: AtomicU8 = AtomicU8::new(0);
+/// What stopped the run, once something did.
+static STOPPED: std::sync::OnceLock<Stopped> = std::sync::OnceLock::new();
 
-/// How long an interrupted run's blocking work has to stop.
+/// How long a stopped run's blocking work has to stop.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// The run was stopped by this signal (its number).
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted by {}: the run stopped", signal_name(*.0))]
-struct Interrupted(u8);
+/// The run was stopped before it finished.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+enum Stopped {
+    /// By this signal (its number).
+    #[error("interrupted by {}: the run stopped", signal_name(*.0))]
+    Signal(u8),
+    /// By `--timeout`.
+    #[error("timed out: the run took longer than --timeout ({} s) and stopped", .0.as_secs())]
+    Deadline(Duration),
+}
+
+impl Stopped {
+    /// The exit code: 128 + the signal's number, or 124 as `timeout(1)`.
+    fn code(self) -> u8 {
+        match self {
+            Stopped::Signal(n) => 128 + n,
+            Stopped::Deadline(_) => 124,
+        }
+    }
+}
 
 fn signal_name(n: u8) -> &'static str {
     match n {
@@ -101,16 +124,43 @@ fn signal_name(n: u8) -> &'static str {
     }
 }
 
-/// Waits, on a thread of its own, for SIGINT or SIGTERM, marks the run
-/// cancelled and tells `stop`. The command's future is dropped only when
-/// its thread is free: one blocked in a read (a password typed on a
-/// terminal) is not, and the command's runtime then waits up to [`GRACE`]
-/// for its blocking threads (a credential helper that does not answer). So
-/// a second signal, or [`GRACE`] without the run having ended, ends the
-/// process here. A plain thread, not a task: the runtime's shutdown would
-/// drop a task. The signals are set up before this returns; when they
-/// cannot be, nothing is told and the run goes on.
-fn listen(stop: tokio::sync::oneshot::Sender<u8>) {
+/// Stop the run for `why` (the first stop wins): mark it cancelled, tell
+/// `tell`, and give it [`GRACE`] to end (less when `hurry`, polled every
+/// 20 ms, says to). A run still going then is ended here, with `why`'s exit
+/// code: the command's future is dropped only when its thread is free, and
+/// one blocked in a read (a password typed on a terminal) is not, while the
+/// runtime waits for its blocking threads (a credential helper that does
+/// not answer).
+fn stop_run(
+    why: Stopped,
+    tell: &tokio::sync::mpsc::UnboundedSender<Stopped>,
+    mut hurry: impl FnMut() -> bool,
+) {
+    if STOPPED.set(why).is_err() {
+        // Already stopping (the deadline came first): a signal now ends
+        // the run at once.
+        if let (Stopped::Signal(_), Some(first)) = (why, STOPPED.get()) {
+            eprintln!("error: {first}");
+            std::process::exit(i32::from(first.code()));
+        }
+        return;
+    }
+    boxwright::cancel::request();
+    let _ = tell.send(why);
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline && !hurry() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("error: {why}");
+    std::process::exit(i32::from(why.code()));
+}
+
+/// Waits, on a thread of its own, for SIGINT or SIGTERM and stops the run
+/// ([`stop_run`]); a second signal ends it at once. A plain thread, not a
+/// task: the runtime's shutdown would drop a task. The signals are set up
+/// before this returns; when they cannot be, nothing is told and the run
+/// goes on.
+fn listen(tell: tokio::sync::mpsc::UnboundedSender<Stopped>) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         return;
@@ -120,15 +170,9 @@ fn listen(stop: tokio::sync::oneshot::Sender<u8>) {
             return;
         };
         let n = if first == SIGINT { 2 } else { 15 };
-        SIGNALLED.store(n, Ordering::SeqCst);
-        boxwright::cancel::request();
-        let _ = stop.send(n);
-        let deadline = Instant::now() + GRACE;
-        while Instant::now() < deadline && signals.pending().next().is_none() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("error: {}", Interrupted(n));
-        std::process::exit(128 + i32::from(n));
+        stop_run(Stopped::Signal(n), &tell, || {
+            signals.pending().next().is_some()
+        });
     });
 }
 

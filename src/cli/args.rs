@@ -1,10 +1,11 @@
 //! Flags shared by several commands, defined once and flattened into each
 //! command's arguments, and the parsers of raw values (references, sizes,
-//! `NAME=VALUE`). Values are checked here, before any work starts: clap
+//! durations, `NAME=VALUE`). Values are checked here, before any work starts: clap
 //! refuses a bad one with exit code 2.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -183,4 +184,34 @@ pub fn parse_set(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((k.to_string(), v.to_string()))
+}
+
+/// The longest `--timeout`: 30 days.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A duration: a whole number of seconds (`90`), or a whole number with a
+/// unit `s`, `m` or `h` (`90s`, `10m`, `2h`), as `timeout(1)` reads it.
+/// Zero and more than 30 days are refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit_secs = match unit.trim() {
+        "" | "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        _ => None,
+    };
+    let (Some(unit_secs), Ok(n)) = (unit_secs, num.parse::<u64>()) else {
+        return Err(format!(
+            "{s:?} is not a duration (expected a whole number of seconds, or one with s, m or h: 90s, 10m, 2h)"
+        ));
+    };
+    let d = Duration::from_secs(n.saturating_mul(unit_secs));
+    if d.is_zero() || d > MAX_TIMEOUT {
+        return Err(format!(
+            "{s:?}: a duration is more than 0 s and at most 30 days"
+        ));
+    }
+    Ok(d)
 }

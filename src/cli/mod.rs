@@ -43,6 +43,11 @@ pub struct Cli {
     /// Also print debug lines (requests, retries, cache decisions); never credentials.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Stop the run when it takes longer than this (90s, 10m, 2h), as a
+    /// SIGTERM would, and exit 124 [env: BOXWRIGHT_TIMEOUT].
+    #[arg(long, global = true, value_name = "DURATION", env = "BOXWRIGHT_TIMEOUT",
+          hide_env = true, value_parser = args::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
 }

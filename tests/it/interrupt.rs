@@ -377,3 +377,52 @@ fn a_signal_stops_a_credential_helper_that_never_answers() {
         .unwrap();
     assert!(!alive.success(), "the credential helper outlived the run");
 }
+
+/// Figure: `--timeout 2s` stops a build writing `out` over an earlier
+/// layout as SIGTERM would: exit 124 within 2 + 5 s, naming the timeout,
+/// the earlier layout as it was and no `.out.tmp-*` left. The same from
+/// `BOXWRIGHT_TIMEOUT`; a timeout that is not a duration is exit 2 before
+/// anything runs.
+#[test]
+fn a_run_past_its_timeout_stops_as_on_a_signal() {
+    let t = tempdir();
+    write(
+        &t.path().join("small.toml"),
+        "[image]\nname = \"t\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/x\"\n",
+    );
+    assert_ok(&run(boxwright()
+        .args(["build", "--quiet", "-o", "out", "small.toml"])
+        .current_dir(t.path())));
+    let before = fs::read(t.path().join("out/index.json")).unwrap();
+    let recipe = big_recipe(t.path(), 8);
+    for (how, value) in [("flag", "2s"), ("env", "2")] {
+        let mut cmd = boxwright();
+        cmd.args(["build", "--quiet", "-j", "1", "--cache-dir"])
+            .arg(t.path().join(format!("cache-{how}")))
+            .args(["-o", "out"])
+            .arg(&recipe)
+            .current_dir(t.path());
+        if how == "flag" {
+            cmd.args(["--timeout", value]);
+        } else {
+            cmd.env("BOXWRIGHT_TIMEOUT", value);
+        }
+        let started = Instant::now();
+        let r = run(&mut cmd);
+        let took = started.elapsed();
+        assert_eq!(r.code, 124, "{how}: {}", r.stderr);
+        assert!(r.stderr.contains("--timeout (2 s)"), "{how}: {}", r.stderr);
+        assert!(took >= Duration::from_secs(2), "{how}: {took:?}");
+        assert!(took < Duration::from_secs(7), "{how}: {took:?}");
+        assert_eq!(named(t.path(), ".out.tmp-"), Vec::<PathBuf>::new());
+        assert_eq!(fs::read(t.path().join("out/index.json")).unwrap(), before);
+    }
+    for bad in ["0", "1.5m", "10d", "-3", "99999999999999999999h", "31d"] {
+        let r = run(boxwright()
+            .args(["build", &format!("--timeout={bad}"), "-o", "out"])
+            .arg(&recipe)
+            .current_dir(t.path()));
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("duration"), "{bad}: {}", r.stderr);
+    }
+}
