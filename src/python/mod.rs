@@ -11,7 +11,7 @@
 //! - `fetch.rs` downloads a pinned URL into the blob cache and `archive.rs`
 //!   takes one member out of an archive (both also serve `url` entries);
 //!   `zip_entries.rs` refuses zips that the zip crate reads otherwise than
-//!   pip and unzip do, for both.
+//!   pip and unzip do, or that pip refuses, for both.
 
 pub mod archive;
 pub mod fetch;

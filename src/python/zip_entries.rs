@@ -7,7 +7,10 @@
 //!   when it has one, where pip keeps the name the entry is listed under,
 //!   so `b.py` renamed `a.py` there is a second `a.py` to the zip crate;
 //! - it reads entries whose data overlap: one record of 1 GiB of zeros
-//!   listed a thousand times inflates to a TiB from a 1 MB file.
+//!   listed a thousand times inflates to a TiB from a 1 MB file;
+//! - it reads an entry whose local header names another file than the
+//!   central directory does (`TOOL` listed as `tool`), which Python's
+//!   zipfile refuses.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -25,6 +28,8 @@ pub(crate) enum Fault {
     Overlap(String, String),
     /// An entry whose local header cannot be read.
     Unreadable { name: String, why: String },
+    /// An entry whose local header gives it another name.
+    Misnamed { name: String, local: String },
 }
 
 impl fmt::Display for Fault {
@@ -40,13 +45,17 @@ impl fmt::Display for Fault {
                 "entries {a:?} and {b:?} overlap in the zip (as in a zip bomb, which inflates one record many times)"
             ),
             Fault::Unreadable { name, why } => write!(f, "entry {name:?} cannot be read: {why}"),
+            Fault::Misnamed { name, local } => write!(
+                f,
+                "entry {name:?} is named {local:?} in its local header, which pip refuses"
+            ),
         }
     }
 }
 
 /// The first fault of the zip `zip`, whose file `raw` is (opened again, to
-/// read its central directory): a renamed, overlapping or unreadable entry
-/// first, then a name listed twice (which a caller may let pass when it
+/// read its central directory): a renamed, unreadable, overlapping or
+/// misnamed entry first, then a name listed twice (which a caller may let pass when it
 /// does not read that name).
 pub(crate) fn fault<R: Read + Seek>(
     raw: &File,
@@ -65,6 +74,7 @@ pub(crate) fn fault<R: Read + Seek>(
     // (local header and data) in the archive.
     let mut kept = HashSet::new();
     let mut spans = Vec::with_capacity(zip.len());
+    let mut misnamed = None;
     for i in 0..zip.len() {
         let name = zip.name_for_index(i).unwrap_or_default().to_string();
         let m = match zip.by_index_raw(i) {
@@ -74,6 +84,14 @@ pub(crate) fn fault<R: Read + Seek>(
                 return Ok(Some(Fault::Unreadable { name, why }));
             }
         };
+        let local = local_name(raw, m.header_start())?;
+        if misnamed.is_none() && local != m.name_raw() {
+            let local = String::from_utf8_lossy(&local).into_owned();
+            misnamed = Some(Fault::Misnamed {
+                name: name.clone(),
+                local,
+            });
+        }
         kept.insert(m.central_header_start());
         let end = m.data_start().saturating_add(m.compressed_size());
         spans.push((m.header_start(), end, name));
@@ -90,6 +108,10 @@ pub(crate) fn fault<R: Read + Seek>(
             _ => reach = Some((*end, name)),
         }
     }
+    // After overlaps: entries sharing one record are misnamed too.
+    if misnamed.is_some() {
+        return Ok(misnamed);
+    }
     // An entry listed before the last one the zip crate kept, which it did
     // not keep, was replaced by a later entry of its name.
     let last = kept.iter().max().copied().unwrap_or(0);
@@ -101,6 +123,17 @@ pub(crate) fn fault<R: Read + Seek>(
         }
     }
     Ok(None)
+}
+
+/// The name in the local header at `at` of `f` (the zip crate has read
+/// that header already, so it is there).
+fn local_name(f: &File, at: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut header = [0u8; 30];
+    f.read_exact_at(&mut header, at)?;
+    let mut name = vec![0u8; usize::from(u16::from_le_bytes([header[26], header[27]]))];
+    f.read_exact_at(&mut name, at + 30)?;
+    Ok(name)
 }
 
 /// An entry of a central directory: where it is listed, its name as listed,
@@ -261,5 +294,26 @@ pub(crate) mod tests {
         ]);
         assert_eq!(bomb.1.len(), 4);
         assert_eq!(bomb.0, Some(Fault::Overlap("z0".into(), "z1".into())));
+    }
+
+    /// Figure: `tool` listed in the central directory, `TOOL` in its local
+    /// header (as Python's zipfile would refuse it) is found.
+    #[test]
+    fn a_local_header_naming_another_file_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.zip");
+        let mut bytes = raw_zip(&[("a.py", b"1", None, None), ("tool", b"x", None, None)]);
+        let local = bytes.windows(4).rposition(|w| w == b"tool").unwrap();
+        let at = bytes.windows(4).position(|w| w == b"tool").unwrap();
+        assert!(at < local);
+        bytes[at..at + 4].copy_from_slice(b"TOOL");
+        std::fs::write(&path, bytes).unwrap();
+        let mut zip = zip::ZipArchive::new(BufReader::new(File::open(&path).unwrap())).unwrap();
+        let found = fault(&File::open(&path).unwrap(), &mut zip).unwrap();
+        let misnamed = Fault::Misnamed {
+            name: "tool".into(),
+            local: "TOOL".into(),
+        };
+        assert_eq!(found, Some(misnamed));
     }
 }
