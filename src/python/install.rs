@@ -50,11 +50,13 @@ pub struct Scheme {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     /// Member `index` of the wheel's zip, as it is: `size` bytes with this
-    /// sha256 (both taken when the install was planned).
+    /// sha256 (both taken when the install was planned: from the wheel's
+    /// `RECORD` when `recorded`, else from the member's bytes).
     Member {
         index: usize,
         size: u64,
         sha256: [u8; 32],
+        recorded: bool,
     },
     /// Made here: launchers, rewritten scripts, `INSTALLER`, `RECORD`.
     Bytes(Vec<u8>),
@@ -113,6 +115,7 @@ pub fn write(wheel: &Path, zip: &mut Zip, file: &InstalledFile, out: &mut dyn Wr
             index,
             size,
             sha256,
+            recorded,
         } => {
             let mut m = zip.by_index(*index)?;
             let mut hashed = Hashing::new(out);
@@ -131,12 +134,18 @@ pub fn write(wheel: &Path, zip: &mut Zip, file: &InstalledFile, out: &mut dyn Wr
             // hash (the wheel's RECORD, or the bytes it read): a member
             // that differs must not go into the layer.
             if hashed.digest() != Digest::from_sha256(*sha256) {
-                return Err(anyhow!(
-                        "{}: member {} does not match the sha256 and size its install was planned with \
-                         (the wheel's RECORD says otherwise, or the wheel changed while building)",
-                        wheel.display(),
-                        m.name()
-                    ));
+                let (wheel, name) = (wheel.display(), m.name());
+                return Err(if *recorded {
+                    bad_input(format!(
+                        "{wheel}: member {name} does not match the sha256 the wheel's RECORD says \
+                         (the wheel is damaged or hostile, or changed while building): build it again"
+                    ))
+                } else {
+                    anyhow!(
+                        "{wheel}: member {name} does not match the sha256 and size its install was \
+                         planned with (the wheel changed while building)"
+                    )
+                });
             }
             Ok(())
         }
@@ -216,6 +225,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
                         index: i,
                         size,
                         sha256,
+                        recorded: true,
                     },
                 });
                 continue;
@@ -259,6 +269,7 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
             index: i,
             size: declared,
             sha256,
+            recorded: false,
         };
         let mut size = declared;
         if let Some(bytes) = kept {

@@ -49,8 +49,12 @@ fn a_member_that_is_not_what_was_planned_is_refused() {
         .unwrap();
     let bytes = |inst: &Installed| read(inst, &mut open(&wheel).unwrap(), file);
     assert_eq!(bytes(&inst).unwrap(), b"x = 1\n");
+    // Hashed from its bytes (no RECORD): a wheel that changed since, not
+    // bad input.
     write(b"x = 2\n");
-    let err = format!("{:#}", bytes(&inst).unwrap_err());
+    let err = bytes(&inst).unwrap_err();
+    assert!(!crate::error::is_bad_input(&err), "{err:#}");
+    let err = format!("{err:#}");
     assert!(err.contains("does not match the sha256"), "{err}");
 }
 
@@ -97,11 +101,13 @@ fn a_members_hash_comes_from_the_wheels_record_and_is_checked_when_read() {
     // the RECORD, refused when the member is read.
     write(b"x = 2\n", &row(b"x = 1\n"));
     let inst = plan(&wheel, "demo", &scheme).unwrap();
+    // That is bad input (exit 2), as a member inflating past its size is.
     let err = read(&inst, &mut open(&wheel).unwrap(), &member(&inst)).unwrap_err();
     assert!(
-        format!("{err:#}").contains("RECORD says otherwise"),
+        format!("{err:#}").contains("the sha256 the wheel's RECORD says"),
         "{err:#}"
     );
+    assert!(crate::error::is_bad_input(&err), "{err:#}");
     // A RECORD whose size is not the member's is not trusted: hashed.
     write(b"x = 22\n", &row(b"x = 1\n"));
     let inst = plan(&wheel, "demo", &scheme).unwrap();
