@@ -12,6 +12,9 @@ use super::{Digest, Platform};
 pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
+    /// At most `i64::MAX`, as OCI's int64 allows (larger is refused when
+    /// read).
+    #[serde(deserialize_with = "int64_size")]
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
@@ -42,6 +45,17 @@ impl Descriptor {
     }
 }
 
+/// A descriptor's size: OCI's int64, never negative.
+fn int64_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let size = u64::deserialize(d)?;
+    if size > i64::MAX as u64 {
+        return Err(serde::de::Error::custom(format!(
+            "size {size} is larger than OCI's int64 allows"
+        )));
+    }
+    Ok(size)
+}
+
 /// The sum of `sizes`, held at `u64::MAX` rather than overflowing: sizes
 /// come from manifests, and a hostile one may claim sizes near `i64::MAX`.
 /// Every total of descriptor sizes is taken with it.
@@ -57,7 +71,21 @@ pub fn total_size(sizes: impl IntoIterator<Item = u64>) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::total_size;
+    use super::{total_size, Descriptor};
+
+    #[test]
+    fn a_size_past_int64_is_refused() {
+        let with = |size: &str| {
+            serde_json::from_str::<Descriptor>(&format!(
+                r#"{{"mediaType":"a/b","digest":"sha256:{}","size":{size}}}"#,
+                "0".repeat(64)
+            ))
+        };
+        assert_eq!(with("9223372036854775807").unwrap().size, i64::MAX as u64);
+        let err = with("9223372036854775808").unwrap_err().to_string();
+        assert!(err.contains("larger than OCI's int64 allows"), "{err}");
+        assert!(with("-1").is_err());
+    }
 
     #[test]
     fn sizes_near_the_top_add_up_to_the_most_a_u64_holds() {

@@ -14,34 +14,50 @@ fn inspect(args: &[&str], layout: &Path) -> Run {
     run_bounded(Env::new().cmd().arg("inspect").args(args).arg(layout))
 }
 
-/// Figure: two layers of 2^63 and 2^64 - 1 bytes overflow a u64 total:
-/// `inspect` shows the total held at 2^64 - 1, as text and as JSON, and
-/// `--check` reports the layers missing, without a panic.
+/// Figure: three layers of 2^63 - 1 bytes (the most OCI's int64 allows)
+/// overflow a u64 total: `inspect` shows the total held at 2^64 - 1, as
+/// text and as JSON, and `--check` reports the layers missing, without a
+/// panic. A layer of 2^63 bytes is refused, exit 2, naming the limit.
 #[test]
 fn inspect_of_layers_whose_sizes_overflow_a_total_does_not_panic() {
     let t = tempdir();
     let dir = t.path().join("huge");
-    let layers = [(sha256(b"a"), 1u64 << 63), (sha256(b"b"), u64::MAX)];
+    let most = i64::MAX as u64;
+    let layers = [
+        (sha256(b"a"), most),
+        (sha256(b"b"), most),
+        (sha256(b"c"), most),
+    ];
     image_of(&dir, &layers, "1");
     let r = inspect(&[], &dir);
     assert_code(&r, 0);
     assert!(
         r.stdout
-            .contains(&format!("layers    2 ({} bytes)", u64::MAX)),
+            .contains(&format!("layers    3 ({} bytes)", u64::MAX)),
         "{}",
         r.stdout
     );
     let r = inspect(&["--json"], &dir);
     assert_code(&r, 0);
     let j: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(j["images"][0]["manifest"]["layers"][1]["size"], u64::MAX);
+    assert_eq!(j["images"][0]["manifest"]["layers"][1]["size"], most);
     let r = inspect(&["--check", "--json"], &dir);
     assert_code(&r, 1);
     let j: Value = serde_json::from_str(&r.stdout).unwrap();
     let missing = (j["check"]["blobs"].as_array().unwrap().iter())
         .filter(|b| b["status"] == "missing")
         .count();
-    assert_eq!(missing, 2, "{j}");
+    assert_eq!(missing, 3, "{j}");
+
+    let past = t.path().join("past");
+    image_of(&past, &[(sha256(b"a"), most + 1)], "1");
+    let r = inspect(&[], &past);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("larger than OCI's int64 allows"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// Text that would clear the screen and forge a line.
