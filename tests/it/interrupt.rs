@@ -87,21 +87,27 @@ fn ended_within(child: &mut Child, limit: Duration) -> Option<i32> {
     }
 }
 
+/// A small image built into `dir/out`, and a recipe of 8 GiB of zeros to
+/// build over it: the earlier `index.json`, and that recipe.
+fn earlier_layout_and_big_recipe(dir: &Path) -> (Vec<u8>, PathBuf) {
+    write(
+        &dir.join("small.toml"),
+        "[image]\nname = \"t\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/x\"\n",
+    );
+    assert_ok(&run(boxwright()
+        .args(["build", "--quiet", "-o", "out", "small.toml"])
+        .current_dir(dir)));
+    let before = fs::read(dir.join("out/index.json")).unwrap();
+    (before, big_recipe(dir, 8))
+}
+
 /// Figure: a build interrupted while it writes `out` over an earlier
 /// layout exits 130 (SIGINT) or 143 (SIGTERM) within 5 s, the earlier
 /// layout is as it was, and no `.out.tmp-*` directory is left.
 #[test]
 fn an_interrupted_build_removes_its_temporary_layout_and_keeps_the_old_one() {
     let t = tempdir();
-    write(
-        &t.path().join("small.toml"),
-        "[image]\nname = \"t\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/x\"\n",
-    );
-    assert_ok(&run(boxwright()
-        .args(["build", "--quiet", "-o", "out", "small.toml"])
-        .current_dir(t.path())));
-    let before = fs::read(t.path().join("out/index.json")).unwrap();
-    let recipe = big_recipe(t.path(), 8);
+    let (before, recipe) = earlier_layout_and_big_recipe(t.path());
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
         let child = boxwright()
             .args(["build", "--quiet", "-j", "1", "--cache-dir"])
@@ -386,15 +392,7 @@ fn a_signal_stops_a_credential_helper_that_never_answers() {
 #[test]
 fn a_run_past_its_timeout_stops_as_on_a_signal() {
     let t = tempdir();
-    write(
-        &t.path().join("small.toml"),
-        "[image]\nname = \"t\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/x\"\n",
-    );
-    assert_ok(&run(boxwright()
-        .args(["build", "--quiet", "-o", "out", "small.toml"])
-        .current_dir(t.path())));
-    let before = fs::read(t.path().join("out/index.json")).unwrap();
-    let recipe = big_recipe(t.path(), 8);
+    let (before, recipe) = earlier_layout_and_big_recipe(t.path());
     for (how, value) in [("flag", "2s"), ("env", "2")] {
         let mut cmd = boxwright();
         cmd.args(["build", "--quiet", "-j", "1", "--cache-dir"])
