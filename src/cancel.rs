@@ -1,8 +1,9 @@
 //! Stopping a run early. The binary asks for it when it gets SIGINT or
-//! SIGTERM, or its `--timeout` passes ([`request`]): its async work is dropped where it waits, which
-//! removes the temporary directories it holds, and the work on blocking
-//! threads (compression, unpacking, downloads, hashing) fails at its next
-//! block with [`Cancelled`], which removes theirs. A library that never
+//! SIGTERM, or its `--timeout` passes ([`request`]): its async work is
+//! dropped where it waits, which removes the temporary directories it
+//! holds, and the work on blocking threads (compression, unpacking,
+//! downloads, hashing) fails at its next block with [`Cancelled`], which
+//! removes theirs. A library that never
 //! calls [`request`] is not affected.
 
 use std::io;

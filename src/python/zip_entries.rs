@@ -55,8 +55,8 @@ impl fmt::Display for Fault {
 
 /// The first fault of the zip `zip`, whose file `raw` is (opened again, to
 /// read its central directory): a renamed, unreadable, overlapping or
-/// misnamed entry first, then a name listed twice (which a caller may let pass when it
-/// does not read that name).
+/// misnamed entry first, then a name listed twice (which a caller may let
+/// pass when it does not read that name).
 pub(crate) fn fault<R: Read + Seek>(
     raw: &File,
     zip: &mut zip::ZipArchive<R>,
