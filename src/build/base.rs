@@ -292,7 +292,24 @@ async fn platform_image(
         )));
     }
     check_diff_ids(what, &manifest, &config)?;
+    check_history(what, &manifest, &config)?;
     Ok((manifest_desc, manifest, config))
+}
+
+/// Refuse a base whose history describes more layers (entries without
+/// `empty_layer`) than it has: the built image's history would not match
+/// its layers, and buildah refuses to build on such an image. One that
+/// describes fewer (none, often) is filled in by the build's config.
+fn check_history(what: &str, manifest: &oci::Manifest, config: &ImageConfig) -> Result<()> {
+    let (described, layers) = (config.described_layers(), manifest.layers.len());
+    if described <= layers {
+        return Ok(());
+    }
+    Err(bad_input(format!(
+        "{what}: its config's history describes {described} layers (entries without \
+         empty_layer) but its manifest has {layers}; a history entry describes one layer \
+         or is marked empty_layer: use another base"
+    )))
 }
 
 /// Run `f` on this thread. A layout's reads are file reads, which need no

@@ -1,6 +1,6 @@
 //! The image config of one platform: the base's config (if any) with the
 //! recipe's `[config]` applied, the rootfs diff IDs and one history entry per
-//! recipe layer. Pure: no I/O, so every rule here is visible in the digest.
+//! recipe layer (and per base layer the base's history leaves out). Pure: no I/O, so every rule here is visible in the digest.
 
 use std::collections::BTreeMap;
 
@@ -78,6 +78,18 @@ pub(super) fn image_config(
         kind: "layers".into(),
         diff_ids,
     };
+    // One history entry per layer, as buildah requires of a base: the base's
+    // layers its history does not describe (a base without history) get
+    // one each first.
+    if let Some(b) = base {
+        for _ in cfg.described_layers()..b.layers.len() {
+            cfg.history.push(History {
+                created_by: Some("a layer of the base, which its history does not describe".into()),
+                comment: Some("boxwright".into()),
+                ..Default::default()
+            });
+        }
+    }
     for l in &p.layers {
         cfg.history.push(History {
             created: Some(created.to_string()),

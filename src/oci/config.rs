@@ -27,6 +27,14 @@ pub struct ImageConfig {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+impl ImageConfig {
+    /// How many layers the history describes: its entries not marked
+    /// `empty_layer`.
+    pub fn described_layers(&self) -> usize {
+        self.history.iter().filter(|h| !h.empty_layer).count()
+    }
+}
+
 /// The `config` part of an image configuration: how to run the container.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeConfig {

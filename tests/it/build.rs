@@ -358,3 +358,81 @@ fn a_base_layout_is_checked_and_left_as_it_was() {
     );
     assert!(!c.path("app2").exists());
 }
+
+/// Figures: a base of one layer and no history (as some tools write them)
+/// gives an image whose history describes every layer, the base's with an
+/// entry of its own, as buildah requires of a base to build on; a base
+/// whose history describes three layers for its one is refused, exit 2,
+/// naming both counts.
+#[test]
+fn the_history_of_an_image_describes_each_of_its_layers() {
+    use crate::layout_reader::{blob_file, put, write_index};
+    use crate::support::tiny_oci_layout;
+    let c = Case::new(&layer("content = \"app\"\ndest = \"/app.txt\""));
+    let base = c.path("base");
+    let tiny = tiny_oci_layout(&base, "1", b"hi");
+    write(
+        &c.path("app.toml"),
+        "[image]\nname = \"app\"\nbase = \"oci:base:1\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"app\"\ndest = \"/app.txt\"\n",
+    );
+    let out = c.path("app");
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(&out)
+        .arg(c.path("app.toml")));
+    let i: Value =
+        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
+    let config = &i["images"][0]["config"];
+    let history = config["history"].as_array().unwrap();
+    let described = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(described, 2, "{config:#}");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    assert!(
+        history[0]["created_by"].as_str().unwrap().contains("base"),
+        "{config:#}"
+    );
+    // buildah builds on it: a container from the image, committed (which
+    // checks the history against the layers). Run in the case's directory:
+    // buildah names the image after the path, which must be lowercase.
+    let buildah = |args: &[&str]| {
+        let out = crate::support::tools::output(
+            std::process::Command::new("buildah")
+                .current_dir(c.path(""))
+                .args(["--root", "buildah/root", "--runroot", "buildah/run"])
+                .args(["--storage-driver", "vfs"])
+                .args(args),
+        );
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout).trim().to_string()
+    };
+    let container = buildah(&["from", "oci:app:latest"]);
+    buildah(&["commit", &container, "built-on-boxwright"]);
+
+    // The base's config given a history of three layers.
+    let mut cfg: Value =
+        serde_json::from_slice(&fs::read(blob_file(&base, &tiny.config_digest)).unwrap()).unwrap();
+    cfg["history"] =
+        serde_json::json!([{"created_by": "a"}, {"created_by": "b"}, {"created_by": "c"}]);
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let mut manifest: Value = serde_json::from_slice(&tiny.manifest).unwrap();
+    manifest["config"]["digest"] = put(&base, &cfg).into();
+    manifest["config"]["size"] = cfg.len().into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    write_index(&base, &put(&base, &manifest), manifest.len() as u64, "1");
+    let r = run(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(c.path("app2"))
+        .arg(c.path("app.toml")));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("describes 3 layers") && r.stderr.contains("has 1"),
+        "{}",
+        r.stderr
+    );
+    assert!(!c.path("app2").exists());
+}
