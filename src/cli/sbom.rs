@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::Value;
 
 use boxwright::image::ImageSource as _;
-use boxwright::oci::canonical_json;
+use boxwright::oci::canonical_value;
 use boxwright::oci::Digest;
 use boxwright::progress::{Level, SharedReporter};
 use boxwright::supply::artifact::Kind;
@@ -113,7 +113,8 @@ fn document(
             "{manifest}: its statement is not an SBOM (predicateType {predicate_type:?})"
         ));
     }
-    sbom_only(statement["predicate"].clone(), manifest)
+    let mut statement = statement;
+    sbom_only(statement["predicate"].take(), manifest)
 }
 
 /// `doc` when it is an SPDX or CycloneDX document.
@@ -127,7 +128,7 @@ fn sbom_only(doc: Value, manifest: &Digest) -> Result<Value> {
 }
 
 fn print_doc(doc: &Value) -> Result<()> {
-    let mut text = canonical_json(doc);
+    let mut text = canonical_value(doc);
     text.push(b'\n');
     print(&String::from_utf8_lossy(&text))?;
     Ok(())

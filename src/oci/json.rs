@@ -7,8 +7,14 @@ use serde::Serialize;
 /// serde_json's `preserve_order` feature.
 pub fn canonical_json<T: Serialize>(value: &T) -> Vec<u8> {
     let v = serde_json::to_value(value).expect("OCI types always serialise to JSON");
+    canonical_value(&v)
+}
+
+/// [`canonical_json`] of a JSON value, without copying it first (a
+/// document read from elsewhere, which may be large).
+pub fn canonical_value(v: &serde_json::Value) -> Vec<u8> {
     let mut out = Vec::new();
-    write_canonical(&v, &mut out);
+    write_canonical(v, &mut out);
     out
 }
 

@@ -17,7 +17,7 @@ mod time;
 pub use config::{History, ImageConfig, RootFs, RuntimeConfig};
 pub use descriptor::{total_size, Descriptor};
 pub use digest::{Digest, Hashing};
-pub use json::canonical_json;
+pub use json::{canonical_json, canonical_value};
 pub use manifest::{schema_version_problem, Index, Manifest, SCHEMA_VERSION};
 pub use media::*;
 pub use platform::{offered_platforms, select_platform, Platform};
