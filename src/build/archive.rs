@@ -23,9 +23,9 @@ pub struct BuildArchive {
     dest: PathBuf,
     /// Holds the layout (`layout/`).
     work: tempfile::TempDir,
-    /// `NAME:TAG` for docker-archive's `RepoTags`: the image name and the
-    /// recipe's first tag.
-    repo_tag: Option<String>,
+    /// `NAME:TAG` for docker-archive's `RepoTags`: the image name with each
+    /// of the recipe's tags, as `docker save` lists an image's tags.
+    repo_tags: Vec<String>,
 }
 
 impl BuildArchive {
@@ -58,7 +58,9 @@ impl BuildArchive {
             format,
             dest: dest.to_path_buf(),
             work: sibling_tempdir(dest)?,
-            repo_tag: plan.tags.first().map(|t| format!("{}:{t}", plan.name)),
+            repo_tags: (plan.tags.iter())
+                .map(|t| format!("{}:{t}", plan.name))
+                .collect(),
         }))
     }
 
@@ -84,7 +86,7 @@ impl BuildArchive {
             Format::DockerArchive => {
                 let image = result.images.first().context("the build wrote no image")?;
                 let source = LayoutImage::open_root(&layout, image.manifest.clone())?;
-                write_docker_archive(&source, &self.dest, self.repo_tag).await?;
+                write_docker_archive(&source, &self.dest, &self.repo_tags).await?;
             }
         }
         result.layout = self.dest;

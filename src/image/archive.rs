@@ -148,7 +148,7 @@ pub(crate) fn docker_archive(
     config: &ImageConfig,
     config_bytes: &[u8],
     layers: &[PathBuf],
-    repo_tag: Option<String>,
+    repo_tags: &[String],
     limit: u64,
 ) -> Result<()> {
     let names: Vec<String> = config
@@ -160,7 +160,7 @@ pub(crate) fn docker_archive(
     let config_name = format!("{}.json", manifest.config.digest.hex());
     let listed = serde_json::json!([{
         "Config": config_name,
-        "RepoTags": repo_tag.into_iter().collect::<Vec<_>>(),
+        "RepoTags": repo_tags,
         "Layers": names,
     }]);
     let manifest_bytes = serde_json::to_vec(&listed)?;

@@ -42,30 +42,26 @@ pub enum Sink {
     Layout { dir: PathBuf, name: Option<String> },
     /// A tar of such a layout at `file`.
     OciArchive { file: PathBuf, name: Option<String> },
-    /// A `docker load` archive at `file`, its `RepoTags` holding `repo_tag`
-    /// (`NAME:TAG`). The source's root must be an image manifest.
+    /// A `docker load` archive at `file`, its `RepoTags` holding
+    /// `repo_tags` (`NAME:TAG` each). The source's root must be an image
+    /// manifest.
     DockerArchive {
         file: PathBuf,
-        repo_tag: Option<String>,
+        repo_tags: Vec<String>,
     },
 }
 
 impl Sink {
     /// The sink for `format` at `path`: `name` is the layout's ref name
-    /// (`oci`, `oci-archive`); `repo_tag` the docker-archive's `RepoTags`.
-    pub fn new(
-        format: Format,
-        path: &Path,
-        name: Option<String>,
-        repo_tag: Option<String>,
-    ) -> Sink {
+    /// (`oci`, `oci-archive`); `repo_tags` the docker-archive's `RepoTags`.
+    pub fn new(format: Format, path: &Path, name: Option<String>, repo_tags: Vec<String>) -> Sink {
         let path = path.to_path_buf();
         match format {
             Format::Oci => Sink::Layout { dir: path, name },
             Format::OciArchive => Sink::OciArchive { file: path, name },
             Format::DockerArchive => Sink::DockerArchive {
                 file: path,
-                repo_tag,
+                repo_tags,
             },
         }
     }
@@ -83,8 +79,8 @@ impl Sink {
         match self {
             Sink::Layout { dir, name } => write_layout(src, dir, name.clone()).await.map(|_| ()),
             Sink::OciArchive { file, name } => write_oci_archive(src, file, name.clone()).await,
-            Sink::DockerArchive { file, repo_tag } => {
-                write_docker_archive(src, file, repo_tag.clone()).await
+            Sink::DockerArchive { file, repo_tags } => {
+                write_docker_archive(src, file, repo_tags).await
             }
         }
     }
@@ -136,13 +132,13 @@ fn pack_layout_now(dir: &Path, file: &Path) -> Result<()> {
 
 /// Write `src`, whose root is one platform's image manifest, as a
 /// `docker-archive` at `file`: `manifest.json` (Config, RepoTags with
-/// `repo_tag`, Layers), the config under its digest, and each layer
+/// `repo_tags`, Layers), the config under its digest, and each layer
 /// decompressed into it as `<diffID hex>.tar`, checked against its diff ID
 /// and bounded by [`unpacked_layer_max`](crate::image::archive::unpacked_layer_max).
 pub async fn write_docker_archive(
     src: &dyn ImageSource,
     file: &Path,
-    repo_tag: Option<String>,
+    repo_tags: &[String],
 ) -> Result<()> {
     let root = src.root().clone();
     if oci::is_index_media_type(&root.media_type) {
@@ -163,7 +159,7 @@ pub async fn write_docker_archive(
     crate::image::check_diff_ids(&src.locate(&root), &manifest, &config)?;
     let limit = crate::image::archive::unpacked_layer_max()?;
     let layers = blob_files(src, &manifest.layers).await?;
-    let file = file.to_path_buf();
+    let (file, repo_tags) = (file.to_path_buf(), repo_tags.to_vec());
     blocking(move || {
         let layers: Vec<PathBuf> = manifest
             .layers
@@ -176,7 +172,7 @@ pub async fn write_docker_archive(
             &config,
             &config_bytes,
             &layers,
-            repo_tag,
+            &repo_tags,
             limit,
         )
     })

@@ -152,16 +152,15 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         .iter()
         .map(|i| i.manifest.config.digest.clone())
         .collect();
-    let repo_tag = served
-        .requested
-        .tag
-        .as_ref()
-        .map(|_| served.requested.to_string());
+    let repo_tags: Vec<String> = (served.requested.tag.as_ref())
+        .map(|_| served.requested.to_string())
+        .into_iter()
+        .collect();
     Sink::new(
         opts.format,
         &opts.output,
         ref_name(&served.requested),
-        repo_tag,
+        repo_tags,
     )
     .write(&source)
     .await

@@ -80,7 +80,28 @@ fn docker_archive_loads_with_the_layout_builds_image() {
     assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
     let listed = tool("tar", &["-xOf", tar.to_str().unwrap(), "manifest.json"]);
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(listed[0]["RepoTags"], serde_json::json!(["arch:2.0"]));
+    assert_eq!(
+        listed[0]["RepoTags"],
+        serde_json::json!(["arch:2.0", "arch:latest"])
+    );
+    // podman loads it under both tags, as `docker build -t -t` and
+    // `docker save` would give them.
+    let storage = dir.path().join("podman");
+    let (root, runroot) = (storage.join("root"), storage.join("run"));
+    let podman = |args: &[&str]| {
+        let mut all = vec!["--root", root.to_str().unwrap(), "--runroot"];
+        all.extend([runroot.to_str().unwrap(), "--storage-driver", "vfs"]);
+        all.extend(["--events-backend=file"]);
+        all.extend(args);
+        tool("podman", &all)
+    };
+    podman(&["load", "-q", "-i", tar.to_str().unwrap()]);
+    let mut loaded: Vec<String> = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    loaded.sort();
+    assert_eq!(loaded, ["localhost/arch:2.0", "localhost/arch:latest"]);
 
     // Two platforms do not fit: exit 2 before anything is built.
     let r = run(boxwright()

@@ -70,7 +70,7 @@ async fn a_registry_image_goes_into_a_layout_and_archives_through_the_sinks() {
 
     // docker-archive of the index: bad input, no file.
     let da = archives.join("img.docker.tar");
-    let e = write_docker_archive(&image, &da, None).await.unwrap_err();
+    let e = write_docker_archive(&image, &da, &[]).await.unwrap_err();
     assert!(is_bad_input(&e), "{e:#}");
     assert!(!da.exists());
 
@@ -80,9 +80,13 @@ async fn a_registry_image_goes_into_a_layout_and_archives_through_the_sinks() {
         .unwrap()
         .clone();
     let repo_tag = format!("{}/base/img:1.0", reg.host());
-    write_docker_archive(&image.with_root(amd64), &da, Some(repo_tag.clone()))
-        .await
-        .unwrap();
+    write_docker_archive(
+        &image.with_root(amd64),
+        &da,
+        std::slice::from_ref(&repo_tag),
+    )
+    .await
+    .unwrap();
     let reference = format!("docker-archive:{}", da.display());
     let raw: Value = serde_json::from_str(&skopeo(&["inspect", "--raw", &reference])).unwrap();
     assert_eq!(raw["config"]["digest"], base.amd64().config);
