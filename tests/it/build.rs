@@ -305,16 +305,20 @@ fn an_output_that_is_not_a_layout_is_refused_before_building() {
     );
 }
 
+/// `recipe` built into the layout `out`: what `inspect --json` says of it.
+fn built(out: &Path, recipe: &Path) -> Value {
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(out)
+        .arg(recipe));
+    serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(out))).unwrap()
+}
+
 #[test]
 fn a_base_layout_is_checked_and_left_as_it_was() {
     let c = Case::new(&layer("content = \"base\"\ndest = \"/base.txt\""));
     let base = c.path("base");
-    ok(boxwright()
-        .args(["build", "--quiet", "-o"])
-        .arg(&base)
-        .arg(c.path("recipe.toml")));
-    let i: Value =
-        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&base))).unwrap();
+    let i = built(&base, &c.path("recipe.toml"));
     let layer_digest = i["images"][0]["manifest"]["layers"][0]["digest"]
         .as_str()
         .unwrap()
@@ -376,12 +380,7 @@ fn the_history_of_an_image_describes_each_of_its_layers() {
         "[image]\nname = \"app\"\nbase = \"oci:base:1\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"app\"\ndest = \"/app.txt\"\n",
     );
     let out = c.path("app");
-    ok(boxwright()
-        .args(["build", "--quiet", "-o"])
-        .arg(&out)
-        .arg(c.path("app.toml")));
-    let i: Value =
-        serde_json::from_str(&ok(boxwright().args(["inspect", "--json"]).arg(&out))).unwrap();
+    let i = built(&out, &c.path("app.toml"));
     let config = &i["images"][0]["config"];
     let history = config["history"].as_array().unwrap();
     let described = history.iter().filter(|h| h["empty_layer"] != true).count();
