@@ -204,7 +204,15 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
     let mut by_hash = BTreeMap::new();
     if !lock_path.to_string_lossy().ends_with(".toml") {
         for path in by_name.values() {
-            let hash = fetch::hash_file(path)
+            // Every wheel is hashed to find those the lock names: none may
+            // be read from outside the context, not even to be passed over.
+            let real = inside(cx.context, path).map_err(|why| {
+                err_at(
+                    at,
+                    format!("find_links wheel {} {why} (nothing outside the context is read); move it into the context, or remove it", path.display()),
+                )
+            })?;
+            let hash = fetch::hash_file(&real)
                 .map_err(|e| err_at(at, format!("find_links wheel {}: {e:#}", path.display())))?;
             by_hash.insert(hash.hex().to_string(), path.clone());
         }
