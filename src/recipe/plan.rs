@@ -196,18 +196,31 @@ fn config(
     c: &ConfigSection,
     p: &dyn Fn(&Str) -> Result<String>,
 ) -> Result<ConfigPlan> {
+    // What a runtime hands to the system as C strings (arguments, the
+    // environment, paths, the user) cannot hold a NUL byte: an image with
+    // one would build and then never start.
+    let arg = |s: &Str| -> Result<String> {
+        let v = p(s)?;
+        if v.contains('\0') {
+            return Err(src.err(
+                s.span(),
+                format!("{v:?} contains a NUL byte, which a container's process cannot be given; remove it"),
+            ));
+        }
+        Ok(v)
+    };
     let list = |v: &Option<Vec<Str>>| -> Result<Option<Vec<String>>> {
-        v.as_ref().map(|v| v.iter().map(&p).collect()).transpose()
+        v.as_ref().map(|v| v.iter().map(&arg).collect()).transpose()
     };
     let mut env = Vec::new();
     for (k, v) in &c.env {
-        if k.is_empty() || k.contains('=') {
+        if k.is_empty() || k.contains(['=', '\0']) {
             return Err(src.err(
                 v.span(),
-                format!("environment variable name {k:?} is empty or contains `=`"),
+                format!("environment variable name {k:?} is empty or contains `=` or a NUL byte"),
             ));
         }
-        env.push((k.clone(), p(v)?));
+        env.push((k.clone(), arg(v)?));
     }
     let mut exposed_ports = Vec::new();
     for port in &c.exposed_ports {
@@ -221,14 +234,14 @@ fn config(
     }
     let mut volumes = Vec::new();
     for v in &c.volumes {
-        let s = p(v)?;
+        let s = arg(v)?;
         if !s.starts_with('/') {
             return Err(src.err(v.span(), format!("volume {s:?} must be an absolute path")));
         }
         volumes.push(s);
     }
     let workdir = c.workdir.as_ref().map(|w| -> Result<String> {
-        let s = p(w)?;
+        let s = arg(w)?;
         if !s.starts_with('/') {
             return Err(src.err(w.span(), format!("workdir {s:?} must be an absolute path")));
         }
@@ -239,7 +252,7 @@ fn config(
         cmd: list(&c.cmd)?,
         env,
         workdir: workdir.transpose()?,
-        user: c.user.as_ref().map(&p).transpose()?,
+        user: c.user.as_ref().map(&arg).transpose()?,
         labels: c
             .labels
             .iter()
@@ -247,7 +260,7 @@ fn config(
             .collect::<Result<_>>()?,
         exposed_ports,
         volumes,
-        stop_signal: c.stop_signal.as_ref().map(&p).transpose()?,
+        stop_signal: c.stop_signal.as_ref().map(&arg).transpose()?,
     })
 }
 

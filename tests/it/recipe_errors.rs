@@ -327,3 +327,36 @@ fn an_unknown_sbom_format_is_named_at_its_line() {
     ));
     case.fails(&["recipe.toml:3:8", "sbom = \"bogus\" is not"]);
 }
+
+#[test]
+fn config_strings_a_process_is_given_hold_no_nul() {
+    // A runtime passes these to the system as C strings: with a NUL byte
+    // the image would build and never start.
+    let body = &layer("dir = true\ndest = \"/x\"")[HEAD.len()..];
+    for (line, col) in [
+        ("entrypoint = [\"/bin/sh\", \"a\\u0000b\"]", 26),
+        ("cmd = [\"a\\u0000\"]", 8),
+        ("env = { A = \"x\\u0000y\" }", 13),
+        ("workdir = \"/a\\u0000\"", 11),
+        ("user = \"1000\\u0000\"", 8),
+        ("volumes = [\"/v\\u0000\"]", 12),
+        ("stop_signal = \"TERM\\u0000\"", 15),
+    ] {
+        Case::new(&format!("{HEAD}[config]\n{line}\n{body}")).fails(&[
+            &format!("recipe.toml:5:{col}"),
+            "contains a NUL byte, which a container's process cannot be given",
+        ]);
+    }
+    Case::new(&format!(
+        "{HEAD}[config]\nenv = {{ \"A\\u0000\" = \"x\" }}\n{body}"
+    ))
+    .fails(&["recipe.toml:5:", "environment variable name \"A\\0\""]);
+    // A label is data, not given to a process: it may hold any text.
+    let case = Case::new(&format!(
+        "{HEAD}[config]\nlabels = {{ a = \"x\\u0000y\" }}\n{body}"
+    ));
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(case.path("out/img"))
+        .arg(case.path("recipe.toml")));
+}
