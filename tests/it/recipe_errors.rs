@@ -360,3 +360,19 @@ fn config_strings_a_process_is_given_hold_no_nul() {
         .arg(case.path("out/img"))
         .arg(case.path("recipe.toml")));
 }
+
+#[test]
+fn a_symlink_target_is_at_most_path_max() {
+    // As long as a `dest` may be, and no longer: unpacking a longer one
+    // fails on every system.
+    let link = |target: &str| layer(&format!("symlink = {target:?}\ndest = \"/l\""));
+    let case = Case::new(&link(&"a/".repeat(2048)));
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(case.path("out/img"))
+        .arg(case.path("recipe.toml")));
+    Case::new(&link(&"a/".repeat(2049))).fails(&[
+        "recipe.toml:6:11",
+        "symlink target is 4098 bytes long; a link's target is at most 4096",
+    ]);
+}
