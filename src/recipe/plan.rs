@@ -37,13 +37,26 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         (None, Some(c)) => recipe_dir.join(g(c)?),
         (None, None) => recipe_dir.clone(),
     };
+    let context_span = file
+        .context
+        .as_ref()
+        .filter(|_| opts.context.is_none())
+        .map(|c| c.span());
     let context = context.canonicalize().map_err(|e| {
-        let span = file.context.as_ref().filter(|_| opts.context.is_none());
         src.err_opt(
-            span.map(|c| c.span()),
+            context_span.clone(),
             format!("build context {} cannot be used: {e}", context.display()),
         )
     })?;
+    if !context.is_dir() {
+        return Err(src.err_opt(
+            context_span,
+            format!(
+                "build context {} is not a directory; give the directory that the sources are in",
+                context.display()
+            ),
+        ));
+    }
     let image = file.image.get_ref();
 
     let name = g(&image.name)?;

@@ -281,6 +281,22 @@ fn whole_recipe_mistakes_name_their_place() {
         layer("dir = true\ndest = \"/x\"")
     ))
     .fails(&["recipe.toml:1:11", "build context"]);
+    let case = Case::new(&format!(
+        "context = \"files/a.txt\"\n{}",
+        layer("dir = true\ndest = \"/x\"")
+    ));
+    case.fails(&["recipe.toml:1:11", "files/a.txt is not a directory"]);
+    let r = run(boxwright()
+        .args(["build", "--quiet", "--context", "/dev/null", "-o"])
+        .arg(case.path("out/img"))
+        .arg(case.path("recipe.toml")));
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("build context /dev/null is not a directory"),
+        "{}",
+        r.stderr
+    );
     Case::new("[image]\nname = \"t\"\nplatforms = []\n")
         .fails(&["recipe.toml:3:13", "platforms is empty"]);
     Case::new("[image]\nname = \"t\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n")
