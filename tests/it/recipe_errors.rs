@@ -392,3 +392,25 @@ fn a_symlink_target_is_at_most_path_max() {
         "symlink target is 4098 bytes long; a link's target is at most 4096",
     ]);
 }
+
+#[test]
+fn image_paths_no_system_could_unpack_are_refused() {
+    // A part over NAME_MAX in the dest, at the dest.
+    let long_part = format!("/{}/x", "n".repeat(256));
+    Case::new(&entry_at("content = \"x\"", &long_part)).fails(&[
+        "recipe.toml:7:8",
+        "has a part of 256 bytes; a file name is at most 255",
+    ]);
+    // A file of a tree whose path under its dest passes PATH_MAX, at the
+    // entry: each part and the dest alone are short enough.
+    let dest = format!(
+        "/{}{}",
+        format!("{}/", "d".repeat(250)).repeat(16),
+        "e".repeat(79)
+    );
+    assert_eq!(dest.len(), 4096);
+    Case::new(&entry_at("src = \"files\"", &dest)).fails(&[
+        "recipe.toml:5:1",
+        "a.txt is 4101 bytes long; a path in the image is at most 4096",
+    ]);
+}

@@ -351,6 +351,13 @@ impl Dest {
         for c in Path::new(&text).components() {
             match c {
                 Component::RootDir | Component::CurDir => {}
+                Component::Normal(n) if n.len() > super::walk::NAME_MAX => {
+                    return Err(format!(
+                        "dest {text:?} has a part of {} bytes; a file name is at most {} (Linux's NAME_MAX)",
+                        n.len(),
+                        super::walk::NAME_MAX
+                    ))
+                }
                 Component::Normal(n) => parts.push(n.as_bytes()),
                 Component::ParentDir => {
                     return Err(format!(
@@ -397,6 +404,12 @@ mod tests {
         }
         assert!(path("/a\0b").unwrap_err().contains("NUL"));
         assert!(path(&"/a".repeat(2048)).is_ok());
+        assert!(path(&format!("/{}/x", "n".repeat(255))).is_ok());
+        let e = path(&format!("/{}/x", "n".repeat(256))).unwrap_err();
+        assert!(
+            e.contains("a part of 256 bytes") && e.contains("at most 255"),
+            "{e}"
+        );
         assert!(path(&"/a".repeat(2049))
             .unwrap_err()
             .contains("at most 4096"));
