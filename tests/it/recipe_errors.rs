@@ -234,6 +234,36 @@ fn modes_say_what_they_expect() {
 }
 
 #[test]
+fn a_mode_written_in_decimal_is_refused() {
+    // `mode = 755` is the integer 755, 0o1363: sticky, and not what was
+    // meant. Octal, strings, hexadecimal and 0 are as they were.
+    for (value, said) in [
+        ("755", "= 755 is a decimal number, 0o1363 as a mode; modes are octal: write 0o755 or \"0755\""),
+        ("+644", "= +644 is a decimal number, 0o1204 as a mode; modes are octal: write 0o644 or \"0644\""),
+        ("493", "= 493 is a decimal number, 0o755 as a mode; modes are octal: write 0o755 or \"0755\""),
+    ] {
+        for key in ["mode", "dir_mode"] {
+            let col = key.len() + 4;
+            let recipe = layer(&format!("src = \"files\"\ndest = \"/x\"\n{key} = {value}"));
+            Case::new(&recipe).fails(&[&format!("recipe.toml:8:{col}: {key} {said}")]);
+            let recipe = format!(
+                "{HEAD}[[layer]]\n{key} = {value}\n[[layer.entry]]\ndir = true\ndest = \"/x\"\n"
+            );
+            Case::new(&recipe).fails(&[&format!("recipe.toml:5:{col}: {key} {said}")]);
+        }
+    }
+    for value in ["0o755", "\"755\"", "0x1ed", "0", "0o0"] {
+        let case = Case::new(&layer(&format!(
+            "src = \"files\"\ndest = \"/x\"\nmode = {value}"
+        )));
+        ok(boxwright()
+            .args(["build", "--quiet", "-o"])
+            .arg(case.path("out/img"))
+            .arg(case.path("recipe.toml")));
+    }
+}
+
+#[test]
 fn ids_and_other_typed_fields_name_their_place() {
     const ID: &str = "expected a numeric user or group id, 0 to 4294967295, like 1000";
     for value in [
