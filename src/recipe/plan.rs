@@ -15,6 +15,11 @@ use super::{base, targets, vars, Base, ConfigPlan, LoadOptions, Plan, PlatformPl
 use crate::error::bad_input;
 use crate::oci::{self, Platform};
 
+/// The most platforms one recipe builds: far above any real image (the
+/// official images have about ten), far below what would make planning
+/// each of them, and its own copy of every string, strain time or memory.
+const MAX_PLATFORMS: usize = 64;
+
 pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Result<Plan> {
     let mut vars = opts.vars.clone();
     for (k, v) in &file.vars {
@@ -99,6 +104,19 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         return Err(src.err_opt(
             None,
             "no platform given; list at least one, e.g. linux/amd64",
+        ));
+    }
+    if platform_strs.len() > MAX_PLATFORMS {
+        let span = image
+            .platforms
+            .as_ref()
+            .filter(|_| opts.platforms.is_none());
+        return Err(src.err_opt(
+            span.map(|p| p.span()),
+            format!(
+                "{} platforms are listed; an image is built for at most {MAX_PLATFORMS} (each is planned and built on its own)",
+                platform_strs.len()
+            ),
         ));
     }
     let mut platforms: Vec<Platform> = Vec::new();

@@ -444,3 +444,35 @@ fn image_paths_no_system_could_unpack_are_refused() {
         "a.txt is 4101 bytes long; a path in the image is at most 4096",
     ]);
 }
+
+#[test]
+fn at_most_64_platforms_are_built() {
+    // Each platform is planned on its own, with its own copy of the
+    // recipe's strings: a list of a hundred thousand planned for minutes.
+    let list = |n: usize| {
+        let p: Vec<String> = (0..n).map(|i| format!("\"linux/amd64/x{i}\"")).collect();
+        format!(
+            "[image]\nname = \"t\"\nplatforms = [{}]\n{}",
+            p.join(", "),
+            &layer("content = \"${VARIANT}\"\ndest = \"/v\"")[HEAD.len()..]
+        )
+    };
+    Case::new(&list(1000))
+        .fails(&["recipe.toml:3:13: 1000 platforms are listed; an image is built for at most 64"]);
+    let case = Case::new(&list(64));
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(case.path("out/img"))
+        .arg(case.path("recipe.toml")));
+    let flag: Vec<String> = (0..65).map(|i| format!("linux/arm64/v{i}")).collect();
+    let r = run(boxwright()
+        .args(["build", "--quiet", "--platform", &flag.join(","), "-o"])
+        .arg(case.path("out/flag"))
+        .arg(case.path("recipe.toml")));
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("recipe.toml: 65 platforms are listed"),
+        "{}",
+        r.stderr
+    );
+}
