@@ -272,3 +272,37 @@ fn python_find_links_wheels_outside_the_context_are_not_read() {
     );
     assert!(!dir.path().join("out").exists());
 }
+
+/// Scripts start with `#!` and the interpreter: a relative path, or one
+/// with a blank or a newline, would make every script fail to run (or run
+/// something else), so it is refused at its line.
+#[test]
+fn python_interpreter_must_be_an_absolute_plain_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo(
+        &dir.path().join("wheels"),
+        "1.0",
+        &[("demo/__init__.py", 0o644, b"")],
+    );
+    lock(dir.path(), &[("1.0", "", &format!("wheels/{file}"))]);
+    let cache = dir.path().join("cache");
+    for bad in [
+        "python3",
+        "/usr/bin/env python3",
+        "/usr/bin/python3\\nrm -rf /",
+        "/a\\tb",
+    ] {
+        let recipe = format!("{RECIPE}interpreter = \"{bad}\"\n");
+        let r = build_layer(dir.path(), &cache, &recipe);
+        assert_code(&r, 2);
+        assert!(
+            r.stderr.contains("recipe.toml:8:15: interpreter")
+                && r.stderr
+                    .contains("must be an absolute path without blanks or control characters"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+    let recipe = format!("{RECIPE}interpreter = \"/opt/py/bin/python3.11\"\n");
+    assert_ok(&build_layer(dir.path(), &cache, &recipe));
+}

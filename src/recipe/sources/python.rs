@@ -177,7 +177,7 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
         include: join(&format!("include/python{xy}")),
         data: prefix.clone(),
         interpreter: match &py.interpreter {
-            Some(s) => (cx.expand)(s)?,
+            Some(s) => interpreter(cx, s)?,
             None => format!("/{}", join(&format!("bin/python{xy}"))),
         },
     };
@@ -264,6 +264,19 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
         site_packages: scheme.site_packages,
         attrs: cx.attrs.clone(),
     })
+}
+
+/// The `#!` line of scripts names it: the kernel runs an absolute path,
+/// and cuts the line at the first blank.
+fn interpreter(cx: &Place, s: &Str) -> Result<String> {
+    let path = (cx.expand)(s)?;
+    if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(cx.recipe.err(
+            s.span(),
+            format!("interpreter {path:?} must be an absolute path without blanks or control characters, e.g. \"/usr/local/bin/python3.11\": scripts start with #! and it"),
+        ));
+    }
+    Ok(path)
 }
 
 /// `X.Y` (or `X.Y.Z`) as (X, Y).
