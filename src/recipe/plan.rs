@@ -22,6 +22,15 @@ const MAX_PLATFORMS: usize = 64;
 
 pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Result<Plan> {
     let mut vars = opts.vars.clone();
+    if let Some(k) = vars
+        .sets
+        .keys()
+        .find(|k| vars::PLATFORM_VARS.contains(&k.as_str()))
+    {
+        return Err(bad_input(format!(
+            "--set {k}: `${{{k}}}` is each platform's own and cannot be set; choose the platforms with --platform"
+        )));
+    }
     for (k, v) in &file.vars {
         if !vars::is_name(k) || vars::PLATFORM_VARS.contains(&k.as_str()) {
             return Err(src.err(

@@ -476,3 +476,41 @@ fn at_most_64_platforms_are_built() {
         r.stderr
     );
 }
+
+#[test]
+fn platform_variables_are_the_platforms_own() {
+    // A CI runner's ARCH or OS for its own host is not the image's: outside
+    // per-platform fields `${ARCH}` has no value, whatever the environment
+    // holds, and --set cannot give it one.
+    let case = Case::new(&format!(
+        "tags = [\"${{ARCH}}\"]\n{}",
+        layer("content = \"${ARCH}\"\ndest = \"/a\"")
+    ));
+    let build = |extra: &[&str]| {
+        run(boxwright()
+            .env("ARCH", "x86_64")
+            .env("OS", "Windows_NT")
+            .args(["build", "--quiet"])
+            .args(extra)
+            .arg("-o")
+            .arg(case.path("out/img"))
+            .arg(case.path("recipe.toml")))
+    };
+    let r = build(&[]);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("recipe.toml:1:9: variable `ARCH` is only defined in per-platform fields"),
+        "{}",
+        r.stderr
+    );
+    let r = build(&["--set", "ARCH=arm64"]);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("--set ARCH: `${ARCH}` is each platform's own"),
+        "{}",
+        r.stderr
+    );
+    assert!(!case.path("out").exists());
+}
