@@ -514,3 +514,28 @@ fn platform_variables_are_the_platforms_own() {
     );
     assert!(!case.path("out").exists());
 }
+
+#[test]
+fn a_linked_file_src_keeps_the_name_src_gives_it() {
+    // As COPY and `cp -L` do: `current.conf`, a link to a versioned file,
+    // is copied into a directory as `current.conf`, with the file's bytes.
+    let case = Case::new(&entry_at("src = \"current.conf\"", "/etc/app/"));
+    std::os::unix::fs::symlink("files/a.txt", case.path("current.conf")).unwrap();
+    let out = case.path("out/img");
+    ok(boxwright()
+        .args(["build", "--quiet", "--compression", "none", "-o"])
+        .arg(&out)
+        .arg(case.path("recipe.toml")));
+    let files: Vec<(String, Vec<u8>)> = crate::python_url::layer_entries(&out)
+        .into_iter()
+        .map(|(path, _, _, bytes)| (path, bytes))
+        .collect();
+    assert!(
+        files.contains(&("etc/app/current.conf".to_string(), b"a\n".to_vec())),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|(p, _)| p.ends_with("a.txt")),
+        "{files:?}"
+    );
+}
