@@ -331,6 +331,15 @@ fn whole_recipe_mistakes_name_their_place() {
         .fails(&["recipe.toml:3:13", "platforms is empty"]);
     Case::new("[image]\nname = \"t\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n")
         .fails(&["recipe.toml:3:29", "listed twice"]);
+    for variant in ["v8 ", "v8\\n", "v.8"] {
+        Case::new(&format!(
+            "[image]\nname = \"t\"\nplatforms = [\"linux/arm64/{variant}\"]\n"
+        ))
+        .fails(&[
+            "recipe.toml:3:14",
+            "is not letters, digits, `_` and `-`, e.g. v8",
+        ]);
+    }
 }
 
 #[test]
