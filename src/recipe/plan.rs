@@ -15,8 +15,22 @@ use super::{base, targets, vars, Base, ConfigPlan, LoadOptions, Plan, PlatformPl
 use crate::error::bad_input;
 use crate::oci::{self, Platform};
 
+/// The most platforms one recipe builds: far above any real image (the
+/// official images have about ten), far below what would make planning
+/// each of them, and its own copy of every string, strain time or memory.
+const MAX_PLATFORMS: usize = 64;
+
 pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Result<Plan> {
     let mut vars = opts.vars.clone();
+    if let Some(k) = vars
+        .sets
+        .keys()
+        .find(|k| vars::PLATFORM_VARS.contains(&k.as_str()))
+    {
+        return Err(bad_input(format!(
+            "--set {k}: `${{{k}}}` is each platform's own and cannot be set; choose the platforms with --platform"
+        )));
+    }
     for (k, v) in &file.vars {
         if !vars::is_name(k) || vars::PLATFORM_VARS.contains(&k.as_str()) {
             return Err(src.err(
@@ -37,13 +51,26 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         (None, Some(c)) => recipe_dir.join(g(c)?),
         (None, None) => recipe_dir.clone(),
     };
+    let context_span = file
+        .context
+        .as_ref()
+        .filter(|_| opts.context.is_none())
+        .map(|c| c.span());
     let context = context.canonicalize().map_err(|e| {
-        let span = file.context.as_ref().filter(|_| opts.context.is_none());
         src.err_opt(
-            span.map(|c| c.span()),
+            context_span.clone(),
             format!("build context {} cannot be used: {e}", context.display()),
         )
     })?;
+    if !context.is_dir() {
+        return Err(src.err_opt(
+            context_span,
+            format!(
+                "build context {} is not a directory; give the directory that the sources are in",
+                context.display()
+            ),
+        ));
+    }
     let image = file.image.get_ref();
 
     let name = g(&image.name)?;
@@ -88,12 +115,37 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
             "no platform given; list at least one, e.g. linux/amd64",
         ));
     }
+    if platform_strs.len() > MAX_PLATFORMS {
+        let span = image
+            .platforms
+            .as_ref()
+            .filter(|_| opts.platforms.is_none());
+        return Err(src.err_opt(
+            span.map(|p| p.span()),
+            format!(
+                "{} platforms are listed; an image is built for at most {MAX_PLATFORMS} (each is planned and built on its own)",
+                platform_strs.len()
+            ),
+        ));
+    }
     let mut platforms: Vec<Platform> = Vec::new();
     for (s, span) in &platform_strs {
-        let p = Platform::parse(s).map_err(|m| match span {
-            Some(span) => src.err(span.clone(), m),
-            None => bad_input(m),
-        })?;
+        let variant_ok = |v: &str| {
+            v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        };
+        let p = Platform::parse(s)
+            .and_then(|p| match &p.variant {
+                // As containerd reads platforms: `v8`, not `v8 ` or a newline.
+                Some(v) if !variant_ok(v) => Err(format!(
+                    "variant {v:?} in platform {s:?} is not letters, digits, `_` and `-`, e.g. v8"
+                )),
+                _ => Ok(p),
+            })
+            .map_err(|m| match span {
+                Some(span) => src.err(span.clone(), m),
+                None => bad_input(m),
+            })?;
         if platforms.contains(&p) {
             return Err(src.err_opt(span.clone(), format!("platform {p} is listed twice")));
         }
@@ -196,18 +248,31 @@ fn config(
     c: &ConfigSection,
     p: &dyn Fn(&Str) -> Result<String>,
 ) -> Result<ConfigPlan> {
+    // What a runtime hands to the system as C strings (arguments, the
+    // environment, paths, the user) cannot hold a NUL byte: an image with
+    // one would build and then never start.
+    let arg = |s: &Str| -> Result<String> {
+        let v = p(s)?;
+        if v.contains('\0') {
+            return Err(src.err(
+                s.span(),
+                format!("{v:?} contains a NUL byte, which a container's process cannot be given; remove it"),
+            ));
+        }
+        Ok(v)
+    };
     let list = |v: &Option<Vec<Str>>| -> Result<Option<Vec<String>>> {
-        v.as_ref().map(|v| v.iter().map(&p).collect()).transpose()
+        v.as_ref().map(|v| v.iter().map(&arg).collect()).transpose()
     };
     let mut env = Vec::new();
     for (k, v) in &c.env {
-        if k.is_empty() || k.contains('=') {
+        if k.is_empty() || k.contains(['=', '\0']) {
             return Err(src.err(
                 v.span(),
-                format!("environment variable name {k:?} is empty or contains `=`"),
+                format!("environment variable name {k:?} is empty or contains `=` or a NUL byte"),
             ));
         }
-        env.push((k.clone(), p(v)?));
+        env.push((k.clone(), arg(v)?));
     }
     let mut exposed_ports = Vec::new();
     for port in &c.exposed_ports {
@@ -221,14 +286,14 @@ fn config(
     }
     let mut volumes = Vec::new();
     for v in &c.volumes {
-        let s = p(v)?;
+        let s = arg(v)?;
         if !s.starts_with('/') {
             return Err(src.err(v.span(), format!("volume {s:?} must be an absolute path")));
         }
         volumes.push(s);
     }
     let workdir = c.workdir.as_ref().map(|w| -> Result<String> {
-        let s = p(w)?;
+        let s = arg(w)?;
         if !s.starts_with('/') {
             return Err(src.err(w.span(), format!("workdir {s:?} must be an absolute path")));
         }
@@ -239,7 +304,7 @@ fn config(
         cmd: list(&c.cmd)?,
         env,
         workdir: workdir.transpose()?,
-        user: c.user.as_ref().map(&p).transpose()?,
+        user: c.user.as_ref().map(&arg).transpose()?,
         labels: c
             .labels
             .iter()
@@ -247,7 +312,7 @@ fn config(
             .collect::<Result<_>>()?,
         exposed_ports,
         volumes,
-        stop_signal: c.stop_signal.as_ref().map(&p).transpose()?,
+        stop_signal: c.stop_signal.as_ref().map(&arg).transpose()?,
     })
 }
 

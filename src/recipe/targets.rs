@@ -147,7 +147,11 @@ fn check_repository_ref(r: &str) -> Result<(), String> {
             "target {r:?}: repository {repo:?} must be lowercase path components of [a-z0-9._-]"
         ));
     }
-    Ok(())
+    // The registry's host and port, and the name's length, as a push
+    // checks them, so that no build waits until its push to be refused.
+    crate::registry::Reference::parse(r)
+        .map(drop)
+        .map_err(|e| format!("target: {e}"))
 }
 
 #[cfg(test)]
@@ -172,6 +176,20 @@ mod tests {
             .unwrap_err()
             .contains("registry host"));
         assert!(is_tag("1.4.0") && is_tag("latest") && !is_tag("-x") && !is_tag("a/b"));
+        for (bad, why) in [
+            ("ghcr.io:99999/x", "invalid port \"99999\""),
+            ("gh_cr.io/x", "not a valid host name"),
+            ("a..b/x", "not a valid host name"),
+        ] {
+            let e = check_repository_ref(bad).unwrap_err();
+            assert!(
+                e.starts_with("target: invalid image reference") && e.contains(why),
+                "{e}"
+            );
+        }
+        let long = format!("ghcr.io/{}", "a".repeat(300));
+        assert!(check_repository_ref(&long).is_err());
+        assert!(check_repository_ref("[::1]:5000/a").is_ok());
     }
 
     #[test]

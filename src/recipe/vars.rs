@@ -33,6 +33,11 @@ impl Vars {
         if let Some((_, v)) = scoped.iter().find(|(k, _)| *k == name) {
             return Some(v.to_string());
         }
+        // The platform's own, never another's: CI runners often export
+        // `ARCH` or `OS` (`OS=Windows_NT`) for their own host.
+        if PLATFORM_VARS.contains(&name) {
+            return None;
+        }
         if let Some(v) = self.sets.get(name) {
             return Some(v.clone());
         }
@@ -134,6 +139,23 @@ mod tests {
         );
         let e = v.expand("${BOXWRIGHT_SURELY_UNSET_VAR}", &[]).unwrap_err();
         assert!(e.contains("set it in the environment"), "{e}");
+    }
+
+    #[test]
+    fn platform_variables_come_from_the_platform_alone() {
+        let mut v = vars();
+        v.use_env = true;
+        v.sets.insert("ARCH".into(), "x86_64".into());
+        v.defaults.insert("OS".into(), "Windows_NT".into());
+        for name in ["ARCH", "OS", "VARIANT"] {
+            let e = v.expand(&format!("${{{name}}}"), &[]).unwrap_err();
+            assert!(e.contains("only defined in per-platform fields"), "{e}");
+        }
+        assert_eq!(
+            v.expand("${OS}/${ARCH}", &[("ARCH", "arm64"), ("OS", "linux")])
+                .unwrap(),
+            "linux/arm64"
+        );
     }
 
     #[test]

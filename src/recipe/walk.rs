@@ -16,6 +16,26 @@ use super::entry::{cmp_paths, same_attrs, same_content, Entry, EntryKind, Inode}
 use super::sources::Stream;
 use crate::error::bad_input;
 
+/// The longest path in the image, in bytes (Linux's `PATH_MAX`).
+pub(crate) const PATH_MAX: usize = 4096;
+/// The longest name of one file in the image, in bytes (Linux's `NAME_MAX`).
+pub(crate) const NAME_MAX: usize = 255;
+
+/// Why no system could unpack a file at `path`, if none could.
+fn too_long(path: &[u8]) -> Option<String> {
+    if path.len() > PATH_MAX {
+        return Some(format!(
+            "is {} bytes long; a path in the image is at most {PATH_MAX} (Linux's PATH_MAX)",
+            path.len()
+        ));
+    }
+    let part = path.split(|&b| b == b'/').find(|p| p.len() > NAME_MAX)?;
+    Some(format!(
+        "has a part of {} bytes; a file name is at most {NAME_MAX} (Linux's NAME_MAX)",
+        part.len()
+    ))
+}
+
 /// An entry with the index of its source and, for files with several
 /// links, their (device, inode).
 #[derive(Debug)]
@@ -174,6 +194,13 @@ impl<'a> Entries<'a> {
             inode,
         } = item;
         let path = &entry.path;
+        if let Some(why) = too_long(path) {
+            return Err(bad_input(format!(
+                "{}: /{} {why}; no system could unpack it: give the file a shorter path",
+                self.ats[src],
+                String::from_utf8_lossy(path)
+            )));
+        }
         while let Some((p, _, _)) = self.chain.last() {
             if path.len() > p.len() && path.starts_with(p) && path[p.len()] == b'/' {
                 break;
@@ -333,6 +360,27 @@ mod tests {
         let streams = vec![(stream(vec![(file("a"), ino), (file("b"), ino)]), "r:1:1")];
         let out: Vec<Entry> = Entries::new(streams).unwrap().map(Result::unwrap).collect();
         assert_eq!(out[1].kind, EntryKind::Hardlink(b"a".to_vec()));
+    }
+
+    #[test]
+    fn paths_no_system_could_unpack_are_refused_naming_the_source() {
+        let longest = format!("{}ff", "d/".repeat(2047));
+        let widest = format!("d/{}", "n".repeat(255));
+        assert_eq!(longest.len(), 4096);
+        assert!(merge(vec![vec![text(&longest, "x"), text(&widest, "x")]]).is_ok());
+        for (path, why) in [
+            (format!("{longest}f"), "is 4097 bytes long"),
+            (format!("{widest}n"), "has a part of 256 bytes"),
+        ] {
+            let err = merge(vec![vec![text("a", "1")], vec![text(&path, "x")]])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("r:1:1: /") && err.contains(why),
+                "{why}: {err}"
+            );
+            assert!(err.contains("no system could unpack it"), "{err}");
+        }
     }
 
     #[test]

@@ -232,3 +232,77 @@ fn python_find_links_entries_that_are_not_files_are_refused() {
         let _ = fs::remove_dir(&odd);
     }
 }
+
+/// A `find_links` wheel that is a link leaving the build context is refused
+/// before it is read, even when the lock names another wheel: every wheel
+/// there is hashed to find the locked ones.
+#[test]
+fn python_find_links_wheels_outside_the_context_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    let w = ctx.join("wheels");
+    let file = demo(&w, "1.0", &[("demo/__init__.py", 0o644, b"locked")]);
+    let locked = sha256(&fs::read(w.join(&file)).unwrap());
+    write(
+        &ctx.join("requirements.txt"),
+        &format!("demo==1.0 --hash={locked}\n"),
+    );
+    let recipe = format!("context = \"ctx\"\n{RECIPE}find_links = [\"wheels\"]\n")
+        .replace("pylock.toml", "requirements.txt");
+    let cache = dir.path().join("cache");
+    assert_ok(&build_layer(dir.path(), &cache, &recipe));
+    fs::remove_dir_all(dir.path().join("out")).unwrap();
+
+    let outside = demo(
+        &dir.path().join("outside"),
+        "0.9",
+        &[("demo/__init__.py", 0o644, b"outside")],
+    );
+    std::os::unix::fs::symlink(Path::new("../../outside").join(&outside), w.join(&outside))
+        .unwrap();
+    let r = build_layer(dir.path(), &cache, &recipe);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("recipe.toml:")
+            && r.stderr
+                .contains(&format!("find_links wheel {}", w.join(&outside).display()))
+            && r.stderr.contains("is outside the build context"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("out").exists());
+}
+
+/// Scripts start with `#!` and the interpreter: a relative path, or one
+/// with a blank or a newline, would make every script fail to run (or run
+/// something else), so it is refused at its line.
+#[test]
+fn python_interpreter_must_be_an_absolute_plain_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo(
+        &dir.path().join("wheels"),
+        "1.0",
+        &[("demo/__init__.py", 0o644, b"")],
+    );
+    lock(dir.path(), &[("1.0", "", &format!("wheels/{file}"))]);
+    let cache = dir.path().join("cache");
+    for bad in [
+        "python3",
+        "/usr/bin/env python3",
+        "/usr/bin/python3\\nrm -rf /",
+        "/a\\tb",
+    ] {
+        let recipe = format!("{RECIPE}interpreter = \"{bad}\"\n");
+        let r = build_layer(dir.path(), &cache, &recipe);
+        assert_code(&r, 2);
+        assert!(
+            r.stderr.contains("recipe.toml:8:15: interpreter")
+                && r.stderr
+                    .contains("must be an absolute path without blanks or control characters"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+    let recipe = format!("{RECIPE}interpreter = \"/opt/py/bin/python3.11\"\n");
+    assert_ok(&build_layer(dir.path(), &cache, &recipe));
+}

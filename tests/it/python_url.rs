@@ -246,6 +246,14 @@ fn unpinned_and_mismatched_downloads_are_refused() {
             format!("url = \"{url}\"\nsha256 = \"{good}\"\nextract = \"..\"\ndest = \"/etc/\"\n"),
             "recipe.toml:8:11: extract \"..\" does not name a file",
         ),
+        (
+            format!("url = \"{url}/..\"\nsha256 = \"{good}\"\ndest = \"/opt/\"\n"),
+            "recipe.toml:8:8: dest \"/opt/\" ends with `/` but the url names no file (its last part is \"..\")",
+        ),
+        (
+            format!("url = \"{url}/.?x=1\"\nsha256 = \"{good}\"\ndest = \"/opt/\"\n"),
+            "recipe.toml:8:8: dest \"/opt/\" ends with `/` but the url names no file (its last part is \".\")",
+        ),
     ] {
         let r = build_layer(dir.path(), &cache, &format!("{head}{entry}"));
         assert_code(&r, 2);
@@ -306,4 +314,32 @@ fn a_redirect_is_followed_only_where_the_url_could_point() {
         assert!(r.stderr.contains(location), "{}", r.stderr);
         assert_eq!(*count.lock().unwrap(), 1);
     }
+}
+
+/// A `dest` ending in `/` names the file after the url's last part; a url
+/// whose last part is `..` (or `.`, or empty) names none, which is said at
+/// the recipe's line before the server is asked, not found when the layer
+/// is written.
+#[test]
+fn a_url_that_names_no_file_is_refused_before_it_is_downloaded() {
+    let (url, seen) = serve(b"data".to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let r = build_layer(
+        dir.path(),
+        &dir.path().join("cache"),
+        &format!(
+            "[image]\nname = \"t\"\n[[layer]]\n[[layer.entry]]\nurl = \"{url}/..\"\nsha256 = \"{}\"\ndest = \"/opt/\"\n",
+            sha256(b"data")
+        ),
+    );
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains(
+            "recipe.toml:7:8: dest \"/opt/\" ends with `/` but the url names no file (its last part is \"..\")"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(seen.lock().unwrap().is_empty(), "the server was asked");
+    assert!(!dir.path().join("out").exists());
 }

@@ -234,6 +234,36 @@ fn modes_say_what_they_expect() {
 }
 
 #[test]
+fn a_mode_written_in_decimal_is_refused() {
+    // `mode = 755` is the integer 755, 0o1363: sticky, and not what was
+    // meant. Octal, strings, hexadecimal and 0 are as they were.
+    for (value, said) in [
+        ("755", "= 755 is a decimal number, 0o1363 as a mode; modes are octal: write 0o755 or \"0755\""),
+        ("+644", "= +644 is a decimal number, 0o1204 as a mode; modes are octal: write 0o644 or \"0644\""),
+        ("493", "= 493 is a decimal number, 0o755 as a mode; modes are octal: write 0o755 or \"0755\""),
+    ] {
+        for key in ["mode", "dir_mode"] {
+            let col = key.len() + 4;
+            let recipe = layer(&format!("src = \"files\"\ndest = \"/x\"\n{key} = {value}"));
+            Case::new(&recipe).fails(&[&format!("recipe.toml:8:{col}: {key} {said}")]);
+            let recipe = format!(
+                "{HEAD}[[layer]]\n{key} = {value}\n[[layer.entry]]\ndir = true\ndest = \"/x\"\n"
+            );
+            Case::new(&recipe).fails(&[&format!("recipe.toml:5:{col}: {key} {said}")]);
+        }
+    }
+    for value in ["0o755", "\"755\"", "0x1ed", "0", "0o0"] {
+        let case = Case::new(&layer(&format!(
+            "src = \"files\"\ndest = \"/x\"\nmode = {value}"
+        )));
+        ok(boxwright()
+            .args(["build", "--quiet", "-o"])
+            .arg(case.path("out/img"))
+            .arg(case.path("recipe.toml")));
+    }
+}
+
+#[test]
 fn ids_and_other_typed_fields_name_their_place() {
     const ID: &str = "expected a numeric user or group id, 0 to 4294967295, like 1000";
     for value in [
@@ -281,10 +311,35 @@ fn whole_recipe_mistakes_name_their_place() {
         layer("dir = true\ndest = \"/x\"")
     ))
     .fails(&["recipe.toml:1:11", "build context"]);
+    let case = Case::new(&format!(
+        "context = \"files/a.txt\"\n{}",
+        layer("dir = true\ndest = \"/x\"")
+    ));
+    case.fails(&["recipe.toml:1:11", "files/a.txt is not a directory"]);
+    let r = run(boxwright()
+        .args(["build", "--quiet", "--context", "/dev/null", "-o"])
+        .arg(case.path("out/img"))
+        .arg(case.path("recipe.toml")));
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("build context /dev/null is not a directory"),
+        "{}",
+        r.stderr
+    );
     Case::new("[image]\nname = \"t\"\nplatforms = []\n")
         .fails(&["recipe.toml:3:13", "platforms is empty"]);
     Case::new("[image]\nname = \"t\"\nplatforms = [\"linux/amd64\", \"linux/amd64\"]\n")
         .fails(&["recipe.toml:3:29", "listed twice"]);
+    for variant in ["v8 ", "v8\\n", "v.8"] {
+        Case::new(&format!(
+            "[image]\nname = \"t\"\nplatforms = [\"linux/arm64/{variant}\"]\n"
+        ))
+        .fails(&[
+            "recipe.toml:3:14",
+            "is not letters, digits, `_` and `-`, e.g. v8",
+        ]);
+    }
 }
 
 #[test]
@@ -326,4 +381,170 @@ fn an_unknown_sbom_format_is_named_at_its_line() {
         &layer("dir = true\ndest = \"/x\"")[HEAD.len()..]
     ));
     case.fails(&["recipe.toml:3:8", "sbom = \"bogus\" is not"]);
+}
+
+#[test]
+fn config_strings_a_process_is_given_hold_no_nul() {
+    // A runtime passes these to the system as C strings: with a NUL byte
+    // the image would build and never start.
+    let body = &layer("dir = true\ndest = \"/x\"")[HEAD.len()..];
+    for (line, col) in [
+        ("entrypoint = [\"/bin/sh\", \"a\\u0000b\"]", 26),
+        ("cmd = [\"a\\u0000\"]", 8),
+        ("env = { A = \"x\\u0000y\" }", 13),
+        ("workdir = \"/a\\u0000\"", 11),
+        ("user = \"1000\\u0000\"", 8),
+        ("volumes = [\"/v\\u0000\"]", 12),
+        ("stop_signal = \"TERM\\u0000\"", 15),
+    ] {
+        Case::new(&format!("{HEAD}[config]\n{line}\n{body}")).fails(&[
+            &format!("recipe.toml:5:{col}"),
+            "contains a NUL byte, which a container's process cannot be given",
+        ]);
+    }
+    Case::new(&format!(
+        "{HEAD}[config]\nenv = {{ \"A\\u0000\" = \"x\" }}\n{body}"
+    ))
+    .fails(&["recipe.toml:5:", "environment variable name \"A\\0\""]);
+    // A label is data, not given to a process: it may hold any text.
+    let case = Case::new(&format!(
+        "{HEAD}[config]\nlabels = {{ a = \"x\\u0000y\" }}\n{body}"
+    ));
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(case.path("out/img"))
+        .arg(case.path("recipe.toml")));
+}
+
+#[test]
+fn a_symlink_target_is_at_most_path_max() {
+    // As long as a `dest` may be, and no longer: unpacking a longer one
+    // fails on every system.
+    let link = |target: &str| layer(&format!("symlink = {target:?}\ndest = \"/l\""));
+    let case = Case::new(&link(&"a/".repeat(2048)));
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(case.path("out/img"))
+        .arg(case.path("recipe.toml")));
+    Case::new(&link(&"a/".repeat(2049))).fails(&[
+        "recipe.toml:6:11",
+        "symlink target is 4098 bytes long; a link's target is at most 4096",
+    ]);
+}
+
+#[test]
+fn image_paths_no_system_could_unpack_are_refused() {
+    // A part over NAME_MAX in the dest, at the dest.
+    let long_part = format!("/{}/x", "n".repeat(256));
+    Case::new(&entry_at("content = \"x\"", &long_part)).fails(&[
+        "recipe.toml:7:8",
+        "has a part of 256 bytes; a file name is at most 255",
+    ]);
+    // A file of a tree whose path under its dest passes PATH_MAX, at the
+    // entry: each part and the dest alone are short enough.
+    let dest = format!(
+        "/{}{}",
+        format!("{}/", "d".repeat(250)).repeat(16),
+        "e".repeat(79)
+    );
+    assert_eq!(dest.len(), 4096);
+    Case::new(&entry_at("src = \"files\"", &dest)).fails(&[
+        "recipe.toml:5:1",
+        "a.txt is 4101 bytes long; a path in the image is at most 4096",
+    ]);
+}
+
+#[test]
+fn at_most_64_platforms_are_built() {
+    // Each platform is planned on its own, with its own copy of the
+    // recipe's strings: a list of a hundred thousand planned for minutes.
+    let list = |n: usize| {
+        let p: Vec<String> = (0..n).map(|i| format!("\"linux/amd64/x{i}\"")).collect();
+        format!(
+            "[image]\nname = \"t\"\nplatforms = [{}]\n{}",
+            p.join(", "),
+            &layer("content = \"${VARIANT}\"\ndest = \"/v\"")[HEAD.len()..]
+        )
+    };
+    Case::new(&list(1000))
+        .fails(&["recipe.toml:3:13: 1000 platforms are listed; an image is built for at most 64"]);
+    let case = Case::new(&list(64));
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(case.path("out/img"))
+        .arg(case.path("recipe.toml")));
+    let flag: Vec<String> = (0..65).map(|i| format!("linux/arm64/v{i}")).collect();
+    let r = run(boxwright()
+        .args(["build", "--quiet", "--platform", &flag.join(","), "-o"])
+        .arg(case.path("out/flag"))
+        .arg(case.path("recipe.toml")));
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("recipe.toml: 65 platforms are listed"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn platform_variables_are_the_platforms_own() {
+    // A CI runner's ARCH or OS for its own host is not the image's: outside
+    // per-platform fields `${ARCH}` has no value, whatever the environment
+    // holds, and --set cannot give it one.
+    let case = Case::new(&format!(
+        "tags = [\"${{ARCH}}\"]\n{}",
+        layer("content = \"${ARCH}\"\ndest = \"/a\"")
+    ));
+    let build = |extra: &[&str]| {
+        run(boxwright()
+            .env("ARCH", "x86_64")
+            .env("OS", "Windows_NT")
+            .args(["build", "--quiet"])
+            .args(extra)
+            .arg("-o")
+            .arg(case.path("out/img"))
+            .arg(case.path("recipe.toml")))
+    };
+    let r = build(&[]);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("recipe.toml:1:9: variable `ARCH` is only defined in per-platform fields"),
+        "{}",
+        r.stderr
+    );
+    let r = build(&["--set", "ARCH=arm64"]);
+    assert_code(&r, 2);
+    assert!(
+        r.stderr
+            .contains("--set ARCH: `${ARCH}` is each platform's own"),
+        "{}",
+        r.stderr
+    );
+    assert!(!case.path("out").exists());
+}
+
+#[test]
+fn a_linked_file_src_keeps_the_name_src_gives_it() {
+    // As COPY and `cp -L` do: `current.conf`, a link to a versioned file,
+    // is copied into a directory as `current.conf`, with the file's bytes.
+    let case = Case::new(&entry_at("src = \"current.conf\"", "/etc/app/"));
+    std::os::unix::fs::symlink("files/a.txt", case.path("current.conf")).unwrap();
+    let out = case.path("out/img");
+    ok(boxwright()
+        .args(["build", "--quiet", "--compression", "none", "-o"])
+        .arg(&out)
+        .arg(case.path("recipe.toml")));
+    let files: Vec<(String, Vec<u8>)> = crate::python_url::layer_entries(&out)
+        .into_iter()
+        .map(|(path, _, _, bytes)| (path, bytes))
+        .collect();
+    assert!(
+        files.contains(&("etc/app/current.conf".to_string(), b"a\n".to_vec())),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|(p, _)| p.ends_with("a.txt")),
+        "{files:?}"
+    );
 }

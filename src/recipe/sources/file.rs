@@ -64,7 +64,10 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             excludes,
         )));
     }
-    let file_dest = match canonical.file_name() {
+    // Named as `src` names it, as COPY and `cp -L` do: a link `current`
+    // to `app-1.2.conf` is copied as `current`.
+    let named = Path::new(&rel).file_name().or(canonical.file_name());
+    let file_dest = match named {
         Some(name) if cx.dest.is_dir() => {
             let mut path = cx.dest.path.clone();
             push_name(&mut path, name.as_bytes());

@@ -30,7 +30,7 @@ use std::path::{Component, Path};
 use anyhow::{Context, Result};
 
 use super::entry::{Entry, EntryKind, Inode, Stamp};
-use super::schema::{Attrs, EntrySection, Str};
+use super::schema::{Attrs, EntrySection, Mode, Str};
 use super::Source;
 use crate::cache::BlobCache;
 use crate::error::bad_input;
@@ -241,6 +241,16 @@ impl Effective {
             }
             Ok(name)
         };
+        for (key, m) in [
+            ("mode", &entry.mode),
+            ("dir_mode", &entry.dir_mode),
+            ("mode", &layer.mode),
+            ("dir_mode", &layer.dir_mode),
+        ] {
+            if let Some(m) = m {
+                octal(recipe, key, m)?;
+            }
+        }
         Ok(Effective {
             mode: entry
                 .mode
@@ -312,6 +322,30 @@ impl EntryCx<'_> {
     }
 }
 
+/// A mode written as a decimal integer (`mode = 755`, which is 0o1363,
+/// sticky and odd bits) is refused: it is almost always an octal mode
+/// without its `0o`, and would give files modes no one meant.
+fn octal(recipe: &Source, key: &str, m: &toml::Spanned<Mode>) -> Result<()> {
+    let written = recipe.text.get(m.span()).unwrap_or_default();
+    let v = m.get_ref().0;
+    if v == 0
+        || !written.starts_with(|c: char| c == '+' || c.is_ascii_digit())
+        || written.starts_with('0')
+    {
+        return Ok(());
+    }
+    let digits: String = written.chars().filter(char::is_ascii_digit).collect();
+    let meant = if digits.len() <= 4 && digits.bytes().all(|c| c <= b'7') {
+        digits
+    } else {
+        format!("{v:o}")
+    };
+    Err(recipe.err(
+        m.span(),
+        format!("{key} = {written} is a decimal number, 0o{v:o} as a mode; modes are octal: write 0o{meant} or \"{meant:0>4}\""),
+    ))
+}
+
 /// A bad-input error at `at` (`file:line:col`).
 fn err_at(at: &str, msg: impl std::fmt::Display) -> anyhow::Error {
     bad_input(format!("{at}: {msg}"))
@@ -351,6 +385,13 @@ impl Dest {
         for c in Path::new(&text).components() {
             match c {
                 Component::RootDir | Component::CurDir => {}
+                Component::Normal(n) if n.len() > super::walk::NAME_MAX => {
+                    return Err(format!(
+                        "dest {text:?} has a part of {} bytes; a file name is at most {} (Linux's NAME_MAX)",
+                        n.len(),
+                        super::walk::NAME_MAX
+                    ))
+                }
                 Component::Normal(n) => parts.push(n.as_bytes()),
                 Component::ParentDir => {
                     return Err(format!(
@@ -397,6 +438,12 @@ mod tests {
         }
         assert!(path("/a\0b").unwrap_err().contains("NUL"));
         assert!(path(&"/a".repeat(2048)).is_ok());
+        assert!(path(&format!("/{}/x", "n".repeat(255))).is_ok());
+        let e = path(&format!("/{}/x", "n".repeat(256))).unwrap_err();
+        assert!(
+            e.contains("a part of 256 bytes") && e.contains("at most 255"),
+            "{e}"
+        );
         assert!(path(&"/a".repeat(2049))
             .unwrap_err()
             .contains("at most 4096"));

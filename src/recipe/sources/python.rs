@@ -177,7 +177,7 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
         include: join(&format!("include/python{xy}")),
         data: prefix.clone(),
         interpreter: match &py.interpreter {
-            Some(s) => (cx.expand)(s)?,
+            Some(s) => interpreter(cx, s)?,
             None => format!("/{}", join(&format!("bin/python{xy}"))),
         },
     };
@@ -204,7 +204,15 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
     let mut by_hash = BTreeMap::new();
     if !lock_path.to_string_lossy().ends_with(".toml") {
         for path in by_name.values() {
-            let hash = fetch::hash_file(path)
+            // Every wheel is hashed to find those the lock names: none may
+            // be read from outside the context, not even to be passed over.
+            let real = inside(cx.context, path).map_err(|why| {
+                err_at(
+                    at,
+                    format!("find_links wheel {} {why} (nothing outside the context is read); move it into the context, or remove it", path.display()),
+                )
+            })?;
+            let hash = fetch::hash_file(&real)
                 .map_err(|e| err_at(at, format!("find_links wheel {}: {e:#}", path.display())))?;
             by_hash.insert(hash.hex().to_string(), path.clone());
         }
@@ -256,6 +264,19 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
         site_packages: scheme.site_packages,
         attrs: cx.attrs.clone(),
     })
+}
+
+/// The `#!` line of scripts names it: the kernel runs an absolute path,
+/// and cuts the line at the first blank.
+fn interpreter(cx: &Place, s: &Str) -> Result<String> {
+    let path = (cx.expand)(s)?;
+    if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(cx.recipe.err(
+            s.span(),
+            format!("interpreter {path:?} must be an absolute path without blanks or control characters, e.g. \"/usr/local/bin/python3.11\": scripts start with #! and it"),
+        ));
+    }
+    Ok(path)
 }
 
 /// `X.Y` (or `X.Y.Z`) as (X, Y).

@@ -17,5 +17,15 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             format!("symlink target {t:?} is empty or contains a NUL byte"),
         ));
     }
+    // Linux's PATH_MAX, as for `dest`: no system can make a longer link.
+    if t.len() > 4096 {
+        return Err(cx.recipe.err(
+            target.span(),
+            format!(
+                "symlink target is {} bytes long; a link's target is at most 4096",
+                t.len()
+            ),
+        ));
+    }
     cx.attrs.one(cx, EntryKind::Symlink(t.into_bytes()), 0o777)
 }

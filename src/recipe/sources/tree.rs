@@ -104,6 +104,9 @@ struct Frame {
     /// The tree the directory is in (excludes are relative to it).
     root: PathBuf,
     dir: PathBuf,
+    /// The directory's (device, inode): a followed link that leads back to
+    /// a directory still being walked is a loop.
+    id: Inode,
     dest: Vec<u8>,
     names: std::vec::IntoIter<OsString>,
 }
@@ -118,11 +121,18 @@ impl<'a> Walk<'a> {
             excludes,
             stack: Vec::new(),
         };
-        w.enter(&tree.root, &tree.root, tree.dest.clone())?;
+        let meta = fs::metadata(&tree.root).map_err(|e| {
+            err_at(
+                at,
+                format!("reading directory {}: {e}", tree.root.display()),
+            )
+        })?;
+        let id = (meta.dev(), meta.ino());
+        w.enter(&tree.root, &tree.root, id, tree.dest.clone())?;
         Ok(w)
     }
 
-    fn enter(&mut self, root: &Path, dir: &Path, dest: Vec<u8>) -> Result<()> {
+    fn enter(&mut self, root: &Path, dir: &Path, id: Inode, dest: Vec<u8>) -> Result<()> {
         let mut names: Vec<_> = fs::read_dir(dir)
             .map_err(|e| err_at(self.at, format!("reading directory {}: {e}", dir.display())))?
             .map(|r| r.map(|d| d.file_name()))
@@ -135,6 +145,7 @@ impl<'a> Walk<'a> {
         self.stack.push(Frame {
             root: root.to_path_buf(),
             dir: dir.to_path_buf(),
+            id,
             dest,
             names: names.into_iter(),
         });
@@ -166,8 +177,8 @@ impl<'a> Walk<'a> {
             // A link followed out of the tree is copied as what it points
             // at: a directory as a tree of its own, a file without the
             // hard-link check.
-            let (root, path, meta, linked) = if !meta.file_type().is_symlink() {
-                (root, path, meta, true)
+            let (root, path, meta, linked, link) = if !meta.file_type().is_symlink() {
+                (root, path, meta, true, None)
             } else {
                 let target = fs::read_link(&path).map_err(here)?;
                 // Links that stay inside the context, or inside the tree being
@@ -199,12 +210,32 @@ impl<'a> Walk<'a> {
                 })?;
                 let tmeta = fs::metadata(&resolved)
                     .map_err(|e| err_at(self.at, format!("{}: {e}", resolved.display())))?;
-                (resolved.clone(), resolved, tmeta, false)
+                (
+                    resolved.clone(),
+                    resolved,
+                    tmeta,
+                    false,
+                    Some((path, target)),
+                )
             };
             if meta.is_dir() {
+                let id = (meta.dev(), meta.ino());
+                if let (Some((link, target)), Some(outer)) =
+                    (&link, self.stack.iter().find(|f| f.id == id))
+                {
+                    return Err(err_at(
+                        self.at,
+                        format!(
+                            "symlink {} -> {} leads back to {}, which this entry is already copying: following it would never end; remove the link, or exclude it",
+                            link.display(),
+                            target.display(),
+                            outer.dir.display()
+                        ),
+                    ));
+                }
                 let mode = attrs.dir_mode.unwrap_or(meta.mode() & 0o7777);
                 let entry = attrs.entry(child.clone(), EntryKind::Dir, mode);
-                self.enter(&root, &path, child)?;
+                self.enter(&root, &path, id, child)?;
                 return Ok(Some((entry, None)));
             }
             let kind = file_kind(self.at, &path, &meta)?;
@@ -264,5 +295,62 @@ mod tests {
             Path::new("../../etc/passwd"),
             ctx
         ));
+    }
+
+    /// The tree `app/` of `ctx` (canonical), following links.
+    fn followed(ctx: &Path) -> Tree {
+        Tree {
+            own: None,
+            root: ctx.join("app"),
+            dest: b"app".to_vec(),
+            excludes: Vec::new(),
+            follow: true,
+            attrs: Effective {
+                mode: None,
+                dir_mode: None,
+                uid: 0,
+                gid: 0,
+                uname: String::new(),
+                gname: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn followed_links_that_loop_are_refused_not_walked_for_ever() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().canonicalize().unwrap();
+        let ctx = top.join("ctx");
+        for d in ["ctx/app", "o", "o2"] {
+            fs::create_dir_all(top.join(d)).unwrap();
+        }
+        fs::write(top.join("o/f"), "f").unwrap();
+        let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, top.join(at));
+        // Two links to one directory outside the context copy it twice.
+        link("../../o", "ctx/app/a").unwrap();
+        link("../../o", "ctx/app/b").unwrap();
+        let tree = followed(&ctx);
+        let entries: Vec<_> = tree.entries(&ctx, "r:1:1").unwrap().collect();
+        let paths: Vec<String> = entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.as_ref().unwrap().0.path).into_owned())
+            .collect();
+        assert_eq!(paths, ["app/a", "app/a/f", "app/b", "app/b/f"]);
+
+        // o/m -> o2 and o2/n -> o: each followed link leads on to the other.
+        link("../o2", "o/m").unwrap();
+        link("../o", "o2/n").unwrap();
+        let mut walk = tree.entries(&ctx, "r:1:1").unwrap();
+        let err = walk
+            .by_ref()
+            .take(100)
+            .find_map(Result::err)
+            .expect("the walk stops with an error");
+        let err = err.to_string();
+        assert!(
+            err.starts_with("r:1:1: symlink ") && err.contains("o2/n -> ../o leads back to"),
+            "{err}"
+        );
+        assert!(err.contains("already copying"), "{err}");
     }
 }

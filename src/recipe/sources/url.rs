@@ -52,6 +52,19 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     // Named at the pin only: `cx.at` is the entry's location, a second one.
     let want = fetch::parse_sha256(&hex, &format!("url {url:?}"))
         .map_err(|err| cx.recipe.err(pin.span(), err))?;
+    // Checked before anything is downloaded: a name the url cannot give.
+    if e.extract.is_none() && cx.dest.is_dir() {
+        let name = file_name(&url);
+        if matches!(name, "" | "." | "..") {
+            return Err(cx.recipe.err(
+                e.dest.span(),
+                format!(
+                    "dest {:?} ends with `/` but the url names no file (its last part is {name:?}); give the full path",
+                    cx.dest.text
+                ),
+            ));
+        }
+    }
     let cache = cx.env.cache()?;
     let file = fetch::fetch(cache, &url, &want, &*cx.env.reporter).map_err(|err| {
         if local || crate::error::is_bad_input(&err) {
@@ -76,25 +89,12 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
             let base = member.rsplit('/').next().unwrap_or(&member).to_string();
             (m.path, mode, base)
         }
-        None => {
-            let last = url.split(['?', '#']).next().unwrap_or(&url);
-            let base = last.rsplit('/').next().unwrap_or("").to_string();
-            (file, 0o644, base)
-        }
+        None => (file, 0o644, file_name(&url).to_string()),
     };
     let meta = std::fs::metadata(&src)?;
     let (size, stamp) = (meta.len(), Stamp::of(&meta));
     let mut dest = cx.dest.path.clone();
     if cx.dest.is_dir() {
-        if name.is_empty() {
-            return Err(cx.recipe.err(
-                e.dest.span(),
-                format!(
-                    "dest {:?} ends with `/` but the url names no file; give the full path",
-                    cx.dest.text
-                ),
-            ));
-        }
         push_name(&mut dest, name.as_bytes());
     }
     let attrs = &cx.attrs;
@@ -106,6 +106,13 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         ),
         component: Component::url(&url, want.hex()),
     })
+}
+
+/// The last part of `url`'s path, which a `dest` ending in `/` names the
+/// file after.
+fn file_name(url: &str) -> &str {
+    let last = url.split(['?', '#']).next().unwrap_or(url);
+    last.rsplit('/').next().unwrap_or("")
 }
 
 /// `file:PATH` without `//` is a path relative to the build context, which
