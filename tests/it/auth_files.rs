@@ -137,3 +137,41 @@ fn logout_erases_credentials_kept_by_a_helper() {
     assert_eq!(std::fs::read_to_string(&erased).unwrap().trim(), host);
     assert!(r.stderr.contains("removed credentials"), "{}", r.stderr);
 }
+
+/// Figures: a config.json whose entry for the registry has an `auth` that
+/// is not a string fails the push with exit 2 naming the file (no request
+/// goes out anonymously to end in a 401); an empty config.json (as `touch`
+/// leaves it) holds nothing, as docker reads it, so `login` writes into it
+/// and the push then succeeds.
+#[test]
+fn a_mistyped_config_json_is_bad_input_and_an_empty_one_holds_nothing() {
+    let reg = Registry::with_basic_auth("fay", "typed-password");
+    let host = reg.host();
+    let env = Env::new();
+    let config = env.config_dir().join("config.json");
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"typed config");
+    let to = format!("{host}/acme/app:1");
+
+    write(
+        &config,
+        &serde_json::json!({"auths": {&host: {"auth": 12}}}).to_string(),
+    );
+    let r = push(&env, &layout, &to, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{}: \"auth\" for {host} is not a string",
+            config.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("401"), "{}", r.stderr);
+
+    write(&config, "");
+    let r = crate::login::login_with(&env, &host, "fay", "typed-password", &[]);
+    assert_ok(&r);
+    assert_ok(&push(&env, &layout, &to, &[]));
+}

@@ -131,6 +131,8 @@ impl CredentialStore {
 
 pub(super) fn read_json(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
     match crate::input::read_capped(path, crate::input::MAX_AUTH_FILE) {
+        // An empty file holds nothing, as docker reads it (`touch` makes one).
+        Ok(bytes) if bytes.trim_ascii().is_empty() => Ok(Some(serde_json::json!({}))),
         Ok(bytes) => {
             let v = serde_json::from_slice(&bytes)
                 .map_err(|e| bad_input(format!("{} is not valid JSON: {e}", path.display())))?;
@@ -175,34 +177,42 @@ fn lookup_in_file(
         Layout::Containers => CredentialSource::RegistryAuthFile(path.to_path_buf()),
         Layout::Docker | Layout::Legacy => CredentialSource::DockerConfig(path.to_path_buf()),
     };
+    let shape = Shape { path, registry };
+    shape.check(Some(&cfg), "the file", Kind::Object)?;
     let auths = match layout {
         Layout::Legacy => Some(&cfg),
-        _ => cfg.get("auths"),
+        _ => shape.check(cfg.get("auths"), "\"auths\"", Kind::Object)?,
     };
     if layout != Layout::Legacy {
-        if let Some(helper) = find_entry(cfg.get("credHelpers"), registry).and_then(|v| v.as_str())
-        {
-            return run_helper_get(helper, registry, helper_path);
+        let helpers = shape.check(cfg.get("credHelpers"), "\"credHelpers\"", Kind::Object)?;
+        let entry = find_entry(helpers, registry);
+        if let Some(helper) = shape.check(entry, "its \"credHelpers\" entry", Kind::Text)? {
+            return run_helper_get(helper.as_str().unwrap_or_default(), registry, helper_path);
         }
     }
-    if let Some(entry) = find_entry(auths, registry) {
-        if let Some(tok) = entry
-            .get("identitytoken")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-        {
+    let entry = shape.check(
+        find_entry(auths, registry),
+        "its \"auths\" entry",
+        Kind::Object,
+    )?;
+    if let Some(entry) = entry {
+        let token = shape.check(
+            entry.get("identitytoken"),
+            "its \"identitytoken\"",
+            Kind::Text,
+        )?;
+        if let Some(tok) = token.and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
             return Ok(Some((
                 Credential::IdentityToken(Secret::new(tok)),
                 source(),
             )));
         }
-        if let Some(auth) = entry
-            .get("auth")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-        {
+        let auth = shape.check(entry.get("auth"), "its \"auth\"", Kind::Text)?;
+        if let Some(auth) = auth.and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
+            // Base64 wrapped over lines decodes as docker decodes it.
+            let unwrapped: String = auth.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
             let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
+                .decode(unwrapped.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());
             let Some((user, pass)) = decoded.as_deref().and_then(|s| s.split_once(':')) else {
@@ -220,16 +230,62 @@ fn lookup_in_file(
             )));
         }
     }
-    if let Some(store) = cfg
-        .get("credsStore")
-        .and_then(|v| v.as_str())
-        .filter(|_| layout == Layout::Docker)
-    {
+    let store = match layout {
+        Layout::Docker => shape.check(cfg.get("credsStore"), "\"credsStore\"", Kind::Text)?,
+        _ => None,
+    };
+    if let Some(store) = store.and_then(|v| v.as_str()) {
         if !store.is_empty() {
             return run_helper_get(store, registry, helper_path);
         }
     }
     Ok(None)
+}
+
+/// The JSON types an auth file's values must have.
+#[derive(Clone, Copy)]
+enum Kind {
+    Object,
+    Text,
+}
+
+/// Checks the values of an auth file that a lookup uses: one of the wrong
+/// type (`"auth": 12`, `"auths": []`) is bad input naming the file, as
+/// docker refuses such a file, rather than no credentials. `null` is as
+/// good as absent.
+struct Shape<'a> {
+    path: &'a Path,
+    registry: &'a str,
+}
+
+impl Shape<'_> {
+    fn check<'v>(
+        &self,
+        value: Option<&'v serde_json::Value>,
+        what: &str,
+        kind: Kind,
+    ) -> anyhow::Result<Option<&'v serde_json::Value>> {
+        let Some(v) = value.filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let (fits, want) = match kind {
+            Kind::Object => (v.is_object(), "a JSON object"),
+            Kind::Text => (v.is_string(), "a string"),
+        };
+        if fits {
+            return Ok(Some(v));
+        }
+        let whose = if what.starts_with("its ") {
+            format!(" for {}", self.registry)
+        } else {
+            String::new()
+        };
+        Err(bad_input(format!(
+            "{}: {}{whose} is not {want}; correct it, or log in again",
+            self.path.display(),
+            what.trim_start_matches("its "),
+        )))
+    }
 }
 
 /// Run `docker-credential-<name> get`. Its output is never quoted in errors.
@@ -331,6 +387,68 @@ pub(super) mod tests {
         assert!(crate::error::is_bad_input(&e));
         assert!(e.to_string().contains("ghcr.io"));
         assert!(!e.to_string().contains("nocolon"));
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_bad_input_naming_the_file() {
+        let secret = b64("u:typed-secret-1");
+        for cfg in [
+            serde_json::json!(["not", "an object"]),
+            serde_json::json!({"auths": [secret]}),
+            serde_json::json!({"auths": {"ghcr.io": [secret]}}),
+            serde_json::json!({"auths": {"ghcr.io": {"auth": 12, "x": secret}}}),
+            serde_json::json!({"auths": {"ghcr.io": {"identitytoken": {"t": secret}}}}),
+            serde_json::json!({"credHelpers": {"ghcr.io": 1}}),
+            serde_json::json!({"credHelpers": "ghcr.io"}),
+            serde_json::json!({"credsStore": true}),
+        ] {
+            let (d, store) = store_with(cfg.clone());
+            let err = store.lookup("ghcr.io").unwrap_err();
+            let said = format!("{err:#}");
+            assert!(crate::error::is_bad_input(&err), "{cfg}: {said}");
+            assert!(
+                said.contains(&d.path().join("config.json").display().to_string()),
+                "{said}"
+            );
+            assert!(
+                !said.contains(&secret) && !said.contains("typed-secret"),
+                "{said}"
+            );
+        }
+        // null is as good as absent; other registries' entries are not read.
+        let (_d, store) = store_with(serde_json::json!({
+            "auths": {"ghcr.io": {"auth": null, "identitytoken": null}, "quay.io": 5},
+            "credHelpers": null,
+            "credsStore": null
+        }));
+        assert_eq!(store.lookup("ghcr.io").unwrap(), None);
+    }
+
+    #[test]
+    fn an_empty_file_holds_nothing_and_wrapped_base64_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), " \n").unwrap();
+        let mut store = CredentialStore {
+            docker_config_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        assert_eq!(store.lookup("ghcr.io").unwrap(), None);
+        let long = format!("user:{}", "p".repeat(80));
+        let wrapped = b64(&long)
+            .as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let (_d, with) = store_with(serde_json::json!({"auths": {"ghcr.io": {"auth": wrapped}}}));
+        store = with;
+        assert_eq!(
+            store.lookup("ghcr.io").unwrap().unwrap().0,
+            Credential::Basic {
+                username: "user".into(),
+                password: Secret::new("p".repeat(80))
+            }
+        );
     }
 
     #[test]
