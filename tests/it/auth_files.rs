@@ -175,3 +175,29 @@ fn a_mistyped_config_json_is_bad_input_and_an_empty_one_holds_nothing() {
     assert_ok(&r);
     assert_ok(&push(&env, &layout, &to, &[]));
 }
+
+/// Figures: a `credHelpers` entry naming a helper that is not installed
+/// fails the push with exit 2, naming the program, the key and the file
+/// that names it.
+#[test]
+fn a_credential_helper_that_is_not_installed_is_bad_input_naming_the_file() {
+    let reg = Registry::with_basic_auth("gus", "helper-password");
+    let host = reg.host();
+    let env = Env::new();
+    let config = env.config_dir().join("config.json");
+    write(
+        &config,
+        &serde_json::json!({"credHelpers": {&host: "bw-not-installed"}}).to_string(),
+    );
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"missing helper");
+    let r = push(&env, &layout, &format!("{host}/acme/app:1"), &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for part in [
+        format!("\"credHelpers\" in {} names \"bw-not-installed\"", config.display()),
+        "docker-credential-bw-not-installed is not installed".to_string(),
+    ] {
+        assert!(r.stderr.contains(&part), "{part} not in:\n{}", r.stderr);
+    }
+}

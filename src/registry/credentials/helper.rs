@@ -69,7 +69,14 @@ fn run_helper_within(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("running {program} {verb}"))?;
+        .map_err(|e| match e.kind() {
+            // The auth file names a helper this machine lacks: the user's to mend.
+            std::io::ErrorKind::NotFound => bad_input(format!(
+                "{program} is not installed (not found on PATH): install it, or remove the \
+                 entry that names it"
+            )),
+            _ => anyhow!(e).context(format!("running {program} {verb}")),
+        })?;
     let stdout = child.stdout.take();
     let (sent, read) = mpsc::channel();
     std::thread::spawn(move || {
@@ -191,5 +198,15 @@ mod tests {
         assert!(said.contains("printed more than 1048576 bytes"), "{said}");
 
         assert!(helper_program("../evil").is_err());
+
+        let Err(err) = run_helper("not-installed", "get", b"x", path) else {
+            panic!("a missing helper ran")
+        };
+        let said = format!("{err:#}");
+        assert!(crate::error::is_bad_input(&err), "{said}");
+        assert!(
+            said.contains("docker-credential-not-installed is not installed"),
+            "{said}"
+        );
     }
 }

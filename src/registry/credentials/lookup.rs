@@ -187,7 +187,9 @@ fn lookup_in_file(
         let helpers = shape.check(cfg.get("credHelpers"), "\"credHelpers\"", Kind::Object)?;
         let entry = find_entry(helpers, registry);
         if let Some(helper) = shape.check(entry, "its \"credHelpers\" entry", Kind::Text)? {
-            return run_helper_get(helper.as_str().unwrap_or_default(), registry, helper_path);
+            let name = helper.as_str().unwrap_or_default();
+            return run_helper_get(name, registry, helper_path)
+                .with_context(|| format!("\"credHelpers\" in {} names {name:?}", path.display()));
         }
     }
     let entry = shape.check(
@@ -236,7 +238,8 @@ fn lookup_in_file(
     };
     if let Some(store) = store.and_then(|v| v.as_str()) {
         if !store.is_empty() {
-            return run_helper_get(store, registry, helper_path);
+            return run_helper_get(store, registry, helper_path)
+                .with_context(|| format!("\"credsStore\" in {} names {store:?}", path.display()));
         }
     }
     Ok(None)
