@@ -518,6 +518,10 @@ fn bad_arguments_exit_2() {
         (&["--to", to, "--mode", "teleport"], "--mode"),
         (&["--to", to, "--mode", "monolithic,"], "--mode"),
         (&["--to", to, "--blobs", "0"], "--blobs"),
+        (
+            &["--to", to, "--blobs", "2", "--size", "18446744073709551615"],
+            "--size",
+        ),
         (&["--to", to, "--seed", "9007199254740992"], "--seed"),
         (&["--to", to, "--seed", "18446744073709551615"], "--seed"),
         (&["--to", ""], "--to"),
@@ -561,7 +565,8 @@ fn an_unreadable_auth_file_stops_bench_before_it_measures() {
         .arg(&work));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains(&format!("{} is not valid JSON", config.display())),
+        r.stderr
+            .contains(&format!("{} is not valid JSON", config.display())),
         "{}",
         r.stderr
     );

@@ -224,7 +224,8 @@ impl BenchOptions {
                 d.display()
             )));
         }
-        Ok(())
+        let dir = self.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        blobs::check_room(&dir, self.blobs, self.size, self.work_dir.is_some())
     }
 }
 
