@@ -195,7 +195,10 @@ fn a_credential_helper_that_is_not_installed_is_bad_input_naming_the_file() {
     let r = push(&env, &layout, &format!("{host}/acme/app:1"), &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     for part in [
-        format!("\"credHelpers\" in {} names \"bw-not-installed\"", config.display()),
+        format!(
+            "\"credHelpers\" in {} names \"bw-not-installed\"",
+            config.display()
+        ),
         "docker-credential-bw-not-installed is not installed".to_string(),
     ] {
         assert!(r.stderr.contains(&part), "{part} not in:\n{}", r.stderr);
