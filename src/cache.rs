@@ -49,8 +49,9 @@ impl BlobCache {
     /// file is read and hashed on every hit, so that a damaged or replaced
     /// blob is never handed out. One that is not `d` (other bytes, a
     /// symbolic link, not a regular file) is removed, and the caller fetches
-    /// it again; one of another size than asked is left alone (the asker's
-    /// size may be the wrong one).
+    /// it again (a directory in its place too, with what it holds: nothing
+    /// but a blob belongs there); one of another size than asked is left
+    /// alone (the asker's size may be the wrong one).
     pub fn holds(&self, d: &Digest, size: Option<u64>) -> bool {
         let path = self.path(d);
         let checked = || -> std::io::Result<Option<bool>> {
@@ -73,8 +74,14 @@ impl BlobCache {
             Ok(Some(true)) => true,
             Ok(None) => false,
             Ok(Some(false)) | Err(_) => {
-                if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
-                    let _ = std::fs::remove_file(&path);
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {
+                        let _ = std::fs::remove_dir_all(&path);
+                    }
+                    Ok(_) => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    Err(_) => {}
                 }
                 false
             }
@@ -143,5 +150,12 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, cache.path(&d)).unwrap();
         assert!(!cache.holds(&d, None));
         assert!(std::fs::symlink_metadata(cache.path(&d)).is_err());
+        // A directory where the blob goes would refuse the download's
+        // rename for ever: it is removed too.
+        std::fs::create_dir_all(cache.path(&d).join("inner")).unwrap();
+        std::fs::write(cache.path(&d).join("inner/x"), b"x").unwrap();
+        assert!(!cache.holds(&d, Some(5)));
+        assert!(std::fs::symlink_metadata(cache.path(&d)).is_err());
+        assert!(elsewhere.exists());
     }
 }
