@@ -31,6 +31,16 @@ impl BlobCache {
             None => default_dir()
                 .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache-dir")?,
         };
+        // A file in the way is the user's to move (exit 2), not a failure.
+        for dir in [root.clone(), root.join("sha256")] {
+            if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+                return Err(crate::error::bad_input(format!(
+                    "the blob cache {}: {} is not a directory; give --cache-dir a directory",
+                    root.display(),
+                    dir.display()
+                )));
+            }
+        }
         std::fs::create_dir_all(root.join("sha256"))
             .with_context(|| format!("creating the blob cache {}", root.display()))?;
         Ok(BlobCache { root })
@@ -157,5 +167,20 @@ mod tests {
         assert!(!cache.holds(&d, Some(5)));
         assert!(std::fs::symlink_metadata(cache.path(&d)).is_err());
         assert!(elsewhere.exists());
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_cache_is_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let inner = dir.path().join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        std::fs::write(inner.join("sha256"), b"").unwrap();
+        for root in [file, inner] {
+            let err = BlobCache::new(Some(root.clone())).unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{err:#}");
+            assert!(err.to_string().contains("is not a directory"), "{err:#}");
+        }
     }
 }
