@@ -204,7 +204,8 @@ impl<const K: usize, const V: usize> RecordMap<K, V> {
         }
         w.flush()?;
         drop(w);
-        tmp.persist(path)?;
+        tmp.persist(path)
+            .map_err(|e| anyhow!("storing {}: {}", path.display(), e.error))?;
         self.changed = false;
         Ok(())
     }

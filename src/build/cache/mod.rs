@@ -280,8 +280,9 @@ impl LayerCache {
             .tempfile_in(&self.dir)?;
         serde_json::to_writer(&mut tmp, &record)?;
         tmp.flush()?;
-        tmp.persist(self.entry_path(key))
-            .map_err(|e| anyhow!("storing a layer cache entry: {}", e.error))?;
+        let entry = self.entry_path(key);
+        tmp.persist(&entry)
+            .map_err(|e| anyhow!("storing {}: {}", entry.display(), e.error))?;
         Ok(())
     }
 

@@ -164,3 +164,34 @@ fn an_edited_or_moved_entry_is_a_miss() {
     fs::write(&entry, &text).unwrap();
     assert!(cache.get(&Key::test(1), &out).unwrap().is_some());
 }
+
+/// A directory where a cache file goes (made by hand) fails the store
+/// with an error that names it, once (the warning said "failed to persist
+/// temporary file" and the cause twice, naming nothing).
+#[test]
+fn a_store_that_fails_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, stored, _) = cached_layer(dir.path());
+    let cache = open(dir.path());
+    let entry = cache.entry_path(&Key::test(2));
+    fs::create_dir(&entry).unwrap();
+    let layer = BuiltLayer {
+        descriptor: Descriptor::new(MEDIA_TYPE_LAYER_GZIP, d.clone(), 11),
+        diff_id: d,
+        tar_size: 11,
+    };
+    let said = format!(
+        "{:#}",
+        cache.put(&Key::test(2), &layer, &stored).unwrap_err()
+    );
+    assert!(said.contains(&entry.display().to_string()), "{said}");
+    assert_eq!(said.matches("Is a directory").count(), 1, "{said}");
+
+    let memo = dir.path().join("memo");
+    fs::create_dir(&memo).unwrap();
+    let mut keys = KeyMemo::default();
+    keys.put([7; 32], &Key::test(3));
+    let said = format!("{:#}", keys.save(&memo).unwrap_err());
+    assert!(said.contains(&memo.display().to_string()), "{said}");
+    assert_eq!(said.matches("Is a directory").count(), 1, "{said}");
+}
