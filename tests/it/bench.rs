@@ -515,6 +515,10 @@ fn bad_arguments_exit_2() {
         (&["--to", to, "--size", "0MiB"], "--size"),
         (&["--to", to, "--size", "12 parsecs"], "--size"),
         (&["--to", to, "--chunk-size", "0"], "--chunk-size"),
+        (
+            &["--to", to, "--mode", "chunked", "--chunk-size", "4"],
+            "--chunk-size",
+        ),
         (&["--to", to, "--mode", "teleport"], "--mode"),
         (&["--to", to, "--mode", "monolithic,"], "--mode"),
         (&["--to", to, "--blobs", "0"], "--blobs"),
