@@ -55,6 +55,13 @@ impl Key {
         hex::encode(self.0)
     }
 
+    /// The key [`Key::hex`] wrote as `hex`, if it is one.
+    pub(super) fn from_hex(hex: &str) -> Option<Key> {
+        let mut k = [0; 32];
+        hex::decode_to_slice(hex, &mut k).ok()?;
+        Some(Key(k))
+    }
+
     #[cfg(test)]
     pub(crate) fn test(n: u8) -> Key {
         Key([n; 32])

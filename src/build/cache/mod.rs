@@ -329,6 +329,14 @@ impl LayerCache {
     /// names) until the blobs take at most `max` bytes; also stray temp files
     /// older than an hour.
     pub fn prune(&self, max: u64) -> Result<Pruned> {
+        // An entry no hit can take (damaged, edited, under another key's
+        // name) goes first: it names no layer.
+        let mut removed_entries = 0;
+        for bad in self.entry_files().filter(|(_, e)| e.is_none()) {
+            if fs::remove_file(&bad.0).is_ok() {
+                removed_entries += 1;
+            }
+        }
         let mut entries = self.entries();
         entries.sort_by_key(|e| e.used);
         let mut total: u64 = 0;
@@ -341,7 +349,7 @@ impl LayerCache {
             }
             *n += 1;
         }
-        let (mut removed_entries, mut removed_bytes) = (0, 0u64);
+        let mut removed_bytes = 0u64;
         for e in &entries {
             if total <= max {
                 break;
@@ -367,19 +375,33 @@ impl LayerCache {
         })
     }
 
+    /// The entries a hit could take: sealed for the key they are named by.
     fn entries(&self) -> Vec<Entry> {
-        let Ok(dir) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        dir.filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        self.entry_files().filter_map(|(_, e)| e).collect()
+    }
+
+    /// Every file of the cache named as an entry (`<key>.json`), with its
+    /// entry when it is a good one.
+    fn entry_files(&self) -> impl Iterator<Item = (PathBuf, Option<Entry>)> {
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
             .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let key = Key::from_hex(name.strip_suffix(".json")?)?;
                 let path = e.path();
-                let record = read_record(&path)?;
-                let used = e.metadata().ok()?.modified().ok()?;
-                Some(Entry { path, record, used })
+                let entry = (|| {
+                    let record = read_record(&path).filter(|r| r.seal == r.seal(&key))?;
+                    let used = e.metadata().ok()?.modified().ok()?;
+                    Some(Entry {
+                        path: path.clone(),
+                        record,
+                        used,
+                    })
+                })();
+                Some((path, entry))
             })
-            .collect()
     }
 
     fn remove_stray_temps(&self) {

@@ -90,10 +90,15 @@ fn pipes_and_impossible_sizes_in_the_cache_are_passed_over() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "json"))
         .unwrap();
-    let text = fs::read_to_string(&entry).unwrap();
-    let huge = text.replace("\"size\":11", &format!("\"size\":{}", u64::MAX));
-    assert_ne!(huge, text);
-    fs::write(layers.join(format!("{}.json", "7".repeat(64))), huge).unwrap();
+    // Sealed for the key it is named by, so that it counts.
+    let mut huge: Record = serde_json::from_slice(&fs::read(&entry).unwrap()).unwrap();
+    huge.size = u64::MAX;
+    huge.seal = huge.seal(&Key::test(0x77));
+    fs::write(
+        layers.join(format!("{}.json", "7".repeat(64))),
+        serde_json::to_vec(&huge).unwrap(),
+    )
+    .unwrap();
     let cache = open(dir.path());
     assert_eq!(cache.stats().bytes, u64::MAX);
     cache.prune(DEFAULT_MAX).unwrap();
@@ -194,4 +199,28 @@ fn a_store_that_fails_names_the_file() {
     let said = format!("{:#}", keys.save(&memo).unwrap_err());
     assert!(said.contains(&memo.display().to_string()), "{said}");
     assert_eq!(said.matches("Is a directory").count(), 1, "{said}");
+}
+
+/// `cache stats` counts only the entries a hit could take, and `cache
+/// prune` removes the others (damaged, or copied under another key's
+/// name), which no hit would ever take and which held their place for
+/// ever.
+#[test]
+fn stats_and_prune_pass_over_entries_no_hit_can_take() {
+    let dir = tempfile::tempdir().unwrap();
+    cached_layer(dir.path());
+    let cache = open(dir.path());
+    let good = cache.entry_path(&Key::test(1));
+    let moved = cache.entry_path(&Key::test(2));
+    fs::copy(&good, &moved).unwrap();
+    let garbage = cache.entry_path(&Key::test(3));
+    fs::write(&garbage, b"{not an entry").unwrap();
+    let stray = cache.dir.join("notes.json");
+    fs::write(&stray, b"{}").unwrap();
+    assert_eq!(cache.stats().entries, 1);
+    let pruned = cache.prune(DEFAULT_MAX).unwrap();
+    assert_eq!(pruned.removed_entries, 2);
+    assert_eq!(pruned.after.entries, 1);
+    assert!(good.exists() && stray.exists());
+    assert!(!moved.exists() && !garbage.exists());
 }
