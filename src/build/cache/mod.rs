@@ -255,12 +255,19 @@ impl LayerCache {
             let n = NEXT.fetch_add(1, Ordering::SeqCst);
             let tmp = dir.join(format!(".tmp-layer-{}-{n}", std::process::id()));
             let _ = fs::remove_file(&tmp);
-            if fs::hard_link(blob, &tmp).is_err() {
-                fs::copy(blob, &tmp)
-                    .with_context(|| format!("copying a layer into {}", dir.display()))?;
+            let stored = (|| {
+                if fs::hard_link(blob, &tmp).is_err() {
+                    fs::copy(blob, &tmp)
+                        .with_context(|| format!("copying a layer into {}", dir.display()))?;
+                }
+                fs::rename(&tmp, &dest)
+                    .with_context(|| format!("storing a layer at {}", dest.display()))
+            })();
+            if stored.is_err() {
+                // A part copied into a full disk would stay there and fill it.
+                let _ = fs::remove_file(&tmp);
             }
-            fs::rename(&tmp, &dest)
-                .with_context(|| format!("storing a layer at {}", dest.display()))?;
+            stored?;
         }
         self.used
             .lock()

@@ -224,3 +224,27 @@ fn stats_and_prune_pass_over_entries_no_hit_can_take() {
     assert!(good.exists() && stray.exists());
     assert!(!moved.exists() && !garbage.exists());
 }
+
+/// A layer that cannot be copied into the cache (a full disk) leaves no
+/// part of it there. `/proc/self/mem` stands for the failing copy: a
+/// regular file that cannot be hard-linked across file systems, and whose
+/// first read fails once the copy has been created.
+#[test]
+fn a_failed_store_leaves_no_part_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    let d = Digest::of(b"never stored");
+    let layer = BuiltLayer {
+        descriptor: Descriptor::new(MEDIA_TYPE_LAYER_GZIP, d.clone(), 12),
+        diff_id: d,
+        tar_size: 12,
+    };
+    assert!(cache
+        .put(&Key::test(4), &layer, Path::new("/proc/self/mem"))
+        .is_err());
+    let left: Vec<_> = fs::read_dir(cache.blobs.root().join("sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
