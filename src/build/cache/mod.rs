@@ -284,10 +284,12 @@ impl LayerCache {
         record.seal = record.seal(key);
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
-            .tempfile_in(&self.dir)?;
-        serde_json::to_writer(&mut tmp, &record)?;
-        tmp.flush()?;
+            .tempfile_in(&self.dir)
+            .with_context(|| format!("storing an entry in {}", self.dir.display()))?;
         let entry = self.entry_path(key);
+        let stored = || format!("storing {}", entry.display());
+        serde_json::to_writer(&mut tmp, &record).with_context(stored)?;
+        tmp.flush().with_context(stored)?;
         tmp.persist(&entry)
             .map_err(|e| anyhow!("storing {}: {}", entry.display(), e.error))?;
         Ok(())
@@ -483,9 +485,13 @@ fn write_recent(path: &Path, id: &str, blobs: Vec<Digest>) -> Result<()> {
     }
     recent.insert(id.to_string(), blobs);
     let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    serde_json::to_writer(&mut tmp, &recent)?;
-    tmp.flush()?;
+    let stored = || format!("storing {}", path.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(stored)?;
+    serde_json::to_writer(&mut tmp, &recent).with_context(stored)?;
+    tmp.flush().with_context(stored)?;
     tmp.persist(path)
         .map_err(|e| anyhow!("storing {}: {}", path.display(), e.error))?;
     Ok(())
