@@ -31,6 +31,16 @@ impl BlobCache {
             None => default_dir()
                 .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache-dir")?,
         };
+        // A file in the way is the user's to move (exit 2), not a failure.
+        for dir in [root.clone(), root.join("sha256")] {
+            if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+                return Err(crate::error::bad_input(format!(
+                    "the blob cache {}: {} is not a directory; give --cache-dir a directory",
+                    root.display(),
+                    dir.display()
+                )));
+            }
+        }
         std::fs::create_dir_all(root.join("sha256"))
             .with_context(|| format!("creating the blob cache {}", root.display()))?;
         Ok(BlobCache { root })
@@ -49,8 +59,9 @@ impl BlobCache {
     /// file is read and hashed on every hit, so that a damaged or replaced
     /// blob is never handed out. One that is not `d` (other bytes, a
     /// symbolic link, not a regular file) is removed, and the caller fetches
-    /// it again; one of another size than asked is left alone (the asker's
-    /// size may be the wrong one).
+    /// it again (a directory in its place too, with what it holds: nothing
+    /// but a blob belongs there); one of another size than asked is left
+    /// alone (the asker's size may be the wrong one).
     pub fn holds(&self, d: &Digest, size: Option<u64>) -> bool {
         let path = self.path(d);
         let checked = || -> std::io::Result<Option<bool>> {
@@ -73,8 +84,14 @@ impl BlobCache {
             Ok(Some(true)) => true,
             Ok(None) => false,
             Ok(Some(false)) | Err(_) => {
-                if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
-                    let _ = std::fs::remove_file(&path);
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {
+                        let _ = std::fs::remove_dir_all(&path);
+                    }
+                    Ok(_) => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    Err(_) => {}
                 }
                 false
             }
@@ -143,5 +160,27 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, cache.path(&d)).unwrap();
         assert!(!cache.holds(&d, None));
         assert!(std::fs::symlink_metadata(cache.path(&d)).is_err());
+        // A directory where the blob goes would refuse the download's
+        // rename for ever: it is removed too.
+        std::fs::create_dir_all(cache.path(&d).join("inner")).unwrap();
+        std::fs::write(cache.path(&d).join("inner/x"), b"x").unwrap();
+        assert!(!cache.holds(&d, Some(5)));
+        assert!(std::fs::symlink_metadata(cache.path(&d)).is_err());
+        assert!(elsewhere.exists());
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_cache_is_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let inner = dir.path().join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        std::fs::write(inner.join("sha256"), b"").unwrap();
+        for root in [file, inner] {
+            let err = BlobCache::new(Some(root.clone())).unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{err:#}");
+            assert!(err.to_string().contains("is not a directory"), "{err:#}");
+        }
     }
 }

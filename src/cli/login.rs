@@ -43,37 +43,55 @@ pub struct LogoutArgs {
     pub registry: String,
 }
 
-fn check_registry(registry: &str) -> Result<()> {
+/// The registry `given` names: a registry name (`ghcr.io`,
+/// `localhost:5000`), or the server address docker also takes for one, an
+/// `https://` URL with or without its API path (`https://index.docker.io/v1/`).
+fn registry_name(given: &str) -> Result<String> {
+    let name = given.strip_prefix("https://").map_or(given, |rest| {
+        let rest = rest.trim_end_matches('/');
+        rest.strip_suffix("/v1")
+            .or_else(|| rest.strip_suffix("/v2"))
+            .unwrap_or(rest)
+    });
     // A registry name is a reference's first part: parse a dummy reference.
-    if registry.is_empty()
-        || registry.contains('/')
-        || Reference::parse(&format!("{registry}/x/y")).is_err()
-    {
+    if name.is_empty() || name.contains('/') || Reference::parse(&format!("{name}/x/y")).is_err() {
         return Err(bad_input(format!(
-            "{registry:?} is not a registry name (e.g. ghcr.io, docker.io, localhost:5000)"
+            "{given:?} is not a registry name (e.g. ghcr.io, docker.io, localhost:5000)"
         )));
     }
-    Ok(())
+    Ok(name.to_string())
 }
 
-pub async fn run_login(args: LoginArgs, reporter: SharedReporter) -> Result<()> {
-    check_registry(&args.registry)?;
+pub async fn run_login(mut args: LoginArgs, reporter: SharedReporter) -> Result<()> {
+    args.registry = registry_name(&args.registry)?;
     if !args.password_stdin {
         return Err(bad_input(
             "give the password on stdin with --password-stdin",
         ));
     }
-    let mut raw = String::new();
+    // HTTP Basic splits user and password at the first ':', so a name with
+    // one would be read as another name (the name itself is not shown: it
+    // may be a secret).
+    if args.username.contains(':') || args.username.chars().any(char::is_control) {
+        return Err(bad_input(
+            "the user name (-u) contains ':' or a control character, which HTTP \
+             authentication cannot carry; give the registry's user name",
+        ));
+    }
+    let mut bytes = Vec::new();
     std::io::stdin()
         .take(boxwright::input::MAX_KEY + 1)
-        .read_to_string(&mut raw)
+        .read_to_end(&mut bytes)
         .context("reading the password from stdin")?;
-    if raw.len() as u64 > boxwright::input::MAX_KEY {
+    if bytes.len() as u64 > boxwright::input::MAX_KEY {
         return Err(bad_input(format!(
             "the password on stdin is longer than {} bytes; give the password or token alone",
             boxwright::input::MAX_KEY
         )));
     }
+    let raw = String::from_utf8(bytes).map_err(|_| {
+        bad_input("the password on stdin is not UTF-8 text; give the password or token alone")
+    })?;
     // `echo $TOKEN | boxwright login`: drop the line end, like docker does.
     let password = Secret::new(raw.trim_end_matches(['\n', '\r']).to_string());
     drop(raw);
@@ -161,8 +179,8 @@ async fn verify(
     Err(anyhow::Error::new(e).context(what))
 }
 
-pub fn run_logout(args: LogoutArgs, reporter: SharedReporter) -> Result<()> {
-    check_registry(&args.registry)?;
+pub fn run_logout(mut args: LogoutArgs, reporter: SharedReporter) -> Result<()> {
+    args.registry = registry_name(&args.registry)?;
     let store = CredentialStore::from_env();
     let removed = logout(&store, &args.registry)
         .with_context(|| format!("removing credentials for {}", args.registry))?;

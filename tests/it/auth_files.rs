@@ -137,3 +137,127 @@ fn logout_erases_credentials_kept_by_a_helper() {
     assert_eq!(std::fs::read_to_string(&erased).unwrap().trim(), host);
     assert!(r.stderr.contains("removed credentials"), "{}", r.stderr);
 }
+
+/// Figures: a config.json whose entry for the registry has an `auth` that
+/// is not a string fails the push with exit 2 naming the file (no request
+/// goes out anonymously to end in a 401); an empty config.json (as `touch`
+/// leaves it) holds nothing, as docker reads it, so `login` writes into it
+/// and the push then succeeds.
+#[test]
+fn a_mistyped_config_json_is_bad_input_and_an_empty_one_holds_nothing() {
+    let reg = Registry::with_basic_auth("fay", "typed-password");
+    let host = reg.host();
+    let env = Env::new();
+    let config = env.config_dir().join("config.json");
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"typed config");
+    let to = format!("{host}/acme/app:1");
+
+    write(
+        &config,
+        &serde_json::json!({"auths": {&host: {"auth": 12}}}).to_string(),
+    );
+    let r = push(&env, &layout, &to, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{}: \"auth\" for {host} is not a string",
+            config.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("401"), "{}", r.stderr);
+
+    write(&config, "");
+    let r = crate::login::login_with(&env, &host, "fay", "typed-password", &[]);
+    assert_ok(&r);
+    assert_ok(&push(&env, &layout, &to, &[]));
+}
+
+/// Figures: a `credHelpers` entry naming a helper that is not installed
+/// fails the push with exit 2, naming the program, the key and the file
+/// that names it.
+#[test]
+fn a_credential_helper_that_is_not_installed_is_bad_input_naming_the_file() {
+    let reg = Registry::with_basic_auth("gus", "helper-password");
+    let host = reg.host();
+    let env = Env::new();
+    let config = env.config_dir().join("config.json");
+    write(
+        &config,
+        &serde_json::json!({"credHelpers": {&host: "bw-not-installed"}}).to_string(),
+    );
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"missing helper");
+    let r = push(&env, &layout, &format!("{host}/acme/app:1"), &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for part in [
+        format!(
+            "\"credHelpers\" in {} names \"bw-not-installed\"",
+            config.display()
+        ),
+        "docker-credential-bw-not-installed is not installed".to_string(),
+    ] {
+        assert!(r.stderr.contains(&part), "{part} not in:\n{}", r.stderr);
+    }
+}
+
+/// `boxwright login HOST -u USER --password-stdin` with `stdin` as given.
+fn login_bytes(env: &Env, host: &str, user: &str, stdin: &[u8]) -> Run {
+    let mut child = env
+        .cmd()
+        .args(["login", host, "-u", user, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+/// Figures: `login` takes the server address docker takes
+/// (`https://HOST/v2/`) and stores the entry under the registry's name, so
+/// that push finds it and `logout https://HOST` removes it; a password that
+/// is not UTF-8, or a user name with ':' (which HTTP Basic cannot carry),
+/// is exit 2 before anything is sent or written.
+#[test]
+fn login_takes_docker_server_addresses_and_refuses_what_basic_cannot_carry() {
+    let reg = Registry::with_basic_auth("ida", "address-password");
+    let host = reg.host();
+    let env = Env::new();
+    let config = env.config_dir().join("config.json");
+
+    let r = login_bytes(&env, &host, "ida", b"\xff\xfeaddress-password\n");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not UTF-8"), "{}", r.stderr);
+    let r = login_bytes(&env, &host, "ida:x", b"address-password\n");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("contains ':'"), "{}", r.stderr);
+    assert!(!config.exists());
+
+    let r = login_bytes(
+        &env,
+        &format!("https://{host}/v2/"),
+        "ida",
+        b"address-password\n",
+    );
+    assert_ok(&r);
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert_eq!(cfg["auths"][&host]["auth"], b64("ida:address-password"));
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"server address");
+    assert_ok(&push(&env, &layout, &format!("{host}/acme/app:1"), &[]));
+    assert_ok(&run(env.cmd().args(["logout", &format!("https://{host}")])));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert!(cfg["auths"].get(&host).is_none(), "{cfg}");
+}

@@ -515,9 +515,17 @@ fn bad_arguments_exit_2() {
         (&["--to", to, "--size", "0MiB"], "--size"),
         (&["--to", to, "--size", "12 parsecs"], "--size"),
         (&["--to", to, "--chunk-size", "0"], "--chunk-size"),
+        (
+            &["--to", to, "--mode", "chunked", "--chunk-size", "4"],
+            "--chunk-size",
+        ),
         (&["--to", to, "--mode", "teleport"], "--mode"),
         (&["--to", to, "--mode", "monolithic,"], "--mode"),
         (&["--to", to, "--blobs", "0"], "--blobs"),
+        (
+            &["--to", to, "--blobs", "2", "--size", "18446744073709551615"],
+            "--size",
+        ),
         (&["--to", to, "--seed", "9007199254740992"], "--seed"),
         (&["--to", to, "--seed", "18446744073709551615"], "--seed"),
         (&["--to", ""], "--to"),
@@ -539,4 +547,34 @@ fn bad_arguments_exit_2() {
         );
         assert!(r.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// Figure: an auth file that cannot be read (not JSON) stops bench at the
+/// warm-up with exit 2 naming the file, before any blob is generated or
+/// any run measured; its work directory is left empty.
+#[test]
+fn an_unreadable_auth_file_stops_bench_before_it_measures() {
+    let reg = Registry::with_basic_auth("hal", "bench-password");
+    let env = crate::env::Env::new();
+    let config = env.config_dir().join("config.json");
+    crate::common::write(&config, "{not json");
+    let work = env.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let target = format!("{}/acme/bench", reg.host());
+    let r = run(env
+        .cmd()
+        .arg("bench")
+        .args(one_run(&target, "2", "4KiB"))
+        .arg("--work-dir")
+        .arg(&work));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{} is not valid JSON", config.display())),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("generating"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
 }

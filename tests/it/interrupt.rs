@@ -211,7 +211,7 @@ fn an_interrupted_bench_removes_its_blobs() {
             "--blobs",
             "2",
             "--size",
-            "8GiB",
+            "1GiB",
             "--work-dir",
         ])
         .arg(&work)

@@ -66,7 +66,7 @@ fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
 }
 
 /// `boxwright login HOST -u USER --password-stdin EXTRA...` with `pass` on stdin.
-fn login_with(env: &Env, host: &str, user: &str, pass: &str, extra: &[&str]) -> Run {
+pub(crate) fn login_with(env: &Env, host: &str, user: &str, pass: &str, extra: &[&str]) -> Run {
     let mut child = env
         .cmd()
         .args(["login", host, "-u", user, "--password-stdin"])

@@ -55,6 +55,13 @@ impl Key {
         hex::encode(self.0)
     }
 
+    /// The key [`Key::hex`] wrote as `hex`, if it is one.
+    pub(super) fn from_hex(hex: &str) -> Option<Key> {
+        let mut k = [0; 32];
+        hex::decode_to_slice(hex, &mut k).ok()?;
+        Some(Key(k))
+    }
+
     #[cfg(test)]
     pub(crate) fn test(n: u8) -> Key {
         Key([n; 32])
@@ -196,15 +203,19 @@ impl<const K: usize, const V: usize> RecordMap<K, V> {
             return Ok(());
         }
         let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        for (k, v) in &self.map {
-            w.write_all(k)?;
-            w.write_all(v)?;
-        }
-        w.flush()?;
-        drop(w);
-        tmp.persist(path)?;
+        let write = || -> std::io::Result<()> {
+            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            for (k, v) in &self.map {
+                w.write_all(k)?;
+                w.write_all(v)?;
+            }
+            w.flush()?;
+            drop(w);
+            tmp.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(|e| anyhow!("storing {}: {e}", path.display()))?;
         self.changed = false;
         Ok(())
     }

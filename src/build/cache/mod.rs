@@ -255,12 +255,19 @@ impl LayerCache {
             let n = NEXT.fetch_add(1, Ordering::SeqCst);
             let tmp = dir.join(format!(".tmp-layer-{}-{n}", std::process::id()));
             let _ = fs::remove_file(&tmp);
-            if fs::hard_link(blob, &tmp).is_err() {
-                fs::copy(blob, &tmp)
-                    .with_context(|| format!("copying a layer into {}", dir.display()))?;
+            let stored = (|| {
+                if fs::hard_link(blob, &tmp).is_err() {
+                    fs::copy(blob, &tmp)
+                        .with_context(|| format!("copying a layer into {}", dir.display()))?;
+                }
+                fs::rename(&tmp, &dest)
+                    .with_context(|| format!("storing a layer at {}", dest.display()))
+            })();
+            if stored.is_err() {
+                // A part copied into a full disk would stay there and fill it.
+                let _ = fs::remove_file(&tmp);
             }
-            fs::rename(&tmp, &dest)
-                .with_context(|| format!("storing a layer at {}", dest.display()))?;
+            stored?;
         }
         self.used
             .lock()
@@ -277,11 +284,14 @@ impl LayerCache {
         record.seal = record.seal(key);
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
-            .tempfile_in(&self.dir)?;
-        serde_json::to_writer(&mut tmp, &record)?;
-        tmp.flush()?;
-        tmp.persist(self.entry_path(key))
-            .map_err(|e| anyhow!("storing a layer cache entry: {}", e.error))?;
+            .tempfile_in(&self.dir)
+            .with_context(|| format!("storing an entry in {}", self.dir.display()))?;
+        let entry = self.entry_path(key);
+        let stored = || format!("storing {}", entry.display());
+        serde_json::to_writer(&mut tmp, &record).with_context(stored)?;
+        tmp.flush().with_context(stored)?;
+        tmp.persist(&entry)
+            .map_err(|e| anyhow!("storing {}: {}", entry.display(), e.error))?;
         Ok(())
     }
 
@@ -328,6 +338,14 @@ impl LayerCache {
     /// names) until the blobs take at most `max` bytes; also stray temp files
     /// older than an hour.
     pub fn prune(&self, max: u64) -> Result<Pruned> {
+        // An entry no hit can take (damaged, edited, under another key's
+        // name) goes first: it names no layer.
+        let mut removed_entries = 0;
+        for bad in self.entry_files().filter(|(_, e)| e.is_none()) {
+            if fs::remove_file(&bad.0).is_ok() {
+                removed_entries += 1;
+            }
+        }
         let mut entries = self.entries();
         entries.sort_by_key(|e| e.used);
         let mut total: u64 = 0;
@@ -340,7 +358,7 @@ impl LayerCache {
             }
             *n += 1;
         }
-        let (mut removed_entries, mut removed_bytes) = (0, 0u64);
+        let mut removed_bytes = 0u64;
         for e in &entries {
             if total <= max {
                 break;
@@ -366,19 +384,33 @@ impl LayerCache {
         })
     }
 
+    /// The entries a hit could take: sealed for the key they are named by.
     fn entries(&self) -> Vec<Entry> {
-        let Ok(dir) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        dir.filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        self.entry_files().filter_map(|(_, e)| e).collect()
+    }
+
+    /// Every file of the cache named as an entry (`<key>.json`), with its
+    /// entry when it is a good one.
+    fn entry_files(&self) -> impl Iterator<Item = (PathBuf, Option<Entry>)> {
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
             .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let key = Key::from_hex(name.strip_suffix(".json")?)?;
                 let path = e.path();
-                let record = read_record(&path)?;
-                let used = e.metadata().ok()?.modified().ok()?;
-                Some(Entry { path, record, used })
+                let entry = (|| {
+                    let record = read_record(&path).filter(|r| r.seal == r.seal(&key))?;
+                    let used = e.metadata().ok()?.modified().ok()?;
+                    Some(Entry {
+                        path: path.clone(),
+                        record,
+                        used,
+                    })
+                })();
+                Some((path, entry))
             })
-            .collect()
     }
 
     fn remove_stray_temps(&self) {
@@ -453,9 +485,13 @@ fn write_recent(path: &Path, id: &str, blobs: Vec<Digest>) -> Result<()> {
     }
     recent.insert(id.to_string(), blobs);
     let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    serde_json::to_writer(&mut tmp, &recent)?;
-    tmp.flush()?;
+    let stored = || format!("storing {}", path.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(stored)?;
+    serde_json::to_writer(&mut tmp, &recent).with_context(stored)?;
+    tmp.flush().with_context(stored)?;
     tmp.persist(path)
         .map_err(|e| anyhow!("storing {}: {}", path.display(), e.error))?;
     Ok(())

@@ -90,10 +90,15 @@ fn pipes_and_impossible_sizes_in_the_cache_are_passed_over() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "json"))
         .unwrap();
-    let text = fs::read_to_string(&entry).unwrap();
-    let huge = text.replace("\"size\":11", &format!("\"size\":{}", u64::MAX));
-    assert_ne!(huge, text);
-    fs::write(layers.join(format!("{}.json", "7".repeat(64))), huge).unwrap();
+    // Sealed for the key it is named by, so that it counts.
+    let mut huge: Record = serde_json::from_slice(&fs::read(&entry).unwrap()).unwrap();
+    huge.size = u64::MAX;
+    huge.seal = huge.seal(&Key::test(0x77));
+    fs::write(
+        layers.join(format!("{}.json", "7".repeat(64))),
+        serde_json::to_vec(&huge).unwrap(),
+    )
+    .unwrap();
     let cache = open(dir.path());
     assert_eq!(cache.stats().bytes, u64::MAX);
     cache.prune(DEFAULT_MAX).unwrap();
@@ -163,4 +168,83 @@ fn an_edited_or_moved_entry_is_a_miss() {
     assert!(cache.get(&Key::test(2), &out).unwrap().is_none());
     fs::write(&entry, &text).unwrap();
     assert!(cache.get(&Key::test(1), &out).unwrap().is_some());
+}
+
+/// A directory where a cache file goes (made by hand) fails the store
+/// with an error that names it, once (the warning said "failed to persist
+/// temporary file" and the cause twice, naming nothing).
+#[test]
+fn a_store_that_fails_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, stored, _) = cached_layer(dir.path());
+    let cache = open(dir.path());
+    let entry = cache.entry_path(&Key::test(2));
+    fs::create_dir(&entry).unwrap();
+    let layer = BuiltLayer {
+        descriptor: Descriptor::new(MEDIA_TYPE_LAYER_GZIP, d.clone(), 11),
+        diff_id: d,
+        tar_size: 11,
+    };
+    let said = format!(
+        "{:#}",
+        cache.put(&Key::test(2), &layer, &stored).unwrap_err()
+    );
+    assert!(said.contains(&entry.display().to_string()), "{said}");
+    assert_eq!(said.matches("Is a directory").count(), 1, "{said}");
+
+    let memo = dir.path().join("memo");
+    fs::create_dir(&memo).unwrap();
+    let mut keys = KeyMemo::default();
+    keys.put([7; 32], &Key::test(3));
+    let said = format!("{:#}", keys.save(&memo).unwrap_err());
+    assert!(said.contains(&memo.display().to_string()), "{said}");
+    assert_eq!(said.matches("Is a directory").count(), 1, "{said}");
+}
+
+/// `cache stats` counts only the entries a hit could take, and `cache
+/// prune` removes the others (damaged, or copied under another key's
+/// name), which no hit would ever take and which held their place for
+/// ever.
+#[test]
+fn stats_and_prune_pass_over_entries_no_hit_can_take() {
+    let dir = tempfile::tempdir().unwrap();
+    cached_layer(dir.path());
+    let cache = open(dir.path());
+    let good = cache.entry_path(&Key::test(1));
+    let moved = cache.entry_path(&Key::test(2));
+    fs::copy(&good, &moved).unwrap();
+    let garbage = cache.entry_path(&Key::test(3));
+    fs::write(&garbage, b"{not an entry").unwrap();
+    let stray = cache.dir.join("notes.json");
+    fs::write(&stray, b"{}").unwrap();
+    assert_eq!(cache.stats().entries, 1);
+    let pruned = cache.prune(DEFAULT_MAX).unwrap();
+    assert_eq!(pruned.removed_entries, 2);
+    assert_eq!(pruned.after.entries, 1);
+    assert!(good.exists() && stray.exists());
+    assert!(!moved.exists() && !garbage.exists());
+}
+
+/// A layer that cannot be copied into the cache (a full disk) leaves no
+/// part of it there. `/proc/self/mem` stands for the failing copy: a
+/// regular file that cannot be hard-linked across file systems, and whose
+/// first read fails once the copy has been created.
+#[test]
+fn a_failed_store_leaves_no_part_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    let d = Digest::of(b"never stored");
+    let layer = BuiltLayer {
+        descriptor: Descriptor::new(MEDIA_TYPE_LAYER_GZIP, d.clone(), 12),
+        diff_id: d,
+        tar_size: 12,
+    };
+    assert!(cache
+        .put(&Key::test(4), &layer, Path::new("/proc/self/mem"))
+        .is_err());
+    let left: Vec<_> = fs::read_dir(cache.blobs.root().join("sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -80,6 +80,48 @@ pub fn generate_blob(
     Ok(Digest::from_sha256(hasher.finalize().into()))
 }
 
+/// Refuse a bench whose run cannot hold its blobs in `dir` (`flag`: it was
+/// given as `--work-dir`): `blobs` x `size` must fit in the space free
+/// there now, so that a typo in `--size` fails at once instead of filling
+/// the disk. Where the free space cannot be read, the run goes on.
+pub(super) fn check_room(dir: &Path, blobs: usize, size: u64, flag: bool) -> anyhow::Result<()> {
+    let need = size.checked_mul(blobs as u64);
+    let Some(free) = free_bytes(dir) else {
+        return Ok(());
+    };
+    if need.is_some_and(|n| n <= free) {
+        return Ok(());
+    }
+    let human = crate::render::human_bytes;
+    let place = if flag {
+        format!("--work-dir {}", dir.display())
+    } else {
+        format!("the temp dir {} (TMPDIR)", dir.display())
+    };
+    Err(crate::error::bad_input(format!(
+        "{place} has {} free, and each run generates --blobs {blobs} x --size {} = {}; \
+         give fewer or smaller blobs, or a --work-dir with room",
+        human(free),
+        human(size),
+        need.map_or_else(|| "more than 16 EiB".to_string(), human),
+    )))
+}
+
+/// The bytes an unprivileged writer may still put in the file system of
+/// `dir`, if it can be read.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string, `st` a plain struct
+    // statvfs fills in; both outlive the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// A blob of the run, generated on disk.
 pub(super) struct Blob {
     pub(super) path: PathBuf,
@@ -109,5 +151,25 @@ mod tests {
         for other in [&b, &c, &d] {
             assert_ne!(&a, other);
         }
+    }
+
+    #[test]
+    fn a_run_that_cannot_fit_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_room(dir.path(), 2, 4096, true).is_ok());
+        for (blobs, size) in [(1, u64::MAX), (2, u64::MAX / 2 + 1), (4096, 1 << 62)] {
+            let err = check_room(dir.path(), blobs, size, true).unwrap_err();
+            let said = err.to_string();
+            assert!(crate::error::is_bad_input(&err), "{said}");
+            assert!(
+                said.contains(&format!("--work-dir {}", dir.path().display())),
+                "{said}"
+            );
+            assert!(said.contains("free"), "{said}");
+        }
+        assert!(check_room(dir.path(), 1, u64::MAX, false)
+            .unwrap_err()
+            .to_string()
+            .contains("the temp dir"));
     }
 }

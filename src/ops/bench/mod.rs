@@ -190,6 +190,11 @@ pub struct BenchOptions {
     pub work_dir: Option<PathBuf>,
 }
 
+/// The most `PATCH`es a chunked upload of one blob may take: a 64 GiB blob
+/// in 1 MiB chunks. More is a mistyped `--chunk-size` (`4` for `4MiB`),
+/// which would run for hours and keep a latency sample for each request.
+const MAX_PATCHES: u64 = 65_536;
+
 impl BenchOptions {
     /// Refuse what cannot be measured ([`crate::error::BadInput`]).
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -206,6 +211,15 @@ impl BenchOptions {
         }
         if self.chunk_size == 0 {
             return Err(bad_input("--chunk-size must be at least 1 byte"));
+        }
+        let patches = self.size.div_ceil(self.chunk_size);
+        if self.modes.contains(&BenchMode::Chunked) && patches > MAX_PATCHES {
+            return Err(bad_input(format!(
+                "--chunk-size {} would send {patches} PATCH requests per blob of --size {} \
+                 (at most {MAX_PATCHES}); give a larger --chunk-size, such as 4MiB",
+                crate::render::human_bytes(self.chunk_size),
+                crate::render::human_bytes(self.size),
+            )));
         }
         if self.concurrency.is_empty() || self.concurrency.contains(&0) {
             return Err(bad_input("--concurrency values must be at least 1"));
@@ -224,7 +238,8 @@ impl BenchOptions {
                 d.display()
             )));
         }
-        Ok(())
+        let dir = self.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        blobs::check_room(&dir, self.blobs, self.size, self.work_dir.is_some())
     }
 }
 

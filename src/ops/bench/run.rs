@@ -126,11 +126,16 @@ pub async fn bench(
 
     // Warm up each registry outside the measurements: the auth ping, a token,
     // a connection. A registry that fails here is still measured (its
-    // failures are what the report is for).
+    // failures are what the report is for), unless the failure is the
+    // user's to mend (an auth file that cannot be read): every request
+    // would fail alike, so the run stops before any blob is generated.
     for t in &opts.targets {
         let probe = Digest::of(WARM_UP_PROBE);
         let repo = client.repo(&t.registry, &t.repository);
         if let Err(e) = repo.blob_exists(&probe).await {
+            if crate::error::is_bad_input_cause(&e) {
+                return Err(anyhow::Error::new(e).context(format!("{}: warm-up", t.name())));
+            }
             reporter.log(Level::Warn, &format!("{}: warm-up failed: {e}", t.name()));
         }
     }

@@ -69,7 +69,14 @@ fn run_helper_within(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("running {program} {verb}"))?;
+        .map_err(|e| match e.kind() {
+            // The auth file names a helper this machine lacks: the user's to mend.
+            std::io::ErrorKind::NotFound => bad_input(format!(
+                "{program} is not installed (not found on PATH): install it, or remove the \
+                 entry that names it"
+            )),
+            _ => anyhow!(e).context(format!("running {program} {verb}")),
+        })?;
     let stdout = child.stdout.take();
     let (sent, read) = mpsc::channel();
     std::thread::spawn(move || {
@@ -80,23 +87,33 @@ fn run_helper_within(
         };
         let _ = sent.send(got);
     });
-    let wrote = match child.stdin.take() {
-        Some(mut stdin) => stdin.write_all(input),
-        None => Ok(()),
-    };
+    // Written on a thread of its own, so that a helper that reads nothing
+    // is bounded by the timeout below rather than blocking the write; one
+    // that exits without reading (a broken pipe) may still answer.
+    let (wrote, written) = mpsc::channel();
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let r = match stdin.write_all(&input) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r,
+            };
+            let _ = wrote.send(r);
+        });
+    }
     let started = Instant::now();
     let stopped = |child: &mut std::process::Child, why: anyhow::Error| {
         let _ = child.kill();
         let _ = child.wait();
         Err(why)
     };
-    if let Err(e) = wrote {
-        return stopped(
-            &mut child,
-            anyhow!(e).context(format!("writing to {program}")),
-        );
-    }
     let status = loop {
+        if let Ok(Err(e)) = written.try_recv() {
+            return stopped(
+                &mut child,
+                anyhow!(e).context(format!("writing to {program}")),
+            );
+        }
         if let Some(status) = child
             .try_wait()
             .with_context(|| format!("running {program}"))?
@@ -191,5 +208,32 @@ mod tests {
         assert!(said.contains("printed more than 1048576 bytes"), "{said}");
 
         assert!(helper_program("../evil").is_err());
+
+        // One that answers without reading its input, however long: the
+        // write does not hold the answer up, nor fail it.
+        helper(
+            dir.path(),
+            "deaf",
+            "#!/bin/sh\nexec 0<&-\necho '{\"Secret\":\"s\"}'\n",
+        );
+        let big = vec![b'x'; 4 << 20];
+        let (_, out) = run_helper("deaf", "store", &big, path).unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"{\"Secret\":\"s\"}\n");
+        let Err(err) = run_helper_within("hang", "store", &big, path, Duration::from_millis(300))
+        else {
+            panic!("a helper that neither reads nor answers was waited for")
+        };
+        assert!(format!("{err:#}").contains("did not answer"), "{err:#}");
+
+        let Err(err) = run_helper("not-installed", "get", b"x", path) else {
+            panic!("a missing helper ran")
+        };
+        let said = format!("{err:#}");
+        assert!(crate::error::is_bad_input(&err), "{said}");
+        assert!(
+            said.contains("docker-credential-not-installed is not installed"),
+            "{said}"
+        );
     }
 }

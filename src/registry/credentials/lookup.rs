@@ -131,6 +131,8 @@ impl CredentialStore {
 
 pub(super) fn read_json(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
     match crate::input::read_capped(path, crate::input::MAX_AUTH_FILE) {
+        // An empty file holds nothing, as docker reads it (`touch` makes one).
+        Ok(bytes) if bytes.trim_ascii().is_empty() => Ok(Some(serde_json::json!({}))),
         Ok(bytes) => {
             let v = serde_json::from_slice(&bytes)
                 .map_err(|e| bad_input(format!("{} is not valid JSON: {e}", path.display())))?;
@@ -145,7 +147,9 @@ pub(super) fn read_json(path: &Path) -> anyhow::Result<Option<serde_json::Value>
         {
             Err(bad_input(format!("{}: {e}", path.display())))
         }
-        Err(e) => Err(anyhow!(e).context(format!("reading {}", path.display()))),
+        // Unreadable (no permission, a symbolic link loop, a file where a
+        // directory should be): the user's file to mend, as the rest.
+        Err(e) => Err(bad_input(format!("reading {}: {e}", path.display()))),
     }
 }
 
@@ -175,34 +179,44 @@ fn lookup_in_file(
         Layout::Containers => CredentialSource::RegistryAuthFile(path.to_path_buf()),
         Layout::Docker | Layout::Legacy => CredentialSource::DockerConfig(path.to_path_buf()),
     };
+    let shape = Shape { path, registry };
+    shape.check(Some(&cfg), "the file", Kind::Object)?;
     let auths = match layout {
         Layout::Legacy => Some(&cfg),
-        _ => cfg.get("auths"),
+        _ => shape.check(cfg.get("auths"), "\"auths\"", Kind::Object)?,
     };
     if layout != Layout::Legacy {
-        if let Some(helper) = find_entry(cfg.get("credHelpers"), registry).and_then(|v| v.as_str())
-        {
-            return run_helper_get(helper, registry, helper_path);
+        let helpers = shape.check(cfg.get("credHelpers"), "\"credHelpers\"", Kind::Object)?;
+        let entry = find_entry(helpers, registry);
+        if let Some(helper) = shape.check(entry, "its \"credHelpers\" entry", Kind::Text)? {
+            let name = helper.as_str().unwrap_or_default();
+            return run_helper_get(name, registry, helper_path)
+                .with_context(|| format!("\"credHelpers\" in {} names {name:?}", path.display()));
         }
     }
-    if let Some(entry) = find_entry(auths, registry) {
-        if let Some(tok) = entry
-            .get("identitytoken")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-        {
+    let entry = shape.check(
+        find_entry(auths, registry),
+        "its \"auths\" entry",
+        Kind::Object,
+    )?;
+    if let Some(entry) = entry {
+        let token = shape.check(
+            entry.get("identitytoken"),
+            "its \"identitytoken\"",
+            Kind::Text,
+        )?;
+        if let Some(tok) = token.and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
             return Ok(Some((
                 Credential::IdentityToken(Secret::new(tok)),
                 source(),
             )));
         }
-        if let Some(auth) = entry
-            .get("auth")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-        {
+        let auth = shape.check(entry.get("auth"), "its \"auth\"", Kind::Text)?;
+        if let Some(auth) = auth.and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
+            // Base64 wrapped over lines decodes as docker decodes it.
+            let unwrapped: String = auth.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
             let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
+                .decode(unwrapped.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());
             let Some((user, pass)) = decoded.as_deref().and_then(|s| s.split_once(':')) else {
@@ -220,16 +234,63 @@ fn lookup_in_file(
             )));
         }
     }
-    if let Some(store) = cfg
-        .get("credsStore")
-        .and_then(|v| v.as_str())
-        .filter(|_| layout == Layout::Docker)
-    {
+    let store = match layout {
+        Layout::Docker => shape.check(cfg.get("credsStore"), "\"credsStore\"", Kind::Text)?,
+        _ => None,
+    };
+    if let Some(store) = store.and_then(|v| v.as_str()) {
         if !store.is_empty() {
-            return run_helper_get(store, registry, helper_path);
+            return run_helper_get(store, registry, helper_path)
+                .with_context(|| format!("\"credsStore\" in {} names {store:?}", path.display()));
         }
     }
     Ok(None)
+}
+
+/// The JSON types an auth file's values must have.
+#[derive(Clone, Copy)]
+enum Kind {
+    Object,
+    Text,
+}
+
+/// Checks the values of an auth file that a lookup uses: one of the wrong
+/// type (`"auth": 12`, `"auths": []`) is bad input naming the file, as
+/// docker refuses such a file, rather than no credentials. `null` is as
+/// good as absent.
+struct Shape<'a> {
+    path: &'a Path,
+    registry: &'a str,
+}
+
+impl Shape<'_> {
+    fn check<'v>(
+        &self,
+        value: Option<&'v serde_json::Value>,
+        what: &str,
+        kind: Kind,
+    ) -> anyhow::Result<Option<&'v serde_json::Value>> {
+        let Some(v) = value.filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let (fits, want) = match kind {
+            Kind::Object => (v.is_object(), "a JSON object"),
+            Kind::Text => (v.is_string(), "a string"),
+        };
+        if fits {
+            return Ok(Some(v));
+        }
+        let whose = if what.starts_with("its ") {
+            format!(" for {}", self.registry)
+        } else {
+            String::new()
+        };
+        Err(bad_input(format!(
+            "{}: {}{whose} is not {want}; correct it, or log in again",
+            self.path.display(),
+            what.trim_start_matches("its "),
+        )))
+    }
 }
 
 /// Run `docker-credential-<name> get`. Its output is never quoted in errors.
@@ -273,179 +334,5 @@ fn run_helper_get(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-
-    pub fn b64(s: &str) -> String {
-        base64::engine::general_purpose::STANDARD.encode(s)
-    }
-
-    pub fn store_with(config: serde_json::Value) -> (tempfile::TempDir, CredentialStore) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-        let store = CredentialStore {
-            docker_config_dir: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        };
-        (dir, store)
-    }
-
-    #[test]
-    fn docker_config_auths() {
-        let (_d, store) = store_with(serde_json::json!({
-            "auths": {
-                "https://index.docker.io/v1/": {"auth": b64("hubuser:hubpass")},
-                "ghcr.io": {"identitytoken": "refresh-123"},
-                "https://localhost:5000": {"auth": b64("a:b:c")}
-            }
-        }));
-        let (c, src) = store.lookup("docker.io").unwrap().unwrap();
-        assert_eq!(
-            c,
-            Credential::Basic {
-                username: "hubuser".into(),
-                password: Secret::new("hubpass")
-            }
-        );
-        assert!(matches!(src, CredentialSource::DockerConfig(_)));
-        assert_eq!(
-            store.lookup("ghcr.io").unwrap().unwrap().0,
-            Credential::IdentityToken(Secret::new("refresh-123"))
-        );
-        // Passwords may contain ':'.
-        assert_eq!(
-            store.lookup("localhost:5000").unwrap().unwrap().0,
-            Credential::Basic {
-                username: "a".into(),
-                password: Secret::new("b:c")
-            }
-        );
-        assert_eq!(store.lookup("quay.io").unwrap(), None);
-    }
-
-    #[test]
-    fn bad_auth_entry_is_bad_input_without_secret() {
-        let (_d, store) =
-            store_with(serde_json::json!({"auths": {"ghcr.io": {"auth": "bm9jb2xvbg=="}}}));
-        let e = store.lookup("ghcr.io").unwrap_err();
-        assert!(crate::error::is_bad_input(&e));
-        assert!(e.to_string().contains("ghcr.io"));
-        assert!(!e.to_string().contains("nocolon"));
-    }
-
-    #[test]
-    fn registry_auth_file_and_github_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let podman = dir.path().join("auth.json");
-        std::fs::write(
-            &podman,
-            serde_json::json!({"auths": {"quay.io": {"auth": b64("q:p")}}}).to_string(),
-        )
-        .unwrap();
-        let store = CredentialStore {
-            docker_config_dir: Some(dir.path().join("missing")),
-            auth_files: vec![podman],
-            github: Some(("octocat".into(), Secret::new("ghs_x"))),
-            ..Default::default()
-        };
-        let (c, src) = store.lookup("quay.io").unwrap().unwrap();
-        assert!(matches!(src, CredentialSource::RegistryAuthFile(_)));
-        assert!(matches!(c, Credential::Basic { ref username, .. } if username == "q"));
-        let (c, src) = store.lookup("ghcr.io").unwrap().unwrap();
-        assert_eq!(src, CredentialSource::GithubToken);
-        assert_eq!(
-            c,
-            Credential::Basic {
-                username: "octocat".into(),
-                password: Secret::new("ghs_x")
-            }
-        );
-        assert_eq!(store.lookup("docker.io").unwrap(), None);
-    }
-
-    #[test]
-    fn auth_files_are_read_in_the_containers_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = |name: &str, v: serde_json::Value| {
-            let p = dir.path().join(name);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, v.to_string()).unwrap();
-            p
-        };
-        let entry = |user: &str| serde_json::json!({"auths": {"r.io": {"auth": b64(&format!("{user}:p"))}}});
-        let runtime = file("run/auth.json", entry("runtime"));
-        let config = file("config/auth.json", entry("config"));
-        file("docker/config.json", entry("docker"));
-        let legacy = file(
-            "dockercfg",
-            serde_json::json!({"r.io": {"auth": b64("legacy:p")}, "old.io": {"auth": b64("o:p")}}),
-        );
-        let user_of = |store: &CredentialStore, reg: &str| match store.lookup(reg).unwrap() {
-            Some((Credential::Basic { username, .. }, _)) => username,
-            other => panic!("{other:?}"),
-        };
-        let mut store = CredentialStore {
-            docker_config_dir: Some(dir.path().join("docker")),
-            auth_files: vec![runtime.clone(), config.clone()],
-            legacy_dockercfg: Some(legacy.clone()),
-            ..Default::default()
-        };
-        assert_eq!(
-            store.files(),
-            [
-                runtime,
-                config,
-                dir.path().join("docker/config.json"),
-                legacy
-            ]
-        );
-        assert_eq!(user_of(&store, "r.io"), "runtime");
-        assert_eq!(user_of(&store, "old.io"), "o");
-        store.auth_files.remove(0);
-        assert_eq!(user_of(&store, "r.io"), "config");
-        store.auth_files.clear();
-        assert_eq!(user_of(&store, "r.io"), "docker");
-        store.docker_config_dir = None;
-        assert_eq!(user_of(&store, "r.io"), "legacy");
-    }
-
-    #[test]
-    fn credential_helpers() {
-        use std::os::unix::fs::PermissionsExt;
-        let (d, mut store) = store_with(serde_json::json!({
-            "auths": {"ghcr.io": {}, "docker.io": {}},
-            "credHelpers": {"ghcr.io": "bwtest"},
-            "credsStore": "bwstore"
-        }));
-        let bin = d.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        let script = |name: &str, body: &str| {
-            let p = bin.join(format!("docker-credential-{name}"));
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
-        script(
-            "bwtest",
-            r#"read server; [ "$1" = get ] && [ "$server" = ghcr.io ] && echo '{"ServerURL":"ghcr.io","Username":"hu","Secret":"hs"}'"#,
-        );
-        script(
-            "bwstore",
-            r#"read server; if [ "$server" = "https://index.docker.io/v1/" ]; then echo '{"Username":"<token>","Secret":"idt"}'; else echo 'credentials not found in native keychain'; exit 1; fi"#,
-        );
-        store.helper_path = Some(bin.clone().into_os_string());
-        let (c, src) = store.lookup("ghcr.io").unwrap().unwrap();
-        assert_eq!(src, CredentialSource::Helper("bwtest".into()));
-        assert_eq!(
-            c,
-            Credential::Basic {
-                username: "hu".into(),
-                password: Secret::new("hs")
-            }
-        );
-        assert_eq!(
-            store.lookup("docker.io").unwrap().unwrap().0,
-            Credential::IdentityToken(Secret::new("idt"))
-        );
-        assert_eq!(store.lookup("quay.io").unwrap(), None);
-    }
-}
+#[path = "lookup_tests.rs"]
+pub(super) mod tests;

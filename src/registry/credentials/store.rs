@@ -58,11 +58,12 @@ pub fn login(
     Ok(path)
 }
 
-/// Remove `registry`'s credentials as `docker logout` does: from the
+/// Remove `registry`'s credentials as `docker logout` does: its entry from
+/// `auths` in docker's config.json (every spelling of it), and from the
 /// credential helper that keeps them (`docker-credential-NAME erase`, from
-/// `credHelpers` or `credsStore`), and its entry from `auths` in docker's
-/// config.json (every spelling of it). Returns whether anything was
-/// removed.
+/// `credHelpers` or `credsStore`). The entry goes first, so that a helper
+/// that is missing or fails never leaves a password in the file; its
+/// failure is then the error. Returns whether anything was removed.
 pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
     let registry = normalize_registry(registry);
     let path = store.docker_config_path().ok_or_else(|| {
@@ -74,10 +75,6 @@ pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
     let helper = cfg
         .as_object()
         .and_then(|obj| configured_helper(obj, &registry));
-    let erased = match helper {
-        Some(h) => run_helper_erase(&h, &config_key(&registry), store)?,
-        None => false,
-    };
     let removed = match cfg.get_mut("auths").and_then(|a| a.as_object_mut()) {
         Some(auths) => {
             let before = auths.len();
@@ -91,6 +88,20 @@ pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
         bytes.push(b'\n');
         write_private_atomic(&path, &bytes)?;
     }
+    let erased = match helper {
+        Some(h) => run_helper_erase(&h, &config_key(&registry), store).with_context(|| {
+            if removed {
+                format!(
+                    "the entry for {registry} was removed from {}, but its credential helper \
+                     may still hold them",
+                    path.display()
+                )
+            } else {
+                format!("the credential helper {h} named in {}", path.display())
+            }
+        })?,
+        None => false,
+    };
     Ok(removed || erased)
 }
 
@@ -295,5 +306,25 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&erased).unwrap().trim(), "ghcr.io");
         // Nothing left: neither the helper nor config.json holds any.
         assert!(!logout(&store, "ghcr.io").unwrap());
+    }
+
+    #[test]
+    fn logout_removes_the_password_even_when_the_helper_is_missing() {
+        let (d, mut store) = store_with(serde_json::json!({
+            "auths": {"ghcr.io": {"auth": b64("u:plain-password")}, "quay.io": {}},
+            "credsStore": "not-installed"
+        }));
+        let empty = d.path().join("empty-bin");
+        std::fs::create_dir(&empty).unwrap();
+        store.helper_path = Some(empty.into_os_string());
+        let err = logout(&store, "ghcr.io").unwrap_err();
+        let said = format!("{err:#}");
+        assert!(said.contains("docker-credential-not-installed"), "{said}");
+        assert!(said.contains("was removed from"), "{said}");
+        let text = std::fs::read_to_string(d.path().join("config.json")).unwrap();
+        assert!(!text.contains(&b64("u:plain-password")), "{text}");
+        let cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(cfg["auths"].get("ghcr.io").is_none(), "{cfg}");
+        assert!(cfg["auths"].get("quay.io").is_some(), "{cfg}");
     }
 }
