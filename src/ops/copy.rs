@@ -316,6 +316,9 @@ pub async fn copy(
             }
         };
 
+    if opts.platform.is_none() {
+        refuse_other_digests(&dests, &head.digest)?;
+    }
     // Destinations already there? (Only known before any GET without --platform.)
     let mut held = match opts.platform {
         None => holding(&client, &dests, &head.digest).await,
@@ -373,6 +376,7 @@ pub async fn copy(
     let mut platform_shown = None;
     let image = match chosen {
         Some((want, child)) => {
+            refuse_other_digests(&dests, &child.digest)?;
             platform_shown = Some(want.to_string());
             held = holding(&client, &dests, &child.digest).await;
             if !opts.repair && held.iter().all(|h| *h) {
@@ -411,6 +415,22 @@ pub async fn copy(
         push: Some(report),
         referrers,
     })
+}
+
+/// A destination that names a digest (`DST@sha256:...`) must name the one
+/// copied: another could never be written there, so it is bad input,
+/// refused before anything is sent.
+fn refuse_other_digests(dests: &[Reference], digest: &Digest) -> Result<()> {
+    match dests
+        .iter()
+        .find(|d| d.digest.as_ref().is_some_and(|p| p != digest))
+    {
+        Some(d) => Err(bad_input(format!(
+            "destination {d} names another digest than the image copied, {digest}: \
+             give it without a digest, or with that one"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `root` and, when it is an index, the manifests it lists (the index

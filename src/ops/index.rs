@@ -183,6 +183,11 @@ pub async fn index(
             )));
         }
     }
+    // Targets that name a digest: it must be the index's, known once the
+    // sources are read.
+    let pinned: Vec<(String, Digest)> = (targets.iter())
+        .filter_map(|t| Some((t.reference.to_string(), t.reference.digest.clone()?)))
+        .collect();
     let pusher = Pusher::with_env_credentials(targets, opts.push.clone(), reporter.clone()).await?;
     let client = pusher.client().clone();
     let cache = BlobCache::new(opts.cache_dir.clone())?;
@@ -244,6 +249,13 @@ pub async fn index(
     index.annotations = opts.annotations.clone();
     let index_bytes = Bytes::from(oci::canonical_json(&index));
     let root = Descriptor::of_bytes(oci::MEDIA_TYPE_INDEX, &index_bytes);
+    if let Some((t, _)) = pinned.iter().find(|(_, d)| *d != root.digest) {
+        return Err(bad_input(format!(
+            "--to {t} names another digest than the index, {}: give it without a digest, \
+             or as REPO@ to push the index by digest only",
+            root.digest
+        )));
+    }
     reporter.log(
         Level::Info,
         &format!("index {} ({} platforms)", root.digest, entries.len()),

@@ -97,3 +97,48 @@ fn a_mount_source_on_no_targets_registry_is_refused() {
     );
     assert_ok(&r);
 }
+
+/// A destination naming a digest (`DST@sha256:...`) that is not the one
+/// written there: `copy` (with and without `--platform`) and `index`
+/// refuse it (exit 2, naming it and the digest that would be written)
+/// before sending anything, instead of uploading every blob and failing
+/// at the tag.
+#[test]
+fn a_destination_naming_another_digest_is_refused_before_anything_is_sent() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let env = Env::new();
+    let image = build_image(&[10_000], 73);
+    let host = proxy.host();
+    let src = format!("{host}/acme/app:1.0");
+    assert_ok(&push(&env, &image, std::slice::from_ref(&src), &[]));
+    let other = format!("sha256:{}", "ab".repeat(32));
+    let writes = |proxy: &FaultProxy| {
+        (proxy.log().into_iter())
+            .filter(|e| e.method != "GET" && e.method != "HEAD")
+            .count()
+    };
+    proxy.reset();
+    for pinned in [
+        format!("{host}/acme/copy@{other}"),
+        format!("{host}/acme/copy:1.0@{other}"),
+    ] {
+        for extra in [&[][..], &["--platform", "linux/amd64"][..]] {
+            let r = run(env.cmd().args(["copy", &src, &pinned]).args(extra));
+            refused(&r, &[pinned.as_str(), image.digest.as_str()]);
+            assert_eq!(writes(&proxy), 0, "{:#?}", proxy.log());
+        }
+    }
+    let source = format!("{host}/acme/app@{}", image.digest);
+    let pinned = format!("{host}/acme/index@{other}");
+    let r = run(env.cmd().args(["index", &source, "--to", &pinned]));
+    refused(
+        &r,
+        &[pinned.as_str(), "names another digest than the index"],
+    );
+    assert_eq!(writes(&proxy), 0, "{:#?}", proxy.log());
+
+    // The digest copied is taken.
+    let same = format!("{host}/acme/copy@{}", image.digest);
+    assert_ok(&run(env.cmd().args(["copy", &src, &same])));
+}
