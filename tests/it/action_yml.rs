@@ -351,7 +351,7 @@ fn run_step(script: &str, secrets: &[(String, String)], log: &Path) -> (i32, Str
     let stub = stub_dir.join("boxwright");
     crate::common::write(
         &stub,
-        "#!/bin/sh\n{ printf 'ARGS %s\\n' \"$*\"\n  case \"$*\" in *--password-stdin*) printf 'STDIN %s\\n' \"$(cat)\";; esac\n} >>\"$STUB_LOG\"\n",
+        "#!/bin/sh\n{ printf 'ARGS %s\\n' \"$*\"\n  printf 'DOCKER_CONFIG %s\\n' \"${DOCKER_CONFIG:-}\"\n  case \"$*\" in *--password-stdin*) printf 'STDIN %s\\n' \"$(cat)\";; esac\n} >>\"$STUB_LOG\"\n",
     );
     crate::common::chmod(&stub, 0o755);
     let path = format!(
@@ -365,6 +365,9 @@ fn run_step(script: &str, secrets: &[(String, String)], log: &Path) -> (i32, Str
         .env("PATH", path)
         .env("STUB_LOG", log)
         .env("GITHUB_ACTOR", "octocat")
+        .env("HOME", log.parent().unwrap().join("home"))
+        .env("RUNNER_TEMP", log.parent().unwrap().join("runner-temp"))
+        .env("GITHUB_ENV", log.parent().unwrap().join("github-env"))
         .envs(secrets.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .output()
@@ -392,7 +395,7 @@ fn example_base64_decodes_name_the_secret_that_is_not_base64() {
         for line in script.lines().filter(|l| l.contains("base64 -d")) {
             assert_eq!(
                 line.trim(),
-                r#"base64 -d <<<"${!1}" 2>/dev/null && return"#,
+                r#"tr -d ' \t\r\n' <<<"${!1}" | base64 -d 2>/dev/null && return"#,
                 "{at}: a base64 decode outside decode()"
             );
         }
@@ -422,6 +425,48 @@ fn example_base64_decodes_name_the_secret_that_is_not_base64() {
             );
         }
         let good_runs = logins.matches("ARGS ").count();
+        // Every login goes to a docker config under RUNNER_TEMP, which the
+        // runner empties when the job ends, and later steps are told of it.
+        let temp = t.path().join("runner-temp");
+        let config = format!("DOCKER_CONFIG {}/", temp.display());
+        assert_eq!(
+            logins.matches(&config).count(),
+            good_runs,
+            "{at}:\n{logins}"
+        );
+        let github_env = std::fs::read_to_string(t.path().join("github-env")).unwrap();
+        assert!(
+            github_env.contains(&format!("DOCKER_CONFIG={}/", temp.display())),
+            "{at}: {github_env}"
+        );
+        // A secret kept with white space or a line end in its base64 (as
+        // boxwright reads it) decodes; one not set is named.
+        let spaced: Vec<(String, String)> = (good.iter())
+            .map(|(n, v)| (n.clone(), format!(" {}\r\n{}\n", &v[..4], &v[4..])))
+            .collect();
+        let t2 = crate::support::tempdir();
+        let log2 = t2.path().join("log");
+        let (code, out, err) = run_step(script, &spaced, &log2);
+        assert_eq!(code, 0, "{at}: spaced:\n{out}\n{err}");
+        assert_eq!(
+            std::fs::read_to_string(&log2).unwrap(),
+            logins.replace(
+                &temp.display().to_string(),
+                &t2.path().join("runner-temp").display().to_string(),
+            ),
+            "{at}"
+        );
+        for unset in &names {
+            let secrets: Vec<(String, String)> =
+                good.iter().filter(|(n, _)| n != unset).cloned().collect();
+            let t3 = crate::support::tempdir();
+            let (code, out, err) = run_step(script, &secrets, &t3.path().join("log"));
+            assert_ne!(code, 0, "{at}: {unset} unset:\n{out}\n{err}");
+            assert!(
+                err.contains(&format!("::error::{unset} is not set")),
+                "{at}: {err}"
+            );
+        }
         for bad in &names {
             let value = "not base64!! s3cret-VALUE";
             let secrets: Vec<(String, String)> = good
