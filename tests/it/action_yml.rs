@@ -494,3 +494,43 @@ fn example_base64_decodes_name_the_secret_that_is_not_base64() {
         }
     }
 }
+
+/// Figure: no `run:` script of the action, of the example workflows or of
+/// this repository's own workflows expands `${{ }}`: an expression is
+/// pasted into the script before bash reads it, so a value holding `"` or
+/// `$(...)` would run as code. Values reach scripts through `env:`.
+#[test]
+fn no_run_script_expands_an_expression() {
+    let mut files = vec![root().join("action.yml")];
+    for dir in ["examples/workflows", ".github/workflows"] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    let mut scripts = 0;
+    for f in &files {
+        let y = yaml(f);
+        let jobs: Vec<&serde_yaml::Value> = match y["jobs"].as_mapping() {
+            Some(jobs) => jobs.values().collect(),
+            None => vec![&y["runs"]],
+        };
+        for job in jobs {
+            for step in job["steps"].as_sequence().unwrap() {
+                if let Some(run) = step["run"].as_str() {
+                    scripts += 1;
+                    assert!(
+                        !run.contains("${{"),
+                        "{}: step {:?} expands an expression in its script:\n{run}",
+                        f.display(),
+                        step["name"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+        }
+    }
+    assert!(scripts >= 10, "{scripts}");
+}
