@@ -539,7 +539,7 @@ cmd_run() {
   supply_summary "$report"
   jq -r '.push.targets[] | select(.ok | not) | "\(.reference): \(.error // "failed")"' "$report" |
     while IFS= read -r line; do
-      if [ "${GITHUB_ACTIONS:-}" = "true" ]; then echo "::warning title=${prog}::$line" >&2; fi
+      if [ "${GITHUB_ACTIONS:-}" = "true" ]; then echo "::warning title=${prog}::$(esc "$line")" >&2; fi
     done
   return "$code"
 }

@@ -896,3 +896,35 @@ fn progress_on_a_terminal_in_actions_is_plain_lines() {
         "{lines}"
     );
 }
+
+/// A target's error is registry text: in the warning annotation the script
+/// writes for it, `%` and line ends are escaped as workflow commands need,
+/// so `%0A` in a registry message shows as written and cannot end the
+/// annotation's text early.
+#[test]
+fn action_script_escapes_registry_text_in_its_warnings() {
+    let runner = Runner::new();
+    let ws = tempdir();
+    write(&ws.path().join("recipes/r2d.toml"), "");
+    let report = r#"{"push":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","targets":[{"reference":"r.example/acme/app:1","registry":"r.example","ok":false,"optional":true,"digest":null,"error":"HTTP 400: 50%0A::error::forged","bytes_sent":0,"blobs_uploaded":0,"blobs_mounted":0,"blobs_present":0}]}}"#;
+    let fixture = ws.path().join("report.json");
+    write(&fixture, report);
+    let stub = ws.path().join("bin/boxwright");
+    write(&stub, "#!/bin/sh\ncat \"$REPORT_FIXTURE\"\n");
+    crate::common::chmod(&stub, 0o755);
+    let r = run(runner
+        .script(ws.path(), "run")
+        .env("BOXWRIGHT", &stub)
+        .env("REPORT_FIXTURE", &fixture)
+        .env("INPUT_VERIFY", "false"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let warning = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("::warning "))
+        .unwrap_or_else(|| panic!("no warning:\n{}", r.stderr));
+    assert_eq!(
+        warning,
+        "::warning title=boxwright action::r.example/acme/app:1: HTTP 400: 50%250A::error::forged"
+    );
+}
