@@ -15,7 +15,8 @@
 #                     recipe target's repository replaces its tags); false:
 #                     push only to TARGETS
 #   INPUT_VERIFY      true (default): HEAD every pushed reference afterwards
-#   INPUT_PLATFORM    build only these platforms (linux/amd64,linux/arm64)
+#   INPUT_PLATFORM    build only these platforms (linux/amd64,linux/arm64;
+#                     commas, spaces or lines between them)
 #   INPUT_BY_DIGEST   true: push by digest only, no tags (multi-platform jobs)
 #   INPUT_EXTRA_ARGS  more `boxwright build` flags (white space separated)
 #   INPUT_CACHE       true: the layer and blob cache is ~/.cache/boxwright
@@ -471,7 +472,13 @@ cmd_run() {
   elif [ "$to" -eq 0 ]; then
     fail 2 "recipe-targets: false needs targets: without them the image would go nowhere"
   fi
-  [ -n "${INPUT_PLATFORM:-}" ] && args+=(--platform "$INPUT_PLATFORM")
+  # Platforms separated by commas, white space or lines (a YAML block), as
+  # docker/build-push-action takes them: one comma-separated --platform.
+  local -a platforms=()
+  local platform_list=${INPUT_PLATFORM:-}
+  platform_list=${platform_list//,/ }
+  read -r -d '' -a platforms <<<"${platform_list//$'\r'/ }" || true
+  [ ${#platforms[@]} -gt 0 ] && args+=(--platform "$(IFS=,; printf '%s' "${platforms[*]}")")
   truthy "${INPUT_BY_DIGEST:-false}" && args+=(--by-digest)
   local verify=false
   truthy "${INPUT_VERIFY:-true}" && verify=true && args+=(--verify)

@@ -907,16 +907,7 @@ fn action_script_escapes_registry_text_in_its_warnings() {
     let ws = tempdir();
     write(&ws.path().join("recipes/r2d.toml"), "");
     let report = r#"{"push":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","targets":[{"reference":"r.example/acme/app:1","registry":"r.example","ok":false,"optional":true,"digest":null,"error":"HTTP 400: 50%0A::error::forged","bytes_sent":0,"blobs_uploaded":0,"blobs_mounted":0,"blobs_present":0}]}}"#;
-    let fixture = ws.path().join("report.json");
-    write(&fixture, report);
-    let stub = ws.path().join("bin/boxwright");
-    write(&stub, "#!/bin/sh\ncat \"$REPORT_FIXTURE\"\n");
-    crate::common::chmod(&stub, 0o755);
-    let r = run(runner
-        .script(ws.path(), "run")
-        .env("BOXWRIGHT", &stub)
-        .env("REPORT_FIXTURE", &fixture)
-        .env("INPUT_VERIFY", "false"));
+    let r = run(&mut stubbed(&runner, ws.path(), report));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let warning = r
         .stderr
@@ -927,4 +918,54 @@ fn action_script_escapes_registry_text_in_its_warnings() {
         warning,
         "::warning title=boxwright action::r.example/acme/app:1: HTTP 400: 50%250A::error::forged"
     );
+}
+
+/// `scripts/action.sh run` in `ws` with a stand-in for boxwright that
+/// writes its arguments, one per line, to `ws/args` and prints `report`.
+fn stubbed(runner: &Runner, ws: &Path, report: &str) -> Command {
+    let fixture = ws.join("report.json");
+    write(&fixture, report);
+    let stub = ws.join("bin/boxwright");
+    write(
+        &stub,
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" >\"$ARGS_LOG\"\ncat \"$REPORT_FIXTURE\"\n",
+    );
+    crate::common::chmod(&stub, 0o755);
+    let mut c = runner.script(ws, "run");
+    c.env("BOXWRIGHT", &stub)
+        .env("REPORT_FIXTURE", &fixture)
+        .env("ARGS_LOG", ws.join("args"))
+        .env("INPUT_VERIFY", "false");
+    c
+}
+
+/// The `platform` input takes platforms separated by commas, spaces or
+/// lines (a YAML block ends in a line end), as docker/build-push-action
+/// takes its `platforms`: boxwright gets one comma-separated `--platform`.
+#[test]
+fn action_script_takes_platforms_separated_by_commas_spaces_or_lines() {
+    let runner = Runner::new();
+    let ws = tempdir();
+    write(&ws.path().join("recipes/r2d.toml"), "");
+    let report = r#"{"push":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","targets":[]}}"#;
+    for input in [
+        "linux/amd64,linux/arm64",
+        "linux/amd64, linux/arm64",
+        "linux/amd64\nlinux/arm64\n",
+        " linux/amd64 ,\r\n linux/arm64 ",
+    ] {
+        let r = run(stubbed(&runner, ws.path(), report).env("INPUT_PLATFORM", input));
+        assert_eq!(r.code, 0, "{input:?}: {}", r.stderr);
+        let args = std::fs::read_to_string(ws.path().join("args")).unwrap();
+        assert!(
+            args.contains("\n--platform\nlinux/amd64,linux/arm64\n"),
+            "{input:?}:\n{args}"
+        );
+    }
+    for input in ["", " ", "\n"] {
+        let r = run(stubbed(&runner, ws.path(), report).env("INPUT_PLATFORM", input));
+        assert_eq!(r.code, 0, "{input:?}: {}", r.stderr);
+        let args = std::fs::read_to_string(ws.path().join("args")).unwrap();
+        assert!(!args.contains("--platform"), "{input:?}:\n{args}");
+    }
 }
