@@ -291,6 +291,24 @@ pub async fn copy(
         Level::Info,
         &format!("{src_name}: {} ({})", head.digest, head.media_type),
     );
+    // A source with a tag and a digest is both, as `verify` takes it: the
+    // destinations get that tag, so it must name that digest.
+    if let (Some(tag), Some(_)) = (&source.tag, &source.digest) {
+        let named = client
+            .repo_of(source)
+            .head_manifest(tag)
+            .await
+            .with_context(|| format!("resolving the tag of {src_name}"))?;
+        if let Some(other) = named.filter(|n| n.digest != head.digest) {
+            return Err(bad_input(format!(
+                "tag and digest disagree: {src_name}: its tag names {}; name the source \
+                 by digest alone ({}@{}) to copy that image",
+                other.digest,
+                source.name(),
+                head.digest
+            )));
+        }
+    }
     let head_desc = Descriptor::new(&head.media_type, head.digest.clone(), head.size);
 
     let remote_blobs = || -> Result<Arc<RemoteBlobs>> {

@@ -142,3 +142,36 @@ fn a_destination_naming_another_digest_is_refused_before_anything_is_sent() {
     let same = format!("{host}/acme/copy@{}", image.digest);
     assert_ok(&run(env.cmd().args(["copy", &src, &same])));
 }
+
+/// A source with a tag and a digest (`REPO:TAG@sha256:...`) is both, as
+/// `verify` takes it: when the tag names another image, `copy` refuses it
+/// (exit 2, naming the digest the tag names) before sending anything,
+/// instead of writing that tag on the destination to an image the source's
+/// tag does not name.
+#[test]
+fn copy_refuses_a_source_whose_tag_and_digest_disagree() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let env = Env::new();
+    let (one, two) = (build_image(&[10_000], 74), build_image(&[10_000], 75));
+    let host = proxy.host();
+    let tagged = format!("{host}/acme/app:1.0");
+    assert_ok(&push(&env, &one, std::slice::from_ref(&tagged), &[]));
+    let other = format!("{host}/acme/app@");
+    assert_ok(&push(&env, &two, &[other], &[]));
+    proxy.reset();
+    let dst = format!("{host}/acme/copy");
+    let src = format!("{tagged}@{}", two.digest);
+    let r = run(env.cmd().args(["copy", &src, &dst]));
+    refused(&r, &["tag and digest disagree", &src, &one.digest]);
+    let writes = (proxy.log().into_iter())
+        .filter(|e| e.method != "GET" && e.method != "HEAD")
+        .count();
+    assert_eq!(writes, 0, "{:#?}", proxy.log());
+
+    // When they agree, the tag is copied with the image.
+    let src = format!("{tagged}@{}", one.digest);
+    assert_ok(&run(env.cmd().args(["copy", &src, &dst])));
+    let r = run(env.cmd().args(["verify", &tagged, &format!("{dst}:1.0")]));
+    assert_ok(&r);
+}
