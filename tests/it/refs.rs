@@ -175,3 +175,30 @@ fn copy_refuses_a_source_whose_tag_and_digest_disagree() {
     let r = run(env.cmd().args(["verify", &tagged, &format!("{dst}:1.0")]));
     assert_ok(&r);
 }
+
+/// An `index --annotation` whose key has white space around it (`KEY =
+/// VALUE`, a quoting slip) or a control character in it is refused (exit
+/// 2) before any request, instead of written as a key that only looks like
+/// the one meant.
+#[test]
+fn an_index_annotation_key_with_white_space_around_it_is_refused() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let env = Env::new();
+    let host = proxy.host();
+    let source = format!("{host}/acme/app@sha256:{}", "ab".repeat(32));
+    let to = format!("{host}/acme/app:1.0");
+    for bad in [
+        "org.opencontainers.image.version = 1.4.0",
+        " org.opencontainers.image.version=1.4.0",
+        "a\u{1b}[2Jb=1",
+        "=1",
+        "novalue",
+    ] {
+        let r = run(env
+            .cmd()
+            .args(["index", &source, "--to", &to, "--annotation", bad]));
+        refused(&r, &["--annotation"]);
+    }
+    assert!(proxy.log().is_empty(), "{:#?}", proxy.log());
+}
