@@ -348,6 +348,22 @@ cmd_resolve() {
   output repository "$repo"
   output version "$version"
   output key "$key"
+  layers_keys
+}
+
+# The layer cache's key, per runner OS and architecture, workflow, job and
+# commit, and the prefix that restores the newest of the same workflow and
+# job. actions/cache fails the step on a key with a comma or over 512
+# characters, and a workflow's name may hold either: the name goes in as
+# its first 64 letters, digits, `.`, `_` and `-` (others become `_`) and
+# 12 hex digits of its sha256, so that names alike stay apart.
+layers_keys() {
+  local name=${GITHUB_WORKFLOW:-} shown hash prefix
+  shown="$(printf '%s' "$name" | LC_ALL=C tr -c 'A-Za-z0-9._-' '_' | cut -c1-64)"
+  hash="$(printf '%s' "$name" | sha256sum | cut -c1-12)"
+  prefix="boxwright-layers-${RUNNER_OS:-}-${RUNNER_ARCH:-}-${shown}-${hash}-${GITHUB_JOB:-}-"
+  output layers-restore "$prefix"
+  output layers-key "${prefix}${GITHUB_SHA:-}"
 }
 
 cmd_install() {

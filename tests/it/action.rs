@@ -969,3 +969,45 @@ fn action_script_takes_platforms_separated_by_commas_spaces_or_lines() {
         assert!(!args.contains("--platform"), "{input:?}:\n{args}");
     }
 }
+
+/// The layer cache's key (per OS, architecture, workflow, job and commit)
+/// and the prefix restoring the newest of the same workflow and job come
+/// from the script: a workflow named with a comma (which actions/cache
+/// refuses in a key, failing the step) or at length gets a key without
+/// one, at most 512 characters, and two names alike keep apart.
+#[test]
+fn action_script_makes_a_layer_cache_key_actions_cache_takes() {
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let keys = |workflow: &str| {
+        let runner = Runner::new();
+        let r = run(runner
+            .script(&root(), "resolve")
+            .env("GITHUB_ACTION_PATH", root())
+            .env("GITHUB_WORKFLOW", workflow)
+            .env("GITHUB_JOB", "build")
+            .env("GITHUB_SHA", sha)
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", "X64"));
+        assert_ran(&r);
+        let out = runner.outputs();
+        let (key, restore) = (out["layers-key"].clone(), out["layers-restore"].clone());
+        assert_eq!(key, format!("{restore}{sha}"), "{workflow:?}");
+        assert!(
+            restore.starts_with("boxwright-layers-Linux-X64-") && restore.ends_with("-build-"),
+            "{restore}"
+        );
+        assert!(
+            !key.contains(',') && key.len() <= 512,
+            "{workflow:?}: {key}"
+        );
+        restore
+    };
+    let plain = keys("r2d image");
+    let comma = keys("Build, test and push");
+    let long = keys(&"a very long workflow name, ".repeat(40));
+    let alike = keys("Build; test and push");
+    assert!(plain.contains("-r2d_image-"), "{plain}");
+    assert!(comma.contains("-Build__test_and_push-"), "{comma}");
+    assert_ne!(comma, alike);
+    assert!(long.len() < 200, "{long}");
+}
