@@ -356,11 +356,11 @@ cmd_resolve() {
 # job. actions/cache fails the step on a key with a comma or over 512
 # characters, and a workflow's name may hold either: the name goes in as
 # its first 64 letters, digits, `.`, `_` and `-` (others become `_`) and
-# 12 hex digits of its sha256, so that names alike stay apart.
+# its POSIX cksum, so that names alike stay apart.
 layers_keys() {
   local name=${GITHUB_WORKFLOW:-} shown hash prefix
   shown="$(printf '%s' "$name" | LC_ALL=C tr -c 'A-Za-z0-9._-' '_' | cut -c1-64)"
-  hash="$(printf '%s' "$name" | sha256sum | cut -c1-12)"
+  hash="$(printf '%s' "$name" | cksum | cut -d' ' -f1)"
   prefix="boxwright-layers-${RUNNER_OS:-}-${RUNNER_ARCH:-}-${shown}-${hash}-${GITHUB_JOB:-}-"
   output layers-restore "$prefix"
   output layers-key "${prefix}${GITHUB_SHA:-}"
