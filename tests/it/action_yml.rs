@@ -537,4 +537,35 @@ fn no_run_script_expands_an_expression() {
         }
     }
     assert!(scripts >= 10, "{scripts}");
+    // The README's YAML examples teach the same.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut blocks = 0;
+    for block in readme.split("```yaml\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        let y: serde_yaml::Value = serde_yaml::from_str(block)
+            .unwrap_or_else(|e| panic!("README: a YAML example does not parse: {e}\n{block}"));
+        blocks += 1;
+        for run in runs_in(&y) {
+            assert!(
+                !run.contains("${{"),
+                "README: a YAML example expands an expression in its script:\n{run}"
+            );
+        }
+    }
+    assert!(blocks >= 2, "{blocks}");
+}
+
+/// Every `run:` script anywhere in `v`.
+fn runs_in(v: &serde_yaml::Value) -> Vec<String> {
+    match v {
+        serde_yaml::Value::Mapping(m) => m
+            .iter()
+            .flat_map(|(k, v)| match (k.as_str(), v.as_str()) {
+                (Some("run"), Some(run)) => vec![run.to_string()],
+                _ => runs_in(v),
+            })
+            .collect(),
+        serde_yaml::Value::Sequence(s) => s.iter().flat_map(runs_in).collect(),
+        _ => Vec::new(),
+    }
 }
