@@ -15,7 +15,8 @@
 #                     recipe target's repository replaces its tags); false:
 #                     push only to TARGETS
 #   INPUT_VERIFY      true (default): HEAD every pushed reference afterwards
-#   INPUT_PLATFORM    build only these platforms (linux/amd64,linux/arm64)
+#   INPUT_PLATFORM    build only these platforms (linux/amd64,linux/arm64;
+#                     commas, spaces or lines between them)
 #   INPUT_BY_DIGEST   true: push by digest only, no tags (multi-platform jobs)
 #   INPUT_EXTRA_ARGS  more `boxwright build` flags (white space separated)
 #   INPUT_CACHE       true: the layer and blob cache is ~/.cache/boxwright
@@ -347,6 +348,22 @@ cmd_resolve() {
   output repository "$repo"
   output version "$version"
   output key "$key"
+  layers_keys
+}
+
+# The layer cache's key, per runner OS and architecture, workflow, job and
+# commit, and the prefix that restores the newest of the same workflow and
+# job. actions/cache fails the step on a key with a comma or over 512
+# characters, and a workflow's name may hold either: the name goes in as
+# its first 64 letters, digits, `.`, `_` and `-` (others become `_`) and
+# its POSIX cksum, so that names alike stay apart.
+layers_keys() {
+  local name=${GITHUB_WORKFLOW:-} shown hash prefix
+  shown="$(printf '%s' "$name" | LC_ALL=C tr -c 'A-Za-z0-9._-' '_' | cut -c1-64)"
+  hash="$(printf '%s' "$name" | cksum | cut -d' ' -f1)"
+  prefix="boxwright-layers-${RUNNER_OS:-}-${RUNNER_ARCH:-}-${shown}-${hash}-${GITHUB_JOB:-}-"
+  output layers-restore "$prefix"
+  output layers-key "${prefix}${GITHUB_SHA:-}"
 }
 
 cmd_install() {
@@ -471,7 +488,13 @@ cmd_run() {
   elif [ "$to" -eq 0 ]; then
     fail 2 "recipe-targets: false needs targets: without them the image would go nowhere"
   fi
-  [ -n "${INPUT_PLATFORM:-}" ] && args+=(--platform "$INPUT_PLATFORM")
+  # Platforms separated by commas, white space or lines (a YAML block), as
+  # docker/build-push-action takes them: one comma-separated --platform.
+  local -a platforms=()
+  local platform_list=${INPUT_PLATFORM:-}
+  platform_list=${platform_list//,/ }
+  read -r -d '' -a platforms <<<"${platform_list//$'\r'/ }" || true
+  [ ${#platforms[@]} -gt 0 ] && args+=(--platform "$(IFS=,; printf '%s' "${platforms[*]}")")
   truthy "${INPUT_BY_DIGEST:-false}" && args+=(--by-digest)
   local verify=false
   truthy "${INPUT_VERIFY:-true}" && verify=true && args+=(--verify)
@@ -539,7 +562,7 @@ cmd_run() {
   supply_summary "$report"
   jq -r '.push.targets[] | select(.ok | not) | "\(.reference): \(.error // "failed")"' "$report" |
     while IFS= read -r line; do
-      if [ "${GITHUB_ACTIONS:-}" = "true" ]; then echo "::warning title=${prog}::$line" >&2; fi
+      if [ "${GITHUB_ACTIONS:-}" = "true" ]; then echo "::warning title=${prog}::$(esc "$line")" >&2; fi
     done
   return "$code"
 }

@@ -68,9 +68,16 @@ fn parse_source(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `KEY=VALUE`; a key with white space around it (`KEY = VALUE`) or a
+/// control character in it is refused rather than written as a key that
+/// only looks like the one meant.
 fn parse_annotation(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
+        Some((k, _)) if k.trim() != k || k.contains(char::is_control) => Err(format!(
+            "{s:?}: the key {k:?} has white space around it or a control character in it; \
+             give KEY=VALUE with nothing around the =, e.g. org.opencontainers.image.version=1.4.0"
+        )),
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
 }

@@ -291,6 +291,24 @@ pub async fn copy(
         Level::Info,
         &format!("{src_name}: {} ({})", head.digest, head.media_type),
     );
+    // A source with a tag and a digest is both, as `verify` takes it: the
+    // destinations get that tag, so it must name that digest.
+    if let (Some(tag), Some(_)) = (&source.tag, &source.digest) {
+        let named = client
+            .repo_of(source)
+            .head_manifest(tag)
+            .await
+            .with_context(|| format!("resolving the tag of {src_name}"))?;
+        if let Some(other) = named.filter(|n| n.digest != head.digest) {
+            return Err(bad_input(format!(
+                "tag and digest disagree: {src_name}: its tag names {}; name the source \
+                 by digest alone ({}@{}) to copy that image",
+                other.digest,
+                source.name(),
+                head.digest
+            )));
+        }
+    }
     let head_desc = Descriptor::new(&head.media_type, head.digest.clone(), head.size);
 
     let remote_blobs = || -> Result<Arc<RemoteBlobs>> {
@@ -316,6 +334,9 @@ pub async fn copy(
             }
         };
 
+    if opts.platform.is_none() {
+        refuse_other_digests(&dests, &head.digest)?;
+    }
     // Destinations already there? (Only known before any GET without --platform.)
     let mut held = match opts.platform {
         None => holding(&client, &dests, &head.digest).await,
@@ -373,6 +394,7 @@ pub async fn copy(
     let mut platform_shown = None;
     let image = match chosen {
         Some((want, child)) => {
+            refuse_other_digests(&dests, &child.digest)?;
             platform_shown = Some(want.to_string());
             held = holding(&client, &dests, &child.digest).await;
             if !opts.repair && held.iter().all(|h| *h) {
@@ -411,6 +433,22 @@ pub async fn copy(
         push: Some(report),
         referrers,
     })
+}
+
+/// A destination that names a digest (`DST@sha256:...`) must name the one
+/// copied: another could never be written there, so it is bad input,
+/// refused before anything is sent.
+fn refuse_other_digests(dests: &[Reference], digest: &Digest) -> Result<()> {
+    match dests
+        .iter()
+        .find(|d| d.digest.as_ref().is_some_and(|p| p != digest))
+    {
+        Some(d) => Err(bad_input(format!(
+            "destination {d} names another digest than the image copied, {digest}: \
+             give it without a digest, or with that one"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `root` and, when it is an index, the manifests it lists (the index

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use crate::cache::BlobCache;
 use crate::error::bad_input;
-use crate::image::remote::{CacheCounts, RegistryImage, RemoteBlobs};
+use crate::image::remote::{parse_json, CacheCounts, RegistryImage, RemoteBlobs};
 use crate::image::{walk, ImageSource};
 use crate::oci::{self, Descriptor, Digest, Platform};
 use crate::progress::{Level, SharedReporter};
@@ -183,6 +183,11 @@ pub async fn index(
             )));
         }
     }
+    // Targets that name a digest: it must be the index's, known once the
+    // sources are read.
+    let pinned: Vec<(String, Digest)> = (targets.iter())
+        .filter_map(|t| Some((t.reference.to_string(), t.reference.digest.clone()?)))
+        .collect();
     let pusher = Pusher::with_env_credentials(targets, opts.push.clone(), reporter.clone()).await?;
     let client = pusher.client().clone();
     let cache = BlobCache::new(opts.cache_dir.clone())?;
@@ -244,6 +249,13 @@ pub async fn index(
     index.annotations = opts.annotations.clone();
     let index_bytes = Bytes::from(oci::canonical_json(&index));
     let root = Descriptor::of_bytes(oci::MEDIA_TYPE_INDEX, &index_bytes);
+    if let Some((t, _)) = pinned.iter().find(|(_, d)| *d != root.digest) {
+        return Err(bad_input(format!(
+            "--to {t} names another digest than the index, {}: give it without a digest, \
+             or as REPO@ to push the index by digest only",
+            root.digest
+        )));
+    }
     reporter.log(
         Level::Info,
         &format!("index {} ({} platforms)", root.digest, entries.len()),
@@ -315,8 +327,8 @@ async fn read_manifest(
         .get_manifest(digest.as_str())
         .await
         .with_context(|| format!("fetching source manifest {name}"))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("parsing source manifest {name}"))?;
+    // A document that does not parse is bad input, as in every command.
+    let v: serde_json::Value = parse_json(&bytes, || format!("source manifest {name}"))?;
     if v.get("schemaVersion").and_then(|x| x.as_u64()) == Some(1) {
         return Err(bad_input(format!(
             "{name} is a Docker schema 1 manifest, which an index cannot hold"
@@ -349,8 +361,7 @@ async fn read_manifest(
             info.media_type
         )));
     }
-    let manifest: oci::Manifest =
-        serde_json::from_value(v).with_context(|| format!("parsing source manifest {name}"))?;
+    let manifest: oci::Manifest = parse_json(&bytes, || format!("source manifest {name}"))?;
     let cmt = manifest.config.media_type.as_str();
     if cmt != oci::MEDIA_TYPE_CONFIG && cmt != oci::MEDIA_TYPE_DOCKER_CONFIG {
         return Err(bad_input(format!(
@@ -374,7 +385,8 @@ async fn read_manifest(
 /// The platform an image config declares (`os`, `architecture`, and
 /// `variant`, `os.version`, `os.features` when present).
 pub fn platform_of(config: &[u8]) -> anyhow::Result<Platform> {
-    let v: serde_json::Value = serde_json::from_slice(config).context("the config is not JSON")?;
+    let v: serde_json::Value = serde_json::from_slice(config)
+        .map_err(|e| bad_input(format!("the config is not JSON: {e}")))?;
     let field = |k: &str| {
         v.get(k)
             .and_then(|x| x.as_str())

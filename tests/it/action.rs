@@ -896,3 +896,118 @@ fn progress_on_a_terminal_in_actions_is_plain_lines() {
         "{lines}"
     );
 }
+
+/// A target's error is registry text: in the warning annotation the script
+/// writes for it, `%` and line ends are escaped as workflow commands need,
+/// so `%0A` in a registry message shows as written and cannot end the
+/// annotation's text early.
+#[test]
+fn action_script_escapes_registry_text_in_its_warnings() {
+    let runner = Runner::new();
+    let ws = tempdir();
+    write(&ws.path().join("recipes/r2d.toml"), "");
+    let report = r#"{"push":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","targets":[{"reference":"r.example/acme/app:1","registry":"r.example","ok":false,"optional":true,"digest":null,"error":"HTTP 400: 50%0A::error::forged","bytes_sent":0,"blobs_uploaded":0,"blobs_mounted":0,"blobs_present":0}]}}"#;
+    let r = run(&mut stubbed(&runner, ws.path(), report));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let warning = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("::warning "))
+        .unwrap_or_else(|| panic!("no warning:\n{}", r.stderr));
+    assert_eq!(
+        warning,
+        "::warning title=boxwright action::r.example/acme/app:1: HTTP 400: 50%250A::error::forged"
+    );
+}
+
+/// `scripts/action.sh run` in `ws` with a stand-in for boxwright that
+/// writes its arguments, one per line, to `ws/args` and prints `report`.
+fn stubbed(runner: &Runner, ws: &Path, report: &str) -> Command {
+    let fixture = ws.join("report.json");
+    write(&fixture, report);
+    let stub = ws.join("bin/boxwright");
+    write(
+        &stub,
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" >\"$ARGS_LOG\"\ncat \"$REPORT_FIXTURE\"\n",
+    );
+    crate::common::chmod(&stub, 0o755);
+    let mut c = runner.script(ws, "run");
+    c.env("BOXWRIGHT", &stub)
+        .env("REPORT_FIXTURE", &fixture)
+        .env("ARGS_LOG", ws.join("args"))
+        .env("INPUT_VERIFY", "false");
+    c
+}
+
+/// The `platform` input takes platforms separated by commas, spaces or
+/// lines (a YAML block ends in a line end), as docker/build-push-action
+/// takes its `platforms`: boxwright gets one comma-separated `--platform`.
+#[test]
+fn action_script_takes_platforms_separated_by_commas_spaces_or_lines() {
+    let runner = Runner::new();
+    let ws = tempdir();
+    write(&ws.path().join("recipes/r2d.toml"), "");
+    let report = r#"{"push":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","targets":[]}}"#;
+    for input in [
+        "linux/amd64,linux/arm64",
+        "linux/amd64, linux/arm64",
+        "linux/amd64\nlinux/arm64\n",
+        " linux/amd64 ,\r\n linux/arm64 ",
+    ] {
+        let r = run(stubbed(&runner, ws.path(), report).env("INPUT_PLATFORM", input));
+        assert_eq!(r.code, 0, "{input:?}: {}", r.stderr);
+        let args = std::fs::read_to_string(ws.path().join("args")).unwrap();
+        assert!(
+            args.contains("\n--platform\nlinux/amd64,linux/arm64\n"),
+            "{input:?}:\n{args}"
+        );
+    }
+    for input in ["", " ", "\n"] {
+        let r = run(stubbed(&runner, ws.path(), report).env("INPUT_PLATFORM", input));
+        assert_eq!(r.code, 0, "{input:?}: {}", r.stderr);
+        let args = std::fs::read_to_string(ws.path().join("args")).unwrap();
+        assert!(!args.contains("--platform"), "{input:?}:\n{args}");
+    }
+}
+
+/// The layer cache's key (per OS, architecture, workflow, job and commit)
+/// and the prefix restoring the newest of the same workflow and job come
+/// from the script: a workflow named with a comma (which actions/cache
+/// refuses in a key, failing the step) or at length gets a key without
+/// one, at most 512 characters, and two names alike keep apart.
+#[test]
+fn action_script_makes_a_layer_cache_key_actions_cache_takes() {
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let keys = |workflow: &str| {
+        let runner = Runner::new();
+        let r = run(runner
+            .script(&root(), "resolve")
+            .env("GITHUB_ACTION_PATH", root())
+            .env("GITHUB_WORKFLOW", workflow)
+            .env("GITHUB_JOB", "build")
+            .env("GITHUB_SHA", sha)
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", "X64"));
+        assert_ran(&r);
+        let out = runner.outputs();
+        let (key, restore) = (out["layers-key"].clone(), out["layers-restore"].clone());
+        assert_eq!(key, format!("{restore}{sha}"), "{workflow:?}");
+        assert!(
+            restore.starts_with("boxwright-layers-Linux-X64-") && restore.ends_with("-build-"),
+            "{restore}"
+        );
+        assert!(
+            !key.contains(',') && key.len() <= 512,
+            "{workflow:?}: {key}"
+        );
+        restore
+    };
+    let plain = keys("r2d image");
+    let comma = keys("Build, test and push");
+    let long = keys(&"a very long workflow name, ".repeat(40));
+    let alike = keys("Build; test and push");
+    assert!(plain.contains("-r2d_image-"), "{plain}");
+    assert!(comma.contains("-Build__test_and_push-"), "{comma}");
+    assert_ne!(comma, alike);
+    assert!(long.len() < 200, "{long}");
+}

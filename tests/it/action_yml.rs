@@ -96,11 +96,15 @@ fn action_yml_defines_the_inputs_and_its_steps_call_the_script() {
     assert!(layers["uses"]
         .as_str()
         .is_some_and(|u| u.starts_with("actions/cache@")));
-    let key = layers["with"]["key"].as_str().unwrap();
-    let restore = layers["with"]["restore-keys"].as_str().unwrap();
-    assert!(
-        key.starts_with(restore) && key.ends_with("${{ github.sha }}"),
-        "{key}"
+    // The script makes both from the workflow's name, which may hold what
+    // actions/cache refuses in a key (a comma).
+    assert_eq!(
+        layers["with"]["key"].as_str(),
+        Some("${{ steps.resolve.outputs.layers-key }}")
+    );
+    assert_eq!(
+        layers["with"]["restore-keys"].as_str(),
+        Some("${{ steps.resolve.outputs.layers-restore }}")
     );
     for s in steps.iter().filter(|s| s["run"].is_string()) {
         assert_eq!(s["shell"].as_str(), Some("bash"));
@@ -351,7 +355,7 @@ fn run_step(script: &str, secrets: &[(String, String)], log: &Path) -> (i32, Str
     let stub = stub_dir.join("boxwright");
     crate::common::write(
         &stub,
-        "#!/bin/sh\n{ printf 'ARGS %s\\n' \"$*\"\n  case \"$*\" in *--password-stdin*) printf 'STDIN %s\\n' \"$(cat)\";; esac\n} >>\"$STUB_LOG\"\n",
+        "#!/bin/sh\n{ printf 'ARGS %s\\n' \"$*\"\n  printf 'DOCKER_CONFIG %s\\n' \"${DOCKER_CONFIG:-}\"\n  case \"$*\" in *--password-stdin*) printf 'STDIN %s\\n' \"$(cat)\";; esac\n} >>\"$STUB_LOG\"\n",
     );
     crate::common::chmod(&stub, 0o755);
     let path = format!(
@@ -365,6 +369,9 @@ fn run_step(script: &str, secrets: &[(String, String)], log: &Path) -> (i32, Str
         .env("PATH", path)
         .env("STUB_LOG", log)
         .env("GITHUB_ACTOR", "octocat")
+        .env("HOME", log.parent().unwrap().join("home"))
+        .env("RUNNER_TEMP", log.parent().unwrap().join("runner-temp"))
+        .env("GITHUB_ENV", log.parent().unwrap().join("github-env"))
         .envs(secrets.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .output()
@@ -392,7 +399,7 @@ fn example_base64_decodes_name_the_secret_that_is_not_base64() {
         for line in script.lines().filter(|l| l.contains("base64 -d")) {
             assert_eq!(
                 line.trim(),
-                r#"base64 -d <<<"${!1}" 2>/dev/null && return"#,
+                r#"tr -d ' \t\r\n' <<<"${!1}" | base64 -d 2>/dev/null && return"#,
                 "{at}: a base64 decode outside decode()"
             );
         }
@@ -422,6 +429,48 @@ fn example_base64_decodes_name_the_secret_that_is_not_base64() {
             );
         }
         let good_runs = logins.matches("ARGS ").count();
+        // Every login goes to a docker config under RUNNER_TEMP, which the
+        // runner empties when the job ends, and later steps are told of it.
+        let temp = t.path().join("runner-temp");
+        let config = format!("DOCKER_CONFIG {}/", temp.display());
+        assert_eq!(
+            logins.matches(&config).count(),
+            good_runs,
+            "{at}:\n{logins}"
+        );
+        let github_env = std::fs::read_to_string(t.path().join("github-env")).unwrap();
+        assert!(
+            github_env.contains(&format!("DOCKER_CONFIG={}/", temp.display())),
+            "{at}: {github_env}"
+        );
+        // A secret kept with white space or a line end in its base64 (as
+        // boxwright reads it) decodes; one not set is named.
+        let spaced: Vec<(String, String)> = (good.iter())
+            .map(|(n, v)| (n.clone(), format!(" {}\r\n{}\n", &v[..4], &v[4..])))
+            .collect();
+        let t2 = crate::support::tempdir();
+        let log2 = t2.path().join("log");
+        let (code, out, err) = run_step(script, &spaced, &log2);
+        assert_eq!(code, 0, "{at}: spaced:\n{out}\n{err}");
+        assert_eq!(
+            std::fs::read_to_string(&log2).unwrap(),
+            logins.replace(
+                &temp.display().to_string(),
+                &t2.path().join("runner-temp").display().to_string(),
+            ),
+            "{at}"
+        );
+        for unset in &names {
+            let secrets: Vec<(String, String)> =
+                good.iter().filter(|(n, _)| n != unset).cloned().collect();
+            let t3 = crate::support::tempdir();
+            let (code, out, err) = run_step(script, &secrets, &t3.path().join("log"));
+            assert_ne!(code, 0, "{at}: {unset} unset:\n{out}\n{err}");
+            assert!(
+                err.contains(&format!("::error::{unset} is not set")),
+                "{at}: {err}"
+            );
+        }
         for bad in &names {
             let value = "not base64!! s3cret-VALUE";
             let secrets: Vec<(String, String)> = good
@@ -447,5 +496,76 @@ fn example_base64_decodes_name_the_secret_that_is_not_base64() {
             let runs = logins.matches("ARGS ").count();
             assert!(runs < good_runs, "{shown}\n{logins}");
         }
+    }
+}
+
+/// Figure: no `run:` script of the action, of the example workflows or of
+/// this repository's own workflows expands `${{ }}`: an expression is
+/// pasted into the script before bash reads it, so a value holding `"` or
+/// `$(...)` would run as code. Values reach scripts through `env:`.
+#[test]
+fn no_run_script_expands_an_expression() {
+    let mut files = vec![root().join("action.yml")];
+    for dir in ["examples/workflows", ".github/workflows"] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    let mut scripts = 0;
+    for f in &files {
+        let y = yaml(f);
+        let jobs: Vec<&serde_yaml::Value> = match y["jobs"].as_mapping() {
+            Some(jobs) => jobs.values().collect(),
+            None => vec![&y["runs"]],
+        };
+        for job in jobs {
+            for step in job["steps"].as_sequence().unwrap() {
+                if let Some(run) = step["run"].as_str() {
+                    scripts += 1;
+                    assert!(
+                        !run.contains("${{"),
+                        "{}: step {:?} expands an expression in its script:\n{run}",
+                        f.display(),
+                        step["name"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+        }
+    }
+    assert!(scripts >= 10, "{scripts}");
+    // The README's YAML examples teach the same.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut blocks = 0;
+    for block in readme.split("```yaml\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        let y: serde_yaml::Value = serde_yaml::from_str(block)
+            .unwrap_or_else(|e| panic!("README: a YAML example does not parse: {e}\n{block}"));
+        blocks += 1;
+        for run in runs_in(&y) {
+            assert!(
+                !run.contains("${{"),
+                "README: a YAML example expands an expression in its script:\n{run}"
+            );
+        }
+    }
+    assert!(blocks >= 2, "{blocks}");
+}
+
+/// Every `run:` script anywhere in `v`.
+fn runs_in(v: &serde_yaml::Value) -> Vec<String> {
+    match v {
+        serde_yaml::Value::Mapping(m) => m
+            .iter()
+            .flat_map(|(k, v)| match (k.as_str(), v.as_str()) {
+                (Some("run"), Some(run)) => vec![run.to_string()],
+                _ => runs_in(v),
+            })
+            .collect(),
+        serde_yaml::Value::Sequence(s) => s.iter().flat_map(runs_in).collect(),
+        _ => Vec::new(),
     }
 }

@@ -248,3 +248,46 @@ fn malformed_registry_content_is_bad_input_in_every_command() {
         }
     }
 }
+
+/// Figures: `index` reading a source served malformed (a manifest that is
+/// not JSON or not a manifest, a layer size of -1, a config that is not
+/// JSON) exits 2, as every other command does, and sends nothing to its
+/// target. It exited 1, as for a failed transfer.
+#[test]
+fn index_takes_a_malformed_source_as_bad_input() {
+    let cfg = config(1);
+    let not_json = "this is not json".to_string();
+    let mut negative = layer();
+    negative["size"] = json!(-1);
+    let cases = [
+        ("manifest not JSON", not_json.clone(), cfg.clone()),
+        (
+            "not a manifest",
+            json!({"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": 1}).to_string(),
+            cfg.clone(),
+        ),
+        (
+            "size -1",
+            manifest(descriptor(MT_CONFIG, &cfg), vec![negative]),
+            cfg.clone(),
+        ),
+        (
+            "config not JSON",
+            manifest(descriptor(MT_CONFIG, &not_json), vec![layer()]),
+            not_json.clone(),
+        ),
+    ];
+    let env = Env::new();
+    let dest = Registry::start();
+    for (case, man, blob) in cases {
+        let srv = registry((MT_MANIFEST, man.clone()), &[], std::slice::from_ref(&blob));
+        let source = format!("{}/acme/app@{}", srv.host(), digest(&man));
+        let to = format!("{}/acme/index:1", dest.host());
+        let r = run(env
+            .cmd()
+            .args(["index", "--retries", "0", &source, "--to", &to]));
+        assert_code(&r, 2);
+        assert!(r.stderr.contains(&source), "{case}: {}", r.stderr);
+        assert!(dest.stored_blobs().is_empty(), "{case}: sent blobs");
+    }
+}
