@@ -7,7 +7,8 @@
 //!   evaluates markers,
 //! - `tags.rs` picks each package's best wheel for a platform,
 //! - `install.rs` maps a wheel's members to image paths as pip would, with
-//!   launchers, `INSTALLER` and a regenerated `RECORD`,
+//!   launchers, `INSTALLER` and a regenerated `RECORD` (`install/record.rs`
+//!   reads the wheel's `RECORD` and writes the rows of the new one),
 //! - `fetch.rs` downloads a pinned URL into the blob cache and `archive.rs`
 //!   takes one member out of an archive (both also serve `url` entries);
 //!   `zip_entries.rs` refuses zips that the zip crate reads otherwise than
