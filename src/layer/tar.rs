@@ -6,7 +6,6 @@
 //! long user or group names). Times come from the caller; no atime, ctime or
 //! xattrs are written. The archive ends with two zero blocks.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 
 use super::super::recipe::{Entry, EntryKind};
@@ -120,7 +119,10 @@ fn write_entry(
             }
         }
         EntryKind::File { src, size, .. } => {
-            let mut f = File::open(src).map_err(|err| crate::input::opening_source(src, err))?;
+            // Planned as a regular file: one replaced since by a named pipe
+            // or a device is refused, never waited on.
+            let (mut f, _) = crate::input::open_regular(src)
+                .map_err(|err| crate::input::opening_source(src, err))?;
             let mut left = *size;
             while left > 0 {
                 let want = left.min(buf.len() as u64) as usize;
@@ -395,6 +397,37 @@ mod tests {
         assert_eq!(got[3].1, long_link);
         assert_eq!(got[4].0, binary);
         assert_eq!(got[5].0, binary_long);
+    }
+
+    /// Figure: a file planned as regular and replaced by a named pipe
+    /// before it is written fails the layer at once, naming it; it was
+    /// waited on for ever (the thread that writes it is given 60 s here).
+    #[test]
+    fn a_file_turned_into_a_named_pipe_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("data");
+        std::fs::write(&src, b"1234").unwrap();
+        let stamp = crate::recipe::entry::Stamp::of(&std::fs::metadata(&src).unwrap());
+        std::fs::remove_file(&src).unwrap();
+        let c = std::ffi::CString::new(src.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let kind = EntryKind::File {
+            src: src.clone(),
+            size: 4,
+            stamp,
+        };
+        let e = entry(b"data", kind);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = write_archive([Ok(e)], 0, &mut Vec::new(), &mut |_| {});
+            let _ = tx.send(r.map_err(|e| format!("{e:#}")));
+        });
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the layer waited on the pipe")
+            .unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(err.contains(src.to_str().unwrap()), "{err}");
     }
 
     #[test]
