@@ -64,11 +64,20 @@ impl Platform {
     }
 
     /// Whether `other` (from an index) satisfies this wanted platform; a
-    /// missing wanted variant matches any variant.
+    /// missing wanted variant matches any variant, and an entry without
+    /// variant has its architecture's default one, as containerd reads it
+    /// (`v8` for arm64, `v7` for arm): `linux/arm64/v8` takes an entry
+    /// listed `linux/arm64`.
     pub fn matches(&self, other: &Platform) -> bool {
+        let default = match other.architecture.as_str() {
+            "arm64" => Some("v8"),
+            "arm" => Some("v7"),
+            _ => None,
+        };
         self.os == other.os
             && self.architecture == other.architecture
-            && (self.variant.is_none() || self.variant == other.variant)
+            && (self.variant.is_none()
+                || self.variant.as_deref() == other.variant.as_deref().or(default))
     }
 }
 
@@ -84,7 +93,7 @@ impl fmt::Display for Platform {
 
 /// The image manifest for `want` in `index`: the first entry that is an
 /// image manifest (not a nested index, not an artifact type) whose platform
-/// matches (a wanted platform without variant takes any variant).
+/// matches ([`Platform::matches`]).
 pub fn select_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
     index
         .manifests
@@ -139,6 +148,16 @@ mod tests {
         assert_eq!(pick("linux/arm64").unwrap().digest, Digest::of(b"arm64"));
         assert_eq!(pick("linux/arm").unwrap().digest, Digest::of(b"v7"));
         assert!(pick("linux/arm/v6").is_none());
+        // An entry without variant has its architecture's default.
+        let bare = Index::new(vec![
+            entry(MEDIA_TYPE_MANIFEST, b"arm", "linux/arm"),
+            entry(MEDIA_TYPE_MANIFEST, b"arm64", "linux/arm64"),
+        ]);
+        let pick = |s: &str| select_platform(&bare, &Platform::parse(s).unwrap()).cloned();
+        assert_eq!(pick("linux/arm64/v8").unwrap().digest, Digest::of(b"arm64"));
+        assert_eq!(pick("linux/arm/v7").unwrap().digest, Digest::of(b"arm"));
+        assert!(pick("linux/arm/v6").is_none());
+        assert!(pick("linux/arm64/v9").is_none());
         assert!(pick("linux/riscv64").is_none());
         let mut att = Descriptor::new(MEDIA_TYPE_MANIFEST, Digest::of(b"att"), 1);
         att.platform = Some(Platform {
