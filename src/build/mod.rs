@@ -15,6 +15,7 @@ use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::image::layout::guard::MAX_DOCUMENT;
 use crate::image::layout::{blob_path, LayoutWriter};
 use crate::image::remote::{RegistryBase, ServedReport};
 use crate::image::MemoryImage;
@@ -244,7 +245,10 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         let recipe_layers: Vec<&BuiltLayer> = recipe_built.iter().map(|(l, _)| l).collect();
         let config = config::image_config(plan, p, base.as_ref(), &recipe_layers, &created);
         let config_desc = writer
-            .write_blob(oci::MEDIA_TYPE_CONFIG, &canonical_json(&config))
+            .write_blob(
+                oci::MEDIA_TYPE_CONFIG,
+                &document(&p.platform, "config", &config)?,
+            )
             .map_err(|e| writer.explain(e))?;
         let mut layers = Vec::new();
         for (d, diff) in base.iter().flat_map(|b| &b.layers) {
@@ -280,7 +284,7 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
             subject: None,
             annotations,
         };
-        let bytes = canonical_json(&manifest);
+        let bytes = document(&p.platform, "manifest", &manifest)?;
         let mut manifest_desc = writer
             .write_blob(oci::MEDIA_TYPE_MANIFEST, &bytes)
             .map_err(|e| writer.explain(e))?;
@@ -303,6 +307,9 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         // A push puts children first, in the index's order.
         manifests.sort_by(|(a, _), (b, _)| a.platform.cmp(&b.platform));
         let bytes = canonical_json(&index);
+        if bytes.len() as u64 > MAX_DOCUMENT {
+            return Err(too_large("the image index", bytes.len()));
+        }
         let desc = writer
             .write_blob(oci::MEDIA_TYPE_INDEX, &bytes)
             .map_err(|e| writer.explain(e))?;
@@ -347,6 +354,26 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
         base: bases.iter().flatten().find_map(|b| b.served.clone()),
     };
     Ok(BuiltImage { result, content })
+}
+
+/// `doc` (the config or manifest of `platform`'s image) in canonical JSON,
+/// refused when it is larger than registries and boxwright's own readers
+/// take a document: the build would write what it cannot push.
+fn document(platform: &oci::Platform, what: &str, doc: &impl Serialize) -> Result<Vec<u8>> {
+    let bytes = canonical_json(doc);
+    if bytes.len() as u64 > MAX_DOCUMENT {
+        return Err(too_large(&format!("the {what} of {platform}"), bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Bad input: `what` would be `n` bytes, past [`MAX_DOCUMENT`].
+fn too_large(what: &str, n: usize) -> anyhow::Error {
+    crate::error::bad_input(format!(
+        "{what} would be {n} bytes, more than the {} MiB registries take in a document; \
+         use fewer layers, platforms or annotations, or shorter [config] values",
+        MAX_DOCUMENT >> 20
+    ))
 }
 
 /// The image as a push takes it: the manifests' bytes, and each blob at

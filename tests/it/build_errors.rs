@@ -418,3 +418,18 @@ fn an_unreadable_source_file_is_refused_naming_it() {
         assert_eq!(fs::read(built.join("index.json")).unwrap(), index);
     }
 }
+
+/// Figure: labels that make the config 5 MiB (a 1 MiB variable used five
+/// times) fail the build with exit 2 naming the config and the 4 MiB
+/// registries take, and write nothing: the image could not be pushed, nor
+/// read back by boxwright.
+#[test]
+fn a_config_larger_than_registries_take_is_refused() {
+    let big = "x".repeat(1 << 20);
+    let labels: String = (1..=5).map(|i| format!("l{i} = \"${{BIG}}\"\n")).collect();
+    let recipe = format!(
+        "[vars]\nBIG = \"{big}\"\n\n[image]\nname = \"big\"\n\n[config.labels]\n{labels}\n\
+         [[layer]]\n[[layer.entry]]\ncontent = \"a\"\ndest = \"/a\"\n"
+    );
+    Case::new(&recipe).fails(&["the config of linux/amd64", "4 MiB"]);
+}
