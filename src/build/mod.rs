@@ -267,6 +267,18 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
                 cached: *cached,
             });
         }
+        if layers.len() > MAX_DOCKER_LAYERS {
+            opts.reporter.log(
+                Level::Warn,
+                &format!(
+                    "the {} image has {} layers; Docker refuses to run an image of more than \
+                     {MAX_DOCKER_LAYERS} (max depth exceeded): set max_layers on a Python layer, \
+                     or join layers",
+                    p.platform,
+                    layers.len()
+                ),
+            );
+        }
         let mut annotations = p.annotations.clone();
         if let Some(b) = base {
             annotations.insert(oci::ANNOTATION_BASE_NAME.into(), b.name.clone());
@@ -355,6 +367,10 @@ pub fn build_image(plan: &Plan, opts: &BuildOptions) -> Result<BuiltImage> {
     };
     Ok(BuiltImage { result, content })
 }
+
+/// The most layers Docker's layer store stacks (its maximum depth); podman
+/// takes more. An image past it is built, with a warning.
+const MAX_DOCKER_LAYERS: usize = 125;
 
 /// `doc` (the config or manifest of `platform`'s image) in canonical JSON,
 /// refused when it is larger than registries and boxwright's own readers

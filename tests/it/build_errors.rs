@@ -433,3 +433,26 @@ fn a_config_larger_than_registries_take_is_refused() {
     );
     Case::new(&recipe).fails(&["the config of linux/amd64", "4 MiB"]);
 }
+
+/// Figure: 126 layers build (exit 0) with a warning that Docker runs at
+/// most 125; 125 build without it.
+#[test]
+fn more_layers_than_docker_runs_are_built_with_a_warning() {
+    for (n, warned) in [(125, false), (126, true)] {
+        let layers: String = (0..n)
+            .map(|i| format!("[[layer]]\n[[layer.entry]]\ncontent = \"{i}\"\ndest = \"/f{i}\"\n\n"))
+            .collect();
+        let c = Case::new(&format!("[image]\nname = \"many\"\n\n{layers}"));
+        let r = run(boxwright()
+            .args(["build", "-o"])
+            .arg(c.path("out"))
+            .arg(c.path("recipe.toml")));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            r.stderr.contains("more than 125"),
+            warned,
+            "{n}: {}",
+            r.stderr
+        );
+    }
+}
