@@ -287,7 +287,10 @@ fn read_env(
         key,
         problem,
     };
+    // A line end a secret was stored with (`echo "$TOKEN"`) is dropped, as
+    // `docker login --password-stdin` drops it.
     let raw = env(var)
+        .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
         .filter(|v| !v.is_empty())
         .ok_or_else(|| fail(EnvProblem::Unset))?;
     match encoding {
@@ -377,7 +380,8 @@ mod tests {
     fn base64_env_secrets() {
         let vars: HashMap<&str, String> = HashMap::from([
             ("U", "acme".to_string()),
-            ("P", "plain-secret".to_string()),
+            ("P", "plain-secret\r\n".to_string()),
+            ("NL", "\n".to_string()),
             ("PB", format!("{}\n", b64("s3cret:with:colons\n"))),
             ("BAD", "***notbase64***".to_string()),
         ]);
@@ -415,6 +419,9 @@ mod tests {
             .resolve(&env)
             .unwrap_err();
         assert!(e.to_string().contains("MISSING"));
+        assert_eq!(e.problem, EnvProblem::Unset);
+        // A line end alone is no secret.
+        let e = spec("NL", SecretEncoding::Plain).resolve(&env).unwrap_err();
         assert_eq!(e.problem, EnvProblem::Unset);
         let empty = |k: &str| (k == "U").then(String::new);
         let e = spec("P", SecretEncoding::Plain)
