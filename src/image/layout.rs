@@ -25,6 +25,7 @@ use crate::oci::{self, Descriptor, Digest, Index};
 use guard::FileId;
 
 pub use writer::LayoutWriter;
+pub(crate) use writer::{lock_dir, remove_stale};
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -578,3 +578,37 @@ fn an_unreadable_auth_file_stops_bench_before_it_measures() {
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
 }
+
+/// Figure: a bench removes the blob directory a bench that died left in
+/// its work directory (its lock held by no one), and leaves one whose lock
+/// a live bench holds, and one that is not a bench's; its own is gone at
+/// its end.
+#[test]
+fn a_bench_removes_the_blobs_a_dead_bench_left() {
+    use std::os::unix::io::AsRawFd as _;
+    let reg = Registry::start();
+    let work = crate::support::tempdir();
+    let dir = |name: &str| {
+        let d = work.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("blob-0"), vec![0u8; 4096]).unwrap();
+        d
+    };
+    let dead = dir("boxwright-bench-dead");
+    std::fs::write(dead.join(".lock"), b"").unwrap();
+    let live = dir("boxwright-bench-live");
+    let held = std::fs::File::create(live.join(".lock")).unwrap();
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let other = dir("boxwright-bench-nolock");
+    let target = format!("{}/acme/bench", reg.host());
+    let mut args = one_run(&target, "2", "4KiB");
+    args.extend(["--work-dir", work.path().to_str().unwrap()]);
+    bench_json(&args);
+    let mut left: Vec<String> = (std::fs::read_dir(work.path()).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["boxwright-bench-live", "boxwright-bench-nolock"]);
+    assert!(live.join("blob-0").exists() && other.join("blob-0").exists());
+    drop(held);
+}

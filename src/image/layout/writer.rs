@@ -299,7 +299,7 @@ fn is_empty_dir(p: &Path) -> bool {
 /// Take the lock of a new temporary directory: locked under another name,
 /// then renamed, so that no one ever sees `.lock` unlocked while its
 /// writer lives.
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let fresh = dir.join(".lock-new");
     let f = File::create(&fresh).with_context(|| format!("creating {}", fresh.display()))?;
     if !try_lock(&f).with_context(|| format!("locking {}", fresh.display()))? {
@@ -328,9 +328,10 @@ fn try_lock(f: &File) -> io::Result<bool> {
 }
 
 /// Remove the temporary directories named `prefix*` in `parent` that were
-/// left by builds that died: those whose lock file nobody holds.
+/// left by runs that died (builds, benches): those whose lock file nobody
+/// holds.
 /// Best effort: whatever cannot be read or removed is left alone.
-fn remove_stale(parent: &Path, prefix: &str) {
+pub(crate) fn remove_stale(parent: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };

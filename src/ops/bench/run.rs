@@ -21,6 +21,9 @@ use crate::registry::{
     Client, ClientOptions, CredentialStore, Repo, RequestEvent, RequestObserver,
 };
 
+/// The name of a bench's blob directory, in `--work-dir` or the temp dir.
+const WORK_PREFIX: &str = "boxwright-bench-";
+
 // ---------------------------------------------------------------------------
 // Recording
 
@@ -114,15 +117,14 @@ pub async fn bench(
     let recorder = Arc::new(Recorder::default());
     client.set_observer(recorder.clone());
 
-    let work = match &opts.work_dir {
-        Some(d) => tempfile::Builder::new()
-            .prefix("boxwright-bench-")
-            .tempdir_in(d),
-        None => tempfile::Builder::new()
-            .prefix("boxwright-bench-")
-            .tempdir(),
-    }
-    .context("creating the blob directory")?;
+    // Blobs of a bench that died (or was stopped while they were being
+    // removed) go now: their directory's lock is held by no one.
+    let parent = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    crate::image::layout::remove_stale(&parent, WORK_PREFIX);
+    let work = (tempfile::Builder::new().prefix(WORK_PREFIX))
+        .tempdir_in(&parent)
+        .context("creating the blob directory")?;
+    let _lock = crate::image::layout::lock_dir(work.path())?;
 
     // Warm up each registry outside the measurements: the auth ping, a token,
     // a connection. A registry that fails here is still measured (its
