@@ -1,5 +1,7 @@
 //! `${NAME}` substitution. Values come from `--set NAME=VALUE`, else the
-//! environment, else the recipe's `[vars]`. `$$` writes a literal `$`.
+//! environment, else the recipe's `[vars]`, whose defaults may name other
+//! variables themselves (`TAG = "${VERSION}-slim"`; as a Dockerfile's ARG
+//! default may). `$$` writes a literal `$`.
 //!
 //! The environment is read only when [`Vars::use_env`] says so: the binary
 //! turns it on; a library caller's [`Vars::default`] leaves it off, so that
@@ -29,9 +31,15 @@ pub struct Vars {
 }
 
 impl Vars {
+    /// The value of `name`, as given: a `[vars]` default is not expanded.
     pub fn lookup(&self, name: &str, scoped: &[(&str, &str)]) -> Option<String> {
+        self.find(name, scoped).map(|(v, _)| v)
+    }
+
+    /// The value of `name` and whether it is a `[vars]` default.
+    fn find(&self, name: &str, scoped: &[(&str, &str)]) -> Option<(String, bool)> {
         if let Some((_, v)) = scoped.iter().find(|(k, _)| *k == name) {
-            return Some(v.to_string());
+            return Some((v.to_string(), false));
         }
         // The platform's own, never another's: CI runners often export
         // `ARCH` or `OS` (`OS=Windows_NT`) for their own host.
@@ -39,19 +47,56 @@ impl Vars {
             return None;
         }
         if let Some(v) = self.sets.get(name) {
-            return Some(v.clone());
+            return Some((v.clone(), false));
         }
         if self.use_env {
             if let Ok(v) = std::env::var(name) {
-                return Some(v);
+                return Some((v, false));
             }
         }
-        self.defaults.get(name).cloned()
+        self.defaults.get(name).map(|v| (v.clone(), true))
     }
 
     /// Substitute every `${NAME}` in `s`. `scoped` values (per platform:
     /// `ARCH`, `OS`, `VARIANT`) take precedence over everything else.
     pub fn expand(&self, s: &str, scoped: &[(&str, &str)]) -> Result<String, String> {
+        self.expand_in(s, scoped, &mut Vec::new())
+    }
+
+    /// The value of `name`: a `[vars]` default expanded in turn (`within`:
+    /// the defaults being expanded, to refuse one that names itself).
+    fn value(
+        &self,
+        name: &str,
+        scoped: &[(&str, &str)],
+        within: &mut Vec<String>,
+    ) -> Result<Option<String>, String> {
+        let Some((v, is_default)) = self.find(name, scoped) else {
+            return Ok(None);
+        };
+        if !is_default || !v.contains('$') {
+            return Ok(Some(v));
+        }
+        if within.iter().any(|n| n == name) {
+            within.push(name.to_string());
+            return Err(format!(
+                "[vars] {} refers to itself ({}); give one of them a value of its own",
+                within[0],
+                within.join(" -> ")
+            ));
+        }
+        within.push(name.to_string());
+        let v = self.expand_in(&v, scoped, within);
+        within.pop();
+        v.map(Some)
+    }
+
+    fn expand_in(
+        &self,
+        s: &str,
+        scoped: &[(&str, &str)],
+        within: &mut Vec<String>,
+    ) -> Result<String, String> {
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
         while let Some(pos) = rest.find('$') {
@@ -68,7 +113,7 @@ impl Vars {
                 if !is_name(name) {
                     return Err(format!("`${{{name}}}` is not a variable name (letters, digits and `_`, not starting with a digit)"));
                 }
-                match self.lookup(name, scoped) {
+                match self.value(name, scoped, within)? {
                     Some(v) => {
                         let total = self.expanded.fetch_add(v.len() as u64, Ordering::Relaxed);
                         if total + v.len() as u64 > MAX_EXPANDED {
@@ -171,6 +216,30 @@ mod tests {
             v.expand("bin/${ARCH}", &[("ARCH", "arm64")]).unwrap(),
             "bin/arm64"
         );
+    }
+
+    #[test]
+    fn defaults_name_other_variables_and_may_not_name_themselves() {
+        let mut v = vars();
+        v.defaults.insert("TAG".into(), "${VERSION}-slim".into());
+        v.defaults
+            .insert("URL".into(), "https://x/${ARCH}/${TAG}".into());
+        v.defaults.insert("MONEY".into(), "$$5".into());
+        assert_eq!(v.expand("${TAG}", &[]).unwrap(), "1.4.0-slim");
+        assert_eq!(
+            v.expand("${URL}", &[("ARCH", "arm64")]).unwrap(),
+            "https://x/arm64/1.4.0-slim"
+        );
+        assert_eq!(v.expand("${MONEY}", &[]).unwrap(), "$5");
+        // A value given with --set is taken as it is.
+        v.sets.insert("RAW".into(), "${NOT_EXPANDED}".into());
+        assert_eq!(v.expand("${RAW}", &[]).unwrap(), "${NOT_EXPANDED}");
+        v.defaults.insert("A".into(), "${B}".into());
+        v.defaults.insert("B".into(), "x${A}".into());
+        let e = v.expand("${A}", &[]).unwrap_err();
+        assert!(e.contains("A -> B -> A"), "{e}");
+        v.defaults.insert("SELF".into(), "${SELF}".into());
+        assert!(v.expand("${SELF}", &[]).is_err());
     }
 
     #[test]

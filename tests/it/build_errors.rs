@@ -456,3 +456,23 @@ fn more_layers_than_docker_runs_are_built_with_a_warning() {
         );
     }
 }
+
+/// Figures: a `[vars]` default that names another variable is expanded
+/// where it is used (`TAG = "${VERSION}-slim"` with `--set VERSION=2` tags
+/// `2-slim`); defaults that come back to themselves are exit 2 naming the
+/// chain and the line.
+#[test]
+fn vars_defaults_name_other_variables() {
+    let recipe = "tags = [\"${TAG}\"]\n\n[vars]\nVERSION = \"1\"\nTAG = \"${VERSION}-slim\"\n\n\
+                  [image]\nname = \"v\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"a\"\ndest = \"/a\"\n";
+    let c = Case::new(recipe);
+    let out = ok(boxwright()
+        .args(["build", "--json", "--quiet", "--set", "VERSION=2", "-o"])
+        .arg(c.path("out"))
+        .arg(c.path("recipe.toml")));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["2-slim"]), "{v:#}");
+    let looped = "tags = [\"${A}\"]\n\n[vars]\nA = \"${B}\"\nB = \"x${A}\"\n\n\
+                  [image]\nname = \"v\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"a\"\ndest = \"/a\"\n";
+    Case::new(looped).fails(&["recipe.toml:1:", "A -> B -> A"]);
+}
