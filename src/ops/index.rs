@@ -402,12 +402,35 @@ pub fn platform_of(config: &[u8]) -> anyhow::Result<Platform> {
         .get("os.features")
         .and_then(|x| serde_json::from_value::<Vec<String>>(x.clone()).ok())
         .filter(|f| !f.is_empty());
+    let variant = field("variant");
+    // What goes into the index is what an index may hold: a known OS and
+    // architecture, a variant of letters, digits, `_` and `-`, and no
+    // control character anywhere.
+    let named = format!(
+        "{os}/{architecture}{}",
+        variant
+            .as_deref()
+            .map_or(String::new(), |v| format!("/{v}"))
+    );
+    Platform::parse(&named).map_err(|e| bad_input(format!("the config's platform: {e}")))?;
+    let os_version = field("os.version");
+    let odd = |t: &str| t.chars().any(char::is_control);
+    if variant.as_deref().is_some_and(|v| {
+        !v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }) || os_version.as_deref().is_some_and(odd)
+        || os_features.iter().flatten().any(|f| odd(f))
+    {
+        return Err(bad_input(format!(
+            "the config's platform {named:?} holds characters no platform has"
+        )));
+    }
     Ok(Platform {
         architecture,
         os,
-        os_version: field("os.version"),
+        os_version,
         os_features,
-        variant: field("variant"),
+        variant,
     })
 }
 
@@ -422,6 +445,17 @@ mod tests {
         assert_eq!(p.to_string(), "linux/arm/v7");
         assert!(platform_of(br#"{"os":"linux"}"#).is_err());
         assert!(platform_of(b"not json").is_err());
+        // What an index may not hold is bad input, named.
+        for config in [
+            r#"{"architecture":"amd64\u001b[2J","os":"linux"}"#,
+            r#"{"architecture":"x86-64","os":"linux"}"#,
+            r#"{"architecture":"arm","os":"linux","variant":"v7\n"}"#,
+            r#"{"architecture":"amd64","os":"windows","os.version":"10.0\u0007"}"#,
+        ] {
+            let e = platform_of(config.as_bytes()).unwrap_err();
+            assert!(crate::error::is_bad_input(&e), "{config}: {e:#}");
+            assert!(format!("{e:#}").contains("platform"), "{config}: {e:#}");
+        }
     }
 
     #[test]
