@@ -210,8 +210,9 @@ fn kind_names() -> String {
     }
 }
 
-/// The effective attributes of an entry: the entry's own, else the layer's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The effective attributes of an entry: the entry's own, else the layer's
+/// (the default: root's, each file's own mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Effective {
     pub mode: Option<u32>,
     pub dir_mode: Option<u32>,

@@ -552,14 +552,7 @@ mod tests {
                 })
                 .collect(),
             site_packages: "sp".into(),
-            attrs: Effective {
-                mode: None,
-                dir_mode: None,
-                uid: 0,
-                gid: 0,
-                uname: String::new(),
-                gname: String::new(),
-            },
+            attrs: Effective::default(),
         }
     }
 

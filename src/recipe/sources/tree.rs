@@ -305,14 +305,7 @@ mod tests {
             dest: b"app".to_vec(),
             excludes: Vec::new(),
             follow: true,
-            attrs: Effective {
-                mode: None,
-                dir_mode: None,
-                uid: 0,
-                gid: 0,
-                uname: String::new(),
-                gname: String::new(),
-            },
+            attrs: Effective::default(),
         }
     }
 
