@@ -207,21 +207,7 @@ fn a_credential_helper_that_is_not_installed_is_bad_input_naming_the_file() {
 
 /// `boxwright login HOST -u USER --password-stdin` with `stdin` as given.
 fn login_bytes(env: &Env, host: &str, user: &str, stdin: &[u8]) -> Run {
-    let mut child = env
-        .cmd()
-        .args(["login", host, "-u", user, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let o = child.wait_with_output().unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into(),
-        stderr: String::from_utf8_lossy(&o.stderr).into(),
-    }
+    crate::login::login_stdin(env, host, user, stdin, &[])
 }
 
 /// Figures: `login` takes the server address docker takes

@@ -67,6 +67,12 @@ fn login_writes_config_json_that_push_uses_and_logout_removes_it() {
 
 /// `boxwright login HOST -u USER --password-stdin EXTRA...` with `pass` on stdin.
 pub(crate) fn login_with(env: &Env, host: &str, user: &str, pass: &str, extra: &[&str]) -> Run {
+    login_stdin(env, host, user, format!("{pass}\n").as_bytes(), extra)
+}
+
+/// `boxwright login HOST -u USER --password-stdin EXTRA...` with `stdin`
+/// as given.
+pub(crate) fn login_stdin(env: &Env, host: &str, user: &str, stdin: &[u8], extra: &[&str]) -> Run {
     let mut child = env
         .cmd()
         .args(["login", host, "-u", user, "--password-stdin"])
@@ -77,12 +83,7 @@ pub(crate) fn login_with(env: &Env, host: &str, user: &str, pass: &str, extra: &
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{pass}\n").as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     let o = child.wait_with_output().unwrap();
     Run {
         code: o.status.code().unwrap_or(-1),
