@@ -191,6 +191,13 @@ impl EnvCredentials {
             EnvKey::Username,
             self.username_encoding,
         )?;
+        if username.contains(':') || username.chars().any(char::is_control) {
+            return Err(EnvCredentialError {
+                var: self.username_env.clone(),
+                key: EnvKey::Username,
+                problem: EnvProblem::BadUsername,
+            });
+        }
         let password = read_env(env, &self.password_env, EnvKey::Password, self.encoding)?;
         Ok(Credential::Basic {
             username,
@@ -241,6 +248,9 @@ pub enum EnvProblem {
     /// `encoding = "base64"` (or `username_encoding`), and the value is not
     /// base64 of a UTF-8 string.
     NotBase64,
+    /// A user name with `:` or a control character, which HTTP Basic
+    /// cannot carry (`user:password`).
+    BadUsername,
 }
 
 /// A target's credential variable that cannot be used: it names the
@@ -268,6 +278,12 @@ impl fmt::Display for EnvCredentialError {
                 "environment variable {var} is not valid base64 of a UTF-8 {} ({} = \"base64\")",
                 key.what(),
                 key.encoding_key()
+            ),
+            EnvProblem::BadUsername => write!(
+                f,
+                "environment variable {var} ({}) holds a ':' or a control character, which a user \
+                 name sent with HTTP Basic cannot hold; is it the password, or user:password?",
+                key.key()
             ),
         }
     }
@@ -382,6 +398,7 @@ mod tests {
             ("U", "acme".to_string()),
             ("P", "plain-secret\r\n".to_string()),
             ("NL", "\n".to_string()),
+            ("UB", b64("acme-bot\n")),
             ("PB", format!("{}\n", b64("s3cret:with:colons\n"))),
             ("BAD", "***notbase64***".to_string()),
         ]);
@@ -437,12 +454,17 @@ mod tests {
             username_encoding: SecretEncoding::Base64,
         };
         assert_eq!(
-            user("PB").resolve(&env).unwrap(),
+            user("UB").resolve(&env).unwrap(),
             Credential::Basic {
-                username: "s3cret:with:colons".into(),
+                username: "acme-bot".into(),
                 password: Secret::new("plain-secret")
             }
         );
+        // One with ':' (user:password, or the password) cannot be a user
+        // name: named, never shown.
+        let e = user("PB").resolve(&env).unwrap_err();
+        assert_eq!((e.var.as_str(), e.problem), ("PB", EnvProblem::BadUsername));
+        assert!(!e.to_string().contains("s3cret"), "{e}");
         let e = user("BAD").resolve(&env).unwrap_err();
         assert_eq!(
             (e.key, e.problem),
