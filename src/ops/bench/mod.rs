@@ -238,8 +238,23 @@ impl BenchOptions {
                 d.display()
             )));
         }
-        let dir = self.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-        blobs::check_room(&dir, self.blobs, self.size, self.work_dir.is_some())
+        Ok(())
+    }
+
+    /// Where the run's blob directory goes: `work_dir`, else the temp dir.
+    fn work_parent(&self) -> PathBuf {
+        self.work_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// Make room for the run in its work dir, and refuse it when its blobs
+    /// still do not fit: blob directories of benches that died (their lock
+    /// held by no one) are removed first, since they would be counted
+    /// against the space. Returns the directory the blob directory goes in.
+    fn prepare_work_parent(&self) -> anyhow::Result<PathBuf> {
+        let parent = self.work_parent();
+        crate::image::layout::remove_stale(&parent, run::WORK_PREFIX);
+        blobs::check_room(&parent, self.blobs, self.size, self.work_dir.is_some())?;
+        Ok(parent)
     }
 }
 

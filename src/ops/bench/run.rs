@@ -22,7 +22,7 @@ use crate::registry::{
 };
 
 /// The name of a bench's blob directory, in `--work-dir` or the temp dir.
-const WORK_PREFIX: &str = "boxwright-bench-";
+pub(super) const WORK_PREFIX: &str = "boxwright-bench-";
 
 // ---------------------------------------------------------------------------
 // Recording
@@ -101,6 +101,7 @@ pub async fn bench(
     reporter: SharedReporter,
 ) -> anyhow::Result<BenchReport> {
     opts.validate()?;
+    let parent = opts.prepare_work_parent()?;
     let started = Instant::now();
     let max_conc = opts.concurrency.iter().copied().max().unwrap_or(1);
     let client_opts = ClientOptions {
@@ -117,10 +118,6 @@ pub async fn bench(
     let recorder = Arc::new(Recorder::default());
     client.set_observer(recorder.clone());
 
-    // Blobs of a bench that died (or was stopped while they were being
-    // removed) go now: their directory's lock is held by no one.
-    let parent = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    crate::image::layout::remove_stale(&parent, WORK_PREFIX);
     let work = (tempfile::Builder::new().prefix(WORK_PREFIX))
         .tempdir_in(&parent)
         .context("creating the blob directory")?;
