@@ -32,7 +32,8 @@ const KNOWN_ARCH: &[&str] = &[
 ];
 
 impl Platform {
-    /// Parse `os/arch[/variant]`, refusing names that no image spec knows.
+    /// Parse `os/arch[/variant]`, refusing names that no image spec knows
+    /// and a variant of other characters than letters, digits, `_` and `-`.
     pub fn parse(s: &str) -> Result<Platform, String> {
         let parts: Vec<&str> = s.split('/').collect();
         if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
@@ -52,6 +53,15 @@ impl Platform {
                 "unknown architecture {:?} in platform {s:?} (known: {})",
                 parts[1],
                 KNOWN_ARCH.join(", ")
+            ));
+        }
+        // As containerd reads platforms: `v8`, not `v8 ` or a newline.
+        if let Some(v) = parts.get(2).filter(|v| {
+            !v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        }) {
+            return Err(format!(
+                "variant {v:?} in platform {s:?} is not letters, digits, `_` and `-`, e.g. v8"
             ));
         }
         Ok(Platform {
@@ -158,6 +168,13 @@ mod tests {
         assert_eq!(pick("linux/arm/v7").unwrap().digest, Digest::of(b"arm"));
         assert!(pick("linux/arm/v6").is_none());
         assert!(pick("linux/arm64/v9").is_none());
+        // A variant is letters, digits, `_` and `-`.
+        for odd in ["linux/arm64/v8 ", "linux/arm/v7\n", "linux/arm/v.7"] {
+            assert!(
+                Platform::parse(odd).unwrap_err().contains("variant"),
+                "{odd:?}"
+            );
+        }
         assert!(pick("linux/riscv64").is_none());
         let mut att = Descriptor::new(MEDIA_TYPE_MANIFEST, Digest::of(b"att"), 1);
         att.platform = Some(Platform {

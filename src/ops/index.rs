@@ -403,9 +403,8 @@ pub fn platform_of(config: &[u8]) -> anyhow::Result<Platform> {
         .and_then(|x| serde_json::from_value::<Vec<String>>(x.clone()).ok())
         .filter(|f| !f.is_empty());
     let variant = field("variant");
-    // What goes into the index is what an index may hold: a known OS and
-    // architecture, a variant of letters, digits, `_` and `-`, and no
-    // control character anywhere.
+    // What goes into the index is what an index may hold: a platform
+    // `Platform::parse` takes, and no control character anywhere.
     let named = format!(
         "{os}/{architecture}{}",
         variant
@@ -415,12 +414,7 @@ pub fn platform_of(config: &[u8]) -> anyhow::Result<Platform> {
     Platform::parse(&named).map_err(|e| bad_input(format!("the config's platform: {e}")))?;
     let os_version = field("os.version");
     let odd = |t: &str| t.chars().any(char::is_control);
-    if variant.as_deref().is_some_and(|v| {
-        !v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    }) || os_version.as_deref().is_some_and(odd)
-        || os_features.iter().flatten().any(|f| odd(f))
-    {
+    if os_version.as_deref().is_some_and(odd) || os_features.iter().flatten().any(|f| odd(f)) {
         return Err(bad_input(format!(
             "the config's platform {named:?} holds characters no platform has"
         )));

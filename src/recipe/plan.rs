@@ -130,22 +130,10 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
     }
     let mut platforms: Vec<Platform> = Vec::new();
     for (s, span) in &platform_strs {
-        let variant_ok = |v: &str| {
-            v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-        };
-        let p = Platform::parse(s)
-            .and_then(|p| match &p.variant {
-                // As containerd reads platforms: `v8`, not `v8 ` or a newline.
-                Some(v) if !variant_ok(v) => Err(format!(
-                    "variant {v:?} in platform {s:?} is not letters, digits, `_` and `-`, e.g. v8"
-                )),
-                _ => Ok(p),
-            })
-            .map_err(|m| match span {
-                Some(span) => src.err(span.clone(), m),
-                None => bad_input(m),
-            })?;
+        let p = Platform::parse(s).map_err(|m| match span {
+            Some(span) => src.err(span.clone(), m),
+            None => bad_input(m),
+        })?;
         if platforms.contains(&p) {
             return Err(src.err_opt(span.clone(), format!("platform {p} is listed twice")));
         }
