@@ -9,7 +9,7 @@ use clap::Args;
 
 use boxwright::error::bad_input;
 use boxwright::progress::{Level, SharedReporter};
-use boxwright::registry::credentials::{login, logout};
+use boxwright::registry::credentials::{basic_username_fits, login, logout};
 use boxwright::registry::reference::normalize_registry;
 use boxwright::registry::{
     AuthError, Client, ClientOptions, Credential, CredentialStore, ErrorKind, Reference,
@@ -72,7 +72,7 @@ pub async fn run_login(mut args: LoginArgs, reporter: SharedReporter) -> Result<
     // HTTP Basic splits user and password at the first ':', so a name with
     // one would be read as another name (the name itself is not shown: it
     // may be a secret).
-    if args.username.contains(':') || args.username.chars().any(char::is_control) {
+    if !basic_username_fits(&args.username) {
         return Err(bad_input(
             "the user name (-u) contains ':' or a control character, which HTTP \
              authentication cannot carry; give the registry's user name",

@@ -28,7 +28,7 @@ mod store;
 
 pub use lookup::CredentialStore;
 pub use secret::{
-    basic_authorization, redact_secrets, Credential, CredentialSource, EnvCredentialError,
-    EnvCredentials, EnvKey, EnvProblem, Secret, SecretEncoding,
+    basic_authorization, basic_username_fits, redact_secrets, Credential, CredentialSource,
+    EnvCredentialError, EnvCredentials, EnvKey, EnvProblem, Secret, SecretEncoding,
 };
 pub use store::{login, logout};

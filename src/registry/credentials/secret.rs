@@ -111,6 +111,12 @@ pub fn basic_authorization(username: &str, password: &Secret) -> String {
     format!("Basic {encoded}")
 }
 
+/// Whether HTTP Basic can carry `username`: it splits `user:password` at
+/// the first `:`, and a header holds no control character.
+pub fn basic_username_fits(username: &str) -> bool {
+    !username.contains(':') && !username.chars().any(char::is_control)
+}
+
 /// `text` (a server's words) with every secret this process knows, in every
 /// form it was sent in, shown as `***`.
 pub fn redact_secrets(text: &str) -> String {
@@ -191,7 +197,7 @@ impl EnvCredentials {
             EnvKey::Username,
             self.username_encoding,
         )?;
-        if username.contains(':') || username.chars().any(char::is_control) {
+        if !basic_username_fits(&username) {
             return Err(EnvCredentialError {
                 var: self.username_env.clone(),
                 key: EnvKey::Username,
