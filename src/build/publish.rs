@@ -308,12 +308,7 @@ fn build_streaming(
     tx: UnboundedSender<Ready>,
     not_streamed: HashSet<String>,
 ) -> Result<(super::BuiltImage, tempfile::TempDir)> {
-    let parent = match opts.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("creating output directory {}", parent.display()))?;
+    let parent = crate::image::output_parent(&opts.output)?;
     let stage = tempfile::Builder::new()
         .prefix(".boxwright-push-")
         .tempdir_in(&parent)

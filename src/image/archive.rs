@@ -21,12 +21,7 @@ const BLOCK: usize = 512;
 /// A temporary directory next to `output`, for the layout an archive is
 /// made from (`.boxwright-layout-*`), removed when it is dropped.
 pub fn sibling_tempdir(output: &Path) -> Result<tempfile::TempDir> {
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("creating output directory {}", parent.display()))?;
+    let parent = super::output_parent(output)?;
     tempfile::Builder::new()
         .prefix(".boxwright-layout-")
         .tempdir_in(&parent)
@@ -38,12 +33,7 @@ pub fn write_tar_atomically(
     dest: &Path,
     fill: impl FnOnce(&mut tar::Builder<BufWriter<File>>) -> Result<()>,
 ) -> Result<()> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("creating output directory {}", parent.display()))?;
+    let parent = super::output_parent(dest)?;
     let tmp = tempfile::Builder::new()
         .prefix(".boxwright-archive-")
         .tempfile_in(&parent)

@@ -261,12 +261,7 @@ fn resolve_target(dest: &Path) -> Result<PathBuf> {
     if dest.exists() {
         return fs::canonicalize(dest).with_context(|| format!("resolving {}", dest.display()));
     }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent)
-        .with_context(|| format!("creating output directory {}", parent.display()))?;
+    let parent = crate::image::output_parent(dest)?;
     let parent =
         fs::canonicalize(&parent).with_context(|| format!("resolving {}", parent.display()))?;
     match dest.file_name() {
