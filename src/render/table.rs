@@ -83,6 +83,10 @@ fn cut(s: &str) -> (Cow<'_, str>, usize) {
 mod tests {
     use super::*;
 
+    fn style(gap: usize, right_from: Option<usize>) -> Style {
+        Style { gap, right_from }
+    }
+
     fn rows(v: &[&[&str]]) -> Vec<Vec<String>> {
         v.iter()
             .map(|r| r.iter().map(|s| s.to_string()).collect())
@@ -91,10 +95,7 @@ mod tests {
 
     #[test]
     fn left_aligned_with_a_trimmed_end() {
-        let style = Style {
-            gap: 3,
-            right_from: None,
-        };
+        let style = style(3, None);
         let t = render(
             &rows(&[&["A", "BB", ""], &["xxx", "y", ""], &["z", "w", "*"]]),
             style,
@@ -104,10 +105,7 @@ mod tests {
 
     #[test]
     fn figures_right_aligned_but_not_the_last_column() {
-        let style = Style {
-            gap: 2,
-            right_from: Some(1),
-        };
+        let style = style(2, Some(1));
         let t = render(
             &rows(&[
                 &["NAME", "N", "NOTE"],
@@ -121,10 +119,7 @@ mod tests {
 
     #[test]
     fn a_cell_of_70_000_characters_is_cut_without_a_panic() {
-        let style = Style {
-            gap: 2,
-            right_from: Some(1),
-        };
+        let style = style(2, Some(1));
         let huge = "é".repeat(70_000);
         let t = render(
             &rows(&[&["TAG", "N", ""], &[&huge, &huge, "x"], &["1.0", "7", ""]]),
@@ -145,10 +140,7 @@ mod tests {
 
     #[test]
     fn only_cells_longer_than_the_cap_are_cut() {
-        let style = Style {
-            gap: 1,
-            right_from: None,
-        };
+        let style = style(1, None);
         let full = "a".repeat(MAX_CELL);
         let over = "b".repeat(MAX_CELL + 1);
         let t = render(&rows(&[&[&full], &[&over]]), style);
@@ -157,10 +149,7 @@ mod tests {
 
     #[test]
     fn a_cell_cannot_forge_a_row_or_move_the_cursor() {
-        let style = Style {
-            gap: 1,
-            right_from: None,
-        };
+        let style = style(1, None);
         let t = render(&rows(&[&["TAG", "X"], &["a\n\x1b[2Jb", "\u{202e}"]]), style);
         assert_eq!(t, "TAG           X\na\\n\\u{1b}[2Jb \\u{202e}\n");
     }

@@ -201,14 +201,19 @@ fn lying_zip(members: &[(&str, Vec<u8>, bool, u64)], crc_of: &[&[u8]]) -> Vec<u8
         let method: u16 = if *deflated { 8 } else { 0 };
         let crc = crc32fast::hash(plain);
         let small = u32::try_from(*declared).ok().filter(|&d| d != u32::MAX);
+        let fields = |b: &mut Vec<u8>| {
+            // flags, method, time and date, crc-32, sizes: the same in
+            // the local header and the central directory
+            b.extend(0u16.to_le_bytes());
+            b.extend(method.to_le_bytes());
+            b.extend([0u8; 4]);
+            b.extend(crc.to_le_bytes());
+            b.extend((data.len() as u32).to_le_bytes());
+            b.extend(small.unwrap_or(u32::MAX).to_le_bytes());
+        };
         out.extend(0x04034b50u32.to_le_bytes());
         out.extend(20u16.to_le_bytes());
-        out.extend(0u16.to_le_bytes());
-        out.extend(method.to_le_bytes());
-        out.extend([0u8; 4]);
-        out.extend(crc.to_le_bytes());
-        out.extend((data.len() as u32).to_le_bytes());
-        out.extend(small.unwrap_or(u32::MAX).to_le_bytes());
+        fields(&mut out);
         out.extend((name.len() as u16).to_le_bytes());
         out.extend(0u16.to_le_bytes());
         out.extend(name.as_bytes());
@@ -224,12 +229,7 @@ fn lying_zip(members: &[(&str, Vec<u8>, bool, u64)], crc_of: &[&[u8]]) -> Vec<u8
         central.extend(0x02014b50u32.to_le_bytes());
         central.extend((0x0300u16 | 45).to_le_bytes());
         central.extend(45u16.to_le_bytes());
-        central.extend(0u16.to_le_bytes());
-        central.extend(method.to_le_bytes());
-        central.extend([0u8; 4]);
-        central.extend(crc.to_le_bytes());
-        central.extend((data.len() as u32).to_le_bytes());
-        central.extend(small.unwrap_or(u32::MAX).to_le_bytes());
+        fields(&mut central);
         central_tail(&mut central, name, &extra, offset);
     }
     close_zip(out, &central, members.len())
