@@ -310,7 +310,7 @@ fn build_streaming(
 ) -> Result<(super::BuiltImage, tempfile::TempDir)> {
     let parent = crate::image::output_parent(&opts.output)?;
     let stage = tempfile::Builder::new()
-        .prefix(".boxwright-push-")
+        .prefix(&format!("{}push-", crate::image::output::TEMP_PREFIX))
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
     opts.on_layer_start = Some(stream_hook(pusher, handle, tx.clone(), not_streamed));

@@ -2,7 +2,7 @@
 //! digest (or the `--json` document). With `--push`, layers are handed to
 //! the pusher as each one is finished (`build::publish`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -343,6 +343,10 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         cache_dir: args.upload.cache_dir.clone(),
         reporter: Some(reporter.clone()),
         registry_base: Some(make.clone()),
+        output: Some(Arc::new({
+            let (output, format) = (args.output.clone(), args.format);
+            move |name: &str| output_path(output.as_deref(), format, name)
+        })),
     };
     let layer_cache = layer_cache(args, reporter)?;
     if let Some(c) = &layer_cache {
@@ -355,13 +359,7 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         CompressionArg::None => Codec::None,
     };
     let compression = Compression::new(codec, args.level).context("--level")?;
-    let output = args.output.clone().unwrap_or_else(|| {
-        let name = match args.format {
-            Format::Oci => plan.name.clone(),
-            Format::OciArchive | Format::DockerArchive => format!("{}.tar", plan.name),
-        };
-        PathBuf::from("out").join(name)
-    });
+    let output = output_path(args.output.as_deref(), args.format, &plan.name);
     let defaults = BuildOptions::new(output);
     let opts = BuildOptions {
         jobs: args.jobs.map_or(defaults.jobs, usize::from),
@@ -375,6 +373,17 @@ fn prepare(args: &BuildArgs, reporter: &SharedReporter) -> Result<(Plan, BuildOp
         ..defaults
     };
     Ok((plan, opts))
+}
+
+/// `-o`, or by default `./out/NAME` (a layout) or `./out/NAME.tar`.
+fn output_path(output: Option<&Path>, format: Format, name: &str) -> PathBuf {
+    output.map(Path::to_path_buf).unwrap_or_else(|| {
+        let file = match format {
+            Format::Oci => name.to_string(),
+            Format::OciArchive | Format::DockerArchive => format!("{name}.tar"),
+        };
+        PathBuf::from("out").join(file)
+    })
 }
 
 /// The layer cache, unless `--no-cache`; a cache that cannot be opened (no

@@ -153,6 +153,7 @@ async fn load_recipe(path: PathBuf, args: &IndexArgs, reporter: &SharedReporter)
             cache_dir,
             reporter: Some(reporter),
             registry_base: Some(make),
+            output: None,
         };
         recipe::load(&path, &opts)
     })

@@ -23,7 +23,7 @@ const BLOCK: usize = 512;
 pub fn sibling_tempdir(output: &Path) -> Result<tempfile::TempDir> {
     let parent = super::output_parent(output)?;
     tempfile::Builder::new()
-        .prefix(".boxwright-layout-")
+        .prefix(&format!("{}layout-", super::output::TEMP_PREFIX))
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))
 }
@@ -35,7 +35,7 @@ pub fn write_tar_atomically(
 ) -> Result<()> {
     let parent = super::output_parent(dest)?;
     let tmp = tempfile::Builder::new()
-        .prefix(".boxwright-archive-")
+        .prefix(&format!("{}archive-", super::output::TEMP_PREFIX))
         .tempfile_in(&parent)
         .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
     let file = tmp.reopen().context("opening the temporary archive")?;

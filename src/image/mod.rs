@@ -10,11 +10,12 @@ pub mod archive;
 pub mod budget;
 pub mod layout;
 pub mod once;
+pub mod output;
 pub mod remote;
 pub mod sink;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
@@ -25,23 +26,11 @@ use crate::oci::{self, Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
 
 pub use budget::{Budget, MAX_MANIFESTS, MAX_MANIFEST_BYTES};
+pub use output::{output_parent, OutputPlace};
 
 /// How deep indexes may nest below the root (an index of indexes of
 /// manifests is depth 2).
 pub const MAX_DEPTH: usize = 4;
-
-/// The directory an output at `dest` is written in (`.` for a bare file
-/// name), created when missing: temporary files and directories go there,
-/// so that the output is moved into place by a rename.
-pub fn output_parent(dest: &Path) -> Result<PathBuf> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("creating output directory {}", parent.display()))?;
-    Ok(parent)
-}
 
 /// An image, wherever it is.
 pub trait ImageSource: Send + Sync {

@@ -154,7 +154,14 @@ pub struct LoadOptions {
     /// Python version is to come from its `PYTHON_VERSION`; called only
     /// then. Without it, such a recipe must give `version`.
     pub registry_base: Option<RegistryBaseFn>,
+    /// Where the build will write, given the image name: that output and
+    /// the temporary names beside it are left out of every directory
+    /// `src` (see [`crate::image::OutputPlace`]).
+    pub output: Option<OutputFn>,
 }
+
+/// See [`LoadOptions::output`].
+pub type OutputFn = Arc<dyn Fn(&str) -> PathBuf + Send + Sync>;
 
 /// See [`LoadOptions::registry_base`].
 pub type RegistryBaseFn = Arc<dyn Fn() -> Result<Arc<RegistryBase>> + Send + Sync>;

@@ -178,6 +178,10 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
             cache_dir: opts.cache_dir.clone(),
             cache: Default::default(),
             reporter: opts.reporter(),
+            output: opts
+                .output
+                .as_ref()
+                .and_then(|f| crate::image::OutputPlace::new(&f(&name))),
         };
         let mut layers = Vec::new();
         for (i, section) in file.layers.iter().enumerate() {

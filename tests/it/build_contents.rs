@@ -353,3 +353,57 @@ fn build_uncompressed(recipe: &Path, out: &Path) -> Vec<u8> {
         .arg(recipe));
     first_layer_tar(out)
 }
+
+/// A context that holds the build's output (`src = "."` with the default
+/// `./out/NAME`, or `-o` inside it): the output, the temporaries beside it
+/// and the directories made only for it are never copied, so every build
+/// is the same as the first. Other files in `out/` are context as usual.
+#[test]
+fn the_output_inside_the_context_is_never_copied() {
+    let tmp = TempDir::new().unwrap();
+    let ctx = tmp.path();
+    write(&ctx.join("a.txt"), "a\n");
+    write(
+        &ctx.join("recipe.toml"),
+        "[image]\nname = \"self\"\n\n[[layer]]\n[[layer.entry]]\nsrc = \".\"\ndest = \"/app\"\n",
+    );
+    let build = |extra: &[&str]| {
+        ok(boxwright()
+            .current_dir(ctx)
+            .args(["build", "--quiet", "--compression", "none", "recipe.toml"])
+            .args(extra))
+    };
+    let paths = |layout: &str| -> Vec<String> {
+        crate::python_url::layer_entries(&ctx.join(layout))
+            .into_iter()
+            .map(|e| e.0)
+            .collect()
+    };
+    let first = build(&[]);
+    assert_eq!(build(&[]), first, "the second build copied the first");
+    assert_eq!(paths("out/self"), ["app/", "app/a.txt", "app/recipe.toml"]);
+    let deep = build(&["-o", "made/for/it"]);
+    assert_eq!(build(&["-o", "made/for/it"]), deep);
+    let copied = paths("made/for/it");
+    assert!(copied.contains(&"app/out/self/index.json".to_string()));
+    assert!(
+        !copied.iter().any(|p| p.starts_with("app/made")),
+        "{copied:?}"
+    );
+    fs::remove_dir_all(ctx.join("made")).unwrap();
+
+    write(&ctx.join("out/notes.txt"), "kept\n");
+    build(&[]);
+    assert_eq!(
+        paths("out/self"),
+        [
+            "app/",
+            "app/a.txt",
+            "app/out/",
+            "app/out/notes.txt",
+            "app/recipe.toml"
+        ]
+    );
+    let archive = build(&["--format", "oci-archive"]);
+    assert_eq!(build(&["--format", "oci-archive"]), archive);
+}

@@ -55,7 +55,7 @@ impl LayoutWriter {
                 )))
             }
         };
-        let prefix = format!(".{name}.tmp-");
+        let prefix = crate::image::output::layout_temp_prefix(&name);
         remove_stale(&parent, &prefix);
         let tmp = tempfile::Builder::new()
             .prefix(&prefix)
@@ -239,10 +239,8 @@ impl LayoutWriter {
             let _ = fs::remove_dir_all(tmp_path);
             return Ok(());
         }
-        let trash = tmp_path.with_file_name(format!(
-            ".{}.old-{}",
-            dest.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
+        let trash = tmp_path.with_file_name(crate::image::output::layout_old_name(
+            &dest.file_name().unwrap_or_default().to_string_lossy(),
         ));
         fs::rename(dest, &trash)
             .with_context(|| format!("moving the old {} aside", dest.display()))?;

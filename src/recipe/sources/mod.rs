@@ -45,6 +45,8 @@ pub(crate) struct PlanEnv {
     pub cache_dir: Option<std::path::PathBuf>,
     pub cache: std::sync::OnceLock<BlobCache>,
     pub reporter: SharedReporter,
+    /// The build's output, left out of directory trees.
+    pub output: Option<crate::image::OutputPlace>,
 }
 
 impl PlanEnv {

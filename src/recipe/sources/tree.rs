@@ -40,6 +40,7 @@ impl Drop for ReversedReadOrder {
         REVERSED.fetch_sub(1, AtomicOrdering::SeqCst);
     }
 }
+use crate::image::OutputPlace;
 use crate::recipe::entry::{push_name, Entry, EntryKind, Inode};
 
 /// A directory `src`: `root` (canonical) is copied to `dest`.
@@ -52,6 +53,8 @@ pub(crate) struct Tree {
     excludes: Vec<String>,
     follow: bool,
     attrs: Effective,
+    /// The build's output, never copied.
+    output: Option<OutputPlace>,
 }
 
 impl Tree {
@@ -73,6 +76,7 @@ impl Tree {
             excludes,
             follow: cx.section.follow_symlinks,
             attrs: attrs.clone(),
+            output: cx.env.output.clone(),
         }
     }
 
@@ -162,6 +166,11 @@ impl<'a> Walk<'a> {
                 self.stack.pop();
                 continue;
             };
+            if let Some(out) = &self.tree.output {
+                if out.holds(&frame.dir, &name) {
+                    continue;
+                }
+            }
             let path = frame.dir.join(&name);
             if !self.excludes.is_empty() {
                 let rel = path.strip_prefix(&frame.root).unwrap_or(&path);
@@ -174,6 +183,11 @@ impl<'a> Walk<'a> {
             push_name(&mut child, name.as_bytes());
             let here = |e: std::io::Error| err_at(self.at, format!("{}: {e}", path.display()));
             let meta = fs::symlink_metadata(&path).map_err(here)?;
+            if let Some(out) = &self.tree.output {
+                if meta.is_dir() && out.only_output_in(&path) {
+                    continue;
+                }
+            }
             // A link followed out of the tree is copied as what it points
             // at: a directory as a tree of its own, a file without the
             // hard-link check.
@@ -306,6 +320,7 @@ mod tests {
             excludes: Vec::new(),
             follow: true,
             attrs: Effective::default(),
+            output: None,
         }
     }
 
