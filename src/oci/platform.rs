@@ -73,21 +73,45 @@ impl Platform {
         })
     }
 
-    /// Whether `other` (from an index) satisfies this wanted platform; a
-    /// missing wanted variant matches any variant, and an entry without
-    /// variant has its architecture's default one, as containerd reads it
-    /// (`v8` for arm64, `v7` for arm): `linux/arm64/v8` takes an entry
-    /// listed `linux/arm64`.
+    /// Whether `other` (from an index or a config) serves this wanted
+    /// platform: see [`Platform::rank`].
     pub fn matches(&self, other: &Platform) -> bool {
+        self.rank(other).is_some()
+    }
+
+    /// How well `other` serves this wanted platform, 0 best, `None` not at
+    /// all; as containerd and containers/image read variants:
+    /// - a platform without variant has its architecture's default one
+    ///   (`v8` for arm64, `v7` for arm), on either side: `linux/arm64/v8`
+    ///   takes an entry listed `linux/arm64`, and `linux/arm` wants `v7`;
+    /// - an arm CPU runs the code of older variants: `linux/arm/v7` takes
+    ///   `v6`, else `v5`, when the index has no `v7`;
+    /// - a wanted platform without variant takes any other variant last.
+    pub fn rank(&self, other: &Platform) -> Option<u32> {
+        if self.os != other.os || self.architecture != other.architecture {
+            return None;
+        }
         let default = match other.architecture.as_str() {
             "arm64" => Some("v8"),
             "arm" => Some("v7"),
             _ => None,
         };
-        self.os == other.os
-            && self.architecture == other.architecture
-            && (self.variant.is_none()
-                || self.variant.as_deref() == other.variant.as_deref().or(default))
+        let got = other.variant.as_deref().or(default);
+        let Some(wanted) = self.variant.as_deref().or(default) else {
+            return Some(0);
+        };
+        if got == Some(wanted) {
+            return Some(0);
+        }
+        let number = |v: &str| v.strip_prefix('v')?.parse::<u32>().ok();
+        if self.architecture == "arm" {
+            if let (Some(w), Some(g)) = (number(wanted), got.and_then(number)) {
+                if g < w {
+                    return Some(w - g);
+                }
+            }
+        }
+        self.variant.is_none().then_some(u32::MAX)
     }
 }
 
@@ -101,15 +125,23 @@ impl fmt::Display for Platform {
     }
 }
 
-/// The image manifest for `want` in `index`: the first entry that is an
-/// image manifest (not a nested index, not an artifact type) whose platform
-/// matches ([`Platform::matches`]).
+/// The image manifest for `want` in `index`: of the entries that are
+/// image manifests (not a nested index, not an artifact type) and serve
+/// the platform, the best ranked ([`Platform::rank`]), the first listed
+/// among equals.
 pub fn select_platform<'a>(index: &'a Index, want: &Platform) -> Option<&'a Descriptor> {
-    index
+    let mut best: Option<(u32, &Descriptor)> = None;
+    for d in index
         .manifests
         .iter()
         .filter(|d| is_manifest_media_type(&d.media_type))
-        .find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p)))
+    {
+        let rank = d.platform.as_ref().and_then(|p| want.rank(p));
+        if let Some(r) = rank.filter(|&r| best.is_none_or(|(b, _)| r < b)) {
+            best = Some((r, d));
+        }
+    }
+    best.map(|(_, d)| d)
 }
 
 /// The platforms an index offers, for error messages (`unknown/unknown`
@@ -168,6 +200,27 @@ mod tests {
         assert_eq!(pick("linux/arm/v7").unwrap().digest, Digest::of(b"arm"));
         assert!(pick("linux/arm/v6").is_none());
         assert!(pick("linux/arm64/v9").is_none());
+        // arm/v7 wanted (or arm, which is v7) takes v7 wherever it is
+        // listed, else the newest older variant; never a newer one.
+        let arms = Index::new(vec![
+            entry(MEDIA_TYPE_MANIFEST, b"v5", "linux/arm/v5"),
+            entry(MEDIA_TYPE_MANIFEST, b"v6", "linux/arm/v6"),
+            entry(MEDIA_TYPE_MANIFEST, b"v8", "linux/arm/v8"),
+            entry(MEDIA_TYPE_MANIFEST, b"v7", "linux/arm/v7"),
+        ]);
+        let pick = |s: &str| select_platform(&arms, &Platform::parse(s).unwrap()).cloned();
+        assert_eq!(pick("linux/arm").unwrap().digest, Digest::of(b"v7"));
+        assert_eq!(pick("linux/arm/v7").unwrap().digest, Digest::of(b"v7"));
+        let no_v7 = Index::new(arms.manifests[..3].to_vec());
+        let pick = |s: &str| select_platform(&no_v7, &Platform::parse(s).unwrap()).cloned();
+        assert_eq!(pick("linux/arm/v7").unwrap().digest, Digest::of(b"v6"));
+        assert_eq!(pick("linux/arm/v6").unwrap().digest, Digest::of(b"v6"));
+        assert_eq!(pick("linux/arm").unwrap().digest, Digest::of(b"v6"));
+        assert!(pick("linux/arm/v4").is_none());
+        let only_v8 = Index::new(vec![arms.manifests[2].clone()]);
+        let pick = |s: &str| select_platform(&only_v8, &Platform::parse(s).unwrap()).cloned();
+        assert_eq!(pick("linux/arm").unwrap().digest, Digest::of(b"v8"), "any, last");
+        assert!(pick("linux/arm/v7").is_none());
         // A variant is letters, digits, `_` and `-`.
         for odd in ["linux/arm64/v8 ", "linux/arm/v7\n", "linux/arm/v.7"] {
             assert!(
