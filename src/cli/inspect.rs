@@ -118,7 +118,7 @@ fn remote_reference(arg: &str) -> Option<&str> {
 /// Print the inspection (an error when it failed, unless the check is
 /// there to show why) and the check; exit 1 when a blob failed it.
 fn show(args: &InspectArgs, inspection: Result<Inspection>, check: Option<Check>) -> Result<()> {
-    let Some(check) = check else {
+    let Some(mut check) = check else {
         let i = inspection?;
         return if args.json {
             print_json(&i)
@@ -127,7 +127,10 @@ fn show(args: &InspectArgs, inspection: Result<Inspection>, check: Option<Check>
         };
     };
     let inspection = match inspection {
-        Ok(i) => Some(i),
+        Ok(i) => {
+            check.judge(&i);
+            Some(i)
+        }
         Err(e) if check.ok => return Err(e),
         Err(_) => None,
     };

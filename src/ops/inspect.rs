@@ -227,6 +227,30 @@ impl Check {
     pub fn failed(&self) -> usize {
         self.blobs.iter().filter(|b| b.status.failed()).count()
     }
+
+    /// Hold the inspected images to what consumers need of them beyond
+    /// their blobs: a config whose diff IDs do not count one per layer of
+    /// its manifest (which `podman pull` and `docker load` refuse) is
+    /// `invalid`, with why.
+    pub fn judge(&mut self, inspection: &Inspection) {
+        for img in &inspection.images {
+            let Err(e) = crate::image::check_diff_ids(
+                &format!("image {}", img.manifest_digest),
+                &img.manifest,
+                &img.config,
+            ) else {
+                continue;
+            };
+            let config = &img.manifest.config.digest;
+            for b in self.blobs.iter_mut().filter(|b| &b.digest == config) {
+                if b.status == BlobStatus::Ok {
+                    b.status = BlobStatus::Invalid;
+                    b.detail = Some(format!("{e:#}"));
+                }
+            }
+        }
+        self.ok = !self.blobs.iter().any(|b| b.status.failed());
+    }
 }
 
 /// Check every blob of image `name` (or the only image) of `layout`:

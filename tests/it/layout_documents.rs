@@ -178,6 +178,25 @@ fn a_base_with_more_diff_ids_than_layers_is_refused() {
         v["config"]["size"] = config.len().into();
     });
     let counts = ["2 diff IDs", "1 layer;"];
+    // `inspect` shows it; `inspect --check` fails its config as invalid.
+    let judged = |target: &str| {
+        assert_code(&run_bounded(Env::new().cmd().arg("inspect").arg(target)), 0);
+        let r = run_bounded(
+            Env::new()
+                .cmd()
+                .args(["inspect", "--check", "--json", target]),
+        );
+        assert_code(&r, 1);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        let blobs = v["check"]["blobs"].as_array().unwrap();
+        let bad: Vec<&Value> = blobs.iter().filter(|b| b["status"] != "ok").collect();
+        assert_eq!(bad.len(), 1, "{blobs:?}");
+        assert_eq!(bad[0]["digest"], config_digest.as_str());
+        assert_eq!(bad[0]["status"], "invalid");
+        let why = bad[0]["detail"].as_str().unwrap();
+        assert!(counts.iter().all(|c| why.contains(c)), "{why}");
+    };
+    judged(base.to_str().unwrap());
 
     let env = Env::new();
     let base_ref = format!("oci:{}", base.display());
@@ -189,6 +208,7 @@ fn a_base_with_more_diff_ids_than_layers_is_refused() {
     let registry = Registry::start();
     let remote = format!("{}/base/img:1", registry.host());
     assert_code(&push(&base, &remote), 0);
+    judged(&remote);
     let r = build_on(&env, &remote, &out);
     refused(&r, &[&remote, counts[0], counts[1]]);
     assert!(!out.exists());
