@@ -12,6 +12,7 @@ use clap::Args;
 use boxwright::oci::{Digest, Platform};
 use boxwright::ops::copy::{CopyDestination, CopyOptions, CopyReport};
 use boxwright::progress::{Level, SharedReporter};
+use boxwright::render::summary;
 use boxwright::supply::attach::AttachOptions;
 
 use super::args::{parse_all, parse_destination, parse_platform, parse_reference, UploadArgs};
@@ -79,6 +80,8 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
         .await
         .with_context(|| format!("copying {}", args.source))?;
     print_outcome(&reporter, args.json, &report)?;
+    let title = format!("boxwright copy {}", args.source);
+    super::push::append_summary(&summary::copy_summary(&title, &report), &reporter);
     if report.succeeded() {
         let how = if report.up_to_date {
             "already there".to_string()

@@ -101,6 +101,7 @@ pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
         .await
         .context("assembling the image index")?;
     print_outcome(&reporter, args.json, &report)?;
+    super::push::github_summary("boxwright index", &report.push, None, &reporter);
     if report.succeeded() {
         let platforms: Vec<&str> = report
             .manifests

@@ -111,8 +111,13 @@ pub fn github_summary(
     verified: Option<&VerifyReport>,
     reporter: &SharedReporter,
 ) {
-    let md = summary::push_summary(title, report, verified);
-    if let Err(e) = summary::append_step_summary(&md) {
+    append_summary(&summary::push_summary(title, report, verified), reporter);
+}
+
+/// In GitHub Actions, append `md` to `$GITHUB_STEP_SUMMARY` (a failure to
+/// write it only warns: the work is done).
+pub fn append_summary(md: &str, reporter: &SharedReporter) {
+    if let Err(e) = summary::append_step_summary(md) {
         reporter.log(
             Level::Warn,
             &format!("could not append to $GITHUB_STEP_SUMMARY: {e}"),

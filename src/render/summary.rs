@@ -1,7 +1,8 @@
 //! GitHub Actions support: the job summary of a push.
 //!
-//! When a command runs in GitHub Actions (`GITHUB_ACTIONS=true`), `push` and
-//! `build --push` append a Markdown table to the file named by
+//! When a command runs in GitHub Actions (`GITHUB_ACTIONS=true`), `push`,
+//! `build --push`, `copy` and `index` append a Markdown table to the file
+//! named by
 //! `$GITHUB_STEP_SUMMARY`, which GitHub shows on the run's page: per target
 //! the reference, the digest it names, the bytes sent and the blobs
 //! uploaded, mounted and skipped (already present), then per registry the
@@ -22,6 +23,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use super::human_bytes;
+use crate::ops::copy::CopyReport;
 use crate::ops::verify::VerifyReport;
 use crate::push::PushReport;
 
@@ -135,6 +137,33 @@ pub fn push_summary(title: &str, report: &PushReport, verify: Option<&VerifyRepo
             )),
             Some(p) => md.push_str(&format!("**verify failed**: {}\n", escape_cell(&p))),
         }
+    }
+    md.push('\n');
+    md
+}
+
+/// The Markdown of one copy: the push's tables when anything was sent;
+/// when every destination already named the image, a heading saying so
+/// and one row per destination.
+pub fn copy_summary(title: &str, report: &CopyReport) -> String {
+    if let Some(push) = &report.push {
+        return push_summary(title, push, None);
+    }
+    let mut md = format!(
+        "### {}: up to date `{}`\n\n| destination | status |\n|---|---|\n",
+        escape_cell(title),
+        report.digest
+    );
+    for d in &report.destinations {
+        let status = match &d.error {
+            None => "up to date".to_string(),
+            Some(e) => format!("failed: {e}"),
+        };
+        md.push_str(&format!(
+            "| `{}` | {} |\n",
+            escape_cell(&d.reference),
+            escape_cell(&status)
+        ));
     }
     md.push('\n');
     md

@@ -126,24 +126,39 @@ fn index_from_two_runners_lands_on_both_registries_with_no_layer_bytes_where_the
         format!("{}/acme/app:1.0", pair.b.host()),
     );
     let src = |arch: &str| format!("{}/acme/app@{}", pair.a.host(), digests[arch]);
-    // Sources given arm64 first: the index sorts them.
-    let r = pair.run(&[
-        "index",
-        "--json",
-        "--cache-dir",
-        cache.path().to_str().unwrap(),
-        "--to",
-        &a_tag,
-        "--to",
-        &mirror_tag,
-        "--to",
-        &b_tag,
-        &src("arm64"),
-        &src("amd64"),
-    ]);
+    // Sources given arm64 first: the index sorts them. In GitHub Actions
+    // the push's tables go to the job summary.
+    let summary = dir.path().join("summary.md");
+    let r = crate::common::run(
+        pair.cmd()
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .args([
+                "index",
+                "--json",
+                "--cache-dir",
+                cache.path().to_str().unwrap(),
+                "--to",
+                &a_tag,
+                "--to",
+                &mirror_tag,
+                "--to",
+                &b_tag,
+                &src("arm64"),
+                &src("amd64"),
+            ]),
+    );
     assert_code(&r, 0);
     let rep: Value = serde_json::from_str(&r.stdout).unwrap();
     let digest = rep["digest"].as_str().unwrap().to_string();
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.starts_with(&format!("### boxwright index: pushed `{digest}`")),
+        "{md}"
+    );
+    for t in [&a_tag, &mirror_tag, &b_tag] {
+        assert!(md.contains(&format!("| `{t}` | ok | `{digest}` |")), "{md}");
+    }
     let platforms: Vec<&str> = rep["manifests"]
         .as_array()
         .unwrap()

@@ -155,8 +155,12 @@ fn on_both(
 fn copy_repair_puts_back_the_blob_a_registry_lost() {
     let (_primary, backup, env, dir, img, source, target) = on_both(b"repair me");
     lose_blob(&backup, &img.layer_digest);
+    // In GitHub Actions each copy appends its table to the job summary.
+    let summary = dir.path().join("summary.md");
     let copy = |repair: bool| {
         let mut c = env.cmd();
+        c.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary);
         c.args(["copy", "--json", "--no-referrers", &source, &target]);
         if repair {
             c.arg("--repair");
@@ -181,6 +185,15 @@ fn copy_repair_puts_back_the_blob_a_registry_lost() {
     let pushed_to = &repaired["push"]["targets"][0];
     assert_eq!(pushed_to["blobs_uploaded"], 1, "{repaired}");
     assert_eq!(pushed_to["blobs_present"], 1, "{repaired}");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    let digest = plain["digest"].as_str().unwrap();
+    let title = format!("### boxwright copy {source}");
+    assert!(
+        md.contains(&format!("{title}: up to date `{digest}`"))
+            && md.contains(&format!("| `{target}` | up to date |"))
+            && md.contains(&format!("{title}: pushed `{digest}`")),
+        "{md}"
+    );
     assert_ok(&check());
     crate::support::skopeo(&[
         "copy",
