@@ -149,8 +149,12 @@ pub fn copy_summary(title: &str, report: &CopyReport) -> String {
     if let Some(push) = &report.push {
         return push_summary(title, push, None);
     }
+    let verdict = match report.destinations.iter().all(|d| d.error.is_none()) {
+        true => "up to date",
+        false => "copy failed",
+    };
     let mut md = format!(
-        "### {}: up to date `{}`\n\n| destination | status |\n|---|---|\n",
+        "### {}: {verdict} `{}`\n\n| destination | status |\n|---|---|\n",
         escape_cell(title),
         report.digest
     );
