@@ -1,0 +1,246 @@
+//! What real consumers make of boxwright's images: containers run by podman
+//! (vfs storage, runc, no network), with a small static program as the
+//! image's entrypoint that reports what the container sees (ids, working
+//! directory, files' modes and owners, whether it can write a file).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+use crate::support::tools;
+
+/// The probe: prints `stat PATH mode=... uid=... gid=...` for each absolute
+/// argument and, for each `w:PATH`, `write PATH ok` or `write PATH errno N`.
+const PROBE: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    printf("uid=%u gid=%u\n", (unsigned)getuid(), (unsigned)getgid());
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "w:", 2) == 0) {
+            int fd = open(argv[i] + 2, O_WRONLY | O_CREAT | O_EXCL, 0644);
+            if (fd < 0) printf("write %s errno %d\n", argv[i] + 2, errno);
+            else { printf("write %s ok\n", argv[i] + 2); close(fd); }
+            continue;
+        }
+        struct stat st;
+        if (lstat(argv[i], &st) != 0) { printf("stat %s missing\n", argv[i]); continue; }
+        printf("stat %s mode=%o uid=%u gid=%u\n", argv[i], (unsigned)st.st_mode,
+               (unsigned)st.st_uid, (unsigned)st.st_gid);
+    }
+    return 0;
+}
+"#;
+
+/// The probe compiled statically (so an image needs nothing else to run
+/// it), kept under target/ by the hash of its source.
+fn probe() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("consumers-probe")
+        .join(&sha256(PROBE.as_bytes())[7..23]);
+    let bin = dir.join("probe");
+    if bin.is_file() {
+        return bin;
+    }
+    fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("probe.c");
+    fs::write(&src, PROBE).unwrap();
+    let tmp = dir.join(format!("probe.tmp{}", std::process::id()));
+    let out = tools::output(
+        Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&tmp)
+            .arg(&src),
+    );
+    assert!(
+        out.status.success(),
+        "cc -static (the C compiler and static C library boxwright builds with) failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::rename(&tmp, &bin).unwrap();
+    bin
+}
+
+/// podman with its own vfs storage under `dir`, run in `dir`: podman names
+/// an `oci:` image after its path, which must be lowercase, so sources are
+/// given relative to it.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    fn new(dir: &Path) -> Podman {
+        Podman {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = tools::output(
+            Command::new("podman")
+                .current_dir(&self.dir)
+                .args(["--root", "podman/root", "--runroot", "podman/run"])
+                .args([
+                    "--storage-driver",
+                    "vfs",
+                    "--cgroup-manager=cgroupfs",
+                    "--events-backend=file",
+                    "--runtime",
+                    "runc",
+                ])
+                .args(args),
+        );
+        assert!(
+            out.status.success(),
+            "podman {args:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Pulls `source` (`oci:DIR:TAG`, `oci-archive:...`, DIR relative to
+    /// the podman's directory) and runs it with
+    /// its own entrypoint and `args`; returns what the container printed.
+    fn pull_and_run(&self, source: &str, args: &[&str]) -> String {
+        let id = self.run(&["pull", "--quiet", source]);
+        let mut all = vec![
+            "run",
+            "--rm",
+            "--network=none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1000:1000",
+            id.trim(),
+        ];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+}
+
+/// The line the probe printed for `what` (`stat /tmp`, `write /tmp/x`).
+fn line<'a>(out: &'a str, what: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{what} ")))
+        .unwrap_or_else(|| panic!("no {what:?} in:\n{out}"))
+}
+
+/// A layer above a base, or above another layer of the recipe, leaves the
+/// directories it writes into as the layers below made them: the base's
+/// 1777 `/tmp` and its user's 0700 home, the recipe's own 0770 data
+/// directory, stay so, and the container's user still writes there.
+/// (Writing their parents as 0755 root directories would have unpackers give
+/// that mode and owner to the directories already there.)
+#[test]
+fn layers_above_others_keep_the_directories_they_write_into() {
+    let dir = crate::support::tempdir();
+    let ctx = dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::copy(probe(), ctx.join("probe")).unwrap();
+    write(
+        &ctx.join("base.toml"),
+        r#"tags = ["1"]
+[image]
+name = "base"
+[config]
+entrypoint = ["/probe"]
+user = "1000:1000"
+[[layer]]
+[[layer.entry]]
+src = "probe"
+dest = "/probe"
+mode = 0o755
+[[layer.entry]]
+dir = true
+dest = "/tmp"
+mode = 0o1777
+[[layer.entry]]
+dir = true
+dest = "/home/app"
+mode = 0o700
+uid = 1000
+gid = 1000
+"#,
+    );
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(dir.path().join("base"))
+        .arg(ctx.join("base.toml")));
+    write(
+        &dir.path().join("app.toml"),
+        r#"tags = ["1"]
+[image]
+name = "app"
+base = "oci:base:1"
+[[layer]]
+name = "data"
+[[layer.entry]]
+dir = true
+dest = "/srv/data"
+mode = 0o770
+uid = 1000
+gid = 1000
+[[layer]]
+name = "config"
+[[layer.entry]]
+content = "a = 1\n"
+dest = "/tmp/app/app.conf"
+[[layer.entry]]
+content = "b = 2\n"
+dest = "/home/app/.config/app.conf"
+[[layer.entry]]
+content = "c = 3\n"
+dest = "/srv/data/seed"
+"#,
+    );
+    let app = dir.path().join("app");
+    ok(boxwright()
+        .args(["build", "--quiet", "--context"])
+        .arg(&ctx)
+        .arg("-o")
+        .arg(&app)
+        .arg(dir.path().join("app.toml")));
+
+    let out = Podman::new(dir.path()).pull_and_run(
+        "oci:app:1",
+        &[
+            "/tmp",
+            "/home/app",
+            "/srv/data",
+            "/srv",
+            "/tmp/app",
+            "w:/tmp/x",
+            "w:/home/app/x",
+            "w:/srv/data/x",
+        ],
+    );
+    assert_eq!(line(&out, "uid=1000"), "uid=1000 gid=1000", "{out}");
+    assert_eq!(line(&out, "stat /tmp"), "stat /tmp mode=41777 uid=0 gid=0");
+    assert_eq!(
+        line(&out, "stat /home/app"),
+        "stat /home/app mode=40700 uid=1000 gid=1000"
+    );
+    assert_eq!(
+        line(&out, "stat /srv/data"),
+        "stat /srv/data mode=40770 uid=1000 gid=1000"
+    );
+    // Directories no layer below holds are made as before: 0755 root.
+    assert_eq!(line(&out, "stat /srv"), "stat /srv mode=40755 uid=0 gid=0");
+    assert_eq!(
+        line(&out, "stat /tmp/app"),
+        "stat /tmp/app mode=40755 uid=0 gid=0"
+    );
+    for path in ["/tmp/x", "/home/app/x", "/srv/data/x"] {
+        assert_eq!(
+            line(&out, &format!("write {path}")),
+            format!("write {path} ok"),
+            "{out}"
+        );
+    }
+}
