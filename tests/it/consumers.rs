@@ -134,9 +134,11 @@ fn line<'a>(out: &'a str, what: &str) -> &'a str {
 /// A layer above a base, or above another layer of the recipe, leaves the
 /// directories it writes into as the layers below made them: the base's
 /// 1777 `/tmp` and its user's 0700 home, the recipe's own 0770 data
-/// directory, stay so, and the container's user still writes there.
+/// directory, stay so, and the container's user still writes there; the
+/// base's `/bin`, a link to `usr/bin` as on Debian 12, stays a link.
 /// (Writing their parents as 0755 root directories would have unpackers give
-/// that mode and owner to the directories already there.)
+/// that mode and owner to the directories already there, and replace the
+/// link by a directory.)
 #[test]
 fn layers_above_others_keep_the_directories_they_write_into() {
     let dir = crate::support::tempdir();
@@ -149,13 +151,16 @@ fn layers_above_others_keep_the_directories_they_write_into() {
 [image]
 name = "base"
 [config]
-entrypoint = ["/probe"]
+entrypoint = ["/bin/probe"]
 user = "1000:1000"
 [[layer]]
 [[layer.entry]]
 src = "probe"
-dest = "/probe"
+dest = "/usr/bin/probe"
 mode = 0o755
+[[layer.entry]]
+symlink = "usr/bin"
+dest = "/bin"
 [[layer.entry]]
 dir = true
 dest = "/tmp"
@@ -197,6 +202,9 @@ dest = "/home/app/.config/app.conf"
 [[layer.entry]]
 content = "c = 3\n"
 dest = "/srv/data/seed"
+[[layer.entry]]
+content = "d = 4\n"
+dest = "/bin/app.conf"
 "#,
     );
     let app = dir.path().join("app");
@@ -215,6 +223,8 @@ dest = "/srv/data/seed"
             "/srv/data",
             "/srv",
             "/tmp/app",
+            "/bin",
+            "/usr/bin/app.conf",
             "w:/tmp/x",
             "w:/home/app/x",
             "w:/srv/data/x",
@@ -235,6 +245,11 @@ dest = "/srv/data/seed"
     assert_eq!(
         line(&out, "stat /tmp/app"),
         "stat /tmp/app mode=40755 uid=0 gid=0"
+    );
+    assert_eq!(line(&out, "stat /bin"), "stat /bin mode=120777 uid=0 gid=0");
+    assert_eq!(
+        line(&out, "stat /usr/bin/app.conf"),
+        "stat /usr/bin/app.conf mode=100644 uid=0 gid=0"
     );
     for path in ["/tmp/x", "/home/app/x", "/srv/data/x"] {
         assert_eq!(
