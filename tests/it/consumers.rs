@@ -259,3 +259,54 @@ dest = "/bin/app.conf"
         );
     }
 }
+
+/// `docker load` and `podman load` take a docker-archive only when each of
+/// its `RepoTags` is an image reference, whose repository is lowercase: a
+/// docker-archive of an image named with capitals is refused before anything
+/// is built (exit 2, naming the recipe and the name, no file written); in
+/// lowercase it loads under every tag (which may hold capitals).
+#[test]
+fn a_docker_archive_is_written_only_under_names_podman_load_takes() {
+    let dir = crate::support::tempdir();
+    let recipe = |name: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        write(
+            &path,
+            &format!(
+                "tags = [\"V1.0\", \"latest\"]\n[image]\nname = \"{name}\"\n[[layer]]\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/x\"\n"
+            ),
+        );
+        path
+    };
+    let refused = dir.path().join("refused.tar");
+    let r = run(boxwright()
+        .args(["build", "--quiet", "--format", "docker-archive", "-o"])
+        .arg(&refused)
+        .arg(recipe("My_App")));
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("My_App.toml") && r.stderr.contains("\"My_App:V1.0\""),
+        "{}",
+        r.stderr
+    );
+    assert!(!refused.exists());
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the recipe"
+    );
+
+    let archive = dir.path().join("app.tar");
+    ok(boxwright()
+        .args(["build", "--quiet", "--format", "docker-archive", "-o"])
+        .arg(&archive)
+        .arg(recipe("my_app.v2")));
+    let loaded = Podman::new(dir.path()).run(&["load", "--quiet", "-i", "app.tar"]);
+    assert_eq!(
+        loaded.lines().collect::<Vec<_>>(),
+        [
+            "Loaded image: localhost/my_app.v2:V1.0",
+            "Loaded image: localhost/my_app.v2:latest"
+        ]
+    );
+}
