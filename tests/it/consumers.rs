@@ -310,3 +310,37 @@ fn a_docker_archive_is_written_only_under_names_podman_load_takes() {
         ]
     );
 }
+
+/// The highest owner a recipe may give, 4294967294, is the file's owner in
+/// the container; 4294967295 is `(uid_t)-1`, which unpackers' `chown` takes
+/// as "leave the owner as it is", so the file would be root's: it is refused
+/// at its line (exit 2).
+#[test]
+fn the_highest_owner_a_recipe_takes_is_the_one_the_container_sees() {
+    let dir = crate::support::tempdir();
+    fs::copy(probe(), dir.path().join("probe")).unwrap();
+    let recipe = |id: &str| {
+        format!(
+            "tags = [\"1\"]\n[image]\nname = \"owners\"\n[config]\nentrypoint = [\"/probe\", \"/owned\"]\n[[layer]]\n[[layer.entry]]\nsrc = \"probe\"\ndest = \"/probe\"\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/owned\"\nuid = {id}\ngid = {id}\n"
+        )
+    };
+    write(&dir.path().join("recipe.toml"), &recipe("4294967295"));
+    let r = run(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(dir.path().join("owners"))
+        .arg(dir.path().join("recipe.toml")));
+    assert_code(&r, 2);
+    assert!(r.stderr.contains("recipe.toml:14:7"), "{}", r.stderr);
+    assert!(!dir.path().join("owners").exists());
+
+    write(&dir.path().join("recipe.toml"), &recipe("4294967294"));
+    ok(boxwright()
+        .args(["build", "--quiet", "-o"])
+        .arg(dir.path().join("owners"))
+        .arg(dir.path().join("recipe.toml")));
+    let out = Podman::new(dir.path()).pull_and_run("oci:owners:1", &[]);
+    assert_eq!(
+        line(&out, "stat /owned"),
+        "stat /owned mode=100644 uid=4294967294 gid=4294967294"
+    );
+}
