@@ -16,6 +16,7 @@ use crate::image::archive::sibling_tempdir;
 use crate::image::layout::LayoutImage;
 use crate::image::sink::{archive_layout, write_docker_archive, Format};
 use crate::recipe::Plan;
+use crate::registry::Reference;
 
 /// An archive to write once the build is done.
 pub struct BuildArchive {
@@ -54,13 +55,27 @@ impl BuildArchive {
                 dest.display()
             )));
         }
+        let repo_tags: Vec<String> = (plan.tags.iter())
+            .map(|t| format!("{}:{t}", plan.name))
+            .collect();
+        if format == Format::DockerArchive {
+            // `docker load` and `podman load` parse each as a reference (the
+            // name a repository on the default registry) and refuse the
+            // whole archive for one they cannot.
+            for tag in &repo_tags {
+                Reference::parse(&format!("localhost/{tag}")).map_err(|e| {
+                    bad_input(format!(
+                        "--format docker-archive lists the image as {tag:?} (its RepoTags), which docker load and podman load refuse as an image reference ({e:#}): give [image] name in {} lowercase letters and digits, separated by '.', '_' or '-'",
+                        plan.recipe.display()
+                    ))
+                })?;
+            }
+        }
         Ok(Some(BuildArchive {
             format,
             dest: dest.to_path_buf(),
             work: sibling_tempdir(dest)?,
-            repo_tags: (plan.tags.iter())
-                .map(|t| format!("{}:{t}", plan.name))
-                .collect(),
+            repo_tags,
         }))
     }
 

@@ -33,6 +33,9 @@ pub struct LayerPlan {
     sources: Arc<Vec<(EntrySource, String)>>,
     /// With `split = "auto"`: the split and which of its parts this is.
     part: Option<(Arc<AutoSplit>, usize)>,
+    /// Whether it writes the missing parents of its entries: only the
+    /// first layer of an image from scratch does (see [`Entries::new`]).
+    parents: bool,
     /// Bytes of file content, as planned.
     content_size: u64,
     /// Tar entries, as planned.
@@ -73,7 +76,7 @@ impl LayerPlan {
                 Ok((stream, at.as_str()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Entries::new(streams)
+        Entries::new(streams, self.parents)
     }
 
     /// What the layer's sources report to the SBOM beyond its files (URL
@@ -87,7 +90,9 @@ impl LayerPlan {
 }
 
 /// The layers of one `[[layer]]`: one, or for a `[layer.python]` one per
-/// package (or group of packages); none when no package applies.
+/// package (or group of packages); none when no package applies. With
+/// `first` (the recipe's first `[[layer]]` on scratch), the first of them
+/// writes its entries' missing parent directories.
 pub(crate) fn plan_layers(
     src: &Source,
     context: &Path,
@@ -95,6 +100,7 @@ pub(crate) fn plan_layers(
     spanned: &Spanned<LayerSection>,
     expand: &dyn Fn(&Str) -> Result<String>,
     env: &PlanEnv,
+    first: bool,
 ) -> Result<Vec<LayerPlan>> {
     let layer = spanned.get_ref();
     let name = match (&layer.name, &layer.python) {
@@ -103,7 +109,7 @@ pub(crate) fn plan_layers(
         (None, None) => format!("layer {}", index + 1),
     };
     let Some(py) = &layer.python else {
-        return plan_layer(src, context, name, spanned, expand, env);
+        return plan_layer(src, context, name, spanned, expand, env, first);
     };
     if let Some(span) = auto_span(layer) {
         return Err(src.err(
@@ -146,9 +152,10 @@ pub(crate) fn plan_layers(
     };
     parts
         .into_iter()
-        .map(|(name, p)| {
+        .enumerate()
+        .map(|(i, (name, p))| {
             let sources = vec![(EntrySource::Python(p), at.clone())];
-            checked(name, context, Arc::new(sources), None)
+            checked(name, context, Arc::new(sources), None, first && i == 0)
         })
         .collect()
 }
@@ -197,6 +204,7 @@ fn plan_layer(
     spanned: &Spanned<LayerSection>,
     expand: &dyn Fn(&Str) -> Result<String>,
     env: &PlanEnv,
+    first: bool,
 ) -> Result<Vec<LayerPlan>> {
     let layer = spanned.get_ref();
     if layer.entries.is_empty() {
@@ -214,7 +222,7 @@ fn plan_layer(
     }
     let sources = Arc::new(resolved);
     // The whole layer is checked once (conflicts, parents), split or not.
-    let whole = checked(name.clone(), context, sources.clone(), None)?;
+    let whole = checked(name.clone(), context, sources.clone(), None, first)?;
     let Some(Auto {
         span,
         globs,
@@ -232,10 +240,17 @@ fn plan_layer(
     }
     let (split, parts) = AutoSplit::plan(&sources, context, globs, set, max)?;
     let split = Arc::new(split);
-    let mut layers = Vec::new();
+    let mut layers: Vec<LayerPlan> = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let name = format!("{name} ({part})");
-        let plan = checked(name, context, sources.clone(), Some((split.clone(), i)))?;
+        let part = Some((split.clone(), i));
+        let plan = checked(
+            name,
+            context,
+            sources.clone(),
+            part,
+            first && layers.is_empty(),
+        )?;
         if plan.entry_count > 0 {
             layers.push(plan);
         }
@@ -321,12 +336,14 @@ fn checked(
     context: &Path,
     sources: Arc<Vec<(EntrySource, String)>>,
     part: Option<(Arc<AutoSplit>, usize)>,
+    parents: bool,
 ) -> Result<LayerPlan> {
     let mut plan = LayerPlan {
         name,
         context: context.to_path_buf(),
         sources,
         part,
+        parents,
         content_size: 0,
         entry_count: 0,
         stamps: StampsOf::default().finish(),

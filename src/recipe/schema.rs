@@ -221,13 +221,16 @@ pub struct Mode(pub u32);
 struct Id(u64);
 
 impl Scalar for Id {
-    const EXPECTED: &'static str = "a numeric user or group id, 0 to 4294967295, like 1000";
+    const EXPECTED: &'static str =
+        "a numeric user or group id, 0 to 4294967294, like 1000 (4294967295 is -1, no owner to Linux)";
     /// Linux ids are 32 bits; tar can hold more, but no system can own a
-    /// file by it (GNU tar refuses to extract one).
+    /// file by it (GNU tar refuses to extract one). The last, 4294967295, is
+    /// `(uid_t)-1`, which `chown` takes as "leave the owner as it is": every
+    /// unpacker would give the file its own owner, root.
     fn number<E: de::Error>(v: u64, exp: &dyn de::Expected) -> Result<Self, E> {
         match u32::try_from(v) {
-            Ok(_) => Ok(Id(v)),
-            Err(_) => Err(E::invalid_value(Unexpected::Unsigned(v), exp)),
+            Ok(id) if id != u32::MAX => Ok(Id(v)),
+            _ => Err(E::invalid_value(Unexpected::Unsigned(v), exp)),
         }
     }
 }

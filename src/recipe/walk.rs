@@ -2,8 +2,9 @@
 //!
 //! Each source (`sources/`) yields its entries in tar order, so the layer's
 //! stream is a k-way merge of them. Equal paths arrive adjacent and are
-//! merged or refused, missing parent directories are added, and files seen
-//! twice through hard links become tar hard links. Memory is bounded by the
+//! merged or refused, missing parent directories are added (in an image's
+//! first layer only, see [`Entries::new`]), and files seen twice through
+//! hard links become tar hard links. Memory is bounded by the
 //! number of sources and the depth of paths, plus one record per file with
 //! several links.
 
@@ -60,6 +61,8 @@ pub struct Entries<'a> {
     chain: Vec<(Vec<u8>, bool, Option<usize>)>,
     /// The first entry of each (device, inode) with several links.
     seen: HashMap<Inode, Entry>,
+    /// Whether missing parent directories are written (see [`Entries::new`]).
+    parents: bool,
     out: VecDeque<Entry>,
     done: bool,
 }
@@ -102,7 +105,16 @@ fn order_key(path: &[u8]) -> Vec<u8> {
 impl<'a> Entries<'a> {
     /// The merge of `streams` (each sorted in tar order, with where its
     /// source is in the recipe), in the recipe's order of sources.
-    pub(super) fn new(streams: Vec<(Stream<'a>, &'a str)>) -> Result<Self> {
+    ///
+    /// With `parents`, the missing parent directories of its entries are
+    /// written (0755 root), as the first layer of an image from scratch
+    /// needs. Without, they are checked but not written: a layer above a
+    /// base or another layer leaves them to the layers below, as Docker's
+    /// COPY leaves an existing directory alone, since unpackers give a
+    /// directory entry's mode and owner to the directory that is already
+    /// there (a base's 1777 `/tmp`, a user's home), and make one that is
+    /// missing 0755 root.
+    pub(super) fn new(streams: Vec<(Stream<'a>, &'a str)>, parents: bool) -> Result<Self> {
         let mut heads = Vec::new();
         let mut ats = Vec::new();
         let mut order = BinaryHeap::new();
@@ -120,6 +132,7 @@ impl<'a> Entries<'a> {
             ats,
             chain: Vec::new(),
             seen: HashMap::new(),
+            parents,
             out: VecDeque::new(),
             done: false,
         })
@@ -225,6 +238,9 @@ impl<'a> Entries<'a> {
             if path[i] == b'/' {
                 let parent = path[..i].to_vec();
                 self.chain.push((parent.clone(), true, None));
+                if !self.parents {
+                    continue;
+                }
                 self.out.push_back(Entry {
                     path: parent,
                     kind: EntryKind::Dir,
@@ -291,7 +307,7 @@ mod tests {
             .into_iter()
             .map(|s| (stream(s.into_iter().map(|e| (e, None)).collect()), "r:1:1"))
             .collect();
-        Entries::new(streams)?.collect()
+        Entries::new(streams, true)?.collect()
     }
 
     fn paths(entries: &[Entry]) -> Vec<String> {
@@ -319,6 +335,34 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_above_others_leaves_its_missing_parents_to_them() {
+        let streams = vec![
+            (stream(vec![(text("tmp/x/f", "1"), None)]), "r:1:1"),
+            (
+                stream(vec![(dir("srv"), None), (text("srv/g", "2"), None)]),
+                "r:2:1",
+            ),
+        ];
+        let out: Vec<Entry> = Entries::new(streams, false)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        // A source's own directory is written; parents it lacks are not.
+        assert_eq!(paths(&out), ["srv", "srv/g", "tmp/x/f"]);
+        // They are still checked: a file where a directory is needed is refused.
+        let streams = vec![
+            (stream(vec![(text("x", "file"), None)]), "r:1:1"),
+            (stream(vec![(text("x/y/z", "under"), None)]), "r:2:1"),
+        ];
+        let err = Entries::new(streams, false)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/x/y/z needs /x to be a directory"), "{err}");
+    }
+
+    #[test]
     fn equal_paths_merge_directories_and_keep_identical_files_once() {
         let later_dir = Entry {
             mode: 0o750,
@@ -339,7 +383,7 @@ mod tests {
             (stream(vec![(text("f", "a"), None)]), "r:1:1"),
             (stream(vec![(text("f", "b"), None)]), "r:5:1"),
         ];
-        let err = Entries::new(streams)
+        let err = Entries::new(streams, true)
             .unwrap()
             .collect::<Result<Vec<_>>>()
             .unwrap_err()
@@ -358,7 +402,10 @@ mod tests {
         let ino = Some((1, 42));
         let file = |p: &str| entry(p, EntryKind::Inline(b"x".to_vec()));
         let streams = vec![(stream(vec![(file("a"), ino), (file("b"), ino)]), "r:1:1")];
-        let out: Vec<Entry> = Entries::new(streams).unwrap().map(Result::unwrap).collect();
+        let out: Vec<Entry> = Entries::new(streams, true)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(out[1].kind, EntryKind::Hardlink(b"a".to_vec()));
     }
 

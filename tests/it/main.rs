@@ -23,6 +23,7 @@ mod build_targets;
 mod check_reproducible;
 mod client;
 mod common;
+mod consumers;
 mod docker_archive_layers;
 mod env;
 mod fuzz_layout;

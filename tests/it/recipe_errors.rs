@@ -265,11 +265,12 @@ fn a_mode_written_in_decimal_is_refused() {
 
 #[test]
 fn ids_and_other_typed_fields_name_their_place() {
-    const ID: &str = "expected a numeric user or group id, 0 to 4294967295, like 1000";
+    const ID: &str = "expected a numeric user or group id, 0 to 4294967294, like 1000";
     for value in [
         "-1",
         "1.5",
         "\"0\"",
+        "4294967295",
         "4294967296",
         "99999999999999999999999",
         "true",

@@ -22,6 +22,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("runc", "runc"),
     ("debootstrap", "debootstrap"),
     ("buildah", "buildah"),
+    ("cc", "gcc"),
     ("newuidmap", "uidmap"),
     ("script", "bsdutils"),
     ("bash", "bash"),
