@@ -1,0 +1,57 @@
+//! The mistakes a new user makes first, running the README's commands: a
+//! reference with a mistyped tag, a recipe path from another directory, a
+//! recipe target's credential variable left unset. Each error says what to
+//! do, not only what failed.
+
+use crate::common::{assert_code, run};
+use crate::env::Env;
+use crate::support::{tempdir, tiny_oci_layout, Registry};
+
+/// A reference whose tag is not in the registry: `inspect`, `pull` and
+/// `copy` fail (exit 1) and point at `boxwright tags` of its repository;
+/// a digest that is not there gets no such hint (a tag list would not
+/// help).
+#[test]
+fn a_mistyped_tag_points_at_the_repositorys_tag_list() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"readme");
+    let repo = format!("{}/acme/app", reg.host());
+    assert_code(
+        &run(env
+            .cmd()
+            .arg("push")
+            .arg(&layout)
+            .args(["--to", &format!("{repo}:1.4.0")])),
+        0,
+    );
+    let hint = format!("`boxwright tags {repo}` lists the tags it holds");
+    let typo = format!("{repo}:1.4");
+
+    let inspect = run(env.cmd().args(["inspect", &typo]));
+    assert_code(&inspect, 1);
+    assert!(inspect.stderr.contains(&hint), "{}", inspect.stderr);
+
+    let out = dir.path().join("pulled");
+    let pull = run(env.cmd().args(["pull", &typo, "-o"]).arg(&out));
+    assert_code(&pull, 1);
+    assert!(pull.stderr.contains(&hint), "{}", pull.stderr);
+    assert!(!out.exists(), "a failed pull wrote {}", out.display());
+
+    let copy = run(env
+        .cmd()
+        .args(["copy", &typo, &format!("{}/acme/backup", reg.host())]));
+    assert_code(&copy, 1);
+    assert!(copy.stderr.contains(&hint), "{}", copy.stderr);
+
+    let digest = format!("{repo}@sha256:{}", "1".repeat(64));
+    let by_digest = run(env.cmd().args(["inspect", &digest]));
+    assert_code(&by_digest, 1);
+    assert!(
+        !by_digest.stderr.contains("boxwright tags"),
+        "{}",
+        by_digest.stderr
+    );
+}
