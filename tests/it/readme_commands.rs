@@ -55,3 +55,24 @@ fn a_mistyped_tag_points_at_the_repositorys_tag_list() {
         by_digest.stderr
     );
 }
+
+/// `build missing.toml` run from another directory than meant: exit 2,
+/// naming the directory the relative path was read from.
+#[test]
+fn a_recipe_that_is_not_there_names_the_directory_it_was_looked_for_in() {
+    let env = Env::new();
+    let dir = tempdir();
+    let r = run(env
+        .cmd()
+        .current_dir(dir.path())
+        .args(["build", "recipes/r2d.toml"]));
+    assert_code(&r, 2);
+    let cwd = dir.path().canonicalize().unwrap();
+    assert!(
+        r.stderr
+            .contains(&format!("looked for in {}", cwd.display())),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
