@@ -3,7 +3,7 @@
 //! recipe target's credential variable left unset. Each error says what to
 //! do, not only what failed.
 
-use crate::common::{assert_code, run};
+use crate::common::{assert_code, run, write};
 use crate::env::Env;
 use crate::support::{tempdir, tiny_oci_layout, Registry};
 
@@ -75,4 +75,35 @@ fn a_recipe_that_is_not_there_names_the_directory_it_was_looked_for_in() {
         r.stderr
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// `build --push` of a recipe whose required target names a credential
+/// variable that is not set: exit 2, before any request, and the error
+/// says to set the variable or to push with `--to` alone.
+#[test]
+fn an_unset_credential_variable_says_to_set_it() {
+    let env = Env::new();
+    let dir = tempdir();
+    let recipe = dir.path().join("r.toml");
+    write(
+        &recipe,
+        "[image]\nname = \"app\"\n\n[[layer]]\n[[layer.entry]]\ncontent = \"x\"\ndest = \"/x\"\n\n\
+         [[target]]\nref = \"127.0.0.1:9/acme/app\"\nusername_env = \"BOXWRIGHT_TEST_UNSET_USER\"\n\
+         password_env = \"BOXWRIGHT_TEST_UNSET_PASSWORD\"\n",
+    );
+    let r = run(env
+        .cmd()
+        .env_remove("BOXWRIGHT_TEST_UNSET_USER")
+        .env_remove("BOXWRIGHT_TEST_UNSET_PASSWORD")
+        .arg("build")
+        .arg(&recipe)
+        .arg("--push"));
+    assert_code(&r, 2);
+    assert!(
+        r.stderr.contains("BOXWRIGHT_TEST_UNSET_USER")
+            && r.stderr.contains("set it to this registry's user name")
+            && r.stderr.contains("--to"),
+        "{}",
+        r.stderr
+    );
 }
