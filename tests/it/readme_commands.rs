@@ -107,3 +107,17 @@ fn an_unset_credential_variable_says_to_set_it() {
         r.stderr
     );
 }
+
+/// `boxwright --help` says what `inspect` takes, as the README does: a
+/// layout, or an image in a registry.
+#[test]
+fn the_command_list_says_inspect_takes_a_registry_image_too() {
+    let r = run(Env::new().cmd().arg("--help"));
+    assert_code(&r, 0);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("inspect "))
+        .unwrap_or_else(|| panic!("no inspect line in:\n{}", r.stdout));
+    assert!(line.contains("a registry image"), "{line}");
+}
