@@ -121,3 +121,46 @@ fn the_command_list_says_inspect_takes_a_registry_image_too() {
         .unwrap_or_else(|| panic!("no inspect line in:\n{}", r.stdout));
     assert!(line.contains("a registry image"), "{line}");
 }
+
+/// `verify --key --require sbom` of an image pushed without a signature or
+/// an SBOM: exit 1, and the error says how to attach each (`sign`,
+/// `attest --sbom`), besides naming what is missing.
+#[test]
+fn verify_of_an_image_never_signed_says_how_to_sign_and_attest_it() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"unsigned");
+    let reference = format!("{}/acme/app:1", reg.host());
+    assert_code(
+        &run(env
+            .cmd()
+            .arg("push")
+            .arg(&layout)
+            .args(["--to", &reference])),
+        0,
+    );
+    let prefix = dir.path().join("cosign");
+    assert_code(
+        &run(env
+            .cmd()
+            .args(["keygen", "--output-key-prefix"])
+            .arg(&prefix)),
+        0,
+    );
+    let r = run(env
+        .cmd()
+        .args(["verify", "--key"])
+        .arg(dir.path().join("cosign.pub"))
+        .args(["--require", "sbom", &reference]));
+    assert_code(&r, 1);
+    assert!(
+        r.stderr.contains("no valid signature")
+            && r.stderr.contains("`boxwright sign --key KEY REF...`")
+            && r.stderr
+                .contains("`boxwright attest --key KEY --sbom FILE REF...`"),
+        "{}",
+        r.stderr
+    );
+}
