@@ -164,3 +164,41 @@ fn verify_of_an_image_never_signed_says_how_to_sign_and_attest_it() {
         r.stderr
     );
 }
+
+/// `sbom` of an image that has none, in a layout and in a registry: exit 1,
+/// and the error says how to give it one (`build --sbom` for a layout,
+/// `attest --sbom` or `build --push --sbom` for a pushed image).
+#[test]
+fn sbom_of_an_image_without_one_says_how_to_attach_one() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"no sbom");
+    let local = run(env.cmd().arg("sbom").arg(&layout));
+    assert_code(&local, 1);
+    assert!(
+        local.stderr.contains("`boxwright build --sbom -o DIR`"),
+        "{}",
+        local.stderr
+    );
+
+    let reference = format!("{}/acme/app:1", reg.host());
+    assert_code(
+        &run(env
+            .cmd()
+            .arg("push")
+            .arg(&layout)
+            .args(["--to", &reference])),
+        0,
+    );
+    let remote = run(env.cmd().args(["sbom", &reference]));
+    assert_code(&remote, 1);
+    assert!(
+        remote
+            .stderr
+            .contains("`boxwright attest --key KEY --sbom FILE REF...`"),
+        "{}",
+        remote.stderr
+    );
+}
