@@ -202,3 +202,30 @@ fn sbom_of_an_image_without_one_says_how_to_attach_one() {
         remote.stderr
     );
 }
+
+/// `verify` of a primary and a backup that missed the push: exit 1, the
+/// backup named as not found, and the error gives the `copy` that puts the
+/// image there from the primary.
+#[test]
+fn verify_of_a_backup_that_missed_the_push_gives_the_copy_that_mends_it() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", b"primary only");
+    let primary = format!("{}/acme/app:1", reg.host());
+    let backup = format!("{}/acme/backup:1", reg.host());
+    assert_code(
+        &run(env.cmd().arg("push").arg(&layout).args(["--to", &primary])),
+        0,
+    );
+    let r = run(env.cmd().args(["verify", &primary, &backup]));
+    assert_code(&r, 1);
+    assert!(
+        r.stderr.contains(&format!("not found: {backup}"))
+            && r.stderr
+                .contains(&format!("`boxwright copy {primary} DEST`")),
+        "{}",
+        r.stderr
+    );
+}
