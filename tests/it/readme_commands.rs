@@ -229,3 +229,16 @@ fn verify_of_a_backup_that_missed_the_push_gives_the_copy_that_mends_it() {
         r.stderr
     );
 }
+
+/// A `BOXWRIGHT_TIMEOUT` left in the environment that is not a duration:
+/// exit 2, and the error names the variable, not only `--timeout`, which
+/// the command line does not hold.
+#[test]
+fn a_bad_timeout_from_the_environment_is_named() {
+    let r = run(Env::new()
+        .cmd()
+        .env("BOXWRIGHT_TIMEOUT", "ten minutes")
+        .args(["cache", "stats"]));
+    assert_code(&r, 2);
+    assert!(r.stderr.contains("BOXWRIGHT_TIMEOUT"), "{}", r.stderr);
+}
