@@ -242,3 +242,17 @@ fn a_bad_timeout_from_the_environment_is_named() {
     assert_code(&r, 2);
     assert!(r.stderr.contains("BOXWRIGHT_TIMEOUT"), "{}", r.stderr);
 }
+
+/// `push --help` says what the README's pushing table says of `--to`: a
+/// trailing `@` pushes by digest only.
+#[test]
+fn push_help_says_a_trailing_at_pushes_by_digest_only() {
+    let r = run(Env::new().cmd().args(["push", "--help"]));
+    assert_code(&r, 0);
+    let to = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("--to "))
+        .unwrap_or_else(|| panic!("no --to in:\n{}", r.stdout));
+    assert!(to.contains("REPO@: by digest only"), "{to}");
+}
