@@ -191,8 +191,18 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A duration: a whole number of seconds (`90`), or a whole number with a
 /// unit `s`, `m` or `h` (`90s`, `10m`, `2h`), as `timeout(1)` reads it.
-/// Zero and more than 30 days are refused.
+/// Zero and more than 30 days are refused. The value may come from the
+/// environment, which a user does not see on the command line: the error
+/// names both sources.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration(s).map_err(|e| {
+        format!(
+            "{e}; it is the value of --timeout, or of BOXWRIGHT_TIMEOUT when no --timeout is given"
+        )
+    })
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

@@ -56,7 +56,7 @@ pub struct Cli {
 pub enum Command {
     /// Build a recipe into an OCI image layout; prints the image digest.
     Build(build::BuildArgs),
-    /// Show what an OCI layout holds: manifest, config, layers, sizes, digests.
+    /// Show what an OCI layout or a registry image holds: manifest, config, layers, sizes, digests.
     Inspect(inspect::InspectArgs),
     /// Push an OCI layout to one or more registries at once; prints the digest.
     Push(push::PushArgs),

@@ -21,7 +21,7 @@ use super::stdout::{print, print_json};
 pub struct PushArgs {
     /// OCI layout directory, optionally with :NAME to pick an image by its ref name.
     pub layout: String,
-    /// Destination REGISTRY/REPOSITORY[:TAG][@DIGEST] (repeatable; no tag: latest).
+    /// Destination REGISTRY/REPOSITORY[:TAG][@DIGEST] (repeatable; no tag: latest; REPO@: by digest only, no tag).
     #[arg(long = "to", value_name = "REF", required = true, value_parser = parse_target)]
     pub to: Vec<String>,
     #[command(flatten)]

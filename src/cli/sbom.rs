@@ -71,7 +71,8 @@ fn from_layout(image: &str, key: Option<&VerifyingKey>, reporter: &SharedReporte
             Err(e) => why.push(e.to_string()),
         }
     }
-    Err(no_sbom(&format!("{image} ({digest})"), &why))
+    let attach = "`boxwright build --sbom -o DIR` keeps one in the layout";
+    Err(no_sbom(&format!("{image} ({digest})"), &why, attach))
 }
 
 /// The SBOM document in a payload: the document itself, or the predicate
@@ -134,9 +135,11 @@ fn print_doc(doc: &Value) -> Result<()> {
     Ok(())
 }
 
-fn no_sbom(what: &str, why: &[String]) -> anyhow::Error {
+/// No SBOM of `what` could be used: `why` names the ones passed over, and
+/// when there were none, `attach` says how to give it one.
+fn no_sbom(what: &str, why: &[String], attach: &str) -> anyhow::Error {
     let detail = if why.is_empty() {
-        String::new()
+        format!("; {attach}")
     } else {
         format!(" ({})", why.join("; "))
     };
@@ -192,7 +195,9 @@ pub async fn run(args: SbomArgs, reporter: SharedReporter) -> Result<()> {
             Err(e) => why.push(e.to_string()),
         }
     }
-    Err(no_sbom(&format!("{r} ({})", info.digest), &why))
+    let attach =
+        "`boxwright attest --key KEY --sbom FILE REF...` or `build --push --sbom` attaches one";
+    Err(no_sbom(&format!("{r} ({})", info.digest), &why, attach))
 }
 
 #[cfg(test)]

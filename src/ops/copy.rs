@@ -286,7 +286,13 @@ pub async fn copy(
         .head_manifest(&source.object())
         .await
         .with_context(|| format!("resolving {src_name}"))?
-        .ok_or_else(|| anyhow!("{src_name} does not exist (manifest unknown)"))?;
+        .ok_or_else(|| {
+            let hint = match source.digest {
+                None => crate::registry::error::missing_tag_hint(&source.name()),
+                Some(_) => String::new(),
+            };
+            anyhow!("{src_name} does not exist (manifest unknown){hint}")
+        })?;
     reporter.log(
         Level::Info,
         &format!("{src_name}: {} ({})", head.digest, head.media_type),

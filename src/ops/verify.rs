@@ -215,7 +215,20 @@ impl VerifyReport {
             ));
         }
         if !self.missing.is_empty() {
-            parts.push(format!("not found: {}", self.missing.join(", ")));
+            // A backup that missed a push is the usual cause: say how to
+            // put the image there from a reference that holds it.
+            let copy = self
+                .references
+                .iter()
+                .find(|r| r.status == Status::Ok)
+                .map(|r| {
+                    format!(
+                        " (`boxwright copy {} DEST` puts the image there from one that holds it)",
+                        r.reference
+                    )
+                })
+                .unwrap_or_default();
+            parts.push(format!("not found: {}{copy}", self.missing.join(", ")));
         }
         for r in self.references.iter().filter(|r| r.status == Status::Error) {
             match &r.error {

@@ -323,8 +323,20 @@ impl Source {
 
 /// Read, check and resolve the recipe at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Plan> {
-    let bytes = crate::input::read_capped(path, crate::input::MAX_RECIPE)
-        .map_err(|e| bad_input(format!("{}: cannot read recipe: {e}", path.display())))?;
+    let bytes = crate::input::read_capped(path, crate::input::MAX_RECIPE).map_err(|e| {
+        // A relative path that is not there is most often run from another
+        // directory than meant: say which one it was looked for in.
+        let from = match std::env::current_dir() {
+            Ok(dir) if e.kind() == std::io::ErrorKind::NotFound && path.is_relative() => {
+                format!(
+                    " (looked for in {}: give the recipe's path from there, or an absolute one)",
+                    dir.display()
+                )
+            }
+            _ => String::new(),
+        };
+        bad_input(format!("{}: cannot read recipe: {e}{from}", path.display()))
+    })?;
     load_bytes(path, &bytes, opts)
 }
 

@@ -202,6 +202,11 @@ fn hint(e: &RegistryError) -> String {
         ErrorKind::Status { status: 401, .. } => s.push_str(
             "; check the credentials for this registry: boxwright login, the target's username_env/password_env, or an entry in the first of these auth files that has one: $REGISTRY_AUTH_FILE (else $XDG_RUNTIME_DIR/containers/auth.json), $XDG_CONFIG_HOME/containers/auth.json (else ~/.config/containers/auth.json), $DOCKER_CONFIG/config.json (else ~/.docker/config.json), ~/.dockercfg",
         ),
+        ErrorKind::Status { status: 404, .. } => {
+            if let Some(repo) = missing_tag_repository(&e.context) {
+                s.push_str(&missing_tag_hint(&repo))
+            }
+        }
         ErrorKind::Status { status: 403, .. } => s.push_str(
             "; the credentials lack permission for this repository (for ghcr.io: write:packages, and the org.opencontainers.image.source label for GITHUB_TOKEN)",
         ),
@@ -215,6 +220,24 @@ fn hint(e: &RegistryError) -> String {
         _ => {}
     }
     s
+}
+
+/// What to do when a tag of `repository` (`REGISTRY/REPO`) is not there.
+pub fn missing_tag_hint(repository: &str) -> String {
+    format!("; no such tag (or repository): `boxwright tags {repository}` lists the tags it holds")
+}
+
+/// `REGISTRY/REPO` when `c` asked for a manifest by tag (a digest has a
+/// `:`, a tag cannot), so that a 404 is a tag, or a repository, that is
+/// not there: most often a typo in the reference.
+fn missing_tag_repository(c: &ErrorContext) -> Option<String> {
+    let tag = c.object.as_deref()?;
+    let repo = c.repository.as_deref()?;
+    let reading = matches!(
+        c.operation.as_str(),
+        "fetching manifest" | "resolving manifest"
+    );
+    (reading && !tag.contains(':')).then(|| format!("{}/{repo}", c.registry))
 }
 
 /// Whether a transport failure is a certificate the client does not trust

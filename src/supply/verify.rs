@@ -112,7 +112,10 @@ impl SupplyReport {
     fn joined(&self, all: Vec<String>) -> Option<String> {
         (!all.is_empty()).then(|| {
             let mut text = all.join("; ");
-            if let Some(hint) = self.unsigned_hint() {
+            for hint in [self.unsigned_hint(), self.absent_hint()]
+                .into_iter()
+                .flatten()
+            {
                 text.push_str("; ");
                 text.push_str(&hint);
             }
@@ -150,6 +153,49 @@ impl SupplyReport {
             kinds.join(" and "),
             flags.join(" ")
         ))
+    }
+
+    /// How to attach what a resolved reference lacks altogether (nothing of
+    /// that kind found, signed or not); `None` when nothing is.
+    fn absent_hint(&self) -> Option<String> {
+        let absent = |h: &Holding, k: Kind| {
+            let name = k.name();
+            let valid = match k {
+                Kind::Signature => !h.signatures.is_empty(),
+                _ => h.attestations.contains_key(name),
+            };
+            !h.unresolved
+                && !valid
+                && ![&h.unsigned, &h.invalid, &h.unread]
+                    .iter()
+                    .any(|found| found.contains_key(name))
+        };
+        let lacks = |k: Kind| self.references.iter().any(|h| absent(h, k));
+        let mut ways = Vec::new();
+        if lacks(Kind::Signature) {
+            ways.push("`boxwright sign --key KEY REF...` signs".to_string());
+        }
+        let kinds: Vec<&str> = self
+            .required
+            .iter()
+            .filter(|k| **k != Kind::Signature && lacks(**k))
+            .map(|k| k.name())
+            .collect();
+        if !kinds.is_empty() {
+            let flags: Vec<String> = kinds.iter().map(|k| format!("--{k} FILE")).collect();
+            ways.push(format!(
+                "`boxwright attest --key KEY {} REF...` attaches the {}",
+                flags.join(" "),
+                kinds.join(" and ")
+            ));
+        }
+        (!ways.is_empty()).then(|| {
+            format!(
+                "{} (or push with `build --push --sign-key KEY`, and `--sbom`, `--provenance`; \
+                 `boxwright copy` from a registry that has them carries them along)",
+                ways.join(", ")
+            )
+        })
     }
 }
 

@@ -62,6 +62,7 @@ mod python_untrusted;
 mod python_url;
 mod r2d;
 mod r2d_podman;
+mod readme_commands;
 mod recipe_errors;
 mod refs;
 mod registry_documents;

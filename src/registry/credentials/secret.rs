@@ -276,8 +276,10 @@ impl fmt::Display for EnvCredentialError {
         match self.problem {
             EnvProblem::Unset => write!(
                 f,
-                "environment variable {var} ({}) is not set or empty",
-                key.key()
+                "environment variable {var} ({}) is not set or empty: set it to this registry's \
+                 {}, or leave the recipe's targets out by pushing with --to alone",
+                key.key(),
+                key.what()
             ),
             EnvProblem::NotBase64 => write!(
                 f,
