@@ -1,6 +1,8 @@
 //! Manifests on one registry, once every blob is confirmed there: child
 //! manifests by digest, then the root (by digest only where no target tags
 //! it), then the tags; a tag that already names the image is left alone.
+//! A target repository the registry refused gets nothing, and its targets
+//! fail with that refusal.
 
 use bytes::Bytes;
 
@@ -25,11 +27,17 @@ pub async fn push_manifests(
     if let Some(e) = r.failure() {
         return targets
             .iter()
-            .map(|t| (t.reference.to_string(), Err(e.clone())))
+            .map(|t| {
+                let e = r.repo_failure(&t.reference.repository).unwrap_or(e.clone());
+                (t.reference.to_string(), Err(e))
+            })
             .collect();
     }
     let reg = r.registry();
     let per_repo = futures_util::future::join_all(r.group.repos.iter().map(|repo| async move {
+        if let Some(e) = r.repo_failure(repo) {
+            return (repo, Err(e));
+        }
         // The root goes in by tag when a target tags it here: a PUT by
         // digest first would send the same bytes once more.
         let tagged = targets

@@ -282,9 +282,9 @@ impl Pusher {
         let Some(r) = self.registries.iter().find(|r| r.registry() == registry) else {
             return;
         };
-        let streamed = r.group.repos.first().filter(|_| stored);
+        let streamed = stored.then(|| r.streamed_into(&desc.digest)).flatten();
         self.blob_pusher()
-            .push_after(r, desc, BlobBytes::File(path), streamed.map(String::as_str))
+            .push_after(r, desc, BlobBytes::File(path), streamed.as_deref())
             .await
     }
 
