@@ -13,13 +13,24 @@ use crate::image::Graph;
 use crate::oci::Digest;
 use crate::registry::{Client, Repo};
 
+/// What a target names after the push.
+#[derive(Clone, Debug)]
+pub struct Tagged {
+    /// The image's digest.
+    pub digest: Digest,
+    /// The digest the target's tag named before this push moved it to the
+    /// image (as `docker push` moves a tag); `None` for a new tag, one that
+    /// named the image already, or a push by digest.
+    pub replaced: Option<Digest>,
+}
+
 /// The outcome for each target of `r`, keyed by its reference string.
 pub async fn push_manifests(
     client: &Client,
     r: &RegistryPush,
     targets: &[&PushTarget],
     graph: &Graph,
-) -> Vec<(String, Result<Digest, PushError>)> {
+) -> Vec<(String, Result<Tagged, PushError>)> {
     let unconfirmed = graph.blobs.iter().find(|d| !r.confirmed(&d.digest));
     if let (None, Some(d)) = (r.failure(), unconfirmed) {
         r.fail(PushError::Unconfirmed(d.digest.clone()));
@@ -79,7 +90,7 @@ async fn in_repo(repo: Repo<'_>, graph: &Graph, root_by_tag: bool) -> Result<(),
     Ok(())
 }
 
-async fn tag(repo: Repo<'_>, t: &PushTarget, graph: &Graph) -> Result<Digest, PushError> {
+async fn tag(repo: Repo<'_>, t: &PushTarget, graph: &Graph) -> Result<Tagged, PushError> {
     let root = &graph.root.digest;
     if let Some(d) = &t.reference.digest {
         if d != root {
@@ -89,18 +100,24 @@ async fn tag(repo: Repo<'_>, t: &PushTarget, graph: &Graph) -> Result<Digest, Pu
             });
         }
     }
+    let done = |replaced| Tagged {
+        digest: root.clone(),
+        replaced,
+    };
     let Some(tag) = &t.reference.tag else {
-        return Ok(root.clone());
+        return Ok(done(None));
     };
     let current = repo.head_manifest(tag).await.map_err(PushError::Registry)?;
-    if current.is_some_and(|c| &c.digest == root) {
-        return Ok(root.clone());
-    }
+    let replaced = match current {
+        Some(c) if &c.digest == root => return Ok(done(None)),
+        current => current.map(|c| c.digest),
+    };
     let bytes: Bytes = graph
         .root_bytes()
         .cloned()
         .ok_or_else(|| PushError::Other("internal: root manifest missing".into()))?;
     repo.put_manifest(tag, bytes, &graph.root.media_type)
         .await
-        .map_err(PushError::Registry)
+        .map_err(PushError::Registry)?;
+    Ok(done(replaced))
 }

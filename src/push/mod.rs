@@ -51,11 +51,12 @@ use futures_util::stream::{self, StreamExt as _};
 use crate::error::bad_input;
 use crate::image::layout::LayoutImage;
 use crate::image::{walk, Graph, ImageSource};
-use crate::oci::{Descriptor, Digest};
+use crate::oci::Descriptor;
 use crate::progress::{Level, SharedReporter};
 use crate::registry::blobs::UploadMode;
 use crate::registry::{Client, ClientOptions, CredentialStore, EnvCredentialError, Reference};
 use blobs::{BlobPusher, RegistryPush};
+use manifests::Tagged;
 
 /// How to push.
 #[derive(Clone, Debug, Default)]
@@ -354,7 +355,7 @@ impl Pusher {
             (r, res, r.started.elapsed().as_secs_f64())
         }))
         .await;
-        let mut outcomes: HashMap<String, (Result<Digest, PushError>, f64)> = HashMap::new();
+        let mut outcomes: HashMap<String, (Result<Tagged, PushError>, f64)> = HashMap::new();
         let mut registries = Vec::new();
         for (r, res, seconds) in done {
             for (t, outcome) in res {
@@ -380,7 +381,7 @@ impl Pusher {
         &self,
         t: &PushTarget,
         graph: &Graph,
-        outcome: Option<(Result<Digest, PushError>, f64)>,
+        outcome: Option<(Result<Tagged, PushError>, f64)>,
     ) -> TargetReport {
         let key = t.reference.to_string();
         let refused = self.refused.iter().find(|(r, _)| r == &t.reference);
@@ -406,17 +407,23 @@ impl Pusher {
                 let level = if t.optional { Level::Warn } else { Level::Info };
                 self.reporter.log(level, &format!("{shown}: failed: {e}"));
             }
-            Ok(_) => self.reporter.log(
-                Level::Info,
-                &format!("{shown}: pushed {}", graph.root.digest),
-            ),
+            Ok(t) => {
+                let moved = (t.replaced.as_ref())
+                    .map_or_else(String::new, |d| format!(" (the tag named {d} before)"));
+                self.reporter.log(
+                    Level::Info,
+                    &format!("{shown}: pushed {}{moved}", graph.root.digest),
+                )
+            }
         }
+        let replaced = outcome.as_ref().ok().and_then(|t| t.replaced.clone());
         TargetReport {
             reference: key,
             registry: t.reference.registry.clone(),
             optional: t.optional,
             ok: outcome.is_ok(),
-            digest: outcome.as_ref().ok().cloned(),
+            digest: outcome.as_ref().ok().map(|t| t.digest.clone()),
+            replaced,
             error: outcome.err(),
             blobs_uploaded: counts.uploaded,
             blobs_mounted: counts.mounted,

@@ -106,3 +106,38 @@ fn a_required_repository_that_refuses_the_push_is_the_only_one_reported_failed()
         image.digest
     );
 }
+
+/// A tag that names another image already is moved to the pushed one, as
+/// `docker push` moves it, and the report says what it named before.
+/// Figures: both tags serve the new digest; `replaced` is the old digest
+/// for the moved tag, null for the new tag and for a re-push.
+#[test]
+fn a_tag_moved_from_another_image_is_reported_with_the_digest_it_named() {
+    let reg = Registry::start();
+    let host = reg.host();
+    let env = Env::new();
+    let old = crate::push::build_image(&[40_000], 73);
+    let new = crate::push::build_image(&[40_000], 74);
+    let moved = format!("{host}/acme/app:1");
+    let fresh = format!("{host}/acme/app:2");
+    assert_ok(&crate::push::push(&env, &old, std::slice::from_ref(&moved), &[]));
+    let to = [moved.clone(), fresh.clone()];
+    let r = crate::push::push(&env, &new, &to, &["--json"]);
+    assert_ok(&r);
+    let doc = report(&r.stdout);
+    assert_eq!(
+        target(&doc, &moved)["replaced"],
+        old.digest.as_str(),
+        "{doc:#}"
+    );
+    assert_eq!(target(&doc, &fresh)["replaced"], Value::Null, "{doc:#}");
+    for t in &to {
+        assert_eq!(remote_digest(t, None), new.digest, "{t}");
+    }
+    let again = crate::push::push(&env, &new, &to, &["--json"]);
+    assert_ok(&again);
+    let doc = report(&again.stdout);
+    for t in &to {
+        assert_eq!(target(&doc, t)["replaced"], Value::Null, "{doc:#}");
+    }
+}
