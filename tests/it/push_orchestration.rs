@@ -120,7 +120,12 @@ fn a_tag_moved_from_another_image_is_reported_with_the_digest_it_named() {
     let new = crate::push::build_image(&[40_000], 74);
     let moved = format!("{host}/acme/app:1");
     let fresh = format!("{host}/acme/app:2");
-    assert_ok(&crate::push::push(&env, &old, std::slice::from_ref(&moved), &[]));
+    assert_ok(&crate::push::push(
+        &env,
+        &old,
+        std::slice::from_ref(&moved),
+        &[],
+    ));
     let to = [moved.clone(), fresh.clone()];
     let r = crate::push::push(&env, &new, &to, &["--json"]);
     assert_ok(&r);
