@@ -78,7 +78,7 @@ pub struct Pusher {
     targets: Vec<PushTarget>,
     /// Optional targets left out because a credential variable of their
     /// own cannot be used: never pushed, reported failed.
-    refused: Vec<(Reference, EnvCredentialError)>,
+    refused: HashMap<Reference, EnvCredentialError>,
     registries: Vec<RegistryPush>,
     mode: UploadMode,
     reporter: SharedReporter,
@@ -126,9 +126,9 @@ impl Pusher {
         for (r, e) in &explicit.refused {
             reporter.log(Level::Info, &format!("{r}: optional target left out: {e}"));
         }
-        let refused = explicit.refused;
+        let refused: HashMap<_, _> = explicit.refused.into_iter().collect();
         let live: Vec<PushTarget> = (targets.iter())
-            .filter(|t| !refused.iter().any(|(r, _)| r == &t.reference))
+            .filter(|t| !refused.contains_key(&t.reference))
             .cloned()
             .collect();
         let registries = targets::group(&live, &opts.mount_sources)
@@ -151,7 +151,7 @@ impl Pusher {
 
     /// The targets that are pushed: every one but the refused.
     fn live_targets(&self) -> impl Iterator<Item = &PushTarget> {
-        (self.targets.iter()).filter(|t| !self.refused.iter().any(|(r, _)| r == &t.reference))
+        (self.targets.iter()).filter(|t| !self.refused.contains_key(&t.reference))
     }
 
     /// The client (for its statistics).
@@ -384,7 +384,7 @@ impl Pusher {
         outcome: Option<(Result<Tagged, PushError>, f64)>,
     ) -> TargetReport {
         let key = t.reference.to_string();
-        let refused = self.refused.iter().find(|(r, _)| r == &t.reference);
+        let refused = self.refused.get(&t.reference);
         let counts = match refused {
             Some(_) => Default::default(),
             None => (self.registries.iter())
@@ -393,7 +393,7 @@ impl Pusher {
                 .unwrap_or_default(),
         };
         let (outcome, seconds) = match refused {
-            Some((_, e)) => (Err(PushError::Credentials(e.clone())), 0.0),
+            Some(e) => (Err(PushError::Credentials(e.clone())), 0.0),
             None => outcome.unwrap_or((Err(PushError::NotPushed), 0.0)),
         };
         // A target without tag or digest is shown as `REPO@DIGEST`, the
