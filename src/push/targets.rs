@@ -195,6 +195,8 @@ pub fn explicit_credentials(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Explicit> {
     let mut out = Explicit::default();
+    // The target that set each registry's credentials, to name it.
+    let mut set_by: Vec<(Reference, EnvCredentials)> = Vec::new();
     for t in targets {
         let Some(spec) = &t.credentials else { continue };
         let cred = match spec.resolve(env) {
@@ -209,17 +211,34 @@ pub fn explicit_credentials(
             }
         };
         let reg = &t.reference.registry;
-        match out.credentials.iter().find(|(r, _)| r == reg) {
-            Some((_, other)) if other != &cred => {
+        match out.credentials.iter().position(|(r, _)| r == reg) {
+            Some(i) if out.credentials[i].1 != cred => {
+                let (first, first_spec) = &set_by[i];
                 return Err(bad_input(format!(
-                    "targets on {reg} name different credentials; one registry takes one set"
-                )))
+                    "targets {first} ({}) and {} ({}) on {reg} name different credentials, \
+                     and a push uses one set per registry: give them the same \
+                     username_env and password_env, or push them in separate runs",
+                    variables(first_spec),
+                    t.reference,
+                    variables(spec),
+                )));
             }
             Some(_) => {}
-            None => out.credentials.push((reg.clone(), cred)),
+            None => {
+                out.credentials.push((reg.clone(), cred));
+                set_by.push((t.reference.clone(), spec.clone()));
+            }
         }
     }
     Ok(out)
+}
+
+/// A target's credential variables, named (never their values).
+fn variables(spec: &EnvCredentials) -> String {
+    format!(
+        "username_env {}, password_env {}",
+        spec.username_env, spec.password_env
+    )
 }
 
 /// Refuse (bad input) a mount source on a registry none of `targets` is

@@ -243,3 +243,40 @@ fn one_repository_spelt_two_ways_is_a_target_listed_twice() {
         assert!(!out.exists(), "{}", out.display());
     }
 }
+
+/// Two recipe targets on one registry whose credential variables hold
+/// different credentials: a push sends one set per registry, so the run
+/// stops before anything is sent, naming both targets and their variables
+/// and never a value. Figures: exit 2, no request reached the registry.
+#[test]
+fn two_targets_on_one_registry_with_different_credentials_are_refused_naming_both() {
+    let reg = crate::support::Registry::start();
+    let proxy = crate::support::FaultProxy::start(&reg);
+    let host = proxy.host();
+    let dir = tempdir();
+    let targets = format!(
+        "\n[[target]]\nref = \"{host}/acme/app\"\nusername_env = \"A_USER\"\npassword_env = \"A_PASS\"\n\n\
+         [[target]]\nref = \"{host}/mirror/app\"\nusername_env = \"B_USER\"\npassword_env = \"B_PASS\"\n"
+    );
+    let recipe = write_recipe(dir.path(), &[1000], 34, &targets);
+    let r = run(crate::common::boxwright()
+        .args(["build", "--quiet", "--push", "--no-layout"])
+        .arg(&recipe)
+        .env("A_USER", "alice")
+        .env("A_PASS", "alice-secret-value")
+        .env("B_USER", "bob")
+        .env("B_PASS", "bob-secret-value"));
+    assert_code(&r, 2);
+    for part in [
+        format!("{host}/acme/app:1.0"),
+        format!("{host}/mirror/app:1.0"),
+        "A_PASS".to_string(),
+        "B_PASS".to_string(),
+    ] {
+        assert!(r.stderr.contains(&part), "{part} in {}", r.stderr);
+    }
+    for secret in ["alice-secret-value", "bob-secret-value"] {
+        assert!(!r.stderr.contains(secret) && !r.stdout.contains(secret));
+    }
+    assert_eq!(proxy.log().len(), 0, "{:?}", proxy.log());
+}
