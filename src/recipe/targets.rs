@@ -116,14 +116,10 @@ fn target(
     Ok(target)
 }
 
-/// A tag as the distribution spec allows: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+/// A tag as the distribution spec allows: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`
+/// (the rule references are parsed by).
 pub fn is_tag(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    crate::registry::reference::is_valid_tag(t)
 }
 
 /// Check a `registry/repository` reference without tag or digest.
