@@ -1,6 +1,7 @@
 //! How a push with several targets is orchestrated, checked against what
 //! the registries really hold: targets on one registry that fail on their
-//! own, and what the `--json` report and exit code say about them.
+//! own, a tag moved from another image, and what the `--json` report and
+//! exit code say about them.
 
 use serde_json::Value;
 
