@@ -57,7 +57,8 @@ pub enum Status {
 pub struct VerifyReport {
     /// True when every reference resolved, all to one digest.
     pub ok: bool,
-    /// The digest most references name (ties: the earliest reference's).
+    /// The digest most references name (ties: the earliest reference's);
+    /// after a push, the pushed digest, whatever the others name.
     pub digest: Option<Digest>,
     pub references: Vec<Resolved>,
     /// References that do not exist (tag or digest unknown, or no repository).
@@ -75,13 +76,24 @@ pub struct VerifyReport {
 /// is asked for; with a tag and a digest, the tag is, and must name that
 /// digest.
 pub async fn verify(client: &Client, references: &[Reference]) -> VerifyReport {
+    check(client, references, None).await
+}
+
+/// [`verify`], every reference expected to name `expected` when given
+/// (after a push: a registry serving a stale tag is the odd one out even
+/// when its references are the most).
+async fn check(
+    client: &Client,
+    references: &[Reference],
+    expected: Option<&Digest>,
+) -> VerifyReport {
     let jobs = client.options().jobs_per_registry.max(1) * 2;
     let resolved: Vec<Resolved> = stream::iter(references.iter())
         .map(|r| resolve(client, r))
         .buffered(jobs)
         .collect()
         .await;
-    judge(resolved)
+    judge(resolved, expected)
 }
 
 async fn resolve(client: &Client, r: &Reference) -> Resolved {
@@ -123,8 +135,9 @@ async fn resolve(client: &Client, r: &Reference) -> Resolved {
     out
 }
 
-/// Pick the common digest and mark the odd ones out.
-fn judge(mut resolved: Vec<Resolved>) -> VerifyReport {
+/// Pick the common digest (`expected` when given) and mark the odd ones
+/// out.
+fn judge(mut resolved: Vec<Resolved>, expected: Option<&Digest>) -> VerifyReport {
     let mut votes: Vec<(Digest, usize)> = Vec::new();
     for r in &resolved {
         if let (Status::Ok, Some(d)) = (r.status, &r.digest) {
@@ -135,11 +148,11 @@ fn judge(mut resolved: Vec<Resolved>) -> VerifyReport {
         }
     }
     // max_by_key keeps the last maximum; iterate reversed to keep the first.
-    let digest = votes
-        .iter()
-        .rev()
-        .max_by_key(|(_, n)| *n)
-        .map(|(d, _)| d.clone());
+    let digest = expected.cloned().or_else(|| {
+        (votes.iter().rev())
+            .max_by_key(|(_, n)| *n)
+            .map(|(d, _)| d.clone())
+    });
     for r in &mut resolved {
         if r.status == Status::Ok && r.digest != digest {
             r.status = Status::Differs;
@@ -266,7 +279,7 @@ pub async fn verify_pushed(
     }
     let mut delay = Duration::from_secs(1);
     for attempt in 0.. {
-        let v = verify(client, &refs).await;
+        let v = check(client, &refs, Some(&report.digest)).await;
         let pushed_digest = v.digest.as_ref() == Some(&report.digest);
         if (v.ok && pushed_digest) || attempt == 3 {
             match v.problem() {
@@ -415,7 +428,7 @@ mod tests {
 
     #[test]
     fn the_odd_one_out_is_named() {
-        let rep = judge(vec![ok("a", b"1"), ok("b", b"2"), ok("c", b"1")]);
+        let rep = judge(vec![ok("a", b"1"), ok("b", b"2"), ok("c", b"1")], None);
         assert!(!rep.ok);
         assert_eq!(rep.digest, Some(Digest::of(b"1")));
         assert_eq!(rep.mismatched, ["b"]);
@@ -428,17 +441,17 @@ mod tests {
         let mut m = ok("b", b"1");
         m.status = Status::Missing;
         m.digest = None;
-        let rep = judge(vec![ok("a", b"1"), m]);
+        let rep = judge(vec![ok("a", b"1"), m], None);
         assert!(!rep.ok);
         assert_eq!(rep.missing, ["b"]);
         assert!(rep.mismatched.is_empty());
-        assert!(judge(vec![ok("a", b"1"), ok("b", b"1")]).ok);
-        assert!(!judge(vec![]).ok);
+        assert!(judge(vec![ok("a", b"1"), ok("b", b"1")], None).ok);
+        assert!(!judge(vec![], None).ok);
     }
 
     #[test]
     fn ties_keep_the_first_references_digest() {
-        let rep = judge(vec![ok("a", b"1"), ok("b", b"2")]);
+        let rep = judge(vec![ok("a", b"1"), ok("b", b"2")], None);
         assert_eq!(rep.digest, Some(Digest::of(b"1")));
         assert_eq!(rep.mismatched, ["b"]);
     }
@@ -448,7 +461,7 @@ mod tests {
         let mut moved = ok("b:latest@sha256:1", b"2");
         moved.status = Status::Differs;
         moved.tag_moved = true;
-        let rep = judge(vec![ok("a", b"1"), moved]);
+        let rep = judge(vec![ok("a", b"1"), moved], None);
         assert!(!rep.ok);
         assert_eq!(rep.digest, Some(Digest::of(b"1")));
         assert_eq!(rep.mismatched, ["b:latest@sha256:1"]);

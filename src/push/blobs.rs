@@ -2,7 +2,8 @@
 //! failures), by HEAD in every target repository, then a mount from a
 //! repository known to hold it (in this run, or remembered from earlier
 //! runs), then one upload into the first repository that still lacks it,
-//! and mounts into the rest.
+//! and mounts into the rest. A target repository the registry refuses is
+//! set aside (its targets fail) while the others go on.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use crate::oci::{total_size, Descriptor, Digest};
 use crate::progress::{Level, SharedReporter};
 use crate::registry::blobs::{MountResult, StreamUpload, UploadMode, UploadSession};
 use crate::registry::client::OnceBody;
-use crate::registry::{Client, Repo};
+use crate::registry::{Client, RegistryError, Repo};
 
 /// How many mount sources are asked before uploading.
 const MAX_MOUNT_TRIES: usize = 3;
@@ -75,6 +76,11 @@ struct State {
     counts: HashMap<String, RepoCounts>,
     /// The first failure; the registry's targets then all fail.
     failed: Option<PushError>,
+    /// Target repositories the registry refused (their access or their
+    /// name): only their targets fail, and they are sent nothing more.
+    refused: HashMap<String, PushError>,
+    /// The repository each blob was streamed into.
+    streamed: HashMap<Digest, String>,
 }
 
 /// The push to one registry.
@@ -111,6 +117,31 @@ impl RegistryPush {
 
     pub fn fail(&self, e: PushError) {
         self.with(|s| s.failed.get_or_insert(e).clone());
+    }
+
+    /// Why the registry refused target repository `repo`, if it did.
+    pub fn repo_failure(&self, repo: &str) -> Option<PushError> {
+        self.with(|s| s.refused.get(repo).cloned()).flatten()
+    }
+
+    fn refuse(&self, repo: &str, e: anyhow::Error) {
+        let e = PushError::Blob(Arc::new(e));
+        self.with(|s| s.refused.entry(repo.to_string()).or_insert(e).clone());
+    }
+
+    /// The target repositories not refused, in order.
+    fn live_repos(&self) -> Vec<String> {
+        let refused = self.with(|s| s.refused.keys().cloned().collect::<Vec<_>>());
+        let refused = refused.unwrap_or_default();
+        (self.group.repos.iter())
+            .filter(|r| !refused.contains(r))
+            .cloned()
+            .collect()
+    }
+
+    /// The repository blob `d` was streamed into in this run, if any.
+    pub fn streamed_into(&self, d: &Digest) -> Option<String> {
+        self.with(|s| s.streamed.get(d).cloned()).flatten()
     }
 
     pub fn counts(&self, repo: &str) -> RepoCounts {
@@ -203,10 +234,7 @@ impl BlobPusher<'_> {
             });
             r.add_holder(d, repo);
         }
-        let others: Vec<&String> = r
-            .group
-            .repos
-            .iter()
+        let others: Vec<String> = (r.live_repos().into_iter())
             .filter(|repo| Some(repo.as_str()) != streamed)
             .collect();
         let heads = futures_util::future::join_all(
@@ -219,12 +247,13 @@ impl BlobPusher<'_> {
         for (repo, head) in others.into_iter().zip(heads) {
             // One of another size (truncated in the registry's storage) is
             // sent again, as one that is missing.
-            match head? {
-                Some(held) if held.is_of_size(desc.size) => {
-                    r.count(repo, |c| c.present += 1);
-                    r.add_holder(d, repo);
+            match head {
+                Ok(Some(held)) if held.is_of_size(desc.size) => {
+                    r.count(&repo, |c| c.present += 1);
+                    r.add_holder(d, &repo);
                 }
-                _ => missing.push(repo.clone()),
+                Ok(_) => missing.push(repo),
+                Err(e) => refused_here(r, &repo, e)?,
             }
         }
         for repo in &missing {
@@ -247,7 +276,7 @@ impl BlobPusher<'_> {
                     return Err(e);
                 }
             };
-            target
+            let upload = target
                 .upload_blob(
                     d,
                     desc.size,
@@ -256,13 +285,25 @@ impl BlobPusher<'_> {
                     session,
                     Some(r.progress_id.clone()),
                 )
-                .await?;
+                .await;
+            if let Err(e) = upload {
+                refused_here(r, repo, e)?;
+                continue;
+            }
             uploaded_any = true;
             r.count(repo, |c| {
                 c.uploaded += 1;
                 c.bytes = total_size([c.bytes, desc.size]);
             });
             r.add_holder(d, repo);
+        }
+        if r.live_repos().is_empty() {
+            // Every target repository refused: the registry fails with the
+            // first refusal.
+            if let Some(e) = r.group.repos.iter().find_map(|repo| r.repo_failure(repo)) {
+                r.fail(e);
+            }
+            anyhow::bail!("{reg}: every target repository refused the push");
         }
         if !uploaded_any {
             self.reporter.advance(&r.progress_id, desc.size);
@@ -287,7 +328,8 @@ impl BlobPusher<'_> {
             return None;
         }
         let reg = r.registry();
-        let repo = self.client.repo(reg, r.group.repos.first()?);
+        let into = r.live_repos().into_iter().next()?;
+        let repo = self.client.repo(reg, &into);
         let mut up = match repo
             .start_stream_upload(what, Some(r.progress_id.clone()))
             .await
@@ -335,6 +377,7 @@ impl BlobPusher<'_> {
                     Level::Debug,
                     &format!("{reg}: streamed {what} as {}", desc.digest),
                 );
+                r.with(|s| s.streamed.insert(desc.digest.clone(), into));
                 Some(desc)
             }
             Err(e) => {
@@ -494,6 +537,19 @@ async fn feed_whole(
         .map_err(|e| e.to_string())?;
     let desc = end.lock().expect("no panics under the lock").take();
     desc.ok_or_else(|| "the registry answered before the layer was complete".to_string())
+}
+
+/// Keep `e`, a failed blob request into target repository `repo`, to that
+/// repository when the registry refused the repository itself (401, 403,
+/// 404: its access or its name), so that the registry's other target
+/// repositories go on; any other failure is the registry's.
+fn refused_here(r: &RegistryPush, repo: &str, e: RegistryError) -> Result<()> {
+    if matches!(e.status(), Some(401 | 403 | 404)) {
+        r.refuse(repo, e.into());
+        Ok(())
+    } else {
+        Err(e.into())
+    }
 }
 
 enum Mount {

@@ -1,6 +1,8 @@
 //! Manifests on one registry, once every blob is confirmed there: child
 //! manifests by digest, then the root (by digest only where no target tags
 //! it), then the tags; a tag that already names the image is left alone.
+//! A target repository the registry refused gets nothing, and its targets
+//! fail with that refusal.
 
 use bytes::Bytes;
 
@@ -11,13 +13,24 @@ use crate::image::Graph;
 use crate::oci::Digest;
 use crate::registry::{Client, Repo};
 
+/// What a target names after the push.
+#[derive(Clone, Debug)]
+pub struct Tagged {
+    /// The image's digest.
+    pub digest: Digest,
+    /// The digest the target's tag named before this push moved it to the
+    /// image (as `docker push` moves a tag); `None` for a new tag, one that
+    /// named the image already, or a push by digest.
+    pub replaced: Option<Digest>,
+}
+
 /// The outcome for each target of `r`, keyed by its reference string.
 pub async fn push_manifests(
     client: &Client,
     r: &RegistryPush,
     targets: &[&PushTarget],
     graph: &Graph,
-) -> Vec<(String, Result<Digest, PushError>)> {
+) -> Vec<(String, Result<Tagged, PushError>)> {
     let unconfirmed = graph.blobs.iter().find(|d| !r.confirmed(&d.digest));
     if let (None, Some(d)) = (r.failure(), unconfirmed) {
         r.fail(PushError::Unconfirmed(d.digest.clone()));
@@ -25,11 +38,17 @@ pub async fn push_manifests(
     if let Some(e) = r.failure() {
         return targets
             .iter()
-            .map(|t| (t.reference.to_string(), Err(e.clone())))
+            .map(|t| {
+                let e = r.repo_failure(&t.reference.repository).unwrap_or(e.clone());
+                (t.reference.to_string(), Err(e))
+            })
             .collect();
     }
     let reg = r.registry();
     let per_repo = futures_util::future::join_all(r.group.repos.iter().map(|repo| async move {
+        if let Some(e) = r.repo_failure(repo) {
+            return (repo, Err(e));
+        }
         // The root goes in by tag when a target tags it here: a PUT by
         // digest first would send the same bytes once more.
         let tagged = targets
@@ -71,7 +90,7 @@ async fn in_repo(repo: Repo<'_>, graph: &Graph, root_by_tag: bool) -> Result<(),
     Ok(())
 }
 
-async fn tag(repo: Repo<'_>, t: &PushTarget, graph: &Graph) -> Result<Digest, PushError> {
+async fn tag(repo: Repo<'_>, t: &PushTarget, graph: &Graph) -> Result<Tagged, PushError> {
     let root = &graph.root.digest;
     if let Some(d) = &t.reference.digest {
         if d != root {
@@ -81,18 +100,24 @@ async fn tag(repo: Repo<'_>, t: &PushTarget, graph: &Graph) -> Result<Digest, Pu
             });
         }
     }
+    let done = |replaced| Tagged {
+        digest: root.clone(),
+        replaced,
+    };
     let Some(tag) = &t.reference.tag else {
-        return Ok(root.clone());
+        return Ok(done(None));
     };
     let current = repo.head_manifest(tag).await.map_err(PushError::Registry)?;
-    if current.is_some_and(|c| &c.digest == root) {
-        return Ok(root.clone());
-    }
+    let replaced = match current {
+        Some(c) if &c.digest == root => return Ok(done(None)),
+        current => current.map(|c| c.digest),
+    };
     let bytes: Bytes = graph
         .root_bytes()
         .cloned()
         .ok_or_else(|| PushError::Other("internal: root manifest missing".into()))?;
     repo.put_manifest(tag, bytes, &graph.root.media_type)
         .await
-        .map_err(PushError::Registry)
+        .map_err(PushError::Registry)?;
+    Ok(done(replaced))
 }

@@ -51,11 +51,12 @@ use futures_util::stream::{self, StreamExt as _};
 use crate::error::bad_input;
 use crate::image::layout::LayoutImage;
 use crate::image::{walk, Graph, ImageSource};
-use crate::oci::{Descriptor, Digest};
+use crate::oci::Descriptor;
 use crate::progress::{Level, SharedReporter};
 use crate::registry::blobs::UploadMode;
 use crate::registry::{Client, ClientOptions, CredentialStore, EnvCredentialError, Reference};
 use blobs::{BlobPusher, RegistryPush};
+use manifests::Tagged;
 
 /// How to push.
 #[derive(Clone, Debug, Default)]
@@ -77,7 +78,7 @@ pub struct Pusher {
     targets: Vec<PushTarget>,
     /// Optional targets left out because a credential variable of their
     /// own cannot be used: never pushed, reported failed.
-    refused: Vec<(Reference, EnvCredentialError)>,
+    refused: HashMap<Reference, EnvCredentialError>,
     registries: Vec<RegistryPush>,
     mode: UploadMode,
     reporter: SharedReporter,
@@ -125,9 +126,9 @@ impl Pusher {
         for (r, e) in &explicit.refused {
             reporter.log(Level::Info, &format!("{r}: optional target left out: {e}"));
         }
-        let refused = explicit.refused;
+        let refused: HashMap<_, _> = explicit.refused.into_iter().collect();
         let live: Vec<PushTarget> = (targets.iter())
-            .filter(|t| !refused.iter().any(|(r, _)| r == &t.reference))
+            .filter(|t| !refused.contains_key(&t.reference))
             .cloned()
             .collect();
         let registries = targets::group(&live, &opts.mount_sources)
@@ -150,7 +151,7 @@ impl Pusher {
 
     /// The targets that are pushed: every one but the refused.
     fn live_targets(&self) -> impl Iterator<Item = &PushTarget> {
-        (self.targets.iter()).filter(|t| !self.refused.iter().any(|(r, _)| r == &t.reference))
+        (self.targets.iter()).filter(|t| !self.refused.contains_key(&t.reference))
     }
 
     /// The client (for its statistics).
@@ -282,9 +283,9 @@ impl Pusher {
         let Some(r) = self.registries.iter().find(|r| r.registry() == registry) else {
             return;
         };
-        let streamed = r.group.repos.first().filter(|_| stored);
+        let streamed = stored.then(|| r.streamed_into(&desc.digest)).flatten();
         self.blob_pusher()
-            .push_after(r, desc, BlobBytes::File(path), streamed.map(String::as_str))
+            .push_after(r, desc, BlobBytes::File(path), streamed.as_deref())
             .await
     }
 
@@ -354,7 +355,7 @@ impl Pusher {
             (r, res, r.started.elapsed().as_secs_f64())
         }))
         .await;
-        let mut outcomes: HashMap<String, (Result<Digest, PushError>, f64)> = HashMap::new();
+        let mut outcomes: HashMap<String, (Result<Tagged, PushError>, f64)> = HashMap::new();
         let mut registries = Vec::new();
         for (r, res, seconds) in done {
             for (t, outcome) in res {
@@ -380,10 +381,10 @@ impl Pusher {
         &self,
         t: &PushTarget,
         graph: &Graph,
-        outcome: Option<(Result<Digest, PushError>, f64)>,
+        outcome: Option<(Result<Tagged, PushError>, f64)>,
     ) -> TargetReport {
         let key = t.reference.to_string();
-        let refused = self.refused.iter().find(|(r, _)| r == &t.reference);
+        let refused = self.refused.get(&t.reference);
         let counts = match refused {
             Some(_) => Default::default(),
             None => (self.registries.iter())
@@ -392,7 +393,7 @@ impl Pusher {
                 .unwrap_or_default(),
         };
         let (outcome, seconds) = match refused {
-            Some((_, e)) => (Err(PushError::Credentials(e.clone())), 0.0),
+            Some(e) => (Err(PushError::Credentials(e.clone())), 0.0),
             None => outcome.unwrap_or((Err(PushError::NotPushed), 0.0)),
         };
         // A target without tag or digest is shown as `REPO@DIGEST`, the
@@ -406,17 +407,23 @@ impl Pusher {
                 let level = if t.optional { Level::Warn } else { Level::Info };
                 self.reporter.log(level, &format!("{shown}: failed: {e}"));
             }
-            Ok(_) => self.reporter.log(
-                Level::Info,
-                &format!("{shown}: pushed {}", graph.root.digest),
-            ),
+            Ok(t) => {
+                let moved = (t.replaced.as_ref())
+                    .map_or_else(String::new, |d| format!(" (the tag named {d} before)"));
+                self.reporter.log(
+                    Level::Info,
+                    &format!("{shown}: pushed {}{moved}", graph.root.digest),
+                )
+            }
         }
+        let replaced = outcome.as_ref().ok().and_then(|t| t.replaced.clone());
         TargetReport {
             reference: key,
             registry: t.reference.registry.clone(),
             optional: t.optional,
             ok: outcome.is_ok(),
-            digest: outcome.as_ref().ok().cloned(),
+            digest: outcome.as_ref().ok().map(|t| t.digest.clone()),
+            replaced,
             error: outcome.err(),
             blobs_uploaded: counts.uploaded,
             blobs_mounted: counts.mounted,

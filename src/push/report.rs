@@ -138,6 +138,10 @@ pub struct TargetReport {
     pub ok: bool,
     /// The digest the target now names (when ok).
     pub digest: Option<Digest>,
+    /// The digest the target's tag named before the push moved it to the
+    /// image, as `docker push` moves a tag (`None`: a new tag, one that
+    /// named the image already, or a failed target).
+    pub replaced: Option<Digest>,
     pub error: Option<PushError>,
     /// Blobs of the image in this target's repository, by how they got there.
     pub blobs_uploaded: u64,
@@ -320,6 +324,7 @@ mod tests {
             optional: false,
             ok: error.is_none(),
             digest: None,
+            replaced: None,
             error,
             blobs_uploaded: 0,
             blobs_mounted: 0,

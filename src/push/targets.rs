@@ -2,7 +2,7 @@
 //! deduplicated, their explicit credentials resolved (one set per
 //! registry), and grouped by registry for the pusher.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context as _, Result};
 
@@ -125,15 +125,22 @@ pub fn merge_targets(recipe: &[Target], tags: &[String], to: &[String]) -> Resul
 /// the first explicit credentials.
 pub fn distinct(targets: Vec<PushTarget>) -> Vec<PushTarget> {
     let mut out: Vec<PushTarget> = Vec::new();
+    // Where each reference is in `out`: a recipe may give many thousands
+    // of tags, which must not be compared pairwise.
+    let mut at: HashMap<Reference, usize> = HashMap::new();
     for t in targets {
-        match out.iter_mut().find(|o| o.reference == t.reference) {
-            Some(o) => {
+        match at.get(&t.reference) {
+            Some(&i) => {
+                let o = &mut out[i];
                 o.optional &= t.optional;
                 if o.credentials.is_none() {
                     o.credentials = t.credentials;
                 }
             }
-            None => out.push(t),
+            None => {
+                at.insert(t.reference.clone(), out.len());
+                out.push(t);
+            }
         }
     }
     out
@@ -145,10 +152,11 @@ pub fn by_digest(targets: Vec<PushTarget>, by_digest: bool) -> Vec<PushTarget> {
     if !by_digest {
         return targets;
     }
+    let mut seen = HashSet::new();
     let mut out: Vec<PushTarget> = Vec::new();
     for mut t in targets {
         t.reference.tag = None;
-        if !out.iter().any(|o| o.reference == t.reference) {
+        if seen.insert(t.reference.clone()) {
             out.push(t);
         }
     }
@@ -187,6 +195,8 @@ pub fn explicit_credentials(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Explicit> {
     let mut out = Explicit::default();
+    // The target that set each registry's credentials, to name it.
+    let mut set_by: Vec<(Reference, EnvCredentials)> = Vec::new();
     for t in targets {
         let Some(spec) = &t.credentials else { continue };
         let cred = match spec.resolve(env) {
@@ -201,17 +211,34 @@ pub fn explicit_credentials(
             }
         };
         let reg = &t.reference.registry;
-        match out.credentials.iter().find(|(r, _)| r == reg) {
-            Some((_, other)) if other != &cred => {
+        match out.credentials.iter().position(|(r, _)| r == reg) {
+            Some(i) if out.credentials[i].1 != cred => {
+                let (first, first_spec) = &set_by[i];
                 return Err(bad_input(format!(
-                    "targets on {reg} name different credentials; one registry takes one set"
-                )))
+                    "targets {first} ({}) and {} ({}) on {reg} name different credentials, \
+                     and a push uses one set per registry: give them the same \
+                     username_env and password_env, or push them in separate runs",
+                    variables(first_spec),
+                    t.reference,
+                    variables(spec),
+                )));
             }
             Some(_) => {}
-            None => out.credentials.push((reg.clone(), cred)),
+            None => {
+                out.credentials.push((reg.clone(), cred));
+                set_by.push((t.reference.clone(), spec.clone()));
+            }
         }
     }
     Ok(out)
+}
+
+/// A target's credential variables, named (never their values).
+fn variables(spec: &EnvCredentials) -> String {
+    format!(
+        "username_env {}, password_env {}",
+        spec.username_env, spec.password_env
+    )
 }
 
 /// Refuse (bad input) a mount source on a registry none of `targets` is
@@ -448,5 +475,38 @@ mod tests {
             e.contains("docker.io/acme/base") && e.contains("b.io, a.io"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn many_tags_are_merged_without_comparing_each_pair() {
+        // A hang guard, not a timing: compared pairwise, 150,000 targets
+        // took minutes.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let targets = |n: usize| -> Vec<PushTarget> {
+                (0..n)
+                    .map(|i| PushTarget::parse(&format!("ghcr.io/acme/app:t{}", i % 150_000)))
+                    .collect::<Result<_>>()
+                    .unwrap()
+            };
+            let merged = distinct(targets(200_000));
+            let pinned = by_digest(targets(200_000), true);
+            let _ = tx.send((merged, pinned.len()));
+        });
+        let (merged, pinned) = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("200,000 targets merged within 120 s");
+        assert_eq!(merged.len(), 150_000);
+        assert_eq!(
+            (
+                merged[0].reference.to_string(),
+                merged[149_999].reference.to_string()
+            ),
+            (
+                "ghcr.io/acme/app:t0".to_string(),
+                "ghcr.io/acme/app:t149999".to_string()
+            )
+        );
+        assert_eq!(pinned, 1);
     }
 }

@@ -36,14 +36,30 @@ pub(super) fn targets(
     expand: &dyn Fn(&Str) -> Result<String>,
 ) -> Result<Vec<Target>> {
     let mut targets: Vec<Target> = Vec::new();
+    // Each target's repository as a push names it: `index.docker.io/acme/x`
+    // and `docker.io/acme/x`, or `LOCALHOST:5000/x` and `localhost:5000/x`,
+    // are one repository.
+    let mut names: Vec<String> = Vec::new();
     for t in sections {
         let target = target(src, t, expand)?;
-        if targets.iter().any(|o| o.reference == target.reference) {
+        let name = crate::registry::Reference::parse(&target.reference)
+            .map_or_else(|_| target.reference.clone(), |r| r.name());
+        if let Some(i) = names.iter().position(|n| n == &name) {
+            let first = &targets[i].reference;
+            let also = if first == &target.reference {
+                String::new()
+            } else {
+                format!(" (as {first}: both name {name})")
+            };
             return Err(src.err(
                 t.reference.span(),
-                format!("target {} is listed twice", target.reference),
+                format!(
+                    "target {} is listed twice{also}; keep one [[target]] per repository",
+                    target.reference
+                ),
             ));
         }
+        names.push(name);
         targets.push(target);
     }
     Ok(targets)
@@ -100,14 +116,10 @@ fn target(
     Ok(target)
 }
 
-/// A tag as the distribution spec allows: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+/// A tag as the distribution spec allows: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`
+/// (the rule references are parsed by).
 pub fn is_tag(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    crate::registry::reference::is_valid_tag(t)
 }
 
 /// Check a `registry/repository` reference without tag or digest.

@@ -206,6 +206,7 @@ mod tests {
             optional,
             ok,
             digest: ok.then(|| digest.clone()),
+            replaced: None,
             error: (!ok).then(|| "401 UNAUTHORIZED | denied\nagain".to_string().into()),
             blobs_uploaded: 3,
             blobs_mounted: 1,

@@ -203,3 +203,80 @@ fn a_push_where_no_target_holds_the_image_fails_even_when_every_target_is_option
         assert_eq!(p.log().len(), 0, "{}: {:?}", p.host(), p.log());
     }
 }
+
+/// One repository written two ways in the recipe (Docker Hub's other host
+/// names, `docker.io/NAME` for `docker.io/library/NAME`, a registry in
+/// capitals) is refused as a target listed twice, at the second one's
+/// line, naming both spellings: merged, the push would give one target the
+/// other's credentials or `optional`. Figures: exit 2, nothing written.
+#[test]
+fn one_repository_spelt_two_ways_is_a_target_listed_twice() {
+    for (first, second) in [
+        ("docker.io/acme/app", "index.docker.io/acme/app"),
+        ("docker.io/library/app", "docker.io/app"),
+        ("localhost:5000/acme/app", "LOCALHOST:5000/acme/app"),
+    ] {
+        let dir = tempdir();
+        let targets = format!(
+            "\n[[target]]\nref = \"{first}\"\n\n[[target]]\nref = \"{second}\"\noptional = true\n"
+        );
+        let recipe = write_recipe(dir.path(), &[1000], 33, &targets);
+        let line = std::fs::read_to_string(&recipe)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains(second))
+            .unwrap()
+            + 1;
+        let out = dir.path().join("out");
+        let r = run(crate::common::boxwright()
+            .args(["build", "--quiet", "-o"])
+            .arg(&out)
+            .arg(&recipe));
+        assert_code(&r, 2);
+        for part in [
+            format!("recipe.toml:{line}:"),
+            "listed twice".into(),
+            first.into(),
+        ] {
+            assert!(r.stderr.contains(&part), "{part} in {}", r.stderr);
+        }
+        assert!(!out.exists(), "{}", out.display());
+    }
+}
+
+/// Two recipe targets on one registry whose credential variables hold
+/// different credentials: a push sends one set per registry, so the run
+/// stops before anything is sent, naming both targets and their variables
+/// and never a value. Figures: exit 2, no request reached the registry.
+#[test]
+fn two_targets_on_one_registry_with_different_credentials_are_refused_naming_both() {
+    let reg = crate::support::Registry::start();
+    let proxy = crate::support::FaultProxy::start(&reg);
+    let host = proxy.host();
+    let dir = tempdir();
+    let targets = format!(
+        "\n[[target]]\nref = \"{host}/acme/app\"\nusername_env = \"A_USER\"\npassword_env = \"A_PASS\"\n\n\
+         [[target]]\nref = \"{host}/mirror/app\"\nusername_env = \"B_USER\"\npassword_env = \"B_PASS\"\n"
+    );
+    let recipe = write_recipe(dir.path(), &[1000], 34, &targets);
+    let r = run(crate::common::boxwright()
+        .args(["build", "--quiet", "--push", "--no-layout"])
+        .arg(&recipe)
+        .env("A_USER", "alice")
+        .env("A_PASS", "alice-secret-value")
+        .env("B_USER", "bob")
+        .env("B_PASS", "bob-secret-value"));
+    assert_code(&r, 2);
+    for part in [
+        format!("{host}/acme/app:1.0"),
+        format!("{host}/mirror/app:1.0"),
+        "A_PASS".to_string(),
+        "B_PASS".to_string(),
+    ] {
+        assert!(r.stderr.contains(&part), "{part} in {}", r.stderr);
+    }
+    for secret in ["alice-secret-value", "bob-secret-value"] {
+        assert!(!r.stderr.contains(secret) && !r.stdout.contains(secret));
+    }
+    assert_eq!(proxy.log().len(), 0, "{:?}", proxy.log());
+}

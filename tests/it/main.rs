@@ -54,6 +54,7 @@ mod pull_command;
 mod pull_fallback;
 mod push;
 mod push_faults;
+mod push_orchestration;
 mod push_verify;
 mod pusher;
 mod python_layers;
