@@ -87,13 +87,8 @@ fn docker_archive_loads_with_the_layout_builds_image() {
     // podman loads it under both tags, as `docker build -t -t` and
     // `docker save` would give them.
     let storage = dir.path().join("podman");
-    let (root, runroot) = (storage.join("root"), storage.join("run"));
     let podman = |args: &[&str]| {
-        let mut all = vec!["--root", root.to_str().unwrap(), "--runroot"];
-        all.extend([runroot.to_str().unwrap(), "--storage-driver", "vfs"]);
-        all.extend(["--events-backend=file"]);
-        all.extend(args);
-        tool("podman", &all)
+        crate::support::tools::succeed(crate::support::tools::podman(&storage).args(args))
     };
     podman(&["load", "-q", "-i", tar.to_str().unwrap()]);
     let mut loaded: Vec<String> = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"])

@@ -79,14 +79,7 @@ pub fn ok(cmd: &mut Command) -> String {
 
 /// Run an external tool (skopeo, umoci, ...) and insist on success.
 pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = crate::support::tools::output(Command::new(program).args(args));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::support::tools::succeed(Command::new(program).args(args))
 }
 
 pub fn write(path: &Path, content: &str) {

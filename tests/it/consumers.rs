@@ -81,27 +81,11 @@ impl Podman {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = tools::output(
-            Command::new("podman")
+        tools::succeed(
+            tools::podman(&self.dir.join("podman"))
                 .current_dir(&self.dir)
-                .args(["--root", "podman/root", "--runroot", "podman/run"])
-                .args([
-                    "--storage-driver",
-                    "vfs",
-                    "--cgroup-manager=cgroupfs",
-                    "--events-backend=file",
-                    "--runtime",
-                    "runc",
-                ])
                 .args(args),
-        );
-        assert!(
-            out.status.success(),
-            "podman {args:?}:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        )
     }
 
     /// Pulls `source` (`oci:DIR:TAG`, `oci-archive:...`, DIR relative to

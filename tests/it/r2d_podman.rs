@@ -171,31 +171,7 @@ fn the_r2d_layers_on_a_debootstrapped_debian_run_under_podman() {
         .arg(tmp.path().join("r2d.toml")));
 
     let storage = tmp.path().join("podman");
-    let podman = |args: &[&str]| {
-        let out = tools::output(
-            Command::new("podman")
-                .arg("--root")
-                .arg(storage.join("root"))
-                .arg("--runroot")
-                .arg(storage.join("run"))
-                .args([
-                    "--storage-driver",
-                    "vfs",
-                    "--cgroup-manager=cgroupfs",
-                    "--events-backend=file",
-                    "--runtime",
-                    "runc",
-                ])
-                .args(args),
-        );
-        assert!(
-            out.status.success(),
-            "podman {args:?}:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let podman = |args: &[&str]| tools::succeed(tools::podman(&storage).args(args));
     let image = podman(&[
         "pull",
         "--quiet",

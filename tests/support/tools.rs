@@ -2,6 +2,7 @@
 //! that needs a missing program FAILS (it never skips), and its message says
 //! how to get the program, so that a green run always means "checked".
 
+use std::path::Path;
 use std::process::{Child, Command, Output};
 
 /// Program -> the Debian package that provides it. `scripts/test` installs
@@ -51,6 +52,32 @@ pub fn output(cmd: &mut Command) -> Output {
 pub fn spawn(cmd: &mut Command) -> Child {
     cmd.spawn()
         .unwrap_or_else(|e| panic!("{}", missing(&program(cmd), &e)))
+}
+
+/// Runs `cmd` (an external tool) to completion and insists that it
+/// succeeded, showing its output otherwise; its stdout.
+pub fn succeed(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// podman with its own vfs storage under `storage` (`root/` and `run/`),
+/// as containers run on this machine: cgroupfs, events in a file, runc.
+pub fn podman(storage: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(storage.join("root"))
+        .arg("--runroot")
+        .arg(storage.join("run"))
+        .args(["--storage-driver", "vfs", "--cgroup-manager=cgroupfs"])
+        .args(["--events-backend=file", "--runtime", "runc"]);
+    c
 }
 
 /// Fails the test at once, with [`missing`], unless `program` is on PATH:
