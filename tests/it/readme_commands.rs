@@ -3,9 +3,47 @@
 //! recipe target's credential variable left unset. Each error says what to
 //! do, not only what failed.
 
-use crate::common::{assert_code, run, write};
+use crate::common::{assert_code, run, write, Run};
 use crate::env::Env;
 use crate::support::{tempdir, tiny_oci_layout, Registry};
+
+/// A registry holding a one-layer image (made from `seed`) at
+/// `acme/app:TAG`, pushed by boxwright, and what pushed it. The registry
+/// stops and the directory goes when they are dropped: bind both.
+struct Pushed {
+    reg: Registry,
+    env: Env,
+    dir: tempfile::TempDir,
+    /// `HOST/acme/app:TAG`.
+    reference: String,
+}
+
+fn pushed(seed: &[u8], tag: &str) -> Pushed {
+    let (reg, env, dir) = (Registry::start(), Env::new(), tempdir());
+    let layout = dir.path().join("layout");
+    tiny_oci_layout(&layout, "1", seed);
+    let reference = format!("{}/acme/app:{tag}", reg.host());
+    let push = run(env
+        .cmd()
+        .arg("push")
+        .arg(&layout)
+        .args(["--to", &reference]));
+    assert_code(&push, 0);
+    Pushed {
+        reg,
+        env,
+        dir,
+        reference,
+    }
+}
+
+/// Exit `code`, and stderr holding each of `wanted`.
+fn says(r: &Run, code: i32, wanted: &[&str]) {
+    assert_code(r, code);
+    for w in wanted {
+        assert!(r.stderr.contains(w), "expected {w:?} in:\n{}", r.stderr);
+    }
+}
 
 /// A reference whose tag is not in the registry: `inspect`, `pull` and
 /// `copy` fail (exit 1) and point at `boxwright tags` of its repository;
@@ -13,38 +51,22 @@ use crate::support::{tempdir, tiny_oci_layout, Registry};
 /// help).
 #[test]
 fn a_mistyped_tag_points_at_the_repositorys_tag_list() {
-    let reg = Registry::start();
-    let env = Env::new();
-    let dir = tempdir();
-    let layout = dir.path().join("layout");
-    tiny_oci_layout(&layout, "1", b"readme");
+    let Pushed { reg, env, dir, .. } = pushed(b"readme", "1.4.0");
     let repo = format!("{}/acme/app", reg.host());
-    assert_code(
-        &run(env
-            .cmd()
-            .arg("push")
-            .arg(&layout)
-            .args(["--to", &format!("{repo}:1.4.0")])),
-        0,
-    );
     let hint = format!("`boxwright tags {repo}` lists the tags it holds");
     let typo = format!("{repo}:1.4");
 
-    let inspect = run(env.cmd().args(["inspect", &typo]));
-    assert_code(&inspect, 1);
-    assert!(inspect.stderr.contains(&hint), "{}", inspect.stderr);
+    says(&run(env.cmd().args(["inspect", &typo])), 1, &[&hint]);
 
     let out = dir.path().join("pulled");
     let pull = run(env.cmd().args(["pull", &typo, "-o"]).arg(&out));
-    assert_code(&pull, 1);
-    assert!(pull.stderr.contains(&hint), "{}", pull.stderr);
+    says(&pull, 1, &[&hint]);
     assert!(!out.exists(), "a failed pull wrote {}", out.display());
 
     let copy = run(env
         .cmd()
         .args(["copy", &typo, &format!("{}/acme/backup", reg.host())]));
-    assert_code(&copy, 1);
-    assert!(copy.stderr.contains(&hint), "{}", copy.stderr);
+    says(&copy, 1, &[&hint]);
 
     let digest = format!("{repo}@sha256:{}", "1".repeat(64));
     let by_digest = run(env.cmd().args(["inspect", &digest]));
@@ -127,20 +149,12 @@ fn the_command_list_says_inspect_takes_a_registry_image_too() {
 /// `attest --sbom`), besides naming what is missing.
 #[test]
 fn verify_of_an_image_never_signed_says_how_to_sign_and_attest_it() {
-    let reg = Registry::start();
-    let env = Env::new();
-    let dir = tempdir();
-    let layout = dir.path().join("layout");
-    tiny_oci_layout(&layout, "1", b"unsigned");
-    let reference = format!("{}/acme/app:1", reg.host());
-    assert_code(
-        &run(env
-            .cmd()
-            .arg("push")
-            .arg(&layout)
-            .args(["--to", &reference])),
-        0,
-    );
+    let Pushed {
+        reg: _running,
+        env,
+        dir,
+        reference,
+    } = pushed(b"unsigned", "1");
     let prefix = dir.path().join("cosign");
     assert_code(
         &run(env
@@ -154,15 +168,9 @@ fn verify_of_an_image_never_signed_says_how_to_sign_and_attest_it() {
         .args(["verify", "--key"])
         .arg(dir.path().join("cosign.pub"))
         .args(["--require", "sbom", &reference]));
-    assert_code(&r, 1);
-    assert!(
-        r.stderr.contains("no valid signature")
-            && r.stderr.contains("`boxwright sign --key KEY REF...`")
-            && r.stderr
-                .contains("`boxwright attest --key KEY --sbom FILE REF...`"),
-        "{}",
-        r.stderr
-    );
+    let attest = "`boxwright attest --key KEY --sbom FILE REF...`";
+    let sign = "`boxwright sign --key KEY REF...`";
+    says(&r, 1, &["no valid signature", sign, attest]);
 }
 
 /// `sbom` of an image that has none, in a layout and in a registry: exit 1,
@@ -170,36 +178,19 @@ fn verify_of_an_image_never_signed_says_how_to_sign_and_attest_it() {
 /// `attest --sbom` or `build --push --sbom` for a pushed image).
 #[test]
 fn sbom_of_an_image_without_one_says_how_to_attach_one() {
-    let reg = Registry::start();
-    let env = Env::new();
-    let dir = tempdir();
-    let layout = dir.path().join("layout");
-    tiny_oci_layout(&layout, "1", b"no sbom");
-    let local = run(env.cmd().arg("sbom").arg(&layout));
-    assert_code(&local, 1);
-    assert!(
-        local.stderr.contains("`boxwright build --sbom -o DIR`"),
-        "{}",
-        local.stderr
-    );
-
-    let reference = format!("{}/acme/app:1", reg.host());
-    assert_code(
-        &run(env
-            .cmd()
-            .arg("push")
-            .arg(&layout)
-            .args(["--to", &reference])),
-        0,
-    );
+    let Pushed {
+        reg: _running,
+        env,
+        dir,
+        reference,
+    } = pushed(b"no sbom", "1");
+    let local = run(env.cmd().arg("sbom").arg(dir.path().join("layout")));
+    says(&local, 1, &["`boxwright build --sbom -o DIR`"]);
     let remote = run(env.cmd().args(["sbom", &reference]));
-    assert_code(&remote, 1);
-    assert!(
-        remote
-            .stderr
-            .contains("`boxwright attest --key KEY --sbom FILE REF...`"),
-        "{}",
-        remote.stderr
+    says(
+        &remote,
+        1,
+        &["`boxwright attest --key KEY --sbom FILE REF...`"],
     );
 }
 
@@ -208,26 +199,16 @@ fn sbom_of_an_image_without_one_says_how_to_attach_one() {
 /// image there from the primary.
 #[test]
 fn verify_of_a_backup_that_missed_the_push_gives_the_copy_that_mends_it() {
-    let reg = Registry::start();
-    let env = Env::new();
-    let dir = tempdir();
-    let layout = dir.path().join("layout");
-    tiny_oci_layout(&layout, "1", b"primary only");
-    let primary = format!("{}/acme/app:1", reg.host());
+    let Pushed {
+        reg,
+        env,
+        reference: primary,
+        dir: _dir,
+    } = pushed(b"primary only", "1");
     let backup = format!("{}/acme/backup:1", reg.host());
-    assert_code(
-        &run(env.cmd().arg("push").arg(&layout).args(["--to", &primary])),
-        0,
-    );
     let r = run(env.cmd().args(["verify", &primary, &backup]));
-    assert_code(&r, 1);
-    assert!(
-        r.stderr.contains(&format!("not found: {backup}"))
-            && r.stderr
-                .contains(&format!("`boxwright copy {primary} DEST`")),
-        "{}",
-        r.stderr
-    );
+    let copy = format!("`boxwright copy {primary} DEST`");
+    says(&r, 1, &[&format!("not found: {backup}"), &copy]);
 }
 
 /// A `BOXWRIGHT_TIMEOUT` left in the environment that is not a duration:
