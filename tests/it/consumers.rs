@@ -93,16 +93,8 @@ impl Podman {
     /// its own entrypoint and `args`; returns what the container printed.
     fn pull_and_run(&self, source: &str, args: &[&str]) -> String {
         let id = self.run(&["pull", "--quiet", source]);
-        let mut all = vec![
-            "run",
-            "--rm",
-            "--network=none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1000:1000",
-            id.trim(),
-        ];
+        let mut all = tools::PODMAN_RUN.to_vec();
+        all.push(id.trim());
         all.extend_from_slice(args);
         self.run(&all)
     }

@@ -179,15 +179,7 @@ fn the_r2d_layers_on_a_debootstrapped_debian_run_under_podman() {
     ]);
     let image = image.trim();
     let run = |args: &[&str]| {
-        let mut all = vec![
-            "run",
-            "--rm",
-            "--network=none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1000:1000",
-        ];
+        let mut all = tools::PODMAN_RUN.to_vec();
         all.extend_from_slice(args);
         podman(&all)
     };

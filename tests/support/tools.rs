@@ -80,6 +80,18 @@ pub fn podman(storage: &Path) -> Command {
     c
 }
 
+/// `podman run` as a container runs on this machine: removed when done,
+/// no network, and limits the machine's runtime takes.
+pub const PODMAN_RUN: &[&str] = &[
+    "run",
+    "--rm",
+    "--network=none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1000:1000",
+];
+
 /// Fails the test at once, with [`missing`], unless `program` is on PATH:
 /// for programs run indirectly (by a script under test).
 pub fn require(program: &str) {
