@@ -89,19 +89,33 @@ impl LayerPlan {
     }
 }
 
+/// What planning a `[[layer]]` takes besides its table: the same for every
+/// layer of a platform but `first`.
+#[derive(Clone, Copy)]
+pub(crate) struct LayerCx<'a> {
+    pub src: &'a Source,
+    pub context: &'a Path,
+    pub expand: &'a dyn Fn(&Str) -> Result<String>,
+    pub env: &'a PlanEnv,
+    /// The recipe's first `[[layer]]` on scratch: the first of its layers
+    /// writes its entries' missing parent directories.
+    pub first: bool,
+}
+
 /// The layers of one `[[layer]]`: one, or for a `[layer.python]` one per
-/// package (or group of packages); none when no package applies. With
-/// `first` (the recipe's first `[[layer]]` on scratch), the first of them
-/// writes its entries' missing parent directories.
+/// package (or group of packages); none when no package applies.
 pub(crate) fn plan_layers(
-    src: &Source,
-    context: &Path,
+    cx: LayerCx,
     index: usize,
     spanned: &Spanned<LayerSection>,
-    expand: &dyn Fn(&Str) -> Result<String>,
-    env: &PlanEnv,
-    first: bool,
 ) -> Result<Vec<LayerPlan>> {
+    let LayerCx {
+        src,
+        context,
+        expand,
+        env,
+        first,
+    } = cx;
     let layer = spanned.get_ref();
     let name = match (&layer.name, &layer.python) {
         (Some(n), _) => expand(n)?,
@@ -109,7 +123,7 @@ pub(crate) fn plan_layers(
         (None, None) => format!("layer {}", index + 1),
     };
     let Some(py) = &layer.python else {
-        return plan_layer(src, context, name, spanned, expand, env, first);
+        return plan_layer(cx, name, spanned);
     };
     if let Some(span) = auto_span(layer) {
         return Err(src.err(
@@ -198,14 +212,11 @@ fn split_of(
 }
 
 fn plan_layer(
-    src: &Source,
-    context: &Path,
+    cx: LayerCx,
     name: String,
     spanned: &Spanned<LayerSection>,
-    expand: &dyn Fn(&Str) -> Result<String>,
-    env: &PlanEnv,
-    first: bool,
 ) -> Result<Vec<LayerPlan>> {
+    let (src, context, expand) = (cx.src, cx.context, cx.expand);
     let layer = spanned.get_ref();
     if layer.entries.is_empty() {
         return Err(src.err(
@@ -217,12 +228,12 @@ fn plan_layer(
     let mut resolved = Vec::new();
     for spanned in &layer.entries {
         let attrs = Effective::of(src, &layer.attrs(), &spanned.get_ref().attrs(), expand)?;
-        let source = sources::resolve(src, context, spanned, attrs, expand, env)?;
+        let source = sources::resolve(src, context, spanned, attrs, expand, cx.env)?;
         resolved.push((source, src.at(spanned.span())));
     }
     let sources = Arc::new(resolved);
     // The whole layer is checked once (conflicts, parents), split or not.
-    let whole = checked(name.clone(), context, sources.clone(), None, first)?;
+    let whole = checked(name.clone(), context, sources.clone(), None, cx.first)?;
     let Some(Auto {
         span,
         globs,
@@ -249,7 +260,7 @@ fn plan_layer(
             context,
             sources.clone(),
             part,
-            first && layers.is_empty(),
+            cx.first && layers.is_empty(),
         )?;
         if plan.entry_count > 0 {
             layers.push(plan);

@@ -185,10 +185,15 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
         };
         let mut layers = Vec::new();
         for (i, section) in file.layers.iter().enumerate() {
-            let first = i == 0 && base == Base::Scratch;
-            let planned =
-                layer::plan_layers(src, &context, i, section, &|s: &Str| p(s), &env, first)
-                    .with_context(|| format!("planning layer {} for {platform}", i + 1))?;
+            let cx = layer::LayerCx {
+                src,
+                context: &context,
+                expand: &|s: &Str| p(s),
+                env: &env,
+                first: i == 0 && base == Base::Scratch,
+            };
+            let planned = layer::plan_layers(cx, i, section)
+                .with_context(|| format!("planning layer {} for {platform}", i + 1))?;
             for plan in planned {
                 let plan = match layer_cache.iter().find(|l| ***l == plan) {
                     Some(same) => same.clone(),
