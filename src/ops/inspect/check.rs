@@ -378,8 +378,8 @@ fn check_blob(layout: &Layout, d: &Descriptor) -> (BlobStatus, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::inspect::inspect;
     use crate::image::{walk as graph_walk, MemoryImage, MAX_DEPTH};
+    use crate::ops::inspect::inspect;
     use anyhow::Context as _;
     use bytes::Bytes;
     use futures_util::FutureExt as _;
