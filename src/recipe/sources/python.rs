@@ -201,6 +201,7 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
             }
         }
     }
+    let by_dist = by_dist(&by_name);
     let mut by_hash = BTreeMap::new();
     if !lock_path.to_string_lossy().ends_with(".toml") {
         for path in by_name.values() {
@@ -245,7 +246,7 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
                 ),
             ));
         }
-        let (wheel, name) = choose(pkg, &by_name, &target)
+        let (wheel, name) = choose(pkg, &by_name, &by_dist, &target)
             .ok_or_else(|| err_at(at, lock::no_wheel(pkg, &platform, &xy, &by_name)))?;
         let (file, sha256) = obtain(cx.env, cx.context, &lock_path, &wheel, at)?;
         let dist = name.name.replace('_', "-");
@@ -288,11 +289,28 @@ fn parse_pair(text: &str, what: &str, at: &str) -> Result<(u32, u32)> {
     }
 }
 
+/// The find_links wheels by normalised name and version, each file name
+/// parsed once, in file name order: a lock of thousands of packages is
+/// matched without reading every wheel name for every package.
+type ByDist<'a> = BTreeMap<(String, String), Vec<&'a String>>;
+
+fn by_dist(by_name: &BTreeMap<String, PathBuf>) -> ByDist<'_> {
+    let mut by_dist = ByDist::new();
+    for file in by_name.keys() {
+        if let Ok(n) = WheelName::parse(file) {
+            let key = (normalize(&n.name), n.version);
+            by_dist.entry(key).or_default().push(file);
+        }
+    }
+    by_dist
+}
+
 /// The best wheel of `pkg` for `target`: the lock's (a find_links file of
 /// the same name first), then find_links wheels of the same name and version.
 fn choose(
     pkg: &Package,
     by_name: &BTreeMap<String, PathBuf>,
+    by_dist: &ByDist,
     target: &Target,
 ) -> Option<(WheelRef, WheelName)> {
     let mut candidates: Vec<WheelRef> = pkg
@@ -307,18 +325,14 @@ fn choose(
             None => w.clone(),
         })
         .collect();
-    for (file, path) in by_name.iter().filter(|_| !pkg.hashed) {
-        let Ok(n) = WheelName::parse(file) else {
-            continue;
-        };
-        if normalize(&n.name) == normalize(&pkg.name)
-            && n.version == pkg.version
-            && !candidates.iter().any(|c| &c.file == file)
-        {
+    let key = (normalize(&pkg.name), pkg.version.clone());
+    let same = by_dist.get(&key).filter(|_| !pkg.hashed);
+    for file in same.into_iter().flatten() {
+        if !candidates.iter().any(|c| &c.file == *file) {
             candidates.push(WheelRef {
-                file: file.clone(),
+                file: (*file).clone(),
                 url: None,
-                path: Some(path.clone()),
+                path: Some(by_name[*file].clone()),
                 sha256: None,
             });
         }
@@ -562,6 +576,56 @@ mod tests {
             .into_iter()
             .map(|(label, _)| label)
             .collect()
+    }
+
+    #[test]
+    fn find_links_wheels_of_the_same_name_and_version_are_chosen_by_rank() {
+        let files = [
+            "Other-1.0-py3-none-any.whl",
+            "my_pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+            "my_pkg-1.0-py3-none-any.whl",
+            "my_pkg-2.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+            "not a wheel.whl",
+        ];
+        let by_name: BTreeMap<String, PathBuf> = files
+            .iter()
+            .map(|f| (f.to_string(), PathBuf::from("wh").join(f)))
+            .collect();
+        let by_dist = by_dist(&by_name);
+        let pkg = |name: &str, version: &str, hashed| Package {
+            name: name.into(),
+            version: version.into(),
+            marker: None,
+            wheels: Vec::new(),
+            sdist: false,
+            hashed,
+        };
+        let target = |machine: &str| Target {
+            python: (3, 11),
+            machine: machine.into(),
+            libc: Libc::Glibc(2, 36),
+        };
+        let chosen = |p: &Package, machine: &str| {
+            choose(p, &by_name, &by_dist, &target(machine)).map(|(w, _)| (w.file, w.path))
+        };
+        // Names compare as PEP 503 normalises them; the binary wheel ranks first.
+        let file = "my_pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.whl";
+        assert_eq!(
+            chosen(&pkg("My.Pkg", "1.0", false), "x86_64"),
+            Some((file.to_string(), Some(PathBuf::from("wh").join(file))))
+        );
+        let pure = "my_pkg-1.0-py3-none-any.whl".to_string();
+        assert_eq!(
+            chosen(&pkg("my-pkg", "1.0", false), "aarch64").map(|c| c.0),
+            Some(pure)
+        );
+        assert_eq!(chosen(&pkg("my-pkg", "3.0", false), "x86_64"), None);
+        assert_eq!(
+            chosen(&pkg("other", "1.0", false), "x86_64").map(|c| c.0),
+            Some(files[0].into())
+        );
+        // A hashed package takes only the wheels its hashes name.
+        assert_eq!(chosen(&pkg("my-pkg", "1.0", true), "x86_64"), None);
     }
 
     #[test]
