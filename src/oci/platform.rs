@@ -219,7 +219,11 @@ mod tests {
         assert!(pick("linux/arm/v4").is_none());
         let only_v8 = Index::new(vec![arms.manifests[2].clone()]);
         let pick = |s: &str| select_platform(&only_v8, &Platform::parse(s).unwrap()).cloned();
-        assert_eq!(pick("linux/arm").unwrap().digest, Digest::of(b"v8"), "any, last");
+        assert_eq!(
+            pick("linux/arm").unwrap().digest,
+            Digest::of(b"v8"),
+            "any, last"
+        );
         assert!(pick("linux/arm/v7").is_none());
         // A variant is letters, digits, `_` and `-`.
         for odd in ["linux/arm64/v8 ", "linux/arm/v7\n", "linux/arm/v.7"] {
