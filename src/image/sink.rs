@@ -150,10 +150,7 @@ pub async fn write_docker_archive(
     let bytes = src.manifest(&root).await?;
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| bad_input(format!("{}: not an image manifest: {e}", src.locate(&root))))?;
-    let config_file = src.blob(&manifest.config).await?;
-    let config_bytes = tokio::fs::read(&config_file)
-        .await
-        .with_context(|| format!("reading config {}", manifest.config.digest))?;
+    let config_bytes = super::read_config(src, &manifest.config, &src.locate(&root)).await?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .with_context(|| format!("parsing config {}", manifest.config.digest))?;
     crate::image::check_diff_ids(&src.locate(&root), &manifest, &config)?;

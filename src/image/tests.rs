@@ -196,3 +196,35 @@ fn check_size_compares_the_bytes_with_the_descriptor() {
     assert_eq!((e.expected, e.actual), (10, 2));
     assert!(e.to_string().contains(d.digest.as_str()), "{e}");
 }
+
+/// A docker-archive reads its config as every reader does: one over the
+/// document cap is refused before it is read, naming the cap, and no
+/// archive is written; one at the cap is archived.
+#[tokio::test]
+async fn a_docker_archive_refuses_a_config_over_the_document_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = layout::guard::MAX_DOCUMENT as usize;
+    for (size, refused) in [(cap, false), (cap + 1, true)] {
+        let head = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"x":""#;
+        let mut config = head.to_vec();
+        config.resize(size - 2, b'a');
+        config.extend_from_slice(b"\"}");
+        let path = dir.path().join(format!("config-{size}"));
+        std::fs::write(&path, &config).unwrap();
+        let mut img = MemoryImage::new(Descriptor::of_bytes(MEDIA_TYPE_INDEX, b""));
+        img.root = manifest(&mut img, &[&config]);
+        img.add_blob(Digest::of(&config), path);
+        let out = dir.path().join(format!("image-{size}.tar"));
+        let res = sink::write_docker_archive(&img, &out, &[]).await;
+        match res {
+            Ok(()) => assert!(!refused && out.exists(), "{size}"),
+            Err(e) => {
+                let text = format!("{e:#}");
+                assert!(refused, "{size}: {text}");
+                assert!(crate::error::is_bad_input(&e), "{text}");
+                assert!(text.contains("a config may have"), "{text}");
+                assert!(!out.exists(), "{size}");
+            }
+        }
+    }
+}

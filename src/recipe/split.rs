@@ -276,11 +276,14 @@ impl Split {
     }
 
     /// Note that `part` holds something below each directory above `path`.
+    /// Innermost first, stopping at a directory that has it already: the
+    /// directories above that one have it too, so a tree thousands of
+    /// directories deep costs no more than its paths.
     fn mark_above(&mut self, path: &[u8], part: usize) {
-        for (i, _) in path.iter().enumerate().filter(|(_, &c)| c == b'/') {
+        for i in (0..path.len()).rev().filter(|&i| path[i] == b'/') {
             match self.dirs.get_mut(&path[..i]) {
-                Some(parts) if !parts.contains(&part) => parts.push(part),
-                Some(_) => {}
+                Some(parts) if parts.contains(&part) => return,
+                Some(parts) => parts.push(part),
                 None => {
                     self.dirs.insert(path[..i].to_vec(), vec![part]);
                 }
@@ -345,6 +348,44 @@ mod tests {
         for n in ["main.py", "so", ".so", "config.yaml", "README", "a.soap"] {
             assert!(!stable_name(n.as_bytes()), "{n}");
         }
+    }
+
+    #[test]
+    fn each_directory_lists_the_parts_below_it_in_the_order_first_seen() {
+        let mut split = Split {
+            globs: Vec::new(),
+            set: GlobSet::empty(),
+            groups: BTreeMap::new(),
+            rest: None,
+            changing: 0,
+            inodes: HashMap::new(),
+            dirs: HashMap::new(),
+        };
+        for (path, part) in [
+            ("a/b/c/f", 1),
+            ("a/b/g", 0),
+            ("a/x/h", 1),
+            ("a/b/c/k", 0),
+            ("a/b/c/d/e/l", 2),
+            ("m", 2),
+        ] {
+            split.mark_above(path.as_bytes(), part);
+        }
+        let mut dirs: Vec<(String, Vec<usize>)> = (split.dirs.iter())
+            .map(|(d, p)| (String::from_utf8(d.clone()).unwrap(), p.clone()))
+            .collect();
+        dirs.sort();
+        let want = [
+            ("a", vec![1, 0, 2]),
+            ("a/b", vec![1, 0, 2]),
+            ("a/b/c", vec![1, 0, 2]),
+            ("a/b/c/d", vec![2]),
+            ("a/b/c/d/e", vec![2]),
+            ("a/x", vec![1]),
+        ];
+        let want: Vec<(String, Vec<usize>)> =
+            want.into_iter().map(|(d, p)| (d.to_string(), p)).collect();
+        assert_eq!(dirs, want);
     }
 
     #[test]

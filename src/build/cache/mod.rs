@@ -320,7 +320,11 @@ impl LayerCache {
 
     /// How many entries there are and how big their blobs are.
     pub fn stats(&self) -> CacheStats {
-        let entries = self.entries();
+        self.stats_of(&self.entries(), self.max)
+    }
+
+    /// The stats of these entries, bounded by `max`.
+    fn stats_of(&self, entries: &[Entry], max: u64) -> CacheStats {
         let mut seen = HashSet::new();
         let bytes = entries
             .iter()
@@ -330,23 +334,26 @@ impl LayerCache {
             dir: self.dir.clone(),
             entries: entries.len(),
             bytes,
-            max_bytes: self.max,
+            max_bytes: max,
         }
     }
 
     /// Remove the least recently used entries (and the blobs no other entry
     /// names) until the blobs take at most `max` bytes; also stray temp files
-    /// older than an hour.
+    /// older than an hour. Each entry is read once: every build prunes, and
+    /// the cache may hold thousands of entries.
     pub fn prune(&self, max: u64) -> Result<Pruned> {
         // An entry no hit can take (damaged, edited, under another key's
         // name) goes first: it names no layer.
         let mut removed_entries = 0;
-        for bad in self.entry_files().filter(|(_, e)| e.is_none()) {
-            if fs::remove_file(&bad.0).is_ok() {
-                removed_entries += 1;
+        let mut entries = Vec::new();
+        for (path, entry) in self.entry_files() {
+            match entry {
+                Some(e) => entries.push(e),
+                None if fs::remove_file(&path).is_ok() => removed_entries += 1,
+                None => {}
             }
         }
-        let mut entries = self.entries();
         entries.sort_by_key(|e| e.used);
         let mut total: u64 = 0;
         let mut refs: std::collections::HashMap<Digest, usize> = Default::default();
@@ -359,12 +366,14 @@ impl LayerCache {
             *n += 1;
         }
         let mut removed_bytes = 0u64;
+        let mut gone = 0;
         for e in &entries {
             if total <= max {
                 break;
             }
             let _ = fs::remove_file(&e.path);
             removed_entries += 1;
+            gone += 1;
             let n = refs.get_mut(&e.record.digest).expect("counted above");
             *n -= 1;
             if *n == 0 {
@@ -377,10 +386,7 @@ impl LayerCache {
         Ok(Pruned {
             removed_entries,
             removed_bytes,
-            after: CacheStats {
-                max_bytes: max,
-                ..self.stats()
-            },
+            after: self.stats_of(&entries[gone..], max),
         })
     }
 
@@ -418,11 +424,15 @@ impl LayerCache {
         let dirs = [self.dir.clone(), self.blobs.root().join("sha256")];
         for e in dirs.iter().filter_map(|d| fs::read_dir(d).ok()).flatten() {
             let Ok(e) = e else { continue };
+            // The name first: the blob directory holds every cached blob.
+            if !e.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+                continue;
+            }
             let stale = e
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t < old);
-            if stale && e.file_name().to_string_lossy().starts_with(".tmp-") {
+            if stale {
                 let _ = fs::remove_file(e.path());
             }
         }

@@ -248,3 +248,48 @@ fn a_failed_store_leaves_no_part_behind() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Prune reads each entry once and reports what is left as `cache stats`
+/// would: least recently used first, a blob removed with the last entry
+/// naming it; old temp files in the blob directory go, blobs stay.
+#[test]
+fn prune_removes_the_least_recently_used_and_reports_what_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    let layer = |bytes: &[u8]| {
+        let blob = dir.path().join("blob");
+        fs::write(&blob, bytes).unwrap();
+        let d = Digest::of(bytes);
+        let size = bytes.len() as u64;
+        let layer = BuiltLayer {
+            descriptor: Descriptor::new(MEDIA_TYPE_LAYER_GZIP, d.clone(), size),
+            diff_id: d,
+            tar_size: size,
+        };
+        (layer, blob)
+    };
+    let (a, a_blob) = layer(b"ten bytes.");
+    for (n, used) in [(1, 1_000), (3, 3_000)] {
+        cache.put(&Key::test(n), &a, &a_blob).unwrap();
+        set_mtime(&cache.entry_path(&Key::test(n)), used);
+    }
+    let (b, b_blob) = layer(b"twenty bytes of blob");
+    cache.put(&Key::test(2), &b, &b_blob).unwrap();
+    set_mtime(&cache.entry_path(&Key::test(2)), 2_000);
+    let blobs = cache.blobs.root().join("sha256");
+    let (old_tmp, new_tmp) = (blobs.join(".tmp-old"), blobs.join(".tmp-new"));
+    fs::write(&old_tmp, b"").unwrap();
+    set_mtime(&old_tmp, 1_000);
+    fs::write(&new_tmp, b"").unwrap();
+
+    let pruned = cache.prune(25).unwrap();
+    assert_eq!((pruned.removed_entries, pruned.removed_bytes), (2, 20));
+    let now = cache.stats();
+    assert_eq!((pruned.after.entries, pruned.after.bytes), (1, 10));
+    assert_eq!((now.entries, now.bytes), (1, 10));
+    assert_eq!(pruned.after.max_bytes, 25);
+    assert!(cache.entry_path(&Key::test(3)).exists());
+    assert!(cache.blobs.path(&a.descriptor.digest).exists());
+    assert!(!cache.blobs.path(&b.descriptor.digest).exists());
+    assert!(!old_tmp.exists() && new_tmp.exists());
+}

@@ -201,6 +201,7 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
             }
         }
     }
+    let by_dist = by_dist(&by_name);
     let mut by_hash = BTreeMap::new();
     if !lock_path.to_string_lossy().ends_with(".toml") {
         for path in by_name.values() {
@@ -245,7 +246,7 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
                 ),
             ));
         }
-        let (wheel, name) = choose(pkg, &by_name, &target)
+        let (wheel, name) = choose(pkg, &by_name, &by_dist, &target)
             .ok_or_else(|| err_at(at, lock::no_wheel(pkg, &platform, &xy, &by_name)))?;
         let (file, sha256) = obtain(cx.env, cx.context, &lock_path, &wheel, at)?;
         let dist = name.name.replace('_', "-");
@@ -288,11 +289,28 @@ fn parse_pair(text: &str, what: &str, at: &str) -> Result<(u32, u32)> {
     }
 }
 
+/// The find_links wheels by normalised name and version, each file name
+/// parsed once, in file name order: a lock of thousands of packages is
+/// matched without reading every wheel name for every package.
+type ByDist<'a> = BTreeMap<(String, String), Vec<&'a String>>;
+
+fn by_dist(by_name: &BTreeMap<String, PathBuf>) -> ByDist<'_> {
+    let mut by_dist = ByDist::new();
+    for file in by_name.keys() {
+        if let Ok(n) = WheelName::parse(file) {
+            let key = (normalize(&n.name), n.version);
+            by_dist.entry(key).or_default().push(file);
+        }
+    }
+    by_dist
+}
+
 /// The best wheel of `pkg` for `target`: the lock's (a find_links file of
 /// the same name first), then find_links wheels of the same name and version.
 fn choose(
     pkg: &Package,
     by_name: &BTreeMap<String, PathBuf>,
+    by_dist: &ByDist,
     target: &Target,
 ) -> Option<(WheelRef, WheelName)> {
     let mut candidates: Vec<WheelRef> = pkg
@@ -307,18 +325,14 @@ fn choose(
             None => w.clone(),
         })
         .collect();
-    for (file, path) in by_name.iter().filter(|_| !pkg.hashed) {
-        let Ok(n) = WheelName::parse(file) else {
-            continue;
-        };
-        if normalize(&n.name) == normalize(&pkg.name)
-            && n.version == pkg.version
-            && !candidates.iter().any(|c| &c.file == file)
-        {
+    let key = (normalize(&pkg.name), pkg.version.clone());
+    let same = by_dist.get(&key).filter(|_| !pkg.hashed);
+    for file in same.into_iter().flatten() {
+        if !candidates.iter().any(|c| &c.file == *file) {
             candidates.push(WheelRef {
-                file: file.clone(),
+                file: (*file).clone(),
                 url: None,
-                path: Some(path.clone()),
+                path: Some(by_name[*file].clone()),
                 sha256: None,
             });
         }
@@ -528,62 +542,4 @@ impl Packages {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Packages of these (name, wheel size), in this order.
-    fn packages(list: &[(&str, u64)]) -> Packages {
-        Packages {
-            wheels: list
-                .iter()
-                .map(|(n, _)| Installed {
-                    wheel: PathBuf::from(format!("{n}.whl")),
-                    files: Vec::new(),
-                })
-                .collect(),
-            dists: list
-                .iter()
-                .map(|(n, size)| Dist {
-                    name: n.to_string(),
-                    version: "1".into(),
-                    sha256: String::new(),
-                    url: None,
-                    size: *size,
-                })
-                .collect(),
-            site_packages: "sp".into(),
-            attrs: Effective::default(),
-        }
-    }
-
-    fn labels(list: &[(&str, u64)], max: Option<usize>) -> Vec<String> {
-        packages(list)
-            .split(max)
-            .into_iter()
-            .map(|(label, _)| label)
-            .collect()
-    }
-
-    #[test]
-    fn the_smallest_packages_share_a_layer_and_ties_go_by_name() {
-        let list = [("d", 5), ("a", 9), ("c", 5), ("b", 1), ("e", 5)];
-        assert_eq!(
-            labels(&list, None),
-            ["a==1", "b==1", "c==1", "d==1", "e==1"]
-        );
-        assert_eq!(labels(&list, Some(5)), labels(&list, None));
-        assert_eq!(labels(&list, Some(9)), labels(&list, None));
-        // b (1) and c (5, first of the 5s by name) are the two smallest.
-        assert_eq!(
-            labels(&list, Some(4)),
-            ["a==1", "b==1, c==1", "d==1", "e==1"]
-        );
-        assert_eq!(labels(&list, Some(2)), ["a==1", "b==1, c==1, d==1, e==1"]);
-        assert_eq!(labels(&list, Some(1)), ["a==1, b==1, c==1, d==1, e==1"]);
-        // The order of the lock does not matter.
-        let mut reversed = list;
-        reversed.reverse();
-        assert_eq!(labels(&reversed, Some(4)), labels(&list, Some(4)));
-        assert!(labels(&[], Some(3)).is_empty());
-    }
-}
+mod tests;
