@@ -36,6 +36,10 @@ pub struct LayerPlan {
     /// Whether it writes the missing parents of its entries: only the
     /// first layer of an image from scratch does (see [`Entries::new`]).
     parents: bool,
+    /// Whether it is (a part of) the recipe's first `[[layer]]` on scratch,
+    /// whose directory `src`s write their `dest` directory too; every other
+    /// layer leaves it to the layers below, as it leaves the parents.
+    on_scratch: bool,
     /// Bytes of file content, as planned.
     content_size: u64,
     /// Tar entries, as planned.
@@ -68,7 +72,7 @@ impl LayerPlan {
             .sources
             .iter()
             .map(|(s, at)| {
-                let stream = s.entries(&self.context, at)?;
+                let stream = s.entries(&self.context, at, self.on_scratch)?;
                 let stream = match &self.part {
                     Some((split, part)) => split.filter(stream, s.tree_dest(), *part),
                     None => stream,
@@ -169,7 +173,14 @@ pub(crate) fn plan_layers(
         .enumerate()
         .map(|(i, (name, p))| {
             let sources = vec![(EntrySource::Python(p), at.clone())];
-            checked(name, context, Arc::new(sources), None, first && i == 0)
+            checked(
+                name,
+                context,
+                Arc::new(sources),
+                None,
+                first && i == 0,
+                first,
+            )
         })
         .collect()
 }
@@ -233,7 +244,14 @@ fn plan_layer(
     }
     let sources = Arc::new(resolved);
     // The whole layer is checked once (conflicts, parents), split or not.
-    let whole = checked(name.clone(), context, sources.clone(), None, cx.first)?;
+    let whole = checked(
+        name.clone(),
+        context,
+        sources.clone(),
+        None,
+        cx.first,
+        cx.first,
+    )?;
     let Some(Auto {
         span,
         globs,
@@ -261,6 +279,7 @@ fn plan_layer(
             sources.clone(),
             part,
             cx.first && layers.is_empty(),
+            cx.first,
         )?;
         if plan.entry_count > 0 {
             layers.push(plan);
@@ -348,6 +367,7 @@ fn checked(
     sources: Arc<Vec<(EntrySource, String)>>,
     part: Option<(Arc<AutoSplit>, usize)>,
     parents: bool,
+    on_scratch: bool,
 ) -> Result<LayerPlan> {
     let mut plan = LayerPlan {
         name,
@@ -355,6 +375,7 @@ fn checked(
         sources,
         part,
         parents,
+        on_scratch,
         content_size: 0,
         entry_count: 0,
         stamps: StampsOf::default().finish(),

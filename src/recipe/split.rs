@@ -122,7 +122,7 @@ impl Split {
         let mut linked: HashMap<Inode, Seen> = HashMap::new();
         for (source, at) in sources {
             let base = source.tree_dest();
-            for item in source.entries(context, at)? {
+            for item in source.entries(context, at, true)? {
                 let (e, inode) = item?;
                 if e.kind == EntryKind::Dir {
                     continue;
@@ -186,7 +186,7 @@ impl Split {
         let mut dirs = Vec::new();
         for (source, at) in sources {
             let base = source.tree_dest();
-            for item in source.entries(context, at)? {
+            for item in source.entries(context, at, true)? {
                 let (e, inode) = item?;
                 if e.kind == EntryKind::Dir {
                     dirs.push(e.path);

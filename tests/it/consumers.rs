@@ -4,6 +4,7 @@
 //! directory, files' modes and owners, whether it can write a file).
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -121,6 +122,13 @@ fn layers_above_others_keep_the_directories_they_write_into() {
     let ctx = dir.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     fs::copy(probe(), ctx.join("probe")).unwrap();
+    // Directories copied into /tmp, the home and a new /opt/tree, each 0700.
+    for d in ["tmpfiles", "homefiles", "optfiles"] {
+        fs::create_dir(ctx.join(d)).unwrap();
+        write(&ctx.join(d).join("f"), d);
+        fs::set_permissions(ctx.join(d).join("f"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(ctx.join(d), fs::Permissions::from_mode(0o700)).unwrap();
+    }
     write(
         &ctx.join("base.toml"),
         r#"tags = ["1"]
@@ -181,6 +189,19 @@ dest = "/srv/data/seed"
 [[layer.entry]]
 content = "d = 4\n"
 dest = "/bin/app.conf"
+[[layer]]
+name = "trees"
+[[layer.entry]]
+src = "tmpfiles"
+dest = "/tmp"
+[[layer.entry]]
+src = "homefiles"
+dest = "/home/app"
+uid = 1000
+gid = 1000
+[[layer.entry]]
+src = "optfiles"
+dest = "/opt/tree"
 "#,
     );
     let app = dir.path().join("app");
@@ -201,6 +222,9 @@ dest = "/bin/app.conf"
             "/tmp/app",
             "/bin",
             "/usr/bin/app.conf",
+            "/opt/tree",
+            "/opt/tree/f",
+            "/home/app/f",
             "w:/tmp/x",
             "w:/home/app/x",
             "w:/srv/data/x",
@@ -226,6 +250,20 @@ dest = "/bin/app.conf"
     assert_eq!(
         line(&out, "stat /usr/bin/app.conf"),
         "stat /usr/bin/app.conf mode=100644 uid=0 gid=0"
+    );
+    // A directory `src` gives its contents, not its own mode, as Docker's
+    // COPY does: into /tmp and the home above, and into a new directory.
+    assert_eq!(
+        line(&out, "stat /opt/tree"),
+        "stat /opt/tree mode=40755 uid=0 gid=0"
+    );
+    assert_eq!(
+        line(&out, "stat /opt/tree/f"),
+        "stat /opt/tree/f mode=100644 uid=0 gid=0"
+    );
+    assert_eq!(
+        line(&out, "stat /home/app/f"),
+        "stat /home/app/f mode=100644 uid=1000 gid=1000"
     );
     for path in ["/tmp/x", "/home/app/x", "/srv/data/x"] {
         assert_eq!(

@@ -102,13 +102,21 @@ pub(super) type Stream<'a> = Box<dyn Iterator<Item = Result<(Entry, Option<Inode
 
 impl EntrySource {
     /// The entries, read from disk as they go. `context` is the build
-    /// context, `at` the entry's place in the recipe, for errors.
-    pub(super) fn entries<'a>(&'a self, context: &'a Path, at: &'a str) -> Result<Stream<'a>> {
+    /// context, `at` the entry's place in the recipe, for errors. With
+    /// `on_scratch` (the recipe's first layer, on scratch), a directory
+    /// `src` gives `dest` an entry of its own; in any other layer it gives
+    /// only what is below `dest`.
+    pub(super) fn entries<'a>(
+        &'a self,
+        context: &'a Path,
+        at: &'a str,
+        on_scratch: bool,
+    ) -> Result<Stream<'a>> {
         Ok(match self {
             EntrySource::One { entry, inode } => {
                 Box::new(std::iter::once(restamped(entry).map(|e| (e, *inode))))
             }
-            EntrySource::Tree(tree) => tree.entries(context, at)?,
+            EntrySource::Tree(tree) => tree.entries(context, at, on_scratch)?,
             EntrySource::Python(p) => p.entries(),
             EntrySource::Fetched { entry, .. } => {
                 Box::new(std::iter::once(restamped(entry).map(|e| (e, None))))

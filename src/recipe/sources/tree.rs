@@ -1,5 +1,5 @@
 //! A directory `src`, copied to `dest`: the directory's own entry (none when
-//! `dest` is `/`, which has no entry), then a depth-first walk with each
+//! `dest` is `/`, which has no entry, or in a layer above others), then a depth-first walk with each
 //! directory's names sorted by bytes, which is tar order. Memory is bounded
 //! by the depth and width of the tree.
 //!
@@ -85,9 +85,19 @@ impl Tree {
         &self.dest
     }
 
-    pub(super) fn entries<'a>(&'a self, context: &'a Path, at: &'a str) -> Result<Stream<'a>> {
+    /// The tree's entries; with `own`, `dest`'s own entry first. A layer
+    /// above others leaves `dest` to them, as it leaves the parents of its
+    /// entries: its mode and owner would replace those of the directory
+    /// already there (a base's 1777 `/tmp`), and Docker's `COPY` of a
+    /// directory copies its contents, not the directory itself.
+    pub(super) fn entries<'a>(
+        &'a self,
+        context: &'a Path,
+        at: &'a str,
+        own: bool,
+    ) -> Result<Stream<'a>> {
         let mut walk = Walk::new(self, context, at)?;
-        let own = self.own.clone().map(|e| Ok((e, None)));
+        let own = self.own.clone().filter(|_| own).map(|e| Ok((e, None)));
         Ok(Box::new(own.into_iter().chain(std::iter::from_fn(
             move || walk.next().transpose(),
         ))))
@@ -338,7 +348,7 @@ mod tests {
         link("../../o", "ctx/app/a").unwrap();
         link("../../o", "ctx/app/b").unwrap();
         let tree = followed(&ctx);
-        let entries: Vec<_> = tree.entries(&ctx, "r:1:1").unwrap().collect();
+        let entries: Vec<_> = tree.entries(&ctx, "r:1:1", true).unwrap().collect();
         let paths: Vec<String> = entries
             .iter()
             .map(|e| String::from_utf8_lossy(&e.as_ref().unwrap().0.path).into_owned())
@@ -348,7 +358,7 @@ mod tests {
         // o/m -> o2 and o2/n -> o: each followed link leads on to the other.
         link("../o2", "o/m").unwrap();
         link("../o", "o2/n").unwrap();
-        let mut walk = tree.entries(&ctx, "r:1:1").unwrap();
+        let mut walk = tree.entries(&ctx, "r:1:1", true).unwrap();
         let err = walk
             .by_ref()
             .take(100)
