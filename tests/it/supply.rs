@@ -16,11 +16,14 @@ use crate::support::{tempdir, FaultProxy, Injected, LogEntry};
 
 pub const PASSWORD: &str = "correct-horse-7c1e";
 
-/// `python3 tests/it/supply_check.py ARGS`: its stdout; fails the test
-/// saying so when the check fails or a Python package is missing.
+/// `python3 tests/it/supply_check.py ARGS` (the Python `scripts/test`
+/// names in `BOXWRIGHT_CHECK_PYTHON` when it had to install the packages
+/// apart): its stdout; fails the test saying so when the check fails or a
+/// Python package is missing.
 pub fn python_check(args: &[&str]) -> String {
     let script = root().join("tests/it/supply_check.py");
-    let out = crate::support::tools::output(Command::new("python3").arg(script).args(args));
+    let python = std::env::var_os("BOXWRIGHT_CHECK_PYTHON").unwrap_or_else(|| "python3".into());
+    let out = crate::support::tools::output(Command::new(python).arg(script).args(args));
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
         Some(0) => String::from_utf8_lossy(&out.stdout).into_owned(),
