@@ -222,6 +222,29 @@ fn pull_writes_archives_that_skopeo_reads() {
     assert_eq!(info["Architecture"], "amd64");
     let manifest_json = crate::common::docker_archive_manifest(&da);
     assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!([reference]));
+    // Pinned by digest as well, or with no tag at all: RepoTags is still
+    // NAME:TAG (docker load refuses a digest in a tag; no tag is latest).
+    let pinned = format!("{reference}@{}", base.amd64().manifest);
+    let untagged = format!("{}/base/img", reg.host());
+    ok(env
+        .cmd()
+        .args(["push", "--quiet"])
+        .arg(&base.layout)
+        .args(["--to", &format!("{untagged}:latest")]));
+    for (asked, listed) in [
+        (&pinned, &reference),
+        (&untagged, &format!("{untagged}:latest")),
+    ] {
+        let r = run(env
+            .cmd()
+            .args(["pull", "--quiet", asked, "--format", "docker-archive", "-o"])
+            .arg(&da)
+            .arg("--cache-dir")
+            .arg(env.cache()));
+        assert_ok(&r);
+        let manifest_json = crate::common::docker_archive_manifest(&da);
+        assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!([listed]));
+    }
 
     // docker-archive for arm64 carries the arm64 config.
     let da2 = env.path().join("arm.docker.tar");
