@@ -77,12 +77,15 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         }
         (None, _) => PlatformChoice::All,
     };
-    if opts.format != PullFormat::Oci && opts.output.is_dir() {
-        return Err(bad_input(format!(
-            "{} is a directory; an archive is a file (-o FILE.tar)",
-            opts.output.display()
-        )));
-    }
+    let requested =
+        (opts.references.first()).ok_or_else(|| bad_input("no image reference given"))?;
+    let sink = Sink::new(
+        opts.format,
+        &opts.output,
+        ref_name(requested),
+        repo_tags(requested),
+    );
+    sink.check()?;
     let served = images.resolve(&opts.references).await?;
     let r = served.reference.clone();
     // The image manifests to write, with their platform.
@@ -152,16 +155,9 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         .iter()
         .map(|i| i.manifest.config.digest.clone())
         .collect();
-    let repo_tags = repo_tags(&served.requested);
-    Sink::new(
-        opts.format,
-        &opts.output,
-        ref_name(&served.requested),
-        repo_tags,
-    )
-    .write(&source)
-    .await
-    .with_context(|| format!("writing {}", opts.output.display()))?;
+    sink.write(&source)
+        .await
+        .with_context(|| format!("writing {}", opts.output.display()))?;
     Ok(PullResult {
         digest: top.digest.clone(),
         media_type: top.media_type.clone(),
