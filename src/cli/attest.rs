@@ -18,7 +18,7 @@ use boxwright::oci::{canonical_json, Digest};
 use boxwright::progress::SharedReporter;
 use boxwright::registry::Reference;
 use boxwright::supply::artifact::Kind;
-use boxwright::supply::provenance::{PREDICATE_TYPE, STATEMENT_TYPE};
+use boxwright::supply::provenance::{is_statement, PREDICATE_TYPE};
 use boxwright::supply::{sbom, sign};
 
 use super::args::{parse_all, parse_reference};
@@ -94,7 +94,7 @@ pub async fn run(args: AttestArgs, reporter: SharedReporter) -> Result<()> {
             )?);
         }
         if let (Some(doc), Some(path)) = (&provenance, &args.provenance) {
-            let statement = if doc["_type"] == STATEMENT_TYPE {
+            let statement = if is_statement(doc) {
                 check_subject(path, doc, &subject.digest)?;
                 let predicate_type = doc["predicateType"].as_str().unwrap_or_default();
                 if Kind::of_predicate(predicate_type) != Kind::Provenance {

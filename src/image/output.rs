@@ -12,6 +12,8 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
+use crate::error::bad_input;
+
 /// The prefix of temporary names that are not tied to the output's name.
 pub const TEMP_PREFIX: &str = ".boxwright-";
 
@@ -29,13 +31,39 @@ pub fn layout_old_name(name: &str) -> String {
 /// name), created when missing: temporary files and directories go there,
 /// so that the output is moved into place by a rename.
 pub fn output_parent(dest: &Path) -> Result<PathBuf> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = parent_of(dest);
+    check_parent(dest)?;
     std::fs::create_dir_all(&parent)
         .with_context(|| format!("creating output directory {}", parent.display()))?;
     Ok(parent)
+}
+
+fn parent_of(dest: &Path) -> PathBuf {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Refuse (bad input), creating nothing, an output at `dest` whose
+/// directory cannot be made because something that is not a directory
+/// (a file, a FIFO) stands on the way to it: `-o notes.txt/out`.
+pub fn check_parent(dest: &Path) -> Result<()> {
+    let parent = parent_of(dest);
+    for dir in parent.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(bad_input(format!(
+                    "{}: is not a directory, so {} cannot be written in it; choose another output with -o",
+                    dir.display(),
+                    dest.display()
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// An output as an absolute path: the directory it goes in and its name.
@@ -112,6 +140,22 @@ impl OutputPlace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_under_a_file_is_bad_input_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "x").unwrap();
+        let e = output_parent(&file.join("a/b/out")).unwrap_err();
+        assert!(crate::error::is_bad_input(&e), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("notes.txt: is not a directory"),
+            "{e:#}"
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
+        let made = dir.path().join("new/out");
+        assert_eq!(output_parent(&made).unwrap(), dir.path().join("new"));
+    }
 
     #[test]
     fn the_output_and_its_temporaries_are_held_and_nothing_else() {

@@ -74,6 +74,25 @@ impl Sink {
         }
     }
 
+    /// Refuse (bad input), before anything is fetched or written, an
+    /// output this sink could not write: a layout over a file or a
+    /// directory that is not a layout, an archive over a directory, or
+    /// either under a file.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Sink::Layout { dir, .. } => LayoutWriter::check_output(dir),
+            Sink::OciArchive { file, .. } | Sink::DockerArchive { file, .. } => {
+                if file.is_dir() {
+                    return Err(bad_input(format!(
+                        "{} is a directory; an archive is a file (-o FILE.tar)",
+                        file.display()
+                    )));
+                }
+                crate::image::output::check_parent(file)
+            }
+        }
+    }
+
     /// Write `src` here.
     pub async fn write(&self, src: &dyn ImageSource) -> Result<()> {
         match self {

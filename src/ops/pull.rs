@@ -77,12 +77,15 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         }
         (None, _) => PlatformChoice::All,
     };
-    if opts.format != PullFormat::Oci && opts.output.is_dir() {
-        return Err(bad_input(format!(
-            "{} is a directory; an archive is a file (-o FILE.tar)",
-            opts.output.display()
-        )));
-    }
+    let requested =
+        (opts.references.first()).ok_or_else(|| bad_input("no image reference given"))?;
+    let sink = Sink::new(
+        opts.format,
+        &opts.output,
+        ref_name(requested),
+        repo_tags(requested),
+    );
+    sink.check()?;
     let served = images.resolve(&opts.references).await?;
     let r = served.reference.clone();
     // The image manifests to write, with their platform.
@@ -152,19 +155,9 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
         .iter()
         .map(|i| i.manifest.config.digest.clone())
         .collect();
-    let repo_tags: Vec<String> = (served.requested.tag.as_ref())
-        .map(|_| served.requested.to_string())
-        .into_iter()
-        .collect();
-    Sink::new(
-        opts.format,
-        &opts.output,
-        ref_name(&served.requested),
-        repo_tags,
-    )
-    .write(&source)
-    .await
-    .with_context(|| format!("writing {}", opts.output.display()))?;
+    sink.write(&source)
+        .await
+        .with_context(|| format!("writing {}", opts.output.display()))?;
     Ok(PullResult {
         digest: top.digest.clone(),
         media_type: top.media_type.clone(),
@@ -178,6 +171,17 @@ pub async fn pull(images: &RemoteImages, opts: &PullOptions) -> Result<PullResul
     })
 }
 
+/// A docker-archive's `RepoTags` for a reference: `NAME:TAG`, as
+/// `docker save` writes it (`latest` when it has neither tag nor digest;
+/// never its digest, which `docker load` refuses in a tag), none for a
+/// digest-only reference.
+fn repo_tags(r: &Reference) -> Vec<String> {
+    ref_name(r)
+        .map(|tag| format!("{}:{tag}", r.name()))
+        .into_iter()
+        .collect()
+}
+
 /// The layout ref name for a reference: its tag (`latest` when it has
 /// neither tag nor digest), none for a digest-only reference.
 fn ref_name(r: &Reference) -> Option<String> {
@@ -185,5 +189,20 @@ fn ref_name(r: &Reference) -> Option<String> {
         (Some(t), _) => Some(t.clone()),
         (None, None) => Some("latest".into()),
         (None, Some(_)) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_tags_are_name_and_tag_as_docker_save_writes_them() {
+        let tags = |s: &str| repo_tags(&Reference::parse(s).unwrap());
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(tags("r.io/acme/app:1"), ["r.io/acme/app:1"]);
+        assert_eq!(tags(&format!("r.io/acme/app:1@{d}")), ["r.io/acme/app:1"]);
+        assert_eq!(tags("r.io/acme/app"), ["r.io/acme/app:latest"]);
+        assert!(tags(&format!("r.io/acme/app@{d}")).is_empty());
     }
 }

@@ -6,7 +6,8 @@
 //! layout reads them back ([`referrers_of`]) and attaches them where the
 //! image went ([`push_layout`]); `sbom DIR` reads the SBOM from there.
 
-use std::io::Write as _;
+use std::collections::HashSet;
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use super::artifact::{empty_config, Artifact, EMPTY_CONFIG};
 use super::attach::{attach, AttachOptions, AttachReport};
 use super::evidence::{log_report, pushed_repositories};
-use super::referrers::{classify, MAX_PAYLOAD};
+use super::referrers::{classify, MAX_PAYLOAD, MAX_REFERRERS};
 use crate::error::bad_input;
 use crate::image::layout::{blob_path, guard, is_referrer, Layout, LayoutImage};
 use crate::image::ImageSource as _;
@@ -63,11 +64,21 @@ pub fn store(dir: &Path, artifacts: &[Artifact]) -> Result<()> {
     write_atomic(&dir.join("index.json"), &canonical_json(&index))
 }
 
+/// Most bytes of payloads [`referrers_of`] holds for one image, all
+/// together (a build's SBOM and provenance take a few MiB).
+pub const MAX_LAYOUT_PAYLOADS: u64 = 4 * MAX_PAYLOAD;
+
 /// The artifacts in `layout` whose `subject` is `subject`, in the order of
-/// `index.json`.
+/// `index.json`, each once however often it is listed. More than
+/// [`MAX_REFERRERS`] of them, or payloads of more than
+/// [`MAX_LAYOUT_PAYLOADS`] in all, is bad input, refused before the
+/// payload that would pass the limit is read.
 pub fn referrers_of(layout: &Layout, subject: &Digest) -> Result<Vec<Artifact>> {
-    let mut out = Vec::new();
-    for entry in layout.index().manifests.iter().filter(|d| is_referrer(d)) {
+    let mut out: Vec<Artifact> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut held = 0u64;
+    let entries = layout.index().manifests.iter().filter(|d| is_referrer(d));
+    for entry in entries.filter(|d| seen.insert(&d.digest)) {
         let bytes = layout.read_blob(entry)?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
             bad_input(format!(
@@ -92,6 +103,23 @@ pub fn referrers_of(layout: &Layout, subject: &Digest) -> Result<Vec<Artifact>> 
             .clone()
             .or_else(|| m.artifact_type.clone())
             .unwrap_or_default();
+        if out.len() == MAX_REFERRERS {
+            return Err(bad_input(format!(
+                "{}: more than {MAX_REFERRERS} artifacts are about {subject}, more than \
+                 boxwright reads of one image",
+                layout.root().display()
+            )));
+        }
+        held = held.saturating_add(layer.size);
+        if held > MAX_LAYOUT_PAYLOADS {
+            return Err(bad_input(format!(
+                "{}: with artifact {}, the payloads of the artifacts about {subject} pass {} \
+                 in all, more than boxwright reads of one image",
+                layout.root().display(),
+                entry.digest,
+                crate::render::human_bytes(MAX_LAYOUT_PAYLOADS)
+            )));
+        }
         let (kind, _) = classify(&artifact_type, layer);
         out.push(Artifact {
             kind,
@@ -118,7 +146,11 @@ pub fn read_payload(layout: &Layout, layer: &Descriptor) -> Result<Vec<u8>> {
         )));
     }
     let f = guard::open_blob(root, layer)?;
-    let bytes = std::fs::read(&f.path).with_context(|| format!("reading {}", f.path.display()))?;
+    let mut bytes = Vec::new();
+    (&f.file)
+        .take(layer.size)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", f.path.display()))?;
     if Digest::of(&bytes) != layer.digest {
         return Err(bad_input(format!(
             "{}: blob {} does not match its digest",
@@ -215,5 +247,34 @@ mod tests {
         assert!(referrers_of(&layout, &Digest::of(b"other"))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn an_artifact_listed_again_is_read_once_and_too_many_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = LayoutWriter::create(&dir.path().join("layout")).unwrap();
+        let image = w.write_blob(MEDIA_TYPE_MANIFEST, b"{}").unwrap();
+        let out = w.commit(vec![image.clone()]).unwrap();
+        store(&out, &[test_sbom(&image, BTreeMap::new())]).unwrap();
+        // A hostile index.json lists it a thousand times: each would hold
+        // its payload (up to 64 MiB) in memory.
+        let mut index = Layout::open(&out).unwrap().index().clone();
+        let again = index.manifests[1].clone();
+        index.manifests.extend(std::iter::repeat_n(again, 1000));
+        std::fs::write(out.join("index.json"), canonical_json(&index)).unwrap();
+        let found = referrers_of(&Layout::open(&out).unwrap(), &image.digest).unwrap();
+        assert_eq!(found.len(), 1);
+
+        // More distinct artifacts about the image than are read: refused.
+        let many: Vec<Artifact> = (1..=MAX_REFERRERS)
+            .map(|n| test_sbom(&image, BTreeMap::from([("n".into(), n.to_string())])))
+            .collect();
+        store(&out, &many).unwrap();
+        let e = referrers_of(&Layout::open(&out).unwrap(), &image.digest).unwrap_err();
+        assert!(crate::error::is_bad_input(&e), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("more than 256 artifacts"),
+            "{e:#}"
+        );
     }
 }

@@ -21,6 +21,18 @@ use crate::oci::Digest;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
+
+/// Whether `doc` is a whole in-toto statement rather than a predicate: its
+/// `_type` is an in-toto Statement of any version (v1, or v0.1 as tools
+/// writing SLSA v0.2 give it), or it names a `subject`, which no predicate
+/// has. Such a document is about the images its subject names, and is
+/// never to be wrapped as the predicate of a statement about another.
+pub fn is_statement(doc: &Value) -> bool {
+    doc["_type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("https://in-toto.io/Statement/"))
+        || doc.get("subject").is_some()
+}
 /// What a boxwright build is (a recipe built into an image).
 pub const BUILD_TYPE: &str = "urn:boxwright:buildtype:recipe:v1";
 /// The builder: boxwright itself (its version is in `builder.version`).

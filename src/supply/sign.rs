@@ -193,10 +193,23 @@ pub fn envelope(key: &SigningKey, statement: &Value) -> Vec<u8> {
     })
 }
 
+/// Most signatures of one DSSE envelope checked: an envelope has one per
+/// key that signed it, and each check costs an ECDSA verification, so an
+/// envelope of hundreds of thousands (a few MiB) would take minutes.
+pub const MAX_ENVELOPE_SIGNATURES: usize = 16;
+
 /// Open a DSSE envelope: some signature is `key`'s; returns the statement.
+/// An envelope of more than [`MAX_ENVELOPE_SIGNATURES`] signatures is
+/// refused, none of them checked.
 pub fn open_envelope(key: &VerifyingKey, bytes: &[u8]) -> Result<Value> {
     let env: Envelope =
         serde_json::from_slice(bytes).map_err(|_| anyhow!("not a DSSE envelope"))?;
+    if env.signatures.len() > MAX_ENVELOPE_SIGNATURES {
+        return Err(anyhow!(
+            "the envelope has {} signatures, more than the {MAX_ENVELOPE_SIGNATURES} boxwright checks: refused, none checked",
+            env.signatures.len()
+        ));
+    }
     let payload = B64
         .decode(&env.payload)
         .map_err(|_| anyhow!("the envelope's payload is not base64"))?;
@@ -330,5 +343,42 @@ mod tests {
         tampered["payloadType"] = json!("text/plain");
         assert!(open_envelope(&public, &serde_json::to_vec(&tampered).unwrap()).is_err());
         assert_eq!(pae("t", b"ab"), b"DSSEv1 1 t 2 ab");
+    }
+
+    #[test]
+    fn one_valid_signature_among_a_few_counts_and_too_many_are_refused() {
+        let key = SigningKey::generate();
+        let other = SigningKey::generate();
+        let digest = Digest::of(b"image");
+        let st = statement(
+            &["r.io/a".into()],
+            &digest,
+            "https://slsa.dev/provenance/v1",
+            json!({}),
+        );
+        let mine: Envelope = serde_json::from_slice(&envelope(&key, &st)).unwrap();
+        let theirs: Envelope = serde_json::from_slice(&envelope(&other, &st)).unwrap();
+        let with = |n: usize| {
+            let mut env: Envelope = serde_json::from_slice(&envelope(&other, &st)).unwrap();
+            env.signatures = (1..n)
+                .map(|_| EnvelopeSignature {
+                    keyid: String::new(),
+                    sig: theirs.signatures[0].sig.clone(),
+                })
+                .chain([EnvelopeSignature {
+                    keyid: String::new(),
+                    sig: mine.signatures[0].sig.clone(),
+                }])
+                .collect();
+            canonical_json(&env)
+        };
+        let public = key.verifying_key();
+        let opened = open_envelope(&public, &with(MAX_ENVELOPE_SIGNATURES)).unwrap();
+        assert!(statement_names(&opened, &digest));
+        let e = open_envelope(&public, &with(MAX_ENVELOPE_SIGNATURES + 1)).unwrap_err();
+        assert!(
+            e.to_string().contains("17 signatures, more than the 16"),
+            "{e}"
+        );
     }
 }

@@ -222,6 +222,29 @@ fn pull_writes_archives_that_skopeo_reads() {
     assert_eq!(info["Architecture"], "amd64");
     let manifest_json = crate::common::docker_archive_manifest(&da);
     assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!([reference]));
+    // Pinned by digest as well, or with no tag at all: RepoTags is still
+    // NAME:TAG (docker load refuses a digest in a tag; no tag is latest).
+    let pinned = format!("{reference}@{}", base.amd64().manifest);
+    let untagged = format!("{}/base/img", reg.host());
+    ok(env
+        .cmd()
+        .args(["push", "--quiet"])
+        .arg(&base.layout)
+        .args(["--to", &format!("{untagged}:latest")]));
+    for (asked, listed) in [
+        (&pinned, &reference),
+        (&untagged, &format!("{untagged}:latest")),
+    ] {
+        let r = run(env
+            .cmd()
+            .args(["pull", "--quiet", asked, "--format", "docker-archive", "-o"])
+            .arg(&da)
+            .arg("--cache-dir")
+            .arg(env.cache()));
+        assert_ok(&r);
+        let manifest_json = crate::common::docker_archive_manifest(&da);
+        assert_eq!(manifest_json[0]["RepoTags"], serde_json::json!([listed]));
+    }
 
     // docker-archive for arm64 carries the arm64 config.
     let da2 = env.path().join("arm.docker.tar");
@@ -269,4 +292,37 @@ fn an_archive_into_a_directory_is_refused_before_any_request() {
         assert_eq!(r.code, 2, "{format}: {}", r.stderr);
         assert!(r.stderr.contains("is a directory"), "{}", r.stderr);
     }
+}
+
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_any_request() {
+    let dir = crate::support::tempdir();
+    let reference = format!("{}/acme/app:1", crate::support::dead_host());
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "mine\n").unwrap();
+    let other = dir.path().join("photos");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("a.jpg"), "mine\n").unwrap();
+    // A layout over a file or over a directory that is not a layout, and
+    // any output under a file: exit 2 (bad input), where the registry,
+    // which nothing listens on, was never asked (that is exit 1), and
+    // nothing there is touched.
+    let cases = [
+        ("oci", file.clone(), "is not an OCI layout"),
+        ("oci", other.clone(), "is not an OCI layout"),
+        ("oci", file.join("out"), "is not a directory"),
+        ("oci-archive", file.join("sub/x.tar"), "is not a directory"),
+        ("docker-archive", file.join("x.tar"), "is not a directory"),
+    ];
+    for (format, out, says) in cases {
+        let r = run(Env::new()
+            .cmd()
+            .args(["pull", &reference, "--format", format, "-o"])
+            .arg(&out));
+        assert_eq!(r.code, 2, "{format} {}: {}", out.display(), r.stderr);
+        assert!(r.stderr.contains(says), "{}", r.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine\n");
+    let left: Vec<_> = std::fs::read_dir(&other).unwrap().collect();
+    assert_eq!(left.len(), 1);
 }

@@ -538,6 +538,93 @@ fn supply_sign_attest_and_cyclonedx_keep_what_is_there_and_are_read_back() {
 }
 
 #[test]
+fn supply_a_statement_of_another_in_toto_version_is_checked_not_wrapped() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "v01", 4);
+    let (_, b_ref) = refs(&pair, "acme/v01", "1");
+    let built = build_push(&pair, dir.path(), &r, &[&b_ref], &[]);
+    assert_ok(&built);
+    let hex = built
+        .stdout
+        .trim()
+        .trim_start_matches("sha256:")
+        .to_string();
+    // An in-toto Statement v0.1 (SLSA v0.2 tools write these), or one with
+    // no `_type` at all, about another image: refused, exit 2, nothing
+    // pushed, rather than wrapped as the predicate of a statement about
+    // this image, which verify would then count as its provenance.
+    let file = dir.path().join("statement.json");
+    let statement = |typ: Option<&str>, about: &str| {
+        let mut s = serde_json::json!({
+            "subject": [{"name": "elsewhere", "digest": {"sha256": about}}],
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "predicate": {"builder": {"id": "https://ci.example/builder"}},
+        });
+        if let Some(t) = typ {
+            s["_type"] = serde_json::json!(t);
+        }
+        std::fs::write(&file, s.to_string()).unwrap();
+        s
+    };
+    let other = "b".repeat(64);
+    for typ in [Some("https://in-toto.io/Statement/v0.1"), None] {
+        statement(typ, &other);
+        pair.reset();
+        let wrong = attest(&pair, &key, "provenance", &file, &[&b_ref]);
+        assert_code(&wrong, 2);
+        assert!(
+            wrong.stderr.contains("subject is another image"),
+            "{}",
+            wrong.stderr
+        );
+        assert_eq!(pair.b.count("PUT"), 0);
+    }
+    let (v, doc) = verify_json(&pair, &public, &[], &[&b_ref]);
+    assert_code(&v, 1);
+    assert_eq!(
+        doc["supply"]["references"][0]["attestations"],
+        serde_json::json!({}),
+        "{doc:#}"
+    );
+
+    // About this image: signed as it was given, and it counts.
+    let given = statement(Some("https://in-toto.io/Statement/v0.1"), &hex);
+    assert_ok(&attest(&pair, &key, "provenance", &file, &[&b_ref]));
+    let index = manifest_b(&pair, "acme/v01", &format!("sha256-{hex}")).unwrap();
+    let artifact = manifest_b(
+        &pair,
+        "acme/v01",
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    )
+    .unwrap();
+    let envelope = blob_b(
+        &pair,
+        "acme/v01",
+        artifact["layers"][0]["digest"].as_str().unwrap(),
+    );
+    let env_file = dir.path().join("envelope.json");
+    std::fs::write(&env_file, &envelope).unwrap();
+    let signed: Value = serde_json::from_str(&python_check(&[
+        "dsse",
+        public.to_str().unwrap(),
+        env_file.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(signed, given);
+    let (v, doc) = verify_json(&pair, &public, &[], &[&b_ref]);
+    assert_code(&v, 1); // unsigned image: no signature
+    assert_eq!(
+        doc["supply"]["references"][0]["attestations"]["provenance"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{doc:#}"
+    );
+}
+
+#[test]
 fn supply_bad_keys_fail_before_anything_is_pushed_and_never_print_secrets() {
     let pair = Pair::start();
     let dir = tempdir();

@@ -72,6 +72,14 @@ impl LayoutWriter {
         })
     }
 
+    /// Refuse, before any work, an output [`LayoutWriter::create`] would
+    /// refuse: under a file, or a path that holds something other than an
+    /// OCI layout or an empty directory.
+    pub fn check_output(dest: &Path) -> Result<()> {
+        crate::image::output::check_parent(dest)?;
+        check_destination(dest)
+    }
+
     /// The directory being written (blobs can be renamed into it directly).
     pub fn root(&self) -> &Path {
         match &self.tmp {
