@@ -424,3 +424,81 @@ fn a_run_past_its_timeout_stops_as_on_a_signal() {
         assert!(r.stderr.contains("duration"), "{bad}: {}", r.stderr);
     }
 }
+
+/// Figure: `push --json --timeout 3s` to a registry that answers and to one
+/// that never does exits 124 within 3 + 5 s and still writes its report on
+/// stdout: `stopped` names the timeout, the first target is ok with the
+/// image's digest (and its tag is on the registry), the second is not done
+/// (`ok` false, "not done: the run was stopped first"), and so is its
+/// registry. Without `--json`, stdout stays empty.
+#[test]
+fn a_push_stopped_midway_still_writes_its_json_report() {
+    use crate::support::{tiny_oci_layout, Scripted};
+    let reg = Registry::start();
+    let silent = Scripted::silent();
+    let t = tempdir();
+    let layout = t.path().join("layout");
+    let img = tiny_oci_layout(&layout, "1.0", b"stopped midway");
+    let (landed, hung) = (
+        format!("{}/acme/a:1", reg.host()),
+        format!("{}/acme/a:1", silent.host()),
+    );
+    for json in [true, false] {
+        let env = Env::new();
+        let mut cmd = env.cmd();
+        cmd.args(["push", "--quiet", "--timeout", "3s"])
+            .arg(&layout)
+            .args(["--to", &landed, "--to", &hung]);
+        if json {
+            cmd.arg("--json");
+        }
+        let started = Instant::now();
+        let r = run(&mut cmd);
+        let took = started.elapsed();
+        assert_eq!(r.code, 124, "{}", r.stderr);
+        assert!(took < Duration::from_secs(8), "{took:?}");
+        if !json {
+            assert_eq!(r.stdout, "");
+            continue;
+        }
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {:?} / {}", r.stdout, r.stderr));
+        assert!(
+            doc["stopped"].as_str().unwrap().contains("--timeout (3 s)"),
+            "{doc:#}"
+        );
+        assert_eq!(doc["digest"], img.manifest_digest.as_str(), "{doc:#}");
+        let targets = doc["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 2, "{doc:#}");
+        assert_eq!(targets[0]["reference"], landed.as_str());
+        assert_eq!(targets[0]["ok"], true, "{doc:#}");
+        assert_eq!(targets[0]["digest"], img.manifest_digest.as_str());
+        assert_eq!(targets[0]["blobs_uploaded"], 2, "{doc:#}");
+        assert_eq!(targets[1]["reference"], hung.as_str());
+        assert_eq!(targets[1]["ok"], false, "{doc:#}");
+        assert_eq!(
+            targets[1]["error"], "not done: the run was stopped first",
+            "{doc:#}"
+        );
+        let registries = doc["registries"].as_array().unwrap();
+        let ok: Vec<_> = registries
+            .iter()
+            .map(|r| (r["registry"].clone(), r["ok"].clone()))
+            .collect();
+        assert_eq!(
+            ok,
+            [
+                (reg.host().into(), true.into()),
+                (silent.host().into(), false.into())
+            ],
+            "{doc:#}"
+        );
+    }
+    let tag = crate::support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{landed}"),
+    ]);
+    assert!(!tag.is_empty());
+}
