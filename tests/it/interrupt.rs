@@ -502,3 +502,44 @@ fn a_push_stopped_midway_still_writes_its_json_report() {
     ]);
     assert!(!tag.is_empty());
 }
+
+/// Figure: `copy --json --timeout 3s` to a registry that answers and to one
+/// that never does exits 124 and still writes its report: `stopped` names
+/// the timeout, and the push report sits under `push`, as in the copy's own
+/// document: null here, the copy still asking the destinations what they
+/// hold (nothing was tagged).
+#[test]
+fn a_copy_stopped_midway_still_writes_its_json_report_under_push() {
+    use crate::support::{tiny_oci_layout, Scripted};
+    let reg = Registry::start();
+    let silent = Scripted::silent();
+    let t = tempdir();
+    let layout = t.path().join("layout");
+    tiny_oci_layout(&layout, "1.0", b"copied midway");
+    let env = Env::new();
+    let source = format!("{}/acme/src:1", reg.host());
+    assert_ok(&run(env
+        .cmd()
+        .arg("push")
+        .arg(&layout)
+        .args(["--to", &source])));
+    let r = run(env
+        .cmd()
+        .args(["copy", "--json", "--quiet", "--timeout", "3s"])
+        .args([
+            &source,
+            &format!("{}/acme/dst:1", reg.host()),
+            &format!("{}/acme/dst:1", silent.host()),
+        ]));
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {:?} / {}", r.stdout, r.stderr));
+    assert!(
+        doc["stopped"].as_str().unwrap().contains("--timeout (3 s)"),
+        "{doc:#}"
+    );
+    // The copy asks every destination what it holds before it pushes, and
+    // the silent one never answers: no push began, no tag was written.
+    assert_eq!(doc.get("push"), Some(&serde_json::Value::Null), "{doc:#}");
+    assert_eq!(doc.as_object().unwrap().len(), 2, "{doc:#}");
+}
