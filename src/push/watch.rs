@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::blobs::{RegistryPush, RepoCounts};
 use super::manifests::Tagged;
 use super::report::{PushError, PushReport, RegistryReport, TargetReport};
-use super::targets::PushTarget;
+use super::targets::{pin_untagged, PushTarget};
 use crate::oci::Descriptor;
 use crate::registry::{Client, EnvCredentialError, Reference};
 
@@ -45,8 +45,9 @@ impl PushWatch {
     /// The report of what the push has done so far: each target done with
     /// its outcome (`ok` once its tag is written), each target not done
     /// failed with [`PushError::Stopped`], and the blobs each repository
-    /// got. `None` before a pusher began an image (its root not known yet:
-    /// nothing was tagged).
+    /// got; a target without tag or digest named `REPO@DIGEST`, as
+    /// [`pin_untagged`] names it. `None` before a pusher began an image (its
+    /// root not known yet: nothing was tagged).
     ///
     /// After the push finished, the same targets and outcomes as its own
     /// report.
@@ -87,13 +88,15 @@ impl PushWatch {
                 registry_row(&w.client, r, error, r.started.elapsed().as_secs_f64())
             })
             .collect();
-        Some(PushReport {
+        let mut report = PushReport {
             digest: root.digest,
             media_type: root.media_type,
             size: root.size,
             targets,
             registries,
-        })
+        };
+        pin_untagged(&mut report);
+        Some(report)
     }
 }
 

@@ -430,7 +430,8 @@ fn a_run_past_its_timeout_stops_as_on_a_signal() {
 /// stdout: `stopped` names the timeout, the first target is ok with the
 /// image's digest (and its tag is on the registry), the second is not done
 /// (`ok` false, "not done: the run was stopped first"), and so is its
-/// registry. Without `--json`, stdout stays empty.
+/// registry; a third, by digest only, is named `REPO@DIGEST`. Without
+/// `--json`, stdout stays empty.
 #[test]
 fn a_push_stopped_midway_still_writes_its_json_report() {
     use crate::support::{tiny_oci_layout, Scripted};
@@ -439,16 +440,17 @@ fn a_push_stopped_midway_still_writes_its_json_report() {
     let t = tempdir();
     let layout = t.path().join("layout");
     let img = tiny_oci_layout(&layout, "1.0", b"stopped midway");
-    let (landed, hung) = (
+    let (landed, hung, by_digest) = (
         format!("{}/acme/a:1", reg.host()),
         format!("{}/acme/a:1", silent.host()),
+        format!("{}/acme/b@", reg.host()),
     );
     for json in [true, false] {
         let env = Env::new();
         let mut cmd = env.cmd();
         cmd.args(["push", "--quiet", "--timeout", "3s"])
             .arg(&layout)
-            .args(["--to", &landed, "--to", &hung]);
+            .args(["--to", &landed, "--to", &hung, "--to", &by_digest]);
         if json {
             cmd.arg("--json");
         }
@@ -469,7 +471,14 @@ fn a_push_stopped_midway_still_writes_its_json_report() {
         );
         assert_eq!(doc["digest"], img.manifest_digest.as_str(), "{doc:#}");
         let targets = doc["targets"].as_array().unwrap();
-        assert_eq!(targets.len(), 2, "{doc:#}");
+        assert_eq!(targets.len(), 3, "{doc:#}");
+        // Pushed by digest only: named by it, as the push's own report does.
+        assert_eq!(
+            targets[2]["reference"],
+            format!("{}/acme/b@{}", reg.host(), img.manifest_digest).as_str(),
+            "{doc:#}"
+        );
+        assert_eq!(targets[2]["ok"], true, "{doc:#}");
         assert_eq!(targets[0]["reference"], landed.as_str());
         assert_eq!(targets[0]["ok"], true, "{doc:#}");
         assert_eq!(targets[0]["digest"], img.manifest_digest.as_str());
