@@ -323,7 +323,7 @@ cmd_resolve() {
   elif [[ "$version" =~ ^v?[0-9]+\.[0-9]+\.[0-9]+([-+].*)?$ ]]; then
     kind=release
     version="v${version#v}"
-    key="boxwright-$(triple)-${version}"
+    key="boxwright-$(triple)-$(key_part "$version")"
   elif [[ "$version" =~ ^[0-9a-f]{40}$ ]]; then
     kind=rev
     key="boxwright-$(triple)-${version}"
@@ -342,13 +342,29 @@ cmd_resolve() {
       sha="$(grep "refs/heads/${version}\$" <<<"$refs" || true)"
     fi
     sha="$(cut -c1-40 <<<"$sha")"
-    key="boxwright-$(triple)-${version}-${sha:-unresolved-${GITHUB_RUN_ID:-$$}}"
+    key="boxwright-$(triple)-$(key_part "$version")-${sha:-unresolved-${GITHUB_RUN_ID:-$$}}"
   fi
   output kind "$kind"
   output repository "$repo"
   output version "$version"
   output key "$key"
   layers_keys
+}
+
+# `value` (a branch, tag or version the action is used at) as a part of an
+# actions/cache key, which fails the step on a comma, and a git ref may hold
+# one (`uses: acme/boxwright@ci,fast`), or any of `'"#$&;!()=<>`: itself when
+# it is at most 64 letters, digits, `.`, `_`, `/`, `+` and `-`; else its
+# first 64 of them (others become `_`) and its POSIX cksum, so that refs
+# alike (`ci,fast`, `ci_fast`) keep apart.
+key_part() {
+  local value=$1
+  if [ "${#value}" -le 64 ] && [[ "$value" =~ ^[A-Za-z0-9._/+-]*$ ]]; then
+    printf '%s' "$value"
+    return
+  fi
+  printf '%s-%s' "$(printf '%s' "$value" | LC_ALL=C tr -c 'A-Za-z0-9._/+-' '_' | cut -c1-64)" \
+    "$(printf '%s' "$value" | cksum | cut -d' ' -f1)"
 }
 
 # The layer cache's key, per runner OS and architecture, workflow, job and

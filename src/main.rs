@@ -82,10 +82,15 @@ fn run(cli: Cli) -> Result<()> {
         (Err(e), Some(stopped)) if !e.is::<Stopped>() => Err((*stopped).into()),
         (outcome, _) => outcome,
     };
-    if let Err(e) = &outcome {
-        if e.is::<Stopped>() {
-            rt.shutdown_timeout(GRACE);
-        }
+    if let Some(stopped) = outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<Stopped>())
+    {
+        // The command's future is dropped: what its push had done is told
+        // (with --json) before the runtime is given its grace.
+        cli::stopped::write(&stopped.to_string(), true);
+        rt.shutdown_timeout(GRACE);
     }
     outcome
 }
@@ -140,6 +145,7 @@ fn stop_run(
         // Already stopping (the deadline came first): a signal now ends
         // the run at once.
         if let (Stopped::Signal(_), Some(first)) = (why, STOPPED.get()) {
+            cli::stopped::write(&first.to_string(), false);
             eprintln!("error: {first}");
             std::process::exit(i32::from(first.code()));
         }
@@ -151,6 +157,9 @@ fn stop_run(
     while Instant::now() < deadline && !hurry() {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The command's thread did not end in time: its stopped report, unless
+    // that thread is writing it.
+    cli::stopped::write(&why.to_string(), false);
     eprintln!("error: {why}");
     std::process::exit(i32::from(why.code()));
 }

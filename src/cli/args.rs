@@ -119,6 +119,7 @@ impl UploadArgs {
             client: self.client_options(),
             chunk_size: self.chunk_size,
             mount_sources,
+            watch: None,
         })
     }
 }

@@ -260,6 +260,7 @@ async fn build_and_push(
     if let Some(supply) = &mut publish.supply {
         supply.components = plan.components();
     }
+    super::stopped::on_stop(&mut publish.push, args.json, super::stopped::Shape::Nested);
     let mut done = publish::build_and_push(Arc::new(plan), opts, publish)
         .await
         .with_context(|| format!("building {}", args.recipe.display()))?;

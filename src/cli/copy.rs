@@ -66,7 +66,7 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
     let dsts = (args.destinations.iter())
         .map(|s| CopyDestination::parse(s).with_context(|| format!("destination {s}")))
         .collect::<Result<Vec<_>>>()?;
-    let opts = CopyOptions {
+    let mut opts = CopyOptions {
         push: args.upload.push_options()?,
         platform: args.platform.clone(),
         cache_dir: args.upload.cache_dir.clone(),
@@ -76,6 +76,7 @@ pub async fn run(args: CopyArgs, reporter: SharedReporter) -> Result<()> {
             legacy_tags: args.cosign_tags,
         },
     };
+    super::stopped::on_stop(&mut opts.push, args.json, super::stopped::Shape::Nested);
     let report = boxwright::ops::copy::copy(&src, &dsts, opts, reporter.clone())
         .await
         .with_context(|| format!("copying {}", args.source))?;

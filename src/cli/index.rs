@@ -92,11 +92,12 @@ pub async fn run(args: IndexArgs, reporter: SharedReporter) -> Result<()> {
     };
     let mut annotations = plan.as_ref().map(index_annotations).unwrap_or_default();
     annotations.extend(args.annotations.iter().cloned());
-    let opts = IndexOptions {
+    let mut opts = IndexOptions {
         push: args.upload.push_options()?,
         annotations,
         cache_dir: args.upload.cache_dir.clone(),
     };
+    super::stopped::on_stop(&mut opts.push, args.json, super::stopped::Shape::Nested);
     let report = boxwright::ops::index::index(&sources, targets, opts, reporter.clone())
         .await
         .context("assembling the image index")?;

@@ -9,8 +9,8 @@ use clap::Args;
 
 use boxwright::error::bad_input;
 use boxwright::progress::{Level, SharedReporter};
-use boxwright::registry::credentials::{basic_username_fits, login, logout};
-use boxwright::registry::reference::normalize_registry;
+use boxwright::registry::credentials::{basic_username_fits, login, logout, Removed, Stored};
+use boxwright::registry::reference::{config_key, normalize_registry};
 use boxwright::registry::{
     AuthError, Client, ClientOptions, Credential, CredentialStore, ErrorKind, Reference,
     RegistryError, Secret,
@@ -105,17 +105,47 @@ pub async fn run_login(mut args: LoginArgs, reporter: SharedReporter) -> Result<
         verify(&registry, &args, &password, &reporter).await?;
     }
     let store = CredentialStore::from_env();
-    let path = login(&store, &args.registry, &args.username, &password)
-        .with_context(|| format!("storing credentials for {}", args.registry))?;
-    reporter.log(
-        Level::Info,
-        &format!(
-            "login: credentials for {} stored in {}",
-            args.registry,
-            path.display()
-        ),
-    );
+    let stored = login(&store, &args.registry, &args.username, &password)
+        .with_context(|| format!("storing credentials for {registry}"))?;
+    reporter.log(Level::Info, &stored_message(&registry, &stored));
     Ok(())
+}
+
+/// What `login` says it did: the key the credentials are under (as docker
+/// spells it, which `logout` and other tools find), and where.
+fn stored_message(registry: &str, stored: &Stored) -> String {
+    let path = stored.path.display();
+    let place = match &stored.helper {
+        Some(h) => format!("by docker-credential-{h} (and an empty entry in {path})"),
+        None => format!("in {path}"),
+    };
+    format!(
+        "login: credentials for {registry} stored {place} under {:?}",
+        stored.key
+    )
+}
+
+/// What `logout` says it did: the keys removed from config.json and the
+/// helper's, or the key looked for.
+fn removed_message(registry: &str, removed: &Removed) -> String {
+    if !removed.any() {
+        return format!(
+            "logout: no stored credentials for {registry} (looked for {:?} and its other spellings)",
+            config_key(registry)
+        );
+    }
+    let mut what = Vec::new();
+    if !removed.keys.is_empty() {
+        let keys: Vec<String> = removed.keys.iter().map(|k| format!("{k:?}")).collect();
+        what.push(format!("{} from config.json", keys.join(", ")));
+    }
+    if let Some((helper, key)) = &removed.erased {
+        what.push(format!("{key:?} from docker-credential-{helper}"));
+    }
+    format!(
+        "logout: removed credentials for {registry}: {}",
+        what.join("; ")
+    )
 }
 
 /// Ask the registry whether it accepts the credentials (`GET /v2/`, through
@@ -184,11 +214,7 @@ pub fn run_logout(mut args: LogoutArgs, reporter: SharedReporter) -> Result<()> 
     let store = CredentialStore::from_env();
     let removed = logout(&store, &args.registry)
         .with_context(|| format!("removing credentials for {}", args.registry))?;
-    let msg = if removed {
-        format!("logout: removed credentials for {}", args.registry)
-    } else {
-        format!("logout: no stored credentials for {}", args.registry)
-    };
-    reporter.log(Level::Info, &msg);
+    let registry = normalize_registry(&args.registry);
+    reporter.log(Level::Info, &removed_message(&registry, &removed));
     Ok(())
 }

@@ -22,6 +22,7 @@ pub mod sbom;
 pub mod schema;
 pub mod sign;
 pub mod stdout;
+pub mod stopped;
 pub mod tags;
 pub mod verify;
 

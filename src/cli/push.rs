@@ -28,7 +28,8 @@ pub struct PushArgs {
     pub upload: UploadArgs,
     /// Print the push report (per target: digest, blobs uploaded/mounted/present,
     /// bytes, time; per registry: requests, bytes, retries) as JSON instead of
-    /// the digest.
+    /// the digest; also when --timeout or a signal stops the push (what was
+    /// done before, with "stopped").
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -75,7 +76,8 @@ pub fn finish_with(
 /// `boxwright push LAYOUT[:NAME] --to REF...`.
 pub async fn run(args: PushArgs, reporter: SharedReporter) -> Result<()> {
     let targets = by_digest(parse_targets(&args.to)?, args.after.by_digest);
-    let opts = args.upload.push_options()?;
+    let mut opts = args.upload.push_options()?;
+    super::stopped::on_stop(&mut opts, args.json, super::stopped::Shape::Flat);
     let LayoutPush {
         mut report,
         client,

@@ -18,8 +18,11 @@ pub fn print(text: &str) -> io::Result<()> {
     out.flush()
 }
 
-/// Write `value` as pretty JSON and a newline to stdout.
+/// Write `value` as pretty JSON and a newline to stdout: the command's
+/// document, so a stopped run's report is not written after it
+/// ([`super::stopped`]).
 pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    super::stopped::disarm();
     print(&boxwright::render::json(value)?)?;
     Ok(())
 }

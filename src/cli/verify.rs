@@ -39,7 +39,10 @@ pub struct VerifyArgs {
     /// credentials (`anonymous` in --json). Not an error either way.
     #[arg(long)]
     pub anonymous: bool,
-    /// With --key: attestations required (comma-separated: sbom, provenance).
+    /// With --key: what must be there besides the digests agreeing
+    /// (comma-separated): sbom and provenance, signed attestations about the
+    /// digest on every registry; signature, which --key always requires
+    /// (naming it changes nothing but `supply.required` in --json).
     #[arg(long, value_delimiter = ',', requires = "key", value_parser = ["sbom", "provenance", "signature"])]
     pub require: Vec<String>,
 }

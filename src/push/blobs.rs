@@ -14,6 +14,7 @@ use anyhow::Result;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
+use super::manifests::Tagged;
 use super::report::PushError;
 use super::targets::RegistryGroup;
 use crate::image::once::OnceMap;
@@ -81,6 +82,9 @@ struct State {
     refused: HashMap<String, PushError>,
     /// The repository each blob was streamed into.
     streamed: HashMap<Digest, String>,
+    /// Each target done (by its reference string): its outcome and the
+    /// seconds since the registry's push started, as it was known.
+    outcomes: HashMap<String, (Result<Tagged, PushError>, f64)>,
 }
 
 /// The push to one registry.
@@ -142,6 +146,20 @@ impl RegistryPush {
     /// The repository blob `d` was streamed into in this run, if any.
     pub fn streamed_into(&self, d: &Digest) -> Option<String> {
         self.with(|s| s.streamed.get(d).cloned()).flatten()
+    }
+
+    /// Record that target `reference` is done, with `outcome`.
+    pub fn record(&self, reference: &str, outcome: &Result<Tagged, PushError>) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.with(|s| {
+            s.outcomes
+                .insert(reference.to_string(), (outcome.clone(), seconds))
+        });
+    }
+
+    /// The outcome of target `reference`, once it is done.
+    pub fn outcome(&self, reference: &str) -> Option<(Result<Tagged, PushError>, f64)> {
+        self.with(|s| s.outcomes.get(reference).cloned()).flatten()
     }
 
     pub fn counts(&self, repo: &str) -> RepoCounts {

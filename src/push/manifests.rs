@@ -24,7 +24,8 @@ pub struct Tagged {
     pub replaced: Option<Digest>,
 }
 
-/// The outcome for each target of `r`, keyed by its reference string.
+/// The outcome for each target of `r`, keyed by its reference string; each
+/// is also recorded in `r` as soon as it is known.
 pub async fn push_manifests(
     client: &Client,
     r: &RegistryPush,
@@ -40,7 +41,9 @@ pub async fn push_manifests(
             .iter()
             .map(|t| {
                 let e = r.repo_failure(&t.reference.repository).unwrap_or(e.clone());
-                (t.reference.to_string(), Err(e))
+                let (reference, outcome) = (t.reference.to_string(), Err(e));
+                r.record(&reference, &outcome);
+                (reference, outcome)
             })
             .collect();
     }
@@ -64,7 +67,11 @@ pub async fn push_manifests(
                 Err(e) => Err(e.clone()),
                 Ok(()) => tag(client.repo(reg, repo), t, graph).await,
             };
-            out.push((t.reference.to_string(), outcome));
+            // Recorded as soon as known: a run stopped later still tells
+            // which tags it wrote (`PushWatch`).
+            let reference = t.reference.to_string();
+            r.record(&reference, &outcome);
+            out.push((reference, outcome));
         }
     }
     out

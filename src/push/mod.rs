@@ -32,16 +32,18 @@ mod blobs;
 mod manifests;
 mod report;
 mod targets;
+mod watch;
 
 pub use blobs::{BlobBytes, Piece};
 pub use report::{PushError, PushFailed, PushReport, RegistryReport, TargetReport};
 pub use targets::{
     by_digest, check_mount_sources, merge_targets, parse_targets, pin_untagged, PushTarget,
 };
+pub use watch::PushWatch;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -69,17 +71,23 @@ pub struct PushOptions {
     /// mounts from them are tried on their own registry, which must be a
     /// target's ([`Pusher::new`] refuses one that is not).
     pub mount_sources: Vec<Reference>,
+    /// Where the pusher made with these options shows what it has done so
+    /// far, for a report of a run stopped in the middle
+    /// ([`PushWatch::report`]).
+    pub watch: Option<PushWatch>,
 }
 
 /// Pushes to a fixed set of targets.
 pub struct Pusher {
     client: Arc<Client>,
     /// Every target, in order, the refused ones included.
-    targets: Vec<PushTarget>,
+    targets: Arc<Vec<PushTarget>>,
     /// Optional targets left out because a credential variable of their
     /// own cannot be used: never pushed, reported failed.
-    refused: HashMap<Reference, EnvCredentialError>,
-    registries: Vec<RegistryPush>,
+    refused: Arc<HashMap<Reference, EnvCredentialError>>,
+    registries: Arc<Vec<RegistryPush>>,
+    /// The root of the image being pushed, once known.
+    root: Arc<Mutex<Option<Descriptor>>>,
     mode: UploadMode,
     reporter: SharedReporter,
 }
@@ -139,14 +147,25 @@ impl Pusher {
             Some(n) => UploadMode::Chunked(n),
             None => UploadMode::Monolithic,
         };
-        Ok(Pusher {
+        let pusher = Pusher {
             client: Arc::new(client),
-            targets,
-            refused,
-            registries,
+            targets: Arc::new(targets),
+            refused: Arc::new(refused),
+            registries: Arc::new(registries),
+            root: Arc::default(),
             mode,
             reporter,
-        })
+        };
+        if let Some(watch) = &opts.watch {
+            watch.attach(watch::Watched {
+                client: pusher.client.clone(),
+                targets: pusher.targets.clone(),
+                refused: pusher.refused.clone(),
+                registries: pusher.registries.clone(),
+                root: pusher.root.clone(),
+            });
+        }
+        Ok(pusher)
     }
 
     /// The targets that are pushed: every one but the refused.
@@ -161,7 +180,7 @@ impl Pusher {
 
     /// Announce the bytes to push (one progress task per registry).
     pub fn start_progress(&self, total_blob_bytes: u64) {
-        for r in &self.registries {
+        for r in self.registries.iter() {
             self.reporter
                 .start(&r.progress_id, r.registry(), Some(total_blob_bytes));
         }
@@ -170,7 +189,7 @@ impl Pusher {
     /// Announce a push whose size is not known yet (`build --push`: layers
     /// arrive as they are built).
     pub fn start_progress_unknown(&self) {
-        for r in &self.registries {
+        for r in self.registries.iter() {
             self.reporter.start(&r.progress_id, r.registry(), None);
         }
     }
@@ -334,6 +353,9 @@ impl Pusher {
         graph: &Graph,
         mut ready: HashMap<String, BoxFuture<'static, ()>>,
     ) -> PushReport {
+        if let Ok(mut root) = self.root.lock() {
+            *root = Some(graph.root.clone());
+        }
         let jobs = self.client.options().jobs_per_registry.max(1) * 2;
         let p = &self.blob_pusher();
         let per_registry = self
@@ -400,7 +422,7 @@ impl Pusher {
         // reference that names it (as `pin_untagged` reports it).
         let shown = match (&t.reference.tag, &t.reference.digest) {
             (None, None) => format!("{key}@{}", graph.root.digest),
-            _ => key.clone(),
+            _ => key,
         };
         match &outcome {
             Err(e) => {
@@ -416,21 +438,7 @@ impl Pusher {
                 )
             }
         }
-        let replaced = outcome.as_ref().ok().and_then(|t| t.replaced.clone());
-        TargetReport {
-            reference: key,
-            registry: t.reference.registry.clone(),
-            optional: t.optional,
-            ok: outcome.is_ok(),
-            digest: outcome.as_ref().ok().map(|t| t.digest.clone()),
-            replaced,
-            error: outcome.err(),
-            blobs_uploaded: counts.uploaded,
-            blobs_mounted: counts.mounted,
-            blobs_present: counts.present,
-            bytes_sent: counts.bytes,
-            seconds,
-        }
+        watch::target_row(t, counts, outcome, seconds)
     }
 
     /// The report of registry `r`, done after `seconds`.
@@ -447,15 +455,7 @@ impl Pusher {
             Some(e) => format!("{}: failed: {e}", r.registry()),
         };
         self.reporter.finish(&r.progress_id, &summary);
-        RegistryReport {
-            registry: r.registry().to_string(),
-            ok: error.is_none(),
-            error,
-            requests: stats.requests,
-            bytes_sent: stats.bytes_sent,
-            retries: stats.retries,
-            seconds,
-        }
+        watch::registry_row(&self.client, r, error, seconds)
     }
 }
 

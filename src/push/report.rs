@@ -26,6 +26,9 @@ pub enum PushError {
     Unconfirmed(Digest),
     /// The target was never reached.
     NotPushed,
+    /// The run was stopped (`--timeout`, SIGINT, SIGTERM) before this
+    /// target was done: its tag was not written by this run.
+    Stopped,
     /// An optional target left out before the push: a credential variable
     /// of its own is missing, empty or badly encoded (named, never its
     /// value). Nothing is sent there.
@@ -98,6 +101,7 @@ impl fmt::Display for PushError {
             ),
             PushError::Unconfirmed(d) => write!(f, "blob {d} was not confirmed"),
             PushError::NotPushed => f.write_str("not pushed"),
+            PushError::Stopped => f.write_str("not done: the run was stopped first"),
             PushError::Credentials(e) => write!(f, "not pushed: {e}"),
             PushError::Other(s) => f.write_str(s),
         }

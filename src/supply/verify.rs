@@ -490,3 +490,57 @@ impl SupplyReport {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holding(registry: &str, signed: bool) -> Holding {
+        Holding {
+            reference: format!("{registry}/acme/app:1"),
+            registry: registry.into(),
+            repository: "acme/app".into(),
+            digest: Some(Digest::of(b"image")),
+            mode: None,
+            signatures: if signed {
+                vec![Digest::of(b"sig")]
+            } else {
+                Vec::new()
+            },
+            attestations: BTreeMap::new(),
+            notes: Vec::new(),
+            unsigned: BTreeMap::new(),
+            invalid: BTreeMap::new(),
+            unread: BTreeMap::new(),
+            kind_notes: Vec::new(),
+            unresolved: false,
+            bad_input: false,
+            problems: Vec::new(),
+            ok: false,
+        }
+    }
+
+    /// `--require signature` asks for what `--key` always requires: a
+    /// signed image passes with it and no attestation, an unsigned one fails
+    /// naming the signature, the same as without it.
+    #[test]
+    fn require_signature_is_what_key_always_requires() {
+        for required in [vec![], vec![Kind::Signature]] {
+            let mut h = [holding("a", true), holding("b", false)];
+            judge(&mut h, &required);
+            assert!(h[0].ok, "{:?}", h[0].problems);
+            assert!(!h[1].ok);
+            assert_eq!(h[1].problems.len(), 1, "{:?}", h[1].problems);
+            assert!(
+                h[1].problems[0].starts_with("no valid signature for sha256:"),
+                "{:?}",
+                h[1].problems
+            );
+        }
+        // With sbom also required, the signed image without one fails on it.
+        let mut h = [holding("a", true)];
+        judge(&mut h, &[Kind::Signature, Kind::Sbom]);
+        assert_eq!(h[0].problems.len(), 1, "{:?}", h[0].problems);
+        assert!(h[0].problems[0].starts_with("no valid sbom attestation"));
+    }
+}

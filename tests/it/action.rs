@@ -1011,3 +1011,81 @@ fn action_script_makes_a_layer_cache_key_actions_cache_takes() {
     assert_ne!(comma, alike);
     assert!(long.len() < 200, "{long}");
 }
+
+/// The key the action caches its boxwright binary under names the ref the
+/// action is used at: a branch with a comma (`uses: acme/boxwright@ci,fast`,
+/// which actions/cache refuses in a key, failing the step), or other
+/// characters a git ref may hold, or a long one, gets a key without a
+/// comma, at most 512 characters, still keyed on the commit the branch
+/// names; refs alike (`ci,fast`, `ci_fast`) keep apart, and a plain one
+/// (`main`, `feat/x`) is as before. So is a release version with a comma
+/// in its suffix.
+#[test]
+fn action_script_makes_a_binary_cache_key_actions_cache_takes_for_any_ref() {
+    let git = tempdir();
+    let repo = git.path().join("acme/boxwright");
+    std::fs::create_dir_all(&repo).unwrap();
+    let g = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    g(&["init", "-q", "-b", "main"]);
+    g(&["commit", "-q", "--allow-empty", "-m", "one"]);
+    let head = g(&["rev-parse", "HEAD"]);
+    let long = format!("release/{}", "a,b-".repeat(40));
+    let branches = [
+        "ci,fast",
+        "ci_fast",
+        "fix-#1&(it's)",
+        "feat/x",
+        long.as_str(),
+    ];
+    for b in &branches[..] {
+        g(&["branch", b]);
+    }
+    let resolve = |reference: &str, version: Option<&str>| {
+        let runner = Runner::new();
+        let mut cmd = runner.script(&root(), "resolve");
+        cmd.env(
+            "GITHUB_ACTION_PATH",
+            format!("/home/runner/work/_actions/acme/boxwright/{reference}"),
+        )
+        .env(
+            "BOXWRIGHT_GIT_URL",
+            format!("file://{}", git.path().display()),
+        );
+        if let Some(v) = version {
+            cmd.env("INPUT_VERSION", v);
+        }
+        assert_ran(&run(&mut cmd));
+        runner.outputs()
+    };
+    let mut keys = Vec::new();
+    for b in branches {
+        let out = resolve(b, None);
+        let key = out["key"].clone();
+        assert_eq!(out["kind"], "branch", "{b}: {out:?}");
+        assert_eq!(out["version"], b, "{b}");
+        assert!(key.ends_with(&format!("-{head}")), "{b}: {key}");
+        assert!(!key.contains(',') && key.len() <= 512, "{b}: {key}");
+        assert!(
+            key.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._/+-".contains(c)),
+            "{b}: {key}"
+        );
+        keys.push(key);
+    }
+    assert!(keys[3].ends_with(&format!("-feat/x-{head}")), "{}", keys[3]);
+    assert_ne!(keys[0], keys[1]);
+    assert!(keys[4].len() < 200, "{}", keys[4]);
+    let out = resolve("v1", Some("0.3.2-rc,1"));
+    assert_eq!(out["kind"], "release");
+    assert_eq!(out["version"], "v0.3.2-rc,1");
+    assert!(!out["key"].contains(','), "{}", out["key"]);
+}

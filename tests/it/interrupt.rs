@@ -424,3 +424,131 @@ fn a_run_past_its_timeout_stops_as_on_a_signal() {
         assert!(r.stderr.contains("duration"), "{bad}: {}", r.stderr);
     }
 }
+
+/// Figure: `push --json --timeout 3s` to a registry that answers and to one
+/// that never does exits 124 within 3 + 5 s and still writes its report on
+/// stdout: `stopped` names the timeout, the first target is ok with the
+/// image's digest (and its tag is on the registry), the second is not done
+/// (`ok` false, "not done: the run was stopped first"), and so is its
+/// registry; a third, by digest only, is named `REPO@DIGEST`. Without
+/// `--json`, stdout stays empty.
+#[test]
+fn a_push_stopped_midway_still_writes_its_json_report() {
+    use crate::support::{tiny_oci_layout, Scripted};
+    let reg = Registry::start();
+    let silent = Scripted::silent();
+    let t = tempdir();
+    let layout = t.path().join("layout");
+    let img = tiny_oci_layout(&layout, "1.0", b"stopped midway");
+    let (landed, hung, by_digest) = (
+        format!("{}/acme/a:1", reg.host()),
+        format!("{}/acme/a:1", silent.host()),
+        format!("{}/acme/b@", reg.host()),
+    );
+    for json in [true, false] {
+        let env = Env::new();
+        let mut cmd = env.cmd();
+        cmd.args(["push", "--quiet", "--timeout", "3s"])
+            .arg(&layout)
+            .args(["--to", &landed, "--to", &hung, "--to", &by_digest]);
+        if json {
+            cmd.arg("--json");
+        }
+        let started = Instant::now();
+        let r = run(&mut cmd);
+        let took = started.elapsed();
+        assert_eq!(r.code, 124, "{}", r.stderr);
+        assert!(took < Duration::from_secs(8), "{took:?}");
+        if !json {
+            assert_eq!(r.stdout, "");
+            continue;
+        }
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {:?} / {}", r.stdout, r.stderr));
+        assert!(
+            doc["stopped"].as_str().unwrap().contains("--timeout (3 s)"),
+            "{doc:#}"
+        );
+        assert_eq!(doc["digest"], img.manifest_digest.as_str(), "{doc:#}");
+        let targets = doc["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 3, "{doc:#}");
+        // Pushed by digest only: named by it, as the push's own report does.
+        assert_eq!(
+            targets[2]["reference"],
+            format!("{}/acme/b@{}", reg.host(), img.manifest_digest).as_str(),
+            "{doc:#}"
+        );
+        assert_eq!(targets[2]["ok"], true, "{doc:#}");
+        assert_eq!(targets[0]["reference"], landed.as_str());
+        assert_eq!(targets[0]["ok"], true, "{doc:#}");
+        assert_eq!(targets[0]["digest"], img.manifest_digest.as_str());
+        assert_eq!(targets[0]["blobs_uploaded"], 2, "{doc:#}");
+        assert_eq!(targets[1]["reference"], hung.as_str());
+        assert_eq!(targets[1]["ok"], false, "{doc:#}");
+        assert_eq!(
+            targets[1]["error"], "not done: the run was stopped first",
+            "{doc:#}"
+        );
+        let registries = doc["registries"].as_array().unwrap();
+        let ok: Vec<_> = registries
+            .iter()
+            .map(|r| (r["registry"].clone(), r["ok"].clone()))
+            .collect();
+        assert_eq!(
+            ok,
+            [
+                (reg.host().into(), true.into()),
+                (silent.host().into(), false.into())
+            ],
+            "{doc:#}"
+        );
+    }
+    let tag = crate::support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{landed}"),
+    ]);
+    assert!(!tag.is_empty());
+}
+
+/// Figure: `copy --json --timeout 3s` to a registry that answers and to one
+/// that never does exits 124 and still writes its report: `stopped` names
+/// the timeout, and the push report sits under `push`, as in the copy's own
+/// document: null here, the copy still asking the destinations what they
+/// hold (nothing was tagged).
+#[test]
+fn a_copy_stopped_midway_still_writes_its_json_report_under_push() {
+    use crate::support::{tiny_oci_layout, Scripted};
+    let reg = Registry::start();
+    let silent = Scripted::silent();
+    let t = tempdir();
+    let layout = t.path().join("layout");
+    tiny_oci_layout(&layout, "1.0", b"copied midway");
+    let env = Env::new();
+    let source = format!("{}/acme/src:1", reg.host());
+    assert_ok(&run(env
+        .cmd()
+        .arg("push")
+        .arg(&layout)
+        .args(["--to", &source])));
+    let r = run(env
+        .cmd()
+        .args(["copy", "--json", "--quiet", "--timeout", "3s"])
+        .args([
+            &source,
+            &format!("{}/acme/dst:1", reg.host()),
+            &format!("{}/acme/dst:1", silent.host()),
+        ]));
+    assert_eq!(r.code, 124, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {:?} / {}", r.stdout, r.stderr));
+    assert!(
+        doc["stopped"].as_str().unwrap().contains("--timeout (3 s)"),
+        "{doc:#}"
+    );
+    // The copy asks every destination what it holds before it pushes, and
+    // the silent one never answers: no push began, no tag was written.
+    assert_eq!(doc.get("push"), Some(&serde_json::Value::Null), "{doc:#}");
+    assert_eq!(doc.as_object().unwrap().len(), 2, "{doc:#}");
+}

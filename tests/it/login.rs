@@ -658,3 +658,53 @@ fn login_blames_the_credentials_only_when_the_token_server_refuses_them() {
         }
     }
 }
+
+/// Figure: `login` and `logout` name the key the credentials are stored
+/// under in config.json, as docker spells it, whatever spelling was typed
+/// (`docker.io` is stored as `https://index.docker.io/v1/`,
+/// `https://GHCR.io/` as `ghcr.io`), and `logout` finds it from any
+/// spelling and names what it removed, or the key it looked for.
+#[test]
+fn login_and_logout_name_the_key_the_credentials_are_stored_under() {
+    let env = Env::new();
+    let cfg_path = env.config_dir().join("config.json");
+    for (typed, key) in [
+        ("docker.io", "https://index.docker.io/v1/"),
+        ("https://index.docker.io/v1/", "https://index.docker.io/v1/"),
+        ("https://GHCR.io/", "ghcr.io"),
+    ] {
+        let r = login_with(&env, typed, "u", "p", &["--no-verify"]);
+        assert_ok(&r);
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        assert!(cfg["auths"].get(key).is_some(), "{typed}: {cfg}");
+        let said = format!("stored in {} under {key:?}", cfg_path.display());
+        assert!(r.stderr.contains(&said), "{typed}: {}", r.stderr);
+    }
+    let r = run(env.cmd().args(["logout", "index.docker.io"]));
+    assert_ok(&r);
+    assert!(
+        r.stderr.contains(
+            "removed credentials for docker.io: \"https://index.docker.io/v1/\" from config.json"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = run(env.cmd().args(["logout", "docker.io"]));
+    assert_ok(&r);
+    assert!(
+        r.stderr.contains(
+            "no stored credentials for docker.io (looked for \"https://index.docker.io/v1/\""
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = run(env.cmd().args(["logout", "GHCR.io"]));
+    assert_ok(&r);
+    assert!(
+        r.stderr
+            .contains("removed credentials for ghcr.io: \"ghcr.io\" from config.json"),
+        "{}",
+        r.stderr
+    );
+}

@@ -237,3 +237,39 @@ fn push_help_says_a_trailing_at_pushes_by_digest_only() {
         .unwrap_or_else(|| panic!("no --to in:\n{}", r.stdout));
     assert!(to.contains("REPO@: by digest only"), "{to}");
 }
+
+/// Every value `verify --require` accepts (`signature` too) is named in
+/// `verify --help`'s text of it and in the README where `--require` is
+/// documented.
+#[test]
+fn every_value_of_verify_require_is_documented() {
+    let r = run(Env::new().cmd().args(["verify", "--help"]));
+    assert_code(&r, 0);
+    let help = r
+        .stdout
+        .split("--require <")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no --require in:\n{}", r.stdout));
+    let (text, values) = help
+        .split_once("[possible values: ")
+        .unwrap_or_else(|| panic!("no possible values in:\n{help}"));
+    let values: Vec<&str> = values.split(']').next().unwrap().split(", ").collect();
+    assert!(values.contains(&"signature"), "{values:?}");
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let documented = readme
+        .split("\n\n")
+        .find(|p| p.contains("`--require` (with `--key`"))
+        .unwrap_or_else(|| panic!("the README does not document verify's --require"));
+    for v in values {
+        assert!(
+            text.contains(v),
+            "verify --help does not explain {v}:\n{text}"
+        );
+        assert!(
+            documented.contains(&format!("`{v}`")),
+            "README: {v} missing from:\n{documented}"
+        );
+    }
+}

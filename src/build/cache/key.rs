@@ -202,6 +202,7 @@ impl<const K: usize, const V: usize> RecordMap<K, V> {
         if !self.changed {
             return Ok(());
         }
+        super::make_way(path)?;
         let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
         let write = || -> std::io::Result<()> {
             let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;

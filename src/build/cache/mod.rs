@@ -282,11 +282,12 @@ impl LayerCache {
             seal: String::new(),
         };
         record.seal = record.seal(key);
+        let entry = self.entry_path(key);
+        make_way(&entry)?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.dir)
             .with_context(|| format!("storing an entry in {}", self.dir.display()))?;
-        let entry = self.entry_path(key);
         let stored = || format!("storing {}", entry.display());
         serde_json::to_writer(&mut tmp, &record).with_context(stored)?;
         tmp.flush().with_context(stored)?;
@@ -494,6 +495,7 @@ fn write_recent(path: &Path, id: &str, blobs: Vec<Digest>) -> Result<()> {
         recent.pop_first();
     }
     recent.insert(id.to_string(), blobs);
+    make_way(path)?;
     let dir = path.parent().ok_or_else(|| anyhow!("no directory"))?;
     let stored = || format!("storing {}", path.display());
     let mut tmp = tempfile::Builder::new()
@@ -505,6 +507,26 @@ fn write_recent(path: &Path, id: &str, blobs: Vec<Digest>) -> Result<()> {
     tmp.persist(path)
         .map_err(|e| anyhow!("storing {}: {}", path.display(), e.error))?;
     Ok(())
+}
+
+/// Make way for the cache file `path` (an entry, `key-memo`, `stat-index`,
+/// `recent`): a directory there, which the cache never makes, is removed
+/// when it is empty; one that holds anything is left as it is, and the
+/// error names it and what to do, so that the build warns once about it,
+/// not with a failed rename.
+fn make_way(path: &Path) -> Result<()> {
+    let Ok(m) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !m.is_dir() || fs::remove_dir(path).is_ok() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "{} is a directory where the layer cache keeps a file (the cache did not make it): \
+         what goes there is not cached until it is moved away or removed (`rm -r` it if \
+         nothing in it is needed)",
+        path.display()
+    ))
 }
 
 /// `path` opened without following a symlink, if it is a regular file of `size` bytes.

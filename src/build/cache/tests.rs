@@ -170,35 +170,71 @@ fn an_edited_or_moved_entry_is_a_miss() {
     assert!(cache.get(&Key::test(1), &out).unwrap().is_some());
 }
 
-/// A directory where a cache file goes (made by hand) fails the store
-/// with an error that names it, once (the warning said "failed to persist
-/// temporary file" and the cause twice, naming nothing).
+/// A directory where a cache file goes (made by hand, or left by a tool
+/// that restored the cache): an empty one is removed and the file stored
+/// there, so the next build hits; one holding anything is left as it is,
+/// and the store fails once with an error that names it and says what to
+/// do (it said "Is a directory" on every build, and the empty one stayed
+/// for ever).
 #[test]
-fn a_store_that_fails_names_the_file() {
+fn a_directory_where_a_cache_file_goes_is_removed_when_empty_else_named() {
     let dir = tempfile::tempdir().unwrap();
     let (d, stored, _) = cached_layer(dir.path());
     let cache = open(dir.path());
-    let entry = cache.entry_path(&Key::test(2));
-    fs::create_dir(&entry).unwrap();
     let layer = BuiltLayer {
         descriptor: Descriptor::new(MEDIA_TYPE_LAYER_GZIP, d.clone(), 11),
         diff_id: d,
         tar_size: 11,
     };
+    let out = LayoutWriter::create(&dir.path().join("out")).unwrap();
+    let empty = cache.entry_path(&Key::test(2));
+    fs::create_dir(&empty).unwrap();
+    cache.put(&Key::test(2), &layer, &stored).unwrap();
+    assert!(empty.is_file());
+    assert!(cache.get(&Key::test(2), &out).unwrap().is_some());
+
+    let full = cache.entry_path(&Key::test(3));
+    fs::create_dir(&full).unwrap();
+    fs::write(full.join("notes"), b"mine").unwrap();
     let said = format!(
         "{:#}",
-        cache.put(&Key::test(2), &layer, &stored).unwrap_err()
+        cache.put(&Key::test(3), &layer, &stored).unwrap_err()
     );
-    assert!(said.contains(&entry.display().to_string()), "{said}");
-    assert_eq!(said.matches("Is a directory").count(), 1, "{said}");
+    assert!(said.contains(&full.display().to_string()), "{said}");
+    assert_eq!(
+        said.matches(&full.display().to_string()).count(),
+        1,
+        "{said}"
+    );
+    assert!(
+        said.contains("is a directory") && said.contains("`rm -r`"),
+        "{said}"
+    );
+    assert_eq!(fs::read(full.join("notes")).unwrap(), b"mine");
+    assert!(cache.get(&Key::test(3), &out).unwrap().is_none());
+    assert_eq!(fs::read(full.join("notes")).unwrap(), b"mine");
+    cache.prune(DEFAULT_MAX).unwrap();
+    assert!(full.join("notes").exists());
 
+    // The same for the cache's other files.
     let memo = dir.path().join("memo");
     fs::create_dir(&memo).unwrap();
     let mut keys = KeyMemo::default();
     keys.put([7; 32], &Key::test(3));
+    keys.save(&memo).unwrap();
+    assert!(memo.is_file());
+    let memo = dir.path().join("memo2");
+    fs::create_dir(&memo).unwrap();
+    fs::write(memo.join("x"), b"").unwrap();
+    let mut keys = KeyMemo::default();
+    keys.put([7; 32], &Key::test(3));
     let said = format!("{:#}", keys.save(&memo).unwrap_err());
-    assert!(said.contains(&memo.display().to_string()), "{said}");
-    assert_eq!(said.matches("Is a directory").count(), 1, "{said}");
+    assert_eq!(
+        said.matches(&memo.display().to_string()).count(),
+        1,
+        "{said}"
+    );
+    assert!(said.contains("is a directory"), "{said}");
 }
 
 /// `cache stats` counts only the entries a hit could take, and `cache

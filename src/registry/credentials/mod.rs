@@ -31,4 +31,4 @@ pub use secret::{
     basic_authorization, basic_username_fits, redact_secrets, Credential, CredentialSource,
     EnvCredentialError, EnvCredentials, EnvKey, EnvProblem, Secret, SecretEncoding,
 };
-pub use store::{login, logout};
+pub use store::{login, logout, Removed, Stored};

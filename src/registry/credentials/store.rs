@@ -12,16 +12,48 @@ use super::{CredentialStore, Secret};
 use crate::error::bad_input;
 use crate::registry::reference::{config_key, normalize_registry};
 
+/// Where [`login`] put the credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The `config.json` written.
+    pub path: PathBuf,
+    /// The key they are stored under, in `auths` and in the helper, as
+    /// docker spells it (`https://index.docker.io/v1/` for Docker Hub,
+    /// `ghcr.io` for `https://ghcr.io/`): what lookups and `logout` find.
+    pub key: String,
+    /// The credential helper that keeps them (`auths` then holds an empty
+    /// entry), when one is configured.
+    pub helper: Option<String>,
+}
+
+/// What [`logout`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// The `auths` keys removed from `config.json` (every spelling of the
+    /// registry), in the file's order.
+    pub keys: Vec<String>,
+    /// The key erased from a credential helper, and that helper.
+    pub erased: Option<(String, String)>,
+}
+
+impl Removed {
+    /// Whether anything was removed.
+    pub fn any(&self) -> bool {
+        !self.keys.is_empty() || self.erased.is_some()
+    }
+}
+
 /// Store credentials the way `docker login` does: through the configured
 /// helper when there is one (leaving an empty `auths` entry), else as base64
 /// `user:password` in `auths`. Other keys of `config.json` are kept; the file
-/// is written atomically with mode 0600. Returns the file written.
+/// is written atomically with mode 0600. Returns the file written and the
+/// key the credentials are under.
 pub fn login(
     store: &CredentialStore,
     registry: &str,
     username: &str,
     password: &Secret,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<Stored> {
     let registry = normalize_registry(registry);
     if username.is_empty() || password.is_empty() {
         return Err(bad_input("login needs a non-empty user name and password"));
@@ -41,21 +73,21 @@ pub fn login(
         .ok_or_else(|| bad_input(format!("\"auths\" in {} is not an object", path.display())))?;
     // Drop other spellings of the same registry so lookup finds this entry.
     auths.retain(|k, _| k == &key || normalize_registry(k) != registry);
-    match helper {
+    match &helper {
         Some(h) => {
-            run_helper_store(&h, &key, username, password, store)?;
-            auths.insert(key, serde_json::json!({}));
+            run_helper_store(h, &key, username, password, store)?;
+            auths.insert(key.clone(), serde_json::json!({}));
         }
         None => {
             let auth = base64::engine::general_purpose::STANDARD
                 .encode(format!("{username}:{}", password.expose()));
-            auths.insert(key, serde_json::json!({ "auth": auth }));
+            auths.insert(key.clone(), serde_json::json!({ "auth": auth }));
         }
     }
     let mut bytes = serde_json::to_vec_pretty(&cfg).context("serialising config.json")?;
     bytes.push(b'\n');
     write_private_atomic(&path, &bytes)?;
-    Ok(path)
+    Ok(Stored { path, key, helper })
 }
 
 /// Remove `registry`'s credentials as `docker logout` does: its entry from
@@ -63,33 +95,38 @@ pub fn login(
 /// credential helper that keeps them (`docker-credential-NAME erase`, from
 /// `credHelpers` or `credsStore`). The entry goes first, so that a helper
 /// that is missing or fails never leaves a password in the file; its
-/// failure is then the error. Returns whether anything was removed.
-pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
+/// failure is then the error. Returns what was removed.
+pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<Removed> {
     let registry = normalize_registry(registry);
     let path = store.docker_config_path().ok_or_else(|| {
         bad_input("neither DOCKER_CONFIG nor HOME is set: no config.json to edit")
     })?;
     let Some(mut cfg) = read_json(&path)? else {
-        return Ok(false);
+        return Ok(Removed::default());
     };
     let helper = cfg
         .as_object()
         .and_then(|obj| configured_helper(obj, &registry));
-    let removed = match cfg.get_mut("auths").and_then(|a| a.as_object_mut()) {
+    let keys: Vec<String> = match cfg.get_mut("auths").and_then(|a| a.as_object_mut()) {
         Some(auths) => {
-            let before = auths.len();
+            let keys = (auths.keys())
+                .filter(|k| normalize_registry(k) == registry)
+                .cloned()
+                .collect();
             auths.retain(|k, _| normalize_registry(k) != registry);
-            auths.len() != before
+            keys
         }
-        None => false,
+        None => Vec::new(),
     };
+    let removed = !keys.is_empty();
     if removed {
         let mut bytes = serde_json::to_vec_pretty(&cfg).context("serialising config.json")?;
         bytes.push(b'\n');
         write_private_atomic(&path, &bytes)?;
     }
-    let erased = match helper {
-        Some(h) => run_helper_erase(&h, &config_key(&registry), store).with_context(|| {
+    let key = config_key(&registry);
+    let erased = match &helper {
+        Some(h) => run_helper_erase(h, &key, store).with_context(|| {
             if removed {
                 format!(
                     "the entry for {registry} was removed from {}, but its credential helper \
@@ -102,7 +139,8 @@ pub fn logout(store: &CredentialStore, registry: &str) -> anyhow::Result<bool> {
         })?,
         None => false,
     };
-    Ok(removed || erased)
+    let erased = (erased).then(|| (helper.unwrap_or_default(), key));
+    Ok(Removed { keys, erased })
 }
 
 /// The helper that keeps `registry`'s credentials: `credHelpers[registry]`,
@@ -225,8 +263,11 @@ mod tests {
             "auths": {"quay.io": {"auth": b64("q:p")}, "https://index.docker.io/v1/": {"auth": b64("old:old")}},
             "psFormat": "table"
         }));
-        let path = login(&store, "docker.io", "new", &Secret::new("tok")).unwrap();
+        let stored = login(&store, "docker.io", "new", &Secret::new("tok")).unwrap();
+        let path = stored.path;
         assert_eq!(path, d.path().join("config.json"));
+        assert_eq!(stored.key, "https://index.docker.io/v1/");
+        assert_eq!(stored.helper, None);
         let cfg: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(cfg["psFormat"], "table");
@@ -273,7 +314,7 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dotfiles.join("docker.json")).unwrap()).unwrap();
         assert_eq!(cfg["psFormat"], "x");
         assert_eq!(cfg["auths"]["r.io"]["auth"], b64("u:p"));
-        assert!(logout(&store, "r.io").unwrap());
+        assert_eq!(logout(&store, "r.io").unwrap().keys, ["r.io"]);
         assert!(std::fs::symlink_metadata(conf.join("config.json"))
             .unwrap()
             .file_type()
@@ -302,10 +343,15 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
         store.helper_path = Some(bin.into_os_string());
-        assert!(logout(&store, "ghcr.io").unwrap());
+        let removed = logout(&store, "ghcr.io").unwrap();
+        assert_eq!(removed.keys, ["ghcr.io"]);
+        assert_eq!(
+            removed.erased,
+            Some(("bwerase".to_string(), "ghcr.io".to_string()))
+        );
         assert_eq!(std::fs::read_to_string(&erased).unwrap().trim(), "ghcr.io");
         // Nothing left: neither the helper nor config.json holds any.
-        assert!(!logout(&store, "ghcr.io").unwrap());
+        assert!(!logout(&store, "ghcr.io").unwrap().any());
     }
 
     #[test]
