@@ -417,3 +417,27 @@ fn split_auto_is_refused_where_it_cannot_apply() {
         );
     }
 }
+
+/// A split `[[layer]]` above another layer leaves the tree's own `dest`
+/// to the layers below, as an unsplit one does: no part writes `opt/app/`
+/// (its mode and owner would replace the directory there), while the
+/// directories inside the tree are written in each part that needs them.
+#[test]
+fn split_auto_above_another_layer_leaves_the_trees_dest_to_it() {
+    let dir = tempdir();
+    tree(dir.path());
+    let below = "[[layer]]\nname = \"below\"\n[[layer.entry]]\ndir = true\ndest = \"/opt/app\"\nmode = 0o1777\n\n";
+    let recipe =
+        recipe("split = \"auto\"\n").replace("[[layer]]\n", &format!("{below}[[layer]]\n"));
+    let out = dir.path().join("out");
+    assert_ok(&build(dir.path(), &recipe));
+    let parts = layers(&out);
+    assert_eq!(parts.len(), 3, "{:?}", history(&out));
+    assert_eq!(parts[0]["opt/app/"].1, 0o1777);
+    for part in &parts[1..] {
+        assert!(!part.contains_key("opt/app/"), "{:?}", part.keys());
+    }
+    assert_eq!(files(&parts[1]), STABLE);
+    assert_eq!(files(&parts[2]), CHANGING);
+    assert!(parts[1].contains_key("opt/app/node_modules/"));
+}
