@@ -474,30 +474,36 @@ pub async fn push(
     opts: PushOptions,
     reporter: SharedReporter,
 ) -> Result<(PushReport, Arc<Client>)> {
-    let (report, pusher, _) = push_with(image, targets, opts, reporter).await?;
+    let (img, graph) = read_layout(image).await?;
+    let (report, pusher) = push_read(&img, &graph, targets, opts, reporter).await?;
     Ok((report, pusher.client))
 }
 
-/// [`push`], handing back the pusher (for artifacts to attach after the
-/// image) and the layout image it pushed.
-pub async fn push_with(
-    image: &str,
-    targets: Vec<PushTarget>,
-    opts: PushOptions,
-    reporter: SharedReporter,
-) -> Result<(PushReport, Pusher, LayoutImage)> {
+/// The image of the layout `image` (`DIR` or `DIR:NAME`) and its graph,
+/// every blob checked: all that [`push_read`] sends, read before anything
+/// is sent.
+pub async fn read_layout(image: &str) -> Result<(LayoutImage, Graph)> {
     let read = async {
         let img = LayoutImage::open_ref(image)?;
         let graph = walk(&img).await?;
         img.check_blobs(&graph)?;
         anyhow::Ok((img, graph))
     };
-    let (img, graph) = read
-        .await
-        .with_context(|| format!("reading image {image}"))?;
+    read.await.with_context(|| format!("reading image {image}"))
+}
+
+/// Push `img` (read by [`read_layout`]) to `targets`, handing back the
+/// pusher (for artifacts to attach after the image).
+pub async fn push_read(
+    img: &LayoutImage,
+    graph: &Graph,
+    targets: Vec<PushTarget>,
+    opts: PushOptions,
+    reporter: SharedReporter,
+) -> Result<(PushReport, Pusher)> {
     let pusher = Pusher::new(targets, opts, CredentialStore::from_env(), reporter).await?;
     graph.warn_left_out(&pusher.reporter);
     pusher.start_progress(graph.blob_bytes());
-    let report = pusher.push_graph(&img, &graph).await;
-    Ok((report, pusher, img))
+    let report = pusher.push_graph(img, graph).await;
+    Ok((report, pusher))
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::artifact::Kind;
 use super::attach::{list_in_repos, AttachOptions, Attached, Listing, RepoReport};
-use super::referrers::{self, classify, unread_note, Mode};
+use super::referrers::{self, classify, passed_over, unread_note, Mode};
 use crate::error::{Failure, Failures};
 use crate::image::remote::{RegistryImage, RemoteBlobs};
 use crate::image::{walk_within, Budget, Graph};
@@ -218,9 +218,7 @@ async fn read_source(
                 legacy.push((suffix, f));
             }
             Err(e) if budget.refused().is_some() => return Err(e),
-            Err(e) => c
-                .notes
-                .push(format!("{tag} could not be read, passed over: {e:#}")),
+            Err(e) => c.notes.push(passed_over(&tag, &e)),
         }
     }
     Ok((found, legacy))

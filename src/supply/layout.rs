@@ -23,7 +23,7 @@ use crate::image::layout::{blob_path, guard, is_referrer, Layout, LayoutImage};
 use crate::image::ImageSource as _;
 use crate::oci::{canonical_json, Descriptor, Digest, Manifest};
 use crate::progress::SharedReporter;
-use crate::push::{push_with, PushOptions, PushReport, PushTarget};
+use crate::push::{push_read, read_layout, PushOptions, PushReport, PushTarget};
 use crate::registry::Client;
 
 /// Write `bytes` as the file `path`, through a temporary file in its
@@ -173,16 +173,19 @@ pub struct LayoutPush {
 
 /// Push the image of the layout `image` (`DIR` or `DIR:NAME`) to `targets`,
 /// then the artifacts the layout holds about it (SBOM, provenance) to every
-/// repository that took the image.
+/// repository that took the image. The image and the artifacts are read
+/// and checked before anything is sent: a layout refused for either is an
+/// error with nothing written on any registry.
 pub async fn push_layout(
     image: &str,
     targets: Vec<PushTarget>,
     opts: PushOptions,
     reporter: SharedReporter,
 ) -> Result<LayoutPush> {
-    let (report, pusher, img) = push_with(image, targets, opts, reporter.clone()).await?;
+    let (img, graph) = read_layout(image).await?;
     let artifacts = referrers_of(img.layout(), &img.root().digest)
         .with_context(|| format!("reading the artifacts of {image}"))?;
+    let (report, pusher) = push_read(&img, &graph, targets, opts, reporter.clone()).await?;
     let repos = pushed_repositories(&report);
     let supply = if artifacts.is_empty() || repos.is_empty() {
         None

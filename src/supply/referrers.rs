@@ -26,7 +26,7 @@ use super::{ANNOTATION_PREDICATE_TYPE, ARTIFACT_SIGNATURE, MEDIA_TYPE_DSSE};
 use crate::error::bad_input;
 use crate::oci::{Descriptor, Digest, MEDIA_TYPE_INDEX};
 use crate::registry::pages::Listing;
-use crate::registry::{Client, ErrorContext, RegistryError};
+use crate::registry::{AuthError, Client, ErrorContext, ErrorKind, RegistryError};
 
 /// Largest payload read back (an SBOM of a big image is a few MiB).
 pub const MAX_PAYLOAD: u64 = 64 << 20;
@@ -275,10 +275,29 @@ pub async fn listed(
 
 /// The note for a listed artifact that could not be read, passed over.
 pub fn unread_note(artifact: &Digest, mode: Mode, e: &anyhow::Error) -> String {
-    format!(
-        "artifact {artifact} in {} could not be read, passed over: {e:#}",
-        mode.name()
-    )
+    passed_over(&format!("artifact {artifact} in {}", mode.name()), e)
+}
+
+/// The note for `what` (an artifact, a legacy tag) that could not be read,
+/// passed over.
+pub fn passed_over(what: &str, e: &anyhow::Error) -> String {
+    format!("{what} could not be read, passed over: {e:#}")
+}
+
+/// Whether `e` means the registry could not be asked at all (no answer,
+/// none in time, or its token server unreachable), rather than that one
+/// artifact is missing or broken: what is attached cannot be judged then.
+fn unanswered(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<RegistryError>())
+        .any(|r| {
+            matches!(
+                r.kind,
+                ErrorKind::Transport(_)
+                    | ErrorKind::Deadline(_)
+                    | ErrorKind::Auth(AuthError::Unreachable { .. })
+            )
+        })
 }
 
 /// The manifest digests of cosign's legacy tags of `subject` that exist
@@ -307,7 +326,8 @@ pub struct Payloads {
     pub mode: Mode,
     /// Every payload layer read, at most [`MAX_PAYLOADS`].
     pub items: Vec<Item>,
-    /// A note for each listed artifact that could not be read, passed over.
+    /// A note for each listed artifact or legacy tag that could not be
+    /// read, passed over.
     pub unread: Vec<String>,
     /// Artifacts refused for listing more payload layers than are read
     /// ([`MAX_ARTIFACT_LAYERS`], [`MAX_PAYLOADS`]), each with its kind
@@ -342,9 +362,10 @@ impl Payloads {
 
 /// Every payload attached to `subject` in `repo`: the referrers (API or
 /// tag) and cosign's legacy tags; also where referrers are listed, a note
-/// for each listed artifact that could not be read (deleted since it was
-/// listed, or not a manifest), which is then passed over, and the
-/// artifacts refused for their number of payloads.
+/// for each listed artifact or legacy tag that could not be read (deleted
+/// since it was listed, refused, or not a manifest), which is then passed
+/// over, and the artifacts refused for their number of payloads. A
+/// registry that does not answer at all is an error.
 pub async fn items(
     client: &Client,
     registry: &str,
@@ -370,6 +391,7 @@ pub async fn items(
         .await
         {
             Ok(read) => out.take(&format!("artifact {} in {}", d.digest, mode.name()), read),
+            Err(e) if unanswered(&e) => return Err(e),
             Err(e) => out.unread.push(unread_note(&d.digest, mode, &e)),
         }
     }
@@ -379,9 +401,11 @@ pub async fn items(
             _ => MEDIA_TYPE_DSSE,
         };
         let source = format!("tag {tag}");
-        let read =
-            manifest_items(client, registry, repo, &tag, &source, Some(artifact_type)).await?;
-        out.take(&source, read);
+        match manifest_items(client, registry, repo, &tag, &source, Some(artifact_type)).await {
+            Ok(read) => out.take(&source, read),
+            Err(e) if unanswered(&e) => return Err(e),
+            Err(e) => out.unread.push(passed_over(&source, &e)),
+        }
     }
     Ok(out)
 }

@@ -35,6 +35,10 @@ use super::{
 };
 use crate::oci::{canonical_json, Descriptor, Digest, ANNOTATION_CREATED};
 
+/// The `critical.type` of a cosign image signature's payload, the only one
+/// cosign (and `verify`) takes for an image's signature.
+pub const SIGNATURE_TYPE: &str = "cosign container image signature";
+
 /// The simple-signing payload for `repository` (`ghcr.io/acme/app`) at
 /// `digest`, byte for byte as cosign writes it.
 pub fn simple_signing_payload(repository: &str, digest: &Digest) -> Vec<u8> {
@@ -42,7 +46,7 @@ pub fn simple_signing_payload(repository: &str, digest: &Digest) -> Vec<u8> {
         "critical": {
             "identity": {"docker-reference": repository},
             "image": {"docker-manifest-digest": digest.to_string()},
-            "type": "cosign container image signature",
+            "type": SIGNATURE_TYPE,
         },
         "optional": null,
     });
@@ -103,7 +107,10 @@ pub fn signature(key: &SigningKey, subject: &Descriptor, repository: &str) -> Ar
 }
 
 /// Check a simple-signing layer: the signature is `key`'s over `payload`,
-/// and the payload names `digest`. Returns the repository it names.
+/// the payload is of cosign's image signature type ([`SIGNATURE_TYPE`]:
+/// a signed document of another type, such as an atomic container
+/// signature, is not this image's signature) and names `digest`. Returns
+/// the repository it names.
 pub fn check_signature(
     key: &VerifyingKey,
     payload: &[u8],
@@ -121,6 +128,15 @@ pub fn check_signature(
     }
     let claims: SimpleSigning = serde_json::from_slice(payload)
         .map_err(|_| anyhow!("the signed payload is not a simple-signing document"))?;
+    let kind = &claims.critical.kind;
+    if kind != SIGNATURE_TYPE {
+        // Shown in a note: at most 64 characters of what the payload says.
+        let shown: String = kind.chars().take(64).collect();
+        let more = if shown.len() < kind.len() { "..." } else { "" };
+        return Err(anyhow!(
+            "the signed payload is of type {shown:?}{more}, not {SIGNATURE_TYPE:?}"
+        ));
+    }
     if claims.critical.image.docker_manifest_digest != digest.as_str() {
         return Err(anyhow!(
             "the signature is for {}, not {digest}",
@@ -343,6 +359,32 @@ mod tests {
         tampered["payloadType"] = json!("text/plain");
         assert!(open_envelope(&public, &serde_json::to_vec(&tampered).unwrap()).is_err());
         assert_eq!(pae("t", b"ab"), b"DSSEv1 1 t 2 ab");
+    }
+
+    /// A payload signed by the key and naming the digest, but of another
+    /// `critical.type` than cosign's image signature, is not counted: its
+    /// error names the type.
+    #[test]
+    fn a_signed_payload_of_another_type_is_not_an_image_signature() {
+        let key = SigningKey::generate();
+        let digest = Digest::of(b"image");
+        for kind in [
+            "atomic container signature",
+            "",
+            "cosign container image signature ",
+        ] {
+            let payload = canonical_json(&json!({
+                "critical": {
+                    "identity": {"docker-reference": "ghcr.io/acme/app"},
+                    "image": {"docker-manifest-digest": digest.to_string()},
+                    "type": kind,
+                },
+                "optional": null,
+            }));
+            let sig = B64.encode(key.sign(&payload));
+            let e = check_signature(&key.verifying_key(), &payload, &sig, &digest).unwrap_err();
+            assert!(e.to_string().contains(&format!("of type {kind:?}")), "{e}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::common::*;
 use crate::pair::{Pair, BASIC_PASS, BASIC_USER};
-use crate::support::{tempdir, FaultProxy, Injected, LogEntry};
+use crate::support::{tempdir, Fault, FaultProxy, Injected, LogEntry};
 
 pub const PASSWORD: &str = "correct-horse-7c1e";
 
@@ -1215,4 +1215,53 @@ fn keygen_writes_new_files_and_replaces_only_with_force() {
         .collect();
     names.sort();
     assert_eq!(names, ["cosign.key", "cosign.pub", "elsewhere"]);
+}
+
+/// A cosign legacy tag that exists but cannot be read is one bad artifact,
+/// as a referrers entry is: a note, and the verdict comes from the rest
+/// (the same signature listed in the referrers tag). A registry that does
+/// not answer at all while it is read fails the reference, naming it.
+#[test]
+fn supply_an_unreadable_legacy_tag_is_a_note_and_a_dead_registry_an_error() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let (key, public) = keygen(&pair, dir.path());
+    let r = recipe(dir.path(), "legacy", 6);
+    let (_, b_ref) = refs(&pair, "acme/legacy", "1");
+    let args = ["--sign-key", key.to_str().unwrap(), "--cosign-tags"];
+    let pushed = build_push(&pair, dir.path(), &r, &[&b_ref], &args);
+    assert_ok(&pushed);
+    let hex = pushed
+        .stdout
+        .trim()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let sig_tag = format!("/manifests/sha256-{hex}.sig");
+
+    pair.b.fail_next_path("GET", &sig_tag, Fault::InternalError);
+    let (v, doc) = verify_json(&pair, &public, &["--retries", "0"], &[&b_ref]);
+    assert_ok(&v);
+    assert_eq!(
+        pair.b.injected_count(Injected::Fault(Fault::InternalError)),
+        1
+    );
+    let held = &doc["supply"]["references"][0];
+    assert_eq!(held["signatures"].as_array().unwrap().len(), 1, "{held}");
+    let notes = held["notes"].to_string();
+    assert!(
+        notes.contains(&format!("sha256-{hex}.sig")) && notes.contains("passed over"),
+        "{held}"
+    );
+
+    pair.b
+        .fail_next_path("GET", &sig_tag, Fault::DropConnection);
+    let (v, doc) = verify_json(&pair, &public, &["--retries", "0"], &[&b_ref]);
+    assert_code(&v, 1);
+    assert_eq!(
+        pair.b
+            .injected_count(Injected::Fault(Fault::DropConnection)),
+        1
+    );
+    assert_eq!(doc["supply"]["references"][0]["ok"], false, "{doc}");
+    assert!(v.stderr.contains(&pair.b.host()), "{}", v.stderr);
 }

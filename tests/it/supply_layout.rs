@@ -226,3 +226,38 @@ fn supply_layout_without_sbom_is_exit_1_and_archives_are_refused() {
     assert_code(&legacy, 2);
     assert!(legacy.stderr.contains("--push"), "{}", legacy.stderr);
 }
+
+/// A layout whose artifact is damaged (its payload no longer matches its
+/// digest) is refused before anything is sent: exit 2 naming the blob,
+/// and no registry received a single write.
+#[test]
+fn supply_layout_with_a_damaged_artifact_is_refused_before_the_push() {
+    let pair = Pair::start();
+    let dir = tempdir();
+    let r = recipe(dir.path(), "app", 5);
+    let out = dir.path().join("out");
+    assert_ok(&build_layout(&pair, &r, &out, &["--sbom"]));
+    let idx = index(&out);
+    let sbom = idx["manifests"][1]["digest"].as_str().unwrap();
+    let m: Value = serde_json::from_slice(&blob(&out, sbom)).unwrap();
+    let payload = m["layers"][0]["digest"].as_str().unwrap();
+    let path = out
+        .join("blobs/sha256")
+        .join(payload.trim_start_matches("sha256:"));
+    let mut damaged = std::fs::read(&path).unwrap();
+    damaged[0] ^= 1;
+    std::fs::write(&path, damaged).unwrap();
+
+    let (a_ref, b_ref) = refs(&pair, "acme/app", "1");
+    let pushed = run(pair
+        .cmd()
+        .arg("push")
+        .arg(&out)
+        .args(["--to", &a_ref, "--to", &b_ref, "--json"]));
+    assert_code(&pushed, 2);
+    assert!(pushed.stderr.contains(payload), "{}", pushed.stderr);
+    for p in pair.proxies() {
+        let writes = ["PUT", "POST", "PATCH"].map(|m| p.count(m));
+        assert_eq!(writes, [0, 0, 0], "{:?}", p.log());
+    }
+}

@@ -197,12 +197,15 @@ struct OneShot {
     /// Only a request whose `Content-Range` starts at or after this offset
     /// (a chunk in the middle of a chunked upload).
     min_offset: Option<u64>,
+    /// Only a request whose path ends with this (one manifest, one tag).
+    path_end: Option<String>,
 }
 
 impl OneShot {
     fn matches(&self, method: &str, path: &str, content_range: Option<&str>) -> bool {
         (self.method == "*" || self.method == method)
             && self.fault.applies(method, path)
+            && self.path_end.as_ref().is_none_or(|end| path.ends_with(end))
             && self.min_offset.is_none_or(|min| {
                 content_range
                     .and_then(|r| r.trim().trim_start_matches("bytes=").split('-').next())
@@ -392,6 +395,18 @@ impl FaultProxy {
             method: method.to_ascii_uppercase(),
             fault,
             min_offset: None,
+            path_end: None,
+        });
+    }
+
+    /// One-shot: the next request with `method` whose path ends with
+    /// `path_end` (`/manifests/TAG`) gets `fault`.
+    pub fn fail_next_path(&self, method: &str, path_end: &str, fault: Fault) {
+        self.shared.lock().one_shot.push_back(OneShot {
+            method: method.to_ascii_uppercase(),
+            fault,
+            min_offset: None,
+            path_end: Some(path_end.to_string()),
         });
     }
 
@@ -402,6 +417,7 @@ impl FaultProxy {
             method: "PATCH".into(),
             fault,
             min_offset: Some(min_offset),
+            path_end: None,
         });
     }
 
