@@ -196,10 +196,16 @@ fn hint(e: &RegistryError) -> String {
         }
         ErrorKind::Status {
             status: 401 | 403, ..
-        } if e.anonymous => s.push_str(
+        }
+        | ErrorKind::Auth(AuthError::Rejected { .. })
+            if e.anonymous =>
+        {
+            s.push_str(
             "; asked without credentials on purpose: the repository is private, or the registry refuses anonymous pulls",
-        ),
-        ErrorKind::Status { status: 401, .. } => s.push_str(
+        )
+        }
+        // The token server's refusal is the registry's, one step earlier.
+        ErrorKind::Status { status: 401, .. } | ErrorKind::Auth(AuthError::Rejected { .. }) => s.push_str(
             "; check the credentials for this registry: boxwright login, the target's username_env/password_env, or an entry in the first of these auth files that has one: $REGISTRY_AUTH_FILE (else $XDG_RUNTIME_DIR/containers/auth.json), $XDG_CONFIG_HOME/containers/auth.json (else ~/.config/containers/auth.json), $DOCKER_CONFIG/config.json (else ~/.docker/config.json), ~/.dockercfg",
         ),
         ErrorKind::Status { status: 404, .. } => {

@@ -160,6 +160,23 @@ fn a_refused_login_points_at_what_was_given() {
     }
     let other = st(401).to_string();
     assert!(other.contains("boxwright login"), "{other}");
+    // Outside login, a token server's refusal says where credentials
+    // come from, as the registry's own 401 does.
+    for anonymous in [false, true] {
+        let rejected = AuthError::Rejected {
+            realm: "https://auth.example/token".into(),
+            scopes: vec!["repository:a/b:pull,push".into()],
+            status: 401,
+            answer: "HTTP 401".into(),
+            anonymous,
+        };
+        let text = RegistryError::new(ctx(), ErrorKind::Auth(rejected.clone())).to_string();
+        assert!(text.contains("boxwright login"), "{text}");
+        assert!(text.contains("~/.docker/config.json"), "{text}");
+        let asked = RegistryError::new(ctx(), ErrorKind::Auth(rejected)).sent_anonymously();
+        let text = asked.to_string();
+        assert!(text.contains("refuses anonymous pulls"), "{text}");
+    }
     let unreachable = |source: &str| AuthError::Unreachable {
         realm: "https://auth.example/token".into(),
         error: source.into(),
