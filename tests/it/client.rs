@@ -428,6 +428,62 @@ async fn mount_whose_token_is_refused_is_a_refused_mount() {
     assert_eq!(s.location.path(), "/v2/dst/app/blobs/uploads/s1");
 }
 
+/// Many tokens (a long run, or a token server that hands out a new one for
+/// every scope) never push the credentials out of what is hidden in a
+/// registry's words: a token server that echoes the password after 250
+/// fresh tokens (1250 forms of them, more than the 1024 tokens' forms kept)
+/// is shown without it. Figures: 250 tokens handed out, then the refusal's
+/// text holds `***` and not the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tokens_never_unhide_the_password() {
+    const PASSWORD: &str = "many-tokens-password-7";
+    let realm: Arc<Mutex<String>> = Arc::default();
+    let r = realm.clone();
+    let issued = Arc::new(AtomicUsize::new(0));
+    let n = issued.clone();
+    let srv = Scripted::start(move |req| {
+        let challenge = format!(r#"Bearer realm="{}",service="test""#, r.lock().unwrap());
+        match req.path() {
+            "/v2/" => Answer::new("401 Unauthorized").header("WWW-Authenticate", &challenge),
+            "/token" if req.target.contains("last%2Fapp") => oci_error(
+                "400 Bad Request",
+                "DENIED",
+                &format!("you are bob:{PASSWORD}, password {PASSWORD}"),
+            ),
+            "/token" => {
+                // '/' and '+' give each token four more url-encoded forms.
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                Answer::json("200 OK", &format!(r#"{{"token":"tok/{i}+padding"}}"#))
+            }
+            _ => Answer::new("404 Not Found"),
+        }
+    });
+    let host = srv.host();
+    *realm.lock().unwrap() = format!("http://{host}/token");
+    let c = client(fast_retries(0));
+    c.set_credential(
+        &host,
+        Credential::Basic {
+            username: "bob".into(),
+            password: Secret::new(PASSWORD),
+        },
+    );
+    let d = Digest::of(b"x");
+    for i in 0..250 {
+        let held = c.repo(&host, &format!("r{i}/app")).blob_exists(&d).await;
+        assert!(matches!(held, Ok(None)), "{held:?}");
+    }
+    assert_eq!(issued.load(Ordering::SeqCst), 250);
+    let e = c
+        .repo(&host, "last/app")
+        .blob_exists(&d)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(PASSWORD), "{e}");
+    assert!(e.contains("***"), "{e}");
+}
+
 /// A registry that sends more bytes than the descriptor's size (here:
 /// without end) is cut off at once; the error names the digest and the
 /// size, is not temporary, and no temp file is left. Figures: done in under

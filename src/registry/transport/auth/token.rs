@@ -72,7 +72,7 @@ pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> 
     let margin = Duration::from_secs(10).min(lifetime / 2);
     let usable = lifetime.saturating_sub(margin);
     Ok(Token {
-        value: Secret::new(value),
+        value: Secret::token(value),
         // An instant beyond the clock's range: use the token once.
         expires_at: now.checked_add(usable).unwrap_or(now),
     })
