@@ -15,8 +15,8 @@ use boxwright::oci::{
 };
 use boxwright::progress::{self, Level, Reporter};
 use boxwright::registry::{
-    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Held, MountResult, Pace, Secret,
-    UploadMode,
+    AuthError, Client, ClientOptions, Credential, CredentialStore, ErrorKind, Held, MountResult,
+    Pace, Secret, UploadMode,
 };
 use bytes::Bytes;
 
@@ -426,6 +426,48 @@ async fn mount_whose_token_is_refused_is_a_refused_mount() {
     assert!(!seen.iter().any(|q| q.method == "POST"), "{seen:?}");
     let s = c.repo(&host, "dst/app").start_upload(&d).await.unwrap();
     assert_eq!(s.location.path(), "/v2/dst/app/blobs/uploads/s1");
+}
+
+/// A registry reached over plain HTTP (here on loopback, which always is)
+/// whose token realm is plain http on another host would have the
+/// password cross a network in clear text: it is refused before anything
+/// is sent. Figures: the error is a refused realm (not a realm that could
+/// not be reached), naming the registry and the realm, without the
+/// password; the registry saw only its `GET /v2/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_go_in_clear_to_a_realm_on_another_host() {
+    const PASSWORD: &str = "clear-text-password-3";
+    let srv = Scripted::start(|req| match req.path() {
+        "/v2/" => Answer::new("401 Unauthorized").header(
+            "WWW-Authenticate",
+            r#"Bearer realm="http://auth.example.invalid/token",service="test""#,
+        ),
+        _ => Answer::new("404 Not Found"),
+    });
+    let host = srv.host();
+    let c = client(fast_retries(0));
+    c.set_credential(
+        &host,
+        Credential::Basic {
+            username: "bob".into(),
+            password: Secret::new(PASSWORD),
+        },
+    );
+    let e = c
+        .repo(&host, "a/app")
+        .blob_exists(&Digest::of(b"x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind, ErrorKind::Auth(AuthError::BadRealm { .. })),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(text.contains(&host), "{text}");
+    assert!(text.contains("auth.example.invalid"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    let paths: Vec<String> = srv.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(paths, ["/v2/"]);
 }
 
 /// Many tokens (a long run, or a token server that hands out a new one for
