@@ -46,10 +46,14 @@ pub struct Token {
     pub expires_at: Instant,
 }
 
-/// Parse a token server's answer: `token` or `access_token`, `expires_in`
-/// (default 60 s, as the distribution spec says; at most
-/// [`MAX_TOKEN_LIFETIME`], whatever the server claims). The token is used
-/// until 10 s before it expires. No answer can make the arithmetic overflow.
+/// Parse a token server's answer: `access_token`, else `token` (as docker
+/// and containerd choose when both are given), `expires_in` (default 60 s,
+/// as the distribution spec says; as docker, at least 60 s, so zero or a
+/// negative number is 60, and one that is not a whole number is not taken;
+/// at most [`MAX_TOKEN_LIFETIME`], whatever the server claims). The token
+/// is used until 10 s before it expires. No answer can make the arithmetic
+/// overflow. A token that expires sooner is answered 401 by the registry,
+/// which fetches a new one.
 pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> {
     #[derive(serde::Deserialize)]
     struct Answer {
@@ -58,18 +62,21 @@ pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> 
         #[serde(default)]
         access_token: Option<String>,
         #[serde(default)]
-        expires_in: Option<u64>,
+        expires_in: Option<serde_json::Value>,
     }
     let a: Answer = serde_json::from_slice(body)
         .map_err(|_| "the token server's answer is not the expected JSON".to_string())?;
     let value = a
-        .token
+        .access_token
         .filter(|t| !t.is_empty())
-        .or(a.access_token.filter(|t| !t.is_empty()))
+        .or(a.token.filter(|t| !t.is_empty()))
         .ok_or_else(|| {
             "the token server's answer holds neither token nor access_token".to_string()
         })?;
-    let lifetime = Duration::from_secs(a.expires_in.unwrap_or(60).max(1)).min(MAX_TOKEN_LIFETIME);
+    let claimed = (a.expires_in.as_ref())
+        .and_then(|v| v.as_u64().or_else(|| v.as_i64().map(|_| 0)))
+        .unwrap_or(60);
+    let lifetime = Duration::from_secs(claimed.max(60)).min(MAX_TOKEN_LIFETIME);
     let margin = Duration::from_secs(10).min(lifetime / 2);
     let usable = lifetime.saturating_sub(margin);
     Ok(Token {
@@ -349,6 +356,24 @@ mod tests {
                 now + MAX_TOKEN_LIFETIME - Duration::from_secs(10)
             );
         }
+        // As docker: a lifetime under 60 s, zero or negative is 60 s; one
+        // that is not a whole number is not taken; access_token wins.
+        for body in [
+            r#"{"token":"abc","expires_in":0}"#,
+            r#"{"token":"abc","expires_in":5}"#,
+            r#"{"token":"abc","expires_in":-5}"#,
+            r#"{"token":"abc","expires_in":-9223372036854775808}"#,
+            r#"{"token":"abc","expires_in":300.5}"#,
+            r#"{"token":"abc","expires_in":"300"}"#,
+            r#"{"token":"abc","expires_in":null,"issued_at":"garbage"}"#,
+        ] {
+            let t = parse_token_response(body.as_bytes(), now).unwrap();
+            assert_eq!(t.value.expose(), "abc", "{body}");
+            assert_eq!(t.expires_at, now + Duration::from_secs(50), "{body}");
+        }
+        let both = br#"{"token":"from-token","access_token":"from-access"}"#;
+        let t = parse_token_response(both, now).unwrap();
+        assert_eq!(t.value.expose(), "from-access");
         let e = parse_token_response(br#"{"token":""}"#, now).unwrap_err();
         assert!(e.contains("neither"));
         let e = parse_token_response(br#"not json secret"#, now).unwrap_err();
