@@ -472,9 +472,9 @@ async fn credentials_never_go_in_clear_to_a_realm_on_another_host() {
 
 /// Many tokens (a long run, or a token server that hands out a new one for
 /// every scope) never push the credentials out of what is hidden in a
-/// registry's words: a token server that echoes the password after 250
-/// fresh tokens (1250 forms of them, more than the 1024 tokens' forms kept)
-/// is shown without it. Figures: 250 tokens handed out, then the refusal's
+/// registry's words: a token server that echoes the password after 500
+/// fresh tokens (1500 forms of them, more than the 1024 tokens' forms kept)
+/// is shown without it. Figures: 500 tokens handed out, then the refusal's
 /// text holds `***` and not the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tokens_never_unhide_the_password() {
@@ -493,7 +493,7 @@ async fn many_tokens_never_unhide_the_password() {
                 &format!("you are bob:{PASSWORD}, password {PASSWORD}"),
             ),
             "/token" => {
-                // '/' and '+' give each token four more url-encoded forms.
+                // '/' and '+' give each token two more url-encoded forms.
                 let i = n.fetch_add(1, Ordering::SeqCst);
                 Answer::json("200 OK", &format!(r#"{{"token":"tok/{i}+padding"}}"#))
             }
@@ -511,11 +511,11 @@ async fn many_tokens_never_unhide_the_password() {
         },
     );
     let d = Digest::of(b"x");
-    for i in 0..250 {
+    for i in 0..500 {
         let held = c.repo(&host, &format!("r{i}/app")).blob_exists(&d).await;
         assert!(matches!(held, Ok(None)), "{held:?}");
     }
-    assert_eq!(issued.load(Ordering::SeqCst), 250);
+    assert_eq!(issued.load(Ordering::SeqCst), 500);
     let e = c
         .repo(&host, "last/app")
         .blob_exists(&d)
