@@ -470,6 +470,48 @@ async fn credentials_never_go_in_clear_to_a_realm_on_another_host() {
     assert_eq!(paths, ["/v2/"]);
 }
 
+/// A token realm holding its own `user:password@` does not make the
+/// token request carry a second `Authorization` beside the credentials (as
+/// docker, only those are sent). Figures: the token request has exactly
+/// one `Authorization`, the credentials' Basic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realm_with_userinfo_gets_only_the_credentials() {
+    let realm: Arc<Mutex<String>> = Arc::default();
+    let r = realm.clone();
+    let srv = Scripted::start(move |req| {
+        let challenge = format!(r#"Bearer realm="{}",service="test""#, r.lock().unwrap());
+        match req.path() {
+            "/v2/" => Answer::new("401 Unauthorized").header("WWW-Authenticate", &challenge),
+            "/token" => Answer::json("200 OK", r#"{"token":"userinfo-token-1"}"#),
+            _ => Answer::new("404 Not Found"),
+        }
+    });
+    let host = srv.host();
+    *realm.lock().unwrap() = format!("http://realm-user:realm-pass@{host}/token");
+    let c = client(fast_retries(0));
+    let password = Secret::new("userinfo-password-5");
+    let ours = boxwright::registry::credentials::basic_authorization("bob", &password);
+    c.set_credential(
+        &host,
+        Credential::Basic {
+            username: "bob".into(),
+            password,
+        },
+    );
+    let held = c.repo(&host, "a/app").blob_exists(&Digest::of(b"x")).await;
+    assert!(matches!(held, Ok(None)), "{held:?}");
+    let seen = srv.requests();
+    let token = seen
+        .iter()
+        .find(|q| q.path() == "/token")
+        .expect("a token request");
+    let auths: Vec<&str> = (token.headers.iter())
+        .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(auths, [ours.as_str()]);
+}
+
 /// Many tokens (a long run, or a token server that hands out a new one for
 /// every scope) never push the credentials out of what is hidden in a
 /// registry's words: a token server that echoes the password after 500

@@ -219,6 +219,12 @@ pub async fn fetch_token(
     policy: &TokenPolicy,
 ) -> Result<Token, AuthError> {
     let mut url = check_realm(&challenge.realm, credential.is_some(), policy)?;
+    if credential.is_some() {
+        // A realm's own `user:password@` would go as a second
+        // `Authorization` beside ours; as docker, only ours is sent.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
     let realm = realm_shown(&url);
     let scopes: Vec<String> = {
         let set: BTreeSet<&String> = scopes.iter().collect();
