@@ -15,8 +15,8 @@ use boxwright::oci::{
 };
 use boxwright::progress::{self, Level, Reporter};
 use boxwright::registry::{
-    Client, ClientOptions, Credential, CredentialStore, ErrorKind, Held, MountResult, Pace, Secret,
-    UploadMode,
+    AuthError, Client, ClientOptions, Credential, CredentialStore, ErrorKind, Held, MountResult,
+    Pace, Secret, UploadMode,
 };
 use bytes::Bytes;
 
@@ -426,6 +426,146 @@ async fn mount_whose_token_is_refused_is_a_refused_mount() {
     assert!(!seen.iter().any(|q| q.method == "POST"), "{seen:?}");
     let s = c.repo(&host, "dst/app").start_upload(&d).await.unwrap();
     assert_eq!(s.location.path(), "/v2/dst/app/blobs/uploads/s1");
+}
+
+/// A registry reached over plain HTTP (here on loopback, which always is)
+/// whose token realm is plain http on another host would have the
+/// password cross a network in clear text: it is refused before anything
+/// is sent. Figures: the error is a refused realm (not a realm that could
+/// not be reached), naming the registry and the realm, without the
+/// password; the registry saw only its `GET /v2/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_go_in_clear_to_a_realm_on_another_host() {
+    const PASSWORD: &str = "clear-text-password-3";
+    let srv = Scripted::start(|req| match req.path() {
+        "/v2/" => Answer::new("401 Unauthorized").header(
+            "WWW-Authenticate",
+            r#"Bearer realm="http://auth.example.invalid/token",service="test""#,
+        ),
+        _ => Answer::new("404 Not Found"),
+    });
+    let host = srv.host();
+    let c = client(fast_retries(0));
+    c.set_credential(
+        &host,
+        Credential::Basic {
+            username: "bob".into(),
+            password: Secret::new(PASSWORD),
+        },
+    );
+    let e = c
+        .repo(&host, "a/app")
+        .blob_exists(&Digest::of(b"x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind, ErrorKind::Auth(AuthError::BadRealm { .. })),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(text.contains(&host), "{text}");
+    assert!(text.contains("auth.example.invalid"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    let paths: Vec<String> = srv.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(paths, ["/v2/"]);
+}
+
+/// A token realm holding its own `user:password@` does not make the
+/// token request carry a second `Authorization` beside the credentials (as
+/// docker, only those are sent). Figures: the token request has exactly
+/// one `Authorization`, the credentials' Basic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realm_with_userinfo_gets_only_the_credentials() {
+    let realm: Arc<Mutex<String>> = Arc::default();
+    let r = realm.clone();
+    let srv = Scripted::start(move |req| {
+        let challenge = format!(r#"Bearer realm="{}",service="test""#, r.lock().unwrap());
+        match req.path() {
+            "/v2/" => Answer::new("401 Unauthorized").header("WWW-Authenticate", &challenge),
+            "/token" => Answer::json("200 OK", r#"{"token":"userinfo-token-1"}"#),
+            _ => Answer::new("404 Not Found"),
+        }
+    });
+    let host = srv.host();
+    *realm.lock().unwrap() = format!("http://realm-user:realm-pass@{host}/token");
+    let c = client(fast_retries(0));
+    let password = Secret::new("userinfo-password-5");
+    let ours = boxwright::registry::credentials::basic_authorization("bob", &password);
+    c.set_credential(
+        &host,
+        Credential::Basic {
+            username: "bob".into(),
+            password,
+        },
+    );
+    let held = c.repo(&host, "a/app").blob_exists(&Digest::of(b"x")).await;
+    assert!(matches!(held, Ok(None)), "{held:?}");
+    let seen = srv.requests();
+    let token = seen
+        .iter()
+        .find(|q| q.path() == "/token")
+        .expect("a token request");
+    let auths: Vec<&str> = (token.headers.iter())
+        .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(auths, [ours.as_str()]);
+}
+
+/// Many tokens (a long run, or a token server that hands out a new one for
+/// every scope) never push the credentials out of what is hidden in a
+/// registry's words: a token server that echoes the password after 500
+/// fresh tokens (1500 forms of them, more than the 1024 tokens' forms kept)
+/// is shown without it. Figures: 500 tokens handed out, then the refusal's
+/// text holds `***` and not the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tokens_never_unhide_the_password() {
+    const PASSWORD: &str = "many-tokens-password-7";
+    let realm: Arc<Mutex<String>> = Arc::default();
+    let r = realm.clone();
+    let issued = Arc::new(AtomicUsize::new(0));
+    let n = issued.clone();
+    let srv = Scripted::start(move |req| {
+        let challenge = format!(r#"Bearer realm="{}",service="test""#, r.lock().unwrap());
+        match req.path() {
+            "/v2/" => Answer::new("401 Unauthorized").header("WWW-Authenticate", &challenge),
+            "/token" if req.target.contains("last%2Fapp") => oci_error(
+                "400 Bad Request",
+                "DENIED",
+                &format!("you are bob:{PASSWORD}, password {PASSWORD}"),
+            ),
+            "/token" => {
+                // '/' and '+' give each token two more url-encoded forms.
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                Answer::json("200 OK", &format!(r#"{{"token":"tok/{i}+padding"}}"#))
+            }
+            _ => Answer::new("404 Not Found"),
+        }
+    });
+    let host = srv.host();
+    *realm.lock().unwrap() = format!("http://{host}/token");
+    let c = client(fast_retries(0));
+    c.set_credential(
+        &host,
+        Credential::Basic {
+            username: "bob".into(),
+            password: Secret::new(PASSWORD),
+        },
+    );
+    let d = Digest::of(b"x");
+    for i in 0..500 {
+        let held = c.repo(&host, &format!("r{i}/app")).blob_exists(&d).await;
+        assert!(matches!(held, Ok(None)), "{held:?}");
+    }
+    assert_eq!(issued.load(Ordering::SeqCst), 500);
+    let e = c
+        .repo(&host, "last/app")
+        .blob_exists(&d)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(PASSWORD), "{e}");
+    assert!(e.contains("***"), "{e}");
 }
 
 /// A registry that sends more bytes than the descriptor's size (here:

@@ -16,9 +16,20 @@ use base64::Engine as _;
 pub struct Secret(String);
 
 impl Secret {
+    /// A credential (password, identity token): remembered for
+    /// [`redact_secrets`] for as long as the process runs.
     pub fn new(s: impl Into<String>) -> Secret {
         let s = s.into();
-        remember(&s);
+        remember(&s, Lasts::Run);
+        Secret(s)
+    }
+    /// A bearer token a token server handed out: remembered among the
+    /// latest tokens, so that many renewed tokens (a long run, or a token
+    /// server that hands out a new one on every request) push out old
+    /// tokens, never a credential.
+    pub fn token(s: impl Into<String>) -> Secret {
+        let s = s.into();
+        remember(&s, Lasts::Renewed);
         Secret(s)
     }
     /// The secret itself, for putting it on the wire. Never log the result.
@@ -42,11 +53,23 @@ impl fmt::Display for Secret {
     }
 }
 
-/// The secrets of this process and their wire forms, newest last.
-static KNOWN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// How long a secret is remembered for [`redact_secrets`].
+#[derive(Clone, Copy)]
+enum Lasts {
+    /// A credential: the whole run.
+    Run,
+    /// A token: until [`MAX_KNOWN`] newer token forms push it out.
+    Renewed,
+}
 
-/// How many secrets [`redact_secrets`] knows at most (tokens are renewed
-/// in a long run; the oldest are forgotten first).
+/// The secrets of this process and their wire forms, newest last:
+/// credentials, and tokens apart, so that tokens never push out a
+/// credential.
+static KNOWN: Mutex<[Vec<String>; 2]> = Mutex::new([Vec::new(), Vec::new()]);
+
+/// How many forms of credentials, and of tokens, [`redact_secrets`] knows
+/// at most (tokens are renewed in a long run; the oldest are forgotten
+/// first; a run has a credential or two per registry).
 const MAX_KNOWN: usize = 1024;
 
 /// Remember `s` for [`redact_secrets`]. Strings under 8 bytes are not:
@@ -55,11 +78,12 @@ const MAX_KNOWN: usize = 1024;
 /// tokens are longer).
 /// Each form is remembered too: a form body or a query carries `s`
 /// percent-encoded (see [`url_encoded_forms`]).
-fn remember(s: &str) {
+fn remember(s: &str, lasts: Lasts) {
     if s.len() < 8 {
         return;
     }
-    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut all = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let known = &mut all[lasts as usize];
     for form in std::iter::once(s.to_string()).chain(url_encoded_forms(s)) {
         if known.contains(&form) {
             continue;
@@ -106,8 +130,8 @@ fn url_encoded_forms(s: &str) -> Vec<String> {
 pub fn basic_authorization(username: &str, password: &Secret) -> String {
     let raw = format!("{username}:{}", password.expose());
     let encoded = base64::engine::general_purpose::STANDARD.encode(&raw);
-    remember(&raw);
-    remember(&encoded);
+    remember(&raw, Lasts::Run);
+    remember(&encoded, Lasts::Run);
     format!("Basic {encoded}")
 }
 
@@ -121,7 +145,7 @@ pub fn basic_username_fits(username: &str) -> bool {
 /// form it was sent in, shown as `***`.
 pub fn redact_secrets(text: &str) -> String {
     let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
-    let mut by_length: Vec<&String> = known.iter().collect();
+    let mut by_length: Vec<&String> = known.iter().flatten().collect();
     // The longest first, so that `user:password` goes whole, not leaving `user:`.
     by_length.sort_by_key(|k| std::cmp::Reverse(k.len()));
     let mut out = text.to_string();

@@ -248,6 +248,9 @@ impl Client {
         }
         let policy = token::TokenPolicy {
             allow_plain_http: host.base.scheme() == "http",
+            plain_http_hosts: (host.base.host_str().map(str::to_string).into_iter())
+                .chain(self.opts.insecure.iter().cloned())
+                .collect(),
         };
         let t = token::fetch_token(&self.http, challenge, scopes, cred, &policy).await?;
         self.log(&format!(

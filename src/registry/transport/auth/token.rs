@@ -13,6 +13,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use super::super::limits::{DOCUMENT_DEADLINE, MAX_TOKEN_BODY, MAX_TOKEN_LIFETIME};
 use super::super::retry::parse_retry_after;
 use super::challenge::BearerChallenge;
+use crate::registry::client::is_loopback;
 use crate::registry::credentials::{basic_authorization, Credential, Secret};
 use crate::registry::error::{shown, AuthError, MAX_REALM_SHOWN};
 
@@ -45,10 +46,14 @@ pub struct Token {
     pub expires_at: Instant,
 }
 
-/// Parse a token server's answer: `token` or `access_token`, `expires_in`
-/// (default 60 s, as the distribution spec says; at most
-/// [`MAX_TOKEN_LIFETIME`], whatever the server claims). The token is used
-/// until 10 s before it expires. No answer can make the arithmetic overflow.
+/// Parse a token server's answer: `access_token`, else `token` (as docker
+/// and containerd choose when both are given), `expires_in` (default 60 s,
+/// as the distribution spec says; as docker, at least 60 s, so zero or a
+/// negative number is 60, and one that is not a whole number is not taken;
+/// at most [`MAX_TOKEN_LIFETIME`], whatever the server claims). The token
+/// is used until 10 s before it expires. No answer can make the arithmetic
+/// overflow. A token that expires sooner is answered 401 by the registry,
+/// which fetches a new one.
 pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> {
     #[derive(serde::Deserialize)]
     struct Answer {
@@ -57,22 +62,25 @@ pub fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, String> 
         #[serde(default)]
         access_token: Option<String>,
         #[serde(default)]
-        expires_in: Option<u64>,
+        expires_in: Option<serde_json::Value>,
     }
     let a: Answer = serde_json::from_slice(body)
         .map_err(|_| "the token server's answer is not the expected JSON".to_string())?;
     let value = a
-        .token
+        .access_token
         .filter(|t| !t.is_empty())
-        .or(a.access_token.filter(|t| !t.is_empty()))
+        .or(a.token.filter(|t| !t.is_empty()))
         .ok_or_else(|| {
             "the token server's answer holds neither token nor access_token".to_string()
         })?;
-    let lifetime = Duration::from_secs(a.expires_in.unwrap_or(60).max(1)).min(MAX_TOKEN_LIFETIME);
+    let claimed = (a.expires_in.as_ref())
+        .and_then(|v| v.as_u64().or_else(|| v.as_i64().map(|_| 0)))
+        .unwrap_or(60);
+    let lifetime = Duration::from_secs(claimed.max(60)).min(MAX_TOKEN_LIFETIME);
     let margin = Duration::from_secs(10).min(lifetime / 2);
     let usable = lifetime.saturating_sub(margin);
     Ok(Token {
-        value: Secret::new(value),
+        value: Secret::token(value),
         // An instant beyond the clock's range: use the token once.
         expires_at: now.checked_add(usable).unwrap_or(now),
     })
@@ -129,18 +137,41 @@ impl TokenCache {
 }
 
 /// How a token request may be sent.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TokenPolicy {
     /// The registry itself is reached over plain HTTP (loopback, or listed
     /// as insecure): only then may credentials go to an `http://` realm.
     pub allow_plain_http: bool,
+    /// The hosts besides loopback ones an `http://` realm may be on to be
+    /// sent credentials (ports aside): the registry's own, and those
+    /// listed as insecure.
+    pub plain_http_hosts: Vec<String>,
+}
+
+impl TokenPolicy {
+    /// Whether credentials may go in clear text to a realm on `host`.
+    fn plain_http_to(&self, host: &str) -> bool {
+        // `registry.lan:5000` -> `registry.lan`; `[fd00::2]:5000` -> `[fd00::2]`.
+        let without_port = |name: &str| -> String {
+            match name.rsplit_once(':') {
+                Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
+                _ => name.to_string(),
+            }
+        };
+        self.allow_plain_http
+            && (is_loopback(host)
+                || (self.plain_http_hosts.iter())
+                    .any(|h| without_port(h).eq_ignore_ascii_case(host)))
+    }
 }
 
 /// The realm of a challenge as a URL that may be asked, or why not: it
 /// must be an absolute `http` or `https` URL with a host, and credentials
 /// go to a plain `http` one only when the registry itself is reached over
-/// plain HTTP (a registry served over https must not be able to make us
-/// send a password in clear text). Checked before anything is sent.
+/// plain HTTP and the realm is on a host that is too (loopback, the
+/// registry's own, or one listed as insecure): a registry served over
+/// https, or on loopback, must not be able to make us send a password in
+/// clear text across a network. Checked before anything is sent.
 pub fn check_realm(
     realm: &str,
     with_credential: bool,
@@ -154,10 +185,13 @@ pub fn check_realm(
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
         .ok_or_else(|| refuse("is not an absolute http or https URL; nothing was sent to it"))?;
-    if with_credential && !policy.allow_plain_http && url.scheme() == "http" {
-        return Err(refuse(
-            "is plain http and the registry is reached over https: refusing to send credentials to it",
-        ));
+    let host = url.host_str().unwrap_or("");
+    if with_credential && url.scheme() == "http" && !policy.plain_http_to(host) {
+        return Err(refuse(if policy.allow_plain_http {
+            "is plain http on a host that is not loopback, the registry's own or an --insecure-registry: refusing to send credentials to it"
+        } else {
+            "is plain http and the registry is reached over https: refusing to send credentials to it"
+        }));
     }
     Ok(url)
 }
@@ -185,6 +219,12 @@ pub async fn fetch_token(
     policy: &TokenPolicy,
 ) -> Result<Token, AuthError> {
     let mut url = check_realm(&challenge.realm, credential.is_some(), policy)?;
+    if credential.is_some() {
+        // A realm's own `user:password@` would go as a second
+        // `Authorization` beside ours; as docker, only ours is sent.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
     let realm = realm_shown(&url);
     let scopes: Vec<String> = {
         let set: BTreeSet<&String> = scopes.iter().collect();
@@ -322,6 +362,24 @@ mod tests {
                 now + MAX_TOKEN_LIFETIME - Duration::from_secs(10)
             );
         }
+        // As docker: a lifetime under 60 s, zero or negative is 60 s; one
+        // that is not a whole number is not taken; access_token wins.
+        for body in [
+            r#"{"token":"abc","expires_in":0}"#,
+            r#"{"token":"abc","expires_in":5}"#,
+            r#"{"token":"abc","expires_in":-5}"#,
+            r#"{"token":"abc","expires_in":-9223372036854775808}"#,
+            r#"{"token":"abc","expires_in":300.5}"#,
+            r#"{"token":"abc","expires_in":"300"}"#,
+            r#"{"token":"abc","expires_in":null,"issued_at":"garbage"}"#,
+        ] {
+            let t = parse_token_response(body.as_bytes(), now).unwrap();
+            assert_eq!(t.value.expose(), "abc", "{body}");
+            assert_eq!(t.expires_at, now + Duration::from_secs(50), "{body}");
+        }
+        let both = br#"{"token":"from-token","access_token":"from-access"}"#;
+        let t = parse_token_response(both, now).unwrap();
+        assert_eq!(t.value.expose(), "from-access");
         let e = parse_token_response(br#"{"token":""}"#, now).unwrap_err();
         assert!(e.contains("neither"));
         let e = parse_token_response(br#"not json secret"#, now).unwrap_err();
@@ -342,6 +400,7 @@ mod tests {
         };
         let https_registry = TokenPolicy {
             allow_plain_http: false,
+            plain_http_hosts: vec!["auth.example.invalid".into()],
         };
         // Refused before anything is sent (the host does not even resolve).
         let e = fetch_token(
@@ -365,11 +424,30 @@ mod tests {
         // Anonymous requests carry nothing to protect.
         assert!(check_realm(realm, false, &https_registry).is_ok());
         // A registry reached over plain HTTP (loopback, --insecure-registry)
-        // may use a plain HTTP realm.
+        // may use a plain HTTP realm on its own host (any port), one
+        // listed as insecure, or a loopback one; not one across a network.
         let plain_registry = TokenPolicy {
             allow_plain_http: true,
+            plain_http_hosts: vec!["AUTH.example.invalid:5000".into()],
         };
         assert!(check_realm(realm, true, &plain_registry).is_ok());
+        for loopback in [
+            "http://127.0.0.1:1/t",
+            "http://localhost/t",
+            "http://[::1]:1/t",
+        ] {
+            assert!(check_realm(loopback, true, &plain_registry).is_ok());
+        }
+        let elsewhere = "http://auth.elsewhere.invalid/token";
+        let e = check_realm(elsewhere, true, &plain_registry).unwrap_err();
+        assert!(e.to_string().contains("not loopback"), "{e}");
+        assert!(check_realm(elsewhere, false, &plain_registry).is_ok());
+        let v6 = TokenPolicy {
+            allow_plain_http: true,
+            plain_http_hosts: vec!["[fd00::2]:5000".into()],
+        };
+        assert!(check_realm("http://[fd00::2]:5001/t", true, &v6).is_ok());
+        assert!(check_realm("http://[fd00::3]/t", true, &v6).is_err());
         let tls = "https://auth.example.invalid/token";
         assert!(check_realm(tls, true, &https_registry).is_ok());
     }
@@ -378,6 +456,7 @@ mod tests {
     fn a_realm_that_is_not_an_absolute_http_url_is_refused_and_cut() {
         let policy = TokenPolicy {
             allow_plain_http: true,
+            plain_http_hosts: vec![],
         };
         let long = format!("/token/{}", "x".repeat(10_000));
         for realm in [
