@@ -67,6 +67,31 @@ pub struct Holding {
     pub ok: bool,
 }
 
+impl Holding {
+    /// A reference shown as `reference`, in `registry`'s `repository`, with
+    /// nothing found yet.
+    fn new(reference: String, registry: String, repository: String) -> Holding {
+        Holding {
+            reference,
+            registry,
+            repository,
+            digest: None,
+            mode: None,
+            signatures: Vec::new(),
+            attestations: BTreeMap::new(),
+            notes: Vec::new(),
+            unsigned: BTreeMap::new(),
+            invalid: BTreeMap::new(),
+            unread: BTreeMap::new(),
+            kind_notes: Vec::new(),
+            unresolved: false,
+            bad_input: false,
+            problems: Vec::new(),
+            ok: false,
+        }
+    }
+}
+
 /// The outcome of [`verify`].
 #[derive(Clone, Debug, Serialize)]
 pub struct SupplyReport {
@@ -258,24 +283,7 @@ async fn check_one(
     key: &VerifyingKey,
 ) -> Holding {
     let shown = r.or_latest();
-    let mut h = Holding {
-        reference: shown.to_string(),
-        registry: r.registry.clone(),
-        repository: r.repository.clone(),
-        digest: None,
-        mode: None,
-        signatures: Vec::new(),
-        attestations: BTreeMap::new(),
-        notes: Vec::new(),
-        unsigned: BTreeMap::new(),
-        invalid: BTreeMap::new(),
-        unread: BTreeMap::new(),
-        kind_notes: Vec::new(),
-        unresolved: false,
-        bad_input: false,
-        problems: Vec::new(),
-        ok: false,
-    };
+    let mut h = Holding::new(shown.to_string(), r.registry.clone(), r.repository.clone());
     let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
     let digest = match found {
         Ok(d) => d,
@@ -496,28 +504,16 @@ mod tests {
     use super::*;
 
     fn holding(registry: &str, signed: bool) -> Holding {
-        Holding {
-            reference: format!("{registry}/acme/app:1"),
-            registry: registry.into(),
-            repository: "acme/app".into(),
-            digest: Some(Digest::of(b"image")),
-            mode: None,
-            signatures: if signed {
-                vec![Digest::of(b"sig")]
-            } else {
-                Vec::new()
-            },
-            attestations: BTreeMap::new(),
-            notes: Vec::new(),
-            unsigned: BTreeMap::new(),
-            invalid: BTreeMap::new(),
-            unread: BTreeMap::new(),
-            kind_notes: Vec::new(),
-            unresolved: false,
-            bad_input: false,
-            problems: Vec::new(),
-            ok: false,
+        let mut h = Holding::new(
+            format!("{registry}/acme/app:1"),
+            registry.into(),
+            "acme/app".into(),
+        );
+        h.digest = Some(Digest::of(b"image"));
+        if signed {
+            h.signatures.push(Digest::of(b"sig"));
         }
+        h
     }
 
     /// `--require signature` asks for what `--key` always requires: a
