@@ -801,16 +801,7 @@ fn action_script_resolves_a_local_checkout_and_uses_a_given_binary() {
     let git = tempdir();
     let repo = git.path().join("acme/boxwright");
     std::fs::create_dir_all(&repo).unwrap();
-    let g = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .expect("git");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let g = |args: &[&str]| run_git(&repo, args);
     g(&["init", "-q", "-b", "main"]);
     g(&["commit", "-q", "--allow-empty", "-m", "one"]);
     g(&["tag", "-a", "-m", "major", "v0"]);
@@ -1025,16 +1016,7 @@ fn action_script_makes_a_binary_cache_key_actions_cache_takes_for_any_ref() {
     let git = tempdir();
     let repo = git.path().join("acme/boxwright");
     std::fs::create_dir_all(&repo).unwrap();
-    let g = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .expect("git");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let g = |args: &[&str]| run_git(&repo, args);
     g(&["init", "-q", "-b", "main"]);
     g(&["commit", "-q", "--allow-empty", "-m", "one"]);
     let head = g(&["rev-parse", "HEAD"]);
@@ -1088,4 +1070,17 @@ fn action_script_makes_a_binary_cache_key_actions_cache_takes_for_any_ref() {
     assert_eq!(out["kind"], "release");
     assert_eq!(out["version"], "v0.3.2-rc,1");
     assert!(!out["key"].contains(','), "{}", out["key"]);
+}
+
+/// `git ARGS` in `repo`, as a user named t: its stdout, trimmed; the test
+/// fails when git does.
+fn run_git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
