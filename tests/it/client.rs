@@ -410,13 +410,7 @@ async fn mount_whose_token_is_refused_is_a_refused_mount() {
     let host = srv.host();
     *realm.lock().unwrap() = format!("http://{host}/token");
     let c = client(fast_retries(1));
-    c.set_credential(
-        &host,
-        Credential::Basic {
-            username: "carol".into(),
-            password: Secret::new("pw"),
-        },
-    );
+    c.set_credential(&host, basic("carol", "pw"));
     let d = Digest::of(b"x");
     match c.repo(&host, "dst/app").mount_blob(&d, "secret/src").await {
         MountResult::Refused(why) => assert!(why.contains("HTTP 403"), "{why}"),
@@ -446,13 +440,7 @@ async fn credentials_never_go_in_clear_to_a_realm_on_another_host() {
     });
     let host = srv.host();
     let c = client(fast_retries(0));
-    c.set_credential(
-        &host,
-        Credential::Basic {
-            username: "bob".into(),
-            password: Secret::new(PASSWORD),
-        },
-    );
+    c.set_credential(&host, basic("bob", PASSWORD));
     let e = c
         .repo(&host, "a/app")
         .blob_exists(&Digest::of(b"x"))
@@ -545,13 +533,7 @@ async fn many_tokens_never_unhide_the_password() {
     let host = srv.host();
     *realm.lock().unwrap() = format!("http://{host}/token");
     let c = client(fast_retries(0));
-    c.set_credential(
-        &host,
-        Credential::Basic {
-            username: "bob".into(),
-            password: Secret::new(PASSWORD),
-        },
-    );
+    c.set_credential(&host, basic("bob", PASSWORD));
     let d = Digest::of(b"x");
     for i in 0..500 {
         let held = c.repo(&host, &format!("r{i}/app")).blob_exists(&d).await;
@@ -668,4 +650,12 @@ async fn download_slower_than_the_pace_fails_after_its_grace() {
         .await
         .unwrap();
     assert_eq!(n, 50);
+}
+
+/// Basic credentials of `username` and `password`.
+fn basic(username: &str, password: &str) -> Credential {
+    Credential::Basic {
+        username: username.into(),
+        password: Secret::new(password),
+    }
 }
