@@ -5,6 +5,7 @@
 //! fail with that refusal.
 
 use bytes::Bytes;
+use futures_util::stream::{self, StreamExt as _};
 
 use super::blobs::RegistryPush;
 use super::report::PushError;
@@ -61,20 +62,45 @@ pub async fn push_manifests(
     }))
     .await;
     let mut out = Vec::new();
-    for (repo, res) in per_repo {
-        for t in targets.iter().filter(|t| &t.reference.repository == repo) {
-            let outcome = match &res {
-                Err(e) => Err(e.clone()),
-                Ok(()) => tag(client.repo(reg, repo), t, graph).await,
-            };
-            // Recorded as soon as known: a run stopped later still tells
-            // which tags it wrote (`PushWatch`).
-            let reference = t.reference.to_string();
-            r.record(&reference, &outcome);
-            out.push((reference, outcome));
-        }
+    for (repo, res) in &per_repo {
+        // Tags go in side by side (the registry's request limit holds);
+        // the outcomes stay in target order.
+        let mine = targets.iter().filter(|t| &t.reference.repository == *repo);
+        let writes: Vec<_> = mine
+            .map(|t| write_tag(client, r, repo, t, res, graph))
+            .collect();
+        out.extend(
+            stream::iter(writes)
+                .buffered(TAGS_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await,
+        );
     }
     out
+}
+
+/// Tags of one repository written at once; the registry's request limit
+/// (`--jobs-per-registry`) bounds what is really in flight.
+const TAGS_IN_FLIGHT: usize = 16;
+
+/// Tag `t` unless its repository failed, and record the outcome in `r`
+/// as soon as it is known: a run stopped later still tells which tags it
+/// wrote (`PushWatch`).
+async fn write_tag(
+    client: &Client,
+    r: &RegistryPush,
+    repo: &str,
+    t: &PushTarget,
+    res: &Result<(), PushError>,
+    graph: &Graph,
+) -> (String, Result<Tagged, PushError>) {
+    let outcome = match res {
+        Err(e) => Err(e.clone()),
+        Ok(()) => tag(client.repo(r.registry(), repo), t, graph).await,
+    };
+    let reference = t.reference.to_string();
+    r.record(&reference, &outcome);
+    (reference, outcome)
 }
 
 async fn in_repo(repo: Repo<'_>, graph: &Graph, root_by_tag: bool) -> Result<(), PushError> {
