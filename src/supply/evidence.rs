@@ -97,7 +97,7 @@ pub fn build_artifacts(
             names: names.clone(),
             digest: subject.digest.clone(),
             recipe: plan.recipe.clone(),
-            recipe_sha256: ProvenanceInput::hash_recipe(&plan.recipe)?,
+            recipe_sha256: plan.recipe_sha256.clone(),
             vars: opts.vars.clone(),
             platforms: plan
                 .platforms

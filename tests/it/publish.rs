@@ -15,6 +15,9 @@ use boxwright::layer::{Codec, Compression};
 use boxwright::push::{PushOptions, PushTarget};
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
+use boxwright::supply::artifact::Kind;
+use boxwright::supply::evidence::SupplyOptions;
+use boxwright::supply::sbom::SbomFormat;
 
 use crate::common::*;
 use crate::support::{tempdir, Registry};
@@ -107,6 +110,69 @@ async fn build_and_push_pushes_what_it_built_and_verifies_it() {
     assert_eq!(doc["build"]["digest"], p.build.digest.to_string());
     assert_eq!(doc["push"]["digest"], p.build.digest.to_string());
     assert_eq!(doc["verify"]["ok"], true);
+}
+
+/// SBOM and provenance, unsigned.
+fn evidence() -> SupplyOptions {
+    SupplyOptions {
+        sbom: Some(SbomFormat::Spdx),
+        provenance: true,
+        ..Default::default()
+    }
+}
+
+/// GET `url`: status and body.
+async fn get(url: &str) -> (u16, Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provenance_records_the_recipe_bytes_the_build_was_planned_from() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), "app", None, 70);
+    let planned = std::fs::read(&recipe).unwrap();
+    let plan = load(&recipe, &[]);
+    // Edited after planning, as during a long build: not what was built.
+    let mut edited = planned.clone();
+    edited.extend_from_slice(b"\n# edited while the image was building\n");
+    std::fs::write(&recipe, &edited).unwrap();
+    let to = [format!("{}/acme/app:1", reg.host())];
+    let mut publish = publish_options(&to, false);
+    publish.supply = Some(evidence());
+    let out = dir.path().join("out");
+    let p = build_and_push(Arc::new(plan), build_options(&out), publish)
+        .await
+        .unwrap();
+    assert!(p.error().is_none(), "{:?}", p.error());
+    let attached = &p.supply.as_ref().expect("attached").repositories[0];
+    let prov = (attached.artifacts.iter())
+        .find(|a| a.kind == Kind::Provenance)
+        .expect("a provenance");
+    let url = format!("{}/v2/acme/app", reg.url());
+    let (status, manifest) = get(&format!("{url}/manifests/{}", prov.digest)).await;
+    assert_eq!(status, 200);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let (status, payload) = get(&format!("{url}/blobs/{layer}")).await;
+    assert_eq!(status, 200);
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let recorded = &statement["predicate"]["buildDefinition"]["externalParameters"]["recipe"];
+    // Figure: the sha256 of the bytes planned from, not of the file as it
+    // was when the push ended.
+    assert_eq!(
+        recorded["digest"]["sha256"].as_str(),
+        Some(sha256(&planned).trim_start_matches("sha256:"))
+    );
 }
 
 /// A two-layer image (recipe `seed`) built in `dir` and pushed to `reg` as
