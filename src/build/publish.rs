@@ -7,9 +7,10 @@
 //! release, whose layers it likely holds) gets no streams: each layer is
 //! checked there with HEAD once built, so what did not change is not sent
 //! again even when the layer cache is empty. Manifests and tags follow once
-//! the layout is committed, on each registry as soon as its own layers are
-//! in (a failing registry holds back no other), then an optional check that
-//! every pushed reference names the image.
+//! the layout is committed and the supply-chain evidence is made, on each
+//! registry as soon as its own layers are in (a failing registry holds back
+//! no other), then the evidence is attached where the push reached, and an
+//! optional check that every pushed reference names the image.
 //!
 //! The build is synchronous (threads of its own); it runs on a blocking
 //! thread of the caller's tokio runtime, and its layers reach the async
@@ -37,6 +38,7 @@ use crate::progress::{Level, SharedReporter};
 use crate::push::{pin_untagged, PushOptions, PushReport, PushTarget, Pusher};
 use crate::recipe::Plan;
 use crate::registry::{CredentialStore, Reference};
+use crate::supply::evidence;
 
 use super::stream::{stream_hook, stream_layers, Ready};
 use super::{base, build_image, BuildOptions, BuildResult, LayerHook};
@@ -57,7 +59,8 @@ pub struct PublishOptions {
     pub credentials: CredentialStore,
     /// Afterwards, HEAD every pushed reference ([`verify_pushed`]).
     pub verify: bool,
-    /// Supply-chain evidence attached once the image is pushed.
+    /// Supply-chain evidence, made for every target once the image is built
+    /// (before any manifest is pushed) and attached where the push reached.
     pub supply: Option<crate::supply::evidence::SupplyOptions>,
     /// Keep the layout at `build.output`. Without it the image is built in
     /// a temporary directory, removed once pushed, and a registry base's
@@ -110,7 +113,8 @@ impl Published {
 }
 
 /// Build `plan` into the layout `build.output` while pushing it to
-/// `publish.targets`. Errors are for a failed build and for problems before
+/// `publish.targets`. Errors are for a failed build, evidence that cannot be
+/// made (then no manifest or tag is pushed anywhere) and for problems before
 /// any network work (credentials variables, a base that does not resolve);
 /// failed targets are in the report ([`Published::error`]).
 ///
@@ -129,6 +133,7 @@ pub async fn build_and_push(
         keep_layout,
     } = publish;
     crate::push::check_mount_sources(&targets, &push.mount_sources)?;
+    let planned: Vec<Reference> = targets.iter().map(|t| t.reference.clone()).collect();
     let mut build = build;
     let scratch = if keep_layout {
         None
@@ -164,16 +169,24 @@ pub async fn build_and_push(
             return Err(e);
         }
     };
-    let facts = plan.clone();
     let released = pusher.registries_holding_a_tag(RELEASE_CHECK).await;
     let (tx, rx) = unbounded_channel();
     pusher.start_progress_unknown();
     let finishing = stream_layers(pusher.clone(), rx);
     let p = pusher.clone();
     let handle = Handle::current();
-    let building =
-        tokio::task::spawn_blocking(move || build_streaming(&plan, build, p, handle, tx, released));
-    let (built, stage) = match building.await {
+    let making = supply.clone();
+    // The evidence is made once the image is built, before any manifest is
+    // pushed: failing, it fails the run as the build would.
+    let building = tokio::task::spawn_blocking(move || {
+        let (built, stage) = build_streaming(&plan, build, p, handle, tx, released)?;
+        let made = (making.as_ref())
+            .map(|s| evidence::before_push(&plan, &built.result, &planned, s))
+            .transpose()?
+            .flatten();
+        anyhow::Ok((built, stage, made))
+    });
+    let (built, stage, made) = match building.await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             finishing.values().for_each(JoinHandle::abort);
@@ -209,19 +222,9 @@ pub async fn build_and_push(
     };
     let mut report = pusher.push_image_after(&source, ready).await?;
     drop(stage);
-    let attached = match &supply {
-        Some(s) => {
-            crate::supply::evidence::attach_built(
-                &pusher,
-                &facts,
-                &built.result,
-                &report,
-                s,
-                &reporter,
-            )
-            .await?
-        }
-        None => None,
+    let attached = match (&made, &supply) {
+        (Some(e), Some(s)) => evidence::attach_built(&pusher, e, &report, s, &reporter).await?,
+        _ => None,
     };
     pin_untagged(&mut report);
     let verified = if verify {

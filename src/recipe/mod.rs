@@ -48,6 +48,9 @@ pub use walk::Entries;
 #[derive(Debug)]
 pub struct Plan {
     pub recipe: PathBuf,
+    /// The sha256 (hex) of the recipe bytes this plan was made from, as the
+    /// provenance records it (the file may change while the image builds).
+    pub recipe_sha256: String,
     pub context: PathBuf,
     pub name: String,
     pub base: Base,

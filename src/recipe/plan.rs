@@ -216,6 +216,7 @@ pub(super) fn resolve(src: &Source, file: RecipeFile, opts: &LoadOptions) -> Res
 
     Ok(Plan {
         recipe: src.path.clone(),
+        recipe_sha256: oci::Digest::of(src.text.as_bytes()).hex().to_string(),
         context,
         name,
         base,

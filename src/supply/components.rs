@@ -122,8 +122,13 @@ pub fn base_images(build: &BuildResult) -> Result<Vec<Component>> {
     let mut out = Vec::new();
     for image in &build.images {
         let path = blob_path(&build.layout, &image.manifest.digest);
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("reading manifest {}", image.manifest.digest))?;
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "reading manifest {} ({})",
+                image.manifest.digest,
+                path.display()
+            )
+        })?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("parsing manifest {}", image.manifest.digest))?;
         let name = manifest.annotations.get(oci::ANNOTATION_BASE_NAME);

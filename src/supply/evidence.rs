@@ -1,8 +1,9 @@
 //! The evidence of a build, made and attached in the run that pushed it
 //! (`build --push --sign-key KEY --sbom spdx --provenance`): which artifacts
-//! (a signature per repository, the SBOM, the provenance) from the plan,
-//! the build and the push report, then [`attach`](super::attach::attach())
-//! through the push's own pusher.
+//! (a signature per repository, the SBOM, the provenance), made from the
+//! plan and the build for every target repository before the image's
+//! manifests are pushed, then [`attach`](super::attach::attach()) through
+//! the push's own pusher to the repositories the push reached.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -97,7 +98,7 @@ pub fn build_artifacts(
             names: names.clone(),
             digest: subject.digest.clone(),
             recipe: plan.recipe.clone(),
-            recipe_sha256: ProvenanceInput::hash_recipe(&plan.recipe)?,
+            recipe_sha256: plan.recipe_sha256.clone(),
             vars: opts.vars.clone(),
             platforms: plan
                 .platforms
@@ -113,24 +114,57 @@ pub fn build_artifacts(
     Ok(out)
 }
 
-/// Attach the evidence of `build` to every repository `report` reached.
-/// `None` when nothing was pushed.
-pub async fn attach_built(
-    pusher: &Pusher,
+/// The evidence of a build, made before its push.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    /// The image, as the push will name it.
+    pub subject: Descriptor,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// The evidence of `build` for every repository of `targets` (as planned:
+/// the SBOM and provenance name them all, each registry getting the same
+/// bytes), made once the image is built and before any of its manifests is
+/// pushed, so that a failure here leaves no tag anywhere. `None` when there
+/// is nothing to attach.
+pub fn before_push(
     plan: &Plan,
     build: &BuildResult,
+    targets: &[Reference],
+    opts: &SupplyOptions,
+) -> Result<Option<Evidence>> {
+    if !opts.any() {
+        return Ok(None);
+    }
+    let subject = Descriptor::new(&build.media_type, build.digest.clone(), build.size);
+    let repos = crate::registry::reference::repositories(targets);
+    let artifacts = build_artifacts(plan, build, &subject, &repos, opts).with_context(|| {
+        format!(
+            "making the supply-chain artifacts of {}: no manifest or tag was pushed",
+            build.digest
+        )
+    })?;
+    Ok(Some(Evidence { subject, artifacts }))
+}
+
+/// Attach `evidence` to every repository `report` reached (a signature
+/// only to its own). `None` when nothing was pushed.
+pub async fn attach_built(
+    pusher: &Pusher,
+    evidence: &Evidence,
     report: &PushReport,
     opts: &SupplyOptions,
     reporter: &SharedReporter,
 ) -> Result<Option<AttachReport>> {
     let repos = pushed_repositories(report);
-    if repos.is_empty() || !opts.any() {
+    if repos.is_empty() {
         return Ok(None);
     }
-    let subject = Descriptor::new(&report.media_type, report.digest.clone(), report.size);
-    let artifacts = build_artifacts(plan, build, &subject, &repos, opts)
-        .context("making the supply-chain artifacts")?;
-    let done = attach(pusher, &repos, &subject, &artifacts, &opts.attach).await?;
+    let artifacts: Vec<Artifact> = (evidence.artifacts.iter())
+        .filter(|a| repos.iter().any(|r| a.goes_to(&r.registry, &r.repository)))
+        .cloned()
+        .collect();
+    let done = attach(pusher, &repos, &evidence.subject, &artifacts, &opts.attach).await?;
     log_report(&done, reporter);
     Ok(Some(done))
 }

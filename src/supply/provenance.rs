@@ -12,9 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 
 use super::sbom::{Component, ComponentKind};
 use crate::oci::Digest;
@@ -45,7 +43,7 @@ pub struct ProvenanceInput {
     pub names: Vec<String>,
     pub digest: Digest,
     pub recipe: PathBuf,
-    /// The recipe file's sha256 (hex).
+    /// The sha256 (hex) of the recipe bytes the build was planned from.
     pub recipe_sha256: String,
     /// Variables given on the command line (`--set`).
     pub vars: BTreeMap<String, String>,
@@ -55,13 +53,6 @@ pub struct ProvenanceInput {
 }
 
 impl ProvenanceInput {
-    /// The recipe's sha256, read from `recipe`.
-    pub fn hash_recipe(recipe: &Path) -> Result<String> {
-        let bytes = crate::input::read_capped(recipe, crate::input::MAX_RECIPE)
-            .with_context(|| format!("reading {}", recipe.display()))?;
-        Ok(hex::encode(Sha256::digest(bytes)))
-    }
-
     /// The in-toto statement; `env` is the process environment (or a test's).
     pub fn statement(&self, env: &dyn Fn(&str) -> Option<String>) -> Value {
         let mut names = self.names.clone();

@@ -2,7 +2,8 @@
 //! `docker-registry`, called from async code as the binary calls it, and
 //! `build_image`'s account of what it wrote checked against the layout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use boxwright::build::publish::{build_and_push, PublishOptions, Published};
@@ -12,12 +13,16 @@ use boxwright::image::layout::{Layout, LayoutImage};
 use boxwright::image::remote::RegistryBase;
 use boxwright::image::{walk, Graph, ImageSource};
 use boxwright::layer::{Codec, Compression};
+use boxwright::progress::{Level, Reporter};
 use boxwright::push::{PushOptions, PushTarget};
 use boxwright::recipe::{self, LoadOptions, Plan, Vars};
 use boxwright::registry::CredentialStore;
+use boxwright::supply::artifact::Kind;
+use boxwright::supply::evidence::SupplyOptions;
+use boxwright::supply::sbom::SbomFormat;
 
 use crate::common::*;
-use crate::support::{tempdir, Registry};
+use crate::support::{tempdir, FaultProxy, Registry};
 
 fn load(recipe: &Path, sets: &[(&str, &str)]) -> Plan {
     let opts = LoadOptions {
@@ -107,6 +112,152 @@ async fn build_and_push_pushes_what_it_built_and_verifies_it() {
     assert_eq!(doc["build"]["digest"], p.build.digest.to_string());
     assert_eq!(doc["push"]["digest"], p.build.digest.to_string());
     assert_eq!(doc["verify"]["ok"], true);
+}
+
+/// SBOM and provenance, unsigned.
+fn evidence() -> SupplyOptions {
+    SupplyOptions {
+        sbom: Some(SbomFormat::Spdx),
+        provenance: true,
+        ..Default::default()
+    }
+}
+
+/// GET `url`: status and body.
+async fn get(url: &str) -> (u16, Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+}
+
+/// A reporter that, at the first thing it hears once the build has written
+/// its layout at `out` (the build then announces it), removes the image
+/// manifest's file from the layout, as another process cleaning it might:
+/// the evidence, made from the layout, then cannot be made.
+struct RemoveManifestOnceWritten {
+    out: PathBuf,
+    done: AtomicBool,
+}
+
+impl RemoveManifestOnceWritten {
+    fn hear(&self) {
+        let index = self.out.join("index.json");
+        if !index.exists() || self.done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(index).unwrap()).unwrap();
+        let digest = doc["manifests"][0]["digest"].as_str().unwrap();
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::remove_file(self.out.join("blobs/sha256").join(hex)).unwrap();
+    }
+}
+
+impl Reporter for RemoveManifestOnceWritten {
+    fn log(&self, _: Level, _: &str) {
+        self.hear()
+    }
+    fn start(&self, _: &str, _: &str, _: Option<u64>) {
+        self.hear()
+    }
+    fn advance(&self, _: &str, _: u64) {
+        self.hear()
+    }
+    fn finish(&self, _: &str, _: &str) {
+        self.hear()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_that_cannot_be_made_fails_the_run_before_any_manifest_or_tag() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg);
+    let dir = tempdir();
+    let plan = load(&write_recipe(dir.path(), "app", None, 60), &[]);
+    let out = dir.path().join("out");
+    let mut build = build_options(&out);
+    let remover = Arc::new(RemoveManifestOnceWritten {
+        out: out.clone(),
+        done: AtomicBool::new(false),
+    });
+    build.reporter = remover.clone();
+    let to = [
+        format!("{}/acme/app:1", proxy.host()),
+        format!("{}/acme/mirror:1", proxy.host()),
+    ];
+    let mut publish = publish_options(&to, false);
+    publish.supply = Some(evidence());
+    let got = build_and_push(Arc::new(plan), build, publish).await;
+    assert!(
+        remover.done.load(Ordering::SeqCst),
+        "the layout was never written"
+    );
+    let e = got.expect_err("the run succeeded without its evidence");
+    // Figure: the error is the build's (I/O, exit 1, not bad input) and
+    // not one manifest PUT reached the registry (the image and its tags
+    // were pushed before the evidence was made), and no tag is listed.
+    assert!(!boxwright::error::is_bad_input(&e), "{e:#}");
+    let log = proxy.log();
+    let manifest_puts = log
+        .iter()
+        .filter(|l| l.method == "PUT" && l.path.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_puts, 0, "{e:#}\n{log:#?}");
+    for repo in ["acme/app", "acme/mirror"] {
+        let (status, body) = get(&format!("{}/v2/{repo}/tags/list", reg.url())).await;
+        let tags: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert!(
+            status == 404 || tags["tags"].as_array().is_none_or(|t| t.is_empty()),
+            "{repo}: {status} {tags}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provenance_records_the_recipe_bytes_the_build_was_planned_from() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let recipe = write_recipe(dir.path(), "app", None, 70);
+    let planned = std::fs::read(&recipe).unwrap();
+    let plan = load(&recipe, &[]);
+    // Edited after planning, as during a long build: not what was built.
+    let mut edited = planned.clone();
+    edited.extend_from_slice(b"\n# edited while the image was building\n");
+    std::fs::write(&recipe, &edited).unwrap();
+    let to = [format!("{}/acme/app:1", reg.host())];
+    let mut publish = publish_options(&to, false);
+    publish.supply = Some(evidence());
+    let out = dir.path().join("out");
+    let p = build_and_push(Arc::new(plan), build_options(&out), publish)
+        .await
+        .unwrap();
+    assert!(p.error().is_none(), "{:?}", p.error());
+    let attached = &p.supply.as_ref().expect("attached").repositories[0];
+    let prov = (attached.artifacts.iter())
+        .find(|a| a.kind == Kind::Provenance)
+        .expect("a provenance");
+    let url = format!("{}/v2/acme/app", reg.url());
+    let (status, manifest) = get(&format!("{url}/manifests/{}", prov.digest)).await;
+    assert_eq!(status, 200);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let (status, payload) = get(&format!("{url}/blobs/{layer}")).await;
+    assert_eq!(status, 200);
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let recorded = &statement["predicate"]["buildDefinition"]["externalParameters"]["recipe"];
+    // Figure: the sha256 of the bytes planned from, not of the file as it
+    // was when the push ended.
+    assert_eq!(
+        recorded["digest"]["sha256"].as_str(),
+        Some(sha256(&planned).trim_start_matches("sha256:"))
+    );
 }
 
 /// A two-layer image (recipe `seed`) built in `dir` and pushed to `reg` as
