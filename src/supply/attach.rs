@@ -26,8 +26,7 @@ use super::artifact::{Artifact, Kind};
 use super::referrers::{self, fallback_tag, legacy_tag, Mode};
 use crate::error::{Failure, Failures};
 use crate::image::MemoryImage;
-use crate::oci::MEDIA_TYPE_MANIFEST;
-use crate::oci::{canonical_json, Descriptor, Digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX};
+use crate::oci::{canonical_json, Descriptor, Digest, MEDIA_TYPE_INDEX};
 use crate::push::{BlobBytes, Pusher};
 use crate::registry::{Client, Reference};
 
@@ -315,7 +314,8 @@ async fn in_repo(
     for (suffix, layers) in legacy_layers {
         if let Some((_, into)) = tags.iter_mut().find(|(s, _)| s == suffix) {
             for l in layers {
-                if !into.iter().any(|i| i.digest == l.digest) {
+                // The whole descriptor: layers of two keys share a digest.
+                if !into.contains(&l) {
                     into.push(l);
                 }
             }
@@ -326,7 +326,7 @@ async fn in_repo(
             continue;
         }
         let tag = legacy_tag(&subject.digest, suffix);
-        legacy(pusher, r, &tag, &layers, dir).await?;
+        super::legacy::write(pusher, r, &tag, &layers, dir).await?;
         report.tags.push(tag);
     }
     Ok(())
@@ -390,69 +390,10 @@ pub fn merge_index(
     Ok((changed.then(|| canonical_json(&index)), kept))
 }
 
-/// cosign's legacy tag: one manifest whose layers are every signature (or
-/// attestation) of the image; ours are added to those already there.
-async fn legacy(
-    pusher: &Pusher,
-    r: &Reference,
-    tag: &str,
-    ours: &[&Descriptor],
-    dir: &std::path::Path,
-) -> Result<()> {
-    let client = pusher.client();
-    let (reg, repo) = (r.registry.as_str(), r.repository.as_str());
-    let existing = referrers::tagged(client, reg, repo, tag).await?;
-    let mut layers: Vec<Value> = existing
-        .as_ref()
-        .and_then(|m| m["layers"].as_array().cloned())
-        .unwrap_or_default();
-    let mut changed = existing.is_none();
-    for d in ours {
-        if !layers.iter().any(|l| l["digest"] == d.digest.as_str()) {
-            layers.push(serde_json::to_value(d)?);
-            changed = true;
-        }
-    }
-    if !changed {
-        return Ok(());
-    }
-    // cosign's config: the layers as the image's diff IDs (they are not
-    // compressed), with the zero times it writes.
-    let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
-    let config = canonical_json(&json!({
-        "architecture": "",
-        "config": {},
-        "created": "0001-01-01T00:00:00Z",
-        "history": [{"created": "0001-01-01T00:00:00Z"}],
-        "os": "",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }));
-    let config_desc = Descriptor::of_bytes(MEDIA_TYPE_CONFIG, &config);
-    let path = dir.join(config_desc.digest.hex());
-    std::fs::write(&path, &config)?;
-    pusher
-        .push_blob_to(reg, &config_desc, BlobBytes::File(&path))
-        .await;
-    if let Some(e) = pusher.registry_failure(reg) {
-        return Err(anyhow!("the config of {tag} could not be stored: {e}"));
-    }
-    let manifest = canonical_json(&json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
-        "config": config_desc,
-        "layers": layers,
-    }));
-    client
-        .repo(reg, repo)
-        .put_manifest(tag, Bytes::from(manifest), MEDIA_TYPE_MANIFEST)
-        .await
-        .map_err(|e| anyhow!("writing {tag}: {e}"))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::MEDIA_TYPE_MANIFEST;
     use crate::push::PushError;
     use crate::registry::{ErrorKind, RegistryError};
     use crate::supply::sign;

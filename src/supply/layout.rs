@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::artifact::{empty_config, Artifact, EMPTY_CONFIG};
 use super::attach::{attach, AttachOptions, AttachReport};
 use super::evidence::{log_report, pushed_repositories};
-use super::referrers::{classify, MAX_PAYLOAD, MAX_REFERRERS};
+use super::referrers::{classify, MAX_PAYLOAD, MAX_PAYLOAD_BYTES, MAX_REFERRERS};
 use crate::error::bad_input;
 use crate::image::layout::{blob_path, guard, is_referrer, Layout, LayoutImage};
 use crate::image::ImageSource as _;
@@ -65,8 +65,9 @@ pub fn store(dir: &Path, artifacts: &[Artifact]) -> Result<()> {
 }
 
 /// Most bytes of payloads [`referrers_of`] holds for one image, all
-/// together (a build's SBOM and provenance take a few MiB).
-pub const MAX_LAYOUT_PAYLOADS: u64 = 4 * MAX_PAYLOAD;
+/// together (a build's SBOM and provenance take a few MiB): as many as
+/// are read of one image on a registry.
+pub const MAX_LAYOUT_PAYLOADS: u64 = MAX_PAYLOAD_BYTES;
 
 /// The artifacts in `layout` whose `subject` is `subject`, in the order of
 /// `index.json`, each once however often it is listed. More than

@@ -22,6 +22,7 @@ pub mod components;
 pub mod evidence;
 pub mod keys;
 pub mod layout;
+pub mod legacy;
 pub mod provenance;
 pub mod referrers;
 pub mod sbom;

@@ -11,8 +11,9 @@
 //! [`list`] reads the referrers (API or tag), [`items`] every payload layer
 //! of every form, [`payload`] one layer's bytes. What is read of one image
 //! is bounded: [`MAX_REFERRERS`] artifacts, [`MAX_ARTIFACT_LAYERS`] payload
-//! layers in each and [`MAX_PAYLOADS`] in all; an artifact past these is
-//! refused with a note, none of its payloads fetched.
+//! layers in each, [`MAX_PAYLOADS`] in all and [`MAX_PAYLOAD_BYTES`] of
+//! them by their declared sizes; an artifact past these is refused with a
+//! note, none of its payloads fetched.
 
 use std::ops::ControlFlow;
 
@@ -40,6 +41,13 @@ pub const MAX_ARTIFACT_LAYERS: usize = 64;
 /// Most payload layers read of all the artifacts of one image together;
 /// an artifact that would take them past it is refused.
 pub const MAX_PAYLOADS: usize = 1024;
+
+/// Most bytes of payloads read of one image, all together, by the sizes
+/// their descriptors declare (as much as a layout's artifacts may hold):
+/// an artifact that would take them past it is refused before any is
+/// fetched. A payload larger than [`MAX_PAYLOAD`] is never fetched and
+/// takes none of it.
+pub const MAX_PAYLOAD_BYTES: u64 = 4 * MAX_PAYLOAD;
 
 /// The tag of the referrers tag schema for `subject`.
 pub fn fallback_tag(subject: &Digest) -> String {
@@ -326,18 +334,33 @@ pub struct Payloads {
     pub mode: Mode,
     /// Every payload layer read, at most [`MAX_PAYLOADS`].
     pub items: Vec<Item>,
+    /// The bytes the payloads of `items` declare (those of at most
+    /// [`MAX_PAYLOAD`]), at most [`MAX_PAYLOAD_BYTES`].
+    pub bytes: u64,
     /// A note for each listed artifact or legacy tag that could not be
     /// read, passed over.
     pub unread: Vec<String>,
-    /// Artifacts refused for listing more payload layers than are read
-    /// ([`MAX_ARTIFACT_LAYERS`], [`MAX_PAYLOADS`]), each with its kind
-    /// and a note naming the limit; none of their payloads is fetched.
+    /// Artifacts refused for listing more payload layers or bytes than are
+    /// read ([`MAX_ARTIFACT_LAYERS`], [`MAX_PAYLOADS`],
+    /// [`MAX_PAYLOAD_BYTES`]), each with its kind and a note naming the
+    /// limit; none of their payloads is fetched.
     pub refused: Vec<(Kind, String)>,
 }
 
+/// The bytes a payload of `items` will be fetched for declare: those of
+/// at most [`MAX_PAYLOAD`] (a larger one is never fetched).
+fn fetched_bytes(items: &[Item]) -> u64 {
+    crate::oci::total_size(
+        (items.iter())
+            .map(|i| i.layer.size)
+            .filter(|s| *s <= MAX_PAYLOAD),
+    )
+}
+
 impl Payloads {
-    /// Take the artifact `what` read as `read`, or refuse it.
-    fn take(&mut self, what: &str, read: Read) {
+    /// Take the artifact `what` read as `read`, or refuse it; `image`
+    /// (`REGISTRY/REPO@SUBJECT`) is what it is attached to.
+    fn take(&mut self, image: &str, what: &str, read: Read) {
         let refusal = match read {
             Read::TooMany { kind, layers } => (
                 kind,
@@ -354,7 +377,23 @@ impl Payloads {
                     items.len()
                 ),
             ),
-            Read::Items(items) => return self.items.extend(items),
+            Read::Items(items)
+                if self.bytes.saturating_add(fetched_bytes(&items)) > MAX_PAYLOAD_BYTES =>
+            {
+                (
+                    items.first().map_or(Kind::Other, |i| i.kind),
+                    format!(
+                        "{what} declares {} bytes of payloads, which would take those read of \
+                         {image} past the {} boxwright reads of one image: refused, none fetched",
+                        fetched_bytes(&items),
+                        crate::render::human_bytes(MAX_PAYLOAD_BYTES)
+                    ),
+                )
+            }
+            Read::Items(items) => {
+                self.bytes = self.bytes.saturating_add(fetched_bytes(&items));
+                return self.items.extend(items);
+            }
         };
         self.refused.push(refusal);
     }
@@ -373,9 +412,11 @@ pub async fn items(
     subject: &Digest,
 ) -> Result<Payloads> {
     let (mode, listed) = listed(client, registry, repo, subject).await?;
+    let image = format!("{registry}/{repo}@{subject}");
     let mut out = Payloads {
         mode,
         items: Vec::new(),
+        bytes: 0,
         unread: Vec::new(),
         refused: Vec::new(),
     };
@@ -390,7 +431,10 @@ pub async fn items(
         )
         .await
         {
-            Ok(read) => out.take(&format!("artifact {} in {}", d.digest, mode.name()), read),
+            Ok(read) => {
+                let what = format!("artifact {} in {}", d.digest, mode.name());
+                out.take(&image, &what, read)
+            }
             Err(e) if unanswered(&e) => return Err(e),
             Err(e) => out.unread.push(unread_note(&d.digest, mode, &e)),
         }
@@ -402,7 +446,7 @@ pub async fn items(
         };
         let source = format!("tag {tag}");
         match manifest_items(client, registry, repo, &tag, &source, Some(artifact_type)).await {
-            Ok(read) => out.take(&source, read),
+            Ok(read) => out.take(&image, &source, read),
             Err(e) if unanswered(&e) => return Err(e),
             Err(e) => out.unread.push(passed_over(&source, &e)),
         }

@@ -75,6 +75,7 @@ mod supply_anonymous;
 mod supply_bounds;
 mod supply_copy;
 mod supply_layout;
+mod supply_rotation;
 mod tls;
 mod verify;
 mod wording;

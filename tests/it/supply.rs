@@ -54,7 +54,7 @@ fn request_b(pair: &Pair, method: reqwest::Method, path: &str, accept: &str) -> 
     })
 }
 
-fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
+pub fn get_b(pair: &Pair, path: &str, accept: &str) -> (u16, Vec<u8>) {
     request_b(pair, reqwest::Method::GET, path, accept)
 }
 

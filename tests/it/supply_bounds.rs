@@ -1,12 +1,15 @@
 //! What `verify --key` reads of the artifacts attached to an image is
 //! bounded: an artifact listing more payload layers than one is read of
 //! (`MAX_ARTIFACT_LAYERS`), or that would take those read of the image
-//! past `MAX_PAYLOADS`, is refused with a note and counted invalid, and
-//! none of its payloads is asked for.
+//! past `MAX_PAYLOADS`, or past `MAX_PAYLOAD_BYTES` by the sizes its
+//! payloads declare, is refused with a note and counted invalid, and none
+//! of its payloads is asked for.
 
 use serde_json::{json, Value};
 
-use boxwright::supply::referrers::{MAX_ARTIFACT_LAYERS, MAX_PAYLOADS};
+use boxwright::supply::referrers::{
+    MAX_ARTIFACT_LAYERS, MAX_PAYLOAD, MAX_PAYLOADS, MAX_PAYLOAD_BYTES,
+};
 
 use crate::common::{assert_code, assert_ok, run};
 use crate::env::Env;
@@ -105,6 +108,79 @@ fn verify_reads_a_bounded_number_of_payloads() {
     assert!(notes[0].contains(&format!("the {MAX_ARTIFACT_LAYERS} ")));
     for n in &notes[1..] {
         assert!(n.contains(&format!("the {MAX_PAYLOADS} ")), "{n}");
+    }
+}
+
+/// A signature artifact like [`signatures`]' of one layer, whose payload
+/// declares `size` bytes.
+fn signature_of_size(subject: &str, n: usize, size: u64) -> String {
+    let mut a: Value = serde_json::from_str(&signatures(subject, n, 1)).unwrap();
+    a["layers"][0]["size"] = json!(size);
+    a.to_string()
+}
+
+/// Figures: an image whose referrers are one signature artifact whose
+/// payload declares 1 GiB, then six whose payloads declare 60 MiB each.
+/// The first is never fetched (over the 64 MiB of one payload) and takes
+/// none of the 256 MiB read of one image; four of the others are read
+/// (240 MiB), the last two refused (they would pass 256 MiB): the
+/// registry is asked for those four payloads and no other, and `--json`
+/// counts the two refused invalid, each with a note naming the registry,
+/// repository and subject, and the five not fetched unread.
+#[test]
+fn verify_reads_a_bounded_number_of_payload_bytes() {
+    let image = empty_image();
+    let subject = digest(&image);
+    let each: u64 = 60 << 20;
+    assert!(4 * each <= MAX_PAYLOAD_BYTES && 5 * each > MAX_PAYLOAD_BYTES);
+    assert!(each <= MAX_PAYLOAD);
+    let mut artifacts = vec![signature_of_size(&subject, 0, 1 << 30)];
+    artifacts.extend((1..=6).map(|n| signature_of_size(&subject, n, each)));
+    let listed: Vec<Value> = (artifacts.iter())
+        .map(|a| {
+            let mut d = descriptor(MT_MANIFEST, a);
+            d["artifactType"] = json!(SIGNATURE);
+            d
+        })
+        .collect();
+    let srv = registry(
+        (MT_MANIFEST, image),
+        artifacts,
+        &[],
+        vec![(subject.clone(), listed)],
+    );
+    let env = Env::new();
+    let dir = tempdir();
+    assert_ok(&run(env
+        .cmd()
+        .args(["keygen", "--output-key-prefix"])
+        .arg(dir.path().join("cosign"))));
+    let r = run(env
+        .cmd()
+        .args(["verify", "--json", "--retries", "0", "--key"])
+        .arg(dir.path().join("cosign.pub"))
+        .arg(format!("{}/acme/app:1", srv.host())));
+    assert_code(&r, 1);
+
+    let blob_gets = (srv.requests().iter())
+        .filter(|q| q.method == "GET" && q.path().contains("/blobs/"))
+        .count();
+    assert_eq!(blob_gets, 4);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let held = &v["supply"]["references"][0];
+    assert_eq!(held["unread"]["signature"], 5, "{held}");
+    assert_eq!(held["invalid"]["signature"], 2, "{held}");
+    let notes: Vec<&str> = (held["notes"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .filter(|n| n.contains("refused, none fetched"))
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    for n in notes {
+        assert!(
+            n.contains(&format!("{}/acme/app@{subject}", srv.host())),
+            "{n}"
+        );
+        assert!(n.contains(&format!("{} bytes", each)), "{n}");
     }
 }
 
