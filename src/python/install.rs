@@ -156,11 +156,12 @@ pub fn write(wheel: &Path, zip: &mut Zip, file: &InstalledFile, out: &mut dyn Wr
 pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     let what = || wheel.display().to_string();
     let mut zip = open(wheel)?;
-    let info_dir = (0..zip.len())
-        .filter_map(|i| zip.name_for_index(i).map(str::to_string))
-        .filter_map(|n| n.split('/').next().map(str::to_string))
-        .find(|top| top.ends_with(".dist-info"))
-        .ok_or_else(|| bad_input(format!("{}: no .dist-info directory", what())))?;
+    let info_dir = info_dir(&zip, dist).map_err(|why| {
+        bad_input(format!(
+            "{}: {why}; the wheel is damaged or hostile, build it again",
+            what()
+        ))
+    })?;
     let data_dir = format!("{}.data", info_dir.trim_end_matches(".dist-info"));
     let recorded = wheel_record(&mut zip, &info_dir);
     let mut files = Vec::new();
@@ -350,6 +351,34 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         wheel: wheel.to_path_buf(),
         files,
     })
+}
+
+/// The wheel's one `.dist-info` directory, which must be of `dist`, as pip
+/// and uv require: another one's `RECORD` and `INSTALLER` would be installed
+/// as they are, and the image would say another package is there.
+fn info_dir(zip: &Zip, dist: &str) -> Result<String, String> {
+    let tops: std::collections::BTreeSet<&str> = zip
+        .file_names()
+        .filter_map(|n| n.split('/').next())
+        .filter(|top| top.ends_with(".dist-info"))
+        .collect();
+    let dir = match Vec::from_iter(tops).as_slice() {
+        [] => return Err("no .dist-info directory".to_string()),
+        [dir] => dir.to_string(),
+        more => {
+            let names: Vec<String> = more.iter().map(|d| format!("{d:?}")).collect();
+            return Err(format!(
+                "it has more than one .dist-info directory: {}",
+                names.join(", ")
+            ));
+        }
+    };
+    let name = dir.trim_end_matches(".dist-info");
+    let name = name.rsplit_once('-').map_or(name, |(n, _)| n);
+    if super::tags::normalize(name) != super::tags::normalize(dist) {
+        return Err(format!("its .dist-info directory {dir:?} is not of {dist}"));
+    }
+    Ok(dir)
 }
 
 /// Two files of one install at one path, or a file at a path another

@@ -433,3 +433,53 @@ fn a_wheel_whose_members_declare_more_than_16_gib_in_all_is_refused() {
     let inst = plan(&wheel, "demo", &short_scheme()).unwrap();
     assert!(inst.files.iter().any(|f| f.path == "sp/demo/x2.bin"));
 }
+
+/// Figure: as pip and uv, a wheel must hold one `.dist-info` directory, of
+/// its own distribution: another one's `RECORD` and `INSTALLER` would go
+/// into the image as they are, and the image would say another package is
+/// installed.
+#[test]
+fn a_wheel_with_another_or_a_second_dist_info_directory_is_refused() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo_pkg-1.0-py3-none-any.whl");
+    let scheme = short_scheme();
+    let with = |members: &[&str]| {
+        let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        for m in members {
+            z.start_file(*m, o).unwrap();
+            z.write_all(b"Name: x\n").unwrap();
+        }
+        z.finish().unwrap();
+        plan(&wheel, "demo-pkg", &scheme)
+    };
+    let ok = with(&["demo/a.py", "Demo.Pkg-1.0.dist-info/METADATA"]).unwrap();
+    assert!(ok
+        .files
+        .iter()
+        .any(|f| f.path == "sp/Demo.Pkg-1.0.dist-info/RECORD"));
+    for (members, why) in [
+        (
+            &["demo/a.py", "other-1.0.dist-info/METADATA"][..],
+            "its .dist-info directory \"other-1.0.dist-info\" is not of demo-pkg",
+        ),
+        (
+            &[
+                "demo/a.py",
+                "demo_pkg-1.0.dist-info/METADATA",
+                "evil-9.dist-info/INSTALLER",
+            ][..],
+            "it has more than one .dist-info directory: \"demo_pkg-1.0.dist-info\", \"evil-9.dist-info\"",
+        ),
+        (&["demo/a.py"][..], "no .dist-info directory"),
+    ] {
+        let err = with(members).unwrap_err();
+        assert!(crate::error::is_bad_input(&err), "{members:?}: {err:#}");
+        let said = err.to_string();
+        assert!(
+            said.starts_with(&format!("{}: {why}", wheel.display())),
+            "{members:?}: {said}"
+        );
+    }
+}
