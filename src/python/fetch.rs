@@ -60,9 +60,11 @@ pub fn fetch(
     want: &Digest,
     reporter: &dyn Reporter,
 ) -> Result<PathBuf> {
+    // Sent as it is, shown without its credentials from here on.
+    let (sent, url) = (url, &*without_credentials(url));
     // The URL is checked first, so that a recipe is refused for it whether
     // or not its content is cached (a hit must not hide a bad URL).
-    let local = url.strip_prefix("file://").map(Path::new);
+    let local = sent.strip_prefix("file://").map(Path::new);
     if local.is_none() {
         check_remote(url)?;
     }
@@ -86,7 +88,7 @@ pub fn fetch(
         // Planning is synchronous: the download runs on the caller's
         // runtime (see `crate::blocking`).
         let rt = crate::blocking::runtime("downloads")?;
-        let got = crate::blocking::block_on(&rt, download(url, &part, &shown));
+        let got = crate::blocking::block_on(&rt, download(sent, &part, &shown));
         match got {
             Ok(d) => {
                 reporter.finish(&id, &format!("{url}: downloaded"));
@@ -112,12 +114,30 @@ pub fn fetch(
 struct Shown<'a> {
     reporter: &'a dyn Reporter,
     id: &'a str,
+    /// The URL as it is shown: [`without_credentials`].
     url: &'a str,
+}
+
+/// `url` as errors, logs, progress and the SBOM show it: without the
+/// `user:password@` it may carry (which is sent, as HTTP Basic), so that
+/// a credential in a recipe's URL is never printed or pushed.
+pub fn without_credentials(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    // The authority ends where the path, query or fragment starts; its
+    // user information ends at its last `@`.
+    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]).into(),
+        None => url.into(),
+    }
 }
 
 /// Refuse URLs whose content could be altered in transit.
 fn check_remote(url: &str) -> Result<()> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| bad_input(format!("url {url:?}: {e}")))?;
+    let (sent, url) = (url, &*without_credentials(url));
+    let parsed = reqwest::Url::parse(sent).map_err(|e| bad_input(format!("url {url:?}: {e}")))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(parsed.host_str().unwrap_or("")) => Ok(()),
@@ -155,7 +175,8 @@ fn copy_local(src: &Path, part: &Path, url: &str) -> Result<Digest> {
 /// Download `url` into `part`, appending to what a previous attempt left,
 /// and return the sha256 of the whole file (what was there is hashed first,
 /// the rest as it arrives).
-async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
+async fn download(sent: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
+    let url = shown.url;
     // A redirect is followed only to where the URL itself could point.
     let refused: Arc<Mutex<Option<String>>> = Arc::default();
     let why = refused.clone();
@@ -180,7 +201,7 @@ async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
         .build()
         .context("creating the HTTP client")?;
     let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-    let mut req = client.get(url);
+    let mut req = client.get(sent);
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
@@ -249,6 +270,18 @@ mod tests {
         assert!(check_remote("http://[::1]/x").is_ok());
         assert!(check_remote("http://example.com/x").is_err());
         assert!(check_remote("ftp://example.com/x").is_err());
+    }
+
+    #[test]
+    fn credentials_are_not_shown() {
+        for (url, shown) in [
+            ("https://u:p@h/a@b", "https://h/a@b"),
+            ("https://tok@en@h:8443?x=@", "https://h:8443?x=@"),
+            ("https://h/p?u=a@b#c", "https://h/p?u=a@b#c"),
+            ("file:///a@b", "file:///a@b"),
+        ] {
+            assert_eq!(without_credentials(url), shown, "{url}");
+        }
     }
 
     #[test]
