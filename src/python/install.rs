@@ -204,9 +204,11 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         if name == format!("{info_dir}/RECORD") || name == format!("{info_dir}/INSTALLER") {
             continue;
         }
+        // pip's test: a regular file's mode with an executable bit (a
+        // mode without a file type, or a symlink's, is not executable).
         let exec = m
             .unix_mode()
-            .is_some_and(|mode| mode & 0o111 != 0 && mode & 0o170000 != 0o040000);
+            .is_some_and(|mode| mode & 0o111 != 0 && mode & 0o170000 == 0o100000);
         let mode = if exec { 0o755 } else { 0o644 };
         let (dest, script) = destination(&name, &data_dir, dist, scheme)
             .map_err(|msg| bad_input(format!("{}: {msg}", what())))?;

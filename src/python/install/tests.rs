@@ -483,3 +483,45 @@ fn a_wheel_with_another_or_a_second_dist_info_directory_is_refused() {
         );
     }
 }
+
+/// Figure: as pip (`zip_item_is_executable`), a member is 0755 only when
+/// its zip mode is a regular file's with an executable bit: a mode without
+/// a file type (`0o755`) or a symlink's (`0o120755`) gives 0644.
+#[test]
+fn a_member_is_executable_only_as_a_regular_file_with_an_executable_bit() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let members = [
+        ("demo/reg", 0o100755u32, 0o755),
+        ("demo/plain", 0o755, 0o644),
+        ("demo/link", 0o120755, 0o644),
+        ("demo/none", 0o100644, 0o644),
+    ];
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default();
+    for (name, ..) in members {
+        z.start_file(name, o).unwrap();
+        z.write_all(b"x").unwrap();
+    }
+    z.start_file("demo-1.0.dist-info/METADATA", o).unwrap();
+    let mut bytes = z.finish().unwrap().into_inner();
+    // Each central directory record's external attributes (at 38) by its
+    // name (at 46): the zip crate writes a regular file's type itself.
+    let mut at = 0;
+    while let Some(i) = bytes[at..].windows(4).position(|w| w == b"PK\x01\x02") {
+        let rec = at + i;
+        let len = usize::from(u16::from_le_bytes([bytes[rec + 28], bytes[rec + 29]]));
+        let name = String::from_utf8(bytes[rec + 46..rec + 46 + len].to_vec()).unwrap();
+        if let Some((_, mode, _)) = members.iter().find(|m| m.0 == name) {
+            bytes[rec + 38..rec + 42].copy_from_slice(&(mode << 16).to_le_bytes());
+        }
+        at = rec + 46;
+    }
+    std::fs::write(&wheel, bytes).unwrap();
+    let inst = plan(&wheel, "demo", &short_scheme()).unwrap();
+    for (name, _, want) in members {
+        let f = inst.files.iter().find(|f| f.path == format!("sp/{name}"));
+        assert_eq!(f.map(|f| f.mode), Some(want), "{name}");
+    }
+}
