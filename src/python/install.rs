@@ -417,6 +417,11 @@ const MAX_MEMBER: u64 = super::fetch::MAX_SIZE;
 /// whose `#!python` line is rewritten.
 const MAX_TEXT: u64 = 16 << 20;
 
+/// The most `console_scripts` and `gui_scripts` of one wheel: each is a
+/// launcher of some 300 bytes held while planning, and a 16 MiB
+/// entry_points.txt (a few KiB deflated) could declare two million.
+const MAX_SCRIPTS: usize = 10_000;
+
 /// Read into `buf` until it is full or the reader ends; the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -510,6 +515,11 @@ fn launchers(text: &str, interpreter: &str) -> Result<Vec<(String, String)>, Str
         }
         if section != "console_scripts" && section != "gui_scripts" {
             continue;
+        }
+        if out.len() == MAX_SCRIPTS {
+            return Err(format!(
+                "entry_points.txt declares more than {MAX_SCRIPTS} scripts; the wheel is damaged or hostile"
+            ));
         }
         let (name, value) = line
             .split_once('=')

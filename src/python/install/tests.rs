@@ -525,3 +525,39 @@ fn a_member_is_executable_only_as_a_regular_file_with_an_executable_bit() {
         assert_eq!(f.map(|f| f.mode), Some(want), "{name}");
     }
 }
+
+/// Figure: an entry_points.txt of 16 MiB (a few KiB deflated) could make
+/// two million launchers of some 300 bytes each, all held while planning;
+/// more than 10,000 scripts in one wheel are refused, naming the wheel.
+#[test]
+fn a_wheel_with_more_than_10000_scripts_is_refused() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let with = |scripts: usize| {
+        let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("demo-1.0.dist-info/entry_points.txt", o)
+            .unwrap();
+        z.write_all(b"[console_scripts]\n").unwrap();
+        for i in 0..scripts {
+            writeln!(z, "s{i} = demo:main").unwrap();
+        }
+        z.finish().unwrap();
+        plan(&wheel, "demo", &short_scheme())
+    };
+    let ok = with(10_000).unwrap();
+    assert!(ok.files.iter().any(|f| f.path == "bin/s9999"));
+    let Err(err) = with(10_001) else {
+        panic!("10,001 scripts were planned")
+    };
+    assert!(crate::error::is_bad_input(&err), "{err:#}");
+    let said = err.to_string();
+    assert!(
+        said.starts_with(&format!(
+            "{}: entry_points.txt declares more than 10000 scripts",
+            wheel.display()
+        )),
+        "{said}"
+    );
+}
