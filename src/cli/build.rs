@@ -143,7 +143,11 @@ pub async fn run(args: BuildArgs, reporter: SharedReporter) -> Result<()> {
         }
         (_, s) => s,
     };
-    let supply = args.supply.options(recipe_sbom, &args.sets).await?;
+    let mut supply = args.supply.options(recipe_sbom, &args.sets).await?;
+    if let Some(supply) = &mut supply {
+        // Downloads and Python packages, as `build --push` lists them.
+        supply.components = plan.components();
+    }
     if supply.is_some() && archive.is_some() {
         return Err(bad_input(format!(
             "--sbom and --provenance without --push keep the artifacts in an OCI layout: use --format oci, not {}",

@@ -29,6 +29,8 @@ use crate::error::bad_input;
 use crate::input::open_regular;
 use crate::oci::{Digest, Hashing};
 use crate::progress::{Level, Reporter};
+use crate::registry::client::Pace;
+use crate::render::bytes::human_bytes;
 
 /// Downloads larger than this are refused (a pinned tool or wheel is far smaller).
 pub const MAX_SIZE: u64 = 4 << 30;
@@ -60,9 +62,11 @@ pub fn fetch(
     want: &Digest,
     reporter: &dyn Reporter,
 ) -> Result<PathBuf> {
+    // Sent as it is, shown without its credentials from here on.
+    let (sent, url) = (url, &*without_credentials(url));
     // The URL is checked first, so that a recipe is refused for it whether
     // or not its content is cached (a hit must not hide a bad URL).
-    let local = url.strip_prefix("file://").map(Path::new);
+    let local = sent.strip_prefix("file://").map(Path::new);
     if local.is_none() {
         check_remote(url)?;
     }
@@ -86,7 +90,7 @@ pub fn fetch(
         // Planning is synchronous: the download runs on the caller's
         // runtime (see `crate::blocking`).
         let rt = crate::blocking::runtime("downloads")?;
-        let got = crate::blocking::block_on(&rt, download(url, &part, &shown));
+        let got = crate::blocking::block_on(&rt, download(sent, &part, &shown, Pace::default()));
         match got {
             Ok(d) => {
                 reporter.finish(&id, &format!("{url}: downloaded"));
@@ -112,12 +116,30 @@ pub fn fetch(
 struct Shown<'a> {
     reporter: &'a dyn Reporter,
     id: &'a str,
+    /// The URL as it is shown: [`without_credentials`].
     url: &'a str,
+}
+
+/// `url` as errors, logs, progress and the SBOM show it: without the
+/// `user:password@` it may carry (which is sent, as HTTP Basic), so that
+/// a credential in a recipe's URL is never printed or pushed.
+pub fn without_credentials(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    // The authority ends where the path, query or fragment starts; its
+    // user information ends at its last `@`.
+    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]).into(),
+        None => url.into(),
+    }
 }
 
 /// Refuse URLs whose content could be altered in transit.
 fn check_remote(url: &str) -> Result<()> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| bad_input(format!("url {url:?}: {e}")))?;
+    let (sent, url) = (url, &*without_credentials(url));
+    let parsed = reqwest::Url::parse(sent).map_err(|e| bad_input(format!("url {url:?}: {e}")))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(parsed.host_str().unwrap_or("")) => Ok(()),
@@ -155,7 +177,8 @@ fn copy_local(src: &Path, part: &Path, url: &str) -> Result<Digest> {
 /// Download `url` into `part`, appending to what a previous attempt left,
 /// and return the sha256 of the whole file (what was there is hashed first,
 /// the rest as it arrives).
-async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
+async fn download(sent: &str, part: &Path, shown: &Shown<'_>, pace: Pace) -> Result<Digest> {
+    let url = shown.url;
     // A redirect is followed only to where the URL itself could point.
     let refused: Arc<Mutex<Option<String>>> = Arc::default();
     let why = refused.clone();
@@ -180,7 +203,7 @@ async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
         .build()
         .context("creating the HTTP client")?;
     let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-    let mut req = client.get(url);
+    let mut req = client.get(sent);
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
@@ -214,7 +237,21 @@ async fn download(url: &str, part: &Path, shown: &Shown<'_>) -> Result<Digest> {
     shown.reporter.start(shown.id, shown.url, total);
     shown.reporter.advance(shown.id, size);
     let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
+    // The read timeout bounds silence; the pace, a server that sends a
+    // little just before each timeout (as registry downloads are held).
+    let (began, start) = (std::time::Instant::now(), size);
+    loop {
+        let due = tokio::time::Instant::from_std(pace.due(began, size - start));
+        let Ok(next) = tokio::time::timeout_at(due, body.next()).await else {
+            let secs = began.elapsed().as_secs_f64().max(0.001);
+            return Err(anyhow!(
+                "downloading {url}: the server sent {} bytes in {secs:.0}s, below the least rate of {}/s once {}s have passed; try again later (what arrived is kept and resumed)",
+                size - start,
+                human_bytes(pace.floor),
+                pace.grace.as_secs()
+            ));
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.with_context(|| format!("downloading {url}"))?;
         size += chunk.len() as u64;
         if size > MAX_SIZE {
@@ -249,6 +286,57 @@ mod tests {
         assert!(check_remote("http://[::1]/x").is_ok());
         assert!(check_remote("http://example.com/x").is_err());
         assert!(check_remote("ftp://example.com/x").is_err());
+    }
+
+    /// Figure: a server that sends its 50 bytes one per 50 ms (20 B/s),
+    /// each well within the read timeout, fails a pace of 1 KiB/s once its
+    /// grace of 1 s has passed, before it is done (2.5 s), naming the URL
+    /// and the rate; the bytes it sent are kept to be resumed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_download_slower_than_the_pace_fails_after_its_grace() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/f", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut head = [0u8; 1024];
+            let _ = s.read(&mut head);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n");
+            for _ in 0..50 {
+                if s.write_all(b"z").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("f.part");
+        let shown = Shown {
+            reporter: &crate::progress::Silent,
+            id: "t",
+            url: &url,
+        };
+        let pace = Pace {
+            grace: Duration::from_secs(1),
+            floor: 1024,
+        };
+        let err = download(&url, &part, &shown, pace).await.unwrap_err();
+        let said = format!("{err:#}");
+        assert!(said.contains(&url) && said.contains("B/s"), "{said}");
+        let kept = fs::metadata(&part).unwrap().len();
+        assert!(kept > 0 && kept < 50, "{kept}");
+    }
+
+    #[test]
+    fn credentials_are_not_shown() {
+        for (url, shown) in [
+            ("https://u:p@h/a@b", "https://h/a@b"),
+            ("https://tok@en@h:8443?x=@", "https://h:8443?x=@"),
+            ("https://h/p?u=a@b#c", "https://h/p?u=a@b#c"),
+            ("file:///a@b", "file:///a@b"),
+        ] {
+            assert_eq!(without_credentials(url), shown, "{url}");
+        }
     }
 
     #[test]

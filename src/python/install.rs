@@ -156,11 +156,12 @@ pub fn write(wheel: &Path, zip: &mut Zip, file: &InstalledFile, out: &mut dyn Wr
 pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     let what = || wheel.display().to_string();
     let mut zip = open(wheel)?;
-    let info_dir = (0..zip.len())
-        .filter_map(|i| zip.name_for_index(i).map(str::to_string))
-        .filter_map(|n| n.split('/').next().map(str::to_string))
-        .find(|top| top.ends_with(".dist-info"))
-        .ok_or_else(|| bad_input(format!("{}: no .dist-info directory", what())))?;
+    let info_dir = info_dir(&zip, dist).map_err(|why| {
+        bad_input(format!(
+            "{}: {why}; the wheel is damaged or hostile, build it again",
+            what()
+        ))
+    })?;
     let data_dir = format!("{}.data", info_dir.trim_end_matches(".dist-info"));
     let recorded = wheel_record(&mut zip, &info_dir);
     let mut files = Vec::new();
@@ -203,9 +204,11 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
         if name == format!("{info_dir}/RECORD") || name == format!("{info_dir}/INSTALLER") {
             continue;
         }
+        // pip's test: a regular file's mode with an executable bit (a
+        // mode without a file type, or a symlink's, is not executable).
         let exec = m
             .unix_mode()
-            .is_some_and(|mode| mode & 0o111 != 0 && mode & 0o170000 != 0o040000);
+            .is_some_and(|mode| mode & 0o111 != 0 && mode & 0o170000 == 0o100000);
         let mode = if exec { 0o755 } else { 0o644 };
         let (dest, script) = destination(&name, &data_dir, dist, scheme)
             .map_err(|msg| bad_input(format!("{}: {msg}", what())))?;
@@ -352,6 +355,34 @@ pub fn plan(wheel: &Path, dist: &str, scheme: &Scheme) -> Result<Installed> {
     })
 }
 
+/// The wheel's one `.dist-info` directory, which must be of `dist`, as pip
+/// and uv require: another one's `RECORD` and `INSTALLER` would be installed
+/// as they are, and the image would say another package is there.
+fn info_dir(zip: &Zip, dist: &str) -> Result<String, String> {
+    let tops: std::collections::BTreeSet<&str> = zip
+        .file_names()
+        .filter_map(|n| n.split('/').next())
+        .filter(|top| top.ends_with(".dist-info"))
+        .collect();
+    let dir = match Vec::from_iter(tops).as_slice() {
+        [] => return Err("no .dist-info directory".to_string()),
+        [dir] => dir.to_string(),
+        more => {
+            let names: Vec<String> = more.iter().map(|d| format!("{d:?}")).collect();
+            return Err(format!(
+                "it has more than one .dist-info directory: {}",
+                names.join(", ")
+            ));
+        }
+    };
+    let name = dir.trim_end_matches(".dist-info");
+    let name = name.rsplit_once('-').map_or(name, |(n, _)| n);
+    if super::tags::normalize(name) != super::tags::normalize(dist) {
+        return Err(format!("its .dist-info directory {dir:?} is not of {dist}"));
+    }
+    Ok(dir)
+}
+
 /// Two files of one install at one path, or a file at a path another
 /// needs to be a directory: what says so, by the files' `origins`.
 fn clash(files: &[InstalledFile], origins: &[String]) -> Option<String> {
@@ -385,6 +416,11 @@ const MAX_MEMBER: u64 = super::fetch::MAX_SIZE;
 /// The largest member read whole, as text: an entry_points.txt, a script
 /// whose `#!python` line is rewritten.
 const MAX_TEXT: u64 = 16 << 20;
+
+/// The most `console_scripts` and `gui_scripts` of one wheel: each is a
+/// launcher of some 300 bytes held while planning, and a 16 MiB
+/// entry_points.txt (a few KiB deflated) could declare two million.
+const MAX_SCRIPTS: usize = 10_000;
 
 /// Read into `buf` until it is full or the reader ends; the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -479,6 +515,11 @@ fn launchers(text: &str, interpreter: &str) -> Result<Vec<(String, String)>, Str
         }
         if section != "console_scripts" && section != "gui_scripts" {
             continue;
+        }
+        if out.len() == MAX_SCRIPTS {
+            return Err(format!(
+                "entry_points.txt declares more than {MAX_SCRIPTS} scripts; the wheel is damaged or hostile"
+            ));
         }
         let (name, value) = line
             .split_once('=')

@@ -135,8 +135,7 @@ fn requirements(
     find_links: &BTreeMap<String, PathBuf>,
 ) -> Result<Vec<Package>> {
     let mut out = Vec::new();
-    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
-    for (n, line) in joined.lines().enumerate() {
+    for (n, line) in &logical_lines(text) {
         let line = match line.find(" #") {
             Some(i) => &line[..i],
             None => line,
@@ -145,7 +144,7 @@ fn requirements(
         if line.is_empty() || line.starts_with('#') || line.starts_with("--") {
             continue;
         }
-        let at = format!("{}: line {}", path.display(), n + 1);
+        let at = format!("{}: line {n}", path.display());
         let (spec, hashes) = match line.find("--hash") {
             Some(i) => (line[..i].trim(), &line[i..]),
             None => (line, ""),
@@ -213,6 +212,25 @@ fn requirements(
         });
     }
     Ok(out)
+}
+
+/// The lines of a requirements file with their `\` continuations joined,
+/// as pip reads them, each with the number of the line it starts on.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut continued = false;
+    for (i, line) in text.lines().enumerate() {
+        let part = line.strip_suffix('\\').unwrap_or(line);
+        match out.last_mut() {
+            Some((_, joined)) if continued => {
+                joined.push(' ');
+                joined.push_str(part);
+            }
+            _ => out.push((i + 1, part.to_string())),
+        }
+        continued = part.len() < line.len();
+    }
+    out
 }
 
 /// Why `pkg` has no wheel for `platform` (CPython `xy`), naming the wheels
@@ -380,6 +398,27 @@ path = "wheels/PyYAML-6.0-cp311-cp311-manylinux2014_aarch64.whl"
         assert!(p[1].wheels.is_empty());
         assert!(requirements(Path::new("r.txt"), "a>=1 --hash=sha256:aa\n", &links).is_err());
         assert!(requirements(Path::new("r.txt"), "a==1\n", &links).is_err());
+    }
+
+    /// Figure: `pip-compile --generate-hashes` continues every requirement
+    /// over several lines; an error names the line its requirement starts
+    /// on in the file, not its place among the joined lines.
+    #[test]
+    fn an_error_names_the_line_of_the_file() {
+        let text = "a==1 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n    # via b\nb>=2 \\\r\n    --hash=sha256:cc\nc==3\n";
+        let links = BTreeMap::new();
+        let err = requirements(Path::new("r.txt"), text, &links).unwrap_err();
+        assert!(
+            err.to_string().starts_with("r.txt: line 5: \"b>=2\""),
+            "{err}"
+        );
+        let text = text.replace(">=", "==");
+        let err = requirements(Path::new("r.txt"), &text, &links).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("r.txt: line 7: c has no --hash"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -433,3 +433,131 @@ fn a_wheel_whose_members_declare_more_than_16_gib_in_all_is_refused() {
     let inst = plan(&wheel, "demo", &short_scheme()).unwrap();
     assert!(inst.files.iter().any(|f| f.path == "sp/demo/x2.bin"));
 }
+
+/// Figure: as pip and uv, a wheel must hold one `.dist-info` directory, of
+/// its own distribution: another one's `RECORD` and `INSTALLER` would go
+/// into the image as they are, and the image would say another package is
+/// installed.
+#[test]
+fn a_wheel_with_another_or_a_second_dist_info_directory_is_refused() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo_pkg-1.0-py3-none-any.whl");
+    let scheme = short_scheme();
+    let with = |members: &[&str]| {
+        let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        for m in members {
+            z.start_file(*m, o).unwrap();
+            z.write_all(b"Name: x\n").unwrap();
+        }
+        z.finish().unwrap();
+        plan(&wheel, "demo-pkg", &scheme)
+    };
+    let ok = with(&["demo/a.py", "Demo.Pkg-1.0.dist-info/METADATA"]).unwrap();
+    assert!(ok
+        .files
+        .iter()
+        .any(|f| f.path == "sp/Demo.Pkg-1.0.dist-info/RECORD"));
+    for (members, why) in [
+        (
+            &["demo/a.py", "other-1.0.dist-info/METADATA"][..],
+            "its .dist-info directory \"other-1.0.dist-info\" is not of demo-pkg",
+        ),
+        (
+            &[
+                "demo/a.py",
+                "demo_pkg-1.0.dist-info/METADATA",
+                "evil-9.dist-info/INSTALLER",
+            ][..],
+            "it has more than one .dist-info directory: \"demo_pkg-1.0.dist-info\", \"evil-9.dist-info\"",
+        ),
+        (&["demo/a.py"][..], "no .dist-info directory"),
+    ] {
+        let err = with(members).unwrap_err();
+        assert!(crate::error::is_bad_input(&err), "{members:?}: {err:#}");
+        let said = err.to_string();
+        assert!(
+            said.starts_with(&format!("{}: {why}", wheel.display())),
+            "{members:?}: {said}"
+        );
+    }
+}
+
+/// Figure: as pip (`zip_item_is_executable`), a member is 0755 only when
+/// its zip mode is a regular file's with an executable bit: a mode without
+/// a file type (`0o755`) or a symlink's (`0o120755`) gives 0644.
+#[test]
+fn a_member_is_executable_only_as_a_regular_file_with_an_executable_bit() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let members = [
+        ("demo/reg", 0o100755u32, 0o755),
+        ("demo/plain", 0o755, 0o644),
+        ("demo/link", 0o120755, 0o644),
+        ("demo/none", 0o100644, 0o644),
+    ];
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default();
+    for (name, ..) in members {
+        z.start_file(name, o).unwrap();
+        z.write_all(b"x").unwrap();
+    }
+    z.start_file("demo-1.0.dist-info/METADATA", o).unwrap();
+    let mut bytes = z.finish().unwrap().into_inner();
+    // Each central directory record's external attributes (at 38) by its
+    // name (at 46): the zip crate writes a regular file's type itself.
+    let mut at = 0;
+    while let Some(i) = bytes[at..].windows(4).position(|w| w == b"PK\x01\x02") {
+        let rec = at + i;
+        let len = usize::from(u16::from_le_bytes([bytes[rec + 28], bytes[rec + 29]]));
+        let name = String::from_utf8(bytes[rec + 46..rec + 46 + len].to_vec()).unwrap();
+        if let Some((_, mode, _)) = members.iter().find(|m| m.0 == name) {
+            bytes[rec + 38..rec + 42].copy_from_slice(&(mode << 16).to_le_bytes());
+        }
+        at = rec + 46;
+    }
+    std::fs::write(&wheel, bytes).unwrap();
+    let inst = plan(&wheel, "demo", &short_scheme()).unwrap();
+    for (name, _, want) in members {
+        let f = inst.files.iter().find(|f| f.path == format!("sp/{name}"));
+        assert_eq!(f.map(|f| f.mode), Some(want), "{name}");
+    }
+}
+
+/// Figure: an entry_points.txt of 16 MiB (a few KiB deflated) could make
+/// two million launchers of some 300 bytes each, all held while planning;
+/// more than 10,000 scripts in one wheel are refused, naming the wheel.
+#[test]
+fn a_wheel_with_more_than_10000_scripts_is_refused() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+    let with = |scripts: usize| {
+        let mut z = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("demo-1.0.dist-info/entry_points.txt", o)
+            .unwrap();
+        z.write_all(b"[console_scripts]\n").unwrap();
+        for i in 0..scripts {
+            writeln!(z, "s{i} = demo:main").unwrap();
+        }
+        z.finish().unwrap();
+        plan(&wheel, "demo", &short_scheme())
+    };
+    let ok = with(10_000).unwrap();
+    assert!(ok.files.iter().any(|f| f.path == "bin/s9999"));
+    let Err(err) = with(10_001) else {
+        panic!("10,001 scripts were planned")
+    };
+    assert!(crate::error::is_bad_input(&err), "{err:#}");
+    let said = err.to_string();
+    assert!(
+        said.starts_with(&format!(
+            "{}: entry_points.txt declares more than 10000 scripts",
+            wheel.display()
+        )),
+        "{said}"
+    );
+}

@@ -255,7 +255,10 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
             name: pkg.name.clone(),
             version: pkg.version.clone(),
             sha256,
-            url: wheel.url.clone(),
+            url: wheel
+                .url
+                .as_deref()
+                .map(|u| fetch::without_credentials(u).into_owned()),
             size: std::fs::metadata(&file)?.len(),
         });
     }
@@ -394,12 +397,13 @@ fn obtain(
         }
         return Ok((path.clone(), got.hex().to_string()));
     }
-    let Some(url) = &w.url else {
+    let Some(sent) = &w.url else {
         return Err(err_at(
             at,
             format!("wheel {} has neither url nor path", w.file),
         ));
     };
+    let url = fetch::without_credentials(sent);
     let Some(hex) = &w.sha256 else {
         return Err(err_at(
             at,
@@ -407,7 +411,7 @@ fn obtain(
         ));
     };
     let want = fetch::parse_sha256(hex, at)?;
-    let file = fetch::fetch(env.cache()?, url, &want, &*env.reporter)?;
+    let file = fetch::fetch(env.cache()?, sent, &want, &*env.reporter)?;
     Ok((file, want.hex().to_string()))
 }
 

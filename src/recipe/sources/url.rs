@@ -25,6 +25,9 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
     // A file of the context that does not match its pin is the recipe's
     // mistake, not a failed download: bad input, at the entry.
     let local = url != expanded;
+    // Sent as it is, shown (and put in the SBOM) without its credentials.
+    let sent = url.clone();
+    let url = fetch::without_credentials(&sent).into_owned();
     let Some(pin) = &e.sha256 else {
         return Err(cx.recipe.err(
             url_str.span(),
@@ -66,7 +69,7 @@ pub(super) fn resolve(cx: &EntryCx) -> Result<EntrySource> {
         }
     }
     let cache = cx.env.cache()?;
-    let file = fetch::fetch(cache, &url, &want, &*cx.env.reporter).map_err(|err| {
+    let file = fetch::fetch(cache, &sent, &want, &*cx.env.reporter).map_err(|err| {
         if local || crate::error::is_bad_input(&err) {
             cx.recipe.err(url_str.span(), format!("{err:#}"))
         } else {
