@@ -336,7 +336,7 @@ pub struct Payloads {
     pub items: Vec<Item>,
     /// The bytes the payloads of `items` declare (those of at most
     /// [`MAX_PAYLOAD`]), at most [`MAX_PAYLOAD_BYTES`].
-    pub bytes: u64,
+    pub bytes: PayloadBytes,
     /// A note for each listed artifact or legacy tag that could not be
     /// read, passed over.
     pub unread: Vec<String>,
@@ -355,6 +355,30 @@ fn fetched_bytes(items: &[Item]) -> u64 {
             .map(|i| i.layer.size)
             .filter(|s| *s <= MAX_PAYLOAD),
     )
+}
+
+/// The bytes of payloads taken of one image so far, by the sizes their
+/// descriptors declare, at most [`MAX_PAYLOAD_BYTES`]: what `verify` and
+/// `sbom` read, and what `copy` carries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PayloadBytes(u64);
+
+impl PayloadBytes {
+    /// Take `bytes` more, declared by `what` attached to `image`
+    /// (`REGISTRY/REPO@SUBJECT`); when they would pass
+    /// [`MAX_PAYLOAD_BYTES`], take none and say why.
+    pub fn take(&mut self, image: &str, what: &str, bytes: u64) -> Result<(), String> {
+        let total = self.0.saturating_add(bytes);
+        if total > MAX_PAYLOAD_BYTES {
+            return Err(format!(
+                "{what} declares {bytes} bytes of payloads, which would take those read of \
+                 {image} past the {} boxwright reads of one image",
+                crate::render::human_bytes(MAX_PAYLOAD_BYTES)
+            ));
+        }
+        self.0 = total;
+        Ok(())
+    }
 }
 
 impl Payloads {
@@ -377,23 +401,13 @@ impl Payloads {
                     items.len()
                 ),
             ),
-            Read::Items(items)
-                if self.bytes.saturating_add(fetched_bytes(&items)) > MAX_PAYLOAD_BYTES =>
-            {
-                (
+            Read::Items(items) => match self.bytes.take(image, what, fetched_bytes(&items)) {
+                Ok(()) => return self.items.extend(items),
+                Err(why) => (
                     items.first().map_or(Kind::Other, |i| i.kind),
-                    format!(
-                        "{what} declares {} bytes of payloads, which would take those read of \
-                         {image} past the {} boxwright reads of one image: refused, none fetched",
-                        fetched_bytes(&items),
-                        crate::render::human_bytes(MAX_PAYLOAD_BYTES)
-                    ),
-                )
-            }
-            Read::Items(items) => {
-                self.bytes = self.bytes.saturating_add(fetched_bytes(&items));
-                return self.items.extend(items);
-            }
+                    format!("{why}: refused, none fetched"),
+                ),
+            },
         };
         self.refused.push(refusal);
     }
@@ -416,7 +430,7 @@ pub async fn items(
     let mut out = Payloads {
         mode,
         items: Vec::new(),
-        bytes: 0,
+        bytes: PayloadBytes::default(),
         unread: Vec::new(),
         refused: Vec::new(),
     };
