@@ -10,8 +10,13 @@
 //! that cannot be read at the source is a note and passed over, as
 //! `verify` does. All the artifacts of one carry are read within one
 //! [`Budget`], as one image's manifests are: past it, the subject being
-//! read fails (bad input) and the subjects after it are not read.
+//! read fails (bad input) and the subjects after it are not read. Their
+//! blobs are carried up to [`referrers::MAX_PAYLOAD_BYTES`] in all, each
+//! distinct blob counted once by its declared size before any is fetched:
+//! an artifact that would pass it is passed over with a note (as `verify`
+//! refuses it), and the image is copied without it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _, Result};
@@ -20,7 +25,7 @@ use serde::Serialize;
 
 use super::artifact::Kind;
 use super::attach::{list_in_repos, AttachOptions, Attached, Listing, RepoReport};
-use super::referrers::{self, classify, passed_over, unread_note, Mode};
+use super::referrers::{self, classify, passed_over, unread_note, Mode, PayloadBytes};
 use crate::error::{Failure, Failures};
 use crate::image::remote::{RegistryImage, RemoteBlobs};
 use crate::image::{walk_within, Budget, Graph};
@@ -86,6 +91,39 @@ impl CarryReport {
     }
 }
 
+/// What the artifacts of one carry have taken: their manifests, and the
+/// declared bytes of their blobs (each distinct blob once).
+#[derive(Default)]
+struct Taken {
+    budget: Budget,
+    blobs: HashSet<Digest>,
+    bytes: PayloadBytes,
+}
+
+impl Taken {
+    /// Take the blobs of `found` (`what`, attached to `image`) not taken
+    /// yet, by their declared sizes; when they would pass
+    /// [`referrers::MAX_PAYLOAD_BYTES`], take none and give the note that
+    /// passes it over.
+    fn blobs_of(&mut self, image: &str, what: &str, found: &Found) -> Result<(), String> {
+        let mut new = HashSet::new();
+        let bytes = crate::oci::total_size(
+            (found.blobs.iter())
+                .filter(|b| !self.blobs.contains(&b.digest) && new.insert(b.digest.clone()))
+                .map(|b| b.size),
+        );
+        self.bytes.take(image, what, bytes).map_err(|why| {
+            format!(
+                "{why}: not carried, none of its blobs fetched; the image is copied \
+                 without it: check what the source attaches to it, and attach anew \
+                 on the destinations what belongs there (`boxwright sign`, `boxwright attest`)"
+            )
+        })?;
+        self.blobs.extend(new);
+        Ok(())
+    }
+}
+
 /// An artifact read at the source: how it is written, and where its blobs are.
 struct Found {
     listing: Listing,
@@ -108,7 +146,7 @@ pub async fn carry(
         .prefix("boxwright-carry-")
         .tempdir()?;
     let mut out = Vec::new();
-    let mut budget = Budget::default();
+    let mut taken = Taken::default();
     let mut spent: Option<Failure> = None;
     for subject in subjects {
         let mut c = Carried {
@@ -123,13 +161,13 @@ pub async fn carry(
         };
         let read = match &spent {
             Some(f) => Err(f.clone()),
-            None => read_source(source, &subject.digest, &mut c, &mut budget)
+            None => read_source(source, &subject.digest, &mut c, &mut taken)
                 .await
                 .map_err(Failure::from),
         };
         match read {
             Err(e) => {
-                if budget.refused().is_some() {
+                if taken.budget.refused().is_some() {
                     spent = Some(e.clone());
                 }
                 c.error = Some(e);
@@ -178,13 +216,14 @@ pub async fn carry(
 type Legacy = Vec<(&'static str, Found)>;
 
 /// The artifacts listed for `subject` at the source and its legacy tags,
-/// each read (manifests fetched, blobs not yet) within `budget`: one that
-/// does not fit fails the subject.
+/// each read (manifests fetched, blobs not yet) within `taken`'s budget
+/// (one that does not fit fails the subject), and kept when its blobs fit
+/// the bytes left (one that does not is a note).
 async fn read_source(
     source: &Arc<RemoteBlobs>,
     subject: &Digest,
     c: &mut Carried,
-    budget: &mut Budget,
+    taken: &mut Taken,
 ) -> Result<(Vec<Found>, Legacy)> {
     let client = source.client();
     let (reg, repo) = source.source();
@@ -192,10 +231,16 @@ async fn read_source(
         .await
         .with_context(|| format!("listing what is attached to {subject} in {reg}/{repo}"))?;
     c.source_mode = Some(mode);
+    let image = format!("{reg}/{repo}@{subject}");
     let mut found = Vec::new();
     for d in listed {
-        match read_one(source, &d, budget).await {
+        let what = format!("artifact {} in {}", d.digest, mode.name());
+        match read_one(source, &d, &mut taken.budget).await {
             Ok(f) => {
+                if let Err(note) = taken.blobs_of(&image, &what, &f) {
+                    c.notes.push(note);
+                    continue;
+                }
                 c.artifacts.push(Attached {
                     kind: f.listing.kind,
                     digest: d.digest.clone(),
@@ -203,21 +248,25 @@ async fn read_source(
                 });
                 found.push(f);
             }
-            Err(e) if budget.refused().is_some() => return Err(e),
+            Err(e) if taken.budget.refused().is_some() => return Err(e),
             Err(e) => c.notes.push(unread_note(&d.digest, mode, &e)),
         }
     }
     let mut legacy = Vec::new();
     for (suffix, tag, d) in referrers::legacy_tags(client, reg, repo, subject).await? {
-        match read_one(source, &d, budget).await {
+        match read_one(source, &d, &mut taken.budget).await {
             Ok(mut f) => {
                 // The tag's config is written anew on each destination
                 // with the layers it then lists; only the layers are sent.
                 f.blobs = f.listing.layers.clone();
+                if let Err(note) = taken.blobs_of(&image, &format!("tag {tag}"), &f) {
+                    c.notes.push(note);
+                    continue;
+                }
                 c.cosign_tags.push(tag);
                 legacy.push((suffix, f));
             }
-            Err(e) if budget.refused().is_some() => return Err(e),
+            Err(e) if taken.budget.refused().is_some() => return Err(e),
             Err(e) => c.notes.push(passed_over(&tag, &e)),
         }
     }

@@ -19,8 +19,8 @@ use crate::support::{tempdir, Registry, Scripted};
 
 pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 pub fn digest(body: &str) -> String {
     format!("sha256:{:x}", Sha256::digest(body))
@@ -106,7 +106,7 @@ fn counted(srv: &Scripted, env: &Env, args: &[&str]) -> (Run, usize) {
 
 /// `copy FLAGS` of `srv`'s `acme/app:1` to a registry of its own: the run
 /// and the manifest GETs it made.
-fn copy_counted(srv: &Scripted, flags: &[&str]) -> (Run, usize) {
+pub fn copy_counted(srv: &Scripted, flags: &[&str]) -> (Run, usize) {
     let reference = format!("{}/acme/app:1", srv.host());
     let dest = Registry::start();
     let to = format!("{}/acme/copy:1", dest.host());

@@ -3,7 +3,9 @@
 //! (`MAX_ARTIFACT_LAYERS`), or that would take those read of the image
 //! past `MAX_PAYLOADS`, or past `MAX_PAYLOAD_BYTES` by the sizes its
 //! payloads declare, is refused with a note and counted invalid, and none
-//! of its payloads is asked for.
+//! of its payloads is asked for. What `copy` carries along is bounded by
+//! the same bytes: an artifact past them is passed over with a note, none
+//! of its blobs asked for.
 
 use serde_json::{json, Value};
 
@@ -13,7 +15,9 @@ use boxwright::supply::referrers::{
 
 use crate::common::{assert_code, assert_ok, run};
 use crate::env::Env;
-use crate::graph_budget::{descriptor, digest, registry, MT_INDEX, MT_MANIFEST};
+use crate::graph_budget::{
+    copy_counted, descriptor, digest, registry, MT_CONFIG, MT_INDEX, MT_LAYER, MT_MANIFEST,
+};
 use crate::support::tempdir;
 
 const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
@@ -182,6 +186,77 @@ fn verify_reads_a_bounded_number_of_payload_bytes() {
         );
         assert!(n.contains(&format!("{} bytes", each)), "{n}");
     }
+}
+
+/// Figures: an image (a config and a layer) whose referrers are three
+/// signature artifacts of one payload each: the first and last of a few
+/// bytes, the second declaring as many bytes as one image's artifacts may
+/// carry with their empty config, which would fit alone but not after the
+/// first. `copy` sends the image and carries the first and last, and
+/// passes the second over with a note naming the registry, repository,
+/// subject and bytes (exit 0): the source is asked for the image's blobs
+/// and the carried artifacts' and never for the second's payload.
+#[test]
+fn copy_carries_a_bounded_number_of_payload_bytes() {
+    let config = json!({"architecture": "amd64", "os": "linux",
+                        "rootfs": {"type": "layers", "diff_ids": []}})
+    .to_string();
+    let layer = "layer".to_string();
+    let image = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+                       "config": descriptor(MT_CONFIG, &config),
+                       "layers": [descriptor(MT_LAYER, &layer)]})
+    .to_string();
+    let subject = digest(&image);
+    let empty = "{}".to_string();
+    let big = MAX_PAYLOAD_BYTES - empty.len() as u64;
+    let artifacts = vec![
+        signatures(&subject, 1, 1),
+        signature_of_size(&subject, 2, big),
+        signatures(&subject, 3, 1),
+    ];
+    let payload = |n: usize| format!("payload {n} 0");
+    let listed: Vec<Value> = (artifacts.iter())
+        .map(|a| {
+            let mut d = descriptor(MT_MANIFEST, a);
+            d["artifactType"] = json!(SIGNATURE);
+            d
+        })
+        .collect();
+    let served = [config, layer, empty, payload(1), payload(3)];
+    let srv = registry(
+        (MT_MANIFEST, image),
+        artifacts.clone(),
+        &served,
+        vec![(subject.clone(), listed)],
+    );
+    let (r, _) = copy_counted(&srv, &["--json"]);
+    assert_ok(&r);
+
+    let mut blob_gets: Vec<String> = (srv.requests().iter())
+        .filter(|q| q.method == "GET" && q.path().contains("/blobs/"))
+        .map(|q| q.path().rsplit('/').next().unwrap().to_string())
+        .collect();
+    blob_gets.sort();
+    let mut expected: Vec<String> = served.iter().map(|b| digest(b)).collect();
+    expected.sort();
+    assert_eq!(blob_gets, expected, "{}", r.stderr);
+
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let carried = &v["referrers"]["subjects"][0];
+    assert_eq!(v["referrers"]["ok"], true, "{v}");
+    let digests: Vec<&str> = (carried["artifacts"].as_array().unwrap().iter())
+        .map(|a| a["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests, [digest(&artifacts[0]), digest(&artifacts[2])]);
+    let notes = carried["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    let note = notes[0].as_str().unwrap();
+    assert!(note.contains(&digest(&artifacts[1])), "{note}");
+    assert!(
+        note.contains(&format!("{}/acme/app@{subject}", srv.host())),
+        "{note}"
+    );
+    assert!(note.contains(&format!("{big} bytes")), "{note}");
 }
 
 /// Figures: a referrers tag (`sha256-<hex>`, the referrers API absent)
