@@ -55,6 +55,16 @@ pub fn registry(
     blobs: &[String],
     referrers: Vec<(String, Vec<Value>)>,
 ) -> Scripted {
+    Scripted::serving(registry_paths(root, documents, blobs, referrers))
+}
+
+/// What [`registry`] serves, by path: its media type and body.
+pub fn registry_paths(
+    root: (&str, String),
+    documents: Vec<String>,
+    blobs: &[String],
+    referrers: Vec<(String, Vec<Value>)>,
+) -> HashMap<String, (String, String)> {
     let mut paths: HashMap<String, (String, String)> = HashMap::new();
     let (root_type, root_body) = root;
     paths.insert(
@@ -86,7 +96,7 @@ pub fn registry(
             (MT_INDEX.into(), listing.to_string()),
         );
     }
-    Scripted::serving(paths)
+    paths
 }
 
 /// Manifest GETs the registry has answered.

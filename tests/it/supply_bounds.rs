@@ -16,7 +16,8 @@ use boxwright::supply::referrers::{
 use crate::common::{assert_code, assert_ok, run};
 use crate::env::Env;
 use crate::graph_budget::{
-    copy_counted, descriptor, digest, registry, MT_CONFIG, MT_INDEX, MT_LAYER, MT_MANIFEST,
+    copy_counted, descriptor, digest, registry, registry_paths, MT_CONFIG, MT_INDEX, MT_LAYER,
+    MT_MANIFEST,
 };
 use crate::support::tempdir;
 
@@ -192,10 +193,12 @@ fn verify_reads_a_bounded_number_of_payload_bytes() {
 /// signature artifacts of one payload each: the first and last of a few
 /// bytes, the second declaring as many bytes as one image's artifacts may
 /// carry with their empty config, which would fit alone but not after the
-/// first. `copy` sends the image and carries the first and last, and
-/// passes the second over with a note naming the registry, repository,
-/// subject and bytes (exit 0): the source is asked for the image's blobs
-/// and the carried artifacts' and never for the second's payload.
+/// first; its cosign `.sig` tag lists a signature declaring as many.
+/// `copy` sends the image and carries the first and last artifacts, and
+/// passes the second and the tag over, each with a note naming the
+/// registry, repository, subject and bytes (exit 0): the source is asked
+/// for the image's blobs and the carried artifacts' and never for the
+/// payloads passed over.
 #[test]
 fn copy_carries_a_bounded_number_of_payload_bytes() {
     let config = json!({"architecture": "amd64", "os": "linux",
@@ -223,12 +226,21 @@ fn copy_carries_a_bounded_number_of_payload_bytes() {
         })
         .collect();
     let served = [config, layer, empty, payload(1), payload(3)];
-    let srv = registry(
+    let sig = signature_of_size(&subject, 4, big);
+    let sig_tag = format!("sha256-{}.sig", subject.trim_start_matches("sha256:"));
+    let mut documents = artifacts.clone();
+    documents.push(sig.clone());
+    let mut paths = registry_paths(
         (MT_MANIFEST, image),
-        artifacts.clone(),
+        documents,
         &served,
         vec![(subject.clone(), listed)],
     );
+    paths.insert(
+        format!("/v2/acme/app/manifests/{sig_tag}"),
+        (MT_MANIFEST.to_string(), sig),
+    );
+    let srv = crate::support::Scripted::serving(paths);
     let (r, _) = copy_counted(&srv, &["--json"]);
     assert_ok(&r);
 
@@ -248,15 +260,18 @@ fn copy_carries_a_bounded_number_of_payload_bytes() {
         .map(|a| a["digest"].as_str().unwrap())
         .collect();
     assert_eq!(digests, [digest(&artifacts[0]), digest(&artifacts[2])]);
+    assert_eq!(carried["cosign_tags"], json!([]), "{carried}");
     let notes = carried["notes"].as_array().unwrap();
-    assert_eq!(notes.len(), 1, "{notes:#?}");
-    let note = notes[0].as_str().unwrap();
-    assert!(note.contains(&digest(&artifacts[1])), "{note}");
-    assert!(
-        note.contains(&format!("{}/acme/app@{subject}", srv.host())),
-        "{note}"
-    );
-    assert!(note.contains(&format!("{big} bytes")), "{note}");
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    for (note, what) in notes.iter().zip([digest(&artifacts[1]), sig_tag]) {
+        let note = note.as_str().unwrap();
+        assert!(note.contains(&what), "{note}");
+        assert!(
+            note.contains(&format!("{}/acme/app@{subject}", srv.host())),
+            "{note}"
+        );
+        assert!(note.contains(&format!("{big} bytes")), "{note}");
+    }
 }
 
 /// Figures: a referrers tag (`sha256-<hex>`, the referrers API absent)
