@@ -99,6 +99,19 @@ pub fn registry_paths(
     paths
 }
 
+/// An image of one layer, as `(config, layer, manifest)`.
+pub fn one_layer_image() -> (String, String, String) {
+    let config = json!({"architecture": "amd64", "os": "linux",
+                        "rootfs": {"type": "layers", "diff_ids": []}})
+    .to_string();
+    let layer = "layer".to_string();
+    let image = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+                       "config": descriptor(MT_CONFIG, &config),
+                       "layers": [descriptor(MT_LAYER, &layer)]})
+    .to_string();
+    (config, layer, image)
+}
+
 /// Manifest GETs the registry has answered.
 fn manifest_gets(srv: &Scripted) -> usize {
     (srv.requests().iter())
@@ -203,14 +216,7 @@ fn an_index_of_large_indexes_stops_at_the_byte_limit() {
 #[test]
 fn a_carried_artifact_is_read_within_the_budget() {
     let (artifact, children, fit) = large_children();
-    let config = json!({"architecture": "amd64", "os": "linux",
-                        "rootfs": {"type": "layers", "diff_ids": []}})
-    .to_string();
-    let layer = "layer".to_string();
-    let image = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
-                       "config": descriptor(MT_CONFIG, &config),
-                       "layers": [descriptor(MT_LAYER, &layer)]})
-    .to_string();
+    let (config, layer, image) = one_layer_image();
     let mut listed = descriptor(MT_INDEX, &artifact);
     listed["artifactType"] = json!("application/example");
     let mut documents = children;

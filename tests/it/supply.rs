@@ -160,6 +160,12 @@ pub fn sign(pair: &Pair, key: &Path, refs: &[&str]) -> Run {
     run(c.args(refs))
 }
 
+/// The hex of the digest a `build --push` printed.
+pub fn pushed_hex(pushed: &Run) -> String {
+    let digest = pushed.stdout.trim();
+    digest.trim_start_matches("sha256:").to_string()
+}
+
 /// `attest --key KEY --WHAT FILE REFS...` (WHAT: `sbom` or `provenance`).
 pub fn attest(pair: &Pair, key: &Path, what: &str, file: &Path, refs: &[&str]) -> Run {
     let mut c = pair.cmd();
@@ -546,11 +552,7 @@ fn supply_a_statement_of_another_in_toto_version_is_checked_not_wrapped() {
     let (_, b_ref) = refs(&pair, "acme/v01", "1");
     let built = build_push(&pair, dir.path(), &r, &[&b_ref], &[]);
     assert_ok(&built);
-    let hex = built
-        .stdout
-        .trim()
-        .trim_start_matches("sha256:")
-        .to_string();
+    let hex = pushed_hex(&built);
     // An in-toto Statement v0.1 (SLSA v0.2 tools write these), or one with
     // no `_type` at all, about another image: refused, exit 2, nothing
     // pushed, rather than wrapped as the predicate of a statement about
@@ -1231,11 +1233,7 @@ fn supply_an_unreadable_legacy_tag_is_a_note_and_a_dead_registry_an_error() {
     let args = ["--sign-key", key.to_str().unwrap(), "--cosign-tags"];
     let pushed = build_push(&pair, dir.path(), &r, &[&b_ref], &args);
     assert_ok(&pushed);
-    let hex = pushed
-        .stdout
-        .trim()
-        .trim_start_matches("sha256:")
-        .to_string();
+    let hex = pushed_hex(&pushed);
     let sig_tag = format!("/manifests/sha256-{hex}.sig");
 
     pair.b.fail_next_path("GET", &sig_tag, Fault::InternalError);

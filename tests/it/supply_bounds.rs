@@ -13,13 +13,13 @@ use boxwright::supply::referrers::{
     MAX_ARTIFACT_LAYERS, MAX_PAYLOAD, MAX_PAYLOADS, MAX_PAYLOAD_BYTES,
 };
 
-use crate::common::{assert_code, assert_ok, run};
+use crate::common::{assert_code, assert_ok, run, Run};
 use crate::env::Env;
 use crate::graph_budget::{
-    copy_counted, descriptor, digest, registry, registry_paths, MT_CONFIG, MT_INDEX, MT_LAYER,
+    copy_counted, descriptor, digest, one_layer_image, registry, registry_paths, MT_INDEX,
     MT_MANIFEST,
 };
-use crate::support::tempdir;
+use crate::support::{tempdir, Scripted};
 
 const SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -40,6 +40,66 @@ fn signatures(subject: &str, n: usize, layers: usize) -> String {
            "layers": layers,
            "subject": {"mediaType": MT_MANIFEST, "digest": subject, "size": 2}})
     .to_string()
+}
+
+/// The descriptors of `artifacts` as a referrers list gives them.
+fn listed(artifacts: &[String]) -> Vec<Value> {
+    (artifacts.iter())
+        .map(|a| {
+            let mut d = descriptor(MT_MANIFEST, a);
+            d["artifactType"] = json!(SIGNATURE);
+            d
+        })
+        .collect()
+}
+
+/// `verify --json --key` (a key of its own) of `acme/app:1`, the image
+/// `image` (digest `subject`) with `artifacts` as its referrers, on a
+/// registry that holds no blob.
+fn verify_json(image: String, subject: &str, artifacts: Vec<String>) -> (Scripted, Run) {
+    let listed = listed(&artifacts);
+    let srv = registry(
+        (MT_MANIFEST, image),
+        artifacts,
+        &[],
+        vec![(subject.to_string(), listed)],
+    );
+    let (env, dir) = with_key();
+    let r = run(env
+        .cmd()
+        .args(["verify", "--json", "--retries", "0", "--key"])
+        .arg(dir.path().join("cosign.pub"))
+        .arg(format!("{}/acme/app:1", srv.host())));
+    (srv, r)
+}
+
+/// An environment, and a directory holding a key pair made in it
+/// (`cosign.key`, `cosign.pub`).
+fn with_key() -> (Env, tempfile::TempDir) {
+    let env = Env::new();
+    let dir = tempdir();
+    assert_ok(&run(env
+        .cmd()
+        .args(["keygen", "--output-key-prefix"])
+        .arg(dir.path().join("cosign"))));
+    (env, dir)
+}
+
+/// The notes of a `verify --json` reference's `held` that refuse an
+/// artifact.
+fn refused(held: &Value) -> Vec<&str> {
+    (held["notes"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .filter(|n| n.contains("refused, none fetched"))
+        .collect()
+}
+
+/// The digests of the blobs `srv` was asked for, in order.
+fn blob_gets(srv: &Scripted) -> Vec<String> {
+    (srv.requests().iter())
+        .filter(|q| q.method == "GET" && q.path().contains("/blobs/"))
+        .map(|q| q.path().rsplit('/').next().unwrap().to_string())
+        .collect()
 }
 
 /// An image manifest of no layers.
@@ -64,39 +124,12 @@ fn verify_reads_a_bounded_number_of_payloads() {
     let subject = digest(&image);
     let mut artifacts = vec![signatures(&subject, 0, 1_000)];
     artifacts.extend((1..=20).map(|n| signatures(&subject, n, 60)));
-    let listed: Vec<Value> = (artifacts.iter())
-        .map(|a| {
-            let mut d = descriptor(MT_MANIFEST, a);
-            d["artifactType"] = json!(SIGNATURE);
-            d
-        })
-        .collect();
-    let srv = registry(
-        (MT_MANIFEST, image),
-        artifacts,
-        &[],
-        vec![(subject.clone(), listed)],
-    );
-    let env = Env::new();
-    let dir = tempdir();
-    let prefix = dir.path().join("cosign");
-    assert_ok(&run(env
-        .cmd()
-        .args(["keygen", "--output-key-prefix"])
-        .arg(&prefix)));
-    let reference = format!("{}/acme/app:1", srv.host());
-    let r = run(env
-        .cmd()
-        .args(["verify", "--json", "--retries", "0", "--key"])
-        .arg(dir.path().join("cosign.pub"))
-        .arg(&reference));
+    let (srv, r) = verify_json(image, &subject, artifacts);
     assert_code(&r, 1);
 
     let read = 17 * 60;
     assert!(read <= MAX_PAYLOADS && read + 60 > MAX_PAYLOADS);
-    let blob_gets = (srv.requests().iter())
-        .filter(|q| q.method == "GET" && q.path().contains("/blobs/"))
-        .count();
+    let blob_gets = blob_gets(&srv).len();
     assert_eq!(blob_gets, read);
 
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
@@ -104,10 +137,7 @@ fn verify_reads_a_bounded_number_of_payloads() {
     // Each payload asked for is missing: unread, and the refused invalid.
     assert_eq!(held["unread"]["signature"], read, "{held}");
     assert_eq!(held["invalid"]["signature"], 4, "{held}");
-    let notes: Vec<&str> = (held["notes"].as_array().unwrap().iter())
-        .filter_map(Value::as_str)
-        .filter(|n| n.contains("refused, none fetched"))
-        .collect();
+    let notes = refused(held);
     assert_eq!(notes.len(), 4, "{notes:#?}");
     assert!(notes[0].contains("1000 payload layers"), "{}", notes[0]);
     assert!(notes[0].contains(&format!("the {MAX_ARTIFACT_LAYERS} ")));
@@ -141,44 +171,16 @@ fn verify_reads_a_bounded_number_of_payload_bytes() {
     assert!(each <= MAX_PAYLOAD);
     let mut artifacts = vec![signature_of_size(&subject, 0, 1 << 30)];
     artifacts.extend((1..=6).map(|n| signature_of_size(&subject, n, each)));
-    let listed: Vec<Value> = (artifacts.iter())
-        .map(|a| {
-            let mut d = descriptor(MT_MANIFEST, a);
-            d["artifactType"] = json!(SIGNATURE);
-            d
-        })
-        .collect();
-    let srv = registry(
-        (MT_MANIFEST, image),
-        artifacts,
-        &[],
-        vec![(subject.clone(), listed)],
-    );
-    let env = Env::new();
-    let dir = tempdir();
-    assert_ok(&run(env
-        .cmd()
-        .args(["keygen", "--output-key-prefix"])
-        .arg(dir.path().join("cosign"))));
-    let r = run(env
-        .cmd()
-        .args(["verify", "--json", "--retries", "0", "--key"])
-        .arg(dir.path().join("cosign.pub"))
-        .arg(format!("{}/acme/app:1", srv.host())));
+    let (srv, r) = verify_json(image, &subject, artifacts);
     assert_code(&r, 1);
 
-    let blob_gets = (srv.requests().iter())
-        .filter(|q| q.method == "GET" && q.path().contains("/blobs/"))
-        .count();
+    let blob_gets = blob_gets(&srv).len();
     assert_eq!(blob_gets, 4);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     let held = &v["supply"]["references"][0];
     assert_eq!(held["unread"]["signature"], 5, "{held}");
     assert_eq!(held["invalid"]["signature"], 2, "{held}");
-    let notes: Vec<&str> = (held["notes"].as_array().unwrap().iter())
-        .filter_map(Value::as_str)
-        .filter(|n| n.contains("refused, none fetched"))
-        .collect();
+    let notes = refused(held);
     assert_eq!(notes.len(), 2, "{notes:#?}");
     for n in notes {
         assert!(
@@ -201,14 +203,7 @@ fn verify_reads_a_bounded_number_of_payload_bytes() {
 /// payloads passed over.
 #[test]
 fn copy_carries_a_bounded_number_of_payload_bytes() {
-    let config = json!({"architecture": "amd64", "os": "linux",
-                        "rootfs": {"type": "layers", "diff_ids": []}})
-    .to_string();
-    let layer = "layer".to_string();
-    let image = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
-                       "config": descriptor(MT_CONFIG, &config),
-                       "layers": [descriptor(MT_LAYER, &layer)]})
-    .to_string();
+    let (config, layer, image) = one_layer_image();
     let subject = digest(&image);
     let empty = "{}".to_string();
     let big = MAX_PAYLOAD_BYTES - empty.len() as u64;
@@ -218,13 +213,7 @@ fn copy_carries_a_bounded_number_of_payload_bytes() {
         signatures(&subject, 3, 1),
     ];
     let payload = |n: usize| format!("payload {n} 0");
-    let listed: Vec<Value> = (artifacts.iter())
-        .map(|a| {
-            let mut d = descriptor(MT_MANIFEST, a);
-            d["artifactType"] = json!(SIGNATURE);
-            d
-        })
-        .collect();
+    let listed = listed(&artifacts);
     let served = [config, layer, empty, payload(1), payload(3)];
     let sig = signature_of_size(&subject, 4, big);
     let sig_tag = format!("sha256-{}.sig", subject.trim_start_matches("sha256:"));
@@ -240,14 +229,11 @@ fn copy_carries_a_bounded_number_of_payload_bytes() {
         format!("/v2/acme/app/manifests/{sig_tag}"),
         (MT_MANIFEST.to_string(), sig),
     );
-    let srv = crate::support::Scripted::serving(paths);
+    let srv = Scripted::serving(paths);
     let (r, _) = copy_counted(&srv, &["--json"]);
     assert_ok(&r);
 
-    let mut blob_gets: Vec<String> = (srv.requests().iter())
-        .filter(|q| q.method == "GET" && q.path().contains("/blobs/"))
-        .map(|q| q.path().rsplit('/').next().unwrap().to_string())
-        .collect();
+    let mut blob_gets = blob_gets(&srv);
     blob_gets.sort();
     let mut expected: Vec<String> = served.iter().map(|b| digest(b)).collect();
     expected.sort();
@@ -282,12 +268,7 @@ fn a_referrers_tag_that_is_not_an_index_is_bad_input() {
     let image = empty_image();
     let subject = digest(&image);
     let tag = format!("sha256-{}", subject.trim_start_matches("sha256:"));
-    let env = Env::new();
-    let dir = tempdir();
-    assert_ok(&run(env
-        .cmd()
-        .args(["keygen", "--output-key-prefix"])
-        .arg(dir.path().join("cosign"))));
+    let (env, dir) = with_key();
     for listing in ["not json", r#"{"schemaVersion":2,"layers":[]}"#] {
         let paths = [
             ("1".to_string(), (MT_MANIFEST, image.clone())),
@@ -302,7 +283,7 @@ fn a_referrers_tag_that_is_not_an_index_is_bad_input() {
             )
         })
         .collect();
-        let srv = crate::support::Scripted::serving(paths);
+        let srv = Scripted::serving(paths);
         let reference = format!("{}/acme/app:1", srv.host());
         let r = run(env
             .cmd()

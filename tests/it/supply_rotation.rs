@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::common::*;
 use crate::pair::Pair;
 use crate::supply::{
-    build_push, delete_b, get_b, keygen, manifest_b, recipe, refs, verify_json, PASSWORD,
+    build_push, delete_b, get_b, keygen, manifest_b, pushed_hex, recipe, refs, verify_json,
+    PASSWORD,
 };
 use crate::support::tempdir;
 
@@ -62,11 +63,7 @@ fn supply_a_second_key_s_signature_reaches_the_legacy_sig_tag() {
     let args = ["--sign-key", key_a.to_str().unwrap(), "--cosign-tags"];
     let pushed = build_push(&pair, dir_a.path(), &r, &[&a_ref, &b_ref], &args);
     assert_ok(&pushed);
-    let hex = pushed
-        .stdout
-        .trim()
-        .trim_start_matches("sha256:")
-        .to_string();
+    let hex = pushed_hex(&pushed);
     assert_ok(&sign_legacy(&pair, &key_b, &[&a_ref, &b_ref]));
 
     let sig_tag = format!("sha256-{hex}.sig");
