@@ -55,25 +55,27 @@ fn history(out: &Path) -> Vec<String> {
 
 /// A pure wheel `NAME-VERSION` in `dir` with a module of `size` bytes.
 fn pure(dir: &Path, name: &str, version: &str, size: usize) -> String {
-    fs::create_dir_all(dir).unwrap();
-    let file = format!("{name}-{version}-py3-none-any.whl");
     let module = format!("{name}/__init__.py");
     let data = noise(size, size as u64 + version.len() as u64);
+    pure_with(dir, name, version, &[(&module, 0o644, &data)])
+}
+
+/// A pure wheel `NAME-VERSION` in `dir` with these (name, mode, content)
+/// members besides its METADATA and WHEEL.
+fn pure_with(dir: &Path, name: &str, version: &str, members: &[(&str, u32, &[u8])]) -> String {
+    fs::create_dir_all(dir).unwrap();
+    let file = format!("{name}-{version}-py3-none-any.whl");
     let meta = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
     let info = format!("{name}-{version}.dist-info");
-    wheel(
-        &dir.join(&file),
-        &info,
-        &[
-            (&module, 0o644, &data),
-            (&format!("{info}/METADATA"), 0o644, meta.as_bytes()),
-            (
-                &format!("{info}/WHEEL"),
-                0o644,
-                b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-            ),
-        ],
-    );
+    let (meta_name, wheel_name) = (format!("{info}/METADATA"), format!("{info}/WHEEL"));
+    let mut all = members.to_vec();
+    all.push((&meta_name, 0o644, meta.as_bytes()));
+    all.push((
+        &wheel_name,
+        0o644,
+        b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    ));
+    wheel(&dir.join(&file), &info, &all);
     file
 }
 
