@@ -6,6 +6,7 @@
 //! the recipe is refused naming its line. Downloads go to `--cache-dir`, and
 //! a pushed SBOM lists each package and each downloaded file.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use serde_json::Value;
 
 use crate::common::*;
 use crate::python_pip::wheel;
-use crate::python_url::{build_layer, layer_entries};
+use crate::python_url::{build_layer, layer_entries, spdx_packages};
 use crate::support::{tempdir, Registry};
 
 const SP: &str = "usr/local/lib/python3.11/site-packages";
@@ -55,25 +56,27 @@ fn history(out: &Path) -> Vec<String> {
 
 /// A pure wheel `NAME-VERSION` in `dir` with a module of `size` bytes.
 fn pure(dir: &Path, name: &str, version: &str, size: usize) -> String {
-    fs::create_dir_all(dir).unwrap();
-    let file = format!("{name}-{version}-py3-none-any.whl");
     let module = format!("{name}/__init__.py");
     let data = noise(size, size as u64 + version.len() as u64);
+    pure_with(dir, name, version, &[(&module, 0o644, &data)])
+}
+
+/// A pure wheel `NAME-VERSION` in `dir` with these (name, mode, content)
+/// members besides its METADATA and WHEEL.
+fn pure_with(dir: &Path, name: &str, version: &str, members: &[(&str, u32, &[u8])]) -> String {
+    fs::create_dir_all(dir).unwrap();
+    let file = format!("{name}-{version}-py3-none-any.whl");
     let meta = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
     let info = format!("{name}-{version}.dist-info");
-    wheel(
-        &dir.join(&file),
-        &info,
-        &[
-            (&module, 0o644, &data),
-            (&format!("{info}/METADATA"), 0o644, meta.as_bytes()),
-            (
-                &format!("{info}/WHEEL"),
-                0o644,
-                b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-            ),
-        ],
-    );
+    let (meta_name, wheel_name) = (format!("{info}/METADATA"), format!("{info}/WHEEL"));
+    let mut all = members.to_vec();
+    all.push((&meta_name, 0o644, meta.as_bytes()));
+    all.push((
+        &wheel_name,
+        0o644,
+        b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    ));
+    wheel(&dir.join(&file), &info, &all);
     file
 }
 
@@ -570,4 +573,120 @@ fn python_layers_are_split_per_platform_and_shared_where_the_wheel_is() {
     // alpha's pure wheel: one layer for both; fast: one per platform.
     assert_eq!(per_platform[0][0], per_platform[1][0]);
     assert_ne!(per_platform[0][1], per_platform[1][1]);
+}
+
+/// The regular files of the image in layout `out` as a consumer unpacks
+/// it: the layers in order, a later file replacing an earlier one at its
+/// path. (Only the image's first layer writes the parents its files lack;
+/// the unpacker makes missing ones 0755 root, as that layer would.)
+fn unpacked(out: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    layer_entries(out)
+        .into_iter()
+        .filter(|e| !e.0.ends_with('/'))
+        .map(|(path, mode, _, data)| (path, (mode, data)))
+        .collect()
+}
+
+/// Two packages that ship files at the same paths, as opencv-python and
+/// opencv-python-headless both ship `cv2/`: of two different files the one
+/// of the package later by name is installed, whatever the lock's order,
+/// with a layer per package and with one layer alike (the same files,
+/// bytes and modes), with one warning for the pair; a file both ship the
+/// same is no conflict; the SBOM lists both packages.
+#[test]
+fn python_layers_two_packages_at_one_path_give_the_same_image_files_in_both_splits() {
+    let dir = tempdir();
+    let w = dir.path().join("wheels");
+    let scripts = |module: &str| format!("[console_scripts]\ncv-tool = cv2.{module}:main\n");
+    let (full_ep, headless_ep) = (scripts("gui"), scripts("cli"));
+    let full = pure_with(
+        &w,
+        "cvfull",
+        "4.10",
+        &[
+            ("cv2/__init__.py", 0o644, b"GUI = True\n"),
+            ("cv2/data/haar.xml", 0o644, b"<same/>\n"),
+            ("cv2/gui.py", 0o644, b"def main(): pass\n"),
+            (
+                "cvfull-4.10.dist-info/entry_points.txt",
+                0o644,
+                full_ep.as_bytes(),
+            ),
+        ],
+    );
+    let headless = pure_with(
+        &w,
+        "cvheadless",
+        "4.11",
+        &[
+            ("cv2/__init__.py", 0o644, b"GUI = False\n"),
+            ("cv2/cli.py", 0o644, b"def main(): pass\n"),
+            ("cv2/data/haar.xml", 0o644, b"<same/>\n"),
+            (
+                "cvheadless-4.11.dist-info/entry_points.txt",
+                0o644,
+                headless_ep.as_bytes(),
+            ),
+        ],
+    );
+    let build = |extra: &str| {
+        write(&dir.path().join("recipe.toml"), &recipe(extra));
+        let r = run(boxwright()
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .args(["build", "--sbom", "spdx", "--compression", "none", "-o"])
+            .arg(dir.path().join("out"))
+            .arg(dir.path().join("recipe.toml")));
+        assert_ok(&r);
+        let pair: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("cvfull==4.10 and cvheadless==4.11"))
+            .collect();
+        assert_eq!(pair.len(), 1, "one warning for the pair: {}", r.stderr);
+        assert!(
+            pair[0].starts_with("warning: ")
+                && pair[0].contains("/usr/local/bin/cv-tool and 1 other path"),
+            "{}",
+            pair[0]
+        );
+        unpacked(&dir.path().join("out"))
+    };
+    let out = dir.path().join("out");
+    // The lock lists the winner first: the order is by name, not the lock's.
+    pylock(
+        dir.path(),
+        &[("cvheadless", "4.11", &headless), ("cvfull", "4.10", &full)],
+    );
+    let per_package = build("");
+    assert_eq!(layers(&out).len(), 2);
+    let sbom: Vec<String> = spdx_packages(&out).iter().map(|p| p.to_string()).collect();
+    for purl in ["pkg:pypi/cvfull@4.10", "pkg:pypi/cvheadless@4.11"] {
+        assert!(sbom.iter().any(|p| p.contains(purl)), "{purl}: {sbom:?}");
+    }
+    let one = build("split = \"one\"\n");
+    assert_eq!(layers(&out).len(), 1);
+    assert_eq!(per_package, one);
+    let file = |path: &str| &one[&format!("{SP}/{path}")];
+    assert_eq!(file("cv2/__init__.py"), &(0o644, b"GUI = False\n".to_vec()));
+    assert_eq!(file("cv2/data/haar.xml"), &(0o644, b"<same/>\n".to_vec()));
+    // Each package keeps the files no other ships.
+    assert!(one.contains_key(&format!("{SP}/cv2/gui.py")));
+    assert!(one.contains_key(&format!("{SP}/cv2/cli.py")));
+    let launcher = String::from_utf8(one["usr/local/bin/cv-tool"].1.clone()).unwrap();
+    assert!(launcher.contains("from cv2.cli import main"), "{launcher}");
+    // Both keep their own RECORD, which names the shared path, as pip leaves it.
+    for info in ["cvfull-4.10.dist-info", "cvheadless-4.11.dist-info"] {
+        let record = String::from_utf8(one[&format!("{SP}/{info}/RECORD")].1.clone()).unwrap();
+        assert!(
+            record.contains("cv2/__init__.py,sha256="),
+            "{info}: {record}"
+        );
+    }
+    // The lock's order does not change the image.
+    pylock(
+        dir.path(),
+        &[("cvfull", "4.10", &full), ("cvheadless", "4.11", &headless)],
+    );
+    assert_eq!(build(""), one);
+    assert_eq!(build("split = \"one\"\n"), one);
 }

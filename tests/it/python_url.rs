@@ -347,6 +347,18 @@ fn a_url_that_names_no_file_is_refused_before_it_is_downloaded() {
 /// Figure: the SBOM `build --sbom -o` keeps in the layout (which `push`
 /// attaches later) lists a downloaded file with its URL and sha256, as the
 /// SBOM of `build --push` does.
+/// The packages of the SPDX SBOM kept in layout `out`.
+pub fn spdx_packages(out: &Path) -> Vec<serde_json::Value> {
+    fs::read_dir(out.join("blobs/sha256"))
+        .unwrap()
+        .filter_map(|b| serde_json::from_slice(&fs::read(b.unwrap().path()).unwrap()).ok())
+        .filter_map(|doc: serde_json::Value| {
+            doc.get("spdxVersion").and(doc.get("packages")).cloned()
+        })
+        .flat_map(|p| p.as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 #[test]
 fn a_layouts_sbom_lists_the_downloads() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,14 +375,7 @@ fn a_layouts_sbom_lists_the_downloads() {
         .arg(dir.path().join("out"))
         .arg(dir.path().join("recipe.toml")));
     assert_code(&r, 0);
-    let packages: Vec<serde_json::Value> = fs::read_dir(dir.path().join("out/blobs/sha256"))
-        .unwrap()
-        .filter_map(|b| serde_json::from_slice(&fs::read(b.unwrap().path()).unwrap()).ok())
-        .filter_map(|doc: serde_json::Value| {
-            doc.get("spdxVersion").and(doc.get("packages")).cloned()
-        })
-        .flat_map(|p| p.as_array().cloned().unwrap_or_default())
-        .collect();
+    let packages = spdx_packages(&dir.path().join("out"));
     let download = packages
         .iter()
         .find(|p| p["name"] == url.as_str())

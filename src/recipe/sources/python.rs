@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 
 use super::{err_at, Effective, EntryCx, EntrySource, PlanEnv, Stream};
+use crate::progress::Level;
 use crate::python::fetch;
 use crate::python::install::{self, Content, Installed, Scheme};
 use crate::python::lock::{self, Package, WheelRef};
@@ -261,6 +262,10 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
                 .map(|u| fetch::without_credentials(u).into_owned()),
             size: std::fs::metadata(&file)?.len(),
         });
+    }
+    for o in overlap::settle(&mut wheels, &dists) {
+        let msg = format!("{at}: {}", o.message(&dists, &platform));
+        cx.env.reporter.log(Level::Warn, &msg);
     }
     Ok(Packages {
         wheels,
@@ -544,6 +549,8 @@ impl Packages {
         }))
     }
 }
+
+mod overlap;
 
 #[cfg(test)]
 mod tests;

@@ -105,3 +105,67 @@ fn the_smallest_packages_share_a_layer_and_ties_go_by_name() {
     assert_eq!(labels(&reversed, Some(4)), labels(&list, Some(4)));
     assert!(labels(&[], Some(3)).is_empty());
 }
+
+#[test]
+fn of_two_packages_at_one_path_the_later_by_name_keeps_a_different_file() {
+    use crate::python::install::InstalledFile;
+    let member = |byte: u8| Content::Member {
+        index: 0,
+        size: 1,
+        sha256: [byte; 32],
+        recorded: true,
+    };
+    let file = |path: &str, mode: u32, content: Content| InstalledFile {
+        path: path.into(),
+        mode,
+        content,
+    };
+    // In lock order: zeta, alpha, mid. zeta is the later by name.
+    let mut p = packages(&[("zeta", 1), ("alpha", 1), ("mid", 1)]);
+    p.wheels[0].files = vec![
+        file("sp/cv2/a.py", 0o644, member(1)),
+        file("sp/cv2/b.py", 0o644, member(2)),
+        file("sp/cv2/same.py", 0o644, member(3)),
+        file("bin/tool", 0o755, Content::Bytes(b"z".to_vec())),
+    ];
+    p.wheels[1].files = vec![
+        file("sp/cv2/a.py", 0o644, member(9)),
+        file("sp/cv2/b.py", 0o644, member(9)),
+        file("sp/cv2/same.py", 0o644, member(3)),
+        file("sp/alpha.py", 0o644, member(4)),
+    ];
+    // Same bytes as zeta's, another mode; and a launcher of other bytes.
+    p.wheels[2].files = vec![
+        file("sp/cv2/a.py", 0o755, member(1)),
+        file("bin/tool", 0o755, Content::Bytes(b"m".to_vec())),
+    ];
+    let overlaps = overlap::settle(&mut p.wheels, &p.dists);
+    let told: Vec<(usize, usize, Vec<&str>)> = overlaps
+        .iter()
+        .map(|o| {
+            (
+                o.loser,
+                o.winner,
+                o.paths.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (1, 0, vec!["sp/cv2/a.py", "sp/cv2/b.py"]),
+            (2, 0, vec!["bin/tool", "sp/cv2/a.py"]),
+        ]
+    );
+    let paths =
+        |w: usize| -> Vec<&str> { p.wheels[w].files.iter().map(|f| f.path.as_str()).collect() };
+    assert_eq!(paths(0).len(), 4, "the winner keeps all its files");
+    // The same file stays in both installs.
+    assert_eq!(paths(1), ["sp/cv2/same.py", "sp/alpha.py"]);
+    assert!(paths(2).is_empty());
+    let message = overlaps[0].message(&p.dists, "linux/amd64");
+    assert!(
+        message.starts_with("packages alpha==1 and zeta==1 install different files at /sp/cv2/a.py and 1 other path for linux/amd64; zeta==1's files are kept"),
+        "{message}"
+    );
+}
