@@ -690,3 +690,72 @@ fn python_layers_two_packages_at_one_path_give_the_same_image_files_in_both_spli
     assert_eq!(build(""), one);
     assert_eq!(build("split = \"one\"\n"), one);
 }
+
+/// A file of one package where another needs a directory (its file
+/// `shared` and the other's `shared/__init__.py`; a launcher `bin/tool`
+/// and another's `.data` file `bin/tool/README`) cannot be installed: pip
+/// fails on it, and layers would leave the result to their order. The
+/// build stops at planning with exit 2, naming the recipe line, both
+/// packages with their versions and the path, with every `split`, in
+/// either package's and the lock's order, and writes no image.
+#[test]
+fn python_layers_refuse_a_file_of_one_package_where_another_needs_a_directory() {
+    let dir = tempdir();
+    let (w, cache, out) = (
+        dir.path().join("wheels"),
+        dir.path().join("cache"),
+        dir.path().join("out"),
+    );
+    let file = pure_with(&w, "alpha", "1.0", &[("shared", 0o644, b"data\n")]);
+    let under = pure_with(&w, "beta", "2.0", &[("shared/__init__.py", 0o644, b"\n")]);
+    let launcher = pure_with(
+        &w,
+        "gamma",
+        "3.0",
+        &[(
+            "gamma-3.0.dist-info/entry_points.txt",
+            0o644,
+            b"[console_scripts]\ntool = gamma:main\n",
+        )],
+    );
+    let data = pure_with(
+        &w,
+        "delta",
+        "4.0",
+        &[("delta-4.0.data/data/bin/tool/README", 0o644, b"read me\n")],
+    );
+    let shared = format!("/{SP}/shared");
+    for (lock, path) in [
+        // The file's package first by name, then last; each in both lock orders.
+        ([("alpha", "1.0", &file), ("beta", "2.0", &under)], &*shared),
+        ([("beta", "2.0", &under), ("alpha", "1.0", &file)], &shared),
+        (
+            [("gamma", "3.0", &launcher), ("delta", "4.0", &data)],
+            "/usr/local/bin/tool",
+        ),
+        (
+            [("delta", "4.0", &data), ("gamma", "3.0", &launcher)],
+            "/usr/local/bin/tool",
+        ),
+    ] {
+        let lock: Vec<(&str, &str, &str)> =
+            lock.iter().map(|(n, v, f)| (*n, *v, f.as_str())).collect();
+        pylock(dir.path(), &lock);
+        for split in ["", "split = \"one\"\n"] {
+            let _ = fs::remove_dir_all(&out);
+            let r = build_layer(dir.path(), &cache, &recipe(split));
+            assert_code(&r, 2);
+            for (name, version, _) in &lock {
+                let label = format!("{name}=={version}");
+                assert!(r.stderr.contains(&label), "{label}: {}", r.stderr);
+            }
+            assert!(r.stderr.contains("recipe.toml:5:1"), "{}", r.stderr);
+            assert!(
+                r.stderr.contains(&format!("{path} ")),
+                "{path}: {}",
+                r.stderr
+            );
+            assert!(!out.join("index.json").exists(), "no image is written");
+        }
+    }
+}

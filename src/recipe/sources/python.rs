@@ -263,7 +263,9 @@ pub(crate) fn packages(py: &PythonSection, cx: &Place) -> Result<Packages> {
             size: std::fs::metadata(&file)?.len(),
         });
     }
-    for o in overlap::settle(&mut wheels, &dists) {
+    let overlaps = overlap::settle(&mut wheels, &dists)
+        .map_err(|refused| err_at(at, refused.message(&dists, &platform)))?;
+    for o in overlaps {
         let msg = format!("{at}: {}", o.message(&dists, &platform));
         cx.env.reporter.log(Level::Warn, &msg);
     }

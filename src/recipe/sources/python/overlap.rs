@@ -9,6 +9,12 @@
 //! layer keeps one of them, and a layer per package keeps its digest
 //! whatever another package ships. Each package keeps its own `RECORD`,
 //! as pip leaves it.
+//!
+//! A file of one package at a path another needs to be a directory (for a
+//! file of its own deeper down) cannot be settled so: pip fails on it,
+//! unable to make the directory, and layers would leave the image to
+//! their order. It stops the plan. (One package that does so itself is
+//! refused when its install is planned.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,10 +50,34 @@ impl Overlap {
     }
 }
 
+/// Package `file` installs a file at `path`, and package `dir` one below
+/// it, at `deeper` (image paths without the leading `/`).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct FileAtDir {
+    pub file: usize,
+    pub path: String,
+    pub dir: usize,
+    pub deeper: String,
+}
+
+impl FileAtDir {
+    /// The error for it: both packages, both paths, and what to do.
+    pub fn message(&self, dists: &[Dist], platform: &str) -> String {
+        let label = |i: usize| format!("{}=={}", dists[i].name, dists[i].version);
+        let (file, dir) = (label(self.file), label(self.dir));
+        format!(
+            "package {file} installs a file at /{} for {platform}, where package {dir} needs a directory (for /{}); the two cannot be installed together (pip fails on it too): keep one of them in the lock, or give one a marker that leaves it out on this platform",
+            self.path, self.deeper
+        )
+    }
+}
+
 /// Leave out of `wheels` (installs of `dists`, in the same order) every file
 /// another package later by name installs at the same path otherwise, and
-/// tell which, once per pair of packages.
-pub(super) fn settle(wheels: &mut [Installed], dists: &[Dist]) -> Vec<Overlap> {
+/// tell which, once per pair of packages. A file where another package
+/// needs a directory is refused, whatever the order of the lock: of
+/// several, the one below which the first path by name lies.
+pub(super) fn settle(wheels: &mut [Installed], dists: &[Dist]) -> Result<Vec<Overlap>, FileAtDir> {
     let mut at: Vec<(&str, usize, usize)> = wheels
         .iter()
         .enumerate()
@@ -59,6 +89,9 @@ pub(super) fn settle(wheels: &mut [Installed], dists: &[Dist]) -> Vec<Overlap> {
         })
         .collect();
     at.sort_unstable();
+    if let Some(refused) = file_at_dir(&at, dists) {
+        return Err(refused);
+    }
     let mut left_out = BTreeSet::new();
     let mut pairs: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
     for run in at.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
@@ -83,14 +116,41 @@ pub(super) fn settle(wheels: &mut [Installed], dists: &[Dist]) -> Vec<Overlap> {
             !left_out.contains(&(w, f - 1))
         });
     }
-    pairs
+    Ok(pairs
         .into_iter()
         .map(|((loser, winner), paths)| Overlap {
             loser,
             winner,
             paths,
         })
-        .collect()
+        .collect())
+}
+
+/// A file (of `at`: path, package, file, sorted) at a path another package
+/// needs to be a directory: the one below which the first path by name
+/// lies, ties by the packages' names, so that the lock's order does not
+/// matter.
+fn file_at_dir(at: &[(&str, usize, usize)], dists: &[Dist]) -> Option<FileAtDir> {
+    let name = |i: usize| dists[i].name.as_str();
+    at.iter()
+        .flat_map(|&(deeper, dir, _)| {
+            deeper.match_indices('/').flat_map(move |(k, _)| {
+                let path = &deeper[..k];
+                let start = at.partition_point(|e| e.0 < path);
+                at[start..]
+                    .iter()
+                    .take_while(move |e| e.0 == path)
+                    .filter(move |e| e.1 != dir)
+                    .map(move |e| (deeper, path, e.1, dir))
+            })
+        })
+        .min_by_key(|&(deeper, _, file, dir)| (deeper, name(file), name(dir)))
+        .map(|(deeper, path, file, dir)| FileAtDir {
+            file,
+            path: path.to_string(),
+            dir,
+            deeper: deeper.to_string(),
+        })
 }
 
 /// Whether two files have the same bytes and mode.

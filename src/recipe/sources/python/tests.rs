@@ -139,7 +139,7 @@ fn of_two_packages_at_one_path_the_later_by_name_keeps_a_different_file() {
         file("sp/cv2/a.py", 0o755, member(1)),
         file("bin/tool", 0o755, Content::Bytes(b"m".to_vec())),
     ];
-    let overlaps = overlap::settle(&mut p.wheels, &p.dists);
+    let overlaps = overlap::settle(&mut p.wheels, &p.dists).expect("no file at a directory");
     let told: Vec<(usize, usize, Vec<&str>)> = overlaps
         .iter()
         .map(|o| {
@@ -167,5 +167,87 @@ fn of_two_packages_at_one_path_the_later_by_name_keeps_a_different_file() {
     assert!(
         message.starts_with("packages alpha==1 and zeta==1 install different files at /sp/cv2/a.py and 1 other path for linux/amd64; zeta==1's files are kept"),
         "{message}"
+    );
+}
+
+#[test]
+fn a_file_of_one_package_where_another_needs_a_directory_is_refused_in_any_order() {
+    use crate::python::install::InstalledFile;
+    // The file and the directory's packages and paths it names, if refused,
+    // for these packages (name, paths) in this lock order.
+    let refused = |list: &[(&str, &[&str])]| {
+        let names: Vec<(&str, u64)> = list.iter().map(|(n, _)| (*n, 1)).collect();
+        let mut p = packages(&names);
+        for (inst, (_, paths)) in p.wheels.iter_mut().zip(list) {
+            inst.files = paths
+                .iter()
+                .map(|path| InstalledFile {
+                    path: path.to_string(),
+                    mode: 0o644,
+                    content: Content::Bytes(path.as_bytes().to_vec()),
+                })
+                .collect();
+        }
+        let before = p.wheels.clone();
+        let r = overlap::settle(&mut p.wheels, &p.dists).err()?;
+        assert_eq!(p.wheels, before, "a refused plan settles nothing");
+        let message = r.message(&p.dists, "linux/amd64");
+        let (file, dir) = (&p.dists[r.file].name, &p.dists[r.dir].name);
+        for needle in [&format!("{file}==1"), &format!("{dir}==1"), &r.path] {
+            assert!(message.contains(needle.as_str()), "{needle}: {message}");
+        }
+        Some(format!("{file} {} {dir} {}", r.path, r.deeper))
+    };
+    // Every lock order gives the same answer.
+    let in_any_order = |list: &[(&str, &[&str])]| {
+        let first = refused(list);
+        let mut other = list.to_vec();
+        other.reverse();
+        assert_eq!(refused(&other), first, "{other:?}");
+        other.rotate_left(1);
+        assert_eq!(refused(&other), first, "{other:?}");
+        first
+    };
+    let some = |s: &str| Some(s.to_string());
+    // The file's package first by name, or last; a directory one level
+    // up or more.
+    assert_eq!(
+        in_any_order(&[("zeta", &["sp/foo"]), ("alpha", &["sp/foo/bar.py"])]),
+        some("zeta sp/foo alpha sp/foo/bar.py")
+    );
+    assert_eq!(
+        in_any_order(&[("alpha", &["sp/foo"]), ("zeta", &["sp/foo/sub/x.py"])]),
+        some("alpha sp/foo zeta sp/foo/sub/x.py")
+    );
+    // A launcher, and another package's `.data` file below its path.
+    assert_eq!(
+        in_any_order(&[("mid", &["bin/tool"]), ("zeta", &["bin/tool/README"])]),
+        some("mid bin/tool zeta bin/tool/README")
+    );
+    // Of several, the one below which the first path lies; of two packages
+    // with the file, the first by name.
+    assert_eq!(
+        in_any_order(&[
+            ("alpha", &["sp/a/x.py", "sp/b/x.py"]),
+            ("mid", &["sp/b"]),
+            ("zeta", &["sp/a"]),
+        ]),
+        some("zeta sp/a alpha sp/a/x.py")
+    );
+    assert_eq!(
+        in_any_order(&[
+            ("zeta", &["sp/foo"]),
+            ("mid", &["sp/foo"]),
+            ("alpha", &["sp/foo/x.py"]),
+        ]),
+        some("mid sp/foo alpha sp/foo/x.py")
+    );
+    // Paths that only start alike, and a directory both need, are no conflict.
+    assert_eq!(
+        in_any_order(&[
+            ("alpha", &["sp/foo.py", "sp/foo", "sp/lib/a.py"]),
+            ("zeta", &["sp/foo-1/x.py", "sp/foobar/x.py", "sp/lib/b.py"]),
+        ]),
+        None
     );
 }
