@@ -84,15 +84,7 @@ impl BlobCache {
             Ok(Some(true)) => true,
             Ok(None) => false,
             Ok(Some(false)) | Err(_) => {
-                match std::fs::symlink_metadata(&path) {
-                    Ok(m) if m.is_dir() => {
-                        let _ = std::fs::remove_dir_all(&path);
-                    }
-                    Ok(_) => {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                    Err(_) => {}
-                }
+                discard(&path);
                 false
             }
         }
@@ -123,6 +115,30 @@ impl BlobCache {
             .collect();
         v.sort();
         v
+    }
+}
+
+/// Remove whatever is at `path` (a directory with what it holds).
+fn discard(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Make way for a file the cache writes at `path` (a partial download, a
+/// record, a blob): anything there that is not a regular file, which the
+/// cache never makes (a symbolic link, a named pipe, a directory with what
+/// it holds), is removed, so that it is neither written through, waited
+/// on, nor in the way for ever.
+pub fn clear_for_file(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+        discard(path);
     }
 }
 

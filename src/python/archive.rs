@@ -103,16 +103,19 @@ pub fn extract(
     };
     let d = out.digest();
     let path = cache.path(&d);
+    crate::cache::clear_for_file(&path);
     tmp.persist(&path)
         .map_err(|e| anyhow!("caching {name} of {url}: {}", e.error))?;
     if let Some(dir) = index.parent() {
-        fs::create_dir_all(dir)?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let exec = if executable { "x" } else { "-" };
+    crate::cache::clear_for_file(&index);
     fs::write(
         &index,
         format!("{exec} {} {}\n", d.hex(), seal(exec, d.hex())),
-    )?;
+    )
+    .with_context(|| format!("writing {}", index.display()))?;
     Ok(Member { path, executable })
 }
 

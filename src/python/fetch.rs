@@ -78,6 +78,7 @@ pub fn fetch(
     let parts = cache.root().join("downloads");
     fs::create_dir_all(&parts).with_context(|| format!("creating {}", parts.display()))?;
     let part = parts.join(format!("{}.part", want.hex()));
+    crate::cache::clear_for_file(&part);
     let id = format!("download-{}", want.hex());
     let got = if let Some(path) = local {
         copy_local(path, &part, url)?
@@ -363,6 +364,26 @@ mod tests {
         );
         assert!(!cache.path(&wrong).exists());
         assert!(parse_sha256("xyz", "t").is_err());
+        // A partial download that is a link (a cache restored from
+        // elsewhere) is not written through, nor is a directory in its
+        // place in the way: the file is downloaded all the same.
+        let part = cache
+            .root()
+            .join("downloads")
+            .join(format!("{}.part", want.hex()));
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"keep").unwrap();
+        for planted in ["link", "dir"] {
+            fs::remove_file(cache.path(&want)).unwrap();
+            match planted {
+                "link" => std::os::unix::fs::symlink(&outside, &part).unwrap(),
+                _ => fs::create_dir_all(part.join("inner")).unwrap(),
+            }
+            let got = fetch(&cache, &url, &want, &crate::progress::Silent).unwrap();
+            assert_eq!(fs::read(&got).unwrap(), b"hello", "{planted}");
+            assert!(fs::symlink_metadata(&got).unwrap().is_file(), "{planted}");
+            assert_eq!(fs::read(&outside).unwrap(), b"keep", "{planted}");
+        }
         // A URL that is refused stays refused when its content is cached.
         for bad in ["http://example.com/f", "ftp://127.0.0.1/f"] {
             let err = fetch(&cache, bad, &want, &crate::progress::Silent).unwrap_err();

@@ -233,6 +233,35 @@ fn a_member_record_copied_or_edited_is_not_believed() {
     assert_eq!(fs::read(&tool.path).unwrap(), b"tool\n");
 }
 
+/// A cache restored from elsewhere may hold a link, or a directory,
+/// where a member's record or blob is written: the file outside is not
+/// written through, and the member is extracted all the same.
+#[test]
+fn a_link_or_a_directory_where_a_record_goes_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+    let path = dir.path().join("a.tar");
+    fs::write(&path, tar_bytes("bin/tool", b"tool\n", 0o755)).unwrap();
+    let d = Digest::of(b"stand-in");
+    let records = cache.root().join("members").join(d.hex());
+    fs::create_dir_all(&records).unwrap();
+    let record = records.join(hex::encode(Sha256::digest(b"bin/tool")));
+    let outside = dir.path().join("outside");
+    fs::write(&outside, b"keep").unwrap();
+    std::os::unix::fs::symlink(&outside, &record).unwrap();
+    let tool = extract(&cache, &path, &d, "bin/tool", "u").unwrap();
+    assert_eq!(fs::read(&outside).unwrap(), b"keep");
+    assert!(fs::symlink_metadata(&record).unwrap().is_file());
+
+    fs::remove_file(&record).unwrap();
+    fs::create_dir_all(record.join("inner")).unwrap();
+    fs::remove_file(&tool.path).unwrap();
+    fs::create_dir_all(tool.path.join("inner")).unwrap();
+    assert_eq!(extract(&cache, &path, &d, "bin/tool", "u").unwrap(), tool);
+    assert_eq!(fs::read(&tool.path).unwrap(), b"tool\n");
+    assert_eq!(extract(&cache, &path, &d, "bin/tool", "u").unwrap(), tool);
+}
+
 #[test]
 fn members_of_tar_gz_and_zip_are_extracted_once() {
     let dir = tempfile::tempdir().unwrap();
