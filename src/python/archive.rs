@@ -107,6 +107,7 @@ pub fn extract(
     tmp.persist(&path)
         .map_err(|e| anyhow!("caching {name} of {url}: {}", e.error))?;
     if let Some(dir) = index.parent() {
+        crate::cache::own_dir(cache.root(), dir)?;
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let exec = if executable { "x" } else { "-" };

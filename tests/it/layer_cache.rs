@@ -497,3 +497,53 @@ fn without_a_usable_cache_directory_the_build_goes_on_without_the_cache() {
         assert_eq!(cached(&layers(&v)), [false, false]);
     }
 }
+
+/// A cache restored from elsewhere (a CI cache) whose own directories are
+/// links: the build warns and goes on without the layer cache, and nothing
+/// is written where the links point, by default or with `--cache-dir`.
+#[test]
+fn a_cache_whose_directories_are_links_is_not_written_through() {
+    let c = Case::new();
+    let outside = c.dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let xdg = c.dir.path().join("xdg");
+    fs::create_dir_all(&xdg).unwrap();
+    std::os::unix::fs::symlink(&outside, xdg.join("boxwright")).unwrap();
+    for sub in ["layers", "sha256"] {
+        fs::create_dir_all(c.cache()).unwrap();
+        let link = c.cache().join(sub);
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        for _ in 0..2 {
+            assert_eq!(cached(&c.build(&[]).0), [false, false], "{sub}");
+        }
+        fs::remove_dir_all(c.cache()).unwrap();
+    }
+    let out = tempdir();
+    for n in ["a", "b"] {
+        let r = boxwright()
+            .env("XDG_CACHE_HOME", &xdg)
+            .args(["build", "--json", "--quiet", "-o"])
+            .arg(out.path().join(n))
+            .arg(c.recipe())
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(cached(&layers(&v)), [false, false]);
+    }
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    // `cache stats` and `cache prune` refuse it, naming the link.
+    fs::create_dir_all(c.cache()).unwrap();
+    std::os::unix::fs::symlink(&outside, c.cache().join("layers")).unwrap();
+    for args in [&["stats"][..], &["prune", "--max-size", "1"]] {
+        let r = run(boxwright()
+            .arg("cache")
+            .args(args)
+            .arg("--cache-dir")
+            .arg(c.cache()));
+        assert_code(&r, 2);
+        let link = c.cache().join("layers");
+        assert!(r.stderr.contains(&*link.to_string_lossy()), "{}", r.stderr);
+    }
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}

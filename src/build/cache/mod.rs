@@ -112,6 +112,7 @@ impl LayerCache {
     /// its size.
     pub fn open(blobs: BlobCache, explicit_dir: bool, max: u64) -> Result<LayerCache> {
         let dir = LayerCache::dir_for(blobs.root(), explicit_dir);
+        crate::cache::own_dir(blobs.root(), &dir)?;
         fs::create_dir_all(&dir)
             .with_context(|| format!("creating the layer cache {}", dir.display()))?;
         let index = OnceLock::new();

@@ -260,6 +260,20 @@ fn a_link_or_a_directory_where_a_record_goes_is_replaced() {
     assert_eq!(extract(&cache, &path, &d, "bin/tool", "u").unwrap(), tool);
     assert_eq!(fs::read(&tool.path).unwrap(), b"tool\n");
     assert_eq!(extract(&cache, &path, &d, "bin/tool", "u").unwrap(), tool);
+
+    // The archive's directory of records a link elsewhere: refused, naming
+    // it, and nothing written there.
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::remove_dir_all(&records).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &records).unwrap();
+    let err = extract(&cache, &path, &d, "bin/tool", "u").unwrap_err();
+    assert!(crate::error::is_bad_input(&err), "{err:#}");
+    assert!(
+        err.to_string().contains(&*records.to_string_lossy()),
+        "{err:#}"
+    );
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
 
 #[test]
