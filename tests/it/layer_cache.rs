@@ -278,6 +278,18 @@ fn a_corrupt_or_missing_cached_blob_is_a_miss_never_a_wrong_layer() {
     let (damaged, v3) = c.build(&[]);
     assert_eq!(cached(&damaged), [false, false]);
     assert_eq!(v1["digest"], v3["digest"]);
+
+    // A directory where a blob goes (a restored cache), even one holding
+    // files: a miss, and the layer is stored in its place.
+    for (d, _) in &cold {
+        fs::remove_file(blob(d)).unwrap();
+        fs::create_dir_all(blob(d).join("inner")).unwrap();
+        write(&blob(d).join("inner/x"), "x");
+    }
+    let (dirs, v4) = c.build(&[]);
+    assert_eq!(cached(&dirs), [false, false]);
+    assert_eq!(v1["digest"], v4["digest"]);
+    assert_eq!(cached(&c.build(&[]).0), [true, true]);
 }
 
 #[test]
