@@ -4,7 +4,9 @@
 //! shown through the [`Reporter`]. A mismatch
 //! caches nothing. An interrupted download leaves `<cache>/downloads/<hex>.part`,
 //! resumed with a `Range` request next time (restarted when the server
-//! ignores it). Only `https://`, `file://` and plain `http://` to a loopback
+//! ignores it, and fetched again whole once when the resumed file does not
+//! match: what was kept may be damaged). Only `https://`, `file://` and
+//! plain `http://` to a loopback
 //! address are accepted, and a redirect is followed only to such a URL: a
 //! checksum pins the content, TLS keeps what is fetched private and the
 //! failure honest.
@@ -91,7 +93,16 @@ pub fn fetch(
         // Planning is synchronous: the download runs on the caller's
         // runtime (see `crate::blocking`).
         let rt = crate::blocking::runtime("downloads")?;
-        let got = crate::blocking::block_on(&rt, download(sent, &part, &shown, Pace::default()));
+        let once =
+            || crate::blocking::block_on(&rt, download(sent, &part, &shown, Pace::default()));
+        let resumed = fs::metadata(&part).is_ok_and(|m| m.len() > 0);
+        let mut got = once();
+        // What an earlier run left may be damaged: the file is then
+        // fetched again whole, once, before the pin is doubted.
+        if resumed && got.as_ref().is_ok_and(|d| d != want) {
+            let _ = fs::remove_file(&part);
+            got = once();
+        }
         match got {
             Ok(d) => {
                 reporter.finish(&id, &format!("{url}: downloaded"));
@@ -326,6 +337,56 @@ mod tests {
         assert!(said.contains(&url) && said.contains("B/s"), "{said}");
         let kept = fs::metadata(&part).unwrap().len();
         assert!(kept > 0 && kept < 50, "{kept}");
+    }
+
+    /// A partial download left damaged in the cache (a disk, a killed run
+    /// on another machine) is resumed into a file that is not the pinned
+    /// one: it is fetched again whole, once, not reported as a pin to
+    /// update. The server honours `Range`, and counts the requests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_partial_download_is_fetched_again_whole() {
+        use std::net::TcpListener;
+        let body = b"hello, world";
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/f", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut ranges = Vec::new();
+            for _ in 0..2 {
+                let Ok((mut s, _)) = listener.accept() else {
+                    break;
+                };
+                let mut head = [0u8; 2048];
+                let n = s.read(&mut head).unwrap_or(0);
+                let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+                let from = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("range: bytes="))
+                    .and_then(|r| r.trim().trim_end_matches('-').parse::<usize>().ok());
+                ranges.push(from);
+                let (status, part) = match from {
+                    Some(f) => ("206 Partial Content", &body[f..]),
+                    None => ("200 OK", &body[..]),
+                };
+                let _ = s.write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        part.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = s.write_all(part);
+            }
+            ranges
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+        let want = Digest::of(body);
+        let parts = cache.root().join("downloads");
+        fs::create_dir_all(&parts).unwrap();
+        fs::write(parts.join(format!("{}.part", want.hex())), b"HELLO").unwrap();
+        let got = fetch(&cache, &url, &want, &crate::progress::Silent).unwrap();
+        assert_eq!(fs::read(&got).unwrap(), body);
+        assert_eq!(server.join().unwrap(), [Some(5), None]);
     }
 
     #[test]
