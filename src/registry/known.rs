@@ -120,11 +120,18 @@ impl KnownBlobs {
 
     /// The record next to the blob cache: `DIR/blob-locations` for
     /// `--cache-dir DIR`, else `$XDG_CACHE_HOME/boxwright/blob-locations`
-    /// (`~/.cache/boxwright/...`). `None` when there is no cache directory.
+    /// (`~/.cache/boxwright/...`). `None` when there is no cache directory,
+    /// or when the default's `boxwright/` is a symbolic link (a cache
+    /// restored from elsewhere may point it anywhere; see
+    /// [`crate::cache::own_dir`]): the memory is then not kept.
     pub fn for_cache(dir: Option<&Path>) -> Option<KnownBlobs> {
         let base = match dir {
             Some(d) => d.to_path_buf(),
-            None => crate::cache::default_dir()?.parent()?.to_path_buf(),
+            None => {
+                let base = crate::cache::default_dir()?.parent()?.to_path_buf();
+                crate::cache::own_dir(&base, &base).ok()?;
+                base
+            }
         };
         Some(KnownBlobs::at(base.join(FILE_NAME)))
     }
