@@ -26,11 +26,22 @@ impl BlobCache {
     /// The cache at `dir`, else `$XDG_CACHE_HOME/boxwright/blobs`, else
     /// `~/.cache/boxwright/blobs`.
     pub fn new(dir: Option<PathBuf>) -> Result<BlobCache> {
+        let chosen = dir.is_some();
         let root = match dir {
             Some(d) => d,
             None => default_dir()
                 .context("no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache-dir")?,
         };
+        // The default's `boxwright/blobs` is made by boxwright too.
+        if !chosen {
+            if let Some(parent) = root.parent() {
+                own_dir(&root, parent)?;
+            }
+            own_dir(&root, &root)?;
+        }
+        for sub in ["sha256", "downloads", "members"] {
+            own_dir(&root, &root.join(sub))?;
+        }
         // A file in the way is the user's to move (exit 2), not a failure.
         for dir in [root.clone(), root.join("sha256")] {
             if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
@@ -84,15 +95,7 @@ impl BlobCache {
             Ok(Some(true)) => true,
             Ok(None) => false,
             Ok(Some(false)) | Err(_) => {
-                match std::fs::symlink_metadata(&path) {
-                    Ok(m) if m.is_dir() => {
-                        let _ = std::fs::remove_dir_all(&path);
-                    }
-                    Ok(_) => {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                    Err(_) => {}
-                }
+                discard(&path);
                 false
             }
         }
@@ -123,6 +126,49 @@ impl BlobCache {
             .collect();
         v.sort();
         v
+    }
+}
+
+/// Refuse a symbolic link at `dir`, a directory the cache at `root` makes
+/// itself: a cache restored from elsewhere (a CI cache) may point one
+/// anywhere, and what is written there (blobs pulled from a registry,
+/// under names boxwright chooses) would land outside the cache. A link
+/// the user made is theirs to remove (exit 2; nothing is removed here).
+pub fn own_dir(root: &Path, dir: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(crate::error::bad_input(format!(
+            "the cache {}: {} is a symbolic link; boxwright follows no link inside its cache, \
+             so that nothing it writes lands elsewhere: remove the link (`rm {}`), or give \
+             --cache-dir the directory it points to",
+            root.display(),
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Remove whatever is at `path` (a directory with what it holds).
+fn discard(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Make way for a file the cache writes at `path` (a partial download, a
+/// record, a blob): anything there that is not a regular file, which the
+/// cache never makes (a symbolic link, a named pipe, a directory with what
+/// it holds), is removed, so that it is neither written through, waited
+/// on, nor in the way for ever.
+pub fn clear_for_file(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+        discard(path);
     }
 }
 
@@ -167,6 +213,24 @@ mod tests {
         assert!(!cache.holds(&d, Some(5)));
         assert!(std::fs::symlink_metadata(cache.path(&d)).is_err());
         assert!(elsewhere.exists());
+    }
+
+    /// A restored cache whose own directories link elsewhere is refused,
+    /// and nothing is written where they point.
+    #[test]
+    fn a_link_in_place_of_a_directory_of_the_cache_is_bad_input() {
+        for sub in ["sha256", "downloads", "members"] {
+            let dir = tempfile::tempdir().unwrap();
+            let (root, outside) = (dir.path().join("c"), dir.path().join("outside"));
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::create_dir_all(&outside).unwrap();
+            std::os::unix::fs::symlink(&outside, root.join(sub)).unwrap();
+            let err = BlobCache::new(Some(root.clone())).unwrap_err();
+            assert!(crate::error::is_bad_input(&err), "{sub}: {err:#}");
+            assert!(err.to_string().contains(&*root.join(sub).to_string_lossy()));
+            assert!(std::fs::symlink_metadata(root.join(sub)).is_ok(), "{sub}");
+            assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{sub}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! shown through the [`Reporter`]. A mismatch
 //! caches nothing. An interrupted download leaves `<cache>/downloads/<hex>.part`,
 //! resumed with a `Range` request next time (restarted when the server
-//! ignores it). Only `https://`, `file://` and plain `http://` to a loopback
+//! ignores it, and fetched again whole once when the resumed file does not
+//! match: what was kept may be damaged). Only `https://`, `file://` and
+//! plain `http://` to a loopback
 //! address are accepted, and a redirect is followed only to such a URL: a
 //! checksum pins the content, TLS keeps what is fetched private and the
 //! failure honest.
@@ -78,6 +80,7 @@ pub fn fetch(
     let parts = cache.root().join("downloads");
     fs::create_dir_all(&parts).with_context(|| format!("creating {}", parts.display()))?;
     let part = parts.join(format!("{}.part", want.hex()));
+    crate::cache::clear_for_file(&part);
     let id = format!("download-{}", want.hex());
     let got = if let Some(path) = local {
         copy_local(path, &part, url)?
@@ -90,7 +93,16 @@ pub fn fetch(
         // Planning is synchronous: the download runs on the caller's
         // runtime (see `crate::blocking`).
         let rt = crate::blocking::runtime("downloads")?;
-        let got = crate::blocking::block_on(&rt, download(sent, &part, &shown, Pace::default()));
+        let once =
+            || crate::blocking::block_on(&rt, download(sent, &part, &shown, Pace::default()));
+        let resumed = fs::metadata(&part).is_ok_and(|m| m.len() > 0);
+        let mut got = once();
+        // What an earlier run left may be damaged: the file is then
+        // fetched again whole, once, before the pin is doubted.
+        if resumed && got.as_ref().is_ok_and(|d| d != want) {
+            let _ = fs::remove_file(&part);
+            got = once();
+        }
         match got {
             Ok(d) => {
                 reporter.finish(&id, &format!("{url}: downloaded"));
@@ -327,6 +339,56 @@ mod tests {
         assert!(kept > 0 && kept < 50, "{kept}");
     }
 
+    /// A partial download left damaged in the cache (a disk, a killed run
+    /// on another machine) is resumed into a file that is not the pinned
+    /// one: it is fetched again whole, once, not reported as a pin to
+    /// update. The server honours `Range`, and counts the requests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_partial_download_is_fetched_again_whole() {
+        use std::net::TcpListener;
+        let body = b"hello, world";
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/f", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut ranges = Vec::new();
+            for _ in 0..2 {
+                let Ok((mut s, _)) = listener.accept() else {
+                    break;
+                };
+                let mut head = [0u8; 2048];
+                let n = s.read(&mut head).unwrap_or(0);
+                let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+                let from = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("range: bytes="))
+                    .and_then(|r| r.trim().trim_end_matches('-').parse::<usize>().ok());
+                ranges.push(from);
+                let (status, part) = match from {
+                    Some(f) => ("206 Partial Content", &body[f..]),
+                    None => ("200 OK", &body[..]),
+                };
+                let _ = s.write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        part.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = s.write_all(part);
+            }
+            ranges
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(Some(dir.path().join("c"))).unwrap();
+        let want = Digest::of(body);
+        let parts = cache.root().join("downloads");
+        fs::create_dir_all(&parts).unwrap();
+        fs::write(parts.join(format!("{}.part", want.hex())), b"HELLO").unwrap();
+        let got = fetch(&cache, &url, &want, &crate::progress::Silent).unwrap();
+        assert_eq!(fs::read(&got).unwrap(), body);
+        assert_eq!(server.join().unwrap(), [Some(5), None]);
+    }
+
     #[test]
     fn credentials_are_not_shown() {
         for (url, shown) in [
@@ -363,6 +425,26 @@ mod tests {
         );
         assert!(!cache.path(&wrong).exists());
         assert!(parse_sha256("xyz", "t").is_err());
+        // A partial download that is a link (a cache restored from
+        // elsewhere) is not written through, nor is a directory in its
+        // place in the way: the file is downloaded all the same.
+        let part = cache
+            .root()
+            .join("downloads")
+            .join(format!("{}.part", want.hex()));
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"keep").unwrap();
+        for planted in ["link", "dir"] {
+            fs::remove_file(cache.path(&want)).unwrap();
+            match planted {
+                "link" => std::os::unix::fs::symlink(&outside, &part).unwrap(),
+                _ => fs::create_dir_all(part.join("inner")).unwrap(),
+            }
+            let got = fetch(&cache, &url, &want, &crate::progress::Silent).unwrap();
+            assert_eq!(fs::read(&got).unwrap(), b"hello", "{planted}");
+            assert!(fs::symlink_metadata(&got).unwrap().is_file(), "{planted}");
+            assert_eq!(fs::read(&outside).unwrap(), b"keep", "{planted}");
+        }
         // A URL that is refused stays refused when its content is cached.
         for bad in ["http://example.com/f", "ftp://127.0.0.1/f"] {
             let err = fetch(&cache, bad, &want, &crate::progress::Silent).unwrap_err();

@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,6 +36,11 @@ pub const KEEP: usize = 8192;
 const MAX_LINE: usize = 600;
 /// Longest wait for another process's lock.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
+/// How the record and its lock are opened for writing: never through a
+/// symbolic link (a cache restored from elsewhere may hold one, pointing
+/// anywhere), never waiting on a named pipe. Whatever is there that is not
+/// a regular file is removed first.
+const OWN: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 
 /// One location: a repository of a registry holds a blob.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -114,11 +120,18 @@ impl KnownBlobs {
 
     /// The record next to the blob cache: `DIR/blob-locations` for
     /// `--cache-dir DIR`, else `$XDG_CACHE_HOME/boxwright/blob-locations`
-    /// (`~/.cache/boxwright/...`). `None` when there is no cache directory.
+    /// (`~/.cache/boxwright/...`). `None` when there is no cache directory,
+    /// or when the default's `boxwright/` is a symbolic link (a cache
+    /// restored from elsewhere may point it anywhere; see
+    /// [`crate::cache::own_dir`]): the memory is then not kept.
     pub fn for_cache(dir: Option<&Path>) -> Option<KnownBlobs> {
         let base = match dir {
             Some(d) => d.to_path_buf(),
-            None => crate::cache::default_dir()?.parent()?.to_path_buf(),
+            None => {
+                let base = crate::cache::default_dir()?.parent()?.to_path_buf();
+                crate::cache::own_dir(&base, &base).ok()?;
+                base
+            }
         };
         Some(KnownBlobs::at(base.join(FILE_NAME)))
     }
@@ -182,9 +195,11 @@ impl KnownBlobs {
 
     fn append(&self, loc: &Location) -> io::Result<()> {
         let _lock = self.lock()?;
+        crate::cache::clear_for_file(&self.path);
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(OWN)
             .open(&self.path)?;
         f.write_all(loc.line().as_bytes())?;
         if f.metadata()?.len() > MAX_BYTES {
@@ -206,11 +221,14 @@ impl KnownBlobs {
         }
         let mut name = self.path.clone().into_os_string();
         name.push(".lock");
+        let name = PathBuf::from(name);
+        crate::cache::clear_for_file(&name);
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(PathBuf::from(name))?;
+            .custom_flags(OWN)
+            .open(name)?;
         let deadline = Instant::now() + LOCK_WAIT;
         loop {
             // SAFETY: flock only reads the descriptor number, which `f`
@@ -232,7 +250,7 @@ impl KnownBlobs {
 /// grown by hand, is cut short, never read whole).
 fn read_record(path: &Path) -> Vec<Location> {
     let mut text = Vec::new();
-    if let Ok(f) = File::open(path) {
+    if let Ok((f, _)) = crate::input::open_own(path) {
         let _ = f.take(2 * MAX_BYTES).read_to_end(&mut text);
     }
     String::from_utf8_lossy(&text)
@@ -313,6 +331,26 @@ mod tests {
         std::fs::write(&path, format!("{junk}{good}")).unwrap();
         let k = KnownBlobs::at(&path);
         assert_eq!(k.repositories("reg", &d("x")), ["r"]);
+    }
+
+    /// A cache restored from elsewhere may hold a link (or a directory)
+    /// where the record and its lock go: nothing is written through it,
+    /// and the locations are remembered all the same.
+    #[test]
+    fn a_link_or_a_directory_in_place_of_the_record_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join("blob-locations.lock")).unwrap();
+        KnownBlobs::at(&path).learn("reg", "a", &d("x"));
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        assert_eq!(KnownBlobs::at(&path).repositories("reg", &d("x")), ["a"]);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir_all(path.join("inner")).unwrap();
+        KnownBlobs::at(&path).learn("reg", "b", &d("x"));
+        assert_eq!(KnownBlobs::at(&path).repositories("reg", &d("x")), ["b"]);
     }
 
     #[test]

@@ -278,6 +278,18 @@ fn a_corrupt_or_missing_cached_blob_is_a_miss_never_a_wrong_layer() {
     let (damaged, v3) = c.build(&[]);
     assert_eq!(cached(&damaged), [false, false]);
     assert_eq!(v1["digest"], v3["digest"]);
+
+    // A directory where a blob goes (a restored cache), even one holding
+    // files: a miss, and the layer is stored in its place.
+    for (d, _) in &cold {
+        fs::remove_file(blob(d)).unwrap();
+        fs::create_dir_all(blob(d).join("inner")).unwrap();
+        write(&blob(d).join("inner/x"), "x");
+    }
+    let (dirs, v4) = c.build(&[]);
+    assert_eq!(cached(&dirs), [false, false]);
+    assert_eq!(v1["digest"], v4["digest"]);
+    assert_eq!(cached(&c.build(&[]).0), [true, true]);
 }
 
 #[test]
@@ -496,4 +508,54 @@ fn without_a_usable_cache_directory_the_build_goes_on_without_the_cache() {
         let v: Value = serde_json::from_slice(&r.stdout).unwrap();
         assert_eq!(cached(&layers(&v)), [false, false]);
     }
+}
+
+/// A cache restored from elsewhere (a CI cache) whose own directories are
+/// links: the build warns and goes on without the layer cache, and nothing
+/// is written where the links point, by default or with `--cache-dir`.
+#[test]
+fn a_cache_whose_directories_are_links_is_not_written_through() {
+    let c = Case::new();
+    let outside = c.dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let xdg = c.dir.path().join("xdg");
+    fs::create_dir_all(&xdg).unwrap();
+    std::os::unix::fs::symlink(&outside, xdg.join("boxwright")).unwrap();
+    for sub in ["layers", "sha256"] {
+        fs::create_dir_all(c.cache()).unwrap();
+        let link = c.cache().join(sub);
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        for _ in 0..2 {
+            assert_eq!(cached(&c.build(&[]).0), [false, false], "{sub}");
+        }
+        fs::remove_dir_all(c.cache()).unwrap();
+    }
+    let out = tempdir();
+    for n in ["a", "b"] {
+        let r = boxwright()
+            .env("XDG_CACHE_HOME", &xdg)
+            .args(["build", "--json", "--quiet", "-o"])
+            .arg(out.path().join(n))
+            .arg(c.recipe())
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(cached(&layers(&v)), [false, false]);
+    }
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    // `cache stats` and `cache prune` refuse it, naming the link.
+    fs::create_dir_all(c.cache()).unwrap();
+    std::os::unix::fs::symlink(&outside, c.cache().join("layers")).unwrap();
+    for args in [&["stats"][..], &["prune", "--max-size", "1"]] {
+        let r = run(boxwright()
+            .arg("cache")
+            .args(args)
+            .arg("--cache-dir")
+            .arg(c.cache()));
+        assert_code(&r, 2);
+        let link = c.cache().join("layers");
+        assert!(r.stderr.contains(&*link.to_string_lossy()), "{}", r.stderr);
+    }
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
 }

@@ -171,3 +171,21 @@ fn processes_pushing_at_once_keep_every_line_whole() {
         }
     }
 }
+
+/// A default cache whose `boxwright/` is a link elsewhere (a cache restored
+/// from a CI cache): the push goes on, and the memory is not written where
+/// the link points.
+#[test]
+fn a_default_cache_that_is_a_link_is_not_written_through() {
+    let reg = Registry::start();
+    let env = Env::new();
+    let outside = env.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(env.path().join("xdg")).unwrap();
+    std::os::unix::fs::symlink(&outside, env.path().join("xdg/boxwright")).unwrap();
+    let image = build_image(&[1000], 62);
+    let r = push_json(&env, &image, &format!("{}/team/a:1", reg.host()));
+    assert_eq!(r["targets"][0]["blobs_uploaded"], image.blobs.len());
+    let written: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+    assert!(written.is_empty(), "{written:?}");
+}

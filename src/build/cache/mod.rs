@@ -112,6 +112,7 @@ impl LayerCache {
     /// its size.
     pub fn open(blobs: BlobCache, explicit_dir: bool, max: u64) -> Result<LayerCache> {
         let dir = LayerCache::dir_for(blobs.root(), explicit_dir);
+        crate::cache::own_dir(blobs.root(), &dir)?;
         fs::create_dir_all(&dir)
             .with_context(|| format!("creating the layer cache {}", dir.display()))?;
         let index = OnceLock::new();
@@ -250,6 +251,8 @@ impl LayerCache {
         // its blob, and one that is damaged is removed then and stored again.
         let present = fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == d.size);
         if !present {
+            // A directory there (a restored cache) would refuse the rename.
+            crate::cache::clear_for_file(&dest);
             let dir = dest.parent().ok_or_else(|| anyhow!("no blob directory"))?;
             static NEXT: AtomicU64 = AtomicU64::new(0);
             let n = NEXT.fetch_add(1, Ordering::SeqCst);
