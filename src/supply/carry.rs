@@ -11,8 +11,9 @@
 //! `verify` does. All the artifacts of one carry are read within one
 //! [`Budget`], as one image's manifests are: past it, the subject being
 //! read fails (bad input) and the subjects after it are not read. Their
-//! blobs are carried up to [`referrers::MAX_PAYLOAD_BYTES`] in all, each
-//! distinct blob counted once by its declared size before any is fetched:
+//! blobs are carried up to [`referrers::MAX_PAYLOAD_BYTES`] and
+//! [`referrers::MAX_PAYLOADS`] blobs in all, each distinct blob counted once
+//! (by its declared size) before any is fetched:
 //! an artifact that would pass it is passed over with a note (as `verify`
 //! refuses it), and the image is copied without it.
 
@@ -103,8 +104,9 @@ struct Taken {
 impl Taken {
     /// Take the blobs of `found` (`what`, attached to `image`) not taken
     /// yet, by their declared sizes; when they would pass
-    /// [`referrers::MAX_PAYLOAD_BYTES`], take none and give the note that
-    /// passes it over.
+    /// [`referrers::MAX_PAYLOAD_BYTES`], or their number
+    /// [`referrers::MAX_PAYLOADS`], take none and give the note that passes
+    /// it over.
     fn blobs_of(&mut self, image: &str, what: &str, found: &Found) -> Result<(), String> {
         let mut new = HashSet::new();
         let bytes = crate::oci::total_size(
@@ -112,7 +114,17 @@ impl Taken {
                 .filter(|b| !self.blobs.contains(&b.digest) && new.insert(b.digest.clone()))
                 .map(|b| b.size),
         );
-        self.bytes.take(image, what, bytes).map_err(|why| {
+        let taken = if self.blobs.len() + new.len() > referrers::MAX_PAYLOADS {
+            Err(format!(
+                "{what} lists {} blobs not carried yet, which would take those carried of \
+                 {image} past the {} boxwright carries of one image",
+                new.len(),
+                referrers::MAX_PAYLOADS
+            ))
+        } else {
+            self.bytes.take(image, what, bytes)
+        };
+        taken.map_err(|why| {
             format!(
                 "{why}: not carried, none of its blobs fetched; the image is copied \
                  without it: check what the source attaches to it, and attach anew \

@@ -4,8 +4,8 @@
 //! past `MAX_PAYLOADS`, or past `MAX_PAYLOAD_BYTES` by the sizes its
 //! payloads declare, is refused with a note and counted invalid, and none
 //! of its payloads is asked for. What `copy` carries along is bounded by
-//! the same bytes: an artifact past them is passed over with a note, none
-//! of its blobs asked for.
+//! the same bytes and number of blobs: an artifact past them is passed
+//! over with a note, none of its blobs asked for.
 
 use serde_json::{json, Value};
 
@@ -258,6 +258,51 @@ fn copy_carries_a_bounded_number_of_payload_bytes() {
         );
         assert!(note.contains(&format!("{big} bytes")), "{note}");
     }
+}
+
+/// Figures: an image whose referrers are three signature artifacts, the
+/// second listing 1,100 payloads (each a few bytes): `copy` carries the
+/// first and last and passes the second over with a note naming the
+/// image and how many blobs it lists, since its blobs would take those
+/// carried past `MAX_PAYLOADS`: none of them is asked of the source.
+#[test]
+fn copy_carries_a_bounded_number_of_payloads() {
+    let (config, layer, image) = one_layer_image();
+    let subject = digest(&image);
+    let many = MAX_PAYLOADS + 76;
+    let artifacts = vec![
+        signatures(&subject, 1, 1),
+        signatures(&subject, 2, many),
+        signatures(&subject, 3, 1),
+    ];
+    let payload = |n: usize| format!("payload {n} 0");
+    let served = [config, layer, "{}".to_string(), payload(1), payload(3)];
+    let srv = registry(
+        (MT_MANIFEST, image),
+        artifacts.clone(),
+        &served,
+        vec![(subject.clone(), listed(&artifacts))],
+    );
+    let (r, _) = copy_counted(&srv, &["--json"]);
+    assert_ok(&r);
+
+    let mut blob_gets = blob_gets(&srv);
+    blob_gets.sort();
+    let mut expected: Vec<String> = served.iter().map(|b| digest(b)).collect();
+    expected.sort();
+    assert_eq!(blob_gets, expected, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let carried = &v["referrers"]["subjects"][0];
+    let digests: Vec<&str> = (carried["artifacts"].as_array().unwrap().iter())
+        .map(|a| a["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests, [digest(&artifacts[0]), digest(&artifacts[2])]);
+    let notes = carried["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    let note = notes[0].as_str().unwrap();
+    assert!(note.contains(&digest(&artifacts[1])), "{note}");
+    assert!(note.contains(&format!("lists {many} blobs")), "{note}");
+    assert!(note.contains(&format!("the {MAX_PAYLOADS} ")), "{note}");
 }
 
 /// Figures: a referrers tag (`sha256-<hex>`, the referrers API absent)
