@@ -191,6 +191,28 @@ fn verify_reads_a_bounded_number_of_payload_bytes() {
     }
 }
 
+/// `copy --json` from `srv`, which succeeds having asked the source for
+/// the blobs `served` and no other, and carries the artifacts `carried`
+/// (documents) and no other: the report of the image's artifacts.
+fn copy_carrying(srv: &Scripted, served: &[String], carried: &[&String]) -> Value {
+    let (r, _) = copy_counted(srv, &["--json"]);
+    assert_ok(&r);
+    let mut gets = blob_gets(srv);
+    gets.sort();
+    let mut expected: Vec<String> = served.iter().map(|b| digest(b)).collect();
+    expected.sort();
+    assert_eq!(gets, expected, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["referrers"]["ok"], true, "{v}");
+    let subject = v["referrers"]["subjects"][0].clone();
+    let digests: Vec<&str> = (subject["artifacts"].as_array().unwrap().iter())
+        .map(|a| a["digest"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = carried.iter().map(|a| digest(a)).collect();
+    assert_eq!(digests, want, "{subject}");
+    subject
+}
+
 /// Figures: an image (a config and a layer) whose referrers are three
 /// signature artifacts of one payload each: the first and last of a few
 /// bytes, the second declaring as many bytes as one image's artifacts may
@@ -230,22 +252,7 @@ fn copy_carries_a_bounded_number_of_payload_bytes() {
         (MT_MANIFEST.to_string(), sig),
     );
     let srv = Scripted::serving(paths);
-    let (r, _) = copy_counted(&srv, &["--json"]);
-    assert_ok(&r);
-
-    let mut blob_gets = blob_gets(&srv);
-    blob_gets.sort();
-    let mut expected: Vec<String> = served.iter().map(|b| digest(b)).collect();
-    expected.sort();
-    assert_eq!(blob_gets, expected, "{}", r.stderr);
-
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    let carried = &v["referrers"]["subjects"][0];
-    assert_eq!(v["referrers"]["ok"], true, "{v}");
-    let digests: Vec<&str> = (carried["artifacts"].as_array().unwrap().iter())
-        .map(|a| a["digest"].as_str().unwrap())
-        .collect();
-    assert_eq!(digests, [digest(&artifacts[0]), digest(&artifacts[2])]);
+    let carried = copy_carrying(&srv, &served, &[&artifacts[0], &artifacts[2]]);
     assert_eq!(carried["cosign_tags"], json!([]), "{carried}");
     let notes = carried["notes"].as_array().unwrap();
     assert_eq!(notes.len(), 2, "{notes:#?}");
@@ -283,20 +290,7 @@ fn copy_carries_a_bounded_number_of_payloads() {
         &served,
         vec![(subject.clone(), listed(&artifacts))],
     );
-    let (r, _) = copy_counted(&srv, &["--json"]);
-    assert_ok(&r);
-
-    let mut blob_gets = blob_gets(&srv);
-    blob_gets.sort();
-    let mut expected: Vec<String> = served.iter().map(|b| digest(b)).collect();
-    expected.sort();
-    assert_eq!(blob_gets, expected, "{}", r.stderr);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    let carried = &v["referrers"]["subjects"][0];
-    let digests: Vec<&str> = (carried["artifacts"].as_array().unwrap().iter())
-        .map(|a| a["digest"].as_str().unwrap())
-        .collect();
-    assert_eq!(digests, [digest(&artifacts[0]), digest(&artifacts[2])]);
+    let carried = copy_carrying(&srv, &served, &[&artifacts[0], &artifacts[2]]);
     let notes = carried["notes"].as_array().unwrap();
     assert_eq!(notes.len(), 1, "{notes:#?}");
     let note = notes[0].as_str().unwrap();
